@@ -1,0 +1,153 @@
+"""Schema-informed EXI codec for ISO 15118-2, ISO 15118-20, DIN SPEC 70121 and the
+SupportedAppProtocol handshake — the one module in v2h that knows EXI.
+
+    from iso15118 import exi
+    msg = exi.decode(data, "iso20_dc")        # or the namespace URI of the message
+    data = exi.encode(msg)
+    exi.to_dict(msg)                          # the JSON shape of the reference vectors
+
+``IMPLEMENTATION`` names the active backend; ``V2H_PURE_PYTHON=1`` forces the pure-Python one.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import Any
+
+from . import _convert, _pycodec
+from ._pyrt import Invalid as _Invalid
+from ._schemas import SCHEMAS, load, schema_key
+from .errors import (ExiDecodeError, ExiEncodeError, ExiError, ExiHeaderError,
+                     ExiInvalidEventError, ExiTruncatedError, ExiUnsupportedError, ExiValueError,
+                     SchemaNameError)
+
+_FORCE_PURE = os.environ.get("V2H_PURE_PYTHON", "") not in ("", "0")
+IMPLEMENTATION = "python"
+
+__all__ = [
+    "IMPLEMENTATION", "SCHEMAS", "decode", "encode", "to_dict", "from_dict", "to_xml", "from_xml",
+    "encode_fragment", "decode_fragment", "schema_of", "messages", "ExiError", "ExiDecodeError",
+    "ExiEncodeError", "ExiHeaderError", "ExiInvalidEventError", "ExiTruncatedError",
+    "ExiUnsupportedError", "ExiValueError", "SchemaNameError",
+]
+
+
+def messages(schema: str) -> ModuleType:
+    """The generated module of a schema: its message classes and enumerations."""
+    return load(schema)
+
+
+def _module_for(message: Any, schema: str | None) -> ModuleType:
+    if schema is not None:
+        return load(schema)
+    spec = getattr(type(message), "_exi", None)
+    if spec is None:
+        raise ExiEncodeError(f"{type(message).__name__} is not a generated message class")
+    if spec.universe is None:
+        raise ExiEncodeError(f"{type(message).__name__} is shared by several schemas: pass schema=")
+    return load(spec.universe)
+
+
+def schema_of(message: Any) -> str | None:
+    """The schema universe a message class belongs to (None for classes shared by several)."""
+    spec = getattr(type(message), "_exi", None)
+    return spec.universe if spec is not None else None
+
+
+def decode(data: bytes, schema: str) -> Any:
+    """Decode a complete EXI stream (header 0x80 first, no V2GTP header) into a message."""
+    mod = load(schema)
+    try:
+        return _pycodec.decode_document(mod, data)
+    except ExiDecodeError:
+        raise
+    except (ValueError, IndexError, OverflowError) as e:  # a read past the end of the input
+        raise ExiTruncatedError(f"unexpected end of stream ({e})") from None
+
+
+def _encode_failure(message: Any, exc: Exception) -> ExiEncodeError:
+    """Explain why encoding failed: validate the whole message to name the field."""
+    if isinstance(exc, ExiEncodeError):
+        return exc
+    try:
+        _convert.validate(message)
+    except ExiEncodeError as e:
+        return e
+    return ExiEncodeError(str(exc) or type(exc).__name__, type(message).__name__)
+
+
+def encode(message: Any, schema: str | None = None, element: str | None = None) -> bytes:
+    """Encode a message as a complete EXI stream. ``element`` picks the global element when
+    the message's type belongs to several."""
+    mod = _module_for(message, schema)
+    try:
+        return _pycodec.encode_document(mod, message, element)
+    except (_Invalid, KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+        raise _encode_failure(message, e) from None
+
+
+def encode_fragment(message: Any, schema: str | None = None, element: str | None = None) -> bytes:
+    """Encode an element as an EXI fragment (the bytes a Plug & Charge signature digests)."""
+    mod = _module_for(message, schema)
+    try:
+        return _pycodec.encode_fragment(mod, message, element)
+    except (_Invalid, KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:
+        raise _encode_failure(message, e) from None
+
+
+def decode_fragment(data: bytes, schema: str) -> Any:
+    """Decode an EXI fragment holding one element (a list if it holds several)."""
+    mod = load(schema)
+    try:
+        out = _pycodec.decode_fragment(mod, data)
+    except ExiDecodeError:
+        raise
+    except (ValueError, IndexError, OverflowError) as e:
+        raise ExiTruncatedError(f"unexpected end of stream ({e})") from None
+    return out[0] if len(out) == 1 else out
+
+
+def _root_name(message: Any, mod: ModuleType, element: str | None) -> str:
+    if element is not None:
+        return element
+    cands = [name for name, _ns, cls, _e, _d in mod.GLOBAL_ELEMENTS if cls is type(message)]
+    if len(cands) != 1:
+        cands = [name for name, _ns, cls, _e, _d in mod.FRAGMENT_ELEMENTS if cls is type(message)]
+    if len(cands) != 1:
+        raise ExiEncodeError(f"cannot tell the element name of a {type(message).__name__}: pass element=")
+    return cands[0]
+
+
+def to_dict(message: Any, schema: str | None = None, element: str | None = None) -> dict:
+    """The message as ``{element name: {...}}`` in the JSON shape of the reference vectors."""
+    mod = _module_for(message, schema)
+    return {_root_name(message, mod, element): _convert.body_to_dict(message)}
+
+
+def from_dict(doc: dict, schema: str) -> Any:
+    """Build a message from its dict form; the single top-level key names the element."""
+    mod = load(schema)
+    if not isinstance(doc, dict) or len(doc) != 1:
+        raise ExiEncodeError("expected an object with exactly one key, the element name")
+    (name, body), = doc.items()
+    for table in ("GLOBAL_ELEMENTS", "FRAGMENT_ELEMENTS"):
+        for ename, _ns, cls, _e, _d in getattr(mod, table):
+            if ename == name and isinstance(cls, type):
+                return _convert.body_from_dict(cls, body, name)
+    raise ExiEncodeError(f"{name!r} is not an element of schema {schema_key(schema)}")
+
+
+def to_xml(message: Any, schema: str | None = None, element: str | None = None) -> str:
+    """The message as an XML document (namespaces as in the schema)."""
+    from . import _xml
+    mod = _module_for(message, schema)
+    name = _root_name(message, mod, element)
+    ns = next((n for e, n, c, _x, _y in mod.GLOBAL_ELEMENTS + mod.FRAGMENT_ELEMENTS if e == name), "")
+    return _xml.to_xml(message, name, ns)
+
+
+def from_xml(xml: str, schema: str | None = None) -> Any:
+    """Parse an XML document into a message; the root element's namespace picks the schema."""
+    from . import _xml
+    return _xml.from_xml(xml, schema)
