@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from . import _convert, _pycodec
+from ._meta import SimpleElement
 from ._pyrt import Invalid as _Invalid
 from ._schemas import SCHEMAS, load, schema_key
 from .errors import (ExiDecodeError, ExiEncodeError, ExiError, ExiHeaderError,
@@ -29,7 +30,7 @@ __all__ = [
     "IMPLEMENTATION", "SCHEMAS", "decode", "encode", "to_dict", "from_dict", "to_xml", "from_xml",
     "encode_fragment", "decode_fragment", "schema_of", "messages", "ExiError", "ExiDecodeError",
     "ExiEncodeError", "ExiHeaderError", "ExiInvalidEventError", "ExiTruncatedError",
-    "ExiUnsupportedError", "ExiValueError", "SchemaNameError",
+    "ExiUnsupportedError", "ExiValueError", "SchemaNameError", "SimpleElement",
 ]
 
 
@@ -41,6 +42,8 @@ def messages(schema: str) -> ModuleType:
 def _module_for(message: Any, schema: str | None) -> ModuleType:
     if schema is not None:
         return load(schema)
+    if isinstance(message, SimpleElement):
+        raise ExiEncodeError(f"{message.name} has a simple type shared by several schemas: pass schema=")
     spec = getattr(type(message), "_exi", None)
     if spec is None:
         raise ExiEncodeError(f"{type(message).__name__} is not a generated message class")
@@ -70,6 +73,8 @@ def _encode_failure(message: Any, exc: Exception) -> ExiEncodeError:
     """Explain why encoding failed: validate the whole message to name the field."""
     if isinstance(exc, ExiEncodeError):
         return exc
+    if isinstance(message, SimpleElement):
+        return ExiEncodeError(str(exc) or type(exc).__name__, message.name)
     try:
         _convert.validate(message)
     except ExiEncodeError as e:
@@ -111,9 +116,11 @@ def decode_fragment(data: bytes, schema: str) -> Any:
 def _root_name(message: Any, mod: ModuleType, element: str | None) -> str:
     if element is not None:
         return element
-    cands = [name for name, _ns, cls, _e, _d in mod.GLOBAL_ELEMENTS if cls is type(message)]
+    if isinstance(message, SimpleElement):
+        return message.name
+    cands = [e[0] for e in mod.GLOBAL_ELEMENTS if e[2] is type(message)]
     if len(cands) != 1:
-        cands = [name for name, _ns, cls, _e, _d in mod.FRAGMENT_ELEMENTS if cls is type(message)]
+        cands = [e[0] for e in mod.FRAGMENT_ELEMENTS if e[2] is type(message)]
     if len(cands) != 1:
         raise ExiEncodeError(f"cannot tell the element name of a {type(message).__name__}: pass element=")
     return cands[0]
@@ -122,6 +129,8 @@ def _root_name(message: Any, mod: ModuleType, element: str | None) -> str:
 def to_dict(message: Any, schema: str | None = None, element: str | None = None) -> dict:
     """The message as ``{element name: {...}}`` in the JSON shape of the reference vectors."""
     mod = _module_for(message, schema)
+    if isinstance(message, SimpleElement):
+        return {message.name: _convert.simple_to_dict(message, mod)}
     return {_root_name(message, mod, element): _convert.body_to_dict(message)}
 
 
@@ -132,7 +141,9 @@ def from_dict(doc: dict, schema: str) -> Any:
         raise ExiEncodeError("expected an object with exactly one key, the element name")
     (name, body), = doc.items()
     for table in ("GLOBAL_ELEMENTS", "FRAGMENT_ELEMENTS"):
-        for ename, _ns, cls, _e, _d in getattr(mod, table):
+        for ename, _ns, cls, _e, _d, spec in getattr(mod, table):
+            if ename == name and cls is SimpleElement:
+                return SimpleElement(name, _convert.simple_from_dict(body, spec, name))
             if ename == name and isinstance(cls, type):
                 return _convert.body_from_dict(cls, body, name)
     raise ExiEncodeError(f"{name!r} is not an element of schema {schema_key(schema)}")
@@ -143,8 +154,10 @@ def to_xml(message: Any, schema: str | None = None, element: str | None = None) 
     from . import _xml
     mod = _module_for(message, schema)
     name = _root_name(message, mod, element)
-    ns = next((n for e, n, c, _x, _y in mod.GLOBAL_ELEMENTS + mod.FRAGMENT_ELEMENTS if e == name), "")
-    return _xml.to_xml(message, name, ns)
+    entry = next((e for e in mod.GLOBAL_ELEMENTS + mod.FRAGMENT_ELEMENTS if e[0] == name), None)
+    if entry is None:
+        raise ExiEncodeError(f"{name!r} is not an element of schema {mod.UNIVERSE}")
+    return _xml.to_xml(message, name, entry[1], entry[5])
 
 
 def from_xml(xml: str, schema: str | None = None) -> Any:

@@ -49,6 +49,15 @@ def body_to_dict(obj) -> dict:
     return out
 
 
+def simple_to_dict(element, mod):
+    spec = next(e[5] for e in mod.GLOBAL_ELEMENTS + mod.FRAGMENT_ELEMENTS if e[0] == element.name and e[5])
+    return _simple_out(element.value, spec)
+
+
+def simple_from_dict(value, spec: SimpleSpec, path: str):
+    return _simple_in(value, spec, path)
+
+
 # --- from_dict ----------------------------------------------------------------------------
 
 def _simple_in(v, s: SimpleSpec, path: str):

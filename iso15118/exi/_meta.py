@@ -6,7 +6,8 @@ that walks messages generically (``to_dict``, ``from_dict``, XML, validation) us
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 
 class SimpleSpec(NamedTuple):
@@ -53,3 +54,12 @@ class TypeSpec(NamedTuple):
     groups: tuple[GroupSpec, ...]
     mixed: bool
     universe: str | None  # the schema universe owning the class; None when shared
+
+
+@dataclass(frozen=True, slots=True)
+class SimpleElement:
+    """A document or fragment element of simple type (``ds:DigestValue``, ``ds:KeyName``, …):
+    its local name and its value."""
+
+    name: str
+    value: Any

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from ._meta import SimpleElement
 from ._pyrt import Invalid, finish
 from .errors import (ExiDecodeError, ExiEncodeError, ExiHeaderError, ExiInvalidEventError,
                      ExiTruncatedError, ExiUnsupportedError, ExiValueError)
@@ -22,16 +23,21 @@ def _index(mod: ModuleType, table: str) -> dict:
     idx = _roots.get(key)
     if idx is None:
         idx = {}
-        for i, (name, ns, cls, enc, _dec) in enumerate(getattr(mod, table)):
-            if cls is not None and cls != "relaxed":
+        for i, (name, ns, cls, enc, _dec, _spec) in enumerate(getattr(mod, table)):
+            if cls is SimpleElement:
+                idx.setdefault(("simple", name), []).append((i, name, ns, enc))
+            elif cls is not None and cls != "relaxed":
                 idx.setdefault(cls, []).append((i, name, ns, enc))
         _roots[key] = idx
     return idx
 
 
 def _pick(mod: ModuleType, table: str, obj, element: str | None):
-    cands = _index(mod, table).get(type(obj))
+    simple = isinstance(obj, SimpleElement)
+    cands = _index(mod, table).get(("simple", obj.name) if simple else type(obj))
     if not cands:
+        if simple:
+            raise ExiEncodeError(f"{obj.name!r} is not a simple-typed element of schema {mod.UNIVERSE}")
         raise ExiEncodeError(f"{type(obj).__name__} is not a {'global element' if table == 'GLOBAL_ELEMENTS' else 'fragment element'} "
                              f"of schema {mod.UNIVERSE}")
     if element is not None:
@@ -75,10 +81,10 @@ def decode_document(mod: ModuleType, data: bytes):
         if c == len(table):
             raise ExiUnsupportedError("SE(*): a document element outside the schema", p)
         raise ExiInvalidEventError(f"document element code {c} out of range", p)
-    name, _ns, cls, _enc, dec = table[c]
-    if dec is None:
-        raise ExiUnsupportedError(f"document element {name} has a simple type: not a V2G message", p)
+    name, _ns, cls, _enc, dec, _spec = table[c]
     obj, p = dec(D, L, p)
+    if cls is SimpleElement:
+        obj = SimpleElement(name, obj)
     _check_end(L, p)  # DocEnd: ED has a 0-bit code
     return obj
 
@@ -86,7 +92,7 @@ def decode_document(mod: ModuleType, data: bytes):
 def encode_document(mod: ModuleType, obj, element: str | None = None) -> bytes:
     i, _name, _ns, enc = _pick(mod, "GLOBAL_ELEMENTS", obj, element)
     a = (((1 << 8) | EXI_HEADER) << mod.DOC_NBITS) | i
-    return finish(enc(obj, a))
+    return finish(enc(obj.value if isinstance(obj, SimpleElement) else obj, a))
 
 
 def encode_fragment(mod: ModuleType, objs, element: str | None = None) -> bytes:
@@ -97,7 +103,7 @@ def encode_fragment(mod: ModuleType, objs, element: str | None = None) -> bytes:
     a = (1 << 8) | EXI_HEADER
     for obj in objs:
         i, _name, _ns, enc = _pick(mod, "FRAGMENT_ELEMENTS", obj, element)
-        a = enc(obj, (a << nb) | i)
+        a = enc(obj.value if isinstance(obj, SimpleElement) else obj, (a << nb) | i)
     a = (a << nb) | (len(mod.FRAGMENT_ELEMENTS) + 1)  # ED
     return finish(a)
 
@@ -120,12 +126,13 @@ def decode_fragment(mod: ModuleType, data: bytes) -> list:
             raise ExiUnsupportedError("SE(*) in a fragment: element outside the schema", p)
         if c > n + 1:
             raise ExiInvalidEventError(f"fragment event code {c} out of range", p)
-        name, _ns, cls, _enc, dec = table[c]
+        name, _ns, cls, _enc, dec, _spec = table[c]
         if dec is None:
-            raise ExiUnsupportedError(f"fragment element {name}: "
-                                      f"{'declared with several types' if cls == 'relaxed' else 'simple type'}"
-                                      " (relaxed fragment grammar) is not supported", p)
+            raise ExiUnsupportedError(f"fragment element {name} is declared with several types: "
+                                      "the relaxed element fragment grammar is not supported", p)
         obj, p = dec(D, L, p)
+        if cls is SimpleElement:
+            obj = SimpleElement(name, obj)
         out.append(obj)
     _check_end(L, p)
     return out

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from enum import Enum
 from xml.sax.saxutils import escape
 
-from ._meta import FieldSpec, SimpleSpec
+from ._meta import FieldSpec, SimpleElement, SimpleSpec
 from ._schemas import load, schema_key
 from .errors import ExiEncodeError
 
@@ -107,9 +107,13 @@ class _Writer:
         return "".join(parts)
 
 
-def to_xml(message, name: str, ns: str) -> str:
+def to_xml(message, name: str, ns: str, simple: SimpleSpec | None = None) -> str:
     w = _Writer()
-    w.qname(ns, name)
+    tag = w.qname(ns, name)
+    if simple is not None:  # a SimpleElement
+        decl = f' xmlns:ns0="{ns}"' if ns else ""
+        return (f'<?xml version="1.0" encoding="UTF-8"?>\n<{tag}{decl}>'
+                f"{_text(_lexical(message.value, simple))}</{tag}>\n")
     w.element(message, ns, name, 0, root=True)
     return w.render()
 
@@ -189,7 +193,11 @@ def from_xml(xml: str, schema: str | None = None):
         raise ExiEncodeError(f"not well-formed XML: {e}") from None
     ns, local = _split(root.tag)
     mod = load(schema if schema is not None else ns)
-    for ename, ens, cls, _e, _d in mod.GLOBAL_ELEMENTS + mod.FRAGMENT_ELEMENTS:
+    for ename, ens, cls, _e, _d, spec in mod.GLOBAL_ELEMENTS + mod.FRAGMENT_ELEMENTS:
+        if ename == local and ens == ns and cls is SimpleElement:
+            if len(root):
+                raise ExiEncodeError(f"{local} has a simple type: child elements are not allowed")
+            return SimpleElement(local, _from_lexical(root.text or "", spec, local))
         if ename == local and ens == ns and isinstance(cls, type):
             return _build(cls, root, local)
     raise ExiEncodeError(f"{local!r} is not an element of schema {schema_key(schema or ns)}")

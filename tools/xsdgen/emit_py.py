@@ -924,31 +924,79 @@ class UniverseEmitter:
 
     # documents and fragments ---------------------------------------------------------
     def element_entry(self, e: ElementDecl) -> str:
+        """(local name, namespace, class, encoder, decoder, simple spec) of a document or
+        fragment element; simple-typed elements get a value codec and SimpleElement."""
         t = e.type
         if isinstance(t, ComplexType) and not (t.content == "simple" and not t.attributes):
             cls = self.classes[id(t)]
-            return f"({e.qname[1]!r}, {e.qname[0]!r}, {cls}, _e_{cls}, _d_{cls})"
-        return f"({e.qname[1]!r}, {e.qname[0]!r}, None, None, None)"
+            return f"({e.qname[1]!r}, {e.qname[0]!r}, {cls}, _e_{cls}, _d_{cls}, None)"
+        st = t.simple if isinstance(t, ComplexType) else t
+        n = self.simple_codec(st)
+        spec = self.simple_emitter.spec_src(st)
+        return f"({e.qname[1]!r}, {e.qname[0]!r}, _SimpleElement, _es_{n}, _ds_{n}, {spec})"
+
+    def simple_codec(self, st: SimpleType) -> int:
+        """Index of the value codec (CH, value, EE) for elements of simple type ``st``."""
+        key = type_key(st)
+        if key in self.simple_codecs:
+            return self.simple_codecs[key][0]
+        n = len(self.simple_codecs)
+        se = self.simple_emitter
+        f = FieldInfo("value", "value", "", "elem", None, None, st, False, 1, 1, 0, 0)
+        e = Code()
+        e.indent = 1
+        se.enc_content(e, f, "v")
+        e("return a")
+        d = Code()
+        d.indent = 2
+        se.dec_content(d, f, "x")
+        d("return x, p")
+        text = (f"def _es_{n}(v, a):\n" + e.text() + f"\n\ndef _ds_{n}(D, L, p):\n    try:\n" + d.text() +
+                "    except (ValueError, _ExiDecodeError) as e:\n"
+                f"        raise _fault(e, p, L, 'value') from None\n")
+        self.simple_codecs[key] = (n, text)
+        return n
 
     def document_tables(self) -> str:
+        self.simple_codecs: dict = {}
+        self.simple_emitter = SimpleValueEmitter(self)
         globals_ = sorted(self.u.elements.values(), key=lambda e: (e.qname[1], e.qname[0]))
         rows = "\n".join(f"    {self.element_entry(e)}," for e in globals_)
         nb = nbits_for(len(globals_) + 1, non_strict=False)
-        # fragment grammar (§8.5.2): every element declaration, deduplicated by qname
+        # fragment grammar (§8.5.2): every element declaration, deduplicated by qname; a qname
+        # declared with different types (or nillability) takes the relaxed grammar (§8.5.3)
         byq: dict = {}
         for e in sorted(self.u.all_elements(), key=lambda e: e.order):
             byq.setdefault(e.qname, []).append(e)
         frag_rows = []
         for q in sorted(byq, key=lambda q: (q[1], q[0])):
             decls = byq[q]
-            types = {id(d.type) for d in decls}
-            if len(types) == 1:
+            if len({(type_key(d.type), d.nillable) for d in decls}) == 1:
                 frag_rows.append(f"    {self.element_entry(decls[0])},")
             else:
-                frag_rows.append(f"    ({q[1]!r}, {q[0]!r}, 'relaxed', None, None),")
+                frag_rows.append(f"    ({q[1]!r}, {q[0]!r}, 'relaxed', None, None, None),")
         nfb = nbits_for(len(byq) + 2, non_strict=False)
-        return (f"GLOBAL_ELEMENTS = (\n{rows}\n)\nDOC_NBITS = {nb}\n\n"
+        codecs = "\n\n".join(text for _, text in self.simple_codecs.values())
+        tables = "".join(self.simple_emitter.tables)
+        return (codecs + "\n\n" + tables + f"\nGLOBAL_ELEMENTS = (\n{rows}\n)\nDOC_NBITS = {nb}\n\n"
                 f"FRAGMENT_ELEMENTS = (\n" + "\n".join(frag_rows) + f"\n)\nFRAGMENT_NBITS = {nfb}\n")
+
+
+def type_key(t) -> object:
+    """Identity of a type for the fragment grammar: named types by name, anonymous by object."""
+    name = getattr(t, "name", None)
+    return ("named", name) if name is not None else ("anonymous", id(t))
+
+
+class SimpleValueEmitter(TypeEmitter):
+    """Value coding for simple-typed document and fragment elements (no complex type)."""
+
+    def __init__(self, ue: UniverseEmitter):  # noqa: D107 - a TypeEmitter without a type
+        self.ue = ue
+        self.u = ue.u
+        self.cls = "value"
+        self.tables = []
+        self.deps = set()
 
 
 def _sign(snippets: list[Snippet]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
+from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleElement as _SimpleElement, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
                      UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
                      bad_event as _bad_event, fault as _fault, missing as _missing,
@@ -273,21 +273,130 @@ _D_supportedAppProtocolRes_2 = (0, -1)
 
 # --- documents and fragments ----------------------------------------------
 
+def _es_0(v, a):
+    a <<= 1
+    if v < 1 or v > 20: raise _Invalid(f'value: {v} outside [1, 20]')
+    a = (a << 5) | (v - 1)
+    a <<= 1
+    return a
+
+
+def _ds_0(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 5; x = ((D >> (L - p)) & 31) + 1
+        if x > 20: raise _out_of_range(x, 1, 20, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_1(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 100)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_1(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 100)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_2(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_responseCodeType[v]
+    a <<= 1
+    return a
+
+
+def _ds_2(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_responseCodeType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_3(v, a):
+    a <<= 1
+    if v < 0 or v > 255: raise _Invalid(f'value: {v} outside [0, 255]')
+    a = (a << 8) | v
+    a <<= 1
+    return a
+
+
+def _ds_3(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 8; x = ((D >> (L - p)) & 255)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_4(v, a):
+    a <<= 1
+    if v < 0 or v > 4294967295: raise _Invalid(f'value: {v} outside [0, 4294967295]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_4(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 32)
+        if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
 GLOBAL_ELEMENTS = (
-    ('supportedAppProtocolReq', 'urn:iso:15118:2:2010:AppProtocol', supportedAppProtocolReq, _e_supportedAppProtocolReq, _d_supportedAppProtocolReq),
-    ('supportedAppProtocolRes', 'urn:iso:15118:2:2010:AppProtocol', supportedAppProtocolRes, _e_supportedAppProtocolRes, _d_supportedAppProtocolRes),
+    ('supportedAppProtocolReq', 'urn:iso:15118:2:2010:AppProtocol', supportedAppProtocolReq, _e_supportedAppProtocolReq, _d_supportedAppProtocolReq, None),
+    ('supportedAppProtocolRes', 'urn:iso:15118:2:2010:AppProtocol', supportedAppProtocolRes, _e_supportedAppProtocolRes, _d_supportedAppProtocolRes, None),
 )
 DOC_NBITS = 2
 
 FRAGMENT_ELEMENTS = (
-    ('AppProtocol', '', AppProtocol, _e_AppProtocol, _d_AppProtocol),
-    ('Priority', '', None, None, None),
-    ('ProtocolNamespace', '', None, None, None),
-    ('ResponseCode', '', None, None, None),
-    ('SchemaID', '', None, None, None),
-    ('VersionNumberMajor', '', None, None, None),
-    ('VersionNumberMinor', '', None, None, None),
-    ('supportedAppProtocolReq', 'urn:iso:15118:2:2010:AppProtocol', supportedAppProtocolReq, _e_supportedAppProtocolReq, _d_supportedAppProtocolReq),
-    ('supportedAppProtocolRes', 'urn:iso:15118:2:2010:AppProtocol', supportedAppProtocolRes, _e_supportedAppProtocolRes, _d_supportedAppProtocolRes),
+    ('AppProtocol', '', AppProtocol, _e_AppProtocol, _d_AppProtocol, None),
+    ('Priority', '', _SimpleElement, _es_0, _ds_0, _SimpleSpec('integer', 'unsignedByte', 1, 20, None, None, None, None)),
+    ('ProtocolNamespace', '', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'anyURI', None, None, None, None, 100, None)),
+    ('ResponseCode', '', _SimpleElement, _es_2, _ds_2, _SimpleSpec('string', 'string', None, None, None, None, None, responseCodeType)),
+    ('SchemaID', '', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedByte', 0, 255, None, None, None, None)),
+    ('VersionNumberMajor', '', _SimpleElement, _es_4, _ds_4, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('VersionNumberMinor', '', _SimpleElement, _es_4, _ds_4, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('supportedAppProtocolReq', 'urn:iso:15118:2:2010:AppProtocol', supportedAppProtocolReq, _e_supportedAppProtocolReq, _d_supportedAppProtocolReq, None),
+    ('supportedAppProtocolRes', 'urn:iso:15118:2:2010:AppProtocol', supportedAppProtocolRes, _e_supportedAppProtocolRes, _d_supportedAppProtocolRes, None),
 )
 FRAGMENT_NBITS = 4

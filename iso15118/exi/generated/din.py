@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
+from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleElement as _SimpleElement, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
                      UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
                      bad_event as _bad_event, fault as _fault, missing as _missing,
@@ -6632,336 +6632,1406 @@ _D_V2G_Message_2 = (0, -1)
 
 # --- documents and fragments ----------------------------------------------
 
+def _es_0(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_0(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_1(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_1(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_2(v, a):
+    a <<= 1
+    a = (a << 1) | _BOOL[v]
+    a <<= 1
+    return a
+
+
+def _ds_2(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; x = ((D >> (L - p)) & 1) == 1
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_3(v, a):
+    a <<= 1
+    if v < 0 or v > 100: raise _Invalid(f'value: {v} outside [0, 100]')
+    a = (a << 7) | v
+    a <<= 1
+    return a
+
+
+def _ds_3(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 7; x = ((D >> (L - p)) & 127)
+        if x > 100: raise _out_of_range(x, 0, 100, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_4(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, 1200)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_4(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, 1200)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_5(v, a):
+    a <<= 1
+    if v < -32768 or v > 32767: raise _Invalid(f'value: {v} outside [-32768, 32767]')
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_5(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, 15)
+        if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_6(v, a):
+    a <<= 1
+    if v < 0 or v > 4294967295: raise _Invalid(f'value: {v} outside [0, 4294967295]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_6(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 32)
+        if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_7(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 24)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_7(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 24)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_8(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, 128)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_8(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, 128)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_9(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, 256)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_9(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, 256)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_10(v, a):
+    a <<= 1
+    if v < -9223372036854775808 or v > 9223372036854775807: raise _Invalid(f'value: {v} outside [-9223372036854775808, 9223372036854775807]')
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_10(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, 63)
+        if x < -9223372036854775808 or x > 9223372036854775807: raise _out_of_range(x, -9223372036854775808, 9223372036854775807, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_11(v, a):
+    a <<= 1
+    if v < 0 or v > 255: raise _Invalid(f'value: {v} outside [0, 255]')
+    a = (a << 8) | v
+    a <<= 1
+    return a
+
+
+def _ds_11(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 8; x = ((D >> (L - p)) & 255)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_12(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, 8)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_12(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, 8)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_13(v, a):
+    a <<= 1
+    a = (a << 4) | _EI_DC_EVErrorCodeType[v]
+    a <<= 1
+    return a
+
+
+def _ds_13(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _i = (D >> (L - p)) & 15
+        if _i >= 12: raise _bad_enum(_i, 12, p)
+        x = _EV_DC_EVErrorCodeType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_14(v, a):
+    a <<= 1
+    a = (a << 3) | _EI_EVRequestedEnergyTransferType[v]
+    a <<= 1
+    return a
+
+
+def _ds_14(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _i = (D >> (L - p)) & 7
+        if _i >= 6: raise _bad_enum(_i, 6, p)
+        x = _EV_EVRequestedEnergyTransferType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_15(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, 32)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_15(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, 32)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_16(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_isolationLevelType[v]
+    a <<= 1
+    return a
+
+
+def _ds_16(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        x = _EV_isolationLevelType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_17(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_EVSENotificationType[v]
+    a <<= 1
+    return a
+
+
+def _ds_17(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_EVSENotificationType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_18(v, a):
+    a <<= 1
+    a = (a << 1) | _EI_EVSEProcessingType[v]
+    a <<= 1
+    return a
+
+
+def _ds_18(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _i = (D >> (L - p)) & 1
+        x = _EV_EVSEProcessingType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_19(v, a):
+    a <<= 1
+    a = (a << 4) | _EI_DC_EVSEStatusCodeType[v]
+    a <<= 1
+    return a
+
+
+def _ds_19(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _i = (D >> (L - p)) & 15
+        if _i >= 12: raise _bad_enum(_i, 12, p)
+        x = _EV_DC_EVSEStatusCodeType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_20(v, a):
+    a <<= 1
+    a = (a << 4) | _EI_EVSESupportedEnergyTransferType[v]
+    a <<= 1
+    return a
+
+
+def _ds_20(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _i = (D >> (L - p)) & 15
+        if _i >= 10: raise _bad_enum(_i, 10, p)
+        x = _EV_EVSESupportedEnergyTransferType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_21(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_21(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_22(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_faultCodeType[v]
+    a <<= 1
+    return a
+
+
+def _ds_22(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_faultCodeType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_23(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 64)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_23(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 64)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_24(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_24(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_25(v, a):
+    a <<= 1
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_25(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_26(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 32)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_26(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 32)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_27(v, a):
+    a <<= 1
+    if v < -32768 or v > 32767: raise _Invalid(f'value: {v} outside [-32768, 32767]')
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_27(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, 15)
+        if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_28(v, a):
+    a <<= 1
+    if v < -3 or v > 3: raise _Invalid(f'value: {v} outside [-3, 3]')
+    a = (a << 3) | (v - -3)
+    a <<= 1
+    return a
+
+
+def _ds_28(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; x = ((D >> (L - p)) & 7) - 3
+        if x > 3: raise _out_of_range(x, -3, 3, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_29(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_29(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_30(v, a):
+    a <<= 1
+    if v < -32768 or v > 32767: raise _Invalid(f'value: {v} outside [-32768, 32767]')
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_30(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, 15)
+        if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_31(v, a):
+    a <<= 1
+    if v < -32768 or v > 32767: raise _Invalid(f'value: {v} outside [-32768, 32767]')
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_31(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, 15)
+        if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_32(v, a):
+    a <<= 1
+    a = (a << 1) | _EI_paymentOptionType[v]
+    a <<= 1
+    return a
+
+
+def _ds_32(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _i = (D >> (L - p)) & 1
+        x = _EV_paymentOptionType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_33(v, a):
+    a <<= 1
+    a = (a << 5) | _EI_responseCodeType[v]
+    a <<= 1
+    return a
+
+
+def _ds_33(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 5; _i = (D >> (L - p)) & 31
+        if _i >= 23: raise _bad_enum(_i, 23, p)
+        x = _EV_responseCodeType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_34(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 40)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_34(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 40)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_35(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 32)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_35(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 32)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_36(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_serviceCategoryType[v]
+    a <<= 1
+    return a
+
+
+def _ds_36(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        x = _EV_serviceCategoryType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_37(v, a):
+    a <<= 1
+    if v < 0 or v > 65535: raise _Invalid(f'value: {v} outside [0, 65535]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_37(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 16)
+        if x > 65535: raise _out_of_range(x, 0, 65535, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_38(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 32)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_38(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 32)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_39(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 32)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_39(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 32)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_40(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, 8)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_40(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, 8)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_41(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, 32)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_41(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, 32)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_42(v, a):
+    a <<= 1
+    a = (a << 4) | _EI_unitSymbolType[v]
+    a <<= 1
+    return a
+
+
+def _ds_42(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _i = (D >> (L - p)) & 15
+        if _i >= 10: raise _bad_enum(_i, 10, p)
+        x = _EV_unitSymbolType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_43(v, a):
+    a <<= 1
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_43(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_44(v, a):
+    a <<= 1
+    if v < -128 or v > 127: raise _Invalid(f'value: {v} outside [-128, 127]')
+    a = (a << 8) | (v - -128)
+    a <<= 1
+    return a
+
+
+def _ds_44(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 8; x = ((D >> (L - p)) & 255) - 128
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_45(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_costKindType[v]
+    a <<= 1
+    return a
+
+
+def _ds_45(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_costKindType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_46(v, a):
+    a <<= 1
+    if v < -2147483648 or v > 2147483647: raise _Invalid(f'value: {v} outside [-2147483648, 2147483647]')
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_46(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, 31)
+        if x < -2147483648 or x > 2147483647: raise _out_of_range(x, -2147483648, 2147483647, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
 GLOBAL_ELEMENTS = (
-    ('AC_EVChargeParameter', 'urn:din:70121:2012:MsgDataTypes', AC_EVChargeParameter, _e_AC_EVChargeParameter, _d_AC_EVChargeParameter),
-    ('AC_EVSEChargeParameter', 'urn:din:70121:2012:MsgDataTypes', AC_EVSEChargeParameter, _e_AC_EVSEChargeParameter, _d_AC_EVSEChargeParameter),
-    ('AC_EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', AC_EVSEStatus, _e_AC_EVSEStatus, _d_AC_EVSEStatus),
-    ('BodyElement', 'urn:din:70121:2012:MsgDef', BodyBase, _e_BodyBase, _d_BodyBase),
-    ('CableCheckReq', 'urn:din:70121:2012:MsgBody', CableCheckReq, _e_CableCheckReq, _d_CableCheckReq),
-    ('CableCheckRes', 'urn:din:70121:2012:MsgBody', CableCheckRes, _e_CableCheckRes, _d_CableCheckRes),
-    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod),
-    ('CertificateInstallationReq', 'urn:din:70121:2012:MsgBody', CertificateInstallationReq, _e_CertificateInstallationReq, _d_CertificateInstallationReq),
-    ('CertificateInstallationRes', 'urn:din:70121:2012:MsgBody', CertificateInstallationRes, _e_CertificateInstallationRes, _d_CertificateInstallationRes),
-    ('CertificateUpdateReq', 'urn:din:70121:2012:MsgBody', CertificateUpdateReq, _e_CertificateUpdateReq, _d_CertificateUpdateReq),
-    ('CertificateUpdateRes', 'urn:din:70121:2012:MsgBody', CertificateUpdateRes, _e_CertificateUpdateRes, _d_CertificateUpdateRes),
-    ('ChargeParameterDiscoveryReq', 'urn:din:70121:2012:MsgBody', ChargeParameterDiscoveryReq, _e_ChargeParameterDiscoveryReq, _d_ChargeParameterDiscoveryReq),
-    ('ChargeParameterDiscoveryRes', 'urn:din:70121:2012:MsgBody', ChargeParameterDiscoveryRes, _e_ChargeParameterDiscoveryRes, _d_ChargeParameterDiscoveryRes),
-    ('ChargingStatusReq', 'urn:din:70121:2012:MsgBody', ChargingStatusReq, _e_ChargingStatusReq, _d_ChargingStatusReq),
-    ('ChargingStatusRes', 'urn:din:70121:2012:MsgBody', ChargingStatusRes, _e_ChargingStatusRes, _d_ChargingStatusRes),
-    ('ContractAuthenticationReq', 'urn:din:70121:2012:MsgBody', ContractAuthenticationReq, _e_ContractAuthenticationReq, _d_ContractAuthenticationReq),
-    ('ContractAuthenticationRes', 'urn:din:70121:2012:MsgBody', ContractAuthenticationRes, _e_ContractAuthenticationRes, _d_ContractAuthenticationRes),
-    ('CurrentDemandReq', 'urn:din:70121:2012:MsgBody', CurrentDemandReq, _e_CurrentDemandReq, _d_CurrentDemandReq),
-    ('CurrentDemandRes', 'urn:din:70121:2012:MsgBody', CurrentDemandRes, _e_CurrentDemandRes, _d_CurrentDemandRes),
-    ('DC_EVChargeParameter', 'urn:din:70121:2012:MsgDataTypes', DC_EVChargeParameter, _e_DC_EVChargeParameter, _d_DC_EVChargeParameter),
-    ('DC_EVPowerDeliveryParameter', 'urn:din:70121:2012:MsgDataTypes', DC_EVPowerDeliveryParameter, _e_DC_EVPowerDeliveryParameter, _d_DC_EVPowerDeliveryParameter),
-    ('DC_EVSEChargeParameter', 'urn:din:70121:2012:MsgDataTypes', DC_EVSEChargeParameter, _e_DC_EVSEChargeParameter, _d_DC_EVSEChargeParameter),
-    ('DC_EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', DC_EVSEStatus, _e_DC_EVSEStatus, _d_DC_EVSEStatus),
-    ('DC_EVStatus', 'urn:din:70121:2012:MsgDataTypes', DC_EVStatus, _e_DC_EVStatus, _d_DC_EVStatus),
-    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue),
-    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod),
-    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('EVChargeParameter', 'urn:din:70121:2012:MsgDataTypes', EVChargeParameter, _e_EVChargeParameter, _d_EVChargeParameter),
-    ('EVPowerDeliveryParameter', 'urn:din:70121:2012:MsgDataTypes', EVPowerDeliveryParameter, _e_EVPowerDeliveryParameter, _d_EVPowerDeliveryParameter),
-    ('EVSEChargeParameter', 'urn:din:70121:2012:MsgDataTypes', EVSEChargeParameter, _e_EVSEChargeParameter, _d_EVSEChargeParameter),
-    ('EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', EVSEStatus, _e_EVSEStatus, _d_EVSEStatus),
-    ('EVStatus', 'urn:din:70121:2012:MsgDataTypes', EVStatus, _e_EVStatus, _d_EVStatus),
-    ('Entry', 'urn:din:70121:2012:MsgDataTypes', Entry, _e_Entry, _d_Entry),
-    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo),
-    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue),
-    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest),
-    ('MeteringReceiptReq', 'urn:din:70121:2012:MsgBody', MeteringReceiptReq, _e_MeteringReceiptReq, _d_MeteringReceiptReq),
-    ('MeteringReceiptRes', 'urn:din:70121:2012:MsgBody', MeteringReceiptRes, _e_MeteringReceiptRes, _d_MeteringReceiptRes),
-    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object),
-    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData),
-    ('PMaxScheduleEntry', 'urn:din:70121:2012:MsgDataTypes', PMaxScheduleEntry, _e_PMaxScheduleEntry, _d_PMaxScheduleEntry),
-    ('PaymentDetailsReq', 'urn:din:70121:2012:MsgBody', PaymentDetailsReq, _e_PaymentDetailsReq, _d_PaymentDetailsReq),
-    ('PaymentDetailsRes', 'urn:din:70121:2012:MsgBody', PaymentDetailsRes, _e_PaymentDetailsRes, _d_PaymentDetailsRes),
-    ('PowerDeliveryReq', 'urn:din:70121:2012:MsgBody', PowerDeliveryReq, _e_PowerDeliveryReq, _d_PowerDeliveryReq),
-    ('PowerDeliveryRes', 'urn:din:70121:2012:MsgBody', PowerDeliveryRes, _e_PowerDeliveryRes, _d_PowerDeliveryRes),
-    ('PreChargeReq', 'urn:din:70121:2012:MsgBody', PreChargeReq, _e_PreChargeReq, _d_PreChargeReq),
-    ('PreChargeRes', 'urn:din:70121:2012:MsgBody', PreChargeRes, _e_PreChargeRes, _d_PreChargeRes),
-    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue),
-    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference),
-    ('RelativeTimeInterval', 'urn:din:70121:2012:MsgDataTypes', RelativeTimeInterval, _e_RelativeTimeInterval, _d_RelativeTimeInterval),
-    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod),
-    ('SAScheduleList', 'urn:din:70121:2012:MsgDataTypes', SAScheduleList, _e_SAScheduleList, _d_SAScheduleList),
-    ('SASchedules', 'urn:din:70121:2012:MsgDataTypes', SASchedules, _e_SASchedules, _d_SASchedules),
-    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData),
-    ('SalesTariffEntry', 'urn:din:70121:2012:MsgDataTypes', SalesTariffEntry, _e_SalesTariffEntry, _d_SalesTariffEntry),
-    ('ServiceCharge', 'urn:din:70121:2012:MsgDataTypes', ServiceCharge, _e_ServiceCharge, _d_ServiceCharge),
-    ('ServiceDetailReq', 'urn:din:70121:2012:MsgBody', ServiceDetailReq, _e_ServiceDetailReq, _d_ServiceDetailReq),
-    ('ServiceDetailRes', 'urn:din:70121:2012:MsgBody', ServiceDetailRes, _e_ServiceDetailRes, _d_ServiceDetailRes),
-    ('ServiceDiscoveryReq', 'urn:din:70121:2012:MsgBody', ServiceDiscoveryReq, _e_ServiceDiscoveryReq, _d_ServiceDiscoveryReq),
-    ('ServiceDiscoveryRes', 'urn:din:70121:2012:MsgBody', ServiceDiscoveryRes, _e_ServiceDiscoveryRes, _d_ServiceDiscoveryRes),
-    ('ServicePaymentSelectionReq', 'urn:din:70121:2012:MsgBody', ServicePaymentSelectionReq, _e_ServicePaymentSelectionReq, _d_ServicePaymentSelectionReq),
-    ('ServicePaymentSelectionRes', 'urn:din:70121:2012:MsgBody', ServicePaymentSelectionRes, _e_ServicePaymentSelectionRes, _d_ServicePaymentSelectionRes),
-    ('SessionSetupReq', 'urn:din:70121:2012:MsgBody', SessionSetupReq, _e_SessionSetupReq, _d_SessionSetupReq),
-    ('SessionSetupRes', 'urn:din:70121:2012:MsgBody', SessionSetupRes, _e_SessionSetupRes, _d_SessionSetupRes),
-    ('SessionStopReq', 'urn:din:70121:2012:MsgBody', SessionStop, _e_SessionStop, _d_SessionStop),
-    ('SessionStopRes', 'urn:din:70121:2012:MsgBody', SessionStopRes, _e_SessionStopRes, _d_SessionStopRes),
-    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature),
-    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod),
-    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties),
-    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty),
-    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue),
-    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo),
-    ('TimeInterval', 'urn:din:70121:2012:MsgDataTypes', Interval, _e_Interval, _d_Interval),
-    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform),
-    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms),
-    ('V2G_Message', 'urn:din:70121:2012:MsgDef', V2G_Message, _e_V2G_Message, _d_V2G_Message),
-    ('WeldingDetectionReq', 'urn:din:70121:2012:MsgBody', WeldingDetectionReq, _e_WeldingDetectionReq, _d_WeldingDetectionReq),
-    ('WeldingDetectionRes', 'urn:din:70121:2012:MsgBody', WeldingDetectionRes, _e_WeldingDetectionRes, _d_WeldingDetectionRes),
-    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data),
+    ('AC_EVChargeParameter', 'urn:din:70121:2012:MsgDataTypes', AC_EVChargeParameter, _e_AC_EVChargeParameter, _d_AC_EVChargeParameter, None),
+    ('AC_EVSEChargeParameter', 'urn:din:70121:2012:MsgDataTypes', AC_EVSEChargeParameter, _e_AC_EVSEChargeParameter, _d_AC_EVSEChargeParameter, None),
+    ('AC_EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', AC_EVSEStatus, _e_AC_EVSEStatus, _d_AC_EVSEStatus, None),
+    ('BodyElement', 'urn:din:70121:2012:MsgDef', BodyBase, _e_BodyBase, _d_BodyBase, None),
+    ('CableCheckReq', 'urn:din:70121:2012:MsgBody', CableCheckReq, _e_CableCheckReq, _d_CableCheckReq, None),
+    ('CableCheckRes', 'urn:din:70121:2012:MsgBody', CableCheckRes, _e_CableCheckRes, _d_CableCheckRes, None),
+    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod, None),
+    ('CertificateInstallationReq', 'urn:din:70121:2012:MsgBody', CertificateInstallationReq, _e_CertificateInstallationReq, _d_CertificateInstallationReq, None),
+    ('CertificateInstallationRes', 'urn:din:70121:2012:MsgBody', CertificateInstallationRes, _e_CertificateInstallationRes, _d_CertificateInstallationRes, None),
+    ('CertificateUpdateReq', 'urn:din:70121:2012:MsgBody', CertificateUpdateReq, _e_CertificateUpdateReq, _d_CertificateUpdateReq, None),
+    ('CertificateUpdateRes', 'urn:din:70121:2012:MsgBody', CertificateUpdateRes, _e_CertificateUpdateRes, _d_CertificateUpdateRes, None),
+    ('ChargeParameterDiscoveryReq', 'urn:din:70121:2012:MsgBody', ChargeParameterDiscoveryReq, _e_ChargeParameterDiscoveryReq, _d_ChargeParameterDiscoveryReq, None),
+    ('ChargeParameterDiscoveryRes', 'urn:din:70121:2012:MsgBody', ChargeParameterDiscoveryRes, _e_ChargeParameterDiscoveryRes, _d_ChargeParameterDiscoveryRes, None),
+    ('ChargingStatusReq', 'urn:din:70121:2012:MsgBody', ChargingStatusReq, _e_ChargingStatusReq, _d_ChargingStatusReq, None),
+    ('ChargingStatusRes', 'urn:din:70121:2012:MsgBody', ChargingStatusRes, _e_ChargingStatusRes, _d_ChargingStatusRes, None),
+    ('ContractAuthenticationReq', 'urn:din:70121:2012:MsgBody', ContractAuthenticationReq, _e_ContractAuthenticationReq, _d_ContractAuthenticationReq, None),
+    ('ContractAuthenticationRes', 'urn:din:70121:2012:MsgBody', ContractAuthenticationRes, _e_ContractAuthenticationRes, _d_ContractAuthenticationRes, None),
+    ('CurrentDemandReq', 'urn:din:70121:2012:MsgBody', CurrentDemandReq, _e_CurrentDemandReq, _d_CurrentDemandReq, None),
+    ('CurrentDemandRes', 'urn:din:70121:2012:MsgBody', CurrentDemandRes, _e_CurrentDemandRes, _d_CurrentDemandRes, None),
+    ('DC_EVChargeParameter', 'urn:din:70121:2012:MsgDataTypes', DC_EVChargeParameter, _e_DC_EVChargeParameter, _d_DC_EVChargeParameter, None),
+    ('DC_EVPowerDeliveryParameter', 'urn:din:70121:2012:MsgDataTypes', DC_EVPowerDeliveryParameter, _e_DC_EVPowerDeliveryParameter, _d_DC_EVPowerDeliveryParameter, None),
+    ('DC_EVSEChargeParameter', 'urn:din:70121:2012:MsgDataTypes', DC_EVSEChargeParameter, _e_DC_EVSEChargeParameter, _d_DC_EVSEChargeParameter, None),
+    ('DC_EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', DC_EVSEStatus, _e_DC_EVSEStatus, _d_DC_EVSEStatus, None),
+    ('DC_EVStatus', 'urn:din:70121:2012:MsgDataTypes', DC_EVStatus, _e_DC_EVStatus, _d_DC_EVStatus, None),
+    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue, None),
+    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod, None),
+    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_0, _ds_0, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('EVChargeParameter', 'urn:din:70121:2012:MsgDataTypes', EVChargeParameter, _e_EVChargeParameter, _d_EVChargeParameter, None),
+    ('EVPowerDeliveryParameter', 'urn:din:70121:2012:MsgDataTypes', EVPowerDeliveryParameter, _e_EVPowerDeliveryParameter, _d_EVPowerDeliveryParameter, None),
+    ('EVSEChargeParameter', 'urn:din:70121:2012:MsgDataTypes', EVSEChargeParameter, _e_EVSEChargeParameter, _d_EVSEChargeParameter, None),
+    ('EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', EVSEStatus, _e_EVSEStatus, _d_EVSEStatus, None),
+    ('EVStatus', 'urn:din:70121:2012:MsgDataTypes', EVStatus, _e_EVStatus, _d_EVStatus, None),
+    ('Entry', 'urn:din:70121:2012:MsgDataTypes', Entry, _e_Entry, _d_Entry, None),
+    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo, None),
+    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue, None),
+    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest, None),
+    ('MeteringReceiptReq', 'urn:din:70121:2012:MsgBody', MeteringReceiptReq, _e_MeteringReceiptReq, _d_MeteringReceiptReq, None),
+    ('MeteringReceiptRes', 'urn:din:70121:2012:MsgBody', MeteringReceiptRes, _e_MeteringReceiptRes, _d_MeteringReceiptRes, None),
+    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object, None),
+    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData, None),
+    ('PMaxScheduleEntry', 'urn:din:70121:2012:MsgDataTypes', PMaxScheduleEntry, _e_PMaxScheduleEntry, _d_PMaxScheduleEntry, None),
+    ('PaymentDetailsReq', 'urn:din:70121:2012:MsgBody', PaymentDetailsReq, _e_PaymentDetailsReq, _d_PaymentDetailsReq, None),
+    ('PaymentDetailsRes', 'urn:din:70121:2012:MsgBody', PaymentDetailsRes, _e_PaymentDetailsRes, _d_PaymentDetailsRes, None),
+    ('PowerDeliveryReq', 'urn:din:70121:2012:MsgBody', PowerDeliveryReq, _e_PowerDeliveryReq, _d_PowerDeliveryReq, None),
+    ('PowerDeliveryRes', 'urn:din:70121:2012:MsgBody', PowerDeliveryRes, _e_PowerDeliveryRes, _d_PowerDeliveryRes, None),
+    ('PreChargeReq', 'urn:din:70121:2012:MsgBody', PreChargeReq, _e_PreChargeReq, _d_PreChargeReq, None),
+    ('PreChargeRes', 'urn:din:70121:2012:MsgBody', PreChargeRes, _e_PreChargeRes, _d_PreChargeRes, None),
+    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue, None),
+    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference, None),
+    ('RelativeTimeInterval', 'urn:din:70121:2012:MsgDataTypes', RelativeTimeInterval, _e_RelativeTimeInterval, _d_RelativeTimeInterval, None),
+    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod, None),
+    ('SAScheduleList', 'urn:din:70121:2012:MsgDataTypes', SAScheduleList, _e_SAScheduleList, _d_SAScheduleList, None),
+    ('SASchedules', 'urn:din:70121:2012:MsgDataTypes', SASchedules, _e_SASchedules, _d_SASchedules, None),
+    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData, None),
+    ('SalesTariffEntry', 'urn:din:70121:2012:MsgDataTypes', SalesTariffEntry, _e_SalesTariffEntry, _d_SalesTariffEntry, None),
+    ('ServiceCharge', 'urn:din:70121:2012:MsgDataTypes', ServiceCharge, _e_ServiceCharge, _d_ServiceCharge, None),
+    ('ServiceDetailReq', 'urn:din:70121:2012:MsgBody', ServiceDetailReq, _e_ServiceDetailReq, _d_ServiceDetailReq, None),
+    ('ServiceDetailRes', 'urn:din:70121:2012:MsgBody', ServiceDetailRes, _e_ServiceDetailRes, _d_ServiceDetailRes, None),
+    ('ServiceDiscoveryReq', 'urn:din:70121:2012:MsgBody', ServiceDiscoveryReq, _e_ServiceDiscoveryReq, _d_ServiceDiscoveryReq, None),
+    ('ServiceDiscoveryRes', 'urn:din:70121:2012:MsgBody', ServiceDiscoveryRes, _e_ServiceDiscoveryRes, _d_ServiceDiscoveryRes, None),
+    ('ServicePaymentSelectionReq', 'urn:din:70121:2012:MsgBody', ServicePaymentSelectionReq, _e_ServicePaymentSelectionReq, _d_ServicePaymentSelectionReq, None),
+    ('ServicePaymentSelectionRes', 'urn:din:70121:2012:MsgBody', ServicePaymentSelectionRes, _e_ServicePaymentSelectionRes, _d_ServicePaymentSelectionRes, None),
+    ('SessionSetupReq', 'urn:din:70121:2012:MsgBody', SessionSetupReq, _e_SessionSetupReq, _d_SessionSetupReq, None),
+    ('SessionSetupRes', 'urn:din:70121:2012:MsgBody', SessionSetupRes, _e_SessionSetupRes, _d_SessionSetupRes, None),
+    ('SessionStopReq', 'urn:din:70121:2012:MsgBody', SessionStop, _e_SessionStop, _d_SessionStop, None),
+    ('SessionStopRes', 'urn:din:70121:2012:MsgBody', SessionStopRes, _e_SessionStopRes, _d_SessionStopRes, None),
+    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature, None),
+    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod, None),
+    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties, None),
+    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty, None),
+    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue, None),
+    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo, None),
+    ('TimeInterval', 'urn:din:70121:2012:MsgDataTypes', Interval, _e_Interval, _d_Interval, None),
+    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform, None),
+    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms, None),
+    ('V2G_Message', 'urn:din:70121:2012:MsgDef', V2G_Message, _e_V2G_Message, _d_V2G_Message, None),
+    ('WeldingDetectionReq', 'urn:din:70121:2012:MsgBody', WeldingDetectionReq, _e_WeldingDetectionReq, _d_WeldingDetectionReq, None),
+    ('WeldingDetectionRes', 'urn:din:70121:2012:MsgBody', WeldingDetectionRes, _e_WeldingDetectionRes, _d_WeldingDetectionRes, None),
+    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data, None),
 )
 DOC_NBITS = 7
 
 FRAGMENT_ELEMENTS = (
-    ('AC_EVChargeParameter', 'urn:din:70121:2012:MsgDataTypes', AC_EVChargeParameter, _e_AC_EVChargeParameter, _d_AC_EVChargeParameter),
-    ('AC_EVSEChargeParameter', 'urn:din:70121:2012:MsgDataTypes', AC_EVSEChargeParameter, _e_AC_EVSEChargeParameter, _d_AC_EVSEChargeParameter),
-    ('AC_EVSEStatus', 'urn:din:70121:2012:MsgBody', AC_EVSEStatus, _e_AC_EVSEStatus, _d_AC_EVSEStatus),
-    ('AC_EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', AC_EVSEStatus, _e_AC_EVSEStatus, _d_AC_EVSEStatus),
-    ('Body', 'urn:din:70121:2012:MsgDef', Body, _e_Body, _d_Body),
-    ('BodyElement', 'urn:din:70121:2012:MsgDef', BodyBase, _e_BodyBase, _d_BodyBase),
-    ('BulkChargingComplete', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('BulkChargingComplete', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('BulkSOC', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('CableCheckReq', 'urn:din:70121:2012:MsgBody', CableCheckReq, _e_CableCheckReq, _d_CableCheckReq),
-    ('CableCheckRes', 'urn:din:70121:2012:MsgBody', CableCheckRes, _e_CableCheckRes, _d_CableCheckRes),
-    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod),
-    ('Certificate', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('CertificateInstallationReq', 'urn:din:70121:2012:MsgBody', CertificateInstallationReq, _e_CertificateInstallationReq, _d_CertificateInstallationReq),
-    ('CertificateInstallationRes', 'urn:din:70121:2012:MsgBody', CertificateInstallationRes, _e_CertificateInstallationRes, _d_CertificateInstallationRes),
-    ('CertificateUpdateReq', 'urn:din:70121:2012:MsgBody', CertificateUpdateReq, _e_CertificateUpdateReq, _d_CertificateUpdateReq),
-    ('CertificateUpdateRes', 'urn:din:70121:2012:MsgBody', CertificateUpdateRes, _e_CertificateUpdateRes, _d_CertificateUpdateRes),
-    ('ChargeParameterDiscoveryReq', 'urn:din:70121:2012:MsgBody', ChargeParameterDiscoveryReq, _e_ChargeParameterDiscoveryReq, _d_ChargeParameterDiscoveryReq),
-    ('ChargeParameterDiscoveryRes', 'urn:din:70121:2012:MsgBody', ChargeParameterDiscoveryRes, _e_ChargeParameterDiscoveryRes, _d_ChargeParameterDiscoveryRes),
-    ('ChargeService', 'urn:din:70121:2012:MsgBody', ServiceCharge, _e_ServiceCharge, _d_ServiceCharge),
-    ('ChargingComplete', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('ChargingComplete', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('ChargingProfile', 'urn:din:70121:2012:MsgBody', ChargingProfile, _e_ChargingProfile, _d_ChargingProfile),
-    ('ChargingProfileEntryMaxPower', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('ChargingProfileEntryStart', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('ChargingStatusReq', 'urn:din:70121:2012:MsgBody', ChargingStatusReq, _e_ChargingStatusReq, _d_ChargingStatusReq),
-    ('ChargingStatusRes', 'urn:din:70121:2012:MsgBody', ChargingStatusRes, _e_ChargingStatusRes, _d_ChargingStatusRes),
-    ('ConsumptionCost', 'urn:din:70121:2012:MsgDataTypes', ConsumptionCost, _e_ConsumptionCost, _d_ConsumptionCost),
-    ('ContractAuthenticationReq', 'urn:din:70121:2012:MsgBody', ContractAuthenticationReq, _e_ContractAuthenticationReq, _d_ContractAuthenticationReq),
-    ('ContractAuthenticationRes', 'urn:din:70121:2012:MsgBody', ContractAuthenticationRes, _e_ContractAuthenticationRes, _d_ContractAuthenticationRes),
-    ('ContractID', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('ContractSignatureCertChain', 'urn:din:70121:2012:MsgBody', CertificateChain, _e_CertificateChain, _d_CertificateChain),
-    ('ContractSignatureEncryptedPrivateKey', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('Cost', 'urn:din:70121:2012:MsgDataTypes', Cost, _e_Cost, _d_Cost),
-    ('CurrentDemandReq', 'urn:din:70121:2012:MsgBody', CurrentDemandReq, _e_CurrentDemandReq, _d_CurrentDemandReq),
-    ('CurrentDemandRes', 'urn:din:70121:2012:MsgBody', CurrentDemandRes, _e_CurrentDemandRes, _d_CurrentDemandRes),
-    ('DC_EVChargeParameter', 'urn:din:70121:2012:MsgDataTypes', DC_EVChargeParameter, _e_DC_EVChargeParameter, _d_DC_EVChargeParameter),
-    ('DC_EVPowerDeliveryParameter', 'urn:din:70121:2012:MsgDataTypes', DC_EVPowerDeliveryParameter, _e_DC_EVPowerDeliveryParameter, _d_DC_EVPowerDeliveryParameter),
-    ('DC_EVSEChargeParameter', 'urn:din:70121:2012:MsgDataTypes', DC_EVSEChargeParameter, _e_DC_EVSEChargeParameter, _d_DC_EVSEChargeParameter),
-    ('DC_EVSEStatus', 'urn:din:70121:2012:MsgBody', DC_EVSEStatus, _e_DC_EVSEStatus, _d_DC_EVSEStatus),
-    ('DC_EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', DC_EVSEStatus, _e_DC_EVSEStatus, _d_DC_EVSEStatus),
-    ('DC_EVStatus', 'urn:din:70121:2012:MsgBody', DC_EVStatus, _e_DC_EVStatus, _d_DC_EVStatus),
-    ('DC_EVStatus', 'urn:din:70121:2012:MsgDataTypes', DC_EVStatus, _e_DC_EVStatus, _d_DC_EVStatus),
-    ('DHParams', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue),
-    ('DateTimeNow', 'urn:din:70121:2012:MsgBody', 'relaxed', None, None),
-    ('DepartureTime', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod),
-    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('EAmount', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EPriceLevel', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('EVCCID', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('EVCabinConditioning', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('EVChargeParameter', 'urn:din:70121:2012:MsgDataTypes', EVChargeParameter, _e_EVChargeParameter, _d_EVChargeParameter),
-    ('EVEnergyCapacity', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVEnergyRequest', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVErrorCode', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('EVMaxCurrent', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVMaxVoltage', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVMaximumCurrentLimit', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVMaximumCurrentLimit', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVMaximumPowerLimit', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVMaximumPowerLimit', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVMaximumVoltageLimit', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVMaximumVoltageLimit', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVMinCurrent', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVPowerDeliveryParameter', 'urn:din:70121:2012:MsgDataTypes', EVPowerDeliveryParameter, _e_EVPowerDeliveryParameter, _d_EVPowerDeliveryParameter),
-    ('EVRESSConditioning', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('EVRESSSOC', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('EVReady', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('EVRequestedEnergyTransferType', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('EVSEChargeParameter', 'urn:din:70121:2012:MsgDataTypes', EVSEChargeParameter, _e_EVSEChargeParameter, _d_EVSEChargeParameter),
-    ('EVSECurrentLimitAchieved', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('EVSECurrentRegulationTolerance', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEEnergyToBeDelivered', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEID', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('EVSEIsolationStatus', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('EVSEMaxCurrent', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMaxCurrent', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMaxVoltage', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMaximumCurrentLimit', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMaximumCurrentLimit', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMaximumPowerLimit', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMaximumPowerLimit', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMaximumVoltageLimit', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMaximumVoltageLimit', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMinCurrent', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMinimumCurrentLimit', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMinimumVoltageLimit', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSENotification', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('EVSEPeakCurrentRipple', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEPowerLimitAchieved', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('EVSEPresentCurrent', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEPresentVoltage', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEProcessing', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', EVSEStatus, _e_EVSEStatus, _d_EVSEStatus),
-    ('EVSEStatusCode', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('EVSEVoltageLimitAchieved', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('EVStatus', 'urn:din:70121:2012:MsgDataTypes', EVStatus, _e_EVStatus, _d_EVStatus),
-    ('EVTargetCurrent', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVTargetVoltage', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EnergyTransferType', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('Entry', 'urn:din:70121:2012:MsgDataTypes', Entry, _e_Entry, _d_Entry),
-    ('Exponent', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('FaultCode', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('FaultMsg', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('FreeService', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('FullSOC', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('G', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('GenChallenge', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('HMACOutputLength', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Header', 'urn:din:70121:2012:MsgDef', MessageHeader, _e_MessageHeader, _d_MessageHeader),
-    ('J', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo),
-    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue),
-    ('ListOfRootCertificateIDs', 'urn:din:70121:2012:MsgBody', ListOfRootCertificateIDs, _e_ListOfRootCertificateIDs, _d_ListOfRootCertificateIDs),
-    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest),
-    ('MeterID', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('MeterInfo', 'urn:din:70121:2012:MsgBody', MeterInfo, _e_MeterInfo, _d_MeterInfo),
-    ('MeterReading', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('MeterStatus', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('MeteringReceiptReq', 'urn:din:70121:2012:MsgBody', MeteringReceiptReq, _e_MeteringReceiptReq, _d_MeteringReceiptReq),
-    ('MeteringReceiptRes', 'urn:din:70121:2012:MsgBody', MeteringReceiptRes, _e_MeteringReceiptRes, _d_MeteringReceiptRes),
-    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Modulus', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Multiplier', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('Notification', 'urn:din:70121:2012:MsgHeader', Notification, _e_Notification, _d_Notification),
-    ('NotificationMaxDelay', 'urn:din:70121:2012:MsgDataTypes', 'relaxed', None, None),
-    ('NumEPriceLevels', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('OEMProvisioningCert', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object),
-    ('P', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData),
-    ('PGPKeyID', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('PGPKeyPacket', 'http://www.w3.org/2000/09/xmldsig#', 'relaxed', None, None),
-    ('PMax', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('PMaxSchedule', 'urn:din:70121:2012:MsgDataTypes', PMaxSchedule, _e_PMaxSchedule, _d_PMaxSchedule),
-    ('PMaxScheduleEntry', 'urn:din:70121:2012:MsgDataTypes', PMaxScheduleEntry, _e_PMaxScheduleEntry, _d_PMaxScheduleEntry),
-    ('PMaxScheduleID', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('Parameter', 'urn:din:70121:2012:MsgDataTypes', Parameter, _e_Parameter, _d_Parameter),
-    ('ParameterSet', 'urn:din:70121:2012:MsgDataTypes', ParameterSet, _e_ParameterSet, _d_ParameterSet),
-    ('ParameterSetID', 'urn:din:70121:2012:MsgDataTypes', 'relaxed', None, None),
-    ('PaymentDetailsReq', 'urn:din:70121:2012:MsgBody', PaymentDetailsReq, _e_PaymentDetailsReq, _d_PaymentDetailsReq),
-    ('PaymentDetailsRes', 'urn:din:70121:2012:MsgBody', PaymentDetailsRes, _e_PaymentDetailsRes, _d_PaymentDetailsRes),
-    ('PaymentOption', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('PaymentOptions', 'urn:din:70121:2012:MsgBody', PaymentOptions, _e_PaymentOptions, _d_PaymentOptions),
-    ('PgenCounter', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('PowerDeliveryReq', 'urn:din:70121:2012:MsgBody', PowerDeliveryReq, _e_PowerDeliveryReq, _d_PowerDeliveryReq),
-    ('PowerDeliveryRes', 'urn:din:70121:2012:MsgBody', PowerDeliveryRes, _e_PowerDeliveryRes, _d_PowerDeliveryRes),
-    ('PowerSwitchClosed', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('PreChargeReq', 'urn:din:70121:2012:MsgBody', PreChargeReq, _e_PreChargeReq, _d_PreChargeReq),
-    ('PreChargeRes', 'urn:din:70121:2012:MsgBody', PreChargeRes, _e_PreChargeRes, _d_PreChargeRes),
-    ('ProfileEntry', 'urn:din:70121:2012:MsgDataTypes', ProfileEntry, _e_ProfileEntry, _d_ProfileEntry),
-    ('Q', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('RCD', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue),
-    ('ReadyToChargeState', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('ReceiptRequired', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference),
-    ('RelativeTimeInterval', 'urn:din:70121:2012:MsgDataTypes', RelativeTimeInterval, _e_RelativeTimeInterval, _d_RelativeTimeInterval),
-    ('RemainingTimeToBulkSoC', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('RemainingTimeToFullSoC', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('ResponseCode', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod),
-    ('RetryCounter', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('RootCertificateID', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('SAScheduleList', 'urn:din:70121:2012:MsgDataTypes', SAScheduleList, _e_SAScheduleList, _d_SAScheduleList),
-    ('SAScheduleTuple', 'urn:din:70121:2012:MsgDataTypes', SAScheduleTuple, _e_SAScheduleTuple, _d_SAScheduleTuple),
-    ('SAScheduleTupleID', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('SAScheduleTupleID', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('SASchedules', 'urn:din:70121:2012:MsgDataTypes', SASchedules, _e_SASchedules, _d_SASchedules),
-    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData),
-    ('SPKISexp', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('SalesTariff', 'urn:din:70121:2012:MsgDataTypes', SalesTariff, _e_SalesTariff, _d_SalesTariff),
-    ('SalesTariffDescription', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('SalesTariffEntry', 'urn:din:70121:2012:MsgDataTypes', SalesTariffEntry, _e_SalesTariffEntry, _d_SalesTariffEntry),
-    ('SalesTariffID', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('Seed', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('SelectedPaymentOption', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('SelectedService', 'urn:din:70121:2012:MsgDataTypes', SelectedService, _e_SelectedService, _d_SelectedService),
-    ('SelectedServiceList', 'urn:din:70121:2012:MsgBody', SelectedServiceList, _e_SelectedServiceList, _d_SelectedServiceList),
-    ('Service', 'urn:din:70121:2012:MsgDataTypes', Service, _e_Service, _d_Service),
-    ('ServiceCategory', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('ServiceCategory', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('ServiceCharge', 'urn:din:70121:2012:MsgDataTypes', ServiceCharge, _e_ServiceCharge, _d_ServiceCharge),
-    ('ServiceDetailReq', 'urn:din:70121:2012:MsgBody', ServiceDetailReq, _e_ServiceDetailReq, _d_ServiceDetailReq),
-    ('ServiceDetailRes', 'urn:din:70121:2012:MsgBody', ServiceDetailRes, _e_ServiceDetailRes, _d_ServiceDetailRes),
-    ('ServiceDiscoveryReq', 'urn:din:70121:2012:MsgBody', ServiceDiscoveryReq, _e_ServiceDiscoveryReq, _d_ServiceDiscoveryReq),
-    ('ServiceDiscoveryRes', 'urn:din:70121:2012:MsgBody', ServiceDiscoveryRes, _e_ServiceDiscoveryRes, _d_ServiceDiscoveryRes),
-    ('ServiceID', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('ServiceID', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('ServiceList', 'urn:din:70121:2012:MsgBody', ServiceTagList, _e_ServiceTagList, _d_ServiceTagList),
-    ('ServiceName', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('ServiceParameterList', 'urn:din:70121:2012:MsgBody', ServiceParameterList, _e_ServiceParameterList, _d_ServiceParameterList),
-    ('ServicePaymentSelectionReq', 'urn:din:70121:2012:MsgBody', ServicePaymentSelectionReq, _e_ServicePaymentSelectionReq, _d_ServicePaymentSelectionReq),
-    ('ServicePaymentSelectionRes', 'urn:din:70121:2012:MsgBody', ServicePaymentSelectionRes, _e_ServicePaymentSelectionRes, _d_ServicePaymentSelectionRes),
-    ('ServiceScope', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('ServiceScope', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('ServiceTag', 'urn:din:70121:2012:MsgDataTypes', ServiceTag, _e_ServiceTag, _d_ServiceTag),
-    ('SessionID', 'urn:din:70121:2012:MsgBody', None, None, None),
-    ('SessionID', 'urn:din:70121:2012:MsgHeader', None, None, None),
-    ('SessionSetupReq', 'urn:din:70121:2012:MsgBody', SessionSetupReq, _e_SessionSetupReq, _d_SessionSetupReq),
-    ('SessionSetupRes', 'urn:din:70121:2012:MsgBody', SessionSetupRes, _e_SessionSetupRes, _d_SessionSetupRes),
-    ('SessionStopReq', 'urn:din:70121:2012:MsgBody', SessionStop, _e_SessionStop, _d_SessionStop),
-    ('SessionStopRes', 'urn:din:70121:2012:MsgBody', SessionStopRes, _e_SessionStopRes, _d_SessionStopRes),
-    ('SigMeterReading', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature),
-    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod),
-    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties),
-    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty),
-    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue),
-    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo),
-    ('SubCertificates', 'urn:din:70121:2012:MsgDataTypes', SubCertificates, _e_SubCertificates, _d_SubCertificates),
-    ('TMeter', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('TimeInterval', 'urn:din:70121:2012:MsgDataTypes', Interval, _e_Interval, _d_Interval),
-    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform),
-    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms),
-    ('Unit', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('V2G_Message', 'urn:din:70121:2012:MsgDef', V2G_Message, _e_V2G_Message, _d_V2G_Message),
-    ('Value', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('WeldingDetectionReq', 'urn:din:70121:2012:MsgBody', WeldingDetectionReq, _e_WeldingDetectionReq, _d_WeldingDetectionReq),
-    ('WeldingDetectionRes', 'urn:din:70121:2012:MsgBody', WeldingDetectionRes, _e_WeldingDetectionRes, _d_WeldingDetectionRes),
-    ('X509CRL', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509Certificate', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data),
-    ('X509IssuerName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509IssuerSerial', 'http://www.w3.org/2000/09/xmldsig#', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial),
-    ('X509SKI', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509SerialNumber', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509SubjectName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('XPath', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Y', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('amount', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('amountMultiplier', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('boolValue', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('byteValue', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('costKind', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('duration', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('intValue', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('physicalValue', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('shortValue', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('start', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('startValue', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
-    ('stringValue', 'urn:din:70121:2012:MsgDataTypes', None, None, None),
+    ('AC_EVChargeParameter', 'urn:din:70121:2012:MsgDataTypes', AC_EVChargeParameter, _e_AC_EVChargeParameter, _d_AC_EVChargeParameter, None),
+    ('AC_EVSEChargeParameter', 'urn:din:70121:2012:MsgDataTypes', AC_EVSEChargeParameter, _e_AC_EVSEChargeParameter, _d_AC_EVSEChargeParameter, None),
+    ('AC_EVSEStatus', 'urn:din:70121:2012:MsgBody', AC_EVSEStatus, _e_AC_EVSEStatus, _d_AC_EVSEStatus, None),
+    ('AC_EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', AC_EVSEStatus, _e_AC_EVSEStatus, _d_AC_EVSEStatus, None),
+    ('Body', 'urn:din:70121:2012:MsgDef', Body, _e_Body, _d_Body, None),
+    ('BodyElement', 'urn:din:70121:2012:MsgDef', BodyBase, _e_BodyBase, _d_BodyBase, None),
+    ('BulkChargingComplete', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('BulkChargingComplete', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('BulkSOC', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('CableCheckReq', 'urn:din:70121:2012:MsgBody', CableCheckReq, _e_CableCheckReq, _d_CableCheckReq, None),
+    ('CableCheckRes', 'urn:din:70121:2012:MsgBody', CableCheckRes, _e_CableCheckRes, _d_CableCheckRes, None),
+    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod, None),
+    ('Certificate', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_4, _ds_4, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, 1200, None)),
+    ('CertificateInstallationReq', 'urn:din:70121:2012:MsgBody', CertificateInstallationReq, _e_CertificateInstallationReq, _d_CertificateInstallationReq, None),
+    ('CertificateInstallationRes', 'urn:din:70121:2012:MsgBody', CertificateInstallationRes, _e_CertificateInstallationRes, _d_CertificateInstallationRes, None),
+    ('CertificateUpdateReq', 'urn:din:70121:2012:MsgBody', CertificateUpdateReq, _e_CertificateUpdateReq, _d_CertificateUpdateReq, None),
+    ('CertificateUpdateRes', 'urn:din:70121:2012:MsgBody', CertificateUpdateRes, _e_CertificateUpdateRes, _d_CertificateUpdateRes, None),
+    ('ChargeParameterDiscoveryReq', 'urn:din:70121:2012:MsgBody', ChargeParameterDiscoveryReq, _e_ChargeParameterDiscoveryReq, _d_ChargeParameterDiscoveryReq, None),
+    ('ChargeParameterDiscoveryRes', 'urn:din:70121:2012:MsgBody', ChargeParameterDiscoveryRes, _e_ChargeParameterDiscoveryRes, _d_ChargeParameterDiscoveryRes, None),
+    ('ChargeService', 'urn:din:70121:2012:MsgBody', ServiceCharge, _e_ServiceCharge, _d_ServiceCharge, None),
+    ('ChargingComplete', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('ChargingComplete', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('ChargingProfile', 'urn:din:70121:2012:MsgBody', ChargingProfile, _e_ChargingProfile, _d_ChargingProfile, None),
+    ('ChargingProfileEntryMaxPower', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_5, _ds_5, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('ChargingProfileEntryStart', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('ChargingStatusReq', 'urn:din:70121:2012:MsgBody', ChargingStatusReq, _e_ChargingStatusReq, _d_ChargingStatusReq, None),
+    ('ChargingStatusRes', 'urn:din:70121:2012:MsgBody', ChargingStatusRes, _e_ChargingStatusRes, _d_ChargingStatusRes, None),
+    ('ConsumptionCost', 'urn:din:70121:2012:MsgDataTypes', ConsumptionCost, _e_ConsumptionCost, _d_ConsumptionCost, None),
+    ('ContractAuthenticationReq', 'urn:din:70121:2012:MsgBody', ContractAuthenticationReq, _e_ContractAuthenticationReq, _d_ContractAuthenticationReq, None),
+    ('ContractAuthenticationRes', 'urn:din:70121:2012:MsgBody', ContractAuthenticationRes, _e_ContractAuthenticationRes, _d_ContractAuthenticationRes, None),
+    ('ContractID', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_7, _ds_7, _SimpleSpec('string', 'string', None, None, None, None, 24, None)),
+    ('ContractSignatureCertChain', 'urn:din:70121:2012:MsgBody', CertificateChain, _e_CertificateChain, _d_CertificateChain, None),
+    ('ContractSignatureEncryptedPrivateKey', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_8, _ds_8, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, 128, None)),
+    ('Cost', 'urn:din:70121:2012:MsgDataTypes', Cost, _e_Cost, _d_Cost, None),
+    ('CurrentDemandReq', 'urn:din:70121:2012:MsgBody', CurrentDemandReq, _e_CurrentDemandReq, _d_CurrentDemandReq, None),
+    ('CurrentDemandRes', 'urn:din:70121:2012:MsgBody', CurrentDemandRes, _e_CurrentDemandRes, _d_CurrentDemandRes, None),
+    ('DC_EVChargeParameter', 'urn:din:70121:2012:MsgDataTypes', DC_EVChargeParameter, _e_DC_EVChargeParameter, _d_DC_EVChargeParameter, None),
+    ('DC_EVPowerDeliveryParameter', 'urn:din:70121:2012:MsgDataTypes', DC_EVPowerDeliveryParameter, _e_DC_EVPowerDeliveryParameter, _d_DC_EVPowerDeliveryParameter, None),
+    ('DC_EVSEChargeParameter', 'urn:din:70121:2012:MsgDataTypes', DC_EVSEChargeParameter, _e_DC_EVSEChargeParameter, _d_DC_EVSEChargeParameter, None),
+    ('DC_EVSEStatus', 'urn:din:70121:2012:MsgBody', DC_EVSEStatus, _e_DC_EVSEStatus, _d_DC_EVSEStatus, None),
+    ('DC_EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', DC_EVSEStatus, _e_DC_EVSEStatus, _d_DC_EVSEStatus, None),
+    ('DC_EVStatus', 'urn:din:70121:2012:MsgBody', DC_EVStatus, _e_DC_EVStatus, _d_DC_EVStatus, None),
+    ('DC_EVStatus', 'urn:din:70121:2012:MsgDataTypes', DC_EVStatus, _e_DC_EVStatus, _d_DC_EVStatus, None),
+    ('DHParams', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_9, _ds_9, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, 256, None)),
+    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue, None),
+    ('DateTimeNow', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_10, _ds_10, _SimpleSpec('integer', 'long', -9223372036854775808, 9223372036854775807, None, None, None, None)),
+    ('DepartureTime', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod, None),
+    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_0, _ds_0, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('EAmount', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EPriceLevel', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_11, _ds_11, _SimpleSpec('integer', 'unsignedByte', 0, 255, None, None, None, None)),
+    ('EVCCID', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_12, _ds_12, _SimpleSpec('hexBinary', 'hexBinary', None, None, None, None, 8, None)),
+    ('EVCabinConditioning', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVChargeParameter', 'urn:din:70121:2012:MsgDataTypes', EVChargeParameter, _e_EVChargeParameter, _d_EVChargeParameter, None),
+    ('EVEnergyCapacity', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVEnergyRequest', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVErrorCode', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_13, _ds_13, _SimpleSpec('string', 'string', None, None, None, None, None, DC_EVErrorCodeType)),
+    ('EVMaxCurrent', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVMaxVoltage', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVMaximumCurrentLimit', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVMaximumCurrentLimit', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVMaximumPowerLimit', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVMaximumPowerLimit', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVMaximumVoltageLimit', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVMaximumVoltageLimit', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVMinCurrent', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVPowerDeliveryParameter', 'urn:din:70121:2012:MsgDataTypes', EVPowerDeliveryParameter, _e_EVPowerDeliveryParameter, _d_EVPowerDeliveryParameter, None),
+    ('EVRESSConditioning', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVRESSSOC', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('EVReady', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVRequestedEnergyTransferType', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_14, _ds_14, _SimpleSpec('string', 'string', None, None, None, None, None, EVRequestedEnergyTransferType)),
+    ('EVSEChargeParameter', 'urn:din:70121:2012:MsgDataTypes', EVSEChargeParameter, _e_EVSEChargeParameter, _d_EVSEChargeParameter, None),
+    ('EVSECurrentLimitAchieved', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVSECurrentRegulationTolerance', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEEnergyToBeDelivered', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEID', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_15, _ds_15, _SimpleSpec('hexBinary', 'hexBinary', None, None, None, None, 32, None)),
+    ('EVSEIsolationStatus', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_16, _ds_16, _SimpleSpec('string', 'string', None, None, None, None, None, isolationLevelType)),
+    ('EVSEMaxCurrent', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMaxCurrent', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMaxVoltage', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMaximumCurrentLimit', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMaximumCurrentLimit', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMaximumPowerLimit', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMaximumPowerLimit', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMaximumVoltageLimit', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMaximumVoltageLimit', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMinCurrent', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMinimumCurrentLimit', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMinimumVoltageLimit', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSENotification', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_17, _ds_17, _SimpleSpec('string', 'string', None, None, None, None, None, EVSENotificationType)),
+    ('EVSEPeakCurrentRipple', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEPowerLimitAchieved', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVSEPresentCurrent', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEPresentVoltage', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEProcessing', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_18, _ds_18, _SimpleSpec('string', 'string', None, None, None, None, None, EVSEProcessingType)),
+    ('EVSEStatus', 'urn:din:70121:2012:MsgDataTypes', EVSEStatus, _e_EVSEStatus, _d_EVSEStatus, None),
+    ('EVSEStatusCode', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_19, _ds_19, _SimpleSpec('string', 'string', None, None, None, None, None, DC_EVSEStatusCodeType)),
+    ('EVSEVoltageLimitAchieved', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVStatus', 'urn:din:70121:2012:MsgDataTypes', EVStatus, _e_EVStatus, _d_EVStatus, None),
+    ('EVTargetCurrent', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVTargetVoltage', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EnergyTransferType', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_20, _ds_20, _SimpleSpec('string', 'string', None, None, None, None, None, EVSESupportedEnergyTransferType)),
+    ('Entry', 'urn:din:70121:2012:MsgDataTypes', Entry, _e_Entry, _d_Entry, None),
+    ('Exponent', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_21, _ds_21, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('FaultCode', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_22, _ds_22, _SimpleSpec('string', 'string', None, None, None, None, None, faultCodeType)),
+    ('FaultMsg', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_23, _ds_23, _SimpleSpec('string', 'string', None, None, None, None, 64, None)),
+    ('FreeService', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('FullSOC', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('G', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_21, _ds_21, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('GenChallenge', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_24, _ds_24, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('HMACOutputLength', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_25, _ds_25, _SimpleSpec('integer', 'integer', None, None, None, None, None, None)),
+    ('Header', 'urn:din:70121:2012:MsgDef', MessageHeader, _e_MessageHeader, _d_MessageHeader, None),
+    ('J', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_21, _ds_21, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo, None),
+    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue, None),
+    ('ListOfRootCertificateIDs', 'urn:din:70121:2012:MsgBody', ListOfRootCertificateIDs, _e_ListOfRootCertificateIDs, _d_ListOfRootCertificateIDs, None),
+    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest, None),
+    ('MeterID', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_26, _ds_26, _SimpleSpec('string', 'string', None, None, None, None, 32, None)),
+    ('MeterInfo', 'urn:din:70121:2012:MsgBody', MeterInfo, _e_MeterInfo, _d_MeterInfo, None),
+    ('MeterReading', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('MeterStatus', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_27, _ds_27, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('MeteringReceiptReq', 'urn:din:70121:2012:MsgBody', MeteringReceiptReq, _e_MeteringReceiptReq, _d_MeteringReceiptReq, None),
+    ('MeteringReceiptRes', 'urn:din:70121:2012:MsgBody', MeteringReceiptRes, _e_MeteringReceiptRes, _d_MeteringReceiptRes, None),
+    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Modulus', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_21, _ds_21, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('Multiplier', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_28, _ds_28, _SimpleSpec('integer', 'byte', -3, 3, None, None, None, None)),
+    ('Notification', 'urn:din:70121:2012:MsgHeader', Notification, _e_Notification, _d_Notification, None),
+    ('NotificationMaxDelay', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('NumEPriceLevels', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_11, _ds_11, _SimpleSpec('integer', 'unsignedByte', 0, 255, None, None, None, None)),
+    ('OEMProvisioningCert', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_4, _ds_4, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, 1200, None)),
+    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object, None),
+    ('P', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_21, _ds_21, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData, None),
+    ('PGPKeyID', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_29, _ds_29, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PGPKeyPacket', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_29, _ds_29, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PMax', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_5, _ds_5, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('PMaxSchedule', 'urn:din:70121:2012:MsgDataTypes', PMaxSchedule, _e_PMaxSchedule, _d_PMaxSchedule, None),
+    ('PMaxScheduleEntry', 'urn:din:70121:2012:MsgDataTypes', PMaxScheduleEntry, _e_PMaxScheduleEntry, _d_PMaxScheduleEntry, None),
+    ('PMaxScheduleID', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_30, _ds_30, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('Parameter', 'urn:din:70121:2012:MsgDataTypes', Parameter, _e_Parameter, _d_Parameter, None),
+    ('ParameterSet', 'urn:din:70121:2012:MsgDataTypes', ParameterSet, _e_ParameterSet, _d_ParameterSet, None),
+    ('ParameterSetID', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_31, _ds_31, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('PaymentDetailsReq', 'urn:din:70121:2012:MsgBody', PaymentDetailsReq, _e_PaymentDetailsReq, _d_PaymentDetailsReq, None),
+    ('PaymentDetailsRes', 'urn:din:70121:2012:MsgBody', PaymentDetailsRes, _e_PaymentDetailsRes, _d_PaymentDetailsRes, None),
+    ('PaymentOption', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_32, _ds_32, _SimpleSpec('string', 'string', None, None, None, None, None, paymentOptionType)),
+    ('PaymentOptions', 'urn:din:70121:2012:MsgBody', PaymentOptions, _e_PaymentOptions, _d_PaymentOptions, None),
+    ('PgenCounter', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_21, _ds_21, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PowerDeliveryReq', 'urn:din:70121:2012:MsgBody', PowerDeliveryReq, _e_PowerDeliveryReq, _d_PowerDeliveryReq, None),
+    ('PowerDeliveryRes', 'urn:din:70121:2012:MsgBody', PowerDeliveryRes, _e_PowerDeliveryRes, _d_PowerDeliveryRes, None),
+    ('PowerSwitchClosed', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('PreChargeReq', 'urn:din:70121:2012:MsgBody', PreChargeReq, _e_PreChargeReq, _d_PreChargeReq, None),
+    ('PreChargeRes', 'urn:din:70121:2012:MsgBody', PreChargeRes, _e_PreChargeRes, _d_PreChargeRes, None),
+    ('ProfileEntry', 'urn:din:70121:2012:MsgDataTypes', ProfileEntry, _e_ProfileEntry, _d_ProfileEntry, None),
+    ('Q', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_21, _ds_21, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('RCD', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue, None),
+    ('ReadyToChargeState', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('ReceiptRequired', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference, None),
+    ('RelativeTimeInterval', 'urn:din:70121:2012:MsgDataTypes', RelativeTimeInterval, _e_RelativeTimeInterval, _d_RelativeTimeInterval, None),
+    ('RemainingTimeToBulkSoC', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('RemainingTimeToFullSoC', 'urn:din:70121:2012:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('ResponseCode', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_33, _ds_33, _SimpleSpec('string', 'string', None, None, None, None, None, responseCodeType)),
+    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod, None),
+    ('RetryCounter', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_31, _ds_31, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('RootCertificateID', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_34, _ds_34, _SimpleSpec('string', 'string', None, None, None, None, 40, None)),
+    ('SAScheduleList', 'urn:din:70121:2012:MsgDataTypes', SAScheduleList, _e_SAScheduleList, _d_SAScheduleList, None),
+    ('SAScheduleTuple', 'urn:din:70121:2012:MsgDataTypes', SAScheduleTuple, _e_SAScheduleTuple, _d_SAScheduleTuple, None),
+    ('SAScheduleTupleID', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_30, _ds_30, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('SAScheduleTupleID', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_30, _ds_30, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('SASchedules', 'urn:din:70121:2012:MsgDataTypes', SASchedules, _e_SASchedules, _d_SASchedules, None),
+    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData, None),
+    ('SPKISexp', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_29, _ds_29, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('SalesTariff', 'urn:din:70121:2012:MsgDataTypes', SalesTariff, _e_SalesTariff, _d_SalesTariff, None),
+    ('SalesTariffDescription', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_35, _ds_35, _SimpleSpec('string', 'string', None, None, None, None, 32, None)),
+    ('SalesTariffEntry', 'urn:din:70121:2012:MsgDataTypes', SalesTariffEntry, _e_SalesTariffEntry, _d_SalesTariffEntry, None),
+    ('SalesTariffID', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_30, _ds_30, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('Seed', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_21, _ds_21, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('SelectedPaymentOption', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_32, _ds_32, _SimpleSpec('string', 'string', None, None, None, None, None, paymentOptionType)),
+    ('SelectedService', 'urn:din:70121:2012:MsgDataTypes', SelectedService, _e_SelectedService, _d_SelectedService, None),
+    ('SelectedServiceList', 'urn:din:70121:2012:MsgBody', SelectedServiceList, _e_SelectedServiceList, _d_SelectedServiceList, None),
+    ('Service', 'urn:din:70121:2012:MsgDataTypes', Service, _e_Service, _d_Service, None),
+    ('ServiceCategory', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_36, _ds_36, _SimpleSpec('string', 'string', None, None, None, None, None, serviceCategoryType)),
+    ('ServiceCategory', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_36, _ds_36, _SimpleSpec('string', 'string', None, None, None, None, None, serviceCategoryType)),
+    ('ServiceCharge', 'urn:din:70121:2012:MsgDataTypes', ServiceCharge, _e_ServiceCharge, _d_ServiceCharge, None),
+    ('ServiceDetailReq', 'urn:din:70121:2012:MsgBody', ServiceDetailReq, _e_ServiceDetailReq, _d_ServiceDetailReq, None),
+    ('ServiceDetailRes', 'urn:din:70121:2012:MsgBody', ServiceDetailRes, _e_ServiceDetailRes, _d_ServiceDetailRes, None),
+    ('ServiceDiscoveryReq', 'urn:din:70121:2012:MsgBody', ServiceDiscoveryReq, _e_ServiceDiscoveryReq, _d_ServiceDiscoveryReq, None),
+    ('ServiceDiscoveryRes', 'urn:din:70121:2012:MsgBody', ServiceDiscoveryRes, _e_ServiceDiscoveryRes, _d_ServiceDiscoveryRes, None),
+    ('ServiceID', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_37, _ds_37, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('ServiceID', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_37, _ds_37, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('ServiceList', 'urn:din:70121:2012:MsgBody', ServiceTagList, _e_ServiceTagList, _d_ServiceTagList, None),
+    ('ServiceName', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_38, _ds_38, _SimpleSpec('string', 'string', None, None, None, None, 32, None)),
+    ('ServiceParameterList', 'urn:din:70121:2012:MsgBody', ServiceParameterList, _e_ServiceParameterList, _d_ServiceParameterList, None),
+    ('ServicePaymentSelectionReq', 'urn:din:70121:2012:MsgBody', ServicePaymentSelectionReq, _e_ServicePaymentSelectionReq, _d_ServicePaymentSelectionReq, None),
+    ('ServicePaymentSelectionRes', 'urn:din:70121:2012:MsgBody', ServicePaymentSelectionRes, _e_ServicePaymentSelectionRes, _d_ServicePaymentSelectionRes, None),
+    ('ServiceScope', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_39, _ds_39, _SimpleSpec('string', 'string', None, None, None, None, 32, None)),
+    ('ServiceScope', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_39, _ds_39, _SimpleSpec('string', 'string', None, None, None, None, 32, None)),
+    ('ServiceTag', 'urn:din:70121:2012:MsgDataTypes', ServiceTag, _e_ServiceTag, _d_ServiceTag, None),
+    ('SessionID', 'urn:din:70121:2012:MsgBody', _SimpleElement, _es_40, _ds_40, _SimpleSpec('hexBinary', 'hexBinary', None, None, None, None, 8, None)),
+    ('SessionID', 'urn:din:70121:2012:MsgHeader', _SimpleElement, _es_40, _ds_40, _SimpleSpec('hexBinary', 'hexBinary', None, None, None, None, 8, None)),
+    ('SessionSetupReq', 'urn:din:70121:2012:MsgBody', SessionSetupReq, _e_SessionSetupReq, _d_SessionSetupReq, None),
+    ('SessionSetupRes', 'urn:din:70121:2012:MsgBody', SessionSetupRes, _e_SessionSetupRes, _d_SessionSetupRes, None),
+    ('SessionStopReq', 'urn:din:70121:2012:MsgBody', SessionStop, _e_SessionStop, _d_SessionStop, None),
+    ('SessionStopRes', 'urn:din:70121:2012:MsgBody', SessionStopRes, _e_SessionStopRes, _d_SessionStopRes, None),
+    ('SigMeterReading', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_41, _ds_41, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, 32, None)),
+    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature, None),
+    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod, None),
+    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties, None),
+    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty, None),
+    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue, None),
+    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo, None),
+    ('SubCertificates', 'urn:din:70121:2012:MsgDataTypes', SubCertificates, _e_SubCertificates, _d_SubCertificates, None),
+    ('TMeter', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_10, _ds_10, _SimpleSpec('integer', 'long', -9223372036854775808, 9223372036854775807, None, None, None, None)),
+    ('TimeInterval', 'urn:din:70121:2012:MsgDataTypes', Interval, _e_Interval, _d_Interval, None),
+    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform, None),
+    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms, None),
+    ('Unit', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_42, _ds_42, _SimpleSpec('string', 'string', None, None, None, None, None, unitSymbolType)),
+    ('V2G_Message', 'urn:din:70121:2012:MsgDef', V2G_Message, _e_V2G_Message, _d_V2G_Message, None),
+    ('Value', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_31, _ds_31, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('WeldingDetectionReq', 'urn:din:70121:2012:MsgBody', WeldingDetectionReq, _e_WeldingDetectionReq, _d_WeldingDetectionReq, None),
+    ('WeldingDetectionRes', 'urn:din:70121:2012:MsgBody', WeldingDetectionRes, _e_WeldingDetectionRes, _d_WeldingDetectionRes, None),
+    ('X509CRL', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_29, _ds_29, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509Certificate', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_29, _ds_29, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data, None),
+    ('X509IssuerName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('X509IssuerSerial', 'http://www.w3.org/2000/09/xmldsig#', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial, None),
+    ('X509SKI', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_29, _ds_29, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509SerialNumber', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_43, _ds_43, _SimpleSpec('integer', 'integer', None, None, None, None, None, None)),
+    ('X509SubjectName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('XPath', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Y', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_21, _ds_21, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('amount', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('amountMultiplier', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_28, _ds_28, _SimpleSpec('integer', 'byte', -3, 3, None, None, None, None)),
+    ('boolValue', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('byteValue', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_44, _ds_44, _SimpleSpec('integer', 'byte', -128, 127, None, None, None, None)),
+    ('costKind', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_45, _ds_45, _SimpleSpec('string', 'string', None, None, None, None, None, costKindType)),
+    ('duration', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('intValue', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_46, _ds_46, _SimpleSpec('integer', 'int', -2147483648, 2147483647, None, None, None, None)),
+    ('physicalValue', 'urn:din:70121:2012:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('shortValue', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_31, _ds_31, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('start', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('startValue', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('stringValue', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
 )
 FRAGMENT_NBITS = 8

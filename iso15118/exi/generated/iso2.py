@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
+from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleElement as _SimpleElement, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
                      UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
                      bad_event as _bad_event, fault as _fault, missing as _missing,
@@ -6827,333 +6827,1391 @@ _D_V2G_Message_2 = (0, -1)
 
 # --- documents and fragments ----------------------------------------------
 
+def _es_0(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_0(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_1(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_1(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_2(v, a):
+    a <<= 1
+    a = (a << 1) | _BOOL[v]
+    a <<= 1
+    return a
+
+
+def _ds_2(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; x = ((D >> (L - p)) & 1) == 1
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_3(v, a):
+    a <<= 1
+    if v < 0 or v > 100: raise _Invalid(f'value: {v} outside [0, 100]')
+    a = (a << 7) | v
+    a <<= 1
+    return a
+
+
+def _ds_3(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 7; x = ((D >> (L - p)) & 127)
+        if x > 100: raise _out_of_range(x, 0, 100, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_4(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, 800)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_4(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, 800)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_5(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_chargeProgressType[v]
+    a <<= 1
+    return a
+
+
+def _ds_5(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_chargeProgressType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_6(v, a):
+    a <<= 1
+    if v < 1 or v > 3: raise _Invalid(f'value: {v} outside [1, 3]')
+    a = (a << 2) | (v - 1)
+    a <<= 1
+    return a
+
+
+def _ds_6(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; x = ((D >> (L - p)) & 3) + 1
+        if x > 3: raise _out_of_range(x, 1, 3, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_7(v, a):
+    a <<= 1
+    if v < 0 or v > 4294967295: raise _Invalid(f'value: {v} outside [0, 4294967295]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_7(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 32)
+        if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_8(v, a):
+    a <<= 1
+    a = (a << 1) | _EI_chargingSessionType[v]
+    a <<= 1
+    return a
+
+
+def _ds_8(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _i = (D >> (L - p)) & 1
+        x = _EV_chargingSessionType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_9(v, a):
+    a <<= 1
+    if v < 0 or v > 255: raise _Invalid(f'value: {v} outside [0, 255]')
+    a = (a << 8) | v
+    a <<= 1
+    return a
+
+
+def _ds_9(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 8; x = ((D >> (L - p)) & 255)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_10(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, 6)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_10(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, 6)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_11(v, a):
+    a <<= 1
+    a = (a << 4) | _EI_DC_EVErrorCodeType[v]
+    a <<= 1
+    return a
+
+
+def _ds_11(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _i = (D >> (L - p)) & 15
+        if _i >= 12: raise _bad_enum(_i, 12, p)
+        x = _EV_DC_EVErrorCodeType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_12(v, a):
+    a <<= 1
+    a = _w_str(a, v, 7, 37)
+    a <<= 1
+    return a
+
+
+def _ds_12(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_str(D, L, p, 7, 37)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_13(v, a):
+    a <<= 1
+    a = (a << 3) | _EI_isolationLevelType[v]
+    a <<= 1
+    return a
+
+
+def _ds_13(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _i = (D >> (L - p)) & 7
+        if _i >= 5: raise _bad_enum(_i, 5, p)
+        x = _EV_isolationLevelType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_14(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_EVSENotificationType[v]
+    a <<= 1
+    return a
+
+
+def _ds_14(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_EVSENotificationType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_15(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_EVSEProcessingType[v]
+    a <<= 1
+    return a
+
+
+def _ds_15(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_EVSEProcessingType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_16(v, a):
+    a <<= 1
+    a = (a << 4) | _EI_DC_EVSEStatusCodeType[v]
+    a <<= 1
+    return a
+
+
+def _ds_16(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _i = (D >> (L - p)) & 15
+        if _i >= 12: raise _bad_enum(_i, 12, p)
+        x = _EV_DC_EVSEStatusCodeType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_17(v, a):
+    a <<= 1
+    if v < -9223372036854775808 or v > 9223372036854775807: raise _Invalid(f'value: {v} outside [-9223372036854775808, 9223372036854775807]')
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_17(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, 63)
+        if x < -9223372036854775808 or x > 9223372036854775807: raise _out_of_range(x, -9223372036854775808, 9223372036854775807, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_18(v, a):
+    a <<= 1
+    a = (a << 3) | _EI_EnergyTransferModeType[v]
+    a <<= 1
+    return a
+
+
+def _ds_18(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _i = (D >> (L - p)) & 7
+        if _i >= 6: raise _bad_enum(_i, 6, p)
+        x = _EV_EnergyTransferModeType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_19(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_19(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_20(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_faultCodeType[v]
+    a <<= 1
+    return a
+
+
+def _ds_20(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_faultCodeType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_21(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 64)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_21(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 64)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_22(v, a):
+    a <<= 1
+    a = _w_bin(a, v, 16, 16)
+    a <<= 1
+    return a
+
+
+def _ds_22(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_bin(D, L, p, 16, 16)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_23(v, a):
+    a <<= 1
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_23(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_24(v, a):
+    a <<= 1
+    if v < 0 or v > 65535: raise _Invalid(f'value: {v} outside [0, 65535]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_24(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 16)
+        if x > 65535: raise _out_of_range(x, 0, 65535, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_25(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 32)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_25(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 32)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_26(v, a):
+    a <<= 1
+    if v < 0 or v > 18446744073709551615: raise _Invalid(f'value: {v} outside [0, 18446744073709551615]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_26(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 64)
+        if x > 18446744073709551615: raise _out_of_range(x, 0, 18446744073709551615, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_27(v, a):
+    a <<= 1
+    if v < -32768 or v > 32767: raise _Invalid(f'value: {v} outside [-32768, 32767]')
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_27(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, 15)
+        if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_28(v, a):
+    a <<= 1
+    if v < -3 or v > 3: raise _Invalid(f'value: {v} outside [-3, 3]')
+    a = (a << 3) | (v - -3)
+    a <<= 1
+    return a
+
+
+def _ds_28(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; x = ((D >> (L - p)) & 7) - 3
+        if x > 3: raise _out_of_range(x, -3, 3, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_29(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_29(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_30(v, a):
+    a <<= 1
+    if v < -32768 or v > 32767: raise _Invalid(f'value: {v} outside [-32768, 32767]')
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_30(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, 15)
+        if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_31(v, a):
+    a <<= 1
+    a = (a << 1) | _EI_paymentOptionType[v]
+    a <<= 1
+    return a
+
+
+def _ds_31(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _i = (D >> (L - p)) & 1
+        x = _EV_paymentOptionType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_32(v, a):
+    a <<= 1
+    a = (a << 5) | _EI_responseCodeType[v]
+    a <<= 1
+    return a
+
+
+def _ds_32(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 5; _i = (D >> (L - p)) & 31
+        if _i >= 26: raise _bad_enum(_i, 26, p)
+        x = _EV_responseCodeType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_33(v, a):
+    a <<= 1
+    if v < 1 or v > 255: raise _Invalid(f'value: {v} outside [1, 255]')
+    a = (a << 8) | (v - 1)
+    a <<= 1
+    return a
+
+
+def _ds_33(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 8; x = ((D >> (L - p)) & 255) + 1
+        if x > 255: raise _out_of_range(x, 1, 255, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_34(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 32)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_34(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 32)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_35(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_serviceCategoryType[v]
+    a <<= 1
+    return a
+
+
+def _ds_35(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        x = _EV_serviceCategoryType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_36(v, a):
+    a <<= 1
+    if v < 0 or v > 65535: raise _Invalid(f'value: {v} outside [0, 65535]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_36(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 16)
+        if x > 65535: raise _out_of_range(x, 0, 65535, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_37(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 32)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_37(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 32)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_38(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 64)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_38(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 64)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_39(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, 8)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_39(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, 8)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_40(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, 64)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_40(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, 64)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_41(v, a):
+    a <<= 1
+    a = (a << 3) | _EI_unitSymbolType[v]
+    a <<= 1
+    return a
+
+
+def _ds_41(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _i = (D >> (L - p)) & 7
+        if _i >= 7: raise _bad_enum(_i, 7, p)
+        x = _EV_unitSymbolType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_42(v, a):
+    a <<= 1
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_42(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_43(v, a):
+    a <<= 1
+    if v < -128 or v > 127: raise _Invalid(f'value: {v} outside [-128, 127]')
+    a = (a << 8) | (v - -128)
+    a <<= 1
+    return a
+
+
+def _ds_43(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 8; x = ((D >> (L - p)) & 255) - 128
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_44(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_costKindType[v]
+    a <<= 1
+    return a
+
+
+def _ds_44(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_costKindType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_45(v, a):
+    a <<= 1
+    if v < 0 or v > 86400: raise _Invalid(f'value: {v} outside [0, 86400]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_45(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 17)
+        if x > 86400: raise _out_of_range(x, 0, 86400, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_46(v, a):
+    a <<= 1
+    if v < -2147483648 or v > 2147483647: raise _Invalid(f'value: {v} outside [-2147483648, 2147483647]')
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_46(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, 31)
+        if x < -2147483648 or x > 2147483647: raise _out_of_range(x, -2147483648, 2147483647, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_47(v, a):
+    a <<= 1
+    if v < 0 or v > 16777214: raise _Invalid(f'value: {v} outside [0, 16777214]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_47(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 24)
+        if x > 16777214: raise _out_of_range(x, 0, 16777214, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
 GLOBAL_ELEMENTS = (
-    ('AC_EVChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', AC_EVChargeParameter, _e_AC_EVChargeParameter, _d_AC_EVChargeParameter),
-    ('AC_EVSEChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', AC_EVSEChargeParameter, _e_AC_EVSEChargeParameter, _d_AC_EVSEChargeParameter),
-    ('AC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', AC_EVSEStatus, _e_AC_EVSEStatus, _d_AC_EVSEStatus),
-    ('AuthorizationReq', 'urn:iso:15118:2:2013:MsgBody', AuthorizationReq, _e_AuthorizationReq, _d_AuthorizationReq),
-    ('AuthorizationRes', 'urn:iso:15118:2:2013:MsgBody', AuthorizationRes, _e_AuthorizationRes, _d_AuthorizationRes),
-    ('BodyElement', 'urn:iso:15118:2:2013:MsgBody', BodyBase, _e_BodyBase, _d_BodyBase),
-    ('CableCheckReq', 'urn:iso:15118:2:2013:MsgBody', CableCheckReq, _e_CableCheckReq, _d_CableCheckReq),
-    ('CableCheckRes', 'urn:iso:15118:2:2013:MsgBody', CableCheckRes, _e_CableCheckRes, _d_CableCheckRes),
-    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod),
-    ('CertificateInstallationReq', 'urn:iso:15118:2:2013:MsgBody', CertificateInstallationReq, _e_CertificateInstallationReq, _d_CertificateInstallationReq),
-    ('CertificateInstallationRes', 'urn:iso:15118:2:2013:MsgBody', CertificateInstallationRes, _e_CertificateInstallationRes, _d_CertificateInstallationRes),
-    ('CertificateUpdateReq', 'urn:iso:15118:2:2013:MsgBody', CertificateUpdateReq, _e_CertificateUpdateReq, _d_CertificateUpdateReq),
-    ('CertificateUpdateRes', 'urn:iso:15118:2:2013:MsgBody', CertificateUpdateRes, _e_CertificateUpdateRes, _d_CertificateUpdateRes),
-    ('ChargeParameterDiscoveryReq', 'urn:iso:15118:2:2013:MsgBody', ChargeParameterDiscoveryReq, _e_ChargeParameterDiscoveryReq, _d_ChargeParameterDiscoveryReq),
-    ('ChargeParameterDiscoveryRes', 'urn:iso:15118:2:2013:MsgBody', ChargeParameterDiscoveryRes, _e_ChargeParameterDiscoveryRes, _d_ChargeParameterDiscoveryRes),
-    ('ChargingStatusReq', 'urn:iso:15118:2:2013:MsgBody', ChargingStatusReq, _e_ChargingStatusReq, _d_ChargingStatusReq),
-    ('ChargingStatusRes', 'urn:iso:15118:2:2013:MsgBody', ChargingStatusRes, _e_ChargingStatusRes, _d_ChargingStatusRes),
-    ('CurrentDemandReq', 'urn:iso:15118:2:2013:MsgBody', CurrentDemandReq, _e_CurrentDemandReq, _d_CurrentDemandReq),
-    ('CurrentDemandRes', 'urn:iso:15118:2:2013:MsgBody', CurrentDemandRes, _e_CurrentDemandRes, _d_CurrentDemandRes),
-    ('DC_EVChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVChargeParameter, _e_DC_EVChargeParameter, _d_DC_EVChargeParameter),
-    ('DC_EVPowerDeliveryParameter', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVPowerDeliveryParameter, _e_DC_EVPowerDeliveryParameter, _d_DC_EVPowerDeliveryParameter),
-    ('DC_EVSEChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVSEChargeParameter, _e_DC_EVSEChargeParameter, _d_DC_EVSEChargeParameter),
-    ('DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVSEStatus, _e_DC_EVSEStatus, _d_DC_EVSEStatus),
-    ('DC_EVStatus', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVStatus, _e_DC_EVStatus, _d_DC_EVStatus),
-    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue),
-    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod),
-    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('EVChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', EVChargeParameter, _e_EVChargeParameter, _d_EVChargeParameter),
-    ('EVPowerDeliveryParameter', 'urn:iso:15118:2:2013:MsgDataTypes', EVPowerDeliveryParameter, _e_EVPowerDeliveryParameter, _d_EVPowerDeliveryParameter),
-    ('EVSEChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', EVSEChargeParameter, _e_EVSEChargeParameter, _d_EVSEChargeParameter),
-    ('EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', EVSEStatus, _e_EVSEStatus, _d_EVSEStatus),
-    ('EVStatus', 'urn:iso:15118:2:2013:MsgDataTypes', EVStatus, _e_EVStatus, _d_EVStatus),
-    ('Entry', 'urn:iso:15118:2:2013:MsgDataTypes', Entry, _e_Entry, _d_Entry),
-    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo),
-    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue),
-    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest),
-    ('MeteringReceiptReq', 'urn:iso:15118:2:2013:MsgBody', MeteringReceiptReq, _e_MeteringReceiptReq, _d_MeteringReceiptReq),
-    ('MeteringReceiptRes', 'urn:iso:15118:2:2013:MsgBody', MeteringReceiptRes, _e_MeteringReceiptRes, _d_MeteringReceiptRes),
-    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object),
-    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData),
-    ('PMaxScheduleEntry', 'urn:iso:15118:2:2013:MsgDataTypes', PMaxScheduleEntry, _e_PMaxScheduleEntry, _d_PMaxScheduleEntry),
-    ('PaymentDetailsReq', 'urn:iso:15118:2:2013:MsgBody', PaymentDetailsReq, _e_PaymentDetailsReq, _d_PaymentDetailsReq),
-    ('PaymentDetailsRes', 'urn:iso:15118:2:2013:MsgBody', PaymentDetailsRes, _e_PaymentDetailsRes, _d_PaymentDetailsRes),
-    ('PaymentServiceSelectionReq', 'urn:iso:15118:2:2013:MsgBody', PaymentServiceSelectionReq, _e_PaymentServiceSelectionReq, _d_PaymentServiceSelectionReq),
-    ('PaymentServiceSelectionRes', 'urn:iso:15118:2:2013:MsgBody', PaymentServiceSelectionRes, _e_PaymentServiceSelectionRes, _d_PaymentServiceSelectionRes),
-    ('PowerDeliveryReq', 'urn:iso:15118:2:2013:MsgBody', PowerDeliveryReq, _e_PowerDeliveryReq, _d_PowerDeliveryReq),
-    ('PowerDeliveryRes', 'urn:iso:15118:2:2013:MsgBody', PowerDeliveryRes, _e_PowerDeliveryRes, _d_PowerDeliveryRes),
-    ('PreChargeReq', 'urn:iso:15118:2:2013:MsgBody', PreChargeReq, _e_PreChargeReq, _d_PreChargeReq),
-    ('PreChargeRes', 'urn:iso:15118:2:2013:MsgBody', PreChargeRes, _e_PreChargeRes, _d_PreChargeRes),
-    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue),
-    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference),
-    ('RelativeTimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', RelativeTimeInterval, _e_RelativeTimeInterval, _d_RelativeTimeInterval),
-    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod),
-    ('SAScheduleList', 'urn:iso:15118:2:2013:MsgDataTypes', SAScheduleList, _e_SAScheduleList, _d_SAScheduleList),
-    ('SASchedules', 'urn:iso:15118:2:2013:MsgDataTypes', SASchedules, _e_SASchedules, _d_SASchedules),
-    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData),
-    ('SalesTariffEntry', 'urn:iso:15118:2:2013:MsgDataTypes', SalesTariffEntry, _e_SalesTariffEntry, _d_SalesTariffEntry),
-    ('ServiceDetailReq', 'urn:iso:15118:2:2013:MsgBody', ServiceDetailReq, _e_ServiceDetailReq, _d_ServiceDetailReq),
-    ('ServiceDetailRes', 'urn:iso:15118:2:2013:MsgBody', ServiceDetailRes, _e_ServiceDetailRes, _d_ServiceDetailRes),
-    ('ServiceDiscoveryReq', 'urn:iso:15118:2:2013:MsgBody', ServiceDiscoveryReq, _e_ServiceDiscoveryReq, _d_ServiceDiscoveryReq),
-    ('ServiceDiscoveryRes', 'urn:iso:15118:2:2013:MsgBody', ServiceDiscoveryRes, _e_ServiceDiscoveryRes, _d_ServiceDiscoveryRes),
-    ('SessionSetupReq', 'urn:iso:15118:2:2013:MsgBody', SessionSetupReq, _e_SessionSetupReq, _d_SessionSetupReq),
-    ('SessionSetupRes', 'urn:iso:15118:2:2013:MsgBody', SessionSetupRes, _e_SessionSetupRes, _d_SessionSetupRes),
-    ('SessionStopReq', 'urn:iso:15118:2:2013:MsgBody', SessionStopReq, _e_SessionStopReq, _d_SessionStopReq),
-    ('SessionStopRes', 'urn:iso:15118:2:2013:MsgBody', SessionStopRes, _e_SessionStopRes, _d_SessionStopRes),
-    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature),
-    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod),
-    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties),
-    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty),
-    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue),
-    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo),
-    ('TimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', Interval, _e_Interval, _d_Interval),
-    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform),
-    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms),
-    ('V2G_Message', 'urn:iso:15118:2:2013:MsgDef', V2G_Message, _e_V2G_Message, _d_V2G_Message),
-    ('WeldingDetectionReq', 'urn:iso:15118:2:2013:MsgBody', WeldingDetectionReq, _e_WeldingDetectionReq, _d_WeldingDetectionReq),
-    ('WeldingDetectionRes', 'urn:iso:15118:2:2013:MsgBody', WeldingDetectionRes, _e_WeldingDetectionRes, _d_WeldingDetectionRes),
-    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data),
+    ('AC_EVChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', AC_EVChargeParameter, _e_AC_EVChargeParameter, _d_AC_EVChargeParameter, None),
+    ('AC_EVSEChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', AC_EVSEChargeParameter, _e_AC_EVSEChargeParameter, _d_AC_EVSEChargeParameter, None),
+    ('AC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', AC_EVSEStatus, _e_AC_EVSEStatus, _d_AC_EVSEStatus, None),
+    ('AuthorizationReq', 'urn:iso:15118:2:2013:MsgBody', AuthorizationReq, _e_AuthorizationReq, _d_AuthorizationReq, None),
+    ('AuthorizationRes', 'urn:iso:15118:2:2013:MsgBody', AuthorizationRes, _e_AuthorizationRes, _d_AuthorizationRes, None),
+    ('BodyElement', 'urn:iso:15118:2:2013:MsgBody', BodyBase, _e_BodyBase, _d_BodyBase, None),
+    ('CableCheckReq', 'urn:iso:15118:2:2013:MsgBody', CableCheckReq, _e_CableCheckReq, _d_CableCheckReq, None),
+    ('CableCheckRes', 'urn:iso:15118:2:2013:MsgBody', CableCheckRes, _e_CableCheckRes, _d_CableCheckRes, None),
+    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod, None),
+    ('CertificateInstallationReq', 'urn:iso:15118:2:2013:MsgBody', CertificateInstallationReq, _e_CertificateInstallationReq, _d_CertificateInstallationReq, None),
+    ('CertificateInstallationRes', 'urn:iso:15118:2:2013:MsgBody', CertificateInstallationRes, _e_CertificateInstallationRes, _d_CertificateInstallationRes, None),
+    ('CertificateUpdateReq', 'urn:iso:15118:2:2013:MsgBody', CertificateUpdateReq, _e_CertificateUpdateReq, _d_CertificateUpdateReq, None),
+    ('CertificateUpdateRes', 'urn:iso:15118:2:2013:MsgBody', CertificateUpdateRes, _e_CertificateUpdateRes, _d_CertificateUpdateRes, None),
+    ('ChargeParameterDiscoveryReq', 'urn:iso:15118:2:2013:MsgBody', ChargeParameterDiscoveryReq, _e_ChargeParameterDiscoveryReq, _d_ChargeParameterDiscoveryReq, None),
+    ('ChargeParameterDiscoveryRes', 'urn:iso:15118:2:2013:MsgBody', ChargeParameterDiscoveryRes, _e_ChargeParameterDiscoveryRes, _d_ChargeParameterDiscoveryRes, None),
+    ('ChargingStatusReq', 'urn:iso:15118:2:2013:MsgBody', ChargingStatusReq, _e_ChargingStatusReq, _d_ChargingStatusReq, None),
+    ('ChargingStatusRes', 'urn:iso:15118:2:2013:MsgBody', ChargingStatusRes, _e_ChargingStatusRes, _d_ChargingStatusRes, None),
+    ('CurrentDemandReq', 'urn:iso:15118:2:2013:MsgBody', CurrentDemandReq, _e_CurrentDemandReq, _d_CurrentDemandReq, None),
+    ('CurrentDemandRes', 'urn:iso:15118:2:2013:MsgBody', CurrentDemandRes, _e_CurrentDemandRes, _d_CurrentDemandRes, None),
+    ('DC_EVChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVChargeParameter, _e_DC_EVChargeParameter, _d_DC_EVChargeParameter, None),
+    ('DC_EVPowerDeliveryParameter', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVPowerDeliveryParameter, _e_DC_EVPowerDeliveryParameter, _d_DC_EVPowerDeliveryParameter, None),
+    ('DC_EVSEChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVSEChargeParameter, _e_DC_EVSEChargeParameter, _d_DC_EVSEChargeParameter, None),
+    ('DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVSEStatus, _e_DC_EVSEStatus, _d_DC_EVSEStatus, None),
+    ('DC_EVStatus', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVStatus, _e_DC_EVStatus, _d_DC_EVStatus, None),
+    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue, None),
+    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod, None),
+    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_0, _ds_0, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('EVChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', EVChargeParameter, _e_EVChargeParameter, _d_EVChargeParameter, None),
+    ('EVPowerDeliveryParameter', 'urn:iso:15118:2:2013:MsgDataTypes', EVPowerDeliveryParameter, _e_EVPowerDeliveryParameter, _d_EVPowerDeliveryParameter, None),
+    ('EVSEChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', EVSEChargeParameter, _e_EVSEChargeParameter, _d_EVSEChargeParameter, None),
+    ('EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', EVSEStatus, _e_EVSEStatus, _d_EVSEStatus, None),
+    ('EVStatus', 'urn:iso:15118:2:2013:MsgDataTypes', EVStatus, _e_EVStatus, _d_EVStatus, None),
+    ('Entry', 'urn:iso:15118:2:2013:MsgDataTypes', Entry, _e_Entry, _d_Entry, None),
+    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo, None),
+    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue, None),
+    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest, None),
+    ('MeteringReceiptReq', 'urn:iso:15118:2:2013:MsgBody', MeteringReceiptReq, _e_MeteringReceiptReq, _d_MeteringReceiptReq, None),
+    ('MeteringReceiptRes', 'urn:iso:15118:2:2013:MsgBody', MeteringReceiptRes, _e_MeteringReceiptRes, _d_MeteringReceiptRes, None),
+    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object, None),
+    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData, None),
+    ('PMaxScheduleEntry', 'urn:iso:15118:2:2013:MsgDataTypes', PMaxScheduleEntry, _e_PMaxScheduleEntry, _d_PMaxScheduleEntry, None),
+    ('PaymentDetailsReq', 'urn:iso:15118:2:2013:MsgBody', PaymentDetailsReq, _e_PaymentDetailsReq, _d_PaymentDetailsReq, None),
+    ('PaymentDetailsRes', 'urn:iso:15118:2:2013:MsgBody', PaymentDetailsRes, _e_PaymentDetailsRes, _d_PaymentDetailsRes, None),
+    ('PaymentServiceSelectionReq', 'urn:iso:15118:2:2013:MsgBody', PaymentServiceSelectionReq, _e_PaymentServiceSelectionReq, _d_PaymentServiceSelectionReq, None),
+    ('PaymentServiceSelectionRes', 'urn:iso:15118:2:2013:MsgBody', PaymentServiceSelectionRes, _e_PaymentServiceSelectionRes, _d_PaymentServiceSelectionRes, None),
+    ('PowerDeliveryReq', 'urn:iso:15118:2:2013:MsgBody', PowerDeliveryReq, _e_PowerDeliveryReq, _d_PowerDeliveryReq, None),
+    ('PowerDeliveryRes', 'urn:iso:15118:2:2013:MsgBody', PowerDeliveryRes, _e_PowerDeliveryRes, _d_PowerDeliveryRes, None),
+    ('PreChargeReq', 'urn:iso:15118:2:2013:MsgBody', PreChargeReq, _e_PreChargeReq, _d_PreChargeReq, None),
+    ('PreChargeRes', 'urn:iso:15118:2:2013:MsgBody', PreChargeRes, _e_PreChargeRes, _d_PreChargeRes, None),
+    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue, None),
+    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference, None),
+    ('RelativeTimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', RelativeTimeInterval, _e_RelativeTimeInterval, _d_RelativeTimeInterval, None),
+    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod, None),
+    ('SAScheduleList', 'urn:iso:15118:2:2013:MsgDataTypes', SAScheduleList, _e_SAScheduleList, _d_SAScheduleList, None),
+    ('SASchedules', 'urn:iso:15118:2:2013:MsgDataTypes', SASchedules, _e_SASchedules, _d_SASchedules, None),
+    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData, None),
+    ('SalesTariffEntry', 'urn:iso:15118:2:2013:MsgDataTypes', SalesTariffEntry, _e_SalesTariffEntry, _d_SalesTariffEntry, None),
+    ('ServiceDetailReq', 'urn:iso:15118:2:2013:MsgBody', ServiceDetailReq, _e_ServiceDetailReq, _d_ServiceDetailReq, None),
+    ('ServiceDetailRes', 'urn:iso:15118:2:2013:MsgBody', ServiceDetailRes, _e_ServiceDetailRes, _d_ServiceDetailRes, None),
+    ('ServiceDiscoveryReq', 'urn:iso:15118:2:2013:MsgBody', ServiceDiscoveryReq, _e_ServiceDiscoveryReq, _d_ServiceDiscoveryReq, None),
+    ('ServiceDiscoveryRes', 'urn:iso:15118:2:2013:MsgBody', ServiceDiscoveryRes, _e_ServiceDiscoveryRes, _d_ServiceDiscoveryRes, None),
+    ('SessionSetupReq', 'urn:iso:15118:2:2013:MsgBody', SessionSetupReq, _e_SessionSetupReq, _d_SessionSetupReq, None),
+    ('SessionSetupRes', 'urn:iso:15118:2:2013:MsgBody', SessionSetupRes, _e_SessionSetupRes, _d_SessionSetupRes, None),
+    ('SessionStopReq', 'urn:iso:15118:2:2013:MsgBody', SessionStopReq, _e_SessionStopReq, _d_SessionStopReq, None),
+    ('SessionStopRes', 'urn:iso:15118:2:2013:MsgBody', SessionStopRes, _e_SessionStopRes, _d_SessionStopRes, None),
+    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature, None),
+    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod, None),
+    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties, None),
+    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty, None),
+    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue, None),
+    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo, None),
+    ('TimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', Interval, _e_Interval, _d_Interval, None),
+    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform, None),
+    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms, None),
+    ('V2G_Message', 'urn:iso:15118:2:2013:MsgDef', V2G_Message, _e_V2G_Message, _d_V2G_Message, None),
+    ('WeldingDetectionReq', 'urn:iso:15118:2:2013:MsgBody', WeldingDetectionReq, _e_WeldingDetectionReq, _d_WeldingDetectionReq, None),
+    ('WeldingDetectionRes', 'urn:iso:15118:2:2013:MsgBody', WeldingDetectionRes, _e_WeldingDetectionRes, _d_WeldingDetectionRes, None),
+    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data, None),
 )
 DOC_NBITS = 7
 
 FRAGMENT_ELEMENTS = (
-    ('AC_EVChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', AC_EVChargeParameter, _e_AC_EVChargeParameter, _d_AC_EVChargeParameter),
-    ('AC_EVSEChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', AC_EVSEChargeParameter, _e_AC_EVSEChargeParameter, _d_AC_EVSEChargeParameter),
-    ('AC_EVSEStatus', 'urn:iso:15118:2:2013:MsgBody', AC_EVSEStatus, _e_AC_EVSEStatus, _d_AC_EVSEStatus),
-    ('AC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', AC_EVSEStatus, _e_AC_EVSEStatus, _d_AC_EVSEStatus),
-    ('AuthorizationReq', 'urn:iso:15118:2:2013:MsgBody', AuthorizationReq, _e_AuthorizationReq, _d_AuthorizationReq),
-    ('AuthorizationRes', 'urn:iso:15118:2:2013:MsgBody', AuthorizationRes, _e_AuthorizationRes, _d_AuthorizationRes),
-    ('Body', 'urn:iso:15118:2:2013:MsgDef', Body, _e_Body, _d_Body),
-    ('BodyElement', 'urn:iso:15118:2:2013:MsgBody', BodyBase, _e_BodyBase, _d_BodyBase),
-    ('BulkChargingComplete', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('BulkChargingComplete', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('BulkSOC', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('CableCheckReq', 'urn:iso:15118:2:2013:MsgBody', CableCheckReq, _e_CableCheckReq, _d_CableCheckReq),
-    ('CableCheckRes', 'urn:iso:15118:2:2013:MsgBody', CableCheckRes, _e_CableCheckRes, _d_CableCheckRes),
-    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod),
-    ('Certificate', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('CertificateInstallationReq', 'urn:iso:15118:2:2013:MsgBody', CertificateInstallationReq, _e_CertificateInstallationReq, _d_CertificateInstallationReq),
-    ('CertificateInstallationRes', 'urn:iso:15118:2:2013:MsgBody', CertificateInstallationRes, _e_CertificateInstallationRes, _d_CertificateInstallationRes),
-    ('CertificateUpdateReq', 'urn:iso:15118:2:2013:MsgBody', CertificateUpdateReq, _e_CertificateUpdateReq, _d_CertificateUpdateReq),
-    ('CertificateUpdateRes', 'urn:iso:15118:2:2013:MsgBody', CertificateUpdateRes, _e_CertificateUpdateRes, _d_CertificateUpdateRes),
-    ('ChargeParameterDiscoveryReq', 'urn:iso:15118:2:2013:MsgBody', ChargeParameterDiscoveryReq, _e_ChargeParameterDiscoveryReq, _d_ChargeParameterDiscoveryReq),
-    ('ChargeParameterDiscoveryRes', 'urn:iso:15118:2:2013:MsgBody', ChargeParameterDiscoveryRes, _e_ChargeParameterDiscoveryRes, _d_ChargeParameterDiscoveryRes),
-    ('ChargeProgress', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('ChargeService', 'urn:iso:15118:2:2013:MsgBody', ChargeService, _e_ChargeService, _d_ChargeService),
-    ('ChargingComplete', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('ChargingComplete', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('ChargingProfile', 'urn:iso:15118:2:2013:MsgBody', ChargingProfile, _e_ChargingProfile, _d_ChargingProfile),
-    ('ChargingProfileEntryMaxNumberOfPhasesInUse', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('ChargingProfileEntryMaxPower', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('ChargingProfileEntryStart', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('ChargingSession', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('ChargingStatusReq', 'urn:iso:15118:2:2013:MsgBody', ChargingStatusReq, _e_ChargingStatusReq, _d_ChargingStatusReq),
-    ('ChargingStatusRes', 'urn:iso:15118:2:2013:MsgBody', ChargingStatusRes, _e_ChargingStatusRes, _d_ChargingStatusRes),
-    ('ConsumptionCost', 'urn:iso:15118:2:2013:MsgDataTypes', ConsumptionCost, _e_ConsumptionCost, _d_ConsumptionCost),
-    ('ContractSignatureCertChain', 'urn:iso:15118:2:2013:MsgBody', CertificateChain, _e_CertificateChain, _d_CertificateChain),
-    ('ContractSignatureEncryptedPrivateKey', 'urn:iso:15118:2:2013:MsgBody', ContractSignatureEncryptedPrivateKey, _e_ContractSignatureEncryptedPrivateKey, _d_ContractSignatureEncryptedPrivateKey),
-    ('Cost', 'urn:iso:15118:2:2013:MsgDataTypes', Cost, _e_Cost, _d_Cost),
-    ('CurrentDemandReq', 'urn:iso:15118:2:2013:MsgBody', CurrentDemandReq, _e_CurrentDemandReq, _d_CurrentDemandReq),
-    ('CurrentDemandRes', 'urn:iso:15118:2:2013:MsgBody', CurrentDemandRes, _e_CurrentDemandRes, _d_CurrentDemandRes),
-    ('DC_EVChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVChargeParameter, _e_DC_EVChargeParameter, _d_DC_EVChargeParameter),
-    ('DC_EVPowerDeliveryParameter', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVPowerDeliveryParameter, _e_DC_EVPowerDeliveryParameter, _d_DC_EVPowerDeliveryParameter),
-    ('DC_EVSEChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVSEChargeParameter, _e_DC_EVSEChargeParameter, _d_DC_EVSEChargeParameter),
-    ('DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgBody', DC_EVSEStatus, _e_DC_EVSEStatus, _d_DC_EVSEStatus),
-    ('DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVSEStatus, _e_DC_EVSEStatus, _d_DC_EVSEStatus),
-    ('DC_EVStatus', 'urn:iso:15118:2:2013:MsgBody', DC_EVStatus, _e_DC_EVStatus, _d_DC_EVStatus),
-    ('DC_EVStatus', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVStatus, _e_DC_EVStatus, _d_DC_EVStatus),
-    ('DHpublickey', 'urn:iso:15118:2:2013:MsgBody', DiffieHellmanPublickey, _e_DiffieHellmanPublickey, _d_DiffieHellmanPublickey),
-    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue),
-    ('DepartureTime', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod),
-    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('EAmount', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EPriceLevel', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('EVCCID', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('EVChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', EVChargeParameter, _e_EVChargeParameter, _d_EVChargeParameter),
-    ('EVEnergyCapacity', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVEnergyRequest', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVErrorCode', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('EVMaxCurrent', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVMaxVoltage', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVMaximumCurrentLimit', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVMaximumCurrentLimit', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVMaximumPowerLimit', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVMaximumPowerLimit', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVMaximumVoltageLimit', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVMaximumVoltageLimit', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVMinCurrent', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVPowerDeliveryParameter', 'urn:iso:15118:2:2013:MsgDataTypes', EVPowerDeliveryParameter, _e_EVPowerDeliveryParameter, _d_EVPowerDeliveryParameter),
-    ('EVRESSSOC', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('EVReady', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('EVSEChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', EVSEChargeParameter, _e_EVSEChargeParameter, _d_EVSEChargeParameter),
-    ('EVSECurrentLimitAchieved', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('EVSECurrentRegulationTolerance', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEEnergyToBeDelivered', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEID', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('EVSEIsolationStatus', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('EVSEMaxCurrent', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMaxCurrent', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMaximumCurrentLimit', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMaximumCurrentLimit', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMaximumPowerLimit', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMaximumPowerLimit', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMaximumVoltageLimit', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMaximumVoltageLimit', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMinimumCurrentLimit', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEMinimumVoltageLimit', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSENominalVoltage', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSENotification', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('EVSEPeakCurrentRipple', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEPowerLimitAchieved', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('EVSEPresentCurrent', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEPresentVoltage', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVSEProcessing', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', EVSEStatus, _e_EVSEStatus, _d_EVSEStatus),
-    ('EVSEStatusCode', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('EVSETimeStamp', 'urn:iso:15118:2:2013:MsgBody', 'relaxed', None, None),
-    ('EVSEVoltageLimitAchieved', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('EVStatus', 'urn:iso:15118:2:2013:MsgDataTypes', EVStatus, _e_EVStatus, _d_EVStatus),
-    ('EVTargetCurrent', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EVTargetVoltage', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('EnergyTransferMode', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('Entry', 'urn:iso:15118:2:2013:MsgDataTypes', Entry, _e_Entry, _d_Entry),
-    ('Exponent', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('FaultCode', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('FaultMsg', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('FreeService', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('FullSOC', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('G', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('GenChallenge', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('HMACOutputLength', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Header', 'urn:iso:15118:2:2013:MsgDef', MessageHeader, _e_MessageHeader, _d_MessageHeader),
-    ('J', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo),
-    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue),
-    ('ListOfRootCertificateIDs', 'urn:iso:15118:2:2013:MsgBody', ListOfRootCertificateIDs, _e_ListOfRootCertificateIDs, _d_ListOfRootCertificateIDs),
-    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest),
-    ('MaxEntriesSAScheduleTuple', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('MeterID', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('MeterInfo', 'urn:iso:15118:2:2013:MsgBody', MeterInfo, _e_MeterInfo, _d_MeterInfo),
-    ('MeterReading', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('MeterStatus', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('MeteringReceiptReq', 'urn:iso:15118:2:2013:MsgBody', MeteringReceiptReq, _e_MeteringReceiptReq, _d_MeteringReceiptReq),
-    ('MeteringReceiptRes', 'urn:iso:15118:2:2013:MsgBody', MeteringReceiptRes, _e_MeteringReceiptRes, _d_MeteringReceiptRes),
-    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Modulus', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Multiplier', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('Notification', 'urn:iso:15118:2:2013:MsgHeader', Notification, _e_Notification, _d_Notification),
-    ('NotificationMaxDelay', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('NumEPriceLevels', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('OEMProvisioningCert', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object),
-    ('P', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData),
-    ('PGPKeyID', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('PGPKeyPacket', 'http://www.w3.org/2000/09/xmldsig#', 'relaxed', None, None),
-    ('PMax', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('PMaxSchedule', 'urn:iso:15118:2:2013:MsgDataTypes', PMaxSchedule, _e_PMaxSchedule, _d_PMaxSchedule),
-    ('PMaxScheduleEntry', 'urn:iso:15118:2:2013:MsgDataTypes', PMaxScheduleEntry, _e_PMaxScheduleEntry, _d_PMaxScheduleEntry),
-    ('Parameter', 'urn:iso:15118:2:2013:MsgDataTypes', Parameter, _e_Parameter, _d_Parameter),
-    ('ParameterSet', 'urn:iso:15118:2:2013:MsgDataTypes', ParameterSet, _e_ParameterSet, _d_ParameterSet),
-    ('ParameterSetID', 'urn:iso:15118:2:2013:MsgDataTypes', 'relaxed', None, None),
-    ('PaymentDetailsReq', 'urn:iso:15118:2:2013:MsgBody', PaymentDetailsReq, _e_PaymentDetailsReq, _d_PaymentDetailsReq),
-    ('PaymentDetailsRes', 'urn:iso:15118:2:2013:MsgBody', PaymentDetailsRes, _e_PaymentDetailsRes, _d_PaymentDetailsRes),
-    ('PaymentOption', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('PaymentOptionList', 'urn:iso:15118:2:2013:MsgBody', PaymentOptionList, _e_PaymentOptionList, _d_PaymentOptionList),
-    ('PaymentServiceSelectionReq', 'urn:iso:15118:2:2013:MsgBody', PaymentServiceSelectionReq, _e_PaymentServiceSelectionReq, _d_PaymentServiceSelectionReq),
-    ('PaymentServiceSelectionRes', 'urn:iso:15118:2:2013:MsgBody', PaymentServiceSelectionRes, _e_PaymentServiceSelectionRes, _d_PaymentServiceSelectionRes),
-    ('PgenCounter', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('PowerDeliveryReq', 'urn:iso:15118:2:2013:MsgBody', PowerDeliveryReq, _e_PowerDeliveryReq, _d_PowerDeliveryReq),
-    ('PowerDeliveryRes', 'urn:iso:15118:2:2013:MsgBody', PowerDeliveryRes, _e_PowerDeliveryRes, _d_PowerDeliveryRes),
-    ('PreChargeReq', 'urn:iso:15118:2:2013:MsgBody', PreChargeReq, _e_PreChargeReq, _d_PreChargeReq),
-    ('PreChargeRes', 'urn:iso:15118:2:2013:MsgBody', PreChargeRes, _e_PreChargeRes, _d_PreChargeRes),
-    ('ProfileEntry', 'urn:iso:15118:2:2013:MsgDataTypes', ProfileEntry, _e_ProfileEntry, _d_ProfileEntry),
-    ('Q', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('RCD', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue),
-    ('ReceiptRequired', 'urn:iso:15118:2:2013:MsgBody', 'relaxed', None, None),
-    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference),
-    ('RelativeTimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', RelativeTimeInterval, _e_RelativeTimeInterval, _d_RelativeTimeInterval),
-    ('RemainingTimeToBulkSoC', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('RemainingTimeToFullSoC', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('RequestedEnergyTransferMode', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('ResponseCode', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod),
-    ('RetryCounter', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('RootCertificateID', 'urn:iso:15118:2:2013:MsgDataTypes', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial),
-    ('SAProvisioningCertificateChain', 'urn:iso:15118:2:2013:MsgBody', CertificateChain, _e_CertificateChain, _d_CertificateChain),
-    ('SAScheduleList', 'urn:iso:15118:2:2013:MsgDataTypes', SAScheduleList, _e_SAScheduleList, _d_SAScheduleList),
-    ('SAScheduleTuple', 'urn:iso:15118:2:2013:MsgDataTypes', SAScheduleTuple, _e_SAScheduleTuple, _d_SAScheduleTuple),
-    ('SAScheduleTupleID', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('SAScheduleTupleID', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('SASchedules', 'urn:iso:15118:2:2013:MsgDataTypes', SASchedules, _e_SASchedules, _d_SASchedules),
-    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData),
-    ('SPKISexp', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('SalesTariff', 'urn:iso:15118:2:2013:MsgDataTypes', SalesTariff, _e_SalesTariff, _d_SalesTariff),
-    ('SalesTariffDescription', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('SalesTariffEntry', 'urn:iso:15118:2:2013:MsgDataTypes', SalesTariffEntry, _e_SalesTariffEntry, _d_SalesTariffEntry),
-    ('SalesTariffID', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('Seed', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('SelectedPaymentOption', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('SelectedService', 'urn:iso:15118:2:2013:MsgDataTypes', SelectedService, _e_SelectedService, _d_SelectedService),
-    ('SelectedServiceList', 'urn:iso:15118:2:2013:MsgBody', SelectedServiceList, _e_SelectedServiceList, _d_SelectedServiceList),
-    ('Service', 'urn:iso:15118:2:2013:MsgDataTypes', Service, _e_Service, _d_Service),
-    ('ServiceCategory', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('ServiceCategory', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('ServiceDetailReq', 'urn:iso:15118:2:2013:MsgBody', ServiceDetailReq, _e_ServiceDetailReq, _d_ServiceDetailReq),
-    ('ServiceDetailRes', 'urn:iso:15118:2:2013:MsgBody', ServiceDetailRes, _e_ServiceDetailRes, _d_ServiceDetailRes),
-    ('ServiceDiscoveryReq', 'urn:iso:15118:2:2013:MsgBody', ServiceDiscoveryReq, _e_ServiceDiscoveryReq, _d_ServiceDiscoveryReq),
-    ('ServiceDiscoveryRes', 'urn:iso:15118:2:2013:MsgBody', ServiceDiscoveryRes, _e_ServiceDiscoveryRes, _d_ServiceDiscoveryRes),
-    ('ServiceID', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('ServiceID', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('ServiceList', 'urn:iso:15118:2:2013:MsgBody', ServiceList, _e_ServiceList, _d_ServiceList),
-    ('ServiceName', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('ServiceParameterList', 'urn:iso:15118:2:2013:MsgBody', ServiceParameterList, _e_ServiceParameterList, _d_ServiceParameterList),
-    ('ServiceScope', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('ServiceScope', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('SessionID', 'urn:iso:15118:2:2013:MsgBody', None, None, None),
-    ('SessionID', 'urn:iso:15118:2:2013:MsgHeader', None, None, None),
-    ('SessionSetupReq', 'urn:iso:15118:2:2013:MsgBody', SessionSetupReq, _e_SessionSetupReq, _d_SessionSetupReq),
-    ('SessionSetupRes', 'urn:iso:15118:2:2013:MsgBody', SessionSetupRes, _e_SessionSetupRes, _d_SessionSetupRes),
-    ('SessionStopReq', 'urn:iso:15118:2:2013:MsgBody', SessionStopReq, _e_SessionStopReq, _d_SessionStopReq),
-    ('SessionStopRes', 'urn:iso:15118:2:2013:MsgBody', SessionStopRes, _e_SessionStopRes, _d_SessionStopRes),
-    ('SigMeterReading', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature),
-    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod),
-    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties),
-    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty),
-    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue),
-    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo),
-    ('SubCertificates', 'urn:iso:15118:2:2013:MsgDataTypes', SubCertificates, _e_SubCertificates, _d_SubCertificates),
-    ('SupportedEnergyTransferMode', 'urn:iso:15118:2:2013:MsgDataTypes', SupportedEnergyTransferMode, _e_SupportedEnergyTransferMode, _d_SupportedEnergyTransferMode),
-    ('TMeter', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('TimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', Interval, _e_Interval, _d_Interval),
-    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform),
-    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms),
-    ('Unit', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('V2G_Message', 'urn:iso:15118:2:2013:MsgDef', V2G_Message, _e_V2G_Message, _d_V2G_Message),
-    ('Value', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('WeldingDetectionReq', 'urn:iso:15118:2:2013:MsgBody', WeldingDetectionReq, _e_WeldingDetectionReq, _d_WeldingDetectionReq),
-    ('WeldingDetectionRes', 'urn:iso:15118:2:2013:MsgBody', WeldingDetectionRes, _e_WeldingDetectionRes, _d_WeldingDetectionRes),
-    ('X509CRL', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509Certificate', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data),
-    ('X509IssuerName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509IssuerSerial', 'http://www.w3.org/2000/09/xmldsig#', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial),
-    ('X509SKI', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509SerialNumber', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509SubjectName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('XPath', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Y', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('amount', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('amountMultiplier', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('boolValue', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('byteValue', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('costKind', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('duration', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('eMAID', 'urn:iso:15118:2:2013:MsgBody', 'relaxed', None, None),
-    ('intValue', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('physicalValue', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('shortValue', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('start', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
-    ('startValue', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue),
-    ('stringValue', 'urn:iso:15118:2:2013:MsgDataTypes', None, None, None),
+    ('AC_EVChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', AC_EVChargeParameter, _e_AC_EVChargeParameter, _d_AC_EVChargeParameter, None),
+    ('AC_EVSEChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', AC_EVSEChargeParameter, _e_AC_EVSEChargeParameter, _d_AC_EVSEChargeParameter, None),
+    ('AC_EVSEStatus', 'urn:iso:15118:2:2013:MsgBody', AC_EVSEStatus, _e_AC_EVSEStatus, _d_AC_EVSEStatus, None),
+    ('AC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', AC_EVSEStatus, _e_AC_EVSEStatus, _d_AC_EVSEStatus, None),
+    ('AuthorizationReq', 'urn:iso:15118:2:2013:MsgBody', AuthorizationReq, _e_AuthorizationReq, _d_AuthorizationReq, None),
+    ('AuthorizationRes', 'urn:iso:15118:2:2013:MsgBody', AuthorizationRes, _e_AuthorizationRes, _d_AuthorizationRes, None),
+    ('Body', 'urn:iso:15118:2:2013:MsgDef', Body, _e_Body, _d_Body, None),
+    ('BodyElement', 'urn:iso:15118:2:2013:MsgBody', BodyBase, _e_BodyBase, _d_BodyBase, None),
+    ('BulkChargingComplete', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('BulkChargingComplete', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('BulkSOC', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('CableCheckReq', 'urn:iso:15118:2:2013:MsgBody', CableCheckReq, _e_CableCheckReq, _d_CableCheckReq, None),
+    ('CableCheckRes', 'urn:iso:15118:2:2013:MsgBody', CableCheckRes, _e_CableCheckRes, _d_CableCheckRes, None),
+    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod, None),
+    ('Certificate', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_4, _ds_4, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, 800, None)),
+    ('CertificateInstallationReq', 'urn:iso:15118:2:2013:MsgBody', CertificateInstallationReq, _e_CertificateInstallationReq, _d_CertificateInstallationReq, None),
+    ('CertificateInstallationRes', 'urn:iso:15118:2:2013:MsgBody', CertificateInstallationRes, _e_CertificateInstallationRes, _d_CertificateInstallationRes, None),
+    ('CertificateUpdateReq', 'urn:iso:15118:2:2013:MsgBody', CertificateUpdateReq, _e_CertificateUpdateReq, _d_CertificateUpdateReq, None),
+    ('CertificateUpdateRes', 'urn:iso:15118:2:2013:MsgBody', CertificateUpdateRes, _e_CertificateUpdateRes, _d_CertificateUpdateRes, None),
+    ('ChargeParameterDiscoveryReq', 'urn:iso:15118:2:2013:MsgBody', ChargeParameterDiscoveryReq, _e_ChargeParameterDiscoveryReq, _d_ChargeParameterDiscoveryReq, None),
+    ('ChargeParameterDiscoveryRes', 'urn:iso:15118:2:2013:MsgBody', ChargeParameterDiscoveryRes, _e_ChargeParameterDiscoveryRes, _d_ChargeParameterDiscoveryRes, None),
+    ('ChargeProgress', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_5, _ds_5, _SimpleSpec('string', 'string', None, None, None, None, None, chargeProgressType)),
+    ('ChargeService', 'urn:iso:15118:2:2013:MsgBody', ChargeService, _e_ChargeService, _d_ChargeService, None),
+    ('ChargingComplete', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('ChargingComplete', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('ChargingProfile', 'urn:iso:15118:2:2013:MsgBody', ChargingProfile, _e_ChargingProfile, _d_ChargingProfile, None),
+    ('ChargingProfileEntryMaxNumberOfPhasesInUse', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'byte', 1, 3, None, None, None, None)),
+    ('ChargingProfileEntryMaxPower', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('ChargingProfileEntryStart', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_7, _ds_7, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('ChargingSession', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_8, _ds_8, _SimpleSpec('string', 'string', None, None, None, None, None, chargingSessionType)),
+    ('ChargingStatusReq', 'urn:iso:15118:2:2013:MsgBody', ChargingStatusReq, _e_ChargingStatusReq, _d_ChargingStatusReq, None),
+    ('ChargingStatusRes', 'urn:iso:15118:2:2013:MsgBody', ChargingStatusRes, _e_ChargingStatusRes, _d_ChargingStatusRes, None),
+    ('ConsumptionCost', 'urn:iso:15118:2:2013:MsgDataTypes', ConsumptionCost, _e_ConsumptionCost, _d_ConsumptionCost, None),
+    ('ContractSignatureCertChain', 'urn:iso:15118:2:2013:MsgBody', CertificateChain, _e_CertificateChain, _d_CertificateChain, None),
+    ('ContractSignatureEncryptedPrivateKey', 'urn:iso:15118:2:2013:MsgBody', ContractSignatureEncryptedPrivateKey, _e_ContractSignatureEncryptedPrivateKey, _d_ContractSignatureEncryptedPrivateKey, None),
+    ('Cost', 'urn:iso:15118:2:2013:MsgDataTypes', Cost, _e_Cost, _d_Cost, None),
+    ('CurrentDemandReq', 'urn:iso:15118:2:2013:MsgBody', CurrentDemandReq, _e_CurrentDemandReq, _d_CurrentDemandReq, None),
+    ('CurrentDemandRes', 'urn:iso:15118:2:2013:MsgBody', CurrentDemandRes, _e_CurrentDemandRes, _d_CurrentDemandRes, None),
+    ('DC_EVChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVChargeParameter, _e_DC_EVChargeParameter, _d_DC_EVChargeParameter, None),
+    ('DC_EVPowerDeliveryParameter', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVPowerDeliveryParameter, _e_DC_EVPowerDeliveryParameter, _d_DC_EVPowerDeliveryParameter, None),
+    ('DC_EVSEChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVSEChargeParameter, _e_DC_EVSEChargeParameter, _d_DC_EVSEChargeParameter, None),
+    ('DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgBody', DC_EVSEStatus, _e_DC_EVSEStatus, _d_DC_EVSEStatus, None),
+    ('DC_EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVSEStatus, _e_DC_EVSEStatus, _d_DC_EVSEStatus, None),
+    ('DC_EVStatus', 'urn:iso:15118:2:2013:MsgBody', DC_EVStatus, _e_DC_EVStatus, _d_DC_EVStatus, None),
+    ('DC_EVStatus', 'urn:iso:15118:2:2013:MsgDataTypes', DC_EVStatus, _e_DC_EVStatus, _d_DC_EVStatus, None),
+    ('DHpublickey', 'urn:iso:15118:2:2013:MsgBody', DiffieHellmanPublickey, _e_DiffieHellmanPublickey, _d_DiffieHellmanPublickey, None),
+    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue, None),
+    ('DepartureTime', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_7, _ds_7, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod, None),
+    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_0, _ds_0, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('EAmount', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EPriceLevel', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_9, _ds_9, _SimpleSpec('integer', 'unsignedByte', 0, 255, None, None, None, None)),
+    ('EVCCID', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_10, _ds_10, _SimpleSpec('hexBinary', 'hexBinary', None, None, None, None, 6, None)),
+    ('EVChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', EVChargeParameter, _e_EVChargeParameter, _d_EVChargeParameter, None),
+    ('EVEnergyCapacity', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVEnergyRequest', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVErrorCode', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_11, _ds_11, _SimpleSpec('string', 'string', None, None, None, None, None, DC_EVErrorCodeType)),
+    ('EVMaxCurrent', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVMaxVoltage', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVMaximumCurrentLimit', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVMaximumCurrentLimit', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVMaximumPowerLimit', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVMaximumPowerLimit', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVMaximumVoltageLimit', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVMaximumVoltageLimit', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVMinCurrent', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVPowerDeliveryParameter', 'urn:iso:15118:2:2013:MsgDataTypes', EVPowerDeliveryParameter, _e_EVPowerDeliveryParameter, _d_EVPowerDeliveryParameter, None),
+    ('EVRESSSOC', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('EVReady', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVSEChargeParameter', 'urn:iso:15118:2:2013:MsgDataTypes', EVSEChargeParameter, _e_EVSEChargeParameter, _d_EVSEChargeParameter, None),
+    ('EVSECurrentLimitAchieved', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVSECurrentRegulationTolerance', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEEnergyToBeDelivered', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEID', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_12, _ds_12, _SimpleSpec('string', 'string', None, None, None, 7, 37, None)),
+    ('EVSEIsolationStatus', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_13, _ds_13, _SimpleSpec('string', 'string', None, None, None, None, None, isolationLevelType)),
+    ('EVSEMaxCurrent', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMaxCurrent', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMaximumCurrentLimit', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMaximumCurrentLimit', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMaximumPowerLimit', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMaximumPowerLimit', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMaximumVoltageLimit', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMaximumVoltageLimit', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMinimumCurrentLimit', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEMinimumVoltageLimit', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSENominalVoltage', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSENotification', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_14, _ds_14, _SimpleSpec('string', 'string', None, None, None, None, None, EVSENotificationType)),
+    ('EVSEPeakCurrentRipple', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEPowerLimitAchieved', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVSEPresentCurrent', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEPresentVoltage', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVSEProcessing', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_15, _ds_15, _SimpleSpec('string', 'string', None, None, None, None, None, EVSEProcessingType)),
+    ('EVSEStatus', 'urn:iso:15118:2:2013:MsgDataTypes', EVSEStatus, _e_EVSEStatus, _d_EVSEStatus, None),
+    ('EVSEStatusCode', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_16, _ds_16, _SimpleSpec('string', 'string', None, None, None, None, None, DC_EVSEStatusCodeType)),
+    ('EVSETimeStamp', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_17, _ds_17, _SimpleSpec('integer', 'long', -9223372036854775808, 9223372036854775807, None, None, None, None)),
+    ('EVSEVoltageLimitAchieved', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVStatus', 'urn:iso:15118:2:2013:MsgDataTypes', EVStatus, _e_EVStatus, _d_EVStatus, None),
+    ('EVTargetCurrent', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EVTargetVoltage', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('EnergyTransferMode', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_18, _ds_18, _SimpleSpec('string', 'string', None, None, None, None, None, EnergyTransferModeType)),
+    ('Entry', 'urn:iso:15118:2:2013:MsgDataTypes', Entry, _e_Entry, _d_Entry, None),
+    ('Exponent', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_19, _ds_19, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('FaultCode', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_20, _ds_20, _SimpleSpec('string', 'string', None, None, None, None, None, faultCodeType)),
+    ('FaultMsg', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_21, _ds_21, _SimpleSpec('string', 'string', None, None, None, None, 64, None)),
+    ('FreeService', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('FullSOC', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('G', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_19, _ds_19, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('GenChallenge', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_22, _ds_22, _SimpleSpec('base64Binary', 'base64Binary', None, None, 16, None, None, None)),
+    ('HMACOutputLength', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_23, _ds_23, _SimpleSpec('integer', 'integer', None, None, None, None, None, None)),
+    ('Header', 'urn:iso:15118:2:2013:MsgDef', MessageHeader, _e_MessageHeader, _d_MessageHeader, None),
+    ('J', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_19, _ds_19, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo, None),
+    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue, None),
+    ('ListOfRootCertificateIDs', 'urn:iso:15118:2:2013:MsgBody', ListOfRootCertificateIDs, _e_ListOfRootCertificateIDs, _d_ListOfRootCertificateIDs, None),
+    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest, None),
+    ('MaxEntriesSAScheduleTuple', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_24, _ds_24, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('MeterID', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_25, _ds_25, _SimpleSpec('string', 'string', None, None, None, None, 32, None)),
+    ('MeterInfo', 'urn:iso:15118:2:2013:MsgBody', MeterInfo, _e_MeterInfo, _d_MeterInfo, None),
+    ('MeterReading', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_26, _ds_26, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('MeterStatus', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_27, _ds_27, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('MeteringReceiptReq', 'urn:iso:15118:2:2013:MsgBody', MeteringReceiptReq, _e_MeteringReceiptReq, _d_MeteringReceiptReq, None),
+    ('MeteringReceiptRes', 'urn:iso:15118:2:2013:MsgBody', MeteringReceiptRes, _e_MeteringReceiptRes, _d_MeteringReceiptRes, None),
+    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Modulus', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_19, _ds_19, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('Multiplier', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_28, _ds_28, _SimpleSpec('integer', 'byte', -3, 3, None, None, None, None)),
+    ('Notification', 'urn:iso:15118:2:2013:MsgHeader', Notification, _e_Notification, _d_Notification, None),
+    ('NotificationMaxDelay', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_24, _ds_24, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('NumEPriceLevels', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_9, _ds_9, _SimpleSpec('integer', 'unsignedByte', 0, 255, None, None, None, None)),
+    ('OEMProvisioningCert', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_4, _ds_4, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, 800, None)),
+    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object, None),
+    ('P', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_19, _ds_19, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData, None),
+    ('PGPKeyID', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_29, _ds_29, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PGPKeyPacket', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_29, _ds_29, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PMax', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('PMaxSchedule', 'urn:iso:15118:2:2013:MsgDataTypes', PMaxSchedule, _e_PMaxSchedule, _d_PMaxSchedule, None),
+    ('PMaxScheduleEntry', 'urn:iso:15118:2:2013:MsgDataTypes', PMaxScheduleEntry, _e_PMaxScheduleEntry, _d_PMaxScheduleEntry, None),
+    ('Parameter', 'urn:iso:15118:2:2013:MsgDataTypes', Parameter, _e_Parameter, _d_Parameter, None),
+    ('ParameterSet', 'urn:iso:15118:2:2013:MsgDataTypes', ParameterSet, _e_ParameterSet, _d_ParameterSet, None),
+    ('ParameterSetID', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_30, _ds_30, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('PaymentDetailsReq', 'urn:iso:15118:2:2013:MsgBody', PaymentDetailsReq, _e_PaymentDetailsReq, _d_PaymentDetailsReq, None),
+    ('PaymentDetailsRes', 'urn:iso:15118:2:2013:MsgBody', PaymentDetailsRes, _e_PaymentDetailsRes, _d_PaymentDetailsRes, None),
+    ('PaymentOption', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_31, _ds_31, _SimpleSpec('string', 'string', None, None, None, None, None, paymentOptionType)),
+    ('PaymentOptionList', 'urn:iso:15118:2:2013:MsgBody', PaymentOptionList, _e_PaymentOptionList, _d_PaymentOptionList, None),
+    ('PaymentServiceSelectionReq', 'urn:iso:15118:2:2013:MsgBody', PaymentServiceSelectionReq, _e_PaymentServiceSelectionReq, _d_PaymentServiceSelectionReq, None),
+    ('PaymentServiceSelectionRes', 'urn:iso:15118:2:2013:MsgBody', PaymentServiceSelectionRes, _e_PaymentServiceSelectionRes, _d_PaymentServiceSelectionRes, None),
+    ('PgenCounter', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_19, _ds_19, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PowerDeliveryReq', 'urn:iso:15118:2:2013:MsgBody', PowerDeliveryReq, _e_PowerDeliveryReq, _d_PowerDeliveryReq, None),
+    ('PowerDeliveryRes', 'urn:iso:15118:2:2013:MsgBody', PowerDeliveryRes, _e_PowerDeliveryRes, _d_PowerDeliveryRes, None),
+    ('PreChargeReq', 'urn:iso:15118:2:2013:MsgBody', PreChargeReq, _e_PreChargeReq, _d_PreChargeReq, None),
+    ('PreChargeRes', 'urn:iso:15118:2:2013:MsgBody', PreChargeRes, _e_PreChargeRes, _d_PreChargeRes, None),
+    ('ProfileEntry', 'urn:iso:15118:2:2013:MsgDataTypes', ProfileEntry, _e_ProfileEntry, _d_ProfileEntry, None),
+    ('Q', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_19, _ds_19, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('RCD', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue, None),
+    ('ReceiptRequired', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference, None),
+    ('RelativeTimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', RelativeTimeInterval, _e_RelativeTimeInterval, _d_RelativeTimeInterval, None),
+    ('RemainingTimeToBulkSoC', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('RemainingTimeToFullSoC', 'urn:iso:15118:2:2013:MsgBody', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('RequestedEnergyTransferMode', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_18, _ds_18, _SimpleSpec('string', 'string', None, None, None, None, None, EnergyTransferModeType)),
+    ('ResponseCode', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_32, _ds_32, _SimpleSpec('string', 'string', None, None, None, None, None, responseCodeType)),
+    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod, None),
+    ('RetryCounter', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_30, _ds_30, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('RootCertificateID', 'urn:iso:15118:2:2013:MsgDataTypes', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial, None),
+    ('SAProvisioningCertificateChain', 'urn:iso:15118:2:2013:MsgBody', CertificateChain, _e_CertificateChain, _d_CertificateChain, None),
+    ('SAScheduleList', 'urn:iso:15118:2:2013:MsgDataTypes', SAScheduleList, _e_SAScheduleList, _d_SAScheduleList, None),
+    ('SAScheduleTuple', 'urn:iso:15118:2:2013:MsgDataTypes', SAScheduleTuple, _e_SAScheduleTuple, _d_SAScheduleTuple, None),
+    ('SAScheduleTupleID', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_33, _ds_33, _SimpleSpec('integer', 'unsignedByte', 1, 255, None, None, None, None)),
+    ('SAScheduleTupleID', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_33, _ds_33, _SimpleSpec('integer', 'unsignedByte', 1, 255, None, None, None, None)),
+    ('SASchedules', 'urn:iso:15118:2:2013:MsgDataTypes', SASchedules, _e_SASchedules, _d_SASchedules, None),
+    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData, None),
+    ('SPKISexp', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_29, _ds_29, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('SalesTariff', 'urn:iso:15118:2:2013:MsgDataTypes', SalesTariff, _e_SalesTariff, _d_SalesTariff, None),
+    ('SalesTariffDescription', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_34, _ds_34, _SimpleSpec('string', 'string', None, None, None, None, 32, None)),
+    ('SalesTariffEntry', 'urn:iso:15118:2:2013:MsgDataTypes', SalesTariffEntry, _e_SalesTariffEntry, _d_SalesTariffEntry, None),
+    ('SalesTariffID', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_33, _ds_33, _SimpleSpec('integer', 'unsignedByte', 1, 255, None, None, None, None)),
+    ('Seed', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_19, _ds_19, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('SelectedPaymentOption', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_31, _ds_31, _SimpleSpec('string', 'string', None, None, None, None, None, paymentOptionType)),
+    ('SelectedService', 'urn:iso:15118:2:2013:MsgDataTypes', SelectedService, _e_SelectedService, _d_SelectedService, None),
+    ('SelectedServiceList', 'urn:iso:15118:2:2013:MsgBody', SelectedServiceList, _e_SelectedServiceList, _d_SelectedServiceList, None),
+    ('Service', 'urn:iso:15118:2:2013:MsgDataTypes', Service, _e_Service, _d_Service, None),
+    ('ServiceCategory', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_35, _ds_35, _SimpleSpec('string', 'string', None, None, None, None, None, serviceCategoryType)),
+    ('ServiceCategory', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_35, _ds_35, _SimpleSpec('string', 'string', None, None, None, None, None, serviceCategoryType)),
+    ('ServiceDetailReq', 'urn:iso:15118:2:2013:MsgBody', ServiceDetailReq, _e_ServiceDetailReq, _d_ServiceDetailReq, None),
+    ('ServiceDetailRes', 'urn:iso:15118:2:2013:MsgBody', ServiceDetailRes, _e_ServiceDetailRes, _d_ServiceDetailRes, None),
+    ('ServiceDiscoveryReq', 'urn:iso:15118:2:2013:MsgBody', ServiceDiscoveryReq, _e_ServiceDiscoveryReq, _d_ServiceDiscoveryReq, None),
+    ('ServiceDiscoveryRes', 'urn:iso:15118:2:2013:MsgBody', ServiceDiscoveryRes, _e_ServiceDiscoveryRes, _d_ServiceDiscoveryRes, None),
+    ('ServiceID', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_36, _ds_36, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('ServiceID', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_36, _ds_36, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('ServiceList', 'urn:iso:15118:2:2013:MsgBody', ServiceList, _e_ServiceList, _d_ServiceList, None),
+    ('ServiceName', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_37, _ds_37, _SimpleSpec('string', 'string', None, None, None, None, 32, None)),
+    ('ServiceParameterList', 'urn:iso:15118:2:2013:MsgBody', ServiceParameterList, _e_ServiceParameterList, _d_ServiceParameterList, None),
+    ('ServiceScope', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_38, _ds_38, _SimpleSpec('string', 'string', None, None, None, None, 64, None)),
+    ('ServiceScope', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_38, _ds_38, _SimpleSpec('string', 'string', None, None, None, None, 64, None)),
+    ('SessionID', 'urn:iso:15118:2:2013:MsgBody', _SimpleElement, _es_39, _ds_39, _SimpleSpec('hexBinary', 'hexBinary', None, None, None, None, 8, None)),
+    ('SessionID', 'urn:iso:15118:2:2013:MsgHeader', _SimpleElement, _es_39, _ds_39, _SimpleSpec('hexBinary', 'hexBinary', None, None, None, None, 8, None)),
+    ('SessionSetupReq', 'urn:iso:15118:2:2013:MsgBody', SessionSetupReq, _e_SessionSetupReq, _d_SessionSetupReq, None),
+    ('SessionSetupRes', 'urn:iso:15118:2:2013:MsgBody', SessionSetupRes, _e_SessionSetupRes, _d_SessionSetupRes, None),
+    ('SessionStopReq', 'urn:iso:15118:2:2013:MsgBody', SessionStopReq, _e_SessionStopReq, _d_SessionStopReq, None),
+    ('SessionStopRes', 'urn:iso:15118:2:2013:MsgBody', SessionStopRes, _e_SessionStopRes, _d_SessionStopRes, None),
+    ('SigMeterReading', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_40, _ds_40, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, 64, None)),
+    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature, None),
+    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod, None),
+    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties, None),
+    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty, None),
+    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue, None),
+    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo, None),
+    ('SubCertificates', 'urn:iso:15118:2:2013:MsgDataTypes', SubCertificates, _e_SubCertificates, _d_SubCertificates, None),
+    ('SupportedEnergyTransferMode', 'urn:iso:15118:2:2013:MsgDataTypes', SupportedEnergyTransferMode, _e_SupportedEnergyTransferMode, _d_SupportedEnergyTransferMode, None),
+    ('TMeter', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_17, _ds_17, _SimpleSpec('integer', 'long', -9223372036854775808, 9223372036854775807, None, None, None, None)),
+    ('TimeInterval', 'urn:iso:15118:2:2013:MsgDataTypes', Interval, _e_Interval, _d_Interval, None),
+    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform, None),
+    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms, None),
+    ('Unit', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_41, _ds_41, _SimpleSpec('string', 'string', None, None, None, None, None, unitSymbolType)),
+    ('V2G_Message', 'urn:iso:15118:2:2013:MsgDef', V2G_Message, _e_V2G_Message, _d_V2G_Message, None),
+    ('Value', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_30, _ds_30, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('WeldingDetectionReq', 'urn:iso:15118:2:2013:MsgBody', WeldingDetectionReq, _e_WeldingDetectionReq, _d_WeldingDetectionReq, None),
+    ('WeldingDetectionRes', 'urn:iso:15118:2:2013:MsgBody', WeldingDetectionRes, _e_WeldingDetectionRes, _d_WeldingDetectionRes, None),
+    ('X509CRL', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_29, _ds_29, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509Certificate', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_29, _ds_29, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data, None),
+    ('X509IssuerName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('X509IssuerSerial', 'http://www.w3.org/2000/09/xmldsig#', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial, None),
+    ('X509SKI', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_29, _ds_29, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509SerialNumber', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_42, _ds_42, _SimpleSpec('integer', 'integer', None, None, None, None, None, None)),
+    ('X509SubjectName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('XPath', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Y', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_19, _ds_19, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('amount', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_7, _ds_7, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('amountMultiplier', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_28, _ds_28, _SimpleSpec('integer', 'byte', -3, 3, None, None, None, None)),
+    ('boolValue', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('byteValue', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_43, _ds_43, _SimpleSpec('integer', 'byte', -128, 127, None, None, None, None)),
+    ('costKind', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_44, _ds_44, _SimpleSpec('string', 'string', None, None, None, None, None, costKindType)),
+    ('duration', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_45, _ds_45, _SimpleSpec('integer', 'unsignedInt', 0, 86400, None, None, None, None)),
+    ('eMAID', 'urn:iso:15118:2:2013:MsgBody', 'relaxed', None, None, None),
+    ('intValue', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_46, _ds_46, _SimpleSpec('integer', 'int', -2147483648, 2147483647, None, None, None, None)),
+    ('physicalValue', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('shortValue', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_30, _ds_30, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('start', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_47, _ds_47, _SimpleSpec('integer', 'unsignedInt', 0, 16777214, None, None, None, None)),
+    ('startValue', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
+    ('stringValue', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
 )
 FRAGMENT_NBITS = 8

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
+from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleElement as _SimpleElement, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
                      UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
                      bad_event as _bad_event, fault as _fault, missing as _missing,
@@ -1856,173 +1856,717 @@ _D_ListOfRootCertificateIDs_2 = (0, -1)
 
 # --- documents and fragments ----------------------------------------------
 
+def _es_0(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_0(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_1(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_1(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_2(v, a):
+    a <<= 1
+    if v < 0 or v > 65535: raise _Invalid(f'value: {v} outside [0, 65535]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_2(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 16)
+        if x > 65535: raise _out_of_range(x, 0, 65535, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_3(v, a):
+    a <<= 1
+    if v < 0 or v > 18446744073709551615: raise _Invalid(f'value: {v} outside [0, 18446744073709551615]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_3(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 64)
+        if x > 18446744073709551615: raise _out_of_range(x, 0, 18446744073709551615, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_4(v, a):
+    a <<= 1
+    a = (a << 1) | _BOOL[v]
+    a <<= 1
+    return a
+
+
+def _ds_4(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; x = ((D >> (L - p)) & 1) == 1
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_5(v, a):
+    a <<= 1
+    if v < -32768 or v > 32767: raise _Invalid(f'value: {v} outside [-32768, 32767]')
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_5(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, 15)
+        if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_6(v, a):
+    a <<= 1
+    if v < 0 or v > 4294967295: raise _Invalid(f'value: {v} outside [0, 4294967295]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_6(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 32)
+        if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_7(v, a):
+    a <<= 1
+    a = (a << 3) | _EI_cpStatusType[v]
+    a <<= 1
+    return a
+
+
+def _ds_7(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _i = (D >> (L - p)) & 7
+        if _i >= 5: raise _bad_enum(_i, 5, p)
+        x = _EV_cpStatusType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_8(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_electricalChargingDeviceStatusType[v]
+    a <<= 1
+    return a
+
+
+def _ds_8(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        x = _EV_electricalChargingDeviceStatusType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_9(v, a):
+    a <<= 1
+    a = (a << 4) | _EI_errorCodeType[v]
+    a <<= 1
+    return a
+
+
+def _ds_9(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _i = (D >> (L - p)) & 15
+        if _i >= 10: raise _bad_enum(_i, 10, p)
+        x = _EV_errorCodeType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_10(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_isolationStatusType[v]
+    a <<= 1
+    return a
+
+
+def _ds_10(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        x = _EV_isolationStatusType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_11(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_mechanicalChargingDeviceStatusType[v]
+    a <<= 1
+    return a
+
+
+def _ds_11(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_mechanicalChargingDeviceStatusType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_12(v, a):
+    a <<= 1
+    a = (a << 3) | _EI_evseNotificationType[v]
+    a <<= 1
+    return a
+
+
+def _ds_12(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _i = (D >> (L - p)) & 7
+        if _i >= 6: raise _bad_enum(_i, 6, p)
+        x = _EV_evseNotificationType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_13(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_processingType[v]
+    a <<= 1
+    return a
+
+
+def _ds_13(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_processingType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_14(v, a):
+    a <<= 1
+    if v < 0 or v > 100: raise _Invalid(f'value: {v} outside [0, 100]')
+    a = (a << 7) | v
+    a <<= 1
+    return a
+
+
+def _ds_14(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 7; x = ((D >> (L - p)) & 127)
+        if x > 100: raise _out_of_range(x, 0, 100, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_15(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_15(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_16(v, a):
+    a <<= 1
+    if v < -128 or v > 127: raise _Invalid(f'value: {v} outside [-128, 127]')
+    a = (a << 8) | (v - -128)
+    a <<= 1
+    return a
+
+
+def _ds_16(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 8; x = ((D >> (L - p)) & 255) - 128
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_17(v, a):
+    a <<= 1
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_17(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_18(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 32)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_18(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 32)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_19(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, 64)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_19(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, 64)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_20(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_20(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_21(v, a):
+    a <<= 1
+    a = (a << 6) | _EI_responseCodeType[v]
+    a <<= 1
+    return a
+
+
+def _ds_21(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 6; _i = (D >> (L - p)) & 63
+        if _i >= 40: raise _bad_enum(_i, 40, p)
+        x = _EV_responseCodeType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_22(v, a):
+    a <<= 1
+    a = _w_bin(a, v, 8, 8)
+    a <<= 1
+    return a
+
+
+def _ds_22(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_bin(D, L, p, 8, 8)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_23(v, a):
+    a <<= 1
+    if v < 1 or v > 4294967295: raise _Invalid(f'value: {v} outside [1, 4294967295]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_23(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 32)
+        if x < 1 or x > 4294967295: raise _out_of_range(x, 1, 4294967295, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_24(v, a):
+    a <<= 1
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_24(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
 GLOBAL_ELEMENTS = (
-    ('ACDP_ConnectReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectReq, _e_ACDP_ConnectReq, _d_ACDP_ConnectReq),
-    ('ACDP_ConnectRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectRes, _e_ACDP_ConnectRes, _d_ACDP_ConnectRes),
-    ('ACDP_DisconnectReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectReq, _e_ACDP_ConnectReq, _d_ACDP_ConnectReq),
-    ('ACDP_DisconnectRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectRes, _e_ACDP_ConnectRes, _d_ACDP_ConnectRes),
-    ('ACDP_SystemStatusReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_SystemStatusReq, _e_ACDP_SystemStatusReq, _d_ACDP_SystemStatusReq),
-    ('ACDP_SystemStatusRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_SystemStatusRes, _e_ACDP_SystemStatusRes, _d_ACDP_SystemStatusRes),
-    ('ACDP_VehiclePositioningReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_VehiclePositioningReq, _e_ACDP_VehiclePositioningReq, _d_ACDP_VehiclePositioningReq),
-    ('ACDP_VehiclePositioningRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_VehiclePositioningRes, _e_ACDP_VehiclePositioningRes, _d_ACDP_VehiclePositioningRes),
-    ('CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLReqControlMode, _e_CLReqControlMode, _d_CLReqControlMode),
-    ('CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLResControlMode, _e_CLResControlMode, _d_CLResControlMode),
-    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod),
-    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue),
-    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod),
-    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo),
-    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue),
-    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest),
-    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object),
-    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData),
-    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue),
-    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference),
-    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod),
-    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData),
-    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature),
-    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod),
-    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties),
-    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty),
-    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue),
-    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo),
-    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform),
-    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms),
-    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data),
+    ('ACDP_ConnectReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectReq, _e_ACDP_ConnectReq, _d_ACDP_ConnectReq, None),
+    ('ACDP_ConnectRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectRes, _e_ACDP_ConnectRes, _d_ACDP_ConnectRes, None),
+    ('ACDP_DisconnectReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectReq, _e_ACDP_ConnectReq, _d_ACDP_ConnectReq, None),
+    ('ACDP_DisconnectRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectRes, _e_ACDP_ConnectRes, _d_ACDP_ConnectRes, None),
+    ('ACDP_SystemStatusReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_SystemStatusReq, _e_ACDP_SystemStatusReq, _d_ACDP_SystemStatusReq, None),
+    ('ACDP_SystemStatusRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_SystemStatusRes, _e_ACDP_SystemStatusRes, _d_ACDP_SystemStatusRes, None),
+    ('ACDP_VehiclePositioningReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_VehiclePositioningReq, _e_ACDP_VehiclePositioningReq, _d_ACDP_VehiclePositioningReq, None),
+    ('ACDP_VehiclePositioningRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_VehiclePositioningRes, _e_ACDP_VehiclePositioningRes, _d_ACDP_VehiclePositioningRes, None),
+    ('CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLReqControlMode, _e_CLReqControlMode, _d_CLReqControlMode, None),
+    ('CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLResControlMode, _e_CLResControlMode, _d_CLResControlMode, None),
+    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod, None),
+    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue, None),
+    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod, None),
+    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_0, _ds_0, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo, None),
+    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue, None),
+    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest, None),
+    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object, None),
+    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData, None),
+    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue, None),
+    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference, None),
+    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod, None),
+    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData, None),
+    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature, None),
+    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod, None),
+    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties, None),
+    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty, None),
+    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue, None),
+    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo, None),
+    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform, None),
+    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms, None),
+    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data, None),
 )
 DOC_NBITS = 6
 
 FRAGMENT_ELEMENTS = (
-    ('ACDP_ConnectReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectReq, _e_ACDP_ConnectReq, _d_ACDP_ConnectReq),
-    ('ACDP_ConnectRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectRes, _e_ACDP_ConnectRes, _d_ACDP_ConnectRes),
-    ('ACDP_DisconnectReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectReq, _e_ACDP_ConnectReq, _d_ACDP_ConnectReq),
-    ('ACDP_DisconnectRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectRes, _e_ACDP_ConnectRes, _d_ACDP_ConnectRes),
-    ('ACDP_SystemStatusReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_SystemStatusReq, _e_ACDP_SystemStatusReq, _d_ACDP_SystemStatusReq),
-    ('ACDP_SystemStatusRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_SystemStatusRes, _e_ACDP_SystemStatusRes, _d_ACDP_SystemStatusRes),
-    ('ACDP_VehiclePositioningReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_VehiclePositioningReq, _e_ACDP_VehiclePositioningReq, _d_ACDP_VehiclePositioningReq),
-    ('ACDP_VehiclePositioningRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_VehiclePositioningRes, _e_ACDP_VehiclePositioningRes, _d_ACDP_VehiclePositioningRes),
-    ('AckMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('AdditionalServicesCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost),
-    ('Amount', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('BPT_DischargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('BPT_InductiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('BatteryEnergyCapacity', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLReqControlMode, _e_CLReqControlMode, _d_CLReqControlMode),
-    ('CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLResControlMode, _e_CLResControlMode, _d_CLResControlMode),
-    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod),
-    ('CapacitiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('ChargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('ChargingComplete', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('ContactWindowXc', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('ContactWindowYc', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('CostPerUnit', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue),
-    ('DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', 'relaxed', None, None),
-    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod),
-    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('DisplayParameters', 'urn:iso:std:iso:15118:-20:CommonTypes', DisplayParameters, _e_DisplayParameters, _d_DisplayParameters),
-    ('EVAssociationStatus', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVCPStatus', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVElectricalChargingDeviceStatus', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVErrorCode', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVImmobilizationRequest', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVImmobilized', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVInChargePosition', 'urn:iso:std:iso:15118:-20:ACDP', 'relaxed', None, None),
-    ('EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMobilityStatus', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVPositioningSupport', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVReadyToCharge', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVRelativeXDeviation', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVRelativeYDeviation', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVSEDisabled', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVSEElectricalChargingDeviceStatus', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVSEEmergencyShutdown', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVSEIsolationStatus', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVSEMalfunction', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVSEMechanicalChargingDeviceStatus', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVSENotification', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('EVSEPositioningSupport', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVSEProcessing', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVSEReadyToCharge', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', EVSEStatus, _e_EVSEStatus, _d_EVSEStatus),
-    ('EVSEUtilityInterruptEvent', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVSOC', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVTechnicalStatus', 'urn:iso:std:iso:15118:-20:ACDP', EVTechnicalStatus, _e_EVTechnicalStatus, _d_EVTechnicalStatus),
-    ('EVTimeout', 'urn:iso:std:iso:15118:-20:ACDP', None, None, None),
-    ('EVWLANStrength', 'urn:iso:std:iso:15118:-20:ACDP', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EnergyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost),
-    ('Exponent', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Exponent', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('G', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('HMACOutputLength', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Header', 'urn:iso:std:iso:15118:-20:CommonTypes', MessageHeader, _e_MessageHeader, _d_MessageHeader),
-    ('InletHot', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('J', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo),
-    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue),
-    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest),
-    ('MaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeterID', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeterInfo', 'urn:iso:std:iso:15118:-20:CommonTypes', MeterInfo, _e_MeterInfo, _d_MeterInfo),
-    ('MeterInfoRequested', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeterSignature', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeterStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeterTimestamp', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('Modulus', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('NotificationMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object),
-    ('OccupancyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost),
-    ('OverstayCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost),
-    ('P', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData),
-    ('PGPKeyID', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('PGPKeyPacket', 'http://www.w3.org/2000/09/xmldsig#', 'relaxed', None, None),
-    ('PgenCounter', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('PresentSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('Q', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue),
-    ('Receipt', 'urn:iso:std:iso:15118:-20:CommonTypes', Receipt, _e_Receipt, _d_Receipt),
-    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference),
-    ('RemainingTimeToMaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('RemainingTimeToMinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('RemainingTimeToTargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod),
-    ('RootCertificateID', 'urn:iso:std:iso:15118:-20:CommonTypes', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial),
-    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData),
-    ('SPKISexp', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Seed', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('SessionID', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature),
-    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod),
-    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties),
-    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty),
-    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue),
-    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo),
-    ('TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('TaxCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedTax, _e_DetailedTax, _d_DetailedTax),
-    ('TaxRuleID', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('TimeStamp', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform),
-    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms),
-    ('Value', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('X509CRL', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509Certificate', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data),
-    ('X509IssuerName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509IssuerSerial', 'http://www.w3.org/2000/09/xmldsig#', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial),
-    ('X509SKI', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509SerialNumber', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509SubjectName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('XPath', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Y', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
+    ('ACDP_ConnectReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectReq, _e_ACDP_ConnectReq, _d_ACDP_ConnectReq, None),
+    ('ACDP_ConnectRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectRes, _e_ACDP_ConnectRes, _d_ACDP_ConnectRes, None),
+    ('ACDP_DisconnectReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectReq, _e_ACDP_ConnectReq, _d_ACDP_ConnectReq, None),
+    ('ACDP_DisconnectRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectRes, _e_ACDP_ConnectRes, _d_ACDP_ConnectRes, None),
+    ('ACDP_SystemStatusReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_SystemStatusReq, _e_ACDP_SystemStatusReq, _d_ACDP_SystemStatusReq, None),
+    ('ACDP_SystemStatusRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_SystemStatusRes, _e_ACDP_SystemStatusRes, _d_ACDP_SystemStatusRes, None),
+    ('ACDP_VehiclePositioningReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_VehiclePositioningReq, _e_ACDP_VehiclePositioningReq, _d_ACDP_VehiclePositioningReq, None),
+    ('ACDP_VehiclePositioningRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_VehiclePositioningRes, _e_ACDP_VehiclePositioningRes, _d_ACDP_VehiclePositioningRes, None),
+    ('AckMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('AdditionalServicesCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost, None),
+    ('Amount', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('BPT_DischargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('BPT_InductiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('BatteryEnergyCapacity', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLReqControlMode, _e_CLReqControlMode, _d_CLReqControlMode, None),
+    ('CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLResControlMode, _e_CLResControlMode, _d_CLResControlMode, None),
+    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod, None),
+    ('CapacitiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('ChargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('ChargingComplete', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('ContactWindowXc', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_5, _ds_5, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('ContactWindowYc', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_5, _ds_5, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('CostPerUnit', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue, None),
+    ('DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod, None),
+    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_0, _ds_0, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('DisplayParameters', 'urn:iso:std:iso:15118:-20:CommonTypes', DisplayParameters, _e_DisplayParameters, _d_DisplayParameters, None),
+    ('EVAssociationStatus', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVCPStatus', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_7, _ds_7, _SimpleSpec('string', 'string', None, None, None, None, None, cpStatusType)),
+    ('EVElectricalChargingDeviceStatus', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_8, _ds_8, _SimpleSpec('string', 'string', None, None, None, None, None, electricalChargingDeviceStatusType)),
+    ('EVErrorCode', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_9, _ds_9, _SimpleSpec('string', 'string', None, None, None, None, None, errorCodeType)),
+    ('EVImmobilizationRequest', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVImmobilized', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVInChargePosition', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMobilityStatus', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVPositioningSupport', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVReadyToCharge', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVRelativeXDeviation', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_5, _ds_5, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('EVRelativeYDeviation', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_5, _ds_5, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('EVSEDisabled', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVSEElectricalChargingDeviceStatus', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_8, _ds_8, _SimpleSpec('string', 'string', None, None, None, None, None, electricalChargingDeviceStatusType)),
+    ('EVSEEmergencyShutdown', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVSEIsolationStatus', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_10, _ds_10, _SimpleSpec('string', 'string', None, None, None, None, None, isolationStatusType)),
+    ('EVSEMalfunction', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVSEMechanicalChargingDeviceStatus', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_11, _ds_11, _SimpleSpec('string', 'string', None, None, None, None, None, mechanicalChargingDeviceStatusType)),
+    ('EVSENotification', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_12, _ds_12, _SimpleSpec('string', 'string', None, None, None, None, None, evseNotificationType)),
+    ('EVSEPositioningSupport', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVSEProcessing', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_13, _ds_13, _SimpleSpec('string', 'string', None, None, None, None, None, processingType)),
+    ('EVSEReadyToCharge', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', EVSEStatus, _e_EVSEStatus, _d_EVSEStatus, None),
+    ('EVSEUtilityInterruptEvent', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVSOC', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_14, _ds_14, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVTechnicalStatus', 'urn:iso:std:iso:15118:-20:ACDP', EVTechnicalStatus, _e_EVTechnicalStatus, _d_EVTechnicalStatus, None),
+    ('EVTimeout', 'urn:iso:std:iso:15118:-20:ACDP', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVWLANStrength', 'urn:iso:std:iso:15118:-20:ACDP', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EnergyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost, None),
+    ('Exponent', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_15, _ds_15, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('Exponent', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_16, _ds_16, _SimpleSpec('integer', 'byte', -128, 127, None, None, None, None)),
+    ('G', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_15, _ds_15, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('HMACOutputLength', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_17, _ds_17, _SimpleSpec('integer', 'integer', None, None, None, None, None, None)),
+    ('Header', 'urn:iso:std:iso:15118:-20:CommonTypes', MessageHeader, _e_MessageHeader, _d_MessageHeader, None),
+    ('InletHot', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('J', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_15, _ds_15, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo, None),
+    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue, None),
+    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest, None),
+    ('MaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_14, _ds_14, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('MeterID', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_18, _ds_18, _SimpleSpec('string', 'string', None, None, None, None, 32, None)),
+    ('MeterInfo', 'urn:iso:std:iso:15118:-20:CommonTypes', MeterInfo, _e_MeterInfo, _d_MeterInfo, None),
+    ('MeterInfoRequested', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('MeterSignature', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_19, _ds_19, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, 64, None)),
+    ('MeterStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_5, _ds_5, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('MeterTimestamp', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_14, _ds_14, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('Modulus', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_15, _ds_15, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('NotificationMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object, None),
+    ('OccupancyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost, None),
+    ('OverstayCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost, None),
+    ('P', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_15, _ds_15, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData, None),
+    ('PGPKeyID', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_20, _ds_20, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PGPKeyPacket', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_20, _ds_20, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PgenCounter', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_15, _ds_15, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PresentSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_14, _ds_14, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('Q', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_15, _ds_15, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue, None),
+    ('Receipt', 'urn:iso:std:iso:15118:-20:CommonTypes', Receipt, _e_Receipt, _d_Receipt, None),
+    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference, None),
+    ('RemainingTimeToMaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('RemainingTimeToMinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('RemainingTimeToTargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_21, _ds_21, _SimpleSpec('string', 'string', None, None, None, None, None, responseCodeType)),
+    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod, None),
+    ('RootCertificateID', 'urn:iso:std:iso:15118:-20:CommonTypes', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial, None),
+    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData, None),
+    ('SPKISexp', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_20, _ds_20, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('Seed', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_15, _ds_15, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('SessionID', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_22, _ds_22, _SimpleSpec('hexBinary', 'hexBinary', None, None, 8, None, None, None)),
+    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature, None),
+    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod, None),
+    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties, None),
+    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty, None),
+    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue, None),
+    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo, None),
+    ('TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_14, _ds_14, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('TaxCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedTax, _e_DetailedTax, _d_DetailedTax, None),
+    ('TaxRuleID', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_23, _ds_23, _SimpleSpec('integer', 'unsignedInt', 1, 4294967295, None, None, None, None)),
+    ('TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('TimeStamp', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform, None),
+    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms, None),
+    ('Value', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_5, _ds_5, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('X509CRL', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_20, _ds_20, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509Certificate', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_20, _ds_20, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data, None),
+    ('X509IssuerName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('X509IssuerSerial', 'http://www.w3.org/2000/09/xmldsig#', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial, None),
+    ('X509SKI', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_20, _ds_20, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509SerialNumber', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_24, _ds_24, _SimpleSpec('integer', 'integer', None, None, None, None, None, None)),
+    ('X509SubjectName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('XPath', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Y', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_15, _ds_15, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
 )
 FRAGMENT_NBITS = 8

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
+from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleElement as _SimpleElement, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
                      UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
                      bad_event as _bad_event, fault as _fault, missing as _missing,
@@ -7647,345 +7647,1324 @@ _D_ChargeLoopRes_5 = (0, -1)
 
 # --- documents and fragments ----------------------------------------------
 
+def _es_0(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_0(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_1(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_1(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_2(v, a):
+    a <<= 1
+    if v < 0 or v > 65535: raise _Invalid(f'value: {v} outside [0, 65535]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_2(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 16)
+        if x > 65535: raise _out_of_range(x, 0, 65535, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_3(v, a):
+    a <<= 1
+    a = (a << 1) | _BOOL[v]
+    a <<= 1
+    return a
+
+
+def _ds_3(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; x = ((D >> (L - p)) & 1) == 1
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_4(v, a):
+    a <<= 1
+    a = (a << 1) | _EI_authorizationType[v]
+    a <<= 1
+    return a
+
+
+def _ds_4(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _i = (D >> (L - p)) & 1
+        x = _EV_authorizationType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_5(v, a):
+    a <<= 1
+    a = (a << 1) | _EI_channelSelectionType[v]
+    a <<= 1
+    return a
+
+
+def _ds_5(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _i = (D >> (L - p)) & 1
+        x = _EV_channelSelectionType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_6(v, a):
+    a <<= 1
+    if v < 0 or v > 18446744073709551615: raise _Invalid(f'value: {v} outside [0, 18446744073709551615]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_6(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 64)
+        if x > 18446744073709551615: raise _out_of_range(x, 0, 18446744073709551615, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_7(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, 1600)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_7(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, 1600)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_8(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_chargeProgressType[v]
+    a <<= 1
+    return a
+
+
+def _ds_8(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        x = _EV_chargeProgressType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_9(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_chargingSessionType[v]
+    a <<= 1
+    return a
+
+
+def _ds_9(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_chargingSessionType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_10(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 3)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_10(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 3)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_11(v, a):
+    a <<= 1
+    a = _w_bin(a, v, 133, 133)
+    a <<= 1
+    return a
+
+
+def _ds_11(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_bin(D, L, p, 133, 133)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_12(v, a):
+    a <<= 1
+    if v < 0 or v > 4294967295: raise _Invalid(f'value: {v} outside [0, 4294967295]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_12(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 32)
+        if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_13(v, a):
+    a <<= 1
+    if v < -32768 or v > 32767: raise _Invalid(f'value: {v} outside [-32768, 32767]')
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_13(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, 15)
+        if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_14(v, a):
+    a <<= 1
+    a = (a << 1) | _EI_ecdhCurveType[v]
+    a <<= 1
+    return a
+
+
+def _ds_14(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _i = (D >> (L - p)) & 1
+        x = _EV_ecdhCurveType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_15(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 255)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_15(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 255)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_16(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_evCheckInStatusType[v]
+    a <<= 1
+    return a
+
+
+def _ds_16(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_evCheckInStatusType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_17(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_evCheckOutStatusType[v]
+    a <<= 1
+    return a
+
+
+def _ds_17(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_evCheckOutStatusType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_18(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_processingType[v]
+    a <<= 1
+    return a
+
+
+def _ds_18(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_processingType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_19(v, a):
+    a <<= 1
+    a = (a << 1) | _EI_evseCheckOutStatusType[v]
+    a <<= 1
+    return a
+
+
+def _ds_19(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _i = (D >> (L - p)) & 1
+        x = _EV_evseCheckOutStatusType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_20(v, a):
+    a <<= 1
+    a = (a << 3) | _EI_evseNotificationType[v]
+    a <<= 1
+    return a
+
+
+def _ds_20(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _i = (D >> (L - p)) & 7
+        if _i >= 6: raise _bad_enum(_i, 6, p)
+        x = _EV_evseNotificationType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_21(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 80)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_21(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 80)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_22(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 160)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_22(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 160)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_23(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_23(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_24(v, a):
+    a <<= 1
+    if v < -128 or v > 127: raise _Invalid(f'value: {v} outside [-128, 127]')
+    a = (a << 8) | (v - -128)
+    a <<= 1
+    return a
+
+
+def _ds_24(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 8; x = ((D >> (L - p)) & 255) - 128
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_25(v, a):
+    a <<= 1
+    a = _w_bin(a, v, 16, 16)
+    a <<= 1
+    return a
+
+
+def _ds_25(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_bin(D, L, p, 16, 16)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_26(v, a):
+    a <<= 1
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_26(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_27(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 3)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_27(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 3)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_28(v, a):
+    a <<= 1
+    if v < 0 or v > 255: raise _Invalid(f'value: {v} outside [0, 255]')
+    a = (a << 8) | v
+    a <<= 1
+    return a
+
+
+def _ds_28(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 8; x = ((D >> (L - p)) & 255)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_29(v, a):
+    a <<= 1
+    if v < 0 or v > 100: raise _Invalid(f'value: {v} outside [0, 100]')
+    a = (a << 7) | v
+    a <<= 1
+    return a
+
+
+def _ds_29(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 7; x = ((D >> (L - p)) & 127)
+        if x > 100: raise _out_of_range(x, 0, 100, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_30(v, a):
+    a <<= 1
+    if v < 12 or v > 1024: raise _Invalid(f'value: {v} outside [12, 1024]')
+    a = (a << 10) | (v - 12)
+    a <<= 1
+    return a
+
+
+def _ds_30(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 10; x = ((D >> (L - p)) & 1023) + 12
+        if x > 1024: raise _out_of_range(x, 12, 1024, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_31(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 32)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_31(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 32)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_32(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, 64)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_32(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, 64)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_33(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_33(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_34(v, a):
+    a <<= 1
+    if v < 0 or v > 65535: raise _Invalid(f'value: {v} outside [0, 65535]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_34(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 16)
+        if x > 65535: raise _out_of_range(x, 0, 65535, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_35(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_parkingMethodType[v]
+    a <<= 1
+    return a
+
+
+def _ds_35(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_parkingMethodType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_36(v, a):
+    a <<= 1
+    a = (a << 1) | _EI_powerToleranceAcceptanceType[v]
+    a <<= 1
+    return a
+
+
+def _ds_36(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _i = (D >> (L - p)) & 1
+        x = _EV_powerToleranceAcceptanceType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_37(v, a):
+    a <<= 1
+    if v < 1 or v > 4294967295: raise _Invalid(f'value: {v} outside [1, 4294967295]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_37(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 32)
+        if x < 1 or x > 4294967295: raise _out_of_range(x, 1, 4294967295, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_38(v, a):
+    a <<= 1
+    a = (a << 6) | _EI_responseCodeType[v]
+    a <<= 1
+    return a
+
+
+def _ds_38(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 6; _i = (D >> (L - p)) & 63
+        if _i >= 40: raise _bad_enum(_i, 40, p)
+        x = _EV_responseCodeType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_39(v, a):
+    a <<= 1
+    a = _w_bin(a, v, 94, 94)
+    a <<= 1
+    return a
+
+
+def _ds_39(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_bin(D, L, p, 94, 94)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_40(v, a):
+    a <<= 1
+    a = _w_bin(a, v, 8, 8)
+    a <<= 1
+    return a
+
+
+def _ds_40(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_bin(D, L, p, 8, 8)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_41(v, a):
+    a <<= 1
+    a = _w_bin(a, v, 206, 206)
+    a <<= 1
+    return a
+
+
+def _ds_41(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_bin(D, L, p, 206, 206)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_42(v, a):
+    a <<= 1
+    a = _w_bin(a, v, 84, 84)
+    a <<= 1
+    return a
+
+
+def _ds_42(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_bin(D, L, p, 84, 84)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_43(v, a):
+    a <<= 1
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_43(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_44(v, a):
+    a <<= 1
+    if v < -2147483648 or v > 2147483647: raise _Invalid(f'value: {v} outside [-2147483648, 2147483647]')
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_44(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, 31)
+        if x < -2147483648 or x > 2147483647: raise _out_of_range(x, -2147483648, 2147483647, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
 GLOBAL_ELEMENTS = (
-    ('AuthorizationReq', 'urn:iso:std:iso:15118:-20:CommonMessages', AuthorizationReq, _e_AuthorizationReq, _d_AuthorizationReq),
-    ('AuthorizationRes', 'urn:iso:std:iso:15118:-20:CommonMessages', AuthorizationRes, _e_AuthorizationRes, _d_AuthorizationRes),
-    ('AuthorizationSetupReq', 'urn:iso:std:iso:15118:-20:CommonMessages', AuthorizationSetupReq, _e_AuthorizationSetupReq, _d_AuthorizationSetupReq),
-    ('AuthorizationSetupRes', 'urn:iso:std:iso:15118:-20:CommonMessages', AuthorizationSetupRes, _e_AuthorizationSetupRes, _d_AuthorizationSetupRes),
-    ('CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLReqControlMode, _e_CLReqControlMode, _d_CLReqControlMode),
-    ('CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLResControlMode, _e_CLResControlMode, _d_CLResControlMode),
-    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod),
-    ('CertificateInstallationReq', 'urn:iso:std:iso:15118:-20:CommonMessages', CertificateInstallationReq, _e_CertificateInstallationReq, _d_CertificateInstallationReq),
-    ('CertificateInstallationRes', 'urn:iso:std:iso:15118:-20:CommonMessages', CertificateInstallationRes, _e_CertificateInstallationRes, _d_CertificateInstallationRes),
-    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue),
-    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod),
-    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo),
-    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue),
-    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest),
-    ('MeteringConfirmationReq', 'urn:iso:std:iso:15118:-20:CommonMessages', MeteringConfirmationReq, _e_MeteringConfirmationReq, _d_MeteringConfirmationReq),
-    ('MeteringConfirmationRes', 'urn:iso:std:iso:15118:-20:CommonMessages', MeteringConfirmationRes, _e_MeteringConfirmationRes, _d_MeteringConfirmationRes),
-    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object),
-    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData),
-    ('PowerDeliveryReq', 'urn:iso:std:iso:15118:-20:CommonMessages', PowerDeliveryReq, _e_PowerDeliveryReq, _d_PowerDeliveryReq),
-    ('PowerDeliveryRes', 'urn:iso:std:iso:15118:-20:CommonMessages', PowerDeliveryRes, _e_PowerDeliveryRes, _d_PowerDeliveryRes),
-    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue),
-    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference),
-    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod),
-    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData),
-    ('ScheduleExchangeReq', 'urn:iso:std:iso:15118:-20:CommonMessages', ScheduleExchangeReq, _e_ScheduleExchangeReq, _d_ScheduleExchangeReq),
-    ('ScheduleExchangeRes', 'urn:iso:std:iso:15118:-20:CommonMessages', ScheduleExchangeRes, _e_ScheduleExchangeRes, _d_ScheduleExchangeRes),
-    ('ServiceDetailReq', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceDetailReq, _e_ServiceDetailReq, _d_ServiceDetailReq),
-    ('ServiceDetailRes', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceDetailRes, _e_ServiceDetailRes, _d_ServiceDetailRes),
-    ('ServiceDiscoveryReq', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceDiscoveryReq, _e_ServiceDiscoveryReq, _d_ServiceDiscoveryReq),
-    ('ServiceDiscoveryRes', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceDiscoveryRes, _e_ServiceDiscoveryRes, _d_ServiceDiscoveryRes),
-    ('ServiceSelectionReq', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceSelectionReq, _e_ServiceSelectionReq, _d_ServiceSelectionReq),
-    ('ServiceSelectionRes', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceSelectionRes, _e_ServiceSelectionRes, _d_ServiceSelectionRes),
-    ('SessionSetupReq', 'urn:iso:std:iso:15118:-20:CommonMessages', SessionSetupReq, _e_SessionSetupReq, _d_SessionSetupReq),
-    ('SessionSetupRes', 'urn:iso:std:iso:15118:-20:CommonMessages', SessionSetupRes, _e_SessionSetupRes, _d_SessionSetupRes),
-    ('SessionStopReq', 'urn:iso:std:iso:15118:-20:CommonMessages', SessionStopReq, _e_SessionStopReq, _d_SessionStopReq),
-    ('SessionStopRes', 'urn:iso:std:iso:15118:-20:CommonMessages', SessionStopRes, _e_SessionStopRes, _d_SessionStopRes),
-    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature),
-    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod),
-    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties),
-    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty),
-    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue),
-    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo),
-    ('SignedInstallationData', 'urn:iso:std:iso:15118:-20:CommonMessages', SignedInstallationData, _e_SignedInstallationData, _d_SignedInstallationData),
-    ('SignedMeteringData', 'urn:iso:std:iso:15118:-20:CommonMessages', SignedMeteringData, _e_SignedMeteringData, _d_SignedMeteringData),
-    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform),
-    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms),
-    ('VehicleCheckInReq', 'urn:iso:std:iso:15118:-20:CommonMessages', VehicleCheckInReq, _e_VehicleCheckInReq, _d_VehicleCheckInReq),
-    ('VehicleCheckInRes', 'urn:iso:std:iso:15118:-20:CommonMessages', VehicleCheckInRes, _e_VehicleCheckInRes, _d_VehicleCheckInRes),
-    ('VehicleCheckOutReq', 'urn:iso:std:iso:15118:-20:CommonMessages', VehicleCheckOutReq, _e_VehicleCheckOutReq, _d_VehicleCheckOutReq),
-    ('VehicleCheckOutRes', 'urn:iso:std:iso:15118:-20:CommonMessages', VehicleCheckOutRes, _e_VehicleCheckOutRes, _d_VehicleCheckOutRes),
-    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data),
+    ('AuthorizationReq', 'urn:iso:std:iso:15118:-20:CommonMessages', AuthorizationReq, _e_AuthorizationReq, _d_AuthorizationReq, None),
+    ('AuthorizationRes', 'urn:iso:std:iso:15118:-20:CommonMessages', AuthorizationRes, _e_AuthorizationRes, _d_AuthorizationRes, None),
+    ('AuthorizationSetupReq', 'urn:iso:std:iso:15118:-20:CommonMessages', AuthorizationSetupReq, _e_AuthorizationSetupReq, _d_AuthorizationSetupReq, None),
+    ('AuthorizationSetupRes', 'urn:iso:std:iso:15118:-20:CommonMessages', AuthorizationSetupRes, _e_AuthorizationSetupRes, _d_AuthorizationSetupRes, None),
+    ('CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLReqControlMode, _e_CLReqControlMode, _d_CLReqControlMode, None),
+    ('CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLResControlMode, _e_CLResControlMode, _d_CLResControlMode, None),
+    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod, None),
+    ('CertificateInstallationReq', 'urn:iso:std:iso:15118:-20:CommonMessages', CertificateInstallationReq, _e_CertificateInstallationReq, _d_CertificateInstallationReq, None),
+    ('CertificateInstallationRes', 'urn:iso:std:iso:15118:-20:CommonMessages', CertificateInstallationRes, _e_CertificateInstallationRes, _d_CertificateInstallationRes, None),
+    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue, None),
+    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod, None),
+    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_0, _ds_0, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo, None),
+    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue, None),
+    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest, None),
+    ('MeteringConfirmationReq', 'urn:iso:std:iso:15118:-20:CommonMessages', MeteringConfirmationReq, _e_MeteringConfirmationReq, _d_MeteringConfirmationReq, None),
+    ('MeteringConfirmationRes', 'urn:iso:std:iso:15118:-20:CommonMessages', MeteringConfirmationRes, _e_MeteringConfirmationRes, _d_MeteringConfirmationRes, None),
+    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object, None),
+    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData, None),
+    ('PowerDeliveryReq', 'urn:iso:std:iso:15118:-20:CommonMessages', PowerDeliveryReq, _e_PowerDeliveryReq, _d_PowerDeliveryReq, None),
+    ('PowerDeliveryRes', 'urn:iso:std:iso:15118:-20:CommonMessages', PowerDeliveryRes, _e_PowerDeliveryRes, _d_PowerDeliveryRes, None),
+    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue, None),
+    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference, None),
+    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod, None),
+    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData, None),
+    ('ScheduleExchangeReq', 'urn:iso:std:iso:15118:-20:CommonMessages', ScheduleExchangeReq, _e_ScheduleExchangeReq, _d_ScheduleExchangeReq, None),
+    ('ScheduleExchangeRes', 'urn:iso:std:iso:15118:-20:CommonMessages', ScheduleExchangeRes, _e_ScheduleExchangeRes, _d_ScheduleExchangeRes, None),
+    ('ServiceDetailReq', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceDetailReq, _e_ServiceDetailReq, _d_ServiceDetailReq, None),
+    ('ServiceDetailRes', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceDetailRes, _e_ServiceDetailRes, _d_ServiceDetailRes, None),
+    ('ServiceDiscoveryReq', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceDiscoveryReq, _e_ServiceDiscoveryReq, _d_ServiceDiscoveryReq, None),
+    ('ServiceDiscoveryRes', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceDiscoveryRes, _e_ServiceDiscoveryRes, _d_ServiceDiscoveryRes, None),
+    ('ServiceSelectionReq', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceSelectionReq, _e_ServiceSelectionReq, _d_ServiceSelectionReq, None),
+    ('ServiceSelectionRes', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceSelectionRes, _e_ServiceSelectionRes, _d_ServiceSelectionRes, None),
+    ('SessionSetupReq', 'urn:iso:std:iso:15118:-20:CommonMessages', SessionSetupReq, _e_SessionSetupReq, _d_SessionSetupReq, None),
+    ('SessionSetupRes', 'urn:iso:std:iso:15118:-20:CommonMessages', SessionSetupRes, _e_SessionSetupRes, _d_SessionSetupRes, None),
+    ('SessionStopReq', 'urn:iso:std:iso:15118:-20:CommonMessages', SessionStopReq, _e_SessionStopReq, _d_SessionStopReq, None),
+    ('SessionStopRes', 'urn:iso:std:iso:15118:-20:CommonMessages', SessionStopRes, _e_SessionStopRes, _d_SessionStopRes, None),
+    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature, None),
+    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod, None),
+    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties, None),
+    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty, None),
+    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue, None),
+    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo, None),
+    ('SignedInstallationData', 'urn:iso:std:iso:15118:-20:CommonMessages', SignedInstallationData, _e_SignedInstallationData, _d_SignedInstallationData, None),
+    ('SignedMeteringData', 'urn:iso:std:iso:15118:-20:CommonMessages', SignedMeteringData, _e_SignedMeteringData, _d_SignedMeteringData, None),
+    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform, None),
+    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms, None),
+    ('VehicleCheckInReq', 'urn:iso:std:iso:15118:-20:CommonMessages', VehicleCheckInReq, _e_VehicleCheckInReq, _d_VehicleCheckInReq, None),
+    ('VehicleCheckInRes', 'urn:iso:std:iso:15118:-20:CommonMessages', VehicleCheckInRes, _e_VehicleCheckInRes, _d_VehicleCheckInRes, None),
+    ('VehicleCheckOutReq', 'urn:iso:std:iso:15118:-20:CommonMessages', VehicleCheckOutReq, _e_VehicleCheckOutReq, _d_VehicleCheckOutReq, None),
+    ('VehicleCheckOutRes', 'urn:iso:std:iso:15118:-20:CommonMessages', VehicleCheckOutRes, _e_VehicleCheckOutRes, _d_VehicleCheckOutRes, None),
+    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data, None),
 )
 DOC_NBITS = 6
 
 FRAGMENT_ELEMENTS = (
-    ('AbsolutePriceSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', AbsolutePriceSchedule, _e_AbsolutePriceSchedule, _d_AbsolutePriceSchedule),
-    ('AckMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('AdditionalSelectedServices', 'urn:iso:std:iso:15118:-20:CommonMessages', AdditionalServiceList, _e_AdditionalServiceList, _d_AdditionalServiceList),
-    ('AdditionalService', 'urn:iso:std:iso:15118:-20:CommonMessages', AdditionalService, _e_AdditionalService, _d_AdditionalService),
-    ('AdditionalServicesCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost),
-    ('Amount', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('AppliesMinimumMaximumCost', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('AppliesToEnergyFee', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('AppliesToOverstayFee', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('AppliesToParkingFee', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('AuthorizationReq', 'urn:iso:std:iso:15118:-20:CommonMessages', AuthorizationReq, _e_AuthorizationReq, _d_AuthorizationReq),
-    ('AuthorizationRes', 'urn:iso:std:iso:15118:-20:CommonMessages', AuthorizationRes, _e_AuthorizationRes, _d_AuthorizationRes),
-    ('AuthorizationServices', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('AuthorizationSetupReq', 'urn:iso:std:iso:15118:-20:CommonMessages', AuthorizationSetupReq, _e_AuthorizationSetupReq, _d_AuthorizationSetupReq),
-    ('AuthorizationSetupRes', 'urn:iso:std:iso:15118:-20:CommonMessages', AuthorizationSetupRes, _e_AuthorizationSetupRes, _d_AuthorizationSetupRes),
-    ('AvailableEnergy', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('BPT_ChannelSelection', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('BPT_DischargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('BPT_InductiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('BatteryEnergyCapacity', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLReqControlMode, _e_CLReqControlMode, _d_CLReqControlMode),
-    ('CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLResControlMode, _e_CLResControlMode, _d_CLResControlMode),
-    ('CPSCertificateChain', 'urn:iso:std:iso:15118:-20:CommonMessages', CertificateChain, _e_CertificateChain, _d_CertificateChain),
-    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod),
-    ('CapacitiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('CarbonDioxideEmission', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('Certificate', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('CertificateInstallationReq', 'urn:iso:std:iso:15118:-20:CommonMessages', CertificateInstallationReq, _e_CertificateInstallationReq, _d_CertificateInstallationReq),
-    ('CertificateInstallationRes', 'urn:iso:std:iso:15118:-20:CommonMessages', CertificateInstallationRes, _e_CertificateInstallationRes, _d_CertificateInstallationRes),
-    ('CertificateInstallationService', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('ChargeProgress', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('ChargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('ChargingComplete', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('ChargingSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', ChargingSchedule, _e_ChargingSchedule, _d_ChargingSchedule),
-    ('ChargingSession', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('CheckOutTime', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('ContractCertificateChain', 'urn:iso:std:iso:15118:-20:CommonMessages', ContractCertificateChain, _e_ContractCertificateChain, _d_ContractCertificateChain),
-    ('CostPerUnit', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('Currency', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('DHPublicKey', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue),
-    ('DepartureTime', 'urn:iso:std:iso:15118:-20:CommonMessages', 'relaxed', None, None),
-    ('DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', 'relaxed', None, None),
-    ('DeviceLocation', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('DeviceOffset', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod),
-    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('DischargingSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', ChargingSchedule, _e_ChargingSchedule, _d_ChargingSchedule),
-    ('DisplayParameters', 'urn:iso:std:iso:15118:-20:CommonTypes', DisplayParameters, _e_DisplayParameters, _d_DisplayParameters),
-    ('Duration', 'urn:iso:std:iso:15118:-20:CommonMessages', 'relaxed', None, None),
-    ('Dynamic_EVPPTControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', Dynamic_EVPPTControlMode, _e_Dynamic_EVPPTControlMode, _d_Dynamic_EVPPTControlMode),
-    ('Dynamic_SEReqControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', Dynamic_SEReqControlMode, _e_Dynamic_SEReqControlMode, _d_Dynamic_SEReqControlMode),
-    ('Dynamic_SEResControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', Dynamic_SEResControlMode, _e_Dynamic_SEResControlMode, _d_Dynamic_SEResControlMode),
-    ('Dynamic_SMDTControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', Dynamic_SMDTControlMode, _e_Dynamic_SMDTControlMode, _d_Dynamic_SMDTControlMode),
-    ('ECDHCurve', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('EIM_AReqAuthorizationMode', 'urn:iso:std:iso:15118:-20:CommonMessages', EIM_AReqAuthorizationMode, _e_EIM_AReqAuthorizationMode, _d_EIM_AReqAuthorizationMode),
-    ('EIM_ASResAuthorizationMode', 'urn:iso:std:iso:15118:-20:CommonMessages', EIM_ASResAuthorizationMode, _e_EIM_ASResAuthorizationMode, _d_EIM_ASResAuthorizationMode),
-    ('EMAID', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('EVAbsolutePriceSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', EVAbsolutePriceSchedule, _e_EVAbsolutePriceSchedule, _d_EVAbsolutePriceSchedule),
-    ('EVCCID', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('EVCheckInStatus', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('EVCheckOutStatus', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('EVEnergyOffer', 'urn:iso:std:iso:15118:-20:CommonMessages', EVEnergyOffer, _e_EVEnergyOffer, _d_EVEnergyOffer),
-    ('EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMaximumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMinimumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVPowerProfile', 'urn:iso:std:iso:15118:-20:CommonMessages', EVPowerProfile, _e_EVPowerProfile, _d_EVPowerProfile),
-    ('EVPowerProfileEntries', 'urn:iso:std:iso:15118:-20:CommonMessages', EVPowerProfileEntryList, _e_EVPowerProfileEntryList, _d_EVPowerProfileEntryList),
-    ('EVPowerProfileEntry', 'urn:iso:std:iso:15118:-20:CommonMessages', PowerScheduleEntry, _e_PowerScheduleEntry, _d_PowerScheduleEntry),
-    ('EVPowerSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', EVPowerSchedule, _e_EVPowerSchedule, _d_EVPowerSchedule),
-    ('EVPowerScheduleEntries', 'urn:iso:std:iso:15118:-20:CommonMessages', EVPowerScheduleEntryList, _e_EVPowerScheduleEntryList, _d_EVPowerScheduleEntryList),
-    ('EVPowerScheduleEntry', 'urn:iso:std:iso:15118:-20:CommonMessages', EVPowerScheduleEntry, _e_EVPowerScheduleEntry, _d_EVPowerScheduleEntry),
-    ('EVPriceRule', 'urn:iso:std:iso:15118:-20:CommonMessages', EVPriceRule, _e_EVPriceRule, _d_EVPriceRule),
-    ('EVPriceRuleStack', 'urn:iso:std:iso:15118:-20:CommonMessages', EVPriceRuleStack, _e_EVPriceRuleStack, _d_EVPriceRuleStack),
-    ('EVPriceRuleStacks', 'urn:iso:std:iso:15118:-20:CommonMessages', EVPriceRuleStackList, _e_EVPriceRuleStackList, _d_EVPriceRuleStackList),
-    ('EVProcessing', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('EVSECheckOutStatus', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('EVSEID', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('EVSENotification', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('EVSEProcessing', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonMessages', EVSEStatus, _e_EVSEStatus, _d_EVSEStatus),
-    ('EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', EVSEStatus, _e_EVSEStatus, _d_EVSEStatus),
-    ('EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVTerminationCode', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('EVTerminationExplanation', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('EnergyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost),
-    ('EnergyFee', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EnergyTransferServiceList', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceList, _e_ServiceList, _d_ServiceList),
-    ('Exponent', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Exponent', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('FreeService', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('G', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('GenChallenge', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('GoToPause', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('HMACOutputLength', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Header', 'urn:iso:std:iso:15118:-20:CommonTypes', MessageHeader, _e_MessageHeader, _d_MessageHeader),
-    ('InletHot', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('J', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo),
-    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue),
-    ('Language', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('ListOfRootCertificateIDs', 'urn:iso:std:iso:15118:-20:CommonMessages', ListOfRootCertificateIDs, _e_ListOfRootCertificateIDs, _d_ListOfRootCertificateIDs),
-    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest),
-    ('MaximumContractCertificateChains', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('MaximumCost', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('MaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MaximumSupportingPoints', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('MeterID', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeterInfo', 'urn:iso:std:iso:15118:-20:CommonMessages', MeterInfo, _e_MeterInfo, _d_MeterInfo),
-    ('MeterInfo', 'urn:iso:std:iso:15118:-20:CommonTypes', MeterInfo, _e_MeterInfo, _d_MeterInfo),
-    ('MeterInfoRequested', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeterSignature', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeterStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeterTimestamp', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeteringConfirmationReq', 'urn:iso:std:iso:15118:-20:CommonMessages', MeteringConfirmationReq, _e_MeteringConfirmationReq, _d_MeteringConfirmationReq),
-    ('MeteringConfirmationRes', 'urn:iso:std:iso:15118:-20:CommonMessages', MeteringConfirmationRes, _e_MeteringConfirmationRes, _d_MeteringConfirmationRes),
-    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('MinimumCost', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('Modulus', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('NotificationMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('NumberOfPriceLevels', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('OEMProvisioningCertificateChain', 'urn:iso:std:iso:15118:-20:CommonMessages', SignedCertificateChain, _e_SignedCertificateChain, _d_SignedCertificateChain),
-    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object),
-    ('OccupancyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost),
-    ('OverstayCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost),
-    ('OverstayFee', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('OverstayFeePeriod', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('OverstayPowerThreshold', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('OverstayRule', 'urn:iso:std:iso:15118:-20:CommonMessages', OverstayRule, _e_OverstayRule, _d_OverstayRule),
-    ('OverstayRuleDescription', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('OverstayRules', 'urn:iso:std:iso:15118:-20:CommonMessages', OverstayRuleList, _e_OverstayRuleList, _d_OverstayRuleList),
-    ('OverstayTimeThreshold', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('P', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData),
-    ('PGPKeyID', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('PGPKeyPacket', 'http://www.w3.org/2000/09/xmldsig#', 'relaxed', None, None),
-    ('Parameter', 'urn:iso:std:iso:15118:-20:CommonMessages', Parameter, _e_Parameter, _d_Parameter),
-    ('ParameterSet', 'urn:iso:std:iso:15118:-20:CommonMessages', ParameterSet, _e_ParameterSet, _d_ParameterSet),
-    ('ParameterSetID', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('ParkingFee', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('ParkingFeePeriod', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('ParkingMethod', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('ParkingSpace', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('PgenCounter', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('PnC_AReqAuthorizationMode', 'urn:iso:std:iso:15118:-20:CommonMessages', PnC_AReqAuthorizationMode, _e_PnC_AReqAuthorizationMode, _d_PnC_AReqAuthorizationMode),
-    ('PnC_ASResAuthorizationMode', 'urn:iso:std:iso:15118:-20:CommonMessages', PnC_ASResAuthorizationMode, _e_PnC_ASResAuthorizationMode, _d_PnC_ASResAuthorizationMode),
-    ('Power', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('PowerDeliveryReq', 'urn:iso:std:iso:15118:-20:CommonMessages', PowerDeliveryReq, _e_PowerDeliveryReq, _d_PowerDeliveryReq),
-    ('PowerDeliveryRes', 'urn:iso:std:iso:15118:-20:CommonMessages', PowerDeliveryRes, _e_PowerDeliveryRes, _d_PowerDeliveryRes),
-    ('PowerRangeStart', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('PowerSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', PowerSchedule, _e_PowerSchedule, _d_PowerSchedule),
-    ('PowerScheduleEntries', 'urn:iso:std:iso:15118:-20:CommonMessages', PowerScheduleEntryList, _e_PowerScheduleEntryList, _d_PowerScheduleEntryList),
-    ('PowerScheduleEntry', 'urn:iso:std:iso:15118:-20:CommonMessages', PowerScheduleEntry, _e_PowerScheduleEntry, _d_PowerScheduleEntry),
-    ('PowerTolerance', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('PowerToleranceAcceptance', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('Power_L2', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('Power_L3', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('PresentSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('PriceAlgorithm', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('PriceLevel', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('PriceLevelSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', PriceLevelSchedule, _e_PriceLevelSchedule, _d_PriceLevelSchedule),
-    ('PriceLevelScheduleEntries', 'urn:iso:std:iso:15118:-20:CommonMessages', PriceLevelScheduleEntryList, _e_PriceLevelScheduleEntryList, _d_PriceLevelScheduleEntryList),
-    ('PriceLevelScheduleEntry', 'urn:iso:std:iso:15118:-20:CommonMessages', PriceLevelScheduleEntry, _e_PriceLevelScheduleEntry, _d_PriceLevelScheduleEntry),
-    ('PriceRule', 'urn:iso:std:iso:15118:-20:CommonMessages', PriceRule, _e_PriceRule, _d_PriceRule),
-    ('PriceRuleStack', 'urn:iso:std:iso:15118:-20:CommonMessages', PriceRuleStack, _e_PriceRuleStack, _d_PriceRuleStack),
-    ('PriceRuleStacks', 'urn:iso:std:iso:15118:-20:CommonMessages', PriceRuleStackList, _e_PriceRuleStackList, _d_PriceRuleStackList),
-    ('PriceScheduleDescription', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('PriceScheduleID', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('PrioritizedEMAIDs', 'urn:iso:std:iso:15118:-20:CommonMessages', EMAIDList, _e_EMAIDList, _d_EMAIDList),
-    ('ProviderID', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('Q', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue),
-    ('Receipt', 'urn:iso:std:iso:15118:-20:CommonMessages', Receipt, _e_Receipt, _d_Receipt),
-    ('Receipt', 'urn:iso:std:iso:15118:-20:CommonTypes', Receipt, _e_Receipt, _d_Receipt),
-    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference),
-    ('RemainingContractCertificateChains', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('RemainingTimeToMaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('RemainingTimeToMinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('RemainingTimeToTargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('RenewableGenerationPercentage', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod),
-    ('RootCertificateID', 'urn:iso:std:iso:15118:-20:CommonTypes', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial),
-    ('SECP521_EncryptedPrivateKey', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData),
-    ('SPKISexp', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('ScheduleExchangeReq', 'urn:iso:std:iso:15118:-20:CommonMessages', ScheduleExchangeReq, _e_ScheduleExchangeReq, _d_ScheduleExchangeReq),
-    ('ScheduleExchangeRes', 'urn:iso:std:iso:15118:-20:CommonMessages', ScheduleExchangeRes, _e_ScheduleExchangeRes, _d_ScheduleExchangeRes),
-    ('ScheduleTuple', 'urn:iso:std:iso:15118:-20:CommonMessages', ScheduleTuple, _e_ScheduleTuple, _d_ScheduleTuple),
-    ('ScheduleTupleID', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('Scheduled_EVPPTControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', Scheduled_EVPPTControlMode, _e_Scheduled_EVPPTControlMode, _d_Scheduled_EVPPTControlMode),
-    ('Scheduled_SEReqControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', Scheduled_SEReqControlMode, _e_Scheduled_SEReqControlMode, _d_Scheduled_SEReqControlMode),
-    ('Scheduled_SEResControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', Scheduled_SEResControlMode, _e_Scheduled_SEResControlMode, _d_Scheduled_SEResControlMode),
-    ('Scheduled_SMDTControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', Scheduled_SMDTControlMode, _e_Scheduled_SMDTControlMode, _d_Scheduled_SMDTControlMode),
-    ('Seed', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('SelectedAuthorizationService', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('SelectedEnergyTransferService', 'urn:iso:std:iso:15118:-20:CommonMessages', SelectedService, _e_SelectedService, _d_SelectedService),
-    ('SelectedScheduleTupleID', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('SelectedService', 'urn:iso:std:iso:15118:-20:CommonMessages', SelectedService, _e_SelectedService, _d_SelectedService),
-    ('SelectedVASList', 'urn:iso:std:iso:15118:-20:CommonMessages', SelectedServiceList, _e_SelectedServiceList, _d_SelectedServiceList),
-    ('Service', 'urn:iso:std:iso:15118:-20:CommonMessages', Service, _e_Service, _d_Service),
-    ('ServiceDetailReq', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceDetailReq, _e_ServiceDetailReq, _d_ServiceDetailReq),
-    ('ServiceDetailRes', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceDetailRes, _e_ServiceDetailRes, _d_ServiceDetailRes),
-    ('ServiceDiscoveryReq', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceDiscoveryReq, _e_ServiceDiscoveryReq, _d_ServiceDiscoveryReq),
-    ('ServiceDiscoveryRes', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceDiscoveryRes, _e_ServiceDiscoveryRes, _d_ServiceDiscoveryRes),
-    ('ServiceFee', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('ServiceID', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('ServiceName', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('ServiceParameterList', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceParameterList, _e_ServiceParameterList, _d_ServiceParameterList),
-    ('ServiceRenegotiationSupported', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('ServiceSelectionReq', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceSelectionReq, _e_ServiceSelectionReq, _d_ServiceSelectionReq),
-    ('ServiceSelectionRes', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceSelectionRes, _e_ServiceSelectionRes, _d_ServiceSelectionRes),
-    ('SessionID', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('SessionID', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('SessionSetupReq', 'urn:iso:std:iso:15118:-20:CommonMessages', SessionSetupReq, _e_SessionSetupReq, _d_SessionSetupReq),
-    ('SessionSetupRes', 'urn:iso:std:iso:15118:-20:CommonMessages', SessionSetupRes, _e_SessionSetupRes, _d_SessionSetupRes),
-    ('SessionStopReq', 'urn:iso:std:iso:15118:-20:CommonMessages', SessionStopReq, _e_SessionStopReq, _d_SessionStopReq),
-    ('SessionStopRes', 'urn:iso:std:iso:15118:-20:CommonMessages', SessionStopRes, _e_SessionStopRes, _d_SessionStopRes),
-    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature),
-    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod),
-    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties),
-    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty),
-    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue),
-    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo),
-    ('SignedInstallationData', 'urn:iso:std:iso:15118:-20:CommonMessages', SignedInstallationData, _e_SignedInstallationData, _d_SignedInstallationData),
-    ('SignedMeteringData', 'urn:iso:std:iso:15118:-20:CommonMessages', SignedMeteringData, _e_SignedMeteringData, _d_SignedMeteringData),
-    ('StartTime', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('SubCertificates', 'urn:iso:std:iso:15118:-20:CommonMessages', SubCertificates, _e_SubCertificates, _d_SubCertificates),
-    ('SupportedProviders', 'urn:iso:std:iso:15118:-20:CommonMessages', SupportedProvidersList, _e_SupportedProvidersList, _d_SupportedProvidersList),
-    ('SupportedServiceIDs', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceIDList, _e_ServiceIDList, _d_ServiceIDList),
-    ('TPM_EncryptedPrivateKey', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('TargetDistance', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('TargetOffsetX', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('TargetOffsetY', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('TargetSOC', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('TaxCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedTax, _e_DetailedTax, _d_DetailedTax),
-    ('TaxIncludedInPrice', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('TaxRate', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('TaxRule', 'urn:iso:std:iso:15118:-20:CommonMessages', TaxRule, _e_TaxRule, _d_TaxRule),
-    ('TaxRuleID', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('TaxRuleID', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('TaxRuleName', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('TaxRules', 'urn:iso:std:iso:15118:-20:CommonMessages', TaxRuleList, _e_TaxRuleList, _d_TaxRuleList),
-    ('TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonMessages', 'relaxed', None, None),
-    ('TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('TimeStamp', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform),
-    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms),
-    ('VASList', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceList, _e_ServiceList, _d_ServiceList),
-    ('Value', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('VehicleCheckInReq', 'urn:iso:std:iso:15118:-20:CommonMessages', VehicleCheckInReq, _e_VehicleCheckInReq, _d_VehicleCheckInReq),
-    ('VehicleCheckInRes', 'urn:iso:std:iso:15118:-20:CommonMessages', VehicleCheckInRes, _e_VehicleCheckInRes, _d_VehicleCheckInRes),
-    ('VehicleCheckOutReq', 'urn:iso:std:iso:15118:-20:CommonMessages', VehicleCheckOutReq, _e_VehicleCheckOutReq, _d_VehicleCheckOutReq),
-    ('VehicleCheckOutRes', 'urn:iso:std:iso:15118:-20:CommonMessages', VehicleCheckOutRes, _e_VehicleCheckOutRes, _d_VehicleCheckOutRes),
-    ('VehicleFrame', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('VehicleTravel', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('X448_EncryptedPrivateKey', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('X509CRL', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509Certificate', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data),
-    ('X509IssuerName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509IssuerSerial', 'http://www.w3.org/2000/09/xmldsig#', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial),
-    ('X509SKI', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509SerialNumber', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509SubjectName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('XPath', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Y', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('boolValue', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('byteValue', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('finiteString', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('intValue', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
-    ('rationalNumber', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('shortValue', 'urn:iso:std:iso:15118:-20:CommonMessages', None, None, None),
+    ('AbsolutePriceSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', AbsolutePriceSchedule, _e_AbsolutePriceSchedule, _d_AbsolutePriceSchedule, None),
+    ('AckMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('AdditionalSelectedServices', 'urn:iso:std:iso:15118:-20:CommonMessages', AdditionalServiceList, _e_AdditionalServiceList, _d_AdditionalServiceList, None),
+    ('AdditionalService', 'urn:iso:std:iso:15118:-20:CommonMessages', AdditionalService, _e_AdditionalService, _d_AdditionalService, None),
+    ('AdditionalServicesCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost, None),
+    ('Amount', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('AppliesMinimumMaximumCost', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_3, _ds_3, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('AppliesToEnergyFee', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_3, _ds_3, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('AppliesToOverstayFee', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_3, _ds_3, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('AppliesToParkingFee', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_3, _ds_3, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('AuthorizationReq', 'urn:iso:std:iso:15118:-20:CommonMessages', AuthorizationReq, _e_AuthorizationReq, _d_AuthorizationReq, None),
+    ('AuthorizationRes', 'urn:iso:std:iso:15118:-20:CommonMessages', AuthorizationRes, _e_AuthorizationRes, _d_AuthorizationRes, None),
+    ('AuthorizationServices', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_4, _ds_4, _SimpleSpec('string', 'string', None, None, None, None, None, authorizationType)),
+    ('AuthorizationSetupReq', 'urn:iso:std:iso:15118:-20:CommonMessages', AuthorizationSetupReq, _e_AuthorizationSetupReq, _d_AuthorizationSetupReq, None),
+    ('AuthorizationSetupRes', 'urn:iso:std:iso:15118:-20:CommonMessages', AuthorizationSetupRes, _e_AuthorizationSetupRes, _d_AuthorizationSetupRes, None),
+    ('AvailableEnergy', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('BPT_ChannelSelection', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_5, _ds_5, _SimpleSpec('string', 'string', None, None, None, None, None, channelSelectionType)),
+    ('BPT_DischargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('BPT_InductiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('BatteryEnergyCapacity', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLReqControlMode, _e_CLReqControlMode, _d_CLReqControlMode, None),
+    ('CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLResControlMode, _e_CLResControlMode, _d_CLResControlMode, None),
+    ('CPSCertificateChain', 'urn:iso:std:iso:15118:-20:CommonMessages', CertificateChain, _e_CertificateChain, _d_CertificateChain, None),
+    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod, None),
+    ('CapacitiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('CarbonDioxideEmission', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('Certificate', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_7, _ds_7, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, 1600, None)),
+    ('CertificateInstallationReq', 'urn:iso:std:iso:15118:-20:CommonMessages', CertificateInstallationReq, _e_CertificateInstallationReq, _d_CertificateInstallationReq, None),
+    ('CertificateInstallationRes', 'urn:iso:std:iso:15118:-20:CommonMessages', CertificateInstallationRes, _e_CertificateInstallationRes, _d_CertificateInstallationRes, None),
+    ('CertificateInstallationService', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_3, _ds_3, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('ChargeProgress', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_8, _ds_8, _SimpleSpec('string', 'string', None, None, None, None, None, chargeProgressType)),
+    ('ChargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('ChargingComplete', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('ChargingSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', ChargingSchedule, _e_ChargingSchedule, _d_ChargingSchedule, None),
+    ('ChargingSession', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_9, _ds_9, _SimpleSpec('string', 'string', None, None, None, None, None, chargingSessionType)),
+    ('CheckOutTime', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('ContractCertificateChain', 'urn:iso:std:iso:15118:-20:CommonMessages', ContractCertificateChain, _e_ContractCertificateChain, _d_ContractCertificateChain, None),
+    ('CostPerUnit', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('Currency', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_10, _ds_10, _SimpleSpec('string', 'string', None, None, None, None, 3, None)),
+    ('DHPublicKey', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_11, _ds_11, _SimpleSpec('base64Binary', 'base64Binary', None, None, 133, None, None, None)),
+    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue, None),
+    ('DepartureTime', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_12, _ds_12, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_12, _ds_12, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('DeviceLocation', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_13, _ds_13, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('DeviceOffset', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_13, _ds_13, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod, None),
+    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_0, _ds_0, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('DischargingSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', ChargingSchedule, _e_ChargingSchedule, _d_ChargingSchedule, None),
+    ('DisplayParameters', 'urn:iso:std:iso:15118:-20:CommonTypes', DisplayParameters, _e_DisplayParameters, _d_DisplayParameters, None),
+    ('Duration', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_12, _ds_12, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('Dynamic_EVPPTControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', Dynamic_EVPPTControlMode, _e_Dynamic_EVPPTControlMode, _d_Dynamic_EVPPTControlMode, None),
+    ('Dynamic_SEReqControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', Dynamic_SEReqControlMode, _e_Dynamic_SEReqControlMode, _d_Dynamic_SEReqControlMode, None),
+    ('Dynamic_SEResControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', Dynamic_SEResControlMode, _e_Dynamic_SEResControlMode, _d_Dynamic_SEResControlMode, None),
+    ('Dynamic_SMDTControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', Dynamic_SMDTControlMode, _e_Dynamic_SMDTControlMode, _d_Dynamic_SMDTControlMode, None),
+    ('ECDHCurve', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_14, _ds_14, _SimpleSpec('string', 'string', None, None, None, None, None, ecdhCurveType)),
+    ('EIM_AReqAuthorizationMode', 'urn:iso:std:iso:15118:-20:CommonMessages', EIM_AReqAuthorizationMode, _e_EIM_AReqAuthorizationMode, _d_EIM_AReqAuthorizationMode, None),
+    ('EIM_ASResAuthorizationMode', 'urn:iso:std:iso:15118:-20:CommonMessages', EIM_ASResAuthorizationMode, _e_EIM_ASResAuthorizationMode, _d_EIM_ASResAuthorizationMode, None),
+    ('EMAID', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_15, _ds_15, _SimpleSpec('string', 'string', None, None, None, None, 255, None)),
+    ('EVAbsolutePriceSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', EVAbsolutePriceSchedule, _e_EVAbsolutePriceSchedule, _d_EVAbsolutePriceSchedule, None),
+    ('EVCCID', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_15, _ds_15, _SimpleSpec('string', 'string', None, None, None, None, 255, None)),
+    ('EVCheckInStatus', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_16, _ds_16, _SimpleSpec('string', 'string', None, None, None, None, None, evCheckInStatusType)),
+    ('EVCheckOutStatus', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_17, _ds_17, _SimpleSpec('string', 'string', None, None, None, None, None, evCheckOutStatusType)),
+    ('EVEnergyOffer', 'urn:iso:std:iso:15118:-20:CommonMessages', EVEnergyOffer, _e_EVEnergyOffer, _d_EVEnergyOffer, None),
+    ('EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMaximumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMinimumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVPowerProfile', 'urn:iso:std:iso:15118:-20:CommonMessages', EVPowerProfile, _e_EVPowerProfile, _d_EVPowerProfile, None),
+    ('EVPowerProfileEntries', 'urn:iso:std:iso:15118:-20:CommonMessages', EVPowerProfileEntryList, _e_EVPowerProfileEntryList, _d_EVPowerProfileEntryList, None),
+    ('EVPowerProfileEntry', 'urn:iso:std:iso:15118:-20:CommonMessages', PowerScheduleEntry, _e_PowerScheduleEntry, _d_PowerScheduleEntry, None),
+    ('EVPowerSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', EVPowerSchedule, _e_EVPowerSchedule, _d_EVPowerSchedule, None),
+    ('EVPowerScheduleEntries', 'urn:iso:std:iso:15118:-20:CommonMessages', EVPowerScheduleEntryList, _e_EVPowerScheduleEntryList, _d_EVPowerScheduleEntryList, None),
+    ('EVPowerScheduleEntry', 'urn:iso:std:iso:15118:-20:CommonMessages', EVPowerScheduleEntry, _e_EVPowerScheduleEntry, _d_EVPowerScheduleEntry, None),
+    ('EVPriceRule', 'urn:iso:std:iso:15118:-20:CommonMessages', EVPriceRule, _e_EVPriceRule, _d_EVPriceRule, None),
+    ('EVPriceRuleStack', 'urn:iso:std:iso:15118:-20:CommonMessages', EVPriceRuleStack, _e_EVPriceRuleStack, _d_EVPriceRuleStack, None),
+    ('EVPriceRuleStacks', 'urn:iso:std:iso:15118:-20:CommonMessages', EVPriceRuleStackList, _e_EVPriceRuleStackList, _d_EVPriceRuleStackList, None),
+    ('EVProcessing', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_18, _ds_18, _SimpleSpec('string', 'string', None, None, None, None, None, processingType)),
+    ('EVSECheckOutStatus', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_19, _ds_19, _SimpleSpec('string', 'string', None, None, None, None, None, evseCheckOutStatusType)),
+    ('EVSEID', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_15, _ds_15, _SimpleSpec('string', 'string', None, None, None, None, 255, None)),
+    ('EVSENotification', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_20, _ds_20, _SimpleSpec('string', 'string', None, None, None, None, None, evseNotificationType)),
+    ('EVSEProcessing', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_18, _ds_18, _SimpleSpec('string', 'string', None, None, None, None, None, processingType)),
+    ('EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonMessages', EVSEStatus, _e_EVSEStatus, _d_EVSEStatus, None),
+    ('EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', EVSEStatus, _e_EVSEStatus, _d_EVSEStatus, None),
+    ('EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVTerminationCode', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_21, _ds_21, _SimpleSpec('string', 'string', None, None, None, None, 80, None)),
+    ('EVTerminationExplanation', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_22, _ds_22, _SimpleSpec('string', 'string', None, None, None, None, 160, None)),
+    ('EnergyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost, None),
+    ('EnergyFee', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EnergyTransferServiceList', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceList, _e_ServiceList, _d_ServiceList, None),
+    ('Exponent', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_23, _ds_23, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('Exponent', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_24, _ds_24, _SimpleSpec('integer', 'byte', -128, 127, None, None, None, None)),
+    ('FreeService', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_3, _ds_3, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('G', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_23, _ds_23, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('GenChallenge', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_25, _ds_25, _SimpleSpec('base64Binary', 'base64Binary', None, None, 16, None, None, None)),
+    ('GoToPause', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_3, _ds_3, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('HMACOutputLength', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_26, _ds_26, _SimpleSpec('integer', 'integer', None, None, None, None, None, None)),
+    ('Header', 'urn:iso:std:iso:15118:-20:CommonTypes', MessageHeader, _e_MessageHeader, _d_MessageHeader, None),
+    ('InletHot', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('J', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_23, _ds_23, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo, None),
+    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue, None),
+    ('Language', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_27, _ds_27, _SimpleSpec('string', 'string', None, None, None, None, 3, None)),
+    ('ListOfRootCertificateIDs', 'urn:iso:std:iso:15118:-20:CommonMessages', ListOfRootCertificateIDs, _e_ListOfRootCertificateIDs, _d_ListOfRootCertificateIDs, None),
+    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest, None),
+    ('MaximumContractCertificateChains', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_28, _ds_28, _SimpleSpec('integer', 'unsignedByte', 0, 255, None, None, None, None)),
+    ('MaximumCost', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('MaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_29, _ds_29, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('MaximumSupportingPoints', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_30, _ds_30, _SimpleSpec('integer', 'unsignedShort', 12, 1024, None, None, None, None)),
+    ('MeterID', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_31, _ds_31, _SimpleSpec('string', 'string', None, None, None, None, 32, None)),
+    ('MeterInfo', 'urn:iso:std:iso:15118:-20:CommonMessages', MeterInfo, _e_MeterInfo, _d_MeterInfo, None),
+    ('MeterInfo', 'urn:iso:std:iso:15118:-20:CommonTypes', MeterInfo, _e_MeterInfo, _d_MeterInfo, None),
+    ('MeterInfoRequested', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('MeterSignature', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_32, _ds_32, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, 64, None)),
+    ('MeterStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_13, _ds_13, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('MeterTimestamp', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('MeteringConfirmationReq', 'urn:iso:std:iso:15118:-20:CommonMessages', MeteringConfirmationReq, _e_MeteringConfirmationReq, _d_MeteringConfirmationReq, None),
+    ('MeteringConfirmationRes', 'urn:iso:std:iso:15118:-20:CommonMessages', MeteringConfirmationRes, _e_MeteringConfirmationRes, _d_MeteringConfirmationRes, None),
+    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('MinimumCost', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_29, _ds_29, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_29, _ds_29, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('Modulus', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_23, _ds_23, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('NotificationMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('NumberOfPriceLevels', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_28, _ds_28, _SimpleSpec('integer', 'unsignedByte', 0, 255, None, None, None, None)),
+    ('OEMProvisioningCertificateChain', 'urn:iso:std:iso:15118:-20:CommonMessages', SignedCertificateChain, _e_SignedCertificateChain, _d_SignedCertificateChain, None),
+    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object, None),
+    ('OccupancyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost, None),
+    ('OverstayCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost, None),
+    ('OverstayFee', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('OverstayFeePeriod', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_12, _ds_12, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('OverstayPowerThreshold', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('OverstayRule', 'urn:iso:std:iso:15118:-20:CommonMessages', OverstayRule, _e_OverstayRule, _d_OverstayRule, None),
+    ('OverstayRuleDescription', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_22, _ds_22, _SimpleSpec('string', 'string', None, None, None, None, 160, None)),
+    ('OverstayRules', 'urn:iso:std:iso:15118:-20:CommonMessages', OverstayRuleList, _e_OverstayRuleList, _d_OverstayRuleList, None),
+    ('OverstayTimeThreshold', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_12, _ds_12, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('P', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_23, _ds_23, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData, None),
+    ('PGPKeyID', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_33, _ds_33, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PGPKeyPacket', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_33, _ds_33, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('Parameter', 'urn:iso:std:iso:15118:-20:CommonMessages', Parameter, _e_Parameter, _d_Parameter, None),
+    ('ParameterSet', 'urn:iso:std:iso:15118:-20:CommonMessages', ParameterSet, _e_ParameterSet, _d_ParameterSet, None),
+    ('ParameterSetID', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_34, _ds_34, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('ParkingFee', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('ParkingFeePeriod', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_12, _ds_12, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('ParkingMethod', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_35, _ds_35, _SimpleSpec('string', 'string', None, None, None, None, None, parkingMethodType)),
+    ('ParkingSpace', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_13, _ds_13, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('PgenCounter', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_23, _ds_23, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PnC_AReqAuthorizationMode', 'urn:iso:std:iso:15118:-20:CommonMessages', PnC_AReqAuthorizationMode, _e_PnC_AReqAuthorizationMode, _d_PnC_AReqAuthorizationMode, None),
+    ('PnC_ASResAuthorizationMode', 'urn:iso:std:iso:15118:-20:CommonMessages', PnC_ASResAuthorizationMode, _e_PnC_ASResAuthorizationMode, _d_PnC_ASResAuthorizationMode, None),
+    ('Power', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('PowerDeliveryReq', 'urn:iso:std:iso:15118:-20:CommonMessages', PowerDeliveryReq, _e_PowerDeliveryReq, _d_PowerDeliveryReq, None),
+    ('PowerDeliveryRes', 'urn:iso:std:iso:15118:-20:CommonMessages', PowerDeliveryRes, _e_PowerDeliveryRes, _d_PowerDeliveryRes, None),
+    ('PowerRangeStart', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('PowerSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', PowerSchedule, _e_PowerSchedule, _d_PowerSchedule, None),
+    ('PowerScheduleEntries', 'urn:iso:std:iso:15118:-20:CommonMessages', PowerScheduleEntryList, _e_PowerScheduleEntryList, _d_PowerScheduleEntryList, None),
+    ('PowerScheduleEntry', 'urn:iso:std:iso:15118:-20:CommonMessages', PowerScheduleEntry, _e_PowerScheduleEntry, _d_PowerScheduleEntry, None),
+    ('PowerTolerance', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('PowerToleranceAcceptance', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_36, _ds_36, _SimpleSpec('string', 'string', None, None, None, None, None, powerToleranceAcceptanceType)),
+    ('Power_L2', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('Power_L3', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('PresentSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_29, _ds_29, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('PriceAlgorithm', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_15, _ds_15, _SimpleSpec('string', 'string', None, None, None, None, 255, None)),
+    ('PriceLevel', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_28, _ds_28, _SimpleSpec('integer', 'unsignedByte', 0, 255, None, None, None, None)),
+    ('PriceLevelSchedule', 'urn:iso:std:iso:15118:-20:CommonMessages', PriceLevelSchedule, _e_PriceLevelSchedule, _d_PriceLevelSchedule, None),
+    ('PriceLevelScheduleEntries', 'urn:iso:std:iso:15118:-20:CommonMessages', PriceLevelScheduleEntryList, _e_PriceLevelScheduleEntryList, _d_PriceLevelScheduleEntryList, None),
+    ('PriceLevelScheduleEntry', 'urn:iso:std:iso:15118:-20:CommonMessages', PriceLevelScheduleEntry, _e_PriceLevelScheduleEntry, _d_PriceLevelScheduleEntry, None),
+    ('PriceRule', 'urn:iso:std:iso:15118:-20:CommonMessages', PriceRule, _e_PriceRule, _d_PriceRule, None),
+    ('PriceRuleStack', 'urn:iso:std:iso:15118:-20:CommonMessages', PriceRuleStack, _e_PriceRuleStack, _d_PriceRuleStack, None),
+    ('PriceRuleStacks', 'urn:iso:std:iso:15118:-20:CommonMessages', PriceRuleStackList, _e_PriceRuleStackList, _d_PriceRuleStackList, None),
+    ('PriceScheduleDescription', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_22, _ds_22, _SimpleSpec('string', 'string', None, None, None, None, 160, None)),
+    ('PriceScheduleID', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_37, _ds_37, _SimpleSpec('integer', 'unsignedInt', 1, 4294967295, None, None, None, None)),
+    ('PrioritizedEMAIDs', 'urn:iso:std:iso:15118:-20:CommonMessages', EMAIDList, _e_EMAIDList, _d_EMAIDList, None),
+    ('ProviderID', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_21, _ds_21, _SimpleSpec('string', 'string', None, None, None, None, 80, None)),
+    ('Q', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_23, _ds_23, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue, None),
+    ('Receipt', 'urn:iso:std:iso:15118:-20:CommonMessages', Receipt, _e_Receipt, _d_Receipt, None),
+    ('Receipt', 'urn:iso:std:iso:15118:-20:CommonTypes', Receipt, _e_Receipt, _d_Receipt, None),
+    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference, None),
+    ('RemainingContractCertificateChains', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_28, _ds_28, _SimpleSpec('integer', 'unsignedByte', 0, 255, None, None, None, None)),
+    ('RemainingTimeToMaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_12, _ds_12, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('RemainingTimeToMinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_12, _ds_12, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('RemainingTimeToTargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_12, _ds_12, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('RenewableGenerationPercentage', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_28, _ds_28, _SimpleSpec('integer', 'unsignedByte', 0, 255, None, None, None, None)),
+    ('ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_38, _ds_38, _SimpleSpec('string', 'string', None, None, None, None, None, responseCodeType)),
+    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod, None),
+    ('RootCertificateID', 'urn:iso:std:iso:15118:-20:CommonTypes', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial, None),
+    ('SECP521_EncryptedPrivateKey', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_39, _ds_39, _SimpleSpec('base64Binary', 'base64Binary', None, None, 94, None, None, None)),
+    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData, None),
+    ('SPKISexp', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_33, _ds_33, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('ScheduleExchangeReq', 'urn:iso:std:iso:15118:-20:CommonMessages', ScheduleExchangeReq, _e_ScheduleExchangeReq, _d_ScheduleExchangeReq, None),
+    ('ScheduleExchangeRes', 'urn:iso:std:iso:15118:-20:CommonMessages', ScheduleExchangeRes, _e_ScheduleExchangeRes, _d_ScheduleExchangeRes, None),
+    ('ScheduleTuple', 'urn:iso:std:iso:15118:-20:CommonMessages', ScheduleTuple, _e_ScheduleTuple, _d_ScheduleTuple, None),
+    ('ScheduleTupleID', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_37, _ds_37, _SimpleSpec('integer', 'unsignedInt', 1, 4294967295, None, None, None, None)),
+    ('Scheduled_EVPPTControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', Scheduled_EVPPTControlMode, _e_Scheduled_EVPPTControlMode, _d_Scheduled_EVPPTControlMode, None),
+    ('Scheduled_SEReqControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', Scheduled_SEReqControlMode, _e_Scheduled_SEReqControlMode, _d_Scheduled_SEReqControlMode, None),
+    ('Scheduled_SEResControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', Scheduled_SEResControlMode, _e_Scheduled_SEResControlMode, _d_Scheduled_SEResControlMode, None),
+    ('Scheduled_SMDTControlMode', 'urn:iso:std:iso:15118:-20:CommonMessages', Scheduled_SMDTControlMode, _e_Scheduled_SMDTControlMode, _d_Scheduled_SMDTControlMode, None),
+    ('Seed', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_23, _ds_23, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('SelectedAuthorizationService', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_4, _ds_4, _SimpleSpec('string', 'string', None, None, None, None, None, authorizationType)),
+    ('SelectedEnergyTransferService', 'urn:iso:std:iso:15118:-20:CommonMessages', SelectedService, _e_SelectedService, _d_SelectedService, None),
+    ('SelectedScheduleTupleID', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_37, _ds_37, _SimpleSpec('integer', 'unsignedInt', 1, 4294967295, None, None, None, None)),
+    ('SelectedService', 'urn:iso:std:iso:15118:-20:CommonMessages', SelectedService, _e_SelectedService, _d_SelectedService, None),
+    ('SelectedVASList', 'urn:iso:std:iso:15118:-20:CommonMessages', SelectedServiceList, _e_SelectedServiceList, _d_SelectedServiceList, None),
+    ('Service', 'urn:iso:std:iso:15118:-20:CommonMessages', Service, _e_Service, _d_Service, None),
+    ('ServiceDetailReq', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceDetailReq, _e_ServiceDetailReq, _d_ServiceDetailReq, None),
+    ('ServiceDetailRes', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceDetailRes, _e_ServiceDetailRes, _d_ServiceDetailRes, None),
+    ('ServiceDiscoveryReq', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceDiscoveryReq, _e_ServiceDiscoveryReq, _d_ServiceDiscoveryReq, None),
+    ('ServiceDiscoveryRes', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceDiscoveryRes, _e_ServiceDiscoveryRes, _d_ServiceDiscoveryRes, None),
+    ('ServiceFee', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('ServiceID', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_34, _ds_34, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('ServiceName', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_21, _ds_21, _SimpleSpec('string', 'string', None, None, None, None, 80, None)),
+    ('ServiceParameterList', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceParameterList, _e_ServiceParameterList, _d_ServiceParameterList, None),
+    ('ServiceRenegotiationSupported', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_3, _ds_3, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('ServiceSelectionReq', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceSelectionReq, _e_ServiceSelectionReq, _d_ServiceSelectionReq, None),
+    ('ServiceSelectionRes', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceSelectionRes, _e_ServiceSelectionRes, _d_ServiceSelectionRes, None),
+    ('SessionID', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_40, _ds_40, _SimpleSpec('hexBinary', 'hexBinary', None, None, 8, None, None, None)),
+    ('SessionID', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_40, _ds_40, _SimpleSpec('hexBinary', 'hexBinary', None, None, 8, None, None, None)),
+    ('SessionSetupReq', 'urn:iso:std:iso:15118:-20:CommonMessages', SessionSetupReq, _e_SessionSetupReq, _d_SessionSetupReq, None),
+    ('SessionSetupRes', 'urn:iso:std:iso:15118:-20:CommonMessages', SessionSetupRes, _e_SessionSetupRes, _d_SessionSetupRes, None),
+    ('SessionStopReq', 'urn:iso:std:iso:15118:-20:CommonMessages', SessionStopReq, _e_SessionStopReq, _d_SessionStopReq, None),
+    ('SessionStopRes', 'urn:iso:std:iso:15118:-20:CommonMessages', SessionStopRes, _e_SessionStopRes, _d_SessionStopRes, None),
+    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature, None),
+    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod, None),
+    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties, None),
+    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty, None),
+    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue, None),
+    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo, None),
+    ('SignedInstallationData', 'urn:iso:std:iso:15118:-20:CommonMessages', SignedInstallationData, _e_SignedInstallationData, _d_SignedInstallationData, None),
+    ('SignedMeteringData', 'urn:iso:std:iso:15118:-20:CommonMessages', SignedMeteringData, _e_SignedMeteringData, _d_SignedMeteringData, None),
+    ('StartTime', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_12, _ds_12, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('SubCertificates', 'urn:iso:std:iso:15118:-20:CommonMessages', SubCertificates, _e_SubCertificates, _d_SubCertificates, None),
+    ('SupportedProviders', 'urn:iso:std:iso:15118:-20:CommonMessages', SupportedProvidersList, _e_SupportedProvidersList, _d_SupportedProvidersList, None),
+    ('SupportedServiceIDs', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceIDList, _e_ServiceIDList, _d_ServiceIDList, None),
+    ('TPM_EncryptedPrivateKey', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_41, _ds_41, _SimpleSpec('base64Binary', 'base64Binary', None, None, 206, None, None, None)),
+    ('TargetDistance', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_13, _ds_13, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('TargetOffsetX', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('TargetOffsetY', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('TargetSOC', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_29, _ds_29, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_29, _ds_29, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('TaxCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedTax, _e_DetailedTax, _d_DetailedTax, None),
+    ('TaxIncludedInPrice', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_3, _ds_3, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('TaxRate', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('TaxRule', 'urn:iso:std:iso:15118:-20:CommonMessages', TaxRule, _e_TaxRule, _d_TaxRule, None),
+    ('TaxRuleID', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_37, _ds_37, _SimpleSpec('integer', 'unsignedInt', 1, 4294967295, None, None, None, None)),
+    ('TaxRuleID', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_37, _ds_37, _SimpleSpec('integer', 'unsignedInt', 1, 4294967295, None, None, None, None)),
+    ('TaxRuleName', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_21, _ds_21, _SimpleSpec('string', 'string', None, None, None, None, 80, None)),
+    ('TaxRules', 'urn:iso:std:iso:15118:-20:CommonMessages', TaxRuleList, _e_TaxRuleList, _d_TaxRuleList, None),
+    ('TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('TimeStamp', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform, None),
+    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms, None),
+    ('VASList', 'urn:iso:std:iso:15118:-20:CommonMessages', ServiceList, _e_ServiceList, _d_ServiceList, None),
+    ('Value', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_13, _ds_13, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('VehicleCheckInReq', 'urn:iso:std:iso:15118:-20:CommonMessages', VehicleCheckInReq, _e_VehicleCheckInReq, _d_VehicleCheckInReq, None),
+    ('VehicleCheckInRes', 'urn:iso:std:iso:15118:-20:CommonMessages', VehicleCheckInRes, _e_VehicleCheckInRes, _d_VehicleCheckInRes, None),
+    ('VehicleCheckOutReq', 'urn:iso:std:iso:15118:-20:CommonMessages', VehicleCheckOutReq, _e_VehicleCheckOutReq, _d_VehicleCheckOutReq, None),
+    ('VehicleCheckOutRes', 'urn:iso:std:iso:15118:-20:CommonMessages', VehicleCheckOutRes, _e_VehicleCheckOutRes, _d_VehicleCheckOutRes, None),
+    ('VehicleFrame', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_13, _ds_13, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('VehicleTravel', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_13, _ds_13, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('X448_EncryptedPrivateKey', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_42, _ds_42, _SimpleSpec('base64Binary', 'base64Binary', None, None, 84, None, None, None)),
+    ('X509CRL', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_33, _ds_33, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509Certificate', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_33, _ds_33, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data, None),
+    ('X509IssuerName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('X509IssuerSerial', 'http://www.w3.org/2000/09/xmldsig#', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial, None),
+    ('X509SKI', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_33, _ds_33, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509SerialNumber', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_43, _ds_43, _SimpleSpec('integer', 'integer', None, None, None, None, None, None)),
+    ('X509SubjectName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('XPath', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Y', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_23, _ds_23, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('boolValue', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_3, _ds_3, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('byteValue', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_24, _ds_24, _SimpleSpec('integer', 'byte', -128, 127, None, None, None, None)),
+    ('finiteString', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_21, _ds_21, _SimpleSpec('string', 'string', None, None, None, None, 80, None)),
+    ('intValue', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_44, _ds_44, _SimpleSpec('integer', 'int', -2147483648, 2147483647, None, None, None, None)),
+    ('rationalNumber', 'urn:iso:std:iso:15118:-20:CommonMessages', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('shortValue', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_13, _ds_13, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
 )
 FRAGMENT_NBITS = 9

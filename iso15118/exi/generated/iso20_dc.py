@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
+from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleElement as _SimpleElement, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
                      UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
                      bad_event as _bad_event, fault as _fault, missing as _missing,
@@ -3741,207 +3741,648 @@ _D_ListOfRootCertificateIDs_2 = (0, -1)
 
 # --- documents and fragments ----------------------------------------------
 
+def _es_0(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_0(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_1(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_1(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_2(v, a):
+    a <<= 1
+    if v < 0 or v > 65535: raise _Invalid(f'value: {v} outside [0, 65535]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_2(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 16)
+        if x > 65535: raise _out_of_range(x, 0, 65535, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_3(v, a):
+    a <<= 1
+    if v < 0 or v > 18446744073709551615: raise _Invalid(f'value: {v} outside [0, 18446744073709551615]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_3(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 64)
+        if x > 18446744073709551615: raise _out_of_range(x, 0, 18446744073709551615, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_4(v, a):
+    a <<= 1
+    a = (a << 1) | _BOOL[v]
+    a <<= 1
+    return a
+
+
+def _ds_4(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; x = ((D >> (L - p)) & 1) == 1
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_5(v, a):
+    a <<= 1
+    if v < 0 or v > 4294967295: raise _Invalid(f'value: {v} outside [0, 4294967295]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_5(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 32)
+        if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_6(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_processingType[v]
+    a <<= 1
+    return a
+
+
+def _ds_6(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_processingType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_7(v, a):
+    a <<= 1
+    a = (a << 3) | _EI_evseNotificationType[v]
+    a <<= 1
+    return a
+
+
+def _ds_7(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _i = (D >> (L - p)) & 7
+        if _i >= 6: raise _bad_enum(_i, 6, p)
+        x = _EV_evseNotificationType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_8(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_8(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_9(v, a):
+    a <<= 1
+    if v < -128 or v > 127: raise _Invalid(f'value: {v} outside [-128, 127]')
+    a = (a << 8) | (v - -128)
+    a <<= 1
+    return a
+
+
+def _ds_9(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 8; x = ((D >> (L - p)) & 255) - 128
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_10(v, a):
+    a <<= 1
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_10(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_11(v, a):
+    a <<= 1
+    if v < 0 or v > 100: raise _Invalid(f'value: {v} outside [0, 100]')
+    a = (a << 7) | v
+    a <<= 1
+    return a
+
+
+def _ds_11(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 7; x = ((D >> (L - p)) & 127)
+        if x > 100: raise _out_of_range(x, 0, 100, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_12(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 32)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_12(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 32)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_13(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, 64)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_13(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, 64)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_14(v, a):
+    a <<= 1
+    if v < -32768 or v > 32767: raise _Invalid(f'value: {v} outside [-32768, 32767]')
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_14(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, 15)
+        if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_15(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_15(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_16(v, a):
+    a <<= 1
+    a = (a << 6) | _EI_responseCodeType[v]
+    a <<= 1
+    return a
+
+
+def _ds_16(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 6; _i = (D >> (L - p)) & 63
+        if _i >= 40: raise _bad_enum(_i, 40, p)
+        x = _EV_responseCodeType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_17(v, a):
+    a <<= 1
+    a = _w_bin(a, v, 8, 8)
+    a <<= 1
+    return a
+
+
+def _ds_17(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_bin(D, L, p, 8, 8)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_18(v, a):
+    a <<= 1
+    if v < 1 or v > 4294967295: raise _Invalid(f'value: {v} outside [1, 4294967295]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_18(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 32)
+        if x < 1 or x > 4294967295: raise _out_of_range(x, 1, 4294967295, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_19(v, a):
+    a <<= 1
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_19(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
 GLOBAL_ELEMENTS = (
-    ('BPT_DC_CPDReqEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', BPT_DC_CPDReqEnergyTransferMode, _e_BPT_DC_CPDReqEnergyTransferMode, _d_BPT_DC_CPDReqEnergyTransferMode),
-    ('BPT_DC_CPDResEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', BPT_DC_CPDResEnergyTransferMode, _e_BPT_DC_CPDResEnergyTransferMode, _d_BPT_DC_CPDResEnergyTransferMode),
-    ('BPT_Dynamic_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', BPT_Dynamic_DC_CLReqControlMode, _e_BPT_Dynamic_DC_CLReqControlMode, _d_BPT_Dynamic_DC_CLReqControlMode),
-    ('BPT_Dynamic_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', BPT_Dynamic_DC_CLResControlMode, _e_BPT_Dynamic_DC_CLResControlMode, _d_BPT_Dynamic_DC_CLResControlMode),
-    ('BPT_Scheduled_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', BPT_Scheduled_DC_CLReqControlMode, _e_BPT_Scheduled_DC_CLReqControlMode, _d_BPT_Scheduled_DC_CLReqControlMode),
-    ('BPT_Scheduled_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', BPT_Scheduled_DC_CLResControlMode, _e_BPT_Scheduled_DC_CLResControlMode, _d_BPT_Scheduled_DC_CLResControlMode),
-    ('CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLReqControlMode, _e_CLReqControlMode, _d_CLReqControlMode),
-    ('CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLResControlMode, _e_CLResControlMode, _d_CLResControlMode),
-    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod),
-    ('DC_CPDReqEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', DC_CPDReqEnergyTransferMode, _e_DC_CPDReqEnergyTransferMode, _d_DC_CPDReqEnergyTransferMode),
-    ('DC_CPDResEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', DC_CPDResEnergyTransferMode, _e_DC_CPDResEnergyTransferMode, _d_DC_CPDResEnergyTransferMode),
-    ('DC_CableCheckReq', 'urn:iso:std:iso:15118:-20:DC', DC_CableCheckReq, _e_DC_CableCheckReq, _d_DC_CableCheckReq),
-    ('DC_CableCheckRes', 'urn:iso:std:iso:15118:-20:DC', DC_CableCheckRes, _e_DC_CableCheckRes, _d_DC_CableCheckRes),
-    ('DC_ChargeLoopReq', 'urn:iso:std:iso:15118:-20:DC', DC_ChargeLoopReq, _e_DC_ChargeLoopReq, _d_DC_ChargeLoopReq),
-    ('DC_ChargeLoopRes', 'urn:iso:std:iso:15118:-20:DC', DC_ChargeLoopRes, _e_DC_ChargeLoopRes, _d_DC_ChargeLoopRes),
-    ('DC_ChargeParameterDiscoveryReq', 'urn:iso:std:iso:15118:-20:DC', DC_ChargeParameterDiscoveryReq, _e_DC_ChargeParameterDiscoveryReq, _d_DC_ChargeParameterDiscoveryReq),
-    ('DC_ChargeParameterDiscoveryRes', 'urn:iso:std:iso:15118:-20:DC', DC_ChargeParameterDiscoveryRes, _e_DC_ChargeParameterDiscoveryRes, _d_DC_ChargeParameterDiscoveryRes),
-    ('DC_PreChargeReq', 'urn:iso:std:iso:15118:-20:DC', DC_PreChargeReq, _e_DC_PreChargeReq, _d_DC_PreChargeReq),
-    ('DC_PreChargeRes', 'urn:iso:std:iso:15118:-20:DC', DC_PreChargeRes, _e_DC_PreChargeRes, _d_DC_PreChargeRes),
-    ('DC_WeldingDetectionReq', 'urn:iso:std:iso:15118:-20:DC', DC_WeldingDetectionReq, _e_DC_WeldingDetectionReq, _d_DC_WeldingDetectionReq),
-    ('DC_WeldingDetectionRes', 'urn:iso:std:iso:15118:-20:DC', DC_WeldingDetectionRes, _e_DC_WeldingDetectionRes, _d_DC_WeldingDetectionRes),
-    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue),
-    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod),
-    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Dynamic_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', Dynamic_DC_CLReqControlMode, _e_Dynamic_DC_CLReqControlMode, _d_Dynamic_DC_CLReqControlMode),
-    ('Dynamic_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', Dynamic_DC_CLResControlMode, _e_Dynamic_DC_CLResControlMode, _d_Dynamic_DC_CLResControlMode),
-    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo),
-    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue),
-    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest),
-    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object),
-    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData),
-    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue),
-    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference),
-    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod),
-    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData),
-    ('Scheduled_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', Scheduled_DC_CLReqControlMode, _e_Scheduled_DC_CLReqControlMode, _d_Scheduled_DC_CLReqControlMode),
-    ('Scheduled_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', Scheduled_DC_CLResControlMode, _e_Scheduled_DC_CLResControlMode, _d_Scheduled_DC_CLResControlMode),
-    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature),
-    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod),
-    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties),
-    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty),
-    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue),
-    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo),
-    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform),
-    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms),
-    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data),
+    ('BPT_DC_CPDReqEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', BPT_DC_CPDReqEnergyTransferMode, _e_BPT_DC_CPDReqEnergyTransferMode, _d_BPT_DC_CPDReqEnergyTransferMode, None),
+    ('BPT_DC_CPDResEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', BPT_DC_CPDResEnergyTransferMode, _e_BPT_DC_CPDResEnergyTransferMode, _d_BPT_DC_CPDResEnergyTransferMode, None),
+    ('BPT_Dynamic_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', BPT_Dynamic_DC_CLReqControlMode, _e_BPT_Dynamic_DC_CLReqControlMode, _d_BPT_Dynamic_DC_CLReqControlMode, None),
+    ('BPT_Dynamic_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', BPT_Dynamic_DC_CLResControlMode, _e_BPT_Dynamic_DC_CLResControlMode, _d_BPT_Dynamic_DC_CLResControlMode, None),
+    ('BPT_Scheduled_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', BPT_Scheduled_DC_CLReqControlMode, _e_BPT_Scheduled_DC_CLReqControlMode, _d_BPT_Scheduled_DC_CLReqControlMode, None),
+    ('BPT_Scheduled_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', BPT_Scheduled_DC_CLResControlMode, _e_BPT_Scheduled_DC_CLResControlMode, _d_BPT_Scheduled_DC_CLResControlMode, None),
+    ('CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLReqControlMode, _e_CLReqControlMode, _d_CLReqControlMode, None),
+    ('CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLResControlMode, _e_CLResControlMode, _d_CLResControlMode, None),
+    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod, None),
+    ('DC_CPDReqEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', DC_CPDReqEnergyTransferMode, _e_DC_CPDReqEnergyTransferMode, _d_DC_CPDReqEnergyTransferMode, None),
+    ('DC_CPDResEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', DC_CPDResEnergyTransferMode, _e_DC_CPDResEnergyTransferMode, _d_DC_CPDResEnergyTransferMode, None),
+    ('DC_CableCheckReq', 'urn:iso:std:iso:15118:-20:DC', DC_CableCheckReq, _e_DC_CableCheckReq, _d_DC_CableCheckReq, None),
+    ('DC_CableCheckRes', 'urn:iso:std:iso:15118:-20:DC', DC_CableCheckRes, _e_DC_CableCheckRes, _d_DC_CableCheckRes, None),
+    ('DC_ChargeLoopReq', 'urn:iso:std:iso:15118:-20:DC', DC_ChargeLoopReq, _e_DC_ChargeLoopReq, _d_DC_ChargeLoopReq, None),
+    ('DC_ChargeLoopRes', 'urn:iso:std:iso:15118:-20:DC', DC_ChargeLoopRes, _e_DC_ChargeLoopRes, _d_DC_ChargeLoopRes, None),
+    ('DC_ChargeParameterDiscoveryReq', 'urn:iso:std:iso:15118:-20:DC', DC_ChargeParameterDiscoveryReq, _e_DC_ChargeParameterDiscoveryReq, _d_DC_ChargeParameterDiscoveryReq, None),
+    ('DC_ChargeParameterDiscoveryRes', 'urn:iso:std:iso:15118:-20:DC', DC_ChargeParameterDiscoveryRes, _e_DC_ChargeParameterDiscoveryRes, _d_DC_ChargeParameterDiscoveryRes, None),
+    ('DC_PreChargeReq', 'urn:iso:std:iso:15118:-20:DC', DC_PreChargeReq, _e_DC_PreChargeReq, _d_DC_PreChargeReq, None),
+    ('DC_PreChargeRes', 'urn:iso:std:iso:15118:-20:DC', DC_PreChargeRes, _e_DC_PreChargeRes, _d_DC_PreChargeRes, None),
+    ('DC_WeldingDetectionReq', 'urn:iso:std:iso:15118:-20:DC', DC_WeldingDetectionReq, _e_DC_WeldingDetectionReq, _d_DC_WeldingDetectionReq, None),
+    ('DC_WeldingDetectionRes', 'urn:iso:std:iso:15118:-20:DC', DC_WeldingDetectionRes, _e_DC_WeldingDetectionRes, _d_DC_WeldingDetectionRes, None),
+    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue, None),
+    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod, None),
+    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_0, _ds_0, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('Dynamic_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', Dynamic_DC_CLReqControlMode, _e_Dynamic_DC_CLReqControlMode, _d_Dynamic_DC_CLReqControlMode, None),
+    ('Dynamic_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', Dynamic_DC_CLResControlMode, _e_Dynamic_DC_CLResControlMode, _d_Dynamic_DC_CLResControlMode, None),
+    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo, None),
+    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue, None),
+    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest, None),
+    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object, None),
+    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData, None),
+    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue, None),
+    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference, None),
+    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod, None),
+    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData, None),
+    ('Scheduled_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', Scheduled_DC_CLReqControlMode, _e_Scheduled_DC_CLReqControlMode, _d_Scheduled_DC_CLReqControlMode, None),
+    ('Scheduled_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', Scheduled_DC_CLResControlMode, _e_Scheduled_DC_CLResControlMode, _d_Scheduled_DC_CLResControlMode, None),
+    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature, None),
+    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod, None),
+    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties, None),
+    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty, None),
+    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue, None),
+    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo, None),
+    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform, None),
+    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms, None),
+    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data, None),
 )
 DOC_NBITS = 6
 
 FRAGMENT_ELEMENTS = (
-    ('AckMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('AdditionalServicesCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost),
-    ('Amount', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('BPT_DC_CPDReqEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', BPT_DC_CPDReqEnergyTransferMode, _e_BPT_DC_CPDReqEnergyTransferMode, _d_BPT_DC_CPDReqEnergyTransferMode),
-    ('BPT_DC_CPDResEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', BPT_DC_CPDResEnergyTransferMode, _e_BPT_DC_CPDResEnergyTransferMode, _d_BPT_DC_CPDResEnergyTransferMode),
-    ('BPT_DischargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('BPT_Dynamic_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', BPT_Dynamic_DC_CLReqControlMode, _e_BPT_Dynamic_DC_CLReqControlMode, _d_BPT_Dynamic_DC_CLReqControlMode),
-    ('BPT_Dynamic_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', BPT_Dynamic_DC_CLResControlMode, _e_BPT_Dynamic_DC_CLResControlMode, _d_BPT_Dynamic_DC_CLResControlMode),
-    ('BPT_InductiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('BPT_Scheduled_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', BPT_Scheduled_DC_CLReqControlMode, _e_BPT_Scheduled_DC_CLReqControlMode, _d_BPT_Scheduled_DC_CLReqControlMode),
-    ('BPT_Scheduled_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', BPT_Scheduled_DC_CLResControlMode, _e_BPT_Scheduled_DC_CLResControlMode, _d_BPT_Scheduled_DC_CLResControlMode),
-    ('BatteryEnergyCapacity', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLReqControlMode, _e_CLReqControlMode, _d_CLReqControlMode),
-    ('CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLResControlMode, _e_CLResControlMode, _d_CLResControlMode),
-    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod),
-    ('CapacitiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('ChargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('ChargingComplete', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('CostPerUnit', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('DC_CPDReqEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', DC_CPDReqEnergyTransferMode, _e_DC_CPDReqEnergyTransferMode, _d_DC_CPDReqEnergyTransferMode),
-    ('DC_CPDResEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', DC_CPDResEnergyTransferMode, _e_DC_CPDResEnergyTransferMode, _d_DC_CPDResEnergyTransferMode),
-    ('DC_CableCheckReq', 'urn:iso:std:iso:15118:-20:DC', DC_CableCheckReq, _e_DC_CableCheckReq, _d_DC_CableCheckReq),
-    ('DC_CableCheckRes', 'urn:iso:std:iso:15118:-20:DC', DC_CableCheckRes, _e_DC_CableCheckRes, _d_DC_CableCheckRes),
-    ('DC_ChargeLoopReq', 'urn:iso:std:iso:15118:-20:DC', DC_ChargeLoopReq, _e_DC_ChargeLoopReq, _d_DC_ChargeLoopReq),
-    ('DC_ChargeLoopRes', 'urn:iso:std:iso:15118:-20:DC', DC_ChargeLoopRes, _e_DC_ChargeLoopRes, _d_DC_ChargeLoopRes),
-    ('DC_ChargeParameterDiscoveryReq', 'urn:iso:std:iso:15118:-20:DC', DC_ChargeParameterDiscoveryReq, _e_DC_ChargeParameterDiscoveryReq, _d_DC_ChargeParameterDiscoveryReq),
-    ('DC_ChargeParameterDiscoveryRes', 'urn:iso:std:iso:15118:-20:DC', DC_ChargeParameterDiscoveryRes, _e_DC_ChargeParameterDiscoveryRes, _d_DC_ChargeParameterDiscoveryRes),
-    ('DC_PreChargeReq', 'urn:iso:std:iso:15118:-20:DC', DC_PreChargeReq, _e_DC_PreChargeReq, _d_DC_PreChargeReq),
-    ('DC_PreChargeRes', 'urn:iso:std:iso:15118:-20:DC', DC_PreChargeRes, _e_DC_PreChargeRes, _d_DC_PreChargeRes),
-    ('DC_WeldingDetectionReq', 'urn:iso:std:iso:15118:-20:DC', DC_WeldingDetectionReq, _e_DC_WeldingDetectionReq, _d_DC_WeldingDetectionReq),
-    ('DC_WeldingDetectionRes', 'urn:iso:std:iso:15118:-20:DC', DC_WeldingDetectionRes, _e_DC_WeldingDetectionRes, _d_DC_WeldingDetectionRes),
-    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue),
-    ('DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', 'relaxed', None, None),
-    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod),
-    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('DisplayParameters', 'urn:iso:std:iso:15118:-20:CommonTypes', DisplayParameters, _e_DisplayParameters, _d_DisplayParameters),
-    ('Dynamic_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', Dynamic_DC_CLReqControlMode, _e_Dynamic_DC_CLReqControlMode, _d_Dynamic_DC_CLReqControlMode),
-    ('Dynamic_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', Dynamic_DC_CLResControlMode, _e_Dynamic_DC_CLResControlMode, _d_Dynamic_DC_CLResControlMode),
-    ('EVMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMaximumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMaximumDischargePower', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMaximumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMinimumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMinimumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMinimumDischargePower', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMinimumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVPresentVoltage', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVProcessing', 'urn:iso:std:iso:15118:-20:DC', None, None, None),
-    ('EVSECurrentLimitAchieved', 'urn:iso:std:iso:15118:-20:DC', None, None, None),
-    ('EVSEMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVSEMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVSEMaximumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVSEMaximumDischargePower', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVSEMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVSEMinimumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVSEMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVSEMinimumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVSEMinimumDischargePower', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVSEMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVSENotification', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('EVSEPowerLimitAchieved', 'urn:iso:std:iso:15118:-20:DC', None, None, None),
-    ('EVSEPowerRampLimitation', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVSEPresentCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVSEPresentVoltage', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVSEProcessing', 'urn:iso:std:iso:15118:-20:DC', None, None, None),
-    ('EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', EVSEStatus, _e_EVSEStatus, _d_EVSEStatus),
-    ('EVSEVoltageLimitAchieved', 'urn:iso:std:iso:15118:-20:DC', None, None, None),
-    ('EVTargetCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVTargetVoltage', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EnergyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost),
-    ('Exponent', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Exponent', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('G', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('HMACOutputLength', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Header', 'urn:iso:std:iso:15118:-20:CommonTypes', MessageHeader, _e_MessageHeader, _d_MessageHeader),
-    ('InletHot', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('J', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo),
-    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue),
-    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest),
-    ('MaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeterID', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeterInfo', 'urn:iso:std:iso:15118:-20:CommonTypes', MeterInfo, _e_MeterInfo, _d_MeterInfo),
-    ('MeterInfoRequested', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeterSignature', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeterStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeterTimestamp', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('Modulus', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('NotificationMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object),
-    ('OccupancyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost),
-    ('OverstayCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost),
-    ('P', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData),
-    ('PGPKeyID', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('PGPKeyPacket', 'http://www.w3.org/2000/09/xmldsig#', 'relaxed', None, None),
-    ('PgenCounter', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('PresentSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('Q', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue),
-    ('Receipt', 'urn:iso:std:iso:15118:-20:CommonTypes', Receipt, _e_Receipt, _d_Receipt),
-    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference),
-    ('RemainingTimeToMaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('RemainingTimeToMinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('RemainingTimeToTargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod),
-    ('RootCertificateID', 'urn:iso:std:iso:15118:-20:CommonTypes', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial),
-    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData),
-    ('SPKISexp', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Scheduled_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', Scheduled_DC_CLReqControlMode, _e_Scheduled_DC_CLReqControlMode, _d_Scheduled_DC_CLReqControlMode),
-    ('Scheduled_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', Scheduled_DC_CLResControlMode, _e_Scheduled_DC_CLResControlMode, _d_Scheduled_DC_CLResControlMode),
-    ('Seed', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('SessionID', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature),
-    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod),
-    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties),
-    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty),
-    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue),
-    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo),
-    ('TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('TargetSOC', 'urn:iso:std:iso:15118:-20:DC', None, None, None),
-    ('TaxCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedTax, _e_DetailedTax, _d_DetailedTax),
-    ('TaxRuleID', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('TimeStamp', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform),
-    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms),
-    ('Value', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('X509CRL', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509Certificate', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data),
-    ('X509IssuerName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509IssuerSerial', 'http://www.w3.org/2000/09/xmldsig#', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial),
-    ('X509SKI', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509SerialNumber', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509SubjectName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('XPath', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Y', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
+    ('AckMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('AdditionalServicesCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost, None),
+    ('Amount', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('BPT_DC_CPDReqEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', BPT_DC_CPDReqEnergyTransferMode, _e_BPT_DC_CPDReqEnergyTransferMode, _d_BPT_DC_CPDReqEnergyTransferMode, None),
+    ('BPT_DC_CPDResEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', BPT_DC_CPDResEnergyTransferMode, _e_BPT_DC_CPDResEnergyTransferMode, _d_BPT_DC_CPDResEnergyTransferMode, None),
+    ('BPT_DischargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('BPT_Dynamic_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', BPT_Dynamic_DC_CLReqControlMode, _e_BPT_Dynamic_DC_CLReqControlMode, _d_BPT_Dynamic_DC_CLReqControlMode, None),
+    ('BPT_Dynamic_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', BPT_Dynamic_DC_CLResControlMode, _e_BPT_Dynamic_DC_CLResControlMode, _d_BPT_Dynamic_DC_CLResControlMode, None),
+    ('BPT_InductiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('BPT_Scheduled_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', BPT_Scheduled_DC_CLReqControlMode, _e_BPT_Scheduled_DC_CLReqControlMode, _d_BPT_Scheduled_DC_CLReqControlMode, None),
+    ('BPT_Scheduled_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', BPT_Scheduled_DC_CLResControlMode, _e_BPT_Scheduled_DC_CLResControlMode, _d_BPT_Scheduled_DC_CLResControlMode, None),
+    ('BatteryEnergyCapacity', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLReqControlMode, _e_CLReqControlMode, _d_CLReqControlMode, None),
+    ('CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLResControlMode, _e_CLResControlMode, _d_CLResControlMode, None),
+    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod, None),
+    ('CapacitiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('ChargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('ChargingComplete', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('CostPerUnit', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('DC_CPDReqEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', DC_CPDReqEnergyTransferMode, _e_DC_CPDReqEnergyTransferMode, _d_DC_CPDReqEnergyTransferMode, None),
+    ('DC_CPDResEnergyTransferMode', 'urn:iso:std:iso:15118:-20:DC', DC_CPDResEnergyTransferMode, _e_DC_CPDResEnergyTransferMode, _d_DC_CPDResEnergyTransferMode, None),
+    ('DC_CableCheckReq', 'urn:iso:std:iso:15118:-20:DC', DC_CableCheckReq, _e_DC_CableCheckReq, _d_DC_CableCheckReq, None),
+    ('DC_CableCheckRes', 'urn:iso:std:iso:15118:-20:DC', DC_CableCheckRes, _e_DC_CableCheckRes, _d_DC_CableCheckRes, None),
+    ('DC_ChargeLoopReq', 'urn:iso:std:iso:15118:-20:DC', DC_ChargeLoopReq, _e_DC_ChargeLoopReq, _d_DC_ChargeLoopReq, None),
+    ('DC_ChargeLoopRes', 'urn:iso:std:iso:15118:-20:DC', DC_ChargeLoopRes, _e_DC_ChargeLoopRes, _d_DC_ChargeLoopRes, None),
+    ('DC_ChargeParameterDiscoveryReq', 'urn:iso:std:iso:15118:-20:DC', DC_ChargeParameterDiscoveryReq, _e_DC_ChargeParameterDiscoveryReq, _d_DC_ChargeParameterDiscoveryReq, None),
+    ('DC_ChargeParameterDiscoveryRes', 'urn:iso:std:iso:15118:-20:DC', DC_ChargeParameterDiscoveryRes, _e_DC_ChargeParameterDiscoveryRes, _d_DC_ChargeParameterDiscoveryRes, None),
+    ('DC_PreChargeReq', 'urn:iso:std:iso:15118:-20:DC', DC_PreChargeReq, _e_DC_PreChargeReq, _d_DC_PreChargeReq, None),
+    ('DC_PreChargeRes', 'urn:iso:std:iso:15118:-20:DC', DC_PreChargeRes, _e_DC_PreChargeRes, _d_DC_PreChargeRes, None),
+    ('DC_WeldingDetectionReq', 'urn:iso:std:iso:15118:-20:DC', DC_WeldingDetectionReq, _e_DC_WeldingDetectionReq, _d_DC_WeldingDetectionReq, None),
+    ('DC_WeldingDetectionRes', 'urn:iso:std:iso:15118:-20:DC', DC_WeldingDetectionRes, _e_DC_WeldingDetectionRes, _d_DC_WeldingDetectionRes, None),
+    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue, None),
+    ('DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_5, _ds_5, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod, None),
+    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_0, _ds_0, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('DisplayParameters', 'urn:iso:std:iso:15118:-20:CommonTypes', DisplayParameters, _e_DisplayParameters, _d_DisplayParameters, None),
+    ('Dynamic_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', Dynamic_DC_CLReqControlMode, _e_Dynamic_DC_CLReqControlMode, _d_Dynamic_DC_CLReqControlMode, None),
+    ('Dynamic_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', Dynamic_DC_CLResControlMode, _e_Dynamic_DC_CLResControlMode, _d_Dynamic_DC_CLResControlMode, None),
+    ('EVMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMaximumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMaximumDischargePower', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMaximumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMinimumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMinimumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMinimumDischargePower', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMinimumV2XEnergyRequest', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVPresentVoltage', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVProcessing', 'urn:iso:std:iso:15118:-20:DC', _SimpleElement, _es_6, _ds_6, _SimpleSpec('string', 'string', None, None, None, None, None, processingType)),
+    ('EVSECurrentLimitAchieved', 'urn:iso:std:iso:15118:-20:DC', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVSEMaximumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVSEMaximumChargePower', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVSEMaximumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVSEMaximumDischargePower', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVSEMaximumVoltage', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVSEMinimumChargeCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVSEMinimumChargePower', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVSEMinimumDischargeCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVSEMinimumDischargePower', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVSEMinimumVoltage', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVSENotification', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_7, _ds_7, _SimpleSpec('string', 'string', None, None, None, None, None, evseNotificationType)),
+    ('EVSEPowerLimitAchieved', 'urn:iso:std:iso:15118:-20:DC', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVSEPowerRampLimitation', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVSEPresentCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVSEPresentVoltage', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVSEProcessing', 'urn:iso:std:iso:15118:-20:DC', _SimpleElement, _es_6, _ds_6, _SimpleSpec('string', 'string', None, None, None, None, None, processingType)),
+    ('EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', EVSEStatus, _e_EVSEStatus, _d_EVSEStatus, None),
+    ('EVSEVoltageLimitAchieved', 'urn:iso:std:iso:15118:-20:DC', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVTargetCurrent', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVTargetVoltage', 'urn:iso:std:iso:15118:-20:DC', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EnergyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost, None),
+    ('Exponent', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_8, _ds_8, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('Exponent', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_9, _ds_9, _SimpleSpec('integer', 'byte', -128, 127, None, None, None, None)),
+    ('G', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_8, _ds_8, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('HMACOutputLength', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_10, _ds_10, _SimpleSpec('integer', 'integer', None, None, None, None, None, None)),
+    ('Header', 'urn:iso:std:iso:15118:-20:CommonTypes', MessageHeader, _e_MessageHeader, _d_MessageHeader, None),
+    ('InletHot', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('J', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_8, _ds_8, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo, None),
+    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue, None),
+    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest, None),
+    ('MaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_11, _ds_11, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('MeterID', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_12, _ds_12, _SimpleSpec('string', 'string', None, None, None, None, 32, None)),
+    ('MeterInfo', 'urn:iso:std:iso:15118:-20:CommonTypes', MeterInfo, _e_MeterInfo, _d_MeterInfo, None),
+    ('MeterInfoRequested', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_4, _ds_4, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('MeterSignature', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_13, _ds_13, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, 64, None)),
+    ('MeterStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_14, _ds_14, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('MeterTimestamp', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_11, _ds_11, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('Modulus', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_8, _ds_8, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('NotificationMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object, None),
+    ('OccupancyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost, None),
+    ('OverstayCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost, None),
+    ('P', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_8, _ds_8, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData, None),
+    ('PGPKeyID', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_15, _ds_15, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PGPKeyPacket', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_15, _ds_15, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PgenCounter', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_8, _ds_8, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PresentSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_11, _ds_11, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('Q', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_8, _ds_8, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue, None),
+    ('Receipt', 'urn:iso:std:iso:15118:-20:CommonTypes', Receipt, _e_Receipt, _d_Receipt, None),
+    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference, None),
+    ('RemainingTimeToMaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_5, _ds_5, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('RemainingTimeToMinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_5, _ds_5, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('RemainingTimeToTargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_5, _ds_5, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_16, _ds_16, _SimpleSpec('string', 'string', None, None, None, None, None, responseCodeType)),
+    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod, None),
+    ('RootCertificateID', 'urn:iso:std:iso:15118:-20:CommonTypes', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial, None),
+    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData, None),
+    ('SPKISexp', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_15, _ds_15, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('Scheduled_DC_CLReqControlMode', 'urn:iso:std:iso:15118:-20:DC', Scheduled_DC_CLReqControlMode, _e_Scheduled_DC_CLReqControlMode, _d_Scheduled_DC_CLReqControlMode, None),
+    ('Scheduled_DC_CLResControlMode', 'urn:iso:std:iso:15118:-20:DC', Scheduled_DC_CLResControlMode, _e_Scheduled_DC_CLResControlMode, _d_Scheduled_DC_CLResControlMode, None),
+    ('Seed', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_8, _ds_8, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('SessionID', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_17, _ds_17, _SimpleSpec('hexBinary', 'hexBinary', None, None, 8, None, None, None)),
+    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature, None),
+    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod, None),
+    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties, None),
+    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty, None),
+    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue, None),
+    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo, None),
+    ('TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_11, _ds_11, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('TargetSOC', 'urn:iso:std:iso:15118:-20:DC', _SimpleElement, _es_11, _ds_11, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('TaxCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedTax, _e_DetailedTax, _d_DetailedTax, None),
+    ('TaxRuleID', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_18, _ds_18, _SimpleSpec('integer', 'unsignedInt', 1, 4294967295, None, None, None, None)),
+    ('TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('TimeStamp', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform, None),
+    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms, None),
+    ('Value', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_14, _ds_14, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('X509CRL', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_15, _ds_15, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509Certificate', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_15, _ds_15, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data, None),
+    ('X509IssuerName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('X509IssuerSerial', 'http://www.w3.org/2000/09/xmldsig#', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial, None),
+    ('X509SKI', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_15, _ds_15, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509SerialNumber', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_19, _ds_19, _SimpleSpec('integer', 'integer', None, None, None, None, None, None)),
+    ('X509SubjectName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('XPath', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Y', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_8, _ds_8, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
 )
 FRAGMENT_NBITS = 8

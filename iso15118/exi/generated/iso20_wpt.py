@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
+from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleElement as _SimpleElement, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
                      UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
                      bad_event as _bad_event, fault as _fault, missing as _missing,
@@ -4459,241 +4459,951 @@ _D_ListOfRootCertificateIDs_2 = (0, -1)
 
 # --- documents and fragments ----------------------------------------------
 
+def _es_0(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_0(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_1(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_1(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_2(v, a):
+    a <<= 1
+    if v < 0 or v > 65535: raise _Invalid(f'value: {v} outside [0, 65535]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_2(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 16)
+        if x > 65535: raise _out_of_range(x, 0, 65535, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_3(v, a):
+    a <<= 1
+    if v < 0 or v > 18446744073709551615: raise _Invalid(f'value: {v} outside [0, 18446744073709551615]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_3(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 64)
+        if x > 18446744073709551615: raise _out_of_range(x, 0, 18446744073709551615, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_4(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 12)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_4(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 12)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_5(v, a):
+    a <<= 1
+    a = (a << 1) | _BOOL[v]
+    a <<= 1
+    return a
+
+
+def _ds_5(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; x = ((D >> (L - p)) & 1) == 1
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_6(v, a):
+    a <<= 1
+    if v < -32768 or v > 32767: raise _Invalid(f'value: {v} outside [-32768, 32767]')
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_6(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, 15)
+        if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_7(v, a):
+    a <<= 1
+    if v < 0 or v > 4294967295: raise _Invalid(f'value: {v} outside [0, 4294967295]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_7(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 32)
+        if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_8(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_WPT_EVPCChargeDiagnosticsType[v]
+    a <<= 1
+    return a
+
+
+def _ds_8(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        x = _EV_WPT_EVPCChargeDiagnosticsType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_9(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_processingType[v]
+    a <<= 1
+    return a
+
+
+def _ds_9(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_processingType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_10(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_WPT_EVResultType[v]
+    a <<= 1
+    return a
+
+
+def _ds_10(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_WPT_EVResultType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_11(v, a):
+    a <<= 1
+    a = (a << 3) | _EI_evseNotificationType[v]
+    a <<= 1
+    return a
+
+
+def _ds_11(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _i = (D >> (L - p)) & 7
+        if _i >= 6: raise _bad_enum(_i, 6, p)
+        x = _EV_evseNotificationType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_12(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_12(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_13(v, a):
+    a <<= 1
+    if v < -128 or v > 127: raise _Invalid(f'value: {v} outside [-128, 127]')
+    a = (a << 8) | (v - -128)
+    a <<= 1
+    return a
+
+
+def _ds_13(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 8; x = ((D >> (L - p)) & 255) - 128
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_14(v, a):
+    a <<= 1
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_14(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_15(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 39)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_15(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 39)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_16(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, 256)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_16(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, 256)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_17(v, a):
+    a <<= 1
+    if v < 0 or v > 100: raise _Invalid(f'value: {v} outside [0, 100]')
+    a = (a << 7) | v
+    a <<= 1
+    return a
+
+
+def _ds_17(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 7; x = ((D >> (L - p)) & 127)
+        if x > 100: raise _out_of_range(x, 0, 100, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_18(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 32)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_18(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 32)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_19(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, 64)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_19(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, 64)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_20(v, a):
+    a <<= 1
+    if v < 0 or v > 255: raise _Invalid(f'value: {v} outside [0, 255]')
+    a = (a << 8) | v
+    a <<= 1
+    return a
+
+
+def _ds_20(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 8; x = ((D >> (L - p)) & 255)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_21(v, a):
+    a <<= 1
+    if v < 1 or v > 4294967295: raise _Invalid(f'value: {v} outside [1, 4294967295]')
+    a = ((a << 8) | v) if v < 128 else _w_uint(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_21(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_uint(D, L, p, 32)
+        if x < 1 or x > 4294967295: raise _out_of_range(x, 1, 4294967295, p)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_22(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_WPT_PowerClassType[v]
+    a <<= 1
+    return a
+
+
+def _ds_22(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        x = _EV_WPT_PowerClassType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_23(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_23(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_24(v, a):
+    a <<= 1
+    a = (a << 6) | _EI_responseCodeType[v]
+    a <<= 1
+    return a
+
+
+def _ds_24(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 6; _i = (D >> (L - p)) & 63
+        if _i >= 40: raise _bad_enum(_i, 40, p)
+        x = _EV_responseCodeType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_25(v, a):
+    a <<= 1
+    a = (a << 3) | _EI_WPT_SPCChargeDiagnosticsType[v]
+    a <<= 1
+    return a
+
+
+def _ds_25(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _i = (D >> (L - p)) & 7
+        if _i >= 6: raise _bad_enum(_i, 6, p)
+        x = _EV_WPT_SPCChargeDiagnosticsType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_26(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, 255)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_26(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, 255)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_27(v, a):
+    a <<= 1
+    a = _w_bin(a, v, 8, 8)
+    a <<= 1
+    return a
+
+
+def _ds_27(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_bin(D, L, p, 8, 8)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_28(v, a):
+    a <<= 1
+    a = (a << 2) | _EI_WPT_AlignmentCheckMethodType[v]
+    a <<= 1
+    return a
+
+
+def _ds_28(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 2; _i = (D >> (L - p)) & 3
+        if _i >= 3: raise _bad_enum(_i, 3, p)
+        x = _EV_WPT_AlignmentCheckMethodType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_29(v, a):
+    a <<= 1
+    a = (a << 3) | _EI_WPT_FinePositioningMethodType[v]
+    a <<= 1
+    return a
+
+
+def _ds_29(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _i = (D >> (L - p)) & 7
+        if _i >= 5: raise _bad_enum(_i, 5, p)
+        x = _EV_WPT_FinePositioningMethodType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_30(v, a):
+    a <<= 1
+    a = (a << 3) | _EI_WPT_PairingMethodType[v]
+    a <<= 1
+    return a
+
+
+def _ds_30(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _i = (D >> (L - p)) & 7
+        if _i >= 6: raise _bad_enum(_i, 6, p)
+        x = _EV_WPT_PairingMethodType[_i]
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_31(v, a):
+    a <<= 1
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_31(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
 GLOBAL_ELEMENTS = (
-    ('CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLReqControlMode, _e_CLReqControlMode, _d_CLReqControlMode),
-    ('CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLResControlMode, _e_CLResControlMode, _d_CLResControlMode),
-    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod),
-    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue),
-    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod),
-    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo),
-    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue),
-    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest),
-    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object),
-    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData),
-    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue),
-    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference),
-    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod),
-    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData),
-    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature),
-    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod),
-    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties),
-    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty),
-    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue),
-    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo),
-    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform),
-    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms),
-    ('WPT_AlignmentCheckReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_AlignmentCheckReq, _e_WPT_AlignmentCheckReq, _d_WPT_AlignmentCheckReq),
-    ('WPT_AlignmentCheckRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_AlignmentCheckRes, _e_WPT_AlignmentCheckRes, _d_WPT_AlignmentCheckRes),
-    ('WPT_ChargeLoopReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_ChargeLoopReq, _e_WPT_ChargeLoopReq, _d_WPT_ChargeLoopReq),
-    ('WPT_ChargeLoopRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_ChargeLoopRes, _e_WPT_ChargeLoopRes, _d_WPT_ChargeLoopRes),
-    ('WPT_ChargeParameterDiscoveryReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_ChargeParameterDiscoveryReq, _e_WPT_ChargeParameterDiscoveryReq, _d_WPT_ChargeParameterDiscoveryReq),
-    ('WPT_ChargeParameterDiscoveryRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_ChargeParameterDiscoveryRes, _e_WPT_ChargeParameterDiscoveryRes, _d_WPT_ChargeParameterDiscoveryRes),
-    ('WPT_FinePositioningReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningReq, _e_WPT_FinePositioningReq, _d_WPT_FinePositioningReq),
-    ('WPT_FinePositioningRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningRes, _e_WPT_FinePositioningRes, _d_WPT_FinePositioningRes),
-    ('WPT_FinePositioningSetupReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningSetupReq, _e_WPT_FinePositioningSetupReq, _d_WPT_FinePositioningSetupReq),
-    ('WPT_FinePositioningSetupRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningSetupRes, _e_WPT_FinePositioningSetupRes, _d_WPT_FinePositioningSetupRes),
-    ('WPT_PairingReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_PairingReq, _e_WPT_PairingReq, _d_WPT_PairingReq),
-    ('WPT_PairingRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_PairingRes, _e_WPT_PairingRes, _d_WPT_PairingRes),
-    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data),
+    ('CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLReqControlMode, _e_CLReqControlMode, _d_CLReqControlMode, None),
+    ('CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLResControlMode, _e_CLResControlMode, _d_CLResControlMode, None),
+    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod, None),
+    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue, None),
+    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod, None),
+    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_0, _ds_0, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo, None),
+    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue, None),
+    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest, None),
+    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object, None),
+    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData, None),
+    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue, None),
+    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference, None),
+    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod, None),
+    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData, None),
+    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature, None),
+    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod, None),
+    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties, None),
+    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty, None),
+    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue, None),
+    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo, None),
+    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform, None),
+    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms, None),
+    ('WPT_AlignmentCheckReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_AlignmentCheckReq, _e_WPT_AlignmentCheckReq, _d_WPT_AlignmentCheckReq, None),
+    ('WPT_AlignmentCheckRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_AlignmentCheckRes, _e_WPT_AlignmentCheckRes, _d_WPT_AlignmentCheckRes, None),
+    ('WPT_ChargeLoopReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_ChargeLoopReq, _e_WPT_ChargeLoopReq, _d_WPT_ChargeLoopReq, None),
+    ('WPT_ChargeLoopRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_ChargeLoopRes, _e_WPT_ChargeLoopRes, _d_WPT_ChargeLoopRes, None),
+    ('WPT_ChargeParameterDiscoveryReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_ChargeParameterDiscoveryReq, _e_WPT_ChargeParameterDiscoveryReq, _d_WPT_ChargeParameterDiscoveryReq, None),
+    ('WPT_ChargeParameterDiscoveryRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_ChargeParameterDiscoveryRes, _e_WPT_ChargeParameterDiscoveryRes, _d_WPT_ChargeParameterDiscoveryRes, None),
+    ('WPT_FinePositioningReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningReq, _e_WPT_FinePositioningReq, _d_WPT_FinePositioningReq, None),
+    ('WPT_FinePositioningRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningRes, _e_WPT_FinePositioningRes, _d_WPT_FinePositioningRes, None),
+    ('WPT_FinePositioningSetupReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningSetupReq, _e_WPT_FinePositioningSetupReq, _d_WPT_FinePositioningSetupReq, None),
+    ('WPT_FinePositioningSetupRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningSetupRes, _e_WPT_FinePositioningSetupRes, _d_WPT_FinePositioningSetupRes, None),
+    ('WPT_PairingReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_PairingReq, _e_WPT_PairingReq, _d_WPT_PairingReq, None),
+    ('WPT_PairingRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_PairingRes, _e_WPT_PairingRes, _d_WPT_PairingRes, None),
+    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data, None),
 )
 DOC_NBITS = 6
 
 FRAGMENT_ELEMENTS = (
-    ('AckMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('AdditionalServicesCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost),
-    ('AlternativeSECC', 'urn:iso:std:iso:15118:-20:WPT', AlternativeSECC, _e_AlternativeSECC, _d_AlternativeSECC),
-    ('AlternativeSECCList', 'urn:iso:std:iso:15118:-20:WPT', AlternativeSECCList, _e_AlternativeSECCList, _d_AlternativeSECCList),
-    ('Amount', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('BPT_DischargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('BPT_InductiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('BSSID', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('BatteryEnergyCapacity', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLReqControlMode, _e_CLReqControlMode, _d_CLReqControlMode),
-    ('CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLResControlMode, _e_CLResControlMode, _d_CLResControlMode),
-    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod),
-    ('CapacitiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('ChargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('ChargingComplete', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('Coord_X', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('Coord_Y', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('Coord_Z', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('CostPerUnit', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue),
-    ('DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', 'relaxed', None, None),
-    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod),
-    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('DisplayParameters', 'urn:iso:std:iso:15118:-20:CommonTypes', DisplayParameters, _e_DisplayParameters, _d_DisplayParameters),
-    ('EIRP', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVDeviceAlignmentCheckMethodList', 'urn:iso:std:iso:15118:-20:WPT', WPT_AlignmentCheckMethodList, _e_WPT_AlignmentCheckMethodList, _d_WPT_AlignmentCheckMethodList),
-    ('EVDeviceFinePositioningMethodList', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningMethodList, _e_WPT_FinePositioningMethodList, _d_WPT_FinePositioningMethodList),
-    ('EVDevicePairingMethodList', 'urn:iso:std:iso:15118:-20:WPT', WPT_PairingMethodList, _e_WPT_PairingMethodList, _d_WPT_PairingMethodList),
-    ('EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVPCChargeDiagnostics', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('EVPCCoilCurrentInformation', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVPCCoilCurrentRequest', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVPCCurrentOutputInformation', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVPCDeviceLocalControl', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('EVPCMaxReceivablePower', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVPCNaturalFrequency', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVPCOperatingFrequency', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVPCPowerControlParameter', 'urn:iso:std:iso:15118:-20:WPT', WPT_EVPCPowerControlParameter, _e_WPT_EVPCPowerControlParameter, _d_WPT_EVPCPowerControlParameter),
-    ('EVPCPowerOutput', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVPCPowerRequest', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVPCVoltageOutputInformation', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EVProcessing', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('EVResultCode', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('EVSENotification', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('EVSEProcessing', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', EVSEStatus, _e_EVSEStatus, _d_EVSEStatus),
-    ('EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('EnergyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost),
-    ('Exponent', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Exponent', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('G', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('HMACOutputLength', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Header', 'urn:iso:std:iso:15118:-20:CommonTypes', MessageHeader, _e_MessageHeader, _d_MessageHeader),
-    ('IPAddress', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('IndexNumber', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('InletHot', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('J', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo),
-    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue),
-    ('LF_ReceiverSetupData', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_ReceiverData, _e_WPT_LF_ReceiverData, _d_WPT_LF_ReceiverData),
-    ('LF_RxData', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_RxDataList, _e_WPT_LF_RxDataList, _d_WPT_LF_RxDataList),
-    ('LF_SystemSetupData', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_SystemSetupData, _e_WPT_LF_SystemSetupData, _d_WPT_LF_SystemSetupData),
-    ('LF_TransmitterSetupData', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_TransmitterData, _e_WPT_LF_TransmitterData, _d_WPT_LF_TransmitterData),
-    ('LF_TxData', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_TxDataList, _e_WPT_LF_TxDataList, _d_WPT_LF_TxDataList),
-    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest),
-    ('ManufacturerSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('MaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeterID', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeterInfo', 'urn:iso:std:iso:15118:-20:CommonTypes', MeterInfo, _e_MeterInfo, _d_MeterInfo),
-    ('MeterInfoRequested', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeterSignature', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeterStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MeterTimestamp', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('Modulus', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('NaturalOffset', 'urn:iso:std:iso:15118:-20:WPT', 'relaxed', None, None),
-    ('NotificationMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('NumPackages', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('NumberOfReceivers', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('NumberOfTransmitters', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object),
-    ('ObservedIDCode', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('OccupancyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost),
-    ('OverstayCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost),
-    ('P', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('PDInputPowerClass', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('PDMaxCoilCurrent', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('PDMinCoilCurrent', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData),
-    ('PGPKeyID', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('PGPKeyPacket', 'http://www.w3.org/2000/09/xmldsig#', 'relaxed', None, None),
-    ('PackageIndex', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('PackageSeparationTime', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('PgenCounter', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Port', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('PowerTransmitted', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('PresentSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('PrimaryDeviceAlignmentCheckMethodList', 'urn:iso:std:iso:15118:-20:WPT', WPT_AlignmentCheckMethodList, _e_WPT_AlignmentCheckMethodList, _d_WPT_AlignmentCheckMethodList),
-    ('PrimaryDeviceFinePositioningMethodList', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningMethodList, _e_WPT_FinePositioningMethodList, _d_WPT_FinePositioningMethodList),
-    ('PrimaryDevicePairingMethodList', 'urn:iso:std:iso:15118:-20:WPT', WPT_PairingMethodList, _e_WPT_PairingMethodList, _d_WPT_PairingMethodList),
-    ('PulseDuration', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('PulseSeparationTime', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('PulseSequenceOrder', 'urn:iso:std:iso:15118:-20:WPT', WPT_TxRxPulseOrder, _e_WPT_TxRxPulseOrder, _d_WPT_TxRxPulseOrder),
-    ('Q', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue),
-    ('RSSI', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('RSSIData', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_RxRSSIList, _e_WPT_LF_RxRSSIList, _d_WPT_LF_RxRSSIList),
-    ('RSSIDataList', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_RxRSSI, _e_WPT_LF_RxRSSI, _d_WPT_LF_RxRSSI),
-    ('Receipt', 'urn:iso:std:iso:15118:-20:CommonTypes', Receipt, _e_Receipt, _d_Receipt),
-    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference),
-    ('RemainingTimeToMaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('RemainingTimeToMinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('RemainingTimeToTargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod),
-    ('RootCertificateID', 'urn:iso:std:iso:15118:-20:CommonTypes', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial),
-    ('RxIdentifier', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('RxSpecData', 'urn:iso:std:iso:15118:-20:WPT', WPT_TxRxSpecData, _e_WPT_TxRxSpecData, _d_WPT_TxRxSpecData),
-    ('SDManufacturerSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('SDMaxGroundClearanceSupport', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('SDMaxGroundClearence', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('SDMaxOutputPower', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('SDMinGroundClearanceSupport', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('SDMinGroundClearence', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('SDMinOutputPower', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('SDPowerInput', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('SPCChargeDiagnostics', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('SPCMaxOutputPowerLimit', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('SPCMinOutputPowerLimit', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('SPCOperatingFrequency', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('SPCPowerControlParameter', 'urn:iso:std:iso:15118:-20:WPT', WPT_SPCPowerControlParameter, _e_WPT_SPCPowerControlParameter, _d_WPT_SPCPowerControlParameter),
-    ('SPCPrimaryDeviceCoilCurrentInformation', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData),
-    ('SPKISexp', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('SSID', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('Seed', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('SessionID', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('SignalFrequency', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature),
-    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod),
-    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties),
-    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty),
-    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue),
-    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo),
-    ('SupplyDeviceCurrent', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('TargetCoilCurrent', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber),
-    ('TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('TaxCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedTax, _e_DetailedTax, _d_DetailedTax),
-    ('TaxRuleID', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('TimeStamp', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform),
-    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms),
-    ('TxIdentifier', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('TxPackageSpecData', 'urn:iso:std:iso:15118:-20:WPT', WPT_TxRxPackageSpecData, _e_WPT_TxRxPackageSpecData, _d_WPT_TxRxPackageSpecData),
-    ('TxRxIdentifier', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('TxRxOrientation', 'urn:iso:std:iso:15118:-20:WPT', WPT_CoordinateXYZ, _e_WPT_CoordinateXYZ, _d_WPT_CoordinateXYZ),
-    ('TxRxPosition', 'urn:iso:std:iso:15118:-20:WPT', WPT_CoordinateXYZ, _e_WPT_CoordinateXYZ, _d_WPT_CoordinateXYZ),
-    ('TxSpecData', 'urn:iso:std:iso:15118:-20:WPT', WPT_TxRxSpecData, _e_WPT_TxRxSpecData, _d_WPT_TxRxSpecData),
-    ('Value', 'urn:iso:std:iso:15118:-20:CommonTypes', None, None, None),
-    ('VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('WPT_AlignmentCheckMethod', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('WPT_AlignmentCheckReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_AlignmentCheckReq, _e_WPT_AlignmentCheckReq, _d_WPT_AlignmentCheckReq),
-    ('WPT_AlignmentCheckRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_AlignmentCheckRes, _e_WPT_AlignmentCheckRes, _d_WPT_AlignmentCheckRes),
-    ('WPT_ChargeLoopReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_ChargeLoopReq, _e_WPT_ChargeLoopReq, _d_WPT_ChargeLoopReq),
-    ('WPT_ChargeLoopRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_ChargeLoopRes, _e_WPT_ChargeLoopRes, _d_WPT_ChargeLoopRes),
-    ('WPT_ChargeParameterDiscoveryReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_ChargeParameterDiscoveryReq, _e_WPT_ChargeParameterDiscoveryReq, _d_WPT_ChargeParameterDiscoveryReq),
-    ('WPT_ChargeParameterDiscoveryRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_ChargeParameterDiscoveryRes, _e_WPT_ChargeParameterDiscoveryRes, _d_WPT_ChargeParameterDiscoveryRes),
-    ('WPT_FinePositioningMethod', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('WPT_FinePositioningReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningReq, _e_WPT_FinePositioningReq, _d_WPT_FinePositioningReq),
-    ('WPT_FinePositioningRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningRes, _e_WPT_FinePositioningRes, _d_WPT_FinePositioningRes),
-    ('WPT_FinePositioningSetupReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningSetupReq, _e_WPT_FinePositioningSetupReq, _d_WPT_FinePositioningSetupReq),
-    ('WPT_FinePositioningSetupRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningSetupRes, _e_WPT_FinePositioningSetupRes, _d_WPT_FinePositioningSetupRes),
-    ('WPT_LF_DataPackage', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_DataPackage, _e_WPT_LF_DataPackage, _d_WPT_LF_DataPackage),
-    ('WPT_LF_DataPackageList', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_DataPackageList, _e_WPT_LF_DataPackageList, _d_WPT_LF_DataPackageList),
-    ('WPT_LF_RxDataList', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_RxData, _e_WPT_LF_RxData, _d_WPT_LF_RxData),
-    ('WPT_LF_TxDataList', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_TxData, _e_WPT_LF_TxData, _d_WPT_LF_TxData),
-    ('WPT_PairingMethod', 'urn:iso:std:iso:15118:-20:WPT', None, None, None),
-    ('WPT_PairingReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_PairingReq, _e_WPT_PairingReq, _d_WPT_PairingReq),
-    ('WPT_PairingRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_PairingRes, _e_WPT_PairingRes, _d_WPT_PairingRes),
-    ('X509CRL', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509Certificate', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data),
-    ('X509IssuerName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509IssuerSerial', 'http://www.w3.org/2000/09/xmldsig#', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial),
-    ('X509SKI', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509SerialNumber', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509SubjectName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('XPath', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Y', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
+    ('AckMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('AdditionalServicesCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost, None),
+    ('AlternativeSECC', 'urn:iso:std:iso:15118:-20:WPT', AlternativeSECC, _e_AlternativeSECC, _d_AlternativeSECC, None),
+    ('AlternativeSECCList', 'urn:iso:std:iso:15118:-20:WPT', AlternativeSECCList, _e_AlternativeSECCList, _d_AlternativeSECCList, None),
+    ('Amount', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('BPT_DischargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('BPT_InductiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('BSSID', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_4, _ds_4, _SimpleSpec('string', 'string', None, None, None, None, 12, None)),
+    ('BatteryEnergyCapacity', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('CLReqControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLReqControlMode, _e_CLReqControlMode, _d_CLReqControlMode, None),
+    ('CLResControlMode', 'urn:iso:std:iso:15118:-20:CommonTypes', CLResControlMode, _e_CLResControlMode, _d_CLResControlMode, None),
+    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod, None),
+    ('CapacitiveEnergyReadingVARh', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('ChargedEnergyReadingWh', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('ChargingComplete', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_5, _ds_5, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('Coord_X', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('Coord_Y', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('Coord_Z', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('CostPerUnit', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue, None),
+    ('DepartureTime', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_7, _ds_7, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod, None),
+    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_0, _ds_0, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('DisplayParameters', 'urn:iso:std:iso:15118:-20:CommonTypes', DisplayParameters, _e_DisplayParameters, _d_DisplayParameters, None),
+    ('EIRP', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVDeviceAlignmentCheckMethodList', 'urn:iso:std:iso:15118:-20:WPT', WPT_AlignmentCheckMethodList, _e_WPT_AlignmentCheckMethodList, _d_WPT_AlignmentCheckMethodList, None),
+    ('EVDeviceFinePositioningMethodList', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningMethodList, _e_WPT_FinePositioningMethodList, _d_WPT_FinePositioningMethodList, None),
+    ('EVDevicePairingMethodList', 'urn:iso:std:iso:15118:-20:WPT', WPT_PairingMethodList, _e_WPT_PairingMethodList, _d_WPT_PairingMethodList, None),
+    ('EVMaximumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVMinimumEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVPCChargeDiagnostics', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_8, _ds_8, _SimpleSpec('string', 'string', None, None, None, None, None, WPT_EVPCChargeDiagnosticsType)),
+    ('EVPCCoilCurrentInformation', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVPCCoilCurrentRequest', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVPCCurrentOutputInformation', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVPCDeviceLocalControl', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_5, _ds_5, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('EVPCMaxReceivablePower', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVPCNaturalFrequency', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVPCOperatingFrequency', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVPCPowerControlParameter', 'urn:iso:std:iso:15118:-20:WPT', WPT_EVPCPowerControlParameter, _e_WPT_EVPCPowerControlParameter, _d_WPT_EVPCPowerControlParameter, None),
+    ('EVPCPowerOutput', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVPCPowerRequest', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVPCVoltageOutputInformation', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EVProcessing', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_9, _ds_9, _SimpleSpec('string', 'string', None, None, None, None, None, processingType)),
+    ('EVResultCode', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_10, _ds_10, _SimpleSpec('string', 'string', None, None, None, None, None, WPT_EVResultType)),
+    ('EVSENotification', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_11, _ds_11, _SimpleSpec('string', 'string', None, None, None, None, None, evseNotificationType)),
+    ('EVSEProcessing', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_9, _ds_9, _SimpleSpec('string', 'string', None, None, None, None, None, processingType)),
+    ('EVSEStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', EVSEStatus, _e_EVSEStatus, _d_EVSEStatus, None),
+    ('EVTargetEnergyRequest', 'urn:iso:std:iso:15118:-20:CommonTypes', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('EnergyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost, None),
+    ('Exponent', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_12, _ds_12, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('Exponent', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_13, _ds_13, _SimpleSpec('integer', 'byte', -128, 127, None, None, None, None)),
+    ('G', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_12, _ds_12, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('HMACOutputLength', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_14, _ds_14, _SimpleSpec('integer', 'integer', None, None, None, None, None, None)),
+    ('Header', 'urn:iso:std:iso:15118:-20:CommonTypes', MessageHeader, _e_MessageHeader, _d_MessageHeader, None),
+    ('IPAddress', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_15, _ds_15, _SimpleSpec('string', 'string', None, None, None, None, 39, None)),
+    ('IndexNumber', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('InletHot', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_5, _ds_5, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('J', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_12, _ds_12, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo, None),
+    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue, None),
+    ('LF_ReceiverSetupData', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_ReceiverData, _e_WPT_LF_ReceiverData, _d_WPT_LF_ReceiverData, None),
+    ('LF_RxData', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_RxDataList, _e_WPT_LF_RxDataList, _d_WPT_LF_RxDataList, None),
+    ('LF_SystemSetupData', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_SystemSetupData, _e_WPT_LF_SystemSetupData, _d_WPT_LF_SystemSetupData, None),
+    ('LF_TransmitterSetupData', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_TransmitterData, _e_WPT_LF_TransmitterData, _d_WPT_LF_TransmitterData, None),
+    ('LF_TxData', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_TxDataList, _e_WPT_LF_TxDataList, _d_WPT_LF_TxDataList, None),
+    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest, None),
+    ('ManufacturerSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_16, _ds_16, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, 256, None)),
+    ('MaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_17, _ds_17, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('MeterID', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_18, _ds_18, _SimpleSpec('string', 'string', None, None, None, None, 32, None)),
+    ('MeterInfo', 'urn:iso:std:iso:15118:-20:CommonTypes', MeterInfo, _e_MeterInfo, _d_MeterInfo, None),
+    ('MeterInfoRequested', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_5, _ds_5, _SimpleSpec('boolean', 'boolean', None, None, None, None, None, None)),
+    ('MeterSignature', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_19, _ds_19, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, 64, None)),
+    ('MeterStatus', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('MeterTimestamp', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('MinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_17, _ds_17, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('Modulus', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_12, _ds_12, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('NaturalOffset', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('NotificationMaxDelay', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('NumPackages', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_20, _ds_20, _SimpleSpec('integer', 'unsignedByte', 0, 255, None, None, None, None)),
+    ('NumberOfReceivers', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_20, _ds_20, _SimpleSpec('integer', 'unsignedByte', 0, 255, None, None, None, None)),
+    ('NumberOfTransmitters', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_20, _ds_20, _SimpleSpec('integer', 'unsignedByte', 0, 255, None, None, None, None)),
+    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object, None),
+    ('ObservedIDCode', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_21, _ds_21, _SimpleSpec('integer', 'unsignedInt', 1, 4294967295, None, None, None, None)),
+    ('OccupancyCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost, None),
+    ('OverstayCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedCost, _e_DetailedCost, _d_DetailedCost, None),
+    ('P', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_12, _ds_12, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PDInputPowerClass', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_22, _ds_22, _SimpleSpec('string', 'string', None, None, None, None, None, WPT_PowerClassType)),
+    ('PDMaxCoilCurrent', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('PDMinCoilCurrent', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData, None),
+    ('PGPKeyID', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_23, _ds_23, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PGPKeyPacket', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_23, _ds_23, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PackageIndex', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_20, _ds_20, _SimpleSpec('integer', 'unsignedByte', 0, 255, None, None, None, None)),
+    ('PackageSeparationTime', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('PgenCounter', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_12, _ds_12, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('Port', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('PowerTransmitted', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('PresentSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_17, _ds_17, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('PrimaryDeviceAlignmentCheckMethodList', 'urn:iso:std:iso:15118:-20:WPT', WPT_AlignmentCheckMethodList, _e_WPT_AlignmentCheckMethodList, _d_WPT_AlignmentCheckMethodList, None),
+    ('PrimaryDeviceFinePositioningMethodList', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningMethodList, _e_WPT_FinePositioningMethodList, _d_WPT_FinePositioningMethodList, None),
+    ('PrimaryDevicePairingMethodList', 'urn:iso:std:iso:15118:-20:WPT', WPT_PairingMethodList, _e_WPT_PairingMethodList, _d_WPT_PairingMethodList, None),
+    ('PulseDuration', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('PulseSeparationTime', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('PulseSequenceOrder', 'urn:iso:std:iso:15118:-20:WPT', WPT_TxRxPulseOrder, _e_WPT_TxRxPulseOrder, _d_WPT_TxRxPulseOrder, None),
+    ('Q', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_12, _ds_12, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue, None),
+    ('RSSI', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('RSSIData', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_RxRSSIList, _e_WPT_LF_RxRSSIList, _d_WPT_LF_RxRSSIList, None),
+    ('RSSIDataList', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_RxRSSI, _e_WPT_LF_RxRSSI, _d_WPT_LF_RxRSSI, None),
+    ('Receipt', 'urn:iso:std:iso:15118:-20:CommonTypes', Receipt, _e_Receipt, _d_Receipt, None),
+    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference, None),
+    ('RemainingTimeToMaximumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_7, _ds_7, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('RemainingTimeToMinimumSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_7, _ds_7, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('RemainingTimeToTargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_7, _ds_7, _SimpleSpec('integer', 'unsignedInt', 0, 4294967295, None, None, None, None)),
+    ('ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_24, _ds_24, _SimpleSpec('string', 'string', None, None, None, None, None, responseCodeType)),
+    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod, None),
+    ('RootCertificateID', 'urn:iso:std:iso:15118:-20:CommonTypes', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial, None),
+    ('RxIdentifier', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_21, _ds_21, _SimpleSpec('integer', 'unsignedInt', 1, 4294967295, None, None, None, None)),
+    ('RxSpecData', 'urn:iso:std:iso:15118:-20:WPT', WPT_TxRxSpecData, _e_WPT_TxRxSpecData, _d_WPT_TxRxSpecData, None),
+    ('SDManufacturerSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_16, _ds_16, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, 256, None)),
+    ('SDMaxGroundClearanceSupport', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('SDMaxGroundClearence', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('SDMaxOutputPower', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('SDMinGroundClearanceSupport', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('SDMinGroundClearence', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_2, _ds_2, _SimpleSpec('integer', 'unsignedShort', 0, 65535, None, None, None, None)),
+    ('SDMinOutputPower', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('SDPowerInput', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('SPCChargeDiagnostics', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_25, _ds_25, _SimpleSpec('string', 'string', None, None, None, None, None, WPT_SPCChargeDiagnosticsType)),
+    ('SPCMaxOutputPowerLimit', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('SPCMinOutputPowerLimit', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('SPCOperatingFrequency', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('SPCPowerControlParameter', 'urn:iso:std:iso:15118:-20:WPT', WPT_SPCPowerControlParameter, _e_WPT_SPCPowerControlParameter, _d_WPT_SPCPowerControlParameter, None),
+    ('SPCPrimaryDeviceCoilCurrentInformation', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData, None),
+    ('SPKISexp', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_23, _ds_23, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('SSID', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_26, _ds_26, _SimpleSpec('string', 'string', None, None, None, None, 255, None)),
+    ('Seed', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_12, _ds_12, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('SessionID', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_27, _ds_27, _SimpleSpec('hexBinary', 'hexBinary', None, None, 8, None, None, None)),
+    ('SignalFrequency', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature, None),
+    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod, None),
+    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties, None),
+    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty, None),
+    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue, None),
+    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo, None),
+    ('SupplyDeviceCurrent', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('TargetCoilCurrent', 'urn:iso:std:iso:15118:-20:WPT', RationalNumber, _e_RationalNumber, _d_RationalNumber, None),
+    ('TargetSOC', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_17, _ds_17, _SimpleSpec('integer', 'byte', 0, 100, None, None, None, None)),
+    ('TaxCosts', 'urn:iso:std:iso:15118:-20:CommonTypes', DetailedTax, _e_DetailedTax, _d_DetailedTax, None),
+    ('TaxRuleID', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_21, _ds_21, _SimpleSpec('integer', 'unsignedInt', 1, 4294967295, None, None, None, None)),
+    ('TimeAnchor', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('TimeStamp', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'unsignedLong', 0, 18446744073709551615, None, None, None, None)),
+    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform, None),
+    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms, None),
+    ('TxIdentifier', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_21, _ds_21, _SimpleSpec('integer', 'unsignedInt', 1, 4294967295, None, None, None, None)),
+    ('TxPackageSpecData', 'urn:iso:std:iso:15118:-20:WPT', WPT_TxRxPackageSpecData, _e_WPT_TxRxPackageSpecData, _d_WPT_TxRxPackageSpecData, None),
+    ('TxRxIdentifier', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_21, _ds_21, _SimpleSpec('integer', 'unsignedInt', 1, 4294967295, None, None, None, None)),
+    ('TxRxOrientation', 'urn:iso:std:iso:15118:-20:WPT', WPT_CoordinateXYZ, _e_WPT_CoordinateXYZ, _d_WPT_CoordinateXYZ, None),
+    ('TxRxPosition', 'urn:iso:std:iso:15118:-20:WPT', WPT_CoordinateXYZ, _e_WPT_CoordinateXYZ, _d_WPT_CoordinateXYZ, None),
+    ('TxSpecData', 'urn:iso:std:iso:15118:-20:WPT', WPT_TxRxSpecData, _e_WPT_TxRxSpecData, _d_WPT_TxRxSpecData, None),
+    ('Value', 'urn:iso:std:iso:15118:-20:CommonTypes', _SimpleElement, _es_6, _ds_6, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
+    ('VendorSpecificDataContainer', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_16, _ds_16, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, 256, None)),
+    ('WPT_AlignmentCheckMethod', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_28, _ds_28, _SimpleSpec('string', 'string', None, None, None, None, None, WPT_AlignmentCheckMethodType)),
+    ('WPT_AlignmentCheckReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_AlignmentCheckReq, _e_WPT_AlignmentCheckReq, _d_WPT_AlignmentCheckReq, None),
+    ('WPT_AlignmentCheckRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_AlignmentCheckRes, _e_WPT_AlignmentCheckRes, _d_WPT_AlignmentCheckRes, None),
+    ('WPT_ChargeLoopReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_ChargeLoopReq, _e_WPT_ChargeLoopReq, _d_WPT_ChargeLoopReq, None),
+    ('WPT_ChargeLoopRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_ChargeLoopRes, _e_WPT_ChargeLoopRes, _d_WPT_ChargeLoopRes, None),
+    ('WPT_ChargeParameterDiscoveryReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_ChargeParameterDiscoveryReq, _e_WPT_ChargeParameterDiscoveryReq, _d_WPT_ChargeParameterDiscoveryReq, None),
+    ('WPT_ChargeParameterDiscoveryRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_ChargeParameterDiscoveryRes, _e_WPT_ChargeParameterDiscoveryRes, _d_WPT_ChargeParameterDiscoveryRes, None),
+    ('WPT_FinePositioningMethod', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_29, _ds_29, _SimpleSpec('string', 'string', None, None, None, None, None, WPT_FinePositioningMethodType)),
+    ('WPT_FinePositioningReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningReq, _e_WPT_FinePositioningReq, _d_WPT_FinePositioningReq, None),
+    ('WPT_FinePositioningRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningRes, _e_WPT_FinePositioningRes, _d_WPT_FinePositioningRes, None),
+    ('WPT_FinePositioningSetupReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningSetupReq, _e_WPT_FinePositioningSetupReq, _d_WPT_FinePositioningSetupReq, None),
+    ('WPT_FinePositioningSetupRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_FinePositioningSetupRes, _e_WPT_FinePositioningSetupRes, _d_WPT_FinePositioningSetupRes, None),
+    ('WPT_LF_DataPackage', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_DataPackage, _e_WPT_LF_DataPackage, _d_WPT_LF_DataPackage, None),
+    ('WPT_LF_DataPackageList', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_DataPackageList, _e_WPT_LF_DataPackageList, _d_WPT_LF_DataPackageList, None),
+    ('WPT_LF_RxDataList', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_RxData, _e_WPT_LF_RxData, _d_WPT_LF_RxData, None),
+    ('WPT_LF_TxDataList', 'urn:iso:std:iso:15118:-20:WPT', WPT_LF_TxData, _e_WPT_LF_TxData, _d_WPT_LF_TxData, None),
+    ('WPT_PairingMethod', 'urn:iso:std:iso:15118:-20:WPT', _SimpleElement, _es_30, _ds_30, _SimpleSpec('string', 'string', None, None, None, None, None, WPT_PairingMethodType)),
+    ('WPT_PairingReq', 'urn:iso:std:iso:15118:-20:WPT', WPT_PairingReq, _e_WPT_PairingReq, _d_WPT_PairingReq, None),
+    ('WPT_PairingRes', 'urn:iso:std:iso:15118:-20:WPT', WPT_PairingRes, _e_WPT_PairingRes, _d_WPT_PairingRes, None),
+    ('X509CRL', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_23, _ds_23, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509Certificate', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_23, _ds_23, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data, None),
+    ('X509IssuerName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('X509IssuerSerial', 'http://www.w3.org/2000/09/xmldsig#', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial, None),
+    ('X509SKI', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_23, _ds_23, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509SerialNumber', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_31, _ds_31, _SimpleSpec('integer', 'integer', None, None, None, None, None, None)),
+    ('X509SubjectName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('XPath', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Y', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_12, _ds_12, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
 )
 FRAGMENT_NBITS = 8

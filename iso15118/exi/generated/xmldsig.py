@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
+from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleElement as _SimpleElement, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
                      UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
                      bad_event as _bad_event, fault as _fault, missing as _missing,
@@ -93,79 +93,221 @@ UNIVERSE = 'xmldsig'
 
 # --- documents and fragments ----------------------------------------------
 
+def _es_0(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_0(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_1(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_str(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_1(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = ''
+        else:
+            x, p = _r_str(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_2(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_2(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_3(v, a):
+    a <<= 1
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_3(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_4(v, a):
+    if len(v):
+        a <<= 1
+        a = _w_bin(a, v, 0, None)
+        a <<= 1
+    else:
+        a = (a << 4) | 8
+    return a
+
+
+def _ds_4(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1:
+            p += 3
+            if (D >> (L - p)) & 7: raise _bad_event(-1, p)
+            x = b''
+        else:
+            x, p = _r_bin(D, L, p, 0, None)
+            p += 1
+            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
+def _es_5(v, a):
+    a <<= 1
+    a = _w_int(a, v)
+    a <<= 1
+    return a
+
+
+def _ds_5(D, L, p):
+    try:
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
+        p += 1
+        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        return x, p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'value') from None
+
+
 GLOBAL_ELEMENTS = (
-    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod),
-    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue),
-    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod),
-    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo),
-    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue),
-    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest),
-    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object),
-    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData),
-    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue),
-    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference),
-    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod),
-    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData),
-    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature),
-    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod),
-    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties),
-    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty),
-    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue),
-    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo),
-    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform),
-    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms),
-    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data),
+    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod, None),
+    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue, None),
+    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod, None),
+    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_0, _ds_0, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo, None),
+    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue, None),
+    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest, None),
+    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object, None),
+    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData, None),
+    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue, None),
+    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference, None),
+    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod, None),
+    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData, None),
+    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature, None),
+    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod, None),
+    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties, None),
+    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty, None),
+    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue, None),
+    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo, None),
+    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform, None),
+    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms, None),
+    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data, None),
 )
 DOC_NBITS = 5
 
 FRAGMENT_ELEMENTS = (
-    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod),
-    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue),
-    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod),
-    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Exponent', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('G', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('HMACOutputLength', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('J', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo),
-    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue),
-    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest),
-    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Modulus', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object),
-    ('P', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData),
-    ('PGPKeyID', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('PGPKeyPacket', 'http://www.w3.org/2000/09/xmldsig#', 'relaxed', None, None),
-    ('PgenCounter', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Q', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue),
-    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference),
-    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod),
-    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData),
-    ('SPKISexp', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Seed', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature),
-    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod),
-    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties),
-    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty),
-    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue),
-    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo),
-    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform),
-    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms),
-    ('X509CRL', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509Certificate', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data),
-    ('X509IssuerName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509IssuerSerial', 'http://www.w3.org/2000/09/xmldsig#', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial),
-    ('X509SKI', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509SerialNumber', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('X509SubjectName', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('XPath', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
-    ('Y', 'http://www.w3.org/2000/09/xmldsig#', None, None, None),
+    ('CanonicalizationMethod', 'http://www.w3.org/2000/09/xmldsig#', CanonicalizationMethod, _e_CanonicalizationMethod, _d_CanonicalizationMethod, None),
+    ('DSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', DSAKeyValue, _e_DSAKeyValue, _d_DSAKeyValue, None),
+    ('DigestMethod', 'http://www.w3.org/2000/09/xmldsig#', DigestMethod, _e_DigestMethod, _d_DigestMethod, None),
+    ('DigestValue', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_0, _ds_0, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('Exponent', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_2, _ds_2, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('G', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_2, _ds_2, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('HMACOutputLength', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_3, _ds_3, _SimpleSpec('integer', 'integer', None, None, None, None, None, None)),
+    ('J', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_2, _ds_2, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('KeyInfo', 'http://www.w3.org/2000/09/xmldsig#', KeyInfo, _e_KeyInfo, _d_KeyInfo, None),
+    ('KeyName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('KeyValue', 'http://www.w3.org/2000/09/xmldsig#', KeyValue, _e_KeyValue, _d_KeyValue, None),
+    ('Manifest', 'http://www.w3.org/2000/09/xmldsig#', Manifest, _e_Manifest, _d_Manifest, None),
+    ('MgmtData', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Modulus', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_2, _ds_2, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('Object', 'http://www.w3.org/2000/09/xmldsig#', Object, _e_Object, _d_Object, None),
+    ('P', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_2, _ds_2, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PGPData', 'http://www.w3.org/2000/09/xmldsig#', PGPData, _e_PGPData, _d_PGPData, None),
+    ('PGPKeyID', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_4, _ds_4, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PGPKeyPacket', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_4, _ds_4, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('PgenCounter', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_2, _ds_2, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('Q', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_2, _ds_2, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('RSAKeyValue', 'http://www.w3.org/2000/09/xmldsig#', RSAKeyValue, _e_RSAKeyValue, _d_RSAKeyValue, None),
+    ('Reference', 'http://www.w3.org/2000/09/xmldsig#', Reference, _e_Reference, _d_Reference, None),
+    ('RetrievalMethod', 'http://www.w3.org/2000/09/xmldsig#', RetrievalMethod, _e_RetrievalMethod, _d_RetrievalMethod, None),
+    ('SPKIData', 'http://www.w3.org/2000/09/xmldsig#', SPKIData, _e_SPKIData, _d_SPKIData, None),
+    ('SPKISexp', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_4, _ds_4, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('Seed', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_2, _ds_2, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('Signature', 'http://www.w3.org/2000/09/xmldsig#', Signature, _e_Signature, _d_Signature, None),
+    ('SignatureMethod', 'http://www.w3.org/2000/09/xmldsig#', SignatureMethod, _e_SignatureMethod, _d_SignatureMethod, None),
+    ('SignatureProperties', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperties, _e_SignatureProperties, _d_SignatureProperties, None),
+    ('SignatureProperty', 'http://www.w3.org/2000/09/xmldsig#', SignatureProperty, _e_SignatureProperty, _d_SignatureProperty, None),
+    ('SignatureValue', 'http://www.w3.org/2000/09/xmldsig#', SignatureValue, _e_SignatureValue, _d_SignatureValue, None),
+    ('SignedInfo', 'http://www.w3.org/2000/09/xmldsig#', SignedInfo, _e_SignedInfo, _d_SignedInfo, None),
+    ('Transform', 'http://www.w3.org/2000/09/xmldsig#', Transform, _e_Transform, _d_Transform, None),
+    ('Transforms', 'http://www.w3.org/2000/09/xmldsig#', Transforms, _e_Transforms, _d_Transforms, None),
+    ('X509CRL', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_4, _ds_4, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509Certificate', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_4, _ds_4, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509Data', 'http://www.w3.org/2000/09/xmldsig#', X509Data, _e_X509Data, _d_X509Data, None),
+    ('X509IssuerName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('X509IssuerSerial', 'http://www.w3.org/2000/09/xmldsig#', X509IssuerSerial, _e_X509IssuerSerial, _d_X509IssuerSerial, None),
+    ('X509SKI', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_4, _ds_4, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
+    ('X509SerialNumber', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_5, _ds_5, _SimpleSpec('integer', 'integer', None, None, None, None, None, None)),
+    ('X509SubjectName', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('XPath', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Y', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_2, _ds_2, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
 )
 FRAGMENT_NBITS = 6
