@@ -120,7 +120,8 @@ def _root_name(message: Any, mod: ModuleType, element: str | None) -> str:
         return message.name
     cands = [e[0] for e in mod.GLOBAL_ELEMENTS if e[2] is type(message)]
     if len(cands) != 1:
-        cands = [e[0] for e in mod.FRAGMENT_ELEMENTS if e[2] is type(message)]
+        cands = [e[0] for e in mod.FRAGMENT_ELEMENTS if e[2] is type(message)
+                 or (e[2] == "relaxed" and any(c is type(message) for c, _s in e[5]))]
     if len(cands) != 1:
         raise ExiEncodeError(f"cannot tell the element name of a {type(message).__name__}: pass element=")
     return cands[0]
@@ -142,10 +143,15 @@ def from_dict(doc: dict, schema: str) -> Any:
     (name, body), = doc.items()
     for table in ("GLOBAL_ELEMENTS", "FRAGMENT_ELEMENTS"):
         for ename, _ns, cls, _e, _d, spec in getattr(mod, table):
-            if ename == name and cls is SimpleElement:
-                return SimpleElement(name, _convert.simple_from_dict(body, spec, name))
-            if ename == name and isinstance(cls, type):
-                return _convert.body_from_dict(cls, body, name)
+            if ename != name:
+                continue
+            # a relaxed fragment element: the body's shape picks one of its declarations
+            forms = spec if cls == "relaxed" else ((cls, spec),)
+            for fcls, fspec in forms:
+                if fcls is SimpleElement and not isinstance(body, dict):
+                    return SimpleElement(name, _convert.simple_from_dict(body, fspec, name))
+                if isinstance(fcls, type) and fcls is not SimpleElement and isinstance(body, dict):
+                    return _convert.body_from_dict(fcls, body, name)
     raise ExiEncodeError(f"{name!r} is not an element of schema {schema_key(schema)}")
 
 
@@ -157,7 +163,10 @@ def to_xml(message: Any, schema: str | None = None, element: str | None = None) 
     entry = next((e for e in mod.GLOBAL_ELEMENTS + mod.FRAGMENT_ELEMENTS if e[0] == name), None)
     if entry is None:
         raise ExiEncodeError(f"{name!r} is not an element of schema {mod.UNIVERSE}")
-    return _xml.to_xml(message, name, entry[1], entry[5])
+    spec = entry[5]
+    if entry[2] == "relaxed":
+        spec = next((s for c, s in spec if c is SimpleElement), None) if isinstance(message, SimpleElement) else None
+    return _xml.to_xml(message, name, entry[1], spec)
 
 
 def from_xml(xml: str, schema: str | None = None) -> Any:

@@ -50,7 +50,13 @@ def body_to_dict(obj) -> dict:
 
 
 def simple_to_dict(element, mod):
-    spec = next(e[5] for e in mod.GLOBAL_ELEMENTS + mod.FRAGMENT_ELEMENTS if e[0] == element.name and e[5])
+    from ._meta import SimpleElement
+
+    spec = None
+    for e in mod.GLOBAL_ELEMENTS + mod.FRAGMENT_ELEMENTS:
+        if e[0] == element.name and e[5]:
+            spec = e[5] if e[2] != "relaxed" else next(s for c, s in e[5] if c is SimpleElement)
+            break
     return _simple_out(element.value, spec)
 
 

@@ -194,10 +194,12 @@ def from_xml(xml: str, schema: str | None = None):
     ns, local = _split(root.tag)
     mod = load(schema if schema is not None else ns)
     for ename, ens, cls, _e, _d, spec in mod.GLOBAL_ELEMENTS + mod.FRAGMENT_ELEMENTS:
-        if ename == local and ens == ns and cls is SimpleElement:
-            if len(root):
-                raise ExiEncodeError(f"{local} has a simple type: child elements are not allowed")
-            return SimpleElement(local, _from_lexical(root.text or "", spec, local))
-        if ename == local and ens == ns and isinstance(cls, type):
-            return _build(cls, root, local)
+        if ename != local or ens != ns:
+            continue
+        forms = spec if cls == "relaxed" else ((cls, spec),)
+        for fcls, fspec in forms:
+            if fcls is SimpleElement and not len(root) and not root.attrib:
+                return SimpleElement(local, _from_lexical(root.text or "", fspec, local))
+            if isinstance(fcls, type) and fcls is not SimpleElement and (cls != "relaxed" or root.attrib or len(root)):
+                return _build(fcls, root, local)
     raise ExiEncodeError(f"{local!r} is not an element of schema {schema_key(schema or ns)}")

@@ -974,12 +974,35 @@ class UniverseEmitter:
             if len({(type_key(d.type), d.nillable) for d in decls}) == 1:
                 frag_rows.append(f"    {self.element_entry(decls[0])},")
             else:
-                frag_rows.append(f"    ({q[1]!r}, {q[0]!r}, 'relaxed', None, None, None),")
+                cands = []
+                for d in decls:
+                    t = d.type
+                    if isinstance(t, ComplexType) and not (t.content == "simple" and not t.attributes):
+                        c = f"({self.classes[id(t)]}, None)"
+                    else:
+                        st = t.simple if isinstance(t, ComplexType) else t
+                        c = f"(_SimpleElement, {self.simple_emitter.spec_src(st)})"
+                    if c not in cands:
+                        cands.append(c)
+                frag_rows.append(f"    ({q[1]!r}, {q[0]!r}, 'relaxed', None, None, ({', '.join(cands)},)),")
         nfb = nbits_for(len(byq) + 2, non_strict=False)
+        # every attribute declared in the universe, for the relaxed element fragment grammar
+        attrs: dict = {}
+        for ct in list(self.u.complex_types.values()) + self.u.anonymous_types:
+            for a in ct.attributes:
+                attrs.setdefault(a.qname, {})[type_key(a.type)] = a.type
+        attr_rows = ""
+        for q in sorted(attrs, key=lambda q: (q[1], q[0])):
+            types = list(attrs[q].values())
+            # one type: schema-typed; several: the value is coded as a plain string
+            spec = (self.simple_emitter.spec_src(types[0]) if len(types) == 1
+                    else "_SimpleSpec('string', 'string')")
+            attr_rows += f"    ({q[1]!r}, {q[0]!r}, {spec}),\n"
         codecs = "\n\n".join(text for _, text in self.simple_codecs.values())
         tables = "".join(self.simple_emitter.tables)
         return (codecs + "\n\n" + tables + f"\nGLOBAL_ELEMENTS = (\n{rows}\n)\nDOC_NBITS = {nb}\n\n"
-                f"FRAGMENT_ELEMENTS = (\n" + "\n".join(frag_rows) + f"\n)\nFRAGMENT_NBITS = {nfb}\n")
+                f"FRAGMENT_ELEMENTS = (\n" + "\n".join(frag_rows) + f"\n)\nFRAGMENT_NBITS = {nfb}\n\n"
+                f"FRAGMENT_ATTRIBUTES = (\n{attr_rows})\n")
 
 
 def type_key(t) -> object:

@@ -400,3 +400,6 @@ FRAGMENT_ELEMENTS = (
     ('supportedAppProtocolRes', 'urn:iso:15118:2:2010:AppProtocol', supportedAppProtocolRes, _e_supportedAppProtocolRes, _d_supportedAppProtocolRes, None),
 )
 FRAGMENT_NBITS = 4
+
+FRAGMENT_ATTRIBUTES = (
+)

@@ -8035,3 +8035,15 @@ FRAGMENT_ELEMENTS = (
     ('stringValue', 'urn:din:70121:2012:MsgDataTypes', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
 )
 FRAGMENT_NBITS = 8
+
+FRAGMENT_ATTRIBUTES = (
+    ('Algorithm', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+    ('Encoding', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+    ('Id', '', _SimpleSpec('string', 'string')),
+    ('MimeType', '', _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Name', '', _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Target', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+    ('Type', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+    ('URI', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+    ('ValueType', '', _SimpleSpec('string', 'string', None, None, None, None, None, valueType)),
+)

@@ -8206,7 +8206,7 @@ FRAGMENT_ELEMENTS = (
     ('byteValue', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_43, _ds_43, _SimpleSpec('integer', 'byte', -128, 127, None, None, None, None)),
     ('costKind', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_44, _ds_44, _SimpleSpec('string', 'string', None, None, None, None, None, costKindType)),
     ('duration', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_45, _ds_45, _SimpleSpec('integer', 'unsignedInt', 0, 86400, None, None, None, None)),
-    ('eMAID', 'urn:iso:15118:2:2013:MsgBody', 'relaxed', None, None, None),
+    ('eMAID', 'urn:iso:15118:2:2013:MsgBody', 'relaxed', None, None, ((_SimpleElement, _SimpleSpec('string', 'string', None, None, None, 14, 15, None)), (EMAID, None),)),
     ('intValue', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_46, _ds_46, _SimpleSpec('integer', 'int', -2147483648, 2147483647, None, None, None, None)),
     ('physicalValue', 'urn:iso:15118:2:2013:MsgDataTypes', PhysicalValue, _e_PhysicalValue, _d_PhysicalValue, None),
     ('shortValue', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_30, _ds_30, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
@@ -8215,3 +8215,16 @@ FRAGMENT_ELEMENTS = (
     ('stringValue', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleElement, _es_1, _ds_1, _SimpleSpec('string', 'string', None, None, None, None, None, None)),
 )
 FRAGMENT_NBITS = 8
+
+FRAGMENT_ATTRIBUTES = (
+    ('Algorithm', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+    ('Encoding', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+    ('Id', '', _SimpleSpec('string', 'ID', None, None, None, None, None, None)),
+    ('Id', 'urn:iso:15118:2:2013:MsgBody', _SimpleSpec('string', 'ID', None, None, None, None, None, None)),
+    ('Id', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleSpec('string', 'ID', None, None, None, None, None, None)),
+    ('MimeType', '', _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Name', 'urn:iso:15118:2:2013:MsgDataTypes', _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Target', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+    ('Type', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+    ('URI', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+)

@@ -8968,3 +8968,15 @@ FRAGMENT_ELEMENTS = (
     ('shortValue', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleElement, _es_13, _ds_13, _SimpleSpec('integer', 'short', -32768, 32767, None, None, None, None)),
 )
 FRAGMENT_NBITS = 9
+
+FRAGMENT_ATTRIBUTES = (
+    ('Algorithm', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+    ('Encoding', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+    ('Id', '', _SimpleSpec('string', 'ID', None, None, None, None, None, None)),
+    ('Id', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleSpec('string', 'ID', None, None, None, None, None, None)),
+    ('MimeType', '', _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Name', 'urn:iso:std:iso:15118:-20:CommonMessages', _SimpleSpec('string', 'string', None, None, None, None, 80, None)),
+    ('Target', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+    ('Type', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+    ('URI', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+)

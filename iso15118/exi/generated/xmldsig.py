@@ -311,3 +311,13 @@ FRAGMENT_ELEMENTS = (
     ('Y', 'http://www.w3.org/2000/09/xmldsig#', _SimpleElement, _es_2, _ds_2, _SimpleSpec('base64Binary', 'base64Binary', None, None, None, None, None, None)),
 )
 FRAGMENT_NBITS = 6
+
+FRAGMENT_ATTRIBUTES = (
+    ('Algorithm', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+    ('Encoding', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+    ('Id', '', _SimpleSpec('string', 'ID', None, None, None, None, None, None)),
+    ('MimeType', '', _SimpleSpec('string', 'string', None, None, None, None, None, None)),
+    ('Target', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+    ('Type', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+    ('URI', '', _SimpleSpec('string', 'anyURI', None, None, None, None, None, None)),
+)
