@@ -318,10 +318,14 @@ class TypeEmitter:
 
     # value coding -----------------------------------------------------------------------
     def enc_value(self, c: Code, expr: str, st: SimpleType, label: str) -> None:
+        checked = self.ue.checked
         if st.enumeration is not None:
             n = len(st.enumeration)
-            c(f"a = (a << {nbits_for(n, False)}) | _EI_{self.ue.enum_of(st, '')}[{expr}]"
-              if nbits_for(n, False) else f"_EI_{self.ue.enum_of(st, '')}[{expr}]")
+            nb = nbits_for(n, False)
+            idx = f"_EI_{self.ue.enum_of(st, '')}[{expr}]"
+            if not checked:  # tests: an int is written as a raw index
+                idx = f"({expr} if {expr}.__class__ is int else {idx})"
+            c(f"a = (a << {nb}) | {idx}" if nb else idx)
             return
         if st.kind == "boolean":
             c(f"a = (a << 1) | _BOOL[{expr}]")
@@ -333,20 +337,22 @@ class TypeEmitter:
                 conds.append(f"{expr} < {lo}")
             if hi is not None:
                 conds.append(f"{expr} > {hi}")
-            if conds:
+            if conds and checked:
                 c(f"if {' or '.join(conds)}: raise _Invalid(f'{label}: {{{expr}}} outside [{lo}, {hi}]')")
             if ic.mode == "nbit":
                 off = f"({expr} - {lo})" if lo else expr
+                if not checked:
+                    off = f"({off} & {(1 << ic.nbits) - 1})"
                 c(f"a = (a << {ic.nbits}) | {off}" if ic.nbits else f"{expr} + 0")
             elif ic.mode == "uint":
                 c(f"a = ((a << 8) | {expr}) if {expr} < 128 else _w_uint(a, {expr})")
             else:
                 c(f"a = _w_int(a, {expr})")
         elif st.kind == "string":
-            lo, hi = length_bounds(st)
+            lo, hi = length_bounds(st) if checked else (0, None)
             c(f"a = _w_str(a, {expr}, {lo}, {hi!r})")
         else:
-            lo, hi = length_bounds(st)
+            lo, hi = length_bounds(st) if checked else (0, None)
             c(f"a = _w_bin(a, {expr}, {lo}, {hi!r})")
 
     def dec_value(self, c: Code, var: str, st: SimpleType) -> None:
@@ -560,8 +566,10 @@ class TypeEmitter:
                 conds = []
                 if s.min > 0:
                     conds.append(f"n < {s.min}")
-                if fmx is not None:
+                if fmx is not None and self.ue.checked:
                     conds.append(f"n > {fmx}")
+                elif mx is not None:  # unchecked encoders still cannot write what the grammar lacks
+                    conds.append(f"n > {mx}")
                 if conds:
                     body(f"if {' or '.join(conds)}: raise _Invalid(f'{self.cls}.{f.name}: {{n}} items, "
                          f"allowed {s.min}..{fmx if fmx is not None else 'unbounded'}')")
@@ -881,10 +889,11 @@ class TypeEmitter:
 class UniverseEmitter:
     """Generates every snippet of one universe plus its document and fragment tables."""
 
-    def __init__(self, u: Universe, key: str, profile: dict | None = None):
+    def __init__(self, u: Universe, key: str, profile: dict | None = None, checked: bool = True):
         self.u = u
         self.key = key
         self.profile = profile or {}
+        self.checked = checked  # False: no facet checks in encoders (tests build invalid streams)
         self.classes, enums = assign_names(u)
         self.enum_names: dict[int, str] = dict(enums)
         self.enum_snippets: dict[str, Snippet] = {}
