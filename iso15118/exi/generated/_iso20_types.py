@@ -228,6 +228,11 @@ _EV_evseNotificationType = tuple(evseNotificationType)
 _EI_evseNotificationType = {m.value: i for i, m in enumerate(_EV_evseNotificationType)}
 
 
+def _mk_RationalNumber(Exponent, Value, _n=object.__new__, _c=RationalNumber, _s0=RationalNumber.Exponent.__set__, _s1=RationalNumber.Value.__set__):
+    o = _n(_c); _s0(o, Exponent); _s1(o, Value)
+    return o
+
+
 def _e_RationalNumber(o, a):
     v = o.Exponent
     if v is None: raise _missing('RationalNumber.Exponent')
@@ -247,30 +252,24 @@ def _e_RationalNumber(o, a):
 
 def _d_RationalNumber(D, L, p):
     try:
-        p += 1; ev = _D_RationalNumber_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; f_Exponent = ((D >> (L - p)) & 255) - 128
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_RationalNumber_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        ev = 2
+        p += 13; _x = (D >> (L - p)) & 8191
+        if _x & 6151: raise _bad_event(-1, p)
+        f_Exponent = ((_x >> 3) & 255) - 128
         f_Value, p = _r_int(D, L, p, 15)
         if f_Value < -32768 or f_Value > 32767: raise _out_of_range(f_Value, -32768, 32767, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_RationalNumber_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return RationalNumber(Exponent=f_Exponent, Value=f_Value), p
+        ev = 0
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
+        return _mk_RationalNumber(f_Exponent, f_Value), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'RationalNumber') from None
 
-_D_RationalNumber_0 = (1, -1)
-_D_RationalNumber_1 = (2, -1)
-_D_RationalNumber_2 = (0, -1)
+
+def _mk_Receipt(TimeAnchor, EnergyCosts, OccupancyCosts, AdditionalServicesCosts, OverstayCosts, TaxCosts, _n=object.__new__, _c=Receipt, _s0=Receipt.TimeAnchor.__set__, _s1=Receipt.EnergyCosts.__set__, _s2=Receipt.OccupancyCosts.__set__, _s3=Receipt.AdditionalServicesCosts.__set__, _s4=Receipt.OverstayCosts.__set__, _s5=Receipt.TaxCosts.__set__):
+    o = _n(_c); _s0(o, TimeAnchor); _s1(o, EnergyCosts); _s2(o, OccupancyCosts); _s3(o, AdditionalServicesCosts); _s4(o, OverstayCosts); _s5(o, TaxCosts)
+    return o
 
 
 def _e_Receipt(o, a):
@@ -328,33 +327,36 @@ def _e_Receipt(o, a):
 
 def _d_Receipt(D, L, p):
     try:
-        p += 1; ev = _D_Receipt_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_TimeAnchor, p = _r_uint(D, L, p, 64)
         if f_TimeAnchor > 18446744073709551615: raise _out_of_range(f_TimeAnchor, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_Receipt_1[(D >> (L - p)) & 7]
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 8: raise _bad_event(-1, p)
+        ev = _D_Receipt_1[_x & 7]
         if ev == 2:
             f_EnergyCosts, p = _d_DetailedCost(D, L, p)
-            p += 3; ev = _D_Receipt_2[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Receipt_2[_x & 7]
         else:
             f_EnergyCosts = None
         if ev == 3:
             f_OccupancyCosts, p = _d_DetailedCost(D, L, p)
-            p += 3; ev = _D_Receipt_3[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Receipt_3[_x & 7]
         else:
             f_OccupancyCosts = None
         if ev == 4:
             f_AdditionalServicesCosts, p = _d_DetailedCost(D, L, p)
-            p += 2; ev = _D_Receipt_4[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Receipt_4[_x & 3]
         else:
             f_AdditionalServicesCosts = None
         if ev == 5:
             f_OverstayCosts, p = _d_DetailedCost(D, L, p)
-            p += 2; ev = _D_Receipt_5[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Receipt_5[_x & 3]
         else:
             f_OverstayCosts = None
         f_TaxCosts = []
@@ -364,11 +366,14 @@ def _d_Receipt(D, L, p):
             f_TaxCosts.append(x)
             n += 1
             if n < 10:
-                p += 2; ev = _D_Receipt_6[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_Receipt_6[_x & 3]
             else:
-                p += 1; ev = _D_Receipt_7[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if ev != 0: raise _bad_event(ev, p)
-        return Receipt(TimeAnchor=f_TimeAnchor, EnergyCosts=f_EnergyCosts, OccupancyCosts=f_OccupancyCosts, AdditionalServicesCosts=f_AdditionalServicesCosts, OverstayCosts=f_OverstayCosts, TaxCosts=f_TaxCosts), p
+        return _mk_Receipt(f_TimeAnchor, f_EnergyCosts, f_OccupancyCosts, f_AdditionalServicesCosts, f_OverstayCosts, f_TaxCosts), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Receipt') from None
 
@@ -377,14 +382,17 @@ _E_Receipt_4 = (None, (2, 3), (1, 3), (0, 3), None, None, None, None)
 _E_Receipt_5 = (None, (3, 3), (2, 3), (1, 3), (0, 2), None, None, None)
 _E_Receipt_6 = (None, (4, 3), (3, 3), (2, 3), (1, 2), (0, 2), (0, 2), None)
 _E_Receipt_0 = (None, (5, 3), (4, 3), (3, 3), (2, 2), (1, 2), (1, 2), (0, 1))
-_D_Receipt_0 = (1, -1)
 _D_Receipt_1 = (2, 3, 4, 5, 6, 0, -1, -2)
 _D_Receipt_2 = (3, 4, 5, 6, 0, -1, -2, -2)
 _D_Receipt_3 = (4, 5, 6, 0, -1, -2, -2, -2)
 _D_Receipt_4 = (5, 6, 0, -1)
 _D_Receipt_5 = (6, 0, -1, -2)
 _D_Receipt_6 = (6, 0, -1, -2)
-_D_Receipt_7 = (0, -1)
+
+
+def _mk_DetailedCost(Amount, CostPerUnit, _n=object.__new__, _c=DetailedCost, _s0=DetailedCost.Amount.__set__, _s1=DetailedCost.CostPerUnit.__set__):
+    o = _n(_c); _s0(o, Amount); _s1(o, CostPerUnit)
+    return o
 
 
 def _e_DetailedCost(o, a):
@@ -402,21 +410,25 @@ def _e_DetailedCost(o, a):
 
 def _d_DetailedCost(D, L, p):
     try:
-        p += 1; ev = _D_DetailedCost_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Amount, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_DetailedCost_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_CostPerUnit, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_DetailedCost_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return DetailedCost(Amount=f_Amount, CostPerUnit=f_CostPerUnit), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_DetailedCost(f_Amount, f_CostPerUnit), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DetailedCost') from None
 
-_D_DetailedCost_0 = (1, -1)
-_D_DetailedCost_1 = (2, -1)
-_D_DetailedCost_2 = (0, -1)
+
+def _mk_DetailedTax(TaxRuleID, Amount, _n=object.__new__, _c=DetailedTax, _s0=DetailedTax.TaxRuleID.__set__, _s1=DetailedTax.Amount.__set__):
+    o = _n(_c); _s0(o, TaxRuleID); _s1(o, Amount)
+    return o
 
 
 def _e_DetailedTax(o, a):
@@ -436,26 +448,26 @@ def _e_DetailedTax(o, a):
 
 def _d_DetailedTax(D, L, p):
     try:
-        p += 1; ev = _D_DetailedTax_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_TaxRuleID, p = _r_uint(D, L, p, 32)
         if f_TaxRuleID < 1 or f_TaxRuleID > 4294967295: raise _out_of_range(f_TaxRuleID, 1, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_DetailedTax_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_Amount, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_DetailedTax_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return DetailedTax(TaxRuleID=f_TaxRuleID, Amount=f_Amount), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_DetailedTax(f_TaxRuleID, f_Amount), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DetailedTax') from None
 
-_D_DetailedTax_0 = (1, -1)
-_D_DetailedTax_1 = (2, -1)
-_D_DetailedTax_2 = (0, -1)
+
+def _mk_DisplayParameters(PresentSOC, MinimumSOC, TargetSOC, MaximumSOC, RemainingTimeToMinimumSOC, RemainingTimeToTargetSOC, RemainingTimeToMaximumSOC, ChargingComplete, BatteryEnergyCapacity, InletHot, _n=object.__new__, _c=DisplayParameters, _s0=DisplayParameters.PresentSOC.__set__, _s1=DisplayParameters.MinimumSOC.__set__, _s2=DisplayParameters.TargetSOC.__set__, _s3=DisplayParameters.MaximumSOC.__set__, _s4=DisplayParameters.RemainingTimeToMinimumSOC.__set__, _s5=DisplayParameters.RemainingTimeToTargetSOC.__set__, _s6=DisplayParameters.RemainingTimeToMaximumSOC.__set__, _s7=DisplayParameters.ChargingComplete.__set__, _s8=DisplayParameters.BatteryEnergyCapacity.__set__, _s9=DisplayParameters.InletHot.__set__):
+    o = _n(_c); _s0(o, PresentSOC); _s1(o, MinimumSOC); _s2(o, TargetSOC); _s3(o, MaximumSOC); _s4(o, RemainingTimeToMinimumSOC); _s5(o, RemainingTimeToTargetSOC); _s6(o, RemainingTimeToMaximumSOC); _s7(o, ChargingComplete); _s8(o, BatteryEnergyCapacity); _s9(o, InletHot)
+    return o
 
 
 def _e_DisplayParameters(o, a):
@@ -560,102 +572,92 @@ def _e_DisplayParameters(o, a):
 
 def _d_DisplayParameters(D, L, p):
     try:
-        p += 4; ev = _D_DisplayParameters_0[(D >> (L - p)) & 15]
+        p += 4; _x = (D >> (L - p)) & 15
+        ev = _D_DisplayParameters_0[_x & 15]
         if ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_PresentSOC = ((D >> (L - p)) & 127)
+            p += 13; _x = (D >> (L - p)) & 8191
+            if _x & 4112: raise _bad_event(-1, p)
+            f_PresentSOC = (_x >> 5) & 127
             if f_PresentSOC > 100: raise _out_of_range(f_PresentSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 4; ev = _D_DisplayParameters_1[(D >> (L - p)) & 15]
+            ev = _D_DisplayParameters_1[_x & 15]
         else:
             f_PresentSOC = None
         if ev == 2:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_MinimumSOC = ((D >> (L - p)) & 127)
+            p += 13; _x = (D >> (L - p)) & 8191
+            if _x & 4112: raise _bad_event(-1, p)
+            f_MinimumSOC = (_x >> 5) & 127
             if f_MinimumSOC > 100: raise _out_of_range(f_MinimumSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 4; ev = _D_DisplayParameters_2[(D >> (L - p)) & 15]
+            ev = _D_DisplayParameters_2[_x & 15]
         else:
             f_MinimumSOC = None
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_TargetSOC = ((D >> (L - p)) & 127)
+            p += 13; _x = (D >> (L - p)) & 8191
+            if _x & 4112: raise _bad_event(-1, p)
+            f_TargetSOC = (_x >> 5) & 127
             if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 4; ev = _D_DisplayParameters_3[(D >> (L - p)) & 15]
+            ev = _D_DisplayParameters_3[_x & 15]
         else:
             f_TargetSOC = None
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_MaximumSOC = ((D >> (L - p)) & 127)
+            p += 12; _x = (D >> (L - p)) & 4095
+            if _x & 2056: raise _bad_event(-1, p)
+            f_MaximumSOC = (_x >> 4) & 127
             if f_MaximumSOC > 100: raise _out_of_range(f_MaximumSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_DisplayParameters_4[(D >> (L - p)) & 7]
+            ev = _D_DisplayParameters_4[_x & 7]
         else:
             f_MaximumSOC = None
         if ev == 5:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_RemainingTimeToMinimumSOC, p = _r_uint(D, L, p, 32)
             if f_RemainingTimeToMinimumSOC > 4294967295: raise _out_of_range(f_RemainingTimeToMinimumSOC, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_DisplayParameters_5[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_DisplayParameters_5[_x & 7]
         else:
             f_RemainingTimeToMinimumSOC = None
         if ev == 6:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_RemainingTimeToTargetSOC, p = _r_uint(D, L, p, 32)
             if f_RemainingTimeToTargetSOC > 4294967295: raise _out_of_range(f_RemainingTimeToTargetSOC, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_DisplayParameters_6[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_DisplayParameters_6[_x & 7]
         else:
             f_RemainingTimeToTargetSOC = None
         if ev == 7:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_RemainingTimeToMaximumSOC, p = _r_uint(D, L, p, 32)
             if f_RemainingTimeToMaximumSOC > 4294967295: raise _out_of_range(f_RemainingTimeToMaximumSOC, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_DisplayParameters_7[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_DisplayParameters_7[_x & 7]
         else:
             f_RemainingTimeToMaximumSOC = None
         if ev == 8:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; f_ChargingComplete = ((D >> (L - p)) & 1) == 1
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_DisplayParameters_8[(D >> (L - p)) & 3]
+            p += 5; _x = (D >> (L - p)) & 31
+            if _x & 20: raise _bad_event(-1, p)
+            f_ChargingComplete = ((_x >> 3) & 1) == 1
+            ev = _D_DisplayParameters_8[_x & 3]
         else:
             f_ChargingComplete = None
         if ev == 9:
             f_BatteryEnergyCapacity, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_DisplayParameters_9[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_DisplayParameters_9[_x & 3]
         else:
             f_BatteryEnergyCapacity = None
         if ev == 10:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; f_InletHot = ((D >> (L - p)) & 1) == 1
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_DisplayParameters_10[(D >> (L - p)) & 1]
+            ev = 0
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 11: raise _bad_event(-1, p)
+            f_InletHot = ((_x >> 2) & 1) == 1
         else:
             f_InletHot = None
         if ev != 0: raise _bad_event(ev, p)
-        return DisplayParameters(PresentSOC=f_PresentSOC, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, MaximumSOC=f_MaximumSOC, RemainingTimeToMinimumSOC=f_RemainingTimeToMinimumSOC, RemainingTimeToTargetSOC=f_RemainingTimeToTargetSOC, RemainingTimeToMaximumSOC=f_RemainingTimeToMaximumSOC, ChargingComplete=f_ChargingComplete, BatteryEnergyCapacity=f_BatteryEnergyCapacity, InletHot=f_InletHot), p
+        return _mk_DisplayParameters(f_PresentSOC, f_MinimumSOC, f_TargetSOC, f_MaximumSOC, f_RemainingTimeToMinimumSOC, f_RemainingTimeToTargetSOC, f_RemainingTimeToMaximumSOC, f_ChargingComplete, f_BatteryEnergyCapacity, f_InletHot), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DisplayParameters') from None
 
@@ -679,7 +681,11 @@ _D_DisplayParameters_6 = (7, 8, 9, 10, 0, -1, -2, -2)
 _D_DisplayParameters_7 = (8, 9, 10, 0, -1, -2, -2, -2)
 _D_DisplayParameters_8 = (9, 10, 0, -1)
 _D_DisplayParameters_9 = (10, 0, -1, -2)
-_D_DisplayParameters_10 = (0, -1)
+
+
+def _mk_CLReqControlMode(_n=object.__new__, _c=CLReqControlMode):
+    o = _n(_c)
+    return o
 
 
 def _e_CLReqControlMode(o, a):
@@ -689,13 +695,17 @@ def _e_CLReqControlMode(o, a):
 
 def _d_CLReqControlMode(D, L, p):
     try:
-        p += 1; ev = _D_CLReqControlMode_0[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return CLReqControlMode(), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_CLReqControlMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CLReqControlMode') from None
 
-_D_CLReqControlMode_0 = (0, -1)
+
+def _mk_CLResControlMode(_n=object.__new__, _c=CLResControlMode):
+    o = _n(_c)
+    return o
 
 
 def _e_CLResControlMode(o, a):
@@ -705,13 +715,17 @@ def _e_CLResControlMode(o, a):
 
 def _d_CLResControlMode(D, L, p):
     try:
-        p += 1; ev = _D_CLResControlMode_0[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return CLResControlMode(), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_CLResControlMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CLResControlMode') from None
 
-_D_CLResControlMode_0 = (0, -1)
+
+def _mk_Scheduled_CLReqControlMode(EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, _n=object.__new__, _c=Scheduled_CLReqControlMode, _s0=Scheduled_CLReqControlMode.EVTargetEnergyRequest.__set__, _s1=Scheduled_CLReqControlMode.EVMaximumEnergyRequest.__set__, _s2=Scheduled_CLReqControlMode.EVMinimumEnergyRequest.__set__):
+    o = _n(_c); _s0(o, EVTargetEnergyRequest); _s1(o, EVMaximumEnergyRequest); _s2(o, EVMinimumEnergyRequest)
+    return o
 
 
 def _e_Scheduled_CLReqControlMode(o, a):
@@ -743,24 +757,29 @@ def _e_Scheduled_CLReqControlMode(o, a):
 
 def _d_Scheduled_CLReqControlMode(D, L, p):
     try:
-        p += 3; ev = _D_Scheduled_CLReqControlMode_0[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_Scheduled_CLReqControlMode_0[_x & 7]
         if ev == 1:
             f_EVTargetEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Scheduled_CLReqControlMode_1[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Scheduled_CLReqControlMode_1[_x & 3]
         else:
             f_EVTargetEnergyRequest = None
         if ev == 2:
             f_EVMaximumEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Scheduled_CLReqControlMode_2[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Scheduled_CLReqControlMode_2[_x & 3]
         else:
             f_EVMaximumEnergyRequest = None
         if ev == 3:
             f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_Scheduled_CLReqControlMode_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMinimumEnergyRequest = None
         if ev != 0: raise _bad_event(ev, p)
-        return Scheduled_CLReqControlMode(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest), p
+        return _mk_Scheduled_CLReqControlMode(f_EVTargetEnergyRequest, f_EVMaximumEnergyRequest, f_EVMinimumEnergyRequest), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Scheduled_CLReqControlMode') from None
 
@@ -770,7 +789,11 @@ _E_Scheduled_CLReqControlMode_0 = ((3, 3), (2, 2), (1, 2), (0, 1))
 _D_Scheduled_CLReqControlMode_0 = (1, 2, 3, 0, -1, -2, -2, -2)
 _D_Scheduled_CLReqControlMode_1 = (2, 3, 0, -1)
 _D_Scheduled_CLReqControlMode_2 = (3, 0, -1, -2)
-_D_Scheduled_CLReqControlMode_3 = (0, -1)
+
+
+def _mk_Scheduled_CLResControlMode(_n=object.__new__, _c=Scheduled_CLResControlMode):
+    o = _n(_c)
+    return o
 
 
 def _e_Scheduled_CLResControlMode(o, a):
@@ -780,13 +803,17 @@ def _e_Scheduled_CLResControlMode(o, a):
 
 def _d_Scheduled_CLResControlMode(D, L, p):
     try:
-        p += 1; ev = _D_Scheduled_CLResControlMode_0[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return Scheduled_CLResControlMode(), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_Scheduled_CLResControlMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Scheduled_CLResControlMode') from None
 
-_D_Scheduled_CLResControlMode_0 = (0, -1)
+
+def _mk_Dynamic_CLReqControlMode(DepartureTime, EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, _n=object.__new__, _c=Dynamic_CLReqControlMode, _s0=Dynamic_CLReqControlMode.DepartureTime.__set__, _s1=Dynamic_CLReqControlMode.EVTargetEnergyRequest.__set__, _s2=Dynamic_CLReqControlMode.EVMaximumEnergyRequest.__set__, _s3=Dynamic_CLReqControlMode.EVMinimumEnergyRequest.__set__):
+    o = _n(_c); _s0(o, DepartureTime); _s1(o, EVTargetEnergyRequest); _s2(o, EVMaximumEnergyRequest); _s3(o, EVMinimumEnergyRequest)
+    return o
 
 
 def _e_Dynamic_CLReqControlMode(o, a):
@@ -821,37 +848,42 @@ def _e_Dynamic_CLReqControlMode(o, a):
 
 def _d_Dynamic_CLReqControlMode(D, L, p):
     try:
-        p += 2; ev = _D_Dynamic_CLReqControlMode_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_Dynamic_CLReqControlMode_0[_x & 3]
         if ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Dynamic_CLReqControlMode_1[(D >> (L - p)) & 1]
+            ev = 2
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_DepartureTime = None
         if ev != 2: raise _bad_event(ev, p)
         f_EVTargetEnergyRequest, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_CLReqControlMode_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumEnergyRequest, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_CLReqControlMode_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_CLReqControlMode_4[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return Dynamic_CLReqControlMode(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_Dynamic_CLReqControlMode(f_DepartureTime, f_EVTargetEnergyRequest, f_EVMaximumEnergyRequest, f_EVMinimumEnergyRequest), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Dynamic_CLReqControlMode') from None
 
 _E_Dynamic_CLReqControlMode_2 = ((1, 2), (0, 1), None, None, None)
 _D_Dynamic_CLReqControlMode_0 = (1, 2, -1, -2)
-_D_Dynamic_CLReqControlMode_1 = (2, -1)
-_D_Dynamic_CLReqControlMode_2 = (3, -1)
-_D_Dynamic_CLReqControlMode_3 = (4, -1)
-_D_Dynamic_CLReqControlMode_4 = (0, -1)
+
+
+def _mk_Dynamic_CLResControlMode(DepartureTime, MinimumSOC, TargetSOC, AckMaxDelay, _n=object.__new__, _c=Dynamic_CLResControlMode, _s0=Dynamic_CLResControlMode.DepartureTime.__set__, _s1=Dynamic_CLResControlMode.MinimumSOC.__set__, _s2=Dynamic_CLResControlMode.TargetSOC.__set__, _s3=Dynamic_CLResControlMode.AckMaxDelay.__set__):
+    o = _n(_c); _s0(o, DepartureTime); _s1(o, MinimumSOC); _s2(o, TargetSOC); _s3(o, AckMaxDelay)
+    return o
 
 
 def _e_Dynamic_CLResControlMode(o, a):
@@ -901,49 +933,46 @@ def _e_Dynamic_CLResControlMode(o, a):
 
 def _d_Dynamic_CLResControlMode(D, L, p):
     try:
-        p += 3; ev = _D_Dynamic_CLResControlMode_0[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_Dynamic_CLResControlMode_0[_x & 7]
         if ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_Dynamic_CLResControlMode_1[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_Dynamic_CLResControlMode_1[_x & 7]
         else:
             f_DepartureTime = None
         if ev == 2:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_MinimumSOC = ((D >> (L - p)) & 127)
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _bad_event(-1, p)
+            f_MinimumSOC = (_x >> 3) & 127
             if f_MinimumSOC > 100: raise _out_of_range(f_MinimumSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_Dynamic_CLResControlMode_2[(D >> (L - p)) & 3]
+            ev = _D_Dynamic_CLResControlMode_2[_x & 3]
         else:
             f_MinimumSOC = None
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_TargetSOC = ((D >> (L - p)) & 127)
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _bad_event(-1, p)
+            f_TargetSOC = (_x >> 3) & 127
             if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_Dynamic_CLResControlMode_3[(D >> (L - p)) & 3]
+            ev = _D_Dynamic_CLResControlMode_3[_x & 3]
         else:
             f_TargetSOC = None
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_AckMaxDelay, p = _r_uint(D, L, p, 16)
             if f_AckMaxDelay > 65535: raise _out_of_range(f_AckMaxDelay, 0, 65535, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Dynamic_CLResControlMode_4[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_AckMaxDelay = None
         if ev != 0: raise _bad_event(ev, p)
-        return Dynamic_CLResControlMode(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay), p
+        return _mk_Dynamic_CLResControlMode(f_DepartureTime, f_MinimumSOC, f_TargetSOC, f_AckMaxDelay), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Dynamic_CLResControlMode') from None
 
@@ -955,4 +984,3 @@ _D_Dynamic_CLResControlMode_0 = (1, 2, 3, 4, 0, -1, -2, -2)
 _D_Dynamic_CLResControlMode_1 = (2, 3, 4, 0, -1, -2, -2, -2)
 _D_Dynamic_CLResControlMode_2 = (3, 4, 0, -1)
 _D_Dynamic_CLResControlMode_3 = (4, 0, -1, -2)
-_D_Dynamic_CLResControlMode_4 = (0, -1)

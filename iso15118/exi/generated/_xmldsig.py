@@ -373,6 +373,11 @@ RSAKeyValue._exi = _TypeSpec('RSAKeyValueType', 'http://www.w3.org/2000/09/xmlds
 # --- codec ----------------------------------------------------------------
 
 
+def _mk_Signature(Id, SignedInfo, SignatureValue, KeyInfo, Object, _n=object.__new__, _c=Signature, _s0=Signature.Id.__set__, _s1=Signature.SignedInfo.__set__, _s2=Signature.SignatureValue.__set__, _s3=Signature.KeyInfo.__set__, _s4=Signature.Object.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, SignedInfo); _s2(o, SignatureValue); _s3(o, KeyInfo); _s4(o, Object)
+    return o
+
+
 def _e_Signature(o, a):
     s = 0
     v = o.Id
@@ -416,21 +421,27 @@ def _e_Signature(o, a):
 
 def _d_Signature(D, L, p):
     try:
-        p += 2; ev = _D_Signature_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_Signature_0[_x & 3]
         if ev == 1:
             f_Id, p = _r_str(D, L, p, 0, None)
-            p += 1; ev = _D_Signature_1[(D >> (L - p)) & 1]
+            ev = 2
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Id = None
         if ev != 2: raise _bad_event(ev, p)
         f_SignedInfo, p = _d_SignedInfo(D, L, p)
-        p += 1; ev = _D_Signature_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_SignatureValue, p = _d_SignatureValue(D, L, p)
-        p += 2; ev = _D_Signature_3[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_Signature_3[_x & 3]
         if ev == 4:
             f_KeyInfo, p = _d_KeyInfo(D, L, p)
-            p += 2; ev = _D_Signature_4[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Signature_4[_x & 3]
         else:
             f_KeyInfo = None
         f_Object = []
@@ -439,9 +450,10 @@ def _d_Signature(D, L, p):
             x, p = _d_Object(D, L, p)
             f_Object.append(x)
             n += 1
-            p += 2; ev = _D_Signature_5[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Signature_5[_x & 3]
         if ev != 0: raise _bad_event(ev, p)
-        return Signature(Id=f_Id, SignedInfo=f_SignedInfo, SignatureValue=f_SignatureValue, KeyInfo=f_KeyInfo, Object=f_Object), p
+        return _mk_Signature(f_Id, f_SignedInfo, f_SignatureValue, f_KeyInfo, f_Object), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Signature') from None
 
@@ -449,11 +461,14 @@ _E_Signature_2 = ((1, 2), (0, 1), None, None, None, None)
 _E_Signature_5 = (None, None, None, (1, 2), (0, 2), (0, 2))
 _E_Signature_0 = (None, None, None, (2, 2), (1, 2), (1, 2))
 _D_Signature_0 = (1, 2, -1, -2)
-_D_Signature_1 = (2, -1)
-_D_Signature_2 = (3, -1)
 _D_Signature_3 = (4, 5, 0, -1)
 _D_Signature_4 = (5, 0, -1, -2)
 _D_Signature_5 = (5, 0, -1, -2)
+
+
+def _mk_SignatureValue(Id, value, _n=object.__new__, _c=SignatureValue, _s0=SignatureValue.Id.__set__, _s1=SignatureValue.value.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, value)
+    return o
 
 
 def _e_SignatureValue(o, a):
@@ -482,10 +497,12 @@ def _e_SignatureValue(o, a):
 
 def _d_SignatureValue(D, L, p):
     try:
-        p += 2; ev = _D_SignatureValue_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_SignatureValue_0[_x & 3]
         if ev == 1:
             f_Id, p = _r_str(D, L, p, 0, None)
-            p += 1; ev = _D_SignatureValue_1[(D >> (L - p)) & 1]
+            p += 1; _x = (D >> (L - p)) & 1
+            ev = _D_SignatureValue_1[_x & 1]
         else:
             f_Id = None
         if ev == -1:  # escape: an empty value ends the element at the second level
@@ -495,9 +512,11 @@ def _d_SignatureValue(D, L, p):
         elif ev != 2: raise _bad_event(ev, p)
         else:
             f_value, p = _r_bin(D, L, p, 0, None)
-            p += 1; ev = _D_SignatureValue_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         if ev != 0: raise _bad_event(ev, p)
-        return SignatureValue(Id=f_Id, value=f_value), p
+        return _mk_SignatureValue(f_Id, f_value), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SignatureValue') from None
 
@@ -505,7 +524,11 @@ _X_SignatureValue = ((2, 2), (1, 1), (1, 1))
 _E_SignatureValue_2 = ((1, 2), (0, 1), None)
 _D_SignatureValue_0 = (1, 2, -1, -2)
 _D_SignatureValue_1 = (2, -1)
-_D_SignatureValue_2 = (0, -1)
+
+
+def _mk_SignedInfo(Id, CanonicalizationMethod, SignatureMethod, Reference, _n=object.__new__, _c=SignedInfo, _s0=SignedInfo.Id.__set__, _s1=SignedInfo.CanonicalizationMethod.__set__, _s2=SignedInfo.SignatureMethod.__set__, _s3=SignedInfo.Reference.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, CanonicalizationMethod); _s2(o, SignatureMethod); _s3(o, Reference)
+    return o
 
 
 def _e_SignedInfo(o, a):
@@ -543,37 +566,46 @@ def _e_SignedInfo(o, a):
 
 def _d_SignedInfo(D, L, p):
     try:
-        p += 2; ev = _D_SignedInfo_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_SignedInfo_0[_x & 3]
         if ev == 1:
             f_Id, p = _r_str(D, L, p, 0, None)
-            p += 1; ev = _D_SignedInfo_1[(D >> (L - p)) & 1]
+            ev = 2
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Id = None
         if ev != 2: raise _bad_event(ev, p)
         f_CanonicalizationMethod, p = _d_CanonicalizationMethod(D, L, p)
-        p += 1; ev = _D_SignedInfo_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_SignatureMethod, p = _d_SignatureMethod(D, L, p)
-        p += 1; ev = _D_SignedInfo_3[(D >> (L - p)) & 1]
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Reference = []
         n = 0
         while ev == 4:
             x, p = _d_Reference(D, L, p)
             f_Reference.append(x)
             n += 1
-            p += 2; ev = _D_SignedInfo_4[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_SignedInfo_4[_x & 3]
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return SignedInfo(Id=f_Id, CanonicalizationMethod=f_CanonicalizationMethod, SignatureMethod=f_SignatureMethod, Reference=f_Reference), p
+        return _mk_SignedInfo(f_Id, f_CanonicalizationMethod, f_SignatureMethod, f_Reference), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SignedInfo') from None
 
 _E_SignedInfo_2 = ((1, 2), (0, 1), None, None, None)
 _D_SignedInfo_0 = (1, 2, -1, -2)
-_D_SignedInfo_1 = (2, -1)
-_D_SignedInfo_2 = (3, -1)
-_D_SignedInfo_3 = (4, -1)
 _D_SignedInfo_4 = (4, 0, -1, -2)
+
+
+def _mk_CanonicalizationMethod(Algorithm, _n=object.__new__, _c=CanonicalizationMethod, _s0=CanonicalizationMethod.Algorithm.__set__):
+    o = _n(_c); _s0(o, Algorithm)
+    return o
 
 
 def _e_CanonicalizationMethod(o, a):
@@ -587,17 +619,23 @@ def _e_CanonicalizationMethod(o, a):
 
 def _d_CanonicalizationMethod(D, L, p):
     try:
-        p += 1; ev = _D_CanonicalizationMethod_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Algorithm, p = _r_str(D, L, p, 0, None)
-        p += 2; ev = _D_CanonicalizationMethod_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_CanonicalizationMethod_1[_x & 3]
         if ev != 0: raise _bad_event(ev, p)
-        return CanonicalizationMethod(Algorithm=f_Algorithm), p
+        return _mk_CanonicalizationMethod(f_Algorithm), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CanonicalizationMethod') from None
 
-_D_CanonicalizationMethod_0 = (1, -1)
 _D_CanonicalizationMethod_1 = (-1, 0, -1, -1)
+
+
+def _mk_SignatureMethod(Algorithm, HMACOutputLength, _n=object.__new__, _c=SignatureMethod, _s0=SignatureMethod.Algorithm.__set__, _s1=SignatureMethod.HMACOutputLength.__set__):
+    o = _n(_c); _s0(o, Algorithm); _s1(o, HMACOutputLength)
+    return o
 
 
 def _e_SignatureMethod(o, a):
@@ -623,30 +661,37 @@ def _e_SignatureMethod(o, a):
 
 def _d_SignatureMethod(D, L, p):
     try:
-        p += 1; ev = _D_SignatureMethod_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Algorithm, p = _r_str(D, L, p, 0, None)
-        p += 3; ev = _D_SignatureMethod_1[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_SignatureMethod_1[_x & 7]
         f_HMACOutputLength = []
         n = 0
         while ev == 2:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_HMACOutputLength.append(x)
             n += 1
-            p += 2; ev = _D_SignatureMethod_2[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_SignatureMethod_2[_x & 3]
         if ev != 0: raise _bad_event(ev, p)
-        return SignatureMethod(Algorithm=f_Algorithm, HMACOutputLength=f_HMACOutputLength), p
+        return _mk_SignatureMethod(f_Algorithm, f_HMACOutputLength), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SignatureMethod') from None
 
 _E_SignatureMethod_0 = (None, (2, 3), (1, 2), (1, 2))
-_D_SignatureMethod_0 = (1, -1)
 _D_SignatureMethod_1 = (2, -1, 0, -1, -1, -2, -2, -2)
 _D_SignatureMethod_2 = (-1, 0, -1, -1)
+
+
+def _mk_Reference(Id, Type, URI, Transforms, DigestMethod, DigestValue, _n=object.__new__, _c=Reference, _s0=Reference.Id.__set__, _s1=Reference.Type.__set__, _s2=Reference.URI.__set__, _s3=Reference.Transforms.__set__, _s4=Reference.DigestMethod.__set__, _s5=Reference.DigestValue.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, Type); _s2(o, URI); _s3(o, Transforms); _s4(o, DigestMethod); _s5(o, DigestValue)
+    return o
 
 
 def _e_Reference(o, a):
@@ -700,31 +745,38 @@ def _e_Reference(o, a):
 
 def _d_Reference(D, L, p):
     try:
-        p += 3; ev = _D_Reference_0[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_Reference_0[_x & 7]
         if ev == 1:
             f_Id, p = _r_str(D, L, p, 0, None)
-            p += 3; ev = _D_Reference_1[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Reference_1[_x & 7]
         else:
             f_Id = None
         if ev == 2:
             f_Type, p = _r_str(D, L, p, 0, None)
-            p += 2; ev = _D_Reference_2[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Reference_2[_x & 3]
         else:
             f_Type = None
         if ev == 3:
             f_URI, p = _r_str(D, L, p, 0, None)
-            p += 2; ev = _D_Reference_3[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Reference_3[_x & 3]
         else:
             f_URI = None
         if ev == 4:
             f_Transforms, p = _d_Transforms(D, L, p)
-            p += 1; ev = _D_Reference_4[(D >> (L - p)) & 1]
+            ev = 5
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Transforms = None
         if ev != 5: raise _bad_event(ev, p)
         f_DigestMethod, p = _d_DigestMethod(D, L, p)
-        p += 1; ev = _D_Reference_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
+        ev = 6
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -732,11 +784,12 @@ def _d_Reference(D, L, p):
             f_DigestValue = b''
         else:
             f_DigestValue, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_Reference_6[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return Reference(Id=f_Id, Type=f_Type, URI=f_URI, Transforms=f_Transforms, DigestMethod=f_DigestMethod, DigestValue=f_DigestValue), p
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_Reference(f_Id, f_Type, f_URI, f_Transforms, f_DigestMethod, f_DigestValue), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Reference') from None
 
@@ -748,9 +801,11 @@ _D_Reference_0 = (1, 2, 3, 4, 5, -1, -2, -2)
 _D_Reference_1 = (2, 3, 4, 5, -1, -2, -2, -2)
 _D_Reference_2 = (3, 4, 5, -1)
 _D_Reference_3 = (4, 5, -1, -2)
-_D_Reference_4 = (5, -1)
-_D_Reference_5 = (6, -1)
-_D_Reference_6 = (0, -1)
+
+
+def _mk_Transforms(Transform, _n=object.__new__, _c=Transforms, _s0=Transforms.Transform.__set__):
+    o = _n(_c); _s0(o, Transform)
+    return o
 
 
 def _e_Transforms(o, a):
@@ -769,22 +824,29 @@ def _e_Transforms(o, a):
 
 def _d_Transforms(D, L, p):
     try:
-        p += 1; ev = _D_Transforms_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Transform = []
         n = 0
         while ev == 1:
             x, p = _d_Transform(D, L, p)
             f_Transform.append(x)
             n += 1
-            p += 2; ev = _D_Transforms_1[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Transforms_1[_x & 3]
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return Transforms(Transform=f_Transform), p
+        return _mk_Transforms(f_Transform), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Transforms') from None
 
-_D_Transforms_0 = (1, -1)
 _D_Transforms_1 = (1, 0, -1, -2)
+
+
+def _mk_Transform(Algorithm, XPath, _n=object.__new__, _c=Transform, _s0=Transform.Algorithm.__set__, _s1=Transform.XPath.__set__):
+    o = _n(_c); _s0(o, Algorithm); _s1(o, XPath)
+    return o
 
 
 def _e_Transform(o, a):
@@ -816,10 +878,12 @@ def _e_Transform(o, a):
 
 def _d_Transform(D, L, p):
     try:
-        p += 1; ev = _D_Transform_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Algorithm, p = _r_str(D, L, p, 0, None)
-        p += 3; ev = _D_Transform_1[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_Transform_1[_x & 7]
         f_XPath = []
         n = 0
         while ev == 2:
@@ -830,19 +894,24 @@ def _d_Transform(D, L, p):
                 x = ''
             else:
                 x, p = _r_str(D, L, p, 0, None)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             f_XPath.append(x)
             n += 1
-            p += 3; ev = _D_Transform_2[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Transform_2[_x & 7]
         if ev != 0: raise _bad_event(ev, p)
-        return Transform(Algorithm=f_Algorithm, XPath=f_XPath), p
+        return _mk_Transform(f_Algorithm, f_XPath), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Transform') from None
 
-_D_Transform_0 = (1, -1)
 _D_Transform_1 = (2, -1, 0, -1, -1, -2, -2, -2)
 _D_Transform_2 = (2, -1, 0, -1, -1, -2, -2, -2)
+
+
+def _mk_DigestMethod(Algorithm, _n=object.__new__, _c=DigestMethod, _s0=DigestMethod.Algorithm.__set__):
+    o = _n(_c); _s0(o, Algorithm)
+    return o
 
 
 def _e_DigestMethod(o, a):
@@ -856,17 +925,23 @@ def _e_DigestMethod(o, a):
 
 def _d_DigestMethod(D, L, p):
     try:
-        p += 1; ev = _D_DigestMethod_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Algorithm, p = _r_str(D, L, p, 0, None)
-        p += 2; ev = _D_DigestMethod_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_DigestMethod_1[_x & 3]
         if ev != 0: raise _bad_event(ev, p)
-        return DigestMethod(Algorithm=f_Algorithm), p
+        return _mk_DigestMethod(f_Algorithm), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DigestMethod') from None
 
-_D_DigestMethod_0 = (1, -1)
 _D_DigestMethod_1 = (-1, 0, -1, -1)
+
+
+def _mk_KeyInfo(Id, KeyName, KeyValue, RetrievalMethod, X509Data, PGPData, SPKIData, MgmtData, _n=object.__new__, _c=KeyInfo, _s0=KeyInfo.Id.__set__, _s1=KeyInfo.KeyName.__set__, _s2=KeyInfo.KeyValue.__set__, _s3=KeyInfo.RetrievalMethod.__set__, _s4=KeyInfo.X509Data.__set__, _s5=KeyInfo.PGPData.__set__, _s6=KeyInfo.SPKIData.__set__, _s7=KeyInfo.MgmtData.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, KeyName); _s2(o, KeyValue); _s3(o, RetrievalMethod); _s4(o, X509Data); _s5(o, PGPData); _s6(o, SPKIData); _s7(o, MgmtData)
+    return o
 
 
 def _e_KeyInfo(o, a):
@@ -945,10 +1020,12 @@ def _e_KeyInfo(o, a):
 
 def _d_KeyInfo(D, L, p):
     try:
-        p += 4; ev = _D_KeyInfo_0[(D >> (L - p)) & 15]
+        p += 4; _x = (D >> (L - p)) & 15
+        ev = _D_KeyInfo_0[_x & 15]
         if ev == 1:
             f_Id, p = _r_str(D, L, p, 0, None)
-            p += 4; ev = _D_KeyInfo_1[(D >> (L - p)) & 15]
+            p += 4; _x = (D >> (L - p)) & 15
+            ev = _D_KeyInfo_1[_x & 15]
         else:
             f_Id = None
         f_KeyName = []
@@ -968,8 +1045,8 @@ def _d_KeyInfo(D, L, p):
                     x = ''
                 else:
                     x, p = _r_str(D, L, p, 0, None)
-                    p += 1
-                    if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                    p += 1; _x = (D >> (L - p)) & 1
+                    if _x & 1: raise _bad_event(-1, p)
                 f_KeyName.append(x)
             elif ev == 3:
                 x, p = _d_KeyValue(D, L, p)
@@ -994,14 +1071,15 @@ def _d_KeyInfo(D, L, p):
                     x = ''
                 else:
                     x, p = _r_str(D, L, p, 0, None)
-                    p += 1
-                    if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                    p += 1; _x = (D >> (L - p)) & 1
+                    if _x & 1: raise _bad_event(-1, p)
                 f_MgmtData.append(x)
             n += 1
-            p += 4; ev = _D_KeyInfo_2[(D >> (L - p)) & 15]
+            p += 4; _x = (D >> (L - p)) & 15
+            ev = _D_KeyInfo_2[_x & 15]
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return KeyInfo(Id=f_Id, KeyName=f_KeyName, KeyValue=f_KeyValue, RetrievalMethod=f_RetrievalMethod, X509Data=f_X509Data, PGPData=f_PGPData, SPKIData=f_SPKIData, MgmtData=f_MgmtData), p
+        return _mk_KeyInfo(f_Id, f_KeyName, f_KeyValue, f_RetrievalMethod, f_X509Data, f_PGPData, f_SPKIData, f_MgmtData), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'KeyInfo') from None
 
@@ -1019,6 +1097,11 @@ def _cat_KeyInfo_1(n):
 _D_KeyInfo_0 = (1, 2, 3, 4, 5, 6, 7, 8, -1, -1, -1, -2, -2, -2, -2, -2)
 _D_KeyInfo_1 = (2, 3, 4, 5, 6, 7, 8, -1, -1, -1, -2, -2, -2, -2, -2, -2)
 _D_KeyInfo_2 = (2, 3, 4, 5, 6, 7, 8, -1, 0, -1, -1, -2, -2, -2, -2, -2)
+
+
+def _mk_KeyValue(DSAKeyValue, RSAKeyValue, _n=object.__new__, _c=KeyValue, _s0=KeyValue.DSAKeyValue.__set__, _s1=KeyValue.RSAKeyValue.__set__):
+    o = _n(_c); _s0(o, DSAKeyValue); _s1(o, RSAKeyValue)
+    return o
 
 
 def _e_KeyValue(o, a):
@@ -1047,7 +1130,8 @@ def _e_KeyValue(o, a):
 
 def _d_KeyValue(D, L, p):
     try:
-        p += 3; ev = _D_KeyValue_0[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_KeyValue_0[_x & 7]
         f_DSAKeyValue = []
         f_RSAKeyValue = []
         n = 0
@@ -1059,10 +1143,11 @@ def _d_KeyValue(D, L, p):
                 x, p = _d_RSAKeyValue(D, L, p)
                 f_RSAKeyValue.append(x)
             n += 1
-            p += 2; ev = _D_KeyValue_1[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_KeyValue_1[_x & 3]
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return KeyValue(DSAKeyValue=f_DSAKeyValue, RSAKeyValue=f_RSAKeyValue), p
+        return _mk_KeyValue(f_DSAKeyValue, f_RSAKeyValue), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'KeyValue') from None
 
@@ -1074,6 +1159,11 @@ def _cat_KeyValue_0(n):
     return 1
 _D_KeyValue_0 = (1, 2, -1, -1, -1, -2, -2, -2)
 _D_KeyValue_1 = (0, -1, -1, -2)
+
+
+def _mk_RetrievalMethod(Type, URI, Transforms, _n=object.__new__, _c=RetrievalMethod, _s0=RetrievalMethod.Type.__set__, _s1=RetrievalMethod.URI.__set__, _s2=RetrievalMethod.Transforms.__set__):
+    o = _n(_c); _s0(o, Type); _s1(o, URI); _s2(o, Transforms)
+    return o
 
 
 def _e_RetrievalMethod(o, a):
@@ -1105,24 +1195,29 @@ def _e_RetrievalMethod(o, a):
 
 def _d_RetrievalMethod(D, L, p):
     try:
-        p += 3; ev = _D_RetrievalMethod_0[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_RetrievalMethod_0[_x & 7]
         if ev == 1:
             f_Type, p = _r_str(D, L, p, 0, None)
-            p += 2; ev = _D_RetrievalMethod_1[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_RetrievalMethod_1[_x & 3]
         else:
             f_Type = None
         if ev == 2:
             f_URI, p = _r_str(D, L, p, 0, None)
-            p += 2; ev = _D_RetrievalMethod_2[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_RetrievalMethod_2[_x & 3]
         else:
             f_URI = None
         if ev == 3:
             f_Transforms, p = _d_Transforms(D, L, p)
-            p += 1; ev = _D_RetrievalMethod_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Transforms = None
         if ev != 0: raise _bad_event(ev, p)
-        return RetrievalMethod(Type=f_Type, URI=f_URI, Transforms=f_Transforms), p
+        return _mk_RetrievalMethod(f_Type, f_URI, f_Transforms), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'RetrievalMethod') from None
 
@@ -1132,7 +1227,11 @@ _E_RetrievalMethod_0 = ((3, 3), (2, 2), (1, 2), (0, 1))
 _D_RetrievalMethod_0 = (1, 2, 3, 0, -1, -2, -2, -2)
 _D_RetrievalMethod_1 = (2, 3, 0, -1)
 _D_RetrievalMethod_2 = (3, 0, -1, -2)
-_D_RetrievalMethod_3 = (0, -1)
+
+
+def _mk_X509Data(X509IssuerSerial, X509SKI, X509SubjectName, X509Certificate, X509CRL, _n=object.__new__, _c=X509Data, _s0=X509Data.X509IssuerSerial.__set__, _s1=X509Data.X509SKI.__set__, _s2=X509Data.X509SubjectName.__set__, _s3=X509Data.X509Certificate.__set__, _s4=X509Data.X509CRL.__set__):
+    o = _n(_c); _s0(o, X509IssuerSerial); _s1(o, X509SKI); _s2(o, X509SubjectName); _s3(o, X509Certificate); _s4(o, X509CRL)
+    return o
 
 
 def _e_X509Data(o, a):
@@ -1192,7 +1291,8 @@ def _e_X509Data(o, a):
 
 def _d_X509Data(D, L, p):
     try:
-        p += 3; ev = _D_X509Data_0[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_X509Data_0[_x & 7]
         f_X509IssuerSerial = []
         f_X509SKI = []
         f_X509SubjectName = []
@@ -1211,8 +1311,8 @@ def _d_X509Data(D, L, p):
                     x = b''
                 else:
                     x, p = _r_bin(D, L, p, 0, None)
-                    p += 1
-                    if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                    p += 1; _x = (D >> (L - p)) & 1
+                    if _x & 1: raise _bad_event(-1, p)
                 f_X509SKI.append(x)
             elif ev == 3:
                 p += 1
@@ -1222,8 +1322,8 @@ def _d_X509Data(D, L, p):
                     x = ''
                 else:
                     x, p = _r_str(D, L, p, 0, None)
-                    p += 1
-                    if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                    p += 1; _x = (D >> (L - p)) & 1
+                    if _x & 1: raise _bad_event(-1, p)
                 f_X509SubjectName.append(x)
             elif ev == 4:
                 p += 1
@@ -1233,8 +1333,8 @@ def _d_X509Data(D, L, p):
                     x = b''
                 else:
                     x, p = _r_bin(D, L, p, 0, None)
-                    p += 1
-                    if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                    p += 1; _x = (D >> (L - p)) & 1
+                    if _x & 1: raise _bad_event(-1, p)
                 f_X509Certificate.append(x)
             elif ev == 5:
                 p += 1
@@ -1244,14 +1344,15 @@ def _d_X509Data(D, L, p):
                     x = b''
                 else:
                     x, p = _r_bin(D, L, p, 0, None)
-                    p += 1
-                    if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                    p += 1; _x = (D >> (L - p)) & 1
+                    if _x & 1: raise _bad_event(-1, p)
                 f_X509CRL.append(x)
             n += 1
-            p += 3; ev = _D_X509Data_1[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_X509Data_1[_x & 7]
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return X509Data(X509IssuerSerial=f_X509IssuerSerial, X509SKI=f_X509SKI, X509SubjectName=f_X509SubjectName, X509Certificate=f_X509Certificate, X509CRL=f_X509CRL), p
+        return _mk_X509Data(f_X509IssuerSerial, f_X509SKI, f_X509SubjectName, f_X509Certificate, f_X509CRL), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'X509Data') from None
 
@@ -1260,6 +1361,11 @@ def _cat_X509Data_0(n):
     return 1
 _D_X509Data_0 = (1, 2, 3, 4, 5, -1, -1, -2)
 _D_X509Data_1 = (1, 2, 3, 4, 5, -1, 0, -1)
+
+
+def _mk_X509IssuerSerial(X509IssuerName, X509SerialNumber, _n=object.__new__, _c=X509IssuerSerial, _s0=X509IssuerSerial.X509IssuerName.__set__, _s1=X509IssuerSerial.X509SerialNumber.__set__):
+    o = _n(_c); _s0(o, X509IssuerName); _s1(o, X509SerialNumber)
+    return o
 
 
 def _e_X509IssuerSerial(o, a):
@@ -1283,8 +1389,9 @@ def _e_X509IssuerSerial(o, a):
 
 def _d_X509IssuerSerial(D, L, p):
     try:
-        p += 1; ev = _D_X509IssuerSerial_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -1292,24 +1399,23 @@ def _d_X509IssuerSerial(D, L, p):
             f_X509IssuerName = ''
         else:
             f_X509IssuerName, p = _r_str(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_X509IssuerSerial_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_X509SerialNumber, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_X509IssuerSerial_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return X509IssuerSerial(X509IssuerName=f_X509IssuerName, X509SerialNumber=f_X509SerialNumber), p
+        ev = 0
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
+        return _mk_X509IssuerSerial(f_X509IssuerName, f_X509SerialNumber), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'X509IssuerSerial') from None
 
-_D_X509IssuerSerial_0 = (1, -1)
-_D_X509IssuerSerial_1 = (2, -1)
-_D_X509IssuerSerial_2 = (0, -1)
+
+def _mk_PGPData(PGPKeyID, PGPKeyPacket, _n=object.__new__, _c=PGPData, _s0=PGPData.PGPKeyID.__set__, _s1=PGPData.PGPKeyPacket.__set__):
+    o = _n(_c); _s0(o, PGPKeyID); _s1(o, PGPKeyPacket)
+    return o
 
 
 def _e_PGPData(o, a):
@@ -1361,8 +1467,8 @@ def _d_PGPData(D, L, p):
                     f_PGPKeyID = b''
                 else:
                     f_PGPKeyID, p = _r_bin(D, L, p, 0, None)
-                    p += 1
-                    if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                    p += 1; _x = (D >> (L - p)) & 1
+                    if _x & 1: raise _bad_event(-1, p)
             elif ev == 2:
                 p += 1
                 if (D >> (L - p)) & 1:
@@ -1371,16 +1477,21 @@ def _d_PGPData(D, L, p):
                     f_PGPKeyPacket = b''
                 else:
                     f_PGPKeyPacket, p = _r_bin(D, L, p, 0, None)
-                    p += 1
-                    if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                    p += 1; _x = (D >> (L - p)) & 1
+                    if _x & 1: raise _bad_event(-1, p)
             else:
                 raise _bad_event(ev, p)
-        return PGPData(PGPKeyID=f_PGPKeyID, PGPKeyPacket=f_PGPKeyPacket), p
+        return _mk_PGPData(f_PGPKeyID, f_PGPKeyPacket), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PGPData') from None
 
 _G_PGPData_E = ({1: (0, 2, 1), 2: (1, 2, 2)}, {2: (0, 2, 3), 0: (2, 2, -1)}, {0: (1, 2, -1)}, {0: (1, 2, -1)}, {0: (1, 2, -1)}, {0: (1, 2, -1)})
 _G_PGPData_D = ((2, ((1, 1), (2, 2), (-1, -1), (-2, -1))), (2, ((2, 3), (-1, 4), (0, -1), (-1, -1))), (2, ((-1, 5), (0, -1), (-1, -1), (-2, -1))), (2, ((-1, 4), (0, -1), (-1, -1), (-2, -1))), (2, ((-1, 4), (0, -1), (-1, -1), (-2, -1))), (2, ((-1, 5), (0, -1), (-1, -1), (-2, -1))))
+
+
+def _mk_SPKIData(SPKISexp, _n=object.__new__, _c=SPKIData, _s0=SPKIData.SPKISexp.__set__):
+    o = _n(_c); _s0(o, SPKISexp)
+    return o
 
 
 def _e_SPKIData(o, a):
@@ -1418,17 +1529,22 @@ def _d_SPKIData(D, L, p):
                     x = b''
                 else:
                     x, p = _r_bin(D, L, p, 0, None)
-                    p += 1
-                    if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                    p += 1; _x = (D >> (L - p)) & 1
+                    if _x & 1: raise _bad_event(-1, p)
                 f_SPKISexp.append(x)
             else:
                 raise _bad_event(ev, p)
-        return SPKIData(SPKISexp=f_SPKISexp), p
+        return _mk_SPKIData(f_SPKISexp), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SPKIData') from None
 
 _G_SPKIData_E = ({1: (0, 1, 1)}, {1: (0, 2, 3), 0: (2, 2, -1)}, {1: (0, 2, 3), 0: (1, 2, -1)}, {1: (0, 2, 3), 0: (2, 2, -1)}, {1: (0, 2, 3), 0: (1, 2, -1)})
 _G_SPKIData_D = ((1, ((1, 1), (-1, -1))), (2, ((1, 3), (-1, 2), (0, -1), (-1, -1))), (2, ((1, 3), (0, -1), (-1, -1), (-2, -1))), (2, ((1, 3), (-1, 4), (0, -1), (-1, -1))), (2, ((1, 3), (0, -1), (-1, -1), (-2, -1))))
+
+
+def _mk_Object(Encoding, Id, MimeType, _n=object.__new__, _c=Object, _s0=Object.Encoding.__set__, _s1=Object.Id.__set__, _s2=Object.MimeType.__set__):
+    o = _n(_c); _s0(o, Encoding); _s1(o, Id); _s2(o, MimeType)
+    return o
 
 
 def _e_Object(o, a):
@@ -1460,24 +1576,28 @@ def _e_Object(o, a):
 
 def _d_Object(D, L, p):
     try:
-        p += 3; ev = _D_Object_0[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_Object_0[_x & 7]
         if ev == 1:
             f_Encoding, p = _r_str(D, L, p, 0, None)
-            p += 3; ev = _D_Object_1[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Object_1[_x & 7]
         else:
             f_Encoding = None
         if ev == 2:
             f_Id, p = _r_str(D, L, p, 0, None)
-            p += 3; ev = _D_Object_2[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Object_2[_x & 7]
         else:
             f_Id = None
         if ev == 3:
             f_MimeType, p = _r_str(D, L, p, 0, None)
-            p += 2; ev = _D_Object_3[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Object_3[_x & 3]
         else:
             f_MimeType = None
         if ev != 0: raise _bad_event(ev, p)
-        return Object(Encoding=f_Encoding, Id=f_Id, MimeType=f_MimeType), p
+        return _mk_Object(f_Encoding, f_Id, f_MimeType), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Object') from None
 
@@ -1488,6 +1608,11 @@ _D_Object_0 = (1, 2, 3, -1, 0, -1, -1, -2)
 _D_Object_1 = (2, 3, -1, 0, -1, -1, -2, -2)
 _D_Object_2 = (3, -1, 0, -1, -1, -2, -2, -2)
 _D_Object_3 = (-1, 0, -1, -1)
+
+
+def _mk_Manifest(Id, Reference, _n=object.__new__, _c=Manifest, _s0=Manifest.Id.__set__, _s1=Manifest.Reference.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, Reference)
+    return o
 
 
 def _e_Manifest(o, a):
@@ -1515,10 +1640,13 @@ def _e_Manifest(o, a):
 
 def _d_Manifest(D, L, p):
     try:
-        p += 2; ev = _D_Manifest_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_Manifest_0[_x & 3]
         if ev == 1:
             f_Id, p = _r_str(D, L, p, 0, None)
-            p += 1; ev = _D_Manifest_1[(D >> (L - p)) & 1]
+            ev = 2
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Id = None
         f_Reference = []
@@ -1527,17 +1655,22 @@ def _d_Manifest(D, L, p):
             x, p = _d_Reference(D, L, p)
             f_Reference.append(x)
             n += 1
-            p += 2; ev = _D_Manifest_2[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Manifest_2[_x & 3]
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return Manifest(Id=f_Id, Reference=f_Reference), p
+        return _mk_Manifest(f_Id, f_Reference), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Manifest') from None
 
 _E_Manifest_2 = ((1, 2), (0, 1), (0, 2))
 _D_Manifest_0 = (1, 2, -1, -2)
-_D_Manifest_1 = (2, -1)
 _D_Manifest_2 = (2, 0, -1, -2)
+
+
+def _mk_SignatureProperties(Id, SignatureProperty, _n=object.__new__, _c=SignatureProperties, _s0=SignatureProperties.Id.__set__, _s1=SignatureProperties.SignatureProperty.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, SignatureProperty)
+    return o
 
 
 def _e_SignatureProperties(o, a):
@@ -1565,10 +1698,13 @@ def _e_SignatureProperties(o, a):
 
 def _d_SignatureProperties(D, L, p):
     try:
-        p += 2; ev = _D_SignatureProperties_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_SignatureProperties_0[_x & 3]
         if ev == 1:
             f_Id, p = _r_str(D, L, p, 0, None)
-            p += 1; ev = _D_SignatureProperties_1[(D >> (L - p)) & 1]
+            ev = 2
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Id = None
         f_SignatureProperty = []
@@ -1577,17 +1713,22 @@ def _d_SignatureProperties(D, L, p):
             x, p = _d_SignatureProperty(D, L, p)
             f_SignatureProperty.append(x)
             n += 1
-            p += 2; ev = _D_SignatureProperties_2[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_SignatureProperties_2[_x & 3]
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return SignatureProperties(Id=f_Id, SignatureProperty=f_SignatureProperty), p
+        return _mk_SignatureProperties(f_Id, f_SignatureProperty), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SignatureProperties') from None
 
 _E_SignatureProperties_2 = ((1, 2), (0, 1), (0, 2))
 _D_SignatureProperties_0 = (1, 2, -1, -2)
-_D_SignatureProperties_1 = (2, -1)
 _D_SignatureProperties_2 = (2, 0, -1, -2)
+
+
+def _mk_SignatureProperty(Id, Target, _n=object.__new__, _c=SignatureProperty, _s0=SignatureProperty.Id.__set__, _s1=SignatureProperty.Target.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, Target)
+    return o
 
 
 def _e_SignatureProperty(o, a):
@@ -1611,24 +1752,32 @@ def _e_SignatureProperty(o, a):
 
 def _d_SignatureProperty(D, L, p):
     try:
-        p += 2; ev = _D_SignatureProperty_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_SignatureProperty_0[_x & 3]
         if ev == 1:
             f_Id, p = _r_str(D, L, p, 0, None)
-            p += 1; ev = _D_SignatureProperty_1[(D >> (L - p)) & 1]
+            ev = 2
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Id = None
         if ev != 2: raise _bad_event(ev, p)
         f_Target, p = _r_str(D, L, p, 0, None)
-        p += 2; ev = _D_SignatureProperty_2[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_SignatureProperty_2[_x & 3]
         if ev != 0: raise _bad_event(ev, p)
-        return SignatureProperty(Id=f_Id, Target=f_Target), p
+        return _mk_SignatureProperty(f_Id, f_Target), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SignatureProperty') from None
 
 _E_SignatureProperty_2 = ((1, 2), (0, 1), None, None)
 _D_SignatureProperty_0 = (1, 2, -1, -2)
-_D_SignatureProperty_1 = (2, -1)
 _D_SignatureProperty_2 = (-1, -1, -1, -2)
+
+
+def _mk_DSAKeyValue(P, Q, G, Y, J, Seed, PgenCounter, _n=object.__new__, _c=DSAKeyValue, _s0=DSAKeyValue.P.__set__, _s1=DSAKeyValue.Q.__set__, _s2=DSAKeyValue.G.__set__, _s3=DSAKeyValue.Y.__set__, _s4=DSAKeyValue.J.__set__, _s5=DSAKeyValue.Seed.__set__, _s6=DSAKeyValue.PgenCounter.__set__):
+    o = _n(_c); _s0(o, P); _s1(o, Q); _s2(o, G); _s3(o, Y); _s4(o, J); _s5(o, Seed); _s6(o, PgenCounter)
+    return o
 
 
 def _e_DSAKeyValue(o, a):
@@ -1745,8 +1894,8 @@ def _d_DSAKeyValue(D, L, p):
                     f_P = b''
                 else:
                     f_P, p = _r_bin(D, L, p, 0, None)
-                    p += 1
-                    if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                    p += 1; _x = (D >> (L - p)) & 1
+                    if _x & 1: raise _bad_event(-1, p)
             elif ev == 2:
                 p += 1
                 if (D >> (L - p)) & 1:
@@ -1755,8 +1904,8 @@ def _d_DSAKeyValue(D, L, p):
                     f_Q = b''
                 else:
                     f_Q, p = _r_bin(D, L, p, 0, None)
-                    p += 1
-                    if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                    p += 1; _x = (D >> (L - p)) & 1
+                    if _x & 1: raise _bad_event(-1, p)
             elif ev == 3:
                 p += 1
                 if (D >> (L - p)) & 1:
@@ -1765,8 +1914,8 @@ def _d_DSAKeyValue(D, L, p):
                     f_G = b''
                 else:
                     f_G, p = _r_bin(D, L, p, 0, None)
-                    p += 1
-                    if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                    p += 1; _x = (D >> (L - p)) & 1
+                    if _x & 1: raise _bad_event(-1, p)
             elif ev == 4:
                 p += 1
                 if (D >> (L - p)) & 1:
@@ -1775,8 +1924,8 @@ def _d_DSAKeyValue(D, L, p):
                     f_Y = b''
                 else:
                     f_Y, p = _r_bin(D, L, p, 0, None)
-                    p += 1
-                    if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                    p += 1; _x = (D >> (L - p)) & 1
+                    if _x & 1: raise _bad_event(-1, p)
             elif ev == 5:
                 p += 1
                 if (D >> (L - p)) & 1:
@@ -1785,8 +1934,8 @@ def _d_DSAKeyValue(D, L, p):
                     f_J = b''
                 else:
                     f_J, p = _r_bin(D, L, p, 0, None)
-                    p += 1
-                    if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                    p += 1; _x = (D >> (L - p)) & 1
+                    if _x & 1: raise _bad_event(-1, p)
             elif ev == 6:
                 p += 1
                 if (D >> (L - p)) & 1:
@@ -1795,8 +1944,8 @@ def _d_DSAKeyValue(D, L, p):
                     f_Seed = b''
                 else:
                     f_Seed, p = _r_bin(D, L, p, 0, None)
-                    p += 1
-                    if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                    p += 1; _x = (D >> (L - p)) & 1
+                    if _x & 1: raise _bad_event(-1, p)
             elif ev == 7:
                 p += 1
                 if (D >> (L - p)) & 1:
@@ -1805,16 +1954,21 @@ def _d_DSAKeyValue(D, L, p):
                     f_PgenCounter = b''
                 else:
                     f_PgenCounter, p = _r_bin(D, L, p, 0, None)
-                    p += 1
-                    if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                    p += 1; _x = (D >> (L - p)) & 1
+                    if _x & 1: raise _bad_event(-1, p)
             else:
                 raise _bad_event(ev, p)
-        return DSAKeyValue(P=f_P, Q=f_Q, G=f_G, Y=f_Y, J=f_J, Seed=f_Seed, PgenCounter=f_PgenCounter), p
+        return _mk_DSAKeyValue(f_P, f_Q, f_G, f_Y, f_J, f_Seed, f_PgenCounter), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DSAKeyValue') from None
 
 _G_DSAKeyValue_E = ({1: (0, 2, 1), 3: (1, 2, 2), 4: (2, 2, 3)}, {2: (0, 1, 4)}, {4: (0, 1, 3)}, {5: (0, 2, 6), 6: (1, 2, 5), 0: (2, 2, -1)}, {3: (0, 2, 2), 4: (1, 2, 3)}, {7: (0, 1, 7)}, {6: (0, 2, 5), 0: (1, 2, -1)}, {0: (0, 1, -1)})
 _G_DSAKeyValue_D = ((2, ((1, 1), (3, 2), (4, 3), (-1, -1))), (1, ((2, 4), (-1, -1))), (1, ((4, 3), (-1, -1))), (2, ((5, 6), (6, 5), (0, -1), (-1, -1))), (2, ((3, 2), (4, 3), (-1, -1), (-2, -1))), (1, ((7, 7), (-1, -1))), (2, ((6, 5), (0, -1), (-1, -1), (-2, -1))), (1, ((0, -1), (-1, -1))))
+
+
+def _mk_RSAKeyValue(Modulus, Exponent, _n=object.__new__, _c=RSAKeyValue, _s0=RSAKeyValue.Modulus.__set__, _s1=RSAKeyValue.Exponent.__set__):
+    o = _n(_c); _s0(o, Modulus); _s1(o, Exponent)
+    return o
 
 
 def _e_RSAKeyValue(o, a):
@@ -1842,8 +1996,9 @@ def _e_RSAKeyValue(o, a):
 
 def _d_RSAKeyValue(D, L, p):
     try:
-        p += 1; ev = _D_RSAKeyValue_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -1851,10 +2006,11 @@ def _d_RSAKeyValue(D, L, p):
             f_Modulus = b''
         else:
             f_Modulus, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_RSAKeyValue_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -1862,14 +2018,11 @@ def _d_RSAKeyValue(D, L, p):
             f_Exponent = b''
         else:
             f_Exponent, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_RSAKeyValue_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return RSAKeyValue(Modulus=f_Modulus, Exponent=f_Exponent), p
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_RSAKeyValue(f_Modulus, f_Exponent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'RSAKeyValue') from None
-
-_D_RSAKeyValue_0 = (1, -1)
-_D_RSAKeyValue_1 = (2, -1)
-_D_RSAKeyValue_2 = (0, -1)

@@ -79,6 +79,11 @@ _EV_responseCodeType = tuple(responseCodeType)
 _EI_responseCodeType = {m.value: i for i, m in enumerate(_EV_responseCodeType)}
 
 
+def _mk_AppProtocol(ProtocolNamespace, VersionNumberMajor, VersionNumberMinor, SchemaID, Priority, _n=object.__new__, _c=AppProtocol, _s0=AppProtocol.ProtocolNamespace.__set__, _s1=AppProtocol.VersionNumberMajor.__set__, _s2=AppProtocol.VersionNumberMinor.__set__, _s3=AppProtocol.SchemaID.__set__, _s4=AppProtocol.Priority.__set__):
+    o = _n(_c); _s0(o, ProtocolNamespace); _s1(o, VersionNumberMajor); _s2(o, VersionNumberMinor); _s3(o, SchemaID); _s4(o, Priority)
+    return o
+
+
 def _e_AppProtocol(o, a):
     v = o.ProtocolNamespace
     if v is None: raise _missing('AppProtocol.ProtocolNamespace')
@@ -119,8 +124,9 @@ def _e_AppProtocol(o, a):
 
 def _d_AppProtocol(D, L, p):
     try:
-        p += 1; ev = _D_AppProtocol_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -128,51 +134,34 @@ def _d_AppProtocol(D, L, p):
             f_ProtocolNamespace = ''
         else:
             f_ProtocolNamespace, p = _r_str(D, L, p, 0, 100)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_AppProtocol_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_VersionNumberMajor, p = _r_uint(D, L, p, 32)
         if f_VersionNumberMajor > 4294967295: raise _out_of_range(f_VersionNumberMajor, 0, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_AppProtocol_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 3
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_VersionNumberMinor, p = _r_uint(D, L, p, 32)
         if f_VersionNumberMinor > 4294967295: raise _out_of_range(f_VersionNumberMinor, 0, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_AppProtocol_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; f_SchemaID = ((D >> (L - p)) & 255)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_AppProtocol_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; f_Priority = ((D >> (L - p)) & 31) + 1
+        ev = 4
+        ev = 5
+        ev = 0
+        p += 21; _x = (D >> (L - p)) & 2097151
+        if _x & 1835907: raise _bad_event(-1, p)
+        f_SchemaID = (_x >> 10) & 255
+        f_Priority = ((_x >> 2) & 31) + 1
         if f_Priority > 20: raise _out_of_range(f_Priority, 1, 20, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_AppProtocol_5[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return AppProtocol(ProtocolNamespace=f_ProtocolNamespace, VersionNumberMajor=f_VersionNumberMajor, VersionNumberMinor=f_VersionNumberMinor, SchemaID=f_SchemaID, Priority=f_Priority), p
+        return _mk_AppProtocol(f_ProtocolNamespace, f_VersionNumberMajor, f_VersionNumberMinor, f_SchemaID, f_Priority), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AppProtocol') from None
 
-_D_AppProtocol_0 = (1, -1)
-_D_AppProtocol_1 = (2, -1)
-_D_AppProtocol_2 = (3, -1)
-_D_AppProtocol_3 = (4, -1)
-_D_AppProtocol_4 = (5, -1)
-_D_AppProtocol_5 = (0, -1)
+
+def _mk_supportedAppProtocolReq(AppProtocol, _n=object.__new__, _c=supportedAppProtocolReq, _s0=supportedAppProtocolReq.AppProtocol.__set__):
+    o = _n(_c); _s0(o, AppProtocol)
+    return o
 
 
 def _e_supportedAppProtocolReq(o, a):
@@ -195,7 +184,9 @@ def _e_supportedAppProtocolReq(o, a):
 
 def _d_supportedAppProtocolReq(D, L, p):
     try:
-        p += 1; ev = _D_supportedAppProtocolReq_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_AppProtocol = []
         n = 0
         while ev == 1:
@@ -203,19 +194,25 @@ def _d_supportedAppProtocolReq(D, L, p):
             f_AppProtocol.append(x)
             n += 1
             if n < 20:
-                p += 2; ev = _D_supportedAppProtocolReq_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_supportedAppProtocolReq_1[_x & 3]
             else:
-                p += 1; ev = _D_supportedAppProtocolReq_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return supportedAppProtocolReq(AppProtocol=f_AppProtocol), p
+        return _mk_supportedAppProtocolReq(f_AppProtocol), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'supportedAppProtocolReq') from None
 
 _E_supportedAppProtocolReq_0 = (None, (1, 2), (0, 1))
-_D_supportedAppProtocolReq_0 = (1, -1)
 _D_supportedAppProtocolReq_1 = (1, 0, -1, -2)
-_D_supportedAppProtocolReq_2 = (0, -1)
+
+
+def _mk_supportedAppProtocolRes(ResponseCode, SchemaID, _n=object.__new__, _c=supportedAppProtocolRes, _s0=supportedAppProtocolRes.ResponseCode.__set__, _s1=supportedAppProtocolRes.SchemaID.__set__):
+    o = _n(_c); _s0(o, ResponseCode); _s1(o, SchemaID)
+    return o
 
 
 def _e_supportedAppProtocolRes(o, a):
@@ -241,34 +238,27 @@ def _e_supportedAppProtocolRes(o, a):
 
 def _d_supportedAppProtocolRes(D, L, p):
     try:
-        p += 1; ev = _D_supportedAppProtocolRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_supportedAppProtocolRes_1[(D >> (L - p)) & 3]
+        ev = 1
+        p += 7; _x = (D >> (L - p)) & 127
+        if _x & 100: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 3) & 3
+        if f_ResponseCode >= 3: raise _bad_enum(f_ResponseCode, 3, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        ev = _D_supportedAppProtocolRes_1[_x & 3]
         if ev == 2:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 8; f_SchemaID = ((D >> (L - p)) & 255)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_supportedAppProtocolRes_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1027: raise _bad_event(-1, p)
+            f_SchemaID = (_x >> 2) & 255
         else:
             f_SchemaID = None
         if ev != 0: raise _bad_event(ev, p)
-        return supportedAppProtocolRes(ResponseCode=f_ResponseCode, SchemaID=f_SchemaID), p
+        return _mk_supportedAppProtocolRes(f_ResponseCode, f_SchemaID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'supportedAppProtocolRes') from None
 
 _E_supportedAppProtocolRes_0 = (None, (1, 2), (0, 1))
-_D_supportedAppProtocolRes_0 = (1, -1)
 _D_supportedAppProtocolRes_1 = (2, 0, -1, -2)
-_D_supportedAppProtocolRes_2 = (0, -1)
 
 
 # --- documents and fragments ----------------------------------------------
@@ -283,12 +273,10 @@ def _es_0(v, a):
 
 def _ds_0(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; x = ((D >> (L - p)) & 31) + 1
+        p += 7; _x = (D >> (L - p)) & 127
+        if _x & 65: raise _bad_event(-1, p)
+        x = ((_x >> 1) & 31) + 1
         if x > 20: raise _out_of_range(x, 1, 20, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -313,8 +301,8 @@ def _ds_1(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, 100)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -329,13 +317,11 @@ def _es_2(v, a):
 
 def _ds_2(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        x = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = (_x >> 1) & 3
+        if x >= 3: raise _bad_enum(x, 3, p)
+        x = _EV_responseCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -351,11 +337,9 @@ def _es_3(v, a):
 
 def _ds_3(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; x = ((D >> (L - p)) & 255)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _bad_event(-1, p)
+        x = (_x >> 1) & 255
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -371,12 +355,12 @@ def _es_4(v, a):
 
 def _ds_4(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 32)
         if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None

@@ -1678,6 +1678,11 @@ _EV_costKindType = tuple(costKindType)
 _EI_costKindType = {m.value: i for i, m in enumerate(_EV_costKindType)}
 
 
+def _mk_MessageHeader(SessionID, Notification, Signature, _n=object.__new__, _c=MessageHeader, _s0=MessageHeader.SessionID.__set__, _s1=MessageHeader.Notification.__set__, _s2=MessageHeader.Signature.__set__):
+    o = _n(_c); _s0(o, SessionID); _s1(o, Notification); _s2(o, Signature)
+    return o
+
+
 def _e_MessageHeader(o, a):
     s = 0
     v = o.SessionID
@@ -1710,8 +1715,9 @@ def _e_MessageHeader(o, a):
 
 def _d_MessageHeader(D, L, p):
     try:
-        p += 1; ev = _D_MessageHeader_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -1719,30 +1725,37 @@ def _d_MessageHeader(D, L, p):
             f_SessionID = b''
         else:
             f_SessionID, p = _r_bin(D, L, p, 0, 8)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_MessageHeader_1[(D >> (L - p)) & 3]
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_MessageHeader_1[_x & 3]
         if ev == 2:
             f_Notification, p = _d_Notification(D, L, p)
-            p += 2; ev = _D_MessageHeader_2[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_MessageHeader_2[_x & 3]
         else:
             f_Notification = None
         if ev == 3:
             f_Signature, p = _d_Signature(D, L, p)
-            p += 1; ev = _D_MessageHeader_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Signature = None
         if ev != 0: raise _bad_event(ev, p)
-        return MessageHeader(SessionID=f_SessionID, Notification=f_Notification, Signature=f_Signature), p
+        return _mk_MessageHeader(f_SessionID, f_Notification, f_Signature), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MessageHeader') from None
 
 _E_MessageHeader_3 = (None, (1, 2), (0, 2), None)
 _E_MessageHeader_0 = (None, (2, 2), (1, 2), (0, 1))
-_D_MessageHeader_0 = (1, -1)
 _D_MessageHeader_1 = (2, 3, 0, -1)
 _D_MessageHeader_2 = (3, 0, -1, -2)
-_D_MessageHeader_3 = (0, -1)
+
+
+def _mk_Notification(FaultCode, FaultMsg, _n=object.__new__, _c=Notification, _s0=Notification.FaultCode.__set__, _s1=Notification.FaultMsg.__set__):
+    o = _n(_c); _s0(o, FaultCode); _s1(o, FaultMsg)
+    return o
 
 
 def _e_Notification(o, a):
@@ -1771,16 +1784,13 @@ def _e_Notification(o, a):
 
 def _d_Notification(D, L, p):
     try:
-        p += 1; ev = _D_Notification_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_FaultCode = _EV_faultCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_Notification_1[(D >> (L - p)) & 3]
+        ev = 1
+        p += 7; _x = (D >> (L - p)) & 127
+        if _x & 100: raise _bad_event(-1, p)
+        f_FaultCode = (_x >> 3) & 3
+        if f_FaultCode >= 3: raise _bad_enum(f_FaultCode, 3, p)
+        f_FaultCode = _EV_faultCodeType[f_FaultCode]
+        ev = _D_Notification_1[_x & 3]
         if ev == 2:
             p += 1
             if (D >> (L - p)) & 1:
@@ -1789,20 +1799,25 @@ def _d_Notification(D, L, p):
                 f_FaultMsg = ''
             else:
                 f_FaultMsg, p = _r_str(D, L, p, 0, 64)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Notification_2[(D >> (L - p)) & 1]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_FaultMsg = None
         if ev != 0: raise _bad_event(ev, p)
-        return Notification(FaultCode=f_FaultCode, FaultMsg=f_FaultMsg), p
+        return _mk_Notification(f_FaultCode, f_FaultMsg), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Notification') from None
 
 _E_Notification_0 = (None, (1, 2), (0, 1))
-_D_Notification_0 = (1, -1)
 _D_Notification_1 = (2, 0, -1, -2)
-_D_Notification_2 = (0, -1)
+
+
+def _mk_Body(AuthorizationReq, AuthorizationRes, CableCheckReq, CableCheckRes, CertificateInstallationReq, CertificateInstallationRes, CertificateUpdateReq, CertificateUpdateRes, ChargeParameterDiscoveryReq, ChargeParameterDiscoveryRes, ChargingStatusReq, ChargingStatusRes, CurrentDemandReq, CurrentDemandRes, MeteringReceiptReq, MeteringReceiptRes, PaymentDetailsReq, PaymentDetailsRes, PaymentServiceSelectionReq, PaymentServiceSelectionRes, PowerDeliveryReq, PowerDeliveryRes, PreChargeReq, PreChargeRes, ServiceDetailReq, ServiceDetailRes, ServiceDiscoveryReq, ServiceDiscoveryRes, SessionSetupReq, SessionSetupRes, SessionStopReq, SessionStopRes, WeldingDetectionReq, WeldingDetectionRes, _n=object.__new__, _c=Body, _s0=Body.AuthorizationReq.__set__, _s1=Body.AuthorizationRes.__set__, _s2=Body.CableCheckReq.__set__, _s3=Body.CableCheckRes.__set__, _s4=Body.CertificateInstallationReq.__set__, _s5=Body.CertificateInstallationRes.__set__, _s6=Body.CertificateUpdateReq.__set__, _s7=Body.CertificateUpdateRes.__set__, _s8=Body.ChargeParameterDiscoveryReq.__set__, _s9=Body.ChargeParameterDiscoveryRes.__set__, _s10=Body.ChargingStatusReq.__set__, _s11=Body.ChargingStatusRes.__set__, _s12=Body.CurrentDemandReq.__set__, _s13=Body.CurrentDemandRes.__set__, _s14=Body.MeteringReceiptReq.__set__, _s15=Body.MeteringReceiptRes.__set__, _s16=Body.PaymentDetailsReq.__set__, _s17=Body.PaymentDetailsRes.__set__, _s18=Body.PaymentServiceSelectionReq.__set__, _s19=Body.PaymentServiceSelectionRes.__set__, _s20=Body.PowerDeliveryReq.__set__, _s21=Body.PowerDeliveryRes.__set__, _s22=Body.PreChargeReq.__set__, _s23=Body.PreChargeRes.__set__, _s24=Body.ServiceDetailReq.__set__, _s25=Body.ServiceDetailRes.__set__, _s26=Body.ServiceDiscoveryReq.__set__, _s27=Body.ServiceDiscoveryRes.__set__, _s28=Body.SessionSetupReq.__set__, _s29=Body.SessionSetupRes.__set__, _s30=Body.SessionStopReq.__set__, _s31=Body.SessionStopRes.__set__, _s32=Body.WeldingDetectionReq.__set__, _s33=Body.WeldingDetectionRes.__set__):
+    o = _n(_c); _s0(o, AuthorizationReq); _s1(o, AuthorizationRes); _s2(o, CableCheckReq); _s3(o, CableCheckRes); _s4(o, CertificateInstallationReq); _s5(o, CertificateInstallationRes); _s6(o, CertificateUpdateReq); _s7(o, CertificateUpdateRes); _s8(o, ChargeParameterDiscoveryReq); _s9(o, ChargeParameterDiscoveryRes); _s10(o, ChargingStatusReq); _s11(o, ChargingStatusRes); _s12(o, CurrentDemandReq); _s13(o, CurrentDemandRes); _s14(o, MeteringReceiptReq); _s15(o, MeteringReceiptRes); _s16(o, PaymentDetailsReq); _s17(o, PaymentDetailsRes); _s18(o, PaymentServiceSelectionReq); _s19(o, PaymentServiceSelectionRes); _s20(o, PowerDeliveryReq); _s21(o, PowerDeliveryRes); _s22(o, PreChargeReq); _s23(o, PreChargeRes); _s24(o, ServiceDetailReq); _s25(o, ServiceDetailRes); _s26(o, ServiceDiscoveryReq); _s27(o, ServiceDiscoveryRes); _s28(o, SessionSetupReq); _s29(o, SessionSetupRes); _s30(o, SessionStopReq); _s31(o, SessionStopRes); _s32(o, WeldingDetectionReq); _s33(o, WeldingDetectionRes)
+    return o
 
 
 def _e_Body(o, a):
@@ -1953,7 +1968,8 @@ def _e_Body(o, a):
 
 def _d_Body(D, L, p):
     try:
-        p += 6; ev = _D_Body_0[(D >> (L - p)) & 63]
+        p += 6; _x = (D >> (L - p)) & 63
+        ev = _D_Body_0[_x & 63]
         f_AuthorizationReq = None
         f_AuthorizationRes = None
         f_CableCheckReq = None
@@ -1990,114 +2006,186 @@ def _d_Body(D, L, p):
         f_WeldingDetectionRes = None
         if ev == 1:
             f_AuthorizationReq, p = _d_AuthorizationReq(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 2:
             f_AuthorizationRes, p = _d_AuthorizationRes(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 4:
             f_CableCheckReq, p = _d_CableCheckReq(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 5:
             f_CableCheckRes, p = _d_CableCheckRes(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 6:
             f_CertificateInstallationReq, p = _d_CertificateInstallationReq(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 7:
             f_CertificateInstallationRes, p = _d_CertificateInstallationRes(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 8:
             f_CertificateUpdateReq, p = _d_CertificateUpdateReq(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 9:
             f_CertificateUpdateRes, p = _d_CertificateUpdateRes(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 10:
             f_ChargeParameterDiscoveryReq, p = _d_ChargeParameterDiscoveryReq(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 11:
             f_ChargeParameterDiscoveryRes, p = _d_ChargeParameterDiscoveryRes(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 12:
             f_ChargingStatusReq, p = _d_ChargingStatusReq(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 13:
             f_ChargingStatusRes, p = _d_ChargingStatusRes(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 14:
             f_CurrentDemandReq, p = _d_CurrentDemandReq(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 15:
             f_CurrentDemandRes, p = _d_CurrentDemandRes(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 16:
             f_MeteringReceiptReq, p = _d_MeteringReceiptReq(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 17:
             f_MeteringReceiptRes, p = _d_MeteringReceiptRes(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 18:
             f_PaymentDetailsReq, p = _d_PaymentDetailsReq(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 19:
             f_PaymentDetailsRes, p = _d_PaymentDetailsRes(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 20:
             f_PaymentServiceSelectionReq, p = _d_PaymentServiceSelectionReq(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 21:
             f_PaymentServiceSelectionRes, p = _d_PaymentServiceSelectionRes(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 22:
             f_PowerDeliveryReq, p = _d_PowerDeliveryReq(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 23:
             f_PowerDeliveryRes, p = _d_PowerDeliveryRes(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 24:
             f_PreChargeReq, p = _d_PreChargeReq(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 25:
             f_PreChargeRes, p = _d_PreChargeRes(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 26:
             f_ServiceDetailReq, p = _d_ServiceDetailReq(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 27:
             f_ServiceDetailRes, p = _d_ServiceDetailRes(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 28:
             f_ServiceDiscoveryReq, p = _d_ServiceDiscoveryReq(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 29:
             f_ServiceDiscoveryRes, p = _d_ServiceDiscoveryRes(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 30:
             f_SessionSetupReq, p = _d_SessionSetupReq(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 31:
             f_SessionSetupRes, p = _d_SessionSetupRes(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 32:
             f_SessionStopReq, p = _d_SessionStopReq(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 33:
             f_SessionStopRes, p = _d_SessionStopRes(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 34:
             f_WeldingDetectionReq, p = _d_WeldingDetectionReq(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 35:
             f_WeldingDetectionRes, p = _d_WeldingDetectionRes(D, L, p)
-            p += 1; ev = _D_Body_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         if ev != 0: raise _bad_event(ev, p)
-        return Body(AuthorizationReq=f_AuthorizationReq, AuthorizationRes=f_AuthorizationRes, CableCheckReq=f_CableCheckReq, CableCheckRes=f_CableCheckRes, CertificateInstallationReq=f_CertificateInstallationReq, CertificateInstallationRes=f_CertificateInstallationRes, CertificateUpdateReq=f_CertificateUpdateReq, CertificateUpdateRes=f_CertificateUpdateRes, ChargeParameterDiscoveryReq=f_ChargeParameterDiscoveryReq, ChargeParameterDiscoveryRes=f_ChargeParameterDiscoveryRes, ChargingStatusReq=f_ChargingStatusReq, ChargingStatusRes=f_ChargingStatusRes, CurrentDemandReq=f_CurrentDemandReq, CurrentDemandRes=f_CurrentDemandRes, MeteringReceiptReq=f_MeteringReceiptReq, MeteringReceiptRes=f_MeteringReceiptRes, PaymentDetailsReq=f_PaymentDetailsReq, PaymentDetailsRes=f_PaymentDetailsRes, PaymentServiceSelectionReq=f_PaymentServiceSelectionReq, PaymentServiceSelectionRes=f_PaymentServiceSelectionRes, PowerDeliveryReq=f_PowerDeliveryReq, PowerDeliveryRes=f_PowerDeliveryRes, PreChargeReq=f_PreChargeReq, PreChargeRes=f_PreChargeRes, ServiceDetailReq=f_ServiceDetailReq, ServiceDetailRes=f_ServiceDetailRes, ServiceDiscoveryReq=f_ServiceDiscoveryReq, ServiceDiscoveryRes=f_ServiceDiscoveryRes, SessionSetupReq=f_SessionSetupReq, SessionSetupRes=f_SessionSetupRes, SessionStopReq=f_SessionStopReq, SessionStopRes=f_SessionStopRes, WeldingDetectionReq=f_WeldingDetectionReq, WeldingDetectionRes=f_WeldingDetectionRes), p
+        return _mk_Body(f_AuthorizationReq, f_AuthorizationRes, f_CableCheckReq, f_CableCheckRes, f_CertificateInstallationReq, f_CertificateInstallationRes, f_CertificateUpdateReq, f_CertificateUpdateRes, f_ChargeParameterDiscoveryReq, f_ChargeParameterDiscoveryRes, f_ChargingStatusReq, f_ChargingStatusRes, f_CurrentDemandReq, f_CurrentDemandRes, f_MeteringReceiptReq, f_MeteringReceiptRes, f_PaymentDetailsReq, f_PaymentDetailsRes, f_PaymentServiceSelectionReq, f_PaymentServiceSelectionRes, f_PowerDeliveryReq, f_PowerDeliveryRes, f_PreChargeReq, f_PreChargeRes, f_ServiceDetailReq, f_ServiceDetailRes, f_ServiceDiscoveryReq, f_ServiceDiscoveryRes, f_SessionSetupReq, f_SessionSetupRes, f_SessionStopReq, f_SessionStopRes, f_WeldingDetectionReq, f_WeldingDetectionRes), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Body') from None
 
 _E_Body_0 = ((35, 6), (0, 1))
 _D_Body_0 = (1, 2, -1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 0, -1, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2)
-_D_Body_1 = (0, -1)
+
+
+def _mk_BodyBase(_n=object.__new__, _c=BodyBase):
+    o = _n(_c)
+    return o
 
 
 def _e_BodyBase(o, a):
@@ -2107,13 +2195,17 @@ def _e_BodyBase(o, a):
 
 def _d_BodyBase(D, L, p):
     try:
-        p += 1; ev = _D_BodyBase_0[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return BodyBase(), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_BodyBase(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BodyBase') from None
 
-_D_BodyBase_0 = (0, -1)
+
+def _mk_SessionSetupReq(EVCCID, _n=object.__new__, _c=SessionSetupReq, _s0=SessionSetupReq.EVCCID.__set__):
+    o = _n(_c); _s0(o, EVCCID)
+    return o
 
 
 def _e_SessionSetupReq(o, a):
@@ -2132,8 +2224,9 @@ def _e_SessionSetupReq(o, a):
 
 def _d_SessionSetupReq(D, L, p):
     try:
-        p += 1; ev = _D_SessionSetupReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -2141,16 +2234,19 @@ def _d_SessionSetupReq(D, L, p):
             f_EVCCID = b''
         else:
             f_EVCCID, p = _r_bin(D, L, p, 0, 6)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_SessionSetupReq_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return SessionSetupReq(EVCCID=f_EVCCID), p
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_SessionSetupReq(f_EVCCID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionSetupReq') from None
 
-_D_SessionSetupReq_0 = (1, -1)
-_D_SessionSetupReq_1 = (0, -1)
+
+def _mk_SessionSetupRes(ResponseCode, EVSEID, EVSETimeStamp, _n=object.__new__, _c=SessionSetupRes, _s0=SessionSetupRes.ResponseCode.__set__, _s1=SessionSetupRes.EVSEID.__set__, _s2=SessionSetupRes.EVSETimeStamp.__set__):
+    o = _n(_c); _s0(o, ResponseCode); _s1(o, EVSEID); _s2(o, EVSETimeStamp)
+    return o
 
 
 def _e_SessionSetupRes(o, a):
@@ -2182,43 +2278,39 @@ def _e_SessionSetupRes(o, a):
 
 def _d_SessionSetupRes(D, L, p):
     try:
-        p += 1; ev = _D_SessionSetupRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; _i = (D >> (L - p)) & 31
-        if _i >= 26: raise _bad_enum(_i, 26, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_SessionSetupRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        ev = 2
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 775: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 3) & 31
+        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEID, p = _r_str(D, L, p, 7, 37)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_SessionSetupRes_2[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_SessionSetupRes_2[_x & 3]
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_EVSETimeStamp, p = _r_int(D, L, p, 63)
             if f_EVSETimeStamp < -9223372036854775808 or f_EVSETimeStamp > 9223372036854775807: raise _out_of_range(f_EVSETimeStamp, -9223372036854775808, 9223372036854775807, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_SessionSetupRes_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_EVSETimeStamp = None
         if ev != 0: raise _bad_event(ev, p)
-        return SessionSetupRes(ResponseCode=f_ResponseCode, EVSEID=f_EVSEID, EVSETimeStamp=f_EVSETimeStamp), p
+        return _mk_SessionSetupRes(f_ResponseCode, f_EVSEID, f_EVSETimeStamp), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionSetupRes') from None
 
 _E_SessionSetupRes_0 = (None, None, (1, 2), (0, 1))
-_D_SessionSetupRes_0 = (1, -1)
-_D_SessionSetupRes_1 = (2, -1)
 _D_SessionSetupRes_2 = (3, 0, -1, -2)
-_D_SessionSetupRes_3 = (0, -1)
+
+
+def _mk_ServiceDiscoveryReq(ServiceScope, ServiceCategory, _n=object.__new__, _c=ServiceDiscoveryReq, _s0=ServiceDiscoveryReq.ServiceScope.__set__, _s1=ServiceDiscoveryReq.ServiceCategory.__set__):
+    o = _n(_c); _s0(o, ServiceScope); _s1(o, ServiceCategory)
+    return o
 
 
 def _e_ServiceDiscoveryReq(o, a):
@@ -2250,7 +2342,8 @@ def _e_ServiceDiscoveryReq(o, a):
 
 def _d_ServiceDiscoveryReq(D, L, p):
     try:
-        p += 2; ev = _D_ServiceDiscoveryReq_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_ServiceDiscoveryReq_0[_x & 3]
         if ev == 1:
             p += 1
             if (D >> (L - p)) & 1:
@@ -2259,23 +2352,21 @@ def _d_ServiceDiscoveryReq(D, L, p):
                 f_ServiceScope = ''
             else:
                 f_ServiceScope, p = _r_str(D, L, p, 0, 64)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_ServiceDiscoveryReq_1[(D >> (L - p)) & 3]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_ServiceDiscoveryReq_1[_x & 3]
         else:
             f_ServiceScope = None
         if ev == 2:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; _i = (D >> (L - p)) & 3
-            f_ServiceCategory = _EV_serviceCategoryType[_i]
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_ServiceDiscoveryReq_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 5; _x = (D >> (L - p)) & 31
+            if _x & 19: raise _bad_event(-1, p)
+            f_ServiceCategory = _EV_serviceCategoryType[(_x >> 2) & 3]
         else:
             f_ServiceCategory = None
         if ev != 0: raise _bad_event(ev, p)
-        return ServiceDiscoveryReq(ServiceScope=f_ServiceScope, ServiceCategory=f_ServiceCategory), p
+        return _mk_ServiceDiscoveryReq(f_ServiceScope, f_ServiceCategory), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceDiscoveryReq') from None
 
@@ -2283,7 +2374,11 @@ _E_ServiceDiscoveryReq_2 = ((1, 2), (0, 2), None)
 _E_ServiceDiscoveryReq_0 = ((2, 2), (1, 2), (0, 1))
 _D_ServiceDiscoveryReq_0 = (1, 2, 0, -1)
 _D_ServiceDiscoveryReq_1 = (2, 0, -1, -2)
-_D_ServiceDiscoveryReq_2 = (0, -1)
+
+
+def _mk_ServiceDiscoveryRes(ResponseCode, PaymentOptionList, ChargeService, ServiceList, _n=object.__new__, _c=ServiceDiscoveryRes, _s0=ServiceDiscoveryRes.ResponseCode.__set__, _s1=ServiceDiscoveryRes.PaymentOptionList.__set__, _s2=ServiceDiscoveryRes.ChargeService.__set__, _s3=ServiceDiscoveryRes.ServiceList.__set__):
+    o = _n(_c); _s0(o, ResponseCode); _s1(o, PaymentOptionList); _s2(o, ChargeService); _s3(o, ServiceList)
+    return o
 
 
 def _e_ServiceDiscoveryRes(o, a):
@@ -2317,38 +2412,39 @@ def _e_ServiceDiscoveryRes(o, a):
 
 def _d_ServiceDiscoveryRes(D, L, p):
     try:
-        p += 1; ev = _D_ServiceDiscoveryRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; _i = (D >> (L - p)) & 31
-        if _i >= 26: raise _bad_enum(_i, 26, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ServiceDiscoveryRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 1
+        ev = 2
+        p += 9; _x = (D >> (L - p)) & 511
+        if _x & 387: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 31
+        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_PaymentOptionList, p = _d_PaymentOptionList(D, L, p)
-        p += 1; ev = _D_ServiceDiscoveryRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_ChargeService, p = _d_ChargeService(D, L, p)
-        p += 2; ev = _D_ServiceDiscoveryRes_3[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_ServiceDiscoveryRes_3[_x & 3]
         if ev == 4:
             f_ServiceList, p = _d_ServiceList(D, L, p)
-            p += 1; ev = _D_ServiceDiscoveryRes_4[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_ServiceList = None
         if ev != 0: raise _bad_event(ev, p)
-        return ServiceDiscoveryRes(ResponseCode=f_ResponseCode, PaymentOptionList=f_PaymentOptionList, ChargeService=f_ChargeService, ServiceList=f_ServiceList), p
+        return _mk_ServiceDiscoveryRes(f_ResponseCode, f_PaymentOptionList, f_ChargeService, f_ServiceList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceDiscoveryRes') from None
 
 _E_ServiceDiscoveryRes_0 = (None, None, None, (1, 2), (0, 1))
-_D_ServiceDiscoveryRes_0 = (1, -1)
-_D_ServiceDiscoveryRes_1 = (2, -1)
-_D_ServiceDiscoveryRes_2 = (3, -1)
 _D_ServiceDiscoveryRes_3 = (4, 0, -1, -2)
-_D_ServiceDiscoveryRes_4 = (0, -1)
+
+
+def _mk_PaymentOptionList(PaymentOption, _n=object.__new__, _c=PaymentOptionList, _s0=PaymentOptionList.PaymentOption.__set__):
+    o = _n(_c); _s0(o, PaymentOption)
+    return o
 
 
 def _e_PaymentOptionList(o, a):
@@ -2373,32 +2469,37 @@ def _e_PaymentOptionList(o, a):
 
 def _d_PaymentOptionList(D, L, p):
     try:
-        p += 1; ev = _D_PaymentOptionList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_PaymentOption = []
         n = 0
         while ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; _i = (D >> (L - p)) & 1
-            x = _EV_paymentOptionType[_i]
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 3; _x = (D >> (L - p)) & 7
+            if _x & 5: raise _bad_event(-1, p)
+            x = _EV_paymentOptionType[(_x >> 1) & 1]
             f_PaymentOption.append(x)
             n += 1
             if n < 2:
-                p += 2; ev = _D_PaymentOptionList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_PaymentOptionList_1[_x & 3]
             else:
-                p += 1; ev = _D_PaymentOptionList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return PaymentOptionList(PaymentOption=f_PaymentOption), p
+        return _mk_PaymentOptionList(f_PaymentOption), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PaymentOptionList') from None
 
 _E_PaymentOptionList_0 = (None, (1, 2), (0, 1))
-_D_PaymentOptionList_0 = (1, -1)
 _D_PaymentOptionList_1 = (1, 0, -1, -2)
-_D_PaymentOptionList_2 = (0, -1)
+
+
+def _mk_ChargeService(ServiceID, ServiceName, ServiceCategory, ServiceScope, FreeService, SupportedEnergyTransferMode, _n=object.__new__, _c=ChargeService, _s0=ChargeService.ServiceID.__set__, _s1=ChargeService.ServiceName.__set__, _s2=ChargeService.ServiceCategory.__set__, _s3=ChargeService.ServiceScope.__set__, _s4=ChargeService.FreeService.__set__, _s5=ChargeService.SupportedEnergyTransferMode.__set__):
+    o = _n(_c); _s0(o, ServiceID); _s1(o, ServiceName); _s2(o, ServiceCategory); _s3(o, ServiceScope); _s4(o, FreeService); _s5(o, SupportedEnergyTransferMode)
+    return o
 
 
 def _e_ChargeService(o, a):
@@ -2459,15 +2560,14 @@ def _e_ChargeService(o, a):
 
 def _d_ChargeService(D, L, p):
     try:
-        p += 1; ev = _D_ChargeService_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_ChargeService_1[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_ChargeService_1[_x & 3]
         if ev == 2:
             p += 1
             if (D >> (L - p)) & 1:
@@ -2476,19 +2576,18 @@ def _d_ChargeService(D, L, p):
                 f_ServiceName = ''
             else:
                 f_ServiceName, p = _r_str(D, L, p, 0, 32)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_ChargeService_2[(D >> (L - p)) & 1]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            ev = 3
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_ServiceName = None
         if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        f_ServiceCategory = _EV_serviceCategoryType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_ChargeService_3[(D >> (L - p)) & 3]
+        p += 6; _x = (D >> (L - p)) & 63
+        if _x & 36: raise _bad_event(-1, p)
+        f_ServiceCategory = _EV_serviceCategoryType[(_x >> 3) & 3]
+        ev = _D_ChargeService_3[_x & 3]
         if ev == 4:
             p += 1
             if (D >> (L - p)) & 1:
@@ -2497,35 +2596,35 @@ def _d_ChargeService(D, L, p):
                 f_ServiceScope = ''
             else:
                 f_ServiceScope, p = _r_str(D, L, p, 0, 64)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_ChargeService_4[(D >> (L - p)) & 1]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            ev = 5
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_ServiceScope = None
         if ev != 5: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_FreeService = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ChargeService_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
+        ev = 6
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 11: raise _bad_event(-1, p)
+        f_FreeService = ((_x >> 2) & 1) == 1
         f_SupportedEnergyTransferMode, p = _d_SupportedEnergyTransferMode(D, L, p)
-        p += 1; ev = _D_ChargeService_6[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ChargeService(ServiceID=f_ServiceID, ServiceName=f_ServiceName, ServiceCategory=f_ServiceCategory, ServiceScope=f_ServiceScope, FreeService=f_FreeService, SupportedEnergyTransferMode=f_SupportedEnergyTransferMode), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_ChargeService(f_ServiceID, f_ServiceName, f_ServiceCategory, f_ServiceScope, f_FreeService, f_SupportedEnergyTransferMode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeService') from None
 
 _E_ChargeService_3 = (None, (1, 2), (0, 1), None, None, None, None)
 _E_ChargeService_5 = (None, None, None, (1, 2), (0, 1), None, None)
-_D_ChargeService_0 = (1, -1)
 _D_ChargeService_1 = (2, 3, -1, -2)
-_D_ChargeService_2 = (3, -1)
 _D_ChargeService_3 = (4, 5, -1, -2)
-_D_ChargeService_4 = (5, -1)
-_D_ChargeService_5 = (6, -1)
-_D_ChargeService_6 = (0, -1)
+
+
+def _mk_SupportedEnergyTransferMode(EnergyTransferMode, _n=object.__new__, _c=SupportedEnergyTransferMode, _s0=SupportedEnergyTransferMode.EnergyTransferMode.__set__):
+    o = _n(_c); _s0(o, EnergyTransferMode)
+    return o
 
 
 def _e_SupportedEnergyTransferMode(o, a):
@@ -2550,33 +2649,39 @@ def _e_SupportedEnergyTransferMode(o, a):
 
 def _d_SupportedEnergyTransferMode(D, L, p):
     try:
-        p += 1; ev = _D_SupportedEnergyTransferMode_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EnergyTransferMode = []
         n = 0
         while ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; _i = (D >> (L - p)) & 7
-            if _i >= 6: raise _bad_enum(_i, 6, p)
-            x = _EV_EnergyTransferModeType[_i]
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 5; _x = (D >> (L - p)) & 31
+            if _x & 17: raise _bad_event(-1, p)
+            x = (_x >> 1) & 7
+            if x >= 6: raise _bad_enum(x, 6, p)
+            x = _EV_EnergyTransferModeType[x]
             f_EnergyTransferMode.append(x)
             n += 1
             if n < 6:
-                p += 2; ev = _D_SupportedEnergyTransferMode_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_SupportedEnergyTransferMode_1[_x & 3]
             else:
-                p += 1; ev = _D_SupportedEnergyTransferMode_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return SupportedEnergyTransferMode(EnergyTransferMode=f_EnergyTransferMode), p
+        return _mk_SupportedEnergyTransferMode(f_EnergyTransferMode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SupportedEnergyTransferMode') from None
 
 _E_SupportedEnergyTransferMode_0 = (None, (1, 2), (0, 1))
-_D_SupportedEnergyTransferMode_0 = (1, -1)
 _D_SupportedEnergyTransferMode_1 = (1, 0, -1, -2)
-_D_SupportedEnergyTransferMode_2 = (0, -1)
+
+
+def _mk_Service(ServiceID, ServiceName, ServiceCategory, ServiceScope, FreeService, _n=object.__new__, _c=Service, _s0=Service.ServiceID.__set__, _s1=Service.ServiceName.__set__, _s2=Service.ServiceCategory.__set__, _s3=Service.ServiceScope.__set__, _s4=Service.FreeService.__set__):
+    o = _n(_c); _s0(o, ServiceID); _s1(o, ServiceName); _s2(o, ServiceCategory); _s3(o, ServiceScope); _s4(o, FreeService)
+    return o
 
 
 def _e_Service(o, a):
@@ -2632,15 +2737,14 @@ def _e_Service(o, a):
 
 def _d_Service(D, L, p):
     try:
-        p += 1; ev = _D_Service_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_Service_1[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_Service_1[_x & 3]
         if ev == 2:
             p += 1
             if (D >> (L - p)) & 1:
@@ -2649,19 +2753,18 @@ def _d_Service(D, L, p):
                 f_ServiceName = ''
             else:
                 f_ServiceName, p = _r_str(D, L, p, 0, 32)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Service_2[(D >> (L - p)) & 1]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            ev = 3
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_ServiceName = None
         if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        f_ServiceCategory = _EV_serviceCategoryType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_Service_3[(D >> (L - p)) & 3]
+        p += 6; _x = (D >> (L - p)) & 63
+        if _x & 36: raise _bad_event(-1, p)
+        f_ServiceCategory = _EV_serviceCategoryType[(_x >> 3) & 3]
+        ev = _D_Service_3[_x & 3]
         if ev == 4:
             p += 1
             if (D >> (L - p)) & 1:
@@ -2670,31 +2773,31 @@ def _d_Service(D, L, p):
                 f_ServiceScope = ''
             else:
                 f_ServiceScope, p = _r_str(D, L, p, 0, 64)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Service_4[(D >> (L - p)) & 1]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            ev = 5
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_ServiceScope = None
         if ev != 5: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_FreeService = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_Service_5[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return Service(ServiceID=f_ServiceID, ServiceName=f_ServiceName, ServiceCategory=f_ServiceCategory, ServiceScope=f_ServiceScope, FreeService=f_FreeService), p
+        ev = 0
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 11: raise _bad_event(-1, p)
+        f_FreeService = ((_x >> 2) & 1) == 1
+        return _mk_Service(f_ServiceID, f_ServiceName, f_ServiceCategory, f_ServiceScope, f_FreeService), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Service') from None
 
 _E_Service_3 = (None, (1, 2), (0, 1), None, None, None)
 _E_Service_5 = (None, None, None, (1, 2), (0, 1), None)
-_D_Service_0 = (1, -1)
 _D_Service_1 = (2, 3, -1, -2)
-_D_Service_2 = (3, -1)
 _D_Service_3 = (4, 5, -1, -2)
-_D_Service_4 = (5, -1)
-_D_Service_5 = (0, -1)
+
+
+def _mk_ServiceList(Service, _n=object.__new__, _c=ServiceList, _s0=ServiceList.Service.__set__):
+    o = _n(_c); _s0(o, Service)
+    return o
 
 
 def _e_ServiceList(o, a):
@@ -2717,7 +2820,9 @@ def _e_ServiceList(o, a):
 
 def _d_ServiceList(D, L, p):
     try:
-        p += 1; ev = _D_ServiceList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Service = []
         n = 0
         while ev == 1:
@@ -2725,19 +2830,25 @@ def _d_ServiceList(D, L, p):
             f_Service.append(x)
             n += 1
             if n < 8:
-                p += 2; ev = _D_ServiceList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_ServiceList_1[_x & 3]
             else:
-                p += 1; ev = _D_ServiceList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ServiceList(Service=f_Service), p
+        return _mk_ServiceList(f_Service), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceList') from None
 
 _E_ServiceList_0 = (None, (1, 2), (0, 1))
-_D_ServiceList_0 = (1, -1)
 _D_ServiceList_1 = (1, 0, -1, -2)
-_D_ServiceList_2 = (0, -1)
+
+
+def _mk_ServiceDetailReq(ServiceID, _n=object.__new__, _c=ServiceDetailReq, _s0=ServiceDetailReq.ServiceID.__set__):
+    o = _n(_c); _s0(o, ServiceID)
+    return o
 
 
 def _e_ServiceDetailReq(o, a):
@@ -2753,22 +2864,22 @@ def _e_ServiceDetailReq(o, a):
 
 def _d_ServiceDetailReq(D, L, p):
     try:
-        p += 1; ev = _D_ServiceDetailReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ServiceDetailReq_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ServiceDetailReq(ServiceID=f_ServiceID), p
+        ev = 0
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
+        return _mk_ServiceDetailReq(f_ServiceID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceDetailReq') from None
 
-_D_ServiceDetailReq_0 = (1, -1)
-_D_ServiceDetailReq_1 = (0, -1)
+
+def _mk_ServiceDetailRes(ResponseCode, ServiceID, ServiceParameterList, _n=object.__new__, _c=ServiceDetailRes, _s0=ServiceDetailRes.ResponseCode.__set__, _s1=ServiceDetailRes.ServiceID.__set__, _s2=ServiceDetailRes.ServiceParameterList.__set__):
+    o = _n(_c); _s0(o, ResponseCode); _s1(o, ServiceID); _s2(o, ServiceParameterList)
+    return o
 
 
 def _e_ServiceDetailRes(o, a):
@@ -2799,39 +2910,37 @@ def _e_ServiceDetailRes(o, a):
 
 def _d_ServiceDetailRes(D, L, p):
     try:
-        p += 1; ev = _D_ServiceDetailRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; _i = (D >> (L - p)) & 31
-        if _i >= 26: raise _bad_enum(_i, 26, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ServiceDetailRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        ev = 2
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 775: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 3) & 31
+        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_ServiceDetailRes_2[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_ServiceDetailRes_2[_x & 3]
         if ev == 3:
             f_ServiceParameterList, p = _d_ServiceParameterList(D, L, p)
-            p += 1; ev = _D_ServiceDetailRes_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_ServiceParameterList = None
         if ev != 0: raise _bad_event(ev, p)
-        return ServiceDetailRes(ResponseCode=f_ResponseCode, ServiceID=f_ServiceID, ServiceParameterList=f_ServiceParameterList), p
+        return _mk_ServiceDetailRes(f_ResponseCode, f_ServiceID, f_ServiceParameterList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceDetailRes') from None
 
 _E_ServiceDetailRes_0 = (None, None, (1, 2), (0, 1))
-_D_ServiceDetailRes_0 = (1, -1)
-_D_ServiceDetailRes_1 = (2, -1)
 _D_ServiceDetailRes_2 = (3, 0, -1, -2)
-_D_ServiceDetailRes_3 = (0, -1)
+
+
+def _mk_ServiceParameterList(ParameterSet, _n=object.__new__, _c=ServiceParameterList, _s0=ServiceParameterList.ParameterSet.__set__):
+    o = _n(_c); _s0(o, ParameterSet)
+    return o
 
 
 def _e_ServiceParameterList(o, a):
@@ -2850,7 +2959,9 @@ def _e_ServiceParameterList(o, a):
 
 def _d_ServiceParameterList(D, L, p):
     try:
-        p += 1; ev = _D_ServiceParameterList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_ParameterSet = []
         n = 0
         while ev == 1:
@@ -2858,15 +2969,20 @@ def _d_ServiceParameterList(D, L, p):
             f_ParameterSet.append(x)
             n += 1
             if n > 255: raise _too_many(n, 255, p)
-            p += 2; ev = _D_ServiceParameterList_1[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_ServiceParameterList_1[_x & 3]
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ServiceParameterList(ParameterSet=f_ParameterSet), p
+        return _mk_ServiceParameterList(f_ParameterSet), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceParameterList') from None
 
-_D_ServiceParameterList_0 = (1, -1)
 _D_ServiceParameterList_1 = (1, 0, -1, -2)
+
+
+def _mk_ParameterSet(ParameterSetID, Parameter, _n=object.__new__, _c=ParameterSet, _s0=ParameterSet.ParameterSetID.__set__, _s1=ParameterSet.Parameter.__set__):
+    o = _n(_c); _s0(o, ParameterSetID); _s1(o, Parameter)
+    return o
 
 
 def _e_ParameterSet(o, a):
@@ -2891,15 +3007,14 @@ def _e_ParameterSet(o, a):
 
 def _d_ParameterSet(D, L, p):
     try:
-        p += 1; ev = _D_ParameterSet_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ParameterSetID, p = _r_int(D, L, p, 15)
         if f_ParameterSetID < -32768 or f_ParameterSetID > 32767: raise _out_of_range(f_ParameterSetID, -32768, 32767, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ParameterSet_1[(D >> (L - p)) & 1]
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_Parameter = []
         n = 0
         while ev == 2:
@@ -2907,16 +3022,20 @@ def _d_ParameterSet(D, L, p):
             f_Parameter.append(x)
             n += 1
             if n > 16: raise _too_many(n, 16, p)
-            p += 2; ev = _D_ParameterSet_2[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_ParameterSet_2[_x & 3]
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ParameterSet(ParameterSetID=f_ParameterSetID, Parameter=f_Parameter), p
+        return _mk_ParameterSet(f_ParameterSetID, f_Parameter), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ParameterSet') from None
 
-_D_ParameterSet_0 = (1, -1)
-_D_ParameterSet_1 = (2, -1)
 _D_ParameterSet_2 = (2, 0, -1, -2)
+
+
+def _mk_Parameter(Name, boolValue, byteValue, shortValue, intValue, physicalValue, stringValue, _n=object.__new__, _c=Parameter, _s0=Parameter.Name.__set__, _s1=Parameter.boolValue.__set__, _s2=Parameter.byteValue.__set__, _s3=Parameter.shortValue.__set__, _s4=Parameter.intValue.__set__, _s5=Parameter.physicalValue.__set__, _s6=Parameter.stringValue.__set__):
+    o = _n(_c); _s0(o, Name); _s1(o, boolValue); _s2(o, byteValue); _s3(o, shortValue); _s4(o, intValue); _s5(o, physicalValue); _s6(o, stringValue)
+    return o
 
 
 def _e_Parameter(o, a):
@@ -2962,10 +3081,12 @@ def _e_Parameter(o, a):
 
 def _d_Parameter(D, L, p):
     try:
-        p += 1; ev = _D_Parameter_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Name, p = _r_str(D, L, p, 0, None)
-        p += 3; ev = _D_Parameter_1[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_Parameter_1[_x & 7]
         f_boolValue = None
         f_byteValue = None
         f_shortValue = None
@@ -2973,38 +3094,36 @@ def _d_Parameter(D, L, p):
         f_physicalValue = None
         f_stringValue = None
         if ev == 2:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; f_boolValue = ((D >> (L - p)) & 1) == 1
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Parameter_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 11: raise _bad_event(-1, p)
+            f_boolValue = ((_x >> 2) & 1) == 1
         elif ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 8; f_byteValue = ((D >> (L - p)) & 255) - 128
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Parameter_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1027: raise _bad_event(-1, p)
+            f_byteValue = ((_x >> 2) & 255) - 128
         elif ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_shortValue, p = _r_int(D, L, p, 15)
             if f_shortValue < -32768 or f_shortValue > 32767: raise _out_of_range(f_shortValue, -32768, 32767, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Parameter_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         elif ev == 5:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_intValue, p = _r_int(D, L, p, 31)
             if f_intValue < -2147483648 or f_intValue > 2147483647: raise _out_of_range(f_intValue, -2147483648, 2147483647, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Parameter_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         elif ev == 6:
             f_physicalValue, p = _d_PhysicalValue(D, L, p)
-            p += 1; ev = _D_Parameter_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 7:
             p += 1
             if (D >> (L - p)) & 1:
@@ -3013,19 +3132,24 @@ def _d_Parameter(D, L, p):
                 f_stringValue = ''
             else:
                 f_stringValue, p = _r_str(D, L, p, 0, None)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Parameter_2[(D >> (L - p)) & 1]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return Parameter(Name=f_Name, boolValue=f_boolValue, byteValue=f_byteValue, shortValue=f_shortValue, intValue=f_intValue, physicalValue=f_physicalValue, stringValue=f_stringValue), p
+        return _mk_Parameter(f_Name, f_boolValue, f_byteValue, f_shortValue, f_intValue, f_physicalValue, f_stringValue), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Parameter') from None
 
-_D_Parameter_0 = (1, -1)
 _D_Parameter_1 = (2, 3, 4, 5, 6, 7, -1, -2)
-_D_Parameter_2 = (0, -1)
+
+
+def _mk_PhysicalValue(Multiplier, Unit, Value, _n=object.__new__, _c=PhysicalValue, _s0=PhysicalValue.Multiplier.__set__, _s1=PhysicalValue.Unit.__set__, _s2=PhysicalValue.Value.__set__):
+    o = _n(_c); _s0(o, Multiplier); _s1(o, Unit); _s2(o, Value)
+    return o
 
 
 def _e_PhysicalValue(o, a):
@@ -3052,41 +3176,29 @@ def _e_PhysicalValue(o, a):
 
 def _d_PhysicalValue(D, L, p):
     try:
-        p += 1; ev = _D_PhysicalValue_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; f_Multiplier = ((D >> (L - p)) & 7) - 3
+        ev = 1
+        ev = 2
+        ev = 3
+        p += 14; _x = (D >> (L - p)) & 16383
+        if _x & 12743: raise _bad_event(-1, p)
+        f_Multiplier = ((_x >> 9) & 7) - 3
         if f_Multiplier > 3: raise _out_of_range(f_Multiplier, -3, 3, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PhysicalValue_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 7: raise _bad_enum(_i, 7, p)
-        f_Unit = _EV_unitSymbolType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PhysicalValue_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        f_Unit = (_x >> 3) & 7
+        if f_Unit >= 7: raise _bad_enum(f_Unit, 7, p)
+        f_Unit = _EV_unitSymbolType[f_Unit]
         f_Value, p = _r_int(D, L, p, 15)
         if f_Value < -32768 or f_Value > 32767: raise _out_of_range(f_Value, -32768, 32767, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PhysicalValue_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return PhysicalValue(Multiplier=f_Multiplier, Unit=f_Unit, Value=f_Value), p
+        ev = 0
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
+        return _mk_PhysicalValue(f_Multiplier, f_Unit, f_Value), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PhysicalValue') from None
 
-_D_PhysicalValue_0 = (1, -1)
-_D_PhysicalValue_1 = (2, -1)
-_D_PhysicalValue_2 = (3, -1)
-_D_PhysicalValue_3 = (0, -1)
+
+def _mk_PaymentServiceSelectionReq(SelectedPaymentOption, SelectedServiceList, _n=object.__new__, _c=PaymentServiceSelectionReq, _s0=PaymentServiceSelectionReq.SelectedPaymentOption.__set__, _s1=PaymentServiceSelectionReq.SelectedServiceList.__set__):
+    o = _n(_c); _s0(o, SelectedPaymentOption); _s1(o, SelectedServiceList)
+    return o
 
 
 def _e_PaymentServiceSelectionReq(o, a):
@@ -3105,26 +3217,23 @@ def _e_PaymentServiceSelectionReq(o, a):
 
 def _d_PaymentServiceSelectionReq(D, L, p):
     try:
-        p += 1; ev = _D_PaymentServiceSelectionReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; _i = (D >> (L - p)) & 1
-        f_SelectedPaymentOption = _EV_paymentOptionType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PaymentServiceSelectionReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 1
+        ev = 2
+        p += 5; _x = (D >> (L - p)) & 31
+        if _x & 27: raise _bad_event(-1, p)
+        f_SelectedPaymentOption = _EV_paymentOptionType[(_x >> 2) & 1]
         f_SelectedServiceList, p = _d_SelectedServiceList(D, L, p)
-        p += 1; ev = _D_PaymentServiceSelectionReq_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return PaymentServiceSelectionReq(SelectedPaymentOption=f_SelectedPaymentOption, SelectedServiceList=f_SelectedServiceList), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_PaymentServiceSelectionReq(f_SelectedPaymentOption, f_SelectedServiceList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PaymentServiceSelectionReq') from None
 
-_D_PaymentServiceSelectionReq_0 = (1, -1)
-_D_PaymentServiceSelectionReq_1 = (2, -1)
-_D_PaymentServiceSelectionReq_2 = (0, -1)
+
+def _mk_SelectedServiceList(SelectedService, _n=object.__new__, _c=SelectedServiceList, _s0=SelectedServiceList.SelectedService.__set__):
+    o = _n(_c); _s0(o, SelectedService)
+    return o
 
 
 def _e_SelectedServiceList(o, a):
@@ -3143,7 +3252,9 @@ def _e_SelectedServiceList(o, a):
 
 def _d_SelectedServiceList(D, L, p):
     try:
-        p += 1; ev = _D_SelectedServiceList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_SelectedService = []
         n = 0
         while ev == 1:
@@ -3151,15 +3262,20 @@ def _d_SelectedServiceList(D, L, p):
             f_SelectedService.append(x)
             n += 1
             if n > 16: raise _too_many(n, 16, p)
-            p += 2; ev = _D_SelectedServiceList_1[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_SelectedServiceList_1[_x & 3]
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return SelectedServiceList(SelectedService=f_SelectedService), p
+        return _mk_SelectedServiceList(f_SelectedService), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SelectedServiceList') from None
 
-_D_SelectedServiceList_0 = (1, -1)
 _D_SelectedServiceList_1 = (1, 0, -1, -2)
+
+
+def _mk_SelectedService(ServiceID, ParameterSetID, _n=object.__new__, _c=SelectedService, _s0=SelectedService.ServiceID.__set__, _s1=SelectedService.ParameterSetID.__set__):
+    o = _n(_c); _s0(o, ServiceID); _s1(o, ParameterSetID)
+    return o
 
 
 def _e_SelectedService(o, a):
@@ -3186,34 +3302,36 @@ def _e_SelectedService(o, a):
 
 def _d_SelectedService(D, L, p):
     try:
-        p += 1; ev = _D_SelectedService_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_SelectedService_1[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_SelectedService_1[_x & 3]
         if ev == 2:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_ParameterSetID, p = _r_int(D, L, p, 15)
             if f_ParameterSetID < -32768 or f_ParameterSetID > 32767: raise _out_of_range(f_ParameterSetID, -32768, 32767, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_SelectedService_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_ParameterSetID = None
         if ev != 0: raise _bad_event(ev, p)
-        return SelectedService(ServiceID=f_ServiceID, ParameterSetID=f_ParameterSetID), p
+        return _mk_SelectedService(f_ServiceID, f_ParameterSetID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SelectedService') from None
 
 _E_SelectedService_0 = (None, (1, 2), (0, 1))
-_D_SelectedService_0 = (1, -1)
 _D_SelectedService_1 = (2, 0, -1, -2)
-_D_SelectedService_2 = (0, -1)
+
+
+def _mk_PaymentServiceSelectionRes(ResponseCode, _n=object.__new__, _c=PaymentServiceSelectionRes, _s0=PaymentServiceSelectionRes.ResponseCode.__set__):
+    o = _n(_c); _s0(o, ResponseCode)
+    return o
 
 
 def _e_PaymentServiceSelectionRes(o, a):
@@ -3228,23 +3346,21 @@ def _e_PaymentServiceSelectionRes(o, a):
 
 def _d_PaymentServiceSelectionRes(D, L, p):
     try:
-        p += 1; ev = _D_PaymentServiceSelectionRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; _i = (D >> (L - p)) & 31
-        if _i >= 26: raise _bad_enum(_i, 26, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PaymentServiceSelectionRes_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return PaymentServiceSelectionRes(ResponseCode=f_ResponseCode), p
+        ev = 1
+        ev = 0
+        p += 9; _x = (D >> (L - p)) & 511
+        if _x & 387: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 31
+        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        return _mk_PaymentServiceSelectionRes(f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PaymentServiceSelectionRes') from None
 
-_D_PaymentServiceSelectionRes_0 = (1, -1)
-_D_PaymentServiceSelectionRes_1 = (0, -1)
+
+def _mk_PaymentDetailsReq(eMAID, ContractSignatureCertChain, _n=object.__new__, _c=PaymentDetailsReq, _s0=PaymentDetailsReq.eMAID.__set__, _s1=PaymentDetailsReq.ContractSignatureCertChain.__set__):
+    o = _n(_c); _s0(o, eMAID); _s1(o, ContractSignatureCertChain)
+    return o
 
 
 def _e_PaymentDetailsReq(o, a):
@@ -3263,25 +3379,25 @@ def _e_PaymentDetailsReq(o, a):
 
 def _d_PaymentDetailsReq(D, L, p):
     try:
-        p += 1; ev = _D_PaymentDetailsReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_eMAID, p = _r_str(D, L, p, 14, 15)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PaymentDetailsReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ContractSignatureCertChain, p = _d_CertificateChain(D, L, p)
-        p += 1; ev = _D_PaymentDetailsReq_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return PaymentDetailsReq(eMAID=f_eMAID, ContractSignatureCertChain=f_ContractSignatureCertChain), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_PaymentDetailsReq(f_eMAID, f_ContractSignatureCertChain), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PaymentDetailsReq') from None
 
-_D_PaymentDetailsReq_0 = (1, -1)
-_D_PaymentDetailsReq_1 = (2, -1)
-_D_PaymentDetailsReq_2 = (0, -1)
+
+def _mk_CertificateChain(Id, Certificate, SubCertificates, _n=object.__new__, _c=CertificateChain, _s0=CertificateChain.Id.__set__, _s1=CertificateChain.Certificate.__set__, _s2=CertificateChain.SubCertificates.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, Certificate); _s2(o, SubCertificates)
+    return o
 
 
 def _e_CertificateChain(o, a):
@@ -3316,10 +3432,13 @@ def _e_CertificateChain(o, a):
 
 def _d_CertificateChain(D, L, p):
     try:
-        p += 2; ev = _D_CertificateChain_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_CertificateChain_0[_x & 3]
         if ev == 1:
             f_Id, p = _r_str(D, L, p, 0, None)
-            p += 1; ev = _D_CertificateChain_1[(D >> (L - p)) & 1]
+            ev = 2
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Id = None
         if ev != 2: raise _bad_event(ev, p)
@@ -3330,25 +3449,31 @@ def _d_CertificateChain(D, L, p):
             f_Certificate = b''
         else:
             f_Certificate, p = _r_bin(D, L, p, 0, 800)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_CertificateChain_2[(D >> (L - p)) & 3]
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_CertificateChain_2[_x & 3]
         if ev == 3:
             f_SubCertificates, p = _d_SubCertificates(D, L, p)
-            p += 1; ev = _D_CertificateChain_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_SubCertificates = None
         if ev != 0: raise _bad_event(ev, p)
-        return CertificateChain(Id=f_Id, Certificate=f_Certificate, SubCertificates=f_SubCertificates), p
+        return _mk_CertificateChain(f_Id, f_Certificate, f_SubCertificates), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateChain') from None
 
 _E_CertificateChain_2 = ((1, 2), (0, 1), None, None)
 _E_CertificateChain_0 = (None, None, (1, 2), (0, 1))
 _D_CertificateChain_0 = (1, 2, -1, -2)
-_D_CertificateChain_1 = (2, -1)
 _D_CertificateChain_2 = (3, 0, -1, -2)
-_D_CertificateChain_3 = (0, -1)
+
+
+def _mk_SubCertificates(Certificate, _n=object.__new__, _c=SubCertificates, _s0=SubCertificates.Certificate.__set__):
+    o = _n(_c); _s0(o, Certificate)
+    return o
 
 
 def _e_SubCertificates(o, a):
@@ -3381,7 +3506,9 @@ def _e_SubCertificates(o, a):
 
 def _d_SubCertificates(D, L, p):
     try:
-        p += 1; ev = _D_SubCertificates_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Certificate = []
         n = 0
         while ev == 1:
@@ -3392,24 +3519,30 @@ def _d_SubCertificates(D, L, p):
                 x = b''
             else:
                 x, p = _r_bin(D, L, p, 0, 800)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             f_Certificate.append(x)
             n += 1
             if n < 4:
-                p += 2; ev = _D_SubCertificates_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_SubCertificates_1[_x & 3]
             else:
-                p += 1; ev = _D_SubCertificates_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return SubCertificates(Certificate=f_Certificate), p
+        return _mk_SubCertificates(f_Certificate), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SubCertificates') from None
 
 _E_SubCertificates_0 = (None, (1, 2), (0, 1))
-_D_SubCertificates_0 = (1, -1)
 _D_SubCertificates_1 = (1, 0, -1, -2)
-_D_SubCertificates_2 = (0, -1)
+
+
+def _mk_PaymentDetailsRes(ResponseCode, GenChallenge, EVSETimeStamp, _n=object.__new__, _c=PaymentDetailsRes, _s0=PaymentDetailsRes.ResponseCode.__set__, _s1=PaymentDetailsRes.GenChallenge.__set__, _s2=PaymentDetailsRes.EVSETimeStamp.__set__):
+    o = _n(_c); _s0(o, ResponseCode); _s1(o, GenChallenge); _s2(o, EVSETimeStamp)
+    return o
 
 
 def _e_PaymentDetailsRes(o, a):
@@ -3435,40 +3568,30 @@ def _e_PaymentDetailsRes(o, a):
 
 def _d_PaymentDetailsRes(D, L, p):
     try:
-        p += 1; ev = _D_PaymentDetailsRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; _i = (D >> (L - p)) & 31
-        if _i >= 26: raise _bad_enum(_i, 26, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PaymentDetailsRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        ev = 2
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 775: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 3) & 31
+        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_GenChallenge, p = _r_bin(D, L, p, 16, 16)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PaymentDetailsRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 3
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_EVSETimeStamp, p = _r_int(D, L, p, 63)
         if f_EVSETimeStamp < -9223372036854775808 or f_EVSETimeStamp > 9223372036854775807: raise _out_of_range(f_EVSETimeStamp, -9223372036854775808, 9223372036854775807, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PaymentDetailsRes_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return PaymentDetailsRes(ResponseCode=f_ResponseCode, GenChallenge=f_GenChallenge, EVSETimeStamp=f_EVSETimeStamp), p
+        ev = 0
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
+        return _mk_PaymentDetailsRes(f_ResponseCode, f_GenChallenge, f_EVSETimeStamp), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PaymentDetailsRes') from None
 
-_D_PaymentDetailsRes_0 = (1, -1)
-_D_PaymentDetailsRes_1 = (2, -1)
-_D_PaymentDetailsRes_2 = (3, -1)
-_D_PaymentDetailsRes_3 = (0, -1)
+
+def _mk_AuthorizationReq(Id, GenChallenge, _n=object.__new__, _c=AuthorizationReq, _s0=AuthorizationReq.Id.__set__, _s1=AuthorizationReq.GenChallenge.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, GenChallenge)
+    return o
 
 
 def _e_AuthorizationReq(o, a):
@@ -3495,23 +3618,25 @@ def _e_AuthorizationReq(o, a):
 
 def _d_AuthorizationReq(D, L, p):
     try:
-        p += 2; ev = _D_AuthorizationReq_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_AuthorizationReq_0[_x & 3]
         if ev == 1:
             f_Id, p = _r_str(D, L, p, 0, None)
-            p += 2; ev = _D_AuthorizationReq_1[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_AuthorizationReq_1[_x & 3]
         else:
             f_Id = None
         if ev == 2:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_GenChallenge, p = _r_bin(D, L, p, 16, 16)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_AuthorizationReq_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_GenChallenge = None
         if ev != 0: raise _bad_event(ev, p)
-        return AuthorizationReq(Id=f_Id, GenChallenge=f_GenChallenge), p
+        return _mk_AuthorizationReq(f_Id, f_GenChallenge), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AuthorizationReq') from None
 
@@ -3519,7 +3644,11 @@ _E_AuthorizationReq_2 = ((1, 2), (0, 2), None)
 _E_AuthorizationReq_0 = ((2, 2), (1, 2), (0, 1))
 _D_AuthorizationReq_0 = (1, 2, 0, -1)
 _D_AuthorizationReq_1 = (2, 0, -1, -2)
-_D_AuthorizationReq_2 = (0, -1)
+
+
+def _mk_AuthorizationRes(ResponseCode, EVSEProcessing, _n=object.__new__, _c=AuthorizationRes, _s0=AuthorizationRes.ResponseCode.__set__, _s1=AuthorizationRes.EVSEProcessing.__set__):
+    o = _n(_c); _s0(o, ResponseCode); _s1(o, EVSEProcessing)
+    return o
 
 
 def _e_AuthorizationRes(o, a):
@@ -3539,33 +3668,25 @@ def _e_AuthorizationRes(o, a):
 
 def _d_AuthorizationRes(D, L, p):
     try:
-        p += 1; ev = _D_AuthorizationRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; _i = (D >> (L - p)) & 31
-        if _i >= 26: raise _bad_enum(_i, 26, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_AuthorizationRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVSEProcessing = _EV_EVSEProcessingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_AuthorizationRes_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return AuthorizationRes(ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing), p
+        ev = 1
+        ev = 2
+        ev = 0
+        p += 14; _x = (D >> (L - p)) & 16383
+        if _x & 12403: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 7) & 31
+        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        f_EVSEProcessing = (_x >> 2) & 3
+        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        f_EVSEProcessing = _EV_EVSEProcessingType[f_EVSEProcessing]
+        return _mk_AuthorizationRes(f_ResponseCode, f_EVSEProcessing), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AuthorizationRes') from None
 
-_D_AuthorizationRes_0 = (1, -1)
-_D_AuthorizationRes_1 = (2, -1)
-_D_AuthorizationRes_2 = (0, -1)
+
+def _mk_ChargeParameterDiscoveryReq(MaxEntriesSAScheduleTuple, RequestedEnergyTransferMode, AC_EVChargeParameter, DC_EVChargeParameter, _n=object.__new__, _c=ChargeParameterDiscoveryReq, _s0=ChargeParameterDiscoveryReq.MaxEntriesSAScheduleTuple.__set__, _s1=ChargeParameterDiscoveryReq.RequestedEnergyTransferMode.__set__, _s2=ChargeParameterDiscoveryReq.AC_EVChargeParameter.__set__, _s3=ChargeParameterDiscoveryReq.DC_EVChargeParameter.__set__):
+    o = _n(_c); _s0(o, MaxEntriesSAScheduleTuple); _s1(o, RequestedEnergyTransferMode); _s2(o, AC_EVChargeParameter); _s3(o, DC_EVChargeParameter)
+    return o
 
 
 def _e_ChargeParameterDiscoveryReq(o, a):
@@ -3602,46 +3723,52 @@ def _e_ChargeParameterDiscoveryReq(o, a):
 
 def _d_ChargeParameterDiscoveryReq(D, L, p):
     try:
-        p += 2; ev = _D_ChargeParameterDiscoveryReq_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_ChargeParameterDiscoveryReq_0[_x & 3]
         if ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_MaxEntriesSAScheduleTuple, p = _r_uint(D, L, p, 16)
             if f_MaxEntriesSAScheduleTuple > 65535: raise _out_of_range(f_MaxEntriesSAScheduleTuple, 0, 65535, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_ChargeParameterDiscoveryReq_1[(D >> (L - p)) & 1]
+            ev = 2
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_MaxEntriesSAScheduleTuple = None
         if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 6: raise _bad_enum(_i, 6, p)
-        f_RequestedEnergyTransferMode = _EV_EnergyTransferModeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_ChargeParameterDiscoveryReq_2[(D >> (L - p)) & 3]
+        p += 7; _x = (D >> (L - p)) & 127
+        if _x & 68: raise _bad_event(-1, p)
+        f_RequestedEnergyTransferMode = (_x >> 3) & 7
+        if f_RequestedEnergyTransferMode >= 6: raise _bad_enum(f_RequestedEnergyTransferMode, 6, p)
+        f_RequestedEnergyTransferMode = _EV_EnergyTransferModeType[f_RequestedEnergyTransferMode]
+        ev = _D_ChargeParameterDiscoveryReq_2[_x & 3]
         f_AC_EVChargeParameter = None
         f_DC_EVChargeParameter = None
         if ev == 3:
             f_AC_EVChargeParameter, p = _d_AC_EVChargeParameter(D, L, p)
-            p += 1; ev = _D_ChargeParameterDiscoveryReq_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 4:
             f_DC_EVChargeParameter, p = _d_DC_EVChargeParameter(D, L, p)
-            p += 1; ev = _D_ChargeParameterDiscoveryReq_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ChargeParameterDiscoveryReq(MaxEntriesSAScheduleTuple=f_MaxEntriesSAScheduleTuple, RequestedEnergyTransferMode=f_RequestedEnergyTransferMode, AC_EVChargeParameter=f_AC_EVChargeParameter, DC_EVChargeParameter=f_DC_EVChargeParameter), p
+        return _mk_ChargeParameterDiscoveryReq(f_MaxEntriesSAScheduleTuple, f_RequestedEnergyTransferMode, f_AC_EVChargeParameter, f_DC_EVChargeParameter), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryReq') from None
 
 _E_ChargeParameterDiscoveryReq_2 = ((1, 2), (0, 1), None, None)
 _D_ChargeParameterDiscoveryReq_0 = (1, 2, -1, -2)
-_D_ChargeParameterDiscoveryReq_1 = (2, -1)
 _D_ChargeParameterDiscoveryReq_2 = (3, 4, -1, -1)
-_D_ChargeParameterDiscoveryReq_3 = (0, -1)
+
+
+def _mk_ChargeParameterDiscoveryRes(ResponseCode, EVSEProcessing, SAScheduleList, AC_EVSEChargeParameter, DC_EVSEChargeParameter, _n=object.__new__, _c=ChargeParameterDiscoveryRes, _s0=ChargeParameterDiscoveryRes.ResponseCode.__set__, _s1=ChargeParameterDiscoveryRes.EVSEProcessing.__set__, _s2=ChargeParameterDiscoveryRes.SAScheduleList.__set__, _s3=ChargeParameterDiscoveryRes.AC_EVSEChargeParameter.__set__, _s4=ChargeParameterDiscoveryRes.DC_EVSEChargeParameter.__set__):
+    o = _n(_c); _s0(o, ResponseCode); _s1(o, EVSEProcessing); _s2(o, SAScheduleList); _s3(o, AC_EVSEChargeParameter); _s4(o, DC_EVSEChargeParameter)
+    return o
 
 
 def _e_ChargeParameterDiscoveryRes(o, a):
@@ -3683,52 +3810,51 @@ def _e_ChargeParameterDiscoveryRes(o, a):
 
 def _d_ChargeParameterDiscoveryRes(D, L, p):
     try:
-        p += 1; ev = _D_ChargeParameterDiscoveryRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; _i = (D >> (L - p)) & 31
-        if _i >= 26: raise _bad_enum(_i, 26, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ChargeParameterDiscoveryRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVSEProcessing = _EV_EVSEProcessingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_ChargeParameterDiscoveryRes_2[(D >> (L - p)) & 7]
+        ev = 1
+        ev = 2
+        p += 16; _x = (D >> (L - p)) & 65535
+        if _x & 49608: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 9) & 31
+        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        f_EVSEProcessing = (_x >> 4) & 3
+        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        f_EVSEProcessing = _EV_EVSEProcessingType[f_EVSEProcessing]
+        ev = _D_ChargeParameterDiscoveryRes_2[_x & 7]
         if ev == 3:
             f_SAScheduleList, p = _d_SAScheduleList(D, L, p)
-            p += 2; ev = _D_ChargeParameterDiscoveryRes_3[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_ChargeParameterDiscoveryRes_3[_x & 3]
         else:
             f_SAScheduleList = None
         f_AC_EVSEChargeParameter = None
         f_DC_EVSEChargeParameter = None
         if ev == 5:
             f_AC_EVSEChargeParameter, p = _d_AC_EVSEChargeParameter(D, L, p)
-            p += 1; ev = _D_ChargeParameterDiscoveryRes_4[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 6:
             f_DC_EVSEChargeParameter, p = _d_DC_EVSEChargeParameter(D, L, p)
-            p += 1; ev = _D_ChargeParameterDiscoveryRes_4[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ChargeParameterDiscoveryRes(ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, SAScheduleList=f_SAScheduleList, AC_EVSEChargeParameter=f_AC_EVSEChargeParameter, DC_EVSEChargeParameter=f_DC_EVSEChargeParameter), p
+        return _mk_ChargeParameterDiscoveryRes(f_ResponseCode, f_EVSEProcessing, f_SAScheduleList, f_AC_EVSEChargeParameter, f_DC_EVSEChargeParameter), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryRes') from None
 
 _E_ChargeParameterDiscoveryRes_5 = (None, None, (2, 3), (0, 2), None)
 _E_ChargeParameterDiscoveryRes_6 = (None, None, (3, 3), (1, 2), None)
-_D_ChargeParameterDiscoveryRes_0 = (1, -1)
-_D_ChargeParameterDiscoveryRes_1 = (2, -1)
 _D_ChargeParameterDiscoveryRes_2 = (3, -1, 5, 6, -1, -1, -2, -2)
 _D_ChargeParameterDiscoveryRes_3 = (5, 6, -1, -1)
-_D_ChargeParameterDiscoveryRes_4 = (0, -1)
+
+
+def _mk_PowerDeliveryReq(ChargeProgress, SAScheduleTupleID, ChargingProfile, DC_EVPowerDeliveryParameter, _n=object.__new__, _c=PowerDeliveryReq, _s0=PowerDeliveryReq.ChargeProgress.__set__, _s1=PowerDeliveryReq.SAScheduleTupleID.__set__, _s2=PowerDeliveryReq.ChargingProfile.__set__, _s3=PowerDeliveryReq.DC_EVPowerDeliveryParameter.__set__):
+    o = _n(_c); _s0(o, ChargeProgress); _s1(o, SAScheduleTupleID); _s2(o, ChargingProfile); _s3(o, DC_EVPowerDeliveryParameter)
+    return o
 
 
 def _e_PowerDeliveryReq(o, a):
@@ -3766,46 +3892,43 @@ def _e_PowerDeliveryReq(o, a):
 
 def _d_PowerDeliveryReq(D, L, p):
     try:
-        p += 1; ev = _D_PowerDeliveryReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_ChargeProgress = _EV_chargeProgressType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PowerDeliveryReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; f_SAScheduleTupleID = ((D >> (L - p)) & 255) + 1
+        ev = 1
+        ev = 2
+        p += 19; _x = (D >> (L - p)) & 524287
+        if _x & 421896: raise _bad_event(-1, p)
+        f_ChargeProgress = (_x >> 15) & 3
+        if f_ChargeProgress >= 3: raise _bad_enum(f_ChargeProgress, 3, p)
+        f_ChargeProgress = _EV_chargeProgressType[f_ChargeProgress]
+        f_SAScheduleTupleID = ((_x >> 4) & 255) + 1
         if f_SAScheduleTupleID > 255: raise _out_of_range(f_SAScheduleTupleID, 1, 255, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_PowerDeliveryReq_2[(D >> (L - p)) & 7]
+        ev = _D_PowerDeliveryReq_2[_x & 7]
         if ev == 3:
             f_ChargingProfile, p = _d_ChargingProfile(D, L, p)
-            p += 2; ev = _D_PowerDeliveryReq_3[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_PowerDeliveryReq_3[_x & 3]
         else:
             f_ChargingProfile = None
         if ev == 4:
             f_DC_EVPowerDeliveryParameter, p = _d_DC_EVPowerDeliveryParameter(D, L, p)
-            p += 1; ev = _D_PowerDeliveryReq_4[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_DC_EVPowerDeliveryParameter = None
         if ev != 0: raise _bad_event(ev, p)
-        return PowerDeliveryReq(ChargeProgress=f_ChargeProgress, SAScheduleTupleID=f_SAScheduleTupleID, ChargingProfile=f_ChargingProfile, DC_EVPowerDeliveryParameter=f_DC_EVPowerDeliveryParameter), p
+        return _mk_PowerDeliveryReq(f_ChargeProgress, f_SAScheduleTupleID, f_ChargingProfile, f_DC_EVPowerDeliveryParameter), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PowerDeliveryReq') from None
 
 _E_PowerDeliveryReq_4 = (None, None, (1, 3), (0, 2), None)
 _E_PowerDeliveryReq_0 = (None, None, (3, 3), (2, 2), (0, 1))
-_D_PowerDeliveryReq_0 = (1, -1)
-_D_PowerDeliveryReq_1 = (2, -1)
 _D_PowerDeliveryReq_2 = (3, 4, -1, 0, -1, -2, -2, -2)
 _D_PowerDeliveryReq_3 = (4, -1, 0, -1)
-_D_PowerDeliveryReq_4 = (0, -1)
+
+
+def _mk_ChargingProfile(ProfileEntry, _n=object.__new__, _c=ChargingProfile, _s0=ChargingProfile.ProfileEntry.__set__):
+    o = _n(_c); _s0(o, ProfileEntry)
+    return o
 
 
 def _e_ChargingProfile(o, a):
@@ -3824,7 +3947,9 @@ def _e_ChargingProfile(o, a):
 
 def _d_ChargingProfile(D, L, p):
     try:
-        p += 1; ev = _D_ChargingProfile_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_ProfileEntry = []
         n = 0
         while ev == 1:
@@ -3832,15 +3957,20 @@ def _d_ChargingProfile(D, L, p):
             f_ProfileEntry.append(x)
             n += 1
             if n > 24: raise _too_many(n, 24, p)
-            p += 2; ev = _D_ChargingProfile_1[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_ChargingProfile_1[_x & 3]
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ChargingProfile(ProfileEntry=f_ProfileEntry), p
+        return _mk_ChargingProfile(f_ProfileEntry), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargingProfile') from None
 
-_D_ChargingProfile_0 = (1, -1)
 _D_ChargingProfile_1 = (1, 0, -1, -2)
+
+
+def _mk_ProfileEntry(ChargingProfileEntryStart, ChargingProfileEntryMaxPower, ChargingProfileEntryMaxNumberOfPhasesInUse, _n=object.__new__, _c=ProfileEntry, _s0=ProfileEntry.ChargingProfileEntryStart.__set__, _s1=ProfileEntry.ChargingProfileEntryMaxPower.__set__, _s2=ProfileEntry.ChargingProfileEntryMaxNumberOfPhasesInUse.__set__):
+    o = _n(_c); _s0(o, ChargingProfileEntryStart); _s1(o, ChargingProfileEntryMaxPower); _s2(o, ChargingProfileEntryMaxNumberOfPhasesInUse)
+    return o
 
 
 def _e_ProfileEntry(o, a):
@@ -3872,38 +4002,37 @@ def _e_ProfileEntry(o, a):
 
 def _d_ProfileEntry(D, L, p):
     try:
-        p += 1; ev = _D_ProfileEntry_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ChargingProfileEntryStart, p = _r_uint(D, L, p, 32)
         if f_ChargingProfileEntryStart > 4294967295: raise _out_of_range(f_ChargingProfileEntryStart, 0, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ProfileEntry_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ChargingProfileEntryMaxPower, p = _d_PhysicalValue(D, L, p)
-        p += 2; ev = _D_ProfileEntry_2[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_ProfileEntry_2[_x & 3]
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; f_ChargingProfileEntryMaxNumberOfPhasesInUse = ((D >> (L - p)) & 3) + 1
+            ev = 0
+            p += 5; _x = (D >> (L - p)) & 31
+            if _x & 19: raise _bad_event(-1, p)
+            f_ChargingProfileEntryMaxNumberOfPhasesInUse = ((_x >> 2) & 3) + 1
             if f_ChargingProfileEntryMaxNumberOfPhasesInUse > 3: raise _out_of_range(f_ChargingProfileEntryMaxNumberOfPhasesInUse, 1, 3, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_ProfileEntry_3[(D >> (L - p)) & 1]
         else:
             f_ChargingProfileEntryMaxNumberOfPhasesInUse = None
         if ev != 0: raise _bad_event(ev, p)
-        return ProfileEntry(ChargingProfileEntryStart=f_ChargingProfileEntryStart, ChargingProfileEntryMaxPower=f_ChargingProfileEntryMaxPower, ChargingProfileEntryMaxNumberOfPhasesInUse=f_ChargingProfileEntryMaxNumberOfPhasesInUse), p
+        return _mk_ProfileEntry(f_ChargingProfileEntryStart, f_ChargingProfileEntryMaxPower, f_ChargingProfileEntryMaxNumberOfPhasesInUse), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ProfileEntry') from None
 
 _E_ProfileEntry_0 = (None, None, (1, 2), (0, 1))
-_D_ProfileEntry_0 = (1, -1)
-_D_ProfileEntry_1 = (2, -1)
 _D_ProfileEntry_2 = (3, 0, -1, -2)
-_D_ProfileEntry_3 = (0, -1)
+
+
+def _mk_PowerDeliveryRes(ResponseCode, AC_EVSEStatus, DC_EVSEStatus, _n=object.__new__, _c=PowerDeliveryRes, _s0=PowerDeliveryRes.ResponseCode.__set__, _s1=PowerDeliveryRes.AC_EVSEStatus.__set__, _s2=PowerDeliveryRes.DC_EVSEStatus.__set__):
+    o = _n(_c); _s0(o, ResponseCode); _s1(o, AC_EVSEStatus); _s2(o, DC_EVSEStatus)
+    return o
 
 
 def _e_PowerDeliveryRes(o, a):
@@ -3926,34 +4055,38 @@ def _e_PowerDeliveryRes(o, a):
 
 def _d_PowerDeliveryRes(D, L, p):
     try:
-        p += 1; ev = _D_PowerDeliveryRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; _i = (D >> (L - p)) & 31
-        if _i >= 26: raise _bad_enum(_i, 26, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_PowerDeliveryRes_1[(D >> (L - p)) & 3]
+        ev = 1
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 772: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 3) & 31
+        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        ev = _D_PowerDeliveryRes_1[_x & 3]
         f_AC_EVSEStatus = None
         f_DC_EVSEStatus = None
         if ev == 2:
             f_AC_EVSEStatus, p = _d_AC_EVSEStatus(D, L, p)
-            p += 1; ev = _D_PowerDeliveryRes_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 3:
             f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
-            p += 1; ev = _D_PowerDeliveryRes_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return PowerDeliveryRes(ResponseCode=f_ResponseCode, AC_EVSEStatus=f_AC_EVSEStatus, DC_EVSEStatus=f_DC_EVSEStatus), p
+        return _mk_PowerDeliveryRes(f_ResponseCode, f_AC_EVSEStatus, f_DC_EVSEStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PowerDeliveryRes') from None
 
-_D_PowerDeliveryRes_0 = (1, -1)
 _D_PowerDeliveryRes_1 = (2, 3, -1, -1)
-_D_PowerDeliveryRes_2 = (0, -1)
+
+
+def _mk_MeteringReceiptReq(Id, SessionID, SAScheduleTupleID, MeterInfo, _n=object.__new__, _c=MeteringReceiptReq, _s0=MeteringReceiptReq.Id.__set__, _s1=MeteringReceiptReq.SessionID.__set__, _s2=MeteringReceiptReq.SAScheduleTupleID.__set__, _s3=MeteringReceiptReq.MeterInfo.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, SessionID); _s2(o, SAScheduleTupleID); _s3(o, MeterInfo)
+    return o
 
 
 def _e_MeteringReceiptReq(o, a):
@@ -3995,10 +4128,13 @@ def _e_MeteringReceiptReq(o, a):
 
 def _d_MeteringReceiptReq(D, L, p):
     try:
-        p += 2; ev = _D_MeteringReceiptReq_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_MeteringReceiptReq_0[_x & 3]
         if ev == 1:
             f_Id, p = _r_str(D, L, p, 0, None)
-            p += 1; ev = _D_MeteringReceiptReq_1[(D >> (L - p)) & 1]
+            ev = 2
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Id = None
         if ev != 2: raise _bad_event(ev, p)
@@ -4009,34 +4145,36 @@ def _d_MeteringReceiptReq(D, L, p):
             f_SessionID = b''
         else:
             f_SessionID, p = _r_bin(D, L, p, 0, 8)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_MeteringReceiptReq_2[(D >> (L - p)) & 3]
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_MeteringReceiptReq_2[_x & 3]
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 8; f_SAScheduleTupleID = ((D >> (L - p)) & 255) + 1
+            ev = 4
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1027: raise _bad_event(-1, p)
+            f_SAScheduleTupleID = ((_x >> 2) & 255) + 1
             if f_SAScheduleTupleID > 255: raise _out_of_range(f_SAScheduleTupleID, 1, 255, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_MeteringReceiptReq_3[(D >> (L - p)) & 1]
         else:
             f_SAScheduleTupleID = None
         if ev != 4: raise _bad_event(ev, p)
         f_MeterInfo, p = _d_MeterInfo(D, L, p)
-        p += 1; ev = _D_MeteringReceiptReq_4[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return MeteringReceiptReq(Id=f_Id, SessionID=f_SessionID, SAScheduleTupleID=f_SAScheduleTupleID, MeterInfo=f_MeterInfo), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_MeteringReceiptReq(f_Id, f_SessionID, f_SAScheduleTupleID, f_MeterInfo), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MeteringReceiptReq') from None
 
 _E_MeteringReceiptReq_2 = ((1, 2), (0, 1), None, None, None)
 _E_MeteringReceiptReq_4 = (None, None, (1, 2), (0, 1), None)
 _D_MeteringReceiptReq_0 = (1, 2, -1, -2)
-_D_MeteringReceiptReq_1 = (2, -1)
 _D_MeteringReceiptReq_2 = (3, 4, -1, -2)
-_D_MeteringReceiptReq_3 = (4, -1)
-_D_MeteringReceiptReq_4 = (0, -1)
+
+
+def _mk_MeterInfo(MeterID, MeterReading, SigMeterReading, MeterStatus, TMeter, _n=object.__new__, _c=MeterInfo, _s0=MeterInfo.MeterID.__set__, _s1=MeterInfo.MeterReading.__set__, _s2=MeterInfo.SigMeterReading.__set__, _s3=MeterInfo.MeterStatus.__set__, _s4=MeterInfo.TMeter.__set__):
+    o = _n(_c); _s0(o, MeterID); _s1(o, MeterReading); _s2(o, SigMeterReading); _s3(o, MeterStatus); _s4(o, TMeter)
+    return o
 
 
 def _e_MeterInfo(o, a):
@@ -4098,8 +4236,9 @@ def _e_MeterInfo(o, a):
 
 def _d_MeterInfo(D, L, p):
     try:
-        p += 1; ev = _D_MeterInfo_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -4107,17 +4246,18 @@ def _d_MeterInfo(D, L, p):
             f_MeterID = ''
         else:
             f_MeterID, p = _r_str(D, L, p, 0, 32)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_MeterInfo_1[(D >> (L - p)) & 7]
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_MeterInfo_1[_x & 7]
         if ev == 2:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_MeterReading, p = _r_uint(D, L, p, 64)
             if f_MeterReading > 18446744073709551615: raise _out_of_range(f_MeterReading, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_MeterInfo_2[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_2[_x & 7]
         else:
             f_MeterReading = None
         if ev == 3:
@@ -4128,33 +4268,34 @@ def _d_MeterInfo(D, L, p):
                 f_SigMeterReading = b''
             else:
                 f_SigMeterReading, p = _r_bin(D, L, p, 0, 64)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_MeterInfo_3[(D >> (L - p)) & 3]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_MeterInfo_3[_x & 3]
         else:
             f_SigMeterReading = None
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_MeterStatus, p = _r_int(D, L, p, 15)
             if f_MeterStatus < -32768 or f_MeterStatus > 32767: raise _out_of_range(f_MeterStatus, -32768, 32767, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_MeterInfo_4[(D >> (L - p)) & 3]
+            p += 3; _x = (D >> (L - p)) & 7
+            if _x & 4: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_4[_x & 3]
         else:
             f_MeterStatus = None
         if ev == 5:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_TMeter, p = _r_int(D, L, p, 63)
             if f_TMeter < -9223372036854775808 or f_TMeter > 9223372036854775807: raise _out_of_range(f_TMeter, -9223372036854775808, 9223372036854775807, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_MeterInfo_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_TMeter = None
         if ev != 0: raise _bad_event(ev, p)
-        return MeterInfo(MeterID=f_MeterID, MeterReading=f_MeterReading, SigMeterReading=f_SigMeterReading, MeterStatus=f_MeterStatus, TMeter=f_TMeter), p
+        return _mk_MeterInfo(f_MeterID, f_MeterReading, f_SigMeterReading, f_MeterStatus, f_TMeter), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MeterInfo') from None
 
@@ -4162,12 +4303,15 @@ _E_MeterInfo_3 = (None, (1, 3), (0, 3), None, None, None)
 _E_MeterInfo_4 = (None, (2, 3), (1, 3), (0, 2), None, None)
 _E_MeterInfo_5 = (None, (3, 3), (2, 3), (1, 2), (0, 2), None)
 _E_MeterInfo_0 = (None, (4, 3), (3, 3), (2, 2), (1, 2), (0, 1))
-_D_MeterInfo_0 = (1, -1)
 _D_MeterInfo_1 = (2, 3, 4, 5, 0, -1, -2, -2)
 _D_MeterInfo_2 = (3, 4, 5, 0, -1, -2, -2, -2)
 _D_MeterInfo_3 = (4, 5, 0, -1)
 _D_MeterInfo_4 = (5, 0, -1, -2)
-_D_MeterInfo_5 = (0, -1)
+
+
+def _mk_MeteringReceiptRes(ResponseCode, AC_EVSEStatus, DC_EVSEStatus, _n=object.__new__, _c=MeteringReceiptRes, _s0=MeteringReceiptRes.ResponseCode.__set__, _s1=MeteringReceiptRes.AC_EVSEStatus.__set__, _s2=MeteringReceiptRes.DC_EVSEStatus.__set__):
+    o = _n(_c); _s0(o, ResponseCode); _s1(o, AC_EVSEStatus); _s2(o, DC_EVSEStatus)
+    return o
 
 
 def _e_MeteringReceiptRes(o, a):
@@ -4190,34 +4334,38 @@ def _e_MeteringReceiptRes(o, a):
 
 def _d_MeteringReceiptRes(D, L, p):
     try:
-        p += 1; ev = _D_MeteringReceiptRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; _i = (D >> (L - p)) & 31
-        if _i >= 26: raise _bad_enum(_i, 26, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_MeteringReceiptRes_1[(D >> (L - p)) & 3]
+        ev = 1
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 772: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 3) & 31
+        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        ev = _D_MeteringReceiptRes_1[_x & 3]
         f_AC_EVSEStatus = None
         f_DC_EVSEStatus = None
         if ev == 2:
             f_AC_EVSEStatus, p = _d_AC_EVSEStatus(D, L, p)
-            p += 1; ev = _D_MeteringReceiptRes_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 3:
             f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
-            p += 1; ev = _D_MeteringReceiptRes_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return MeteringReceiptRes(ResponseCode=f_ResponseCode, AC_EVSEStatus=f_AC_EVSEStatus, DC_EVSEStatus=f_DC_EVSEStatus), p
+        return _mk_MeteringReceiptRes(f_ResponseCode, f_AC_EVSEStatus, f_DC_EVSEStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MeteringReceiptRes') from None
 
-_D_MeteringReceiptRes_0 = (1, -1)
 _D_MeteringReceiptRes_1 = (2, 3, -1, -1)
-_D_MeteringReceiptRes_2 = (0, -1)
+
+
+def _mk_SessionStopReq(ChargingSession, _n=object.__new__, _c=SessionStopReq, _s0=SessionStopReq.ChargingSession.__set__):
+    o = _n(_c); _s0(o, ChargingSession)
+    return o
 
 
 def _e_SessionStopReq(o, a):
@@ -4232,22 +4380,19 @@ def _e_SessionStopReq(o, a):
 
 def _d_SessionStopReq(D, L, p):
     try:
-        p += 1; ev = _D_SessionStopReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; _i = (D >> (L - p)) & 1
-        f_ChargingSession = _EV_chargingSessionType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_SessionStopReq_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return SessionStopReq(ChargingSession=f_ChargingSession), p
+        ev = 1
+        ev = 0
+        p += 5; _x = (D >> (L - p)) & 31
+        if _x & 27: raise _bad_event(-1, p)
+        f_ChargingSession = _EV_chargingSessionType[(_x >> 2) & 1]
+        return _mk_SessionStopReq(f_ChargingSession), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionStopReq') from None
 
-_D_SessionStopReq_0 = (1, -1)
-_D_SessionStopReq_1 = (0, -1)
+
+def _mk_SessionStopRes(ResponseCode, _n=object.__new__, _c=SessionStopRes, _s0=SessionStopRes.ResponseCode.__set__):
+    o = _n(_c); _s0(o, ResponseCode)
+    return o
 
 
 def _e_SessionStopRes(o, a):
@@ -4262,23 +4407,21 @@ def _e_SessionStopRes(o, a):
 
 def _d_SessionStopRes(D, L, p):
     try:
-        p += 1; ev = _D_SessionStopRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; _i = (D >> (L - p)) & 31
-        if _i >= 26: raise _bad_enum(_i, 26, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_SessionStopRes_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return SessionStopRes(ResponseCode=f_ResponseCode), p
+        ev = 1
+        ev = 0
+        p += 9; _x = (D >> (L - p)) & 511
+        if _x & 387: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 31
+        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        return _mk_SessionStopRes(f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionStopRes') from None
 
-_D_SessionStopRes_0 = (1, -1)
-_D_SessionStopRes_1 = (0, -1)
+
+def _mk_CertificateUpdateReq(Id, ContractSignatureCertChain, eMAID, ListOfRootCertificateIDs, _n=object.__new__, _c=CertificateUpdateReq, _s0=CertificateUpdateReq.Id.__set__, _s1=CertificateUpdateReq.ContractSignatureCertChain.__set__, _s2=CertificateUpdateReq.eMAID.__set__, _s3=CertificateUpdateReq.ListOfRootCertificateIDs.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, ContractSignatureCertChain); _s2(o, eMAID); _s3(o, ListOfRootCertificateIDs)
+    return o
 
 
 def _e_CertificateUpdateReq(o, a):
@@ -4305,33 +4448,33 @@ def _e_CertificateUpdateReq(o, a):
 
 def _d_CertificateUpdateReq(D, L, p):
     try:
-        p += 1; ev = _D_CertificateUpdateReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Id, p = _r_str(D, L, p, 0, None)
-        p += 1; ev = _D_CertificateUpdateReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_ContractSignatureCertChain, p = _d_CertificateChain(D, L, p)
-        p += 1; ev = _D_CertificateUpdateReq_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 3
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_eMAID, p = _r_str(D, L, p, 14, 15)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_CertificateUpdateReq_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ListOfRootCertificateIDs, p = _d_ListOfRootCertificateIDs(D, L, p)
-        p += 1; ev = _D_CertificateUpdateReq_4[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return CertificateUpdateReq(Id=f_Id, ContractSignatureCertChain=f_ContractSignatureCertChain, eMAID=f_eMAID, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_CertificateUpdateReq(f_Id, f_ContractSignatureCertChain, f_eMAID, f_ListOfRootCertificateIDs), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateUpdateReq') from None
 
-_D_CertificateUpdateReq_0 = (1, -1)
-_D_CertificateUpdateReq_1 = (2, -1)
-_D_CertificateUpdateReq_2 = (3, -1)
-_D_CertificateUpdateReq_3 = (4, -1)
-_D_CertificateUpdateReq_4 = (0, -1)
+
+def _mk_ListOfRootCertificateIDs(RootCertificateID, _n=object.__new__, _c=ListOfRootCertificateIDs, _s0=ListOfRootCertificateIDs.RootCertificateID.__set__):
+    o = _n(_c); _s0(o, RootCertificateID)
+    return o
 
 
 def _e_ListOfRootCertificateIDs(o, a):
@@ -4350,7 +4493,9 @@ def _e_ListOfRootCertificateIDs(o, a):
 
 def _d_ListOfRootCertificateIDs(D, L, p):
     try:
-        p += 1; ev = _D_ListOfRootCertificateIDs_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_RootCertificateID = []
         n = 0
         while ev == 1:
@@ -4358,15 +4503,20 @@ def _d_ListOfRootCertificateIDs(D, L, p):
             f_RootCertificateID.append(x)
             n += 1
             if n > 20: raise _too_many(n, 20, p)
-            p += 2; ev = _D_ListOfRootCertificateIDs_1[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_ListOfRootCertificateIDs_1[_x & 3]
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ListOfRootCertificateIDs(RootCertificateID=f_RootCertificateID), p
+        return _mk_ListOfRootCertificateIDs(f_RootCertificateID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ListOfRootCertificateIDs') from None
 
-_D_ListOfRootCertificateIDs_0 = (1, -1)
 _D_ListOfRootCertificateIDs_1 = (1, 0, -1, -2)
+
+
+def _mk_CertificateUpdateRes(ResponseCode, SAProvisioningCertificateChain, ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey, DHpublickey, eMAID, RetryCounter, _n=object.__new__, _c=CertificateUpdateRes, _s0=CertificateUpdateRes.ResponseCode.__set__, _s1=CertificateUpdateRes.SAProvisioningCertificateChain.__set__, _s2=CertificateUpdateRes.ContractSignatureCertChain.__set__, _s3=CertificateUpdateRes.ContractSignatureEncryptedPrivateKey.__set__, _s4=CertificateUpdateRes.DHpublickey.__set__, _s5=CertificateUpdateRes.eMAID.__set__, _s6=CertificateUpdateRes.RetryCounter.__set__):
+    o = _n(_c); _s0(o, ResponseCode); _s1(o, SAProvisioningCertificateChain); _s2(o, ContractSignatureCertChain); _s3(o, ContractSignatureEncryptedPrivateKey); _s4(o, DHpublickey); _s5(o, eMAID); _s6(o, RetryCounter)
+    return o
 
 
 def _e_CertificateUpdateRes(o, a):
@@ -4417,55 +4567,54 @@ def _e_CertificateUpdateRes(o, a):
 
 def _d_CertificateUpdateRes(D, L, p):
     try:
-        p += 1; ev = _D_CertificateUpdateRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; _i = (D >> (L - p)) & 31
-        if _i >= 26: raise _bad_enum(_i, 26, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_CertificateUpdateRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 1
+        ev = 2
+        p += 9; _x = (D >> (L - p)) & 511
+        if _x & 387: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 31
+        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_SAProvisioningCertificateChain, p = _d_CertificateChain(D, L, p)
-        p += 1; ev = _D_CertificateUpdateRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_ContractSignatureCertChain, p = _d_CertificateChain(D, L, p)
-        p += 1; ev = _D_CertificateUpdateRes_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_ContractSignatureEncryptedPrivateKey, p = _d_ContractSignatureEncryptedPrivateKey(D, L, p)
-        p += 1; ev = _D_CertificateUpdateRes_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_DHpublickey, p = _d_DiffieHellmanPublickey(D, L, p)
-        p += 1; ev = _D_CertificateUpdateRes_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
+        ev = 6
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_eMAID, p = _d_EMAID(D, L, p)
-        p += 2; ev = _D_CertificateUpdateRes_6[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_CertificateUpdateRes_6[_x & 3]
         if ev == 7:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_RetryCounter, p = _r_int(D, L, p, 15)
             if f_RetryCounter < -32768 or f_RetryCounter > 32767: raise _out_of_range(f_RetryCounter, -32768, 32767, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_CertificateUpdateRes_7[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_RetryCounter = None
         if ev != 0: raise _bad_event(ev, p)
-        return CertificateUpdateRes(ResponseCode=f_ResponseCode, SAProvisioningCertificateChain=f_SAProvisioningCertificateChain, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_ContractSignatureEncryptedPrivateKey, DHpublickey=f_DHpublickey, eMAID=f_eMAID, RetryCounter=f_RetryCounter), p
+        return _mk_CertificateUpdateRes(f_ResponseCode, f_SAProvisioningCertificateChain, f_ContractSignatureCertChain, f_ContractSignatureEncryptedPrivateKey, f_DHpublickey, f_eMAID, f_RetryCounter), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateUpdateRes') from None
 
 _E_CertificateUpdateRes_0 = (None, None, None, None, None, None, (1, 2), (0, 1))
-_D_CertificateUpdateRes_0 = (1, -1)
-_D_CertificateUpdateRes_1 = (2, -1)
-_D_CertificateUpdateRes_2 = (3, -1)
-_D_CertificateUpdateRes_3 = (4, -1)
-_D_CertificateUpdateRes_4 = (5, -1)
-_D_CertificateUpdateRes_5 = (6, -1)
 _D_CertificateUpdateRes_6 = (7, 0, -1, -2)
-_D_CertificateUpdateRes_7 = (0, -1)
+
+
+def _mk_ContractSignatureEncryptedPrivateKey(Id, value, _n=object.__new__, _c=ContractSignatureEncryptedPrivateKey, _s0=ContractSignatureEncryptedPrivateKey.Id.__set__, _s1=ContractSignatureEncryptedPrivateKey.value.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, value)
+    return o
 
 
 def _e_ContractSignatureEncryptedPrivateKey(o, a):
@@ -4488,10 +4637,12 @@ def _e_ContractSignatureEncryptedPrivateKey(o, a):
 
 def _d_ContractSignatureEncryptedPrivateKey(D, L, p):
     try:
-        p += 1; ev = _D_ContractSignatureEncryptedPrivateKey_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Id, p = _r_str(D, L, p, 0, None)
-        p += 1; ev = _D_ContractSignatureEncryptedPrivateKey_1[(D >> (L - p)) & 1]
+        p += 1; _x = (D >> (L - p)) & 1
+        ev = _D_ContractSignatureEncryptedPrivateKey_1[_x & 1]
         if ev == -1:  # escape: an empty value ends the element at the second level
             p += 3
             if (D >> (L - p)) & 7: raise _bad_event(-1, p)
@@ -4499,15 +4650,20 @@ def _d_ContractSignatureEncryptedPrivateKey(D, L, p):
         elif ev != 2: raise _bad_event(ev, p)
         else:
             f_value, p = _r_bin(D, L, p, 0, 48)
-            p += 1; ev = _D_ContractSignatureEncryptedPrivateKey_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ContractSignatureEncryptedPrivateKey(Id=f_Id, value=f_value), p
+        return _mk_ContractSignatureEncryptedPrivateKey(f_Id, f_value), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ContractSignatureEncryptedPrivateKey') from None
 
-_D_ContractSignatureEncryptedPrivateKey_0 = (1, -1)
 _D_ContractSignatureEncryptedPrivateKey_1 = (2, -1)
-_D_ContractSignatureEncryptedPrivateKey_2 = (0, -1)
+
+
+def _mk_DiffieHellmanPublickey(Id, value, _n=object.__new__, _c=DiffieHellmanPublickey, _s0=DiffieHellmanPublickey.Id.__set__, _s1=DiffieHellmanPublickey.value.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, value)
+    return o
 
 
 def _e_DiffieHellmanPublickey(o, a):
@@ -4530,10 +4686,12 @@ def _e_DiffieHellmanPublickey(o, a):
 
 def _d_DiffieHellmanPublickey(D, L, p):
     try:
-        p += 1; ev = _D_DiffieHellmanPublickey_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Id, p = _r_str(D, L, p, 0, None)
-        p += 1; ev = _D_DiffieHellmanPublickey_1[(D >> (L - p)) & 1]
+        p += 1; _x = (D >> (L - p)) & 1
+        ev = _D_DiffieHellmanPublickey_1[_x & 1]
         if ev == -1:  # escape: an empty value ends the element at the second level
             p += 3
             if (D >> (L - p)) & 7: raise _bad_event(-1, p)
@@ -4541,15 +4699,20 @@ def _d_DiffieHellmanPublickey(D, L, p):
         elif ev != 2: raise _bad_event(ev, p)
         else:
             f_value, p = _r_bin(D, L, p, 0, 65)
-            p += 1; ev = _D_DiffieHellmanPublickey_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         if ev != 0: raise _bad_event(ev, p)
-        return DiffieHellmanPublickey(Id=f_Id, value=f_value), p
+        return _mk_DiffieHellmanPublickey(f_Id, f_value), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DiffieHellmanPublickey') from None
 
-_D_DiffieHellmanPublickey_0 = (1, -1)
 _D_DiffieHellmanPublickey_1 = (2, -1)
-_D_DiffieHellmanPublickey_2 = (0, -1)
+
+
+def _mk_EMAID(Id, value, _n=object.__new__, _c=EMAID, _s0=EMAID.Id.__set__, _s1=EMAID.value.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, value)
+    return o
 
 
 def _e_EMAID(o, a):
@@ -4567,21 +4730,25 @@ def _e_EMAID(o, a):
 
 def _d_EMAID(D, L, p):
     try:
-        p += 1; ev = _D_EMAID_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Id, p = _r_str(D, L, p, 0, None)
-        p += 1; ev = _D_EMAID_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_value, p = _r_str(D, L, p, 14, 15)
-        p += 1; ev = _D_EMAID_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return EMAID(Id=f_Id, value=f_value), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_EMAID(f_Id, f_value), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EMAID') from None
 
-_D_EMAID_0 = (1, -1)
-_D_EMAID_1 = (2, -1)
-_D_EMAID_2 = (0, -1)
+
+def _mk_CertificateInstallationReq(Id, OEMProvisioningCert, ListOfRootCertificateIDs, _n=object.__new__, _c=CertificateInstallationReq, _s0=CertificateInstallationReq.Id.__set__, _s1=CertificateInstallationReq.OEMProvisioningCert.__set__, _s2=CertificateInstallationReq.ListOfRootCertificateIDs.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, OEMProvisioningCert); _s2(o, ListOfRootCertificateIDs)
+    return o
 
 
 def _e_CertificateInstallationReq(o, a):
@@ -4608,11 +4775,13 @@ def _e_CertificateInstallationReq(o, a):
 
 def _d_CertificateInstallationReq(D, L, p):
     try:
-        p += 1; ev = _D_CertificateInstallationReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Id, p = _r_str(D, L, p, 0, None)
-        p += 1; ev = _D_CertificateInstallationReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -4620,21 +4789,23 @@ def _d_CertificateInstallationReq(D, L, p):
             f_OEMProvisioningCert = b''
         else:
             f_OEMProvisioningCert, p = _r_bin(D, L, p, 0, 800)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_CertificateInstallationReq_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_ListOfRootCertificateIDs, p = _d_ListOfRootCertificateIDs(D, L, p)
-        p += 1; ev = _D_CertificateInstallationReq_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return CertificateInstallationReq(Id=f_Id, OEMProvisioningCert=f_OEMProvisioningCert, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_CertificateInstallationReq(f_Id, f_OEMProvisioningCert, f_ListOfRootCertificateIDs), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateInstallationReq') from None
 
-_D_CertificateInstallationReq_0 = (1, -1)
-_D_CertificateInstallationReq_1 = (2, -1)
-_D_CertificateInstallationReq_2 = (3, -1)
-_D_CertificateInstallationReq_3 = (0, -1)
+
+def _mk_CertificateInstallationRes(ResponseCode, SAProvisioningCertificateChain, ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey, DHpublickey, eMAID, _n=object.__new__, _c=CertificateInstallationRes, _s0=CertificateInstallationRes.ResponseCode.__set__, _s1=CertificateInstallationRes.SAProvisioningCertificateChain.__set__, _s2=CertificateInstallationRes.ContractSignatureCertChain.__set__, _s3=CertificateInstallationRes.ContractSignatureEncryptedPrivateKey.__set__, _s4=CertificateInstallationRes.DHpublickey.__set__, _s5=CertificateInstallationRes.eMAID.__set__):
+    o = _n(_c); _s0(o, ResponseCode); _s1(o, SAProvisioningCertificateChain); _s2(o, ContractSignatureCertChain); _s3(o, ContractSignatureEncryptedPrivateKey); _s4(o, DHpublickey); _s5(o, eMAID)
+    return o
 
 
 def _e_CertificateInstallationRes(o, a):
@@ -4669,43 +4840,41 @@ def _e_CertificateInstallationRes(o, a):
 
 def _d_CertificateInstallationRes(D, L, p):
     try:
-        p += 1; ev = _D_CertificateInstallationRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; _i = (D >> (L - p)) & 31
-        if _i >= 26: raise _bad_enum(_i, 26, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_CertificateInstallationRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 1
+        ev = 2
+        p += 9; _x = (D >> (L - p)) & 511
+        if _x & 387: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 31
+        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_SAProvisioningCertificateChain, p = _d_CertificateChain(D, L, p)
-        p += 1; ev = _D_CertificateInstallationRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_ContractSignatureCertChain, p = _d_CertificateChain(D, L, p)
-        p += 1; ev = _D_CertificateInstallationRes_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_ContractSignatureEncryptedPrivateKey, p = _d_ContractSignatureEncryptedPrivateKey(D, L, p)
-        p += 1; ev = _D_CertificateInstallationRes_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_DHpublickey, p = _d_DiffieHellmanPublickey(D, L, p)
-        p += 1; ev = _D_CertificateInstallationRes_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
+        ev = 6
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_eMAID, p = _d_EMAID(D, L, p)
-        p += 1; ev = _D_CertificateInstallationRes_6[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return CertificateInstallationRes(ResponseCode=f_ResponseCode, SAProvisioningCertificateChain=f_SAProvisioningCertificateChain, ContractSignatureCertChain=f_ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey=f_ContractSignatureEncryptedPrivateKey, DHpublickey=f_DHpublickey, eMAID=f_eMAID), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_CertificateInstallationRes(f_ResponseCode, f_SAProvisioningCertificateChain, f_ContractSignatureCertChain, f_ContractSignatureEncryptedPrivateKey, f_DHpublickey, f_eMAID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateInstallationRes') from None
 
-_D_CertificateInstallationRes_0 = (1, -1)
-_D_CertificateInstallationRes_1 = (2, -1)
-_D_CertificateInstallationRes_2 = (3, -1)
-_D_CertificateInstallationRes_3 = (4, -1)
-_D_CertificateInstallationRes_4 = (5, -1)
-_D_CertificateInstallationRes_5 = (6, -1)
-_D_CertificateInstallationRes_6 = (0, -1)
+
+def _mk_ChargingStatusReq(_n=object.__new__, _c=ChargingStatusReq):
+    o = _n(_c)
+    return o
 
 
 def _e_ChargingStatusReq(o, a):
@@ -4715,13 +4884,17 @@ def _e_ChargingStatusReq(o, a):
 
 def _d_ChargingStatusReq(D, L, p):
     try:
-        p += 1; ev = _D_ChargingStatusReq_0[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ChargingStatusReq(), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_ChargingStatusReq(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargingStatusReq') from None
 
-_D_ChargingStatusReq_0 = (0, -1)
+
+def _mk_ChargingStatusRes(ResponseCode, EVSEID, SAScheduleTupleID, EVSEMaxCurrent, MeterInfo, ReceiptRequired, AC_EVSEStatus, _n=object.__new__, _c=ChargingStatusRes, _s0=ChargingStatusRes.ResponseCode.__set__, _s1=ChargingStatusRes.EVSEID.__set__, _s2=ChargingStatusRes.SAScheduleTupleID.__set__, _s3=ChargingStatusRes.EVSEMaxCurrent.__set__, _s4=ChargingStatusRes.MeterInfo.__set__, _s5=ChargingStatusRes.ReceiptRequired.__set__, _s6=ChargingStatusRes.AC_EVSEStatus.__set__):
+    o = _n(_c); _s0(o, ResponseCode); _s1(o, EVSEID); _s2(o, SAScheduleTupleID); _s3(o, EVSEMaxCurrent); _s4(o, MeterInfo); _s5(o, ReceiptRequired); _s6(o, AC_EVSEStatus)
+    return o
 
 
 def _e_ChargingStatusRes(o, a):
@@ -4779,69 +4952,59 @@ def _e_ChargingStatusRes(o, a):
 
 def _d_ChargingStatusRes(D, L, p):
     try:
-        p += 1; ev = _D_ChargingStatusRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; _i = (D >> (L - p)) & 31
-        if _i >= 26: raise _bad_enum(_i, 26, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ChargingStatusRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        ev = 2
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 775: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 3) & 31
+        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEID, p = _r_str(D, L, p, 7, 37)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ChargingStatusRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; f_SAScheduleTupleID = ((D >> (L - p)) & 255) + 1
+        ev = 3
+        p += 15; _x = (D >> (L - p)) & 32767
+        if _x & 28680: raise _bad_event(-1, p)
+        f_SAScheduleTupleID = ((_x >> 4) & 255) + 1
         if f_SAScheduleTupleID > 255: raise _out_of_range(f_SAScheduleTupleID, 1, 255, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_ChargingStatusRes_3[(D >> (L - p)) & 7]
+        ev = _D_ChargingStatusRes_3[_x & 7]
         if ev == 4:
             f_EVSEMaxCurrent, p = _d_PhysicalValue(D, L, p)
-            p += 2; ev = _D_ChargingStatusRes_4[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_ChargingStatusRes_4[_x & 3]
         else:
             f_EVSEMaxCurrent = None
         if ev == 5:
             f_MeterInfo, p = _d_MeterInfo(D, L, p)
-            p += 2; ev = _D_ChargingStatusRes_5[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_ChargingStatusRes_5[_x & 3]
         else:
             f_MeterInfo = None
         if ev == 6:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; f_ReceiptRequired = ((D >> (L - p)) & 1) == 1
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_ChargingStatusRes_6[(D >> (L - p)) & 1]
+            ev = 7
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 11: raise _bad_event(-1, p)
+            f_ReceiptRequired = ((_x >> 2) & 1) == 1
         else:
             f_ReceiptRequired = None
         if ev != 7: raise _bad_event(ev, p)
         f_AC_EVSEStatus, p = _d_AC_EVSEStatus(D, L, p)
-        p += 1; ev = _D_ChargingStatusRes_7[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ChargingStatusRes(ResponseCode=f_ResponseCode, EVSEID=f_EVSEID, SAScheduleTupleID=f_SAScheduleTupleID, EVSEMaxCurrent=f_EVSEMaxCurrent, MeterInfo=f_MeterInfo, ReceiptRequired=f_ReceiptRequired, AC_EVSEStatus=f_AC_EVSEStatus), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_ChargingStatusRes(f_ResponseCode, f_EVSEID, f_SAScheduleTupleID, f_EVSEMaxCurrent, f_MeterInfo, f_ReceiptRequired, f_AC_EVSEStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargingStatusRes') from None
 
 _E_ChargingStatusRes_5 = (None, None, None, (1, 3), (0, 2), None, None, None)
 _E_ChargingStatusRes_6 = (None, None, None, (2, 3), (1, 2), (0, 2), None, None)
 _E_ChargingStatusRes_7 = (None, None, None, (3, 3), (2, 2), (1, 2), (0, 1), None)
-_D_ChargingStatusRes_0 = (1, -1)
-_D_ChargingStatusRes_1 = (2, -1)
-_D_ChargingStatusRes_2 = (3, -1)
 _D_ChargingStatusRes_3 = (4, 5, 6, 7, -1, -2, -2, -2)
 _D_ChargingStatusRes_4 = (5, 6, 7, -1)
 _D_ChargingStatusRes_5 = (6, 7, -1, -2)
-_D_ChargingStatusRes_6 = (7, -1)
-_D_ChargingStatusRes_7 = (0, -1)
+
+
+def _mk_AC_EVSEStatus(NotificationMaxDelay, EVSENotification, RCD, _n=object.__new__, _c=AC_EVSEStatus, _s0=AC_EVSEStatus.NotificationMaxDelay.__set__, _s1=AC_EVSEStatus.EVSENotification.__set__, _s2=AC_EVSEStatus.RCD.__set__):
+    o = _n(_c); _s0(o, NotificationMaxDelay); _s1(o, EVSENotification); _s2(o, RCD)
+    return o
 
 
 def _e_AC_EVSEStatus(o, a):
@@ -4867,40 +5030,28 @@ def _e_AC_EVSEStatus(o, a):
 
 def _d_AC_EVSEStatus(D, L, p):
     try:
-        p += 1; ev = _D_AC_EVSEStatus_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_NotificationMaxDelay, p = _r_uint(D, L, p, 16)
         if f_NotificationMaxDelay > 65535: raise _out_of_range(f_NotificationMaxDelay, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_AC_EVSEStatus_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVSENotification = _EV_EVSENotificationType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_AC_EVSEStatus_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_RCD = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_AC_EVSEStatus_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return AC_EVSEStatus(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification, RCD=f_RCD), p
+        ev = 2
+        ev = 3
+        ev = 0
+        p += 11; _x = (D >> (L - p)) & 2047
+        if _x & 1851: raise _bad_event(-1, p)
+        f_EVSENotification = (_x >> 6) & 3
+        if f_EVSENotification >= 3: raise _bad_enum(f_EVSENotification, 3, p)
+        f_EVSENotification = _EV_EVSENotificationType[f_EVSENotification]
+        f_RCD = ((_x >> 2) & 1) == 1
+        return _mk_AC_EVSEStatus(f_NotificationMaxDelay, f_EVSENotification, f_RCD), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AC_EVSEStatus') from None
 
-_D_AC_EVSEStatus_0 = (1, -1)
-_D_AC_EVSEStatus_1 = (2, -1)
-_D_AC_EVSEStatus_2 = (3, -1)
-_D_AC_EVSEStatus_3 = (0, -1)
+
+def _mk_EVSEStatus(NotificationMaxDelay, EVSENotification, _n=object.__new__, _c=EVSEStatus, _s0=EVSEStatus.NotificationMaxDelay.__set__, _s1=EVSEStatus.EVSENotification.__set__):
+    o = _n(_c); _s0(o, NotificationMaxDelay); _s1(o, EVSENotification)
+    return o
 
 
 def _e_EVSEStatus(o, a):
@@ -4921,32 +5072,26 @@ def _e_EVSEStatus(o, a):
 
 def _d_EVSEStatus(D, L, p):
     try:
-        p += 1; ev = _D_EVSEStatus_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_NotificationMaxDelay, p = _r_uint(D, L, p, 16)
         if f_NotificationMaxDelay > 65535: raise _out_of_range(f_NotificationMaxDelay, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_EVSEStatus_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVSENotification = _EV_EVSENotificationType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_EVSEStatus_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return EVSEStatus(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification), p
+        ev = 2
+        ev = 0
+        p += 7; _x = (D >> (L - p)) & 127
+        if _x & 115: raise _bad_event(-1, p)
+        f_EVSENotification = (_x >> 2) & 3
+        if f_EVSENotification >= 3: raise _bad_enum(f_EVSENotification, 3, p)
+        f_EVSENotification = _EV_EVSENotificationType[f_EVSENotification]
+        return _mk_EVSEStatus(f_NotificationMaxDelay, f_EVSENotification), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVSEStatus') from None
 
-_D_EVSEStatus_0 = (1, -1)
-_D_EVSEStatus_1 = (2, -1)
-_D_EVSEStatus_2 = (0, -1)
+
+def _mk_CableCheckReq(DC_EVStatus, _n=object.__new__, _c=CableCheckReq, _s0=CableCheckReq.DC_EVStatus.__set__):
+    o = _n(_c); _s0(o, DC_EVStatus)
+    return o
 
 
 def _e_CableCheckReq(o, a):
@@ -4960,17 +5105,21 @@ def _e_CableCheckReq(o, a):
 
 def _d_CableCheckReq(D, L, p):
     try:
-        p += 1; ev = _D_CableCheckReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_DC_EVStatus, p = _d_DC_EVStatus(D, L, p)
-        p += 1; ev = _D_CableCheckReq_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return CableCheckReq(DC_EVStatus=f_DC_EVStatus), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_CableCheckReq(f_DC_EVStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CableCheckReq') from None
 
-_D_CableCheckReq_0 = (1, -1)
-_D_CableCheckReq_1 = (0, -1)
+
+def _mk_DC_EVStatus(EVReady, EVErrorCode, EVRESSSOC, _n=object.__new__, _c=DC_EVStatus, _s0=DC_EVStatus.EVReady.__set__, _s1=DC_EVStatus.EVErrorCode.__set__, _s2=DC_EVStatus.EVRESSSOC.__set__):
+    o = _n(_c); _s0(o, EVReady); _s1(o, EVErrorCode); _s2(o, EVRESSSOC)
+    return o
 
 
 def _e_DC_EVStatus(o, a):
@@ -4996,40 +5145,26 @@ def _e_DC_EVStatus(o, a):
 
 def _d_DC_EVStatus(D, L, p):
     try:
-        p += 1; ev = _D_DC_EVStatus_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVReady = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_DC_EVStatus_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 4; _i = (D >> (L - p)) & 15
-        if _i >= 12: raise _bad_enum(_i, 12, p)
-        f_EVErrorCode = _EV_DC_EVErrorCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_DC_EVStatus_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 7; f_EVRESSSOC = ((D >> (L - p)) & 127)
+        ev = 1
+        ev = 2
+        ev = 3
+        ev = 0
+        p += 22; _x = (D >> (L - p)) & 4194303
+        if _x & 3608067: raise _bad_event(-1, p)
+        f_EVReady = ((_x >> 19) & 1) == 1
+        f_EVErrorCode = (_x >> 12) & 15
+        if f_EVErrorCode >= 12: raise _bad_enum(f_EVErrorCode, 12, p)
+        f_EVErrorCode = _EV_DC_EVErrorCodeType[f_EVErrorCode]
+        f_EVRESSSOC = (_x >> 2) & 127
         if f_EVRESSSOC > 100: raise _out_of_range(f_EVRESSSOC, 0, 100, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_DC_EVStatus_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return DC_EVStatus(EVReady=f_EVReady, EVErrorCode=f_EVErrorCode, EVRESSSOC=f_EVRESSSOC), p
+        return _mk_DC_EVStatus(f_EVReady, f_EVErrorCode, f_EVRESSSOC), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_EVStatus') from None
 
-_D_DC_EVStatus_0 = (1, -1)
-_D_DC_EVStatus_1 = (2, -1)
-_D_DC_EVStatus_2 = (3, -1)
-_D_DC_EVStatus_3 = (0, -1)
+
+def _mk_EVStatus(_n=object.__new__, _c=EVStatus):
+    o = _n(_c)
+    return o
 
 
 def _e_EVStatus(o, a):
@@ -5039,13 +5174,17 @@ def _e_EVStatus(o, a):
 
 def _d_EVStatus(D, L, p):
     try:
-        p += 1; ev = _D_EVStatus_0[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return EVStatus(), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_EVStatus(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVStatus') from None
 
-_D_EVStatus_0 = (0, -1)
+
+def _mk_CableCheckRes(ResponseCode, DC_EVSEStatus, EVSEProcessing, _n=object.__new__, _c=CableCheckRes, _s0=CableCheckRes.ResponseCode.__set__, _s1=CableCheckRes.DC_EVSEStatus.__set__, _s2=CableCheckRes.EVSEProcessing.__set__):
+    o = _n(_c); _s0(o, ResponseCode); _s1(o, DC_EVSEStatus); _s2(o, EVSEProcessing)
+    return o
 
 
 def _e_CableCheckRes(o, a):
@@ -5069,37 +5208,29 @@ def _e_CableCheckRes(o, a):
 
 def _d_CableCheckRes(D, L, p):
     try:
-        p += 1; ev = _D_CableCheckRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; _i = (D >> (L - p)) & 31
-        if _i >= 26: raise _bad_enum(_i, 26, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_CableCheckRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 1
+        ev = 2
+        p += 9; _x = (D >> (L - p)) & 511
+        if _x & 387: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 31
+        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
-        p += 1; ev = _D_CableCheckRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVSEProcessing = _EV_EVSEProcessingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_CableCheckRes_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return CableCheckRes(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEProcessing=f_EVSEProcessing), p
+        ev = 3
+        ev = 0
+        p += 6; _x = (D >> (L - p)) & 63
+        if _x & 51: raise _bad_event(-1, p)
+        f_EVSEProcessing = (_x >> 2) & 3
+        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        f_EVSEProcessing = _EV_EVSEProcessingType[f_EVSEProcessing]
+        return _mk_CableCheckRes(f_ResponseCode, f_DC_EVSEStatus, f_EVSEProcessing), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CableCheckRes') from None
 
-_D_CableCheckRes_0 = (1, -1)
-_D_CableCheckRes_1 = (2, -1)
-_D_CableCheckRes_2 = (3, -1)
-_D_CableCheckRes_3 = (0, -1)
+
+def _mk_DC_EVSEStatus(NotificationMaxDelay, EVSENotification, EVSEIsolationStatus, EVSEStatusCode, _n=object.__new__, _c=DC_EVSEStatus, _s0=DC_EVSEStatus.NotificationMaxDelay.__set__, _s1=DC_EVSEStatus.EVSENotification.__set__, _s2=DC_EVSEStatus.EVSEIsolationStatus.__set__, _s3=DC_EVSEStatus.EVSEStatusCode.__set__):
+    o = _n(_c); _s0(o, NotificationMaxDelay); _s1(o, EVSENotification); _s2(o, EVSEIsolationStatus); _s3(o, EVSEStatusCode)
+    return o
 
 
 def _e_DC_EVSEStatus(o, a):
@@ -5138,55 +5269,45 @@ def _e_DC_EVSEStatus(o, a):
 
 def _d_DC_EVSEStatus(D, L, p):
     try:
-        p += 1; ev = _D_DC_EVSEStatus_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_NotificationMaxDelay, p = _r_uint(D, L, p, 16)
         if f_NotificationMaxDelay > 65535: raise _out_of_range(f_NotificationMaxDelay, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_DC_EVSEStatus_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVSENotification = _EV_EVSENotificationType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_DC_EVSEStatus_2[(D >> (L - p)) & 3]
+        ev = 2
+        p += 8; _x = (D >> (L - p)) & 255
+        if _x & 228: raise _bad_event(-1, p)
+        f_EVSENotification = (_x >> 3) & 3
+        if f_EVSENotification >= 3: raise _bad_enum(f_EVSENotification, 3, p)
+        f_EVSENotification = _EV_EVSENotificationType[f_EVSENotification]
+        ev = _D_DC_EVSEStatus_2[_x & 3]
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; _i = (D >> (L - p)) & 7
-            if _i >= 5: raise _bad_enum(_i, 5, p)
-            f_EVSEIsolationStatus = _EV_isolationLevelType[_i]
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_DC_EVSEStatus_3[(D >> (L - p)) & 1]
+            ev = 4
+            p += 6; _x = (D >> (L - p)) & 63
+            if _x & 35: raise _bad_event(-1, p)
+            f_EVSEIsolationStatus = (_x >> 2) & 7
+            if f_EVSEIsolationStatus >= 5: raise _bad_enum(f_EVSEIsolationStatus, 5, p)
+            f_EVSEIsolationStatus = _EV_isolationLevelType[f_EVSEIsolationStatus]
         else:
             f_EVSEIsolationStatus = None
         if ev != 4: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 4; _i = (D >> (L - p)) & 15
-        if _i >= 12: raise _bad_enum(_i, 12, p)
-        f_EVSEStatusCode = _EV_DC_EVSEStatusCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_DC_EVSEStatus_4[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return DC_EVSEStatus(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification, EVSEIsolationStatus=f_EVSEIsolationStatus, EVSEStatusCode=f_EVSEStatusCode), p
+        ev = 0
+        p += 7; _x = (D >> (L - p)) & 127
+        if _x & 67: raise _bad_event(-1, p)
+        f_EVSEStatusCode = (_x >> 2) & 15
+        if f_EVSEStatusCode >= 12: raise _bad_enum(f_EVSEStatusCode, 12, p)
+        f_EVSEStatusCode = _EV_DC_EVSEStatusCodeType[f_EVSEStatusCode]
+        return _mk_DC_EVSEStatus(f_NotificationMaxDelay, f_EVSENotification, f_EVSEIsolationStatus, f_EVSEStatusCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_EVSEStatus') from None
 
 _E_DC_EVSEStatus_4 = (None, None, (1, 2), (0, 1), None)
-_D_DC_EVSEStatus_0 = (1, -1)
-_D_DC_EVSEStatus_1 = (2, -1)
 _D_DC_EVSEStatus_2 = (3, 4, -1, -2)
-_D_DC_EVSEStatus_3 = (4, -1)
-_D_DC_EVSEStatus_4 = (0, -1)
+
+
+def _mk_PreChargeReq(DC_EVStatus, EVTargetVoltage, EVTargetCurrent, _n=object.__new__, _c=PreChargeReq, _s0=PreChargeReq.DC_EVStatus.__set__, _s1=PreChargeReq.EVTargetVoltage.__set__, _s2=PreChargeReq.EVTargetCurrent.__set__):
+    o = _n(_c); _s0(o, DC_EVStatus); _s1(o, EVTargetVoltage); _s2(o, EVTargetCurrent)
+    return o
 
 
 def _e_PreChargeReq(o, a):
@@ -5208,25 +5329,29 @@ def _e_PreChargeReq(o, a):
 
 def _d_PreChargeReq(D, L, p):
     try:
-        p += 1; ev = _D_PreChargeReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_DC_EVStatus, p = _d_DC_EVStatus(D, L, p)
-        p += 1; ev = _D_PreChargeReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVTargetVoltage, p = _d_PhysicalValue(D, L, p)
-        p += 1; ev = _D_PreChargeReq_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVTargetCurrent, p = _d_PhysicalValue(D, L, p)
-        p += 1; ev = _D_PreChargeReq_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return PreChargeReq(DC_EVStatus=f_DC_EVStatus, EVTargetVoltage=f_EVTargetVoltage, EVTargetCurrent=f_EVTargetCurrent), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_PreChargeReq(f_DC_EVStatus, f_EVTargetVoltage, f_EVTargetCurrent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PreChargeReq') from None
 
-_D_PreChargeReq_0 = (1, -1)
-_D_PreChargeReq_1 = (2, -1)
-_D_PreChargeReq_2 = (3, -1)
-_D_PreChargeReq_3 = (0, -1)
+
+def _mk_PreChargeRes(ResponseCode, DC_EVSEStatus, EVSEPresentVoltage, _n=object.__new__, _c=PreChargeRes, _s0=PreChargeRes.ResponseCode.__set__, _s1=PreChargeRes.DC_EVSEStatus.__set__, _s2=PreChargeRes.EVSEPresentVoltage.__set__):
+    o = _n(_c); _s0(o, ResponseCode); _s1(o, DC_EVSEStatus); _s2(o, EVSEPresentVoltage)
+    return o
 
 
 def _e_PreChargeRes(o, a):
@@ -5249,31 +5374,29 @@ def _e_PreChargeRes(o, a):
 
 def _d_PreChargeRes(D, L, p):
     try:
-        p += 1; ev = _D_PreChargeRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; _i = (D >> (L - p)) & 31
-        if _i >= 26: raise _bad_enum(_i, 26, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PreChargeRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 1
+        ev = 2
+        p += 9; _x = (D >> (L - p)) & 511
+        if _x & 387: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 31
+        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
-        p += 1; ev = _D_PreChargeRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEPresentVoltage, p = _d_PhysicalValue(D, L, p)
-        p += 1; ev = _D_PreChargeRes_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return PreChargeRes(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_PreChargeRes(f_ResponseCode, f_DC_EVSEStatus, f_EVSEPresentVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PreChargeRes') from None
 
-_D_PreChargeRes_0 = (1, -1)
-_D_PreChargeRes_1 = (2, -1)
-_D_PreChargeRes_2 = (3, -1)
-_D_PreChargeRes_3 = (0, -1)
+
+def _mk_CurrentDemandReq(DC_EVStatus, EVTargetCurrent, EVMaximumVoltageLimit, EVMaximumCurrentLimit, EVMaximumPowerLimit, BulkChargingComplete, ChargingComplete, RemainingTimeToFullSoC, RemainingTimeToBulkSoC, EVTargetVoltage, _n=object.__new__, _c=CurrentDemandReq, _s0=CurrentDemandReq.DC_EVStatus.__set__, _s1=CurrentDemandReq.EVTargetCurrent.__set__, _s2=CurrentDemandReq.EVMaximumVoltageLimit.__set__, _s3=CurrentDemandReq.EVMaximumCurrentLimit.__set__, _s4=CurrentDemandReq.EVMaximumPowerLimit.__set__, _s5=CurrentDemandReq.BulkChargingComplete.__set__, _s6=CurrentDemandReq.ChargingComplete.__set__, _s7=CurrentDemandReq.RemainingTimeToFullSoC.__set__, _s8=CurrentDemandReq.RemainingTimeToBulkSoC.__set__, _s9=CurrentDemandReq.EVTargetVoltage.__set__):
+    o = _n(_c); _s0(o, DC_EVStatus); _s1(o, EVTargetCurrent); _s2(o, EVMaximumVoltageLimit); _s3(o, EVMaximumCurrentLimit); _s4(o, EVMaximumPowerLimit); _s5(o, BulkChargingComplete); _s6(o, ChargingComplete); _s7(o, RemainingTimeToFullSoC); _s8(o, RemainingTimeToBulkSoC); _s9(o, EVTargetVoltage)
+    return o
 
 
 def _e_CurrentDemandReq(o, a):
@@ -5350,59 +5473,65 @@ def _e_CurrentDemandReq(o, a):
 
 def _d_CurrentDemandReq(D, L, p):
     try:
-        p += 1; ev = _D_CurrentDemandReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_DC_EVStatus, p = _d_DC_EVStatus(D, L, p)
-        p += 1; ev = _D_CurrentDemandReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVTargetCurrent, p = _d_PhysicalValue(D, L, p)
-        p += 3; ev = _D_CurrentDemandReq_2[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_CurrentDemandReq_2[_x & 7]
         if ev == 3:
             f_EVMaximumVoltageLimit, p = _d_PhysicalValue(D, L, p)
-            p += 3; ev = _D_CurrentDemandReq_3[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_CurrentDemandReq_3[_x & 7]
         else:
             f_EVMaximumVoltageLimit = None
         if ev == 4:
             f_EVMaximumCurrentLimit, p = _d_PhysicalValue(D, L, p)
-            p += 2; ev = _D_CurrentDemandReq_4[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_CurrentDemandReq_4[_x & 3]
         else:
             f_EVMaximumCurrentLimit = None
         if ev == 5:
             f_EVMaximumPowerLimit, p = _d_PhysicalValue(D, L, p)
-            p += 2; ev = _D_CurrentDemandReq_5[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_CurrentDemandReq_5[_x & 3]
         else:
             f_EVMaximumPowerLimit = None
         if ev == 6:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; f_BulkChargingComplete = ((D >> (L - p)) & 1) == 1
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_CurrentDemandReq_6[(D >> (L - p)) & 1]
+            ev = 7
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 11: raise _bad_event(-1, p)
+            f_BulkChargingComplete = ((_x >> 2) & 1) == 1
         else:
             f_BulkChargingComplete = None
         if ev != 7: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_ChargingComplete = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_CurrentDemandReq_7[(D >> (L - p)) & 3]
+        p += 5; _x = (D >> (L - p)) & 31
+        if _x & 20: raise _bad_event(-1, p)
+        f_ChargingComplete = ((_x >> 3) & 1) == 1
+        ev = _D_CurrentDemandReq_7[_x & 3]
         if ev == 8:
             f_RemainingTimeToFullSoC, p = _d_PhysicalValue(D, L, p)
-            p += 2; ev = _D_CurrentDemandReq_8[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_CurrentDemandReq_8[_x & 3]
         else:
             f_RemainingTimeToFullSoC = None
         if ev == 9:
             f_RemainingTimeToBulkSoC, p = _d_PhysicalValue(D, L, p)
-            p += 1; ev = _D_CurrentDemandReq_9[(D >> (L - p)) & 1]
+            ev = 10
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_RemainingTimeToBulkSoC = None
         if ev != 10: raise _bad_event(ev, p)
         f_EVTargetVoltage, p = _d_PhysicalValue(D, L, p)
-        p += 1; ev = _D_CurrentDemandReq_10[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return CurrentDemandReq(DC_EVStatus=f_DC_EVStatus, EVTargetCurrent=f_EVTargetCurrent, EVMaximumVoltageLimit=f_EVMaximumVoltageLimit, EVMaximumCurrentLimit=f_EVMaximumCurrentLimit, EVMaximumPowerLimit=f_EVMaximumPowerLimit, BulkChargingComplete=f_BulkChargingComplete, ChargingComplete=f_ChargingComplete, RemainingTimeToFullSoC=f_RemainingTimeToFullSoC, RemainingTimeToBulkSoC=f_RemainingTimeToBulkSoC, EVTargetVoltage=f_EVTargetVoltage), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_CurrentDemandReq(f_DC_EVStatus, f_EVTargetCurrent, f_EVMaximumVoltageLimit, f_EVMaximumCurrentLimit, f_EVMaximumPowerLimit, f_BulkChargingComplete, f_ChargingComplete, f_RemainingTimeToFullSoC, f_RemainingTimeToBulkSoC, f_EVTargetVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CurrentDemandReq') from None
 
@@ -5412,17 +5541,17 @@ _E_CurrentDemandReq_6 = (None, None, (3, 3), (2, 3), (1, 2), (0, 2), None, None,
 _E_CurrentDemandReq_7 = (None, None, (4, 3), (3, 3), (2, 2), (1, 2), (0, 1), None, None, None, None)
 _E_CurrentDemandReq_9 = (None, None, None, None, None, None, None, (1, 2), (0, 2), None, None)
 _E_CurrentDemandReq_10 = (None, None, None, None, None, None, None, (2, 2), (1, 2), (0, 1), None)
-_D_CurrentDemandReq_0 = (1, -1)
-_D_CurrentDemandReq_1 = (2, -1)
 _D_CurrentDemandReq_2 = (3, 4, 5, 6, 7, -1, -2, -2)
 _D_CurrentDemandReq_3 = (4, 5, 6, 7, -1, -2, -2, -2)
 _D_CurrentDemandReq_4 = (5, 6, 7, -1)
 _D_CurrentDemandReq_5 = (6, 7, -1, -2)
-_D_CurrentDemandReq_6 = (7, -1)
 _D_CurrentDemandReq_7 = (8, 9, 10, -1)
 _D_CurrentDemandReq_8 = (9, 10, -1, -2)
-_D_CurrentDemandReq_9 = (10, -1)
-_D_CurrentDemandReq_10 = (0, -1)
+
+
+def _mk_CurrentDemandRes(ResponseCode, DC_EVSEStatus, EVSEPresentVoltage, EVSEPresentCurrent, EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved, EVSEPowerLimitAchieved, EVSEMaximumVoltageLimit, EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit, EVSEID, SAScheduleTupleID, MeterInfo, ReceiptRequired, _n=object.__new__, _c=CurrentDemandRes, _s0=CurrentDemandRes.ResponseCode.__set__, _s1=CurrentDemandRes.DC_EVSEStatus.__set__, _s2=CurrentDemandRes.EVSEPresentVoltage.__set__, _s3=CurrentDemandRes.EVSEPresentCurrent.__set__, _s4=CurrentDemandRes.EVSECurrentLimitAchieved.__set__, _s5=CurrentDemandRes.EVSEVoltageLimitAchieved.__set__, _s6=CurrentDemandRes.EVSEPowerLimitAchieved.__set__, _s7=CurrentDemandRes.EVSEMaximumVoltageLimit.__set__, _s8=CurrentDemandRes.EVSEMaximumCurrentLimit.__set__, _s9=CurrentDemandRes.EVSEMaximumPowerLimit.__set__, _s10=CurrentDemandRes.EVSEID.__set__, _s11=CurrentDemandRes.SAScheduleTupleID.__set__, _s12=CurrentDemandRes.MeterInfo.__set__, _s13=CurrentDemandRes.ReceiptRequired.__set__):
+    o = _n(_c); _s0(o, ResponseCode); _s1(o, DC_EVSEStatus); _s2(o, EVSEPresentVoltage); _s3(o, EVSEPresentCurrent); _s4(o, EVSECurrentLimitAchieved); _s5(o, EVSEVoltageLimitAchieved); _s6(o, EVSEPowerLimitAchieved); _s7(o, EVSEMaximumVoltageLimit); _s8(o, EVSEMaximumCurrentLimit); _s9(o, EVSEMaximumPowerLimit); _s10(o, EVSEID); _s11(o, SAScheduleTupleID); _s12(o, MeterInfo); _s13(o, ReceiptRequired)
+    return o
 
 
 def _e_CurrentDemandRes(o, a):
@@ -5523,92 +5652,75 @@ def _e_CurrentDemandRes(o, a):
 
 def _d_CurrentDemandRes(D, L, p):
     try:
-        p += 1; ev = _D_CurrentDemandRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; _i = (D >> (L - p)) & 31
-        if _i >= 26: raise _bad_enum(_i, 26, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_CurrentDemandRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 1
+        ev = 2
+        p += 9; _x = (D >> (L - p)) & 511
+        if _x & 387: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 31
+        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
-        p += 1; ev = _D_CurrentDemandRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEPresentVoltage, p = _d_PhysicalValue(D, L, p)
-        p += 1; ev = _D_CurrentDemandRes_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEPresentCurrent, p = _d_PhysicalValue(D, L, p)
-        p += 1; ev = _D_CurrentDemandRes_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVSECurrentLimitAchieved = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_CurrentDemandRes_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVSEVoltageLimitAchieved = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_CurrentDemandRes_6[(D >> (L - p)) & 1]
-        if ev != 7: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVSEPowerLimitAchieved = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_CurrentDemandRes_7[(D >> (L - p)) & 7]
+        ev = 5
+        ev = 6
+        ev = 7
+        p += 15; _x = (D >> (L - p)) & 32767
+        if _x & 28392: raise _bad_event(-1, p)
+        f_EVSECurrentLimitAchieved = ((_x >> 12) & 1) == 1
+        f_EVSEVoltageLimitAchieved = ((_x >> 8) & 1) == 1
+        f_EVSEPowerLimitAchieved = ((_x >> 4) & 1) == 1
+        ev = _D_CurrentDemandRes_7[_x & 7]
         if ev == 8:
             f_EVSEMaximumVoltageLimit, p = _d_PhysicalValue(D, L, p)
-            p += 2; ev = _D_CurrentDemandRes_8[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_CurrentDemandRes_8[_x & 3]
         else:
             f_EVSEMaximumVoltageLimit = None
         if ev == 9:
             f_EVSEMaximumCurrentLimit, p = _d_PhysicalValue(D, L, p)
-            p += 2; ev = _D_CurrentDemandRes_9[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_CurrentDemandRes_9[_x & 3]
         else:
             f_EVSEMaximumCurrentLimit = None
         if ev == 10:
             f_EVSEMaximumPowerLimit, p = _d_PhysicalValue(D, L, p)
-            p += 1; ev = _D_CurrentDemandRes_10[(D >> (L - p)) & 1]
+            ev = 11
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSEMaximumPowerLimit = None
         if ev != 11: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEID, p = _r_str(D, L, p, 7, 37)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_CurrentDemandRes_11[(D >> (L - p)) & 1]
-        if ev != 12: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; f_SAScheduleTupleID = ((D >> (L - p)) & 255) + 1
+        ev = 12
+        p += 14; _x = (D >> (L - p)) & 16383
+        if _x & 14340: raise _bad_event(-1, p)
+        f_SAScheduleTupleID = ((_x >> 3) & 255) + 1
         if f_SAScheduleTupleID > 255: raise _out_of_range(f_SAScheduleTupleID, 1, 255, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_CurrentDemandRes_12[(D >> (L - p)) & 3]
+        ev = _D_CurrentDemandRes_12[_x & 3]
         if ev == 13:
             f_MeterInfo, p = _d_MeterInfo(D, L, p)
-            p += 2; ev = _D_CurrentDemandRes_13[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_CurrentDemandRes_13[_x & 3]
         else:
             f_MeterInfo = None
         if ev == 14:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; f_ReceiptRequired = ((D >> (L - p)) & 1) == 1
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_CurrentDemandRes_14[(D >> (L - p)) & 1]
+            ev = 0
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 11: raise _bad_event(-1, p)
+            f_ReceiptRequired = ((_x >> 2) & 1) == 1
         else:
             f_ReceiptRequired = None
         if ev != 0: raise _bad_event(ev, p)
-        return CurrentDemandRes(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage, EVSEPresentCurrent=f_EVSEPresentCurrent, EVSECurrentLimitAchieved=f_EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved=f_EVSEVoltageLimitAchieved, EVSEPowerLimitAchieved=f_EVSEPowerLimitAchieved, EVSEMaximumVoltageLimit=f_EVSEMaximumVoltageLimit, EVSEMaximumCurrentLimit=f_EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit=f_EVSEMaximumPowerLimit, EVSEID=f_EVSEID, SAScheduleTupleID=f_SAScheduleTupleID, MeterInfo=f_MeterInfo, ReceiptRequired=f_ReceiptRequired), p
+        return _mk_CurrentDemandRes(f_ResponseCode, f_DC_EVSEStatus, f_EVSEPresentVoltage, f_EVSEPresentCurrent, f_EVSECurrentLimitAchieved, f_EVSEVoltageLimitAchieved, f_EVSEPowerLimitAchieved, f_EVSEMaximumVoltageLimit, f_EVSEMaximumCurrentLimit, f_EVSEMaximumPowerLimit, f_EVSEID, f_SAScheduleTupleID, f_MeterInfo, f_ReceiptRequired), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CurrentDemandRes') from None
 
@@ -5617,21 +5729,16 @@ _E_CurrentDemandRes_10 = (None, None, None, None, None, None, None, (2, 3), (1, 
 _E_CurrentDemandRes_11 = (None, None, None, None, None, None, None, (3, 3), (2, 2), (1, 2), (0, 1), None, None, None, None)
 _E_CurrentDemandRes_14 = (None, None, None, None, None, None, None, None, None, None, None, None, (1, 2), (0, 2), None)
 _E_CurrentDemandRes_0 = (None, None, None, None, None, None, None, None, None, None, None, None, (2, 2), (1, 2), (0, 1))
-_D_CurrentDemandRes_0 = (1, -1)
-_D_CurrentDemandRes_1 = (2, -1)
-_D_CurrentDemandRes_2 = (3, -1)
-_D_CurrentDemandRes_3 = (4, -1)
-_D_CurrentDemandRes_4 = (5, -1)
-_D_CurrentDemandRes_5 = (6, -1)
-_D_CurrentDemandRes_6 = (7, -1)
 _D_CurrentDemandRes_7 = (8, 9, 10, 11, -1, -2, -2, -2)
 _D_CurrentDemandRes_8 = (9, 10, 11, -1)
 _D_CurrentDemandRes_9 = (10, 11, -1, -2)
-_D_CurrentDemandRes_10 = (11, -1)
-_D_CurrentDemandRes_11 = (12, -1)
 _D_CurrentDemandRes_12 = (13, 14, 0, -1)
 _D_CurrentDemandRes_13 = (14, 0, -1, -2)
-_D_CurrentDemandRes_14 = (0, -1)
+
+
+def _mk_WeldingDetectionReq(DC_EVStatus, _n=object.__new__, _c=WeldingDetectionReq, _s0=WeldingDetectionReq.DC_EVStatus.__set__):
+    o = _n(_c); _s0(o, DC_EVStatus)
+    return o
 
 
 def _e_WeldingDetectionReq(o, a):
@@ -5645,17 +5752,21 @@ def _e_WeldingDetectionReq(o, a):
 
 def _d_WeldingDetectionReq(D, L, p):
     try:
-        p += 1; ev = _D_WeldingDetectionReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_DC_EVStatus, p = _d_DC_EVStatus(D, L, p)
-        p += 1; ev = _D_WeldingDetectionReq_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return WeldingDetectionReq(DC_EVStatus=f_DC_EVStatus), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_WeldingDetectionReq(f_DC_EVStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WeldingDetectionReq') from None
 
-_D_WeldingDetectionReq_0 = (1, -1)
-_D_WeldingDetectionReq_1 = (0, -1)
+
+def _mk_WeldingDetectionRes(ResponseCode, DC_EVSEStatus, EVSEPresentVoltage, _n=object.__new__, _c=WeldingDetectionRes, _s0=WeldingDetectionRes.ResponseCode.__set__, _s1=WeldingDetectionRes.DC_EVSEStatus.__set__, _s2=WeldingDetectionRes.EVSEPresentVoltage.__set__):
+    o = _n(_c); _s0(o, ResponseCode); _s1(o, DC_EVSEStatus); _s2(o, EVSEPresentVoltage)
+    return o
 
 
 def _e_WeldingDetectionRes(o, a):
@@ -5678,31 +5789,29 @@ def _e_WeldingDetectionRes(o, a):
 
 def _d_WeldingDetectionRes(D, L, p):
     try:
-        p += 1; ev = _D_WeldingDetectionRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; _i = (D >> (L - p)) & 31
-        if _i >= 26: raise _bad_enum(_i, 26, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WeldingDetectionRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 1
+        ev = 2
+        p += 9; _x = (D >> (L - p)) & 511
+        if _x & 387: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 31
+        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
-        p += 1; ev = _D_WeldingDetectionRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEPresentVoltage, p = _d_PhysicalValue(D, L, p)
-        p += 1; ev = _D_WeldingDetectionRes_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return WeldingDetectionRes(ResponseCode=f_ResponseCode, DC_EVSEStatus=f_DC_EVSEStatus, EVSEPresentVoltage=f_EVSEPresentVoltage), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_WeldingDetectionRes(f_ResponseCode, f_DC_EVSEStatus, f_EVSEPresentVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WeldingDetectionRes') from None
 
-_D_WeldingDetectionRes_0 = (1, -1)
-_D_WeldingDetectionRes_1 = (2, -1)
-_D_WeldingDetectionRes_2 = (3, -1)
-_D_WeldingDetectionRes_3 = (0, -1)
+
+def _mk_SASchedules(_n=object.__new__, _c=SASchedules):
+    o = _n(_c)
+    return o
 
 
 def _e_SASchedules(o, a):
@@ -5712,13 +5821,17 @@ def _e_SASchedules(o, a):
 
 def _d_SASchedules(D, L, p):
     try:
-        p += 1; ev = _D_SASchedules_0[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return SASchedules(), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_SASchedules(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SASchedules') from None
 
-_D_SASchedules_0 = (0, -1)
+
+def _mk_SAScheduleList(SAScheduleTuple, _n=object.__new__, _c=SAScheduleList, _s0=SAScheduleList.SAScheduleTuple.__set__):
+    o = _n(_c); _s0(o, SAScheduleTuple)
+    return o
 
 
 def _e_SAScheduleList(o, a):
@@ -5741,7 +5854,9 @@ def _e_SAScheduleList(o, a):
 
 def _d_SAScheduleList(D, L, p):
     try:
-        p += 1; ev = _D_SAScheduleList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_SAScheduleTuple = []
         n = 0
         while ev == 1:
@@ -5749,19 +5864,25 @@ def _d_SAScheduleList(D, L, p):
             f_SAScheduleTuple.append(x)
             n += 1
             if n < 3:
-                p += 2; ev = _D_SAScheduleList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_SAScheduleList_1[_x & 3]
             else:
-                p += 1; ev = _D_SAScheduleList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return SAScheduleList(SAScheduleTuple=f_SAScheduleTuple), p
+        return _mk_SAScheduleList(f_SAScheduleTuple), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SAScheduleList') from None
 
 _E_SAScheduleList_0 = (None, (1, 2), (0, 1))
-_D_SAScheduleList_0 = (1, -1)
 _D_SAScheduleList_1 = (1, 0, -1, -2)
-_D_SAScheduleList_2 = (0, -1)
+
+
+def _mk_SAScheduleTuple(SAScheduleTupleID, PMaxSchedule, SalesTariff, _n=object.__new__, _c=SAScheduleTuple, _s0=SAScheduleTuple.SAScheduleTupleID.__set__, _s1=SAScheduleTuple.PMaxSchedule.__set__, _s2=SAScheduleTuple.SalesTariff.__set__):
+    o = _n(_c); _s0(o, SAScheduleTupleID); _s1(o, PMaxSchedule); _s2(o, SalesTariff)
+    return o
 
 
 def _e_SAScheduleTuple(o, a):
@@ -5791,33 +5912,34 @@ def _e_SAScheduleTuple(o, a):
 
 def _d_SAScheduleTuple(D, L, p):
     try:
-        p += 1; ev = _D_SAScheduleTuple_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; f_SAScheduleTupleID = ((D >> (L - p)) & 255) + 1
+        ev = 1
+        ev = 2
+        p += 12; _x = (D >> (L - p)) & 4095
+        if _x & 3075: raise _bad_event(-1, p)
+        f_SAScheduleTupleID = ((_x >> 2) & 255) + 1
         if f_SAScheduleTupleID > 255: raise _out_of_range(f_SAScheduleTupleID, 1, 255, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_SAScheduleTuple_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
         f_PMaxSchedule, p = _d_PMaxSchedule(D, L, p)
-        p += 2; ev = _D_SAScheduleTuple_2[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_SAScheduleTuple_2[_x & 3]
         if ev == 3:
             f_SalesTariff, p = _d_SalesTariff(D, L, p)
-            p += 1; ev = _D_SAScheduleTuple_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_SalesTariff = None
         if ev != 0: raise _bad_event(ev, p)
-        return SAScheduleTuple(SAScheduleTupleID=f_SAScheduleTupleID, PMaxSchedule=f_PMaxSchedule, SalesTariff=f_SalesTariff), p
+        return _mk_SAScheduleTuple(f_SAScheduleTupleID, f_PMaxSchedule, f_SalesTariff), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SAScheduleTuple') from None
 
 _E_SAScheduleTuple_0 = (None, None, (1, 2), (0, 1))
-_D_SAScheduleTuple_0 = (1, -1)
-_D_SAScheduleTuple_1 = (2, -1)
 _D_SAScheduleTuple_2 = (3, 0, -1, -2)
-_D_SAScheduleTuple_3 = (0, -1)
+
+
+def _mk_PMaxSchedule(PMaxScheduleEntry, _n=object.__new__, _c=PMaxSchedule, _s0=PMaxSchedule.PMaxScheduleEntry.__set__):
+    o = _n(_c); _s0(o, PMaxScheduleEntry)
+    return o
 
 
 def _e_PMaxSchedule(o, a):
@@ -5836,7 +5958,9 @@ def _e_PMaxSchedule(o, a):
 
 def _d_PMaxSchedule(D, L, p):
     try:
-        p += 1; ev = _D_PMaxSchedule_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_PMaxScheduleEntry = []
         n = 0
         while ev == 1:
@@ -5844,15 +5968,20 @@ def _d_PMaxSchedule(D, L, p):
             f_PMaxScheduleEntry.append(x)
             n += 1
             if n > 1024: raise _too_many(n, 1024, p)
-            p += 2; ev = _D_PMaxSchedule_1[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_PMaxSchedule_1[_x & 3]
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return PMaxSchedule(PMaxScheduleEntry=f_PMaxScheduleEntry), p
+        return _mk_PMaxSchedule(f_PMaxScheduleEntry), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PMaxSchedule') from None
 
-_D_PMaxSchedule_0 = (1, -1)
 _D_PMaxSchedule_1 = (1, 0, -1, -2)
+
+
+def _mk_SalesTariff(Id, SalesTariffID, SalesTariffDescription, NumEPriceLevels, SalesTariffEntry, _n=object.__new__, _c=SalesTariff, _s0=SalesTariff.Id.__set__, _s1=SalesTariff.SalesTariffID.__set__, _s2=SalesTariff.SalesTariffDescription.__set__, _s3=SalesTariff.NumEPriceLevels.__set__, _s4=SalesTariff.SalesTariffEntry.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, SalesTariffID); _s2(o, SalesTariffDescription); _s3(o, NumEPriceLevels); _s4(o, SalesTariffEntry)
+    return o
 
 
 def _e_SalesTariff(o, a):
@@ -5910,20 +6039,21 @@ def _e_SalesTariff(o, a):
 
 def _d_SalesTariff(D, L, p):
     try:
-        p += 2; ev = _D_SalesTariff_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_SalesTariff_0[_x & 3]
         if ev == 1:
             f_Id, p = _r_str(D, L, p, 0, None)
-            p += 1; ev = _D_SalesTariff_1[(D >> (L - p)) & 1]
+            ev = 2
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Id = None
         if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; f_SalesTariffID = ((D >> (L - p)) & 255) + 1
+        p += 12; _x = (D >> (L - p)) & 4095
+        if _x & 2052: raise _bad_event(-1, p)
+        f_SalesTariffID = ((_x >> 3) & 255) + 1
         if f_SalesTariffID > 255: raise _out_of_range(f_SalesTariffID, 1, 255, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_SalesTariff_2[(D >> (L - p)) & 3]
+        ev = _D_SalesTariff_2[_x & 3]
         if ev == 3:
             p += 1
             if (D >> (L - p)) & 1:
@@ -5932,18 +6062,17 @@ def _d_SalesTariff(D, L, p):
                 f_SalesTariffDescription = ''
             else:
                 f_SalesTariffDescription, p = _r_str(D, L, p, 0, 32)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_SalesTariff_3[(D >> (L - p)) & 3]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_SalesTariff_3[_x & 3]
         else:
             f_SalesTariffDescription = None
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 8; f_NumEPriceLevels = ((D >> (L - p)) & 255)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_SalesTariff_4[(D >> (L - p)) & 1]
+            ev = 5
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1027: raise _bad_event(-1, p)
+            f_NumEPriceLevels = (_x >> 2) & 255
         else:
             f_NumEPriceLevels = None
         f_SalesTariffEntry = []
@@ -5953,10 +6082,11 @@ def _d_SalesTariff(D, L, p):
             f_SalesTariffEntry.append(x)
             n += 1
             if n > 1024: raise _too_many(n, 1024, p)
-            p += 2; ev = _D_SalesTariff_5[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_SalesTariff_5[_x & 3]
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return SalesTariff(Id=f_Id, SalesTariffID=f_SalesTariffID, SalesTariffDescription=f_SalesTariffDescription, NumEPriceLevels=f_NumEPriceLevels, SalesTariffEntry=f_SalesTariffEntry), p
+        return _mk_SalesTariff(f_Id, f_SalesTariffID, f_SalesTariffDescription, f_NumEPriceLevels, f_SalesTariffEntry), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SalesTariff') from None
 
@@ -5964,11 +6094,14 @@ _E_SalesTariff_2 = ((1, 2), (0, 1), None, None, None, None)
 _E_SalesTariff_4 = (None, None, (1, 2), (0, 2), None, None)
 _E_SalesTariff_5 = (None, None, (2, 2), (1, 2), (0, 1), (0, 2))
 _D_SalesTariff_0 = (1, 2, -1, -2)
-_D_SalesTariff_1 = (2, -1)
 _D_SalesTariff_2 = (3, 4, 5, -1)
 _D_SalesTariff_3 = (4, 5, -1, -2)
-_D_SalesTariff_4 = (5, -1)
 _D_SalesTariff_5 = (5, 0, -1, -2)
+
+
+def _mk_Entry(RelativeTimeInterval, _n=object.__new__, _c=Entry, _s0=Entry.RelativeTimeInterval.__set__):
+    o = _n(_c); _s0(o, RelativeTimeInterval)
+    return o
 
 
 def _e_Entry(o, a):
@@ -5982,17 +6115,23 @@ def _e_Entry(o, a):
 
 def _d_Entry(D, L, p):
     try:
-        p += 2; ev = _D_Entry_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_Entry_0[_x & 3]
         if ev != 1: raise _bad_event(ev, p)
         f_RelativeTimeInterval, p = _d_RelativeTimeInterval(D, L, p)
-        p += 1; ev = _D_Entry_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return Entry(RelativeTimeInterval=f_RelativeTimeInterval), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_Entry(f_RelativeTimeInterval), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Entry') from None
 
 _D_Entry_0 = (1, -1, -1, -2)
-_D_Entry_1 = (0, -1)
+
+
+def _mk_SalesTariffEntry(RelativeTimeInterval, EPriceLevel, ConsumptionCost, _n=object.__new__, _c=SalesTariffEntry, _s0=SalesTariffEntry.RelativeTimeInterval.__set__, _s1=SalesTariffEntry.EPriceLevel.__set__, _s2=SalesTariffEntry.ConsumptionCost.__set__):
+    o = _n(_c); _s0(o, RelativeTimeInterval); _s1(o, EPriceLevel); _s2(o, ConsumptionCost)
+    return o
 
 
 def _e_SalesTariffEntry(o, a):
@@ -6029,17 +6168,17 @@ def _e_SalesTariffEntry(o, a):
 
 def _d_SalesTariffEntry(D, L, p):
     try:
-        p += 2; ev = _D_SalesTariffEntry_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_SalesTariffEntry_0[_x & 3]
         if ev != 1: raise _bad_event(ev, p)
         f_RelativeTimeInterval, p = _d_RelativeTimeInterval(D, L, p)
-        p += 2; ev = _D_SalesTariffEntry_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_SalesTariffEntry_1[_x & 3]
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 8; f_EPriceLevel = ((D >> (L - p)) & 255)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_SalesTariffEntry_2[(D >> (L - p)) & 3]
+            p += 12; _x = (D >> (L - p)) & 4095
+            if _x & 2052: raise _bad_event(-1, p)
+            f_EPriceLevel = (_x >> 3) & 255
+            ev = _D_SalesTariffEntry_2[_x & 3]
         else:
             f_EPriceLevel = None
         f_ConsumptionCost = []
@@ -6049,11 +6188,14 @@ def _d_SalesTariffEntry(D, L, p):
             f_ConsumptionCost.append(x)
             n += 1
             if n < 3:
-                p += 2; ev = _D_SalesTariffEntry_3[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_SalesTariffEntry_3[_x & 3]
             else:
-                p += 1; ev = _D_SalesTariffEntry_4[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if ev != 0: raise _bad_event(ev, p)
-        return SalesTariffEntry(RelativeTimeInterval=f_RelativeTimeInterval, EPriceLevel=f_EPriceLevel, ConsumptionCost=f_ConsumptionCost), p
+        return _mk_SalesTariffEntry(f_RelativeTimeInterval, f_EPriceLevel, f_ConsumptionCost), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SalesTariffEntry') from None
 
@@ -6063,7 +6205,11 @@ _D_SalesTariffEntry_0 = (1, -1, -1, -2)
 _D_SalesTariffEntry_1 = (3, 4, 0, -1)
 _D_SalesTariffEntry_2 = (4, 0, -1, -2)
 _D_SalesTariffEntry_3 = (4, 0, -1, -2)
-_D_SalesTariffEntry_4 = (0, -1)
+
+
+def _mk_ConsumptionCost(startValue, Cost, _n=object.__new__, _c=ConsumptionCost, _s0=ConsumptionCost.startValue.__set__, _s1=ConsumptionCost.Cost.__set__):
+    o = _n(_c); _s0(o, startValue); _s1(o, Cost)
+    return o
 
 
 def _e_ConsumptionCost(o, a):
@@ -6091,10 +6237,13 @@ def _e_ConsumptionCost(o, a):
 
 def _d_ConsumptionCost(D, L, p):
     try:
-        p += 1; ev = _D_ConsumptionCost_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_startValue, p = _d_PhysicalValue(D, L, p)
-        p += 1; ev = _D_ConsumptionCost_1[(D >> (L - p)) & 1]
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Cost = []
         n = 0
         while ev == 2:
@@ -6102,20 +6251,25 @@ def _d_ConsumptionCost(D, L, p):
             f_Cost.append(x)
             n += 1
             if n < 3:
-                p += 2; ev = _D_ConsumptionCost_2[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_ConsumptionCost_2[_x & 3]
             else:
-                p += 1; ev = _D_ConsumptionCost_3[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ConsumptionCost(startValue=f_startValue, Cost=f_Cost), p
+        return _mk_ConsumptionCost(f_startValue, f_Cost), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ConsumptionCost') from None
 
 _E_ConsumptionCost_0 = (None, None, (1, 2), (0, 1))
-_D_ConsumptionCost_0 = (1, -1)
-_D_ConsumptionCost_1 = (2, -1)
 _D_ConsumptionCost_2 = (2, 0, -1, -2)
-_D_ConsumptionCost_3 = (0, -1)
+
+
+def _mk_Cost(costKind, amount, amountMultiplier, _n=object.__new__, _c=Cost, _s0=Cost.costKind.__set__, _s1=Cost.amount.__set__, _s2=Cost.amountMultiplier.__set__):
+    o = _n(_c); _s0(o, costKind); _s1(o, amount); _s2(o, amountMultiplier)
+    return o
 
 
 def _e_Cost(o, a):
@@ -6148,44 +6302,38 @@ def _e_Cost(o, a):
 
 def _d_Cost(D, L, p):
     try:
-        p += 1; ev = _D_Cost_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_costKind = _EV_costKindType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_Cost_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        ev = 2
+        p += 7; _x = (D >> (L - p)) & 127
+        if _x & 103: raise _bad_event(-1, p)
+        f_costKind = (_x >> 3) & 3
+        if f_costKind >= 3: raise _bad_enum(f_costKind, 3, p)
+        f_costKind = _EV_costKindType[f_costKind]
         f_amount, p = _r_uint(D, L, p, 32)
         if f_amount > 4294967295: raise _out_of_range(f_amount, 0, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_Cost_2[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_Cost_2[_x & 3]
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; f_amountMultiplier = ((D >> (L - p)) & 7) - 3
+            ev = 0
+            p += 6; _x = (D >> (L - p)) & 63
+            if _x & 35: raise _bad_event(-1, p)
+            f_amountMultiplier = ((_x >> 2) & 7) - 3
             if f_amountMultiplier > 3: raise _out_of_range(f_amountMultiplier, -3, 3, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Cost_3[(D >> (L - p)) & 1]
         else:
             f_amountMultiplier = None
         if ev != 0: raise _bad_event(ev, p)
-        return Cost(costKind=f_costKind, amount=f_amount, amountMultiplier=f_amountMultiplier), p
+        return _mk_Cost(f_costKind, f_amount, f_amountMultiplier), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Cost') from None
 
 _E_Cost_0 = (None, None, (1, 2), (0, 1))
-_D_Cost_0 = (1, -1)
-_D_Cost_1 = (2, -1)
 _D_Cost_2 = (3, 0, -1, -2)
-_D_Cost_3 = (0, -1)
+
+
+def _mk_PMaxScheduleEntry(RelativeTimeInterval, PMax, _n=object.__new__, _c=PMaxScheduleEntry, _s0=PMaxScheduleEntry.RelativeTimeInterval.__set__, _s1=PMaxScheduleEntry.PMax.__set__):
+    o = _n(_c); _s0(o, RelativeTimeInterval); _s1(o, PMax)
+    return o
 
 
 def _e_PMaxScheduleEntry(o, a):
@@ -6203,21 +6351,27 @@ def _e_PMaxScheduleEntry(o, a):
 
 def _d_PMaxScheduleEntry(D, L, p):
     try:
-        p += 2; ev = _D_PMaxScheduleEntry_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_PMaxScheduleEntry_0[_x & 3]
         if ev != 1: raise _bad_event(ev, p)
         f_RelativeTimeInterval, p = _d_RelativeTimeInterval(D, L, p)
-        p += 1; ev = _D_PMaxScheduleEntry_1[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_PMax, p = _d_PhysicalValue(D, L, p)
-        p += 1; ev = _D_PMaxScheduleEntry_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return PMaxScheduleEntry(RelativeTimeInterval=f_RelativeTimeInterval, PMax=f_PMax), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_PMaxScheduleEntry(f_RelativeTimeInterval, f_PMax), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PMaxScheduleEntry') from None
 
 _D_PMaxScheduleEntry_0 = (1, -1, -1, -2)
-_D_PMaxScheduleEntry_1 = (3, -1)
-_D_PMaxScheduleEntry_2 = (0, -1)
+
+
+def _mk_Interval(_n=object.__new__, _c=Interval):
+    o = _n(_c)
+    return o
 
 
 def _e_Interval(o, a):
@@ -6227,13 +6381,17 @@ def _e_Interval(o, a):
 
 def _d_Interval(D, L, p):
     try:
-        p += 1; ev = _D_Interval_0[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return Interval(), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_Interval(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Interval') from None
 
-_D_Interval_0 = (0, -1)
+
+def _mk_RelativeTimeInterval(start, duration, _n=object.__new__, _c=RelativeTimeInterval, _s0=RelativeTimeInterval.start.__set__, _s1=RelativeTimeInterval.duration.__set__):
+    o = _n(_c); _s0(o, start); _s1(o, duration)
+    return o
 
 
 def _e_RelativeTimeInterval(o, a):
@@ -6260,34 +6418,36 @@ def _e_RelativeTimeInterval(o, a):
 
 def _d_RelativeTimeInterval(D, L, p):
     try:
-        p += 1; ev = _D_RelativeTimeInterval_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_start, p = _r_uint(D, L, p, 24)
         if f_start > 16777214: raise _out_of_range(f_start, 0, 16777214, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_RelativeTimeInterval_1[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_RelativeTimeInterval_1[_x & 3]
         if ev == 2:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_duration, p = _r_uint(D, L, p, 17)
             if f_duration > 86400: raise _out_of_range(f_duration, 0, 86400, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_RelativeTimeInterval_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_duration = None
         if ev != 0: raise _bad_event(ev, p)
-        return RelativeTimeInterval(start=f_start, duration=f_duration), p
+        return _mk_RelativeTimeInterval(f_start, f_duration), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'RelativeTimeInterval') from None
 
 _E_RelativeTimeInterval_0 = (None, (1, 2), (0, 1))
-_D_RelativeTimeInterval_0 = (1, -1)
 _D_RelativeTimeInterval_1 = (2, 0, -1, -2)
-_D_RelativeTimeInterval_2 = (0, -1)
+
+
+def _mk_EVChargeParameter(DepartureTime, _n=object.__new__, _c=EVChargeParameter, _s0=EVChargeParameter.DepartureTime.__set__):
+    o = _n(_c); _s0(o, DepartureTime)
+    return o
 
 
 def _e_EVChargeParameter(o, a):
@@ -6307,25 +6467,30 @@ def _e_EVChargeParameter(o, a):
 
 def _d_EVChargeParameter(D, L, p):
     try:
-        p += 2; ev = _D_EVChargeParameter_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_EVChargeParameter_0[_x & 3]
         if ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_EVChargeParameter_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_DepartureTime = None
         if ev != 0: raise _bad_event(ev, p)
-        return EVChargeParameter(DepartureTime=f_DepartureTime), p
+        return _mk_EVChargeParameter(f_DepartureTime), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVChargeParameter') from None
 
 _E_EVChargeParameter_0 = ((1, 2), (0, 1))
 _D_EVChargeParameter_0 = (1, 0, -1, -2)
-_D_EVChargeParameter_1 = (0, -1)
+
+
+def _mk_AC_EVChargeParameter(DepartureTime, EAmount, EVMaxVoltage, EVMaxCurrent, EVMinCurrent, _n=object.__new__, _c=AC_EVChargeParameter, _s0=AC_EVChargeParameter.DepartureTime.__set__, _s1=AC_EVChargeParameter.EAmount.__set__, _s2=AC_EVChargeParameter.EVMaxVoltage.__set__, _s3=AC_EVChargeParameter.EVMaxCurrent.__set__, _s4=AC_EVChargeParameter.EVMinCurrent.__set__):
+    o = _n(_c); _s0(o, DepartureTime); _s1(o, EAmount); _s2(o, EVMaxVoltage); _s3(o, EVMaxCurrent); _s4(o, EVMinCurrent)
+    return o
 
 
 def _e_AC_EVChargeParameter(o, a):
@@ -6365,41 +6530,46 @@ def _e_AC_EVChargeParameter(o, a):
 
 def _d_AC_EVChargeParameter(D, L, p):
     try:
-        p += 2; ev = _D_AC_EVChargeParameter_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_AC_EVChargeParameter_0[_x & 3]
         if ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_AC_EVChargeParameter_1[(D >> (L - p)) & 1]
+            ev = 2
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_DepartureTime = None
         if ev != 2: raise _bad_event(ev, p)
         f_EAmount, p = _d_PhysicalValue(D, L, p)
-        p += 1; ev = _D_AC_EVChargeParameter_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaxVoltage, p = _d_PhysicalValue(D, L, p)
-        p += 1; ev = _D_AC_EVChargeParameter_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaxCurrent, p = _d_PhysicalValue(D, L, p)
-        p += 1; ev = _D_AC_EVChargeParameter_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinCurrent, p = _d_PhysicalValue(D, L, p)
-        p += 1; ev = _D_AC_EVChargeParameter_5[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return AC_EVChargeParameter(DepartureTime=f_DepartureTime, EAmount=f_EAmount, EVMaxVoltage=f_EVMaxVoltage, EVMaxCurrent=f_EVMaxCurrent, EVMinCurrent=f_EVMinCurrent), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_AC_EVChargeParameter(f_DepartureTime, f_EAmount, f_EVMaxVoltage, f_EVMaxCurrent, f_EVMinCurrent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AC_EVChargeParameter') from None
 
 _E_AC_EVChargeParameter_2 = ((1, 2), (0, 1), None, None, None, None)
 _D_AC_EVChargeParameter_0 = (1, 2, -1, -2)
-_D_AC_EVChargeParameter_1 = (2, -1)
-_D_AC_EVChargeParameter_2 = (3, -1)
-_D_AC_EVChargeParameter_3 = (4, -1)
-_D_AC_EVChargeParameter_4 = (5, -1)
-_D_AC_EVChargeParameter_5 = (0, -1)
+
+
+def _mk_DC_EVChargeParameter(DepartureTime, DC_EVStatus, EVMaximumCurrentLimit, EVMaximumPowerLimit, EVMaximumVoltageLimit, EVEnergyCapacity, EVEnergyRequest, FullSOC, BulkSOC, _n=object.__new__, _c=DC_EVChargeParameter, _s0=DC_EVChargeParameter.DepartureTime.__set__, _s1=DC_EVChargeParameter.DC_EVStatus.__set__, _s2=DC_EVChargeParameter.EVMaximumCurrentLimit.__set__, _s3=DC_EVChargeParameter.EVMaximumPowerLimit.__set__, _s4=DC_EVChargeParameter.EVMaximumVoltageLimit.__set__, _s5=DC_EVChargeParameter.EVEnergyCapacity.__set__, _s6=DC_EVChargeParameter.EVEnergyRequest.__set__, _s7=DC_EVChargeParameter.FullSOC.__set__, _s8=DC_EVChargeParameter.BulkSOC.__set__):
+    o = _n(_c); _s0(o, DepartureTime); _s1(o, DC_EVStatus); _s2(o, EVMaximumCurrentLimit); _s3(o, EVMaximumPowerLimit); _s4(o, EVMaximumVoltageLimit); _s5(o, EVEnergyCapacity); _s6(o, EVEnergyRequest); _s7(o, FullSOC); _s8(o, BulkSOC)
+    return o
 
 
 def _e_DC_EVChargeParameter(o, a):
@@ -6475,63 +6645,67 @@ def _e_DC_EVChargeParameter(o, a):
 
 def _d_DC_EVChargeParameter(D, L, p):
     try:
-        p += 2; ev = _D_DC_EVChargeParameter_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_DC_EVChargeParameter_0[_x & 3]
         if ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_DC_EVChargeParameter_1[(D >> (L - p)) & 1]
+            ev = 2
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_DepartureTime = None
         if ev != 2: raise _bad_event(ev, p)
         f_DC_EVStatus, p = _d_DC_EVStatus(D, L, p)
-        p += 1; ev = _D_DC_EVChargeParameter_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumCurrentLimit, p = _d_PhysicalValue(D, L, p)
-        p += 2; ev = _D_DC_EVChargeParameter_3[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_DC_EVChargeParameter_3[_x & 3]
         if ev == 4:
             f_EVMaximumPowerLimit, p = _d_PhysicalValue(D, L, p)
-            p += 1; ev = _D_DC_EVChargeParameter_4[(D >> (L - p)) & 1]
+            ev = 5
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMaximumPowerLimit = None
         if ev != 5: raise _bad_event(ev, p)
         f_EVMaximumVoltageLimit, p = _d_PhysicalValue(D, L, p)
-        p += 3; ev = _D_DC_EVChargeParameter_5[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_DC_EVChargeParameter_5[_x & 7]
         if ev == 6:
             f_EVEnergyCapacity, p = _d_PhysicalValue(D, L, p)
-            p += 3; ev = _D_DC_EVChargeParameter_6[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_DC_EVChargeParameter_6[_x & 7]
         else:
             f_EVEnergyCapacity = None
         if ev == 7:
             f_EVEnergyRequest, p = _d_PhysicalValue(D, L, p)
-            p += 2; ev = _D_DC_EVChargeParameter_7[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_DC_EVChargeParameter_7[_x & 3]
         else:
             f_EVEnergyRequest = None
         if ev == 8:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_FullSOC = ((D >> (L - p)) & 127)
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _bad_event(-1, p)
+            f_FullSOC = (_x >> 3) & 127
             if f_FullSOC > 100: raise _out_of_range(f_FullSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_DC_EVChargeParameter_8[(D >> (L - p)) & 3]
+            ev = _D_DC_EVChargeParameter_8[_x & 3]
         else:
             f_FullSOC = None
         if ev == 9:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_BulkSOC = ((D >> (L - p)) & 127)
+            ev = 0
+            p += 10; _x = (D >> (L - p)) & 1023
+            if _x & 515: raise _bad_event(-1, p)
+            f_BulkSOC = (_x >> 2) & 127
             if f_BulkSOC > 100: raise _out_of_range(f_BulkSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_DC_EVChargeParameter_9[(D >> (L - p)) & 1]
         else:
             f_BulkSOC = None
         if ev != 0: raise _bad_event(ev, p)
-        return DC_EVChargeParameter(DepartureTime=f_DepartureTime, DC_EVStatus=f_DC_EVStatus, EVMaximumCurrentLimit=f_EVMaximumCurrentLimit, EVMaximumPowerLimit=f_EVMaximumPowerLimit, EVMaximumVoltageLimit=f_EVMaximumVoltageLimit, EVEnergyCapacity=f_EVEnergyCapacity, EVEnergyRequest=f_EVEnergyRequest, FullSOC=f_FullSOC, BulkSOC=f_BulkSOC), p
+        return _mk_DC_EVChargeParameter(f_DepartureTime, f_DC_EVStatus, f_EVMaximumCurrentLimit, f_EVMaximumPowerLimit, f_EVMaximumVoltageLimit, f_EVEnergyCapacity, f_EVEnergyRequest, f_FullSOC, f_BulkSOC), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_EVChargeParameter') from None
 
@@ -6542,15 +6716,16 @@ _E_DC_EVChargeParameter_8 = (None, None, None, None, None, (2, 3), (1, 3), (0, 2
 _E_DC_EVChargeParameter_9 = (None, None, None, None, None, (3, 3), (2, 3), (1, 2), (0, 2), None)
 _E_DC_EVChargeParameter_0 = (None, None, None, None, None, (4, 3), (3, 3), (2, 2), (1, 2), (0, 1))
 _D_DC_EVChargeParameter_0 = (1, 2, -1, -2)
-_D_DC_EVChargeParameter_1 = (2, -1)
-_D_DC_EVChargeParameter_2 = (3, -1)
 _D_DC_EVChargeParameter_3 = (4, 5, -1, -2)
-_D_DC_EVChargeParameter_4 = (5, -1)
 _D_DC_EVChargeParameter_5 = (6, 7, 8, 9, 0, -1, -2, -2)
 _D_DC_EVChargeParameter_6 = (7, 8, 9, 0, -1, -2, -2, -2)
 _D_DC_EVChargeParameter_7 = (8, 9, 0, -1)
 _D_DC_EVChargeParameter_8 = (9, 0, -1, -2)
-_D_DC_EVChargeParameter_9 = (0, -1)
+
+
+def _mk_EVSEChargeParameter(_n=object.__new__, _c=EVSEChargeParameter):
+    o = _n(_c)
+    return o
 
 
 def _e_EVSEChargeParameter(o, a):
@@ -6560,13 +6735,17 @@ def _e_EVSEChargeParameter(o, a):
 
 def _d_EVSEChargeParameter(D, L, p):
     try:
-        p += 1; ev = _D_EVSEChargeParameter_0[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return EVSEChargeParameter(), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_EVSEChargeParameter(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVSEChargeParameter') from None
 
-_D_EVSEChargeParameter_0 = (0, -1)
+
+def _mk_AC_EVSEChargeParameter(AC_EVSEStatus, EVSENominalVoltage, EVSEMaxCurrent, _n=object.__new__, _c=AC_EVSEChargeParameter, _s0=AC_EVSEChargeParameter.AC_EVSEStatus.__set__, _s1=AC_EVSEChargeParameter.EVSENominalVoltage.__set__, _s2=AC_EVSEChargeParameter.EVSEMaxCurrent.__set__):
+    o = _n(_c); _s0(o, AC_EVSEStatus); _s1(o, EVSENominalVoltage); _s2(o, EVSEMaxCurrent)
+    return o
 
 
 def _e_AC_EVSEChargeParameter(o, a):
@@ -6588,25 +6767,29 @@ def _e_AC_EVSEChargeParameter(o, a):
 
 def _d_AC_EVSEChargeParameter(D, L, p):
     try:
-        p += 1; ev = _D_AC_EVSEChargeParameter_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_AC_EVSEStatus, p = _d_AC_EVSEStatus(D, L, p)
-        p += 1; ev = _D_AC_EVSEChargeParameter_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSENominalVoltage, p = _d_PhysicalValue(D, L, p)
-        p += 1; ev = _D_AC_EVSEChargeParameter_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMaxCurrent, p = _d_PhysicalValue(D, L, p)
-        p += 1; ev = _D_AC_EVSEChargeParameter_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return AC_EVSEChargeParameter(AC_EVSEStatus=f_AC_EVSEStatus, EVSENominalVoltage=f_EVSENominalVoltage, EVSEMaxCurrent=f_EVSEMaxCurrent), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_AC_EVSEChargeParameter(f_AC_EVSEStatus, f_EVSENominalVoltage, f_EVSEMaxCurrent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AC_EVSEChargeParameter') from None
 
-_D_AC_EVSEChargeParameter_0 = (1, -1)
-_D_AC_EVSEChargeParameter_1 = (2, -1)
-_D_AC_EVSEChargeParameter_2 = (3, -1)
-_D_AC_EVSEChargeParameter_3 = (0, -1)
+
+def _mk_DC_EVSEChargeParameter(DC_EVSEStatus, EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit, EVSEMaximumVoltageLimit, EVSEMinimumCurrentLimit, EVSEMinimumVoltageLimit, EVSECurrentRegulationTolerance, EVSEPeakCurrentRipple, EVSEEnergyToBeDelivered, _n=object.__new__, _c=DC_EVSEChargeParameter, _s0=DC_EVSEChargeParameter.DC_EVSEStatus.__set__, _s1=DC_EVSEChargeParameter.EVSEMaximumCurrentLimit.__set__, _s2=DC_EVSEChargeParameter.EVSEMaximumPowerLimit.__set__, _s3=DC_EVSEChargeParameter.EVSEMaximumVoltageLimit.__set__, _s4=DC_EVSEChargeParameter.EVSEMinimumCurrentLimit.__set__, _s5=DC_EVSEChargeParameter.EVSEMinimumVoltageLimit.__set__, _s6=DC_EVSEChargeParameter.EVSECurrentRegulationTolerance.__set__, _s7=DC_EVSEChargeParameter.EVSEPeakCurrentRipple.__set__, _s8=DC_EVSEChargeParameter.EVSEEnergyToBeDelivered.__set__):
+    o = _n(_c); _s0(o, DC_EVSEStatus); _s1(o, EVSEMaximumCurrentLimit); _s2(o, EVSEMaximumPowerLimit); _s3(o, EVSEMaximumVoltageLimit); _s4(o, EVSEMinimumCurrentLimit); _s5(o, EVSEMinimumVoltageLimit); _s6(o, EVSECurrentRegulationTolerance); _s7(o, EVSEPeakCurrentRipple); _s8(o, EVSEEnergyToBeDelivered)
+    return o
 
 
 def _e_DC_EVSEChargeParameter(o, a):
@@ -6666,55 +6849,64 @@ def _e_DC_EVSEChargeParameter(o, a):
 
 def _d_DC_EVSEChargeParameter(D, L, p):
     try:
-        p += 1; ev = _D_DC_EVSEChargeParameter_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
-        p += 1; ev = _D_DC_EVSEChargeParameter_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMaximumCurrentLimit, p = _d_PhysicalValue(D, L, p)
-        p += 1; ev = _D_DC_EVSEChargeParameter_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMaximumPowerLimit, p = _d_PhysicalValue(D, L, p)
-        p += 1; ev = _D_DC_EVSEChargeParameter_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMaximumVoltageLimit, p = _d_PhysicalValue(D, L, p)
-        p += 1; ev = _D_DC_EVSEChargeParameter_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMinimumCurrentLimit, p = _d_PhysicalValue(D, L, p)
-        p += 1; ev = _D_DC_EVSEChargeParameter_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
+        ev = 6
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMinimumVoltageLimit, p = _d_PhysicalValue(D, L, p)
-        p += 2; ev = _D_DC_EVSEChargeParameter_6[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_DC_EVSEChargeParameter_6[_x & 3]
         if ev == 7:
             f_EVSECurrentRegulationTolerance, p = _d_PhysicalValue(D, L, p)
-            p += 1; ev = _D_DC_EVSEChargeParameter_7[(D >> (L - p)) & 1]
+            ev = 8
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSECurrentRegulationTolerance = None
         if ev != 8: raise _bad_event(ev, p)
         f_EVSEPeakCurrentRipple, p = _d_PhysicalValue(D, L, p)
-        p += 2; ev = _D_DC_EVSEChargeParameter_8[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_DC_EVSEChargeParameter_8[_x & 3]
         if ev == 9:
             f_EVSEEnergyToBeDelivered, p = _d_PhysicalValue(D, L, p)
-            p += 1; ev = _D_DC_EVSEChargeParameter_9[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSEEnergyToBeDelivered = None
         if ev != 0: raise _bad_event(ev, p)
-        return DC_EVSEChargeParameter(DC_EVSEStatus=f_DC_EVSEStatus, EVSEMaximumCurrentLimit=f_EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit=f_EVSEMaximumPowerLimit, EVSEMaximumVoltageLimit=f_EVSEMaximumVoltageLimit, EVSEMinimumCurrentLimit=f_EVSEMinimumCurrentLimit, EVSEMinimumVoltageLimit=f_EVSEMinimumVoltageLimit, EVSECurrentRegulationTolerance=f_EVSECurrentRegulationTolerance, EVSEPeakCurrentRipple=f_EVSEPeakCurrentRipple, EVSEEnergyToBeDelivered=f_EVSEEnergyToBeDelivered), p
+        return _mk_DC_EVSEChargeParameter(f_DC_EVSEStatus, f_EVSEMaximumCurrentLimit, f_EVSEMaximumPowerLimit, f_EVSEMaximumVoltageLimit, f_EVSEMinimumCurrentLimit, f_EVSEMinimumVoltageLimit, f_EVSECurrentRegulationTolerance, f_EVSEPeakCurrentRipple, f_EVSEEnergyToBeDelivered), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_EVSEChargeParameter') from None
 
 _E_DC_EVSEChargeParameter_8 = (None, None, None, None, None, None, (1, 2), (0, 1), None, None)
 _E_DC_EVSEChargeParameter_0 = (None, None, None, None, None, None, None, None, (1, 2), (0, 1))
-_D_DC_EVSEChargeParameter_0 = (1, -1)
-_D_DC_EVSEChargeParameter_1 = (2, -1)
-_D_DC_EVSEChargeParameter_2 = (3, -1)
-_D_DC_EVSEChargeParameter_3 = (4, -1)
-_D_DC_EVSEChargeParameter_4 = (5, -1)
-_D_DC_EVSEChargeParameter_5 = (6, -1)
 _D_DC_EVSEChargeParameter_6 = (7, 8, -1, -2)
-_D_DC_EVSEChargeParameter_7 = (8, -1)
 _D_DC_EVSEChargeParameter_8 = (9, 0, -1, -2)
-_D_DC_EVSEChargeParameter_9 = (0, -1)
+
+
+def _mk_EVPowerDeliveryParameter(_n=object.__new__, _c=EVPowerDeliveryParameter):
+    o = _n(_c)
+    return o
 
 
 def _e_EVPowerDeliveryParameter(o, a):
@@ -6724,13 +6916,17 @@ def _e_EVPowerDeliveryParameter(o, a):
 
 def _d_EVPowerDeliveryParameter(D, L, p):
     try:
-        p += 1; ev = _D_EVPowerDeliveryParameter_0[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return EVPowerDeliveryParameter(), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_EVPowerDeliveryParameter(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPowerDeliveryParameter') from None
 
-_D_EVPowerDeliveryParameter_0 = (0, -1)
+
+def _mk_DC_EVPowerDeliveryParameter(DC_EVStatus, BulkChargingComplete, ChargingComplete, _n=object.__new__, _c=DC_EVPowerDeliveryParameter, _s0=DC_EVPowerDeliveryParameter.DC_EVStatus.__set__, _s1=DC_EVPowerDeliveryParameter.BulkChargingComplete.__set__, _s2=DC_EVPowerDeliveryParameter.ChargingComplete.__set__):
+    o = _n(_c); _s0(o, DC_EVStatus); _s1(o, BulkChargingComplete); _s2(o, ChargingComplete)
+    return o
 
 
 def _e_DC_EVPowerDeliveryParameter(o, a):
@@ -6761,36 +6957,35 @@ def _e_DC_EVPowerDeliveryParameter(o, a):
 
 def _d_DC_EVPowerDeliveryParameter(D, L, p):
     try:
-        p += 1; ev = _D_DC_EVPowerDeliveryParameter_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_DC_EVStatus, p = _d_DC_EVStatus(D, L, p)
-        p += 2; ev = _D_DC_EVPowerDeliveryParameter_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_DC_EVPowerDeliveryParameter_1[_x & 3]
         if ev == 2:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; f_BulkChargingComplete = ((D >> (L - p)) & 1) == 1
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_DC_EVPowerDeliveryParameter_2[(D >> (L - p)) & 1]
+            ev = 3
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 11: raise _bad_event(-1, p)
+            f_BulkChargingComplete = ((_x >> 2) & 1) == 1
         else:
             f_BulkChargingComplete = None
         if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_ChargingComplete = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_DC_EVPowerDeliveryParameter_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return DC_EVPowerDeliveryParameter(DC_EVStatus=f_DC_EVStatus, BulkChargingComplete=f_BulkChargingComplete, ChargingComplete=f_ChargingComplete), p
+        ev = 0
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 11: raise _bad_event(-1, p)
+        f_ChargingComplete = ((_x >> 2) & 1) == 1
+        return _mk_DC_EVPowerDeliveryParameter(f_DC_EVStatus, f_BulkChargingComplete, f_ChargingComplete), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_EVPowerDeliveryParameter') from None
 
 _E_DC_EVPowerDeliveryParameter_3 = (None, (1, 2), (0, 1), None)
-_D_DC_EVPowerDeliveryParameter_0 = (1, -1)
 _D_DC_EVPowerDeliveryParameter_1 = (2, 3, -1, -2)
-_D_DC_EVPowerDeliveryParameter_2 = (3, -1)
-_D_DC_EVPowerDeliveryParameter_3 = (0, -1)
+
+
+def _mk_V2G_Message(Header, Body, _n=object.__new__, _c=V2G_Message, _s0=V2G_Message.Header.__set__, _s1=V2G_Message.Body.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, Body)
+    return o
 
 
 def _e_V2G_Message(o, a):
@@ -6808,21 +7003,20 @@ def _e_V2G_Message(o, a):
 
 def _d_V2G_Message(D, L, p):
     try:
-        p += 1; ev = _D_V2G_Message_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_V2G_Message_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Body, p = _d_Body(D, L, p)
-        p += 1; ev = _D_V2G_Message_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return V2G_Message(Header=f_Header, Body=f_Body), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_V2G_Message(f_Header, f_Body), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2G_Message') from None
-
-_D_V2G_Message_0 = (1, -1)
-_D_V2G_Message_1 = (2, -1)
-_D_V2G_Message_2 = (0, -1)
 
 
 # --- documents and fragments ----------------------------------------------
@@ -6846,8 +7040,8 @@ def _ds_0(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -6872,8 +7066,8 @@ def _ds_1(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -6888,11 +7082,9 @@ def _es_2(v, a):
 
 def _ds_2(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; x = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 5: raise _bad_event(-1, p)
+        x = ((_x >> 1) & 1) == 1
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -6908,12 +7100,10 @@ def _es_3(v, a):
 
 def _ds_3(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 7; x = ((D >> (L - p)) & 127)
+        p += 9; _x = (D >> (L - p)) & 511
+        if _x & 257: raise _bad_event(-1, p)
+        x = (_x >> 1) & 127
         if x > 100: raise _out_of_range(x, 0, 100, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -6938,8 +7128,8 @@ def _ds_4(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, 800)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -6954,13 +7144,11 @@ def _es_5(v, a):
 
 def _ds_5(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        x = _EV_chargeProgressType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = (_x >> 1) & 3
+        if x >= 3: raise _bad_enum(x, 3, p)
+        x = _EV_chargeProgressType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -6976,12 +7164,10 @@ def _es_6(v, a):
 
 def _ds_6(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; x = ((D >> (L - p)) & 3) + 1
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = ((_x >> 1) & 3) + 1
         if x > 3: raise _out_of_range(x, 1, 3, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -6997,12 +7183,12 @@ def _es_7(v, a):
 
 def _ds_7(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 32)
         if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7017,12 +7203,9 @@ def _es_8(v, a):
 
 def _ds_8(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; _i = (D >> (L - p)) & 1
-        x = _EV_chargingSessionType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 5: raise _bad_event(-1, p)
+        x = _EV_chargingSessionType[(_x >> 1) & 1]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7038,11 +7221,9 @@ def _es_9(v, a):
 
 def _ds_9(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; x = ((D >> (L - p)) & 255)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _bad_event(-1, p)
+        x = (_x >> 1) & 255
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7067,8 +7248,8 @@ def _ds_10(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, 6)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7083,13 +7264,11 @@ def _es_11(v, a):
 
 def _ds_11(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 4; _i = (D >> (L - p)) & 15
-        if _i >= 12: raise _bad_enum(_i, 12, p)
-        x = _EV_DC_EVErrorCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 6; _x = (D >> (L - p)) & 63
+        if _x & 33: raise _bad_event(-1, p)
+        x = (_x >> 1) & 15
+        if x >= 12: raise _bad_enum(x, 12, p)
+        x = _EV_DC_EVErrorCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7104,11 +7283,11 @@ def _es_12(v, a):
 
 def _ds_12(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_str(D, L, p, 7, 37)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7123,13 +7302,11 @@ def _es_13(v, a):
 
 def _ds_13(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 5: raise _bad_enum(_i, 5, p)
-        x = _EV_isolationLevelType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 5; _x = (D >> (L - p)) & 31
+        if _x & 17: raise _bad_event(-1, p)
+        x = (_x >> 1) & 7
+        if x >= 5: raise _bad_enum(x, 5, p)
+        x = _EV_isolationLevelType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7144,13 +7321,11 @@ def _es_14(v, a):
 
 def _ds_14(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        x = _EV_EVSENotificationType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = (_x >> 1) & 3
+        if x >= 3: raise _bad_enum(x, 3, p)
+        x = _EV_EVSENotificationType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7165,13 +7340,11 @@ def _es_15(v, a):
 
 def _ds_15(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        x = _EV_EVSEProcessingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = (_x >> 1) & 3
+        if x >= 3: raise _bad_enum(x, 3, p)
+        x = _EV_EVSEProcessingType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7186,13 +7359,11 @@ def _es_16(v, a):
 
 def _ds_16(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 4; _i = (D >> (L - p)) & 15
-        if _i >= 12: raise _bad_enum(_i, 12, p)
-        x = _EV_DC_EVSEStatusCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 6; _x = (D >> (L - p)) & 63
+        if _x & 33: raise _bad_event(-1, p)
+        x = (_x >> 1) & 15
+        if x >= 12: raise _bad_enum(x, 12, p)
+        x = _EV_DC_EVSEStatusCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7208,12 +7379,12 @@ def _es_17(v, a):
 
 def _ds_17(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, 63)
         if x < -9223372036854775808 or x > 9223372036854775807: raise _out_of_range(x, -9223372036854775808, 9223372036854775807, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7228,13 +7399,11 @@ def _es_18(v, a):
 
 def _ds_18(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 6: raise _bad_enum(_i, 6, p)
-        x = _EV_EnergyTransferModeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 5; _x = (D >> (L - p)) & 31
+        if _x & 17: raise _bad_event(-1, p)
+        x = (_x >> 1) & 7
+        if x >= 6: raise _bad_enum(x, 6, p)
+        x = _EV_EnergyTransferModeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7259,8 +7428,8 @@ def _ds_19(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7275,13 +7444,11 @@ def _es_20(v, a):
 
 def _ds_20(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        x = _EV_faultCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = (_x >> 1) & 3
+        if x >= 3: raise _bad_enum(x, 3, p)
+        x = _EV_faultCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7306,8 +7473,8 @@ def _ds_21(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, 64)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7322,11 +7489,11 @@ def _es_22(v, a):
 
 def _ds_22(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_bin(D, L, p, 16, 16)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7341,11 +7508,11 @@ def _es_23(v, a):
 
 def _ds_23(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7361,12 +7528,12 @@ def _es_24(v, a):
 
 def _ds_24(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 16)
         if x > 65535: raise _out_of_range(x, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7391,8 +7558,8 @@ def _ds_25(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, 32)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7408,12 +7575,12 @@ def _es_26(v, a):
 
 def _ds_26(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 64)
         if x > 18446744073709551615: raise _out_of_range(x, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7429,12 +7596,12 @@ def _es_27(v, a):
 
 def _ds_27(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, 15)
         if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7450,12 +7617,10 @@ def _es_28(v, a):
 
 def _ds_28(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; x = ((D >> (L - p)) & 7) - 3
+        p += 5; _x = (D >> (L - p)) & 31
+        if _x & 17: raise _bad_event(-1, p)
+        x = ((_x >> 1) & 7) - 3
         if x > 3: raise _out_of_range(x, -3, 3, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7480,8 +7645,8 @@ def _ds_29(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7497,12 +7662,12 @@ def _es_30(v, a):
 
 def _ds_30(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, 15)
         if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7517,12 +7682,9 @@ def _es_31(v, a):
 
 def _ds_31(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; _i = (D >> (L - p)) & 1
-        x = _EV_paymentOptionType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 5: raise _bad_event(-1, p)
+        x = _EV_paymentOptionType[(_x >> 1) & 1]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7537,13 +7699,11 @@ def _es_32(v, a):
 
 def _ds_32(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 5; _i = (D >> (L - p)) & 31
-        if _i >= 26: raise _bad_enum(_i, 26, p)
-        x = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 7; _x = (D >> (L - p)) & 127
+        if _x & 65: raise _bad_event(-1, p)
+        x = (_x >> 1) & 31
+        if x >= 26: raise _bad_enum(x, 26, p)
+        x = _EV_responseCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7559,12 +7719,10 @@ def _es_33(v, a):
 
 def _ds_33(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; x = ((D >> (L - p)) & 255) + 1
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _bad_event(-1, p)
+        x = ((_x >> 1) & 255) + 1
         if x > 255: raise _out_of_range(x, 1, 255, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7589,8 +7747,8 @@ def _ds_34(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, 32)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7605,12 +7763,9 @@ def _es_35(v, a):
 
 def _ds_35(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        x = _EV_serviceCategoryType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = _EV_serviceCategoryType[(_x >> 1) & 3]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7626,12 +7781,12 @@ def _es_36(v, a):
 
 def _ds_36(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 16)
         if x > 65535: raise _out_of_range(x, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7656,8 +7811,8 @@ def _ds_37(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, 32)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7682,8 +7837,8 @@ def _ds_38(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, 64)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7708,8 +7863,8 @@ def _ds_39(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, 8)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7734,8 +7889,8 @@ def _ds_40(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, 64)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7750,13 +7905,11 @@ def _es_41(v, a):
 
 def _ds_41(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 7: raise _bad_enum(_i, 7, p)
-        x = _EV_unitSymbolType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 5; _x = (D >> (L - p)) & 31
+        if _x & 17: raise _bad_event(-1, p)
+        x = (_x >> 1) & 7
+        if x >= 7: raise _bad_enum(x, 7, p)
+        x = _EV_unitSymbolType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7771,11 +7924,11 @@ def _es_42(v, a):
 
 def _ds_42(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7791,11 +7944,9 @@ def _es_43(v, a):
 
 def _ds_43(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; x = ((D >> (L - p)) & 255) - 128
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _bad_event(-1, p)
+        x = ((_x >> 1) & 255) - 128
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7810,13 +7961,11 @@ def _es_44(v, a):
 
 def _ds_44(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        x = _EV_costKindType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = (_x >> 1) & 3
+        if x >= 3: raise _bad_enum(x, 3, p)
+        x = _EV_costKindType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7832,12 +7981,12 @@ def _es_45(v, a):
 
 def _ds_45(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 17)
         if x > 86400: raise _out_of_range(x, 0, 86400, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7853,12 +8002,12 @@ def _es_46(v, a):
 
 def _ds_46(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, 31)
         if x < -2147483648 or x > 2147483647: raise _out_of_range(x, -2147483648, 2147483647, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7874,12 +8023,12 @@ def _es_47(v, a):
 
 def _ds_47(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 24)
         if x > 16777214: raise _out_of_range(x, 0, 16777214, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None

@@ -892,6 +892,11 @@ _EV_responseCodeType = tuple(responseCodeType)
 _EI_responseCodeType = {m.value: i for i, m in enumerate(_EV_responseCodeType)}
 
 
+def _mk_AC_ChargeParameterDiscoveryReq(Header, AC_CPDReqEnergyTransferMode, BPT_AC_CPDReqEnergyTransferMode, _n=object.__new__, _c=AC_ChargeParameterDiscoveryReq, _s0=AC_ChargeParameterDiscoveryReq.Header.__set__, _s1=AC_ChargeParameterDiscoveryReq.AC_CPDReqEnergyTransferMode.__set__, _s2=AC_ChargeParameterDiscoveryReq.BPT_AC_CPDReqEnergyTransferMode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, AC_CPDReqEnergyTransferMode); _s2(o, BPT_AC_CPDReqEnergyTransferMode)
+    return o
+
+
 def _e_AC_ChargeParameterDiscoveryReq(o, a):
     v = o.Header
     if v is None: raise _missing('AC_ChargeParameterDiscoveryReq.Header')
@@ -911,28 +916,37 @@ def _e_AC_ChargeParameterDiscoveryReq(o, a):
 
 def _d_AC_ChargeParameterDiscoveryReq(D, L, p):
     try:
-        p += 1; ev = _D_AC_ChargeParameterDiscoveryReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 2; ev = _D_AC_ChargeParameterDiscoveryReq_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_AC_ChargeParameterDiscoveryReq_1[_x & 3]
         f_AC_CPDReqEnergyTransferMode = None
         f_BPT_AC_CPDReqEnergyTransferMode = None
         if ev == 2:
             f_AC_CPDReqEnergyTransferMode, p = _d_AC_CPDReqEnergyTransferMode(D, L, p)
-            p += 1; ev = _D_AC_ChargeParameterDiscoveryReq_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 3:
             f_BPT_AC_CPDReqEnergyTransferMode, p = _d_BPT_AC_CPDReqEnergyTransferMode(D, L, p)
-            p += 1; ev = _D_AC_ChargeParameterDiscoveryReq_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return AC_ChargeParameterDiscoveryReq(Header=f_Header, AC_CPDReqEnergyTransferMode=f_AC_CPDReqEnergyTransferMode, BPT_AC_CPDReqEnergyTransferMode=f_BPT_AC_CPDReqEnergyTransferMode), p
+        return _mk_AC_ChargeParameterDiscoveryReq(f_Header, f_AC_CPDReqEnergyTransferMode, f_BPT_AC_CPDReqEnergyTransferMode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AC_ChargeParameterDiscoveryReq') from None
 
-_D_AC_ChargeParameterDiscoveryReq_0 = (1, -1)
 _D_AC_ChargeParameterDiscoveryReq_1 = (2, 3, -1, -2)
-_D_AC_ChargeParameterDiscoveryReq_2 = (0, -1)
+
+
+def _mk_ChargeParameterDiscoveryReq(Header, _n=object.__new__, _c=ChargeParameterDiscoveryReq, _s0=ChargeParameterDiscoveryReq.Header.__set__):
+    o = _n(_c); _s0(o, Header)
+    return o
 
 
 def _e_ChargeParameterDiscoveryReq(o, a):
@@ -946,17 +960,21 @@ def _e_ChargeParameterDiscoveryReq(o, a):
 
 def _d_ChargeParameterDiscoveryReq(D, L, p):
     try:
-        p += 1; ev = _D_ChargeParameterDiscoveryReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ChargeParameterDiscoveryReq_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ChargeParameterDiscoveryReq(Header=f_Header), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_ChargeParameterDiscoveryReq(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryReq') from None
 
-_D_ChargeParameterDiscoveryReq_0 = (1, -1)
-_D_ChargeParameterDiscoveryReq_1 = (0, -1)
+
+def _mk_V2GRequest(Header, _n=object.__new__, _c=V2GRequest, _s0=V2GRequest.Header.__set__):
+    o = _n(_c); _s0(o, Header)
+    return o
 
 
 def _e_V2GRequest(o, a):
@@ -970,17 +988,21 @@ def _e_V2GRequest(o, a):
 
 def _d_V2GRequest(D, L, p):
     try:
-        p += 1; ev = _D_V2GRequest_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_V2GRequest_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return V2GRequest(Header=f_Header), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_V2GRequest(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GRequest') from None
 
-_D_V2GRequest_0 = (1, -1)
-_D_V2GRequest_1 = (0, -1)
+
+def _mk_V2GMessage(Header, _n=object.__new__, _c=V2GMessage, _s0=V2GMessage.Header.__set__):
+    o = _n(_c); _s0(o, Header)
+    return o
 
 
 def _e_V2GMessage(o, a):
@@ -994,17 +1016,21 @@ def _e_V2GMessage(o, a):
 
 def _d_V2GMessage(D, L, p):
     try:
-        p += 1; ev = _D_V2GMessage_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_V2GMessage_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return V2GMessage(Header=f_Header), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_V2GMessage(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GMessage') from None
 
-_D_V2GMessage_0 = (1, -1)
-_D_V2GMessage_1 = (0, -1)
+
+def _mk_MessageHeader(SessionID, TimeStamp, Signature, _n=object.__new__, _c=MessageHeader, _s0=MessageHeader.SessionID.__set__, _s1=MessageHeader.TimeStamp.__set__, _s2=MessageHeader.Signature.__set__):
+    o = _n(_c); _s0(o, SessionID); _s1(o, TimeStamp); _s2(o, Signature)
+    return o
 
 
 def _e_MessageHeader(o, a):
@@ -1035,37 +1061,37 @@ def _e_MessageHeader(o, a):
 
 def _d_MessageHeader(D, L, p):
     try:
-        p += 1; ev = _D_MessageHeader_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_SessionID, p = _r_bin(D, L, p, 8, 8)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_MessageHeader_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_TimeStamp, p = _r_uint(D, L, p, 64)
         if f_TimeStamp > 18446744073709551615: raise _out_of_range(f_TimeStamp, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_MessageHeader_2[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_MessageHeader_2[_x & 3]
         if ev == 3:
             f_Signature, p = _d_Signature(D, L, p)
-            p += 1; ev = _D_MessageHeader_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Signature = None
         if ev != 0: raise _bad_event(ev, p)
-        return MessageHeader(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature), p
+        return _mk_MessageHeader(f_SessionID, f_TimeStamp, f_Signature), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MessageHeader') from None
 
 _E_MessageHeader_0 = (None, None, (1, 2), (0, 1))
-_D_MessageHeader_0 = (1, -1)
-_D_MessageHeader_1 = (2, -1)
 _D_MessageHeader_2 = (3, 0, -1, -2)
-_D_MessageHeader_3 = (0, -1)
+
+
+def _mk_AC_ChargeParameterDiscoveryRes(Header, ResponseCode, AC_CPDResEnergyTransferMode, BPT_AC_CPDResEnergyTransferMode, _n=object.__new__, _c=AC_ChargeParameterDiscoveryRes, _s0=AC_ChargeParameterDiscoveryRes.Header.__set__, _s1=AC_ChargeParameterDiscoveryRes.ResponseCode.__set__, _s2=AC_ChargeParameterDiscoveryRes.AC_CPDResEnergyTransferMode.__set__, _s3=AC_ChargeParameterDiscoveryRes.BPT_AC_CPDResEnergyTransferMode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, AC_CPDResEnergyTransferMode); _s3(o, BPT_AC_CPDResEnergyTransferMode)
+    return o
 
 
 def _e_AC_ChargeParameterDiscoveryRes(o, a):
@@ -1092,38 +1118,42 @@ def _e_AC_ChargeParameterDiscoveryRes(o, a):
 
 def _d_AC_ChargeParameterDiscoveryRes(D, L, p):
     try:
-        p += 1; ev = _D_AC_ChargeParameterDiscoveryRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_AC_ChargeParameterDiscoveryRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_AC_ChargeParameterDiscoveryRes_2[(D >> (L - p)) & 3]
+        ev = 2
+        p += 11; _x = (D >> (L - p)) & 2047
+        if _x & 1540: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 3) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        ev = _D_AC_ChargeParameterDiscoveryRes_2[_x & 3]
         f_AC_CPDResEnergyTransferMode = None
         f_BPT_AC_CPDResEnergyTransferMode = None
         if ev == 3:
             f_AC_CPDResEnergyTransferMode, p = _d_AC_CPDResEnergyTransferMode(D, L, p)
-            p += 1; ev = _D_AC_ChargeParameterDiscoveryRes_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 4:
             f_BPT_AC_CPDResEnergyTransferMode, p = _d_BPT_AC_CPDResEnergyTransferMode(D, L, p)
-            p += 1; ev = _D_AC_ChargeParameterDiscoveryRes_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return AC_ChargeParameterDiscoveryRes(Header=f_Header, ResponseCode=f_ResponseCode, AC_CPDResEnergyTransferMode=f_AC_CPDResEnergyTransferMode, BPT_AC_CPDResEnergyTransferMode=f_BPT_AC_CPDResEnergyTransferMode), p
+        return _mk_AC_ChargeParameterDiscoveryRes(f_Header, f_ResponseCode, f_AC_CPDResEnergyTransferMode, f_BPT_AC_CPDResEnergyTransferMode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AC_ChargeParameterDiscoveryRes') from None
 
-_D_AC_ChargeParameterDiscoveryRes_0 = (1, -1)
-_D_AC_ChargeParameterDiscoveryRes_1 = (2, -1)
 _D_AC_ChargeParameterDiscoveryRes_2 = (3, 4, -1, -2)
-_D_AC_ChargeParameterDiscoveryRes_3 = (0, -1)
+
+
+def _mk_ChargeParameterDiscoveryRes(Header, ResponseCode, _n=object.__new__, _c=ChargeParameterDiscoveryRes, _s0=ChargeParameterDiscoveryRes.Header.__set__, _s1=ChargeParameterDiscoveryRes.ResponseCode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode)
+    return o
 
 
 def _e_ChargeParameterDiscoveryRes(o, a):
@@ -1142,27 +1172,25 @@ def _e_ChargeParameterDiscoveryRes(o, a):
 
 def _d_ChargeParameterDiscoveryRes(D, L, p):
     try:
-        p += 1; ev = _D_ChargeParameterDiscoveryRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ChargeParameterDiscoveryRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ChargeParameterDiscoveryRes_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ChargeParameterDiscoveryRes(Header=f_Header, ResponseCode=f_ResponseCode), p
+        ev = 2
+        ev = 0
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        return _mk_ChargeParameterDiscoveryRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryRes') from None
 
-_D_ChargeParameterDiscoveryRes_0 = (1, -1)
-_D_ChargeParameterDiscoveryRes_1 = (2, -1)
-_D_ChargeParameterDiscoveryRes_2 = (0, -1)
+
+def _mk_V2GResponse(Header, ResponseCode, _n=object.__new__, _c=V2GResponse, _s0=V2GResponse.Header.__set__, _s1=V2GResponse.ResponseCode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode)
+    return o
 
 
 def _e_V2GResponse(o, a):
@@ -1181,27 +1209,25 @@ def _e_V2GResponse(o, a):
 
 def _d_V2GResponse(D, L, p):
     try:
-        p += 1; ev = _D_V2GResponse_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_V2GResponse_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_V2GResponse_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return V2GResponse(Header=f_Header, ResponseCode=f_ResponseCode), p
+        ev = 2
+        ev = 0
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        return _mk_V2GResponse(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GResponse') from None
 
-_D_V2GResponse_0 = (1, -1)
-_D_V2GResponse_1 = (2, -1)
-_D_V2GResponse_2 = (0, -1)
+
+def _mk_AC_ChargeLoopReq(Header, DisplayParameters, MeterInfoRequested, BPT_Dynamic_AC_CLReqControlMode, BPT_Scheduled_AC_CLReqControlMode, CLReqControlMode, Dynamic_AC_CLReqControlMode, Scheduled_AC_CLReqControlMode, _n=object.__new__, _c=AC_ChargeLoopReq, _s0=AC_ChargeLoopReq.Header.__set__, _s1=AC_ChargeLoopReq.DisplayParameters.__set__, _s2=AC_ChargeLoopReq.MeterInfoRequested.__set__, _s3=AC_ChargeLoopReq.BPT_Dynamic_AC_CLReqControlMode.__set__, _s4=AC_ChargeLoopReq.BPT_Scheduled_AC_CLReqControlMode.__set__, _s5=AC_ChargeLoopReq.CLReqControlMode.__set__, _s6=AC_ChargeLoopReq.Dynamic_AC_CLReqControlMode.__set__, _s7=AC_ChargeLoopReq.Scheduled_AC_CLReqControlMode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, DisplayParameters); _s2(o, MeterInfoRequested); _s3(o, BPT_Dynamic_AC_CLReqControlMode); _s4(o, BPT_Scheduled_AC_CLReqControlMode); _s5(o, CLReqControlMode); _s6(o, Dynamic_AC_CLReqControlMode); _s7(o, Scheduled_AC_CLReqControlMode)
+    return o
 
 
 def _e_AC_ChargeLoopReq(o, a):
@@ -1253,22 +1279,24 @@ def _e_AC_ChargeLoopReq(o, a):
 
 def _d_AC_ChargeLoopReq(D, L, p):
     try:
-        p += 1; ev = _D_AC_ChargeLoopReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 2; ev = _D_AC_ChargeLoopReq_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_AC_ChargeLoopReq_1[_x & 3]
         if ev == 2:
             f_DisplayParameters, p = _d_DisplayParameters(D, L, p)
-            p += 1; ev = _D_AC_ChargeLoopReq_2[(D >> (L - p)) & 1]
+            ev = 3
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_DisplayParameters = None
         if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_MeterInfoRequested = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_AC_ChargeLoopReq_3[(D >> (L - p)) & 7]
+        p += 6; _x = (D >> (L - p)) & 63
+        if _x & 40: raise _bad_event(-1, p)
+        f_MeterInfoRequested = ((_x >> 4) & 1) == 1
+        ev = _D_AC_ChargeLoopReq_3[_x & 7]
         f_BPT_Dynamic_AC_CLReqControlMode = None
         f_BPT_Scheduled_AC_CLReqControlMode = None
         f_CLReqControlMode = None
@@ -1276,32 +1304,44 @@ def _d_AC_ChargeLoopReq(D, L, p):
         f_Scheduled_AC_CLReqControlMode = None
         if ev == 4:
             f_BPT_Dynamic_AC_CLReqControlMode, p = _d_BPT_Dynamic_AC_CLReqControlMode(D, L, p)
-            p += 1; ev = _D_AC_ChargeLoopReq_4[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 5:
             f_BPT_Scheduled_AC_CLReqControlMode, p = _d_BPT_Scheduled_AC_CLReqControlMode(D, L, p)
-            p += 1; ev = _D_AC_ChargeLoopReq_4[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 6:
             f_CLReqControlMode, p = _d_CLReqControlMode(D, L, p)
-            p += 1; ev = _D_AC_ChargeLoopReq_4[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 7:
             f_Dynamic_AC_CLReqControlMode, p = _d_Dynamic_AC_CLReqControlMode(D, L, p)
-            p += 1; ev = _D_AC_ChargeLoopReq_4[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 8:
             f_Scheduled_AC_CLReqControlMode, p = _d_Scheduled_AC_CLReqControlMode(D, L, p)
-            p += 1; ev = _D_AC_ChargeLoopReq_4[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return AC_ChargeLoopReq(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested, BPT_Dynamic_AC_CLReqControlMode=f_BPT_Dynamic_AC_CLReqControlMode, BPT_Scheduled_AC_CLReqControlMode=f_BPT_Scheduled_AC_CLReqControlMode, CLReqControlMode=f_CLReqControlMode, Dynamic_AC_CLReqControlMode=f_Dynamic_AC_CLReqControlMode, Scheduled_AC_CLReqControlMode=f_Scheduled_AC_CLReqControlMode), p
+        return _mk_AC_ChargeLoopReq(f_Header, f_DisplayParameters, f_MeterInfoRequested, f_BPT_Dynamic_AC_CLReqControlMode, f_BPT_Scheduled_AC_CLReqControlMode, f_CLReqControlMode, f_Dynamic_AC_CLReqControlMode, f_Scheduled_AC_CLReqControlMode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AC_ChargeLoopReq') from None
 
 _E_AC_ChargeLoopReq_3 = (None, (1, 2), (0, 1), None, None)
-_D_AC_ChargeLoopReq_0 = (1, -1)
 _D_AC_ChargeLoopReq_1 = (2, 3, -1, -2)
-_D_AC_ChargeLoopReq_2 = (3, -1)
 _D_AC_ChargeLoopReq_3 = (4, 5, 6, 7, 8, -1, -2, -2)
-_D_AC_ChargeLoopReq_4 = (0, -1)
+
+
+def _mk_ChargeLoopReq(Header, DisplayParameters, MeterInfoRequested, _n=object.__new__, _c=ChargeLoopReq, _s0=ChargeLoopReq.Header.__set__, _s1=ChargeLoopReq.DisplayParameters.__set__, _s2=ChargeLoopReq.MeterInfoRequested.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, DisplayParameters); _s2(o, MeterInfoRequested)
+    return o
 
 
 def _e_ChargeLoopReq(o, a):
@@ -1331,32 +1371,35 @@ def _e_ChargeLoopReq(o, a):
 
 def _d_ChargeLoopReq(D, L, p):
     try:
-        p += 1; ev = _D_ChargeLoopReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 2; ev = _D_ChargeLoopReq_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_ChargeLoopReq_1[_x & 3]
         if ev == 2:
             f_DisplayParameters, p = _d_DisplayParameters(D, L, p)
-            p += 1; ev = _D_ChargeLoopReq_2[(D >> (L - p)) & 1]
+            ev = 3
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_DisplayParameters = None
         if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_MeterInfoRequested = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ChargeLoopReq_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ChargeLoopReq(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested), p
+        ev = 0
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 11: raise _bad_event(-1, p)
+        f_MeterInfoRequested = ((_x >> 2) & 1) == 1
+        return _mk_ChargeLoopReq(f_Header, f_DisplayParameters, f_MeterInfoRequested), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeLoopReq') from None
 
 _E_ChargeLoopReq_3 = (None, (1, 2), (0, 1), None)
-_D_ChargeLoopReq_0 = (1, -1)
 _D_ChargeLoopReq_1 = (2, 3, -1, -2)
-_D_ChargeLoopReq_2 = (3, -1)
-_D_ChargeLoopReq_3 = (0, -1)
+
+
+def _mk_AC_ChargeLoopRes(Header, ResponseCode, EVSEStatus, MeterInfo, Receipt, EVSETargetFrequency, BPT_Dynamic_AC_CLResControlMode, BPT_Scheduled_AC_CLResControlMode, CLResControlMode, Dynamic_AC_CLResControlMode, Scheduled_AC_CLResControlMode, _n=object.__new__, _c=AC_ChargeLoopRes, _s0=AC_ChargeLoopRes.Header.__set__, _s1=AC_ChargeLoopRes.ResponseCode.__set__, _s2=AC_ChargeLoopRes.EVSEStatus.__set__, _s3=AC_ChargeLoopRes.MeterInfo.__set__, _s4=AC_ChargeLoopRes.Receipt.__set__, _s5=AC_ChargeLoopRes.EVSETargetFrequency.__set__, _s6=AC_ChargeLoopRes.BPT_Dynamic_AC_CLResControlMode.__set__, _s7=AC_ChargeLoopRes.BPT_Scheduled_AC_CLResControlMode.__set__, _s8=AC_ChargeLoopRes.CLResControlMode.__set__, _s9=AC_ChargeLoopRes.Dynamic_AC_CLResControlMode.__set__, _s10=AC_ChargeLoopRes.Scheduled_AC_CLResControlMode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEStatus); _s3(o, MeterInfo); _s4(o, Receipt); _s5(o, EVSETargetFrequency); _s6(o, BPT_Dynamic_AC_CLResControlMode); _s7(o, BPT_Scheduled_AC_CLResControlMode); _s8(o, CLResControlMode); _s9(o, Dynamic_AC_CLResControlMode); _s10(o, Scheduled_AC_CLResControlMode)
+    return o
 
 
 def _e_AC_ChargeLoopRes(o, a):
@@ -1436,37 +1479,39 @@ def _e_AC_ChargeLoopRes(o, a):
 
 def _d_AC_ChargeLoopRes(D, L, p):
     try:
-        p += 1; ev = _D_AC_ChargeLoopRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_AC_ChargeLoopRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 4; ev = _D_AC_ChargeLoopRes_2[(D >> (L - p)) & 15]
+        ev = 2
+        p += 13; _x = (D >> (L - p)) & 8191
+        if _x & 6160: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 5) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        ev = _D_AC_ChargeLoopRes_2[_x & 15]
         if ev == 3:
             f_EVSEStatus, p = _d_EVSEStatus(D, L, p)
-            p += 4; ev = _D_AC_ChargeLoopRes_3[(D >> (L - p)) & 15]
+            p += 4; _x = (D >> (L - p)) & 15
+            ev = _D_AC_ChargeLoopRes_3[_x & 15]
         else:
             f_EVSEStatus = None
         if ev == 4:
             f_MeterInfo, p = _d_MeterInfo(D, L, p)
-            p += 3; ev = _D_AC_ChargeLoopRes_4[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_AC_ChargeLoopRes_4[_x & 7]
         else:
             f_MeterInfo = None
         if ev == 5:
             f_Receipt, p = _d_Receipt(D, L, p)
-            p += 3; ev = _D_AC_ChargeLoopRes_5[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_AC_ChargeLoopRes_5[_x & 7]
         else:
             f_Receipt = None
         if ev == 6:
             f_EVSETargetFrequency, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_AC_ChargeLoopRes_6[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_AC_ChargeLoopRes_6[_x & 7]
         else:
             f_EVSETargetFrequency = None
         f_BPT_Dynamic_AC_CLResControlMode = None
@@ -1476,23 +1521,33 @@ def _d_AC_ChargeLoopRes(D, L, p):
         f_Scheduled_AC_CLResControlMode = None
         if ev == 7:
             f_BPT_Dynamic_AC_CLResControlMode, p = _d_BPT_Dynamic_AC_CLResControlMode(D, L, p)
-            p += 1; ev = _D_AC_ChargeLoopRes_7[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 8:
             f_BPT_Scheduled_AC_CLResControlMode, p = _d_BPT_Scheduled_AC_CLResControlMode(D, L, p)
-            p += 1; ev = _D_AC_ChargeLoopRes_7[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 9:
             f_CLResControlMode, p = _d_CLResControlMode(D, L, p)
-            p += 1; ev = _D_AC_ChargeLoopRes_7[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 10:
             f_Dynamic_AC_CLResControlMode, p = _d_Dynamic_AC_CLResControlMode(D, L, p)
-            p += 1; ev = _D_AC_ChargeLoopRes_7[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 11:
             f_Scheduled_AC_CLResControlMode, p = _d_Scheduled_AC_CLResControlMode(D, L, p)
-            p += 1; ev = _D_AC_ChargeLoopRes_7[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return AC_ChargeLoopRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt, EVSETargetFrequency=f_EVSETargetFrequency, BPT_Dynamic_AC_CLResControlMode=f_BPT_Dynamic_AC_CLResControlMode, BPT_Scheduled_AC_CLResControlMode=f_BPT_Scheduled_AC_CLResControlMode, CLResControlMode=f_CLResControlMode, Dynamic_AC_CLResControlMode=f_Dynamic_AC_CLResControlMode, Scheduled_AC_CLResControlMode=f_Scheduled_AC_CLResControlMode), p
+        return _mk_AC_ChargeLoopRes(f_Header, f_ResponseCode, f_EVSEStatus, f_MeterInfo, f_Receipt, f_EVSETargetFrequency, f_BPT_Dynamic_AC_CLResControlMode, f_BPT_Scheduled_AC_CLResControlMode, f_CLResControlMode, f_Dynamic_AC_CLResControlMode, f_Scheduled_AC_CLResControlMode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AC_ChargeLoopRes') from None
 
@@ -1504,14 +1559,16 @@ _E_AC_ChargeLoopRes_8 = (None, None, (5, 4), (4, 4), (3, 3), (2, 3), (1, 3), Non
 _E_AC_ChargeLoopRes_9 = (None, None, (6, 4), (5, 4), (4, 3), (3, 3), (2, 3), None)
 _E_AC_ChargeLoopRes_10 = (None, None, (7, 4), (6, 4), (5, 3), (4, 3), (3, 3), None)
 _E_AC_ChargeLoopRes_11 = (None, None, (8, 4), (7, 4), (6, 3), (5, 3), (4, 3), None)
-_D_AC_ChargeLoopRes_0 = (1, -1)
-_D_AC_ChargeLoopRes_1 = (2, -1)
 _D_AC_ChargeLoopRes_2 = (3, 4, 5, 6, 7, 8, 9, 10, 11, -1, -2, -2, -2, -2, -2, -2)
 _D_AC_ChargeLoopRes_3 = (4, 5, 6, 7, 8, 9, 10, 11, -1, -2, -2, -2, -2, -2, -2, -2)
 _D_AC_ChargeLoopRes_4 = (5, 6, 7, 8, 9, 10, 11, -1)
 _D_AC_ChargeLoopRes_5 = (6, 7, 8, 9, 10, 11, -1, -2)
 _D_AC_ChargeLoopRes_6 = (7, 8, 9, 10, 11, -1, -2, -2)
-_D_AC_ChargeLoopRes_7 = (0, -1)
+
+
+def _mk_ChargeLoopRes(Header, ResponseCode, EVSEStatus, MeterInfo, Receipt, _n=object.__new__, _c=ChargeLoopRes, _s0=ChargeLoopRes.Header.__set__, _s1=ChargeLoopRes.ResponseCode.__set__, _s2=ChargeLoopRes.EVSEStatus.__set__, _s3=ChargeLoopRes.MeterInfo.__set__, _s4=ChargeLoopRes.Receipt.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEStatus); _s3(o, MeterInfo); _s4(o, Receipt)
+    return o
 
 
 def _e_ChargeLoopRes(o, a):
@@ -1554,48 +1611,52 @@ def _e_ChargeLoopRes(o, a):
 
 def _d_ChargeLoopRes(D, L, p):
     try:
-        p += 1; ev = _D_ChargeLoopRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ChargeLoopRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_ChargeLoopRes_2[(D >> (L - p)) & 7]
+        ev = 2
+        p += 12; _x = (D >> (L - p)) & 4095
+        if _x & 3080: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 4) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        ev = _D_ChargeLoopRes_2[_x & 7]
         if ev == 3:
             f_EVSEStatus, p = _d_EVSEStatus(D, L, p)
-            p += 2; ev = _D_ChargeLoopRes_3[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_ChargeLoopRes_3[_x & 3]
         else:
             f_EVSEStatus = None
         if ev == 4:
             f_MeterInfo, p = _d_MeterInfo(D, L, p)
-            p += 2; ev = _D_ChargeLoopRes_4[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_ChargeLoopRes_4[_x & 3]
         else:
             f_MeterInfo = None
         if ev == 5:
             f_Receipt, p = _d_Receipt(D, L, p)
-            p += 1; ev = _D_ChargeLoopRes_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Receipt = None
         if ev != 0: raise _bad_event(ev, p)
-        return ChargeLoopRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt), p
+        return _mk_ChargeLoopRes(f_Header, f_ResponseCode, f_EVSEStatus, f_MeterInfo, f_Receipt), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeLoopRes') from None
 
 _E_ChargeLoopRes_4 = (None, None, (1, 3), (0, 2), None, None)
 _E_ChargeLoopRes_5 = (None, None, (2, 3), (1, 2), (0, 2), None)
 _E_ChargeLoopRes_0 = (None, None, (3, 3), (2, 2), (1, 2), (0, 1))
-_D_ChargeLoopRes_0 = (1, -1)
-_D_ChargeLoopRes_1 = (2, -1)
 _D_ChargeLoopRes_2 = (3, 4, 5, 0, -1, -2, -2, -2)
 _D_ChargeLoopRes_3 = (4, 5, 0, -1)
 _D_ChargeLoopRes_4 = (5, 0, -1, -2)
-_D_ChargeLoopRes_5 = (0, -1)
+
+
+def _mk_EVSEStatus(NotificationMaxDelay, EVSENotification, _n=object.__new__, _c=EVSEStatus, _s0=EVSEStatus.NotificationMaxDelay.__set__, _s1=EVSEStatus.EVSENotification.__set__):
+    o = _n(_c); _s0(o, NotificationMaxDelay); _s1(o, EVSENotification)
+    return o
 
 
 def _e_EVSEStatus(o, a):
@@ -1616,32 +1677,26 @@ def _e_EVSEStatus(o, a):
 
 def _d_EVSEStatus(D, L, p):
     try:
-        p += 1; ev = _D_EVSEStatus_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_NotificationMaxDelay, p = _r_uint(D, L, p, 16)
         if f_NotificationMaxDelay > 65535: raise _out_of_range(f_NotificationMaxDelay, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_EVSEStatus_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 6: raise _bad_enum(_i, 6, p)
-        f_EVSENotification = _EV_evseNotificationType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_EVSEStatus_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return EVSEStatus(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification), p
+        ev = 2
+        ev = 0
+        p += 8; _x = (D >> (L - p)) & 255
+        if _x & 227: raise _bad_event(-1, p)
+        f_EVSENotification = (_x >> 2) & 7
+        if f_EVSENotification >= 6: raise _bad_enum(f_EVSENotification, 6, p)
+        f_EVSENotification = _EV_evseNotificationType[f_EVSENotification]
+        return _mk_EVSEStatus(f_NotificationMaxDelay, f_EVSENotification), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVSEStatus') from None
 
-_D_EVSEStatus_0 = (1, -1)
-_D_EVSEStatus_1 = (2, -1)
-_D_EVSEStatus_2 = (0, -1)
+
+def _mk_MeterInfo(MeterID, ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh, MeterSignature, MeterStatus, MeterTimestamp, _n=object.__new__, _c=MeterInfo, _s0=MeterInfo.MeterID.__set__, _s1=MeterInfo.ChargedEnergyReadingWh.__set__, _s2=MeterInfo.BPT_DischargedEnergyReadingWh.__set__, _s3=MeterInfo.CapacitiveEnergyReadingVARh.__set__, _s4=MeterInfo.BPT_InductiveEnergyReadingVARh.__set__, _s5=MeterInfo.MeterSignature.__set__, _s6=MeterInfo.MeterStatus.__set__, _s7=MeterInfo.MeterTimestamp.__set__):
+    o = _n(_c); _s0(o, MeterID); _s1(o, ChargedEnergyReadingWh); _s2(o, BPT_DischargedEnergyReadingWh); _s3(o, CapacitiveEnergyReadingVARh); _s4(o, BPT_InductiveEnergyReadingVARh); _s5(o, MeterSignature); _s6(o, MeterStatus); _s7(o, MeterTimestamp)
+    return o
 
 
 def _e_MeterInfo(o, a):
@@ -1730,8 +1785,9 @@ def _e_MeterInfo(o, a):
 
 def _d_MeterInfo(D, L, p):
     try:
-        p += 1; ev = _D_MeterInfo_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -1739,45 +1795,44 @@ def _d_MeterInfo(D, L, p):
             f_MeterID = ''
         else:
             f_MeterID, p = _r_str(D, L, p, 0, 32)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_MeterInfo_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ChargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
         if f_ChargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_ChargedEnergyReadingWh, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_MeterInfo_2[(D >> (L - p)) & 7]
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 8: raise _bad_event(-1, p)
+        ev = _D_MeterInfo_2[_x & 7]
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_BPT_DischargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
             if f_BPT_DischargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_BPT_DischargedEnergyReadingWh, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_MeterInfo_3[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_3[_x & 7]
         else:
             f_BPT_DischargedEnergyReadingWh = None
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_CapacitiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_CapacitiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_CapacitiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_MeterInfo_4[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_4[_x & 7]
         else:
             f_CapacitiveEnergyReadingVARh = None
         if ev == 5:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_BPT_InductiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_BPT_InductiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_BPT_InductiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_MeterInfo_5[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_5[_x & 7]
         else:
             f_BPT_InductiveEnergyReadingVARh = None
         if ev == 6:
@@ -1788,33 +1843,34 @@ def _d_MeterInfo(D, L, p):
                 f_MeterSignature = b''
             else:
                 f_MeterSignature, p = _r_bin(D, L, p, 0, 64)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_MeterInfo_6[(D >> (L - p)) & 3]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_MeterInfo_6[_x & 3]
         else:
             f_MeterSignature = None
         if ev == 7:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_MeterStatus, p = _r_int(D, L, p, 15)
             if f_MeterStatus < -32768 or f_MeterStatus > 32767: raise _out_of_range(f_MeterStatus, -32768, 32767, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_MeterInfo_7[(D >> (L - p)) & 3]
+            p += 3; _x = (D >> (L - p)) & 7
+            if _x & 4: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_7[_x & 3]
         else:
             f_MeterStatus = None
         if ev == 8:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_MeterTimestamp, p = _r_uint(D, L, p, 64)
             if f_MeterTimestamp > 18446744073709551615: raise _out_of_range(f_MeterTimestamp, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_MeterInfo_8[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_MeterTimestamp = None
         if ev != 0: raise _bad_event(ev, p)
-        return MeterInfo(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp), p
+        return _mk_MeterInfo(f_MeterID, f_ChargedEnergyReadingWh, f_BPT_DischargedEnergyReadingWh, f_CapacitiveEnergyReadingVARh, f_BPT_InductiveEnergyReadingVARh, f_MeterSignature, f_MeterStatus, f_MeterTimestamp), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MeterInfo') from None
 
@@ -1824,15 +1880,17 @@ _E_MeterInfo_6 = (None, None, (3, 3), (2, 3), (1, 3), (0, 3), None, None, None)
 _E_MeterInfo_7 = (None, None, (4, 3), (3, 3), (2, 3), (1, 3), (0, 2), None, None)
 _E_MeterInfo_8 = (None, None, (5, 3), (4, 3), (3, 3), (2, 3), (1, 2), (0, 2), None)
 _E_MeterInfo_0 = (None, None, (6, 3), (5, 3), (4, 3), (3, 3), (2, 2), (1, 2), (0, 1))
-_D_MeterInfo_0 = (1, -1)
-_D_MeterInfo_1 = (2, -1)
 _D_MeterInfo_2 = (3, 4, 5, 6, 7, 8, 0, -1)
 _D_MeterInfo_3 = (4, 5, 6, 7, 8, 0, -1, -2)
 _D_MeterInfo_4 = (5, 6, 7, 8, 0, -1, -2, -2)
 _D_MeterInfo_5 = (6, 7, 8, 0, -1, -2, -2, -2)
 _D_MeterInfo_6 = (7, 8, 0, -1)
 _D_MeterInfo_7 = (8, 0, -1, -2)
-_D_MeterInfo_8 = (0, -1)
+
+
+def _mk_AC_CPDReqEnergyTransferMode(EVMaximumChargePower, EVMaximumChargePower_L2, EVMaximumChargePower_L3, EVMinimumChargePower, EVMinimumChargePower_L2, EVMinimumChargePower_L3, _n=object.__new__, _c=AC_CPDReqEnergyTransferMode, _s0=AC_CPDReqEnergyTransferMode.EVMaximumChargePower.__set__, _s1=AC_CPDReqEnergyTransferMode.EVMaximumChargePower_L2.__set__, _s2=AC_CPDReqEnergyTransferMode.EVMaximumChargePower_L3.__set__, _s3=AC_CPDReqEnergyTransferMode.EVMinimumChargePower.__set__, _s4=AC_CPDReqEnergyTransferMode.EVMinimumChargePower_L2.__set__, _s5=AC_CPDReqEnergyTransferMode.EVMinimumChargePower_L3.__set__):
+    o = _n(_c); _s0(o, EVMaximumChargePower); _s1(o, EVMaximumChargePower_L2); _s2(o, EVMaximumChargePower_L3); _s3(o, EVMinimumChargePower); _s4(o, EVMinimumChargePower_L2); _s5(o, EVMinimumChargePower_L3)
+    return o
 
 
 def _e_AC_CPDReqEnergyTransferMode(o, a):
@@ -1881,35 +1939,44 @@ def _e_AC_CPDReqEnergyTransferMode(o, a):
 
 def _d_AC_CPDReqEnergyTransferMode(D, L, p):
     try:
-        p += 1; ev = _D_AC_CPDReqEnergyTransferMode_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_AC_CPDReqEnergyTransferMode_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_AC_CPDReqEnergyTransferMode_1[_x & 3]
         if ev == 2:
             f_EVMaximumChargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_AC_CPDReqEnergyTransferMode_2[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_AC_CPDReqEnergyTransferMode_2[_x & 3]
         else:
             f_EVMaximumChargePower_L2 = None
         if ev == 3:
             f_EVMaximumChargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_AC_CPDReqEnergyTransferMode_3[(D >> (L - p)) & 1]
+            ev = 4
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMaximumChargePower_L3 = None
         if ev != 4: raise _bad_event(ev, p)
         f_EVMinimumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_AC_CPDReqEnergyTransferMode_4[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_AC_CPDReqEnergyTransferMode_4[_x & 3]
         if ev == 5:
             f_EVMinimumChargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_AC_CPDReqEnergyTransferMode_5[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_AC_CPDReqEnergyTransferMode_5[_x & 3]
         else:
             f_EVMinimumChargePower_L2 = None
         if ev == 6:
             f_EVMinimumChargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_AC_CPDReqEnergyTransferMode_6[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMinimumChargePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
-        return AC_CPDReqEnergyTransferMode(EVMaximumChargePower=f_EVMaximumChargePower, EVMaximumChargePower_L2=f_EVMaximumChargePower_L2, EVMaximumChargePower_L3=f_EVMaximumChargePower_L3, EVMinimumChargePower=f_EVMinimumChargePower, EVMinimumChargePower_L2=f_EVMinimumChargePower_L2, EVMinimumChargePower_L3=f_EVMinimumChargePower_L3), p
+        return _mk_AC_CPDReqEnergyTransferMode(f_EVMaximumChargePower, f_EVMaximumChargePower_L2, f_EVMaximumChargePower_L3, f_EVMinimumChargePower, f_EVMinimumChargePower_L2, f_EVMinimumChargePower_L3), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AC_CPDReqEnergyTransferMode') from None
 
@@ -1917,13 +1984,15 @@ _E_AC_CPDReqEnergyTransferMode_3 = (None, (1, 2), (0, 2), None, None, None, None
 _E_AC_CPDReqEnergyTransferMode_4 = (None, (2, 2), (1, 2), (0, 1), None, None, None)
 _E_AC_CPDReqEnergyTransferMode_6 = (None, None, None, None, (1, 2), (0, 2), None)
 _E_AC_CPDReqEnergyTransferMode_0 = (None, None, None, None, (2, 2), (1, 2), (0, 1))
-_D_AC_CPDReqEnergyTransferMode_0 = (1, -1)
 _D_AC_CPDReqEnergyTransferMode_1 = (2, 3, 4, -1)
 _D_AC_CPDReqEnergyTransferMode_2 = (3, 4, -1, -2)
-_D_AC_CPDReqEnergyTransferMode_3 = (4, -1)
 _D_AC_CPDReqEnergyTransferMode_4 = (5, 6, 0, -1)
 _D_AC_CPDReqEnergyTransferMode_5 = (6, 0, -1, -2)
-_D_AC_CPDReqEnergyTransferMode_6 = (0, -1)
+
+
+def _mk_AC_CPDResEnergyTransferMode(EVSEMaximumChargePower, EVSEMaximumChargePower_L2, EVSEMaximumChargePower_L3, EVSEMinimumChargePower, EVSEMinimumChargePower_L2, EVSEMinimumChargePower_L3, EVSENominalFrequency, MaximumPowerAsymmetry, EVSEPowerRampLimitation, EVSEPresentActivePower, EVSEPresentActivePower_L2, EVSEPresentActivePower_L3, _n=object.__new__, _c=AC_CPDResEnergyTransferMode, _s0=AC_CPDResEnergyTransferMode.EVSEMaximumChargePower.__set__, _s1=AC_CPDResEnergyTransferMode.EVSEMaximumChargePower_L2.__set__, _s2=AC_CPDResEnergyTransferMode.EVSEMaximumChargePower_L3.__set__, _s3=AC_CPDResEnergyTransferMode.EVSEMinimumChargePower.__set__, _s4=AC_CPDResEnergyTransferMode.EVSEMinimumChargePower_L2.__set__, _s5=AC_CPDResEnergyTransferMode.EVSEMinimumChargePower_L3.__set__, _s6=AC_CPDResEnergyTransferMode.EVSENominalFrequency.__set__, _s7=AC_CPDResEnergyTransferMode.MaximumPowerAsymmetry.__set__, _s8=AC_CPDResEnergyTransferMode.EVSEPowerRampLimitation.__set__, _s9=AC_CPDResEnergyTransferMode.EVSEPresentActivePower.__set__, _s10=AC_CPDResEnergyTransferMode.EVSEPresentActivePower_L2.__set__, _s11=AC_CPDResEnergyTransferMode.EVSEPresentActivePower_L3.__set__):
+    o = _n(_c); _s0(o, EVSEMaximumChargePower); _s1(o, EVSEMaximumChargePower_L2); _s2(o, EVSEMaximumChargePower_L3); _s3(o, EVSEMinimumChargePower); _s4(o, EVSEMinimumChargePower_L2); _s5(o, EVSEMinimumChargePower_L3); _s6(o, EVSENominalFrequency); _s7(o, MaximumPowerAsymmetry); _s8(o, EVSEPowerRampLimitation); _s9(o, EVSEPresentActivePower); _s10(o, EVSEPresentActivePower_L2); _s11(o, EVSEPresentActivePower_L3)
+    return o
 
 
 def _e_AC_CPDResEnergyTransferMode(o, a):
@@ -2012,63 +2081,79 @@ def _e_AC_CPDResEnergyTransferMode(o, a):
 
 def _d_AC_CPDResEnergyTransferMode(D, L, p):
     try:
-        p += 1; ev = _D_AC_CPDResEnergyTransferMode_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMaximumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_AC_CPDResEnergyTransferMode_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_AC_CPDResEnergyTransferMode_1[_x & 3]
         if ev == 2:
             f_EVSEMaximumChargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_AC_CPDResEnergyTransferMode_2[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_AC_CPDResEnergyTransferMode_2[_x & 3]
         else:
             f_EVSEMaximumChargePower_L2 = None
         if ev == 3:
             f_EVSEMaximumChargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_AC_CPDResEnergyTransferMode_3[(D >> (L - p)) & 1]
+            ev = 4
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSEMaximumChargePower_L3 = None
         if ev != 4: raise _bad_event(ev, p)
         f_EVSEMinimumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_AC_CPDResEnergyTransferMode_4[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_AC_CPDResEnergyTransferMode_4[_x & 3]
         if ev == 5:
             f_EVSEMinimumChargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_AC_CPDResEnergyTransferMode_5[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_AC_CPDResEnergyTransferMode_5[_x & 3]
         else:
             f_EVSEMinimumChargePower_L2 = None
         if ev == 6:
             f_EVSEMinimumChargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_AC_CPDResEnergyTransferMode_6[(D >> (L - p)) & 1]
+            ev = 7
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSEMinimumChargePower_L3 = None
         if ev != 7: raise _bad_event(ev, p)
         f_EVSENominalFrequency, p = _d_RationalNumber(D, L, p)
-        p += 3; ev = _D_AC_CPDResEnergyTransferMode_7[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_AC_CPDResEnergyTransferMode_7[_x & 7]
         if ev == 8:
             f_MaximumPowerAsymmetry, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_AC_CPDResEnergyTransferMode_8[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_AC_CPDResEnergyTransferMode_8[_x & 7]
         else:
             f_MaximumPowerAsymmetry = None
         if ev == 9:
             f_EVSEPowerRampLimitation, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_AC_CPDResEnergyTransferMode_9[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_AC_CPDResEnergyTransferMode_9[_x & 7]
         else:
             f_EVSEPowerRampLimitation = None
         if ev == 10:
             f_EVSEPresentActivePower, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_AC_CPDResEnergyTransferMode_10[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_AC_CPDResEnergyTransferMode_10[_x & 3]
         else:
             f_EVSEPresentActivePower = None
         if ev == 11:
             f_EVSEPresentActivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_AC_CPDResEnergyTransferMode_11[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_AC_CPDResEnergyTransferMode_11[_x & 3]
         else:
             f_EVSEPresentActivePower_L2 = None
         if ev == 12:
             f_EVSEPresentActivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_AC_CPDResEnergyTransferMode_12[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSEPresentActivePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
-        return AC_CPDResEnergyTransferMode(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMaximumChargePower_L2=f_EVSEMaximumChargePower_L2, EVSEMaximumChargePower_L3=f_EVSEMaximumChargePower_L3, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMinimumChargePower_L2=f_EVSEMinimumChargePower_L2, EVSEMinimumChargePower_L3=f_EVSEMinimumChargePower_L3, EVSENominalFrequency=f_EVSENominalFrequency, MaximumPowerAsymmetry=f_MaximumPowerAsymmetry, EVSEPowerRampLimitation=f_EVSEPowerRampLimitation, EVSEPresentActivePower=f_EVSEPresentActivePower, EVSEPresentActivePower_L2=f_EVSEPresentActivePower_L2, EVSEPresentActivePower_L3=f_EVSEPresentActivePower_L3), p
+        return _mk_AC_CPDResEnergyTransferMode(f_EVSEMaximumChargePower, f_EVSEMaximumChargePower_L2, f_EVSEMaximumChargePower_L3, f_EVSEMinimumChargePower, f_EVSEMinimumChargePower_L2, f_EVSEMinimumChargePower_L3, f_EVSENominalFrequency, f_MaximumPowerAsymmetry, f_EVSEPowerRampLimitation, f_EVSEPresentActivePower, f_EVSEPresentActivePower_L2, f_EVSEPresentActivePower_L3), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AC_CPDResEnergyTransferMode') from None
 
@@ -2081,19 +2166,20 @@ _E_AC_CPDResEnergyTransferMode_10 = (None, None, None, None, None, None, None, (
 _E_AC_CPDResEnergyTransferMode_11 = (None, None, None, None, None, None, None, (3, 3), (2, 3), (1, 3), (0, 2), None, None)
 _E_AC_CPDResEnergyTransferMode_12 = (None, None, None, None, None, None, None, (4, 3), (3, 3), (2, 3), (1, 2), (0, 2), None)
 _E_AC_CPDResEnergyTransferMode_0 = (None, None, None, None, None, None, None, (5, 3), (4, 3), (3, 3), (2, 2), (1, 2), (0, 1))
-_D_AC_CPDResEnergyTransferMode_0 = (1, -1)
 _D_AC_CPDResEnergyTransferMode_1 = (2, 3, 4, -1)
 _D_AC_CPDResEnergyTransferMode_2 = (3, 4, -1, -2)
-_D_AC_CPDResEnergyTransferMode_3 = (4, -1)
 _D_AC_CPDResEnergyTransferMode_4 = (5, 6, 7, -1)
 _D_AC_CPDResEnergyTransferMode_5 = (6, 7, -1, -2)
-_D_AC_CPDResEnergyTransferMode_6 = (7, -1)
 _D_AC_CPDResEnergyTransferMode_7 = (8, 9, 10, 11, 12, 0, -1, -2)
 _D_AC_CPDResEnergyTransferMode_8 = (9, 10, 11, 12, 0, -1, -2, -2)
 _D_AC_CPDResEnergyTransferMode_9 = (10, 11, 12, 0, -1, -2, -2, -2)
 _D_AC_CPDResEnergyTransferMode_10 = (11, 12, 0, -1)
 _D_AC_CPDResEnergyTransferMode_11 = (12, 0, -1, -2)
-_D_AC_CPDResEnergyTransferMode_12 = (0, -1)
+
+
+def _mk_BPT_AC_CPDReqEnergyTransferMode(EVMaximumChargePower, EVMaximumChargePower_L2, EVMaximumChargePower_L3, EVMinimumChargePower, EVMinimumChargePower_L2, EVMinimumChargePower_L3, EVMaximumDischargePower, EVMaximumDischargePower_L2, EVMaximumDischargePower_L3, EVMinimumDischargePower, EVMinimumDischargePower_L2, EVMinimumDischargePower_L3, _n=object.__new__, _c=BPT_AC_CPDReqEnergyTransferMode, _s0=BPT_AC_CPDReqEnergyTransferMode.EVMaximumChargePower.__set__, _s1=BPT_AC_CPDReqEnergyTransferMode.EVMaximumChargePower_L2.__set__, _s2=BPT_AC_CPDReqEnergyTransferMode.EVMaximumChargePower_L3.__set__, _s3=BPT_AC_CPDReqEnergyTransferMode.EVMinimumChargePower.__set__, _s4=BPT_AC_CPDReqEnergyTransferMode.EVMinimumChargePower_L2.__set__, _s5=BPT_AC_CPDReqEnergyTransferMode.EVMinimumChargePower_L3.__set__, _s6=BPT_AC_CPDReqEnergyTransferMode.EVMaximumDischargePower.__set__, _s7=BPT_AC_CPDReqEnergyTransferMode.EVMaximumDischargePower_L2.__set__, _s8=BPT_AC_CPDReqEnergyTransferMode.EVMaximumDischargePower_L3.__set__, _s9=BPT_AC_CPDReqEnergyTransferMode.EVMinimumDischargePower.__set__, _s10=BPT_AC_CPDReqEnergyTransferMode.EVMinimumDischargePower_L2.__set__, _s11=BPT_AC_CPDReqEnergyTransferMode.EVMinimumDischargePower_L3.__set__):
+    o = _n(_c); _s0(o, EVMaximumChargePower); _s1(o, EVMaximumChargePower_L2); _s2(o, EVMaximumChargePower_L3); _s3(o, EVMinimumChargePower); _s4(o, EVMinimumChargePower_L2); _s5(o, EVMinimumChargePower_L3); _s6(o, EVMaximumDischargePower); _s7(o, EVMaximumDischargePower_L2); _s8(o, EVMaximumDischargePower_L3); _s9(o, EVMinimumDischargePower); _s10(o, EVMinimumDischargePower_L2); _s11(o, EVMinimumDischargePower_L3)
+    return o
 
 
 def _e_BPT_AC_CPDReqEnergyTransferMode(o, a):
@@ -2180,61 +2266,78 @@ def _e_BPT_AC_CPDReqEnergyTransferMode(o, a):
 
 def _d_BPT_AC_CPDReqEnergyTransferMode(D, L, p):
     try:
-        p += 1; ev = _D_BPT_AC_CPDReqEnergyTransferMode_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_BPT_AC_CPDReqEnergyTransferMode_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_BPT_AC_CPDReqEnergyTransferMode_1[_x & 3]
         if ev == 2:
             f_EVMaximumChargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_AC_CPDReqEnergyTransferMode_2[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_AC_CPDReqEnergyTransferMode_2[_x & 3]
         else:
             f_EVMaximumChargePower_L2 = None
         if ev == 3:
             f_EVMaximumChargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_AC_CPDReqEnergyTransferMode_3[(D >> (L - p)) & 1]
+            ev = 4
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMaximumChargePower_L3 = None
         if ev != 4: raise _bad_event(ev, p)
         f_EVMinimumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_BPT_AC_CPDReqEnergyTransferMode_4[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_BPT_AC_CPDReqEnergyTransferMode_4[_x & 3]
         if ev == 5:
             f_EVMinimumChargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_AC_CPDReqEnergyTransferMode_5[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_AC_CPDReqEnergyTransferMode_5[_x & 3]
         else:
             f_EVMinimumChargePower_L2 = None
         if ev == 6:
             f_EVMinimumChargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_AC_CPDReqEnergyTransferMode_6[(D >> (L - p)) & 1]
+            ev = 7
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMinimumChargePower_L3 = None
         if ev != 7: raise _bad_event(ev, p)
         f_EVMaximumDischargePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_BPT_AC_CPDReqEnergyTransferMode_7[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_BPT_AC_CPDReqEnergyTransferMode_7[_x & 3]
         if ev == 8:
             f_EVMaximumDischargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_AC_CPDReqEnergyTransferMode_8[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_AC_CPDReqEnergyTransferMode_8[_x & 3]
         else:
             f_EVMaximumDischargePower_L2 = None
         if ev == 9:
             f_EVMaximumDischargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_AC_CPDReqEnergyTransferMode_9[(D >> (L - p)) & 1]
+            ev = 10
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMaximumDischargePower_L3 = None
         if ev != 10: raise _bad_event(ev, p)
         f_EVMinimumDischargePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_BPT_AC_CPDReqEnergyTransferMode_10[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_BPT_AC_CPDReqEnergyTransferMode_10[_x & 3]
         if ev == 11:
             f_EVMinimumDischargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_AC_CPDReqEnergyTransferMode_11[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_AC_CPDReqEnergyTransferMode_11[_x & 3]
         else:
             f_EVMinimumDischargePower_L2 = None
         if ev == 12:
             f_EVMinimumDischargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_AC_CPDReqEnergyTransferMode_12[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMinimumDischargePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
-        return BPT_AC_CPDReqEnergyTransferMode(EVMaximumChargePower=f_EVMaximumChargePower, EVMaximumChargePower_L2=f_EVMaximumChargePower_L2, EVMaximumChargePower_L3=f_EVMaximumChargePower_L3, EVMinimumChargePower=f_EVMinimumChargePower, EVMinimumChargePower_L2=f_EVMinimumChargePower_L2, EVMinimumChargePower_L3=f_EVMinimumChargePower_L3, EVMaximumDischargePower=f_EVMaximumDischargePower, EVMaximumDischargePower_L2=f_EVMaximumDischargePower_L2, EVMaximumDischargePower_L3=f_EVMaximumDischargePower_L3, EVMinimumDischargePower=f_EVMinimumDischargePower, EVMinimumDischargePower_L2=f_EVMinimumDischargePower_L2, EVMinimumDischargePower_L3=f_EVMinimumDischargePower_L3), p
+        return _mk_BPT_AC_CPDReqEnergyTransferMode(f_EVMaximumChargePower, f_EVMaximumChargePower_L2, f_EVMaximumChargePower_L3, f_EVMinimumChargePower, f_EVMinimumChargePower_L2, f_EVMinimumChargePower_L3, f_EVMaximumDischargePower, f_EVMaximumDischargePower_L2, f_EVMaximumDischargePower_L3, f_EVMinimumDischargePower, f_EVMinimumDischargePower_L2, f_EVMinimumDischargePower_L3), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BPT_AC_CPDReqEnergyTransferMode') from None
 
@@ -2246,19 +2349,19 @@ _E_BPT_AC_CPDReqEnergyTransferMode_9 = (None, None, None, None, None, None, None
 _E_BPT_AC_CPDReqEnergyTransferMode_10 = (None, None, None, None, None, None, None, (2, 2), (1, 2), (0, 1), None, None, None)
 _E_BPT_AC_CPDReqEnergyTransferMode_12 = (None, None, None, None, None, None, None, None, None, None, (1, 2), (0, 2), None)
 _E_BPT_AC_CPDReqEnergyTransferMode_0 = (None, None, None, None, None, None, None, None, None, None, (2, 2), (1, 2), (0, 1))
-_D_BPT_AC_CPDReqEnergyTransferMode_0 = (1, -1)
 _D_BPT_AC_CPDReqEnergyTransferMode_1 = (2, 3, 4, -1)
 _D_BPT_AC_CPDReqEnergyTransferMode_2 = (3, 4, -1, -2)
-_D_BPT_AC_CPDReqEnergyTransferMode_3 = (4, -1)
 _D_BPT_AC_CPDReqEnergyTransferMode_4 = (5, 6, 7, -1)
 _D_BPT_AC_CPDReqEnergyTransferMode_5 = (6, 7, -1, -2)
-_D_BPT_AC_CPDReqEnergyTransferMode_6 = (7, -1)
 _D_BPT_AC_CPDReqEnergyTransferMode_7 = (8, 9, 10, -1)
 _D_BPT_AC_CPDReqEnergyTransferMode_8 = (9, 10, -1, -2)
-_D_BPT_AC_CPDReqEnergyTransferMode_9 = (10, -1)
 _D_BPT_AC_CPDReqEnergyTransferMode_10 = (11, 12, 0, -1)
 _D_BPT_AC_CPDReqEnergyTransferMode_11 = (12, 0, -1, -2)
-_D_BPT_AC_CPDReqEnergyTransferMode_12 = (0, -1)
+
+
+def _mk_BPT_AC_CPDResEnergyTransferMode(EVSEMaximumChargePower, EVSEMaximumChargePower_L2, EVSEMaximumChargePower_L3, EVSEMinimumChargePower, EVSEMinimumChargePower_L2, EVSEMinimumChargePower_L3, EVSENominalFrequency, MaximumPowerAsymmetry, EVSEPowerRampLimitation, EVSEPresentActivePower, EVSEPresentActivePower_L2, EVSEPresentActivePower_L3, EVSEMaximumDischargePower, EVSEMaximumDischargePower_L2, EVSEMaximumDischargePower_L3, EVSEMinimumDischargePower, EVSEMinimumDischargePower_L2, EVSEMinimumDischargePower_L3, _n=object.__new__, _c=BPT_AC_CPDResEnergyTransferMode, _s0=BPT_AC_CPDResEnergyTransferMode.EVSEMaximumChargePower.__set__, _s1=BPT_AC_CPDResEnergyTransferMode.EVSEMaximumChargePower_L2.__set__, _s2=BPT_AC_CPDResEnergyTransferMode.EVSEMaximumChargePower_L3.__set__, _s3=BPT_AC_CPDResEnergyTransferMode.EVSEMinimumChargePower.__set__, _s4=BPT_AC_CPDResEnergyTransferMode.EVSEMinimumChargePower_L2.__set__, _s5=BPT_AC_CPDResEnergyTransferMode.EVSEMinimumChargePower_L3.__set__, _s6=BPT_AC_CPDResEnergyTransferMode.EVSENominalFrequency.__set__, _s7=BPT_AC_CPDResEnergyTransferMode.MaximumPowerAsymmetry.__set__, _s8=BPT_AC_CPDResEnergyTransferMode.EVSEPowerRampLimitation.__set__, _s9=BPT_AC_CPDResEnergyTransferMode.EVSEPresentActivePower.__set__, _s10=BPT_AC_CPDResEnergyTransferMode.EVSEPresentActivePower_L2.__set__, _s11=BPT_AC_CPDResEnergyTransferMode.EVSEPresentActivePower_L3.__set__, _s12=BPT_AC_CPDResEnergyTransferMode.EVSEMaximumDischargePower.__set__, _s13=BPT_AC_CPDResEnergyTransferMode.EVSEMaximumDischargePower_L2.__set__, _s14=BPT_AC_CPDResEnergyTransferMode.EVSEMaximumDischargePower_L3.__set__, _s15=BPT_AC_CPDResEnergyTransferMode.EVSEMinimumDischargePower.__set__, _s16=BPT_AC_CPDResEnergyTransferMode.EVSEMinimumDischargePower_L2.__set__, _s17=BPT_AC_CPDResEnergyTransferMode.EVSEMinimumDischargePower_L3.__set__):
+    o = _n(_c); _s0(o, EVSEMaximumChargePower); _s1(o, EVSEMaximumChargePower_L2); _s2(o, EVSEMaximumChargePower_L3); _s3(o, EVSEMinimumChargePower); _s4(o, EVSEMinimumChargePower_L2); _s5(o, EVSEMinimumChargePower_L3); _s6(o, EVSENominalFrequency); _s7(o, MaximumPowerAsymmetry); _s8(o, EVSEPowerRampLimitation); _s9(o, EVSEPresentActivePower); _s10(o, EVSEPresentActivePower_L2); _s11(o, EVSEPresentActivePower_L3); _s12(o, EVSEMaximumDischargePower); _s13(o, EVSEMaximumDischargePower_L2); _s14(o, EVSEMaximumDischargePower_L3); _s15(o, EVSEMinimumDischargePower); _s16(o, EVSEMinimumDischargePower_L2); _s17(o, EVSEMinimumDischargePower_L3)
+    return o
 
 
 def _e_BPT_AC_CPDResEnergyTransferMode(o, a):
@@ -2385,89 +2488,113 @@ def _e_BPT_AC_CPDResEnergyTransferMode(o, a):
 
 def _d_BPT_AC_CPDResEnergyTransferMode(D, L, p):
     try:
-        p += 1; ev = _D_BPT_AC_CPDResEnergyTransferMode_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMaximumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_BPT_AC_CPDResEnergyTransferMode_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_BPT_AC_CPDResEnergyTransferMode_1[_x & 3]
         if ev == 2:
             f_EVSEMaximumChargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_AC_CPDResEnergyTransferMode_2[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_AC_CPDResEnergyTransferMode_2[_x & 3]
         else:
             f_EVSEMaximumChargePower_L2 = None
         if ev == 3:
             f_EVSEMaximumChargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_AC_CPDResEnergyTransferMode_3[(D >> (L - p)) & 1]
+            ev = 4
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSEMaximumChargePower_L3 = None
         if ev != 4: raise _bad_event(ev, p)
         f_EVSEMinimumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_BPT_AC_CPDResEnergyTransferMode_4[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_BPT_AC_CPDResEnergyTransferMode_4[_x & 3]
         if ev == 5:
             f_EVSEMinimumChargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_AC_CPDResEnergyTransferMode_5[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_AC_CPDResEnergyTransferMode_5[_x & 3]
         else:
             f_EVSEMinimumChargePower_L2 = None
         if ev == 6:
             f_EVSEMinimumChargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_AC_CPDResEnergyTransferMode_6[(D >> (L - p)) & 1]
+            ev = 7
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSEMinimumChargePower_L3 = None
         if ev != 7: raise _bad_event(ev, p)
         f_EVSENominalFrequency, p = _d_RationalNumber(D, L, p)
-        p += 3; ev = _D_BPT_AC_CPDResEnergyTransferMode_7[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_BPT_AC_CPDResEnergyTransferMode_7[_x & 7]
         if ev == 8:
             f_MaximumPowerAsymmetry, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_AC_CPDResEnergyTransferMode_8[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_AC_CPDResEnergyTransferMode_8[_x & 7]
         else:
             f_MaximumPowerAsymmetry = None
         if ev == 9:
             f_EVSEPowerRampLimitation, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_AC_CPDResEnergyTransferMode_9[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_AC_CPDResEnergyTransferMode_9[_x & 7]
         else:
             f_EVSEPowerRampLimitation = None
         if ev == 10:
             f_EVSEPresentActivePower, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_AC_CPDResEnergyTransferMode_10[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_AC_CPDResEnergyTransferMode_10[_x & 3]
         else:
             f_EVSEPresentActivePower = None
         if ev == 11:
             f_EVSEPresentActivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_AC_CPDResEnergyTransferMode_11[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_AC_CPDResEnergyTransferMode_11[_x & 3]
         else:
             f_EVSEPresentActivePower_L2 = None
         if ev == 12:
             f_EVSEPresentActivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_AC_CPDResEnergyTransferMode_12[(D >> (L - p)) & 1]
+            ev = 13
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSEPresentActivePower_L3 = None
         if ev != 13: raise _bad_event(ev, p)
         f_EVSEMaximumDischargePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_BPT_AC_CPDResEnergyTransferMode_13[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_BPT_AC_CPDResEnergyTransferMode_13[_x & 3]
         if ev == 14:
             f_EVSEMaximumDischargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_AC_CPDResEnergyTransferMode_14[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_AC_CPDResEnergyTransferMode_14[_x & 3]
         else:
             f_EVSEMaximumDischargePower_L2 = None
         if ev == 15:
             f_EVSEMaximumDischargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_AC_CPDResEnergyTransferMode_15[(D >> (L - p)) & 1]
+            ev = 16
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSEMaximumDischargePower_L3 = None
         if ev != 16: raise _bad_event(ev, p)
         f_EVSEMinimumDischargePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_BPT_AC_CPDResEnergyTransferMode_16[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_BPT_AC_CPDResEnergyTransferMode_16[_x & 3]
         if ev == 17:
             f_EVSEMinimumDischargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_AC_CPDResEnergyTransferMode_17[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_AC_CPDResEnergyTransferMode_17[_x & 3]
         else:
             f_EVSEMinimumDischargePower_L2 = None
         if ev == 18:
             f_EVSEMinimumDischargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_AC_CPDResEnergyTransferMode_18[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSEMinimumDischargePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
-        return BPT_AC_CPDResEnergyTransferMode(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMaximumChargePower_L2=f_EVSEMaximumChargePower_L2, EVSEMaximumChargePower_L3=f_EVSEMaximumChargePower_L3, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMinimumChargePower_L2=f_EVSEMinimumChargePower_L2, EVSEMinimumChargePower_L3=f_EVSEMinimumChargePower_L3, EVSENominalFrequency=f_EVSENominalFrequency, MaximumPowerAsymmetry=f_MaximumPowerAsymmetry, EVSEPowerRampLimitation=f_EVSEPowerRampLimitation, EVSEPresentActivePower=f_EVSEPresentActivePower, EVSEPresentActivePower_L2=f_EVSEPresentActivePower_L2, EVSEPresentActivePower_L3=f_EVSEPresentActivePower_L3, EVSEMaximumDischargePower=f_EVSEMaximumDischargePower, EVSEMaximumDischargePower_L2=f_EVSEMaximumDischargePower_L2, EVSEMaximumDischargePower_L3=f_EVSEMaximumDischargePower_L3, EVSEMinimumDischargePower=f_EVSEMinimumDischargePower, EVSEMinimumDischargePower_L2=f_EVSEMinimumDischargePower_L2, EVSEMinimumDischargePower_L3=f_EVSEMinimumDischargePower_L3), p
+        return _mk_BPT_AC_CPDResEnergyTransferMode(f_EVSEMaximumChargePower, f_EVSEMaximumChargePower_L2, f_EVSEMaximumChargePower_L3, f_EVSEMinimumChargePower, f_EVSEMinimumChargePower_L2, f_EVSEMinimumChargePower_L3, f_EVSENominalFrequency, f_MaximumPowerAsymmetry, f_EVSEPowerRampLimitation, f_EVSEPresentActivePower, f_EVSEPresentActivePower_L2, f_EVSEPresentActivePower_L3, f_EVSEMaximumDischargePower, f_EVSEMaximumDischargePower_L2, f_EVSEMaximumDischargePower_L3, f_EVSEMinimumDischargePower, f_EVSEMinimumDischargePower_L2, f_EVSEMinimumDischargePower_L3), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BPT_AC_CPDResEnergyTransferMode') from None
 
@@ -2484,25 +2611,24 @@ _E_BPT_AC_CPDResEnergyTransferMode_15 = (None, None, None, None, None, None, Non
 _E_BPT_AC_CPDResEnergyTransferMode_16 = (None, None, None, None, None, None, None, None, None, None, None, None, None, (2, 2), (1, 2), (0, 1), None, None, None)
 _E_BPT_AC_CPDResEnergyTransferMode_18 = (None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, (1, 2), (0, 2), None)
 _E_BPT_AC_CPDResEnergyTransferMode_0 = (None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, (2, 2), (1, 2), (0, 1))
-_D_BPT_AC_CPDResEnergyTransferMode_0 = (1, -1)
 _D_BPT_AC_CPDResEnergyTransferMode_1 = (2, 3, 4, -1)
 _D_BPT_AC_CPDResEnergyTransferMode_2 = (3, 4, -1, -2)
-_D_BPT_AC_CPDResEnergyTransferMode_3 = (4, -1)
 _D_BPT_AC_CPDResEnergyTransferMode_4 = (5, 6, 7, -1)
 _D_BPT_AC_CPDResEnergyTransferMode_5 = (6, 7, -1, -2)
-_D_BPT_AC_CPDResEnergyTransferMode_6 = (7, -1)
 _D_BPT_AC_CPDResEnergyTransferMode_7 = (8, 9, 10, 11, 12, 13, -1, -2)
 _D_BPT_AC_CPDResEnergyTransferMode_8 = (9, 10, 11, 12, 13, -1, -2, -2)
 _D_BPT_AC_CPDResEnergyTransferMode_9 = (10, 11, 12, 13, -1, -2, -2, -2)
 _D_BPT_AC_CPDResEnergyTransferMode_10 = (11, 12, 13, -1)
 _D_BPT_AC_CPDResEnergyTransferMode_11 = (12, 13, -1, -2)
-_D_BPT_AC_CPDResEnergyTransferMode_12 = (13, -1)
 _D_BPT_AC_CPDResEnergyTransferMode_13 = (14, 15, 16, -1)
 _D_BPT_AC_CPDResEnergyTransferMode_14 = (15, 16, -1, -2)
-_D_BPT_AC_CPDResEnergyTransferMode_15 = (16, -1)
 _D_BPT_AC_CPDResEnergyTransferMode_16 = (17, 18, 0, -1)
 _D_BPT_AC_CPDResEnergyTransferMode_17 = (18, 0, -1, -2)
-_D_BPT_AC_CPDResEnergyTransferMode_18 = (0, -1)
+
+
+def _mk_Scheduled_AC_CLReqControlMode(EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVMaximumChargePower, EVMaximumChargePower_L2, EVMaximumChargePower_L3, EVMinimumChargePower, EVMinimumChargePower_L2, EVMinimumChargePower_L3, EVPresentActivePower, EVPresentActivePower_L2, EVPresentActivePower_L3, EVPresentReactivePower, EVPresentReactivePower_L2, EVPresentReactivePower_L3, _n=object.__new__, _c=Scheduled_AC_CLReqControlMode, _s0=Scheduled_AC_CLReqControlMode.EVTargetEnergyRequest.__set__, _s1=Scheduled_AC_CLReqControlMode.EVMaximumEnergyRequest.__set__, _s2=Scheduled_AC_CLReqControlMode.EVMinimumEnergyRequest.__set__, _s3=Scheduled_AC_CLReqControlMode.EVMaximumChargePower.__set__, _s4=Scheduled_AC_CLReqControlMode.EVMaximumChargePower_L2.__set__, _s5=Scheduled_AC_CLReqControlMode.EVMaximumChargePower_L3.__set__, _s6=Scheduled_AC_CLReqControlMode.EVMinimumChargePower.__set__, _s7=Scheduled_AC_CLReqControlMode.EVMinimumChargePower_L2.__set__, _s8=Scheduled_AC_CLReqControlMode.EVMinimumChargePower_L3.__set__, _s9=Scheduled_AC_CLReqControlMode.EVPresentActivePower.__set__, _s10=Scheduled_AC_CLReqControlMode.EVPresentActivePower_L2.__set__, _s11=Scheduled_AC_CLReqControlMode.EVPresentActivePower_L3.__set__, _s12=Scheduled_AC_CLReqControlMode.EVPresentReactivePower.__set__, _s13=Scheduled_AC_CLReqControlMode.EVPresentReactivePower_L2.__set__, _s14=Scheduled_AC_CLReqControlMode.EVPresentReactivePower_L3.__set__):
+    o = _n(_c); _s0(o, EVTargetEnergyRequest); _s1(o, EVMaximumEnergyRequest); _s2(o, EVMinimumEnergyRequest); _s3(o, EVMaximumChargePower); _s4(o, EVMaximumChargePower_L2); _s5(o, EVMaximumChargePower_L3); _s6(o, EVMinimumChargePower); _s7(o, EVMinimumChargePower_L2); _s8(o, EVMinimumChargePower_L3); _s9(o, EVPresentActivePower); _s10(o, EVPresentActivePower_L2); _s11(o, EVPresentActivePower_L3); _s12(o, EVPresentReactivePower); _s13(o, EVPresentReactivePower_L2); _s14(o, EVPresentReactivePower_L3)
+    return o
 
 
 def _e_Scheduled_AC_CLReqControlMode(o, a):
@@ -2616,82 +2742,100 @@ def _e_Scheduled_AC_CLReqControlMode(o, a):
 
 def _d_Scheduled_AC_CLReqControlMode(D, L, p):
     try:
-        p += 4; ev = _D_Scheduled_AC_CLReqControlMode_0[(D >> (L - p)) & 15]
+        p += 4; _x = (D >> (L - p)) & 15
+        ev = _D_Scheduled_AC_CLReqControlMode_0[_x & 15]
         if ev == 1:
             f_EVTargetEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 4; ev = _D_Scheduled_AC_CLReqControlMode_1[(D >> (L - p)) & 15]
+            p += 4; _x = (D >> (L - p)) & 15
+            ev = _D_Scheduled_AC_CLReqControlMode_1[_x & 15]
         else:
             f_EVTargetEnergyRequest = None
         if ev == 2:
             f_EVMaximumEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 4; ev = _D_Scheduled_AC_CLReqControlMode_2[(D >> (L - p)) & 15]
+            p += 4; _x = (D >> (L - p)) & 15
+            ev = _D_Scheduled_AC_CLReqControlMode_2[_x & 15]
         else:
             f_EVMaximumEnergyRequest = None
         if ev == 3:
             f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_Scheduled_AC_CLReqControlMode_3[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Scheduled_AC_CLReqControlMode_3[_x & 7]
         else:
             f_EVMinimumEnergyRequest = None
         if ev == 4:
             f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_Scheduled_AC_CLReqControlMode_4[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Scheduled_AC_CLReqControlMode_4[_x & 7]
         else:
             f_EVMaximumChargePower = None
         if ev == 5:
             f_EVMaximumChargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_Scheduled_AC_CLReqControlMode_5[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Scheduled_AC_CLReqControlMode_5[_x & 7]
         else:
             f_EVMaximumChargePower_L2 = None
         if ev == 6:
             f_EVMaximumChargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_Scheduled_AC_CLReqControlMode_6[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Scheduled_AC_CLReqControlMode_6[_x & 7]
         else:
             f_EVMaximumChargePower_L3 = None
         if ev == 7:
             f_EVMinimumChargePower, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Scheduled_AC_CLReqControlMode_7[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Scheduled_AC_CLReqControlMode_7[_x & 3]
         else:
             f_EVMinimumChargePower = None
         if ev == 8:
             f_EVMinimumChargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Scheduled_AC_CLReqControlMode_8[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Scheduled_AC_CLReqControlMode_8[_x & 3]
         else:
             f_EVMinimumChargePower_L2 = None
         if ev == 9:
             f_EVMinimumChargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_Scheduled_AC_CLReqControlMode_9[(D >> (L - p)) & 1]
+            ev = 10
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMinimumChargePower_L3 = None
         if ev != 10: raise _bad_event(ev, p)
         f_EVPresentActivePower, p = _d_RationalNumber(D, L, p)
-        p += 3; ev = _D_Scheduled_AC_CLReqControlMode_10[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_Scheduled_AC_CLReqControlMode_10[_x & 7]
         if ev == 11:
             f_EVPresentActivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_Scheduled_AC_CLReqControlMode_11[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Scheduled_AC_CLReqControlMode_11[_x & 7]
         else:
             f_EVPresentActivePower_L2 = None
         if ev == 12:
             f_EVPresentActivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_Scheduled_AC_CLReqControlMode_12[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Scheduled_AC_CLReqControlMode_12[_x & 7]
         else:
             f_EVPresentActivePower_L3 = None
         if ev == 13:
             f_EVPresentReactivePower, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Scheduled_AC_CLReqControlMode_13[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Scheduled_AC_CLReqControlMode_13[_x & 3]
         else:
             f_EVPresentReactivePower = None
         if ev == 14:
             f_EVPresentReactivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Scheduled_AC_CLReqControlMode_14[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Scheduled_AC_CLReqControlMode_14[_x & 3]
         else:
             f_EVPresentReactivePower_L2 = None
         if ev == 15:
             f_EVPresentReactivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_Scheduled_AC_CLReqControlMode_15[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVPresentReactivePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
-        return Scheduled_AC_CLReqControlMode(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumChargePower=f_EVMaximumChargePower, EVMaximumChargePower_L2=f_EVMaximumChargePower_L2, EVMaximumChargePower_L3=f_EVMaximumChargePower_L3, EVMinimumChargePower=f_EVMinimumChargePower, EVMinimumChargePower_L2=f_EVMinimumChargePower_L2, EVMinimumChargePower_L3=f_EVMinimumChargePower_L3, EVPresentActivePower=f_EVPresentActivePower, EVPresentActivePower_L2=f_EVPresentActivePower_L2, EVPresentActivePower_L3=f_EVPresentActivePower_L3, EVPresentReactivePower=f_EVPresentReactivePower, EVPresentReactivePower_L2=f_EVPresentReactivePower_L2, EVPresentReactivePower_L3=f_EVPresentReactivePower_L3), p
+        return _mk_Scheduled_AC_CLReqControlMode(f_EVTargetEnergyRequest, f_EVMaximumEnergyRequest, f_EVMinimumEnergyRequest, f_EVMaximumChargePower, f_EVMaximumChargePower_L2, f_EVMaximumChargePower_L3, f_EVMinimumChargePower, f_EVMinimumChargePower_L2, f_EVMinimumChargePower_L3, f_EVPresentActivePower, f_EVPresentActivePower_L2, f_EVPresentActivePower_L3, f_EVPresentReactivePower, f_EVPresentReactivePower_L2, f_EVPresentReactivePower_L3), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Scheduled_AC_CLReqControlMode') from None
 
@@ -2718,13 +2862,16 @@ _D_Scheduled_AC_CLReqControlMode_5 = (6, 7, 8, 9, 10, -1, -2, -2)
 _D_Scheduled_AC_CLReqControlMode_6 = (7, 8, 9, 10, -1, -2, -2, -2)
 _D_Scheduled_AC_CLReqControlMode_7 = (8, 9, 10, -1)
 _D_Scheduled_AC_CLReqControlMode_8 = (9, 10, -1, -2)
-_D_Scheduled_AC_CLReqControlMode_9 = (10, -1)
 _D_Scheduled_AC_CLReqControlMode_10 = (11, 12, 13, 14, 15, 0, -1, -2)
 _D_Scheduled_AC_CLReqControlMode_11 = (12, 13, 14, 15, 0, -1, -2, -2)
 _D_Scheduled_AC_CLReqControlMode_12 = (13, 14, 15, 0, -1, -2, -2, -2)
 _D_Scheduled_AC_CLReqControlMode_13 = (14, 15, 0, -1)
 _D_Scheduled_AC_CLReqControlMode_14 = (15, 0, -1, -2)
-_D_Scheduled_AC_CLReqControlMode_15 = (0, -1)
+
+
+def _mk_Scheduled_AC_CLResControlMode(EVSETargetActivePower, EVSETargetActivePower_L2, EVSETargetActivePower_L3, EVSETargetReactivePower, EVSETargetReactivePower_L2, EVSETargetReactivePower_L3, EVSEPresentActivePower, EVSEPresentActivePower_L2, EVSEPresentActivePower_L3, _n=object.__new__, _c=Scheduled_AC_CLResControlMode, _s0=Scheduled_AC_CLResControlMode.EVSETargetActivePower.__set__, _s1=Scheduled_AC_CLResControlMode.EVSETargetActivePower_L2.__set__, _s2=Scheduled_AC_CLResControlMode.EVSETargetActivePower_L3.__set__, _s3=Scheduled_AC_CLResControlMode.EVSETargetReactivePower.__set__, _s4=Scheduled_AC_CLResControlMode.EVSETargetReactivePower_L2.__set__, _s5=Scheduled_AC_CLResControlMode.EVSETargetReactivePower_L3.__set__, _s6=Scheduled_AC_CLResControlMode.EVSEPresentActivePower.__set__, _s7=Scheduled_AC_CLResControlMode.EVSEPresentActivePower_L2.__set__, _s8=Scheduled_AC_CLResControlMode.EVSEPresentActivePower_L3.__set__):
+    o = _n(_c); _s0(o, EVSETargetActivePower); _s1(o, EVSETargetActivePower_L2); _s2(o, EVSETargetActivePower_L3); _s3(o, EVSETargetReactivePower); _s4(o, EVSETargetReactivePower_L2); _s5(o, EVSETargetReactivePower_L3); _s6(o, EVSEPresentActivePower); _s7(o, EVSEPresentActivePower_L2); _s8(o, EVSEPresentActivePower_L3)
+    return o
 
 
 def _e_Scheduled_AC_CLResControlMode(o, a):
@@ -2798,54 +2945,65 @@ def _e_Scheduled_AC_CLResControlMode(o, a):
 
 def _d_Scheduled_AC_CLResControlMode(D, L, p):
     try:
-        p += 4; ev = _D_Scheduled_AC_CLResControlMode_0[(D >> (L - p)) & 15]
+        p += 4; _x = (D >> (L - p)) & 15
+        ev = _D_Scheduled_AC_CLResControlMode_0[_x & 15]
         if ev == 1:
             f_EVSETargetActivePower, p = _d_RationalNumber(D, L, p)
-            p += 4; ev = _D_Scheduled_AC_CLResControlMode_1[(D >> (L - p)) & 15]
+            p += 4; _x = (D >> (L - p)) & 15
+            ev = _D_Scheduled_AC_CLResControlMode_1[_x & 15]
         else:
             f_EVSETargetActivePower = None
         if ev == 2:
             f_EVSETargetActivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 4; ev = _D_Scheduled_AC_CLResControlMode_2[(D >> (L - p)) & 15]
+            p += 4; _x = (D >> (L - p)) & 15
+            ev = _D_Scheduled_AC_CLResControlMode_2[_x & 15]
         else:
             f_EVSETargetActivePower_L2 = None
         if ev == 3:
             f_EVSETargetActivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_Scheduled_AC_CLResControlMode_3[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Scheduled_AC_CLResControlMode_3[_x & 7]
         else:
             f_EVSETargetActivePower_L3 = None
         if ev == 4:
             f_EVSETargetReactivePower, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_Scheduled_AC_CLResControlMode_4[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Scheduled_AC_CLResControlMode_4[_x & 7]
         else:
             f_EVSETargetReactivePower = None
         if ev == 5:
             f_EVSETargetReactivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_Scheduled_AC_CLResControlMode_5[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Scheduled_AC_CLResControlMode_5[_x & 7]
         else:
             f_EVSETargetReactivePower_L2 = None
         if ev == 6:
             f_EVSETargetReactivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_Scheduled_AC_CLResControlMode_6[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Scheduled_AC_CLResControlMode_6[_x & 7]
         else:
             f_EVSETargetReactivePower_L3 = None
         if ev == 7:
             f_EVSEPresentActivePower, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Scheduled_AC_CLResControlMode_7[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Scheduled_AC_CLResControlMode_7[_x & 3]
         else:
             f_EVSEPresentActivePower = None
         if ev == 8:
             f_EVSEPresentActivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Scheduled_AC_CLResControlMode_8[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Scheduled_AC_CLResControlMode_8[_x & 3]
         else:
             f_EVSEPresentActivePower_L2 = None
         if ev == 9:
             f_EVSEPresentActivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_Scheduled_AC_CLResControlMode_9[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSEPresentActivePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
-        return Scheduled_AC_CLResControlMode(EVSETargetActivePower=f_EVSETargetActivePower, EVSETargetActivePower_L2=f_EVSETargetActivePower_L2, EVSETargetActivePower_L3=f_EVSETargetActivePower_L3, EVSETargetReactivePower=f_EVSETargetReactivePower, EVSETargetReactivePower_L2=f_EVSETargetReactivePower_L2, EVSETargetReactivePower_L3=f_EVSETargetReactivePower_L3, EVSEPresentActivePower=f_EVSEPresentActivePower, EVSEPresentActivePower_L2=f_EVSEPresentActivePower_L2, EVSEPresentActivePower_L3=f_EVSEPresentActivePower_L3), p
+        return _mk_Scheduled_AC_CLResControlMode(f_EVSETargetActivePower, f_EVSETargetActivePower_L2, f_EVSETargetActivePower_L3, f_EVSETargetReactivePower, f_EVSETargetReactivePower_L2, f_EVSETargetReactivePower_L3, f_EVSEPresentActivePower, f_EVSEPresentActivePower_L2, f_EVSEPresentActivePower_L3), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Scheduled_AC_CLResControlMode') from None
 
@@ -2867,7 +3025,11 @@ _D_Scheduled_AC_CLResControlMode_5 = (6, 7, 8, 9, 0, -1, -2, -2)
 _D_Scheduled_AC_CLResControlMode_6 = (7, 8, 9, 0, -1, -2, -2, -2)
 _D_Scheduled_AC_CLResControlMode_7 = (8, 9, 0, -1)
 _D_Scheduled_AC_CLResControlMode_8 = (9, 0, -1, -2)
-_D_Scheduled_AC_CLResControlMode_9 = (0, -1)
+
+
+def _mk_BPT_Scheduled_AC_CLReqControlMode(EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVMaximumChargePower, EVMaximumChargePower_L2, EVMaximumChargePower_L3, EVMinimumChargePower, EVMinimumChargePower_L2, EVMinimumChargePower_L3, EVPresentActivePower, EVPresentActivePower_L2, EVPresentActivePower_L3, EVPresentReactivePower, EVPresentReactivePower_L2, EVPresentReactivePower_L3, EVMaximumDischargePower, EVMaximumDischargePower_L2, EVMaximumDischargePower_L3, EVMinimumDischargePower, EVMinimumDischargePower_L2, EVMinimumDischargePower_L3, _n=object.__new__, _c=BPT_Scheduled_AC_CLReqControlMode, _s0=BPT_Scheduled_AC_CLReqControlMode.EVTargetEnergyRequest.__set__, _s1=BPT_Scheduled_AC_CLReqControlMode.EVMaximumEnergyRequest.__set__, _s2=BPT_Scheduled_AC_CLReqControlMode.EVMinimumEnergyRequest.__set__, _s3=BPT_Scheduled_AC_CLReqControlMode.EVMaximumChargePower.__set__, _s4=BPT_Scheduled_AC_CLReqControlMode.EVMaximumChargePower_L2.__set__, _s5=BPT_Scheduled_AC_CLReqControlMode.EVMaximumChargePower_L3.__set__, _s6=BPT_Scheduled_AC_CLReqControlMode.EVMinimumChargePower.__set__, _s7=BPT_Scheduled_AC_CLReqControlMode.EVMinimumChargePower_L2.__set__, _s8=BPT_Scheduled_AC_CLReqControlMode.EVMinimumChargePower_L3.__set__, _s9=BPT_Scheduled_AC_CLReqControlMode.EVPresentActivePower.__set__, _s10=BPT_Scheduled_AC_CLReqControlMode.EVPresentActivePower_L2.__set__, _s11=BPT_Scheduled_AC_CLReqControlMode.EVPresentActivePower_L3.__set__, _s12=BPT_Scheduled_AC_CLReqControlMode.EVPresentReactivePower.__set__, _s13=BPT_Scheduled_AC_CLReqControlMode.EVPresentReactivePower_L2.__set__, _s14=BPT_Scheduled_AC_CLReqControlMode.EVPresentReactivePower_L3.__set__, _s15=BPT_Scheduled_AC_CLReqControlMode.EVMaximumDischargePower.__set__, _s16=BPT_Scheduled_AC_CLReqControlMode.EVMaximumDischargePower_L2.__set__, _s17=BPT_Scheduled_AC_CLReqControlMode.EVMaximumDischargePower_L3.__set__, _s18=BPT_Scheduled_AC_CLReqControlMode.EVMinimumDischargePower.__set__, _s19=BPT_Scheduled_AC_CLReqControlMode.EVMinimumDischargePower_L2.__set__, _s20=BPT_Scheduled_AC_CLReqControlMode.EVMinimumDischargePower_L3.__set__):
+    o = _n(_c); _s0(o, EVTargetEnergyRequest); _s1(o, EVMaximumEnergyRequest); _s2(o, EVMinimumEnergyRequest); _s3(o, EVMaximumChargePower); _s4(o, EVMaximumChargePower_L2); _s5(o, EVMaximumChargePower_L3); _s6(o, EVMinimumChargePower); _s7(o, EVMinimumChargePower_L2); _s8(o, EVMinimumChargePower_L3); _s9(o, EVPresentActivePower); _s10(o, EVPresentActivePower_L2); _s11(o, EVPresentActivePower_L3); _s12(o, EVPresentReactivePower); _s13(o, EVPresentReactivePower_L2); _s14(o, EVPresentReactivePower_L3); _s15(o, EVMaximumDischargePower); _s16(o, EVMaximumDischargePower_L2); _s17(o, EVMaximumDischargePower_L3); _s18(o, EVMinimumDischargePower); _s19(o, EVMinimumDischargePower_L2); _s20(o, EVMinimumDischargePower_L3)
+    return o
 
 
 def _e_BPT_Scheduled_AC_CLReqControlMode(o, a):
@@ -3023,112 +3185,136 @@ def _e_BPT_Scheduled_AC_CLReqControlMode(o, a):
 
 def _d_BPT_Scheduled_AC_CLReqControlMode(D, L, p):
     try:
-        p += 4; ev = _D_BPT_Scheduled_AC_CLReqControlMode_0[(D >> (L - p)) & 15]
+        p += 4; _x = (D >> (L - p)) & 15
+        ev = _D_BPT_Scheduled_AC_CLReqControlMode_0[_x & 15]
         if ev == 1:
             f_EVTargetEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 4; ev = _D_BPT_Scheduled_AC_CLReqControlMode_1[(D >> (L - p)) & 15]
+            p += 4; _x = (D >> (L - p)) & 15
+            ev = _D_BPT_Scheduled_AC_CLReqControlMode_1[_x & 15]
         else:
             f_EVTargetEnergyRequest = None
         if ev == 2:
             f_EVMaximumEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 4; ev = _D_BPT_Scheduled_AC_CLReqControlMode_2[(D >> (L - p)) & 15]
+            p += 4; _x = (D >> (L - p)) & 15
+            ev = _D_BPT_Scheduled_AC_CLReqControlMode_2[_x & 15]
         else:
             f_EVMaximumEnergyRequest = None
         if ev == 3:
             f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_AC_CLReqControlMode_3[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_AC_CLReqControlMode_3[_x & 7]
         else:
             f_EVMinimumEnergyRequest = None
         if ev == 4:
             f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_AC_CLReqControlMode_4[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_AC_CLReqControlMode_4[_x & 7]
         else:
             f_EVMaximumChargePower = None
         if ev == 5:
             f_EVMaximumChargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_AC_CLReqControlMode_5[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_AC_CLReqControlMode_5[_x & 7]
         else:
             f_EVMaximumChargePower_L2 = None
         if ev == 6:
             f_EVMaximumChargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_AC_CLReqControlMode_6[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_AC_CLReqControlMode_6[_x & 7]
         else:
             f_EVMaximumChargePower_L3 = None
         if ev == 7:
             f_EVMinimumChargePower, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Scheduled_AC_CLReqControlMode_7[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Scheduled_AC_CLReqControlMode_7[_x & 3]
         else:
             f_EVMinimumChargePower = None
         if ev == 8:
             f_EVMinimumChargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Scheduled_AC_CLReqControlMode_8[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Scheduled_AC_CLReqControlMode_8[_x & 3]
         else:
             f_EVMinimumChargePower_L2 = None
         if ev == 9:
             f_EVMinimumChargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_Scheduled_AC_CLReqControlMode_9[(D >> (L - p)) & 1]
+            ev = 10
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMinimumChargePower_L3 = None
         if ev != 10: raise _bad_event(ev, p)
         f_EVPresentActivePower, p = _d_RationalNumber(D, L, p)
-        p += 4; ev = _D_BPT_Scheduled_AC_CLReqControlMode_10[(D >> (L - p)) & 15]
+        p += 4; _x = (D >> (L - p)) & 15
+        ev = _D_BPT_Scheduled_AC_CLReqControlMode_10[_x & 15]
         if ev == 11:
             f_EVPresentActivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 4; ev = _D_BPT_Scheduled_AC_CLReqControlMode_11[(D >> (L - p)) & 15]
+            p += 4; _x = (D >> (L - p)) & 15
+            ev = _D_BPT_Scheduled_AC_CLReqControlMode_11[_x & 15]
         else:
             f_EVPresentActivePower_L2 = None
         if ev == 12:
             f_EVPresentActivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 4; ev = _D_BPT_Scheduled_AC_CLReqControlMode_12[(D >> (L - p)) & 15]
+            p += 4; _x = (D >> (L - p)) & 15
+            ev = _D_BPT_Scheduled_AC_CLReqControlMode_12[_x & 15]
         else:
             f_EVPresentActivePower_L3 = None
         if ev == 13:
             f_EVPresentReactivePower, p = _d_RationalNumber(D, L, p)
-            p += 4; ev = _D_BPT_Scheduled_AC_CLReqControlMode_13[(D >> (L - p)) & 15]
+            p += 4; _x = (D >> (L - p)) & 15
+            ev = _D_BPT_Scheduled_AC_CLReqControlMode_13[_x & 15]
         else:
             f_EVPresentReactivePower = None
         if ev == 14:
             f_EVPresentReactivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 4; ev = _D_BPT_Scheduled_AC_CLReqControlMode_14[(D >> (L - p)) & 15]
+            p += 4; _x = (D >> (L - p)) & 15
+            ev = _D_BPT_Scheduled_AC_CLReqControlMode_14[_x & 15]
         else:
             f_EVPresentReactivePower_L2 = None
         if ev == 15:
             f_EVPresentReactivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_AC_CLReqControlMode_15[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_AC_CLReqControlMode_15[_x & 7]
         else:
             f_EVPresentReactivePower_L3 = None
         if ev == 16:
             f_EVMaximumDischargePower, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_AC_CLReqControlMode_16[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_AC_CLReqControlMode_16[_x & 7]
         else:
             f_EVMaximumDischargePower = None
         if ev == 17:
             f_EVMaximumDischargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_AC_CLReqControlMode_17[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_AC_CLReqControlMode_17[_x & 7]
         else:
             f_EVMaximumDischargePower_L2 = None
         if ev == 18:
             f_EVMaximumDischargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_AC_CLReqControlMode_18[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_AC_CLReqControlMode_18[_x & 7]
         else:
             f_EVMaximumDischargePower_L3 = None
         if ev == 19:
             f_EVMinimumDischargePower, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Scheduled_AC_CLReqControlMode_19[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Scheduled_AC_CLReqControlMode_19[_x & 3]
         else:
             f_EVMinimumDischargePower = None
         if ev == 20:
             f_EVMinimumDischargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Scheduled_AC_CLReqControlMode_20[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Scheduled_AC_CLReqControlMode_20[_x & 3]
         else:
             f_EVMinimumDischargePower_L2 = None
         if ev == 21:
             f_EVMinimumDischargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_Scheduled_AC_CLReqControlMode_21[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMinimumDischargePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
-        return BPT_Scheduled_AC_CLReqControlMode(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumChargePower=f_EVMaximumChargePower, EVMaximumChargePower_L2=f_EVMaximumChargePower_L2, EVMaximumChargePower_L3=f_EVMaximumChargePower_L3, EVMinimumChargePower=f_EVMinimumChargePower, EVMinimumChargePower_L2=f_EVMinimumChargePower_L2, EVMinimumChargePower_L3=f_EVMinimumChargePower_L3, EVPresentActivePower=f_EVPresentActivePower, EVPresentActivePower_L2=f_EVPresentActivePower_L2, EVPresentActivePower_L3=f_EVPresentActivePower_L3, EVPresentReactivePower=f_EVPresentReactivePower, EVPresentReactivePower_L2=f_EVPresentReactivePower_L2, EVPresentReactivePower_L3=f_EVPresentReactivePower_L3, EVMaximumDischargePower=f_EVMaximumDischargePower, EVMaximumDischargePower_L2=f_EVMaximumDischargePower_L2, EVMaximumDischargePower_L3=f_EVMaximumDischargePower_L3, EVMinimumDischargePower=f_EVMinimumDischargePower, EVMinimumDischargePower_L2=f_EVMinimumDischargePower_L2, EVMinimumDischargePower_L3=f_EVMinimumDischargePower_L3), p
+        return _mk_BPT_Scheduled_AC_CLReqControlMode(f_EVTargetEnergyRequest, f_EVMaximumEnergyRequest, f_EVMinimumEnergyRequest, f_EVMaximumChargePower, f_EVMaximumChargePower_L2, f_EVMaximumChargePower_L3, f_EVMinimumChargePower, f_EVMinimumChargePower_L2, f_EVMinimumChargePower_L3, f_EVPresentActivePower, f_EVPresentActivePower_L2, f_EVPresentActivePower_L3, f_EVPresentReactivePower, f_EVPresentReactivePower_L2, f_EVPresentReactivePower_L3, f_EVMaximumDischargePower, f_EVMaximumDischargePower_L2, f_EVMaximumDischargePower_L3, f_EVMinimumDischargePower, f_EVMinimumDischargePower_L2, f_EVMinimumDischargePower_L3), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BPT_Scheduled_AC_CLReqControlMode') from None
 
@@ -3161,7 +3347,6 @@ _D_BPT_Scheduled_AC_CLReqControlMode_5 = (6, 7, 8, 9, 10, -1, -2, -2)
 _D_BPT_Scheduled_AC_CLReqControlMode_6 = (7, 8, 9, 10, -1, -2, -2, -2)
 _D_BPT_Scheduled_AC_CLReqControlMode_7 = (8, 9, 10, -1)
 _D_BPT_Scheduled_AC_CLReqControlMode_8 = (9, 10, -1, -2)
-_D_BPT_Scheduled_AC_CLReqControlMode_9 = (10, -1)
 _D_BPT_Scheduled_AC_CLReqControlMode_10 = (11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 0, -1, -2, -2, -2)
 _D_BPT_Scheduled_AC_CLReqControlMode_11 = (12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 0, -1, -2, -2, -2, -2)
 _D_BPT_Scheduled_AC_CLReqControlMode_12 = (13, 14, 15, 16, 17, 18, 19, 20, 21, 0, -1, -2, -2, -2, -2, -2)
@@ -3173,7 +3358,11 @@ _D_BPT_Scheduled_AC_CLReqControlMode_17 = (18, 19, 20, 21, 0, -1, -2, -2)
 _D_BPT_Scheduled_AC_CLReqControlMode_18 = (19, 20, 21, 0, -1, -2, -2, -2)
 _D_BPT_Scheduled_AC_CLReqControlMode_19 = (20, 21, 0, -1)
 _D_BPT_Scheduled_AC_CLReqControlMode_20 = (21, 0, -1, -2)
-_D_BPT_Scheduled_AC_CLReqControlMode_21 = (0, -1)
+
+
+def _mk_BPT_Scheduled_AC_CLResControlMode(EVSETargetActivePower, EVSETargetActivePower_L2, EVSETargetActivePower_L3, EVSETargetReactivePower, EVSETargetReactivePower_L2, EVSETargetReactivePower_L3, EVSEPresentActivePower, EVSEPresentActivePower_L2, EVSEPresentActivePower_L3, _n=object.__new__, _c=BPT_Scheduled_AC_CLResControlMode, _s0=BPT_Scheduled_AC_CLResControlMode.EVSETargetActivePower.__set__, _s1=BPT_Scheduled_AC_CLResControlMode.EVSETargetActivePower_L2.__set__, _s2=BPT_Scheduled_AC_CLResControlMode.EVSETargetActivePower_L3.__set__, _s3=BPT_Scheduled_AC_CLResControlMode.EVSETargetReactivePower.__set__, _s4=BPT_Scheduled_AC_CLResControlMode.EVSETargetReactivePower_L2.__set__, _s5=BPT_Scheduled_AC_CLResControlMode.EVSETargetReactivePower_L3.__set__, _s6=BPT_Scheduled_AC_CLResControlMode.EVSEPresentActivePower.__set__, _s7=BPT_Scheduled_AC_CLResControlMode.EVSEPresentActivePower_L2.__set__, _s8=BPT_Scheduled_AC_CLResControlMode.EVSEPresentActivePower_L3.__set__):
+    o = _n(_c); _s0(o, EVSETargetActivePower); _s1(o, EVSETargetActivePower_L2); _s2(o, EVSETargetActivePower_L3); _s3(o, EVSETargetReactivePower); _s4(o, EVSETargetReactivePower_L2); _s5(o, EVSETargetReactivePower_L3); _s6(o, EVSEPresentActivePower); _s7(o, EVSEPresentActivePower_L2); _s8(o, EVSEPresentActivePower_L3)
+    return o
 
 
 def _e_BPT_Scheduled_AC_CLResControlMode(o, a):
@@ -3247,54 +3436,65 @@ def _e_BPT_Scheduled_AC_CLResControlMode(o, a):
 
 def _d_BPT_Scheduled_AC_CLResControlMode(D, L, p):
     try:
-        p += 4; ev = _D_BPT_Scheduled_AC_CLResControlMode_0[(D >> (L - p)) & 15]
+        p += 4; _x = (D >> (L - p)) & 15
+        ev = _D_BPT_Scheduled_AC_CLResControlMode_0[_x & 15]
         if ev == 1:
             f_EVSETargetActivePower, p = _d_RationalNumber(D, L, p)
-            p += 4; ev = _D_BPT_Scheduled_AC_CLResControlMode_1[(D >> (L - p)) & 15]
+            p += 4; _x = (D >> (L - p)) & 15
+            ev = _D_BPT_Scheduled_AC_CLResControlMode_1[_x & 15]
         else:
             f_EVSETargetActivePower = None
         if ev == 2:
             f_EVSETargetActivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 4; ev = _D_BPT_Scheduled_AC_CLResControlMode_2[(D >> (L - p)) & 15]
+            p += 4; _x = (D >> (L - p)) & 15
+            ev = _D_BPT_Scheduled_AC_CLResControlMode_2[_x & 15]
         else:
             f_EVSETargetActivePower_L2 = None
         if ev == 3:
             f_EVSETargetActivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_AC_CLResControlMode_3[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_AC_CLResControlMode_3[_x & 7]
         else:
             f_EVSETargetActivePower_L3 = None
         if ev == 4:
             f_EVSETargetReactivePower, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_AC_CLResControlMode_4[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_AC_CLResControlMode_4[_x & 7]
         else:
             f_EVSETargetReactivePower = None
         if ev == 5:
             f_EVSETargetReactivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_AC_CLResControlMode_5[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_AC_CLResControlMode_5[_x & 7]
         else:
             f_EVSETargetReactivePower_L2 = None
         if ev == 6:
             f_EVSETargetReactivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_AC_CLResControlMode_6[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_AC_CLResControlMode_6[_x & 7]
         else:
             f_EVSETargetReactivePower_L3 = None
         if ev == 7:
             f_EVSEPresentActivePower, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Scheduled_AC_CLResControlMode_7[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Scheduled_AC_CLResControlMode_7[_x & 3]
         else:
             f_EVSEPresentActivePower = None
         if ev == 8:
             f_EVSEPresentActivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Scheduled_AC_CLResControlMode_8[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Scheduled_AC_CLResControlMode_8[_x & 3]
         else:
             f_EVSEPresentActivePower_L2 = None
         if ev == 9:
             f_EVSEPresentActivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_Scheduled_AC_CLResControlMode_9[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSEPresentActivePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
-        return BPT_Scheduled_AC_CLResControlMode(EVSETargetActivePower=f_EVSETargetActivePower, EVSETargetActivePower_L2=f_EVSETargetActivePower_L2, EVSETargetActivePower_L3=f_EVSETargetActivePower_L3, EVSETargetReactivePower=f_EVSETargetReactivePower, EVSETargetReactivePower_L2=f_EVSETargetReactivePower_L2, EVSETargetReactivePower_L3=f_EVSETargetReactivePower_L3, EVSEPresentActivePower=f_EVSEPresentActivePower, EVSEPresentActivePower_L2=f_EVSEPresentActivePower_L2, EVSEPresentActivePower_L3=f_EVSEPresentActivePower_L3), p
+        return _mk_BPT_Scheduled_AC_CLResControlMode(f_EVSETargetActivePower, f_EVSETargetActivePower_L2, f_EVSETargetActivePower_L3, f_EVSETargetReactivePower, f_EVSETargetReactivePower_L2, f_EVSETargetReactivePower_L3, f_EVSEPresentActivePower, f_EVSEPresentActivePower_L2, f_EVSEPresentActivePower_L3), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BPT_Scheduled_AC_CLResControlMode') from None
 
@@ -3316,7 +3516,11 @@ _D_BPT_Scheduled_AC_CLResControlMode_5 = (6, 7, 8, 9, 0, -1, -2, -2)
 _D_BPT_Scheduled_AC_CLResControlMode_6 = (7, 8, 9, 0, -1, -2, -2, -2)
 _D_BPT_Scheduled_AC_CLResControlMode_7 = (8, 9, 0, -1)
 _D_BPT_Scheduled_AC_CLResControlMode_8 = (9, 0, -1, -2)
-_D_BPT_Scheduled_AC_CLResControlMode_9 = (0, -1)
+
+
+def _mk_Dynamic_AC_CLReqControlMode(DepartureTime, EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVMaximumChargePower, EVMaximumChargePower_L2, EVMaximumChargePower_L3, EVMinimumChargePower, EVMinimumChargePower_L2, EVMinimumChargePower_L3, EVPresentActivePower, EVPresentActivePower_L2, EVPresentActivePower_L3, EVPresentReactivePower, EVPresentReactivePower_L2, EVPresentReactivePower_L3, _n=object.__new__, _c=Dynamic_AC_CLReqControlMode, _s0=Dynamic_AC_CLReqControlMode.DepartureTime.__set__, _s1=Dynamic_AC_CLReqControlMode.EVTargetEnergyRequest.__set__, _s2=Dynamic_AC_CLReqControlMode.EVMaximumEnergyRequest.__set__, _s3=Dynamic_AC_CLReqControlMode.EVMinimumEnergyRequest.__set__, _s4=Dynamic_AC_CLReqControlMode.EVMaximumChargePower.__set__, _s5=Dynamic_AC_CLReqControlMode.EVMaximumChargePower_L2.__set__, _s6=Dynamic_AC_CLReqControlMode.EVMaximumChargePower_L3.__set__, _s7=Dynamic_AC_CLReqControlMode.EVMinimumChargePower.__set__, _s8=Dynamic_AC_CLReqControlMode.EVMinimumChargePower_L2.__set__, _s9=Dynamic_AC_CLReqControlMode.EVMinimumChargePower_L3.__set__, _s10=Dynamic_AC_CLReqControlMode.EVPresentActivePower.__set__, _s11=Dynamic_AC_CLReqControlMode.EVPresentActivePower_L2.__set__, _s12=Dynamic_AC_CLReqControlMode.EVPresentActivePower_L3.__set__, _s13=Dynamic_AC_CLReqControlMode.EVPresentReactivePower.__set__, _s14=Dynamic_AC_CLReqControlMode.EVPresentReactivePower_L2.__set__, _s15=Dynamic_AC_CLReqControlMode.EVPresentReactivePower_L3.__set__):
+    o = _n(_c); _s0(o, DepartureTime); _s1(o, EVTargetEnergyRequest); _s2(o, EVMaximumEnergyRequest); _s3(o, EVMinimumEnergyRequest); _s4(o, EVMaximumChargePower); _s5(o, EVMaximumChargePower_L2); _s6(o, EVMaximumChargePower_L3); _s7(o, EVMinimumChargePower); _s8(o, EVMinimumChargePower_L2); _s9(o, EVMinimumChargePower_L3); _s10(o, EVPresentActivePower); _s11(o, EVPresentActivePower_L2); _s12(o, EVPresentActivePower_L3); _s13(o, EVPresentReactivePower); _s14(o, EVPresentReactivePower_L2); _s15(o, EVPresentReactivePower_L3)
+    return o
 
 
 def _e_Dynamic_AC_CLReqControlMode(o, a):
@@ -3427,80 +3631,100 @@ def _e_Dynamic_AC_CLReqControlMode(o, a):
 
 def _d_Dynamic_AC_CLReqControlMode(D, L, p):
     try:
-        p += 2; ev = _D_Dynamic_AC_CLReqControlMode_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_Dynamic_AC_CLReqControlMode_0[_x & 3]
         if ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Dynamic_AC_CLReqControlMode_1[(D >> (L - p)) & 1]
+            ev = 2
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_DepartureTime = None
         if ev != 2: raise _bad_event(ev, p)
         f_EVTargetEnergyRequest, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_AC_CLReqControlMode_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumEnergyRequest, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_AC_CLReqControlMode_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_AC_CLReqControlMode_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_Dynamic_AC_CLReqControlMode_5[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_Dynamic_AC_CLReqControlMode_5[_x & 3]
         if ev == 6:
             f_EVMaximumChargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Dynamic_AC_CLReqControlMode_6[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Dynamic_AC_CLReqControlMode_6[_x & 3]
         else:
             f_EVMaximumChargePower_L2 = None
         if ev == 7:
             f_EVMaximumChargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_Dynamic_AC_CLReqControlMode_7[(D >> (L - p)) & 1]
+            ev = 8
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMaximumChargePower_L3 = None
         if ev != 8: raise _bad_event(ev, p)
         f_EVMinimumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_Dynamic_AC_CLReqControlMode_8[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_Dynamic_AC_CLReqControlMode_8[_x & 3]
         if ev == 9:
             f_EVMinimumChargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Dynamic_AC_CLReqControlMode_9[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Dynamic_AC_CLReqControlMode_9[_x & 3]
         else:
             f_EVMinimumChargePower_L2 = None
         if ev == 10:
             f_EVMinimumChargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_Dynamic_AC_CLReqControlMode_10[(D >> (L - p)) & 1]
+            ev = 11
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMinimumChargePower_L3 = None
         if ev != 11: raise _bad_event(ev, p)
         f_EVPresentActivePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_Dynamic_AC_CLReqControlMode_11[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_Dynamic_AC_CLReqControlMode_11[_x & 3]
         if ev == 12:
             f_EVPresentActivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Dynamic_AC_CLReqControlMode_12[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Dynamic_AC_CLReqControlMode_12[_x & 3]
         else:
             f_EVPresentActivePower_L2 = None
         if ev == 13:
             f_EVPresentActivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_Dynamic_AC_CLReqControlMode_13[(D >> (L - p)) & 1]
+            ev = 14
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVPresentActivePower_L3 = None
         if ev != 14: raise _bad_event(ev, p)
         f_EVPresentReactivePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_Dynamic_AC_CLReqControlMode_14[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_Dynamic_AC_CLReqControlMode_14[_x & 3]
         if ev == 15:
             f_EVPresentReactivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Dynamic_AC_CLReqControlMode_15[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Dynamic_AC_CLReqControlMode_15[_x & 3]
         else:
             f_EVPresentReactivePower_L2 = None
         if ev == 16:
             f_EVPresentReactivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_Dynamic_AC_CLReqControlMode_16[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVPresentReactivePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
-        return Dynamic_AC_CLReqControlMode(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumChargePower=f_EVMaximumChargePower, EVMaximumChargePower_L2=f_EVMaximumChargePower_L2, EVMaximumChargePower_L3=f_EVMaximumChargePower_L3, EVMinimumChargePower=f_EVMinimumChargePower, EVMinimumChargePower_L2=f_EVMinimumChargePower_L2, EVMinimumChargePower_L3=f_EVMinimumChargePower_L3, EVPresentActivePower=f_EVPresentActivePower, EVPresentActivePower_L2=f_EVPresentActivePower_L2, EVPresentActivePower_L3=f_EVPresentActivePower_L3, EVPresentReactivePower=f_EVPresentReactivePower, EVPresentReactivePower_L2=f_EVPresentReactivePower_L2, EVPresentReactivePower_L3=f_EVPresentReactivePower_L3), p
+        return _mk_Dynamic_AC_CLReqControlMode(f_DepartureTime, f_EVTargetEnergyRequest, f_EVMaximumEnergyRequest, f_EVMinimumEnergyRequest, f_EVMaximumChargePower, f_EVMaximumChargePower_L2, f_EVMaximumChargePower_L3, f_EVMinimumChargePower, f_EVMinimumChargePower_L2, f_EVMinimumChargePower_L3, f_EVPresentActivePower, f_EVPresentActivePower_L2, f_EVPresentActivePower_L3, f_EVPresentReactivePower, f_EVPresentReactivePower_L2, f_EVPresentReactivePower_L3), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Dynamic_AC_CLReqControlMode') from None
 
@@ -3514,22 +3738,19 @@ _E_Dynamic_AC_CLReqControlMode_14 = (None, None, None, None, None, None, None, N
 _E_Dynamic_AC_CLReqControlMode_16 = (None, None, None, None, None, None, None, None, None, None, None, None, None, None, (1, 2), (0, 2), None)
 _E_Dynamic_AC_CLReqControlMode_0 = (None, None, None, None, None, None, None, None, None, None, None, None, None, None, (2, 2), (1, 2), (0, 1))
 _D_Dynamic_AC_CLReqControlMode_0 = (1, 2, -1, -2)
-_D_Dynamic_AC_CLReqControlMode_1 = (2, -1)
-_D_Dynamic_AC_CLReqControlMode_2 = (3, -1)
-_D_Dynamic_AC_CLReqControlMode_3 = (4, -1)
-_D_Dynamic_AC_CLReqControlMode_4 = (5, -1)
 _D_Dynamic_AC_CLReqControlMode_5 = (6, 7, 8, -1)
 _D_Dynamic_AC_CLReqControlMode_6 = (7, 8, -1, -2)
-_D_Dynamic_AC_CLReqControlMode_7 = (8, -1)
 _D_Dynamic_AC_CLReqControlMode_8 = (9, 10, 11, -1)
 _D_Dynamic_AC_CLReqControlMode_9 = (10, 11, -1, -2)
-_D_Dynamic_AC_CLReqControlMode_10 = (11, -1)
 _D_Dynamic_AC_CLReqControlMode_11 = (12, 13, 14, -1)
 _D_Dynamic_AC_CLReqControlMode_12 = (13, 14, -1, -2)
-_D_Dynamic_AC_CLReqControlMode_13 = (14, -1)
 _D_Dynamic_AC_CLReqControlMode_14 = (15, 16, 0, -1)
 _D_Dynamic_AC_CLReqControlMode_15 = (16, 0, -1, -2)
-_D_Dynamic_AC_CLReqControlMode_16 = (0, -1)
+
+
+def _mk_Dynamic_AC_CLResControlMode(DepartureTime, MinimumSOC, TargetSOC, AckMaxDelay, EVSETargetActivePower, EVSETargetActivePower_L2, EVSETargetActivePower_L3, EVSETargetReactivePower, EVSETargetReactivePower_L2, EVSETargetReactivePower_L3, EVSEPresentActivePower, EVSEPresentActivePower_L2, EVSEPresentActivePower_L3, _n=object.__new__, _c=Dynamic_AC_CLResControlMode, _s0=Dynamic_AC_CLResControlMode.DepartureTime.__set__, _s1=Dynamic_AC_CLResControlMode.MinimumSOC.__set__, _s2=Dynamic_AC_CLResControlMode.TargetSOC.__set__, _s3=Dynamic_AC_CLResControlMode.AckMaxDelay.__set__, _s4=Dynamic_AC_CLResControlMode.EVSETargetActivePower.__set__, _s5=Dynamic_AC_CLResControlMode.EVSETargetActivePower_L2.__set__, _s6=Dynamic_AC_CLResControlMode.EVSETargetActivePower_L3.__set__, _s7=Dynamic_AC_CLResControlMode.EVSETargetReactivePower.__set__, _s8=Dynamic_AC_CLResControlMode.EVSETargetReactivePower_L2.__set__, _s9=Dynamic_AC_CLResControlMode.EVSETargetReactivePower_L3.__set__, _s10=Dynamic_AC_CLResControlMode.EVSEPresentActivePower.__set__, _s11=Dynamic_AC_CLResControlMode.EVSEPresentActivePower_L2.__set__, _s12=Dynamic_AC_CLResControlMode.EVSEPresentActivePower_L3.__set__):
+    o = _n(_c); _s0(o, DepartureTime); _s1(o, MinimumSOC); _s2(o, TargetSOC); _s3(o, AckMaxDelay); _s4(o, EVSETargetActivePower); _s5(o, EVSETargetActivePower_L2); _s6(o, EVSETargetActivePower_L3); _s7(o, EVSETargetReactivePower); _s8(o, EVSETargetReactivePower_L2); _s9(o, EVSETargetReactivePower_L3); _s10(o, EVSEPresentActivePower); _s11(o, EVSEPresentActivePower_L2); _s12(o, EVSEPresentActivePower_L3)
+    return o
 
 
 def _e_Dynamic_AC_CLResControlMode(o, a):
@@ -3640,92 +3861,99 @@ def _e_Dynamic_AC_CLResControlMode(o, a):
 
 def _d_Dynamic_AC_CLResControlMode(D, L, p):
     try:
-        p += 3; ev = _D_Dynamic_AC_CLResControlMode_0[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_Dynamic_AC_CLResControlMode_0[_x & 7]
         if ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_Dynamic_AC_CLResControlMode_1[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_Dynamic_AC_CLResControlMode_1[_x & 7]
         else:
             f_DepartureTime = None
         if ev == 2:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_MinimumSOC = ((D >> (L - p)) & 127)
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _bad_event(-1, p)
+            f_MinimumSOC = (_x >> 3) & 127
             if f_MinimumSOC > 100: raise _out_of_range(f_MinimumSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_Dynamic_AC_CLResControlMode_2[(D >> (L - p)) & 3]
+            ev = _D_Dynamic_AC_CLResControlMode_2[_x & 3]
         else:
             f_MinimumSOC = None
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_TargetSOC = ((D >> (L - p)) & 127)
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _bad_event(-1, p)
+            f_TargetSOC = (_x >> 3) & 127
             if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_Dynamic_AC_CLResControlMode_3[(D >> (L - p)) & 3]
+            ev = _D_Dynamic_AC_CLResControlMode_3[_x & 3]
         else:
             f_TargetSOC = None
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_AckMaxDelay, p = _r_uint(D, L, p, 16)
             if f_AckMaxDelay > 65535: raise _out_of_range(f_AckMaxDelay, 0, 65535, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Dynamic_AC_CLResControlMode_4[(D >> (L - p)) & 1]
+            ev = 5
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_AckMaxDelay = None
         if ev != 5: raise _bad_event(ev, p)
         f_EVSETargetActivePower, p = _d_RationalNumber(D, L, p)
-        p += 4; ev = _D_Dynamic_AC_CLResControlMode_5[(D >> (L - p)) & 15]
+        p += 4; _x = (D >> (L - p)) & 15
+        ev = _D_Dynamic_AC_CLResControlMode_5[_x & 15]
         if ev == 6:
             f_EVSETargetActivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 4; ev = _D_Dynamic_AC_CLResControlMode_6[(D >> (L - p)) & 15]
+            p += 4; _x = (D >> (L - p)) & 15
+            ev = _D_Dynamic_AC_CLResControlMode_6[_x & 15]
         else:
             f_EVSETargetActivePower_L2 = None
         if ev == 7:
             f_EVSETargetActivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_Dynamic_AC_CLResControlMode_7[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Dynamic_AC_CLResControlMode_7[_x & 7]
         else:
             f_EVSETargetActivePower_L3 = None
         if ev == 8:
             f_EVSETargetReactivePower, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_Dynamic_AC_CLResControlMode_8[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Dynamic_AC_CLResControlMode_8[_x & 7]
         else:
             f_EVSETargetReactivePower = None
         if ev == 9:
             f_EVSETargetReactivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_Dynamic_AC_CLResControlMode_9[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Dynamic_AC_CLResControlMode_9[_x & 7]
         else:
             f_EVSETargetReactivePower_L2 = None
         if ev == 10:
             f_EVSETargetReactivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_Dynamic_AC_CLResControlMode_10[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Dynamic_AC_CLResControlMode_10[_x & 7]
         else:
             f_EVSETargetReactivePower_L3 = None
         if ev == 11:
             f_EVSEPresentActivePower, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Dynamic_AC_CLResControlMode_11[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Dynamic_AC_CLResControlMode_11[_x & 3]
         else:
             f_EVSEPresentActivePower = None
         if ev == 12:
             f_EVSEPresentActivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Dynamic_AC_CLResControlMode_12[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Dynamic_AC_CLResControlMode_12[_x & 3]
         else:
             f_EVSEPresentActivePower_L2 = None
         if ev == 13:
             f_EVSEPresentActivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_Dynamic_AC_CLResControlMode_13[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSEPresentActivePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
-        return Dynamic_AC_CLResControlMode(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay, EVSETargetActivePower=f_EVSETargetActivePower, EVSETargetActivePower_L2=f_EVSETargetActivePower_L2, EVSETargetActivePower_L3=f_EVSETargetActivePower_L3, EVSETargetReactivePower=f_EVSETargetReactivePower, EVSETargetReactivePower_L2=f_EVSETargetReactivePower_L2, EVSETargetReactivePower_L3=f_EVSETargetReactivePower_L3, EVSEPresentActivePower=f_EVSEPresentActivePower, EVSEPresentActivePower_L2=f_EVSEPresentActivePower_L2, EVSEPresentActivePower_L3=f_EVSEPresentActivePower_L3), p
+        return _mk_Dynamic_AC_CLResControlMode(f_DepartureTime, f_MinimumSOC, f_TargetSOC, f_AckMaxDelay, f_EVSETargetActivePower, f_EVSETargetActivePower_L2, f_EVSETargetActivePower_L3, f_EVSETargetReactivePower, f_EVSETargetReactivePower_L2, f_EVSETargetReactivePower_L3, f_EVSEPresentActivePower, f_EVSEPresentActivePower_L2, f_EVSEPresentActivePower_L3), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Dynamic_AC_CLResControlMode') from None
 
@@ -3745,7 +3973,6 @@ _D_Dynamic_AC_CLResControlMode_0 = (1, 2, 3, 4, 5, -1, -2, -2)
 _D_Dynamic_AC_CLResControlMode_1 = (2, 3, 4, 5, -1, -2, -2, -2)
 _D_Dynamic_AC_CLResControlMode_2 = (3, 4, 5, -1)
 _D_Dynamic_AC_CLResControlMode_3 = (4, 5, -1, -2)
-_D_Dynamic_AC_CLResControlMode_4 = (5, -1)
 _D_Dynamic_AC_CLResControlMode_5 = (6, 7, 8, 9, 10, 11, 12, 13, 0, -1, -2, -2, -2, -2, -2, -2)
 _D_Dynamic_AC_CLResControlMode_6 = (7, 8, 9, 10, 11, 12, 13, 0, -1, -2, -2, -2, -2, -2, -2, -2)
 _D_Dynamic_AC_CLResControlMode_7 = (8, 9, 10, 11, 12, 13, 0, -1)
@@ -3754,7 +3981,11 @@ _D_Dynamic_AC_CLResControlMode_9 = (10, 11, 12, 13, 0, -1, -2, -2)
 _D_Dynamic_AC_CLResControlMode_10 = (11, 12, 13, 0, -1, -2, -2, -2)
 _D_Dynamic_AC_CLResControlMode_11 = (12, 13, 0, -1)
 _D_Dynamic_AC_CLResControlMode_12 = (13, 0, -1, -2)
-_D_Dynamic_AC_CLResControlMode_13 = (0, -1)
+
+
+def _mk_BPT_Dynamic_AC_CLReqControlMode(DepartureTime, EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVMaximumChargePower, EVMaximumChargePower_L2, EVMaximumChargePower_L3, EVMinimumChargePower, EVMinimumChargePower_L2, EVMinimumChargePower_L3, EVPresentActivePower, EVPresentActivePower_L2, EVPresentActivePower_L3, EVPresentReactivePower, EVPresentReactivePower_L2, EVPresentReactivePower_L3, EVMaximumDischargePower, EVMaximumDischargePower_L2, EVMaximumDischargePower_L3, EVMinimumDischargePower, EVMinimumDischargePower_L2, EVMinimumDischargePower_L3, EVMaximumV2XEnergyRequest, EVMinimumV2XEnergyRequest, _n=object.__new__, _c=BPT_Dynamic_AC_CLReqControlMode, _s0=BPT_Dynamic_AC_CLReqControlMode.DepartureTime.__set__, _s1=BPT_Dynamic_AC_CLReqControlMode.EVTargetEnergyRequest.__set__, _s2=BPT_Dynamic_AC_CLReqControlMode.EVMaximumEnergyRequest.__set__, _s3=BPT_Dynamic_AC_CLReqControlMode.EVMinimumEnergyRequest.__set__, _s4=BPT_Dynamic_AC_CLReqControlMode.EVMaximumChargePower.__set__, _s5=BPT_Dynamic_AC_CLReqControlMode.EVMaximumChargePower_L2.__set__, _s6=BPT_Dynamic_AC_CLReqControlMode.EVMaximumChargePower_L3.__set__, _s7=BPT_Dynamic_AC_CLReqControlMode.EVMinimumChargePower.__set__, _s8=BPT_Dynamic_AC_CLReqControlMode.EVMinimumChargePower_L2.__set__, _s9=BPT_Dynamic_AC_CLReqControlMode.EVMinimumChargePower_L3.__set__, _s10=BPT_Dynamic_AC_CLReqControlMode.EVPresentActivePower.__set__, _s11=BPT_Dynamic_AC_CLReqControlMode.EVPresentActivePower_L2.__set__, _s12=BPT_Dynamic_AC_CLReqControlMode.EVPresentActivePower_L3.__set__, _s13=BPT_Dynamic_AC_CLReqControlMode.EVPresentReactivePower.__set__, _s14=BPT_Dynamic_AC_CLReqControlMode.EVPresentReactivePower_L2.__set__, _s15=BPT_Dynamic_AC_CLReqControlMode.EVPresentReactivePower_L3.__set__, _s16=BPT_Dynamic_AC_CLReqControlMode.EVMaximumDischargePower.__set__, _s17=BPT_Dynamic_AC_CLReqControlMode.EVMaximumDischargePower_L2.__set__, _s18=BPT_Dynamic_AC_CLReqControlMode.EVMaximumDischargePower_L3.__set__, _s19=BPT_Dynamic_AC_CLReqControlMode.EVMinimumDischargePower.__set__, _s20=BPT_Dynamic_AC_CLReqControlMode.EVMinimumDischargePower_L2.__set__, _s21=BPT_Dynamic_AC_CLReqControlMode.EVMinimumDischargePower_L3.__set__, _s22=BPT_Dynamic_AC_CLReqControlMode.EVMaximumV2XEnergyRequest.__set__, _s23=BPT_Dynamic_AC_CLReqControlMode.EVMinimumV2XEnergyRequest.__set__):
+    o = _n(_c); _s0(o, DepartureTime); _s1(o, EVTargetEnergyRequest); _s2(o, EVMaximumEnergyRequest); _s3(o, EVMinimumEnergyRequest); _s4(o, EVMaximumChargePower); _s5(o, EVMaximumChargePower_L2); _s6(o, EVMaximumChargePower_L3); _s7(o, EVMinimumChargePower); _s8(o, EVMinimumChargePower_L2); _s9(o, EVMinimumChargePower_L3); _s10(o, EVPresentActivePower); _s11(o, EVPresentActivePower_L2); _s12(o, EVPresentActivePower_L3); _s13(o, EVPresentReactivePower); _s14(o, EVPresentReactivePower_L2); _s15(o, EVPresentReactivePower_L3); _s16(o, EVMaximumDischargePower); _s17(o, EVMaximumDischargePower_L2); _s18(o, EVMaximumDischargePower_L3); _s19(o, EVMinimumDischargePower); _s20(o, EVMinimumDischargePower_L2); _s21(o, EVMinimumDischargePower_L3); _s22(o, EVMaximumV2XEnergyRequest); _s23(o, EVMinimumV2XEnergyRequest)
+    return o
 
 
 def _e_BPT_Dynamic_AC_CLReqControlMode(o, a):
@@ -3917,116 +4148,146 @@ def _e_BPT_Dynamic_AC_CLReqControlMode(o, a):
 
 def _d_BPT_Dynamic_AC_CLReqControlMode(D, L, p):
     try:
-        p += 2; ev = _D_BPT_Dynamic_AC_CLReqControlMode_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_BPT_Dynamic_AC_CLReqControlMode_0[_x & 3]
         if ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_BPT_Dynamic_AC_CLReqControlMode_1[(D >> (L - p)) & 1]
+            ev = 2
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_DepartureTime = None
         if ev != 2: raise _bad_event(ev, p)
         f_EVTargetEnergyRequest, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_AC_CLReqControlMode_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumEnergyRequest, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_AC_CLReqControlMode_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_AC_CLReqControlMode_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_BPT_Dynamic_AC_CLReqControlMode_5[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_BPT_Dynamic_AC_CLReqControlMode_5[_x & 3]
         if ev == 6:
             f_EVMaximumChargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Dynamic_AC_CLReqControlMode_6[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Dynamic_AC_CLReqControlMode_6[_x & 3]
         else:
             f_EVMaximumChargePower_L2 = None
         if ev == 7:
             f_EVMaximumChargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_Dynamic_AC_CLReqControlMode_7[(D >> (L - p)) & 1]
+            ev = 8
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMaximumChargePower_L3 = None
         if ev != 8: raise _bad_event(ev, p)
         f_EVMinimumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_BPT_Dynamic_AC_CLReqControlMode_8[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_BPT_Dynamic_AC_CLReqControlMode_8[_x & 3]
         if ev == 9:
             f_EVMinimumChargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Dynamic_AC_CLReqControlMode_9[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Dynamic_AC_CLReqControlMode_9[_x & 3]
         else:
             f_EVMinimumChargePower_L2 = None
         if ev == 10:
             f_EVMinimumChargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_Dynamic_AC_CLReqControlMode_10[(D >> (L - p)) & 1]
+            ev = 11
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMinimumChargePower_L3 = None
         if ev != 11: raise _bad_event(ev, p)
         f_EVPresentActivePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_BPT_Dynamic_AC_CLReqControlMode_11[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_BPT_Dynamic_AC_CLReqControlMode_11[_x & 3]
         if ev == 12:
             f_EVPresentActivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Dynamic_AC_CLReqControlMode_12[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Dynamic_AC_CLReqControlMode_12[_x & 3]
         else:
             f_EVPresentActivePower_L2 = None
         if ev == 13:
             f_EVPresentActivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_Dynamic_AC_CLReqControlMode_13[(D >> (L - p)) & 1]
+            ev = 14
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVPresentActivePower_L3 = None
         if ev != 14: raise _bad_event(ev, p)
         f_EVPresentReactivePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_BPT_Dynamic_AC_CLReqControlMode_14[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_BPT_Dynamic_AC_CLReqControlMode_14[_x & 3]
         if ev == 15:
             f_EVPresentReactivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Dynamic_AC_CLReqControlMode_15[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Dynamic_AC_CLReqControlMode_15[_x & 3]
         else:
             f_EVPresentReactivePower_L2 = None
         if ev == 16:
             f_EVPresentReactivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_Dynamic_AC_CLReqControlMode_16[(D >> (L - p)) & 1]
+            ev = 17
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVPresentReactivePower_L3 = None
         if ev != 17: raise _bad_event(ev, p)
         f_EVMaximumDischargePower, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_BPT_Dynamic_AC_CLReqControlMode_17[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_BPT_Dynamic_AC_CLReqControlMode_17[_x & 3]
         if ev == 18:
             f_EVMaximumDischargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Dynamic_AC_CLReqControlMode_18[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Dynamic_AC_CLReqControlMode_18[_x & 3]
         else:
             f_EVMaximumDischargePower_L2 = None
         if ev == 19:
             f_EVMaximumDischargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_Dynamic_AC_CLReqControlMode_19[(D >> (L - p)) & 1]
+            ev = 20
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMaximumDischargePower_L3 = None
         if ev != 20: raise _bad_event(ev, p)
         f_EVMinimumDischargePower, p = _d_RationalNumber(D, L, p)
-        p += 3; ev = _D_BPT_Dynamic_AC_CLReqControlMode_20[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_BPT_Dynamic_AC_CLReqControlMode_20[_x & 7]
         if ev == 21:
             f_EVMinimumDischargePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Dynamic_AC_CLReqControlMode_21[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Dynamic_AC_CLReqControlMode_21[_x & 7]
         else:
             f_EVMinimumDischargePower_L2 = None
         if ev == 22:
             f_EVMinimumDischargePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Dynamic_AC_CLReqControlMode_22[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Dynamic_AC_CLReqControlMode_22[_x & 3]
         else:
             f_EVMinimumDischargePower_L3 = None
         if ev == 23:
             f_EVMaximumV2XEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Dynamic_AC_CLReqControlMode_23[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Dynamic_AC_CLReqControlMode_23[_x & 3]
         else:
             f_EVMaximumV2XEnergyRequest = None
         if ev == 24:
             f_EVMinimumV2XEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_Dynamic_AC_CLReqControlMode_24[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMinimumV2XEnergyRequest = None
         if ev != 0: raise _bad_event(ev, p)
-        return BPT_Dynamic_AC_CLReqControlMode(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumChargePower=f_EVMaximumChargePower, EVMaximumChargePower_L2=f_EVMaximumChargePower_L2, EVMaximumChargePower_L3=f_EVMaximumChargePower_L3, EVMinimumChargePower=f_EVMinimumChargePower, EVMinimumChargePower_L2=f_EVMinimumChargePower_L2, EVMinimumChargePower_L3=f_EVMinimumChargePower_L3, EVPresentActivePower=f_EVPresentActivePower, EVPresentActivePower_L2=f_EVPresentActivePower_L2, EVPresentActivePower_L3=f_EVPresentActivePower_L3, EVPresentReactivePower=f_EVPresentReactivePower, EVPresentReactivePower_L2=f_EVPresentReactivePower_L2, EVPresentReactivePower_L3=f_EVPresentReactivePower_L3, EVMaximumDischargePower=f_EVMaximumDischargePower, EVMaximumDischargePower_L2=f_EVMaximumDischargePower_L2, EVMaximumDischargePower_L3=f_EVMaximumDischargePower_L3, EVMinimumDischargePower=f_EVMinimumDischargePower, EVMinimumDischargePower_L2=f_EVMinimumDischargePower_L2, EVMinimumDischargePower_L3=f_EVMinimumDischargePower_L3, EVMaximumV2XEnergyRequest=f_EVMaximumV2XEnergyRequest, EVMinimumV2XEnergyRequest=f_EVMinimumV2XEnergyRequest), p
+        return _mk_BPT_Dynamic_AC_CLReqControlMode(f_DepartureTime, f_EVTargetEnergyRequest, f_EVMaximumEnergyRequest, f_EVMinimumEnergyRequest, f_EVMaximumChargePower, f_EVMaximumChargePower_L2, f_EVMaximumChargePower_L3, f_EVMinimumChargePower, f_EVMinimumChargePower_L2, f_EVMinimumChargePower_L3, f_EVPresentActivePower, f_EVPresentActivePower_L2, f_EVPresentActivePower_L3, f_EVPresentReactivePower, f_EVPresentReactivePower_L2, f_EVPresentReactivePower_L3, f_EVMaximumDischargePower, f_EVMaximumDischargePower_L2, f_EVMaximumDischargePower_L3, f_EVMinimumDischargePower, f_EVMinimumDischargePower_L2, f_EVMinimumDischargePower_L3, f_EVMaximumV2XEnergyRequest, f_EVMinimumV2XEnergyRequest), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BPT_Dynamic_AC_CLReqControlMode') from None
 
@@ -4046,30 +4307,25 @@ _E_BPT_Dynamic_AC_CLReqControlMode_23 = (None, None, None, None, None, None, Non
 _E_BPT_Dynamic_AC_CLReqControlMode_24 = (None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, (3, 3), (2, 3), (1, 2), (0, 2), None)
 _E_BPT_Dynamic_AC_CLReqControlMode_0 = (None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, None, (4, 3), (3, 3), (2, 2), (1, 2), (0, 1))
 _D_BPT_Dynamic_AC_CLReqControlMode_0 = (1, 2, -1, -2)
-_D_BPT_Dynamic_AC_CLReqControlMode_1 = (2, -1)
-_D_BPT_Dynamic_AC_CLReqControlMode_2 = (3, -1)
-_D_BPT_Dynamic_AC_CLReqControlMode_3 = (4, -1)
-_D_BPT_Dynamic_AC_CLReqControlMode_4 = (5, -1)
 _D_BPT_Dynamic_AC_CLReqControlMode_5 = (6, 7, 8, -1)
 _D_BPT_Dynamic_AC_CLReqControlMode_6 = (7, 8, -1, -2)
-_D_BPT_Dynamic_AC_CLReqControlMode_7 = (8, -1)
 _D_BPT_Dynamic_AC_CLReqControlMode_8 = (9, 10, 11, -1)
 _D_BPT_Dynamic_AC_CLReqControlMode_9 = (10, 11, -1, -2)
-_D_BPT_Dynamic_AC_CLReqControlMode_10 = (11, -1)
 _D_BPT_Dynamic_AC_CLReqControlMode_11 = (12, 13, 14, -1)
 _D_BPT_Dynamic_AC_CLReqControlMode_12 = (13, 14, -1, -2)
-_D_BPT_Dynamic_AC_CLReqControlMode_13 = (14, -1)
 _D_BPT_Dynamic_AC_CLReqControlMode_14 = (15, 16, 17, -1)
 _D_BPT_Dynamic_AC_CLReqControlMode_15 = (16, 17, -1, -2)
-_D_BPT_Dynamic_AC_CLReqControlMode_16 = (17, -1)
 _D_BPT_Dynamic_AC_CLReqControlMode_17 = (18, 19, 20, -1)
 _D_BPT_Dynamic_AC_CLReqControlMode_18 = (19, 20, -1, -2)
-_D_BPT_Dynamic_AC_CLReqControlMode_19 = (20, -1)
 _D_BPT_Dynamic_AC_CLReqControlMode_20 = (21, 22, 23, 24, 0, -1, -2, -2)
 _D_BPT_Dynamic_AC_CLReqControlMode_21 = (22, 23, 24, 0, -1, -2, -2, -2)
 _D_BPT_Dynamic_AC_CLReqControlMode_22 = (23, 24, 0, -1)
 _D_BPT_Dynamic_AC_CLReqControlMode_23 = (24, 0, -1, -2)
-_D_BPT_Dynamic_AC_CLReqControlMode_24 = (0, -1)
+
+
+def _mk_BPT_Dynamic_AC_CLResControlMode(DepartureTime, MinimumSOC, TargetSOC, AckMaxDelay, EVSETargetActivePower, EVSETargetActivePower_L2, EVSETargetActivePower_L3, EVSETargetReactivePower, EVSETargetReactivePower_L2, EVSETargetReactivePower_L3, EVSEPresentActivePower, EVSEPresentActivePower_L2, EVSEPresentActivePower_L3, _n=object.__new__, _c=BPT_Dynamic_AC_CLResControlMode, _s0=BPT_Dynamic_AC_CLResControlMode.DepartureTime.__set__, _s1=BPT_Dynamic_AC_CLResControlMode.MinimumSOC.__set__, _s2=BPT_Dynamic_AC_CLResControlMode.TargetSOC.__set__, _s3=BPT_Dynamic_AC_CLResControlMode.AckMaxDelay.__set__, _s4=BPT_Dynamic_AC_CLResControlMode.EVSETargetActivePower.__set__, _s5=BPT_Dynamic_AC_CLResControlMode.EVSETargetActivePower_L2.__set__, _s6=BPT_Dynamic_AC_CLResControlMode.EVSETargetActivePower_L3.__set__, _s7=BPT_Dynamic_AC_CLResControlMode.EVSETargetReactivePower.__set__, _s8=BPT_Dynamic_AC_CLResControlMode.EVSETargetReactivePower_L2.__set__, _s9=BPT_Dynamic_AC_CLResControlMode.EVSETargetReactivePower_L3.__set__, _s10=BPT_Dynamic_AC_CLResControlMode.EVSEPresentActivePower.__set__, _s11=BPT_Dynamic_AC_CLResControlMode.EVSEPresentActivePower_L2.__set__, _s12=BPT_Dynamic_AC_CLResControlMode.EVSEPresentActivePower_L3.__set__):
+    o = _n(_c); _s0(o, DepartureTime); _s1(o, MinimumSOC); _s2(o, TargetSOC); _s3(o, AckMaxDelay); _s4(o, EVSETargetActivePower); _s5(o, EVSETargetActivePower_L2); _s6(o, EVSETargetActivePower_L3); _s7(o, EVSETargetReactivePower); _s8(o, EVSETargetReactivePower_L2); _s9(o, EVSETargetReactivePower_L3); _s10(o, EVSEPresentActivePower); _s11(o, EVSEPresentActivePower_L2); _s12(o, EVSEPresentActivePower_L3)
+    return o
 
 
 def _e_BPT_Dynamic_AC_CLResControlMode(o, a):
@@ -4180,92 +4436,99 @@ def _e_BPT_Dynamic_AC_CLResControlMode(o, a):
 
 def _d_BPT_Dynamic_AC_CLResControlMode(D, L, p):
     try:
-        p += 3; ev = _D_BPT_Dynamic_AC_CLResControlMode_0[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_BPT_Dynamic_AC_CLResControlMode_0[_x & 7]
         if ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_BPT_Dynamic_AC_CLResControlMode_1[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_BPT_Dynamic_AC_CLResControlMode_1[_x & 7]
         else:
             f_DepartureTime = None
         if ev == 2:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_MinimumSOC = ((D >> (L - p)) & 127)
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _bad_event(-1, p)
+            f_MinimumSOC = (_x >> 3) & 127
             if f_MinimumSOC > 100: raise _out_of_range(f_MinimumSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_BPT_Dynamic_AC_CLResControlMode_2[(D >> (L - p)) & 3]
+            ev = _D_BPT_Dynamic_AC_CLResControlMode_2[_x & 3]
         else:
             f_MinimumSOC = None
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_TargetSOC = ((D >> (L - p)) & 127)
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _bad_event(-1, p)
+            f_TargetSOC = (_x >> 3) & 127
             if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_BPT_Dynamic_AC_CLResControlMode_3[(D >> (L - p)) & 3]
+            ev = _D_BPT_Dynamic_AC_CLResControlMode_3[_x & 3]
         else:
             f_TargetSOC = None
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_AckMaxDelay, p = _r_uint(D, L, p, 16)
             if f_AckMaxDelay > 65535: raise _out_of_range(f_AckMaxDelay, 0, 65535, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_BPT_Dynamic_AC_CLResControlMode_4[(D >> (L - p)) & 1]
+            ev = 5
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_AckMaxDelay = None
         if ev != 5: raise _bad_event(ev, p)
         f_EVSETargetActivePower, p = _d_RationalNumber(D, L, p)
-        p += 4; ev = _D_BPT_Dynamic_AC_CLResControlMode_5[(D >> (L - p)) & 15]
+        p += 4; _x = (D >> (L - p)) & 15
+        ev = _D_BPT_Dynamic_AC_CLResControlMode_5[_x & 15]
         if ev == 6:
             f_EVSETargetActivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 4; ev = _D_BPT_Dynamic_AC_CLResControlMode_6[(D >> (L - p)) & 15]
+            p += 4; _x = (D >> (L - p)) & 15
+            ev = _D_BPT_Dynamic_AC_CLResControlMode_6[_x & 15]
         else:
             f_EVSETargetActivePower_L2 = None
         if ev == 7:
             f_EVSETargetActivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Dynamic_AC_CLResControlMode_7[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Dynamic_AC_CLResControlMode_7[_x & 7]
         else:
             f_EVSETargetActivePower_L3 = None
         if ev == 8:
             f_EVSETargetReactivePower, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Dynamic_AC_CLResControlMode_8[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Dynamic_AC_CLResControlMode_8[_x & 7]
         else:
             f_EVSETargetReactivePower = None
         if ev == 9:
             f_EVSETargetReactivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Dynamic_AC_CLResControlMode_9[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Dynamic_AC_CLResControlMode_9[_x & 7]
         else:
             f_EVSETargetReactivePower_L2 = None
         if ev == 10:
             f_EVSETargetReactivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Dynamic_AC_CLResControlMode_10[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Dynamic_AC_CLResControlMode_10[_x & 7]
         else:
             f_EVSETargetReactivePower_L3 = None
         if ev == 11:
             f_EVSEPresentActivePower, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Dynamic_AC_CLResControlMode_11[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Dynamic_AC_CLResControlMode_11[_x & 3]
         else:
             f_EVSEPresentActivePower = None
         if ev == 12:
             f_EVSEPresentActivePower_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Dynamic_AC_CLResControlMode_12[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Dynamic_AC_CLResControlMode_12[_x & 3]
         else:
             f_EVSEPresentActivePower_L2 = None
         if ev == 13:
             f_EVSEPresentActivePower_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_Dynamic_AC_CLResControlMode_13[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSEPresentActivePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
-        return BPT_Dynamic_AC_CLResControlMode(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay, EVSETargetActivePower=f_EVSETargetActivePower, EVSETargetActivePower_L2=f_EVSETargetActivePower_L2, EVSETargetActivePower_L3=f_EVSETargetActivePower_L3, EVSETargetReactivePower=f_EVSETargetReactivePower, EVSETargetReactivePower_L2=f_EVSETargetReactivePower_L2, EVSETargetReactivePower_L3=f_EVSETargetReactivePower_L3, EVSEPresentActivePower=f_EVSEPresentActivePower, EVSEPresentActivePower_L2=f_EVSEPresentActivePower_L2, EVSEPresentActivePower_L3=f_EVSEPresentActivePower_L3), p
+        return _mk_BPT_Dynamic_AC_CLResControlMode(f_DepartureTime, f_MinimumSOC, f_TargetSOC, f_AckMaxDelay, f_EVSETargetActivePower, f_EVSETargetActivePower_L2, f_EVSETargetActivePower_L3, f_EVSETargetReactivePower, f_EVSETargetReactivePower_L2, f_EVSETargetReactivePower_L3, f_EVSEPresentActivePower, f_EVSEPresentActivePower_L2, f_EVSEPresentActivePower_L3), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BPT_Dynamic_AC_CLResControlMode') from None
 
@@ -4285,7 +4548,6 @@ _D_BPT_Dynamic_AC_CLResControlMode_0 = (1, 2, 3, 4, 5, -1, -2, -2)
 _D_BPT_Dynamic_AC_CLResControlMode_1 = (2, 3, 4, 5, -1, -2, -2, -2)
 _D_BPT_Dynamic_AC_CLResControlMode_2 = (3, 4, 5, -1)
 _D_BPT_Dynamic_AC_CLResControlMode_3 = (4, 5, -1, -2)
-_D_BPT_Dynamic_AC_CLResControlMode_4 = (5, -1)
 _D_BPT_Dynamic_AC_CLResControlMode_5 = (6, 7, 8, 9, 10, 11, 12, 13, 0, -1, -2, -2, -2, -2, -2, -2)
 _D_BPT_Dynamic_AC_CLResControlMode_6 = (7, 8, 9, 10, 11, 12, 13, 0, -1, -2, -2, -2, -2, -2, -2, -2)
 _D_BPT_Dynamic_AC_CLResControlMode_7 = (8, 9, 10, 11, 12, 13, 0, -1)
@@ -4294,7 +4556,11 @@ _D_BPT_Dynamic_AC_CLResControlMode_9 = (10, 11, 12, 13, 0, -1, -2, -2)
 _D_BPT_Dynamic_AC_CLResControlMode_10 = (11, 12, 13, 0, -1, -2, -2, -2)
 _D_BPT_Dynamic_AC_CLResControlMode_11 = (12, 13, 0, -1)
 _D_BPT_Dynamic_AC_CLResControlMode_12 = (13, 0, -1, -2)
-_D_BPT_Dynamic_AC_CLResControlMode_13 = (0, -1)
+
+
+def _mk_ListOfRootCertificateIDs(RootCertificateID, _n=object.__new__, _c=ListOfRootCertificateIDs, _s0=ListOfRootCertificateIDs.RootCertificateID.__set__):
+    o = _n(_c); _s0(o, RootCertificateID)
+    return o
 
 
 def _e_ListOfRootCertificateIDs(o, a):
@@ -4317,7 +4583,9 @@ def _e_ListOfRootCertificateIDs(o, a):
 
 def _d_ListOfRootCertificateIDs(D, L, p):
     try:
-        p += 1; ev = _D_ListOfRootCertificateIDs_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_RootCertificateID = []
         n = 0
         while ev == 1:
@@ -4325,19 +4593,20 @@ def _d_ListOfRootCertificateIDs(D, L, p):
             f_RootCertificateID.append(x)
             n += 1
             if n < 20:
-                p += 2; ev = _D_ListOfRootCertificateIDs_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_ListOfRootCertificateIDs_1[_x & 3]
             else:
-                p += 1; ev = _D_ListOfRootCertificateIDs_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ListOfRootCertificateIDs(RootCertificateID=f_RootCertificateID), p
+        return _mk_ListOfRootCertificateIDs(f_RootCertificateID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ListOfRootCertificateIDs') from None
 
 _E_ListOfRootCertificateIDs_0 = (None, (1, 2), (0, 1))
-_D_ListOfRootCertificateIDs_0 = (1, -1)
 _D_ListOfRootCertificateIDs_1 = (1, 0, -1, -2)
-_D_ListOfRootCertificateIDs_2 = (0, -1)
 
 
 # --- documents and fragments ----------------------------------------------
@@ -4361,8 +4630,8 @@ def _ds_0(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4387,8 +4656,8 @@ def _ds_1(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4404,12 +4673,12 @@ def _es_2(v, a):
 
 def _ds_2(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 16)
         if x > 65535: raise _out_of_range(x, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4425,12 +4694,12 @@ def _es_3(v, a):
 
 def _ds_3(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 64)
         if x > 18446744073709551615: raise _out_of_range(x, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4445,11 +4714,9 @@ def _es_4(v, a):
 
 def _ds_4(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; x = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 5: raise _bad_event(-1, p)
+        x = ((_x >> 1) & 1) == 1
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4465,12 +4732,12 @@ def _es_5(v, a):
 
 def _ds_5(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 32)
         if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4485,13 +4752,11 @@ def _es_6(v, a):
 
 def _ds_6(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 6: raise _bad_enum(_i, 6, p)
-        x = _EV_evseNotificationType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 5; _x = (D >> (L - p)) & 31
+        if _x & 17: raise _bad_event(-1, p)
+        x = (_x >> 1) & 7
+        if x >= 6: raise _bad_enum(x, 6, p)
+        x = _EV_evseNotificationType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4516,8 +4781,8 @@ def _ds_7(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4533,11 +4798,9 @@ def _es_8(v, a):
 
 def _ds_8(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; x = ((D >> (L - p)) & 255) - 128
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _bad_event(-1, p)
+        x = ((_x >> 1) & 255) - 128
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4552,11 +4815,11 @@ def _es_9(v, a):
 
 def _ds_9(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4572,12 +4835,10 @@ def _es_10(v, a):
 
 def _ds_10(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 7; x = ((D >> (L - p)) & 127)
+        p += 9; _x = (D >> (L - p)) & 511
+        if _x & 257: raise _bad_event(-1, p)
+        x = (_x >> 1) & 127
         if x > 100: raise _out_of_range(x, 0, 100, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4602,8 +4863,8 @@ def _ds_11(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, 32)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4628,8 +4889,8 @@ def _ds_12(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, 64)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4645,12 +4906,12 @@ def _es_13(v, a):
 
 def _ds_13(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, 15)
         if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4675,8 +4936,8 @@ def _ds_14(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4691,13 +4952,11 @@ def _es_15(v, a):
 
 def _ds_15(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        x = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 8; _x = (D >> (L - p)) & 255
+        if _x & 129: raise _bad_event(-1, p)
+        x = (_x >> 1) & 63
+        if x >= 40: raise _bad_enum(x, 40, p)
+        x = _EV_responseCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4712,11 +4971,11 @@ def _es_16(v, a):
 
 def _ds_16(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_bin(D, L, p, 8, 8)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4732,12 +4991,12 @@ def _es_17(v, a):
 
 def _ds_17(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 32)
         if x < 1 or x > 4294967295: raise _out_of_range(x, 1, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4752,11 +5011,11 @@ def _es_18(v, a):
 
 def _ds_18(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None

@@ -558,6 +558,11 @@ _EV_isolationStatusType = tuple(isolationStatusType)
 _EI_isolationStatusType = {m.value: i for i, m in enumerate(_EV_isolationStatusType)}
 
 
+def _mk_ACDP_VehiclePositioningReq(Header, EVMobilityStatus, EVPositioningSupport, _n=object.__new__, _c=ACDP_VehiclePositioningReq, _s0=ACDP_VehiclePositioningReq.Header.__set__, _s1=ACDP_VehiclePositioningReq.EVMobilityStatus.__set__, _s2=ACDP_VehiclePositioningReq.EVPositioningSupport.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, EVMobilityStatus); _s2(o, EVPositioningSupport)
+    return o
+
+
 def _e_ACDP_VehiclePositioningReq(o, a):
     v = o.Header
     if v is None: raise _missing('ACDP_VehiclePositioningReq.Header')
@@ -579,33 +584,25 @@ def _e_ACDP_VehiclePositioningReq(o, a):
 
 def _d_ACDP_VehiclePositioningReq(D, L, p):
     try:
-        p += 1; ev = _D_ACDP_VehiclePositioningReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ACDP_VehiclePositioningReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVMobilityStatus = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_VehiclePositioningReq_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVPositioningSupport = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_VehiclePositioningReq_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ACDP_VehiclePositioningReq(Header=f_Header, EVMobilityStatus=f_EVMobilityStatus, EVPositioningSupport=f_EVPositioningSupport), p
+        ev = 2
+        ev = 3
+        ev = 0
+        p += 9; _x = (D >> (L - p)) & 511
+        if _x & 443: raise _bad_event(-1, p)
+        f_EVMobilityStatus = ((_x >> 6) & 1) == 1
+        f_EVPositioningSupport = ((_x >> 2) & 1) == 1
+        return _mk_ACDP_VehiclePositioningReq(f_Header, f_EVMobilityStatus, f_EVPositioningSupport), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ACDP_VehiclePositioningReq') from None
 
-_D_ACDP_VehiclePositioningReq_0 = (1, -1)
-_D_ACDP_VehiclePositioningReq_1 = (2, -1)
-_D_ACDP_VehiclePositioningReq_2 = (3, -1)
-_D_ACDP_VehiclePositioningReq_3 = (0, -1)
+
+def _mk_V2GRequest(Header, _n=object.__new__, _c=V2GRequest, _s0=V2GRequest.Header.__set__):
+    o = _n(_c); _s0(o, Header)
+    return o
 
 
 def _e_V2GRequest(o, a):
@@ -619,17 +616,21 @@ def _e_V2GRequest(o, a):
 
 def _d_V2GRequest(D, L, p):
     try:
-        p += 1; ev = _D_V2GRequest_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_V2GRequest_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return V2GRequest(Header=f_Header), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_V2GRequest(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GRequest') from None
 
-_D_V2GRequest_0 = (1, -1)
-_D_V2GRequest_1 = (0, -1)
+
+def _mk_V2GMessage(Header, _n=object.__new__, _c=V2GMessage, _s0=V2GMessage.Header.__set__):
+    o = _n(_c); _s0(o, Header)
+    return o
 
 
 def _e_V2GMessage(o, a):
@@ -643,17 +644,21 @@ def _e_V2GMessage(o, a):
 
 def _d_V2GMessage(D, L, p):
     try:
-        p += 1; ev = _D_V2GMessage_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_V2GMessage_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return V2GMessage(Header=f_Header), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_V2GMessage(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GMessage') from None
 
-_D_V2GMessage_0 = (1, -1)
-_D_V2GMessage_1 = (0, -1)
+
+def _mk_MessageHeader(SessionID, TimeStamp, Signature, _n=object.__new__, _c=MessageHeader, _s0=MessageHeader.SessionID.__set__, _s1=MessageHeader.TimeStamp.__set__, _s2=MessageHeader.Signature.__set__):
+    o = _n(_c); _s0(o, SessionID); _s1(o, TimeStamp); _s2(o, Signature)
+    return o
 
 
 def _e_MessageHeader(o, a):
@@ -684,37 +689,37 @@ def _e_MessageHeader(o, a):
 
 def _d_MessageHeader(D, L, p):
     try:
-        p += 1; ev = _D_MessageHeader_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_SessionID, p = _r_bin(D, L, p, 8, 8)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_MessageHeader_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_TimeStamp, p = _r_uint(D, L, p, 64)
         if f_TimeStamp > 18446744073709551615: raise _out_of_range(f_TimeStamp, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_MessageHeader_2[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_MessageHeader_2[_x & 3]
         if ev == 3:
             f_Signature, p = _d_Signature(D, L, p)
-            p += 1; ev = _D_MessageHeader_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Signature = None
         if ev != 0: raise _bad_event(ev, p)
-        return MessageHeader(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature), p
+        return _mk_MessageHeader(f_SessionID, f_TimeStamp, f_Signature), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MessageHeader') from None
 
 _E_MessageHeader_0 = (None, None, (1, 2), (0, 1))
-_D_MessageHeader_0 = (1, -1)
-_D_MessageHeader_1 = (2, -1)
 _D_MessageHeader_2 = (3, 0, -1, -2)
-_D_MessageHeader_3 = (0, -1)
+
+
+def _mk_ACDP_VehiclePositioningRes(Header, ResponseCode, EVSEProcessing, EVSEPositioningSupport, EVRelativeXDeviation, EVRelativeYDeviation, ContactWindowXc, ContactWindowYc, EVInChargePosition, _n=object.__new__, _c=ACDP_VehiclePositioningRes, _s0=ACDP_VehiclePositioningRes.Header.__set__, _s1=ACDP_VehiclePositioningRes.ResponseCode.__set__, _s2=ACDP_VehiclePositioningRes.EVSEProcessing.__set__, _s3=ACDP_VehiclePositioningRes.EVSEPositioningSupport.__set__, _s4=ACDP_VehiclePositioningRes.EVRelativeXDeviation.__set__, _s5=ACDP_VehiclePositioningRes.EVRelativeYDeviation.__set__, _s6=ACDP_VehiclePositioningRes.ContactWindowXc.__set__, _s7=ACDP_VehiclePositioningRes.ContactWindowYc.__set__, _s8=ACDP_VehiclePositioningRes.EVInChargePosition.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEProcessing); _s3(o, EVSEPositioningSupport); _s4(o, EVRelativeXDeviation); _s5(o, EVRelativeYDeviation); _s6(o, ContactWindowXc); _s7(o, ContactWindowYc); _s8(o, EVInChargePosition)
+    return o
 
 
 def _e_ACDP_VehiclePositioningRes(o, a):
@@ -772,89 +777,53 @@ def _e_ACDP_VehiclePositioningRes(o, a):
 
 def _d_ACDP_VehiclePositioningRes(D, L, p):
     try:
-        p += 1; ev = _D_ACDP_VehiclePositioningRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ACDP_VehiclePositioningRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_VehiclePositioningRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVSEProcessing = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_VehiclePositioningRes_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVSEPositioningSupport = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_VehiclePositioningRes_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 2
+        ev = 3
+        ev = 4
+        ev = 5
+        p += 20; _x = (D >> (L - p)) & 1048575
+        if _x & 790135: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 12) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        f_EVSEProcessing = (_x >> 7) & 3
+        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        f_EVSEProcessing = _EV_processingType[f_EVSEProcessing]
+        f_EVSEPositioningSupport = ((_x >> 3) & 1) == 1
         f_EVRelativeXDeviation, p = _r_int(D, L, p, 15)
         if f_EVRelativeXDeviation < -32768 or f_EVRelativeXDeviation > 32767: raise _out_of_range(f_EVRelativeXDeviation, -32768, 32767, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_VehiclePositioningRes_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 6
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_EVRelativeYDeviation, p = _r_int(D, L, p, 15)
         if f_EVRelativeYDeviation < -32768 or f_EVRelativeYDeviation > 32767: raise _out_of_range(f_EVRelativeYDeviation, -32768, 32767, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_VehiclePositioningRes_6[(D >> (L - p)) & 1]
-        if ev != 7: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 7
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_ContactWindowXc, p = _r_int(D, L, p, 15)
         if f_ContactWindowXc < -32768 or f_ContactWindowXc > 32767: raise _out_of_range(f_ContactWindowXc, -32768, 32767, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_VehiclePositioningRes_7[(D >> (L - p)) & 1]
-        if ev != 8: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 8
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_ContactWindowYc, p = _r_int(D, L, p, 15)
         if f_ContactWindowYc < -32768 or f_ContactWindowYc > 32767: raise _out_of_range(f_ContactWindowYc, -32768, 32767, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_VehiclePositioningRes_8[(D >> (L - p)) & 1]
-        if ev != 9: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVInChargePosition = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_VehiclePositioningRes_9[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ACDP_VehiclePositioningRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, EVSEPositioningSupport=f_EVSEPositioningSupport, EVRelativeXDeviation=f_EVRelativeXDeviation, EVRelativeYDeviation=f_EVRelativeYDeviation, ContactWindowXc=f_ContactWindowXc, ContactWindowYc=f_ContactWindowYc, EVInChargePosition=f_EVInChargePosition), p
+        ev = 9
+        ev = 0
+        p += 6; _x = (D >> (L - p)) & 63
+        if _x & 59: raise _bad_event(-1, p)
+        f_EVInChargePosition = ((_x >> 2) & 1) == 1
+        return _mk_ACDP_VehiclePositioningRes(f_Header, f_ResponseCode, f_EVSEProcessing, f_EVSEPositioningSupport, f_EVRelativeXDeviation, f_EVRelativeYDeviation, f_ContactWindowXc, f_ContactWindowYc, f_EVInChargePosition), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ACDP_VehiclePositioningRes') from None
 
-_D_ACDP_VehiclePositioningRes_0 = (1, -1)
-_D_ACDP_VehiclePositioningRes_1 = (2, -1)
-_D_ACDP_VehiclePositioningRes_2 = (3, -1)
-_D_ACDP_VehiclePositioningRes_3 = (4, -1)
-_D_ACDP_VehiclePositioningRes_4 = (5, -1)
-_D_ACDP_VehiclePositioningRes_5 = (6, -1)
-_D_ACDP_VehiclePositioningRes_6 = (7, -1)
-_D_ACDP_VehiclePositioningRes_7 = (8, -1)
-_D_ACDP_VehiclePositioningRes_8 = (9, -1)
-_D_ACDP_VehiclePositioningRes_9 = (0, -1)
+
+def _mk_V2GResponse(Header, ResponseCode, _n=object.__new__, _c=V2GResponse, _s0=V2GResponse.Header.__set__, _s1=V2GResponse.ResponseCode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode)
+    return o
 
 
 def _e_V2GResponse(o, a):
@@ -873,27 +842,25 @@ def _e_V2GResponse(o, a):
 
 def _d_V2GResponse(D, L, p):
     try:
-        p += 1; ev = _D_V2GResponse_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_V2GResponse_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_V2GResponse_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return V2GResponse(Header=f_Header, ResponseCode=f_ResponseCode), p
+        ev = 2
+        ev = 0
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        return _mk_V2GResponse(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GResponse') from None
 
-_D_V2GResponse_0 = (1, -1)
-_D_V2GResponse_1 = (2, -1)
-_D_V2GResponse_2 = (0, -1)
+
+def _mk_ACDP_ConnectReq(Header, EVElectricalChargingDeviceStatus, _n=object.__new__, _c=ACDP_ConnectReq, _s0=ACDP_ConnectReq.Header.__set__, _s1=ACDP_ConnectReq.EVElectricalChargingDeviceStatus.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, EVElectricalChargingDeviceStatus)
+    return o
 
 
 def _e_ACDP_ConnectReq(o, a):
@@ -912,26 +879,23 @@ def _e_ACDP_ConnectReq(o, a):
 
 def _d_ACDP_ConnectReq(D, L, p):
     try:
-        p += 1; ev = _D_ACDP_ConnectReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ACDP_ConnectReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        f_EVElectricalChargingDeviceStatus = _EV_electricalChargingDeviceStatusType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_ConnectReq_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ACDP_ConnectReq(Header=f_Header, EVElectricalChargingDeviceStatus=f_EVElectricalChargingDeviceStatus), p
+        ev = 2
+        ev = 0
+        p += 6; _x = (D >> (L - p)) & 63
+        if _x & 51: raise _bad_event(-1, p)
+        f_EVElectricalChargingDeviceStatus = _EV_electricalChargingDeviceStatusType[(_x >> 2) & 3]
+        return _mk_ACDP_ConnectReq(f_Header, f_EVElectricalChargingDeviceStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ACDP_ConnectReq') from None
 
-_D_ACDP_ConnectReq_0 = (1, -1)
-_D_ACDP_ConnectReq_1 = (2, -1)
-_D_ACDP_ConnectReq_2 = (0, -1)
+
+def _mk_ACDP_ConnectRes(Header, ResponseCode, EVSEProcessing, EVSEElectricalChargingDeviceStatus, EVSEMechanicalChargingDeviceStatus, _n=object.__new__, _c=ACDP_ConnectRes, _s0=ACDP_ConnectRes.Header.__set__, _s1=ACDP_ConnectRes.ResponseCode.__set__, _s2=ACDP_ConnectRes.EVSEProcessing.__set__, _s3=ACDP_ConnectRes.EVSEElectricalChargingDeviceStatus.__set__, _s4=ACDP_ConnectRes.EVSEMechanicalChargingDeviceStatus.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEProcessing); _s3(o, EVSEElectricalChargingDeviceStatus); _s4(o, EVSEMechanicalChargingDeviceStatus)
+    return o
 
 
 def _e_ACDP_ConnectRes(o, a):
@@ -965,56 +929,35 @@ def _e_ACDP_ConnectRes(o, a):
 
 def _d_ACDP_ConnectRes(D, L, p):
     try:
-        p += 1; ev = _D_ACDP_ConnectRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ACDP_ConnectRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_ConnectRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVSEProcessing = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_ConnectRes_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        f_EVSEElectricalChargingDeviceStatus = _EV_electricalChargingDeviceStatusType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_ConnectRes_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVSEMechanicalChargingDeviceStatus = _EV_mechanicalChargingDeviceStatusType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_ConnectRes_5[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ACDP_ConnectRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, EVSEElectricalChargingDeviceStatus=f_EVSEElectricalChargingDeviceStatus, EVSEMechanicalChargingDeviceStatus=f_EVSEMechanicalChargingDeviceStatus), p
+        ev = 2
+        ev = 3
+        ev = 4
+        ev = 5
+        ev = 0
+        p += 25; _x = (D >> (L - p)) & 33554431
+        if _x & 25284211: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 17) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        f_EVSEProcessing = (_x >> 12) & 3
+        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        f_EVSEProcessing = _EV_processingType[f_EVSEProcessing]
+        f_EVSEElectricalChargingDeviceStatus = _EV_electricalChargingDeviceStatusType[(_x >> 7) & 3]
+        f_EVSEMechanicalChargingDeviceStatus = (_x >> 2) & 3
+        if f_EVSEMechanicalChargingDeviceStatus >= 3: raise _bad_enum(f_EVSEMechanicalChargingDeviceStatus, 3, p)
+        f_EVSEMechanicalChargingDeviceStatus = _EV_mechanicalChargingDeviceStatusType[f_EVSEMechanicalChargingDeviceStatus]
+        return _mk_ACDP_ConnectRes(f_Header, f_ResponseCode, f_EVSEProcessing, f_EVSEElectricalChargingDeviceStatus, f_EVSEMechanicalChargingDeviceStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ACDP_ConnectRes') from None
 
-_D_ACDP_ConnectRes_0 = (1, -1)
-_D_ACDP_ConnectRes_1 = (2, -1)
-_D_ACDP_ConnectRes_2 = (3, -1)
-_D_ACDP_ConnectRes_3 = (4, -1)
-_D_ACDP_ConnectRes_4 = (5, -1)
-_D_ACDP_ConnectRes_5 = (0, -1)
+
+def _mk_ACDP_SystemStatusReq(Header, EVTechnicalStatus, _n=object.__new__, _c=ACDP_SystemStatusReq, _s0=ACDP_SystemStatusReq.Header.__set__, _s1=ACDP_SystemStatusReq.EVTechnicalStatus.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, EVTechnicalStatus)
+    return o
 
 
 def _e_ACDP_SystemStatusReq(o, a):
@@ -1032,21 +975,25 @@ def _e_ACDP_SystemStatusReq(o, a):
 
 def _d_ACDP_SystemStatusReq(D, L, p):
     try:
-        p += 1; ev = _D_ACDP_SystemStatusReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ACDP_SystemStatusReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVTechnicalStatus, p = _d_EVTechnicalStatus(D, L, p)
-        p += 1; ev = _D_ACDP_SystemStatusReq_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ACDP_SystemStatusReq(Header=f_Header, EVTechnicalStatus=f_EVTechnicalStatus), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_ACDP_SystemStatusReq(f_Header, f_EVTechnicalStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ACDP_SystemStatusReq') from None
 
-_D_ACDP_SystemStatusReq_0 = (1, -1)
-_D_ACDP_SystemStatusReq_1 = (2, -1)
-_D_ACDP_SystemStatusReq_2 = (0, -1)
+
+def _mk_EVTechnicalStatus(EVReadyToCharge, EVImmobilizationRequest, EVImmobilized, EVWLANStrength, EVCPStatus, EVSOC, EVErrorCode, EVTimeout, _n=object.__new__, _c=EVTechnicalStatus, _s0=EVTechnicalStatus.EVReadyToCharge.__set__, _s1=EVTechnicalStatus.EVImmobilizationRequest.__set__, _s2=EVTechnicalStatus.EVImmobilized.__set__, _s3=EVTechnicalStatus.EVWLANStrength.__set__, _s4=EVTechnicalStatus.EVCPStatus.__set__, _s5=EVTechnicalStatus.EVSOC.__set__, _s6=EVTechnicalStatus.EVErrorCode.__set__, _s7=EVTechnicalStatus.EVTimeout.__set__):
+    o = _n(_c); _s0(o, EVReadyToCharge); _s1(o, EVImmobilizationRequest); _s2(o, EVImmobilized); _s3(o, EVWLANStrength); _s4(o, EVCPStatus); _s5(o, EVSOC); _s6(o, EVErrorCode); _s7(o, EVTimeout)
+    return o
 
 
 def _e_EVTechnicalStatus(o, a):
@@ -1121,78 +1068,61 @@ def _e_EVTechnicalStatus(o, a):
 
 def _d_EVTechnicalStatus(D, L, p):
     try:
-        p += 1; ev = _D_EVTechnicalStatus_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVReadyToCharge = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_EVTechnicalStatus_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVImmobilizationRequest = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_EVTechnicalStatus_2[(D >> (L - p)) & 7]
+        ev = 1
+        ev = 2
+        p += 11; _x = (D >> (L - p)) & 2047
+        if _x & 1768: raise _bad_event(-1, p)
+        f_EVReadyToCharge = ((_x >> 8) & 1) == 1
+        f_EVImmobilizationRequest = ((_x >> 4) & 1) == 1
+        ev = _D_EVTechnicalStatus_2[_x & 7]
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; f_EVImmobilized = ((D >> (L - p)) & 1) == 1
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_EVTechnicalStatus_3[(D >> (L - p)) & 7]
+            p += 6; _x = (D >> (L - p)) & 63
+            if _x & 40: raise _bad_event(-1, p)
+            f_EVImmobilized = ((_x >> 4) & 1) == 1
+            ev = _D_EVTechnicalStatus_3[_x & 7]
         else:
             f_EVImmobilized = None
         if ev == 4:
             f_EVWLANStrength, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_EVTechnicalStatus_4[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_EVTechnicalStatus_4[_x & 7]
         else:
             f_EVWLANStrength = None
         if ev == 5:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; _i = (D >> (L - p)) & 7
-            if _i >= 5: raise _bad_enum(_i, 5, p)
-            f_EVCPStatus = _EV_cpStatusType[_i]
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_EVTechnicalStatus_5[(D >> (L - p)) & 7]
+            p += 8; _x = (D >> (L - p)) & 255
+            if _x & 136: raise _bad_event(-1, p)
+            f_EVCPStatus = (_x >> 4) & 7
+            if f_EVCPStatus >= 5: raise _bad_enum(f_EVCPStatus, 5, p)
+            f_EVCPStatus = _EV_cpStatusType[f_EVCPStatus]
+            ev = _D_EVTechnicalStatus_5[_x & 7]
         else:
             f_EVCPStatus = None
         if ev == 6:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_EVSOC = ((D >> (L - p)) & 127)
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _bad_event(-1, p)
+            f_EVSOC = (_x >> 3) & 127
             if f_EVSOC > 100: raise _out_of_range(f_EVSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_EVTechnicalStatus_6[(D >> (L - p)) & 3]
+            ev = _D_EVTechnicalStatus_6[_x & 3]
         else:
             f_EVSOC = None
         if ev == 7:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 4; _i = (D >> (L - p)) & 15
-            if _i >= 10: raise _bad_enum(_i, 10, p)
-            f_EVErrorCode = _EV_errorCodeType[_i]
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_EVTechnicalStatus_7[(D >> (L - p)) & 3]
+            p += 8; _x = (D >> (L - p)) & 255
+            if _x & 132: raise _bad_event(-1, p)
+            f_EVErrorCode = (_x >> 3) & 15
+            if f_EVErrorCode >= 10: raise _bad_enum(f_EVErrorCode, 10, p)
+            f_EVErrorCode = _EV_errorCodeType[f_EVErrorCode]
+            ev = _D_EVTechnicalStatus_7[_x & 3]
         else:
             f_EVErrorCode = None
         if ev == 8:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; f_EVTimeout = ((D >> (L - p)) & 1) == 1
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_EVTechnicalStatus_8[(D >> (L - p)) & 1]
+            ev = 0
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 11: raise _bad_event(-1, p)
+            f_EVTimeout = ((_x >> 2) & 1) == 1
         else:
             f_EVTimeout = None
         if ev != 0: raise _bad_event(ev, p)
-        return EVTechnicalStatus(EVReadyToCharge=f_EVReadyToCharge, EVImmobilizationRequest=f_EVImmobilizationRequest, EVImmobilized=f_EVImmobilized, EVWLANStrength=f_EVWLANStrength, EVCPStatus=f_EVCPStatus, EVSOC=f_EVSOC, EVErrorCode=f_EVErrorCode, EVTimeout=f_EVTimeout), p
+        return _mk_EVTechnicalStatus(f_EVReadyToCharge, f_EVImmobilizationRequest, f_EVImmobilized, f_EVWLANStrength, f_EVCPStatus, f_EVSOC, f_EVErrorCode, f_EVTimeout), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVTechnicalStatus') from None
 
@@ -1202,15 +1132,17 @@ _E_EVTechnicalStatus_6 = (None, None, (3, 3), (2, 3), (1, 3), (0, 3), None, None
 _E_EVTechnicalStatus_7 = (None, None, (4, 3), (3, 3), (2, 3), (1, 3), (0, 2), None, None)
 _E_EVTechnicalStatus_8 = (None, None, (5, 3), (4, 3), (3, 3), (2, 3), (1, 2), (0, 2), None)
 _E_EVTechnicalStatus_0 = (None, None, (6, 3), (5, 3), (4, 3), (3, 3), (2, 2), (1, 2), (0, 1))
-_D_EVTechnicalStatus_0 = (1, -1)
-_D_EVTechnicalStatus_1 = (2, -1)
 _D_EVTechnicalStatus_2 = (3, 4, 5, 6, 7, 8, 0, -1)
 _D_EVTechnicalStatus_3 = (4, 5, 6, 7, 8, 0, -1, -2)
 _D_EVTechnicalStatus_4 = (5, 6, 7, 8, 0, -1, -2, -2)
 _D_EVTechnicalStatus_5 = (6, 7, 8, 0, -1, -2, -2, -2)
 _D_EVTechnicalStatus_6 = (7, 8, 0, -1)
 _D_EVTechnicalStatus_7 = (8, 0, -1, -2)
-_D_EVTechnicalStatus_8 = (0, -1)
+
+
+def _mk_ACDP_SystemStatusRes(Header, ResponseCode, EVSEMechanicalChargingDeviceStatus, EVSEReadyToCharge, EVSEIsolationStatus, EVSEDisabled, EVSEUtilityInterruptEvent, EVSEEmergencyShutdown, EVSEMalfunction, EVInChargePosition, EVAssociationStatus, _n=object.__new__, _c=ACDP_SystemStatusRes, _s0=ACDP_SystemStatusRes.Header.__set__, _s1=ACDP_SystemStatusRes.ResponseCode.__set__, _s2=ACDP_SystemStatusRes.EVSEMechanicalChargingDeviceStatus.__set__, _s3=ACDP_SystemStatusRes.EVSEReadyToCharge.__set__, _s4=ACDP_SystemStatusRes.EVSEIsolationStatus.__set__, _s5=ACDP_SystemStatusRes.EVSEDisabled.__set__, _s6=ACDP_SystemStatusRes.EVSEUtilityInterruptEvent.__set__, _s7=ACDP_SystemStatusRes.EVSEEmergencyShutdown.__set__, _s8=ACDP_SystemStatusRes.EVSEMalfunction.__set__, _s9=ACDP_SystemStatusRes.EVInChargePosition.__set__, _s10=ACDP_SystemStatusRes.EVAssociationStatus.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEMechanicalChargingDeviceStatus); _s3(o, EVSEReadyToCharge); _s4(o, EVSEIsolationStatus); _s5(o, EVSEDisabled); _s6(o, EVSEUtilityInterruptEvent); _s7(o, EVSEEmergencyShutdown); _s8(o, EVSEMalfunction); _s9(o, EVInChargePosition); _s10(o, EVAssociationStatus)
+    return o
 
 
 def _e_ACDP_SystemStatusRes(o, a):
@@ -1274,102 +1206,45 @@ def _e_ACDP_SystemStatusRes(o, a):
 
 def _d_ACDP_SystemStatusRes(D, L, p):
     try:
-        p += 1; ev = _D_ACDP_SystemStatusRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ACDP_SystemStatusRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_SystemStatusRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVSEMechanicalChargingDeviceStatus = _EV_mechanicalChargingDeviceStatusType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_SystemStatusRes_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVSEReadyToCharge = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_SystemStatusRes_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        f_EVSEIsolationStatus = _EV_isolationStatusType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_SystemStatusRes_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVSEDisabled = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_SystemStatusRes_6[(D >> (L - p)) & 1]
-        if ev != 7: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVSEUtilityInterruptEvent = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_SystemStatusRes_7[(D >> (L - p)) & 1]
-        if ev != 8: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVSEEmergencyShutdown = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_SystemStatusRes_8[(D >> (L - p)) & 1]
-        if ev != 9: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVSEMalfunction = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_SystemStatusRes_9[(D >> (L - p)) & 1]
-        if ev != 10: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVInChargePosition = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_SystemStatusRes_10[(D >> (L - p)) & 1]
-        if ev != 11: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVAssociationStatus = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ACDP_SystemStatusRes_11[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ACDP_SystemStatusRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEMechanicalChargingDeviceStatus=f_EVSEMechanicalChargingDeviceStatus, EVSEReadyToCharge=f_EVSEReadyToCharge, EVSEIsolationStatus=f_EVSEIsolationStatus, EVSEDisabled=f_EVSEDisabled, EVSEUtilityInterruptEvent=f_EVSEUtilityInterruptEvent, EVSEEmergencyShutdown=f_EVSEEmergencyShutdown, EVSEMalfunction=f_EVSEMalfunction, EVInChargePosition=f_EVInChargePosition, EVAssociationStatus=f_EVAssociationStatus), p
+        ev = 2
+        ev = 3
+        ev = 4
+        ev = 5
+        ev = 6
+        ev = 7
+        ev = 8
+        ev = 9
+        ev = 10
+        ev = 11
+        ev = 0
+        p += 48; _x = (D >> (L - p)) & 281474976710655
+        if _x & 212100311661499: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 40) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        f_EVSEMechanicalChargingDeviceStatus = (_x >> 35) & 3
+        if f_EVSEMechanicalChargingDeviceStatus >= 3: raise _bad_enum(f_EVSEMechanicalChargingDeviceStatus, 3, p)
+        f_EVSEMechanicalChargingDeviceStatus = _EV_mechanicalChargingDeviceStatusType[f_EVSEMechanicalChargingDeviceStatus]
+        f_EVSEReadyToCharge = ((_x >> 31) & 1) == 1
+        f_EVSEIsolationStatus = _EV_isolationStatusType[(_x >> 26) & 3]
+        f_EVSEDisabled = ((_x >> 22) & 1) == 1
+        f_EVSEUtilityInterruptEvent = ((_x >> 18) & 1) == 1
+        f_EVSEEmergencyShutdown = ((_x >> 14) & 1) == 1
+        f_EVSEMalfunction = ((_x >> 10) & 1) == 1
+        f_EVInChargePosition = ((_x >> 6) & 1) == 1
+        f_EVAssociationStatus = ((_x >> 2) & 1) == 1
+        return _mk_ACDP_SystemStatusRes(f_Header, f_ResponseCode, f_EVSEMechanicalChargingDeviceStatus, f_EVSEReadyToCharge, f_EVSEIsolationStatus, f_EVSEDisabled, f_EVSEUtilityInterruptEvent, f_EVSEEmergencyShutdown, f_EVSEMalfunction, f_EVInChargePosition, f_EVAssociationStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ACDP_SystemStatusRes') from None
 
-_D_ACDP_SystemStatusRes_0 = (1, -1)
-_D_ACDP_SystemStatusRes_1 = (2, -1)
-_D_ACDP_SystemStatusRes_2 = (3, -1)
-_D_ACDP_SystemStatusRes_3 = (4, -1)
-_D_ACDP_SystemStatusRes_4 = (5, -1)
-_D_ACDP_SystemStatusRes_5 = (6, -1)
-_D_ACDP_SystemStatusRes_6 = (7, -1)
-_D_ACDP_SystemStatusRes_7 = (8, -1)
-_D_ACDP_SystemStatusRes_8 = (9, -1)
-_D_ACDP_SystemStatusRes_9 = (10, -1)
-_D_ACDP_SystemStatusRes_10 = (11, -1)
-_D_ACDP_SystemStatusRes_11 = (0, -1)
+
+def _mk_ChargeParameterDiscoveryReq(Header, _n=object.__new__, _c=ChargeParameterDiscoveryReq, _s0=ChargeParameterDiscoveryReq.Header.__set__):
+    o = _n(_c); _s0(o, Header)
+    return o
 
 
 def _e_ChargeParameterDiscoveryReq(o, a):
@@ -1383,17 +1258,21 @@ def _e_ChargeParameterDiscoveryReq(o, a):
 
 def _d_ChargeParameterDiscoveryReq(D, L, p):
     try:
-        p += 1; ev = _D_ChargeParameterDiscoveryReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ChargeParameterDiscoveryReq_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ChargeParameterDiscoveryReq(Header=f_Header), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_ChargeParameterDiscoveryReq(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryReq') from None
 
-_D_ChargeParameterDiscoveryReq_0 = (1, -1)
-_D_ChargeParameterDiscoveryReq_1 = (0, -1)
+
+def _mk_ChargeParameterDiscoveryRes(Header, ResponseCode, _n=object.__new__, _c=ChargeParameterDiscoveryRes, _s0=ChargeParameterDiscoveryRes.Header.__set__, _s1=ChargeParameterDiscoveryRes.ResponseCode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode)
+    return o
 
 
 def _e_ChargeParameterDiscoveryRes(o, a):
@@ -1412,27 +1291,25 @@ def _e_ChargeParameterDiscoveryRes(o, a):
 
 def _d_ChargeParameterDiscoveryRes(D, L, p):
     try:
-        p += 1; ev = _D_ChargeParameterDiscoveryRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ChargeParameterDiscoveryRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ChargeParameterDiscoveryRes_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ChargeParameterDiscoveryRes(Header=f_Header, ResponseCode=f_ResponseCode), p
+        ev = 2
+        ev = 0
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        return _mk_ChargeParameterDiscoveryRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryRes') from None
 
-_D_ChargeParameterDiscoveryRes_0 = (1, -1)
-_D_ChargeParameterDiscoveryRes_1 = (2, -1)
-_D_ChargeParameterDiscoveryRes_2 = (0, -1)
+
+def _mk_ChargeLoopReq(Header, DisplayParameters, MeterInfoRequested, _n=object.__new__, _c=ChargeLoopReq, _s0=ChargeLoopReq.Header.__set__, _s1=ChargeLoopReq.DisplayParameters.__set__, _s2=ChargeLoopReq.MeterInfoRequested.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, DisplayParameters); _s2(o, MeterInfoRequested)
+    return o
 
 
 def _e_ChargeLoopReq(o, a):
@@ -1462,32 +1339,35 @@ def _e_ChargeLoopReq(o, a):
 
 def _d_ChargeLoopReq(D, L, p):
     try:
-        p += 1; ev = _D_ChargeLoopReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 2; ev = _D_ChargeLoopReq_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_ChargeLoopReq_1[_x & 3]
         if ev == 2:
             f_DisplayParameters, p = _d_DisplayParameters(D, L, p)
-            p += 1; ev = _D_ChargeLoopReq_2[(D >> (L - p)) & 1]
+            ev = 3
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_DisplayParameters = None
         if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_MeterInfoRequested = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ChargeLoopReq_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ChargeLoopReq(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested), p
+        ev = 0
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 11: raise _bad_event(-1, p)
+        f_MeterInfoRequested = ((_x >> 2) & 1) == 1
+        return _mk_ChargeLoopReq(f_Header, f_DisplayParameters, f_MeterInfoRequested), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeLoopReq') from None
 
 _E_ChargeLoopReq_3 = (None, (1, 2), (0, 1), None)
-_D_ChargeLoopReq_0 = (1, -1)
 _D_ChargeLoopReq_1 = (2, 3, -1, -2)
-_D_ChargeLoopReq_2 = (3, -1)
-_D_ChargeLoopReq_3 = (0, -1)
+
+
+def _mk_ChargeLoopRes(Header, ResponseCode, EVSEStatus, MeterInfo, Receipt, _n=object.__new__, _c=ChargeLoopRes, _s0=ChargeLoopRes.Header.__set__, _s1=ChargeLoopRes.ResponseCode.__set__, _s2=ChargeLoopRes.EVSEStatus.__set__, _s3=ChargeLoopRes.MeterInfo.__set__, _s4=ChargeLoopRes.Receipt.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEStatus); _s3(o, MeterInfo); _s4(o, Receipt)
+    return o
 
 
 def _e_ChargeLoopRes(o, a):
@@ -1530,48 +1410,52 @@ def _e_ChargeLoopRes(o, a):
 
 def _d_ChargeLoopRes(D, L, p):
     try:
-        p += 1; ev = _D_ChargeLoopRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ChargeLoopRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_ChargeLoopRes_2[(D >> (L - p)) & 7]
+        ev = 2
+        p += 12; _x = (D >> (L - p)) & 4095
+        if _x & 3080: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 4) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        ev = _D_ChargeLoopRes_2[_x & 7]
         if ev == 3:
             f_EVSEStatus, p = _d_EVSEStatus(D, L, p)
-            p += 2; ev = _D_ChargeLoopRes_3[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_ChargeLoopRes_3[_x & 3]
         else:
             f_EVSEStatus = None
         if ev == 4:
             f_MeterInfo, p = _d_MeterInfo(D, L, p)
-            p += 2; ev = _D_ChargeLoopRes_4[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_ChargeLoopRes_4[_x & 3]
         else:
             f_MeterInfo = None
         if ev == 5:
             f_Receipt, p = _d_Receipt(D, L, p)
-            p += 1; ev = _D_ChargeLoopRes_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Receipt = None
         if ev != 0: raise _bad_event(ev, p)
-        return ChargeLoopRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt), p
+        return _mk_ChargeLoopRes(f_Header, f_ResponseCode, f_EVSEStatus, f_MeterInfo, f_Receipt), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeLoopRes') from None
 
 _E_ChargeLoopRes_4 = (None, None, (1, 3), (0, 2), None, None)
 _E_ChargeLoopRes_5 = (None, None, (2, 3), (1, 2), (0, 2), None)
 _E_ChargeLoopRes_0 = (None, None, (3, 3), (2, 2), (1, 2), (0, 1))
-_D_ChargeLoopRes_0 = (1, -1)
-_D_ChargeLoopRes_1 = (2, -1)
 _D_ChargeLoopRes_2 = (3, 4, 5, 0, -1, -2, -2, -2)
 _D_ChargeLoopRes_3 = (4, 5, 0, -1)
 _D_ChargeLoopRes_4 = (5, 0, -1, -2)
-_D_ChargeLoopRes_5 = (0, -1)
+
+
+def _mk_EVSEStatus(NotificationMaxDelay, EVSENotification, _n=object.__new__, _c=EVSEStatus, _s0=EVSEStatus.NotificationMaxDelay.__set__, _s1=EVSEStatus.EVSENotification.__set__):
+    o = _n(_c); _s0(o, NotificationMaxDelay); _s1(o, EVSENotification)
+    return o
 
 
 def _e_EVSEStatus(o, a):
@@ -1592,32 +1476,26 @@ def _e_EVSEStatus(o, a):
 
 def _d_EVSEStatus(D, L, p):
     try:
-        p += 1; ev = _D_EVSEStatus_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_NotificationMaxDelay, p = _r_uint(D, L, p, 16)
         if f_NotificationMaxDelay > 65535: raise _out_of_range(f_NotificationMaxDelay, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_EVSEStatus_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 6: raise _bad_enum(_i, 6, p)
-        f_EVSENotification = _EV_evseNotificationType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_EVSEStatus_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return EVSEStatus(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification), p
+        ev = 2
+        ev = 0
+        p += 8; _x = (D >> (L - p)) & 255
+        if _x & 227: raise _bad_event(-1, p)
+        f_EVSENotification = (_x >> 2) & 7
+        if f_EVSENotification >= 6: raise _bad_enum(f_EVSENotification, 6, p)
+        f_EVSENotification = _EV_evseNotificationType[f_EVSENotification]
+        return _mk_EVSEStatus(f_NotificationMaxDelay, f_EVSENotification), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVSEStatus') from None
 
-_D_EVSEStatus_0 = (1, -1)
-_D_EVSEStatus_1 = (2, -1)
-_D_EVSEStatus_2 = (0, -1)
+
+def _mk_MeterInfo(MeterID, ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh, MeterSignature, MeterStatus, MeterTimestamp, _n=object.__new__, _c=MeterInfo, _s0=MeterInfo.MeterID.__set__, _s1=MeterInfo.ChargedEnergyReadingWh.__set__, _s2=MeterInfo.BPT_DischargedEnergyReadingWh.__set__, _s3=MeterInfo.CapacitiveEnergyReadingVARh.__set__, _s4=MeterInfo.BPT_InductiveEnergyReadingVARh.__set__, _s5=MeterInfo.MeterSignature.__set__, _s6=MeterInfo.MeterStatus.__set__, _s7=MeterInfo.MeterTimestamp.__set__):
+    o = _n(_c); _s0(o, MeterID); _s1(o, ChargedEnergyReadingWh); _s2(o, BPT_DischargedEnergyReadingWh); _s3(o, CapacitiveEnergyReadingVARh); _s4(o, BPT_InductiveEnergyReadingVARh); _s5(o, MeterSignature); _s6(o, MeterStatus); _s7(o, MeterTimestamp)
+    return o
 
 
 def _e_MeterInfo(o, a):
@@ -1706,8 +1584,9 @@ def _e_MeterInfo(o, a):
 
 def _d_MeterInfo(D, L, p):
     try:
-        p += 1; ev = _D_MeterInfo_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -1715,45 +1594,44 @@ def _d_MeterInfo(D, L, p):
             f_MeterID = ''
         else:
             f_MeterID, p = _r_str(D, L, p, 0, 32)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_MeterInfo_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ChargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
         if f_ChargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_ChargedEnergyReadingWh, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_MeterInfo_2[(D >> (L - p)) & 7]
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 8: raise _bad_event(-1, p)
+        ev = _D_MeterInfo_2[_x & 7]
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_BPT_DischargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
             if f_BPT_DischargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_BPT_DischargedEnergyReadingWh, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_MeterInfo_3[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_3[_x & 7]
         else:
             f_BPT_DischargedEnergyReadingWh = None
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_CapacitiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_CapacitiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_CapacitiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_MeterInfo_4[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_4[_x & 7]
         else:
             f_CapacitiveEnergyReadingVARh = None
         if ev == 5:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_BPT_InductiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_BPT_InductiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_BPT_InductiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_MeterInfo_5[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_5[_x & 7]
         else:
             f_BPT_InductiveEnergyReadingVARh = None
         if ev == 6:
@@ -1764,33 +1642,34 @@ def _d_MeterInfo(D, L, p):
                 f_MeterSignature = b''
             else:
                 f_MeterSignature, p = _r_bin(D, L, p, 0, 64)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_MeterInfo_6[(D >> (L - p)) & 3]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_MeterInfo_6[_x & 3]
         else:
             f_MeterSignature = None
         if ev == 7:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_MeterStatus, p = _r_int(D, L, p, 15)
             if f_MeterStatus < -32768 or f_MeterStatus > 32767: raise _out_of_range(f_MeterStatus, -32768, 32767, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_MeterInfo_7[(D >> (L - p)) & 3]
+            p += 3; _x = (D >> (L - p)) & 7
+            if _x & 4: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_7[_x & 3]
         else:
             f_MeterStatus = None
         if ev == 8:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_MeterTimestamp, p = _r_uint(D, L, p, 64)
             if f_MeterTimestamp > 18446744073709551615: raise _out_of_range(f_MeterTimestamp, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_MeterInfo_8[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_MeterTimestamp = None
         if ev != 0: raise _bad_event(ev, p)
-        return MeterInfo(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp), p
+        return _mk_MeterInfo(f_MeterID, f_ChargedEnergyReadingWh, f_BPT_DischargedEnergyReadingWh, f_CapacitiveEnergyReadingVARh, f_BPT_InductiveEnergyReadingVARh, f_MeterSignature, f_MeterStatus, f_MeterTimestamp), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MeterInfo') from None
 
@@ -1800,15 +1679,17 @@ _E_MeterInfo_6 = (None, None, (3, 3), (2, 3), (1, 3), (0, 3), None, None, None)
 _E_MeterInfo_7 = (None, None, (4, 3), (3, 3), (2, 3), (1, 3), (0, 2), None, None)
 _E_MeterInfo_8 = (None, None, (5, 3), (4, 3), (3, 3), (2, 3), (1, 2), (0, 2), None)
 _E_MeterInfo_0 = (None, None, (6, 3), (5, 3), (4, 3), (3, 3), (2, 2), (1, 2), (0, 1))
-_D_MeterInfo_0 = (1, -1)
-_D_MeterInfo_1 = (2, -1)
 _D_MeterInfo_2 = (3, 4, 5, 6, 7, 8, 0, -1)
 _D_MeterInfo_3 = (4, 5, 6, 7, 8, 0, -1, -2)
 _D_MeterInfo_4 = (5, 6, 7, 8, 0, -1, -2, -2)
 _D_MeterInfo_5 = (6, 7, 8, 0, -1, -2, -2, -2)
 _D_MeterInfo_6 = (7, 8, 0, -1)
 _D_MeterInfo_7 = (8, 0, -1, -2)
-_D_MeterInfo_8 = (0, -1)
+
+
+def _mk_ListOfRootCertificateIDs(RootCertificateID, _n=object.__new__, _c=ListOfRootCertificateIDs, _s0=ListOfRootCertificateIDs.RootCertificateID.__set__):
+    o = _n(_c); _s0(o, RootCertificateID)
+    return o
 
 
 def _e_ListOfRootCertificateIDs(o, a):
@@ -1831,7 +1712,9 @@ def _e_ListOfRootCertificateIDs(o, a):
 
 def _d_ListOfRootCertificateIDs(D, L, p):
     try:
-        p += 1; ev = _D_ListOfRootCertificateIDs_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_RootCertificateID = []
         n = 0
         while ev == 1:
@@ -1839,19 +1722,20 @@ def _d_ListOfRootCertificateIDs(D, L, p):
             f_RootCertificateID.append(x)
             n += 1
             if n < 20:
-                p += 2; ev = _D_ListOfRootCertificateIDs_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_ListOfRootCertificateIDs_1[_x & 3]
             else:
-                p += 1; ev = _D_ListOfRootCertificateIDs_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ListOfRootCertificateIDs(RootCertificateID=f_RootCertificateID), p
+        return _mk_ListOfRootCertificateIDs(f_RootCertificateID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ListOfRootCertificateIDs') from None
 
 _E_ListOfRootCertificateIDs_0 = (None, (1, 2), (0, 1))
-_D_ListOfRootCertificateIDs_0 = (1, -1)
 _D_ListOfRootCertificateIDs_1 = (1, 0, -1, -2)
-_D_ListOfRootCertificateIDs_2 = (0, -1)
 
 
 # --- documents and fragments ----------------------------------------------
@@ -1875,8 +1759,8 @@ def _ds_0(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -1901,8 +1785,8 @@ def _ds_1(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -1918,12 +1802,12 @@ def _es_2(v, a):
 
 def _ds_2(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 16)
         if x > 65535: raise _out_of_range(x, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -1939,12 +1823,12 @@ def _es_3(v, a):
 
 def _ds_3(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 64)
         if x > 18446744073709551615: raise _out_of_range(x, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -1959,11 +1843,9 @@ def _es_4(v, a):
 
 def _ds_4(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; x = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 5: raise _bad_event(-1, p)
+        x = ((_x >> 1) & 1) == 1
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -1979,12 +1861,12 @@ def _es_5(v, a):
 
 def _ds_5(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, 15)
         if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2000,12 +1882,12 @@ def _es_6(v, a):
 
 def _ds_6(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 32)
         if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2020,13 +1902,11 @@ def _es_7(v, a):
 
 def _ds_7(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 5: raise _bad_enum(_i, 5, p)
-        x = _EV_cpStatusType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 5; _x = (D >> (L - p)) & 31
+        if _x & 17: raise _bad_event(-1, p)
+        x = (_x >> 1) & 7
+        if x >= 5: raise _bad_enum(x, 5, p)
+        x = _EV_cpStatusType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2041,12 +1921,9 @@ def _es_8(v, a):
 
 def _ds_8(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        x = _EV_electricalChargingDeviceStatusType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = _EV_electricalChargingDeviceStatusType[(_x >> 1) & 3]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2061,13 +1938,11 @@ def _es_9(v, a):
 
 def _ds_9(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 4; _i = (D >> (L - p)) & 15
-        if _i >= 10: raise _bad_enum(_i, 10, p)
-        x = _EV_errorCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 6; _x = (D >> (L - p)) & 63
+        if _x & 33: raise _bad_event(-1, p)
+        x = (_x >> 1) & 15
+        if x >= 10: raise _bad_enum(x, 10, p)
+        x = _EV_errorCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2082,12 +1957,9 @@ def _es_10(v, a):
 
 def _ds_10(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        x = _EV_isolationStatusType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = _EV_isolationStatusType[(_x >> 1) & 3]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2102,13 +1974,11 @@ def _es_11(v, a):
 
 def _ds_11(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        x = _EV_mechanicalChargingDeviceStatusType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = (_x >> 1) & 3
+        if x >= 3: raise _bad_enum(x, 3, p)
+        x = _EV_mechanicalChargingDeviceStatusType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2123,13 +1993,11 @@ def _es_12(v, a):
 
 def _ds_12(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 6: raise _bad_enum(_i, 6, p)
-        x = _EV_evseNotificationType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 5; _x = (D >> (L - p)) & 31
+        if _x & 17: raise _bad_event(-1, p)
+        x = (_x >> 1) & 7
+        if x >= 6: raise _bad_enum(x, 6, p)
+        x = _EV_evseNotificationType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2144,13 +2012,11 @@ def _es_13(v, a):
 
 def _ds_13(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        x = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = (_x >> 1) & 3
+        if x >= 3: raise _bad_enum(x, 3, p)
+        x = _EV_processingType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2166,12 +2032,10 @@ def _es_14(v, a):
 
 def _ds_14(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 7; x = ((D >> (L - p)) & 127)
+        p += 9; _x = (D >> (L - p)) & 511
+        if _x & 257: raise _bad_event(-1, p)
+        x = (_x >> 1) & 127
         if x > 100: raise _out_of_range(x, 0, 100, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2196,8 +2060,8 @@ def _ds_15(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2213,11 +2077,9 @@ def _es_16(v, a):
 
 def _ds_16(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; x = ((D >> (L - p)) & 255) - 128
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _bad_event(-1, p)
+        x = ((_x >> 1) & 255) - 128
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2232,11 +2094,11 @@ def _es_17(v, a):
 
 def _ds_17(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2261,8 +2123,8 @@ def _ds_18(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, 32)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2287,8 +2149,8 @@ def _ds_19(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, 64)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2313,8 +2175,8 @@ def _ds_20(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2329,13 +2191,11 @@ def _es_21(v, a):
 
 def _ds_21(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        x = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 8; _x = (D >> (L - p)) & 255
+        if _x & 129: raise _bad_event(-1, p)
+        x = (_x >> 1) & 63
+        if x >= 40: raise _bad_enum(x, 40, p)
+        x = _EV_responseCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2350,11 +2210,11 @@ def _es_22(v, a):
 
 def _ds_22(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_bin(D, L, p, 8, 8)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2370,12 +2230,12 @@ def _es_23(v, a):
 
 def _ds_23(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 32)
         if x < 1 or x > 4294967295: raise _out_of_range(x, 1, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2390,11 +2250,11 @@ def _es_24(v, a):
 
 def _ds_24(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None

@@ -1793,6 +1793,11 @@ _EV_evseCheckOutStatusType = tuple(evseCheckOutStatusType)
 _EI_evseCheckOutStatusType = {m.value: i for i, m in enumerate(_EV_evseCheckOutStatusType)}
 
 
+def _mk_SessionSetupReq(Header, EVCCID, _n=object.__new__, _c=SessionSetupReq, _s0=SessionSetupReq.Header.__set__, _s1=SessionSetupReq.EVCCID.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, EVCCID)
+    return o
+
+
 def _e_SessionSetupReq(o, a):
     v = o.Header
     if v is None: raise _missing('SessionSetupReq.Header')
@@ -1813,11 +1818,13 @@ def _e_SessionSetupReq(o, a):
 
 def _d_SessionSetupReq(D, L, p):
     try:
-        p += 1; ev = _D_SessionSetupReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_SessionSetupReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -1825,17 +1832,19 @@ def _d_SessionSetupReq(D, L, p):
             f_EVCCID = ''
         else:
             f_EVCCID, p = _r_str(D, L, p, 0, 255)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_SessionSetupReq_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return SessionSetupReq(Header=f_Header, EVCCID=f_EVCCID), p
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_SessionSetupReq(f_Header, f_EVCCID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionSetupReq') from None
 
-_D_SessionSetupReq_0 = (1, -1)
-_D_SessionSetupReq_1 = (2, -1)
-_D_SessionSetupReq_2 = (0, -1)
+
+def _mk_V2GRequest(Header, _n=object.__new__, _c=V2GRequest, _s0=V2GRequest.Header.__set__):
+    o = _n(_c); _s0(o, Header)
+    return o
 
 
 def _e_V2GRequest(o, a):
@@ -1849,17 +1858,21 @@ def _e_V2GRequest(o, a):
 
 def _d_V2GRequest(D, L, p):
     try:
-        p += 1; ev = _D_V2GRequest_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_V2GRequest_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return V2GRequest(Header=f_Header), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_V2GRequest(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GRequest') from None
 
-_D_V2GRequest_0 = (1, -1)
-_D_V2GRequest_1 = (0, -1)
+
+def _mk_V2GMessage(Header, _n=object.__new__, _c=V2GMessage, _s0=V2GMessage.Header.__set__):
+    o = _n(_c); _s0(o, Header)
+    return o
 
 
 def _e_V2GMessage(o, a):
@@ -1873,17 +1886,21 @@ def _e_V2GMessage(o, a):
 
 def _d_V2GMessage(D, L, p):
     try:
-        p += 1; ev = _D_V2GMessage_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_V2GMessage_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return V2GMessage(Header=f_Header), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_V2GMessage(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GMessage') from None
 
-_D_V2GMessage_0 = (1, -1)
-_D_V2GMessage_1 = (0, -1)
+
+def _mk_MessageHeader(SessionID, TimeStamp, Signature, _n=object.__new__, _c=MessageHeader, _s0=MessageHeader.SessionID.__set__, _s1=MessageHeader.TimeStamp.__set__, _s2=MessageHeader.Signature.__set__):
+    o = _n(_c); _s0(o, SessionID); _s1(o, TimeStamp); _s2(o, Signature)
+    return o
 
 
 def _e_MessageHeader(o, a):
@@ -1914,37 +1931,37 @@ def _e_MessageHeader(o, a):
 
 def _d_MessageHeader(D, L, p):
     try:
-        p += 1; ev = _D_MessageHeader_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_SessionID, p = _r_bin(D, L, p, 8, 8)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_MessageHeader_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_TimeStamp, p = _r_uint(D, L, p, 64)
         if f_TimeStamp > 18446744073709551615: raise _out_of_range(f_TimeStamp, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_MessageHeader_2[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_MessageHeader_2[_x & 3]
         if ev == 3:
             f_Signature, p = _d_Signature(D, L, p)
-            p += 1; ev = _D_MessageHeader_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Signature = None
         if ev != 0: raise _bad_event(ev, p)
-        return MessageHeader(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature), p
+        return _mk_MessageHeader(f_SessionID, f_TimeStamp, f_Signature), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MessageHeader') from None
 
 _E_MessageHeader_0 = (None, None, (1, 2), (0, 1))
-_D_MessageHeader_0 = (1, -1)
-_D_MessageHeader_1 = (2, -1)
 _D_MessageHeader_2 = (3, 0, -1, -2)
-_D_MessageHeader_3 = (0, -1)
+
+
+def _mk_SessionSetupRes(Header, ResponseCode, EVSEID, _n=object.__new__, _c=SessionSetupRes, _s0=SessionSetupRes.Header.__set__, _s1=SessionSetupRes.ResponseCode.__set__, _s2=SessionSetupRes.EVSEID.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEID)
+    return o
 
 
 def _e_SessionSetupRes(o, a):
@@ -1972,20 +1989,17 @@ def _e_SessionSetupRes(o, a):
 
 def _d_SessionSetupRes(D, L, p):
     try:
-        p += 1; ev = _D_SessionSetupRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_SessionSetupRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_SessionSetupRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 2
+        ev = 3
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -1993,18 +2007,19 @@ def _d_SessionSetupRes(D, L, p):
             f_EVSEID = ''
         else:
             f_EVSEID, p = _r_str(D, L, p, 0, 255)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_SessionSetupRes_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return SessionSetupRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEID=f_EVSEID), p
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_SessionSetupRes(f_Header, f_ResponseCode, f_EVSEID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionSetupRes') from None
 
-_D_SessionSetupRes_0 = (1, -1)
-_D_SessionSetupRes_1 = (2, -1)
-_D_SessionSetupRes_2 = (3, -1)
-_D_SessionSetupRes_3 = (0, -1)
+
+def _mk_V2GResponse(Header, ResponseCode, _n=object.__new__, _c=V2GResponse, _s0=V2GResponse.Header.__set__, _s1=V2GResponse.ResponseCode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode)
+    return o
 
 
 def _e_V2GResponse(o, a):
@@ -2023,27 +2038,25 @@ def _e_V2GResponse(o, a):
 
 def _d_V2GResponse(D, L, p):
     try:
-        p += 1; ev = _D_V2GResponse_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_V2GResponse_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_V2GResponse_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return V2GResponse(Header=f_Header, ResponseCode=f_ResponseCode), p
+        ev = 2
+        ev = 0
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        return _mk_V2GResponse(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GResponse') from None
 
-_D_V2GResponse_0 = (1, -1)
-_D_V2GResponse_1 = (2, -1)
-_D_V2GResponse_2 = (0, -1)
+
+def _mk_AuthorizationSetupReq(Header, _n=object.__new__, _c=AuthorizationSetupReq, _s0=AuthorizationSetupReq.Header.__set__):
+    o = _n(_c); _s0(o, Header)
+    return o
 
 
 def _e_AuthorizationSetupReq(o, a):
@@ -2057,17 +2070,21 @@ def _e_AuthorizationSetupReq(o, a):
 
 def _d_AuthorizationSetupReq(D, L, p):
     try:
-        p += 1; ev = _D_AuthorizationSetupReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_AuthorizationSetupReq_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return AuthorizationSetupReq(Header=f_Header), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_AuthorizationSetupReq(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AuthorizationSetupReq') from None
 
-_D_AuthorizationSetupReq_0 = (1, -1)
-_D_AuthorizationSetupReq_1 = (0, -1)
+
+def _mk_AuthorizationSetupRes(Header, ResponseCode, AuthorizationServices, CertificateInstallationService, EIM_ASResAuthorizationMode, PnC_ASResAuthorizationMode, _n=object.__new__, _c=AuthorizationSetupRes, _s0=AuthorizationSetupRes.Header.__set__, _s1=AuthorizationSetupRes.ResponseCode.__set__, _s2=AuthorizationSetupRes.AuthorizationServices.__set__, _s3=AuthorizationSetupRes.CertificateInstallationService.__set__, _s4=AuthorizationSetupRes.EIM_ASResAuthorizationMode.__set__, _s5=AuthorizationSetupRes.PnC_ASResAuthorizationMode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, AuthorizationServices); _s3(o, CertificateInstallationService); _s4(o, EIM_ASResAuthorizationMode); _s5(o, PnC_ASResAuthorizationMode)
+    return o
 
 
 def _e_AuthorizationSetupRes(o, a):
@@ -2120,65 +2137,65 @@ def _e_AuthorizationSetupRes(o, a):
 
 def _d_AuthorizationSetupRes(D, L, p):
     try:
-        p += 1; ev = _D_AuthorizationSetupRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_AuthorizationSetupRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_AuthorizationSetupRes_2[(D >> (L - p)) & 1]
+        ev = 2
+        ev = 3
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_AuthorizationServices = []
         n = 0
         while ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; _i = (D >> (L - p)) & 1
-            x = _EV_authorizationType[_i]
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 3; _x = (D >> (L - p)) & 7
+            if _x & 5: raise _bad_event(-1, p)
+            x = _EV_authorizationType[(_x >> 1) & 1]
             f_AuthorizationServices.append(x)
             n += 1
             if n < 2:
-                p += 2; ev = _D_AuthorizationSetupRes_3[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_AuthorizationSetupRes_3[_x & 3]
             else:
-                p += 1; ev = _D_AuthorizationSetupRes_4[(D >> (L - p)) & 1]
+                ev = 4
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 4: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_CertificateInstallationService = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_AuthorizationSetupRes_5[(D >> (L - p)) & 3]
+        p += 5; _x = (D >> (L - p)) & 31
+        if _x & 20: raise _bad_event(-1, p)
+        f_CertificateInstallationService = ((_x >> 3) & 1) == 1
+        ev = _D_AuthorizationSetupRes_5[_x & 3]
         f_EIM_ASResAuthorizationMode = None
         f_PnC_ASResAuthorizationMode = None
         if ev == 5:
             f_EIM_ASResAuthorizationMode, p = _d_EIM_ASResAuthorizationMode(D, L, p)
-            p += 1; ev = _D_AuthorizationSetupRes_6[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 6:
             f_PnC_ASResAuthorizationMode, p = _d_PnC_ASResAuthorizationMode(D, L, p)
-            p += 1; ev = _D_AuthorizationSetupRes_6[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return AuthorizationSetupRes(Header=f_Header, ResponseCode=f_ResponseCode, AuthorizationServices=f_AuthorizationServices, CertificateInstallationService=f_CertificateInstallationService, EIM_ASResAuthorizationMode=f_EIM_ASResAuthorizationMode, PnC_ASResAuthorizationMode=f_PnC_ASResAuthorizationMode), p
+        return _mk_AuthorizationSetupRes(f_Header, f_ResponseCode, f_AuthorizationServices, f_CertificateInstallationService, f_EIM_ASResAuthorizationMode, f_PnC_ASResAuthorizationMode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AuthorizationSetupRes') from None
 
 _E_AuthorizationSetupRes_4 = (None, None, None, (1, 2), (0, 1), None, None)
-_D_AuthorizationSetupRes_0 = (1, -1)
-_D_AuthorizationSetupRes_1 = (2, -1)
-_D_AuthorizationSetupRes_2 = (3, -1)
 _D_AuthorizationSetupRes_3 = (3, 4, -1, -2)
-_D_AuthorizationSetupRes_4 = (4, -1)
 _D_AuthorizationSetupRes_5 = (5, 6, -1, -2)
-_D_AuthorizationSetupRes_6 = (0, -1)
+
+
+def _mk_EIM_ASResAuthorizationMode(_n=object.__new__, _c=EIM_ASResAuthorizationMode):
+    o = _n(_c)
+    return o
 
 
 def _e_EIM_ASResAuthorizationMode(o, a):
@@ -2188,13 +2205,17 @@ def _e_EIM_ASResAuthorizationMode(o, a):
 
 def _d_EIM_ASResAuthorizationMode(D, L, p):
     try:
-        p += 1; ev = _D_EIM_ASResAuthorizationMode_0[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return EIM_ASResAuthorizationMode(), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_EIM_ASResAuthorizationMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EIM_ASResAuthorizationMode') from None
 
-_D_EIM_ASResAuthorizationMode_0 = (0, -1)
+
+def _mk_PnC_ASResAuthorizationMode(GenChallenge, SupportedProviders, _n=object.__new__, _c=PnC_ASResAuthorizationMode, _s0=PnC_ASResAuthorizationMode.GenChallenge.__set__, _s1=PnC_ASResAuthorizationMode.SupportedProviders.__set__):
+    o = _n(_c); _s0(o, GenChallenge); _s1(o, SupportedProviders)
+    return o
 
 
 def _e_PnC_ASResAuthorizationMode(o, a):
@@ -2218,28 +2239,32 @@ def _e_PnC_ASResAuthorizationMode(o, a):
 
 def _d_PnC_ASResAuthorizationMode(D, L, p):
     try:
-        p += 1; ev = _D_PnC_ASResAuthorizationMode_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_GenChallenge, p = _r_bin(D, L, p, 16, 16)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_PnC_ASResAuthorizationMode_1[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_PnC_ASResAuthorizationMode_1[_x & 3]
         if ev == 2:
             f_SupportedProviders, p = _d_SupportedProvidersList(D, L, p)
-            p += 1; ev = _D_PnC_ASResAuthorizationMode_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_SupportedProviders = None
         if ev != 0: raise _bad_event(ev, p)
-        return PnC_ASResAuthorizationMode(GenChallenge=f_GenChallenge, SupportedProviders=f_SupportedProviders), p
+        return _mk_PnC_ASResAuthorizationMode(f_GenChallenge, f_SupportedProviders), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PnC_ASResAuthorizationMode') from None
 
 _E_PnC_ASResAuthorizationMode_0 = (None, (1, 2), (0, 1))
-_D_PnC_ASResAuthorizationMode_0 = (1, -1)
 _D_PnC_ASResAuthorizationMode_1 = (2, 0, -1, -2)
-_D_PnC_ASResAuthorizationMode_2 = (0, -1)
+
+
+def _mk_SupportedProvidersList(ProviderID, _n=object.__new__, _c=SupportedProvidersList, _s0=SupportedProvidersList.ProviderID.__set__):
+    o = _n(_c); _s0(o, ProviderID)
+    return o
 
 
 def _e_SupportedProvidersList(o, a):
@@ -2272,7 +2297,9 @@ def _e_SupportedProvidersList(o, a):
 
 def _d_SupportedProvidersList(D, L, p):
     try:
-        p += 1; ev = _D_SupportedProvidersList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_ProviderID = []
         n = 0
         while ev == 1:
@@ -2283,24 +2310,30 @@ def _d_SupportedProvidersList(D, L, p):
                 x = ''
             else:
                 x, p = _r_str(D, L, p, 0, 80)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             f_ProviderID.append(x)
             n += 1
             if n < 128:
-                p += 2; ev = _D_SupportedProvidersList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_SupportedProvidersList_1[_x & 3]
             else:
-                p += 1; ev = _D_SupportedProvidersList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return SupportedProvidersList(ProviderID=f_ProviderID), p
+        return _mk_SupportedProvidersList(f_ProviderID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SupportedProvidersList') from None
 
 _E_SupportedProvidersList_0 = (None, (1, 2), (0, 1))
-_D_SupportedProvidersList_0 = (1, -1)
 _D_SupportedProvidersList_1 = (1, 0, -1, -2)
-_D_SupportedProvidersList_2 = (0, -1)
+
+
+def _mk_AuthorizationReq(Header, SelectedAuthorizationService, EIM_AReqAuthorizationMode, PnC_AReqAuthorizationMode, _n=object.__new__, _c=AuthorizationReq, _s0=AuthorizationReq.Header.__set__, _s1=AuthorizationReq.SelectedAuthorizationService.__set__, _s2=AuthorizationReq.EIM_AReqAuthorizationMode.__set__, _s3=AuthorizationReq.PnC_AReqAuthorizationMode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, SelectedAuthorizationService); _s2(o, EIM_AReqAuthorizationMode); _s3(o, PnC_AReqAuthorizationMode)
+    return o
 
 
 def _e_AuthorizationReq(o, a):
@@ -2327,37 +2360,40 @@ def _e_AuthorizationReq(o, a):
 
 def _d_AuthorizationReq(D, L, p):
     try:
-        p += 1; ev = _D_AuthorizationReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_AuthorizationReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; _i = (D >> (L - p)) & 1
-        f_SelectedAuthorizationService = _EV_authorizationType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_AuthorizationReq_2[(D >> (L - p)) & 3]
+        ev = 2
+        p += 6; _x = (D >> (L - p)) & 63
+        if _x & 52: raise _bad_event(-1, p)
+        f_SelectedAuthorizationService = _EV_authorizationType[(_x >> 3) & 1]
+        ev = _D_AuthorizationReq_2[_x & 3]
         f_EIM_AReqAuthorizationMode = None
         f_PnC_AReqAuthorizationMode = None
         if ev == 3:
             f_EIM_AReqAuthorizationMode, p = _d_EIM_AReqAuthorizationMode(D, L, p)
-            p += 1; ev = _D_AuthorizationReq_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 4:
             f_PnC_AReqAuthorizationMode, p = _d_PnC_AReqAuthorizationMode(D, L, p)
-            p += 1; ev = _D_AuthorizationReq_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return AuthorizationReq(Header=f_Header, SelectedAuthorizationService=f_SelectedAuthorizationService, EIM_AReqAuthorizationMode=f_EIM_AReqAuthorizationMode, PnC_AReqAuthorizationMode=f_PnC_AReqAuthorizationMode), p
+        return _mk_AuthorizationReq(f_Header, f_SelectedAuthorizationService, f_EIM_AReqAuthorizationMode, f_PnC_AReqAuthorizationMode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AuthorizationReq') from None
 
-_D_AuthorizationReq_0 = (1, -1)
-_D_AuthorizationReq_1 = (2, -1)
 _D_AuthorizationReq_2 = (3, 4, -1, -2)
-_D_AuthorizationReq_3 = (0, -1)
+
+
+def _mk_EIM_AReqAuthorizationMode(_n=object.__new__, _c=EIM_AReqAuthorizationMode):
+    o = _n(_c)
+    return o
 
 
 def _e_EIM_AReqAuthorizationMode(o, a):
@@ -2367,13 +2403,17 @@ def _e_EIM_AReqAuthorizationMode(o, a):
 
 def _d_EIM_AReqAuthorizationMode(D, L, p):
     try:
-        p += 1; ev = _D_EIM_AReqAuthorizationMode_0[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return EIM_AReqAuthorizationMode(), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_EIM_AReqAuthorizationMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EIM_AReqAuthorizationMode') from None
 
-_D_EIM_AReqAuthorizationMode_0 = (0, -1)
+
+def _mk_PnC_AReqAuthorizationMode(Id, GenChallenge, ContractCertificateChain, _n=object.__new__, _c=PnC_AReqAuthorizationMode, _s0=PnC_AReqAuthorizationMode.Id.__set__, _s1=PnC_AReqAuthorizationMode.GenChallenge.__set__, _s2=PnC_AReqAuthorizationMode.ContractCertificateChain.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, GenChallenge); _s2(o, ContractCertificateChain)
+    return o
 
 
 def _e_PnC_AReqAuthorizationMode(o, a):
@@ -2396,29 +2436,29 @@ def _e_PnC_AReqAuthorizationMode(o, a):
 
 def _d_PnC_AReqAuthorizationMode(D, L, p):
     try:
-        p += 1; ev = _D_PnC_AReqAuthorizationMode_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Id, p = _r_str(D, L, p, 0, None)
-        p += 1; ev = _D_PnC_AReqAuthorizationMode_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_GenChallenge, p = _r_bin(D, L, p, 16, 16)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PnC_AReqAuthorizationMode_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ContractCertificateChain, p = _d_ContractCertificateChain(D, L, p)
-        p += 1; ev = _D_PnC_AReqAuthorizationMode_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return PnC_AReqAuthorizationMode(Id=f_Id, GenChallenge=f_GenChallenge, ContractCertificateChain=f_ContractCertificateChain), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_PnC_AReqAuthorizationMode(f_Id, f_GenChallenge, f_ContractCertificateChain), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PnC_AReqAuthorizationMode') from None
 
-_D_PnC_AReqAuthorizationMode_0 = (1, -1)
-_D_PnC_AReqAuthorizationMode_1 = (2, -1)
-_D_PnC_AReqAuthorizationMode_2 = (3, -1)
-_D_PnC_AReqAuthorizationMode_3 = (0, -1)
+
+def _mk_ContractCertificateChain(Certificate, SubCertificates, _n=object.__new__, _c=ContractCertificateChain, _s0=ContractCertificateChain.Certificate.__set__, _s1=ContractCertificateChain.SubCertificates.__set__):
+    o = _n(_c); _s0(o, Certificate); _s1(o, SubCertificates)
+    return o
 
 
 def _e_ContractCertificateChain(o, a):
@@ -2441,8 +2481,9 @@ def _e_ContractCertificateChain(o, a):
 
 def _d_ContractCertificateChain(D, L, p):
     try:
-        p += 1; ev = _D_ContractCertificateChain_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -2450,20 +2491,23 @@ def _d_ContractCertificateChain(D, L, p):
             f_Certificate = b''
         else:
             f_Certificate, p = _r_bin(D, L, p, 0, 1600)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ContractCertificateChain_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_SubCertificates, p = _d_SubCertificates(D, L, p)
-        p += 1; ev = _D_ContractCertificateChain_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ContractCertificateChain(Certificate=f_Certificate, SubCertificates=f_SubCertificates), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_ContractCertificateChain(f_Certificate, f_SubCertificates), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ContractCertificateChain') from None
 
-_D_ContractCertificateChain_0 = (1, -1)
-_D_ContractCertificateChain_1 = (2, -1)
-_D_ContractCertificateChain_2 = (0, -1)
+
+def _mk_SubCertificates(Certificate, _n=object.__new__, _c=SubCertificates, _s0=SubCertificates.Certificate.__set__):
+    o = _n(_c); _s0(o, Certificate)
+    return o
 
 
 def _e_SubCertificates(o, a):
@@ -2496,7 +2540,9 @@ def _e_SubCertificates(o, a):
 
 def _d_SubCertificates(D, L, p):
     try:
-        p += 1; ev = _D_SubCertificates_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Certificate = []
         n = 0
         while ev == 1:
@@ -2507,24 +2553,30 @@ def _d_SubCertificates(D, L, p):
                 x = b''
             else:
                 x, p = _r_bin(D, L, p, 0, 1600)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             f_Certificate.append(x)
             n += 1
             if n < 3:
-                p += 2; ev = _D_SubCertificates_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_SubCertificates_1[_x & 3]
             else:
-                p += 1; ev = _D_SubCertificates_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return SubCertificates(Certificate=f_Certificate), p
+        return _mk_SubCertificates(f_Certificate), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SubCertificates') from None
 
 _E_SubCertificates_0 = (None, (1, 2), (0, 1))
-_D_SubCertificates_0 = (1, -1)
 _D_SubCertificates_1 = (1, 0, -1, -2)
-_D_SubCertificates_2 = (0, -1)
+
+
+def _mk_AuthorizationRes(Header, ResponseCode, EVSEProcessing, _n=object.__new__, _c=AuthorizationRes, _s0=AuthorizationRes.Header.__set__, _s1=AuthorizationRes.ResponseCode.__set__, _s2=AuthorizationRes.EVSEProcessing.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEProcessing)
+    return o
 
 
 def _e_AuthorizationRes(o, a):
@@ -2548,37 +2600,29 @@ def _e_AuthorizationRes(o, a):
 
 def _d_AuthorizationRes(D, L, p):
     try:
-        p += 1; ev = _D_AuthorizationRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_AuthorizationRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_AuthorizationRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVSEProcessing = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_AuthorizationRes_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return AuthorizationRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing), p
+        ev = 2
+        ev = 3
+        ev = 0
+        p += 15; _x = (D >> (L - p)) & 32767
+        if _x & 24691: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 7) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        f_EVSEProcessing = (_x >> 2) & 3
+        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        f_EVSEProcessing = _EV_processingType[f_EVSEProcessing]
+        return _mk_AuthorizationRes(f_Header, f_ResponseCode, f_EVSEProcessing), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AuthorizationRes') from None
 
-_D_AuthorizationRes_0 = (1, -1)
-_D_AuthorizationRes_1 = (2, -1)
-_D_AuthorizationRes_2 = (3, -1)
-_D_AuthorizationRes_3 = (0, -1)
+
+def _mk_ServiceDiscoveryReq(Header, SupportedServiceIDs, _n=object.__new__, _c=ServiceDiscoveryReq, _s0=ServiceDiscoveryReq.Header.__set__, _s1=ServiceDiscoveryReq.SupportedServiceIDs.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, SupportedServiceIDs)
+    return o
 
 
 def _e_ServiceDiscoveryReq(o, a):
@@ -2601,24 +2645,31 @@ def _e_ServiceDiscoveryReq(o, a):
 
 def _d_ServiceDiscoveryReq(D, L, p):
     try:
-        p += 1; ev = _D_ServiceDiscoveryReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 2; ev = _D_ServiceDiscoveryReq_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_ServiceDiscoveryReq_1[_x & 3]
         if ev == 2:
             f_SupportedServiceIDs, p = _d_ServiceIDList(D, L, p)
-            p += 1; ev = _D_ServiceDiscoveryReq_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_SupportedServiceIDs = None
         if ev != 0: raise _bad_event(ev, p)
-        return ServiceDiscoveryReq(Header=f_Header, SupportedServiceIDs=f_SupportedServiceIDs), p
+        return _mk_ServiceDiscoveryReq(f_Header, f_SupportedServiceIDs), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceDiscoveryReq') from None
 
 _E_ServiceDiscoveryReq_0 = (None, (1, 2), (0, 1))
-_D_ServiceDiscoveryReq_0 = (1, -1)
 _D_ServiceDiscoveryReq_1 = (2, 0, -1, -2)
-_D_ServiceDiscoveryReq_2 = (0, -1)
+
+
+def _mk_ServiceIDList(ServiceID, _n=object.__new__, _c=ServiceIDList, _s0=ServiceIDList.ServiceID.__set__):
+    o = _n(_c); _s0(o, ServiceID)
+    return o
 
 
 def _e_ServiceIDList(o, a):
@@ -2645,32 +2696,40 @@ def _e_ServiceIDList(o, a):
 
 def _d_ServiceIDList(D, L, p):
     try:
-        p += 1; ev = _D_ServiceIDList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_ServiceID = []
         n = 0
         while ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             x, p = _r_uint(D, L, p, 16)
             if x > 65535: raise _out_of_range(x, 0, 65535, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_ServiceID.append(x)
             n += 1
             if n < 16:
-                p += 2; ev = _D_ServiceIDList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_ServiceIDList_1[_x & 3]
             else:
-                p += 1; ev = _D_ServiceIDList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ServiceIDList(ServiceID=f_ServiceID), p
+        return _mk_ServiceIDList(f_ServiceID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceIDList') from None
 
 _E_ServiceIDList_0 = (None, (1, 2), (0, 1))
-_D_ServiceIDList_0 = (1, -1)
 _D_ServiceIDList_1 = (1, 0, -1, -2)
-_D_ServiceIDList_2 = (0, -1)
+
+
+def _mk_ServiceDiscoveryRes(Header, ResponseCode, ServiceRenegotiationSupported, EnergyTransferServiceList, VASList, _n=object.__new__, _c=ServiceDiscoveryRes, _s0=ServiceDiscoveryRes.Header.__set__, _s1=ServiceDiscoveryRes.ResponseCode.__set__, _s2=ServiceDiscoveryRes.ServiceRenegotiationSupported.__set__, _s3=ServiceDiscoveryRes.EnergyTransferServiceList.__set__, _s4=ServiceDiscoveryRes.VASList.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, ServiceRenegotiationSupported); _s3(o, EnergyTransferServiceList); _s4(o, VASList)
+    return o
 
 
 def _e_ServiceDiscoveryRes(o, a):
@@ -2710,46 +2769,41 @@ def _e_ServiceDiscoveryRes(o, a):
 
 def _d_ServiceDiscoveryRes(D, L, p):
     try:
-        p += 1; ev = _D_ServiceDiscoveryRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ServiceDiscoveryRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ServiceDiscoveryRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_ServiceRenegotiationSupported = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ServiceDiscoveryRes_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 2
+        ev = 3
+        ev = 4
+        p += 14; _x = (D >> (L - p)) & 16383
+        if _x & 12347: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 6) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        f_ServiceRenegotiationSupported = ((_x >> 2) & 1) == 1
         f_EnergyTransferServiceList, p = _d_ServiceList(D, L, p)
-        p += 2; ev = _D_ServiceDiscoveryRes_4[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_ServiceDiscoveryRes_4[_x & 3]
         if ev == 5:
             f_VASList, p = _d_ServiceList(D, L, p)
-            p += 1; ev = _D_ServiceDiscoveryRes_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_VASList = None
         if ev != 0: raise _bad_event(ev, p)
-        return ServiceDiscoveryRes(Header=f_Header, ResponseCode=f_ResponseCode, ServiceRenegotiationSupported=f_ServiceRenegotiationSupported, EnergyTransferServiceList=f_EnergyTransferServiceList, VASList=f_VASList), p
+        return _mk_ServiceDiscoveryRes(f_Header, f_ResponseCode, f_ServiceRenegotiationSupported, f_EnergyTransferServiceList, f_VASList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceDiscoveryRes') from None
 
 _E_ServiceDiscoveryRes_0 = (None, None, None, None, (1, 2), (0, 1))
-_D_ServiceDiscoveryRes_0 = (1, -1)
-_D_ServiceDiscoveryRes_1 = (2, -1)
-_D_ServiceDiscoveryRes_2 = (3, -1)
-_D_ServiceDiscoveryRes_3 = (4, -1)
 _D_ServiceDiscoveryRes_4 = (5, 0, -1, -2)
-_D_ServiceDiscoveryRes_5 = (0, -1)
+
+
+def _mk_ServiceList(Service, _n=object.__new__, _c=ServiceList, _s0=ServiceList.Service.__set__):
+    o = _n(_c); _s0(o, Service)
+    return o
 
 
 def _e_ServiceList(o, a):
@@ -2772,7 +2826,9 @@ def _e_ServiceList(o, a):
 
 def _d_ServiceList(D, L, p):
     try:
-        p += 1; ev = _D_ServiceList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Service = []
         n = 0
         while ev == 1:
@@ -2780,19 +2836,25 @@ def _d_ServiceList(D, L, p):
             f_Service.append(x)
             n += 1
             if n < 8:
-                p += 2; ev = _D_ServiceList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_ServiceList_1[_x & 3]
             else:
-                p += 1; ev = _D_ServiceList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ServiceList(Service=f_Service), p
+        return _mk_ServiceList(f_Service), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceList') from None
 
 _E_ServiceList_0 = (None, (1, 2), (0, 1))
-_D_ServiceList_0 = (1, -1)
 _D_ServiceList_1 = (1, 0, -1, -2)
-_D_ServiceList_2 = (0, -1)
+
+
+def _mk_Service(ServiceID, FreeService, _n=object.__new__, _c=Service, _s0=Service.ServiceID.__set__, _s1=Service.FreeService.__set__):
+    o = _n(_c); _s0(o, ServiceID); _s1(o, FreeService)
+    return o
 
 
 def _e_Service(o, a):
@@ -2813,30 +2875,24 @@ def _e_Service(o, a):
 
 def _d_Service(D, L, p):
     try:
-        p += 1; ev = _D_Service_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_Service_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_FreeService = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_Service_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return Service(ServiceID=f_ServiceID, FreeService=f_FreeService), p
+        ev = 2
+        ev = 0
+        p += 6; _x = (D >> (L - p)) & 63
+        if _x & 59: raise _bad_event(-1, p)
+        f_FreeService = ((_x >> 2) & 1) == 1
+        return _mk_Service(f_ServiceID, f_FreeService), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Service') from None
 
-_D_Service_0 = (1, -1)
-_D_Service_1 = (2, -1)
-_D_Service_2 = (0, -1)
+
+def _mk_ServiceDetailReq(Header, ServiceID, _n=object.__new__, _c=ServiceDetailReq, _s0=ServiceDetailReq.Header.__set__, _s1=ServiceDetailReq.ServiceID.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ServiceID)
+    return o
 
 
 def _e_ServiceDetailReq(o, a):
@@ -2856,26 +2912,26 @@ def _e_ServiceDetailReq(o, a):
 
 def _d_ServiceDetailReq(D, L, p):
     try:
-        p += 1; ev = _D_ServiceDetailReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ServiceDetailReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ServiceDetailReq_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ServiceDetailReq(Header=f_Header, ServiceID=f_ServiceID), p
+        ev = 0
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
+        return _mk_ServiceDetailReq(f_Header, f_ServiceID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceDetailReq') from None
 
-_D_ServiceDetailReq_0 = (1, -1)
-_D_ServiceDetailReq_1 = (2, -1)
-_D_ServiceDetailReq_2 = (0, -1)
+
+def _mk_ServiceDetailRes(Header, ResponseCode, ServiceID, ServiceParameterList, _n=object.__new__, _c=ServiceDetailRes, _s0=ServiceDetailRes.Header.__set__, _s1=ServiceDetailRes.ResponseCode.__set__, _s2=ServiceDetailRes.ServiceID.__set__, _s3=ServiceDetailRes.ServiceParameterList.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, ServiceID); _s3(o, ServiceParameterList)
+    return o
 
 
 def _e_ServiceDetailRes(o, a):
@@ -2904,40 +2960,34 @@ def _e_ServiceDetailRes(o, a):
 
 def _d_ServiceDetailRes(D, L, p):
     try:
-        p += 1; ev = _D_ServiceDetailRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ServiceDetailRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ServiceDetailRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 2
+        ev = 3
+        p += 11; _x = (D >> (L - p)) & 2047
+        if _x & 1543: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 3) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ServiceDetailRes_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ServiceParameterList, p = _d_ServiceParameterList(D, L, p)
-        p += 1; ev = _D_ServiceDetailRes_4[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ServiceDetailRes(Header=f_Header, ResponseCode=f_ResponseCode, ServiceID=f_ServiceID, ServiceParameterList=f_ServiceParameterList), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_ServiceDetailRes(f_Header, f_ResponseCode, f_ServiceID, f_ServiceParameterList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceDetailRes') from None
 
-_D_ServiceDetailRes_0 = (1, -1)
-_D_ServiceDetailRes_1 = (2, -1)
-_D_ServiceDetailRes_2 = (3, -1)
-_D_ServiceDetailRes_3 = (4, -1)
-_D_ServiceDetailRes_4 = (0, -1)
+
+def _mk_ServiceParameterList(ParameterSet, _n=object.__new__, _c=ServiceParameterList, _s0=ServiceParameterList.ParameterSet.__set__):
+    o = _n(_c); _s0(o, ParameterSet)
+    return o
 
 
 def _e_ServiceParameterList(o, a):
@@ -2960,7 +3010,9 @@ def _e_ServiceParameterList(o, a):
 
 def _d_ServiceParameterList(D, L, p):
     try:
-        p += 1; ev = _D_ServiceParameterList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_ParameterSet = []
         n = 0
         while ev == 1:
@@ -2968,19 +3020,25 @@ def _d_ServiceParameterList(D, L, p):
             f_ParameterSet.append(x)
             n += 1
             if n < 32:
-                p += 2; ev = _D_ServiceParameterList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_ServiceParameterList_1[_x & 3]
             else:
-                p += 1; ev = _D_ServiceParameterList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ServiceParameterList(ParameterSet=f_ParameterSet), p
+        return _mk_ServiceParameterList(f_ParameterSet), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceParameterList') from None
 
 _E_ServiceParameterList_0 = (None, (1, 2), (0, 1))
-_D_ServiceParameterList_0 = (1, -1)
 _D_ServiceParameterList_1 = (1, 0, -1, -2)
-_D_ServiceParameterList_2 = (0, -1)
+
+
+def _mk_ParameterSet(ParameterSetID, Parameter, _n=object.__new__, _c=ParameterSet, _s0=ParameterSet.ParameterSetID.__set__, _s1=ParameterSet.Parameter.__set__):
+    o = _n(_c); _s0(o, ParameterSetID); _s1(o, Parameter)
+    return o
 
 
 def _e_ParameterSet(o, a):
@@ -3010,15 +3068,14 @@ def _e_ParameterSet(o, a):
 
 def _d_ParameterSet(D, L, p):
     try:
-        p += 1; ev = _D_ParameterSet_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ParameterSetID, p = _r_uint(D, L, p, 16)
         if f_ParameterSetID > 65535: raise _out_of_range(f_ParameterSetID, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ParameterSet_1[(D >> (L - p)) & 1]
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_Parameter = []
         n = 0
         while ev == 2:
@@ -3026,20 +3083,25 @@ def _d_ParameterSet(D, L, p):
             f_Parameter.append(x)
             n += 1
             if n < 32:
-                p += 2; ev = _D_ParameterSet_2[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_ParameterSet_2[_x & 3]
             else:
-                p += 1; ev = _D_ParameterSet_3[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ParameterSet(ParameterSetID=f_ParameterSetID, Parameter=f_Parameter), p
+        return _mk_ParameterSet(f_ParameterSetID, f_Parameter), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ParameterSet') from None
 
 _E_ParameterSet_0 = (None, None, (1, 2), (0, 1))
-_D_ParameterSet_0 = (1, -1)
-_D_ParameterSet_1 = (2, -1)
 _D_ParameterSet_2 = (2, 0, -1, -2)
-_D_ParameterSet_3 = (0, -1)
+
+
+def _mk_Parameter(Name, boolValue, byteValue, shortValue, intValue, rationalNumber, finiteString, _n=object.__new__, _c=Parameter, _s0=Parameter.Name.__set__, _s1=Parameter.boolValue.__set__, _s2=Parameter.byteValue.__set__, _s3=Parameter.shortValue.__set__, _s4=Parameter.intValue.__set__, _s5=Parameter.rationalNumber.__set__, _s6=Parameter.finiteString.__set__):
+    o = _n(_c); _s0(o, Name); _s1(o, boolValue); _s2(o, byteValue); _s3(o, shortValue); _s4(o, intValue); _s5(o, rationalNumber); _s6(o, finiteString)
+    return o
 
 
 def _e_Parameter(o, a):
@@ -3085,10 +3147,12 @@ def _e_Parameter(o, a):
 
 def _d_Parameter(D, L, p):
     try:
-        p += 1; ev = _D_Parameter_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Name, p = _r_str(D, L, p, 0, 80)
-        p += 3; ev = _D_Parameter_1[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_Parameter_1[_x & 7]
         f_boolValue = None
         f_byteValue = None
         f_shortValue = None
@@ -3096,38 +3160,36 @@ def _d_Parameter(D, L, p):
         f_rationalNumber = None
         f_finiteString = None
         if ev == 2:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; f_boolValue = ((D >> (L - p)) & 1) == 1
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Parameter_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 11: raise _bad_event(-1, p)
+            f_boolValue = ((_x >> 2) & 1) == 1
         elif ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 8; f_byteValue = ((D >> (L - p)) & 255) - 128
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Parameter_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1027: raise _bad_event(-1, p)
+            f_byteValue = ((_x >> 2) & 255) - 128
         elif ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_shortValue, p = _r_int(D, L, p, 15)
             if f_shortValue < -32768 or f_shortValue > 32767: raise _out_of_range(f_shortValue, -32768, 32767, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Parameter_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         elif ev == 5:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_intValue, p = _r_int(D, L, p, 31)
             if f_intValue < -2147483648 or f_intValue > 2147483647: raise _out_of_range(f_intValue, -2147483648, 2147483647, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Parameter_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         elif ev == 6:
             f_rationalNumber, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_Parameter_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 7:
             p += 1
             if (D >> (L - p)) & 1:
@@ -3136,19 +3198,24 @@ def _d_Parameter(D, L, p):
                 f_finiteString = ''
             else:
                 f_finiteString, p = _r_str(D, L, p, 0, 80)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Parameter_2[(D >> (L - p)) & 1]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return Parameter(Name=f_Name, boolValue=f_boolValue, byteValue=f_byteValue, shortValue=f_shortValue, intValue=f_intValue, rationalNumber=f_rationalNumber, finiteString=f_finiteString), p
+        return _mk_Parameter(f_Name, f_boolValue, f_byteValue, f_shortValue, f_intValue, f_rationalNumber, f_finiteString), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Parameter') from None
 
-_D_Parameter_0 = (1, -1)
 _D_Parameter_1 = (2, 3, 4, 5, 6, 7, -1, -2)
-_D_Parameter_2 = (0, -1)
+
+
+def _mk_ServiceSelectionReq(Header, SelectedEnergyTransferService, SelectedVASList, _n=object.__new__, _c=ServiceSelectionReq, _s0=ServiceSelectionReq.Header.__set__, _s1=ServiceSelectionReq.SelectedEnergyTransferService.__set__, _s2=ServiceSelectionReq.SelectedVASList.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, SelectedEnergyTransferService); _s2(o, SelectedVASList)
+    return o
 
 
 def _e_ServiceSelectionReq(o, a):
@@ -3176,28 +3243,35 @@ def _e_ServiceSelectionReq(o, a):
 
 def _d_ServiceSelectionReq(D, L, p):
     try:
-        p += 1; ev = _D_ServiceSelectionReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ServiceSelectionReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_SelectedEnergyTransferService, p = _d_SelectedService(D, L, p)
-        p += 2; ev = _D_ServiceSelectionReq_2[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_ServiceSelectionReq_2[_x & 3]
         if ev == 3:
             f_SelectedVASList, p = _d_SelectedServiceList(D, L, p)
-            p += 1; ev = _D_ServiceSelectionReq_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_SelectedVASList = None
         if ev != 0: raise _bad_event(ev, p)
-        return ServiceSelectionReq(Header=f_Header, SelectedEnergyTransferService=f_SelectedEnergyTransferService, SelectedVASList=f_SelectedVASList), p
+        return _mk_ServiceSelectionReq(f_Header, f_SelectedEnergyTransferService, f_SelectedVASList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceSelectionReq') from None
 
 _E_ServiceSelectionReq_0 = (None, None, (1, 2), (0, 1))
-_D_ServiceSelectionReq_0 = (1, -1)
-_D_ServiceSelectionReq_1 = (2, -1)
 _D_ServiceSelectionReq_2 = (3, 0, -1, -2)
-_D_ServiceSelectionReq_3 = (0, -1)
+
+
+def _mk_SelectedService(ServiceID, ParameterSetID, _n=object.__new__, _c=SelectedService, _s0=SelectedService.ServiceID.__set__, _s1=SelectedService.ParameterSetID.__set__):
+    o = _n(_c); _s0(o, ServiceID); _s1(o, ParameterSetID)
+    return o
 
 
 def _e_SelectedService(o, a):
@@ -3219,31 +3293,27 @@ def _e_SelectedService(o, a):
 
 def _d_SelectedService(D, L, p):
     try:
-        p += 1; ev = _D_SelectedService_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_SelectedService_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_ParameterSetID, p = _r_uint(D, L, p, 16)
         if f_ParameterSetID > 65535: raise _out_of_range(f_ParameterSetID, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_SelectedService_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return SelectedService(ServiceID=f_ServiceID, ParameterSetID=f_ParameterSetID), p
+        ev = 0
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
+        return _mk_SelectedService(f_ServiceID, f_ParameterSetID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SelectedService') from None
 
-_D_SelectedService_0 = (1, -1)
-_D_SelectedService_1 = (2, -1)
-_D_SelectedService_2 = (0, -1)
+
+def _mk_SelectedServiceList(SelectedService, _n=object.__new__, _c=SelectedServiceList, _s0=SelectedServiceList.SelectedService.__set__):
+    o = _n(_c); _s0(o, SelectedService)
+    return o
 
 
 def _e_SelectedServiceList(o, a):
@@ -3266,7 +3336,9 @@ def _e_SelectedServiceList(o, a):
 
 def _d_SelectedServiceList(D, L, p):
     try:
-        p += 1; ev = _D_SelectedServiceList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_SelectedService = []
         n = 0
         while ev == 1:
@@ -3274,19 +3346,25 @@ def _d_SelectedServiceList(D, L, p):
             f_SelectedService.append(x)
             n += 1
             if n < 16:
-                p += 2; ev = _D_SelectedServiceList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_SelectedServiceList_1[_x & 3]
             else:
-                p += 1; ev = _D_SelectedServiceList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return SelectedServiceList(SelectedService=f_SelectedService), p
+        return _mk_SelectedServiceList(f_SelectedService), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SelectedServiceList') from None
 
 _E_SelectedServiceList_0 = (None, (1, 2), (0, 1))
-_D_SelectedServiceList_0 = (1, -1)
 _D_SelectedServiceList_1 = (1, 0, -1, -2)
-_D_SelectedServiceList_2 = (0, -1)
+
+
+def _mk_ServiceSelectionRes(Header, ResponseCode, _n=object.__new__, _c=ServiceSelectionRes, _s0=ServiceSelectionRes.Header.__set__, _s1=ServiceSelectionRes.ResponseCode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode)
+    return o
 
 
 def _e_ServiceSelectionRes(o, a):
@@ -3305,27 +3383,25 @@ def _e_ServiceSelectionRes(o, a):
 
 def _d_ServiceSelectionRes(D, L, p):
     try:
-        p += 1; ev = _D_ServiceSelectionRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ServiceSelectionRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ServiceSelectionRes_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ServiceSelectionRes(Header=f_Header, ResponseCode=f_ResponseCode), p
+        ev = 2
+        ev = 0
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        return _mk_ServiceSelectionRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceSelectionRes') from None
 
-_D_ServiceSelectionRes_0 = (1, -1)
-_D_ServiceSelectionRes_1 = (2, -1)
-_D_ServiceSelectionRes_2 = (0, -1)
+
+def _mk_ScheduleExchangeReq(Header, MaximumSupportingPoints, Dynamic_SEReqControlMode, Scheduled_SEReqControlMode, _n=object.__new__, _c=ScheduleExchangeReq, _s0=ScheduleExchangeReq.Header.__set__, _s1=ScheduleExchangeReq.MaximumSupportingPoints.__set__, _s2=ScheduleExchangeReq.Dynamic_SEReqControlMode.__set__, _s3=ScheduleExchangeReq.Scheduled_SEReqControlMode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, MaximumSupportingPoints); _s2(o, Dynamic_SEReqControlMode); _s3(o, Scheduled_SEReqControlMode)
+    return o
 
 
 def _e_ScheduleExchangeReq(o, a):
@@ -3353,37 +3429,41 @@ def _e_ScheduleExchangeReq(o, a):
 
 def _d_ScheduleExchangeReq(D, L, p):
     try:
-        p += 1; ev = _D_ScheduleExchangeReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ScheduleExchangeReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 10; f_MaximumSupportingPoints = ((D >> (L - p)) & 1023) + 12
+        ev = 2
+        p += 15; _x = (D >> (L - p)) & 32767
+        if _x & 24580: raise _bad_event(-1, p)
+        f_MaximumSupportingPoints = ((_x >> 3) & 1023) + 12
         if f_MaximumSupportingPoints > 1024: raise _out_of_range(f_MaximumSupportingPoints, 12, 1024, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_ScheduleExchangeReq_2[(D >> (L - p)) & 3]
+        ev = _D_ScheduleExchangeReq_2[_x & 3]
         f_Dynamic_SEReqControlMode = None
         f_Scheduled_SEReqControlMode = None
         if ev == 3:
             f_Dynamic_SEReqControlMode, p = _d_Dynamic_SEReqControlMode(D, L, p)
-            p += 1; ev = _D_ScheduleExchangeReq_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 4:
             f_Scheduled_SEReqControlMode, p = _d_Scheduled_SEReqControlMode(D, L, p)
-            p += 1; ev = _D_ScheduleExchangeReq_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ScheduleExchangeReq(Header=f_Header, MaximumSupportingPoints=f_MaximumSupportingPoints, Dynamic_SEReqControlMode=f_Dynamic_SEReqControlMode, Scheduled_SEReqControlMode=f_Scheduled_SEReqControlMode), p
+        return _mk_ScheduleExchangeReq(f_Header, f_MaximumSupportingPoints, f_Dynamic_SEReqControlMode, f_Scheduled_SEReqControlMode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ScheduleExchangeReq') from None
 
-_D_ScheduleExchangeReq_0 = (1, -1)
-_D_ScheduleExchangeReq_1 = (2, -1)
 _D_ScheduleExchangeReq_2 = (3, 4, -1, -2)
-_D_ScheduleExchangeReq_3 = (0, -1)
+
+
+def _mk_Dynamic_SEReqControlMode(DepartureTime, MinimumSOC, TargetSOC, EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVMaximumV2XEnergyRequest, EVMinimumV2XEnergyRequest, _n=object.__new__, _c=Dynamic_SEReqControlMode, _s0=Dynamic_SEReqControlMode.DepartureTime.__set__, _s1=Dynamic_SEReqControlMode.MinimumSOC.__set__, _s2=Dynamic_SEReqControlMode.TargetSOC.__set__, _s3=Dynamic_SEReqControlMode.EVTargetEnergyRequest.__set__, _s4=Dynamic_SEReqControlMode.EVMaximumEnergyRequest.__set__, _s5=Dynamic_SEReqControlMode.EVMinimumEnergyRequest.__set__, _s6=Dynamic_SEReqControlMode.EVMaximumV2XEnergyRequest.__set__, _s7=Dynamic_SEReqControlMode.EVMinimumV2XEnergyRequest.__set__):
+    o = _n(_c); _s0(o, DepartureTime); _s1(o, MinimumSOC); _s2(o, TargetSOC); _s3(o, EVTargetEnergyRequest); _s4(o, EVMaximumEnergyRequest); _s5(o, EVMinimumEnergyRequest); _s6(o, EVMaximumV2XEnergyRequest); _s7(o, EVMinimumV2XEnergyRequest)
+    return o
 
 
 def _e_Dynamic_SEReqControlMode(o, a):
@@ -3449,56 +3529,57 @@ def _e_Dynamic_SEReqControlMode(o, a):
 
 def _d_Dynamic_SEReqControlMode(D, L, p):
     try:
-        p += 1; ev = _D_Dynamic_SEReqControlMode_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_DepartureTime, p = _r_uint(D, L, p, 32)
         if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_Dynamic_SEReqControlMode_1[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_Dynamic_SEReqControlMode_1[_x & 3]
         if ev == 2:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_MinimumSOC = ((D >> (L - p)) & 127)
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _bad_event(-1, p)
+            f_MinimumSOC = (_x >> 3) & 127
             if f_MinimumSOC > 100: raise _out_of_range(f_MinimumSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_Dynamic_SEReqControlMode_2[(D >> (L - p)) & 3]
+            ev = _D_Dynamic_SEReqControlMode_2[_x & 3]
         else:
             f_MinimumSOC = None
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_TargetSOC = ((D >> (L - p)) & 127)
+            ev = 4
+            p += 10; _x = (D >> (L - p)) & 1023
+            if _x & 515: raise _bad_event(-1, p)
+            f_TargetSOC = (_x >> 2) & 127
             if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Dynamic_SEReqControlMode_3[(D >> (L - p)) & 1]
         else:
             f_TargetSOC = None
         if ev != 4: raise _bad_event(ev, p)
         f_EVTargetEnergyRequest, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_SEReqControlMode_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumEnergyRequest, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_SEReqControlMode_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
+        ev = 6
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_Dynamic_SEReqControlMode_6[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_Dynamic_SEReqControlMode_6[_x & 3]
         if ev == 7:
             f_EVMaximumV2XEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Dynamic_SEReqControlMode_7[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Dynamic_SEReqControlMode_7[_x & 3]
         else:
             f_EVMaximumV2XEnergyRequest = None
         if ev == 8:
             f_EVMinimumV2XEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_Dynamic_SEReqControlMode_8[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMinimumV2XEnergyRequest = None
         if ev != 0: raise _bad_event(ev, p)
-        return Dynamic_SEReqControlMode(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumV2XEnergyRequest=f_EVMaximumV2XEnergyRequest, EVMinimumV2XEnergyRequest=f_EVMinimumV2XEnergyRequest), p
+        return _mk_Dynamic_SEReqControlMode(f_DepartureTime, f_MinimumSOC, f_TargetSOC, f_EVTargetEnergyRequest, f_EVMaximumEnergyRequest, f_EVMinimumEnergyRequest, f_EVMaximumV2XEnergyRequest, f_EVMinimumV2XEnergyRequest), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Dynamic_SEReqControlMode') from None
 
@@ -3506,15 +3587,15 @@ _E_Dynamic_SEReqControlMode_3 = (None, (1, 2), (0, 2), None, None, None, None, N
 _E_Dynamic_SEReqControlMode_4 = (None, (2, 2), (1, 2), (0, 1), None, None, None, None, None)
 _E_Dynamic_SEReqControlMode_8 = (None, None, None, None, None, None, (1, 2), (0, 2), None)
 _E_Dynamic_SEReqControlMode_0 = (None, None, None, None, None, None, (2, 2), (1, 2), (0, 1))
-_D_Dynamic_SEReqControlMode_0 = (1, -1)
 _D_Dynamic_SEReqControlMode_1 = (2, 3, 4, -1)
 _D_Dynamic_SEReqControlMode_2 = (3, 4, -1, -2)
-_D_Dynamic_SEReqControlMode_3 = (4, -1)
-_D_Dynamic_SEReqControlMode_4 = (5, -1)
-_D_Dynamic_SEReqControlMode_5 = (6, -1)
 _D_Dynamic_SEReqControlMode_6 = (7, 8, 0, -1)
 _D_Dynamic_SEReqControlMode_7 = (8, 0, -1, -2)
-_D_Dynamic_SEReqControlMode_8 = (0, -1)
+
+
+def _mk_Scheduled_SEReqControlMode(DepartureTime, EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVEnergyOffer, _n=object.__new__, _c=Scheduled_SEReqControlMode, _s0=Scheduled_SEReqControlMode.DepartureTime.__set__, _s1=Scheduled_SEReqControlMode.EVTargetEnergyRequest.__set__, _s2=Scheduled_SEReqControlMode.EVMaximumEnergyRequest.__set__, _s3=Scheduled_SEReqControlMode.EVMinimumEnergyRequest.__set__, _s4=Scheduled_SEReqControlMode.EVEnergyOffer.__set__):
+    o = _n(_c); _s0(o, DepartureTime); _s1(o, EVTargetEnergyRequest); _s2(o, EVMaximumEnergyRequest); _s3(o, EVMinimumEnergyRequest); _s4(o, EVEnergyOffer)
+    return o
 
 
 def _e_Scheduled_SEReqControlMode(o, a):
@@ -3562,39 +3643,45 @@ def _e_Scheduled_SEReqControlMode(o, a):
 
 def _d_Scheduled_SEReqControlMode(D, L, p):
     try:
-        p += 3; ev = _D_Scheduled_SEReqControlMode_0[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_Scheduled_SEReqControlMode_0[_x & 7]
         if ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_Scheduled_SEReqControlMode_1[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_Scheduled_SEReqControlMode_1[_x & 7]
         else:
             f_DepartureTime = None
         if ev == 2:
             f_EVTargetEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_Scheduled_SEReqControlMode_2[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Scheduled_SEReqControlMode_2[_x & 7]
         else:
             f_EVTargetEnergyRequest = None
         if ev == 3:
             f_EVMaximumEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Scheduled_SEReqControlMode_3[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Scheduled_SEReqControlMode_3[_x & 3]
         else:
             f_EVMaximumEnergyRequest = None
         if ev == 4:
             f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Scheduled_SEReqControlMode_4[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Scheduled_SEReqControlMode_4[_x & 3]
         else:
             f_EVMinimumEnergyRequest = None
         if ev == 5:
             f_EVEnergyOffer, p = _d_EVEnergyOffer(D, L, p)
-            p += 1; ev = _D_Scheduled_SEReqControlMode_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVEnergyOffer = None
         if ev != 0: raise _bad_event(ev, p)
-        return Scheduled_SEReqControlMode(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVEnergyOffer=f_EVEnergyOffer), p
+        return _mk_Scheduled_SEReqControlMode(f_DepartureTime, f_EVTargetEnergyRequest, f_EVMaximumEnergyRequest, f_EVMinimumEnergyRequest, f_EVEnergyOffer), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Scheduled_SEReqControlMode') from None
 
@@ -3608,7 +3695,11 @@ _D_Scheduled_SEReqControlMode_1 = (2, 3, 4, 5, 0, -1, -2, -2)
 _D_Scheduled_SEReqControlMode_2 = (3, 4, 5, 0, -1, -2, -2, -2)
 _D_Scheduled_SEReqControlMode_3 = (4, 5, 0, -1)
 _D_Scheduled_SEReqControlMode_4 = (5, 0, -1, -2)
-_D_Scheduled_SEReqControlMode_5 = (0, -1)
+
+
+def _mk_EVEnergyOffer(EVPowerSchedule, EVAbsolutePriceSchedule, _n=object.__new__, _c=EVEnergyOffer, _s0=EVEnergyOffer.EVPowerSchedule.__set__, _s1=EVEnergyOffer.EVAbsolutePriceSchedule.__set__):
+    o = _n(_c); _s0(o, EVPowerSchedule); _s1(o, EVAbsolutePriceSchedule)
+    return o
 
 
 def _e_EVEnergyOffer(o, a):
@@ -3626,21 +3717,25 @@ def _e_EVEnergyOffer(o, a):
 
 def _d_EVEnergyOffer(D, L, p):
     try:
-        p += 1; ev = _D_EVEnergyOffer_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVPowerSchedule, p = _d_EVPowerSchedule(D, L, p)
-        p += 1; ev = _D_EVEnergyOffer_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVAbsolutePriceSchedule, p = _d_EVAbsolutePriceSchedule(D, L, p)
-        p += 1; ev = _D_EVEnergyOffer_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return EVEnergyOffer(EVPowerSchedule=f_EVPowerSchedule, EVAbsolutePriceSchedule=f_EVAbsolutePriceSchedule), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_EVEnergyOffer(f_EVPowerSchedule, f_EVAbsolutePriceSchedule), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVEnergyOffer') from None
 
-_D_EVEnergyOffer_0 = (1, -1)
-_D_EVEnergyOffer_1 = (2, -1)
-_D_EVEnergyOffer_2 = (0, -1)
+
+def _mk_EVPowerSchedule(TimeAnchor, EVPowerScheduleEntries, _n=object.__new__, _c=EVPowerSchedule, _s0=EVPowerSchedule.TimeAnchor.__set__, _s1=EVPowerSchedule.EVPowerScheduleEntries.__set__):
+    o = _n(_c); _s0(o, TimeAnchor); _s1(o, EVPowerScheduleEntries)
+    return o
 
 
 def _e_EVPowerSchedule(o, a):
@@ -3660,26 +3755,26 @@ def _e_EVPowerSchedule(o, a):
 
 def _d_EVPowerSchedule(D, L, p):
     try:
-        p += 1; ev = _D_EVPowerSchedule_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_TimeAnchor, p = _r_uint(D, L, p, 64)
         if f_TimeAnchor > 18446744073709551615: raise _out_of_range(f_TimeAnchor, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_EVPowerSchedule_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_EVPowerScheduleEntries, p = _d_EVPowerScheduleEntryList(D, L, p)
-        p += 1; ev = _D_EVPowerSchedule_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return EVPowerSchedule(TimeAnchor=f_TimeAnchor, EVPowerScheduleEntries=f_EVPowerScheduleEntries), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_EVPowerSchedule(f_TimeAnchor, f_EVPowerScheduleEntries), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPowerSchedule') from None
 
-_D_EVPowerSchedule_0 = (1, -1)
-_D_EVPowerSchedule_1 = (2, -1)
-_D_EVPowerSchedule_2 = (0, -1)
+
+def _mk_EVPowerScheduleEntryList(EVPowerScheduleEntry, _n=object.__new__, _c=EVPowerScheduleEntryList, _s0=EVPowerScheduleEntryList.EVPowerScheduleEntry.__set__):
+    o = _n(_c); _s0(o, EVPowerScheduleEntry)
+    return o
 
 
 def _e_EVPowerScheduleEntryList(o, a):
@@ -3702,7 +3797,9 @@ def _e_EVPowerScheduleEntryList(o, a):
 
 def _d_EVPowerScheduleEntryList(D, L, p):
     try:
-        p += 1; ev = _D_EVPowerScheduleEntryList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVPowerScheduleEntry = []
         n = 0
         while ev == 1:
@@ -3710,19 +3807,25 @@ def _d_EVPowerScheduleEntryList(D, L, p):
             f_EVPowerScheduleEntry.append(x)
             n += 1
             if n < 1024:
-                p += 2; ev = _D_EVPowerScheduleEntryList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_EVPowerScheduleEntryList_1[_x & 3]
             else:
-                p += 1; ev = _D_EVPowerScheduleEntryList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return EVPowerScheduleEntryList(EVPowerScheduleEntry=f_EVPowerScheduleEntry), p
+        return _mk_EVPowerScheduleEntryList(f_EVPowerScheduleEntry), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPowerScheduleEntryList') from None
 
 _E_EVPowerScheduleEntryList_0 = (None, (1, 2), (0, 1))
-_D_EVPowerScheduleEntryList_0 = (1, -1)
 _D_EVPowerScheduleEntryList_1 = (1, 0, -1, -2)
-_D_EVPowerScheduleEntryList_2 = (0, -1)
+
+
+def _mk_EVPowerScheduleEntry(Duration, Power, _n=object.__new__, _c=EVPowerScheduleEntry, _s0=EVPowerScheduleEntry.Duration.__set__, _s1=EVPowerScheduleEntry.Power.__set__):
+    o = _n(_c); _s0(o, Duration); _s1(o, Power)
+    return o
 
 
 def _e_EVPowerScheduleEntry(o, a):
@@ -3742,26 +3845,26 @@ def _e_EVPowerScheduleEntry(o, a):
 
 def _d_EVPowerScheduleEntry(D, L, p):
     try:
-        p += 1; ev = _D_EVPowerScheduleEntry_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_Duration, p = _r_uint(D, L, p, 32)
         if f_Duration > 4294967295: raise _out_of_range(f_Duration, 0, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_EVPowerScheduleEntry_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_Power, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_EVPowerScheduleEntry_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return EVPowerScheduleEntry(Duration=f_Duration, Power=f_Power), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_EVPowerScheduleEntry(f_Duration, f_Power), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPowerScheduleEntry') from None
 
-_D_EVPowerScheduleEntry_0 = (1, -1)
-_D_EVPowerScheduleEntry_1 = (2, -1)
-_D_EVPowerScheduleEntry_2 = (0, -1)
+
+def _mk_EVAbsolutePriceSchedule(TimeAnchor, Currency, PriceAlgorithm, EVPriceRuleStacks, _n=object.__new__, _c=EVAbsolutePriceSchedule, _s0=EVAbsolutePriceSchedule.TimeAnchor.__set__, _s1=EVAbsolutePriceSchedule.Currency.__set__, _s2=EVAbsolutePriceSchedule.PriceAlgorithm.__set__, _s3=EVAbsolutePriceSchedule.EVPriceRuleStacks.__set__):
+    o = _n(_c); _s0(o, TimeAnchor); _s1(o, Currency); _s2(o, PriceAlgorithm); _s3(o, EVPriceRuleStacks)
+    return o
 
 
 def _e_EVAbsolutePriceSchedule(o, a):
@@ -3799,16 +3902,14 @@ def _e_EVAbsolutePriceSchedule(o, a):
 
 def _d_EVAbsolutePriceSchedule(D, L, p):
     try:
-        p += 1; ev = _D_EVAbsolutePriceSchedule_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_TimeAnchor, p = _r_uint(D, L, p, 64)
         if f_TimeAnchor > 18446744073709551615: raise _out_of_range(f_TimeAnchor, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_EVAbsolutePriceSchedule_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -3816,10 +3917,11 @@ def _d_EVAbsolutePriceSchedule(D, L, p):
             f_Currency = ''
         else:
             f_Currency, p = _r_str(D, L, p, 0, 3)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_EVAbsolutePriceSchedule_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -3827,22 +3929,23 @@ def _d_EVAbsolutePriceSchedule(D, L, p):
             f_PriceAlgorithm = ''
         else:
             f_PriceAlgorithm, p = _r_str(D, L, p, 0, 255)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_EVAbsolutePriceSchedule_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVPriceRuleStacks, p = _d_EVPriceRuleStackList(D, L, p)
-        p += 1; ev = _D_EVAbsolutePriceSchedule_4[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return EVAbsolutePriceSchedule(TimeAnchor=f_TimeAnchor, Currency=f_Currency, PriceAlgorithm=f_PriceAlgorithm, EVPriceRuleStacks=f_EVPriceRuleStacks), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_EVAbsolutePriceSchedule(f_TimeAnchor, f_Currency, f_PriceAlgorithm, f_EVPriceRuleStacks), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVAbsolutePriceSchedule') from None
 
-_D_EVAbsolutePriceSchedule_0 = (1, -1)
-_D_EVAbsolutePriceSchedule_1 = (2, -1)
-_D_EVAbsolutePriceSchedule_2 = (3, -1)
-_D_EVAbsolutePriceSchedule_3 = (4, -1)
-_D_EVAbsolutePriceSchedule_4 = (0, -1)
+
+def _mk_EVPriceRuleStackList(EVPriceRuleStack, _n=object.__new__, _c=EVPriceRuleStackList, _s0=EVPriceRuleStackList.EVPriceRuleStack.__set__):
+    o = _n(_c); _s0(o, EVPriceRuleStack)
+    return o
 
 
 def _e_EVPriceRuleStackList(o, a):
@@ -3865,7 +3968,9 @@ def _e_EVPriceRuleStackList(o, a):
 
 def _d_EVPriceRuleStackList(D, L, p):
     try:
-        p += 1; ev = _D_EVPriceRuleStackList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVPriceRuleStack = []
         n = 0
         while ev == 1:
@@ -3873,19 +3978,25 @@ def _d_EVPriceRuleStackList(D, L, p):
             f_EVPriceRuleStack.append(x)
             n += 1
             if n < 1024:
-                p += 2; ev = _D_EVPriceRuleStackList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_EVPriceRuleStackList_1[_x & 3]
             else:
-                p += 1; ev = _D_EVPriceRuleStackList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return EVPriceRuleStackList(EVPriceRuleStack=f_EVPriceRuleStack), p
+        return _mk_EVPriceRuleStackList(f_EVPriceRuleStack), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPriceRuleStackList') from None
 
 _E_EVPriceRuleStackList_0 = (None, (1, 2), (0, 1))
-_D_EVPriceRuleStackList_0 = (1, -1)
 _D_EVPriceRuleStackList_1 = (1, 0, -1, -2)
-_D_EVPriceRuleStackList_2 = (0, -1)
+
+
+def _mk_EVPriceRuleStack(Duration, EVPriceRule, _n=object.__new__, _c=EVPriceRuleStack, _s0=EVPriceRuleStack.Duration.__set__, _s1=EVPriceRuleStack.EVPriceRule.__set__):
+    o = _n(_c); _s0(o, Duration); _s1(o, EVPriceRule)
+    return o
 
 
 def _e_EVPriceRuleStack(o, a):
@@ -3915,15 +4026,14 @@ def _e_EVPriceRuleStack(o, a):
 
 def _d_EVPriceRuleStack(D, L, p):
     try:
-        p += 1; ev = _D_EVPriceRuleStack_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_Duration, p = _r_uint(D, L, p, 32)
         if f_Duration > 4294967295: raise _out_of_range(f_Duration, 0, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_EVPriceRuleStack_1[(D >> (L - p)) & 1]
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_EVPriceRule = []
         n = 0
         while ev == 2:
@@ -3931,20 +4041,25 @@ def _d_EVPriceRuleStack(D, L, p):
             f_EVPriceRule.append(x)
             n += 1
             if n < 8:
-                p += 2; ev = _D_EVPriceRuleStack_2[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_EVPriceRuleStack_2[_x & 3]
             else:
-                p += 1; ev = _D_EVPriceRuleStack_3[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return EVPriceRuleStack(Duration=f_Duration, EVPriceRule=f_EVPriceRule), p
+        return _mk_EVPriceRuleStack(f_Duration, f_EVPriceRule), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPriceRuleStack') from None
 
 _E_EVPriceRuleStack_0 = (None, None, (1, 2), (0, 1))
-_D_EVPriceRuleStack_0 = (1, -1)
-_D_EVPriceRuleStack_1 = (2, -1)
 _D_EVPriceRuleStack_2 = (2, 0, -1, -2)
-_D_EVPriceRuleStack_3 = (0, -1)
+
+
+def _mk_EVPriceRule(EnergyFee, PowerRangeStart, _n=object.__new__, _c=EVPriceRule, _s0=EVPriceRule.EnergyFee.__set__, _s1=EVPriceRule.PowerRangeStart.__set__):
+    o = _n(_c); _s0(o, EnergyFee); _s1(o, PowerRangeStart)
+    return o
 
 
 def _e_EVPriceRule(o, a):
@@ -3962,21 +4077,25 @@ def _e_EVPriceRule(o, a):
 
 def _d_EVPriceRule(D, L, p):
     try:
-        p += 1; ev = _D_EVPriceRule_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EnergyFee, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_EVPriceRule_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_PowerRangeStart, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_EVPriceRule_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return EVPriceRule(EnergyFee=f_EnergyFee, PowerRangeStart=f_PowerRangeStart), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_EVPriceRule(f_EnergyFee, f_PowerRangeStart), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPriceRule') from None
 
-_D_EVPriceRule_0 = (1, -1)
-_D_EVPriceRule_1 = (2, -1)
-_D_EVPriceRule_2 = (0, -1)
+
+def _mk_ScheduleExchangeRes(Header, ResponseCode, EVSEProcessing, GoToPause, Dynamic_SEResControlMode, Scheduled_SEResControlMode, _n=object.__new__, _c=ScheduleExchangeRes, _s0=ScheduleExchangeRes.Header.__set__, _s1=ScheduleExchangeRes.ResponseCode.__set__, _s2=ScheduleExchangeRes.EVSEProcessing.__set__, _s3=ScheduleExchangeRes.GoToPause.__set__, _s4=ScheduleExchangeRes.Dynamic_SEResControlMode.__set__, _s5=ScheduleExchangeRes.Scheduled_SEResControlMode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEProcessing); _s3(o, GoToPause); _s4(o, Dynamic_SEResControlMode); _s5(o, Scheduled_SEResControlMode)
+    return o
 
 
 def _e_ScheduleExchangeRes(o, a):
@@ -4024,60 +4143,56 @@ def _e_ScheduleExchangeRes(o, a):
 
 def _d_ScheduleExchangeRes(D, L, p):
     try:
-        p += 1; ev = _D_ScheduleExchangeRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ScheduleExchangeRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ScheduleExchangeRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVSEProcessing = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_ScheduleExchangeRes_3[(D >> (L - p)) & 3]
+        ev = 2
+        ev = 3
+        p += 16; _x = (D >> (L - p)) & 65535
+        if _x & 49380: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 8) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        f_EVSEProcessing = (_x >> 3) & 3
+        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        f_EVSEProcessing = _EV_processingType[f_EVSEProcessing]
+        ev = _D_ScheduleExchangeRes_3[_x & 3]
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; f_GoToPause = ((D >> (L - p)) & 1) == 1
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_ScheduleExchangeRes_4[(D >> (L - p)) & 3]
+            p += 5; _x = (D >> (L - p)) & 31
+            if _x & 20: raise _bad_event(-1, p)
+            f_GoToPause = ((_x >> 3) & 1) == 1
+            ev = _D_ScheduleExchangeRes_4[_x & 3]
         else:
             f_GoToPause = None
         f_Dynamic_SEResControlMode = None
         f_Scheduled_SEResControlMode = None
         if ev == 5:
             f_Dynamic_SEResControlMode, p = _d_Dynamic_SEResControlMode(D, L, p)
-            p += 1; ev = _D_ScheduleExchangeRes_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 6:
             f_Scheduled_SEResControlMode, p = _d_Scheduled_SEResControlMode(D, L, p)
-            p += 1; ev = _D_ScheduleExchangeRes_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ScheduleExchangeRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, GoToPause=f_GoToPause, Dynamic_SEResControlMode=f_Dynamic_SEResControlMode, Scheduled_SEResControlMode=f_Scheduled_SEResControlMode), p
+        return _mk_ScheduleExchangeRes(f_Header, f_ResponseCode, f_EVSEProcessing, f_GoToPause, f_Dynamic_SEResControlMode, f_Scheduled_SEResControlMode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ScheduleExchangeRes') from None
 
 _E_ScheduleExchangeRes_5 = (None, None, None, (1, 2), (0, 2), None)
 _E_ScheduleExchangeRes_6 = (None, None, None, (2, 2), (1, 2), None)
-_D_ScheduleExchangeRes_0 = (1, -1)
-_D_ScheduleExchangeRes_1 = (2, -1)
-_D_ScheduleExchangeRes_2 = (3, -1)
 _D_ScheduleExchangeRes_3 = (4, 5, 6, -1)
 _D_ScheduleExchangeRes_4 = (5, 6, -1, -2)
-_D_ScheduleExchangeRes_5 = (0, -1)
+
+
+def _mk_Dynamic_SEResControlMode(DepartureTime, MinimumSOC, TargetSOC, AbsolutePriceSchedule, PriceLevelSchedule, _n=object.__new__, _c=Dynamic_SEResControlMode, _s0=Dynamic_SEResControlMode.DepartureTime.__set__, _s1=Dynamic_SEResControlMode.MinimumSOC.__set__, _s2=Dynamic_SEResControlMode.TargetSOC.__set__, _s3=Dynamic_SEResControlMode.AbsolutePriceSchedule.__set__, _s4=Dynamic_SEResControlMode.PriceLevelSchedule.__set__):
+    o = _n(_c); _s0(o, DepartureTime); _s1(o, MinimumSOC); _s2(o, TargetSOC); _s3(o, AbsolutePriceSchedule); _s4(o, PriceLevelSchedule)
+    return o
 
 
 def _e_Dynamic_SEResControlMode(o, a):
@@ -4131,47 +4246,48 @@ def _e_Dynamic_SEResControlMode(o, a):
 
 def _d_Dynamic_SEResControlMode(D, L, p):
     try:
-        p += 3; ev = _D_Dynamic_SEResControlMode_0[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_Dynamic_SEResControlMode_0[_x & 7]
         if ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_Dynamic_SEResControlMode_1[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_Dynamic_SEResControlMode_1[_x & 7]
         else:
             f_DepartureTime = None
         if ev == 2:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_MinimumSOC = ((D >> (L - p)) & 127)
+            p += 12; _x = (D >> (L - p)) & 4095
+            if _x & 2056: raise _bad_event(-1, p)
+            f_MinimumSOC = (_x >> 4) & 127
             if f_MinimumSOC > 100: raise _out_of_range(f_MinimumSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_Dynamic_SEResControlMode_2[(D >> (L - p)) & 7]
+            ev = _D_Dynamic_SEResControlMode_2[_x & 7]
         else:
             f_MinimumSOC = None
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_TargetSOC = ((D >> (L - p)) & 127)
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _bad_event(-1, p)
+            f_TargetSOC = (_x >> 3) & 127
             if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_Dynamic_SEResControlMode_3[(D >> (L - p)) & 3]
+            ev = _D_Dynamic_SEResControlMode_3[_x & 3]
         else:
             f_TargetSOC = None
         f_AbsolutePriceSchedule = None
         f_PriceLevelSchedule = None
         if ev == 4:
             f_AbsolutePriceSchedule, p = _d_AbsolutePriceSchedule(D, L, p)
-            p += 1; ev = _D_Dynamic_SEResControlMode_4[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 5:
             f_PriceLevelSchedule, p = _d_PriceLevelSchedule(D, L, p)
-            p += 1; ev = _D_Dynamic_SEResControlMode_4[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         if ev != 0: raise _bad_event(ev, p)
-        return Dynamic_SEResControlMode(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AbsolutePriceSchedule=f_AbsolutePriceSchedule, PriceLevelSchedule=f_PriceLevelSchedule), p
+        return _mk_Dynamic_SEResControlMode(f_DepartureTime, f_MinimumSOC, f_TargetSOC, f_AbsolutePriceSchedule, f_PriceLevelSchedule), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Dynamic_SEResControlMode') from None
 
@@ -4184,7 +4300,11 @@ _D_Dynamic_SEResControlMode_0 = (1, 2, 3, 4, 5, 0, -1, -2)
 _D_Dynamic_SEResControlMode_1 = (2, 3, 4, 5, 0, -1, -2, -2)
 _D_Dynamic_SEResControlMode_2 = (3, 4, 5, 0, -1, -2, -2, -2)
 _D_Dynamic_SEResControlMode_3 = (4, 5, 0, -1)
-_D_Dynamic_SEResControlMode_4 = (0, -1)
+
+
+def _mk_AbsolutePriceSchedule(Id, TimeAnchor, PriceScheduleID, PriceScheduleDescription, Currency, Language, PriceAlgorithm, MinimumCost, MaximumCost, TaxRules, PriceRuleStacks, OverstayRules, AdditionalSelectedServices, _n=object.__new__, _c=AbsolutePriceSchedule, _s0=AbsolutePriceSchedule.Id.__set__, _s1=AbsolutePriceSchedule.TimeAnchor.__set__, _s2=AbsolutePriceSchedule.PriceScheduleID.__set__, _s3=AbsolutePriceSchedule.PriceScheduleDescription.__set__, _s4=AbsolutePriceSchedule.Currency.__set__, _s5=AbsolutePriceSchedule.Language.__set__, _s6=AbsolutePriceSchedule.PriceAlgorithm.__set__, _s7=AbsolutePriceSchedule.MinimumCost.__set__, _s8=AbsolutePriceSchedule.MaximumCost.__set__, _s9=AbsolutePriceSchedule.TaxRules.__set__, _s10=AbsolutePriceSchedule.PriceRuleStacks.__set__, _s11=AbsolutePriceSchedule.OverstayRules.__set__, _s12=AbsolutePriceSchedule.AdditionalSelectedServices.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, TimeAnchor); _s2(o, PriceScheduleID); _s3(o, PriceScheduleDescription); _s4(o, Currency); _s5(o, Language); _s6(o, PriceAlgorithm); _s7(o, MinimumCost); _s8(o, MaximumCost); _s9(o, TaxRules); _s10(o, PriceRuleStacks); _s11(o, OverstayRules); _s12(o, AdditionalSelectedServices)
+    return o
 
 
 def _e_AbsolutePriceSchedule(o, a):
@@ -4299,28 +4419,28 @@ def _e_AbsolutePriceSchedule(o, a):
 
 def _d_AbsolutePriceSchedule(D, L, p):
     try:
-        p += 2; ev = _D_AbsolutePriceSchedule_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_AbsolutePriceSchedule_0[_x & 3]
         if ev == 1:
             f_Id, p = _r_str(D, L, p, 0, None)
-            p += 1; ev = _D_AbsolutePriceSchedule_1[(D >> (L - p)) & 1]
+            ev = 2
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Id = None
         if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_TimeAnchor, p = _r_uint(D, L, p, 64)
         if f_TimeAnchor > 18446744073709551615: raise _out_of_range(f_TimeAnchor, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_AbsolutePriceSchedule_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 3
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_PriceScheduleID, p = _r_uint(D, L, p, 32)
         if f_PriceScheduleID < 1 or f_PriceScheduleID > 4294967295: raise _out_of_range(f_PriceScheduleID, 1, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_AbsolutePriceSchedule_3[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_AbsolutePriceSchedule_3[_x & 3]
         if ev == 4:
             p += 1
             if (D >> (L - p)) & 1:
@@ -4329,9 +4449,11 @@ def _d_AbsolutePriceSchedule(D, L, p):
                 f_PriceScheduleDescription = ''
             else:
                 f_PriceScheduleDescription, p = _r_str(D, L, p, 0, 160)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_AbsolutePriceSchedule_4[(D >> (L - p)) & 1]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            ev = 5
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_PriceScheduleDescription = None
         if ev != 5: raise _bad_event(ev, p)
@@ -4342,10 +4464,11 @@ def _d_AbsolutePriceSchedule(D, L, p):
             f_Currency = ''
         else:
             f_Currency, p = _r_str(D, L, p, 0, 3)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_AbsolutePriceSchedule_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 6
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -4353,10 +4476,11 @@ def _d_AbsolutePriceSchedule(D, L, p):
             f_Language = ''
         else:
             f_Language, p = _r_str(D, L, p, 0, 3)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_AbsolutePriceSchedule_6[(D >> (L - p)) & 1]
-        if ev != 7: raise _bad_event(ev, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 7
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -4364,39 +4488,48 @@ def _d_AbsolutePriceSchedule(D, L, p):
             f_PriceAlgorithm = ''
         else:
             f_PriceAlgorithm, p = _r_str(D, L, p, 0, 255)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_AbsolutePriceSchedule_7[(D >> (L - p)) & 7]
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_AbsolutePriceSchedule_7[_x & 7]
         if ev == 8:
             f_MinimumCost, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_AbsolutePriceSchedule_8[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_AbsolutePriceSchedule_8[_x & 3]
         else:
             f_MinimumCost = None
         if ev == 9:
             f_MaximumCost, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_AbsolutePriceSchedule_9[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_AbsolutePriceSchedule_9[_x & 3]
         else:
             f_MaximumCost = None
         if ev == 10:
             f_TaxRules, p = _d_TaxRuleList(D, L, p)
-            p += 1; ev = _D_AbsolutePriceSchedule_10[(D >> (L - p)) & 1]
+            ev = 11
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_TaxRules = None
         if ev != 11: raise _bad_event(ev, p)
         f_PriceRuleStacks, p = _d_PriceRuleStackList(D, L, p)
-        p += 2; ev = _D_AbsolutePriceSchedule_11[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_AbsolutePriceSchedule_11[_x & 3]
         if ev == 12:
             f_OverstayRules, p = _d_OverstayRuleList(D, L, p)
-            p += 2; ev = _D_AbsolutePriceSchedule_12[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_AbsolutePriceSchedule_12[_x & 3]
         else:
             f_OverstayRules = None
         if ev == 13:
             f_AdditionalSelectedServices, p = _d_AdditionalServiceList(D, L, p)
-            p += 1; ev = _D_AbsolutePriceSchedule_13[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_AdditionalSelectedServices = None
         if ev != 0: raise _bad_event(ev, p)
-        return AbsolutePriceSchedule(Id=f_Id, TimeAnchor=f_TimeAnchor, PriceScheduleID=f_PriceScheduleID, PriceScheduleDescription=f_PriceScheduleDescription, Currency=f_Currency, Language=f_Language, PriceAlgorithm=f_PriceAlgorithm, MinimumCost=f_MinimumCost, MaximumCost=f_MaximumCost, TaxRules=f_TaxRules, PriceRuleStacks=f_PriceRuleStacks, OverstayRules=f_OverstayRules, AdditionalSelectedServices=f_AdditionalSelectedServices), p
+        return _mk_AbsolutePriceSchedule(f_Id, f_TimeAnchor, f_PriceScheduleID, f_PriceScheduleDescription, f_Currency, f_Language, f_PriceAlgorithm, f_MinimumCost, f_MaximumCost, f_TaxRules, f_PriceRuleStacks, f_OverstayRules, f_AdditionalSelectedServices), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AbsolutePriceSchedule') from None
 
@@ -4408,19 +4541,17 @@ _E_AbsolutePriceSchedule_11 = (None, None, None, None, None, None, None, (3, 3),
 _E_AbsolutePriceSchedule_13 = (None, None, None, None, None, None, None, None, None, None, None, (1, 2), (0, 2), None)
 _E_AbsolutePriceSchedule_0 = (None, None, None, None, None, None, None, None, None, None, None, (2, 2), (1, 2), (0, 1))
 _D_AbsolutePriceSchedule_0 = (1, 2, -1, -2)
-_D_AbsolutePriceSchedule_1 = (2, -1)
-_D_AbsolutePriceSchedule_2 = (3, -1)
 _D_AbsolutePriceSchedule_3 = (4, 5, -1, -2)
-_D_AbsolutePriceSchedule_4 = (5, -1)
-_D_AbsolutePriceSchedule_5 = (6, -1)
-_D_AbsolutePriceSchedule_6 = (7, -1)
 _D_AbsolutePriceSchedule_7 = (8, 9, 10, 11, -1, -2, -2, -2)
 _D_AbsolutePriceSchedule_8 = (9, 10, 11, -1)
 _D_AbsolutePriceSchedule_9 = (10, 11, -1, -2)
-_D_AbsolutePriceSchedule_10 = (11, -1)
 _D_AbsolutePriceSchedule_11 = (12, 13, 0, -1)
 _D_AbsolutePriceSchedule_12 = (13, 0, -1, -2)
-_D_AbsolutePriceSchedule_13 = (0, -1)
+
+
+def _mk_TaxRuleList(TaxRule, _n=object.__new__, _c=TaxRuleList, _s0=TaxRuleList.TaxRule.__set__):
+    o = _n(_c); _s0(o, TaxRule)
+    return o
 
 
 def _e_TaxRuleList(o, a):
@@ -4443,7 +4574,9 @@ def _e_TaxRuleList(o, a):
 
 def _d_TaxRuleList(D, L, p):
     try:
-        p += 1; ev = _D_TaxRuleList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_TaxRule = []
         n = 0
         while ev == 1:
@@ -4451,19 +4584,25 @@ def _d_TaxRuleList(D, L, p):
             f_TaxRule.append(x)
             n += 1
             if n < 10:
-                p += 2; ev = _D_TaxRuleList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_TaxRuleList_1[_x & 3]
             else:
-                p += 1; ev = _D_TaxRuleList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return TaxRuleList(TaxRule=f_TaxRule), p
+        return _mk_TaxRuleList(f_TaxRule), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'TaxRuleList') from None
 
 _E_TaxRuleList_0 = (None, (1, 2), (0, 1))
-_D_TaxRuleList_0 = (1, -1)
 _D_TaxRuleList_1 = (1, 0, -1, -2)
-_D_TaxRuleList_2 = (0, -1)
+
+
+def _mk_TaxRule(TaxRuleID, TaxRuleName, TaxRate, TaxIncludedInPrice, AppliesToEnergyFee, AppliesToParkingFee, AppliesToOverstayFee, AppliesMinimumMaximumCost, _n=object.__new__, _c=TaxRule, _s0=TaxRule.TaxRuleID.__set__, _s1=TaxRule.TaxRuleName.__set__, _s2=TaxRule.TaxRate.__set__, _s3=TaxRule.TaxIncludedInPrice.__set__, _s4=TaxRule.AppliesToEnergyFee.__set__, _s5=TaxRule.AppliesToParkingFee.__set__, _s6=TaxRule.AppliesToOverstayFee.__set__, _s7=TaxRule.AppliesMinimumMaximumCost.__set__):
+    o = _n(_c); _s0(o, TaxRuleID); _s1(o, TaxRuleName); _s2(o, TaxRate); _s3(o, TaxIncludedInPrice); _s4(o, AppliesToEnergyFee); _s5(o, AppliesToParkingFee); _s6(o, AppliesToOverstayFee); _s7(o, AppliesMinimumMaximumCost)
+    return o
 
 
 def _e_TaxRule(o, a):
@@ -4531,15 +4670,14 @@ def _e_TaxRule(o, a):
 
 def _d_TaxRule(D, L, p):
     try:
-        p += 1; ev = _D_TaxRule_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_TaxRuleID, p = _r_uint(D, L, p, 32)
         if f_TaxRuleID < 1 or f_TaxRuleID > 4294967295: raise _out_of_range(f_TaxRuleID, 1, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_TaxRule_1[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_TaxRule_1[_x & 3]
         if ev == 2:
             p += 1
             if (D >> (L - p)) & 1:
@@ -4548,67 +4686,48 @@ def _d_TaxRule(D, L, p):
                 f_TaxRuleName = ''
             else:
                 f_TaxRuleName, p = _r_str(D, L, p, 0, 80)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_TaxRule_2[(D >> (L - p)) & 1]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            ev = 3
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_TaxRuleName = None
         if ev != 3: raise _bad_event(ev, p)
         f_TaxRate, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_TaxRule_3[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_TaxRule_3[_x & 3]
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; f_TaxIncludedInPrice = ((D >> (L - p)) & 1) == 1
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_TaxRule_4[(D >> (L - p)) & 1]
+            ev = 5
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 11: raise _bad_event(-1, p)
+            f_TaxIncludedInPrice = ((_x >> 2) & 1) == 1
         else:
             f_TaxIncludedInPrice = None
         if ev != 5: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_AppliesToEnergyFee = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_TaxRule_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_AppliesToParkingFee = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_TaxRule_6[(D >> (L - p)) & 1]
-        if ev != 7: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_AppliesToOverstayFee = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_TaxRule_7[(D >> (L - p)) & 1]
-        if ev != 8: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_AppliesMinimumMaximumCost = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_TaxRule_8[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return TaxRule(TaxRuleID=f_TaxRuleID, TaxRuleName=f_TaxRuleName, TaxRate=f_TaxRate, TaxIncludedInPrice=f_TaxIncludedInPrice, AppliesToEnergyFee=f_AppliesToEnergyFee, AppliesToParkingFee=f_AppliesToParkingFee, AppliesToOverstayFee=f_AppliesToOverstayFee, AppliesMinimumMaximumCost=f_AppliesMinimumMaximumCost), p
+        ev = 6
+        ev = 7
+        ev = 8
+        ev = 0
+        p += 16; _x = (D >> (L - p)) & 65535
+        if _x & 48059: raise _bad_event(-1, p)
+        f_AppliesToEnergyFee = ((_x >> 14) & 1) == 1
+        f_AppliesToParkingFee = ((_x >> 10) & 1) == 1
+        f_AppliesToOverstayFee = ((_x >> 6) & 1) == 1
+        f_AppliesMinimumMaximumCost = ((_x >> 2) & 1) == 1
+        return _mk_TaxRule(f_TaxRuleID, f_TaxRuleName, f_TaxRate, f_TaxIncludedInPrice, f_AppliesToEnergyFee, f_AppliesToParkingFee, f_AppliesToOverstayFee, f_AppliesMinimumMaximumCost), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'TaxRule') from None
 
 _E_TaxRule_3 = (None, (1, 2), (0, 1), None, None, None, None, None, None)
 _E_TaxRule_5 = (None, None, None, (1, 2), (0, 1), None, None, None, None)
-_D_TaxRule_0 = (1, -1)
 _D_TaxRule_1 = (2, 3, -1, -2)
-_D_TaxRule_2 = (3, -1)
 _D_TaxRule_3 = (4, 5, -1, -2)
-_D_TaxRule_4 = (5, -1)
-_D_TaxRule_5 = (6, -1)
-_D_TaxRule_6 = (7, -1)
-_D_TaxRule_7 = (8, -1)
-_D_TaxRule_8 = (0, -1)
+
+
+def _mk_PriceRuleStackList(PriceRuleStack, _n=object.__new__, _c=PriceRuleStackList, _s0=PriceRuleStackList.PriceRuleStack.__set__):
+    o = _n(_c); _s0(o, PriceRuleStack)
+    return o
 
 
 def _e_PriceRuleStackList(o, a):
@@ -4631,7 +4750,9 @@ def _e_PriceRuleStackList(o, a):
 
 def _d_PriceRuleStackList(D, L, p):
     try:
-        p += 1; ev = _D_PriceRuleStackList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_PriceRuleStack = []
         n = 0
         while ev == 1:
@@ -4639,19 +4760,25 @@ def _d_PriceRuleStackList(D, L, p):
             f_PriceRuleStack.append(x)
             n += 1
             if n < 1024:
-                p += 2; ev = _D_PriceRuleStackList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_PriceRuleStackList_1[_x & 3]
             else:
-                p += 1; ev = _D_PriceRuleStackList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return PriceRuleStackList(PriceRuleStack=f_PriceRuleStack), p
+        return _mk_PriceRuleStackList(f_PriceRuleStack), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PriceRuleStackList') from None
 
 _E_PriceRuleStackList_0 = (None, (1, 2), (0, 1))
-_D_PriceRuleStackList_0 = (1, -1)
 _D_PriceRuleStackList_1 = (1, 0, -1, -2)
-_D_PriceRuleStackList_2 = (0, -1)
+
+
+def _mk_PriceRuleStack(Duration, PriceRule, _n=object.__new__, _c=PriceRuleStack, _s0=PriceRuleStack.Duration.__set__, _s1=PriceRuleStack.PriceRule.__set__):
+    o = _n(_c); _s0(o, Duration); _s1(o, PriceRule)
+    return o
 
 
 def _e_PriceRuleStack(o, a):
@@ -4681,15 +4808,14 @@ def _e_PriceRuleStack(o, a):
 
 def _d_PriceRuleStack(D, L, p):
     try:
-        p += 1; ev = _D_PriceRuleStack_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_Duration, p = _r_uint(D, L, p, 32)
         if f_Duration > 4294967295: raise _out_of_range(f_Duration, 0, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PriceRuleStack_1[(D >> (L - p)) & 1]
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_PriceRule = []
         n = 0
         while ev == 2:
@@ -4697,20 +4823,25 @@ def _d_PriceRuleStack(D, L, p):
             f_PriceRule.append(x)
             n += 1
             if n < 8:
-                p += 2; ev = _D_PriceRuleStack_2[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_PriceRuleStack_2[_x & 3]
             else:
-                p += 1; ev = _D_PriceRuleStack_3[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return PriceRuleStack(Duration=f_Duration, PriceRule=f_PriceRule), p
+        return _mk_PriceRuleStack(f_Duration, f_PriceRule), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PriceRuleStack') from None
 
 _E_PriceRuleStack_0 = (None, None, (1, 2), (0, 1))
-_D_PriceRuleStack_0 = (1, -1)
-_D_PriceRuleStack_1 = (2, -1)
 _D_PriceRuleStack_2 = (2, 0, -1, -2)
-_D_PriceRuleStack_3 = (0, -1)
+
+
+def _mk_PriceRule(EnergyFee, ParkingFee, ParkingFeePeriod, CarbonDioxideEmission, RenewableGenerationPercentage, PowerRangeStart, _n=object.__new__, _c=PriceRule, _s0=PriceRule.EnergyFee.__set__, _s1=PriceRule.ParkingFee.__set__, _s2=PriceRule.ParkingFeePeriod.__set__, _s3=PriceRule.CarbonDioxideEmission.__set__, _s4=PriceRule.RenewableGenerationPercentage.__set__, _s5=PriceRule.PowerRangeStart.__set__):
+    o = _n(_c); _s0(o, EnergyFee); _s1(o, ParkingFee); _s2(o, ParkingFeePeriod); _s3(o, CarbonDioxideEmission); _s4(o, RenewableGenerationPercentage); _s5(o, PowerRangeStart)
+    return o
 
 
 def _e_PriceRule(o, a):
@@ -4768,49 +4899,51 @@ def _e_PriceRule(o, a):
 
 def _d_PriceRule(D, L, p):
     try:
-        p += 1; ev = _D_PriceRule_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EnergyFee, p = _d_RationalNumber(D, L, p)
-        p += 3; ev = _D_PriceRule_1[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_PriceRule_1[_x & 7]
         if ev == 2:
             f_ParkingFee, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_PriceRule_2[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_PriceRule_2[_x & 7]
         else:
             f_ParkingFee = None
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_ParkingFeePeriod, p = _r_uint(D, L, p, 32)
             if f_ParkingFeePeriod > 4294967295: raise _out_of_range(f_ParkingFeePeriod, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_PriceRule_3[(D >> (L - p)) & 3]
+            p += 3; _x = (D >> (L - p)) & 7
+            if _x & 4: raise _bad_event(-1, p)
+            ev = _D_PriceRule_3[_x & 3]
         else:
             f_ParkingFeePeriod = None
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_CarbonDioxideEmission, p = _r_uint(D, L, p, 16)
             if f_CarbonDioxideEmission > 65535: raise _out_of_range(f_CarbonDioxideEmission, 0, 65535, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_PriceRule_4[(D >> (L - p)) & 3]
+            p += 3; _x = (D >> (L - p)) & 7
+            if _x & 4: raise _bad_event(-1, p)
+            ev = _D_PriceRule_4[_x & 3]
         else:
             f_CarbonDioxideEmission = None
         if ev == 5:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 8; f_RenewableGenerationPercentage = ((D >> (L - p)) & 255)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_PriceRule_5[(D >> (L - p)) & 1]
+            ev = 6
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1027: raise _bad_event(-1, p)
+            f_RenewableGenerationPercentage = (_x >> 2) & 255
         else:
             f_RenewableGenerationPercentage = None
         if ev != 6: raise _bad_event(ev, p)
         f_PowerRangeStart, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_PriceRule_6[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return PriceRule(EnergyFee=f_EnergyFee, ParkingFee=f_ParkingFee, ParkingFeePeriod=f_ParkingFeePeriod, CarbonDioxideEmission=f_CarbonDioxideEmission, RenewableGenerationPercentage=f_RenewableGenerationPercentage, PowerRangeStart=f_PowerRangeStart), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_PriceRule(f_EnergyFee, f_ParkingFee, f_ParkingFeePeriod, f_CarbonDioxideEmission, f_RenewableGenerationPercentage, f_PowerRangeStart), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PriceRule') from None
 
@@ -4818,13 +4951,15 @@ _E_PriceRule_3 = (None, (1, 3), (0, 3), None, None, None, None)
 _E_PriceRule_4 = (None, (2, 3), (1, 3), (0, 2), None, None, None)
 _E_PriceRule_5 = (None, (3, 3), (2, 3), (1, 2), (0, 2), None, None)
 _E_PriceRule_6 = (None, (4, 3), (3, 3), (2, 2), (1, 2), (0, 1), None)
-_D_PriceRule_0 = (1, -1)
 _D_PriceRule_1 = (2, 3, 4, 5, 6, -1, -2, -2)
 _D_PriceRule_2 = (3, 4, 5, 6, -1, -2, -2, -2)
 _D_PriceRule_3 = (4, 5, 6, -1)
 _D_PriceRule_4 = (5, 6, -1, -2)
-_D_PriceRule_5 = (6, -1)
-_D_PriceRule_6 = (0, -1)
+
+
+def _mk_OverstayRuleList(OverstayTimeThreshold, OverstayPowerThreshold, OverstayRule, _n=object.__new__, _c=OverstayRuleList, _s0=OverstayRuleList.OverstayTimeThreshold.__set__, _s1=OverstayRuleList.OverstayPowerThreshold.__set__, _s2=OverstayRuleList.OverstayRule.__set__):
+    o = _n(_c); _s0(o, OverstayTimeThreshold); _s1(o, OverstayPowerThreshold); _s2(o, OverstayRule)
+    return o
 
 
 def _e_OverstayRuleList(o, a):
@@ -4863,20 +4998,23 @@ def _e_OverstayRuleList(o, a):
 
 def _d_OverstayRuleList(D, L, p):
     try:
-        p += 2; ev = _D_OverstayRuleList_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_OverstayRuleList_0[_x & 3]
         if ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_OverstayTimeThreshold, p = _r_uint(D, L, p, 32)
             if f_OverstayTimeThreshold > 4294967295: raise _out_of_range(f_OverstayTimeThreshold, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_OverstayRuleList_1[(D >> (L - p)) & 3]
+            p += 3; _x = (D >> (L - p)) & 7
+            if _x & 4: raise _bad_event(-1, p)
+            ev = _D_OverstayRuleList_1[_x & 3]
         else:
             f_OverstayTimeThreshold = None
         if ev == 2:
             f_OverstayPowerThreshold, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_OverstayRuleList_2[(D >> (L - p)) & 1]
+            ev = 3
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_OverstayPowerThreshold = None
         f_OverstayRule = []
@@ -4886,12 +5024,15 @@ def _d_OverstayRuleList(D, L, p):
             f_OverstayRule.append(x)
             n += 1
             if n < 5:
-                p += 2; ev = _D_OverstayRuleList_3[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_OverstayRuleList_3[_x & 3]
             else:
-                p += 1; ev = _D_OverstayRuleList_4[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return OverstayRuleList(OverstayTimeThreshold=f_OverstayTimeThreshold, OverstayPowerThreshold=f_OverstayPowerThreshold, OverstayRule=f_OverstayRule), p
+        return _mk_OverstayRuleList(f_OverstayTimeThreshold, f_OverstayPowerThreshold, f_OverstayRule), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'OverstayRuleList') from None
 
@@ -4900,9 +5041,12 @@ _E_OverstayRuleList_3 = ((2, 2), (1, 2), (0, 1), (0, 2), None)
 _E_OverstayRuleList_0 = (None, None, None, (1, 2), (0, 1))
 _D_OverstayRuleList_0 = (1, 2, 3, -1)
 _D_OverstayRuleList_1 = (2, 3, -1, -2)
-_D_OverstayRuleList_2 = (3, -1)
 _D_OverstayRuleList_3 = (3, 0, -1, -2)
-_D_OverstayRuleList_4 = (0, -1)
+
+
+def _mk_OverstayRule(OverstayRuleDescription, StartTime, OverstayFee, OverstayFeePeriod, _n=object.__new__, _c=OverstayRule, _s0=OverstayRule.OverstayRuleDescription.__set__, _s1=OverstayRule.StartTime.__set__, _s2=OverstayRule.OverstayFee.__set__, _s3=OverstayRule.OverstayFeePeriod.__set__):
+    o = _n(_c); _s0(o, OverstayRuleDescription); _s1(o, StartTime); _s2(o, OverstayFee); _s3(o, OverstayFeePeriod)
+    return o
 
 
 def _e_OverstayRule(o, a):
@@ -4945,7 +5089,8 @@ def _e_OverstayRule(o, a):
 
 def _d_OverstayRule(D, L, p):
     try:
-        p += 2; ev = _D_OverstayRule_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_OverstayRule_0[_x & 3]
         if ev == 1:
             p += 1
             if (D >> (L - p)) & 1:
@@ -4954,41 +5099,41 @@ def _d_OverstayRule(D, L, p):
                 f_OverstayRuleDescription = ''
             else:
                 f_OverstayRuleDescription, p = _r_str(D, L, p, 0, 160)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_OverstayRule_1[(D >> (L - p)) & 1]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            ev = 2
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_OverstayRuleDescription = None
         if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_StartTime, p = _r_uint(D, L, p, 32)
         if f_StartTime > 4294967295: raise _out_of_range(f_StartTime, 0, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_OverstayRule_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_OverstayFee, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_OverstayRule_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 4
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_OverstayFeePeriod, p = _r_uint(D, L, p, 32)
         if f_OverstayFeePeriod > 4294967295: raise _out_of_range(f_OverstayFeePeriod, 0, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_OverstayRule_4[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return OverstayRule(OverstayRuleDescription=f_OverstayRuleDescription, StartTime=f_StartTime, OverstayFee=f_OverstayFee, OverstayFeePeriod=f_OverstayFeePeriod), p
+        ev = 0
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
+        return _mk_OverstayRule(f_OverstayRuleDescription, f_StartTime, f_OverstayFee, f_OverstayFeePeriod), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'OverstayRule') from None
 
 _E_OverstayRule_2 = ((1, 2), (0, 1), None, None, None)
 _D_OverstayRule_0 = (1, 2, -1, -2)
-_D_OverstayRule_1 = (2, -1)
-_D_OverstayRule_2 = (3, -1)
-_D_OverstayRule_3 = (4, -1)
-_D_OverstayRule_4 = (0, -1)
+
+
+def _mk_AdditionalServiceList(AdditionalService, _n=object.__new__, _c=AdditionalServiceList, _s0=AdditionalServiceList.AdditionalService.__set__):
+    o = _n(_c); _s0(o, AdditionalService)
+    return o
 
 
 def _e_AdditionalServiceList(o, a):
@@ -5011,7 +5156,9 @@ def _e_AdditionalServiceList(o, a):
 
 def _d_AdditionalServiceList(D, L, p):
     try:
-        p += 1; ev = _D_AdditionalServiceList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_AdditionalService = []
         n = 0
         while ev == 1:
@@ -5019,19 +5166,25 @@ def _d_AdditionalServiceList(D, L, p):
             f_AdditionalService.append(x)
             n += 1
             if n < 5:
-                p += 2; ev = _D_AdditionalServiceList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_AdditionalServiceList_1[_x & 3]
             else:
-                p += 1; ev = _D_AdditionalServiceList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return AdditionalServiceList(AdditionalService=f_AdditionalService), p
+        return _mk_AdditionalServiceList(f_AdditionalService), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AdditionalServiceList') from None
 
 _E_AdditionalServiceList_0 = (None, (1, 2), (0, 1))
-_D_AdditionalServiceList_0 = (1, -1)
 _D_AdditionalServiceList_1 = (1, 0, -1, -2)
-_D_AdditionalServiceList_2 = (0, -1)
+
+
+def _mk_AdditionalService(ServiceName, ServiceFee, _n=object.__new__, _c=AdditionalService, _s0=AdditionalService.ServiceName.__set__, _s1=AdditionalService.ServiceFee.__set__):
+    o = _n(_c); _s0(o, ServiceName); _s1(o, ServiceFee)
+    return o
 
 
 def _e_AdditionalService(o, a):
@@ -5054,8 +5207,9 @@ def _e_AdditionalService(o, a):
 
 def _d_AdditionalService(D, L, p):
     try:
-        p += 1; ev = _D_AdditionalService_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -5063,20 +5217,23 @@ def _d_AdditionalService(D, L, p):
             f_ServiceName = ''
         else:
             f_ServiceName, p = _r_str(D, L, p, 0, 80)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_AdditionalService_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_ServiceFee, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_AdditionalService_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return AdditionalService(ServiceName=f_ServiceName, ServiceFee=f_ServiceFee), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_AdditionalService(f_ServiceName, f_ServiceFee), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AdditionalService') from None
 
-_D_AdditionalService_0 = (1, -1)
-_D_AdditionalService_1 = (2, -1)
-_D_AdditionalService_2 = (0, -1)
+
+def _mk_PriceSchedule(TimeAnchor, PriceScheduleID, PriceScheduleDescription, _n=object.__new__, _c=PriceSchedule, _s0=PriceSchedule.TimeAnchor.__set__, _s1=PriceSchedule.PriceScheduleID.__set__, _s2=PriceSchedule.PriceScheduleDescription.__set__):
+    o = _n(_c); _s0(o, TimeAnchor); _s1(o, PriceScheduleID); _s2(o, PriceScheduleDescription)
+    return o
 
 
 def _e_PriceSchedule(o, a):
@@ -5113,23 +5270,19 @@ def _e_PriceSchedule(o, a):
 
 def _d_PriceSchedule(D, L, p):
     try:
-        p += 1; ev = _D_PriceSchedule_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_TimeAnchor, p = _r_uint(D, L, p, 64)
         if f_TimeAnchor > 18446744073709551615: raise _out_of_range(f_TimeAnchor, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PriceSchedule_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_PriceScheduleID, p = _r_uint(D, L, p, 32)
         if f_PriceScheduleID < 1 or f_PriceScheduleID > 4294967295: raise _out_of_range(f_PriceScheduleID, 1, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_PriceSchedule_2[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_PriceSchedule_2[_x & 3]
         if ev == 3:
             p += 1
             if (D >> (L - p)) & 1:
@@ -5138,21 +5291,25 @@ def _d_PriceSchedule(D, L, p):
                 f_PriceScheduleDescription = ''
             else:
                 f_PriceScheduleDescription, p = _r_str(D, L, p, 0, 160)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_PriceSchedule_3[(D >> (L - p)) & 1]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_PriceScheduleDescription = None
         if ev != 0: raise _bad_event(ev, p)
-        return PriceSchedule(TimeAnchor=f_TimeAnchor, PriceScheduleID=f_PriceScheduleID, PriceScheduleDescription=f_PriceScheduleDescription), p
+        return _mk_PriceSchedule(f_TimeAnchor, f_PriceScheduleID, f_PriceScheduleDescription), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PriceSchedule') from None
 
 _E_PriceSchedule_0 = (None, None, (1, 2), (0, 1))
-_D_PriceSchedule_0 = (1, -1)
-_D_PriceSchedule_1 = (2, -1)
 _D_PriceSchedule_2 = (3, 0, -1, -2)
-_D_PriceSchedule_3 = (0, -1)
+
+
+def _mk_PriceLevelSchedule(Id, TimeAnchor, PriceScheduleID, PriceScheduleDescription, NumberOfPriceLevels, PriceLevelScheduleEntries, _n=object.__new__, _c=PriceLevelSchedule, _s0=PriceLevelSchedule.Id.__set__, _s1=PriceLevelSchedule.TimeAnchor.__set__, _s2=PriceLevelSchedule.PriceScheduleID.__set__, _s3=PriceLevelSchedule.PriceScheduleDescription.__set__, _s4=PriceLevelSchedule.NumberOfPriceLevels.__set__, _s5=PriceLevelSchedule.PriceLevelScheduleEntries.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, TimeAnchor); _s2(o, PriceScheduleID); _s3(o, PriceScheduleDescription); _s4(o, NumberOfPriceLevels); _s5(o, PriceLevelScheduleEntries)
+    return o
 
 
 def _e_PriceLevelSchedule(o, a):
@@ -5210,28 +5367,28 @@ def _e_PriceLevelSchedule(o, a):
 
 def _d_PriceLevelSchedule(D, L, p):
     try:
-        p += 2; ev = _D_PriceLevelSchedule_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_PriceLevelSchedule_0[_x & 3]
         if ev == 1:
             f_Id, p = _r_str(D, L, p, 0, None)
-            p += 1; ev = _D_PriceLevelSchedule_1[(D >> (L - p)) & 1]
+            ev = 2
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Id = None
         if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_TimeAnchor, p = _r_uint(D, L, p, 64)
         if f_TimeAnchor > 18446744073709551615: raise _out_of_range(f_TimeAnchor, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PriceLevelSchedule_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 3
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_PriceScheduleID, p = _r_uint(D, L, p, 32)
         if f_PriceScheduleID < 1 or f_PriceScheduleID > 4294967295: raise _out_of_range(f_PriceScheduleID, 1, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_PriceLevelSchedule_3[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_PriceLevelSchedule_3[_x & 3]
         if ev == 4:
             p += 1
             if (D >> (L - p)) & 1:
@@ -5240,35 +5397,35 @@ def _d_PriceLevelSchedule(D, L, p):
                 f_PriceScheduleDescription = ''
             else:
                 f_PriceScheduleDescription, p = _r_str(D, L, p, 0, 160)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_PriceLevelSchedule_4[(D >> (L - p)) & 1]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            ev = 5
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_PriceScheduleDescription = None
         if ev != 5: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; f_NumberOfPriceLevels = ((D >> (L - p)) & 255)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PriceLevelSchedule_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
+        ev = 6
+        p += 11; _x = (D >> (L - p)) & 2047
+        if _x & 1027: raise _bad_event(-1, p)
+        f_NumberOfPriceLevels = (_x >> 2) & 255
         f_PriceLevelScheduleEntries, p = _d_PriceLevelScheduleEntryList(D, L, p)
-        p += 1; ev = _D_PriceLevelSchedule_6[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return PriceLevelSchedule(Id=f_Id, TimeAnchor=f_TimeAnchor, PriceScheduleID=f_PriceScheduleID, PriceScheduleDescription=f_PriceScheduleDescription, NumberOfPriceLevels=f_NumberOfPriceLevels, PriceLevelScheduleEntries=f_PriceLevelScheduleEntries), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_PriceLevelSchedule(f_Id, f_TimeAnchor, f_PriceScheduleID, f_PriceScheduleDescription, f_NumberOfPriceLevels, f_PriceLevelScheduleEntries), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PriceLevelSchedule') from None
 
 _E_PriceLevelSchedule_2 = ((1, 2), (0, 1), None, None, None, None, None)
 _E_PriceLevelSchedule_5 = (None, None, None, (1, 2), (0, 1), None, None)
 _D_PriceLevelSchedule_0 = (1, 2, -1, -2)
-_D_PriceLevelSchedule_1 = (2, -1)
-_D_PriceLevelSchedule_2 = (3, -1)
 _D_PriceLevelSchedule_3 = (4, 5, -1, -2)
-_D_PriceLevelSchedule_4 = (5, -1)
-_D_PriceLevelSchedule_5 = (6, -1)
-_D_PriceLevelSchedule_6 = (0, -1)
+
+
+def _mk_PriceLevelScheduleEntryList(PriceLevelScheduleEntry, _n=object.__new__, _c=PriceLevelScheduleEntryList, _s0=PriceLevelScheduleEntryList.PriceLevelScheduleEntry.__set__):
+    o = _n(_c); _s0(o, PriceLevelScheduleEntry)
+    return o
 
 
 def _e_PriceLevelScheduleEntryList(o, a):
@@ -5291,7 +5448,9 @@ def _e_PriceLevelScheduleEntryList(o, a):
 
 def _d_PriceLevelScheduleEntryList(D, L, p):
     try:
-        p += 1; ev = _D_PriceLevelScheduleEntryList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_PriceLevelScheduleEntry = []
         n = 0
         while ev == 1:
@@ -5299,19 +5458,25 @@ def _d_PriceLevelScheduleEntryList(D, L, p):
             f_PriceLevelScheduleEntry.append(x)
             n += 1
             if n < 1024:
-                p += 2; ev = _D_PriceLevelScheduleEntryList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_PriceLevelScheduleEntryList_1[_x & 3]
             else:
-                p += 1; ev = _D_PriceLevelScheduleEntryList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return PriceLevelScheduleEntryList(PriceLevelScheduleEntry=f_PriceLevelScheduleEntry), p
+        return _mk_PriceLevelScheduleEntryList(f_PriceLevelScheduleEntry), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PriceLevelScheduleEntryList') from None
 
 _E_PriceLevelScheduleEntryList_0 = (None, (1, 2), (0, 1))
-_D_PriceLevelScheduleEntryList_0 = (1, -1)
 _D_PriceLevelScheduleEntryList_1 = (1, 0, -1, -2)
-_D_PriceLevelScheduleEntryList_2 = (0, -1)
+
+
+def _mk_PriceLevelScheduleEntry(Duration, PriceLevel, _n=object.__new__, _c=PriceLevelScheduleEntry, _s0=PriceLevelScheduleEntry.Duration.__set__, _s1=PriceLevelScheduleEntry.PriceLevel.__set__):
+    o = _n(_c); _s0(o, Duration); _s1(o, PriceLevel)
+    return o
 
 
 def _e_PriceLevelScheduleEntry(o, a):
@@ -5333,30 +5498,24 @@ def _e_PriceLevelScheduleEntry(o, a):
 
 def _d_PriceLevelScheduleEntry(D, L, p):
     try:
-        p += 1; ev = _D_PriceLevelScheduleEntry_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_Duration, p = _r_uint(D, L, p, 32)
         if f_Duration > 4294967295: raise _out_of_range(f_Duration, 0, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PriceLevelScheduleEntry_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; f_PriceLevel = ((D >> (L - p)) & 255)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PriceLevelScheduleEntry_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return PriceLevelScheduleEntry(Duration=f_Duration, PriceLevel=f_PriceLevel), p
+        ev = 2
+        ev = 0
+        p += 13; _x = (D >> (L - p)) & 8191
+        if _x & 7171: raise _bad_event(-1, p)
+        f_PriceLevel = (_x >> 2) & 255
+        return _mk_PriceLevelScheduleEntry(f_Duration, f_PriceLevel), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PriceLevelScheduleEntry') from None
 
-_D_PriceLevelScheduleEntry_0 = (1, -1)
-_D_PriceLevelScheduleEntry_1 = (2, -1)
-_D_PriceLevelScheduleEntry_2 = (0, -1)
+
+def _mk_Scheduled_SEResControlMode(ScheduleTuple, _n=object.__new__, _c=Scheduled_SEResControlMode, _s0=Scheduled_SEResControlMode.ScheduleTuple.__set__):
+    o = _n(_c); _s0(o, ScheduleTuple)
+    return o
 
 
 def _e_Scheduled_SEResControlMode(o, a):
@@ -5379,7 +5538,9 @@ def _e_Scheduled_SEResControlMode(o, a):
 
 def _d_Scheduled_SEResControlMode(D, L, p):
     try:
-        p += 1; ev = _D_Scheduled_SEResControlMode_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_ScheduleTuple = []
         n = 0
         while ev == 1:
@@ -5387,19 +5548,25 @@ def _d_Scheduled_SEResControlMode(D, L, p):
             f_ScheduleTuple.append(x)
             n += 1
             if n < 3:
-                p += 2; ev = _D_Scheduled_SEResControlMode_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_Scheduled_SEResControlMode_1[_x & 3]
             else:
-                p += 1; ev = _D_Scheduled_SEResControlMode_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return Scheduled_SEResControlMode(ScheduleTuple=f_ScheduleTuple), p
+        return _mk_Scheduled_SEResControlMode(f_ScheduleTuple), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Scheduled_SEResControlMode') from None
 
 _E_Scheduled_SEResControlMode_0 = (None, (1, 2), (0, 1))
-_D_Scheduled_SEResControlMode_0 = (1, -1)
 _D_Scheduled_SEResControlMode_1 = (1, 0, -1, -2)
-_D_Scheduled_SEResControlMode_2 = (0, -1)
+
+
+def _mk_ScheduleTuple(ScheduleTupleID, ChargingSchedule, DischargingSchedule, _n=object.__new__, _c=ScheduleTuple, _s0=ScheduleTuple.ScheduleTupleID.__set__, _s1=ScheduleTuple.ChargingSchedule.__set__, _s2=ScheduleTuple.DischargingSchedule.__set__):
+    o = _n(_c); _s0(o, ScheduleTupleID); _s1(o, ChargingSchedule); _s2(o, DischargingSchedule)
+    return o
 
 
 def _e_ScheduleTuple(o, a):
@@ -5429,33 +5596,36 @@ def _e_ScheduleTuple(o, a):
 
 def _d_ScheduleTuple(D, L, p):
     try:
-        p += 1; ev = _D_ScheduleTuple_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ScheduleTupleID, p = _r_uint(D, L, p, 32)
         if f_ScheduleTupleID < 1 or f_ScheduleTupleID > 4294967295: raise _out_of_range(f_ScheduleTupleID, 1, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ScheduleTuple_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ChargingSchedule, p = _d_ChargingSchedule(D, L, p)
-        p += 2; ev = _D_ScheduleTuple_2[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_ScheduleTuple_2[_x & 3]
         if ev == 3:
             f_DischargingSchedule, p = _d_ChargingSchedule(D, L, p)
-            p += 1; ev = _D_ScheduleTuple_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_DischargingSchedule = None
         if ev != 0: raise _bad_event(ev, p)
-        return ScheduleTuple(ScheduleTupleID=f_ScheduleTupleID, ChargingSchedule=f_ChargingSchedule, DischargingSchedule=f_DischargingSchedule), p
+        return _mk_ScheduleTuple(f_ScheduleTupleID, f_ChargingSchedule, f_DischargingSchedule), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ScheduleTuple') from None
 
 _E_ScheduleTuple_0 = (None, None, (1, 2), (0, 1))
-_D_ScheduleTuple_0 = (1, -1)
-_D_ScheduleTuple_1 = (2, -1)
 _D_ScheduleTuple_2 = (3, 0, -1, -2)
-_D_ScheduleTuple_3 = (0, -1)
+
+
+def _mk_ChargingSchedule(PowerSchedule, AbsolutePriceSchedule, PriceLevelSchedule, _n=object.__new__, _c=ChargingSchedule, _s0=ChargingSchedule.PowerSchedule.__set__, _s1=ChargingSchedule.AbsolutePriceSchedule.__set__, _s2=ChargingSchedule.PriceLevelSchedule.__set__):
+    o = _n(_c); _s0(o, PowerSchedule); _s1(o, AbsolutePriceSchedule); _s2(o, PriceLevelSchedule)
+    return o
 
 
 def _e_ChargingSchedule(o, a):
@@ -5483,27 +5653,36 @@ def _e_ChargingSchedule(o, a):
 
 def _d_ChargingSchedule(D, L, p):
     try:
-        p += 1; ev = _D_ChargingSchedule_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_PowerSchedule, p = _d_PowerSchedule(D, L, p)
-        p += 2; ev = _D_ChargingSchedule_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_ChargingSchedule_1[_x & 3]
         f_AbsolutePriceSchedule = None
         f_PriceLevelSchedule = None
         if ev == 2:
             f_AbsolutePriceSchedule, p = _d_AbsolutePriceSchedule(D, L, p)
-            p += 1; ev = _D_ChargingSchedule_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 3:
             f_PriceLevelSchedule, p = _d_PriceLevelSchedule(D, L, p)
-            p += 1; ev = _D_ChargingSchedule_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ChargingSchedule(PowerSchedule=f_PowerSchedule, AbsolutePriceSchedule=f_AbsolutePriceSchedule, PriceLevelSchedule=f_PriceLevelSchedule), p
+        return _mk_ChargingSchedule(f_PowerSchedule, f_AbsolutePriceSchedule, f_PriceLevelSchedule), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargingSchedule') from None
 
 _E_ChargingSchedule_0 = (None, (2, 2), (0, 1))
-_D_ChargingSchedule_0 = (1, -1)
 _D_ChargingSchedule_1 = (2, 3, 0, -1)
-_D_ChargingSchedule_2 = (0, -1)
+
+
+def _mk_PowerSchedule(TimeAnchor, AvailableEnergy, PowerTolerance, PowerScheduleEntries, _n=object.__new__, _c=PowerSchedule, _s0=PowerSchedule.TimeAnchor.__set__, _s1=PowerSchedule.AvailableEnergy.__set__, _s2=PowerSchedule.PowerTolerance.__set__, _s3=PowerSchedule.PowerScheduleEntries.__set__):
+    o = _n(_c); _s0(o, TimeAnchor); _s1(o, AvailableEnergy); _s2(o, PowerTolerance); _s3(o, PowerScheduleEntries)
+    return o
 
 
 def _e_PowerSchedule(o, a):
@@ -5540,40 +5719,45 @@ def _e_PowerSchedule(o, a):
 
 def _d_PowerSchedule(D, L, p):
     try:
-        p += 1; ev = _D_PowerSchedule_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_TimeAnchor, p = _r_uint(D, L, p, 64)
         if f_TimeAnchor > 18446744073709551615: raise _out_of_range(f_TimeAnchor, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_PowerSchedule_1[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_PowerSchedule_1[_x & 3]
         if ev == 2:
             f_AvailableEnergy, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_PowerSchedule_2[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_PowerSchedule_2[_x & 3]
         else:
             f_AvailableEnergy = None
         if ev == 3:
             f_PowerTolerance, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_PowerSchedule_3[(D >> (L - p)) & 1]
+            ev = 4
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_PowerTolerance = None
         if ev != 4: raise _bad_event(ev, p)
         f_PowerScheduleEntries, p = _d_PowerScheduleEntryList(D, L, p)
-        p += 1; ev = _D_PowerSchedule_4[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return PowerSchedule(TimeAnchor=f_TimeAnchor, AvailableEnergy=f_AvailableEnergy, PowerTolerance=f_PowerTolerance, PowerScheduleEntries=f_PowerScheduleEntries), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_PowerSchedule(f_TimeAnchor, f_AvailableEnergy, f_PowerTolerance, f_PowerScheduleEntries), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PowerSchedule') from None
 
 _E_PowerSchedule_3 = (None, (1, 2), (0, 2), None, None)
 _E_PowerSchedule_4 = (None, (2, 2), (1, 2), (0, 1), None)
-_D_PowerSchedule_0 = (1, -1)
 _D_PowerSchedule_1 = (2, 3, 4, -1)
 _D_PowerSchedule_2 = (3, 4, -1, -2)
-_D_PowerSchedule_3 = (4, -1)
-_D_PowerSchedule_4 = (0, -1)
+
+
+def _mk_PowerScheduleEntryList(PowerScheduleEntry, _n=object.__new__, _c=PowerScheduleEntryList, _s0=PowerScheduleEntryList.PowerScheduleEntry.__set__):
+    o = _n(_c); _s0(o, PowerScheduleEntry)
+    return o
 
 
 def _e_PowerScheduleEntryList(o, a):
@@ -5596,7 +5780,9 @@ def _e_PowerScheduleEntryList(o, a):
 
 def _d_PowerScheduleEntryList(D, L, p):
     try:
-        p += 1; ev = _D_PowerScheduleEntryList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_PowerScheduleEntry = []
         n = 0
         while ev == 1:
@@ -5604,19 +5790,25 @@ def _d_PowerScheduleEntryList(D, L, p):
             f_PowerScheduleEntry.append(x)
             n += 1
             if n < 1024:
-                p += 2; ev = _D_PowerScheduleEntryList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_PowerScheduleEntryList_1[_x & 3]
             else:
-                p += 1; ev = _D_PowerScheduleEntryList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return PowerScheduleEntryList(PowerScheduleEntry=f_PowerScheduleEntry), p
+        return _mk_PowerScheduleEntryList(f_PowerScheduleEntry), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PowerScheduleEntryList') from None
 
 _E_PowerScheduleEntryList_0 = (None, (1, 2), (0, 1))
-_D_PowerScheduleEntryList_0 = (1, -1)
 _D_PowerScheduleEntryList_1 = (1, 0, -1, -2)
-_D_PowerScheduleEntryList_2 = (0, -1)
+
+
+def _mk_PowerScheduleEntry(Duration, Power, Power_L2, Power_L3, _n=object.__new__, _c=PowerScheduleEntry, _s0=PowerScheduleEntry.Duration.__set__, _s1=PowerScheduleEntry.Power.__set__, _s2=PowerScheduleEntry.Power_L2.__set__, _s3=PowerScheduleEntry.Power_L3.__set__):
+    o = _n(_c); _s0(o, Duration); _s1(o, Power); _s2(o, Power_L2); _s3(o, Power_L3)
+    return o
 
 
 def _e_PowerScheduleEntry(o, a):
@@ -5653,40 +5845,44 @@ def _e_PowerScheduleEntry(o, a):
 
 def _d_PowerScheduleEntry(D, L, p):
     try:
-        p += 1; ev = _D_PowerScheduleEntry_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_Duration, p = _r_uint(D, L, p, 32)
         if f_Duration > 4294967295: raise _out_of_range(f_Duration, 0, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PowerScheduleEntry_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_Power, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_PowerScheduleEntry_2[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_PowerScheduleEntry_2[_x & 3]
         if ev == 3:
             f_Power_L2, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_PowerScheduleEntry_3[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_PowerScheduleEntry_3[_x & 3]
         else:
             f_Power_L2 = None
         if ev == 4:
             f_Power_L3, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_PowerScheduleEntry_4[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Power_L3 = None
         if ev != 0: raise _bad_event(ev, p)
-        return PowerScheduleEntry(Duration=f_Duration, Power=f_Power, Power_L2=f_Power_L2, Power_L3=f_Power_L3), p
+        return _mk_PowerScheduleEntry(f_Duration, f_Power, f_Power_L2, f_Power_L3), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PowerScheduleEntry') from None
 
 _E_PowerScheduleEntry_4 = (None, None, (1, 2), (0, 2), None)
 _E_PowerScheduleEntry_0 = (None, None, (2, 2), (1, 2), (0, 1))
-_D_PowerScheduleEntry_0 = (1, -1)
-_D_PowerScheduleEntry_1 = (2, -1)
 _D_PowerScheduleEntry_2 = (3, 4, 0, -1)
 _D_PowerScheduleEntry_3 = (4, 0, -1, -2)
-_D_PowerScheduleEntry_4 = (0, -1)
+
+
+def _mk_PowerDeliveryReq(Header, EVProcessing, ChargeProgress, EVPowerProfile, BPT_ChannelSelection, _n=object.__new__, _c=PowerDeliveryReq, _s0=PowerDeliveryReq.Header.__set__, _s1=PowerDeliveryReq.EVProcessing.__set__, _s2=PowerDeliveryReq.ChargeProgress.__set__, _s3=PowerDeliveryReq.EVPowerProfile.__set__, _s4=PowerDeliveryReq.BPT_ChannelSelection.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, EVProcessing); _s2(o, ChargeProgress); _s3(o, EVPowerProfile); _s4(o, BPT_ChannelSelection)
+    return o
 
 
 def _e_PowerDeliveryReq(o, a):
@@ -5730,55 +5926,46 @@ def _e_PowerDeliveryReq(o, a):
 
 def _d_PowerDeliveryReq(D, L, p):
     try:
-        p += 1; ev = _D_PowerDeliveryReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_PowerDeliveryReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVProcessing = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_PowerDeliveryReq_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        f_ChargeProgress = _EV_chargeProgressType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_PowerDeliveryReq_3[(D >> (L - p)) & 3]
+        ev = 2
+        ev = 3
+        p += 12; _x = (D >> (L - p)) & 4095
+        if _x & 3300: raise _bad_event(-1, p)
+        f_EVProcessing = (_x >> 8) & 3
+        if f_EVProcessing >= 3: raise _bad_enum(f_EVProcessing, 3, p)
+        f_EVProcessing = _EV_processingType[f_EVProcessing]
+        f_ChargeProgress = _EV_chargeProgressType[(_x >> 3) & 3]
+        ev = _D_PowerDeliveryReq_3[_x & 3]
         if ev == 4:
             f_EVPowerProfile, p = _d_EVPowerProfile(D, L, p)
-            p += 2; ev = _D_PowerDeliveryReq_4[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_PowerDeliveryReq_4[_x & 3]
         else:
             f_EVPowerProfile = None
         if ev == 5:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; _i = (D >> (L - p)) & 1
-            f_BPT_ChannelSelection = _EV_channelSelectionType[_i]
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_PowerDeliveryReq_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 11: raise _bad_event(-1, p)
+            f_BPT_ChannelSelection = _EV_channelSelectionType[(_x >> 2) & 1]
         else:
             f_BPT_ChannelSelection = None
         if ev != 0: raise _bad_event(ev, p)
-        return PowerDeliveryReq(Header=f_Header, EVProcessing=f_EVProcessing, ChargeProgress=f_ChargeProgress, EVPowerProfile=f_EVPowerProfile, BPT_ChannelSelection=f_BPT_ChannelSelection), p
+        return _mk_PowerDeliveryReq(f_Header, f_EVProcessing, f_ChargeProgress, f_EVPowerProfile, f_BPT_ChannelSelection), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PowerDeliveryReq') from None
 
 _E_PowerDeliveryReq_5 = (None, None, None, (1, 2), (0, 2), None)
 _E_PowerDeliveryReq_0 = (None, None, None, (2, 2), (1, 2), (0, 1))
-_D_PowerDeliveryReq_0 = (1, -1)
-_D_PowerDeliveryReq_1 = (2, -1)
-_D_PowerDeliveryReq_2 = (3, -1)
 _D_PowerDeliveryReq_3 = (4, 5, 0, -1)
 _D_PowerDeliveryReq_4 = (5, 0, -1, -2)
-_D_PowerDeliveryReq_5 = (0, -1)
+
+
+def _mk_EVPowerProfile(TimeAnchor, Dynamic_EVPPTControlMode, Scheduled_EVPPTControlMode, EVPowerProfileEntries, _n=object.__new__, _c=EVPowerProfile, _s0=EVPowerProfile.TimeAnchor.__set__, _s1=EVPowerProfile.Dynamic_EVPPTControlMode.__set__, _s2=EVPowerProfile.Scheduled_EVPPTControlMode.__set__, _s3=EVPowerProfile.EVPowerProfileEntries.__set__):
+    o = _n(_c); _s0(o, TimeAnchor); _s1(o, Dynamic_EVPPTControlMode); _s2(o, Scheduled_EVPPTControlMode); _s3(o, EVPowerProfileEntries)
+    return o
 
 
 def _e_EVPowerProfile(o, a):
@@ -5806,37 +5993,43 @@ def _e_EVPowerProfile(o, a):
 
 def _d_EVPowerProfile(D, L, p):
     try:
-        p += 1; ev = _D_EVPowerProfile_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_TimeAnchor, p = _r_uint(D, L, p, 64)
         if f_TimeAnchor > 18446744073709551615: raise _out_of_range(f_TimeAnchor, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_EVPowerProfile_1[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_EVPowerProfile_1[_x & 3]
         f_Dynamic_EVPPTControlMode = None
         f_Scheduled_EVPPTControlMode = None
         if ev == 2:
             f_Dynamic_EVPPTControlMode, p = _d_Dynamic_EVPPTControlMode(D, L, p)
-            p += 1; ev = _D_EVPowerProfile_2[(D >> (L - p)) & 1]
+            ev = 4
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 3:
             f_Scheduled_EVPPTControlMode, p = _d_Scheduled_EVPPTControlMode(D, L, p)
-            p += 1; ev = _D_EVPowerProfile_2[(D >> (L - p)) & 1]
+            ev = 4
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 4: raise _bad_event(ev, p)
         f_EVPowerProfileEntries, p = _d_EVPowerProfileEntryList(D, L, p)
-        p += 1; ev = _D_EVPowerProfile_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return EVPowerProfile(TimeAnchor=f_TimeAnchor, Dynamic_EVPPTControlMode=f_Dynamic_EVPPTControlMode, Scheduled_EVPPTControlMode=f_Scheduled_EVPPTControlMode, EVPowerProfileEntries=f_EVPowerProfileEntries), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_EVPowerProfile(f_TimeAnchor, f_Dynamic_EVPPTControlMode, f_Scheduled_EVPPTControlMode, f_EVPowerProfileEntries), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPowerProfile') from None
 
-_D_EVPowerProfile_0 = (1, -1)
 _D_EVPowerProfile_1 = (2, 3, -1, -2)
-_D_EVPowerProfile_2 = (4, -1)
-_D_EVPowerProfile_3 = (0, -1)
+
+
+def _mk_Dynamic_EVPPTControlMode(_n=object.__new__, _c=Dynamic_EVPPTControlMode):
+    o = _n(_c)
+    return o
 
 
 def _e_Dynamic_EVPPTControlMode(o, a):
@@ -5846,13 +6039,17 @@ def _e_Dynamic_EVPPTControlMode(o, a):
 
 def _d_Dynamic_EVPPTControlMode(D, L, p):
     try:
-        p += 1; ev = _D_Dynamic_EVPPTControlMode_0[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return Dynamic_EVPPTControlMode(), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_Dynamic_EVPPTControlMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Dynamic_EVPPTControlMode') from None
 
-_D_Dynamic_EVPPTControlMode_0 = (0, -1)
+
+def _mk_Scheduled_EVPPTControlMode(SelectedScheduleTupleID, PowerToleranceAcceptance, _n=object.__new__, _c=Scheduled_EVPPTControlMode, _s0=Scheduled_EVPPTControlMode.SelectedScheduleTupleID.__set__, _s1=Scheduled_EVPPTControlMode.PowerToleranceAcceptance.__set__):
+    o = _n(_c); _s0(o, SelectedScheduleTupleID); _s1(o, PowerToleranceAcceptance)
+    return o
 
 
 def _e_Scheduled_EVPPTControlMode(o, a):
@@ -5878,34 +6075,33 @@ def _e_Scheduled_EVPPTControlMode(o, a):
 
 def _d_Scheduled_EVPPTControlMode(D, L, p):
     try:
-        p += 1; ev = _D_Scheduled_EVPPTControlMode_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_SelectedScheduleTupleID, p = _r_uint(D, L, p, 32)
         if f_SelectedScheduleTupleID < 1 or f_SelectedScheduleTupleID > 4294967295: raise _out_of_range(f_SelectedScheduleTupleID, 1, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_Scheduled_EVPPTControlMode_1[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_Scheduled_EVPPTControlMode_1[_x & 3]
         if ev == 2:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; _i = (D >> (L - p)) & 1
-            f_PowerToleranceAcceptance = _EV_powerToleranceAcceptanceType[_i]
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Scheduled_EVPPTControlMode_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 11: raise _bad_event(-1, p)
+            f_PowerToleranceAcceptance = _EV_powerToleranceAcceptanceType[(_x >> 2) & 1]
         else:
             f_PowerToleranceAcceptance = None
         if ev != 0: raise _bad_event(ev, p)
-        return Scheduled_EVPPTControlMode(SelectedScheduleTupleID=f_SelectedScheduleTupleID, PowerToleranceAcceptance=f_PowerToleranceAcceptance), p
+        return _mk_Scheduled_EVPPTControlMode(f_SelectedScheduleTupleID, f_PowerToleranceAcceptance), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Scheduled_EVPPTControlMode') from None
 
 _E_Scheduled_EVPPTControlMode_0 = (None, (1, 2), (0, 1))
-_D_Scheduled_EVPPTControlMode_0 = (1, -1)
 _D_Scheduled_EVPPTControlMode_1 = (2, 0, -1, -2)
-_D_Scheduled_EVPPTControlMode_2 = (0, -1)
+
+
+def _mk_EVPowerProfileEntryList(EVPowerProfileEntry, _n=object.__new__, _c=EVPowerProfileEntryList, _s0=EVPowerProfileEntryList.EVPowerProfileEntry.__set__):
+    o = _n(_c); _s0(o, EVPowerProfileEntry)
+    return o
 
 
 def _e_EVPowerProfileEntryList(o, a):
@@ -5928,7 +6124,9 @@ def _e_EVPowerProfileEntryList(o, a):
 
 def _d_EVPowerProfileEntryList(D, L, p):
     try:
-        p += 1; ev = _D_EVPowerProfileEntryList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVPowerProfileEntry = []
         n = 0
         while ev == 1:
@@ -5936,19 +6134,25 @@ def _d_EVPowerProfileEntryList(D, L, p):
             f_EVPowerProfileEntry.append(x)
             n += 1
             if n < 2048:
-                p += 2; ev = _D_EVPowerProfileEntryList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_EVPowerProfileEntryList_1[_x & 3]
             else:
-                p += 1; ev = _D_EVPowerProfileEntryList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return EVPowerProfileEntryList(EVPowerProfileEntry=f_EVPowerProfileEntry), p
+        return _mk_EVPowerProfileEntryList(f_EVPowerProfileEntry), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPowerProfileEntryList') from None
 
 _E_EVPowerProfileEntryList_0 = (None, (1, 2), (0, 1))
-_D_EVPowerProfileEntryList_0 = (1, -1)
 _D_EVPowerProfileEntryList_1 = (1, 0, -1, -2)
-_D_EVPowerProfileEntryList_2 = (0, -1)
+
+
+def _mk_PowerDeliveryRes(Header, ResponseCode, EVSEStatus, _n=object.__new__, _c=PowerDeliveryRes, _s0=PowerDeliveryRes.Header.__set__, _s1=PowerDeliveryRes.ResponseCode.__set__, _s2=PowerDeliveryRes.EVSEStatus.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEStatus)
+    return o
 
 
 def _e_PowerDeliveryRes(o, a):
@@ -5977,34 +6181,36 @@ def _e_PowerDeliveryRes(o, a):
 
 def _d_PowerDeliveryRes(D, L, p):
     try:
-        p += 1; ev = _D_PowerDeliveryRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_PowerDeliveryRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_PowerDeliveryRes_2[(D >> (L - p)) & 3]
+        ev = 2
+        p += 11; _x = (D >> (L - p)) & 2047
+        if _x & 1540: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 3) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        ev = _D_PowerDeliveryRes_2[_x & 3]
         if ev == 3:
             f_EVSEStatus, p = _d_EVSEStatus(D, L, p)
-            p += 1; ev = _D_PowerDeliveryRes_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSEStatus = None
         if ev != 0: raise _bad_event(ev, p)
-        return PowerDeliveryRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus), p
+        return _mk_PowerDeliveryRes(f_Header, f_ResponseCode, f_EVSEStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PowerDeliveryRes') from None
 
 _E_PowerDeliveryRes_0 = (None, None, (1, 2), (0, 1))
-_D_PowerDeliveryRes_0 = (1, -1)
-_D_PowerDeliveryRes_1 = (2, -1)
 _D_PowerDeliveryRes_2 = (3, 0, -1, -2)
-_D_PowerDeliveryRes_3 = (0, -1)
+
+
+def _mk_EVSEStatus(NotificationMaxDelay, EVSENotification, _n=object.__new__, _c=EVSEStatus, _s0=EVSEStatus.NotificationMaxDelay.__set__, _s1=EVSEStatus.EVSENotification.__set__):
+    o = _n(_c); _s0(o, NotificationMaxDelay); _s1(o, EVSENotification)
+    return o
 
 
 def _e_EVSEStatus(o, a):
@@ -6025,32 +6231,26 @@ def _e_EVSEStatus(o, a):
 
 def _d_EVSEStatus(D, L, p):
     try:
-        p += 1; ev = _D_EVSEStatus_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_NotificationMaxDelay, p = _r_uint(D, L, p, 16)
         if f_NotificationMaxDelay > 65535: raise _out_of_range(f_NotificationMaxDelay, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_EVSEStatus_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 6: raise _bad_enum(_i, 6, p)
-        f_EVSENotification = _EV_evseNotificationType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_EVSEStatus_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return EVSEStatus(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification), p
+        ev = 2
+        ev = 0
+        p += 8; _x = (D >> (L - p)) & 255
+        if _x & 227: raise _bad_event(-1, p)
+        f_EVSENotification = (_x >> 2) & 7
+        if f_EVSENotification >= 6: raise _bad_enum(f_EVSENotification, 6, p)
+        f_EVSENotification = _EV_evseNotificationType[f_EVSENotification]
+        return _mk_EVSEStatus(f_NotificationMaxDelay, f_EVSENotification), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVSEStatus') from None
 
-_D_EVSEStatus_0 = (1, -1)
-_D_EVSEStatus_1 = (2, -1)
-_D_EVSEStatus_2 = (0, -1)
+
+def _mk_MeteringConfirmationReq(Header, SignedMeteringData, _n=object.__new__, _c=MeteringConfirmationReq, _s0=MeteringConfirmationReq.Header.__set__, _s1=MeteringConfirmationReq.SignedMeteringData.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, SignedMeteringData)
+    return o
 
 
 def _e_MeteringConfirmationReq(o, a):
@@ -6068,21 +6268,25 @@ def _e_MeteringConfirmationReq(o, a):
 
 def _d_MeteringConfirmationReq(D, L, p):
     try:
-        p += 1; ev = _D_MeteringConfirmationReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_MeteringConfirmationReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_SignedMeteringData, p = _d_SignedMeteringData(D, L, p)
-        p += 1; ev = _D_MeteringConfirmationReq_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return MeteringConfirmationReq(Header=f_Header, SignedMeteringData=f_SignedMeteringData), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_MeteringConfirmationReq(f_Header, f_SignedMeteringData), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MeteringConfirmationReq') from None
 
-_D_MeteringConfirmationReq_0 = (1, -1)
-_D_MeteringConfirmationReq_1 = (2, -1)
-_D_MeteringConfirmationReq_2 = (0, -1)
+
+def _mk_SignedMeteringData(Id, SessionID, MeterInfo, Receipt, Dynamic_SMDTControlMode, Scheduled_SMDTControlMode, _n=object.__new__, _c=SignedMeteringData, _s0=SignedMeteringData.Id.__set__, _s1=SignedMeteringData.SessionID.__set__, _s2=SignedMeteringData.MeterInfo.__set__, _s3=SignedMeteringData.Receipt.__set__, _s4=SignedMeteringData.Dynamic_SMDTControlMode.__set__, _s5=SignedMeteringData.Scheduled_SMDTControlMode.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, SessionID); _s2(o, MeterInfo); _s3(o, Receipt); _s4(o, Dynamic_SMDTControlMode); _s5(o, Scheduled_SMDTControlMode)
+    return o
 
 
 def _e_SignedMeteringData(o, a):
@@ -6128,48 +6332,54 @@ def _e_SignedMeteringData(o, a):
 
 def _d_SignedMeteringData(D, L, p):
     try:
-        p += 1; ev = _D_SignedMeteringData_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Id, p = _r_str(D, L, p, 0, None)
-        p += 1; ev = _D_SignedMeteringData_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_SessionID, p = _r_bin(D, L, p, 8, 8)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_SignedMeteringData_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_MeterInfo, p = _d_MeterInfo(D, L, p)
-        p += 2; ev = _D_SignedMeteringData_3[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_SignedMeteringData_3[_x & 3]
         if ev == 4:
             f_Receipt, p = _d_Receipt(D, L, p)
-            p += 2; ev = _D_SignedMeteringData_4[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_SignedMeteringData_4[_x & 3]
         else:
             f_Receipt = None
         f_Dynamic_SMDTControlMode = None
         f_Scheduled_SMDTControlMode = None
         if ev == 5:
             f_Dynamic_SMDTControlMode, p = _d_Dynamic_SMDTControlMode(D, L, p)
-            p += 1; ev = _D_SignedMeteringData_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 6:
             f_Scheduled_SMDTControlMode, p = _d_Scheduled_SMDTControlMode(D, L, p)
-            p += 1; ev = _D_SignedMeteringData_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return SignedMeteringData(Id=f_Id, SessionID=f_SessionID, MeterInfo=f_MeterInfo, Receipt=f_Receipt, Dynamic_SMDTControlMode=f_Dynamic_SMDTControlMode, Scheduled_SMDTControlMode=f_Scheduled_SMDTControlMode), p
+        return _mk_SignedMeteringData(f_Id, f_SessionID, f_MeterInfo, f_Receipt, f_Dynamic_SMDTControlMode, f_Scheduled_SMDTControlMode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SignedMeteringData') from None
 
 _E_SignedMeteringData_5 = (None, None, None, (1, 2), (0, 2), None)
 _E_SignedMeteringData_6 = (None, None, None, (2, 2), (1, 2), None)
-_D_SignedMeteringData_0 = (1, -1)
-_D_SignedMeteringData_1 = (2, -1)
-_D_SignedMeteringData_2 = (3, -1)
 _D_SignedMeteringData_3 = (4, 5, 6, -1)
 _D_SignedMeteringData_4 = (5, 6, -1, -2)
-_D_SignedMeteringData_5 = (0, -1)
+
+
+def _mk_MeterInfo(MeterID, ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh, MeterSignature, MeterStatus, MeterTimestamp, _n=object.__new__, _c=MeterInfo, _s0=MeterInfo.MeterID.__set__, _s1=MeterInfo.ChargedEnergyReadingWh.__set__, _s2=MeterInfo.BPT_DischargedEnergyReadingWh.__set__, _s3=MeterInfo.CapacitiveEnergyReadingVARh.__set__, _s4=MeterInfo.BPT_InductiveEnergyReadingVARh.__set__, _s5=MeterInfo.MeterSignature.__set__, _s6=MeterInfo.MeterStatus.__set__, _s7=MeterInfo.MeterTimestamp.__set__):
+    o = _n(_c); _s0(o, MeterID); _s1(o, ChargedEnergyReadingWh); _s2(o, BPT_DischargedEnergyReadingWh); _s3(o, CapacitiveEnergyReadingVARh); _s4(o, BPT_InductiveEnergyReadingVARh); _s5(o, MeterSignature); _s6(o, MeterStatus); _s7(o, MeterTimestamp)
+    return o
 
 
 def _e_MeterInfo(o, a):
@@ -6258,8 +6468,9 @@ def _e_MeterInfo(o, a):
 
 def _d_MeterInfo(D, L, p):
     try:
-        p += 1; ev = _D_MeterInfo_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -6267,45 +6478,44 @@ def _d_MeterInfo(D, L, p):
             f_MeterID = ''
         else:
             f_MeterID, p = _r_str(D, L, p, 0, 32)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_MeterInfo_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ChargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
         if f_ChargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_ChargedEnergyReadingWh, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_MeterInfo_2[(D >> (L - p)) & 7]
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 8: raise _bad_event(-1, p)
+        ev = _D_MeterInfo_2[_x & 7]
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_BPT_DischargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
             if f_BPT_DischargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_BPT_DischargedEnergyReadingWh, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_MeterInfo_3[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_3[_x & 7]
         else:
             f_BPT_DischargedEnergyReadingWh = None
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_CapacitiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_CapacitiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_CapacitiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_MeterInfo_4[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_4[_x & 7]
         else:
             f_CapacitiveEnergyReadingVARh = None
         if ev == 5:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_BPT_InductiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_BPT_InductiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_BPT_InductiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_MeterInfo_5[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_5[_x & 7]
         else:
             f_BPT_InductiveEnergyReadingVARh = None
         if ev == 6:
@@ -6316,33 +6526,34 @@ def _d_MeterInfo(D, L, p):
                 f_MeterSignature = b''
             else:
                 f_MeterSignature, p = _r_bin(D, L, p, 0, 64)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_MeterInfo_6[(D >> (L - p)) & 3]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_MeterInfo_6[_x & 3]
         else:
             f_MeterSignature = None
         if ev == 7:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_MeterStatus, p = _r_int(D, L, p, 15)
             if f_MeterStatus < -32768 or f_MeterStatus > 32767: raise _out_of_range(f_MeterStatus, -32768, 32767, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_MeterInfo_7[(D >> (L - p)) & 3]
+            p += 3; _x = (D >> (L - p)) & 7
+            if _x & 4: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_7[_x & 3]
         else:
             f_MeterStatus = None
         if ev == 8:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_MeterTimestamp, p = _r_uint(D, L, p, 64)
             if f_MeterTimestamp > 18446744073709551615: raise _out_of_range(f_MeterTimestamp, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_MeterInfo_8[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_MeterTimestamp = None
         if ev != 0: raise _bad_event(ev, p)
-        return MeterInfo(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp), p
+        return _mk_MeterInfo(f_MeterID, f_ChargedEnergyReadingWh, f_BPT_DischargedEnergyReadingWh, f_CapacitiveEnergyReadingVARh, f_BPT_InductiveEnergyReadingVARh, f_MeterSignature, f_MeterStatus, f_MeterTimestamp), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MeterInfo') from None
 
@@ -6352,15 +6563,17 @@ _E_MeterInfo_6 = (None, None, (3, 3), (2, 3), (1, 3), (0, 3), None, None, None)
 _E_MeterInfo_7 = (None, None, (4, 3), (3, 3), (2, 3), (1, 3), (0, 2), None, None)
 _E_MeterInfo_8 = (None, None, (5, 3), (4, 3), (3, 3), (2, 3), (1, 2), (0, 2), None)
 _E_MeterInfo_0 = (None, None, (6, 3), (5, 3), (4, 3), (3, 3), (2, 2), (1, 2), (0, 1))
-_D_MeterInfo_0 = (1, -1)
-_D_MeterInfo_1 = (2, -1)
 _D_MeterInfo_2 = (3, 4, 5, 6, 7, 8, 0, -1)
 _D_MeterInfo_3 = (4, 5, 6, 7, 8, 0, -1, -2)
 _D_MeterInfo_4 = (5, 6, 7, 8, 0, -1, -2, -2)
 _D_MeterInfo_5 = (6, 7, 8, 0, -1, -2, -2, -2)
 _D_MeterInfo_6 = (7, 8, 0, -1)
 _D_MeterInfo_7 = (8, 0, -1, -2)
-_D_MeterInfo_8 = (0, -1)
+
+
+def _mk_Dynamic_SMDTControlMode(_n=object.__new__, _c=Dynamic_SMDTControlMode):
+    o = _n(_c)
+    return o
 
 
 def _e_Dynamic_SMDTControlMode(o, a):
@@ -6370,13 +6583,17 @@ def _e_Dynamic_SMDTControlMode(o, a):
 
 def _d_Dynamic_SMDTControlMode(D, L, p):
     try:
-        p += 1; ev = _D_Dynamic_SMDTControlMode_0[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return Dynamic_SMDTControlMode(), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_Dynamic_SMDTControlMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Dynamic_SMDTControlMode') from None
 
-_D_Dynamic_SMDTControlMode_0 = (0, -1)
+
+def _mk_Scheduled_SMDTControlMode(SelectedScheduleTupleID, _n=object.__new__, _c=Scheduled_SMDTControlMode, _s0=Scheduled_SMDTControlMode.SelectedScheduleTupleID.__set__):
+    o = _n(_c); _s0(o, SelectedScheduleTupleID)
+    return o
 
 
 def _e_Scheduled_SMDTControlMode(o, a):
@@ -6392,22 +6609,22 @@ def _e_Scheduled_SMDTControlMode(o, a):
 
 def _d_Scheduled_SMDTControlMode(D, L, p):
     try:
-        p += 1; ev = _D_Scheduled_SMDTControlMode_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_SelectedScheduleTupleID, p = _r_uint(D, L, p, 32)
         if f_SelectedScheduleTupleID < 1 or f_SelectedScheduleTupleID > 4294967295: raise _out_of_range(f_SelectedScheduleTupleID, 1, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_Scheduled_SMDTControlMode_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return Scheduled_SMDTControlMode(SelectedScheduleTupleID=f_SelectedScheduleTupleID), p
+        ev = 0
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
+        return _mk_Scheduled_SMDTControlMode(f_SelectedScheduleTupleID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Scheduled_SMDTControlMode') from None
 
-_D_Scheduled_SMDTControlMode_0 = (1, -1)
-_D_Scheduled_SMDTControlMode_1 = (0, -1)
+
+def _mk_MeteringConfirmationRes(Header, ResponseCode, _n=object.__new__, _c=MeteringConfirmationRes, _s0=MeteringConfirmationRes.Header.__set__, _s1=MeteringConfirmationRes.ResponseCode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode)
+    return o
 
 
 def _e_MeteringConfirmationRes(o, a):
@@ -6426,27 +6643,25 @@ def _e_MeteringConfirmationRes(o, a):
 
 def _d_MeteringConfirmationRes(D, L, p):
     try:
-        p += 1; ev = _D_MeteringConfirmationRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_MeteringConfirmationRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_MeteringConfirmationRes_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return MeteringConfirmationRes(Header=f_Header, ResponseCode=f_ResponseCode), p
+        ev = 2
+        ev = 0
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        return _mk_MeteringConfirmationRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MeteringConfirmationRes') from None
 
-_D_MeteringConfirmationRes_0 = (1, -1)
-_D_MeteringConfirmationRes_1 = (2, -1)
-_D_MeteringConfirmationRes_2 = (0, -1)
+
+def _mk_SessionStopReq(Header, ChargingSession, EVTerminationCode, EVTerminationExplanation, _n=object.__new__, _c=SessionStopReq, _s0=SessionStopReq.Header.__set__, _s1=SessionStopReq.ChargingSession.__set__, _s2=SessionStopReq.EVTerminationCode.__set__, _s3=SessionStopReq.EVTerminationExplanation.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ChargingSession); _s2(o, EVTerminationCode); _s3(o, EVTerminationExplanation)
+    return o
 
 
 def _e_SessionStopReq(o, a):
@@ -6492,19 +6707,17 @@ def _e_SessionStopReq(o, a):
 
 def _d_SessionStopReq(D, L, p):
     try:
-        p += 1; ev = _D_SessionStopReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_SessionStopReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_ChargingSession = _EV_chargingSessionType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_SessionStopReq_2[(D >> (L - p)) & 3]
+        ev = 2
+        p += 7; _x = (D >> (L - p)) & 127
+        if _x & 100: raise _bad_event(-1, p)
+        f_ChargingSession = (_x >> 3) & 3
+        if f_ChargingSession >= 3: raise _bad_enum(f_ChargingSession, 3, p)
+        f_ChargingSession = _EV_chargingSessionType[f_ChargingSession]
+        ev = _D_SessionStopReq_2[_x & 3]
         if ev == 3:
             p += 1
             if (D >> (L - p)) & 1:
@@ -6513,9 +6726,10 @@ def _d_SessionStopReq(D, L, p):
                 f_EVTerminationCode = ''
             else:
                 f_EVTerminationCode, p = _r_str(D, L, p, 0, 80)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_SessionStopReq_3[(D >> (L - p)) & 3]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_SessionStopReq_3[_x & 3]
         else:
             f_EVTerminationCode = None
         if ev == 4:
@@ -6526,23 +6740,27 @@ def _d_SessionStopReq(D, L, p):
                 f_EVTerminationExplanation = ''
             else:
                 f_EVTerminationExplanation, p = _r_str(D, L, p, 0, 160)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_SessionStopReq_4[(D >> (L - p)) & 1]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVTerminationExplanation = None
         if ev != 0: raise _bad_event(ev, p)
-        return SessionStopReq(Header=f_Header, ChargingSession=f_ChargingSession, EVTerminationCode=f_EVTerminationCode, EVTerminationExplanation=f_EVTerminationExplanation), p
+        return _mk_SessionStopReq(f_Header, f_ChargingSession, f_EVTerminationCode, f_EVTerminationExplanation), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionStopReq') from None
 
 _E_SessionStopReq_4 = (None, None, (1, 2), (0, 2), None)
 _E_SessionStopReq_0 = (None, None, (2, 2), (1, 2), (0, 1))
-_D_SessionStopReq_0 = (1, -1)
-_D_SessionStopReq_1 = (2, -1)
 _D_SessionStopReq_2 = (3, 4, 0, -1)
 _D_SessionStopReq_3 = (4, 0, -1, -2)
-_D_SessionStopReq_4 = (0, -1)
+
+
+def _mk_SessionStopRes(Header, ResponseCode, _n=object.__new__, _c=SessionStopRes, _s0=SessionStopRes.Header.__set__, _s1=SessionStopRes.ResponseCode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode)
+    return o
 
 
 def _e_SessionStopRes(o, a):
@@ -6561,27 +6779,25 @@ def _e_SessionStopRes(o, a):
 
 def _d_SessionStopRes(D, L, p):
     try:
-        p += 1; ev = _D_SessionStopRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_SessionStopRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_SessionStopRes_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return SessionStopRes(Header=f_Header, ResponseCode=f_ResponseCode), p
+        ev = 2
+        ev = 0
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        return _mk_SessionStopRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionStopRes') from None
 
-_D_SessionStopRes_0 = (1, -1)
-_D_SessionStopRes_1 = (2, -1)
-_D_SessionStopRes_2 = (0, -1)
+
+def _mk_CertificateInstallationReq(Header, OEMProvisioningCertificateChain, ListOfRootCertificateIDs, MaximumContractCertificateChains, PrioritizedEMAIDs, _n=object.__new__, _c=CertificateInstallationReq, _s0=CertificateInstallationReq.Header.__set__, _s1=CertificateInstallationReq.OEMProvisioningCertificateChain.__set__, _s2=CertificateInstallationReq.ListOfRootCertificateIDs.__set__, _s3=CertificateInstallationReq.MaximumContractCertificateChains.__set__, _s4=CertificateInstallationReq.PrioritizedEMAIDs.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, OEMProvisioningCertificateChain); _s2(o, ListOfRootCertificateIDs); _s3(o, MaximumContractCertificateChains); _s4(o, PrioritizedEMAIDs)
+    return o
 
 
 def _e_CertificateInstallationReq(o, a):
@@ -6621,40 +6837,42 @@ def _e_CertificateInstallationReq(o, a):
 
 def _d_CertificateInstallationReq(D, L, p):
     try:
-        p += 1; ev = _D_CertificateInstallationReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_CertificateInstallationReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_OEMProvisioningCertificateChain, p = _d_SignedCertificateChain(D, L, p)
-        p += 1; ev = _D_CertificateInstallationReq_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_ListOfRootCertificateIDs, p = _d_ListOfRootCertificateIDs(D, L, p)
-        p += 1; ev = _D_CertificateInstallationReq_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; f_MaximumContractCertificateChains = ((D >> (L - p)) & 255)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_CertificateInstallationReq_4[(D >> (L - p)) & 3]
+        ev = 4
+        p += 13; _x = (D >> (L - p)) & 8191
+        if _x & 6148: raise _bad_event(-1, p)
+        f_MaximumContractCertificateChains = (_x >> 3) & 255
+        ev = _D_CertificateInstallationReq_4[_x & 3]
         if ev == 5:
             f_PrioritizedEMAIDs, p = _d_EMAIDList(D, L, p)
-            p += 1; ev = _D_CertificateInstallationReq_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_PrioritizedEMAIDs = None
         if ev != 0: raise _bad_event(ev, p)
-        return CertificateInstallationReq(Header=f_Header, OEMProvisioningCertificateChain=f_OEMProvisioningCertificateChain, ListOfRootCertificateIDs=f_ListOfRootCertificateIDs, MaximumContractCertificateChains=f_MaximumContractCertificateChains, PrioritizedEMAIDs=f_PrioritizedEMAIDs), p
+        return _mk_CertificateInstallationReq(f_Header, f_OEMProvisioningCertificateChain, f_ListOfRootCertificateIDs, f_MaximumContractCertificateChains, f_PrioritizedEMAIDs), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateInstallationReq') from None
 
 _E_CertificateInstallationReq_0 = (None, None, None, None, (1, 2), (0, 1))
-_D_CertificateInstallationReq_0 = (1, -1)
-_D_CertificateInstallationReq_1 = (2, -1)
-_D_CertificateInstallationReq_2 = (3, -1)
-_D_CertificateInstallationReq_3 = (4, -1)
 _D_CertificateInstallationReq_4 = (5, 0, -1, -2)
-_D_CertificateInstallationReq_5 = (0, -1)
+
+
+def _mk_SignedCertificateChain(Id, Certificate, SubCertificates, _n=object.__new__, _c=SignedCertificateChain, _s0=SignedCertificateChain.Id.__set__, _s1=SignedCertificateChain.Certificate.__set__, _s2=SignedCertificateChain.SubCertificates.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, Certificate); _s2(o, SubCertificates)
+    return o
 
 
 def _e_SignedCertificateChain(o, a):
@@ -6687,11 +6905,13 @@ def _e_SignedCertificateChain(o, a):
 
 def _d_SignedCertificateChain(D, L, p):
     try:
-        p += 1; ev = _D_SignedCertificateChain_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Id, p = _r_str(D, L, p, 0, None)
-        p += 1; ev = _D_SignedCertificateChain_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -6699,24 +6919,29 @@ def _d_SignedCertificateChain(D, L, p):
             f_Certificate = b''
         else:
             f_Certificate, p = _r_bin(D, L, p, 0, 1600)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_SignedCertificateChain_2[(D >> (L - p)) & 3]
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_SignedCertificateChain_2[_x & 3]
         if ev == 3:
             f_SubCertificates, p = _d_SubCertificates(D, L, p)
-            p += 1; ev = _D_SignedCertificateChain_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_SubCertificates = None
         if ev != 0: raise _bad_event(ev, p)
-        return SignedCertificateChain(Id=f_Id, Certificate=f_Certificate, SubCertificates=f_SubCertificates), p
+        return _mk_SignedCertificateChain(f_Id, f_Certificate, f_SubCertificates), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SignedCertificateChain') from None
 
 _E_SignedCertificateChain_0 = (None, None, (1, 2), (0, 1))
-_D_SignedCertificateChain_0 = (1, -1)
-_D_SignedCertificateChain_1 = (2, -1)
 _D_SignedCertificateChain_2 = (3, 0, -1, -2)
-_D_SignedCertificateChain_3 = (0, -1)
+
+
+def _mk_ListOfRootCertificateIDs(RootCertificateID, _n=object.__new__, _c=ListOfRootCertificateIDs, _s0=ListOfRootCertificateIDs.RootCertificateID.__set__):
+    o = _n(_c); _s0(o, RootCertificateID)
+    return o
 
 
 def _e_ListOfRootCertificateIDs(o, a):
@@ -6739,7 +6964,9 @@ def _e_ListOfRootCertificateIDs(o, a):
 
 def _d_ListOfRootCertificateIDs(D, L, p):
     try:
-        p += 1; ev = _D_ListOfRootCertificateIDs_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_RootCertificateID = []
         n = 0
         while ev == 1:
@@ -6747,19 +6974,25 @@ def _d_ListOfRootCertificateIDs(D, L, p):
             f_RootCertificateID.append(x)
             n += 1
             if n < 20:
-                p += 2; ev = _D_ListOfRootCertificateIDs_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_ListOfRootCertificateIDs_1[_x & 3]
             else:
-                p += 1; ev = _D_ListOfRootCertificateIDs_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ListOfRootCertificateIDs(RootCertificateID=f_RootCertificateID), p
+        return _mk_ListOfRootCertificateIDs(f_RootCertificateID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ListOfRootCertificateIDs') from None
 
 _E_ListOfRootCertificateIDs_0 = (None, (1, 2), (0, 1))
-_D_ListOfRootCertificateIDs_0 = (1, -1)
 _D_ListOfRootCertificateIDs_1 = (1, 0, -1, -2)
-_D_ListOfRootCertificateIDs_2 = (0, -1)
+
+
+def _mk_EMAIDList(EMAID, _n=object.__new__, _c=EMAIDList, _s0=EMAIDList.EMAID.__set__):
+    o = _n(_c); _s0(o, EMAID)
+    return o
 
 
 def _e_EMAIDList(o, a):
@@ -6792,7 +7025,9 @@ def _e_EMAIDList(o, a):
 
 def _d_EMAIDList(D, L, p):
     try:
-        p += 1; ev = _D_EMAIDList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EMAID = []
         n = 0
         while ev == 1:
@@ -6803,24 +7038,30 @@ def _d_EMAIDList(D, L, p):
                 x = ''
             else:
                 x, p = _r_str(D, L, p, 0, 255)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             f_EMAID.append(x)
             n += 1
             if n < 8:
-                p += 2; ev = _D_EMAIDList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_EMAIDList_1[_x & 3]
             else:
-                p += 1; ev = _D_EMAIDList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return EMAIDList(EMAID=f_EMAID), p
+        return _mk_EMAIDList(f_EMAID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EMAIDList') from None
 
 _E_EMAIDList_0 = (None, (1, 2), (0, 1))
-_D_EMAIDList_0 = (1, -1)
 _D_EMAIDList_1 = (1, 0, -1, -2)
-_D_EMAIDList_2 = (0, -1)
+
+
+def _mk_CertificateInstallationRes(Header, ResponseCode, EVSEProcessing, CPSCertificateChain, SignedInstallationData, RemainingContractCertificateChains, _n=object.__new__, _c=CertificateInstallationRes, _s0=CertificateInstallationRes.Header.__set__, _s1=CertificateInstallationRes.ResponseCode.__set__, _s2=CertificateInstallationRes.EVSEProcessing.__set__, _s3=CertificateInstallationRes.CPSCertificateChain.__set__, _s4=CertificateInstallationRes.SignedInstallationData.__set__, _s5=CertificateInstallationRes.RemainingContractCertificateChains.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEProcessing); _s3(o, CPSCertificateChain); _s4(o, SignedInstallationData); _s5(o, RemainingContractCertificateChains)
+    return o
 
 
 def _e_CertificateInstallationRes(o, a):
@@ -6858,53 +7099,39 @@ def _e_CertificateInstallationRes(o, a):
 
 def _d_CertificateInstallationRes(D, L, p):
     try:
-        p += 1; ev = _D_CertificateInstallationRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_CertificateInstallationRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_CertificateInstallationRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVSEProcessing = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_CertificateInstallationRes_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 2
+        ev = 3
+        ev = 4
+        p += 15; _x = (D >> (L - p)) & 32767
+        if _x & 24691: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 7) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        f_EVSEProcessing = (_x >> 2) & 3
+        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        f_EVSEProcessing = _EV_processingType[f_EVSEProcessing]
         f_CPSCertificateChain, p = _d_CertificateChain(D, L, p)
-        p += 1; ev = _D_CertificateInstallationRes_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_SignedInstallationData, p = _d_SignedInstallationData(D, L, p)
-        p += 1; ev = _D_CertificateInstallationRes_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; f_RemainingContractCertificateChains = ((D >> (L - p)) & 255)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_CertificateInstallationRes_6[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return CertificateInstallationRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, CPSCertificateChain=f_CPSCertificateChain, SignedInstallationData=f_SignedInstallationData, RemainingContractCertificateChains=f_RemainingContractCertificateChains), p
+        ev = 6
+        ev = 0
+        p += 12; _x = (D >> (L - p)) & 4095
+        if _x & 3075: raise _bad_event(-1, p)
+        f_RemainingContractCertificateChains = (_x >> 2) & 255
+        return _mk_CertificateInstallationRes(f_Header, f_ResponseCode, f_EVSEProcessing, f_CPSCertificateChain, f_SignedInstallationData, f_RemainingContractCertificateChains), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateInstallationRes') from None
 
-_D_CertificateInstallationRes_0 = (1, -1)
-_D_CertificateInstallationRes_1 = (2, -1)
-_D_CertificateInstallationRes_2 = (3, -1)
-_D_CertificateInstallationRes_3 = (4, -1)
-_D_CertificateInstallationRes_4 = (5, -1)
-_D_CertificateInstallationRes_5 = (6, -1)
-_D_CertificateInstallationRes_6 = (0, -1)
+
+def _mk_CertificateChain(Certificate, SubCertificates, _n=object.__new__, _c=CertificateChain, _s0=CertificateChain.Certificate.__set__, _s1=CertificateChain.SubCertificates.__set__):
+    o = _n(_c); _s0(o, Certificate); _s1(o, SubCertificates)
+    return o
 
 
 def _e_CertificateChain(o, a):
@@ -6932,8 +7159,9 @@ def _e_CertificateChain(o, a):
 
 def _d_CertificateChain(D, L, p):
     try:
-        p += 1; ev = _D_CertificateChain_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -6941,23 +7169,29 @@ def _d_CertificateChain(D, L, p):
             f_Certificate = b''
         else:
             f_Certificate, p = _r_bin(D, L, p, 0, 1600)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_CertificateChain_1[(D >> (L - p)) & 3]
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_CertificateChain_1[_x & 3]
         if ev == 2:
             f_SubCertificates, p = _d_SubCertificates(D, L, p)
-            p += 1; ev = _D_CertificateChain_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_SubCertificates = None
         if ev != 0: raise _bad_event(ev, p)
-        return CertificateChain(Certificate=f_Certificate, SubCertificates=f_SubCertificates), p
+        return _mk_CertificateChain(f_Certificate, f_SubCertificates), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateChain') from None
 
 _E_CertificateChain_0 = (None, (1, 2), (0, 1))
-_D_CertificateChain_0 = (1, -1)
 _D_CertificateChain_1 = (2, 0, -1, -2)
-_D_CertificateChain_2 = (0, -1)
+
+
+def _mk_SignedInstallationData(Id, ContractCertificateChain, ECDHCurve, DHPublicKey, SECP521_EncryptedPrivateKey, X448_EncryptedPrivateKey, TPM_EncryptedPrivateKey, _n=object.__new__, _c=SignedInstallationData, _s0=SignedInstallationData.Id.__set__, _s1=SignedInstallationData.ContractCertificateChain.__set__, _s2=SignedInstallationData.ECDHCurve.__set__, _s3=SignedInstallationData.DHPublicKey.__set__, _s4=SignedInstallationData.SECP521_EncryptedPrivateKey.__set__, _s5=SignedInstallationData.X448_EncryptedPrivateKey.__set__, _s6=SignedInstallationData.TPM_EncryptedPrivateKey.__set__):
+    o = _n(_c); _s0(o, Id); _s1(o, ContractCertificateChain); _s2(o, ECDHCurve); _s3(o, DHPublicKey); _s4(o, SECP521_EncryptedPrivateKey); _s5(o, X448_EncryptedPrivateKey); _s6(o, TPM_EncryptedPrivateKey)
+    return o
 
 
 def _e_SignedInstallationData(o, a):
@@ -6999,65 +7233,60 @@ def _e_SignedInstallationData(o, a):
 
 def _d_SignedInstallationData(D, L, p):
     try:
-        p += 1; ev = _D_SignedInstallationData_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Id, p = _r_str(D, L, p, 0, None)
-        p += 1; ev = _D_SignedInstallationData_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_ContractCertificateChain, p = _d_ContractCertificateChain(D, L, p)
-        p += 1; ev = _D_SignedInstallationData_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; _i = (D >> (L - p)) & 1
-        f_ECDHCurve = _EV_ecdhCurveType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_SignedInstallationData_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 3
+        ev = 4
+        p += 6; _x = (D >> (L - p)) & 63
+        if _x & 55: raise _bad_event(-1, p)
+        f_ECDHCurve = _EV_ecdhCurveType[(_x >> 3) & 1]
         f_DHPublicKey, p = _r_bin(D, L, p, 133, 133)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_SignedInstallationData_4[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_SignedInstallationData_4[_x & 3]
         f_SECP521_EncryptedPrivateKey = None
         f_X448_EncryptedPrivateKey = None
         f_TPM_EncryptedPrivateKey = None
         if ev == 5:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_SECP521_EncryptedPrivateKey, p = _r_bin(D, L, p, 94, 94)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_SignedInstallationData_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         elif ev == 6:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_X448_EncryptedPrivateKey, p = _r_bin(D, L, p, 84, 84)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_SignedInstallationData_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         elif ev == 7:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_TPM_EncryptedPrivateKey, p = _r_bin(D, L, p, 206, 206)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_SignedInstallationData_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return SignedInstallationData(Id=f_Id, ContractCertificateChain=f_ContractCertificateChain, ECDHCurve=f_ECDHCurve, DHPublicKey=f_DHPublicKey, SECP521_EncryptedPrivateKey=f_SECP521_EncryptedPrivateKey, X448_EncryptedPrivateKey=f_X448_EncryptedPrivateKey, TPM_EncryptedPrivateKey=f_TPM_EncryptedPrivateKey), p
+        return _mk_SignedInstallationData(f_Id, f_ContractCertificateChain, f_ECDHCurve, f_DHPublicKey, f_SECP521_EncryptedPrivateKey, f_X448_EncryptedPrivateKey, f_TPM_EncryptedPrivateKey), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SignedInstallationData') from None
 
-_D_SignedInstallationData_0 = (1, -1)
-_D_SignedInstallationData_1 = (2, -1)
-_D_SignedInstallationData_2 = (3, -1)
-_D_SignedInstallationData_3 = (4, -1)
 _D_SignedInstallationData_4 = (5, 6, 7, -1)
-_D_SignedInstallationData_5 = (0, -1)
+
+
+def _mk_VehicleCheckInReq(Header, EVCheckInStatus, ParkingMethod, VehicleFrame, DeviceOffset, VehicleTravel, _n=object.__new__, _c=VehicleCheckInReq, _s0=VehicleCheckInReq.Header.__set__, _s1=VehicleCheckInReq.EVCheckInStatus.__set__, _s2=VehicleCheckInReq.ParkingMethod.__set__, _s3=VehicleCheckInReq.VehicleFrame.__set__, _s4=VehicleCheckInReq.DeviceOffset.__set__, _s5=VehicleCheckInReq.VehicleTravel.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, EVCheckInStatus); _s2(o, ParkingMethod); _s3(o, VehicleFrame); _s4(o, DeviceOffset); _s5(o, VehicleTravel)
+    return o
 
 
 def _e_VehicleCheckInReq(o, a):
@@ -7114,73 +7343,67 @@ def _e_VehicleCheckInReq(o, a):
 
 def _d_VehicleCheckInReq(D, L, p):
     try:
-        p += 1; ev = _D_VehicleCheckInReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_VehicleCheckInReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVCheckInStatus = _EV_evCheckInStatusType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_VehicleCheckInReq_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_ParkingMethod = _EV_parkingMethodType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_VehicleCheckInReq_3[(D >> (L - p)) & 7]
+        ev = 2
+        ev = 3
+        p += 13; _x = (D >> (L - p)) & 8191
+        if _x & 6600: raise _bad_event(-1, p)
+        f_EVCheckInStatus = (_x >> 9) & 3
+        if f_EVCheckInStatus >= 3: raise _bad_enum(f_EVCheckInStatus, 3, p)
+        f_EVCheckInStatus = _EV_evCheckInStatusType[f_EVCheckInStatus]
+        f_ParkingMethod = (_x >> 4) & 3
+        if f_ParkingMethod >= 3: raise _bad_enum(f_ParkingMethod, 3, p)
+        f_ParkingMethod = _EV_parkingMethodType[f_ParkingMethod]
+        ev = _D_VehicleCheckInReq_3[_x & 7]
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_VehicleFrame, p = _r_int(D, L, p, 15)
             if f_VehicleFrame < -32768 or f_VehicleFrame > 32767: raise _out_of_range(f_VehicleFrame, -32768, 32767, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_VehicleCheckInReq_4[(D >> (L - p)) & 3]
+            p += 3; _x = (D >> (L - p)) & 7
+            if _x & 4: raise _bad_event(-1, p)
+            ev = _D_VehicleCheckInReq_4[_x & 3]
         else:
             f_VehicleFrame = None
         if ev == 5:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_DeviceOffset, p = _r_int(D, L, p, 15)
             if f_DeviceOffset < -32768 or f_DeviceOffset > 32767: raise _out_of_range(f_DeviceOffset, -32768, 32767, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_VehicleCheckInReq_5[(D >> (L - p)) & 3]
+            p += 3; _x = (D >> (L - p)) & 7
+            if _x & 4: raise _bad_event(-1, p)
+            ev = _D_VehicleCheckInReq_5[_x & 3]
         else:
             f_DeviceOffset = None
         if ev == 6:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_VehicleTravel, p = _r_int(D, L, p, 15)
             if f_VehicleTravel < -32768 or f_VehicleTravel > 32767: raise _out_of_range(f_VehicleTravel, -32768, 32767, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_VehicleCheckInReq_6[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_VehicleTravel = None
         if ev != 0: raise _bad_event(ev, p)
-        return VehicleCheckInReq(Header=f_Header, EVCheckInStatus=f_EVCheckInStatus, ParkingMethod=f_ParkingMethod, VehicleFrame=f_VehicleFrame, DeviceOffset=f_DeviceOffset, VehicleTravel=f_VehicleTravel), p
+        return _mk_VehicleCheckInReq(f_Header, f_EVCheckInStatus, f_ParkingMethod, f_VehicleFrame, f_DeviceOffset, f_VehicleTravel), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'VehicleCheckInReq') from None
 
 _E_VehicleCheckInReq_5 = (None, None, None, (1, 3), (0, 2), None, None)
 _E_VehicleCheckInReq_6 = (None, None, None, (2, 3), (1, 2), (0, 2), None)
 _E_VehicleCheckInReq_0 = (None, None, None, (3, 3), (2, 2), (1, 2), (0, 1))
-_D_VehicleCheckInReq_0 = (1, -1)
-_D_VehicleCheckInReq_1 = (2, -1)
-_D_VehicleCheckInReq_2 = (3, -1)
 _D_VehicleCheckInReq_3 = (4, 5, 6, 0, -1, -2, -2, -2)
 _D_VehicleCheckInReq_4 = (5, 6, 0, -1)
 _D_VehicleCheckInReq_5 = (6, 0, -1, -2)
-_D_VehicleCheckInReq_6 = (0, -1)
+
+
+def _mk_VehicleCheckInRes(Header, ResponseCode, ParkingSpace, DeviceLocation, TargetDistance, _n=object.__new__, _c=VehicleCheckInRes, _s0=VehicleCheckInRes.Header.__set__, _s1=VehicleCheckInRes.ResponseCode.__set__, _s2=VehicleCheckInRes.ParkingSpace.__set__, _s3=VehicleCheckInRes.DeviceLocation.__set__, _s4=VehicleCheckInRes.TargetDistance.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, ParkingSpace); _s3(o, DeviceLocation); _s4(o, TargetDistance)
+    return o
 
 
 def _e_VehicleCheckInRes(o, a):
@@ -7231,63 +7454,63 @@ def _e_VehicleCheckInRes(o, a):
 
 def _d_VehicleCheckInRes(D, L, p):
     try:
-        p += 1; ev = _D_VehicleCheckInRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_VehicleCheckInRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_VehicleCheckInRes_2[(D >> (L - p)) & 7]
+        ev = 2
+        p += 12; _x = (D >> (L - p)) & 4095
+        if _x & 3080: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 4) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        ev = _D_VehicleCheckInRes_2[_x & 7]
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_ParkingSpace, p = _r_int(D, L, p, 15)
             if f_ParkingSpace < -32768 or f_ParkingSpace > 32767: raise _out_of_range(f_ParkingSpace, -32768, 32767, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_VehicleCheckInRes_3[(D >> (L - p)) & 3]
+            p += 3; _x = (D >> (L - p)) & 7
+            if _x & 4: raise _bad_event(-1, p)
+            ev = _D_VehicleCheckInRes_3[_x & 3]
         else:
             f_ParkingSpace = None
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_DeviceLocation, p = _r_int(D, L, p, 15)
             if f_DeviceLocation < -32768 or f_DeviceLocation > 32767: raise _out_of_range(f_DeviceLocation, -32768, 32767, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_VehicleCheckInRes_4[(D >> (L - p)) & 3]
+            p += 3; _x = (D >> (L - p)) & 7
+            if _x & 4: raise _bad_event(-1, p)
+            ev = _D_VehicleCheckInRes_4[_x & 3]
         else:
             f_DeviceLocation = None
         if ev == 5:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_TargetDistance, p = _r_int(D, L, p, 15)
             if f_TargetDistance < -32768 or f_TargetDistance > 32767: raise _out_of_range(f_TargetDistance, -32768, 32767, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_VehicleCheckInRes_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_TargetDistance = None
         if ev != 0: raise _bad_event(ev, p)
-        return VehicleCheckInRes(Header=f_Header, ResponseCode=f_ResponseCode, ParkingSpace=f_ParkingSpace, DeviceLocation=f_DeviceLocation, TargetDistance=f_TargetDistance), p
+        return _mk_VehicleCheckInRes(f_Header, f_ResponseCode, f_ParkingSpace, f_DeviceLocation, f_TargetDistance), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'VehicleCheckInRes') from None
 
 _E_VehicleCheckInRes_4 = (None, None, (1, 3), (0, 2), None, None)
 _E_VehicleCheckInRes_5 = (None, None, (2, 3), (1, 2), (0, 2), None)
 _E_VehicleCheckInRes_0 = (None, None, (3, 3), (2, 2), (1, 2), (0, 1))
-_D_VehicleCheckInRes_0 = (1, -1)
-_D_VehicleCheckInRes_1 = (2, -1)
 _D_VehicleCheckInRes_2 = (3, 4, 5, 0, -1, -2, -2, -2)
 _D_VehicleCheckInRes_3 = (4, 5, 0, -1)
 _D_VehicleCheckInRes_4 = (5, 0, -1, -2)
-_D_VehicleCheckInRes_5 = (0, -1)
+
+
+def _mk_VehicleCheckOutReq(Header, EVCheckOutStatus, CheckOutTime, _n=object.__new__, _c=VehicleCheckOutReq, _s0=VehicleCheckOutReq.Header.__set__, _s1=VehicleCheckOutReq.EVCheckOutStatus.__set__, _s2=VehicleCheckOutReq.CheckOutTime.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, EVCheckOutStatus); _s2(o, CheckOutTime)
+    return o
 
 
 def _e_VehicleCheckOutReq(o, a):
@@ -7312,36 +7535,30 @@ def _e_VehicleCheckOutReq(o, a):
 
 def _d_VehicleCheckOutReq(D, L, p):
     try:
-        p += 1; ev = _D_VehicleCheckOutReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_VehicleCheckOutReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVCheckOutStatus = _EV_evCheckOutStatusType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_VehicleCheckOutReq_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 2
+        ev = 3
+        p += 7; _x = (D >> (L - p)) & 127
+        if _x & 103: raise _bad_event(-1, p)
+        f_EVCheckOutStatus = (_x >> 3) & 3
+        if f_EVCheckOutStatus >= 3: raise _bad_enum(f_EVCheckOutStatus, 3, p)
+        f_EVCheckOutStatus = _EV_evCheckOutStatusType[f_EVCheckOutStatus]
         f_CheckOutTime, p = _r_uint(D, L, p, 64)
         if f_CheckOutTime > 18446744073709551615: raise _out_of_range(f_CheckOutTime, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_VehicleCheckOutReq_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return VehicleCheckOutReq(Header=f_Header, EVCheckOutStatus=f_EVCheckOutStatus, CheckOutTime=f_CheckOutTime), p
+        ev = 0
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
+        return _mk_VehicleCheckOutReq(f_Header, f_EVCheckOutStatus, f_CheckOutTime), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'VehicleCheckOutReq') from None
 
-_D_VehicleCheckOutReq_0 = (1, -1)
-_D_VehicleCheckOutReq_1 = (2, -1)
-_D_VehicleCheckOutReq_2 = (3, -1)
-_D_VehicleCheckOutReq_3 = (0, -1)
+
+def _mk_VehicleCheckOutRes(Header, ResponseCode, EVSECheckOutStatus, _n=object.__new__, _c=VehicleCheckOutRes, _s0=VehicleCheckOutRes.Header.__set__, _s1=VehicleCheckOutRes.ResponseCode.__set__, _s2=VehicleCheckOutRes.EVSECheckOutStatus.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSECheckOutStatus)
+    return o
 
 
 def _e_VehicleCheckOutRes(o, a):
@@ -7365,36 +7582,27 @@ def _e_VehicleCheckOutRes(o, a):
 
 def _d_VehicleCheckOutRes(D, L, p):
     try:
-        p += 1; ev = _D_VehicleCheckOutRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_VehicleCheckOutRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_VehicleCheckOutRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; _i = (D >> (L - p)) & 1
-        f_EVSECheckOutStatus = _EV_evseCheckOutStatusType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_VehicleCheckOutRes_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return VehicleCheckOutRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSECheckOutStatus=f_EVSECheckOutStatus), p
+        ev = 2
+        ev = 3
+        ev = 0
+        p += 14; _x = (D >> (L - p)) & 16383
+        if _x & 12347: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 6) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        f_EVSECheckOutStatus = _EV_evseCheckOutStatusType[(_x >> 2) & 1]
+        return _mk_VehicleCheckOutRes(f_Header, f_ResponseCode, f_EVSECheckOutStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'VehicleCheckOutRes') from None
 
-_D_VehicleCheckOutRes_0 = (1, -1)
-_D_VehicleCheckOutRes_1 = (2, -1)
-_D_VehicleCheckOutRes_2 = (3, -1)
-_D_VehicleCheckOutRes_3 = (0, -1)
+
+def _mk_TargetPosition(TargetOffsetX, TargetOffsetY, _n=object.__new__, _c=TargetPosition, _s0=TargetPosition.TargetOffsetX.__set__, _s1=TargetPosition.TargetOffsetY.__set__):
+    o = _n(_c); _s0(o, TargetOffsetX); _s1(o, TargetOffsetY)
+    return o
 
 
 def _e_TargetPosition(o, a):
@@ -7416,31 +7624,27 @@ def _e_TargetPosition(o, a):
 
 def _d_TargetPosition(D, L, p):
     try:
-        p += 1; ev = _D_TargetPosition_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_TargetOffsetX, p = _r_uint(D, L, p, 16)
         if f_TargetOffsetX > 65535: raise _out_of_range(f_TargetOffsetX, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_TargetPosition_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_TargetOffsetY, p = _r_uint(D, L, p, 16)
         if f_TargetOffsetY > 65535: raise _out_of_range(f_TargetOffsetY, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_TargetPosition_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return TargetPosition(TargetOffsetX=f_TargetOffsetX, TargetOffsetY=f_TargetOffsetY), p
+        ev = 0
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
+        return _mk_TargetPosition(f_TargetOffsetX, f_TargetOffsetY), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'TargetPosition') from None
 
-_D_TargetPosition_0 = (1, -1)
-_D_TargetPosition_1 = (2, -1)
-_D_TargetPosition_2 = (0, -1)
+
+def _mk_ChargeParameterDiscoveryReq(Header, _n=object.__new__, _c=ChargeParameterDiscoveryReq, _s0=ChargeParameterDiscoveryReq.Header.__set__):
+    o = _n(_c); _s0(o, Header)
+    return o
 
 
 def _e_ChargeParameterDiscoveryReq(o, a):
@@ -7454,17 +7658,21 @@ def _e_ChargeParameterDiscoveryReq(o, a):
 
 def _d_ChargeParameterDiscoveryReq(D, L, p):
     try:
-        p += 1; ev = _D_ChargeParameterDiscoveryReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ChargeParameterDiscoveryReq_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ChargeParameterDiscoveryReq(Header=f_Header), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_ChargeParameterDiscoveryReq(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryReq') from None
 
-_D_ChargeParameterDiscoveryReq_0 = (1, -1)
-_D_ChargeParameterDiscoveryReq_1 = (0, -1)
+
+def _mk_ChargeParameterDiscoveryRes(Header, ResponseCode, _n=object.__new__, _c=ChargeParameterDiscoveryRes, _s0=ChargeParameterDiscoveryRes.Header.__set__, _s1=ChargeParameterDiscoveryRes.ResponseCode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode)
+    return o
 
 
 def _e_ChargeParameterDiscoveryRes(o, a):
@@ -7483,27 +7691,25 @@ def _e_ChargeParameterDiscoveryRes(o, a):
 
 def _d_ChargeParameterDiscoveryRes(D, L, p):
     try:
-        p += 1; ev = _D_ChargeParameterDiscoveryRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ChargeParameterDiscoveryRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ChargeParameterDiscoveryRes_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ChargeParameterDiscoveryRes(Header=f_Header, ResponseCode=f_ResponseCode), p
+        ev = 2
+        ev = 0
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        return _mk_ChargeParameterDiscoveryRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryRes') from None
 
-_D_ChargeParameterDiscoveryRes_0 = (1, -1)
-_D_ChargeParameterDiscoveryRes_1 = (2, -1)
-_D_ChargeParameterDiscoveryRes_2 = (0, -1)
+
+def _mk_ChargeLoopReq(Header, DisplayParameters, MeterInfoRequested, _n=object.__new__, _c=ChargeLoopReq, _s0=ChargeLoopReq.Header.__set__, _s1=ChargeLoopReq.DisplayParameters.__set__, _s2=ChargeLoopReq.MeterInfoRequested.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, DisplayParameters); _s2(o, MeterInfoRequested)
+    return o
 
 
 def _e_ChargeLoopReq(o, a):
@@ -7533,32 +7739,35 @@ def _e_ChargeLoopReq(o, a):
 
 def _d_ChargeLoopReq(D, L, p):
     try:
-        p += 1; ev = _D_ChargeLoopReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 2; ev = _D_ChargeLoopReq_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_ChargeLoopReq_1[_x & 3]
         if ev == 2:
             f_DisplayParameters, p = _d_DisplayParameters(D, L, p)
-            p += 1; ev = _D_ChargeLoopReq_2[(D >> (L - p)) & 1]
+            ev = 3
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_DisplayParameters = None
         if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_MeterInfoRequested = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ChargeLoopReq_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ChargeLoopReq(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested), p
+        ev = 0
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 11: raise _bad_event(-1, p)
+        f_MeterInfoRequested = ((_x >> 2) & 1) == 1
+        return _mk_ChargeLoopReq(f_Header, f_DisplayParameters, f_MeterInfoRequested), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeLoopReq') from None
 
 _E_ChargeLoopReq_3 = (None, (1, 2), (0, 1), None)
-_D_ChargeLoopReq_0 = (1, -1)
 _D_ChargeLoopReq_1 = (2, 3, -1, -2)
-_D_ChargeLoopReq_2 = (3, -1)
-_D_ChargeLoopReq_3 = (0, -1)
+
+
+def _mk_ChargeLoopRes(Header, ResponseCode, EVSEStatus, MeterInfo, Receipt, _n=object.__new__, _c=ChargeLoopRes, _s0=ChargeLoopRes.Header.__set__, _s1=ChargeLoopRes.ResponseCode.__set__, _s2=ChargeLoopRes.EVSEStatus.__set__, _s3=ChargeLoopRes.MeterInfo.__set__, _s4=ChargeLoopRes.Receipt.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEStatus); _s3(o, MeterInfo); _s4(o, Receipt)
+    return o
 
 
 def _e_ChargeLoopRes(o, a):
@@ -7601,48 +7810,47 @@ def _e_ChargeLoopRes(o, a):
 
 def _d_ChargeLoopRes(D, L, p):
     try:
-        p += 1; ev = _D_ChargeLoopRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ChargeLoopRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_ChargeLoopRes_2[(D >> (L - p)) & 7]
+        ev = 2
+        p += 12; _x = (D >> (L - p)) & 4095
+        if _x & 3080: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 4) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        ev = _D_ChargeLoopRes_2[_x & 7]
         if ev == 3:
             f_EVSEStatus, p = _d_EVSEStatus(D, L, p)
-            p += 2; ev = _D_ChargeLoopRes_3[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_ChargeLoopRes_3[_x & 3]
         else:
             f_EVSEStatus = None
         if ev == 4:
             f_MeterInfo, p = _d_MeterInfo(D, L, p)
-            p += 2; ev = _D_ChargeLoopRes_4[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_ChargeLoopRes_4[_x & 3]
         else:
             f_MeterInfo = None
         if ev == 5:
             f_Receipt, p = _d_Receipt(D, L, p)
-            p += 1; ev = _D_ChargeLoopRes_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Receipt = None
         if ev != 0: raise _bad_event(ev, p)
-        return ChargeLoopRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt), p
+        return _mk_ChargeLoopRes(f_Header, f_ResponseCode, f_EVSEStatus, f_MeterInfo, f_Receipt), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeLoopRes') from None
 
 _E_ChargeLoopRes_4 = (None, None, (1, 3), (0, 2), None, None)
 _E_ChargeLoopRes_5 = (None, None, (2, 3), (1, 2), (0, 2), None)
 _E_ChargeLoopRes_0 = (None, None, (3, 3), (2, 2), (1, 2), (0, 1))
-_D_ChargeLoopRes_0 = (1, -1)
-_D_ChargeLoopRes_1 = (2, -1)
 _D_ChargeLoopRes_2 = (3, 4, 5, 0, -1, -2, -2, -2)
 _D_ChargeLoopRes_3 = (4, 5, 0, -1)
 _D_ChargeLoopRes_4 = (5, 0, -1, -2)
-_D_ChargeLoopRes_5 = (0, -1)
 
 
 # --- documents and fragments ----------------------------------------------
@@ -7666,8 +7874,8 @@ def _ds_0(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7692,8 +7900,8 @@ def _ds_1(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7709,12 +7917,12 @@ def _es_2(v, a):
 
 def _ds_2(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 16)
         if x > 65535: raise _out_of_range(x, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7729,11 +7937,9 @@ def _es_3(v, a):
 
 def _ds_3(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; x = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 5: raise _bad_event(-1, p)
+        x = ((_x >> 1) & 1) == 1
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7748,12 +7954,9 @@ def _es_4(v, a):
 
 def _ds_4(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; _i = (D >> (L - p)) & 1
-        x = _EV_authorizationType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 5: raise _bad_event(-1, p)
+        x = _EV_authorizationType[(_x >> 1) & 1]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7768,12 +7971,9 @@ def _es_5(v, a):
 
 def _ds_5(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; _i = (D >> (L - p)) & 1
-        x = _EV_channelSelectionType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 5: raise _bad_event(-1, p)
+        x = _EV_channelSelectionType[(_x >> 1) & 1]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7789,12 +7989,12 @@ def _es_6(v, a):
 
 def _ds_6(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 64)
         if x > 18446744073709551615: raise _out_of_range(x, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7819,8 +8019,8 @@ def _ds_7(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, 1600)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7835,12 +8035,9 @@ def _es_8(v, a):
 
 def _ds_8(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        x = _EV_chargeProgressType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = _EV_chargeProgressType[(_x >> 1) & 3]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7855,13 +8052,11 @@ def _es_9(v, a):
 
 def _ds_9(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        x = _EV_chargingSessionType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = (_x >> 1) & 3
+        if x >= 3: raise _bad_enum(x, 3, p)
+        x = _EV_chargingSessionType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7886,8 +8081,8 @@ def _ds_10(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, 3)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7902,11 +8097,11 @@ def _es_11(v, a):
 
 def _ds_11(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_bin(D, L, p, 133, 133)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7922,12 +8117,12 @@ def _es_12(v, a):
 
 def _ds_12(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 32)
         if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7943,12 +8138,12 @@ def _es_13(v, a):
 
 def _ds_13(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, 15)
         if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7963,12 +8158,9 @@ def _es_14(v, a):
 
 def _ds_14(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; _i = (D >> (L - p)) & 1
-        x = _EV_ecdhCurveType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 5: raise _bad_event(-1, p)
+        x = _EV_ecdhCurveType[(_x >> 1) & 1]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7993,8 +8185,8 @@ def _ds_15(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, 255)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8009,13 +8201,11 @@ def _es_16(v, a):
 
 def _ds_16(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        x = _EV_evCheckInStatusType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = (_x >> 1) & 3
+        if x >= 3: raise _bad_enum(x, 3, p)
+        x = _EV_evCheckInStatusType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8030,13 +8220,11 @@ def _es_17(v, a):
 
 def _ds_17(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        x = _EV_evCheckOutStatusType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = (_x >> 1) & 3
+        if x >= 3: raise _bad_enum(x, 3, p)
+        x = _EV_evCheckOutStatusType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8051,13 +8239,11 @@ def _es_18(v, a):
 
 def _ds_18(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        x = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = (_x >> 1) & 3
+        if x >= 3: raise _bad_enum(x, 3, p)
+        x = _EV_processingType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8072,12 +8258,9 @@ def _es_19(v, a):
 
 def _ds_19(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; _i = (D >> (L - p)) & 1
-        x = _EV_evseCheckOutStatusType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 5: raise _bad_event(-1, p)
+        x = _EV_evseCheckOutStatusType[(_x >> 1) & 1]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8092,13 +8275,11 @@ def _es_20(v, a):
 
 def _ds_20(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 6: raise _bad_enum(_i, 6, p)
-        x = _EV_evseNotificationType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 5; _x = (D >> (L - p)) & 31
+        if _x & 17: raise _bad_event(-1, p)
+        x = (_x >> 1) & 7
+        if x >= 6: raise _bad_enum(x, 6, p)
+        x = _EV_evseNotificationType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8123,8 +8304,8 @@ def _ds_21(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, 80)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8149,8 +8330,8 @@ def _ds_22(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, 160)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8175,8 +8356,8 @@ def _ds_23(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8192,11 +8373,9 @@ def _es_24(v, a):
 
 def _ds_24(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; x = ((D >> (L - p)) & 255) - 128
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _bad_event(-1, p)
+        x = ((_x >> 1) & 255) - 128
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8211,11 +8390,11 @@ def _es_25(v, a):
 
 def _ds_25(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_bin(D, L, p, 16, 16)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8230,11 +8409,11 @@ def _es_26(v, a):
 
 def _ds_26(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8259,8 +8438,8 @@ def _ds_27(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, 3)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8276,11 +8455,9 @@ def _es_28(v, a):
 
 def _ds_28(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; x = ((D >> (L - p)) & 255)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _bad_event(-1, p)
+        x = (_x >> 1) & 255
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8296,12 +8473,10 @@ def _es_29(v, a):
 
 def _ds_29(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 7; x = ((D >> (L - p)) & 127)
+        p += 9; _x = (D >> (L - p)) & 511
+        if _x & 257: raise _bad_event(-1, p)
+        x = (_x >> 1) & 127
         if x > 100: raise _out_of_range(x, 0, 100, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8317,12 +8492,10 @@ def _es_30(v, a):
 
 def _ds_30(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 10; x = ((D >> (L - p)) & 1023) + 12
+        p += 12; _x = (D >> (L - p)) & 4095
+        if _x & 2049: raise _bad_event(-1, p)
+        x = ((_x >> 1) & 1023) + 12
         if x > 1024: raise _out_of_range(x, 12, 1024, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8347,8 +8520,8 @@ def _ds_31(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, 32)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8373,8 +8546,8 @@ def _ds_32(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, 64)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8399,8 +8572,8 @@ def _ds_33(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8416,12 +8589,12 @@ def _es_34(v, a):
 
 def _ds_34(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 16)
         if x > 65535: raise _out_of_range(x, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8436,13 +8609,11 @@ def _es_35(v, a):
 
 def _ds_35(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        x = _EV_parkingMethodType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = (_x >> 1) & 3
+        if x >= 3: raise _bad_enum(x, 3, p)
+        x = _EV_parkingMethodType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8457,12 +8628,9 @@ def _es_36(v, a):
 
 def _ds_36(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; _i = (D >> (L - p)) & 1
-        x = _EV_powerToleranceAcceptanceType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 5: raise _bad_event(-1, p)
+        x = _EV_powerToleranceAcceptanceType[(_x >> 1) & 1]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8478,12 +8646,12 @@ def _es_37(v, a):
 
 def _ds_37(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 32)
         if x < 1 or x > 4294967295: raise _out_of_range(x, 1, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8498,13 +8666,11 @@ def _es_38(v, a):
 
 def _ds_38(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        x = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 8; _x = (D >> (L - p)) & 255
+        if _x & 129: raise _bad_event(-1, p)
+        x = (_x >> 1) & 63
+        if x >= 40: raise _bad_enum(x, 40, p)
+        x = _EV_responseCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8519,11 +8685,11 @@ def _es_39(v, a):
 
 def _ds_39(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_bin(D, L, p, 94, 94)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8538,11 +8704,11 @@ def _es_40(v, a):
 
 def _ds_40(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_bin(D, L, p, 8, 8)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8557,11 +8723,11 @@ def _es_41(v, a):
 
 def _ds_41(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_bin(D, L, p, 206, 206)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8576,11 +8742,11 @@ def _es_42(v, a):
 
 def _ds_42(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_bin(D, L, p, 84, 84)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8595,11 +8761,11 @@ def _es_43(v, a):
 
 def _ds_43(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8615,12 +8781,12 @@ def _es_44(v, a):
 
 def _ds_44(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, 31)
         if x < -2147483648 or x > 2147483647: raise _out_of_range(x, -2147483648, 2147483647, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None

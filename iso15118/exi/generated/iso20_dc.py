@@ -889,6 +889,11 @@ _EV_responseCodeType = tuple(responseCodeType)
 _EI_responseCodeType = {m.value: i for i, m in enumerate(_EV_responseCodeType)}
 
 
+def _mk_DC_ChargeParameterDiscoveryReq(Header, BPT_DC_CPDReqEnergyTransferMode, DC_CPDReqEnergyTransferMode, _n=object.__new__, _c=DC_ChargeParameterDiscoveryReq, _s0=DC_ChargeParameterDiscoveryReq.Header.__set__, _s1=DC_ChargeParameterDiscoveryReq.BPT_DC_CPDReqEnergyTransferMode.__set__, _s2=DC_ChargeParameterDiscoveryReq.DC_CPDReqEnergyTransferMode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, BPT_DC_CPDReqEnergyTransferMode); _s2(o, DC_CPDReqEnergyTransferMode)
+    return o
+
+
 def _e_DC_ChargeParameterDiscoveryReq(o, a):
     v = o.Header
     if v is None: raise _missing('DC_ChargeParameterDiscoveryReq.Header')
@@ -908,28 +913,37 @@ def _e_DC_ChargeParameterDiscoveryReq(o, a):
 
 def _d_DC_ChargeParameterDiscoveryReq(D, L, p):
     try:
-        p += 1; ev = _D_DC_ChargeParameterDiscoveryReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 2; ev = _D_DC_ChargeParameterDiscoveryReq_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_DC_ChargeParameterDiscoveryReq_1[_x & 3]
         f_BPT_DC_CPDReqEnergyTransferMode = None
         f_DC_CPDReqEnergyTransferMode = None
         if ev == 2:
             f_BPT_DC_CPDReqEnergyTransferMode, p = _d_BPT_DC_CPDReqEnergyTransferMode(D, L, p)
-            p += 1; ev = _D_DC_ChargeParameterDiscoveryReq_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 3:
             f_DC_CPDReqEnergyTransferMode, p = _d_DC_CPDReqEnergyTransferMode(D, L, p)
-            p += 1; ev = _D_DC_ChargeParameterDiscoveryReq_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return DC_ChargeParameterDiscoveryReq(Header=f_Header, BPT_DC_CPDReqEnergyTransferMode=f_BPT_DC_CPDReqEnergyTransferMode, DC_CPDReqEnergyTransferMode=f_DC_CPDReqEnergyTransferMode), p
+        return _mk_DC_ChargeParameterDiscoveryReq(f_Header, f_BPT_DC_CPDReqEnergyTransferMode, f_DC_CPDReqEnergyTransferMode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_ChargeParameterDiscoveryReq') from None
 
-_D_DC_ChargeParameterDiscoveryReq_0 = (1, -1)
 _D_DC_ChargeParameterDiscoveryReq_1 = (2, 3, -1, -2)
-_D_DC_ChargeParameterDiscoveryReq_2 = (0, -1)
+
+
+def _mk_ChargeParameterDiscoveryReq(Header, _n=object.__new__, _c=ChargeParameterDiscoveryReq, _s0=ChargeParameterDiscoveryReq.Header.__set__):
+    o = _n(_c); _s0(o, Header)
+    return o
 
 
 def _e_ChargeParameterDiscoveryReq(o, a):
@@ -943,17 +957,21 @@ def _e_ChargeParameterDiscoveryReq(o, a):
 
 def _d_ChargeParameterDiscoveryReq(D, L, p):
     try:
-        p += 1; ev = _D_ChargeParameterDiscoveryReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ChargeParameterDiscoveryReq_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ChargeParameterDiscoveryReq(Header=f_Header), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_ChargeParameterDiscoveryReq(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryReq') from None
 
-_D_ChargeParameterDiscoveryReq_0 = (1, -1)
-_D_ChargeParameterDiscoveryReq_1 = (0, -1)
+
+def _mk_V2GRequest(Header, _n=object.__new__, _c=V2GRequest, _s0=V2GRequest.Header.__set__):
+    o = _n(_c); _s0(o, Header)
+    return o
 
 
 def _e_V2GRequest(o, a):
@@ -967,17 +985,21 @@ def _e_V2GRequest(o, a):
 
 def _d_V2GRequest(D, L, p):
     try:
-        p += 1; ev = _D_V2GRequest_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_V2GRequest_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return V2GRequest(Header=f_Header), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_V2GRequest(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GRequest') from None
 
-_D_V2GRequest_0 = (1, -1)
-_D_V2GRequest_1 = (0, -1)
+
+def _mk_V2GMessage(Header, _n=object.__new__, _c=V2GMessage, _s0=V2GMessage.Header.__set__):
+    o = _n(_c); _s0(o, Header)
+    return o
 
 
 def _e_V2GMessage(o, a):
@@ -991,17 +1013,21 @@ def _e_V2GMessage(o, a):
 
 def _d_V2GMessage(D, L, p):
     try:
-        p += 1; ev = _D_V2GMessage_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_V2GMessage_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return V2GMessage(Header=f_Header), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_V2GMessage(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GMessage') from None
 
-_D_V2GMessage_0 = (1, -1)
-_D_V2GMessage_1 = (0, -1)
+
+def _mk_MessageHeader(SessionID, TimeStamp, Signature, _n=object.__new__, _c=MessageHeader, _s0=MessageHeader.SessionID.__set__, _s1=MessageHeader.TimeStamp.__set__, _s2=MessageHeader.Signature.__set__):
+    o = _n(_c); _s0(o, SessionID); _s1(o, TimeStamp); _s2(o, Signature)
+    return o
 
 
 def _e_MessageHeader(o, a):
@@ -1032,37 +1058,37 @@ def _e_MessageHeader(o, a):
 
 def _d_MessageHeader(D, L, p):
     try:
-        p += 1; ev = _D_MessageHeader_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_SessionID, p = _r_bin(D, L, p, 8, 8)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_MessageHeader_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_TimeStamp, p = _r_uint(D, L, p, 64)
         if f_TimeStamp > 18446744073709551615: raise _out_of_range(f_TimeStamp, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_MessageHeader_2[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_MessageHeader_2[_x & 3]
         if ev == 3:
             f_Signature, p = _d_Signature(D, L, p)
-            p += 1; ev = _D_MessageHeader_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Signature = None
         if ev != 0: raise _bad_event(ev, p)
-        return MessageHeader(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature), p
+        return _mk_MessageHeader(f_SessionID, f_TimeStamp, f_Signature), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MessageHeader') from None
 
 _E_MessageHeader_0 = (None, None, (1, 2), (0, 1))
-_D_MessageHeader_0 = (1, -1)
-_D_MessageHeader_1 = (2, -1)
 _D_MessageHeader_2 = (3, 0, -1, -2)
-_D_MessageHeader_3 = (0, -1)
+
+
+def _mk_DC_ChargeParameterDiscoveryRes(Header, ResponseCode, BPT_DC_CPDResEnergyTransferMode, DC_CPDResEnergyTransferMode, _n=object.__new__, _c=DC_ChargeParameterDiscoveryRes, _s0=DC_ChargeParameterDiscoveryRes.Header.__set__, _s1=DC_ChargeParameterDiscoveryRes.ResponseCode.__set__, _s2=DC_ChargeParameterDiscoveryRes.BPT_DC_CPDResEnergyTransferMode.__set__, _s3=DC_ChargeParameterDiscoveryRes.DC_CPDResEnergyTransferMode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, BPT_DC_CPDResEnergyTransferMode); _s3(o, DC_CPDResEnergyTransferMode)
+    return o
 
 
 def _e_DC_ChargeParameterDiscoveryRes(o, a):
@@ -1089,38 +1115,42 @@ def _e_DC_ChargeParameterDiscoveryRes(o, a):
 
 def _d_DC_ChargeParameterDiscoveryRes(D, L, p):
     try:
-        p += 1; ev = _D_DC_ChargeParameterDiscoveryRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_DC_ChargeParameterDiscoveryRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_DC_ChargeParameterDiscoveryRes_2[(D >> (L - p)) & 3]
+        ev = 2
+        p += 11; _x = (D >> (L - p)) & 2047
+        if _x & 1540: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 3) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        ev = _D_DC_ChargeParameterDiscoveryRes_2[_x & 3]
         f_BPT_DC_CPDResEnergyTransferMode = None
         f_DC_CPDResEnergyTransferMode = None
         if ev == 3:
             f_BPT_DC_CPDResEnergyTransferMode, p = _d_BPT_DC_CPDResEnergyTransferMode(D, L, p)
-            p += 1; ev = _D_DC_ChargeParameterDiscoveryRes_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 4:
             f_DC_CPDResEnergyTransferMode, p = _d_DC_CPDResEnergyTransferMode(D, L, p)
-            p += 1; ev = _D_DC_ChargeParameterDiscoveryRes_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return DC_ChargeParameterDiscoveryRes(Header=f_Header, ResponseCode=f_ResponseCode, BPT_DC_CPDResEnergyTransferMode=f_BPT_DC_CPDResEnergyTransferMode, DC_CPDResEnergyTransferMode=f_DC_CPDResEnergyTransferMode), p
+        return _mk_DC_ChargeParameterDiscoveryRes(f_Header, f_ResponseCode, f_BPT_DC_CPDResEnergyTransferMode, f_DC_CPDResEnergyTransferMode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_ChargeParameterDiscoveryRes') from None
 
-_D_DC_ChargeParameterDiscoveryRes_0 = (1, -1)
-_D_DC_ChargeParameterDiscoveryRes_1 = (2, -1)
 _D_DC_ChargeParameterDiscoveryRes_2 = (3, 4, -1, -2)
-_D_DC_ChargeParameterDiscoveryRes_3 = (0, -1)
+
+
+def _mk_ChargeParameterDiscoveryRes(Header, ResponseCode, _n=object.__new__, _c=ChargeParameterDiscoveryRes, _s0=ChargeParameterDiscoveryRes.Header.__set__, _s1=ChargeParameterDiscoveryRes.ResponseCode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode)
+    return o
 
 
 def _e_ChargeParameterDiscoveryRes(o, a):
@@ -1139,27 +1169,25 @@ def _e_ChargeParameterDiscoveryRes(o, a):
 
 def _d_ChargeParameterDiscoveryRes(D, L, p):
     try:
-        p += 1; ev = _D_ChargeParameterDiscoveryRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ChargeParameterDiscoveryRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ChargeParameterDiscoveryRes_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ChargeParameterDiscoveryRes(Header=f_Header, ResponseCode=f_ResponseCode), p
+        ev = 2
+        ev = 0
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        return _mk_ChargeParameterDiscoveryRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryRes') from None
 
-_D_ChargeParameterDiscoveryRes_0 = (1, -1)
-_D_ChargeParameterDiscoveryRes_1 = (2, -1)
-_D_ChargeParameterDiscoveryRes_2 = (0, -1)
+
+def _mk_V2GResponse(Header, ResponseCode, _n=object.__new__, _c=V2GResponse, _s0=V2GResponse.Header.__set__, _s1=V2GResponse.ResponseCode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode)
+    return o
 
 
 def _e_V2GResponse(o, a):
@@ -1178,27 +1206,25 @@ def _e_V2GResponse(o, a):
 
 def _d_V2GResponse(D, L, p):
     try:
-        p += 1; ev = _D_V2GResponse_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_V2GResponse_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_V2GResponse_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return V2GResponse(Header=f_Header, ResponseCode=f_ResponseCode), p
+        ev = 2
+        ev = 0
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        return _mk_V2GResponse(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GResponse') from None
 
-_D_V2GResponse_0 = (1, -1)
-_D_V2GResponse_1 = (2, -1)
-_D_V2GResponse_2 = (0, -1)
+
+def _mk_DC_CableCheckReq(Header, _n=object.__new__, _c=DC_CableCheckReq, _s0=DC_CableCheckReq.Header.__set__):
+    o = _n(_c); _s0(o, Header)
+    return o
 
 
 def _e_DC_CableCheckReq(o, a):
@@ -1212,17 +1238,21 @@ def _e_DC_CableCheckReq(o, a):
 
 def _d_DC_CableCheckReq(D, L, p):
     try:
-        p += 1; ev = _D_DC_CableCheckReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_DC_CableCheckReq_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return DC_CableCheckReq(Header=f_Header), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_DC_CableCheckReq(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_CableCheckReq') from None
 
-_D_DC_CableCheckReq_0 = (1, -1)
-_D_DC_CableCheckReq_1 = (0, -1)
+
+def _mk_DC_CableCheckRes(Header, ResponseCode, EVSEProcessing, _n=object.__new__, _c=DC_CableCheckRes, _s0=DC_CableCheckRes.Header.__set__, _s1=DC_CableCheckRes.ResponseCode.__set__, _s2=DC_CableCheckRes.EVSEProcessing.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEProcessing)
+    return o
 
 
 def _e_DC_CableCheckRes(o, a):
@@ -1246,37 +1276,29 @@ def _e_DC_CableCheckRes(o, a):
 
 def _d_DC_CableCheckRes(D, L, p):
     try:
-        p += 1; ev = _D_DC_CableCheckRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_DC_CableCheckRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_DC_CableCheckRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVSEProcessing = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_DC_CableCheckRes_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return DC_CableCheckRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing), p
+        ev = 2
+        ev = 3
+        ev = 0
+        p += 15; _x = (D >> (L - p)) & 32767
+        if _x & 24691: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 7) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        f_EVSEProcessing = (_x >> 2) & 3
+        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        f_EVSEProcessing = _EV_processingType[f_EVSEProcessing]
+        return _mk_DC_CableCheckRes(f_Header, f_ResponseCode, f_EVSEProcessing), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_CableCheckRes') from None
 
-_D_DC_CableCheckRes_0 = (1, -1)
-_D_DC_CableCheckRes_1 = (2, -1)
-_D_DC_CableCheckRes_2 = (3, -1)
-_D_DC_CableCheckRes_3 = (0, -1)
+
+def _mk_DC_PreChargeReq(Header, EVProcessing, EVPresentVoltage, EVTargetVoltage, _n=object.__new__, _c=DC_PreChargeReq, _s0=DC_PreChargeReq.Header.__set__, _s1=DC_PreChargeReq.EVProcessing.__set__, _s2=DC_PreChargeReq.EVPresentVoltage.__set__, _s3=DC_PreChargeReq.EVTargetVoltage.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, EVProcessing); _s2(o, EVPresentVoltage); _s3(o, EVTargetVoltage)
+    return o
 
 
 def _e_DC_PreChargeReq(o, a):
@@ -1303,35 +1325,33 @@ def _e_DC_PreChargeReq(o, a):
 
 def _d_DC_PreChargeReq(D, L, p):
     try:
-        p += 1; ev = _D_DC_PreChargeReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_DC_PreChargeReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVProcessing = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_DC_PreChargeReq_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 2
+        ev = 3
+        p += 6; _x = (D >> (L - p)) & 63
+        if _x & 51: raise _bad_event(-1, p)
+        f_EVProcessing = (_x >> 2) & 3
+        if f_EVProcessing >= 3: raise _bad_enum(f_EVProcessing, 3, p)
+        f_EVProcessing = _EV_processingType[f_EVProcessing]
         f_EVPresentVoltage, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_DC_PreChargeReq_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVTargetVoltage, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_DC_PreChargeReq_4[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return DC_PreChargeReq(Header=f_Header, EVProcessing=f_EVProcessing, EVPresentVoltage=f_EVPresentVoltage, EVTargetVoltage=f_EVTargetVoltage), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_DC_PreChargeReq(f_Header, f_EVProcessing, f_EVPresentVoltage, f_EVTargetVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_PreChargeReq') from None
 
-_D_DC_PreChargeReq_0 = (1, -1)
-_D_DC_PreChargeReq_1 = (2, -1)
-_D_DC_PreChargeReq_2 = (3, -1)
-_D_DC_PreChargeReq_3 = (4, -1)
-_D_DC_PreChargeReq_4 = (0, -1)
+
+def _mk_DC_PreChargeRes(Header, ResponseCode, EVSEPresentVoltage, _n=object.__new__, _c=DC_PreChargeRes, _s0=DC_PreChargeRes.Header.__set__, _s1=DC_PreChargeRes.ResponseCode.__set__, _s2=DC_PreChargeRes.EVSEPresentVoltage.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEPresentVoltage)
+    return o
 
 
 def _e_DC_PreChargeRes(o, a):
@@ -1354,31 +1374,29 @@ def _e_DC_PreChargeRes(o, a):
 
 def _d_DC_PreChargeRes(D, L, p):
     try:
-        p += 1; ev = _D_DC_PreChargeRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_DC_PreChargeRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_DC_PreChargeRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 2
+        ev = 3
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEPresentVoltage, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_DC_PreChargeRes_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return DC_PreChargeRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEPresentVoltage=f_EVSEPresentVoltage), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_DC_PreChargeRes(f_Header, f_ResponseCode, f_EVSEPresentVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_PreChargeRes') from None
 
-_D_DC_PreChargeRes_0 = (1, -1)
-_D_DC_PreChargeRes_1 = (2, -1)
-_D_DC_PreChargeRes_2 = (3, -1)
-_D_DC_PreChargeRes_3 = (0, -1)
+
+def _mk_DC_ChargeLoopReq(Header, DisplayParameters, MeterInfoRequested, EVPresentVoltage, BPT_Dynamic_DC_CLReqControlMode, BPT_Scheduled_DC_CLReqControlMode, CLReqControlMode, Dynamic_DC_CLReqControlMode, Scheduled_DC_CLReqControlMode, _n=object.__new__, _c=DC_ChargeLoopReq, _s0=DC_ChargeLoopReq.Header.__set__, _s1=DC_ChargeLoopReq.DisplayParameters.__set__, _s2=DC_ChargeLoopReq.MeterInfoRequested.__set__, _s3=DC_ChargeLoopReq.EVPresentVoltage.__set__, _s4=DC_ChargeLoopReq.BPT_Dynamic_DC_CLReqControlMode.__set__, _s5=DC_ChargeLoopReq.BPT_Scheduled_DC_CLReqControlMode.__set__, _s6=DC_ChargeLoopReq.CLReqControlMode.__set__, _s7=DC_ChargeLoopReq.Dynamic_DC_CLReqControlMode.__set__, _s8=DC_ChargeLoopReq.Scheduled_DC_CLReqControlMode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, DisplayParameters); _s2(o, MeterInfoRequested); _s3(o, EVPresentVoltage); _s4(o, BPT_Dynamic_DC_CLReqControlMode); _s5(o, BPT_Scheduled_DC_CLReqControlMode); _s6(o, CLReqControlMode); _s7(o, Dynamic_DC_CLReqControlMode); _s8(o, Scheduled_DC_CLReqControlMode)
+    return o
 
 
 def _e_DC_ChargeLoopReq(o, a):
@@ -1435,25 +1453,27 @@ def _e_DC_ChargeLoopReq(o, a):
 
 def _d_DC_ChargeLoopReq(D, L, p):
     try:
-        p += 1; ev = _D_DC_ChargeLoopReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 2; ev = _D_DC_ChargeLoopReq_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_DC_ChargeLoopReq_1[_x & 3]
         if ev == 2:
             f_DisplayParameters, p = _d_DisplayParameters(D, L, p)
-            p += 1; ev = _D_DC_ChargeLoopReq_2[(D >> (L - p)) & 1]
+            ev = 3
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_DisplayParameters = None
         if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_MeterInfoRequested = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_DC_ChargeLoopReq_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 11: raise _bad_event(-1, p)
+        f_MeterInfoRequested = ((_x >> 2) & 1) == 1
         f_EVPresentVoltage, p = _d_RationalNumber(D, L, p)
-        p += 3; ev = _D_DC_ChargeLoopReq_4[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_DC_ChargeLoopReq_4[_x & 7]
         f_BPT_Dynamic_DC_CLReqControlMode = None
         f_BPT_Scheduled_DC_CLReqControlMode = None
         f_CLReqControlMode = None
@@ -1461,33 +1481,44 @@ def _d_DC_ChargeLoopReq(D, L, p):
         f_Scheduled_DC_CLReqControlMode = None
         if ev == 5:
             f_BPT_Dynamic_DC_CLReqControlMode, p = _d_BPT_Dynamic_DC_CLReqControlMode(D, L, p)
-            p += 1; ev = _D_DC_ChargeLoopReq_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 6:
             f_BPT_Scheduled_DC_CLReqControlMode, p = _d_BPT_Scheduled_DC_CLReqControlMode(D, L, p)
-            p += 1; ev = _D_DC_ChargeLoopReq_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 7:
             f_CLReqControlMode, p = _d_CLReqControlMode(D, L, p)
-            p += 1; ev = _D_DC_ChargeLoopReq_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 8:
             f_Dynamic_DC_CLReqControlMode, p = _d_Dynamic_DC_CLReqControlMode(D, L, p)
-            p += 1; ev = _D_DC_ChargeLoopReq_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 9:
             f_Scheduled_DC_CLReqControlMode, p = _d_Scheduled_DC_CLReqControlMode(D, L, p)
-            p += 1; ev = _D_DC_ChargeLoopReq_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return DC_ChargeLoopReq(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested, EVPresentVoltage=f_EVPresentVoltage, BPT_Dynamic_DC_CLReqControlMode=f_BPT_Dynamic_DC_CLReqControlMode, BPT_Scheduled_DC_CLReqControlMode=f_BPT_Scheduled_DC_CLReqControlMode, CLReqControlMode=f_CLReqControlMode, Dynamic_DC_CLReqControlMode=f_Dynamic_DC_CLReqControlMode, Scheduled_DC_CLReqControlMode=f_Scheduled_DC_CLReqControlMode), p
+        return _mk_DC_ChargeLoopReq(f_Header, f_DisplayParameters, f_MeterInfoRequested, f_EVPresentVoltage, f_BPT_Dynamic_DC_CLReqControlMode, f_BPT_Scheduled_DC_CLReqControlMode, f_CLReqControlMode, f_Dynamic_DC_CLReqControlMode, f_Scheduled_DC_CLReqControlMode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_ChargeLoopReq') from None
 
 _E_DC_ChargeLoopReq_3 = (None, (1, 2), (0, 1), None, None, None)
-_D_DC_ChargeLoopReq_0 = (1, -1)
 _D_DC_ChargeLoopReq_1 = (2, 3, -1, -2)
-_D_DC_ChargeLoopReq_2 = (3, -1)
-_D_DC_ChargeLoopReq_3 = (4, -1)
 _D_DC_ChargeLoopReq_4 = (5, 6, 7, 8, 9, -1, -2, -2)
-_D_DC_ChargeLoopReq_5 = (0, -1)
+
+
+def _mk_ChargeLoopReq(Header, DisplayParameters, MeterInfoRequested, _n=object.__new__, _c=ChargeLoopReq, _s0=ChargeLoopReq.Header.__set__, _s1=ChargeLoopReq.DisplayParameters.__set__, _s2=ChargeLoopReq.MeterInfoRequested.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, DisplayParameters); _s2(o, MeterInfoRequested)
+    return o
 
 
 def _e_ChargeLoopReq(o, a):
@@ -1517,32 +1548,35 @@ def _e_ChargeLoopReq(o, a):
 
 def _d_ChargeLoopReq(D, L, p):
     try:
-        p += 1; ev = _D_ChargeLoopReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 2; ev = _D_ChargeLoopReq_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_ChargeLoopReq_1[_x & 3]
         if ev == 2:
             f_DisplayParameters, p = _d_DisplayParameters(D, L, p)
-            p += 1; ev = _D_ChargeLoopReq_2[(D >> (L - p)) & 1]
+            ev = 3
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_DisplayParameters = None
         if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_MeterInfoRequested = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ChargeLoopReq_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ChargeLoopReq(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested), p
+        ev = 0
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 11: raise _bad_event(-1, p)
+        f_MeterInfoRequested = ((_x >> 2) & 1) == 1
+        return _mk_ChargeLoopReq(f_Header, f_DisplayParameters, f_MeterInfoRequested), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeLoopReq') from None
 
 _E_ChargeLoopReq_3 = (None, (1, 2), (0, 1), None)
-_D_ChargeLoopReq_0 = (1, -1)
 _D_ChargeLoopReq_1 = (2, 3, -1, -2)
-_D_ChargeLoopReq_2 = (3, -1)
-_D_ChargeLoopReq_3 = (0, -1)
+
+
+def _mk_DC_ChargeLoopRes(Header, ResponseCode, EVSEStatus, MeterInfo, Receipt, EVSEPresentCurrent, EVSEPresentVoltage, EVSEPowerLimitAchieved, EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved, BPT_Dynamic_DC_CLResControlMode, BPT_Scheduled_DC_CLResControlMode, CLResControlMode, Dynamic_DC_CLResControlMode, Scheduled_DC_CLResControlMode, _n=object.__new__, _c=DC_ChargeLoopRes, _s0=DC_ChargeLoopRes.Header.__set__, _s1=DC_ChargeLoopRes.ResponseCode.__set__, _s2=DC_ChargeLoopRes.EVSEStatus.__set__, _s3=DC_ChargeLoopRes.MeterInfo.__set__, _s4=DC_ChargeLoopRes.Receipt.__set__, _s5=DC_ChargeLoopRes.EVSEPresentCurrent.__set__, _s6=DC_ChargeLoopRes.EVSEPresentVoltage.__set__, _s7=DC_ChargeLoopRes.EVSEPowerLimitAchieved.__set__, _s8=DC_ChargeLoopRes.EVSECurrentLimitAchieved.__set__, _s9=DC_ChargeLoopRes.EVSEVoltageLimitAchieved.__set__, _s10=DC_ChargeLoopRes.BPT_Dynamic_DC_CLResControlMode.__set__, _s11=DC_ChargeLoopRes.BPT_Scheduled_DC_CLResControlMode.__set__, _s12=DC_ChargeLoopRes.CLResControlMode.__set__, _s13=DC_ChargeLoopRes.Dynamic_DC_CLResControlMode.__set__, _s14=DC_ChargeLoopRes.Scheduled_DC_CLResControlMode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEStatus); _s3(o, MeterInfo); _s4(o, Receipt); _s5(o, EVSEPresentCurrent); _s6(o, EVSEPresentVoltage); _s7(o, EVSEPowerLimitAchieved); _s8(o, EVSECurrentLimitAchieved); _s9(o, EVSEVoltageLimitAchieved); _s10(o, BPT_Dynamic_DC_CLResControlMode); _s11(o, BPT_Scheduled_DC_CLResControlMode); _s12(o, CLResControlMode); _s13(o, Dynamic_DC_CLResControlMode); _s14(o, Scheduled_DC_CLResControlMode)
+    return o
 
 
 def _e_DC_ChargeLoopRes(o, a):
@@ -1635,61 +1669,51 @@ def _e_DC_ChargeLoopRes(o, a):
 
 def _d_DC_ChargeLoopRes(D, L, p):
     try:
-        p += 1; ev = _D_DC_ChargeLoopRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_DC_ChargeLoopRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_DC_ChargeLoopRes_2[(D >> (L - p)) & 7]
+        ev = 2
+        p += 12; _x = (D >> (L - p)) & 4095
+        if _x & 3080: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 4) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        ev = _D_DC_ChargeLoopRes_2[_x & 7]
         if ev == 3:
             f_EVSEStatus, p = _d_EVSEStatus(D, L, p)
-            p += 2; ev = _D_DC_ChargeLoopRes_3[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_DC_ChargeLoopRes_3[_x & 3]
         else:
             f_EVSEStatus = None
         if ev == 4:
             f_MeterInfo, p = _d_MeterInfo(D, L, p)
-            p += 2; ev = _D_DC_ChargeLoopRes_4[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_DC_ChargeLoopRes_4[_x & 3]
         else:
             f_MeterInfo = None
         if ev == 5:
             f_Receipt, p = _d_Receipt(D, L, p)
-            p += 1; ev = _D_DC_ChargeLoopRes_5[(D >> (L - p)) & 1]
+            ev = 6
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Receipt = None
         if ev != 6: raise _bad_event(ev, p)
         f_EVSEPresentCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_DC_ChargeLoopRes_6[(D >> (L - p)) & 1]
-        if ev != 7: raise _bad_event(ev, p)
+        ev = 7
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEPresentVoltage, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_DC_ChargeLoopRes_7[(D >> (L - p)) & 1]
-        if ev != 8: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVSEPowerLimitAchieved = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_DC_ChargeLoopRes_8[(D >> (L - p)) & 1]
-        if ev != 9: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVSECurrentLimitAchieved = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_DC_ChargeLoopRes_9[(D >> (L - p)) & 1]
-        if ev != 10: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVSEVoltageLimitAchieved = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_DC_ChargeLoopRes_10[(D >> (L - p)) & 7]
+        ev = 8
+        ev = 9
+        ev = 10
+        p += 15; _x = (D >> (L - p)) & 32767
+        if _x & 28392: raise _bad_event(-1, p)
+        f_EVSEPowerLimitAchieved = ((_x >> 12) & 1) == 1
+        f_EVSECurrentLimitAchieved = ((_x >> 8) & 1) == 1
+        f_EVSEVoltageLimitAchieved = ((_x >> 4) & 1) == 1
+        ev = _D_DC_ChargeLoopRes_10[_x & 7]
         f_BPT_Dynamic_DC_CLResControlMode = None
         f_BPT_Scheduled_DC_CLResControlMode = None
         f_CLResControlMode = None
@@ -1697,41 +1721,48 @@ def _d_DC_ChargeLoopRes(D, L, p):
         f_Scheduled_DC_CLResControlMode = None
         if ev == 11:
             f_BPT_Dynamic_DC_CLResControlMode, p = _d_BPT_Dynamic_DC_CLResControlMode(D, L, p)
-            p += 1; ev = _D_DC_ChargeLoopRes_11[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 12:
             f_BPT_Scheduled_DC_CLResControlMode, p = _d_BPT_Scheduled_DC_CLResControlMode(D, L, p)
-            p += 1; ev = _D_DC_ChargeLoopRes_11[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 13:
             f_CLResControlMode, p = _d_CLResControlMode(D, L, p)
-            p += 1; ev = _D_DC_ChargeLoopRes_11[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 14:
             f_Dynamic_DC_CLResControlMode, p = _d_Dynamic_DC_CLResControlMode(D, L, p)
-            p += 1; ev = _D_DC_ChargeLoopRes_11[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 15:
             f_Scheduled_DC_CLResControlMode, p = _d_Scheduled_DC_CLResControlMode(D, L, p)
-            p += 1; ev = _D_DC_ChargeLoopRes_11[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return DC_ChargeLoopRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt, EVSEPresentCurrent=f_EVSEPresentCurrent, EVSEPresentVoltage=f_EVSEPresentVoltage, EVSEPowerLimitAchieved=f_EVSEPowerLimitAchieved, EVSECurrentLimitAchieved=f_EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved=f_EVSEVoltageLimitAchieved, BPT_Dynamic_DC_CLResControlMode=f_BPT_Dynamic_DC_CLResControlMode, BPT_Scheduled_DC_CLResControlMode=f_BPT_Scheduled_DC_CLResControlMode, CLResControlMode=f_CLResControlMode, Dynamic_DC_CLResControlMode=f_Dynamic_DC_CLResControlMode, Scheduled_DC_CLResControlMode=f_Scheduled_DC_CLResControlMode), p
+        return _mk_DC_ChargeLoopRes(f_Header, f_ResponseCode, f_EVSEStatus, f_MeterInfo, f_Receipt, f_EVSEPresentCurrent, f_EVSEPresentVoltage, f_EVSEPowerLimitAchieved, f_EVSECurrentLimitAchieved, f_EVSEVoltageLimitAchieved, f_BPT_Dynamic_DC_CLResControlMode, f_BPT_Scheduled_DC_CLResControlMode, f_CLResControlMode, f_Dynamic_DC_CLResControlMode, f_Scheduled_DC_CLResControlMode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_ChargeLoopRes') from None
 
 _E_DC_ChargeLoopRes_4 = (None, None, (1, 3), (0, 2), None, None, None, None, None, None, None, None)
 _E_DC_ChargeLoopRes_5 = (None, None, (2, 3), (1, 2), (0, 2), None, None, None, None, None, None, None)
 _E_DC_ChargeLoopRes_6 = (None, None, (3, 3), (2, 2), (1, 2), (0, 1), None, None, None, None, None, None)
-_D_DC_ChargeLoopRes_0 = (1, -1)
-_D_DC_ChargeLoopRes_1 = (2, -1)
 _D_DC_ChargeLoopRes_2 = (3, 4, 5, 6, -1, -2, -2, -2)
 _D_DC_ChargeLoopRes_3 = (4, 5, 6, -1)
 _D_DC_ChargeLoopRes_4 = (5, 6, -1, -2)
-_D_DC_ChargeLoopRes_5 = (6, -1)
-_D_DC_ChargeLoopRes_6 = (7, -1)
-_D_DC_ChargeLoopRes_7 = (8, -1)
-_D_DC_ChargeLoopRes_8 = (9, -1)
-_D_DC_ChargeLoopRes_9 = (10, -1)
 _D_DC_ChargeLoopRes_10 = (11, 12, 13, 14, 15, -1, -2, -2)
-_D_DC_ChargeLoopRes_11 = (0, -1)
+
+
+def _mk_ChargeLoopRes(Header, ResponseCode, EVSEStatus, MeterInfo, Receipt, _n=object.__new__, _c=ChargeLoopRes, _s0=ChargeLoopRes.Header.__set__, _s1=ChargeLoopRes.ResponseCode.__set__, _s2=ChargeLoopRes.EVSEStatus.__set__, _s3=ChargeLoopRes.MeterInfo.__set__, _s4=ChargeLoopRes.Receipt.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEStatus); _s3(o, MeterInfo); _s4(o, Receipt)
+    return o
 
 
 def _e_ChargeLoopRes(o, a):
@@ -1774,48 +1805,52 @@ def _e_ChargeLoopRes(o, a):
 
 def _d_ChargeLoopRes(D, L, p):
     try:
-        p += 1; ev = _D_ChargeLoopRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ChargeLoopRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_ChargeLoopRes_2[(D >> (L - p)) & 7]
+        ev = 2
+        p += 12; _x = (D >> (L - p)) & 4095
+        if _x & 3080: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 4) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        ev = _D_ChargeLoopRes_2[_x & 7]
         if ev == 3:
             f_EVSEStatus, p = _d_EVSEStatus(D, L, p)
-            p += 2; ev = _D_ChargeLoopRes_3[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_ChargeLoopRes_3[_x & 3]
         else:
             f_EVSEStatus = None
         if ev == 4:
             f_MeterInfo, p = _d_MeterInfo(D, L, p)
-            p += 2; ev = _D_ChargeLoopRes_4[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_ChargeLoopRes_4[_x & 3]
         else:
             f_MeterInfo = None
         if ev == 5:
             f_Receipt, p = _d_Receipt(D, L, p)
-            p += 1; ev = _D_ChargeLoopRes_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Receipt = None
         if ev != 0: raise _bad_event(ev, p)
-        return ChargeLoopRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt), p
+        return _mk_ChargeLoopRes(f_Header, f_ResponseCode, f_EVSEStatus, f_MeterInfo, f_Receipt), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeLoopRes') from None
 
 _E_ChargeLoopRes_4 = (None, None, (1, 3), (0, 2), None, None)
 _E_ChargeLoopRes_5 = (None, None, (2, 3), (1, 2), (0, 2), None)
 _E_ChargeLoopRes_0 = (None, None, (3, 3), (2, 2), (1, 2), (0, 1))
-_D_ChargeLoopRes_0 = (1, -1)
-_D_ChargeLoopRes_1 = (2, -1)
 _D_ChargeLoopRes_2 = (3, 4, 5, 0, -1, -2, -2, -2)
 _D_ChargeLoopRes_3 = (4, 5, 0, -1)
 _D_ChargeLoopRes_4 = (5, 0, -1, -2)
-_D_ChargeLoopRes_5 = (0, -1)
+
+
+def _mk_EVSEStatus(NotificationMaxDelay, EVSENotification, _n=object.__new__, _c=EVSEStatus, _s0=EVSEStatus.NotificationMaxDelay.__set__, _s1=EVSEStatus.EVSENotification.__set__):
+    o = _n(_c); _s0(o, NotificationMaxDelay); _s1(o, EVSENotification)
+    return o
 
 
 def _e_EVSEStatus(o, a):
@@ -1836,32 +1871,26 @@ def _e_EVSEStatus(o, a):
 
 def _d_EVSEStatus(D, L, p):
     try:
-        p += 1; ev = _D_EVSEStatus_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_NotificationMaxDelay, p = _r_uint(D, L, p, 16)
         if f_NotificationMaxDelay > 65535: raise _out_of_range(f_NotificationMaxDelay, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_EVSEStatus_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 6: raise _bad_enum(_i, 6, p)
-        f_EVSENotification = _EV_evseNotificationType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_EVSEStatus_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return EVSEStatus(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification), p
+        ev = 2
+        ev = 0
+        p += 8; _x = (D >> (L - p)) & 255
+        if _x & 227: raise _bad_event(-1, p)
+        f_EVSENotification = (_x >> 2) & 7
+        if f_EVSENotification >= 6: raise _bad_enum(f_EVSENotification, 6, p)
+        f_EVSENotification = _EV_evseNotificationType[f_EVSENotification]
+        return _mk_EVSEStatus(f_NotificationMaxDelay, f_EVSENotification), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVSEStatus') from None
 
-_D_EVSEStatus_0 = (1, -1)
-_D_EVSEStatus_1 = (2, -1)
-_D_EVSEStatus_2 = (0, -1)
+
+def _mk_MeterInfo(MeterID, ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh, MeterSignature, MeterStatus, MeterTimestamp, _n=object.__new__, _c=MeterInfo, _s0=MeterInfo.MeterID.__set__, _s1=MeterInfo.ChargedEnergyReadingWh.__set__, _s2=MeterInfo.BPT_DischargedEnergyReadingWh.__set__, _s3=MeterInfo.CapacitiveEnergyReadingVARh.__set__, _s4=MeterInfo.BPT_InductiveEnergyReadingVARh.__set__, _s5=MeterInfo.MeterSignature.__set__, _s6=MeterInfo.MeterStatus.__set__, _s7=MeterInfo.MeterTimestamp.__set__):
+    o = _n(_c); _s0(o, MeterID); _s1(o, ChargedEnergyReadingWh); _s2(o, BPT_DischargedEnergyReadingWh); _s3(o, CapacitiveEnergyReadingVARh); _s4(o, BPT_InductiveEnergyReadingVARh); _s5(o, MeterSignature); _s6(o, MeterStatus); _s7(o, MeterTimestamp)
+    return o
 
 
 def _e_MeterInfo(o, a):
@@ -1950,8 +1979,9 @@ def _e_MeterInfo(o, a):
 
 def _d_MeterInfo(D, L, p):
     try:
-        p += 1; ev = _D_MeterInfo_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -1959,45 +1989,44 @@ def _d_MeterInfo(D, L, p):
             f_MeterID = ''
         else:
             f_MeterID, p = _r_str(D, L, p, 0, 32)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_MeterInfo_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ChargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
         if f_ChargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_ChargedEnergyReadingWh, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_MeterInfo_2[(D >> (L - p)) & 7]
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 8: raise _bad_event(-1, p)
+        ev = _D_MeterInfo_2[_x & 7]
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_BPT_DischargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
             if f_BPT_DischargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_BPT_DischargedEnergyReadingWh, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_MeterInfo_3[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_3[_x & 7]
         else:
             f_BPT_DischargedEnergyReadingWh = None
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_CapacitiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_CapacitiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_CapacitiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_MeterInfo_4[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_4[_x & 7]
         else:
             f_CapacitiveEnergyReadingVARh = None
         if ev == 5:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_BPT_InductiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_BPT_InductiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_BPT_InductiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_MeterInfo_5[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_5[_x & 7]
         else:
             f_BPT_InductiveEnergyReadingVARh = None
         if ev == 6:
@@ -2008,33 +2037,34 @@ def _d_MeterInfo(D, L, p):
                 f_MeterSignature = b''
             else:
                 f_MeterSignature, p = _r_bin(D, L, p, 0, 64)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_MeterInfo_6[(D >> (L - p)) & 3]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_MeterInfo_6[_x & 3]
         else:
             f_MeterSignature = None
         if ev == 7:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_MeterStatus, p = _r_int(D, L, p, 15)
             if f_MeterStatus < -32768 or f_MeterStatus > 32767: raise _out_of_range(f_MeterStatus, -32768, 32767, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_MeterInfo_7[(D >> (L - p)) & 3]
+            p += 3; _x = (D >> (L - p)) & 7
+            if _x & 4: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_7[_x & 3]
         else:
             f_MeterStatus = None
         if ev == 8:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_MeterTimestamp, p = _r_uint(D, L, p, 64)
             if f_MeterTimestamp > 18446744073709551615: raise _out_of_range(f_MeterTimestamp, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_MeterInfo_8[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_MeterTimestamp = None
         if ev != 0: raise _bad_event(ev, p)
-        return MeterInfo(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp), p
+        return _mk_MeterInfo(f_MeterID, f_ChargedEnergyReadingWh, f_BPT_DischargedEnergyReadingWh, f_CapacitiveEnergyReadingVARh, f_BPT_InductiveEnergyReadingVARh, f_MeterSignature, f_MeterStatus, f_MeterTimestamp), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MeterInfo') from None
 
@@ -2044,15 +2074,17 @@ _E_MeterInfo_6 = (None, None, (3, 3), (2, 3), (1, 3), (0, 3), None, None, None)
 _E_MeterInfo_7 = (None, None, (4, 3), (3, 3), (2, 3), (1, 3), (0, 2), None, None)
 _E_MeterInfo_8 = (None, None, (5, 3), (4, 3), (3, 3), (2, 3), (1, 2), (0, 2), None)
 _E_MeterInfo_0 = (None, None, (6, 3), (5, 3), (4, 3), (3, 3), (2, 2), (1, 2), (0, 1))
-_D_MeterInfo_0 = (1, -1)
-_D_MeterInfo_1 = (2, -1)
 _D_MeterInfo_2 = (3, 4, 5, 6, 7, 8, 0, -1)
 _D_MeterInfo_3 = (4, 5, 6, 7, 8, 0, -1, -2)
 _D_MeterInfo_4 = (5, 6, 7, 8, 0, -1, -2, -2)
 _D_MeterInfo_5 = (6, 7, 8, 0, -1, -2, -2, -2)
 _D_MeterInfo_6 = (7, 8, 0, -1)
 _D_MeterInfo_7 = (8, 0, -1, -2)
-_D_MeterInfo_8 = (0, -1)
+
+
+def _mk_DC_WeldingDetectionReq(Header, EVProcessing, _n=object.__new__, _c=DC_WeldingDetectionReq, _s0=DC_WeldingDetectionReq.Header.__set__, _s1=DC_WeldingDetectionReq.EVProcessing.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, EVProcessing)
+    return o
 
 
 def _e_DC_WeldingDetectionReq(o, a):
@@ -2071,27 +2103,25 @@ def _e_DC_WeldingDetectionReq(o, a):
 
 def _d_DC_WeldingDetectionReq(D, L, p):
     try:
-        p += 1; ev = _D_DC_WeldingDetectionReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_DC_WeldingDetectionReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVProcessing = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_DC_WeldingDetectionReq_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return DC_WeldingDetectionReq(Header=f_Header, EVProcessing=f_EVProcessing), p
+        ev = 2
+        ev = 0
+        p += 6; _x = (D >> (L - p)) & 63
+        if _x & 51: raise _bad_event(-1, p)
+        f_EVProcessing = (_x >> 2) & 3
+        if f_EVProcessing >= 3: raise _bad_enum(f_EVProcessing, 3, p)
+        f_EVProcessing = _EV_processingType[f_EVProcessing]
+        return _mk_DC_WeldingDetectionReq(f_Header, f_EVProcessing), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_WeldingDetectionReq') from None
 
-_D_DC_WeldingDetectionReq_0 = (1, -1)
-_D_DC_WeldingDetectionReq_1 = (2, -1)
-_D_DC_WeldingDetectionReq_2 = (0, -1)
+
+def _mk_DC_WeldingDetectionRes(Header, ResponseCode, EVSEPresentVoltage, _n=object.__new__, _c=DC_WeldingDetectionRes, _s0=DC_WeldingDetectionRes.Header.__set__, _s1=DC_WeldingDetectionRes.ResponseCode.__set__, _s2=DC_WeldingDetectionRes.EVSEPresentVoltage.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEPresentVoltage)
+    return o
 
 
 def _e_DC_WeldingDetectionRes(o, a):
@@ -2114,31 +2144,29 @@ def _e_DC_WeldingDetectionRes(o, a):
 
 def _d_DC_WeldingDetectionRes(D, L, p):
     try:
-        p += 1; ev = _D_DC_WeldingDetectionRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_DC_WeldingDetectionRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_DC_WeldingDetectionRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 2
+        ev = 3
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEPresentVoltage, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_DC_WeldingDetectionRes_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return DC_WeldingDetectionRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEPresentVoltage=f_EVSEPresentVoltage), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_DC_WeldingDetectionRes(f_Header, f_ResponseCode, f_EVSEPresentVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_WeldingDetectionRes') from None
 
-_D_DC_WeldingDetectionRes_0 = (1, -1)
-_D_DC_WeldingDetectionRes_1 = (2, -1)
-_D_DC_WeldingDetectionRes_2 = (3, -1)
-_D_DC_WeldingDetectionRes_3 = (0, -1)
+
+def _mk_DC_CPDReqEnergyTransferMode(EVMaximumChargePower, EVMinimumChargePower, EVMaximumChargeCurrent, EVMinimumChargeCurrent, EVMaximumVoltage, EVMinimumVoltage, TargetSOC, _n=object.__new__, _c=DC_CPDReqEnergyTransferMode, _s0=DC_CPDReqEnergyTransferMode.EVMaximumChargePower.__set__, _s1=DC_CPDReqEnergyTransferMode.EVMinimumChargePower.__set__, _s2=DC_CPDReqEnergyTransferMode.EVMaximumChargeCurrent.__set__, _s3=DC_CPDReqEnergyTransferMode.EVMinimumChargeCurrent.__set__, _s4=DC_CPDReqEnergyTransferMode.EVMaximumVoltage.__set__, _s5=DC_CPDReqEnergyTransferMode.EVMinimumVoltage.__set__, _s6=DC_CPDReqEnergyTransferMode.TargetSOC.__set__):
+    o = _n(_c); _s0(o, EVMaximumChargePower); _s1(o, EVMinimumChargePower); _s2(o, EVMaximumChargeCurrent); _s3(o, EVMinimumChargeCurrent); _s4(o, EVMaximumVoltage); _s5(o, EVMinimumVoltage); _s6(o, TargetSOC)
+    return o
 
 
 def _e_DC_CPDReqEnergyTransferMode(o, a):
@@ -2188,49 +2216,52 @@ def _e_DC_CPDReqEnergyTransferMode(o, a):
 
 def _d_DC_CPDReqEnergyTransferMode(D, L, p):
     try:
-        p += 1; ev = _D_DC_CPDReqEnergyTransferMode_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_DC_CPDReqEnergyTransferMode_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinimumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_DC_CPDReqEnergyTransferMode_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_DC_CPDReqEnergyTransferMode_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinimumChargeCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_DC_CPDReqEnergyTransferMode_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumVoltage, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_DC_CPDReqEnergyTransferMode_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
+        ev = 6
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinimumVoltage, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_DC_CPDReqEnergyTransferMode_6[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_DC_CPDReqEnergyTransferMode_6[_x & 3]
         if ev == 7:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_TargetSOC = ((D >> (L - p)) & 127)
+            ev = 0
+            p += 10; _x = (D >> (L - p)) & 1023
+            if _x & 515: raise _bad_event(-1, p)
+            f_TargetSOC = (_x >> 2) & 127
             if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_DC_CPDReqEnergyTransferMode_7[(D >> (L - p)) & 1]
         else:
             f_TargetSOC = None
         if ev != 0: raise _bad_event(ev, p)
-        return DC_CPDReqEnergyTransferMode(EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMinimumChargeCurrent=f_EVMinimumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage, TargetSOC=f_TargetSOC), p
+        return _mk_DC_CPDReqEnergyTransferMode(f_EVMaximumChargePower, f_EVMinimumChargePower, f_EVMaximumChargeCurrent, f_EVMinimumChargeCurrent, f_EVMaximumVoltage, f_EVMinimumVoltage, f_TargetSOC), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_CPDReqEnergyTransferMode') from None
 
 _E_DC_CPDReqEnergyTransferMode_0 = (None, None, None, None, None, None, (1, 2), (0, 1))
-_D_DC_CPDReqEnergyTransferMode_0 = (1, -1)
-_D_DC_CPDReqEnergyTransferMode_1 = (2, -1)
-_D_DC_CPDReqEnergyTransferMode_2 = (3, -1)
-_D_DC_CPDReqEnergyTransferMode_3 = (4, -1)
-_D_DC_CPDReqEnergyTransferMode_4 = (5, -1)
-_D_DC_CPDReqEnergyTransferMode_5 = (6, -1)
 _D_DC_CPDReqEnergyTransferMode_6 = (7, 0, -1, -2)
-_D_DC_CPDReqEnergyTransferMode_7 = (0, -1)
+
+
+def _mk_DC_CPDResEnergyTransferMode(EVSEMaximumChargePower, EVSEMinimumChargePower, EVSEMaximumChargeCurrent, EVSEMinimumChargeCurrent, EVSEMaximumVoltage, EVSEMinimumVoltage, EVSEPowerRampLimitation, _n=object.__new__, _c=DC_CPDResEnergyTransferMode, _s0=DC_CPDResEnergyTransferMode.EVSEMaximumChargePower.__set__, _s1=DC_CPDResEnergyTransferMode.EVSEMinimumChargePower.__set__, _s2=DC_CPDResEnergyTransferMode.EVSEMaximumChargeCurrent.__set__, _s3=DC_CPDResEnergyTransferMode.EVSEMinimumChargeCurrent.__set__, _s4=DC_CPDResEnergyTransferMode.EVSEMaximumVoltage.__set__, _s5=DC_CPDResEnergyTransferMode.EVSEMinimumVoltage.__set__, _s6=DC_CPDResEnergyTransferMode.EVSEPowerRampLimitation.__set__):
+    o = _n(_c); _s0(o, EVSEMaximumChargePower); _s1(o, EVSEMinimumChargePower); _s2(o, EVSEMaximumChargeCurrent); _s3(o, EVSEMinimumChargeCurrent); _s4(o, EVSEMaximumVoltage); _s5(o, EVSEMinimumVoltage); _s6(o, EVSEPowerRampLimitation)
+    return o
 
 
 def _e_DC_CPDResEnergyTransferMode(o, a):
@@ -2278,44 +2309,51 @@ def _e_DC_CPDResEnergyTransferMode(o, a):
 
 def _d_DC_CPDResEnergyTransferMode(D, L, p):
     try:
-        p += 1; ev = _D_DC_CPDResEnergyTransferMode_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMaximumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_DC_CPDResEnergyTransferMode_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMinimumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_DC_CPDResEnergyTransferMode_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_DC_CPDResEnergyTransferMode_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMinimumChargeCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_DC_CPDResEnergyTransferMode_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMaximumVoltage, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_DC_CPDResEnergyTransferMode_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
+        ev = 6
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMinimumVoltage, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_DC_CPDResEnergyTransferMode_6[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_DC_CPDResEnergyTransferMode_6[_x & 3]
         if ev == 7:
             f_EVSEPowerRampLimitation, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_DC_CPDResEnergyTransferMode_7[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSEPowerRampLimitation = None
         if ev != 0: raise _bad_event(ev, p)
-        return DC_CPDResEnergyTransferMode(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMinimumChargeCurrent=f_EVSEMinimumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage, EVSEMinimumVoltage=f_EVSEMinimumVoltage, EVSEPowerRampLimitation=f_EVSEPowerRampLimitation), p
+        return _mk_DC_CPDResEnergyTransferMode(f_EVSEMaximumChargePower, f_EVSEMinimumChargePower, f_EVSEMaximumChargeCurrent, f_EVSEMinimumChargeCurrent, f_EVSEMaximumVoltage, f_EVSEMinimumVoltage, f_EVSEPowerRampLimitation), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_CPDResEnergyTransferMode') from None
 
 _E_DC_CPDResEnergyTransferMode_0 = (None, None, None, None, None, None, (1, 2), (0, 1))
-_D_DC_CPDResEnergyTransferMode_0 = (1, -1)
-_D_DC_CPDResEnergyTransferMode_1 = (2, -1)
-_D_DC_CPDResEnergyTransferMode_2 = (3, -1)
-_D_DC_CPDResEnergyTransferMode_3 = (4, -1)
-_D_DC_CPDResEnergyTransferMode_4 = (5, -1)
-_D_DC_CPDResEnergyTransferMode_5 = (6, -1)
 _D_DC_CPDResEnergyTransferMode_6 = (7, 0, -1, -2)
-_D_DC_CPDResEnergyTransferMode_7 = (0, -1)
+
+
+def _mk_BPT_DC_CPDReqEnergyTransferMode(EVMaximumChargePower, EVMinimumChargePower, EVMaximumChargeCurrent, EVMinimumChargeCurrent, EVMaximumVoltage, EVMinimumVoltage, TargetSOC, EVMaximumDischargePower, EVMinimumDischargePower, EVMaximumDischargeCurrent, EVMinimumDischargeCurrent, _n=object.__new__, _c=BPT_DC_CPDReqEnergyTransferMode, _s0=BPT_DC_CPDReqEnergyTransferMode.EVMaximumChargePower.__set__, _s1=BPT_DC_CPDReqEnergyTransferMode.EVMinimumChargePower.__set__, _s2=BPT_DC_CPDReqEnergyTransferMode.EVMaximumChargeCurrent.__set__, _s3=BPT_DC_CPDReqEnergyTransferMode.EVMinimumChargeCurrent.__set__, _s4=BPT_DC_CPDReqEnergyTransferMode.EVMaximumVoltage.__set__, _s5=BPT_DC_CPDReqEnergyTransferMode.EVMinimumVoltage.__set__, _s6=BPT_DC_CPDReqEnergyTransferMode.TargetSOC.__set__, _s7=BPT_DC_CPDReqEnergyTransferMode.EVMaximumDischargePower.__set__, _s8=BPT_DC_CPDReqEnergyTransferMode.EVMinimumDischargePower.__set__, _s9=BPT_DC_CPDReqEnergyTransferMode.EVMaximumDischargeCurrent.__set__, _s10=BPT_DC_CPDReqEnergyTransferMode.EVMinimumDischargeCurrent.__set__):
+    o = _n(_c); _s0(o, EVMaximumChargePower); _s1(o, EVMinimumChargePower); _s2(o, EVMaximumChargeCurrent); _s3(o, EVMinimumChargeCurrent); _s4(o, EVMaximumVoltage); _s5(o, EVMinimumVoltage); _s6(o, TargetSOC); _s7(o, EVMaximumDischargePower); _s8(o, EVMinimumDischargePower); _s9(o, EVMaximumDischargeCurrent); _s10(o, EVMinimumDischargeCurrent)
+    return o
 
 
 def _e_BPT_DC_CPDReqEnergyTransferMode(o, a):
@@ -2385,65 +2423,68 @@ def _e_BPT_DC_CPDReqEnergyTransferMode(o, a):
 
 def _d_BPT_DC_CPDReqEnergyTransferMode(D, L, p):
     try:
-        p += 1; ev = _D_BPT_DC_CPDReqEnergyTransferMode_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_DC_CPDReqEnergyTransferMode_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinimumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_DC_CPDReqEnergyTransferMode_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_DC_CPDReqEnergyTransferMode_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinimumChargeCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_DC_CPDReqEnergyTransferMode_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumVoltage, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_DC_CPDReqEnergyTransferMode_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
+        ev = 6
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinimumVoltage, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_BPT_DC_CPDReqEnergyTransferMode_6[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_BPT_DC_CPDReqEnergyTransferMode_6[_x & 3]
         if ev == 7:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_TargetSOC = ((D >> (L - p)) & 127)
+            ev = 8
+            p += 10; _x = (D >> (L - p)) & 1023
+            if _x & 515: raise _bad_event(-1, p)
+            f_TargetSOC = (_x >> 2) & 127
             if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_BPT_DC_CPDReqEnergyTransferMode_7[(D >> (L - p)) & 1]
         else:
             f_TargetSOC = None
         if ev != 8: raise _bad_event(ev, p)
         f_EVMaximumDischargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_DC_CPDReqEnergyTransferMode_8[(D >> (L - p)) & 1]
-        if ev != 9: raise _bad_event(ev, p)
+        ev = 9
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinimumDischargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_DC_CPDReqEnergyTransferMode_9[(D >> (L - p)) & 1]
-        if ev != 10: raise _bad_event(ev, p)
+        ev = 10
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumDischargeCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_DC_CPDReqEnergyTransferMode_10[(D >> (L - p)) & 1]
-        if ev != 11: raise _bad_event(ev, p)
+        ev = 11
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinimumDischargeCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_DC_CPDReqEnergyTransferMode_11[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return BPT_DC_CPDReqEnergyTransferMode(EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMinimumChargeCurrent=f_EVMinimumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage, TargetSOC=f_TargetSOC, EVMaximumDischargePower=f_EVMaximumDischargePower, EVMinimumDischargePower=f_EVMinimumDischargePower, EVMaximumDischargeCurrent=f_EVMaximumDischargeCurrent, EVMinimumDischargeCurrent=f_EVMinimumDischargeCurrent), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_BPT_DC_CPDReqEnergyTransferMode(f_EVMaximumChargePower, f_EVMinimumChargePower, f_EVMaximumChargeCurrent, f_EVMinimumChargeCurrent, f_EVMaximumVoltage, f_EVMinimumVoltage, f_TargetSOC, f_EVMaximumDischargePower, f_EVMinimumDischargePower, f_EVMaximumDischargeCurrent, f_EVMinimumDischargeCurrent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BPT_DC_CPDReqEnergyTransferMode') from None
 
 _E_BPT_DC_CPDReqEnergyTransferMode_8 = (None, None, None, None, None, None, (1, 2), (0, 1), None, None, None, None)
-_D_BPT_DC_CPDReqEnergyTransferMode_0 = (1, -1)
-_D_BPT_DC_CPDReqEnergyTransferMode_1 = (2, -1)
-_D_BPT_DC_CPDReqEnergyTransferMode_2 = (3, -1)
-_D_BPT_DC_CPDReqEnergyTransferMode_3 = (4, -1)
-_D_BPT_DC_CPDReqEnergyTransferMode_4 = (5, -1)
-_D_BPT_DC_CPDReqEnergyTransferMode_5 = (6, -1)
 _D_BPT_DC_CPDReqEnergyTransferMode_6 = (7, 8, -1, -2)
-_D_BPT_DC_CPDReqEnergyTransferMode_7 = (8, -1)
-_D_BPT_DC_CPDReqEnergyTransferMode_8 = (9, -1)
-_D_BPT_DC_CPDReqEnergyTransferMode_9 = (10, -1)
-_D_BPT_DC_CPDReqEnergyTransferMode_10 = (11, -1)
-_D_BPT_DC_CPDReqEnergyTransferMode_11 = (0, -1)
+
+
+def _mk_BPT_DC_CPDResEnergyTransferMode(EVSEMaximumChargePower, EVSEMinimumChargePower, EVSEMaximumChargeCurrent, EVSEMinimumChargeCurrent, EVSEMaximumVoltage, EVSEMinimumVoltage, EVSEPowerRampLimitation, EVSEMaximumDischargePower, EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent, EVSEMinimumDischargeCurrent, _n=object.__new__, _c=BPT_DC_CPDResEnergyTransferMode, _s0=BPT_DC_CPDResEnergyTransferMode.EVSEMaximumChargePower.__set__, _s1=BPT_DC_CPDResEnergyTransferMode.EVSEMinimumChargePower.__set__, _s2=BPT_DC_CPDResEnergyTransferMode.EVSEMaximumChargeCurrent.__set__, _s3=BPT_DC_CPDResEnergyTransferMode.EVSEMinimumChargeCurrent.__set__, _s4=BPT_DC_CPDResEnergyTransferMode.EVSEMaximumVoltage.__set__, _s5=BPT_DC_CPDResEnergyTransferMode.EVSEMinimumVoltage.__set__, _s6=BPT_DC_CPDResEnergyTransferMode.EVSEPowerRampLimitation.__set__, _s7=BPT_DC_CPDResEnergyTransferMode.EVSEMaximumDischargePower.__set__, _s8=BPT_DC_CPDResEnergyTransferMode.EVSEMinimumDischargePower.__set__, _s9=BPT_DC_CPDResEnergyTransferMode.EVSEMaximumDischargeCurrent.__set__, _s10=BPT_DC_CPDResEnergyTransferMode.EVSEMinimumDischargeCurrent.__set__):
+    o = _n(_c); _s0(o, EVSEMaximumChargePower); _s1(o, EVSEMinimumChargePower); _s2(o, EVSEMaximumChargeCurrent); _s3(o, EVSEMinimumChargeCurrent); _s4(o, EVSEMaximumVoltage); _s5(o, EVSEMinimumVoltage); _s6(o, EVSEPowerRampLimitation); _s7(o, EVSEMaximumDischargePower); _s8(o, EVSEMinimumDischargePower); _s9(o, EVSEMaximumDischargeCurrent); _s10(o, EVSEMinimumDischargeCurrent)
+    return o
 
 
 def _e_BPT_DC_CPDResEnergyTransferMode(o, a):
@@ -2511,60 +2552,67 @@ def _e_BPT_DC_CPDResEnergyTransferMode(o, a):
 
 def _d_BPT_DC_CPDResEnergyTransferMode(D, L, p):
     try:
-        p += 1; ev = _D_BPT_DC_CPDResEnergyTransferMode_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMaximumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_DC_CPDResEnergyTransferMode_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMinimumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_DC_CPDResEnergyTransferMode_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_DC_CPDResEnergyTransferMode_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMinimumChargeCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_DC_CPDResEnergyTransferMode_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMaximumVoltage, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_DC_CPDResEnergyTransferMode_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
+        ev = 6
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMinimumVoltage, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_BPT_DC_CPDResEnergyTransferMode_6[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_BPT_DC_CPDResEnergyTransferMode_6[_x & 3]
         if ev == 7:
             f_EVSEPowerRampLimitation, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_DC_CPDResEnergyTransferMode_7[(D >> (L - p)) & 1]
+            ev = 8
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSEPowerRampLimitation = None
         if ev != 8: raise _bad_event(ev, p)
         f_EVSEMaximumDischargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_DC_CPDResEnergyTransferMode_8[(D >> (L - p)) & 1]
-        if ev != 9: raise _bad_event(ev, p)
+        ev = 9
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMinimumDischargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_DC_CPDResEnergyTransferMode_9[(D >> (L - p)) & 1]
-        if ev != 10: raise _bad_event(ev, p)
+        ev = 10
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMaximumDischargeCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_DC_CPDResEnergyTransferMode_10[(D >> (L - p)) & 1]
-        if ev != 11: raise _bad_event(ev, p)
+        ev = 11
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMinimumDischargeCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_DC_CPDResEnergyTransferMode_11[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return BPT_DC_CPDResEnergyTransferMode(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMinimumChargeCurrent=f_EVSEMinimumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage, EVSEMinimumVoltage=f_EVSEMinimumVoltage, EVSEPowerRampLimitation=f_EVSEPowerRampLimitation, EVSEMaximumDischargePower=f_EVSEMaximumDischargePower, EVSEMinimumDischargePower=f_EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent=f_EVSEMaximumDischargeCurrent, EVSEMinimumDischargeCurrent=f_EVSEMinimumDischargeCurrent), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_BPT_DC_CPDResEnergyTransferMode(f_EVSEMaximumChargePower, f_EVSEMinimumChargePower, f_EVSEMaximumChargeCurrent, f_EVSEMinimumChargeCurrent, f_EVSEMaximumVoltage, f_EVSEMinimumVoltage, f_EVSEPowerRampLimitation, f_EVSEMaximumDischargePower, f_EVSEMinimumDischargePower, f_EVSEMaximumDischargeCurrent, f_EVSEMinimumDischargeCurrent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BPT_DC_CPDResEnergyTransferMode') from None
 
 _E_BPT_DC_CPDResEnergyTransferMode_8 = (None, None, None, None, None, None, (1, 2), (0, 1), None, None, None, None)
-_D_BPT_DC_CPDResEnergyTransferMode_0 = (1, -1)
-_D_BPT_DC_CPDResEnergyTransferMode_1 = (2, -1)
-_D_BPT_DC_CPDResEnergyTransferMode_2 = (3, -1)
-_D_BPT_DC_CPDResEnergyTransferMode_3 = (4, -1)
-_D_BPT_DC_CPDResEnergyTransferMode_4 = (5, -1)
-_D_BPT_DC_CPDResEnergyTransferMode_5 = (6, -1)
 _D_BPT_DC_CPDResEnergyTransferMode_6 = (7, 8, -1, -2)
-_D_BPT_DC_CPDResEnergyTransferMode_7 = (8, -1)
-_D_BPT_DC_CPDResEnergyTransferMode_8 = (9, -1)
-_D_BPT_DC_CPDResEnergyTransferMode_9 = (10, -1)
-_D_BPT_DC_CPDResEnergyTransferMode_10 = (11, -1)
-_D_BPT_DC_CPDResEnergyTransferMode_11 = (0, -1)
+
+
+def _mk_Scheduled_DC_CLReqControlMode(EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVTargetCurrent, EVTargetVoltage, EVMaximumChargePower, EVMinimumChargePower, EVMaximumChargeCurrent, EVMaximumVoltage, EVMinimumVoltage, _n=object.__new__, _c=Scheduled_DC_CLReqControlMode, _s0=Scheduled_DC_CLReqControlMode.EVTargetEnergyRequest.__set__, _s1=Scheduled_DC_CLReqControlMode.EVMaximumEnergyRequest.__set__, _s2=Scheduled_DC_CLReqControlMode.EVMinimumEnergyRequest.__set__, _s3=Scheduled_DC_CLReqControlMode.EVTargetCurrent.__set__, _s4=Scheduled_DC_CLReqControlMode.EVTargetVoltage.__set__, _s5=Scheduled_DC_CLReqControlMode.EVMaximumChargePower.__set__, _s6=Scheduled_DC_CLReqControlMode.EVMinimumChargePower.__set__, _s7=Scheduled_DC_CLReqControlMode.EVMaximumChargeCurrent.__set__, _s8=Scheduled_DC_CLReqControlMode.EVMaximumVoltage.__set__, _s9=Scheduled_DC_CLReqControlMode.EVMinimumVoltage.__set__):
+    o = _n(_c); _s0(o, EVTargetEnergyRequest); _s1(o, EVMaximumEnergyRequest); _s2(o, EVMinimumEnergyRequest); _s3(o, EVTargetCurrent); _s4(o, EVTargetVoltage); _s5(o, EVMaximumChargePower); _s6(o, EVMinimumChargePower); _s7(o, EVMaximumChargeCurrent); _s8(o, EVMaximumVoltage); _s9(o, EVMinimumVoltage)
+    return o
 
 
 def _e_Scheduled_DC_CLReqControlMode(o, a):
@@ -2641,55 +2689,68 @@ def _e_Scheduled_DC_CLReqControlMode(o, a):
 
 def _d_Scheduled_DC_CLReqControlMode(D, L, p):
     try:
-        p += 3; ev = _D_Scheduled_DC_CLReqControlMode_0[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_Scheduled_DC_CLReqControlMode_0[_x & 7]
         if ev == 1:
             f_EVTargetEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Scheduled_DC_CLReqControlMode_1[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Scheduled_DC_CLReqControlMode_1[_x & 3]
         else:
             f_EVTargetEnergyRequest = None
         if ev == 2:
             f_EVMaximumEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Scheduled_DC_CLReqControlMode_2[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Scheduled_DC_CLReqControlMode_2[_x & 3]
         else:
             f_EVMaximumEnergyRequest = None
         if ev == 3:
             f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_Scheduled_DC_CLReqControlMode_3[(D >> (L - p)) & 1]
+            ev = 4
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMinimumEnergyRequest = None
         if ev != 4: raise _bad_event(ev, p)
         f_EVTargetCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Scheduled_DC_CLReqControlMode_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVTargetVoltage, p = _d_RationalNumber(D, L, p)
-        p += 3; ev = _D_Scheduled_DC_CLReqControlMode_5[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_Scheduled_DC_CLReqControlMode_5[_x & 7]
         if ev == 6:
             f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_Scheduled_DC_CLReqControlMode_6[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Scheduled_DC_CLReqControlMode_6[_x & 7]
         else:
             f_EVMaximumChargePower = None
         if ev == 7:
             f_EVMinimumChargePower, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_Scheduled_DC_CLReqControlMode_7[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Scheduled_DC_CLReqControlMode_7[_x & 7]
         else:
             f_EVMinimumChargePower = None
         if ev == 8:
             f_EVMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Scheduled_DC_CLReqControlMode_8[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Scheduled_DC_CLReqControlMode_8[_x & 3]
         else:
             f_EVMaximumChargeCurrent = None
         if ev == 9:
             f_EVMaximumVoltage, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Scheduled_DC_CLReqControlMode_9[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Scheduled_DC_CLReqControlMode_9[_x & 3]
         else:
             f_EVMaximumVoltage = None
         if ev == 10:
             f_EVMinimumVoltage, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_Scheduled_DC_CLReqControlMode_10[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMinimumVoltage = None
         if ev != 0: raise _bad_event(ev, p)
-        return Scheduled_DC_CLReqControlMode(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVTargetCurrent=f_EVTargetCurrent, EVTargetVoltage=f_EVTargetVoltage, EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage), p
+        return _mk_Scheduled_DC_CLReqControlMode(f_EVTargetEnergyRequest, f_EVMaximumEnergyRequest, f_EVMinimumEnergyRequest, f_EVTargetCurrent, f_EVTargetVoltage, f_EVMaximumChargePower, f_EVMinimumChargePower, f_EVMaximumChargeCurrent, f_EVMaximumVoltage, f_EVMinimumVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Scheduled_DC_CLReqControlMode') from None
 
@@ -2704,14 +2765,16 @@ _E_Scheduled_DC_CLReqControlMode_0 = (None, None, None, None, None, (5, 3), (4, 
 _D_Scheduled_DC_CLReqControlMode_0 = (1, 2, 3, 4, -1, -2, -2, -2)
 _D_Scheduled_DC_CLReqControlMode_1 = (2, 3, 4, -1)
 _D_Scheduled_DC_CLReqControlMode_2 = (3, 4, -1, -2)
-_D_Scheduled_DC_CLReqControlMode_3 = (4, -1)
-_D_Scheduled_DC_CLReqControlMode_4 = (5, -1)
 _D_Scheduled_DC_CLReqControlMode_5 = (6, 7, 8, 9, 10, 0, -1, -2)
 _D_Scheduled_DC_CLReqControlMode_6 = (7, 8, 9, 10, 0, -1, -2, -2)
 _D_Scheduled_DC_CLReqControlMode_7 = (8, 9, 10, 0, -1, -2, -2, -2)
 _D_Scheduled_DC_CLReqControlMode_8 = (9, 10, 0, -1)
 _D_Scheduled_DC_CLReqControlMode_9 = (10, 0, -1, -2)
-_D_Scheduled_DC_CLReqControlMode_10 = (0, -1)
+
+
+def _mk_Scheduled_DC_CLResControlMode(EVSEMaximumChargePower, EVSEMinimumChargePower, EVSEMaximumChargeCurrent, EVSEMaximumVoltage, _n=object.__new__, _c=Scheduled_DC_CLResControlMode, _s0=Scheduled_DC_CLResControlMode.EVSEMaximumChargePower.__set__, _s1=Scheduled_DC_CLResControlMode.EVSEMinimumChargePower.__set__, _s2=Scheduled_DC_CLResControlMode.EVSEMaximumChargeCurrent.__set__, _s3=Scheduled_DC_CLResControlMode.EVSEMaximumVoltage.__set__):
+    o = _n(_c); _s0(o, EVSEMaximumChargePower); _s1(o, EVSEMinimumChargePower); _s2(o, EVSEMaximumChargeCurrent); _s3(o, EVSEMaximumVoltage)
+    return o
 
 
 def _e_Scheduled_DC_CLResControlMode(o, a):
@@ -2750,29 +2813,35 @@ def _e_Scheduled_DC_CLResControlMode(o, a):
 
 def _d_Scheduled_DC_CLResControlMode(D, L, p):
     try:
-        p += 3; ev = _D_Scheduled_DC_CLResControlMode_0[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_Scheduled_DC_CLResControlMode_0[_x & 7]
         if ev == 1:
             f_EVSEMaximumChargePower, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_Scheduled_DC_CLResControlMode_1[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_Scheduled_DC_CLResControlMode_1[_x & 7]
         else:
             f_EVSEMaximumChargePower = None
         if ev == 2:
             f_EVSEMinimumChargePower, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Scheduled_DC_CLResControlMode_2[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Scheduled_DC_CLResControlMode_2[_x & 3]
         else:
             f_EVSEMinimumChargePower = None
         if ev == 3:
             f_EVSEMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_Scheduled_DC_CLResControlMode_3[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_Scheduled_DC_CLResControlMode_3[_x & 3]
         else:
             f_EVSEMaximumChargeCurrent = None
         if ev == 4:
             f_EVSEMaximumVoltage, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_Scheduled_DC_CLResControlMode_4[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSEMaximumVoltage = None
         if ev != 0: raise _bad_event(ev, p)
-        return Scheduled_DC_CLResControlMode(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage), p
+        return _mk_Scheduled_DC_CLResControlMode(f_EVSEMaximumChargePower, f_EVSEMinimumChargePower, f_EVSEMaximumChargeCurrent, f_EVSEMaximumVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Scheduled_DC_CLResControlMode') from None
 
@@ -2784,7 +2853,11 @@ _D_Scheduled_DC_CLResControlMode_0 = (1, 2, 3, 4, 0, -1, -2, -2)
 _D_Scheduled_DC_CLResControlMode_1 = (2, 3, 4, 0, -1, -2, -2, -2)
 _D_Scheduled_DC_CLResControlMode_2 = (3, 4, 0, -1)
 _D_Scheduled_DC_CLResControlMode_3 = (4, 0, -1, -2)
-_D_Scheduled_DC_CLResControlMode_4 = (0, -1)
+
+
+def _mk_BPT_Scheduled_DC_CLReqControlMode(EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVTargetCurrent, EVTargetVoltage, EVMaximumChargePower, EVMinimumChargePower, EVMaximumChargeCurrent, EVMaximumVoltage, EVMinimumVoltage, EVMaximumDischargePower, EVMinimumDischargePower, EVMaximumDischargeCurrent, _n=object.__new__, _c=BPT_Scheduled_DC_CLReqControlMode, _s0=BPT_Scheduled_DC_CLReqControlMode.EVTargetEnergyRequest.__set__, _s1=BPT_Scheduled_DC_CLReqControlMode.EVMaximumEnergyRequest.__set__, _s2=BPT_Scheduled_DC_CLReqControlMode.EVMinimumEnergyRequest.__set__, _s3=BPT_Scheduled_DC_CLReqControlMode.EVTargetCurrent.__set__, _s4=BPT_Scheduled_DC_CLReqControlMode.EVTargetVoltage.__set__, _s5=BPT_Scheduled_DC_CLReqControlMode.EVMaximumChargePower.__set__, _s6=BPT_Scheduled_DC_CLReqControlMode.EVMinimumChargePower.__set__, _s7=BPT_Scheduled_DC_CLReqControlMode.EVMaximumChargeCurrent.__set__, _s8=BPT_Scheduled_DC_CLReqControlMode.EVMaximumVoltage.__set__, _s9=BPT_Scheduled_DC_CLReqControlMode.EVMinimumVoltage.__set__, _s10=BPT_Scheduled_DC_CLReqControlMode.EVMaximumDischargePower.__set__, _s11=BPT_Scheduled_DC_CLReqControlMode.EVMinimumDischargePower.__set__, _s12=BPT_Scheduled_DC_CLReqControlMode.EVMaximumDischargeCurrent.__set__):
+    o = _n(_c); _s0(o, EVTargetEnergyRequest); _s1(o, EVMaximumEnergyRequest); _s2(o, EVMinimumEnergyRequest); _s3(o, EVTargetCurrent); _s4(o, EVTargetVoltage); _s5(o, EVMaximumChargePower); _s6(o, EVMinimumChargePower); _s7(o, EVMaximumChargeCurrent); _s8(o, EVMaximumVoltage); _s9(o, EVMinimumVoltage); _s10(o, EVMaximumDischargePower); _s11(o, EVMinimumDischargePower); _s12(o, EVMaximumDischargeCurrent)
+    return o
 
 
 def _e_BPT_Scheduled_DC_CLReqControlMode(o, a):
@@ -2882,70 +2955,86 @@ def _e_BPT_Scheduled_DC_CLReqControlMode(o, a):
 
 def _d_BPT_Scheduled_DC_CLReqControlMode(D, L, p):
     try:
-        p += 3; ev = _D_BPT_Scheduled_DC_CLReqControlMode_0[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_BPT_Scheduled_DC_CLReqControlMode_0[_x & 7]
         if ev == 1:
             f_EVTargetEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Scheduled_DC_CLReqControlMode_1[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Scheduled_DC_CLReqControlMode_1[_x & 3]
         else:
             f_EVTargetEnergyRequest = None
         if ev == 2:
             f_EVMaximumEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Scheduled_DC_CLReqControlMode_2[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Scheduled_DC_CLReqControlMode_2[_x & 3]
         else:
             f_EVMaximumEnergyRequest = None
         if ev == 3:
             f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_Scheduled_DC_CLReqControlMode_3[(D >> (L - p)) & 1]
+            ev = 4
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMinimumEnergyRequest = None
         if ev != 4: raise _bad_event(ev, p)
         f_EVTargetCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Scheduled_DC_CLReqControlMode_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVTargetVoltage, p = _d_RationalNumber(D, L, p)
-        p += 4; ev = _D_BPT_Scheduled_DC_CLReqControlMode_5[(D >> (L - p)) & 15]
+        p += 4; _x = (D >> (L - p)) & 15
+        ev = _D_BPT_Scheduled_DC_CLReqControlMode_5[_x & 15]
         if ev == 6:
             f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
-            p += 4; ev = _D_BPT_Scheduled_DC_CLReqControlMode_6[(D >> (L - p)) & 15]
+            p += 4; _x = (D >> (L - p)) & 15
+            ev = _D_BPT_Scheduled_DC_CLReqControlMode_6[_x & 15]
         else:
             f_EVMaximumChargePower = None
         if ev == 7:
             f_EVMinimumChargePower, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_DC_CLReqControlMode_7[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_DC_CLReqControlMode_7[_x & 7]
         else:
             f_EVMinimumChargePower = None
         if ev == 8:
             f_EVMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_DC_CLReqControlMode_8[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_DC_CLReqControlMode_8[_x & 7]
         else:
             f_EVMaximumChargeCurrent = None
         if ev == 9:
             f_EVMaximumVoltage, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_DC_CLReqControlMode_9[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_DC_CLReqControlMode_9[_x & 7]
         else:
             f_EVMaximumVoltage = None
         if ev == 10:
             f_EVMinimumVoltage, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_DC_CLReqControlMode_10[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_DC_CLReqControlMode_10[_x & 7]
         else:
             f_EVMinimumVoltage = None
         if ev == 11:
             f_EVMaximumDischargePower, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Scheduled_DC_CLReqControlMode_11[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Scheduled_DC_CLReqControlMode_11[_x & 3]
         else:
             f_EVMaximumDischargePower = None
         if ev == 12:
             f_EVMinimumDischargePower, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Scheduled_DC_CLReqControlMode_12[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Scheduled_DC_CLReqControlMode_12[_x & 3]
         else:
             f_EVMinimumDischargePower = None
         if ev == 13:
             f_EVMaximumDischargeCurrent, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_Scheduled_DC_CLReqControlMode_13[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMaximumDischargeCurrent = None
         if ev != 0: raise _bad_event(ev, p)
-        return BPT_Scheduled_DC_CLReqControlMode(EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVTargetCurrent=f_EVTargetCurrent, EVTargetVoltage=f_EVTargetVoltage, EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage, EVMaximumDischargePower=f_EVMaximumDischargePower, EVMinimumDischargePower=f_EVMinimumDischargePower, EVMaximumDischargeCurrent=f_EVMaximumDischargeCurrent), p
+        return _mk_BPT_Scheduled_DC_CLReqControlMode(f_EVTargetEnergyRequest, f_EVMaximumEnergyRequest, f_EVMinimumEnergyRequest, f_EVTargetCurrent, f_EVTargetVoltage, f_EVMaximumChargePower, f_EVMinimumChargePower, f_EVMaximumChargeCurrent, f_EVMaximumVoltage, f_EVMinimumVoltage, f_EVMaximumDischargePower, f_EVMinimumDischargePower, f_EVMaximumDischargeCurrent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BPT_Scheduled_DC_CLReqControlMode') from None
 
@@ -2963,8 +3052,6 @@ _E_BPT_Scheduled_DC_CLReqControlMode_0 = (None, None, None, None, None, (8, 4), 
 _D_BPT_Scheduled_DC_CLReqControlMode_0 = (1, 2, 3, 4, -1, -2, -2, -2)
 _D_BPT_Scheduled_DC_CLReqControlMode_1 = (2, 3, 4, -1)
 _D_BPT_Scheduled_DC_CLReqControlMode_2 = (3, 4, -1, -2)
-_D_BPT_Scheduled_DC_CLReqControlMode_3 = (4, -1)
-_D_BPT_Scheduled_DC_CLReqControlMode_4 = (5, -1)
 _D_BPT_Scheduled_DC_CLReqControlMode_5 = (6, 7, 8, 9, 10, 11, 12, 13, 0, -1, -2, -2, -2, -2, -2, -2)
 _D_BPT_Scheduled_DC_CLReqControlMode_6 = (7, 8, 9, 10, 11, 12, 13, 0, -1, -2, -2, -2, -2, -2, -2, -2)
 _D_BPT_Scheduled_DC_CLReqControlMode_7 = (8, 9, 10, 11, 12, 13, 0, -1)
@@ -2973,7 +3060,11 @@ _D_BPT_Scheduled_DC_CLReqControlMode_9 = (10, 11, 12, 13, 0, -1, -2, -2)
 _D_BPT_Scheduled_DC_CLReqControlMode_10 = (11, 12, 13, 0, -1, -2, -2, -2)
 _D_BPT_Scheduled_DC_CLReqControlMode_11 = (12, 13, 0, -1)
 _D_BPT_Scheduled_DC_CLReqControlMode_12 = (13, 0, -1, -2)
-_D_BPT_Scheduled_DC_CLReqControlMode_13 = (0, -1)
+
+
+def _mk_BPT_Scheduled_DC_CLResControlMode(EVSEMaximumChargePower, EVSEMinimumChargePower, EVSEMaximumChargeCurrent, EVSEMaximumVoltage, EVSEMaximumDischargePower, EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent, EVSEMinimumVoltage, _n=object.__new__, _c=BPT_Scheduled_DC_CLResControlMode, _s0=BPT_Scheduled_DC_CLResControlMode.EVSEMaximumChargePower.__set__, _s1=BPT_Scheduled_DC_CLResControlMode.EVSEMinimumChargePower.__set__, _s2=BPT_Scheduled_DC_CLResControlMode.EVSEMaximumChargeCurrent.__set__, _s3=BPT_Scheduled_DC_CLResControlMode.EVSEMaximumVoltage.__set__, _s4=BPT_Scheduled_DC_CLResControlMode.EVSEMaximumDischargePower.__set__, _s5=BPT_Scheduled_DC_CLResControlMode.EVSEMinimumDischargePower.__set__, _s6=BPT_Scheduled_DC_CLResControlMode.EVSEMaximumDischargeCurrent.__set__, _s7=BPT_Scheduled_DC_CLResControlMode.EVSEMinimumVoltage.__set__):
+    o = _n(_c); _s0(o, EVSEMaximumChargePower); _s1(o, EVSEMinimumChargePower); _s2(o, EVSEMaximumChargeCurrent); _s3(o, EVSEMaximumVoltage); _s4(o, EVSEMaximumDischargePower); _s5(o, EVSEMinimumDischargePower); _s6(o, EVSEMaximumDischargeCurrent); _s7(o, EVSEMinimumVoltage)
+    return o
 
 
 def _e_BPT_Scheduled_DC_CLResControlMode(o, a):
@@ -3040,49 +3131,59 @@ def _e_BPT_Scheduled_DC_CLResControlMode(o, a):
 
 def _d_BPT_Scheduled_DC_CLResControlMode(D, L, p):
     try:
-        p += 4; ev = _D_BPT_Scheduled_DC_CLResControlMode_0[(D >> (L - p)) & 15]
+        p += 4; _x = (D >> (L - p)) & 15
+        ev = _D_BPT_Scheduled_DC_CLResControlMode_0[_x & 15]
         if ev == 1:
             f_EVSEMaximumChargePower, p = _d_RationalNumber(D, L, p)
-            p += 4; ev = _D_BPT_Scheduled_DC_CLResControlMode_1[(D >> (L - p)) & 15]
+            p += 4; _x = (D >> (L - p)) & 15
+            ev = _D_BPT_Scheduled_DC_CLResControlMode_1[_x & 15]
         else:
             f_EVSEMaximumChargePower = None
         if ev == 2:
             f_EVSEMinimumChargePower, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_DC_CLResControlMode_2[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_DC_CLResControlMode_2[_x & 7]
         else:
             f_EVSEMinimumChargePower = None
         if ev == 3:
             f_EVSEMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_DC_CLResControlMode_3[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_DC_CLResControlMode_3[_x & 7]
         else:
             f_EVSEMaximumChargeCurrent = None
         if ev == 4:
             f_EVSEMaximumVoltage, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_DC_CLResControlMode_4[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_DC_CLResControlMode_4[_x & 7]
         else:
             f_EVSEMaximumVoltage = None
         if ev == 5:
             f_EVSEMaximumDischargePower, p = _d_RationalNumber(D, L, p)
-            p += 3; ev = _D_BPT_Scheduled_DC_CLResControlMode_5[(D >> (L - p)) & 7]
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_BPT_Scheduled_DC_CLResControlMode_5[_x & 7]
         else:
             f_EVSEMaximumDischargePower = None
         if ev == 6:
             f_EVSEMinimumDischargePower, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Scheduled_DC_CLResControlMode_6[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Scheduled_DC_CLResControlMode_6[_x & 3]
         else:
             f_EVSEMinimumDischargePower = None
         if ev == 7:
             f_EVSEMaximumDischargeCurrent, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Scheduled_DC_CLResControlMode_7[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Scheduled_DC_CLResControlMode_7[_x & 3]
         else:
             f_EVSEMaximumDischargeCurrent = None
         if ev == 8:
             f_EVSEMinimumVoltage, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_Scheduled_DC_CLResControlMode_8[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVSEMinimumVoltage = None
         if ev != 0: raise _bad_event(ev, p)
-        return BPT_Scheduled_DC_CLResControlMode(EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage, EVSEMaximumDischargePower=f_EVSEMaximumDischargePower, EVSEMinimumDischargePower=f_EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent=f_EVSEMaximumDischargeCurrent, EVSEMinimumVoltage=f_EVSEMinimumVoltage), p
+        return _mk_BPT_Scheduled_DC_CLResControlMode(f_EVSEMaximumChargePower, f_EVSEMinimumChargePower, f_EVSEMaximumChargeCurrent, f_EVSEMaximumVoltage, f_EVSEMaximumDischargePower, f_EVSEMinimumDischargePower, f_EVSEMaximumDischargeCurrent, f_EVSEMinimumVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BPT_Scheduled_DC_CLResControlMode') from None
 
@@ -3102,7 +3203,11 @@ _D_BPT_Scheduled_DC_CLResControlMode_4 = (5, 6, 7, 8, 0, -1, -2, -2)
 _D_BPT_Scheduled_DC_CLResControlMode_5 = (6, 7, 8, 0, -1, -2, -2, -2)
 _D_BPT_Scheduled_DC_CLResControlMode_6 = (7, 8, 0, -1)
 _D_BPT_Scheduled_DC_CLResControlMode_7 = (8, 0, -1, -2)
-_D_BPT_Scheduled_DC_CLResControlMode_8 = (0, -1)
+
+
+def _mk_Dynamic_DC_CLReqControlMode(DepartureTime, EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVMaximumChargePower, EVMinimumChargePower, EVMaximumChargeCurrent, EVMaximumVoltage, EVMinimumVoltage, _n=object.__new__, _c=Dynamic_DC_CLReqControlMode, _s0=Dynamic_DC_CLReqControlMode.DepartureTime.__set__, _s1=Dynamic_DC_CLReqControlMode.EVTargetEnergyRequest.__set__, _s2=Dynamic_DC_CLReqControlMode.EVMaximumEnergyRequest.__set__, _s3=Dynamic_DC_CLReqControlMode.EVMinimumEnergyRequest.__set__, _s4=Dynamic_DC_CLReqControlMode.EVMaximumChargePower.__set__, _s5=Dynamic_DC_CLReqControlMode.EVMinimumChargePower.__set__, _s6=Dynamic_DC_CLReqControlMode.EVMaximumChargeCurrent.__set__, _s7=Dynamic_DC_CLReqControlMode.EVMaximumVoltage.__set__, _s8=Dynamic_DC_CLReqControlMode.EVMinimumVoltage.__set__):
+    o = _n(_c); _s0(o, DepartureTime); _s1(o, EVTargetEnergyRequest); _s2(o, EVMaximumEnergyRequest); _s3(o, EVMinimumEnergyRequest); _s4(o, EVMaximumChargePower); _s5(o, EVMinimumChargePower); _s6(o, EVMaximumChargeCurrent); _s7(o, EVMaximumVoltage); _s8(o, EVMinimumVoltage)
+    return o
 
 
 def _e_Dynamic_DC_CLReqControlMode(o, a):
@@ -3162,57 +3267,62 @@ def _e_Dynamic_DC_CLReqControlMode(o, a):
 
 def _d_Dynamic_DC_CLReqControlMode(D, L, p):
     try:
-        p += 2; ev = _D_Dynamic_DC_CLReqControlMode_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_Dynamic_DC_CLReqControlMode_0[_x & 3]
         if ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Dynamic_DC_CLReqControlMode_1[(D >> (L - p)) & 1]
+            ev = 2
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_DepartureTime = None
         if ev != 2: raise _bad_event(ev, p)
         f_EVTargetEnergyRequest, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_DC_CLReqControlMode_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumEnergyRequest, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_DC_CLReqControlMode_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_DC_CLReqControlMode_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_DC_CLReqControlMode_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
+        ev = 6
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinimumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_DC_CLReqControlMode_6[(D >> (L - p)) & 1]
-        if ev != 7: raise _bad_event(ev, p)
+        ev = 7
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_DC_CLReqControlMode_7[(D >> (L - p)) & 1]
-        if ev != 8: raise _bad_event(ev, p)
+        ev = 8
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumVoltage, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_DC_CLReqControlMode_8[(D >> (L - p)) & 1]
-        if ev != 9: raise _bad_event(ev, p)
+        ev = 9
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinimumVoltage, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_DC_CLReqControlMode_9[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return Dynamic_DC_CLReqControlMode(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_Dynamic_DC_CLReqControlMode(f_DepartureTime, f_EVTargetEnergyRequest, f_EVMaximumEnergyRequest, f_EVMinimumEnergyRequest, f_EVMaximumChargePower, f_EVMinimumChargePower, f_EVMaximumChargeCurrent, f_EVMaximumVoltage, f_EVMinimumVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Dynamic_DC_CLReqControlMode') from None
 
 _E_Dynamic_DC_CLReqControlMode_2 = ((1, 2), (0, 1), None, None, None, None, None, None, None, None)
 _D_Dynamic_DC_CLReqControlMode_0 = (1, 2, -1, -2)
-_D_Dynamic_DC_CLReqControlMode_1 = (2, -1)
-_D_Dynamic_DC_CLReqControlMode_2 = (3, -1)
-_D_Dynamic_DC_CLReqControlMode_3 = (4, -1)
-_D_Dynamic_DC_CLReqControlMode_4 = (5, -1)
-_D_Dynamic_DC_CLReqControlMode_5 = (6, -1)
-_D_Dynamic_DC_CLReqControlMode_6 = (7, -1)
-_D_Dynamic_DC_CLReqControlMode_7 = (8, -1)
-_D_Dynamic_DC_CLReqControlMode_8 = (9, -1)
-_D_Dynamic_DC_CLReqControlMode_9 = (0, -1)
+
+
+def _mk_Dynamic_DC_CLResControlMode(DepartureTime, MinimumSOC, TargetSOC, AckMaxDelay, EVSEMaximumChargePower, EVSEMinimumChargePower, EVSEMaximumChargeCurrent, EVSEMaximumVoltage, _n=object.__new__, _c=Dynamic_DC_CLResControlMode, _s0=Dynamic_DC_CLResControlMode.DepartureTime.__set__, _s1=Dynamic_DC_CLResControlMode.MinimumSOC.__set__, _s2=Dynamic_DC_CLResControlMode.TargetSOC.__set__, _s3=Dynamic_DC_CLResControlMode.AckMaxDelay.__set__, _s4=Dynamic_DC_CLResControlMode.EVSEMaximumChargePower.__set__, _s5=Dynamic_DC_CLResControlMode.EVSEMinimumChargePower.__set__, _s6=Dynamic_DC_CLResControlMode.EVSEMaximumChargeCurrent.__set__, _s7=Dynamic_DC_CLResControlMode.EVSEMaximumVoltage.__set__):
+    o = _n(_c); _s0(o, DepartureTime); _s1(o, MinimumSOC); _s2(o, TargetSOC); _s3(o, AckMaxDelay); _s4(o, EVSEMaximumChargePower); _s5(o, EVSEMinimumChargePower); _s6(o, EVSEMaximumChargeCurrent); _s7(o, EVSEMaximumVoltage)
+    return o
 
 
 def _e_Dynamic_DC_CLResControlMode(o, a):
@@ -3282,61 +3392,62 @@ def _e_Dynamic_DC_CLResControlMode(o, a):
 
 def _d_Dynamic_DC_CLResControlMode(D, L, p):
     try:
-        p += 3; ev = _D_Dynamic_DC_CLResControlMode_0[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_Dynamic_DC_CLResControlMode_0[_x & 7]
         if ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_Dynamic_DC_CLResControlMode_1[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_Dynamic_DC_CLResControlMode_1[_x & 7]
         else:
             f_DepartureTime = None
         if ev == 2:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_MinimumSOC = ((D >> (L - p)) & 127)
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _bad_event(-1, p)
+            f_MinimumSOC = (_x >> 3) & 127
             if f_MinimumSOC > 100: raise _out_of_range(f_MinimumSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_Dynamic_DC_CLResControlMode_2[(D >> (L - p)) & 3]
+            ev = _D_Dynamic_DC_CLResControlMode_2[_x & 3]
         else:
             f_MinimumSOC = None
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_TargetSOC = ((D >> (L - p)) & 127)
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _bad_event(-1, p)
+            f_TargetSOC = (_x >> 3) & 127
             if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_Dynamic_DC_CLResControlMode_3[(D >> (L - p)) & 3]
+            ev = _D_Dynamic_DC_CLResControlMode_3[_x & 3]
         else:
             f_TargetSOC = None
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_AckMaxDelay, p = _r_uint(D, L, p, 16)
             if f_AckMaxDelay > 65535: raise _out_of_range(f_AckMaxDelay, 0, 65535, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_Dynamic_DC_CLResControlMode_4[(D >> (L - p)) & 1]
+            ev = 5
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_AckMaxDelay = None
         if ev != 5: raise _bad_event(ev, p)
         f_EVSEMaximumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_DC_CLResControlMode_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
+        ev = 6
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMinimumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_DC_CLResControlMode_6[(D >> (L - p)) & 1]
-        if ev != 7: raise _bad_event(ev, p)
+        ev = 7
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_DC_CLResControlMode_7[(D >> (L - p)) & 1]
-        if ev != 8: raise _bad_event(ev, p)
+        ev = 8
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMaximumVoltage, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_Dynamic_DC_CLResControlMode_8[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return Dynamic_DC_CLResControlMode(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay, EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_Dynamic_DC_CLResControlMode(f_DepartureTime, f_MinimumSOC, f_TargetSOC, f_AckMaxDelay, f_EVSEMaximumChargePower, f_EVSEMinimumChargePower, f_EVSEMaximumChargeCurrent, f_EVSEMaximumVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Dynamic_DC_CLResControlMode') from None
 
@@ -3348,11 +3459,11 @@ _D_Dynamic_DC_CLResControlMode_0 = (1, 2, 3, 4, 5, -1, -2, -2)
 _D_Dynamic_DC_CLResControlMode_1 = (2, 3, 4, 5, -1, -2, -2, -2)
 _D_Dynamic_DC_CLResControlMode_2 = (3, 4, 5, -1)
 _D_Dynamic_DC_CLResControlMode_3 = (4, 5, -1, -2)
-_D_Dynamic_DC_CLResControlMode_4 = (5, -1)
-_D_Dynamic_DC_CLResControlMode_5 = (6, -1)
-_D_Dynamic_DC_CLResControlMode_6 = (7, -1)
-_D_Dynamic_DC_CLResControlMode_7 = (8, -1)
-_D_Dynamic_DC_CLResControlMode_8 = (0, -1)
+
+
+def _mk_BPT_Dynamic_DC_CLReqControlMode(DepartureTime, EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVMaximumChargePower, EVMinimumChargePower, EVMaximumChargeCurrent, EVMaximumVoltage, EVMinimumVoltage, EVMaximumDischargePower, EVMinimumDischargePower, EVMaximumDischargeCurrent, EVMaximumV2XEnergyRequest, EVMinimumV2XEnergyRequest, _n=object.__new__, _c=BPT_Dynamic_DC_CLReqControlMode, _s0=BPT_Dynamic_DC_CLReqControlMode.DepartureTime.__set__, _s1=BPT_Dynamic_DC_CLReqControlMode.EVTargetEnergyRequest.__set__, _s2=BPT_Dynamic_DC_CLReqControlMode.EVMaximumEnergyRequest.__set__, _s3=BPT_Dynamic_DC_CLReqControlMode.EVMinimumEnergyRequest.__set__, _s4=BPT_Dynamic_DC_CLReqControlMode.EVMaximumChargePower.__set__, _s5=BPT_Dynamic_DC_CLReqControlMode.EVMinimumChargePower.__set__, _s6=BPT_Dynamic_DC_CLReqControlMode.EVMaximumChargeCurrent.__set__, _s7=BPT_Dynamic_DC_CLReqControlMode.EVMaximumVoltage.__set__, _s8=BPT_Dynamic_DC_CLReqControlMode.EVMinimumVoltage.__set__, _s9=BPT_Dynamic_DC_CLReqControlMode.EVMaximumDischargePower.__set__, _s10=BPT_Dynamic_DC_CLReqControlMode.EVMinimumDischargePower.__set__, _s11=BPT_Dynamic_DC_CLReqControlMode.EVMaximumDischargeCurrent.__set__, _s12=BPT_Dynamic_DC_CLReqControlMode.EVMaximumV2XEnergyRequest.__set__, _s13=BPT_Dynamic_DC_CLReqControlMode.EVMinimumV2XEnergyRequest.__set__):
+    o = _n(_c); _s0(o, DepartureTime); _s1(o, EVTargetEnergyRequest); _s2(o, EVMaximumEnergyRequest); _s3(o, EVMinimumEnergyRequest); _s4(o, EVMaximumChargePower); _s5(o, EVMinimumChargePower); _s6(o, EVMaximumChargeCurrent); _s7(o, EVMaximumVoltage); _s8(o, EVMinimumVoltage); _s9(o, EVMaximumDischargePower); _s10(o, EVMinimumDischargePower); _s11(o, EVMaximumDischargeCurrent); _s12(o, EVMaximumV2XEnergyRequest); _s13(o, EVMinimumV2XEnergyRequest)
+    return o
 
 
 def _e_BPT_Dynamic_DC_CLReqControlMode(o, a):
@@ -3441,62 +3552,77 @@ def _e_BPT_Dynamic_DC_CLReqControlMode(o, a):
 
 def _d_BPT_Dynamic_DC_CLReqControlMode(D, L, p):
     try:
-        p += 2; ev = _D_BPT_Dynamic_DC_CLReqControlMode_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_BPT_Dynamic_DC_CLReqControlMode_0[_x & 3]
         if ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_BPT_Dynamic_DC_CLReqControlMode_1[(D >> (L - p)) & 1]
+            ev = 2
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_DepartureTime = None
         if ev != 2: raise _bad_event(ev, p)
         f_EVTargetEnergyRequest, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_DC_CLReqControlMode_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumEnergyRequest, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_DC_CLReqControlMode_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_DC_CLReqControlMode_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_DC_CLReqControlMode_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
+        ev = 6
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinimumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_DC_CLReqControlMode_6[(D >> (L - p)) & 1]
-        if ev != 7: raise _bad_event(ev, p)
+        ev = 7
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_DC_CLReqControlMode_7[(D >> (L - p)) & 1]
-        if ev != 8: raise _bad_event(ev, p)
+        ev = 8
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumVoltage, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_DC_CLReqControlMode_8[(D >> (L - p)) & 1]
-        if ev != 9: raise _bad_event(ev, p)
+        ev = 9
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinimumVoltage, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_DC_CLReqControlMode_9[(D >> (L - p)) & 1]
-        if ev != 10: raise _bad_event(ev, p)
+        ev = 10
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumDischargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_DC_CLReqControlMode_10[(D >> (L - p)) & 1]
-        if ev != 11: raise _bad_event(ev, p)
+        ev = 11
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMinimumDischargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_DC_CLReqControlMode_11[(D >> (L - p)) & 1]
-        if ev != 12: raise _bad_event(ev, p)
+        ev = 12
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVMaximumDischargeCurrent, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_BPT_Dynamic_DC_CLReqControlMode_12[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_BPT_Dynamic_DC_CLReqControlMode_12[_x & 3]
         if ev == 13:
             f_EVMaximumV2XEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_BPT_Dynamic_DC_CLReqControlMode_13[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_BPT_Dynamic_DC_CLReqControlMode_13[_x & 3]
         else:
             f_EVMaximumV2XEnergyRequest = None
         if ev == 14:
             f_EVMinimumV2XEnergyRequest, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_BPT_Dynamic_DC_CLReqControlMode_14[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_EVMinimumV2XEnergyRequest = None
         if ev != 0: raise _bad_event(ev, p)
-        return BPT_Dynamic_DC_CLReqControlMode(DepartureTime=f_DepartureTime, EVTargetEnergyRequest=f_EVTargetEnergyRequest, EVMaximumEnergyRequest=f_EVMaximumEnergyRequest, EVMinimumEnergyRequest=f_EVMinimumEnergyRequest, EVMaximumChargePower=f_EVMaximumChargePower, EVMinimumChargePower=f_EVMinimumChargePower, EVMaximumChargeCurrent=f_EVMaximumChargeCurrent, EVMaximumVoltage=f_EVMaximumVoltage, EVMinimumVoltage=f_EVMinimumVoltage, EVMaximumDischargePower=f_EVMaximumDischargePower, EVMinimumDischargePower=f_EVMinimumDischargePower, EVMaximumDischargeCurrent=f_EVMaximumDischargeCurrent, EVMaximumV2XEnergyRequest=f_EVMaximumV2XEnergyRequest, EVMinimumV2XEnergyRequest=f_EVMinimumV2XEnergyRequest), p
+        return _mk_BPT_Dynamic_DC_CLReqControlMode(f_DepartureTime, f_EVTargetEnergyRequest, f_EVMaximumEnergyRequest, f_EVMinimumEnergyRequest, f_EVMaximumChargePower, f_EVMinimumChargePower, f_EVMaximumChargeCurrent, f_EVMaximumVoltage, f_EVMinimumVoltage, f_EVMaximumDischargePower, f_EVMinimumDischargePower, f_EVMaximumDischargeCurrent, f_EVMaximumV2XEnergyRequest, f_EVMinimumV2XEnergyRequest), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BPT_Dynamic_DC_CLReqControlMode') from None
 
@@ -3504,20 +3630,13 @@ _E_BPT_Dynamic_DC_CLReqControlMode_2 = ((1, 2), (0, 1), None, None, None, None, 
 _E_BPT_Dynamic_DC_CLReqControlMode_14 = (None, None, None, None, None, None, None, None, None, None, None, None, (1, 2), (0, 2), None)
 _E_BPT_Dynamic_DC_CLReqControlMode_0 = (None, None, None, None, None, None, None, None, None, None, None, None, (2, 2), (1, 2), (0, 1))
 _D_BPT_Dynamic_DC_CLReqControlMode_0 = (1, 2, -1, -2)
-_D_BPT_Dynamic_DC_CLReqControlMode_1 = (2, -1)
-_D_BPT_Dynamic_DC_CLReqControlMode_2 = (3, -1)
-_D_BPT_Dynamic_DC_CLReqControlMode_3 = (4, -1)
-_D_BPT_Dynamic_DC_CLReqControlMode_4 = (5, -1)
-_D_BPT_Dynamic_DC_CLReqControlMode_5 = (6, -1)
-_D_BPT_Dynamic_DC_CLReqControlMode_6 = (7, -1)
-_D_BPT_Dynamic_DC_CLReqControlMode_7 = (8, -1)
-_D_BPT_Dynamic_DC_CLReqControlMode_8 = (9, -1)
-_D_BPT_Dynamic_DC_CLReqControlMode_9 = (10, -1)
-_D_BPT_Dynamic_DC_CLReqControlMode_10 = (11, -1)
-_D_BPT_Dynamic_DC_CLReqControlMode_11 = (12, -1)
 _D_BPT_Dynamic_DC_CLReqControlMode_12 = (13, 14, 0, -1)
 _D_BPT_Dynamic_DC_CLReqControlMode_13 = (14, 0, -1, -2)
-_D_BPT_Dynamic_DC_CLReqControlMode_14 = (0, -1)
+
+
+def _mk_BPT_Dynamic_DC_CLResControlMode(DepartureTime, MinimumSOC, TargetSOC, AckMaxDelay, EVSEMaximumChargePower, EVSEMinimumChargePower, EVSEMaximumChargeCurrent, EVSEMaximumVoltage, EVSEMaximumDischargePower, EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent, EVSEMinimumVoltage, _n=object.__new__, _c=BPT_Dynamic_DC_CLResControlMode, _s0=BPT_Dynamic_DC_CLResControlMode.DepartureTime.__set__, _s1=BPT_Dynamic_DC_CLResControlMode.MinimumSOC.__set__, _s2=BPT_Dynamic_DC_CLResControlMode.TargetSOC.__set__, _s3=BPT_Dynamic_DC_CLResControlMode.AckMaxDelay.__set__, _s4=BPT_Dynamic_DC_CLResControlMode.EVSEMaximumChargePower.__set__, _s5=BPT_Dynamic_DC_CLResControlMode.EVSEMinimumChargePower.__set__, _s6=BPT_Dynamic_DC_CLResControlMode.EVSEMaximumChargeCurrent.__set__, _s7=BPT_Dynamic_DC_CLResControlMode.EVSEMaximumVoltage.__set__, _s8=BPT_Dynamic_DC_CLResControlMode.EVSEMaximumDischargePower.__set__, _s9=BPT_Dynamic_DC_CLResControlMode.EVSEMinimumDischargePower.__set__, _s10=BPT_Dynamic_DC_CLResControlMode.EVSEMaximumDischargeCurrent.__set__, _s11=BPT_Dynamic_DC_CLResControlMode.EVSEMinimumVoltage.__set__):
+    o = _n(_c); _s0(o, DepartureTime); _s1(o, MinimumSOC); _s2(o, TargetSOC); _s3(o, AckMaxDelay); _s4(o, EVSEMaximumChargePower); _s5(o, EVSEMinimumChargePower); _s6(o, EVSEMaximumChargeCurrent); _s7(o, EVSEMaximumVoltage); _s8(o, EVSEMaximumDischargePower); _s9(o, EVSEMinimumDischargePower); _s10(o, EVSEMaximumDischargeCurrent); _s11(o, EVSEMinimumVoltage)
+    return o
 
 
 def _e_BPT_Dynamic_DC_CLResControlMode(o, a):
@@ -3607,73 +3726,78 @@ def _e_BPT_Dynamic_DC_CLResControlMode(o, a):
 
 def _d_BPT_Dynamic_DC_CLResControlMode(D, L, p):
     try:
-        p += 3; ev = _D_BPT_Dynamic_DC_CLResControlMode_0[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_BPT_Dynamic_DC_CLResControlMode_0[_x & 7]
         if ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_BPT_Dynamic_DC_CLResControlMode_1[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_BPT_Dynamic_DC_CLResControlMode_1[_x & 7]
         else:
             f_DepartureTime = None
         if ev == 2:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_MinimumSOC = ((D >> (L - p)) & 127)
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _bad_event(-1, p)
+            f_MinimumSOC = (_x >> 3) & 127
             if f_MinimumSOC > 100: raise _out_of_range(f_MinimumSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_BPT_Dynamic_DC_CLResControlMode_2[(D >> (L - p)) & 3]
+            ev = _D_BPT_Dynamic_DC_CLResControlMode_2[_x & 3]
         else:
             f_MinimumSOC = None
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 7; f_TargetSOC = ((D >> (L - p)) & 127)
+            p += 11; _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _bad_event(-1, p)
+            f_TargetSOC = (_x >> 3) & 127
             if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_BPT_Dynamic_DC_CLResControlMode_3[(D >> (L - p)) & 3]
+            ev = _D_BPT_Dynamic_DC_CLResControlMode_3[_x & 3]
         else:
             f_TargetSOC = None
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_AckMaxDelay, p = _r_uint(D, L, p, 16)
             if f_AckMaxDelay > 65535: raise _out_of_range(f_AckMaxDelay, 0, 65535, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_BPT_Dynamic_DC_CLResControlMode_4[(D >> (L - p)) & 1]
+            ev = 5
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_AckMaxDelay = None
         if ev != 5: raise _bad_event(ev, p)
         f_EVSEMaximumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_DC_CLResControlMode_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
+        ev = 6
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMinimumChargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_DC_CLResControlMode_6[(D >> (L - p)) & 1]
-        if ev != 7: raise _bad_event(ev, p)
+        ev = 7
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_DC_CLResControlMode_7[(D >> (L - p)) & 1]
-        if ev != 8: raise _bad_event(ev, p)
+        ev = 8
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMaximumVoltage, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_DC_CLResControlMode_8[(D >> (L - p)) & 1]
-        if ev != 9: raise _bad_event(ev, p)
+        ev = 9
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMaximumDischargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_DC_CLResControlMode_9[(D >> (L - p)) & 1]
-        if ev != 10: raise _bad_event(ev, p)
+        ev = 10
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMinimumDischargePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_DC_CLResControlMode_10[(D >> (L - p)) & 1]
-        if ev != 11: raise _bad_event(ev, p)
+        ev = 11
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMaximumDischargeCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_DC_CLResControlMode_11[(D >> (L - p)) & 1]
-        if ev != 12: raise _bad_event(ev, p)
+        ev = 12
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVSEMinimumVoltage, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_BPT_Dynamic_DC_CLResControlMode_12[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return BPT_Dynamic_DC_CLResControlMode(DepartureTime=f_DepartureTime, MinimumSOC=f_MinimumSOC, TargetSOC=f_TargetSOC, AckMaxDelay=f_AckMaxDelay, EVSEMaximumChargePower=f_EVSEMaximumChargePower, EVSEMinimumChargePower=f_EVSEMinimumChargePower, EVSEMaximumChargeCurrent=f_EVSEMaximumChargeCurrent, EVSEMaximumVoltage=f_EVSEMaximumVoltage, EVSEMaximumDischargePower=f_EVSEMaximumDischargePower, EVSEMinimumDischargePower=f_EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent=f_EVSEMaximumDischargeCurrent, EVSEMinimumVoltage=f_EVSEMinimumVoltage), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_BPT_Dynamic_DC_CLResControlMode(f_DepartureTime, f_MinimumSOC, f_TargetSOC, f_AckMaxDelay, f_EVSEMaximumChargePower, f_EVSEMinimumChargePower, f_EVSEMaximumChargeCurrent, f_EVSEMaximumVoltage, f_EVSEMaximumDischargePower, f_EVSEMinimumDischargePower, f_EVSEMaximumDischargeCurrent, f_EVSEMinimumVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BPT_Dynamic_DC_CLResControlMode') from None
 
@@ -3685,15 +3809,11 @@ _D_BPT_Dynamic_DC_CLResControlMode_0 = (1, 2, 3, 4, 5, -1, -2, -2)
 _D_BPT_Dynamic_DC_CLResControlMode_1 = (2, 3, 4, 5, -1, -2, -2, -2)
 _D_BPT_Dynamic_DC_CLResControlMode_2 = (3, 4, 5, -1)
 _D_BPT_Dynamic_DC_CLResControlMode_3 = (4, 5, -1, -2)
-_D_BPT_Dynamic_DC_CLResControlMode_4 = (5, -1)
-_D_BPT_Dynamic_DC_CLResControlMode_5 = (6, -1)
-_D_BPT_Dynamic_DC_CLResControlMode_6 = (7, -1)
-_D_BPT_Dynamic_DC_CLResControlMode_7 = (8, -1)
-_D_BPT_Dynamic_DC_CLResControlMode_8 = (9, -1)
-_D_BPT_Dynamic_DC_CLResControlMode_9 = (10, -1)
-_D_BPT_Dynamic_DC_CLResControlMode_10 = (11, -1)
-_D_BPT_Dynamic_DC_CLResControlMode_11 = (12, -1)
-_D_BPT_Dynamic_DC_CLResControlMode_12 = (0, -1)
+
+
+def _mk_ListOfRootCertificateIDs(RootCertificateID, _n=object.__new__, _c=ListOfRootCertificateIDs, _s0=ListOfRootCertificateIDs.RootCertificateID.__set__):
+    o = _n(_c); _s0(o, RootCertificateID)
+    return o
 
 
 def _e_ListOfRootCertificateIDs(o, a):
@@ -3716,7 +3836,9 @@ def _e_ListOfRootCertificateIDs(o, a):
 
 def _d_ListOfRootCertificateIDs(D, L, p):
     try:
-        p += 1; ev = _D_ListOfRootCertificateIDs_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_RootCertificateID = []
         n = 0
         while ev == 1:
@@ -3724,19 +3846,20 @@ def _d_ListOfRootCertificateIDs(D, L, p):
             f_RootCertificateID.append(x)
             n += 1
             if n < 20:
-                p += 2; ev = _D_ListOfRootCertificateIDs_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_ListOfRootCertificateIDs_1[_x & 3]
             else:
-                p += 1; ev = _D_ListOfRootCertificateIDs_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ListOfRootCertificateIDs(RootCertificateID=f_RootCertificateID), p
+        return _mk_ListOfRootCertificateIDs(f_RootCertificateID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ListOfRootCertificateIDs') from None
 
 _E_ListOfRootCertificateIDs_0 = (None, (1, 2), (0, 1))
-_D_ListOfRootCertificateIDs_0 = (1, -1)
 _D_ListOfRootCertificateIDs_1 = (1, 0, -1, -2)
-_D_ListOfRootCertificateIDs_2 = (0, -1)
 
 
 # --- documents and fragments ----------------------------------------------
@@ -3760,8 +3883,8 @@ def _ds_0(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -3786,8 +3909,8 @@ def _ds_1(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -3803,12 +3926,12 @@ def _es_2(v, a):
 
 def _ds_2(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 16)
         if x > 65535: raise _out_of_range(x, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -3824,12 +3947,12 @@ def _es_3(v, a):
 
 def _ds_3(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 64)
         if x > 18446744073709551615: raise _out_of_range(x, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -3844,11 +3967,9 @@ def _es_4(v, a):
 
 def _ds_4(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; x = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 5: raise _bad_event(-1, p)
+        x = ((_x >> 1) & 1) == 1
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -3864,12 +3985,12 @@ def _es_5(v, a):
 
 def _ds_5(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 32)
         if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -3884,13 +4005,11 @@ def _es_6(v, a):
 
 def _ds_6(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        x = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = (_x >> 1) & 3
+        if x >= 3: raise _bad_enum(x, 3, p)
+        x = _EV_processingType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -3905,13 +4024,11 @@ def _es_7(v, a):
 
 def _ds_7(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 6: raise _bad_enum(_i, 6, p)
-        x = _EV_evseNotificationType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 5; _x = (D >> (L - p)) & 31
+        if _x & 17: raise _bad_event(-1, p)
+        x = (_x >> 1) & 7
+        if x >= 6: raise _bad_enum(x, 6, p)
+        x = _EV_evseNotificationType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -3936,8 +4053,8 @@ def _ds_8(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -3953,11 +4070,9 @@ def _es_9(v, a):
 
 def _ds_9(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; x = ((D >> (L - p)) & 255) - 128
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _bad_event(-1, p)
+        x = ((_x >> 1) & 255) - 128
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -3972,11 +4087,11 @@ def _es_10(v, a):
 
 def _ds_10(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -3992,12 +4107,10 @@ def _es_11(v, a):
 
 def _ds_11(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 7; x = ((D >> (L - p)) & 127)
+        p += 9; _x = (D >> (L - p)) & 511
+        if _x & 257: raise _bad_event(-1, p)
+        x = (_x >> 1) & 127
         if x > 100: raise _out_of_range(x, 0, 100, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4022,8 +4135,8 @@ def _ds_12(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, 32)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4048,8 +4161,8 @@ def _ds_13(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, 64)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4065,12 +4178,12 @@ def _es_14(v, a):
 
 def _ds_14(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, 15)
         if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4095,8 +4208,8 @@ def _ds_15(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4111,13 +4224,11 @@ def _es_16(v, a):
 
 def _ds_16(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        x = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 8; _x = (D >> (L - p)) & 255
+        if _x & 129: raise _bad_event(-1, p)
+        x = (_x >> 1) & 63
+        if x >= 40: raise _bad_enum(x, 40, p)
+        x = _EV_responseCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4132,11 +4243,11 @@ def _es_17(v, a):
 
 def _ds_17(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_bin(D, L, p, 8, 8)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4152,12 +4263,12 @@ def _es_18(v, a):
 
 def _ds_18(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 32)
         if x < 1 or x > 4294967295: raise _out_of_range(x, 1, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4172,11 +4283,11 @@ def _es_19(v, a):
 
 def _ds_19(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None

@@ -1035,6 +1035,11 @@ _EV_WPT_SPCChargeDiagnosticsType = tuple(WPT_SPCChargeDiagnosticsType)
 _EI_WPT_SPCChargeDiagnosticsType = {m.value: i for i, m in enumerate(_EV_WPT_SPCChargeDiagnosticsType)}
 
 
+def _mk_WPT_FinePositioningSetupReq(Header, EVProcessing, EVDeviceFinePositioningMethodList, EVDevicePairingMethodList, EVDeviceAlignmentCheckMethodList, NaturalOffset, VendorSpecificDataContainer, LF_SystemSetupData, _n=object.__new__, _c=WPT_FinePositioningSetupReq, _s0=WPT_FinePositioningSetupReq.Header.__set__, _s1=WPT_FinePositioningSetupReq.EVProcessing.__set__, _s2=WPT_FinePositioningSetupReq.EVDeviceFinePositioningMethodList.__set__, _s3=WPT_FinePositioningSetupReq.EVDevicePairingMethodList.__set__, _s4=WPT_FinePositioningSetupReq.EVDeviceAlignmentCheckMethodList.__set__, _s5=WPT_FinePositioningSetupReq.NaturalOffset.__set__, _s6=WPT_FinePositioningSetupReq.VendorSpecificDataContainer.__set__, _s7=WPT_FinePositioningSetupReq.LF_SystemSetupData.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, EVProcessing); _s2(o, EVDeviceFinePositioningMethodList); _s3(o, EVDevicePairingMethodList); _s4(o, EVDeviceAlignmentCheckMethodList); _s5(o, NaturalOffset); _s6(o, VendorSpecificDataContainer); _s7(o, LF_SystemSetupData)
+    return o
+
+
 def _e_WPT_FinePositioningSetupReq(o, a):
     s = 0
     v = o.Header
@@ -1105,36 +1110,34 @@ def _e_WPT_FinePositioningSetupReq(o, a):
 
 def _d_WPT_FinePositioningSetupReq(D, L, p):
     try:
-        p += 1; ev = _D_WPT_FinePositioningSetupReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_WPT_FinePositioningSetupReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVProcessing = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_FinePositioningSetupReq_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 2
+        ev = 3
+        p += 6; _x = (D >> (L - p)) & 63
+        if _x & 51: raise _bad_event(-1, p)
+        f_EVProcessing = (_x >> 2) & 3
+        if f_EVProcessing >= 3: raise _bad_enum(f_EVProcessing, 3, p)
+        f_EVProcessing = _EV_processingType[f_EVProcessing]
         f_EVDeviceFinePositioningMethodList, p = _d_WPT_FinePositioningMethodList(D, L, p)
-        p += 1; ev = _D_WPT_FinePositioningSetupReq_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVDevicePairingMethodList, p = _d_WPT_PairingMethodList(D, L, p)
-        p += 1; ev = _D_WPT_FinePositioningSetupReq_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVDeviceAlignmentCheckMethodList, p = _d_WPT_AlignmentCheckMethodList(D, L, p)
-        p += 1; ev = _D_WPT_FinePositioningSetupReq_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 6
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_NaturalOffset, p = _r_uint(D, L, p, 16)
         if f_NaturalOffset > 65535: raise _out_of_range(f_NaturalOffset, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_WPT_FinePositioningSetupReq_6[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_WPT_FinePositioningSetupReq_6[_x & 3]
         f_VendorSpecificDataContainer = []
         n = 0
         while ev == 7:
@@ -1145,36 +1148,38 @@ def _d_WPT_FinePositioningSetupReq(D, L, p):
                 x = b''
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             f_VendorSpecificDataContainer.append(x)
             n += 1
             if n < 16:
-                p += 2; ev = _D_WPT_FinePositioningSetupReq_7[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_FinePositioningSetupReq_7[_x & 3]
             else:
-                p += 2; ev = _D_WPT_FinePositioningSetupReq_8[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_FinePositioningSetupReq_8[_x & 3]
         if ev == 8:
             f_LF_SystemSetupData, p = _d_WPT_LF_SystemSetupData(D, L, p)
-            p += 1; ev = _D_WPT_FinePositioningSetupReq_9[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_LF_SystemSetupData = None
         if ev != 0: raise _bad_event(ev, p)
-        return WPT_FinePositioningSetupReq(Header=f_Header, EVProcessing=f_EVProcessing, EVDeviceFinePositioningMethodList=f_EVDeviceFinePositioningMethodList, EVDevicePairingMethodList=f_EVDevicePairingMethodList, EVDeviceAlignmentCheckMethodList=f_EVDeviceAlignmentCheckMethodList, NaturalOffset=f_NaturalOffset, VendorSpecificDataContainer=f_VendorSpecificDataContainer, LF_SystemSetupData=f_LF_SystemSetupData), p
+        return _mk_WPT_FinePositioningSetupReq(f_Header, f_EVProcessing, f_EVDeviceFinePositioningMethodList, f_EVDevicePairingMethodList, f_EVDeviceAlignmentCheckMethodList, f_NaturalOffset, f_VendorSpecificDataContainer, f_LF_SystemSetupData), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_FinePositioningSetupReq') from None
 
 _E_WPT_FinePositioningSetupReq_8 = (None, None, None, None, None, None, (1, 2), (1, 2), (0, 2), None)
 _E_WPT_FinePositioningSetupReq_0 = (None, None, None, None, None, None, (2, 2), (2, 2), (1, 2), (0, 1))
-_D_WPT_FinePositioningSetupReq_0 = (1, -1)
-_D_WPT_FinePositioningSetupReq_1 = (2, -1)
-_D_WPT_FinePositioningSetupReq_2 = (3, -1)
-_D_WPT_FinePositioningSetupReq_3 = (4, -1)
-_D_WPT_FinePositioningSetupReq_4 = (5, -1)
-_D_WPT_FinePositioningSetupReq_5 = (6, -1)
 _D_WPT_FinePositioningSetupReq_6 = (7, 8, 0, -1)
 _D_WPT_FinePositioningSetupReq_7 = (7, 8, 0, -1)
 _D_WPT_FinePositioningSetupReq_8 = (8, 0, -1, -2)
-_D_WPT_FinePositioningSetupReq_9 = (0, -1)
+
+
+def _mk_WPT_FinePositioningMethodList(WPT_FinePositioningMethod, _n=object.__new__, _c=WPT_FinePositioningMethodList, _s0=WPT_FinePositioningMethodList.WPT_FinePositioningMethod.__set__):
+    o = _n(_c); _s0(o, WPT_FinePositioningMethod)
+    return o
 
 
 def _e_WPT_FinePositioningMethodList(o, a):
@@ -1199,33 +1204,39 @@ def _e_WPT_FinePositioningMethodList(o, a):
 
 def _d_WPT_FinePositioningMethodList(D, L, p):
     try:
-        p += 1; ev = _D_WPT_FinePositioningMethodList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_WPT_FinePositioningMethod = []
         n = 0
         while ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; _i = (D >> (L - p)) & 7
-            if _i >= 5: raise _bad_enum(_i, 5, p)
-            x = _EV_WPT_FinePositioningMethodType[_i]
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 5; _x = (D >> (L - p)) & 31
+            if _x & 17: raise _bad_event(-1, p)
+            x = (_x >> 1) & 7
+            if x >= 5: raise _bad_enum(x, 5, p)
+            x = _EV_WPT_FinePositioningMethodType[x]
             f_WPT_FinePositioningMethod.append(x)
             n += 1
             if n < 8:
-                p += 2; ev = _D_WPT_FinePositioningMethodList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_FinePositioningMethodList_1[_x & 3]
             else:
-                p += 1; ev = _D_WPT_FinePositioningMethodList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return WPT_FinePositioningMethodList(WPT_FinePositioningMethod=f_WPT_FinePositioningMethod), p
+        return _mk_WPT_FinePositioningMethodList(f_WPT_FinePositioningMethod), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_FinePositioningMethodList') from None
 
 _E_WPT_FinePositioningMethodList_0 = (None, (1, 2), (0, 1))
-_D_WPT_FinePositioningMethodList_0 = (1, -1)
 _D_WPT_FinePositioningMethodList_1 = (1, 0, -1, -2)
-_D_WPT_FinePositioningMethodList_2 = (0, -1)
+
+
+def _mk_WPT_PairingMethodList(WPT_PairingMethod, _n=object.__new__, _c=WPT_PairingMethodList, _s0=WPT_PairingMethodList.WPT_PairingMethod.__set__):
+    o = _n(_c); _s0(o, WPT_PairingMethod)
+    return o
 
 
 def _e_WPT_PairingMethodList(o, a):
@@ -1250,33 +1261,39 @@ def _e_WPT_PairingMethodList(o, a):
 
 def _d_WPT_PairingMethodList(D, L, p):
     try:
-        p += 1; ev = _D_WPT_PairingMethodList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_WPT_PairingMethod = []
         n = 0
         while ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; _i = (D >> (L - p)) & 7
-            if _i >= 6: raise _bad_enum(_i, 6, p)
-            x = _EV_WPT_PairingMethodType[_i]
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 5; _x = (D >> (L - p)) & 31
+            if _x & 17: raise _bad_event(-1, p)
+            x = (_x >> 1) & 7
+            if x >= 6: raise _bad_enum(x, 6, p)
+            x = _EV_WPT_PairingMethodType[x]
             f_WPT_PairingMethod.append(x)
             n += 1
             if n < 8:
-                p += 2; ev = _D_WPT_PairingMethodList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_PairingMethodList_1[_x & 3]
             else:
-                p += 1; ev = _D_WPT_PairingMethodList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return WPT_PairingMethodList(WPT_PairingMethod=f_WPT_PairingMethod), p
+        return _mk_WPT_PairingMethodList(f_WPT_PairingMethod), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_PairingMethodList') from None
 
 _E_WPT_PairingMethodList_0 = (None, (1, 2), (0, 1))
-_D_WPT_PairingMethodList_0 = (1, -1)
 _D_WPT_PairingMethodList_1 = (1, 0, -1, -2)
-_D_WPT_PairingMethodList_2 = (0, -1)
+
+
+def _mk_WPT_AlignmentCheckMethodList(WPT_AlignmentCheckMethod, _n=object.__new__, _c=WPT_AlignmentCheckMethodList, _s0=WPT_AlignmentCheckMethodList.WPT_AlignmentCheckMethod.__set__):
+    o = _n(_c); _s0(o, WPT_AlignmentCheckMethod)
+    return o
 
 
 def _e_WPT_AlignmentCheckMethodList(o, a):
@@ -1301,33 +1318,39 @@ def _e_WPT_AlignmentCheckMethodList(o, a):
 
 def _d_WPT_AlignmentCheckMethodList(D, L, p):
     try:
-        p += 1; ev = _D_WPT_AlignmentCheckMethodList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_WPT_AlignmentCheckMethod = []
         n = 0
         while ev == 1:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; _i = (D >> (L - p)) & 3
-            if _i >= 3: raise _bad_enum(_i, 3, p)
-            x = _EV_WPT_AlignmentCheckMethodType[_i]
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 9: raise _bad_event(-1, p)
+            x = (_x >> 1) & 3
+            if x >= 3: raise _bad_enum(x, 3, p)
+            x = _EV_WPT_AlignmentCheckMethodType[x]
             f_WPT_AlignmentCheckMethod.append(x)
             n += 1
             if n < 8:
-                p += 2; ev = _D_WPT_AlignmentCheckMethodList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_AlignmentCheckMethodList_1[_x & 3]
             else:
-                p += 1; ev = _D_WPT_AlignmentCheckMethodList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return WPT_AlignmentCheckMethodList(WPT_AlignmentCheckMethod=f_WPT_AlignmentCheckMethod), p
+        return _mk_WPT_AlignmentCheckMethodList(f_WPT_AlignmentCheckMethod), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_AlignmentCheckMethodList') from None
 
 _E_WPT_AlignmentCheckMethodList_0 = (None, (1, 2), (0, 1))
-_D_WPT_AlignmentCheckMethodList_0 = (1, -1)
 _D_WPT_AlignmentCheckMethodList_1 = (1, 0, -1, -2)
-_D_WPT_AlignmentCheckMethodList_2 = (0, -1)
+
+
+def _mk_WPT_LF_SystemSetupData(LF_TransmitterSetupData, LF_ReceiverSetupData, _n=object.__new__, _c=WPT_LF_SystemSetupData, _s0=WPT_LF_SystemSetupData.LF_TransmitterSetupData.__set__, _s1=WPT_LF_SystemSetupData.LF_ReceiverSetupData.__set__):
+    o = _n(_c); _s0(o, LF_TransmitterSetupData); _s1(o, LF_ReceiverSetupData)
+    return o
 
 
 def _e_WPT_LF_SystemSetupData(o, a):
@@ -1345,24 +1368,33 @@ def _e_WPT_LF_SystemSetupData(o, a):
 
 def _d_WPT_LF_SystemSetupData(D, L, p):
     try:
-        p += 2; ev = _D_WPT_LF_SystemSetupData_0[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_WPT_LF_SystemSetupData_0[_x & 3]
         f_LF_TransmitterSetupData = None
         f_LF_ReceiverSetupData = None
         if ev == 1:
             f_LF_TransmitterSetupData, p = _d_WPT_LF_TransmitterData(D, L, p)
-            p += 1; ev = _D_WPT_LF_SystemSetupData_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 2:
             f_LF_ReceiverSetupData, p = _d_WPT_LF_ReceiverData(D, L, p)
-            p += 1; ev = _D_WPT_LF_SystemSetupData_1[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return WPT_LF_SystemSetupData(LF_TransmitterSetupData=f_LF_TransmitterSetupData, LF_ReceiverSetupData=f_LF_ReceiverSetupData), p
+        return _mk_WPT_LF_SystemSetupData(f_LF_TransmitterSetupData, f_LF_ReceiverSetupData), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_SystemSetupData') from None
 
 _D_WPT_LF_SystemSetupData_0 = (1, 2, -1, -2)
-_D_WPT_LF_SystemSetupData_1 = (0, -1)
+
+
+def _mk_WPT_LF_TransmitterData(NumberOfTransmitters, SignalFrequency, TxSpecData, TxPackageSpecData, _n=object.__new__, _c=WPT_LF_TransmitterData, _s0=WPT_LF_TransmitterData.NumberOfTransmitters.__set__, _s1=WPT_LF_TransmitterData.SignalFrequency.__set__, _s2=WPT_LF_TransmitterData.TxSpecData.__set__, _s3=WPT_LF_TransmitterData.TxPackageSpecData.__set__):
+    o = _n(_c); _s0(o, NumberOfTransmitters); _s1(o, SignalFrequency); _s2(o, TxSpecData); _s3(o, TxPackageSpecData)
+    return o
 
 
 def _e_WPT_LF_TransmitterData(o, a):
@@ -1407,17 +1439,15 @@ def _e_WPT_LF_TransmitterData(o, a):
 
 def _d_WPT_LF_TransmitterData(D, L, p):
     try:
-        p += 1; ev = _D_WPT_LF_TransmitterData_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; f_NumberOfTransmitters = ((D >> (L - p)) & 255)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_LF_TransmitterData_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 1
+        ev = 2
+        p += 12; _x = (D >> (L - p)) & 4095
+        if _x & 3075: raise _bad_event(-1, p)
+        f_NumberOfTransmitters = (_x >> 2) & 255
         f_SignalFrequency, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_WPT_LF_TransmitterData_2[(D >> (L - p)) & 1]
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_TxSpecData = []
         n = 0
         while ev == 3:
@@ -1425,31 +1455,37 @@ def _d_WPT_LF_TransmitterData(D, L, p):
             f_TxSpecData.append(x)
             n += 1
             if n < 2:
-                p += 1; ev = _D_WPT_LF_TransmitterData_3[(D >> (L - p)) & 1]
+                ev = 3
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             elif n < 255:
-                p += 2; ev = _D_WPT_LF_TransmitterData_4[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_LF_TransmitterData_4[_x & 3]
             else:
-                p += 2; ev = _D_WPT_LF_TransmitterData_5[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_LF_TransmitterData_5[_x & 3]
         if n < 2: raise _bad_event(ev, p)
         if ev == 4:
             f_TxPackageSpecData, p = _d_WPT_TxRxPackageSpecData(D, L, p)
-            p += 1; ev = _D_WPT_LF_TransmitterData_6[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_TxPackageSpecData = None
         if ev != 0: raise _bad_event(ev, p)
-        return WPT_LF_TransmitterData(NumberOfTransmitters=f_NumberOfTransmitters, SignalFrequency=f_SignalFrequency, TxSpecData=f_TxSpecData, TxPackageSpecData=f_TxPackageSpecData), p
+        return _mk_WPT_LF_TransmitterData(f_NumberOfTransmitters, f_SignalFrequency, f_TxSpecData, f_TxPackageSpecData), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_TransmitterData') from None
 
 _E_WPT_LF_TransmitterData_4 = (None, None, None, None, (1, 2), (0, 2), None)
 _E_WPT_LF_TransmitterData_0 = (None, None, None, None, (2, 2), (1, 2), (0, 1))
-_D_WPT_LF_TransmitterData_0 = (1, -1)
-_D_WPT_LF_TransmitterData_1 = (2, -1)
-_D_WPT_LF_TransmitterData_2 = (3, -1)
-_D_WPT_LF_TransmitterData_3 = (3, -1)
 _D_WPT_LF_TransmitterData_4 = (3, 4, 0, -1)
 _D_WPT_LF_TransmitterData_5 = (4, 0, -1, -2)
-_D_WPT_LF_TransmitterData_6 = (0, -1)
+
+
+def _mk_WPT_TxRxSpecData(TxRxIdentifier, TxRxPosition, TxRxOrientation, _n=object.__new__, _c=WPT_TxRxSpecData, _s0=WPT_TxRxSpecData.TxRxIdentifier.__set__, _s1=WPT_TxRxSpecData.TxRxPosition.__set__, _s2=WPT_TxRxSpecData.TxRxOrientation.__set__):
+    o = _n(_c); _s0(o, TxRxIdentifier); _s1(o, TxRxPosition); _s2(o, TxRxOrientation)
+    return o
 
 
 def _e_WPT_TxRxSpecData(o, a):
@@ -1473,30 +1509,30 @@ def _e_WPT_TxRxSpecData(o, a):
 
 def _d_WPT_TxRxSpecData(D, L, p):
     try:
-        p += 1; ev = _D_WPT_TxRxSpecData_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_TxRxIdentifier, p = _r_uint(D, L, p, 32)
         if f_TxRxIdentifier < 1 or f_TxRxIdentifier > 4294967295: raise _out_of_range(f_TxRxIdentifier, 1, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_TxRxSpecData_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_TxRxPosition, p = _d_WPT_CoordinateXYZ(D, L, p)
-        p += 1; ev = _D_WPT_TxRxSpecData_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_TxRxOrientation, p = _d_WPT_CoordinateXYZ(D, L, p)
-        p += 1; ev = _D_WPT_TxRxSpecData_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return WPT_TxRxSpecData(TxRxIdentifier=f_TxRxIdentifier, TxRxPosition=f_TxRxPosition, TxRxOrientation=f_TxRxOrientation), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_WPT_TxRxSpecData(f_TxRxIdentifier, f_TxRxPosition, f_TxRxOrientation), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_TxRxSpecData') from None
 
-_D_WPT_TxRxSpecData_0 = (1, -1)
-_D_WPT_TxRxSpecData_1 = (2, -1)
-_D_WPT_TxRxSpecData_2 = (3, -1)
-_D_WPT_TxRxSpecData_3 = (0, -1)
+
+def _mk_WPT_CoordinateXYZ(Coord_X, Coord_Y, Coord_Z, _n=object.__new__, _c=WPT_CoordinateXYZ, _s0=WPT_CoordinateXYZ.Coord_X.__set__, _s1=WPT_CoordinateXYZ.Coord_Y.__set__, _s2=WPT_CoordinateXYZ.Coord_Z.__set__):
+    o = _n(_c); _s0(o, Coord_X); _s1(o, Coord_Y); _s2(o, Coord_Z)
+    return o
 
 
 def _e_WPT_CoordinateXYZ(o, a):
@@ -1524,40 +1560,32 @@ def _e_WPT_CoordinateXYZ(o, a):
 
 def _d_WPT_CoordinateXYZ(D, L, p):
     try:
-        p += 1; ev = _D_WPT_CoordinateXYZ_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_Coord_X, p = _r_int(D, L, p, 15)
         if f_Coord_X < -32768 or f_Coord_X > 32767: raise _out_of_range(f_Coord_X, -32768, 32767, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_CoordinateXYZ_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_Coord_Y, p = _r_int(D, L, p, 15)
         if f_Coord_Y < -32768 or f_Coord_Y > 32767: raise _out_of_range(f_Coord_Y, -32768, 32767, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_CoordinateXYZ_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 3
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_Coord_Z, p = _r_int(D, L, p, 15)
         if f_Coord_Z < -32768 or f_Coord_Z > 32767: raise _out_of_range(f_Coord_Z, -32768, 32767, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_CoordinateXYZ_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return WPT_CoordinateXYZ(Coord_X=f_Coord_X, Coord_Y=f_Coord_Y, Coord_Z=f_Coord_Z), p
+        ev = 0
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
+        return _mk_WPT_CoordinateXYZ(f_Coord_X, f_Coord_Y, f_Coord_Z), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_CoordinateXYZ') from None
 
-_D_WPT_CoordinateXYZ_0 = (1, -1)
-_D_WPT_CoordinateXYZ_1 = (2, -1)
-_D_WPT_CoordinateXYZ_2 = (3, -1)
-_D_WPT_CoordinateXYZ_3 = (0, -1)
+
+def _mk_WPT_TxRxPackageSpecData(PulseSequenceOrder, PulseSeparationTime, PulseDuration, PackageSeparationTime, _n=object.__new__, _c=WPT_TxRxPackageSpecData, _s0=WPT_TxRxPackageSpecData.PulseSequenceOrder.__set__, _s1=WPT_TxRxPackageSpecData.PulseSeparationTime.__set__, _s2=WPT_TxRxPackageSpecData.PulseDuration.__set__, _s3=WPT_TxRxPackageSpecData.PackageSeparationTime.__set__):
+    o = _n(_c); _s0(o, PulseSequenceOrder); _s1(o, PulseSeparationTime); _s2(o, PulseDuration); _s3(o, PackageSeparationTime)
+    return o
 
 
 def _e_WPT_TxRxPackageSpecData(o, a):
@@ -1605,7 +1633,9 @@ def _e_WPT_TxRxPackageSpecData(o, a):
 
 def _d_WPT_TxRxPackageSpecData(D, L, p):
     try:
-        p += 1; ev = _D_WPT_TxRxPackageSpecData_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_PulseSequenceOrder = []
         n = 0
         while ev == 1:
@@ -1613,49 +1643,46 @@ def _d_WPT_TxRxPackageSpecData(D, L, p):
             f_PulseSequenceOrder.append(x)
             n += 1
             if n < 2:
-                p += 1; ev = _D_WPT_TxRxPackageSpecData_1[(D >> (L - p)) & 1]
+                ev = 1
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             elif n < 255:
-                p += 2; ev = _D_WPT_TxRxPackageSpecData_2[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_TxRxPackageSpecData_2[_x & 3]
             else:
-                p += 1; ev = _D_WPT_TxRxPackageSpecData_3[(D >> (L - p)) & 1]
+                ev = 2
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 2: raise _bad_event(ev, p)
         if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_PulseSeparationTime, p = _r_uint(D, L, p, 16)
         if f_PulseSeparationTime > 65535: raise _out_of_range(f_PulseSeparationTime, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_TxRxPackageSpecData_4[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 3
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_PulseDuration, p = _r_uint(D, L, p, 16)
         if f_PulseDuration > 65535: raise _out_of_range(f_PulseDuration, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_TxRxPackageSpecData_5[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 4
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_PackageSeparationTime, p = _r_uint(D, L, p, 16)
         if f_PackageSeparationTime > 65535: raise _out_of_range(f_PackageSeparationTime, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_TxRxPackageSpecData_6[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return WPT_TxRxPackageSpecData(PulseSequenceOrder=f_PulseSequenceOrder, PulseSeparationTime=f_PulseSeparationTime, PulseDuration=f_PulseDuration, PackageSeparationTime=f_PackageSeparationTime), p
+        ev = 0
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
+        return _mk_WPT_TxRxPackageSpecData(f_PulseSequenceOrder, f_PulseSeparationTime, f_PulseDuration, f_PackageSeparationTime), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_TxRxPackageSpecData') from None
 
 _E_WPT_TxRxPackageSpecData_2 = (None, None, (1, 2), (0, 1), None, None, None)
-_D_WPT_TxRxPackageSpecData_0 = (1, -1)
-_D_WPT_TxRxPackageSpecData_1 = (1, -1)
 _D_WPT_TxRxPackageSpecData_2 = (1, 2, -1, -2)
-_D_WPT_TxRxPackageSpecData_3 = (2, -1)
-_D_WPT_TxRxPackageSpecData_4 = (3, -1)
-_D_WPT_TxRxPackageSpecData_5 = (4, -1)
-_D_WPT_TxRxPackageSpecData_6 = (0, -1)
+
+
+def _mk_WPT_TxRxPulseOrder(IndexNumber, TxRxIdentifier, _n=object.__new__, _c=WPT_TxRxPulseOrder, _s0=WPT_TxRxPulseOrder.IndexNumber.__set__, _s1=WPT_TxRxPulseOrder.TxRxIdentifier.__set__):
+    o = _n(_c); _s0(o, IndexNumber); _s1(o, TxRxIdentifier)
+    return o
 
 
 def _e_WPT_TxRxPulseOrder(o, a):
@@ -1677,31 +1704,27 @@ def _e_WPT_TxRxPulseOrder(o, a):
 
 def _d_WPT_TxRxPulseOrder(D, L, p):
     try:
-        p += 1; ev = _D_WPT_TxRxPulseOrder_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_IndexNumber, p = _r_uint(D, L, p, 16)
         if f_IndexNumber > 65535: raise _out_of_range(f_IndexNumber, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_TxRxPulseOrder_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_TxRxIdentifier, p = _r_uint(D, L, p, 32)
         if f_TxRxIdentifier < 1 or f_TxRxIdentifier > 4294967295: raise _out_of_range(f_TxRxIdentifier, 1, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_TxRxPulseOrder_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return WPT_TxRxPulseOrder(IndexNumber=f_IndexNumber, TxRxIdentifier=f_TxRxIdentifier), p
+        ev = 0
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
+        return _mk_WPT_TxRxPulseOrder(f_IndexNumber, f_TxRxIdentifier), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_TxRxPulseOrder') from None
 
-_D_WPT_TxRxPulseOrder_0 = (1, -1)
-_D_WPT_TxRxPulseOrder_1 = (2, -1)
-_D_WPT_TxRxPulseOrder_2 = (0, -1)
+
+def _mk_WPT_LF_ReceiverData(NumberOfReceivers, RxSpecData, _n=object.__new__, _c=WPT_LF_ReceiverData, _s0=WPT_LF_ReceiverData.NumberOfReceivers.__set__, _s1=WPT_LF_ReceiverData.RxSpecData.__set__):
+    o = _n(_c); _s0(o, NumberOfReceivers); _s1(o, RxSpecData)
+    return o
 
 
 def _e_WPT_LF_ReceiverData(o, a):
@@ -1734,14 +1757,11 @@ def _e_WPT_LF_ReceiverData(o, a):
 
 def _d_WPT_LF_ReceiverData(D, L, p):
     try:
-        p += 1; ev = _D_WPT_LF_ReceiverData_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; f_NumberOfReceivers = ((D >> (L - p)) & 255)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_LF_ReceiverData_1[(D >> (L - p)) & 1]
+        ev = 1
+        ev = 2
+        p += 12; _x = (D >> (L - p)) & 4095
+        if _x & 3075: raise _bad_event(-1, p)
+        f_NumberOfReceivers = (_x >> 2) & 255
         f_RxSpecData = []
         n = 0
         while ev == 2:
@@ -1749,23 +1769,29 @@ def _d_WPT_LF_ReceiverData(D, L, p):
             f_RxSpecData.append(x)
             n += 1
             if n < 2:
-                p += 1; ev = _D_WPT_LF_ReceiverData_2[(D >> (L - p)) & 1]
+                ev = 2
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             elif n < 255:
-                p += 2; ev = _D_WPT_LF_ReceiverData_3[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_LF_ReceiverData_3[_x & 3]
             else:
-                p += 1; ev = _D_WPT_LF_ReceiverData_4[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 2: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return WPT_LF_ReceiverData(NumberOfReceivers=f_NumberOfReceivers, RxSpecData=f_RxSpecData), p
+        return _mk_WPT_LF_ReceiverData(f_NumberOfReceivers, f_RxSpecData), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_ReceiverData') from None
 
 _E_WPT_LF_ReceiverData_0 = (None, None, None, (1, 2), (0, 1))
-_D_WPT_LF_ReceiverData_0 = (1, -1)
-_D_WPT_LF_ReceiverData_1 = (2, -1)
-_D_WPT_LF_ReceiverData_2 = (2, -1)
 _D_WPT_LF_ReceiverData_3 = (2, 0, -1, -2)
-_D_WPT_LF_ReceiverData_4 = (0, -1)
+
+
+def _mk_V2GRequest(Header, _n=object.__new__, _c=V2GRequest, _s0=V2GRequest.Header.__set__):
+    o = _n(_c); _s0(o, Header)
+    return o
 
 
 def _e_V2GRequest(o, a):
@@ -1779,17 +1805,21 @@ def _e_V2GRequest(o, a):
 
 def _d_V2GRequest(D, L, p):
     try:
-        p += 1; ev = _D_V2GRequest_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_V2GRequest_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return V2GRequest(Header=f_Header), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_V2GRequest(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GRequest') from None
 
-_D_V2GRequest_0 = (1, -1)
-_D_V2GRequest_1 = (0, -1)
+
+def _mk_V2GMessage(Header, _n=object.__new__, _c=V2GMessage, _s0=V2GMessage.Header.__set__):
+    o = _n(_c); _s0(o, Header)
+    return o
 
 
 def _e_V2GMessage(o, a):
@@ -1803,17 +1833,21 @@ def _e_V2GMessage(o, a):
 
 def _d_V2GMessage(D, L, p):
     try:
-        p += 1; ev = _D_V2GMessage_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_V2GMessage_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return V2GMessage(Header=f_Header), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_V2GMessage(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GMessage') from None
 
-_D_V2GMessage_0 = (1, -1)
-_D_V2GMessage_1 = (0, -1)
+
+def _mk_MessageHeader(SessionID, TimeStamp, Signature, _n=object.__new__, _c=MessageHeader, _s0=MessageHeader.SessionID.__set__, _s1=MessageHeader.TimeStamp.__set__, _s2=MessageHeader.Signature.__set__):
+    o = _n(_c); _s0(o, SessionID); _s1(o, TimeStamp); _s2(o, Signature)
+    return o
 
 
 def _e_MessageHeader(o, a):
@@ -1844,37 +1878,37 @@ def _e_MessageHeader(o, a):
 
 def _d_MessageHeader(D, L, p):
     try:
-        p += 1; ev = _D_MessageHeader_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_SessionID, p = _r_bin(D, L, p, 8, 8)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_MessageHeader_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_TimeStamp, p = _r_uint(D, L, p, 64)
         if f_TimeStamp > 18446744073709551615: raise _out_of_range(f_TimeStamp, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_MessageHeader_2[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_MessageHeader_2[_x & 3]
         if ev == 3:
             f_Signature, p = _d_Signature(D, L, p)
-            p += 1; ev = _D_MessageHeader_3[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Signature = None
         if ev != 0: raise _bad_event(ev, p)
-        return MessageHeader(SessionID=f_SessionID, TimeStamp=f_TimeStamp, Signature=f_Signature), p
+        return _mk_MessageHeader(f_SessionID, f_TimeStamp, f_Signature), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MessageHeader') from None
 
 _E_MessageHeader_0 = (None, None, (1, 2), (0, 1))
-_D_MessageHeader_0 = (1, -1)
-_D_MessageHeader_1 = (2, -1)
 _D_MessageHeader_2 = (3, 0, -1, -2)
-_D_MessageHeader_3 = (0, -1)
+
+
+def _mk_WPT_FinePositioningSetupRes(Header, ResponseCode, PrimaryDeviceFinePositioningMethodList, PrimaryDevicePairingMethodList, PrimaryDeviceAlignmentCheckMethodList, NaturalOffset, VendorSpecificDataContainer, LF_SystemSetupData, _n=object.__new__, _c=WPT_FinePositioningSetupRes, _s0=WPT_FinePositioningSetupRes.Header.__set__, _s1=WPT_FinePositioningSetupRes.ResponseCode.__set__, _s2=WPT_FinePositioningSetupRes.PrimaryDeviceFinePositioningMethodList.__set__, _s3=WPT_FinePositioningSetupRes.PrimaryDevicePairingMethodList.__set__, _s4=WPT_FinePositioningSetupRes.PrimaryDeviceAlignmentCheckMethodList.__set__, _s5=WPT_FinePositioningSetupRes.NaturalOffset.__set__, _s6=WPT_FinePositioningSetupRes.VendorSpecificDataContainer.__set__, _s7=WPT_FinePositioningSetupRes.LF_SystemSetupData.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, PrimaryDeviceFinePositioningMethodList); _s3(o, PrimaryDevicePairingMethodList); _s4(o, PrimaryDeviceAlignmentCheckMethodList); _s5(o, NaturalOffset); _s6(o, VendorSpecificDataContainer); _s7(o, LF_SystemSetupData)
+    return o
 
 
 def _e_WPT_FinePositioningSetupRes(o, a):
@@ -1947,36 +1981,34 @@ def _e_WPT_FinePositioningSetupRes(o, a):
 
 def _d_WPT_FinePositioningSetupRes(D, L, p):
     try:
-        p += 1; ev = _D_WPT_FinePositioningSetupRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_WPT_FinePositioningSetupRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_FinePositioningSetupRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 2
+        ev = 3
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_PrimaryDeviceFinePositioningMethodList, p = _d_WPT_FinePositioningMethodList(D, L, p)
-        p += 1; ev = _D_WPT_FinePositioningSetupRes_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_PrimaryDevicePairingMethodList, p = _d_WPT_PairingMethodList(D, L, p)
-        p += 1; ev = _D_WPT_FinePositioningSetupRes_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_PrimaryDeviceAlignmentCheckMethodList, p = _d_WPT_AlignmentCheckMethodList(D, L, p)
-        p += 1; ev = _D_WPT_FinePositioningSetupRes_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 6
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_NaturalOffset, p = _r_uint(D, L, p, 16)
         if f_NaturalOffset > 65535: raise _out_of_range(f_NaturalOffset, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_WPT_FinePositioningSetupRes_6[(D >> (L - p)) & 3]
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 4: raise _bad_event(-1, p)
+        ev = _D_WPT_FinePositioningSetupRes_6[_x & 3]
         f_VendorSpecificDataContainer = []
         n = 0
         while ev == 7:
@@ -1987,36 +2019,38 @@ def _d_WPT_FinePositioningSetupRes(D, L, p):
                 x = b''
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             f_VendorSpecificDataContainer.append(x)
             n += 1
             if n < 16:
-                p += 2; ev = _D_WPT_FinePositioningSetupRes_7[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_FinePositioningSetupRes_7[_x & 3]
             else:
-                p += 2; ev = _D_WPT_FinePositioningSetupRes_8[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_FinePositioningSetupRes_8[_x & 3]
         if ev == 8:
             f_LF_SystemSetupData, p = _d_WPT_LF_SystemSetupData(D, L, p)
-            p += 1; ev = _D_WPT_FinePositioningSetupRes_9[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_LF_SystemSetupData = None
         if ev != 0: raise _bad_event(ev, p)
-        return WPT_FinePositioningSetupRes(Header=f_Header, ResponseCode=f_ResponseCode, PrimaryDeviceFinePositioningMethodList=f_PrimaryDeviceFinePositioningMethodList, PrimaryDevicePairingMethodList=f_PrimaryDevicePairingMethodList, PrimaryDeviceAlignmentCheckMethodList=f_PrimaryDeviceAlignmentCheckMethodList, NaturalOffset=f_NaturalOffset, VendorSpecificDataContainer=f_VendorSpecificDataContainer, LF_SystemSetupData=f_LF_SystemSetupData), p
+        return _mk_WPT_FinePositioningSetupRes(f_Header, f_ResponseCode, f_PrimaryDeviceFinePositioningMethodList, f_PrimaryDevicePairingMethodList, f_PrimaryDeviceAlignmentCheckMethodList, f_NaturalOffset, f_VendorSpecificDataContainer, f_LF_SystemSetupData), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_FinePositioningSetupRes') from None
 
 _E_WPT_FinePositioningSetupRes_8 = (None, None, None, None, None, None, (1, 2), (1, 2), (0, 2), None)
 _E_WPT_FinePositioningSetupRes_0 = (None, None, None, None, None, None, (2, 2), (2, 2), (1, 2), (0, 1))
-_D_WPT_FinePositioningSetupRes_0 = (1, -1)
-_D_WPT_FinePositioningSetupRes_1 = (2, -1)
-_D_WPT_FinePositioningSetupRes_2 = (3, -1)
-_D_WPT_FinePositioningSetupRes_3 = (4, -1)
-_D_WPT_FinePositioningSetupRes_4 = (5, -1)
-_D_WPT_FinePositioningSetupRes_5 = (6, -1)
 _D_WPT_FinePositioningSetupRes_6 = (7, 8, 0, -1)
 _D_WPT_FinePositioningSetupRes_7 = (7, 8, 0, -1)
 _D_WPT_FinePositioningSetupRes_8 = (8, 0, -1, -2)
-_D_WPT_FinePositioningSetupRes_9 = (0, -1)
+
+
+def _mk_V2GResponse(Header, ResponseCode, _n=object.__new__, _c=V2GResponse, _s0=V2GResponse.Header.__set__, _s1=V2GResponse.ResponseCode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode)
+    return o
 
 
 def _e_V2GResponse(o, a):
@@ -2035,27 +2069,25 @@ def _e_V2GResponse(o, a):
 
 def _d_V2GResponse(D, L, p):
     try:
-        p += 1; ev = _D_V2GResponse_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_V2GResponse_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_V2GResponse_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return V2GResponse(Header=f_Header, ResponseCode=f_ResponseCode), p
+        ev = 2
+        ev = 0
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        return _mk_V2GResponse(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GResponse') from None
 
-_D_V2GResponse_0 = (1, -1)
-_D_V2GResponse_1 = (2, -1)
-_D_V2GResponse_2 = (0, -1)
+
+def _mk_WPT_FinePositioningReq(Header, EVProcessing, EVResultCode, VendorSpecificDataContainer, WPT_LF_DataPackageList, _n=object.__new__, _c=WPT_FinePositioningReq, _s0=WPT_FinePositioningReq.Header.__set__, _s1=WPT_FinePositioningReq.EVProcessing.__set__, _s2=WPT_FinePositioningReq.EVResultCode.__set__, _s3=WPT_FinePositioningReq.VendorSpecificDataContainer.__set__, _s4=WPT_FinePositioningReq.WPT_LF_DataPackageList.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, EVProcessing); _s2(o, EVResultCode); _s3(o, VendorSpecificDataContainer); _s4(o, WPT_LF_DataPackageList)
+    return o
 
 
 def _e_WPT_FinePositioningReq(o, a):
@@ -2112,28 +2144,21 @@ def _e_WPT_FinePositioningReq(o, a):
 
 def _d_WPT_FinePositioningReq(D, L, p):
     try:
-        p += 1; ev = _D_WPT_FinePositioningReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_WPT_FinePositioningReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVProcessing = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_FinePositioningReq_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVResultCode = _EV_WPT_EVResultType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_WPT_FinePositioningReq_3[(D >> (L - p)) & 3]
+        ev = 2
+        ev = 3
+        p += 12; _x = (D >> (L - p)) & 4095
+        if _x & 3300: raise _bad_event(-1, p)
+        f_EVProcessing = (_x >> 8) & 3
+        if f_EVProcessing >= 3: raise _bad_enum(f_EVProcessing, 3, p)
+        f_EVProcessing = _EV_processingType[f_EVProcessing]
+        f_EVResultCode = (_x >> 3) & 3
+        if f_EVResultCode >= 3: raise _bad_enum(f_EVResultCode, 3, p)
+        f_EVResultCode = _EV_WPT_EVResultType[f_EVResultCode]
+        ev = _D_WPT_FinePositioningReq_3[_x & 3]
         f_VendorSpecificDataContainer = []
         n = 0
         while ev == 4:
@@ -2144,33 +2169,38 @@ def _d_WPT_FinePositioningReq(D, L, p):
                 x = b''
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             f_VendorSpecificDataContainer.append(x)
             n += 1
             if n < 16:
-                p += 2; ev = _D_WPT_FinePositioningReq_4[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_FinePositioningReq_4[_x & 3]
             else:
-                p += 2; ev = _D_WPT_FinePositioningReq_5[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_FinePositioningReq_5[_x & 3]
         if ev == 5:
             f_WPT_LF_DataPackageList, p = _d_WPT_LF_DataPackageList(D, L, p)
-            p += 1; ev = _D_WPT_FinePositioningReq_6[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_WPT_LF_DataPackageList = None
         if ev != 0: raise _bad_event(ev, p)
-        return WPT_FinePositioningReq(Header=f_Header, EVProcessing=f_EVProcessing, EVResultCode=f_EVResultCode, VendorSpecificDataContainer=f_VendorSpecificDataContainer, WPT_LF_DataPackageList=f_WPT_LF_DataPackageList), p
+        return _mk_WPT_FinePositioningReq(f_Header, f_EVProcessing, f_EVResultCode, f_VendorSpecificDataContainer, f_WPT_LF_DataPackageList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_FinePositioningReq') from None
 
 _E_WPT_FinePositioningReq_5 = (None, None, None, (1, 2), (1, 2), (0, 2), None)
 _E_WPT_FinePositioningReq_0 = (None, None, None, (2, 2), (2, 2), (1, 2), (0, 1))
-_D_WPT_FinePositioningReq_0 = (1, -1)
-_D_WPT_FinePositioningReq_1 = (2, -1)
-_D_WPT_FinePositioningReq_2 = (3, -1)
 _D_WPT_FinePositioningReq_3 = (4, 5, 0, -1)
 _D_WPT_FinePositioningReq_4 = (4, 5, 0, -1)
 _D_WPT_FinePositioningReq_5 = (5, 0, -1, -2)
-_D_WPT_FinePositioningReq_6 = (0, -1)
+
+
+def _mk_WPT_LF_DataPackageList(NumPackages, WPT_LF_DataPackage, _n=object.__new__, _c=WPT_LF_DataPackageList, _s0=WPT_LF_DataPackageList.NumPackages.__set__, _s1=WPT_LF_DataPackageList.WPT_LF_DataPackage.__set__):
+    o = _n(_c); _s0(o, NumPackages); _s1(o, WPT_LF_DataPackage)
+    return o
 
 
 def _e_WPT_LF_DataPackageList(o, a):
@@ -2190,25 +2220,23 @@ def _e_WPT_LF_DataPackageList(o, a):
 
 def _d_WPT_LF_DataPackageList(D, L, p):
     try:
-        p += 1; ev = _D_WPT_LF_DataPackageList_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; f_NumPackages = ((D >> (L - p)) & 255)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_LF_DataPackageList_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 1
+        ev = 2
+        p += 12; _x = (D >> (L - p)) & 4095
+        if _x & 3075: raise _bad_event(-1, p)
+        f_NumPackages = (_x >> 2) & 255
         f_WPT_LF_DataPackage, p = _d_WPT_LF_DataPackage(D, L, p)
-        p += 1; ev = _D_WPT_LF_DataPackageList_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return WPT_LF_DataPackageList(NumPackages=f_NumPackages, WPT_LF_DataPackage=f_WPT_LF_DataPackage), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_WPT_LF_DataPackageList(f_NumPackages, f_WPT_LF_DataPackage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_DataPackageList') from None
 
-_D_WPT_LF_DataPackageList_0 = (1, -1)
-_D_WPT_LF_DataPackageList_1 = (2, -1)
-_D_WPT_LF_DataPackageList_2 = (0, -1)
+
+def _mk_WPT_LF_DataPackage(PackageIndex, LF_TxData, LF_RxData, _n=object.__new__, _c=WPT_LF_DataPackage, _s0=WPT_LF_DataPackage.PackageIndex.__set__, _s1=WPT_LF_DataPackage.LF_TxData.__set__, _s2=WPT_LF_DataPackage.LF_RxData.__set__):
+    o = _n(_c); _s0(o, PackageIndex); _s1(o, LF_TxData); _s2(o, LF_RxData)
+    return o
 
 
 def _e_WPT_LF_DataPackage(o, a):
@@ -2232,32 +2260,36 @@ def _e_WPT_LF_DataPackage(o, a):
 
 def _d_WPT_LF_DataPackage(D, L, p):
     try:
-        p += 1; ev = _D_WPT_LF_DataPackage_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; f_PackageIndex = ((D >> (L - p)) & 255)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_WPT_LF_DataPackage_1[(D >> (L - p)) & 3]
+        ev = 1
+        p += 13; _x = (D >> (L - p)) & 8191
+        if _x & 6148: raise _bad_event(-1, p)
+        f_PackageIndex = (_x >> 3) & 255
+        ev = _D_WPT_LF_DataPackage_1[_x & 3]
         f_LF_TxData = None
         f_LF_RxData = None
         if ev == 2:
             f_LF_TxData, p = _d_WPT_LF_TxDataList(D, L, p)
-            p += 1; ev = _D_WPT_LF_DataPackage_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         elif ev == 3:
             f_LF_RxData, p = _d_WPT_LF_RxDataList(D, L, p)
-            p += 1; ev = _D_WPT_LF_DataPackage_2[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return WPT_LF_DataPackage(PackageIndex=f_PackageIndex, LF_TxData=f_LF_TxData, LF_RxData=f_LF_RxData), p
+        return _mk_WPT_LF_DataPackage(f_PackageIndex, f_LF_TxData, f_LF_RxData), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_DataPackage') from None
 
-_D_WPT_LF_DataPackage_0 = (1, -1)
 _D_WPT_LF_DataPackage_1 = (2, 3, -1, -2)
-_D_WPT_LF_DataPackage_2 = (0, -1)
+
+
+def _mk_WPT_LF_TxDataList(WPT_LF_TxDataList, _n=object.__new__, _c=WPT_LF_TxDataList, _s0=WPT_LF_TxDataList.WPT_LF_TxDataList.__set__):
+    o = _n(_c); _s0(o, WPT_LF_TxDataList)
+    return o
 
 
 def _e_WPT_LF_TxDataList(o, a):
@@ -2271,17 +2303,21 @@ def _e_WPT_LF_TxDataList(o, a):
 
 def _d_WPT_LF_TxDataList(D, L, p):
     try:
-        p += 1; ev = _D_WPT_LF_TxDataList_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_WPT_LF_TxDataList, p = _d_WPT_LF_TxData(D, L, p)
-        p += 1; ev = _D_WPT_LF_TxDataList_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return WPT_LF_TxDataList(WPT_LF_TxDataList=f_WPT_LF_TxDataList), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_WPT_LF_TxDataList(f_WPT_LF_TxDataList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_TxDataList') from None
 
-_D_WPT_LF_TxDataList_0 = (1, -1)
-_D_WPT_LF_TxDataList_1 = (0, -1)
+
+def _mk_WPT_LF_TxData(TxIdentifier, EIRP, _n=object.__new__, _c=WPT_LF_TxData, _s0=WPT_LF_TxData.TxIdentifier.__set__, _s1=WPT_LF_TxData.EIRP.__set__):
+    o = _n(_c); _s0(o, TxIdentifier); _s1(o, EIRP)
+    return o
 
 
 def _e_WPT_LF_TxData(o, a):
@@ -2301,26 +2337,26 @@ def _e_WPT_LF_TxData(o, a):
 
 def _d_WPT_LF_TxData(D, L, p):
     try:
-        p += 1; ev = _D_WPT_LF_TxData_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_TxIdentifier, p = _r_uint(D, L, p, 32)
         if f_TxIdentifier < 1 or f_TxIdentifier > 4294967295: raise _out_of_range(f_TxIdentifier, 1, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_LF_TxData_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_EIRP, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_WPT_LF_TxData_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return WPT_LF_TxData(TxIdentifier=f_TxIdentifier, EIRP=f_EIRP), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_WPT_LF_TxData(f_TxIdentifier, f_EIRP), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_TxData') from None
 
-_D_WPT_LF_TxData_0 = (1, -1)
-_D_WPT_LF_TxData_1 = (2, -1)
-_D_WPT_LF_TxData_2 = (0, -1)
+
+def _mk_WPT_LF_RxDataList(WPT_LF_RxDataList, _n=object.__new__, _c=WPT_LF_RxDataList, _s0=WPT_LF_RxDataList.WPT_LF_RxDataList.__set__):
+    o = _n(_c); _s0(o, WPT_LF_RxDataList)
+    return o
 
 
 def _e_WPT_LF_RxDataList(o, a):
@@ -2334,17 +2370,21 @@ def _e_WPT_LF_RxDataList(o, a):
 
 def _d_WPT_LF_RxDataList(D, L, p):
     try:
-        p += 1; ev = _D_WPT_LF_RxDataList_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_WPT_LF_RxDataList, p = _d_WPT_LF_RxData(D, L, p)
-        p += 1; ev = _D_WPT_LF_RxDataList_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return WPT_LF_RxDataList(WPT_LF_RxDataList=f_WPT_LF_RxDataList), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_WPT_LF_RxDataList(f_WPT_LF_RxDataList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_RxDataList') from None
 
-_D_WPT_LF_RxDataList_0 = (1, -1)
-_D_WPT_LF_RxDataList_1 = (0, -1)
+
+def _mk_WPT_LF_RxData(RxIdentifier, RSSIData, _n=object.__new__, _c=WPT_LF_RxData, _s0=WPT_LF_RxData.RxIdentifier.__set__, _s1=WPT_LF_RxData.RSSIData.__set__):
+    o = _n(_c); _s0(o, RxIdentifier); _s1(o, RSSIData)
+    return o
 
 
 def _e_WPT_LF_RxData(o, a):
@@ -2364,26 +2404,26 @@ def _e_WPT_LF_RxData(o, a):
 
 def _d_WPT_LF_RxData(D, L, p):
     try:
-        p += 1; ev = _D_WPT_LF_RxData_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_RxIdentifier, p = _r_uint(D, L, p, 32)
         if f_RxIdentifier < 1 or f_RxIdentifier > 4294967295: raise _out_of_range(f_RxIdentifier, 1, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_LF_RxData_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_RSSIData, p = _d_WPT_LF_RxRSSIList(D, L, p)
-        p += 1; ev = _D_WPT_LF_RxData_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return WPT_LF_RxData(RxIdentifier=f_RxIdentifier, RSSIData=f_RSSIData), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_WPT_LF_RxData(f_RxIdentifier, f_RSSIData), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_RxData') from None
 
-_D_WPT_LF_RxData_0 = (1, -1)
-_D_WPT_LF_RxData_1 = (2, -1)
-_D_WPT_LF_RxData_2 = (0, -1)
+
+def _mk_WPT_LF_RxRSSIList(RSSIDataList, _n=object.__new__, _c=WPT_LF_RxRSSIList, _s0=WPT_LF_RxRSSIList.RSSIDataList.__set__):
+    o = _n(_c); _s0(o, RSSIDataList)
+    return o
 
 
 def _e_WPT_LF_RxRSSIList(o, a):
@@ -2397,17 +2437,21 @@ def _e_WPT_LF_RxRSSIList(o, a):
 
 def _d_WPT_LF_RxRSSIList(D, L, p):
     try:
-        p += 1; ev = _D_WPT_LF_RxRSSIList_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_RSSIDataList, p = _d_WPT_LF_RxRSSI(D, L, p)
-        p += 1; ev = _D_WPT_LF_RxRSSIList_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return WPT_LF_RxRSSIList(RSSIDataList=f_RSSIDataList), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_WPT_LF_RxRSSIList(f_RSSIDataList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_RxRSSIList') from None
 
-_D_WPT_LF_RxRSSIList_0 = (1, -1)
-_D_WPT_LF_RxRSSIList_1 = (0, -1)
+
+def _mk_WPT_LF_RxRSSI(TxIdentifier, RSSI, _n=object.__new__, _c=WPT_LF_RxRSSI, _s0=WPT_LF_RxRSSI.TxIdentifier.__set__, _s1=WPT_LF_RxRSSI.RSSI.__set__):
+    o = _n(_c); _s0(o, TxIdentifier); _s1(o, RSSI)
+    return o
 
 
 def _e_WPT_LF_RxRSSI(o, a):
@@ -2427,26 +2471,26 @@ def _e_WPT_LF_RxRSSI(o, a):
 
 def _d_WPT_LF_RxRSSI(D, L, p):
     try:
-        p += 1; ev = _D_WPT_LF_RxRSSI_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_TxIdentifier, p = _r_uint(D, L, p, 32)
         if f_TxIdentifier < 1 or f_TxIdentifier > 4294967295: raise _out_of_range(f_TxIdentifier, 1, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_LF_RxRSSI_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_RSSI, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_WPT_LF_RxRSSI_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return WPT_LF_RxRSSI(TxIdentifier=f_TxIdentifier, RSSI=f_RSSI), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_WPT_LF_RxRSSI(f_TxIdentifier, f_RSSI), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_RxRSSI') from None
 
-_D_WPT_LF_RxRSSI_0 = (1, -1)
-_D_WPT_LF_RxRSSI_1 = (2, -1)
-_D_WPT_LF_RxRSSI_2 = (0, -1)
+
+def _mk_WPT_FinePositioningRes(Header, ResponseCode, EVSEProcessing, VendorSpecificDataContainer, WPT_LF_DataPackageList, _n=object.__new__, _c=WPT_FinePositioningRes, _s0=WPT_FinePositioningRes.Header.__set__, _s1=WPT_FinePositioningRes.ResponseCode.__set__, _s2=WPT_FinePositioningRes.EVSEProcessing.__set__, _s3=WPT_FinePositioningRes.VendorSpecificDataContainer.__set__, _s4=WPT_FinePositioningRes.WPT_LF_DataPackageList.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEProcessing); _s3(o, VendorSpecificDataContainer); _s4(o, WPT_LF_DataPackageList)
+    return o
 
 
 def _e_WPT_FinePositioningRes(o, a):
@@ -2503,28 +2547,21 @@ def _e_WPT_FinePositioningRes(o, a):
 
 def _d_WPT_FinePositioningRes(D, L, p):
     try:
-        p += 1; ev = _D_WPT_FinePositioningRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_WPT_FinePositioningRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_FinePositioningRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVSEProcessing = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_WPT_FinePositioningRes_3[(D >> (L - p)) & 3]
+        ev = 2
+        ev = 3
+        p += 16; _x = (D >> (L - p)) & 65535
+        if _x & 49380: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 8) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        f_EVSEProcessing = (_x >> 3) & 3
+        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        f_EVSEProcessing = _EV_processingType[f_EVSEProcessing]
+        ev = _D_WPT_FinePositioningRes_3[_x & 3]
         f_VendorSpecificDataContainer = []
         n = 0
         while ev == 4:
@@ -2535,33 +2572,38 @@ def _d_WPT_FinePositioningRes(D, L, p):
                 x = b''
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             f_VendorSpecificDataContainer.append(x)
             n += 1
             if n < 16:
-                p += 2; ev = _D_WPT_FinePositioningRes_4[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_FinePositioningRes_4[_x & 3]
             else:
-                p += 2; ev = _D_WPT_FinePositioningRes_5[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_FinePositioningRes_5[_x & 3]
         if ev == 5:
             f_WPT_LF_DataPackageList, p = _d_WPT_LF_DataPackageList(D, L, p)
-            p += 1; ev = _D_WPT_FinePositioningRes_6[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_WPT_LF_DataPackageList = None
         if ev != 0: raise _bad_event(ev, p)
-        return WPT_FinePositioningRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, VendorSpecificDataContainer=f_VendorSpecificDataContainer, WPT_LF_DataPackageList=f_WPT_LF_DataPackageList), p
+        return _mk_WPT_FinePositioningRes(f_Header, f_ResponseCode, f_EVSEProcessing, f_VendorSpecificDataContainer, f_WPT_LF_DataPackageList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_FinePositioningRes') from None
 
 _E_WPT_FinePositioningRes_5 = (None, None, None, (1, 2), (1, 2), (0, 2), None)
 _E_WPT_FinePositioningRes_0 = (None, None, None, (2, 2), (2, 2), (1, 2), (0, 1))
-_D_WPT_FinePositioningRes_0 = (1, -1)
-_D_WPT_FinePositioningRes_1 = (2, -1)
-_D_WPT_FinePositioningRes_2 = (3, -1)
 _D_WPT_FinePositioningRes_3 = (4, 5, 0, -1)
 _D_WPT_FinePositioningRes_4 = (4, 5, 0, -1)
 _D_WPT_FinePositioningRes_5 = (5, 0, -1, -2)
-_D_WPT_FinePositioningRes_6 = (0, -1)
+
+
+def _mk_WPT_PairingReq(Header, EVProcessing, ObservedIDCode, EVResultCode, VendorSpecificDataContainer, _n=object.__new__, _c=WPT_PairingReq, _s0=WPT_PairingReq.Header.__set__, _s1=WPT_PairingReq.EVProcessing.__set__, _s2=WPT_PairingReq.ObservedIDCode.__set__, _s3=WPT_PairingReq.EVResultCode.__set__, _s4=WPT_PairingReq.VendorSpecificDataContainer.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, EVProcessing); _s2(o, ObservedIDCode); _s3(o, EVResultCode); _s4(o, VendorSpecificDataContainer)
+    return o
 
 
 def _e_WPT_PairingReq(o, a):
@@ -2621,38 +2663,34 @@ def _e_WPT_PairingReq(o, a):
 
 def _d_WPT_PairingReq(D, L, p):
     try:
-        p += 1; ev = _D_WPT_PairingReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_WPT_PairingReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVProcessing = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_WPT_PairingReq_2[(D >> (L - p)) & 3]
+        ev = 2
+        p += 7; _x = (D >> (L - p)) & 127
+        if _x & 100: raise _bad_event(-1, p)
+        f_EVProcessing = (_x >> 3) & 3
+        if f_EVProcessing >= 3: raise _bad_enum(f_EVProcessing, 3, p)
+        f_EVProcessing = _EV_processingType[f_EVProcessing]
+        ev = _D_WPT_PairingReq_2[_x & 3]
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_ObservedIDCode, p = _r_uint(D, L, p, 32)
             if f_ObservedIDCode < 1 or f_ObservedIDCode > 4294967295: raise _out_of_range(f_ObservedIDCode, 1, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_WPT_PairingReq_3[(D >> (L - p)) & 1]
+            ev = 4
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_ObservedIDCode = None
         if ev != 4: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVResultCode = _EV_WPT_EVResultType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_WPT_PairingReq_4[(D >> (L - p)) & 3]
+        p += 6; _x = (D >> (L - p)) & 63
+        if _x & 36: raise _bad_event(-1, p)
+        f_EVResultCode = (_x >> 3) & 3
+        if f_EVResultCode >= 3: raise _bad_enum(f_EVResultCode, 3, p)
+        f_EVResultCode = _EV_WPT_EVResultType[f_EVResultCode]
+        ev = _D_WPT_PairingReq_4[_x & 3]
         f_VendorSpecificDataContainer = []
         n = 0
         while ev == 5:
@@ -2663,28 +2701,32 @@ def _d_WPT_PairingReq(D, L, p):
                 x = b''
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             f_VendorSpecificDataContainer.append(x)
             n += 1
             if n < 16:
-                p += 2; ev = _D_WPT_PairingReq_5[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_PairingReq_5[_x & 3]
             else:
-                p += 1; ev = _D_WPT_PairingReq_6[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if ev != 0: raise _bad_event(ev, p)
-        return WPT_PairingReq(Header=f_Header, EVProcessing=f_EVProcessing, ObservedIDCode=f_ObservedIDCode, EVResultCode=f_EVResultCode, VendorSpecificDataContainer=f_VendorSpecificDataContainer), p
+        return _mk_WPT_PairingReq(f_Header, f_EVProcessing, f_ObservedIDCode, f_EVResultCode, f_VendorSpecificDataContainer), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_PairingReq') from None
 
 _E_WPT_PairingReq_4 = (None, None, (1, 2), (0, 1), None, None, None)
 _E_WPT_PairingReq_0 = (None, None, None, None, (1, 2), (1, 2), (0, 1))
-_D_WPT_PairingReq_0 = (1, -1)
-_D_WPT_PairingReq_1 = (2, -1)
 _D_WPT_PairingReq_2 = (3, 4, -1, -2)
-_D_WPT_PairingReq_3 = (4, -1)
 _D_WPT_PairingReq_4 = (5, 0, -1, -2)
 _D_WPT_PairingReq_5 = (5, 0, -1, -2)
-_D_WPT_PairingReq_6 = (0, -1)
+
+
+def _mk_WPT_PairingRes(Header, ResponseCode, EVSEProcessing, ObservedIDCode, AlternativeSECCList, VendorSpecificDataContainer, _n=object.__new__, _c=WPT_PairingRes, _s0=WPT_PairingRes.Header.__set__, _s1=WPT_PairingRes.ResponseCode.__set__, _s2=WPT_PairingRes.EVSEProcessing.__set__, _s3=WPT_PairingRes.ObservedIDCode.__set__, _s4=WPT_PairingRes.AlternativeSECCList.__set__, _s5=WPT_PairingRes.VendorSpecificDataContainer.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEProcessing); _s3(o, ObservedIDCode); _s4(o, AlternativeSECCList); _s5(o, VendorSpecificDataContainer)
+    return o
 
 
 def _e_WPT_PairingRes(o, a):
@@ -2750,41 +2792,35 @@ def _e_WPT_PairingRes(o, a):
 
 def _d_WPT_PairingRes(D, L, p):
     try:
-        p += 1; ev = _D_WPT_PairingRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_WPT_PairingRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_PairingRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVSEProcessing = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_WPT_PairingRes_3[(D >> (L - p)) & 7]
+        ev = 2
+        ev = 3
+        p += 17; _x = (D >> (L - p)) & 131071
+        if _x & 98760: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 9) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        f_EVSEProcessing = (_x >> 4) & 3
+        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        f_EVSEProcessing = _EV_processingType[f_EVSEProcessing]
+        ev = _D_WPT_PairingRes_3[_x & 7]
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_ObservedIDCode, p = _r_uint(D, L, p, 32)
             if f_ObservedIDCode < 1 or f_ObservedIDCode > 4294967295: raise _out_of_range(f_ObservedIDCode, 1, 4294967295, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_WPT_PairingRes_4[(D >> (L - p)) & 3]
+            p += 3; _x = (D >> (L - p)) & 7
+            if _x & 4: raise _bad_event(-1, p)
+            ev = _D_WPT_PairingRes_4[_x & 3]
         else:
             f_ObservedIDCode = None
         if ev == 5:
             f_AlternativeSECCList, p = _d_AlternativeSECCList(D, L, p)
-            p += 2; ev = _D_WPT_PairingRes_5[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_WPT_PairingRes_5[_x & 3]
         else:
             f_AlternativeSECCList = None
         f_VendorSpecificDataContainer = []
@@ -2797,30 +2833,34 @@ def _d_WPT_PairingRes(D, L, p):
                 x = b''
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             f_VendorSpecificDataContainer.append(x)
             n += 1
             if n < 16:
-                p += 2; ev = _D_WPT_PairingRes_6[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_PairingRes_6[_x & 3]
             else:
-                p += 1; ev = _D_WPT_PairingRes_7[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if ev != 0: raise _bad_event(ev, p)
-        return WPT_PairingRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, ObservedIDCode=f_ObservedIDCode, AlternativeSECCList=f_AlternativeSECCList, VendorSpecificDataContainer=f_VendorSpecificDataContainer), p
+        return _mk_WPT_PairingRes(f_Header, f_ResponseCode, f_EVSEProcessing, f_ObservedIDCode, f_AlternativeSECCList, f_VendorSpecificDataContainer), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_PairingRes') from None
 
 _E_WPT_PairingRes_5 = (None, None, None, (1, 3), (0, 2), None, None, None)
 _E_WPT_PairingRes_6 = (None, None, None, (2, 3), (1, 2), (0, 2), (0, 2), None)
 _E_WPT_PairingRes_0 = (None, None, None, (3, 3), (2, 2), (1, 2), (1, 2), (0, 1))
-_D_WPT_PairingRes_0 = (1, -1)
-_D_WPT_PairingRes_1 = (2, -1)
-_D_WPT_PairingRes_2 = (3, -1)
 _D_WPT_PairingRes_3 = (4, 5, 6, 0, -1, -2, -2, -2)
 _D_WPT_PairingRes_4 = (5, 6, 0, -1)
 _D_WPT_PairingRes_5 = (6, 0, -1, -2)
 _D_WPT_PairingRes_6 = (6, 0, -1, -2)
-_D_WPT_PairingRes_7 = (0, -1)
+
+
+def _mk_AlternativeSECCList(AlternativeSECC, _n=object.__new__, _c=AlternativeSECCList, _s0=AlternativeSECCList.AlternativeSECC.__set__):
+    o = _n(_c); _s0(o, AlternativeSECC)
+    return o
 
 
 def _e_AlternativeSECCList(o, a):
@@ -2843,7 +2883,9 @@ def _e_AlternativeSECCList(o, a):
 
 def _d_AlternativeSECCList(D, L, p):
     try:
-        p += 1; ev = _D_AlternativeSECCList_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_AlternativeSECC = []
         n = 0
         while ev == 1:
@@ -2851,19 +2893,25 @@ def _d_AlternativeSECCList(D, L, p):
             f_AlternativeSECC.append(x)
             n += 1
             if n < 8:
-                p += 2; ev = _D_AlternativeSECCList_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_AlternativeSECCList_1[_x & 3]
             else:
-                p += 1; ev = _D_AlternativeSECCList_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return AlternativeSECCList(AlternativeSECC=f_AlternativeSECC), p
+        return _mk_AlternativeSECCList(f_AlternativeSECC), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AlternativeSECCList') from None
 
 _E_AlternativeSECCList_0 = (None, (1, 2), (0, 1))
-_D_AlternativeSECCList_0 = (1, -1)
 _D_AlternativeSECCList_1 = (1, 0, -1, -2)
-_D_AlternativeSECCList_2 = (0, -1)
+
+
+def _mk_AlternativeSECC(SSID, BSSID, IPAddress, Port, _n=object.__new__, _c=AlternativeSECC, _s0=AlternativeSECC.SSID.__set__, _s1=AlternativeSECC.BSSID.__set__, _s2=AlternativeSECC.IPAddress.__set__, _s3=AlternativeSECC.Port.__set__):
+    o = _n(_c); _s0(o, SSID); _s1(o, BSSID); _s2(o, IPAddress); _s3(o, Port)
+    return o
 
 
 def _e_AlternativeSECC(o, a):
@@ -2920,7 +2968,8 @@ def _e_AlternativeSECC(o, a):
 
 def _d_AlternativeSECC(D, L, p):
     try:
-        p += 3; ev = _D_AlternativeSECC_0[(D >> (L - p)) & 7]
+        p += 3; _x = (D >> (L - p)) & 7
+        ev = _D_AlternativeSECC_0[_x & 7]
         if ev == 1:
             p += 1
             if (D >> (L - p)) & 1:
@@ -2929,9 +2978,10 @@ def _d_AlternativeSECC(D, L, p):
                 f_SSID = ''
             else:
                 f_SSID, p = _r_str(D, L, p, 0, 255)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_AlternativeSECC_1[(D >> (L - p)) & 7]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            p += 3; _x = (D >> (L - p)) & 7
+            ev = _D_AlternativeSECC_1[_x & 7]
         else:
             f_SSID = None
         if ev == 2:
@@ -2942,9 +2992,10 @@ def _d_AlternativeSECC(D, L, p):
                 f_BSSID = ''
             else:
                 f_BSSID, p = _r_str(D, L, p, 0, 12)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_AlternativeSECC_2[(D >> (L - p)) & 3]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_AlternativeSECC_2[_x & 3]
         else:
             f_BSSID = None
         if ev == 3:
@@ -2955,23 +3006,24 @@ def _d_AlternativeSECC(D, L, p):
                 f_IPAddress = ''
             else:
                 f_IPAddress, p = _r_str(D, L, p, 0, 39)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_AlternativeSECC_3[(D >> (L - p)) & 3]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_AlternativeSECC_3[_x & 3]
         else:
             f_IPAddress = None
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_Port, p = _r_uint(D, L, p, 16)
             if f_Port > 65535: raise _out_of_range(f_Port, 0, 65535, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_AlternativeSECC_4[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_Port = None
         if ev != 0: raise _bad_event(ev, p)
-        return AlternativeSECC(SSID=f_SSID, BSSID=f_BSSID, IPAddress=f_IPAddress, Port=f_Port), p
+        return _mk_AlternativeSECC(f_SSID, f_BSSID, f_IPAddress, f_Port), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AlternativeSECC') from None
 
@@ -2983,7 +3035,11 @@ _D_AlternativeSECC_0 = (1, 2, 3, 4, 0, -1, -2, -2)
 _D_AlternativeSECC_1 = (2, 3, 4, 0, -1, -2, -2, -2)
 _D_AlternativeSECC_2 = (3, 4, 0, -1)
 _D_AlternativeSECC_3 = (4, 0, -1, -2)
-_D_AlternativeSECC_4 = (0, -1)
+
+
+def _mk_WPT_ChargeParameterDiscoveryReq(Header, EVPCMaxReceivablePower, SDMaxGroundClearence, SDMinGroundClearence, EVPCNaturalFrequency, EVPCDeviceLocalControl, VendorSpecificDataContainer, _n=object.__new__, _c=WPT_ChargeParameterDiscoveryReq, _s0=WPT_ChargeParameterDiscoveryReq.Header.__set__, _s1=WPT_ChargeParameterDiscoveryReq.EVPCMaxReceivablePower.__set__, _s2=WPT_ChargeParameterDiscoveryReq.SDMaxGroundClearence.__set__, _s3=WPT_ChargeParameterDiscoveryReq.SDMinGroundClearence.__set__, _s4=WPT_ChargeParameterDiscoveryReq.EVPCNaturalFrequency.__set__, _s5=WPT_ChargeParameterDiscoveryReq.EVPCDeviceLocalControl.__set__, _s6=WPT_ChargeParameterDiscoveryReq.VendorSpecificDataContainer.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, EVPCMaxReceivablePower); _s2(o, SDMaxGroundClearence); _s3(o, SDMinGroundClearence); _s4(o, EVPCNaturalFrequency); _s5(o, EVPCDeviceLocalControl); _s6(o, VendorSpecificDataContainer)
+    return o
 
 
 def _e_WPT_ChargeParameterDiscoveryReq(o, a):
@@ -3051,39 +3107,33 @@ def _e_WPT_ChargeParameterDiscoveryReq(o, a):
 
 def _d_WPT_ChargeParameterDiscoveryReq(D, L, p):
     try:
-        p += 1; ev = _D_WPT_ChargeParameterDiscoveryReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_WPT_ChargeParameterDiscoveryReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVPCMaxReceivablePower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_WPT_ChargeParameterDiscoveryReq_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 3
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_SDMaxGroundClearence, p = _r_uint(D, L, p, 16)
         if f_SDMaxGroundClearence > 65535: raise _out_of_range(f_SDMaxGroundClearence, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_ChargeParameterDiscoveryReq_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 4
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_SDMinGroundClearence, p = _r_uint(D, L, p, 16)
         if f_SDMinGroundClearence > 65535: raise _out_of_range(f_SDMinGroundClearence, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_ChargeParameterDiscoveryReq_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_EVPCNaturalFrequency, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_WPT_ChargeParameterDiscoveryReq_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_EVPCDeviceLocalControl = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_WPT_ChargeParameterDiscoveryReq_6[(D >> (L - p)) & 3]
+        ev = 6
+        p += 6; _x = (D >> (L - p)) & 63
+        if _x & 52: raise _bad_event(-1, p)
+        f_EVPCDeviceLocalControl = ((_x >> 3) & 1) == 1
+        ev = _D_WPT_ChargeParameterDiscoveryReq_6[_x & 3]
         f_VendorSpecificDataContainer = []
         n = 0
         while ev == 7:
@@ -3094,29 +3144,30 @@ def _d_WPT_ChargeParameterDiscoveryReq(D, L, p):
                 x = b''
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             f_VendorSpecificDataContainer.append(x)
             n += 1
             if n < 16:
-                p += 2; ev = _D_WPT_ChargeParameterDiscoveryReq_7[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_ChargeParameterDiscoveryReq_7[_x & 3]
             else:
-                p += 1; ev = _D_WPT_ChargeParameterDiscoveryReq_8[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if ev != 0: raise _bad_event(ev, p)
-        return WPT_ChargeParameterDiscoveryReq(Header=f_Header, EVPCMaxReceivablePower=f_EVPCMaxReceivablePower, SDMaxGroundClearence=f_SDMaxGroundClearence, SDMinGroundClearence=f_SDMinGroundClearence, EVPCNaturalFrequency=f_EVPCNaturalFrequency, EVPCDeviceLocalControl=f_EVPCDeviceLocalControl, VendorSpecificDataContainer=f_VendorSpecificDataContainer), p
+        return _mk_WPT_ChargeParameterDiscoveryReq(f_Header, f_EVPCMaxReceivablePower, f_SDMaxGroundClearence, f_SDMinGroundClearence, f_EVPCNaturalFrequency, f_EVPCDeviceLocalControl, f_VendorSpecificDataContainer), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_ChargeParameterDiscoveryReq') from None
 
 _E_WPT_ChargeParameterDiscoveryReq_0 = (None, None, None, None, None, None, (1, 2), (1, 2), (0, 1))
-_D_WPT_ChargeParameterDiscoveryReq_0 = (1, -1)
-_D_WPT_ChargeParameterDiscoveryReq_1 = (2, -1)
-_D_WPT_ChargeParameterDiscoveryReq_2 = (3, -1)
-_D_WPT_ChargeParameterDiscoveryReq_3 = (4, -1)
-_D_WPT_ChargeParameterDiscoveryReq_4 = (5, -1)
-_D_WPT_ChargeParameterDiscoveryReq_5 = (6, -1)
 _D_WPT_ChargeParameterDiscoveryReq_6 = (7, 0, -1, -2)
 _D_WPT_ChargeParameterDiscoveryReq_7 = (7, 0, -1, -2)
-_D_WPT_ChargeParameterDiscoveryReq_8 = (0, -1)
+
+
+def _mk_ChargeParameterDiscoveryReq(Header, _n=object.__new__, _c=ChargeParameterDiscoveryReq, _s0=ChargeParameterDiscoveryReq.Header.__set__):
+    o = _n(_c); _s0(o, Header)
+    return o
 
 
 def _e_ChargeParameterDiscoveryReq(o, a):
@@ -3130,17 +3181,21 @@ def _e_ChargeParameterDiscoveryReq(o, a):
 
 def _d_ChargeParameterDiscoveryReq(D, L, p):
     try:
-        p += 1; ev = _D_ChargeParameterDiscoveryReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ChargeParameterDiscoveryReq_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ChargeParameterDiscoveryReq(Header=f_Header), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_ChargeParameterDiscoveryReq(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryReq') from None
 
-_D_ChargeParameterDiscoveryReq_0 = (1, -1)
-_D_ChargeParameterDiscoveryReq_1 = (0, -1)
+
+def _mk_WPT_ChargeParameterDiscoveryRes(Header, ResponseCode, PDInputPowerClass, SDMinOutputPower, SDMaxOutputPower, SDMaxGroundClearanceSupport, SDMinGroundClearanceSupport, PDMinCoilCurrent, PDMaxCoilCurrent, SDManufacturerSpecificDataContainer, _n=object.__new__, _c=WPT_ChargeParameterDiscoveryRes, _s0=WPT_ChargeParameterDiscoveryRes.Header.__set__, _s1=WPT_ChargeParameterDiscoveryRes.ResponseCode.__set__, _s2=WPT_ChargeParameterDiscoveryRes.PDInputPowerClass.__set__, _s3=WPT_ChargeParameterDiscoveryRes.SDMinOutputPower.__set__, _s4=WPT_ChargeParameterDiscoveryRes.SDMaxOutputPower.__set__, _s5=WPT_ChargeParameterDiscoveryRes.SDMaxGroundClearanceSupport.__set__, _s6=WPT_ChargeParameterDiscoveryRes.SDMinGroundClearanceSupport.__set__, _s7=WPT_ChargeParameterDiscoveryRes.PDMinCoilCurrent.__set__, _s8=WPT_ChargeParameterDiscoveryRes.PDMaxCoilCurrent.__set__, _s9=WPT_ChargeParameterDiscoveryRes.SDManufacturerSpecificDataContainer.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, PDInputPowerClass); _s3(o, SDMinOutputPower); _s4(o, SDMaxOutputPower); _s5(o, SDMaxGroundClearanceSupport); _s6(o, SDMinGroundClearanceSupport); _s7(o, PDMinCoilCurrent); _s8(o, PDMaxCoilCurrent); _s9(o, SDManufacturerSpecificDataContainer)
+    return o
 
 
 def _e_WPT_ChargeParameterDiscoveryRes(o, a):
@@ -3224,55 +3279,44 @@ def _e_WPT_ChargeParameterDiscoveryRes(o, a):
 
 def _d_WPT_ChargeParameterDiscoveryRes(D, L, p):
     try:
-        p += 1; ev = _D_WPT_ChargeParameterDiscoveryRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_WPT_ChargeParameterDiscoveryRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_ChargeParameterDiscoveryRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        f_PDInputPowerClass = _EV_WPT_PowerClassType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_ChargeParameterDiscoveryRes_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 2
+        ev = 3
+        ev = 4
+        p += 15; _x = (D >> (L - p)) & 32767
+        if _x & 24691: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 7) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        f_PDInputPowerClass = _EV_WPT_PowerClassType[(_x >> 2) & 3]
         f_SDMinOutputPower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_WPT_ChargeParameterDiscoveryRes_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_SDMaxOutputPower, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_WPT_ChargeParameterDiscoveryRes_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 6
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_SDMaxGroundClearanceSupport, p = _r_uint(D, L, p, 16)
         if f_SDMaxGroundClearanceSupport > 65535: raise _out_of_range(f_SDMaxGroundClearanceSupport, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_ChargeParameterDiscoveryRes_6[(D >> (L - p)) & 1]
-        if ev != 7: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 7
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 7: raise _bad_event(-1, p)
         f_SDMinGroundClearanceSupport, p = _r_uint(D, L, p, 16)
         if f_SDMinGroundClearanceSupport > 65535: raise _out_of_range(f_SDMinGroundClearanceSupport, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_ChargeParameterDiscoveryRes_7[(D >> (L - p)) & 1]
-        if ev != 8: raise _bad_event(ev, p)
+        ev = 8
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_PDMinCoilCurrent, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_WPT_ChargeParameterDiscoveryRes_8[(D >> (L - p)) & 1]
-        if ev != 9: raise _bad_event(ev, p)
+        ev = 9
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_PDMaxCoilCurrent, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_WPT_ChargeParameterDiscoveryRes_9[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_WPT_ChargeParameterDiscoveryRes_9[_x & 3]
         f_SDManufacturerSpecificDataContainer = []
         n = 0
         while ev == 10:
@@ -3283,32 +3327,30 @@ def _d_WPT_ChargeParameterDiscoveryRes(D, L, p):
                 x = b''
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             f_SDManufacturerSpecificDataContainer.append(x)
             n += 1
             if n < 16:
-                p += 2; ev = _D_WPT_ChargeParameterDiscoveryRes_10[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_ChargeParameterDiscoveryRes_10[_x & 3]
             else:
-                p += 1; ev = _D_WPT_ChargeParameterDiscoveryRes_11[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if ev != 0: raise _bad_event(ev, p)
-        return WPT_ChargeParameterDiscoveryRes(Header=f_Header, ResponseCode=f_ResponseCode, PDInputPowerClass=f_PDInputPowerClass, SDMinOutputPower=f_SDMinOutputPower, SDMaxOutputPower=f_SDMaxOutputPower, SDMaxGroundClearanceSupport=f_SDMaxGroundClearanceSupport, SDMinGroundClearanceSupport=f_SDMinGroundClearanceSupport, PDMinCoilCurrent=f_PDMinCoilCurrent, PDMaxCoilCurrent=f_PDMaxCoilCurrent, SDManufacturerSpecificDataContainer=f_SDManufacturerSpecificDataContainer), p
+        return _mk_WPT_ChargeParameterDiscoveryRes(f_Header, f_ResponseCode, f_PDInputPowerClass, f_SDMinOutputPower, f_SDMaxOutputPower, f_SDMaxGroundClearanceSupport, f_SDMinGroundClearanceSupport, f_PDMinCoilCurrent, f_PDMaxCoilCurrent, f_SDManufacturerSpecificDataContainer), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_ChargeParameterDiscoveryRes') from None
 
 _E_WPT_ChargeParameterDiscoveryRes_0 = (None, None, None, None, None, None, None, None, None, (1, 2), (1, 2), (0, 1))
-_D_WPT_ChargeParameterDiscoveryRes_0 = (1, -1)
-_D_WPT_ChargeParameterDiscoveryRes_1 = (2, -1)
-_D_WPT_ChargeParameterDiscoveryRes_2 = (3, -1)
-_D_WPT_ChargeParameterDiscoveryRes_3 = (4, -1)
-_D_WPT_ChargeParameterDiscoveryRes_4 = (5, -1)
-_D_WPT_ChargeParameterDiscoveryRes_5 = (6, -1)
-_D_WPT_ChargeParameterDiscoveryRes_6 = (7, -1)
-_D_WPT_ChargeParameterDiscoveryRes_7 = (8, -1)
-_D_WPT_ChargeParameterDiscoveryRes_8 = (9, -1)
 _D_WPT_ChargeParameterDiscoveryRes_9 = (10, 0, -1, -2)
 _D_WPT_ChargeParameterDiscoveryRes_10 = (10, 0, -1, -2)
-_D_WPT_ChargeParameterDiscoveryRes_11 = (0, -1)
+
+
+def _mk_ChargeParameterDiscoveryRes(Header, ResponseCode, _n=object.__new__, _c=ChargeParameterDiscoveryRes, _s0=ChargeParameterDiscoveryRes.Header.__set__, _s1=ChargeParameterDiscoveryRes.ResponseCode.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode)
+    return o
 
 
 def _e_ChargeParameterDiscoveryRes(o, a):
@@ -3327,27 +3369,25 @@ def _e_ChargeParameterDiscoveryRes(o, a):
 
 def _d_ChargeParameterDiscoveryRes(D, L, p):
     try:
-        p += 1; ev = _D_ChargeParameterDiscoveryRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ChargeParameterDiscoveryRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ChargeParameterDiscoveryRes_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ChargeParameterDiscoveryRes(Header=f_Header, ResponseCode=f_ResponseCode), p
+        ev = 2
+        ev = 0
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 2) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        return _mk_ChargeParameterDiscoveryRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryRes') from None
 
-_D_ChargeParameterDiscoveryRes_0 = (1, -1)
-_D_ChargeParameterDiscoveryRes_1 = (2, -1)
-_D_ChargeParameterDiscoveryRes_2 = (0, -1)
+
+def _mk_WPT_AlignmentCheckReq(Header, EVProcessing, TargetCoilCurrent, EVResultCode, VendorSpecificDataContainer, _n=object.__new__, _c=WPT_AlignmentCheckReq, _s0=WPT_AlignmentCheckReq.Header.__set__, _s1=WPT_AlignmentCheckReq.EVProcessing.__set__, _s2=WPT_AlignmentCheckReq.TargetCoilCurrent.__set__, _s3=WPT_AlignmentCheckReq.EVResultCode.__set__, _s4=WPT_AlignmentCheckReq.VendorSpecificDataContainer.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, EVProcessing); _s2(o, TargetCoilCurrent); _s3(o, EVResultCode); _s4(o, VendorSpecificDataContainer)
+    return o
 
 
 def _e_WPT_AlignmentCheckReq(o, a):
@@ -3405,33 +3445,31 @@ def _e_WPT_AlignmentCheckReq(o, a):
 
 def _d_WPT_AlignmentCheckReq(D, L, p):
     try:
-        p += 1; ev = _D_WPT_AlignmentCheckReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_WPT_AlignmentCheckReq_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVProcessing = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_WPT_AlignmentCheckReq_2[(D >> (L - p)) & 3]
+        ev = 2
+        p += 7; _x = (D >> (L - p)) & 127
+        if _x & 100: raise _bad_event(-1, p)
+        f_EVProcessing = (_x >> 3) & 3
+        if f_EVProcessing >= 3: raise _bad_enum(f_EVProcessing, 3, p)
+        f_EVProcessing = _EV_processingType[f_EVProcessing]
+        ev = _D_WPT_AlignmentCheckReq_2[_x & 3]
         if ev == 3:
             f_TargetCoilCurrent, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_WPT_AlignmentCheckReq_3[(D >> (L - p)) & 1]
+            ev = 4
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_TargetCoilCurrent = None
         if ev != 4: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVResultCode = _EV_WPT_EVResultType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; ev = _D_WPT_AlignmentCheckReq_4[(D >> (L - p)) & 3]
+        p += 6; _x = (D >> (L - p)) & 63
+        if _x & 36: raise _bad_event(-1, p)
+        f_EVResultCode = (_x >> 3) & 3
+        if f_EVResultCode >= 3: raise _bad_enum(f_EVResultCode, 3, p)
+        f_EVResultCode = _EV_WPT_EVResultType[f_EVResultCode]
+        ev = _D_WPT_AlignmentCheckReq_4[_x & 3]
         f_VendorSpecificDataContainer = []
         n = 0
         while ev == 5:
@@ -3442,28 +3480,32 @@ def _d_WPT_AlignmentCheckReq(D, L, p):
                 x = b''
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             f_VendorSpecificDataContainer.append(x)
             n += 1
             if n < 16:
-                p += 2; ev = _D_WPT_AlignmentCheckReq_5[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_AlignmentCheckReq_5[_x & 3]
             else:
-                p += 1; ev = _D_WPT_AlignmentCheckReq_6[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if ev != 0: raise _bad_event(ev, p)
-        return WPT_AlignmentCheckReq(Header=f_Header, EVProcessing=f_EVProcessing, TargetCoilCurrent=f_TargetCoilCurrent, EVResultCode=f_EVResultCode, VendorSpecificDataContainer=f_VendorSpecificDataContainer), p
+        return _mk_WPT_AlignmentCheckReq(f_Header, f_EVProcessing, f_TargetCoilCurrent, f_EVResultCode, f_VendorSpecificDataContainer), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_AlignmentCheckReq') from None
 
 _E_WPT_AlignmentCheckReq_4 = (None, None, (1, 2), (0, 1), None, None, None)
 _E_WPT_AlignmentCheckReq_0 = (None, None, None, None, (1, 2), (1, 2), (0, 1))
-_D_WPT_AlignmentCheckReq_0 = (1, -1)
-_D_WPT_AlignmentCheckReq_1 = (2, -1)
 _D_WPT_AlignmentCheckReq_2 = (3, 4, -1, -2)
-_D_WPT_AlignmentCheckReq_3 = (4, -1)
 _D_WPT_AlignmentCheckReq_4 = (5, 0, -1, -2)
 _D_WPT_AlignmentCheckReq_5 = (5, 0, -1, -2)
-_D_WPT_AlignmentCheckReq_6 = (0, -1)
+
+
+def _mk_WPT_AlignmentCheckRes(Header, ResponseCode, EVSEProcessing, PowerTransmitted, SupplyDeviceCurrent, VendorSpecificDataContainer, _n=object.__new__, _c=WPT_AlignmentCheckRes, _s0=WPT_AlignmentCheckRes.Header.__set__, _s1=WPT_AlignmentCheckRes.ResponseCode.__set__, _s2=WPT_AlignmentCheckRes.EVSEProcessing.__set__, _s3=WPT_AlignmentCheckRes.PowerTransmitted.__set__, _s4=WPT_AlignmentCheckRes.SupplyDeviceCurrent.__set__, _s5=WPT_AlignmentCheckRes.VendorSpecificDataContainer.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEProcessing); _s3(o, PowerTransmitted); _s4(o, SupplyDeviceCurrent); _s5(o, VendorSpecificDataContainer)
+    return o
 
 
 def _e_WPT_AlignmentCheckRes(o, a):
@@ -3527,36 +3569,31 @@ def _e_WPT_AlignmentCheckRes(o, a):
 
 def _d_WPT_AlignmentCheckRes(D, L, p):
     try:
-        p += 1; ev = _D_WPT_AlignmentCheckRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_WPT_AlignmentCheckRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_AlignmentCheckRes_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        f_EVSEProcessing = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_WPT_AlignmentCheckRes_3[(D >> (L - p)) & 7]
+        ev = 2
+        ev = 3
+        p += 17; _x = (D >> (L - p)) & 131071
+        if _x & 98760: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 9) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        f_EVSEProcessing = (_x >> 4) & 3
+        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        f_EVSEProcessing = _EV_processingType[f_EVSEProcessing]
+        ev = _D_WPT_AlignmentCheckRes_3[_x & 7]
         if ev == 4:
             f_PowerTransmitted, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_WPT_AlignmentCheckRes_4[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_WPT_AlignmentCheckRes_4[_x & 3]
         else:
             f_PowerTransmitted = None
         if ev == 5:
             f_SupplyDeviceCurrent, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_WPT_AlignmentCheckRes_5[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_WPT_AlignmentCheckRes_5[_x & 3]
         else:
             f_SupplyDeviceCurrent = None
         f_VendorSpecificDataContainer = []
@@ -3569,30 +3606,34 @@ def _d_WPT_AlignmentCheckRes(D, L, p):
                 x = b''
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             f_VendorSpecificDataContainer.append(x)
             n += 1
             if n < 16:
-                p += 2; ev = _D_WPT_AlignmentCheckRes_6[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_AlignmentCheckRes_6[_x & 3]
             else:
-                p += 1; ev = _D_WPT_AlignmentCheckRes_7[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if ev != 0: raise _bad_event(ev, p)
-        return WPT_AlignmentCheckRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEProcessing=f_EVSEProcessing, PowerTransmitted=f_PowerTransmitted, SupplyDeviceCurrent=f_SupplyDeviceCurrent, VendorSpecificDataContainer=f_VendorSpecificDataContainer), p
+        return _mk_WPT_AlignmentCheckRes(f_Header, f_ResponseCode, f_EVSEProcessing, f_PowerTransmitted, f_SupplyDeviceCurrent, f_VendorSpecificDataContainer), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_AlignmentCheckRes') from None
 
 _E_WPT_AlignmentCheckRes_5 = (None, None, None, (1, 3), (0, 2), None, None, None)
 _E_WPT_AlignmentCheckRes_6 = (None, None, None, (2, 3), (1, 2), (0, 2), (0, 2), None)
 _E_WPT_AlignmentCheckRes_0 = (None, None, None, (3, 3), (2, 2), (1, 2), (1, 2), (0, 1))
-_D_WPT_AlignmentCheckRes_0 = (1, -1)
-_D_WPT_AlignmentCheckRes_1 = (2, -1)
-_D_WPT_AlignmentCheckRes_2 = (3, -1)
 _D_WPT_AlignmentCheckRes_3 = (4, 5, 6, 0, -1, -2, -2, -2)
 _D_WPT_AlignmentCheckRes_4 = (5, 6, 0, -1)
 _D_WPT_AlignmentCheckRes_5 = (6, 0, -1, -2)
 _D_WPT_AlignmentCheckRes_6 = (6, 0, -1, -2)
-_D_WPT_AlignmentCheckRes_7 = (0, -1)
+
+
+def _mk_WPT_ChargeLoopReq(Header, DisplayParameters, MeterInfoRequested, EVPCPowerRequest, EVPCPowerOutput, EVPCChargeDiagnostics, EVPCOperatingFrequency, EVPCPowerControlParameter, ManufacturerSpecificDataContainer, _n=object.__new__, _c=WPT_ChargeLoopReq, _s0=WPT_ChargeLoopReq.Header.__set__, _s1=WPT_ChargeLoopReq.DisplayParameters.__set__, _s2=WPT_ChargeLoopReq.MeterInfoRequested.__set__, _s3=WPT_ChargeLoopReq.EVPCPowerRequest.__set__, _s4=WPT_ChargeLoopReq.EVPCPowerOutput.__set__, _s5=WPT_ChargeLoopReq.EVPCChargeDiagnostics.__set__, _s6=WPT_ChargeLoopReq.EVPCOperatingFrequency.__set__, _s7=WPT_ChargeLoopReq.EVPCPowerControlParameter.__set__, _s8=WPT_ChargeLoopReq.ManufacturerSpecificDataContainer.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, DisplayParameters); _s2(o, MeterInfoRequested); _s3(o, EVPCPowerRequest); _s4(o, EVPCPowerOutput); _s5(o, EVPCChargeDiagnostics); _s6(o, EVPCOperatingFrequency); _s7(o, EVPCPowerControlParameter); _s8(o, ManufacturerSpecificDataContainer)
+    return o
 
 
 def _e_WPT_ChargeLoopReq(o, a):
@@ -3674,44 +3715,44 @@ def _e_WPT_ChargeLoopReq(o, a):
 
 def _d_WPT_ChargeLoopReq(D, L, p):
     try:
-        p += 1; ev = _D_WPT_ChargeLoopReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 2; ev = _D_WPT_ChargeLoopReq_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_WPT_ChargeLoopReq_1[_x & 3]
         if ev == 2:
             f_DisplayParameters, p = _d_DisplayParameters(D, L, p)
-            p += 1; ev = _D_WPT_ChargeLoopReq_2[(D >> (L - p)) & 1]
+            ev = 3
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_DisplayParameters = None
         if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_MeterInfoRequested = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_WPT_ChargeLoopReq_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 11: raise _bad_event(-1, p)
+        f_MeterInfoRequested = ((_x >> 2) & 1) == 1
         f_EVPCPowerRequest, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_WPT_ChargeLoopReq_4[(D >> (L - p)) & 1]
-        if ev != 5: raise _bad_event(ev, p)
+        ev = 5
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVPCPowerOutput, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_WPT_ChargeLoopReq_5[(D >> (L - p)) & 1]
-        if ev != 6: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        f_EVPCChargeDiagnostics = _EV_WPT_EVPCChargeDiagnosticsType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_WPT_ChargeLoopReq_6[(D >> (L - p)) & 7]
+        ev = 6
+        p += 8; _x = (D >> (L - p)) & 255
+        if _x & 200: raise _bad_event(-1, p)
+        f_EVPCChargeDiagnostics = _EV_WPT_EVPCChargeDiagnosticsType[(_x >> 4) & 3]
+        ev = _D_WPT_ChargeLoopReq_6[_x & 7]
         if ev == 7:
             f_EVPCOperatingFrequency, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_WPT_ChargeLoopReq_7[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_WPT_ChargeLoopReq_7[_x & 3]
         else:
             f_EVPCOperatingFrequency = None
         if ev == 8:
             f_EVPCPowerControlParameter, p = _d_WPT_EVPCPowerControlParameter(D, L, p)
-            p += 2; ev = _D_WPT_ChargeLoopReq_8[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_WPT_ChargeLoopReq_8[_x & 3]
         else:
             f_EVPCPowerControlParameter = None
         f_ManufacturerSpecificDataContainer = []
@@ -3724,16 +3765,19 @@ def _d_WPT_ChargeLoopReq(D, L, p):
                 x = b''
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             f_ManufacturerSpecificDataContainer.append(x)
             n += 1
             if n < 16:
-                p += 2; ev = _D_WPT_ChargeLoopReq_9[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_ChargeLoopReq_9[_x & 3]
             else:
-                p += 1; ev = _D_WPT_ChargeLoopReq_10[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if ev != 0: raise _bad_event(ev, p)
-        return WPT_ChargeLoopReq(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested, EVPCPowerRequest=f_EVPCPowerRequest, EVPCPowerOutput=f_EVPCPowerOutput, EVPCChargeDiagnostics=f_EVPCChargeDiagnostics, EVPCOperatingFrequency=f_EVPCOperatingFrequency, EVPCPowerControlParameter=f_EVPCPowerControlParameter, ManufacturerSpecificDataContainer=f_ManufacturerSpecificDataContainer), p
+        return _mk_WPT_ChargeLoopReq(f_Header, f_DisplayParameters, f_MeterInfoRequested, f_EVPCPowerRequest, f_EVPCPowerOutput, f_EVPCChargeDiagnostics, f_EVPCOperatingFrequency, f_EVPCPowerControlParameter, f_ManufacturerSpecificDataContainer), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_ChargeLoopReq') from None
 
@@ -3741,17 +3785,16 @@ _E_WPT_ChargeLoopReq_3 = (None, (1, 2), (0, 1), None, None, None, None, None, No
 _E_WPT_ChargeLoopReq_8 = (None, None, None, None, None, None, (1, 3), (0, 2), None, None, None)
 _E_WPT_ChargeLoopReq_9 = (None, None, None, None, None, None, (2, 3), (1, 2), (0, 2), (0, 2), None)
 _E_WPT_ChargeLoopReq_0 = (None, None, None, None, None, None, (3, 3), (2, 2), (1, 2), (1, 2), (0, 1))
-_D_WPT_ChargeLoopReq_0 = (1, -1)
 _D_WPT_ChargeLoopReq_1 = (2, 3, -1, -2)
-_D_WPT_ChargeLoopReq_2 = (3, -1)
-_D_WPT_ChargeLoopReq_3 = (4, -1)
-_D_WPT_ChargeLoopReq_4 = (5, -1)
-_D_WPT_ChargeLoopReq_5 = (6, -1)
 _D_WPT_ChargeLoopReq_6 = (7, 8, 9, 0, -1, -2, -2, -2)
 _D_WPT_ChargeLoopReq_7 = (8, 9, 0, -1)
 _D_WPT_ChargeLoopReq_8 = (9, 0, -1, -2)
 _D_WPT_ChargeLoopReq_9 = (9, 0, -1, -2)
-_D_WPT_ChargeLoopReq_10 = (0, -1)
+
+
+def _mk_WPT_EVPCPowerControlParameter(EVPCCoilCurrentRequest, EVPCCoilCurrentInformation, EVPCCurrentOutputInformation, EVPCVoltageOutputInformation, _n=object.__new__, _c=WPT_EVPCPowerControlParameter, _s0=WPT_EVPCPowerControlParameter.EVPCCoilCurrentRequest.__set__, _s1=WPT_EVPCPowerControlParameter.EVPCCoilCurrentInformation.__set__, _s2=WPT_EVPCPowerControlParameter.EVPCCurrentOutputInformation.__set__, _s3=WPT_EVPCPowerControlParameter.EVPCVoltageOutputInformation.__set__):
+    o = _n(_c); _s0(o, EVPCCoilCurrentRequest); _s1(o, EVPCCoilCurrentInformation); _s2(o, EVPCCurrentOutputInformation); _s3(o, EVPCVoltageOutputInformation)
+    return o
 
 
 def _e_WPT_EVPCPowerControlParameter(o, a):
@@ -3777,29 +3820,33 @@ def _e_WPT_EVPCPowerControlParameter(o, a):
 
 def _d_WPT_EVPCPowerControlParameter(D, L, p):
     try:
-        p += 1; ev = _D_WPT_EVPCPowerControlParameter_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVPCCoilCurrentRequest, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_WPT_EVPCPowerControlParameter_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
+        ev = 2
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVPCCoilCurrentInformation, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_WPT_EVPCPowerControlParameter_2[(D >> (L - p)) & 1]
-        if ev != 3: raise _bad_event(ev, p)
+        ev = 3
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVPCCurrentOutputInformation, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_WPT_EVPCPowerControlParameter_3[(D >> (L - p)) & 1]
-        if ev != 4: raise _bad_event(ev, p)
+        ev = 4
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_EVPCVoltageOutputInformation, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_WPT_EVPCPowerControlParameter_4[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return WPT_EVPCPowerControlParameter(EVPCCoilCurrentRequest=f_EVPCCoilCurrentRequest, EVPCCoilCurrentInformation=f_EVPCCoilCurrentInformation, EVPCCurrentOutputInformation=f_EVPCCurrentOutputInformation, EVPCVoltageOutputInformation=f_EVPCVoltageOutputInformation), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_WPT_EVPCPowerControlParameter(f_EVPCCoilCurrentRequest, f_EVPCCoilCurrentInformation, f_EVPCCurrentOutputInformation, f_EVPCVoltageOutputInformation), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_EVPCPowerControlParameter') from None
 
-_D_WPT_EVPCPowerControlParameter_0 = (1, -1)
-_D_WPT_EVPCPowerControlParameter_1 = (2, -1)
-_D_WPT_EVPCPowerControlParameter_2 = (3, -1)
-_D_WPT_EVPCPowerControlParameter_3 = (4, -1)
-_D_WPT_EVPCPowerControlParameter_4 = (0, -1)
+
+def _mk_ChargeLoopReq(Header, DisplayParameters, MeterInfoRequested, _n=object.__new__, _c=ChargeLoopReq, _s0=ChargeLoopReq.Header.__set__, _s1=ChargeLoopReq.DisplayParameters.__set__, _s2=ChargeLoopReq.MeterInfoRequested.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, DisplayParameters); _s2(o, MeterInfoRequested)
+    return o
 
 
 def _e_ChargeLoopReq(o, a):
@@ -3829,32 +3876,35 @@ def _e_ChargeLoopReq(o, a):
 
 def _d_ChargeLoopReq(D, L, p):
     try:
-        p += 1; ev = _D_ChargeLoopReq_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 2; ev = _D_ChargeLoopReq_1[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_ChargeLoopReq_1[_x & 3]
         if ev == 2:
             f_DisplayParameters, p = _d_DisplayParameters(D, L, p)
-            p += 1; ev = _D_ChargeLoopReq_2[(D >> (L - p)) & 1]
+            ev = 3
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_DisplayParameters = None
         if ev != 3: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; f_MeterInfoRequested = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_ChargeLoopReq_3[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return ChargeLoopReq(Header=f_Header, DisplayParameters=f_DisplayParameters, MeterInfoRequested=f_MeterInfoRequested), p
+        ev = 0
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 11: raise _bad_event(-1, p)
+        f_MeterInfoRequested = ((_x >> 2) & 1) == 1
+        return _mk_ChargeLoopReq(f_Header, f_DisplayParameters, f_MeterInfoRequested), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeLoopReq') from None
 
 _E_ChargeLoopReq_3 = (None, (1, 2), (0, 1), None)
-_D_ChargeLoopReq_0 = (1, -1)
 _D_ChargeLoopReq_1 = (2, 3, -1, -2)
-_D_ChargeLoopReq_2 = (3, -1)
-_D_ChargeLoopReq_3 = (0, -1)
+
+
+def _mk_WPT_ChargeLoopRes(Header, ResponseCode, EVSEStatus, MeterInfo, Receipt, EVPCPowerRequest, SDPowerInput, SPCMaxOutputPowerLimit, SPCMinOutputPowerLimit, SPCChargeDiagnostics, SPCOperatingFrequency, SPCPowerControlParameter, ManufacturerSpecificDataContainer, _n=object.__new__, _c=WPT_ChargeLoopRes, _s0=WPT_ChargeLoopRes.Header.__set__, _s1=WPT_ChargeLoopRes.ResponseCode.__set__, _s2=WPT_ChargeLoopRes.EVSEStatus.__set__, _s3=WPT_ChargeLoopRes.MeterInfo.__set__, _s4=WPT_ChargeLoopRes.Receipt.__set__, _s5=WPT_ChargeLoopRes.EVPCPowerRequest.__set__, _s6=WPT_ChargeLoopRes.SDPowerInput.__set__, _s7=WPT_ChargeLoopRes.SPCMaxOutputPowerLimit.__set__, _s8=WPT_ChargeLoopRes.SPCMinOutputPowerLimit.__set__, _s9=WPT_ChargeLoopRes.SPCChargeDiagnostics.__set__, _s10=WPT_ChargeLoopRes.SPCOperatingFrequency.__set__, _s11=WPT_ChargeLoopRes.SPCPowerControlParameter.__set__, _s12=WPT_ChargeLoopRes.ManufacturerSpecificDataContainer.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEStatus); _s3(o, MeterInfo); _s4(o, Receipt); _s5(o, EVPCPowerRequest); _s6(o, SDPowerInput); _s7(o, SPCMaxOutputPowerLimit); _s8(o, SPCMinOutputPowerLimit); _s9(o, SPCChargeDiagnostics); _s10(o, SPCOperatingFrequency); _s11(o, SPCPowerControlParameter); _s12(o, ManufacturerSpecificDataContainer)
+    return o
 
 
 def _e_WPT_ChargeLoopRes(o, a):
@@ -3961,65 +4011,70 @@ def _e_WPT_ChargeLoopRes(o, a):
 
 def _d_WPT_ChargeLoopRes(D, L, p):
     try:
-        p += 1; ev = _D_WPT_ChargeLoopRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_WPT_ChargeLoopRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_WPT_ChargeLoopRes_2[(D >> (L - p)) & 7]
+        ev = 2
+        p += 12; _x = (D >> (L - p)) & 4095
+        if _x & 3080: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 4) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        ev = _D_WPT_ChargeLoopRes_2[_x & 7]
         if ev == 3:
             f_EVSEStatus, p = _d_EVSEStatus(D, L, p)
-            p += 2; ev = _D_WPT_ChargeLoopRes_3[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_WPT_ChargeLoopRes_3[_x & 3]
         else:
             f_EVSEStatus = None
         if ev == 4:
             f_MeterInfo, p = _d_MeterInfo(D, L, p)
-            p += 2; ev = _D_WPT_ChargeLoopRes_4[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_WPT_ChargeLoopRes_4[_x & 3]
         else:
             f_MeterInfo = None
         if ev == 5:
             f_Receipt, p = _d_Receipt(D, L, p)
-            p += 1; ev = _D_WPT_ChargeLoopRes_5[(D >> (L - p)) & 1]
+            ev = 6
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Receipt = None
         if ev != 6: raise _bad_event(ev, p)
         f_EVPCPowerRequest, p = _d_RationalNumber(D, L, p)
-        p += 2; ev = _D_WPT_ChargeLoopRes_6[(D >> (L - p)) & 3]
+        p += 2; _x = (D >> (L - p)) & 3
+        ev = _D_WPT_ChargeLoopRes_6[_x & 3]
         if ev == 7:
             f_SDPowerInput, p = _d_RationalNumber(D, L, p)
-            p += 1; ev = _D_WPT_ChargeLoopRes_7[(D >> (L - p)) & 1]
+            ev = 8
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_SDPowerInput = None
         if ev != 8: raise _bad_event(ev, p)
         f_SPCMaxOutputPowerLimit, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_WPT_ChargeLoopRes_8[(D >> (L - p)) & 1]
-        if ev != 9: raise _bad_event(ev, p)
+        ev = 9
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_SPCMinOutputPowerLimit, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_WPT_ChargeLoopRes_9[(D >> (L - p)) & 1]
-        if ev != 10: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 6: raise _bad_enum(_i, 6, p)
-        f_SPCChargeDiagnostics = _EV_WPT_SPCChargeDiagnosticsType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_WPT_ChargeLoopRes_10[(D >> (L - p)) & 7]
+        ev = 10
+        p += 9; _x = (D >> (L - p)) & 511
+        if _x & 392: raise _bad_event(-1, p)
+        f_SPCChargeDiagnostics = (_x >> 4) & 7
+        if f_SPCChargeDiagnostics >= 6: raise _bad_enum(f_SPCChargeDiagnostics, 6, p)
+        f_SPCChargeDiagnostics = _EV_WPT_SPCChargeDiagnosticsType[f_SPCChargeDiagnostics]
+        ev = _D_WPT_ChargeLoopRes_10[_x & 7]
         if ev == 11:
             f_SPCOperatingFrequency, p = _d_RationalNumber(D, L, p)
-            p += 2; ev = _D_WPT_ChargeLoopRes_11[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_WPT_ChargeLoopRes_11[_x & 3]
         else:
             f_SPCOperatingFrequency = None
         if ev == 12:
             f_SPCPowerControlParameter, p = _d_WPT_SPCPowerControlParameter(D, L, p)
-            p += 2; ev = _D_WPT_ChargeLoopRes_12[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_WPT_ChargeLoopRes_12[_x & 3]
         else:
             f_SPCPowerControlParameter = None
         f_ManufacturerSpecificDataContainer = []
@@ -4032,16 +4087,19 @@ def _d_WPT_ChargeLoopRes(D, L, p):
                 x = b''
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
             f_ManufacturerSpecificDataContainer.append(x)
             n += 1
             if n < 16:
-                p += 2; ev = _D_WPT_ChargeLoopRes_13[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_WPT_ChargeLoopRes_13[_x & 3]
             else:
-                p += 1; ev = _D_WPT_ChargeLoopRes_14[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if ev != 0: raise _bad_event(ev, p)
-        return WPT_ChargeLoopRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt, EVPCPowerRequest=f_EVPCPowerRequest, SDPowerInput=f_SDPowerInput, SPCMaxOutputPowerLimit=f_SPCMaxOutputPowerLimit, SPCMinOutputPowerLimit=f_SPCMinOutputPowerLimit, SPCChargeDiagnostics=f_SPCChargeDiagnostics, SPCOperatingFrequency=f_SPCOperatingFrequency, SPCPowerControlParameter=f_SPCPowerControlParameter, ManufacturerSpecificDataContainer=f_ManufacturerSpecificDataContainer), p
+        return _mk_WPT_ChargeLoopRes(f_Header, f_ResponseCode, f_EVSEStatus, f_MeterInfo, f_Receipt, f_EVPCPowerRequest, f_SDPowerInput, f_SPCMaxOutputPowerLimit, f_SPCMinOutputPowerLimit, f_SPCChargeDiagnostics, f_SPCOperatingFrequency, f_SPCPowerControlParameter, f_ManufacturerSpecificDataContainer), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_ChargeLoopRes') from None
 
@@ -4052,21 +4110,19 @@ _E_WPT_ChargeLoopRes_8 = (None, None, None, None, None, None, (1, 2), (0, 1), No
 _E_WPT_ChargeLoopRes_12 = (None, None, None, None, None, None, None, None, None, None, (1, 3), (0, 2), None, None, None)
 _E_WPT_ChargeLoopRes_13 = (None, None, None, None, None, None, None, None, None, None, (2, 3), (1, 2), (0, 2), (0, 2), None)
 _E_WPT_ChargeLoopRes_0 = (None, None, None, None, None, None, None, None, None, None, (3, 3), (2, 2), (1, 2), (1, 2), (0, 1))
-_D_WPT_ChargeLoopRes_0 = (1, -1)
-_D_WPT_ChargeLoopRes_1 = (2, -1)
 _D_WPT_ChargeLoopRes_2 = (3, 4, 5, 6, -1, -2, -2, -2)
 _D_WPT_ChargeLoopRes_3 = (4, 5, 6, -1)
 _D_WPT_ChargeLoopRes_4 = (5, 6, -1, -2)
-_D_WPT_ChargeLoopRes_5 = (6, -1)
 _D_WPT_ChargeLoopRes_6 = (7, 8, -1, -2)
-_D_WPT_ChargeLoopRes_7 = (8, -1)
-_D_WPT_ChargeLoopRes_8 = (9, -1)
-_D_WPT_ChargeLoopRes_9 = (10, -1)
 _D_WPT_ChargeLoopRes_10 = (11, 12, 13, 0, -1, -2, -2, -2)
 _D_WPT_ChargeLoopRes_11 = (12, 13, 0, -1)
 _D_WPT_ChargeLoopRes_12 = (13, 0, -1, -2)
 _D_WPT_ChargeLoopRes_13 = (13, 0, -1, -2)
-_D_WPT_ChargeLoopRes_14 = (0, -1)
+
+
+def _mk_WPT_SPCPowerControlParameter(SPCPrimaryDeviceCoilCurrentInformation, _n=object.__new__, _c=WPT_SPCPowerControlParameter, _s0=WPT_SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.__set__):
+    o = _n(_c); _s0(o, SPCPrimaryDeviceCoilCurrentInformation)
+    return o
 
 
 def _e_WPT_SPCPowerControlParameter(o, a):
@@ -4080,17 +4136,21 @@ def _e_WPT_SPCPowerControlParameter(o, a):
 
 def _d_WPT_SPCPowerControlParameter(D, L, p):
     try:
-        p += 1; ev = _D_WPT_SPCPowerControlParameter_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_SPCPrimaryDeviceCoilCurrentInformation, p = _d_RationalNumber(D, L, p)
-        p += 1; ev = _D_WPT_SPCPowerControlParameter_1[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return WPT_SPCPowerControlParameter(SPCPrimaryDeviceCoilCurrentInformation=f_SPCPrimaryDeviceCoilCurrentInformation), p
+        ev = 0
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
+        return _mk_WPT_SPCPowerControlParameter(f_SPCPrimaryDeviceCoilCurrentInformation), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_SPCPowerControlParameter') from None
 
-_D_WPT_SPCPowerControlParameter_0 = (1, -1)
-_D_WPT_SPCPowerControlParameter_1 = (0, -1)
+
+def _mk_ChargeLoopRes(Header, ResponseCode, EVSEStatus, MeterInfo, Receipt, _n=object.__new__, _c=ChargeLoopRes, _s0=ChargeLoopRes.Header.__set__, _s1=ChargeLoopRes.ResponseCode.__set__, _s2=ChargeLoopRes.EVSEStatus.__set__, _s3=ChargeLoopRes.MeterInfo.__set__, _s4=ChargeLoopRes.Receipt.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEStatus); _s3(o, MeterInfo); _s4(o, Receipt)
+    return o
 
 
 def _e_ChargeLoopRes(o, a):
@@ -4133,48 +4193,52 @@ def _e_ChargeLoopRes(o, a):
 
 def _d_ChargeLoopRes(D, L, p):
     try:
-        p += 1; ev = _D_ChargeLoopRes_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_Header, p = _d_MessageHeader(D, L, p)
-        p += 1; ev = _D_ChargeLoopRes_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        f_ResponseCode = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_ChargeLoopRes_2[(D >> (L - p)) & 7]
+        ev = 2
+        p += 12; _x = (D >> (L - p)) & 4095
+        if _x & 3080: raise _bad_event(-1, p)
+        f_ResponseCode = (_x >> 4) & 63
+        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        ev = _D_ChargeLoopRes_2[_x & 7]
         if ev == 3:
             f_EVSEStatus, p = _d_EVSEStatus(D, L, p)
-            p += 2; ev = _D_ChargeLoopRes_3[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_ChargeLoopRes_3[_x & 3]
         else:
             f_EVSEStatus = None
         if ev == 4:
             f_MeterInfo, p = _d_MeterInfo(D, L, p)
-            p += 2; ev = _D_ChargeLoopRes_4[(D >> (L - p)) & 3]
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_ChargeLoopRes_4[_x & 3]
         else:
             f_MeterInfo = None
         if ev == 5:
             f_Receipt, p = _d_Receipt(D, L, p)
-            p += 1; ev = _D_ChargeLoopRes_5[(D >> (L - p)) & 1]
+            ev = 0
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         else:
             f_Receipt = None
         if ev != 0: raise _bad_event(ev, p)
-        return ChargeLoopRes(Header=f_Header, ResponseCode=f_ResponseCode, EVSEStatus=f_EVSEStatus, MeterInfo=f_MeterInfo, Receipt=f_Receipt), p
+        return _mk_ChargeLoopRes(f_Header, f_ResponseCode, f_EVSEStatus, f_MeterInfo, f_Receipt), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeLoopRes') from None
 
 _E_ChargeLoopRes_4 = (None, None, (1, 3), (0, 2), None, None)
 _E_ChargeLoopRes_5 = (None, None, (2, 3), (1, 2), (0, 2), None)
 _E_ChargeLoopRes_0 = (None, None, (3, 3), (2, 2), (1, 2), (0, 1))
-_D_ChargeLoopRes_0 = (1, -1)
-_D_ChargeLoopRes_1 = (2, -1)
 _D_ChargeLoopRes_2 = (3, 4, 5, 0, -1, -2, -2, -2)
 _D_ChargeLoopRes_3 = (4, 5, 0, -1)
 _D_ChargeLoopRes_4 = (5, 0, -1, -2)
-_D_ChargeLoopRes_5 = (0, -1)
+
+
+def _mk_EVSEStatus(NotificationMaxDelay, EVSENotification, _n=object.__new__, _c=EVSEStatus, _s0=EVSEStatus.NotificationMaxDelay.__set__, _s1=EVSEStatus.EVSENotification.__set__):
+    o = _n(_c); _s0(o, NotificationMaxDelay); _s1(o, EVSENotification)
+    return o
 
 
 def _e_EVSEStatus(o, a):
@@ -4195,32 +4259,26 @@ def _e_EVSEStatus(o, a):
 
 def _d_EVSEStatus(D, L, p):
     try:
-        p += 1; ev = _D_EVSEStatus_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        ev = 1
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_NotificationMaxDelay, p = _r_uint(D, L, p, 16)
         if f_NotificationMaxDelay > 65535: raise _out_of_range(f_NotificationMaxDelay, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_EVSEStatus_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 6: raise _bad_enum(_i, 6, p)
-        f_EVSENotification = _EV_evseNotificationType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_EVSEStatus_2[(D >> (L - p)) & 1]
-        if ev != 0: raise _bad_event(ev, p)
-        return EVSEStatus(NotificationMaxDelay=f_NotificationMaxDelay, EVSENotification=f_EVSENotification), p
+        ev = 2
+        ev = 0
+        p += 8; _x = (D >> (L - p)) & 255
+        if _x & 227: raise _bad_event(-1, p)
+        f_EVSENotification = (_x >> 2) & 7
+        if f_EVSENotification >= 6: raise _bad_enum(f_EVSENotification, 6, p)
+        f_EVSENotification = _EV_evseNotificationType[f_EVSENotification]
+        return _mk_EVSEStatus(f_NotificationMaxDelay, f_EVSENotification), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVSEStatus') from None
 
-_D_EVSEStatus_0 = (1, -1)
-_D_EVSEStatus_1 = (2, -1)
-_D_EVSEStatus_2 = (0, -1)
+
+def _mk_MeterInfo(MeterID, ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh, MeterSignature, MeterStatus, MeterTimestamp, _n=object.__new__, _c=MeterInfo, _s0=MeterInfo.MeterID.__set__, _s1=MeterInfo.ChargedEnergyReadingWh.__set__, _s2=MeterInfo.BPT_DischargedEnergyReadingWh.__set__, _s3=MeterInfo.CapacitiveEnergyReadingVARh.__set__, _s4=MeterInfo.BPT_InductiveEnergyReadingVARh.__set__, _s5=MeterInfo.MeterSignature.__set__, _s6=MeterInfo.MeterStatus.__set__, _s7=MeterInfo.MeterTimestamp.__set__):
+    o = _n(_c); _s0(o, MeterID); _s1(o, ChargedEnergyReadingWh); _s2(o, BPT_DischargedEnergyReadingWh); _s3(o, CapacitiveEnergyReadingVARh); _s4(o, BPT_InductiveEnergyReadingVARh); _s5(o, MeterSignature); _s6(o, MeterStatus); _s7(o, MeterTimestamp)
+    return o
 
 
 def _e_MeterInfo(o, a):
@@ -4309,8 +4367,9 @@ def _e_MeterInfo(o, a):
 
 def _d_MeterInfo(D, L, p):
     try:
-        p += 1; ev = _D_MeterInfo_0[(D >> (L - p)) & 1]
-        if ev != 1: raise _bad_event(ev, p)
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -4318,45 +4377,44 @@ def _d_MeterInfo(D, L, p):
             f_MeterID = ''
         else:
             f_MeterID, p = _r_str(D, L, p, 0, 32)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; ev = _D_MeterInfo_1[(D >> (L - p)) & 1]
-        if ev != 2: raise _bad_event(ev, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
+        ev = 2
+        p += 2; _x = (D >> (L - p)) & 3
+        if _x & 3: raise _bad_event(-1, p)
         f_ChargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
         if f_ChargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_ChargedEnergyReadingWh, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; ev = _D_MeterInfo_2[(D >> (L - p)) & 7]
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 8: raise _bad_event(-1, p)
+        ev = _D_MeterInfo_2[_x & 7]
         if ev == 3:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_BPT_DischargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
             if f_BPT_DischargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_BPT_DischargedEnergyReadingWh, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_MeterInfo_3[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_3[_x & 7]
         else:
             f_BPT_DischargedEnergyReadingWh = None
         if ev == 4:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_CapacitiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_CapacitiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_CapacitiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_MeterInfo_4[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_4[_x & 7]
         else:
             f_CapacitiveEnergyReadingVARh = None
         if ev == 5:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_BPT_InductiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_BPT_InductiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_BPT_InductiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 3; ev = _D_MeterInfo_5[(D >> (L - p)) & 7]
+            p += 4; _x = (D >> (L - p)) & 15
+            if _x & 8: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_5[_x & 7]
         else:
             f_BPT_InductiveEnergyReadingVARh = None
         if ev == 6:
@@ -4367,33 +4425,34 @@ def _d_MeterInfo(D, L, p):
                 f_MeterSignature = b''
             else:
                 f_MeterSignature, p = _r_bin(D, L, p, 0, 64)
-                p += 1
-                if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_MeterInfo_6[(D >> (L - p)) & 3]
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
+            p += 2; _x = (D >> (L - p)) & 3
+            ev = _D_MeterInfo_6[_x & 3]
         else:
             f_MeterSignature = None
         if ev == 7:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_MeterStatus, p = _r_int(D, L, p, 15)
             if f_MeterStatus < -32768 or f_MeterStatus > 32767: raise _out_of_range(f_MeterStatus, -32768, 32767, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 2; ev = _D_MeterInfo_7[(D >> (L - p)) & 3]
+            p += 3; _x = (D >> (L - p)) & 7
+            if _x & 4: raise _bad_event(-1, p)
+            ev = _D_MeterInfo_7[_x & 3]
         else:
             f_MeterStatus = None
         if ev == 8:
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
             f_MeterTimestamp, p = _r_uint(D, L, p, 64)
             if f_MeterTimestamp > 18446744073709551615: raise _out_of_range(f_MeterTimestamp, 0, 18446744073709551615, p)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-            p += 1; ev = _D_MeterInfo_8[(D >> (L - p)) & 1]
+            ev = 0
+            p += 2; _x = (D >> (L - p)) & 3
+            if _x & 3: raise _bad_event(-1, p)
         else:
             f_MeterTimestamp = None
         if ev != 0: raise _bad_event(ev, p)
-        return MeterInfo(MeterID=f_MeterID, ChargedEnergyReadingWh=f_ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=f_BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh=f_CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh=f_BPT_InductiveEnergyReadingVARh, MeterSignature=f_MeterSignature, MeterStatus=f_MeterStatus, MeterTimestamp=f_MeterTimestamp), p
+        return _mk_MeterInfo(f_MeterID, f_ChargedEnergyReadingWh, f_BPT_DischargedEnergyReadingWh, f_CapacitiveEnergyReadingVARh, f_BPT_InductiveEnergyReadingVARh, f_MeterSignature, f_MeterStatus, f_MeterTimestamp), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MeterInfo') from None
 
@@ -4403,15 +4462,17 @@ _E_MeterInfo_6 = (None, None, (3, 3), (2, 3), (1, 3), (0, 3), None, None, None)
 _E_MeterInfo_7 = (None, None, (4, 3), (3, 3), (2, 3), (1, 3), (0, 2), None, None)
 _E_MeterInfo_8 = (None, None, (5, 3), (4, 3), (3, 3), (2, 3), (1, 2), (0, 2), None)
 _E_MeterInfo_0 = (None, None, (6, 3), (5, 3), (4, 3), (3, 3), (2, 2), (1, 2), (0, 1))
-_D_MeterInfo_0 = (1, -1)
-_D_MeterInfo_1 = (2, -1)
 _D_MeterInfo_2 = (3, 4, 5, 6, 7, 8, 0, -1)
 _D_MeterInfo_3 = (4, 5, 6, 7, 8, 0, -1, -2)
 _D_MeterInfo_4 = (5, 6, 7, 8, 0, -1, -2, -2)
 _D_MeterInfo_5 = (6, 7, 8, 0, -1, -2, -2, -2)
 _D_MeterInfo_6 = (7, 8, 0, -1)
 _D_MeterInfo_7 = (8, 0, -1, -2)
-_D_MeterInfo_8 = (0, -1)
+
+
+def _mk_ListOfRootCertificateIDs(RootCertificateID, _n=object.__new__, _c=ListOfRootCertificateIDs, _s0=ListOfRootCertificateIDs.RootCertificateID.__set__):
+    o = _n(_c); _s0(o, RootCertificateID)
+    return o
 
 
 def _e_ListOfRootCertificateIDs(o, a):
@@ -4434,7 +4495,9 @@ def _e_ListOfRootCertificateIDs(o, a):
 
 def _d_ListOfRootCertificateIDs(D, L, p):
     try:
-        p += 1; ev = _D_ListOfRootCertificateIDs_0[(D >> (L - p)) & 1]
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         f_RootCertificateID = []
         n = 0
         while ev == 1:
@@ -4442,19 +4505,20 @@ def _d_ListOfRootCertificateIDs(D, L, p):
             f_RootCertificateID.append(x)
             n += 1
             if n < 20:
-                p += 2; ev = _D_ListOfRootCertificateIDs_1[(D >> (L - p)) & 3]
+                p += 2; _x = (D >> (L - p)) & 3
+                ev = _D_ListOfRootCertificateIDs_1[_x & 3]
             else:
-                p += 1; ev = _D_ListOfRootCertificateIDs_2[(D >> (L - p)) & 1]
+                ev = 0
+                p += 1; _x = (D >> (L - p)) & 1
+                if _x & 1: raise _bad_event(-1, p)
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
-        return ListOfRootCertificateIDs(RootCertificateID=f_RootCertificateID), p
+        return _mk_ListOfRootCertificateIDs(f_RootCertificateID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ListOfRootCertificateIDs') from None
 
 _E_ListOfRootCertificateIDs_0 = (None, (1, 2), (0, 1))
-_D_ListOfRootCertificateIDs_0 = (1, -1)
 _D_ListOfRootCertificateIDs_1 = (1, 0, -1, -2)
-_D_ListOfRootCertificateIDs_2 = (0, -1)
 
 
 # --- documents and fragments ----------------------------------------------
@@ -4478,8 +4542,8 @@ def _ds_0(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4504,8 +4568,8 @@ def _ds_1(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4521,12 +4585,12 @@ def _es_2(v, a):
 
 def _ds_2(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 16)
         if x > 65535: raise _out_of_range(x, 0, 65535, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4542,12 +4606,12 @@ def _es_3(v, a):
 
 def _ds_3(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 64)
         if x > 18446744073709551615: raise _out_of_range(x, 0, 18446744073709551615, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4572,8 +4636,8 @@ def _ds_4(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, 12)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4588,11 +4652,9 @@ def _es_5(v, a):
 
 def _ds_5(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 1; x = ((D >> (L - p)) & 1) == 1
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 3; _x = (D >> (L - p)) & 7
+        if _x & 5: raise _bad_event(-1, p)
+        x = ((_x >> 1) & 1) == 1
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4608,12 +4670,12 @@ def _es_6(v, a):
 
 def _ds_6(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, 15)
         if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4629,12 +4691,12 @@ def _es_7(v, a):
 
 def _ds_7(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 32)
         if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4649,12 +4711,9 @@ def _es_8(v, a):
 
 def _ds_8(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        x = _EV_WPT_EVPCChargeDiagnosticsType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = _EV_WPT_EVPCChargeDiagnosticsType[(_x >> 1) & 3]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4669,13 +4728,11 @@ def _es_9(v, a):
 
 def _ds_9(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        x = _EV_processingType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = (_x >> 1) & 3
+        if x >= 3: raise _bad_enum(x, 3, p)
+        x = _EV_processingType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4690,13 +4747,11 @@ def _es_10(v, a):
 
 def _ds_10(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        x = _EV_WPT_EVResultType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = (_x >> 1) & 3
+        if x >= 3: raise _bad_enum(x, 3, p)
+        x = _EV_WPT_EVResultType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4711,13 +4766,11 @@ def _es_11(v, a):
 
 def _ds_11(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 6: raise _bad_enum(_i, 6, p)
-        x = _EV_evseNotificationType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 5; _x = (D >> (L - p)) & 31
+        if _x & 17: raise _bad_event(-1, p)
+        x = (_x >> 1) & 7
+        if x >= 6: raise _bad_enum(x, 6, p)
+        x = _EV_evseNotificationType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4742,8 +4795,8 @@ def _ds_12(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4759,11 +4812,9 @@ def _es_13(v, a):
 
 def _ds_13(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; x = ((D >> (L - p)) & 255) - 128
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _bad_event(-1, p)
+        x = ((_x >> 1) & 255) - 128
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4778,11 +4829,11 @@ def _es_14(v, a):
 
 def _ds_14(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4807,8 +4858,8 @@ def _ds_15(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, 39)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4833,8 +4884,8 @@ def _ds_16(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, 256)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4850,12 +4901,10 @@ def _es_17(v, a):
 
 def _ds_17(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 7; x = ((D >> (L - p)) & 127)
+        p += 9; _x = (D >> (L - p)) & 511
+        if _x & 257: raise _bad_event(-1, p)
+        x = (_x >> 1) & 127
         if x > 100: raise _out_of_range(x, 0, 100, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4880,8 +4929,8 @@ def _ds_18(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, 32)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4906,8 +4955,8 @@ def _ds_19(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, 64)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4923,11 +4972,9 @@ def _es_20(v, a):
 
 def _ds_20(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 8; x = ((D >> (L - p)) & 255)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 10; _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _bad_event(-1, p)
+        x = (_x >> 1) & 255
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4943,12 +4990,12 @@ def _es_21(v, a):
 
 def _ds_21(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_uint(D, L, p, 32)
         if x < 1 or x > 4294967295: raise _out_of_range(x, 1, 4294967295, p)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4963,12 +5010,9 @@ def _es_22(v, a):
 
 def _ds_22(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        x = _EV_WPT_PowerClassType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = _EV_WPT_PowerClassType[(_x >> 1) & 3]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4993,8 +5037,8 @@ def _ds_23(D, L, p):
             x = b''
         else:
             x, p = _r_bin(D, L, p, 0, None)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5009,13 +5053,11 @@ def _es_24(v, a):
 
 def _ds_24(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 6; _i = (D >> (L - p)) & 63
-        if _i >= 40: raise _bad_enum(_i, 40, p)
-        x = _EV_responseCodeType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 8; _x = (D >> (L - p)) & 255
+        if _x & 129: raise _bad_event(-1, p)
+        x = (_x >> 1) & 63
+        if x >= 40: raise _bad_enum(x, 40, p)
+        x = _EV_responseCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5030,13 +5072,11 @@ def _es_25(v, a):
 
 def _ds_25(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 6: raise _bad_enum(_i, 6, p)
-        x = _EV_WPT_SPCChargeDiagnosticsType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 5; _x = (D >> (L - p)) & 31
+        if _x & 17: raise _bad_event(-1, p)
+        x = (_x >> 1) & 7
+        if x >= 6: raise _bad_enum(x, 6, p)
+        x = _EV_WPT_SPCChargeDiagnosticsType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5061,8 +5101,8 @@ def _ds_26(D, L, p):
             x = ''
         else:
             x, p = _r_str(D, L, p, 0, 255)
-            p += 1
-            if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+            p += 1; _x = (D >> (L - p)) & 1
+            if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5077,11 +5117,11 @@ def _es_27(v, a):
 
 def _ds_27(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_bin(D, L, p, 8, 8)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5096,13 +5136,11 @@ def _es_28(v, a):
 
 def _ds_28(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 2; _i = (D >> (L - p)) & 3
-        if _i >= 3: raise _bad_enum(_i, 3, p)
-        x = _EV_WPT_AlignmentCheckMethodType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 4; _x = (D >> (L - p)) & 15
+        if _x & 9: raise _bad_event(-1, p)
+        x = (_x >> 1) & 3
+        if x >= 3: raise _bad_enum(x, 3, p)
+        x = _EV_WPT_AlignmentCheckMethodType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5117,13 +5155,11 @@ def _es_29(v, a):
 
 def _ds_29(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 5: raise _bad_enum(_i, 5, p)
-        x = _EV_WPT_FinePositioningMethodType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 5; _x = (D >> (L - p)) & 31
+        if _x & 17: raise _bad_event(-1, p)
+        x = (_x >> 1) & 7
+        if x >= 5: raise _bad_enum(x, 5, p)
+        x = _EV_WPT_FinePositioningMethodType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5138,13 +5174,11 @@ def _es_30(v, a):
 
 def _ds_30(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
-        p += 3; _i = (D >> (L - p)) & 7
-        if _i >= 6: raise _bad_enum(_i, 6, p)
-        x = _EV_WPT_PairingMethodType[_i]
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 5; _x = (D >> (L - p)) & 31
+        if _x & 17: raise _bad_event(-1, p)
+        x = (_x >> 1) & 7
+        if x >= 6: raise _bad_enum(x, 6, p)
+        x = _EV_WPT_PairingMethodType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5159,11 +5193,11 @@ def _es_31(v, a):
 
 def _ds_31(D, L, p):
     try:
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
-        p += 1
-        if (D >> (L - p)) & 1: raise _bad_event(-1, p)
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _bad_event(-1, p)
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
