@@ -60,7 +60,7 @@ def _load_fetch():
 def _exports(s: Snippet) -> list[str]:
     if s.kind == "enum":
         return [s.name, f"_EV_{s.name}", f"_EI_{s.name}"]
-    return [s.name, f"_e_{s.name}", f"_d_{s.name}"]
+    return [s.name, f"_e_{s.name}", f"_d_{s.name}", f"_C_{s.name}"]
 
 
 def _module_text(what: str, snippets: list[Snippet], imports: dict[str, list[Snippet]],

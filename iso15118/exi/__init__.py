@@ -11,11 +11,10 @@ SupportedAppProtocol handshake — the one module in v2h that knows EXI.
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 from typing import Any
 
-from . import _convert, _pycodec
+from . import _backend, _convert, _pycodec
 from ._meta import SimpleElement
 from ._pyrt import Invalid as _Invalid
 from ._schemas import SCHEMAS, load, schema_key
@@ -23,8 +22,7 @@ from .errors import (ExiDecodeError, ExiEncodeError, ExiError, ExiHeaderError,
                      ExiInvalidEventError, ExiTruncatedError, ExiUnsupportedError, ExiValueError,
                      SchemaNameError)
 
-_FORCE_PURE = os.environ.get("V2H_PURE_PYTHON", "") not in ("", "0")
-IMPLEMENTATION = "python"
+IMPLEMENTATION = _backend.implementation()  # "cython" when the C extension is built, else "python"
 
 __all__ = [
     "IMPLEMENTATION", "SCHEMAS", "decode", "encode", "to_dict", "from_dict", "to_xml", "from_xml",
@@ -61,6 +59,12 @@ def schema_of(message: Any) -> str | None:
 def decode(data: bytes, schema: str) -> Any:
     """Decode a complete EXI stream (header 0x80 first, no V2GTP header) into a message."""
     mod = load(schema)
+    cext = _backend.cext
+    if cext is not None:
+        try:
+            return cext.decode_document(cext.universe(mod), data)
+        except cext.Fallback:
+            pass  # not for the fast path: the pure-Python decoder gives the result or the error
     try:
         return _pycodec.decode_document(mod, data)
     except ExiDecodeError:
@@ -86,6 +90,12 @@ def encode(message: Any, schema: str | None = None, element: str | None = None) 
     """Encode a message as a complete EXI stream. ``element`` picks the global element when
     the message's type belongs to several."""
     mod = _module_for(message, schema)
+    cext = _backend.cext
+    if cext is not None:
+        try:
+            return cext.encode_document(cext.universe(mod), message, element)
+        except (cext.Fallback, TypeError):
+            pass  # invalid or unusual: the pure-Python encoder gives the bytes or the error
     try:
         return _pycodec.encode_document(mod, message, element)
     except (_Invalid, KeyError, TypeError, ValueError, AttributeError, OverflowError) as e:

@@ -504,7 +504,69 @@ class TypeEmitter:
             body = self.flat_encoder() + "\n\n" + self.flat_decoder() + "\n" + "".join(self.tables)
         else:
             body = self.general_codec() + "".join(self.tables)
-        return self.maker() + "\n\n" + body
+        return self.maker() + "\n\n" + body + self.ctable()
+
+    # --- tables for the Cython backend (same grammar model, interpreted in C) ------------
+    def simple_coding(self, st: SimpleType) -> tuple:
+        """How a simple value is coded: ('b',) | ('n', nbits, min, max) | ('u'|'i', min, max) |
+        ('e', nbits, count, enum name) | ('s'|'x', min length, max length)."""
+        if st.enumeration is not None:
+            n = len(st.enumeration)
+            return ("e", nbits_for(n, False), n, self.ue.enum_of(st, ""))
+        if st.kind == "boolean":
+            return ("b",)
+        if st.kind == "integer":
+            ic = int_coding(st)
+            if ic.mode == "nbit":
+                return ("n", ic.nbits, ic.min, ic.max)
+            return ("u" if ic.mode == "uint" else "i", ic.min, ic.max)
+        lo, hi = length_bounds(st)
+        return ("s" if st.kind == "string" else "x", lo, hi)
+
+    def ctable(self) -> str:
+        """``_C_<class>``: the grammar as data for the C interpreter of ``_cexi.pyx``."""
+        fields = []
+        for f in self.fields:
+            if f.ctype is not None:
+                value = ("T", self.ue.classes[id(f.ctype)])
+            else:
+                value = self.simple_coding(f.simple)
+            fkind = {"attr": 0, "elem": 1, "value": 2}[f.kind]
+            empty = f.simple is not None and f.kind == "elem" and can_be_empty(f.simple)
+            fields.append((f.name, f.event_id, fkind, f.is_list, empty, value))
+        nev = len(self.event_ids) + 1
+        if self.flat is not None:
+            sid = self.state_ids()
+            states = []
+            for key, st in self.flat.states.items():
+                dec = [self.eid(e) for e, _ in st.productions] + [-1]
+                dec += [-2] * ((1 << st.nbits) - len(dec))
+                enc = [-1] * nev
+                for code, (e, _) in enumerate(st.productions):
+                    if self.eid(e) >= 0:
+                        enc[self.eid(e)] = code
+                states.append((st.nbits, len(st.productions), tuple(dec), tuple(enc)))
+            slots = []
+            for sl in self.flat.slots:
+                members = tuple(i for i, f in enumerate(self.fields) if f.group == sl.index)
+                cats = {c: sid.get((sl.index, c), -1) for c in ("must", "may", "full")}
+                ch_empty = sl.kind == "CH" and can_be_empty(sl.members[0])
+                slots.append((sl.min, -1 if sl.max is None else sl.max,
+                              -1 if sl.facet_max is None else sl.facet_max,
+                              cats["must"], cats["may"], cats["full"], members, ch_empty))
+            table = (0, tuple(states), tuple(slots), tuple(fields), sid[(-1, "start")])
+        else:
+            states = []
+            for st in self.general.states:
+                dec = [(self.eid(e), -1 if t is None else t) for e, t in st.productions] + [(-1, -1)]
+                dec += [(-2, -1)] * ((1 << st.nbits) - len(dec))
+                enc = [None] * nev
+                for code, (e, t) in enumerate(st.productions):
+                    if self.eid(e) >= 0:
+                        enc[self.eid(e)] = (code, -1 if t is None else t)
+                states.append((st.nbits, len(st.productions), tuple(dec), tuple(enc)))
+            table = (1, tuple(states), (), tuple(fields), 0)
+        return f"_C_{self.cls} = {table!r}\n"
 
     def maker(self) -> str:
         """A positional constructor for the decoder: object.__new__ plus the slots' descriptors

@@ -266,6 +266,8 @@ def _d_RationalNumber(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'RationalNumber') from None
 
+_C_RationalNumber = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Exponent', 1, 1, False, False, ('n', 8, -128, 127)), ('Value', 2, 1, False, False, ('i', -32768, 32767))), 0)
+
 
 def _mk_Receipt(TimeAnchor, EnergyCosts, OccupancyCosts, AdditionalServicesCosts, OverstayCosts, TaxCosts, _n=object.__new__, _c=Receipt, _s0=Receipt.TimeAnchor.__set__, _s1=Receipt.EnergyCosts.__set__, _s2=Receipt.OccupancyCosts.__set__, _s3=Receipt.AdditionalServicesCosts.__set__, _s4=Receipt.OverstayCosts.__set__, _s5=Receipt.TaxCosts.__set__):
     o = _n(_c); _s0(o, TimeAnchor); _s1(o, EnergyCosts); _s2(o, OccupancyCosts); _s3(o, AdditionalServicesCosts); _s4(o, OverstayCosts); _s5(o, TaxCosts)
@@ -388,6 +390,7 @@ _D_Receipt_3 = (4, 5, 6, 0, -1, -2, -2, -2)
 _D_Receipt_4 = (5, 6, 0, -1)
 _D_Receipt_5 = (6, 0, -1, -2)
 _D_Receipt_6 = (6, 0, -1, -2)
+_C_Receipt = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1)), (3, 6, (2, 3, 4, 5, 6, 0, -1, -2), (5, -1, 0, 1, 2, 3, 4, -1)), (3, 5, (3, 4, 5, 6, 0, -1, -2, -2), (4, -1, -1, 0, 1, 2, 3, -1)), (3, 4, (4, 5, 6, 0, -1, -2, -2, -2), (3, -1, -1, -1, 0, 1, 2, -1)), (2, 3, (5, 6, 0, -1), (2, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (6, 0, -1, -2), (1, -1, -1, -1, -1, -1, 0, -1)), (2, 2, (6, 0, -1, -2), (1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False), (0, 10, 10, -1, 6, 7, (5,), False)), (('TimeAnchor', 1, 1, False, False, ('u', 0, 18446744073709551615)), ('EnergyCosts', 2, 1, False, False, ('T', 'DetailedCost')), ('OccupancyCosts', 3, 1, False, False, ('T', 'DetailedCost')), ('AdditionalServicesCosts', 4, 1, False, False, ('T', 'DetailedCost')), ('OverstayCosts', 5, 1, False, False, ('T', 'DetailedCost')), ('TaxCosts', 6, 1, True, False, ('T', 'DetailedTax'))), 0)
 
 
 def _mk_DetailedCost(Amount, CostPerUnit, _n=object.__new__, _c=DetailedCost, _s0=DetailedCost.Amount.__set__, _s1=DetailedCost.CostPerUnit.__set__):
@@ -424,6 +427,8 @@ def _d_DetailedCost(D, L, p):
         return _mk_DetailedCost(f_Amount, f_CostPerUnit), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DetailedCost') from None
+
+_C_DetailedCost = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Amount', 1, 1, False, False, ('T', 'RationalNumber')), ('CostPerUnit', 2, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_DetailedTax(TaxRuleID, Amount, _n=object.__new__, _c=DetailedTax, _s0=DetailedTax.TaxRuleID.__set__, _s1=DetailedTax.Amount.__set__):
@@ -463,6 +468,8 @@ def _d_DetailedTax(D, L, p):
         return _mk_DetailedTax(f_TaxRuleID, f_Amount), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DetailedTax') from None
+
+_C_DetailedTax = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('TaxRuleID', 1, 1, False, False, ('u', 1, 4294967295)), ('Amount', 2, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_DisplayParameters(PresentSOC, MinimumSOC, TargetSOC, MaximumSOC, RemainingTimeToMinimumSOC, RemainingTimeToTargetSOC, RemainingTimeToMaximumSOC, ChargingComplete, BatteryEnergyCapacity, InletHot, _n=object.__new__, _c=DisplayParameters, _s0=DisplayParameters.PresentSOC.__set__, _s1=DisplayParameters.MinimumSOC.__set__, _s2=DisplayParameters.TargetSOC.__set__, _s3=DisplayParameters.MaximumSOC.__set__, _s4=DisplayParameters.RemainingTimeToMinimumSOC.__set__, _s5=DisplayParameters.RemainingTimeToTargetSOC.__set__, _s6=DisplayParameters.RemainingTimeToMaximumSOC.__set__, _s7=DisplayParameters.ChargingComplete.__set__, _s8=DisplayParameters.BatteryEnergyCapacity.__set__, _s9=DisplayParameters.InletHot.__set__):
@@ -681,6 +688,7 @@ _D_DisplayParameters_6 = (7, 8, 9, 10, 0, -1, -2, -2)
 _D_DisplayParameters_7 = (8, 9, 10, 0, -1, -2, -2, -2)
 _D_DisplayParameters_8 = (9, 10, 0, -1)
 _D_DisplayParameters_9 = (10, 0, -1, -2)
+_C_DisplayParameters = (0, ((4, 11, (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0, -1, -2, -2, -2, -2), (10, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, -1)), (4, 10, (2, 3, 4, 5, 6, 7, 8, 9, 10, 0, -1, -2, -2, -2, -2, -2), (9, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, -1)), (4, 9, (3, 4, 5, 6, 7, 8, 9, 10, 0, -1, -2, -2, -2, -2, -2, -2), (8, -1, -1, 0, 1, 2, 3, 4, 5, 6, 7, -1)), (4, 8, (4, 5, 6, 7, 8, 9, 10, 0, -1, -2, -2, -2, -2, -2, -2, -2), (7, -1, -1, -1, 0, 1, 2, 3, 4, 5, 6, -1)), (3, 7, (5, 6, 7, 8, 9, 10, 0, -1), (6, -1, -1, -1, -1, 0, 1, 2, 3, 4, 5, -1)), (3, 6, (6, 7, 8, 9, 10, 0, -1, -2), (5, -1, -1, -1, -1, -1, 0, 1, 2, 3, 4, -1)), (3, 5, (7, 8, 9, 10, 0, -1, -2, -2), (4, -1, -1, -1, -1, -1, -1, 0, 1, 2, 3, -1)), (3, 4, (8, 9, 10, 0, -1, -2, -2, -2), (3, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, -1)), (2, 3, (9, 10, 0, -1), (2, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (10, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False), (0, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False), (0, 1, 1, -1, -1, 8, (7,), False), (0, 1, 1, -1, -1, 9, (8,), False), (0, 1, 1, -1, -1, 10, (9,), False)), (('PresentSOC', 1, 1, False, False, ('n', 7, 0, 100)), ('MinimumSOC', 2, 1, False, False, ('n', 7, 0, 100)), ('TargetSOC', 3, 1, False, False, ('n', 7, 0, 100)), ('MaximumSOC', 4, 1, False, False, ('n', 7, 0, 100)), ('RemainingTimeToMinimumSOC', 5, 1, False, False, ('u', 0, 4294967295)), ('RemainingTimeToTargetSOC', 6, 1, False, False, ('u', 0, 4294967295)), ('RemainingTimeToMaximumSOC', 7, 1, False, False, ('u', 0, 4294967295)), ('ChargingComplete', 8, 1, False, False, ('b',)), ('BatteryEnergyCapacity', 9, 1, False, False, ('T', 'RationalNumber')), ('InletHot', 10, 1, False, False, ('b',))), 0)
 
 
 def _mk_CLReqControlMode(_n=object.__new__, _c=CLReqControlMode):
@@ -702,6 +710,8 @@ def _d_CLReqControlMode(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CLReqControlMode') from None
 
+_C_CLReqControlMode = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
+
 
 def _mk_CLResControlMode(_n=object.__new__, _c=CLResControlMode):
     o = _n(_c)
@@ -721,6 +731,8 @@ def _d_CLResControlMode(D, L, p):
         return _mk_CLResControlMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CLResControlMode') from None
+
+_C_CLResControlMode = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_Scheduled_CLReqControlMode(EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, _n=object.__new__, _c=Scheduled_CLReqControlMode, _s0=Scheduled_CLReqControlMode.EVTargetEnergyRequest.__set__, _s1=Scheduled_CLReqControlMode.EVMaximumEnergyRequest.__set__, _s2=Scheduled_CLReqControlMode.EVMinimumEnergyRequest.__set__):
@@ -789,6 +801,7 @@ _E_Scheduled_CLReqControlMode_0 = ((3, 3), (2, 2), (1, 2), (0, 1))
 _D_Scheduled_CLReqControlMode_0 = (1, 2, 3, 0, -1, -2, -2, -2)
 _D_Scheduled_CLReqControlMode_1 = (2, 3, 0, -1)
 _D_Scheduled_CLReqControlMode_2 = (3, 0, -1, -2)
+_C_Scheduled_CLReqControlMode = (0, ((3, 4, (1, 2, 3, 0, -1, -2, -2, -2), (3, 0, 1, 2, -1)), (2, 3, (2, 3, 0, -1), (2, -1, 0, 1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('EVTargetEnergyRequest', 1, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumEnergyRequest', 2, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumEnergyRequest', 3, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_Scheduled_CLResControlMode(_n=object.__new__, _c=Scheduled_CLResControlMode):
@@ -809,6 +822,8 @@ def _d_Scheduled_CLResControlMode(D, L, p):
         return _mk_Scheduled_CLResControlMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Scheduled_CLResControlMode') from None
+
+_C_Scheduled_CLResControlMode = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_Dynamic_CLReqControlMode(DepartureTime, EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, _n=object.__new__, _c=Dynamic_CLReqControlMode, _s0=Dynamic_CLReqControlMode.DepartureTime.__set__, _s1=Dynamic_CLReqControlMode.EVTargetEnergyRequest.__set__, _s2=Dynamic_CLReqControlMode.EVMaximumEnergyRequest.__set__, _s3=Dynamic_CLReqControlMode.EVMinimumEnergyRequest.__set__):
@@ -879,6 +894,7 @@ def _d_Dynamic_CLReqControlMode(D, L, p):
 
 _E_Dynamic_CLReqControlMode_2 = ((1, 2), (0, 1), None, None, None)
 _D_Dynamic_CLReqControlMode_0 = (1, 2, -1, -2)
+_C_Dynamic_CLReqControlMode = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False)), (('DepartureTime', 1, 1, False, False, ('u', 0, 4294967295)), ('EVTargetEnergyRequest', 2, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumEnergyRequest', 3, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumEnergyRequest', 4, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_Dynamic_CLResControlMode(DepartureTime, MinimumSOC, TargetSOC, AckMaxDelay, _n=object.__new__, _c=Dynamic_CLResControlMode, _s0=Dynamic_CLResControlMode.DepartureTime.__set__, _s1=Dynamic_CLResControlMode.MinimumSOC.__set__, _s2=Dynamic_CLResControlMode.TargetSOC.__set__, _s3=Dynamic_CLResControlMode.AckMaxDelay.__set__):
@@ -984,3 +1000,4 @@ _D_Dynamic_CLResControlMode_0 = (1, 2, 3, 4, 0, -1, -2, -2)
 _D_Dynamic_CLResControlMode_1 = (2, 3, 4, 0, -1, -2, -2, -2)
 _D_Dynamic_CLResControlMode_2 = (3, 4, 0, -1)
 _D_Dynamic_CLResControlMode_3 = (4, 0, -1, -2)
+_C_Dynamic_CLResControlMode = (0, ((3, 5, (1, 2, 3, 4, 0, -1, -2, -2), (4, 0, 1, 2, 3, -1)), (3, 4, (2, 3, 4, 0, -1, -2, -2, -2), (3, -1, 0, 1, 2, -1)), (2, 3, (3, 4, 0, -1), (2, -1, -1, 0, 1, -1)), (2, 2, (4, 0, -1, -2), (1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False)), (('DepartureTime', 1, 1, False, False, ('u', 0, 4294967295)), ('MinimumSOC', 2, 1, False, False, ('n', 7, 0, 100)), ('TargetSOC', 3, 1, False, False, ('n', 7, 0, 100)), ('AckMaxDelay', 4, 1, False, False, ('u', 0, 65535))), 0)

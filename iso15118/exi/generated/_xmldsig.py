@@ -464,6 +464,7 @@ _D_Signature_0 = (1, 2, -1, -2)
 _D_Signature_3 = (4, 5, 0, -1)
 _D_Signature_4 = (5, 0, -1, -2)
 _D_Signature_5 = (5, 0, -1, -2)
+_C_Signature = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1)), (2, 3, (4, 5, 0, -1), (2, -1, -1, -1, 0, 1, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, -1, -1, -1, 5, -1, (4,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('SignedInfo', 2, 1, False, False, ('T', 'SignedInfo')), ('SignatureValue', 3, 1, False, False, ('T', 'SignatureValue')), ('KeyInfo', 4, 1, False, False, ('T', 'KeyInfo')), ('Object', 5, 1, True, False, ('T', 'Object'))), 0)
 
 
 def _mk_SignatureValue(Id, value, _n=object.__new__, _c=SignatureValue, _s0=SignatureValue.Id.__set__, _s1=SignatureValue.value.__set__):
@@ -524,6 +525,7 @@ _X_SignatureValue = ((2, 2), (1, 1), (1, 1))
 _E_SignatureValue_2 = ((1, 2), (0, 1), None)
 _D_SignatureValue_0 = (1, 2, -1, -2)
 _D_SignatureValue_1 = (2, -1)
+_C_SignatureValue = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), True)), (('Id', 1, 0, False, False, ('s', 0, None)), ('value', 2, 2, False, False, ('x', 0, None))), 0)
 
 
 def _mk_SignedInfo(Id, CanonicalizationMethod, SignatureMethod, Reference, _n=object.__new__, _c=SignedInfo, _s0=SignedInfo.Id.__set__, _s1=SignedInfo.CanonicalizationMethod.__set__, _s2=SignedInfo.SignatureMethod.__set__, _s3=SignedInfo.Reference.__set__):
@@ -601,6 +603,7 @@ def _d_SignedInfo(D, L, p):
 _E_SignedInfo_2 = ((1, 2), (0, 1), None, None, None)
 _D_SignedInfo_0 = (1, 2, -1, -2)
 _D_SignedInfo_4 = (4, 0, -1, -2)
+_C_SignedInfo = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1)), (2, 2, (4, 0, -1, -2), (1, -1, -1, -1, 0, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, -1, -1, -1, 4, -1, (3,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('CanonicalizationMethod', 2, 1, False, False, ('T', 'CanonicalizationMethod')), ('SignatureMethod', 3, 1, False, False, ('T', 'SignatureMethod')), ('Reference', 4, 1, True, False, ('T', 'Reference'))), 0)
 
 
 def _mk_CanonicalizationMethod(Algorithm, _n=object.__new__, _c=CanonicalizationMethod, _s0=CanonicalizationMethod.Algorithm.__set__):
@@ -631,6 +634,7 @@ def _d_CanonicalizationMethod(D, L, p):
         raise _fault(e, p, L, 'CanonicalizationMethod') from None
 
 _D_CanonicalizationMethod_1 = (-1, 0, -1, -1)
+_C_CanonicalizationMethod = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (2, 3, (-1, 0, -1, -1), (1, -1, -1, -1)), (2, 3, (-1, 0, -1, -1), (1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, -1, -1, -1, 2, -1, (), False)), (('Algorithm', 1, 0, False, False, ('s', 0, None)),), 0)
 
 
 def _mk_SignatureMethod(Algorithm, HMACOutputLength, _n=object.__new__, _c=SignatureMethod, _s0=SignatureMethod.Algorithm.__set__, _s1=SignatureMethod.HMACOutputLength.__set__):
@@ -687,6 +691,7 @@ def _d_SignatureMethod(D, L, p):
 _E_SignatureMethod_0 = (None, (2, 3), (1, 2), (1, 2))
 _D_SignatureMethod_1 = (2, -1, 0, -1, -1, -2, -2, -2)
 _D_SignatureMethod_2 = (-1, 0, -1, -1)
+_C_SignatureMethod = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (3, 4, (2, -1, 0, -1, -1, -2, -2, -2), (2, -1, 0, -1, -1)), (2, 3, (-1, 0, -1, -1), (1, -1, -1, -1, -1)), (2, 3, (-1, 0, -1, -1), (1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, -1, -1, -1, 3, -1, (), False)), (('Algorithm', 1, 0, False, False, ('s', 0, None)), ('HMACOutputLength', 2, 1, True, False, ('i', None, None))), 0)
 
 
 def _mk_Reference(Id, Type, URI, Transforms, DigestMethod, DigestValue, _n=object.__new__, _c=Reference, _s0=Reference.Id.__set__, _s1=Reference.Type.__set__, _s2=Reference.URI.__set__, _s3=Reference.Transforms.__set__, _s4=Reference.DigestMethod.__set__, _s5=Reference.DigestValue.__set__):
@@ -801,6 +806,7 @@ _D_Reference_0 = (1, 2, 3, 4, 5, -1, -2, -2)
 _D_Reference_1 = (2, 3, 4, 5, -1, -2, -2, -2)
 _D_Reference_2 = (3, 4, 5, -1)
 _D_Reference_3 = (4, 5, -1, -2)
+_C_Reference = (0, ((3, 5, (1, 2, 3, 4, 5, -1, -2, -2), (-1, 0, 1, 2, 3, 4, -1, -1)), (3, 4, (2, 3, 4, 5, -1, -2, -2, -2), (-1, -1, 0, 1, 2, 3, -1, -1)), (2, 3, (3, 4, 5, -1), (-1, -1, -1, 0, 1, 2, -1, -1)), (2, 2, (4, 5, -1, -2), (-1, -1, -1, -1, 0, 1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('Type', 2, 0, False, False, ('s', 0, None)), ('URI', 3, 0, False, False, ('s', 0, None)), ('Transforms', 4, 1, False, False, ('T', 'Transforms')), ('DigestMethod', 5, 1, False, False, ('T', 'DigestMethod')), ('DigestValue', 6, 1, False, True, ('x', 0, None))), 0)
 
 
 def _mk_Transforms(Transform, _n=object.__new__, _c=Transforms, _s0=Transforms.Transform.__set__):
@@ -842,6 +848,7 @@ def _d_Transforms(D, L, p):
         raise _fault(e, p, L, 'Transforms') from None
 
 _D_Transforms_1 = (1, 0, -1, -2)
+_C_Transforms = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1))), ((1, -1, -1, -1, 1, -1, (0,), False),), (('Transform', 1, 1, True, False, ('T', 'Transform')),), 0)
 
 
 def _mk_Transform(Algorithm, XPath, _n=object.__new__, _c=Transform, _s0=Transform.Algorithm.__set__, _s1=Transform.XPath.__set__):
@@ -907,6 +914,7 @@ def _d_Transform(D, L, p):
 
 _D_Transform_1 = (2, -1, 0, -1, -1, -2, -2, -2)
 _D_Transform_2 = (2, -1, 0, -1, -1, -2, -2, -2)
+_C_Transform = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (3, 4, (2, -1, 0, -1, -1, -2, -2, -2), (2, -1, 0, -1, -1)), (3, 4, (2, -1, 0, -1, -1, -2, -2, -2), (2, -1, 0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, -1, -1, -1, 2, -1, (1,), False)), (('Algorithm', 1, 0, False, False, ('s', 0, None)), ('XPath', 2, 1, True, True, ('s', 0, None))), 0)
 
 
 def _mk_DigestMethod(Algorithm, _n=object.__new__, _c=DigestMethod, _s0=DigestMethod.Algorithm.__set__):
@@ -937,6 +945,7 @@ def _d_DigestMethod(D, L, p):
         raise _fault(e, p, L, 'DigestMethod') from None
 
 _D_DigestMethod_1 = (-1, 0, -1, -1)
+_C_DigestMethod = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (2, 3, (-1, 0, -1, -1), (1, -1, -1, -1)), (2, 3, (-1, 0, -1, -1), (1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, -1, -1, -1, 2, -1, (), False)), (('Algorithm', 1, 0, False, False, ('s', 0, None)),), 0)
 
 
 def _mk_KeyInfo(Id, KeyName, KeyValue, RetrievalMethod, X509Data, PGPData, SPKIData, MgmtData, _n=object.__new__, _c=KeyInfo, _s0=KeyInfo.Id.__set__, _s1=KeyInfo.KeyName.__set__, _s2=KeyInfo.KeyValue.__set__, _s3=KeyInfo.RetrievalMethod.__set__, _s4=KeyInfo.X509Data.__set__, _s5=KeyInfo.PGPData.__set__, _s6=KeyInfo.SPKIData.__set__, _s7=KeyInfo.MgmtData.__set__):
@@ -1097,6 +1106,7 @@ def _cat_KeyInfo_1(n):
 _D_KeyInfo_0 = (1, 2, 3, 4, 5, 6, 7, 8, -1, -1, -1, -2, -2, -2, -2, -2)
 _D_KeyInfo_1 = (2, 3, 4, 5, 6, 7, 8, -1, -1, -1, -2, -2, -2, -2, -2, -2)
 _D_KeyInfo_2 = (2, 3, 4, 5, 6, 7, 8, -1, 0, -1, -1, -2, -2, -2, -2, -2)
+_C_KeyInfo = (0, ((4, 10, (1, 2, 3, 4, 5, 6, 7, 8, -1, -1, -1, -2, -2, -2, -2, -2), (-1, 0, 1, 2, 3, 4, 5, 6, 7, -1, -1)), (4, 9, (2, 3, 4, 5, 6, 7, 8, -1, -1, -1, -2, -2, -2, -2, -2, -2), (-1, -1, 0, 1, 2, 3, 4, 5, 6, -1, -1)), (4, 10, (2, 3, 4, 5, 6, 7, 8, -1, 0, -1, -1, -2, -2, -2, -2, -2), (8, -1, 0, 1, 2, 3, 4, 5, 6, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, -1, -1, -1, 2, -1, (1, 2, 3, 4, 5, 6, 7), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('KeyName', 2, 1, True, True, ('s', 0, None)), ('KeyValue', 3, 1, True, False, ('T', 'KeyValue')), ('RetrievalMethod', 4, 1, True, False, ('T', 'RetrievalMethod')), ('X509Data', 5, 1, True, False, ('T', 'X509Data')), ('PGPData', 6, 1, True, False, ('T', 'PGPData')), ('SPKIData', 7, 1, True, False, ('T', 'SPKIData')), ('MgmtData', 8, 1, True, True, ('s', 0, None))), 0)
 
 
 def _mk_KeyValue(DSAKeyValue, RSAKeyValue, _n=object.__new__, _c=KeyValue, _s0=KeyValue.DSAKeyValue.__set__, _s1=KeyValue.RSAKeyValue.__set__):
@@ -1159,6 +1169,7 @@ def _cat_KeyValue_0(n):
     return 1
 _D_KeyValue_0 = (1, 2, -1, -1, -1, -2, -2, -2)
 _D_KeyValue_1 = (0, -1, -1, -2)
+_C_KeyValue = (0, ((3, 4, (1, 2, -1, -1, -1, -2, -2, -2), (-1, 0, 1, -1, -1)), (2, 2, (0, -1, -1, -2), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0, 1), False),), (('DSAKeyValue', 1, 1, True, False, ('T', 'DSAKeyValue')), ('RSAKeyValue', 2, 1, True, False, ('T', 'RSAKeyValue'))), 0)
 
 
 def _mk_RetrievalMethod(Type, URI, Transforms, _n=object.__new__, _c=RetrievalMethod, _s0=RetrievalMethod.Type.__set__, _s1=RetrievalMethod.URI.__set__, _s2=RetrievalMethod.Transforms.__set__):
@@ -1227,6 +1238,7 @@ _E_RetrievalMethod_0 = ((3, 3), (2, 2), (1, 2), (0, 1))
 _D_RetrievalMethod_0 = (1, 2, 3, 0, -1, -2, -2, -2)
 _D_RetrievalMethod_1 = (2, 3, 0, -1)
 _D_RetrievalMethod_2 = (3, 0, -1, -2)
+_C_RetrievalMethod = (0, ((3, 4, (1, 2, 3, 0, -1, -2, -2, -2), (3, 0, 1, 2, -1)), (2, 3, (2, 3, 0, -1), (2, -1, 0, 1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('Type', 1, 0, False, False, ('s', 0, None)), ('URI', 2, 0, False, False, ('s', 0, None)), ('Transforms', 3, 1, False, False, ('T', 'Transforms'))), 0)
 
 
 def _mk_X509Data(X509IssuerSerial, X509SKI, X509SubjectName, X509Certificate, X509CRL, _n=object.__new__, _c=X509Data, _s0=X509Data.X509IssuerSerial.__set__, _s1=X509Data.X509SKI.__set__, _s2=X509Data.X509SubjectName.__set__, _s3=X509Data.X509Certificate.__set__, _s4=X509Data.X509CRL.__set__):
@@ -1361,6 +1373,7 @@ def _cat_X509Data_0(n):
     return 1
 _D_X509Data_0 = (1, 2, 3, 4, 5, -1, -1, -2)
 _D_X509Data_1 = (1, 2, 3, 4, 5, -1, 0, -1)
+_C_X509Data = (0, ((3, 6, (1, 2, 3, 4, 5, -1, -1, -2), (-1, 0, 1, 2, 3, 4, -1, -1)), (3, 7, (1, 2, 3, 4, 5, -1, 0, -1), (6, 0, 1, 2, 3, 4, -1, -1))), ((1, -1, -1, -1, 1, -1, (0, 1, 2, 3, 4), False),), (('X509IssuerSerial', 1, 1, True, False, ('T', 'X509IssuerSerial')), ('X509SKI', 2, 1, True, True, ('x', 0, None)), ('X509SubjectName', 3, 1, True, True, ('s', 0, None)), ('X509Certificate', 4, 1, True, True, ('x', 0, None)), ('X509CRL', 5, 1, True, True, ('x', 0, None))), 0)
 
 
 def _mk_X509IssuerSerial(X509IssuerName, X509SerialNumber, _n=object.__new__, _c=X509IssuerSerial, _s0=X509IssuerSerial.X509IssuerName.__set__, _s1=X509IssuerSerial.X509SerialNumber.__set__):
@@ -1411,6 +1424,8 @@ def _d_X509IssuerSerial(D, L, p):
         return _mk_X509IssuerSerial(f_X509IssuerName, f_X509SerialNumber), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'X509IssuerSerial') from None
+
+_C_X509IssuerSerial = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('X509IssuerName', 1, 1, False, True, ('s', 0, None)), ('X509SerialNumber', 2, 1, False, False, ('i', None, None))), 0)
 
 
 def _mk_PGPData(PGPKeyID, PGPKeyPacket, _n=object.__new__, _c=PGPData, _s0=PGPData.PGPKeyID.__set__, _s1=PGPData.PGPKeyPacket.__set__):
@@ -1487,6 +1502,7 @@ def _d_PGPData(D, L, p):
 
 _G_PGPData_E = ({1: (0, 2, 1), 2: (1, 2, 2)}, {2: (0, 2, 3), 0: (2, 2, -1)}, {0: (1, 2, -1)}, {0: (1, 2, -1)}, {0: (1, 2, -1)}, {0: (1, 2, -1)})
 _G_PGPData_D = ((2, ((1, 1), (2, 2), (-1, -1), (-2, -1))), (2, ((2, 3), (-1, 4), (0, -1), (-1, -1))), (2, ((-1, 5), (0, -1), (-1, -1), (-2, -1))), (2, ((-1, 4), (0, -1), (-1, -1), (-2, -1))), (2, ((-1, 4), (0, -1), (-1, -1), (-2, -1))), (2, ((-1, 5), (0, -1), (-1, -1), (-2, -1))))
+_C_PGPData = (1, ((2, 2, ((1, 1), (2, 2), (-1, -1), (-2, -1)), (None, (0, 1), (1, 2), None, None)), (2, 3, ((2, 3), (-1, 4), (0, -1), (-1, -1)), ((2, -1), None, (0, 3), None, None)), (2, 2, ((-1, 5), (0, -1), (-1, -1), (-2, -1)), ((1, -1), None, None, None, None)), (2, 2, ((-1, 4), (0, -1), (-1, -1), (-2, -1)), ((1, -1), None, None, None, None)), (2, 2, ((-1, 4), (0, -1), (-1, -1), (-2, -1)), ((1, -1), None, None, None, None)), (2, 2, ((-1, 5), (0, -1), (-1, -1), (-2, -1)), ((1, -1), None, None, None, None))), (), (('PGPKeyID', 1, 1, False, True, ('x', 0, None)), ('PGPKeyPacket', 2, 1, False, True, ('x', 0, None))), 0)
 
 
 def _mk_SPKIData(SPKISexp, _n=object.__new__, _c=SPKIData, _s0=SPKIData.SPKISexp.__set__):
@@ -1540,6 +1556,7 @@ def _d_SPKIData(D, L, p):
 
 _G_SPKIData_E = ({1: (0, 1, 1)}, {1: (0, 2, 3), 0: (2, 2, -1)}, {1: (0, 2, 3), 0: (1, 2, -1)}, {1: (0, 2, 3), 0: (2, 2, -1)}, {1: (0, 2, 3), 0: (1, 2, -1)})
 _G_SPKIData_D = ((1, ((1, 1), (-1, -1))), (2, ((1, 3), (-1, 2), (0, -1), (-1, -1))), (2, ((1, 3), (0, -1), (-1, -1), (-2, -1))), (2, ((1, 3), (-1, 4), (0, -1), (-1, -1))), (2, ((1, 3), (0, -1), (-1, -1), (-2, -1))))
+_C_SPKIData = (1, ((1, 1, ((1, 1), (-1, -1)), (None, (0, 1), None, None)), (2, 3, ((1, 3), (-1, 2), (0, -1), (-1, -1)), ((2, -1), (0, 3), None, None)), (2, 2, ((1, 3), (0, -1), (-1, -1), (-2, -1)), ((1, -1), (0, 3), None, None)), (2, 3, ((1, 3), (-1, 4), (0, -1), (-1, -1)), ((2, -1), (0, 3), None, None)), (2, 2, ((1, 3), (0, -1), (-1, -1), (-2, -1)), ((1, -1), (0, 3), None, None))), (), (('SPKISexp', 1, 1, True, True, ('x', 0, None)),), 0)
 
 
 def _mk_Object(Encoding, Id, MimeType, _n=object.__new__, _c=Object, _s0=Object.Encoding.__set__, _s1=Object.Id.__set__, _s2=Object.MimeType.__set__):
@@ -1608,6 +1625,7 @@ _D_Object_0 = (1, 2, 3, -1, 0, -1, -1, -2)
 _D_Object_1 = (2, 3, -1, 0, -1, -1, -2, -2)
 _D_Object_2 = (3, -1, 0, -1, -1, -2, -2, -2)
 _D_Object_3 = (-1, 0, -1, -1)
+_C_Object = (0, ((3, 6, (1, 2, 3, -1, 0, -1, -1, -2), (4, 0, 1, 2, -1, -1)), (3, 5, (2, 3, -1, 0, -1, -1, -2, -2), (3, -1, 0, 1, -1, -1)), (3, 4, (3, -1, 0, -1, -1, -2, -2, -2), (2, -1, -1, 0, -1, -1)), (2, 3, (-1, 0, -1, -1), (1, -1, -1, -1, -1, -1)), (2, 3, (-1, 0, -1, -1), (1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, -1, -1, -1, 4, -1, (), False)), (('Encoding', 1, 0, False, False, ('s', 0, None)), ('Id', 2, 0, False, False, ('s', 0, None)), ('MimeType', 3, 0, False, False, ('s', 0, None))), 0)
 
 
 def _mk_Manifest(Id, Reference, _n=object.__new__, _c=Manifest, _s0=Manifest.Id.__set__, _s1=Manifest.Reference.__set__):
@@ -1666,6 +1684,7 @@ def _d_Manifest(D, L, p):
 _E_Manifest_2 = ((1, 2), (0, 1), (0, 2))
 _D_Manifest_0 = (1, 2, -1, -2)
 _D_Manifest_2 = (2, 0, -1, -2)
+_C_Manifest = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, -1, -1, -1, 2, -1, (1,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('Reference', 2, 1, True, False, ('T', 'Reference'))), 0)
 
 
 def _mk_SignatureProperties(Id, SignatureProperty, _n=object.__new__, _c=SignatureProperties, _s0=SignatureProperties.Id.__set__, _s1=SignatureProperties.SignatureProperty.__set__):
@@ -1724,6 +1743,7 @@ def _d_SignatureProperties(D, L, p):
 _E_SignatureProperties_2 = ((1, 2), (0, 1), (0, 2))
 _D_SignatureProperties_0 = (1, 2, -1, -2)
 _D_SignatureProperties_2 = (2, 0, -1, -2)
+_C_SignatureProperties = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, -1, -1, -1, 2, -1, (1,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('SignatureProperty', 2, 1, True, False, ('T', 'SignatureProperty'))), 0)
 
 
 def _mk_SignatureProperty(Id, Target, _n=object.__new__, _c=SignatureProperty, _s0=SignatureProperty.Id.__set__, _s1=SignatureProperty.Target.__set__):
@@ -1773,6 +1793,7 @@ def _d_SignatureProperty(D, L, p):
 _E_SignatureProperty_2 = ((1, 2), (0, 1), None, None)
 _D_SignatureProperty_0 = (1, 2, -1, -2)
 _D_SignatureProperty_2 = (-1, -1, -1, -2)
+_C_SignatureProperty = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (-1, -1, -1, -2), (-1, -1, -1, -1, -1)), (2, 3, (-1, 0, -1, -1), (1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, -1, -1, -1, 3, -1, (), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('Target', 2, 0, False, False, ('s', 0, None))), 0)
 
 
 def _mk_DSAKeyValue(P, Q, G, Y, J, Seed, PgenCounter, _n=object.__new__, _c=DSAKeyValue, _s0=DSAKeyValue.P.__set__, _s1=DSAKeyValue.Q.__set__, _s2=DSAKeyValue.G.__set__, _s3=DSAKeyValue.Y.__set__, _s4=DSAKeyValue.J.__set__, _s5=DSAKeyValue.Seed.__set__, _s6=DSAKeyValue.PgenCounter.__set__):
@@ -1964,6 +1985,7 @@ def _d_DSAKeyValue(D, L, p):
 
 _G_DSAKeyValue_E = ({1: (0, 2, 1), 3: (1, 2, 2), 4: (2, 2, 3)}, {2: (0, 1, 4)}, {4: (0, 1, 3)}, {5: (0, 2, 6), 6: (1, 2, 5), 0: (2, 2, -1)}, {3: (0, 2, 2), 4: (1, 2, 3)}, {7: (0, 1, 7)}, {6: (0, 2, 5), 0: (1, 2, -1)}, {0: (0, 1, -1)})
 _G_DSAKeyValue_D = ((2, ((1, 1), (3, 2), (4, 3), (-1, -1))), (1, ((2, 4), (-1, -1))), (1, ((4, 3), (-1, -1))), (2, ((5, 6), (6, 5), (0, -1), (-1, -1))), (2, ((3, 2), (4, 3), (-1, -1), (-2, -1))), (1, ((7, 7), (-1, -1))), (2, ((6, 5), (0, -1), (-1, -1), (-2, -1))), (1, ((0, -1), (-1, -1))))
+_C_DSAKeyValue = (1, ((2, 3, ((1, 1), (3, 2), (4, 3), (-1, -1)), (None, (0, 1), None, (1, 2), (2, 3), None, None, None, None)), (1, 1, ((2, 4), (-1, -1)), (None, None, (0, 4), None, None, None, None, None, None)), (1, 1, ((4, 3), (-1, -1)), (None, None, None, None, (0, 3), None, None, None, None)), (2, 3, ((5, 6), (6, 5), (0, -1), (-1, -1)), ((2, -1), None, None, None, None, (0, 6), (1, 5), None, None)), (2, 2, ((3, 2), (4, 3), (-1, -1), (-2, -1)), (None, None, None, (0, 2), (1, 3), None, None, None, None)), (1, 1, ((7, 7), (-1, -1)), (None, None, None, None, None, None, None, (0, 7), None)), (2, 2, ((6, 5), (0, -1), (-1, -1), (-2, -1)), ((1, -1), None, None, None, None, None, (0, 5), None, None)), (1, 1, ((0, -1), (-1, -1)), ((0, -1), None, None, None, None, None, None, None, None))), (), (('P', 1, 1, False, True, ('x', 0, None)), ('Q', 2, 1, False, True, ('x', 0, None)), ('G', 3, 1, False, True, ('x', 0, None)), ('Y', 4, 1, False, True, ('x', 0, None)), ('J', 5, 1, False, True, ('x', 0, None)), ('Seed', 6, 1, False, True, ('x', 0, None)), ('PgenCounter', 7, 1, False, True, ('x', 0, None))), 0)
 
 
 def _mk_RSAKeyValue(Modulus, Exponent, _n=object.__new__, _c=RSAKeyValue, _s0=RSAKeyValue.Modulus.__set__, _s1=RSAKeyValue.Exponent.__set__):
@@ -2026,3 +2048,5 @@ def _d_RSAKeyValue(D, L, p):
         return _mk_RSAKeyValue(f_Modulus, f_Exponent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'RSAKeyValue') from None
+
+_C_RSAKeyValue = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Modulus', 1, 1, False, True, ('x', 0, None)), ('Exponent', 2, 1, False, True, ('x', 0, None))), 0)

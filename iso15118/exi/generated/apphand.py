@@ -158,6 +158,8 @@ def _d_AppProtocol(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AppProtocol') from None
 
+_C_AppProtocol = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False)), (('ProtocolNamespace', 1, 1, False, True, ('s', 0, 100)), ('VersionNumberMajor', 2, 1, False, False, ('u', 0, 4294967295)), ('VersionNumberMinor', 3, 1, False, False, ('u', 0, 4294967295)), ('SchemaID', 4, 1, False, False, ('n', 8, 0, 255)), ('Priority', 5, 1, False, False, ('n', 5, 1, 20))), 0)
+
 
 def _mk_supportedAppProtocolReq(AppProtocol, _n=object.__new__, _c=supportedAppProtocolReq, _s0=supportedAppProtocolReq.AppProtocol.__set__):
     o = _n(_c); _s0(o, AppProtocol)
@@ -208,6 +210,7 @@ def _d_supportedAppProtocolReq(D, L, p):
 
 _E_supportedAppProtocolReq_0 = (None, (1, 2), (0, 1))
 _D_supportedAppProtocolReq_1 = (1, 0, -1, -2)
+_C_supportedAppProtocolReq = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 20, 20, -1, 1, 2, (0,), False),), (('AppProtocol', 1, 1, True, False, ('T', 'AppProtocol')),), 0)
 
 
 def _mk_supportedAppProtocolRes(ResponseCode, SchemaID, _n=object.__new__, _c=supportedAppProtocolRes, _s0=supportedAppProtocolRes.ResponseCode.__set__, _s1=supportedAppProtocolRes.SchemaID.__set__):
@@ -259,6 +262,7 @@ def _d_supportedAppProtocolRes(D, L, p):
 
 _E_supportedAppProtocolRes_0 = (None, (1, 2), (0, 1))
 _D_supportedAppProtocolRes_1 = (2, 0, -1, -2)
+_C_supportedAppProtocolRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False)), (('ResponseCode', 1, 1, False, False, ('e', 2, 3, 'responseCodeType')), ('SchemaID', 2, 1, False, False, ('n', 8, 0, 255))), 0)
 
 
 # --- documents and fragments ----------------------------------------------

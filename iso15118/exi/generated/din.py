@@ -36,6 +36,28 @@ from ._xmldsig import (
     Transforms,
     X509Data,
     X509IssuerSerial,
+    _C_CanonicalizationMethod,
+    _C_DSAKeyValue,
+    _C_DigestMethod,
+    _C_KeyInfo,
+    _C_KeyValue,
+    _C_Manifest,
+    _C_Object,
+    _C_PGPData,
+    _C_RSAKeyValue,
+    _C_Reference,
+    _C_RetrievalMethod,
+    _C_SPKIData,
+    _C_Signature,
+    _C_SignatureMethod,
+    _C_SignatureProperties,
+    _C_SignatureProperty,
+    _C_SignatureValue,
+    _C_SignedInfo,
+    _C_Transform,
+    _C_Transforms,
+    _C_X509Data,
+    _C_X509IssuerSerial,
     _d_CanonicalizationMethod,
     _d_DSAKeyValue,
     _d_DigestMethod,
@@ -2030,6 +2052,7 @@ def _d_Body(D, L, p):
 
 _E_Body_0 = ((35, 6), (0, 1))
 _D_Body_0 = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 0, -1, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2)
+_C_Body = (0, ((6, 36, (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 0, -1, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2), (35, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34), False),), (('BodyElement', 1, 1, False, False, ('T', 'BodyBase')), ('CableCheckReq', 2, 1, False, False, ('T', 'CableCheckReq')), ('CableCheckRes', 3, 1, False, False, ('T', 'CableCheckRes')), ('CertificateInstallationReq', 4, 1, False, False, ('T', 'CertificateInstallationReq')), ('CertificateInstallationRes', 5, 1, False, False, ('T', 'CertificateInstallationRes')), ('CertificateUpdateReq', 6, 1, False, False, ('T', 'CertificateUpdateReq')), ('CertificateUpdateRes', 7, 1, False, False, ('T', 'CertificateUpdateRes')), ('ChargeParameterDiscoveryReq', 8, 1, False, False, ('T', 'ChargeParameterDiscoveryReq')), ('ChargeParameterDiscoveryRes', 9, 1, False, False, ('T', 'ChargeParameterDiscoveryRes')), ('ChargingStatusReq', 10, 1, False, False, ('T', 'ChargingStatusReq')), ('ChargingStatusRes', 11, 1, False, False, ('T', 'ChargingStatusRes')), ('ContractAuthenticationReq', 12, 1, False, False, ('T', 'ContractAuthenticationReq')), ('ContractAuthenticationRes', 13, 1, False, False, ('T', 'ContractAuthenticationRes')), ('CurrentDemandReq', 14, 1, False, False, ('T', 'CurrentDemandReq')), ('CurrentDemandRes', 15, 1, False, False, ('T', 'CurrentDemandRes')), ('MeteringReceiptReq', 16, 1, False, False, ('T', 'MeteringReceiptReq')), ('MeteringReceiptRes', 17, 1, False, False, ('T', 'MeteringReceiptRes')), ('PaymentDetailsReq', 18, 1, False, False, ('T', 'PaymentDetailsReq')), ('PaymentDetailsRes', 19, 1, False, False, ('T', 'PaymentDetailsRes')), ('PowerDeliveryReq', 20, 1, False, False, ('T', 'PowerDeliveryReq')), ('PowerDeliveryRes', 21, 1, False, False, ('T', 'PowerDeliveryRes')), ('PreChargeReq', 22, 1, False, False, ('T', 'PreChargeReq')), ('PreChargeRes', 23, 1, False, False, ('T', 'PreChargeRes')), ('ServiceDetailReq', 24, 1, False, False, ('T', 'ServiceDetailReq')), ('ServiceDetailRes', 25, 1, False, False, ('T', 'ServiceDetailRes')), ('ServiceDiscoveryReq', 26, 1, False, False, ('T', 'ServiceDiscoveryReq')), ('ServiceDiscoveryRes', 27, 1, False, False, ('T', 'ServiceDiscoveryRes')), ('ServicePaymentSelectionReq', 28, 1, False, False, ('T', 'ServicePaymentSelectionReq')), ('ServicePaymentSelectionRes', 29, 1, False, False, ('T', 'ServicePaymentSelectionRes')), ('SessionSetupReq', 30, 1, False, False, ('T', 'SessionSetupReq')), ('SessionSetupRes', 31, 1, False, False, ('T', 'SessionSetupRes')), ('SessionStopReq', 32, 1, False, False, ('T', 'SessionStop')), ('SessionStopRes', 33, 1, False, False, ('T', 'SessionStopRes')), ('WeldingDetectionReq', 34, 1, False, False, ('T', 'WeldingDetectionReq')), ('WeldingDetectionRes', 35, 1, False, False, ('T', 'WeldingDetectionRes'))), 0)
 
 
 def _mk_BodyBase(_n=object.__new__, _c=BodyBase):
@@ -2050,6 +2073,8 @@ def _d_BodyBase(D, L, p):
         return _mk_BodyBase(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BodyBase') from None
+
+_C_BodyBase = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_MessageHeader(SessionID, Notification, Signature, _n=object.__new__, _c=MessageHeader, _s0=MessageHeader.SessionID.__set__, _s1=MessageHeader.Notification.__set__, _s2=MessageHeader.Signature.__set__):
@@ -2125,6 +2150,7 @@ _E_MessageHeader_3 = (None, (1, 2), (0, 2), None)
 _E_MessageHeader_0 = (None, (2, 2), (1, 2), (0, 1))
 _D_MessageHeader_1 = (2, 3, 0, -1)
 _D_MessageHeader_2 = (3, 0, -1, -2)
+_C_MessageHeader = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (2, 3, (2, 3, 0, -1), (2, -1, 0, 1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('SessionID', 1, 1, False, True, ('x', 0, 8)), ('Notification', 2, 1, False, False, ('T', 'Notification')), ('Signature', 3, 1, False, False, ('T', 'Signature'))), 0)
 
 
 def _mk_Notification(FaultCode, FaultMsg, _n=object.__new__, _c=Notification, _s0=Notification.FaultCode.__set__, _s1=Notification.FaultMsg.__set__):
@@ -2187,6 +2213,7 @@ def _d_Notification(D, L, p):
 
 _E_Notification_0 = (None, (1, 2), (0, 1))
 _D_Notification_1 = (2, 0, -1, -2)
+_C_Notification = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False)), (('FaultCode', 1, 1, False, False, ('e', 2, 3, 'faultCodeType')), ('FaultMsg', 2, 1, False, True, ('s', 0, 64))), 0)
 
 
 def _mk_SessionSetupReq(EVCCID, _n=object.__new__, _c=SessionSetupReq, _s0=SessionSetupReq.EVCCID.__set__):
@@ -2228,6 +2255,8 @@ def _d_SessionSetupReq(D, L, p):
         return _mk_SessionSetupReq(f_EVCCID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionSetupReq') from None
+
+_C_SessionSetupReq = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('EVCCID', 1, 1, False, True, ('x', 0, 8)),), 0)
 
 
 def _mk_SessionSetupRes(ResponseCode, EVSEID, DateTimeNow, _n=object.__new__, _c=SessionSetupRes, _s0=SessionSetupRes.ResponseCode.__set__, _s1=SessionSetupRes.EVSEID.__set__, _s2=SessionSetupRes.DateTimeNow.__set__):
@@ -2303,6 +2332,7 @@ def _d_SessionSetupRes(D, L, p):
 
 _E_SessionSetupRes_0 = (None, None, (1, 2), (0, 1))
 _D_SessionSetupRes_2 = (3, 0, -1, -2)
+_C_SessionSetupRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 23, 'responseCodeType')), ('EVSEID', 2, 1, False, True, ('x', 0, 32)), ('DateTimeNow', 3, 1, False, False, ('i', -9223372036854775808, 9223372036854775807))), 0)
 
 
 def _mk_ServiceDiscoveryReq(ServiceScope, ServiceCategory, _n=object.__new__, _c=ServiceDiscoveryReq, _s0=ServiceDiscoveryReq.ServiceScope.__set__, _s1=ServiceDiscoveryReq.ServiceCategory.__set__):
@@ -2371,6 +2401,7 @@ _E_ServiceDiscoveryReq_2 = ((1, 2), (0, 2), None)
 _E_ServiceDiscoveryReq_0 = ((2, 2), (1, 2), (0, 1))
 _D_ServiceDiscoveryReq_0 = (1, 2, 0, -1)
 _D_ServiceDiscoveryReq_1 = (2, 0, -1, -2)
+_C_ServiceDiscoveryReq = (0, ((2, 3, (1, 2, 0, -1), (2, 0, 1, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False)), (('ServiceScope', 1, 1, False, True, ('s', 0, 32)), ('ServiceCategory', 2, 1, False, False, ('e', 2, 4, 'serviceCategoryType'))), 0)
 
 
 def _mk_ServiceDiscoveryRes(ResponseCode, PaymentOptions, ChargeService, ServiceList, _n=object.__new__, _c=ServiceDiscoveryRes, _s0=ServiceDiscoveryRes.ResponseCode.__set__, _s1=ServiceDiscoveryRes.PaymentOptions.__set__, _s2=ServiceDiscoveryRes.ChargeService.__set__, _s3=ServiceDiscoveryRes.ServiceList.__set__):
@@ -2437,6 +2468,7 @@ def _d_ServiceDiscoveryRes(D, L, p):
 
 _E_ServiceDiscoveryRes_0 = (None, None, None, (1, 2), (0, 1))
 _D_ServiceDiscoveryRes_3 = (4, 0, -1, -2)
+_C_ServiceDiscoveryRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1)), (2, 2, (4, 0, -1, -2), (1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 23, 'responseCodeType')), ('PaymentOptions', 2, 1, False, False, ('T', 'PaymentOptions')), ('ChargeService', 3, 1, False, False, ('T', 'ServiceCharge')), ('ServiceList', 4, 1, False, False, ('T', 'ServiceTagList'))), 0)
 
 
 def _mk_PaymentOptions(PaymentOption, _n=object.__new__, _c=PaymentOptions, _s0=PaymentOptions.PaymentOption.__set__):
@@ -2482,6 +2514,7 @@ def _d_PaymentOptions(D, L, p):
         raise _fault(e, p, L, 'PaymentOptions') from None
 
 _D_PaymentOptions_1 = (1, 0, -1, -2)
+_C_PaymentOptions = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1))), ((1, -1, -1, -1, 1, -1, (0,), False),), (('PaymentOption', 1, 1, True, False, ('e', 1, 2, 'paymentOptionType')),), 0)
 
 
 def _mk_ServiceCharge(ServiceTag, FreeService, EnergyTransferType, _n=object.__new__, _c=ServiceCharge, _s0=ServiceCharge.ServiceTag.__set__, _s1=ServiceCharge.FreeService.__set__, _s2=ServiceCharge.EnergyTransferType.__set__):
@@ -2527,6 +2560,8 @@ def _d_ServiceCharge(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceCharge') from None
 
+_C_ServiceCharge = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('ServiceTag', 1, 1, False, False, ('T', 'ServiceTag')), ('FreeService', 2, 1, False, False, ('b',)), ('EnergyTransferType', 3, 1, False, False, ('e', 4, 10, 'EVSESupportedEnergyTransferType'))), 0)
+
 
 def _mk_Service(ServiceTag, FreeService, _n=object.__new__, _c=Service, _s0=Service.ServiceTag.__set__, _s1=Service.FreeService.__set__):
     o = _n(_c); _s0(o, ServiceTag); _s1(o, FreeService)
@@ -2561,6 +2596,8 @@ def _d_Service(D, L, p):
         return _mk_Service(f_ServiceTag, f_FreeService), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Service') from None
+
+_C_Service = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('ServiceTag', 1, 1, False, False, ('T', 'ServiceTag')), ('FreeService', 2, 1, False, False, ('b',))), 0)
 
 
 def _mk_ServiceTag(ServiceID, ServiceName, ServiceCategory, ServiceScope, _n=object.__new__, _c=ServiceTag, _s0=ServiceTag.ServiceID.__set__, _s1=ServiceTag.ServiceName.__set__, _s2=ServiceTag.ServiceCategory.__set__, _s3=ServiceTag.ServiceScope.__set__):
@@ -2666,6 +2703,7 @@ _E_ServiceTag_3 = (None, (1, 2), (0, 1), None, None)
 _E_ServiceTag_0 = (None, None, None, (1, 2), (0, 1))
 _D_ServiceTag_1 = (2, 3, -1, -2)
 _D_ServiceTag_3 = (4, 0, -1, -2)
+_C_ServiceTag = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (2, 2, (2, 3, -1, -2), (-1, -1, 0, 1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1)), (2, 2, (4, 0, -1, -2), (1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False)), (('ServiceID', 1, 1, False, False, ('u', 0, 65535)), ('ServiceName', 2, 1, False, True, ('s', 0, 32)), ('ServiceCategory', 3, 1, False, False, ('e', 2, 4, 'serviceCategoryType')), ('ServiceScope', 4, 1, False, True, ('s', 0, 32))), 0)
 
 
 def _mk_ServiceTagList(Service, _n=object.__new__, _c=ServiceTagList, _s0=ServiceTagList.Service.__set__):
@@ -2707,6 +2745,7 @@ def _d_ServiceTagList(D, L, p):
         raise _fault(e, p, L, 'ServiceTagList') from None
 
 _D_ServiceTagList_1 = (1, 0, -1, -2)
+_C_ServiceTagList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1))), ((1, -1, -1, -1, 1, -1, (0,), False),), (('Service', 1, 1, True, False, ('T', 'Service')),), 0)
 
 
 def _mk_ServiceDetailReq(ServiceID, _n=object.__new__, _c=ServiceDetailReq, _s0=ServiceDetailReq.ServiceID.__set__):
@@ -2738,6 +2777,8 @@ def _d_ServiceDetailReq(D, L, p):
         return _mk_ServiceDetailReq(f_ServiceID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceDetailReq') from None
+
+_C_ServiceDetailReq = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('ServiceID', 1, 1, False, False, ('u', 0, 65535)),), 0)
 
 
 def _mk_ServiceDetailRes(ResponseCode, ServiceID, ServiceParameterList, _n=object.__new__, _c=ServiceDetailRes, _s0=ServiceDetailRes.ResponseCode.__set__, _s1=ServiceDetailRes.ServiceID.__set__, _s2=ServiceDetailRes.ServiceParameterList.__set__):
@@ -2799,6 +2840,7 @@ def _d_ServiceDetailRes(D, L, p):
 
 _E_ServiceDetailRes_0 = (None, None, (1, 2), (0, 1))
 _D_ServiceDetailRes_2 = (3, 0, -1, -2)
+_C_ServiceDetailRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 23, 'responseCodeType')), ('ServiceID', 2, 1, False, False, ('u', 0, 65535)), ('ServiceParameterList', 3, 1, False, False, ('T', 'ServiceParameterList'))), 0)
 
 
 def _mk_ServiceParameterList(ParameterSet, _n=object.__new__, _c=ServiceParameterList, _s0=ServiceParameterList.ParameterSet.__set__):
@@ -2840,6 +2882,7 @@ def _d_ServiceParameterList(D, L, p):
         raise _fault(e, p, L, 'ServiceParameterList') from None
 
 _D_ServiceParameterList_1 = (1, 0, -1, -2)
+_C_ServiceParameterList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1))), ((1, -1, -1, -1, 1, -1, (0,), False),), (('ParameterSet', 1, 1, True, False, ('T', 'ParameterSet')),), 0)
 
 
 def _mk_ParameterSet(ParameterSetID, Parameter, _n=object.__new__, _c=ParameterSet, _s0=ParameterSet.ParameterSetID.__set__, _s1=ParameterSet.Parameter.__set__):
@@ -2892,6 +2935,7 @@ def _d_ParameterSet(D, L, p):
         raise _fault(e, p, L, 'ParameterSet') from None
 
 _D_ParameterSet_2 = (2, 0, -1, -2)
+_C_ParameterSet = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, -1, -1, -1, 2, -1, (1,), False)), (('ParameterSetID', 1, 1, False, False, ('i', -32768, 32767)), ('Parameter', 2, 1, True, False, ('T', 'Parameter'))), 0)
 
 
 def _mk_Parameter(Name, ValueType, boolValue, byteValue, shortValue, intValue, physicalValue, stringValue, _n=object.__new__, _c=Parameter, _s0=Parameter.Name.__set__, _s1=Parameter.ValueType.__set__, _s2=Parameter.boolValue.__set__, _s3=Parameter.byteValue.__set__, _s4=Parameter.shortValue.__set__, _s5=Parameter.intValue.__set__, _s6=Parameter.physicalValue.__set__, _s7=Parameter.stringValue.__set__):
@@ -3015,6 +3059,7 @@ def _d_Parameter(D, L, p):
         raise _fault(e, p, L, 'Parameter') from None
 
 _D_Parameter_2 = (3, 4, 5, 6, 7, 8, -1, -2)
+_C_Parameter = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (3, 6, (3, 4, 5, 6, 7, 8, -1, -2), (-1, -1, -1, 0, 1, 2, 3, 4, 5, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2, 3, 4, 5, 6, 7), False)), (('Name', 1, 0, False, False, ('s', 0, None)), ('ValueType', 2, 0, False, False, ('e', 3, 6, 'valueType')), ('boolValue', 3, 1, False, False, ('b',)), ('byteValue', 4, 1, False, False, ('n', 8, -128, 127)), ('shortValue', 5, 1, False, False, ('i', -32768, 32767)), ('intValue', 6, 1, False, False, ('i', -2147483648, 2147483647)), ('physicalValue', 7, 1, False, False, ('T', 'PhysicalValue')), ('stringValue', 8, 1, False, True, ('s', 0, None))), 0)
 
 
 def _mk_PhysicalValue(Multiplier, Unit, Value, _n=object.__new__, _c=PhysicalValue, _s0=PhysicalValue.Multiplier.__set__, _s1=PhysicalValue.Unit.__set__, _s2=PhysicalValue.Value.__set__):
@@ -3082,6 +3127,7 @@ def _d_PhysicalValue(D, L, p):
 
 _E_PhysicalValue_3 = (None, (1, 2), (0, 1), None)
 _D_PhysicalValue_1 = (2, 3, -1, -2)
+_C_PhysicalValue = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (2, 2, (2, 3, -1, -2), (-1, -1, 0, 1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('Multiplier', 1, 1, False, False, ('n', 3, -3, 3)), ('Unit', 2, 1, False, False, ('e', 4, 10, 'unitSymbolType')), ('Value', 3, 1, False, False, ('i', -32768, 32767))), 0)
 
 
 def _mk_ServicePaymentSelectionReq(SelectedPaymentOption, SelectedServiceList, _n=object.__new__, _c=ServicePaymentSelectionReq, _s0=ServicePaymentSelectionReq.SelectedPaymentOption.__set__, _s1=ServicePaymentSelectionReq.SelectedServiceList.__set__):
@@ -3117,6 +3163,8 @@ def _d_ServicePaymentSelectionReq(D, L, p):
         return _mk_ServicePaymentSelectionReq(f_SelectedPaymentOption, f_SelectedServiceList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServicePaymentSelectionReq') from None
+
+_C_ServicePaymentSelectionReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('SelectedPaymentOption', 1, 1, False, False, ('e', 1, 2, 'paymentOptionType')), ('SelectedServiceList', 2, 1, False, False, ('T', 'SelectedServiceList'))), 0)
 
 
 def _mk_SelectedServiceList(SelectedService, _n=object.__new__, _c=SelectedServiceList, _s0=SelectedServiceList.SelectedService.__set__):
@@ -3158,6 +3206,7 @@ def _d_SelectedServiceList(D, L, p):
         raise _fault(e, p, L, 'SelectedServiceList') from None
 
 _D_SelectedServiceList_1 = (1, 0, -1, -2)
+_C_SelectedServiceList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1))), ((1, -1, -1, -1, 1, -1, (0,), False),), (('SelectedService', 1, 1, True, False, ('T', 'SelectedService')),), 0)
 
 
 def _mk_SelectedService(ServiceID, ParameterSetID, _n=object.__new__, _c=SelectedService, _s0=SelectedService.ServiceID.__set__, _s1=SelectedService.ParameterSetID.__set__):
@@ -3214,6 +3263,7 @@ def _d_SelectedService(D, L, p):
 
 _E_SelectedService_0 = (None, (1, 2), (0, 1))
 _D_SelectedService_1 = (2, 0, -1, -2)
+_C_SelectedService = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False)), (('ServiceID', 1, 1, False, False, ('u', 0, 65535)), ('ParameterSetID', 2, 1, False, False, ('i', -32768, 32767))), 0)
 
 
 def _mk_ServicePaymentSelectionRes(ResponseCode, _n=object.__new__, _c=ServicePaymentSelectionRes, _s0=ServicePaymentSelectionRes.ResponseCode.__set__):
@@ -3243,6 +3293,8 @@ def _d_ServicePaymentSelectionRes(D, L, p):
         return _mk_ServicePaymentSelectionRes(f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServicePaymentSelectionRes') from None
+
+_C_ServicePaymentSelectionRes = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('ResponseCode', 1, 1, False, False, ('e', 5, 23, 'responseCodeType')),), 0)
 
 
 def _mk_PaymentDetailsReq(ContractID, ContractSignatureCertChain, _n=object.__new__, _c=PaymentDetailsReq, _s0=PaymentDetailsReq.ContractID.__set__, _s1=PaymentDetailsReq.ContractSignatureCertChain.__set__):
@@ -3292,6 +3344,8 @@ def _d_PaymentDetailsReq(D, L, p):
         return _mk_PaymentDetailsReq(f_ContractID, f_ContractSignatureCertChain), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PaymentDetailsReq') from None
+
+_C_PaymentDetailsReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('ContractID', 1, 1, False, True, ('s', 0, 24)), ('ContractSignatureCertChain', 2, 1, False, False, ('T', 'CertificateChain'))), 0)
 
 
 def _mk_CertificateChain(Certificate, SubCertificates, _n=object.__new__, _c=CertificateChain, _s0=CertificateChain.Certificate.__set__, _s1=CertificateChain.SubCertificates.__set__):
@@ -3352,6 +3406,7 @@ def _d_CertificateChain(D, L, p):
 
 _E_CertificateChain_0 = (None, (1, 2), (0, 1))
 _D_CertificateChain_1 = (2, 0, -1, -2)
+_C_CertificateChain = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False)), (('Certificate', 1, 1, False, True, ('x', 0, 1200)), ('SubCertificates', 2, 1, False, False, ('T', 'SubCertificates'))), 0)
 
 
 def _mk_SubCertificates(Certificate, _n=object.__new__, _c=SubCertificates, _s0=SubCertificates.Certificate.__set__):
@@ -3411,6 +3466,7 @@ def _d_SubCertificates(D, L, p):
         raise _fault(e, p, L, 'SubCertificates') from None
 
 _D_SubCertificates_1 = (1, 0, -1, -2)
+_C_SubCertificates = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1))), ((1, -1, -1, -1, 1, -1, (0,), False),), (('Certificate', 1, 1, True, True, ('x', 0, 1200)),), 0)
 
 
 def _mk_PaymentDetailsRes(ResponseCode, GenChallenge, DateTimeNow, _n=object.__new__, _c=PaymentDetailsRes, _s0=PaymentDetailsRes.ResponseCode.__set__, _s1=PaymentDetailsRes.GenChallenge.__set__, _s2=PaymentDetailsRes.DateTimeNow.__set__):
@@ -3472,6 +3528,8 @@ def _d_PaymentDetailsRes(D, L, p):
         return _mk_PaymentDetailsRes(f_ResponseCode, f_GenChallenge, f_DateTimeNow), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PaymentDetailsRes') from None
+
+_C_PaymentDetailsRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 23, 'responseCodeType')), ('GenChallenge', 2, 1, False, True, ('s', 0, None)), ('DateTimeNow', 3, 1, False, False, ('i', -9223372036854775808, 9223372036854775807))), 0)
 
 
 def _mk_ContractAuthenticationReq(Id, GenChallenge, _n=object.__new__, _c=ContractAuthenticationReq, _s0=ContractAuthenticationReq.Id.__set__, _s1=ContractAuthenticationReq.GenChallenge.__set__):
@@ -3538,6 +3596,7 @@ _E_ContractAuthenticationReq_2 = ((1, 2), (0, 2), None)
 _E_ContractAuthenticationReq_0 = ((2, 2), (1, 2), (0, 1))
 _D_ContractAuthenticationReq_0 = (1, 2, 0, -1)
 _D_ContractAuthenticationReq_1 = (2, 0, -1, -2)
+_C_ContractAuthenticationReq = (0, ((2, 3, (1, 2, 0, -1), (2, 0, 1, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('GenChallenge', 2, 1, False, True, ('s', 0, None))), 0)
 
 
 def _mk_ContractAuthenticationRes(ResponseCode, EVSEProcessing, _n=object.__new__, _c=ContractAuthenticationRes, _s0=ContractAuthenticationRes.ResponseCode.__set__, _s1=ContractAuthenticationRes.EVSEProcessing.__set__):
@@ -3574,6 +3633,8 @@ def _d_ContractAuthenticationRes(D, L, p):
         return _mk_ContractAuthenticationRes(f_ResponseCode, f_EVSEProcessing), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ContractAuthenticationRes') from None
+
+_C_ContractAuthenticationRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 23, 'responseCodeType')), ('EVSEProcessing', 2, 1, False, False, ('e', 1, 2, 'EVSEProcessingType'))), 0)
 
 
 def _mk_ChargeParameterDiscoveryReq(EVRequestedEnergyTransferType, AC_EVChargeParameter, DC_EVChargeParameter, EVChargeParameter, _n=object.__new__, _c=ChargeParameterDiscoveryReq, _s0=ChargeParameterDiscoveryReq.EVRequestedEnergyTransferType.__set__, _s1=ChargeParameterDiscoveryReq.AC_EVChargeParameter.__set__, _s2=ChargeParameterDiscoveryReq.DC_EVChargeParameter.__set__, _s3=ChargeParameterDiscoveryReq.EVChargeParameter.__set__):
@@ -3637,6 +3698,7 @@ def _d_ChargeParameterDiscoveryReq(D, L, p):
         raise _fault(e, p, L, 'ChargeParameterDiscoveryReq') from None
 
 _D_ChargeParameterDiscoveryReq_1 = (2, 3, 4, -1)
+_C_ChargeParameterDiscoveryReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (2, 3, (2, 3, 4, -1), (-1, -1, 0, 1, 2, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1, 2, 3), False)), (('EVRequestedEnergyTransferType', 1, 1, False, False, ('e', 3, 6, 'EVRequestedEnergyTransferType')), ('AC_EVChargeParameter', 2, 1, False, False, ('T', 'AC_EVChargeParameter')), ('DC_EVChargeParameter', 3, 1, False, False, ('T', 'DC_EVChargeParameter')), ('EVChargeParameter', 4, 1, False, False, ('T', 'EVChargeParameter'))), 0)
 
 
 def _mk_ChargeParameterDiscoveryRes(ResponseCode, EVSEProcessing, SAScheduleList, SASchedules, AC_EVSEChargeParameter, DC_EVSEChargeParameter, EVSEChargeParameter, _n=object.__new__, _c=ChargeParameterDiscoveryRes, _s0=ChargeParameterDiscoveryRes.ResponseCode.__set__, _s1=ChargeParameterDiscoveryRes.EVSEProcessing.__set__, _s2=ChargeParameterDiscoveryRes.SAScheduleList.__set__, _s3=ChargeParameterDiscoveryRes.SASchedules.__set__, _s4=ChargeParameterDiscoveryRes.AC_EVSEChargeParameter.__set__, _s5=ChargeParameterDiscoveryRes.DC_EVSEChargeParameter.__set__, _s6=ChargeParameterDiscoveryRes.EVSEChargeParameter.__set__):
@@ -3728,6 +3790,7 @@ def _d_ChargeParameterDiscoveryRes(D, L, p):
 
 _D_ChargeParameterDiscoveryRes_2 = (3, 4, -1, -2)
 _D_ChargeParameterDiscoveryRes_3 = (5, 6, 7, -1)
+_C_ChargeParameterDiscoveryRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1)), (2, 2, (3, 4, -1, -2), (-1, -1, -1, 0, 1, -1, -1, -1, -1)), (2, 3, (5, 6, 7, -1), (-1, -1, -1, -1, -1, 0, 1, 2, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2, 3), False), (1, 1, 1, -1, -1, 4, (4, 5, 6), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 23, 'responseCodeType')), ('EVSEProcessing', 2, 1, False, False, ('e', 1, 2, 'EVSEProcessingType')), ('SAScheduleList', 3, 1, False, False, ('T', 'SAScheduleList')), ('SASchedules', 4, 1, False, False, ('T', 'SASchedules')), ('AC_EVSEChargeParameter', 5, 1, False, False, ('T', 'AC_EVSEChargeParameter')), ('DC_EVSEChargeParameter', 6, 1, False, False, ('T', 'DC_EVSEChargeParameter')), ('EVSEChargeParameter', 7, 1, False, False, ('T', 'EVSEChargeParameter'))), 0)
 
 
 def _mk_PowerDeliveryReq(ReadyToChargeState, ChargingProfile, DC_EVPowerDeliveryParameter, EVPowerDeliveryParameter, _n=object.__new__, _c=PowerDeliveryReq, _s0=PowerDeliveryReq.ReadyToChargeState.__set__, _s1=PowerDeliveryReq.ChargingProfile.__set__, _s2=PowerDeliveryReq.DC_EVPowerDeliveryParameter.__set__, _s3=PowerDeliveryReq.EVPowerDeliveryParameter.__set__):
@@ -3803,6 +3866,7 @@ _E_PowerDeliveryReq_4 = (None, (2, 3), (1, 2), None)
 _E_PowerDeliveryReq_0 = (None, (3, 3), (2, 2), (0, 1))
 _D_PowerDeliveryReq_1 = (2, 3, 4, 0, -1, -2, -2, -2)
 _D_PowerDeliveryReq_2 = (3, 4, 0, -1)
+_C_PowerDeliveryReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (3, 4, (2, 3, 4, 0, -1, -2, -2, -2), (3, -1, 0, 1, 2, -1)), (2, 3, (3, 4, 0, -1), (2, -1, -1, 0, 1, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2, 3), False)), (('ReadyToChargeState', 1, 1, False, False, ('b',)), ('ChargingProfile', 2, 1, False, False, ('T', 'ChargingProfile')), ('DC_EVPowerDeliveryParameter', 3, 1, False, False, ('T', 'DC_EVPowerDeliveryParameter')), ('EVPowerDeliveryParameter', 4, 1, False, False, ('T', 'EVPowerDeliveryParameter'))), 0)
 
 
 def _mk_ChargingProfile(SAScheduleTupleID, ProfileEntry, _n=object.__new__, _c=ChargingProfile, _s0=ChargingProfile.SAScheduleTupleID.__set__, _s1=ChargingProfile.ProfileEntry.__set__):
@@ -3855,6 +3919,7 @@ def _d_ChargingProfile(D, L, p):
         raise _fault(e, p, L, 'ChargingProfile') from None
 
 _D_ChargingProfile_2 = (2, 0, -1, -2)
+_C_ChargingProfile = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, -1, -1, -1, 2, -1, (1,), False)), (('SAScheduleTupleID', 1, 1, False, False, ('i', -32768, 32767)), ('ProfileEntry', 2, 1, True, False, ('T', 'ProfileEntry'))), 0)
 
 
 def _mk_ProfileEntry(ChargingProfileEntryStart, ChargingProfileEntryMaxPower, _n=object.__new__, _c=ProfileEntry, _s0=ProfileEntry.ChargingProfileEntryStart.__set__, _s1=ProfileEntry.ChargingProfileEntryMaxPower.__set__):
@@ -3897,6 +3962,8 @@ def _d_ProfileEntry(D, L, p):
         return _mk_ProfileEntry(f_ChargingProfileEntryStart, f_ChargingProfileEntryMaxPower), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ProfileEntry') from None
+
+_C_ProfileEntry = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('ChargingProfileEntryStart', 1, 1, False, False, ('u', 0, 4294967295)), ('ChargingProfileEntryMaxPower', 2, 1, False, False, ('i', -32768, 32767))), 0)
 
 
 def _mk_PowerDeliveryRes(ResponseCode, AC_EVSEStatus, DC_EVSEStatus, EVSEStatus, _n=object.__new__, _c=PowerDeliveryRes, _s0=PowerDeliveryRes.ResponseCode.__set__, _s1=PowerDeliveryRes.AC_EVSEStatus.__set__, _s2=PowerDeliveryRes.DC_EVSEStatus.__set__, _s3=PowerDeliveryRes.EVSEStatus.__set__):
@@ -3960,6 +4027,7 @@ def _d_PowerDeliveryRes(D, L, p):
         raise _fault(e, p, L, 'PowerDeliveryRes') from None
 
 _D_PowerDeliveryRes_1 = (2, 3, 4, -1)
+_C_PowerDeliveryRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (2, 3, (2, 3, 4, -1), (-1, -1, 0, 1, 2, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1, 2, 3), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 23, 'responseCodeType')), ('AC_EVSEStatus', 2, 1, False, False, ('T', 'AC_EVSEStatus')), ('DC_EVSEStatus', 3, 1, False, False, ('T', 'DC_EVSEStatus')), ('EVSEStatus', 4, 1, False, False, ('T', 'EVSEStatus'))), 0)
 
 
 def _mk_ChargingStatusReq(_n=object.__new__, _c=ChargingStatusReq):
@@ -3980,6 +4048,8 @@ def _d_ChargingStatusReq(D, L, p):
         return _mk_ChargingStatusReq(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargingStatusReq') from None
+
+_C_ChargingStatusReq = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_ChargingStatusRes(ResponseCode, EVSEID, SAScheduleTupleID, EVSEMaxCurrent, MeterInfo, ReceiptRequired, AC_EVSEStatus, _n=object.__new__, _c=ChargingStatusRes, _s0=ChargingStatusRes.ResponseCode.__set__, _s1=ChargingStatusRes.EVSEID.__set__, _s2=ChargingStatusRes.SAScheduleTupleID.__set__, _s3=ChargingStatusRes.EVSEMaxCurrent.__set__, _s4=ChargingStatusRes.MeterInfo.__set__, _s5=ChargingStatusRes.ReceiptRequired.__set__, _s6=ChargingStatusRes.AC_EVSEStatus.__set__):
@@ -4098,6 +4168,7 @@ _E_ChargingStatusRes_5 = (None, None, None, (1, 2), (0, 2), None, None, None)
 _E_ChargingStatusRes_6 = (None, None, None, (2, 2), (1, 2), (0, 1), None, None)
 _D_ChargingStatusRes_3 = (4, 5, 6, -1)
 _D_ChargingStatusRes_4 = (5, 6, -1, -2)
+_C_ChargingStatusRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1)), (2, 3, (4, 5, 6, -1), (-1, -1, -1, -1, 0, 1, 2, -1, -1)), (2, 2, (5, 6, -1, -2), (-1, -1, -1, -1, -1, 0, 1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1)), (1, 1, (7, -1), (-1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (1, 1, 1, -1, -1, 7, (6,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 23, 'responseCodeType')), ('EVSEID', 2, 1, False, True, ('x', 0, 32)), ('SAScheduleTupleID', 3, 1, False, False, ('i', -32768, 32767)), ('EVSEMaxCurrent', 4, 1, False, False, ('T', 'PhysicalValue')), ('MeterInfo', 5, 1, False, False, ('T', 'MeterInfo')), ('ReceiptRequired', 6, 1, False, False, ('b',)), ('AC_EVSEStatus', 7, 1, False, False, ('T', 'AC_EVSEStatus'))), 0)
 
 
 def _mk_MeterInfo(MeterID, MeterReading, SigMeterReading, MeterStatus, TMeter, _n=object.__new__, _c=MeterInfo, _s0=MeterInfo.MeterID.__set__, _s1=MeterInfo.MeterReading.__set__, _s2=MeterInfo.SigMeterReading.__set__, _s3=MeterInfo.MeterStatus.__set__, _s4=MeterInfo.TMeter.__set__):
@@ -4229,6 +4300,7 @@ _D_MeterInfo_1 = (2, 3, 4, 5, 0, -1, -2, -2)
 _D_MeterInfo_2 = (3, 4, 5, 0, -1, -2, -2, -2)
 _D_MeterInfo_3 = (4, 5, 0, -1)
 _D_MeterInfo_4 = (5, 0, -1, -2)
+_C_MeterInfo = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (3, 5, (2, 3, 4, 5, 0, -1, -2, -2), (4, -1, 0, 1, 2, 3, -1)), (3, 4, (3, 4, 5, 0, -1, -2, -2, -2), (3, -1, -1, 0, 1, 2, -1)), (2, 3, (4, 5, 0, -1), (2, -1, -1, -1, 0, 1, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False)), (('MeterID', 1, 1, False, True, ('s', 0, 32)), ('MeterReading', 2, 1, False, False, ('T', 'PhysicalValue')), ('SigMeterReading', 3, 1, False, True, ('x', 0, 32)), ('MeterStatus', 4, 1, False, False, ('i', -32768, 32767)), ('TMeter', 5, 1, False, False, ('i', -9223372036854775808, 9223372036854775807))), 0)
 
 
 def _mk_AC_EVSEStatus(PowerSwitchClosed, RCD, NotificationMaxDelay, EVSENotification, _n=object.__new__, _c=AC_EVSEStatus, _s0=AC_EVSEStatus.PowerSwitchClosed.__set__, _s1=AC_EVSEStatus.RCD.__set__, _s2=AC_EVSEStatus.NotificationMaxDelay.__set__, _s3=AC_EVSEStatus.EVSENotification.__set__):
@@ -4284,6 +4356,8 @@ def _d_AC_EVSEStatus(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AC_EVSEStatus') from None
 
+_C_AC_EVSEStatus = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False)), (('PowerSwitchClosed', 1, 1, False, False, ('b',)), ('RCD', 2, 1, False, False, ('b',)), ('NotificationMaxDelay', 3, 1, False, False, ('u', 0, 4294967295)), ('EVSENotification', 4, 1, False, False, ('e', 2, 3, 'EVSENotificationType'))), 0)
+
 
 def _mk_EVSEStatus(_n=object.__new__, _c=EVSEStatus):
     o = _n(_c)
@@ -4303,6 +4377,8 @@ def _d_EVSEStatus(D, L, p):
         return _mk_EVSEStatus(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVSEStatus') from None
+
+_C_EVSEStatus = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_MeteringReceiptReq(Id, SessionID, SAScheduleTupleID, MeterInfo, _n=object.__new__, _c=MeteringReceiptReq, _s0=MeteringReceiptReq.Id.__set__, _s1=MeteringReceiptReq.SessionID.__set__, _s2=MeteringReceiptReq.SAScheduleTupleID.__set__, _s3=MeteringReceiptReq.MeterInfo.__set__):
@@ -4393,6 +4469,7 @@ _E_MeteringReceiptReq_2 = ((1, 2), (0, 1), None, None, None)
 _E_MeteringReceiptReq_4 = (None, None, (1, 2), (0, 1), None)
 _D_MeteringReceiptReq_0 = (1, 2, -1, -2)
 _D_MeteringReceiptReq_2 = (3, 4, -1, -2)
+_C_MeteringReceiptReq = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (2, 2, (3, 4, -1, -2), (-1, -1, -1, 0, 1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('SessionID', 2, 1, False, True, ('x', 0, 8)), ('SAScheduleTupleID', 3, 1, False, False, ('i', -32768, 32767)), ('MeterInfo', 4, 1, False, False, ('T', 'MeterInfo'))), 0)
 
 
 def _mk_MeteringReceiptRes(ResponseCode, AC_EVSEStatus, _n=object.__new__, _c=MeteringReceiptRes, _s0=MeteringReceiptRes.ResponseCode.__set__, _s1=MeteringReceiptRes.AC_EVSEStatus.__set__):
@@ -4431,6 +4508,8 @@ def _d_MeteringReceiptRes(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MeteringReceiptRes') from None
 
+_C_MeteringReceiptRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 23, 'responseCodeType')), ('AC_EVSEStatus', 2, 1, False, False, ('T', 'AC_EVSEStatus'))), 0)
+
 
 def _mk_SessionStop(_n=object.__new__, _c=SessionStop):
     o = _n(_c)
@@ -4450,6 +4529,8 @@ def _d_SessionStop(D, L, p):
         return _mk_SessionStop(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionStop') from None
+
+_C_SessionStop = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_SessionStopRes(ResponseCode, _n=object.__new__, _c=SessionStopRes, _s0=SessionStopRes.ResponseCode.__set__):
@@ -4479,6 +4560,8 @@ def _d_SessionStopRes(D, L, p):
         return _mk_SessionStopRes(f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionStopRes') from None
+
+_C_SessionStopRes = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('ResponseCode', 1, 1, False, False, ('e', 5, 23, 'responseCodeType')),), 0)
 
 
 def _mk_CertificateUpdateReq(Id, ContractSignatureCertChain, ContractID, ListOfRootCertificateIDs, DHParams, _n=object.__new__, _c=CertificateUpdateReq, _s0=CertificateUpdateReq.Id.__set__, _s1=CertificateUpdateReq.ContractSignatureCertChain.__set__, _s2=CertificateUpdateReq.ContractID.__set__, _s3=CertificateUpdateReq.ListOfRootCertificateIDs.__set__, _s4=CertificateUpdateReq.DHParams.__set__):
@@ -4579,6 +4662,7 @@ def _d_CertificateUpdateReq(D, L, p):
 
 _E_CertificateUpdateReq_2 = ((1, 2), (0, 1), None, None, None, None)
 _D_CertificateUpdateReq_0 = (1, 2, -1, -2)
+_C_CertificateUpdateReq = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('ContractSignatureCertChain', 2, 1, False, False, ('T', 'CertificateChain')), ('ContractID', 3, 1, False, True, ('s', 0, 24)), ('ListOfRootCertificateIDs', 4, 1, False, False, ('T', 'ListOfRootCertificateIDs')), ('DHParams', 5, 1, False, True, ('x', 0, 256))), 0)
 
 
 def _mk_ListOfRootCertificateIDs(RootCertificateID, _n=object.__new__, _c=ListOfRootCertificateIDs, _s0=ListOfRootCertificateIDs.RootCertificateID.__set__):
@@ -4638,6 +4722,7 @@ def _d_ListOfRootCertificateIDs(D, L, p):
         raise _fault(e, p, L, 'ListOfRootCertificateIDs') from None
 
 _D_ListOfRootCertificateIDs_1 = (1, 0, -1, -2)
+_C_ListOfRootCertificateIDs = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1))), ((1, -1, -1, -1, 1, -1, (0,), False),), (('RootCertificateID', 1, 1, True, True, ('s', 0, 40)),), 0)
 
 
 def _mk_CertificateUpdateRes(Id, ResponseCode, ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey, DHParams, ContractID, RetryCounter, _n=object.__new__, _c=CertificateUpdateRes, _s0=CertificateUpdateRes.Id.__set__, _s1=CertificateUpdateRes.ResponseCode.__set__, _s2=CertificateUpdateRes.ContractSignatureCertChain.__set__, _s3=CertificateUpdateRes.ContractSignatureEncryptedPrivateKey.__set__, _s4=CertificateUpdateRes.DHParams.__set__, _s5=CertificateUpdateRes.ContractID.__set__, _s6=CertificateUpdateRes.RetryCounter.__set__):
@@ -4758,6 +4843,8 @@ def _d_CertificateUpdateRes(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateUpdateRes') from None
 
+_C_CertificateUpdateRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1)), (1, 1, (7, -1), (-1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (1, 1, 1, -1, -1, 7, (6,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('ResponseCode', 2, 1, False, False, ('e', 5, 23, 'responseCodeType')), ('ContractSignatureCertChain', 3, 1, False, False, ('T', 'CertificateChain')), ('ContractSignatureEncryptedPrivateKey', 4, 1, False, True, ('x', 0, 128)), ('DHParams', 5, 1, False, True, ('x', 0, 256)), ('ContractID', 6, 1, False, True, ('s', 0, 24)), ('RetryCounter', 7, 1, False, False, ('i', -32768, 32767))), 0)
+
 
 def _mk_CertificateInstallationReq(Id, OEMProvisioningCert, ListOfRootCertificateIDs, DHParams, _n=object.__new__, _c=CertificateInstallationReq, _s0=CertificateInstallationReq.Id.__set__, _s1=CertificateInstallationReq.OEMProvisioningCert.__set__, _s2=CertificateInstallationReq.ListOfRootCertificateIDs.__set__, _s3=CertificateInstallationReq.DHParams.__set__):
     o = _n(_c); _s0(o, Id); _s1(o, OEMProvisioningCert); _s2(o, ListOfRootCertificateIDs); _s3(o, DHParams)
@@ -4848,6 +4935,7 @@ def _d_CertificateInstallationReq(D, L, p):
 
 _E_CertificateInstallationReq_2 = ((1, 2), (0, 1), None, None, None)
 _D_CertificateInstallationReq_0 = (1, 2, -1, -2)
+_C_CertificateInstallationReq = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('OEMProvisioningCert', 2, 1, False, True, ('x', 0, 1200)), ('ListOfRootCertificateIDs', 3, 1, False, False, ('T', 'ListOfRootCertificateIDs')), ('DHParams', 4, 1, False, True, ('x', 0, 256))), 0)
 
 
 def _mk_CertificateInstallationRes(Id, ResponseCode, ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey, DHParams, ContractID, _n=object.__new__, _c=CertificateInstallationRes, _s0=CertificateInstallationRes.Id.__set__, _s1=CertificateInstallationRes.ResponseCode.__set__, _s2=CertificateInstallationRes.ContractSignatureCertChain.__set__, _s3=CertificateInstallationRes.ContractSignatureEncryptedPrivateKey.__set__, _s4=CertificateInstallationRes.DHParams.__set__, _s5=CertificateInstallationRes.ContractID.__set__):
@@ -4957,6 +5045,8 @@ def _d_CertificateInstallationRes(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateInstallationRes') from None
 
+_C_CertificateInstallationRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('ResponseCode', 2, 1, False, False, ('e', 5, 23, 'responseCodeType')), ('ContractSignatureCertChain', 3, 1, False, False, ('T', 'CertificateChain')), ('ContractSignatureEncryptedPrivateKey', 4, 1, False, True, ('x', 0, 128)), ('DHParams', 5, 1, False, True, ('x', 0, 256)), ('ContractID', 6, 1, False, True, ('s', 0, 24))), 0)
+
 
 def _mk_CableCheckReq(DC_EVStatus, _n=object.__new__, _c=CableCheckReq, _s0=CableCheckReq.DC_EVStatus.__set__):
     o = _n(_c); _s0(o, DC_EVStatus)
@@ -4984,6 +5074,8 @@ def _d_CableCheckReq(D, L, p):
         return _mk_CableCheckReq(f_DC_EVStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CableCheckReq') from None
+
+_C_CableCheckReq = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('DC_EVStatus', 1, 1, False, False, ('T', 'DC_EVStatus')),), 0)
 
 
 def _mk_DC_EVStatus(EVReady, EVCabinConditioning, EVRESSConditioning, EVErrorCode, EVRESSSOC, _n=object.__new__, _c=DC_EVStatus, _s0=DC_EVStatus.EVReady.__set__, _s1=DC_EVStatus.EVCabinConditioning.__set__, _s2=DC_EVStatus.EVRESSConditioning.__set__, _s3=DC_EVStatus.EVErrorCode.__set__, _s4=DC_EVStatus.EVRESSSOC.__set__):
@@ -5073,6 +5165,7 @@ _E_DC_EVStatus_3 = (None, (1, 2), (0, 2), None, None, None)
 _E_DC_EVStatus_4 = (None, (2, 2), (1, 2), (0, 1), None, None)
 _D_DC_EVStatus_1 = (2, 3, 4, -1)
 _D_DC_EVStatus_2 = (3, 4, -1, -2)
+_C_DC_EVStatus = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (2, 3, (2, 3, 4, -1), (-1, -1, 0, 1, 2, -1, -1)), (2, 2, (3, 4, -1, -2), (-1, -1, -1, 0, 1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False)), (('EVReady', 1, 1, False, False, ('b',)), ('EVCabinConditioning', 2, 1, False, False, ('b',)), ('EVRESSConditioning', 3, 1, False, False, ('b',)), ('EVErrorCode', 4, 1, False, False, ('e', 4, 12, 'DC_EVErrorCodeType')), ('EVRESSSOC', 5, 1, False, False, ('n', 7, 0, 100))), 0)
 
 
 def _mk_EVStatus(_n=object.__new__, _c=EVStatus):
@@ -5093,6 +5186,8 @@ def _d_EVStatus(D, L, p):
         return _mk_EVStatus(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVStatus') from None
+
+_C_EVStatus = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_CableCheckRes(ResponseCode, DC_EVSEStatus, EVSEProcessing, _n=object.__new__, _c=CableCheckRes, _s0=CableCheckRes.ResponseCode.__set__, _s1=CableCheckRes.DC_EVSEStatus.__set__, _s2=CableCheckRes.EVSEProcessing.__set__):
@@ -5137,6 +5232,8 @@ def _d_CableCheckRes(D, L, p):
         return _mk_CableCheckRes(f_ResponseCode, f_DC_EVSEStatus, f_EVSEProcessing), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CableCheckRes') from None
+
+_C_CableCheckRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 23, 'responseCodeType')), ('DC_EVSEStatus', 2, 1, False, False, ('T', 'DC_EVSEStatus')), ('EVSEProcessing', 3, 1, False, False, ('e', 1, 2, 'EVSEProcessingType'))), 0)
 
 
 def _mk_DC_EVSEStatus(EVSEIsolationStatus, EVSEStatusCode, NotificationMaxDelay, EVSENotification, _n=object.__new__, _c=DC_EVSEStatus, _s0=DC_EVSEStatus.EVSEIsolationStatus.__set__, _s1=DC_EVSEStatus.EVSEStatusCode.__set__, _s2=DC_EVSEStatus.NotificationMaxDelay.__set__, _s3=DC_EVSEStatus.EVSENotification.__set__):
@@ -5211,6 +5308,7 @@ def _d_DC_EVSEStatus(D, L, p):
 
 _E_DC_EVSEStatus_2 = ((1, 2), (0, 1), None, None, None)
 _D_DC_EVSEStatus_0 = (1, 2, -1, -2)
+_C_DC_EVSEStatus = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False)), (('EVSEIsolationStatus', 1, 1, False, False, ('e', 2, 4, 'isolationLevelType')), ('EVSEStatusCode', 2, 1, False, False, ('e', 4, 12, 'DC_EVSEStatusCodeType')), ('NotificationMaxDelay', 3, 1, False, False, ('u', 0, 4294967295)), ('EVSENotification', 4, 1, False, False, ('e', 2, 3, 'EVSENotificationType'))), 0)
 
 
 def _mk_PreChargeReq(DC_EVStatus, EVTargetVoltage, EVTargetCurrent, _n=object.__new__, _c=PreChargeReq, _s0=PreChargeReq.DC_EVStatus.__set__, _s1=PreChargeReq.EVTargetVoltage.__set__, _s2=PreChargeReq.EVTargetCurrent.__set__):
@@ -5256,6 +5354,8 @@ def _d_PreChargeReq(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PreChargeReq') from None
 
+_C_PreChargeReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('DC_EVStatus', 1, 1, False, False, ('T', 'DC_EVStatus')), ('EVTargetVoltage', 2, 1, False, False, ('T', 'PhysicalValue')), ('EVTargetCurrent', 3, 1, False, False, ('T', 'PhysicalValue'))), 0)
+
 
 def _mk_PreChargeRes(ResponseCode, DC_EVSEStatus, EVSEPresentVoltage, _n=object.__new__, _c=PreChargeRes, _s0=PreChargeRes.ResponseCode.__set__, _s1=PreChargeRes.DC_EVSEStatus.__set__, _s2=PreChargeRes.EVSEPresentVoltage.__set__):
     o = _n(_c); _s0(o, ResponseCode); _s1(o, DC_EVSEStatus); _s2(o, EVSEPresentVoltage)
@@ -5300,6 +5400,8 @@ def _d_PreChargeRes(D, L, p):
         return _mk_PreChargeRes(f_ResponseCode, f_DC_EVSEStatus, f_EVSEPresentVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PreChargeRes') from None
+
+_C_PreChargeRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 23, 'responseCodeType')), ('DC_EVSEStatus', 2, 1, False, False, ('T', 'DC_EVSEStatus')), ('EVSEPresentVoltage', 3, 1, False, False, ('T', 'PhysicalValue'))), 0)
 
 
 def _mk_CurrentDemandReq(DC_EVStatus, EVTargetCurrent, EVMaximumVoltageLimit, EVMaximumCurrentLimit, EVMaximumPowerLimit, BulkChargingComplete, ChargingComplete, RemainingTimeToFullSoC, RemainingTimeToBulkSoC, EVTargetVoltage, _n=object.__new__, _c=CurrentDemandReq, _s0=CurrentDemandReq.DC_EVStatus.__set__, _s1=CurrentDemandReq.EVTargetCurrent.__set__, _s2=CurrentDemandReq.EVMaximumVoltageLimit.__set__, _s3=CurrentDemandReq.EVMaximumCurrentLimit.__set__, _s4=CurrentDemandReq.EVMaximumPowerLimit.__set__, _s5=CurrentDemandReq.BulkChargingComplete.__set__, _s6=CurrentDemandReq.ChargingComplete.__set__, _s7=CurrentDemandReq.RemainingTimeToFullSoC.__set__, _s8=CurrentDemandReq.RemainingTimeToBulkSoC.__set__, _s9=CurrentDemandReq.EVTargetVoltage.__set__):
@@ -5455,6 +5557,7 @@ _D_CurrentDemandReq_4 = (5, 6, 7, -1)
 _D_CurrentDemandReq_5 = (6, 7, -1, -2)
 _D_CurrentDemandReq_7 = (8, 9, 10, -1)
 _D_CurrentDemandReq_8 = (9, 10, -1, -2)
+_C_CurrentDemandReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (3, 5, (3, 4, 5, 6, 7, -1, -2, -2), (-1, -1, -1, 0, 1, 2, 3, 4, -1, -1, -1, -1)), (3, 4, (4, 5, 6, 7, -1, -2, -2, -2), (-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1)), (2, 3, (5, 6, 7, -1), (-1, -1, -1, -1, -1, 0, 1, 2, -1, -1, -1, -1)), (2, 2, (6, 7, -1, -2), (-1, -1, -1, -1, -1, -1, 0, 1, -1, -1, -1, -1)), (1, 1, (7, -1), (-1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (2, 3, (8, 9, 10, -1), (-1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, -1)), (2, 2, (9, 10, -1, -2), (-1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (1, 1, (10, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False), (0, 1, 1, -1, -1, 6, (5,), False), (1, 1, 1, -1, -1, 7, (6,), False), (0, 1, 1, -1, -1, 8, (7,), False), (0, 1, 1, -1, -1, 9, (8,), False), (1, 1, 1, -1, -1, 10, (9,), False)), (('DC_EVStatus', 1, 1, False, False, ('T', 'DC_EVStatus')), ('EVTargetCurrent', 2, 1, False, False, ('T', 'PhysicalValue')), ('EVMaximumVoltageLimit', 3, 1, False, False, ('T', 'PhysicalValue')), ('EVMaximumCurrentLimit', 4, 1, False, False, ('T', 'PhysicalValue')), ('EVMaximumPowerLimit', 5, 1, False, False, ('T', 'PhysicalValue')), ('BulkChargingComplete', 6, 1, False, False, ('b',)), ('ChargingComplete', 7, 1, False, False, ('b',)), ('RemainingTimeToFullSoC', 8, 1, False, False, ('T', 'PhysicalValue')), ('RemainingTimeToBulkSoC', 9, 1, False, False, ('T', 'PhysicalValue')), ('EVTargetVoltage', 10, 1, False, False, ('T', 'PhysicalValue'))), 0)
 
 
 def _mk_CurrentDemandRes(ResponseCode, DC_EVSEStatus, EVSEPresentVoltage, EVSEPresentCurrent, EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved, EVSEPowerLimitAchieved, EVSEMaximumVoltageLimit, EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit, _n=object.__new__, _c=CurrentDemandRes, _s0=CurrentDemandRes.ResponseCode.__set__, _s1=CurrentDemandRes.DC_EVSEStatus.__set__, _s2=CurrentDemandRes.EVSEPresentVoltage.__set__, _s3=CurrentDemandRes.EVSEPresentCurrent.__set__, _s4=CurrentDemandRes.EVSECurrentLimitAchieved.__set__, _s5=CurrentDemandRes.EVSEVoltageLimitAchieved.__set__, _s6=CurrentDemandRes.EVSEPowerLimitAchieved.__set__, _s7=CurrentDemandRes.EVSEMaximumVoltageLimit.__set__, _s8=CurrentDemandRes.EVSEMaximumCurrentLimit.__set__, _s9=CurrentDemandRes.EVSEMaximumPowerLimit.__set__):
@@ -5585,6 +5688,7 @@ _E_CurrentDemandRes_0 = (None, None, None, None, None, None, None, (3, 3), (2, 2
 _D_CurrentDemandRes_7 = (8, 9, 10, 0, -1, -2, -2, -2)
 _D_CurrentDemandRes_8 = (9, 10, 0, -1)
 _D_CurrentDemandRes_9 = (10, 0, -1, -2)
+_C_CurrentDemandRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (7, -1), (-1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (3, 4, (8, 9, 10, 0, -1, -2, -2, -2), (3, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, -1)), (2, 3, (9, 10, 0, -1), (2, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (10, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (1, 1, 1, -1, -1, 7, (6,), False), (0, 1, 1, -1, -1, 8, (7,), False), (0, 1, 1, -1, -1, 9, (8,), False), (0, 1, 1, -1, -1, 10, (9,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 23, 'responseCodeType')), ('DC_EVSEStatus', 2, 1, False, False, ('T', 'DC_EVSEStatus')), ('EVSEPresentVoltage', 3, 1, False, False, ('T', 'PhysicalValue')), ('EVSEPresentCurrent', 4, 1, False, False, ('T', 'PhysicalValue')), ('EVSECurrentLimitAchieved', 5, 1, False, False, ('b',)), ('EVSEVoltageLimitAchieved', 6, 1, False, False, ('b',)), ('EVSEPowerLimitAchieved', 7, 1, False, False, ('b',)), ('EVSEMaximumVoltageLimit', 8, 1, False, False, ('T', 'PhysicalValue')), ('EVSEMaximumCurrentLimit', 9, 1, False, False, ('T', 'PhysicalValue')), ('EVSEMaximumPowerLimit', 10, 1, False, False, ('T', 'PhysicalValue'))), 0)
 
 
 def _mk_WeldingDetectionReq(DC_EVStatus, _n=object.__new__, _c=WeldingDetectionReq, _s0=WeldingDetectionReq.DC_EVStatus.__set__):
@@ -5613,6 +5717,8 @@ def _d_WeldingDetectionReq(D, L, p):
         return _mk_WeldingDetectionReq(f_DC_EVStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WeldingDetectionReq') from None
+
+_C_WeldingDetectionReq = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('DC_EVStatus', 1, 1, False, False, ('T', 'DC_EVStatus')),), 0)
 
 
 def _mk_WeldingDetectionRes(ResponseCode, DC_EVSEStatus, EVSEPresentVoltage, _n=object.__new__, _c=WeldingDetectionRes, _s0=WeldingDetectionRes.ResponseCode.__set__, _s1=WeldingDetectionRes.DC_EVSEStatus.__set__, _s2=WeldingDetectionRes.EVSEPresentVoltage.__set__):
@@ -5659,6 +5765,8 @@ def _d_WeldingDetectionRes(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WeldingDetectionRes') from None
 
+_C_WeldingDetectionRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 23, 'responseCodeType')), ('DC_EVSEStatus', 2, 1, False, False, ('T', 'DC_EVSEStatus')), ('EVSEPresentVoltage', 3, 1, False, False, ('T', 'PhysicalValue'))), 0)
+
 
 def _mk_SASchedules(_n=object.__new__, _c=SASchedules):
     o = _n(_c)
@@ -5678,6 +5786,8 @@ def _d_SASchedules(D, L, p):
         return _mk_SASchedules(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SASchedules') from None
+
+_C_SASchedules = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_SAScheduleList(SAScheduleTuple, _n=object.__new__, _c=SAScheduleList, _s0=SAScheduleList.SAScheduleTuple.__set__):
@@ -5719,6 +5829,7 @@ def _d_SAScheduleList(D, L, p):
         raise _fault(e, p, L, 'SAScheduleList') from None
 
 _D_SAScheduleList_1 = (1, 0, -1, -2)
+_C_SAScheduleList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1))), ((1, -1, -1, -1, 1, -1, (0,), False),), (('SAScheduleTuple', 1, 1, True, False, ('T', 'SAScheduleTuple')),), 0)
 
 
 def _mk_SAScheduleTuple(SAScheduleTupleID, PMaxSchedule, SalesTariff, _n=object.__new__, _c=SAScheduleTuple, _s0=SAScheduleTuple.SAScheduleTupleID.__set__, _s1=SAScheduleTuple.PMaxSchedule.__set__, _s2=SAScheduleTuple.SalesTariff.__set__):
@@ -5778,6 +5889,7 @@ def _d_SAScheduleTuple(D, L, p):
 
 _E_SAScheduleTuple_0 = (None, None, (1, 2), (0, 1))
 _D_SAScheduleTuple_2 = (3, 0, -1, -2)
+_C_SAScheduleTuple = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('SAScheduleTupleID', 1, 1, False, False, ('i', -32768, 32767)), ('PMaxSchedule', 2, 1, False, False, ('T', 'PMaxSchedule')), ('SalesTariff', 3, 1, False, False, ('T', 'SalesTariff'))), 0)
 
 
 def _mk_PMaxSchedule(PMaxScheduleID, PMaxScheduleEntry, _n=object.__new__, _c=PMaxSchedule, _s0=PMaxSchedule.PMaxScheduleID.__set__, _s1=PMaxSchedule.PMaxScheduleEntry.__set__):
@@ -5830,6 +5942,7 @@ def _d_PMaxSchedule(D, L, p):
         raise _fault(e, p, L, 'PMaxSchedule') from None
 
 _D_PMaxSchedule_2 = (2, 0, -1, -2)
+_C_PMaxSchedule = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, -1, -1, -1, 2, -1, (1,), False)), (('PMaxScheduleID', 1, 1, False, False, ('i', -32768, 32767)), ('PMaxScheduleEntry', 2, 1, True, False, ('T', 'PMaxScheduleEntry'))), 0)
 
 
 def _mk_SalesTariff(Id, SalesTariffID, SalesTariffDescription, NumEPriceLevels, SalesTariffEntry, _n=object.__new__, _c=SalesTariff, _s0=SalesTariff.Id.__set__, _s1=SalesTariff.SalesTariffID.__set__, _s2=SalesTariff.SalesTariffDescription.__set__, _s3=SalesTariff.NumEPriceLevels.__set__, _s4=SalesTariff.SalesTariffEntry.__set__):
@@ -5936,6 +6049,7 @@ def _d_SalesTariff(D, L, p):
 _E_SalesTariff_4 = (None, None, (1, 2), (0, 1), None, None)
 _D_SalesTariff_2 = (3, 4, -1, -2)
 _D_SalesTariff_5 = (5, 0, -1, -2)
+_C_SalesTariff = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (2, 2, (3, 4, -1, -2), (-1, -1, -1, 0, 1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, -1, -1, -1, 5, -1, (4,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('SalesTariffID', 2, 1, False, False, ('i', -32768, 32767)), ('SalesTariffDescription', 3, 1, False, True, ('s', 0, 32)), ('NumEPriceLevels', 4, 1, False, False, ('n', 8, 0, 255)), ('SalesTariffEntry', 5, 1, True, False, ('T', 'SalesTariffEntry'))), 0)
 
 
 def _mk_Entry(RelativeTimeInterval, TimeInterval, _n=object.__new__, _c=Entry, _s0=Entry.RelativeTimeInterval.__set__, _s1=Entry.TimeInterval.__set__):
@@ -5980,6 +6094,7 @@ def _d_Entry(D, L, p):
         raise _fault(e, p, L, 'Entry') from None
 
 _D_Entry_0 = (1, 2, -1, -2)
+_C_Entry = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0, 1), False),), (('RelativeTimeInterval', 1, 1, False, False, ('T', 'RelativeTimeInterval')), ('TimeInterval', 2, 1, False, False, ('T', 'Interval'))), 0)
 
 
 def _mk_SalesTariffEntry(RelativeTimeInterval, TimeInterval, EPriceLevel, ConsumptionCost, _n=object.__new__, _c=SalesTariffEntry, _s0=SalesTariffEntry.RelativeTimeInterval.__set__, _s1=SalesTariffEntry.TimeInterval.__set__, _s2=SalesTariffEntry.EPriceLevel.__set__, _s3=SalesTariffEntry.ConsumptionCost.__set__):
@@ -6053,6 +6168,7 @@ def _d_SalesTariffEntry(D, L, p):
 _D_SalesTariffEntry_0 = (1, 2, -1, -2)
 _D_SalesTariffEntry_2 = (4, 0, -1, -2)
 _D_SalesTariffEntry_3 = (4, 0, -1, -2)
+_C_SalesTariffEntry = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1)), (2, 2, (4, 0, -1, -2), (1, -1, -1, -1, 0, -1)), (2, 2, (4, 0, -1, -2), (1, -1, -1, -1, 0, -1))), ((1, 1, 1, -1, -1, 1, (0, 1), False), (1, 1, 1, -1, -1, 2, (2,), False), (0, -1, -1, -1, 3, -1, (3,), False)), (('RelativeTimeInterval', 1, 1, False, False, ('T', 'RelativeTimeInterval')), ('TimeInterval', 2, 1, False, False, ('T', 'Interval')), ('EPriceLevel', 3, 1, False, False, ('n', 8, 0, 255)), ('ConsumptionCost', 4, 1, True, False, ('T', 'ConsumptionCost'))), 0)
 
 
 def _mk_ConsumptionCost(startValue, Cost, _n=object.__new__, _c=ConsumptionCost, _s0=ConsumptionCost.startValue.__set__, _s1=ConsumptionCost.Cost.__set__):
@@ -6104,6 +6220,7 @@ def _d_ConsumptionCost(D, L, p):
 
 _D_ConsumptionCost_1 = (2, 0, -1, -2)
 _D_ConsumptionCost_2 = (2, 0, -1, -2)
+_C_ConsumptionCost = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, -1, -1, -1, 2, -1, (1,), False)), (('startValue', 1, 1, False, False, ('u', 0, 4294967295)), ('Cost', 2, 1, True, False, ('T', 'Cost'))), 0)
 
 
 def _mk_Cost(costKind, amount, amountMultiplier, _n=object.__new__, _c=Cost, _s0=Cost.costKind.__set__, _s1=Cost.amount.__set__, _s2=Cost.amountMultiplier.__set__):
@@ -6168,6 +6285,7 @@ def _d_Cost(D, L, p):
 
 _E_Cost_0 = (None, None, (1, 2), (0, 1))
 _D_Cost_2 = (3, 0, -1, -2)
+_C_Cost = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('costKind', 1, 1, False, False, ('e', 2, 3, 'costKindType')), ('amount', 2, 1, False, False, ('u', 0, 4294967295)), ('amountMultiplier', 3, 1, False, False, ('n', 3, -3, 3))), 0)
 
 
 def _mk_PMaxScheduleEntry(RelativeTimeInterval, TimeInterval, PMax, _n=object.__new__, _c=PMaxScheduleEntry, _s0=PMaxScheduleEntry.RelativeTimeInterval.__set__, _s1=PMaxScheduleEntry.TimeInterval.__set__, _s2=PMaxScheduleEntry.PMax.__set__):
@@ -6225,6 +6343,7 @@ def _d_PMaxScheduleEntry(D, L, p):
         raise _fault(e, p, L, 'PMaxScheduleEntry') from None
 
 _D_PMaxScheduleEntry_0 = (1, 2, -1, -2)
+_C_PMaxScheduleEntry = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0, 1), False), (1, 1, 1, -1, -1, 2, (2,), False)), (('RelativeTimeInterval', 1, 1, False, False, ('T', 'RelativeTimeInterval')), ('TimeInterval', 2, 1, False, False, ('T', 'Interval')), ('PMax', 3, 1, False, False, ('i', -32768, 32767))), 0)
 
 
 def _mk_Interval(_n=object.__new__, _c=Interval):
@@ -6245,6 +6364,8 @@ def _d_Interval(D, L, p):
         return _mk_Interval(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Interval') from None
+
+_C_Interval = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_RelativeTimeInterval(start, duration, _n=object.__new__, _c=RelativeTimeInterval, _s0=RelativeTimeInterval.start.__set__, _s1=RelativeTimeInterval.duration.__set__):
@@ -6301,6 +6422,7 @@ def _d_RelativeTimeInterval(D, L, p):
 
 _E_RelativeTimeInterval_0 = (None, (1, 2), (0, 1))
 _D_RelativeTimeInterval_1 = (2, 0, -1, -2)
+_C_RelativeTimeInterval = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False)), (('start', 1, 1, False, False, ('u', 0, 4294967295)), ('duration', 2, 1, False, False, ('u', 0, 4294967295))), 0)
 
 
 def _mk_EVChargeParameter(_n=object.__new__, _c=EVChargeParameter):
@@ -6321,6 +6443,8 @@ def _d_EVChargeParameter(D, L, p):
         return _mk_EVChargeParameter(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVChargeParameter') from None
+
+_C_EVChargeParameter = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_AC_EVChargeParameter(DepartureTime, EAmount, EVMaxVoltage, EVMaxCurrent, EVMinCurrent, _n=object.__new__, _c=AC_EVChargeParameter, _s0=AC_EVChargeParameter.DepartureTime.__set__, _s1=AC_EVChargeParameter.EAmount.__set__, _s2=AC_EVChargeParameter.EVMaxVoltage.__set__, _s3=AC_EVChargeParameter.EVMaxCurrent.__set__, _s4=AC_EVChargeParameter.EVMinCurrent.__set__):
@@ -6384,6 +6508,8 @@ def _d_AC_EVChargeParameter(D, L, p):
         return _mk_AC_EVChargeParameter(f_DepartureTime, f_EAmount, f_EVMaxVoltage, f_EVMaxCurrent, f_EVMinCurrent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AC_EVChargeParameter') from None
+
+_C_AC_EVChargeParameter = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False)), (('DepartureTime', 1, 1, False, False, ('u', 0, 4294967295)), ('EAmount', 2, 1, False, False, ('T', 'PhysicalValue')), ('EVMaxVoltage', 3, 1, False, False, ('T', 'PhysicalValue')), ('EVMaxCurrent', 4, 1, False, False, ('T', 'PhysicalValue')), ('EVMinCurrent', 5, 1, False, False, ('T', 'PhysicalValue'))), 0)
 
 
 def _mk_DC_EVChargeParameter(DC_EVStatus, EVMaximumCurrentLimit, EVMaximumPowerLimit, EVMaximumVoltageLimit, EVEnergyCapacity, EVEnergyRequest, FullSOC, BulkSOC, _n=object.__new__, _c=DC_EVChargeParameter, _s0=DC_EVChargeParameter.DC_EVStatus.__set__, _s1=DC_EVChargeParameter.EVMaximumCurrentLimit.__set__, _s2=DC_EVChargeParameter.EVMaximumPowerLimit.__set__, _s3=DC_EVChargeParameter.EVMaximumVoltageLimit.__set__, _s4=DC_EVChargeParameter.EVEnergyCapacity.__set__, _s5=DC_EVChargeParameter.EVEnergyRequest.__set__, _s6=DC_EVChargeParameter.FullSOC.__set__, _s7=DC_EVChargeParameter.BulkSOC.__set__):
@@ -6519,6 +6645,7 @@ _D_DC_EVChargeParameter_4 = (5, 6, 7, 8, 0, -1, -2, -2)
 _D_DC_EVChargeParameter_5 = (6, 7, 8, 0, -1, -2, -2, -2)
 _D_DC_EVChargeParameter_6 = (7, 8, 0, -1)
 _D_DC_EVChargeParameter_7 = (8, 0, -1, -2)
+_C_DC_EVChargeParameter = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (2, 2, (3, 4, -1, -2), (-1, -1, -1, 0, 1, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1, -1)), (3, 5, (5, 6, 7, 8, 0, -1, -2, -2), (4, -1, -1, -1, -1, 0, 1, 2, 3, -1)), (3, 4, (6, 7, 8, 0, -1, -2, -2, -2), (3, -1, -1, -1, -1, -1, 0, 1, 2, -1)), (2, 3, (7, 8, 0, -1), (2, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (8, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False), (0, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False), (0, 1, 1, -1, -1, 8, (7,), False)), (('DC_EVStatus', 1, 1, False, False, ('T', 'DC_EVStatus')), ('EVMaximumCurrentLimit', 2, 1, False, False, ('T', 'PhysicalValue')), ('EVMaximumPowerLimit', 3, 1, False, False, ('T', 'PhysicalValue')), ('EVMaximumVoltageLimit', 4, 1, False, False, ('T', 'PhysicalValue')), ('EVEnergyCapacity', 5, 1, False, False, ('T', 'PhysicalValue')), ('EVEnergyRequest', 6, 1, False, False, ('T', 'PhysicalValue')), ('FullSOC', 7, 1, False, False, ('n', 7, 0, 100)), ('BulkSOC', 8, 1, False, False, ('n', 7, 0, 100))), 0)
 
 
 def _mk_EVSEChargeParameter(_n=object.__new__, _c=EVSEChargeParameter):
@@ -6539,6 +6666,8 @@ def _d_EVSEChargeParameter(D, L, p):
         return _mk_EVSEChargeParameter(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVSEChargeParameter') from None
+
+_C_EVSEChargeParameter = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_AC_EVSEChargeParameter(AC_EVSEStatus, EVSEMaxVoltage, EVSEMaxCurrent, EVSEMinCurrent, _n=object.__new__, _c=AC_EVSEChargeParameter, _s0=AC_EVSEChargeParameter.AC_EVSEStatus.__set__, _s1=AC_EVSEChargeParameter.EVSEMaxVoltage.__set__, _s2=AC_EVSEChargeParameter.EVSEMaxCurrent.__set__, _s3=AC_EVSEChargeParameter.EVSEMinCurrent.__set__):
@@ -6591,6 +6720,8 @@ def _d_AC_EVSEChargeParameter(D, L, p):
         return _mk_AC_EVSEChargeParameter(f_AC_EVSEStatus, f_EVSEMaxVoltage, f_EVSEMaxCurrent, f_EVSEMinCurrent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AC_EVSEChargeParameter') from None
+
+_C_AC_EVSEChargeParameter = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False)), (('AC_EVSEStatus', 1, 1, False, False, ('T', 'AC_EVSEStatus')), ('EVSEMaxVoltage', 2, 1, False, False, ('T', 'PhysicalValue')), ('EVSEMaxCurrent', 3, 1, False, False, ('T', 'PhysicalValue')), ('EVSEMinCurrent', 4, 1, False, False, ('T', 'PhysicalValue'))), 0)
 
 
 def _mk_DC_EVSEChargeParameter(DC_EVSEStatus, EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit, EVSEMaximumVoltageLimit, EVSEMinimumCurrentLimit, EVSEMinimumVoltageLimit, EVSECurrentRegulationTolerance, EVSEPeakCurrentRipple, EVSEEnergyToBeDelivered, _n=object.__new__, _c=DC_EVSEChargeParameter, _s0=DC_EVSEChargeParameter.DC_EVSEStatus.__set__, _s1=DC_EVSEChargeParameter.EVSEMaximumCurrentLimit.__set__, _s2=DC_EVSEChargeParameter.EVSEMaximumPowerLimit.__set__, _s3=DC_EVSEChargeParameter.EVSEMaximumVoltageLimit.__set__, _s4=DC_EVSEChargeParameter.EVSEMinimumCurrentLimit.__set__, _s5=DC_EVSEChargeParameter.EVSEMinimumVoltageLimit.__set__, _s6=DC_EVSEChargeParameter.EVSECurrentRegulationTolerance.__set__, _s7=DC_EVSEChargeParameter.EVSEPeakCurrentRipple.__set__, _s8=DC_EVSEChargeParameter.EVSEEnergyToBeDelivered.__set__):
@@ -6715,6 +6846,7 @@ _E_DC_EVSEChargeParameter_0 = (None, None, None, None, None, None, None, None, (
 _D_DC_EVSEChargeParameter_2 = (3, 4, -1, -2)
 _D_DC_EVSEChargeParameter_6 = (7, 8, -1, -2)
 _D_DC_EVSEChargeParameter_8 = (9, 0, -1, -2)
+_C_DC_EVSEChargeParameter = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (2, 2, (3, 4, -1, -2), (-1, -1, -1, 0, 1, -1, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (2, 2, (7, 8, -1, -2), (-1, -1, -1, -1, -1, -1, -1, 0, 1, -1, -1)), (1, 1, (8, -1), (-1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1)), (2, 2, (9, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False), (1, 1, 1, -1, -1, 8, (7,), False), (0, 1, 1, -1, -1, 9, (8,), False)), (('DC_EVSEStatus', 1, 1, False, False, ('T', 'DC_EVSEStatus')), ('EVSEMaximumCurrentLimit', 2, 1, False, False, ('T', 'PhysicalValue')), ('EVSEMaximumPowerLimit', 3, 1, False, False, ('T', 'PhysicalValue')), ('EVSEMaximumVoltageLimit', 4, 1, False, False, ('T', 'PhysicalValue')), ('EVSEMinimumCurrentLimit', 5, 1, False, False, ('T', 'PhysicalValue')), ('EVSEMinimumVoltageLimit', 6, 1, False, False, ('T', 'PhysicalValue')), ('EVSECurrentRegulationTolerance', 7, 1, False, False, ('T', 'PhysicalValue')), ('EVSEPeakCurrentRipple', 8, 1, False, False, ('T', 'PhysicalValue')), ('EVSEEnergyToBeDelivered', 9, 1, False, False, ('T', 'PhysicalValue'))), 0)
 
 
 def _mk_EVPowerDeliveryParameter(_n=object.__new__, _c=EVPowerDeliveryParameter):
@@ -6735,6 +6867,8 @@ def _d_EVPowerDeliveryParameter(D, L, p):
         return _mk_EVPowerDeliveryParameter(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPowerDeliveryParameter') from None
+
+_C_EVPowerDeliveryParameter = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_DC_EVPowerDeliveryParameter(DC_EVStatus, BulkChargingComplete, ChargingComplete, _n=object.__new__, _c=DC_EVPowerDeliveryParameter, _s0=DC_EVPowerDeliveryParameter.DC_EVStatus.__set__, _s1=DC_EVPowerDeliveryParameter.BulkChargingComplete.__set__, _s2=DC_EVPowerDeliveryParameter.ChargingComplete.__set__):
@@ -6794,6 +6928,7 @@ def _d_DC_EVPowerDeliveryParameter(D, L, p):
 
 _E_DC_EVPowerDeliveryParameter_3 = (None, (1, 2), (0, 1), None)
 _D_DC_EVPowerDeliveryParameter_1 = (2, 3, -1, -2)
+_C_DC_EVPowerDeliveryParameter = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (2, 2, (2, 3, -1, -2), (-1, -1, 0, 1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('DC_EVStatus', 1, 1, False, False, ('T', 'DC_EVStatus')), ('BulkChargingComplete', 2, 1, False, False, ('b',)), ('ChargingComplete', 3, 1, False, False, ('b',))), 0)
 
 
 def _mk_V2G_Message(Header, Body, _n=object.__new__, _c=V2G_Message, _s0=V2G_Message.Header.__set__, _s1=V2G_Message.Body.__set__):
@@ -6830,6 +6965,8 @@ def _d_V2G_Message(D, L, p):
         return _mk_V2G_Message(f_Header, f_Body), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2G_Message') from None
+
+_C_V2G_Message = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('Body', 2, 1, False, False, ('T', 'Body'))), 0)
 
 
 # --- documents and fragments ----------------------------------------------

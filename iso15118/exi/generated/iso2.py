@@ -36,6 +36,28 @@ from ._xmldsig import (
     Transforms,
     X509Data,
     X509IssuerSerial,
+    _C_CanonicalizationMethod,
+    _C_DSAKeyValue,
+    _C_DigestMethod,
+    _C_KeyInfo,
+    _C_KeyValue,
+    _C_Manifest,
+    _C_Object,
+    _C_PGPData,
+    _C_RSAKeyValue,
+    _C_Reference,
+    _C_RetrievalMethod,
+    _C_SPKIData,
+    _C_Signature,
+    _C_SignatureMethod,
+    _C_SignatureProperties,
+    _C_SignatureProperty,
+    _C_SignatureValue,
+    _C_SignedInfo,
+    _C_Transform,
+    _C_Transforms,
+    _C_X509Data,
+    _C_X509IssuerSerial,
     _d_CanonicalizationMethod,
     _d_DSAKeyValue,
     _d_DigestMethod,
@@ -1751,6 +1773,7 @@ _E_MessageHeader_3 = (None, (1, 2), (0, 2), None)
 _E_MessageHeader_0 = (None, (2, 2), (1, 2), (0, 1))
 _D_MessageHeader_1 = (2, 3, 0, -1)
 _D_MessageHeader_2 = (3, 0, -1, -2)
+_C_MessageHeader = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (2, 3, (2, 3, 0, -1), (2, -1, 0, 1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('SessionID', 1, 1, False, True, ('x', 0, 8)), ('Notification', 2, 1, False, False, ('T', 'Notification')), ('Signature', 3, 1, False, False, ('T', 'Signature'))), 0)
 
 
 def _mk_Notification(FaultCode, FaultMsg, _n=object.__new__, _c=Notification, _s0=Notification.FaultCode.__set__, _s1=Notification.FaultMsg.__set__):
@@ -1813,6 +1836,7 @@ def _d_Notification(D, L, p):
 
 _E_Notification_0 = (None, (1, 2), (0, 1))
 _D_Notification_1 = (2, 0, -1, -2)
+_C_Notification = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False)), (('FaultCode', 1, 1, False, False, ('e', 2, 3, 'faultCodeType')), ('FaultMsg', 2, 1, False, True, ('s', 0, 64))), 0)
 
 
 def _mk_Body(AuthorizationReq, AuthorizationRes, CableCheckReq, CableCheckRes, CertificateInstallationReq, CertificateInstallationRes, CertificateUpdateReq, CertificateUpdateRes, ChargeParameterDiscoveryReq, ChargeParameterDiscoveryRes, ChargingStatusReq, ChargingStatusRes, CurrentDemandReq, CurrentDemandRes, MeteringReceiptReq, MeteringReceiptRes, PaymentDetailsReq, PaymentDetailsRes, PaymentServiceSelectionReq, PaymentServiceSelectionRes, PowerDeliveryReq, PowerDeliveryRes, PreChargeReq, PreChargeRes, ServiceDetailReq, ServiceDetailRes, ServiceDiscoveryReq, ServiceDiscoveryRes, SessionSetupReq, SessionSetupRes, SessionStopReq, SessionStopRes, WeldingDetectionReq, WeldingDetectionRes, _n=object.__new__, _c=Body, _s0=Body.AuthorizationReq.__set__, _s1=Body.AuthorizationRes.__set__, _s2=Body.CableCheckReq.__set__, _s3=Body.CableCheckRes.__set__, _s4=Body.CertificateInstallationReq.__set__, _s5=Body.CertificateInstallationRes.__set__, _s6=Body.CertificateUpdateReq.__set__, _s7=Body.CertificateUpdateRes.__set__, _s8=Body.ChargeParameterDiscoveryReq.__set__, _s9=Body.ChargeParameterDiscoveryRes.__set__, _s10=Body.ChargingStatusReq.__set__, _s11=Body.ChargingStatusRes.__set__, _s12=Body.CurrentDemandReq.__set__, _s13=Body.CurrentDemandRes.__set__, _s14=Body.MeteringReceiptReq.__set__, _s15=Body.MeteringReceiptRes.__set__, _s16=Body.PaymentDetailsReq.__set__, _s17=Body.PaymentDetailsRes.__set__, _s18=Body.PaymentServiceSelectionReq.__set__, _s19=Body.PaymentServiceSelectionRes.__set__, _s20=Body.PowerDeliveryReq.__set__, _s21=Body.PowerDeliveryRes.__set__, _s22=Body.PreChargeReq.__set__, _s23=Body.PreChargeRes.__set__, _s24=Body.ServiceDetailReq.__set__, _s25=Body.ServiceDetailRes.__set__, _s26=Body.ServiceDiscoveryReq.__set__, _s27=Body.ServiceDiscoveryRes.__set__, _s28=Body.SessionSetupReq.__set__, _s29=Body.SessionSetupRes.__set__, _s30=Body.SessionStopReq.__set__, _s31=Body.SessionStopRes.__set__, _s32=Body.WeldingDetectionReq.__set__, _s33=Body.WeldingDetectionRes.__set__):
@@ -2181,6 +2205,7 @@ def _d_Body(D, L, p):
 
 _E_Body_0 = ((35, 6), (0, 1))
 _D_Body_0 = (1, 2, -1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 0, -1, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2)
+_C_Body = (0, ((6, 36, (1, 2, -1, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 0, -1, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2, -2), (35, 0, 1, -1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33), False),), (('AuthorizationReq', 1, 1, False, False, ('T', 'AuthorizationReq')), ('AuthorizationRes', 2, 1, False, False, ('T', 'AuthorizationRes')), ('CableCheckReq', 4, 1, False, False, ('T', 'CableCheckReq')), ('CableCheckRes', 5, 1, False, False, ('T', 'CableCheckRes')), ('CertificateInstallationReq', 6, 1, False, False, ('T', 'CertificateInstallationReq')), ('CertificateInstallationRes', 7, 1, False, False, ('T', 'CertificateInstallationRes')), ('CertificateUpdateReq', 8, 1, False, False, ('T', 'CertificateUpdateReq')), ('CertificateUpdateRes', 9, 1, False, False, ('T', 'CertificateUpdateRes')), ('ChargeParameterDiscoveryReq', 10, 1, False, False, ('T', 'ChargeParameterDiscoveryReq')), ('ChargeParameterDiscoveryRes', 11, 1, False, False, ('T', 'ChargeParameterDiscoveryRes')), ('ChargingStatusReq', 12, 1, False, False, ('T', 'ChargingStatusReq')), ('ChargingStatusRes', 13, 1, False, False, ('T', 'ChargingStatusRes')), ('CurrentDemandReq', 14, 1, False, False, ('T', 'CurrentDemandReq')), ('CurrentDemandRes', 15, 1, False, False, ('T', 'CurrentDemandRes')), ('MeteringReceiptReq', 16, 1, False, False, ('T', 'MeteringReceiptReq')), ('MeteringReceiptRes', 17, 1, False, False, ('T', 'MeteringReceiptRes')), ('PaymentDetailsReq', 18, 1, False, False, ('T', 'PaymentDetailsReq')), ('PaymentDetailsRes', 19, 1, False, False, ('T', 'PaymentDetailsRes')), ('PaymentServiceSelectionReq', 20, 1, False, False, ('T', 'PaymentServiceSelectionReq')), ('PaymentServiceSelectionRes', 21, 1, False, False, ('T', 'PaymentServiceSelectionRes')), ('PowerDeliveryReq', 22, 1, False, False, ('T', 'PowerDeliveryReq')), ('PowerDeliveryRes', 23, 1, False, False, ('T', 'PowerDeliveryRes')), ('PreChargeReq', 24, 1, False, False, ('T', 'PreChargeReq')), ('PreChargeRes', 25, 1, False, False, ('T', 'PreChargeRes')), ('ServiceDetailReq', 26, 1, False, False, ('T', 'ServiceDetailReq')), ('ServiceDetailRes', 27, 1, False, False, ('T', 'ServiceDetailRes')), ('ServiceDiscoveryReq', 28, 1, False, False, ('T', 'ServiceDiscoveryReq')), ('ServiceDiscoveryRes', 29, 1, False, False, ('T', 'ServiceDiscoveryRes')), ('SessionSetupReq', 30, 1, False, False, ('T', 'SessionSetupReq')), ('SessionSetupRes', 31, 1, False, False, ('T', 'SessionSetupRes')), ('SessionStopReq', 32, 1, False, False, ('T', 'SessionStopReq')), ('SessionStopRes', 33, 1, False, False, ('T', 'SessionStopRes')), ('WeldingDetectionReq', 34, 1, False, False, ('T', 'WeldingDetectionReq')), ('WeldingDetectionRes', 35, 1, False, False, ('T', 'WeldingDetectionRes'))), 0)
 
 
 def _mk_BodyBase(_n=object.__new__, _c=BodyBase):
@@ -2201,6 +2226,8 @@ def _d_BodyBase(D, L, p):
         return _mk_BodyBase(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BodyBase') from None
+
+_C_BodyBase = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_SessionSetupReq(EVCCID, _n=object.__new__, _c=SessionSetupReq, _s0=SessionSetupReq.EVCCID.__set__):
@@ -2242,6 +2269,8 @@ def _d_SessionSetupReq(D, L, p):
         return _mk_SessionSetupReq(f_EVCCID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionSetupReq') from None
+
+_C_SessionSetupReq = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('EVCCID', 1, 1, False, True, ('x', 0, 6)),), 0)
 
 
 def _mk_SessionSetupRes(ResponseCode, EVSEID, EVSETimeStamp, _n=object.__new__, _c=SessionSetupRes, _s0=SessionSetupRes.ResponseCode.__set__, _s1=SessionSetupRes.EVSEID.__set__, _s2=SessionSetupRes.EVSETimeStamp.__set__):
@@ -2306,6 +2335,7 @@ def _d_SessionSetupRes(D, L, p):
 
 _E_SessionSetupRes_0 = (None, None, (1, 2), (0, 1))
 _D_SessionSetupRes_2 = (3, 0, -1, -2)
+_C_SessionSetupRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 26, 'responseCodeType')), ('EVSEID', 2, 1, False, False, ('s', 7, 37)), ('EVSETimeStamp', 3, 1, False, False, ('i', -9223372036854775808, 9223372036854775807))), 0)
 
 
 def _mk_ServiceDiscoveryReq(ServiceScope, ServiceCategory, _n=object.__new__, _c=ServiceDiscoveryReq, _s0=ServiceDiscoveryReq.ServiceScope.__set__, _s1=ServiceDiscoveryReq.ServiceCategory.__set__):
@@ -2374,6 +2404,7 @@ _E_ServiceDiscoveryReq_2 = ((1, 2), (0, 2), None)
 _E_ServiceDiscoveryReq_0 = ((2, 2), (1, 2), (0, 1))
 _D_ServiceDiscoveryReq_0 = (1, 2, 0, -1)
 _D_ServiceDiscoveryReq_1 = (2, 0, -1, -2)
+_C_ServiceDiscoveryReq = (0, ((2, 3, (1, 2, 0, -1), (2, 0, 1, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False)), (('ServiceScope', 1, 1, False, True, ('s', 0, 64)), ('ServiceCategory', 2, 1, False, False, ('e', 2, 4, 'serviceCategoryType'))), 0)
 
 
 def _mk_ServiceDiscoveryRes(ResponseCode, PaymentOptionList, ChargeService, ServiceList, _n=object.__new__, _c=ServiceDiscoveryRes, _s0=ServiceDiscoveryRes.ResponseCode.__set__, _s1=ServiceDiscoveryRes.PaymentOptionList.__set__, _s2=ServiceDiscoveryRes.ChargeService.__set__, _s3=ServiceDiscoveryRes.ServiceList.__set__):
@@ -2440,6 +2471,7 @@ def _d_ServiceDiscoveryRes(D, L, p):
 
 _E_ServiceDiscoveryRes_0 = (None, None, None, (1, 2), (0, 1))
 _D_ServiceDiscoveryRes_3 = (4, 0, -1, -2)
+_C_ServiceDiscoveryRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1)), (2, 2, (4, 0, -1, -2), (1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 26, 'responseCodeType')), ('PaymentOptionList', 2, 1, False, False, ('T', 'PaymentOptionList')), ('ChargeService', 3, 1, False, False, ('T', 'ChargeService')), ('ServiceList', 4, 1, False, False, ('T', 'ServiceList'))), 0)
 
 
 def _mk_PaymentOptionList(PaymentOption, _n=object.__new__, _c=PaymentOptionList, _s0=PaymentOptionList.PaymentOption.__set__):
@@ -2495,6 +2527,7 @@ def _d_PaymentOptionList(D, L, p):
 
 _E_PaymentOptionList_0 = (None, (1, 2), (0, 1))
 _D_PaymentOptionList_1 = (1, 0, -1, -2)
+_C_PaymentOptionList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 2, 2, -1, 1, 2, (0,), False),), (('PaymentOption', 1, 1, True, False, ('e', 1, 2, 'paymentOptionType')),), 0)
 
 
 def _mk_ChargeService(ServiceID, ServiceName, ServiceCategory, ServiceScope, FreeService, SupportedEnergyTransferMode, _n=object.__new__, _c=ChargeService, _s0=ChargeService.ServiceID.__set__, _s1=ChargeService.ServiceName.__set__, _s2=ChargeService.ServiceCategory.__set__, _s3=ChargeService.ServiceScope.__set__, _s4=ChargeService.FreeService.__set__, _s5=ChargeService.SupportedEnergyTransferMode.__set__):
@@ -2620,6 +2653,7 @@ _E_ChargeService_3 = (None, (1, 2), (0, 1), None, None, None, None)
 _E_ChargeService_5 = (None, None, None, (1, 2), (0, 1), None, None)
 _D_ChargeService_1 = (2, 3, -1, -2)
 _D_ChargeService_3 = (4, 5, -1, -2)
+_C_ChargeService = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1)), (2, 2, (2, 3, -1, -2), (-1, -1, 0, 1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1)), (2, 2, (4, 5, -1, -2), (-1, -1, -1, -1, 0, 1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False)), (('ServiceID', 1, 1, False, False, ('u', 0, 65535)), ('ServiceName', 2, 1, False, True, ('s', 0, 32)), ('ServiceCategory', 3, 1, False, False, ('e', 2, 4, 'serviceCategoryType')), ('ServiceScope', 4, 1, False, True, ('s', 0, 64)), ('FreeService', 5, 1, False, False, ('b',)), ('SupportedEnergyTransferMode', 6, 1, False, False, ('T', 'SupportedEnergyTransferMode'))), 0)
 
 
 def _mk_SupportedEnergyTransferMode(EnergyTransferMode, _n=object.__new__, _c=SupportedEnergyTransferMode, _s0=SupportedEnergyTransferMode.EnergyTransferMode.__set__):
@@ -2677,6 +2711,7 @@ def _d_SupportedEnergyTransferMode(D, L, p):
 
 _E_SupportedEnergyTransferMode_0 = (None, (1, 2), (0, 1))
 _D_SupportedEnergyTransferMode_1 = (1, 0, -1, -2)
+_C_SupportedEnergyTransferMode = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 6, 6, -1, 1, 2, (0,), False),), (('EnergyTransferMode', 1, 1, True, False, ('e', 3, 6, 'EnergyTransferModeType')),), 0)
 
 
 def _mk_Service(ServiceID, ServiceName, ServiceCategory, ServiceScope, FreeService, _n=object.__new__, _c=Service, _s0=Service.ServiceID.__set__, _s1=Service.ServiceName.__set__, _s2=Service.ServiceCategory.__set__, _s3=Service.ServiceScope.__set__, _s4=Service.FreeService.__set__):
@@ -2793,6 +2828,7 @@ _E_Service_3 = (None, (1, 2), (0, 1), None, None, None)
 _E_Service_5 = (None, None, None, (1, 2), (0, 1), None)
 _D_Service_1 = (2, 3, -1, -2)
 _D_Service_3 = (4, 5, -1, -2)
+_C_Service = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (2, 2, (2, 3, -1, -2), (-1, -1, 0, 1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1)), (2, 2, (4, 5, -1, -2), (-1, -1, -1, -1, 0, 1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False)), (('ServiceID', 1, 1, False, False, ('u', 0, 65535)), ('ServiceName', 2, 1, False, True, ('s', 0, 32)), ('ServiceCategory', 3, 1, False, False, ('e', 2, 4, 'serviceCategoryType')), ('ServiceScope', 4, 1, False, True, ('s', 0, 64)), ('FreeService', 5, 1, False, False, ('b',))), 0)
 
 
 def _mk_ServiceList(Service, _n=object.__new__, _c=ServiceList, _s0=ServiceList.Service.__set__):
@@ -2844,6 +2880,7 @@ def _d_ServiceList(D, L, p):
 
 _E_ServiceList_0 = (None, (1, 2), (0, 1))
 _D_ServiceList_1 = (1, 0, -1, -2)
+_C_ServiceList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 8, 8, -1, 1, 2, (0,), False),), (('Service', 1, 1, True, False, ('T', 'Service')),), 0)
 
 
 def _mk_ServiceDetailReq(ServiceID, _n=object.__new__, _c=ServiceDetailReq, _s0=ServiceDetailReq.ServiceID.__set__):
@@ -2875,6 +2912,8 @@ def _d_ServiceDetailReq(D, L, p):
         return _mk_ServiceDetailReq(f_ServiceID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceDetailReq') from None
+
+_C_ServiceDetailReq = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('ServiceID', 1, 1, False, False, ('u', 0, 65535)),), 0)
 
 
 def _mk_ServiceDetailRes(ResponseCode, ServiceID, ServiceParameterList, _n=object.__new__, _c=ServiceDetailRes, _s0=ServiceDetailRes.ResponseCode.__set__, _s1=ServiceDetailRes.ServiceID.__set__, _s2=ServiceDetailRes.ServiceParameterList.__set__):
@@ -2936,6 +2975,7 @@ def _d_ServiceDetailRes(D, L, p):
 
 _E_ServiceDetailRes_0 = (None, None, (1, 2), (0, 1))
 _D_ServiceDetailRes_2 = (3, 0, -1, -2)
+_C_ServiceDetailRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 26, 'responseCodeType')), ('ServiceID', 2, 1, False, False, ('u', 0, 65535)), ('ServiceParameterList', 3, 1, False, False, ('T', 'ServiceParameterList'))), 0)
 
 
 def _mk_ServiceParameterList(ParameterSet, _n=object.__new__, _c=ServiceParameterList, _s0=ServiceParameterList.ParameterSet.__set__):
@@ -2978,6 +3018,7 @@ def _d_ServiceParameterList(D, L, p):
         raise _fault(e, p, L, 'ServiceParameterList') from None
 
 _D_ServiceParameterList_1 = (1, 0, -1, -2)
+_C_ServiceParameterList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1))), ((1, -1, 255, -1, 1, -1, (0,), False),), (('ParameterSet', 1, 1, True, False, ('T', 'ParameterSet')),), 0)
 
 
 def _mk_ParameterSet(ParameterSetID, Parameter, _n=object.__new__, _c=ParameterSet, _s0=ParameterSet.ParameterSetID.__set__, _s1=ParameterSet.Parameter.__set__):
@@ -3031,6 +3072,7 @@ def _d_ParameterSet(D, L, p):
         raise _fault(e, p, L, 'ParameterSet') from None
 
 _D_ParameterSet_2 = (2, 0, -1, -2)
+_C_ParameterSet = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, -1, 16, -1, 2, -1, (1,), False)), (('ParameterSetID', 1, 1, False, False, ('i', -32768, 32767)), ('Parameter', 2, 1, True, False, ('T', 'Parameter'))), 0)
 
 
 def _mk_Parameter(Name, boolValue, byteValue, shortValue, intValue, physicalValue, stringValue, _n=object.__new__, _c=Parameter, _s0=Parameter.Name.__set__, _s1=Parameter.boolValue.__set__, _s2=Parameter.byteValue.__set__, _s3=Parameter.shortValue.__set__, _s4=Parameter.intValue.__set__, _s5=Parameter.physicalValue.__set__, _s6=Parameter.stringValue.__set__):
@@ -3145,6 +3187,7 @@ def _d_Parameter(D, L, p):
         raise _fault(e, p, L, 'Parameter') from None
 
 _D_Parameter_1 = (2, 3, 4, 5, 6, 7, -1, -2)
+_C_Parameter = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1)), (3, 6, (2, 3, 4, 5, 6, 7, -1, -2), (-1, -1, 0, 1, 2, 3, 4, 5, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1, 2, 3, 4, 5, 6), False)), (('Name', 1, 0, False, False, ('s', 0, None)), ('boolValue', 2, 1, False, False, ('b',)), ('byteValue', 3, 1, False, False, ('n', 8, -128, 127)), ('shortValue', 4, 1, False, False, ('i', -32768, 32767)), ('intValue', 5, 1, False, False, ('i', -2147483648, 2147483647)), ('physicalValue', 6, 1, False, False, ('T', 'PhysicalValue')), ('stringValue', 7, 1, False, True, ('s', 0, None))), 0)
 
 
 def _mk_PhysicalValue(Multiplier, Unit, Value, _n=object.__new__, _c=PhysicalValue, _s0=PhysicalValue.Multiplier.__set__, _s1=PhysicalValue.Unit.__set__, _s2=PhysicalValue.Value.__set__):
@@ -3195,6 +3238,8 @@ def _d_PhysicalValue(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PhysicalValue') from None
 
+_C_PhysicalValue = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('Multiplier', 1, 1, False, False, ('n', 3, -3, 3)), ('Unit', 2, 1, False, False, ('e', 3, 7, 'unitSymbolType')), ('Value', 3, 1, False, False, ('i', -32768, 32767))), 0)
+
 
 def _mk_PaymentServiceSelectionReq(SelectedPaymentOption, SelectedServiceList, _n=object.__new__, _c=PaymentServiceSelectionReq, _s0=PaymentServiceSelectionReq.SelectedPaymentOption.__set__, _s1=PaymentServiceSelectionReq.SelectedServiceList.__set__):
     o = _n(_c); _s0(o, SelectedPaymentOption); _s1(o, SelectedServiceList)
@@ -3229,6 +3274,8 @@ def _d_PaymentServiceSelectionReq(D, L, p):
         return _mk_PaymentServiceSelectionReq(f_SelectedPaymentOption, f_SelectedServiceList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PaymentServiceSelectionReq') from None
+
+_C_PaymentServiceSelectionReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('SelectedPaymentOption', 1, 1, False, False, ('e', 1, 2, 'paymentOptionType')), ('SelectedServiceList', 2, 1, False, False, ('T', 'SelectedServiceList'))), 0)
 
 
 def _mk_SelectedServiceList(SelectedService, _n=object.__new__, _c=SelectedServiceList, _s0=SelectedServiceList.SelectedService.__set__):
@@ -3271,6 +3318,7 @@ def _d_SelectedServiceList(D, L, p):
         raise _fault(e, p, L, 'SelectedServiceList') from None
 
 _D_SelectedServiceList_1 = (1, 0, -1, -2)
+_C_SelectedServiceList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1))), ((1, -1, 16, -1, 1, -1, (0,), False),), (('SelectedService', 1, 1, True, False, ('T', 'SelectedService')),), 0)
 
 
 def _mk_SelectedService(ServiceID, ParameterSetID, _n=object.__new__, _c=SelectedService, _s0=SelectedService.ServiceID.__set__, _s1=SelectedService.ParameterSetID.__set__):
@@ -3327,6 +3375,7 @@ def _d_SelectedService(D, L, p):
 
 _E_SelectedService_0 = (None, (1, 2), (0, 1))
 _D_SelectedService_1 = (2, 0, -1, -2)
+_C_SelectedService = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False)), (('ServiceID', 1, 1, False, False, ('u', 0, 65535)), ('ParameterSetID', 2, 1, False, False, ('i', -32768, 32767))), 0)
 
 
 def _mk_PaymentServiceSelectionRes(ResponseCode, _n=object.__new__, _c=PaymentServiceSelectionRes, _s0=PaymentServiceSelectionRes.ResponseCode.__set__):
@@ -3356,6 +3405,8 @@ def _d_PaymentServiceSelectionRes(D, L, p):
         return _mk_PaymentServiceSelectionRes(f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PaymentServiceSelectionRes') from None
+
+_C_PaymentServiceSelectionRes = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('ResponseCode', 1, 1, False, False, ('e', 5, 26, 'responseCodeType')),), 0)
 
 
 def _mk_PaymentDetailsReq(eMAID, ContractSignatureCertChain, _n=object.__new__, _c=PaymentDetailsReq, _s0=PaymentDetailsReq.eMAID.__set__, _s1=PaymentDetailsReq.ContractSignatureCertChain.__set__):
@@ -3393,6 +3444,8 @@ def _d_PaymentDetailsReq(D, L, p):
         return _mk_PaymentDetailsReq(f_eMAID, f_ContractSignatureCertChain), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PaymentDetailsReq') from None
+
+_C_PaymentDetailsReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('eMAID', 1, 1, False, False, ('s', 14, 15)), ('ContractSignatureCertChain', 2, 1, False, False, ('T', 'CertificateChain'))), 0)
 
 
 def _mk_CertificateChain(Id, Certificate, SubCertificates, _n=object.__new__, _c=CertificateChain, _s0=CertificateChain.Id.__set__, _s1=CertificateChain.Certificate.__set__, _s2=CertificateChain.SubCertificates.__set__):
@@ -3469,6 +3522,7 @@ _E_CertificateChain_2 = ((1, 2), (0, 1), None, None)
 _E_CertificateChain_0 = (None, None, (1, 2), (0, 1))
 _D_CertificateChain_0 = (1, 2, -1, -2)
 _D_CertificateChain_2 = (3, 0, -1, -2)
+_C_CertificateChain = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('Certificate', 2, 1, False, True, ('x', 0, 800)), ('SubCertificates', 3, 1, False, False, ('T', 'SubCertificates'))), 0)
 
 
 def _mk_SubCertificates(Certificate, _n=object.__new__, _c=SubCertificates, _s0=SubCertificates.Certificate.__set__):
@@ -3538,6 +3592,7 @@ def _d_SubCertificates(D, L, p):
 
 _E_SubCertificates_0 = (None, (1, 2), (0, 1))
 _D_SubCertificates_1 = (1, 0, -1, -2)
+_C_SubCertificates = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 4, 4, -1, 1, 2, (0,), False),), (('Certificate', 1, 1, True, True, ('x', 0, 800)),), 0)
 
 
 def _mk_PaymentDetailsRes(ResponseCode, GenChallenge, EVSETimeStamp, _n=object.__new__, _c=PaymentDetailsRes, _s0=PaymentDetailsRes.ResponseCode.__set__, _s1=PaymentDetailsRes.GenChallenge.__set__, _s2=PaymentDetailsRes.EVSETimeStamp.__set__):
@@ -3587,6 +3642,8 @@ def _d_PaymentDetailsRes(D, L, p):
         return _mk_PaymentDetailsRes(f_ResponseCode, f_GenChallenge, f_EVSETimeStamp), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PaymentDetailsRes') from None
+
+_C_PaymentDetailsRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 26, 'responseCodeType')), ('GenChallenge', 2, 1, False, False, ('x', 16, 16)), ('EVSETimeStamp', 3, 1, False, False, ('i', -9223372036854775808, 9223372036854775807))), 0)
 
 
 def _mk_AuthorizationReq(Id, GenChallenge, _n=object.__new__, _c=AuthorizationReq, _s0=AuthorizationReq.Id.__set__, _s1=AuthorizationReq.GenChallenge.__set__):
@@ -3644,6 +3701,7 @@ _E_AuthorizationReq_2 = ((1, 2), (0, 2), None)
 _E_AuthorizationReq_0 = ((2, 2), (1, 2), (0, 1))
 _D_AuthorizationReq_0 = (1, 2, 0, -1)
 _D_AuthorizationReq_1 = (2, 0, -1, -2)
+_C_AuthorizationReq = (0, ((2, 3, (1, 2, 0, -1), (2, 0, 1, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('GenChallenge', 2, 1, False, False, ('x', 16, 16))), 0)
 
 
 def _mk_AuthorizationRes(ResponseCode, EVSEProcessing, _n=object.__new__, _c=AuthorizationRes, _s0=AuthorizationRes.ResponseCode.__set__, _s1=AuthorizationRes.EVSEProcessing.__set__):
@@ -3682,6 +3740,8 @@ def _d_AuthorizationRes(D, L, p):
         return _mk_AuthorizationRes(f_ResponseCode, f_EVSEProcessing), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AuthorizationRes') from None
+
+_C_AuthorizationRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 26, 'responseCodeType')), ('EVSEProcessing', 2, 1, False, False, ('e', 2, 3, 'EVSEProcessingType'))), 0)
 
 
 def _mk_ChargeParameterDiscoveryReq(MaxEntriesSAScheduleTuple, RequestedEnergyTransferMode, AC_EVChargeParameter, DC_EVChargeParameter, _n=object.__new__, _c=ChargeParameterDiscoveryReq, _s0=ChargeParameterDiscoveryReq.MaxEntriesSAScheduleTuple.__set__, _s1=ChargeParameterDiscoveryReq.RequestedEnergyTransferMode.__set__, _s2=ChargeParameterDiscoveryReq.AC_EVChargeParameter.__set__, _s3=ChargeParameterDiscoveryReq.DC_EVChargeParameter.__set__):
@@ -3764,6 +3824,7 @@ def _d_ChargeParameterDiscoveryReq(D, L, p):
 _E_ChargeParameterDiscoveryReq_2 = ((1, 2), (0, 1), None, None)
 _D_ChargeParameterDiscoveryReq_0 = (1, 2, -1, -2)
 _D_ChargeParameterDiscoveryReq_2 = (3, 4, -1, -1)
+_C_ChargeParameterDiscoveryReq = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (2, 3, (3, 4, -1, -1), (-1, -1, -1, 0, 1, -1, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2, 3), False)), (('MaxEntriesSAScheduleTuple', 1, 1, False, False, ('u', 0, 65535)), ('RequestedEnergyTransferMode', 2, 1, False, False, ('e', 3, 6, 'EnergyTransferModeType')), ('AC_EVChargeParameter', 3, 1, False, False, ('T', 'AC_EVChargeParameter')), ('DC_EVChargeParameter', 4, 1, False, False, ('T', 'DC_EVChargeParameter'))), 0)
 
 
 def _mk_ChargeParameterDiscoveryRes(ResponseCode, EVSEProcessing, SAScheduleList, AC_EVSEChargeParameter, DC_EVSEChargeParameter, _n=object.__new__, _c=ChargeParameterDiscoveryRes, _s0=ChargeParameterDiscoveryRes.ResponseCode.__set__, _s1=ChargeParameterDiscoveryRes.EVSEProcessing.__set__, _s2=ChargeParameterDiscoveryRes.SAScheduleList.__set__, _s3=ChargeParameterDiscoveryRes.AC_EVSEChargeParameter.__set__, _s4=ChargeParameterDiscoveryRes.DC_EVSEChargeParameter.__set__):
@@ -3850,6 +3911,7 @@ _E_ChargeParameterDiscoveryRes_5 = (None, None, (2, 3), (0, 2), None)
 _E_ChargeParameterDiscoveryRes_6 = (None, None, (3, 3), (1, 2), None)
 _D_ChargeParameterDiscoveryRes_2 = (3, -1, 5, 6, -1, -1, -2, -2)
 _D_ChargeParameterDiscoveryRes_3 = (5, 6, -1, -1)
+_C_ChargeParameterDiscoveryRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1)), (3, 5, (3, -1, 5, 6, -1, -1, -2, -2), (-1, -1, -1, 0, -1, 2, 3, -1, -1)), (2, 3, (5, 6, -1, -1), (-1, -1, -1, -1, -1, 0, 1, -1, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3, 4), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 26, 'responseCodeType')), ('EVSEProcessing', 2, 1, False, False, ('e', 2, 3, 'EVSEProcessingType')), ('SAScheduleList', 3, 1, False, False, ('T', 'SAScheduleList')), ('AC_EVSEChargeParameter', 5, 1, False, False, ('T', 'AC_EVSEChargeParameter')), ('DC_EVSEChargeParameter', 6, 1, False, False, ('T', 'DC_EVSEChargeParameter'))), 0)
 
 
 def _mk_PowerDeliveryReq(ChargeProgress, SAScheduleTupleID, ChargingProfile, DC_EVPowerDeliveryParameter, _n=object.__new__, _c=PowerDeliveryReq, _s0=PowerDeliveryReq.ChargeProgress.__set__, _s1=PowerDeliveryReq.SAScheduleTupleID.__set__, _s2=PowerDeliveryReq.ChargingProfile.__set__, _s3=PowerDeliveryReq.DC_EVPowerDeliveryParameter.__set__):
@@ -3924,6 +3986,7 @@ _E_PowerDeliveryReq_4 = (None, None, (1, 3), (0, 2), None)
 _E_PowerDeliveryReq_0 = (None, None, (3, 3), (2, 2), (0, 1))
 _D_PowerDeliveryReq_2 = (3, 4, -1, 0, -1, -2, -2, -2)
 _D_PowerDeliveryReq_3 = (4, -1, 0, -1)
+_C_PowerDeliveryReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (3, 4, (3, 4, -1, 0, -1, -2, -2, -2), (3, -1, -1, 0, 1, -1, -1)), (2, 3, (4, -1, 0, -1), (2, -1, -1, -1, 0, -1, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False)), (('ChargeProgress', 1, 1, False, False, ('e', 2, 3, 'chargeProgressType')), ('SAScheduleTupleID', 2, 1, False, False, ('n', 8, 1, 255)), ('ChargingProfile', 3, 1, False, False, ('T', 'ChargingProfile')), ('DC_EVPowerDeliveryParameter', 4, 1, False, False, ('T', 'DC_EVPowerDeliveryParameter'))), 0)
 
 
 def _mk_ChargingProfile(ProfileEntry, _n=object.__new__, _c=ChargingProfile, _s0=ChargingProfile.ProfileEntry.__set__):
@@ -3966,6 +4029,7 @@ def _d_ChargingProfile(D, L, p):
         raise _fault(e, p, L, 'ChargingProfile') from None
 
 _D_ChargingProfile_1 = (1, 0, -1, -2)
+_C_ChargingProfile = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1))), ((1, -1, 24, -1, 1, -1, (0,), False),), (('ProfileEntry', 1, 1, True, False, ('T', 'ProfileEntry')),), 0)
 
 
 def _mk_ProfileEntry(ChargingProfileEntryStart, ChargingProfileEntryMaxPower, ChargingProfileEntryMaxNumberOfPhasesInUse, _n=object.__new__, _c=ProfileEntry, _s0=ProfileEntry.ChargingProfileEntryStart.__set__, _s1=ProfileEntry.ChargingProfileEntryMaxPower.__set__, _s2=ProfileEntry.ChargingProfileEntryMaxNumberOfPhasesInUse.__set__):
@@ -4028,6 +4092,7 @@ def _d_ProfileEntry(D, L, p):
 
 _E_ProfileEntry_0 = (None, None, (1, 2), (0, 1))
 _D_ProfileEntry_2 = (3, 0, -1, -2)
+_C_ProfileEntry = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('ChargingProfileEntryStart', 1, 1, False, False, ('u', 0, 4294967295)), ('ChargingProfileEntryMaxPower', 2, 1, False, False, ('T', 'PhysicalValue')), ('ChargingProfileEntryMaxNumberOfPhasesInUse', 3, 1, False, False, ('n', 2, 1, 3))), 0)
 
 
 def _mk_PowerDeliveryRes(ResponseCode, AC_EVSEStatus, DC_EVSEStatus, _n=object.__new__, _c=PowerDeliveryRes, _s0=PowerDeliveryRes.ResponseCode.__set__, _s1=PowerDeliveryRes.AC_EVSEStatus.__set__, _s2=PowerDeliveryRes.DC_EVSEStatus.__set__):
@@ -4082,6 +4147,7 @@ def _d_PowerDeliveryRes(D, L, p):
         raise _fault(e, p, L, 'PowerDeliveryRes') from None
 
 _D_PowerDeliveryRes_1 = (2, 3, -1, -1)
+_C_PowerDeliveryRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (2, 3, (2, 3, -1, -1), (-1, -1, 0, 1, -1, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1, 2), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 26, 'responseCodeType')), ('AC_EVSEStatus', 2, 1, False, False, ('T', 'AC_EVSEStatus')), ('DC_EVSEStatus', 3, 1, False, False, ('T', 'DC_EVSEStatus'))), 0)
 
 
 def _mk_MeteringReceiptReq(Id, SessionID, SAScheduleTupleID, MeterInfo, _n=object.__new__, _c=MeteringReceiptReq, _s0=MeteringReceiptReq.Id.__set__, _s1=MeteringReceiptReq.SessionID.__set__, _s2=MeteringReceiptReq.SAScheduleTupleID.__set__, _s3=MeteringReceiptReq.MeterInfo.__set__):
@@ -4170,6 +4236,7 @@ _E_MeteringReceiptReq_2 = ((1, 2), (0, 1), None, None, None)
 _E_MeteringReceiptReq_4 = (None, None, (1, 2), (0, 1), None)
 _D_MeteringReceiptReq_0 = (1, 2, -1, -2)
 _D_MeteringReceiptReq_2 = (3, 4, -1, -2)
+_C_MeteringReceiptReq = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (2, 2, (3, 4, -1, -2), (-1, -1, -1, 0, 1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('SessionID', 2, 1, False, True, ('x', 0, 8)), ('SAScheduleTupleID', 3, 1, False, False, ('n', 8, 1, 255)), ('MeterInfo', 4, 1, False, False, ('T', 'MeterInfo'))), 0)
 
 
 def _mk_MeterInfo(MeterID, MeterReading, SigMeterReading, MeterStatus, TMeter, _n=object.__new__, _c=MeterInfo, _s0=MeterInfo.MeterID.__set__, _s1=MeterInfo.MeterReading.__set__, _s2=MeterInfo.SigMeterReading.__set__, _s3=MeterInfo.MeterStatus.__set__, _s4=MeterInfo.TMeter.__set__):
@@ -4307,6 +4374,7 @@ _D_MeterInfo_1 = (2, 3, 4, 5, 0, -1, -2, -2)
 _D_MeterInfo_2 = (3, 4, 5, 0, -1, -2, -2, -2)
 _D_MeterInfo_3 = (4, 5, 0, -1)
 _D_MeterInfo_4 = (5, 0, -1, -2)
+_C_MeterInfo = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (3, 5, (2, 3, 4, 5, 0, -1, -2, -2), (4, -1, 0, 1, 2, 3, -1)), (3, 4, (3, 4, 5, 0, -1, -2, -2, -2), (3, -1, -1, 0, 1, 2, -1)), (2, 3, (4, 5, 0, -1), (2, -1, -1, -1, 0, 1, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False)), (('MeterID', 1, 1, False, True, ('s', 0, 32)), ('MeterReading', 2, 1, False, False, ('u', 0, 18446744073709551615)), ('SigMeterReading', 3, 1, False, True, ('x', 0, 64)), ('MeterStatus', 4, 1, False, False, ('i', -32768, 32767)), ('TMeter', 5, 1, False, False, ('i', -9223372036854775808, 9223372036854775807))), 0)
 
 
 def _mk_MeteringReceiptRes(ResponseCode, AC_EVSEStatus, DC_EVSEStatus, _n=object.__new__, _c=MeteringReceiptRes, _s0=MeteringReceiptRes.ResponseCode.__set__, _s1=MeteringReceiptRes.AC_EVSEStatus.__set__, _s2=MeteringReceiptRes.DC_EVSEStatus.__set__):
@@ -4361,6 +4429,7 @@ def _d_MeteringReceiptRes(D, L, p):
         raise _fault(e, p, L, 'MeteringReceiptRes') from None
 
 _D_MeteringReceiptRes_1 = (2, 3, -1, -1)
+_C_MeteringReceiptRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (2, 3, (2, 3, -1, -1), (-1, -1, 0, 1, -1, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1, 2), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 26, 'responseCodeType')), ('AC_EVSEStatus', 2, 1, False, False, ('T', 'AC_EVSEStatus')), ('DC_EVSEStatus', 3, 1, False, False, ('T', 'DC_EVSEStatus'))), 0)
 
 
 def _mk_SessionStopReq(ChargingSession, _n=object.__new__, _c=SessionStopReq, _s0=SessionStopReq.ChargingSession.__set__):
@@ -4388,6 +4457,8 @@ def _d_SessionStopReq(D, L, p):
         return _mk_SessionStopReq(f_ChargingSession), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionStopReq') from None
+
+_C_SessionStopReq = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('ChargingSession', 1, 1, False, False, ('e', 1, 2, 'chargingSessionType')),), 0)
 
 
 def _mk_SessionStopRes(ResponseCode, _n=object.__new__, _c=SessionStopRes, _s0=SessionStopRes.ResponseCode.__set__):
@@ -4417,6 +4488,8 @@ def _d_SessionStopRes(D, L, p):
         return _mk_SessionStopRes(f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionStopRes') from None
+
+_C_SessionStopRes = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('ResponseCode', 1, 1, False, False, ('e', 5, 26, 'responseCodeType')),), 0)
 
 
 def _mk_CertificateUpdateReq(Id, ContractSignatureCertChain, eMAID, ListOfRootCertificateIDs, _n=object.__new__, _c=CertificateUpdateReq, _s0=CertificateUpdateReq.Id.__set__, _s1=CertificateUpdateReq.ContractSignatureCertChain.__set__, _s2=CertificateUpdateReq.eMAID.__set__, _s3=CertificateUpdateReq.ListOfRootCertificateIDs.__set__):
@@ -4471,6 +4544,8 @@ def _d_CertificateUpdateReq(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateUpdateReq') from None
 
+_C_CertificateUpdateReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('ContractSignatureCertChain', 2, 1, False, False, ('T', 'CertificateChain')), ('eMAID', 3, 1, False, False, ('s', 14, 15)), ('ListOfRootCertificateIDs', 4, 1, False, False, ('T', 'ListOfRootCertificateIDs'))), 0)
+
 
 def _mk_ListOfRootCertificateIDs(RootCertificateID, _n=object.__new__, _c=ListOfRootCertificateIDs, _s0=ListOfRootCertificateIDs.RootCertificateID.__set__):
     o = _n(_c); _s0(o, RootCertificateID)
@@ -4512,6 +4587,7 @@ def _d_ListOfRootCertificateIDs(D, L, p):
         raise _fault(e, p, L, 'ListOfRootCertificateIDs') from None
 
 _D_ListOfRootCertificateIDs_1 = (1, 0, -1, -2)
+_C_ListOfRootCertificateIDs = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1))), ((1, -1, 20, -1, 1, -1, (0,), False),), (('RootCertificateID', 1, 1, True, False, ('T', 'X509IssuerSerial')),), 0)
 
 
 def _mk_CertificateUpdateRes(ResponseCode, SAProvisioningCertificateChain, ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey, DHpublickey, eMAID, RetryCounter, _n=object.__new__, _c=CertificateUpdateRes, _s0=CertificateUpdateRes.ResponseCode.__set__, _s1=CertificateUpdateRes.SAProvisioningCertificateChain.__set__, _s2=CertificateUpdateRes.ContractSignatureCertChain.__set__, _s3=CertificateUpdateRes.ContractSignatureEncryptedPrivateKey.__set__, _s4=CertificateUpdateRes.DHpublickey.__set__, _s5=CertificateUpdateRes.eMAID.__set__, _s6=CertificateUpdateRes.RetryCounter.__set__):
@@ -4610,6 +4686,7 @@ def _d_CertificateUpdateRes(D, L, p):
 
 _E_CertificateUpdateRes_0 = (None, None, None, None, None, None, (1, 2), (0, 1))
 _D_CertificateUpdateRes_6 = (7, 0, -1, -2)
+_C_CertificateUpdateRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1)), (2, 2, (7, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 26, 'responseCodeType')), ('SAProvisioningCertificateChain', 2, 1, False, False, ('T', 'CertificateChain')), ('ContractSignatureCertChain', 3, 1, False, False, ('T', 'CertificateChain')), ('ContractSignatureEncryptedPrivateKey', 4, 1, False, False, ('T', 'ContractSignatureEncryptedPrivateKey')), ('DHpublickey', 5, 1, False, False, ('T', 'DiffieHellmanPublickey')), ('eMAID', 6, 1, False, False, ('T', 'EMAID')), ('RetryCounter', 7, 1, False, False, ('i', -32768, 32767))), 0)
 
 
 def _mk_ContractSignatureEncryptedPrivateKey(Id, value, _n=object.__new__, _c=ContractSignatureEncryptedPrivateKey, _s0=ContractSignatureEncryptedPrivateKey.Id.__set__, _s1=ContractSignatureEncryptedPrivateKey.value.__set__):
@@ -4659,6 +4736,7 @@ def _d_ContractSignatureEncryptedPrivateKey(D, L, p):
         raise _fault(e, p, L, 'ContractSignatureEncryptedPrivateKey') from None
 
 _D_ContractSignatureEncryptedPrivateKey_1 = (2, -1)
+_C_ContractSignatureEncryptedPrivateKey = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), True)), (('Id', 1, 0, False, False, ('s', 0, None)), ('value', 2, 2, False, False, ('x', 0, 48))), 0)
 
 
 def _mk_DiffieHellmanPublickey(Id, value, _n=object.__new__, _c=DiffieHellmanPublickey, _s0=DiffieHellmanPublickey.Id.__set__, _s1=DiffieHellmanPublickey.value.__set__):
@@ -4708,6 +4786,7 @@ def _d_DiffieHellmanPublickey(D, L, p):
         raise _fault(e, p, L, 'DiffieHellmanPublickey') from None
 
 _D_DiffieHellmanPublickey_1 = (2, -1)
+_C_DiffieHellmanPublickey = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), True)), (('Id', 1, 0, False, False, ('s', 0, None)), ('value', 2, 2, False, False, ('x', 0, 65))), 0)
 
 
 def _mk_EMAID(Id, value, _n=object.__new__, _c=EMAID, _s0=EMAID.Id.__set__, _s1=EMAID.value.__set__):
@@ -4744,6 +4823,8 @@ def _d_EMAID(D, L, p):
         return _mk_EMAID(f_Id, f_value), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EMAID') from None
+
+_C_EMAID = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('value', 2, 2, False, False, ('s', 14, 15))), 0)
 
 
 def _mk_CertificateInstallationReq(Id, OEMProvisioningCert, ListOfRootCertificateIDs, _n=object.__new__, _c=CertificateInstallationReq, _s0=CertificateInstallationReq.Id.__set__, _s1=CertificateInstallationReq.OEMProvisioningCert.__set__, _s2=CertificateInstallationReq.ListOfRootCertificateIDs.__set__):
@@ -4801,6 +4882,8 @@ def _d_CertificateInstallationReq(D, L, p):
         return _mk_CertificateInstallationReq(f_Id, f_OEMProvisioningCert, f_ListOfRootCertificateIDs), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateInstallationReq') from None
+
+_C_CertificateInstallationReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('OEMProvisioningCert', 2, 1, False, True, ('x', 0, 800)), ('ListOfRootCertificateIDs', 3, 1, False, False, ('T', 'ListOfRootCertificateIDs'))), 0)
 
 
 def _mk_CertificateInstallationRes(ResponseCode, SAProvisioningCertificateChain, ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey, DHpublickey, eMAID, _n=object.__new__, _c=CertificateInstallationRes, _s0=CertificateInstallationRes.ResponseCode.__set__, _s1=CertificateInstallationRes.SAProvisioningCertificateChain.__set__, _s2=CertificateInstallationRes.ContractSignatureCertChain.__set__, _s3=CertificateInstallationRes.ContractSignatureEncryptedPrivateKey.__set__, _s4=CertificateInstallationRes.DHpublickey.__set__, _s5=CertificateInstallationRes.eMAID.__set__):
@@ -4871,6 +4954,8 @@ def _d_CertificateInstallationRes(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateInstallationRes') from None
 
+_C_CertificateInstallationRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 26, 'responseCodeType')), ('SAProvisioningCertificateChain', 2, 1, False, False, ('T', 'CertificateChain')), ('ContractSignatureCertChain', 3, 1, False, False, ('T', 'CertificateChain')), ('ContractSignatureEncryptedPrivateKey', 4, 1, False, False, ('T', 'ContractSignatureEncryptedPrivateKey')), ('DHpublickey', 5, 1, False, False, ('T', 'DiffieHellmanPublickey')), ('eMAID', 6, 1, False, False, ('T', 'EMAID'))), 0)
+
 
 def _mk_ChargingStatusReq(_n=object.__new__, _c=ChargingStatusReq):
     o = _n(_c)
@@ -4890,6 +4975,8 @@ def _d_ChargingStatusReq(D, L, p):
         return _mk_ChargingStatusReq(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargingStatusReq') from None
+
+_C_ChargingStatusReq = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_ChargingStatusRes(ResponseCode, EVSEID, SAScheduleTupleID, EVSEMaxCurrent, MeterInfo, ReceiptRequired, AC_EVSEStatus, _n=object.__new__, _c=ChargingStatusRes, _s0=ChargingStatusRes.ResponseCode.__set__, _s1=ChargingStatusRes.EVSEID.__set__, _s2=ChargingStatusRes.SAScheduleTupleID.__set__, _s3=ChargingStatusRes.EVSEMaxCurrent.__set__, _s4=ChargingStatusRes.MeterInfo.__set__, _s5=ChargingStatusRes.ReceiptRequired.__set__, _s6=ChargingStatusRes.AC_EVSEStatus.__set__):
@@ -5000,6 +5087,7 @@ _E_ChargingStatusRes_7 = (None, None, None, (3, 3), (2, 2), (1, 2), (0, 1), None
 _D_ChargingStatusRes_3 = (4, 5, 6, 7, -1, -2, -2, -2)
 _D_ChargingStatusRes_4 = (5, 6, 7, -1)
 _D_ChargingStatusRes_5 = (6, 7, -1, -2)
+_C_ChargingStatusRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1)), (3, 4, (4, 5, 6, 7, -1, -2, -2, -2), (-1, -1, -1, -1, 0, 1, 2, 3, -1)), (2, 3, (5, 6, 7, -1), (-1, -1, -1, -1, -1, 0, 1, 2, -1)), (2, 2, (6, 7, -1, -2), (-1, -1, -1, -1, -1, -1, 0, 1, -1)), (1, 1, (7, -1), (-1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False), (0, 1, 1, -1, -1, 6, (5,), False), (1, 1, 1, -1, -1, 7, (6,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 26, 'responseCodeType')), ('EVSEID', 2, 1, False, False, ('s', 7, 37)), ('SAScheduleTupleID', 3, 1, False, False, ('n', 8, 1, 255)), ('EVSEMaxCurrent', 4, 1, False, False, ('T', 'PhysicalValue')), ('MeterInfo', 5, 1, False, False, ('T', 'MeterInfo')), ('ReceiptRequired', 6, 1, False, False, ('b',)), ('AC_EVSEStatus', 7, 1, False, False, ('T', 'AC_EVSEStatus'))), 0)
 
 
 def _mk_AC_EVSEStatus(NotificationMaxDelay, EVSENotification, RCD, _n=object.__new__, _c=AC_EVSEStatus, _s0=AC_EVSEStatus.NotificationMaxDelay.__set__, _s1=AC_EVSEStatus.EVSENotification.__set__, _s2=AC_EVSEStatus.RCD.__set__):
@@ -5048,6 +5136,8 @@ def _d_AC_EVSEStatus(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AC_EVSEStatus') from None
 
+_C_AC_EVSEStatus = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('NotificationMaxDelay', 1, 1, False, False, ('u', 0, 65535)), ('EVSENotification', 2, 1, False, False, ('e', 2, 3, 'EVSENotificationType')), ('RCD', 3, 1, False, False, ('b',))), 0)
+
 
 def _mk_EVSEStatus(NotificationMaxDelay, EVSENotification, _n=object.__new__, _c=EVSEStatus, _s0=EVSEStatus.NotificationMaxDelay.__set__, _s1=EVSEStatus.EVSENotification.__set__):
     o = _n(_c); _s0(o, NotificationMaxDelay); _s1(o, EVSENotification)
@@ -5088,6 +5178,8 @@ def _d_EVSEStatus(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVSEStatus') from None
 
+_C_EVSEStatus = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('NotificationMaxDelay', 1, 1, False, False, ('u', 0, 65535)), ('EVSENotification', 2, 1, False, False, ('e', 2, 3, 'EVSENotificationType'))), 0)
+
 
 def _mk_CableCheckReq(DC_EVStatus, _n=object.__new__, _c=CableCheckReq, _s0=CableCheckReq.DC_EVStatus.__set__):
     o = _n(_c); _s0(o, DC_EVStatus)
@@ -5115,6 +5207,8 @@ def _d_CableCheckReq(D, L, p):
         return _mk_CableCheckReq(f_DC_EVStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CableCheckReq') from None
+
+_C_CableCheckReq = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('DC_EVStatus', 1, 1, False, False, ('T', 'DC_EVStatus')),), 0)
 
 
 def _mk_DC_EVStatus(EVReady, EVErrorCode, EVRESSSOC, _n=object.__new__, _c=DC_EVStatus, _s0=DC_EVStatus.EVReady.__set__, _s1=DC_EVStatus.EVErrorCode.__set__, _s2=DC_EVStatus.EVRESSSOC.__set__):
@@ -5161,6 +5255,8 @@ def _d_DC_EVStatus(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_EVStatus') from None
 
+_C_DC_EVStatus = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('EVReady', 1, 1, False, False, ('b',)), ('EVErrorCode', 2, 1, False, False, ('e', 4, 12, 'DC_EVErrorCodeType')), ('EVRESSSOC', 3, 1, False, False, ('n', 7, 0, 100))), 0)
+
 
 def _mk_EVStatus(_n=object.__new__, _c=EVStatus):
     o = _n(_c)
@@ -5180,6 +5276,8 @@ def _d_EVStatus(D, L, p):
         return _mk_EVStatus(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVStatus') from None
+
+_C_EVStatus = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_CableCheckRes(ResponseCode, DC_EVSEStatus, EVSEProcessing, _n=object.__new__, _c=CableCheckRes, _s0=CableCheckRes.ResponseCode.__set__, _s1=CableCheckRes.DC_EVSEStatus.__set__, _s2=CableCheckRes.EVSEProcessing.__set__):
@@ -5226,6 +5324,8 @@ def _d_CableCheckRes(D, L, p):
         return _mk_CableCheckRes(f_ResponseCode, f_DC_EVSEStatus, f_EVSEProcessing), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CableCheckRes') from None
+
+_C_CableCheckRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 26, 'responseCodeType')), ('DC_EVSEStatus', 2, 1, False, False, ('T', 'DC_EVSEStatus')), ('EVSEProcessing', 3, 1, False, False, ('e', 2, 3, 'EVSEProcessingType'))), 0)
 
 
 def _mk_DC_EVSEStatus(NotificationMaxDelay, EVSENotification, EVSEIsolationStatus, EVSEStatusCode, _n=object.__new__, _c=DC_EVSEStatus, _s0=DC_EVSEStatus.NotificationMaxDelay.__set__, _s1=DC_EVSEStatus.EVSENotification.__set__, _s2=DC_EVSEStatus.EVSEIsolationStatus.__set__, _s3=DC_EVSEStatus.EVSEStatusCode.__set__):
@@ -5303,6 +5403,7 @@ def _d_DC_EVSEStatus(D, L, p):
 
 _E_DC_EVSEStatus_4 = (None, None, (1, 2), (0, 1), None)
 _D_DC_EVSEStatus_2 = (3, 4, -1, -2)
+_C_DC_EVSEStatus = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (2, 2, (3, 4, -1, -2), (-1, -1, -1, 0, 1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False)), (('NotificationMaxDelay', 1, 1, False, False, ('u', 0, 65535)), ('EVSENotification', 2, 1, False, False, ('e', 2, 3, 'EVSENotificationType')), ('EVSEIsolationStatus', 3, 1, False, False, ('e', 3, 5, 'isolationLevelType')), ('EVSEStatusCode', 4, 1, False, False, ('e', 4, 12, 'DC_EVSEStatusCodeType'))), 0)
 
 
 def _mk_PreChargeReq(DC_EVStatus, EVTargetVoltage, EVTargetCurrent, _n=object.__new__, _c=PreChargeReq, _s0=PreChargeReq.DC_EVStatus.__set__, _s1=PreChargeReq.EVTargetVoltage.__set__, _s2=PreChargeReq.EVTargetCurrent.__set__):
@@ -5348,6 +5449,8 @@ def _d_PreChargeReq(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PreChargeReq') from None
 
+_C_PreChargeReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('DC_EVStatus', 1, 1, False, False, ('T', 'DC_EVStatus')), ('EVTargetVoltage', 2, 1, False, False, ('T', 'PhysicalValue')), ('EVTargetCurrent', 3, 1, False, False, ('T', 'PhysicalValue'))), 0)
+
 
 def _mk_PreChargeRes(ResponseCode, DC_EVSEStatus, EVSEPresentVoltage, _n=object.__new__, _c=PreChargeRes, _s0=PreChargeRes.ResponseCode.__set__, _s1=PreChargeRes.DC_EVSEStatus.__set__, _s2=PreChargeRes.EVSEPresentVoltage.__set__):
     o = _n(_c); _s0(o, ResponseCode); _s1(o, DC_EVSEStatus); _s2(o, EVSEPresentVoltage)
@@ -5392,6 +5495,8 @@ def _d_PreChargeRes(D, L, p):
         return _mk_PreChargeRes(f_ResponseCode, f_DC_EVSEStatus, f_EVSEPresentVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PreChargeRes') from None
+
+_C_PreChargeRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 26, 'responseCodeType')), ('DC_EVSEStatus', 2, 1, False, False, ('T', 'DC_EVSEStatus')), ('EVSEPresentVoltage', 3, 1, False, False, ('T', 'PhysicalValue'))), 0)
 
 
 def _mk_CurrentDemandReq(DC_EVStatus, EVTargetCurrent, EVMaximumVoltageLimit, EVMaximumCurrentLimit, EVMaximumPowerLimit, BulkChargingComplete, ChargingComplete, RemainingTimeToFullSoC, RemainingTimeToBulkSoC, EVTargetVoltage, _n=object.__new__, _c=CurrentDemandReq, _s0=CurrentDemandReq.DC_EVStatus.__set__, _s1=CurrentDemandReq.EVTargetCurrent.__set__, _s2=CurrentDemandReq.EVMaximumVoltageLimit.__set__, _s3=CurrentDemandReq.EVMaximumCurrentLimit.__set__, _s4=CurrentDemandReq.EVMaximumPowerLimit.__set__, _s5=CurrentDemandReq.BulkChargingComplete.__set__, _s6=CurrentDemandReq.ChargingComplete.__set__, _s7=CurrentDemandReq.RemainingTimeToFullSoC.__set__, _s8=CurrentDemandReq.RemainingTimeToBulkSoC.__set__, _s9=CurrentDemandReq.EVTargetVoltage.__set__):
@@ -5547,6 +5652,7 @@ _D_CurrentDemandReq_4 = (5, 6, 7, -1)
 _D_CurrentDemandReq_5 = (6, 7, -1, -2)
 _D_CurrentDemandReq_7 = (8, 9, 10, -1)
 _D_CurrentDemandReq_8 = (9, 10, -1, -2)
+_C_CurrentDemandReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (3, 5, (3, 4, 5, 6, 7, -1, -2, -2), (-1, -1, -1, 0, 1, 2, 3, 4, -1, -1, -1, -1)), (3, 4, (4, 5, 6, 7, -1, -2, -2, -2), (-1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1)), (2, 3, (5, 6, 7, -1), (-1, -1, -1, -1, -1, 0, 1, 2, -1, -1, -1, -1)), (2, 2, (6, 7, -1, -2), (-1, -1, -1, -1, -1, -1, 0, 1, -1, -1, -1, -1)), (1, 1, (7, -1), (-1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (2, 3, (8, 9, 10, -1), (-1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, -1)), (2, 2, (9, 10, -1, -2), (-1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (1, 1, (10, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False), (0, 1, 1, -1, -1, 6, (5,), False), (1, 1, 1, -1, -1, 7, (6,), False), (0, 1, 1, -1, -1, 8, (7,), False), (0, 1, 1, -1, -1, 9, (8,), False), (1, 1, 1, -1, -1, 10, (9,), False)), (('DC_EVStatus', 1, 1, False, False, ('T', 'DC_EVStatus')), ('EVTargetCurrent', 2, 1, False, False, ('T', 'PhysicalValue')), ('EVMaximumVoltageLimit', 3, 1, False, False, ('T', 'PhysicalValue')), ('EVMaximumCurrentLimit', 4, 1, False, False, ('T', 'PhysicalValue')), ('EVMaximumPowerLimit', 5, 1, False, False, ('T', 'PhysicalValue')), ('BulkChargingComplete', 6, 1, False, False, ('b',)), ('ChargingComplete', 7, 1, False, False, ('b',)), ('RemainingTimeToFullSoC', 8, 1, False, False, ('T', 'PhysicalValue')), ('RemainingTimeToBulkSoC', 9, 1, False, False, ('T', 'PhysicalValue')), ('EVTargetVoltage', 10, 1, False, False, ('T', 'PhysicalValue'))), 0)
 
 
 def _mk_CurrentDemandRes(ResponseCode, DC_EVSEStatus, EVSEPresentVoltage, EVSEPresentCurrent, EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved, EVSEPowerLimitAchieved, EVSEMaximumVoltageLimit, EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit, EVSEID, SAScheduleTupleID, MeterInfo, ReceiptRequired, _n=object.__new__, _c=CurrentDemandRes, _s0=CurrentDemandRes.ResponseCode.__set__, _s1=CurrentDemandRes.DC_EVSEStatus.__set__, _s2=CurrentDemandRes.EVSEPresentVoltage.__set__, _s3=CurrentDemandRes.EVSEPresentCurrent.__set__, _s4=CurrentDemandRes.EVSECurrentLimitAchieved.__set__, _s5=CurrentDemandRes.EVSEVoltageLimitAchieved.__set__, _s6=CurrentDemandRes.EVSEPowerLimitAchieved.__set__, _s7=CurrentDemandRes.EVSEMaximumVoltageLimit.__set__, _s8=CurrentDemandRes.EVSEMaximumCurrentLimit.__set__, _s9=CurrentDemandRes.EVSEMaximumPowerLimit.__set__, _s10=CurrentDemandRes.EVSEID.__set__, _s11=CurrentDemandRes.SAScheduleTupleID.__set__, _s12=CurrentDemandRes.MeterInfo.__set__, _s13=CurrentDemandRes.ReceiptRequired.__set__):
@@ -5734,6 +5840,7 @@ _D_CurrentDemandRes_8 = (9, 10, 11, -1)
 _D_CurrentDemandRes_9 = (10, 11, -1, -2)
 _D_CurrentDemandRes_12 = (13, 14, 0, -1)
 _D_CurrentDemandRes_13 = (14, 0, -1, -2)
+_C_CurrentDemandRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (7, -1), (-1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (3, 4, (8, 9, 10, 11, -1, -2, -2, -2), (-1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1)), (2, 3, (9, 10, 11, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, -1, -1, -1, -1)), (2, 2, (10, 11, -1, -2), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, -1, -1, -1, -1)), (1, 1, (11, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (12, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1)), (2, 3, (13, 14, 0, -1), (2, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (14, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (1, 1, 1, -1, -1, 7, (6,), False), (0, 1, 1, -1, -1, 8, (7,), False), (0, 1, 1, -1, -1, 9, (8,), False), (0, 1, 1, -1, -1, 10, (9,), False), (1, 1, 1, -1, -1, 11, (10,), False), (1, 1, 1, -1, -1, 12, (11,), False), (0, 1, 1, -1, -1, 13, (12,), False), (0, 1, 1, -1, -1, 14, (13,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 26, 'responseCodeType')), ('DC_EVSEStatus', 2, 1, False, False, ('T', 'DC_EVSEStatus')), ('EVSEPresentVoltage', 3, 1, False, False, ('T', 'PhysicalValue')), ('EVSEPresentCurrent', 4, 1, False, False, ('T', 'PhysicalValue')), ('EVSECurrentLimitAchieved', 5, 1, False, False, ('b',)), ('EVSEVoltageLimitAchieved', 6, 1, False, False, ('b',)), ('EVSEPowerLimitAchieved', 7, 1, False, False, ('b',)), ('EVSEMaximumVoltageLimit', 8, 1, False, False, ('T', 'PhysicalValue')), ('EVSEMaximumCurrentLimit', 9, 1, False, False, ('T', 'PhysicalValue')), ('EVSEMaximumPowerLimit', 10, 1, False, False, ('T', 'PhysicalValue')), ('EVSEID', 11, 1, False, False, ('s', 7, 37)), ('SAScheduleTupleID', 12, 1, False, False, ('n', 8, 1, 255)), ('MeterInfo', 13, 1, False, False, ('T', 'MeterInfo')), ('ReceiptRequired', 14, 1, False, False, ('b',))), 0)
 
 
 def _mk_WeldingDetectionReq(DC_EVStatus, _n=object.__new__, _c=WeldingDetectionReq, _s0=WeldingDetectionReq.DC_EVStatus.__set__):
@@ -5762,6 +5869,8 @@ def _d_WeldingDetectionReq(D, L, p):
         return _mk_WeldingDetectionReq(f_DC_EVStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WeldingDetectionReq') from None
+
+_C_WeldingDetectionReq = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('DC_EVStatus', 1, 1, False, False, ('T', 'DC_EVStatus')),), 0)
 
 
 def _mk_WeldingDetectionRes(ResponseCode, DC_EVSEStatus, EVSEPresentVoltage, _n=object.__new__, _c=WeldingDetectionRes, _s0=WeldingDetectionRes.ResponseCode.__set__, _s1=WeldingDetectionRes.DC_EVSEStatus.__set__, _s2=WeldingDetectionRes.EVSEPresentVoltage.__set__):
@@ -5808,6 +5917,8 @@ def _d_WeldingDetectionRes(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WeldingDetectionRes') from None
 
+_C_WeldingDetectionRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('ResponseCode', 1, 1, False, False, ('e', 5, 26, 'responseCodeType')), ('DC_EVSEStatus', 2, 1, False, False, ('T', 'DC_EVSEStatus')), ('EVSEPresentVoltage', 3, 1, False, False, ('T', 'PhysicalValue'))), 0)
+
 
 def _mk_SASchedules(_n=object.__new__, _c=SASchedules):
     o = _n(_c)
@@ -5827,6 +5938,8 @@ def _d_SASchedules(D, L, p):
         return _mk_SASchedules(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SASchedules') from None
+
+_C_SASchedules = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_SAScheduleList(SAScheduleTuple, _n=object.__new__, _c=SAScheduleList, _s0=SAScheduleList.SAScheduleTuple.__set__):
@@ -5878,6 +5991,7 @@ def _d_SAScheduleList(D, L, p):
 
 _E_SAScheduleList_0 = (None, (1, 2), (0, 1))
 _D_SAScheduleList_1 = (1, 0, -1, -2)
+_C_SAScheduleList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 3, 3, -1, 1, 2, (0,), False),), (('SAScheduleTuple', 1, 1, True, False, ('T', 'SAScheduleTuple')),), 0)
 
 
 def _mk_SAScheduleTuple(SAScheduleTupleID, PMaxSchedule, SalesTariff, _n=object.__new__, _c=SAScheduleTuple, _s0=SAScheduleTuple.SAScheduleTupleID.__set__, _s1=SAScheduleTuple.PMaxSchedule.__set__, _s2=SAScheduleTuple.SalesTariff.__set__):
@@ -5935,6 +6049,7 @@ def _d_SAScheduleTuple(D, L, p):
 
 _E_SAScheduleTuple_0 = (None, None, (1, 2), (0, 1))
 _D_SAScheduleTuple_2 = (3, 0, -1, -2)
+_C_SAScheduleTuple = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('SAScheduleTupleID', 1, 1, False, False, ('n', 8, 1, 255)), ('PMaxSchedule', 2, 1, False, False, ('T', 'PMaxSchedule')), ('SalesTariff', 3, 1, False, False, ('T', 'SalesTariff'))), 0)
 
 
 def _mk_PMaxSchedule(PMaxScheduleEntry, _n=object.__new__, _c=PMaxSchedule, _s0=PMaxSchedule.PMaxScheduleEntry.__set__):
@@ -5977,6 +6092,7 @@ def _d_PMaxSchedule(D, L, p):
         raise _fault(e, p, L, 'PMaxSchedule') from None
 
 _D_PMaxSchedule_1 = (1, 0, -1, -2)
+_C_PMaxSchedule = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1))), ((1, -1, 1024, -1, 1, -1, (0,), False),), (('PMaxScheduleEntry', 1, 1, True, False, ('T', 'PMaxScheduleEntry')),), 0)
 
 
 def _mk_SalesTariff(Id, SalesTariffID, SalesTariffDescription, NumEPriceLevels, SalesTariffEntry, _n=object.__new__, _c=SalesTariff, _s0=SalesTariff.Id.__set__, _s1=SalesTariff.SalesTariffID.__set__, _s2=SalesTariff.SalesTariffDescription.__set__, _s3=SalesTariff.NumEPriceLevels.__set__, _s4=SalesTariff.SalesTariffEntry.__set__):
@@ -6097,6 +6213,7 @@ _D_SalesTariff_0 = (1, 2, -1, -2)
 _D_SalesTariff_2 = (3, 4, 5, -1)
 _D_SalesTariff_3 = (4, 5, -1, -2)
 _D_SalesTariff_5 = (5, 0, -1, -2)
+_C_SalesTariff = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (2, 3, (3, 4, 5, -1), (-1, -1, -1, 0, 1, 2, -1)), (2, 2, (4, 5, -1, -2), (-1, -1, -1, -1, 0, 1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (1, -1, 1024, -1, 5, -1, (4,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('SalesTariffID', 2, 1, False, False, ('n', 8, 1, 255)), ('SalesTariffDescription', 3, 1, False, True, ('s', 0, 32)), ('NumEPriceLevels', 4, 1, False, False, ('n', 8, 0, 255)), ('SalesTariffEntry', 5, 1, True, False, ('T', 'SalesTariffEntry'))), 0)
 
 
 def _mk_Entry(RelativeTimeInterval, _n=object.__new__, _c=Entry, _s0=Entry.RelativeTimeInterval.__set__):
@@ -6127,6 +6244,7 @@ def _d_Entry(D, L, p):
         raise _fault(e, p, L, 'Entry') from None
 
 _D_Entry_0 = (1, -1, -1, -2)
+_C_Entry = (0, ((2, 2, (1, -1, -1, -2), (-1, 0, -1, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('RelativeTimeInterval', 1, 1, False, False, ('T', 'RelativeTimeInterval')),), 0)
 
 
 def _mk_SalesTariffEntry(RelativeTimeInterval, EPriceLevel, ConsumptionCost, _n=object.__new__, _c=SalesTariffEntry, _s0=SalesTariffEntry.RelativeTimeInterval.__set__, _s1=SalesTariffEntry.EPriceLevel.__set__, _s2=SalesTariffEntry.ConsumptionCost.__set__):
@@ -6205,6 +6323,7 @@ _D_SalesTariffEntry_0 = (1, -1, -1, -2)
 _D_SalesTariffEntry_1 = (3, 4, 0, -1)
 _D_SalesTariffEntry_2 = (4, 0, -1, -2)
 _D_SalesTariffEntry_3 = (4, 0, -1, -2)
+_C_SalesTariffEntry = (0, ((2, 2, (1, -1, -1, -2), (-1, 0, -1, -1, -1, -1)), (2, 3, (3, 4, 0, -1), (2, -1, -1, 0, 1, -1)), (2, 2, (4, 0, -1, -2), (1, -1, -1, -1, 0, -1)), (2, 2, (4, 0, -1, -2), (1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 3, 3, -1, 3, 4, (2,), False)), (('RelativeTimeInterval', 1, 1, False, False, ('T', 'RelativeTimeInterval')), ('EPriceLevel', 3, 1, False, False, ('n', 8, 0, 255)), ('ConsumptionCost', 4, 1, True, False, ('T', 'ConsumptionCost'))), 0)
 
 
 def _mk_ConsumptionCost(startValue, Cost, _n=object.__new__, _c=ConsumptionCost, _s0=ConsumptionCost.startValue.__set__, _s1=ConsumptionCost.Cost.__set__):
@@ -6265,6 +6384,7 @@ def _d_ConsumptionCost(D, L, p):
 
 _E_ConsumptionCost_0 = (None, None, (1, 2), (0, 1))
 _D_ConsumptionCost_2 = (2, 0, -1, -2)
+_C_ConsumptionCost = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 3, 3, -1, 2, 3, (1,), False)), (('startValue', 1, 1, False, False, ('T', 'PhysicalValue')), ('Cost', 2, 1, True, False, ('T', 'Cost'))), 0)
 
 
 def _mk_Cost(costKind, amount, amountMultiplier, _n=object.__new__, _c=Cost, _s0=Cost.costKind.__set__, _s1=Cost.amount.__set__, _s2=Cost.amountMultiplier.__set__):
@@ -6329,6 +6449,7 @@ def _d_Cost(D, L, p):
 
 _E_Cost_0 = (None, None, (1, 2), (0, 1))
 _D_Cost_2 = (3, 0, -1, -2)
+_C_Cost = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('costKind', 1, 1, False, False, ('e', 2, 3, 'costKindType')), ('amount', 2, 1, False, False, ('u', 0, 4294967295)), ('amountMultiplier', 3, 1, False, False, ('n', 3, -3, 3))), 0)
 
 
 def _mk_PMaxScheduleEntry(RelativeTimeInterval, PMax, _n=object.__new__, _c=PMaxScheduleEntry, _s0=PMaxScheduleEntry.RelativeTimeInterval.__set__, _s1=PMaxScheduleEntry.PMax.__set__):
@@ -6367,6 +6488,7 @@ def _d_PMaxScheduleEntry(D, L, p):
         raise _fault(e, p, L, 'PMaxScheduleEntry') from None
 
 _D_PMaxScheduleEntry_0 = (1, -1, -1, -2)
+_C_PMaxScheduleEntry = (0, ((2, 2, (1, -1, -1, -2), (-1, 0, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('RelativeTimeInterval', 1, 1, False, False, ('T', 'RelativeTimeInterval')), ('PMax', 3, 1, False, False, ('T', 'PhysicalValue'))), 0)
 
 
 def _mk_Interval(_n=object.__new__, _c=Interval):
@@ -6387,6 +6509,8 @@ def _d_Interval(D, L, p):
         return _mk_Interval(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Interval') from None
+
+_C_Interval = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_RelativeTimeInterval(start, duration, _n=object.__new__, _c=RelativeTimeInterval, _s0=RelativeTimeInterval.start.__set__, _s1=RelativeTimeInterval.duration.__set__):
@@ -6443,6 +6567,7 @@ def _d_RelativeTimeInterval(D, L, p):
 
 _E_RelativeTimeInterval_0 = (None, (1, 2), (0, 1))
 _D_RelativeTimeInterval_1 = (2, 0, -1, -2)
+_C_RelativeTimeInterval = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False)), (('start', 1, 1, False, False, ('u', 0, 16777214)), ('duration', 2, 1, False, False, ('u', 0, 86400))), 0)
 
 
 def _mk_EVChargeParameter(DepartureTime, _n=object.__new__, _c=EVChargeParameter, _s0=EVChargeParameter.DepartureTime.__set__):
@@ -6486,6 +6611,7 @@ def _d_EVChargeParameter(D, L, p):
 
 _E_EVChargeParameter_0 = ((1, 2), (0, 1))
 _D_EVChargeParameter_0 = (1, 0, -1, -2)
+_C_EVChargeParameter = (0, ((2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False),), (('DepartureTime', 1, 1, False, False, ('u', 0, 4294967295)),), 0)
 
 
 def _mk_AC_EVChargeParameter(DepartureTime, EAmount, EVMaxVoltage, EVMaxCurrent, EVMinCurrent, _n=object.__new__, _c=AC_EVChargeParameter, _s0=AC_EVChargeParameter.DepartureTime.__set__, _s1=AC_EVChargeParameter.EAmount.__set__, _s2=AC_EVChargeParameter.EVMaxVoltage.__set__, _s3=AC_EVChargeParameter.EVMaxCurrent.__set__, _s4=AC_EVChargeParameter.EVMinCurrent.__set__):
@@ -6565,6 +6691,7 @@ def _d_AC_EVChargeParameter(D, L, p):
 
 _E_AC_EVChargeParameter_2 = ((1, 2), (0, 1), None, None, None, None)
 _D_AC_EVChargeParameter_0 = (1, 2, -1, -2)
+_C_AC_EVChargeParameter = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False)), (('DepartureTime', 1, 1, False, False, ('u', 0, 4294967295)), ('EAmount', 2, 1, False, False, ('T', 'PhysicalValue')), ('EVMaxVoltage', 3, 1, False, False, ('T', 'PhysicalValue')), ('EVMaxCurrent', 4, 1, False, False, ('T', 'PhysicalValue')), ('EVMinCurrent', 5, 1, False, False, ('T', 'PhysicalValue'))), 0)
 
 
 def _mk_DC_EVChargeParameter(DepartureTime, DC_EVStatus, EVMaximumCurrentLimit, EVMaximumPowerLimit, EVMaximumVoltageLimit, EVEnergyCapacity, EVEnergyRequest, FullSOC, BulkSOC, _n=object.__new__, _c=DC_EVChargeParameter, _s0=DC_EVChargeParameter.DepartureTime.__set__, _s1=DC_EVChargeParameter.DC_EVStatus.__set__, _s2=DC_EVChargeParameter.EVMaximumCurrentLimit.__set__, _s3=DC_EVChargeParameter.EVMaximumPowerLimit.__set__, _s4=DC_EVChargeParameter.EVMaximumVoltageLimit.__set__, _s5=DC_EVChargeParameter.EVEnergyCapacity.__set__, _s6=DC_EVChargeParameter.EVEnergyRequest.__set__, _s7=DC_EVChargeParameter.FullSOC.__set__, _s8=DC_EVChargeParameter.BulkSOC.__set__):
@@ -6721,6 +6848,7 @@ _D_DC_EVChargeParameter_5 = (6, 7, 8, 9, 0, -1, -2, -2)
 _D_DC_EVChargeParameter_6 = (7, 8, 9, 0, -1, -2, -2, -2)
 _D_DC_EVChargeParameter_7 = (8, 9, 0, -1)
 _D_DC_EVChargeParameter_8 = (9, 0, -1, -2)
+_C_DC_EVChargeParameter = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (2, 2, (4, 5, -1, -2), (-1, -1, -1, -1, 0, 1, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1)), (3, 5, (6, 7, 8, 9, 0, -1, -2, -2), (4, -1, -1, -1, -1, -1, 0, 1, 2, 3, -1)), (3, 4, (7, 8, 9, 0, -1, -2, -2, -2), (3, -1, -1, -1, -1, -1, -1, 0, 1, 2, -1)), (2, 3, (8, 9, 0, -1), (2, -1, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (9, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (0, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False), (0, 1, 1, -1, -1, 8, (7,), False), (0, 1, 1, -1, -1, 9, (8,), False)), (('DepartureTime', 1, 1, False, False, ('u', 0, 4294967295)), ('DC_EVStatus', 2, 1, False, False, ('T', 'DC_EVStatus')), ('EVMaximumCurrentLimit', 3, 1, False, False, ('T', 'PhysicalValue')), ('EVMaximumPowerLimit', 4, 1, False, False, ('T', 'PhysicalValue')), ('EVMaximumVoltageLimit', 5, 1, False, False, ('T', 'PhysicalValue')), ('EVEnergyCapacity', 6, 1, False, False, ('T', 'PhysicalValue')), ('EVEnergyRequest', 7, 1, False, False, ('T', 'PhysicalValue')), ('FullSOC', 8, 1, False, False, ('n', 7, 0, 100)), ('BulkSOC', 9, 1, False, False, ('n', 7, 0, 100))), 0)
 
 
 def _mk_EVSEChargeParameter(_n=object.__new__, _c=EVSEChargeParameter):
@@ -6741,6 +6869,8 @@ def _d_EVSEChargeParameter(D, L, p):
         return _mk_EVSEChargeParameter(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVSEChargeParameter') from None
+
+_C_EVSEChargeParameter = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_AC_EVSEChargeParameter(AC_EVSEStatus, EVSENominalVoltage, EVSEMaxCurrent, _n=object.__new__, _c=AC_EVSEChargeParameter, _s0=AC_EVSEChargeParameter.AC_EVSEStatus.__set__, _s1=AC_EVSEChargeParameter.EVSENominalVoltage.__set__, _s2=AC_EVSEChargeParameter.EVSEMaxCurrent.__set__):
@@ -6785,6 +6915,8 @@ def _d_AC_EVSEChargeParameter(D, L, p):
         return _mk_AC_EVSEChargeParameter(f_AC_EVSEStatus, f_EVSENominalVoltage, f_EVSEMaxCurrent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AC_EVSEChargeParameter') from None
+
+_C_AC_EVSEChargeParameter = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('AC_EVSEStatus', 1, 1, False, False, ('T', 'AC_EVSEStatus')), ('EVSENominalVoltage', 2, 1, False, False, ('T', 'PhysicalValue')), ('EVSEMaxCurrent', 3, 1, False, False, ('T', 'PhysicalValue'))), 0)
 
 
 def _mk_DC_EVSEChargeParameter(DC_EVSEStatus, EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit, EVSEMaximumVoltageLimit, EVSEMinimumCurrentLimit, EVSEMinimumVoltageLimit, EVSECurrentRegulationTolerance, EVSEPeakCurrentRipple, EVSEEnergyToBeDelivered, _n=object.__new__, _c=DC_EVSEChargeParameter, _s0=DC_EVSEChargeParameter.DC_EVSEStatus.__set__, _s1=DC_EVSEChargeParameter.EVSEMaximumCurrentLimit.__set__, _s2=DC_EVSEChargeParameter.EVSEMaximumPowerLimit.__set__, _s3=DC_EVSEChargeParameter.EVSEMaximumVoltageLimit.__set__, _s4=DC_EVSEChargeParameter.EVSEMinimumCurrentLimit.__set__, _s5=DC_EVSEChargeParameter.EVSEMinimumVoltageLimit.__set__, _s6=DC_EVSEChargeParameter.EVSECurrentRegulationTolerance.__set__, _s7=DC_EVSEChargeParameter.EVSEPeakCurrentRipple.__set__, _s8=DC_EVSEChargeParameter.EVSEEnergyToBeDelivered.__set__):
@@ -6902,6 +7034,7 @@ _E_DC_EVSEChargeParameter_8 = (None, None, None, None, None, None, (1, 2), (0, 1
 _E_DC_EVSEChargeParameter_0 = (None, None, None, None, None, None, None, None, (1, 2), (0, 1))
 _D_DC_EVSEChargeParameter_6 = (7, 8, -1, -2)
 _D_DC_EVSEChargeParameter_8 = (9, 0, -1, -2)
+_C_DC_EVSEChargeParameter = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (2, 2, (7, 8, -1, -2), (-1, -1, -1, -1, -1, -1, -1, 0, 1, -1, -1)), (1, 1, (8, -1), (-1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1)), (2, 2, (9, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False), (1, 1, 1, -1, -1, 8, (7,), False), (0, 1, 1, -1, -1, 9, (8,), False)), (('DC_EVSEStatus', 1, 1, False, False, ('T', 'DC_EVSEStatus')), ('EVSEMaximumCurrentLimit', 2, 1, False, False, ('T', 'PhysicalValue')), ('EVSEMaximumPowerLimit', 3, 1, False, False, ('T', 'PhysicalValue')), ('EVSEMaximumVoltageLimit', 4, 1, False, False, ('T', 'PhysicalValue')), ('EVSEMinimumCurrentLimit', 5, 1, False, False, ('T', 'PhysicalValue')), ('EVSEMinimumVoltageLimit', 6, 1, False, False, ('T', 'PhysicalValue')), ('EVSECurrentRegulationTolerance', 7, 1, False, False, ('T', 'PhysicalValue')), ('EVSEPeakCurrentRipple', 8, 1, False, False, ('T', 'PhysicalValue')), ('EVSEEnergyToBeDelivered', 9, 1, False, False, ('T', 'PhysicalValue'))), 0)
 
 
 def _mk_EVPowerDeliveryParameter(_n=object.__new__, _c=EVPowerDeliveryParameter):
@@ -6922,6 +7055,8 @@ def _d_EVPowerDeliveryParameter(D, L, p):
         return _mk_EVPowerDeliveryParameter(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPowerDeliveryParameter') from None
+
+_C_EVPowerDeliveryParameter = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_DC_EVPowerDeliveryParameter(DC_EVStatus, BulkChargingComplete, ChargingComplete, _n=object.__new__, _c=DC_EVPowerDeliveryParameter, _s0=DC_EVPowerDeliveryParameter.DC_EVStatus.__set__, _s1=DC_EVPowerDeliveryParameter.BulkChargingComplete.__set__, _s2=DC_EVPowerDeliveryParameter.ChargingComplete.__set__):
@@ -6981,6 +7116,7 @@ def _d_DC_EVPowerDeliveryParameter(D, L, p):
 
 _E_DC_EVPowerDeliveryParameter_3 = (None, (1, 2), (0, 1), None)
 _D_DC_EVPowerDeliveryParameter_1 = (2, 3, -1, -2)
+_C_DC_EVPowerDeliveryParameter = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (2, 2, (2, 3, -1, -2), (-1, -1, 0, 1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('DC_EVStatus', 1, 1, False, False, ('T', 'DC_EVStatus')), ('BulkChargingComplete', 2, 1, False, False, ('b',)), ('ChargingComplete', 3, 1, False, False, ('b',))), 0)
 
 
 def _mk_V2G_Message(Header, Body, _n=object.__new__, _c=V2G_Message, _s0=V2G_Message.Header.__set__, _s1=V2G_Message.Body.__set__):
@@ -7017,6 +7153,8 @@ def _d_V2G_Message(D, L, p):
         return _mk_V2G_Message(f_Header, f_Body), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2G_Message') from None
+
+_C_V2G_Message = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('Body', 2, 1, False, False, ('T', 'Body'))), 0)
 
 
 # --- documents and fragments ----------------------------------------------

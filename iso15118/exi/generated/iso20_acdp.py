@@ -25,6 +25,17 @@ from ._iso20_types import (
     Receipt,
     Scheduled_CLReqControlMode,
     Scheduled_CLResControlMode,
+    _C_CLReqControlMode,
+    _C_CLResControlMode,
+    _C_DetailedCost,
+    _C_DetailedTax,
+    _C_DisplayParameters,
+    _C_Dynamic_CLReqControlMode,
+    _C_Dynamic_CLResControlMode,
+    _C_RationalNumber,
+    _C_Receipt,
+    _C_Scheduled_CLReqControlMode,
+    _C_Scheduled_CLResControlMode,
     _EI_evseNotificationType,
     _EI_processingType,
     _EV_evseNotificationType,
@@ -77,6 +88,28 @@ from ._xmldsig import (
     Transforms,
     X509Data,
     X509IssuerSerial,
+    _C_CanonicalizationMethod,
+    _C_DSAKeyValue,
+    _C_DigestMethod,
+    _C_KeyInfo,
+    _C_KeyValue,
+    _C_Manifest,
+    _C_Object,
+    _C_PGPData,
+    _C_RSAKeyValue,
+    _C_Reference,
+    _C_RetrievalMethod,
+    _C_SPKIData,
+    _C_Signature,
+    _C_SignatureMethod,
+    _C_SignatureProperties,
+    _C_SignatureProperty,
+    _C_SignatureValue,
+    _C_SignedInfo,
+    _C_Transform,
+    _C_Transforms,
+    _C_X509Data,
+    _C_X509IssuerSerial,
     _d_CanonicalizationMethod,
     _d_DSAKeyValue,
     _d_DigestMethod,
@@ -599,6 +632,8 @@ def _d_ACDP_VehiclePositioningReq(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ACDP_VehiclePositioningReq') from None
 
+_C_ACDP_VehiclePositioningReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('EVMobilityStatus', 2, 1, False, False, ('b',)), ('EVPositioningSupport', 3, 1, False, False, ('b',))), 0)
+
 
 def _mk_V2GRequest(Header, _n=object.__new__, _c=V2GRequest, _s0=V2GRequest.Header.__set__):
     o = _n(_c); _s0(o, Header)
@@ -627,6 +662,8 @@ def _d_V2GRequest(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GRequest') from None
 
+_C_V2GRequest = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('Header', 1, 1, False, False, ('T', 'MessageHeader')),), 0)
+
 
 def _mk_V2GMessage(Header, _n=object.__new__, _c=V2GMessage, _s0=V2GMessage.Header.__set__):
     o = _n(_c); _s0(o, Header)
@@ -654,6 +691,8 @@ def _d_V2GMessage(D, L, p):
         return _mk_V2GMessage(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GMessage') from None
+
+_C_V2GMessage = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('Header', 1, 1, False, False, ('T', 'MessageHeader')),), 0)
 
 
 def _mk_MessageHeader(SessionID, TimeStamp, Signature, _n=object.__new__, _c=MessageHeader, _s0=MessageHeader.SessionID.__set__, _s1=MessageHeader.TimeStamp.__set__, _s2=MessageHeader.Signature.__set__):
@@ -715,6 +754,7 @@ def _d_MessageHeader(D, L, p):
 
 _E_MessageHeader_0 = (None, None, (1, 2), (0, 1))
 _D_MessageHeader_2 = (3, 0, -1, -2)
+_C_MessageHeader = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('SessionID', 1, 1, False, False, ('x', 8, 8)), ('TimeStamp', 2, 1, False, False, ('u', 0, 18446744073709551615)), ('Signature', 3, 1, False, False, ('T', 'Signature'))), 0)
 
 
 def _mk_ACDP_VehiclePositioningRes(Header, ResponseCode, EVSEProcessing, EVSEPositioningSupport, EVRelativeXDeviation, EVRelativeYDeviation, ContactWindowXc, ContactWindowYc, EVInChargePosition, _n=object.__new__, _c=ACDP_VehiclePositioningRes, _s0=ACDP_VehiclePositioningRes.Header.__set__, _s1=ACDP_VehiclePositioningRes.ResponseCode.__set__, _s2=ACDP_VehiclePositioningRes.EVSEProcessing.__set__, _s3=ACDP_VehiclePositioningRes.EVSEPositioningSupport.__set__, _s4=ACDP_VehiclePositioningRes.EVRelativeXDeviation.__set__, _s5=ACDP_VehiclePositioningRes.EVRelativeYDeviation.__set__, _s6=ACDP_VehiclePositioningRes.ContactWindowXc.__set__, _s7=ACDP_VehiclePositioningRes.ContactWindowYc.__set__, _s8=ACDP_VehiclePositioningRes.EVInChargePosition.__set__):
@@ -820,6 +860,8 @@ def _d_ACDP_VehiclePositioningRes(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ACDP_VehiclePositioningRes') from None
 
+_C_ACDP_VehiclePositioningRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (7, -1), (-1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1)), (1, 1, (8, -1), (-1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1)), (1, 1, (9, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (1, 1, 1, -1, -1, 7, (6,), False), (1, 1, 1, -1, -1, 8, (7,), False), (1, 1, 1, -1, -1, 9, (8,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEProcessing', 3, 1, False, False, ('e', 2, 3, 'processingType')), ('EVSEPositioningSupport', 4, 1, False, False, ('b',)), ('EVRelativeXDeviation', 5, 1, False, False, ('i', -32768, 32767)), ('EVRelativeYDeviation', 6, 1, False, False, ('i', -32768, 32767)), ('ContactWindowXc', 7, 1, False, False, ('i', -32768, 32767)), ('ContactWindowYc', 8, 1, False, False, ('i', -32768, 32767)), ('EVInChargePosition', 9, 1, False, False, ('b',))), 0)
+
 
 def _mk_V2GResponse(Header, ResponseCode, _n=object.__new__, _c=V2GResponse, _s0=V2GResponse.Header.__set__, _s1=V2GResponse.ResponseCode.__set__):
     o = _n(_c); _s0(o, Header); _s1(o, ResponseCode)
@@ -857,6 +899,8 @@ def _d_V2GResponse(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GResponse') from None
 
+_C_V2GResponse = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType'))), 0)
+
 
 def _mk_ACDP_ConnectReq(Header, EVElectricalChargingDeviceStatus, _n=object.__new__, _c=ACDP_ConnectReq, _s0=ACDP_ConnectReq.Header.__set__, _s1=ACDP_ConnectReq.EVElectricalChargingDeviceStatus.__set__):
     o = _n(_c); _s0(o, Header); _s1(o, EVElectricalChargingDeviceStatus)
@@ -891,6 +935,8 @@ def _d_ACDP_ConnectReq(D, L, p):
         return _mk_ACDP_ConnectReq(f_Header, f_EVElectricalChargingDeviceStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ACDP_ConnectReq') from None
+
+_C_ACDP_ConnectReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('EVElectricalChargingDeviceStatus', 2, 1, False, False, ('e', 2, 4, 'electricalChargingDeviceStatusType'))), 0)
 
 
 def _mk_ACDP_ConnectRes(Header, ResponseCode, EVSEProcessing, EVSEElectricalChargingDeviceStatus, EVSEMechanicalChargingDeviceStatus, _n=object.__new__, _c=ACDP_ConnectRes, _s0=ACDP_ConnectRes.Header.__set__, _s1=ACDP_ConnectRes.ResponseCode.__set__, _s2=ACDP_ConnectRes.EVSEProcessing.__set__, _s3=ACDP_ConnectRes.EVSEElectricalChargingDeviceStatus.__set__, _s4=ACDP_ConnectRes.EVSEMechanicalChargingDeviceStatus.__set__):
@@ -954,6 +1000,8 @@ def _d_ACDP_ConnectRes(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ACDP_ConnectRes') from None
 
+_C_ACDP_ConnectRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEProcessing', 3, 1, False, False, ('e', 2, 3, 'processingType')), ('EVSEElectricalChargingDeviceStatus', 4, 1, False, False, ('e', 2, 4, 'electricalChargingDeviceStatusType')), ('EVSEMechanicalChargingDeviceStatus', 5, 1, False, False, ('e', 2, 3, 'mechanicalChargingDeviceStatusType'))), 0)
+
 
 def _mk_ACDP_SystemStatusReq(Header, EVTechnicalStatus, _n=object.__new__, _c=ACDP_SystemStatusReq, _s0=ACDP_SystemStatusReq.Header.__set__, _s1=ACDP_SystemStatusReq.EVTechnicalStatus.__set__):
     o = _n(_c); _s0(o, Header); _s1(o, EVTechnicalStatus)
@@ -989,6 +1037,8 @@ def _d_ACDP_SystemStatusReq(D, L, p):
         return _mk_ACDP_SystemStatusReq(f_Header, f_EVTechnicalStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ACDP_SystemStatusReq') from None
+
+_C_ACDP_SystemStatusReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('EVTechnicalStatus', 2, 1, False, False, ('T', 'EVTechnicalStatus'))), 0)
 
 
 def _mk_EVTechnicalStatus(EVReadyToCharge, EVImmobilizationRequest, EVImmobilized, EVWLANStrength, EVCPStatus, EVSOC, EVErrorCode, EVTimeout, _n=object.__new__, _c=EVTechnicalStatus, _s0=EVTechnicalStatus.EVReadyToCharge.__set__, _s1=EVTechnicalStatus.EVImmobilizationRequest.__set__, _s2=EVTechnicalStatus.EVImmobilized.__set__, _s3=EVTechnicalStatus.EVWLANStrength.__set__, _s4=EVTechnicalStatus.EVCPStatus.__set__, _s5=EVTechnicalStatus.EVSOC.__set__, _s6=EVTechnicalStatus.EVErrorCode.__set__, _s7=EVTechnicalStatus.EVTimeout.__set__):
@@ -1138,6 +1188,7 @@ _D_EVTechnicalStatus_4 = (5, 6, 7, 8, 0, -1, -2, -2)
 _D_EVTechnicalStatus_5 = (6, 7, 8, 0, -1, -2, -2, -2)
 _D_EVTechnicalStatus_6 = (7, 8, 0, -1)
 _D_EVTechnicalStatus_7 = (8, 0, -1, -2)
+_C_EVTechnicalStatus = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (3, 7, (3, 4, 5, 6, 7, 8, 0, -1), (6, -1, -1, 0, 1, 2, 3, 4, 5, -1)), (3, 6, (4, 5, 6, 7, 8, 0, -1, -2), (5, -1, -1, -1, 0, 1, 2, 3, 4, -1)), (3, 5, (5, 6, 7, 8, 0, -1, -2, -2), (4, -1, -1, -1, -1, 0, 1, 2, 3, -1)), (3, 4, (6, 7, 8, 0, -1, -2, -2, -2), (3, -1, -1, -1, -1, -1, 0, 1, 2, -1)), (2, 3, (7, 8, 0, -1), (2, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (8, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False), (0, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False), (0, 1, 1, -1, -1, 8, (7,), False)), (('EVReadyToCharge', 1, 1, False, False, ('b',)), ('EVImmobilizationRequest', 2, 1, False, False, ('b',)), ('EVImmobilized', 3, 1, False, False, ('b',)), ('EVWLANStrength', 4, 1, False, False, ('T', 'RationalNumber')), ('EVCPStatus', 5, 1, False, False, ('e', 3, 5, 'cpStatusType')), ('EVSOC', 6, 1, False, False, ('n', 7, 0, 100)), ('EVErrorCode', 7, 1, False, False, ('e', 4, 10, 'errorCodeType')), ('EVTimeout', 8, 1, False, False, ('b',))), 0)
 
 
 def _mk_ACDP_SystemStatusRes(Header, ResponseCode, EVSEMechanicalChargingDeviceStatus, EVSEReadyToCharge, EVSEIsolationStatus, EVSEDisabled, EVSEUtilityInterruptEvent, EVSEEmergencyShutdown, EVSEMalfunction, EVInChargePosition, EVAssociationStatus, _n=object.__new__, _c=ACDP_SystemStatusRes, _s0=ACDP_SystemStatusRes.Header.__set__, _s1=ACDP_SystemStatusRes.ResponseCode.__set__, _s2=ACDP_SystemStatusRes.EVSEMechanicalChargingDeviceStatus.__set__, _s3=ACDP_SystemStatusRes.EVSEReadyToCharge.__set__, _s4=ACDP_SystemStatusRes.EVSEIsolationStatus.__set__, _s5=ACDP_SystemStatusRes.EVSEDisabled.__set__, _s6=ACDP_SystemStatusRes.EVSEUtilityInterruptEvent.__set__, _s7=ACDP_SystemStatusRes.EVSEEmergencyShutdown.__set__, _s8=ACDP_SystemStatusRes.EVSEMalfunction.__set__, _s9=ACDP_SystemStatusRes.EVInChargePosition.__set__, _s10=ACDP_SystemStatusRes.EVAssociationStatus.__set__):
@@ -1241,6 +1292,8 @@ def _d_ACDP_SystemStatusRes(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ACDP_SystemStatusRes') from None
 
+_C_ACDP_SystemStatusRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (7, -1), (-1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (8, -1), (-1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (9, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1)), (1, 1, (10, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1)), (1, 1, (11, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (1, 1, 1, -1, -1, 7, (6,), False), (1, 1, 1, -1, -1, 8, (7,), False), (1, 1, 1, -1, -1, 9, (8,), False), (1, 1, 1, -1, -1, 10, (9,), False), (1, 1, 1, -1, -1, 11, (10,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEMechanicalChargingDeviceStatus', 3, 1, False, False, ('e', 2, 3, 'mechanicalChargingDeviceStatusType')), ('EVSEReadyToCharge', 4, 1, False, False, ('b',)), ('EVSEIsolationStatus', 5, 1, False, False, ('e', 2, 4, 'isolationStatusType')), ('EVSEDisabled', 6, 1, False, False, ('b',)), ('EVSEUtilityInterruptEvent', 7, 1, False, False, ('b',)), ('EVSEEmergencyShutdown', 8, 1, False, False, ('b',)), ('EVSEMalfunction', 9, 1, False, False, ('b',)), ('EVInChargePosition', 10, 1, False, False, ('b',)), ('EVAssociationStatus', 11, 1, False, False, ('b',))), 0)
+
 
 def _mk_ChargeParameterDiscoveryReq(Header, _n=object.__new__, _c=ChargeParameterDiscoveryReq, _s0=ChargeParameterDiscoveryReq.Header.__set__):
     o = _n(_c); _s0(o, Header)
@@ -1268,6 +1321,8 @@ def _d_ChargeParameterDiscoveryReq(D, L, p):
         return _mk_ChargeParameterDiscoveryReq(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryReq') from None
+
+_C_ChargeParameterDiscoveryReq = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('Header', 1, 1, False, False, ('T', 'MessageHeader')),), 0)
 
 
 def _mk_ChargeParameterDiscoveryRes(Header, ResponseCode, _n=object.__new__, _c=ChargeParameterDiscoveryRes, _s0=ChargeParameterDiscoveryRes.Header.__set__, _s1=ChargeParameterDiscoveryRes.ResponseCode.__set__):
@@ -1305,6 +1360,8 @@ def _d_ChargeParameterDiscoveryRes(D, L, p):
         return _mk_ChargeParameterDiscoveryRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryRes') from None
+
+_C_ChargeParameterDiscoveryRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType'))), 0)
 
 
 def _mk_ChargeLoopReq(Header, DisplayParameters, MeterInfoRequested, _n=object.__new__, _c=ChargeLoopReq, _s0=ChargeLoopReq.Header.__set__, _s1=ChargeLoopReq.DisplayParameters.__set__, _s2=ChargeLoopReq.MeterInfoRequested.__set__):
@@ -1363,6 +1420,7 @@ def _d_ChargeLoopReq(D, L, p):
 
 _E_ChargeLoopReq_3 = (None, (1, 2), (0, 1), None)
 _D_ChargeLoopReq_1 = (2, 3, -1, -2)
+_C_ChargeLoopReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (2, 2, (2, 3, -1, -2), (-1, -1, 0, 1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('DisplayParameters', 2, 1, False, False, ('T', 'DisplayParameters')), ('MeterInfoRequested', 3, 1, False, False, ('b',))), 0)
 
 
 def _mk_ChargeLoopRes(Header, ResponseCode, EVSEStatus, MeterInfo, Receipt, _n=object.__new__, _c=ChargeLoopRes, _s0=ChargeLoopRes.Header.__set__, _s1=ChargeLoopRes.ResponseCode.__set__, _s2=ChargeLoopRes.EVSEStatus.__set__, _s3=ChargeLoopRes.MeterInfo.__set__, _s4=ChargeLoopRes.Receipt.__set__):
@@ -1451,6 +1509,7 @@ _E_ChargeLoopRes_0 = (None, None, (3, 3), (2, 2), (1, 2), (0, 1))
 _D_ChargeLoopRes_2 = (3, 4, 5, 0, -1, -2, -2, -2)
 _D_ChargeLoopRes_3 = (4, 5, 0, -1)
 _D_ChargeLoopRes_4 = (5, 0, -1, -2)
+_C_ChargeLoopRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (3, 4, (3, 4, 5, 0, -1, -2, -2, -2), (3, -1, -1, 0, 1, 2, -1)), (2, 3, (4, 5, 0, -1), (2, -1, -1, -1, 0, 1, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEStatus', 3, 1, False, False, ('T', 'EVSEStatus')), ('MeterInfo', 4, 1, False, False, ('T', 'MeterInfo')), ('Receipt', 5, 1, False, False, ('T', 'Receipt'))), 0)
 
 
 def _mk_EVSEStatus(NotificationMaxDelay, EVSENotification, _n=object.__new__, _c=EVSEStatus, _s0=EVSEStatus.NotificationMaxDelay.__set__, _s1=EVSEStatus.EVSENotification.__set__):
@@ -1491,6 +1550,8 @@ def _d_EVSEStatus(D, L, p):
         return _mk_EVSEStatus(f_NotificationMaxDelay, f_EVSENotification), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVSEStatus') from None
+
+_C_EVSEStatus = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('NotificationMaxDelay', 1, 1, False, False, ('u', 0, 65535)), ('EVSENotification', 2, 1, False, False, ('e', 3, 6, 'evseNotificationType'))), 0)
 
 
 def _mk_MeterInfo(MeterID, ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh, MeterSignature, MeterStatus, MeterTimestamp, _n=object.__new__, _c=MeterInfo, _s0=MeterInfo.MeterID.__set__, _s1=MeterInfo.ChargedEnergyReadingWh.__set__, _s2=MeterInfo.BPT_DischargedEnergyReadingWh.__set__, _s3=MeterInfo.CapacitiveEnergyReadingVARh.__set__, _s4=MeterInfo.BPT_InductiveEnergyReadingVARh.__set__, _s5=MeterInfo.MeterSignature.__set__, _s6=MeterInfo.MeterStatus.__set__, _s7=MeterInfo.MeterTimestamp.__set__):
@@ -1685,6 +1746,7 @@ _D_MeterInfo_4 = (5, 6, 7, 8, 0, -1, -2, -2)
 _D_MeterInfo_5 = (6, 7, 8, 0, -1, -2, -2, -2)
 _D_MeterInfo_6 = (7, 8, 0, -1)
 _D_MeterInfo_7 = (8, 0, -1, -2)
+_C_MeterInfo = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (3, 7, (3, 4, 5, 6, 7, 8, 0, -1), (6, -1, -1, 0, 1, 2, 3, 4, 5, -1)), (3, 6, (4, 5, 6, 7, 8, 0, -1, -2), (5, -1, -1, -1, 0, 1, 2, 3, 4, -1)), (3, 5, (5, 6, 7, 8, 0, -1, -2, -2), (4, -1, -1, -1, -1, 0, 1, 2, 3, -1)), (3, 4, (6, 7, 8, 0, -1, -2, -2, -2), (3, -1, -1, -1, -1, -1, 0, 1, 2, -1)), (2, 3, (7, 8, 0, -1), (2, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (8, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False), (0, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False), (0, 1, 1, -1, -1, 8, (7,), False)), (('MeterID', 1, 1, False, True, ('s', 0, 32)), ('ChargedEnergyReadingWh', 2, 1, False, False, ('u', 0, 18446744073709551615)), ('BPT_DischargedEnergyReadingWh', 3, 1, False, False, ('u', 0, 18446744073709551615)), ('CapacitiveEnergyReadingVARh', 4, 1, False, False, ('u', 0, 18446744073709551615)), ('BPT_InductiveEnergyReadingVARh', 5, 1, False, False, ('u', 0, 18446744073709551615)), ('MeterSignature', 6, 1, False, True, ('x', 0, 64)), ('MeterStatus', 7, 1, False, False, ('i', -32768, 32767)), ('MeterTimestamp', 8, 1, False, False, ('u', 0, 18446744073709551615))), 0)
 
 
 def _mk_ListOfRootCertificateIDs(RootCertificateID, _n=object.__new__, _c=ListOfRootCertificateIDs, _s0=ListOfRootCertificateIDs.RootCertificateID.__set__):
@@ -1736,6 +1798,7 @@ def _d_ListOfRootCertificateIDs(D, L, p):
 
 _E_ListOfRootCertificateIDs_0 = (None, (1, 2), (0, 1))
 _D_ListOfRootCertificateIDs_1 = (1, 0, -1, -2)
+_C_ListOfRootCertificateIDs = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 20, 20, -1, 1, 2, (0,), False),), (('RootCertificateID', 1, 1, True, False, ('T', 'X509IssuerSerial')),), 0)
 
 
 # --- documents and fragments ----------------------------------------------

@@ -25,6 +25,17 @@ from ._iso20_types import (
     Receipt,
     Scheduled_CLReqControlMode,
     Scheduled_CLResControlMode,
+    _C_CLReqControlMode,
+    _C_CLResControlMode,
+    _C_DetailedCost,
+    _C_DetailedTax,
+    _C_DisplayParameters,
+    _C_Dynamic_CLReqControlMode,
+    _C_Dynamic_CLResControlMode,
+    _C_RationalNumber,
+    _C_Receipt,
+    _C_Scheduled_CLReqControlMode,
+    _C_Scheduled_CLResControlMode,
     _EI_evseNotificationType,
     _EI_processingType,
     _EV_evseNotificationType,
@@ -77,6 +88,28 @@ from ._xmldsig import (
     Transforms,
     X509Data,
     X509IssuerSerial,
+    _C_CanonicalizationMethod,
+    _C_DSAKeyValue,
+    _C_DigestMethod,
+    _C_KeyInfo,
+    _C_KeyValue,
+    _C_Manifest,
+    _C_Object,
+    _C_PGPData,
+    _C_RSAKeyValue,
+    _C_Reference,
+    _C_RetrievalMethod,
+    _C_SPKIData,
+    _C_Signature,
+    _C_SignatureMethod,
+    _C_SignatureProperties,
+    _C_SignatureProperty,
+    _C_SignatureValue,
+    _C_SignedInfo,
+    _C_Transform,
+    _C_Transforms,
+    _C_X509Data,
+    _C_X509IssuerSerial,
     _d_CanonicalizationMethod,
     _d_DSAKeyValue,
     _d_DigestMethod,
@@ -1841,6 +1874,8 @@ def _d_SessionSetupReq(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionSetupReq') from None
 
+_C_SessionSetupReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('EVCCID', 2, 1, False, True, ('s', 0, 255))), 0)
+
 
 def _mk_V2GRequest(Header, _n=object.__new__, _c=V2GRequest, _s0=V2GRequest.Header.__set__):
     o = _n(_c); _s0(o, Header)
@@ -1869,6 +1904,8 @@ def _d_V2GRequest(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GRequest') from None
 
+_C_V2GRequest = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('Header', 1, 1, False, False, ('T', 'MessageHeader')),), 0)
+
 
 def _mk_V2GMessage(Header, _n=object.__new__, _c=V2GMessage, _s0=V2GMessage.Header.__set__):
     o = _n(_c); _s0(o, Header)
@@ -1896,6 +1933,8 @@ def _d_V2GMessage(D, L, p):
         return _mk_V2GMessage(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GMessage') from None
+
+_C_V2GMessage = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('Header', 1, 1, False, False, ('T', 'MessageHeader')),), 0)
 
 
 def _mk_MessageHeader(SessionID, TimeStamp, Signature, _n=object.__new__, _c=MessageHeader, _s0=MessageHeader.SessionID.__set__, _s1=MessageHeader.TimeStamp.__set__, _s2=MessageHeader.Signature.__set__):
@@ -1957,6 +1996,7 @@ def _d_MessageHeader(D, L, p):
 
 _E_MessageHeader_0 = (None, None, (1, 2), (0, 1))
 _D_MessageHeader_2 = (3, 0, -1, -2)
+_C_MessageHeader = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('SessionID', 1, 1, False, False, ('x', 8, 8)), ('TimeStamp', 2, 1, False, False, ('u', 0, 18446744073709551615)), ('Signature', 3, 1, False, False, ('T', 'Signature'))), 0)
 
 
 def _mk_SessionSetupRes(Header, ResponseCode, EVSEID, _n=object.__new__, _c=SessionSetupRes, _s0=SessionSetupRes.Header.__set__, _s1=SessionSetupRes.ResponseCode.__set__, _s2=SessionSetupRes.EVSEID.__set__):
@@ -2016,6 +2056,8 @@ def _d_SessionSetupRes(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionSetupRes') from None
 
+_C_SessionSetupRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEID', 3, 1, False, True, ('s', 0, 255))), 0)
+
 
 def _mk_V2GResponse(Header, ResponseCode, _n=object.__new__, _c=V2GResponse, _s0=V2GResponse.Header.__set__, _s1=V2GResponse.ResponseCode.__set__):
     o = _n(_c); _s0(o, Header); _s1(o, ResponseCode)
@@ -2053,6 +2095,8 @@ def _d_V2GResponse(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GResponse') from None
 
+_C_V2GResponse = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType'))), 0)
+
 
 def _mk_AuthorizationSetupReq(Header, _n=object.__new__, _c=AuthorizationSetupReq, _s0=AuthorizationSetupReq.Header.__set__):
     o = _n(_c); _s0(o, Header)
@@ -2080,6 +2124,8 @@ def _d_AuthorizationSetupReq(D, L, p):
         return _mk_AuthorizationSetupReq(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AuthorizationSetupReq') from None
+
+_C_AuthorizationSetupReq = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('Header', 1, 1, False, False, ('T', 'MessageHeader')),), 0)
 
 
 def _mk_AuthorizationSetupRes(Header, ResponseCode, AuthorizationServices, CertificateInstallationService, EIM_ASResAuthorizationMode, PnC_ASResAuthorizationMode, _n=object.__new__, _c=AuthorizationSetupRes, _s0=AuthorizationSetupRes.Header.__set__, _s1=AuthorizationSetupRes.ResponseCode.__set__, _s2=AuthorizationSetupRes.AuthorizationServices.__set__, _s3=AuthorizationSetupRes.CertificateInstallationService.__set__, _s4=AuthorizationSetupRes.EIM_ASResAuthorizationMode.__set__, _s5=AuthorizationSetupRes.PnC_ASResAuthorizationMode.__set__):
@@ -2191,6 +2237,7 @@ def _d_AuthorizationSetupRes(D, L, p):
 _E_AuthorizationSetupRes_4 = (None, None, None, (1, 2), (0, 1), None, None)
 _D_AuthorizationSetupRes_3 = (3, 4, -1, -2)
 _D_AuthorizationSetupRes_5 = (5, 6, -1, -2)
+_C_AuthorizationSetupRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1)), (2, 2, (3, 4, -1, -2), (-1, -1, -1, 0, 1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1)), (2, 2, (5, 6, -1, -2), (-1, -1, -1, -1, -1, 0, 1, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 2, 2, -1, 3, 4, (2,), False), (1, 1, 1, -1, -1, 5, (3,), False), (1, 1, 1, -1, -1, 6, (4, 5), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('AuthorizationServices', 3, 1, True, False, ('e', 1, 2, 'authorizationType')), ('CertificateInstallationService', 4, 1, False, False, ('b',)), ('EIM_ASResAuthorizationMode', 5, 1, False, False, ('T', 'EIM_ASResAuthorizationMode')), ('PnC_ASResAuthorizationMode', 6, 1, False, False, ('T', 'PnC_ASResAuthorizationMode'))), 0)
 
 
 def _mk_EIM_ASResAuthorizationMode(_n=object.__new__, _c=EIM_ASResAuthorizationMode):
@@ -2211,6 +2258,8 @@ def _d_EIM_ASResAuthorizationMode(D, L, p):
         return _mk_EIM_ASResAuthorizationMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EIM_ASResAuthorizationMode') from None
+
+_C_EIM_ASResAuthorizationMode = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_PnC_ASResAuthorizationMode(GenChallenge, SupportedProviders, _n=object.__new__, _c=PnC_ASResAuthorizationMode, _s0=PnC_ASResAuthorizationMode.GenChallenge.__set__, _s1=PnC_ASResAuthorizationMode.SupportedProviders.__set__):
@@ -2260,6 +2309,7 @@ def _d_PnC_ASResAuthorizationMode(D, L, p):
 
 _E_PnC_ASResAuthorizationMode_0 = (None, (1, 2), (0, 1))
 _D_PnC_ASResAuthorizationMode_1 = (2, 0, -1, -2)
+_C_PnC_ASResAuthorizationMode = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False)), (('GenChallenge', 1, 1, False, False, ('x', 16, 16)), ('SupportedProviders', 2, 1, False, False, ('T', 'SupportedProvidersList'))), 0)
 
 
 def _mk_SupportedProvidersList(ProviderID, _n=object.__new__, _c=SupportedProvidersList, _s0=SupportedProvidersList.ProviderID.__set__):
@@ -2329,6 +2379,7 @@ def _d_SupportedProvidersList(D, L, p):
 
 _E_SupportedProvidersList_0 = (None, (1, 2), (0, 1))
 _D_SupportedProvidersList_1 = (1, 0, -1, -2)
+_C_SupportedProvidersList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 128, 128, -1, 1, 2, (0,), False),), (('ProviderID', 1, 1, True, True, ('s', 0, 80)),), 0)
 
 
 def _mk_AuthorizationReq(Header, SelectedAuthorizationService, EIM_AReqAuthorizationMode, PnC_AReqAuthorizationMode, _n=object.__new__, _c=AuthorizationReq, _s0=AuthorizationReq.Header.__set__, _s1=AuthorizationReq.SelectedAuthorizationService.__set__, _s2=AuthorizationReq.EIM_AReqAuthorizationMode.__set__, _s3=AuthorizationReq.PnC_AReqAuthorizationMode.__set__):
@@ -2389,6 +2440,7 @@ def _d_AuthorizationReq(D, L, p):
         raise _fault(e, p, L, 'AuthorizationReq') from None
 
 _D_AuthorizationReq_2 = (3, 4, -1, -2)
+_C_AuthorizationReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (2, 2, (3, 4, -1, -2), (-1, -1, -1, 0, 1, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2, 3), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('SelectedAuthorizationService', 2, 1, False, False, ('e', 1, 2, 'authorizationType')), ('EIM_AReqAuthorizationMode', 3, 1, False, False, ('T', 'EIM_AReqAuthorizationMode')), ('PnC_AReqAuthorizationMode', 4, 1, False, False, ('T', 'PnC_AReqAuthorizationMode'))), 0)
 
 
 def _mk_EIM_AReqAuthorizationMode(_n=object.__new__, _c=EIM_AReqAuthorizationMode):
@@ -2409,6 +2461,8 @@ def _d_EIM_AReqAuthorizationMode(D, L, p):
         return _mk_EIM_AReqAuthorizationMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EIM_AReqAuthorizationMode') from None
+
+_C_EIM_AReqAuthorizationMode = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_PnC_AReqAuthorizationMode(Id, GenChallenge, ContractCertificateChain, _n=object.__new__, _c=PnC_AReqAuthorizationMode, _s0=PnC_AReqAuthorizationMode.Id.__set__, _s1=PnC_AReqAuthorizationMode.GenChallenge.__set__, _s2=PnC_AReqAuthorizationMode.ContractCertificateChain.__set__):
@@ -2454,6 +2508,8 @@ def _d_PnC_AReqAuthorizationMode(D, L, p):
         return _mk_PnC_AReqAuthorizationMode(f_Id, f_GenChallenge, f_ContractCertificateChain), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PnC_AReqAuthorizationMode') from None
+
+_C_PnC_AReqAuthorizationMode = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('GenChallenge', 2, 1, False, False, ('x', 16, 16)), ('ContractCertificateChain', 3, 1, False, False, ('T', 'ContractCertificateChain'))), 0)
 
 
 def _mk_ContractCertificateChain(Certificate, SubCertificates, _n=object.__new__, _c=ContractCertificateChain, _s0=ContractCertificateChain.Certificate.__set__, _s1=ContractCertificateChain.SubCertificates.__set__):
@@ -2503,6 +2559,8 @@ def _d_ContractCertificateChain(D, L, p):
         return _mk_ContractCertificateChain(f_Certificate, f_SubCertificates), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ContractCertificateChain') from None
+
+_C_ContractCertificateChain = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Certificate', 1, 1, False, True, ('x', 0, 1600)), ('SubCertificates', 2, 1, False, False, ('T', 'SubCertificates'))), 0)
 
 
 def _mk_SubCertificates(Certificate, _n=object.__new__, _c=SubCertificates, _s0=SubCertificates.Certificate.__set__):
@@ -2572,6 +2630,7 @@ def _d_SubCertificates(D, L, p):
 
 _E_SubCertificates_0 = (None, (1, 2), (0, 1))
 _D_SubCertificates_1 = (1, 0, -1, -2)
+_C_SubCertificates = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 3, 3, -1, 1, 2, (0,), False),), (('Certificate', 1, 1, True, True, ('x', 0, 1600)),), 0)
 
 
 def _mk_AuthorizationRes(Header, ResponseCode, EVSEProcessing, _n=object.__new__, _c=AuthorizationRes, _s0=AuthorizationRes.Header.__set__, _s1=AuthorizationRes.ResponseCode.__set__, _s2=AuthorizationRes.EVSEProcessing.__set__):
@@ -2619,6 +2678,8 @@ def _d_AuthorizationRes(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AuthorizationRes') from None
 
+_C_AuthorizationRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEProcessing', 3, 1, False, False, ('e', 2, 3, 'processingType'))), 0)
+
 
 def _mk_ServiceDiscoveryReq(Header, SupportedServiceIDs, _n=object.__new__, _c=ServiceDiscoveryReq, _s0=ServiceDiscoveryReq.Header.__set__, _s1=ServiceDiscoveryReq.SupportedServiceIDs.__set__):
     o = _n(_c); _s0(o, Header); _s1(o, SupportedServiceIDs)
@@ -2665,6 +2726,7 @@ def _d_ServiceDiscoveryReq(D, L, p):
 
 _E_ServiceDiscoveryReq_0 = (None, (1, 2), (0, 1))
 _D_ServiceDiscoveryReq_1 = (2, 0, -1, -2)
+_C_ServiceDiscoveryReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('SupportedServiceIDs', 2, 1, False, False, ('T', 'ServiceIDList'))), 0)
 
 
 def _mk_ServiceIDList(ServiceID, _n=object.__new__, _c=ServiceIDList, _s0=ServiceIDList.ServiceID.__set__):
@@ -2725,6 +2787,7 @@ def _d_ServiceIDList(D, L, p):
 
 _E_ServiceIDList_0 = (None, (1, 2), (0, 1))
 _D_ServiceIDList_1 = (1, 0, -1, -2)
+_C_ServiceIDList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 16, 16, -1, 1, 2, (0,), False),), (('ServiceID', 1, 1, True, False, ('u', 0, 65535)),), 0)
 
 
 def _mk_ServiceDiscoveryRes(Header, ResponseCode, ServiceRenegotiationSupported, EnergyTransferServiceList, VASList, _n=object.__new__, _c=ServiceDiscoveryRes, _s0=ServiceDiscoveryRes.Header.__set__, _s1=ServiceDiscoveryRes.ResponseCode.__set__, _s2=ServiceDiscoveryRes.ServiceRenegotiationSupported.__set__, _s3=ServiceDiscoveryRes.EnergyTransferServiceList.__set__, _s4=ServiceDiscoveryRes.VASList.__set__):
@@ -2799,6 +2862,7 @@ def _d_ServiceDiscoveryRes(D, L, p):
 
 _E_ServiceDiscoveryRes_0 = (None, None, None, None, (1, 2), (0, 1))
 _D_ServiceDiscoveryRes_4 = (5, 0, -1, -2)
+_C_ServiceDiscoveryRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('ServiceRenegotiationSupported', 3, 1, False, False, ('b',)), ('EnergyTransferServiceList', 4, 1, False, False, ('T', 'ServiceList')), ('VASList', 5, 1, False, False, ('T', 'ServiceList'))), 0)
 
 
 def _mk_ServiceList(Service, _n=object.__new__, _c=ServiceList, _s0=ServiceList.Service.__set__):
@@ -2850,6 +2914,7 @@ def _d_ServiceList(D, L, p):
 
 _E_ServiceList_0 = (None, (1, 2), (0, 1))
 _D_ServiceList_1 = (1, 0, -1, -2)
+_C_ServiceList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 8, 8, -1, 1, 2, (0,), False),), (('Service', 1, 1, True, False, ('T', 'Service')),), 0)
 
 
 def _mk_Service(ServiceID, FreeService, _n=object.__new__, _c=Service, _s0=Service.ServiceID.__set__, _s1=Service.FreeService.__set__):
@@ -2889,6 +2954,8 @@ def _d_Service(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Service') from None
 
+_C_Service = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('ServiceID', 1, 1, False, False, ('u', 0, 65535)), ('FreeService', 2, 1, False, False, ('b',))), 0)
+
 
 def _mk_ServiceDetailReq(Header, ServiceID, _n=object.__new__, _c=ServiceDetailReq, _s0=ServiceDetailReq.Header.__set__, _s1=ServiceDetailReq.ServiceID.__set__):
     o = _n(_c); _s0(o, Header); _s1(o, ServiceID)
@@ -2927,6 +2994,8 @@ def _d_ServiceDetailReq(D, L, p):
         return _mk_ServiceDetailReq(f_Header, f_ServiceID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceDetailReq') from None
+
+_C_ServiceDetailReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ServiceID', 2, 1, False, False, ('u', 0, 65535))), 0)
 
 
 def _mk_ServiceDetailRes(Header, ResponseCode, ServiceID, ServiceParameterList, _n=object.__new__, _c=ServiceDetailRes, _s0=ServiceDetailRes.Header.__set__, _s1=ServiceDetailRes.ResponseCode.__set__, _s2=ServiceDetailRes.ServiceID.__set__, _s3=ServiceDetailRes.ServiceParameterList.__set__):
@@ -2984,6 +3053,8 @@ def _d_ServiceDetailRes(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceDetailRes') from None
 
+_C_ServiceDetailRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('ServiceID', 3, 1, False, False, ('u', 0, 65535)), ('ServiceParameterList', 4, 1, False, False, ('T', 'ServiceParameterList'))), 0)
+
 
 def _mk_ServiceParameterList(ParameterSet, _n=object.__new__, _c=ServiceParameterList, _s0=ServiceParameterList.ParameterSet.__set__):
     o = _n(_c); _s0(o, ParameterSet)
@@ -3034,6 +3105,7 @@ def _d_ServiceParameterList(D, L, p):
 
 _E_ServiceParameterList_0 = (None, (1, 2), (0, 1))
 _D_ServiceParameterList_1 = (1, 0, -1, -2)
+_C_ServiceParameterList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 32, 32, -1, 1, 2, (0,), False),), (('ParameterSet', 1, 1, True, False, ('T', 'ParameterSet')),), 0)
 
 
 def _mk_ParameterSet(ParameterSetID, Parameter, _n=object.__new__, _c=ParameterSet, _s0=ParameterSet.ParameterSetID.__set__, _s1=ParameterSet.Parameter.__set__):
@@ -3097,6 +3169,7 @@ def _d_ParameterSet(D, L, p):
 
 _E_ParameterSet_0 = (None, None, (1, 2), (0, 1))
 _D_ParameterSet_2 = (2, 0, -1, -2)
+_C_ParameterSet = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 32, 32, -1, 2, 3, (1,), False)), (('ParameterSetID', 1, 1, False, False, ('u', 0, 65535)), ('Parameter', 2, 1, True, False, ('T', 'Parameter'))), 0)
 
 
 def _mk_Parameter(Name, boolValue, byteValue, shortValue, intValue, rationalNumber, finiteString, _n=object.__new__, _c=Parameter, _s0=Parameter.Name.__set__, _s1=Parameter.boolValue.__set__, _s2=Parameter.byteValue.__set__, _s3=Parameter.shortValue.__set__, _s4=Parameter.intValue.__set__, _s5=Parameter.rationalNumber.__set__, _s6=Parameter.finiteString.__set__):
@@ -3211,6 +3284,7 @@ def _d_Parameter(D, L, p):
         raise _fault(e, p, L, 'Parameter') from None
 
 _D_Parameter_1 = (2, 3, 4, 5, 6, 7, -1, -2)
+_C_Parameter = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1)), (3, 6, (2, 3, 4, 5, 6, 7, -1, -2), (-1, -1, 0, 1, 2, 3, 4, 5, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1, 2, 3, 4, 5, 6), False)), (('Name', 1, 0, False, False, ('s', 0, 80)), ('boolValue', 2, 1, False, False, ('b',)), ('byteValue', 3, 1, False, False, ('n', 8, -128, 127)), ('shortValue', 4, 1, False, False, ('i', -32768, 32767)), ('intValue', 5, 1, False, False, ('i', -2147483648, 2147483647)), ('rationalNumber', 6, 1, False, False, ('T', 'RationalNumber')), ('finiteString', 7, 1, False, True, ('s', 0, 80))), 0)
 
 
 def _mk_ServiceSelectionReq(Header, SelectedEnergyTransferService, SelectedVASList, _n=object.__new__, _c=ServiceSelectionReq, _s0=ServiceSelectionReq.Header.__set__, _s1=ServiceSelectionReq.SelectedEnergyTransferService.__set__, _s2=ServiceSelectionReq.SelectedVASList.__set__):
@@ -3267,6 +3341,7 @@ def _d_ServiceSelectionReq(D, L, p):
 
 _E_ServiceSelectionReq_0 = (None, None, (1, 2), (0, 1))
 _D_ServiceSelectionReq_2 = (3, 0, -1, -2)
+_C_ServiceSelectionReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('SelectedEnergyTransferService', 2, 1, False, False, ('T', 'SelectedService')), ('SelectedVASList', 3, 1, False, False, ('T', 'SelectedServiceList'))), 0)
 
 
 def _mk_SelectedService(ServiceID, ParameterSetID, _n=object.__new__, _c=SelectedService, _s0=SelectedService.ServiceID.__set__, _s1=SelectedService.ParameterSetID.__set__):
@@ -3309,6 +3384,8 @@ def _d_SelectedService(D, L, p):
         return _mk_SelectedService(f_ServiceID, f_ParameterSetID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SelectedService') from None
+
+_C_SelectedService = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('ServiceID', 1, 1, False, False, ('u', 0, 65535)), ('ParameterSetID', 2, 1, False, False, ('u', 0, 65535))), 0)
 
 
 def _mk_SelectedServiceList(SelectedService, _n=object.__new__, _c=SelectedServiceList, _s0=SelectedServiceList.SelectedService.__set__):
@@ -3360,6 +3437,7 @@ def _d_SelectedServiceList(D, L, p):
 
 _E_SelectedServiceList_0 = (None, (1, 2), (0, 1))
 _D_SelectedServiceList_1 = (1, 0, -1, -2)
+_C_SelectedServiceList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 16, 16, -1, 1, 2, (0,), False),), (('SelectedService', 1, 1, True, False, ('T', 'SelectedService')),), 0)
 
 
 def _mk_ServiceSelectionRes(Header, ResponseCode, _n=object.__new__, _c=ServiceSelectionRes, _s0=ServiceSelectionRes.Header.__set__, _s1=ServiceSelectionRes.ResponseCode.__set__):
@@ -3397,6 +3475,8 @@ def _d_ServiceSelectionRes(D, L, p):
         return _mk_ServiceSelectionRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceSelectionRes') from None
+
+_C_ServiceSelectionRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType'))), 0)
 
 
 def _mk_ScheduleExchangeReq(Header, MaximumSupportingPoints, Dynamic_SEReqControlMode, Scheduled_SEReqControlMode, _n=object.__new__, _c=ScheduleExchangeReq, _s0=ScheduleExchangeReq.Header.__set__, _s1=ScheduleExchangeReq.MaximumSupportingPoints.__set__, _s2=ScheduleExchangeReq.Dynamic_SEReqControlMode.__set__, _s3=ScheduleExchangeReq.Scheduled_SEReqControlMode.__set__):
@@ -3459,6 +3539,7 @@ def _d_ScheduleExchangeReq(D, L, p):
         raise _fault(e, p, L, 'ScheduleExchangeReq') from None
 
 _D_ScheduleExchangeReq_2 = (3, 4, -1, -2)
+_C_ScheduleExchangeReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (2, 2, (3, 4, -1, -2), (-1, -1, -1, 0, 1, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2, 3), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('MaximumSupportingPoints', 2, 1, False, False, ('n', 10, 12, 1024)), ('Dynamic_SEReqControlMode', 3, 1, False, False, ('T', 'Dynamic_SEReqControlMode')), ('Scheduled_SEReqControlMode', 4, 1, False, False, ('T', 'Scheduled_SEReqControlMode'))), 0)
 
 
 def _mk_Dynamic_SEReqControlMode(DepartureTime, MinimumSOC, TargetSOC, EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVMaximumV2XEnergyRequest, EVMinimumV2XEnergyRequest, _n=object.__new__, _c=Dynamic_SEReqControlMode, _s0=Dynamic_SEReqControlMode.DepartureTime.__set__, _s1=Dynamic_SEReqControlMode.MinimumSOC.__set__, _s2=Dynamic_SEReqControlMode.TargetSOC.__set__, _s3=Dynamic_SEReqControlMode.EVTargetEnergyRequest.__set__, _s4=Dynamic_SEReqControlMode.EVMaximumEnergyRequest.__set__, _s5=Dynamic_SEReqControlMode.EVMinimumEnergyRequest.__set__, _s6=Dynamic_SEReqControlMode.EVMaximumV2XEnergyRequest.__set__, _s7=Dynamic_SEReqControlMode.EVMinimumV2XEnergyRequest.__set__):
@@ -3591,6 +3672,7 @@ _D_Dynamic_SEReqControlMode_1 = (2, 3, 4, -1)
 _D_Dynamic_SEReqControlMode_2 = (3, 4, -1, -2)
 _D_Dynamic_SEReqControlMode_6 = (7, 8, 0, -1)
 _D_Dynamic_SEReqControlMode_7 = (8, 0, -1, -2)
+_C_Dynamic_SEReqControlMode = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (2, 3, (2, 3, 4, -1), (-1, -1, 0, 1, 2, -1, -1, -1, -1, -1)), (2, 2, (3, 4, -1, -2), (-1, -1, -1, 0, 1, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1)), (2, 3, (7, 8, 0, -1), (2, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (8, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False), (0, 1, 1, -1, -1, 8, (7,), False)), (('DepartureTime', 1, 1, False, False, ('u', 0, 4294967295)), ('MinimumSOC', 2, 1, False, False, ('n', 7, 0, 100)), ('TargetSOC', 3, 1, False, False, ('n', 7, 0, 100)), ('EVTargetEnergyRequest', 4, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumEnergyRequest', 5, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumEnergyRequest', 6, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumV2XEnergyRequest', 7, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumV2XEnergyRequest', 8, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_Scheduled_SEReqControlMode(DepartureTime, EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVEnergyOffer, _n=object.__new__, _c=Scheduled_SEReqControlMode, _s0=Scheduled_SEReqControlMode.DepartureTime.__set__, _s1=Scheduled_SEReqControlMode.EVTargetEnergyRequest.__set__, _s2=Scheduled_SEReqControlMode.EVMaximumEnergyRequest.__set__, _s3=Scheduled_SEReqControlMode.EVMinimumEnergyRequest.__set__, _s4=Scheduled_SEReqControlMode.EVEnergyOffer.__set__):
@@ -3695,6 +3777,7 @@ _D_Scheduled_SEReqControlMode_1 = (2, 3, 4, 5, 0, -1, -2, -2)
 _D_Scheduled_SEReqControlMode_2 = (3, 4, 5, 0, -1, -2, -2, -2)
 _D_Scheduled_SEReqControlMode_3 = (4, 5, 0, -1)
 _D_Scheduled_SEReqControlMode_4 = (5, 0, -1, -2)
+_C_Scheduled_SEReqControlMode = (0, ((3, 6, (1, 2, 3, 4, 5, 0, -1, -2), (5, 0, 1, 2, 3, 4, -1)), (3, 5, (2, 3, 4, 5, 0, -1, -2, -2), (4, -1, 0, 1, 2, 3, -1)), (3, 4, (3, 4, 5, 0, -1, -2, -2, -2), (3, -1, -1, 0, 1, 2, -1)), (2, 3, (4, 5, 0, -1), (2, -1, -1, -1, 0, 1, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False)), (('DepartureTime', 1, 1, False, False, ('u', 0, 4294967295)), ('EVTargetEnergyRequest', 2, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumEnergyRequest', 3, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumEnergyRequest', 4, 1, False, False, ('T', 'RationalNumber')), ('EVEnergyOffer', 5, 1, False, False, ('T', 'EVEnergyOffer'))), 0)
 
 
 def _mk_EVEnergyOffer(EVPowerSchedule, EVAbsolutePriceSchedule, _n=object.__new__, _c=EVEnergyOffer, _s0=EVEnergyOffer.EVPowerSchedule.__set__, _s1=EVEnergyOffer.EVAbsolutePriceSchedule.__set__):
@@ -3731,6 +3814,8 @@ def _d_EVEnergyOffer(D, L, p):
         return _mk_EVEnergyOffer(f_EVPowerSchedule, f_EVAbsolutePriceSchedule), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVEnergyOffer') from None
+
+_C_EVEnergyOffer = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('EVPowerSchedule', 1, 1, False, False, ('T', 'EVPowerSchedule')), ('EVAbsolutePriceSchedule', 2, 1, False, False, ('T', 'EVAbsolutePriceSchedule'))), 0)
 
 
 def _mk_EVPowerSchedule(TimeAnchor, EVPowerScheduleEntries, _n=object.__new__, _c=EVPowerSchedule, _s0=EVPowerSchedule.TimeAnchor.__set__, _s1=EVPowerSchedule.EVPowerScheduleEntries.__set__):
@@ -3770,6 +3855,8 @@ def _d_EVPowerSchedule(D, L, p):
         return _mk_EVPowerSchedule(f_TimeAnchor, f_EVPowerScheduleEntries), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPowerSchedule') from None
+
+_C_EVPowerSchedule = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('TimeAnchor', 1, 1, False, False, ('u', 0, 18446744073709551615)), ('EVPowerScheduleEntries', 2, 1, False, False, ('T', 'EVPowerScheduleEntryList'))), 0)
 
 
 def _mk_EVPowerScheduleEntryList(EVPowerScheduleEntry, _n=object.__new__, _c=EVPowerScheduleEntryList, _s0=EVPowerScheduleEntryList.EVPowerScheduleEntry.__set__):
@@ -3821,6 +3908,7 @@ def _d_EVPowerScheduleEntryList(D, L, p):
 
 _E_EVPowerScheduleEntryList_0 = (None, (1, 2), (0, 1))
 _D_EVPowerScheduleEntryList_1 = (1, 0, -1, -2)
+_C_EVPowerScheduleEntryList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1024, 1024, -1, 1, 2, (0,), False),), (('EVPowerScheduleEntry', 1, 1, True, False, ('T', 'EVPowerScheduleEntry')),), 0)
 
 
 def _mk_EVPowerScheduleEntry(Duration, Power, _n=object.__new__, _c=EVPowerScheduleEntry, _s0=EVPowerScheduleEntry.Duration.__set__, _s1=EVPowerScheduleEntry.Power.__set__):
@@ -3860,6 +3948,8 @@ def _d_EVPowerScheduleEntry(D, L, p):
         return _mk_EVPowerScheduleEntry(f_Duration, f_Power), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPowerScheduleEntry') from None
+
+_C_EVPowerScheduleEntry = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Duration', 1, 1, False, False, ('u', 0, 4294967295)), ('Power', 2, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_EVAbsolutePriceSchedule(TimeAnchor, Currency, PriceAlgorithm, EVPriceRuleStacks, _n=object.__new__, _c=EVAbsolutePriceSchedule, _s0=EVAbsolutePriceSchedule.TimeAnchor.__set__, _s1=EVAbsolutePriceSchedule.Currency.__set__, _s2=EVAbsolutePriceSchedule.PriceAlgorithm.__set__, _s3=EVAbsolutePriceSchedule.EVPriceRuleStacks.__set__):
@@ -3942,6 +4032,8 @@ def _d_EVAbsolutePriceSchedule(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVAbsolutePriceSchedule') from None
 
+_C_EVAbsolutePriceSchedule = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False)), (('TimeAnchor', 1, 1, False, False, ('u', 0, 18446744073709551615)), ('Currency', 2, 1, False, True, ('s', 0, 3)), ('PriceAlgorithm', 3, 1, False, True, ('s', 0, 255)), ('EVPriceRuleStacks', 4, 1, False, False, ('T', 'EVPriceRuleStackList'))), 0)
+
 
 def _mk_EVPriceRuleStackList(EVPriceRuleStack, _n=object.__new__, _c=EVPriceRuleStackList, _s0=EVPriceRuleStackList.EVPriceRuleStack.__set__):
     o = _n(_c); _s0(o, EVPriceRuleStack)
@@ -3992,6 +4084,7 @@ def _d_EVPriceRuleStackList(D, L, p):
 
 _E_EVPriceRuleStackList_0 = (None, (1, 2), (0, 1))
 _D_EVPriceRuleStackList_1 = (1, 0, -1, -2)
+_C_EVPriceRuleStackList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1024, 1024, -1, 1, 2, (0,), False),), (('EVPriceRuleStack', 1, 1, True, False, ('T', 'EVPriceRuleStack')),), 0)
 
 
 def _mk_EVPriceRuleStack(Duration, EVPriceRule, _n=object.__new__, _c=EVPriceRuleStack, _s0=EVPriceRuleStack.Duration.__set__, _s1=EVPriceRuleStack.EVPriceRule.__set__):
@@ -4055,6 +4148,7 @@ def _d_EVPriceRuleStack(D, L, p):
 
 _E_EVPriceRuleStack_0 = (None, None, (1, 2), (0, 1))
 _D_EVPriceRuleStack_2 = (2, 0, -1, -2)
+_C_EVPriceRuleStack = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 8, 8, -1, 2, 3, (1,), False)), (('Duration', 1, 1, False, False, ('u', 0, 4294967295)), ('EVPriceRule', 2, 1, True, False, ('T', 'EVPriceRule'))), 0)
 
 
 def _mk_EVPriceRule(EnergyFee, PowerRangeStart, _n=object.__new__, _c=EVPriceRule, _s0=EVPriceRule.EnergyFee.__set__, _s1=EVPriceRule.PowerRangeStart.__set__):
@@ -4091,6 +4185,8 @@ def _d_EVPriceRule(D, L, p):
         return _mk_EVPriceRule(f_EnergyFee, f_PowerRangeStart), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPriceRule') from None
+
+_C_EVPriceRule = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('EnergyFee', 1, 1, False, False, ('T', 'RationalNumber')), ('PowerRangeStart', 2, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_ScheduleExchangeRes(Header, ResponseCode, EVSEProcessing, GoToPause, Dynamic_SEResControlMode, Scheduled_SEResControlMode, _n=object.__new__, _c=ScheduleExchangeRes, _s0=ScheduleExchangeRes.Header.__set__, _s1=ScheduleExchangeRes.ResponseCode.__set__, _s2=ScheduleExchangeRes.EVSEProcessing.__set__, _s3=ScheduleExchangeRes.GoToPause.__set__, _s4=ScheduleExchangeRes.Dynamic_SEResControlMode.__set__, _s5=ScheduleExchangeRes.Scheduled_SEResControlMode.__set__):
@@ -4188,6 +4284,7 @@ _E_ScheduleExchangeRes_5 = (None, None, None, (1, 2), (0, 2), None)
 _E_ScheduleExchangeRes_6 = (None, None, None, (2, 2), (1, 2), None)
 _D_ScheduleExchangeRes_3 = (4, 5, 6, -1)
 _D_ScheduleExchangeRes_4 = (5, 6, -1, -2)
+_C_ScheduleExchangeRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1)), (2, 3, (4, 5, 6, -1), (-1, -1, -1, -1, 0, 1, 2, -1)), (2, 2, (5, 6, -1, -2), (-1, -1, -1, -1, -1, 0, 1, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4, 5), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEProcessing', 3, 1, False, False, ('e', 2, 3, 'processingType')), ('GoToPause', 4, 1, False, False, ('b',)), ('Dynamic_SEResControlMode', 5, 1, False, False, ('T', 'Dynamic_SEResControlMode')), ('Scheduled_SEResControlMode', 6, 1, False, False, ('T', 'Scheduled_SEResControlMode'))), 0)
 
 
 def _mk_Dynamic_SEResControlMode(DepartureTime, MinimumSOC, TargetSOC, AbsolutePriceSchedule, PriceLevelSchedule, _n=object.__new__, _c=Dynamic_SEResControlMode, _s0=Dynamic_SEResControlMode.DepartureTime.__set__, _s1=Dynamic_SEResControlMode.MinimumSOC.__set__, _s2=Dynamic_SEResControlMode.TargetSOC.__set__, _s3=Dynamic_SEResControlMode.AbsolutePriceSchedule.__set__, _s4=Dynamic_SEResControlMode.PriceLevelSchedule.__set__):
@@ -4300,6 +4397,7 @@ _D_Dynamic_SEResControlMode_0 = (1, 2, 3, 4, 5, 0, -1, -2)
 _D_Dynamic_SEResControlMode_1 = (2, 3, 4, 5, 0, -1, -2, -2)
 _D_Dynamic_SEResControlMode_2 = (3, 4, 5, 0, -1, -2, -2, -2)
 _D_Dynamic_SEResControlMode_3 = (4, 5, 0, -1)
+_C_Dynamic_SEResControlMode = (0, ((3, 6, (1, 2, 3, 4, 5, 0, -1, -2), (5, 0, 1, 2, 3, 4, -1)), (3, 5, (2, 3, 4, 5, 0, -1, -2, -2), (4, -1, 0, 1, 2, 3, -1)), (3, 4, (3, 4, 5, 0, -1, -2, -2, -2), (3, -1, -1, 0, 1, 2, -1)), (2, 3, (4, 5, 0, -1), (2, -1, -1, -1, 0, 1, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3, 4), False)), (('DepartureTime', 1, 1, False, False, ('u', 0, 4294967295)), ('MinimumSOC', 2, 1, False, False, ('n', 7, 0, 100)), ('TargetSOC', 3, 1, False, False, ('n', 7, 0, 100)), ('AbsolutePriceSchedule', 4, 1, False, False, ('T', 'AbsolutePriceSchedule')), ('PriceLevelSchedule', 5, 1, False, False, ('T', 'PriceLevelSchedule'))), 0)
 
 
 def _mk_AbsolutePriceSchedule(Id, TimeAnchor, PriceScheduleID, PriceScheduleDescription, Currency, Language, PriceAlgorithm, MinimumCost, MaximumCost, TaxRules, PriceRuleStacks, OverstayRules, AdditionalSelectedServices, _n=object.__new__, _c=AbsolutePriceSchedule, _s0=AbsolutePriceSchedule.Id.__set__, _s1=AbsolutePriceSchedule.TimeAnchor.__set__, _s2=AbsolutePriceSchedule.PriceScheduleID.__set__, _s3=AbsolutePriceSchedule.PriceScheduleDescription.__set__, _s4=AbsolutePriceSchedule.Currency.__set__, _s5=AbsolutePriceSchedule.Language.__set__, _s6=AbsolutePriceSchedule.PriceAlgorithm.__set__, _s7=AbsolutePriceSchedule.MinimumCost.__set__, _s8=AbsolutePriceSchedule.MaximumCost.__set__, _s9=AbsolutePriceSchedule.TaxRules.__set__, _s10=AbsolutePriceSchedule.PriceRuleStacks.__set__, _s11=AbsolutePriceSchedule.OverstayRules.__set__, _s12=AbsolutePriceSchedule.AdditionalSelectedServices.__set__):
@@ -4547,6 +4645,7 @@ _D_AbsolutePriceSchedule_8 = (9, 10, 11, -1)
 _D_AbsolutePriceSchedule_9 = (10, 11, -1, -2)
 _D_AbsolutePriceSchedule_11 = (12, 13, 0, -1)
 _D_AbsolutePriceSchedule_12 = (13, 0, -1, -2)
+_C_AbsolutePriceSchedule = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (2, 2, (4, 5, -1, -2), (-1, -1, -1, -1, 0, 1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (7, -1), (-1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (3, 4, (8, 9, 10, 11, -1, -2, -2, -2), (-1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, 3, -1, -1, -1)), (2, 3, (9, 10, 11, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, -1, -1, -1)), (2, 2, (10, 11, -1, -2), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, -1, -1, -1)), (1, 1, (11, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1)), (2, 3, (12, 13, 0, -1), (2, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (13, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (1, 1, 1, -1, -1, 7, (6,), False), (0, 1, 1, -1, -1, 8, (7,), False), (0, 1, 1, -1, -1, 9, (8,), False), (0, 1, 1, -1, -1, 10, (9,), False), (1, 1, 1, -1, -1, 11, (10,), False), (0, 1, 1, -1, -1, 12, (11,), False), (0, 1, 1, -1, -1, 13, (12,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('TimeAnchor', 2, 1, False, False, ('u', 0, 18446744073709551615)), ('PriceScheduleID', 3, 1, False, False, ('u', 1, 4294967295)), ('PriceScheduleDescription', 4, 1, False, True, ('s', 0, 160)), ('Currency', 5, 1, False, True, ('s', 0, 3)), ('Language', 6, 1, False, True, ('s', 0, 3)), ('PriceAlgorithm', 7, 1, False, True, ('s', 0, 255)), ('MinimumCost', 8, 1, False, False, ('T', 'RationalNumber')), ('MaximumCost', 9, 1, False, False, ('T', 'RationalNumber')), ('TaxRules', 10, 1, False, False, ('T', 'TaxRuleList')), ('PriceRuleStacks', 11, 1, False, False, ('T', 'PriceRuleStackList')), ('OverstayRules', 12, 1, False, False, ('T', 'OverstayRuleList')), ('AdditionalSelectedServices', 13, 1, False, False, ('T', 'AdditionalServiceList'))), 0)
 
 
 def _mk_TaxRuleList(TaxRule, _n=object.__new__, _c=TaxRuleList, _s0=TaxRuleList.TaxRule.__set__):
@@ -4598,6 +4697,7 @@ def _d_TaxRuleList(D, L, p):
 
 _E_TaxRuleList_0 = (None, (1, 2), (0, 1))
 _D_TaxRuleList_1 = (1, 0, -1, -2)
+_C_TaxRuleList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 10, 10, -1, 1, 2, (0,), False),), (('TaxRule', 1, 1, True, False, ('T', 'TaxRule')),), 0)
 
 
 def _mk_TaxRule(TaxRuleID, TaxRuleName, TaxRate, TaxIncludedInPrice, AppliesToEnergyFee, AppliesToParkingFee, AppliesToOverstayFee, AppliesMinimumMaximumCost, _n=object.__new__, _c=TaxRule, _s0=TaxRule.TaxRuleID.__set__, _s1=TaxRule.TaxRuleName.__set__, _s2=TaxRule.TaxRate.__set__, _s3=TaxRule.TaxIncludedInPrice.__set__, _s4=TaxRule.AppliesToEnergyFee.__set__, _s5=TaxRule.AppliesToParkingFee.__set__, _s6=TaxRule.AppliesToOverstayFee.__set__, _s7=TaxRule.AppliesMinimumMaximumCost.__set__):
@@ -4723,6 +4823,7 @@ _E_TaxRule_3 = (None, (1, 2), (0, 1), None, None, None, None, None, None)
 _E_TaxRule_5 = (None, None, None, (1, 2), (0, 1), None, None, None, None)
 _D_TaxRule_1 = (2, 3, -1, -2)
 _D_TaxRule_3 = (4, 5, -1, -2)
+_C_TaxRule = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (2, 2, (2, 3, -1, -2), (-1, -1, 0, 1, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1, -1)), (2, 2, (4, 5, -1, -2), (-1, -1, -1, -1, 0, 1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1)), (1, 1, (7, -1), (-1, -1, -1, -1, -1, -1, -1, 0, -1, -1)), (1, 1, (8, -1), (-1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (1, 1, 1, -1, -1, 7, (6,), False), (1, 1, 1, -1, -1, 8, (7,), False)), (('TaxRuleID', 1, 1, False, False, ('u', 1, 4294967295)), ('TaxRuleName', 2, 1, False, True, ('s', 0, 80)), ('TaxRate', 3, 1, False, False, ('T', 'RationalNumber')), ('TaxIncludedInPrice', 4, 1, False, False, ('b',)), ('AppliesToEnergyFee', 5, 1, False, False, ('b',)), ('AppliesToParkingFee', 6, 1, False, False, ('b',)), ('AppliesToOverstayFee', 7, 1, False, False, ('b',)), ('AppliesMinimumMaximumCost', 8, 1, False, False, ('b',))), 0)
 
 
 def _mk_PriceRuleStackList(PriceRuleStack, _n=object.__new__, _c=PriceRuleStackList, _s0=PriceRuleStackList.PriceRuleStack.__set__):
@@ -4774,6 +4875,7 @@ def _d_PriceRuleStackList(D, L, p):
 
 _E_PriceRuleStackList_0 = (None, (1, 2), (0, 1))
 _D_PriceRuleStackList_1 = (1, 0, -1, -2)
+_C_PriceRuleStackList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1024, 1024, -1, 1, 2, (0,), False),), (('PriceRuleStack', 1, 1, True, False, ('T', 'PriceRuleStack')),), 0)
 
 
 def _mk_PriceRuleStack(Duration, PriceRule, _n=object.__new__, _c=PriceRuleStack, _s0=PriceRuleStack.Duration.__set__, _s1=PriceRuleStack.PriceRule.__set__):
@@ -4837,6 +4939,7 @@ def _d_PriceRuleStack(D, L, p):
 
 _E_PriceRuleStack_0 = (None, None, (1, 2), (0, 1))
 _D_PriceRuleStack_2 = (2, 0, -1, -2)
+_C_PriceRuleStack = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 8, 8, -1, 2, 3, (1,), False)), (('Duration', 1, 1, False, False, ('u', 0, 4294967295)), ('PriceRule', 2, 1, True, False, ('T', 'PriceRule'))), 0)
 
 
 def _mk_PriceRule(EnergyFee, ParkingFee, ParkingFeePeriod, CarbonDioxideEmission, RenewableGenerationPercentage, PowerRangeStart, _n=object.__new__, _c=PriceRule, _s0=PriceRule.EnergyFee.__set__, _s1=PriceRule.ParkingFee.__set__, _s2=PriceRule.ParkingFeePeriod.__set__, _s3=PriceRule.CarbonDioxideEmission.__set__, _s4=PriceRule.RenewableGenerationPercentage.__set__, _s5=PriceRule.PowerRangeStart.__set__):
@@ -4955,6 +5058,7 @@ _D_PriceRule_1 = (2, 3, 4, 5, 6, -1, -2, -2)
 _D_PriceRule_2 = (3, 4, 5, 6, -1, -2, -2, -2)
 _D_PriceRule_3 = (4, 5, 6, -1)
 _D_PriceRule_4 = (5, 6, -1, -2)
+_C_PriceRule = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1)), (3, 5, (2, 3, 4, 5, 6, -1, -2, -2), (-1, -1, 0, 1, 2, 3, 4, -1)), (3, 4, (3, 4, 5, 6, -1, -2, -2, -2), (-1, -1, -1, 0, 1, 2, 3, -1)), (2, 3, (4, 5, 6, -1), (-1, -1, -1, -1, 0, 1, 2, -1)), (2, 2, (5, 6, -1, -2), (-1, -1, -1, -1, -1, 0, 1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False)), (('EnergyFee', 1, 1, False, False, ('T', 'RationalNumber')), ('ParkingFee', 2, 1, False, False, ('T', 'RationalNumber')), ('ParkingFeePeriod', 3, 1, False, False, ('u', 0, 4294967295)), ('CarbonDioxideEmission', 4, 1, False, False, ('u', 0, 65535)), ('RenewableGenerationPercentage', 5, 1, False, False, ('n', 8, 0, 255)), ('PowerRangeStart', 6, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_OverstayRuleList(OverstayTimeThreshold, OverstayPowerThreshold, OverstayRule, _n=object.__new__, _c=OverstayRuleList, _s0=OverstayRuleList.OverstayTimeThreshold.__set__, _s1=OverstayRuleList.OverstayPowerThreshold.__set__, _s2=OverstayRuleList.OverstayRule.__set__):
@@ -5042,6 +5146,7 @@ _E_OverstayRuleList_0 = (None, None, None, (1, 2), (0, 1))
 _D_OverstayRuleList_0 = (1, 2, 3, -1)
 _D_OverstayRuleList_1 = (2, 3, -1, -2)
 _D_OverstayRuleList_3 = (3, 0, -1, -2)
+_C_OverstayRuleList = (0, ((2, 3, (1, 2, 3, -1), (-1, 0, 1, 2, -1)), (2, 2, (2, 3, -1, -2), (-1, -1, 0, 1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (1, 5, 5, -1, 3, 4, (2,), False)), (('OverstayTimeThreshold', 1, 1, False, False, ('u', 0, 4294967295)), ('OverstayPowerThreshold', 2, 1, False, False, ('T', 'RationalNumber')), ('OverstayRule', 3, 1, True, False, ('T', 'OverstayRule'))), 0)
 
 
 def _mk_OverstayRule(OverstayRuleDescription, StartTime, OverstayFee, OverstayFeePeriod, _n=object.__new__, _c=OverstayRule, _s0=OverstayRule.OverstayRuleDescription.__set__, _s1=OverstayRule.StartTime.__set__, _s2=OverstayRule.OverstayFee.__set__, _s3=OverstayRule.OverstayFeePeriod.__set__):
@@ -5129,6 +5234,7 @@ def _d_OverstayRule(D, L, p):
 
 _E_OverstayRule_2 = ((1, 2), (0, 1), None, None, None)
 _D_OverstayRule_0 = (1, 2, -1, -2)
+_C_OverstayRule = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False)), (('OverstayRuleDescription', 1, 1, False, True, ('s', 0, 160)), ('StartTime', 2, 1, False, False, ('u', 0, 4294967295)), ('OverstayFee', 3, 1, False, False, ('T', 'RationalNumber')), ('OverstayFeePeriod', 4, 1, False, False, ('u', 0, 4294967295))), 0)
 
 
 def _mk_AdditionalServiceList(AdditionalService, _n=object.__new__, _c=AdditionalServiceList, _s0=AdditionalServiceList.AdditionalService.__set__):
@@ -5180,6 +5286,7 @@ def _d_AdditionalServiceList(D, L, p):
 
 _E_AdditionalServiceList_0 = (None, (1, 2), (0, 1))
 _D_AdditionalServiceList_1 = (1, 0, -1, -2)
+_C_AdditionalServiceList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 5, 5, -1, 1, 2, (0,), False),), (('AdditionalService', 1, 1, True, False, ('T', 'AdditionalService')),), 0)
 
 
 def _mk_AdditionalService(ServiceName, ServiceFee, _n=object.__new__, _c=AdditionalService, _s0=AdditionalService.ServiceName.__set__, _s1=AdditionalService.ServiceFee.__set__):
@@ -5229,6 +5336,8 @@ def _d_AdditionalService(D, L, p):
         return _mk_AdditionalService(f_ServiceName, f_ServiceFee), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AdditionalService') from None
+
+_C_AdditionalService = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('ServiceName', 1, 1, False, True, ('s', 0, 80)), ('ServiceFee', 2, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_PriceSchedule(TimeAnchor, PriceScheduleID, PriceScheduleDescription, _n=object.__new__, _c=PriceSchedule, _s0=PriceSchedule.TimeAnchor.__set__, _s1=PriceSchedule.PriceScheduleID.__set__, _s2=PriceSchedule.PriceScheduleDescription.__set__):
@@ -5305,6 +5414,7 @@ def _d_PriceSchedule(D, L, p):
 
 _E_PriceSchedule_0 = (None, None, (1, 2), (0, 1))
 _D_PriceSchedule_2 = (3, 0, -1, -2)
+_C_PriceSchedule = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('TimeAnchor', 1, 1, False, False, ('u', 0, 18446744073709551615)), ('PriceScheduleID', 2, 1, False, False, ('u', 1, 4294967295)), ('PriceScheduleDescription', 3, 1, False, True, ('s', 0, 160))), 0)
 
 
 def _mk_PriceLevelSchedule(Id, TimeAnchor, PriceScheduleID, PriceScheduleDescription, NumberOfPriceLevels, PriceLevelScheduleEntries, _n=object.__new__, _c=PriceLevelSchedule, _s0=PriceLevelSchedule.Id.__set__, _s1=PriceLevelSchedule.TimeAnchor.__set__, _s2=PriceLevelSchedule.PriceScheduleID.__set__, _s3=PriceLevelSchedule.PriceScheduleDescription.__set__, _s4=PriceLevelSchedule.NumberOfPriceLevels.__set__, _s5=PriceLevelSchedule.PriceLevelScheduleEntries.__set__):
@@ -5421,6 +5531,7 @@ _E_PriceLevelSchedule_2 = ((1, 2), (0, 1), None, None, None, None, None)
 _E_PriceLevelSchedule_5 = (None, None, None, (1, 2), (0, 1), None, None)
 _D_PriceLevelSchedule_0 = (1, 2, -1, -2)
 _D_PriceLevelSchedule_3 = (4, 5, -1, -2)
+_C_PriceLevelSchedule = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1)), (2, 2, (4, 5, -1, -2), (-1, -1, -1, -1, 0, 1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('TimeAnchor', 2, 1, False, False, ('u', 0, 18446744073709551615)), ('PriceScheduleID', 3, 1, False, False, ('u', 1, 4294967295)), ('PriceScheduleDescription', 4, 1, False, True, ('s', 0, 160)), ('NumberOfPriceLevels', 5, 1, False, False, ('n', 8, 0, 255)), ('PriceLevelScheduleEntries', 6, 1, False, False, ('T', 'PriceLevelScheduleEntryList'))), 0)
 
 
 def _mk_PriceLevelScheduleEntryList(PriceLevelScheduleEntry, _n=object.__new__, _c=PriceLevelScheduleEntryList, _s0=PriceLevelScheduleEntryList.PriceLevelScheduleEntry.__set__):
@@ -5472,6 +5583,7 @@ def _d_PriceLevelScheduleEntryList(D, L, p):
 
 _E_PriceLevelScheduleEntryList_0 = (None, (1, 2), (0, 1))
 _D_PriceLevelScheduleEntryList_1 = (1, 0, -1, -2)
+_C_PriceLevelScheduleEntryList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1024, 1024, -1, 1, 2, (0,), False),), (('PriceLevelScheduleEntry', 1, 1, True, False, ('T', 'PriceLevelScheduleEntry')),), 0)
 
 
 def _mk_PriceLevelScheduleEntry(Duration, PriceLevel, _n=object.__new__, _c=PriceLevelScheduleEntry, _s0=PriceLevelScheduleEntry.Duration.__set__, _s1=PriceLevelScheduleEntry.PriceLevel.__set__):
@@ -5511,6 +5623,8 @@ def _d_PriceLevelScheduleEntry(D, L, p):
         return _mk_PriceLevelScheduleEntry(f_Duration, f_PriceLevel), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PriceLevelScheduleEntry') from None
+
+_C_PriceLevelScheduleEntry = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Duration', 1, 1, False, False, ('u', 0, 4294967295)), ('PriceLevel', 2, 1, False, False, ('n', 8, 0, 255))), 0)
 
 
 def _mk_Scheduled_SEResControlMode(ScheduleTuple, _n=object.__new__, _c=Scheduled_SEResControlMode, _s0=Scheduled_SEResControlMode.ScheduleTuple.__set__):
@@ -5562,6 +5676,7 @@ def _d_Scheduled_SEResControlMode(D, L, p):
 
 _E_Scheduled_SEResControlMode_0 = (None, (1, 2), (0, 1))
 _D_Scheduled_SEResControlMode_1 = (1, 0, -1, -2)
+_C_Scheduled_SEResControlMode = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 3, 3, -1, 1, 2, (0,), False),), (('ScheduleTuple', 1, 1, True, False, ('T', 'ScheduleTuple')),), 0)
 
 
 def _mk_ScheduleTuple(ScheduleTupleID, ChargingSchedule, DischargingSchedule, _n=object.__new__, _c=ScheduleTuple, _s0=ScheduleTuple.ScheduleTupleID.__set__, _s1=ScheduleTuple.ChargingSchedule.__set__, _s2=ScheduleTuple.DischargingSchedule.__set__):
@@ -5621,6 +5736,7 @@ def _d_ScheduleTuple(D, L, p):
 
 _E_ScheduleTuple_0 = (None, None, (1, 2), (0, 1))
 _D_ScheduleTuple_2 = (3, 0, -1, -2)
+_C_ScheduleTuple = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('ScheduleTupleID', 1, 1, False, False, ('u', 1, 4294967295)), ('ChargingSchedule', 2, 1, False, False, ('T', 'ChargingSchedule')), ('DischargingSchedule', 3, 1, False, False, ('T', 'ChargingSchedule'))), 0)
 
 
 def _mk_ChargingSchedule(PowerSchedule, AbsolutePriceSchedule, PriceLevelSchedule, _n=object.__new__, _c=ChargingSchedule, _s0=ChargingSchedule.PowerSchedule.__set__, _s1=ChargingSchedule.AbsolutePriceSchedule.__set__, _s2=ChargingSchedule.PriceLevelSchedule.__set__):
@@ -5678,6 +5794,7 @@ def _d_ChargingSchedule(D, L, p):
 
 _E_ChargingSchedule_0 = (None, (2, 2), (0, 1))
 _D_ChargingSchedule_1 = (2, 3, 0, -1)
+_C_ChargingSchedule = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (2, 3, (2, 3, 0, -1), (2, -1, 0, 1, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1, 2), False)), (('PowerSchedule', 1, 1, False, False, ('T', 'PowerSchedule')), ('AbsolutePriceSchedule', 2, 1, False, False, ('T', 'AbsolutePriceSchedule')), ('PriceLevelSchedule', 3, 1, False, False, ('T', 'PriceLevelSchedule'))), 0)
 
 
 def _mk_PowerSchedule(TimeAnchor, AvailableEnergy, PowerTolerance, PowerScheduleEntries, _n=object.__new__, _c=PowerSchedule, _s0=PowerSchedule.TimeAnchor.__set__, _s1=PowerSchedule.AvailableEnergy.__set__, _s2=PowerSchedule.PowerTolerance.__set__, _s3=PowerSchedule.PowerScheduleEntries.__set__):
@@ -5753,6 +5870,7 @@ _E_PowerSchedule_3 = (None, (1, 2), (0, 2), None, None)
 _E_PowerSchedule_4 = (None, (2, 2), (1, 2), (0, 1), None)
 _D_PowerSchedule_1 = (2, 3, 4, -1)
 _D_PowerSchedule_2 = (3, 4, -1, -2)
+_C_PowerSchedule = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (2, 3, (2, 3, 4, -1), (-1, -1, 0, 1, 2, -1)), (2, 2, (3, 4, -1, -2), (-1, -1, -1, 0, 1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False)), (('TimeAnchor', 1, 1, False, False, ('u', 0, 18446744073709551615)), ('AvailableEnergy', 2, 1, False, False, ('T', 'RationalNumber')), ('PowerTolerance', 3, 1, False, False, ('T', 'RationalNumber')), ('PowerScheduleEntries', 4, 1, False, False, ('T', 'PowerScheduleEntryList'))), 0)
 
 
 def _mk_PowerScheduleEntryList(PowerScheduleEntry, _n=object.__new__, _c=PowerScheduleEntryList, _s0=PowerScheduleEntryList.PowerScheduleEntry.__set__):
@@ -5804,6 +5922,7 @@ def _d_PowerScheduleEntryList(D, L, p):
 
 _E_PowerScheduleEntryList_0 = (None, (1, 2), (0, 1))
 _D_PowerScheduleEntryList_1 = (1, 0, -1, -2)
+_C_PowerScheduleEntryList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1024, 1024, -1, 1, 2, (0,), False),), (('PowerScheduleEntry', 1, 1, True, False, ('T', 'PowerScheduleEntry')),), 0)
 
 
 def _mk_PowerScheduleEntry(Duration, Power, Power_L2, Power_L3, _n=object.__new__, _c=PowerScheduleEntry, _s0=PowerScheduleEntry.Duration.__set__, _s1=PowerScheduleEntry.Power.__set__, _s2=PowerScheduleEntry.Power_L2.__set__, _s3=PowerScheduleEntry.Power_L3.__set__):
@@ -5878,6 +5997,7 @@ _E_PowerScheduleEntry_4 = (None, None, (1, 2), (0, 2), None)
 _E_PowerScheduleEntry_0 = (None, None, (2, 2), (1, 2), (0, 1))
 _D_PowerScheduleEntry_2 = (3, 4, 0, -1)
 _D_PowerScheduleEntry_3 = (4, 0, -1, -2)
+_C_PowerScheduleEntry = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (2, 3, (3, 4, 0, -1), (2, -1, -1, 0, 1, -1)), (2, 2, (4, 0, -1, -2), (1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False)), (('Duration', 1, 1, False, False, ('u', 0, 4294967295)), ('Power', 2, 1, False, False, ('T', 'RationalNumber')), ('Power_L2', 3, 1, False, False, ('T', 'RationalNumber')), ('Power_L3', 4, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_PowerDeliveryReq(Header, EVProcessing, ChargeProgress, EVPowerProfile, BPT_ChannelSelection, _n=object.__new__, _c=PowerDeliveryReq, _s0=PowerDeliveryReq.Header.__set__, _s1=PowerDeliveryReq.EVProcessing.__set__, _s2=PowerDeliveryReq.ChargeProgress.__set__, _s3=PowerDeliveryReq.EVPowerProfile.__set__, _s4=PowerDeliveryReq.BPT_ChannelSelection.__set__):
@@ -5961,6 +6081,7 @@ _E_PowerDeliveryReq_5 = (None, None, None, (1, 2), (0, 2), None)
 _E_PowerDeliveryReq_0 = (None, None, None, (2, 2), (1, 2), (0, 1))
 _D_PowerDeliveryReq_3 = (4, 5, 0, -1)
 _D_PowerDeliveryReq_4 = (5, 0, -1, -2)
+_C_PowerDeliveryReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1)), (2, 3, (4, 5, 0, -1), (2, -1, -1, -1, 0, 1, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('EVProcessing', 2, 1, False, False, ('e', 2, 3, 'processingType')), ('ChargeProgress', 3, 1, False, False, ('e', 2, 4, 'chargeProgressType')), ('EVPowerProfile', 4, 1, False, False, ('T', 'EVPowerProfile')), ('BPT_ChannelSelection', 5, 1, False, False, ('e', 1, 2, 'channelSelectionType'))), 0)
 
 
 def _mk_EVPowerProfile(TimeAnchor, Dynamic_EVPPTControlMode, Scheduled_EVPPTControlMode, EVPowerProfileEntries, _n=object.__new__, _c=EVPowerProfile, _s0=EVPowerProfile.TimeAnchor.__set__, _s1=EVPowerProfile.Dynamic_EVPPTControlMode.__set__, _s2=EVPowerProfile.Scheduled_EVPPTControlMode.__set__, _s3=EVPowerProfile.EVPowerProfileEntries.__set__):
@@ -6025,6 +6146,7 @@ def _d_EVPowerProfile(D, L, p):
         raise _fault(e, p, L, 'EVPowerProfile') from None
 
 _D_EVPowerProfile_1 = (2, 3, -1, -2)
+_C_EVPowerProfile = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (2, 2, (2, 3, -1, -2), (-1, -1, 0, 1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1, 2), False), (1, 1, 1, -1, -1, 3, (3,), False)), (('TimeAnchor', 1, 1, False, False, ('u', 0, 18446744073709551615)), ('Dynamic_EVPPTControlMode', 2, 1, False, False, ('T', 'Dynamic_EVPPTControlMode')), ('Scheduled_EVPPTControlMode', 3, 1, False, False, ('T', 'Scheduled_EVPPTControlMode')), ('EVPowerProfileEntries', 4, 1, False, False, ('T', 'EVPowerProfileEntryList'))), 0)
 
 
 def _mk_Dynamic_EVPPTControlMode(_n=object.__new__, _c=Dynamic_EVPPTControlMode):
@@ -6045,6 +6167,8 @@ def _d_Dynamic_EVPPTControlMode(D, L, p):
         return _mk_Dynamic_EVPPTControlMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Dynamic_EVPPTControlMode') from None
+
+_C_Dynamic_EVPPTControlMode = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_Scheduled_EVPPTControlMode(SelectedScheduleTupleID, PowerToleranceAcceptance, _n=object.__new__, _c=Scheduled_EVPPTControlMode, _s0=Scheduled_EVPPTControlMode.SelectedScheduleTupleID.__set__, _s1=Scheduled_EVPPTControlMode.PowerToleranceAcceptance.__set__):
@@ -6097,6 +6221,7 @@ def _d_Scheduled_EVPPTControlMode(D, L, p):
 
 _E_Scheduled_EVPPTControlMode_0 = (None, (1, 2), (0, 1))
 _D_Scheduled_EVPPTControlMode_1 = (2, 0, -1, -2)
+_C_Scheduled_EVPPTControlMode = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False)), (('SelectedScheduleTupleID', 1, 1, False, False, ('u', 1, 4294967295)), ('PowerToleranceAcceptance', 2, 1, False, False, ('e', 1, 2, 'powerToleranceAcceptanceType'))), 0)
 
 
 def _mk_EVPowerProfileEntryList(EVPowerProfileEntry, _n=object.__new__, _c=EVPowerProfileEntryList, _s0=EVPowerProfileEntryList.EVPowerProfileEntry.__set__):
@@ -6148,6 +6273,7 @@ def _d_EVPowerProfileEntryList(D, L, p):
 
 _E_EVPowerProfileEntryList_0 = (None, (1, 2), (0, 1))
 _D_EVPowerProfileEntryList_1 = (1, 0, -1, -2)
+_C_EVPowerProfileEntryList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 2048, 2048, -1, 1, 2, (0,), False),), (('EVPowerProfileEntry', 1, 1, True, False, ('T', 'PowerScheduleEntry')),), 0)
 
 
 def _mk_PowerDeliveryRes(Header, ResponseCode, EVSEStatus, _n=object.__new__, _c=PowerDeliveryRes, _s0=PowerDeliveryRes.Header.__set__, _s1=PowerDeliveryRes.ResponseCode.__set__, _s2=PowerDeliveryRes.EVSEStatus.__set__):
@@ -6206,6 +6332,7 @@ def _d_PowerDeliveryRes(D, L, p):
 
 _E_PowerDeliveryRes_0 = (None, None, (1, 2), (0, 1))
 _D_PowerDeliveryRes_2 = (3, 0, -1, -2)
+_C_PowerDeliveryRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEStatus', 3, 1, False, False, ('T', 'EVSEStatus'))), 0)
 
 
 def _mk_EVSEStatus(NotificationMaxDelay, EVSENotification, _n=object.__new__, _c=EVSEStatus, _s0=EVSEStatus.NotificationMaxDelay.__set__, _s1=EVSEStatus.EVSENotification.__set__):
@@ -6247,6 +6374,8 @@ def _d_EVSEStatus(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVSEStatus') from None
 
+_C_EVSEStatus = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('NotificationMaxDelay', 1, 1, False, False, ('u', 0, 65535)), ('EVSENotification', 2, 1, False, False, ('e', 3, 6, 'evseNotificationType'))), 0)
+
 
 def _mk_MeteringConfirmationReq(Header, SignedMeteringData, _n=object.__new__, _c=MeteringConfirmationReq, _s0=MeteringConfirmationReq.Header.__set__, _s1=MeteringConfirmationReq.SignedMeteringData.__set__):
     o = _n(_c); _s0(o, Header); _s1(o, SignedMeteringData)
@@ -6282,6 +6411,8 @@ def _d_MeteringConfirmationReq(D, L, p):
         return _mk_MeteringConfirmationReq(f_Header, f_SignedMeteringData), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MeteringConfirmationReq') from None
+
+_C_MeteringConfirmationReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('SignedMeteringData', 2, 1, False, False, ('T', 'SignedMeteringData'))), 0)
 
 
 def _mk_SignedMeteringData(Id, SessionID, MeterInfo, Receipt, Dynamic_SMDTControlMode, Scheduled_SMDTControlMode, _n=object.__new__, _c=SignedMeteringData, _s0=SignedMeteringData.Id.__set__, _s1=SignedMeteringData.SessionID.__set__, _s2=SignedMeteringData.MeterInfo.__set__, _s3=SignedMeteringData.Receipt.__set__, _s4=SignedMeteringData.Dynamic_SMDTControlMode.__set__, _s5=SignedMeteringData.Scheduled_SMDTControlMode.__set__):
@@ -6375,6 +6506,7 @@ _E_SignedMeteringData_5 = (None, None, None, (1, 2), (0, 2), None)
 _E_SignedMeteringData_6 = (None, None, None, (2, 2), (1, 2), None)
 _D_SignedMeteringData_3 = (4, 5, 6, -1)
 _D_SignedMeteringData_4 = (5, 6, -1, -2)
+_C_SignedMeteringData = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1)), (2, 3, (4, 5, 6, -1), (-1, -1, -1, -1, 0, 1, 2, -1)), (2, 2, (5, 6, -1, -2), (-1, -1, -1, -1, -1, 0, 1, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4, 5), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('SessionID', 2, 1, False, False, ('x', 8, 8)), ('MeterInfo', 3, 1, False, False, ('T', 'MeterInfo')), ('Receipt', 4, 1, False, False, ('T', 'Receipt')), ('Dynamic_SMDTControlMode', 5, 1, False, False, ('T', 'Dynamic_SMDTControlMode')), ('Scheduled_SMDTControlMode', 6, 1, False, False, ('T', 'Scheduled_SMDTControlMode'))), 0)
 
 
 def _mk_MeterInfo(MeterID, ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh, MeterSignature, MeterStatus, MeterTimestamp, _n=object.__new__, _c=MeterInfo, _s0=MeterInfo.MeterID.__set__, _s1=MeterInfo.ChargedEnergyReadingWh.__set__, _s2=MeterInfo.BPT_DischargedEnergyReadingWh.__set__, _s3=MeterInfo.CapacitiveEnergyReadingVARh.__set__, _s4=MeterInfo.BPT_InductiveEnergyReadingVARh.__set__, _s5=MeterInfo.MeterSignature.__set__, _s6=MeterInfo.MeterStatus.__set__, _s7=MeterInfo.MeterTimestamp.__set__):
@@ -6569,6 +6701,7 @@ _D_MeterInfo_4 = (5, 6, 7, 8, 0, -1, -2, -2)
 _D_MeterInfo_5 = (6, 7, 8, 0, -1, -2, -2, -2)
 _D_MeterInfo_6 = (7, 8, 0, -1)
 _D_MeterInfo_7 = (8, 0, -1, -2)
+_C_MeterInfo = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (3, 7, (3, 4, 5, 6, 7, 8, 0, -1), (6, -1, -1, 0, 1, 2, 3, 4, 5, -1)), (3, 6, (4, 5, 6, 7, 8, 0, -1, -2), (5, -1, -1, -1, 0, 1, 2, 3, 4, -1)), (3, 5, (5, 6, 7, 8, 0, -1, -2, -2), (4, -1, -1, -1, -1, 0, 1, 2, 3, -1)), (3, 4, (6, 7, 8, 0, -1, -2, -2, -2), (3, -1, -1, -1, -1, -1, 0, 1, 2, -1)), (2, 3, (7, 8, 0, -1), (2, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (8, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False), (0, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False), (0, 1, 1, -1, -1, 8, (7,), False)), (('MeterID', 1, 1, False, True, ('s', 0, 32)), ('ChargedEnergyReadingWh', 2, 1, False, False, ('u', 0, 18446744073709551615)), ('BPT_DischargedEnergyReadingWh', 3, 1, False, False, ('u', 0, 18446744073709551615)), ('CapacitiveEnergyReadingVARh', 4, 1, False, False, ('u', 0, 18446744073709551615)), ('BPT_InductiveEnergyReadingVARh', 5, 1, False, False, ('u', 0, 18446744073709551615)), ('MeterSignature', 6, 1, False, True, ('x', 0, 64)), ('MeterStatus', 7, 1, False, False, ('i', -32768, 32767)), ('MeterTimestamp', 8, 1, False, False, ('u', 0, 18446744073709551615))), 0)
 
 
 def _mk_Dynamic_SMDTControlMode(_n=object.__new__, _c=Dynamic_SMDTControlMode):
@@ -6589,6 +6722,8 @@ def _d_Dynamic_SMDTControlMode(D, L, p):
         return _mk_Dynamic_SMDTControlMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Dynamic_SMDTControlMode') from None
+
+_C_Dynamic_SMDTControlMode = (0, ((1, 1, (0, -1), (0, -1)),), (), (), 0)
 
 
 def _mk_Scheduled_SMDTControlMode(SelectedScheduleTupleID, _n=object.__new__, _c=Scheduled_SMDTControlMode, _s0=Scheduled_SMDTControlMode.SelectedScheduleTupleID.__set__):
@@ -6620,6 +6755,8 @@ def _d_Scheduled_SMDTControlMode(D, L, p):
         return _mk_Scheduled_SMDTControlMode(f_SelectedScheduleTupleID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Scheduled_SMDTControlMode') from None
+
+_C_Scheduled_SMDTControlMode = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('SelectedScheduleTupleID', 1, 1, False, False, ('u', 1, 4294967295)),), 0)
 
 
 def _mk_MeteringConfirmationRes(Header, ResponseCode, _n=object.__new__, _c=MeteringConfirmationRes, _s0=MeteringConfirmationRes.Header.__set__, _s1=MeteringConfirmationRes.ResponseCode.__set__):
@@ -6657,6 +6794,8 @@ def _d_MeteringConfirmationRes(D, L, p):
         return _mk_MeteringConfirmationRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MeteringConfirmationRes') from None
+
+_C_MeteringConfirmationRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType'))), 0)
 
 
 def _mk_SessionStopReq(Header, ChargingSession, EVTerminationCode, EVTerminationExplanation, _n=object.__new__, _c=SessionStopReq, _s0=SessionStopReq.Header.__set__, _s1=SessionStopReq.ChargingSession.__set__, _s2=SessionStopReq.EVTerminationCode.__set__, _s3=SessionStopReq.EVTerminationExplanation.__set__):
@@ -6756,6 +6895,7 @@ _E_SessionStopReq_4 = (None, None, (1, 2), (0, 2), None)
 _E_SessionStopReq_0 = (None, None, (2, 2), (1, 2), (0, 1))
 _D_SessionStopReq_2 = (3, 4, 0, -1)
 _D_SessionStopReq_3 = (4, 0, -1, -2)
+_C_SessionStopReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (2, 3, (3, 4, 0, -1), (2, -1, -1, 0, 1, -1)), (2, 2, (4, 0, -1, -2), (1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ChargingSession', 2, 1, False, False, ('e', 2, 3, 'chargingSessionType')), ('EVTerminationCode', 3, 1, False, True, ('s', 0, 80)), ('EVTerminationExplanation', 4, 1, False, True, ('s', 0, 160))), 0)
 
 
 def _mk_SessionStopRes(Header, ResponseCode, _n=object.__new__, _c=SessionStopRes, _s0=SessionStopRes.Header.__set__, _s1=SessionStopRes.ResponseCode.__set__):
@@ -6793,6 +6933,8 @@ def _d_SessionStopRes(D, L, p):
         return _mk_SessionStopRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionStopRes') from None
+
+_C_SessionStopRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType'))), 0)
 
 
 def _mk_CertificateInstallationReq(Header, OEMProvisioningCertificateChain, ListOfRootCertificateIDs, MaximumContractCertificateChains, PrioritizedEMAIDs, _n=object.__new__, _c=CertificateInstallationReq, _s0=CertificateInstallationReq.Header.__set__, _s1=CertificateInstallationReq.OEMProvisioningCertificateChain.__set__, _s2=CertificateInstallationReq.ListOfRootCertificateIDs.__set__, _s3=CertificateInstallationReq.MaximumContractCertificateChains.__set__, _s4=CertificateInstallationReq.PrioritizedEMAIDs.__set__):
@@ -6868,6 +7010,7 @@ def _d_CertificateInstallationReq(D, L, p):
 
 _E_CertificateInstallationReq_0 = (None, None, None, None, (1, 2), (0, 1))
 _D_CertificateInstallationReq_4 = (5, 0, -1, -2)
+_C_CertificateInstallationReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('OEMProvisioningCertificateChain', 2, 1, False, False, ('T', 'SignedCertificateChain')), ('ListOfRootCertificateIDs', 3, 1, False, False, ('T', 'ListOfRootCertificateIDs')), ('MaximumContractCertificateChains', 4, 1, False, False, ('n', 8, 0, 255)), ('PrioritizedEMAIDs', 5, 1, False, False, ('T', 'EMAIDList'))), 0)
 
 
 def _mk_SignedCertificateChain(Id, Certificate, SubCertificates, _n=object.__new__, _c=SignedCertificateChain, _s0=SignedCertificateChain.Id.__set__, _s1=SignedCertificateChain.Certificate.__set__, _s2=SignedCertificateChain.SubCertificates.__set__):
@@ -6937,6 +7080,7 @@ def _d_SignedCertificateChain(D, L, p):
 
 _E_SignedCertificateChain_0 = (None, None, (1, 2), (0, 1))
 _D_SignedCertificateChain_2 = (3, 0, -1, -2)
+_C_SignedCertificateChain = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('Certificate', 2, 1, False, True, ('x', 0, 1600)), ('SubCertificates', 3, 1, False, False, ('T', 'SubCertificates'))), 0)
 
 
 def _mk_ListOfRootCertificateIDs(RootCertificateID, _n=object.__new__, _c=ListOfRootCertificateIDs, _s0=ListOfRootCertificateIDs.RootCertificateID.__set__):
@@ -6988,6 +7132,7 @@ def _d_ListOfRootCertificateIDs(D, L, p):
 
 _E_ListOfRootCertificateIDs_0 = (None, (1, 2), (0, 1))
 _D_ListOfRootCertificateIDs_1 = (1, 0, -1, -2)
+_C_ListOfRootCertificateIDs = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 20, 20, -1, 1, 2, (0,), False),), (('RootCertificateID', 1, 1, True, False, ('T', 'X509IssuerSerial')),), 0)
 
 
 def _mk_EMAIDList(EMAID, _n=object.__new__, _c=EMAIDList, _s0=EMAIDList.EMAID.__set__):
@@ -7057,6 +7202,7 @@ def _d_EMAIDList(D, L, p):
 
 _E_EMAIDList_0 = (None, (1, 2), (0, 1))
 _D_EMAIDList_1 = (1, 0, -1, -2)
+_C_EMAIDList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 8, 8, -1, 1, 2, (0,), False),), (('EMAID', 1, 1, True, True, ('s', 0, 255)),), 0)
 
 
 def _mk_CertificateInstallationRes(Header, ResponseCode, EVSEProcessing, CPSCertificateChain, SignedInstallationData, RemainingContractCertificateChains, _n=object.__new__, _c=CertificateInstallationRes, _s0=CertificateInstallationRes.Header.__set__, _s1=CertificateInstallationRes.ResponseCode.__set__, _s2=CertificateInstallationRes.EVSEProcessing.__set__, _s3=CertificateInstallationRes.CPSCertificateChain.__set__, _s4=CertificateInstallationRes.SignedInstallationData.__set__, _s5=CertificateInstallationRes.RemainingContractCertificateChains.__set__):
@@ -7128,6 +7274,8 @@ def _d_CertificateInstallationRes(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateInstallationRes') from None
 
+_C_CertificateInstallationRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEProcessing', 3, 1, False, False, ('e', 2, 3, 'processingType')), ('CPSCertificateChain', 4, 1, False, False, ('T', 'CertificateChain')), ('SignedInstallationData', 5, 1, False, False, ('T', 'SignedInstallationData')), ('RemainingContractCertificateChains', 6, 1, False, False, ('n', 8, 0, 255))), 0)
+
 
 def _mk_CertificateChain(Certificate, SubCertificates, _n=object.__new__, _c=CertificateChain, _s0=CertificateChain.Certificate.__set__, _s1=CertificateChain.SubCertificates.__set__):
     o = _n(_c); _s0(o, Certificate); _s1(o, SubCertificates)
@@ -7187,6 +7335,7 @@ def _d_CertificateChain(D, L, p):
 
 _E_CertificateChain_0 = (None, (1, 2), (0, 1))
 _D_CertificateChain_1 = (2, 0, -1, -2)
+_C_CertificateChain = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False)), (('Certificate', 1, 1, False, True, ('x', 0, 1600)), ('SubCertificates', 2, 1, False, False, ('T', 'SubCertificates'))), 0)
 
 
 def _mk_SignedInstallationData(Id, ContractCertificateChain, ECDHCurve, DHPublicKey, SECP521_EncryptedPrivateKey, X448_EncryptedPrivateKey, TPM_EncryptedPrivateKey, _n=object.__new__, _c=SignedInstallationData, _s0=SignedInstallationData.Id.__set__, _s1=SignedInstallationData.ContractCertificateChain.__set__, _s2=SignedInstallationData.ECDHCurve.__set__, _s3=SignedInstallationData.DHPublicKey.__set__, _s4=SignedInstallationData.SECP521_EncryptedPrivateKey.__set__, _s5=SignedInstallationData.X448_EncryptedPrivateKey.__set__, _s6=SignedInstallationData.TPM_EncryptedPrivateKey.__set__):
@@ -7282,6 +7431,7 @@ def _d_SignedInstallationData(D, L, p):
         raise _fault(e, p, L, 'SignedInstallationData') from None
 
 _D_SignedInstallationData_4 = (5, 6, 7, -1)
+_C_SignedInstallationData = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1)), (2, 3, (5, 6, 7, -1), (-1, -1, -1, -1, -1, 0, 1, 2, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4, 5, 6), False)), (('Id', 1, 0, False, False, ('s', 0, None)), ('ContractCertificateChain', 2, 1, False, False, ('T', 'ContractCertificateChain')), ('ECDHCurve', 3, 1, False, False, ('e', 1, 2, 'ecdhCurveType')), ('DHPublicKey', 4, 1, False, False, ('x', 133, 133)), ('SECP521_EncryptedPrivateKey', 5, 1, False, False, ('x', 94, 94)), ('X448_EncryptedPrivateKey', 6, 1, False, False, ('x', 84, 84)), ('TPM_EncryptedPrivateKey', 7, 1, False, False, ('x', 206, 206))), 0)
 
 
 def _mk_VehicleCheckInReq(Header, EVCheckInStatus, ParkingMethod, VehicleFrame, DeviceOffset, VehicleTravel, _n=object.__new__, _c=VehicleCheckInReq, _s0=VehicleCheckInReq.Header.__set__, _s1=VehicleCheckInReq.EVCheckInStatus.__set__, _s2=VehicleCheckInReq.ParkingMethod.__set__, _s3=VehicleCheckInReq.VehicleFrame.__set__, _s4=VehicleCheckInReq.DeviceOffset.__set__, _s5=VehicleCheckInReq.VehicleTravel.__set__):
@@ -7399,6 +7549,7 @@ _E_VehicleCheckInReq_0 = (None, None, None, (3, 3), (2, 2), (1, 2), (0, 1))
 _D_VehicleCheckInReq_3 = (4, 5, 6, 0, -1, -2, -2, -2)
 _D_VehicleCheckInReq_4 = (5, 6, 0, -1)
 _D_VehicleCheckInReq_5 = (6, 0, -1, -2)
+_C_VehicleCheckInReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1)), (3, 4, (4, 5, 6, 0, -1, -2, -2, -2), (3, -1, -1, -1, 0, 1, 2, -1)), (2, 3, (5, 6, 0, -1), (2, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (6, 0, -1, -2), (1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False), (0, 1, 1, -1, -1, 6, (5,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('EVCheckInStatus', 2, 1, False, False, ('e', 2, 3, 'evCheckInStatusType')), ('ParkingMethod', 3, 1, False, False, ('e', 2, 3, 'parkingMethodType')), ('VehicleFrame', 4, 1, False, False, ('i', -32768, 32767)), ('DeviceOffset', 5, 1, False, False, ('i', -32768, 32767)), ('VehicleTravel', 6, 1, False, False, ('i', -32768, 32767))), 0)
 
 
 def _mk_VehicleCheckInRes(Header, ResponseCode, ParkingSpace, DeviceLocation, TargetDistance, _n=object.__new__, _c=VehicleCheckInRes, _s0=VehicleCheckInRes.Header.__set__, _s1=VehicleCheckInRes.ResponseCode.__set__, _s2=VehicleCheckInRes.ParkingSpace.__set__, _s3=VehicleCheckInRes.DeviceLocation.__set__, _s4=VehicleCheckInRes.TargetDistance.__set__):
@@ -7506,6 +7657,7 @@ _E_VehicleCheckInRes_0 = (None, None, (3, 3), (2, 2), (1, 2), (0, 1))
 _D_VehicleCheckInRes_2 = (3, 4, 5, 0, -1, -2, -2, -2)
 _D_VehicleCheckInRes_3 = (4, 5, 0, -1)
 _D_VehicleCheckInRes_4 = (5, 0, -1, -2)
+_C_VehicleCheckInRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (3, 4, (3, 4, 5, 0, -1, -2, -2, -2), (3, -1, -1, 0, 1, 2, -1)), (2, 3, (4, 5, 0, -1), (2, -1, -1, -1, 0, 1, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('ParkingSpace', 3, 1, False, False, ('i', -32768, 32767)), ('DeviceLocation', 4, 1, False, False, ('i', -32768, 32767)), ('TargetDistance', 5, 1, False, False, ('i', -32768, 32767))), 0)
 
 
 def _mk_VehicleCheckOutReq(Header, EVCheckOutStatus, CheckOutTime, _n=object.__new__, _c=VehicleCheckOutReq, _s0=VehicleCheckOutReq.Header.__set__, _s1=VehicleCheckOutReq.EVCheckOutStatus.__set__, _s2=VehicleCheckOutReq.CheckOutTime.__set__):
@@ -7555,6 +7707,8 @@ def _d_VehicleCheckOutReq(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'VehicleCheckOutReq') from None
 
+_C_VehicleCheckOutReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('EVCheckOutStatus', 2, 1, False, False, ('e', 2, 3, 'evCheckOutStatusType')), ('CheckOutTime', 3, 1, False, False, ('u', 0, 18446744073709551615))), 0)
+
 
 def _mk_VehicleCheckOutRes(Header, ResponseCode, EVSECheckOutStatus, _n=object.__new__, _c=VehicleCheckOutRes, _s0=VehicleCheckOutRes.Header.__set__, _s1=VehicleCheckOutRes.ResponseCode.__set__, _s2=VehicleCheckOutRes.EVSECheckOutStatus.__set__):
     o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSECheckOutStatus)
@@ -7599,6 +7753,8 @@ def _d_VehicleCheckOutRes(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'VehicleCheckOutRes') from None
 
+_C_VehicleCheckOutRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSECheckOutStatus', 3, 1, False, False, ('e', 1, 2, 'evseCheckOutStatusType'))), 0)
+
 
 def _mk_TargetPosition(TargetOffsetX, TargetOffsetY, _n=object.__new__, _c=TargetPosition, _s0=TargetPosition.TargetOffsetX.__set__, _s1=TargetPosition.TargetOffsetY.__set__):
     o = _n(_c); _s0(o, TargetOffsetX); _s1(o, TargetOffsetY)
@@ -7641,6 +7797,8 @@ def _d_TargetPosition(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'TargetPosition') from None
 
+_C_TargetPosition = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('TargetOffsetX', 1, 1, False, False, ('u', 0, 65535)), ('TargetOffsetY', 2, 1, False, False, ('u', 0, 65535))), 0)
+
 
 def _mk_ChargeParameterDiscoveryReq(Header, _n=object.__new__, _c=ChargeParameterDiscoveryReq, _s0=ChargeParameterDiscoveryReq.Header.__set__):
     o = _n(_c); _s0(o, Header)
@@ -7668,6 +7826,8 @@ def _d_ChargeParameterDiscoveryReq(D, L, p):
         return _mk_ChargeParameterDiscoveryReq(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryReq') from None
+
+_C_ChargeParameterDiscoveryReq = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('Header', 1, 1, False, False, ('T', 'MessageHeader')),), 0)
 
 
 def _mk_ChargeParameterDiscoveryRes(Header, ResponseCode, _n=object.__new__, _c=ChargeParameterDiscoveryRes, _s0=ChargeParameterDiscoveryRes.Header.__set__, _s1=ChargeParameterDiscoveryRes.ResponseCode.__set__):
@@ -7705,6 +7865,8 @@ def _d_ChargeParameterDiscoveryRes(D, L, p):
         return _mk_ChargeParameterDiscoveryRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryRes') from None
+
+_C_ChargeParameterDiscoveryRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType'))), 0)
 
 
 def _mk_ChargeLoopReq(Header, DisplayParameters, MeterInfoRequested, _n=object.__new__, _c=ChargeLoopReq, _s0=ChargeLoopReq.Header.__set__, _s1=ChargeLoopReq.DisplayParameters.__set__, _s2=ChargeLoopReq.MeterInfoRequested.__set__):
@@ -7763,6 +7925,7 @@ def _d_ChargeLoopReq(D, L, p):
 
 _E_ChargeLoopReq_3 = (None, (1, 2), (0, 1), None)
 _D_ChargeLoopReq_1 = (2, 3, -1, -2)
+_C_ChargeLoopReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (2, 2, (2, 3, -1, -2), (-1, -1, 0, 1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('DisplayParameters', 2, 1, False, False, ('T', 'DisplayParameters')), ('MeterInfoRequested', 3, 1, False, False, ('b',))), 0)
 
 
 def _mk_ChargeLoopRes(Header, ResponseCode, EVSEStatus, MeterInfo, Receipt, _n=object.__new__, _c=ChargeLoopRes, _s0=ChargeLoopRes.Header.__set__, _s1=ChargeLoopRes.ResponseCode.__set__, _s2=ChargeLoopRes.EVSEStatus.__set__, _s3=ChargeLoopRes.MeterInfo.__set__, _s4=ChargeLoopRes.Receipt.__set__):
@@ -7851,6 +8014,7 @@ _E_ChargeLoopRes_0 = (None, None, (3, 3), (2, 2), (1, 2), (0, 1))
 _D_ChargeLoopRes_2 = (3, 4, 5, 0, -1, -2, -2, -2)
 _D_ChargeLoopRes_3 = (4, 5, 0, -1)
 _D_ChargeLoopRes_4 = (5, 0, -1, -2)
+_C_ChargeLoopRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (3, 4, (3, 4, 5, 0, -1, -2, -2, -2), (3, -1, -1, 0, 1, 2, -1)), (2, 3, (4, 5, 0, -1), (2, -1, -1, -1, 0, 1, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEStatus', 3, 1, False, False, ('T', 'EVSEStatus')), ('MeterInfo', 4, 1, False, False, ('T', 'MeterInfo')), ('Receipt', 5, 1, False, False, ('T', 'Receipt'))), 0)
 
 
 # --- documents and fragments ----------------------------------------------

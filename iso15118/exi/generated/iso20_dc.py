@@ -25,6 +25,17 @@ from ._iso20_types import (
     Receipt,
     Scheduled_CLReqControlMode,
     Scheduled_CLResControlMode,
+    _C_CLReqControlMode,
+    _C_CLResControlMode,
+    _C_DetailedCost,
+    _C_DetailedTax,
+    _C_DisplayParameters,
+    _C_Dynamic_CLReqControlMode,
+    _C_Dynamic_CLResControlMode,
+    _C_RationalNumber,
+    _C_Receipt,
+    _C_Scheduled_CLReqControlMode,
+    _C_Scheduled_CLResControlMode,
     _EI_evseNotificationType,
     _EI_processingType,
     _EV_evseNotificationType,
@@ -77,6 +88,28 @@ from ._xmldsig import (
     Transforms,
     X509Data,
     X509IssuerSerial,
+    _C_CanonicalizationMethod,
+    _C_DSAKeyValue,
+    _C_DigestMethod,
+    _C_KeyInfo,
+    _C_KeyValue,
+    _C_Manifest,
+    _C_Object,
+    _C_PGPData,
+    _C_RSAKeyValue,
+    _C_Reference,
+    _C_RetrievalMethod,
+    _C_SPKIData,
+    _C_Signature,
+    _C_SignatureMethod,
+    _C_SignatureProperties,
+    _C_SignatureProperty,
+    _C_SignatureValue,
+    _C_SignedInfo,
+    _C_Transform,
+    _C_Transforms,
+    _C_X509Data,
+    _C_X509IssuerSerial,
     _d_CanonicalizationMethod,
     _d_DSAKeyValue,
     _d_DigestMethod,
@@ -939,6 +972,7 @@ def _d_DC_ChargeParameterDiscoveryReq(D, L, p):
         raise _fault(e, p, L, 'DC_ChargeParameterDiscoveryReq') from None
 
 _D_DC_ChargeParameterDiscoveryReq_1 = (2, 3, -1, -2)
+_C_DC_ChargeParameterDiscoveryReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (2, 2, (2, 3, -1, -2), (-1, -1, 0, 1, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1, 2), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('BPT_DC_CPDReqEnergyTransferMode', 2, 1, False, False, ('T', 'BPT_DC_CPDReqEnergyTransferMode')), ('DC_CPDReqEnergyTransferMode', 3, 1, False, False, ('T', 'DC_CPDReqEnergyTransferMode'))), 0)
 
 
 def _mk_ChargeParameterDiscoveryReq(Header, _n=object.__new__, _c=ChargeParameterDiscoveryReq, _s0=ChargeParameterDiscoveryReq.Header.__set__):
@@ -968,6 +1002,8 @@ def _d_ChargeParameterDiscoveryReq(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryReq') from None
 
+_C_ChargeParameterDiscoveryReq = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('Header', 1, 1, False, False, ('T', 'MessageHeader')),), 0)
+
 
 def _mk_V2GRequest(Header, _n=object.__new__, _c=V2GRequest, _s0=V2GRequest.Header.__set__):
     o = _n(_c); _s0(o, Header)
@@ -996,6 +1032,8 @@ def _d_V2GRequest(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GRequest') from None
 
+_C_V2GRequest = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('Header', 1, 1, False, False, ('T', 'MessageHeader')),), 0)
+
 
 def _mk_V2GMessage(Header, _n=object.__new__, _c=V2GMessage, _s0=V2GMessage.Header.__set__):
     o = _n(_c); _s0(o, Header)
@@ -1023,6 +1061,8 @@ def _d_V2GMessage(D, L, p):
         return _mk_V2GMessage(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GMessage') from None
+
+_C_V2GMessage = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('Header', 1, 1, False, False, ('T', 'MessageHeader')),), 0)
 
 
 def _mk_MessageHeader(SessionID, TimeStamp, Signature, _n=object.__new__, _c=MessageHeader, _s0=MessageHeader.SessionID.__set__, _s1=MessageHeader.TimeStamp.__set__, _s2=MessageHeader.Signature.__set__):
@@ -1084,6 +1124,7 @@ def _d_MessageHeader(D, L, p):
 
 _E_MessageHeader_0 = (None, None, (1, 2), (0, 1))
 _D_MessageHeader_2 = (3, 0, -1, -2)
+_C_MessageHeader = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('SessionID', 1, 1, False, False, ('x', 8, 8)), ('TimeStamp', 2, 1, False, False, ('u', 0, 18446744073709551615)), ('Signature', 3, 1, False, False, ('T', 'Signature'))), 0)
 
 
 def _mk_DC_ChargeParameterDiscoveryRes(Header, ResponseCode, BPT_DC_CPDResEnergyTransferMode, DC_CPDResEnergyTransferMode, _n=object.__new__, _c=DC_ChargeParameterDiscoveryRes, _s0=DC_ChargeParameterDiscoveryRes.Header.__set__, _s1=DC_ChargeParameterDiscoveryRes.ResponseCode.__set__, _s2=DC_ChargeParameterDiscoveryRes.BPT_DC_CPDResEnergyTransferMode.__set__, _s3=DC_ChargeParameterDiscoveryRes.DC_CPDResEnergyTransferMode.__set__):
@@ -1146,6 +1187,7 @@ def _d_DC_ChargeParameterDiscoveryRes(D, L, p):
         raise _fault(e, p, L, 'DC_ChargeParameterDiscoveryRes') from None
 
 _D_DC_ChargeParameterDiscoveryRes_2 = (3, 4, -1, -2)
+_C_DC_ChargeParameterDiscoveryRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (2, 2, (3, 4, -1, -2), (-1, -1, -1, 0, 1, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2, 3), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('BPT_DC_CPDResEnergyTransferMode', 3, 1, False, False, ('T', 'BPT_DC_CPDResEnergyTransferMode')), ('DC_CPDResEnergyTransferMode', 4, 1, False, False, ('T', 'DC_CPDResEnergyTransferMode'))), 0)
 
 
 def _mk_ChargeParameterDiscoveryRes(Header, ResponseCode, _n=object.__new__, _c=ChargeParameterDiscoveryRes, _s0=ChargeParameterDiscoveryRes.Header.__set__, _s1=ChargeParameterDiscoveryRes.ResponseCode.__set__):
@@ -1184,6 +1226,8 @@ def _d_ChargeParameterDiscoveryRes(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryRes') from None
 
+_C_ChargeParameterDiscoveryRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType'))), 0)
+
 
 def _mk_V2GResponse(Header, ResponseCode, _n=object.__new__, _c=V2GResponse, _s0=V2GResponse.Header.__set__, _s1=V2GResponse.ResponseCode.__set__):
     o = _n(_c); _s0(o, Header); _s1(o, ResponseCode)
@@ -1221,6 +1265,8 @@ def _d_V2GResponse(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GResponse') from None
 
+_C_V2GResponse = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType'))), 0)
+
 
 def _mk_DC_CableCheckReq(Header, _n=object.__new__, _c=DC_CableCheckReq, _s0=DC_CableCheckReq.Header.__set__):
     o = _n(_c); _s0(o, Header)
@@ -1248,6 +1294,8 @@ def _d_DC_CableCheckReq(D, L, p):
         return _mk_DC_CableCheckReq(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_CableCheckReq') from None
+
+_C_DC_CableCheckReq = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('Header', 1, 1, False, False, ('T', 'MessageHeader')),), 0)
 
 
 def _mk_DC_CableCheckRes(Header, ResponseCode, EVSEProcessing, _n=object.__new__, _c=DC_CableCheckRes, _s0=DC_CableCheckRes.Header.__set__, _s1=DC_CableCheckRes.ResponseCode.__set__, _s2=DC_CableCheckRes.EVSEProcessing.__set__):
@@ -1294,6 +1342,8 @@ def _d_DC_CableCheckRes(D, L, p):
         return _mk_DC_CableCheckRes(f_Header, f_ResponseCode, f_EVSEProcessing), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_CableCheckRes') from None
+
+_C_DC_CableCheckRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEProcessing', 3, 1, False, False, ('e', 2, 3, 'processingType'))), 0)
 
 
 def _mk_DC_PreChargeReq(Header, EVProcessing, EVPresentVoltage, EVTargetVoltage, _n=object.__new__, _c=DC_PreChargeReq, _s0=DC_PreChargeReq.Header.__set__, _s1=DC_PreChargeReq.EVProcessing.__set__, _s2=DC_PreChargeReq.EVPresentVoltage.__set__, _s3=DC_PreChargeReq.EVTargetVoltage.__set__):
@@ -1348,6 +1398,8 @@ def _d_DC_PreChargeReq(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_PreChargeReq') from None
 
+_C_DC_PreChargeReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('EVProcessing', 2, 1, False, False, ('e', 2, 3, 'processingType')), ('EVPresentVoltage', 3, 1, False, False, ('T', 'RationalNumber')), ('EVTargetVoltage', 4, 1, False, False, ('T', 'RationalNumber'))), 0)
+
 
 def _mk_DC_PreChargeRes(Header, ResponseCode, EVSEPresentVoltage, _n=object.__new__, _c=DC_PreChargeRes, _s0=DC_PreChargeRes.Header.__set__, _s1=DC_PreChargeRes.ResponseCode.__set__, _s2=DC_PreChargeRes.EVSEPresentVoltage.__set__):
     o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEPresentVoltage)
@@ -1392,6 +1444,8 @@ def _d_DC_PreChargeRes(D, L, p):
         return _mk_DC_PreChargeRes(f_Header, f_ResponseCode, f_EVSEPresentVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_PreChargeRes') from None
+
+_C_DC_PreChargeRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEPresentVoltage', 3, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_DC_ChargeLoopReq(Header, DisplayParameters, MeterInfoRequested, EVPresentVoltage, BPT_Dynamic_DC_CLReqControlMode, BPT_Scheduled_DC_CLReqControlMode, CLReqControlMode, Dynamic_DC_CLReqControlMode, Scheduled_DC_CLReqControlMode, _n=object.__new__, _c=DC_ChargeLoopReq, _s0=DC_ChargeLoopReq.Header.__set__, _s1=DC_ChargeLoopReq.DisplayParameters.__set__, _s2=DC_ChargeLoopReq.MeterInfoRequested.__set__, _s3=DC_ChargeLoopReq.EVPresentVoltage.__set__, _s4=DC_ChargeLoopReq.BPT_Dynamic_DC_CLReqControlMode.__set__, _s5=DC_ChargeLoopReq.BPT_Scheduled_DC_CLReqControlMode.__set__, _s6=DC_ChargeLoopReq.CLReqControlMode.__set__, _s7=DC_ChargeLoopReq.Dynamic_DC_CLReqControlMode.__set__, _s8=DC_ChargeLoopReq.Scheduled_DC_CLReqControlMode.__set__):
@@ -1514,6 +1568,7 @@ def _d_DC_ChargeLoopReq(D, L, p):
 _E_DC_ChargeLoopReq_3 = (None, (1, 2), (0, 1), None, None, None)
 _D_DC_ChargeLoopReq_1 = (2, 3, -1, -2)
 _D_DC_ChargeLoopReq_4 = (5, 6, 7, 8, 9, -1, -2, -2)
+_C_DC_ChargeLoopReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (2, 2, (2, 3, -1, -2), (-1, -1, 0, 1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1)), (3, 5, (5, 6, 7, 8, 9, -1, -2, -2), (-1, -1, -1, -1, -1, 0, 1, 2, 3, 4, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4, 5, 6, 7, 8), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('DisplayParameters', 2, 1, False, False, ('T', 'DisplayParameters')), ('MeterInfoRequested', 3, 1, False, False, ('b',)), ('EVPresentVoltage', 4, 1, False, False, ('T', 'RationalNumber')), ('BPT_Dynamic_DC_CLReqControlMode', 5, 1, False, False, ('T', 'BPT_Dynamic_DC_CLReqControlMode')), ('BPT_Scheduled_DC_CLReqControlMode', 6, 1, False, False, ('T', 'BPT_Scheduled_DC_CLReqControlMode')), ('CLReqControlMode', 7, 1, False, False, ('T', 'CLReqControlMode')), ('Dynamic_DC_CLReqControlMode', 8, 1, False, False, ('T', 'Dynamic_DC_CLReqControlMode')), ('Scheduled_DC_CLReqControlMode', 9, 1, False, False, ('T', 'Scheduled_DC_CLReqControlMode'))), 0)
 
 
 def _mk_ChargeLoopReq(Header, DisplayParameters, MeterInfoRequested, _n=object.__new__, _c=ChargeLoopReq, _s0=ChargeLoopReq.Header.__set__, _s1=ChargeLoopReq.DisplayParameters.__set__, _s2=ChargeLoopReq.MeterInfoRequested.__set__):
@@ -1572,6 +1627,7 @@ def _d_ChargeLoopReq(D, L, p):
 
 _E_ChargeLoopReq_3 = (None, (1, 2), (0, 1), None)
 _D_ChargeLoopReq_1 = (2, 3, -1, -2)
+_C_ChargeLoopReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (2, 2, (2, 3, -1, -2), (-1, -1, 0, 1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('DisplayParameters', 2, 1, False, False, ('T', 'DisplayParameters')), ('MeterInfoRequested', 3, 1, False, False, ('b',))), 0)
 
 
 def _mk_DC_ChargeLoopRes(Header, ResponseCode, EVSEStatus, MeterInfo, Receipt, EVSEPresentCurrent, EVSEPresentVoltage, EVSEPowerLimitAchieved, EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved, BPT_Dynamic_DC_CLResControlMode, BPT_Scheduled_DC_CLResControlMode, CLResControlMode, Dynamic_DC_CLResControlMode, Scheduled_DC_CLResControlMode, _n=object.__new__, _c=DC_ChargeLoopRes, _s0=DC_ChargeLoopRes.Header.__set__, _s1=DC_ChargeLoopRes.ResponseCode.__set__, _s2=DC_ChargeLoopRes.EVSEStatus.__set__, _s3=DC_ChargeLoopRes.MeterInfo.__set__, _s4=DC_ChargeLoopRes.Receipt.__set__, _s5=DC_ChargeLoopRes.EVSEPresentCurrent.__set__, _s6=DC_ChargeLoopRes.EVSEPresentVoltage.__set__, _s7=DC_ChargeLoopRes.EVSEPowerLimitAchieved.__set__, _s8=DC_ChargeLoopRes.EVSECurrentLimitAchieved.__set__, _s9=DC_ChargeLoopRes.EVSEVoltageLimitAchieved.__set__, _s10=DC_ChargeLoopRes.BPT_Dynamic_DC_CLResControlMode.__set__, _s11=DC_ChargeLoopRes.BPT_Scheduled_DC_CLResControlMode.__set__, _s12=DC_ChargeLoopRes.CLResControlMode.__set__, _s13=DC_ChargeLoopRes.Dynamic_DC_CLResControlMode.__set__, _s14=DC_ChargeLoopRes.Scheduled_DC_CLResControlMode.__set__):
@@ -1758,6 +1814,7 @@ _D_DC_ChargeLoopRes_2 = (3, 4, 5, 6, -1, -2, -2, -2)
 _D_DC_ChargeLoopRes_3 = (4, 5, 6, -1)
 _D_DC_ChargeLoopRes_4 = (5, 6, -1, -2)
 _D_DC_ChargeLoopRes_10 = (11, 12, 13, 14, 15, -1, -2, -2)
+_C_DC_ChargeLoopRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (3, 4, (3, 4, 5, 6, -1, -2, -2, -2), (-1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (2, 3, (4, 5, 6, -1), (-1, -1, -1, -1, 0, 1, 2, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (2, 2, (5, 6, -1, -2), (-1, -1, -1, -1, -1, 0, 1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (7, -1), (-1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (8, -1), (-1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (9, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (10, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1)), (3, 5, (11, 12, 13, 14, 15, -1, -2, -2), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, 3, 4, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (1, 1, 1, -1, -1, 7, (6,), False), (1, 1, 1, -1, -1, 8, (7,), False), (1, 1, 1, -1, -1, 9, (8,), False), (1, 1, 1, -1, -1, 10, (9,), False), (1, 1, 1, -1, -1, 11, (10, 11, 12, 13, 14), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEStatus', 3, 1, False, False, ('T', 'EVSEStatus')), ('MeterInfo', 4, 1, False, False, ('T', 'MeterInfo')), ('Receipt', 5, 1, False, False, ('T', 'Receipt')), ('EVSEPresentCurrent', 6, 1, False, False, ('T', 'RationalNumber')), ('EVSEPresentVoltage', 7, 1, False, False, ('T', 'RationalNumber')), ('EVSEPowerLimitAchieved', 8, 1, False, False, ('b',)), ('EVSECurrentLimitAchieved', 9, 1, False, False, ('b',)), ('EVSEVoltageLimitAchieved', 10, 1, False, False, ('b',)), ('BPT_Dynamic_DC_CLResControlMode', 11, 1, False, False, ('T', 'BPT_Dynamic_DC_CLResControlMode')), ('BPT_Scheduled_DC_CLResControlMode', 12, 1, False, False, ('T', 'BPT_Scheduled_DC_CLResControlMode')), ('CLResControlMode', 13, 1, False, False, ('T', 'CLResControlMode')), ('Dynamic_DC_CLResControlMode', 14, 1, False, False, ('T', 'Dynamic_DC_CLResControlMode')), ('Scheduled_DC_CLResControlMode', 15, 1, False, False, ('T', 'Scheduled_DC_CLResControlMode'))), 0)
 
 
 def _mk_ChargeLoopRes(Header, ResponseCode, EVSEStatus, MeterInfo, Receipt, _n=object.__new__, _c=ChargeLoopRes, _s0=ChargeLoopRes.Header.__set__, _s1=ChargeLoopRes.ResponseCode.__set__, _s2=ChargeLoopRes.EVSEStatus.__set__, _s3=ChargeLoopRes.MeterInfo.__set__, _s4=ChargeLoopRes.Receipt.__set__):
@@ -1846,6 +1903,7 @@ _E_ChargeLoopRes_0 = (None, None, (3, 3), (2, 2), (1, 2), (0, 1))
 _D_ChargeLoopRes_2 = (3, 4, 5, 0, -1, -2, -2, -2)
 _D_ChargeLoopRes_3 = (4, 5, 0, -1)
 _D_ChargeLoopRes_4 = (5, 0, -1, -2)
+_C_ChargeLoopRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (3, 4, (3, 4, 5, 0, -1, -2, -2, -2), (3, -1, -1, 0, 1, 2, -1)), (2, 3, (4, 5, 0, -1), (2, -1, -1, -1, 0, 1, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEStatus', 3, 1, False, False, ('T', 'EVSEStatus')), ('MeterInfo', 4, 1, False, False, ('T', 'MeterInfo')), ('Receipt', 5, 1, False, False, ('T', 'Receipt'))), 0)
 
 
 def _mk_EVSEStatus(NotificationMaxDelay, EVSENotification, _n=object.__new__, _c=EVSEStatus, _s0=EVSEStatus.NotificationMaxDelay.__set__, _s1=EVSEStatus.EVSENotification.__set__):
@@ -1886,6 +1944,8 @@ def _d_EVSEStatus(D, L, p):
         return _mk_EVSEStatus(f_NotificationMaxDelay, f_EVSENotification), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVSEStatus') from None
+
+_C_EVSEStatus = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('NotificationMaxDelay', 1, 1, False, False, ('u', 0, 65535)), ('EVSENotification', 2, 1, False, False, ('e', 3, 6, 'evseNotificationType'))), 0)
 
 
 def _mk_MeterInfo(MeterID, ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh, MeterSignature, MeterStatus, MeterTimestamp, _n=object.__new__, _c=MeterInfo, _s0=MeterInfo.MeterID.__set__, _s1=MeterInfo.ChargedEnergyReadingWh.__set__, _s2=MeterInfo.BPT_DischargedEnergyReadingWh.__set__, _s3=MeterInfo.CapacitiveEnergyReadingVARh.__set__, _s4=MeterInfo.BPT_InductiveEnergyReadingVARh.__set__, _s5=MeterInfo.MeterSignature.__set__, _s6=MeterInfo.MeterStatus.__set__, _s7=MeterInfo.MeterTimestamp.__set__):
@@ -2080,6 +2140,7 @@ _D_MeterInfo_4 = (5, 6, 7, 8, 0, -1, -2, -2)
 _D_MeterInfo_5 = (6, 7, 8, 0, -1, -2, -2, -2)
 _D_MeterInfo_6 = (7, 8, 0, -1)
 _D_MeterInfo_7 = (8, 0, -1, -2)
+_C_MeterInfo = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (3, 7, (3, 4, 5, 6, 7, 8, 0, -1), (6, -1, -1, 0, 1, 2, 3, 4, 5, -1)), (3, 6, (4, 5, 6, 7, 8, 0, -1, -2), (5, -1, -1, -1, 0, 1, 2, 3, 4, -1)), (3, 5, (5, 6, 7, 8, 0, -1, -2, -2), (4, -1, -1, -1, -1, 0, 1, 2, 3, -1)), (3, 4, (6, 7, 8, 0, -1, -2, -2, -2), (3, -1, -1, -1, -1, -1, 0, 1, 2, -1)), (2, 3, (7, 8, 0, -1), (2, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (8, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False), (0, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False), (0, 1, 1, -1, -1, 8, (7,), False)), (('MeterID', 1, 1, False, True, ('s', 0, 32)), ('ChargedEnergyReadingWh', 2, 1, False, False, ('u', 0, 18446744073709551615)), ('BPT_DischargedEnergyReadingWh', 3, 1, False, False, ('u', 0, 18446744073709551615)), ('CapacitiveEnergyReadingVARh', 4, 1, False, False, ('u', 0, 18446744073709551615)), ('BPT_InductiveEnergyReadingVARh', 5, 1, False, False, ('u', 0, 18446744073709551615)), ('MeterSignature', 6, 1, False, True, ('x', 0, 64)), ('MeterStatus', 7, 1, False, False, ('i', -32768, 32767)), ('MeterTimestamp', 8, 1, False, False, ('u', 0, 18446744073709551615))), 0)
 
 
 def _mk_DC_WeldingDetectionReq(Header, EVProcessing, _n=object.__new__, _c=DC_WeldingDetectionReq, _s0=DC_WeldingDetectionReq.Header.__set__, _s1=DC_WeldingDetectionReq.EVProcessing.__set__):
@@ -2117,6 +2178,8 @@ def _d_DC_WeldingDetectionReq(D, L, p):
         return _mk_DC_WeldingDetectionReq(f_Header, f_EVProcessing), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_WeldingDetectionReq') from None
+
+_C_DC_WeldingDetectionReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('EVProcessing', 2, 1, False, False, ('e', 2, 3, 'processingType'))), 0)
 
 
 def _mk_DC_WeldingDetectionRes(Header, ResponseCode, EVSEPresentVoltage, _n=object.__new__, _c=DC_WeldingDetectionRes, _s0=DC_WeldingDetectionRes.Header.__set__, _s1=DC_WeldingDetectionRes.ResponseCode.__set__, _s2=DC_WeldingDetectionRes.EVSEPresentVoltage.__set__):
@@ -2162,6 +2225,8 @@ def _d_DC_WeldingDetectionRes(D, L, p):
         return _mk_DC_WeldingDetectionRes(f_Header, f_ResponseCode, f_EVSEPresentVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_WeldingDetectionRes') from None
+
+_C_DC_WeldingDetectionRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEPresentVoltage', 3, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_DC_CPDReqEnergyTransferMode(EVMaximumChargePower, EVMinimumChargePower, EVMaximumChargeCurrent, EVMinimumChargeCurrent, EVMaximumVoltage, EVMinimumVoltage, TargetSOC, _n=object.__new__, _c=DC_CPDReqEnergyTransferMode, _s0=DC_CPDReqEnergyTransferMode.EVMaximumChargePower.__set__, _s1=DC_CPDReqEnergyTransferMode.EVMinimumChargePower.__set__, _s2=DC_CPDReqEnergyTransferMode.EVMaximumChargeCurrent.__set__, _s3=DC_CPDReqEnergyTransferMode.EVMinimumChargeCurrent.__set__, _s4=DC_CPDReqEnergyTransferMode.EVMaximumVoltage.__set__, _s5=DC_CPDReqEnergyTransferMode.EVMinimumVoltage.__set__, _s6=DC_CPDReqEnergyTransferMode.TargetSOC.__set__):
@@ -2257,6 +2322,7 @@ def _d_DC_CPDReqEnergyTransferMode(D, L, p):
 
 _E_DC_CPDReqEnergyTransferMode_0 = (None, None, None, None, None, None, (1, 2), (0, 1))
 _D_DC_CPDReqEnergyTransferMode_6 = (7, 0, -1, -2)
+_C_DC_CPDReqEnergyTransferMode = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1)), (2, 2, (7, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False)), (('EVMaximumChargePower', 1, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumChargePower', 2, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumChargeCurrent', 3, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumChargeCurrent', 4, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumVoltage', 5, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumVoltage', 6, 1, False, False, ('T', 'RationalNumber')), ('TargetSOC', 7, 1, False, False, ('n', 7, 0, 100))), 0)
 
 
 def _mk_DC_CPDResEnergyTransferMode(EVSEMaximumChargePower, EVSEMinimumChargePower, EVSEMaximumChargeCurrent, EVSEMinimumChargeCurrent, EVSEMaximumVoltage, EVSEMinimumVoltage, EVSEPowerRampLimitation, _n=object.__new__, _c=DC_CPDResEnergyTransferMode, _s0=DC_CPDResEnergyTransferMode.EVSEMaximumChargePower.__set__, _s1=DC_CPDResEnergyTransferMode.EVSEMinimumChargePower.__set__, _s2=DC_CPDResEnergyTransferMode.EVSEMaximumChargeCurrent.__set__, _s3=DC_CPDResEnergyTransferMode.EVSEMinimumChargeCurrent.__set__, _s4=DC_CPDResEnergyTransferMode.EVSEMaximumVoltage.__set__, _s5=DC_CPDResEnergyTransferMode.EVSEMinimumVoltage.__set__, _s6=DC_CPDResEnergyTransferMode.EVSEPowerRampLimitation.__set__):
@@ -2349,6 +2415,7 @@ def _d_DC_CPDResEnergyTransferMode(D, L, p):
 
 _E_DC_CPDResEnergyTransferMode_0 = (None, None, None, None, None, None, (1, 2), (0, 1))
 _D_DC_CPDResEnergyTransferMode_6 = (7, 0, -1, -2)
+_C_DC_CPDResEnergyTransferMode = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1)), (2, 2, (7, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False)), (('EVSEMaximumChargePower', 1, 1, False, False, ('T', 'RationalNumber')), ('EVSEMinimumChargePower', 2, 1, False, False, ('T', 'RationalNumber')), ('EVSEMaximumChargeCurrent', 3, 1, False, False, ('T', 'RationalNumber')), ('EVSEMinimumChargeCurrent', 4, 1, False, False, ('T', 'RationalNumber')), ('EVSEMaximumVoltage', 5, 1, False, False, ('T', 'RationalNumber')), ('EVSEMinimumVoltage', 6, 1, False, False, ('T', 'RationalNumber')), ('EVSEPowerRampLimitation', 7, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_BPT_DC_CPDReqEnergyTransferMode(EVMaximumChargePower, EVMinimumChargePower, EVMaximumChargeCurrent, EVMinimumChargeCurrent, EVMaximumVoltage, EVMinimumVoltage, TargetSOC, EVMaximumDischargePower, EVMinimumDischargePower, EVMaximumDischargeCurrent, EVMinimumDischargeCurrent, _n=object.__new__, _c=BPT_DC_CPDReqEnergyTransferMode, _s0=BPT_DC_CPDReqEnergyTransferMode.EVMaximumChargePower.__set__, _s1=BPT_DC_CPDReqEnergyTransferMode.EVMinimumChargePower.__set__, _s2=BPT_DC_CPDReqEnergyTransferMode.EVMaximumChargeCurrent.__set__, _s3=BPT_DC_CPDReqEnergyTransferMode.EVMinimumChargeCurrent.__set__, _s4=BPT_DC_CPDReqEnergyTransferMode.EVMaximumVoltage.__set__, _s5=BPT_DC_CPDReqEnergyTransferMode.EVMinimumVoltage.__set__, _s6=BPT_DC_CPDReqEnergyTransferMode.TargetSOC.__set__, _s7=BPT_DC_CPDReqEnergyTransferMode.EVMaximumDischargePower.__set__, _s8=BPT_DC_CPDReqEnergyTransferMode.EVMinimumDischargePower.__set__, _s9=BPT_DC_CPDReqEnergyTransferMode.EVMaximumDischargeCurrent.__set__, _s10=BPT_DC_CPDReqEnergyTransferMode.EVMinimumDischargeCurrent.__set__):
@@ -2480,6 +2547,7 @@ def _d_BPT_DC_CPDReqEnergyTransferMode(D, L, p):
 
 _E_BPT_DC_CPDReqEnergyTransferMode_8 = (None, None, None, None, None, None, (1, 2), (0, 1), None, None, None, None)
 _D_BPT_DC_CPDReqEnergyTransferMode_6 = (7, 8, -1, -2)
+_C_BPT_DC_CPDReqEnergyTransferMode = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1)), (2, 2, (7, 8, -1, -2), (-1, -1, -1, -1, -1, -1, -1, 0, 1, -1, -1, -1, -1)), (1, 1, (8, -1), (-1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (9, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1)), (1, 1, (10, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1)), (1, 1, (11, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False), (1, 1, 1, -1, -1, 8, (7,), False), (1, 1, 1, -1, -1, 9, (8,), False), (1, 1, 1, -1, -1, 10, (9,), False), (1, 1, 1, -1, -1, 11, (10,), False)), (('EVMaximumChargePower', 1, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumChargePower', 2, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumChargeCurrent', 3, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumChargeCurrent', 4, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumVoltage', 5, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumVoltage', 6, 1, False, False, ('T', 'RationalNumber')), ('TargetSOC', 7, 1, False, False, ('n', 7, 0, 100)), ('EVMaximumDischargePower', 8, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumDischargePower', 9, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumDischargeCurrent', 10, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumDischargeCurrent', 11, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_BPT_DC_CPDResEnergyTransferMode(EVSEMaximumChargePower, EVSEMinimumChargePower, EVSEMaximumChargeCurrent, EVSEMinimumChargeCurrent, EVSEMaximumVoltage, EVSEMinimumVoltage, EVSEPowerRampLimitation, EVSEMaximumDischargePower, EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent, EVSEMinimumDischargeCurrent, _n=object.__new__, _c=BPT_DC_CPDResEnergyTransferMode, _s0=BPT_DC_CPDResEnergyTransferMode.EVSEMaximumChargePower.__set__, _s1=BPT_DC_CPDResEnergyTransferMode.EVSEMinimumChargePower.__set__, _s2=BPT_DC_CPDResEnergyTransferMode.EVSEMaximumChargeCurrent.__set__, _s3=BPT_DC_CPDResEnergyTransferMode.EVSEMinimumChargeCurrent.__set__, _s4=BPT_DC_CPDResEnergyTransferMode.EVSEMaximumVoltage.__set__, _s5=BPT_DC_CPDResEnergyTransferMode.EVSEMinimumVoltage.__set__, _s6=BPT_DC_CPDResEnergyTransferMode.EVSEPowerRampLimitation.__set__, _s7=BPT_DC_CPDResEnergyTransferMode.EVSEMaximumDischargePower.__set__, _s8=BPT_DC_CPDResEnergyTransferMode.EVSEMinimumDischargePower.__set__, _s9=BPT_DC_CPDResEnergyTransferMode.EVSEMaximumDischargeCurrent.__set__, _s10=BPT_DC_CPDResEnergyTransferMode.EVSEMinimumDischargeCurrent.__set__):
@@ -2608,6 +2676,7 @@ def _d_BPT_DC_CPDResEnergyTransferMode(D, L, p):
 
 _E_BPT_DC_CPDResEnergyTransferMode_8 = (None, None, None, None, None, None, (1, 2), (0, 1), None, None, None, None)
 _D_BPT_DC_CPDResEnergyTransferMode_6 = (7, 8, -1, -2)
+_C_BPT_DC_CPDResEnergyTransferMode = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1)), (2, 2, (7, 8, -1, -2), (-1, -1, -1, -1, -1, -1, -1, 0, 1, -1, -1, -1, -1)), (1, 1, (8, -1), (-1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (9, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1)), (1, 1, (10, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1)), (1, 1, (11, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False), (1, 1, 1, -1, -1, 8, (7,), False), (1, 1, 1, -1, -1, 9, (8,), False), (1, 1, 1, -1, -1, 10, (9,), False), (1, 1, 1, -1, -1, 11, (10,), False)), (('EVSEMaximumChargePower', 1, 1, False, False, ('T', 'RationalNumber')), ('EVSEMinimumChargePower', 2, 1, False, False, ('T', 'RationalNumber')), ('EVSEMaximumChargeCurrent', 3, 1, False, False, ('T', 'RationalNumber')), ('EVSEMinimumChargeCurrent', 4, 1, False, False, ('T', 'RationalNumber')), ('EVSEMaximumVoltage', 5, 1, False, False, ('T', 'RationalNumber')), ('EVSEMinimumVoltage', 6, 1, False, False, ('T', 'RationalNumber')), ('EVSEPowerRampLimitation', 7, 1, False, False, ('T', 'RationalNumber')), ('EVSEMaximumDischargePower', 8, 1, False, False, ('T', 'RationalNumber')), ('EVSEMinimumDischargePower', 9, 1, False, False, ('T', 'RationalNumber')), ('EVSEMaximumDischargeCurrent', 10, 1, False, False, ('T', 'RationalNumber')), ('EVSEMinimumDischargeCurrent', 11, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_Scheduled_DC_CLReqControlMode(EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVTargetCurrent, EVTargetVoltage, EVMaximumChargePower, EVMinimumChargePower, EVMaximumChargeCurrent, EVMaximumVoltage, EVMinimumVoltage, _n=object.__new__, _c=Scheduled_DC_CLReqControlMode, _s0=Scheduled_DC_CLReqControlMode.EVTargetEnergyRequest.__set__, _s1=Scheduled_DC_CLReqControlMode.EVMaximumEnergyRequest.__set__, _s2=Scheduled_DC_CLReqControlMode.EVMinimumEnergyRequest.__set__, _s3=Scheduled_DC_CLReqControlMode.EVTargetCurrent.__set__, _s4=Scheduled_DC_CLReqControlMode.EVTargetVoltage.__set__, _s5=Scheduled_DC_CLReqControlMode.EVMaximumChargePower.__set__, _s6=Scheduled_DC_CLReqControlMode.EVMinimumChargePower.__set__, _s7=Scheduled_DC_CLReqControlMode.EVMaximumChargeCurrent.__set__, _s8=Scheduled_DC_CLReqControlMode.EVMaximumVoltage.__set__, _s9=Scheduled_DC_CLReqControlMode.EVMinimumVoltage.__set__):
@@ -2770,6 +2839,7 @@ _D_Scheduled_DC_CLReqControlMode_6 = (7, 8, 9, 10, 0, -1, -2, -2)
 _D_Scheduled_DC_CLReqControlMode_7 = (8, 9, 10, 0, -1, -2, -2, -2)
 _D_Scheduled_DC_CLReqControlMode_8 = (9, 10, 0, -1)
 _D_Scheduled_DC_CLReqControlMode_9 = (10, 0, -1, -2)
+_C_Scheduled_DC_CLReqControlMode = (0, ((3, 4, (1, 2, 3, 4, -1, -2, -2, -2), (-1, 0, 1, 2, 3, -1, -1, -1, -1, -1, -1, -1)), (2, 3, (2, 3, 4, -1), (-1, -1, 0, 1, 2, -1, -1, -1, -1, -1, -1, -1)), (2, 2, (3, 4, -1, -2), (-1, -1, -1, 0, 1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1)), (3, 6, (6, 7, 8, 9, 10, 0, -1, -2), (5, -1, -1, -1, -1, -1, 0, 1, 2, 3, 4, -1)), (3, 5, (7, 8, 9, 10, 0, -1, -2, -2), (4, -1, -1, -1, -1, -1, -1, 0, 1, 2, 3, -1)), (3, 4, (8, 9, 10, 0, -1, -2, -2, -2), (3, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, -1)), (2, 3, (9, 10, 0, -1), (2, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (10, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (0, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False), (0, 1, 1, -1, -1, 8, (7,), False), (0, 1, 1, -1, -1, 9, (8,), False), (0, 1, 1, -1, -1, 10, (9,), False)), (('EVTargetEnergyRequest', 1, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumEnergyRequest', 2, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumEnergyRequest', 3, 1, False, False, ('T', 'RationalNumber')), ('EVTargetCurrent', 4, 1, False, False, ('T', 'RationalNumber')), ('EVTargetVoltage', 5, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumChargePower', 6, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumChargePower', 7, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumChargeCurrent', 8, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumVoltage', 9, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumVoltage', 10, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_Scheduled_DC_CLResControlMode(EVSEMaximumChargePower, EVSEMinimumChargePower, EVSEMaximumChargeCurrent, EVSEMaximumVoltage, _n=object.__new__, _c=Scheduled_DC_CLResControlMode, _s0=Scheduled_DC_CLResControlMode.EVSEMaximumChargePower.__set__, _s1=Scheduled_DC_CLResControlMode.EVSEMinimumChargePower.__set__, _s2=Scheduled_DC_CLResControlMode.EVSEMaximumChargeCurrent.__set__, _s3=Scheduled_DC_CLResControlMode.EVSEMaximumVoltage.__set__):
@@ -2853,6 +2923,7 @@ _D_Scheduled_DC_CLResControlMode_0 = (1, 2, 3, 4, 0, -1, -2, -2)
 _D_Scheduled_DC_CLResControlMode_1 = (2, 3, 4, 0, -1, -2, -2, -2)
 _D_Scheduled_DC_CLResControlMode_2 = (3, 4, 0, -1)
 _D_Scheduled_DC_CLResControlMode_3 = (4, 0, -1, -2)
+_C_Scheduled_DC_CLResControlMode = (0, ((3, 5, (1, 2, 3, 4, 0, -1, -2, -2), (4, 0, 1, 2, 3, -1)), (3, 4, (2, 3, 4, 0, -1, -2, -2, -2), (3, -1, 0, 1, 2, -1)), (2, 3, (3, 4, 0, -1), (2, -1, -1, 0, 1, -1)), (2, 2, (4, 0, -1, -2), (1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False)), (('EVSEMaximumChargePower', 1, 1, False, False, ('T', 'RationalNumber')), ('EVSEMinimumChargePower', 2, 1, False, False, ('T', 'RationalNumber')), ('EVSEMaximumChargeCurrent', 3, 1, False, False, ('T', 'RationalNumber')), ('EVSEMaximumVoltage', 4, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_BPT_Scheduled_DC_CLReqControlMode(EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVTargetCurrent, EVTargetVoltage, EVMaximumChargePower, EVMinimumChargePower, EVMaximumChargeCurrent, EVMaximumVoltage, EVMinimumVoltage, EVMaximumDischargePower, EVMinimumDischargePower, EVMaximumDischargeCurrent, _n=object.__new__, _c=BPT_Scheduled_DC_CLReqControlMode, _s0=BPT_Scheduled_DC_CLReqControlMode.EVTargetEnergyRequest.__set__, _s1=BPT_Scheduled_DC_CLReqControlMode.EVMaximumEnergyRequest.__set__, _s2=BPT_Scheduled_DC_CLReqControlMode.EVMinimumEnergyRequest.__set__, _s3=BPT_Scheduled_DC_CLReqControlMode.EVTargetCurrent.__set__, _s4=BPT_Scheduled_DC_CLReqControlMode.EVTargetVoltage.__set__, _s5=BPT_Scheduled_DC_CLReqControlMode.EVMaximumChargePower.__set__, _s6=BPT_Scheduled_DC_CLReqControlMode.EVMinimumChargePower.__set__, _s7=BPT_Scheduled_DC_CLReqControlMode.EVMaximumChargeCurrent.__set__, _s8=BPT_Scheduled_DC_CLReqControlMode.EVMaximumVoltage.__set__, _s9=BPT_Scheduled_DC_CLReqControlMode.EVMinimumVoltage.__set__, _s10=BPT_Scheduled_DC_CLReqControlMode.EVMaximumDischargePower.__set__, _s11=BPT_Scheduled_DC_CLReqControlMode.EVMinimumDischargePower.__set__, _s12=BPT_Scheduled_DC_CLReqControlMode.EVMaximumDischargeCurrent.__set__):
@@ -3060,6 +3131,7 @@ _D_BPT_Scheduled_DC_CLReqControlMode_9 = (10, 11, 12, 13, 0, -1, -2, -2)
 _D_BPT_Scheduled_DC_CLReqControlMode_10 = (11, 12, 13, 0, -1, -2, -2, -2)
 _D_BPT_Scheduled_DC_CLReqControlMode_11 = (12, 13, 0, -1)
 _D_BPT_Scheduled_DC_CLReqControlMode_12 = (13, 0, -1, -2)
+_C_BPT_Scheduled_DC_CLReqControlMode = (0, ((3, 4, (1, 2, 3, 4, -1, -2, -2, -2), (-1, 0, 1, 2, 3, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (2, 3, (2, 3, 4, -1), (-1, -1, 0, 1, 2, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (2, 2, (3, 4, -1, -2), (-1, -1, -1, 0, 1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (4, 9, (6, 7, 8, 9, 10, 11, 12, 13, 0, -1, -2, -2, -2, -2, -2, -2), (8, -1, -1, -1, -1, -1, 0, 1, 2, 3, 4, 5, 6, 7, -1)), (4, 8, (7, 8, 9, 10, 11, 12, 13, 0, -1, -2, -2, -2, -2, -2, -2, -2), (7, -1, -1, -1, -1, -1, -1, 0, 1, 2, 3, 4, 5, 6, -1)), (3, 7, (8, 9, 10, 11, 12, 13, 0, -1), (6, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, 3, 4, 5, -1)), (3, 6, (9, 10, 11, 12, 13, 0, -1, -2), (5, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, 3, 4, -1)), (3, 5, (10, 11, 12, 13, 0, -1, -2, -2), (4, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, 3, -1)), (3, 4, (11, 12, 13, 0, -1, -2, -2, -2), (3, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, -1)), (2, 3, (12, 13, 0, -1), (2, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (13, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (0, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False), (0, 1, 1, -1, -1, 8, (7,), False), (0, 1, 1, -1, -1, 9, (8,), False), (0, 1, 1, -1, -1, 10, (9,), False), (0, 1, 1, -1, -1, 11, (10,), False), (0, 1, 1, -1, -1, 12, (11,), False), (0, 1, 1, -1, -1, 13, (12,), False)), (('EVTargetEnergyRequest', 1, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumEnergyRequest', 2, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumEnergyRequest', 3, 1, False, False, ('T', 'RationalNumber')), ('EVTargetCurrent', 4, 1, False, False, ('T', 'RationalNumber')), ('EVTargetVoltage', 5, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumChargePower', 6, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumChargePower', 7, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumChargeCurrent', 8, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumVoltage', 9, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumVoltage', 10, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumDischargePower', 11, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumDischargePower', 12, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumDischargeCurrent', 13, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_BPT_Scheduled_DC_CLResControlMode(EVSEMaximumChargePower, EVSEMinimumChargePower, EVSEMaximumChargeCurrent, EVSEMaximumVoltage, EVSEMaximumDischargePower, EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent, EVSEMinimumVoltage, _n=object.__new__, _c=BPT_Scheduled_DC_CLResControlMode, _s0=BPT_Scheduled_DC_CLResControlMode.EVSEMaximumChargePower.__set__, _s1=BPT_Scheduled_DC_CLResControlMode.EVSEMinimumChargePower.__set__, _s2=BPT_Scheduled_DC_CLResControlMode.EVSEMaximumChargeCurrent.__set__, _s3=BPT_Scheduled_DC_CLResControlMode.EVSEMaximumVoltage.__set__, _s4=BPT_Scheduled_DC_CLResControlMode.EVSEMaximumDischargePower.__set__, _s5=BPT_Scheduled_DC_CLResControlMode.EVSEMinimumDischargePower.__set__, _s6=BPT_Scheduled_DC_CLResControlMode.EVSEMaximumDischargeCurrent.__set__, _s7=BPT_Scheduled_DC_CLResControlMode.EVSEMinimumVoltage.__set__):
@@ -3203,6 +3275,7 @@ _D_BPT_Scheduled_DC_CLResControlMode_4 = (5, 6, 7, 8, 0, -1, -2, -2)
 _D_BPT_Scheduled_DC_CLResControlMode_5 = (6, 7, 8, 0, -1, -2, -2, -2)
 _D_BPT_Scheduled_DC_CLResControlMode_6 = (7, 8, 0, -1)
 _D_BPT_Scheduled_DC_CLResControlMode_7 = (8, 0, -1, -2)
+_C_BPT_Scheduled_DC_CLResControlMode = (0, ((4, 9, (1, 2, 3, 4, 5, 6, 7, 8, 0, -1, -2, -2, -2, -2, -2, -2), (8, 0, 1, 2, 3, 4, 5, 6, 7, -1)), (4, 8, (2, 3, 4, 5, 6, 7, 8, 0, -1, -2, -2, -2, -2, -2, -2, -2), (7, -1, 0, 1, 2, 3, 4, 5, 6, -1)), (3, 7, (3, 4, 5, 6, 7, 8, 0, -1), (6, -1, -1, 0, 1, 2, 3, 4, 5, -1)), (3, 6, (4, 5, 6, 7, 8, 0, -1, -2), (5, -1, -1, -1, 0, 1, 2, 3, 4, -1)), (3, 5, (5, 6, 7, 8, 0, -1, -2, -2), (4, -1, -1, -1, -1, 0, 1, 2, 3, -1)), (3, 4, (6, 7, 8, 0, -1, -2, -2, -2), (3, -1, -1, -1, -1, -1, 0, 1, 2, -1)), (2, 3, (7, 8, 0, -1), (2, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (8, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False), (0, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False), (0, 1, 1, -1, -1, 8, (7,), False)), (('EVSEMaximumChargePower', 1, 1, False, False, ('T', 'RationalNumber')), ('EVSEMinimumChargePower', 2, 1, False, False, ('T', 'RationalNumber')), ('EVSEMaximumChargeCurrent', 3, 1, False, False, ('T', 'RationalNumber')), ('EVSEMaximumVoltage', 4, 1, False, False, ('T', 'RationalNumber')), ('EVSEMaximumDischargePower', 5, 1, False, False, ('T', 'RationalNumber')), ('EVSEMinimumDischargePower', 6, 1, False, False, ('T', 'RationalNumber')), ('EVSEMaximumDischargeCurrent', 7, 1, False, False, ('T', 'RationalNumber')), ('EVSEMinimumVoltage', 8, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_Dynamic_DC_CLReqControlMode(DepartureTime, EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVMaximumChargePower, EVMinimumChargePower, EVMaximumChargeCurrent, EVMaximumVoltage, EVMinimumVoltage, _n=object.__new__, _c=Dynamic_DC_CLReqControlMode, _s0=Dynamic_DC_CLReqControlMode.DepartureTime.__set__, _s1=Dynamic_DC_CLReqControlMode.EVTargetEnergyRequest.__set__, _s2=Dynamic_DC_CLReqControlMode.EVMaximumEnergyRequest.__set__, _s3=Dynamic_DC_CLReqControlMode.EVMinimumEnergyRequest.__set__, _s4=Dynamic_DC_CLReqControlMode.EVMaximumChargePower.__set__, _s5=Dynamic_DC_CLReqControlMode.EVMinimumChargePower.__set__, _s6=Dynamic_DC_CLReqControlMode.EVMaximumChargeCurrent.__set__, _s7=Dynamic_DC_CLReqControlMode.EVMaximumVoltage.__set__, _s8=Dynamic_DC_CLReqControlMode.EVMinimumVoltage.__set__):
@@ -3318,6 +3391,7 @@ def _d_Dynamic_DC_CLReqControlMode(D, L, p):
 
 _E_Dynamic_DC_CLReqControlMode_2 = ((1, 2), (0, 1), None, None, None, None, None, None, None, None)
 _D_Dynamic_DC_CLReqControlMode_0 = (1, 2, -1, -2)
+_C_Dynamic_DC_CLReqControlMode = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (7, -1), (-1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1)), (1, 1, (8, -1), (-1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1)), (1, 1, (9, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (1, 1, 1, -1, -1, 7, (6,), False), (1, 1, 1, -1, -1, 8, (7,), False), (1, 1, 1, -1, -1, 9, (8,), False)), (('DepartureTime', 1, 1, False, False, ('u', 0, 4294967295)), ('EVTargetEnergyRequest', 2, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumEnergyRequest', 3, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumEnergyRequest', 4, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumChargePower', 5, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumChargePower', 6, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumChargeCurrent', 7, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumVoltage', 8, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumVoltage', 9, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_Dynamic_DC_CLResControlMode(DepartureTime, MinimumSOC, TargetSOC, AckMaxDelay, EVSEMaximumChargePower, EVSEMinimumChargePower, EVSEMaximumChargeCurrent, EVSEMaximumVoltage, _n=object.__new__, _c=Dynamic_DC_CLResControlMode, _s0=Dynamic_DC_CLResControlMode.DepartureTime.__set__, _s1=Dynamic_DC_CLResControlMode.MinimumSOC.__set__, _s2=Dynamic_DC_CLResControlMode.TargetSOC.__set__, _s3=Dynamic_DC_CLResControlMode.AckMaxDelay.__set__, _s4=Dynamic_DC_CLResControlMode.EVSEMaximumChargePower.__set__, _s5=Dynamic_DC_CLResControlMode.EVSEMinimumChargePower.__set__, _s6=Dynamic_DC_CLResControlMode.EVSEMaximumChargeCurrent.__set__, _s7=Dynamic_DC_CLResControlMode.EVSEMaximumVoltage.__set__):
@@ -3459,6 +3533,7 @@ _D_Dynamic_DC_CLResControlMode_0 = (1, 2, 3, 4, 5, -1, -2, -2)
 _D_Dynamic_DC_CLResControlMode_1 = (2, 3, 4, 5, -1, -2, -2, -2)
 _D_Dynamic_DC_CLResControlMode_2 = (3, 4, 5, -1)
 _D_Dynamic_DC_CLResControlMode_3 = (4, 5, -1, -2)
+_C_Dynamic_DC_CLResControlMode = (0, ((3, 5, (1, 2, 3, 4, 5, -1, -2, -2), (-1, 0, 1, 2, 3, 4, -1, -1, -1, -1)), (3, 4, (2, 3, 4, 5, -1, -2, -2, -2), (-1, -1, 0, 1, 2, 3, -1, -1, -1, -1)), (2, 3, (3, 4, 5, -1), (-1, -1, -1, 0, 1, 2, -1, -1, -1, -1)), (2, 2, (4, 5, -1, -2), (-1, -1, -1, -1, 0, 1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1)), (1, 1, (7, -1), (-1, -1, -1, -1, -1, -1, -1, 0, -1, -1)), (1, 1, (8, -1), (-1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (1, 1, 1, -1, -1, 7, (6,), False), (1, 1, 1, -1, -1, 8, (7,), False)), (('DepartureTime', 1, 1, False, False, ('u', 0, 4294967295)), ('MinimumSOC', 2, 1, False, False, ('n', 7, 0, 100)), ('TargetSOC', 3, 1, False, False, ('n', 7, 0, 100)), ('AckMaxDelay', 4, 1, False, False, ('u', 0, 65535)), ('EVSEMaximumChargePower', 5, 1, False, False, ('T', 'RationalNumber')), ('EVSEMinimumChargePower', 6, 1, False, False, ('T', 'RationalNumber')), ('EVSEMaximumChargeCurrent', 7, 1, False, False, ('T', 'RationalNumber')), ('EVSEMaximumVoltage', 8, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_BPT_Dynamic_DC_CLReqControlMode(DepartureTime, EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVMaximumChargePower, EVMinimumChargePower, EVMaximumChargeCurrent, EVMaximumVoltage, EVMinimumVoltage, EVMaximumDischargePower, EVMinimumDischargePower, EVMaximumDischargeCurrent, EVMaximumV2XEnergyRequest, EVMinimumV2XEnergyRequest, _n=object.__new__, _c=BPT_Dynamic_DC_CLReqControlMode, _s0=BPT_Dynamic_DC_CLReqControlMode.DepartureTime.__set__, _s1=BPT_Dynamic_DC_CLReqControlMode.EVTargetEnergyRequest.__set__, _s2=BPT_Dynamic_DC_CLReqControlMode.EVMaximumEnergyRequest.__set__, _s3=BPT_Dynamic_DC_CLReqControlMode.EVMinimumEnergyRequest.__set__, _s4=BPT_Dynamic_DC_CLReqControlMode.EVMaximumChargePower.__set__, _s5=BPT_Dynamic_DC_CLReqControlMode.EVMinimumChargePower.__set__, _s6=BPT_Dynamic_DC_CLReqControlMode.EVMaximumChargeCurrent.__set__, _s7=BPT_Dynamic_DC_CLReqControlMode.EVMaximumVoltage.__set__, _s8=BPT_Dynamic_DC_CLReqControlMode.EVMinimumVoltage.__set__, _s9=BPT_Dynamic_DC_CLReqControlMode.EVMaximumDischargePower.__set__, _s10=BPT_Dynamic_DC_CLReqControlMode.EVMinimumDischargePower.__set__, _s11=BPT_Dynamic_DC_CLReqControlMode.EVMaximumDischargeCurrent.__set__, _s12=BPT_Dynamic_DC_CLReqControlMode.EVMaximumV2XEnergyRequest.__set__, _s13=BPT_Dynamic_DC_CLReqControlMode.EVMinimumV2XEnergyRequest.__set__):
@@ -3632,6 +3707,7 @@ _E_BPT_Dynamic_DC_CLReqControlMode_0 = (None, None, None, None, None, None, None
 _D_BPT_Dynamic_DC_CLReqControlMode_0 = (1, 2, -1, -2)
 _D_BPT_Dynamic_DC_CLReqControlMode_12 = (13, 14, 0, -1)
 _D_BPT_Dynamic_DC_CLReqControlMode_13 = (14, 0, -1, -2)
+_C_BPT_Dynamic_DC_CLReqControlMode = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (7, -1), (-1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (8, -1), (-1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (9, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (10, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (11, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (12, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1)), (2, 3, (13, 14, 0, -1), (2, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (14, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (1, 1, 1, -1, -1, 7, (6,), False), (1, 1, 1, -1, -1, 8, (7,), False), (1, 1, 1, -1, -1, 9, (8,), False), (1, 1, 1, -1, -1, 10, (9,), False), (1, 1, 1, -1, -1, 11, (10,), False), (1, 1, 1, -1, -1, 12, (11,), False), (0, 1, 1, -1, -1, 13, (12,), False), (0, 1, 1, -1, -1, 14, (13,), False)), (('DepartureTime', 1, 1, False, False, ('u', 0, 4294967295)), ('EVTargetEnergyRequest', 2, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumEnergyRequest', 3, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumEnergyRequest', 4, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumChargePower', 5, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumChargePower', 6, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumChargeCurrent', 7, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumVoltage', 8, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumVoltage', 9, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumDischargePower', 10, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumDischargePower', 11, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumDischargeCurrent', 12, 1, False, False, ('T', 'RationalNumber')), ('EVMaximumV2XEnergyRequest', 13, 1, False, False, ('T', 'RationalNumber')), ('EVMinimumV2XEnergyRequest', 14, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_BPT_Dynamic_DC_CLResControlMode(DepartureTime, MinimumSOC, TargetSOC, AckMaxDelay, EVSEMaximumChargePower, EVSEMinimumChargePower, EVSEMaximumChargeCurrent, EVSEMaximumVoltage, EVSEMaximumDischargePower, EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent, EVSEMinimumVoltage, _n=object.__new__, _c=BPT_Dynamic_DC_CLResControlMode, _s0=BPT_Dynamic_DC_CLResControlMode.DepartureTime.__set__, _s1=BPT_Dynamic_DC_CLResControlMode.MinimumSOC.__set__, _s2=BPT_Dynamic_DC_CLResControlMode.TargetSOC.__set__, _s3=BPT_Dynamic_DC_CLResControlMode.AckMaxDelay.__set__, _s4=BPT_Dynamic_DC_CLResControlMode.EVSEMaximumChargePower.__set__, _s5=BPT_Dynamic_DC_CLResControlMode.EVSEMinimumChargePower.__set__, _s6=BPT_Dynamic_DC_CLResControlMode.EVSEMaximumChargeCurrent.__set__, _s7=BPT_Dynamic_DC_CLResControlMode.EVSEMaximumVoltage.__set__, _s8=BPT_Dynamic_DC_CLResControlMode.EVSEMaximumDischargePower.__set__, _s9=BPT_Dynamic_DC_CLResControlMode.EVSEMinimumDischargePower.__set__, _s10=BPT_Dynamic_DC_CLResControlMode.EVSEMaximumDischargeCurrent.__set__, _s11=BPT_Dynamic_DC_CLResControlMode.EVSEMinimumVoltage.__set__):
@@ -3809,6 +3885,7 @@ _D_BPT_Dynamic_DC_CLResControlMode_0 = (1, 2, 3, 4, 5, -1, -2, -2)
 _D_BPT_Dynamic_DC_CLResControlMode_1 = (2, 3, 4, 5, -1, -2, -2, -2)
 _D_BPT_Dynamic_DC_CLResControlMode_2 = (3, 4, 5, -1)
 _D_BPT_Dynamic_DC_CLResControlMode_3 = (4, 5, -1, -2)
+_C_BPT_Dynamic_DC_CLResControlMode = (0, ((3, 5, (1, 2, 3, 4, 5, -1, -2, -2), (-1, 0, 1, 2, 3, 4, -1, -1, -1, -1, -1, -1, -1, -1)), (3, 4, (2, 3, 4, 5, -1, -2, -2, -2), (-1, -1, 0, 1, 2, 3, -1, -1, -1, -1, -1, -1, -1, -1)), (2, 3, (3, 4, 5, -1), (-1, -1, -1, 0, 1, 2, -1, -1, -1, -1, -1, -1, -1, -1)), (2, 2, (4, 5, -1, -2), (-1, -1, -1, -1, 0, 1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (7, -1), (-1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (8, -1), (-1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (9, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (10, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1)), (1, 1, (11, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1)), (1, 1, (12, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (1, 1, 1, -1, -1, 7, (6,), False), (1, 1, 1, -1, -1, 8, (7,), False), (1, 1, 1, -1, -1, 9, (8,), False), (1, 1, 1, -1, -1, 10, (9,), False), (1, 1, 1, -1, -1, 11, (10,), False), (1, 1, 1, -1, -1, 12, (11,), False)), (('DepartureTime', 1, 1, False, False, ('u', 0, 4294967295)), ('MinimumSOC', 2, 1, False, False, ('n', 7, 0, 100)), ('TargetSOC', 3, 1, False, False, ('n', 7, 0, 100)), ('AckMaxDelay', 4, 1, False, False, ('u', 0, 65535)), ('EVSEMaximumChargePower', 5, 1, False, False, ('T', 'RationalNumber')), ('EVSEMinimumChargePower', 6, 1, False, False, ('T', 'RationalNumber')), ('EVSEMaximumChargeCurrent', 7, 1, False, False, ('T', 'RationalNumber')), ('EVSEMaximumVoltage', 8, 1, False, False, ('T', 'RationalNumber')), ('EVSEMaximumDischargePower', 9, 1, False, False, ('T', 'RationalNumber')), ('EVSEMinimumDischargePower', 10, 1, False, False, ('T', 'RationalNumber')), ('EVSEMaximumDischargeCurrent', 11, 1, False, False, ('T', 'RationalNumber')), ('EVSEMinimumVoltage', 12, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_ListOfRootCertificateIDs(RootCertificateID, _n=object.__new__, _c=ListOfRootCertificateIDs, _s0=ListOfRootCertificateIDs.RootCertificateID.__set__):
@@ -3860,6 +3937,7 @@ def _d_ListOfRootCertificateIDs(D, L, p):
 
 _E_ListOfRootCertificateIDs_0 = (None, (1, 2), (0, 1))
 _D_ListOfRootCertificateIDs_1 = (1, 0, -1, -2)
+_C_ListOfRootCertificateIDs = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 20, 20, -1, 1, 2, (0,), False),), (('RootCertificateID', 1, 1, True, False, ('T', 'X509IssuerSerial')),), 0)
 
 
 # --- documents and fragments ----------------------------------------------

@@ -25,6 +25,17 @@ from ._iso20_types import (
     Receipt,
     Scheduled_CLReqControlMode,
     Scheduled_CLResControlMode,
+    _C_CLReqControlMode,
+    _C_CLResControlMode,
+    _C_DetailedCost,
+    _C_DetailedTax,
+    _C_DisplayParameters,
+    _C_Dynamic_CLReqControlMode,
+    _C_Dynamic_CLResControlMode,
+    _C_RationalNumber,
+    _C_Receipt,
+    _C_Scheduled_CLReqControlMode,
+    _C_Scheduled_CLResControlMode,
     _EI_evseNotificationType,
     _EI_processingType,
     _EV_evseNotificationType,
@@ -77,6 +88,28 @@ from ._xmldsig import (
     Transforms,
     X509Data,
     X509IssuerSerial,
+    _C_CanonicalizationMethod,
+    _C_DSAKeyValue,
+    _C_DigestMethod,
+    _C_KeyInfo,
+    _C_KeyValue,
+    _C_Manifest,
+    _C_Object,
+    _C_PGPData,
+    _C_RSAKeyValue,
+    _C_Reference,
+    _C_RetrievalMethod,
+    _C_SPKIData,
+    _C_Signature,
+    _C_SignatureMethod,
+    _C_SignatureProperties,
+    _C_SignatureProperty,
+    _C_SignatureValue,
+    _C_SignedInfo,
+    _C_Transform,
+    _C_Transforms,
+    _C_X509Data,
+    _C_X509IssuerSerial,
     _d_CanonicalizationMethod,
     _d_DSAKeyValue,
     _d_DigestMethod,
@@ -1175,6 +1208,7 @@ _E_WPT_FinePositioningSetupReq_0 = (None, None, None, None, None, None, (2, 2), 
 _D_WPT_FinePositioningSetupReq_6 = (7, 8, 0, -1)
 _D_WPT_FinePositioningSetupReq_7 = (7, 8, 0, -1)
 _D_WPT_FinePositioningSetupReq_8 = (8, 0, -1, -2)
+_C_WPT_FinePositioningSetupReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1)), (2, 3, (7, 8, 0, -1), (2, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 3, (7, 8, 0, -1), (2, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (8, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (0, 16, 16, -1, 7, 8, (6,), False), (0, 1, 1, -1, -1, 9, (7,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('EVProcessing', 2, 1, False, False, ('e', 2, 3, 'processingType')), ('EVDeviceFinePositioningMethodList', 3, 1, False, False, ('T', 'WPT_FinePositioningMethodList')), ('EVDevicePairingMethodList', 4, 1, False, False, ('T', 'WPT_PairingMethodList')), ('EVDeviceAlignmentCheckMethodList', 5, 1, False, False, ('T', 'WPT_AlignmentCheckMethodList')), ('NaturalOffset', 6, 1, False, False, ('u', 0, 65535)), ('VendorSpecificDataContainer', 7, 1, True, True, ('x', 0, 256)), ('LF_SystemSetupData', 8, 1, False, False, ('T', 'WPT_LF_SystemSetupData'))), 0)
 
 
 def _mk_WPT_FinePositioningMethodList(WPT_FinePositioningMethod, _n=object.__new__, _c=WPT_FinePositioningMethodList, _s0=WPT_FinePositioningMethodList.WPT_FinePositioningMethod.__set__):
@@ -1232,6 +1266,7 @@ def _d_WPT_FinePositioningMethodList(D, L, p):
 
 _E_WPT_FinePositioningMethodList_0 = (None, (1, 2), (0, 1))
 _D_WPT_FinePositioningMethodList_1 = (1, 0, -1, -2)
+_C_WPT_FinePositioningMethodList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 8, 8, -1, 1, 2, (0,), False),), (('WPT_FinePositioningMethod', 1, 1, True, False, ('e', 3, 5, 'WPT_FinePositioningMethodType')),), 0)
 
 
 def _mk_WPT_PairingMethodList(WPT_PairingMethod, _n=object.__new__, _c=WPT_PairingMethodList, _s0=WPT_PairingMethodList.WPT_PairingMethod.__set__):
@@ -1289,6 +1324,7 @@ def _d_WPT_PairingMethodList(D, L, p):
 
 _E_WPT_PairingMethodList_0 = (None, (1, 2), (0, 1))
 _D_WPT_PairingMethodList_1 = (1, 0, -1, -2)
+_C_WPT_PairingMethodList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 8, 8, -1, 1, 2, (0,), False),), (('WPT_PairingMethod', 1, 1, True, False, ('e', 3, 6, 'WPT_PairingMethodType')),), 0)
 
 
 def _mk_WPT_AlignmentCheckMethodList(WPT_AlignmentCheckMethod, _n=object.__new__, _c=WPT_AlignmentCheckMethodList, _s0=WPT_AlignmentCheckMethodList.WPT_AlignmentCheckMethod.__set__):
@@ -1346,6 +1382,7 @@ def _d_WPT_AlignmentCheckMethodList(D, L, p):
 
 _E_WPT_AlignmentCheckMethodList_0 = (None, (1, 2), (0, 1))
 _D_WPT_AlignmentCheckMethodList_1 = (1, 0, -1, -2)
+_C_WPT_AlignmentCheckMethodList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 8, 8, -1, 1, 2, (0,), False),), (('WPT_AlignmentCheckMethod', 1, 1, True, False, ('e', 2, 3, 'WPT_AlignmentCheckMethodType')),), 0)
 
 
 def _mk_WPT_LF_SystemSetupData(LF_TransmitterSetupData, LF_ReceiverSetupData, _n=object.__new__, _c=WPT_LF_SystemSetupData, _s0=WPT_LF_SystemSetupData.LF_TransmitterSetupData.__set__, _s1=WPT_LF_SystemSetupData.LF_ReceiverSetupData.__set__):
@@ -1390,6 +1427,7 @@ def _d_WPT_LF_SystemSetupData(D, L, p):
         raise _fault(e, p, L, 'WPT_LF_SystemSetupData') from None
 
 _D_WPT_LF_SystemSetupData_0 = (1, 2, -1, -2)
+_C_WPT_LF_SystemSetupData = (0, ((2, 2, (1, 2, -1, -2), (-1, 0, 1, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0, 1), False),), (('LF_TransmitterSetupData', 1, 1, False, False, ('T', 'WPT_LF_TransmitterData')), ('LF_ReceiverSetupData', 2, 1, False, False, ('T', 'WPT_LF_ReceiverData'))), 0)
 
 
 def _mk_WPT_LF_TransmitterData(NumberOfTransmitters, SignalFrequency, TxSpecData, TxPackageSpecData, _n=object.__new__, _c=WPT_LF_TransmitterData, _s0=WPT_LF_TransmitterData.NumberOfTransmitters.__set__, _s1=WPT_LF_TransmitterData.SignalFrequency.__set__, _s2=WPT_LF_TransmitterData.TxSpecData.__set__, _s3=WPT_LF_TransmitterData.TxPackageSpecData.__set__):
@@ -1481,6 +1519,7 @@ _E_WPT_LF_TransmitterData_4 = (None, None, None, None, (1, 2), (0, 2), None)
 _E_WPT_LF_TransmitterData_0 = (None, None, None, None, (2, 2), (1, 2), (0, 1))
 _D_WPT_LF_TransmitterData_4 = (3, 4, 0, -1)
 _D_WPT_LF_TransmitterData_5 = (4, 0, -1, -2)
+_C_WPT_LF_TransmitterData = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1)), (2, 3, (3, 4, 0, -1), (2, -1, -1, 0, 1, -1)), (2, 2, (4, 0, -1, -2), (1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (2, 255, 255, 3, 4, 5, (2,), False), (0, 1, 1, -1, -1, 6, (3,), False)), (('NumberOfTransmitters', 1, 1, False, False, ('n', 8, 0, 255)), ('SignalFrequency', 2, 1, False, False, ('T', 'RationalNumber')), ('TxSpecData', 3, 1, True, False, ('T', 'WPT_TxRxSpecData')), ('TxPackageSpecData', 4, 1, False, False, ('T', 'WPT_TxRxPackageSpecData'))), 0)
 
 
 def _mk_WPT_TxRxSpecData(TxRxIdentifier, TxRxPosition, TxRxOrientation, _n=object.__new__, _c=WPT_TxRxSpecData, _s0=WPT_TxRxSpecData.TxRxIdentifier.__set__, _s1=WPT_TxRxSpecData.TxRxPosition.__set__, _s2=WPT_TxRxSpecData.TxRxOrientation.__set__):
@@ -1528,6 +1567,8 @@ def _d_WPT_TxRxSpecData(D, L, p):
         return _mk_WPT_TxRxSpecData(f_TxRxIdentifier, f_TxRxPosition, f_TxRxOrientation), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_TxRxSpecData') from None
+
+_C_WPT_TxRxSpecData = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('TxRxIdentifier', 1, 1, False, False, ('u', 1, 4294967295)), ('TxRxPosition', 2, 1, False, False, ('T', 'WPT_CoordinateXYZ')), ('TxRxOrientation', 3, 1, False, False, ('T', 'WPT_CoordinateXYZ'))), 0)
 
 
 def _mk_WPT_CoordinateXYZ(Coord_X, Coord_Y, Coord_Z, _n=object.__new__, _c=WPT_CoordinateXYZ, _s0=WPT_CoordinateXYZ.Coord_X.__set__, _s1=WPT_CoordinateXYZ.Coord_Y.__set__, _s2=WPT_CoordinateXYZ.Coord_Z.__set__):
@@ -1581,6 +1622,8 @@ def _d_WPT_CoordinateXYZ(D, L, p):
         return _mk_WPT_CoordinateXYZ(f_Coord_X, f_Coord_Y, f_Coord_Z), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_CoordinateXYZ') from None
+
+_C_WPT_CoordinateXYZ = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('Coord_X', 1, 1, False, False, ('i', -32768, 32767)), ('Coord_Y', 2, 1, False, False, ('i', -32768, 32767)), ('Coord_Z', 3, 1, False, False, ('i', -32768, 32767))), 0)
 
 
 def _mk_WPT_TxRxPackageSpecData(PulseSequenceOrder, PulseSeparationTime, PulseDuration, PackageSeparationTime, _n=object.__new__, _c=WPT_TxRxPackageSpecData, _s0=WPT_TxRxPackageSpecData.PulseSequenceOrder.__set__, _s1=WPT_TxRxPackageSpecData.PulseSeparationTime.__set__, _s2=WPT_TxRxPackageSpecData.PulseDuration.__set__, _s3=WPT_TxRxPackageSpecData.PackageSeparationTime.__set__):
@@ -1678,6 +1721,7 @@ def _d_WPT_TxRxPackageSpecData(D, L, p):
 
 _E_WPT_TxRxPackageSpecData_2 = (None, None, (1, 2), (0, 1), None, None, None)
 _D_WPT_TxRxPackageSpecData_2 = (1, 2, -1, -2)
+_C_WPT_TxRxPackageSpecData = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (2, 2, (1, 2, -1, -2), (-1, 0, 1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((2, 255, 255, 1, 2, 3, (0,), False), (1, 1, 1, -1, -1, 4, (1,), False), (1, 1, 1, -1, -1, 5, (2,), False), (1, 1, 1, -1, -1, 6, (3,), False)), (('PulseSequenceOrder', 1, 1, True, False, ('T', 'WPT_TxRxPulseOrder')), ('PulseSeparationTime', 2, 1, False, False, ('u', 0, 65535)), ('PulseDuration', 3, 1, False, False, ('u', 0, 65535)), ('PackageSeparationTime', 4, 1, False, False, ('u', 0, 65535))), 0)
 
 
 def _mk_WPT_TxRxPulseOrder(IndexNumber, TxRxIdentifier, _n=object.__new__, _c=WPT_TxRxPulseOrder, _s0=WPT_TxRxPulseOrder.IndexNumber.__set__, _s1=WPT_TxRxPulseOrder.TxRxIdentifier.__set__):
@@ -1720,6 +1764,8 @@ def _d_WPT_TxRxPulseOrder(D, L, p):
         return _mk_WPT_TxRxPulseOrder(f_IndexNumber, f_TxRxIdentifier), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_TxRxPulseOrder') from None
+
+_C_WPT_TxRxPulseOrder = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('IndexNumber', 1, 1, False, False, ('u', 0, 65535)), ('TxRxIdentifier', 2, 1, False, False, ('u', 1, 4294967295))), 0)
 
 
 def _mk_WPT_LF_ReceiverData(NumberOfReceivers, RxSpecData, _n=object.__new__, _c=WPT_LF_ReceiverData, _s0=WPT_LF_ReceiverData.NumberOfReceivers.__set__, _s1=WPT_LF_ReceiverData.RxSpecData.__set__):
@@ -1787,6 +1833,7 @@ def _d_WPT_LF_ReceiverData(D, L, p):
 
 _E_WPT_LF_ReceiverData_0 = (None, None, None, (1, 2), (0, 1))
 _D_WPT_LF_ReceiverData_3 = (2, 0, -1, -2)
+_C_WPT_LF_ReceiverData = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (2, 2, (2, 0, -1, -2), (1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (2, 255, 255, 2, 3, 4, (1,), False)), (('NumberOfReceivers', 1, 1, False, False, ('n', 8, 0, 255)), ('RxSpecData', 2, 1, True, False, ('T', 'WPT_TxRxSpecData'))), 0)
 
 
 def _mk_V2GRequest(Header, _n=object.__new__, _c=V2GRequest, _s0=V2GRequest.Header.__set__):
@@ -1816,6 +1863,8 @@ def _d_V2GRequest(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GRequest') from None
 
+_C_V2GRequest = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('Header', 1, 1, False, False, ('T', 'MessageHeader')),), 0)
+
 
 def _mk_V2GMessage(Header, _n=object.__new__, _c=V2GMessage, _s0=V2GMessage.Header.__set__):
     o = _n(_c); _s0(o, Header)
@@ -1843,6 +1892,8 @@ def _d_V2GMessage(D, L, p):
         return _mk_V2GMessage(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GMessage') from None
+
+_C_V2GMessage = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('Header', 1, 1, False, False, ('T', 'MessageHeader')),), 0)
 
 
 def _mk_MessageHeader(SessionID, TimeStamp, Signature, _n=object.__new__, _c=MessageHeader, _s0=MessageHeader.SessionID.__set__, _s1=MessageHeader.TimeStamp.__set__, _s2=MessageHeader.Signature.__set__):
@@ -1904,6 +1955,7 @@ def _d_MessageHeader(D, L, p):
 
 _E_MessageHeader_0 = (None, None, (1, 2), (0, 1))
 _D_MessageHeader_2 = (3, 0, -1, -2)
+_C_MessageHeader = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1)), (2, 2, (3, 0, -1, -2), (1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False)), (('SessionID', 1, 1, False, False, ('x', 8, 8)), ('TimeStamp', 2, 1, False, False, ('u', 0, 18446744073709551615)), ('Signature', 3, 1, False, False, ('T', 'Signature'))), 0)
 
 
 def _mk_WPT_FinePositioningSetupRes(Header, ResponseCode, PrimaryDeviceFinePositioningMethodList, PrimaryDevicePairingMethodList, PrimaryDeviceAlignmentCheckMethodList, NaturalOffset, VendorSpecificDataContainer, LF_SystemSetupData, _n=object.__new__, _c=WPT_FinePositioningSetupRes, _s0=WPT_FinePositioningSetupRes.Header.__set__, _s1=WPT_FinePositioningSetupRes.ResponseCode.__set__, _s2=WPT_FinePositioningSetupRes.PrimaryDeviceFinePositioningMethodList.__set__, _s3=WPT_FinePositioningSetupRes.PrimaryDevicePairingMethodList.__set__, _s4=WPT_FinePositioningSetupRes.PrimaryDeviceAlignmentCheckMethodList.__set__, _s5=WPT_FinePositioningSetupRes.NaturalOffset.__set__, _s6=WPT_FinePositioningSetupRes.VendorSpecificDataContainer.__set__, _s7=WPT_FinePositioningSetupRes.LF_SystemSetupData.__set__):
@@ -2046,6 +2098,7 @@ _E_WPT_FinePositioningSetupRes_0 = (None, None, None, None, None, None, (2, 2), 
 _D_WPT_FinePositioningSetupRes_6 = (7, 8, 0, -1)
 _D_WPT_FinePositioningSetupRes_7 = (7, 8, 0, -1)
 _D_WPT_FinePositioningSetupRes_8 = (8, 0, -1, -2)
+_C_WPT_FinePositioningSetupRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1)), (2, 3, (7, 8, 0, -1), (2, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 3, (7, 8, 0, -1), (2, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (8, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (0, 16, 16, -1, 7, 8, (6,), False), (0, 1, 1, -1, -1, 9, (7,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('PrimaryDeviceFinePositioningMethodList', 3, 1, False, False, ('T', 'WPT_FinePositioningMethodList')), ('PrimaryDevicePairingMethodList', 4, 1, False, False, ('T', 'WPT_PairingMethodList')), ('PrimaryDeviceAlignmentCheckMethodList', 5, 1, False, False, ('T', 'WPT_AlignmentCheckMethodList')), ('NaturalOffset', 6, 1, False, False, ('u', 0, 65535)), ('VendorSpecificDataContainer', 7, 1, True, True, ('x', 0, 256)), ('LF_SystemSetupData', 8, 1, False, False, ('T', 'WPT_LF_SystemSetupData'))), 0)
 
 
 def _mk_V2GResponse(Header, ResponseCode, _n=object.__new__, _c=V2GResponse, _s0=V2GResponse.Header.__set__, _s1=V2GResponse.ResponseCode.__set__):
@@ -2083,6 +2136,8 @@ def _d_V2GResponse(D, L, p):
         return _mk_V2GResponse(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GResponse') from None
+
+_C_V2GResponse = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType'))), 0)
 
 
 def _mk_WPT_FinePositioningReq(Header, EVProcessing, EVResultCode, VendorSpecificDataContainer, WPT_LF_DataPackageList, _n=object.__new__, _c=WPT_FinePositioningReq, _s0=WPT_FinePositioningReq.Header.__set__, _s1=WPT_FinePositioningReq.EVProcessing.__set__, _s2=WPT_FinePositioningReq.EVResultCode.__set__, _s3=WPT_FinePositioningReq.VendorSpecificDataContainer.__set__, _s4=WPT_FinePositioningReq.WPT_LF_DataPackageList.__set__):
@@ -2196,6 +2251,7 @@ _E_WPT_FinePositioningReq_0 = (None, None, None, (2, 2), (2, 2), (1, 2), (0, 1))
 _D_WPT_FinePositioningReq_3 = (4, 5, 0, -1)
 _D_WPT_FinePositioningReq_4 = (4, 5, 0, -1)
 _D_WPT_FinePositioningReq_5 = (5, 0, -1, -2)
+_C_WPT_FinePositioningReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1)), (2, 3, (4, 5, 0, -1), (2, -1, -1, -1, 0, 1, -1)), (2, 3, (4, 5, 0, -1), (2, -1, -1, -1, 0, 1, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 16, 16, -1, 4, 5, (3,), False), (0, 1, 1, -1, -1, 6, (4,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('EVProcessing', 2, 1, False, False, ('e', 2, 3, 'processingType')), ('EVResultCode', 3, 1, False, False, ('e', 2, 3, 'WPT_EVResultType')), ('VendorSpecificDataContainer', 4, 1, True, True, ('x', 0, 256)), ('WPT_LF_DataPackageList', 5, 1, False, False, ('T', 'WPT_LF_DataPackageList'))), 0)
 
 
 def _mk_WPT_LF_DataPackageList(NumPackages, WPT_LF_DataPackage, _n=object.__new__, _c=WPT_LF_DataPackageList, _s0=WPT_LF_DataPackageList.NumPackages.__set__, _s1=WPT_LF_DataPackageList.WPT_LF_DataPackage.__set__):
@@ -2232,6 +2288,8 @@ def _d_WPT_LF_DataPackageList(D, L, p):
         return _mk_WPT_LF_DataPackageList(f_NumPackages, f_WPT_LF_DataPackage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_DataPackageList') from None
+
+_C_WPT_LF_DataPackageList = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('NumPackages', 1, 1, False, False, ('n', 8, 0, 255)), ('WPT_LF_DataPackage', 2, 1, False, False, ('T', 'WPT_LF_DataPackage'))), 0)
 
 
 def _mk_WPT_LF_DataPackage(PackageIndex, LF_TxData, LF_RxData, _n=object.__new__, _c=WPT_LF_DataPackage, _s0=WPT_LF_DataPackage.PackageIndex.__set__, _s1=WPT_LF_DataPackage.LF_TxData.__set__, _s2=WPT_LF_DataPackage.LF_RxData.__set__):
@@ -2285,6 +2343,7 @@ def _d_WPT_LF_DataPackage(D, L, p):
         raise _fault(e, p, L, 'WPT_LF_DataPackage') from None
 
 _D_WPT_LF_DataPackage_1 = (2, 3, -1, -2)
+_C_WPT_LF_DataPackage = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (2, 2, (2, 3, -1, -2), (-1, -1, 0, 1, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1, 2), False)), (('PackageIndex', 1, 1, False, False, ('n', 8, 0, 255)), ('LF_TxData', 2, 1, False, False, ('T', 'WPT_LF_TxDataList')), ('LF_RxData', 3, 1, False, False, ('T', 'WPT_LF_RxDataList'))), 0)
 
 
 def _mk_WPT_LF_TxDataList(WPT_LF_TxDataList, _n=object.__new__, _c=WPT_LF_TxDataList, _s0=WPT_LF_TxDataList.WPT_LF_TxDataList.__set__):
@@ -2313,6 +2372,8 @@ def _d_WPT_LF_TxDataList(D, L, p):
         return _mk_WPT_LF_TxDataList(f_WPT_LF_TxDataList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_TxDataList') from None
+
+_C_WPT_LF_TxDataList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('WPT_LF_TxDataList', 1, 1, False, False, ('T', 'WPT_LF_TxData')),), 0)
 
 
 def _mk_WPT_LF_TxData(TxIdentifier, EIRP, _n=object.__new__, _c=WPT_LF_TxData, _s0=WPT_LF_TxData.TxIdentifier.__set__, _s1=WPT_LF_TxData.EIRP.__set__):
@@ -2353,6 +2414,8 @@ def _d_WPT_LF_TxData(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_TxData') from None
 
+_C_WPT_LF_TxData = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('TxIdentifier', 1, 1, False, False, ('u', 1, 4294967295)), ('EIRP', 2, 1, False, False, ('T', 'RationalNumber'))), 0)
+
 
 def _mk_WPT_LF_RxDataList(WPT_LF_RxDataList, _n=object.__new__, _c=WPT_LF_RxDataList, _s0=WPT_LF_RxDataList.WPT_LF_RxDataList.__set__):
     o = _n(_c); _s0(o, WPT_LF_RxDataList)
@@ -2380,6 +2443,8 @@ def _d_WPT_LF_RxDataList(D, L, p):
         return _mk_WPT_LF_RxDataList(f_WPT_LF_RxDataList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_RxDataList') from None
+
+_C_WPT_LF_RxDataList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('WPT_LF_RxDataList', 1, 1, False, False, ('T', 'WPT_LF_RxData')),), 0)
 
 
 def _mk_WPT_LF_RxData(RxIdentifier, RSSIData, _n=object.__new__, _c=WPT_LF_RxData, _s0=WPT_LF_RxData.RxIdentifier.__set__, _s1=WPT_LF_RxData.RSSIData.__set__):
@@ -2420,6 +2485,8 @@ def _d_WPT_LF_RxData(D, L, p):
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_RxData') from None
 
+_C_WPT_LF_RxData = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('RxIdentifier', 1, 1, False, False, ('u', 1, 4294967295)), ('RSSIData', 2, 1, False, False, ('T', 'WPT_LF_RxRSSIList'))), 0)
+
 
 def _mk_WPT_LF_RxRSSIList(RSSIDataList, _n=object.__new__, _c=WPT_LF_RxRSSIList, _s0=WPT_LF_RxRSSIList.RSSIDataList.__set__):
     o = _n(_c); _s0(o, RSSIDataList)
@@ -2447,6 +2514,8 @@ def _d_WPT_LF_RxRSSIList(D, L, p):
         return _mk_WPT_LF_RxRSSIList(f_RSSIDataList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_RxRSSIList') from None
+
+_C_WPT_LF_RxRSSIList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('RSSIDataList', 1, 1, False, False, ('T', 'WPT_LF_RxRSSI')),), 0)
 
 
 def _mk_WPT_LF_RxRSSI(TxIdentifier, RSSI, _n=object.__new__, _c=WPT_LF_RxRSSI, _s0=WPT_LF_RxRSSI.TxIdentifier.__set__, _s1=WPT_LF_RxRSSI.RSSI.__set__):
@@ -2486,6 +2555,8 @@ def _d_WPT_LF_RxRSSI(D, L, p):
         return _mk_WPT_LF_RxRSSI(f_TxIdentifier, f_RSSI), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_RxRSSI') from None
+
+_C_WPT_LF_RxRSSI = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('TxIdentifier', 1, 1, False, False, ('u', 1, 4294967295)), ('RSSI', 2, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_WPT_FinePositioningRes(Header, ResponseCode, EVSEProcessing, VendorSpecificDataContainer, WPT_LF_DataPackageList, _n=object.__new__, _c=WPT_FinePositioningRes, _s0=WPT_FinePositioningRes.Header.__set__, _s1=WPT_FinePositioningRes.ResponseCode.__set__, _s2=WPT_FinePositioningRes.EVSEProcessing.__set__, _s3=WPT_FinePositioningRes.VendorSpecificDataContainer.__set__, _s4=WPT_FinePositioningRes.WPT_LF_DataPackageList.__set__):
@@ -2599,6 +2670,7 @@ _E_WPT_FinePositioningRes_0 = (None, None, None, (2, 2), (2, 2), (1, 2), (0, 1))
 _D_WPT_FinePositioningRes_3 = (4, 5, 0, -1)
 _D_WPT_FinePositioningRes_4 = (4, 5, 0, -1)
 _D_WPT_FinePositioningRes_5 = (5, 0, -1, -2)
+_C_WPT_FinePositioningRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1)), (2, 3, (4, 5, 0, -1), (2, -1, -1, -1, 0, 1, -1)), (2, 3, (4, 5, 0, -1), (2, -1, -1, -1, 0, 1, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 16, 16, -1, 4, 5, (3,), False), (0, 1, 1, -1, -1, 6, (4,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEProcessing', 3, 1, False, False, ('e', 2, 3, 'processingType')), ('VendorSpecificDataContainer', 4, 1, True, True, ('x', 0, 256)), ('WPT_LF_DataPackageList', 5, 1, False, False, ('T', 'WPT_LF_DataPackageList'))), 0)
 
 
 def _mk_WPT_PairingReq(Header, EVProcessing, ObservedIDCode, EVResultCode, VendorSpecificDataContainer, _n=object.__new__, _c=WPT_PairingReq, _s0=WPT_PairingReq.Header.__set__, _s1=WPT_PairingReq.EVProcessing.__set__, _s2=WPT_PairingReq.ObservedIDCode.__set__, _s3=WPT_PairingReq.EVResultCode.__set__, _s4=WPT_PairingReq.VendorSpecificDataContainer.__set__):
@@ -2722,6 +2794,7 @@ _E_WPT_PairingReq_0 = (None, None, None, None, (1, 2), (1, 2), (0, 1))
 _D_WPT_PairingReq_2 = (3, 4, -1, -2)
 _D_WPT_PairingReq_4 = (5, 0, -1, -2)
 _D_WPT_PairingReq_5 = (5, 0, -1, -2)
+_C_WPT_PairingReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (2, 2, (3, 4, -1, -2), (-1, -1, -1, 0, 1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (0, 16, 16, -1, 5, 6, (4,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('EVProcessing', 2, 1, False, False, ('e', 2, 3, 'processingType')), ('ObservedIDCode', 3, 1, False, False, ('u', 1, 4294967295)), ('EVResultCode', 4, 1, False, False, ('e', 2, 3, 'WPT_EVResultType')), ('VendorSpecificDataContainer', 5, 1, True, True, ('x', 0, 256))), 0)
 
 
 def _mk_WPT_PairingRes(Header, ResponseCode, EVSEProcessing, ObservedIDCode, AlternativeSECCList, VendorSpecificDataContainer, _n=object.__new__, _c=WPT_PairingRes, _s0=WPT_PairingRes.Header.__set__, _s1=WPT_PairingRes.ResponseCode.__set__, _s2=WPT_PairingRes.EVSEProcessing.__set__, _s3=WPT_PairingRes.ObservedIDCode.__set__, _s4=WPT_PairingRes.AlternativeSECCList.__set__, _s5=WPT_PairingRes.VendorSpecificDataContainer.__set__):
@@ -2856,6 +2929,7 @@ _D_WPT_PairingRes_3 = (4, 5, 6, 0, -1, -2, -2, -2)
 _D_WPT_PairingRes_4 = (5, 6, 0, -1)
 _D_WPT_PairingRes_5 = (6, 0, -1, -2)
 _D_WPT_PairingRes_6 = (6, 0, -1, -2)
+_C_WPT_PairingRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1)), (3, 4, (4, 5, 6, 0, -1, -2, -2, -2), (3, -1, -1, -1, 0, 1, 2, -1)), (2, 3, (5, 6, 0, -1), (2, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (6, 0, -1, -2), (1, -1, -1, -1, -1, -1, 0, -1)), (2, 2, (6, 0, -1, -2), (1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False), (0, 16, 16, -1, 6, 7, (5,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEProcessing', 3, 1, False, False, ('e', 2, 3, 'processingType')), ('ObservedIDCode', 4, 1, False, False, ('u', 1, 4294967295)), ('AlternativeSECCList', 5, 1, False, False, ('T', 'AlternativeSECCList')), ('VendorSpecificDataContainer', 6, 1, True, True, ('x', 0, 256))), 0)
 
 
 def _mk_AlternativeSECCList(AlternativeSECC, _n=object.__new__, _c=AlternativeSECCList, _s0=AlternativeSECCList.AlternativeSECC.__set__):
@@ -2907,6 +2981,7 @@ def _d_AlternativeSECCList(D, L, p):
 
 _E_AlternativeSECCList_0 = (None, (1, 2), (0, 1))
 _D_AlternativeSECCList_1 = (1, 0, -1, -2)
+_C_AlternativeSECCList = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 8, 8, -1, 1, 2, (0,), False),), (('AlternativeSECC', 1, 1, True, False, ('T', 'AlternativeSECC')),), 0)
 
 
 def _mk_AlternativeSECC(SSID, BSSID, IPAddress, Port, _n=object.__new__, _c=AlternativeSECC, _s0=AlternativeSECC.SSID.__set__, _s1=AlternativeSECC.BSSID.__set__, _s2=AlternativeSECC.IPAddress.__set__, _s3=AlternativeSECC.Port.__set__):
@@ -3035,6 +3110,7 @@ _D_AlternativeSECC_0 = (1, 2, 3, 4, 0, -1, -2, -2)
 _D_AlternativeSECC_1 = (2, 3, 4, 0, -1, -2, -2, -2)
 _D_AlternativeSECC_2 = (3, 4, 0, -1)
 _D_AlternativeSECC_3 = (4, 0, -1, -2)
+_C_AlternativeSECC = (0, ((3, 5, (1, 2, 3, 4, 0, -1, -2, -2), (4, 0, 1, 2, 3, -1)), (3, 4, (2, 3, 4, 0, -1, -2, -2, -2), (3, -1, 0, 1, 2, -1)), (2, 3, (3, 4, 0, -1), (2, -1, -1, 0, 1, -1)), (2, 2, (4, 0, -1, -2), (1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((0, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False)), (('SSID', 1, 1, False, True, ('s', 0, 255)), ('BSSID', 2, 1, False, True, ('s', 0, 12)), ('IPAddress', 3, 1, False, True, ('s', 0, 39)), ('Port', 4, 1, False, False, ('u', 0, 65535))), 0)
 
 
 def _mk_WPT_ChargeParameterDiscoveryReq(Header, EVPCMaxReceivablePower, SDMaxGroundClearence, SDMinGroundClearence, EVPCNaturalFrequency, EVPCDeviceLocalControl, VendorSpecificDataContainer, _n=object.__new__, _c=WPT_ChargeParameterDiscoveryReq, _s0=WPT_ChargeParameterDiscoveryReq.Header.__set__, _s1=WPT_ChargeParameterDiscoveryReq.EVPCMaxReceivablePower.__set__, _s2=WPT_ChargeParameterDiscoveryReq.SDMaxGroundClearence.__set__, _s3=WPT_ChargeParameterDiscoveryReq.SDMinGroundClearence.__set__, _s4=WPT_ChargeParameterDiscoveryReq.EVPCNaturalFrequency.__set__, _s5=WPT_ChargeParameterDiscoveryReq.EVPCDeviceLocalControl.__set__, _s6=WPT_ChargeParameterDiscoveryReq.VendorSpecificDataContainer.__set__):
@@ -3163,6 +3239,7 @@ def _d_WPT_ChargeParameterDiscoveryReq(D, L, p):
 _E_WPT_ChargeParameterDiscoveryReq_0 = (None, None, None, None, None, None, (1, 2), (1, 2), (0, 1))
 _D_WPT_ChargeParameterDiscoveryReq_6 = (7, 0, -1, -2)
 _D_WPT_ChargeParameterDiscoveryReq_7 = (7, 0, -1, -2)
+_C_WPT_ChargeParameterDiscoveryReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1)), (2, 2, (7, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, 0, -1)), (2, 2, (7, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (0, 16, 16, -1, 7, 8, (6,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('EVPCMaxReceivablePower', 2, 1, False, False, ('T', 'RationalNumber')), ('SDMaxGroundClearence', 3, 1, False, False, ('u', 0, 65535)), ('SDMinGroundClearence', 4, 1, False, False, ('u', 0, 65535)), ('EVPCNaturalFrequency', 5, 1, False, False, ('T', 'RationalNumber')), ('EVPCDeviceLocalControl', 6, 1, False, False, ('b',)), ('VendorSpecificDataContainer', 7, 1, True, True, ('x', 0, 256))), 0)
 
 
 def _mk_ChargeParameterDiscoveryReq(Header, _n=object.__new__, _c=ChargeParameterDiscoveryReq, _s0=ChargeParameterDiscoveryReq.Header.__set__):
@@ -3191,6 +3268,8 @@ def _d_ChargeParameterDiscoveryReq(D, L, p):
         return _mk_ChargeParameterDiscoveryReq(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryReq') from None
+
+_C_ChargeParameterDiscoveryReq = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('Header', 1, 1, False, False, ('T', 'MessageHeader')),), 0)
 
 
 def _mk_WPT_ChargeParameterDiscoveryRes(Header, ResponseCode, PDInputPowerClass, SDMinOutputPower, SDMaxOutputPower, SDMaxGroundClearanceSupport, SDMinGroundClearanceSupport, PDMinCoilCurrent, PDMaxCoilCurrent, SDManufacturerSpecificDataContainer, _n=object.__new__, _c=WPT_ChargeParameterDiscoveryRes, _s0=WPT_ChargeParameterDiscoveryRes.Header.__set__, _s1=WPT_ChargeParameterDiscoveryRes.ResponseCode.__set__, _s2=WPT_ChargeParameterDiscoveryRes.PDInputPowerClass.__set__, _s3=WPT_ChargeParameterDiscoveryRes.SDMinOutputPower.__set__, _s4=WPT_ChargeParameterDiscoveryRes.SDMaxOutputPower.__set__, _s5=WPT_ChargeParameterDiscoveryRes.SDMaxGroundClearanceSupport.__set__, _s6=WPT_ChargeParameterDiscoveryRes.SDMinGroundClearanceSupport.__set__, _s7=WPT_ChargeParameterDiscoveryRes.PDMinCoilCurrent.__set__, _s8=WPT_ChargeParameterDiscoveryRes.PDMaxCoilCurrent.__set__, _s9=WPT_ChargeParameterDiscoveryRes.SDManufacturerSpecificDataContainer.__set__):
@@ -3346,6 +3425,7 @@ def _d_WPT_ChargeParameterDiscoveryRes(D, L, p):
 _E_WPT_ChargeParameterDiscoveryRes_0 = (None, None, None, None, None, None, None, None, None, (1, 2), (1, 2), (0, 1))
 _D_WPT_ChargeParameterDiscoveryRes_9 = (10, 0, -1, -2)
 _D_WPT_ChargeParameterDiscoveryRes_10 = (10, 0, -1, -2)
+_C_WPT_ChargeParameterDiscoveryRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (7, -1), (-1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (1, 1, (8, -1), (-1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1)), (1, 1, (9, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1)), (2, 2, (10, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (2, 2, (10, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (1, 1, 1, -1, -1, 7, (6,), False), (1, 1, 1, -1, -1, 8, (7,), False), (1, 1, 1, -1, -1, 9, (8,), False), (0, 16, 16, -1, 10, 11, (9,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('PDInputPowerClass', 3, 1, False, False, ('e', 2, 4, 'WPT_PowerClassType')), ('SDMinOutputPower', 4, 1, False, False, ('T', 'RationalNumber')), ('SDMaxOutputPower', 5, 1, False, False, ('T', 'RationalNumber')), ('SDMaxGroundClearanceSupport', 6, 1, False, False, ('u', 0, 65535)), ('SDMinGroundClearanceSupport', 7, 1, False, False, ('u', 0, 65535)), ('PDMinCoilCurrent', 8, 1, False, False, ('T', 'RationalNumber')), ('PDMaxCoilCurrent', 9, 1, False, False, ('T', 'RationalNumber')), ('SDManufacturerSpecificDataContainer', 10, 1, True, True, ('x', 0, 256))), 0)
 
 
 def _mk_ChargeParameterDiscoveryRes(Header, ResponseCode, _n=object.__new__, _c=ChargeParameterDiscoveryRes, _s0=ChargeParameterDiscoveryRes.Header.__set__, _s1=ChargeParameterDiscoveryRes.ResponseCode.__set__):
@@ -3383,6 +3463,8 @@ def _d_ChargeParameterDiscoveryRes(D, L, p):
         return _mk_ChargeParameterDiscoveryRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryRes') from None
+
+_C_ChargeParameterDiscoveryRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType'))), 0)
 
 
 def _mk_WPT_AlignmentCheckReq(Header, EVProcessing, TargetCoilCurrent, EVResultCode, VendorSpecificDataContainer, _n=object.__new__, _c=WPT_AlignmentCheckReq, _s0=WPT_AlignmentCheckReq.Header.__set__, _s1=WPT_AlignmentCheckReq.EVProcessing.__set__, _s2=WPT_AlignmentCheckReq.TargetCoilCurrent.__set__, _s3=WPT_AlignmentCheckReq.EVResultCode.__set__, _s4=WPT_AlignmentCheckReq.VendorSpecificDataContainer.__set__):
@@ -3501,6 +3583,7 @@ _E_WPT_AlignmentCheckReq_0 = (None, None, None, None, (1, 2), (1, 2), (0, 1))
 _D_WPT_AlignmentCheckReq_2 = (3, 4, -1, -2)
 _D_WPT_AlignmentCheckReq_4 = (5, 0, -1, -2)
 _D_WPT_AlignmentCheckReq_5 = (5, 0, -1, -2)
+_C_WPT_AlignmentCheckReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (2, 2, (3, 4, -1, -2), (-1, -1, -1, 0, 1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (0, 16, 16, -1, 5, 6, (4,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('EVProcessing', 2, 1, False, False, ('e', 2, 3, 'processingType')), ('TargetCoilCurrent', 3, 1, False, False, ('T', 'RationalNumber')), ('EVResultCode', 4, 1, False, False, ('e', 2, 3, 'WPT_EVResultType')), ('VendorSpecificDataContainer', 5, 1, True, True, ('x', 0, 256))), 0)
 
 
 def _mk_WPT_AlignmentCheckRes(Header, ResponseCode, EVSEProcessing, PowerTransmitted, SupplyDeviceCurrent, VendorSpecificDataContainer, _n=object.__new__, _c=WPT_AlignmentCheckRes, _s0=WPT_AlignmentCheckRes.Header.__set__, _s1=WPT_AlignmentCheckRes.ResponseCode.__set__, _s2=WPT_AlignmentCheckRes.EVSEProcessing.__set__, _s3=WPT_AlignmentCheckRes.PowerTransmitted.__set__, _s4=WPT_AlignmentCheckRes.SupplyDeviceCurrent.__set__, _s5=WPT_AlignmentCheckRes.VendorSpecificDataContainer.__set__):
@@ -3629,6 +3712,7 @@ _D_WPT_AlignmentCheckRes_3 = (4, 5, 6, 0, -1, -2, -2, -2)
 _D_WPT_AlignmentCheckRes_4 = (5, 6, 0, -1)
 _D_WPT_AlignmentCheckRes_5 = (6, 0, -1, -2)
 _D_WPT_AlignmentCheckRes_6 = (6, 0, -1, -2)
+_C_WPT_AlignmentCheckRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1)), (3, 4, (4, 5, 6, 0, -1, -2, -2, -2), (3, -1, -1, -1, 0, 1, 2, -1)), (2, 3, (5, 6, 0, -1), (2, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (6, 0, -1, -2), (1, -1, -1, -1, -1, -1, 0, -1)), (2, 2, (6, 0, -1, -2), (1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False), (0, 16, 16, -1, 6, 7, (5,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEProcessing', 3, 1, False, False, ('e', 2, 3, 'processingType')), ('PowerTransmitted', 4, 1, False, False, ('T', 'RationalNumber')), ('SupplyDeviceCurrent', 5, 1, False, False, ('T', 'RationalNumber')), ('VendorSpecificDataContainer', 6, 1, True, True, ('x', 0, 256))), 0)
 
 
 def _mk_WPT_ChargeLoopReq(Header, DisplayParameters, MeterInfoRequested, EVPCPowerRequest, EVPCPowerOutput, EVPCChargeDiagnostics, EVPCOperatingFrequency, EVPCPowerControlParameter, ManufacturerSpecificDataContainer, _n=object.__new__, _c=WPT_ChargeLoopReq, _s0=WPT_ChargeLoopReq.Header.__set__, _s1=WPT_ChargeLoopReq.DisplayParameters.__set__, _s2=WPT_ChargeLoopReq.MeterInfoRequested.__set__, _s3=WPT_ChargeLoopReq.EVPCPowerRequest.__set__, _s4=WPT_ChargeLoopReq.EVPCPowerOutput.__set__, _s5=WPT_ChargeLoopReq.EVPCChargeDiagnostics.__set__, _s6=WPT_ChargeLoopReq.EVPCOperatingFrequency.__set__, _s7=WPT_ChargeLoopReq.EVPCPowerControlParameter.__set__, _s8=WPT_ChargeLoopReq.ManufacturerSpecificDataContainer.__set__):
@@ -3790,6 +3874,7 @@ _D_WPT_ChargeLoopReq_6 = (7, 8, 9, 0, -1, -2, -2, -2)
 _D_WPT_ChargeLoopReq_7 = (8, 9, 0, -1)
 _D_WPT_ChargeLoopReq_8 = (9, 0, -1, -2)
 _D_WPT_ChargeLoopReq_9 = (9, 0, -1, -2)
+_C_WPT_ChargeLoopReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (2, 2, (2, 3, -1, -2), (-1, -1, 0, 1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (3, 4, (7, 8, 9, 0, -1, -2, -2, -2), (3, -1, -1, -1, -1, -1, -1, 0, 1, 2, -1)), (2, 3, (8, 9, 0, -1), (2, -1, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (9, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (2, 2, (9, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False), (0, 1, 1, -1, -1, 8, (7,), False), (0, 16, 16, -1, 9, 10, (8,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('DisplayParameters', 2, 1, False, False, ('T', 'DisplayParameters')), ('MeterInfoRequested', 3, 1, False, False, ('b',)), ('EVPCPowerRequest', 4, 1, False, False, ('T', 'RationalNumber')), ('EVPCPowerOutput', 5, 1, False, False, ('T', 'RationalNumber')), ('EVPCChargeDiagnostics', 6, 1, False, False, ('e', 2, 4, 'WPT_EVPCChargeDiagnosticsType')), ('EVPCOperatingFrequency', 7, 1, False, False, ('T', 'RationalNumber')), ('EVPCPowerControlParameter', 8, 1, False, False, ('T', 'WPT_EVPCPowerControlParameter')), ('ManufacturerSpecificDataContainer', 9, 1, True, True, ('x', 0, 256))), 0)
 
 
 def _mk_WPT_EVPCPowerControlParameter(EVPCCoilCurrentRequest, EVPCCoilCurrentInformation, EVPCCurrentOutputInformation, EVPCVoltageOutputInformation, _n=object.__new__, _c=WPT_EVPCPowerControlParameter, _s0=WPT_EVPCPowerControlParameter.EVPCCoilCurrentRequest.__set__, _s1=WPT_EVPCPowerControlParameter.EVPCCoilCurrentInformation.__set__, _s2=WPT_EVPCPowerControlParameter.EVPCCurrentOutputInformation.__set__, _s3=WPT_EVPCPowerControlParameter.EVPCVoltageOutputInformation.__set__):
@@ -3842,6 +3927,8 @@ def _d_WPT_EVPCPowerControlParameter(D, L, p):
         return _mk_WPT_EVPCPowerControlParameter(f_EVPCCoilCurrentRequest, f_EVPCCoilCurrentInformation, f_EVPCCurrentOutputInformation, f_EVPCVoltageOutputInformation), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_EVPCPowerControlParameter') from None
+
+_C_WPT_EVPCPowerControlParameter = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False)), (('EVPCCoilCurrentRequest', 1, 1, False, False, ('T', 'RationalNumber')), ('EVPCCoilCurrentInformation', 2, 1, False, False, ('T', 'RationalNumber')), ('EVPCCurrentOutputInformation', 3, 1, False, False, ('T', 'RationalNumber')), ('EVPCVoltageOutputInformation', 4, 1, False, False, ('T', 'RationalNumber'))), 0)
 
 
 def _mk_ChargeLoopReq(Header, DisplayParameters, MeterInfoRequested, _n=object.__new__, _c=ChargeLoopReq, _s0=ChargeLoopReq.Header.__set__, _s1=ChargeLoopReq.DisplayParameters.__set__, _s2=ChargeLoopReq.MeterInfoRequested.__set__):
@@ -3900,6 +3987,7 @@ def _d_ChargeLoopReq(D, L, p):
 
 _E_ChargeLoopReq_3 = (None, (1, 2), (0, 1), None)
 _D_ChargeLoopReq_1 = (2, 3, -1, -2)
+_C_ChargeLoopReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1)), (2, 2, (2, 3, -1, -2), (-1, -1, 0, 1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (0, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('DisplayParameters', 2, 1, False, False, ('T', 'DisplayParameters')), ('MeterInfoRequested', 3, 1, False, False, ('b',))), 0)
 
 
 def _mk_WPT_ChargeLoopRes(Header, ResponseCode, EVSEStatus, MeterInfo, Receipt, EVPCPowerRequest, SDPowerInput, SPCMaxOutputPowerLimit, SPCMinOutputPowerLimit, SPCChargeDiagnostics, SPCOperatingFrequency, SPCPowerControlParameter, ManufacturerSpecificDataContainer, _n=object.__new__, _c=WPT_ChargeLoopRes, _s0=WPT_ChargeLoopRes.Header.__set__, _s1=WPT_ChargeLoopRes.ResponseCode.__set__, _s2=WPT_ChargeLoopRes.EVSEStatus.__set__, _s3=WPT_ChargeLoopRes.MeterInfo.__set__, _s4=WPT_ChargeLoopRes.Receipt.__set__, _s5=WPT_ChargeLoopRes.EVPCPowerRequest.__set__, _s6=WPT_ChargeLoopRes.SDPowerInput.__set__, _s7=WPT_ChargeLoopRes.SPCMaxOutputPowerLimit.__set__, _s8=WPT_ChargeLoopRes.SPCMinOutputPowerLimit.__set__, _s9=WPT_ChargeLoopRes.SPCChargeDiagnostics.__set__, _s10=WPT_ChargeLoopRes.SPCOperatingFrequency.__set__, _s11=WPT_ChargeLoopRes.SPCPowerControlParameter.__set__, _s12=WPT_ChargeLoopRes.ManufacturerSpecificDataContainer.__set__):
@@ -4118,6 +4206,7 @@ _D_WPT_ChargeLoopRes_10 = (11, 12, 13, 0, -1, -2, -2, -2)
 _D_WPT_ChargeLoopRes_11 = (12, 13, 0, -1)
 _D_WPT_ChargeLoopRes_12 = (13, 0, -1, -2)
 _D_WPT_ChargeLoopRes_13 = (13, 0, -1, -2)
+_C_WPT_ChargeLoopRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1)), (3, 4, (3, 4, 5, 6, -1, -2, -2, -2), (-1, -1, -1, 0, 1, 2, 3, -1, -1, -1, -1, -1, -1, -1, -1)), (2, 3, (4, 5, 6, -1), (-1, -1, -1, -1, 0, 1, 2, -1, -1, -1, -1, -1, -1, -1, -1)), (2, 2, (5, 6, -1, -2), (-1, -1, -1, -1, -1, 0, 1, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (6, -1), (-1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (2, 2, (7, 8, -1, -2), (-1, -1, -1, -1, -1, -1, -1, 0, 1, -1, -1, -1, -1, -1, -1)), (1, 1, (8, -1), (-1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1, -1)), (1, 1, (9, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1, -1)), (1, 1, (10, -1), (-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1, -1, -1, -1)), (3, 4, (11, 12, 13, 0, -1, -2, -2, -2), (3, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 2, -1)), (2, 3, (12, 13, 0, -1), (2, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (13, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (2, 2, (13, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False), (1, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False), (1, 1, 1, -1, -1, 8, (7,), False), (1, 1, 1, -1, -1, 9, (8,), False), (1, 1, 1, -1, -1, 10, (9,), False), (0, 1, 1, -1, -1, 11, (10,), False), (0, 1, 1, -1, -1, 12, (11,), False), (0, 16, 16, -1, 13, 14, (12,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEStatus', 3, 1, False, False, ('T', 'EVSEStatus')), ('MeterInfo', 4, 1, False, False, ('T', 'MeterInfo')), ('Receipt', 5, 1, False, False, ('T', 'Receipt')), ('EVPCPowerRequest', 6, 1, False, False, ('T', 'RationalNumber')), ('SDPowerInput', 7, 1, False, False, ('T', 'RationalNumber')), ('SPCMaxOutputPowerLimit', 8, 1, False, False, ('T', 'RationalNumber')), ('SPCMinOutputPowerLimit', 9, 1, False, False, ('T', 'RationalNumber')), ('SPCChargeDiagnostics', 10, 1, False, False, ('e', 3, 6, 'WPT_SPCChargeDiagnosticsType')), ('SPCOperatingFrequency', 11, 1, False, False, ('T', 'RationalNumber')), ('SPCPowerControlParameter', 12, 1, False, False, ('T', 'WPT_SPCPowerControlParameter')), ('ManufacturerSpecificDataContainer', 13, 1, True, True, ('x', 0, 256))), 0)
 
 
 def _mk_WPT_SPCPowerControlParameter(SPCPrimaryDeviceCoilCurrentInformation, _n=object.__new__, _c=WPT_SPCPowerControlParameter, _s0=WPT_SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.__set__):
@@ -4146,6 +4235,8 @@ def _d_WPT_SPCPowerControlParameter(D, L, p):
         return _mk_WPT_SPCPowerControlParameter(f_SPCPrimaryDeviceCoilCurrentInformation), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_SPCPowerControlParameter') from None
+
+_C_WPT_SPCPowerControlParameter = (0, ((1, 1, (1, -1), (-1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False),), (('SPCPrimaryDeviceCoilCurrentInformation', 1, 1, False, False, ('T', 'RationalNumber')),), 0)
 
 
 def _mk_ChargeLoopRes(Header, ResponseCode, EVSEStatus, MeterInfo, Receipt, _n=object.__new__, _c=ChargeLoopRes, _s0=ChargeLoopRes.Header.__set__, _s1=ChargeLoopRes.ResponseCode.__set__, _s2=ChargeLoopRes.EVSEStatus.__set__, _s3=ChargeLoopRes.MeterInfo.__set__, _s4=ChargeLoopRes.Receipt.__set__):
@@ -4234,6 +4325,7 @@ _E_ChargeLoopRes_0 = (None, None, (3, 3), (2, 2), (1, 2), (0, 1))
 _D_ChargeLoopRes_2 = (3, 4, 5, 0, -1, -2, -2, -2)
 _D_ChargeLoopRes_3 = (4, 5, 0, -1)
 _D_ChargeLoopRes_4 = (5, 0, -1, -2)
+_C_ChargeLoopRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (3, 4, (3, 4, 5, 0, -1, -2, -2, -2), (3, -1, -1, 0, 1, 2, -1)), (2, 3, (4, 5, 0, -1), (2, -1, -1, -1, 0, 1, -1)), (2, 2, (5, 0, -1, -2), (1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEStatus', 3, 1, False, False, ('T', 'EVSEStatus')), ('MeterInfo', 4, 1, False, False, ('T', 'MeterInfo')), ('Receipt', 5, 1, False, False, ('T', 'Receipt'))), 0)
 
 
 def _mk_EVSEStatus(NotificationMaxDelay, EVSENotification, _n=object.__new__, _c=EVSEStatus, _s0=EVSEStatus.NotificationMaxDelay.__set__, _s1=EVSEStatus.EVSENotification.__set__):
@@ -4274,6 +4366,8 @@ def _d_EVSEStatus(D, L, p):
         return _mk_EVSEStatus(f_NotificationMaxDelay, f_EVSENotification), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVSEStatus') from None
+
+_C_EVSEStatus = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('NotificationMaxDelay', 1, 1, False, False, ('u', 0, 65535)), ('EVSENotification', 2, 1, False, False, ('e', 3, 6, 'evseNotificationType'))), 0)
 
 
 def _mk_MeterInfo(MeterID, ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh, CapacitiveEnergyReadingVARh, BPT_InductiveEnergyReadingVARh, MeterSignature, MeterStatus, MeterTimestamp, _n=object.__new__, _c=MeterInfo, _s0=MeterInfo.MeterID.__set__, _s1=MeterInfo.ChargedEnergyReadingWh.__set__, _s2=MeterInfo.BPT_DischargedEnergyReadingWh.__set__, _s3=MeterInfo.CapacitiveEnergyReadingVARh.__set__, _s4=MeterInfo.BPT_InductiveEnergyReadingVARh.__set__, _s5=MeterInfo.MeterSignature.__set__, _s6=MeterInfo.MeterStatus.__set__, _s7=MeterInfo.MeterTimestamp.__set__):
@@ -4468,6 +4562,7 @@ _D_MeterInfo_4 = (5, 6, 7, 8, 0, -1, -2, -2)
 _D_MeterInfo_5 = (6, 7, 8, 0, -1, -2, -2, -2)
 _D_MeterInfo_6 = (7, 8, 0, -1)
 _D_MeterInfo_7 = (8, 0, -1, -2)
+_C_MeterInfo = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1, -1, -1, -1)), (3, 7, (3, 4, 5, 6, 7, 8, 0, -1), (6, -1, -1, 0, 1, 2, 3, 4, 5, -1)), (3, 6, (4, 5, 6, 7, 8, 0, -1, -2), (5, -1, -1, -1, 0, 1, 2, 3, 4, -1)), (3, 5, (5, 6, 7, 8, 0, -1, -2, -2), (4, -1, -1, -1, -1, 0, 1, 2, 3, -1)), (3, 4, (6, 7, 8, 0, -1, -2, -2, -2), (3, -1, -1, -1, -1, -1, 0, 1, 2, -1)), (2, 3, (7, 8, 0, -1), (2, -1, -1, -1, -1, -1, -1, 0, 1, -1)), (2, 2, (8, 0, -1, -2), (1, -1, -1, -1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (0, 1, 1, -1, -1, 3, (2,), False), (0, 1, 1, -1, -1, 4, (3,), False), (0, 1, 1, -1, -1, 5, (4,), False), (0, 1, 1, -1, -1, 6, (5,), False), (0, 1, 1, -1, -1, 7, (6,), False), (0, 1, 1, -1, -1, 8, (7,), False)), (('MeterID', 1, 1, False, True, ('s', 0, 32)), ('ChargedEnergyReadingWh', 2, 1, False, False, ('u', 0, 18446744073709551615)), ('BPT_DischargedEnergyReadingWh', 3, 1, False, False, ('u', 0, 18446744073709551615)), ('CapacitiveEnergyReadingVARh', 4, 1, False, False, ('u', 0, 18446744073709551615)), ('BPT_InductiveEnergyReadingVARh', 5, 1, False, False, ('u', 0, 18446744073709551615)), ('MeterSignature', 6, 1, False, True, ('x', 0, 64)), ('MeterStatus', 7, 1, False, False, ('i', -32768, 32767)), ('MeterTimestamp', 8, 1, False, False, ('u', 0, 18446744073709551615))), 0)
 
 
 def _mk_ListOfRootCertificateIDs(RootCertificateID, _n=object.__new__, _c=ListOfRootCertificateIDs, _s0=ListOfRootCertificateIDs.RootCertificateID.__set__):
@@ -4519,6 +4614,7 @@ def _d_ListOfRootCertificateIDs(D, L, p):
 
 _E_ListOfRootCertificateIDs_0 = (None, (1, 2), (0, 1))
 _D_ListOfRootCertificateIDs_1 = (1, 0, -1, -2)
+_C_ListOfRootCertificateIDs = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 20, 20, -1, 1, 2, (0,), False),), (('RootCertificateID', 1, 1, True, False, ('T', 'X509IssuerSerial')),), 0)
 
 
 # --- documents and fragments ----------------------------------------------

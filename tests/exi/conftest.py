@@ -1,0 +1,32 @@
+"""Every codec test runs against both backends (the pure-Python codec and the C extension),
+except modules that set ``SINGLE_BACKEND = True`` (they drive the backends themselves)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from iso15118.exi import _backend
+
+BACKENDS = ["python"] + (["cython"] if _backend._built is not None else [])
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" in metafunc.fixturenames and not getattr(metafunc.module, "SINGLE_BACKEND", False):
+        metafunc.parametrize("backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def backend(request):
+    name = getattr(request, "param", None)
+    before = _backend.cext
+    if name is not None:
+        _backend.use(name)
+    yield name
+    _backend.cext = before
+
+
+def pytest_report_header(config):
+    required = os.environ.get("V2H_REQUIRE_CEXT") == "1"
+    return f"EXI backends under test: {', '.join(BACKENDS)}" + (" (extension required)" if required else "")
