@@ -2,6 +2,11 @@
 """atheris harness for the EXI decoder of one schema.
 
     python fuzz/fuzz_exi.py iso20_dc fuzz/corpus-iso20_dc -max_total_time=3600
+    V2H_PURE_PYTHON=1 python fuzz/fuzz_exi.py ...     # the pure-Python decoder alone
+
+With the C extension built, every input also goes through its decoder, which must not crash and
+must agree with the pure-Python one; build it with AddressSanitizer for the long run
+(docs/exi.md, "Fuzzing").
 
 The oracle is the codec's contract: any input decodes to a message or raises ExiDecodeError;
 a decoded message re-encodes, and that encoding decodes to the same message. Anything else
@@ -39,8 +44,18 @@ def seed(schema: str, corpus: Path) -> None:
 
 def make_target(schema: str):
     mod = exi.messages(schema)  # instrumented and loaded once
+    from iso15118.exi import _backend, _pycodec
+    cext = _backend.cext
 
     def target(data: bytes) -> None:
+        if cext is not None:
+            # the C decoder must never crash, and must agree with the pure codec when it answers
+            try:
+                fast = cext.decode_document(cext.universe(mod), data)
+            except cext.Fallback:
+                fast = None
+            if fast is not None and _pycodec.decode_document(mod, data) != fast:
+                raise AssertionError("C and pure-Python decoders disagree")
         try:
             msg = exi.decode(data, schema)
         except exi.ExiDecodeError:
@@ -53,7 +68,7 @@ def make_target(schema: str):
         except exi.ExiDecodeError:
             return
 
-    del mod
+
     return target
 
 

@@ -6,8 +6,7 @@ that walks messages generically (``to_dict``, ``from_dict``, XML, validation) us
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 
 class SimpleSpec(NamedTuple):
@@ -56,10 +55,4 @@ class TypeSpec(NamedTuple):
     universe: str | None  # the schema universe owning the class; None when shared
 
 
-@dataclass(frozen=True, slots=True)
-class SimpleElement:
-    """A document or fragment element of simple type (``ds:DigestValue``, ``ds:KeyName``, …):
-    its local name and its value."""
-
-    name: str
-    value: Any
+from ._message import SimpleElement  # noqa: E402,F401  (re-exported)

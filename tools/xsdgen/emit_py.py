@@ -321,21 +321,33 @@ class TypeEmitter:
         return t
 
     def classdef(self) -> str:
+        """A frozen keyword-only dataclass, written out (see iso15118/exi/_message.py)."""
         ct = self.ct
         what = ct.name[1] if ct.name else f"anonymous type of {ct.context}"
         ns = ct.name[0] if ct.name else ""
-        out = ["@dataclass(frozen=True, slots=True, kw_only=True)", f"class {self.cls}:",
-               f'    """{what}{f" ({ns})" if ns else ""}."""']
-        for f in self.fields:
-            hint = self.field_hint(f)
-            if f.is_list:
-                out.append(f"    {f.name}: {hint} = field(default_factory=list)")
-            elif f.min == 0:
-                out.append(f"    {f.name}: {hint} = None")
-            else:
-                out.append(f"    {f.name}: {hint}")
+        names = [f.name for f in self.fields]
+        out = [f"class {self.cls}(_Message):",
+               f'    """{what}{f" ({ns})" if ns else ""}."""',
+               f"    __slots__ = {tuple(names)!r}"]
+        hints = [f"    {f.name}: {self.field_hint(f)}" for f in self.fields]
+        out += hints
         if not self.fields:
-            out.append("    pass")
+            return "\n".join(out) + "\n"
+        params = []
+        body = []
+        for f in self.fields:
+            if f.is_list:
+                params.append(f"{f.name}=_NO_LIST")
+                body.append(f"        _os(self, {f.name!r}, [] if {f.name} is _NO_LIST else {f.name})")
+            elif f.min == 0:
+                params.append(f"{f.name}=None")
+                body.append(f"        _os(self, {f.name!r}, {f.name})")
+            else:
+                params.append(f.name)
+                body.append(f"        _os(self, {f.name!r}, {f.name})")
+        out.append("")
+        out.append(f"    def __init__(self, *, {', '.join(params)}):")
+        out += body
         return "\n".join(out) + "\n"
 
     def spec_src(self, simple: SimpleType | None) -> str:

@@ -3,10 +3,10 @@
 # ruff: noqa
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleElement as _SimpleElement, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
+from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
+from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
                      UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
                      bad_event as _bad_event, fault as _fault, missing as _missing,
@@ -34,95 +34,141 @@ class evseNotificationType(StrEnum):
     MeteringConfirmation = 'MeteringConfirmation'
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RationalNumber:
+class RationalNumber(_Message):
     """RationalNumberType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Exponent', 'Value')
     Exponent: int
     Value: int
 
+    def __init__(self, *, Exponent, Value):
+        _os(self, 'Exponent', Exponent)
+        _os(self, 'Value', Value)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Receipt:
+
+class Receipt(_Message):
     """ReceiptType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('TimeAnchor', 'EnergyCosts', 'OccupancyCosts', 'AdditionalServicesCosts', 'OverstayCosts', 'TaxCosts')
     TimeAnchor: int
-    EnergyCosts: DetailedCost | None = None
-    OccupancyCosts: DetailedCost | None = None
-    AdditionalServicesCosts: DetailedCost | None = None
-    OverstayCosts: DetailedCost | None = None
-    TaxCosts: list[DetailedTax] = field(default_factory=list)
+    EnergyCosts: DetailedCost | None
+    OccupancyCosts: DetailedCost | None
+    AdditionalServicesCosts: DetailedCost | None
+    OverstayCosts: DetailedCost | None
+    TaxCosts: list[DetailedTax]
+
+    def __init__(self, *, TimeAnchor, EnergyCosts=None, OccupancyCosts=None, AdditionalServicesCosts=None, OverstayCosts=None, TaxCosts=_NO_LIST):
+        _os(self, 'TimeAnchor', TimeAnchor)
+        _os(self, 'EnergyCosts', EnergyCosts)
+        _os(self, 'OccupancyCosts', OccupancyCosts)
+        _os(self, 'AdditionalServicesCosts', AdditionalServicesCosts)
+        _os(self, 'OverstayCosts', OverstayCosts)
+        _os(self, 'TaxCosts', [] if TaxCosts is _NO_LIST else TaxCosts)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DetailedCost:
+class DetailedCost(_Message):
     """DetailedCostType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Amount', 'CostPerUnit')
     Amount: RationalNumber
     CostPerUnit: RationalNumber
 
+    def __init__(self, *, Amount, CostPerUnit):
+        _os(self, 'Amount', Amount)
+        _os(self, 'CostPerUnit', CostPerUnit)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DetailedTax:
+
+class DetailedTax(_Message):
     """DetailedTaxType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('TaxRuleID', 'Amount')
     TaxRuleID: int
     Amount: RationalNumber
 
+    def __init__(self, *, TaxRuleID, Amount):
+        _os(self, 'TaxRuleID', TaxRuleID)
+        _os(self, 'Amount', Amount)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DisplayParameters:
+
+class DisplayParameters(_Message):
     """DisplayParametersType (urn:iso:std:iso:15118:-20:CommonTypes)."""
-    PresentSOC: int | None = None
-    MinimumSOC: int | None = None
-    TargetSOC: int | None = None
-    MaximumSOC: int | None = None
-    RemainingTimeToMinimumSOC: int | None = None
-    RemainingTimeToTargetSOC: int | None = None
-    RemainingTimeToMaximumSOC: int | None = None
-    ChargingComplete: bool | None = None
-    BatteryEnergyCapacity: RationalNumber | None = None
-    InletHot: bool | None = None
+    __slots__ = ('PresentSOC', 'MinimumSOC', 'TargetSOC', 'MaximumSOC', 'RemainingTimeToMinimumSOC', 'RemainingTimeToTargetSOC', 'RemainingTimeToMaximumSOC', 'ChargingComplete', 'BatteryEnergyCapacity', 'InletHot')
+    PresentSOC: int | None
+    MinimumSOC: int | None
+    TargetSOC: int | None
+    MaximumSOC: int | None
+    RemainingTimeToMinimumSOC: int | None
+    RemainingTimeToTargetSOC: int | None
+    RemainingTimeToMaximumSOC: int | None
+    ChargingComplete: bool | None
+    BatteryEnergyCapacity: RationalNumber | None
+    InletHot: bool | None
+
+    def __init__(self, *, PresentSOC=None, MinimumSOC=None, TargetSOC=None, MaximumSOC=None, RemainingTimeToMinimumSOC=None, RemainingTimeToTargetSOC=None, RemainingTimeToMaximumSOC=None, ChargingComplete=None, BatteryEnergyCapacity=None, InletHot=None):
+        _os(self, 'PresentSOC', PresentSOC)
+        _os(self, 'MinimumSOC', MinimumSOC)
+        _os(self, 'TargetSOC', TargetSOC)
+        _os(self, 'MaximumSOC', MaximumSOC)
+        _os(self, 'RemainingTimeToMinimumSOC', RemainingTimeToMinimumSOC)
+        _os(self, 'RemainingTimeToTargetSOC', RemainingTimeToTargetSOC)
+        _os(self, 'RemainingTimeToMaximumSOC', RemainingTimeToMaximumSOC)
+        _os(self, 'ChargingComplete', ChargingComplete)
+        _os(self, 'BatteryEnergyCapacity', BatteryEnergyCapacity)
+        _os(self, 'InletHot', InletHot)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CLReqControlMode:
+class CLReqControlMode(_Message):
     """CLReqControlModeType (urn:iso:std:iso:15118:-20:CommonTypes)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CLResControlMode:
+class CLResControlMode(_Message):
     """CLResControlModeType (urn:iso:std:iso:15118:-20:CommonTypes)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Scheduled_CLReqControlMode:
+class Scheduled_CLReqControlMode(_Message):
     """Scheduled_CLReqControlModeType (urn:iso:std:iso:15118:-20:CommonTypes)."""
-    EVTargetEnergyRequest: RationalNumber | None = None
-    EVMaximumEnergyRequest: RationalNumber | None = None
-    EVMinimumEnergyRequest: RationalNumber | None = None
+    __slots__ = ('EVTargetEnergyRequest', 'EVMaximumEnergyRequest', 'EVMinimumEnergyRequest')
+    EVTargetEnergyRequest: RationalNumber | None
+    EVMaximumEnergyRequest: RationalNumber | None
+    EVMinimumEnergyRequest: RationalNumber | None
+
+    def __init__(self, *, EVTargetEnergyRequest=None, EVMaximumEnergyRequest=None, EVMinimumEnergyRequest=None):
+        _os(self, 'EVTargetEnergyRequest', EVTargetEnergyRequest)
+        _os(self, 'EVMaximumEnergyRequest', EVMaximumEnergyRequest)
+        _os(self, 'EVMinimumEnergyRequest', EVMinimumEnergyRequest)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Scheduled_CLResControlMode:
+class Scheduled_CLResControlMode(_Message):
     """Scheduled_CLResControlModeType (urn:iso:std:iso:15118:-20:CommonTypes)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Dynamic_CLReqControlMode:
+class Dynamic_CLReqControlMode(_Message):
     """Dynamic_CLReqControlModeType (urn:iso:std:iso:15118:-20:CommonTypes)."""
-    DepartureTime: int | None = None
+    __slots__ = ('DepartureTime', 'EVTargetEnergyRequest', 'EVMaximumEnergyRequest', 'EVMinimumEnergyRequest')
+    DepartureTime: int | None
     EVTargetEnergyRequest: RationalNumber
     EVMaximumEnergyRequest: RationalNumber
     EVMinimumEnergyRequest: RationalNumber
 
+    def __init__(self, *, DepartureTime=None, EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest):
+        _os(self, 'DepartureTime', DepartureTime)
+        _os(self, 'EVTargetEnergyRequest', EVTargetEnergyRequest)
+        _os(self, 'EVMaximumEnergyRequest', EVMaximumEnergyRequest)
+        _os(self, 'EVMinimumEnergyRequest', EVMinimumEnergyRequest)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Dynamic_CLResControlMode:
+
+class Dynamic_CLResControlMode(_Message):
     """Dynamic_CLResControlModeType (urn:iso:std:iso:15118:-20:CommonTypes)."""
-    DepartureTime: int | None = None
-    MinimumSOC: int | None = None
-    TargetSOC: int | None = None
-    AckMaxDelay: int | None = None
+    __slots__ = ('DepartureTime', 'MinimumSOC', 'TargetSOC', 'AckMaxDelay')
+    DepartureTime: int | None
+    MinimumSOC: int | None
+    TargetSOC: int | None
+    AckMaxDelay: int | None
+
+    def __init__(self, *, DepartureTime=None, MinimumSOC=None, TargetSOC=None, AckMaxDelay=None):
+        _os(self, 'DepartureTime', DepartureTime)
+        _os(self, 'MinimumSOC', MinimumSOC)
+        _os(self, 'TargetSOC', TargetSOC)
+        _os(self, 'AckMaxDelay', AckMaxDelay)
 
 
 # --- field descriptions -------------------------------------------------

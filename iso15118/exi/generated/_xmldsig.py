@@ -3,10 +3,10 @@
 # ruff: noqa
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleElement as _SimpleElement, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
+from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
+from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
                      UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
                      bad_event as _bad_event, fault as _fault, missing as _missing,
@@ -17,179 +17,288 @@ from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid a
 UNIVERSE = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Signature:
+class Signature(_Message):
     """SignatureType (http://www.w3.org/2000/09/xmldsig#)."""
-    Id: str | None = None
+    __slots__ = ('Id', 'SignedInfo', 'SignatureValue', 'KeyInfo', 'Object')
+    Id: str | None
     SignedInfo: SignedInfo
     SignatureValue: SignatureValue
-    KeyInfo: KeyInfo | None = None
-    Object: list[Object] = field(default_factory=list)
+    KeyInfo: KeyInfo | None
+    Object: list[Object]
+
+    def __init__(self, *, Id=None, SignedInfo, SignatureValue, KeyInfo=None, Object=_NO_LIST):
+        _os(self, 'Id', Id)
+        _os(self, 'SignedInfo', SignedInfo)
+        _os(self, 'SignatureValue', SignatureValue)
+        _os(self, 'KeyInfo', KeyInfo)
+        _os(self, 'Object', [] if Object is _NO_LIST else Object)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SignatureValue:
+class SignatureValue(_Message):
     """SignatureValueType (http://www.w3.org/2000/09/xmldsig#)."""
-    Id: str | None = None
+    __slots__ = ('Id', 'value')
+    Id: str | None
     value: bytes
 
+    def __init__(self, *, Id=None, value):
+        _os(self, 'Id', Id)
+        _os(self, 'value', value)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SignedInfo:
+
+class SignedInfo(_Message):
     """SignedInfoType (http://www.w3.org/2000/09/xmldsig#)."""
-    Id: str | None = None
+    __slots__ = ('Id', 'CanonicalizationMethod', 'SignatureMethod', 'Reference')
+    Id: str | None
     CanonicalizationMethod: CanonicalizationMethod
     SignatureMethod: SignatureMethod
-    Reference: list[Reference] = field(default_factory=list)
+    Reference: list[Reference]
+
+    def __init__(self, *, Id=None, CanonicalizationMethod, SignatureMethod, Reference=_NO_LIST):
+        _os(self, 'Id', Id)
+        _os(self, 'CanonicalizationMethod', CanonicalizationMethod)
+        _os(self, 'SignatureMethod', SignatureMethod)
+        _os(self, 'Reference', [] if Reference is _NO_LIST else Reference)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CanonicalizationMethod:
+class CanonicalizationMethod(_Message):
     """CanonicalizationMethodType (http://www.w3.org/2000/09/xmldsig#)."""
+    __slots__ = ('Algorithm',)
     Algorithm: str
 
+    def __init__(self, *, Algorithm):
+        _os(self, 'Algorithm', Algorithm)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SignatureMethod:
+
+class SignatureMethod(_Message):
     """SignatureMethodType (http://www.w3.org/2000/09/xmldsig#)."""
+    __slots__ = ('Algorithm', 'HMACOutputLength')
     Algorithm: str
-    HMACOutputLength: list[int] = field(default_factory=list)
+    HMACOutputLength: list[int]
+
+    def __init__(self, *, Algorithm, HMACOutputLength=_NO_LIST):
+        _os(self, 'Algorithm', Algorithm)
+        _os(self, 'HMACOutputLength', [] if HMACOutputLength is _NO_LIST else HMACOutputLength)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Reference:
+class Reference(_Message):
     """ReferenceType (http://www.w3.org/2000/09/xmldsig#)."""
-    Id: str | None = None
-    Type: str | None = None
-    URI: str | None = None
-    Transforms: Transforms | None = None
+    __slots__ = ('Id', 'Type', 'URI', 'Transforms', 'DigestMethod', 'DigestValue')
+    Id: str | None
+    Type: str | None
+    URI: str | None
+    Transforms: Transforms | None
     DigestMethod: DigestMethod
     DigestValue: bytes
 
+    def __init__(self, *, Id=None, Type=None, URI=None, Transforms=None, DigestMethod, DigestValue):
+        _os(self, 'Id', Id)
+        _os(self, 'Type', Type)
+        _os(self, 'URI', URI)
+        _os(self, 'Transforms', Transforms)
+        _os(self, 'DigestMethod', DigestMethod)
+        _os(self, 'DigestValue', DigestValue)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Transforms:
+
+class Transforms(_Message):
     """TransformsType (http://www.w3.org/2000/09/xmldsig#)."""
-    Transform: list[Transform] = field(default_factory=list)
+    __slots__ = ('Transform',)
+    Transform: list[Transform]
+
+    def __init__(self, *, Transform=_NO_LIST):
+        _os(self, 'Transform', [] if Transform is _NO_LIST else Transform)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Transform:
+class Transform(_Message):
     """TransformType (http://www.w3.org/2000/09/xmldsig#)."""
+    __slots__ = ('Algorithm', 'XPath')
     Algorithm: str
-    XPath: list[str] = field(default_factory=list)
+    XPath: list[str]
+
+    def __init__(self, *, Algorithm, XPath=_NO_LIST):
+        _os(self, 'Algorithm', Algorithm)
+        _os(self, 'XPath', [] if XPath is _NO_LIST else XPath)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DigestMethod:
+class DigestMethod(_Message):
     """DigestMethodType (http://www.w3.org/2000/09/xmldsig#)."""
+    __slots__ = ('Algorithm',)
     Algorithm: str
 
+    def __init__(self, *, Algorithm):
+        _os(self, 'Algorithm', Algorithm)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KeyInfo:
+
+class KeyInfo(_Message):
     """KeyInfoType (http://www.w3.org/2000/09/xmldsig#)."""
-    Id: str | None = None
-    KeyName: list[str] = field(default_factory=list)
-    KeyValue: list[KeyValue] = field(default_factory=list)
-    RetrievalMethod: list[RetrievalMethod] = field(default_factory=list)
-    X509Data: list[X509Data] = field(default_factory=list)
-    PGPData: list[PGPData] = field(default_factory=list)
-    SPKIData: list[SPKIData] = field(default_factory=list)
-    MgmtData: list[str] = field(default_factory=list)
+    __slots__ = ('Id', 'KeyName', 'KeyValue', 'RetrievalMethod', 'X509Data', 'PGPData', 'SPKIData', 'MgmtData')
+    Id: str | None
+    KeyName: list[str]
+    KeyValue: list[KeyValue]
+    RetrievalMethod: list[RetrievalMethod]
+    X509Data: list[X509Data]
+    PGPData: list[PGPData]
+    SPKIData: list[SPKIData]
+    MgmtData: list[str]
+
+    def __init__(self, *, Id=None, KeyName=_NO_LIST, KeyValue=_NO_LIST, RetrievalMethod=_NO_LIST, X509Data=_NO_LIST, PGPData=_NO_LIST, SPKIData=_NO_LIST, MgmtData=_NO_LIST):
+        _os(self, 'Id', Id)
+        _os(self, 'KeyName', [] if KeyName is _NO_LIST else KeyName)
+        _os(self, 'KeyValue', [] if KeyValue is _NO_LIST else KeyValue)
+        _os(self, 'RetrievalMethod', [] if RetrievalMethod is _NO_LIST else RetrievalMethod)
+        _os(self, 'X509Data', [] if X509Data is _NO_LIST else X509Data)
+        _os(self, 'PGPData', [] if PGPData is _NO_LIST else PGPData)
+        _os(self, 'SPKIData', [] if SPKIData is _NO_LIST else SPKIData)
+        _os(self, 'MgmtData', [] if MgmtData is _NO_LIST else MgmtData)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class KeyValue:
+class KeyValue(_Message):
     """KeyValueType (http://www.w3.org/2000/09/xmldsig#)."""
-    DSAKeyValue: list[DSAKeyValue] = field(default_factory=list)
-    RSAKeyValue: list[RSAKeyValue] = field(default_factory=list)
+    __slots__ = ('DSAKeyValue', 'RSAKeyValue')
+    DSAKeyValue: list[DSAKeyValue]
+    RSAKeyValue: list[RSAKeyValue]
+
+    def __init__(self, *, DSAKeyValue=_NO_LIST, RSAKeyValue=_NO_LIST):
+        _os(self, 'DSAKeyValue', [] if DSAKeyValue is _NO_LIST else DSAKeyValue)
+        _os(self, 'RSAKeyValue', [] if RSAKeyValue is _NO_LIST else RSAKeyValue)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetrievalMethod:
+class RetrievalMethod(_Message):
     """RetrievalMethodType (http://www.w3.org/2000/09/xmldsig#)."""
-    Type: str | None = None
-    URI: str | None = None
-    Transforms: Transforms | None = None
+    __slots__ = ('Type', 'URI', 'Transforms')
+    Type: str | None
+    URI: str | None
+    Transforms: Transforms | None
+
+    def __init__(self, *, Type=None, URI=None, Transforms=None):
+        _os(self, 'Type', Type)
+        _os(self, 'URI', URI)
+        _os(self, 'Transforms', Transforms)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class X509Data:
+class X509Data(_Message):
     """X509DataType (http://www.w3.org/2000/09/xmldsig#)."""
-    X509IssuerSerial: list[X509IssuerSerial] = field(default_factory=list)
-    X509SKI: list[bytes] = field(default_factory=list)
-    X509SubjectName: list[str] = field(default_factory=list)
-    X509Certificate: list[bytes] = field(default_factory=list)
-    X509CRL: list[bytes] = field(default_factory=list)
+    __slots__ = ('X509IssuerSerial', 'X509SKI', 'X509SubjectName', 'X509Certificate', 'X509CRL')
+    X509IssuerSerial: list[X509IssuerSerial]
+    X509SKI: list[bytes]
+    X509SubjectName: list[str]
+    X509Certificate: list[bytes]
+    X509CRL: list[bytes]
+
+    def __init__(self, *, X509IssuerSerial=_NO_LIST, X509SKI=_NO_LIST, X509SubjectName=_NO_LIST, X509Certificate=_NO_LIST, X509CRL=_NO_LIST):
+        _os(self, 'X509IssuerSerial', [] if X509IssuerSerial is _NO_LIST else X509IssuerSerial)
+        _os(self, 'X509SKI', [] if X509SKI is _NO_LIST else X509SKI)
+        _os(self, 'X509SubjectName', [] if X509SubjectName is _NO_LIST else X509SubjectName)
+        _os(self, 'X509Certificate', [] if X509Certificate is _NO_LIST else X509Certificate)
+        _os(self, 'X509CRL', [] if X509CRL is _NO_LIST else X509CRL)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class X509IssuerSerial:
+class X509IssuerSerial(_Message):
     """X509IssuerSerialType (http://www.w3.org/2000/09/xmldsig#)."""
+    __slots__ = ('X509IssuerName', 'X509SerialNumber')
     X509IssuerName: str
     X509SerialNumber: int
 
+    def __init__(self, *, X509IssuerName, X509SerialNumber):
+        _os(self, 'X509IssuerName', X509IssuerName)
+        _os(self, 'X509SerialNumber', X509SerialNumber)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PGPData:
+
+class PGPData(_Message):
     """PGPDataType (http://www.w3.org/2000/09/xmldsig#)."""
-    PGPKeyID: bytes | None = None
-    PGPKeyPacket: bytes | None = None
+    __slots__ = ('PGPKeyID', 'PGPKeyPacket')
+    PGPKeyID: bytes | None
+    PGPKeyPacket: bytes | None
+
+    def __init__(self, *, PGPKeyID=None, PGPKeyPacket=None):
+        _os(self, 'PGPKeyID', PGPKeyID)
+        _os(self, 'PGPKeyPacket', PGPKeyPacket)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SPKIData:
+class SPKIData(_Message):
     """SPKIDataType (http://www.w3.org/2000/09/xmldsig#)."""
-    SPKISexp: list[bytes] = field(default_factory=list)
+    __slots__ = ('SPKISexp',)
+    SPKISexp: list[bytes]
+
+    def __init__(self, *, SPKISexp=_NO_LIST):
+        _os(self, 'SPKISexp', [] if SPKISexp is _NO_LIST else SPKISexp)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Object:
+class Object(_Message):
     """ObjectType (http://www.w3.org/2000/09/xmldsig#)."""
-    Encoding: str | None = None
-    Id: str | None = None
-    MimeType: str | None = None
+    __slots__ = ('Encoding', 'Id', 'MimeType')
+    Encoding: str | None
+    Id: str | None
+    MimeType: str | None
+
+    def __init__(self, *, Encoding=None, Id=None, MimeType=None):
+        _os(self, 'Encoding', Encoding)
+        _os(self, 'Id', Id)
+        _os(self, 'MimeType', MimeType)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Manifest:
+class Manifest(_Message):
     """ManifestType (http://www.w3.org/2000/09/xmldsig#)."""
-    Id: str | None = None
-    Reference: list[Reference] = field(default_factory=list)
+    __slots__ = ('Id', 'Reference')
+    Id: str | None
+    Reference: list[Reference]
+
+    def __init__(self, *, Id=None, Reference=_NO_LIST):
+        _os(self, 'Id', Id)
+        _os(self, 'Reference', [] if Reference is _NO_LIST else Reference)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SignatureProperties:
+class SignatureProperties(_Message):
     """SignaturePropertiesType (http://www.w3.org/2000/09/xmldsig#)."""
-    Id: str | None = None
-    SignatureProperty: list[SignatureProperty] = field(default_factory=list)
+    __slots__ = ('Id', 'SignatureProperty')
+    Id: str | None
+    SignatureProperty: list[SignatureProperty]
+
+    def __init__(self, *, Id=None, SignatureProperty=_NO_LIST):
+        _os(self, 'Id', Id)
+        _os(self, 'SignatureProperty', [] if SignatureProperty is _NO_LIST else SignatureProperty)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SignatureProperty:
+class SignatureProperty(_Message):
     """SignaturePropertyType (http://www.w3.org/2000/09/xmldsig#)."""
-    Id: str | None = None
+    __slots__ = ('Id', 'Target')
+    Id: str | None
     Target: str
 
+    def __init__(self, *, Id=None, Target):
+        _os(self, 'Id', Id)
+        _os(self, 'Target', Target)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DSAKeyValue:
+
+class DSAKeyValue(_Message):
     """DSAKeyValueType (http://www.w3.org/2000/09/xmldsig#)."""
-    P: bytes | None = None
-    Q: bytes | None = None
-    G: bytes | None = None
+    __slots__ = ('P', 'Q', 'G', 'Y', 'J', 'Seed', 'PgenCounter')
+    P: bytes | None
+    Q: bytes | None
+    G: bytes | None
     Y: bytes
-    J: bytes | None = None
-    Seed: bytes | None = None
-    PgenCounter: bytes | None = None
+    J: bytes | None
+    Seed: bytes | None
+    PgenCounter: bytes | None
+
+    def __init__(self, *, P=None, Q=None, G=None, Y, J=None, Seed=None, PgenCounter=None):
+        _os(self, 'P', P)
+        _os(self, 'Q', Q)
+        _os(self, 'G', G)
+        _os(self, 'Y', Y)
+        _os(self, 'J', J)
+        _os(self, 'Seed', Seed)
+        _os(self, 'PgenCounter', PgenCounter)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RSAKeyValue:
+class RSAKeyValue(_Message):
     """RSAKeyValueType (http://www.w3.org/2000/09/xmldsig#)."""
+    __slots__ = ('Modulus', 'Exponent')
     Modulus: bytes
     Exponent: bytes
+
+    def __init__(self, *, Modulus, Exponent):
+        _os(self, 'Modulus', Modulus)
+        _os(self, 'Exponent', Exponent)
 
 
 # --- field descriptions -------------------------------------------------

@@ -3,10 +3,10 @@
 # ruff: noqa
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleElement as _SimpleElement, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
+from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
+from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
                      UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
                      bad_event as _bad_event, fault as _fault, missing as _missing,
@@ -24,27 +24,41 @@ class responseCodeType(StrEnum):
     Failed_NoNegotiation = 'Failed_NoNegotiation'
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AppProtocol:
+class AppProtocol(_Message):
     """AppProtocolType (urn:iso:15118:2:2010:AppProtocol)."""
+    __slots__ = ('ProtocolNamespace', 'VersionNumberMajor', 'VersionNumberMinor', 'SchemaID', 'Priority')
     ProtocolNamespace: str
     VersionNumberMajor: int
     VersionNumberMinor: int
     SchemaID: int
     Priority: int
 
+    def __init__(self, *, ProtocolNamespace, VersionNumberMajor, VersionNumberMinor, SchemaID, Priority):
+        _os(self, 'ProtocolNamespace', ProtocolNamespace)
+        _os(self, 'VersionNumberMajor', VersionNumberMajor)
+        _os(self, 'VersionNumberMinor', VersionNumberMinor)
+        _os(self, 'SchemaID', SchemaID)
+        _os(self, 'Priority', Priority)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class supportedAppProtocolReq:
+
+class supportedAppProtocolReq(_Message):
     """anonymous type of supportedAppProtocolReq."""
-    AppProtocol: list[AppProtocol] = field(default_factory=list)
+    __slots__ = ('AppProtocol',)
+    AppProtocol: list[AppProtocol]
+
+    def __init__(self, *, AppProtocol=_NO_LIST):
+        _os(self, 'AppProtocol', [] if AppProtocol is _NO_LIST else AppProtocol)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class supportedAppProtocolRes:
+class supportedAppProtocolRes(_Message):
     """anonymous type of supportedAppProtocolRes."""
+    __slots__ = ('ResponseCode', 'SchemaID')
     ResponseCode: responseCodeType
-    SchemaID: int | None = None
+    SchemaID: int | None
+
+    def __init__(self, *, ResponseCode, SchemaID=None):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'SchemaID', SchemaID)
 
 
 # --- field descriptions -------------------------------------------------

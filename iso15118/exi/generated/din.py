@@ -3,10 +3,10 @@
 # ruff: noqa
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleElement as _SimpleElement, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
+from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
+from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
                      UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
                      bad_event as _bad_event, fault as _fault, missing as _missing,
@@ -263,392 +263,621 @@ class costKindType(StrEnum):
     CarbonDioxideEmission = 'CarbonDioxideEmission'
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Body:
+class Body(_Message):
     """BodyType (urn:din:70121:2012:MsgDef)."""
-    BodyElement: BodyBase | None = None
-    CableCheckReq: CableCheckReq | None = None
-    CableCheckRes: CableCheckRes | None = None
-    CertificateInstallationReq: CertificateInstallationReq | None = None
-    CertificateInstallationRes: CertificateInstallationRes | None = None
-    CertificateUpdateReq: CertificateUpdateReq | None = None
-    CertificateUpdateRes: CertificateUpdateRes | None = None
-    ChargeParameterDiscoveryReq: ChargeParameterDiscoveryReq | None = None
-    ChargeParameterDiscoveryRes: ChargeParameterDiscoveryRes | None = None
-    ChargingStatusReq: ChargingStatusReq | None = None
-    ChargingStatusRes: ChargingStatusRes | None = None
-    ContractAuthenticationReq: ContractAuthenticationReq | None = None
-    ContractAuthenticationRes: ContractAuthenticationRes | None = None
-    CurrentDemandReq: CurrentDemandReq | None = None
-    CurrentDemandRes: CurrentDemandRes | None = None
-    MeteringReceiptReq: MeteringReceiptReq | None = None
-    MeteringReceiptRes: MeteringReceiptRes | None = None
-    PaymentDetailsReq: PaymentDetailsReq | None = None
-    PaymentDetailsRes: PaymentDetailsRes | None = None
-    PowerDeliveryReq: PowerDeliveryReq | None = None
-    PowerDeliveryRes: PowerDeliveryRes | None = None
-    PreChargeReq: PreChargeReq | None = None
-    PreChargeRes: PreChargeRes | None = None
-    ServiceDetailReq: ServiceDetailReq | None = None
-    ServiceDetailRes: ServiceDetailRes | None = None
-    ServiceDiscoveryReq: ServiceDiscoveryReq | None = None
-    ServiceDiscoveryRes: ServiceDiscoveryRes | None = None
-    ServicePaymentSelectionReq: ServicePaymentSelectionReq | None = None
-    ServicePaymentSelectionRes: ServicePaymentSelectionRes | None = None
-    SessionSetupReq: SessionSetupReq | None = None
-    SessionSetupRes: SessionSetupRes | None = None
-    SessionStopReq: SessionStop | None = None
-    SessionStopRes: SessionStopRes | None = None
-    WeldingDetectionReq: WeldingDetectionReq | None = None
-    WeldingDetectionRes: WeldingDetectionRes | None = None
+    __slots__ = ('BodyElement', 'CableCheckReq', 'CableCheckRes', 'CertificateInstallationReq', 'CertificateInstallationRes', 'CertificateUpdateReq', 'CertificateUpdateRes', 'ChargeParameterDiscoveryReq', 'ChargeParameterDiscoveryRes', 'ChargingStatusReq', 'ChargingStatusRes', 'ContractAuthenticationReq', 'ContractAuthenticationRes', 'CurrentDemandReq', 'CurrentDemandRes', 'MeteringReceiptReq', 'MeteringReceiptRes', 'PaymentDetailsReq', 'PaymentDetailsRes', 'PowerDeliveryReq', 'PowerDeliveryRes', 'PreChargeReq', 'PreChargeRes', 'ServiceDetailReq', 'ServiceDetailRes', 'ServiceDiscoveryReq', 'ServiceDiscoveryRes', 'ServicePaymentSelectionReq', 'ServicePaymentSelectionRes', 'SessionSetupReq', 'SessionSetupRes', 'SessionStopReq', 'SessionStopRes', 'WeldingDetectionReq', 'WeldingDetectionRes')
+    BodyElement: BodyBase | None
+    CableCheckReq: CableCheckReq | None
+    CableCheckRes: CableCheckRes | None
+    CertificateInstallationReq: CertificateInstallationReq | None
+    CertificateInstallationRes: CertificateInstallationRes | None
+    CertificateUpdateReq: CertificateUpdateReq | None
+    CertificateUpdateRes: CertificateUpdateRes | None
+    ChargeParameterDiscoveryReq: ChargeParameterDiscoveryReq | None
+    ChargeParameterDiscoveryRes: ChargeParameterDiscoveryRes | None
+    ChargingStatusReq: ChargingStatusReq | None
+    ChargingStatusRes: ChargingStatusRes | None
+    ContractAuthenticationReq: ContractAuthenticationReq | None
+    ContractAuthenticationRes: ContractAuthenticationRes | None
+    CurrentDemandReq: CurrentDemandReq | None
+    CurrentDemandRes: CurrentDemandRes | None
+    MeteringReceiptReq: MeteringReceiptReq | None
+    MeteringReceiptRes: MeteringReceiptRes | None
+    PaymentDetailsReq: PaymentDetailsReq | None
+    PaymentDetailsRes: PaymentDetailsRes | None
+    PowerDeliveryReq: PowerDeliveryReq | None
+    PowerDeliveryRes: PowerDeliveryRes | None
+    PreChargeReq: PreChargeReq | None
+    PreChargeRes: PreChargeRes | None
+    ServiceDetailReq: ServiceDetailReq | None
+    ServiceDetailRes: ServiceDetailRes | None
+    ServiceDiscoveryReq: ServiceDiscoveryReq | None
+    ServiceDiscoveryRes: ServiceDiscoveryRes | None
+    ServicePaymentSelectionReq: ServicePaymentSelectionReq | None
+    ServicePaymentSelectionRes: ServicePaymentSelectionRes | None
+    SessionSetupReq: SessionSetupReq | None
+    SessionSetupRes: SessionSetupRes | None
+    SessionStopReq: SessionStop | None
+    SessionStopRes: SessionStopRes | None
+    WeldingDetectionReq: WeldingDetectionReq | None
+    WeldingDetectionRes: WeldingDetectionRes | None
+
+    def __init__(self, *, BodyElement=None, CableCheckReq=None, CableCheckRes=None, CertificateInstallationReq=None, CertificateInstallationRes=None, CertificateUpdateReq=None, CertificateUpdateRes=None, ChargeParameterDiscoveryReq=None, ChargeParameterDiscoveryRes=None, ChargingStatusReq=None, ChargingStatusRes=None, ContractAuthenticationReq=None, ContractAuthenticationRes=None, CurrentDemandReq=None, CurrentDemandRes=None, MeteringReceiptReq=None, MeteringReceiptRes=None, PaymentDetailsReq=None, PaymentDetailsRes=None, PowerDeliveryReq=None, PowerDeliveryRes=None, PreChargeReq=None, PreChargeRes=None, ServiceDetailReq=None, ServiceDetailRes=None, ServiceDiscoveryReq=None, ServiceDiscoveryRes=None, ServicePaymentSelectionReq=None, ServicePaymentSelectionRes=None, SessionSetupReq=None, SessionSetupRes=None, SessionStopReq=None, SessionStopRes=None, WeldingDetectionReq=None, WeldingDetectionRes=None):
+        _os(self, 'BodyElement', BodyElement)
+        _os(self, 'CableCheckReq', CableCheckReq)
+        _os(self, 'CableCheckRes', CableCheckRes)
+        _os(self, 'CertificateInstallationReq', CertificateInstallationReq)
+        _os(self, 'CertificateInstallationRes', CertificateInstallationRes)
+        _os(self, 'CertificateUpdateReq', CertificateUpdateReq)
+        _os(self, 'CertificateUpdateRes', CertificateUpdateRes)
+        _os(self, 'ChargeParameterDiscoveryReq', ChargeParameterDiscoveryReq)
+        _os(self, 'ChargeParameterDiscoveryRes', ChargeParameterDiscoveryRes)
+        _os(self, 'ChargingStatusReq', ChargingStatusReq)
+        _os(self, 'ChargingStatusRes', ChargingStatusRes)
+        _os(self, 'ContractAuthenticationReq', ContractAuthenticationReq)
+        _os(self, 'ContractAuthenticationRes', ContractAuthenticationRes)
+        _os(self, 'CurrentDemandReq', CurrentDemandReq)
+        _os(self, 'CurrentDemandRes', CurrentDemandRes)
+        _os(self, 'MeteringReceiptReq', MeteringReceiptReq)
+        _os(self, 'MeteringReceiptRes', MeteringReceiptRes)
+        _os(self, 'PaymentDetailsReq', PaymentDetailsReq)
+        _os(self, 'PaymentDetailsRes', PaymentDetailsRes)
+        _os(self, 'PowerDeliveryReq', PowerDeliveryReq)
+        _os(self, 'PowerDeliveryRes', PowerDeliveryRes)
+        _os(self, 'PreChargeReq', PreChargeReq)
+        _os(self, 'PreChargeRes', PreChargeRes)
+        _os(self, 'ServiceDetailReq', ServiceDetailReq)
+        _os(self, 'ServiceDetailRes', ServiceDetailRes)
+        _os(self, 'ServiceDiscoveryReq', ServiceDiscoveryReq)
+        _os(self, 'ServiceDiscoveryRes', ServiceDiscoveryRes)
+        _os(self, 'ServicePaymentSelectionReq', ServicePaymentSelectionReq)
+        _os(self, 'ServicePaymentSelectionRes', ServicePaymentSelectionRes)
+        _os(self, 'SessionSetupReq', SessionSetupReq)
+        _os(self, 'SessionSetupRes', SessionSetupRes)
+        _os(self, 'SessionStopReq', SessionStopReq)
+        _os(self, 'SessionStopRes', SessionStopRes)
+        _os(self, 'WeldingDetectionReq', WeldingDetectionReq)
+        _os(self, 'WeldingDetectionRes', WeldingDetectionRes)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BodyBase:
+class BodyBase(_Message):
     """BodyBaseType (urn:din:70121:2012:MsgDef)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MessageHeader:
+class MessageHeader(_Message):
     """MessageHeaderType (urn:din:70121:2012:MsgHeader)."""
+    __slots__ = ('SessionID', 'Notification', 'Signature')
     SessionID: bytes
-    Notification: Notification | None = None
-    Signature: Signature | None = None
+    Notification: Notification | None
+    Signature: Signature | None
+
+    def __init__(self, *, SessionID, Notification=None, Signature=None):
+        _os(self, 'SessionID', SessionID)
+        _os(self, 'Notification', Notification)
+        _os(self, 'Signature', Signature)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Notification:
+class Notification(_Message):
     """NotificationType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('FaultCode', 'FaultMsg')
     FaultCode: faultCodeType
-    FaultMsg: str | None = None
+    FaultMsg: str | None
+
+    def __init__(self, *, FaultCode, FaultMsg=None):
+        _os(self, 'FaultCode', FaultCode)
+        _os(self, 'FaultMsg', FaultMsg)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionSetupReq:
+class SessionSetupReq(_Message):
     """SessionSetupReqType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('EVCCID',)
     EVCCID: bytes
 
+    def __init__(self, *, EVCCID):
+        _os(self, 'EVCCID', EVCCID)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionSetupRes:
+
+class SessionSetupRes(_Message):
     """SessionSetupResType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('ResponseCode', 'EVSEID', 'DateTimeNow')
     ResponseCode: responseCodeType
     EVSEID: bytes
-    DateTimeNow: int | None = None
+    DateTimeNow: int | None
+
+    def __init__(self, *, ResponseCode, EVSEID, DateTimeNow=None):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEID', EVSEID)
+        _os(self, 'DateTimeNow', DateTimeNow)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceDiscoveryReq:
+class ServiceDiscoveryReq(_Message):
     """ServiceDiscoveryReqType (urn:din:70121:2012:MsgBody)."""
-    ServiceScope: str | None = None
-    ServiceCategory: serviceCategoryType | None = None
+    __slots__ = ('ServiceScope', 'ServiceCategory')
+    ServiceScope: str | None
+    ServiceCategory: serviceCategoryType | None
+
+    def __init__(self, *, ServiceScope=None, ServiceCategory=None):
+        _os(self, 'ServiceScope', ServiceScope)
+        _os(self, 'ServiceCategory', ServiceCategory)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceDiscoveryRes:
+class ServiceDiscoveryRes(_Message):
     """ServiceDiscoveryResType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('ResponseCode', 'PaymentOptions', 'ChargeService', 'ServiceList')
     ResponseCode: responseCodeType
     PaymentOptions: PaymentOptions
     ChargeService: ServiceCharge
-    ServiceList: ServiceTagList | None = None
+    ServiceList: ServiceTagList | None
+
+    def __init__(self, *, ResponseCode, PaymentOptions, ChargeService, ServiceList=None):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'PaymentOptions', PaymentOptions)
+        _os(self, 'ChargeService', ChargeService)
+        _os(self, 'ServiceList', ServiceList)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PaymentOptions:
+class PaymentOptions(_Message):
     """PaymentOptionsType (urn:din:70121:2012:MsgDataTypes)."""
-    PaymentOption: list[paymentOptionType] = field(default_factory=list)
+    __slots__ = ('PaymentOption',)
+    PaymentOption: list[paymentOptionType]
+
+    def __init__(self, *, PaymentOption=_NO_LIST):
+        _os(self, 'PaymentOption', [] if PaymentOption is _NO_LIST else PaymentOption)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceCharge:
+class ServiceCharge(_Message):
     """ServiceChargeType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('ServiceTag', 'FreeService', 'EnergyTransferType')
     ServiceTag: ServiceTag
     FreeService: bool
     EnergyTransferType: EVSESupportedEnergyTransferType
 
+    def __init__(self, *, ServiceTag, FreeService, EnergyTransferType):
+        _os(self, 'ServiceTag', ServiceTag)
+        _os(self, 'FreeService', FreeService)
+        _os(self, 'EnergyTransferType', EnergyTransferType)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Service:
+
+class Service(_Message):
     """ServiceType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('ServiceTag', 'FreeService')
     ServiceTag: ServiceTag
     FreeService: bool
 
+    def __init__(self, *, ServiceTag, FreeService):
+        _os(self, 'ServiceTag', ServiceTag)
+        _os(self, 'FreeService', FreeService)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceTag:
+
+class ServiceTag(_Message):
     """ServiceTagType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('ServiceID', 'ServiceName', 'ServiceCategory', 'ServiceScope')
     ServiceID: int
-    ServiceName: str | None = None
+    ServiceName: str | None
     ServiceCategory: serviceCategoryType
-    ServiceScope: str | None = None
+    ServiceScope: str | None
+
+    def __init__(self, *, ServiceID, ServiceName=None, ServiceCategory, ServiceScope=None):
+        _os(self, 'ServiceID', ServiceID)
+        _os(self, 'ServiceName', ServiceName)
+        _os(self, 'ServiceCategory', ServiceCategory)
+        _os(self, 'ServiceScope', ServiceScope)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceTagList:
+class ServiceTagList(_Message):
     """ServiceTagListType (urn:din:70121:2012:MsgDataTypes)."""
-    Service: list[Service] = field(default_factory=list)
+    __slots__ = ('Service',)
+    Service: list[Service]
+
+    def __init__(self, *, Service=_NO_LIST):
+        _os(self, 'Service', [] if Service is _NO_LIST else Service)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceDetailReq:
+class ServiceDetailReq(_Message):
     """ServiceDetailReqType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('ServiceID',)
     ServiceID: int
 
+    def __init__(self, *, ServiceID):
+        _os(self, 'ServiceID', ServiceID)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceDetailRes:
+
+class ServiceDetailRes(_Message):
     """ServiceDetailResType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('ResponseCode', 'ServiceID', 'ServiceParameterList')
     ResponseCode: responseCodeType
     ServiceID: int
-    ServiceParameterList: ServiceParameterList | None = None
+    ServiceParameterList: ServiceParameterList | None
+
+    def __init__(self, *, ResponseCode, ServiceID, ServiceParameterList=None):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'ServiceID', ServiceID)
+        _os(self, 'ServiceParameterList', ServiceParameterList)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceParameterList:
+class ServiceParameterList(_Message):
     """ServiceParameterListType (urn:din:70121:2012:MsgDataTypes)."""
-    ParameterSet: list[ParameterSet] = field(default_factory=list)
+    __slots__ = ('ParameterSet',)
+    ParameterSet: list[ParameterSet]
+
+    def __init__(self, *, ParameterSet=_NO_LIST):
+        _os(self, 'ParameterSet', [] if ParameterSet is _NO_LIST else ParameterSet)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ParameterSet:
+class ParameterSet(_Message):
     """ParameterSetType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('ParameterSetID', 'Parameter')
     ParameterSetID: int
-    Parameter: list[Parameter] = field(default_factory=list)
+    Parameter: list[Parameter]
+
+    def __init__(self, *, ParameterSetID, Parameter=_NO_LIST):
+        _os(self, 'ParameterSetID', ParameterSetID)
+        _os(self, 'Parameter', [] if Parameter is _NO_LIST else Parameter)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Parameter:
+class Parameter(_Message):
     """ParameterType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('Name', 'ValueType', 'boolValue', 'byteValue', 'shortValue', 'intValue', 'physicalValue', 'stringValue')
     Name: str
     ValueType: valueType
-    boolValue: bool | None = None
-    byteValue: int | None = None
-    shortValue: int | None = None
-    intValue: int | None = None
-    physicalValue: PhysicalValue | None = None
-    stringValue: str | None = None
+    boolValue: bool | None
+    byteValue: int | None
+    shortValue: int | None
+    intValue: int | None
+    physicalValue: PhysicalValue | None
+    stringValue: str | None
+
+    def __init__(self, *, Name, ValueType, boolValue=None, byteValue=None, shortValue=None, intValue=None, physicalValue=None, stringValue=None):
+        _os(self, 'Name', Name)
+        _os(self, 'ValueType', ValueType)
+        _os(self, 'boolValue', boolValue)
+        _os(self, 'byteValue', byteValue)
+        _os(self, 'shortValue', shortValue)
+        _os(self, 'intValue', intValue)
+        _os(self, 'physicalValue', physicalValue)
+        _os(self, 'stringValue', stringValue)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PhysicalValue:
+class PhysicalValue(_Message):
     """PhysicalValueType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('Multiplier', 'Unit', 'Value')
     Multiplier: int
-    Unit: unitSymbolType | None = None
+    Unit: unitSymbolType | None
     Value: int
 
+    def __init__(self, *, Multiplier, Unit=None, Value):
+        _os(self, 'Multiplier', Multiplier)
+        _os(self, 'Unit', Unit)
+        _os(self, 'Value', Value)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServicePaymentSelectionReq:
+
+class ServicePaymentSelectionReq(_Message):
     """ServicePaymentSelectionReqType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('SelectedPaymentOption', 'SelectedServiceList')
     SelectedPaymentOption: paymentOptionType
     SelectedServiceList: SelectedServiceList
 
+    def __init__(self, *, SelectedPaymentOption, SelectedServiceList):
+        _os(self, 'SelectedPaymentOption', SelectedPaymentOption)
+        _os(self, 'SelectedServiceList', SelectedServiceList)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SelectedServiceList:
+
+class SelectedServiceList(_Message):
     """SelectedServiceListType (urn:din:70121:2012:MsgDataTypes)."""
-    SelectedService: list[SelectedService] = field(default_factory=list)
+    __slots__ = ('SelectedService',)
+    SelectedService: list[SelectedService]
+
+    def __init__(self, *, SelectedService=_NO_LIST):
+        _os(self, 'SelectedService', [] if SelectedService is _NO_LIST else SelectedService)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SelectedService:
+class SelectedService(_Message):
     """SelectedServiceType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('ServiceID', 'ParameterSetID')
     ServiceID: int
-    ParameterSetID: int | None = None
+    ParameterSetID: int | None
+
+    def __init__(self, *, ServiceID, ParameterSetID=None):
+        _os(self, 'ServiceID', ServiceID)
+        _os(self, 'ParameterSetID', ParameterSetID)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServicePaymentSelectionRes:
+class ServicePaymentSelectionRes(_Message):
     """ServicePaymentSelectionResType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('ResponseCode',)
     ResponseCode: responseCodeType
 
+    def __init__(self, *, ResponseCode):
+        _os(self, 'ResponseCode', ResponseCode)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PaymentDetailsReq:
+
+class PaymentDetailsReq(_Message):
     """PaymentDetailsReqType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('ContractID', 'ContractSignatureCertChain')
     ContractID: str
     ContractSignatureCertChain: CertificateChain
 
+    def __init__(self, *, ContractID, ContractSignatureCertChain):
+        _os(self, 'ContractID', ContractID)
+        _os(self, 'ContractSignatureCertChain', ContractSignatureCertChain)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertificateChain:
+
+class CertificateChain(_Message):
     """CertificateChainType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('Certificate', 'SubCertificates')
     Certificate: bytes
-    SubCertificates: SubCertificates | None = None
+    SubCertificates: SubCertificates | None
+
+    def __init__(self, *, Certificate, SubCertificates=None):
+        _os(self, 'Certificate', Certificate)
+        _os(self, 'SubCertificates', SubCertificates)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SubCertificates:
+class SubCertificates(_Message):
     """SubCertificatesType (urn:din:70121:2012:MsgDataTypes)."""
-    Certificate: list[bytes] = field(default_factory=list)
+    __slots__ = ('Certificate',)
+    Certificate: list[bytes]
+
+    def __init__(self, *, Certificate=_NO_LIST):
+        _os(self, 'Certificate', [] if Certificate is _NO_LIST else Certificate)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PaymentDetailsRes:
+class PaymentDetailsRes(_Message):
     """PaymentDetailsResType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('ResponseCode', 'GenChallenge', 'DateTimeNow')
     ResponseCode: responseCodeType
     GenChallenge: str
     DateTimeNow: int
 
+    def __init__(self, *, ResponseCode, GenChallenge, DateTimeNow):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'GenChallenge', GenChallenge)
+        _os(self, 'DateTimeNow', DateTimeNow)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ContractAuthenticationReq:
+
+class ContractAuthenticationReq(_Message):
     """ContractAuthenticationReqType (urn:din:70121:2012:MsgBody)."""
-    Id: str | None = None
-    GenChallenge: str | None = None
+    __slots__ = ('Id', 'GenChallenge')
+    Id: str | None
+    GenChallenge: str | None
+
+    def __init__(self, *, Id=None, GenChallenge=None):
+        _os(self, 'Id', Id)
+        _os(self, 'GenChallenge', GenChallenge)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ContractAuthenticationRes:
+class ContractAuthenticationRes(_Message):
     """ContractAuthenticationResType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('ResponseCode', 'EVSEProcessing')
     ResponseCode: responseCodeType
     EVSEProcessing: EVSEProcessingType
 
+    def __init__(self, *, ResponseCode, EVSEProcessing):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEProcessing', EVSEProcessing)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeParameterDiscoveryReq:
+
+class ChargeParameterDiscoveryReq(_Message):
     """ChargeParameterDiscoveryReqType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('EVRequestedEnergyTransferType', 'AC_EVChargeParameter', 'DC_EVChargeParameter', 'EVChargeParameter')
     EVRequestedEnergyTransferType: EVRequestedEnergyTransferType
-    AC_EVChargeParameter: AC_EVChargeParameter | None = None
-    DC_EVChargeParameter: DC_EVChargeParameter | None = None
-    EVChargeParameter: EVChargeParameter | None = None
+    AC_EVChargeParameter: AC_EVChargeParameter | None
+    DC_EVChargeParameter: DC_EVChargeParameter | None
+    EVChargeParameter: EVChargeParameter | None
+
+    def __init__(self, *, EVRequestedEnergyTransferType, AC_EVChargeParameter=None, DC_EVChargeParameter=None, EVChargeParameter=None):
+        _os(self, 'EVRequestedEnergyTransferType', EVRequestedEnergyTransferType)
+        _os(self, 'AC_EVChargeParameter', AC_EVChargeParameter)
+        _os(self, 'DC_EVChargeParameter', DC_EVChargeParameter)
+        _os(self, 'EVChargeParameter', EVChargeParameter)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeParameterDiscoveryRes:
+class ChargeParameterDiscoveryRes(_Message):
     """ChargeParameterDiscoveryResType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('ResponseCode', 'EVSEProcessing', 'SAScheduleList', 'SASchedules', 'AC_EVSEChargeParameter', 'DC_EVSEChargeParameter', 'EVSEChargeParameter')
     ResponseCode: responseCodeType
     EVSEProcessing: EVSEProcessingType
-    SAScheduleList: SAScheduleList | None = None
-    SASchedules: SASchedules | None = None
-    AC_EVSEChargeParameter: AC_EVSEChargeParameter | None = None
-    DC_EVSEChargeParameter: DC_EVSEChargeParameter | None = None
-    EVSEChargeParameter: EVSEChargeParameter | None = None
+    SAScheduleList: SAScheduleList | None
+    SASchedules: SASchedules | None
+    AC_EVSEChargeParameter: AC_EVSEChargeParameter | None
+    DC_EVSEChargeParameter: DC_EVSEChargeParameter | None
+    EVSEChargeParameter: EVSEChargeParameter | None
+
+    def __init__(self, *, ResponseCode, EVSEProcessing, SAScheduleList=None, SASchedules=None, AC_EVSEChargeParameter=None, DC_EVSEChargeParameter=None, EVSEChargeParameter=None):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEProcessing', EVSEProcessing)
+        _os(self, 'SAScheduleList', SAScheduleList)
+        _os(self, 'SASchedules', SASchedules)
+        _os(self, 'AC_EVSEChargeParameter', AC_EVSEChargeParameter)
+        _os(self, 'DC_EVSEChargeParameter', DC_EVSEChargeParameter)
+        _os(self, 'EVSEChargeParameter', EVSEChargeParameter)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PowerDeliveryReq:
+class PowerDeliveryReq(_Message):
     """PowerDeliveryReqType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('ReadyToChargeState', 'ChargingProfile', 'DC_EVPowerDeliveryParameter', 'EVPowerDeliveryParameter')
     ReadyToChargeState: bool
-    ChargingProfile: ChargingProfile | None = None
-    DC_EVPowerDeliveryParameter: DC_EVPowerDeliveryParameter | None = None
-    EVPowerDeliveryParameter: EVPowerDeliveryParameter | None = None
+    ChargingProfile: ChargingProfile | None
+    DC_EVPowerDeliveryParameter: DC_EVPowerDeliveryParameter | None
+    EVPowerDeliveryParameter: EVPowerDeliveryParameter | None
+
+    def __init__(self, *, ReadyToChargeState, ChargingProfile=None, DC_EVPowerDeliveryParameter=None, EVPowerDeliveryParameter=None):
+        _os(self, 'ReadyToChargeState', ReadyToChargeState)
+        _os(self, 'ChargingProfile', ChargingProfile)
+        _os(self, 'DC_EVPowerDeliveryParameter', DC_EVPowerDeliveryParameter)
+        _os(self, 'EVPowerDeliveryParameter', EVPowerDeliveryParameter)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargingProfile:
+class ChargingProfile(_Message):
     """ChargingProfileType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('SAScheduleTupleID', 'ProfileEntry')
     SAScheduleTupleID: int
-    ProfileEntry: list[ProfileEntry] = field(default_factory=list)
+    ProfileEntry: list[ProfileEntry]
+
+    def __init__(self, *, SAScheduleTupleID, ProfileEntry=_NO_LIST):
+        _os(self, 'SAScheduleTupleID', SAScheduleTupleID)
+        _os(self, 'ProfileEntry', [] if ProfileEntry is _NO_LIST else ProfileEntry)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProfileEntry:
+class ProfileEntry(_Message):
     """ProfileEntryType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('ChargingProfileEntryStart', 'ChargingProfileEntryMaxPower')
     ChargingProfileEntryStart: int
     ChargingProfileEntryMaxPower: int
 
+    def __init__(self, *, ChargingProfileEntryStart, ChargingProfileEntryMaxPower):
+        _os(self, 'ChargingProfileEntryStart', ChargingProfileEntryStart)
+        _os(self, 'ChargingProfileEntryMaxPower', ChargingProfileEntryMaxPower)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PowerDeliveryRes:
+
+class PowerDeliveryRes(_Message):
     """PowerDeliveryResType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('ResponseCode', 'AC_EVSEStatus', 'DC_EVSEStatus', 'EVSEStatus')
     ResponseCode: responseCodeType
-    AC_EVSEStatus: AC_EVSEStatus | None = None
-    DC_EVSEStatus: DC_EVSEStatus | None = None
-    EVSEStatus: EVSEStatus | None = None
+    AC_EVSEStatus: AC_EVSEStatus | None
+    DC_EVSEStatus: DC_EVSEStatus | None
+    EVSEStatus: EVSEStatus | None
+
+    def __init__(self, *, ResponseCode, AC_EVSEStatus=None, DC_EVSEStatus=None, EVSEStatus=None):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'AC_EVSEStatus', AC_EVSEStatus)
+        _os(self, 'DC_EVSEStatus', DC_EVSEStatus)
+        _os(self, 'EVSEStatus', EVSEStatus)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargingStatusReq:
+class ChargingStatusReq(_Message):
     """ChargingStatusReqType (urn:din:70121:2012:MsgBody)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargingStatusRes:
+class ChargingStatusRes(_Message):
     """ChargingStatusResType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('ResponseCode', 'EVSEID', 'SAScheduleTupleID', 'EVSEMaxCurrent', 'MeterInfo', 'ReceiptRequired', 'AC_EVSEStatus')
     ResponseCode: responseCodeType
     EVSEID: bytes
     SAScheduleTupleID: int
-    EVSEMaxCurrent: PhysicalValue | None = None
-    MeterInfo: MeterInfo | None = None
+    EVSEMaxCurrent: PhysicalValue | None
+    MeterInfo: MeterInfo | None
     ReceiptRequired: bool
     AC_EVSEStatus: AC_EVSEStatus
 
+    def __init__(self, *, ResponseCode, EVSEID, SAScheduleTupleID, EVSEMaxCurrent=None, MeterInfo=None, ReceiptRequired, AC_EVSEStatus):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEID', EVSEID)
+        _os(self, 'SAScheduleTupleID', SAScheduleTupleID)
+        _os(self, 'EVSEMaxCurrent', EVSEMaxCurrent)
+        _os(self, 'MeterInfo', MeterInfo)
+        _os(self, 'ReceiptRequired', ReceiptRequired)
+        _os(self, 'AC_EVSEStatus', AC_EVSEStatus)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MeterInfo:
+
+class MeterInfo(_Message):
     """MeterInfoType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('MeterID', 'MeterReading', 'SigMeterReading', 'MeterStatus', 'TMeter')
     MeterID: str
-    MeterReading: PhysicalValue | None = None
-    SigMeterReading: bytes | None = None
-    MeterStatus: int | None = None
-    TMeter: int | None = None
+    MeterReading: PhysicalValue | None
+    SigMeterReading: bytes | None
+    MeterStatus: int | None
+    TMeter: int | None
+
+    def __init__(self, *, MeterID, MeterReading=None, SigMeterReading=None, MeterStatus=None, TMeter=None):
+        _os(self, 'MeterID', MeterID)
+        _os(self, 'MeterReading', MeterReading)
+        _os(self, 'SigMeterReading', SigMeterReading)
+        _os(self, 'MeterStatus', MeterStatus)
+        _os(self, 'TMeter', TMeter)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AC_EVSEStatus:
+class AC_EVSEStatus(_Message):
     """AC_EVSEStatusType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('PowerSwitchClosed', 'RCD', 'NotificationMaxDelay', 'EVSENotification')
     PowerSwitchClosed: bool
     RCD: bool
     NotificationMaxDelay: int
     EVSENotification: EVSENotificationType
 
+    def __init__(self, *, PowerSwitchClosed, RCD, NotificationMaxDelay, EVSENotification):
+        _os(self, 'PowerSwitchClosed', PowerSwitchClosed)
+        _os(self, 'RCD', RCD)
+        _os(self, 'NotificationMaxDelay', NotificationMaxDelay)
+        _os(self, 'EVSENotification', EVSENotification)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVSEStatus:
+
+class EVSEStatus(_Message):
     """EVSEStatusType (urn:din:70121:2012:MsgDataTypes)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MeteringReceiptReq:
+class MeteringReceiptReq(_Message):
     """MeteringReceiptReqType (urn:din:70121:2012:MsgBody)."""
-    Id: str | None = None
+    __slots__ = ('Id', 'SessionID', 'SAScheduleTupleID', 'MeterInfo')
+    Id: str | None
     SessionID: bytes
-    SAScheduleTupleID: int | None = None
+    SAScheduleTupleID: int | None
     MeterInfo: MeterInfo
 
+    def __init__(self, *, Id=None, SessionID, SAScheduleTupleID=None, MeterInfo):
+        _os(self, 'Id', Id)
+        _os(self, 'SessionID', SessionID)
+        _os(self, 'SAScheduleTupleID', SAScheduleTupleID)
+        _os(self, 'MeterInfo', MeterInfo)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MeteringReceiptRes:
+
+class MeteringReceiptRes(_Message):
     """MeteringReceiptResType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('ResponseCode', 'AC_EVSEStatus')
     ResponseCode: responseCodeType
     AC_EVSEStatus: AC_EVSEStatus
 
+    def __init__(self, *, ResponseCode, AC_EVSEStatus):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'AC_EVSEStatus', AC_EVSEStatus)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionStop:
+
+class SessionStop(_Message):
     """SessionStopType (urn:din:70121:2012:MsgBody)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionStopRes:
+class SessionStopRes(_Message):
     """SessionStopResType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('ResponseCode',)
     ResponseCode: responseCodeType
 
+    def __init__(self, *, ResponseCode):
+        _os(self, 'ResponseCode', ResponseCode)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertificateUpdateReq:
+
+class CertificateUpdateReq(_Message):
     """CertificateUpdateReqType (urn:din:70121:2012:MsgBody)."""
-    Id: str | None = None
+    __slots__ = ('Id', 'ContractSignatureCertChain', 'ContractID', 'ListOfRootCertificateIDs', 'DHParams')
+    Id: str | None
     ContractSignatureCertChain: CertificateChain
     ContractID: str
     ListOfRootCertificateIDs: ListOfRootCertificateIDs
     DHParams: bytes
 
+    def __init__(self, *, Id=None, ContractSignatureCertChain, ContractID, ListOfRootCertificateIDs, DHParams):
+        _os(self, 'Id', Id)
+        _os(self, 'ContractSignatureCertChain', ContractSignatureCertChain)
+        _os(self, 'ContractID', ContractID)
+        _os(self, 'ListOfRootCertificateIDs', ListOfRootCertificateIDs)
+        _os(self, 'DHParams', DHParams)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ListOfRootCertificateIDs:
+
+class ListOfRootCertificateIDs(_Message):
     """ListOfRootCertificateIDsType (urn:din:70121:2012:MsgDataTypes)."""
-    RootCertificateID: list[str] = field(default_factory=list)
+    __slots__ = ('RootCertificateID',)
+    RootCertificateID: list[str]
+
+    def __init__(self, *, RootCertificateID=_NO_LIST):
+        _os(self, 'RootCertificateID', [] if RootCertificateID is _NO_LIST else RootCertificateID)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertificateUpdateRes:
+class CertificateUpdateRes(_Message):
     """CertificateUpdateResType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('Id', 'ResponseCode', 'ContractSignatureCertChain', 'ContractSignatureEncryptedPrivateKey', 'DHParams', 'ContractID', 'RetryCounter')
     Id: str
     ResponseCode: responseCodeType
     ContractSignatureCertChain: CertificateChain
@@ -657,19 +886,34 @@ class CertificateUpdateRes:
     ContractID: str
     RetryCounter: int
 
+    def __init__(self, *, Id, ResponseCode, ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey, DHParams, ContractID, RetryCounter):
+        _os(self, 'Id', Id)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'ContractSignatureCertChain', ContractSignatureCertChain)
+        _os(self, 'ContractSignatureEncryptedPrivateKey', ContractSignatureEncryptedPrivateKey)
+        _os(self, 'DHParams', DHParams)
+        _os(self, 'ContractID', ContractID)
+        _os(self, 'RetryCounter', RetryCounter)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertificateInstallationReq:
+
+class CertificateInstallationReq(_Message):
     """CertificateInstallationReqType (urn:din:70121:2012:MsgBody)."""
-    Id: str | None = None
+    __slots__ = ('Id', 'OEMProvisioningCert', 'ListOfRootCertificateIDs', 'DHParams')
+    Id: str | None
     OEMProvisioningCert: bytes
     ListOfRootCertificateIDs: ListOfRootCertificateIDs
     DHParams: bytes
 
+    def __init__(self, *, Id=None, OEMProvisioningCert, ListOfRootCertificateIDs, DHParams):
+        _os(self, 'Id', Id)
+        _os(self, 'OEMProvisioningCert', OEMProvisioningCert)
+        _os(self, 'ListOfRootCertificateIDs', ListOfRootCertificateIDs)
+        _os(self, 'DHParams', DHParams)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertificateInstallationRes:
+
+class CertificateInstallationRes(_Message):
     """CertificateInstallationResType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('Id', 'ResponseCode', 'ContractSignatureCertChain', 'ContractSignatureEncryptedPrivateKey', 'DHParams', 'ContractID')
     Id: str
     ResponseCode: responseCodeType
     ContractSignatureCertChain: CertificateChain
@@ -677,80 +921,130 @@ class CertificateInstallationRes:
     DHParams: bytes
     ContractID: str
 
+    def __init__(self, *, Id, ResponseCode, ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey, DHParams, ContractID):
+        _os(self, 'Id', Id)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'ContractSignatureCertChain', ContractSignatureCertChain)
+        _os(self, 'ContractSignatureEncryptedPrivateKey', ContractSignatureEncryptedPrivateKey)
+        _os(self, 'DHParams', DHParams)
+        _os(self, 'ContractID', ContractID)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CableCheckReq:
+
+class CableCheckReq(_Message):
     """CableCheckReqType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('DC_EVStatus',)
     DC_EVStatus: DC_EVStatus
 
+    def __init__(self, *, DC_EVStatus):
+        _os(self, 'DC_EVStatus', DC_EVStatus)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_EVStatus:
+
+class DC_EVStatus(_Message):
     """DC_EVStatusType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('EVReady', 'EVCabinConditioning', 'EVRESSConditioning', 'EVErrorCode', 'EVRESSSOC')
     EVReady: bool
-    EVCabinConditioning: bool | None = None
-    EVRESSConditioning: bool | None = None
+    EVCabinConditioning: bool | None
+    EVRESSConditioning: bool | None
     EVErrorCode: DC_EVErrorCodeType
     EVRESSSOC: int
 
+    def __init__(self, *, EVReady, EVCabinConditioning=None, EVRESSConditioning=None, EVErrorCode, EVRESSSOC):
+        _os(self, 'EVReady', EVReady)
+        _os(self, 'EVCabinConditioning', EVCabinConditioning)
+        _os(self, 'EVRESSConditioning', EVRESSConditioning)
+        _os(self, 'EVErrorCode', EVErrorCode)
+        _os(self, 'EVRESSSOC', EVRESSSOC)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVStatus:
+
+class EVStatus(_Message):
     """EVStatusType (urn:din:70121:2012:MsgDataTypes)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CableCheckRes:
+class CableCheckRes(_Message):
     """CableCheckResType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('ResponseCode', 'DC_EVSEStatus', 'EVSEProcessing')
     ResponseCode: responseCodeType
     DC_EVSEStatus: DC_EVSEStatus
     EVSEProcessing: EVSEProcessingType
 
+    def __init__(self, *, ResponseCode, DC_EVSEStatus, EVSEProcessing):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'DC_EVSEStatus', DC_EVSEStatus)
+        _os(self, 'EVSEProcessing', EVSEProcessing)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_EVSEStatus:
+
+class DC_EVSEStatus(_Message):
     """DC_EVSEStatusType (urn:din:70121:2012:MsgDataTypes)."""
-    EVSEIsolationStatus: isolationLevelType | None = None
+    __slots__ = ('EVSEIsolationStatus', 'EVSEStatusCode', 'NotificationMaxDelay', 'EVSENotification')
+    EVSEIsolationStatus: isolationLevelType | None
     EVSEStatusCode: DC_EVSEStatusCodeType
     NotificationMaxDelay: int
     EVSENotification: EVSENotificationType
 
+    def __init__(self, *, EVSEIsolationStatus=None, EVSEStatusCode, NotificationMaxDelay, EVSENotification):
+        _os(self, 'EVSEIsolationStatus', EVSEIsolationStatus)
+        _os(self, 'EVSEStatusCode', EVSEStatusCode)
+        _os(self, 'NotificationMaxDelay', NotificationMaxDelay)
+        _os(self, 'EVSENotification', EVSENotification)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PreChargeReq:
+
+class PreChargeReq(_Message):
     """PreChargeReqType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('DC_EVStatus', 'EVTargetVoltage', 'EVTargetCurrent')
     DC_EVStatus: DC_EVStatus
     EVTargetVoltage: PhysicalValue
     EVTargetCurrent: PhysicalValue
 
+    def __init__(self, *, DC_EVStatus, EVTargetVoltage, EVTargetCurrent):
+        _os(self, 'DC_EVStatus', DC_EVStatus)
+        _os(self, 'EVTargetVoltage', EVTargetVoltage)
+        _os(self, 'EVTargetCurrent', EVTargetCurrent)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PreChargeRes:
+
+class PreChargeRes(_Message):
     """PreChargeResType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('ResponseCode', 'DC_EVSEStatus', 'EVSEPresentVoltage')
     ResponseCode: responseCodeType
     DC_EVSEStatus: DC_EVSEStatus
     EVSEPresentVoltage: PhysicalValue
 
+    def __init__(self, *, ResponseCode, DC_EVSEStatus, EVSEPresentVoltage):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'DC_EVSEStatus', DC_EVSEStatus)
+        _os(self, 'EVSEPresentVoltage', EVSEPresentVoltage)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CurrentDemandReq:
+
+class CurrentDemandReq(_Message):
     """CurrentDemandReqType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('DC_EVStatus', 'EVTargetCurrent', 'EVMaximumVoltageLimit', 'EVMaximumCurrentLimit', 'EVMaximumPowerLimit', 'BulkChargingComplete', 'ChargingComplete', 'RemainingTimeToFullSoC', 'RemainingTimeToBulkSoC', 'EVTargetVoltage')
     DC_EVStatus: DC_EVStatus
     EVTargetCurrent: PhysicalValue
-    EVMaximumVoltageLimit: PhysicalValue | None = None
-    EVMaximumCurrentLimit: PhysicalValue | None = None
-    EVMaximumPowerLimit: PhysicalValue | None = None
-    BulkChargingComplete: bool | None = None
+    EVMaximumVoltageLimit: PhysicalValue | None
+    EVMaximumCurrentLimit: PhysicalValue | None
+    EVMaximumPowerLimit: PhysicalValue | None
+    BulkChargingComplete: bool | None
     ChargingComplete: bool
-    RemainingTimeToFullSoC: PhysicalValue | None = None
-    RemainingTimeToBulkSoC: PhysicalValue | None = None
+    RemainingTimeToFullSoC: PhysicalValue | None
+    RemainingTimeToBulkSoC: PhysicalValue | None
     EVTargetVoltage: PhysicalValue
 
+    def __init__(self, *, DC_EVStatus, EVTargetCurrent, EVMaximumVoltageLimit=None, EVMaximumCurrentLimit=None, EVMaximumPowerLimit=None, BulkChargingComplete=None, ChargingComplete, RemainingTimeToFullSoC=None, RemainingTimeToBulkSoC=None, EVTargetVoltage):
+        _os(self, 'DC_EVStatus', DC_EVStatus)
+        _os(self, 'EVTargetCurrent', EVTargetCurrent)
+        _os(self, 'EVMaximumVoltageLimit', EVMaximumVoltageLimit)
+        _os(self, 'EVMaximumCurrentLimit', EVMaximumCurrentLimit)
+        _os(self, 'EVMaximumPowerLimit', EVMaximumPowerLimit)
+        _os(self, 'BulkChargingComplete', BulkChargingComplete)
+        _os(self, 'ChargingComplete', ChargingComplete)
+        _os(self, 'RemainingTimeToFullSoC', RemainingTimeToFullSoC)
+        _os(self, 'RemainingTimeToBulkSoC', RemainingTimeToBulkSoC)
+        _os(self, 'EVTargetVoltage', EVTargetVoltage)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CurrentDemandRes:
+
+class CurrentDemandRes(_Message):
     """CurrentDemandResType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('ResponseCode', 'DC_EVSEStatus', 'EVSEPresentVoltage', 'EVSEPresentCurrent', 'EVSECurrentLimitAchieved', 'EVSEVoltageLimitAchieved', 'EVSEPowerLimitAchieved', 'EVSEMaximumVoltageLimit', 'EVSEMaximumCurrentLimit', 'EVSEMaximumPowerLimit')
     ResponseCode: responseCodeType
     DC_EVSEStatus: DC_EVSEStatus
     EVSEPresentVoltage: PhysicalValue
@@ -758,191 +1052,296 @@ class CurrentDemandRes:
     EVSECurrentLimitAchieved: bool
     EVSEVoltageLimitAchieved: bool
     EVSEPowerLimitAchieved: bool
-    EVSEMaximumVoltageLimit: PhysicalValue | None = None
-    EVSEMaximumCurrentLimit: PhysicalValue | None = None
-    EVSEMaximumPowerLimit: PhysicalValue | None = None
+    EVSEMaximumVoltageLimit: PhysicalValue | None
+    EVSEMaximumCurrentLimit: PhysicalValue | None
+    EVSEMaximumPowerLimit: PhysicalValue | None
+
+    def __init__(self, *, ResponseCode, DC_EVSEStatus, EVSEPresentVoltage, EVSEPresentCurrent, EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved, EVSEPowerLimitAchieved, EVSEMaximumVoltageLimit=None, EVSEMaximumCurrentLimit=None, EVSEMaximumPowerLimit=None):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'DC_EVSEStatus', DC_EVSEStatus)
+        _os(self, 'EVSEPresentVoltage', EVSEPresentVoltage)
+        _os(self, 'EVSEPresentCurrent', EVSEPresentCurrent)
+        _os(self, 'EVSECurrentLimitAchieved', EVSECurrentLimitAchieved)
+        _os(self, 'EVSEVoltageLimitAchieved', EVSEVoltageLimitAchieved)
+        _os(self, 'EVSEPowerLimitAchieved', EVSEPowerLimitAchieved)
+        _os(self, 'EVSEMaximumVoltageLimit', EVSEMaximumVoltageLimit)
+        _os(self, 'EVSEMaximumCurrentLimit', EVSEMaximumCurrentLimit)
+        _os(self, 'EVSEMaximumPowerLimit', EVSEMaximumPowerLimit)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WeldingDetectionReq:
+class WeldingDetectionReq(_Message):
     """WeldingDetectionReqType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('DC_EVStatus',)
     DC_EVStatus: DC_EVStatus
 
+    def __init__(self, *, DC_EVStatus):
+        _os(self, 'DC_EVStatus', DC_EVStatus)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WeldingDetectionRes:
+
+class WeldingDetectionRes(_Message):
     """WeldingDetectionResType (urn:din:70121:2012:MsgBody)."""
+    __slots__ = ('ResponseCode', 'DC_EVSEStatus', 'EVSEPresentVoltage')
     ResponseCode: responseCodeType
     DC_EVSEStatus: DC_EVSEStatus
     EVSEPresentVoltage: PhysicalValue
 
+    def __init__(self, *, ResponseCode, DC_EVSEStatus, EVSEPresentVoltage):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'DC_EVSEStatus', DC_EVSEStatus)
+        _os(self, 'EVSEPresentVoltage', EVSEPresentVoltage)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SASchedules:
+
+class SASchedules(_Message):
     """SASchedulesType (urn:din:70121:2012:MsgDataTypes)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SAScheduleList:
+class SAScheduleList(_Message):
     """SAScheduleListType (urn:din:70121:2012:MsgDataTypes)."""
-    SAScheduleTuple: list[SAScheduleTuple] = field(default_factory=list)
+    __slots__ = ('SAScheduleTuple',)
+    SAScheduleTuple: list[SAScheduleTuple]
+
+    def __init__(self, *, SAScheduleTuple=_NO_LIST):
+        _os(self, 'SAScheduleTuple', [] if SAScheduleTuple is _NO_LIST else SAScheduleTuple)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SAScheduleTuple:
+class SAScheduleTuple(_Message):
     """SAScheduleTupleType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('SAScheduleTupleID', 'PMaxSchedule', 'SalesTariff')
     SAScheduleTupleID: int
     PMaxSchedule: PMaxSchedule
-    SalesTariff: SalesTariff | None = None
+    SalesTariff: SalesTariff | None
+
+    def __init__(self, *, SAScheduleTupleID, PMaxSchedule, SalesTariff=None):
+        _os(self, 'SAScheduleTupleID', SAScheduleTupleID)
+        _os(self, 'PMaxSchedule', PMaxSchedule)
+        _os(self, 'SalesTariff', SalesTariff)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PMaxSchedule:
+class PMaxSchedule(_Message):
     """PMaxScheduleType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('PMaxScheduleID', 'PMaxScheduleEntry')
     PMaxScheduleID: int
-    PMaxScheduleEntry: list[PMaxScheduleEntry] = field(default_factory=list)
+    PMaxScheduleEntry: list[PMaxScheduleEntry]
+
+    def __init__(self, *, PMaxScheduleID, PMaxScheduleEntry=_NO_LIST):
+        _os(self, 'PMaxScheduleID', PMaxScheduleID)
+        _os(self, 'PMaxScheduleEntry', [] if PMaxScheduleEntry is _NO_LIST else PMaxScheduleEntry)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SalesTariff:
+class SalesTariff(_Message):
     """SalesTariffType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('Id', 'SalesTariffID', 'SalesTariffDescription', 'NumEPriceLevels', 'SalesTariffEntry')
     Id: str
     SalesTariffID: int
-    SalesTariffDescription: str | None = None
+    SalesTariffDescription: str | None
     NumEPriceLevels: int
-    SalesTariffEntry: list[SalesTariffEntry] = field(default_factory=list)
+    SalesTariffEntry: list[SalesTariffEntry]
+
+    def __init__(self, *, Id, SalesTariffID, SalesTariffDescription=None, NumEPriceLevels, SalesTariffEntry=_NO_LIST):
+        _os(self, 'Id', Id)
+        _os(self, 'SalesTariffID', SalesTariffID)
+        _os(self, 'SalesTariffDescription', SalesTariffDescription)
+        _os(self, 'NumEPriceLevels', NumEPriceLevels)
+        _os(self, 'SalesTariffEntry', [] if SalesTariffEntry is _NO_LIST else SalesTariffEntry)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Entry:
+class Entry(_Message):
     """EntryType (urn:din:70121:2012:MsgDataTypes)."""
-    RelativeTimeInterval: RelativeTimeInterval | None = None
-    TimeInterval: Interval | None = None
+    __slots__ = ('RelativeTimeInterval', 'TimeInterval')
+    RelativeTimeInterval: RelativeTimeInterval | None
+    TimeInterval: Interval | None
+
+    def __init__(self, *, RelativeTimeInterval=None, TimeInterval=None):
+        _os(self, 'RelativeTimeInterval', RelativeTimeInterval)
+        _os(self, 'TimeInterval', TimeInterval)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SalesTariffEntry:
+class SalesTariffEntry(_Message):
     """SalesTariffEntryType (urn:din:70121:2012:MsgDataTypes)."""
-    RelativeTimeInterval: RelativeTimeInterval | None = None
-    TimeInterval: Interval | None = None
+    __slots__ = ('RelativeTimeInterval', 'TimeInterval', 'EPriceLevel', 'ConsumptionCost')
+    RelativeTimeInterval: RelativeTimeInterval | None
+    TimeInterval: Interval | None
     EPriceLevel: int
-    ConsumptionCost: list[ConsumptionCost] = field(default_factory=list)
+    ConsumptionCost: list[ConsumptionCost]
+
+    def __init__(self, *, RelativeTimeInterval=None, TimeInterval=None, EPriceLevel, ConsumptionCost=_NO_LIST):
+        _os(self, 'RelativeTimeInterval', RelativeTimeInterval)
+        _os(self, 'TimeInterval', TimeInterval)
+        _os(self, 'EPriceLevel', EPriceLevel)
+        _os(self, 'ConsumptionCost', [] if ConsumptionCost is _NO_LIST else ConsumptionCost)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConsumptionCost:
+class ConsumptionCost(_Message):
     """ConsumptionCostType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('startValue', 'Cost')
     startValue: int
-    Cost: list[Cost] = field(default_factory=list)
+    Cost: list[Cost]
+
+    def __init__(self, *, startValue, Cost=_NO_LIST):
+        _os(self, 'startValue', startValue)
+        _os(self, 'Cost', [] if Cost is _NO_LIST else Cost)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Cost:
+class Cost(_Message):
     """CostType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('costKind', 'amount', 'amountMultiplier')
     costKind: costKindType
     amount: int
-    amountMultiplier: int | None = None
+    amountMultiplier: int | None
+
+    def __init__(self, *, costKind, amount, amountMultiplier=None):
+        _os(self, 'costKind', costKind)
+        _os(self, 'amount', amount)
+        _os(self, 'amountMultiplier', amountMultiplier)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PMaxScheduleEntry:
+class PMaxScheduleEntry(_Message):
     """PMaxScheduleEntryType (urn:din:70121:2012:MsgDataTypes)."""
-    RelativeTimeInterval: RelativeTimeInterval | None = None
-    TimeInterval: Interval | None = None
+    __slots__ = ('RelativeTimeInterval', 'TimeInterval', 'PMax')
+    RelativeTimeInterval: RelativeTimeInterval | None
+    TimeInterval: Interval | None
     PMax: int
 
+    def __init__(self, *, RelativeTimeInterval=None, TimeInterval=None, PMax):
+        _os(self, 'RelativeTimeInterval', RelativeTimeInterval)
+        _os(self, 'TimeInterval', TimeInterval)
+        _os(self, 'PMax', PMax)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Interval:
+
+class Interval(_Message):
     """IntervalType (urn:din:70121:2012:MsgDataTypes)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RelativeTimeInterval:
+class RelativeTimeInterval(_Message):
     """RelativeTimeIntervalType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('start', 'duration')
     start: int
-    duration: int | None = None
+    duration: int | None
+
+    def __init__(self, *, start, duration=None):
+        _os(self, 'start', start)
+        _os(self, 'duration', duration)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVChargeParameter:
+class EVChargeParameter(_Message):
     """EVChargeParameterType (urn:din:70121:2012:MsgDataTypes)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AC_EVChargeParameter:
+class AC_EVChargeParameter(_Message):
     """AC_EVChargeParameterType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('DepartureTime', 'EAmount', 'EVMaxVoltage', 'EVMaxCurrent', 'EVMinCurrent')
     DepartureTime: int
     EAmount: PhysicalValue
     EVMaxVoltage: PhysicalValue
     EVMaxCurrent: PhysicalValue
     EVMinCurrent: PhysicalValue
 
+    def __init__(self, *, DepartureTime, EAmount, EVMaxVoltage, EVMaxCurrent, EVMinCurrent):
+        _os(self, 'DepartureTime', DepartureTime)
+        _os(self, 'EAmount', EAmount)
+        _os(self, 'EVMaxVoltage', EVMaxVoltage)
+        _os(self, 'EVMaxCurrent', EVMaxCurrent)
+        _os(self, 'EVMinCurrent', EVMinCurrent)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_EVChargeParameter:
+
+class DC_EVChargeParameter(_Message):
     """DC_EVChargeParameterType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('DC_EVStatus', 'EVMaximumCurrentLimit', 'EVMaximumPowerLimit', 'EVMaximumVoltageLimit', 'EVEnergyCapacity', 'EVEnergyRequest', 'FullSOC', 'BulkSOC')
     DC_EVStatus: DC_EVStatus
     EVMaximumCurrentLimit: PhysicalValue
-    EVMaximumPowerLimit: PhysicalValue | None = None
+    EVMaximumPowerLimit: PhysicalValue | None
     EVMaximumVoltageLimit: PhysicalValue
-    EVEnergyCapacity: PhysicalValue | None = None
-    EVEnergyRequest: PhysicalValue | None = None
-    FullSOC: int | None = None
-    BulkSOC: int | None = None
+    EVEnergyCapacity: PhysicalValue | None
+    EVEnergyRequest: PhysicalValue | None
+    FullSOC: int | None
+    BulkSOC: int | None
+
+    def __init__(self, *, DC_EVStatus, EVMaximumCurrentLimit, EVMaximumPowerLimit=None, EVMaximumVoltageLimit, EVEnergyCapacity=None, EVEnergyRequest=None, FullSOC=None, BulkSOC=None):
+        _os(self, 'DC_EVStatus', DC_EVStatus)
+        _os(self, 'EVMaximumCurrentLimit', EVMaximumCurrentLimit)
+        _os(self, 'EVMaximumPowerLimit', EVMaximumPowerLimit)
+        _os(self, 'EVMaximumVoltageLimit', EVMaximumVoltageLimit)
+        _os(self, 'EVEnergyCapacity', EVEnergyCapacity)
+        _os(self, 'EVEnergyRequest', EVEnergyRequest)
+        _os(self, 'FullSOC', FullSOC)
+        _os(self, 'BulkSOC', BulkSOC)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVSEChargeParameter:
+class EVSEChargeParameter(_Message):
     """EVSEChargeParameterType (urn:din:70121:2012:MsgDataTypes)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AC_EVSEChargeParameter:
+class AC_EVSEChargeParameter(_Message):
     """AC_EVSEChargeParameterType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('AC_EVSEStatus', 'EVSEMaxVoltage', 'EVSEMaxCurrent', 'EVSEMinCurrent')
     AC_EVSEStatus: AC_EVSEStatus
     EVSEMaxVoltage: PhysicalValue
     EVSEMaxCurrent: PhysicalValue
     EVSEMinCurrent: PhysicalValue
 
+    def __init__(self, *, AC_EVSEStatus, EVSEMaxVoltage, EVSEMaxCurrent, EVSEMinCurrent):
+        _os(self, 'AC_EVSEStatus', AC_EVSEStatus)
+        _os(self, 'EVSEMaxVoltage', EVSEMaxVoltage)
+        _os(self, 'EVSEMaxCurrent', EVSEMaxCurrent)
+        _os(self, 'EVSEMinCurrent', EVSEMinCurrent)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_EVSEChargeParameter:
+
+class DC_EVSEChargeParameter(_Message):
     """DC_EVSEChargeParameterType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('DC_EVSEStatus', 'EVSEMaximumCurrentLimit', 'EVSEMaximumPowerLimit', 'EVSEMaximumVoltageLimit', 'EVSEMinimumCurrentLimit', 'EVSEMinimumVoltageLimit', 'EVSECurrentRegulationTolerance', 'EVSEPeakCurrentRipple', 'EVSEEnergyToBeDelivered')
     DC_EVSEStatus: DC_EVSEStatus
     EVSEMaximumCurrentLimit: PhysicalValue
-    EVSEMaximumPowerLimit: PhysicalValue | None = None
+    EVSEMaximumPowerLimit: PhysicalValue | None
     EVSEMaximumVoltageLimit: PhysicalValue
     EVSEMinimumCurrentLimit: PhysicalValue
     EVSEMinimumVoltageLimit: PhysicalValue
-    EVSECurrentRegulationTolerance: PhysicalValue | None = None
+    EVSECurrentRegulationTolerance: PhysicalValue | None
     EVSEPeakCurrentRipple: PhysicalValue
-    EVSEEnergyToBeDelivered: PhysicalValue | None = None
+    EVSEEnergyToBeDelivered: PhysicalValue | None
+
+    def __init__(self, *, DC_EVSEStatus, EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit=None, EVSEMaximumVoltageLimit, EVSEMinimumCurrentLimit, EVSEMinimumVoltageLimit, EVSECurrentRegulationTolerance=None, EVSEPeakCurrentRipple, EVSEEnergyToBeDelivered=None):
+        _os(self, 'DC_EVSEStatus', DC_EVSEStatus)
+        _os(self, 'EVSEMaximumCurrentLimit', EVSEMaximumCurrentLimit)
+        _os(self, 'EVSEMaximumPowerLimit', EVSEMaximumPowerLimit)
+        _os(self, 'EVSEMaximumVoltageLimit', EVSEMaximumVoltageLimit)
+        _os(self, 'EVSEMinimumCurrentLimit', EVSEMinimumCurrentLimit)
+        _os(self, 'EVSEMinimumVoltageLimit', EVSEMinimumVoltageLimit)
+        _os(self, 'EVSECurrentRegulationTolerance', EVSECurrentRegulationTolerance)
+        _os(self, 'EVSEPeakCurrentRipple', EVSEPeakCurrentRipple)
+        _os(self, 'EVSEEnergyToBeDelivered', EVSEEnergyToBeDelivered)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVPowerDeliveryParameter:
+class EVPowerDeliveryParameter(_Message):
     """EVPowerDeliveryParameterType (urn:din:70121:2012:MsgDataTypes)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_EVPowerDeliveryParameter:
+class DC_EVPowerDeliveryParameter(_Message):
     """DC_EVPowerDeliveryParameterType (urn:din:70121:2012:MsgDataTypes)."""
+    __slots__ = ('DC_EVStatus', 'BulkChargingComplete', 'ChargingComplete')
     DC_EVStatus: DC_EVStatus
-    BulkChargingComplete: bool | None = None
+    BulkChargingComplete: bool | None
     ChargingComplete: bool
 
+    def __init__(self, *, DC_EVStatus, BulkChargingComplete=None, ChargingComplete):
+        _os(self, 'DC_EVStatus', DC_EVStatus)
+        _os(self, 'BulkChargingComplete', BulkChargingComplete)
+        _os(self, 'ChargingComplete', ChargingComplete)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class V2G_Message:
+
+class V2G_Message(_Message):
     """anonymous type of V2G_Message."""
+    __slots__ = ('Header', 'Body')
     Header: MessageHeader
     Body: Body
+
+    def __init__(self, *, Header, Body):
+        _os(self, 'Header', Header)
+        _os(self, 'Body', Body)
 
 
 # --- field descriptions -------------------------------------------------

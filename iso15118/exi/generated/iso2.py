@@ -3,10 +3,10 @@
 # ruff: noqa
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleElement as _SimpleElement, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
+from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
+from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
                      UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
                      bad_event as _bad_event, fault as _fault, missing as _missing,
@@ -254,399 +254,644 @@ class costKindType(StrEnum):
     CarbonDioxideEmission = 'CarbonDioxideEmission'
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MessageHeader:
+class MessageHeader(_Message):
     """MessageHeaderType (urn:iso:15118:2:2013:MsgHeader)."""
+    __slots__ = ('SessionID', 'Notification', 'Signature')
     SessionID: bytes
-    Notification: Notification | None = None
-    Signature: Signature | None = None
+    Notification: Notification | None
+    Signature: Signature | None
+
+    def __init__(self, *, SessionID, Notification=None, Signature=None):
+        _os(self, 'SessionID', SessionID)
+        _os(self, 'Notification', Notification)
+        _os(self, 'Signature', Signature)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Notification:
+class Notification(_Message):
     """NotificationType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('FaultCode', 'FaultMsg')
     FaultCode: faultCodeType
-    FaultMsg: str | None = None
+    FaultMsg: str | None
+
+    def __init__(self, *, FaultCode, FaultMsg=None):
+        _os(self, 'FaultCode', FaultCode)
+        _os(self, 'FaultMsg', FaultMsg)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Body:
+class Body(_Message):
     """BodyType (urn:iso:15118:2:2013:MsgBody)."""
-    AuthorizationReq: AuthorizationReq | None = None
-    AuthorizationRes: AuthorizationRes | None = None
-    CableCheckReq: CableCheckReq | None = None
-    CableCheckRes: CableCheckRes | None = None
-    CertificateInstallationReq: CertificateInstallationReq | None = None
-    CertificateInstallationRes: CertificateInstallationRes | None = None
-    CertificateUpdateReq: CertificateUpdateReq | None = None
-    CertificateUpdateRes: CertificateUpdateRes | None = None
-    ChargeParameterDiscoveryReq: ChargeParameterDiscoveryReq | None = None
-    ChargeParameterDiscoveryRes: ChargeParameterDiscoveryRes | None = None
-    ChargingStatusReq: ChargingStatusReq | None = None
-    ChargingStatusRes: ChargingStatusRes | None = None
-    CurrentDemandReq: CurrentDemandReq | None = None
-    CurrentDemandRes: CurrentDemandRes | None = None
-    MeteringReceiptReq: MeteringReceiptReq | None = None
-    MeteringReceiptRes: MeteringReceiptRes | None = None
-    PaymentDetailsReq: PaymentDetailsReq | None = None
-    PaymentDetailsRes: PaymentDetailsRes | None = None
-    PaymentServiceSelectionReq: PaymentServiceSelectionReq | None = None
-    PaymentServiceSelectionRes: PaymentServiceSelectionRes | None = None
-    PowerDeliveryReq: PowerDeliveryReq | None = None
-    PowerDeliveryRes: PowerDeliveryRes | None = None
-    PreChargeReq: PreChargeReq | None = None
-    PreChargeRes: PreChargeRes | None = None
-    ServiceDetailReq: ServiceDetailReq | None = None
-    ServiceDetailRes: ServiceDetailRes | None = None
-    ServiceDiscoveryReq: ServiceDiscoveryReq | None = None
-    ServiceDiscoveryRes: ServiceDiscoveryRes | None = None
-    SessionSetupReq: SessionSetupReq | None = None
-    SessionSetupRes: SessionSetupRes | None = None
-    SessionStopReq: SessionStopReq | None = None
-    SessionStopRes: SessionStopRes | None = None
-    WeldingDetectionReq: WeldingDetectionReq | None = None
-    WeldingDetectionRes: WeldingDetectionRes | None = None
+    __slots__ = ('AuthorizationReq', 'AuthorizationRes', 'CableCheckReq', 'CableCheckRes', 'CertificateInstallationReq', 'CertificateInstallationRes', 'CertificateUpdateReq', 'CertificateUpdateRes', 'ChargeParameterDiscoveryReq', 'ChargeParameterDiscoveryRes', 'ChargingStatusReq', 'ChargingStatusRes', 'CurrentDemandReq', 'CurrentDemandRes', 'MeteringReceiptReq', 'MeteringReceiptRes', 'PaymentDetailsReq', 'PaymentDetailsRes', 'PaymentServiceSelectionReq', 'PaymentServiceSelectionRes', 'PowerDeliveryReq', 'PowerDeliveryRes', 'PreChargeReq', 'PreChargeRes', 'ServiceDetailReq', 'ServiceDetailRes', 'ServiceDiscoveryReq', 'ServiceDiscoveryRes', 'SessionSetupReq', 'SessionSetupRes', 'SessionStopReq', 'SessionStopRes', 'WeldingDetectionReq', 'WeldingDetectionRes')
+    AuthorizationReq: AuthorizationReq | None
+    AuthorizationRes: AuthorizationRes | None
+    CableCheckReq: CableCheckReq | None
+    CableCheckRes: CableCheckRes | None
+    CertificateInstallationReq: CertificateInstallationReq | None
+    CertificateInstallationRes: CertificateInstallationRes | None
+    CertificateUpdateReq: CertificateUpdateReq | None
+    CertificateUpdateRes: CertificateUpdateRes | None
+    ChargeParameterDiscoveryReq: ChargeParameterDiscoveryReq | None
+    ChargeParameterDiscoveryRes: ChargeParameterDiscoveryRes | None
+    ChargingStatusReq: ChargingStatusReq | None
+    ChargingStatusRes: ChargingStatusRes | None
+    CurrentDemandReq: CurrentDemandReq | None
+    CurrentDemandRes: CurrentDemandRes | None
+    MeteringReceiptReq: MeteringReceiptReq | None
+    MeteringReceiptRes: MeteringReceiptRes | None
+    PaymentDetailsReq: PaymentDetailsReq | None
+    PaymentDetailsRes: PaymentDetailsRes | None
+    PaymentServiceSelectionReq: PaymentServiceSelectionReq | None
+    PaymentServiceSelectionRes: PaymentServiceSelectionRes | None
+    PowerDeliveryReq: PowerDeliveryReq | None
+    PowerDeliveryRes: PowerDeliveryRes | None
+    PreChargeReq: PreChargeReq | None
+    PreChargeRes: PreChargeRes | None
+    ServiceDetailReq: ServiceDetailReq | None
+    ServiceDetailRes: ServiceDetailRes | None
+    ServiceDiscoveryReq: ServiceDiscoveryReq | None
+    ServiceDiscoveryRes: ServiceDiscoveryRes | None
+    SessionSetupReq: SessionSetupReq | None
+    SessionSetupRes: SessionSetupRes | None
+    SessionStopReq: SessionStopReq | None
+    SessionStopRes: SessionStopRes | None
+    WeldingDetectionReq: WeldingDetectionReq | None
+    WeldingDetectionRes: WeldingDetectionRes | None
+
+    def __init__(self, *, AuthorizationReq=None, AuthorizationRes=None, CableCheckReq=None, CableCheckRes=None, CertificateInstallationReq=None, CertificateInstallationRes=None, CertificateUpdateReq=None, CertificateUpdateRes=None, ChargeParameterDiscoveryReq=None, ChargeParameterDiscoveryRes=None, ChargingStatusReq=None, ChargingStatusRes=None, CurrentDemandReq=None, CurrentDemandRes=None, MeteringReceiptReq=None, MeteringReceiptRes=None, PaymentDetailsReq=None, PaymentDetailsRes=None, PaymentServiceSelectionReq=None, PaymentServiceSelectionRes=None, PowerDeliveryReq=None, PowerDeliveryRes=None, PreChargeReq=None, PreChargeRes=None, ServiceDetailReq=None, ServiceDetailRes=None, ServiceDiscoveryReq=None, ServiceDiscoveryRes=None, SessionSetupReq=None, SessionSetupRes=None, SessionStopReq=None, SessionStopRes=None, WeldingDetectionReq=None, WeldingDetectionRes=None):
+        _os(self, 'AuthorizationReq', AuthorizationReq)
+        _os(self, 'AuthorizationRes', AuthorizationRes)
+        _os(self, 'CableCheckReq', CableCheckReq)
+        _os(self, 'CableCheckRes', CableCheckRes)
+        _os(self, 'CertificateInstallationReq', CertificateInstallationReq)
+        _os(self, 'CertificateInstallationRes', CertificateInstallationRes)
+        _os(self, 'CertificateUpdateReq', CertificateUpdateReq)
+        _os(self, 'CertificateUpdateRes', CertificateUpdateRes)
+        _os(self, 'ChargeParameterDiscoveryReq', ChargeParameterDiscoveryReq)
+        _os(self, 'ChargeParameterDiscoveryRes', ChargeParameterDiscoveryRes)
+        _os(self, 'ChargingStatusReq', ChargingStatusReq)
+        _os(self, 'ChargingStatusRes', ChargingStatusRes)
+        _os(self, 'CurrentDemandReq', CurrentDemandReq)
+        _os(self, 'CurrentDemandRes', CurrentDemandRes)
+        _os(self, 'MeteringReceiptReq', MeteringReceiptReq)
+        _os(self, 'MeteringReceiptRes', MeteringReceiptRes)
+        _os(self, 'PaymentDetailsReq', PaymentDetailsReq)
+        _os(self, 'PaymentDetailsRes', PaymentDetailsRes)
+        _os(self, 'PaymentServiceSelectionReq', PaymentServiceSelectionReq)
+        _os(self, 'PaymentServiceSelectionRes', PaymentServiceSelectionRes)
+        _os(self, 'PowerDeliveryReq', PowerDeliveryReq)
+        _os(self, 'PowerDeliveryRes', PowerDeliveryRes)
+        _os(self, 'PreChargeReq', PreChargeReq)
+        _os(self, 'PreChargeRes', PreChargeRes)
+        _os(self, 'ServiceDetailReq', ServiceDetailReq)
+        _os(self, 'ServiceDetailRes', ServiceDetailRes)
+        _os(self, 'ServiceDiscoveryReq', ServiceDiscoveryReq)
+        _os(self, 'ServiceDiscoveryRes', ServiceDiscoveryRes)
+        _os(self, 'SessionSetupReq', SessionSetupReq)
+        _os(self, 'SessionSetupRes', SessionSetupRes)
+        _os(self, 'SessionStopReq', SessionStopReq)
+        _os(self, 'SessionStopRes', SessionStopRes)
+        _os(self, 'WeldingDetectionReq', WeldingDetectionReq)
+        _os(self, 'WeldingDetectionRes', WeldingDetectionRes)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BodyBase:
+class BodyBase(_Message):
     """BodyBaseType (urn:iso:15118:2:2013:MsgBody)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionSetupReq:
+class SessionSetupReq(_Message):
     """SessionSetupReqType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('EVCCID',)
     EVCCID: bytes
 
+    def __init__(self, *, EVCCID):
+        _os(self, 'EVCCID', EVCCID)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionSetupRes:
+
+class SessionSetupRes(_Message):
     """SessionSetupResType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ResponseCode', 'EVSEID', 'EVSETimeStamp')
     ResponseCode: responseCodeType
     EVSEID: str
-    EVSETimeStamp: int | None = None
+    EVSETimeStamp: int | None
+
+    def __init__(self, *, ResponseCode, EVSEID, EVSETimeStamp=None):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEID', EVSEID)
+        _os(self, 'EVSETimeStamp', EVSETimeStamp)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceDiscoveryReq:
+class ServiceDiscoveryReq(_Message):
     """ServiceDiscoveryReqType (urn:iso:15118:2:2013:MsgBody)."""
-    ServiceScope: str | None = None
-    ServiceCategory: serviceCategoryType | None = None
+    __slots__ = ('ServiceScope', 'ServiceCategory')
+    ServiceScope: str | None
+    ServiceCategory: serviceCategoryType | None
+
+    def __init__(self, *, ServiceScope=None, ServiceCategory=None):
+        _os(self, 'ServiceScope', ServiceScope)
+        _os(self, 'ServiceCategory', ServiceCategory)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceDiscoveryRes:
+class ServiceDiscoveryRes(_Message):
     """ServiceDiscoveryResType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ResponseCode', 'PaymentOptionList', 'ChargeService', 'ServiceList')
     ResponseCode: responseCodeType
     PaymentOptionList: PaymentOptionList
     ChargeService: ChargeService
-    ServiceList: ServiceList | None = None
+    ServiceList: ServiceList | None
+
+    def __init__(self, *, ResponseCode, PaymentOptionList, ChargeService, ServiceList=None):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'PaymentOptionList', PaymentOptionList)
+        _os(self, 'ChargeService', ChargeService)
+        _os(self, 'ServiceList', ServiceList)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PaymentOptionList:
+class PaymentOptionList(_Message):
     """PaymentOptionListType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    PaymentOption: list[paymentOptionType] = field(default_factory=list)
+    __slots__ = ('PaymentOption',)
+    PaymentOption: list[paymentOptionType]
+
+    def __init__(self, *, PaymentOption=_NO_LIST):
+        _os(self, 'PaymentOption', [] if PaymentOption is _NO_LIST else PaymentOption)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeService:
+class ChargeService(_Message):
     """ChargeServiceType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('ServiceID', 'ServiceName', 'ServiceCategory', 'ServiceScope', 'FreeService', 'SupportedEnergyTransferMode')
     ServiceID: int
-    ServiceName: str | None = None
+    ServiceName: str | None
     ServiceCategory: serviceCategoryType
-    ServiceScope: str | None = None
+    ServiceScope: str | None
     FreeService: bool
     SupportedEnergyTransferMode: SupportedEnergyTransferMode
 
+    def __init__(self, *, ServiceID, ServiceName=None, ServiceCategory, ServiceScope=None, FreeService, SupportedEnergyTransferMode):
+        _os(self, 'ServiceID', ServiceID)
+        _os(self, 'ServiceName', ServiceName)
+        _os(self, 'ServiceCategory', ServiceCategory)
+        _os(self, 'ServiceScope', ServiceScope)
+        _os(self, 'FreeService', FreeService)
+        _os(self, 'SupportedEnergyTransferMode', SupportedEnergyTransferMode)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SupportedEnergyTransferMode:
+
+class SupportedEnergyTransferMode(_Message):
     """SupportedEnergyTransferModeType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    EnergyTransferMode: list[EnergyTransferModeType] = field(default_factory=list)
+    __slots__ = ('EnergyTransferMode',)
+    EnergyTransferMode: list[EnergyTransferModeType]
+
+    def __init__(self, *, EnergyTransferMode=_NO_LIST):
+        _os(self, 'EnergyTransferMode', [] if EnergyTransferMode is _NO_LIST else EnergyTransferMode)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Service:
+class Service(_Message):
     """ServiceType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('ServiceID', 'ServiceName', 'ServiceCategory', 'ServiceScope', 'FreeService')
     ServiceID: int
-    ServiceName: str | None = None
+    ServiceName: str | None
     ServiceCategory: serviceCategoryType
-    ServiceScope: str | None = None
+    ServiceScope: str | None
     FreeService: bool
 
+    def __init__(self, *, ServiceID, ServiceName=None, ServiceCategory, ServiceScope=None, FreeService):
+        _os(self, 'ServiceID', ServiceID)
+        _os(self, 'ServiceName', ServiceName)
+        _os(self, 'ServiceCategory', ServiceCategory)
+        _os(self, 'ServiceScope', ServiceScope)
+        _os(self, 'FreeService', FreeService)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceList:
+
+class ServiceList(_Message):
     """ServiceListType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    Service: list[Service] = field(default_factory=list)
+    __slots__ = ('Service',)
+    Service: list[Service]
+
+    def __init__(self, *, Service=_NO_LIST):
+        _os(self, 'Service', [] if Service is _NO_LIST else Service)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceDetailReq:
+class ServiceDetailReq(_Message):
     """ServiceDetailReqType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ServiceID',)
     ServiceID: int
 
+    def __init__(self, *, ServiceID):
+        _os(self, 'ServiceID', ServiceID)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceDetailRes:
+
+class ServiceDetailRes(_Message):
     """ServiceDetailResType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ResponseCode', 'ServiceID', 'ServiceParameterList')
     ResponseCode: responseCodeType
     ServiceID: int
-    ServiceParameterList: ServiceParameterList | None = None
+    ServiceParameterList: ServiceParameterList | None
+
+    def __init__(self, *, ResponseCode, ServiceID, ServiceParameterList=None):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'ServiceID', ServiceID)
+        _os(self, 'ServiceParameterList', ServiceParameterList)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceParameterList:
+class ServiceParameterList(_Message):
     """ServiceParameterListType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    ParameterSet: list[ParameterSet] = field(default_factory=list)
+    __slots__ = ('ParameterSet',)
+    ParameterSet: list[ParameterSet]
+
+    def __init__(self, *, ParameterSet=_NO_LIST):
+        _os(self, 'ParameterSet', [] if ParameterSet is _NO_LIST else ParameterSet)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ParameterSet:
+class ParameterSet(_Message):
     """ParameterSetType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('ParameterSetID', 'Parameter')
     ParameterSetID: int
-    Parameter: list[Parameter] = field(default_factory=list)
+    Parameter: list[Parameter]
+
+    def __init__(self, *, ParameterSetID, Parameter=_NO_LIST):
+        _os(self, 'ParameterSetID', ParameterSetID)
+        _os(self, 'Parameter', [] if Parameter is _NO_LIST else Parameter)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Parameter:
+class Parameter(_Message):
     """ParameterType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('Name', 'boolValue', 'byteValue', 'shortValue', 'intValue', 'physicalValue', 'stringValue')
     Name: str
-    boolValue: bool | None = None
-    byteValue: int | None = None
-    shortValue: int | None = None
-    intValue: int | None = None
-    physicalValue: PhysicalValue | None = None
-    stringValue: str | None = None
+    boolValue: bool | None
+    byteValue: int | None
+    shortValue: int | None
+    intValue: int | None
+    physicalValue: PhysicalValue | None
+    stringValue: str | None
+
+    def __init__(self, *, Name, boolValue=None, byteValue=None, shortValue=None, intValue=None, physicalValue=None, stringValue=None):
+        _os(self, 'Name', Name)
+        _os(self, 'boolValue', boolValue)
+        _os(self, 'byteValue', byteValue)
+        _os(self, 'shortValue', shortValue)
+        _os(self, 'intValue', intValue)
+        _os(self, 'physicalValue', physicalValue)
+        _os(self, 'stringValue', stringValue)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PhysicalValue:
+class PhysicalValue(_Message):
     """PhysicalValueType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('Multiplier', 'Unit', 'Value')
     Multiplier: int
     Unit: unitSymbolType
     Value: int
 
+    def __init__(self, *, Multiplier, Unit, Value):
+        _os(self, 'Multiplier', Multiplier)
+        _os(self, 'Unit', Unit)
+        _os(self, 'Value', Value)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PaymentServiceSelectionReq:
+
+class PaymentServiceSelectionReq(_Message):
     """PaymentServiceSelectionReqType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('SelectedPaymentOption', 'SelectedServiceList')
     SelectedPaymentOption: paymentOptionType
     SelectedServiceList: SelectedServiceList
 
+    def __init__(self, *, SelectedPaymentOption, SelectedServiceList):
+        _os(self, 'SelectedPaymentOption', SelectedPaymentOption)
+        _os(self, 'SelectedServiceList', SelectedServiceList)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SelectedServiceList:
+
+class SelectedServiceList(_Message):
     """SelectedServiceListType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    SelectedService: list[SelectedService] = field(default_factory=list)
+    __slots__ = ('SelectedService',)
+    SelectedService: list[SelectedService]
+
+    def __init__(self, *, SelectedService=_NO_LIST):
+        _os(self, 'SelectedService', [] if SelectedService is _NO_LIST else SelectedService)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SelectedService:
+class SelectedService(_Message):
     """SelectedServiceType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('ServiceID', 'ParameterSetID')
     ServiceID: int
-    ParameterSetID: int | None = None
+    ParameterSetID: int | None
+
+    def __init__(self, *, ServiceID, ParameterSetID=None):
+        _os(self, 'ServiceID', ServiceID)
+        _os(self, 'ParameterSetID', ParameterSetID)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PaymentServiceSelectionRes:
+class PaymentServiceSelectionRes(_Message):
     """PaymentServiceSelectionResType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ResponseCode',)
     ResponseCode: responseCodeType
 
+    def __init__(self, *, ResponseCode):
+        _os(self, 'ResponseCode', ResponseCode)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PaymentDetailsReq:
+
+class PaymentDetailsReq(_Message):
     """PaymentDetailsReqType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('eMAID', 'ContractSignatureCertChain')
     eMAID: str
     ContractSignatureCertChain: CertificateChain
 
+    def __init__(self, *, eMAID, ContractSignatureCertChain):
+        _os(self, 'eMAID', eMAID)
+        _os(self, 'ContractSignatureCertChain', ContractSignatureCertChain)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertificateChain:
+
+class CertificateChain(_Message):
     """CertificateChainType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    Id: str | None = None
+    __slots__ = ('Id', 'Certificate', 'SubCertificates')
+    Id: str | None
     Certificate: bytes
-    SubCertificates: SubCertificates | None = None
+    SubCertificates: SubCertificates | None
+
+    def __init__(self, *, Id=None, Certificate, SubCertificates=None):
+        _os(self, 'Id', Id)
+        _os(self, 'Certificate', Certificate)
+        _os(self, 'SubCertificates', SubCertificates)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SubCertificates:
+class SubCertificates(_Message):
     """SubCertificatesType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    Certificate: list[bytes] = field(default_factory=list)
+    __slots__ = ('Certificate',)
+    Certificate: list[bytes]
+
+    def __init__(self, *, Certificate=_NO_LIST):
+        _os(self, 'Certificate', [] if Certificate is _NO_LIST else Certificate)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PaymentDetailsRes:
+class PaymentDetailsRes(_Message):
     """PaymentDetailsResType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ResponseCode', 'GenChallenge', 'EVSETimeStamp')
     ResponseCode: responseCodeType
     GenChallenge: bytes
     EVSETimeStamp: int
 
+    def __init__(self, *, ResponseCode, GenChallenge, EVSETimeStamp):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'GenChallenge', GenChallenge)
+        _os(self, 'EVSETimeStamp', EVSETimeStamp)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AuthorizationReq:
+
+class AuthorizationReq(_Message):
     """AuthorizationReqType (urn:iso:15118:2:2013:MsgBody)."""
-    Id: str | None = None
-    GenChallenge: bytes | None = None
+    __slots__ = ('Id', 'GenChallenge')
+    Id: str | None
+    GenChallenge: bytes | None
+
+    def __init__(self, *, Id=None, GenChallenge=None):
+        _os(self, 'Id', Id)
+        _os(self, 'GenChallenge', GenChallenge)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AuthorizationRes:
+class AuthorizationRes(_Message):
     """AuthorizationResType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ResponseCode', 'EVSEProcessing')
     ResponseCode: responseCodeType
     EVSEProcessing: EVSEProcessingType
 
+    def __init__(self, *, ResponseCode, EVSEProcessing):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEProcessing', EVSEProcessing)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeParameterDiscoveryReq:
+
+class ChargeParameterDiscoveryReq(_Message):
     """ChargeParameterDiscoveryReqType (urn:iso:15118:2:2013:MsgBody)."""
-    MaxEntriesSAScheduleTuple: int | None = None
+    __slots__ = ('MaxEntriesSAScheduleTuple', 'RequestedEnergyTransferMode', 'AC_EVChargeParameter', 'DC_EVChargeParameter')
+    MaxEntriesSAScheduleTuple: int | None
     RequestedEnergyTransferMode: EnergyTransferModeType
-    AC_EVChargeParameter: AC_EVChargeParameter | None = None
-    DC_EVChargeParameter: DC_EVChargeParameter | None = None
+    AC_EVChargeParameter: AC_EVChargeParameter | None
+    DC_EVChargeParameter: DC_EVChargeParameter | None
+
+    def __init__(self, *, MaxEntriesSAScheduleTuple=None, RequestedEnergyTransferMode, AC_EVChargeParameter=None, DC_EVChargeParameter=None):
+        _os(self, 'MaxEntriesSAScheduleTuple', MaxEntriesSAScheduleTuple)
+        _os(self, 'RequestedEnergyTransferMode', RequestedEnergyTransferMode)
+        _os(self, 'AC_EVChargeParameter', AC_EVChargeParameter)
+        _os(self, 'DC_EVChargeParameter', DC_EVChargeParameter)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeParameterDiscoveryRes:
+class ChargeParameterDiscoveryRes(_Message):
     """ChargeParameterDiscoveryResType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ResponseCode', 'EVSEProcessing', 'SAScheduleList', 'AC_EVSEChargeParameter', 'DC_EVSEChargeParameter')
     ResponseCode: responseCodeType
     EVSEProcessing: EVSEProcessingType
-    SAScheduleList: SAScheduleList | None = None
-    AC_EVSEChargeParameter: AC_EVSEChargeParameter | None = None
-    DC_EVSEChargeParameter: DC_EVSEChargeParameter | None = None
+    SAScheduleList: SAScheduleList | None
+    AC_EVSEChargeParameter: AC_EVSEChargeParameter | None
+    DC_EVSEChargeParameter: DC_EVSEChargeParameter | None
+
+    def __init__(self, *, ResponseCode, EVSEProcessing, SAScheduleList=None, AC_EVSEChargeParameter=None, DC_EVSEChargeParameter=None):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEProcessing', EVSEProcessing)
+        _os(self, 'SAScheduleList', SAScheduleList)
+        _os(self, 'AC_EVSEChargeParameter', AC_EVSEChargeParameter)
+        _os(self, 'DC_EVSEChargeParameter', DC_EVSEChargeParameter)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PowerDeliveryReq:
+class PowerDeliveryReq(_Message):
     """PowerDeliveryReqType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ChargeProgress', 'SAScheduleTupleID', 'ChargingProfile', 'DC_EVPowerDeliveryParameter')
     ChargeProgress: chargeProgressType
     SAScheduleTupleID: int
-    ChargingProfile: ChargingProfile | None = None
-    DC_EVPowerDeliveryParameter: DC_EVPowerDeliveryParameter | None = None
+    ChargingProfile: ChargingProfile | None
+    DC_EVPowerDeliveryParameter: DC_EVPowerDeliveryParameter | None
+
+    def __init__(self, *, ChargeProgress, SAScheduleTupleID, ChargingProfile=None, DC_EVPowerDeliveryParameter=None):
+        _os(self, 'ChargeProgress', ChargeProgress)
+        _os(self, 'SAScheduleTupleID', SAScheduleTupleID)
+        _os(self, 'ChargingProfile', ChargingProfile)
+        _os(self, 'DC_EVPowerDeliveryParameter', DC_EVPowerDeliveryParameter)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargingProfile:
+class ChargingProfile(_Message):
     """ChargingProfileType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    ProfileEntry: list[ProfileEntry] = field(default_factory=list)
+    __slots__ = ('ProfileEntry',)
+    ProfileEntry: list[ProfileEntry]
+
+    def __init__(self, *, ProfileEntry=_NO_LIST):
+        _os(self, 'ProfileEntry', [] if ProfileEntry is _NO_LIST else ProfileEntry)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ProfileEntry:
+class ProfileEntry(_Message):
     """ProfileEntryType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('ChargingProfileEntryStart', 'ChargingProfileEntryMaxPower', 'ChargingProfileEntryMaxNumberOfPhasesInUse')
     ChargingProfileEntryStart: int
     ChargingProfileEntryMaxPower: PhysicalValue
-    ChargingProfileEntryMaxNumberOfPhasesInUse: int | None = None
+    ChargingProfileEntryMaxNumberOfPhasesInUse: int | None
+
+    def __init__(self, *, ChargingProfileEntryStart, ChargingProfileEntryMaxPower, ChargingProfileEntryMaxNumberOfPhasesInUse=None):
+        _os(self, 'ChargingProfileEntryStart', ChargingProfileEntryStart)
+        _os(self, 'ChargingProfileEntryMaxPower', ChargingProfileEntryMaxPower)
+        _os(self, 'ChargingProfileEntryMaxNumberOfPhasesInUse', ChargingProfileEntryMaxNumberOfPhasesInUse)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PowerDeliveryRes:
+class PowerDeliveryRes(_Message):
     """PowerDeliveryResType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ResponseCode', 'AC_EVSEStatus', 'DC_EVSEStatus')
     ResponseCode: responseCodeType
-    AC_EVSEStatus: AC_EVSEStatus | None = None
-    DC_EVSEStatus: DC_EVSEStatus | None = None
+    AC_EVSEStatus: AC_EVSEStatus | None
+    DC_EVSEStatus: DC_EVSEStatus | None
+
+    def __init__(self, *, ResponseCode, AC_EVSEStatus=None, DC_EVSEStatus=None):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'AC_EVSEStatus', AC_EVSEStatus)
+        _os(self, 'DC_EVSEStatus', DC_EVSEStatus)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MeteringReceiptReq:
+class MeteringReceiptReq(_Message):
     """MeteringReceiptReqType (urn:iso:15118:2:2013:MsgBody)."""
-    Id: str | None = None
+    __slots__ = ('Id', 'SessionID', 'SAScheduleTupleID', 'MeterInfo')
+    Id: str | None
     SessionID: bytes
-    SAScheduleTupleID: int | None = None
+    SAScheduleTupleID: int | None
     MeterInfo: MeterInfo
 
+    def __init__(self, *, Id=None, SessionID, SAScheduleTupleID=None, MeterInfo):
+        _os(self, 'Id', Id)
+        _os(self, 'SessionID', SessionID)
+        _os(self, 'SAScheduleTupleID', SAScheduleTupleID)
+        _os(self, 'MeterInfo', MeterInfo)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MeterInfo:
+
+class MeterInfo(_Message):
     """MeterInfoType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('MeterID', 'MeterReading', 'SigMeterReading', 'MeterStatus', 'TMeter')
     MeterID: str
-    MeterReading: int | None = None
-    SigMeterReading: bytes | None = None
-    MeterStatus: int | None = None
-    TMeter: int | None = None
+    MeterReading: int | None
+    SigMeterReading: bytes | None
+    MeterStatus: int | None
+    TMeter: int | None
+
+    def __init__(self, *, MeterID, MeterReading=None, SigMeterReading=None, MeterStatus=None, TMeter=None):
+        _os(self, 'MeterID', MeterID)
+        _os(self, 'MeterReading', MeterReading)
+        _os(self, 'SigMeterReading', SigMeterReading)
+        _os(self, 'MeterStatus', MeterStatus)
+        _os(self, 'TMeter', TMeter)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MeteringReceiptRes:
+class MeteringReceiptRes(_Message):
     """MeteringReceiptResType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ResponseCode', 'AC_EVSEStatus', 'DC_EVSEStatus')
     ResponseCode: responseCodeType
-    AC_EVSEStatus: AC_EVSEStatus | None = None
-    DC_EVSEStatus: DC_EVSEStatus | None = None
+    AC_EVSEStatus: AC_EVSEStatus | None
+    DC_EVSEStatus: DC_EVSEStatus | None
+
+    def __init__(self, *, ResponseCode, AC_EVSEStatus=None, DC_EVSEStatus=None):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'AC_EVSEStatus', AC_EVSEStatus)
+        _os(self, 'DC_EVSEStatus', DC_EVSEStatus)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionStopReq:
+class SessionStopReq(_Message):
     """SessionStopReqType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ChargingSession',)
     ChargingSession: chargingSessionType
 
+    def __init__(self, *, ChargingSession):
+        _os(self, 'ChargingSession', ChargingSession)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionStopRes:
+
+class SessionStopRes(_Message):
     """SessionStopResType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ResponseCode',)
     ResponseCode: responseCodeType
 
+    def __init__(self, *, ResponseCode):
+        _os(self, 'ResponseCode', ResponseCode)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertificateUpdateReq:
+
+class CertificateUpdateReq(_Message):
     """CertificateUpdateReqType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('Id', 'ContractSignatureCertChain', 'eMAID', 'ListOfRootCertificateIDs')
     Id: str
     ContractSignatureCertChain: CertificateChain
     eMAID: str
     ListOfRootCertificateIDs: ListOfRootCertificateIDs
 
+    def __init__(self, *, Id, ContractSignatureCertChain, eMAID, ListOfRootCertificateIDs):
+        _os(self, 'Id', Id)
+        _os(self, 'ContractSignatureCertChain', ContractSignatureCertChain)
+        _os(self, 'eMAID', eMAID)
+        _os(self, 'ListOfRootCertificateIDs', ListOfRootCertificateIDs)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ListOfRootCertificateIDs:
+
+class ListOfRootCertificateIDs(_Message):
     """ListOfRootCertificateIDsType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    RootCertificateID: list[X509IssuerSerial] = field(default_factory=list)
+    __slots__ = ('RootCertificateID',)
+    RootCertificateID: list[X509IssuerSerial]
+
+    def __init__(self, *, RootCertificateID=_NO_LIST):
+        _os(self, 'RootCertificateID', [] if RootCertificateID is _NO_LIST else RootCertificateID)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertificateUpdateRes:
+class CertificateUpdateRes(_Message):
     """CertificateUpdateResType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ResponseCode', 'SAProvisioningCertificateChain', 'ContractSignatureCertChain', 'ContractSignatureEncryptedPrivateKey', 'DHpublickey', 'eMAID', 'RetryCounter')
     ResponseCode: responseCodeType
     SAProvisioningCertificateChain: CertificateChain
     ContractSignatureCertChain: CertificateChain
     ContractSignatureEncryptedPrivateKey: ContractSignatureEncryptedPrivateKey
     DHpublickey: DiffieHellmanPublickey
     eMAID: EMAID
-    RetryCounter: int | None = None
+    RetryCounter: int | None
+
+    def __init__(self, *, ResponseCode, SAProvisioningCertificateChain, ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey, DHpublickey, eMAID, RetryCounter=None):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'SAProvisioningCertificateChain', SAProvisioningCertificateChain)
+        _os(self, 'ContractSignatureCertChain', ContractSignatureCertChain)
+        _os(self, 'ContractSignatureEncryptedPrivateKey', ContractSignatureEncryptedPrivateKey)
+        _os(self, 'DHpublickey', DHpublickey)
+        _os(self, 'eMAID', eMAID)
+        _os(self, 'RetryCounter', RetryCounter)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ContractSignatureEncryptedPrivateKey:
+class ContractSignatureEncryptedPrivateKey(_Message):
     """ContractSignatureEncryptedPrivateKeyType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('Id', 'value')
     Id: str
     value: bytes
 
+    def __init__(self, *, Id, value):
+        _os(self, 'Id', Id)
+        _os(self, 'value', value)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DiffieHellmanPublickey:
+
+class DiffieHellmanPublickey(_Message):
     """DiffieHellmanPublickeyType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('Id', 'value')
     Id: str
     value: bytes
 
+    def __init__(self, *, Id, value):
+        _os(self, 'Id', Id)
+        _os(self, 'value', value)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EMAID:
+
+class EMAID(_Message):
     """EMAIDType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('Id', 'value')
     Id: str
     value: str
 
+    def __init__(self, *, Id, value):
+        _os(self, 'Id', Id)
+        _os(self, 'value', value)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertificateInstallationReq:
+
+class CertificateInstallationReq(_Message):
     """CertificateInstallationReqType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('Id', 'OEMProvisioningCert', 'ListOfRootCertificateIDs')
     Id: str
     OEMProvisioningCert: bytes
     ListOfRootCertificateIDs: ListOfRootCertificateIDs
 
+    def __init__(self, *, Id, OEMProvisioningCert, ListOfRootCertificateIDs):
+        _os(self, 'Id', Id)
+        _os(self, 'OEMProvisioningCert', OEMProvisioningCert)
+        _os(self, 'ListOfRootCertificateIDs', ListOfRootCertificateIDs)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertificateInstallationRes:
+
+class CertificateInstallationRes(_Message):
     """CertificateInstallationResType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ResponseCode', 'SAProvisioningCertificateChain', 'ContractSignatureCertChain', 'ContractSignatureEncryptedPrivateKey', 'DHpublickey', 'eMAID')
     ResponseCode: responseCodeType
     SAProvisioningCertificateChain: CertificateChain
     ContractSignatureCertChain: CertificateChain
@@ -654,111 +899,176 @@ class CertificateInstallationRes:
     DHpublickey: DiffieHellmanPublickey
     eMAID: EMAID
 
+    def __init__(self, *, ResponseCode, SAProvisioningCertificateChain, ContractSignatureCertChain, ContractSignatureEncryptedPrivateKey, DHpublickey, eMAID):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'SAProvisioningCertificateChain', SAProvisioningCertificateChain)
+        _os(self, 'ContractSignatureCertChain', ContractSignatureCertChain)
+        _os(self, 'ContractSignatureEncryptedPrivateKey', ContractSignatureEncryptedPrivateKey)
+        _os(self, 'DHpublickey', DHpublickey)
+        _os(self, 'eMAID', eMAID)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargingStatusReq:
+
+class ChargingStatusReq(_Message):
     """ChargingStatusReqType (urn:iso:15118:2:2013:MsgBody)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargingStatusRes:
+class ChargingStatusRes(_Message):
     """ChargingStatusResType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ResponseCode', 'EVSEID', 'SAScheduleTupleID', 'EVSEMaxCurrent', 'MeterInfo', 'ReceiptRequired', 'AC_EVSEStatus')
     ResponseCode: responseCodeType
     EVSEID: str
     SAScheduleTupleID: int
-    EVSEMaxCurrent: PhysicalValue | None = None
-    MeterInfo: MeterInfo | None = None
-    ReceiptRequired: bool | None = None
+    EVSEMaxCurrent: PhysicalValue | None
+    MeterInfo: MeterInfo | None
+    ReceiptRequired: bool | None
     AC_EVSEStatus: AC_EVSEStatus
 
+    def __init__(self, *, ResponseCode, EVSEID, SAScheduleTupleID, EVSEMaxCurrent=None, MeterInfo=None, ReceiptRequired=None, AC_EVSEStatus):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEID', EVSEID)
+        _os(self, 'SAScheduleTupleID', SAScheduleTupleID)
+        _os(self, 'EVSEMaxCurrent', EVSEMaxCurrent)
+        _os(self, 'MeterInfo', MeterInfo)
+        _os(self, 'ReceiptRequired', ReceiptRequired)
+        _os(self, 'AC_EVSEStatus', AC_EVSEStatus)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AC_EVSEStatus:
+
+class AC_EVSEStatus(_Message):
     """AC_EVSEStatusType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('NotificationMaxDelay', 'EVSENotification', 'RCD')
     NotificationMaxDelay: int
     EVSENotification: EVSENotificationType
     RCD: bool
 
+    def __init__(self, *, NotificationMaxDelay, EVSENotification, RCD):
+        _os(self, 'NotificationMaxDelay', NotificationMaxDelay)
+        _os(self, 'EVSENotification', EVSENotification)
+        _os(self, 'RCD', RCD)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVSEStatus:
+
+class EVSEStatus(_Message):
     """EVSEStatusType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('NotificationMaxDelay', 'EVSENotification')
     NotificationMaxDelay: int
     EVSENotification: EVSENotificationType
 
+    def __init__(self, *, NotificationMaxDelay, EVSENotification):
+        _os(self, 'NotificationMaxDelay', NotificationMaxDelay)
+        _os(self, 'EVSENotification', EVSENotification)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CableCheckReq:
+
+class CableCheckReq(_Message):
     """CableCheckReqType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('DC_EVStatus',)
     DC_EVStatus: DC_EVStatus
 
+    def __init__(self, *, DC_EVStatus):
+        _os(self, 'DC_EVStatus', DC_EVStatus)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_EVStatus:
+
+class DC_EVStatus(_Message):
     """DC_EVStatusType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('EVReady', 'EVErrorCode', 'EVRESSSOC')
     EVReady: bool
     EVErrorCode: DC_EVErrorCodeType
     EVRESSSOC: int
 
+    def __init__(self, *, EVReady, EVErrorCode, EVRESSSOC):
+        _os(self, 'EVReady', EVReady)
+        _os(self, 'EVErrorCode', EVErrorCode)
+        _os(self, 'EVRESSSOC', EVRESSSOC)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVStatus:
+
+class EVStatus(_Message):
     """EVStatusType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CableCheckRes:
+class CableCheckRes(_Message):
     """CableCheckResType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ResponseCode', 'DC_EVSEStatus', 'EVSEProcessing')
     ResponseCode: responseCodeType
     DC_EVSEStatus: DC_EVSEStatus
     EVSEProcessing: EVSEProcessingType
 
+    def __init__(self, *, ResponseCode, DC_EVSEStatus, EVSEProcessing):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'DC_EVSEStatus', DC_EVSEStatus)
+        _os(self, 'EVSEProcessing', EVSEProcessing)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_EVSEStatus:
+
+class DC_EVSEStatus(_Message):
     """DC_EVSEStatusType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('NotificationMaxDelay', 'EVSENotification', 'EVSEIsolationStatus', 'EVSEStatusCode')
     NotificationMaxDelay: int
     EVSENotification: EVSENotificationType
-    EVSEIsolationStatus: isolationLevelType | None = None
+    EVSEIsolationStatus: isolationLevelType | None
     EVSEStatusCode: DC_EVSEStatusCodeType
 
+    def __init__(self, *, NotificationMaxDelay, EVSENotification, EVSEIsolationStatus=None, EVSEStatusCode):
+        _os(self, 'NotificationMaxDelay', NotificationMaxDelay)
+        _os(self, 'EVSENotification', EVSENotification)
+        _os(self, 'EVSEIsolationStatus', EVSEIsolationStatus)
+        _os(self, 'EVSEStatusCode', EVSEStatusCode)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PreChargeReq:
+
+class PreChargeReq(_Message):
     """PreChargeReqType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('DC_EVStatus', 'EVTargetVoltage', 'EVTargetCurrent')
     DC_EVStatus: DC_EVStatus
     EVTargetVoltage: PhysicalValue
     EVTargetCurrent: PhysicalValue
 
+    def __init__(self, *, DC_EVStatus, EVTargetVoltage, EVTargetCurrent):
+        _os(self, 'DC_EVStatus', DC_EVStatus)
+        _os(self, 'EVTargetVoltage', EVTargetVoltage)
+        _os(self, 'EVTargetCurrent', EVTargetCurrent)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PreChargeRes:
+
+class PreChargeRes(_Message):
     """PreChargeResType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ResponseCode', 'DC_EVSEStatus', 'EVSEPresentVoltage')
     ResponseCode: responseCodeType
     DC_EVSEStatus: DC_EVSEStatus
     EVSEPresentVoltage: PhysicalValue
 
+    def __init__(self, *, ResponseCode, DC_EVSEStatus, EVSEPresentVoltage):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'DC_EVSEStatus', DC_EVSEStatus)
+        _os(self, 'EVSEPresentVoltage', EVSEPresentVoltage)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CurrentDemandReq:
+
+class CurrentDemandReq(_Message):
     """CurrentDemandReqType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('DC_EVStatus', 'EVTargetCurrent', 'EVMaximumVoltageLimit', 'EVMaximumCurrentLimit', 'EVMaximumPowerLimit', 'BulkChargingComplete', 'ChargingComplete', 'RemainingTimeToFullSoC', 'RemainingTimeToBulkSoC', 'EVTargetVoltage')
     DC_EVStatus: DC_EVStatus
     EVTargetCurrent: PhysicalValue
-    EVMaximumVoltageLimit: PhysicalValue | None = None
-    EVMaximumCurrentLimit: PhysicalValue | None = None
-    EVMaximumPowerLimit: PhysicalValue | None = None
-    BulkChargingComplete: bool | None = None
+    EVMaximumVoltageLimit: PhysicalValue | None
+    EVMaximumCurrentLimit: PhysicalValue | None
+    EVMaximumPowerLimit: PhysicalValue | None
+    BulkChargingComplete: bool | None
     ChargingComplete: bool
-    RemainingTimeToFullSoC: PhysicalValue | None = None
-    RemainingTimeToBulkSoC: PhysicalValue | None = None
+    RemainingTimeToFullSoC: PhysicalValue | None
+    RemainingTimeToBulkSoC: PhysicalValue | None
     EVTargetVoltage: PhysicalValue
 
+    def __init__(self, *, DC_EVStatus, EVTargetCurrent, EVMaximumVoltageLimit=None, EVMaximumCurrentLimit=None, EVMaximumPowerLimit=None, BulkChargingComplete=None, ChargingComplete, RemainingTimeToFullSoC=None, RemainingTimeToBulkSoC=None, EVTargetVoltage):
+        _os(self, 'DC_EVStatus', DC_EVStatus)
+        _os(self, 'EVTargetCurrent', EVTargetCurrent)
+        _os(self, 'EVMaximumVoltageLimit', EVMaximumVoltageLimit)
+        _os(self, 'EVMaximumCurrentLimit', EVMaximumCurrentLimit)
+        _os(self, 'EVMaximumPowerLimit', EVMaximumPowerLimit)
+        _os(self, 'BulkChargingComplete', BulkChargingComplete)
+        _os(self, 'ChargingComplete', ChargingComplete)
+        _os(self, 'RemainingTimeToFullSoC', RemainingTimeToFullSoC)
+        _os(self, 'RemainingTimeToBulkSoC', RemainingTimeToBulkSoC)
+        _os(self, 'EVTargetVoltage', EVTargetVoltage)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CurrentDemandRes:
+
+class CurrentDemandRes(_Message):
     """CurrentDemandResType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ResponseCode', 'DC_EVSEStatus', 'EVSEPresentVoltage', 'EVSEPresentCurrent', 'EVSECurrentLimitAchieved', 'EVSEVoltageLimitAchieved', 'EVSEPowerLimitAchieved', 'EVSEMaximumVoltageLimit', 'EVSEMaximumCurrentLimit', 'EVSEMaximumPowerLimit', 'EVSEID', 'SAScheduleTupleID', 'MeterInfo', 'ReceiptRequired')
     ResponseCode: responseCodeType
     DC_EVSEStatus: DC_EVSEStatus
     EVSEPresentVoltage: PhysicalValue
@@ -766,191 +1076,300 @@ class CurrentDemandRes:
     EVSECurrentLimitAchieved: bool
     EVSEVoltageLimitAchieved: bool
     EVSEPowerLimitAchieved: bool
-    EVSEMaximumVoltageLimit: PhysicalValue | None = None
-    EVSEMaximumCurrentLimit: PhysicalValue | None = None
-    EVSEMaximumPowerLimit: PhysicalValue | None = None
+    EVSEMaximumVoltageLimit: PhysicalValue | None
+    EVSEMaximumCurrentLimit: PhysicalValue | None
+    EVSEMaximumPowerLimit: PhysicalValue | None
     EVSEID: str
     SAScheduleTupleID: int
-    MeterInfo: MeterInfo | None = None
-    ReceiptRequired: bool | None = None
+    MeterInfo: MeterInfo | None
+    ReceiptRequired: bool | None
+
+    def __init__(self, *, ResponseCode, DC_EVSEStatus, EVSEPresentVoltage, EVSEPresentCurrent, EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved, EVSEPowerLimitAchieved, EVSEMaximumVoltageLimit=None, EVSEMaximumCurrentLimit=None, EVSEMaximumPowerLimit=None, EVSEID, SAScheduleTupleID, MeterInfo=None, ReceiptRequired=None):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'DC_EVSEStatus', DC_EVSEStatus)
+        _os(self, 'EVSEPresentVoltage', EVSEPresentVoltage)
+        _os(self, 'EVSEPresentCurrent', EVSEPresentCurrent)
+        _os(self, 'EVSECurrentLimitAchieved', EVSECurrentLimitAchieved)
+        _os(self, 'EVSEVoltageLimitAchieved', EVSEVoltageLimitAchieved)
+        _os(self, 'EVSEPowerLimitAchieved', EVSEPowerLimitAchieved)
+        _os(self, 'EVSEMaximumVoltageLimit', EVSEMaximumVoltageLimit)
+        _os(self, 'EVSEMaximumCurrentLimit', EVSEMaximumCurrentLimit)
+        _os(self, 'EVSEMaximumPowerLimit', EVSEMaximumPowerLimit)
+        _os(self, 'EVSEID', EVSEID)
+        _os(self, 'SAScheduleTupleID', SAScheduleTupleID)
+        _os(self, 'MeterInfo', MeterInfo)
+        _os(self, 'ReceiptRequired', ReceiptRequired)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WeldingDetectionReq:
+class WeldingDetectionReq(_Message):
     """WeldingDetectionReqType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('DC_EVStatus',)
     DC_EVStatus: DC_EVStatus
 
+    def __init__(self, *, DC_EVStatus):
+        _os(self, 'DC_EVStatus', DC_EVStatus)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WeldingDetectionRes:
+
+class WeldingDetectionRes(_Message):
     """WeldingDetectionResType (urn:iso:15118:2:2013:MsgBody)."""
+    __slots__ = ('ResponseCode', 'DC_EVSEStatus', 'EVSEPresentVoltage')
     ResponseCode: responseCodeType
     DC_EVSEStatus: DC_EVSEStatus
     EVSEPresentVoltage: PhysicalValue
 
+    def __init__(self, *, ResponseCode, DC_EVSEStatus, EVSEPresentVoltage):
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'DC_EVSEStatus', DC_EVSEStatus)
+        _os(self, 'EVSEPresentVoltage', EVSEPresentVoltage)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SASchedules:
+
+class SASchedules(_Message):
     """SASchedulesType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SAScheduleList:
+class SAScheduleList(_Message):
     """SAScheduleListType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    SAScheduleTuple: list[SAScheduleTuple] = field(default_factory=list)
+    __slots__ = ('SAScheduleTuple',)
+    SAScheduleTuple: list[SAScheduleTuple]
+
+    def __init__(self, *, SAScheduleTuple=_NO_LIST):
+        _os(self, 'SAScheduleTuple', [] if SAScheduleTuple is _NO_LIST else SAScheduleTuple)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SAScheduleTuple:
+class SAScheduleTuple(_Message):
     """SAScheduleTupleType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('SAScheduleTupleID', 'PMaxSchedule', 'SalesTariff')
     SAScheduleTupleID: int
     PMaxSchedule: PMaxSchedule
-    SalesTariff: SalesTariff | None = None
+    SalesTariff: SalesTariff | None
+
+    def __init__(self, *, SAScheduleTupleID, PMaxSchedule, SalesTariff=None):
+        _os(self, 'SAScheduleTupleID', SAScheduleTupleID)
+        _os(self, 'PMaxSchedule', PMaxSchedule)
+        _os(self, 'SalesTariff', SalesTariff)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PMaxSchedule:
+class PMaxSchedule(_Message):
     """PMaxScheduleType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    PMaxScheduleEntry: list[PMaxScheduleEntry] = field(default_factory=list)
+    __slots__ = ('PMaxScheduleEntry',)
+    PMaxScheduleEntry: list[PMaxScheduleEntry]
+
+    def __init__(self, *, PMaxScheduleEntry=_NO_LIST):
+        _os(self, 'PMaxScheduleEntry', [] if PMaxScheduleEntry is _NO_LIST else PMaxScheduleEntry)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SalesTariff:
+class SalesTariff(_Message):
     """SalesTariffType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    Id: str | None = None
+    __slots__ = ('Id', 'SalesTariffID', 'SalesTariffDescription', 'NumEPriceLevels', 'SalesTariffEntry')
+    Id: str | None
     SalesTariffID: int
-    SalesTariffDescription: str | None = None
-    NumEPriceLevels: int | None = None
-    SalesTariffEntry: list[SalesTariffEntry] = field(default_factory=list)
+    SalesTariffDescription: str | None
+    NumEPriceLevels: int | None
+    SalesTariffEntry: list[SalesTariffEntry]
+
+    def __init__(self, *, Id=None, SalesTariffID, SalesTariffDescription=None, NumEPriceLevels=None, SalesTariffEntry=_NO_LIST):
+        _os(self, 'Id', Id)
+        _os(self, 'SalesTariffID', SalesTariffID)
+        _os(self, 'SalesTariffDescription', SalesTariffDescription)
+        _os(self, 'NumEPriceLevels', NumEPriceLevels)
+        _os(self, 'SalesTariffEntry', [] if SalesTariffEntry is _NO_LIST else SalesTariffEntry)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Entry:
+class Entry(_Message):
     """EntryType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('RelativeTimeInterval',)
     RelativeTimeInterval: RelativeTimeInterval
 
+    def __init__(self, *, RelativeTimeInterval):
+        _os(self, 'RelativeTimeInterval', RelativeTimeInterval)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SalesTariffEntry:
+
+class SalesTariffEntry(_Message):
     """SalesTariffEntryType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('RelativeTimeInterval', 'EPriceLevel', 'ConsumptionCost')
     RelativeTimeInterval: RelativeTimeInterval
-    EPriceLevel: int | None = None
-    ConsumptionCost: list[ConsumptionCost] = field(default_factory=list)
+    EPriceLevel: int | None
+    ConsumptionCost: list[ConsumptionCost]
+
+    def __init__(self, *, RelativeTimeInterval, EPriceLevel=None, ConsumptionCost=_NO_LIST):
+        _os(self, 'RelativeTimeInterval', RelativeTimeInterval)
+        _os(self, 'EPriceLevel', EPriceLevel)
+        _os(self, 'ConsumptionCost', [] if ConsumptionCost is _NO_LIST else ConsumptionCost)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ConsumptionCost:
+class ConsumptionCost(_Message):
     """ConsumptionCostType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('startValue', 'Cost')
     startValue: PhysicalValue
-    Cost: list[Cost] = field(default_factory=list)
+    Cost: list[Cost]
+
+    def __init__(self, *, startValue, Cost=_NO_LIST):
+        _os(self, 'startValue', startValue)
+        _os(self, 'Cost', [] if Cost is _NO_LIST else Cost)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Cost:
+class Cost(_Message):
     """CostType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('costKind', 'amount', 'amountMultiplier')
     costKind: costKindType
     amount: int
-    amountMultiplier: int | None = None
+    amountMultiplier: int | None
+
+    def __init__(self, *, costKind, amount, amountMultiplier=None):
+        _os(self, 'costKind', costKind)
+        _os(self, 'amount', amount)
+        _os(self, 'amountMultiplier', amountMultiplier)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PMaxScheduleEntry:
+class PMaxScheduleEntry(_Message):
     """PMaxScheduleEntryType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('RelativeTimeInterval', 'PMax')
     RelativeTimeInterval: RelativeTimeInterval
     PMax: PhysicalValue
 
+    def __init__(self, *, RelativeTimeInterval, PMax):
+        _os(self, 'RelativeTimeInterval', RelativeTimeInterval)
+        _os(self, 'PMax', PMax)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Interval:
+
+class Interval(_Message):
     """IntervalType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RelativeTimeInterval:
+class RelativeTimeInterval(_Message):
     """RelativeTimeIntervalType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('start', 'duration')
     start: int
-    duration: int | None = None
+    duration: int | None
+
+    def __init__(self, *, start, duration=None):
+        _os(self, 'start', start)
+        _os(self, 'duration', duration)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVChargeParameter:
+class EVChargeParameter(_Message):
     """EVChargeParameterType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    DepartureTime: int | None = None
+    __slots__ = ('DepartureTime',)
+    DepartureTime: int | None
+
+    def __init__(self, *, DepartureTime=None):
+        _os(self, 'DepartureTime', DepartureTime)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AC_EVChargeParameter:
+class AC_EVChargeParameter(_Message):
     """AC_EVChargeParameterType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    DepartureTime: int | None = None
+    __slots__ = ('DepartureTime', 'EAmount', 'EVMaxVoltage', 'EVMaxCurrent', 'EVMinCurrent')
+    DepartureTime: int | None
     EAmount: PhysicalValue
     EVMaxVoltage: PhysicalValue
     EVMaxCurrent: PhysicalValue
     EVMinCurrent: PhysicalValue
 
+    def __init__(self, *, DepartureTime=None, EAmount, EVMaxVoltage, EVMaxCurrent, EVMinCurrent):
+        _os(self, 'DepartureTime', DepartureTime)
+        _os(self, 'EAmount', EAmount)
+        _os(self, 'EVMaxVoltage', EVMaxVoltage)
+        _os(self, 'EVMaxCurrent', EVMaxCurrent)
+        _os(self, 'EVMinCurrent', EVMinCurrent)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_EVChargeParameter:
+
+class DC_EVChargeParameter(_Message):
     """DC_EVChargeParameterType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    DepartureTime: int | None = None
+    __slots__ = ('DepartureTime', 'DC_EVStatus', 'EVMaximumCurrentLimit', 'EVMaximumPowerLimit', 'EVMaximumVoltageLimit', 'EVEnergyCapacity', 'EVEnergyRequest', 'FullSOC', 'BulkSOC')
+    DepartureTime: int | None
     DC_EVStatus: DC_EVStatus
     EVMaximumCurrentLimit: PhysicalValue
-    EVMaximumPowerLimit: PhysicalValue | None = None
+    EVMaximumPowerLimit: PhysicalValue | None
     EVMaximumVoltageLimit: PhysicalValue
-    EVEnergyCapacity: PhysicalValue | None = None
-    EVEnergyRequest: PhysicalValue | None = None
-    FullSOC: int | None = None
-    BulkSOC: int | None = None
+    EVEnergyCapacity: PhysicalValue | None
+    EVEnergyRequest: PhysicalValue | None
+    FullSOC: int | None
+    BulkSOC: int | None
+
+    def __init__(self, *, DepartureTime=None, DC_EVStatus, EVMaximumCurrentLimit, EVMaximumPowerLimit=None, EVMaximumVoltageLimit, EVEnergyCapacity=None, EVEnergyRequest=None, FullSOC=None, BulkSOC=None):
+        _os(self, 'DepartureTime', DepartureTime)
+        _os(self, 'DC_EVStatus', DC_EVStatus)
+        _os(self, 'EVMaximumCurrentLimit', EVMaximumCurrentLimit)
+        _os(self, 'EVMaximumPowerLimit', EVMaximumPowerLimit)
+        _os(self, 'EVMaximumVoltageLimit', EVMaximumVoltageLimit)
+        _os(self, 'EVEnergyCapacity', EVEnergyCapacity)
+        _os(self, 'EVEnergyRequest', EVEnergyRequest)
+        _os(self, 'FullSOC', FullSOC)
+        _os(self, 'BulkSOC', BulkSOC)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVSEChargeParameter:
+class EVSEChargeParameter(_Message):
     """EVSEChargeParameterType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AC_EVSEChargeParameter:
+class AC_EVSEChargeParameter(_Message):
     """AC_EVSEChargeParameterType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('AC_EVSEStatus', 'EVSENominalVoltage', 'EVSEMaxCurrent')
     AC_EVSEStatus: AC_EVSEStatus
     EVSENominalVoltage: PhysicalValue
     EVSEMaxCurrent: PhysicalValue
 
+    def __init__(self, *, AC_EVSEStatus, EVSENominalVoltage, EVSEMaxCurrent):
+        _os(self, 'AC_EVSEStatus', AC_EVSEStatus)
+        _os(self, 'EVSENominalVoltage', EVSENominalVoltage)
+        _os(self, 'EVSEMaxCurrent', EVSEMaxCurrent)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_EVSEChargeParameter:
+
+class DC_EVSEChargeParameter(_Message):
     """DC_EVSEChargeParameterType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('DC_EVSEStatus', 'EVSEMaximumCurrentLimit', 'EVSEMaximumPowerLimit', 'EVSEMaximumVoltageLimit', 'EVSEMinimumCurrentLimit', 'EVSEMinimumVoltageLimit', 'EVSECurrentRegulationTolerance', 'EVSEPeakCurrentRipple', 'EVSEEnergyToBeDelivered')
     DC_EVSEStatus: DC_EVSEStatus
     EVSEMaximumCurrentLimit: PhysicalValue
     EVSEMaximumPowerLimit: PhysicalValue
     EVSEMaximumVoltageLimit: PhysicalValue
     EVSEMinimumCurrentLimit: PhysicalValue
     EVSEMinimumVoltageLimit: PhysicalValue
-    EVSECurrentRegulationTolerance: PhysicalValue | None = None
+    EVSECurrentRegulationTolerance: PhysicalValue | None
     EVSEPeakCurrentRipple: PhysicalValue
-    EVSEEnergyToBeDelivered: PhysicalValue | None = None
+    EVSEEnergyToBeDelivered: PhysicalValue | None
+
+    def __init__(self, *, DC_EVSEStatus, EVSEMaximumCurrentLimit, EVSEMaximumPowerLimit, EVSEMaximumVoltageLimit, EVSEMinimumCurrentLimit, EVSEMinimumVoltageLimit, EVSECurrentRegulationTolerance=None, EVSEPeakCurrentRipple, EVSEEnergyToBeDelivered=None):
+        _os(self, 'DC_EVSEStatus', DC_EVSEStatus)
+        _os(self, 'EVSEMaximumCurrentLimit', EVSEMaximumCurrentLimit)
+        _os(self, 'EVSEMaximumPowerLimit', EVSEMaximumPowerLimit)
+        _os(self, 'EVSEMaximumVoltageLimit', EVSEMaximumVoltageLimit)
+        _os(self, 'EVSEMinimumCurrentLimit', EVSEMinimumCurrentLimit)
+        _os(self, 'EVSEMinimumVoltageLimit', EVSEMinimumVoltageLimit)
+        _os(self, 'EVSECurrentRegulationTolerance', EVSECurrentRegulationTolerance)
+        _os(self, 'EVSEPeakCurrentRipple', EVSEPeakCurrentRipple)
+        _os(self, 'EVSEEnergyToBeDelivered', EVSEEnergyToBeDelivered)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVPowerDeliveryParameter:
+class EVPowerDeliveryParameter(_Message):
     """EVPowerDeliveryParameterType (urn:iso:15118:2:2013:MsgDataTypes)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_EVPowerDeliveryParameter:
+class DC_EVPowerDeliveryParameter(_Message):
     """DC_EVPowerDeliveryParameterType (urn:iso:15118:2:2013:MsgDataTypes)."""
+    __slots__ = ('DC_EVStatus', 'BulkChargingComplete', 'ChargingComplete')
     DC_EVStatus: DC_EVStatus
-    BulkChargingComplete: bool | None = None
+    BulkChargingComplete: bool | None
     ChargingComplete: bool
 
+    def __init__(self, *, DC_EVStatus, BulkChargingComplete=None, ChargingComplete):
+        _os(self, 'DC_EVStatus', DC_EVStatus)
+        _os(self, 'BulkChargingComplete', BulkChargingComplete)
+        _os(self, 'ChargingComplete', ChargingComplete)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class V2G_Message:
+
+class V2G_Message(_Message):
     """anonymous type of V2G_Message."""
+    __slots__ = ('Header', 'Body')
     Header: MessageHeader
     Body: Body
+
+    def __init__(self, *, Header, Body):
+        _os(self, 'Header', Header)
+        _os(self, 'Body', Body)
 
 
 # --- field descriptions -------------------------------------------------

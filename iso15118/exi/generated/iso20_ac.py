@@ -3,10 +3,10 @@
 # ruff: noqa
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleElement as _SimpleElement, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
+from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
+from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
                      UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
                      bad_event as _bad_event, fault as _fault, missing as _missing,
@@ -200,362 +200,639 @@ class responseCodeType(StrEnum):
     FAILED_WrongChargeParameter = 'FAILED_WrongChargeParameter'
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AC_ChargeParameterDiscoveryReq:
+class AC_ChargeParameterDiscoveryReq(_Message):
     """AC_ChargeParameterDiscoveryReqType (urn:iso:std:iso:15118:-20:AC)."""
+    __slots__ = ('Header', 'AC_CPDReqEnergyTransferMode', 'BPT_AC_CPDReqEnergyTransferMode')
     Header: MessageHeader
-    AC_CPDReqEnergyTransferMode: AC_CPDReqEnergyTransferMode | None = None
-    BPT_AC_CPDReqEnergyTransferMode: BPT_AC_CPDReqEnergyTransferMode | None = None
+    AC_CPDReqEnergyTransferMode: AC_CPDReqEnergyTransferMode | None
+    BPT_AC_CPDReqEnergyTransferMode: BPT_AC_CPDReqEnergyTransferMode | None
+
+    def __init__(self, *, Header, AC_CPDReqEnergyTransferMode=None, BPT_AC_CPDReqEnergyTransferMode=None):
+        _os(self, 'Header', Header)
+        _os(self, 'AC_CPDReqEnergyTransferMode', AC_CPDReqEnergyTransferMode)
+        _os(self, 'BPT_AC_CPDReqEnergyTransferMode', BPT_AC_CPDReqEnergyTransferMode)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeParameterDiscoveryReq:
+class ChargeParameterDiscoveryReq(_Message):
     """ChargeParameterDiscoveryReqType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header',)
     Header: MessageHeader
 
+    def __init__(self, *, Header):
+        _os(self, 'Header', Header)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class V2GRequest:
+
+class V2GRequest(_Message):
     """V2GRequestType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header',)
     Header: MessageHeader
 
+    def __init__(self, *, Header):
+        _os(self, 'Header', Header)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class V2GMessage:
+
+class V2GMessage(_Message):
     """V2GMessageType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header',)
     Header: MessageHeader
 
+    def __init__(self, *, Header):
+        _os(self, 'Header', Header)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MessageHeader:
+
+class MessageHeader(_Message):
     """MessageHeaderType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('SessionID', 'TimeStamp', 'Signature')
     SessionID: bytes
     TimeStamp: int
-    Signature: Signature | None = None
+    Signature: Signature | None
+
+    def __init__(self, *, SessionID, TimeStamp, Signature=None):
+        _os(self, 'SessionID', SessionID)
+        _os(self, 'TimeStamp', TimeStamp)
+        _os(self, 'Signature', Signature)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AC_ChargeParameterDiscoveryRes:
+class AC_ChargeParameterDiscoveryRes(_Message):
     """AC_ChargeParameterDiscoveryResType (urn:iso:std:iso:15118:-20:AC)."""
+    __slots__ = ('Header', 'ResponseCode', 'AC_CPDResEnergyTransferMode', 'BPT_AC_CPDResEnergyTransferMode')
     Header: MessageHeader
     ResponseCode: responseCodeType
-    AC_CPDResEnergyTransferMode: AC_CPDResEnergyTransferMode | None = None
-    BPT_AC_CPDResEnergyTransferMode: BPT_AC_CPDResEnergyTransferMode | None = None
+    AC_CPDResEnergyTransferMode: AC_CPDResEnergyTransferMode | None
+    BPT_AC_CPDResEnergyTransferMode: BPT_AC_CPDResEnergyTransferMode | None
+
+    def __init__(self, *, Header, ResponseCode, AC_CPDResEnergyTransferMode=None, BPT_AC_CPDResEnergyTransferMode=None):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'AC_CPDResEnergyTransferMode', AC_CPDResEnergyTransferMode)
+        _os(self, 'BPT_AC_CPDResEnergyTransferMode', BPT_AC_CPDResEnergyTransferMode)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeParameterDiscoveryRes:
+class ChargeParameterDiscoveryRes(_Message):
     """ChargeParameterDiscoveryResType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'ResponseCode')
     Header: MessageHeader
     ResponseCode: responseCodeType
 
+    def __init__(self, *, Header, ResponseCode):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class V2GResponse:
+
+class V2GResponse(_Message):
     """V2GResponseType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'ResponseCode')
     Header: MessageHeader
     ResponseCode: responseCodeType
 
+    def __init__(self, *, Header, ResponseCode):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AC_ChargeLoopReq:
+
+class AC_ChargeLoopReq(_Message):
     """AC_ChargeLoopReqType (urn:iso:std:iso:15118:-20:AC)."""
+    __slots__ = ('Header', 'DisplayParameters', 'MeterInfoRequested', 'BPT_Dynamic_AC_CLReqControlMode', 'BPT_Scheduled_AC_CLReqControlMode', 'CLReqControlMode', 'Dynamic_AC_CLReqControlMode', 'Scheduled_AC_CLReqControlMode')
     Header: MessageHeader
-    DisplayParameters: DisplayParameters | None = None
+    DisplayParameters: DisplayParameters | None
     MeterInfoRequested: bool
-    BPT_Dynamic_AC_CLReqControlMode: BPT_Dynamic_AC_CLReqControlMode | None = None
-    BPT_Scheduled_AC_CLReqControlMode: BPT_Scheduled_AC_CLReqControlMode | None = None
-    CLReqControlMode: CLReqControlMode | None = None
-    Dynamic_AC_CLReqControlMode: Dynamic_AC_CLReqControlMode | None = None
-    Scheduled_AC_CLReqControlMode: Scheduled_AC_CLReqControlMode | None = None
+    BPT_Dynamic_AC_CLReqControlMode: BPT_Dynamic_AC_CLReqControlMode | None
+    BPT_Scheduled_AC_CLReqControlMode: BPT_Scheduled_AC_CLReqControlMode | None
+    CLReqControlMode: CLReqControlMode | None
+    Dynamic_AC_CLReqControlMode: Dynamic_AC_CLReqControlMode | None
+    Scheduled_AC_CLReqControlMode: Scheduled_AC_CLReqControlMode | None
+
+    def __init__(self, *, Header, DisplayParameters=None, MeterInfoRequested, BPT_Dynamic_AC_CLReqControlMode=None, BPT_Scheduled_AC_CLReqControlMode=None, CLReqControlMode=None, Dynamic_AC_CLReqControlMode=None, Scheduled_AC_CLReqControlMode=None):
+        _os(self, 'Header', Header)
+        _os(self, 'DisplayParameters', DisplayParameters)
+        _os(self, 'MeterInfoRequested', MeterInfoRequested)
+        _os(self, 'BPT_Dynamic_AC_CLReqControlMode', BPT_Dynamic_AC_CLReqControlMode)
+        _os(self, 'BPT_Scheduled_AC_CLReqControlMode', BPT_Scheduled_AC_CLReqControlMode)
+        _os(self, 'CLReqControlMode', CLReqControlMode)
+        _os(self, 'Dynamic_AC_CLReqControlMode', Dynamic_AC_CLReqControlMode)
+        _os(self, 'Scheduled_AC_CLReqControlMode', Scheduled_AC_CLReqControlMode)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeLoopReq:
+class ChargeLoopReq(_Message):
     """ChargeLoopReqType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'DisplayParameters', 'MeterInfoRequested')
     Header: MessageHeader
-    DisplayParameters: DisplayParameters | None = None
+    DisplayParameters: DisplayParameters | None
     MeterInfoRequested: bool
 
+    def __init__(self, *, Header, DisplayParameters=None, MeterInfoRequested):
+        _os(self, 'Header', Header)
+        _os(self, 'DisplayParameters', DisplayParameters)
+        _os(self, 'MeterInfoRequested', MeterInfoRequested)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AC_ChargeLoopRes:
+
+class AC_ChargeLoopRes(_Message):
     """AC_ChargeLoopResType (urn:iso:std:iso:15118:-20:AC)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEStatus', 'MeterInfo', 'Receipt', 'EVSETargetFrequency', 'BPT_Dynamic_AC_CLResControlMode', 'BPT_Scheduled_AC_CLResControlMode', 'CLResControlMode', 'Dynamic_AC_CLResControlMode', 'Scheduled_AC_CLResControlMode')
     Header: MessageHeader
     ResponseCode: responseCodeType
-    EVSEStatus: EVSEStatus | None = None
-    MeterInfo: MeterInfo | None = None
-    Receipt: Receipt | None = None
-    EVSETargetFrequency: RationalNumber | None = None
-    BPT_Dynamic_AC_CLResControlMode: BPT_Dynamic_AC_CLResControlMode | None = None
-    BPT_Scheduled_AC_CLResControlMode: BPT_Scheduled_AC_CLResControlMode | None = None
-    CLResControlMode: CLResControlMode | None = None
-    Dynamic_AC_CLResControlMode: Dynamic_AC_CLResControlMode | None = None
-    Scheduled_AC_CLResControlMode: Scheduled_AC_CLResControlMode | None = None
+    EVSEStatus: EVSEStatus | None
+    MeterInfo: MeterInfo | None
+    Receipt: Receipt | None
+    EVSETargetFrequency: RationalNumber | None
+    BPT_Dynamic_AC_CLResControlMode: BPT_Dynamic_AC_CLResControlMode | None
+    BPT_Scheduled_AC_CLResControlMode: BPT_Scheduled_AC_CLResControlMode | None
+    CLResControlMode: CLResControlMode | None
+    Dynamic_AC_CLResControlMode: Dynamic_AC_CLResControlMode | None
+    Scheduled_AC_CLResControlMode: Scheduled_AC_CLResControlMode | None
+
+    def __init__(self, *, Header, ResponseCode, EVSEStatus=None, MeterInfo=None, Receipt=None, EVSETargetFrequency=None, BPT_Dynamic_AC_CLResControlMode=None, BPT_Scheduled_AC_CLResControlMode=None, CLResControlMode=None, Dynamic_AC_CLResControlMode=None, Scheduled_AC_CLResControlMode=None):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEStatus', EVSEStatus)
+        _os(self, 'MeterInfo', MeterInfo)
+        _os(self, 'Receipt', Receipt)
+        _os(self, 'EVSETargetFrequency', EVSETargetFrequency)
+        _os(self, 'BPT_Dynamic_AC_CLResControlMode', BPT_Dynamic_AC_CLResControlMode)
+        _os(self, 'BPT_Scheduled_AC_CLResControlMode', BPT_Scheduled_AC_CLResControlMode)
+        _os(self, 'CLResControlMode', CLResControlMode)
+        _os(self, 'Dynamic_AC_CLResControlMode', Dynamic_AC_CLResControlMode)
+        _os(self, 'Scheduled_AC_CLResControlMode', Scheduled_AC_CLResControlMode)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeLoopRes:
+class ChargeLoopRes(_Message):
     """ChargeLoopResType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEStatus', 'MeterInfo', 'Receipt')
     Header: MessageHeader
     ResponseCode: responseCodeType
-    EVSEStatus: EVSEStatus | None = None
-    MeterInfo: MeterInfo | None = None
-    Receipt: Receipt | None = None
+    EVSEStatus: EVSEStatus | None
+    MeterInfo: MeterInfo | None
+    Receipt: Receipt | None
+
+    def __init__(self, *, Header, ResponseCode, EVSEStatus=None, MeterInfo=None, Receipt=None):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEStatus', EVSEStatus)
+        _os(self, 'MeterInfo', MeterInfo)
+        _os(self, 'Receipt', Receipt)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVSEStatus:
+class EVSEStatus(_Message):
     """EVSEStatusType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('NotificationMaxDelay', 'EVSENotification')
     NotificationMaxDelay: int
     EVSENotification: evseNotificationType
 
+    def __init__(self, *, NotificationMaxDelay, EVSENotification):
+        _os(self, 'NotificationMaxDelay', NotificationMaxDelay)
+        _os(self, 'EVSENotification', EVSENotification)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MeterInfo:
+
+class MeterInfo(_Message):
     """MeterInfoType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('MeterID', 'ChargedEnergyReadingWh', 'BPT_DischargedEnergyReadingWh', 'CapacitiveEnergyReadingVARh', 'BPT_InductiveEnergyReadingVARh', 'MeterSignature', 'MeterStatus', 'MeterTimestamp')
     MeterID: str
     ChargedEnergyReadingWh: int
-    BPT_DischargedEnergyReadingWh: int | None = None
-    CapacitiveEnergyReadingVARh: int | None = None
-    BPT_InductiveEnergyReadingVARh: int | None = None
-    MeterSignature: bytes | None = None
-    MeterStatus: int | None = None
-    MeterTimestamp: int | None = None
+    BPT_DischargedEnergyReadingWh: int | None
+    CapacitiveEnergyReadingVARh: int | None
+    BPT_InductiveEnergyReadingVARh: int | None
+    MeterSignature: bytes | None
+    MeterStatus: int | None
+    MeterTimestamp: int | None
+
+    def __init__(self, *, MeterID, ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=None, CapacitiveEnergyReadingVARh=None, BPT_InductiveEnergyReadingVARh=None, MeterSignature=None, MeterStatus=None, MeterTimestamp=None):
+        _os(self, 'MeterID', MeterID)
+        _os(self, 'ChargedEnergyReadingWh', ChargedEnergyReadingWh)
+        _os(self, 'BPT_DischargedEnergyReadingWh', BPT_DischargedEnergyReadingWh)
+        _os(self, 'CapacitiveEnergyReadingVARh', CapacitiveEnergyReadingVARh)
+        _os(self, 'BPT_InductiveEnergyReadingVARh', BPT_InductiveEnergyReadingVARh)
+        _os(self, 'MeterSignature', MeterSignature)
+        _os(self, 'MeterStatus', MeterStatus)
+        _os(self, 'MeterTimestamp', MeterTimestamp)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AC_CPDReqEnergyTransferMode:
+class AC_CPDReqEnergyTransferMode(_Message):
     """AC_CPDReqEnergyTransferModeType (urn:iso:std:iso:15118:-20:AC)."""
+    __slots__ = ('EVMaximumChargePower', 'EVMaximumChargePower_L2', 'EVMaximumChargePower_L3', 'EVMinimumChargePower', 'EVMinimumChargePower_L2', 'EVMinimumChargePower_L3')
     EVMaximumChargePower: RationalNumber
-    EVMaximumChargePower_L2: RationalNumber | None = None
-    EVMaximumChargePower_L3: RationalNumber | None = None
+    EVMaximumChargePower_L2: RationalNumber | None
+    EVMaximumChargePower_L3: RationalNumber | None
     EVMinimumChargePower: RationalNumber
-    EVMinimumChargePower_L2: RationalNumber | None = None
-    EVMinimumChargePower_L3: RationalNumber | None = None
+    EVMinimumChargePower_L2: RationalNumber | None
+    EVMinimumChargePower_L3: RationalNumber | None
+
+    def __init__(self, *, EVMaximumChargePower, EVMaximumChargePower_L2=None, EVMaximumChargePower_L3=None, EVMinimumChargePower, EVMinimumChargePower_L2=None, EVMinimumChargePower_L3=None):
+        _os(self, 'EVMaximumChargePower', EVMaximumChargePower)
+        _os(self, 'EVMaximumChargePower_L2', EVMaximumChargePower_L2)
+        _os(self, 'EVMaximumChargePower_L3', EVMaximumChargePower_L3)
+        _os(self, 'EVMinimumChargePower', EVMinimumChargePower)
+        _os(self, 'EVMinimumChargePower_L2', EVMinimumChargePower_L2)
+        _os(self, 'EVMinimumChargePower_L3', EVMinimumChargePower_L3)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AC_CPDResEnergyTransferMode:
+class AC_CPDResEnergyTransferMode(_Message):
     """AC_CPDResEnergyTransferModeType (urn:iso:std:iso:15118:-20:AC)."""
+    __slots__ = ('EVSEMaximumChargePower', 'EVSEMaximumChargePower_L2', 'EVSEMaximumChargePower_L3', 'EVSEMinimumChargePower', 'EVSEMinimumChargePower_L2', 'EVSEMinimumChargePower_L3', 'EVSENominalFrequency', 'MaximumPowerAsymmetry', 'EVSEPowerRampLimitation', 'EVSEPresentActivePower', 'EVSEPresentActivePower_L2', 'EVSEPresentActivePower_L3')
     EVSEMaximumChargePower: RationalNumber
-    EVSEMaximumChargePower_L2: RationalNumber | None = None
-    EVSEMaximumChargePower_L3: RationalNumber | None = None
+    EVSEMaximumChargePower_L2: RationalNumber | None
+    EVSEMaximumChargePower_L3: RationalNumber | None
     EVSEMinimumChargePower: RationalNumber
-    EVSEMinimumChargePower_L2: RationalNumber | None = None
-    EVSEMinimumChargePower_L3: RationalNumber | None = None
+    EVSEMinimumChargePower_L2: RationalNumber | None
+    EVSEMinimumChargePower_L3: RationalNumber | None
     EVSENominalFrequency: RationalNumber
-    MaximumPowerAsymmetry: RationalNumber | None = None
-    EVSEPowerRampLimitation: RationalNumber | None = None
-    EVSEPresentActivePower: RationalNumber | None = None
-    EVSEPresentActivePower_L2: RationalNumber | None = None
-    EVSEPresentActivePower_L3: RationalNumber | None = None
+    MaximumPowerAsymmetry: RationalNumber | None
+    EVSEPowerRampLimitation: RationalNumber | None
+    EVSEPresentActivePower: RationalNumber | None
+    EVSEPresentActivePower_L2: RationalNumber | None
+    EVSEPresentActivePower_L3: RationalNumber | None
+
+    def __init__(self, *, EVSEMaximumChargePower, EVSEMaximumChargePower_L2=None, EVSEMaximumChargePower_L3=None, EVSEMinimumChargePower, EVSEMinimumChargePower_L2=None, EVSEMinimumChargePower_L3=None, EVSENominalFrequency, MaximumPowerAsymmetry=None, EVSEPowerRampLimitation=None, EVSEPresentActivePower=None, EVSEPresentActivePower_L2=None, EVSEPresentActivePower_L3=None):
+        _os(self, 'EVSEMaximumChargePower', EVSEMaximumChargePower)
+        _os(self, 'EVSEMaximumChargePower_L2', EVSEMaximumChargePower_L2)
+        _os(self, 'EVSEMaximumChargePower_L3', EVSEMaximumChargePower_L3)
+        _os(self, 'EVSEMinimumChargePower', EVSEMinimumChargePower)
+        _os(self, 'EVSEMinimumChargePower_L2', EVSEMinimumChargePower_L2)
+        _os(self, 'EVSEMinimumChargePower_L3', EVSEMinimumChargePower_L3)
+        _os(self, 'EVSENominalFrequency', EVSENominalFrequency)
+        _os(self, 'MaximumPowerAsymmetry', MaximumPowerAsymmetry)
+        _os(self, 'EVSEPowerRampLimitation', EVSEPowerRampLimitation)
+        _os(self, 'EVSEPresentActivePower', EVSEPresentActivePower)
+        _os(self, 'EVSEPresentActivePower_L2', EVSEPresentActivePower_L2)
+        _os(self, 'EVSEPresentActivePower_L3', EVSEPresentActivePower_L3)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BPT_AC_CPDReqEnergyTransferMode:
+class BPT_AC_CPDReqEnergyTransferMode(_Message):
     """BPT_AC_CPDReqEnergyTransferModeType (urn:iso:std:iso:15118:-20:AC)."""
+    __slots__ = ('EVMaximumChargePower', 'EVMaximumChargePower_L2', 'EVMaximumChargePower_L3', 'EVMinimumChargePower', 'EVMinimumChargePower_L2', 'EVMinimumChargePower_L3', 'EVMaximumDischargePower', 'EVMaximumDischargePower_L2', 'EVMaximumDischargePower_L3', 'EVMinimumDischargePower', 'EVMinimumDischargePower_L2', 'EVMinimumDischargePower_L3')
     EVMaximumChargePower: RationalNumber
-    EVMaximumChargePower_L2: RationalNumber | None = None
-    EVMaximumChargePower_L3: RationalNumber | None = None
+    EVMaximumChargePower_L2: RationalNumber | None
+    EVMaximumChargePower_L3: RationalNumber | None
     EVMinimumChargePower: RationalNumber
-    EVMinimumChargePower_L2: RationalNumber | None = None
-    EVMinimumChargePower_L3: RationalNumber | None = None
+    EVMinimumChargePower_L2: RationalNumber | None
+    EVMinimumChargePower_L3: RationalNumber | None
     EVMaximumDischargePower: RationalNumber
-    EVMaximumDischargePower_L2: RationalNumber | None = None
-    EVMaximumDischargePower_L3: RationalNumber | None = None
+    EVMaximumDischargePower_L2: RationalNumber | None
+    EVMaximumDischargePower_L3: RationalNumber | None
     EVMinimumDischargePower: RationalNumber
-    EVMinimumDischargePower_L2: RationalNumber | None = None
-    EVMinimumDischargePower_L3: RationalNumber | None = None
+    EVMinimumDischargePower_L2: RationalNumber | None
+    EVMinimumDischargePower_L3: RationalNumber | None
+
+    def __init__(self, *, EVMaximumChargePower, EVMaximumChargePower_L2=None, EVMaximumChargePower_L3=None, EVMinimumChargePower, EVMinimumChargePower_L2=None, EVMinimumChargePower_L3=None, EVMaximumDischargePower, EVMaximumDischargePower_L2=None, EVMaximumDischargePower_L3=None, EVMinimumDischargePower, EVMinimumDischargePower_L2=None, EVMinimumDischargePower_L3=None):
+        _os(self, 'EVMaximumChargePower', EVMaximumChargePower)
+        _os(self, 'EVMaximumChargePower_L2', EVMaximumChargePower_L2)
+        _os(self, 'EVMaximumChargePower_L3', EVMaximumChargePower_L3)
+        _os(self, 'EVMinimumChargePower', EVMinimumChargePower)
+        _os(self, 'EVMinimumChargePower_L2', EVMinimumChargePower_L2)
+        _os(self, 'EVMinimumChargePower_L3', EVMinimumChargePower_L3)
+        _os(self, 'EVMaximumDischargePower', EVMaximumDischargePower)
+        _os(self, 'EVMaximumDischargePower_L2', EVMaximumDischargePower_L2)
+        _os(self, 'EVMaximumDischargePower_L3', EVMaximumDischargePower_L3)
+        _os(self, 'EVMinimumDischargePower', EVMinimumDischargePower)
+        _os(self, 'EVMinimumDischargePower_L2', EVMinimumDischargePower_L2)
+        _os(self, 'EVMinimumDischargePower_L3', EVMinimumDischargePower_L3)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BPT_AC_CPDResEnergyTransferMode:
+class BPT_AC_CPDResEnergyTransferMode(_Message):
     """BPT_AC_CPDResEnergyTransferModeType (urn:iso:std:iso:15118:-20:AC)."""
+    __slots__ = ('EVSEMaximumChargePower', 'EVSEMaximumChargePower_L2', 'EVSEMaximumChargePower_L3', 'EVSEMinimumChargePower', 'EVSEMinimumChargePower_L2', 'EVSEMinimumChargePower_L3', 'EVSENominalFrequency', 'MaximumPowerAsymmetry', 'EVSEPowerRampLimitation', 'EVSEPresentActivePower', 'EVSEPresentActivePower_L2', 'EVSEPresentActivePower_L3', 'EVSEMaximumDischargePower', 'EVSEMaximumDischargePower_L2', 'EVSEMaximumDischargePower_L3', 'EVSEMinimumDischargePower', 'EVSEMinimumDischargePower_L2', 'EVSEMinimumDischargePower_L3')
     EVSEMaximumChargePower: RationalNumber
-    EVSEMaximumChargePower_L2: RationalNumber | None = None
-    EVSEMaximumChargePower_L3: RationalNumber | None = None
+    EVSEMaximumChargePower_L2: RationalNumber | None
+    EVSEMaximumChargePower_L3: RationalNumber | None
     EVSEMinimumChargePower: RationalNumber
-    EVSEMinimumChargePower_L2: RationalNumber | None = None
-    EVSEMinimumChargePower_L3: RationalNumber | None = None
+    EVSEMinimumChargePower_L2: RationalNumber | None
+    EVSEMinimumChargePower_L3: RationalNumber | None
     EVSENominalFrequency: RationalNumber
-    MaximumPowerAsymmetry: RationalNumber | None = None
-    EVSEPowerRampLimitation: RationalNumber | None = None
-    EVSEPresentActivePower: RationalNumber | None = None
-    EVSEPresentActivePower_L2: RationalNumber | None = None
-    EVSEPresentActivePower_L3: RationalNumber | None = None
+    MaximumPowerAsymmetry: RationalNumber | None
+    EVSEPowerRampLimitation: RationalNumber | None
+    EVSEPresentActivePower: RationalNumber | None
+    EVSEPresentActivePower_L2: RationalNumber | None
+    EVSEPresentActivePower_L3: RationalNumber | None
     EVSEMaximumDischargePower: RationalNumber
-    EVSEMaximumDischargePower_L2: RationalNumber | None = None
-    EVSEMaximumDischargePower_L3: RationalNumber | None = None
+    EVSEMaximumDischargePower_L2: RationalNumber | None
+    EVSEMaximumDischargePower_L3: RationalNumber | None
     EVSEMinimumDischargePower: RationalNumber
-    EVSEMinimumDischargePower_L2: RationalNumber | None = None
-    EVSEMinimumDischargePower_L3: RationalNumber | None = None
+    EVSEMinimumDischargePower_L2: RationalNumber | None
+    EVSEMinimumDischargePower_L3: RationalNumber | None
+
+    def __init__(self, *, EVSEMaximumChargePower, EVSEMaximumChargePower_L2=None, EVSEMaximumChargePower_L3=None, EVSEMinimumChargePower, EVSEMinimumChargePower_L2=None, EVSEMinimumChargePower_L3=None, EVSENominalFrequency, MaximumPowerAsymmetry=None, EVSEPowerRampLimitation=None, EVSEPresentActivePower=None, EVSEPresentActivePower_L2=None, EVSEPresentActivePower_L3=None, EVSEMaximumDischargePower, EVSEMaximumDischargePower_L2=None, EVSEMaximumDischargePower_L3=None, EVSEMinimumDischargePower, EVSEMinimumDischargePower_L2=None, EVSEMinimumDischargePower_L3=None):
+        _os(self, 'EVSEMaximumChargePower', EVSEMaximumChargePower)
+        _os(self, 'EVSEMaximumChargePower_L2', EVSEMaximumChargePower_L2)
+        _os(self, 'EVSEMaximumChargePower_L3', EVSEMaximumChargePower_L3)
+        _os(self, 'EVSEMinimumChargePower', EVSEMinimumChargePower)
+        _os(self, 'EVSEMinimumChargePower_L2', EVSEMinimumChargePower_L2)
+        _os(self, 'EVSEMinimumChargePower_L3', EVSEMinimumChargePower_L3)
+        _os(self, 'EVSENominalFrequency', EVSENominalFrequency)
+        _os(self, 'MaximumPowerAsymmetry', MaximumPowerAsymmetry)
+        _os(self, 'EVSEPowerRampLimitation', EVSEPowerRampLimitation)
+        _os(self, 'EVSEPresentActivePower', EVSEPresentActivePower)
+        _os(self, 'EVSEPresentActivePower_L2', EVSEPresentActivePower_L2)
+        _os(self, 'EVSEPresentActivePower_L3', EVSEPresentActivePower_L3)
+        _os(self, 'EVSEMaximumDischargePower', EVSEMaximumDischargePower)
+        _os(self, 'EVSEMaximumDischargePower_L2', EVSEMaximumDischargePower_L2)
+        _os(self, 'EVSEMaximumDischargePower_L3', EVSEMaximumDischargePower_L3)
+        _os(self, 'EVSEMinimumDischargePower', EVSEMinimumDischargePower)
+        _os(self, 'EVSEMinimumDischargePower_L2', EVSEMinimumDischargePower_L2)
+        _os(self, 'EVSEMinimumDischargePower_L3', EVSEMinimumDischargePower_L3)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Scheduled_AC_CLReqControlMode:
+class Scheduled_AC_CLReqControlMode(_Message):
     """Scheduled_AC_CLReqControlModeType (urn:iso:std:iso:15118:-20:AC)."""
-    EVTargetEnergyRequest: RationalNumber | None = None
-    EVMaximumEnergyRequest: RationalNumber | None = None
-    EVMinimumEnergyRequest: RationalNumber | None = None
-    EVMaximumChargePower: RationalNumber | None = None
-    EVMaximumChargePower_L2: RationalNumber | None = None
-    EVMaximumChargePower_L3: RationalNumber | None = None
-    EVMinimumChargePower: RationalNumber | None = None
-    EVMinimumChargePower_L2: RationalNumber | None = None
-    EVMinimumChargePower_L3: RationalNumber | None = None
+    __slots__ = ('EVTargetEnergyRequest', 'EVMaximumEnergyRequest', 'EVMinimumEnergyRequest', 'EVMaximumChargePower', 'EVMaximumChargePower_L2', 'EVMaximumChargePower_L3', 'EVMinimumChargePower', 'EVMinimumChargePower_L2', 'EVMinimumChargePower_L3', 'EVPresentActivePower', 'EVPresentActivePower_L2', 'EVPresentActivePower_L3', 'EVPresentReactivePower', 'EVPresentReactivePower_L2', 'EVPresentReactivePower_L3')
+    EVTargetEnergyRequest: RationalNumber | None
+    EVMaximumEnergyRequest: RationalNumber | None
+    EVMinimumEnergyRequest: RationalNumber | None
+    EVMaximumChargePower: RationalNumber | None
+    EVMaximumChargePower_L2: RationalNumber | None
+    EVMaximumChargePower_L3: RationalNumber | None
+    EVMinimumChargePower: RationalNumber | None
+    EVMinimumChargePower_L2: RationalNumber | None
+    EVMinimumChargePower_L3: RationalNumber | None
     EVPresentActivePower: RationalNumber
-    EVPresentActivePower_L2: RationalNumber | None = None
-    EVPresentActivePower_L3: RationalNumber | None = None
-    EVPresentReactivePower: RationalNumber | None = None
-    EVPresentReactivePower_L2: RationalNumber | None = None
-    EVPresentReactivePower_L3: RationalNumber | None = None
+    EVPresentActivePower_L2: RationalNumber | None
+    EVPresentActivePower_L3: RationalNumber | None
+    EVPresentReactivePower: RationalNumber | None
+    EVPresentReactivePower_L2: RationalNumber | None
+    EVPresentReactivePower_L3: RationalNumber | None
+
+    def __init__(self, *, EVTargetEnergyRequest=None, EVMaximumEnergyRequest=None, EVMinimumEnergyRequest=None, EVMaximumChargePower=None, EVMaximumChargePower_L2=None, EVMaximumChargePower_L3=None, EVMinimumChargePower=None, EVMinimumChargePower_L2=None, EVMinimumChargePower_L3=None, EVPresentActivePower, EVPresentActivePower_L2=None, EVPresentActivePower_L3=None, EVPresentReactivePower=None, EVPresentReactivePower_L2=None, EVPresentReactivePower_L3=None):
+        _os(self, 'EVTargetEnergyRequest', EVTargetEnergyRequest)
+        _os(self, 'EVMaximumEnergyRequest', EVMaximumEnergyRequest)
+        _os(self, 'EVMinimumEnergyRequest', EVMinimumEnergyRequest)
+        _os(self, 'EVMaximumChargePower', EVMaximumChargePower)
+        _os(self, 'EVMaximumChargePower_L2', EVMaximumChargePower_L2)
+        _os(self, 'EVMaximumChargePower_L3', EVMaximumChargePower_L3)
+        _os(self, 'EVMinimumChargePower', EVMinimumChargePower)
+        _os(self, 'EVMinimumChargePower_L2', EVMinimumChargePower_L2)
+        _os(self, 'EVMinimumChargePower_L3', EVMinimumChargePower_L3)
+        _os(self, 'EVPresentActivePower', EVPresentActivePower)
+        _os(self, 'EVPresentActivePower_L2', EVPresentActivePower_L2)
+        _os(self, 'EVPresentActivePower_L3', EVPresentActivePower_L3)
+        _os(self, 'EVPresentReactivePower', EVPresentReactivePower)
+        _os(self, 'EVPresentReactivePower_L2', EVPresentReactivePower_L2)
+        _os(self, 'EVPresentReactivePower_L3', EVPresentReactivePower_L3)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Scheduled_AC_CLResControlMode:
+class Scheduled_AC_CLResControlMode(_Message):
     """Scheduled_AC_CLResControlModeType (urn:iso:std:iso:15118:-20:AC)."""
-    EVSETargetActivePower: RationalNumber | None = None
-    EVSETargetActivePower_L2: RationalNumber | None = None
-    EVSETargetActivePower_L3: RationalNumber | None = None
-    EVSETargetReactivePower: RationalNumber | None = None
-    EVSETargetReactivePower_L2: RationalNumber | None = None
-    EVSETargetReactivePower_L3: RationalNumber | None = None
-    EVSEPresentActivePower: RationalNumber | None = None
-    EVSEPresentActivePower_L2: RationalNumber | None = None
-    EVSEPresentActivePower_L3: RationalNumber | None = None
+    __slots__ = ('EVSETargetActivePower', 'EVSETargetActivePower_L2', 'EVSETargetActivePower_L3', 'EVSETargetReactivePower', 'EVSETargetReactivePower_L2', 'EVSETargetReactivePower_L3', 'EVSEPresentActivePower', 'EVSEPresentActivePower_L2', 'EVSEPresentActivePower_L3')
+    EVSETargetActivePower: RationalNumber | None
+    EVSETargetActivePower_L2: RationalNumber | None
+    EVSETargetActivePower_L3: RationalNumber | None
+    EVSETargetReactivePower: RationalNumber | None
+    EVSETargetReactivePower_L2: RationalNumber | None
+    EVSETargetReactivePower_L3: RationalNumber | None
+    EVSEPresentActivePower: RationalNumber | None
+    EVSEPresentActivePower_L2: RationalNumber | None
+    EVSEPresentActivePower_L3: RationalNumber | None
+
+    def __init__(self, *, EVSETargetActivePower=None, EVSETargetActivePower_L2=None, EVSETargetActivePower_L3=None, EVSETargetReactivePower=None, EVSETargetReactivePower_L2=None, EVSETargetReactivePower_L3=None, EVSEPresentActivePower=None, EVSEPresentActivePower_L2=None, EVSEPresentActivePower_L3=None):
+        _os(self, 'EVSETargetActivePower', EVSETargetActivePower)
+        _os(self, 'EVSETargetActivePower_L2', EVSETargetActivePower_L2)
+        _os(self, 'EVSETargetActivePower_L3', EVSETargetActivePower_L3)
+        _os(self, 'EVSETargetReactivePower', EVSETargetReactivePower)
+        _os(self, 'EVSETargetReactivePower_L2', EVSETargetReactivePower_L2)
+        _os(self, 'EVSETargetReactivePower_L3', EVSETargetReactivePower_L3)
+        _os(self, 'EVSEPresentActivePower', EVSEPresentActivePower)
+        _os(self, 'EVSEPresentActivePower_L2', EVSEPresentActivePower_L2)
+        _os(self, 'EVSEPresentActivePower_L3', EVSEPresentActivePower_L3)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BPT_Scheduled_AC_CLReqControlMode:
+class BPT_Scheduled_AC_CLReqControlMode(_Message):
     """BPT_Scheduled_AC_CLReqControlModeType (urn:iso:std:iso:15118:-20:AC)."""
-    EVTargetEnergyRequest: RationalNumber | None = None
-    EVMaximumEnergyRequest: RationalNumber | None = None
-    EVMinimumEnergyRequest: RationalNumber | None = None
-    EVMaximumChargePower: RationalNumber | None = None
-    EVMaximumChargePower_L2: RationalNumber | None = None
-    EVMaximumChargePower_L3: RationalNumber | None = None
-    EVMinimumChargePower: RationalNumber | None = None
-    EVMinimumChargePower_L2: RationalNumber | None = None
-    EVMinimumChargePower_L3: RationalNumber | None = None
+    __slots__ = ('EVTargetEnergyRequest', 'EVMaximumEnergyRequest', 'EVMinimumEnergyRequest', 'EVMaximumChargePower', 'EVMaximumChargePower_L2', 'EVMaximumChargePower_L3', 'EVMinimumChargePower', 'EVMinimumChargePower_L2', 'EVMinimumChargePower_L3', 'EVPresentActivePower', 'EVPresentActivePower_L2', 'EVPresentActivePower_L3', 'EVPresentReactivePower', 'EVPresentReactivePower_L2', 'EVPresentReactivePower_L3', 'EVMaximumDischargePower', 'EVMaximumDischargePower_L2', 'EVMaximumDischargePower_L3', 'EVMinimumDischargePower', 'EVMinimumDischargePower_L2', 'EVMinimumDischargePower_L3')
+    EVTargetEnergyRequest: RationalNumber | None
+    EVMaximumEnergyRequest: RationalNumber | None
+    EVMinimumEnergyRequest: RationalNumber | None
+    EVMaximumChargePower: RationalNumber | None
+    EVMaximumChargePower_L2: RationalNumber | None
+    EVMaximumChargePower_L3: RationalNumber | None
+    EVMinimumChargePower: RationalNumber | None
+    EVMinimumChargePower_L2: RationalNumber | None
+    EVMinimumChargePower_L3: RationalNumber | None
     EVPresentActivePower: RationalNumber
-    EVPresentActivePower_L2: RationalNumber | None = None
-    EVPresentActivePower_L3: RationalNumber | None = None
-    EVPresentReactivePower: RationalNumber | None = None
-    EVPresentReactivePower_L2: RationalNumber | None = None
-    EVPresentReactivePower_L3: RationalNumber | None = None
-    EVMaximumDischargePower: RationalNumber | None = None
-    EVMaximumDischargePower_L2: RationalNumber | None = None
-    EVMaximumDischargePower_L3: RationalNumber | None = None
-    EVMinimumDischargePower: RationalNumber | None = None
-    EVMinimumDischargePower_L2: RationalNumber | None = None
-    EVMinimumDischargePower_L3: RationalNumber | None = None
+    EVPresentActivePower_L2: RationalNumber | None
+    EVPresentActivePower_L3: RationalNumber | None
+    EVPresentReactivePower: RationalNumber | None
+    EVPresentReactivePower_L2: RationalNumber | None
+    EVPresentReactivePower_L3: RationalNumber | None
+    EVMaximumDischargePower: RationalNumber | None
+    EVMaximumDischargePower_L2: RationalNumber | None
+    EVMaximumDischargePower_L3: RationalNumber | None
+    EVMinimumDischargePower: RationalNumber | None
+    EVMinimumDischargePower_L2: RationalNumber | None
+    EVMinimumDischargePower_L3: RationalNumber | None
+
+    def __init__(self, *, EVTargetEnergyRequest=None, EVMaximumEnergyRequest=None, EVMinimumEnergyRequest=None, EVMaximumChargePower=None, EVMaximumChargePower_L2=None, EVMaximumChargePower_L3=None, EVMinimumChargePower=None, EVMinimumChargePower_L2=None, EVMinimumChargePower_L3=None, EVPresentActivePower, EVPresentActivePower_L2=None, EVPresentActivePower_L3=None, EVPresentReactivePower=None, EVPresentReactivePower_L2=None, EVPresentReactivePower_L3=None, EVMaximumDischargePower=None, EVMaximumDischargePower_L2=None, EVMaximumDischargePower_L3=None, EVMinimumDischargePower=None, EVMinimumDischargePower_L2=None, EVMinimumDischargePower_L3=None):
+        _os(self, 'EVTargetEnergyRequest', EVTargetEnergyRequest)
+        _os(self, 'EVMaximumEnergyRequest', EVMaximumEnergyRequest)
+        _os(self, 'EVMinimumEnergyRequest', EVMinimumEnergyRequest)
+        _os(self, 'EVMaximumChargePower', EVMaximumChargePower)
+        _os(self, 'EVMaximumChargePower_L2', EVMaximumChargePower_L2)
+        _os(self, 'EVMaximumChargePower_L3', EVMaximumChargePower_L3)
+        _os(self, 'EVMinimumChargePower', EVMinimumChargePower)
+        _os(self, 'EVMinimumChargePower_L2', EVMinimumChargePower_L2)
+        _os(self, 'EVMinimumChargePower_L3', EVMinimumChargePower_L3)
+        _os(self, 'EVPresentActivePower', EVPresentActivePower)
+        _os(self, 'EVPresentActivePower_L2', EVPresentActivePower_L2)
+        _os(self, 'EVPresentActivePower_L3', EVPresentActivePower_L3)
+        _os(self, 'EVPresentReactivePower', EVPresentReactivePower)
+        _os(self, 'EVPresentReactivePower_L2', EVPresentReactivePower_L2)
+        _os(self, 'EVPresentReactivePower_L3', EVPresentReactivePower_L3)
+        _os(self, 'EVMaximumDischargePower', EVMaximumDischargePower)
+        _os(self, 'EVMaximumDischargePower_L2', EVMaximumDischargePower_L2)
+        _os(self, 'EVMaximumDischargePower_L3', EVMaximumDischargePower_L3)
+        _os(self, 'EVMinimumDischargePower', EVMinimumDischargePower)
+        _os(self, 'EVMinimumDischargePower_L2', EVMinimumDischargePower_L2)
+        _os(self, 'EVMinimumDischargePower_L3', EVMinimumDischargePower_L3)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BPT_Scheduled_AC_CLResControlMode:
+class BPT_Scheduled_AC_CLResControlMode(_Message):
     """BPT_Scheduled_AC_CLResControlModeType (urn:iso:std:iso:15118:-20:AC)."""
-    EVSETargetActivePower: RationalNumber | None = None
-    EVSETargetActivePower_L2: RationalNumber | None = None
-    EVSETargetActivePower_L3: RationalNumber | None = None
-    EVSETargetReactivePower: RationalNumber | None = None
-    EVSETargetReactivePower_L2: RationalNumber | None = None
-    EVSETargetReactivePower_L3: RationalNumber | None = None
-    EVSEPresentActivePower: RationalNumber | None = None
-    EVSEPresentActivePower_L2: RationalNumber | None = None
-    EVSEPresentActivePower_L3: RationalNumber | None = None
+    __slots__ = ('EVSETargetActivePower', 'EVSETargetActivePower_L2', 'EVSETargetActivePower_L3', 'EVSETargetReactivePower', 'EVSETargetReactivePower_L2', 'EVSETargetReactivePower_L3', 'EVSEPresentActivePower', 'EVSEPresentActivePower_L2', 'EVSEPresentActivePower_L3')
+    EVSETargetActivePower: RationalNumber | None
+    EVSETargetActivePower_L2: RationalNumber | None
+    EVSETargetActivePower_L3: RationalNumber | None
+    EVSETargetReactivePower: RationalNumber | None
+    EVSETargetReactivePower_L2: RationalNumber | None
+    EVSETargetReactivePower_L3: RationalNumber | None
+    EVSEPresentActivePower: RationalNumber | None
+    EVSEPresentActivePower_L2: RationalNumber | None
+    EVSEPresentActivePower_L3: RationalNumber | None
+
+    def __init__(self, *, EVSETargetActivePower=None, EVSETargetActivePower_L2=None, EVSETargetActivePower_L3=None, EVSETargetReactivePower=None, EVSETargetReactivePower_L2=None, EVSETargetReactivePower_L3=None, EVSEPresentActivePower=None, EVSEPresentActivePower_L2=None, EVSEPresentActivePower_L3=None):
+        _os(self, 'EVSETargetActivePower', EVSETargetActivePower)
+        _os(self, 'EVSETargetActivePower_L2', EVSETargetActivePower_L2)
+        _os(self, 'EVSETargetActivePower_L3', EVSETargetActivePower_L3)
+        _os(self, 'EVSETargetReactivePower', EVSETargetReactivePower)
+        _os(self, 'EVSETargetReactivePower_L2', EVSETargetReactivePower_L2)
+        _os(self, 'EVSETargetReactivePower_L3', EVSETargetReactivePower_L3)
+        _os(self, 'EVSEPresentActivePower', EVSEPresentActivePower)
+        _os(self, 'EVSEPresentActivePower_L2', EVSEPresentActivePower_L2)
+        _os(self, 'EVSEPresentActivePower_L3', EVSEPresentActivePower_L3)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Dynamic_AC_CLReqControlMode:
+class Dynamic_AC_CLReqControlMode(_Message):
     """Dynamic_AC_CLReqControlModeType (urn:iso:std:iso:15118:-20:AC)."""
-    DepartureTime: int | None = None
+    __slots__ = ('DepartureTime', 'EVTargetEnergyRequest', 'EVMaximumEnergyRequest', 'EVMinimumEnergyRequest', 'EVMaximumChargePower', 'EVMaximumChargePower_L2', 'EVMaximumChargePower_L3', 'EVMinimumChargePower', 'EVMinimumChargePower_L2', 'EVMinimumChargePower_L3', 'EVPresentActivePower', 'EVPresentActivePower_L2', 'EVPresentActivePower_L3', 'EVPresentReactivePower', 'EVPresentReactivePower_L2', 'EVPresentReactivePower_L3')
+    DepartureTime: int | None
     EVTargetEnergyRequest: RationalNumber
     EVMaximumEnergyRequest: RationalNumber
     EVMinimumEnergyRequest: RationalNumber
     EVMaximumChargePower: RationalNumber
-    EVMaximumChargePower_L2: RationalNumber | None = None
-    EVMaximumChargePower_L3: RationalNumber | None = None
+    EVMaximumChargePower_L2: RationalNumber | None
+    EVMaximumChargePower_L3: RationalNumber | None
     EVMinimumChargePower: RationalNumber
-    EVMinimumChargePower_L2: RationalNumber | None = None
-    EVMinimumChargePower_L3: RationalNumber | None = None
+    EVMinimumChargePower_L2: RationalNumber | None
+    EVMinimumChargePower_L3: RationalNumber | None
     EVPresentActivePower: RationalNumber
-    EVPresentActivePower_L2: RationalNumber | None = None
-    EVPresentActivePower_L3: RationalNumber | None = None
+    EVPresentActivePower_L2: RationalNumber | None
+    EVPresentActivePower_L3: RationalNumber | None
     EVPresentReactivePower: RationalNumber
-    EVPresentReactivePower_L2: RationalNumber | None = None
-    EVPresentReactivePower_L3: RationalNumber | None = None
+    EVPresentReactivePower_L2: RationalNumber | None
+    EVPresentReactivePower_L3: RationalNumber | None
+
+    def __init__(self, *, DepartureTime=None, EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVMaximumChargePower, EVMaximumChargePower_L2=None, EVMaximumChargePower_L3=None, EVMinimumChargePower, EVMinimumChargePower_L2=None, EVMinimumChargePower_L3=None, EVPresentActivePower, EVPresentActivePower_L2=None, EVPresentActivePower_L3=None, EVPresentReactivePower, EVPresentReactivePower_L2=None, EVPresentReactivePower_L3=None):
+        _os(self, 'DepartureTime', DepartureTime)
+        _os(self, 'EVTargetEnergyRequest', EVTargetEnergyRequest)
+        _os(self, 'EVMaximumEnergyRequest', EVMaximumEnergyRequest)
+        _os(self, 'EVMinimumEnergyRequest', EVMinimumEnergyRequest)
+        _os(self, 'EVMaximumChargePower', EVMaximumChargePower)
+        _os(self, 'EVMaximumChargePower_L2', EVMaximumChargePower_L2)
+        _os(self, 'EVMaximumChargePower_L3', EVMaximumChargePower_L3)
+        _os(self, 'EVMinimumChargePower', EVMinimumChargePower)
+        _os(self, 'EVMinimumChargePower_L2', EVMinimumChargePower_L2)
+        _os(self, 'EVMinimumChargePower_L3', EVMinimumChargePower_L3)
+        _os(self, 'EVPresentActivePower', EVPresentActivePower)
+        _os(self, 'EVPresentActivePower_L2', EVPresentActivePower_L2)
+        _os(self, 'EVPresentActivePower_L3', EVPresentActivePower_L3)
+        _os(self, 'EVPresentReactivePower', EVPresentReactivePower)
+        _os(self, 'EVPresentReactivePower_L2', EVPresentReactivePower_L2)
+        _os(self, 'EVPresentReactivePower_L3', EVPresentReactivePower_L3)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Dynamic_AC_CLResControlMode:
+class Dynamic_AC_CLResControlMode(_Message):
     """Dynamic_AC_CLResControlModeType (urn:iso:std:iso:15118:-20:AC)."""
-    DepartureTime: int | None = None
-    MinimumSOC: int | None = None
-    TargetSOC: int | None = None
-    AckMaxDelay: int | None = None
+    __slots__ = ('DepartureTime', 'MinimumSOC', 'TargetSOC', 'AckMaxDelay', 'EVSETargetActivePower', 'EVSETargetActivePower_L2', 'EVSETargetActivePower_L3', 'EVSETargetReactivePower', 'EVSETargetReactivePower_L2', 'EVSETargetReactivePower_L3', 'EVSEPresentActivePower', 'EVSEPresentActivePower_L2', 'EVSEPresentActivePower_L3')
+    DepartureTime: int | None
+    MinimumSOC: int | None
+    TargetSOC: int | None
+    AckMaxDelay: int | None
     EVSETargetActivePower: RationalNumber
-    EVSETargetActivePower_L2: RationalNumber | None = None
-    EVSETargetActivePower_L3: RationalNumber | None = None
-    EVSETargetReactivePower: RationalNumber | None = None
-    EVSETargetReactivePower_L2: RationalNumber | None = None
-    EVSETargetReactivePower_L3: RationalNumber | None = None
-    EVSEPresentActivePower: RationalNumber | None = None
-    EVSEPresentActivePower_L2: RationalNumber | None = None
-    EVSEPresentActivePower_L3: RationalNumber | None = None
+    EVSETargetActivePower_L2: RationalNumber | None
+    EVSETargetActivePower_L3: RationalNumber | None
+    EVSETargetReactivePower: RationalNumber | None
+    EVSETargetReactivePower_L2: RationalNumber | None
+    EVSETargetReactivePower_L3: RationalNumber | None
+    EVSEPresentActivePower: RationalNumber | None
+    EVSEPresentActivePower_L2: RationalNumber | None
+    EVSEPresentActivePower_L3: RationalNumber | None
+
+    def __init__(self, *, DepartureTime=None, MinimumSOC=None, TargetSOC=None, AckMaxDelay=None, EVSETargetActivePower, EVSETargetActivePower_L2=None, EVSETargetActivePower_L3=None, EVSETargetReactivePower=None, EVSETargetReactivePower_L2=None, EVSETargetReactivePower_L3=None, EVSEPresentActivePower=None, EVSEPresentActivePower_L2=None, EVSEPresentActivePower_L3=None):
+        _os(self, 'DepartureTime', DepartureTime)
+        _os(self, 'MinimumSOC', MinimumSOC)
+        _os(self, 'TargetSOC', TargetSOC)
+        _os(self, 'AckMaxDelay', AckMaxDelay)
+        _os(self, 'EVSETargetActivePower', EVSETargetActivePower)
+        _os(self, 'EVSETargetActivePower_L2', EVSETargetActivePower_L2)
+        _os(self, 'EVSETargetActivePower_L3', EVSETargetActivePower_L3)
+        _os(self, 'EVSETargetReactivePower', EVSETargetReactivePower)
+        _os(self, 'EVSETargetReactivePower_L2', EVSETargetReactivePower_L2)
+        _os(self, 'EVSETargetReactivePower_L3', EVSETargetReactivePower_L3)
+        _os(self, 'EVSEPresentActivePower', EVSEPresentActivePower)
+        _os(self, 'EVSEPresentActivePower_L2', EVSEPresentActivePower_L2)
+        _os(self, 'EVSEPresentActivePower_L3', EVSEPresentActivePower_L3)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BPT_Dynamic_AC_CLReqControlMode:
+class BPT_Dynamic_AC_CLReqControlMode(_Message):
     """BPT_Dynamic_AC_CLReqControlModeType (urn:iso:std:iso:15118:-20:AC)."""
-    DepartureTime: int | None = None
+    __slots__ = ('DepartureTime', 'EVTargetEnergyRequest', 'EVMaximumEnergyRequest', 'EVMinimumEnergyRequest', 'EVMaximumChargePower', 'EVMaximumChargePower_L2', 'EVMaximumChargePower_L3', 'EVMinimumChargePower', 'EVMinimumChargePower_L2', 'EVMinimumChargePower_L3', 'EVPresentActivePower', 'EVPresentActivePower_L2', 'EVPresentActivePower_L3', 'EVPresentReactivePower', 'EVPresentReactivePower_L2', 'EVPresentReactivePower_L3', 'EVMaximumDischargePower', 'EVMaximumDischargePower_L2', 'EVMaximumDischargePower_L3', 'EVMinimumDischargePower', 'EVMinimumDischargePower_L2', 'EVMinimumDischargePower_L3', 'EVMaximumV2XEnergyRequest', 'EVMinimumV2XEnergyRequest')
+    DepartureTime: int | None
     EVTargetEnergyRequest: RationalNumber
     EVMaximumEnergyRequest: RationalNumber
     EVMinimumEnergyRequest: RationalNumber
     EVMaximumChargePower: RationalNumber
-    EVMaximumChargePower_L2: RationalNumber | None = None
-    EVMaximumChargePower_L3: RationalNumber | None = None
+    EVMaximumChargePower_L2: RationalNumber | None
+    EVMaximumChargePower_L3: RationalNumber | None
     EVMinimumChargePower: RationalNumber
-    EVMinimumChargePower_L2: RationalNumber | None = None
-    EVMinimumChargePower_L3: RationalNumber | None = None
+    EVMinimumChargePower_L2: RationalNumber | None
+    EVMinimumChargePower_L3: RationalNumber | None
     EVPresentActivePower: RationalNumber
-    EVPresentActivePower_L2: RationalNumber | None = None
-    EVPresentActivePower_L3: RationalNumber | None = None
+    EVPresentActivePower_L2: RationalNumber | None
+    EVPresentActivePower_L3: RationalNumber | None
     EVPresentReactivePower: RationalNumber
-    EVPresentReactivePower_L2: RationalNumber | None = None
-    EVPresentReactivePower_L3: RationalNumber | None = None
+    EVPresentReactivePower_L2: RationalNumber | None
+    EVPresentReactivePower_L3: RationalNumber | None
     EVMaximumDischargePower: RationalNumber
-    EVMaximumDischargePower_L2: RationalNumber | None = None
-    EVMaximumDischargePower_L3: RationalNumber | None = None
+    EVMaximumDischargePower_L2: RationalNumber | None
+    EVMaximumDischargePower_L3: RationalNumber | None
     EVMinimumDischargePower: RationalNumber
-    EVMinimumDischargePower_L2: RationalNumber | None = None
-    EVMinimumDischargePower_L3: RationalNumber | None = None
-    EVMaximumV2XEnergyRequest: RationalNumber | None = None
-    EVMinimumV2XEnergyRequest: RationalNumber | None = None
+    EVMinimumDischargePower_L2: RationalNumber | None
+    EVMinimumDischargePower_L3: RationalNumber | None
+    EVMaximumV2XEnergyRequest: RationalNumber | None
+    EVMinimumV2XEnergyRequest: RationalNumber | None
+
+    def __init__(self, *, DepartureTime=None, EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVMaximumChargePower, EVMaximumChargePower_L2=None, EVMaximumChargePower_L3=None, EVMinimumChargePower, EVMinimumChargePower_L2=None, EVMinimumChargePower_L3=None, EVPresentActivePower, EVPresentActivePower_L2=None, EVPresentActivePower_L3=None, EVPresentReactivePower, EVPresentReactivePower_L2=None, EVPresentReactivePower_L3=None, EVMaximumDischargePower, EVMaximumDischargePower_L2=None, EVMaximumDischargePower_L3=None, EVMinimumDischargePower, EVMinimumDischargePower_L2=None, EVMinimumDischargePower_L3=None, EVMaximumV2XEnergyRequest=None, EVMinimumV2XEnergyRequest=None):
+        _os(self, 'DepartureTime', DepartureTime)
+        _os(self, 'EVTargetEnergyRequest', EVTargetEnergyRequest)
+        _os(self, 'EVMaximumEnergyRequest', EVMaximumEnergyRequest)
+        _os(self, 'EVMinimumEnergyRequest', EVMinimumEnergyRequest)
+        _os(self, 'EVMaximumChargePower', EVMaximumChargePower)
+        _os(self, 'EVMaximumChargePower_L2', EVMaximumChargePower_L2)
+        _os(self, 'EVMaximumChargePower_L3', EVMaximumChargePower_L3)
+        _os(self, 'EVMinimumChargePower', EVMinimumChargePower)
+        _os(self, 'EVMinimumChargePower_L2', EVMinimumChargePower_L2)
+        _os(self, 'EVMinimumChargePower_L3', EVMinimumChargePower_L3)
+        _os(self, 'EVPresentActivePower', EVPresentActivePower)
+        _os(self, 'EVPresentActivePower_L2', EVPresentActivePower_L2)
+        _os(self, 'EVPresentActivePower_L3', EVPresentActivePower_L3)
+        _os(self, 'EVPresentReactivePower', EVPresentReactivePower)
+        _os(self, 'EVPresentReactivePower_L2', EVPresentReactivePower_L2)
+        _os(self, 'EVPresentReactivePower_L3', EVPresentReactivePower_L3)
+        _os(self, 'EVMaximumDischargePower', EVMaximumDischargePower)
+        _os(self, 'EVMaximumDischargePower_L2', EVMaximumDischargePower_L2)
+        _os(self, 'EVMaximumDischargePower_L3', EVMaximumDischargePower_L3)
+        _os(self, 'EVMinimumDischargePower', EVMinimumDischargePower)
+        _os(self, 'EVMinimumDischargePower_L2', EVMinimumDischargePower_L2)
+        _os(self, 'EVMinimumDischargePower_L3', EVMinimumDischargePower_L3)
+        _os(self, 'EVMaximumV2XEnergyRequest', EVMaximumV2XEnergyRequest)
+        _os(self, 'EVMinimumV2XEnergyRequest', EVMinimumV2XEnergyRequest)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BPT_Dynamic_AC_CLResControlMode:
+class BPT_Dynamic_AC_CLResControlMode(_Message):
     """BPT_Dynamic_AC_CLResControlModeType (urn:iso:std:iso:15118:-20:AC)."""
-    DepartureTime: int | None = None
-    MinimumSOC: int | None = None
-    TargetSOC: int | None = None
-    AckMaxDelay: int | None = None
+    __slots__ = ('DepartureTime', 'MinimumSOC', 'TargetSOC', 'AckMaxDelay', 'EVSETargetActivePower', 'EVSETargetActivePower_L2', 'EVSETargetActivePower_L3', 'EVSETargetReactivePower', 'EVSETargetReactivePower_L2', 'EVSETargetReactivePower_L3', 'EVSEPresentActivePower', 'EVSEPresentActivePower_L2', 'EVSEPresentActivePower_L3')
+    DepartureTime: int | None
+    MinimumSOC: int | None
+    TargetSOC: int | None
+    AckMaxDelay: int | None
     EVSETargetActivePower: RationalNumber
-    EVSETargetActivePower_L2: RationalNumber | None = None
-    EVSETargetActivePower_L3: RationalNumber | None = None
-    EVSETargetReactivePower: RationalNumber | None = None
-    EVSETargetReactivePower_L2: RationalNumber | None = None
-    EVSETargetReactivePower_L3: RationalNumber | None = None
-    EVSEPresentActivePower: RationalNumber | None = None
-    EVSEPresentActivePower_L2: RationalNumber | None = None
-    EVSEPresentActivePower_L3: RationalNumber | None = None
+    EVSETargetActivePower_L2: RationalNumber | None
+    EVSETargetActivePower_L3: RationalNumber | None
+    EVSETargetReactivePower: RationalNumber | None
+    EVSETargetReactivePower_L2: RationalNumber | None
+    EVSETargetReactivePower_L3: RationalNumber | None
+    EVSEPresentActivePower: RationalNumber | None
+    EVSEPresentActivePower_L2: RationalNumber | None
+    EVSEPresentActivePower_L3: RationalNumber | None
+
+    def __init__(self, *, DepartureTime=None, MinimumSOC=None, TargetSOC=None, AckMaxDelay=None, EVSETargetActivePower, EVSETargetActivePower_L2=None, EVSETargetActivePower_L3=None, EVSETargetReactivePower=None, EVSETargetReactivePower_L2=None, EVSETargetReactivePower_L3=None, EVSEPresentActivePower=None, EVSEPresentActivePower_L2=None, EVSEPresentActivePower_L3=None):
+        _os(self, 'DepartureTime', DepartureTime)
+        _os(self, 'MinimumSOC', MinimumSOC)
+        _os(self, 'TargetSOC', TargetSOC)
+        _os(self, 'AckMaxDelay', AckMaxDelay)
+        _os(self, 'EVSETargetActivePower', EVSETargetActivePower)
+        _os(self, 'EVSETargetActivePower_L2', EVSETargetActivePower_L2)
+        _os(self, 'EVSETargetActivePower_L3', EVSETargetActivePower_L3)
+        _os(self, 'EVSETargetReactivePower', EVSETargetReactivePower)
+        _os(self, 'EVSETargetReactivePower_L2', EVSETargetReactivePower_L2)
+        _os(self, 'EVSETargetReactivePower_L3', EVSETargetReactivePower_L3)
+        _os(self, 'EVSEPresentActivePower', EVSEPresentActivePower)
+        _os(self, 'EVSEPresentActivePower_L2', EVSEPresentActivePower_L2)
+        _os(self, 'EVSEPresentActivePower_L3', EVSEPresentActivePower_L3)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ListOfRootCertificateIDs:
+class ListOfRootCertificateIDs(_Message):
     """ListOfRootCertificateIDsType (urn:iso:std:iso:15118:-20:CommonTypes)."""
-    RootCertificateID: list[X509IssuerSerial] = field(default_factory=list)
+    __slots__ = ('RootCertificateID',)
+    RootCertificateID: list[X509IssuerSerial]
+
+    def __init__(self, *, RootCertificateID=_NO_LIST):
+        _os(self, 'RootCertificateID', [] if RootCertificateID is _NO_LIST else RootCertificateID)
 
 
 # --- field descriptions -------------------------------------------------

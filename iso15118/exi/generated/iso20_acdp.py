@@ -3,10 +3,10 @@
 # ruff: noqa
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleElement as _SimpleElement, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
+from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
+from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
                      UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
                      bad_event as _bad_event, fault as _fault, missing as _missing,
@@ -249,37 +249,53 @@ class isolationStatusType(StrEnum):
     Fault = 'Fault'
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ACDP_VehiclePositioningReq:
+class ACDP_VehiclePositioningReq(_Message):
     """ACDP_VehiclePositioningReqType (urn:iso:std:iso:15118:-20:ACDP)."""
+    __slots__ = ('Header', 'EVMobilityStatus', 'EVPositioningSupport')
     Header: MessageHeader
     EVMobilityStatus: bool
     EVPositioningSupport: bool
 
+    def __init__(self, *, Header, EVMobilityStatus, EVPositioningSupport):
+        _os(self, 'Header', Header)
+        _os(self, 'EVMobilityStatus', EVMobilityStatus)
+        _os(self, 'EVPositioningSupport', EVPositioningSupport)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class V2GRequest:
+
+class V2GRequest(_Message):
     """V2GRequestType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header',)
     Header: MessageHeader
 
+    def __init__(self, *, Header):
+        _os(self, 'Header', Header)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class V2GMessage:
+
+class V2GMessage(_Message):
     """V2GMessageType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header',)
     Header: MessageHeader
 
+    def __init__(self, *, Header):
+        _os(self, 'Header', Header)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MessageHeader:
+
+class MessageHeader(_Message):
     """MessageHeaderType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('SessionID', 'TimeStamp', 'Signature')
     SessionID: bytes
     TimeStamp: int
-    Signature: Signature | None = None
+    Signature: Signature | None
+
+    def __init__(self, *, SessionID, TimeStamp, Signature=None):
+        _os(self, 'SessionID', SessionID)
+        _os(self, 'TimeStamp', TimeStamp)
+        _os(self, 'Signature', Signature)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ACDP_VehiclePositioningRes:
+class ACDP_VehiclePositioningRes(_Message):
     """ACDP_VehiclePositioningResType (urn:iso:std:iso:15118:-20:ACDP)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEProcessing', 'EVSEPositioningSupport', 'EVRelativeXDeviation', 'EVRelativeYDeviation', 'ContactWindowXc', 'ContactWindowYc', 'EVInChargePosition')
     Header: MessageHeader
     ResponseCode: responseCodeType
     EVSEProcessing: processingType
@@ -290,54 +306,94 @@ class ACDP_VehiclePositioningRes:
     ContactWindowYc: int
     EVInChargePosition: bool
 
+    def __init__(self, *, Header, ResponseCode, EVSEProcessing, EVSEPositioningSupport, EVRelativeXDeviation, EVRelativeYDeviation, ContactWindowXc, ContactWindowYc, EVInChargePosition):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEProcessing', EVSEProcessing)
+        _os(self, 'EVSEPositioningSupport', EVSEPositioningSupport)
+        _os(self, 'EVRelativeXDeviation', EVRelativeXDeviation)
+        _os(self, 'EVRelativeYDeviation', EVRelativeYDeviation)
+        _os(self, 'ContactWindowXc', ContactWindowXc)
+        _os(self, 'ContactWindowYc', ContactWindowYc)
+        _os(self, 'EVInChargePosition', EVInChargePosition)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class V2GResponse:
+
+class V2GResponse(_Message):
     """V2GResponseType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'ResponseCode')
     Header: MessageHeader
     ResponseCode: responseCodeType
 
+    def __init__(self, *, Header, ResponseCode):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ACDP_ConnectReq:
+
+class ACDP_ConnectReq(_Message):
     """ACDP_ConnectReqType (urn:iso:std:iso:15118:-20:ACDP)."""
+    __slots__ = ('Header', 'EVElectricalChargingDeviceStatus')
     Header: MessageHeader
     EVElectricalChargingDeviceStatus: electricalChargingDeviceStatusType
 
+    def __init__(self, *, Header, EVElectricalChargingDeviceStatus):
+        _os(self, 'Header', Header)
+        _os(self, 'EVElectricalChargingDeviceStatus', EVElectricalChargingDeviceStatus)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ACDP_ConnectRes:
+
+class ACDP_ConnectRes(_Message):
     """ACDP_ConnectResType (urn:iso:std:iso:15118:-20:ACDP)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEProcessing', 'EVSEElectricalChargingDeviceStatus', 'EVSEMechanicalChargingDeviceStatus')
     Header: MessageHeader
     ResponseCode: responseCodeType
     EVSEProcessing: processingType
     EVSEElectricalChargingDeviceStatus: electricalChargingDeviceStatusType
     EVSEMechanicalChargingDeviceStatus: mechanicalChargingDeviceStatusType
 
+    def __init__(self, *, Header, ResponseCode, EVSEProcessing, EVSEElectricalChargingDeviceStatus, EVSEMechanicalChargingDeviceStatus):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEProcessing', EVSEProcessing)
+        _os(self, 'EVSEElectricalChargingDeviceStatus', EVSEElectricalChargingDeviceStatus)
+        _os(self, 'EVSEMechanicalChargingDeviceStatus', EVSEMechanicalChargingDeviceStatus)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ACDP_SystemStatusReq:
+
+class ACDP_SystemStatusReq(_Message):
     """ACDP_SystemStatusReqType (urn:iso:std:iso:15118:-20:ACDP)."""
+    __slots__ = ('Header', 'EVTechnicalStatus')
     Header: MessageHeader
     EVTechnicalStatus: EVTechnicalStatus
 
+    def __init__(self, *, Header, EVTechnicalStatus):
+        _os(self, 'Header', Header)
+        _os(self, 'EVTechnicalStatus', EVTechnicalStatus)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVTechnicalStatus:
+
+class EVTechnicalStatus(_Message):
     """EVTechnicalStatusType (urn:iso:std:iso:15118:-20:ACDP)."""
+    __slots__ = ('EVReadyToCharge', 'EVImmobilizationRequest', 'EVImmobilized', 'EVWLANStrength', 'EVCPStatus', 'EVSOC', 'EVErrorCode', 'EVTimeout')
     EVReadyToCharge: bool
     EVImmobilizationRequest: bool
-    EVImmobilized: bool | None = None
-    EVWLANStrength: RationalNumber | None = None
-    EVCPStatus: cpStatusType | None = None
-    EVSOC: int | None = None
-    EVErrorCode: errorCodeType | None = None
-    EVTimeout: bool | None = None
+    EVImmobilized: bool | None
+    EVWLANStrength: RationalNumber | None
+    EVCPStatus: cpStatusType | None
+    EVSOC: int | None
+    EVErrorCode: errorCodeType | None
+    EVTimeout: bool | None
+
+    def __init__(self, *, EVReadyToCharge, EVImmobilizationRequest, EVImmobilized=None, EVWLANStrength=None, EVCPStatus=None, EVSOC=None, EVErrorCode=None, EVTimeout=None):
+        _os(self, 'EVReadyToCharge', EVReadyToCharge)
+        _os(self, 'EVImmobilizationRequest', EVImmobilizationRequest)
+        _os(self, 'EVImmobilized', EVImmobilized)
+        _os(self, 'EVWLANStrength', EVWLANStrength)
+        _os(self, 'EVCPStatus', EVCPStatus)
+        _os(self, 'EVSOC', EVSOC)
+        _os(self, 'EVErrorCode', EVErrorCode)
+        _os(self, 'EVTimeout', EVTimeout)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ACDP_SystemStatusRes:
+class ACDP_SystemStatusRes(_Message):
     """ACDP_SystemStatusResType (urn:iso:std:iso:15118:-20:ACDP)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEMechanicalChargingDeviceStatus', 'EVSEReadyToCharge', 'EVSEIsolationStatus', 'EVSEDisabled', 'EVSEUtilityInterruptEvent', 'EVSEEmergencyShutdown', 'EVSEMalfunction', 'EVInChargePosition', 'EVAssociationStatus')
     Header: MessageHeader
     ResponseCode: responseCodeType
     EVSEMechanicalChargingDeviceStatus: mechanicalChargingDeviceStatusType
@@ -350,62 +406,111 @@ class ACDP_SystemStatusRes:
     EVInChargePosition: bool
     EVAssociationStatus: bool
 
+    def __init__(self, *, Header, ResponseCode, EVSEMechanicalChargingDeviceStatus, EVSEReadyToCharge, EVSEIsolationStatus, EVSEDisabled, EVSEUtilityInterruptEvent, EVSEEmergencyShutdown, EVSEMalfunction, EVInChargePosition, EVAssociationStatus):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEMechanicalChargingDeviceStatus', EVSEMechanicalChargingDeviceStatus)
+        _os(self, 'EVSEReadyToCharge', EVSEReadyToCharge)
+        _os(self, 'EVSEIsolationStatus', EVSEIsolationStatus)
+        _os(self, 'EVSEDisabled', EVSEDisabled)
+        _os(self, 'EVSEUtilityInterruptEvent', EVSEUtilityInterruptEvent)
+        _os(self, 'EVSEEmergencyShutdown', EVSEEmergencyShutdown)
+        _os(self, 'EVSEMalfunction', EVSEMalfunction)
+        _os(self, 'EVInChargePosition', EVInChargePosition)
+        _os(self, 'EVAssociationStatus', EVAssociationStatus)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeParameterDiscoveryReq:
+
+class ChargeParameterDiscoveryReq(_Message):
     """ChargeParameterDiscoveryReqType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header',)
     Header: MessageHeader
 
+    def __init__(self, *, Header):
+        _os(self, 'Header', Header)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeParameterDiscoveryRes:
+
+class ChargeParameterDiscoveryRes(_Message):
     """ChargeParameterDiscoveryResType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'ResponseCode')
     Header: MessageHeader
     ResponseCode: responseCodeType
 
+    def __init__(self, *, Header, ResponseCode):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeLoopReq:
+
+class ChargeLoopReq(_Message):
     """ChargeLoopReqType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'DisplayParameters', 'MeterInfoRequested')
     Header: MessageHeader
-    DisplayParameters: DisplayParameters | None = None
+    DisplayParameters: DisplayParameters | None
     MeterInfoRequested: bool
 
+    def __init__(self, *, Header, DisplayParameters=None, MeterInfoRequested):
+        _os(self, 'Header', Header)
+        _os(self, 'DisplayParameters', DisplayParameters)
+        _os(self, 'MeterInfoRequested', MeterInfoRequested)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeLoopRes:
+
+class ChargeLoopRes(_Message):
     """ChargeLoopResType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEStatus', 'MeterInfo', 'Receipt')
     Header: MessageHeader
     ResponseCode: responseCodeType
-    EVSEStatus: EVSEStatus | None = None
-    MeterInfo: MeterInfo | None = None
-    Receipt: Receipt | None = None
+    EVSEStatus: EVSEStatus | None
+    MeterInfo: MeterInfo | None
+    Receipt: Receipt | None
+
+    def __init__(self, *, Header, ResponseCode, EVSEStatus=None, MeterInfo=None, Receipt=None):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEStatus', EVSEStatus)
+        _os(self, 'MeterInfo', MeterInfo)
+        _os(self, 'Receipt', Receipt)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVSEStatus:
+class EVSEStatus(_Message):
     """EVSEStatusType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('NotificationMaxDelay', 'EVSENotification')
     NotificationMaxDelay: int
     EVSENotification: evseNotificationType
 
+    def __init__(self, *, NotificationMaxDelay, EVSENotification):
+        _os(self, 'NotificationMaxDelay', NotificationMaxDelay)
+        _os(self, 'EVSENotification', EVSENotification)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MeterInfo:
+
+class MeterInfo(_Message):
     """MeterInfoType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('MeterID', 'ChargedEnergyReadingWh', 'BPT_DischargedEnergyReadingWh', 'CapacitiveEnergyReadingVARh', 'BPT_InductiveEnergyReadingVARh', 'MeterSignature', 'MeterStatus', 'MeterTimestamp')
     MeterID: str
     ChargedEnergyReadingWh: int
-    BPT_DischargedEnergyReadingWh: int | None = None
-    CapacitiveEnergyReadingVARh: int | None = None
-    BPT_InductiveEnergyReadingVARh: int | None = None
-    MeterSignature: bytes | None = None
-    MeterStatus: int | None = None
-    MeterTimestamp: int | None = None
+    BPT_DischargedEnergyReadingWh: int | None
+    CapacitiveEnergyReadingVARh: int | None
+    BPT_InductiveEnergyReadingVARh: int | None
+    MeterSignature: bytes | None
+    MeterStatus: int | None
+    MeterTimestamp: int | None
+
+    def __init__(self, *, MeterID, ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=None, CapacitiveEnergyReadingVARh=None, BPT_InductiveEnergyReadingVARh=None, MeterSignature=None, MeterStatus=None, MeterTimestamp=None):
+        _os(self, 'MeterID', MeterID)
+        _os(self, 'ChargedEnergyReadingWh', ChargedEnergyReadingWh)
+        _os(self, 'BPT_DischargedEnergyReadingWh', BPT_DischargedEnergyReadingWh)
+        _os(self, 'CapacitiveEnergyReadingVARh', CapacitiveEnergyReadingVARh)
+        _os(self, 'BPT_InductiveEnergyReadingVARh', BPT_InductiveEnergyReadingVARh)
+        _os(self, 'MeterSignature', MeterSignature)
+        _os(self, 'MeterStatus', MeterStatus)
+        _os(self, 'MeterTimestamp', MeterTimestamp)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ListOfRootCertificateIDs:
+class ListOfRootCertificateIDs(_Message):
     """ListOfRootCertificateIDsType (urn:iso:std:iso:15118:-20:CommonTypes)."""
-    RootCertificateID: list[X509IssuerSerial] = field(default_factory=list)
+    __slots__ = ('RootCertificateID',)
+    RootCertificateID: list[X509IssuerSerial]
+
+    def __init__(self, *, RootCertificateID=_NO_LIST):
+        _os(self, 'RootCertificateID', [] if RootCertificateID is _NO_LIST else RootCertificateID)
 
 
 # --- field descriptions -------------------------------------------------

@@ -3,10 +3,10 @@
 # ruff: noqa
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleElement as _SimpleElement, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
+from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
+from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
                      UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
                      bad_event as _bad_event, fault as _fault, missing as _missing,
@@ -269,663 +269,1052 @@ class evseCheckOutStatusType(StrEnum):
     Completed = 'Completed'
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionSetupReq:
+class SessionSetupReq(_Message):
     """SessionSetupReqType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'EVCCID')
     Header: MessageHeader
     EVCCID: str
 
+    def __init__(self, *, Header, EVCCID):
+        _os(self, 'Header', Header)
+        _os(self, 'EVCCID', EVCCID)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class V2GRequest:
+
+class V2GRequest(_Message):
     """V2GRequestType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header',)
     Header: MessageHeader
 
+    def __init__(self, *, Header):
+        _os(self, 'Header', Header)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class V2GMessage:
+
+class V2GMessage(_Message):
     """V2GMessageType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header',)
     Header: MessageHeader
 
+    def __init__(self, *, Header):
+        _os(self, 'Header', Header)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MessageHeader:
+
+class MessageHeader(_Message):
     """MessageHeaderType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('SessionID', 'TimeStamp', 'Signature')
     SessionID: bytes
     TimeStamp: int
-    Signature: Signature | None = None
+    Signature: Signature | None
+
+    def __init__(self, *, SessionID, TimeStamp, Signature=None):
+        _os(self, 'SessionID', SessionID)
+        _os(self, 'TimeStamp', TimeStamp)
+        _os(self, 'Signature', Signature)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionSetupRes:
+class SessionSetupRes(_Message):
     """SessionSetupResType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEID')
     Header: MessageHeader
     ResponseCode: responseCodeType
     EVSEID: str
 
+    def __init__(self, *, Header, ResponseCode, EVSEID):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEID', EVSEID)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class V2GResponse:
+
+class V2GResponse(_Message):
     """V2GResponseType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'ResponseCode')
     Header: MessageHeader
     ResponseCode: responseCodeType
 
+    def __init__(self, *, Header, ResponseCode):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AuthorizationSetupReq:
+
+class AuthorizationSetupReq(_Message):
     """AuthorizationSetupReqType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header',)
     Header: MessageHeader
 
+    def __init__(self, *, Header):
+        _os(self, 'Header', Header)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AuthorizationSetupRes:
+
+class AuthorizationSetupRes(_Message):
     """AuthorizationSetupResType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'ResponseCode', 'AuthorizationServices', 'CertificateInstallationService', 'EIM_ASResAuthorizationMode', 'PnC_ASResAuthorizationMode')
     Header: MessageHeader
     ResponseCode: responseCodeType
-    AuthorizationServices: list[authorizationType] = field(default_factory=list)
+    AuthorizationServices: list[authorizationType]
     CertificateInstallationService: bool
-    EIM_ASResAuthorizationMode: EIM_ASResAuthorizationMode | None = None
-    PnC_ASResAuthorizationMode: PnC_ASResAuthorizationMode | None = None
+    EIM_ASResAuthorizationMode: EIM_ASResAuthorizationMode | None
+    PnC_ASResAuthorizationMode: PnC_ASResAuthorizationMode | None
+
+    def __init__(self, *, Header, ResponseCode, AuthorizationServices=_NO_LIST, CertificateInstallationService, EIM_ASResAuthorizationMode=None, PnC_ASResAuthorizationMode=None):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'AuthorizationServices', [] if AuthorizationServices is _NO_LIST else AuthorizationServices)
+        _os(self, 'CertificateInstallationService', CertificateInstallationService)
+        _os(self, 'EIM_ASResAuthorizationMode', EIM_ASResAuthorizationMode)
+        _os(self, 'PnC_ASResAuthorizationMode', PnC_ASResAuthorizationMode)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EIM_ASResAuthorizationMode:
+class EIM_ASResAuthorizationMode(_Message):
     """EIM_ASResAuthorizationModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PnC_ASResAuthorizationMode:
+class PnC_ASResAuthorizationMode(_Message):
     """PnC_ASResAuthorizationModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('GenChallenge', 'SupportedProviders')
     GenChallenge: bytes
-    SupportedProviders: SupportedProvidersList | None = None
+    SupportedProviders: SupportedProvidersList | None
+
+    def __init__(self, *, GenChallenge, SupportedProviders=None):
+        _os(self, 'GenChallenge', GenChallenge)
+        _os(self, 'SupportedProviders', SupportedProviders)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SupportedProvidersList:
+class SupportedProvidersList(_Message):
     """SupportedProvidersListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    ProviderID: list[str] = field(default_factory=list)
+    __slots__ = ('ProviderID',)
+    ProviderID: list[str]
+
+    def __init__(self, *, ProviderID=_NO_LIST):
+        _os(self, 'ProviderID', [] if ProviderID is _NO_LIST else ProviderID)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AuthorizationReq:
+class AuthorizationReq(_Message):
     """AuthorizationReqType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'SelectedAuthorizationService', 'EIM_AReqAuthorizationMode', 'PnC_AReqAuthorizationMode')
     Header: MessageHeader
     SelectedAuthorizationService: authorizationType
-    EIM_AReqAuthorizationMode: EIM_AReqAuthorizationMode | None = None
-    PnC_AReqAuthorizationMode: PnC_AReqAuthorizationMode | None = None
+    EIM_AReqAuthorizationMode: EIM_AReqAuthorizationMode | None
+    PnC_AReqAuthorizationMode: PnC_AReqAuthorizationMode | None
+
+    def __init__(self, *, Header, SelectedAuthorizationService, EIM_AReqAuthorizationMode=None, PnC_AReqAuthorizationMode=None):
+        _os(self, 'Header', Header)
+        _os(self, 'SelectedAuthorizationService', SelectedAuthorizationService)
+        _os(self, 'EIM_AReqAuthorizationMode', EIM_AReqAuthorizationMode)
+        _os(self, 'PnC_AReqAuthorizationMode', PnC_AReqAuthorizationMode)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EIM_AReqAuthorizationMode:
+class EIM_AReqAuthorizationMode(_Message):
     """EIM_AReqAuthorizationModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PnC_AReqAuthorizationMode:
+class PnC_AReqAuthorizationMode(_Message):
     """PnC_AReqAuthorizationModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Id', 'GenChallenge', 'ContractCertificateChain')
     Id: str
     GenChallenge: bytes
     ContractCertificateChain: ContractCertificateChain
 
+    def __init__(self, *, Id, GenChallenge, ContractCertificateChain):
+        _os(self, 'Id', Id)
+        _os(self, 'GenChallenge', GenChallenge)
+        _os(self, 'ContractCertificateChain', ContractCertificateChain)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ContractCertificateChain:
+
+class ContractCertificateChain(_Message):
     """ContractCertificateChainType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Certificate', 'SubCertificates')
     Certificate: bytes
     SubCertificates: SubCertificates
 
+    def __init__(self, *, Certificate, SubCertificates):
+        _os(self, 'Certificate', Certificate)
+        _os(self, 'SubCertificates', SubCertificates)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SubCertificates:
+
+class SubCertificates(_Message):
     """SubCertificatesType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    Certificate: list[bytes] = field(default_factory=list)
+    __slots__ = ('Certificate',)
+    Certificate: list[bytes]
+
+    def __init__(self, *, Certificate=_NO_LIST):
+        _os(self, 'Certificate', [] if Certificate is _NO_LIST else Certificate)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AuthorizationRes:
+class AuthorizationRes(_Message):
     """AuthorizationResType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEProcessing')
     Header: MessageHeader
     ResponseCode: responseCodeType
     EVSEProcessing: processingType
 
+    def __init__(self, *, Header, ResponseCode, EVSEProcessing):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEProcessing', EVSEProcessing)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceDiscoveryReq:
+
+class ServiceDiscoveryReq(_Message):
     """ServiceDiscoveryReqType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'SupportedServiceIDs')
     Header: MessageHeader
-    SupportedServiceIDs: ServiceIDList | None = None
+    SupportedServiceIDs: ServiceIDList | None
+
+    def __init__(self, *, Header, SupportedServiceIDs=None):
+        _os(self, 'Header', Header)
+        _os(self, 'SupportedServiceIDs', SupportedServiceIDs)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceIDList:
+class ServiceIDList(_Message):
     """ServiceIDListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    ServiceID: list[int] = field(default_factory=list)
+    __slots__ = ('ServiceID',)
+    ServiceID: list[int]
+
+    def __init__(self, *, ServiceID=_NO_LIST):
+        _os(self, 'ServiceID', [] if ServiceID is _NO_LIST else ServiceID)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceDiscoveryRes:
+class ServiceDiscoveryRes(_Message):
     """ServiceDiscoveryResType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'ResponseCode', 'ServiceRenegotiationSupported', 'EnergyTransferServiceList', 'VASList')
     Header: MessageHeader
     ResponseCode: responseCodeType
     ServiceRenegotiationSupported: bool
     EnergyTransferServiceList: ServiceList
-    VASList: ServiceList | None = None
+    VASList: ServiceList | None
+
+    def __init__(self, *, Header, ResponseCode, ServiceRenegotiationSupported, EnergyTransferServiceList, VASList=None):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'ServiceRenegotiationSupported', ServiceRenegotiationSupported)
+        _os(self, 'EnergyTransferServiceList', EnergyTransferServiceList)
+        _os(self, 'VASList', VASList)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceList:
+class ServiceList(_Message):
     """ServiceListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    Service: list[Service] = field(default_factory=list)
+    __slots__ = ('Service',)
+    Service: list[Service]
+
+    def __init__(self, *, Service=_NO_LIST):
+        _os(self, 'Service', [] if Service is _NO_LIST else Service)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Service:
+class Service(_Message):
     """ServiceType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('ServiceID', 'FreeService')
     ServiceID: int
     FreeService: bool
 
+    def __init__(self, *, ServiceID, FreeService):
+        _os(self, 'ServiceID', ServiceID)
+        _os(self, 'FreeService', FreeService)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceDetailReq:
+
+class ServiceDetailReq(_Message):
     """ServiceDetailReqType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'ServiceID')
     Header: MessageHeader
     ServiceID: int
 
+    def __init__(self, *, Header, ServiceID):
+        _os(self, 'Header', Header)
+        _os(self, 'ServiceID', ServiceID)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceDetailRes:
+
+class ServiceDetailRes(_Message):
     """ServiceDetailResType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'ResponseCode', 'ServiceID', 'ServiceParameterList')
     Header: MessageHeader
     ResponseCode: responseCodeType
     ServiceID: int
     ServiceParameterList: ServiceParameterList
 
+    def __init__(self, *, Header, ResponseCode, ServiceID, ServiceParameterList):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'ServiceID', ServiceID)
+        _os(self, 'ServiceParameterList', ServiceParameterList)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceParameterList:
+
+class ServiceParameterList(_Message):
     """ServiceParameterListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    ParameterSet: list[ParameterSet] = field(default_factory=list)
+    __slots__ = ('ParameterSet',)
+    ParameterSet: list[ParameterSet]
+
+    def __init__(self, *, ParameterSet=_NO_LIST):
+        _os(self, 'ParameterSet', [] if ParameterSet is _NO_LIST else ParameterSet)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ParameterSet:
+class ParameterSet(_Message):
     """ParameterSetType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('ParameterSetID', 'Parameter')
     ParameterSetID: int
-    Parameter: list[Parameter] = field(default_factory=list)
+    Parameter: list[Parameter]
+
+    def __init__(self, *, ParameterSetID, Parameter=_NO_LIST):
+        _os(self, 'ParameterSetID', ParameterSetID)
+        _os(self, 'Parameter', [] if Parameter is _NO_LIST else Parameter)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Parameter:
+class Parameter(_Message):
     """ParameterType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Name', 'boolValue', 'byteValue', 'shortValue', 'intValue', 'rationalNumber', 'finiteString')
     Name: str
-    boolValue: bool | None = None
-    byteValue: int | None = None
-    shortValue: int | None = None
-    intValue: int | None = None
-    rationalNumber: RationalNumber | None = None
-    finiteString: str | None = None
+    boolValue: bool | None
+    byteValue: int | None
+    shortValue: int | None
+    intValue: int | None
+    rationalNumber: RationalNumber | None
+    finiteString: str | None
+
+    def __init__(self, *, Name, boolValue=None, byteValue=None, shortValue=None, intValue=None, rationalNumber=None, finiteString=None):
+        _os(self, 'Name', Name)
+        _os(self, 'boolValue', boolValue)
+        _os(self, 'byteValue', byteValue)
+        _os(self, 'shortValue', shortValue)
+        _os(self, 'intValue', intValue)
+        _os(self, 'rationalNumber', rationalNumber)
+        _os(self, 'finiteString', finiteString)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceSelectionReq:
+class ServiceSelectionReq(_Message):
     """ServiceSelectionReqType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'SelectedEnergyTransferService', 'SelectedVASList')
     Header: MessageHeader
     SelectedEnergyTransferService: SelectedService
-    SelectedVASList: SelectedServiceList | None = None
+    SelectedVASList: SelectedServiceList | None
+
+    def __init__(self, *, Header, SelectedEnergyTransferService, SelectedVASList=None):
+        _os(self, 'Header', Header)
+        _os(self, 'SelectedEnergyTransferService', SelectedEnergyTransferService)
+        _os(self, 'SelectedVASList', SelectedVASList)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SelectedService:
+class SelectedService(_Message):
     """SelectedServiceType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('ServiceID', 'ParameterSetID')
     ServiceID: int
     ParameterSetID: int
 
+    def __init__(self, *, ServiceID, ParameterSetID):
+        _os(self, 'ServiceID', ServiceID)
+        _os(self, 'ParameterSetID', ParameterSetID)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SelectedServiceList:
+
+class SelectedServiceList(_Message):
     """SelectedServiceListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    SelectedService: list[SelectedService] = field(default_factory=list)
+    __slots__ = ('SelectedService',)
+    SelectedService: list[SelectedService]
+
+    def __init__(self, *, SelectedService=_NO_LIST):
+        _os(self, 'SelectedService', [] if SelectedService is _NO_LIST else SelectedService)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ServiceSelectionRes:
+class ServiceSelectionRes(_Message):
     """ServiceSelectionResType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'ResponseCode')
     Header: MessageHeader
     ResponseCode: responseCodeType
 
+    def __init__(self, *, Header, ResponseCode):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ScheduleExchangeReq:
+
+class ScheduleExchangeReq(_Message):
     """ScheduleExchangeReqType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'MaximumSupportingPoints', 'Dynamic_SEReqControlMode', 'Scheduled_SEReqControlMode')
     Header: MessageHeader
     MaximumSupportingPoints: int
-    Dynamic_SEReqControlMode: Dynamic_SEReqControlMode | None = None
-    Scheduled_SEReqControlMode: Scheduled_SEReqControlMode | None = None
+    Dynamic_SEReqControlMode: Dynamic_SEReqControlMode | None
+    Scheduled_SEReqControlMode: Scheduled_SEReqControlMode | None
+
+    def __init__(self, *, Header, MaximumSupportingPoints, Dynamic_SEReqControlMode=None, Scheduled_SEReqControlMode=None):
+        _os(self, 'Header', Header)
+        _os(self, 'MaximumSupportingPoints', MaximumSupportingPoints)
+        _os(self, 'Dynamic_SEReqControlMode', Dynamic_SEReqControlMode)
+        _os(self, 'Scheduled_SEReqControlMode', Scheduled_SEReqControlMode)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Dynamic_SEReqControlMode:
+class Dynamic_SEReqControlMode(_Message):
     """Dynamic_SEReqControlModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('DepartureTime', 'MinimumSOC', 'TargetSOC', 'EVTargetEnergyRequest', 'EVMaximumEnergyRequest', 'EVMinimumEnergyRequest', 'EVMaximumV2XEnergyRequest', 'EVMinimumV2XEnergyRequest')
     DepartureTime: int
-    MinimumSOC: int | None = None
-    TargetSOC: int | None = None
+    MinimumSOC: int | None
+    TargetSOC: int | None
     EVTargetEnergyRequest: RationalNumber
     EVMaximumEnergyRequest: RationalNumber
     EVMinimumEnergyRequest: RationalNumber
-    EVMaximumV2XEnergyRequest: RationalNumber | None = None
-    EVMinimumV2XEnergyRequest: RationalNumber | None = None
+    EVMaximumV2XEnergyRequest: RationalNumber | None
+    EVMinimumV2XEnergyRequest: RationalNumber | None
+
+    def __init__(self, *, DepartureTime, MinimumSOC=None, TargetSOC=None, EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVMaximumV2XEnergyRequest=None, EVMinimumV2XEnergyRequest=None):
+        _os(self, 'DepartureTime', DepartureTime)
+        _os(self, 'MinimumSOC', MinimumSOC)
+        _os(self, 'TargetSOC', TargetSOC)
+        _os(self, 'EVTargetEnergyRequest', EVTargetEnergyRequest)
+        _os(self, 'EVMaximumEnergyRequest', EVMaximumEnergyRequest)
+        _os(self, 'EVMinimumEnergyRequest', EVMinimumEnergyRequest)
+        _os(self, 'EVMaximumV2XEnergyRequest', EVMaximumV2XEnergyRequest)
+        _os(self, 'EVMinimumV2XEnergyRequest', EVMinimumV2XEnergyRequest)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Scheduled_SEReqControlMode:
+class Scheduled_SEReqControlMode(_Message):
     """Scheduled_SEReqControlModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    DepartureTime: int | None = None
-    EVTargetEnergyRequest: RationalNumber | None = None
-    EVMaximumEnergyRequest: RationalNumber | None = None
-    EVMinimumEnergyRequest: RationalNumber | None = None
-    EVEnergyOffer: EVEnergyOffer | None = None
+    __slots__ = ('DepartureTime', 'EVTargetEnergyRequest', 'EVMaximumEnergyRequest', 'EVMinimumEnergyRequest', 'EVEnergyOffer')
+    DepartureTime: int | None
+    EVTargetEnergyRequest: RationalNumber | None
+    EVMaximumEnergyRequest: RationalNumber | None
+    EVMinimumEnergyRequest: RationalNumber | None
+    EVEnergyOffer: EVEnergyOffer | None
+
+    def __init__(self, *, DepartureTime=None, EVTargetEnergyRequest=None, EVMaximumEnergyRequest=None, EVMinimumEnergyRequest=None, EVEnergyOffer=None):
+        _os(self, 'DepartureTime', DepartureTime)
+        _os(self, 'EVTargetEnergyRequest', EVTargetEnergyRequest)
+        _os(self, 'EVMaximumEnergyRequest', EVMaximumEnergyRequest)
+        _os(self, 'EVMinimumEnergyRequest', EVMinimumEnergyRequest)
+        _os(self, 'EVEnergyOffer', EVEnergyOffer)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVEnergyOffer:
+class EVEnergyOffer(_Message):
     """EVEnergyOfferType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('EVPowerSchedule', 'EVAbsolutePriceSchedule')
     EVPowerSchedule: EVPowerSchedule
     EVAbsolutePriceSchedule: EVAbsolutePriceSchedule
 
+    def __init__(self, *, EVPowerSchedule, EVAbsolutePriceSchedule):
+        _os(self, 'EVPowerSchedule', EVPowerSchedule)
+        _os(self, 'EVAbsolutePriceSchedule', EVAbsolutePriceSchedule)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVPowerSchedule:
+
+class EVPowerSchedule(_Message):
     """EVPowerScheduleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('TimeAnchor', 'EVPowerScheduleEntries')
     TimeAnchor: int
     EVPowerScheduleEntries: EVPowerScheduleEntryList
 
+    def __init__(self, *, TimeAnchor, EVPowerScheduleEntries):
+        _os(self, 'TimeAnchor', TimeAnchor)
+        _os(self, 'EVPowerScheduleEntries', EVPowerScheduleEntries)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVPowerScheduleEntryList:
+
+class EVPowerScheduleEntryList(_Message):
     """EVPowerScheduleEntryListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    EVPowerScheduleEntry: list[EVPowerScheduleEntry] = field(default_factory=list)
+    __slots__ = ('EVPowerScheduleEntry',)
+    EVPowerScheduleEntry: list[EVPowerScheduleEntry]
+
+    def __init__(self, *, EVPowerScheduleEntry=_NO_LIST):
+        _os(self, 'EVPowerScheduleEntry', [] if EVPowerScheduleEntry is _NO_LIST else EVPowerScheduleEntry)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVPowerScheduleEntry:
+class EVPowerScheduleEntry(_Message):
     """EVPowerScheduleEntryType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Duration', 'Power')
     Duration: int
     Power: RationalNumber
 
+    def __init__(self, *, Duration, Power):
+        _os(self, 'Duration', Duration)
+        _os(self, 'Power', Power)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVAbsolutePriceSchedule:
+
+class EVAbsolutePriceSchedule(_Message):
     """EVAbsolutePriceScheduleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('TimeAnchor', 'Currency', 'PriceAlgorithm', 'EVPriceRuleStacks')
     TimeAnchor: int
     Currency: str
     PriceAlgorithm: str
     EVPriceRuleStacks: EVPriceRuleStackList
 
+    def __init__(self, *, TimeAnchor, Currency, PriceAlgorithm, EVPriceRuleStacks):
+        _os(self, 'TimeAnchor', TimeAnchor)
+        _os(self, 'Currency', Currency)
+        _os(self, 'PriceAlgorithm', PriceAlgorithm)
+        _os(self, 'EVPriceRuleStacks', EVPriceRuleStacks)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVPriceRuleStackList:
+
+class EVPriceRuleStackList(_Message):
     """EVPriceRuleStackListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    EVPriceRuleStack: list[EVPriceRuleStack] = field(default_factory=list)
+    __slots__ = ('EVPriceRuleStack',)
+    EVPriceRuleStack: list[EVPriceRuleStack]
+
+    def __init__(self, *, EVPriceRuleStack=_NO_LIST):
+        _os(self, 'EVPriceRuleStack', [] if EVPriceRuleStack is _NO_LIST else EVPriceRuleStack)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVPriceRuleStack:
+class EVPriceRuleStack(_Message):
     """EVPriceRuleStackType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Duration', 'EVPriceRule')
     Duration: int
-    EVPriceRule: list[EVPriceRule] = field(default_factory=list)
+    EVPriceRule: list[EVPriceRule]
+
+    def __init__(self, *, Duration, EVPriceRule=_NO_LIST):
+        _os(self, 'Duration', Duration)
+        _os(self, 'EVPriceRule', [] if EVPriceRule is _NO_LIST else EVPriceRule)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVPriceRule:
+class EVPriceRule(_Message):
     """EVPriceRuleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('EnergyFee', 'PowerRangeStart')
     EnergyFee: RationalNumber
     PowerRangeStart: RationalNumber
 
+    def __init__(self, *, EnergyFee, PowerRangeStart):
+        _os(self, 'EnergyFee', EnergyFee)
+        _os(self, 'PowerRangeStart', PowerRangeStart)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ScheduleExchangeRes:
+
+class ScheduleExchangeRes(_Message):
     """ScheduleExchangeResType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEProcessing', 'GoToPause', 'Dynamic_SEResControlMode', 'Scheduled_SEResControlMode')
     Header: MessageHeader
     ResponseCode: responseCodeType
     EVSEProcessing: processingType
-    GoToPause: bool | None = None
-    Dynamic_SEResControlMode: Dynamic_SEResControlMode | None = None
-    Scheduled_SEResControlMode: Scheduled_SEResControlMode | None = None
+    GoToPause: bool | None
+    Dynamic_SEResControlMode: Dynamic_SEResControlMode | None
+    Scheduled_SEResControlMode: Scheduled_SEResControlMode | None
+
+    def __init__(self, *, Header, ResponseCode, EVSEProcessing, GoToPause=None, Dynamic_SEResControlMode=None, Scheduled_SEResControlMode=None):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEProcessing', EVSEProcessing)
+        _os(self, 'GoToPause', GoToPause)
+        _os(self, 'Dynamic_SEResControlMode', Dynamic_SEResControlMode)
+        _os(self, 'Scheduled_SEResControlMode', Scheduled_SEResControlMode)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Dynamic_SEResControlMode:
+class Dynamic_SEResControlMode(_Message):
     """Dynamic_SEResControlModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    DepartureTime: int | None = None
-    MinimumSOC: int | None = None
-    TargetSOC: int | None = None
-    AbsolutePriceSchedule: AbsolutePriceSchedule | None = None
-    PriceLevelSchedule: PriceLevelSchedule | None = None
+    __slots__ = ('DepartureTime', 'MinimumSOC', 'TargetSOC', 'AbsolutePriceSchedule', 'PriceLevelSchedule')
+    DepartureTime: int | None
+    MinimumSOC: int | None
+    TargetSOC: int | None
+    AbsolutePriceSchedule: AbsolutePriceSchedule | None
+    PriceLevelSchedule: PriceLevelSchedule | None
+
+    def __init__(self, *, DepartureTime=None, MinimumSOC=None, TargetSOC=None, AbsolutePriceSchedule=None, PriceLevelSchedule=None):
+        _os(self, 'DepartureTime', DepartureTime)
+        _os(self, 'MinimumSOC', MinimumSOC)
+        _os(self, 'TargetSOC', TargetSOC)
+        _os(self, 'AbsolutePriceSchedule', AbsolutePriceSchedule)
+        _os(self, 'PriceLevelSchedule', PriceLevelSchedule)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AbsolutePriceSchedule:
+class AbsolutePriceSchedule(_Message):
     """AbsolutePriceScheduleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    Id: str | None = None
+    __slots__ = ('Id', 'TimeAnchor', 'PriceScheduleID', 'PriceScheduleDescription', 'Currency', 'Language', 'PriceAlgorithm', 'MinimumCost', 'MaximumCost', 'TaxRules', 'PriceRuleStacks', 'OverstayRules', 'AdditionalSelectedServices')
+    Id: str | None
     TimeAnchor: int
     PriceScheduleID: int
-    PriceScheduleDescription: str | None = None
+    PriceScheduleDescription: str | None
     Currency: str
     Language: str
     PriceAlgorithm: str
-    MinimumCost: RationalNumber | None = None
-    MaximumCost: RationalNumber | None = None
-    TaxRules: TaxRuleList | None = None
+    MinimumCost: RationalNumber | None
+    MaximumCost: RationalNumber | None
+    TaxRules: TaxRuleList | None
     PriceRuleStacks: PriceRuleStackList
-    OverstayRules: OverstayRuleList | None = None
-    AdditionalSelectedServices: AdditionalServiceList | None = None
+    OverstayRules: OverstayRuleList | None
+    AdditionalSelectedServices: AdditionalServiceList | None
+
+    def __init__(self, *, Id=None, TimeAnchor, PriceScheduleID, PriceScheduleDescription=None, Currency, Language, PriceAlgorithm, MinimumCost=None, MaximumCost=None, TaxRules=None, PriceRuleStacks, OverstayRules=None, AdditionalSelectedServices=None):
+        _os(self, 'Id', Id)
+        _os(self, 'TimeAnchor', TimeAnchor)
+        _os(self, 'PriceScheduleID', PriceScheduleID)
+        _os(self, 'PriceScheduleDescription', PriceScheduleDescription)
+        _os(self, 'Currency', Currency)
+        _os(self, 'Language', Language)
+        _os(self, 'PriceAlgorithm', PriceAlgorithm)
+        _os(self, 'MinimumCost', MinimumCost)
+        _os(self, 'MaximumCost', MaximumCost)
+        _os(self, 'TaxRules', TaxRules)
+        _os(self, 'PriceRuleStacks', PriceRuleStacks)
+        _os(self, 'OverstayRules', OverstayRules)
+        _os(self, 'AdditionalSelectedServices', AdditionalSelectedServices)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaxRuleList:
+class TaxRuleList(_Message):
     """TaxRuleListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    TaxRule: list[TaxRule] = field(default_factory=list)
+    __slots__ = ('TaxRule',)
+    TaxRule: list[TaxRule]
+
+    def __init__(self, *, TaxRule=_NO_LIST):
+        _os(self, 'TaxRule', [] if TaxRule is _NO_LIST else TaxRule)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaxRule:
+class TaxRule(_Message):
     """TaxRuleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('TaxRuleID', 'TaxRuleName', 'TaxRate', 'TaxIncludedInPrice', 'AppliesToEnergyFee', 'AppliesToParkingFee', 'AppliesToOverstayFee', 'AppliesMinimumMaximumCost')
     TaxRuleID: int
-    TaxRuleName: str | None = None
+    TaxRuleName: str | None
     TaxRate: RationalNumber
-    TaxIncludedInPrice: bool | None = None
+    TaxIncludedInPrice: bool | None
     AppliesToEnergyFee: bool
     AppliesToParkingFee: bool
     AppliesToOverstayFee: bool
     AppliesMinimumMaximumCost: bool
 
+    def __init__(self, *, TaxRuleID, TaxRuleName=None, TaxRate, TaxIncludedInPrice=None, AppliesToEnergyFee, AppliesToParkingFee, AppliesToOverstayFee, AppliesMinimumMaximumCost):
+        _os(self, 'TaxRuleID', TaxRuleID)
+        _os(self, 'TaxRuleName', TaxRuleName)
+        _os(self, 'TaxRate', TaxRate)
+        _os(self, 'TaxIncludedInPrice', TaxIncludedInPrice)
+        _os(self, 'AppliesToEnergyFee', AppliesToEnergyFee)
+        _os(self, 'AppliesToParkingFee', AppliesToParkingFee)
+        _os(self, 'AppliesToOverstayFee', AppliesToOverstayFee)
+        _os(self, 'AppliesMinimumMaximumCost', AppliesMinimumMaximumCost)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PriceRuleStackList:
+
+class PriceRuleStackList(_Message):
     """PriceRuleStackListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    PriceRuleStack: list[PriceRuleStack] = field(default_factory=list)
+    __slots__ = ('PriceRuleStack',)
+    PriceRuleStack: list[PriceRuleStack]
+
+    def __init__(self, *, PriceRuleStack=_NO_LIST):
+        _os(self, 'PriceRuleStack', [] if PriceRuleStack is _NO_LIST else PriceRuleStack)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PriceRuleStack:
+class PriceRuleStack(_Message):
     """PriceRuleStackType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Duration', 'PriceRule')
     Duration: int
-    PriceRule: list[PriceRule] = field(default_factory=list)
+    PriceRule: list[PriceRule]
+
+    def __init__(self, *, Duration, PriceRule=_NO_LIST):
+        _os(self, 'Duration', Duration)
+        _os(self, 'PriceRule', [] if PriceRule is _NO_LIST else PriceRule)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PriceRule:
+class PriceRule(_Message):
     """PriceRuleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('EnergyFee', 'ParkingFee', 'ParkingFeePeriod', 'CarbonDioxideEmission', 'RenewableGenerationPercentage', 'PowerRangeStart')
     EnergyFee: RationalNumber
-    ParkingFee: RationalNumber | None = None
-    ParkingFeePeriod: int | None = None
-    CarbonDioxideEmission: int | None = None
-    RenewableGenerationPercentage: int | None = None
+    ParkingFee: RationalNumber | None
+    ParkingFeePeriod: int | None
+    CarbonDioxideEmission: int | None
+    RenewableGenerationPercentage: int | None
     PowerRangeStart: RationalNumber
 
+    def __init__(self, *, EnergyFee, ParkingFee=None, ParkingFeePeriod=None, CarbonDioxideEmission=None, RenewableGenerationPercentage=None, PowerRangeStart):
+        _os(self, 'EnergyFee', EnergyFee)
+        _os(self, 'ParkingFee', ParkingFee)
+        _os(self, 'ParkingFeePeriod', ParkingFeePeriod)
+        _os(self, 'CarbonDioxideEmission', CarbonDioxideEmission)
+        _os(self, 'RenewableGenerationPercentage', RenewableGenerationPercentage)
+        _os(self, 'PowerRangeStart', PowerRangeStart)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OverstayRuleList:
+
+class OverstayRuleList(_Message):
     """OverstayRuleListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    OverstayTimeThreshold: int | None = None
-    OverstayPowerThreshold: RationalNumber | None = None
-    OverstayRule: list[OverstayRule] = field(default_factory=list)
+    __slots__ = ('OverstayTimeThreshold', 'OverstayPowerThreshold', 'OverstayRule')
+    OverstayTimeThreshold: int | None
+    OverstayPowerThreshold: RationalNumber | None
+    OverstayRule: list[OverstayRule]
+
+    def __init__(self, *, OverstayTimeThreshold=None, OverstayPowerThreshold=None, OverstayRule=_NO_LIST):
+        _os(self, 'OverstayTimeThreshold', OverstayTimeThreshold)
+        _os(self, 'OverstayPowerThreshold', OverstayPowerThreshold)
+        _os(self, 'OverstayRule', [] if OverstayRule is _NO_LIST else OverstayRule)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class OverstayRule:
+class OverstayRule(_Message):
     """OverstayRuleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    OverstayRuleDescription: str | None = None
+    __slots__ = ('OverstayRuleDescription', 'StartTime', 'OverstayFee', 'OverstayFeePeriod')
+    OverstayRuleDescription: str | None
     StartTime: int
     OverstayFee: RationalNumber
     OverstayFeePeriod: int
 
+    def __init__(self, *, OverstayRuleDescription=None, StartTime, OverstayFee, OverstayFeePeriod):
+        _os(self, 'OverstayRuleDescription', OverstayRuleDescription)
+        _os(self, 'StartTime', StartTime)
+        _os(self, 'OverstayFee', OverstayFee)
+        _os(self, 'OverstayFeePeriod', OverstayFeePeriod)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AdditionalServiceList:
+
+class AdditionalServiceList(_Message):
     """AdditionalServiceListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    AdditionalService: list[AdditionalService] = field(default_factory=list)
+    __slots__ = ('AdditionalService',)
+    AdditionalService: list[AdditionalService]
+
+    def __init__(self, *, AdditionalService=_NO_LIST):
+        _os(self, 'AdditionalService', [] if AdditionalService is _NO_LIST else AdditionalService)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AdditionalService:
+class AdditionalService(_Message):
     """AdditionalServiceType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('ServiceName', 'ServiceFee')
     ServiceName: str
     ServiceFee: RationalNumber
 
+    def __init__(self, *, ServiceName, ServiceFee):
+        _os(self, 'ServiceName', ServiceName)
+        _os(self, 'ServiceFee', ServiceFee)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PriceSchedule:
+
+class PriceSchedule(_Message):
     """PriceScheduleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('TimeAnchor', 'PriceScheduleID', 'PriceScheduleDescription')
     TimeAnchor: int
     PriceScheduleID: int
-    PriceScheduleDescription: str | None = None
+    PriceScheduleDescription: str | None
+
+    def __init__(self, *, TimeAnchor, PriceScheduleID, PriceScheduleDescription=None):
+        _os(self, 'TimeAnchor', TimeAnchor)
+        _os(self, 'PriceScheduleID', PriceScheduleID)
+        _os(self, 'PriceScheduleDescription', PriceScheduleDescription)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PriceLevelSchedule:
+class PriceLevelSchedule(_Message):
     """PriceLevelScheduleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    Id: str | None = None
+    __slots__ = ('Id', 'TimeAnchor', 'PriceScheduleID', 'PriceScheduleDescription', 'NumberOfPriceLevels', 'PriceLevelScheduleEntries')
+    Id: str | None
     TimeAnchor: int
     PriceScheduleID: int
-    PriceScheduleDescription: str | None = None
+    PriceScheduleDescription: str | None
     NumberOfPriceLevels: int
     PriceLevelScheduleEntries: PriceLevelScheduleEntryList
 
+    def __init__(self, *, Id=None, TimeAnchor, PriceScheduleID, PriceScheduleDescription=None, NumberOfPriceLevels, PriceLevelScheduleEntries):
+        _os(self, 'Id', Id)
+        _os(self, 'TimeAnchor', TimeAnchor)
+        _os(self, 'PriceScheduleID', PriceScheduleID)
+        _os(self, 'PriceScheduleDescription', PriceScheduleDescription)
+        _os(self, 'NumberOfPriceLevels', NumberOfPriceLevels)
+        _os(self, 'PriceLevelScheduleEntries', PriceLevelScheduleEntries)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PriceLevelScheduleEntryList:
+
+class PriceLevelScheduleEntryList(_Message):
     """PriceLevelScheduleEntryListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    PriceLevelScheduleEntry: list[PriceLevelScheduleEntry] = field(default_factory=list)
+    __slots__ = ('PriceLevelScheduleEntry',)
+    PriceLevelScheduleEntry: list[PriceLevelScheduleEntry]
+
+    def __init__(self, *, PriceLevelScheduleEntry=_NO_LIST):
+        _os(self, 'PriceLevelScheduleEntry', [] if PriceLevelScheduleEntry is _NO_LIST else PriceLevelScheduleEntry)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PriceLevelScheduleEntry:
+class PriceLevelScheduleEntry(_Message):
     """PriceLevelScheduleEntryType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Duration', 'PriceLevel')
     Duration: int
     PriceLevel: int
 
+    def __init__(self, *, Duration, PriceLevel):
+        _os(self, 'Duration', Duration)
+        _os(self, 'PriceLevel', PriceLevel)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Scheduled_SEResControlMode:
+
+class Scheduled_SEResControlMode(_Message):
     """Scheduled_SEResControlModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    ScheduleTuple: list[ScheduleTuple] = field(default_factory=list)
+    __slots__ = ('ScheduleTuple',)
+    ScheduleTuple: list[ScheduleTuple]
+
+    def __init__(self, *, ScheduleTuple=_NO_LIST):
+        _os(self, 'ScheduleTuple', [] if ScheduleTuple is _NO_LIST else ScheduleTuple)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ScheduleTuple:
+class ScheduleTuple(_Message):
     """ScheduleTupleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('ScheduleTupleID', 'ChargingSchedule', 'DischargingSchedule')
     ScheduleTupleID: int
     ChargingSchedule: ChargingSchedule
-    DischargingSchedule: ChargingSchedule | None = None
+    DischargingSchedule: ChargingSchedule | None
+
+    def __init__(self, *, ScheduleTupleID, ChargingSchedule, DischargingSchedule=None):
+        _os(self, 'ScheduleTupleID', ScheduleTupleID)
+        _os(self, 'ChargingSchedule', ChargingSchedule)
+        _os(self, 'DischargingSchedule', DischargingSchedule)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargingSchedule:
+class ChargingSchedule(_Message):
     """ChargingScheduleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('PowerSchedule', 'AbsolutePriceSchedule', 'PriceLevelSchedule')
     PowerSchedule: PowerSchedule
-    AbsolutePriceSchedule: AbsolutePriceSchedule | None = None
-    PriceLevelSchedule: PriceLevelSchedule | None = None
+    AbsolutePriceSchedule: AbsolutePriceSchedule | None
+    PriceLevelSchedule: PriceLevelSchedule | None
+
+    def __init__(self, *, PowerSchedule, AbsolutePriceSchedule=None, PriceLevelSchedule=None):
+        _os(self, 'PowerSchedule', PowerSchedule)
+        _os(self, 'AbsolutePriceSchedule', AbsolutePriceSchedule)
+        _os(self, 'PriceLevelSchedule', PriceLevelSchedule)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PowerSchedule:
+class PowerSchedule(_Message):
     """PowerScheduleType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('TimeAnchor', 'AvailableEnergy', 'PowerTolerance', 'PowerScheduleEntries')
     TimeAnchor: int
-    AvailableEnergy: RationalNumber | None = None
-    PowerTolerance: RationalNumber | None = None
+    AvailableEnergy: RationalNumber | None
+    PowerTolerance: RationalNumber | None
     PowerScheduleEntries: PowerScheduleEntryList
 
+    def __init__(self, *, TimeAnchor, AvailableEnergy=None, PowerTolerance=None, PowerScheduleEntries):
+        _os(self, 'TimeAnchor', TimeAnchor)
+        _os(self, 'AvailableEnergy', AvailableEnergy)
+        _os(self, 'PowerTolerance', PowerTolerance)
+        _os(self, 'PowerScheduleEntries', PowerScheduleEntries)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PowerScheduleEntryList:
+
+class PowerScheduleEntryList(_Message):
     """PowerScheduleEntryListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    PowerScheduleEntry: list[PowerScheduleEntry] = field(default_factory=list)
+    __slots__ = ('PowerScheduleEntry',)
+    PowerScheduleEntry: list[PowerScheduleEntry]
+
+    def __init__(self, *, PowerScheduleEntry=_NO_LIST):
+        _os(self, 'PowerScheduleEntry', [] if PowerScheduleEntry is _NO_LIST else PowerScheduleEntry)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PowerScheduleEntry:
+class PowerScheduleEntry(_Message):
     """PowerScheduleEntryType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Duration', 'Power', 'Power_L2', 'Power_L3')
     Duration: int
     Power: RationalNumber
-    Power_L2: RationalNumber | None = None
-    Power_L3: RationalNumber | None = None
+    Power_L2: RationalNumber | None
+    Power_L3: RationalNumber | None
+
+    def __init__(self, *, Duration, Power, Power_L2=None, Power_L3=None):
+        _os(self, 'Duration', Duration)
+        _os(self, 'Power', Power)
+        _os(self, 'Power_L2', Power_L2)
+        _os(self, 'Power_L3', Power_L3)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PowerDeliveryReq:
+class PowerDeliveryReq(_Message):
     """PowerDeliveryReqType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'EVProcessing', 'ChargeProgress', 'EVPowerProfile', 'BPT_ChannelSelection')
     Header: MessageHeader
     EVProcessing: processingType
     ChargeProgress: chargeProgressType
-    EVPowerProfile: EVPowerProfile | None = None
-    BPT_ChannelSelection: channelSelectionType | None = None
+    EVPowerProfile: EVPowerProfile | None
+    BPT_ChannelSelection: channelSelectionType | None
+
+    def __init__(self, *, Header, EVProcessing, ChargeProgress, EVPowerProfile=None, BPT_ChannelSelection=None):
+        _os(self, 'Header', Header)
+        _os(self, 'EVProcessing', EVProcessing)
+        _os(self, 'ChargeProgress', ChargeProgress)
+        _os(self, 'EVPowerProfile', EVPowerProfile)
+        _os(self, 'BPT_ChannelSelection', BPT_ChannelSelection)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVPowerProfile:
+class EVPowerProfile(_Message):
     """EVPowerProfileType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('TimeAnchor', 'Dynamic_EVPPTControlMode', 'Scheduled_EVPPTControlMode', 'EVPowerProfileEntries')
     TimeAnchor: int
-    Dynamic_EVPPTControlMode: Dynamic_EVPPTControlMode | None = None
-    Scheduled_EVPPTControlMode: Scheduled_EVPPTControlMode | None = None
+    Dynamic_EVPPTControlMode: Dynamic_EVPPTControlMode | None
+    Scheduled_EVPPTControlMode: Scheduled_EVPPTControlMode | None
     EVPowerProfileEntries: EVPowerProfileEntryList
 
+    def __init__(self, *, TimeAnchor, Dynamic_EVPPTControlMode=None, Scheduled_EVPPTControlMode=None, EVPowerProfileEntries):
+        _os(self, 'TimeAnchor', TimeAnchor)
+        _os(self, 'Dynamic_EVPPTControlMode', Dynamic_EVPPTControlMode)
+        _os(self, 'Scheduled_EVPPTControlMode', Scheduled_EVPPTControlMode)
+        _os(self, 'EVPowerProfileEntries', EVPowerProfileEntries)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Dynamic_EVPPTControlMode:
+
+class Dynamic_EVPPTControlMode(_Message):
     """Dynamic_EVPPTControlModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Scheduled_EVPPTControlMode:
+class Scheduled_EVPPTControlMode(_Message):
     """Scheduled_EVPPTControlModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('SelectedScheduleTupleID', 'PowerToleranceAcceptance')
     SelectedScheduleTupleID: int
-    PowerToleranceAcceptance: powerToleranceAcceptanceType | None = None
+    PowerToleranceAcceptance: powerToleranceAcceptanceType | None
+
+    def __init__(self, *, SelectedScheduleTupleID, PowerToleranceAcceptance=None):
+        _os(self, 'SelectedScheduleTupleID', SelectedScheduleTupleID)
+        _os(self, 'PowerToleranceAcceptance', PowerToleranceAcceptance)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVPowerProfileEntryList:
+class EVPowerProfileEntryList(_Message):
     """EVPowerProfileEntryListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    EVPowerProfileEntry: list[PowerScheduleEntry] = field(default_factory=list)
+    __slots__ = ('EVPowerProfileEntry',)
+    EVPowerProfileEntry: list[PowerScheduleEntry]
+
+    def __init__(self, *, EVPowerProfileEntry=_NO_LIST):
+        _os(self, 'EVPowerProfileEntry', [] if EVPowerProfileEntry is _NO_LIST else EVPowerProfileEntry)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PowerDeliveryRes:
+class PowerDeliveryRes(_Message):
     """PowerDeliveryResType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEStatus')
     Header: MessageHeader
     ResponseCode: responseCodeType
-    EVSEStatus: EVSEStatus | None = None
+    EVSEStatus: EVSEStatus | None
+
+    def __init__(self, *, Header, ResponseCode, EVSEStatus=None):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEStatus', EVSEStatus)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVSEStatus:
+class EVSEStatus(_Message):
     """EVSEStatusType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('NotificationMaxDelay', 'EVSENotification')
     NotificationMaxDelay: int
     EVSENotification: evseNotificationType
 
+    def __init__(self, *, NotificationMaxDelay, EVSENotification):
+        _os(self, 'NotificationMaxDelay', NotificationMaxDelay)
+        _os(self, 'EVSENotification', EVSENotification)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MeteringConfirmationReq:
+
+class MeteringConfirmationReq(_Message):
     """MeteringConfirmationReqType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'SignedMeteringData')
     Header: MessageHeader
     SignedMeteringData: SignedMeteringData
 
+    def __init__(self, *, Header, SignedMeteringData):
+        _os(self, 'Header', Header)
+        _os(self, 'SignedMeteringData', SignedMeteringData)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SignedMeteringData:
+
+class SignedMeteringData(_Message):
     """SignedMeteringDataType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Id', 'SessionID', 'MeterInfo', 'Receipt', 'Dynamic_SMDTControlMode', 'Scheduled_SMDTControlMode')
     Id: str
     SessionID: bytes
     MeterInfo: MeterInfo
-    Receipt: Receipt | None = None
-    Dynamic_SMDTControlMode: Dynamic_SMDTControlMode | None = None
-    Scheduled_SMDTControlMode: Scheduled_SMDTControlMode | None = None
+    Receipt: Receipt | None
+    Dynamic_SMDTControlMode: Dynamic_SMDTControlMode | None
+    Scheduled_SMDTControlMode: Scheduled_SMDTControlMode | None
+
+    def __init__(self, *, Id, SessionID, MeterInfo, Receipt=None, Dynamic_SMDTControlMode=None, Scheduled_SMDTControlMode=None):
+        _os(self, 'Id', Id)
+        _os(self, 'SessionID', SessionID)
+        _os(self, 'MeterInfo', MeterInfo)
+        _os(self, 'Receipt', Receipt)
+        _os(self, 'Dynamic_SMDTControlMode', Dynamic_SMDTControlMode)
+        _os(self, 'Scheduled_SMDTControlMode', Scheduled_SMDTControlMode)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MeterInfo:
+class MeterInfo(_Message):
     """MeterInfoType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('MeterID', 'ChargedEnergyReadingWh', 'BPT_DischargedEnergyReadingWh', 'CapacitiveEnergyReadingVARh', 'BPT_InductiveEnergyReadingVARh', 'MeterSignature', 'MeterStatus', 'MeterTimestamp')
     MeterID: str
     ChargedEnergyReadingWh: int
-    BPT_DischargedEnergyReadingWh: int | None = None
-    CapacitiveEnergyReadingVARh: int | None = None
-    BPT_InductiveEnergyReadingVARh: int | None = None
-    MeterSignature: bytes | None = None
-    MeterStatus: int | None = None
-    MeterTimestamp: int | None = None
+    BPT_DischargedEnergyReadingWh: int | None
+    CapacitiveEnergyReadingVARh: int | None
+    BPT_InductiveEnergyReadingVARh: int | None
+    MeterSignature: bytes | None
+    MeterStatus: int | None
+    MeterTimestamp: int | None
+
+    def __init__(self, *, MeterID, ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=None, CapacitiveEnergyReadingVARh=None, BPT_InductiveEnergyReadingVARh=None, MeterSignature=None, MeterStatus=None, MeterTimestamp=None):
+        _os(self, 'MeterID', MeterID)
+        _os(self, 'ChargedEnergyReadingWh', ChargedEnergyReadingWh)
+        _os(self, 'BPT_DischargedEnergyReadingWh', BPT_DischargedEnergyReadingWh)
+        _os(self, 'CapacitiveEnergyReadingVARh', CapacitiveEnergyReadingVARh)
+        _os(self, 'BPT_InductiveEnergyReadingVARh', BPT_InductiveEnergyReadingVARh)
+        _os(self, 'MeterSignature', MeterSignature)
+        _os(self, 'MeterStatus', MeterStatus)
+        _os(self, 'MeterTimestamp', MeterTimestamp)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Dynamic_SMDTControlMode:
+class Dynamic_SMDTControlMode(_Message):
     """Dynamic_SMDTControlModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    pass
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Scheduled_SMDTControlMode:
+class Scheduled_SMDTControlMode(_Message):
     """Scheduled_SMDTControlModeType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('SelectedScheduleTupleID',)
     SelectedScheduleTupleID: int
 
+    def __init__(self, *, SelectedScheduleTupleID):
+        _os(self, 'SelectedScheduleTupleID', SelectedScheduleTupleID)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MeteringConfirmationRes:
+
+class MeteringConfirmationRes(_Message):
     """MeteringConfirmationResType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'ResponseCode')
     Header: MessageHeader
     ResponseCode: responseCodeType
 
+    def __init__(self, *, Header, ResponseCode):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionStopReq:
+
+class SessionStopReq(_Message):
     """SessionStopReqType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'ChargingSession', 'EVTerminationCode', 'EVTerminationExplanation')
     Header: MessageHeader
     ChargingSession: chargingSessionType
-    EVTerminationCode: str | None = None
-    EVTerminationExplanation: str | None = None
+    EVTerminationCode: str | None
+    EVTerminationExplanation: str | None
+
+    def __init__(self, *, Header, ChargingSession, EVTerminationCode=None, EVTerminationExplanation=None):
+        _os(self, 'Header', Header)
+        _os(self, 'ChargingSession', ChargingSession)
+        _os(self, 'EVTerminationCode', EVTerminationCode)
+        _os(self, 'EVTerminationExplanation', EVTerminationExplanation)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SessionStopRes:
+class SessionStopRes(_Message):
     """SessionStopResType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'ResponseCode')
     Header: MessageHeader
     ResponseCode: responseCodeType
 
+    def __init__(self, *, Header, ResponseCode):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertificateInstallationReq:
+
+class CertificateInstallationReq(_Message):
     """CertificateInstallationReqType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'OEMProvisioningCertificateChain', 'ListOfRootCertificateIDs', 'MaximumContractCertificateChains', 'PrioritizedEMAIDs')
     Header: MessageHeader
     OEMProvisioningCertificateChain: SignedCertificateChain
     ListOfRootCertificateIDs: ListOfRootCertificateIDs
     MaximumContractCertificateChains: int
-    PrioritizedEMAIDs: EMAIDList | None = None
+    PrioritizedEMAIDs: EMAIDList | None
+
+    def __init__(self, *, Header, OEMProvisioningCertificateChain, ListOfRootCertificateIDs, MaximumContractCertificateChains, PrioritizedEMAIDs=None):
+        _os(self, 'Header', Header)
+        _os(self, 'OEMProvisioningCertificateChain', OEMProvisioningCertificateChain)
+        _os(self, 'ListOfRootCertificateIDs', ListOfRootCertificateIDs)
+        _os(self, 'MaximumContractCertificateChains', MaximumContractCertificateChains)
+        _os(self, 'PrioritizedEMAIDs', PrioritizedEMAIDs)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SignedCertificateChain:
+class SignedCertificateChain(_Message):
     """SignedCertificateChainType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Id', 'Certificate', 'SubCertificates')
     Id: str
     Certificate: bytes
-    SubCertificates: SubCertificates | None = None
+    SubCertificates: SubCertificates | None
+
+    def __init__(self, *, Id, Certificate, SubCertificates=None):
+        _os(self, 'Id', Id)
+        _os(self, 'Certificate', Certificate)
+        _os(self, 'SubCertificates', SubCertificates)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ListOfRootCertificateIDs:
+class ListOfRootCertificateIDs(_Message):
     """ListOfRootCertificateIDsType (urn:iso:std:iso:15118:-20:CommonTypes)."""
-    RootCertificateID: list[X509IssuerSerial] = field(default_factory=list)
+    __slots__ = ('RootCertificateID',)
+    RootCertificateID: list[X509IssuerSerial]
+
+    def __init__(self, *, RootCertificateID=_NO_LIST):
+        _os(self, 'RootCertificateID', [] if RootCertificateID is _NO_LIST else RootCertificateID)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EMAIDList:
+class EMAIDList(_Message):
     """EMAIDListType (urn:iso:std:iso:15118:-20:CommonMessages)."""
-    EMAID: list[str] = field(default_factory=list)
+    __slots__ = ('EMAID',)
+    EMAID: list[str]
+
+    def __init__(self, *, EMAID=_NO_LIST):
+        _os(self, 'EMAID', [] if EMAID is _NO_LIST else EMAID)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertificateInstallationRes:
+class CertificateInstallationRes(_Message):
     """CertificateInstallationResType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEProcessing', 'CPSCertificateChain', 'SignedInstallationData', 'RemainingContractCertificateChains')
     Header: MessageHeader
     ResponseCode: responseCodeType
     EVSEProcessing: processingType
@@ -933,99 +1322,168 @@ class CertificateInstallationRes:
     SignedInstallationData: SignedInstallationData
     RemainingContractCertificateChains: int
 
+    def __init__(self, *, Header, ResponseCode, EVSEProcessing, CPSCertificateChain, SignedInstallationData, RemainingContractCertificateChains):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEProcessing', EVSEProcessing)
+        _os(self, 'CPSCertificateChain', CPSCertificateChain)
+        _os(self, 'SignedInstallationData', SignedInstallationData)
+        _os(self, 'RemainingContractCertificateChains', RemainingContractCertificateChains)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CertificateChain:
+
+class CertificateChain(_Message):
     """CertificateChainType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Certificate', 'SubCertificates')
     Certificate: bytes
-    SubCertificates: SubCertificates | None = None
+    SubCertificates: SubCertificates | None
+
+    def __init__(self, *, Certificate, SubCertificates=None):
+        _os(self, 'Certificate', Certificate)
+        _os(self, 'SubCertificates', SubCertificates)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SignedInstallationData:
+class SignedInstallationData(_Message):
     """SignedInstallationDataType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Id', 'ContractCertificateChain', 'ECDHCurve', 'DHPublicKey', 'SECP521_EncryptedPrivateKey', 'X448_EncryptedPrivateKey', 'TPM_EncryptedPrivateKey')
     Id: str
     ContractCertificateChain: ContractCertificateChain
     ECDHCurve: ecdhCurveType
     DHPublicKey: bytes
-    SECP521_EncryptedPrivateKey: bytes | None = None
-    X448_EncryptedPrivateKey: bytes | None = None
-    TPM_EncryptedPrivateKey: bytes | None = None
+    SECP521_EncryptedPrivateKey: bytes | None
+    X448_EncryptedPrivateKey: bytes | None
+    TPM_EncryptedPrivateKey: bytes | None
+
+    def __init__(self, *, Id, ContractCertificateChain, ECDHCurve, DHPublicKey, SECP521_EncryptedPrivateKey=None, X448_EncryptedPrivateKey=None, TPM_EncryptedPrivateKey=None):
+        _os(self, 'Id', Id)
+        _os(self, 'ContractCertificateChain', ContractCertificateChain)
+        _os(self, 'ECDHCurve', ECDHCurve)
+        _os(self, 'DHPublicKey', DHPublicKey)
+        _os(self, 'SECP521_EncryptedPrivateKey', SECP521_EncryptedPrivateKey)
+        _os(self, 'X448_EncryptedPrivateKey', X448_EncryptedPrivateKey)
+        _os(self, 'TPM_EncryptedPrivateKey', TPM_EncryptedPrivateKey)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VehicleCheckInReq:
+class VehicleCheckInReq(_Message):
     """VehicleCheckInReqType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'EVCheckInStatus', 'ParkingMethod', 'VehicleFrame', 'DeviceOffset', 'VehicleTravel')
     Header: MessageHeader
     EVCheckInStatus: evCheckInStatusType
     ParkingMethod: parkingMethodType
-    VehicleFrame: int | None = None
-    DeviceOffset: int | None = None
-    VehicleTravel: int | None = None
+    VehicleFrame: int | None
+    DeviceOffset: int | None
+    VehicleTravel: int | None
+
+    def __init__(self, *, Header, EVCheckInStatus, ParkingMethod, VehicleFrame=None, DeviceOffset=None, VehicleTravel=None):
+        _os(self, 'Header', Header)
+        _os(self, 'EVCheckInStatus', EVCheckInStatus)
+        _os(self, 'ParkingMethod', ParkingMethod)
+        _os(self, 'VehicleFrame', VehicleFrame)
+        _os(self, 'DeviceOffset', DeviceOffset)
+        _os(self, 'VehicleTravel', VehicleTravel)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VehicleCheckInRes:
+class VehicleCheckInRes(_Message):
     """VehicleCheckInResType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'ResponseCode', 'ParkingSpace', 'DeviceLocation', 'TargetDistance')
     Header: MessageHeader
     ResponseCode: responseCodeType
-    ParkingSpace: int | None = None
-    DeviceLocation: int | None = None
-    TargetDistance: int | None = None
+    ParkingSpace: int | None
+    DeviceLocation: int | None
+    TargetDistance: int | None
+
+    def __init__(self, *, Header, ResponseCode, ParkingSpace=None, DeviceLocation=None, TargetDistance=None):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'ParkingSpace', ParkingSpace)
+        _os(self, 'DeviceLocation', DeviceLocation)
+        _os(self, 'TargetDistance', TargetDistance)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VehicleCheckOutReq:
+class VehicleCheckOutReq(_Message):
     """VehicleCheckOutReqType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'EVCheckOutStatus', 'CheckOutTime')
     Header: MessageHeader
     EVCheckOutStatus: evCheckOutStatusType
     CheckOutTime: int
 
+    def __init__(self, *, Header, EVCheckOutStatus, CheckOutTime):
+        _os(self, 'Header', Header)
+        _os(self, 'EVCheckOutStatus', EVCheckOutStatus)
+        _os(self, 'CheckOutTime', CheckOutTime)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VehicleCheckOutRes:
+
+class VehicleCheckOutRes(_Message):
     """VehicleCheckOutResType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSECheckOutStatus')
     Header: MessageHeader
     ResponseCode: responseCodeType
     EVSECheckOutStatus: evseCheckOutStatusType
 
+    def __init__(self, *, Header, ResponseCode, EVSECheckOutStatus):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSECheckOutStatus', EVSECheckOutStatus)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TargetPosition:
+
+class TargetPosition(_Message):
     """TargetPositionType (urn:iso:std:iso:15118:-20:CommonMessages)."""
+    __slots__ = ('TargetOffsetX', 'TargetOffsetY')
     TargetOffsetX: int
     TargetOffsetY: int
 
+    def __init__(self, *, TargetOffsetX, TargetOffsetY):
+        _os(self, 'TargetOffsetX', TargetOffsetX)
+        _os(self, 'TargetOffsetY', TargetOffsetY)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeParameterDiscoveryReq:
+
+class ChargeParameterDiscoveryReq(_Message):
     """ChargeParameterDiscoveryReqType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header',)
     Header: MessageHeader
 
+    def __init__(self, *, Header):
+        _os(self, 'Header', Header)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeParameterDiscoveryRes:
+
+class ChargeParameterDiscoveryRes(_Message):
     """ChargeParameterDiscoveryResType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'ResponseCode')
     Header: MessageHeader
     ResponseCode: responseCodeType
 
+    def __init__(self, *, Header, ResponseCode):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeLoopReq:
+
+class ChargeLoopReq(_Message):
     """ChargeLoopReqType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'DisplayParameters', 'MeterInfoRequested')
     Header: MessageHeader
-    DisplayParameters: DisplayParameters | None = None
+    DisplayParameters: DisplayParameters | None
     MeterInfoRequested: bool
 
+    def __init__(self, *, Header, DisplayParameters=None, MeterInfoRequested):
+        _os(self, 'Header', Header)
+        _os(self, 'DisplayParameters', DisplayParameters)
+        _os(self, 'MeterInfoRequested', MeterInfoRequested)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeLoopRes:
+
+class ChargeLoopRes(_Message):
     """ChargeLoopResType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEStatus', 'MeterInfo', 'Receipt')
     Header: MessageHeader
     ResponseCode: responseCodeType
-    EVSEStatus: EVSEStatus | None = None
-    MeterInfo: MeterInfo | None = None
-    Receipt: Receipt | None = None
+    EVSEStatus: EVSEStatus | None
+    MeterInfo: MeterInfo | None
+    Receipt: Receipt | None
+
+    def __init__(self, *, Header, ResponseCode, EVSEStatus=None, MeterInfo=None, Receipt=None):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEStatus', EVSEStatus)
+        _os(self, 'MeterInfo', MeterInfo)
+        _os(self, 'Receipt', Receipt)
 
 
 # --- field descriptions -------------------------------------------------

@@ -3,10 +3,10 @@
 # ruff: noqa
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleElement as _SimpleElement, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
+from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
+from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
                      UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
                      bad_event as _bad_event, fault as _fault, missing as _missing,
@@ -203,296 +203,498 @@ class responseCodeType(StrEnum):
     FAILED_WrongChargeParameter = 'FAILED_WrongChargeParameter'
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_ChargeParameterDiscoveryReq:
+class DC_ChargeParameterDiscoveryReq(_Message):
     """DC_ChargeParameterDiscoveryReqType (urn:iso:std:iso:15118:-20:DC)."""
+    __slots__ = ('Header', 'BPT_DC_CPDReqEnergyTransferMode', 'DC_CPDReqEnergyTransferMode')
     Header: MessageHeader
-    BPT_DC_CPDReqEnergyTransferMode: BPT_DC_CPDReqEnergyTransferMode | None = None
-    DC_CPDReqEnergyTransferMode: DC_CPDReqEnergyTransferMode | None = None
+    BPT_DC_CPDReqEnergyTransferMode: BPT_DC_CPDReqEnergyTransferMode | None
+    DC_CPDReqEnergyTransferMode: DC_CPDReqEnergyTransferMode | None
+
+    def __init__(self, *, Header, BPT_DC_CPDReqEnergyTransferMode=None, DC_CPDReqEnergyTransferMode=None):
+        _os(self, 'Header', Header)
+        _os(self, 'BPT_DC_CPDReqEnergyTransferMode', BPT_DC_CPDReqEnergyTransferMode)
+        _os(self, 'DC_CPDReqEnergyTransferMode', DC_CPDReqEnergyTransferMode)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeParameterDiscoveryReq:
+class ChargeParameterDiscoveryReq(_Message):
     """ChargeParameterDiscoveryReqType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header',)
     Header: MessageHeader
 
+    def __init__(self, *, Header):
+        _os(self, 'Header', Header)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class V2GRequest:
+
+class V2GRequest(_Message):
     """V2GRequestType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header',)
     Header: MessageHeader
 
+    def __init__(self, *, Header):
+        _os(self, 'Header', Header)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class V2GMessage:
+
+class V2GMessage(_Message):
     """V2GMessageType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header',)
     Header: MessageHeader
 
+    def __init__(self, *, Header):
+        _os(self, 'Header', Header)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MessageHeader:
+
+class MessageHeader(_Message):
     """MessageHeaderType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('SessionID', 'TimeStamp', 'Signature')
     SessionID: bytes
     TimeStamp: int
-    Signature: Signature | None = None
+    Signature: Signature | None
+
+    def __init__(self, *, SessionID, TimeStamp, Signature=None):
+        _os(self, 'SessionID', SessionID)
+        _os(self, 'TimeStamp', TimeStamp)
+        _os(self, 'Signature', Signature)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_ChargeParameterDiscoveryRes:
+class DC_ChargeParameterDiscoveryRes(_Message):
     """DC_ChargeParameterDiscoveryResType (urn:iso:std:iso:15118:-20:DC)."""
+    __slots__ = ('Header', 'ResponseCode', 'BPT_DC_CPDResEnergyTransferMode', 'DC_CPDResEnergyTransferMode')
     Header: MessageHeader
     ResponseCode: responseCodeType
-    BPT_DC_CPDResEnergyTransferMode: BPT_DC_CPDResEnergyTransferMode | None = None
-    DC_CPDResEnergyTransferMode: DC_CPDResEnergyTransferMode | None = None
+    BPT_DC_CPDResEnergyTransferMode: BPT_DC_CPDResEnergyTransferMode | None
+    DC_CPDResEnergyTransferMode: DC_CPDResEnergyTransferMode | None
+
+    def __init__(self, *, Header, ResponseCode, BPT_DC_CPDResEnergyTransferMode=None, DC_CPDResEnergyTransferMode=None):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'BPT_DC_CPDResEnergyTransferMode', BPT_DC_CPDResEnergyTransferMode)
+        _os(self, 'DC_CPDResEnergyTransferMode', DC_CPDResEnergyTransferMode)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeParameterDiscoveryRes:
+class ChargeParameterDiscoveryRes(_Message):
     """ChargeParameterDiscoveryResType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'ResponseCode')
     Header: MessageHeader
     ResponseCode: responseCodeType
 
+    def __init__(self, *, Header, ResponseCode):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class V2GResponse:
+
+class V2GResponse(_Message):
     """V2GResponseType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'ResponseCode')
     Header: MessageHeader
     ResponseCode: responseCodeType
 
+    def __init__(self, *, Header, ResponseCode):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_CableCheckReq:
+
+class DC_CableCheckReq(_Message):
     """DC_CableCheckReqType (urn:iso:std:iso:15118:-20:DC)."""
+    __slots__ = ('Header',)
     Header: MessageHeader
 
+    def __init__(self, *, Header):
+        _os(self, 'Header', Header)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_CableCheckRes:
+
+class DC_CableCheckRes(_Message):
     """DC_CableCheckResType (urn:iso:std:iso:15118:-20:DC)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEProcessing')
     Header: MessageHeader
     ResponseCode: responseCodeType
     EVSEProcessing: processingType
 
+    def __init__(self, *, Header, ResponseCode, EVSEProcessing):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEProcessing', EVSEProcessing)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_PreChargeReq:
+
+class DC_PreChargeReq(_Message):
     """DC_PreChargeReqType (urn:iso:std:iso:15118:-20:DC)."""
+    __slots__ = ('Header', 'EVProcessing', 'EVPresentVoltage', 'EVTargetVoltage')
     Header: MessageHeader
     EVProcessing: processingType
     EVPresentVoltage: RationalNumber
     EVTargetVoltage: RationalNumber
 
+    def __init__(self, *, Header, EVProcessing, EVPresentVoltage, EVTargetVoltage):
+        _os(self, 'Header', Header)
+        _os(self, 'EVProcessing', EVProcessing)
+        _os(self, 'EVPresentVoltage', EVPresentVoltage)
+        _os(self, 'EVTargetVoltage', EVTargetVoltage)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_PreChargeRes:
+
+class DC_PreChargeRes(_Message):
     """DC_PreChargeResType (urn:iso:std:iso:15118:-20:DC)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEPresentVoltage')
     Header: MessageHeader
     ResponseCode: responseCodeType
     EVSEPresentVoltage: RationalNumber
 
+    def __init__(self, *, Header, ResponseCode, EVSEPresentVoltage):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEPresentVoltage', EVSEPresentVoltage)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_ChargeLoopReq:
+
+class DC_ChargeLoopReq(_Message):
     """DC_ChargeLoopReqType (urn:iso:std:iso:15118:-20:DC)."""
+    __slots__ = ('Header', 'DisplayParameters', 'MeterInfoRequested', 'EVPresentVoltage', 'BPT_Dynamic_DC_CLReqControlMode', 'BPT_Scheduled_DC_CLReqControlMode', 'CLReqControlMode', 'Dynamic_DC_CLReqControlMode', 'Scheduled_DC_CLReqControlMode')
     Header: MessageHeader
-    DisplayParameters: DisplayParameters | None = None
+    DisplayParameters: DisplayParameters | None
     MeterInfoRequested: bool
     EVPresentVoltage: RationalNumber
-    BPT_Dynamic_DC_CLReqControlMode: BPT_Dynamic_DC_CLReqControlMode | None = None
-    BPT_Scheduled_DC_CLReqControlMode: BPT_Scheduled_DC_CLReqControlMode | None = None
-    CLReqControlMode: CLReqControlMode | None = None
-    Dynamic_DC_CLReqControlMode: Dynamic_DC_CLReqControlMode | None = None
-    Scheduled_DC_CLReqControlMode: Scheduled_DC_CLReqControlMode | None = None
+    BPT_Dynamic_DC_CLReqControlMode: BPT_Dynamic_DC_CLReqControlMode | None
+    BPT_Scheduled_DC_CLReqControlMode: BPT_Scheduled_DC_CLReqControlMode | None
+    CLReqControlMode: CLReqControlMode | None
+    Dynamic_DC_CLReqControlMode: Dynamic_DC_CLReqControlMode | None
+    Scheduled_DC_CLReqControlMode: Scheduled_DC_CLReqControlMode | None
+
+    def __init__(self, *, Header, DisplayParameters=None, MeterInfoRequested, EVPresentVoltage, BPT_Dynamic_DC_CLReqControlMode=None, BPT_Scheduled_DC_CLReqControlMode=None, CLReqControlMode=None, Dynamic_DC_CLReqControlMode=None, Scheduled_DC_CLReqControlMode=None):
+        _os(self, 'Header', Header)
+        _os(self, 'DisplayParameters', DisplayParameters)
+        _os(self, 'MeterInfoRequested', MeterInfoRequested)
+        _os(self, 'EVPresentVoltage', EVPresentVoltage)
+        _os(self, 'BPT_Dynamic_DC_CLReqControlMode', BPT_Dynamic_DC_CLReqControlMode)
+        _os(self, 'BPT_Scheduled_DC_CLReqControlMode', BPT_Scheduled_DC_CLReqControlMode)
+        _os(self, 'CLReqControlMode', CLReqControlMode)
+        _os(self, 'Dynamic_DC_CLReqControlMode', Dynamic_DC_CLReqControlMode)
+        _os(self, 'Scheduled_DC_CLReqControlMode', Scheduled_DC_CLReqControlMode)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeLoopReq:
+class ChargeLoopReq(_Message):
     """ChargeLoopReqType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'DisplayParameters', 'MeterInfoRequested')
     Header: MessageHeader
-    DisplayParameters: DisplayParameters | None = None
+    DisplayParameters: DisplayParameters | None
     MeterInfoRequested: bool
 
+    def __init__(self, *, Header, DisplayParameters=None, MeterInfoRequested):
+        _os(self, 'Header', Header)
+        _os(self, 'DisplayParameters', DisplayParameters)
+        _os(self, 'MeterInfoRequested', MeterInfoRequested)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_ChargeLoopRes:
+
+class DC_ChargeLoopRes(_Message):
     """DC_ChargeLoopResType (urn:iso:std:iso:15118:-20:DC)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEStatus', 'MeterInfo', 'Receipt', 'EVSEPresentCurrent', 'EVSEPresentVoltage', 'EVSEPowerLimitAchieved', 'EVSECurrentLimitAchieved', 'EVSEVoltageLimitAchieved', 'BPT_Dynamic_DC_CLResControlMode', 'BPT_Scheduled_DC_CLResControlMode', 'CLResControlMode', 'Dynamic_DC_CLResControlMode', 'Scheduled_DC_CLResControlMode')
     Header: MessageHeader
     ResponseCode: responseCodeType
-    EVSEStatus: EVSEStatus | None = None
-    MeterInfo: MeterInfo | None = None
-    Receipt: Receipt | None = None
+    EVSEStatus: EVSEStatus | None
+    MeterInfo: MeterInfo | None
+    Receipt: Receipt | None
     EVSEPresentCurrent: RationalNumber
     EVSEPresentVoltage: RationalNumber
     EVSEPowerLimitAchieved: bool
     EVSECurrentLimitAchieved: bool
     EVSEVoltageLimitAchieved: bool
-    BPT_Dynamic_DC_CLResControlMode: BPT_Dynamic_DC_CLResControlMode | None = None
-    BPT_Scheduled_DC_CLResControlMode: BPT_Scheduled_DC_CLResControlMode | None = None
-    CLResControlMode: CLResControlMode | None = None
-    Dynamic_DC_CLResControlMode: Dynamic_DC_CLResControlMode | None = None
-    Scheduled_DC_CLResControlMode: Scheduled_DC_CLResControlMode | None = None
+    BPT_Dynamic_DC_CLResControlMode: BPT_Dynamic_DC_CLResControlMode | None
+    BPT_Scheduled_DC_CLResControlMode: BPT_Scheduled_DC_CLResControlMode | None
+    CLResControlMode: CLResControlMode | None
+    Dynamic_DC_CLResControlMode: Dynamic_DC_CLResControlMode | None
+    Scheduled_DC_CLResControlMode: Scheduled_DC_CLResControlMode | None
+
+    def __init__(self, *, Header, ResponseCode, EVSEStatus=None, MeterInfo=None, Receipt=None, EVSEPresentCurrent, EVSEPresentVoltage, EVSEPowerLimitAchieved, EVSECurrentLimitAchieved, EVSEVoltageLimitAchieved, BPT_Dynamic_DC_CLResControlMode=None, BPT_Scheduled_DC_CLResControlMode=None, CLResControlMode=None, Dynamic_DC_CLResControlMode=None, Scheduled_DC_CLResControlMode=None):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEStatus', EVSEStatus)
+        _os(self, 'MeterInfo', MeterInfo)
+        _os(self, 'Receipt', Receipt)
+        _os(self, 'EVSEPresentCurrent', EVSEPresentCurrent)
+        _os(self, 'EVSEPresentVoltage', EVSEPresentVoltage)
+        _os(self, 'EVSEPowerLimitAchieved', EVSEPowerLimitAchieved)
+        _os(self, 'EVSECurrentLimitAchieved', EVSECurrentLimitAchieved)
+        _os(self, 'EVSEVoltageLimitAchieved', EVSEVoltageLimitAchieved)
+        _os(self, 'BPT_Dynamic_DC_CLResControlMode', BPT_Dynamic_DC_CLResControlMode)
+        _os(self, 'BPT_Scheduled_DC_CLResControlMode', BPT_Scheduled_DC_CLResControlMode)
+        _os(self, 'CLResControlMode', CLResControlMode)
+        _os(self, 'Dynamic_DC_CLResControlMode', Dynamic_DC_CLResControlMode)
+        _os(self, 'Scheduled_DC_CLResControlMode', Scheduled_DC_CLResControlMode)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeLoopRes:
+class ChargeLoopRes(_Message):
     """ChargeLoopResType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEStatus', 'MeterInfo', 'Receipt')
     Header: MessageHeader
     ResponseCode: responseCodeType
-    EVSEStatus: EVSEStatus | None = None
-    MeterInfo: MeterInfo | None = None
-    Receipt: Receipt | None = None
+    EVSEStatus: EVSEStatus | None
+    MeterInfo: MeterInfo | None
+    Receipt: Receipt | None
+
+    def __init__(self, *, Header, ResponseCode, EVSEStatus=None, MeterInfo=None, Receipt=None):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEStatus', EVSEStatus)
+        _os(self, 'MeterInfo', MeterInfo)
+        _os(self, 'Receipt', Receipt)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVSEStatus:
+class EVSEStatus(_Message):
     """EVSEStatusType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('NotificationMaxDelay', 'EVSENotification')
     NotificationMaxDelay: int
     EVSENotification: evseNotificationType
 
+    def __init__(self, *, NotificationMaxDelay, EVSENotification):
+        _os(self, 'NotificationMaxDelay', NotificationMaxDelay)
+        _os(self, 'EVSENotification', EVSENotification)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MeterInfo:
+
+class MeterInfo(_Message):
     """MeterInfoType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('MeterID', 'ChargedEnergyReadingWh', 'BPT_DischargedEnergyReadingWh', 'CapacitiveEnergyReadingVARh', 'BPT_InductiveEnergyReadingVARh', 'MeterSignature', 'MeterStatus', 'MeterTimestamp')
     MeterID: str
     ChargedEnergyReadingWh: int
-    BPT_DischargedEnergyReadingWh: int | None = None
-    CapacitiveEnergyReadingVARh: int | None = None
-    BPT_InductiveEnergyReadingVARh: int | None = None
-    MeterSignature: bytes | None = None
-    MeterStatus: int | None = None
-    MeterTimestamp: int | None = None
+    BPT_DischargedEnergyReadingWh: int | None
+    CapacitiveEnergyReadingVARh: int | None
+    BPT_InductiveEnergyReadingVARh: int | None
+    MeterSignature: bytes | None
+    MeterStatus: int | None
+    MeterTimestamp: int | None
+
+    def __init__(self, *, MeterID, ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=None, CapacitiveEnergyReadingVARh=None, BPT_InductiveEnergyReadingVARh=None, MeterSignature=None, MeterStatus=None, MeterTimestamp=None):
+        _os(self, 'MeterID', MeterID)
+        _os(self, 'ChargedEnergyReadingWh', ChargedEnergyReadingWh)
+        _os(self, 'BPT_DischargedEnergyReadingWh', BPT_DischargedEnergyReadingWh)
+        _os(self, 'CapacitiveEnergyReadingVARh', CapacitiveEnergyReadingVARh)
+        _os(self, 'BPT_InductiveEnergyReadingVARh', BPT_InductiveEnergyReadingVARh)
+        _os(self, 'MeterSignature', MeterSignature)
+        _os(self, 'MeterStatus', MeterStatus)
+        _os(self, 'MeterTimestamp', MeterTimestamp)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_WeldingDetectionReq:
+class DC_WeldingDetectionReq(_Message):
     """DC_WeldingDetectionReqType (urn:iso:std:iso:15118:-20:DC)."""
+    __slots__ = ('Header', 'EVProcessing')
     Header: MessageHeader
     EVProcessing: processingType
 
+    def __init__(self, *, Header, EVProcessing):
+        _os(self, 'Header', Header)
+        _os(self, 'EVProcessing', EVProcessing)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_WeldingDetectionRes:
+
+class DC_WeldingDetectionRes(_Message):
     """DC_WeldingDetectionResType (urn:iso:std:iso:15118:-20:DC)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEPresentVoltage')
     Header: MessageHeader
     ResponseCode: responseCodeType
     EVSEPresentVoltage: RationalNumber
 
+    def __init__(self, *, Header, ResponseCode, EVSEPresentVoltage):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEPresentVoltage', EVSEPresentVoltage)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_CPDReqEnergyTransferMode:
+
+class DC_CPDReqEnergyTransferMode(_Message):
     """DC_CPDReqEnergyTransferModeType (urn:iso:std:iso:15118:-20:DC)."""
+    __slots__ = ('EVMaximumChargePower', 'EVMinimumChargePower', 'EVMaximumChargeCurrent', 'EVMinimumChargeCurrent', 'EVMaximumVoltage', 'EVMinimumVoltage', 'TargetSOC')
     EVMaximumChargePower: RationalNumber
     EVMinimumChargePower: RationalNumber
     EVMaximumChargeCurrent: RationalNumber
     EVMinimumChargeCurrent: RationalNumber
     EVMaximumVoltage: RationalNumber
     EVMinimumVoltage: RationalNumber
-    TargetSOC: int | None = None
+    TargetSOC: int | None
+
+    def __init__(self, *, EVMaximumChargePower, EVMinimumChargePower, EVMaximumChargeCurrent, EVMinimumChargeCurrent, EVMaximumVoltage, EVMinimumVoltage, TargetSOC=None):
+        _os(self, 'EVMaximumChargePower', EVMaximumChargePower)
+        _os(self, 'EVMinimumChargePower', EVMinimumChargePower)
+        _os(self, 'EVMaximumChargeCurrent', EVMaximumChargeCurrent)
+        _os(self, 'EVMinimumChargeCurrent', EVMinimumChargeCurrent)
+        _os(self, 'EVMaximumVoltage', EVMaximumVoltage)
+        _os(self, 'EVMinimumVoltage', EVMinimumVoltage)
+        _os(self, 'TargetSOC', TargetSOC)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DC_CPDResEnergyTransferMode:
+class DC_CPDResEnergyTransferMode(_Message):
     """DC_CPDResEnergyTransferModeType (urn:iso:std:iso:15118:-20:DC)."""
+    __slots__ = ('EVSEMaximumChargePower', 'EVSEMinimumChargePower', 'EVSEMaximumChargeCurrent', 'EVSEMinimumChargeCurrent', 'EVSEMaximumVoltage', 'EVSEMinimumVoltage', 'EVSEPowerRampLimitation')
     EVSEMaximumChargePower: RationalNumber
     EVSEMinimumChargePower: RationalNumber
     EVSEMaximumChargeCurrent: RationalNumber
     EVSEMinimumChargeCurrent: RationalNumber
     EVSEMaximumVoltage: RationalNumber
     EVSEMinimumVoltage: RationalNumber
-    EVSEPowerRampLimitation: RationalNumber | None = None
+    EVSEPowerRampLimitation: RationalNumber | None
+
+    def __init__(self, *, EVSEMaximumChargePower, EVSEMinimumChargePower, EVSEMaximumChargeCurrent, EVSEMinimumChargeCurrent, EVSEMaximumVoltage, EVSEMinimumVoltage, EVSEPowerRampLimitation=None):
+        _os(self, 'EVSEMaximumChargePower', EVSEMaximumChargePower)
+        _os(self, 'EVSEMinimumChargePower', EVSEMinimumChargePower)
+        _os(self, 'EVSEMaximumChargeCurrent', EVSEMaximumChargeCurrent)
+        _os(self, 'EVSEMinimumChargeCurrent', EVSEMinimumChargeCurrent)
+        _os(self, 'EVSEMaximumVoltage', EVSEMaximumVoltage)
+        _os(self, 'EVSEMinimumVoltage', EVSEMinimumVoltage)
+        _os(self, 'EVSEPowerRampLimitation', EVSEPowerRampLimitation)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BPT_DC_CPDReqEnergyTransferMode:
+class BPT_DC_CPDReqEnergyTransferMode(_Message):
     """BPT_DC_CPDReqEnergyTransferModeType (urn:iso:std:iso:15118:-20:DC)."""
+    __slots__ = ('EVMaximumChargePower', 'EVMinimumChargePower', 'EVMaximumChargeCurrent', 'EVMinimumChargeCurrent', 'EVMaximumVoltage', 'EVMinimumVoltage', 'TargetSOC', 'EVMaximumDischargePower', 'EVMinimumDischargePower', 'EVMaximumDischargeCurrent', 'EVMinimumDischargeCurrent')
     EVMaximumChargePower: RationalNumber
     EVMinimumChargePower: RationalNumber
     EVMaximumChargeCurrent: RationalNumber
     EVMinimumChargeCurrent: RationalNumber
     EVMaximumVoltage: RationalNumber
     EVMinimumVoltage: RationalNumber
-    TargetSOC: int | None = None
+    TargetSOC: int | None
     EVMaximumDischargePower: RationalNumber
     EVMinimumDischargePower: RationalNumber
     EVMaximumDischargeCurrent: RationalNumber
     EVMinimumDischargeCurrent: RationalNumber
 
+    def __init__(self, *, EVMaximumChargePower, EVMinimumChargePower, EVMaximumChargeCurrent, EVMinimumChargeCurrent, EVMaximumVoltage, EVMinimumVoltage, TargetSOC=None, EVMaximumDischargePower, EVMinimumDischargePower, EVMaximumDischargeCurrent, EVMinimumDischargeCurrent):
+        _os(self, 'EVMaximumChargePower', EVMaximumChargePower)
+        _os(self, 'EVMinimumChargePower', EVMinimumChargePower)
+        _os(self, 'EVMaximumChargeCurrent', EVMaximumChargeCurrent)
+        _os(self, 'EVMinimumChargeCurrent', EVMinimumChargeCurrent)
+        _os(self, 'EVMaximumVoltage', EVMaximumVoltage)
+        _os(self, 'EVMinimumVoltage', EVMinimumVoltage)
+        _os(self, 'TargetSOC', TargetSOC)
+        _os(self, 'EVMaximumDischargePower', EVMaximumDischargePower)
+        _os(self, 'EVMinimumDischargePower', EVMinimumDischargePower)
+        _os(self, 'EVMaximumDischargeCurrent', EVMaximumDischargeCurrent)
+        _os(self, 'EVMinimumDischargeCurrent', EVMinimumDischargeCurrent)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BPT_DC_CPDResEnergyTransferMode:
+
+class BPT_DC_CPDResEnergyTransferMode(_Message):
     """BPT_DC_CPDResEnergyTransferModeType (urn:iso:std:iso:15118:-20:DC)."""
+    __slots__ = ('EVSEMaximumChargePower', 'EVSEMinimumChargePower', 'EVSEMaximumChargeCurrent', 'EVSEMinimumChargeCurrent', 'EVSEMaximumVoltage', 'EVSEMinimumVoltage', 'EVSEPowerRampLimitation', 'EVSEMaximumDischargePower', 'EVSEMinimumDischargePower', 'EVSEMaximumDischargeCurrent', 'EVSEMinimumDischargeCurrent')
     EVSEMaximumChargePower: RationalNumber
     EVSEMinimumChargePower: RationalNumber
     EVSEMaximumChargeCurrent: RationalNumber
     EVSEMinimumChargeCurrent: RationalNumber
     EVSEMaximumVoltage: RationalNumber
     EVSEMinimumVoltage: RationalNumber
-    EVSEPowerRampLimitation: RationalNumber | None = None
+    EVSEPowerRampLimitation: RationalNumber | None
     EVSEMaximumDischargePower: RationalNumber
     EVSEMinimumDischargePower: RationalNumber
     EVSEMaximumDischargeCurrent: RationalNumber
     EVSEMinimumDischargeCurrent: RationalNumber
 
+    def __init__(self, *, EVSEMaximumChargePower, EVSEMinimumChargePower, EVSEMaximumChargeCurrent, EVSEMinimumChargeCurrent, EVSEMaximumVoltage, EVSEMinimumVoltage, EVSEPowerRampLimitation=None, EVSEMaximumDischargePower, EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent, EVSEMinimumDischargeCurrent):
+        _os(self, 'EVSEMaximumChargePower', EVSEMaximumChargePower)
+        _os(self, 'EVSEMinimumChargePower', EVSEMinimumChargePower)
+        _os(self, 'EVSEMaximumChargeCurrent', EVSEMaximumChargeCurrent)
+        _os(self, 'EVSEMinimumChargeCurrent', EVSEMinimumChargeCurrent)
+        _os(self, 'EVSEMaximumVoltage', EVSEMaximumVoltage)
+        _os(self, 'EVSEMinimumVoltage', EVSEMinimumVoltage)
+        _os(self, 'EVSEPowerRampLimitation', EVSEPowerRampLimitation)
+        _os(self, 'EVSEMaximumDischargePower', EVSEMaximumDischargePower)
+        _os(self, 'EVSEMinimumDischargePower', EVSEMinimumDischargePower)
+        _os(self, 'EVSEMaximumDischargeCurrent', EVSEMaximumDischargeCurrent)
+        _os(self, 'EVSEMinimumDischargeCurrent', EVSEMinimumDischargeCurrent)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Scheduled_DC_CLReqControlMode:
+
+class Scheduled_DC_CLReqControlMode(_Message):
     """Scheduled_DC_CLReqControlModeType (urn:iso:std:iso:15118:-20:DC)."""
-    EVTargetEnergyRequest: RationalNumber | None = None
-    EVMaximumEnergyRequest: RationalNumber | None = None
-    EVMinimumEnergyRequest: RationalNumber | None = None
+    __slots__ = ('EVTargetEnergyRequest', 'EVMaximumEnergyRequest', 'EVMinimumEnergyRequest', 'EVTargetCurrent', 'EVTargetVoltage', 'EVMaximumChargePower', 'EVMinimumChargePower', 'EVMaximumChargeCurrent', 'EVMaximumVoltage', 'EVMinimumVoltage')
+    EVTargetEnergyRequest: RationalNumber | None
+    EVMaximumEnergyRequest: RationalNumber | None
+    EVMinimumEnergyRequest: RationalNumber | None
     EVTargetCurrent: RationalNumber
     EVTargetVoltage: RationalNumber
-    EVMaximumChargePower: RationalNumber | None = None
-    EVMinimumChargePower: RationalNumber | None = None
-    EVMaximumChargeCurrent: RationalNumber | None = None
-    EVMaximumVoltage: RationalNumber | None = None
-    EVMinimumVoltage: RationalNumber | None = None
+    EVMaximumChargePower: RationalNumber | None
+    EVMinimumChargePower: RationalNumber | None
+    EVMaximumChargeCurrent: RationalNumber | None
+    EVMaximumVoltage: RationalNumber | None
+    EVMinimumVoltage: RationalNumber | None
+
+    def __init__(self, *, EVTargetEnergyRequest=None, EVMaximumEnergyRequest=None, EVMinimumEnergyRequest=None, EVTargetCurrent, EVTargetVoltage, EVMaximumChargePower=None, EVMinimumChargePower=None, EVMaximumChargeCurrent=None, EVMaximumVoltage=None, EVMinimumVoltage=None):
+        _os(self, 'EVTargetEnergyRequest', EVTargetEnergyRequest)
+        _os(self, 'EVMaximumEnergyRequest', EVMaximumEnergyRequest)
+        _os(self, 'EVMinimumEnergyRequest', EVMinimumEnergyRequest)
+        _os(self, 'EVTargetCurrent', EVTargetCurrent)
+        _os(self, 'EVTargetVoltage', EVTargetVoltage)
+        _os(self, 'EVMaximumChargePower', EVMaximumChargePower)
+        _os(self, 'EVMinimumChargePower', EVMinimumChargePower)
+        _os(self, 'EVMaximumChargeCurrent', EVMaximumChargeCurrent)
+        _os(self, 'EVMaximumVoltage', EVMaximumVoltage)
+        _os(self, 'EVMinimumVoltage', EVMinimumVoltage)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Scheduled_DC_CLResControlMode:
+class Scheduled_DC_CLResControlMode(_Message):
     """Scheduled_DC_CLResControlModeType (urn:iso:std:iso:15118:-20:DC)."""
-    EVSEMaximumChargePower: RationalNumber | None = None
-    EVSEMinimumChargePower: RationalNumber | None = None
-    EVSEMaximumChargeCurrent: RationalNumber | None = None
-    EVSEMaximumVoltage: RationalNumber | None = None
+    __slots__ = ('EVSEMaximumChargePower', 'EVSEMinimumChargePower', 'EVSEMaximumChargeCurrent', 'EVSEMaximumVoltage')
+    EVSEMaximumChargePower: RationalNumber | None
+    EVSEMinimumChargePower: RationalNumber | None
+    EVSEMaximumChargeCurrent: RationalNumber | None
+    EVSEMaximumVoltage: RationalNumber | None
+
+    def __init__(self, *, EVSEMaximumChargePower=None, EVSEMinimumChargePower=None, EVSEMaximumChargeCurrent=None, EVSEMaximumVoltage=None):
+        _os(self, 'EVSEMaximumChargePower', EVSEMaximumChargePower)
+        _os(self, 'EVSEMinimumChargePower', EVSEMinimumChargePower)
+        _os(self, 'EVSEMaximumChargeCurrent', EVSEMaximumChargeCurrent)
+        _os(self, 'EVSEMaximumVoltage', EVSEMaximumVoltage)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BPT_Scheduled_DC_CLReqControlMode:
+class BPT_Scheduled_DC_CLReqControlMode(_Message):
     """BPT_Scheduled_DC_CLReqControlModeType (urn:iso:std:iso:15118:-20:DC)."""
-    EVTargetEnergyRequest: RationalNumber | None = None
-    EVMaximumEnergyRequest: RationalNumber | None = None
-    EVMinimumEnergyRequest: RationalNumber | None = None
+    __slots__ = ('EVTargetEnergyRequest', 'EVMaximumEnergyRequest', 'EVMinimumEnergyRequest', 'EVTargetCurrent', 'EVTargetVoltage', 'EVMaximumChargePower', 'EVMinimumChargePower', 'EVMaximumChargeCurrent', 'EVMaximumVoltage', 'EVMinimumVoltage', 'EVMaximumDischargePower', 'EVMinimumDischargePower', 'EVMaximumDischargeCurrent')
+    EVTargetEnergyRequest: RationalNumber | None
+    EVMaximumEnergyRequest: RationalNumber | None
+    EVMinimumEnergyRequest: RationalNumber | None
     EVTargetCurrent: RationalNumber
     EVTargetVoltage: RationalNumber
-    EVMaximumChargePower: RationalNumber | None = None
-    EVMinimumChargePower: RationalNumber | None = None
-    EVMaximumChargeCurrent: RationalNumber | None = None
-    EVMaximumVoltage: RationalNumber | None = None
-    EVMinimumVoltage: RationalNumber | None = None
-    EVMaximumDischargePower: RationalNumber | None = None
-    EVMinimumDischargePower: RationalNumber | None = None
-    EVMaximumDischargeCurrent: RationalNumber | None = None
+    EVMaximumChargePower: RationalNumber | None
+    EVMinimumChargePower: RationalNumber | None
+    EVMaximumChargeCurrent: RationalNumber | None
+    EVMaximumVoltage: RationalNumber | None
+    EVMinimumVoltage: RationalNumber | None
+    EVMaximumDischargePower: RationalNumber | None
+    EVMinimumDischargePower: RationalNumber | None
+    EVMaximumDischargeCurrent: RationalNumber | None
+
+    def __init__(self, *, EVTargetEnergyRequest=None, EVMaximumEnergyRequest=None, EVMinimumEnergyRequest=None, EVTargetCurrent, EVTargetVoltage, EVMaximumChargePower=None, EVMinimumChargePower=None, EVMaximumChargeCurrent=None, EVMaximumVoltage=None, EVMinimumVoltage=None, EVMaximumDischargePower=None, EVMinimumDischargePower=None, EVMaximumDischargeCurrent=None):
+        _os(self, 'EVTargetEnergyRequest', EVTargetEnergyRequest)
+        _os(self, 'EVMaximumEnergyRequest', EVMaximumEnergyRequest)
+        _os(self, 'EVMinimumEnergyRequest', EVMinimumEnergyRequest)
+        _os(self, 'EVTargetCurrent', EVTargetCurrent)
+        _os(self, 'EVTargetVoltage', EVTargetVoltage)
+        _os(self, 'EVMaximumChargePower', EVMaximumChargePower)
+        _os(self, 'EVMinimumChargePower', EVMinimumChargePower)
+        _os(self, 'EVMaximumChargeCurrent', EVMaximumChargeCurrent)
+        _os(self, 'EVMaximumVoltage', EVMaximumVoltage)
+        _os(self, 'EVMinimumVoltage', EVMinimumVoltage)
+        _os(self, 'EVMaximumDischargePower', EVMaximumDischargePower)
+        _os(self, 'EVMinimumDischargePower', EVMinimumDischargePower)
+        _os(self, 'EVMaximumDischargeCurrent', EVMaximumDischargeCurrent)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BPT_Scheduled_DC_CLResControlMode:
+class BPT_Scheduled_DC_CLResControlMode(_Message):
     """BPT_Scheduled_DC_CLResControlModeType (urn:iso:std:iso:15118:-20:DC)."""
-    EVSEMaximumChargePower: RationalNumber | None = None
-    EVSEMinimumChargePower: RationalNumber | None = None
-    EVSEMaximumChargeCurrent: RationalNumber | None = None
-    EVSEMaximumVoltage: RationalNumber | None = None
-    EVSEMaximumDischargePower: RationalNumber | None = None
-    EVSEMinimumDischargePower: RationalNumber | None = None
-    EVSEMaximumDischargeCurrent: RationalNumber | None = None
-    EVSEMinimumVoltage: RationalNumber | None = None
+    __slots__ = ('EVSEMaximumChargePower', 'EVSEMinimumChargePower', 'EVSEMaximumChargeCurrent', 'EVSEMaximumVoltage', 'EVSEMaximumDischargePower', 'EVSEMinimumDischargePower', 'EVSEMaximumDischargeCurrent', 'EVSEMinimumVoltage')
+    EVSEMaximumChargePower: RationalNumber | None
+    EVSEMinimumChargePower: RationalNumber | None
+    EVSEMaximumChargeCurrent: RationalNumber | None
+    EVSEMaximumVoltage: RationalNumber | None
+    EVSEMaximumDischargePower: RationalNumber | None
+    EVSEMinimumDischargePower: RationalNumber | None
+    EVSEMaximumDischargeCurrent: RationalNumber | None
+    EVSEMinimumVoltage: RationalNumber | None
+
+    def __init__(self, *, EVSEMaximumChargePower=None, EVSEMinimumChargePower=None, EVSEMaximumChargeCurrent=None, EVSEMaximumVoltage=None, EVSEMaximumDischargePower=None, EVSEMinimumDischargePower=None, EVSEMaximumDischargeCurrent=None, EVSEMinimumVoltage=None):
+        _os(self, 'EVSEMaximumChargePower', EVSEMaximumChargePower)
+        _os(self, 'EVSEMinimumChargePower', EVSEMinimumChargePower)
+        _os(self, 'EVSEMaximumChargeCurrent', EVSEMaximumChargeCurrent)
+        _os(self, 'EVSEMaximumVoltage', EVSEMaximumVoltage)
+        _os(self, 'EVSEMaximumDischargePower', EVSEMaximumDischargePower)
+        _os(self, 'EVSEMinimumDischargePower', EVSEMinimumDischargePower)
+        _os(self, 'EVSEMaximumDischargeCurrent', EVSEMaximumDischargeCurrent)
+        _os(self, 'EVSEMinimumVoltage', EVSEMinimumVoltage)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Dynamic_DC_CLReqControlMode:
+class Dynamic_DC_CLReqControlMode(_Message):
     """Dynamic_DC_CLReqControlModeType (urn:iso:std:iso:15118:-20:DC)."""
-    DepartureTime: int | None = None
+    __slots__ = ('DepartureTime', 'EVTargetEnergyRequest', 'EVMaximumEnergyRequest', 'EVMinimumEnergyRequest', 'EVMaximumChargePower', 'EVMinimumChargePower', 'EVMaximumChargeCurrent', 'EVMaximumVoltage', 'EVMinimumVoltage')
+    DepartureTime: int | None
     EVTargetEnergyRequest: RationalNumber
     EVMaximumEnergyRequest: RationalNumber
     EVMinimumEnergyRequest: RationalNumber
@@ -502,24 +704,45 @@ class Dynamic_DC_CLReqControlMode:
     EVMaximumVoltage: RationalNumber
     EVMinimumVoltage: RationalNumber
 
+    def __init__(self, *, DepartureTime=None, EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVMaximumChargePower, EVMinimumChargePower, EVMaximumChargeCurrent, EVMaximumVoltage, EVMinimumVoltage):
+        _os(self, 'DepartureTime', DepartureTime)
+        _os(self, 'EVTargetEnergyRequest', EVTargetEnergyRequest)
+        _os(self, 'EVMaximumEnergyRequest', EVMaximumEnergyRequest)
+        _os(self, 'EVMinimumEnergyRequest', EVMinimumEnergyRequest)
+        _os(self, 'EVMaximumChargePower', EVMaximumChargePower)
+        _os(self, 'EVMinimumChargePower', EVMinimumChargePower)
+        _os(self, 'EVMaximumChargeCurrent', EVMaximumChargeCurrent)
+        _os(self, 'EVMaximumVoltage', EVMaximumVoltage)
+        _os(self, 'EVMinimumVoltage', EVMinimumVoltage)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Dynamic_DC_CLResControlMode:
+
+class Dynamic_DC_CLResControlMode(_Message):
     """Dynamic_DC_CLResControlModeType (urn:iso:std:iso:15118:-20:DC)."""
-    DepartureTime: int | None = None
-    MinimumSOC: int | None = None
-    TargetSOC: int | None = None
-    AckMaxDelay: int | None = None
+    __slots__ = ('DepartureTime', 'MinimumSOC', 'TargetSOC', 'AckMaxDelay', 'EVSEMaximumChargePower', 'EVSEMinimumChargePower', 'EVSEMaximumChargeCurrent', 'EVSEMaximumVoltage')
+    DepartureTime: int | None
+    MinimumSOC: int | None
+    TargetSOC: int | None
+    AckMaxDelay: int | None
     EVSEMaximumChargePower: RationalNumber
     EVSEMinimumChargePower: RationalNumber
     EVSEMaximumChargeCurrent: RationalNumber
     EVSEMaximumVoltage: RationalNumber
 
+    def __init__(self, *, DepartureTime=None, MinimumSOC=None, TargetSOC=None, AckMaxDelay=None, EVSEMaximumChargePower, EVSEMinimumChargePower, EVSEMaximumChargeCurrent, EVSEMaximumVoltage):
+        _os(self, 'DepartureTime', DepartureTime)
+        _os(self, 'MinimumSOC', MinimumSOC)
+        _os(self, 'TargetSOC', TargetSOC)
+        _os(self, 'AckMaxDelay', AckMaxDelay)
+        _os(self, 'EVSEMaximumChargePower', EVSEMaximumChargePower)
+        _os(self, 'EVSEMinimumChargePower', EVSEMinimumChargePower)
+        _os(self, 'EVSEMaximumChargeCurrent', EVSEMaximumChargeCurrent)
+        _os(self, 'EVSEMaximumVoltage', EVSEMaximumVoltage)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BPT_Dynamic_DC_CLReqControlMode:
+
+class BPT_Dynamic_DC_CLReqControlMode(_Message):
     """BPT_Dynamic_DC_CLReqControlModeType (urn:iso:std:iso:15118:-20:DC)."""
-    DepartureTime: int | None = None
+    __slots__ = ('DepartureTime', 'EVTargetEnergyRequest', 'EVMaximumEnergyRequest', 'EVMinimumEnergyRequest', 'EVMaximumChargePower', 'EVMinimumChargePower', 'EVMaximumChargeCurrent', 'EVMaximumVoltage', 'EVMinimumVoltage', 'EVMaximumDischargePower', 'EVMinimumDischargePower', 'EVMaximumDischargeCurrent', 'EVMaximumV2XEnergyRequest', 'EVMinimumV2XEnergyRequest')
+    DepartureTime: int | None
     EVTargetEnergyRequest: RationalNumber
     EVMaximumEnergyRequest: RationalNumber
     EVMinimumEnergyRequest: RationalNumber
@@ -531,17 +754,33 @@ class BPT_Dynamic_DC_CLReqControlMode:
     EVMaximumDischargePower: RationalNumber
     EVMinimumDischargePower: RationalNumber
     EVMaximumDischargeCurrent: RationalNumber
-    EVMaximumV2XEnergyRequest: RationalNumber | None = None
-    EVMinimumV2XEnergyRequest: RationalNumber | None = None
+    EVMaximumV2XEnergyRequest: RationalNumber | None
+    EVMinimumV2XEnergyRequest: RationalNumber | None
+
+    def __init__(self, *, DepartureTime=None, EVTargetEnergyRequest, EVMaximumEnergyRequest, EVMinimumEnergyRequest, EVMaximumChargePower, EVMinimumChargePower, EVMaximumChargeCurrent, EVMaximumVoltage, EVMinimumVoltage, EVMaximumDischargePower, EVMinimumDischargePower, EVMaximumDischargeCurrent, EVMaximumV2XEnergyRequest=None, EVMinimumV2XEnergyRequest=None):
+        _os(self, 'DepartureTime', DepartureTime)
+        _os(self, 'EVTargetEnergyRequest', EVTargetEnergyRequest)
+        _os(self, 'EVMaximumEnergyRequest', EVMaximumEnergyRequest)
+        _os(self, 'EVMinimumEnergyRequest', EVMinimumEnergyRequest)
+        _os(self, 'EVMaximumChargePower', EVMaximumChargePower)
+        _os(self, 'EVMinimumChargePower', EVMinimumChargePower)
+        _os(self, 'EVMaximumChargeCurrent', EVMaximumChargeCurrent)
+        _os(self, 'EVMaximumVoltage', EVMaximumVoltage)
+        _os(self, 'EVMinimumVoltage', EVMinimumVoltage)
+        _os(self, 'EVMaximumDischargePower', EVMaximumDischargePower)
+        _os(self, 'EVMinimumDischargePower', EVMinimumDischargePower)
+        _os(self, 'EVMaximumDischargeCurrent', EVMaximumDischargeCurrent)
+        _os(self, 'EVMaximumV2XEnergyRequest', EVMaximumV2XEnergyRequest)
+        _os(self, 'EVMinimumV2XEnergyRequest', EVMinimumV2XEnergyRequest)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BPT_Dynamic_DC_CLResControlMode:
+class BPT_Dynamic_DC_CLResControlMode(_Message):
     """BPT_Dynamic_DC_CLResControlModeType (urn:iso:std:iso:15118:-20:DC)."""
-    DepartureTime: int | None = None
-    MinimumSOC: int | None = None
-    TargetSOC: int | None = None
-    AckMaxDelay: int | None = None
+    __slots__ = ('DepartureTime', 'MinimumSOC', 'TargetSOC', 'AckMaxDelay', 'EVSEMaximumChargePower', 'EVSEMinimumChargePower', 'EVSEMaximumChargeCurrent', 'EVSEMaximumVoltage', 'EVSEMaximumDischargePower', 'EVSEMinimumDischargePower', 'EVSEMaximumDischargeCurrent', 'EVSEMinimumVoltage')
+    DepartureTime: int | None
+    MinimumSOC: int | None
+    TargetSOC: int | None
+    AckMaxDelay: int | None
     EVSEMaximumChargePower: RationalNumber
     EVSEMinimumChargePower: RationalNumber
     EVSEMaximumChargeCurrent: RationalNumber
@@ -551,11 +790,28 @@ class BPT_Dynamic_DC_CLResControlMode:
     EVSEMaximumDischargeCurrent: RationalNumber
     EVSEMinimumVoltage: RationalNumber
 
+    def __init__(self, *, DepartureTime=None, MinimumSOC=None, TargetSOC=None, AckMaxDelay=None, EVSEMaximumChargePower, EVSEMinimumChargePower, EVSEMaximumChargeCurrent, EVSEMaximumVoltage, EVSEMaximumDischargePower, EVSEMinimumDischargePower, EVSEMaximumDischargeCurrent, EVSEMinimumVoltage):
+        _os(self, 'DepartureTime', DepartureTime)
+        _os(self, 'MinimumSOC', MinimumSOC)
+        _os(self, 'TargetSOC', TargetSOC)
+        _os(self, 'AckMaxDelay', AckMaxDelay)
+        _os(self, 'EVSEMaximumChargePower', EVSEMaximumChargePower)
+        _os(self, 'EVSEMinimumChargePower', EVSEMinimumChargePower)
+        _os(self, 'EVSEMaximumChargeCurrent', EVSEMaximumChargeCurrent)
+        _os(self, 'EVSEMaximumVoltage', EVSEMaximumVoltage)
+        _os(self, 'EVSEMaximumDischargePower', EVSEMaximumDischargePower)
+        _os(self, 'EVSEMinimumDischargePower', EVSEMinimumDischargePower)
+        _os(self, 'EVSEMaximumDischargeCurrent', EVSEMaximumDischargeCurrent)
+        _os(self, 'EVSEMinimumVoltage', EVSEMinimumVoltage)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ListOfRootCertificateIDs:
+
+class ListOfRootCertificateIDs(_Message):
     """ListOfRootCertificateIDsType (urn:iso:std:iso:15118:-20:CommonTypes)."""
-    RootCertificateID: list[X509IssuerSerial] = field(default_factory=list)
+    __slots__ = ('RootCertificateID',)
+    RootCertificateID: list[X509IssuerSerial]
+
+    def __init__(self, *, RootCertificateID=_NO_LIST):
+        _os(self, 'RootCertificateID', [] if RootCertificateID is _NO_LIST else RootCertificateID)
 
 
 # --- field descriptions -------------------------------------------------

@@ -3,10 +3,10 @@
 # ruff: noqa
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleElement as _SimpleElement, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
+from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
+from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
                      UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
                      bad_event as _bad_event, fault as _fault, missing as _missing,
@@ -262,263 +262,421 @@ class WPT_SPCChargeDiagnosticsType(StrEnum):
     SPCAnomalyDetected = 'SPCAnomalyDetected'
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_FinePositioningSetupReq:
+class WPT_FinePositioningSetupReq(_Message):
     """WPT_FinePositioningSetupReqType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('Header', 'EVProcessing', 'EVDeviceFinePositioningMethodList', 'EVDevicePairingMethodList', 'EVDeviceAlignmentCheckMethodList', 'NaturalOffset', 'VendorSpecificDataContainer', 'LF_SystemSetupData')
     Header: MessageHeader
     EVProcessing: processingType
     EVDeviceFinePositioningMethodList: WPT_FinePositioningMethodList
     EVDevicePairingMethodList: WPT_PairingMethodList
     EVDeviceAlignmentCheckMethodList: WPT_AlignmentCheckMethodList
     NaturalOffset: int
-    VendorSpecificDataContainer: list[bytes] = field(default_factory=list)
-    LF_SystemSetupData: WPT_LF_SystemSetupData | None = None
+    VendorSpecificDataContainer: list[bytes]
+    LF_SystemSetupData: WPT_LF_SystemSetupData | None
+
+    def __init__(self, *, Header, EVProcessing, EVDeviceFinePositioningMethodList, EVDevicePairingMethodList, EVDeviceAlignmentCheckMethodList, NaturalOffset, VendorSpecificDataContainer=_NO_LIST, LF_SystemSetupData=None):
+        _os(self, 'Header', Header)
+        _os(self, 'EVProcessing', EVProcessing)
+        _os(self, 'EVDeviceFinePositioningMethodList', EVDeviceFinePositioningMethodList)
+        _os(self, 'EVDevicePairingMethodList', EVDevicePairingMethodList)
+        _os(self, 'EVDeviceAlignmentCheckMethodList', EVDeviceAlignmentCheckMethodList)
+        _os(self, 'NaturalOffset', NaturalOffset)
+        _os(self, 'VendorSpecificDataContainer', [] if VendorSpecificDataContainer is _NO_LIST else VendorSpecificDataContainer)
+        _os(self, 'LF_SystemSetupData', LF_SystemSetupData)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_FinePositioningMethodList:
+class WPT_FinePositioningMethodList(_Message):
     """WPT_FinePositioningMethodListType (urn:iso:std:iso:15118:-20:WPT)."""
-    WPT_FinePositioningMethod: list[WPT_FinePositioningMethodType] = field(default_factory=list)
+    __slots__ = ('WPT_FinePositioningMethod',)
+    WPT_FinePositioningMethod: list[WPT_FinePositioningMethodType]
+
+    def __init__(self, *, WPT_FinePositioningMethod=_NO_LIST):
+        _os(self, 'WPT_FinePositioningMethod', [] if WPT_FinePositioningMethod is _NO_LIST else WPT_FinePositioningMethod)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_PairingMethodList:
+class WPT_PairingMethodList(_Message):
     """WPT_PairingMethodListType (urn:iso:std:iso:15118:-20:WPT)."""
-    WPT_PairingMethod: list[WPT_PairingMethodType] = field(default_factory=list)
+    __slots__ = ('WPT_PairingMethod',)
+    WPT_PairingMethod: list[WPT_PairingMethodType]
+
+    def __init__(self, *, WPT_PairingMethod=_NO_LIST):
+        _os(self, 'WPT_PairingMethod', [] if WPT_PairingMethod is _NO_LIST else WPT_PairingMethod)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_AlignmentCheckMethodList:
+class WPT_AlignmentCheckMethodList(_Message):
     """WPT_AlignmentCheckMethodListType (urn:iso:std:iso:15118:-20:WPT)."""
-    WPT_AlignmentCheckMethod: list[WPT_AlignmentCheckMethodType] = field(default_factory=list)
+    __slots__ = ('WPT_AlignmentCheckMethod',)
+    WPT_AlignmentCheckMethod: list[WPT_AlignmentCheckMethodType]
+
+    def __init__(self, *, WPT_AlignmentCheckMethod=_NO_LIST):
+        _os(self, 'WPT_AlignmentCheckMethod', [] if WPT_AlignmentCheckMethod is _NO_LIST else WPT_AlignmentCheckMethod)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_LF_SystemSetupData:
+class WPT_LF_SystemSetupData(_Message):
     """WPT_LF_SystemSetupDataType (urn:iso:std:iso:15118:-20:WPT)."""
-    LF_TransmitterSetupData: WPT_LF_TransmitterData | None = None
-    LF_ReceiverSetupData: WPT_LF_ReceiverData | None = None
+    __slots__ = ('LF_TransmitterSetupData', 'LF_ReceiverSetupData')
+    LF_TransmitterSetupData: WPT_LF_TransmitterData | None
+    LF_ReceiverSetupData: WPT_LF_ReceiverData | None
+
+    def __init__(self, *, LF_TransmitterSetupData=None, LF_ReceiverSetupData=None):
+        _os(self, 'LF_TransmitterSetupData', LF_TransmitterSetupData)
+        _os(self, 'LF_ReceiverSetupData', LF_ReceiverSetupData)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_LF_TransmitterData:
+class WPT_LF_TransmitterData(_Message):
     """WPT_LF_TransmitterDataType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('NumberOfTransmitters', 'SignalFrequency', 'TxSpecData', 'TxPackageSpecData')
     NumberOfTransmitters: int
     SignalFrequency: RationalNumber
-    TxSpecData: list[WPT_TxRxSpecData] = field(default_factory=list)
-    TxPackageSpecData: WPT_TxRxPackageSpecData | None = None
+    TxSpecData: list[WPT_TxRxSpecData]
+    TxPackageSpecData: WPT_TxRxPackageSpecData | None
+
+    def __init__(self, *, NumberOfTransmitters, SignalFrequency, TxSpecData=_NO_LIST, TxPackageSpecData=None):
+        _os(self, 'NumberOfTransmitters', NumberOfTransmitters)
+        _os(self, 'SignalFrequency', SignalFrequency)
+        _os(self, 'TxSpecData', [] if TxSpecData is _NO_LIST else TxSpecData)
+        _os(self, 'TxPackageSpecData', TxPackageSpecData)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_TxRxSpecData:
+class WPT_TxRxSpecData(_Message):
     """WPT_TxRxSpecDataType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('TxRxIdentifier', 'TxRxPosition', 'TxRxOrientation')
     TxRxIdentifier: int
     TxRxPosition: WPT_CoordinateXYZ
     TxRxOrientation: WPT_CoordinateXYZ
 
+    def __init__(self, *, TxRxIdentifier, TxRxPosition, TxRxOrientation):
+        _os(self, 'TxRxIdentifier', TxRxIdentifier)
+        _os(self, 'TxRxPosition', TxRxPosition)
+        _os(self, 'TxRxOrientation', TxRxOrientation)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_CoordinateXYZ:
+
+class WPT_CoordinateXYZ(_Message):
     """WPT_CoordinateXYZType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('Coord_X', 'Coord_Y', 'Coord_Z')
     Coord_X: int
     Coord_Y: int
     Coord_Z: int
 
+    def __init__(self, *, Coord_X, Coord_Y, Coord_Z):
+        _os(self, 'Coord_X', Coord_X)
+        _os(self, 'Coord_Y', Coord_Y)
+        _os(self, 'Coord_Z', Coord_Z)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_TxRxPackageSpecData:
+
+class WPT_TxRxPackageSpecData(_Message):
     """WPT_TxRxPackageSpecDataType (urn:iso:std:iso:15118:-20:WPT)."""
-    PulseSequenceOrder: list[WPT_TxRxPulseOrder] = field(default_factory=list)
+    __slots__ = ('PulseSequenceOrder', 'PulseSeparationTime', 'PulseDuration', 'PackageSeparationTime')
+    PulseSequenceOrder: list[WPT_TxRxPulseOrder]
     PulseSeparationTime: int
     PulseDuration: int
     PackageSeparationTime: int
 
+    def __init__(self, *, PulseSequenceOrder=_NO_LIST, PulseSeparationTime, PulseDuration, PackageSeparationTime):
+        _os(self, 'PulseSequenceOrder', [] if PulseSequenceOrder is _NO_LIST else PulseSequenceOrder)
+        _os(self, 'PulseSeparationTime', PulseSeparationTime)
+        _os(self, 'PulseDuration', PulseDuration)
+        _os(self, 'PackageSeparationTime', PackageSeparationTime)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_TxRxPulseOrder:
+
+class WPT_TxRxPulseOrder(_Message):
     """WPT_TxRxPulseOrderType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('IndexNumber', 'TxRxIdentifier')
     IndexNumber: int
     TxRxIdentifier: int
 
+    def __init__(self, *, IndexNumber, TxRxIdentifier):
+        _os(self, 'IndexNumber', IndexNumber)
+        _os(self, 'TxRxIdentifier', TxRxIdentifier)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_LF_ReceiverData:
+
+class WPT_LF_ReceiverData(_Message):
     """WPT_LF_ReceiverDataType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('NumberOfReceivers', 'RxSpecData')
     NumberOfReceivers: int
-    RxSpecData: list[WPT_TxRxSpecData] = field(default_factory=list)
+    RxSpecData: list[WPT_TxRxSpecData]
+
+    def __init__(self, *, NumberOfReceivers, RxSpecData=_NO_LIST):
+        _os(self, 'NumberOfReceivers', NumberOfReceivers)
+        _os(self, 'RxSpecData', [] if RxSpecData is _NO_LIST else RxSpecData)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class V2GRequest:
+class V2GRequest(_Message):
     """V2GRequestType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header',)
     Header: MessageHeader
 
+    def __init__(self, *, Header):
+        _os(self, 'Header', Header)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class V2GMessage:
+
+class V2GMessage(_Message):
     """V2GMessageType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header',)
     Header: MessageHeader
 
+    def __init__(self, *, Header):
+        _os(self, 'Header', Header)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MessageHeader:
+
+class MessageHeader(_Message):
     """MessageHeaderType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('SessionID', 'TimeStamp', 'Signature')
     SessionID: bytes
     TimeStamp: int
-    Signature: Signature | None = None
+    Signature: Signature | None
+
+    def __init__(self, *, SessionID, TimeStamp, Signature=None):
+        _os(self, 'SessionID', SessionID)
+        _os(self, 'TimeStamp', TimeStamp)
+        _os(self, 'Signature', Signature)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_FinePositioningSetupRes:
+class WPT_FinePositioningSetupRes(_Message):
     """WPT_FinePositioningSetupResType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('Header', 'ResponseCode', 'PrimaryDeviceFinePositioningMethodList', 'PrimaryDevicePairingMethodList', 'PrimaryDeviceAlignmentCheckMethodList', 'NaturalOffset', 'VendorSpecificDataContainer', 'LF_SystemSetupData')
     Header: MessageHeader
     ResponseCode: responseCodeType
     PrimaryDeviceFinePositioningMethodList: WPT_FinePositioningMethodList
     PrimaryDevicePairingMethodList: WPT_PairingMethodList
     PrimaryDeviceAlignmentCheckMethodList: WPT_AlignmentCheckMethodList
     NaturalOffset: int
-    VendorSpecificDataContainer: list[bytes] = field(default_factory=list)
-    LF_SystemSetupData: WPT_LF_SystemSetupData | None = None
+    VendorSpecificDataContainer: list[bytes]
+    LF_SystemSetupData: WPT_LF_SystemSetupData | None
+
+    def __init__(self, *, Header, ResponseCode, PrimaryDeviceFinePositioningMethodList, PrimaryDevicePairingMethodList, PrimaryDeviceAlignmentCheckMethodList, NaturalOffset, VendorSpecificDataContainer=_NO_LIST, LF_SystemSetupData=None):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'PrimaryDeviceFinePositioningMethodList', PrimaryDeviceFinePositioningMethodList)
+        _os(self, 'PrimaryDevicePairingMethodList', PrimaryDevicePairingMethodList)
+        _os(self, 'PrimaryDeviceAlignmentCheckMethodList', PrimaryDeviceAlignmentCheckMethodList)
+        _os(self, 'NaturalOffset', NaturalOffset)
+        _os(self, 'VendorSpecificDataContainer', [] if VendorSpecificDataContainer is _NO_LIST else VendorSpecificDataContainer)
+        _os(self, 'LF_SystemSetupData', LF_SystemSetupData)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class V2GResponse:
+class V2GResponse(_Message):
     """V2GResponseType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'ResponseCode')
     Header: MessageHeader
     ResponseCode: responseCodeType
 
+    def __init__(self, *, Header, ResponseCode):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_FinePositioningReq:
+
+class WPT_FinePositioningReq(_Message):
     """WPT_FinePositioningReqType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('Header', 'EVProcessing', 'EVResultCode', 'VendorSpecificDataContainer', 'WPT_LF_DataPackageList')
     Header: MessageHeader
     EVProcessing: processingType
     EVResultCode: WPT_EVResultType
-    VendorSpecificDataContainer: list[bytes] = field(default_factory=list)
-    WPT_LF_DataPackageList: WPT_LF_DataPackageList | None = None
+    VendorSpecificDataContainer: list[bytes]
+    WPT_LF_DataPackageList: WPT_LF_DataPackageList | None
+
+    def __init__(self, *, Header, EVProcessing, EVResultCode, VendorSpecificDataContainer=_NO_LIST, WPT_LF_DataPackageList=None):
+        _os(self, 'Header', Header)
+        _os(self, 'EVProcessing', EVProcessing)
+        _os(self, 'EVResultCode', EVResultCode)
+        _os(self, 'VendorSpecificDataContainer', [] if VendorSpecificDataContainer is _NO_LIST else VendorSpecificDataContainer)
+        _os(self, 'WPT_LF_DataPackageList', WPT_LF_DataPackageList)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_LF_DataPackageList:
+class WPT_LF_DataPackageList(_Message):
     """WPT_LF_DataPackageListType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('NumPackages', 'WPT_LF_DataPackage')
     NumPackages: int
     WPT_LF_DataPackage: WPT_LF_DataPackage
 
+    def __init__(self, *, NumPackages, WPT_LF_DataPackage):
+        _os(self, 'NumPackages', NumPackages)
+        _os(self, 'WPT_LF_DataPackage', WPT_LF_DataPackage)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_LF_DataPackage:
+
+class WPT_LF_DataPackage(_Message):
     """WPT_LF_DataPackageType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('PackageIndex', 'LF_TxData', 'LF_RxData')
     PackageIndex: int
-    LF_TxData: WPT_LF_TxDataList | None = None
-    LF_RxData: WPT_LF_RxDataList | None = None
+    LF_TxData: WPT_LF_TxDataList | None
+    LF_RxData: WPT_LF_RxDataList | None
+
+    def __init__(self, *, PackageIndex, LF_TxData=None, LF_RxData=None):
+        _os(self, 'PackageIndex', PackageIndex)
+        _os(self, 'LF_TxData', LF_TxData)
+        _os(self, 'LF_RxData', LF_RxData)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_LF_TxDataList:
+class WPT_LF_TxDataList(_Message):
     """WPT_LF_TxDataListType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('WPT_LF_TxDataList',)
     WPT_LF_TxDataList: WPT_LF_TxData
 
+    def __init__(self, *, WPT_LF_TxDataList):
+        _os(self, 'WPT_LF_TxDataList', WPT_LF_TxDataList)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_LF_TxData:
+
+class WPT_LF_TxData(_Message):
     """WPT_LF_TxDataType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('TxIdentifier', 'EIRP')
     TxIdentifier: int
     EIRP: RationalNumber
 
+    def __init__(self, *, TxIdentifier, EIRP):
+        _os(self, 'TxIdentifier', TxIdentifier)
+        _os(self, 'EIRP', EIRP)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_LF_RxDataList:
+
+class WPT_LF_RxDataList(_Message):
     """WPT_LF_RxDataListType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('WPT_LF_RxDataList',)
     WPT_LF_RxDataList: WPT_LF_RxData
 
+    def __init__(self, *, WPT_LF_RxDataList):
+        _os(self, 'WPT_LF_RxDataList', WPT_LF_RxDataList)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_LF_RxData:
+
+class WPT_LF_RxData(_Message):
     """WPT_LF_RxDataType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('RxIdentifier', 'RSSIData')
     RxIdentifier: int
     RSSIData: WPT_LF_RxRSSIList
 
+    def __init__(self, *, RxIdentifier, RSSIData):
+        _os(self, 'RxIdentifier', RxIdentifier)
+        _os(self, 'RSSIData', RSSIData)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_LF_RxRSSIList:
+
+class WPT_LF_RxRSSIList(_Message):
     """WPT_LF_RxRSSIListType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('RSSIDataList',)
     RSSIDataList: WPT_LF_RxRSSI
 
+    def __init__(self, *, RSSIDataList):
+        _os(self, 'RSSIDataList', RSSIDataList)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_LF_RxRSSI:
+
+class WPT_LF_RxRSSI(_Message):
     """WPT_LF_RxRSSIType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('TxIdentifier', 'RSSI')
     TxIdentifier: int
     RSSI: RationalNumber
 
+    def __init__(self, *, TxIdentifier, RSSI):
+        _os(self, 'TxIdentifier', TxIdentifier)
+        _os(self, 'RSSI', RSSI)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_FinePositioningRes:
+
+class WPT_FinePositioningRes(_Message):
     """WPT_FinePositioningResType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEProcessing', 'VendorSpecificDataContainer', 'WPT_LF_DataPackageList')
     Header: MessageHeader
     ResponseCode: responseCodeType
     EVSEProcessing: processingType
-    VendorSpecificDataContainer: list[bytes] = field(default_factory=list)
-    WPT_LF_DataPackageList: WPT_LF_DataPackageList | None = None
+    VendorSpecificDataContainer: list[bytes]
+    WPT_LF_DataPackageList: WPT_LF_DataPackageList | None
+
+    def __init__(self, *, Header, ResponseCode, EVSEProcessing, VendorSpecificDataContainer=_NO_LIST, WPT_LF_DataPackageList=None):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEProcessing', EVSEProcessing)
+        _os(self, 'VendorSpecificDataContainer', [] if VendorSpecificDataContainer is _NO_LIST else VendorSpecificDataContainer)
+        _os(self, 'WPT_LF_DataPackageList', WPT_LF_DataPackageList)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_PairingReq:
+class WPT_PairingReq(_Message):
     """WPT_PairingReqType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('Header', 'EVProcessing', 'ObservedIDCode', 'EVResultCode', 'VendorSpecificDataContainer')
     Header: MessageHeader
     EVProcessing: processingType
-    ObservedIDCode: int | None = None
+    ObservedIDCode: int | None
     EVResultCode: WPT_EVResultType
-    VendorSpecificDataContainer: list[bytes] = field(default_factory=list)
+    VendorSpecificDataContainer: list[bytes]
+
+    def __init__(self, *, Header, EVProcessing, ObservedIDCode=None, EVResultCode, VendorSpecificDataContainer=_NO_LIST):
+        _os(self, 'Header', Header)
+        _os(self, 'EVProcessing', EVProcessing)
+        _os(self, 'ObservedIDCode', ObservedIDCode)
+        _os(self, 'EVResultCode', EVResultCode)
+        _os(self, 'VendorSpecificDataContainer', [] if VendorSpecificDataContainer is _NO_LIST else VendorSpecificDataContainer)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_PairingRes:
+class WPT_PairingRes(_Message):
     """WPT_PairingResType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEProcessing', 'ObservedIDCode', 'AlternativeSECCList', 'VendorSpecificDataContainer')
     Header: MessageHeader
     ResponseCode: responseCodeType
     EVSEProcessing: processingType
-    ObservedIDCode: int | None = None
-    AlternativeSECCList: AlternativeSECCList | None = None
-    VendorSpecificDataContainer: list[bytes] = field(default_factory=list)
+    ObservedIDCode: int | None
+    AlternativeSECCList: AlternativeSECCList | None
+    VendorSpecificDataContainer: list[bytes]
+
+    def __init__(self, *, Header, ResponseCode, EVSEProcessing, ObservedIDCode=None, AlternativeSECCList=None, VendorSpecificDataContainer=_NO_LIST):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEProcessing', EVSEProcessing)
+        _os(self, 'ObservedIDCode', ObservedIDCode)
+        _os(self, 'AlternativeSECCList', AlternativeSECCList)
+        _os(self, 'VendorSpecificDataContainer', [] if VendorSpecificDataContainer is _NO_LIST else VendorSpecificDataContainer)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AlternativeSECCList:
+class AlternativeSECCList(_Message):
     """AlternativeSECCListType (urn:iso:std:iso:15118:-20:WPT)."""
-    AlternativeSECC: list[AlternativeSECC] = field(default_factory=list)
+    __slots__ = ('AlternativeSECC',)
+    AlternativeSECC: list[AlternativeSECC]
+
+    def __init__(self, *, AlternativeSECC=_NO_LIST):
+        _os(self, 'AlternativeSECC', [] if AlternativeSECC is _NO_LIST else AlternativeSECC)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AlternativeSECC:
+class AlternativeSECC(_Message):
     """AlternativeSECCType (urn:iso:std:iso:15118:-20:WPT)."""
-    SSID: str | None = None
-    BSSID: str | None = None
-    IPAddress: str | None = None
-    Port: int | None = None
+    __slots__ = ('SSID', 'BSSID', 'IPAddress', 'Port')
+    SSID: str | None
+    BSSID: str | None
+    IPAddress: str | None
+    Port: int | None
+
+    def __init__(self, *, SSID=None, BSSID=None, IPAddress=None, Port=None):
+        _os(self, 'SSID', SSID)
+        _os(self, 'BSSID', BSSID)
+        _os(self, 'IPAddress', IPAddress)
+        _os(self, 'Port', Port)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_ChargeParameterDiscoveryReq:
+class WPT_ChargeParameterDiscoveryReq(_Message):
     """WPT_ChargeParameterDiscoveryReqType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('Header', 'EVPCMaxReceivablePower', 'SDMaxGroundClearence', 'SDMinGroundClearence', 'EVPCNaturalFrequency', 'EVPCDeviceLocalControl', 'VendorSpecificDataContainer')
     Header: MessageHeader
     EVPCMaxReceivablePower: RationalNumber
     SDMaxGroundClearence: int
     SDMinGroundClearence: int
     EVPCNaturalFrequency: RationalNumber
     EVPCDeviceLocalControl: bool
-    VendorSpecificDataContainer: list[bytes] = field(default_factory=list)
+    VendorSpecificDataContainer: list[bytes]
+
+    def __init__(self, *, Header, EVPCMaxReceivablePower, SDMaxGroundClearence, SDMinGroundClearence, EVPCNaturalFrequency, EVPCDeviceLocalControl, VendorSpecificDataContainer=_NO_LIST):
+        _os(self, 'Header', Header)
+        _os(self, 'EVPCMaxReceivablePower', EVPCMaxReceivablePower)
+        _os(self, 'SDMaxGroundClearence', SDMaxGroundClearence)
+        _os(self, 'SDMinGroundClearence', SDMinGroundClearence)
+        _os(self, 'EVPCNaturalFrequency', EVPCNaturalFrequency)
+        _os(self, 'EVPCDeviceLocalControl', EVPCDeviceLocalControl)
+        _os(self, 'VendorSpecificDataContainer', [] if VendorSpecificDataContainer is _NO_LIST else VendorSpecificDataContainer)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeParameterDiscoveryReq:
+class ChargeParameterDiscoveryReq(_Message):
     """ChargeParameterDiscoveryReqType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header',)
     Header: MessageHeader
 
+    def __init__(self, *, Header):
+        _os(self, 'Header', Header)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_ChargeParameterDiscoveryRes:
+
+class WPT_ChargeParameterDiscoveryRes(_Message):
     """WPT_ChargeParameterDiscoveryResType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('Header', 'ResponseCode', 'PDInputPowerClass', 'SDMinOutputPower', 'SDMaxOutputPower', 'SDMaxGroundClearanceSupport', 'SDMinGroundClearanceSupport', 'PDMinCoilCurrent', 'PDMaxCoilCurrent', 'SDManufacturerSpecificDataContainer')
     Header: MessageHeader
     ResponseCode: responseCodeType
     PDInputPowerClass: WPT_PowerClassType
@@ -528,126 +686,221 @@ class WPT_ChargeParameterDiscoveryRes:
     SDMinGroundClearanceSupport: int
     PDMinCoilCurrent: RationalNumber
     PDMaxCoilCurrent: RationalNumber
-    SDManufacturerSpecificDataContainer: list[bytes] = field(default_factory=list)
+    SDManufacturerSpecificDataContainer: list[bytes]
+
+    def __init__(self, *, Header, ResponseCode, PDInputPowerClass, SDMinOutputPower, SDMaxOutputPower, SDMaxGroundClearanceSupport, SDMinGroundClearanceSupport, PDMinCoilCurrent, PDMaxCoilCurrent, SDManufacturerSpecificDataContainer=_NO_LIST):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'PDInputPowerClass', PDInputPowerClass)
+        _os(self, 'SDMinOutputPower', SDMinOutputPower)
+        _os(self, 'SDMaxOutputPower', SDMaxOutputPower)
+        _os(self, 'SDMaxGroundClearanceSupport', SDMaxGroundClearanceSupport)
+        _os(self, 'SDMinGroundClearanceSupport', SDMinGroundClearanceSupport)
+        _os(self, 'PDMinCoilCurrent', PDMinCoilCurrent)
+        _os(self, 'PDMaxCoilCurrent', PDMaxCoilCurrent)
+        _os(self, 'SDManufacturerSpecificDataContainer', [] if SDManufacturerSpecificDataContainer is _NO_LIST else SDManufacturerSpecificDataContainer)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeParameterDiscoveryRes:
+class ChargeParameterDiscoveryRes(_Message):
     """ChargeParameterDiscoveryResType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'ResponseCode')
     Header: MessageHeader
     ResponseCode: responseCodeType
 
+    def __init__(self, *, Header, ResponseCode):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_AlignmentCheckReq:
+
+class WPT_AlignmentCheckReq(_Message):
     """WPT_AlignmentCheckReqType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('Header', 'EVProcessing', 'TargetCoilCurrent', 'EVResultCode', 'VendorSpecificDataContainer')
     Header: MessageHeader
     EVProcessing: processingType
-    TargetCoilCurrent: RationalNumber | None = None
+    TargetCoilCurrent: RationalNumber | None
     EVResultCode: WPT_EVResultType
-    VendorSpecificDataContainer: list[bytes] = field(default_factory=list)
+    VendorSpecificDataContainer: list[bytes]
+
+    def __init__(self, *, Header, EVProcessing, TargetCoilCurrent=None, EVResultCode, VendorSpecificDataContainer=_NO_LIST):
+        _os(self, 'Header', Header)
+        _os(self, 'EVProcessing', EVProcessing)
+        _os(self, 'TargetCoilCurrent', TargetCoilCurrent)
+        _os(self, 'EVResultCode', EVResultCode)
+        _os(self, 'VendorSpecificDataContainer', [] if VendorSpecificDataContainer is _NO_LIST else VendorSpecificDataContainer)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_AlignmentCheckRes:
+class WPT_AlignmentCheckRes(_Message):
     """WPT_AlignmentCheckResType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEProcessing', 'PowerTransmitted', 'SupplyDeviceCurrent', 'VendorSpecificDataContainer')
     Header: MessageHeader
     ResponseCode: responseCodeType
     EVSEProcessing: processingType
-    PowerTransmitted: RationalNumber | None = None
-    SupplyDeviceCurrent: RationalNumber | None = None
-    VendorSpecificDataContainer: list[bytes] = field(default_factory=list)
+    PowerTransmitted: RationalNumber | None
+    SupplyDeviceCurrent: RationalNumber | None
+    VendorSpecificDataContainer: list[bytes]
+
+    def __init__(self, *, Header, ResponseCode, EVSEProcessing, PowerTransmitted=None, SupplyDeviceCurrent=None, VendorSpecificDataContainer=_NO_LIST):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEProcessing', EVSEProcessing)
+        _os(self, 'PowerTransmitted', PowerTransmitted)
+        _os(self, 'SupplyDeviceCurrent', SupplyDeviceCurrent)
+        _os(self, 'VendorSpecificDataContainer', [] if VendorSpecificDataContainer is _NO_LIST else VendorSpecificDataContainer)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_ChargeLoopReq:
+class WPT_ChargeLoopReq(_Message):
     """WPT_ChargeLoopReqType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('Header', 'DisplayParameters', 'MeterInfoRequested', 'EVPCPowerRequest', 'EVPCPowerOutput', 'EVPCChargeDiagnostics', 'EVPCOperatingFrequency', 'EVPCPowerControlParameter', 'ManufacturerSpecificDataContainer')
     Header: MessageHeader
-    DisplayParameters: DisplayParameters | None = None
+    DisplayParameters: DisplayParameters | None
     MeterInfoRequested: bool
     EVPCPowerRequest: RationalNumber
     EVPCPowerOutput: RationalNumber
     EVPCChargeDiagnostics: WPT_EVPCChargeDiagnosticsType
-    EVPCOperatingFrequency: RationalNumber | None = None
-    EVPCPowerControlParameter: WPT_EVPCPowerControlParameter | None = None
-    ManufacturerSpecificDataContainer: list[bytes] = field(default_factory=list)
+    EVPCOperatingFrequency: RationalNumber | None
+    EVPCPowerControlParameter: WPT_EVPCPowerControlParameter | None
+    ManufacturerSpecificDataContainer: list[bytes]
+
+    def __init__(self, *, Header, DisplayParameters=None, MeterInfoRequested, EVPCPowerRequest, EVPCPowerOutput, EVPCChargeDiagnostics, EVPCOperatingFrequency=None, EVPCPowerControlParameter=None, ManufacturerSpecificDataContainer=_NO_LIST):
+        _os(self, 'Header', Header)
+        _os(self, 'DisplayParameters', DisplayParameters)
+        _os(self, 'MeterInfoRequested', MeterInfoRequested)
+        _os(self, 'EVPCPowerRequest', EVPCPowerRequest)
+        _os(self, 'EVPCPowerOutput', EVPCPowerOutput)
+        _os(self, 'EVPCChargeDiagnostics', EVPCChargeDiagnostics)
+        _os(self, 'EVPCOperatingFrequency', EVPCOperatingFrequency)
+        _os(self, 'EVPCPowerControlParameter', EVPCPowerControlParameter)
+        _os(self, 'ManufacturerSpecificDataContainer', [] if ManufacturerSpecificDataContainer is _NO_LIST else ManufacturerSpecificDataContainer)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_EVPCPowerControlParameter:
+class WPT_EVPCPowerControlParameter(_Message):
     """WPT_EVPCPowerControlParameterType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('EVPCCoilCurrentRequest', 'EVPCCoilCurrentInformation', 'EVPCCurrentOutputInformation', 'EVPCVoltageOutputInformation')
     EVPCCoilCurrentRequest: RationalNumber
     EVPCCoilCurrentInformation: RationalNumber
     EVPCCurrentOutputInformation: RationalNumber
     EVPCVoltageOutputInformation: RationalNumber
 
+    def __init__(self, *, EVPCCoilCurrentRequest, EVPCCoilCurrentInformation, EVPCCurrentOutputInformation, EVPCVoltageOutputInformation):
+        _os(self, 'EVPCCoilCurrentRequest', EVPCCoilCurrentRequest)
+        _os(self, 'EVPCCoilCurrentInformation', EVPCCoilCurrentInformation)
+        _os(self, 'EVPCCurrentOutputInformation', EVPCCurrentOutputInformation)
+        _os(self, 'EVPCVoltageOutputInformation', EVPCVoltageOutputInformation)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeLoopReq:
+
+class ChargeLoopReq(_Message):
     """ChargeLoopReqType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'DisplayParameters', 'MeterInfoRequested')
     Header: MessageHeader
-    DisplayParameters: DisplayParameters | None = None
+    DisplayParameters: DisplayParameters | None
     MeterInfoRequested: bool
 
+    def __init__(self, *, Header, DisplayParameters=None, MeterInfoRequested):
+        _os(self, 'Header', Header)
+        _os(self, 'DisplayParameters', DisplayParameters)
+        _os(self, 'MeterInfoRequested', MeterInfoRequested)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_ChargeLoopRes:
+
+class WPT_ChargeLoopRes(_Message):
     """WPT_ChargeLoopResType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEStatus', 'MeterInfo', 'Receipt', 'EVPCPowerRequest', 'SDPowerInput', 'SPCMaxOutputPowerLimit', 'SPCMinOutputPowerLimit', 'SPCChargeDiagnostics', 'SPCOperatingFrequency', 'SPCPowerControlParameter', 'ManufacturerSpecificDataContainer')
     Header: MessageHeader
     ResponseCode: responseCodeType
-    EVSEStatus: EVSEStatus | None = None
-    MeterInfo: MeterInfo | None = None
-    Receipt: Receipt | None = None
+    EVSEStatus: EVSEStatus | None
+    MeterInfo: MeterInfo | None
+    Receipt: Receipt | None
     EVPCPowerRequest: RationalNumber
-    SDPowerInput: RationalNumber | None = None
+    SDPowerInput: RationalNumber | None
     SPCMaxOutputPowerLimit: RationalNumber
     SPCMinOutputPowerLimit: RationalNumber
     SPCChargeDiagnostics: WPT_SPCChargeDiagnosticsType
-    SPCOperatingFrequency: RationalNumber | None = None
-    SPCPowerControlParameter: WPT_SPCPowerControlParameter | None = None
-    ManufacturerSpecificDataContainer: list[bytes] = field(default_factory=list)
+    SPCOperatingFrequency: RationalNumber | None
+    SPCPowerControlParameter: WPT_SPCPowerControlParameter | None
+    ManufacturerSpecificDataContainer: list[bytes]
+
+    def __init__(self, *, Header, ResponseCode, EVSEStatus=None, MeterInfo=None, Receipt=None, EVPCPowerRequest, SDPowerInput=None, SPCMaxOutputPowerLimit, SPCMinOutputPowerLimit, SPCChargeDiagnostics, SPCOperatingFrequency=None, SPCPowerControlParameter=None, ManufacturerSpecificDataContainer=_NO_LIST):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEStatus', EVSEStatus)
+        _os(self, 'MeterInfo', MeterInfo)
+        _os(self, 'Receipt', Receipt)
+        _os(self, 'EVPCPowerRequest', EVPCPowerRequest)
+        _os(self, 'SDPowerInput', SDPowerInput)
+        _os(self, 'SPCMaxOutputPowerLimit', SPCMaxOutputPowerLimit)
+        _os(self, 'SPCMinOutputPowerLimit', SPCMinOutputPowerLimit)
+        _os(self, 'SPCChargeDiagnostics', SPCChargeDiagnostics)
+        _os(self, 'SPCOperatingFrequency', SPCOperatingFrequency)
+        _os(self, 'SPCPowerControlParameter', SPCPowerControlParameter)
+        _os(self, 'ManufacturerSpecificDataContainer', [] if ManufacturerSpecificDataContainer is _NO_LIST else ManufacturerSpecificDataContainer)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WPT_SPCPowerControlParameter:
+class WPT_SPCPowerControlParameter(_Message):
     """WPT_SPCPowerControlParameterType (urn:iso:std:iso:15118:-20:WPT)."""
+    __slots__ = ('SPCPrimaryDeviceCoilCurrentInformation',)
     SPCPrimaryDeviceCoilCurrentInformation: RationalNumber
 
+    def __init__(self, *, SPCPrimaryDeviceCoilCurrentInformation):
+        _os(self, 'SPCPrimaryDeviceCoilCurrentInformation', SPCPrimaryDeviceCoilCurrentInformation)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ChargeLoopRes:
+
+class ChargeLoopRes(_Message):
     """ChargeLoopResType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEStatus', 'MeterInfo', 'Receipt')
     Header: MessageHeader
     ResponseCode: responseCodeType
-    EVSEStatus: EVSEStatus | None = None
-    MeterInfo: MeterInfo | None = None
-    Receipt: Receipt | None = None
+    EVSEStatus: EVSEStatus | None
+    MeterInfo: MeterInfo | None
+    Receipt: Receipt | None
+
+    def __init__(self, *, Header, ResponseCode, EVSEStatus=None, MeterInfo=None, Receipt=None):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEStatus', EVSEStatus)
+        _os(self, 'MeterInfo', MeterInfo)
+        _os(self, 'Receipt', Receipt)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EVSEStatus:
+class EVSEStatus(_Message):
     """EVSEStatusType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('NotificationMaxDelay', 'EVSENotification')
     NotificationMaxDelay: int
     EVSENotification: evseNotificationType
 
+    def __init__(self, *, NotificationMaxDelay, EVSENotification):
+        _os(self, 'NotificationMaxDelay', NotificationMaxDelay)
+        _os(self, 'EVSENotification', EVSENotification)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class MeterInfo:
+
+class MeterInfo(_Message):
     """MeterInfoType (urn:iso:std:iso:15118:-20:CommonTypes)."""
+    __slots__ = ('MeterID', 'ChargedEnergyReadingWh', 'BPT_DischargedEnergyReadingWh', 'CapacitiveEnergyReadingVARh', 'BPT_InductiveEnergyReadingVARh', 'MeterSignature', 'MeterStatus', 'MeterTimestamp')
     MeterID: str
     ChargedEnergyReadingWh: int
-    BPT_DischargedEnergyReadingWh: int | None = None
-    CapacitiveEnergyReadingVARh: int | None = None
-    BPT_InductiveEnergyReadingVARh: int | None = None
-    MeterSignature: bytes | None = None
-    MeterStatus: int | None = None
-    MeterTimestamp: int | None = None
+    BPT_DischargedEnergyReadingWh: int | None
+    CapacitiveEnergyReadingVARh: int | None
+    BPT_InductiveEnergyReadingVARh: int | None
+    MeterSignature: bytes | None
+    MeterStatus: int | None
+    MeterTimestamp: int | None
+
+    def __init__(self, *, MeterID, ChargedEnergyReadingWh, BPT_DischargedEnergyReadingWh=None, CapacitiveEnergyReadingVARh=None, BPT_InductiveEnergyReadingVARh=None, MeterSignature=None, MeterStatus=None, MeterTimestamp=None):
+        _os(self, 'MeterID', MeterID)
+        _os(self, 'ChargedEnergyReadingWh', ChargedEnergyReadingWh)
+        _os(self, 'BPT_DischargedEnergyReadingWh', BPT_DischargedEnergyReadingWh)
+        _os(self, 'CapacitiveEnergyReadingVARh', CapacitiveEnergyReadingVARh)
+        _os(self, 'BPT_InductiveEnergyReadingVARh', BPT_InductiveEnergyReadingVARh)
+        _os(self, 'MeterSignature', MeterSignature)
+        _os(self, 'MeterStatus', MeterStatus)
+        _os(self, 'MeterTimestamp', MeterTimestamp)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ListOfRootCertificateIDs:
+class ListOfRootCertificateIDs(_Message):
     """ListOfRootCertificateIDsType (urn:iso:std:iso:15118:-20:CommonTypes)."""
-    RootCertificateID: list[X509IssuerSerial] = field(default_factory=list)
+    __slots__ = ('RootCertificateID',)
+    RootCertificateID: list[X509IssuerSerial]
+
+    def __init__(self, *, RootCertificateID=_NO_LIST):
+        _os(self, 'RootCertificateID', [] if RootCertificateID is _NO_LIST else RootCertificateID)
 
 
 # --- field descriptions -------------------------------------------------
