@@ -142,3 +142,34 @@ def test_mutated_vectors_same_answer(data):
     except exi.ExiDecodeError as e:
         raise AssertionError(f"fast path accepted what the pure codec refuses: {e}") from None
     assert py == fast
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 // 1024
+
+
+@needs_cext
+def test_fast_path_does_not_leak():
+    """Encoding and decoding, valid and invalid input, many times: resident memory stays flat
+    (the C path frees its buffers on every exit, errors included)."""
+    v = next(v for v in ALL_VECTORS if v["name"] == "DC_ChargeLoopReq_scheduled_full")
+    data = bytes.fromhex(v["exi_hex"])
+    u = cext.universe(exi.messages(v["namespace"]))
+    msg = cext.decode_document(u, data)
+    bad = [data[:n] for n in range(1, len(data))] + [data[:-1] + b"\xff\xff"]
+
+    def churn(n):
+        for _ in range(n):
+            cext.encode_document(u, msg, None)
+            cext.decode_document(u, data)
+            for b in bad:
+                try:
+                    cext.decode_document(u, b)
+                except cext.Fallback:
+                    pass
+
+    churn(2000)  # warm-up: caches, free lists
+    before = _rss_kb()
+    churn(20000)
+    assert _rss_kb() - before < 2048, "resident memory grew by more than 2 MB"
