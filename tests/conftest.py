@@ -30,3 +30,13 @@ def schema_dir() -> Path:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.ensure_schemas()
+
+
+def pytest_report_header(config):
+    from iso15118.exi import _backend
+
+    import os
+    built = _backend._built is not None
+    required = os.environ.get("V2H_REQUIRE_CEXT") == "1"
+    return (f"EXI codec: C extension {'built' if built else 'NOT built'}"
+            f"{' (required)' if required else ''}; codec tests run on: python{', cython' if built else ''}")

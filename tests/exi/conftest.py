@@ -3,8 +3,6 @@ except modules that set ``SINGLE_BACKEND = True`` (they drive the backends thems
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from iso15118.exi import _backend
@@ -26,7 +24,3 @@ def backend(request):
     yield name
     _backend.cext = before
 
-
-def pytest_report_header(config):
-    required = os.environ.get("V2H_REQUIRE_CEXT") == "1"
-    return f"EXI backends under test: {', '.join(BACKENDS)}" + (" (extension required)" if required else "")
