@@ -65,16 +65,39 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "decode":
             p.add_argument("data", help="EXI as hex, or - to read hex from stdin")
     p_exi.set_defaults(func=_cmd_exi)
+
+    p_pki = sub.add_parser("pki", help="the V2G test PKI")
+    pki_sub = p_pki.add_subparsers(dest="action", required=True)
+    p_init = pki_sub.add_parser("init", help="create a complete test PKI in DIR")
+    p_init.add_argument("dir")
+    p_show = pki_sub.add_parser("show", help="print a certificate or chain (PEM or DER) readably")
+    p_show.add_argument("file")
+    p_pki.set_defaults(func=_cmd_pki)
     return ap
+
+
+def _cmd_pki(args: argparse.Namespace) -> int:
+    from iso15118 import pki
+
+    if args.action == "init":
+        sys.stdout.write(pki.init_pki(args.dir))
+        return 0
+    try:
+        data = open(args.file, "rb").read()
+    except OSError as e:
+        raise ValueError(f"cannot read {args.file}: {e.strerror}") from None
+    sys.stdout.write(pki.describe(data))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     from iso15118.exi import ExiError
+    from iso15118.pki import ChainError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ExiError, ValueError) as e:
+    except (ExiError, ChainError, ValueError) as e:
         print(f"v2h {args.command}: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:

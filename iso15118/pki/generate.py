@@ -1,0 +1,179 @@
+"""``v2h pki init DIR``: a complete V2G test PKI in the three certificate profiles.
+
+Layout (one directory per profile; every file name says what it holds)::
+
+    DIR/iso20-secp521r1/  v2g_root_ca.pem  cpo_sub_ca_1.pem  cpo_sub_ca_2.pem  secc_leaf.pem
+                          secc_chain.pem (leaf, sub-CA 2, sub-CA 1)  *.key.pem (PKCS#8, unencrypted)
+                          oem_root_ca.pem  oem_sub_ca_{1,2}.pem  oem_prov_leaf.pem  oem_prov_chain.pem
+                          vehicle_leaf.pem  vehicle_chain.pem  (the EV's TLS client certificate)
+                          mo_root_ca.pem  mo_sub_ca_{1,2}.pem  contract_leaf.pem  contract_chain.pem
+    DIR/iso20-ed448/      the same, Ed448
+    DIR/iso2-secp256r1/   the same, secp256r1 (no vehicle certificate: -2 TLS is server-only)
+
+The keys are unencrypted: this is a test PKI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448
+from cryptography.x509.oid import NameOID
+
+
+@dataclass(frozen=True)
+class CertProfile:
+    """Key type and signature hash of one ISO 15118 certificate profile."""
+
+    name: str
+    standard: str  # 'iso20' | 'iso2'
+    curve: type[ec.EllipticCurve] | None  # None: Ed448
+    hash: type[hashes.HashAlgorithm] | None
+
+    def new_key(self):
+        if self.curve is None:
+            return ed448.Ed448PrivateKey.generate()
+        return ec.generate_private_key(self.curve())
+
+    def sign_hash(self):
+        return None if self.hash is None else self.hash()
+
+
+PROFILES = {
+    "iso20-secp521r1": CertProfile("iso20-secp521r1", "iso20", ec.SECP521R1, hashes.SHA512),
+    "iso20-ed448": CertProfile("iso20-ed448", "iso20", None, None),
+    "iso2-secp256r1": CertProfile("iso2-secp256r1", "iso2", ec.SECP256R1, hashes.SHA256),
+}
+
+# validity in days (test values in the spirit of ISO 15118-2 Annex F / -20 Annex)
+ROOT_DAYS, SUB_CA_DAYS, LEAF_DAYS = 3650, 1460, 730
+
+
+@dataclass(frozen=True)
+class PkiPaths:
+    """Where the files of one profile live."""
+
+    base: Path
+
+    def __getattr__(self, name: str) -> Path:  # secc_leaf → base/secc_leaf.pem, secc_leaf_key → .key.pem
+        if name.endswith("_key"):
+            return self.base / f"{name[:-4]}.key.pem"
+        return self.base / f"{name}.pem"
+
+
+def _name(cn: str, org: str, dc: str | None = None) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn),
+             x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+             x509.NameAttribute(NameOID.COUNTRY_NAME, "DE")]
+    if dc:
+        attrs.append(x509.NameAttribute(NameOID.DOMAIN_COMPONENT, dc))
+    return x509.Name(attrs)
+
+
+def _cert(profile: CertProfile, subject: x509.Name, key, issuer: x509.Name, issuer_key, *,
+          ca: bool, path_length: int | None, days: int, now: dt.datetime,
+          key_agreement: bool = False) -> x509.Certificate:
+    pub = key.public_key()
+    b = (x509.CertificateBuilder()
+         .subject_name(subject).issuer_name(issuer).public_key(pub)
+         .serial_number(x509.random_serial_number())
+         .not_valid_before(now - dt.timedelta(days=1))
+         .not_valid_after(now + dt.timedelta(days=days))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
+         .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False))
+    if ca:
+        ku = x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
+                           data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                           crl_sign=True, encipher_only=False, decipher_only=False)
+    else:
+        ku = x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                           data_encipherment=False, key_agreement=key_agreement and profile.curve is not None,
+                           key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False)
+    b = b.add_extension(ku, critical=True)
+    if issuer_key is not key:
+        b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                            critical=False)
+    return b.sign(issuer_key, profile.sign_hash())
+
+
+def _pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _key_pem(key) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _write(path: Path, data: bytes, secret: bool = False) -> None:
+    path.write_bytes(data)
+    if secret:
+        os.chmod(path, 0o600)
+
+
+def build_hierarchy(profile: CertProfile, out: Path, now: dt.datetime, *,
+                    evse_id: str = "DE*V2H*E0001", emaid: str = "DEV2HC1234567X9",
+                    pcid: str = "V2HSIMULATEDCAR00") -> list[tuple[str, str]]:
+    """Write one profile's hierarchies; return (file, description) rows for the listing."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[tuple[str, str]] = []
+    std = "ISO 15118-20" if profile.standard == "iso20" else "ISO 15118-2"
+
+    def chain(prefix: str, sub: str, org: str, root_cn: str, leaves: list[tuple[str, str, str | None, bool, str]]):
+        root_key = profile.new_key()
+        root_name = _name(root_cn, org)
+        root = _cert(profile, root_name, root_key, root_name, root_key, ca=True, path_length=None,
+                     days=ROOT_DAYS, now=now)
+        s1_key, s2_key = profile.new_key(), profile.new_key()
+        s1_name = _name(f"{sub.upper()} Sub-CA 1", org)
+        s2_name = _name(f"{sub.upper()} Sub-CA 2", org)
+        s1 = _cert(profile, s1_name, s1_key, root_name, root_key, ca=True, path_length=1, days=SUB_CA_DAYS, now=now)
+        s2 = _cert(profile, s2_name, s2_key, s1_name, s1_key, ca=True, path_length=0, days=SUB_CA_DAYS, now=now)
+        for stem, cert, key, what in ((f"{prefix}_root_ca", root, root_key, f"{root_cn} (self-signed trust anchor)"),
+                                      (f"{sub}_sub_ca_1", s1, s1_key, f"{sub.upper()} Sub-CA 1, signed by the root"),
+                                      (f"{sub}_sub_ca_2", s2, s2_key, f"{sub.upper()} Sub-CA 2, signed by Sub-CA 1")):
+            _write(out / f"{stem}.pem", _pem(cert))
+            _write(out / f"{stem}.key.pem", _key_pem(key), secret=True)
+            rows.append((f"{stem}.pem", what))
+        for stem, cn, dc, agree, what in leaves:
+            key = profile.new_key()
+            leaf = _cert(profile, _name(cn, org, dc), key, s2_name, s2_key, ca=False, path_length=None,
+                         days=LEAF_DAYS, now=now, key_agreement=agree)
+            _write(out / f"{stem}.pem", _pem(leaf))
+            _write(out / f"{stem}.key.pem", _key_pem(key), secret=True)
+            _write(out / f"{stem.removesuffix('_leaf')}_chain.pem", _pem(leaf) + _pem(s2) + _pem(s1))
+            rows.append((f"{stem}.pem", what))
+            rows.append((f"{stem.removesuffix('_leaf')}_chain.pem", f"{what}: leaf, Sub-CA 2, Sub-CA 1"))
+
+    chain("v2g", "cpo", "V2H Test V2G Root", "V2G Root CA",
+          [("secc_leaf", evse_id, "CPO", True, f"SECC (charger) TLS certificate, CN={evse_id}, DC=CPO")])
+    oem = [("oem_prov_leaf", pcid, None, True, f"OEM provisioning certificate, CN={pcid}")]
+    if profile.standard == "iso20":
+        oem.append(("vehicle_leaf", pcid, None, True, f"vehicle TLS client certificate, CN={pcid}"))
+    chain("oem", "oem", "V2H Test OEM", "OEM Root CA", oem)
+    chain("mo", "mo", "V2H Test MO", "MO Root CA",
+          [("contract_leaf", emaid, "MO", True, f"contract certificate, CN=EMAID {emaid}, DC=MO")])
+    return [(f"{profile.name}/{f}", f"{std}: {d}") for f, d in rows]
+
+
+def init_pki(directory: str | Path, *, now: dt.datetime | None = None,
+             profiles: list[str] | None = None) -> str:
+    """Create the test PKI under ``directory``; return the README-style listing (also written
+    to DIR/README.txt)."""
+    base = Path(directory)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    rows: list[tuple[str, str]] = []
+    for name in profiles or list(PROFILES):
+        rows += build_hierarchy(PROFILES[name], base / name, now)
+    width = max(len(f) for f, _ in rows)
+    lines = [f"v2h test PKI in {base} (generated {now:%Y-%m-%d %H:%M} UTC; keys unencrypted: for tests only)",
+             "Each *.pem has a *.key.pem beside it; *_chain.pem files run leaf first.", ""]
+    lines += [f"  {f:<{width}}  {d}" for f, d in rows]
+    listing = "\n".join(lines) + "\n"
+    (base / "README.txt").write_text(listing)
+    return listing
