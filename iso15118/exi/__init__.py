@@ -26,7 +26,7 @@ IMPLEMENTATION = _backend.implementation()  # "cython" when the C extension is b
 
 __all__ = [
     "IMPLEMENTATION", "SCHEMAS", "decode", "encode", "to_dict", "from_dict", "to_xml", "from_xml",
-    "encode_fragment", "decode_fragment", "schema_of", "messages", "ExiError", "ExiDecodeError",
+    "encode_fragment", "decode_fragment", "schema_of", "messages", "element_name", "ExiError", "ExiDecodeError",
     "ExiEncodeError", "ExiHeaderError", "ExiInvalidEventError", "ExiTruncatedError",
     "ExiUnsupportedError", "ExiValueError", "SchemaNameError", "SimpleElement",
 ]
@@ -135,6 +135,11 @@ def _root_name(message: Any, mod: ModuleType, element: str | None) -> str:
     if len(cands) != 1:
         raise ExiEncodeError(f"cannot tell the element name of a {type(message).__name__}: pass element=")
     return cands[0]
+
+
+def element_name(message: Any, schema: str | None = None) -> str:
+    """The element name a message is encoded under (ExiEncodeError if its type has several)."""
+    return _root_name(message, _module_for(message, schema), None)
 
 
 def to_dict(message: Any, schema: str | None = None, element: str | None = None) -> dict:
