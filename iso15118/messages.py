@@ -1,0 +1,96 @@
+"""Small helpers over the generated -20 message classes: message names, response types,
+schemas, and a response with every mandatory field filled (for failure answers)."""
+
+from __future__ import annotations
+
+from iso15118 import exi
+from iso15118.v2gtp import PAYLOAD_TYPE_OF_SCHEMA, SCHEMA_OF, PayloadType
+
+CM = exi.messages("iso20_cm")
+DC = exi.messages("iso20_dc")
+AC = exi.messages("iso20_ac")
+APP = exi.messages("apphand")
+
+NS_ISO20_DC = "urn:iso:std:iso:15118:-20:DC"
+NS_ISO20_AC = "urn:iso:std:iso:15118:-20:AC"
+
+# -20 energy transfer services (DOMAIN.md §4)
+SERVICE_AC, SERVICE_DC, SERVICE_WPT, SERVICE_DC_ACDP = 1, 2, 3, 4
+SERVICE_AC_BPT, SERVICE_DC_BPT, SERVICE_DC_ACDP_BPT = 5, 6, 7
+SERVICE_NAMES = {1: "AC", 2: "DC", 3: "WPT", 4: "DC_ACDP", 5: "AC_BPT", 6: "DC_BPT", 7: "DC_ACDP_BPT"}
+SERVICE_IDS = {v: k for k, v in SERVICE_NAMES.items()}
+BPT_SERVICES = {SERVICE_AC_BPT, SERVICE_DC_BPT, SERVICE_DC_ACDP_BPT}
+DC_SERVICES = {SERVICE_DC, SERVICE_DC_BPT}
+AC_SERVICES = {SERVICE_AC, SERVICE_AC_BPT}
+
+CONTROL_MODE_SCHEDULED, CONTROL_MODE_DYNAMIC = 1, 2
+
+
+def name_of(message) -> str:
+    return type(message).__name__
+
+
+def schema_of_message(message) -> str:
+    """The -20 schema a message travels in (CommonMessages unless it is an AC/DC message)."""
+    n = name_of(message)
+    if n.startswith("DC_"):
+        return "iso20_dc"
+    if n.startswith("AC_"):
+        return "iso20_ac"
+    if n.startswith("supportedAppProtocol"):
+        return "apphand"
+    return "iso20_cm"
+
+
+def payload_type_of(schema: str) -> PayloadType:
+    return PayloadType.EXI if schema == "apphand" else PAYLOAD_TYPE_OF_SCHEMA[schema]
+
+
+def schema_of_payload(payload_type: PayloadType, after_handshake: bool) -> str | None:
+    if payload_type == PayloadType.EXI:
+        return None if after_handshake else "apphand"
+    return SCHEMA_OF.get(payload_type)
+
+
+def response_class(request_name: str):
+    """The response class of a request name (SessionSetupReq → SessionSetupRes)."""
+    res = request_name[:-3] + "Res"
+    for mod in (CM, DC, AC, APP):
+        cls = getattr(mod, res, None)
+        if isinstance(cls, type):
+            return cls
+    raise KeyError(res)
+
+
+def filled(cls, **given):
+    """An instance of ``cls`` with ``given`` fields and every other mandatory field filled
+    with the first enumeration value, zero, or a filled nested message: a response stays
+    schema-valid even when it only carries a failure code."""
+    kwargs = {}
+    spec = cls._exi
+    first_of_group = {g.fields[0] for g in spec.groups if g.min > 0}
+    grouped = {n for g in spec.groups for n in g.fields}
+    given_groups = {g for g in spec.groups if any(n in given for n in g.fields)}
+    for f in spec.fields:
+        if f.name in given:
+            kwargs[f.name] = given[f.name]
+            continue
+        if f.name in grouped:
+            group = next(g for g in spec.groups if f.name in g.fields)
+            if group in given_groups or f.name not in first_of_group:
+                continue
+        elif f.min == 0:
+            continue
+        if f.cls is not None:
+            item = filled(f.cls)
+        elif f.simple.enum is not None:
+            item = list(f.simple.enum)[0]
+        elif f.simple.kind == "integer":
+            item = max(f.simple.min or 0, 0) if f.simple.max is None or f.simple.max >= 0 else f.simple.max
+        elif f.simple.kind == "boolean":
+            item = False
+        else:
+            n = f.simple.length if f.simple.length is not None else (f.simple.min_length or 0)
+            item = "0" * n if f.simple.kind == "string" else b"\x00" * n
+        kwargs[f.name] = [item] * max(f.min, 1) if f.is_list else item
+    return cls(**kwargs)

@@ -1,0 +1,110 @@
+"""The SECC's view of the hardware below it and the systems above it.
+
+``EVSEController`` is the interface a real charger implements: the power electronics (present
+voltage and current, limits, contactors, isolation monitoring, emergency stop) and what comes
+from above (authorization, permission to transfer energy, the power setpoint, negative =
+discharge, which may change during the charge loop). The OCPP bridge implements the upper half
+later; ``iso15118.secc.power_stage`` ships simulated DC and AC stages.
+
+All calls take ``now`` (seconds, monotonic) so that the session stays sans-I/O and testable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+
+class AuthorizationStatus(Enum):
+    ACCEPTED = "Accepted"
+    ONGOING = "Ongoing"
+    REJECTED = "Rejected"
+
+
+class IsolationStatus(Enum):
+    ONGOING = "Ongoing"
+    VALID = "Valid"
+    FAULT = "Fault"
+
+
+@dataclass(frozen=True)
+class EVSELimits:
+    """What the power stage can do (positive numbers; discharge limits are magnitudes)."""
+
+    max_charge_power: float = 11000.0
+    min_charge_power: float = 0.0
+    max_charge_current: float = 32.0
+    min_charge_current: float = 0.0
+    max_discharge_power: float = 11000.0
+    min_discharge_power: float = 0.0
+    max_discharge_current: float = 32.0
+    min_discharge_current: float = 0.0
+    max_voltage: float = 500.0
+    min_voltage: float = 150.0
+    nominal_voltage: float = 230.0   # AC: phase voltage
+    nominal_frequency: float = 50.0  # AC
+    bidirectional: bool = True
+
+
+@dataclass(frozen=True)
+class PowerCommand:
+    """What the SECC asks of the power stage: a voltage target and a current (negative =
+    current out of the battery, i.e. discharge). DC uses both; AC uses ``power``."""
+
+    voltage: float = 0.0
+    current: float = 0.0
+    power: float = 0.0
+
+
+@dataclass
+class Measurements:
+    voltage: float = 0.0
+    current: float = 0.0
+    power: float = 0.0
+    energy_imported_wh: float = 0.0   # into the car
+    energy_exported_wh: float = 0.0   # out of the car (V2H)
+    contactors_closed: bool = False
+
+
+class EVSEController(Protocol):
+    """The charger's hardware and management, as the SECC uses them."""
+
+    # --- power electronics ------------------------------------------------------------------
+    def limits(self) -> EVSELimits: ...
+    def measurements(self, now: float) -> Measurements: ...
+    def close_contactors(self, now: float) -> bool: ...
+    def open_contactors(self, now: float) -> None: ...
+    def start_isolation_check(self, now: float) -> None: ...
+    def isolation_status(self, now: float) -> IsolationStatus: ...
+    def set_target(self, command: PowerCommand, now: float) -> None: ...
+    def de_energise(self, now: float) -> None:
+        """Current to zero, then contactors open: every abort path ends here."""
+    def emergency_stop(self, reason: str, now: float) -> None: ...
+
+    # --- from above (OCPP, HEMS) -----------------------------------------------------------
+    def authorize(self, method: str, identity: str, now: float) -> AuthorizationStatus: ...
+    def energy_transfer_allowed(self, bidirectional: bool, now: float) -> bool: ...
+    def setpoint(self, now: float) -> float:
+        """The power wanted now, watts: positive charges the car, negative discharges it."""
+    def ev_charging_needs(self, needs: dict, now: float) -> None:
+        """The car's parameters from ChargeParameterDiscovery/ScheduleExchange (for OCPP)."""
+    def session_event(self, event: str, data: dict, now: float) -> None:
+        """Session started/ended, authorization, meter values: for logging and OCPP."""
+
+
+@dataclass
+class PowerEvent:
+    """One change at the power stage, kept by the simulators for safety tests."""
+
+    time: float
+    kind: str  # 'contactors' | 'target' | 'deenergise' | 'estop'
+    value: object = None
+
+
+@dataclass
+class StageHistory:
+    events: list[PowerEvent] = field(default_factory=list)
+
+    def add(self, now: float, kind: str, value=None) -> None:
+        self.events.append(PowerEvent(now, kind, value))

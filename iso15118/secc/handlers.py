@@ -1,0 +1,560 @@
+"""The SECC's request handlers, one per -20 request, and the transition table.
+
+A handler takes (request, session, now) and returns a ``Reply``: the response (mandatory fields
+always filled), the next state, and whether the session ends. The table
+``TRANSITIONS[(state, request name)]`` is the whole protocol: reading it is reading the -20
+sequence of DOMAIN.md §4.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from iso15118.messages import (AC, APP, BPT_SERVICES, CM, DC, NS_ISO20_AC, NS_ISO20_DC, SERVICE_AC,
+                               SERVICE_AC_BPT, SERVICE_DC, SERVICE_DC_BPT, filled)
+from iso15118.units import rn, val
+
+from .controller import AuthorizationStatus, IsolationStatus, PowerCommand
+from .session import Reply, SequenceError, State
+
+ZERO_SESSION = bytes(8)
+PARAMETER_SETS = {1: "Scheduled", 2: "Dynamic"}  # our ParameterSetID = the ControlMode value
+
+
+# --- handshake and session --------------------------------------------------------------------
+
+def supported_app_protocol(req, s, now) -> Reply:
+    offers = sorted(req.AppProtocol, key=lambda p: p.Priority)
+    kinds = {"DC": NS_ISO20_DC, "AC": NS_ISO20_AC}
+    wanted = {ns: kind for kind, ns in kinds.items()
+              if any(sv in s.config.services for sv in ((SERVICE_DC, SERVICE_DC_BPT) if kind == "DC"
+                                                        else (SERVICE_AC, SERVICE_AC_BPT)))}
+    if s.config.require_tls and not s.tls:
+        wanted = {}  # ISO 15118-20 is never offered without TLS
+    for p in offers:
+        if p.ProtocolNamespace in wanted and p.VersionNumberMajor == 1:
+            s.ctx.kind = wanted[p.ProtocolNamespace]
+            code = "OK_SuccessfulNegotiation" if p.VersionNumberMinor == 0 else \
+                "OK_SuccessfulNegotiationWithMinorDeviation"
+            return Reply(APP.supportedAppProtocolRes(ResponseCode=code, SchemaID=p.SchemaID),
+                         State.WAIT_SESSION_SETUP)
+    return Reply(APP.supportedAppProtocolRes(ResponseCode="Failed_NoNegotiation"), State.ENDED, True)
+
+
+RESUMABLE = ("kind", "service_id", "parameter_set_id", "control_mode", "bpt", "ev", "auth_methods")
+
+
+def session_setup(req, s, now) -> Reply:
+    ctx = s.ctx
+    ctx.evcc_id = req.EVCCID
+    old = req.Header.SessionID
+    paused = s.resume_store.pop(old, None) if old != ZERO_SESSION else None
+    if paused is not None and paused["kind"] == ctx.kind:
+        for k in RESUMABLE:
+            setattr(ctx, k, paused[k])
+        ctx.session_id, ctx.resumed, code = old, True, "OK_OldSessionJoined"
+    else:
+        ctx.session_id, code = s.rng(8), "OK_NewSessionEstablished"
+    s.controller.session_event("session_started", {"evcc_id": req.EVCCID, "session_id": ctx.session_id.hex(),
+                                                   "resumed": ctx.resumed}, now)
+    return Reply(CM.SessionSetupRes(Header=s.header(now), ResponseCode=code, EVSEID=s.config.evse_id),
+                 State.WAIT_AUTH_SETUP)
+
+
+def authorization_setup(req, s, now) -> Reply:
+    ctx = s.ctx
+    methods = [m for m in s.config.auth_methods if m != "PnC" or (s.tls and s.config.contract_roots)]
+    ctx.auth_methods = tuple(methods)
+    kwargs = {}
+    if "PnC" in methods:
+        ctx.gen_challenge = s.rng(16)
+        kwargs["PnC_ASResAuthorizationMode"] = CM.PnC_ASResAuthorizationMode(GenChallenge=ctx.gen_challenge)
+    else:
+        kwargs["EIM_ASResAuthorizationMode"] = CM.EIM_ASResAuthorizationMode()
+    return Reply(CM.AuthorizationSetupRes(Header=s.header(now), ResponseCode="OK", AuthorizationServices=methods,
+                                          CertificateInstallationService=False, **kwargs), State.WAIT_AUTH)
+
+
+def authorization(req, s, now) -> Reply:
+    ctx = s.ctx
+    method = str(req.SelectedAuthorizationService)
+    done = State.WAIT_CPD if ctx.resumed else State.WAIT_SERVICE_DISCOVERY
+
+    def res(code, processing="Finished", state=State.WAIT_SESSION_STOP, end=False):
+        return Reply(CM.AuthorizationRes(Header=s.header(now), ResponseCode=code, EVSEProcessing=processing),
+                     state, end)
+
+    if method not in ctx.auth_methods:
+        return res("WARNING_AuthorizationSelectionInvalid")
+    if method == "PnC":
+        if ctx.auth_method != "PnC":  # the first PnC request: challenge, contract, signature
+            code = _check_pnc(req, s, now)
+            if code is not None:
+                return res(code, end=code.startswith("FAILED"))
+            ctx.auth_method = "PnC"
+    elif req.EIM_AReqAuthorizationMode is None:
+        return res("FAILED", end=True)
+    else:
+        ctx.auth_method = "EIM"
+    status = s.controller.authorize(method, ctx.emaid, now)
+    if status is AuthorizationStatus.ONGOING:
+        if ctx.ongoing_since is None:
+            ctx.ongoing_since = now
+        if now - ctx.ongoing_since > s.config.ongoing_timeout:
+            return res("FAILED", end=True)
+        return res("OK", "Ongoing", State.WAIT_AUTH)
+    ctx.ongoing_since = None
+    if status is AuthorizationStatus.REJECTED:
+        return res("WARNING_EIMAuthorizationFailure" if method == "EIM" else "WARNING_GeneralPnCAuthorizationError")
+    ctx.authorized = True
+    s.controller.session_event("authorized", {"method": method, "emaid": ctx.emaid}, now)
+    return res("OK", state=done)
+
+
+def _check_pnc(req, s, now) -> str | None:
+    """Challenge (single use), contract chain and the signature over the PnC element."""
+    from iso15118 import pki, xmldsig
+
+    ctx = s.ctx
+    mode = req.PnC_AReqAuthorizationMode
+    challenge, ctx.gen_challenge = ctx.gen_challenge, None  # used once, whatever the outcome
+    if mode is None or challenge is None or mode.GenChallenge != challenge:
+        return "WARNING_ChallengeInvalid"
+    chain = [mode.ContractCertificateChain.Certificate]
+    if mode.ContractCertificateChain.SubCertificates is not None:
+        chain += list(mode.ContractCertificateChain.SubCertificates.Certificate)
+    wall = dt.datetime.fromtimestamp(now + s.clock_offset, dt.timezone.utc)
+    try:
+        path = pki.validate_chain(chain, list(s.config.contract_roots), now=wall, purpose="contract",
+                                  profile="iso20")
+    except pki.ChainError as e:
+        if "expired" in e.reason:
+            return "WARNING_CertificateExpired"
+        if "not yet valid" in e.reason:
+            return "WARNING_CertificateNotYetValid"
+        return "WARNING_CertificateValidationError"
+    sig = req.Header.Signature
+    if sig is None:
+        return "FAILED_SignatureError"
+    try:
+        xmldsig.verify(sig, [xmldsig.SignedElement(mode, "PnC_AReqAuthorizationMode", "iso20_cm")],
+                       path[0].public_key())
+    except xmldsig.SignatureError:
+        return "FAILED_SignatureError"
+    from cryptography.x509.oid import NameOID
+    ctx.emaid = path[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    return None
+
+
+# --- services -------------------------------------------------------------------------------
+
+def _offered(s) -> list[int]:
+    kind_services = (SERVICE_DC, SERVICE_DC_BPT) if s.ctx.kind == "DC" else (SERVICE_AC, SERVICE_AC_BPT)
+    return [sv for sv in s.config.services if sv in kind_services]
+
+
+def service_discovery(req, s, now) -> Reply:
+    offered = _offered(s)
+    if req.SupportedServiceIDs is not None:
+        wanted = set(req.SupportedServiceIDs.ServiceID)
+        offered = [sv for sv in offered if sv in wanted] or offered
+    services = CM.ServiceList(Service=[CM.Service(ServiceID=sv, FreeService=True) for sv in offered])
+    return Reply(CM.ServiceDiscoveryRes(Header=s.header(now), ResponseCode="OK", ServiceRenegotiationSupported=True,
+                                        EnergyTransferServiceList=services), State.WAIT_SERVICE_SELECTION)
+
+
+def _parameter_sets(s, service_id: int) -> list:
+    lim = s.controller.limits()
+    sets = []
+    for mode in s.config.control_modes:
+        params = [CM.Parameter(Name="Connector", intValue=2 if s.ctx.kind == "DC" else 1),
+                  CM.Parameter(Name="ControlMode", intValue=mode),
+                  CM.Parameter(Name="EVSENominalVoltage", rationalNumber=rn(lim.nominal_voltage if s.ctx.kind == "AC"
+                                                                           else lim.max_voltage)),
+                  CM.Parameter(Name="MobilityNeedsMode", intValue=1),
+                  CM.Parameter(Name="Pricing", intValue=0)]
+        if service_id in BPT_SERVICES:
+            params += [CM.Parameter(Name="BPTChannel", intValue=1),     # Unified
+                       CM.Parameter(Name="GeneratorMode", intValue=1)]  # GridFollowing
+            if service_id == SERVICE_AC_BPT:
+                params.append(CM.Parameter(Name="GridCodeIslandingDetectionMethod", intValue=1))
+        sets.append(CM.ParameterSet(ParameterSetID=mode, Parameter=params))
+    return sets
+
+
+def service_detail(req, s, now) -> Reply:
+    if req.ServiceID not in _offered(s):
+        return Reply(filled(CM.ServiceDetailRes, Header=s.header(now), ResponseCode="FAILED_ServiceIDInvalid",
+                            ServiceID=req.ServiceID), State.WAIT_SERVICE_SELECTION)
+    return Reply(CM.ServiceDetailRes(Header=s.header(now), ResponseCode="OK", ServiceID=req.ServiceID,
+                                     ServiceParameterList=CM.ServiceParameterList(ParameterSet=_parameter_sets(
+                                         s, req.ServiceID))), State.WAIT_SERVICE_SELECTION)
+
+
+def service_selection(req, s, now) -> Reply:
+    sel = req.SelectedEnergyTransferService
+    if sel.ServiceID not in _offered(s) or sel.ParameterSetID not in s.config.control_modes:
+        return Reply(CM.ServiceSelectionRes(Header=s.header(now), ResponseCode="FAILED_ServiceSelectionInvalid"),
+                     State.ENDED, True)
+    ctx = s.ctx
+    ctx.service_id, ctx.parameter_set_id = sel.ServiceID, sel.ParameterSetID
+    ctx.control_mode = PARAMETER_SETS[sel.ParameterSetID]
+    ctx.bpt = sel.ServiceID in BPT_SERVICES
+    return Reply(CM.ServiceSelectionRes(Header=s.header(now), ResponseCode="OK"), State.WAIT_CPD)
+
+
+# --- charge parameters and schedule ------------------------------------------------------------
+
+def dc_charge_parameter_discovery(req, s, now) -> Reply:
+    ctx, lim = s.ctx, s.controller.limits()
+    mode = req.BPT_DC_CPDReqEnergyTransferMode if ctx.bpt else req.DC_CPDReqEnergyTransferMode
+    if ctx.kind != "DC" or mode is None:
+        return _cpd_failure(s, now, DC.DC_ChargeParameterDiscoveryRes, "BPT_DC_CPDResEnergyTransferMode"
+                            if ctx.bpt else "DC_CPDResEnergyTransferMode")
+    ev = {"max_charge_power": val(mode.EVMaximumChargePower), "min_charge_power": val(mode.EVMinimumChargePower),
+          "max_charge_current": val(mode.EVMaximumChargeCurrent), "max_voltage": val(mode.EVMaximumVoltage),
+          "min_voltage": val(mode.EVMinimumVoltage), "target_soc": mode.TargetSOC}
+    if ctx.bpt:
+        ev.update(max_discharge_power=val(mode.EVMaximumDischargePower),
+                  max_discharge_current=val(mode.EVMaximumDischargeCurrent))
+    ctx.ev.update(ev)
+    if ev["max_voltage"] < lim.min_voltage or ev["min_voltage"] > lim.max_voltage:
+        return _cpd_failure(s, now, DC.DC_ChargeParameterDiscoveryRes, "BPT_DC_CPDResEnergyTransferMode"
+                            if ctx.bpt else "DC_CPDResEnergyTransferMode")
+    s.controller.ev_charging_needs({"service": "DC_BPT" if ctx.bpt else "DC", **ev}, now)
+    common = dict(EVSEMaximumChargePower=rn(lim.max_charge_power), EVSEMinimumChargePower=rn(lim.min_charge_power),
+                  EVSEMaximumChargeCurrent=rn(lim.max_charge_current), EVSEMinimumChargeCurrent=rn(lim.min_charge_current),
+                  EVSEMaximumVoltage=rn(lim.max_voltage), EVSEMinimumVoltage=rn(lim.min_voltage))
+    if ctx.bpt:
+        out = {"BPT_DC_CPDResEnergyTransferMode": DC.BPT_DC_CPDResEnergyTransferMode(
+            **common, EVSEMaximumDischargePower=rn(lim.max_discharge_power),
+            EVSEMinimumDischargePower=rn(lim.min_discharge_power),
+            EVSEMaximumDischargeCurrent=rn(lim.max_discharge_current),
+            EVSEMinimumDischargeCurrent=rn(lim.min_discharge_current))}
+    else:
+        out = {"DC_CPDResEnergyTransferMode": DC.DC_CPDResEnergyTransferMode(**common)}
+    return Reply(DC.DC_ChargeParameterDiscoveryRes(Header=s.header(now), ResponseCode="OK", **out), State.WAIT_SCHEDULE)
+
+
+def ac_charge_parameter_discovery(req, s, now) -> Reply:
+    ctx, lim = s.ctx, s.controller.limits()
+    mode = req.BPT_AC_CPDReqEnergyTransferMode if ctx.bpt else req.AC_CPDReqEnergyTransferMode
+    if ctx.kind != "AC" or mode is None:
+        return _cpd_failure(s, now, AC.AC_ChargeParameterDiscoveryRes, "BPT_AC_CPDResEnergyTransferMode"
+                            if ctx.bpt else "AC_CPDResEnergyTransferMode")
+    ev = {"max_charge_power": val(mode.EVMaximumChargePower), "min_charge_power": val(mode.EVMinimumChargePower)}
+    if ctx.bpt:
+        ev.update(max_discharge_power=val(mode.EVMaximumDischargePower),
+                  min_discharge_power=val(mode.EVMinimumDischargePower))
+    ctx.ev.update(ev)
+    s.controller.ev_charging_needs({"service": "AC_BPT" if ctx.bpt else "AC", **ev}, now)
+    common = dict(EVSEMaximumChargePower=rn(lim.max_charge_power), EVSEMinimumChargePower=rn(lim.min_charge_power),
+                  EVSENominalFrequency=rn(lim.nominal_frequency))
+    if ctx.bpt:
+        out = {"BPT_AC_CPDResEnergyTransferMode": AC.BPT_AC_CPDResEnergyTransferMode(
+            **common, EVSEMaximumDischargePower=rn(lim.max_discharge_power),
+            EVSEMinimumDischargePower=rn(lim.min_discharge_power))}
+    else:
+        out = {"AC_CPDResEnergyTransferMode": AC.AC_CPDResEnergyTransferMode(**common)}
+    return Reply(AC.AC_ChargeParameterDiscoveryRes(Header=s.header(now), ResponseCode="OK", **out), State.WAIT_SCHEDULE)
+
+
+def _cpd_failure(s, now, cls, mode_field: str) -> Reply:
+    return Reply(filled(cls, Header=s.header(now), ResponseCode="FAILED_WrongChargeParameter",
+                        **{mode_field: filled(getattr(DC if cls.__name__.startswith("DC") else AC,
+                                                      mode_field))}), State.ENDED, True)
+
+
+def schedule_exchange(req, s, now) -> Reply:
+    ctx = s.ctx
+    dynamic = ctx.control_mode == "Dynamic"
+    if (req.Dynamic_SEReqControlMode is None) == dynamic:
+        return Reply(filled(CM.ScheduleExchangeRes, Header=s.header(now), ResponseCode="FAILED",
+                            EVSEProcessing="Finished"), State.ENDED, True)
+    wall = int(now + s.clock_offset)
+    if dynamic:
+        d = req.Dynamic_SEReqControlMode
+        ctx.ev.update(departure_time=d.DepartureTime, target_energy=val(d.EVTargetEnergyRequest),
+                      max_energy=val(d.EVMaximumEnergyRequest), min_energy=val(d.EVMinimumEnergyRequest),
+                      min_v2x_energy=val(d.EVMinimumV2XEnergyRequest), max_v2x_energy=val(d.EVMaximumV2XEnergyRequest))
+        if d.MinimumSOC is not None:
+            ctx.ev_min_soc = float(d.MinimumSOC)
+        mode = {"Dynamic_SEResControlMode": CM.Dynamic_SEResControlMode(DepartureTime=d.DepartureTime,
+                                                                        MinimumSOC=d.MinimumSOC, TargetSOC=d.TargetSOC)}
+    else:
+        sp = s.controller.setpoint(now)
+        lim = s.controller.limits()
+        charge = max(0.0, min(sp, lim.max_charge_power))
+        tuple_kwargs = {}
+        if ctx.bpt:
+            discharge = max(0.0, min(-sp, lim.max_discharge_power))
+            tuple_kwargs["DischargingSchedule"] = CM.ChargingSchedule(PowerSchedule=CM.PowerSchedule(
+                TimeAnchor=wall, PowerScheduleEntries=CM.PowerScheduleEntryList(
+                    PowerScheduleEntry=[CM.PowerScheduleEntry(Duration=86400, Power=rn(-discharge))])))
+        ctx.schedule_power = charge if sp >= 0 or not ctx.bpt else sp
+        mode = {"Scheduled_SEResControlMode": CM.Scheduled_SEResControlMode(ScheduleTuple=[CM.ScheduleTuple(
+            ScheduleTupleID=1, ChargingSchedule=CM.ChargingSchedule(PowerSchedule=CM.PowerSchedule(
+                TimeAnchor=wall, PowerScheduleEntries=CM.PowerScheduleEntryList(
+                    PowerScheduleEntry=[CM.PowerScheduleEntry(Duration=86400, Power=rn(charge))]))),
+            **tuple_kwargs)])}
+    s.controller.ev_charging_needs({"control_mode": ctx.control_mode, **ctx.ev}, now)
+    nxt = State.WAIT_CABLE_CHECK if ctx.kind == "DC" and not ctx.precharge_done else State.WAIT_POWER_DELIVERY
+    return Reply(CM.ScheduleExchangeRes(Header=s.header(now), ResponseCode="OK", EVSEProcessing="Finished", **mode), nxt)
+
+
+# --- DC preparation ---------------------------------------------------------------------------
+
+def dc_cable_check(req, s, now) -> Reply:
+    ctx, c = s.ctx, s.controller
+
+    def res(code, processing, state, end=False):
+        return Reply(DC.DC_CableCheckRes(Header=s.header(now), ResponseCode=code, EVSEProcessing=processing), state, end)
+
+    if ctx.ongoing_since is None:
+        ctx.ongoing_since = now
+        if not c.close_contactors(now):
+            return res("FAILED_ContactorError", "Finished", State.ENDED, True)
+        c.start_isolation_check(now)
+    status = c.isolation_status(now)
+    if status is IsolationStatus.FAULT:
+        return res("FAILED", "Finished", State.ENDED, True)
+    if status is IsolationStatus.ONGOING:
+        if now - ctx.ongoing_since > s.config.cable_check_timeout:
+            return res("FAILED", "Finished", State.ENDED, True)
+        return res("OK", "Ongoing", State.WAIT_CABLE_CHECK)
+    ctx.ongoing_since = None
+    return res("OK", "Finished", State.WAIT_PRECHARGE)
+
+
+def dc_precharge(req, s, now) -> Reply:
+    ctx, c, lim = s.ctx, s.controller, s.controller.limits()
+    target = val(req.EVTargetVoltage)
+    if not (lim.min_voltage <= target <= lim.max_voltage) or not ctx.ev or target > ctx.ev.get("max_voltage", 0):
+        return Reply(filled(DC.DC_PreChargeRes, Header=s.header(now), ResponseCode="FAILED",
+                            EVSEPresentVoltage=rn(0)), State.ENDED, True)
+    if ctx.ongoing_since is None:
+        ctx.ongoing_since = now
+    if now - ctx.ongoing_since > s.config.precharge_timeout:
+        return Reply(DC.DC_PreChargeRes(Header=s.header(now), ResponseCode="FAILED", EVSEPresentVoltage=rn(0)),
+                     State.ENDED, True)
+    c.set_target(PowerCommand(voltage=target, current=0.0), now)  # precharge: voltage only, no current
+    if str(req.EVProcessing) == "Finished":
+        ctx.precharge_done = True
+        ctx.ongoing_since = None
+    m = c.measurements(now)
+    return Reply(DC.DC_PreChargeRes(Header=s.header(now), ResponseCode="OK", EVSEPresentVoltage=rn(m.voltage)),
+                 State.WAIT_POWER_DELIVERY if ctx.precharge_done else State.WAIT_PRECHARGE)
+
+
+# --- power delivery and the charge loop --------------------------------------------------------
+
+def power_delivery(req, s, now) -> Reply:
+    ctx, c = s.ctx, s.controller
+    progress = str(req.ChargeProgress)
+
+    def res(code, state, end=False):
+        return Reply(CM.PowerDeliveryRes(Header=s.header(now), ResponseCode=code), state, end)
+
+    if progress == "Start":
+        if s.state is State.CHARGE_LOOP:
+            raise SequenceError
+        if not ctx.authorized or (ctx.kind == "DC" and not ctx.precharge_done):
+            return res("FAILED_PowerDeliveryNotApplied", State.ENDED, True)
+        if str(req.EVProcessing) != "Finished":
+            return res("OK", State.WAIT_POWER_DELIVERY)
+        channel = str(req.BPT_ChannelSelection) if req.BPT_ChannelSelection is not None else "Charge"
+        if channel == "Discharge" and (not ctx.bpt or not c.energy_transfer_allowed(True, now)):
+            return res("FAILED_PowerDeliveryNotApplied", State.ENDED, True)
+        if ctx.control_mode == "Scheduled":
+            prof = req.EVPowerProfile
+            if prof is None or prof.Scheduled_EVPPTControlMode is None:
+                return res("FAILED_EVPowerProfileInvalid", State.ENDED, True)
+            if prof.Scheduled_EVPPTControlMode.SelectedScheduleTupleID != 1:
+                return res("FAILED_ScheduleSelectionInvalid", State.ENDED, True)
+        if ctx.kind == "AC" and not c.close_contactors(now):
+            return res("FAILED_ContactorError", State.ENDED, True)
+        ctx.channel = channel
+        ctx.energized = True
+        c.session_event("energy_transfer_started", {"channel": channel, "mode": ctx.control_mode}, now)
+        return res("OK", State.CHARGE_LOOP)
+    if progress == "Stop":
+        _stop_power(s, now, open_contactors=ctx.kind == "AC")
+        return res("OK", State.WAIT_WELDING if ctx.kind == "DC" else State.WAIT_SESSION_STOP)
+    if progress == "ScheduleRenegotiation":
+        _stop_power(s, now, open_contactors=False)
+        return res("OK", State.WAIT_SCHEDULE)
+    return res("WARNING_StandbyNotAllowed", s.state)
+
+
+def _stop_power(s, now: float, open_contactors: bool) -> None:
+    c = s.controller
+    m = c.measurements(now)
+    if m.contactors_closed:
+        c.set_target(PowerCommand(voltage=m.voltage if not open_contactors else 0.0), now)
+    if open_contactors:
+        c.open_contactors(now)
+    if s.ctx.energized:
+        c.session_event("energy_transfer_stopped", {}, now)
+    s.ctx.energized = False
+
+
+def _allowed_power(s, now: float, ev_max_charge: float | None, ev_max_discharge: float | None) -> float:
+    """The setpoint within the charger's, the car's and the session's limits; discharge never
+    below the car's minimum state of charge."""
+    ctx, lim = s.ctx, s.controller.limits()
+    p = s.controller.setpoint(now)
+    if not ctx.bpt or ctx.control_mode == "Scheduled" and ctx.channel == "Charge":
+        p = max(0.0, p)
+    if ctx.control_mode == "Scheduled" and ctx.channel == "Discharge":
+        p = min(0.0, p)
+    max_c = min(lim.max_charge_power, ev_max_charge if ev_max_charge is not None else ctx.ev.get("max_charge_power", 0))
+    max_d = min(lim.max_discharge_power,
+                ev_max_discharge if ev_max_discharge is not None else ctx.ev.get("max_discharge_power", 0) or 0)
+    if ctx.ev_soc is not None and ctx.ev_min_soc is not None and ctx.ev_soc <= ctx.ev_min_soc:
+        max_d = 0.0
+    return max(-max_d, min(max_c, p))
+
+
+def _update_soc(ctx, display) -> None:
+    if display is not None:
+        if display.PresentSOC is not None:
+            ctx.ev_soc = float(display.PresentSOC)
+        if display.MinimumSOC is not None:
+            ctx.ev_min_soc = max(ctx.ev_min_soc or 0.0, float(display.MinimumSOC))
+
+
+DC_MODES = {("Scheduled", False): "Scheduled_DC_CLReqControlMode", ("Dynamic", False): "Dynamic_DC_CLReqControlMode",
+            ("Scheduled", True): "BPT_Scheduled_DC_CLReqControlMode", ("Dynamic", True): "BPT_Dynamic_DC_CLReqControlMode"}
+AC_MODES = {k: v.replace("_DC_", "_AC_") for k, v in DC_MODES.items()}
+
+
+def _meter(s, now, requested: bool):
+    if not requested:
+        return None
+    m = s.controller.measurements(now)
+    return CM.MeterInfo(MeterID=s.config.meter_id, ChargedEnergyReadingWh=int(m.energy_imported_wh),
+                        BPT_DischargedEnergyReadingWh=int(m.energy_exported_wh) if s.ctx.bpt else None,
+                        MeterTimestamp=int(now + s.clock_offset))
+
+
+def dc_charge_loop(req, s, now) -> Reply:
+    ctx, c, lim = s.ctx, s.controller, s.controller.limits()
+    field_name = DC_MODES[(ctx.control_mode, ctx.bpt)]
+    mode = getattr(req, field_name)
+    res_field = field_name.replace("CLReq", "CLRes")
+    if mode is None:
+        return Reply(filled(DC.DC_ChargeLoopRes, Header=s.header(now), ResponseCode="FAILED",
+                            **{res_field: filled(getattr(DC, res_field))}), State.ENDED, True)
+    _update_soc(ctx, req.DisplayParameters)
+    v_ev = max(val(req.EVPresentVoltage), 1.0)
+    ev_max_c = val(mode.EVMaximumChargePower) if mode.EVMaximumChargePower is not None else None
+    ev_max_d = val(getattr(mode, "EVMaximumDischargePower", None)) if getattr(mode, "EVMaximumDischargePower", None) \
+        is not None else None
+    power = _allowed_power(s, now, ev_max_c, ev_max_d)
+    current = power / v_ev
+    ev_i_c = val(mode.EVMaximumChargeCurrent) if mode.EVMaximumChargeCurrent is not None else ctx.ev.get("max_charge_current")
+    ev_i_d = val(getattr(mode, "EVMaximumDischargeCurrent", None)) \
+        if getattr(mode, "EVMaximumDischargeCurrent", None) is not None else ctx.ev.get("max_discharge_current")
+    if ctx.control_mode == "Scheduled":  # the car asks for its current; we never exceed the setpoint
+        wanted = val(mode.EVTargetCurrent)
+        current = max(min(wanted, current), 0.0) if wanted >= 0 else min(max(wanted, current), 0.0)
+    current = min(current, lim.max_charge_current, ev_i_c if ev_i_c is not None else current)
+    current = max(current, -lim.max_discharge_current, -(ev_i_d if ev_i_d is not None else 0.0) if ctx.bpt else 0.0)
+    target_v = val(mode.EVTargetVoltage) if ctx.control_mode == "Scheduled" else v_ev
+    c.set_target(PowerCommand(voltage=target_v, current=current), now)
+    m = c.measurements(now)
+    ctx.loops += 1
+    res_mode_cls = getattr(DC, res_field)
+    if ctx.control_mode == "Dynamic":
+        kwargs = dict(EVSEMaximumChargePower=rn(lim.max_charge_power), EVSEMinimumChargePower=rn(lim.min_charge_power),
+                      EVSEMaximumChargeCurrent=rn(lim.max_charge_current), EVSEMaximumVoltage=rn(lim.max_voltage))
+        if ctx.bpt:
+            kwargs.update(EVSEMaximumDischargePower=rn(lim.max_discharge_power),
+                          EVSEMinimumDischargePower=rn(lim.min_discharge_power),
+                          EVSEMaximumDischargeCurrent=rn(lim.max_discharge_current), EVSEMinimumVoltage=rn(lim.min_voltage))
+        res_mode = res_mode_cls(**kwargs)
+    else:
+        res_mode = res_mode_cls()
+    return Reply(DC.DC_ChargeLoopRes(
+        Header=s.header(now), ResponseCode="OK", MeterInfo=_meter(s, now, req.MeterInfoRequested),
+        EVSEPresentCurrent=rn(m.current), EVSEPresentVoltage=rn(m.voltage),
+        EVSEPowerLimitAchieved=abs(power) >= lim.max_charge_power, EVSECurrentLimitAchieved=False,
+        EVSEVoltageLimitAchieved=False, **{res_field: res_mode}), State.CHARGE_LOOP)
+
+
+def ac_charge_loop(req, s, now) -> Reply:
+    ctx, c = s.ctx, s.controller
+    field_name = AC_MODES[(ctx.control_mode, ctx.bpt)]
+    mode = getattr(req, field_name)
+    res_field = field_name.replace("CLReq", "CLRes")
+    if mode is None:
+        return Reply(filled(AC.AC_ChargeLoopRes, Header=s.header(now), ResponseCode="FAILED",
+                            **{res_field: filled(getattr(AC, res_field))}), State.ENDED, True)
+    _update_soc(ctx, req.DisplayParameters)
+    ev_max_c = val(mode.EVMaximumChargePower) if mode.EVMaximumChargePower is not None else None
+    ev_max_d = val(getattr(mode, "EVMaximumDischargePower", None)) if getattr(mode, "EVMaximumDischargePower", None) \
+        is not None else None
+    power = _allowed_power(s, now, ev_max_c, ev_max_d)
+    if ctx.control_mode == "Scheduled":
+        wanted = val(mode.EVPresentActivePower)
+        power = max(min(wanted, power), 0.0) if power >= 0 else min(max(wanted, power), 0.0)
+    c.set_target(PowerCommand(power=power), now)
+    m = c.measurements(now)
+    ctx.loops += 1
+    res_mode_cls = getattr(AC, res_field)
+    res_mode = res_mode_cls(EVSETargetActivePower=rn(power)) if ctx.control_mode == "Dynamic" else \
+        res_mode_cls(EVSEPresentActivePower=rn(m.power))
+    return Reply(AC.AC_ChargeLoopRes(Header=s.header(now), ResponseCode="OK",
+                                     MeterInfo=_meter(s, now, req.MeterInfoRequested), **{res_field: res_mode}),
+                 State.CHARGE_LOOP)
+
+
+def dc_welding_detection(req, s, now) -> Reply:
+    c = s.controller
+    if str(req.EVProcessing) == "Finished":
+        c.open_contactors(now)
+    m = c.measurements(now)
+    return Reply(DC.DC_WeldingDetectionRes(Header=s.header(now), ResponseCode="OK", EVSEPresentVoltage=rn(m.voltage)),
+                 State.WAIT_WELDING)
+
+
+def session_stop(req, s, now) -> Reply:
+    ctx = s.ctx
+    kind = str(req.ChargingSession)
+    _stop_power(s, now, open_contactors=True)
+    if kind == "ServiceRenegotiation":
+        ctx.precharge_done = False
+        return Reply(CM.SessionStopRes(Header=s.header(now), ResponseCode="OK"), State.WAIT_SERVICE_DISCOVERY)
+    if kind == "Pause":
+        if not s.config.pause_allowed:
+            return Reply(CM.SessionStopRes(Header=s.header(now), ResponseCode="FAILED_PauseNotAllowed"), State.ENDED, True)
+        s.resume_store[ctx.session_id] = {k: getattr(ctx, k) for k in RESUMABLE}
+    return Reply(CM.SessionStopRes(Header=s.header(now), ResponseCode="OK"), State.ENDED, True)
+
+
+S = State
+TRANSITIONS = {
+    (S.WAIT_SAP, "supportedAppProtocolReq"): supported_app_protocol,
+    (S.WAIT_SESSION_SETUP, "SessionSetupReq"): session_setup,
+    (S.WAIT_AUTH_SETUP, "AuthorizationSetupReq"): authorization_setup,
+    (S.WAIT_AUTH, "AuthorizationReq"): authorization,
+    (S.WAIT_SERVICE_DISCOVERY, "ServiceDiscoveryReq"): service_discovery,
+    (S.WAIT_SERVICE_SELECTION, "ServiceDetailReq"): service_detail,
+    (S.WAIT_SERVICE_SELECTION, "ServiceSelectionReq"): service_selection,
+    (S.WAIT_CPD, "DC_ChargeParameterDiscoveryReq"): dc_charge_parameter_discovery,
+    (S.WAIT_CPD, "AC_ChargeParameterDiscoveryReq"): ac_charge_parameter_discovery,
+    (S.WAIT_SCHEDULE, "ScheduleExchangeReq"): schedule_exchange,
+    (S.WAIT_CABLE_CHECK, "DC_CableCheckReq"): dc_cable_check,
+    (S.WAIT_PRECHARGE, "DC_PreChargeReq"): dc_precharge,
+    (S.WAIT_POWER_DELIVERY, "DC_PreChargeReq"): dc_precharge,
+    (S.WAIT_POWER_DELIVERY, "PowerDeliveryReq"): power_delivery,
+    (S.CHARGE_LOOP, "DC_ChargeLoopReq"): dc_charge_loop,
+    (S.CHARGE_LOOP, "AC_ChargeLoopReq"): ac_charge_loop,
+    (S.CHARGE_LOOP, "PowerDeliveryReq"): power_delivery,
+    (S.WAIT_WELDING, "DC_WeldingDetectionReq"): dc_welding_detection,
+    (S.WAIT_WELDING, "SessionStopReq"): session_stop,
+    (S.WAIT_SESSION_STOP, "SessionStopReq"): session_stop,
+    (S.WAIT_SERVICE_DISCOVERY, "SessionStopReq"): session_stop,
+    (S.WAIT_SERVICE_SELECTION, "SessionStopReq"): session_stop,
+    (S.WAIT_POWER_DELIVERY, "SessionStopReq"): session_stop,
+}

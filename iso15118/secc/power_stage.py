@@ -1,0 +1,158 @@
+"""Simulated DC and AC power stages behind ``EVSEController`` (the same interface a hardware
+driver implements), with a standalone "upper half": authorization, a fixed or changing
+setpoint, and events recorded for the safety tests.
+
+Physics, kept simple and monotonic in ``now``: the DC output voltage ramps towards its target
+while the contactors are closed (precharge), the current follows the target within the limits,
+energy is integrated between measurements; isolation monitoring takes ``isolation_time``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .controller import (AuthorizationStatus, EVSELimits, IsolationStatus, Measurements, PowerCommand,
+                         StageHistory)
+
+VOLTAGE_RAMP = 400.0  # V/s while precharging
+
+
+@dataclass
+class SimulatedPowerStage:
+    """A DC (``kind='DC'``) or AC (``kind='AC'``) charger that can discharge the car."""
+
+    kind: str = "DC"
+    stage_limits: EVSELimits = field(default_factory=EVSELimits)
+    setpoint_w: float | Callable[[float], float] = 7000.0
+    isolation_time: float = 0.5
+    isolation_fault: bool = False
+    authorization_delay: float = 0.0
+    accepted_identities: set[str] | None = None  # None: accept everyone
+    allow_bidirectional: bool = True
+    history: StageHistory = field(default_factory=StageHistory)
+    needs: dict = field(default_factory=dict)
+    events: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self._m = Measurements()
+        self._target = PowerCommand()
+        self._t = None
+        self._iso_started: float | None = None
+        self._auth_started: float | None = None
+        self.estopped = False
+
+    # --- power electronics -------------------------------------------------------------------
+    def limits(self) -> EVSELimits:
+        return self.stage_limits
+
+    def _advance(self, now: float) -> None:
+        if self._t is None:
+            self._t = now
+        dt = max(0.0, now - self._t)
+        self._t = now
+        m = self._m
+        if dt and m.power:
+            wh = m.power * dt / 3600.0
+            if wh > 0:
+                m.energy_imported_wh += wh
+            else:
+                m.energy_exported_wh -= wh
+        if not m.contactors_closed:
+            m.voltage = m.current = m.power = 0.0
+            return
+        if self.kind == "DC":
+            step = VOLTAGE_RAMP * dt
+            diff = self._target.voltage - m.voltage
+            m.voltage += max(-step, min(step, diff))
+            lim = self.stage_limits
+            cur = self._target.current
+            cur = min(cur, lim.max_charge_current) if cur >= 0 else max(cur, -lim.max_discharge_current)
+            m.current = cur
+            m.power = m.voltage * m.current
+        else:
+            lim = self.stage_limits
+            p = self._target.power
+            p = min(p, lim.max_charge_power) if p >= 0 else max(p, -lim.max_discharge_power)
+            m.power = p
+            m.voltage = lim.nominal_voltage
+            m.current = p / lim.nominal_voltage
+
+    def measurements(self, now: float) -> Measurements:
+        self._advance(now)
+        m = self._m
+        return Measurements(m.voltage, m.current, m.power, m.energy_imported_wh, m.energy_exported_wh,
+                            m.contactors_closed)
+
+    def close_contactors(self, now: float) -> bool:
+        self._advance(now)
+        if self.estopped:
+            return False
+        if not self._m.contactors_closed:
+            self._m.contactors_closed = True
+            self.history.add(now, "contactors", True)
+        return True
+
+    def open_contactors(self, now: float) -> None:
+        self._advance(now)
+        self._target = PowerCommand()
+        if self._m.contactors_closed:
+            self._m.contactors_closed = False
+            self._m.voltage = self._m.current = self._m.power = 0.0
+            self.history.add(now, "contactors", False)
+
+    def start_isolation_check(self, now: float) -> None:
+        if self._iso_started is None:
+            self._iso_started = now
+
+    def isolation_status(self, now: float) -> IsolationStatus:
+        if self.isolation_fault:
+            return IsolationStatus.FAULT
+        if self._iso_started is None or now - self._iso_started < self.isolation_time:
+            return IsolationStatus.ONGOING
+        return IsolationStatus.VALID
+
+    def set_target(self, command: PowerCommand, now: float) -> None:
+        self._advance(now)
+        if not self._m.contactors_closed and (command.current or command.power):
+            raise RuntimeError("power target with open contactors")
+        self._target = command
+        self.history.add(now, "target", command)
+        self._advance(now)
+
+    def de_energise(self, now: float) -> None:
+        self._advance(now)
+        self._target = PowerCommand()
+        self._m.current = self._m.power = 0.0
+        self.history.add(now, "deenergise")
+        self.open_contactors(now)
+        self._iso_started = None
+
+    def emergency_stop(self, reason: str, now: float) -> None:
+        self.estopped = True
+        self.history.add(now, "estop", reason)
+        self.de_energise(now)
+
+    # --- upper half: standalone management ----------------------------------------------------
+    def authorize(self, method: str, identity: str, now: float) -> AuthorizationStatus:
+        if self._auth_started is None:
+            self._auth_started = now
+        if now - self._auth_started < self.authorization_delay:
+            return AuthorizationStatus.ONGOING
+        if self.accepted_identities is not None and identity not in self.accepted_identities:
+            return AuthorizationStatus.REJECTED
+        return AuthorizationStatus.ACCEPTED
+
+    def energy_transfer_allowed(self, bidirectional: bool, now: float) -> bool:
+        return self.allow_bidirectional or not bidirectional
+
+    def setpoint(self, now: float) -> float:
+        return self.setpoint_w(now) if callable(self.setpoint_w) else float(self.setpoint_w)
+
+    def ev_charging_needs(self, needs: dict, now: float) -> None:
+        self.needs.update(needs)
+
+    def session_event(self, event: str, data: dict, now: float) -> None:
+        self.events.append((now, event, data))
+        if event == "session_ended":
+            self._auth_started = None

@@ -1,0 +1,199 @@
+"""The charger's ISO 15118-20 session, sans-I/O.
+
+``SECCSession`` takes V2GTP frames and the time, and returns V2GTP frames. Which request is
+allowed in which state is one table (``TRANSITIONS``, built in ``handlers.py``): a request not
+in the table gets FAILED_SequenceError and ends the session; a wrong SessionID gets
+FAILED_UnknownSession. Every abort path — a sequence error, an undecodable message, a timeout,
+a lost connection — de-energises first (current to zero, contactors open), and the session
+object is then closed; the listener is ready for the next car.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from enum import Enum
+
+from iso15118 import exi
+from iso15118.messages import filled, name_of, payload_type_of, response_class, schema_of_payload
+from iso15118.units import header
+from iso15118.v2gtp import V2GTPFrame
+
+from .controller import EVSEController
+
+
+class State(Enum):
+    WAIT_SAP = "WaitSupportedAppProtocol"
+    WAIT_SESSION_SETUP = "WaitSessionSetup"
+    WAIT_AUTH_SETUP = "WaitAuthorizationSetup"
+    WAIT_AUTH = "WaitAuthorization"
+    WAIT_SERVICE_DISCOVERY = "WaitServiceDiscovery"
+    WAIT_SERVICE_SELECTION = "WaitServiceSelection"
+    WAIT_CPD = "WaitChargeParameterDiscovery"
+    WAIT_SCHEDULE = "WaitScheduleExchange"
+    WAIT_CABLE_CHECK = "WaitCableCheck"
+    WAIT_PRECHARGE = "WaitPreCharge"
+    WAIT_POWER_DELIVERY = "WaitPowerDelivery"
+    CHARGE_LOOP = "ChargeLoop"
+    WAIT_WELDING = "WaitWeldingDetectionOrSessionStop"
+    WAIT_SESSION_STOP = "WaitSessionStop"
+    ENDED = "Ended"
+
+
+@dataclass
+class SECCConfig:
+    """What this charger offers and how long it waits (DOMAIN.md §4)."""
+
+    evse_id: str = "DE*V2H*E0001"
+    services: tuple[int, ...] = (2, 6, 1, 5)  # DC, DC_BPT, AC, AC_BPT; filtered by the handshake
+    control_modes: tuple[int, ...] = (1, 2)    # 1 Scheduled, 2 Dynamic
+    auth_methods: tuple[str, ...] = ("EIM", "PnC")
+    require_tls: bool = True                   # ISO 15118-20 only over TLS
+    contract_roots: tuple = ()                 # MO roots (PEM/DER) for Plug & Charge
+    sequence_timeout: float = 60.0
+    ongoing_timeout: float = 60.0
+    cable_check_timeout: float = 40.0
+    precharge_timeout: float = 10.0
+    meter_id: str = "V2H-METER-1"
+    pause_allowed: bool = True
+
+
+@dataclass
+class SessionContext:
+    """Everything negotiated so far."""
+
+    session_id: bytes = b""
+    kind: str = ""                      # 'DC' or 'AC', from the handshake
+    evcc_id: str = ""
+    resumed: bool = False
+    auth_methods: tuple[str, ...] = ()
+    gen_challenge: bytes | None = None  # single use
+    auth_method: str = ""
+    emaid: str = ""
+    authorized: bool = False
+    ongoing_since: float | None = None
+    service_id: int = 0
+    parameter_set_id: int = 0
+    control_mode: str = ""              # 'Scheduled' | 'Dynamic'
+    bpt: bool = False
+    ev: dict = field(default_factory=dict)  # the car's limits and needs, in SI units
+    schedule_power: float = 0.0
+    precharge_done: bool = False
+    channel: str = "Charge"
+    energized: bool = False
+    loops: int = 0
+    ev_soc: float | None = None
+    ev_min_soc: float | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    response: object
+    next_state: State
+    terminate: bool = False
+
+
+class SequenceError(Exception):
+    """A request that is not allowed now (answered with FAILED_SequenceError)."""
+
+
+class SECCSession:
+    """One connection's session. Feed it frames with ``on_frame``; honour ``next_deadline``."""
+
+    def __init__(self, controller: EVSEController, config: SECCConfig | None = None, *, now: float,
+                 tls: bool = True, resume_store: dict | None = None, clock_offset: float = 0.0,
+                 rng=os.urandom):
+        from .handlers import TRANSITIONS
+
+        self.controller = controller
+        self.config = config or SECCConfig()
+        self.table = TRANSITIONS
+        self.ctx = SessionContext()
+        self.state = State.WAIT_SAP
+        self.tls = tls
+        self.resume_store = resume_store if resume_store is not None else {}
+        self.clock_offset = clock_offset
+        self.rng = rng
+        self.closed = False
+        self.deadline: float | None = now + self.config.sequence_timeout
+        self.trace: list[tuple[float, str, str, object]] = []  # (time, 'rx'|'tx', name, message)
+        self.end_reason: str | None = None
+
+    # --- the FrameHandler interface --------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        return None if self.closed else self.deadline
+
+    def handle_timer(self, now: float) -> list[V2GTPFrame]:
+        if self.deadline is not None and now >= self.deadline and not self.closed:
+            self.terminate(now, f"sequence timeout in {self.state.value}")
+        return []
+
+    def on_connection_lost(self, now: float) -> None:
+        if not self.closed:
+            self.terminate(now, f"connection lost in {self.state.value}")
+
+    def on_frame(self, frame: V2GTPFrame, now: float) -> list[V2GTPFrame]:
+        if self.closed:
+            return []
+        schema = schema_of_payload(frame.payload_type, self.state is not State.WAIT_SAP)
+        if schema is None:
+            self.terminate(now, f"payload type {frame.payload_type:#06x} not allowed in {self.state.value}")
+            return []
+        try:
+            req = exi.decode(frame.payload, schema)
+        except exi.ExiDecodeError as e:
+            self.terminate(now, f"undecodable {schema} message: {e}")
+            return []
+        name = name_of(req)
+        self.trace.append((now, "rx", name, req))
+        reply = self._dispatch(name, req, now)
+        if reply is None:
+            return []
+        res = reply.response
+        out = V2GTPFrame(payload_type_of(schema), exi.encode(res, schema))
+        self.trace.append((now, "tx", name_of(res), res))
+        if reply.terminate or reply.next_state is State.ENDED:
+            self.terminate(now, f"{name_of(res)} {getattr(res, 'ResponseCode', '')}", close=reply.next_state)
+        else:
+            self.state = reply.next_state
+            self.deadline = now + self.config.sequence_timeout
+        return [out]
+
+    # --- dispatch ----------------------------------------------------------------------------
+    def _dispatch(self, name: str, req, now: float) -> Reply | None:
+        entry = self.table.get((self.state, name))
+        if self.state is not State.WAIT_SAP and self.state is not State.WAIT_SESSION_SETUP:
+            sid = getattr(getattr(req, "Header", None), "SessionID", None)
+            if sid is not None and sid != self.ctx.session_id:
+                return self.failure(name, "FAILED_UnknownSession", now)
+        if entry is None:
+            return self.failure(name, "FAILED_SequenceError", now)
+        try:
+            return entry(req, self, now)
+        except SequenceError:
+            return self.failure(name, "FAILED_SequenceError", now)
+
+    def failure(self, request_name: str, code: str, now: float) -> Reply:
+        """A response of the right type, every mandatory field filled, that ends the session."""
+        try:
+            cls = response_class(request_name)
+        except KeyError:
+            self.terminate(now, f"no response type for {request_name}")
+            return None  # type: ignore[return-value]
+        if request_name.startswith("supportedAppProtocol"):
+            return Reply(filled(cls, ResponseCode="Failed_NoNegotiation"), State.ENDED, True)
+        return Reply(filled(cls, Header=self.header(now), ResponseCode=code), State.ENDED, True)
+
+    def header(self, now: float, signature=None):
+        return header(self.ctx.session_id or bytes(8), now + self.clock_offset, signature)
+
+    def terminate(self, now: float, reason: str, close: State | None = None) -> None:
+        """De-energise first, then close."""
+        self.controller.de_energise(now)
+        self.ctx.energized = False
+        if not self.closed:
+            self.controller.session_event("session_ended", {"reason": reason, "state": self.state.value}, now)
+        self.state = State.ENDED
+        self.closed = True
+        self.deadline = None
+        self.end_reason = reason
