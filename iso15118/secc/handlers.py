@@ -494,10 +494,7 @@ def ac_charge_loop(req, s, now) -> Reply:
     ev_max_c = val(mode.EVMaximumChargePower) if mode.EVMaximumChargePower is not None else None
     ev_max_d = val(getattr(mode, "EVMaximumDischargePower", None)) if getattr(mode, "EVMaximumDischargePower", None) \
         is not None else None
-    power = _allowed_power(s, now, ev_max_c, ev_max_d)
-    if ctx.control_mode == "Scheduled":
-        wanted = val(mode.EVPresentActivePower)
-        power = max(min(wanted, power), 0.0) if power >= 0 else min(max(wanted, power), 0.0)
+    power = _allowed_power(s, now, ev_max_c, ev_max_d)  # AC: the EVSE meters, the car follows the schedule
     c.set_target(PowerCommand(power=power), now)
     m = c.measurements(now)
     ctx.loops += 1
@@ -511,8 +508,7 @@ def ac_charge_loop(req, s, now) -> Reply:
 
 def dc_welding_detection(req, s, now) -> Reply:
     c = s.controller
-    if str(req.EVProcessing) == "Finished":
-        c.open_contactors(now)
+    c.open_contactors(now)  # the output goes dead so that the car can test its own contactors
     m = c.measurements(now)
     return Reply(DC.DC_WeldingDetectionRes(Header=s.header(now), ResponseCode="OK", EVSEPresentVoltage=rn(m.voltage)),
                  State.WAIT_WELDING)

@@ -51,6 +51,7 @@ class SECCConfig:
     require_tls: bool = True                   # ISO 15118-20 only over TLS
     contract_roots: tuple = ()                 # MO roots (PEM/DER) for Plug & Charge
     sequence_timeout: float = 60.0
+    energized_timeout: float = 2.0             # v2h: silence while power flows (not in the standard)
     ongoing_timeout: float = 60.0
     cable_check_timeout: float = 40.0
     precharge_timeout: float = 10.0
@@ -156,7 +157,8 @@ class SECCSession:
             self.terminate(now, f"{name_of(res)} {getattr(res, 'ResponseCode', '')}", close=reply.next_state)
         else:
             self.state = reply.next_state
-            self.deadline = now + self.config.sequence_timeout
+            # while energised the car must keep talking: a silent car is de-energised quickly
+            self.deadline = now + (self.config.energized_timeout if self.ctx.energized else self.config.sequence_timeout)
         return [out]
 
     # --- dispatch ----------------------------------------------------------------------------

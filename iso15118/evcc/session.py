@@ -1,0 +1,629 @@
+"""The simulated car's ISO 15118-20 session (EVCC), sans-I/O.
+
+``EVCCSession`` produces request frames and consumes response frames; time is passed in. The
+table ``RESPONSES`` maps each awaited response to its handler, which updates the car and returns
+the next request (or schedules it: Ongoing repetitions and the charge-loop period). Every EV
+timer of DOMAIN.md §4 runs here: 2 s per message (5 s for ServiceDetail, 0.5 s in the charge
+loop), 60 s of Ongoing, 40 s of CableCheck, 10 s of PreCharge, 20 s to SessionSetupRes.
+A timeout, a failed response code, an unexpected or undecodable message ends the session with
+the car's contactors open.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum
+
+from iso15118 import exi
+from iso15118.messages import (AC, APP, CM, DC, NS_ISO20_AC, NS_ISO20_DC, SERVICE_IDS, name_of, payload_type_of,
+                               schema_of_message, schema_of_payload)
+from iso15118.units import header, rn, val
+from iso15118.v2gtp import V2GTPFrame
+
+from .battery import Battery
+
+CONTROL_MODES = {"scheduled": 1, "dynamic": 2}
+
+
+@dataclass
+class EVTimers:
+    """EV-side timeouts, seconds (ISO 15118-20 defaults; DOMAIN.md §4)."""
+
+    message: float = 2.0
+    service_detail: float = 5.0
+    charge_loop: float = 0.5
+    ongoing: float = 60.0
+    cable_check: float = 40.0
+    precharge: float = 10.0
+    communication_setup: float = 20.0
+
+
+@dataclass
+class EVCCConfig:
+    """What the car asks for and how it ends the session."""
+
+    service: str = "DC_BPT"                 # DC_BPT | AC_BPT | DC | AC
+    control_mode: str = "dynamic"           # scheduled | dynamic
+    auth: str = "eim"                       # eim | pnc
+    loops: int = 10                         # charge-loop iterations before a clean stop
+    loop_period: float = 0.25
+    poll_interval: float = 0.1              # between repetitions of an Ongoing request
+    evcc_id: str = "0200000000A1"
+    end: str = "Terminate"                  # after the loops: Terminate | Pause | ServiceRenegotiation
+    renegotiate_to: str | None = None       # service after a ServiceRenegotiation
+    resume_session_id: bytes | None = None  # resume a paused session
+    channel: str = "auto"                   # BPT_ChannelSelection: Charge | Discharge | auto
+    departure_in: int = 8 * 3600            # seconds until the driver leaves
+    contract_chain: tuple[bytes, ...] = ()  # DER, leaf first (Plug & Charge)
+    contract_key: object = None
+    timers: EVTimers = field(default_factory=EVTimers)
+
+
+class EVState(Enum):
+    INIT = "Init"
+    WAITING = "WaitingForResponse"
+    SCHEDULED_SEND = "ScheduledSend"
+    DONE = "Done"
+    FAILED = "Failed"
+
+
+class EVCCError(Exception):
+    """The session could not go on (the reason is the message)."""
+
+
+@dataclass
+class EVCCResult:
+    ok: bool = False
+    reason: str = ""
+    session_id: bytes = b""
+    loops: int = 0
+    charged_wh: float = 0.0     # energy into the battery's inlet
+    discharged_wh: float = 0.0  # energy out of the inlet (to the house)
+    channel: str = ""
+
+
+class EVCCSession:
+    """One car, one connection. ``start`` gives the first frame; then feed ``on_frame`` and
+    call ``handle_timer`` at ``next_deadline``."""
+
+    def __init__(self, battery: Battery, config: EVCCConfig | None = None, *, clock_offset: float = 0.0,
+                 tls: bool = True, rng: Callable[[int], bytes] = os.urandom):
+        self.battery = battery
+        self.config = config or EVCCConfig()
+        if self.config.service not in ("DC_BPT", "AC_BPT", "DC", "AC"):
+            raise ValueError(f"unknown service {self.config.service!r}")
+        if self.config.control_mode not in CONTROL_MODES:
+            raise ValueError(f"unknown control mode {self.config.control_mode!r}")
+        if self.config.auth not in ("eim", "pnc"):
+            raise ValueError(f"unknown authorization {self.config.auth!r}")
+        if self.config.auth == "pnc" and not (self.config.contract_chain and self.config.contract_key):
+            raise ValueError("Plug & Charge needs a contract certificate chain and key")
+        self.clock_offset = clock_offset
+        self.tls = tls
+        self.rng = rng
+        self.state = EVState.INIT
+        self.service = self.config.service
+        self.kind = self.service[:2]
+        self.bpt = self.service.endswith("BPT")
+        self.session_id = bytes(8)
+        self.expected: str | None = None
+        self.response_deadline: float | None = None
+        self.setup_deadline: float | None = None
+        self.phase_started: float | None = None   # first request of a repeated (Ongoing) phase
+        self.pending: tuple[float, object] | None = None
+        self.closed = False
+        self.result = EVCCResult()
+        self.trace: list[tuple[float, str, str, object]] = []
+        self.contactors_closed = False
+        self.gen_challenge: bytes | None = None
+        self.auth_services: list[str] = []
+        self.parameter_sets: dict[int, dict[str, object]] = {}
+        self.schedule_charge_w = 0.0
+        self.schedule_discharge_w = 0.0
+        self.channel = "Charge"
+        self.evse_power_w = 0.0
+        self.last_loop_time: float | None = None
+        self.loops_done = 0
+        self.stopping = False
+        self.stop_reason: str | None = None
+        self.resumed = False
+        self.precharge_finished = False
+        self.loop_started = 0.0
+
+    # --- FrameHandler interface ----------------------------------------------------------------
+    def start(self, now: float) -> list[V2GTPFrame]:
+        """The first request: supportedAppProtocolReq offering -20 DC or AC."""
+        self.setup_deadline = now + self.config.timers.communication_setup
+        ns = NS_ISO20_DC if self.kind == "DC" else NS_ISO20_AC
+        req = APP.supportedAppProtocolReq(AppProtocol=[APP.AppProtocol(
+            ProtocolNamespace=ns, VersionNumberMajor=1, VersionNumberMinor=0, SchemaID=1, Priority=1)])
+        return self._send(req, now)
+
+    def next_deadline(self) -> float | None:
+        if self.closed:
+            return None
+        times = [t for t in (self.response_deadline, self.setup_deadline if self.state is not EVState.DONE else None,
+                             self.pending[0] if self.pending else None) if t is not None]
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> list[V2GTPFrame]:
+        if self.closed:
+            return []
+        if self.pending is not None and now >= self.pending[0]:
+            _, req = self.pending
+            self.pending = None
+            return self._send(req(now) if callable(req) else req, now)
+        if self.response_deadline is not None and now >= self.response_deadline:
+            self._fail(now, f"timeout waiting for {self.expected}")
+        elif self.setup_deadline is not None and now >= self.setup_deadline:
+            self._fail(now, "communication setup timeout (no SessionSetupRes in 20 s)")
+        return []
+
+    def on_connection_lost(self, now: float) -> None:
+        if not self.closed:
+            self._fail(now, "connection lost")
+
+    def on_frame(self, frame: V2GTPFrame, now: float) -> list[V2GTPFrame]:
+        if self.closed:
+            return []
+        if self.expected is None:
+            self._fail(now, "a message arrived while no request was outstanding")
+            return []
+        schema = schema_of_payload(frame.payload_type, self.expected != "supportedAppProtocolRes")
+        if schema is None:
+            self._fail(now, f"unexpected payload type {frame.payload_type:#06x}")
+            return []
+        try:
+            res = exi.decode(frame.payload, schema)
+        except exi.ExiDecodeError as e:
+            self._fail(now, f"undecodable response: {e}")
+            return []
+        name = name_of(res)
+        self.trace.append((now, "rx", name, res))
+        if name != self.expected:
+            self._fail(now, f"expected {self.expected}, got {name}")
+            return []
+        hdr = getattr(res, "Header", None)
+        if hdr is not None and name != "SessionSetupRes" and hdr.SessionID != self.session_id:
+            self._fail(now, f"{name} carries another SessionID")
+            return []
+        code = str(res.ResponseCode)
+        if code.startswith("FAILED") or code.startswith("Failed"):
+            self._fail(now, f"{name} {code}")
+            return []
+        self.expected = None
+        self.response_deadline = None
+        try:
+            nxt = RESPONSES[name](self, res, now)
+        except EVCCError as e:
+            self._fail(now, str(e))
+            return []
+        if nxt is None:
+            return []
+        return self._send(nxt, now)
+
+    # --- sending -----------------------------------------------------------------------------------
+    def _send(self, req, now: float) -> list[V2GTPFrame]:
+        name = name_of(req)
+        schema = schema_of_message(req)
+        self.expected = name[:-3] + "Res"
+        t = self.config.timers
+        timeout = t.service_detail if name == "ServiceDetailReq" else \
+            t.charge_loop if name.endswith("ChargeLoopReq") else t.message
+        self.response_deadline = now + timeout
+        self.state = EVState.WAITING
+        self.trace.append((now, "tx", name, req))
+        return [V2GTPFrame(payload_type_of(schema), exi.encode(req, schema))]
+
+    def _later(self, when: float, req) -> None:
+        """Send ``req`` (or ``req()``, built at send time) at ``when``."""
+        self.pending = (when, req)
+        self.state = EVState.SCHEDULED_SEND
+
+    def _repeat(self, now: float, limit: float, what: str, req) -> None:
+        if self.phase_started is None:
+            self.phase_started = now
+        if now - self.phase_started > limit:
+            raise EVCCError(f"{what} still ongoing after {limit:g} s")
+        self._later(now + self.config.poll_interval, req)
+
+    def _phase_done(self) -> None:
+        self.phase_started = None
+
+    def header(self, now: float, signature=None):
+        return header(self.session_id, now + self.clock_offset, signature)
+
+    def _finish(self, now: float, ok: bool, reason: str) -> None:
+        self.open_contactors()
+        self.closed = True
+        self.pending = None
+        self.response_deadline = None
+        self.expected = None
+        self.state = EVState.DONE if ok else EVState.FAILED
+        self.result.ok, self.result.reason = ok, reason
+        self.result.session_id = self.session_id
+        self.result.loops = self.loops_done
+        self.result.channel = self.channel
+
+    def _fail(self, now: float, reason: str) -> None:
+        self._finish(now, False, reason)
+
+    def open_contactors(self) -> None:
+        self.contactors_closed = False
+        self.evse_power_w = 0.0
+
+    # --- the car's numbers ------------------------------------------------------------------------
+    def _account(self, now: float) -> None:
+        """Energy through the inlet since the last loop, at the power the EVSE reported."""
+        if self.last_loop_time is not None and self.contactors_closed:
+            dt = now - self.last_loop_time
+            p = self.evse_power_w
+            self.battery.apply(p, dt)
+            if p >= 0:
+                self.result.charged_wh += p * dt / 3600.0
+            else:
+                self.result.discharged_wh -= p * dt / 3600.0
+        self.last_loop_time = now
+
+    def _display(self):
+        b = self.battery
+        return CM.DisplayParameters(PresentSOC=int(b.soc), MinimumSOC=int(round(b.min_soc)),
+                                    TargetSOC=int(round(b.target_soc)), MaximumSOC=100,
+                                    BatteryEnergyCapacity=rn(b.capacity_kwh * 1000.0))
+
+    def _energy(self) -> dict:
+        b = self.battery
+        return dict(EVTargetEnergyRequest=rn(max(0.0, b.energy_to(b.target_soc))),
+                    EVMaximumEnergyRequest=rn(max(0.0, b.energy_to(100.0))),
+                    EVMinimumEnergyRequest=rn(b.energy_to(b.min_soc)))
+
+    def _v2x_energy(self) -> dict:
+        b = self.battery
+        return dict(EVMaximumV2XEnergyRequest=rn(max(0.0, b.energy_to(100.0))),
+                    EVMinimumV2XEnergyRequest=rn(b.energy_to(b.min_soc)))
+
+    # --- requests --------------------------------------------------------------------------------------
+    def session_setup_req(self, now: float):
+        sid = self.config.resume_session_id
+        self.session_id = sid if sid is not None else bytes(8)
+        return CM.SessionSetupReq(Header=self.header(now), EVCCID=self.config.evcc_id)
+
+    def authorization_req(self, now: float):
+        if self.config.auth == "pnc":
+            mode = CM.PnC_AReqAuthorizationMode(
+                Id="id1", GenChallenge=self.gen_challenge,
+                ContractCertificateChain=CM.ContractCertificateChain(
+                    Certificate=self.config.contract_chain[0],
+                    SubCertificates=CM.SubCertificates(Certificate=list(self.config.contract_chain[1:]))))
+            from iso15118 import xmldsig
+            sig = xmldsig.sign([xmldsig.SignedElement(mode, "PnC_AReqAuthorizationMode", "iso20_cm")],
+                               self.config.contract_key)
+            return CM.AuthorizationReq(Header=self.header(now, sig), SelectedAuthorizationService="PnC",
+                                       PnC_AReqAuthorizationMode=mode)
+        return CM.AuthorizationReq(Header=self.header(now), SelectedAuthorizationService="EIM",
+                                   EIM_AReqAuthorizationMode=CM.EIM_AReqAuthorizationMode())
+
+    def service_discovery_req(self, now: float):
+        return CM.ServiceDiscoveryReq(Header=self.header(now))
+
+    def cpd_req(self, now: float):
+        b = self.battery
+        common = dict(EVMaximumChargePower=rn(b.max_charge_power), EVMinimumChargePower=rn(0))
+        if self.kind == "DC":
+            common.update(EVMaximumChargeCurrent=rn(b.max_charge_current), EVMinimumChargeCurrent=rn(0),
+                          EVMaximumVoltage=rn(b.voltage_max), EVMinimumVoltage=rn(b.voltage_min),
+                          TargetSOC=int(round(b.target_soc)))
+            if self.bpt:
+                mode = DC.BPT_DC_CPDReqEnergyTransferMode(
+                    **common, EVMaximumDischargePower=rn(b.max_discharge_power), EVMinimumDischargePower=rn(0),
+                    EVMaximumDischargeCurrent=rn(b.max_discharge_current), EVMinimumDischargeCurrent=rn(0))
+                return DC.DC_ChargeParameterDiscoveryReq(Header=self.header(now), BPT_DC_CPDReqEnergyTransferMode=mode)
+            return DC.DC_ChargeParameterDiscoveryReq(Header=self.header(now),
+                                                     DC_CPDReqEnergyTransferMode=DC.DC_CPDReqEnergyTransferMode(**common))
+        if self.bpt:
+            mode = AC.BPT_AC_CPDReqEnergyTransferMode(**common, EVMaximumDischargePower=rn(b.max_discharge_power),
+                                                      EVMinimumDischargePower=rn(0))
+            return AC.AC_ChargeParameterDiscoveryReq(Header=self.header(now), BPT_AC_CPDReqEnergyTransferMode=mode)
+        return AC.AC_ChargeParameterDiscoveryReq(Header=self.header(now),
+                                                 AC_CPDReqEnergyTransferMode=AC.AC_CPDReqEnergyTransferMode(**common))
+
+    def schedule_exchange_req(self, now: float):
+        b = self.battery
+        departure = self.config.departure_in
+        if self.config.control_mode == "dynamic":
+            mode = CM.Dynamic_SEReqControlMode(DepartureTime=departure, MinimumSOC=int(round(b.min_soc)),
+                                               TargetSOC=int(round(b.target_soc)), **self._energy(),
+                                               **(self._v2x_energy() if self.bpt else {}))
+            return CM.ScheduleExchangeReq(Header=self.header(now), MaximumSupportingPoints=24,
+                                          Dynamic_SEReqControlMode=mode)
+        return CM.ScheduleExchangeReq(Header=self.header(now), MaximumSupportingPoints=24,
+                                      Scheduled_SEReqControlMode=CM.Scheduled_SEReqControlMode(
+                                          DepartureTime=departure, **self._energy()))
+
+    def precharge_req(self, now: float, processing: str = "Ongoing"):
+        v = rn(self.battery.voltage())
+        return DC.DC_PreChargeReq(Header=self.header(now), EVProcessing=processing, EVPresentVoltage=v,
+                                  EVTargetVoltage=v)
+
+    def power_delivery_req(self, now: float, progress: str):
+        kwargs = {}
+        if progress == "Start":
+            power = self._wanted_power()
+            entries = CM.EVPowerProfileEntryList(EVPowerProfileEntry=[CM.PowerScheduleEntry(
+                Duration=self.config.departure_in, Power=rn(power))])
+            if self.config.control_mode == "scheduled":
+                ctrl = {"Scheduled_EVPPTControlMode": CM.Scheduled_EVPPTControlMode(SelectedScheduleTupleID=1)}
+            else:
+                ctrl = {"Dynamic_EVPPTControlMode": CM.Dynamic_EVPPTControlMode()}
+            kwargs["EVPowerProfile"] = CM.EVPowerProfile(TimeAnchor=int(now + self.clock_offset),
+                                                         EVPowerProfileEntries=entries, **ctrl)
+            if self.bpt:
+                kwargs["BPT_ChannelSelection"] = self.channel
+        return CM.PowerDeliveryReq(Header=self.header(now), EVProcessing="Finished", ChargeProgress=progress,
+                                   **kwargs)
+
+    def _wanted_power(self) -> float:
+        """Scheduled mode: the schedule's power within the battery's limits (negative = discharge)."""
+        b = self.battery
+        if self.channel == "Discharge":
+            return -min(self.schedule_discharge_w, b.discharge_limit())
+        return min(self.schedule_charge_w, b.charge_limit())
+
+    def charge_loop_req(self, now: float):
+        b = self.battery
+        self._account(now)
+        meter = self.loops_done + 1 >= self.config.loops
+        scheduled = self.config.control_mode == "scheduled"
+        prefix = ("BPT_" if self.bpt else "") + ("Scheduled_" if scheduled else "Dynamic_")
+        v = b.voltage()
+        limits = dict(EVMaximumChargePower=rn(b.charge_limit()), EVMinimumChargePower=rn(0))
+        if self.bpt:
+            limits.update(EVMaximumDischargePower=rn(b.discharge_limit()), EVMinimumDischargePower=rn(0))
+        if self.kind == "DC":
+            limits.update(EVMaximumChargeCurrent=rn(b.max_charge_current if b.charge_limit() > 0 else 0),
+                          EVMaximumVoltage=rn(b.voltage_max), EVMinimumVoltage=rn(b.voltage_min))
+            if self.bpt:
+                limits["EVMaximumDischargeCurrent"] = rn(b.max_discharge_current if b.discharge_limit() > 0 else 0)
+            if scheduled:
+                mode = getattr(DC, prefix + "DC_CLReqControlMode")(
+                    EVTargetCurrent=rn(self._wanted_power() / v), EVTargetVoltage=rn(b.voltage_max), **limits)
+            else:
+                mode = getattr(DC, prefix + "DC_CLReqControlMode")(
+                    **self._energy(), **limits, **(self._v2x_energy() if self.bpt else {}))
+            return DC.DC_ChargeLoopReq(Header=self.header(now), DisplayParameters=self._display(),
+                                       MeterInfoRequested=meter, EVPresentVoltage=rn(v),
+                                       **{prefix + "DC_CLReqControlMode": mode})
+        present = rn(self.evse_power_w)
+        if scheduled:
+            mode = getattr(AC, prefix + "AC_CLReqControlMode")(EVPresentActivePower=present, **limits)
+        else:
+            mode = getattr(AC, prefix + "AC_CLReqControlMode")(
+                **self._energy(), **limits, EVPresentActivePower=present, EVPresentReactivePower=rn(0),
+                **(self._v2x_energy() if self.bpt else {}))
+        return AC.AC_ChargeLoopReq(Header=self.header(now), DisplayParameters=self._display(),
+                                   MeterInfoRequested=meter, **{prefix + "AC_CLReqControlMode": mode})
+
+    def session_stop_req(self, now: float):
+        return CM.SessionStopReq(Header=self.header(now), ChargingSession=self.config.end)
+
+
+# --- response handlers: (session, response, now) → next request or None --------------------------
+
+def on_supported_app_protocol(s: EVCCSession, res, now: float):
+    return s.session_setup_req(now)
+
+
+def on_session_setup(s: EVCCSession, res, now: float):
+    code = str(res.ResponseCode)
+    if s.config.resume_session_id is not None:
+        s.resumed = code == "OK_OldSessionJoined"
+    s.session_id = res.Header.SessionID
+    s.setup_deadline = None
+    return CM.AuthorizationSetupReq(Header=s.header(now))
+
+
+def on_authorization_setup(s: EVCCSession, res, now: float):
+    s.auth_services = [str(x) for x in res.AuthorizationServices]
+    want = "PnC" if s.config.auth == "pnc" else "EIM"
+    if want not in s.auth_services:
+        raise EVCCError(f"the charger does not offer {want} (offers {', '.join(s.auth_services)})")
+    if want == "PnC":
+        if res.PnC_ASResAuthorizationMode is None:
+            raise EVCCError("PnC offered without a GenChallenge")
+        s.gen_challenge = res.PnC_ASResAuthorizationMode.GenChallenge
+    return s.authorization_req(now)
+
+
+def on_authorization(s: EVCCSession, res, now: float):
+    code, processing = str(res.ResponseCode), str(res.EVSEProcessing)
+    if code.startswith("WARNING"):
+        raise EVCCError(f"authorization refused: {code}")
+    if processing != "Finished":
+        s._repeat(now, s.config.timers.ongoing, "Authorization", lambda t: s.authorization_req(t))
+        return None
+    s._phase_done()
+    if s.resumed:
+        return s.cpd_req(now)
+    return s.service_discovery_req(now)
+
+
+def on_service_discovery(s: EVCCSession, res, now: float):
+    offered = [sv.ServiceID for sv in res.EnergyTransferServiceList.Service]
+    sid = SERVICE_IDS[s.service]
+    if sid not in offered:
+        raise EVCCError(f"the charger does not offer {s.service}")
+    return CM.ServiceDetailReq(Header=s.header(now), ServiceID=sid)
+
+
+def on_service_detail(s: EVCCSession, res, now: float):
+    s.parameter_sets = {}
+    for ps in res.ServiceParameterList.ParameterSet:
+        values = {}
+        for p in ps.Parameter:
+            for attr in ("intValue", "shortValue", "byteValue", "boolValue", "finiteString"):
+                v = getattr(p, attr)
+                if v is not None:
+                    values[p.Name] = v
+            if p.rationalNumber is not None:
+                values[p.Name] = val(p.rationalNumber)
+        s.parameter_sets[ps.ParameterSetID] = values
+    want = CONTROL_MODES[s.config.control_mode]
+    chosen = next((i for i, v in s.parameter_sets.items() if v.get("ControlMode") == want), None)
+    if chosen is None:
+        raise EVCCError(f"the charger offers no {s.config.control_mode} parameter set for {s.service}")
+    return CM.ServiceSelectionReq(Header=s.header(now), SelectedEnergyTransferService=CM.SelectedService(
+        ServiceID=res.ServiceID, ParameterSetID=chosen))
+
+
+def on_service_selection(s: EVCCSession, res, now: float):
+    return s.cpd_req(now)
+
+
+def on_charge_parameter_discovery(s: EVCCSession, res, now: float):
+    return s.schedule_exchange_req(now)
+
+
+def on_schedule_exchange(s: EVCCSession, res, now: float):
+    if str(res.EVSEProcessing) != "Finished":
+        s._repeat(now, s.config.timers.ongoing, "ScheduleExchange", lambda t: s.schedule_exchange_req(t))
+        return None
+    s._phase_done()
+    if s.config.control_mode == "scheduled":
+        mode = res.Scheduled_SEResControlMode
+        if mode is None:
+            raise EVCCError("ScheduleExchangeRes without a schedule")
+        t = mode.ScheduleTuple[0]
+        s.schedule_charge_w = max(0.0, val(t.ChargingSchedule.PowerSchedule.PowerScheduleEntries.PowerScheduleEntry[0].Power))
+        if t.DischargingSchedule is not None:
+            entry = t.DischargingSchedule.PowerSchedule.PowerScheduleEntries.PowerScheduleEntry[0]
+            s.schedule_discharge_w = abs(val(entry.Power))
+    if s.config.channel != "auto":
+        s.channel = s.config.channel
+    else:
+        s.channel = "Discharge" if s.bpt and s.schedule_discharge_w > 0 and s.schedule_charge_w == 0 else "Charge"
+    if s.kind == "DC":
+        return DC.DC_CableCheckReq(Header=s.header(now))
+    s.contactors_closed = True
+    return s.power_delivery_req(now, "Start")
+
+
+def on_cable_check(s: EVCCSession, res, now: float):
+    if str(res.EVSEProcessing) != "Finished":
+        s._repeat(now, s.config.timers.cable_check, "CableCheck", lambda t: DC.DC_CableCheckReq(Header=s.header(t)))
+        return None
+    s._phase_done()
+    return s.precharge_req(now)
+
+
+PRECHARGE_TOLERANCE = 10.0  # V between the battery and the EVSE output before closing the contactors
+
+
+def on_precharge(s: EVCCSession, res, now: float):
+    if s.phase_started is None:
+        s.phase_started = now
+    if now - s.phase_started > s.config.timers.precharge:
+        raise EVCCError("PreCharge did not reach the battery voltage in time")
+    if abs(val(res.EVSEPresentVoltage) - s.battery.voltage()) <= PRECHARGE_TOLERANCE:
+        if s.precharge_finished:
+            s._phase_done()
+            s.precharge_finished = False
+            s.contactors_closed = True
+            return s.power_delivery_req(now, "Start")
+        s.precharge_finished = True
+        return s.precharge_req(now, "Finished")
+    s._later(now + s.config.poll_interval, lambda t: s.precharge_req(t))
+    return None
+
+
+def on_power_delivery(s: EVCCSession, res, now: float):
+    if s.stopping:
+        if s.kind == "DC":
+            s.open_contactors()
+            return DC.DC_WeldingDetectionReq(Header=s.header(now), EVProcessing="Ongoing")
+        s.open_contactors()
+        return s.session_stop_req(now)
+    s.last_loop_time = now
+    s.loop_started = now
+    return s.charge_loop_req(now)
+
+
+WELDING_SAFE_VOLTAGE = 60.0
+
+
+def on_welding_detection(s: EVCCSession, res, now: float):
+    if val(res.EVSEPresentVoltage) > WELDING_SAFE_VOLTAGE:
+        s._repeat(now, s.config.timers.message * 5, "WeldingDetection",
+                  lambda t: DC.DC_WeldingDetectionReq(Header=s.header(t), EVProcessing="Ongoing"))
+        return None
+    s._phase_done()
+    return s.session_stop_req(now)
+
+
+DISCHARGE_TOLERANCE = 1.05  # the car stops if the charger takes more than its limit +5 %
+
+
+def on_charge_loop(s: EVCCSession, res, now: float):
+    if s.kind == "DC":
+        s.evse_power_w = val(res.EVSEPresentCurrent) * val(res.EVSEPresentVoltage)
+    else:
+        mode = next(getattr(res, n) for n in ("BPT_Dynamic_AC_CLResControlMode", "BPT_Scheduled_AC_CLResControlMode",
+                                              "Dynamic_AC_CLResControlMode", "Scheduled_AC_CLResControlMode",
+                                              "CLResControlMode") if getattr(res, n) is not None)
+        present = getattr(mode, "EVSEPresentActivePower", None)
+        target = getattr(mode, "EVSETargetActivePower", None)
+        s.evse_power_w = val(present if present is not None else target) if (present or target) is not None else 0.0
+    s.loops_done += 1
+    b = s.battery
+    too_much = s.evse_power_w < 0 and -s.evse_power_w > b.discharge_limit() * DISCHARGE_TOLERANCE + 100.0
+    if too_much or (s.evse_power_w < 0 and b.soc <= b.min_soc):
+        s.stop_reason = "the charger discharges beyond the car's limit" if too_much else "minimum SoC reached"
+        s.stopping = True
+        return s.power_delivery_req(now, "Stop")
+    if s.loops_done >= s.config.loops:
+        s._account(now)
+        s.stopping = True
+        return s.power_delivery_req(now, "Stop")
+    s._later(max(now, s.loop_started + s.loops_done * s.config.loop_period), lambda t: s.charge_loop_req(t))
+    return None
+
+
+def on_session_stop(s: EVCCSession, res, now: float):
+    if s.config.end == "ServiceRenegotiation":
+        if s.config.renegotiate_to:
+            s.service = s.config.renegotiate_to
+            s.bpt = s.service.endswith("BPT")
+        s.config = _replace(s.config, end="Terminate")
+        s.stopping = False
+        s.loops_done = 0
+        s.schedule_charge_w = s.schedule_discharge_w = 0.0
+        return s.service_discovery_req(now)
+    s._finish(now, True, s.stop_reason or f"SessionStop {s.config.end}")
+    return None
+
+
+def _replace(cfg: EVCCConfig, **changes) -> EVCCConfig:
+    from dataclasses import replace
+    return replace(cfg, **changes)
+
+
+RESPONSES: dict[str, Callable] = {
+    "supportedAppProtocolRes": on_supported_app_protocol,
+    "SessionSetupRes": on_session_setup,
+    "AuthorizationSetupRes": on_authorization_setup,
+    "AuthorizationRes": on_authorization,
+    "ServiceDiscoveryRes": on_service_discovery,
+    "ServiceDetailRes": on_service_detail,
+    "ServiceSelectionRes": on_service_selection,
+    "DC_ChargeParameterDiscoveryRes": on_charge_parameter_discovery,
+    "AC_ChargeParameterDiscoveryRes": on_charge_parameter_discovery,
+    "ScheduleExchangeRes": on_schedule_exchange,
+    "DC_CableCheckRes": on_cable_check,
+    "DC_PreChargeRes": on_precharge,
+    "PowerDeliveryRes": on_power_delivery,
+    "DC_ChargeLoopRes": on_charge_loop,
+    "AC_ChargeLoopRes": on_charge_loop,
+    "DC_WeldingDetectionRes": on_welding_detection,
+    "SessionStopRes": on_session_stop,
+}
