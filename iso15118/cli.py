@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 
 def _read_hex(arg: str) -> bytes:
@@ -73,7 +74,125 @@ def build_parser() -> argparse.ArgumentParser:
     p_show = pki_sub.add_parser("show", help="print a certificate or chain (PEM or DER) readably")
     p_show.add_argument("file")
     p_pki.set_defaults(func=_cmd_pki)
+
+    p_secc = sub.add_parser("secc", help="run the charger (ISO 15118-20 SECC over TLS 1.3)")
+    p_secc.add_argument("--interface", help="answer SDP on this interface (without it: no SDP, listener only)")
+    p_secc.add_argument("--host", default="::", help="address to listen on (default: all)")
+    p_secc.add_argument("--port", type=int, default=0, help="TLS port (default: an ephemeral port, announced by SDP)")
+    p_secc.add_argument("--pki", required=True, metavar="DIR", help="certificates from 'v2h pki init DIR'")
+    p_secc.add_argument("--pki-profile", default="iso20-secp521r1", choices=["iso20-secp521r1", "iso20-ed448"])
+    p_secc.add_argument("--setpoint", type=float, default=7000.0, metavar="WATTS",
+                        help="fixed power setpoint; negative discharges the car (default 7000)")
+    p_secc.add_argument("--log", metavar="FILE", help="append one JSON object per message")
+    p_secc.add_argument("--once", action="store_true", help="exit after the first session ends")
+    p_secc.add_argument("--quiet", action="store_true", help="no readable message trace")
+    p_secc.set_defaults(func=_cmd_secc)
+
+    p_evcc = sub.add_parser("evcc", help="run the simulated car (ISO 15118-20 EVCC)")
+    where = p_evcc.add_mutually_exclusive_group(required=True)
+    where.add_argument("--interface", help="find the charger with SDP on this interface")
+    where.add_argument("--secc", metavar="HOST:PORT", help="connect to the charger directly")
+    p_evcc.add_argument("--service", default="DC_BPT", choices=["DC_BPT", "AC_BPT", "DC", "AC"])
+    p_evcc.add_argument("--control-mode", default="dynamic", choices=["scheduled", "dynamic"])
+    p_evcc.add_argument("--auth", default="eim", choices=["eim", "pnc"])
+    p_evcc.add_argument("--battery", metavar="FILE", help="battery settings (JSON; flags override)")
+    p_evcc.add_argument("--soc", type=float, metavar="PCT", help="state of charge at plug-in (default 60)")
+    p_evcc.add_argument("--capacity", type=float, metavar="KWH", help="usable capacity (default 60)")
+    p_evcc.add_argument("--min-soc", type=float, metavar="PCT", help="never discharged below (default 20)")
+    p_evcc.add_argument("--loops", type=int, default=10, metavar="N", help="charge-loop iterations, then a clean stop")
+    p_evcc.add_argument("--loop-period", type=float, default=0.25, metavar="S")
+    p_evcc.add_argument("--end", default="Terminate", choices=["Terminate", "Pause"], help="how the session ends")
+    p_evcc.add_argument("--pki", required=True, metavar="DIR", help="certificates from 'v2h pki init DIR'")
+    p_evcc.add_argument("--pki-profile", default="iso20-secp521r1", choices=["iso20-secp521r1", "iso20-ed448"])
+    p_evcc.add_argument("--log", metavar="FILE", help="append one JSON object per message")
+    p_evcc.add_argument("--quiet", action="store_true", help="no readable message trace")
+    p_evcc.set_defaults(func=_cmd_evcc)
     return ap
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    """'[::1]:50000', 'fe80::1%eth0' with a port, 'localhost:50000' → (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--secc wants HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _cmd_secc(args: argparse.Namespace) -> int:
+    import asyncio
+    import signal
+
+    from iso15118.aio.session import start_secc
+    from iso15118.secc import SimulatedPowerStage
+    from iso15118.trace import MessageLog
+
+    stage = SimulatedPowerStage(kind="DC", setpoint_w=args.setpoint)
+    log = MessageLog("SECC", path=args.log, stream=None if args.quiet else sys.stdout)
+
+    async def run() -> int:
+        loop = asyncio.get_running_loop()
+        log.clock_offset = time.time() - loop.time()
+        srv = await start_secc(stage, pki_dir=args.pki, profile=args.pki_profile, host=args.host, port=args.port,
+                               interface=args.interface, observer=lambda session: log)
+        print(f"SECC listening on port {srv.port} (TLS 1.3){' with SDP on ' + args.interface if args.interface else ''}",
+              flush=True)
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        ok = True
+        while not stop.is_set():
+            waiter = asyncio.ensure_future(srv.session_ended.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+            if srv.session_ended.is_set():
+                srv.session_ended.clear()
+                for s in srv.sessions:
+                    log.note(f"session {s.ctx.session_id.hex()} ended: {s.end_reason}")
+                    ok = s.end_reason == "SessionStopRes OK"
+                srv.sessions.clear()
+                if args.once:
+                    break
+        await srv.close()
+        log.close()
+        return 0 if ok else 1
+
+    return asyncio.run(run())
+
+
+def _cmd_evcc(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from iso15118 import pki
+    from iso15118.aio.session import run_evcc
+    from iso15118.evcc import Battery, EVCCConfig
+    from iso15118.trace import MessageLog
+
+    overrides = {"soc": args.soc, "capacity_kwh": args.capacity, "min_soc": args.min_soc}
+    battery = Battery.from_file(args.battery, **overrides) if args.battery else \
+        Battery(**{k: v for k, v in overrides.items() if v is not None})
+    chain, key = pki.contract_credentials(args.pki, args.pki_profile) if args.auth == "pnc" else ((), None)
+    config = EVCCConfig(service=args.service, control_mode=args.control_mode, auth=args.auth, loops=args.loops,
+                        loop_period=args.loop_period, end=args.end, contract_chain=chain, contract_key=key)
+    log = MessageLog("EVCC", path=args.log, stream=None if args.quiet else sys.stdout)
+    soc0 = battery.soc
+
+    async def run():
+        log.clock_offset = time.time() - asyncio.get_running_loop().time()
+        return await run_evcc(battery, config, pki_dir=args.pki, profile=args.pki_profile,
+                              secc=_host_port(args.secc) if args.secc else None, interface=args.interface,
+                              observer=log)
+
+    result = asyncio.run(run())
+    log.close()
+    if not result.ok:
+        print(f"v2h evcc: session failed: {result.reason}", file=sys.stderr)
+        return 1
+    print(f"session {result.session_id.hex()} ended ({result.reason}): {result.loops} charge loops, "
+          f"charged {result.charged_wh:.2f} Wh, discharged {result.discharged_wh:.2f} Wh, "
+          f"SoC {soc0:.2f}% → {battery.soc:.2f}%", flush=True)
+    return 0
 
 
 def _cmd_pki(args: argparse.Namespace) -> int:

@@ -3,6 +3,8 @@ schemas, and a response with every mandatory field filled (for failure answers).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from iso15118 import exi
 from iso15118.v2gtp import PAYLOAD_TYPE_OF_SCHEMA, SCHEMA_OF, PayloadType
 
@@ -24,6 +26,10 @@ DC_SERVICES = {SERVICE_DC, SERVICE_DC_BPT}
 AC_SERVICES = {SERVICE_AC, SERVICE_AC_BPT}
 
 CONTROL_MODE_SCHEDULED, CONTROL_MODE_DYNAMIC = 1, 2
+
+TRACE_LENGTH = 1024  # messages a session keeps for inspection (long sessions must not grow)
+Observer = Callable[[float, str, str, object], None]
+"""Called with (now, 'rx'|'tx', message name, message) for every message a session handles."""
 
 
 def name_of(message) -> str:

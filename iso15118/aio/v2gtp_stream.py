@@ -55,6 +55,7 @@ async def serve(handler_factory: Callable[[PeerInfo], FrameHandler], host: str, 
     loop = asyncio.get_running_loop()
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = None
         try:
             info = _peer_info(writer)
             if ssl is not None and standard is not None:
@@ -62,19 +63,28 @@ async def serve(handler_factory: Callable[[PeerInfo], FrameHandler], host: str, 
             if peer_check is not None:
                 peer_check(info)
             handler = handler_factory(info)
-            await _pump(handler, reader, writer, loop, max_payload)
+            await pump(handler, reader, writer, max_payload)
         except (TLSPolicyError, ValueError, V2GTPError, ConnectionError, ssl_mod.SSLError) as e:
             # the peer broke the protocol or went away: close the connection (below)
             log.info("closing V2GTP connection from %s: %s", writer.get_extra_info("peername"), e)
         finally:
+            # whatever ended the connection (even a bug in the handler), the handler hears it
+            # so that a charger de-energises
+            if handler is not None and not handler.closed and hasattr(handler, "on_connection_lost"):
+                handler.on_connection_lost(loop.time())
             writer.close()
 
     return await asyncio.start_server(on_connect, host, port, ssl=ssl)
 
 
-async def _pump(handler: FrameHandler, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                loop: asyncio.AbstractEventLoop, max_payload: int) -> None:
+async def pump(handler: FrameHandler, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+               max_payload: int = DEFAULT_MAX_PAYLOAD, first: list[V2GTPFrame] | None = None) -> None:
+    """Move frames between the connection and ``handler`` until it closes or the peer does
+    (``first``: frames to send before reading, e.g. the car's first request)."""
+    loop = asyncio.get_running_loop()
     decoder = V2GTPDecoder(max_payload)
+    if first:
+        await _send(writer, first)
     while not handler.closed:
         deadline = handler.next_deadline() if hasattr(handler, "next_deadline") else None
         timeout = None if deadline is None else max(0.0, deadline - loop.time())

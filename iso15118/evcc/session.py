@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
 from iso15118 import exi
-from iso15118.messages import (AC, APP, CM, DC, NS_ISO20_AC, NS_ISO20_DC, SERVICE_IDS, name_of, payload_type_of,
+from iso15118.messages import (AC, APP, CM, DC, TRACE_LENGTH, Observer, NS_ISO20_AC, NS_ISO20_DC, SERVICE_IDS, name_of, payload_type_of,
                                schema_of_message, schema_of_payload)
 from iso15118.units import header, rn, val
 from iso15118.v2gtp import V2GTPFrame
@@ -89,7 +90,7 @@ class EVCCSession:
     call ``handle_timer`` at ``next_deadline``."""
 
     def __init__(self, battery: Battery, config: EVCCConfig | None = None, *, clock_offset: float = 0.0,
-                 tls: bool = True, rng: Callable[[int], bytes] = os.urandom):
+                 tls: bool = True, rng: Callable[[int], bytes] = os.urandom, observer: Observer | None = None):
         self.battery = battery
         self.config = config or EVCCConfig()
         if self.config.service not in ("DC_BPT", "AC_BPT", "DC", "AC"):
@@ -115,7 +116,8 @@ class EVCCSession:
         self.pending: tuple[float, object] | None = None
         self.closed = False
         self.result = EVCCResult()
-        self.trace: list[tuple[float, str, str, object]] = []
+        self.trace: deque[tuple[float, str, str, object]] = deque(maxlen=TRACE_LENGTH)  # (time, 'rx'|'tx', name, message)
+        self.observer = observer
         self.contactors_closed = False
         self.gen_challenge: bytes | None = None
         self.auth_services: list[str] = []
@@ -181,7 +183,7 @@ class EVCCSession:
             self._fail(now, f"undecodable response: {e}")
             return []
         name = name_of(res)
-        self.trace.append((now, "rx", name, res))
+        self._record(now, "rx", name, res)
         if name != self.expected:
             self._fail(now, f"expected {self.expected}, got {name}")
             return []
@@ -204,6 +206,11 @@ class EVCCSession:
             return []
         return self._send(nxt, now)
 
+    def _record(self, now: float, direction: str, name: str, message) -> None:
+        self.trace.append((now, direction, name, message))
+        if self.observer is not None:
+            self.observer(now, direction, name, message)
+
     # --- sending -----------------------------------------------------------------------------------
     def _send(self, req, now: float) -> list[V2GTPFrame]:
         name = name_of(req)
@@ -214,7 +221,7 @@ class EVCCSession:
             t.charge_loop if name.endswith("ChargeLoopReq") else t.message
         self.response_deadline = now + timeout
         self.state = EVState.WAITING
-        self.trace.append((now, "tx", name, req))
+        self._record(now, "tx", name, req)
         return [V2GTPFrame(payload_type_of(schema), exi.encode(req, schema))]
 
     def _later(self, when: float, req) -> None:

@@ -9,7 +9,8 @@ MO root → MO Sub-CAs → contract certificate (CN = EMAID).
 
 from .generate import PROFILES, CertProfile, PkiPaths, init_pki
 from .show import describe
+from .store import contract_credentials, contract_roots
 from .validate import ChainError, load_certificates, validate_chain
 
-__all__ = ["PROFILES", "CertProfile", "PkiPaths", "init_pki", "describe", "ChainError",
+__all__ = ["PROFILES", "CertProfile", "PkiPaths", "init_pki", "describe", "contract_credentials", "contract_roots", "ChainError",
            "load_certificates", "validate_chain"]

@@ -11,11 +11,13 @@ object is then closed; the listener is ready for the next car.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
 from iso15118 import exi
-from iso15118.messages import filled, name_of, payload_type_of, response_class, schema_of_payload
+from iso15118.messages import TRACE_LENGTH, Observer, filled, name_of, payload_type_of, response_class, schema_of_payload
 from iso15118.units import header
 from iso15118.v2gtp import V2GTPFrame
 
@@ -103,7 +105,8 @@ class SECCSession:
 
     def __init__(self, controller: EVSEController, config: SECCConfig | None = None, *, now: float,
                  tls: bool = True, resume_store: dict | None = None, clock_offset: float = 0.0,
-                 rng=os.urandom):
+                 rng=os.urandom, observer: Observer | None = None,
+                 on_end: Callable[[SECCSession], None] | None = None):
         from .handlers import TRANSITIONS
 
         self.controller = controller
@@ -117,7 +120,9 @@ class SECCSession:
         self.rng = rng
         self.closed = False
         self.deadline: float | None = now + self.config.sequence_timeout
-        self.trace: list[tuple[float, str, str, object]] = []  # (time, 'rx'|'tx', name, message)
+        self.trace: deque[tuple[float, str, str, object]] = deque(maxlen=TRACE_LENGTH)  # (time, 'rx'|'tx', name, message)
+        self.observer = observer
+        self.on_end = on_end
         self.end_reason: str | None = None
 
     # --- the FrameHandler interface --------------------------------------------------------
@@ -146,20 +151,25 @@ class SECCSession:
             self.terminate(now, f"undecodable {schema} message: {e}")
             return []
         name = name_of(req)
-        self.trace.append((now, "rx", name, req))
+        self._record(now, "rx", name, req)
         reply = self._dispatch(name, req, now)
         if reply is None:
             return []
         res = reply.response
         out = V2GTPFrame(payload_type_of(schema), exi.encode(res, schema))
-        self.trace.append((now, "tx", name_of(res), res))
+        self._record(now, "tx", name_of(res), res)
         if reply.terminate or reply.next_state is State.ENDED:
-            self.terminate(now, f"{name_of(res)} {getattr(res, 'ResponseCode', '')}", close=reply.next_state)
+            self.terminate(now, f"{name_of(res)} {getattr(res, 'ResponseCode', '')}")
         else:
             self.state = reply.next_state
             # while energised the car must keep talking: a silent car is de-energised quickly
             self.deadline = now + (self.config.energized_timeout if self.ctx.energized else self.config.sequence_timeout)
         return [out]
+
+    def _record(self, now: float, direction: str, name: str, message) -> None:
+        self.trace.append((now, direction, name, message))
+        if self.observer is not None:
+            self.observer(now, direction, name, message)
 
     # --- dispatch ----------------------------------------------------------------------------
     def _dispatch(self, name: str, req, now: float) -> Reply | None:
@@ -189,13 +199,16 @@ class SECCSession:
     def header(self, now: float, signature=None):
         return header(self.ctx.session_id or bytes(8), now + self.clock_offset, signature)
 
-    def terminate(self, now: float, reason: str, close: State | None = None) -> None:
+    def terminate(self, now: float, reason: str) -> None:
         """De-energise first, then close."""
         self.controller.de_energise(now)
         self.ctx.energized = False
-        if not self.closed:
+        first = not self.closed
+        if first:
             self.controller.session_event("session_ended", {"reason": reason, "state": self.state.value}, now)
         self.state = State.ENDED
         self.closed = True
         self.deadline = None
         self.end_reason = reason
+        if first and self.on_end is not None:
+            self.on_end(self)

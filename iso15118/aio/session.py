@@ -1,0 +1,151 @@
+"""Running the -20 sessions on the network: the charger's TLS listener (with SDP on an
+interface) and the car's connection, both on asyncio, both driving the sans-I/O machines."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as ssl_mod
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from iso15118 import pki
+from iso15118.evcc import Battery, EVCCConfig, EVCCResult, EVCCSession
+from iso15118.messages import Observer
+from iso15118.sdp import SDPServer
+from iso15118.secc import EVSEController, SECCConfig, SECCSession
+from iso15118.v2gtp import V2GTPError
+
+from . import sdp as aio_sdp
+from .tls import TLSPolicyError, check_negotiated, credentials_from_pki, iso20_client_context, iso20_server_context
+from .v2gtp_stream import PeerInfo, pump, serve
+
+log = logging.getLogger(__name__)
+DEFAULT_PROFILE = "iso20-secp521r1"
+
+
+def wall_offset() -> float:
+    """Unix time minus the event loop's clock: sessions run on the loop clock."""
+    return time.time() - asyncio.get_running_loop().time()
+
+
+@dataclass
+class SECCServer:
+    """A running charger: the TLS listener, the SDP responder if any, and finished sessions."""
+
+    server: asyncio.Server
+    port: int
+    sdp: asyncio.DatagramTransport | None
+    sessions: list[SECCSession] = field(default_factory=list)
+    session_ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def close(self) -> None:
+        if self.sdp is not None:
+            self.sdp.close()
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def start_secc(controller: EVSEController | None = None, *, pki_dir: str | Path,
+                     controller_factory: Callable[[], EVSEController] | None = None,
+                     profile: str = DEFAULT_PROFILE, host: str = "::", port: int = 0,
+                     interface: str | None = None, config: SECCConfig | None = None,
+                     observer: Callable[[SECCSession], Observer | None] | None = None,
+                     keep_sessions: bool = True) -> SECCServer:
+    """Listen for cars over TLS 1.3 (mutual, -20 policy). ``controller`` is the one power
+    stage successive sessions share; ``controller_factory`` gives each connection its own
+    (simulations of many chargers). With ``interface``, SDP answers on it with the
+    interface's link-local address."""
+    if (controller is None) == (controller_factory is None):
+        raise ValueError("give either a controller or a controller_factory")
+    creds = credentials_from_pki(pki_dir, "secc", profile)
+    ctx = iso20_server_context(creds)
+    cfg = config or SECCConfig(contract_roots=pki.contract_roots(pki_dir, profile))
+    resume_store: dict = {}
+    offset = wall_offset()
+    loop = asyncio.get_running_loop()
+    srv: SECCServer | None = None
+
+    def ended(session: SECCSession) -> None:
+        if srv is not None:
+            srv.session_ended.set()
+
+    def new_session(info: PeerInfo) -> SECCSession:
+        stage = controller if controller is not None else controller_factory()  # type: ignore[misc]
+        session = SECCSession(stage, cfg, now=loop.time(), tls=info.tls_version is not None,
+                              resume_store=resume_store, clock_offset=offset, on_end=ended)
+        session.observer = observer(session) if observer is not None else None
+        if keep_sessions and srv is not None:
+            srv.sessions.append(session)
+        return session
+
+    server = await serve(new_session, host, port, ssl=ctx, standard="iso20")
+    bound = server.sockets[0].getsockname()[1]
+    sdp_transport = None
+    if interface is not None:
+        logic = SDPServer(aio_sdp.link_local_address(interface))
+        logic.tls_port = bound
+        sdp_transport = await aio_sdp.start_responder(logic, interface=interface)
+    srv = SECCServer(server, bound, sdp_transport)
+    return srv
+
+
+async def connect_evcc(*, pki_dir: str | Path, profile: str = DEFAULT_PROFILE, secc: tuple[str, int] | None = None,
+                       interface: str | None = None, timeout: float = 20.0):
+    """Find the charger (SDP on ``interface``, or ``secc`` directly) and open the TLS
+    connection, retrying refused connections until ``timeout``. Returns (reader, writer)."""
+    ctx = iso20_client_context(credentials_from_pki(pki_dir, "evcc", profile))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    if secc is None:
+        if interface is None:
+            raise ValueError("give the charger's address or an interface for SDP")
+        found = await aio_sdp.discover(interface=interface)
+        addr = str(found.address)
+        host = f"{addr}%{interface}" if found.address.is_link_local else addr
+        secc = (host, found.port)
+    while True:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(secc[0], secc[1], ssl=ctx),
+                                                    max(0.1, deadline - loop.time()))
+            break
+        except (ConnectionRefusedError, OSError) as e:
+            if isinstance(e, ssl_mod.SSLError) or loop.time() >= deadline:
+                raise
+            await asyncio.sleep(0.2)
+    try:
+        check_negotiated(writer.get_extra_info("ssl_object"), "iso20")
+    except TLSPolicyError:
+        writer.close()
+        raise
+    return reader, writer
+
+
+async def run_evcc(battery: Battery, config: EVCCConfig, *, pki_dir: str | Path, profile: str = DEFAULT_PROFILE,
+                   secc: tuple[str, int] | None = None, interface: str | None = None,
+                   observer: Observer | None = None) -> EVCCResult:
+    """One complete session of the simulated car; the result says how it ended."""
+    loop = asyncio.get_running_loop()
+    session = EVCCSession(battery, config, clock_offset=wall_offset(), observer=observer)
+    try:
+        reader, writer = await connect_evcc(pki_dir=pki_dir, profile=profile, secc=secc, interface=interface,
+                                            timeout=config.timers.communication_setup)
+    except (OSError, TimeoutError, asyncio.TimeoutError, TLSPolicyError) as e:
+        session.result.reason = f"could not connect: {e}"
+        return session.result
+    try:
+        await pump(session, reader, writer, first=session.start(loop.time()))
+    except (V2GTPError, ConnectionError, ssl_mod.SSLError) as e:
+        session.on_connection_lost(loop.time())
+        session.result.reason = f"{session.result.reason}: {e}"
+    finally:
+        if not session.closed:
+            session.on_connection_lost(loop.time())
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except (ConnectionError, ssl_mod.SSLError) as e:
+            log.debug("closing: %s", e)
+    return session.result
