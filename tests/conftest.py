@@ -40,3 +40,13 @@ def pytest_report_header(config):
     required = os.environ.get("V2H_REQUIRE_CEXT") == "1"
     return (f"EXI codec: C extension {'built' if built else 'NOT built'}"
             f"{' (required)' if required else ''}; codec tests run on: python{', cython' if built else ''}")
+
+
+@pytest.fixture(scope="session")
+def v2g_pki(tmp_path_factory) -> Path:
+    """A complete test PKI (all three profiles), made once per run."""
+    from iso15118 import pki
+
+    d = tmp_path_factory.mktemp("v2g-pki")
+    pki.init_pki(d)
+    return d

@@ -1,0 +1,43 @@
+"""Building charger/car pairs for the session tests."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from iso15118 import pki
+from iso15118.evcc import Battery, EVCCConfig, EVCCSession
+from iso15118.pair import run_pair
+from iso15118.secc import SECCConfig, SECCSession, SimulatedPowerStage
+
+EPOCH = float(int(time.time()))  # the wall clock at simulated time 0 (the test PKI is valid now)
+
+
+@dataclass
+class Pair:
+    stage: SimulatedPowerStage
+    secc: SECCSession
+    ev: EVCCSession
+    battery: Battery
+
+    def run(self, **kw):
+        return run_pair(self.secc, self.ev, **kw)
+
+
+def make_pair(service: str = "DC_BPT", mode: str = "dynamic", auth: str = "eim", *, setpoint: float = -5000.0,
+              pki_dir=None, profile: str = "iso20-secp521r1", battery: Battery | None = None,
+              stage: SimulatedPowerStage | None = None, secc_config: SECCConfig | None = None,
+              resume_store: dict | None = None, now: float = 0.0, **ev_kw) -> Pair:
+    stage = stage or SimulatedPowerStage(kind=service[:2], setpoint_w=setpoint)
+    roots = pki.contract_roots(pki_dir, profile) if pki_dir is not None else ()
+    cfg = secc_config or SECCConfig(contract_roots=roots)
+    secc = SECCSession(stage, cfg, now=now, clock_offset=EPOCH, resume_store=resume_store)
+    chain, key = pki.contract_credentials(pki_dir, profile) if auth == "pnc" else ((), None)
+    battery = battery or Battery(soc=60.0)
+    ev = EVCCSession(battery, EVCCConfig(service=service, control_mode=mode, auth=auth, contract_chain=chain,
+                                         contract_key=key, **ev_kw), clock_offset=EPOCH)
+    return Pair(stage, secc, ev, battery)
+
+
+def names(session, direction: str) -> list[str]:
+    return [n for _, d, n, _ in session.trace if d == direction]

@@ -1,0 +1,181 @@
+"""Complete -20 sessions, charger against simulated car, in memory on a simulated clock:
+every service, both control modes, EIM and Plug & Charge, charging and discharging."""
+
+from __future__ import annotations
+
+import pytest
+
+from iso15118.evcc import Battery
+from iso15118.secc import State
+
+from .helpers import make_pair, names
+
+SERVICES = ["DC", "DC_BPT", "AC", "AC_BPT"]
+MODES = ["scheduled", "dynamic"]
+
+DC_FLOW = ["supportedAppProtocolReq", "SessionSetupReq", "AuthorizationSetupReq", "AuthorizationReq",
+           "ServiceDiscoveryReq", "ServiceDetailReq", "ServiceSelectionReq", "DC_ChargeParameterDiscoveryReq",
+           "ScheduleExchangeReq", "DC_CableCheckReq", "DC_PreChargeReq", "PowerDeliveryReq", "DC_ChargeLoopReq",
+           "PowerDeliveryReq", "DC_WeldingDetectionReq", "SessionStopReq"]
+AC_FLOW = [n.replace("DC_", "AC_") for n in DC_FLOW if n not in ("DC_CableCheckReq", "DC_PreChargeReq",
+                                                                   "DC_WeldingDetectionReq")]
+
+
+def _collapse(seq):
+    out = []
+    for n in seq:
+        if not out or out[-1] != n:
+            out.append(n)
+    return out
+
+
+@pytest.mark.parametrize("service", SERVICES)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("setpoint", [6000.0, -6000.0])
+def test_complete_session(service, mode, setpoint):
+    p = make_pair(service, mode, setpoint=setpoint, loops=12)
+    p.run()
+    r = p.ev.result
+    assert r.ok, r.reason
+    assert r.loops == 12
+    assert p.secc.end_reason == "SessionStopRes OK"
+    assert p.secc.state is State.ENDED
+    flow = DC_FLOW if service.startswith("DC") else AC_FLOW
+    assert _collapse(names(p.ev, "tx")) == flow
+    # every response the charger sent carried OK (or the handshake's success code)
+    assert all(str(getattr(m, "ResponseCode", "OK")).startswith("OK") for _, d, _, m in p.secc.trace if d == "tx")
+    bpt = service.endswith("BPT")
+    # 12 loops at 0.25 s: 11 intervals of 6 kW ≈ 4.6 Wh (precharge ramps aside)
+    if setpoint > 0:
+        assert r.charged_wh == pytest.approx(6000 * 11 * 0.25 / 3600, rel=0.15) and r.discharged_wh == 0
+    elif bpt:
+        assert r.discharged_wh == pytest.approx(6000 * 11 * 0.25 / 3600, rel=0.15) and r.charged_wh == 0
+    else:  # a unidirectional service never discharges, whatever the setpoint says
+        assert r.charged_wh == 0 and r.discharged_wh == 0
+    m = p.stage.measurements(1e6)
+    assert not m.contactors_closed and m.current == 0 and m.power == 0
+    if bpt and setpoint < 0:
+        assert m.energy_exported_wh == pytest.approx(r.discharged_wh, rel=0.05)
+
+
+@pytest.mark.parametrize("service", ["DC_BPT", "AC_BPT"])
+@pytest.mark.parametrize("profile", ["iso20-secp521r1", "iso20-ed448"])
+def test_plug_and_charge(v2g_pki, service, profile):
+    p = make_pair(service, "scheduled", "pnc", pki_dir=v2g_pki, profile=profile)
+    p.run()
+    assert p.ev.result.ok, p.ev.result.reason
+    assert p.secc.ctx.auth_method == "PnC" and p.secc.ctx.emaid == "DEV2HC1234567X9"
+    assert p.ev.result.discharged_wh > 0
+    # the signature travelled in the AuthorizationReq header
+    auth = next(m for _, d, n, m in p.secc.trace if n == "AuthorizationReq")
+    assert auth.Header.Signature is not None
+
+
+def test_scheduled_discharge_selects_the_discharge_channel():
+    p = make_pair("DC_BPT", "scheduled", setpoint=-4000)
+    p.run()
+    pd = next(m for _, d, n, m in p.secc.trace if n == "PowerDeliveryReq")
+    assert str(pd.BPT_ChannelSelection) == "Discharge"
+    st = next(m for _, d, n, m in p.secc.trace if n == "ScheduleExchangeRes")
+    tup = st.Scheduled_SEResControlMode.ScheduleTuple[0]
+    assert tup.DischargingSchedule is not None
+
+
+def test_setpoint_changes_during_the_charge_loop():
+    """The energy manager turns a charge into a discharge mid-session (Dynamic BPT)."""
+    p = make_pair("DC_BPT", "dynamic", loops=20, setpoint=lambda now: 5000.0 if now < 4.0 else -5000.0)
+    p.run()
+    currents = [m.EVSEPresentCurrent.Value * 10.0 ** m.EVSEPresentCurrent.Exponent
+                for _, d, n, m in p.secc.trace if n == "DC_ChargeLoopRes"]
+    assert currents[0] > 0 and currents[-1] < 0
+    assert p.ev.result.charged_wh > 0 and p.ev.result.discharged_wh > 0
+
+
+def test_discharge_stops_at_the_minimum_soc():
+    """A car just above its minimum SoC: its discharge limit tapers to zero and the charger
+    follows; the battery never goes below the minimum."""
+    battery = Battery(capacity_kwh=1.0, soc=20.3, min_soc=20.0, max_discharge_power=11000)
+    p = make_pair("DC_BPT", "dynamic", setpoint=-11000, battery=battery, loops=40)
+    p.run()
+    assert p.ev.result.ok, p.ev.result.reason
+    assert battery.soc >= 20.0 - 0.01
+    powers = [m.EVSEPresentCurrent.Value * 10.0 ** m.EVSEPresentCurrent.Exponent for _, d, n, m in p.secc.trace
+              if n == "DC_ChargeLoopRes"]
+    assert powers[-1] == pytest.approx(0, abs=0.5)
+
+
+def test_charger_limits_bound_the_setpoint():
+    p = make_pair("AC_BPT", "dynamic", setpoint=-50_000)
+    p.run()
+    targets = [m.BPT_Dynamic_AC_CLResControlMode.EVSETargetActivePower for _, d, n, m in p.secc.trace
+               if n == "AC_ChargeLoopRes"]
+    assert all(t.Value * 10.0 ** t.Exponent == pytest.approx(-11000) for t in targets)
+
+
+def test_pause_and_resume():
+    store: dict = {}
+    first = make_pair("DC_BPT", "dynamic", resume_store=store, end="Pause", loops=3)
+    first.run()
+    assert first.ev.result.ok and first.ev.result.reason == "SessionStop Pause"
+    sid = first.ev.result.session_id
+    assert sid in store
+    second = make_pair("DC_BPT", "dynamic", stage=first.stage, resume_store=store, resume_session_id=sid, loops=3,
+                       now=100.0)
+    second.run(start=100.0)
+    assert second.ev.result.ok, second.ev.result.reason
+    setup = next(m for _, d, n, m in second.secc.trace if n == "SessionSetupRes")
+    assert str(setup.ResponseCode) == "OK_OldSessionJoined" and setup.Header.SessionID == sid
+    # a resumed session skips service discovery and selection
+    assert "ServiceDiscoveryReq" not in names(second.secc, "rx")
+    assert "DC_ChargeParameterDiscoveryReq" in names(second.secc, "rx")
+    assert sid not in store  # a pause is resumed once
+
+
+def test_resume_of_an_unknown_session_starts_a_new_one():
+    p = make_pair("DC_BPT", "dynamic", resume_session_id=bytes.fromhex("0102030405060708"), loops=2)
+    p.run()
+    assert p.ev.result.ok
+    setup = next(m for _, d, n, m in p.secc.trace if n == "SessionSetupRes")
+    assert str(setup.ResponseCode) == "OK_NewSessionEstablished"
+    assert "ServiceDiscoveryReq" in names(p.secc, "rx")
+
+
+def test_pause_refused_when_not_allowed():
+    from iso15118.secc import SECCConfig
+
+    p = make_pair("DC_BPT", "dynamic", end="Pause", loops=2, secc_config=SECCConfig(pause_allowed=False))
+    p.run()
+    assert not p.ev.result.ok and "FAILED_PauseNotAllowed" in p.ev.result.reason
+    assert not p.stage.measurements(1e6).contactors_closed
+
+
+def test_service_renegotiation_from_dc_to_dc_bpt():
+    p = make_pair("DC", "dynamic", setpoint=-5000, end="ServiceRenegotiation", renegotiate_to="DC_BPT", loops=4)
+    p.run()
+    assert p.ev.result.ok, p.ev.result.reason
+    sel = [m.SelectedEnergyTransferService.ServiceID for _, d, n, m in p.secc.trace if n == "ServiceSelectionReq"]
+    assert sel == [2, 6]
+    stops = [str(m.ChargingSession) for _, d, n, m in p.secc.trace if n == "SessionStopReq"]
+    assert stops == ["ServiceRenegotiation", "Terminate"]
+    # the DC part could not discharge; after renegotiation to DC_BPT the car gives energy
+    assert p.ev.result.discharged_wh > 0
+    # cable check and precharge run again after renegotiation
+    assert names(p.secc, "rx").count("DC_CableCheckReq") >= 2
+
+
+def test_authorization_ongoing_then_accepted():
+    from iso15118.secc import SimulatedPowerStage
+
+    stage = SimulatedPowerStage(kind="DC", setpoint_w=3000, authorization_delay=1.0)
+    p = make_pair("DC_BPT", "dynamic", stage=stage, loops=2)
+    p.run()
+    assert p.ev.result.ok
+    auth = [str(m.EVSEProcessing) for _, d, n, m in p.secc.trace if n == "AuthorizationRes"]
+    assert auth[0] == "Ongoing" and auth[-1] == "Finished" and len(auth) >= 5
+
+
+def test_session_ids_are_random_and_eight_bytes():
+    a, b = make_pair(loops=1), make_pair(loops=1)
+    a.run()
+    b.run()
+    assert len(a.ev.result.session_id) == 8 and a.ev.result.session_id != b.ev.result.session_id
