@@ -52,10 +52,18 @@ def payload_type_of(schema: str) -> PayloadType:
     return PayloadType.EXI if schema == "apphand" else PAYLOAD_TYPE_OF_SCHEMA[schema]
 
 
-def schema_of_payload(payload_type: PayloadType, after_handshake: bool) -> str | None:
-    if payload_type == PayloadType.EXI:
-        return None if after_handshake else "apphand"
-    return SCHEMA_OF.get(payload_type)
+def schema_of_payload(payload_type: PayloadType, after_handshake: bool, kind: str = "") -> str | None:
+    """The schema of a frame in a -20 session, or None when the payload type is not allowed
+    now: before the handshake only SupportedAppProtocol (0x8001); after it CommonMessages and
+    the negotiated energy transfer (``kind`` 'DC' or 'AC'; any when empty)."""
+    if not after_handshake:
+        return "apphand" if payload_type == PayloadType.EXI else None
+    allowed = {PayloadType.ISO20_COMMON}
+    if kind in ("", "DC"):
+        allowed.add(PayloadType.ISO20_DC)
+    if kind in ("", "AC"):
+        allowed.add(PayloadType.ISO20_AC)
+    return SCHEMA_OF.get(payload_type) if payload_type in allowed else None
 
 
 def response_class(request_name: str):

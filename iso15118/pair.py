@@ -22,23 +22,29 @@ class Wire:
     log: list[tuple[float, str, V2GTPFrame]] = field(default_factory=list)
 
 
-Tamper = Callable[[str, V2GTPFrame, float], list[V2GTPFrame] | None]
+CUT = object()
+"""Returned by a tamper function: the connection breaks now (both ends see it lost)."""
+
+Tamper = Callable[[str, V2GTPFrame, float], object]
 
 
 def run_pair(secc, evcc, *, start: float = 0.0, latency: float = 0.002, until: float = 24 * 3600.0,
-             tamper: Tamper | None = None, drop_at: Callable[[float, object, object], bool] | None = None) -> Wire:
+             tamper: Tamper | None = None) -> Wire:
     """Run until both ends are closed (or ``until``). ``tamper(direction, frame, now)`` may
-    return replacement frames (``[]`` drops); ``drop_at(now, secc, evcc)`` returning True cuts
-    the connection (both ends see it lost)."""
+    return replacement frames (``[]`` drops the frame, ``CUT`` breaks the connection)."""
     wire = Wire()
     queue: list[tuple[float, int, str, bytes]] = []
     seq = 0
+    cut = False
     decoders = {"evse": V2GTPDecoder(), "ev": V2GTPDecoder()}
 
     def post(now: float, direction: str, frames: list[V2GTPFrame]) -> None:
-        nonlocal seq
+        nonlocal seq, cut
         for f in frames:
             out = [f] if tamper is None else tamper(direction, f, now)
+            if out is CUT:
+                cut = True
+                return
             for g in ([f] if out is None else out):
                 wire.log.append((now, direction, g))
                 seq += 1
@@ -47,6 +53,10 @@ def run_pair(secc, evcc, *, start: float = 0.0, latency: float = 0.002, until: f
     now = start
     post(now, "ev→evse", evcc.start(now))
     while now < until and not (secc.closed and evcc.closed):
+        if cut:
+            secc.on_connection_lost(now)
+            evcc.on_connection_lost(now)
+            break
         if (secc.closed or evcc.closed) and not queue:
             break  # one end hung up and nothing is in flight: the other sees the TCP close
         times = [t for t in (secc.next_deadline(), evcc.next_deadline()) if t is not None]
@@ -55,10 +65,6 @@ def run_pair(secc, evcc, *, start: float = 0.0, latency: float = 0.002, until: f
         if not times:
             break
         now = max(now, min(times))
-        if drop_at is not None and drop_at(now, secc, evcc):
-            secc.on_connection_lost(now)
-            evcc.on_connection_lost(now)
-            break
         if queue and queue[0][0] <= now:
             _, _, direction, data = heapq.heappop(queue)
             target = secc if direction == "ev→evse" else evcc

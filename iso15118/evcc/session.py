@@ -173,7 +173,7 @@ class EVCCSession:
         if self.expected is None:
             self._fail(now, "a message arrived while no request was outstanding")
             return []
-        schema = schema_of_payload(frame.payload_type, self.expected != "supportedAppProtocolRes")
+        schema = schema_of_payload(frame.payload_type, self.expected != "supportedAppProtocolRes", self.kind)
         if schema is None:
             self._fail(now, f"unexpected payload type {frame.payload_type:#06x}")
             return []

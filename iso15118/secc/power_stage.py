@@ -26,6 +26,7 @@ class SimulatedPowerStage:
     stage_limits: EVSELimits = field(default_factory=EVSELimits)
     setpoint_w: float | Callable[[float], float] = 7000.0
     isolation_time: float = 0.5
+    voltage_ramp: float = VOLTAGE_RAMP
     isolation_fault: bool = False
     authorization_delay: float = 0.0
     accepted_identities: set[str] | None = None  # None: accept everyone
@@ -62,7 +63,7 @@ class SimulatedPowerStage:
             m.voltage = m.current = m.power = 0.0
             return
         if self.kind == "DC":
-            step = VOLTAGE_RAMP * dt
+            step = self.voltage_ramp * dt
             diff = self._target.voltage - m.voltage
             m.voltage += max(-step, min(step, diff))
             lim = self.stage_limits

@@ -141,7 +141,7 @@ class SECCSession:
     def on_frame(self, frame: V2GTPFrame, now: float) -> list[V2GTPFrame]:
         if self.closed:
             return []
-        schema = schema_of_payload(frame.payload_type, self.state is not State.WAIT_SAP)
+        schema = schema_of_payload(frame.payload_type, self.state is not State.WAIT_SAP, self.ctx.kind)
         if schema is None:
             self.terminate(now, f"payload type {frame.payload_type:#06x} not allowed in {self.state.value}")
             return []
