@@ -81,6 +81,9 @@ class EVSEController(Protocol):
     def de_energise(self, now: float) -> None:
         """Current to zero, then contactors open: every abort path ends here."""
     def emergency_stop(self, reason: str, now: float) -> None: ...
+    def fault(self, now: float) -> str | None:
+        """A hardware fault that forbids energy transfer (emergency stop, isolation fault,
+        overtemperature), or None. The SECC checks it before and during energy transfer."""
 
     # --- from above (OCPP, HEMS) -----------------------------------------------------------
     def authorize(self, method: str, identity: str, now: float) -> AuthorizationStatus: ...

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 
 from iso15118.messages import (AC, APP, BPT_SERVICES, CM, DC, NS_ISO20_AC, NS_ISO20_DC, SERVICE_AC,
-                               SERVICE_AC_BPT, SERVICE_DC, SERVICE_DC_BPT, filled)
+                               SERVICE_AC_BPT, SERVICE_DC, SERVICE_DC_BPT, filled, name_of, response_class)
 from iso15118.units import rn, val
 
 from .controller import AuthorizationStatus, IsolationStatus, PowerCommand
@@ -528,6 +528,34 @@ def session_stop(req, s, now) -> Reply:
     return Reply(CM.SessionStopRes(Header=s.header(now), ResponseCode="OK"), State.ENDED, True)
 
 
+def _fault_guard(handler):
+    """Before PreCharge, PowerDelivery and every charge loop: a hardware fault ends the
+    session with FAILED and EVSENotification=Terminate (de-energised by the session)."""
+    def guarded(req, s, now) -> Reply:
+        fault = s.controller.fault(now)
+        if fault is None:
+            return handler(req, s, now)
+        s.controller.session_event("fault", {"reason": fault}, now)
+        cls = response_class(name_of(req))
+        extra = {"EVSEStatus": CM.EVSEStatus(NotificationMaxDelay=0, EVSENotification="Terminate")} \
+            if "EVSEStatus" in {f.name for f in cls._exi.fields} else {}
+        mode_fields = {f.name: filled(f.cls) for f in cls._exi.fields if f.name.endswith("CLResControlMode")
+                       and f.name == _res_mode_field(s, name_of(req))}
+        return Reply(filled(cls, Header=s.header(now), ResponseCode="FAILED", **extra, **mode_fields),
+                     State.ENDED, True)
+    guarded.__name__ = handler.__name__
+    guarded.__doc__ = handler.__doc__
+    return guarded
+
+
+def _res_mode_field(s, request_name: str) -> str | None:
+    if request_name == "DC_ChargeLoopReq":
+        return DC_MODES[(s.ctx.control_mode, s.ctx.bpt)].replace("CLReq", "CLRes")
+    if request_name == "AC_ChargeLoopReq":
+        return AC_MODES[(s.ctx.control_mode, s.ctx.bpt)].replace("CLReq", "CLRes")
+    return None
+
+
 S = State
 TRANSITIONS = {
     (S.WAIT_SAP, "supportedAppProtocolReq"): supported_app_protocol,
@@ -540,13 +568,13 @@ TRANSITIONS = {
     (S.WAIT_CPD, "DC_ChargeParameterDiscoveryReq"): dc_charge_parameter_discovery,
     (S.WAIT_CPD, "AC_ChargeParameterDiscoveryReq"): ac_charge_parameter_discovery,
     (S.WAIT_SCHEDULE, "ScheduleExchangeReq"): schedule_exchange,
-    (S.WAIT_CABLE_CHECK, "DC_CableCheckReq"): dc_cable_check,
-    (S.WAIT_PRECHARGE, "DC_PreChargeReq"): dc_precharge,
-    (S.WAIT_POWER_DELIVERY, "DC_PreChargeReq"): dc_precharge,
-    (S.WAIT_POWER_DELIVERY, "PowerDeliveryReq"): power_delivery,
-    (S.CHARGE_LOOP, "DC_ChargeLoopReq"): dc_charge_loop,
-    (S.CHARGE_LOOP, "AC_ChargeLoopReq"): ac_charge_loop,
-    (S.CHARGE_LOOP, "PowerDeliveryReq"): power_delivery,
+    (S.WAIT_CABLE_CHECK, "DC_CableCheckReq"): _fault_guard(dc_cable_check),
+    (S.WAIT_PRECHARGE, "DC_PreChargeReq"): _fault_guard(dc_precharge),
+    (S.WAIT_POWER_DELIVERY, "DC_PreChargeReq"): _fault_guard(dc_precharge),
+    (S.WAIT_POWER_DELIVERY, "PowerDeliveryReq"): _fault_guard(power_delivery),
+    (S.CHARGE_LOOP, "DC_ChargeLoopReq"): _fault_guard(dc_charge_loop),
+    (S.CHARGE_LOOP, "AC_ChargeLoopReq"): _fault_guard(ac_charge_loop),
+    (S.CHARGE_LOOP, "PowerDeliveryReq"): _fault_guard(power_delivery),
     (S.WAIT_WELDING, "DC_WeldingDetectionReq"): dc_welding_detection,
     (S.WAIT_WELDING, "SessionStopReq"): session_stop,
     (S.WAIT_SESSION_STOP, "SessionStopReq"): session_stop,

@@ -41,7 +41,7 @@ class SimulatedPowerStage:
         self._t = None
         self._iso_started: float | None = None
         self._auth_started: float | None = None
-        self.estopped = False
+        self.estopped: str | None = None
 
     # --- power electronics -------------------------------------------------------------------
     def limits(self) -> EVSELimits:
@@ -130,9 +130,16 @@ class SimulatedPowerStage:
         self._iso_started = None
 
     def emergency_stop(self, reason: str, now: float) -> None:
-        self.estopped = True
+        self.estopped = reason or "emergency stop"
         self.history.add(now, "estop", reason)
         self.de_energise(now)
+
+    def fault(self, now: float) -> str | None:
+        if self.estopped:
+            return f"emergency stop: {self.estopped}"
+        if self.isolation_fault and self._m.contactors_closed:
+            return "isolation fault"
+        return None
 
     # --- upper half: standalone management ----------------------------------------------------
     def authorize(self, method: str, identity: str, now: float) -> AuthorizationStatus:

@@ -19,6 +19,7 @@ class Pair:
     secc: SECCSession
     ev: EVCCSession
     battery: Battery
+    secc_log: list  # every message the charger handled (the session's own trace is bounded)
 
     def run(self, **kw):
         return run_pair(self.secc, self.ev, **kw)
@@ -36,7 +37,9 @@ def make_pair(service: str = "DC_BPT", mode: str = "dynamic", auth: str = "eim",
     battery = battery or Battery(soc=60.0)
     ev = EVCCSession(battery, EVCCConfig(service=service, control_mode=mode, auth=auth, contract_chain=chain,
                                          contract_key=key, **ev_kw), clock_offset=EPOCH)
-    return Pair(stage, secc, ev, battery)
+    log: list = []
+    secc.observer = lambda *entry: log.append(entry)
+    return Pair(stage, secc, ev, battery, log)
 
 
 def names(session, direction: str) -> list[str]:
