@@ -446,7 +446,11 @@ def dc_charge_loop(req, s, now) -> Reply:
         return Reply(filled(DC.DC_ChargeLoopRes, Header=s.header(now), ResponseCode="FAILED",
                             **{res_field: filled(getattr(DC, res_field))}), State.ENDED, True)
     _update_soc(ctx, req.DisplayParameters)
-    v_ev = max(val(req.EVPresentVoltage), 1.0)
+    # the output follows the battery, within both sides' voltage limits; the current comes
+    # from the highest voltage in play, so a car under-reporting its voltage gets no extra power
+    target_v = min(max(val(req.EVPresentVoltage), lim.min_voltage), lim.max_voltage,
+                   ctx.ev.get("max_voltage") or lim.max_voltage)
+    v_ev = max(val(req.EVPresentVoltage), c.measurements(now).voltage, target_v, 1.0)
     ev_max_c = val(mode.EVMaximumChargePower) if mode.EVMaximumChargePower is not None else None
     ev_max_d = val(getattr(mode, "EVMaximumDischargePower", None)) if getattr(mode, "EVMaximumDischargePower", None) \
         is not None else None
@@ -460,7 +464,6 @@ def dc_charge_loop(req, s, now) -> Reply:
         current = max(min(wanted, current), 0.0) if wanted >= 0 else min(max(wanted, current), 0.0)
     current = min(current, lim.max_charge_current, ev_i_c if ev_i_c is not None else current)
     current = max(current, -lim.max_discharge_current, -(ev_i_d if ev_i_d is not None else 0.0) if ctx.bpt else 0.0)
-    target_v = val(mode.EVTargetVoltage) if ctx.control_mode == "Scheduled" else v_ev
     c.set_target(PowerCommand(voltage=target_v, current=current), now)
     m = c.measurements(now)
     ctx.loops += 1
