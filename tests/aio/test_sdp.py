@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
 import subprocess
 import sys
 import time
@@ -42,37 +40,6 @@ def test_client_gives_up_after_its_retries():
         return asyncio.get_running_loop().time() - t0
 
     assert 0.18 < asyncio.run(go()) < 2.0
-
-
-def _ip(*args, check=True):
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
-
-
-@pytest.fixture
-def veth_pair():
-    """Two namespaces joined by a veth pair with fixed link-local addresses (no DAD wait)."""
-    if shutil.which("ip") is None:
-        pytest.skip("iproute2 (ip) is not installed")
-    tag = f"{os.getpid() % 100000}"
-    a, b = f"v2h-a-{tag}", f"v2h-b-{tag}"
-    r = _ip("netns", "add", a, check=False)
-    if r.returncode != 0:
-        pytest.skip(f"the kernel refuses network namespaces here: {r.stderr.strip()}")
-    try:
-        _ip("netns", "add", b)
-        _ip("link", "add", f"va{tag}", "type", "veth", "peer", "name", f"vb{tag}")
-        for ns, dev, ll, mac in ((a, f"va{tag}", "fe80::a", "02:00:00:00:00:0a"),
-                                 (b, f"vb{tag}", "fe80::b", "02:00:00:00:00:0b")):
-            _ip("link", "set", dev, "netns", ns)
-            _ip("-n", ns, "link", "set", "lo", "up")
-            _ip("-n", ns, "link", "set", dev, "address", mac)
-            _ip("-n", ns, "link", "set", dev, "addrgenmode", "none")
-            _ip("-n", ns, "link", "set", dev, "up")
-            _ip("-n", ns, "addr", "add", f"{ll}/64", "dev", dev, "nodad")
-        yield a, f"va{tag}", b, f"vb{tag}"
-    finally:
-        _ip("netns", "del", a, check=False)
-        _ip("netns", "del", b, check=False)
 
 
 def test_discovery_across_a_veth_pair(veth_pair):

@@ -16,7 +16,7 @@ from iso15118.pair import CUT
 from iso15118.secc import State
 from iso15118.v2gtp import V2GTPFrame
 
-from .helpers import make_pair, names
+from .helpers import make_pair
 
 DC_STATES = [State.WAIT_SAP, State.WAIT_SESSION_SETUP, State.WAIT_AUTH_SETUP, State.WAIT_AUTH,
              State.WAIT_SERVICE_DISCOVERY, State.WAIT_SERVICE_SELECTION, State.WAIT_CPD, State.WAIT_SCHEDULE,

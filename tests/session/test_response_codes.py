@@ -10,7 +10,7 @@ import pytest
 from iso15118 import exi, pki
 from iso15118.evcc import Battery
 from iso15118.messages import name_of, payload_type_of, schema_of_message, schema_of_payload
-from iso15118.secc import EVSELimits, SECCConfig, SimulatedPowerStage
+from iso15118.secc import SECCConfig, SimulatedPowerStage
 from iso15118.v2gtp import V2GTPFrame
 
 from .helpers import EPOCH, make_pair
