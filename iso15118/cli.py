@@ -191,7 +191,7 @@ def _cmd_evcc(args: argparse.Namespace) -> int:
         return 1
     print(f"session {result.session_id.hex()} ended ({result.reason}): {result.loops} charge loops, "
           f"charged {result.charged_wh:.2f} Wh, discharged {result.discharged_wh:.2f} Wh, "
-          f"SoC {soc0:.2f}% → {battery.soc:.2f}%", flush=True)
+          f"SoC {soc0:.3f}% → {battery.soc:.3f}%", flush=True)
     return 0
 
 
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ExiError, ChainError, ValueError) as e:
+    except (ExiError, ChainError, ValueError, OSError) as e:
         print(f"v2h {args.command}: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:

@@ -4,7 +4,9 @@ interface) and the car's connection, both on asyncio, both driving the sans-I/O 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import random
 import ssl as ssl_mod
 import time
 from collections.abc import Callable
@@ -14,7 +16,7 @@ from pathlib import Path
 from iso15118 import pki
 from iso15118.evcc import Battery, EVCCConfig, EVCCResult, EVCCSession
 from iso15118.messages import Observer
-from iso15118.sdp import SDPServer
+from iso15118.sdp import SECC_PORT_MAX, SECC_PORT_MIN, SDPServer
 from iso15118.secc import EVSEController, SECCConfig, SECCSession
 from iso15118.v2gtp import V2GTPError
 
@@ -81,7 +83,7 @@ async def start_secc(controller: EVSEController | None = None, *, pki_dir: str |
             srv.sessions.append(session)
         return session
 
-    server = await serve(new_session, host, port, ssl=ctx, standard="iso20")
+    server = await _listen(lambda p: serve(new_session, host, p, ssl=ctx, standard="iso20"), port)
     bound = server.sockets[0].getsockname()[1]
     sdp_transport = None
     if interface is not None:
@@ -90,6 +92,21 @@ async def start_secc(controller: EVSEController | None = None, *, pki_dir: str |
         sdp_transport = await aio_sdp.start_responder(logic, interface=interface)
     srv = SECCServer(server, bound, sdp_transport)
     return srv
+
+
+async def _listen(open_server, port: int) -> asyncio.Server:
+    """Bind ``port``; 0 picks a free port in the range SDP may announce (49152–65535), which
+    the kernel's own ephemeral range does not guarantee."""
+    if port:
+        return await open_server(port)
+    rng = random.SystemRandom()
+    for _ in range(64):
+        try:
+            return await open_server(rng.randint(SECC_PORT_MIN, SECC_PORT_MAX))
+        except OSError as e:
+            if e.errno != errno.EADDRINUSE:
+                raise
+    raise OSError(errno.EADDRINUSE, f"no free TCP port in {SECC_PORT_MIN}-{SECC_PORT_MAX}")
 
 
 async def connect_evcc(*, pki_dir: str | Path, profile: str = DEFAULT_PROFILE, secc: tuple[str, int] | None = None,

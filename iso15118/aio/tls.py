@@ -169,6 +169,8 @@ def check_negotiated(ssl_object, standard: str) -> None:
 def credentials_from_pki(pki_dir: str | Path, role: str, profile: str = "iso20-secp521r1") -> Credentials:
     """Credentials from a directory made by ``v2h pki init``: role 'secc' or 'evcc'."""
     base = Path(pki_dir) / profile
+    if not base.is_dir():
+        raise ValueError(f"{base} does not exist (create the test PKI with: v2h pki init {pki_dir})")
     if role == "secc":
         trust = (base / "oem_root_ca.pem",) if profile.startswith("iso20") else ()
         return Credentials(base / "secc_chain.pem", base / "secc_leaf.key.pem", trust)

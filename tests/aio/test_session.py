@@ -34,6 +34,7 @@ def test_session_over_tls(v2g_pki, service, mode, auth, profile):
 
     async def go():
         srv = await _secc(stage, v2g_pki, profile)
+        assert 49152 <= srv.port <= 65535  # the range SDP may announce
         chain, key = pki.contract_credentials(v2g_pki, profile) if auth == "pnc" else ((), None)
         cfg = EVCCConfig(service=service, control_mode=mode, auth=auth, loops=4, loop_period=0.05,
                          poll_interval=0.02, contract_chain=chain, contract_key=key)
