@@ -124,7 +124,7 @@ def _cmd_secc(args: argparse.Namespace) -> int:
 
     from iso15118.aio.session import start_secc
     from iso15118.secc import SimulatedPowerStage
-    from iso15118.trace import MessageLog
+    from iso15118.aio.trace import MessageLog
 
     stage = SimulatedPowerStage(kind="DC", setpoint_w=args.setpoint)
     log = MessageLog("SECC", path=args.log, stream=None if args.quiet else sys.stdout)
@@ -167,7 +167,7 @@ def _cmd_evcc(args: argparse.Namespace) -> int:
     from iso15118 import pki
     from iso15118.aio.session import run_evcc
     from iso15118.evcc import Battery, EVCCConfig
-    from iso15118.trace import MessageLog
+    from iso15118.aio.trace import MessageLog
 
     overrides = {"soc": args.soc, "capacity_kwh": args.capacity, "min_soc": args.min_soc}
     battery = Battery.from_file(args.battery, **overrides) if args.battery else \
@@ -211,15 +211,15 @@ def _cmd_pki(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from iso15118.exi import ExiError
-    from iso15118.pki import ChainError
+    from iso15118.pki.errors import ChainError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:
+        return 1
     except (ExiError, ChainError, ValueError, OSError) as e:
         print(f"v2h {args.command}: {e}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:
         return 1
 
 

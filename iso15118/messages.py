@@ -27,7 +27,7 @@ AC_SERVICES = {SERVICE_AC, SERVICE_AC_BPT}
 
 CONTROL_MODE_SCHEDULED, CONTROL_MODE_DYNAMIC = 1, 2
 
-TRACE_LENGTH = 1024  # messages a session keeps for inspection (long sessions must not grow)
+TRACE_LENGTH = 64  # messages a session keeps for inspection (bounded: thousands of sessions, hours long)
 Observer = Callable[[float, str, str, object], None]
 """Called with (now, 'rx'|'tx', message name, message) for every message a session handles."""
 

@@ -7,10 +7,23 @@ with secp256r1 (ECDSA-SHA256). Hierarchies (DOMAIN.md §3): V2G root → CPO Sub
 MO root → MO Sub-CAs → contract certificate (CN = EMAID).
 """
 
-from .generate import PROFILES, CertProfile, PkiPaths, init_pki
-from .show import describe
-from .store import contract_credentials, contract_roots
-from .validate import ChainError, load_certificates, validate_chain
+from importlib import import_module
 
-__all__ = ["PROFILES", "CertProfile", "PkiPaths", "init_pki", "describe", "contract_credentials", "contract_roots", "ChainError",
-           "load_certificates", "validate_chain"]
+from .errors import ChainError
+
+# the rest loads on first use: a charger that never sees Plug & Charge never loads the
+# crypto library (about 10 MB of resident memory)
+_LAZY = {"PROFILES": "generate", "CertProfile": "generate", "PkiPaths": "generate", "init_pki": "generate",
+         "describe": "show", "contract_credentials": "store", "contract_roots": "store",
+         "load_certificates": "validate", "validate_chain": "validate"}
+
+__all__ = ["ChainError", *_LAZY]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

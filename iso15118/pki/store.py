@@ -2,33 +2,46 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from pathlib import Path
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import Encoding
-
-from .generate import PkiPaths
-from .validate import load_certificates
 
 DEFAULT_PROFILE = "iso20-secp521r1"
 
 
-def _paths(pki_dir: str | Path, profile: str) -> PkiPaths:
+_PEM = re.compile(rb"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.S)
+
+
+def _base(pki_dir: str | Path, profile: str) -> Path:
     base = Path(pki_dir) / profile
     if not base.is_dir():
         raise ValueError(f"{base} does not exist (create it with: v2h pki init {pki_dir})")
-    return PkiPaths(base)
+    return base
+
+
+def _der_certificates(path: Path) -> tuple[bytes, ...]:
+    """The certificates of a PEM file as DER (without loading the crypto library; the DER is
+    parsed and checked where it is used)."""
+    try:
+        found = tuple(base64.b64decode(b"".join(m.group(1).split()), validate=True)
+                      for m in _PEM.finditer(path.read_bytes()))
+    except binascii.Error as e:
+        raise ValueError(f"{path}: broken PEM ({e})") from None
+    if not found:
+        raise ValueError(f"{path} holds no certificate")
+    return found
 
 
 def contract_credentials(pki_dir: str | Path, profile: str = DEFAULT_PROFILE) -> tuple[tuple[bytes, ...], object]:
     """The car's contract chain (DER, leaf first) and its private key, for Plug & Charge."""
-    p = _paths(pki_dir, profile)
-    chain = tuple(c.public_bytes(Encoding.DER) for c in load_certificates(p.contract_chain.read_bytes()))
-    key = serialization.load_pem_private_key(p.contract_leaf_key.read_bytes(), password=None)
-    return chain, key
+    from cryptography.hazmat.primitives import serialization
+
+    base = _base(pki_dir, profile)
+    key = serialization.load_pem_private_key((base / "contract_leaf.key.pem").read_bytes(), password=None)
+    return _der_certificates(base / "contract_chain.pem"), key
 
 
 def contract_roots(pki_dir: str | Path, profile: str = DEFAULT_PROFILE) -> tuple[bytes, ...]:
     """The MO roots the charger trusts for contract certificates (DER)."""
-    p = _paths(pki_dir, profile)
-    return tuple(c.public_bytes(Encoding.DER) for c in load_certificates(p.mo_root_ca.read_bytes()))
+    return _der_certificates(_base(pki_dir, profile) / "mo_root_ca.pem")

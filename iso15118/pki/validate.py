@@ -21,19 +21,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed448
 from cryptography.x509.oid import ExtensionOID, NameOID
 
+from .errors import ChainError
+
 PURPOSE_DC = {"secc": "CPO", "contract": "MO"}
 KNOWN_CRITICAL = {ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE,
                   ExtensionOID.EXTENDED_KEY_USAGE, ExtensionOID.NAME_CONSTRAINTS,
                   ExtensionOID.CERTIFICATE_POLICIES}
 MAX_CERT_BYTES = 1600  # -20 Certificate: base64Binary maxLength 1600 (DOMAIN.md §2)
-
-
-class ChainError(Exception):
-    """The chain is rejected; ``reason`` says why."""
-
-    def __init__(self, reason: str):
-        self.reason = reason
-        super().__init__(reason)
 
 
 def load_certificates(data: bytes | str | Iterable) -> list[x509.Certificate]:

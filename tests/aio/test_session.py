@@ -179,7 +179,7 @@ def test_json_lines_log_round_trips(v2g_pki, tmp_path):
     """Every logged message decodes back with from_dict and encodes to EXI."""
     import json
 
-    from iso15118.trace import MessageLog
+    from iso15118.aio.trace import MessageLog
     stage = SimulatedPowerStage(kind="DC", setpoint_w=-6000, isolation_time=0.05)
     path = tmp_path / "evcc.jsonl"
 

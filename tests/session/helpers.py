@@ -19,7 +19,8 @@ class Pair:
     secc: SECCSession
     ev: EVCCSession
     battery: Battery
-    secc_log: list  # every message the charger handled (the session's own trace is bounded)
+    secc_log: list  # every message each side handled (the sessions' own traces are bounded)
+    ev_log: list
 
     def run(self, **kw):
         return run_pair(self.secc, self.ev, **kw)
@@ -37,10 +38,12 @@ def make_pair(service: str = "DC_BPT", mode: str = "dynamic", auth: str = "eim",
     battery = battery or Battery(soc=60.0)
     ev = EVCCSession(battery, EVCCConfig(service=service, control_mode=mode, auth=auth, contract_chain=chain,
                                          contract_key=key, **ev_kw), clock_offset=EPOCH)
-    log: list = []
-    secc.observer = lambda *entry: log.append(entry)
-    return Pair(stage, secc, ev, battery, log)
+    secc_log: list = []
+    ev_log: list = []
+    secc.observer = lambda *entry: secc_log.append(entry)
+    ev.observer = lambda *entry: ev_log.append(entry)
+    return Pair(stage, secc, ev, battery, secc_log, ev_log)
 
 
-def names(session, direction: str) -> list[str]:
-    return [n for _, d, n, _ in session.trace if d == direction]
+def names(log: list, direction: str) -> list[str]:
+    return [n for _, d, n, _ in log if d == direction]

@@ -29,7 +29,7 @@ def drop_response(name: str, nth: int = 1):
 
 
 def sent_at(pair, name: str, nth: int = 1) -> float:
-    return [t for t, d, n, _ in pair.ev.trace if d == "tx" and n == name][nth - 1]
+    return [t for t, d, n, _ in pair.ev_log if d == "tx" and n == name][nth - 1]
 
 
 @pytest.mark.parametrize("service,request_name,nth,timeout", [
@@ -46,7 +46,7 @@ def test_message_timeouts(service, request_name, nth, timeout):
     p.run(tamper=drop_response(request_name[:-3] + "Res", nth))
     r = p.ev.result
     assert not r.ok and r.reason == f"timeout waiting for {request_name[:-3]}Res"
-    failed_at = p.ev.trace[-1][0]
+    failed_at = p.ev_log[-1][0]
     assert p.ev.closed and not p.ev.contactors_closed
     # the car gave up exactly at its timer; the charger heard the hang-up and de-energised
     de = [e.time for e in p.stage.history.events if e.kind == "deenergise"][-1]
@@ -82,6 +82,6 @@ def test_communication_setup_timeout():
     p = make_pair(timers=slow)
     p.run(tamper=drop_response("SessionSetupRes"))
     assert p.ev.result.reason.startswith("communication setup timeout")
-    assert p.ev.trace[0][0] == 0.0
+    assert p.ev_log[0][0] == 0.0
     de = [e.time for e in p.stage.history.events if e.kind == "deenergise"][-1]
     assert de == pytest.approx(20.0)

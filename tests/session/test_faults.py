@@ -130,7 +130,7 @@ def test_out_of_order_request(service, state):
         # before the handshake only SupportedAppProtocol may arrive: anything else is dropped
         assert "not allowed" in pair.secc.end_reason
     else:
-        last = pair.secc.trace[-1]
+        last = pair.secc_log[-1]
         assert last[1] == "tx" and last[2] == inj.injected[:-3] + "Res"
         assert str(last[3].ResponseCode) == "FAILED_SequenceError"
         # mandatory fields are filled: the failure response is a valid message
@@ -150,7 +150,7 @@ WRONG_ID_CASES = [c for c in CASES if c[1] not in (State.WAIT_SAP, State.WAIT_SE
 @pytest.mark.parametrize("service,state", WRONG_ID_CASES, ids=[f"{s}-{t.value}" for s, t in WRONG_ID_CASES])
 def test_wrong_session_id(service, state):
     pair, inj = _run(service, state, "wrong_session")
-    last = pair.secc.trace[-1]
+    last = pair.secc_log[-1]
     assert str(last[3].ResponseCode) == "FAILED_UnknownSession"
     assert last[2] == inj.injected[:-3] + "Res"
     _assert_de_energised(pair, inj.fired_at + 0.01)
@@ -167,7 +167,7 @@ def test_silent_car_times_out(service, state):
     after 2 s while power may flow, 60 s otherwise."""
     pair, inj = _run(service, state, "silence", timers=PATIENT_EV)
     assert pair.secc.end_reason.startswith("sequence timeout")
-    last_tx = max((t for t, d, _, _ in pair.secc.trace if d == "tx"), default=0.0)  # 0: session start
+    last_tx = max((t for t, d, _, _ in pair.secc_log if d == "tx"), default=0.0)  # 0: session start
     energized_states = (State.CHARGE_LOOP,)
     timeout = 2.0 if state in energized_states else 60.0
     de = [e.time for e in pair.stage.history.events if e.kind == "deenergise"][-1]

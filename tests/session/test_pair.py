@@ -41,9 +41,9 @@ def test_complete_session(service, mode, setpoint):
     assert p.secc.end_reason == "SessionStopRes OK"
     assert p.secc.state is State.ENDED
     flow = DC_FLOW if service.startswith("DC") else AC_FLOW
-    assert _collapse(names(p.ev, "tx")) == flow
+    assert _collapse(names(p.ev_log, "tx")) == flow
     # every response the charger sent carried OK (or the handshake's success code)
-    assert all(str(getattr(m, "ResponseCode", "OK")).startswith("OK") for _, d, _, m in p.secc.trace if d == "tx")
+    assert all(str(getattr(m, "ResponseCode", "OK")).startswith("OK") for _, d, _, m in p.secc_log if d == "tx")
     bpt = service.endswith("BPT")
     # 12 loops at 0.25 s: 11 intervals of 6 kW ≈ 4.6 Wh (precharge ramps aside)
     if setpoint > 0:
@@ -67,16 +67,16 @@ def test_plug_and_charge(v2g_pki, service, profile):
     assert p.secc.ctx.auth_method == "PnC" and p.secc.ctx.emaid == "DEV2HC1234567X9"
     assert p.ev.result.discharged_wh > 0
     # the signature travelled in the AuthorizationReq header
-    auth = next(m for _, d, n, m in p.secc.trace if n == "AuthorizationReq")
+    auth = next(m for _, d, n, m in p.secc_log if n == "AuthorizationReq")
     assert auth.Header.Signature is not None
 
 
 def test_scheduled_discharge_selects_the_discharge_channel():
     p = make_pair("DC_BPT", "scheduled", setpoint=-4000)
     p.run()
-    pd = next(m for _, d, n, m in p.secc.trace if n == "PowerDeliveryReq")
+    pd = next(m for _, d, n, m in p.secc_log if n == "PowerDeliveryReq")
     assert str(pd.BPT_ChannelSelection) == "Discharge"
-    st = next(m for _, d, n, m in p.secc.trace if n == "ScheduleExchangeRes")
+    st = next(m for _, d, n, m in p.secc_log if n == "ScheduleExchangeRes")
     tup = st.Scheduled_SEResControlMode.ScheduleTuple[0]
     assert tup.DischargingSchedule is not None
 
@@ -86,7 +86,7 @@ def test_setpoint_changes_during_the_charge_loop():
     p = make_pair("DC_BPT", "dynamic", loops=20, setpoint=lambda now: 5000.0 if now < 4.0 else -5000.0)
     p.run()
     currents = [m.EVSEPresentCurrent.Value * 10.0 ** m.EVSEPresentCurrent.Exponent
-                for _, d, n, m in p.secc.trace if n == "DC_ChargeLoopRes"]
+                for _, d, n, m in p.secc_log if n == "DC_ChargeLoopRes"]
     assert currents[0] > 0 and currents[-1] < 0
     assert p.ev.result.charged_wh > 0 and p.ev.result.discharged_wh > 0
 
@@ -99,7 +99,7 @@ def test_discharge_stops_at_the_minimum_soc():
     p.run()
     assert p.ev.result.ok, p.ev.result.reason
     assert battery.soc >= 20.0 - 0.01
-    powers = [m.EVSEPresentCurrent.Value * 10.0 ** m.EVSEPresentCurrent.Exponent for _, d, n, m in p.secc.trace
+    powers = [m.EVSEPresentCurrent.Value * 10.0 ** m.EVSEPresentCurrent.Exponent for _, d, n, m in p.secc_log
               if n == "DC_ChargeLoopRes"]
     assert powers[-1] == pytest.approx(0, abs=0.5)
 
@@ -107,7 +107,7 @@ def test_discharge_stops_at_the_minimum_soc():
 def test_charger_limits_bound_the_setpoint():
     p = make_pair("AC_BPT", "dynamic", setpoint=-50_000)
     p.run()
-    targets = [m.BPT_Dynamic_AC_CLResControlMode.EVSETargetActivePower for _, d, n, m in p.secc.trace
+    targets = [m.BPT_Dynamic_AC_CLResControlMode.EVSETargetActivePower for _, d, n, m in p.secc_log
                if n == "AC_ChargeLoopRes"]
     assert all(t.Value * 10.0 ** t.Exponent == pytest.approx(-11000) for t in targets)
 
@@ -123,11 +123,11 @@ def test_pause_and_resume():
                        now=100.0)
     second.run(start=100.0)
     assert second.ev.result.ok, second.ev.result.reason
-    setup = next(m for _, d, n, m in second.secc.trace if n == "SessionSetupRes")
+    setup = next(m for _, d, n, m in second.secc_log if n == "SessionSetupRes")
     assert str(setup.ResponseCode) == "OK_OldSessionJoined" and setup.Header.SessionID == sid
     # a resumed session skips service discovery and selection
-    assert "ServiceDiscoveryReq" not in names(second.secc, "rx")
-    assert "DC_ChargeParameterDiscoveryReq" in names(second.secc, "rx")
+    assert "ServiceDiscoveryReq" not in names(second.secc_log, "rx")
+    assert "DC_ChargeParameterDiscoveryReq" in names(second.secc_log, "rx")
     assert sid not in store  # a pause is resumed once
 
 
@@ -135,9 +135,9 @@ def test_resume_of_an_unknown_session_starts_a_new_one():
     p = make_pair("DC_BPT", "dynamic", resume_session_id=bytes.fromhex("0102030405060708"), loops=2)
     p.run()
     assert p.ev.result.ok
-    setup = next(m for _, d, n, m in p.secc.trace if n == "SessionSetupRes")
+    setup = next(m for _, d, n, m in p.secc_log if n == "SessionSetupRes")
     assert str(setup.ResponseCode) == "OK_NewSessionEstablished"
-    assert "ServiceDiscoveryReq" in names(p.secc, "rx")
+    assert "ServiceDiscoveryReq" in names(p.secc_log, "rx")
 
 
 def test_pause_refused_when_not_allowed():
@@ -153,14 +153,14 @@ def test_service_renegotiation_from_dc_to_dc_bpt():
     p = make_pair("DC", "dynamic", setpoint=-5000, end="ServiceRenegotiation", renegotiate_to="DC_BPT", loops=4)
     p.run()
     assert p.ev.result.ok, p.ev.result.reason
-    sel = [m.SelectedEnergyTransferService.ServiceID for _, d, n, m in p.secc.trace if n == "ServiceSelectionReq"]
+    sel = [m.SelectedEnergyTransferService.ServiceID for _, d, n, m in p.secc_log if n == "ServiceSelectionReq"]
     assert sel == [2, 6]
-    stops = [str(m.ChargingSession) for _, d, n, m in p.secc.trace if n == "SessionStopReq"]
+    stops = [str(m.ChargingSession) for _, d, n, m in p.secc_log if n == "SessionStopReq"]
     assert stops == ["ServiceRenegotiation", "Terminate"]
     # the DC part could not discharge; after renegotiation to DC_BPT the car gives energy
     assert p.ev.result.discharged_wh > 0
     # cable check and precharge run again after renegotiation
-    assert names(p.secc, "rx").count("DC_CableCheckReq") >= 2
+    assert names(p.secc_log, "rx").count("DC_CableCheckReq") >= 2
 
 
 def test_authorization_ongoing_then_accepted():
@@ -170,7 +170,7 @@ def test_authorization_ongoing_then_accepted():
     p = make_pair("DC_BPT", "dynamic", stage=stage, loops=2)
     p.run()
     assert p.ev.result.ok
-    auth = [str(m.EVSEProcessing) for _, d, n, m in p.secc.trace if n == "AuthorizationRes"]
+    auth = [str(m.EVSEProcessing) for _, d, n, m in p.secc_log if n == "AuthorizationRes"]
     assert auth[0] == "Ongoing" and auth[-1] == "Finished" and len(auth) >= 5
 
 

@@ -38,7 +38,7 @@ def rewrite(request_name: str, change, nth: int = 1):
 
 
 def responses(pair, name: str) -> list:
-    return [m for _, d, n, m in pair.secc.trace if d == "tx" and n == name]
+    return [m for _, d, n, m in pair.secc_log if d == "tx" and n == name]
 
 
 def code_of(pair, name: str) -> str:
@@ -122,7 +122,7 @@ def test_pnc_challenge_is_single_use(v2g_pki):
     first = make_pair("DC_BPT", auth="pnc", pki_dir=v2g_pki, loops=1)
     first.run()
     assert first.ev.result.ok
-    old = next(m for _, d, n, m in first.secc.trace if n == "AuthorizationReq")
+    old = next(m for _, d, n, m in first.secc_log if n == "AuthorizationReq")
     second = make_pair("DC_BPT", auth="pnc", pki_dir=v2g_pki)
     second.run(tamper=rewrite("AuthorizationReq", lambda m: replace(old, Header=replace(
         old.Header, SessionID=m.Header.SessionID))))
@@ -249,7 +249,7 @@ def test_contactor_failure():
 def test_precharge_timeout():
     p = make_pair(stage=SimulatedPowerStage(kind="DC", voltage_ramp=5.0))
     p.run()
-    t = [t for t, d, n, _ in p.secc.trace if n == "DC_PreChargeReq"]
+    t = [t for t, d, n, _ in p.secc_log if n == "DC_PreChargeReq"]
     assert str(responses(p, "DC_PreChargeRes")[-1].ResponseCode) == "FAILED" or \
         "PreCharge" in p.ev.result.reason
     assert t[-1] - t[0] <= 10.2
