@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from iso15118 import exi
 
-_TYPES = exi.messages("iso20_cm")
+_RN = exi.messages("iso20_cm").RationalNumber
 
 
 def rn(value: float, exponent: int | None = None):
     """A RationalNumber close to ``value`` whose Value fits xs:short (|Value| ≤ 32767)."""
-    if exponent is None:
-        exponent = 0
-        v = value
-        # use decimals while they fit, fall back to larger exponents for big values
-        while exponent > -3 and abs(v * 10) <= 32767 and round(v) != v:
-            v *= 10
-            exponent -= 1
-        while abs(round(v)) > 32767:
-            v /= 10
-            exponent += 1
-        return _TYPES.RationalNumber(Exponent=exponent, Value=int(round(v)))
-    v = round(value / 10 ** exponent)
-    if abs(v) > 32767:
-        return rn(value)
-    return _TYPES.RationalNumber(Exponent=exponent, Value=int(v))
+    if exponent is not None:
+        v = round(value / 10 ** exponent)
+        if abs(v) <= 32767:
+            return _RN(Exponent=exponent, Value=int(v))
+    return _rn_auto(float(value))
+
+
+@lru_cache(maxsize=4096)  # limits repeat every loop; RationalNumbers are immutable
+def _rn_auto(value: float):
+    exponent = 0
+    v = value
+    # use decimals while they fit (up to milli-units), larger exponents for big values
+    while exponent > -3 and abs(v * 10) <= 32767 and round(v) != v:
+        v *= 10
+        exponent -= 1
+    while abs(round(v)) > 32767:
+        v /= 10
+        exponent += 1
+    return _RN(Exponent=exponent, Value=int(round(v)))
 
 
 def val(r) -> float:
@@ -33,6 +39,10 @@ def val(r) -> float:
     return r.Value * 10.0 ** r.Exponent
 
 
-def header(session_id: bytes, now_epoch: float, signature=None):
-    """-20 MessageHeader; TimeStamp is seconds since the Unix epoch."""
-    return _TYPES.MessageHeader(SessionID=session_id, TimeStamp=max(0, int(now_epoch)), Signature=signature)
+_HEADERS = {schema: exi.messages(schema).MessageHeader for schema in ("iso20_cm", "iso20_dc", "iso20_ac")}
+
+
+def header(session_id: bytes, now_epoch: float, signature=None, schema: str = "iso20_cm"):
+    """-20 MessageHeader of ``schema``'s own class (each -20 schema has one; the C encoder
+    wants the exact class); TimeStamp is seconds since the Unix epoch."""
+    return _HEADERS[schema](SessionID=session_id, TimeStamp=max(0, int(now_epoch)), Signature=signature)

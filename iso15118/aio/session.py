@@ -18,11 +18,10 @@ from iso15118.evcc import Battery, EVCCConfig, EVCCResult, EVCCSession
 from iso15118.messages import Observer
 from iso15118.sdp import SECC_PORT_MAX, SECC_PORT_MIN, SDPServer
 from iso15118.secc import EVSEController, SECCConfig, SECCSession
-from iso15118.v2gtp import V2GTPError
 
 from . import sdp as aio_sdp
 from .tls import TLSPolicyError, check_negotiated, credentials_from_pki, iso20_client_context, iso20_server_context
-from .v2gtp_stream import PeerInfo, pump, serve
+from .v2gtp_stream import PeerInfo, run_client, serve
 
 log = logging.getLogger(__name__)
 DEFAULT_PROFILE = "iso20-secp521r1"
@@ -117,12 +116,7 @@ async def connect_evcc(*, pki_dir: str | Path, profile: str = DEFAULT_PROFILE, s
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     if secc is None:
-        if interface is None:
-            raise ValueError("give the charger's address or an interface for SDP")
-        found = await aio_sdp.discover(interface=interface)
-        addr = str(found.address)
-        host = f"{addr}%{interface}" if found.address.is_link_local else addr
-        secc = (host, found.port)
+        secc = await _discover(interface)
     while True:
         try:
             reader, writer = await asyncio.wait_for(asyncio.open_connection(secc[0], secc[1], ssl=ctx),
@@ -146,23 +140,33 @@ async def run_evcc(battery: Battery, config: EVCCConfig, *, pki_dir: str | Path,
     """One complete session of the simulated car; the result says how it ended."""
     loop = asyncio.get_running_loop()
     session = EVCCSession(battery, config, clock_offset=wall_offset(), observer=observer)
+    ctx = iso20_client_context(credentials_from_pki(pki_dir, "evcc", profile))
+    deadline = loop.time() + config.timers.communication_setup
     try:
-        reader, writer = await connect_evcc(pki_dir=pki_dir, profile=profile, secc=secc, interface=interface,
-                                            timeout=config.timers.communication_setup)
-    except (OSError, TimeoutError, asyncio.TimeoutError, TLSPolicyError) as e:
+        if secc is None:
+            secc = await _discover(interface)
+        while True:
+            try:
+                proto = await run_client(session, secc[0], secc[1], ssl=ctx, standard="iso20",
+                                         timeout=max(0.1, deadline - loop.time()))
+                break
+            except ConnectionRefusedError:
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(0.2)  # the charger is not listening yet: retry until setup times out
+    except (OSError, TimeoutError, asyncio.TimeoutError, TLSPolicyError, ValueError) as e:
         session.result.reason = f"could not connect: {e}"
         return session.result
-    try:
-        await pump(session, reader, writer, first=session.start(loop.time()))
-    except (V2GTPError, ConnectionError, ssl_mod.SSLError) as e:
+    if not session.closed:
         session.on_connection_lost(loop.time())
-        session.result.reason = f"{session.result.reason}: {e}"
-    finally:
-        if not session.closed:
-            session.on_connection_lost(loop.time())
-        writer.close()
-        try:
-            await writer.wait_closed()
-        except (ConnectionError, ssl_mod.SSLError) as e:
-            log.debug("closing: %s", e)
+    if proto.error is not None and not session.result.ok:
+        session.result.reason = f"{session.result.reason}: {proto.error}"
     return session.result
+
+
+async def _discover(interface: str | None) -> tuple[str, int]:
+    if interface is None:
+        raise ValueError("give the charger's address or an interface for SDP")
+    found = await aio_sdp.discover(interface=interface)
+    addr = str(found.address)
+    return (f"{addr}%{interface}" if found.address.is_link_local else addr), found.port

@@ -40,11 +40,127 @@ class PeerInfo:
     peer_certificate: bytes | None  # DER of the peer's leaf, if it sent one
 
 
-def _peer_info(writer: asyncio.StreamWriter) -> PeerInfo:
-    obj = writer.get_extra_info("ssl_object")
-    return PeerInfo(writer.get_extra_info("peername"), obj.version() if obj else None,
+def _peer_info(transport) -> PeerInfo:
+    obj = transport.get_extra_info("ssl_object")
+    return PeerInfo(transport.get_extra_info("peername"), obj.version() if obj else None,
                     (obj.cipher() or (None,))[0] if obj else None,
                     obj.getpeercert(binary_form=True) if obj else None)
+
+
+class V2GTPProtocol(asyncio.Protocol):
+    """One connection driven by a sans-I/O handler: frames in → ``on_frame``; the handler's
+    ``next_deadline`` is a loop timer; a closed handler closes the connection; a lost
+    connection, a malformed V2GTP stream or a failure inside the handler reaches the handler
+    as ``on_connection_lost`` (a charger de-energises there). With ``first`` (a callable
+    returning frames) the protocol is a client that speaks first."""
+
+    def __init__(self, make_handler: Callable[[PeerInfo], FrameHandler], *, standard: str | None = None,
+                 peer_check: Callable[[PeerInfo], None] | None = None, max_payload: int = DEFAULT_MAX_PAYLOAD,
+                 first: Callable[[float], list[V2GTPFrame]] | None = None):
+        self.make_handler = make_handler
+        self.standard = standard
+        self.peer_check = peer_check
+        self.decoder = V2GTPDecoder(max_payload)
+        self.first = first
+        self.handler: FrameHandler | None = None
+        self.transport: asyncio.Transport | None = None
+        self.loop = asyncio.get_running_loop()
+        self.timer: asyncio.TimerHandle | None = None
+        self.armed: float | None = None
+        self.done: asyncio.Future = self.loop.create_future()
+        self.error: BaseException | None = None
+
+    # --- asyncio callbacks -----------------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        try:
+            if self.standard is not None and transport.get_extra_info("ssl_object") is not None:
+                check_negotiated(transport.get_extra_info("ssl_object"), self.standard)
+            info = _peer_info(transport)
+            if self.peer_check is not None:
+                self.peer_check(info)
+            self.handler = self.make_handler(info)
+        except (TLSPolicyError, ValueError) as e:
+            log.info("refusing V2GTP connection from %s: %s", transport.get_extra_info("peername"), e)
+            self.error = e
+            transport.close()
+            return
+        if self.first is not None:
+            self._write(self.first(self.loop.time()))
+        self._after()
+
+    def data_received(self, data: bytes) -> None:
+        if self.handler is None or self.handler.closed:
+            return
+        now = self.loop.time()
+        try:
+            self.decoder.receive_data(data)
+            for frame in self.decoder.frames():
+                self._write(self.handler.on_frame(frame, now))
+                if self.handler.closed:
+                    break
+        except V2GTPError as e:
+            log.info("malformed V2GTP stream from %s: %s", self.transport.get_extra_info("peername"), e)
+            self.error = e
+            self._lost(now)
+            self.transport.close()
+            return
+        except BaseException:
+            self._lost(now)  # a bug must not leave power flowing: de-energise, then let asyncio report it
+            self.transport.abort()
+            raise
+        self._after()
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        self._lost(self.loop.time())
+        if exc is not None and self.error is None:
+            self.error = exc
+        if not self.done.done():
+            self.done.set_result(None)
+
+    # --- internals ---------------------------------------------------------------------------------
+    def _lost(self, now: float) -> None:
+        h = self.handler
+        if h is not None and not h.closed and hasattr(h, "on_connection_lost"):
+            h.on_connection_lost(now)
+
+    def _write(self, frames: list[V2GTPFrame]) -> None:
+        if frames and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(f.to_bytes() for f in frames))
+
+    def _after(self) -> None:
+        """Close when the handler is done, else (re)arm its timer."""
+        h = self.handler
+        if h is None:
+            return
+        if h.closed:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.transport.close()
+            return
+        deadline = h.next_deadline() if hasattr(h, "next_deadline") else None
+        if deadline != self.armed:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.loop.call_at(deadline, self._on_timer) if deadline is not None else None
+            self.armed = deadline
+
+    def _on_timer(self) -> None:
+        self.timer = self.armed = None
+        if self.handler is None or self.handler.closed:
+            return
+        try:
+            self._write(self.handler.handle_timer(self.loop.time()))
+        except BaseException:
+            self._lost(self.loop.time())
+            self.transport.abort()
+            raise
+        self._after()
 
 
 async def serve(handler_factory: Callable[[PeerInfo], FrameHandler], host: str, port: int, *,
@@ -53,28 +169,24 @@ async def serve(handler_factory: Callable[[PeerInfo], FrameHandler], host: str, 
                 max_payload: int = DEFAULT_MAX_PAYLOAD) -> asyncio.Server:
     """Listen for V2GTP connections; ``port=0`` picks a free port (see ``server.sockets``)."""
     loop = asyncio.get_running_loop()
+    return await loop.create_server(
+        lambda: V2GTPProtocol(handler_factory, standard=standard if ssl is not None else None,
+                              peer_check=peer_check, max_payload=max_payload), host, port, ssl=ssl)
 
-    async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        handler = None
-        try:
-            info = _peer_info(writer)
-            if ssl is not None and standard is not None:
-                check_negotiated(writer.get_extra_info("ssl_object"), standard)
-            if peer_check is not None:
-                peer_check(info)
-            handler = handler_factory(info)
-            await pump(handler, reader, writer, max_payload)
-        except (TLSPolicyError, ValueError, V2GTPError, ConnectionError, ssl_mod.SSLError) as e:
-            # the peer broke the protocol or went away: close the connection (below)
-            log.info("closing V2GTP connection from %s: %s", writer.get_extra_info("peername"), e)
-        finally:
-            # whatever ended the connection (even a bug in the handler), the handler hears it
-            # so that a charger de-energises
-            if handler is not None and not handler.closed and hasattr(handler, "on_connection_lost"):
-                handler.on_connection_lost(loop.time())
-            writer.close()
 
-    return await asyncio.start_server(on_connect, host, port, ssl=ssl)
+async def run_client(handler, host: str, port: int, *, ssl: ssl_mod.SSLContext | None = None,
+                     standard: str | None = None, timeout: float = 10.0,
+                     max_payload: int = DEFAULT_MAX_PAYLOAD) -> V2GTPProtocol:
+    """Connect, let ``handler`` speak first (``handler.start(now)``) and run until it closes or
+    the connection ends. Connection and TLS errors raise before the handler has started."""
+    loop = asyncio.get_running_loop()
+    _, proto = await asyncio.wait_for(loop.create_connection(
+        lambda: V2GTPProtocol(lambda info: handler, standard=standard, max_payload=max_payload,
+                              first=handler.start), host, port, ssl=ssl), timeout)
+    if isinstance(proto.error, TLSPolicyError):
+        raise proto.error
+    await proto.done
+    return proto
 
 
 async def pump(handler: FrameHandler, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -119,7 +231,7 @@ class V2GTPClient:
         self._writer = writer
         self._decoder = V2GTPDecoder(max_payload)
         self._frames: list[V2GTPFrame] = []
-        self.info = _peer_info(writer)
+        self.info = _peer_info(writer.transport)
 
     @classmethod
     async def connect(cls, host: str, port: int, *, ssl: ssl_mod.SSLContext | None = None,

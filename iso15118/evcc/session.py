@@ -239,8 +239,12 @@ class EVCCSession:
     def _phase_done(self) -> None:
         self.phase_started = None
 
-    def header(self, now: float, signature=None):
-        return header(self.session_id, now + self.clock_offset, signature)
+    def header(self, now: float, signature=None, schema: str = "iso20_cm"):
+        return header(self.session_id, now + self.clock_offset, signature, schema)
+
+    def header_et(self, now: float):
+        """The header for the energy-transfer schema of this session (-20 DC or AC)."""
+        return header(self.session_id, now + self.clock_offset, None, "iso20_dc" if self.kind == "DC" else "iso20_ac")
 
     def _finish(self, now: float, ok: bool, reason: str) -> None:
         self.open_contactors()
@@ -326,14 +330,14 @@ class EVCCSession:
                 mode = DC.BPT_DC_CPDReqEnergyTransferMode(
                     **common, EVMaximumDischargePower=rn(b.max_discharge_power), EVMinimumDischargePower=rn(0),
                     EVMaximumDischargeCurrent=rn(b.max_discharge_current), EVMinimumDischargeCurrent=rn(0))
-                return DC.DC_ChargeParameterDiscoveryReq(Header=self.header(now), BPT_DC_CPDReqEnergyTransferMode=mode)
-            return DC.DC_ChargeParameterDiscoveryReq(Header=self.header(now),
+                return DC.DC_ChargeParameterDiscoveryReq(Header=self.header_et(now), BPT_DC_CPDReqEnergyTransferMode=mode)
+            return DC.DC_ChargeParameterDiscoveryReq(Header=self.header_et(now),
                                                      DC_CPDReqEnergyTransferMode=DC.DC_CPDReqEnergyTransferMode(**common))
         if self.bpt:
             mode = AC.BPT_AC_CPDReqEnergyTransferMode(**common, EVMaximumDischargePower=rn(b.max_discharge_power),
                                                       EVMinimumDischargePower=rn(0))
-            return AC.AC_ChargeParameterDiscoveryReq(Header=self.header(now), BPT_AC_CPDReqEnergyTransferMode=mode)
-        return AC.AC_ChargeParameterDiscoveryReq(Header=self.header(now),
+            return AC.AC_ChargeParameterDiscoveryReq(Header=self.header_et(now), BPT_AC_CPDReqEnergyTransferMode=mode)
+        return AC.AC_ChargeParameterDiscoveryReq(Header=self.header_et(now),
                                                  AC_CPDReqEnergyTransferMode=AC.AC_CPDReqEnergyTransferMode(**common))
 
     def schedule_exchange_req(self, now: float):
@@ -351,7 +355,7 @@ class EVCCSession:
 
     def precharge_req(self, now: float, processing: str = "Ongoing"):
         v = rn(self.battery.voltage())
-        return DC.DC_PreChargeReq(Header=self.header(now), EVProcessing=processing, EVPresentVoltage=v,
+        return DC.DC_PreChargeReq(Header=self.header_et(now), EVProcessing=processing, EVPresentVoltage=v,
                                   EVTargetVoltage=v)
 
     def power_delivery_req(self, now: float, progress: str):
@@ -399,7 +403,7 @@ class EVCCSession:
             else:
                 mode = getattr(DC, prefix + "DC_CLReqControlMode")(
                     **self._energy(), **limits, **(self._v2x_energy() if self.bpt else {}))
-            return DC.DC_ChargeLoopReq(Header=self.header(now), DisplayParameters=self._display(),
+            return DC.DC_ChargeLoopReq(Header=self.header_et(now), DisplayParameters=self._display(),
                                        MeterInfoRequested=meter, EVPresentVoltage=rn(v),
                                        **{prefix + "DC_CLReqControlMode": mode})
         present = rn(self.evse_power_w)
@@ -409,7 +413,7 @@ class EVCCSession:
             mode = getattr(AC, prefix + "AC_CLReqControlMode")(
                 **self._energy(), **limits, EVPresentActivePower=present, EVPresentReactivePower=rn(0),
                 **(self._v2x_energy() if self.bpt else {}))
-        return AC.AC_ChargeLoopReq(Header=self.header(now), DisplayParameters=self._display(),
+        return AC.AC_ChargeLoopReq(Header=self.header_et(now), DisplayParameters=self._display(),
                                    MeterInfoRequested=meter, **{prefix + "AC_CLReqControlMode": mode})
 
     def session_stop_req(self, now: float):
@@ -511,14 +515,14 @@ def on_schedule_exchange(s: EVCCSession, res, now: float):
     else:
         s.channel = "Discharge" if s.bpt and s.schedule_discharge_w > 0 and s.schedule_charge_w == 0 else "Charge"
     if s.kind == "DC":
-        return DC.DC_CableCheckReq(Header=s.header(now))
+        return DC.DC_CableCheckReq(Header=s.header_et(now))
     s.contactors_closed = True
     return s.power_delivery_req(now, "Start")
 
 
 def on_cable_check(s: EVCCSession, res, now: float):
     if str(res.EVSEProcessing) != "Finished":
-        s._repeat(now, s.config.timers.cable_check, "CableCheck", lambda t: DC.DC_CableCheckReq(Header=s.header(t)))
+        s._repeat(now, s.config.timers.cable_check, "CableCheck", lambda t: DC.DC_CableCheckReq(Header=s.header_et(t)))
         return None
     s._phase_done()
     return s.precharge_req(now)
@@ -548,7 +552,7 @@ def on_power_delivery(s: EVCCSession, res, now: float):
     if s.stopping:
         if s.kind == "DC":
             s.open_contactors()
-            return DC.DC_WeldingDetectionReq(Header=s.header(now), EVProcessing="Ongoing")
+            return DC.DC_WeldingDetectionReq(Header=s.header_et(now), EVProcessing="Ongoing")
         s.open_contactors()
         return s.session_stop_req(now)
     s.last_loop_time = now
@@ -562,7 +566,7 @@ WELDING_SAFE_VOLTAGE = 60.0
 def on_welding_detection(s: EVCCSession, res, now: float):
     if val(res.EVSEPresentVoltage) > WELDING_SAFE_VOLTAGE:
         s._repeat(now, s.config.timers.message * 5, "WeldingDetection",
-                  lambda t: DC.DC_WeldingDetectionReq(Header=s.header(t), EVProcessing="Ongoing"))
+                  lambda t: DC.DC_WeldingDetectionReq(Header=s.header_et(t), EVProcessing="Ongoing"))
         return None
     s._phase_done()
     return s.session_stop_req(now)

@@ -432,7 +432,8 @@ def _meter(s, now, requested: bool):
     if not requested:
         return None
     m = s.controller.measurements(now)
-    return CM.MeterInfo(MeterID=s.config.meter_id, ChargedEnergyReadingWh=int(m.energy_imported_wh),
+    mod = DC if s.ctx.kind == "DC" else AC  # each -20 schema has its own MeterInfo class
+    return mod.MeterInfo(MeterID=s.config.meter_id, ChargedEnergyReadingWh=int(m.energy_imported_wh),
                         BPT_DischargedEnergyReadingWh=int(m.energy_exported_wh) if s.ctx.bpt else None,
                         MeterTimestamp=int(now + s.clock_offset))
 
@@ -540,8 +541,8 @@ def _fault_guard(handler):
             return handler(req, s, now)
         s.controller.session_event("fault", {"reason": fault}, now)
         cls = response_class(name_of(req))
-        extra = {"EVSEStatus": CM.EVSEStatus(NotificationMaxDelay=0, EVSENotification="Terminate")} \
-            if "EVSEStatus" in {f.name for f in cls._exi.fields} else {}
+        status_cls = {f.name: f.cls for f in cls._exi.fields}.get("EVSEStatus")  # the schema's own class
+        extra = {"EVSEStatus": status_cls(NotificationMaxDelay=0, EVSENotification="Terminate")} if status_cls else {}
         mode_fields = {f.name: filled(f.cls) for f in cls._exi.fields if f.name.endswith("CLResControlMode")
                        and f.name == _res_mode_field(s, name_of(req))}
         return Reply(filled(cls, Header=s.header(now), ResponseCode="FAILED", **extra, **mode_fields),

@@ -124,6 +124,7 @@ class SECCSession:
         self.observer = observer
         self.on_end = on_end
         self.end_reason: str | None = None
+        self._schema = "iso20_cm"
 
     # --- the FrameHandler interface --------------------------------------------------------
     def next_deadline(self) -> float | None:
@@ -151,6 +152,7 @@ class SECCSession:
             self.terminate(now, f"undecodable {schema} message: {e}")
             return []
         name = name_of(req)
+        self._schema = schema  # the response travels in the request's schema (see header())
         self._record(now, "rx", name, req)
         reply = self._dispatch(name, req, now)
         if reply is None:
@@ -197,7 +199,9 @@ class SECCSession:
         return Reply(filled(cls, Header=self.header(now), ResponseCode=code), State.ENDED, True)
 
     def header(self, now: float, signature=None):
-        return header(self.ctx.session_id or bytes(8), now + self.clock_offset, signature)
+        """The response's MessageHeader, in the class of the schema the request came in."""
+        schema = self._schema if self._schema.startswith("iso20") else "iso20_cm"
+        return header(self.ctx.session_id or bytes(8), now + self.clock_offset, signature, schema)
 
     def terminate(self, now: float, reason: str) -> None:
         """De-energise first, then close."""

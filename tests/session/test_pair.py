@@ -179,3 +179,25 @@ def test_session_ids_are_random_and_eight_bytes():
     a.run()
     b.run()
     assert len(a.ev.result.session_id) == 8 and a.ev.result.session_id != b.ev.result.session_id
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_session_message_takes_the_c_encoder(service):
+    """Messages the sessions build must not fall back to the pure-Python encoder (the C path
+    wants, e.g., the MessageHeader class of the message's own schema)."""
+    from iso15118 import exi
+    from iso15118.exi import _backend
+    from iso15118.messages import schema_of_message
+
+    cext = _backend.cext
+    if cext is None:
+        pytest.skip("C extension not built")
+    p = make_pair(service, "scheduled" if "AC" in service else "dynamic", loops=2)
+    p.run()
+    assert p.ev.result.ok
+    for _, _, name, msg in p.secc_log:
+        mod = exi._module_for(msg, schema_of_message(msg))
+        try:
+            cext.encode_document(cext.universe(mod), msg, None)
+        except cext.Fallback:
+            pytest.fail(f"{name} fell back to the pure-Python encoder")
