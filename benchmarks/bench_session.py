@@ -137,6 +137,21 @@ def _cpu_seconds(pid: int) -> float:
 def _pin(cpu: int) -> None:
     if hasattr(os, "sched_setaffinity") and cpu < os.cpu_count():
         os.sched_setaffinity(0, {cpu})
+    if os.environ.get("V2H_BENCH_GC") == "tuned":
+        import gc
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 20)
+
+
+async def _lag_monitor(lags: list, start: float) -> None:
+    """Event-loop lag: how late a 50 ms sleep wakes up (stalls show as large values)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        t = loop.time()
+        await asyncio.sleep(0.05)
+        lag = loop.time() - t - 0.05
+        if lag > 0.05:
+            lags.append((round(t - start, 1), round(lag, 3)))
 
 
 def serve_main(args) -> None:
@@ -148,7 +163,13 @@ def serve_main(args) -> None:
                                                                               isolation_time=0.5),
                                pki_dir=args.pki, host="::1", port=0, keep_sessions=False)
         print(json.dumps({"port": srv.port}), flush=True)
-        await asyncio.Event().wait()
+        lags: list = []
+        asyncio.ensure_future(_lag_monitor(lags, asyncio.get_running_loop().time()))
+        while True:
+            await asyncio.sleep(5)
+            if lags:
+                print(json.dumps({"lags": lags}), file=sys.stderr, flush=True)
+                lags.clear()
     asyncio.run(go())
 
 
@@ -167,16 +188,28 @@ def cars_main(args) -> None:
             await asyncio.sleep(i / args.rate)
             timer = LoopTimer()
             timers.append(timer)
-            remaining = steady[1] + 2.0 - loop.time()
-            cfg = EVCCConfig(service="DC_BPT", control_mode="dynamic", loops=max(1, int(remaining / 0.25)),
+            # every car stays as long as the whole ramp plus the window: ends are staggered like
+            # the arrivals, so the steady window sees only charge loops
+            length = steady[1] + 2.0 - start
+            cfg = EVCCConfig(service="DC_BPT", control_mode="dynamic", loops=int(length / 0.25),
                              loop_period=0.25, evcc_id=f"02{i:010X}")
-            return await run_evcc(Battery(), cfg, pki_dir=args.pki, secc=("::1", args.port), observer=timer)
+            result = await run_evcc(Battery(), cfg, pki_dir=args.pki, secc=("::1", args.port), observer=timer)
+            if not result.ok:
+                failed_at.append(loop.time() - start)
+            return result
 
+        failed_at: list[float] = []
+        lags: list = []
+        monitor = asyncio.ensure_future(_lag_monitor(lags, start))
         results = await asyncio.gather(*(car(i) for i in range(args.sessions)))
+        monitor.cancel()
         failures = [r.reason for r in results if not r.ok]
+        if lags:
+            print(json.dumps({"car_lags_worst": sorted(lags, key=lambda x: -x[1])[:10], "n": len(lags)}), file=sys.stderr, flush=True)
         rtts = [x for t in timers for x in t.rtts]
         print(json.dumps({"failures": len(failures), "timeouts": sum("timeout" in f for f in failures),
                           "reasons": sorted(set(failures))[:5], "loops": len(rtts),
+                          "failed_at": [round(min(failed_at), 1), round(max(failed_at), 1)] if failed_at else None,
                           "p50_ms": pct(rtts, 0.5) * 1e3 if rtts else None,
                           "p99_ms": pct(rtts, 0.99) * 1e3 if rtts else None,
                           "steady": [steady[0] - start, steady[1] - start]}), flush=True)
@@ -287,6 +320,8 @@ def main() -> None:
         print(f"| … charger resident memory, peak | {lo['secc_rss_mb']:.0f} MB |")
         if lo["p50_ms"] is not None:
             print(f"| … charge-loop round trip under load, p50 / p99 | {lo['p50_ms']:.1f} / {lo['p99_ms']:.1f} ms |")
+        if lo["failed_at"]:
+            print(f"\nfailures between {lo['failed_at'][0]} s and {lo['failed_at'][1]} s after the first car")
         if lo["reasons"]:
             print(f"\nfailure reasons (first {len(lo['reasons'])}): {lo['reasons']}")
 

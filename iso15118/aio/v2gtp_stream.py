@@ -144,15 +144,22 @@ class V2GTPProtocol(asyncio.Protocol):
             self.transport.close()
             return
         deadline = h.next_deadline() if hasattr(h, "next_deadline") else None
-        if deadline != self.armed:
-            if self.timer is not None:
-                self.timer.cancel()
-            self.timer = self.loop.call_at(deadline, self._on_timer) if deadline is not None else None
-            self.armed = deadline
+        if deadline is None or self.armed is not None and self.armed <= deadline:
+            return  # no timer wanted, or the armed one fires first and re-checks (see _on_timer)
+        if self.timer is not None:
+            self.timer.cancel()
+        self.timer = self.loop.call_at(deadline, self._on_timer)
+        self.armed = deadline
 
     def _on_timer(self) -> None:
+        """Timers are armed lazily: most messages move the deadline later, so the handle stays
+        and, when it fires early, is re-armed for the handler's present deadline."""
         self.timer = self.armed = None
         if self.handler is None or self.handler.closed:
+            return
+        deadline = self.handler.next_deadline()
+        if deadline is not None and deadline > self.loop.time():
+            self._after()
             return
         try:
             self._write(self.handler.handle_timer(self.loop.time()))

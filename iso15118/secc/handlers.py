@@ -9,6 +9,7 @@ sequence of DOMAIN.md §4.
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 
 from iso15118.messages import (AC, APP, BPT_SERVICES, CM, DC, NS_ISO20_AC, NS_ISO20_DC, SERVICE_AC,
                                SERVICE_AC_BPT, SERVICE_DC, SERVICE_DC_BPT, filled, name_of, response_class)
@@ -468,22 +469,26 @@ def dc_charge_loop(req, s, now) -> Reply:
     c.set_target(PowerCommand(voltage=target_v, current=current), now)
     m = c.measurements(now)
     ctx.loops += 1
-    res_mode_cls = getattr(DC, res_field)
-    if ctx.control_mode == "Dynamic":
-        kwargs = dict(EVSEMaximumChargePower=rn(lim.max_charge_power), EVSEMinimumChargePower=rn(lim.min_charge_power),
-                      EVSEMaximumChargeCurrent=rn(lim.max_charge_current), EVSEMaximumVoltage=rn(lim.max_voltage))
-        if ctx.bpt:
-            kwargs.update(EVSEMaximumDischargePower=rn(lim.max_discharge_power),
-                          EVSEMinimumDischargePower=rn(lim.min_discharge_power),
-                          EVSEMaximumDischargeCurrent=rn(lim.max_discharge_current), EVSEMinimumVoltage=rn(lim.min_voltage))
-        res_mode = res_mode_cls(**kwargs)
-    else:
-        res_mode = res_mode_cls()
     return Reply(DC.DC_ChargeLoopRes(
         Header=s.header(now), ResponseCode="OK", MeterInfo=_meter(s, now, req.MeterInfoRequested),
         EVSEPresentCurrent=rn(m.current), EVSEPresentVoltage=rn(m.voltage),
         EVSEPowerLimitAchieved=abs(power) >= lim.max_charge_power, EVSECurrentLimitAchieved=False,
-        EVSEVoltageLimitAchieved=False, **{res_field: res_mode}), State.CHARGE_LOOP)
+        EVSEVoltageLimitAchieved=False, **{res_field: _dc_res_mode(res_field, lim)}), State.CHARGE_LOOP)
+
+
+@lru_cache(maxsize=64)
+def _dc_res_mode(res_field: str, lim):
+    """The charge-loop response's control mode: the EVSE limits (immutable, so cached)."""
+    cls = getattr(DC, res_field)
+    if "Dynamic" not in res_field:
+        return cls()
+    kwargs = dict(EVSEMaximumChargePower=rn(lim.max_charge_power), EVSEMinimumChargePower=rn(lim.min_charge_power),
+                  EVSEMaximumChargeCurrent=rn(lim.max_charge_current), EVSEMaximumVoltage=rn(lim.max_voltage))
+    if res_field.startswith("BPT"):
+        kwargs.update(EVSEMaximumDischargePower=rn(lim.max_discharge_power),
+                      EVSEMinimumDischargePower=rn(lim.min_discharge_power),
+                      EVSEMaximumDischargeCurrent=rn(lim.max_discharge_current), EVSEMinimumVoltage=rn(lim.min_voltage))
+    return cls(**kwargs)
 
 
 def ac_charge_loop(req, s, now) -> Reply:
