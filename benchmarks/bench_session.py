@@ -90,7 +90,6 @@ def bench_setup(pki_dir, runs: int) -> dict:
         for auth in ("eim", "pnc"):
             setups, handshakes = [], []
             for _ in range(runs + 2):
-                t0 = time.perf_counter()
                 timer, total = await _one_session(pki_dir, auth, 1, 0.0, srv.port)
                 # the car's first message goes out right after the handshake
                 setups.append(timer.setup)

@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 
-import pytest
 
 CLI = [sys.executable, "-m", "iso15118.cli"]
 
