@@ -148,7 +148,7 @@ async def run_evcc(battery: Battery, config: EVCCConfig, *, pki_dir: str | Path,
         while True:
             try:
                 proto = await run_client(session, secc[0], secc[1], ssl=ctx, standard="iso20",
-                                         timeout=max(0.1, deadline - loop.time()))
+                                         timeout=max(0.1, deadline - loop.time()), peer_check=_charger_leaf)
                 break
             except ConnectionRefusedError:
                 if loop.time() >= deadline:
@@ -162,6 +162,14 @@ async def run_evcc(battery: Battery, config: EVCCConfig, *, pki_dir: str | Path,
     if proto.error is not None and not session.result.ok:
         session.result.reason = f"{session.result.reason}: {proto.error}"
     return session.result
+
+
+def _charger_leaf(info: PeerInfo) -> None:
+    """The car's policy on the charger's certificate beyond what TLS verified: DC=CPO."""
+    try:
+        pki.check_secc_leaf(info.peer_certificate)
+    except pki.ChainError as e:
+        raise TLSPolicyError(str(e)) from None
 
 
 async def _discover(interface: str | None) -> tuple[str, int]:

@@ -183,14 +183,15 @@ async def serve(handler_factory: Callable[[PeerInfo], FrameHandler], host: str, 
 
 async def run_client(handler, host: str, port: int, *, ssl: ssl_mod.SSLContext | None = None,
                      standard: str | None = None, timeout: float = 10.0,
+                     peer_check: Callable[[PeerInfo], None] | None = None,
                      max_payload: int = DEFAULT_MAX_PAYLOAD) -> V2GTPProtocol:
     """Connect, let ``handler`` speak first (``handler.start(now)``) and run until it closes or
     the connection ends. Connection and TLS errors raise before the handler has started."""
     loop = asyncio.get_running_loop()
     _, proto = await asyncio.wait_for(loop.create_connection(
         lambda: V2GTPProtocol(lambda info: handler, standard=standard, max_payload=max_payload,
-                              first=handler.start), host, port, ssl=ssl), timeout)
-    if isinstance(proto.error, TLSPolicyError):
+                              peer_check=peer_check, first=handler.start), host, port, ssl=ssl), timeout)
+    if isinstance(proto.error, (TLSPolicyError, ValueError)):
         raise proto.error
     await proto.done
     return proto

@@ -15,7 +15,7 @@ from .errors import ChainError
 # crypto library (about 10 MB of resident memory)
 _LAZY = {"PROFILES": "generate", "CertProfile": "generate", "PkiPaths": "generate", "init_pki": "generate",
          "describe": "show", "contract_credentials": "store", "contract_roots": "store",
-         "load_certificates": "validate", "validate_chain": "validate"}
+         "load_certificates": "validate", "validate_chain": "validate", "check_secc_leaf": "validate"}
 
 __all__ = ["ChainError", *_LAZY]
 

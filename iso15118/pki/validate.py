@@ -107,6 +107,19 @@ def _dcs(cert: x509.Certificate) -> list[str]:
     return [a.value for a in cert.subject.get_attributes_for_oid(NameOID.DOMAIN_COMPONENT)]
 
 
+def check_secc_leaf(der: bytes | None) -> None:
+    """The charger's TLS leaf (already verified by TLS up to the V2G root) must carry DC=CPO:
+    a certificate of another V2G role must not serve as a charger. Raises ChainError."""
+    if der is None:
+        raise ChainError("the charger presented no certificate")
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError as e:
+        raise ChainError(f"the charger's certificate does not parse: {e}") from None
+    if "CPO" not in _dcs(cert):
+        raise ChainError("the charger's certificate lacks DC=CPO")
+
+
 def validate_chain(chain, anchors, *, now: dt.datetime | None = None, profile: str | None = None,
                    purpose: str | None = None, max_intermediates: int = 2) -> list[x509.Certificate]:
     """Validate ``chain`` (leaf first, then sub-CAs; the root may be included) against the

@@ -203,3 +203,51 @@ def test_json_lines_log_round_trips(v2g_pki, tmp_path):
         msg = exi.from_dict(x["message"], schema)
         assert type(msg).__name__ == x["name"]
         exi.encode(msg, schema)
+
+
+def test_car_refuses_a_charger_certificate_without_dc_cpo(v2g_pki, tmp_path):
+    """A certificate that chains to the V2G root but is not a CPO's (no DC=CPO) must not serve
+    as a charger: TLS accepts it, the car's policy check does not."""
+    import datetime as dt
+    import shutil
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from iso15118.pki import generate as g
+
+    odd = tmp_path / "odd"
+    shutil.copytree(v2g_pki, odd)
+    base = odd / "iso20-secp521r1"
+    prof = g.PROFILES["iso20-secp521r1"]
+    sub2 = x509.load_pem_x509_certificate((base / "cpo_sub_ca_2.pem").read_bytes())
+    sub2_key = serialization.load_pem_private_key((base / "cpo_sub_ca_2.key.pem").read_bytes(), None)
+    key = prof.new_key()
+    leaf = g._cert(prof, g._name("DE*V2H*E0001", "V2H Test V2G Root"), key, sub2.subject, sub2_key, ca=False,
+                   path_length=None, days=30, now=dt.datetime.now(dt.timezone.utc), key_agreement=True)
+    (base / "secc_chain.pem").write_bytes(g._pem(leaf) + (base / "cpo_sub_ca_2.pem").read_bytes()
+                                          + (base / "cpo_sub_ca_1.pem").read_bytes())
+    (base / "secc_leaf.key.pem").write_bytes(g._key_pem(key))
+
+    async def go():
+        srv = await start_secc(SimulatedPowerStage(kind="DC"), pki_dir=odd, host="::1", port=0)
+        result = await run_evcc(Battery(), EVCCConfig(loops=1), pki_dir=v2g_pki, secc=("::1", srv.port))
+        await srv.close()
+        return result
+
+    result = _run(go())
+    assert not result.ok and "lacks DC=CPO" in result.reason
+
+
+def test_secc_leaf_check_directly(v2g_pki):
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from iso15118.pki import ChainError, check_secc_leaf, load_certificates
+
+    base = v2g_pki / "iso20-secp521r1"
+    secc = load_certificates((base / "secc_leaf.pem").read_bytes())[0].public_bytes(Encoding.DER)
+    contract = load_certificates((base / "contract_leaf.pem").read_bytes())[0].public_bytes(Encoding.DER)
+    check_secc_leaf(secc)
+    for bad in (contract, None, b"\x30\x03garbage"):
+        with pytest.raises(ChainError):
+            check_secc_leaf(bad)
