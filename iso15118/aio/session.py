@@ -136,10 +136,11 @@ async def connect_evcc(*, pki_dir: str | Path, profile: str = DEFAULT_PROFILE, s
 
 async def run_evcc(battery: Battery, config: EVCCConfig, *, pki_dir: str | Path, profile: str = DEFAULT_PROFILE,
                    secc: tuple[str, int] | None = None, interface: str | None = None,
-                   observer: Observer | None = None) -> EVCCResult:
+                   observer: Observer | None = None,
+                   session_class: type[EVCCSession] = EVCCSession) -> EVCCResult:
     """One complete session of the simulated car; the result says how it ended."""
     loop = asyncio.get_running_loop()
-    session = EVCCSession(battery, config, clock_offset=wall_offset(), observer=observer)
+    session = session_class(battery, config, clock_offset=wall_offset(), observer=observer)
     ctx = iso20_client_context(credentials_from_pki(pki_dir, "evcc", profile))
     deadline = loop.time() + config.timers.communication_setup
     try:
