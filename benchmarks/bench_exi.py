@@ -10,8 +10,8 @@ Each time is the median of --repeat runs of --number calls after a warm-up, buil
 reading (encode) the Python message objects included. Instruction counts come from
 ``valgrind --tool=callgrind``: (run with 1001 calls − run with 1 call) / 1000, so interpreter
 start-up cancels out; they repeat exactly on a noisy machine. The JVM codec runs in its own
-virtual environment (benchmarks/.venv-jvm: ``iso15118==0.31.2`` + ``aiofile``; its import name
-collides with ours) through py4j, as that package uses it.
+virtual environment (tools/peer.py: ``.peer-venv/`` with ``iso15118==0.31.2`` + ``aiofile``; its
+import name collides with ours) through py4j, as that package uses it.
 References (DOMAIN.md §2): libcbv2g (C) 0.35–1.2 µs and ~6,600–6,800 instructions for the minimal
 DC_ChargeLoopReq; the JVM codec 7.5–14 ms.
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -35,7 +34,6 @@ sys.path.insert(0, str(ROOT))
 from iso15118 import exi  # noqa: E402
 from iso15118.exi import _backend  # noqa: E402
 
-JVM_VENV = Path(__file__).resolve().parent / ".venv-jvm"
 
 
 def vectors() -> list[dict]:
@@ -125,17 +123,12 @@ print(json.dumps(out))
 
 
 def jvm_times() -> tuple[dict | None, str]:
-    if shutil.which("java") is None:
-        return None, "java not found"
-    py = JVM_VENV / "bin" / "python"
-    if not py.exists():
-        r = subprocess.run([sys.executable, "-m", "venv", str(JVM_VENV)], capture_output=True, text=True)
-        if r.returncode == 0:
-            r = subprocess.run([str(py), "-m", "pip", "install", "-q", "iso15118==0.31.2", "aiofile"],
-                               capture_output=True, text=True)
-        if r.returncode != 0:
-            shutil.rmtree(JVM_VENV, ignore_errors=True)
-            return None, f"could not install iso15118==0.31.2: {r.stderr.strip()[-200:]}"
+    from tools import peer
+
+    try:
+        py = peer.ensure_peer()
+    except peer.PeerUnavailable as e:
+        return None, str(e)
     with tempfile.TemporaryDirectory() as tmp:  # outside our tree: its 'iso15118' must win
         r = subprocess.run([str(py), "-c", JVM_CHILD], input=json.dumps(vectors()), capture_output=True,
                            text=True, cwd=tmp, timeout=900)
