@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from typing import Callable
 
 
 def _read_hex(arg: str) -> bytes:
@@ -83,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     p_secc.add_argument("--pki-profile", default="iso20-secp521r1", choices=["iso20-secp521r1", "iso20-ed448"])
     p_secc.add_argument("--setpoint", type=float, default=7000.0, metavar="WATTS",
                         help="fixed power setpoint; negative discharges the car (default 7000)")
+    p_secc.add_argument("--kind", default="DC", choices=["DC", "AC"],
+                        help="the power stage: DC offers DC and DC_BPT, AC offers AC and AC_BPT (default DC)")
+    p_secc.add_argument("--auth", default="eim,pnc", type=_choices("eim", "pnc"), metavar="LIST",
+                        help="authorization methods offered, comma-separated (default eim,pnc)")
+    p_secc.add_argument("--control-modes", default="scheduled,dynamic", type=_choices("scheduled", "dynamic"),
+                        metavar="LIST", help="control modes offered, in this order (default scheduled,dynamic)")
+    p_secc.add_argument("--price-levels", type=_price_levels, default=(), metavar="S:L,...",
+                        help="publish a time-of-use tariff: seconds:level pairs from now, e.g. 21600:0,10800:2 "
+                             "(default: no pricing)")
     p_secc.add_argument("--log", metavar="FILE", help="append one JSON object per message")
     p_secc.add_argument("--once", action="store_true", help="exit after the first session ends")
     p_secc.add_argument("--quiet", action="store_true", help="no readable message trace")
@@ -110,6 +120,25 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _choices(*allowed: str) -> Callable[[str], list[str]]:
+    """An argparse type for a comma-separated list drawn from ``allowed``."""
+    def parse(text: str) -> list[str]:
+        items = [t.strip().lower() for t in text.split(",") if t.strip()]
+        bad = [t for t in items if t not in allowed]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"want a comma-separated list of {', '.join(allowed)}; got {text!r}")
+        return list(dict.fromkeys(items))
+    return parse
+
+
+def _price_levels(text: str) -> tuple[tuple[int, int], ...]:
+    """'21600:0,10800:2' → ((21600, 0), (10800, 2))."""
+    try:
+        return tuple((int(d), int(lv)) for d, lv in (item.split(":") for item in text.split(",")))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want seconds:level pairs like 21600:0,10800:2; got {text!r}") from None
+
+
 def _host_port(text: str) -> tuple[str, int]:
     """'[::1]:50000', 'fe80::1%eth0' with a port, 'localhost:50000' → (host, port)."""
     host, sep, port = text.rpartition(":")
@@ -123,18 +152,26 @@ def _cmd_secc(args: argparse.Namespace) -> int:
     import gc
     import signal
 
+    from iso15118 import pki
     from iso15118.aio.session import start_secc
-    from iso15118.secc import SimulatedPowerStage
+    from iso15118.secc import SECCConfig, SimulatedPowerStage
     from iso15118.aio.trace import MessageLog
 
-    stage = SimulatedPowerStage(kind="DC", setpoint_w=args.setpoint)
+    stage = SimulatedPowerStage(kind=args.kind, setpoint_w=args.setpoint)
+    config = SECCConfig(services=(2, 6) if args.kind == "DC" else (1, 5),
+                        control_modes=tuple({"scheduled": 1, "dynamic": 2}[m] for m in args.control_modes),
+                        auth_methods=tuple({"eim": "EIM", "pnc": "PnC"}[m] for m in args.auth),
+                        price_levels=args.price_levels,
+                        contract_roots=pki.contract_roots(args.pki, args.pki_profile) if "pnc" in args.auth else ())
     log = MessageLog("SECC", path=args.log, stream=None if args.quiet else sys.stdout)
 
     async def run() -> int:
         loop = asyncio.get_running_loop()
         log.clock_offset = time.time() - loop.time()
         srv = await start_secc(stage, pki_dir=args.pki, profile=args.pki_profile, host=args.host, port=args.port,
-                               interface=args.interface, observer=lambda session: log)
+                               interface=args.interface, config=config, observer=lambda session: log,
+                               on_connection=lambda session, peer: log.note(
+                                   f"connection from {peer.address[0]}: {peer.describe()}"))
         print(f"SECC listening on port {srv.port} (TLS 1.3){' with SDP on ' + args.interface if args.interface else ''}",
               flush=True)
         gc.freeze()  # start-up objects (codec tables, classes) leave the collector's scans: shorter pauses
@@ -191,7 +228,8 @@ def _cmd_evcc(args: argparse.Namespace) -> int:
     if not result.ok:
         print(f"v2h evcc: session failed: {result.reason}", file=sys.stderr)
         return 1
-    print(f"session {result.session_id.hex()} ended ({result.reason}): {result.loops} charge loops, "
+    print(f"session {result.session_id.hex()} over {result.connection} ended ({result.reason}): "
+          f"{result.loops} charge loops, "
           f"charged {result.charged_wh:.2f} Wh, discharged {result.discharged_wh:.2f} Wh, "
           f"SoC {soc0:.3f}% → {battery.soc:.3f}%", flush=True)
     return 0

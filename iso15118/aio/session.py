@@ -54,11 +54,13 @@ async def start_secc(controller: EVSEController | None = None, *, pki_dir: str |
                      profile: str = DEFAULT_PROFILE, host: str = "::", port: int = 0,
                      interface: str | None = None, config: SECCConfig | None = None,
                      observer: Callable[[SECCSession], Observer | None] | None = None,
+                     on_connection: Callable[[SECCSession, PeerInfo], None] | None = None,
                      keep_sessions: bool = True) -> SECCServer:
     """Listen for cars over TLS 1.3 (mutual, -20 policy). ``controller`` is the one power
     stage successive sessions share; ``controller_factory`` gives each connection its own
     (simulations of many chargers). With ``interface``, SDP answers on it with the
-    interface's link-local address."""
+    interface's link-local address. ``on_connection`` hears of each accepted connection (address,
+    negotiated TLS parameters) before its first message."""
     if (controller is None) == (controller_factory is None):
         raise ValueError("give either a controller or a controller_factory")
     creds = credentials_from_pki(pki_dir, "secc", profile)
@@ -78,6 +80,8 @@ async def start_secc(controller: EVSEController | None = None, *, pki_dir: str |
         session = SECCSession(stage, cfg, now=loop.time(), tls=info.tls_version is not None,
                               resume_store=resume_store, clock_offset=offset, on_end=ended)
         session.observer = observer(session) if observer is not None else None
+        if on_connection is not None:
+            on_connection(session, info)
         if keep_sessions and srv is not None:
             srv.sessions.append(session)
         return session
@@ -134,6 +138,14 @@ async def connect_evcc(*, pki_dir: str | Path, profile: str = DEFAULT_PROFILE, s
     return reader, writer
 
 
+def _describe(e: BaseException) -> str:
+    """An exception as a reason: some (a reset during the TLS handshake) have no message."""
+    text = str(e)
+    if isinstance(e, ConnectionResetError) and not text:
+        return "connection reset by the charger during the TLS handshake"
+    return text or type(e).__name__
+
+
 async def run_evcc(battery: Battery, config: EVCCConfig, *, pki_dir: str | Path, profile: str = DEFAULT_PROFILE,
                    secc: tuple[str, int] | None = None, interface: str | None = None,
                    observer: Observer | None = None,
@@ -143,20 +155,25 @@ async def run_evcc(battery: Battery, config: EVCCConfig, *, pki_dir: str | Path,
     session = session_class(battery, config, clock_offset=wall_offset(), observer=observer)
     ctx = iso20_client_context(credentials_from_pki(pki_dir, "evcc", profile))
     deadline = loop.time() + config.timers.communication_setup
+
+    def check_charger(info: PeerInfo) -> None:
+        _charger_leaf(info)
+        session.result.connection = info.describe()
+
     try:
         if secc is None:
             secc = await _discover(interface)
         while True:
             try:
                 proto = await run_client(session, secc[0], secc[1], ssl=ctx, standard="iso20",
-                                         timeout=max(0.1, deadline - loop.time()), peer_check=_charger_leaf)
+                                         timeout=max(0.1, deadline - loop.time()), peer_check=check_charger)
                 break
             except ConnectionRefusedError:
                 if loop.time() >= deadline:
                     raise
                 await asyncio.sleep(0.2)  # the charger is not listening yet: retry until setup times out
     except (OSError, TimeoutError, asyncio.TimeoutError, TLSPolicyError, ValueError) as e:
-        session.result.reason = f"could not connect: {e}"
+        session.result.reason = f"could not connect: {_describe(e)}"
         return session.result
     if not session.closed:
         session.on_connection_lost(loop.time())

@@ -70,9 +70,13 @@ class MessageLog:
             self.file.write(json.dumps(doc, ensure_ascii=False) + "\n")
 
     def note(self, text: str) -> None:
-        """A line of context in the readable trace (session start and end)."""
+        """A line of context (connection, session end): in the readable trace, and in the JSON
+        lines as ``{"time": ..., "note": text}``."""
+        stamp = _iso(time.time())
         if self.stream is not None:
-            print(f"{_iso(time.time())[11:23]} {self.who} {text}", file=self.stream, flush=True)
+            print(f"{stamp[11:23]} {self.who} {text}", file=self.stream, flush=True)
+        if self.file is not None:
+            self.file.write(json.dumps({"time": stamp, "note": text}, ensure_ascii=False) + "\n")
 
     def close(self) -> None:
         if self.file is not None:

@@ -18,7 +18,7 @@ from typing import Protocol
 
 from iso15118.v2gtp import DEFAULT_MAX_PAYLOAD, V2GTPDecoder, V2GTPError, V2GTPFrame
 
-from .tls import TLSPolicyError, check_negotiated
+from .tls import TLSPolicyError, check_negotiated, negotiated_group
 
 READ_CHUNK = 65536
 log = logging.getLogger(__name__)
@@ -38,13 +38,21 @@ class PeerInfo:
     tls_version: str | None
     cipher: str | None
     peer_certificate: bytes | None  # DER of the peer's leaf, if it sent one
+    group: str | None = None        # key-exchange group (OpenSSL short name), if known
+
+    def describe(self) -> str:
+        """'TLSv1.3 TLS_AES_256_GCM_SHA384 secp521r1', or 'plain TCP'."""
+        if self.tls_version is None:
+            return "plain TCP"
+        return " ".join(x for x in (self.tls_version, self.cipher, self.group) if x)
 
 
 def _peer_info(transport) -> PeerInfo:
     obj = transport.get_extra_info("ssl_object")
     return PeerInfo(transport.get_extra_info("peername"), obj.version() if obj else None,
                     (obj.cipher() or (None,))[0] if obj else None,
-                    obj.getpeercert(binary_form=True) if obj else None)
+                    obj.getpeercert(binary_form=True) if obj else None,
+                    negotiated_group(obj) if obj else None)
 
 
 class V2GTPProtocol(asyncio.Protocol):

@@ -83,6 +83,7 @@ class EVCCResult:
     charged_wh: float = 0.0     # energy into the battery's inlet
     discharged_wh: float = 0.0  # energy out of the inlet (to the house)
     channel: str = ""
+    connection: str = ""        # negotiated transport, e.g. 'TLSv1.3 TLS_AES_256_GCM_SHA384 secp521r1'
 
 
 class EVCCSession:
@@ -285,6 +286,7 @@ class EVCCSession:
         b = self.battery
         return CM.DisplayParameters(PresentSOC=int(b.soc), MinimumSOC=int(round(b.min_soc)),
                                     TargetSOC=int(round(b.target_soc)), MaximumSOC=100,
+                                    ChargingComplete=b.soc >= b.target_soc,
                                     BatteryEnergyCapacity=rn(b.capacity_kwh * 1000.0))
 
     def _energy(self) -> dict:

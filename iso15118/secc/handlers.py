@@ -173,7 +173,7 @@ def _parameter_sets(s, service_id: int) -> list:
                   CM.Parameter(Name="EVSENominalVoltage", rationalNumber=rn(lim.nominal_voltage if s.ctx.kind == "AC"
                                                                            else lim.max_voltage)),
                   CM.Parameter(Name="MobilityNeedsMode", intValue=1),
-                  CM.Parameter(Name="Pricing", intValue=0)]
+                  CM.Parameter(Name="Pricing", intValue=2 if s.config.price_levels else 0)]  # 2: price levels
         if service_id in BPT_SERVICES:
             params += [CM.Parameter(Name="BPTChannel", intValue=1),     # Unified
                        CM.Parameter(Name="GeneratorMode", intValue=1)]  # GridFollowing
@@ -273,6 +273,7 @@ def schedule_exchange(req, s, now) -> Reply:
         return Reply(filled(CM.ScheduleExchangeRes, Header=s.header(now), ResponseCode="FAILED",
                             EVSEProcessing="Finished"), State.ENDED, True)
     wall = int(now + s.clock_offset)
+    prices = _price_level_schedule(s.config.price_levels, wall)
     if dynamic:
         d = req.Dynamic_SEReqControlMode
         ctx.ev.update(departure_time=d.DepartureTime, target_energy=val(d.EVTargetEnergyRequest),
@@ -280,8 +281,8 @@ def schedule_exchange(req, s, now) -> Reply:
                       min_v2x_energy=val(d.EVMinimumV2XEnergyRequest), max_v2x_energy=val(d.EVMaximumV2XEnergyRequest))
         if d.MinimumSOC is not None:
             ctx.ev_min_soc = float(d.MinimumSOC)
-        mode = {"Dynamic_SEResControlMode": CM.Dynamic_SEResControlMode(DepartureTime=d.DepartureTime,
-                                                                        MinimumSOC=d.MinimumSOC, TargetSOC=d.TargetSOC)}
+        mode = {"Dynamic_SEResControlMode": CM.Dynamic_SEResControlMode(
+            DepartureTime=d.DepartureTime, MinimumSOC=d.MinimumSOC, TargetSOC=d.TargetSOC, PriceLevelSchedule=prices)}
     else:
         sp = s.controller.setpoint(now)
         lim = s.controller.limits()
@@ -291,16 +292,29 @@ def schedule_exchange(req, s, now) -> Reply:
             discharge = max(0.0, min(-sp, lim.max_discharge_power))
             tuple_kwargs["DischargingSchedule"] = CM.ChargingSchedule(PowerSchedule=CM.PowerSchedule(
                 TimeAnchor=wall, PowerScheduleEntries=CM.PowerScheduleEntryList(
-                    PowerScheduleEntry=[CM.PowerScheduleEntry(Duration=86400, Power=rn(-discharge))])))
+                    PowerScheduleEntry=[CM.PowerScheduleEntry(Duration=86400, Power=rn(-discharge))])),
+                PriceLevelSchedule=prices)
         ctx.schedule_power = charge if sp >= 0 or not ctx.bpt else sp
         mode = {"Scheduled_SEResControlMode": CM.Scheduled_SEResControlMode(ScheduleTuple=[CM.ScheduleTuple(
             ScheduleTupleID=1, ChargingSchedule=CM.ChargingSchedule(PowerSchedule=CM.PowerSchedule(
                 TimeAnchor=wall, PowerScheduleEntries=CM.PowerScheduleEntryList(
-                    PowerScheduleEntry=[CM.PowerScheduleEntry(Duration=86400, Power=rn(charge))]))),
+                    PowerScheduleEntry=[CM.PowerScheduleEntry(Duration=86400, Power=rn(charge))])),
+                PriceLevelSchedule=prices),
             **tuple_kwargs)])}
     s.controller.ev_charging_needs({"control_mode": ctx.control_mode, **ctx.ev}, now)
     nxt = State.WAIT_CABLE_CHECK if ctx.kind == "DC" and not ctx.precharge_done else State.WAIT_POWER_DELIVERY
     return Reply(CM.ScheduleExchangeRes(Header=s.header(now), ResponseCode="OK", EVSEProcessing="Finished", **mode), nxt)
+
+
+def _price_level_schedule(levels: tuple[tuple[int, int], ...], wall: int):
+    """The configured tariff as a PriceLevelSchedule anchored now, or None without pricing."""
+    if not levels:
+        return None
+    return CM.PriceLevelSchedule(TimeAnchor=wall, PriceScheduleID=1,
+                                 NumberOfPriceLevels=max(level for _, level in levels) + 1,
+                                 PriceLevelScheduleEntries=CM.PriceLevelScheduleEntryList(
+                                     PriceLevelScheduleEntry=[CM.PriceLevelScheduleEntry(Duration=d, PriceLevel=lv)
+                                                              for d, lv in levels]))
 
 
 # --- DC preparation ---------------------------------------------------------------------------

@@ -59,6 +59,17 @@ class SECCConfig:
     precharge_timeout: float = 10.0
     meter_id: str = "V2H-METER-1"
     pause_allowed: bool = True
+    # a time-of-use tariff published to the car as a PriceLevelSchedule (ServiceDetail Pricing=2):
+    # (duration in s, price level) from the schedule's start; empty = no pricing (Pricing=0)
+    price_levels: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.price_levels) > 1024:
+            raise ValueError("a PriceLevelSchedule holds at most 1024 entries")
+        for duration, level in self.price_levels:
+            if not (0 < duration < 2**32 and 0 <= level < 256):
+                raise ValueError(f"price level entry ({duration} s, level {level}) out of range "
+                                 "(duration 1..2^32-1 s, level 0..255)")
 
 
 @dataclass

@@ -201,3 +201,52 @@ def test_every_session_message_takes_the_c_encoder(service):
             cext.encode_document(cext.universe(mod), msg, None)
         except cext.Fallback:
             pytest.fail(f"{name} fell back to the pure-Python encoder")
+
+
+@pytest.mark.parametrize("service", ["DC_BPT", "AC"])
+@pytest.mark.parametrize("mode", MODES)
+def test_a_configured_tariff_is_published_as_price_levels(service, mode):
+    """SECCConfig.price_levels: ServiceDetail says Pricing=2 and ScheduleExchangeRes carries
+    the PriceLevelSchedule (in every schedule of the tuple for Scheduled)."""
+    from iso15118.secc import SECCConfig
+    levels = ((21600, 0), (10800, 3), (54000, 1))
+    p = make_pair(service, mode, secc_config=SECCConfig(price_levels=levels), loops=3)
+    p.run()
+    assert p.ev.result.ok, p.ev.result.reason
+    detail = next(m for _, d, n, m in p.secc_log if n == "ServiceDetailRes")
+    pricing = {q.Name: q.intValue for ps in detail.ServiceParameterList.ParameterSet for q in ps.Parameter}
+    assert pricing["Pricing"] == 2
+    res = next(m for _, d, n, m in p.secc_log if n == "ScheduleExchangeRes")
+    if mode == "dynamic":
+        schedules = [res.Dynamic_SEResControlMode.PriceLevelSchedule]
+    else:
+        tup = res.Scheduled_SEResControlMode.ScheduleTuple[0]
+        schedules = [s.PriceLevelSchedule for s in (tup.ChargingSchedule, tup.DischargingSchedule) if s is not None]
+        assert len(schedules) == (2 if service.endswith("BPT") else 1)
+    for pls in schedules:
+        assert pls.NumberOfPriceLevels == 4
+        assert [(e.Duration, e.PriceLevel) for e in pls.PriceLevelScheduleEntries.PriceLevelScheduleEntry] == list(levels)
+
+
+def test_without_a_tariff_no_price_schedule_is_sent():
+    p = make_pair("DC", "scheduled", loops=2)
+    p.run()
+    res = next(m for _, d, n, m in p.secc_log if n == "ScheduleExchangeRes")
+    assert res.Scheduled_SEResControlMode.ScheduleTuple[0].ChargingSchedule.PriceLevelSchedule is None
+    detail = next(m for _, d, n, m in p.secc_log if n == "ServiceDetailRes")
+    assert {q.Name: q.intValue for q in detail.ServiceParameterList.ParameterSet[0].Parameter}["Pricing"] == 0
+
+
+@pytest.mark.parametrize("levels", [((0, 1),), ((60, 256),), ((60, -1),), tuple((60, 0) for _ in range(1025))])
+def test_an_impossible_tariff_is_refused_at_configuration(levels):
+    from iso15118.secc import SECCConfig
+    with pytest.raises(ValueError, match="price level|1024"):
+        SECCConfig(price_levels=levels)
+
+
+@pytest.mark.parametrize("soc, complete", [(60.0, False), (80.0, True)])
+def test_the_car_reports_charging_complete(soc, complete):
+    p = make_pair("DC", "dynamic", setpoint=0.0, battery=Battery(soc=soc), loops=2)
+    p.run()
+    loop = next(m for _, d, n, m in p.secc_log if n == "DC_ChargeLoopReq")
+    assert loop.DisplayParameters.ChargingComplete is complete
