@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -59,16 +60,21 @@ def _ip(*args, check=True):
     return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
 
 
-@pytest.fixture
-def veth_pair():
-    """Two namespaces joined by a veth pair with fixed link-local addresses (no DAD wait)."""
+class NetnsRefused(Exception):
+    """The kernel (or the missing iproute2) does not let this test make namespaces."""
+
+
+@contextlib.contextmanager
+def veth_namespaces(tag: str):
+    """Two namespaces ``v2h-a-TAG``/``v2h-b-TAG`` joined by a veth pair with fixed MACs and
+    link-local addresses fe80::a / fe80::b (no DAD wait), ``lo`` up in each; yields
+    (ns_a, dev_a, ns_b, dev_b) and removes everything afterwards."""
     if shutil.which("ip") is None:
-        pytest.skip("iproute2 (ip) is not installed")
-    tag = f"{os.getpid() % 100000}"
+        raise NetnsRefused("iproute2 (ip) is not installed")
     a, b = f"v2h-a-{tag}", f"v2h-b-{tag}"
     r = _ip("netns", "add", a, check=False)
     if r.returncode != 0:
-        pytest.skip(f"the kernel refuses network namespaces here: {r.stderr.strip()}")
+        raise NetnsRefused(f"the kernel refuses network namespaces here: {r.stderr.strip()}")
     try:
         _ip("netns", "add", b)
         _ip("link", "add", f"va{tag}", "type", "veth", "peer", "name", f"vb{tag}")
@@ -84,3 +90,13 @@ def veth_pair():
     finally:
         _ip("netns", "del", a, check=False)
         _ip("netns", "del", b, check=False)
+
+
+@pytest.fixture
+def veth_pair():
+    """Two namespaces joined by a veth pair with fixed link-local addresses (no DAD wait)."""
+    try:
+        with veth_namespaces(f"{os.getpid() % 100000}") as pair:
+            yield pair
+    except NetnsRefused as e:
+        pytest.skip(str(e))

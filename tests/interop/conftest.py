@@ -62,3 +62,27 @@ def peer_codec(peer_python):
     codec = PeerCodec(peer_python)
     yield codec
     codec.close()
+
+
+@pytest.fixture(scope="session")
+def interop_netns():
+    """One veth pair between two namespaces for all session interop tests: ours in A, the peer in B."""
+    from tests.conftest import NetnsRefused, veth_namespaces
+
+    from .sessions import Netns
+
+    try:
+        with veth_namespaces(f"i{os.getpid() % 10000}") as (ns_a, dev_a, ns_b, dev_b):
+            yield Netns(ns_a, dev_a, ns_b, dev_b)
+    except NetnsRefused as e:
+        # the peer finds chargers only with SDP on a link-local interface (it refuses lo), so
+        # without namespaces there is no address to point it at
+        pytest.skip(f"session interop needs two network namespaces: {e}")
+
+
+@pytest.fixture(scope="session")
+def peer_pki(v2g_pki, tmp_path_factory) -> Path:
+    """Our -20 test PKI (secp521r1) laid out the way the peer reads it."""
+    from .peer_pki import lay_out_for_peer
+
+    return lay_out_for_peer(v2g_pki, tmp_path_factory.mktemp("peer-pki"))
