@@ -1,0 +1,123 @@
+"""The charging station's outbox: every message that must reach the CSMS (TransactionEvent,
+MeterValues, NotifyEVChargingNeeds, SecurityEventNotification, …) is written to SQLite before
+it is sent, and leaves only when the CSMS has answered it.
+
+Durability: WAL journal with ``synchronous=FULL``, one transaction per message, so a message
+either exists completely (with its seqNo) or not at all, whenever the process is killed. The
+TransactionEvent seqNo counter lives in the same transaction as the message, so seqNo is
+contiguous per transaction across crashes. A message keeps the OCPP-J message id of its first
+send: a resend after a crash carries the same id, which lets the CSMS recognise a duplicate.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    action TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tx_seq (
+    transaction_id TEXT PRIMARY KEY,
+    next_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    """One message waiting for the CSMS, oldest first."""
+
+    id: int
+    action: str
+    payload: dict
+    message_id: str
+    created: float
+
+
+class Outbox:
+    """A durable FIFO of OCPP requests, plus a small key-value store for state that must
+    survive a restart (the open transaction, the device model's persisted values)."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+
+    def put(self, action: str, payload: dict, *, now: float) -> QueuedMessage:
+        """Append a message. A TransactionEvent gets the next seqNo of its transaction here,
+        in the same database transaction as the message itself."""
+        payload = dict(payload)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                if action == "TransactionEvent":
+                    tx_id = payload["transactionInfo"]["transactionId"]
+                    row = self._db.execute("SELECT next_seq FROM tx_seq WHERE transaction_id = ?", (tx_id,)).fetchone()
+                    seq = row[0] if row else 0
+                    payload["seqNo"] = seq
+                    self._db.execute("INSERT OR REPLACE INTO tx_seq (transaction_id, next_seq) VALUES (?, ?)",
+                                     (tx_id, seq + 1))
+                message_id = str(uuid.uuid4())
+                cur = self._db.execute("INSERT INTO outbox (action, payload, message_id, created) VALUES (?, ?, ?, ?)",
+                                       (action, json.dumps(payload, separators=(",", ":")), message_id, now))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return QueuedMessage(cur.lastrowid, action, payload, message_id, now)
+
+    def head(self) -> QueuedMessage | None:
+        """The oldest message not yet answered by the CSMS."""
+        with self._lock:
+            row = self._db.execute("SELECT id, action, payload, message_id, created FROM outbox "
+                                   "ORDER BY id LIMIT 1").fetchone()
+        if row is None:
+            return None
+        return QueuedMessage(row[0], row[1], json.loads(row[2]), row[3], row[4])
+
+    def done(self, item_id: int) -> None:
+        """The CSMS answered: the message leaves the outbox."""
+        with self._lock:
+            self._db.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+    def next_seq(self, transaction_id: str) -> int:
+        """The seqNo the transaction's next TransactionEvent will get (0 for a new one)."""
+        with self._lock:
+            row = self._db.execute("SELECT next_seq FROM tx_seq WHERE transaction_id = ?", (transaction_id,)).fetchone()
+        return row[0] if row else 0
+
+    # --- persisted state --------------------------------------------------------------------
+    def get(self, key: str, default=None):
+        with self._lock:
+            row = self._db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set(self, key: str, value) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, json.dumps(value)))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

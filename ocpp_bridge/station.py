@@ -1,0 +1,260 @@
+"""The charging station's OCPP 2.1 connection to the CSMS (websocket subprotocol ``ocpp2.1``) on
+the ``ocpp`` and ``websockets`` packages: security profiles 1–3, BootNotification, Heartbeat,
+and the durable outbox drained in order, with reconnects on the back-off of OCPPCommCtrlr.
+
+Messages that must not be lost go through :meth:`ChargingStation.enqueue` (written to SQLite
+first); a TransactionEvent raised while the CSMS is unreachable carries ``offline=true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import random
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import websockets
+from ocpp.exceptions import OCPPError
+from ocpp.messages import Call, MessageType, validate_payload
+from ocpp.v21 import ChargePoint
+
+from .outbox import Outbox, QueuedMessage
+
+log = logging.getLogger(__name__)
+SUBPROTOCOL = "ocpp2.1"
+
+
+class ConfigError(ValueError):
+    """The station's connection settings are inconsistent (e.g. profile 1 without a password)."""
+
+
+@dataclass
+class StationConfig:
+    """Connection settings; names follow the OCPP 2.1 device model where one exists."""
+
+    station_id: str
+    csms_url: str                       # ws://… (profile 1) or wss://… (profiles 2, 3)
+    password: str | None = None         # SecurityCtrlr.BasicAuthPassword (profiles 1, 2), 16–40 chars
+    csms_ca: str | Path | None = None   # roots that sign the CSMS certificate (profiles 2, 3)
+    client_cert: str | Path | None = None  # the station's certificate chain (profile 3)
+    client_key: str | Path | None = None
+    vendor: str = "v2h"
+    model: str = "v2h-bpt"
+    response_timeout: float = 30.0      # OCPPCommCtrlr.MessageTimeout
+    retry_backoff_min: float = 3.0      # OCPPCommCtrlr.RetryBackOffWaitMinimum
+    retry_backoff_random: float = 10.0  # OCPPCommCtrlr.RetryBackOffRandomRange
+    retry_backoff_repeat: int = 5       # OCPPCommCtrlr.RetryBackOffRepeatTimes
+    message_attempts: int = 3           # OCPPCommCtrlr.MessageAttempts (CALLERROR answers)
+
+    @property
+    def security_profile(self) -> int:
+        if self.csms_url.startswith("ws://"):
+            return 1
+        return 3 if self.client_cert else 2
+
+    def check(self) -> None:
+        """Raise ConfigError if the settings do not make one of the three security profiles."""
+        if not self.csms_url.startswith(("ws://", "wss://")):
+            raise ConfigError(f"the CSMS URL must start with ws:// or wss://, got {self.csms_url!r}")
+        profile = self.security_profile
+        if profile in (1, 2):
+            if self.password is None:
+                raise ConfigError(f"security profile {profile} needs the basic-auth password")
+            if not 16 <= len(self.password) <= 40:
+                raise ConfigError("BasicAuthPassword must be 16 to 40 characters")
+        if profile == 3 and not self.client_key:
+            raise ConfigError("security profile 3 needs the station's key with its certificate")
+
+    def url(self) -> str:
+        return f"{self.csms_url.rstrip('/')}/{self.station_id}"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.security_profile == 1:
+            return None
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.csms_ca:
+            ctx.load_verify_locations(cafile=str(self.csms_ca))
+        else:
+            ctx.load_default_certs()
+        if self.client_cert:
+            ctx.load_cert_chain(str(self.client_cert), str(self.client_key))
+        return ctx
+
+    def headers(self) -> dict[str, str]:
+        if self.security_profile == 3:
+            return {}
+        token = base64.b64encode(f"{self.station_id}:{self.password}".encode()).decode()
+        return {"Authorization": f"Basic {token}"}
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Link(ChargePoint):
+    """One websocket connection; requests from the CSMS are routed to the station."""
+
+    async def call_queued(self, item: QueuedMessage, timeout: float):
+        """Send a queued request with its stored message id; the CALLRESULT or CALLERROR."""
+        call = Call(unique_id=item.message_id, action=item.action, payload=item.payload)
+        await validate_payload(call, self._ocpp_version)
+        async with self._call_lock:
+            await self._send(call.to_json())
+            return await self._get_specific_response(item.message_id, timeout)
+
+
+class ChargingStation:
+    """The station's side of OCPP: keeps a connection to the CSMS and drains the outbox."""
+
+    def __init__(self, config: StationConfig, outbox: Outbox, *, rng: Callable[[], float] = random.random):
+        config.check()
+        self.config = config
+        self.outbox = outbox
+        self.rng = rng
+        self.connected = asyncio.Event()
+        self.boot_accepted = False
+        self.heartbeat_interval = 60.0
+        self._wake = asyncio.Event()
+        self._link: _Link | None = None
+        self._boot_reason = "PowerUp"
+        self.delivered = 0  # messages answered by the CSMS since start (for tests and benchmarks)
+
+    # --- what the rest of the station calls -------------------------------------------------
+    def enqueue(self, action: str, payload: dict) -> QueuedMessage:
+        """Persist a request for the CSMS; it is sent in order once the CSMS answers the ones
+        before it. TransactionEvents get their seqNo and, when raised while offline, offline=true."""
+        payload = dict(payload)
+        if action == "TransactionEvent" and not self.connected.is_set():
+            payload["offline"] = True
+        item = self.outbox.put(action, payload, now=asyncio.get_running_loop().time())
+        self._wake.set()
+        return item
+
+    # --- connection loop --------------------------------------------------------------------
+    async def run(self) -> None:
+        """Connect, boot, heartbeat and drain; on any loss of the connection, back off and
+        reconnect. Runs until cancelled."""
+        attempt = 0
+        while True:
+            try:
+                async with websockets.connect(self.config.url(), subprotocols=[SUBPROTOCOL],
+                                              additional_headers=self.config.headers(),
+                                              ssl=self.config.ssl_context(), open_timeout=10,
+                                              ping_interval=None) as ws:
+                    if ws.subprotocol != SUBPROTOCOL:
+                        raise ConnectionError(f"the CSMS did not accept subprotocol {SUBPROTOCOL}")
+                    attempt = 0
+                    await self._session(ws)
+            except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException,
+                    ConnectionError, OCPPError) as e:
+                log.info("CSMS connection lost or refused: %s", e)
+            finally:
+                self.connected.clear()
+                self._link = None
+            await asyncio.sleep(self._backoff(attempt))
+            attempt += 1
+
+    def _backoff(self, attempt: int) -> float:
+        """RetryBackOffWaitMinimum doubled per attempt (up to RepeatTimes doublings) plus a
+        random part up to RetryBackOffRandomRange."""
+        c = self.config
+        return c.retry_backoff_min * 2 ** min(attempt, c.retry_backoff_repeat) + self.rng() * c.retry_backoff_random
+
+    async def _session(self, ws) -> None:
+        link = _Link(self.config.station_id, ws, response_timeout=self.config.response_timeout)
+        self._link = link
+        reader = asyncio.ensure_future(link.start())
+        try:
+            tasks = [reader, asyncio.ensure_future(self._boot_and_drain(link))]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                t.result()  # a closed connection raises here
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _boot_and_drain(self, link: _Link) -> None:
+        await self._boot(link)
+        self.connected.set()
+        heart = asyncio.ensure_future(self._heartbeat(link))
+        try:
+            await self._drain(link)
+        finally:
+            heart.cancel()
+
+    async def _boot(self, link: _Link) -> None:
+        """BootNotification until Accepted; nothing else is sent before (the outbox waits)."""
+        while True:
+            item = QueuedMessage(0, "BootNotification",
+                                 {"reason": self._boot_reason,
+                                  "chargingStation": {"vendorName": self.config.vendor, "model": self.config.model}},
+                                 f"boot-{random.getrandbits(64):016x}", 0.0)
+            res = await link.call_queued(item, self.config.response_timeout)
+            if res.message_type_id == MessageType.CallError:
+                raise ConnectionError(f"BootNotification refused: {res.error_code} {res.error_description}")
+            status, interval = res.payload["status"], float(res.payload["interval"])
+            if status == "Accepted":
+                self.boot_accepted = True
+                self.heartbeat_interval = interval or self.heartbeat_interval
+                self._boot_reason = "Unknown"  # a reconnect is not a power-up
+                return
+            await asyncio.sleep(interval or self.config.retry_backoff_min)
+
+    async def _heartbeat(self, link: _Link) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            item = QueuedMessage(0, "Heartbeat", {}, f"hb-{random.getrandbits(64):016x}", 0.0)
+            await link.call_queued(item, self.config.response_timeout)
+
+    async def _drain(self, link: _Link) -> None:
+        """Send the outbox head, wait for its answer, remove it; repeat. A CALLERROR is retried
+        MessageAttempts times, then the message is set aside in the 'rejected' record."""
+        attempts = 0
+        while True:
+            item = self.outbox.head()
+            if item is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            res = await link.call_queued(item, self.config.response_timeout)
+            if res.message_type_id == MessageType.CallError:
+                attempts += 1
+                log.warning("CSMS answered %s %s with %s: %s", item.action, item.message_id, res.error_code,
+                            res.error_description)
+                if attempts < self.config.message_attempts:
+                    await asyncio.sleep(self.config.retry_backoff_min)
+                    continue
+                rejected = self.outbox.get("rejected", [])
+                rejected.append({"action": item.action, "payload": item.payload, "error": res.error_code})
+                self.outbox.set("rejected", rejected)
+            attempts = 0
+            self.outbox.done(item.id)
+            self.delivered += 1
+
+
+def transaction_event(event_type: str, trigger_reason: str, transaction_id: str, *, evse_id: int = 1,
+                      meter_value: list | None = None, charging_state: str | None = None,
+                      stopped_reason: str | None = None, id_token: dict | None = None) -> dict:
+    """A TransactionEvent payload (seqNo and offline are filled in by the outbox/station)."""
+    info: dict = {"transactionId": transaction_id}
+    if charging_state:
+        info["chargingState"] = charging_state
+    if stopped_reason:
+        info["stoppedReason"] = stopped_reason
+    payload: dict = {"eventType": event_type, "timestamp": utc_now(), "triggerReason": trigger_reason,
+                     "transactionInfo": info}
+    if event_type == "Started":
+        payload["evse"] = {"id": evse_id, "connectorId": 1}
+    if meter_value:
+        payload["meterValue"] = meter_value
+    if id_token:
+        payload["idToken"] = id_token
+    return payload
+

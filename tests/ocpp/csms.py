@@ -1,0 +1,142 @@
+"""A real CSMS for the tests, on the ``ocpp`` package and ``websockets``: subprotocol
+``ocpp2.1``, security profiles 1–3 (basic auth, TLS, mutual TLS), one connection per identity,
+and a record of every request a station sent (raw frames, so message ids and order are kept)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import ssl
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http import HTTPStatus
+
+import websockets
+from websockets.asyncio.server import serve
+from ocpp.routing import on
+from ocpp.v21 import ChargePoint, call_result
+
+
+@dataclass
+class Received:
+    station: str
+    message_id: str
+    action: str
+    payload: dict
+
+
+@dataclass
+class CSMS:
+    passwords: dict[str, str] = field(default_factory=dict)  # station id → basic-auth password
+    ssl_context: ssl.SSLContext | None = None
+    require_client_cert: bool = False
+    heartbeat_interval: int = 300
+    received: list[Received] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)           # why connections were refused
+    connections: dict[str, object] = field(default_factory=dict)
+    boot_status: str = "Accepted"
+    answer_error_for: set[str] = field(default_factory=set)    # actions answered with CALLERROR
+    changed = None
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0):
+        self.changed = asyncio.Condition()
+        self.server = await serve(self._handler, host, port, subprotocols=["ocpp2.1"],
+                                  process_request=self._check_request, ssl=self.ssl_context)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+    def url(self, scheme: str = "ws") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def _check_request(self, connection, request):
+        station = request.path.strip("/")
+        if station in self.connections:
+            self.refused.append(f"{station}: already connected")
+            return connection.respond(HTTPStatus.CONFLICT, "identity already connected\n")
+        if self.require_client_cert:
+            return None  # TLS already verified the station's certificate
+        auth = request.headers.get("Authorization", "")
+        expected = self.passwords.get(station)
+        token = base64.b64encode(f"{station}:{expected}".encode()).decode() if expected else None
+        if token is None or auth != f"Basic {token}":
+            self.refused.append(f"{station}: bad credentials")
+            return connection.respond(HTTPStatus.UNAUTHORIZED, "bad credentials\n")
+        return None
+
+    async def _handler(self, ws) -> None:
+        station = ws.request.path.strip("/")
+        if ws.subprotocol != "ocpp2.1":
+            self.refused.append(f"{station}: subprotocol {ws.subprotocol}")
+            await ws.close()
+            return
+        cp = _StationHandle(station, ws, self)
+        self.connections[station] = cp
+        try:
+            await cp.start()
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        finally:
+            self.connections.pop(station, None)
+
+    async def record(self, station: str, frame: list) -> None:
+        self.received.append(Received(station, frame[1], frame[2], frame[3]))
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def wait_for(self, predicate, timeout: float = 30.0) -> None:
+        async def waiter():
+            async with self.changed:
+                await self.changed.wait_for(lambda: predicate(self))
+        await asyncio.wait_for(waiter(), timeout)
+
+    def actions(self, action: str) -> list[Received]:
+        return [r for r in self.received if r.action == action]
+
+
+class _StationHandle(ChargePoint):
+    def __init__(self, station: str, ws, csms: CSMS):
+        super().__init__(station, ws)
+        self.csms = csms
+
+    async def route_message(self, raw_msg):
+        frame = json.loads(raw_msg)
+        if frame[0] == 2:
+            await self.csms.record(self.id, frame)
+            if frame[2] in self.csms.answer_error_for:
+                await self._send(json.dumps([4, frame[1], "InternalError", "test CSMS refuses", {}]))
+                return
+        await super().route_message(raw_msg)
+
+    @on("BootNotification")
+    def on_boot(self, charging_station, reason, **_):
+        return call_result.BootNotification(current_time=_now(), interval=self.csms.heartbeat_interval,
+                                            status=self.csms.boot_status)
+
+    @on("Heartbeat")
+    def on_heartbeat(self, **_):
+        return call_result.Heartbeat(current_time=_now())
+
+    @on("StatusNotification")
+    def on_status(self, **_):
+        return call_result.StatusNotification()
+
+    @on("TransactionEvent")
+    def on_transaction_event(self, **_):
+        return call_result.TransactionEvent()
+
+    @on("SecurityEventNotification")
+    def on_security_event(self, **_):
+        return call_result.SecurityEventNotification()
+
+    @on("MeterValues")
+    def on_meter_values(self, **_):
+        return call_result.MeterValues()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
