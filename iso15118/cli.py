@@ -77,26 +77,24 @@ def build_parser() -> argparse.ArgumentParser:
     p_pki.set_defaults(func=_cmd_pki)
 
     p_secc = sub.add_parser("secc", help="run the charger (ISO 15118-20 SECC over TLS 1.3)")
-    p_secc.add_argument("--interface", help="answer SDP on this interface (without it: no SDP, listener only)")
-    p_secc.add_argument("--host", default="::", help="address to listen on (default: all)")
-    p_secc.add_argument("--port", type=int, default=0, help="TLS port (default: an ephemeral port, announced by SDP)")
-    p_secc.add_argument("--pki", required=True, metavar="DIR", help="certificates from 'v2h pki init DIR'")
-    p_secc.add_argument("--pki-profile", default="iso20-secp521r1", choices=["iso20-secp521r1", "iso20-ed448"])
-    p_secc.add_argument("--setpoint", type=float, default=7000.0, metavar="WATTS",
-                        help="fixed power setpoint; negative discharges the car (default 7000)")
-    p_secc.add_argument("--kind", default="DC", choices=["DC", "AC"],
-                        help="the power stage: DC offers DC and DC_BPT, AC offers AC and AC_BPT (default DC)")
-    p_secc.add_argument("--auth", default="eim,pnc", type=_choices("eim", "pnc"), metavar="LIST",
-                        help="authorization methods offered, comma-separated (default eim,pnc)")
-    p_secc.add_argument("--control-modes", default="scheduled,dynamic", type=_choices("scheduled", "dynamic"),
-                        metavar="LIST", help="control modes offered, in this order (default scheduled,dynamic)")
-    p_secc.add_argument("--price-levels", type=_price_levels, default=(), metavar="S:L,...",
-                        help="publish a time-of-use tariff: seconds:level pairs from now, e.g. 21600:0,10800:2 "
-                             "(default: no pricing)")
-    p_secc.add_argument("--log", metavar="FILE", help="append one JSON object per message")
-    p_secc.add_argument("--once", action="store_true", help="exit after the first session ends")
-    p_secc.add_argument("--quiet", action="store_true", help="no readable message trace")
+    _add_secc_args(p_secc)
     p_secc.set_defaults(func=_cmd_secc)
+
+    p_chg = sub.add_parser("charger", help="run the charger with its OCPP 2.1 connection to a CSMS")
+    _add_secc_args(p_chg, setpoint_help="charging power without a charging profile from the CSMS, and the "
+                                        "safe fallback offline (never negative; default 7000)")
+    p_chg.add_argument("--csms", required=True, metavar="URL", help="ws://HOST:PORT/PATH (security profile 1) or "
+                                                                     "wss://… (2 with --password, 3 with --station-cert)")
+    p_chg.add_argument("--id", required=True, metavar="STATION", help="the charging station's identity")
+    p_chg.add_argument("--password", help="basic-auth password (profiles 1 and 2), 16-40 characters")
+    p_chg.add_argument("--csms-ca", metavar="PEM", help="roots that sign the CSMS certificate (default: the system's)")
+    p_chg.add_argument("--station-cert", metavar="PEM", help="the station's certificate chain (profile 3)")
+    p_chg.add_argument("--station-key", metavar="PEM", help="its private key")
+    p_chg.add_argument("--db", default="v2h-charger.db", metavar="FILE",
+                       help="SQLite file for the outbox and persisted state (default v2h-charger.db)")
+    p_chg.add_argument("--tx-interval", type=float, default=60.0, metavar="S",
+                       help="TransactionEvent meter values every S seconds while a session runs (default 60)")
+    p_chg.set_defaults(func=_cmd_charger)
 
     p_evcc = sub.add_parser("evcc", help="run the simulated car (ISO 15118-20 EVCC)")
     where = p_evcc.add_mutually_exclusive_group(required=True)
@@ -118,6 +116,29 @@ def build_parser() -> argparse.ArgumentParser:
     p_evcc.add_argument("--quiet", action="store_true", help="no readable message trace")
     p_evcc.set_defaults(func=_cmd_evcc)
     return ap
+
+
+def _add_secc_args(p: argparse.ArgumentParser, setpoint_help: str = "fixed power setpoint; negative discharges "
+                                                                    "the car (default 7000)") -> None:
+    p.add_argument("--interface", help="answer SDP on this interface (without it: no SDP, listener only)")
+    p.add_argument("--host", default="::", help="address to listen on (default: all)")
+    p.add_argument("--port", type=int, default=0, help="TLS port (default: an ephemeral port, announced by SDP)")
+    p.add_argument("--pki", required=True, metavar="DIR", help="certificates from 'v2h pki init DIR'")
+    p.add_argument("--pki-profile", default="iso20-secp521r1", choices=["iso20-secp521r1", "iso20-ed448"])
+    p.add_argument("--setpoint", type=float, default=7000.0, metavar="WATTS",
+                        help=setpoint_help)
+    p.add_argument("--kind", default="DC", choices=["DC", "AC"],
+                        help="the power stage: DC offers DC and DC_BPT, AC offers AC and AC_BPT (default DC)")
+    p.add_argument("--auth", default="eim,pnc", type=_choices("eim", "pnc"), metavar="LIST",
+                        help="authorization methods offered, comma-separated (default eim,pnc)")
+    p.add_argument("--control-modes", default="scheduled,dynamic", type=_choices("scheduled", "dynamic"),
+                        metavar="LIST", help="control modes offered, in this order (default scheduled,dynamic)")
+    p.add_argument("--price-levels", type=_price_levels, default=(), metavar="S:L,...",
+                        help="publish a time-of-use tariff: seconds:level pairs from now, e.g. 21600:0,10800:2 "
+                             "(default: no pricing)")
+    p.add_argument("--log", metavar="FILE", help="append one JSON object per message")
+    p.add_argument("--once", action="store_true", help="exit after the first session ends")
+    p.add_argument("--quiet", action="store_true", help="no readable message trace")
 
 
 def _choices(*allowed: str) -> Callable[[str], list[str]]:
@@ -148,6 +169,15 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 def _cmd_secc(args: argparse.Namespace) -> int:
+    return _serve_secc(args, ocpp=False)
+
+
+def _cmd_charger(args: argparse.Namespace) -> int:
+    return _serve_secc(args, ocpp=True)
+
+
+def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
+    """`v2h secc`, and with ``ocpp`` `v2h charger`: the same SECC, its upper half over OCPP."""
     import asyncio
     import gc
     import signal
@@ -168,7 +198,19 @@ def _cmd_secc(args: argparse.Namespace) -> int:
     async def run() -> int:
         loop = asyncio.get_running_loop()
         log.clock_offset = time.time() - loop.time()
-        srv = await start_secc(stage, pki_dir=args.pki, profile=args.pki_profile, host=args.host, port=args.port,
+        controller, station_task = stage, None
+        if ocpp:
+            from ocpp_bridge.bridge import OCPPBridge
+            from ocpp_bridge.outbox import Outbox
+            from ocpp_bridge.station import ChargingStation, StationConfig
+
+            station = ChargingStation(StationConfig(args.id, args.csms, password=args.password, csms_ca=args.csms_ca,
+                                                    client_cert=args.station_cert, client_key=args.station_key),
+                                      Outbox(args.db), frame_log=log.ocpp)
+            controller = OCPPBridge(stage, station, default_setpoint_w=args.setpoint,
+                                    tx_updated_interval=args.tx_interval)
+            station_task = asyncio.ensure_future(station.run())
+        srv = await start_secc(controller, pki_dir=args.pki, profile=args.pki_profile, host=args.host, port=args.port,
                                interface=args.interface, config=config, observer=lambda session: log,
                                on_connection=lambda session, peer: log.note(
                                    f"connection from {peer.address[0]}: {peer.describe()}"))
@@ -194,6 +236,13 @@ def _cmd_secc(args: argparse.Namespace) -> int:
                 if args.once:
                     break
         await srv.close()
+        if station_task is not None:
+            # a clean exit hands the CSMS what is queued (a kill would leave it in --db for the next start)
+            deadline = loop.time() + 10.0
+            while len(station.outbox) and station.connected.is_set() and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            station_task.cancel()
+            await asyncio.gather(station_task, return_exceptions=True)
         log.close()
         return 0 if ok else 1
 

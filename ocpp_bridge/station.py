@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import inspect
+import json
 import logging
 import random
 import ssl
@@ -19,7 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import websockets
-from ocpp.exceptions import OCPPError
+import ocpp.v21 as ocpp_v21
+from ocpp.exceptions import FormationViolationError, NotImplementedError, NotSupportedError, OCPPError
 from ocpp.messages import Call, MessageType, validate_payload
 from ocpp.v21 import ChargePoint
 
@@ -98,7 +101,65 @@ def utc_now() -> str:
 
 
 class _Link(ChargePoint):
-    """One websocket connection; requests from the CSMS are routed to the station."""
+    """One websocket connection. Requests from the CSMS are routed by v2h itself, not by the
+    ``ocpp`` package, to work around its 2.1.0 defects (DOMAIN.md §5): payloads stay camelCase
+    (its snake_case conversion renames per-phase fields such as ``setpoint_L2``), an action
+    without a handler gets a CALLERROR NotSupported (it answers nothing, the CSMS times out), an
+    unknown action NotImplemented, and a broken frame a CALLERROR instead of silence."""
+
+    station: ChargingStation
+
+    async def _send(self, message: str) -> None:
+        self.station._log_frame("tx", message)
+        await super()._send(message)
+
+    async def route_message(self, raw_msg):
+        self.station._log_frame("rx", raw_msg)
+        try:
+            frame = json.loads(raw_msg)
+            if not isinstance(frame, list) or not frame or frame[0] not in (2, 3, 4, 5, 6):
+                raise ValueError("not an OCPP-J frame")
+        except ValueError as e:
+            await self._reject_frame(raw_msg, "-1", FormationViolationError(str(e)))
+            return
+        kind = frame[0]
+        if kind in (3, 4):
+            await super().route_message(raw_msg)
+            return
+        if kind == 5:  # CALLRESULTERROR (2.1): the CSMS could not process our CALLRESULT; nothing to retry
+            log.warning("CSMS reported an error for our response: %s", raw_msg[:300])
+            return
+        if kind == 6:  # SEND (2.1): unconfirmed; v2h has no SEND handlers yet
+            log.info("ignored SEND frame: %s", raw_msg[:300])
+            return
+        if len(frame) != 4 or not isinstance(frame[1], str) or not isinstance(frame[2], str) \
+                or not isinstance(frame[3], dict):
+            await self._reject_frame(raw_msg, frame[1] if len(frame) > 1 and isinstance(frame[1], str) else "-1",
+                                     FormationViolationError("a CALL is [2, id, action, {payload}]"))
+            return
+        _, unique_id, action, payload = frame
+        call = Call(unique_id=unique_id, action=action, payload=payload)
+        try:
+            handler = self.station.handlers.get(action)
+            if handler is None:
+                known = (Path(ocpp_v21.__file__).parent / "schemas" / f"{action}Request.json").exists()
+                raise (NotSupportedError if known else NotImplementedError)(f"{action} is not handled")
+            await validate_payload(call, self._ocpp_version)
+            result = handler(payload)
+            if inspect.isawaitable(result):
+                result = await result
+            response = call.create_call_result(result)
+            await validate_payload(response, self._ocpp_version)
+        except OCPPError as e:
+            await self._reject_frame(raw_msg, unique_id, e)
+            return
+        await self._send(response.to_json())
+
+    async def _reject_frame(self, raw: str, unique_id: str, error: OCPPError) -> None:
+        """Answer with a CALLERROR, keep the connection, and raise InvalidMessages."""
+        log.warning("invalid message from the CSMS (%s): %s", error.code, raw[:300])
+        await self._send(json.dumps([4, unique_id, error.code, str(error)[:255], {}]))
+        self.station.security_event("InvalidMessages", f"{error.code}: {raw[:200]}")
 
     async def call_queued(self, item: QueuedMessage, timeout: float):
         """Send a queued request with its stored message id; the CALLRESULT or CALLERROR."""
@@ -112,7 +173,8 @@ class _Link(ChargePoint):
 class ChargingStation:
     """The station's side of OCPP: keeps a connection to the CSMS and drains the outbox."""
 
-    def __init__(self, config: StationConfig, outbox: Outbox, *, rng: Callable[[], float] = random.random):
+    def __init__(self, config: StationConfig, outbox: Outbox, *, rng: Callable[[], float] = random.random,
+                 frame_log: Callable[[str, str, object], None] | None = None):
         config.check()
         self.config = config
         self.outbox = outbox
@@ -124,6 +186,9 @@ class ChargingStation:
         self._link: _Link | None = None
         self._boot_reason = "PowerUp"
         self.delivered = 0  # messages answered by the CSMS since start (for tests and benchmarks)
+        self.handlers: dict[str, Callable[[dict], dict]] = {}  # CSMS-initiated actions → camelCase payload in/out
+        self.frame_log = frame_log  # (direction, name, frame): every OCPP-J frame, for the JSON-lines log
+        self._pending: dict[str, str] = {}  # message id → action, to name the answers
 
     # --- what the rest of the station calls -------------------------------------------------
     def enqueue(self, action: str, payload: dict) -> QueuedMessage:
@@ -135,6 +200,31 @@ class ChargingStation:
         item = self.outbox.put(action, payload, now=asyncio.get_running_loop().time())
         self._wake.set()
         return item
+
+    def security_event(self, kind: str, tech_info: str = "") -> None:
+        """Queue a SecurityEventNotification (it must reach the CSMS even if raised offline)."""
+        payload = {"type": kind, "timestamp": utc_now()}
+        if tech_info:
+            payload["techInfo"] = tech_info[:255]
+        self.enqueue("SecurityEventNotification", payload)
+
+    def _log_frame(self, direction: str, raw: str) -> None:
+        if self.frame_log is None:
+            return
+        try:
+            frame = json.loads(raw)
+        except ValueError:
+            self.frame_log(direction, "(malformed)", raw)
+            return
+        name = "(frame)"
+        if isinstance(frame, list) and len(frame) >= 3:
+            if frame[0] == 2 and isinstance(frame[2], str):
+                name = frame[2]
+                self._pending[str(frame[1])] = name
+            elif frame[0] in (3, 4):
+                action = self._pending.pop(str(frame[1]), "?")
+                name = f"{action}Response" if frame[0] == 3 else f"{action}Error"
+        self.frame_log(direction, name, frame)
 
     # --- connection loop --------------------------------------------------------------------
     async def run(self) -> None:
@@ -168,6 +258,7 @@ class ChargingStation:
 
     async def _session(self, ws) -> None:
         link = _Link(self.config.station_id, ws, response_timeout=self.config.response_timeout)
+        link.station = self
         self._link = link
         reader = asyncio.ensure_future(link.start())
         try:

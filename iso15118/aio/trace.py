@@ -78,6 +78,16 @@ class MessageLog:
         if self.file is not None:
             self.file.write(json.dumps({"time": stamp, "note": text}, ensure_ascii=False) + "\n")
 
+    def ocpp(self, direction: str, name: str, frame) -> None:
+        """An OCPP-J frame: ``{"time", "direction", "name": action, "ocpp": frame}``."""
+        stamp = _iso(time.time())
+        if self.stream is not None:
+            arrow = "→" if direction == "tx" else "←"
+            print(f"{stamp[11:23]} OCPP {arrow} {name}", file=self.stream, flush=True)
+        if self.file is not None:
+            self.file.write(json.dumps({"time": stamp, "direction": direction, "name": name, "ocpp": frame},
+                                       ensure_ascii=False) + "\n")
+
     def close(self) -> None:
         if self.file is not None:
             self.file.close()

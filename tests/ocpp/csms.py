@@ -94,6 +94,25 @@ class CSMS:
                 await self.changed.wait_for(lambda: predicate(self))
         await asyncio.wait_for(waiter(), timeout)
 
+    async def send_call(self, station: str, action: str, payload: dict, timeout: float = 10.0):
+        """A CSMS-initiated request as a raw frame (camelCase payload); the answer frame's kind
+        (3 result, 4 error) and payload."""
+        return await self.send_raw(station, json.dumps([2, f"csms-{len(self.received)}-{action}", action, payload]),
+                                   timeout)
+
+    async def send_raw(self, station: str, text: str, timeout: float = 10.0):
+        cp = self.connections[station]
+        try:
+            unique_id = json.loads(text)[1]
+        except (ValueError, IndexError, TypeError, KeyError):
+            unique_id = "-1"
+        async with cp._call_lock:
+            await cp._send(text)
+            res = await cp._get_specific_response(unique_id, timeout)
+        if res.message_type_id == 3:
+            return 3, res.payload
+        return 4, {"errorCode": res.error_code, "errorDescription": res.error_description}
+
     def actions(self, action: str) -> list[Received]:
         return [r for r in self.received if r.action == action]
 
@@ -136,6 +155,14 @@ class _StationHandle(ChargePoint):
     @on("MeterValues")
     def on_meter_values(self, **_):
         return call_result.MeterValues()
+
+    @on("NotifyEVChargingNeeds")
+    def on_charging_needs(self, **_):
+        return call_result.NotifyEVChargingNeeds(status="Accepted")
+
+    @on("ReportChargingProfiles")
+    def on_report_profiles(self, **_):
+        return call_result.ReportChargingProfiles()
 
 
 def _now() -> str:

@@ -1,0 +1,224 @@
+"""The SECC's upper half over OCPP 2.1: an ``EVSEController`` that passes the power electronics
+through to the power stage below and answers the session's questions from the CSMS.
+
+- the session's events become TransactionEvents (Started at SessionSetup, Updated on
+  authorization, energy transfer start/stop and every TxUpdatedInterval with energy imported
+  and exported and power, Ended with the reason), all through the durable outbox;
+- the car's -20 parameters become NotifyEVChargingNeeds (once per schedule exchange);
+- SetChargingProfile / ClearChargingProfile / GetChargingProfiles feed the setpoint the SECC
+  reads every charge loop (so a new setpoint applies within one loop period); offline, the
+  profiles' maxOfflineDuration falls back to the safe default (charge, never discharge);
+- RequestStopTransaction ends the session at the next loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import datetime, timezone
+
+from iso15118.secc.controller import AuthorizationStatus, EVSEController, EVSELimits, IsolationStatus, \
+    Measurements, PowerCommand
+
+from .profiles import ProfileRejected, ProfileStore
+from .station import ChargingStation, transaction_event, utc_now
+
+ENERGY_MODES = {"DC": "DC", "DC_BPT": "DC_BPT", "AC": "AC_three_phase", "AC_BPT": "AC_BPT"}
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class OCPPBridge:
+    """Wraps a power stage (``stage``) and a ``ChargingStation``; give it to the SECC as its
+    controller. ``wall`` is the wall clock (the SECC's ``now`` is monotonic)."""
+
+    def __init__(self, stage: EVSEController, station: ChargingStation, *, evse_id: int = 1,
+                 default_setpoint_w: float = 7000.0, tx_updated_interval: float = 60.0,
+                 allow_bidirectional: bool = True, wall=time.time):
+        self.stage = stage
+        self.station = station
+        self.evse_id = evse_id
+        self.profiles = ProfileStore(default_setpoint_w)
+        self.tx_updated_interval = tx_updated_interval
+        self.allow_bidirectional = allow_bidirectional
+        self.wall = wall
+        self.transaction_id: str | None = None
+        self.tx_start: float | None = None
+        self.last_meter: float | None = None
+        self.stop_requested = False
+        self.offline_since: float | None = None
+        self.needs: dict = {}
+        self.last_setpoint: tuple[float, str] = (default_setpoint_w, "default")
+        station.handlers.update({
+            "SetChargingProfile": self._set_charging_profile,
+            "ClearChargingProfile": self._clear_charging_profile,
+            "GetChargingProfiles": self._get_charging_profiles,
+            "RequestStopTransaction": self._request_stop,
+        })
+
+    # --- the power electronics: straight through ----------------------------------------------
+    def limits(self) -> EVSELimits:
+        return self.stage.limits()
+
+    def measurements(self, now: float) -> Measurements:
+        return self.stage.measurements(now)
+
+    def close_contactors(self, now: float) -> bool:
+        return self.stage.close_contactors(now)
+
+    def open_contactors(self, now: float) -> None:
+        self.stage.open_contactors(now)
+
+    def start_isolation_check(self, now: float) -> None:
+        self.stage.start_isolation_check(now)
+
+    def isolation_status(self, now: float) -> IsolationStatus:
+        return self.stage.isolation_status(now)
+
+    def set_target(self, command: PowerCommand, now: float) -> None:
+        self.stage.set_target(command, now)
+        self._maybe_meter(now)
+
+    def de_energise(self, now: float) -> None:
+        self.stage.de_energise(now)
+
+    def emergency_stop(self, reason: str, now: float) -> None:
+        self.stage.emergency_stop(reason, now)
+
+    def fault(self, now: float) -> str | None:
+        if self.stop_requested:
+            return "stopped by the CSMS (RequestStopTransaction)"
+        return self.stage.fault(now)
+
+    # --- the upper half: OCPP -----------------------------------------------------------------
+    def authorize(self, method: str, identity: str, now: float) -> AuthorizationStatus:
+        return self.stage.authorize(method, identity, now)
+
+    def energy_transfer_allowed(self, bidirectional: bool, now: float) -> bool:
+        return (self.allow_bidirectional or not bidirectional) and self.stage.energy_transfer_allowed(bidirectional, now)
+
+    def setpoint(self, now: float) -> float:
+        wall = self.wall()
+        offline_for = 0.0 if self.station.connected.is_set() or self.offline_since is None else wall - self.offline_since
+        if not self.station.connected.is_set() and self.offline_since is None:
+            self.offline_since = wall
+        elif self.station.connected.is_set():
+            self.offline_since = None
+        watts, why = self.profiles.setpoint(wall, self.tx_start, offline_for)
+        self.last_setpoint = (watts, why)
+        return watts
+
+    def ev_charging_needs(self, needs: dict, now: float) -> None:
+        self.needs.update(needs)
+        if "control_mode" not in needs:
+            return  # ChargeParameterDiscovery: wait for ScheduleExchange, then report once
+        n = self.needs
+        v2x = {k: v for k, v in (("maxChargePower", n.get("max_charge_power")),
+                                 ("maxDischargePower", n.get("max_discharge_power")),
+                                 ("evTargetEnergyRequest", n.get("target_energy")),
+                                 ("evMaxEnergyRequest", n.get("max_energy")),
+                                 ("evMinEnergyRequest", n.get("min_energy")),
+                                 ("evMinV2XEnergyRequest", n.get("min_v2x_energy")),
+                                 ("evMaxV2XEnergyRequest", n.get("max_v2x_energy"))) if v is not None}
+        charging_needs: dict = {"requestedEnergyTransfer": ENERGY_MODES.get(n.get("service", ""), "DC"),
+                                "controlMode": "DynamicControl" if n["control_mode"] == "Dynamic" else "ScheduledControl",
+                                "mobilityNeedsMode": "EVCC"}
+        if v2x:
+            charging_needs["v2xChargingParameters"] = v2x
+        if n.get("departure_time"):
+            charging_needs["departureTime"] = _iso(self.wall() + n["departure_time"])
+        self.station.enqueue("NotifyEVChargingNeeds", {"evseId": self.evse_id, "chargingNeeds": charging_needs,
+                                                       "timestamp": utc_now()})
+
+    def session_event(self, event: str, data: dict, now: float) -> None:
+        if event == "session_started":
+            self.transaction_id = str(uuid.uuid4())
+            self.tx_start = self.wall()
+            self.stop_requested = False
+            self.needs = {}
+            self._tx("Started", "CablePluggedIn", charging_state="EVConnected", now=now)
+        elif self.transaction_id is None:
+            return
+        elif event == "authorized":
+            token = {"idToken": data.get("emaid") or "", "type": "eMAID" if data.get("method") == "PnC"
+                     else "NoAuthorization"}
+            self._tx("Updated", "Authorized", id_token=token, now=now)
+        elif event == "energy_transfer_started":
+            self._tx("Updated", "ChargingStateChanged", charging_state="Charging", now=now)
+        elif event == "energy_transfer_stopped":
+            self._tx("Updated", "ChargingStateChanged", charging_state="EVConnected", now=now)
+        elif event == "session_ended":
+            reason = data.get("reason", "")
+            if self.stop_requested:
+                trigger, stopped = "RemoteStop", "Remote"
+            elif reason.startswith("SessionStopRes OK"):
+                trigger, stopped = "StopAuthorized", "StoppedByEV"
+            elif "fault" in reason or "emergency" in reason:
+                trigger, stopped = "AbnormalCondition", "EmergencyStop" if "emergency" in reason else "Other"
+            else:
+                trigger, stopped = "EVCommunicationLost", "Timeout" if "timeout" in reason else "EVDisconnected"
+            self._tx("Ended", trigger, stopped_reason=stopped, now=now)
+            self.transaction_id = None
+            self.tx_start = None
+            self.profiles.end_transaction()
+
+    # --- internals ----------------------------------------------------------------------------
+    def _meter(self, now: float) -> list:
+        m = self.stage.measurements(now)
+        values = [{"value": round(m.energy_imported_wh, 3), "measurand": "Energy.Active.Import.Register",
+                   "unitOfMeasure": {"unit": "Wh"}},
+                  {"value": round(m.energy_exported_wh, 3), "measurand": "Energy.Active.Export.Register",
+                   "unitOfMeasure": {"unit": "Wh"}},
+                  {"value": round(max(m.power, 0.0), 1), "measurand": "Power.Active.Import",
+                   "unitOfMeasure": {"unit": "W"}},
+                  {"value": round(max(-m.power, 0.0), 1), "measurand": "Power.Active.Export",
+                   "unitOfMeasure": {"unit": "W"}}]
+        return [{"timestamp": utc_now(), "sampledValue": values}]
+
+    def _tx(self, kind: str, trigger: str, *, now: float, **kw) -> None:
+        self.last_meter = now
+        self.station.enqueue("TransactionEvent", transaction_event(
+            kind, trigger, self.transaction_id, evse_id=self.evse_id, meter_value=self._meter(now), **kw))
+
+    def _maybe_meter(self, now: float) -> None:
+        """TxUpdatedInterval: a periodic Updated with the meter while the transaction runs."""
+        if self.transaction_id is not None and self.last_meter is not None \
+                and now - self.last_meter >= self.tx_updated_interval:
+            self._tx("Updated", "MeterValuePeriodic", now=now)
+
+    # --- CSMS-initiated requests (camelCase payloads, schema-validated by the station) ---------
+    def _set_charging_profile(self, payload: dict) -> dict:
+        if payload["evseId"] not in (0, self.evse_id):
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
+        try:
+            prof = self.profiles.set(payload["chargingProfile"], self.transaction_id)
+        except ProfileRejected as e:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": e.reason, "additionalInfo": str(e)[:1024]}}
+        if prof.purpose == "TxProfile" and prof.transaction_id is None:
+            prof.transaction_id = self.transaction_id
+        return {"status": "Accepted"}
+
+    def _clear_charging_profile(self, payload: dict) -> dict:
+        crit = payload.get("chargingProfileCriteria", {})
+        n = self.profiles.clear(payload.get("chargingProfileId"), crit.get("chargingProfilePurpose"),
+                                crit.get("stackLevel"))
+        return {"status": "Accepted" if n else "Unknown"}
+
+    def _get_charging_profiles(self, payload: dict) -> dict:
+        request_id = payload["requestId"]
+        found = [p.raw for p in self.profiles.profiles.values()]
+        if not found:
+            return {"status": "NoProfiles"}
+        asyncio.get_running_loop().call_soon(lambda: self.station.enqueue("ReportChargingProfiles", {
+            "requestId": request_id, "chargingLimitSource": "CSO", "evseId": self.evse_id,
+            "chargingProfile": found}))
+        return {"status": "Accepted"}
+
+    def _request_stop(self, payload: dict) -> dict:
+        if self.transaction_id is None or payload["transactionId"] != self.transaction_id:
+            return {"status": "Rejected"}
+        self.stop_requested = True
+        return {"status": "Accepted"}

@@ -1,0 +1,187 @@
+"""Charging profiles from the CSMS (SetChargingProfile) turned into the setpoint the SECC reads
+every charge loop: OCPP 2.1 operation modes, ``setpoint`` (negative discharges),
+``limit``/``dischargeLimit`` bounds, and the offline rules (``maxOfflineDuration``: the profile
+stops applying and the safe default takes over; ``invalidAfterOfflineDuration``: it is deleted).
+
+Only what v2h implements is accepted; anything else is Rejected with a reason, never half-applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+PURPOSES = ("TxDefaultProfile", "TxProfile", "ChargingStationMaxProfile")
+MODES = ("ChargingOnly", "CentralSetpoint", "ExternalSetpoint", "ExternalLimits", "Idle")
+
+
+class ProfileRejected(ValueError):
+    """SetChargingProfile we cannot apply; ``reason`` becomes statusInfo.reasonCode."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason = reason
+
+
+def _epoch(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass
+class Period:
+    start: float                    # seconds from the schedule's start
+    mode: str
+    limit: float | None             # W, charging bound
+    discharge_limit: float | None   # W, ≤ 0
+    setpoint: float | None          # W, negative discharges
+
+
+@dataclass
+class Profile:
+    """One accepted profile, reduced to what the setpoint needs (``raw`` keeps the original for
+    GetChargingProfiles)."""
+
+    id: int
+    stack_level: int
+    purpose: str
+    kind: str
+    start: float | None             # absolute start (Absolute); None: from the transaction's start
+    duration: float | None
+    periods: list[Period]
+    valid_from: float | None
+    valid_to: float | None
+    transaction_id: str | None
+    max_offline: float | None
+    invalid_after_offline: float | None
+    raw: dict
+
+    @classmethod
+    def parse(cls, p: dict) -> Profile:
+        """Check a ChargingProfileType (already schema-valid) against what we implement."""
+        if p["chargingProfilePurpose"] not in PURPOSES:
+            raise ProfileRejected("UnsupportedPurpose", f"purpose {p['chargingProfilePurpose']} is not supported")
+        if p["chargingProfileKind"] not in ("Absolute", "Relative"):
+            raise ProfileRejected("UnsupportedKind", f"kind {p['chargingProfileKind']} is not supported")
+        schedules = p["chargingSchedule"]
+        if len(schedules) != 1:
+            raise ProfileRejected("UnsupportedSchedule", "exactly one chargingSchedule is supported")
+        s = schedules[0]
+        if s["chargingRateUnit"] != "W":
+            raise ProfileRejected("UnsupportedRateUnit", "only W schedules are supported")
+        periods = []
+        for q in s["chargingSchedulePeriod"]:
+            mode = q.get("operationMode", "ChargingOnly")
+            if mode not in MODES:
+                raise ProfileRejected("UnsupportedOperationMode", f"operationMode {mode} is not supported")
+            if any(k.endswith(("_L2", "_L3")) for k in q):
+                raise ProfileRejected("UnsupportedParam", "per-phase values are not supported")
+            dl = q.get("dischargeLimit")
+            if dl is not None and dl > 0:
+                raise ProfileRejected("InvalidValue", "dischargeLimit must be ≤ 0")
+            if mode in ("CentralSetpoint", "ExternalSetpoint") and q.get("setpoint") is None:
+                raise ProfileRejected("MissingParam", f"operationMode {mode} needs a setpoint")
+            periods.append(Period(float(q["startPeriod"]), mode, q.get("limit"), dl, q.get("setpoint")))
+        if [x.start for x in periods] != sorted(x.start for x in periods) or periods[0].start != 0:
+            raise ProfileRejected("InvalidSchedule", "periods must start at 0 and be in order")
+        if p["chargingProfileKind"] == "Absolute" and "startSchedule" not in s:
+            raise ProfileRejected("MissingParam", "an Absolute profile needs startSchedule")
+        return cls(p["id"], p["stackLevel"], p["chargingProfilePurpose"], p["chargingProfileKind"],
+                   _epoch(s["startSchedule"]) if "startSchedule" in s else None, s.get("duration"), periods,
+                   _epoch(p["validFrom"]) if "validFrom" in p else None,
+                   _epoch(p["validTo"]) if "validTo" in p else None, p.get("transactionId"),
+                   p.get("maxOfflineDuration"), p.get("invalidAfterOfflineDuration"), p)
+
+    def period_at(self, wall: float, tx_start: float | None) -> Period | None:
+        if self.valid_from is not None and wall < self.valid_from:
+            return None
+        if self.valid_to is not None and wall >= self.valid_to:
+            return None
+        start = self.start if self.start is not None else tx_start
+        if start is None or wall < start:
+            return None
+        t = wall - start
+        if self.duration is not None and t >= self.duration:
+            return None
+        current = None
+        for q in self.periods:
+            if q.start <= t:
+                current = q
+        return current
+
+
+class ProfileStore:
+    """The accepted profiles and the setpoint they give now."""
+
+    def __init__(self, default_setpoint_w: float):
+        if default_setpoint_w < 0:
+            raise ValueError("the default (no profile, offline) setpoint must not discharge")
+        self.default_setpoint_w = default_setpoint_w
+        self.profiles: dict[int, Profile] = {}
+
+    def set(self, raw: dict, transaction_id: str | None) -> Profile:
+        prof = Profile.parse(raw)
+        if prof.purpose == "TxProfile" and prof.transaction_id is None:
+            if transaction_id is None:
+                raise ProfileRejected("TxNotFound", "a TxProfile needs a running transaction")
+        if prof.purpose == "TxProfile" and prof.transaction_id not in (None, transaction_id):
+            raise ProfileRejected("TxNotFound", f"no transaction {prof.transaction_id}")
+        for other in list(self.profiles.values()):  # same purpose and stack level: replaced
+            if other.purpose == prof.purpose and other.stack_level == prof.stack_level and other.id != prof.id:
+                del self.profiles[other.id]
+        self.profiles[prof.id] = prof
+        return prof
+
+    def clear(self, profile_id: int | None = None, purpose: str | None = None,
+              stack_level: int | None = None) -> int:
+        gone = [p.id for p in self.profiles.values()
+                if (profile_id is None or p.id == profile_id) and (purpose is None or p.purpose == purpose)
+                and (stack_level is None or p.stack_level == stack_level)]
+        for i in gone:
+            del self.profiles[i]
+        return len(gone)
+
+    def end_transaction(self) -> None:
+        """TxProfiles end with their transaction."""
+        for i in [p.id for p in self.profiles.values() if p.purpose == "TxProfile"]:
+            del self.profiles[i]
+
+    def setpoint(self, wall: float, tx_start: float | None, offline_for: float) -> tuple[float, str]:
+        """(watts, why). Tx profiles over TxDefault, higher stack level first; the station max
+        bounds it. Offline past maxOfflineDuration a profile no longer applies."""
+        for p in [p for p in self.profiles.values() if p.invalid_after_offline is not None
+                  and offline_for > p.invalid_after_offline]:
+            del self.profiles[p.id]
+
+        def active(purpose: str):
+            cands = [p for p in self.profiles.values() if p.purpose == purpose
+                     and not (p.max_offline is not None and offline_for > p.max_offline)]
+            for p in sorted(cands, key=lambda p: -p.stack_level):
+                q = p.period_at(wall, tx_start)
+                if q is not None:
+                    return p, q
+            return None
+
+        found = active("TxProfile") or active("TxDefaultProfile")
+        if found is None:
+            watts, why = self.default_setpoint_w, "default"
+        else:
+            p, q = found
+            why = f"profile {p.id} {q.mode}"
+            if q.mode == "Idle":
+                watts = 0.0
+            elif q.mode in ("CentralSetpoint", "ExternalSetpoint"):
+                watts = float(q.setpoint)
+            else:  # ChargingOnly, ExternalLimits: charge at the limit (or the default)
+                watts = self.default_setpoint_w if q.limit is None else q.limit
+            if q.limit is not None:
+                watts = min(watts, q.limit)
+            if q.mode == "ChargingOnly":
+                watts = max(watts, 0.0)
+            if q.discharge_limit is not None:
+                watts = max(watts, q.discharge_limit)
+        cap = active("ChargingStationMaxProfile")
+        if cap is not None and cap[1].limit is not None:
+            watts = min(watts, cap[1].limit)
+            if cap[1].discharge_limit is not None:
+                watts = max(watts, cap[1].discharge_limit)
+        return watts, why

@@ -1,0 +1,134 @@
+"""`v2h charger` (SECC + OCPP client) as a real process, a simulated car as another, and a real
+CSMS in the test: the ISO 15118-20 session reported as TransactionEvents and
+NotifyEVChargingNeeds, and a SetChargingProfile with a negative CentralSetpoint turning the live
+charge loop into a discharge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+from .csms import CSMS
+
+CLI = [sys.executable, "-m", "iso15118.cli"]
+PASSWORD = "a-very-secret-passphrase"
+
+
+async def _start_charger(args: list[str]) -> tuple[subprocess.Popen, int]:
+    proc = subprocess.Popen([*CLI, "charger", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = await asyncio.get_running_loop().run_in_executor(None, proc.stdout.readline)
+    m = re.search(r"listening on port (\d+)", line)
+    if m is None:
+        proc.kill()
+        raise AssertionError(f"no listening line: {line!r} {proc.stderr.read()}")
+    return proc, int(m.group(1))
+
+
+def _profile(setpoint: float, *, profile_id: int = 7, purpose: str = "TxProfile", **extra) -> dict:
+    return {"evseId": 1, "chargingProfile": {
+        "id": profile_id, "stackLevel": 0, "chargingProfilePurpose": purpose, "chargingProfileKind": "Relative",
+        "chargingSchedule": [{"id": 1, "chargingRateUnit": "W", "chargingSchedulePeriod": [
+            {"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": setpoint,
+             "dischargeLimit": -11000.0}]}], **extra}}
+
+
+def test_charger_reports_the_session_and_applies_a_discharge_setpoint(v2g_pki, tmp_path):
+    log = tmp_path / "charger.jsonl"
+    ev_log = tmp_path / "evcc.jsonl"
+
+    async def run():
+        csms = await CSMS(passwords={"CS100": PASSWORD}).start()
+        charger, port = await _start_charger(
+            ["--pki", str(v2g_pki), "--host", "::1", "--csms", csms.url(), "--id", "CS100", "--password", PASSWORD,
+             "--db", str(tmp_path / "cs.db"), "--setpoint", "6000", "--tx-interval", "0.5", "--once", "--quiet",
+             "--log", str(log)])
+        try:
+            await csms.wait_for(lambda c: "CS100" in c.connections and c.actions("BootNotification"))
+            car = await asyncio.create_subprocess_exec(
+                *CLI, "evcc", "--secc", f"[::1]:{port}", "--pki", str(v2g_pki), "--service", "DC_BPT",
+                "--control-mode", "dynamic", "--soc", "80", "--loops", "40", "--loop-period", "0.1", "--quiet",
+                "--log", str(ev_log), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            await csms.wait_for(lambda c: len(c.actions("NotifyEVChargingNeeds")) == 1)
+            await csms.wait_for(lambda c: any(e.payload.get("transactionInfo", {}).get("chargingState") == "Charging"
+                                              for e in c.actions("TransactionEvent")))
+            await asyncio.sleep(0.5)  # a few loops of charging first
+            kind, answer = await csms.send_call("CS100", "SetChargingProfile", _profile(-5000.0))
+            accepted_at = time.time()
+            out, err = await car.communicate()
+            await asyncio.get_running_loop().run_in_executor(None, charger.wait, 30)
+            await csms.wait_for(lambda c: any(e.payload["eventType"] == "Ended" for e in c.actions("TransactionEvent")))
+        finally:
+            charger.kill()
+            await csms.close()
+        return csms, (kind, answer), accepted_at, car.returncode, out.decode(), err.decode()
+
+    csms, (kind, answer), accepted_at, car_rc, out, err = asyncio.run(run())
+    assert (kind, answer) == (3, {"status": "Accepted"})
+    assert car_rc == 0, err
+    # the session, as the CSMS saw it
+    events = csms.actions("TransactionEvent")
+    assert [e.payload["seqNo"] for e in events] == list(range(len(events)))
+    assert len({e.payload["transactionInfo"]["transactionId"] for e in events}) == 1
+    assert events[0].payload["eventType"] == "Started" and events[-1].payload["eventType"] == "Ended"
+    assert events[-1].payload["triggerReason"] == "StopAuthorized"
+    triggers = [e.payload["triggerReason"] for e in events]
+    assert "Authorized" in triggers and "MeterValuePeriodic" in triggers
+    needs = csms.actions("NotifyEVChargingNeeds")[0].payload["chargingNeeds"]
+    assert needs["requestedEnergyTransfer"] == "DC_BPT" and needs["controlMode"] == "DynamicControl"
+    assert needs["v2xChargingParameters"]["maxDischargePower"] > 0
+
+    def register(e, measurand):
+        return next(v["value"] for v in e.payload["meterValue"][0]["sampledValue"] if v["measurand"] == measurand)
+    assert register(events[-1], "Energy.Active.Import.Register") > 0   # charged before the profile
+    assert register(events[-1], "Energy.Active.Export.Register") > 0   # discharged after it
+    # the car saw the new setpoint within one loop period of the CSMS's accepted answer
+    loops = [json.loads(x) for x in ev_log.read_text().splitlines()]
+    first_discharge = next(d for d in loops if d.get("name") == "DC_ChargeLoopRes"
+                           and d["message"]["DC_ChargeLoopRes"]["EVSEPresentCurrent"]["Value"] < 0)
+    t = time.mktime(time.strptime(first_discharge["time"][:19], "%Y-%m-%dT%H:%M:%S")) - time.timezone + \
+        float("0." + first_discharge["time"][20:23])
+    assert t - accepted_at < 0.1 + 0.15, (t - accepted_at)  # one 0.1 s loop period, plus scheduling slack
+    # the OCPP frames are in the charger's JSON-lines log, named by action
+    names = [json.loads(x)["name"] for x in log.read_text().splitlines() if '"ocpp"' in x]
+    assert "BootNotification" in names and "SetChargingProfile" in names and "TransactionEventResponse" in names
+
+
+@pytest.mark.parametrize("frame, code", [
+    ("not json", "FormationViolation"),
+    ('[2, "m1", "NoSuchAction", {}]', "NotImplemented"),
+    ('[2, "m2", "GetDisplayMessages", {"requestId": 1}]', "NotSupported"),
+    ('[2, "m3", "SetChargingProfile", {"evseId": "one"}]', "TypeConstraintViolation|FormatViolation|"
+                                                            "OccurrenceConstraintViolation"),
+    ('[2, "m4"]', "FormationViolation"),
+])
+def test_bad_requests_get_a_callerror_and_an_invalid_messages_event(tmp_path, frame, code):
+    """The `ocpp` 2.1.0 defects worked around: no answer for an unhandled action, dropped frames.
+    The connection stays up and a SecurityEventNotification InvalidMessages follows."""
+    from ocpp_bridge.outbox import Outbox
+    from ocpp_bridge.station import ChargingStation, StationConfig
+
+    async def run():
+        csms = await CSMS(passwords={"CS101": PASSWORD}).start()
+        cs = ChargingStation(StationConfig("CS101", csms.url(), password=PASSWORD), Outbox(tmp_path / "cs.db"))
+        cs.handlers["SetChargingProfile"] = lambda payload: {"status": "Accepted"}
+        task = asyncio.ensure_future(cs.run())
+        await csms.wait_for(lambda c: "CS101" in c.connections and c.actions("BootNotification"))
+        await asyncio.sleep(0.1)
+        kind, answer = await csms.send_raw("CS101", frame)
+        await csms.wait_for(lambda c: c.actions("SecurityEventNotification"))
+        still = await csms.send_call("CS101", "SetChargingProfile", _profile(1000.0))
+        task.cancel()
+        await csms.close()
+        return kind, answer, csms, still
+
+    kind, answer, csms, still = asyncio.run(run())
+    assert kind == 4 and re.fullmatch(code, answer["errorCode"]), answer
+    event = csms.actions("SecurityEventNotification")[0].payload
+    assert event["type"] == "InvalidMessages"
+    assert still == (3, {"status": "Accepted"})  # the connection is still up
