@@ -94,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="SQLite file for the outbox and persisted state (default v2h-charger.db)")
     p_chg.add_argument("--tx-interval", type=float, default=60.0, metavar="S",
                        help="TransactionEvent meter values every S seconds while a session runs (default 60)")
+    p_chg.add_argument("--retry-backoff", type=float, default=3.0, metavar="S",
+                       help="OCPPCommCtrlr.RetryBackOffWaitMinimum: first reconnect wait, doubled per try (default 3)")
+    p_chg.add_argument("--retry-random", type=float, default=10.0, metavar="S",
+                       help="OCPPCommCtrlr.RetryBackOffRandomRange: random extra wait up to S (default 10)")
     p_chg.set_defaults(func=_cmd_charger)
 
     p_evcc = sub.add_parser("evcc", help="run the simulated car (ISO 15118-20 EVCC)")
@@ -205,7 +209,9 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
             from ocpp_bridge.station import ChargingStation, StationConfig
 
             station = ChargingStation(StationConfig(args.id, args.csms, password=args.password, csms_ca=args.csms_ca,
-                                                    client_cert=args.station_cert, client_key=args.station_key),
+                                                    client_cert=args.station_cert, client_key=args.station_key,
+                                                    retry_backoff_min=args.retry_backoff,
+                                                    retry_backoff_random=args.retry_random),
                                       Outbox(args.db), frame_log=log.ocpp)
             controller = OCPPBridge(stage, station, default_setpoint_w=args.setpoint,
                                     tx_updated_interval=args.tx_interval)

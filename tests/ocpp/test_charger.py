@@ -132,3 +132,94 @@ def test_bad_requests_get_a_callerror_and_an_invalid_messages_event(tmp_path, fr
     event = csms.actions("SecurityEventNotification")[0].payload
     assert event["type"] == "InvalidMessages"
     assert still == (3, {"status": "Accepted"})  # the connection is still up
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _loop_currents(ev_log) -> list[tuple[float, float]]:
+    """(wall time, EVSEPresentCurrent) of every DC_ChargeLoopRes the car received."""
+    from datetime import datetime
+    out = []
+    for d in map(json.loads, ev_log.read_text().splitlines()):
+        if d.get("name") == "DC_ChargeLoopRes":
+            c = d["message"]["DC_ChargeLoopRes"]["EVSEPresentCurrent"]
+            out.append((datetime.fromisoformat(d["time"].replace("Z", "+00:00")).timestamp(),
+                        c["Value"] * 10.0 ** c["Exponent"]))
+    return out
+
+
+def test_without_a_csms_the_charger_charges_safely_and_delivers_later(v2g_pki, tmp_path):
+    """No CSMS at start: the session charges at the default setpoint (never discharges) and
+    every event waits in the outbox; when the CSMS appears it gets them all, offline=true."""
+    port = _free_port()
+
+    async def run():
+        charger, secc_port = await _start_charger(
+            ["--pki", str(v2g_pki), "--host", "::1", "--csms", f"ws://127.0.0.1:{port}", "--id", "CS102",
+             "--password", PASSWORD, "--db", str(tmp_path / "cs.db"), "--setpoint", "5000", "--tx-interval", "0.3",
+             "--retry-backoff", "0.2", "--retry-random", "0.1", "--quiet"])
+        try:
+            car = await asyncio.create_subprocess_exec(
+                *CLI, "evcc", "--secc", f"[::1]:{secc_port}", "--pki", str(v2g_pki), "--service", "DC_BPT",
+                "--soc", "50", "--loops", "15", "--loop-period", "0.1", "--quiet", "--log", str(tmp_path / "ev.jsonl"),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            out, err = await car.communicate()
+            csms = await CSMS(passwords={"CS102": PASSWORD}).start(port=port)
+            await csms.wait_for(lambda c: any(e.payload["eventType"] == "Ended" for e in c.actions("TransactionEvent")),
+                                timeout=30)
+            await csms.close()
+        finally:
+            charger.kill()
+        return csms, car.returncode, err.decode()
+
+    csms, rc, err = asyncio.run(run())
+    assert rc == 0, err
+    assert csms.received[0].action == "BootNotification"
+    events = csms.actions("TransactionEvent")
+    assert [e.payload["seqNo"] for e in events] == list(range(len(events))) and len(events) >= 5
+    assert all(e.payload["offline"] is True for e in events)
+    assert csms.actions("NotifyEVChargingNeeds")
+    currents = [c for _, c in _loop_currents(tmp_path / "ev.jsonl")]
+    assert currents and all(c >= 0 for c in currents) and max(currents) > 0
+
+
+def test_max_offline_duration_stops_the_discharge(v2g_pki, tmp_path):
+    """A discharge profile with maxOfflineDuration=1: when the CSMS goes away, the charger keeps
+    discharging for 1 s, then falls back to the safe default (charging, no discharge)."""
+    ev_log = tmp_path / "ev.jsonl"
+
+    async def run():
+        csms = await CSMS(passwords={"CS103": PASSWORD}).start()
+        charger, secc_port = await _start_charger(
+            ["--pki", str(v2g_pki), "--host", "::1", "--csms", csms.url(), "--id", "CS103", "--password", PASSWORD,
+             "--db", str(tmp_path / "cs.db"), "--setpoint", "4000", "--retry-backoff", "5", "--quiet"])
+        try:
+            await csms.wait_for(lambda c: "CS103" in c.connections and c.actions("BootNotification"))
+            car = await asyncio.create_subprocess_exec(
+                *CLI, "evcc", "--secc", f"[::1]:{secc_port}", "--pki", str(v2g_pki), "--service", "DC_BPT",
+                "--soc", "80", "--loops", "50", "--loop-period", "0.1", "--quiet", "--log", str(ev_log),
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            await csms.wait_for(lambda c: any(e.payload.get("transactionInfo", {}).get("chargingState") == "Charging"
+                                              for e in c.actions("TransactionEvent")))
+            answer = await csms.send_call("CS103", "SetChargingProfile", _profile(-5000.0, maxOfflineDuration=1))
+            await asyncio.sleep(1.0)
+            offline_at = time.time()
+            await csms.close()
+            out, err = await car.communicate()
+        finally:
+            charger.kill()
+        return answer, offline_at, car.returncode, err.decode()
+
+    answer, offline_at, rc, err = asyncio.run(run())
+    assert answer == (3, {"status": "Accepted"}) and rc == 0, err
+    currents = _loop_currents(ev_log)
+    discharging = [t for t, c in currents if c < 0]
+    assert discharging and min(discharging) < offline_at  # it discharged while online
+    after = [(t, c) for t, c in currents if t > max(discharging)]
+    assert after and all(c > 0 for _, c in after)           # then charged again, never discharged
+    assert 1.0 <= max(discharging) - offline_at + 0.1 < 1.0 + 0.35, (max(discharging) - offline_at)

@@ -1,0 +1,122 @@
+"""Charging profiles → the setpoint the charge loop reads: operation modes, bounds, stacking,
+time, and the offline rules."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from ocpp_bridge.profiles import ProfileRejected, ProfileStore
+
+T0 = 1_800_000_000.0  # a wall-clock instant
+
+
+def profile(periods, *, pid=1, purpose="TxProfile", stack=0, kind="Relative", start=None, **extra):
+    schedule = {"id": 1, "chargingRateUnit": "W", "chargingSchedulePeriod": periods}
+    if start is not None:
+        schedule["startSchedule"] = start
+    return {"id": pid, "stackLevel": stack, "chargingProfilePurpose": purpose, "chargingProfileKind": kind,
+            "chargingSchedule": [schedule], **extra}
+
+
+def store(*profiles, default=7000.0, tx="tx-1"):
+    s = ProfileStore(default)
+    for p in profiles:
+        s.set(p, tx)
+    return s
+
+
+@pytest.mark.parametrize("period, watts", [
+    ({"operationMode": "CentralSetpoint", "setpoint": -5000.0}, -5000.0),
+    ({"operationMode": "CentralSetpoint", "setpoint": -9000.0, "dischargeLimit": -4000.0}, -4000.0),
+    ({"operationMode": "CentralSetpoint", "setpoint": 9000.0, "limit": 3000.0}, 3000.0),
+    ({"operationMode": "ExternalSetpoint", "setpoint": 2500.0}, 2500.0),
+    ({"operationMode": "ChargingOnly", "limit": 4000.0}, 4000.0),
+    ({"operationMode": "ChargingOnly"}, 7000.0),
+    ({"limit": 1500.0}, 1500.0),  # no operationMode: ChargingOnly
+    ({"operationMode": "Idle"}, 0.0),
+    ({"operationMode": "ExternalLimits", "limit": 6000.0}, 6000.0),
+])
+def test_operation_modes(period, watts):
+    s = store(profile([{"startPeriod": 0, **period}]))
+    assert s.setpoint(T0 + 10, T0, 0.0)[0] == watts
+
+
+def test_no_profile_gives_the_default_which_never_discharges():
+    assert store().setpoint(T0, T0, 0.0) == (7000.0, "default")
+    with pytest.raises(ValueError):
+        ProfileStore(-1.0)
+
+
+def test_periods_follow_the_transaction_clock():
+    s = store(profile([{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": 3000.0},
+                       {"startPeriod": 60, "operationMode": "CentralSetpoint", "setpoint": -3000.0}]))
+    assert s.setpoint(T0 + 59, T0, 0.0)[0] == 3000.0
+    assert s.setpoint(T0 + 60, T0, 0.0)[0] == -3000.0
+
+
+def test_absolute_profiles_and_validity():
+    p = profile([{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -2000.0}], kind="Absolute",
+                start="2027-01-15T08:00:00Z", validTo="2027-01-15T09:00:00Z")
+    s = store(p)
+    start = datetime(2027, 1, 15, 8, tzinfo=timezone.utc).timestamp()
+    assert s.setpoint(start - 1, None, 0.0)[0] == 7000.0
+    assert s.setpoint(start + 1, None, 0.0)[0] == -2000.0
+    assert s.setpoint(start + 3600, None, 0.0)[0] == 7000.0
+
+
+def test_tx_profile_beats_default_and_higher_stack_wins():
+    s = store(profile([{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": 1000.0}],
+                      pid=1, purpose="TxDefaultProfile"),
+              profile([{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -1000.0}], pid=2, stack=0),
+              profile([{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -2000.0}], pid=3, stack=1))
+    assert s.setpoint(T0, T0, 0.0) == (-2000.0, "profile 3 CentralSetpoint")
+    s.end_transaction()
+    assert s.setpoint(T0, T0, 0.0)[0] == 1000.0
+
+
+def test_station_max_profile_bounds_everything():
+    s = store(profile([{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -9000.0}], pid=1),
+              profile([{"startPeriod": 0, "limit": 5000.0, "dischargeLimit": -3000.0}], pid=2,
+                      purpose="ChargingStationMaxProfile"))
+    assert s.setpoint(T0, T0, 0.0)[0] == -3000.0
+
+
+def test_offline_past_max_offline_duration_falls_back_to_the_safe_default():
+    s = store(profile([{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -5000.0}],
+                      maxOfflineDuration=120, invalidAfterOfflineDuration=600))
+    assert s.setpoint(T0, T0, 119.0)[0] == -5000.0
+    assert s.setpoint(T0, T0, 121.0) == (7000.0, "default")
+    assert s.setpoint(T0, T0, 0.0)[0] == -5000.0     # back online: applies again
+    s.setpoint(T0, T0, 601.0)                        # offline too long: deleted for good
+    assert s.profiles == {} and s.setpoint(T0, T0, 0.0)[0] == 7000.0
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (profile([{"startPeriod": 0}], purpose="PriorityCharging"), "UnsupportedPurpose"),
+    (profile([{"startPeriod": 0}], kind="Recurring"), "UnsupportedKind"),
+    (profile([{"startPeriod": 0, "operationMode": "CentralFrequency"}]), "UnsupportedOperationMode"),
+    (profile([{"startPeriod": 0, "operationMode": "CentralSetpoint"}]), "MissingParam"),
+    (profile([{"startPeriod": 0, "dischargeLimit": 10.0}]), "InvalidValue"),
+    (profile([{"startPeriod": 0, "setpoint": 10.0, "setpoint_L2": 5.0, "operationMode": "CentralSetpoint"}]),
+     "UnsupportedParam"),
+    (profile([{"startPeriod": 10}]), "InvalidSchedule"),
+    (profile([{"startPeriod": 0}], kind="Absolute"), "MissingParam"),
+    ({**profile([{"startPeriod": 0}]), "chargingSchedule": [{"id": 1, "chargingRateUnit": "A",
+                                                              "chargingSchedulePeriod": [{"startPeriod": 0}]}]},
+     "UnsupportedRateUnit"),
+])
+def test_what_we_cannot_apply_is_rejected_whole(raw, reason):
+    s = ProfileStore(7000.0)
+    with pytest.raises(ProfileRejected) as e:
+        s.set(raw, "tx-1")
+    assert e.value.reason == reason and s.profiles == {}
+
+
+def test_a_tx_profile_needs_a_transaction():
+    s = ProfileStore(7000.0)
+    with pytest.raises(ProfileRejected, match="running transaction"):
+        s.set(profile([{"startPeriod": 0}]), None)
+    with pytest.raises(ProfileRejected, match="no transaction"):
+        s.set(profile([{"startPeriod": 0}], transactionId="other"), "tx-1")
