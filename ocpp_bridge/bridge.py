@@ -52,6 +52,7 @@ class OCPPBridge:
         self.offline_since: float | None = None
         self.needs: dict = {}
         self.last_setpoint: tuple[float, str] = (default_setpoint_w, "default")
+        self._end_interrupted_transaction()
         station.handlers.update({
             "SetChargingProfile": self._set_charging_profile,
             "ClearChargingProfile": self._clear_charging_profile,
@@ -139,7 +140,8 @@ class OCPPBridge:
             self.tx_start = self.wall()
             self.stop_requested = False
             self.needs = {}
-            self._tx("Started", "CablePluggedIn", charging_state="EVConnected", now=now)
+            self._tx("Started", "CablePluggedIn", charging_state="EVConnected", now=now,
+                     state={"open_transaction": {"id": self.transaction_id, "start": self.tx_start}})
         elif self.transaction_id is None:
             return
         elif event == "authorized":
@@ -160,12 +162,21 @@ class OCPPBridge:
                 trigger, stopped = "AbnormalCondition", "EmergencyStop" if "emergency" in reason else "Other"
             else:
                 trigger, stopped = "EVCommunicationLost", "Timeout" if "timeout" in reason else "EVDisconnected"
-            self._tx("Ended", trigger, stopped_reason=stopped, now=now)
+            self._tx("Ended", trigger, stopped_reason=stopped, now=now, state={"open_transaction": None})
             self.transaction_id = None
             self.tx_start = None
             self.profiles.end_transaction()
 
     # --- internals ----------------------------------------------------------------------------
+    def _end_interrupted_transaction(self) -> None:
+        """A transaction still open in the database means the process died during it (kill,
+        power loss): end it now, before anything new, so the CSMS never sees it hang."""
+        open_tx = self.station.outbox.get("open_transaction")
+        if open_tx:
+            self.station.enqueue("TransactionEvent", transaction_event(
+                "Ended", "AbnormalCondition", open_tx["id"], evse_id=self.evse_id, stopped_reason="PowerLoss"),
+                state={"open_transaction": None})
+
     def _meter(self, now: float) -> list:
         m = self.stage.measurements(now)
         values = [{"value": round(m.energy_imported_wh, 3), "measurand": "Energy.Active.Import.Register",
@@ -178,10 +189,11 @@ class OCPPBridge:
                    "unitOfMeasure": {"unit": "W"}}]
         return [{"timestamp": utc_now(), "sampledValue": values}]
 
-    def _tx(self, kind: str, trigger: str, *, now: float, **kw) -> None:
+    def _tx(self, kind: str, trigger: str, *, now: float, state: dict | None = None, **kw) -> None:
         self.last_meter = now
         self.station.enqueue("TransactionEvent", transaction_event(
-            kind, trigger, self.transaction_id, evse_id=self.evse_id, meter_value=self._meter(now), **kw))
+            kind, trigger, self.transaction_id, evse_id=self.evse_id, meter_value=self._meter(now), **kw),
+            state=state)
 
     def _maybe_meter(self, now: float) -> None:
         """TxUpdatedInterval: a periodic Updated with the meter while the transaction runs."""

@@ -61,9 +61,10 @@ class Outbox:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
 
-    def put(self, action: str, payload: dict, *, now: float) -> QueuedMessage:
+    def put(self, action: str, payload: dict, *, now: float, state: dict | None = None) -> QueuedMessage:
         """Append a message. A TransactionEvent gets the next seqNo of its transaction here,
-        in the same database transaction as the message itself."""
+        in the same database transaction as the message itself; ``state`` (key → value, None
+        deletes) is written in that transaction too, so state and message never disagree."""
         payload = dict(payload)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -78,6 +79,8 @@ class Outbox:
                 message_id = str(uuid.uuid4())
                 cur = self._db.execute("INSERT INTO outbox (action, payload, message_id, created) VALUES (?, ?, ?, ?)",
                                        (action, json.dumps(payload, separators=(",", ":")), message_id, now))
+                for key, value in (state or {}).items():
+                    self._set(key, value)
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
@@ -115,7 +118,14 @@ class Outbox:
         return json.loads(row[0]) if row else default
 
     def set(self, key: str, value) -> None:
+        """Store ``value`` (JSON) under ``key``; None deletes it."""
         with self._lock:
+            self._set(key, value)
+
+    def _set(self, key: str, value) -> None:
+        if value is None:
+            self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
+        else:
             self._db.execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     def close(self) -> None:

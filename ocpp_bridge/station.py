@@ -191,13 +191,14 @@ class ChargingStation:
         self._pending: dict[str, str] = {}  # message id → action, to name the answers
 
     # --- what the rest of the station calls -------------------------------------------------
-    def enqueue(self, action: str, payload: dict) -> QueuedMessage:
+    def enqueue(self, action: str, payload: dict, *, state: dict | None = None) -> QueuedMessage:
         """Persist a request for the CSMS; it is sent in order once the CSMS answers the ones
-        before it. TransactionEvents get their seqNo and, when raised while offline, offline=true."""
+        before it. TransactionEvents get their seqNo and, when raised while offline, offline=true.
+        ``state`` is persisted atomically with the message (see Outbox.put)."""
         payload = dict(payload)
         if action == "TransactionEvent" and not self.connected.is_set():
             payload["offline"] = True
-        item = self.outbox.put(action, payload, now=asyncio.get_running_loop().time())
+        item = self.outbox.put(action, payload, now=asyncio.get_running_loop().time(), state=state)
         self._wake.set()
         return item
 

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -223,3 +225,62 @@ def test_max_offline_duration_stops_the_discharge(v2g_pki, tmp_path):
     after = [(t, c) for t, c in currents if t > max(discharging)]
     assert after and all(c > 0 for _, c in after)           # then charged again, never discharged
     assert 1.0 <= max(discharging) - offline_at + 0.1 < 1.0 + 0.35, (max(discharging) - offline_at)
+
+
+def test_kill_9_of_the_charger_during_sessions(v2g_pki, tmp_path):
+    """`v2h charger` is killed (SIGKILL) at random moments of a running ISO 15118 session, five
+    times, restarted on the same --db, and finally runs one session to its end. The CSMS gets
+    every transaction complete: seqNo contiguous from 0, Started first, exactly one Ended last
+    (PowerLoss, sent after the restart, for the killed ones); a message resent after a kill
+    carries its first message id and is the same message."""
+    rnd = random.Random(99)
+    db = tmp_path / "cs.db"
+
+    async def one(csms, *, kill: bool):
+        charger, secc_port = await _start_charger(
+            ["--pki", str(v2g_pki), "--host", "::1", "--csms", csms.url(), "--id", "CS104", "--password", PASSWORD,
+             "--db", str(db), "--tx-interval", "0.2", "--retry-backoff", "0.1", "--retry-random", "0.1", "--quiet",
+             *([] if kill else ["--once"])])
+        car = await asyncio.create_subprocess_exec(
+            *CLI, "evcc", "--secc", f"[::1]:{secc_port}", "--pki", str(v2g_pki), "--service", "DC_BPT",
+            "--loops", "30" if kill else "8", "--loop-period", "0.1", "--quiet",
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+        try:
+            if kill:
+                started = len([e for e in csms.actions("TransactionEvent") if e.payload["eventType"] == "Started"])
+                await csms.wait_for(lambda c: len([e for e in c.actions("TransactionEvent")
+                                                   if e.payload["eventType"] == "Started"]) > started, timeout=30)
+                await asyncio.sleep(rnd.uniform(0.0, 1.5))
+                charger.send_signal(signal.SIGKILL)
+                await asyncio.get_running_loop().run_in_executor(None, charger.wait)
+                await car.wait()
+                await csms.wait_for(lambda c: "CS104" not in c.connections)
+            else:
+                assert await car.wait() == 0
+                await asyncio.get_running_loop().run_in_executor(None, charger.wait, 30)
+        finally:
+            charger.kill()
+
+    async def run():
+        csms = await CSMS(passwords={"CS104": PASSWORD}).start()
+        for _ in range(5):
+            await one(csms, kill=True)
+        await one(csms, kill=False)
+        await csms.close()
+        return csms
+
+    csms = asyncio.run(run())
+    unique: dict[str, dict] = {}
+    for e in csms.actions("TransactionEvent"):
+        assert unique.setdefault(e.message_id, e.payload) == e.payload
+    by_tx: dict[str, list[dict]] = {}
+    for p in unique.values():
+        by_tx.setdefault(p["transactionInfo"]["transactionId"], []).append(p)
+    assert len(by_tx) == 6
+    ended_by_power_loss = 0
+    for tx, evs in by_tx.items():
+        assert [p["seqNo"] for p in evs] == list(range(len(evs))), tx
+        assert evs[0]["eventType"] == "Started" and evs[-1]["eventType"] == "Ended"
+        assert [p["eventType"] for p in evs].count("Ended") == 1
+        ended_by_power_loss += evs[-1]["transactionInfo"].get("stoppedReason") == "PowerLoss"
+    assert ended_by_power_loss == 5
