@@ -14,9 +14,12 @@ through to the power stage below and answers the session's questions from the CS
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from datetime import datetime, timezone
+
+from ocpp.exceptions import OCPPError
 
 from iso15118.secc.controller import AuthorizationStatus, EVSEController, EVSELimits, IsolationStatus, \
     Measurements, PowerCommand
@@ -24,6 +27,7 @@ from iso15118.secc.controller import AuthorizationStatus, EVSEController, EVSELi
 from .profiles import ProfileRejected, ProfileStore
 from .station import ChargingStation, transaction_event, utc_now
 
+log = logging.getLogger(__name__)
 ENERGY_MODES = {"DC": "DC", "DC_BPT": "DC_BPT", "AC": "AC_three_phase", "AC_BPT": "AC_BPT"}
 
 
@@ -131,8 +135,8 @@ class OCPPBridge:
             charging_needs["v2xChargingParameters"] = v2x
         if n.get("departure_time"):
             charging_needs["departureTime"] = _iso(self.wall() + n["departure_time"])
-        self.station.enqueue("NotifyEVChargingNeeds", {"evseId": self.evse_id, "chargingNeeds": charging_needs,
-                                                       "timestamp": utc_now()})
+        self._enqueue("NotifyEVChargingNeeds", {"evseId": self.evse_id, "chargingNeeds": charging_needs,
+                                                "timestamp": utc_now()})
 
     def session_event(self, event: str, data: dict, now: float) -> None:
         if event == "session_started":
@@ -191,9 +195,17 @@ class OCPPBridge:
 
     def _tx(self, kind: str, trigger: str, *, now: float, state: dict | None = None, **kw) -> None:
         self.last_meter = now
-        self.station.enqueue("TransactionEvent", transaction_event(
+        self._enqueue("TransactionEvent", transaction_event(
             kind, trigger, self.transaction_id, evse_id=self.evse_id, meter_value=self._meter(now), **kw),
             state=state)
+
+    def _enqueue(self, action: str, payload: dict, state: dict | None = None) -> None:
+        """Queue for the CSMS; a payload our own mapping got wrong is logged, and the charging
+        session (which called us) goes on."""
+        try:
+            self.station.enqueue(action, payload, state=state)
+        except OCPPError as e:
+            log.error("not queued, %s breaks the OCPP 2.1 schema: %s", action, e)
 
     def _maybe_meter(self, now: float) -> None:
         """TxUpdatedInterval: a periodic Updated with the meter while the transaction runs."""
@@ -224,7 +236,7 @@ class OCPPBridge:
         found = [p.raw for p in self.profiles.profiles.values()]
         if not found:
             return {"status": "NoProfiles"}
-        asyncio.get_running_loop().call_soon(lambda: self.station.enqueue("ReportChargingProfiles", {
+        asyncio.get_running_loop().call_soon(lambda: self._enqueue("ReportChargingProfiles", {
             "requestId": request_id, "chargingLimitSource": "CSO", "evseId": self.evse_id,
             "chargingProfile": found}))
         return {"status": "Accepted"}

@@ -97,9 +97,15 @@ class Outbox:
         return QueuedMessage(row[0], row[1], json.loads(row[2]), row[3], row[4])
 
     def done(self, item_id: int) -> None:
-        """The CSMS answered: the message leaves the outbox."""
+        """The CSMS answered: the message leaves the outbox. Not synced to disk (WAL keeps it
+        consistent): after a power cut the message may come back and be resent with its
+        original message id, which is harmless; a lost message is not."""
         with self._lock:
-            self._db.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            try:
+                self._db.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+            finally:
+                self._db.execute("PRAGMA synchronous=FULL")
 
     def __len__(self) -> int:
         with self._lock:

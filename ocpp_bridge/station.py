@@ -23,7 +23,7 @@ from pathlib import Path
 import websockets
 import ocpp.v21 as ocpp_v21
 from ocpp.exceptions import FormationViolationError, NotImplementedError, NotSupportedError, OCPPError
-from ocpp.messages import Call, MessageType, validate_payload
+from ocpp.messages import Call, MessageType, _validate_payload, validate_payload
 from ocpp.v21 import ChargePoint
 
 from .outbox import Outbox, QueuedMessage
@@ -162,9 +162,9 @@ class _Link(ChargePoint):
         self.station.security_event("InvalidMessages", f"{error.code}: {raw[:200]}")
 
     async def call_queued(self, item: QueuedMessage, timeout: float):
-        """Send a queued request with its stored message id; the CALLRESULT or CALLERROR."""
+        """Send a queued request with its stored message id (validated when it was queued); the
+        CALLRESULT or CALLERROR."""
         call = Call(unique_id=item.message_id, action=item.action, payload=item.payload)
-        await validate_payload(call, self._ocpp_version)
         async with self._call_lock:
             await self._send(call.to_json())
             return await self._get_specific_response(item.message_id, timeout)
@@ -194,10 +194,13 @@ class ChargingStation:
     def enqueue(self, action: str, payload: dict, *, state: dict | None = None) -> QueuedMessage:
         """Persist a request for the CSMS; it is sent in order once the CSMS answers the ones
         before it. TransactionEvents get their seqNo and, when raised while offline, offline=true.
-        ``state`` is persisted atomically with the message (see Outbox.put)."""
+        ``state`` is persisted atomically with the message (see Outbox.put). A payload that
+        breaks the OCPP 2.1 schema raises the package's OCPPError here and is never queued."""
         payload = dict(payload)
         if action == "TransactionEvent" and not self.connected.is_set():
             payload["offline"] = True
+        probe = dict(payload, seqNo=0) if action == "TransactionEvent" else payload
+        _validate_payload(Call(unique_id="0", action=action, payload=probe), "2.1")  # raises an OCPPError
         item = self.outbox.put(action, payload, now=asyncio.get_running_loop().time(), state=state)
         self._wake.set()
         return item

@@ -302,3 +302,19 @@ def test_kill_9_at_random_moments_loses_and_reorders_nothing(tmp_path):
     assert len(events_seen) - len(unique) <= kills
     # the kills fell inside the transaction: events kept arriving between them, not all before
     assert len(set(at_kill)) >= kills // 2 and at_kill[-1] < events, at_kill
+
+
+def test_a_payload_that_breaks_the_schema_is_never_queued(tmp_path):
+    from ocpp.exceptions import OCPPError
+
+    async def run():
+        outbox = Outbox(tmp_path / "cs.db")
+        cs = ChargingStation(StationConfig("CS001", "ws://127.0.0.1:9", password=PASSWORD), outbox)
+        with pytest.raises(OCPPError):
+            cs.enqueue("TransactionEvent", {**_tx("Started", 0), "eventType": "Begun"})
+        with pytest.raises(OCPPError):
+            cs.enqueue("NotifyEVChargingNeeds", {"evseId": 1})
+        return outbox
+
+    outbox = asyncio.run(run())
+    assert len(outbox) == 0 and outbox.next_seq("tx-1") == 0
