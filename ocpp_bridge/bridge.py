@@ -56,12 +56,15 @@ class OCPPBridge:
         self.offline_since: float | None = None
         self.needs: dict = {}
         self.last_setpoint: tuple[float, str] = (default_setpoint_w, "default")
+        self.allowed_energy_transfer: list[str] | None = None  # None: the CSMS has not said
+        self._auth: tuple[str, asyncio.Future] | None = None
         self._end_interrupted_transaction()
         station.handlers.update({
             "SetChargingProfile": self._set_charging_profile,
             "ClearChargingProfile": self._clear_charging_profile,
             "GetChargingProfiles": self._get_charging_profiles,
             "RequestStopTransaction": self._request_stop,
+            "NotifyAllowedEnergyTransfer": self._allowed_energy_transfer,
         })
 
     # --- the power electronics: straight through ----------------------------------------------
@@ -100,10 +103,37 @@ class OCPPBridge:
 
     # --- the upper half: OCPP -----------------------------------------------------------------
     def authorize(self, method: str, identity: str, now: float) -> AuthorizationStatus:
-        return self.stage.authorize(method, identity, now)
+        """Local rules first (the stage); then, for Plug & Charge, the CSMS's Authorize for the
+        EMAID (ONGOING until it answers). No answer (offline, timeout, CALLERROR): the contract
+        the SECC validated locally is accepted. EIM has no token at v2h's chargers (no reader)."""
+        status = self.stage.authorize(method, identity, now)
+        if status is not AuthorizationStatus.ACCEPTED or method != "PnC":
+            return status
+        if self._auth is None or self._auth[0] != identity:
+            task = asyncio.ensure_future(self.station.request(
+                "Authorize", {"idToken": {"idToken": identity, "type": "eMAID"}}))
+            self._auth = (identity, task)
+        task = self._auth[1]
+        if not task.done():
+            return AuthorizationStatus.ONGOING
+        answer = task.result()
+        if answer is None:
+            return AuthorizationStatus.ACCEPTED
+        if "allowedEnergyTransfer" in answer:
+            self.allowed_energy_transfer = list(answer["allowedEnergyTransfer"])
+        ok = answer["idTokenInfo"]["status"] == "Accepted"
+        return AuthorizationStatus.ACCEPTED if ok else AuthorizationStatus.REJECTED
 
     def energy_transfer_allowed(self, bidirectional: bool, now: float) -> bool:
-        return (self.allow_bidirectional or not bidirectional) and self.stage.energy_transfer_allowed(bidirectional, now)
+        """Discharging needs the charger's consent and, once the CSMS has said which energy
+        transfers it allows (AuthorizeResponse / NotifyAllowedEnergyTransfer), a BPT one among them."""
+        if bidirectional:
+            if not self.allow_bidirectional:
+                return False
+            if self.allowed_energy_transfer is not None and \
+                    not any(m.endswith("_BPT") for m in self.allowed_energy_transfer):
+                return False
+        return self.stage.energy_transfer_allowed(bidirectional, now)
 
     def setpoint(self, now: float) -> float:
         wall = self.wall()
@@ -144,6 +174,9 @@ class OCPPBridge:
             self.tx_start = self.wall()
             self.stop_requested = False
             self.needs = {}
+            self.allowed_energy_transfer = None
+            self._auth = None
+            self.station.set_connector_status(self.evse_id, 1, "Occupied")
             self._tx("Started", "CablePluggedIn", charging_state="EVConnected", now=now,
                      state={"open_transaction": {"id": self.transaction_id, "start": self.tx_start}})
         elif self.transaction_id is None:
@@ -170,6 +203,7 @@ class OCPPBridge:
             self.transaction_id = None
             self.tx_start = None
             self.profiles.end_transaction()
+            self.station.set_connector_status(self.evse_id, 1, "Available")
 
     # --- internals ----------------------------------------------------------------------------
     def _end_interrupted_transaction(self) -> None:
@@ -239,6 +273,12 @@ class OCPPBridge:
         asyncio.get_running_loop().call_soon(lambda: self._enqueue("ReportChargingProfiles", {
             "requestId": request_id, "chargingLimitSource": "CSO", "evseId": self.evse_id,
             "chargingProfile": found}))
+        return {"status": "Accepted"}
+
+    def _allowed_energy_transfer(self, payload: dict) -> dict:
+        if self.transaction_id is None or payload["transactionId"] != self.transaction_id:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "TxNotFound"}}
+        self.allowed_energy_transfer = list(payload["allowedEnergyTransfer"])
         return {"status": "Accepted"}
 
     def _request_stop(self, payload: dict) -> dict:

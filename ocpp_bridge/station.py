@@ -15,6 +15,7 @@ import json
 import logging
 import random
 import ssl
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -189,6 +190,8 @@ class ChargingStation:
         self.handlers: dict[str, Callable[[dict], dict]] = {}  # CSMS-initiated actions → camelCase payload in/out
         self.frame_log = frame_log  # (direction, name, frame): every OCPP-J frame, for the JSON-lines log
         self._pending: dict[str, str] = {}  # message id → action, to name the answers
+        self.connector_status: dict[tuple[int, int], str] = {(1, 1): "Available"}
+        self._failure_reported: str | None = None  # the security event raised for the current failure streak
 
     # --- what the rest of the station calls -------------------------------------------------
     def enqueue(self, action: str, payload: dict, *, state: dict | None = None) -> QueuedMessage:
@@ -204,6 +207,42 @@ class ChargingStation:
         item = self.outbox.put(action, payload, now=asyncio.get_running_loop().time(), state=state)
         self._wake.set()
         return item
+
+    def set_connector_status(self, evse_id: int, connector_id: int, status: str) -> None:
+        """StatusNotification: sent now if connected, else the current status after the next boot
+        (a status is a state, not an event: only the latest matters)."""
+        if self.connector_status.get((evse_id, connector_id)) == status:
+            return
+        self.connector_status[(evse_id, connector_id)] = status
+        if self._link is not None and self.connected.is_set():
+            asyncio.ensure_future(self._send_status(self._link, evse_id, connector_id, status))
+
+    async def _send_status(self, link: _Link, evse_id: int, connector_id: int, status: str) -> None:
+        item = QueuedMessage(0, "StatusNotification", {"timestamp": utc_now(), "connectorStatus": status,
+                                                       "evseId": evse_id, "connectorId": connector_id},
+                             str(uuid.uuid4()), 0.0)
+        try:
+            await link.call_queued(item, self.config.response_timeout)
+        except (asyncio.TimeoutError, websockets.exceptions.ConnectionClosed) as e:
+            log.info("StatusNotification not delivered (resent after the next boot): %s", e)
+
+    async def request(self, action: str, payload: dict, timeout: float | None = None) -> dict | None:
+        """A request whose answer matters only now (Authorize): sent directly, not queued; None
+        when offline, on a CALLERROR or on no answer, so the caller applies its offline rule."""
+        link = self._link
+        if link is None or not self.connected.is_set():
+            return None
+        item = QueuedMessage(0, action, payload, str(uuid.uuid4()), 0.0)
+        _validate_payload(Call(unique_id=item.message_id, action=action, payload=payload), "2.1")
+        try:
+            res = await link.call_queued(item, timeout or self.config.response_timeout)
+        except (asyncio.TimeoutError, websockets.exceptions.ConnectionClosed) as e:
+            log.info("%s got no answer: %s", action, e)
+            return None
+        if res.message_type_id == MessageType.CallError:
+            log.warning("CSMS answered %s with %s", action, res.error_code)
+            return None
+        return res.payload
 
     def security_event(self, kind: str, tech_info: str = "") -> None:
         """Queue a SecurityEventNotification (it must reach the CSMS even if raised offline)."""
@@ -245,6 +284,13 @@ class ChargingStation:
                         raise ConnectionError(f"the CSMS did not accept subprotocol {SUBPROTOCOL}")
                     attempt = 0
                     await self._session(ws)
+            except ssl.SSLCertVerificationError as e:
+                log.warning("CSMS certificate refused: %s", e)
+                self._report_failure("InvalidCsmsCertificate", str(e))
+            except websockets.exceptions.InvalidStatus as e:
+                log.warning("CSMS refused the connection: %s", e)
+                if e.response.status_code == 401:
+                    self._report_failure("FailedToAuthenticateAtCsms", f"HTTP {e.response.status_code}")
             except (OSError, asyncio.TimeoutError, websockets.exceptions.WebSocketException,
                     ConnectionError, OCPPError) as e:
                 log.info("CSMS connection lost or refused: %s", e)
@@ -275,9 +321,22 @@ class ChargingStation:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
+    def _report_failure(self, kind: str, info: str) -> None:
+        """One SecurityEventNotification per failure streak (queued: it reaches the CSMS once
+        the station gets through), not one per retry."""
+        if self._failure_reported != kind:
+            self._failure_reported = kind
+            self.security_event(kind, info)
+
     async def _boot_and_drain(self, link: _Link) -> None:
+        first = self._boot_reason == "PowerUp"
         await self._boot(link)
         self.connected.set()
+        self._failure_reported = None
+        if first:
+            self.security_event("StartupOfTheDevice")
+        for (evse_id, connector_id), status in list(self.connector_status.items()):
+            await self._send_status(link, evse_id, connector_id, status)
         heart = asyncio.ensure_future(self._heartbeat(link))
         try:
             await self._drain(link)

@@ -422,6 +422,8 @@ def _allowed_power(s, now: float, ev_max_charge: float | None, ev_max_discharge:
         p = max(0.0, p)
     if ctx.control_mode == "Scheduled" and ctx.channel == "Discharge":
         p = min(0.0, p)
+    if p < 0 and not s.controller.energy_transfer_allowed(True, now):
+        p = 0.0  # discharge withdrawn (e.g. by the CSMS) after PowerDelivery: hold at zero
     max_c = min(lim.max_charge_power, ev_max_charge if ev_max_charge is not None else ctx.ev.get("max_charge_power", 0))
     max_d = min(lim.max_discharge_power,
                 ev_max_discharge if ev_max_discharge is not None else ctx.ev.get("max_discharge_power", 0) or 0)

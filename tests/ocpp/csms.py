@@ -37,6 +37,8 @@ class CSMS:
     connections: dict[str, object] = field(default_factory=dict)
     boot_status: str = "Accepted"
     answer_error_for: set[str] = field(default_factory=set)    # actions answered with CALLERROR
+    authorize_status: str = "Accepted"
+    allowed_energy_transfer: list[str] | None = None            # in AuthorizeResponse, if set
     changed = None
 
     async def start(self, host: str = "127.0.0.1", port: int = 0):
@@ -155,6 +157,12 @@ class _StationHandle(ChargePoint):
     @on("MeterValues")
     def on_meter_values(self, **_):
         return call_result.MeterValues()
+
+    @on("Authorize")
+    def on_authorize(self, id_token, **_):
+        extra = {"allowed_energy_transfer": self.csms.allowed_energy_transfer} \
+            if self.csms.allowed_energy_transfer is not None else {}
+        return call_result.Authorize(id_token_info={"status": self.csms.authorize_status}, **extra)
 
     @on("NotifyEVChargingNeeds")
     def on_charging_needs(self, **_):

@@ -123,7 +123,8 @@ def test_bad_requests_get_a_callerror_and_an_invalid_messages_event(tmp_path, fr
         await csms.wait_for(lambda c: "CS101" in c.connections and c.actions("BootNotification"))
         await asyncio.sleep(0.1)
         kind, answer = await csms.send_raw("CS101", frame)
-        await csms.wait_for(lambda c: c.actions("SecurityEventNotification"))
+        await csms.wait_for(lambda c: any(e.payload["type"] == "InvalidMessages"
+                                          for e in c.actions("SecurityEventNotification")))
         still = await csms.send_call("CS101", "SetChargingProfile", _profile(1000.0))
         task.cancel()
         await csms.close()
@@ -131,8 +132,8 @@ def test_bad_requests_get_a_callerror_and_an_invalid_messages_event(tmp_path, fr
 
     kind, answer, csms, still = asyncio.run(run())
     assert kind == 4 and re.fullmatch(code, answer["errorCode"]), answer
-    event = csms.actions("SecurityEventNotification")[0].payload
-    assert event["type"] == "InvalidMessages"
+    event = next(e.payload for e in csms.actions("SecurityEventNotification") if e.payload["type"] == "InvalidMessages")
+    assert code.split("|")[0][:4] in event["techInfo"]
     assert still == (3, {"status": "Accepted"})  # the connection is still up
 
 
@@ -284,3 +285,55 @@ def test_kill_9_of_the_charger_during_sessions(v2g_pki, tmp_path):
         assert [p["eventType"] for p in evs].count("Ended") == 1
         ended_by_power_loss += evs[-1]["transactionInfo"].get("stoppedReason") == "PowerLoss"
     assert ended_by_power_loss == 5
+
+
+@pytest.mark.parametrize("status, allowed, outcome", [
+    ("Accepted", ["DC", "DC_BPT"], "discharges"),
+    ("Accepted", ["DC"], "charges only"),     # V2X not allowed by the CSMS: the setpoint is held at 0
+    ("Invalid", None, "refused"),
+])
+def test_plug_and_charge_authorized_by_the_csms_with_its_v2x_consent(v2g_pki, tmp_path, status, allowed, outcome):
+    ev_log = tmp_path / "ev.jsonl"
+
+    async def run():
+        csms = await CSMS(passwords={"CS105": PASSWORD}, authorize_status=status,
+                          allowed_energy_transfer=allowed).start()
+        charger, secc_port = await _start_charger(
+            ["--pki", str(v2g_pki), "--host", "::1", "--csms", csms.url(), "--id", "CS105", "--password", PASSWORD,
+             "--db", str(tmp_path / "cs.db"), "--setpoint", "3000", "--once", "--quiet"])
+        try:
+            await csms.wait_for(lambda c: "CS105" in c.connections and c.actions("BootNotification"))
+            car = await asyncio.create_subprocess_exec(
+                *CLI, "evcc", "--secc", f"[::1]:{secc_port}", "--pki", str(v2g_pki), "--service", "DC_BPT",
+                "--auth", "pnc", "--soc", "80", "--loops", "25", "--loop-period", "0.1", "--quiet",
+                "--log", str(ev_log), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            if outcome != "refused":
+                await csms.wait_for(lambda c: any(e.payload.get("transactionInfo", {}).get("chargingState") ==
+                                                  "Charging" for e in c.actions("TransactionEvent")))
+                answer = await csms.send_call("CS105", "SetChargingProfile", _profile(-4000.0))
+                assert answer == (3, {"status": "Accepted"})
+            out, err = await car.communicate()
+            await asyncio.get_running_loop().run_in_executor(None, charger.wait, 30)
+            await csms.wait_for(lambda c: any(s.payload["connectorStatus"] == "Available"
+                                              for s in c.actions("StatusNotification")[1:]))
+        finally:
+            charger.kill()
+            await csms.close()
+        return csms, car.returncode, err.decode()
+
+    csms, rc, err = asyncio.run(run())
+    auth = csms.actions("Authorize")
+    assert [a.payload["idToken"] for a in auth] == [{"idToken": "DEV2HC1234567X9", "type": "eMAID"}]
+    statuses = [s.payload["connectorStatus"] for s in csms.actions("StatusNotification")]
+    assert statuses == ["Available", "Occupied", "Available"]
+    currents = [c for _, c in _loop_currents(ev_log)]
+    if outcome == "refused":
+        assert rc == 1 and "Authorization" in err and currents == []
+        return
+    assert rc == 0, err
+    authorized = next(e for e in csms.actions("TransactionEvent") if e.payload["triggerReason"] == "Authorized")
+    assert authorized.payload["idToken"] == {"idToken": "DEV2HC1234567X9", "type": "eMAID"}
+    if outcome == "discharges":
+        assert min(currents) < 0
+    else:
+        assert min(currents) == 0 and max(currents) > 0

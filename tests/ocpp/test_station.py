@@ -131,7 +131,13 @@ def test_wrong_password_is_refused_and_nothing_is_lost(tmp_path):
 
     csms, outbox = asyncio.run(run())
     assert csms.received == [] and set(csms.refused) == {"CS001: bad credentials"}
-    assert len(outbox) == 1
+    # the event waits, and so does one SecurityEventNotification for the whole failure streak
+    assert len(outbox) == 2
+    queued = [outbox.head()]
+    outbox.done(queued[0].id)
+    queued.append(outbox.head())
+    assert [q.action for q in queued] == ["TransactionEvent", "SecurityEventNotification"]
+    assert queued[1].payload["type"] == "FailedToAuthenticateAtCsms"
 
 
 def test_a_callerror_is_retried_then_set_aside(tmp_path):
@@ -214,13 +220,15 @@ def test_security_profiles_over_tls(tmp_path, tls_files, profile):
         cs = ChargingStation(cfg, Outbox(tmp_path / "cs.db"))
         cs.enqueue("TransactionEvent", _tx("Started", 0))
         task = asyncio.ensure_future(cs.run())
-        await csms.wait_for(lambda c: len(c.actions("TransactionEvent")) == 1)
+        await csms.wait_for(lambda c: len(c.actions("SecurityEventNotification")) == 1)
         task.cancel()
         await csms.close()
         return csms
 
     csms = asyncio.run(run())
-    assert [r.action for r in csms.received] == ["BootNotification", "TransactionEvent"]
+    assert [r.action for r in csms.received] == ["BootNotification", "StatusNotification", "TransactionEvent",
+                                                 "SecurityEventNotification"]
+    assert csms.received[-1].payload["type"] == "StartupOfTheDevice"
 
 
 def test_profile_3_without_a_trusted_station_certificate_is_refused(tmp_path, tls_files):
@@ -255,6 +263,15 @@ def test_an_untrusted_csms_is_refused(tmp_path, tls_files):
 
     csms, cs = asyncio.run(run())
     assert csms.received == [] and not cs.boot_accepted
+    assert [m.payload["type"] for m in _queued(cs.outbox)] == ["InvalidCsmsCertificate"]
+
+
+def _queued(outbox: Outbox) -> list:
+    out = []
+    while (m := outbox.head()) is not None:
+        out.append(m)
+        outbox.done(m.id)
+    return out
 
 
 # --- kill -9 ------------------------------------------------------------------------------------
