@@ -58,6 +58,16 @@ class OCPPBridge:
         self.last_setpoint: tuple[float, str] = (default_setpoint_w, "default")
         self.allowed_energy_transfer: list[str] | None = None  # None: the CSMS has not said
         self._auth: tuple[str, asyncio.Future] | None = None
+        self.v2x_enabled = True
+        self.contract_validation_offline = True
+        dm = station.device_model
+        key = ("SampledDataCtrlr", "TxUpdatedInterval", None)
+        if key not in dm.persisted:
+            dm.values[key] = str(int(tx_updated_interval))
+        dm.listen("SampledDataCtrlr", "TxUpdatedInterval", lambda v: setattr(self, "tx_updated_interval", float(v)))
+        dm.listen("V2XChargingCtrlr", "Enabled", lambda v: setattr(self, "v2x_enabled", v == "true"))
+        dm.listen("ISO15118Ctrlr", "ContractValidationOffline",
+                  lambda v: setattr(self, "contract_validation_offline", v == "true"))
         self._end_interrupted_transaction()
         station.handlers.update({
             "SetChargingProfile": self._set_charging_profile,
@@ -117,8 +127,8 @@ class OCPPBridge:
         if not task.done():
             return AuthorizationStatus.ONGOING
         answer = task.result()
-        if answer is None:
-            return AuthorizationStatus.ACCEPTED
+        if answer is None:  # ISO15118Ctrlr.ContractValidationOffline: the SECC's own validation suffices
+            return AuthorizationStatus.ACCEPTED if self.contract_validation_offline else AuthorizationStatus.REJECTED
         if "allowedEnergyTransfer" in answer:
             self.allowed_energy_transfer = list(answer["allowedEnergyTransfer"])
         ok = answer["idTokenInfo"]["status"] == "Accepted"
@@ -128,7 +138,7 @@ class OCPPBridge:
         """Discharging needs the charger's consent and, once the CSMS has said which energy
         transfers it allows (AuthorizeResponse / NotifyAllowedEnergyTransfer), a BPT one among them."""
         if bidirectional:
-            if not self.allow_bidirectional:
+            if not (self.allow_bidirectional and self.v2x_enabled):  # V2XChargingCtrlr.Enabled
                 return False
             if self.allowed_energy_transfer is not None and \
                     not any(m.endswith("_BPT") for m in self.allowed_energy_transfer):

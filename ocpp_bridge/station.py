@@ -27,6 +27,7 @@ from ocpp.exceptions import FormationViolationError, NotImplementedError, NotSup
 from ocpp.messages import Call, MessageType, _validate_payload, validate_payload
 from ocpp.v21 import ChargePoint
 
+from .device_model import DeviceModel, standard_variables
 from .outbox import Outbox, QueuedMessage
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ class StationConfig:
     retry_backoff_random: float = 10.0  # OCPPCommCtrlr.RetryBackOffRandomRange
     retry_backoff_repeat: int = 5       # OCPPCommCtrlr.RetryBackOffRepeatTimes
     message_attempts: int = 3           # OCPPCommCtrlr.MessageAttempts (CALLERROR answers)
+    message_attempt_interval: float = 3.0  # OCPPCommCtrlr.MessageAttemptInterval
 
     @property
     def security_profile(self) -> int:
@@ -191,6 +193,13 @@ class ChargingStation:
         self.frame_log = frame_log  # (direction, name, frame): every OCPP-J frame, for the JSON-lines log
         self._pending: dict[str, str] = {}  # message id → action, to name the answers
         self.connector_status: dict[tuple[int, int], str] = {(1, 1): "Available"}
+        self._heartbeat_changed = asyncio.Event()
+        self.device_model = DeviceModel(standard_variables(
+            identity=config.station_id, security_profile=config.security_profile, secc_id=config.station_id,
+            retry_min=config.retry_backoff_min, retry_random=config.retry_backoff_random,
+            retry_repeat=config.retry_backoff_repeat, message_timeout=config.response_timeout,
+            message_attempts=config.message_attempts), outbox)
+        self._wire_device_model()
         self._failure_reported: str | None = None  # the security event raised for the current failure streak
 
     # --- what the rest of the station calls -------------------------------------------------
@@ -207,6 +216,40 @@ class ChargingStation:
         item = self.outbox.put(action, payload, now=asyncio.get_running_loop().time(), state=state)
         self._wake.set()
         return item
+
+    def _wire_device_model(self) -> None:
+        """The OCPPCommCtrlr/SecurityCtrlr variables the CSMS may set, applied to this station."""
+        c, dm = self.config, self.device_model
+        self.handlers.update({"GetVariables": dm.get_variables, "SetVariables": dm.set_variables,
+                              "GetBaseReport": self._get_base_report})
+
+        def setter(attr: str, cast=float):
+            return lambda v: setattr(c, attr, cast(v))
+        dm.listen("OCPPCommCtrlr", "HeartbeatInterval", self._set_heartbeat)
+        dm.listen("OCPPCommCtrlr", "MessageTimeout", setter("response_timeout"), instance="Default")
+        dm.listen("OCPPCommCtrlr", "MessageAttempts", setter("message_attempts", int), instance="TransactionEvent")
+        dm.listen("OCPPCommCtrlr", "MessageAttemptInterval", setter("message_attempt_interval"),
+                  instance="TransactionEvent")
+        dm.listen("OCPPCommCtrlr", "RetryBackOffWaitMinimum", setter("retry_backoff_min"))
+        dm.listen("OCPPCommCtrlr", "RetryBackOffRandomRange", setter("retry_backoff_random"))
+        dm.listen("OCPPCommCtrlr", "RetryBackOffRepeatTimes", setter("retry_backoff_repeat", int))
+        # a new password is used from the next connection (the CSMS closes this one when it wants)
+        dm.listen("SecurityCtrlr", "BasicAuthPassword", lambda v: setattr(c, "password", v) if v else None)
+
+    def _set_heartbeat(self, value: str) -> None:
+        self.heartbeat_interval = float(value)
+        self._heartbeat_changed.set()
+
+    def _get_base_report(self, payload: dict) -> dict:
+        if payload["reportBase"] == "SummaryInventory":
+            return {"status": "NotSupported"}
+        reports = self.device_model.report(payload["requestId"], payload["reportBase"], utc_now())
+        # after the response: NotifyReport must not overtake the GetBaseReportResponse
+        def send() -> None:
+            for report in reports:
+                self.enqueue("NotifyReport", report)
+        asyncio.get_running_loop().call_soon(send)
+        return {"status": "Accepted"}
 
     def set_connector_status(self, evse_id: int, connector_id: int, status: str) -> None:
         """StatusNotification: sent now if connected, else the current status after the next boot
@@ -356,14 +399,22 @@ class ChargingStation:
             status, interval = res.payload["status"], float(res.payload["interval"])
             if status == "Accepted":
                 self.boot_accepted = True
-                self.heartbeat_interval = interval or self.heartbeat_interval
+                if interval:  # the CSMS sets the heartbeat at boot (OCPPCommCtrlr.HeartbeatInterval)
+                    self.heartbeat_interval = interval
+                    self.device_model.values[("OCPPCommCtrlr", "HeartbeatInterval", None)] = str(int(interval))
                 self._boot_reason = "Unknown"  # a reconnect is not a power-up
                 return
             await asyncio.sleep(interval or self.config.retry_backoff_min)
 
     async def _heartbeat(self, link: _Link) -> None:
+        """Heartbeat every HeartbeatInterval; a new interval (SetVariables) applies at once."""
         while True:
-            await asyncio.sleep(self.heartbeat_interval)
+            self._heartbeat_changed.clear()
+            try:
+                await asyncio.wait_for(self._heartbeat_changed.wait(), self.heartbeat_interval)
+                continue
+            except asyncio.TimeoutError:
+                pass
             item = QueuedMessage(0, "Heartbeat", {}, f"hb-{random.getrandbits(64):016x}", 0.0)
             await link.call_queued(item, self.config.response_timeout)
 
@@ -383,7 +434,7 @@ class ChargingStation:
                 log.warning("CSMS answered %s %s with %s: %s", item.action, item.message_id, res.error_code,
                             res.error_description)
                 if attempts < self.config.message_attempts:
-                    await asyncio.sleep(self.config.retry_backoff_min)
+                    await asyncio.sleep(self.config.message_attempt_interval)
                     continue
                 rejected = self.outbox.get("rejected", [])
                 rejected.append({"action": item.action, "payload": item.payload, "error": res.error_code})

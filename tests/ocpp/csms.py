@@ -168,6 +168,10 @@ class _StationHandle(ChargePoint):
     def on_charging_needs(self, **_):
         return call_result.NotifyEVChargingNeeds(status="Accepted")
 
+    @on("NotifyReport")
+    def on_notify_report(self, **_):
+        return call_result.NotifyReport()
+
     @on("ReportChargingProfiles")
     def on_report_profiles(self, **_):
         return call_result.ReportChargingProfiles()

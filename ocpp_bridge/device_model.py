@@ -1,0 +1,235 @@
+"""The station's OCPP 2.1 device model: the variables of the blocks v2h implements, their
+characteristics, GetVariables / SetVariables / GetBaseReport, and persistence of what the CSMS
+sets (in the outbox's SQLite file, so a restart keeps it). A variable is ReadWrite only where
+writing it changes what the station does; the others report the fixed behaviour.
+
+Values are strings on the wire; each variable checks what may be written (data type, limits,
+option and member lists). Listeners apply a change at once (e.g. HeartbeatInterval).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .outbox import Outbox
+
+RO, RW, WO = "ReadOnly", "ReadWrite", "WriteOnly"
+
+
+@dataclass(frozen=True)
+class Variable:
+    component: str
+    name: str
+    data_type: str          # integer, decimal, boolean, string, OptionList, MemberList
+    mutability: str
+    default: str
+    unit: str | None = None
+    values: tuple[str, ...] = ()     # OptionList / MemberList
+    min: float | None = None
+    max: float | None = None
+    instance: str | None = None      # the variable's instance (e.g. MessageTimeout "Default")
+
+    @property
+    def key(self) -> tuple[str, str, str | None]:
+        return self.component, self.name, self.instance
+
+    def check(self, value: str) -> str | None:
+        """Why ``value`` cannot be written, or None."""
+        if self.data_type in ("integer", "decimal"):
+            try:
+                number = int(value) if self.data_type == "integer" else float(value)
+            except ValueError:
+                return f"not {'an integer' if self.data_type == 'integer' else 'a decimal'}"
+            if self.min is not None and number < self.min or self.max is not None and number > self.max:
+                return f"out of range {self.min}..{self.max}"
+        elif self.data_type == "boolean" and value not in ("true", "false"):
+            return "not true or false"
+        elif self.data_type == "OptionList" and value not in self.values:
+            return f"not one of {','.join(self.values)}"
+        elif self.data_type == "MemberList" and not set(filter(None, value.split(","))) <= set(self.values):
+            return f"not a subset of {','.join(self.values)}"
+        elif self.data_type == "string" and self.max is not None and not (self.min or 0) <= len(value) <= self.max:
+            return f"length not in {self.min or 0}..{int(self.max)}"
+        return None
+
+
+def standard_variables(*, identity: str, security_profile: int, secc_id: str, heartbeat: int = 60,
+                       retry_min: float = 3, retry_random: float = 10, retry_repeat: int = 5,
+                       message_timeout: float = 30, message_attempts: int = 3,
+                       tx_updated_interval: float = 60) -> list[Variable]:
+    """The required variables of the blocks v2h implements (OCPP 2.1 part 2 appendix), with
+    this station's values as defaults."""
+    return [
+        Variable("OCPPCommCtrlr", "HeartbeatInterval", "integer", RW, str(heartbeat), "s", min=1),
+        Variable("OCPPCommCtrlr", "MessageTimeout", "integer", RW, str(int(message_timeout)), "s", min=1,
+                 instance="Default"),
+        Variable("OCPPCommCtrlr", "MessageAttempts", "integer", RW, str(message_attempts), min=1,
+                 instance="TransactionEvent"),
+        Variable("OCPPCommCtrlr", "MessageAttemptInterval", "integer", RW, str(int(retry_min)), "s", min=0,
+                 instance="TransactionEvent"),
+        Variable("OCPPCommCtrlr", "RetryBackOffWaitMinimum", "integer", RW, str(int(retry_min)), "s", min=0),
+        Variable("OCPPCommCtrlr", "RetryBackOffRandomRange", "integer", RW, str(int(retry_random)), "s", min=0),
+        Variable("OCPPCommCtrlr", "RetryBackOffRepeatTimes", "integer", RW, str(retry_repeat), min=0),
+        Variable("OCPPCommCtrlr", "NetworkConfigurationPriority", "SequenceList", RO, "0"),
+        Variable("OCPPCommCtrlr", "NetworkProfileConnectionAttempts", "integer", RO, "3"),
+        Variable("OCPPCommCtrlr", "OfflineThreshold", "integer", RO, "60", "s"),
+        Variable("OCPPCommCtrlr", "ResetRetries", "integer", RO, "0"),
+        Variable("OCPPCommCtrlr", "UnlockOnEVSideDisconnect", "boolean", RO, "true"),
+        Variable("SecurityCtrlr", "SecurityProfile", "integer", RO, str(security_profile)),
+        Variable("SecurityCtrlr", "Identity", "string", RO, identity),
+        Variable("SecurityCtrlr", "BasicAuthPassword", "string", WO, "", min=16, max=40),
+        Variable("SecurityCtrlr", "OrganizationName", "string", RW, "v2h", max=50),
+        Variable("SecurityCtrlr", "CertificateEntries", "integer", RO, "0"),
+        Variable("ISO15118Ctrlr", "Enabled", "boolean", RO, "true"),
+        Variable("ISO15118Ctrlr", "PnCEnabled", "boolean", RO, "true"),
+        Variable("ISO15118Ctrlr", "ContractValidationOffline", "boolean", RW, "true"),
+        Variable("ISO15118Ctrlr", "CentralContractValidationAllowed", "boolean", RO, "false"),
+        Variable("ISO15118Ctrlr", "V2GCertificateInstallationEnabled", "boolean", RO, "false"),
+        Variable("ISO15118Ctrlr", "SeccId", "string", RO, secc_id),
+        Variable("V2XChargingCtrlr", "Enabled", "boolean", RW, "true"),
+        Variable("V2XChargingCtrlr", "SupportedOperationModes", "MemberList", RO,
+                 "ChargingOnly,CentralSetpoint,ExternalSetpoint,ExternalLimits,Idle",
+                 values=("ChargingOnly", "CentralSetpoint", "ExternalSetpoint", "ExternalLimits", "Idle")),
+        Variable("V2XChargingCtrlr", "SupportedEnergyTransferModes", "MemberList", RO, "DC,DC_BPT,AC_three_phase,AC_BPT",
+                 values=("DC", "DC_BPT", "AC_three_phase", "AC_BPT")),
+        Variable("SmartChargingCtrlr", "Enabled", "boolean", RO, "true"),
+        Variable("SmartChargingCtrlr", "Available", "boolean", RO, "true"),
+        Variable("SmartChargingCtrlr", "RateUnit", "MemberList", RO, "W", values=("W",)),
+        Variable("SmartChargingCtrlr", "ProfileStackLevel", "integer", RO, "10"),
+        Variable("SmartChargingCtrlr", "PeriodsPerSchedule", "integer", RO, "1024"),
+        Variable("SmartChargingCtrlr", "Entries", "integer", RO, "0", instance="ChargingProfiles"),
+        Variable("SmartChargingCtrlr", "LimitChangeSignificance", "decimal", RO, "0"),
+        Variable("TxCtrlr", "TxStartPoint", "MemberList", RO, "EVConnected",
+                 values=("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")),
+        Variable("TxCtrlr", "TxStopPoint", "MemberList", RO, "EVConnected",
+                 values=("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer")),
+        Variable("TxCtrlr", "EVConnectionTimeOut", "integer", RO, "60", "s"),
+        Variable("TxCtrlr", "StopTxOnEVSideDisconnect", "boolean", RO, "true"),
+        Variable("TxCtrlr", "StopTxOnInvalidId", "boolean", RO, "true"),
+        Variable("SampledDataCtrlr", "TxUpdatedInterval", "integer", RW, str(int(tx_updated_interval)), "s", min=0),
+        Variable("SampledDataCtrlr", "TxUpdatedMeasurands", "MemberList", RO,
+                 "Energy.Active.Import.Register,Energy.Active.Export.Register,Power.Active.Import,Power.Active.Export",
+                 values=("Energy.Active.Import.Register", "Energy.Active.Export.Register", "Power.Active.Import",
+                         "Power.Active.Export")),
+        Variable("AuthCtrlr", "AuthorizeRemoteStart", "boolean", RO, "false"),
+        Variable("AuthCtrlr", "LocalAuthorizeOffline", "boolean", RO, "true"),
+        Variable("AuthCtrlr", "LocalPreAuthorize", "boolean", RO, "false"),
+        Variable("DeviceDataCtrlr", "ItemsPerMessage", "integer", RO, "32", instance="GetReport"),
+        Variable("DeviceDataCtrlr", "ItemsPerMessage", "integer", RO, "32", instance="GetVariables"),
+        Variable("DeviceDataCtrlr", "ItemsPerMessage", "integer", RO, "32", instance="SetVariables"),
+        Variable("DeviceDataCtrlr", "BytesPerMessage", "integer", RO, "65000", instance="GetReport"),
+    ]
+
+
+class DeviceModel:
+    """Variables, their persisted values, and the three device-model requests."""
+
+    ITEMS_PER_REPORT = 32
+
+    def __init__(self, variables: list[Variable], outbox: Outbox):
+        self.variables = {v.key: v for v in variables}
+        self.outbox = outbox
+        saved = outbox.get("device_model", {})
+        self.values = {v.key: saved.get(self._id(v.key), v.default) for v in variables}
+        self.persisted = {v.key for v in variables if self._id(v.key) in saved}
+        self.listeners: dict[tuple, list[Callable[[str], None]]] = {}
+
+    @staticmethod
+    def _id(key) -> str:
+        return "/".join(k or "" for k in key)
+
+    def value(self, component: str, name: str, instance: str | None = None) -> str:
+        return self.values[(component, name, instance)]
+
+    def listen(self, component: str, name: str, fn: Callable[[str], None], instance: str | None = None) -> None:
+        """Call ``fn(value)`` whenever the CSMS sets this variable, and now if it set it before
+        a restart (the persisted value wins over the start-up configuration)."""
+        key = (component, name, instance)
+        self.listeners.setdefault(key, []).append(fn)
+        if key in self.persisted:
+            fn(self.values[key])
+
+    def _find(self, component: dict, variable: dict):
+        key = (component["name"], variable["name"], variable.get("instance"))
+        if key in self.variables:
+            return self.variables[key], None
+        if not any(k[0] == component["name"] for k in self.variables):
+            return None, "UnknownComponent"
+        return None, "UnknownVariable"
+
+    # --- requests ----------------------------------------------------------------------------
+    def get_variables(self, payload: dict) -> dict:
+        results = []
+        for item in payload["getVariableData"]:
+            var, problem = self._find(item["component"], item["variable"])
+            res = {"component": item["component"], "variable": item["variable"]}
+            if "attributeType" in item:
+                res["attributeType"] = item["attributeType"]
+            if var is None:
+                res["attributeStatus"] = problem
+            elif item.get("attributeType", "Actual") != "Actual":
+                res["attributeStatus"] = "NotSupportedAttributeType"
+            elif var.mutability == WO:
+                res["attributeStatus"] = "Rejected"
+                res["attributeStatusInfo"] = {"reasonCode": "WriteOnly"}
+            else:
+                res["attributeStatus"] = "Accepted"
+                res["attributeValue"] = self.values[var.key]
+            results.append(res)
+        return {"getVariableResult": results}
+
+    def set_variables(self, payload: dict) -> dict:
+        results, changed = [], []
+        for item in payload["setVariableData"]:
+            var, problem = self._find(item["component"], item["variable"])
+            res = {"component": item["component"], "variable": item["variable"]}
+            if "attributeType" in item:
+                res["attributeType"] = item["attributeType"]
+            value = item["attributeValue"]
+            if var is None:
+                res["attributeStatus"] = problem
+            elif item.get("attributeType", "Actual") != "Actual":
+                res["attributeStatus"] = "NotSupportedAttributeType"
+            elif var.mutability == RO:
+                res["attributeStatus"] = "Rejected"
+                res["attributeStatusInfo"] = {"reasonCode": "ReadOnly"}
+            elif (why := var.check(value)) is not None:
+                res["attributeStatus"] = "Rejected"
+                res["attributeStatusInfo"] = {"reasonCode": "InvalidValue", "additionalInfo": why}
+            else:
+                res["attributeStatus"] = "Accepted"
+                self.values[var.key] = value
+                changed.append(var.key)
+            results.append(res)
+        if changed:
+            saved = self.outbox.get("device_model", {})
+            saved.update({self._id(k): self.values[k] for k in changed})
+            self.outbox.set("device_model", saved)
+            self.persisted.update(changed)
+            for k in changed:
+                for fn in self.listeners.get(k, []):
+                    fn(self.values[k])
+        return {"setVariableResult": results}
+
+    def report(self, request_id: int, base: str, generated_at: str) -> list[dict]:
+        """NotifyReport payloads for GetBaseReport: FullInventory, or ConfigurationInventory
+        (the writable ones)."""
+        chosen = [v for v in self.variables.values() if base == "FullInventory"
+                  or (base == "ConfigurationInventory" and v.mutability != RO)]
+        data = []
+        for v in chosen:
+            attribute = {"type": "Actual", "mutability": v.mutability, "persistent": True, "constant": False}
+            if v.mutability != WO:
+                attribute["value"] = self.values[v.key]
+            characteristics: dict = {"dataType": v.data_type, "supportsMonitoring": False}
+            if v.unit:
+                characteristics["unit"] = v.unit
+            if v.values:
+                characteristics["valuesList"] = ",".join(v.values)
+            variable = {"name": v.name, **({"instance": v.instance} if v.instance else {})}
+            data.append({"component": {"name": v.component}, "variable": variable, "variableAttribute": [attribute],
+                         "variableCharacteristics": characteristics})
+        chunks = [data[i:i + self.ITEMS_PER_REPORT] for i in range(0, len(data), self.ITEMS_PER_REPORT)] or [[]]
+        return [{"requestId": request_id, "generatedAt": generated_at, "seqNo": n, "tbc": n < len(chunks) - 1,
+                 **({"reportData": chunk} if chunk else {})} for n, chunk in enumerate(chunks)]
