@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Callable
@@ -203,6 +204,8 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
         loop = asyncio.get_running_loop()
         log.clock_offset = time.time() - loop.time()
         controller, station_task = stage, None
+        stop = asyncio.Event()
+        restart = []
         if ocpp:
             from ocpp_bridge.bridge import OCPPBridge
             from ocpp_bridge.outbox import Outbox
@@ -215,6 +218,11 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
                                       Outbox(args.db), frame_log=log.ocpp)
             controller = OCPPBridge(stage, station, default_setpoint_w=args.setpoint,
                                     tx_updated_interval=args.tx_interval)
+
+            def on_reset() -> None:  # OCPP Reset: stop cleanly, then start again as the same command
+                restart.append(True)
+                stop.set()
+            controller.on_reset = on_reset
             station_task = asyncio.ensure_future(station.run())
         srv = await start_secc(controller, pki_dir=args.pki, profile=args.pki_profile, host=args.host, port=args.port,
                                interface=args.interface, config=config, observer=lambda session: log,
@@ -223,7 +231,6 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
         print(f"SECC listening on port {srv.port} (TLS 1.3){' with SDP on ' + args.interface if args.interface else ''}",
               flush=True)
         gc.freeze()  # start-up objects (codec tables, classes) leave the collector's scans: shorter pauses
-        stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         ok = True
@@ -250,6 +257,9 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
             station_task.cancel()
             await asyncio.gather(station_task, return_exceptions=True)
         log.close()
+        if restart:
+            sys.stdout.flush()
+            os.execv(sys.executable, [sys.executable, "-m", "iso15118.cli", *args.argv])
         return 0 if ok else 1
 
     return asyncio.run(run())
@@ -309,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     from iso15118.pki.errors import ChainError
 
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # to start again the same way (OCPP Reset)
     try:
         return args.func(args)
     except BrokenPipeError:

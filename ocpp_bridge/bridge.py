@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 
 from ocpp.exceptions import OCPPError
@@ -24,7 +25,7 @@ from ocpp.exceptions import OCPPError
 from iso15118.secc.controller import AuthorizationStatus, EVSEController, EVSELimits, IsolationStatus, \
     Measurements, PowerCommand
 
-from .profiles import ProfileRejected, ProfileStore
+from .profiles import Profile, ProfileRejected, ProfileStore
 from .station import ChargingStation, transaction_event, utc_now
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,17 @@ class OCPPBridge:
             "GetChargingProfiles": self._get_charging_profiles,
             "RequestStopTransaction": self._request_stop,
             "NotifyAllowedEnergyTransfer": self._allowed_energy_transfer,
+            "Reset": self._reset,
+            "ChangeAvailability": self._change_availability,
+            "RequestStartTransaction": self._request_start,
         })
+        self.on_reset: Callable[[], None] | None = None  # the process restarts itself (set by `v2h charger`)
+        self.reset_pending: str | None = None  # "Immediate" or "OnIdle" while a session runs
+        self.remote_start: dict | None = None
+        self.operative = station.outbox.get("operative", True)
+        self.pending_operative: bool | None = None
+        if not self.operative:
+            station.connector_status[(evse_id, 1)] = "Unavailable"
 
     # --- the power electronics: straight through ----------------------------------------------
     def limits(self) -> EVSELimits:
@@ -109,6 +120,8 @@ class OCPPBridge:
     def fault(self, now: float) -> str | None:
         if self.stop_requested:
             return "stopped by the CSMS (RequestStopTransaction)"
+        if self.reset_pending == "Immediate":
+            return "reset by the CSMS"
         return self.stage.fault(now)
 
     # --- the upper half: OCPP -----------------------------------------------------------------
@@ -116,6 +129,8 @@ class OCPPBridge:
         """Local rules first (the stage); then, for Plug & Charge, the CSMS's Authorize for the
         EMAID (ONGOING until it answers). No answer (offline, timeout, CALLERROR): the contract
         the SECC validated locally is accepted. EIM has no token at v2h's chargers (no reader)."""
+        if not self.operative:
+            return AuthorizationStatus.REJECTED  # ChangeAvailability Inoperative
         status = self.stage.authorize(method, identity, now)
         if status is not AuthorizationStatus.ACCEPTED or method != "PnC":
             return status
@@ -180,6 +195,8 @@ class OCPPBridge:
 
     def session_event(self, event: str, data: dict, now: float) -> None:
         if event == "session_started":
+            if not self.operative:
+                return  # Inoperative: no transaction; authorize() refuses the car
             self.transaction_id = str(uuid.uuid4())
             self.tx_start = self.wall()
             self.stop_requested = False
@@ -187,8 +204,18 @@ class OCPPBridge:
             self.allowed_energy_transfer = None
             self._auth = None
             self.station.set_connector_status(self.evse_id, 1, "Occupied")
-            self._tx("Started", "CablePluggedIn", charging_state="EVConnected", now=now,
-                     state={"open_transaction": {"id": self.transaction_id, "start": self.tx_start}})
+            remote = self.remote_start
+            self.remote_start = None
+            extra = {}
+            if remote is not None:  # RequestStartTransaction before the car arrived
+                extra = {"id_token": remote["idToken"], "remote_start_id": remote["remoteStartId"]}
+                if remote.get("chargingProfile"):
+                    try:
+                        self.profiles.set(remote["chargingProfile"], self.transaction_id)
+                    except ProfileRejected as e:
+                        log.warning("the profile of RequestStartTransaction was not applied: %s", e)
+            self._tx("Started", "RemoteStart" if remote else "CablePluggedIn", charging_state="EVConnected", now=now,
+                     state={"open_transaction": {"id": self.transaction_id, "start": self.tx_start}}, **extra)
         elif self.transaction_id is None:
             return
         elif event == "authorized":
@@ -203,6 +230,8 @@ class OCPPBridge:
             reason = data.get("reason", "")
             if self.stop_requested:
                 trigger, stopped = "RemoteStop", "Remote"
+            elif self.reset_pending == "Immediate":
+                trigger, stopped = "ResetCommand", "ImmediateReset"
             elif reason.startswith("SessionStopRes OK"):
                 trigger, stopped = "StopAuthorized", "StoppedByEV"
             elif "fault" in reason or "emergency" in reason:
@@ -213,7 +242,11 @@ class OCPPBridge:
             self.transaction_id = None
             self.tx_start = None
             self.profiles.end_transaction()
-            self.station.set_connector_status(self.evse_id, 1, "Available")
+            if self.pending_operative is not None:  # ChangeAvailability Scheduled during the session
+                self._apply_availability(self.pending_operative)
+            self.station.set_connector_status(self.evse_id, 1, "Available" if self.operative else "Unavailable")
+            if self.reset_pending and self.on_reset is not None:
+                asyncio.get_running_loop().call_soon(self.on_reset)
 
     # --- internals ----------------------------------------------------------------------------
     def _end_interrupted_transaction(self) -> None:
@@ -280,7 +313,7 @@ class OCPPBridge:
         found = [p.raw for p in self.profiles.profiles.values()]
         if not found:
             return {"status": "NoProfiles"}
-        asyncio.get_running_loop().call_soon(lambda: self._enqueue("ReportChargingProfiles", {
+        self.station.after_response(lambda: self._enqueue("ReportChargingProfiles", {
             "requestId": request_id, "chargingLimitSource": "CSO", "evseId": self.evse_id,
             "chargingProfile": found}))
         return {"status": "Accepted"}
@@ -289,6 +322,50 @@ class OCPPBridge:
         if self.transaction_id is None or payload["transactionId"] != self.transaction_id:
             return {"status": "Rejected", "statusInfo": {"reasonCode": "TxNotFound"}}
         self.allowed_energy_transfer = list(payload["allowedEnergyTransfer"])
+        return {"status": "Accepted"}
+
+    def _reset(self, payload: dict) -> dict:
+        """Immediate: end a running session (de-energise, Ended with ImmediateReset), then
+        restart; OnIdle: restart once no session runs. The restart itself is the process's
+        (``on_reset``); without one, Reset is refused."""
+        if self.on_reset is None or payload.get("evseId") not in (None, self.evse_id):
+            return {"status": "Rejected"}
+        kind = payload["type"]
+        self.station.outbox.set("boot_reason", "RemoteReset")
+        if self.transaction_id is None:
+            self.station.after_response(self.on_reset)
+            return {"status": "Accepted"}
+        self.reset_pending = "Immediate" if kind in ("Immediate", "ImmediateAndResume") else "OnIdle"
+        return {"status": "Accepted" if self.reset_pending == "Immediate" else "Scheduled"}
+
+    def _change_availability(self, payload: dict) -> dict:
+        operative = payload["operationalStatus"] == "Operative"
+        if payload.get("evse", {}).get("id", self.evse_id) not in (0, self.evse_id):
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
+        if self.transaction_id is not None and not operative:
+            self.pending_operative = operative  # after the session (it is not interrupted)
+            return {"status": "Scheduled"}
+        self._apply_availability(operative)
+        if self.transaction_id is None:
+            self.station.set_connector_status(self.evse_id, 1, "Available" if operative else "Unavailable")
+        return {"status": "Accepted"}
+
+    def _apply_availability(self, operative: bool) -> None:
+        self.operative = operative
+        self.pending_operative = None
+        self.station.outbox.set("operative", operative)
+
+    def _request_start(self, payload: dict) -> dict:
+        """The car starts an ISO 15118 session itself; a remote start authorizes the next one
+        (its idToken and remoteStartId go into TransactionEvent Started, with its profile)."""
+        if not self.operative or self.transaction_id is not None:
+            return {"status": "Rejected"}
+        if payload.get("chargingProfile"):
+            try:
+                Profile.parse(payload["chargingProfile"])
+            except ProfileRejected as e:
+                return {"status": "Rejected", "statusInfo": {"reasonCode": e.reason}}
+        self.remote_start = payload
         return {"status": "Accepted"}
 
     def _request_stop(self, payload: dict) -> dict:

@@ -154,9 +154,13 @@ class _Link(ChargePoint):
             response = call.create_call_result(result)
             await validate_payload(response, self._ocpp_version)
         except OCPPError as e:
+            self.station._after_response.clear()
             await self._reject_frame(raw_msg, unique_id, e)
             return
         await self._send(response.to_json())
+        hooks, self.station._after_response[:] = list(self.station._after_response), []
+        for hook in hooks:
+            hook()
 
     async def _reject_frame(self, raw: str, unique_id: str, error: OCPPError) -> None:
         """Answer with a CALLERROR, keep the connection, and raise InvalidMessages."""
@@ -187,13 +191,14 @@ class ChargingStation:
         self.heartbeat_interval = 60.0
         self._wake = asyncio.Event()
         self._link: _Link | None = None
-        self._boot_reason = "PowerUp"
+        self._boot_reason = outbox.get("boot_reason") or "PowerUp"  # RemoteReset after a Reset
         self.delivered = 0  # messages answered by the CSMS since start (for tests and benchmarks)
         self.handlers: dict[str, Callable[[dict], dict]] = {}  # CSMS-initiated actions → camelCase payload in/out
         self.frame_log = frame_log  # (direction, name, frame): every OCPP-J frame, for the JSON-lines log
         self._pending: dict[str, str] = {}  # message id → action, to name the answers
         self.connector_status: dict[tuple[int, int], str] = {(1, 1): "Available"}
         self._heartbeat_changed = asyncio.Event()
+        self._after_response: list[Callable[[], None]] = []
         self.device_model = DeviceModel(standard_variables(
             identity=config.station_id, security_profile=config.security_profile, secc_id=config.station_id,
             retry_min=config.retry_backoff_min, retry_random=config.retry_backoff_random,
@@ -236,6 +241,11 @@ class ChargingStation:
         # a new password is used from the next connection (the CSMS closes this one when it wants)
         dm.listen("SecurityCtrlr", "BasicAuthPassword", lambda v: setattr(c, "password", v) if v else None)
 
+    def after_response(self, hook: Callable[[], None]) -> None:
+        """Run ``hook`` once the answer to the CSMS request being handled has been sent (a Reset
+        must be answered before the station goes down; a report must not overtake its answer)."""
+        self._after_response.append(hook)
+
     def _set_heartbeat(self, value: str) -> None:
         self.heartbeat_interval = float(value)
         self._heartbeat_changed.set()
@@ -248,7 +258,7 @@ class ChargingStation:
         def send() -> None:
             for report in reports:
                 self.enqueue("NotifyReport", report)
-        asyncio.get_running_loop().call_soon(send)
+        self.after_response(send)
         return {"status": "Accepted"}
 
     def set_connector_status(self, evse_id: int, connector_id: int, status: str) -> None:
@@ -372,7 +382,7 @@ class ChargingStation:
             self.security_event(kind, info)
 
     async def _boot_and_drain(self, link: _Link) -> None:
-        first = self._boot_reason == "PowerUp"
+        first = self._boot_reason != "Unknown"
         await self._boot(link)
         self.connected.set()
         self._failure_reported = None
@@ -402,6 +412,8 @@ class ChargingStation:
                 if interval:  # the CSMS sets the heartbeat at boot (OCPPCommCtrlr.HeartbeatInterval)
                     self.heartbeat_interval = interval
                     self.device_model.values[("OCPPCommCtrlr", "HeartbeatInterval", None)] = str(int(interval))
+                if self._boot_reason != "Unknown":
+                    self.outbox.set("boot_reason", None)
                 self._boot_reason = "Unknown"  # a reconnect is not a power-up
                 return
             await asyncio.sleep(interval or self.config.retry_backoff_min)
@@ -446,7 +458,8 @@ class ChargingStation:
 
 def transaction_event(event_type: str, trigger_reason: str, transaction_id: str, *, evse_id: int = 1,
                       meter_value: list | None = None, charging_state: str | None = None,
-                      stopped_reason: str | None = None, id_token: dict | None = None) -> dict:
+                      stopped_reason: str | None = None, id_token: dict | None = None,
+                      remote_start_id: int | None = None) -> dict:
     """A TransactionEvent payload (seqNo and offline are filled in by the outbox/station)."""
     info: dict = {"transactionId": transaction_id}
     if charging_state:
@@ -461,5 +474,7 @@ def transaction_event(event_type: str, trigger_reason: str, transaction_id: str,
         payload["meterValue"] = meter_value
     if id_token:
         payload["idToken"] = id_token
+    if remote_start_id is not None:
+        info["remoteStartId"] = remote_start_id
     return payload
 

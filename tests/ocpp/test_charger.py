@@ -337,3 +337,67 @@ def test_plug_and_charge_authorized_by_the_csms_with_its_v2x_consent(v2g_pki, tm
         assert min(currents) < 0
     else:
         assert min(currents) == 0 and max(currents) > 0
+
+
+def test_reset_change_availability_and_remote_start(v2g_pki, tmp_path):
+    """Reset restarts the charger process (BootNotification RemoteReset); ChangeAvailability
+    Inoperative refuses the next car (StatusNotification Unavailable, kept across the restart);
+    RequestStartTransaction authorizes the next session, whose Started event carries its
+    idToken and remoteStartId; Reset OnIdle during a session is Scheduled and happens after it."""
+
+    async def run():
+        csms = await CSMS(passwords={"CS106": PASSWORD}).start()
+        charger, secc_port = await _start_charger(
+            ["--pki", str(v2g_pki), "--host", "::1", "--port", str(_free_port()), "--csms", csms.url(), "--id",
+             "CS106", "--password", PASSWORD, "--db", str(tmp_path / "cs.db"), "--quiet"])
+
+        async def car(loops: int):
+            p = await asyncio.create_subprocess_exec(
+                *CLI, "evcc", "--secc", f"[::1]:{secc_port}", "--pki", str(v2g_pki), "--service", "DC",
+                "--loops", str(loops), "--loop-period", "0.1", "--quiet",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            return p
+
+        def booted(c, n):  # the n-th boot happened and its StatusNotification followed
+            actions = [r.action for r in c.received]
+            boots_at = [i for i, a in enumerate(actions) if a == "BootNotification"]
+            return len(boots_at) >= n and "StatusNotification" in actions[boots_at[n - 1]:]
+
+        async def boots(n):
+            await csms.wait_for(lambda c: booted(c, n), timeout=30)
+        try:
+            await boots(1)
+            out = {"unavailable": await csms.send_call("CS106", "ChangeAvailability",
+                                                       {"operationalStatus": "Inoperative"})}
+            refused = await car(3)
+            out["refused_rc"] = await refused.wait()
+            out["reset_idle"] = await csms.send_call("CS106", "Reset", {"type": "Immediate"})
+            await boots(2)
+            out["available"] = await csms.send_call("CS106", "ChangeAvailability", {"operationalStatus": "Operative"})
+            out["remote"] = await csms.send_call("CS106", "RequestStartTransaction", {
+                "idToken": {"idToken": "HOUSE-1", "type": "Local"}, "remoteStartId": 7})
+            session = await car(20)
+            await csms.wait_for(lambda c: any(e.payload["eventType"] == "Started" and
+                                              e.payload["transactionInfo"].get("remoteStartId") == 7
+                                              for e in c.actions("TransactionEvent")))
+            out["reset_busy"] = await csms.send_call("CS106", "Reset", {"type": "OnIdle"})
+            out["session_rc"] = await session.wait()
+            await boots(3)
+        finally:
+            charger.kill()
+            await csms.close()
+        return csms, out
+
+    csms, out = asyncio.run(run())
+    assert out["unavailable"] == (3, {"status": "Accepted"}) and out["refused_rc"] == 1
+    assert out["reset_idle"] == (3, {"status": "Accepted"})
+    assert [b.payload["reason"] for b in csms.actions("BootNotification")] == ["PowerUp", "RemoteReset", "RemoteReset"]
+    statuses = [s.payload["connectorStatus"] for s in csms.actions("StatusNotification")]
+    # the refused car started no transaction; after the reset: still inoperative
+    assert statuses[:3] == ["Available", "Unavailable", "Unavailable"], statuses
+    assert out["available"] == (3, {"status": "Accepted"}) and out["remote"] == (3, {"status": "Accepted"})
+    started = next(e.payload for e in csms.actions("TransactionEvent") if e.payload["eventType"] == "Started")
+    assert started["triggerReason"] == "RemoteStart" and started["idToken"] == {"idToken": "HOUSE-1", "type": "Local"}
+    assert out["reset_busy"] == (3, {"status": "Scheduled"}) and out["session_rc"] == 0
+    ended = [e.payload for e in csms.actions("TransactionEvent") if e.payload["eventType"] == "Ended"]
+    assert len(ended) == 1 and ended[0]["transactionInfo"]["stoppedReason"] == "StoppedByEV"
