@@ -9,6 +9,8 @@ Layout (one directory per profile; every file name says what it holds)::
                           mo_root_ca.pem  mo_sub_ca_{1,2}.pem  contract_leaf.pem  contract_chain.pem
     DIR/iso20-ed448/      the same, Ed448
     DIR/iso2-secp256r1/   the same, secp256r1 (no vehicle certificate: -2 TLS is server-only)
+    DIR/ocpp/             csms_root_ca.pem  csms_server.pem (localhost, 127.0.0.1, ::1)
+                          charging_station.pem (CN = station identity, for OCPP security profile 3)
 
 The keys are unencrypted: this is a test PKI.
 """
@@ -77,7 +79,7 @@ def _name(cn: str, org: str, dc: str | None = None) -> x509.Name:
 
 def _cert(profile: CertProfile, subject: x509.Name, key, issuer: x509.Name, issuer_key, *,
           ca: bool, path_length: int | None, days: int, now: dt.datetime,
-          key_agreement: bool = False) -> x509.Certificate:
+          key_agreement: bool = False, extensions: tuple = ()) -> x509.Certificate:
     pub = key.public_key()
     b = (x509.CertificateBuilder()
          .subject_name(subject).issuer_name(issuer).public_key(pub)
@@ -95,6 +97,8 @@ def _cert(profile: CertProfile, subject: x509.Name, key, issuer: x509.Name, issu
                            data_encipherment=False, key_agreement=key_agreement and profile.curve is not None,
                            key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False)
     b = b.add_extension(ku, critical=True)
+    for ext in extensions:
+        b = b.add_extension(ext, critical=False)
     if issuer_key is not key:
         b = b.add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
                             critical=False)
@@ -161,6 +165,35 @@ def build_hierarchy(profile: CertProfile, out: Path, now: dt.datetime, *,
     return [(f"{profile.name}/{f}", f"{std}: {d}") for f, d in rows]
 
 
+def build_ocpp(out: Path, now: dt.datetime, *, station_id: str = "CS001") -> list[tuple[str, str]]:
+    """OCPP 2.1 security profiles 2/3: a CSMS root, the CSMS's TLS server certificate for the
+    loopback names, and a charging-station client certificate (secp256r1, SHA-256)."""
+    import ipaddress
+
+    p = PROFILES["iso2-secp256r1"]
+    out.mkdir(parents=True, exist_ok=True)
+    root_key = p.new_key()
+    root_name = _name("V2H Test CSMS Root CA", "V2H Test CSO")
+    root = _cert(p, root_name, root_key, root_name, root_key, ca=True, path_length=0, days=ROOT_DAYS, now=now)
+    san = x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                       x509.IPAddress(ipaddress.ip_address("::1"))])
+    server_key, station_key = p.new_key(), p.new_key()
+    server = _cert(p, _name("localhost", "V2H Test CSO"), server_key, root_name, root_key, ca=False,
+                   path_length=None, days=LEAF_DAYS, now=now,
+                   extensions=(san, x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH])))
+    station = _cert(p, _name(station_id, "V2H Test CSO"), station_key, root_name, root_key, ca=False,
+                    path_length=None, days=LEAF_DAYS, now=now,
+                    extensions=(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.CLIENT_AUTH]),))
+    for stem, cert, key in (("csms_root_ca", root, root_key), ("csms_server", server, server_key),
+                            ("charging_station", station, station_key)):
+        _write(out / f"{stem}.pem", _pem(cert))
+        _write(out / f"{stem}.key.pem", _key_pem(key), secret=True)
+    return [("ocpp/csms_root_ca.pem", "OCPP: CSMS root CA (trust it with v2h charger --csms-ca)"),
+            ("ocpp/csms_server.pem", "OCPP: CSMS TLS server certificate for localhost, 127.0.0.1, ::1"),
+            ("ocpp/charging_station.pem", f"OCPP: charging station client certificate, CN={station_id} "
+                                          "(security profile 3: --station-cert/--station-key)")]
+
+
 def init_pki(directory: str | Path, *, now: dt.datetime | None = None,
              profiles: list[str] | None = None) -> str:
     """Create the test PKI under ``directory``; return the README-style listing (also written
@@ -170,6 +203,8 @@ def init_pki(directory: str | Path, *, now: dt.datetime | None = None,
     rows: list[tuple[str, str]] = []
     for name in profiles or list(PROFILES):
         rows += build_hierarchy(PROFILES[name], base / name, now)
+    if profiles is None:
+        rows += build_ocpp(base / "ocpp", now)
     width = max(len(f) for f, _ in rows)
     lines = [f"v2h test PKI in {base} (generated {now:%Y-%m-%d %H:%M} UTC; keys unencrypted: for tests only)",
              "Each *.pem has a *.key.pem beside it; *_chain.pem files run leaf first.", ""]

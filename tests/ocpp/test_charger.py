@@ -401,3 +401,43 @@ def test_reset_change_availability_and_remote_start(v2g_pki, tmp_path):
     assert out["reset_busy"] == (3, {"status": "Scheduled"}) and out["session_rc"] == 0
     ended = [e.payload for e in csms.actions("TransactionEvent") if e.payload["eventType"] == "Ended"]
     assert len(ended) == 1 and ended[0]["transactionInfo"]["stoppedReason"] == "StoppedByEV"
+
+
+@pytest.mark.parametrize("profile", [2, 3])
+def test_charger_over_tls_with_certificates_from_v2h_pki(v2g_pki, tmp_path, profile):
+    """Security profiles 2 (TLS + basic auth) and 3 (mutual TLS) with the certificates of
+    `v2h pki init` (DIR/ocpp): a whole session reaches the CSMS."""
+    import ssl
+    ocpp_dir = v2g_pki / "ocpp"
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(ocpp_dir / "csms_server.pem", ocpp_dir / "csms_server.key.pem")
+    if profile == 3:
+        ctx.load_verify_locations(ocpp_dir / "csms_root_ca.pem")
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    creds = ["--password", PASSWORD] if profile == 2 else \
+        ["--station-cert", str(ocpp_dir / "charging_station.pem"), "--station-key",
+         str(ocpp_dir / "charging_station.key.pem")]
+
+    async def run():
+        csms = await CSMS(passwords={"CS001": PASSWORD}, ssl_context=ctx, require_client_cert=profile == 3).start()
+        charger, secc_port = await _start_charger(
+            ["--pki", str(v2g_pki), "--host", "::1", "--csms", csms.url("wss"), "--id", "CS001",
+             "--csms-ca", str(ocpp_dir / "csms_root_ca.pem"), *creds, "--db", str(tmp_path / "cs.db"),
+             "--once", "--quiet"])
+        try:
+            car = await asyncio.create_subprocess_exec(
+                *CLI, "evcc", "--secc", f"[::1]:{secc_port}", "--pki", str(v2g_pki), "--service", "DC",
+                "--loops", "4", "--loop-period", "0.1", "--quiet",
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            rc = await car.wait()
+            await asyncio.get_running_loop().run_in_executor(None, charger.wait, 30)
+        finally:
+            charger.kill()
+            await csms.close()
+        return csms, rc
+
+    csms, rc = asyncio.run(run())
+    assert rc == 0
+    events = [e.payload["eventType"] for e in csms.actions("TransactionEvent")]
+    assert events[0] == "Started" and events[-1] == "Ended"
+    assert csms.refused == []
