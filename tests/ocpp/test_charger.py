@@ -441,3 +441,38 @@ def test_charger_over_tls_with_certificates_from_v2h_pki(v2g_pki, tmp_path, prof
     events = [e.payload["eventType"] for e in csms.actions("TransactionEvent")]
     assert events[0] == "Started" and events[-1] == "Ended"
     assert csms.refused == []
+
+
+def test_per_phase_fields_reach_the_profile_check_with_their_names(tmp_path):
+    """`ocpp` 2.1.0 would hand a handler ``setpoint_L2`` renamed by its snake_case conversion;
+    v2h keeps payloads camelCase as sent, so the profile check sees the per-phase field and
+    refuses it by name (v2h does not apply per-phase setpoints)."""
+    from iso15118.secc import SimulatedPowerStage
+    from ocpp_bridge.bridge import OCPPBridge
+    from ocpp_bridge.outbox import Outbox
+    from ocpp_bridge.station import ChargingStation, StationConfig
+
+    async def run():
+        csms = await CSMS(passwords={"CS107": PASSWORD}).start()
+        cs = ChargingStation(StationConfig("CS107", csms.url(), password=PASSWORD), Outbox(tmp_path / "cs.db"))
+        bridge = OCPPBridge(SimulatedPowerStage(), cs)
+        task = asyncio.ensure_future(cs.run())
+        await csms.wait_for(lambda c: "CS107" in c.connections and c.actions("BootNotification"))
+        per_phase = _profile(-3000.0, purpose="TxDefaultProfile")
+        per_phase["chargingProfile"]["chargingSchedule"][0]["chargingSchedulePeriod"][0].update(
+            {"setpoint_L2": -1000.0, "setpoint_L3": -1000.0})
+        refused = await csms.send_call("CS107", "SetChargingProfile", per_phase)
+        accepted = await csms.send_call("CS107", "SetChargingProfile", _profile(-3000.0, purpose="TxDefaultProfile"))
+        # a SEND frame (2.1, unconfirmed) is neither answered nor fatal
+        cp = csms.connections["CS107"]
+        await cp._send(json.dumps([6, "s1", "NotifyPeriodicEventStream", {"id": 1, "pending": 0, "basetime":
+                                                                         "2026-11-26T12:00:00Z", "data": []}]))
+        still = await csms.send_call("CS107", "GetChargingProfiles", {"requestId": 5, "chargingProfile": {}})
+        task.cancel()
+        await csms.close()
+        return refused, accepted, still, bridge
+
+    refused, accepted, still, bridge = asyncio.run(run())
+    assert refused[1]["status"] == "Rejected" and refused[1]["statusInfo"]["reasonCode"] == "UnsupportedParam"
+    assert accepted == (3, {"status": "Accepted"}) and list(bridge.profiles.profiles) == [7]
+    assert still == (3, {"status": "Accepted"})
