@@ -79,6 +79,7 @@ class OCPPBridge:
             "Reset": self._reset,
             "ChangeAvailability": self._change_availability,
             "RequestStartTransaction": self._request_start,
+            "GetCompositeSchedule": self._composite_schedule,
         })
         self.on_reset: Callable[[], None] | None = None  # the process restarts itself (set by `v2h charger`)
         self.reset_pending: str | None = None  # "Immediate" or "OnIdle" while a session runs
@@ -301,6 +302,16 @@ class OCPPBridge:
         if prof.purpose == "TxProfile" and prof.transaction_id is None:
             prof.transaction_id = self.transaction_id
         return {"status": "Accepted"}
+
+    def _composite_schedule(self, payload: dict) -> dict:
+        if payload["evseId"] not in (0, self.evse_id) or payload.get("chargingRateUnit", "W") != "W":
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnsupportedRateUnit"
+                                                         if payload["evseId"] in (0, self.evse_id) else "UnknownEvse"}}
+        start = int(self.wall())
+        periods = self.profiles.composite(start, payload["duration"], self.tx_start)
+        return {"status": "Accepted", "schedule": {"evseId": payload["evseId"], "duration": payload["duration"],
+                                                   "scheduleStart": _iso(start), "chargingRateUnit": "W",
+                                                   "chargingSchedulePeriod": periods}}
 
     def _clear_charging_profile(self, payload: dict) -> dict:
         crit = payload.get("chargingProfileCriteria", {})

@@ -145,6 +145,26 @@ class ProfileStore:
         for i in [p.id for p in self.profiles.values() if p.purpose == "TxProfile"]:
             del self.profiles[i]
 
+    def composite(self, start: float, duration: int, tx_start: float | None) -> list[dict]:
+        """The setpoint over [start, start + duration) as ChargingSchedulePeriods (online view):
+        what GetCompositeSchedule reports. Evaluated at every instant where a profile changes."""
+        edges = {start}
+        for p in self.profiles.values():
+            origin = p.start if p.start is not None else tx_start
+            if origin is not None:
+                edges.update(origin + q.start for q in p.periods)
+                if p.duration is not None:
+                    edges.add(origin + p.duration)
+            edges.update(t for t in (p.valid_from, p.valid_to) if t is not None)
+        periods: list[dict] = []
+        for t in sorted(e for e in edges if start <= e < start + duration):
+            watts, why = self.setpoint(t, tx_start, 0.0)
+            mode = why.split()[-1] if why != "default" else "ChargingOnly"
+            if periods and periods[-1]["setpoint"] == watts and periods[-1]["operationMode"] == mode:
+                continue
+            periods.append({"startPeriod": int(t - start), "operationMode": mode, "setpoint": watts})
+        return periods
+
     def setpoint(self, wall: float, tx_start: float | None, offline_for: float) -> tuple[float, str]:
         """(watts, why). Tx profiles over TxDefault, higher stack level first; the station max
         bounds it. Offline past maxOfflineDuration a profile no longer applies."""

@@ -468,11 +468,19 @@ def test_per_phase_fields_reach_the_profile_check_with_their_names(tmp_path):
         await cp._send(json.dumps([6, "s1", "NotifyPeriodicEventStream", {"id": 1, "pending": 0, "basetime":
                                                                          "2026-11-26T12:00:00Z", "data": []}]))
         still = await csms.send_call("CS107", "GetChargingProfiles", {"requestId": 5, "chargingProfile": {}})
+        composite = await csms.send_call("CS107", "GetCompositeSchedule", {"duration": 600, "evseId": 1})
+        amps = await csms.send_call("CS107", "GetCompositeSchedule", {"duration": 600, "evseId": 1,
+                                                                      "chargingRateUnit": "A"})
         task.cancel()
         await csms.close()
-        return refused, accepted, still, bridge
+        return refused, accepted, still, bridge, composite, amps
 
-    refused, accepted, still, bridge = asyncio.run(run())
+    refused, accepted, still, bridge, composite, amps = asyncio.run(run())
+    # no transaction: the Relative TxDefaultProfile has no start yet, the default applies
+    assert composite[1]["status"] == "Accepted"
+    assert composite[1]["schedule"]["chargingSchedulePeriod"] == [
+        {"startPeriod": 0, "operationMode": "ChargingOnly", "setpoint": 7000.0}]
+    assert amps[1] == {"status": "Rejected", "statusInfo": {"reasonCode": "UnsupportedRateUnit"}}
     assert refused[1]["status"] == "Rejected" and refused[1]["statusInfo"]["reasonCode"] == "UnsupportedParam"
     assert accepted == (3, {"status": "Accepted"}) and list(bridge.profiles.profiles) == [7]
     assert still == (3, {"status": "Accepted"})

@@ -120,3 +120,18 @@ def test_a_tx_profile_needs_a_transaction():
         s.set(profile([{"startPeriod": 0}]), None)
     with pytest.raises(ProfileRejected, match="no transaction"):
         s.set(profile([{"startPeriod": 0}], transactionId="other"), "tx-1")
+
+
+def test_composite_schedule_lists_each_change():
+    day = datetime(2027, 1, 15, 0, tzinfo=timezone.utc).timestamp()
+    s = store(profile([{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -4000.0},
+                       {"startPeriod": 3600, "operationMode": "Idle"}],
+                      pid=1, purpose="TxDefaultProfile", kind="Absolute", start="2027-01-15T18:00:00Z",
+                      validTo="2027-01-15T21:00:00Z"))
+    periods = s.composite(day + 17 * 3600, 5 * 3600, None)
+    assert periods == [
+        {"startPeriod": 0, "operationMode": "ChargingOnly", "setpoint": 7000.0},          # before: the default
+        {"startPeriod": 3600, "operationMode": "CentralSetpoint", "setpoint": -4000.0},   # 18:00 discharge
+        {"startPeriod": 7200, "operationMode": "Idle", "setpoint": 0.0},                 # 19:00 idle
+        {"startPeriod": 4 * 3600, "operationMode": "ChargingOnly", "setpoint": 7000.0},  # 21:00 validTo
+    ]
