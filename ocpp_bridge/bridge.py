@@ -56,7 +56,6 @@ class OCPPBridge:
         self.stop_requested = False
         self.offline_since: float | None = None
         self.needs: dict = {}
-        self.last_setpoint: tuple[float, str] = (default_setpoint_w, "default")
         self.allowed_energy_transfer: list[str] | None = None  # None: the CSMS has not said
         self._auth: tuple[str, asyncio.Future] | None = None
         self.v2x_enabled = True
@@ -168,9 +167,7 @@ class OCPPBridge:
             self.offline_since = wall
         elif self.station.connected.is_set():
             self.offline_since = None
-        watts, why = self.profiles.setpoint(wall, self.tx_start, offline_for)
-        self.last_setpoint = (watts, why)
-        return watts
+        return self.profiles.setpoint(wall, self.tx_start, offline_for)[0]
 
     def ev_charging_needs(self, needs: dict, now: float) -> None:
         self.needs.update(needs)

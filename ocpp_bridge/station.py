@@ -99,6 +99,11 @@ class StationConfig:
         return {"Authorization": f"Basic {token}"}
 
 
+def _direct(action: str, payload: dict) -> QueuedMessage:
+    """A request sent straight away, outside the outbox (boot, heartbeat, status, Authorize)."""
+    return QueuedMessage(0, action, payload, str(uuid.uuid4()), 0.0)
+
+
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
@@ -192,7 +197,6 @@ class ChargingStation:
         self._wake = asyncio.Event()
         self._link: _Link | None = None
         self._boot_reason = outbox.get("boot_reason") or "PowerUp"  # RemoteReset after a Reset
-        self.delivered = 0  # messages answered by the CSMS since start (for tests and benchmarks)
         self.handlers: dict[str, Callable[[dict], dict]] = {}  # CSMS-initiated actions → camelCase payload in/out
         self.frame_log = frame_log  # (direction, name, frame): every OCPP-J frame, for the JSON-lines log
         self._pending: dict[str, str] = {}  # message id → action, to name the answers
@@ -271,9 +275,8 @@ class ChargingStation:
             asyncio.ensure_future(self._send_status(self._link, evse_id, connector_id, status))
 
     async def _send_status(self, link: _Link, evse_id: int, connector_id: int, status: str) -> None:
-        item = QueuedMessage(0, "StatusNotification", {"timestamp": utc_now(), "connectorStatus": status,
-                                                       "evseId": evse_id, "connectorId": connector_id},
-                             str(uuid.uuid4()), 0.0)
+        item = _direct("StatusNotification", {"timestamp": utc_now(), "connectorStatus": status,
+                                              "evseId": evse_id, "connectorId": connector_id})
         try:
             await link.call_queued(item, self.config.response_timeout)
         except (asyncio.TimeoutError, websockets.exceptions.ConnectionClosed) as e:
@@ -285,7 +288,7 @@ class ChargingStation:
         link = self._link
         if link is None or not self.connected.is_set():
             return None
-        item = QueuedMessage(0, action, payload, str(uuid.uuid4()), 0.0)
+        item = _direct(action, payload)
         _validate_payload(Call(unique_id=item.message_id, action=action, payload=payload), "2.1")
         try:
             res = await link.call_queued(item, timeout or self.config.response_timeout)
@@ -399,10 +402,8 @@ class ChargingStation:
     async def _boot(self, link: _Link) -> None:
         """BootNotification until Accepted; nothing else is sent before (the outbox waits)."""
         while True:
-            item = QueuedMessage(0, "BootNotification",
-                                 {"reason": self._boot_reason,
-                                  "chargingStation": {"vendorName": self.config.vendor, "model": self.config.model}},
-                                 f"boot-{random.getrandbits(64):016x}", 0.0)
+            item = _direct("BootNotification", {"reason": self._boot_reason, "chargingStation": {
+                "vendorName": self.config.vendor, "model": self.config.model}})
             res = await link.call_queued(item, self.config.response_timeout)
             if res.message_type_id == MessageType.CallError:
                 raise ConnectionError(f"BootNotification refused: {res.error_code} {res.error_description}")
@@ -427,8 +428,7 @@ class ChargingStation:
                 continue
             except asyncio.TimeoutError:
                 pass
-            item = QueuedMessage(0, "Heartbeat", {}, f"hb-{random.getrandbits(64):016x}", 0.0)
-            await link.call_queued(item, self.config.response_timeout)
+            await link.call_queued(_direct("Heartbeat", {}), self.config.response_timeout)
 
     async def _drain(self, link: _Link) -> None:
         """Send the outbox head, wait for its answer, remove it; repeat. A CALLERROR is retried
@@ -453,7 +453,6 @@ class ChargingStation:
                 self.outbox.set("rejected", rejected)
             attempts = 0
             self.outbox.done(item.id)
-            self.delivered += 1
 
 
 def transaction_event(event_type: str, trigger_reason: str, transaction_id: str, *, evse_id: int = 1,
