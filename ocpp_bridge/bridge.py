@@ -3,7 +3,7 @@ through to the power stage below and answers the session's questions from the CS
 
 - the session's events become TransactionEvents (Started at SessionSetup, Updated on
   authorization, energy transfer start/stop and every TxUpdatedInterval with energy imported
-  and exported and power, Ended with the reason), all through the durable outbox;
+  and exported, power and the car's SoC, Ended with the reason), all through the durable outbox;
 - the car's -20 parameters become NotifyEVChargingNeeds (once per schedule exchange);
 - SetChargingProfile / ClearChargingProfile / GetChargingProfiles feed the setpoint the SECC
   reads every charge loop (so a new setpoint applies within one loop period); offline, the
@@ -54,6 +54,7 @@ class OCPPBridge:
         self.tx_start: float | None = None
         self.last_meter: float | None = None
         self.stop_requested = False
+        self.soc: float | None = None   # the car's PresentSOC, % (from the charge loop)
         self.offline_since: float | None = None
         self.needs: dict = {}
         self.allowed_energy_transfer: list[str] | None = None  # None: the CSMS has not said
@@ -201,6 +202,7 @@ class OCPPBridge:
             self.needs = {}
             self.allowed_energy_transfer = None
             self._auth = None
+            self.soc = None
             self.station.set_connector_status(self.evse_id, 1, "Occupied")
             remote = self.remote_start
             self.remote_start = None
@@ -222,6 +224,10 @@ class OCPPBridge:
             self._tx("Updated", "Authorized", id_token=token, now=now)
         elif event == "energy_transfer_started":
             self._tx("Updated", "ChargingStateChanged", charging_state="Charging", now=now)
+            if data.get("ev_power_profile"):
+                self._ev_charging_schedule(data["ev_power_profile"])
+        elif event == "ev_soc":
+            self.soc = data["soc"]
         elif event == "energy_transfer_stopped":
             self._tx("Updated", "ChargingStateChanged", charging_state="EVConnected", now=now)
         elif event == "session_ended":
@@ -266,7 +272,22 @@ class OCPPBridge:
                    "unitOfMeasure": {"unit": "W"}},
                   {"value": round(max(-m.power, 0.0), 1), "measurand": "Power.Active.Export",
                    "unitOfMeasure": {"unit": "W"}}]
+        if self.soc is not None:
+            values.append({"value": self.soc, "measurand": "SoC", "unitOfMeasure": {"unit": "Percent"}})
         return [{"timestamp": utc_now(), "sampledValue": values}]
+
+    def _ev_charging_schedule(self, profile: dict) -> None:
+        """NotifyEVChargingSchedule: the power profile the car sent with PowerDelivery(Start)."""
+        periods, start = [], 0
+        for duration, watts in profile["entries"]:
+            period: dict = {"startPeriod": int(start), "limit": max(watts, 0.0)}
+            if watts < 0:
+                period["dischargeLimit"] = watts
+            periods.append(period)
+            start += duration
+        anchor = profile.get("time_anchor") or self.wall()
+        self._enqueue("NotifyEVChargingSchedule", {"timeBase": _iso(anchor), "evseId": self.evse_id, "chargingSchedule": {
+            "id": 1, "chargingRateUnit": "W", "chargingSchedulePeriod": periods}})
 
     def _tx(self, kind: str, trigger: str, *, now: float, state: dict | None = None, **kw) -> None:
         self.last_meter = now

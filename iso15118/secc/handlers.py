@@ -390,7 +390,12 @@ def power_delivery(req, s, now) -> Reply:
             return res("FAILED_ContactorError", State.ENDED, True)
         ctx.channel = channel
         ctx.energized = True
-        c.session_event("energy_transfer_started", {"channel": channel, "mode": ctx.control_mode}, now)
+        event = {"channel": channel, "mode": ctx.control_mode}
+        prof = req.EVPowerProfile
+        if prof is not None and prof.EVPowerProfileEntries is not None:  # what the car plans (for OCPP)
+            event["ev_power_profile"] = {"time_anchor": prof.TimeAnchor, "entries": [
+                (e.Duration, val(e.Power)) for e in prof.EVPowerProfileEntries.EVPowerProfileEntry]}
+        c.session_event("energy_transfer_started", event, now)
         return res("OK", State.CHARGE_LOOP)
     if progress == "Stop":
         _stop_power(s, now, open_contactors=ctx.kind == "AC")
@@ -432,10 +437,16 @@ def _allowed_power(s, now: float, ev_max_charge: float | None, ev_max_discharge:
     return max(-max_d, min(max_c, p))
 
 
-def _update_soc(ctx, display) -> None:
+def _update_soc(s, display, now: float) -> None:
+    """The car's state of charge from DisplayParameters; a change is reported upward (OCPP
+    meter values) as session event 'ev_soc'."""
+    ctx = s.ctx
     if display is not None:
         if display.PresentSOC is not None:
-            ctx.ev_soc = float(display.PresentSOC)
+            soc = float(display.PresentSOC)
+            if soc != ctx.ev_soc:
+                s.controller.session_event("ev_soc", {"soc": soc}, now)
+            ctx.ev_soc = soc
         if display.MinimumSOC is not None:
             ctx.ev_min_soc = max(ctx.ev_min_soc or 0.0, float(display.MinimumSOC))
 
@@ -463,7 +474,7 @@ def dc_charge_loop(req, s, now) -> Reply:
     if mode is None:
         return Reply(filled(DC.DC_ChargeLoopRes, Header=s.header(now), ResponseCode="FAILED",
                             **{res_field: filled(getattr(DC, res_field))}), State.ENDED, True)
-    _update_soc(ctx, req.DisplayParameters)
+    _update_soc(s, req.DisplayParameters, now)
     # the output follows the battery, within both sides' voltage limits; the current comes
     # from the highest voltage in play, so a car under-reporting its voltage gets no extra power
     target_v = min(max(val(req.EVPresentVoltage), lim.min_voltage), lim.max_voltage,
@@ -515,7 +526,7 @@ def ac_charge_loop(req, s, now) -> Reply:
     if mode is None:
         return Reply(filled(AC.AC_ChargeLoopRes, Header=s.header(now), ResponseCode="FAILED",
                             **{res_field: filled(getattr(AC, res_field))}), State.ENDED, True)
-    _update_soc(ctx, req.DisplayParameters)
+    _update_soc(s, req.DisplayParameters, now)
     ev_max_c = val(mode.EVMaximumChargePower) if mode.EVMaximumChargePower is not None else None
     ev_max_d = val(getattr(mode, "EVMaximumDischargePower", None)) if getattr(mode, "EVMaximumDischargePower", None) \
         is not None else None

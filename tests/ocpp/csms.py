@@ -168,6 +168,10 @@ class _StationHandle(ChargePoint):
     def on_charging_needs(self, **_):
         return call_result.NotifyEVChargingNeeds(status="Accepted")
 
+    @on("NotifyEVChargingSchedule")
+    def on_ev_schedule(self, **_):
+        return call_result.NotifyEVChargingSchedule(status="Accepted")
+
     @on("NotifyReport")
     def on_notify_report(self, **_):
         return call_result.NotifyReport()

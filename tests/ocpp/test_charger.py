@@ -89,6 +89,11 @@ def test_charger_reports_the_session_and_applies_a_discharge_setpoint(v2g_pki, t
         return next(v["value"] for v in e.payload["meterValue"][0]["sampledValue"] if v["measurand"] == measurand)
     assert register(events[-1], "Energy.Active.Import.Register") > 0   # charged before the profile
     assert register(events[-1], "Energy.Active.Export.Register") > 0   # discharged after it
+    assert 79 <= register(events[-1], "SoC") <= 80                     # the car's PresentSOC
+    # the car's own plan from PowerDelivery(Start), as NotifyEVChargingSchedule
+    schedule = csms.actions("NotifyEVChargingSchedule")[0].payload
+    assert schedule["evseId"] == 1 and schedule["chargingSchedule"]["chargingRateUnit"] == "W"
+    assert schedule["chargingSchedule"]["chargingSchedulePeriod"][0]["startPeriod"] == 0
     # the car saw the new setpoint within one loop period of the CSMS's accepted answer
     loops = [json.loads(x) for x in ev_log.read_text().splitlines()]
     first_discharge = next(d for d in loops if d.get("name") == "DC_ChargeLoopRes"
