@@ -170,6 +170,16 @@ class OCPPBridge:
             self.offline_since = None
         return self.profiles.setpoint(wall, self.tx_start, offline_for)[0]
 
+    def power_plan(self, now: float, horizon: float) -> list[tuple[float, float]]:
+        """The setpoint's steps over the next ``horizon`` seconds from the charging profiles
+        (GetCompositeSchedule's view), for the SECC's Scheduled ScheduleExchangeRes."""
+        start = int(self.wall())
+        periods = self.profiles.composite(start, int(horizon), self.tx_start)
+        bounds = [p["startPeriod"] for p in periods[1:]] + [int(horizon)]
+        v2x = self.energy_transfer_allowed(True, now)
+        return [(end - p["startPeriod"], p["setpoint"] if p["setpoint"] >= 0 or v2x else 0.0)
+                for p, end in zip(periods, bounds)]
+
     def ev_charging_needs(self, needs: dict, now: float) -> None:
         self.needs.update(needs)
         if "control_mode" not in needs:

@@ -89,7 +89,10 @@ class EVSEController(Protocol):
     def authorize(self, method: str, identity: str, now: float) -> AuthorizationStatus: ...
     def energy_transfer_allowed(self, bidirectional: bool, now: float) -> bool: ...
     def setpoint(self, now: float) -> float:
-        """The power wanted now, watts: positive charges the car, negative discharges it."""
+        """The power wanted now, watts: positive charges the car, negative discharges it.
+        A controller that knows what comes later may also offer ``power_plan(now, horizon)``
+        → [(duration s, watts), …]: the SECC then sends those steps as the Scheduled
+        ScheduleExchangeRes (without it: the current setpoint for the whole horizon)."""
     def ev_charging_needs(self, needs: dict, now: float) -> None:
         """The car's parameters from ChargeParameterDiscovery/ScheduleExchange (for OCPP)."""
     def session_event(self, event: str, data: dict, now: float) -> None:

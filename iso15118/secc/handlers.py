@@ -19,7 +19,8 @@ from .controller import AuthorizationStatus, IsolationStatus, PowerCommand
 from .session import Reply, SequenceError, State
 
 ZERO_SESSION = bytes(8)
-PARAMETER_SETS = {1: "Scheduled", 2: "Dynamic"}  # our ParameterSetID = the ControlMode value
+PARAMETER_SETS = {1: "Scheduled", 2: "Dynamic"}
+SCHEDULE_HORIZON = 86400  # s: how far ahead a Scheduled ScheduleExchangeRes plans  # our ParameterSetID = the ControlMode value
 
 
 # --- handshake and session --------------------------------------------------------------------
@@ -284,22 +285,22 @@ def schedule_exchange(req, s, now) -> Reply:
         mode = {"Dynamic_SEResControlMode": CM.Dynamic_SEResControlMode(
             DepartureTime=d.DepartureTime, MinimumSOC=d.MinimumSOC, TargetSOC=d.TargetSOC, PriceLevelSchedule=prices)}
     else:
-        sp = s.controller.setpoint(now)
         lim = s.controller.limits()
-        charge = max(0.0, min(sp, lim.max_charge_power))
+        plan = getattr(s.controller, "power_plan", None)  # optional: the setpoints ahead (e.g. OCPP profiles)
+        steps = (plan(now, SCHEDULE_HORIZON) if plan is not None else None) or \
+            [(SCHEDULE_HORIZON, s.controller.setpoint(now))]
+        steps = steps[:1024]  # PowerScheduleEntryList maxOccurs
+
+        def schedule(power_of):
+            return CM.ChargingSchedule(PowerSchedule=CM.PowerSchedule(
+                TimeAnchor=wall, PowerScheduleEntries=CM.PowerScheduleEntryList(PowerScheduleEntry=[
+                    CM.PowerScheduleEntry(Duration=int(d), Power=rn(power_of(w))) for d, w in steps])),
+                PriceLevelSchedule=prices)
         tuple_kwargs = {}
         if ctx.bpt:
-            discharge = max(0.0, min(-sp, lim.max_discharge_power))
-            tuple_kwargs["DischargingSchedule"] = CM.ChargingSchedule(PowerSchedule=CM.PowerSchedule(
-                TimeAnchor=wall, PowerScheduleEntries=CM.PowerScheduleEntryList(
-                    PowerScheduleEntry=[CM.PowerScheduleEntry(Duration=86400, Power=rn(-discharge))])),
-                PriceLevelSchedule=prices)
-        ctx.schedule_power = charge if sp >= 0 or not ctx.bpt else sp
+            tuple_kwargs["DischargingSchedule"] = schedule(lambda w: -max(0.0, min(-w, lim.max_discharge_power)))
         mode = {"Scheduled_SEResControlMode": CM.Scheduled_SEResControlMode(ScheduleTuple=[CM.ScheduleTuple(
-            ScheduleTupleID=1, ChargingSchedule=CM.ChargingSchedule(PowerSchedule=CM.PowerSchedule(
-                TimeAnchor=wall, PowerScheduleEntries=CM.PowerScheduleEntryList(
-                    PowerScheduleEntry=[CM.PowerScheduleEntry(Duration=86400, Power=rn(charge))])),
-                PriceLevelSchedule=prices),
+            ScheduleTupleID=1, ChargingSchedule=schedule(lambda w: max(0.0, min(w, lim.max_charge_power))),
             **tuple_kwargs)])}
     s.controller.ev_charging_needs({"control_mode": ctx.control_mode, **ctx.ev}, now)
     nxt = State.WAIT_CABLE_CHECK if ctx.kind == "DC" and not ctx.precharge_done else State.WAIT_POWER_DELIVERY

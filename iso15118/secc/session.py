@@ -91,7 +91,6 @@ class SessionContext:
     control_mode: str = ""              # 'Scheduled' | 'Dynamic'
     bpt: bool = False
     ev: dict = field(default_factory=dict)  # the car's limits and needs, in SI units
-    schedule_power: float = 0.0
     precharge_done: bool = False
     channel: str = "Charge"
     energized: bool = False

@@ -489,3 +489,50 @@ def test_per_phase_fields_reach_the_profile_check_with_their_names(tmp_path):
     assert refused[1]["status"] == "Rejected" and refused[1]["statusInfo"]["reasonCode"] == "UnsupportedParam"
     assert accepted == (3, {"status": "Accepted"}) and list(bridge.profiles.profiles) == [7]
     assert still == (3, {"status": "Accepted"})
+
+
+def test_a_central_schedule_reaches_the_car_in_scheduled_mode(v2g_pki, tmp_path):
+    """Q03: a TxDefaultProfile with two periods (charge 6 kW for an hour, then discharge 4 kW for
+    two) set before the car arrives; the -20 Scheduled ScheduleExchangeRes carries those steps."""
+    from datetime import datetime, timezone
+    ev_log = tmp_path / "ev.jsonl"
+
+    async def run():
+        csms = await CSMS(passwords={"CS108": PASSWORD}).start()
+        charger, secc_port = await _start_charger(
+            ["--pki", str(v2g_pki), "--host", "::1", "--csms", csms.url(), "--id", "CS108", "--password", PASSWORD,
+             "--db", str(tmp_path / "cs.db"), "--setpoint", "2000", "--once", "--quiet"])
+        try:
+            await csms.wait_for(lambda c: "CS108" in c.connections and c.actions("BootNotification"))
+            start = datetime.fromtimestamp(int(time.time()), timezone.utc).isoformat().replace("+00:00", "Z")
+            answer = await csms.send_call("CS108", "SetChargingProfile", {"evseId": 1, "chargingProfile": {
+                "id": 3, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+                "chargingProfileKind": "Absolute", "chargingSchedule": [{
+                    "id": 1, "chargingRateUnit": "W", "startSchedule": start, "duration": 10800,
+                    "chargingSchedulePeriod": [
+                        {"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": 6000.0},
+                        {"startPeriod": 3600, "operationMode": "CentralSetpoint", "setpoint": -4000.0}]}]}})
+            car = await asyncio.create_subprocess_exec(
+                *CLI, "evcc", "--secc", f"[::1]:{secc_port}", "--pki", str(v2g_pki), "--service", "DC_BPT",
+                "--control-mode", "scheduled", "--loops", "5", "--loop-period", "0.1", "--quiet",
+                "--log", str(ev_log), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            out, err = await car.communicate()
+            await asyncio.get_running_loop().run_in_executor(None, charger.wait, 30)
+        finally:
+            charger.kill()
+            await csms.close()
+        return answer, car.returncode, err.decode()
+
+    answer, rc, err = asyncio.run(run())
+    assert answer == (3, {"status": "Accepted"}) and rc == 0, err
+    res = next(json.loads(x) for x in ev_log.read_text().splitlines() if '"ScheduleExchangeRes"' in x)
+    tup = res["message"]["ScheduleExchangeRes"]["Scheduled_SEResControlMode"]["ScheduleTuple"][0]
+
+    def steps(schedule):
+        return [(e["Duration"], e["Power"]["Value"] * 10 ** e["Power"]["Exponent"])
+                for e in schedule["PowerSchedule"]["PowerScheduleEntries"]["PowerScheduleEntry"]]
+    charge, discharge = steps(tup["ChargingSchedule"]), steps(tup["DischargingSchedule"])
+    assert [d for d, _ in charge] == [d for d, _ in discharge]
+    assert charge[0][1] == 6000 and discharge[0][1] == 0 and 3598 <= charge[0][0] <= 3600
+    assert charge[1] == (7200, 0) and discharge[1] == (7200, -4000)
+    assert charge[2][1] == 2000 and sum(d for d, _ in charge) == 86400  # then the default, to the horizon

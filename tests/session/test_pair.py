@@ -250,3 +250,27 @@ def test_the_car_reports_charging_complete(soc, complete):
     p.run()
     loop = next(m for _, d, n, m in p.secc_log if n == "DC_ChargeLoopReq")
     assert loop.DisplayParameters.ChargingComplete is complete
+
+
+def test_a_controller_with_a_power_plan_gives_the_scheduled_steps():
+    """``power_plan`` (e.g. OCPP charging profiles) becomes the Scheduled ScheduleExchangeRes:
+    charge steps in the ChargingSchedule, discharge steps in the DischargingSchedule, each
+    bounded by the charger's limits."""
+    from iso15118.secc import SimulatedPowerStage
+
+    class Planned(SimulatedPowerStage):
+        def power_plan(self, now, horizon):
+            return [(3600, 6000.0), (7200, -4000.0), (horizon - 10800, 99000.0)]
+
+    stage = Planned(kind="DC", setpoint_w=6000.0)
+    p = make_pair("DC_BPT", "scheduled", stage=stage, loops=2)
+    p.run()
+    res = next(m for _, d, n, m in p.secc_log if n == "ScheduleExchangeRes")
+    tup = res.Scheduled_SEResControlMode.ScheduleTuple[0]
+
+    def steps(sched):
+        return [(e.Duration, e.Power.Value * 10 ** e.Power.Exponent)
+                for e in sched.PowerSchedule.PowerScheduleEntries.PowerScheduleEntry]
+    cap = stage.limits().max_charge_power
+    assert steps(tup.ChargingSchedule) == [(3600, 6000), (7200, 0), (75600, cap)]
+    assert steps(tup.DischargingSchedule) == [(3600, 0), (7200, -4000), (75600, 0)]
