@@ -196,21 +196,24 @@ def test_without_a_csms_the_charger_charges_safely_and_delivers_later(v2g_pki, t
     assert currents and all(c >= 0 for c in currents) and max(currents) > 0
 
 
-def test_max_offline_duration_stops_the_discharge(v2g_pki, tmp_path):
-    """A discharge profile with maxOfflineDuration=1: when the CSMS goes away, the charger keeps
-    discharging for 1 s, then falls back to the safe default (charging, no discharge)."""
+def test_max_offline_duration_stops_the_discharge_and_it_resumes_online(v2g_pki, tmp_path):
+    """Q11/Q12: a discharge profile with maxOfflineDuration=1. When the CSMS goes away the
+    charger keeps discharging for 1 s, then falls back to the safe default (charging, no
+    discharge); when the CSMS is back, the profile applies again and the queued events arrive."""
     ev_log = tmp_path / "ev.jsonl"
 
     async def run():
         csms = await CSMS(passwords={"CS103": PASSWORD}).start()
+        port = csms.port
         charger, secc_port = await _start_charger(
             ["--pki", str(v2g_pki), "--host", "::1", "--csms", csms.url(), "--id", "CS103", "--password", PASSWORD,
-             "--db", str(tmp_path / "cs.db"), "--setpoint", "4000", "--retry-backoff", "5", "--quiet"])
+             "--db", str(tmp_path / "cs.db"), "--setpoint", "4000", "--retry-backoff", "0.1", "--retry-random", "0",
+             "--tx-interval", "0.5", "--quiet"])
         try:
             await csms.wait_for(lambda c: "CS103" in c.connections and c.actions("BootNotification"))
             car = await asyncio.create_subprocess_exec(
                 *CLI, "evcc", "--secc", f"[::1]:{secc_port}", "--pki", str(v2g_pki), "--service", "DC_BPT",
-                "--soc", "80", "--loops", "50", "--loop-period", "0.1", "--quiet", "--log", str(ev_log),
+                "--soc", "80", "--loops", "100", "--loop-period", "0.1", "--quiet", "--log", str(ev_log),
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
             await csms.wait_for(lambda c: any(e.payload.get("transactionInfo", {}).get("chargingState") == "Charging"
                                               for e in c.actions("TransactionEvent")))
@@ -218,19 +221,28 @@ def test_max_offline_duration_stops_the_discharge(v2g_pki, tmp_path):
             await asyncio.sleep(1.0)
             offline_at = time.time()
             await csms.close()
+            await asyncio.sleep(2.0)
+            csms2 = await CSMS(passwords={"CS103": PASSWORD}).start(port=port)
+            await csms2.wait_for(lambda c: c.actions("BootNotification"), timeout=15)
+            online_at = time.time()
             out, err = await car.communicate()
+            await csms2.close()
         finally:
             charger.kill()
-        return answer, offline_at, car.returncode, err.decode()
+        return answer, offline_at, online_at, car.returncode, err.decode(), csms2
 
-    answer, offline_at, rc, err = asyncio.run(run())
+    answer, offline_at, online_at, rc, err, csms2 = asyncio.run(run())
     assert answer == (3, {"status": "Accepted"}) and rc == 0, err
     currents = _loop_currents(ev_log)
-    discharging = [t for t, c in currents if c < 0]
-    assert discharging and min(discharging) < offline_at  # it discharged while online
-    after = [(t, c) for t, c in currents if t > max(discharging)]
-    assert after and all(c > 0 for _, c in after)           # then charged again, never discharged
-    assert 1.0 <= max(discharging) - offline_at + 0.1 < 1.0 + 0.35, (max(discharging) - offline_at)
+    first = [t for t, c in currents if c < 0 and t < online_at]
+    assert first and min(first) < offline_at                     # it discharged while online
+    assert 1.0 <= max(first) - offline_at + 0.1 < 1.0 + 0.35, (max(first) - offline_at)
+    gap = [c for t, c in currents if max(first) < t < online_at]
+    assert gap and all(c > 0 for c in gap)                       # offline: charging, never discharging
+    back = [c for t, c in currents if t > online_at + 0.2]
+    assert back and all(c < 0 for c in back)                     # online again: the profile applies
+    offline_events = [e for e in csms2.actions("TransactionEvent") if e.payload.get("offline")]
+    assert offline_events                                        # what happened meanwhile arrived
 
 
 def test_kill_9_of_the_charger_during_sessions(v2g_pki, tmp_path):
