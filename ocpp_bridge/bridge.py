@@ -55,6 +55,7 @@ class OCPPBridge:
         self.last_meter: float | None = None
         self.stop_requested = False
         self.soc: float | None = None   # the car's PresentSOC, % (from the charge loop)
+        self.external_setpoint: float | None = None
         self.offline_since: float | None = None
         self.needs: dict = {}
         self.allowed_energy_transfer: list[str] | None = None  # None: the CSMS has not said
@@ -168,7 +169,14 @@ class OCPPBridge:
             self.offline_since = wall
         elif self.station.connected.is_set():
             self.offline_since = None
-        return self.profiles.setpoint(wall, self.tx_start, offline_for)[0]
+        return self.profiles.setpoint(wall, self.tx_start, offline_for, self.external_setpoint)[0]
+
+    def set_external_setpoint(self, watts: float | None) -> None:
+        """A local energy manager's setpoint (negative discharges), for library users that wire
+        one to the charger: applied from the next charge loop, but only while the CSMS's profile
+        is in an ExternalSetpoint or ExternalLimits period, and within that period's limits
+        (Q05). None withdraws it."""
+        self.external_setpoint = watts
 
     def power_plan(self, now: float, horizon: float) -> list[tuple[float, float]]:
         """The setpoint's steps over the next ``horizon`` seconds from the charging profiles

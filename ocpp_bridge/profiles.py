@@ -165,9 +165,12 @@ class ProfileStore:
             periods.append({"startPeriod": int(t - start), "operationMode": mode, "setpoint": watts})
         return periods
 
-    def setpoint(self, wall: float, tx_start: float | None, offline_for: float) -> tuple[float, str]:
+    def setpoint(self, wall: float, tx_start: float | None, offline_for: float,
+                 external: float | None = None) -> tuple[float, str]:
         """(watts, why). Tx profiles over TxDefault, higher stack level first; the station max
-        bounds it. Offline past maxOfflineDuration a profile no longer applies."""
+        bounds it. Offline past maxOfflineDuration a profile no longer applies. ``external`` is
+        a local system's setpoint (a home energy manager wired to the charger): it counts only
+        during ExternalSetpoint / ExternalLimits periods, within their limits."""
         for p in [p for p in self.profiles.values() if p.invalid_after_offline is not None
                   and offline_for > p.invalid_after_offline]:
             del self.profiles[p.id]
@@ -189,9 +192,13 @@ class ProfileStore:
             why = f"profile {p.id} {q.mode}"
             if q.mode == "Idle":
                 watts = 0.0
+            elif q.mode == "ExternalSetpoint" and external is not None:
+                watts = external
             elif q.mode in ("CentralSetpoint", "ExternalSetpoint"):
                 watts = float(q.setpoint)
-            else:  # ChargingOnly, ExternalLimits: charge at the limit (or the default)
+            elif q.mode == "ExternalLimits" and external is not None:
+                watts = external
+            else:  # ChargingOnly, ExternalLimits without a local setpoint: charge at the limit (or the default)
                 watts = self.default_setpoint_w if q.limit is None else q.limit
             if q.limit is not None:
                 watts = min(watts, q.limit)

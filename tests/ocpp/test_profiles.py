@@ -135,3 +135,15 @@ def test_composite_schedule_lists_each_change():
         {"startPeriod": 7200, "operationMode": "Idle", "setpoint": 0.0},                 # 19:00 idle
         {"startPeriod": 4 * 3600, "operationMode": "ChargingOnly", "setpoint": 7000.0},  # 21:00 validTo
     ]
+
+
+@pytest.mark.parametrize("period, external, watts", [
+    ({"operationMode": "ExternalSetpoint", "setpoint": 1000.0, "dischargeLimit": -3000.0}, -5000.0, -3000.0),
+    ({"operationMode": "ExternalSetpoint", "setpoint": 1000.0}, None, 1000.0),   # no local setpoint yet
+    ({"operationMode": "ExternalLimits", "limit": 4000.0, "dischargeLimit": -2000.0}, -1500.0, -1500.0),
+    ({"operationMode": "ExternalLimits", "limit": 4000.0}, 9000.0, 4000.0),
+    ({"operationMode": "CentralSetpoint", "setpoint": 1000.0}, -5000.0, 1000.0),  # ignored outside External*
+])
+def test_a_local_setpoint_counts_only_in_external_periods(period, external, watts):
+    s = store(profile([{"startPeriod": 0, **period}]))
+    assert s.setpoint(T0, T0, 0.0, external)[0] == watts
