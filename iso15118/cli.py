@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_chg.add_argument("--id", required=True, metavar="STATION", help="the charging station's identity")
     p_chg.add_argument("--password", help="basic-auth password (profiles 1 and 2), 16-40 characters")
     p_chg.add_argument("--csms-ca", metavar="PEM", help="roots that sign the CSMS certificate (default: the system's)")
-    p_chg.add_argument("--station-cert", metavar="PEM", help="the station's certificate chain (profile 3)")
+    p_chg.add_argument("--station-cert", metavar="PEM", help="the station's certificate chain (profile 3; default "
+                       "with wss:// and no --password: PKI/ocpp/charging_station.pem from `v2h pki init`)")
     p_chg.add_argument("--station-key", metavar="PEM", help="its private key")
     p_chg.add_argument("--db", default="v2h-charger.db", metavar="FILE",
                        help="SQLite file for the outbox and persisted state (default v2h-charger.db)")
@@ -211,8 +212,12 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
             from ocpp_bridge.outbox import Outbox
             from ocpp_bridge.station import ChargingStation, StationConfig
 
+            cert, key = args.station_cert, args.station_key
+            if args.csms.startswith("wss://") and not (args.password or cert):  # profile 3 from `v2h pki init`
+                cert = os.path.join(args.pki, "ocpp", "charging_station.pem")
+                key = os.path.join(args.pki, "ocpp", "charging_station.key.pem")
             station = ChargingStation(StationConfig(args.id, args.csms, password=args.password, csms_ca=args.csms_ca,
-                                                    client_cert=args.station_cert, client_key=args.station_key,
+                                                    client_cert=cert, client_key=key,
                                                     retry_backoff_min=args.retry_backoff,
                                                     retry_backoff_random=args.retry_random),
                                       Outbox(args.db), frame_log=log.ocpp)

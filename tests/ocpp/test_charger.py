@@ -431,9 +431,7 @@ def test_charger_over_tls_with_certificates_from_v2h_pki(v2g_pki, tmp_path, prof
     if profile == 3:
         ctx.load_verify_locations(ocpp_dir / "csms_root_ca.pem")
         ctx.verify_mode = ssl.CERT_REQUIRED
-    creds = ["--password", PASSWORD] if profile == 2 else \
-        ["--station-cert", str(ocpp_dir / "charging_station.pem"), "--station-key",
-         str(ocpp_dir / "charging_station.key.pem")]
+    creds = ["--password", PASSWORD] if profile == 2 else []  # profile 3: the station certificate of --pki
 
     async def run():
         csms = await CSMS(passwords={"CS001": PASSWORD}, ssl_context=ctx, require_client_cert=profile == 3).start()
