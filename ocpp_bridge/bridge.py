@@ -294,6 +294,27 @@ class OCPPBridge:
             values.append({"value": self.soc, "measurand": "SoC", "unitOfMeasure": {"unit": "Percent"}})
         return [{"timestamp": utc_now(), "sampledValue": values}]
 
+    async def run(self) -> None:
+        """Clock-aligned MeterValues (AlignedDataCtrlr.Interval, 0 = off): the meter at every
+        multiple of the interval past the hour, whether or not a session runs. Runs until
+        cancelled."""
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+        self.station.device_model.listen("AlignedDataCtrlr", "Interval", lambda v: changed.set())
+        while True:
+            changed.clear()
+            interval = int(self.station.device_model.value("AlignedDataCtrlr", "Interval"))
+            try:  # a new interval (SetVariables) applies at once
+                await asyncio.wait_for(changed.wait(), interval - self.wall() % interval if interval > 0 else None)
+                continue
+            except asyncio.TimeoutError:
+                pass
+            meter = self._meter(loop.time())
+            for sample in meter:
+                for v in sample["sampledValue"]:
+                    v["context"] = "Sample.Clock"
+            self._enqueue("MeterValues", {"evseId": self.evse_id, "meterValue": meter})
+
     def _ev_charging_schedule(self, profile: dict) -> None:
         """NotifyEVChargingSchedule: the power profile the car sent with PowerDelivery(Start)."""
         periods, start = [], 0

@@ -134,3 +134,36 @@ def test_every_variable_checks_what_is_written():
     assert hb.check("0") and hb.check("1.5") and hb.check("") and hb.check("30") is None
     pw = dm.variables[("SecurityCtrlr", "BasicAuthPassword", None)]
     assert pw.check("short") and pw.check("x" * 41) and pw.check("x" * 16) is None
+
+
+def test_clock_aligned_meter_values(tmp_path):
+    """AlignedDataCtrlr.Interval: MeterValues at every whole multiple of the interval, with or
+    without a session; a new interval applies at once."""
+    from datetime import datetime
+
+    from iso15118.secc import SimulatedPowerStage
+    from ocpp_bridge.bridge import OCPPBridge
+
+    async def run():
+        csms = await CSMS(passwords={"CS200": PASSWORD}).start()
+        cs = ChargingStation(StationConfig("CS200", csms.url(), password=PASSWORD), Outbox(tmp_path / "cs.db"))
+        bridge = OCPPBridge(SimulatedPowerStage(), cs)
+        tasks = [asyncio.ensure_future(cs.run()), asyncio.ensure_future(bridge.run())]
+        await csms.wait_for(lambda c: "CS200" in c.connections and c.actions("BootNotification"))
+        answer = await csms.send_call("CS200", "SetVariables", {"setVariableData": [
+            _var("AlignedDataCtrlr", "Interval", "1")]})
+        await csms.wait_for(lambda c: len(c.actions("MeterValues")) >= 3, timeout=10)
+        for t in tasks:
+            t.cancel()
+        await csms.close()
+        return answer, csms
+
+    answer, csms = asyncio.run(run())
+    assert answer[1]["setVariableResult"][0]["attributeStatus"] == "Accepted"
+    for mv in csms.actions("MeterValues")[:3]:
+        sample = mv.payload["meterValue"][0]
+        stamp = datetime.fromisoformat(sample["timestamp"].replace("Z", "+00:00")).timestamp()
+        assert stamp % 1 < 0.2                                   # on the second
+        values = {v["measurand"]: v for v in sample["sampledValue"]}
+        assert values["Energy.Active.Import.Register"]["context"] == "Sample.Clock"
+        assert set(values) >= {"Energy.Active.Export.Register", "Power.Active.Import", "Power.Active.Export"}
