@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from .outbox import Outbox
 
 RO, RW, WO = "ReadOnly", "ReadWrite", "WriteOnly"
+# what a meter sample of v2h holds (TransactionEvent, MeterValues); SoC once the car reported it
+_MEASURAND_LIST = ("Energy.Active.Import.Register", "Energy.Active.Export.Register", "Power.Active.Import",
+                   "Power.Active.Export", "SoC")
+_MEASURANDS = ",".join(_MEASURAND_LIST)
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,9 @@ def standard_variables(*, identity: str, security_profile: int, secc_id: str, he
         Variable("OCPPCommCtrlr", "OfflineThreshold", "integer", RO, "60", "s"),
         Variable("OCPPCommCtrlr", "ResetRetries", "integer", RO, "0"),
         Variable("OCPPCommCtrlr", "UnlockOnEVSideDisconnect", "boolean", RO, "true"),
+        Variable("OCPPCommCtrlr", "WebSocketPingInterval", "integer", RO, "0", "s"),  # no websocket pings
+        Variable("OCPPCommCtrlr", "FileTransferProtocols", "MemberList", RO, "",
+                 values=("FTP", "FTPS", "HTTP", "HTTPS", "SFTP")),               # no file transfers yet
         Variable("SecurityCtrlr", "SecurityProfile", "integer", RO, str(security_profile)),
         Variable("SecurityCtrlr", "Identity", "string", RO, identity),
         Variable("SecurityCtrlr", "BasicAuthPassword", "string", WO, "", min=16, max=40),
@@ -108,16 +115,15 @@ def standard_variables(*, identity: str, security_profile: int, secc_id: str, he
         Variable("TxCtrlr", "StopTxOnEVSideDisconnect", "boolean", RO, "true"),
         Variable("TxCtrlr", "StopTxOnInvalidId", "boolean", RO, "true"),
         Variable("SampledDataCtrlr", "TxUpdatedInterval", "integer", RW, str(int(tx_updated_interval)), "s", min=0),
-        Variable("SampledDataCtrlr", "TxUpdatedMeasurands", "MemberList", RO,
-                 "Energy.Active.Import.Register,Energy.Active.Export.Register,Power.Active.Import,Power.Active.Export",
-                 values=("Energy.Active.Import.Register", "Energy.Active.Export.Register", "Power.Active.Import",
-                         "Power.Active.Export")),
+        Variable("SampledDataCtrlr", "TxStartedMeasurands", "MemberList", RO, _MEASURANDS, values=_MEASURAND_LIST),
+        Variable("SampledDataCtrlr", "TxEndedMeasurands", "MemberList", RO, _MEASURANDS, values=_MEASURAND_LIST),
+        Variable("SampledDataCtrlr", "TxEndedInterval", "integer", RO, "0", "s"),
+        Variable("SampledDataCtrlr", "TxUpdatedMeasurands", "MemberList", RO, _MEASURANDS, values=_MEASURAND_LIST),
         Variable("AlignedDataCtrlr", "Enabled", "boolean", RO, "true"),
         Variable("AlignedDataCtrlr", "Interval", "integer", RW, "900", "s", min=0),
-        Variable("AlignedDataCtrlr", "Measurands", "MemberList", RO,
-                 "Energy.Active.Import.Register,Energy.Active.Export.Register,Power.Active.Import,Power.Active.Export",
-                 values=("Energy.Active.Import.Register", "Energy.Active.Export.Register", "Power.Active.Import",
-                         "Power.Active.Export")),
+        Variable("AlignedDataCtrlr", "Measurands", "MemberList", RO, _MEASURANDS, values=_MEASURAND_LIST),
+        Variable("AlignedDataCtrlr", "TxEndedMeasurands", "MemberList", RO, "", values=_MEASURAND_LIST),
+        Variable("AlignedDataCtrlr", "TxEndedInterval", "integer", RO, "0", "s"),
         Variable("AuthCtrlr", "AuthorizeRemoteStart", "boolean", RO, "false"),
         Variable("AuthCtrlr", "LocalAuthorizeOffline", "boolean", RO, "true"),
         Variable("AuthCtrlr", "LocalPreAuthorize", "boolean", RO, "false"),
@@ -125,6 +131,8 @@ def standard_variables(*, identity: str, security_profile: int, secc_id: str, he
         Variable("DeviceDataCtrlr", "ItemsPerMessage", "integer", RO, "32", instance="GetVariables"),
         Variable("DeviceDataCtrlr", "ItemsPerMessage", "integer", RO, "32", instance="SetVariables"),
         Variable("DeviceDataCtrlr", "BytesPerMessage", "integer", RO, "65000", instance="GetReport"),
+        Variable("DeviceDataCtrlr", "BytesPerMessage", "integer", RO, "65000", instance="GetVariables"),
+        Variable("DeviceDataCtrlr", "BytesPerMessage", "integer", RO, "65000", instance="SetVariables"),
     ]
 
 
