@@ -46,7 +46,9 @@ class OCPPBridge:
         self.stage = stage
         self.station = station
         self.evse_id = evse_id
-        self.profiles = ProfileStore(default_setpoint_w)
+        self.profiles = ProfileStore(default_setpoint_w,
+                                     on_change=lambda raws: station.outbox.set("charging_profiles", raws))
+        self.profiles.restore(station.outbox.get("charging_profiles", []))
         self.tx_updated_interval = tx_updated_interval
         self.allow_bidirectional = allow_bidirectional
         self.wall = wall

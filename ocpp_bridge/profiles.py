@@ -8,6 +8,7 @@ Only what v2h implements is accepted; anything else is Rejected with a reason, n
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -112,11 +113,24 @@ class Profile:
 class ProfileStore:
     """The accepted profiles and the setpoint they give now."""
 
-    def __init__(self, default_setpoint_w: float):
+    def __init__(self, default_setpoint_w: float, on_change: Callable[[list[dict]], None] | None = None):
+        """``on_change`` gets the accepted profiles (as sent) after every change, to persist them."""
         if default_setpoint_w < 0:
             raise ValueError("the default (no profile, offline) setpoint must not discharge")
         self.default_setpoint_w = default_setpoint_w
         self.profiles: dict[int, Profile] = {}
+        self.on_change = on_change
+
+    def restore(self, raws: list[dict]) -> None:
+        """Profiles persisted before a restart (TxProfiles died with their transaction)."""
+        for raw in raws:
+            prof = Profile.parse(raw)
+            if prof.purpose != "TxProfile":
+                self.profiles[prof.id] = prof
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change([p.raw for p in self.profiles.values()])
 
     def set(self, raw: dict, transaction_id: str | None) -> Profile:
         prof = Profile.parse(raw)
@@ -129,6 +143,7 @@ class ProfileStore:
             if other.purpose == prof.purpose and other.stack_level == prof.stack_level and other.id != prof.id:
                 del self.profiles[other.id]
         self.profiles[prof.id] = prof
+        self._changed()
         return prof
 
     def clear(self, profile_id: int | None = None, purpose: str | None = None,
@@ -138,12 +153,17 @@ class ProfileStore:
                 and (stack_level is None or p.stack_level == stack_level)]
         for i in gone:
             del self.profiles[i]
+        if gone:
+            self._changed()
         return len(gone)
 
     def end_transaction(self) -> None:
         """TxProfiles end with their transaction."""
-        for i in [p.id for p in self.profiles.values() if p.purpose == "TxProfile"]:
+        gone = [p.id for p in self.profiles.values() if p.purpose == "TxProfile"]
+        for i in gone:
             del self.profiles[i]
+        if gone:
+            self._changed()
 
     def composite(self, start: float, duration: int, tx_start: float | None) -> list[dict]:
         """The setpoint over [start, start + duration) as ChargingSchedulePeriods (online view):
@@ -171,9 +191,12 @@ class ProfileStore:
         bounds it. Offline past maxOfflineDuration a profile no longer applies. ``external`` is
         a local system's setpoint (a home energy manager wired to the charger): it counts only
         during ExternalSetpoint / ExternalLimits periods, within their limits."""
-        for p in [p for p in self.profiles.values() if p.invalid_after_offline is not None
-                  and offline_for > p.invalid_after_offline]:
+        expired = [p for p in self.profiles.values() if p.invalid_after_offline is not None
+                   and offline_for > p.invalid_after_offline]
+        for p in expired:
             del self.profiles[p.id]
+        if expired:
+            self._changed()
 
         def active(purpose: str):
             cands = [p for p in self.profiles.values() if p.purpose == purpose

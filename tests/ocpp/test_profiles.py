@@ -147,3 +147,33 @@ def test_composite_schedule_lists_each_change():
 def test_a_local_setpoint_counts_only_in_external_periods(period, external, watts):
     s = store(profile([{"startPeriod": 0, **period}]))
     assert s.setpoint(T0, T0, 0.0, external)[0] == watts
+
+
+def test_profiles_survive_a_restart_but_tx_profiles_do_not(tmp_path):
+    """Accepted profiles are kept in the charger's database (TxDefault, station max); a
+    TxProfile ends with its transaction, which a restart ends too."""
+    import asyncio
+
+    from iso15118.secc import SimulatedPowerStage
+    from ocpp_bridge.bridge import OCPPBridge
+    from ocpp_bridge.outbox import Outbox
+    from ocpp_bridge.station import ChargingStation, StationConfig
+
+    db = tmp_path / "cs.db"
+
+    async def start():
+        cs = ChargingStation(StationConfig("CS", "ws://127.0.0.1:9", password="a-very-secret-passphrase"),
+                             Outbox(db))
+        return OCPPBridge(SimulatedPowerStage(), cs)
+
+    bridge = asyncio.run(start())
+    bridge.transaction_id = "tx-1"
+    for pid, purpose in ((1, "TxDefaultProfile"), (2, "TxProfile"), (3, "ChargingStationMaxProfile")):
+        answer = bridge._set_charging_profile({"evseId": 1, "chargingProfile": profile(
+            [{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -1000.0 * pid}],
+            pid=pid, purpose=purpose)})
+        assert answer == {"status": "Accepted"}
+    again = asyncio.run(start())
+    assert sorted(again.profiles.profiles) == [1, 3]
+    assert again._clear_charging_profile({"chargingProfileId": 3}) == {"status": "Accepted"}
+    assert sorted(asyncio.run(start()).profiles.profiles) == [1]
