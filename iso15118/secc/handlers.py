@@ -19,8 +19,8 @@ from .controller import AuthorizationStatus, IsolationStatus, PowerCommand
 from .session import Reply, SequenceError, State
 
 ZERO_SESSION = bytes(8)
-PARAMETER_SETS = {1: "Scheduled", 2: "Dynamic"}
-SCHEDULE_HORIZON = 86400  # s: how far ahead a Scheduled ScheduleExchangeRes plans  # our ParameterSetID = the ControlMode value
+PARAMETER_SETS = {1: "Scheduled", 2: "Dynamic"}  # our ParameterSetID = the ControlMode value
+SCHEDULE_HORIZON = 86400  # s: how far ahead a Scheduled ScheduleExchangeRes plans
 
 
 # --- handshake and session --------------------------------------------------------------------
