@@ -87,9 +87,30 @@ def peer_bugs(value, writing: bool = True):
             changes[f.name] = 0  # an absent optional unsignedByte is written as 0
     if type(value).__name__ == "supportedAppProtocolRes" and value.SchemaID is None:
         changes["SchemaID"] = 0  # and read as 0 here
-    if type(value).__name__ == "MeteringReceiptReq" and value.SAScheduleTupleID is None:
-        changes["SAScheduleTupleID"] = 0  # and here
+    if type(value).__name__ == "MeteringReceiptReq" and value.SAScheduleTupleID is None \
+            and type(value).__module__.endswith(".iso2"):
+        changes["SAScheduleTupleID"] = 0  # and here (-2 only)
     return dataclasses.replace(value, **changes)
+
+
+def _same_but_zero_bytes(ours, peer, zeros) -> bool:
+    """``peer`` equals ``ours`` except that the peer may report an absent optional
+    unsignedByte as 0 (as in ``zeros``, our message with those zeros added): the reading side
+    of the same JAXB defect (seen for SchemaID, -2 SAScheduleTupleID and EPriceLevel)."""
+    if isinstance(ours, dict) and isinstance(peer, dict):
+        for k in set(ours) | set(peer):
+            if k not in peer:
+                return False
+            if k not in ours:
+                if not (isinstance(zeros, dict) and zeros.get(k) == 0 and peer[k] == 0):
+                    return False
+            elif not _same_but_zero_bytes(ours[k], peer[k], zeros.get(k) if isinstance(zeros, dict) else None):
+                return False
+        return True
+    if isinstance(ours, list) and isinstance(peer, list):
+        zl = zeros if isinstance(zeros, list) and len(zeros) == len(ours) else [None] * len(ours)
+        return len(ours) == len(peer) and all(_same_but_zero_bytes(a, b, z) for a, b, z in zip(ours, peer, zl))
+    return ours == peer
 
 
 def _read(data: bytes, schema: str):
@@ -187,7 +208,10 @@ def test_both_codecs_agree(peer_codec, abstract_elements, schema):
                     f"{name}: the encoders disagree: {_first_difference(doc, _read(theirs, schema))}"
         back = peer_codec.decode(ours, ns)
         assert not isinstance(back, str), f"the peer could not decode our {name}: {back[:300]}"
-        assert back == exi.to_dict(peer_bugs(msg, writing=False), schema)
+        expected = exi.to_dict(peer_bugs(msg, writing=False), schema)
+        zeros = exi.to_dict(peer_bugs(msg, writing=True), schema)
+        assert _same_but_zero_bytes(expected, back, zeros), \
+            f"{name}: the peer reads our bytes differently: {_first_difference(expected, back)}"
         if written is not None:
             assert exi.decode(theirs, schema) == written
 
