@@ -164,30 +164,31 @@ class DeviceModel:
         if key in self.persisted:
             fn(self.values[key])
 
-    def _find(self, component: dict, variable: dict):
-        key = (component["name"], variable["name"], variable.get("instance"))
-        if key in self.variables:
-            return self.variables[key], None
-        if not any(k[0] == component["name"] for k in self.variables):
-            return None, "UnknownComponent"
-        return None, "UnknownVariable"
+    def _lookup(self, item: dict, forbidden: str) -> tuple[Variable | None, dict]:
+        """The variable a Get/SetVariableData item names, and its result so far: the echoed
+        component/variable/attributeType, and a refusal (attributeStatus) when the variable is
+        unknown, the attribute is not Actual, or its mutability is ``forbidden``."""
+        res = {"component": item["component"], "variable": item["variable"]}
+        if "attributeType" in item:
+            res["attributeType"] = item["attributeType"]
+        component, variable = item["component"], item["variable"]
+        var = self.variables.get((component["name"], variable["name"], variable.get("instance")))
+        if var is None:
+            known = any(k[0] == component["name"] for k in self.variables)
+            res["attributeStatus"] = "UnknownVariable" if known else "UnknownComponent"
+        elif item.get("attributeType", "Actual") != "Actual":
+            res["attributeStatus"] = "NotSupportedAttributeType"
+        elif var.mutability == forbidden:
+            res["attributeStatus"] = "Rejected"
+            res["attributeStatusInfo"] = {"reasonCode": forbidden}
+        return var, res
 
     # --- requests ----------------------------------------------------------------------------
     def get_variables(self, payload: dict) -> dict:
         results = []
         for item in payload["getVariableData"]:
-            var, problem = self._find(item["component"], item["variable"])
-            res = {"component": item["component"], "variable": item["variable"]}
-            if "attributeType" in item:
-                res["attributeType"] = item["attributeType"]
-            if var is None:
-                res["attributeStatus"] = problem
-            elif item.get("attributeType", "Actual") != "Actual":
-                res["attributeStatus"] = "NotSupportedAttributeType"
-            elif var.mutability == WO:
-                res["attributeStatus"] = "Rejected"
-                res["attributeStatusInfo"] = {"reasonCode": "WriteOnly"}
-            else:
+            var, res = self._lookup(item, WO)
+            if "attributeStatus" not in res:
                 res["attributeStatus"] = "Accepted"
                 res["attributeValue"] = self.values[var.key]
             results.append(res)
@@ -196,25 +197,16 @@ class DeviceModel:
     def set_variables(self, payload: dict) -> dict:
         results, changed = [], []
         for item in payload["setVariableData"]:
-            var, problem = self._find(item["component"], item["variable"])
-            res = {"component": item["component"], "variable": item["variable"]}
-            if "attributeType" in item:
-                res["attributeType"] = item["attributeType"]
+            var, res = self._lookup(item, RO)
             value = item["attributeValue"]
-            if var is None:
-                res["attributeStatus"] = problem
-            elif item.get("attributeType", "Actual") != "Actual":
-                res["attributeStatus"] = "NotSupportedAttributeType"
-            elif var.mutability == RO:
-                res["attributeStatus"] = "Rejected"
-                res["attributeStatusInfo"] = {"reasonCode": "ReadOnly"}
-            elif (why := var.check(value)) is not None:
-                res["attributeStatus"] = "Rejected"
-                res["attributeStatusInfo"] = {"reasonCode": "InvalidValue", "additionalInfo": why}
-            else:
-                res["attributeStatus"] = "Accepted"
-                self.values[var.key] = value
-                changed.append(var.key)
+            if "attributeStatus" not in res:
+                if (why := var.check(value)) is not None:
+                    res["attributeStatus"] = "Rejected"
+                    res["attributeStatusInfo"] = {"reasonCode": "InvalidValue", "additionalInfo": why}
+                else:
+                    res["attributeStatus"] = "Accepted"
+                    self.values[var.key] = value
+                    changed.append(var.key)
             results.append(res)
         if changed:
             saved = self.outbox.get("device_model", {})
