@@ -265,7 +265,7 @@ def _rss_kb(pid: int) -> int:
 
 
 def bench_idle(pki_dir) -> dict:
-    proc = subprocess.Popen([sys.executable, "-m", "iso15118.cli", "secc", "--pki", str(pki_dir), "--quiet"],
+    proc = subprocess.Popen([sys.executable, "-m", "v2h.cli", "secc", "--pki", str(pki_dir), "--quiet"],
                             stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         t0 = time.perf_counter()

@@ -14,7 +14,7 @@ VEC = {v["name"]: v for v in load_vectors("reference.json")}
 
 
 def v2h(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "iso15118.cli", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "v2h.cli", *args], input=stdin,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 
-CLI = [sys.executable, "-m", "iso15118.cli"]
+CLI = [sys.executable, "-m", "v2h.cli"]
 
 
 def _start_secc(args: list[str], prefix: list[str] = ()) -> tuple[subprocess.Popen, int]:

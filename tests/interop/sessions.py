@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-CLI = [sys.executable, "-m", "iso15118.cli"]
+CLI = [sys.executable, "-m", "v2h.cli"]
 PEER_RUN = HERE / "peer_run.py"
 SERVICE_IDS = {"DC": 2, "DC_BPT": 6, "AC": 1, "AC_BPT": 5}
 MODE_IDS = {"scheduled": 1, "dynamic": 2}

@@ -18,7 +18,7 @@ import pytest
 
 from .csms import CSMS
 
-CLI = [sys.executable, "-m", "iso15118.cli"]
+CLI = [sys.executable, "-m", "v2h.cli"]
 PASSWORD = "a-very-secret-passphrase"
 
 

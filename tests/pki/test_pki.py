@@ -57,14 +57,14 @@ def test_profiles_have_the_right_keys(pki_dir):
 
 
 def test_cli_init_and_show(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "iso15118.cli", "pki", "init", str(tmp_path / "p")],
+    r = subprocess.run([sys.executable, "-m", "v2h.cli", "pki", "init", str(tmp_path / "p")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "secc_chain.pem" in r.stdout and "DC=CPO" in r.stdout
-    s = subprocess.run([sys.executable, "-m", "iso15118.cli", "pki", "show",
+    s = subprocess.run([sys.executable, "-m", "v2h.cli", "pki", "show",
                         str(tmp_path / "p" / "iso20-secp521r1" / "secc_chain.pem")], capture_output=True, text=True)
     assert s.returncode == 0 and s.stdout.count("issuer:") == 3 and "secp521r1" in s.stdout
-    bad = subprocess.run([sys.executable, "-m", "iso15118.cli", "pki", "show", str(tmp_path / "nope.pem")],
+    bad = subprocess.run([sys.executable, "-m", "v2h.cli", "pki", "show", str(tmp_path / "nope.pem")],
                          capture_output=True, text=True)
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1
 

@@ -264,7 +264,7 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
         log.close()
         if restart:
             sys.stdout.flush()
-            os.execv(sys.executable, [sys.executable, "-m", "iso15118.cli", *args.argv])
+            os.execv(sys.executable, [sys.executable, "-m", "v2h.cli", *args.argv])
         return 0 if ok else 1
 
     return asyncio.run(run())
