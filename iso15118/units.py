@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 
 from iso15118 import exi
@@ -46,3 +47,12 @@ def header(session_id: bytes, now_epoch: float, signature=None, schema: str = "i
     """-20 MessageHeader of ``schema``'s own class (each -20 schema has one; the C encoder
     wants the exact class); TimeStamp is seconds since the Unix epoch."""
     return _HEADERS[schema](SessionID=session_id, TimeStamp=max(0, int(now_epoch)), Signature=signature)
+
+
+def clamp(value: float, lo: float, hi: float) -> float:
+    """``value`` within [lo, hi]. A non-finite value (NaN, ±Infinity) gives 0 (within the
+    bounds), never a bound: Python's ``min``/``max`` pass NaN through or pick a bound depending
+    on argument order, and a broken number must never become full power."""
+    if not math.isfinite(value):
+        value = 0.0
+    return max(lo, min(hi, value))

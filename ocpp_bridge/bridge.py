@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -25,7 +26,7 @@ from ocpp.exceptions import OCPPError
 from iso15118.secc.controller import AuthorizationStatus, EVSEController, EVSELimits, IsolationStatus, \
     Measurements, PowerCommand
 
-from .profiles import Profile, ProfileRejected, ProfileStore
+from .profiles import MAX_POWER_W, Profile, ProfileRejected, ProfileStore
 from .station import ChargingStation, transaction_event, utc_now
 
 log = logging.getLogger(__name__)
@@ -177,7 +178,10 @@ class OCPPBridge:
         """A local energy manager's setpoint (negative discharges), for library users that wire
         one to the charger: applied from the next charge loop, but only while the CSMS's profile
         is in an ExternalSetpoint or ExternalLimits period, and within that period's limits
-        (Q05). None withdraws it."""
+        (Q05). None withdraws it; a non-finite or absurd value raises ValueError."""
+        if watts is not None and (isinstance(watts, bool) or not isinstance(watts, (int, float))
+                                  or not math.isfinite(watts) or abs(watts) > MAX_POWER_W):
+            raise ValueError(f"an external setpoint must be a finite power within ±{MAX_POWER_W:g} W, got {watts!r}")
         self.external_setpoint = watts
 
     def power_plan(self, now: float, horizon: float) -> list[tuple[float, float]]:
@@ -341,7 +345,7 @@ class OCPPBridge:
         session (which called us) goes on."""
         try:
             self.station.enqueue(action, payload, state=state)
-        except OCPPError as e:
+        except (OCPPError, ValueError) as e:  # ValueError: a non-finite number (never sent)
             log.error("not queued, %s breaks the OCPP 2.1 schema: %s", action, e)
 
     def _maybe_meter(self, now: float) -> None:

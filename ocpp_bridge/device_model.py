@@ -9,12 +9,14 @@ option and member lists). Listeners apply a change at once (e.g. HeartbeatInterv
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .outbox import Outbox
 
 RO, RW, WO = "ReadOnly", "ReadWrite", "WriteOnly"
+DAY = 86400  # s: the upper bound of every interval the CSMS may set (a bigger one overflows timers)
 # what a meter sample of v2h holds (TransactionEvent, MeterValues); SoC once the car reported it
 _MEASURAND_LIST = ("Energy.Active.Import.Register", "Energy.Active.Export.Register", "Power.Active.Import",
                    "Power.Active.Export", "SoC")
@@ -45,6 +47,8 @@ class Variable:
                 number = int(value) if self.data_type == "integer" else float(value)
             except ValueError:
                 return f"not {'an integer' if self.data_type == 'integer' else 'a decimal'}"
+            if not math.isfinite(number):  # float() reads "nan", "inf", "1e999"
+                return "not a finite number"
             if self.min is not None and number < self.min or self.max is not None and number > self.max:
                 return f"out of range {self.min}..{self.max}"
         elif self.data_type == "boolean" and value not in ("true", "false"):
@@ -65,16 +69,16 @@ def standard_variables(*, identity: str, security_profile: int, secc_id: str, he
     """The required variables of the blocks v2h implements (OCPP 2.1 part 2 appendix), with
     this station's values as defaults."""
     return [
-        Variable("OCPPCommCtrlr", "HeartbeatInterval", "integer", RW, str(heartbeat), "s", min=1),
-        Variable("OCPPCommCtrlr", "MessageTimeout", "integer", RW, str(int(message_timeout)), "s", min=1,
+        Variable("OCPPCommCtrlr", "HeartbeatInterval", "integer", RW, str(heartbeat), "s", min=1, max=DAY),
+        Variable("OCPPCommCtrlr", "MessageTimeout", "integer", RW, str(int(message_timeout)), "s", min=1, max=600,
                  instance="Default"),
-        Variable("OCPPCommCtrlr", "MessageAttempts", "integer", RW, str(message_attempts), min=1,
+        Variable("OCPPCommCtrlr", "MessageAttempts", "integer", RW, str(message_attempts), min=1, max=100,
                  instance="TransactionEvent"),
-        Variable("OCPPCommCtrlr", "MessageAttemptInterval", "integer", RW, str(int(retry_min)), "s", min=0,
+        Variable("OCPPCommCtrlr", "MessageAttemptInterval", "integer", RW, str(int(retry_min)), "s", min=0, max=DAY,
                  instance="TransactionEvent"),
-        Variable("OCPPCommCtrlr", "RetryBackOffWaitMinimum", "integer", RW, str(int(retry_min)), "s", min=0),
-        Variable("OCPPCommCtrlr", "RetryBackOffRandomRange", "integer", RW, str(int(retry_random)), "s", min=0),
-        Variable("OCPPCommCtrlr", "RetryBackOffRepeatTimes", "integer", RW, str(retry_repeat), min=0),
+        Variable("OCPPCommCtrlr", "RetryBackOffWaitMinimum", "integer", RW, str(int(retry_min)), "s", min=0, max=DAY),
+        Variable("OCPPCommCtrlr", "RetryBackOffRandomRange", "integer", RW, str(int(retry_random)), "s", min=0, max=DAY),
+        Variable("OCPPCommCtrlr", "RetryBackOffRepeatTimes", "integer", RW, str(retry_repeat), min=0, max=16),
         Variable("OCPPCommCtrlr", "NetworkConfigurationPriority", "SequenceList", RO, "0"),
         Variable("OCPPCommCtrlr", "NetworkProfileConnectionAttempts", "integer", RO, "3"),
         Variable("OCPPCommCtrlr", "OfflineThreshold", "integer", RO, "60", "s"),
@@ -114,13 +118,13 @@ def standard_variables(*, identity: str, security_profile: int, secc_id: str, he
         Variable("TxCtrlr", "EVConnectionTimeOut", "integer", RO, "60", "s"),
         Variable("TxCtrlr", "StopTxOnEVSideDisconnect", "boolean", RO, "true"),
         Variable("TxCtrlr", "StopTxOnInvalidId", "boolean", RO, "true"),
-        Variable("SampledDataCtrlr", "TxUpdatedInterval", "integer", RW, str(int(tx_updated_interval)), "s", min=0),
+        Variable("SampledDataCtrlr", "TxUpdatedInterval", "integer", RW, str(int(tx_updated_interval)), "s", min=0, max=DAY),
         Variable("SampledDataCtrlr", "TxStartedMeasurands", "MemberList", RO, _MEASURANDS, values=_MEASURAND_LIST),
         Variable("SampledDataCtrlr", "TxEndedMeasurands", "MemberList", RO, _MEASURANDS, values=_MEASURAND_LIST),
         Variable("SampledDataCtrlr", "TxEndedInterval", "integer", RO, "0", "s"),
         Variable("SampledDataCtrlr", "TxUpdatedMeasurands", "MemberList", RO, _MEASURANDS, values=_MEASURAND_LIST),
         Variable("AlignedDataCtrlr", "Enabled", "boolean", RO, "true"),
-        Variable("AlignedDataCtrlr", "Interval", "integer", RW, "900", "s", min=0),
+        Variable("AlignedDataCtrlr", "Interval", "integer", RW, "900", "s", min=0, max=DAY),
         Variable("AlignedDataCtrlr", "Measurands", "MemberList", RO, _MEASURANDS, values=_MEASURAND_LIST),
         Variable("AlignedDataCtrlr", "TxEndedMeasurands", "MemberList", RO, "", values=_MEASURAND_LIST),
         Variable("AlignedDataCtrlr", "TxEndedInterval", "integer", RO, "0", "s"),

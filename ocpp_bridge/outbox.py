@@ -78,7 +78,7 @@ class Outbox:
                                      (tx_id, seq + 1))
                 message_id = str(uuid.uuid4())
                 cur = self._db.execute("INSERT INTO outbox (action, payload, message_id, created) VALUES (?, ?, ?, ?)",
-                                       (action, json.dumps(payload, separators=(",", ":")), message_id, now))
+                                       (action, json.dumps(payload, separators=(",", ":"), allow_nan=False), message_id, now))
                 for key, value in (state or {}).items():
                     self._set(key, value)
                 self._db.execute("COMMIT")

@@ -1,16 +1,20 @@
 """Charging profiles from the CSMS (SetChargingProfile) turned into the setpoint the SECC reads
 every charge loop: OCPP 2.1 operation modes, ``setpoint`` (negative discharges),
 ``limit``/``dischargeLimit`` bounds, and the offline rules (``maxOfflineDuration``: the profile
-stops applying and the safe default takes over; ``invalidAfterOfflineDuration``: it is deleted).
+stops applying and the safe default takes over; with ``invalidAfterOfflineDuration`` true it is
+deleted).
 
 Only what v2h implements is accepted; anything else is Rejected with a reason, never half-applied.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+
+from iso15118.units import clamp
 
 PURPOSES = ("TxDefaultProfile", "TxProfile", "ChargingStationMaxProfile")
 MODES = ("ChargingOnly", "CentralSetpoint", "ExternalSetpoint", "ExternalLimits", "Idle")
@@ -24,15 +28,40 @@ class ProfileRejected(ValueError):
         self.reason = reason
 
 
-def _epoch(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+# No charging station connector carries more than a Megawatt Charging System (IEC 63379 /
+# SAE J3271: 3,000 A at 1,250 V = 3.75 MW): a power beyond it is a broken CSMS, not a plan.
+MAX_POWER_W = 3_750_000.0
+MAX_SECONDS = 10 * 366 * 86400  # durations, offsets: ten years is already absurd for a schedule
+
+
+def epoch(text: str, what: str) -> float:
+    """An OCPP dateTime (RFC 3339, with 'Z' or an offset) as Unix seconds; anything else,
+    including a time without its offset, is refused with a reason (the schema does not check it)."""
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except (ValueError, TypeError, AttributeError):
+        raise ProfileRejected("InvalidValue", f"{what} {text!r} is not an RFC 3339 date-time") from None
+    if t.tzinfo is None:
+        raise ProfileRejected("InvalidValue", f"{what} {text!r} has no time zone offset")
+    return t.timestamp()
+
+
+def _number(obj: dict, key: str, lo: float, hi: float, what: str) -> float | None:
+    """``obj[key]`` as a float within [lo, hi], None when absent; NaN, ±Infinity (Python's json
+    reads them) and out-of-range values are refused, never clamped."""
+    v = obj.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+        raise ProfileRejected("InvalidValue", f"{what}.{key} = {v!r} is not a number in [{lo:g}, {hi:g}]")
+    return float(v)
 
 
 @dataclass
 class Period:
     start: float                    # seconds from the schedule's start
     mode: str
-    limit: float | None             # W, charging bound
+    limit: float | None             # W, charging bound (≥ 0)
     discharge_limit: float | None   # W, ≤ 0
     setpoint: float | None          # W, negative discharges
 
@@ -52,13 +81,14 @@ class Profile:
     valid_from: float | None
     valid_to: float | None
     transaction_id: str | None
-    max_offline: float | None
-    invalid_after_offline: float | None
+    max_offline: float | None       # maxOfflineDuration, s
+    invalid_after_offline: bool     # invalidAfterOfflineDuration: deleted once offline past max_offline
     raw: dict
 
     @classmethod
     def parse(cls, p: dict) -> Profile:
-        """Check a ChargingProfileType (already schema-valid) against what we implement."""
+        """Check a ChargingProfileType (already schema-valid) against what we implement and what
+        OCPP 2.1 and physics allow; anything else raises ProfileRejected with the reason."""
         if p["chargingProfilePurpose"] not in PURPOSES:
             raise ProfileRejected("UnsupportedPurpose", f"purpose {p['chargingProfilePurpose']} is not supported")
         if p["chargingProfileKind"] not in ("Absolute", "Relative"):
@@ -70,27 +100,34 @@ class Profile:
         if s["chargingRateUnit"] != "W":
             raise ProfileRejected("UnsupportedRateUnit", "only W schedules are supported")
         periods = []
-        for q in s["chargingSchedulePeriod"]:
+        for n, q in enumerate(s["chargingSchedulePeriod"]):
+            where = f"chargingSchedulePeriod[{n}]"
             mode = q.get("operationMode", "ChargingOnly")
             if mode not in MODES:
                 raise ProfileRejected("UnsupportedOperationMode", f"operationMode {mode} is not supported")
             if any(k.endswith(("_L2", "_L3")) for k in q):
                 raise ProfileRejected("UnsupportedParam", "per-phase values are not supported")
-            dl = q.get("dischargeLimit")
-            if dl is not None and dl > 0:
-                raise ProfileRejected("InvalidValue", "dischargeLimit must be ≤ 0")
-            if mode in ("CentralSetpoint", "ExternalSetpoint") and q.get("setpoint") is None:
+            start = _number(q, "startPeriod", 0, MAX_SECONDS, where)
+            limit = _number(q, "limit", 0, MAX_POWER_W, where)  # negative: only a pre-2.1 discharge bound
+            discharge_limit = _number(q, "dischargeLimit", -MAX_POWER_W, 0, where)
+            setpoint = _number(q, "setpoint", -MAX_POWER_W, MAX_POWER_W, where)
+            if mode in ("CentralSetpoint", "ExternalSetpoint") and setpoint is None:
                 raise ProfileRejected("MissingParam", f"operationMode {mode} needs a setpoint")
-            periods.append(Period(float(q["startPeriod"]), mode, q.get("limit"), dl, q.get("setpoint")))
+            periods.append(Period(start, mode, limit, discharge_limit, setpoint))
         if [x.start for x in periods] != sorted(x.start for x in periods) or periods[0].start != 0:
             raise ProfileRejected("InvalidSchedule", "periods must start at 0 and be in order")
         if p["chargingProfileKind"] == "Absolute" and "startSchedule" not in s:
             raise ProfileRejected("MissingParam", "an Absolute profile needs startSchedule")
+        duration = _number(s, "duration", 1, MAX_SECONDS, "chargingSchedule")
+        max_offline = _number(p, "maxOfflineDuration", 0, MAX_SECONDS, "chargingProfile")
+        valid_from = epoch(p["validFrom"], "validFrom") if "validFrom" in p else None
+        valid_to = epoch(p["validTo"], "validTo") if "validTo" in p else None
+        if valid_from is not None and valid_to is not None and valid_to <= valid_from:
+            raise ProfileRejected("InvalidValue", "validTo is not after validFrom")
         return cls(p["id"], p["stackLevel"], p["chargingProfilePurpose"], p["chargingProfileKind"],
-                   _epoch(s["startSchedule"]) if "startSchedule" in s else None, s.get("duration"), periods,
-                   _epoch(p["validFrom"]) if "validFrom" in p else None,
-                   _epoch(p["validTo"]) if "validTo" in p else None, p.get("transactionId"),
-                   p.get("maxOfflineDuration"), p.get("invalidAfterOfflineDuration"), p)
+                   epoch(s["startSchedule"], "startSchedule") if "startSchedule" in s else None, duration, periods,
+                   valid_from, valid_to, p.get("transactionId"), max_offline,
+                   p.get("invalidAfterOfflineDuration") is True, p)
 
     def period_at(self, wall: float, tx_start: float | None) -> Period | None:
         if self.valid_from is not None and wall < self.valid_from:
@@ -115,8 +152,9 @@ class ProfileStore:
 
     def __init__(self, default_setpoint_w: float, on_change: Callable[[list[dict]], None] | None = None):
         """``on_change`` gets the accepted profiles (as sent) after every change, to persist them."""
-        if default_setpoint_w < 0:
-            raise ValueError("the default (no profile, offline) setpoint must not discharge")
+        if not (isinstance(default_setpoint_w, (int, float)) and 0 <= default_setpoint_w <= MAX_POWER_W):
+            raise ValueError(f"the default (no profile, offline) setpoint must be a power in [0, {MAX_POWER_W:g}] W "
+                             f"(it never discharges), got {default_setpoint_w!r}")
         self.default_setpoint_w = default_setpoint_w
         self.profiles: dict[int, Profile] = {}
         self.on_change = on_change
@@ -191,8 +229,8 @@ class ProfileStore:
         bounds it. Offline past maxOfflineDuration a profile no longer applies. ``external`` is
         a local system's setpoint (a home energy manager wired to the charger): it counts only
         during ExternalSetpoint / ExternalLimits periods, within their limits."""
-        expired = [p for p in self.profiles.values() if p.invalid_after_offline is not None
-                   and offline_for > p.invalid_after_offline]
+        expired = [p for p in self.profiles.values() if p.invalid_after_offline and p.max_offline is not None
+                   and offline_for > p.max_offline]
         for p in expired:
             del self.profiles[p.id]
         if expired:
@@ -223,15 +261,11 @@ class ProfileStore:
                 watts = external
             else:  # ChargingOnly, ExternalLimits without a local setpoint: charge at the limit (or the default)
                 watts = self.default_setpoint_w if q.limit is None else q.limit
-            if q.limit is not None:
-                watts = min(watts, q.limit)
-            if q.mode == "ChargingOnly":
-                watts = max(watts, 0.0)
-            if q.discharge_limit is not None:
-                watts = max(watts, q.discharge_limit)
+            watts = clamp(watts, 0.0 if q.mode == "ChargingOnly" else
+                          -math.inf if q.discharge_limit is None else q.discharge_limit,
+                          math.inf if q.limit is None else q.limit)
         cap = active("ChargingStationMaxProfile")
-        if cap is not None and cap[1].limit is not None:
-            watts = min(watts, cap[1].limit)
-            if cap[1].discharge_limit is not None:
-                watts = max(watts, cap[1].discharge_limit)
-        return watts, why
+        if cap is not None:
+            watts = clamp(watts, -math.inf if cap[1].discharge_limit is None else cap[1].discharge_limit,
+                          math.inf if cap[1].limit is None else cap[1].limit)
+        return clamp(watts, -MAX_POWER_W, MAX_POWER_W), why

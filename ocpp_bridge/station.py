@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import inspect
-import json
 import logging
 import random
 import ssl
@@ -23,15 +22,18 @@ from pathlib import Path
 
 import websockets
 import ocpp.v21 as ocpp_v21
-from ocpp.exceptions import FormationViolationError, NotImplementedError, NotSupportedError, OCPPError
+from ocpp.exceptions import FormationViolationError, InternalError, NotImplementedError, NotSupportedError, \
+    OCPPError
 from ocpp.messages import Call, MessageType, _validate_payload, validate_payload
 from ocpp.v21 import ChargePoint
 
-from .device_model import DeviceModel, standard_variables
+from . import frames
+from .device_model import DAY, DeviceModel, standard_variables
 from .outbox import Outbox, QueuedMessage
 
 log = logging.getLogger(__name__)
 SUBPROTOCOL = "ocpp2.1"
+SECURITY_EVENT_INTERVAL = 60.0  # s: at most one SecurityEventNotification per kind in this time
 
 
 class ConfigError(ValueError):
@@ -122,28 +124,24 @@ class _Link(ChargePoint):
         await super()._send(message)
 
     async def route_message(self, raw_msg):
+        """Every frame gets an answer or a logged drop and the link stays up, whatever it holds:
+        broken JSON, NaN, deep nesting, a handler that fails (found by an attack review: one
+        such frame used to end the station task for good)."""
         self.station._log_frame("rx", raw_msg)
         try:
-            frame = json.loads(raw_msg)
-            if not isinstance(frame, list) or not frame or frame[0] not in (2, 3, 4, 5, 6):
-                raise ValueError("not an OCPP-J frame")
-        except ValueError as e:
-            await self._reject_frame(raw_msg, "-1", FormationViolationError(str(e)))
+            frame = frames.parse(raw_msg)
+        except frames.FrameError as e:
+            await self._reject_frame(raw_msg, e.unique_id, FormationViolationError(str(e)))
             return
         kind = frame[0]
-        if kind in (3, 4):
+        if kind in (frames.CALLRESULT, frames.CALLERROR):
             await super().route_message(raw_msg)
             return
-        if kind == 5:  # CALLRESULTERROR (2.1): the CSMS could not process our CALLRESULT; nothing to retry
+        if kind == frames.CALLRESULTERROR:  # 2.1: the CSMS could not process our CALLRESULT; nothing to retry
             log.warning("CSMS reported an error for our response: %s", raw_msg[:300])
             return
-        if kind == 6:  # SEND (2.1): unconfirmed; v2h has no SEND handlers yet
+        if kind == frames.SEND:  # 2.1: unconfirmed; v2h has no SEND handlers yet
             log.info("ignored SEND frame: %s", raw_msg[:300])
-            return
-        if len(frame) != 4 or not isinstance(frame[1], str) or not isinstance(frame[2], str) \
-                or not isinstance(frame[3], dict):
-            await self._reject_frame(raw_msg, frame[1] if len(frame) > 1 and isinstance(frame[1], str) else "-1",
-                                     FormationViolationError("a CALL is [2, id, action, {payload}]"))
             return
         _, unique_id, action, payload = frame
         call = Call(unique_id=unique_id, action=action, payload=payload)
@@ -153,24 +151,32 @@ class _Link(ChargePoint):
                 known = (Path(ocpp_v21.__file__).parent / "schemas" / f"{action}Request.json").exists()
                 raise (NotSupportedError if known else NotImplementedError)(f"{action} is not handled")
             await validate_payload(call, self._ocpp_version)
-            result = handler(payload)
-            if inspect.isawaitable(result):
-                result = await result
+            try:
+                result = handler(payload)
+                if inspect.isawaitable(result):
+                    result = await result
+            except OCPPError:
+                raise
+            except Exception as e:  # a handler bug: answered, logged with its traceback, counted
+                self.station.handler_errors += 1
+                log.exception("handling %s %s failed", action, unique_id)
+                raise InternalError(f"{action} could not be handled: {type(e).__name__}") from e
             response = call.create_call_result(result)
             await validate_payload(response, self._ocpp_version)
-        except OCPPError as e:
+            text = frames.dumps([frames.CALLRESULT, unique_id, result])
+        except (OCPPError, ValueError) as e:  # ValueError: a non-finite number in our own answer
             self.station._after_response.clear()
-            await self._reject_frame(raw_msg, unique_id, e)
+            await self._reject_frame(raw_msg, unique_id, e if isinstance(e, OCPPError) else InternalError(str(e)))
             return
-        await self._send(response.to_json())
+        await self._send(text)
         hooks, self.station._after_response[:] = list(self.station._after_response), []
         for hook in hooks:
             hook()
 
     async def _reject_frame(self, raw: str, unique_id: str, error: OCPPError) -> None:
-        """Answer with a CALLERROR, keep the connection, and raise InvalidMessages."""
+        """Answer with a CALLERROR, keep the connection, and raise InvalidMessages (rate-limited)."""
         log.warning("invalid message from the CSMS (%s): %s", error.code, raw[:300])
-        await self._send(json.dumps([4, unique_id, error.code, str(error)[:255], {}]))
+        await self._send(frames.dumps([frames.CALLERROR, unique_id, error.code, str(error)[:255], {}]))
         self.station.security_event("InvalidMessages", f"{error.code}: {raw[:200]}")
 
     async def call_queued(self, item: QueuedMessage, timeout: float):
@@ -210,6 +216,9 @@ class ChargingStation:
             message_attempts=config.message_attempts), outbox)
         self._wire_device_model()
         self._failure_reported: str | None = None  # the security event raised for the current failure streak
+        self._security_events: dict[str, tuple[float, int]] = {}  # kind → (last reported, suppressed since)
+        self.handler_errors = 0  # CSMS requests whose handler failed (answered InternalError)
+        self.crashes = 0         # unexpected ends of the connection task (restarted by run())
 
     # --- what the rest of the station calls -------------------------------------------------
     def enqueue(self, action: str, payload: dict, *, state: dict | None = None) -> QueuedMessage:
@@ -301,7 +310,17 @@ class ChargingStation:
         return res.payload
 
     def security_event(self, kind: str, tech_info: str = "") -> None:
-        """Queue a SecurityEventNotification (it must reach the CSMS even if raised offline)."""
+        """Queue a SecurityEventNotification (it must reach the CSMS even if raised offline),
+        at most one per kind every SECURITY_EVENT_INTERVAL: a flood of bad frames must not
+        flood the durable outbox; the next report says how many were left out."""
+        now = asyncio.get_running_loop().time()
+        last, suppressed = self._security_events.get(kind, (None, 0))
+        if last is not None and now - last < SECURITY_EVENT_INTERVAL:
+            self._security_events[kind] = (last, suppressed + 1)
+            return
+        self._security_events[kind] = (now, 0)
+        if suppressed:
+            tech_info = f"(+{suppressed} more since the last report) {tech_info}"
         payload = {"type": kind, "timestamp": utc_now()}
         if tech_info:
             payload["techInfo"] = tech_info[:255]
@@ -311,7 +330,7 @@ class ChargingStation:
         if self.frame_log is None:
             return
         try:
-            frame = json.loads(raw)
+            frame = frames.loads(raw)
         except ValueError:
             self.frame_log(direction, "(malformed)", raw)
             return
@@ -328,7 +347,18 @@ class ChargingStation:
     # --- connection loop --------------------------------------------------------------------
     async def run(self) -> None:
         """Connect, boot, heartbeat and drain; on any loss of the connection, back off and
-        reconnect. Runs until cancelled."""
+        reconnect. An unexpected failure (a bug, a database error) is logged with its traceback,
+        counted in ``crashes`` and the connection task started again after a back-off: the
+        station never goes silent for good. Runs until cancelled."""
+        await supervise("OCPP connection", self._connect_loop, self._count_crash, self._backoff)
+
+    def _count_crash(self) -> int:
+        self.crashes += 1
+        self.connected.clear()
+        self._link = None
+        return self.crashes
+
+    async def _connect_loop(self) -> None:
         attempt = 0
         while True:
             try:
@@ -407,7 +437,8 @@ class ChargingStation:
             res = await link.call_queued(item, self.config.response_timeout)
             if res.message_type_id == MessageType.CallError:
                 raise ConnectionError(f"BootNotification refused: {res.error_code} {res.error_description}")
-            status, interval = res.payload["status"], float(res.payload["interval"])
+            # the interval is the CSMS's number: bounded before it becomes a timer
+            status, interval = res.payload["status"], min(max(float(res.payload["interval"]), 0.0), DAY)
             if status == "Accepted":
                 self.boot_accepted = True
                 if interval:  # the CSMS sets the heartbeat at boot (OCPPCommCtrlr.HeartbeatInterval)
@@ -453,6 +484,22 @@ class ChargingStation:
                 self.outbox.set("rejected", rejected)
             attempts = 0
             self.outbox.done(item.id)
+
+
+async def supervise(name: str, body: Callable[[], object], crashed: Callable[[], int],
+                    backoff: Callable[[int], float]) -> None:
+    """Run the coroutine function ``body`` for ever: when it fails, log why with its traceback,
+    count it (``crashed`` returns the count) and start it again after ``backoff(count - 1)``."""
+    while True:
+        try:
+            await body()
+            log.error("%s task returned; starting it again", name)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # anything: logged with its traceback, counted, restarted (never silent)
+            n = crashed()
+            log.exception("%s task failed (%d so far); starting it again", name, n)
+            await asyncio.sleep(backoff(n - 1))
 
 
 def transaction_event(event_type: str, trigger_reason: str, transaction_id: str, *, evse_id: int = 1,

@@ -9,11 +9,12 @@ sequence of DOMAIN.md §4.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from functools import lru_cache
 
 from iso15118.messages import (AC, APP, BPT_SERVICES, CM, DC, NS_ISO20_AC, NS_ISO20_DC, SERVICE_AC,
                                SERVICE_AC_BPT, SERVICE_DC, SERVICE_DC_BPT, filled, name_of, response_class)
-from iso15118.units import rn, val
+from iso15118.units import clamp, rn, val
 
 from .controller import AuthorizationStatus, IsolationStatus, PowerCommand
 from .session import Reply, SequenceError, State
@@ -49,6 +50,15 @@ RESUMABLE = ("kind", "service_id", "parameter_set_id", "control_mode", "bpt", "e
 def session_setup(req, s, now) -> Reply:
     ctx = s.ctx
     ctx.evcc_id = req.EVCCID
+    if not s.connector.acquire(s):
+        # one power stage, one session. The -20 responseCodeType has no code for a busy or
+        # unavailable EVSE (its FAILED_* codes each name another fault), so the generic FAILED:
+        # the car ends its attempt, and the owner's session is not touched
+        owner = s.connector.owner
+        busy = owner.ctx.session_id.hex() if owner.ctx.session_id else "being set up"
+        return Reply(filled(CM.SessionSetupRes, Header=s.header(now), ResponseCode="FAILED", EVSEID=s.config.evse_id),
+                     State.ENDED, True, reason=f"SessionSetupRes FAILED: the connector is in use (session {busy})")
+    s.established = True
     old = req.Header.SessionID
     paused = s.resume_store.pop(old, None) if old != ZERO_SESSION else None
     if paused is not None and paused["kind"] == ctx.kind:
@@ -353,6 +363,7 @@ def dc_precharge(req, s, now) -> Reply:
     if now - ctx.ongoing_since > s.config.precharge_timeout:
         return Reply(DC.DC_PreChargeRes(Header=s.header(now), ResponseCode="FAILED", EVSEPresentVoltage=rn(0)),
                      State.ENDED, True)
+    ctx.ev_voltage = val(req.EVPresentVoltage)
     c.set_target(PowerCommand(voltage=target, current=0.0), now)  # precharge: voltage only, no current
     if str(req.EVProcessing) == "Finished":
         ctx.precharge_done = True
@@ -389,6 +400,17 @@ def power_delivery(req, s, now) -> Reply:
                 return res("FAILED_ScheduleSelectionInvalid", State.ENDED, True)
         if ctx.kind == "AC" and not c.close_contactors(now):
             return res("FAILED_ContactorError", State.ENDED, True)
+        if ctx.kind == "DC":
+            # the car closes its contactors on this answer: the output must already be at the
+            # battery's voltage, or the difference drives an inrush through the cable
+            present, ev_v = c.measurements(now).voltage, ctx.ev_voltage
+            if ev_v is None or abs(present - ev_v) > s.config.precharge_tolerance:
+                return Reply(CM.PowerDeliveryRes(Header=s.header(now), ResponseCode="FAILED_PowerDeliveryNotApplied"),
+                             State.ENDED, True, reason=f"PowerDeliveryRes FAILED_PowerDeliveryNotApplied: output at "
+                             f"{present:.0f} V, the car at {'?' if ev_v is None else f'{ev_v:.0f}'} V (tolerance "
+                             f"{s.config.precharge_tolerance:g} V)")
+            # from now on the battery holds the output at its voltage (the stage controls current)
+            c.set_target(PowerCommand(voltage=present, current=0.0, ev_voltage=ev_v), now)
         ctx.channel = channel
         ctx.energized = True
         event = {"channel": channel, "mode": ctx.control_mode}
@@ -423,7 +445,7 @@ def _allowed_power(s, now: float, ev_max_charge: float | None, ev_max_discharge:
     """The setpoint within the charger's, the car's and the session's limits; discharge never
     below the car's minimum state of charge."""
     ctx, lim = s.ctx, s.controller.limits()
-    p = s.controller.setpoint(now)
+    p = clamp(s.controller.setpoint(now), -math.inf, math.inf)  # a non-finite setpoint is 0 W, never a bound
     if not ctx.bpt or ctx.control_mode == "Scheduled" and ctx.channel == "Charge":
         p = max(0.0, p)
     if ctx.control_mode == "Scheduled" and ctx.channel == "Discharge":
@@ -435,7 +457,7 @@ def _allowed_power(s, now: float, ev_max_charge: float | None, ev_max_discharge:
                 ev_max_discharge if ev_max_discharge is not None else ctx.ev.get("max_discharge_power", 0) or 0)
     if ctx.ev_soc is not None and ctx.ev_min_soc is not None and ctx.ev_soc <= ctx.ev_min_soc:
         max_d = 0.0
-    return max(-max_d, min(max_c, p))
+    return clamp(p, -max(0.0, max_d), max(0.0, max_c))
 
 
 def _update_soc(s, display, now: float) -> None:
@@ -478,9 +500,9 @@ def dc_charge_loop(req, s, now) -> Reply:
     _update_soc(s, req.DisplayParameters, now)
     # the output follows the battery, within both sides' voltage limits; the current comes
     # from the highest voltage in play, so a car under-reporting its voltage gets no extra power
-    target_v = min(max(val(req.EVPresentVoltage), lim.min_voltage), lim.max_voltage,
-                   ctx.ev.get("max_voltage") or lim.max_voltage)
-    v_ev = max(val(req.EVPresentVoltage), c.measurements(now).voltage, target_v, 1.0)
+    ev_v = ctx.ev_voltage = val(req.EVPresentVoltage)
+    target_v = min(max(ev_v, lim.min_voltage), lim.max_voltage, ctx.ev.get("max_voltage") or lim.max_voltage)
+    v_ev = max(ev_v, c.measurements(now).voltage, target_v, 1.0)
     ev_max_c = val(mode.EVMaximumChargePower) if mode.EVMaximumChargePower is not None else None
     ev_max_d = val(getattr(mode, "EVMaximumDischargePower", None)) if getattr(mode, "EVMaximumDischargePower", None) \
         is not None else None
@@ -494,14 +516,18 @@ def dc_charge_loop(req, s, now) -> Reply:
         current = max(min(wanted, current), 0.0) if wanted >= 0 else min(max(wanted, current), 0.0)
     current = min(current, lim.max_charge_current, ev_i_c if ev_i_c is not None else current)
     current = max(current, -lim.max_discharge_current, -(ev_i_d if ev_i_d is not None else 0.0) if ctx.bpt else 0.0)
-    c.set_target(PowerCommand(voltage=target_v, current=current), now)
+    c.set_target(PowerCommand(voltage=target_v, current=current, ev_voltage=ev_v), now)
     m = c.measurements(now)
     ctx.loops += 1
+    # each flag against the charger's own limit in the direction of the flow (discharge has its own)
+    discharging = power < 0 or current < 0
     return Reply(DC.DC_ChargeLoopRes(
         Header=s.header(now), ResponseCode="OK", MeterInfo=_meter(s, now, req.MeterInfoRequested),
         EVSEPresentCurrent=rn(m.current), EVSEPresentVoltage=rn(m.voltage),
-        EVSEPowerLimitAchieved=abs(power) >= lim.max_charge_power, EVSECurrentLimitAchieved=False,
-        EVSEVoltageLimitAchieved=False, **{res_field: _dc_res_mode(res_field, lim)}), State.CHARGE_LOOP)
+        EVSEPowerLimitAchieved=abs(power) >= (lim.max_discharge_power if discharging else lim.max_charge_power),
+        EVSECurrentLimitAchieved=abs(current) >= (lim.max_discharge_current if discharging else lim.max_charge_current),
+        EVSEVoltageLimitAchieved=not lim.min_voltage <= ev_v <= lim.max_voltage,
+        **{res_field: _dc_res_mode(res_field, lim)}), State.CHARGE_LOOP)
 
 
 @lru_cache(maxsize=64)

@@ -102,12 +102,15 @@ class CSMS:
         return await self.send_raw(station, json.dumps([2, f"csms-{len(self.received)}-{action}", action, payload]),
                                    timeout)
 
-    async def send_raw(self, station: str, text: str, timeout: float = 10.0):
+    async def send_raw(self, station: str, text: str, timeout: float = 10.0, unique_id: str | None = None):
+        """Send ``text`` as it is; the answer to ``unique_id`` (default: read from the frame,
+        "-1" when it cannot be read)."""
         cp = self.connections[station]
-        try:
-            unique_id = json.loads(text)[1]
-        except (ValueError, IndexError, TypeError, KeyError):
-            unique_id = "-1"
+        if unique_id is None:
+            try:
+                unique_id = json.loads(text)[1]
+            except (ValueError, IndexError, TypeError, KeyError, RecursionError):
+                unique_id = "-1"
         async with cp._call_lock:
             await cp._send(text)
             res = await cp._get_specific_response(unique_id, timeout)

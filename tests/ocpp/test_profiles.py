@@ -85,11 +85,19 @@ def test_station_max_profile_bounds_everything():
 
 def test_offline_past_max_offline_duration_falls_back_to_the_safe_default():
     s = store(profile([{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -5000.0}],
-                      maxOfflineDuration=120, invalidAfterOfflineDuration=600))
+                      maxOfflineDuration=120, invalidAfterOfflineDuration=False))
     assert s.setpoint(T0, T0, 119.0)[0] == -5000.0
     assert s.setpoint(T0, T0, 121.0) == (7000.0, "default")
     assert s.setpoint(T0, T0, 0.0)[0] == -5000.0     # back online: applies again
-    s.setpoint(T0, T0, 601.0)                        # offline too long: deleted for good
+
+
+def test_invalid_after_offline_duration_deletes_the_profile_for_good():
+    """invalidAfterOfflineDuration is a boolean in OCPP 2.1: true means the profile is gone once
+    the station has been offline longer than maxOfflineDuration."""
+    s = store(profile([{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -5000.0}],
+                      maxOfflineDuration=120, invalidAfterOfflineDuration=True))
+    assert s.setpoint(T0, T0, 119.0)[0] == -5000.0
+    s.setpoint(T0, T0, 121.0)                        # offline too long: deleted for good
     assert s.profiles == {} and s.setpoint(T0, T0, 0.0)[0] == 7000.0
 
 
@@ -106,6 +114,25 @@ def test_offline_past_max_offline_duration_falls_back_to_the_safe_default():
     ({**profile([{"startPeriod": 0}]), "chargingSchedule": [{"id": 1, "chargingRateUnit": "A",
                                                               "chargingSchedulePeriod": [{"startPeriod": 0}]}]},
      "UnsupportedRateUnit"),
+    # what OCPP 2.1 or physics rules out (an attack review found these Accepted)
+    (profile([{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": float("nan")}]), "InvalidValue"),
+    (profile([{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": float("inf")}]), "InvalidValue"),
+    (profile([{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": 1e12}]), "InvalidValue"),
+    (profile([{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -1e12}]), "InvalidValue"),
+    (profile([{"startPeriod": 0, "limit": float("nan")}]), "InvalidValue"),
+    (profile([{"startPeriod": 0, "limit": float("-inf")}]), "InvalidValue"),
+    (profile([{"startPeriod": 0, "limit": -3000.0}]), "InvalidValue"),
+    (profile([{"startPeriod": 0, "dischargeLimit": float("nan")}]), "InvalidValue"),
+    (profile([{"startPeriod": 0, "setpoint": True, "operationMode": "CentralSetpoint"}]), "InvalidValue"),
+    (profile([{"startPeriod": 0}, {"startPeriod": -5}]), "InvalidValue"),
+    ({**profile([{"startPeriod": 0}]), "chargingSchedule": [{"id": 1, "chargingRateUnit": "W", "duration": -60,
+                                                              "chargingSchedulePeriod": [{"startPeriod": 0}]}]},
+     "InvalidValue"),
+    (profile([{"startPeriod": 0}], maxOfflineDuration=-1), "InvalidValue"),
+    (profile([{"startPeriod": 0}], kind="Absolute", start="garbage"), "InvalidValue"),
+    (profile([{"startPeriod": 0}], kind="Absolute", start="2027-01-15T08:00:00"), "InvalidValue"),  # no offset
+    (profile([{"startPeriod": 0}], validFrom="tomorrow"), "InvalidValue"),
+    (profile([{"startPeriod": 0}], validFrom="2027-01-15T09:00:00Z", validTo="2027-01-15T08:00:00Z"), "InvalidValue"),
 ])
 def test_what_we_cannot_apply_is_rejected_whole(raw, reason):
     s = ProfileStore(7000.0)
