@@ -9,6 +9,7 @@ driving, below which the car gives nothing; voltage follows SoC between ``voltag
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -26,6 +27,25 @@ class Battery:
     efficiency: float = 0.95           # one way, inlet ↔ cells
     voltage_min: float = 330.0
     voltage_max: float = 410.0
+
+    # (field, lowest, highest, lowest allowed itself): what a car's battery can physically be
+    _RANGES = (("capacity_kwh", 0.0, 1000.0, False), ("soc", 0.0, 100.0, True), ("min_soc", 0.0, 100.0, True),
+               ("target_soc", 0.0, 100.0, True), ("max_charge_power", 0.0, 1e6, True),
+               ("max_discharge_power", 0.0, 1e6, True), ("max_charge_current", 0.0, 3000.0, True),
+               ("max_discharge_current", 0.0, 3000.0, True), ("efficiency", 0.0, 1.0, False),
+               ("voltage_min", 0.0, 1500.0, False), ("voltage_max", 0.0, 1500.0, False))
+
+    def __post_init__(self) -> None:
+        """Every setting is a finite number in its physical range (from flags or a file): NaN,
+        infinities and nonsense are refused with the setting's name, never clamped."""
+        for name, lo, hi, lo_ok in self._RANGES:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) \
+                    or not (lo <= v if lo_ok else lo < v) or v > hi:
+                raise ValueError(f"battery setting {name} = {v!r} is not a number in "
+                                 f"{'[' if lo_ok else '('}{lo:g}, {hi:g}]")
+        if self.voltage_min >= self.voltage_max:
+            raise ValueError(f"battery voltage_min {self.voltage_min} must be below voltage_max {self.voltage_max}")
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides) -> Battery:

@@ -238,3 +238,17 @@ def test_end_to_end_the_cap_holds_against_every_attack_frame(v2g_pki, tmp_path):
              * p["EVSEPresentVoltage"]["Value"] * 10.0 ** p["EVSEPresentVoltage"]["Exponent"] for p in powers]
     assert watts and max(abs(w) for w in watts) <= 3000.0 * 1.01, max(watts)
     assert min(watts) < -1000.0  # the valid discharge profile sent after the attacks was applied
+
+
+@pytest.mark.parametrize("settings", [{"capacity_kwh": 0}, {"soc": math.nan}, {"soc": 150}, {"min_soc": -10},
+                                      {"max_discharge_power": math.inf}, {"efficiency": 0},
+                                      {"voltage_min": 500, "voltage_max": 400}])
+def test_battery_settings_from_a_file_or_flags_are_checked(tmp_path, settings):
+    """The simulated car's settings (``v2h evcc --battery FILE`` and its flags) are refused by name
+    when they are not finite or outside what a battery can be (capacity 0 divided by zero)."""
+    from iso15118.evcc import Battery
+
+    path = tmp_path / "battery.json"
+    path.write_text(json.dumps(settings))  # Python writes NaN/Infinity, and reads them back
+    with pytest.raises(ValueError, match=next(iter(settings)).split("_")[0]):
+        Battery.from_file(path)
