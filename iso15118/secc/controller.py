@@ -50,11 +50,18 @@ class EVSELimits:
 @dataclass(frozen=True)
 class PowerCommand:
     """What the SECC asks of the power stage: a voltage target and a current (negative =
-    current out of the battery, i.e. discharge). DC uses both; AC uses ``power``."""
+    current out of the battery, i.e. discharge). DC uses both; AC uses ``power``.
+
+    ``ev_voltage`` (DC) is the car's present voltage as it reports it (EVPresentVoltage), given
+    from PowerDelivery(Start) until Stop, while the car's contactors are closed and its battery
+    holds the output; None before (CableCheck, PreCharge: the stage controls its voltage into an
+    open circuit). A hardware stage measures its output instead and may use it as a plausibility
+    check; the simulated stage takes it as the battery's voltage."""
 
     voltage: float = 0.0
     current: float = 0.0
     power: float = 0.0
+    ev_voltage: float | None = None
 
 
 @dataclass
@@ -104,7 +111,7 @@ class PowerEvent:
     """One change at the power stage, kept by the simulators for safety tests."""
 
     time: float
-    kind: str  # 'contactors' | 'target' | 'deenergise' | 'estop'
+    kind: str  # 'contactors' | 'target' | 'deenergise' | 'estop' | 'ev_connected' (output V, battery V)
     value: object = None
 
 

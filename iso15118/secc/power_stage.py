@@ -3,8 +3,11 @@ driver implements), with a standalone "upper half": authorization, a fixed or ch
 setpoint, and events recorded for the safety tests.
 
 Physics, kept simple and monotonic in ``now``: the DC output voltage ramps towards its target
-while the contactors are closed (precharge), the current follows the target within the limits,
-energy is integrated between measurements; isolation monitoring takes ``isolation_time``.
+while the contactors are closed (precharge); once the car's contactors are closed (a target with
+``ev_voltage``, PowerDelivery Start → Stop) the battery holds the output at its voltage and the
+stage controls only the current; the current follows the target within the limits, energy is
+integrated between measurements; isolation monitoring takes ``isolation_time``. Every change is
+recorded in ``history``, including the voltages at the moment the car's battery is connected.
 """
 
 from __future__ import annotations
@@ -63,9 +66,12 @@ class SimulatedPowerStage:
             m.voltage = m.current = m.power = 0.0
             return
         if self.kind == "DC":
-            step = self.voltage_ramp * dt
-            diff = self._target.voltage - m.voltage
-            m.voltage += max(-step, min(step, diff))
+            if self._target.ev_voltage is not None:  # the car's contactors are closed: its battery sets the voltage
+                m.voltage = self._target.ev_voltage
+            else:
+                step = self.voltage_ramp * dt
+                diff = self._target.voltage - m.voltage
+                m.voltage += max(-step, min(step, diff))
             lim = self.stage_limits
             cur = self._target.current
             cur = min(cur, lim.max_charge_current) if cur >= 0 else max(cur, -lim.max_discharge_current)
@@ -117,6 +123,8 @@ class SimulatedPowerStage:
         self._advance(now)
         if not self._m.contactors_closed and (command.current or command.power):
             raise RuntimeError("power target with open contactors")
+        if command.ev_voltage is not None and self._target.ev_voltage is None:
+            self.history.add(now, "ev_connected", (self._m.voltage, command.ev_voltage))
         self._target = command
         self.history.add(now, "target", command)
         self._advance(now)

@@ -6,6 +6,10 @@ in the table gets FAILED_SequenceError and ends the session; a wrong SessionID g
 FAILED_UnknownSession. Every abort path — a sequence error, an undecodable message, a timeout,
 a lost connection — de-energises first (current to zero, contactors open), and the session
 object is then closed; the listener is ready for the next car.
+
+The power stage belongs to a ``Connector``: a session reaches it only while it owns the
+connector (from an accepted SessionSetup to its end), so a second connection to a charger with
+one stage is refused at SessionSetup and can never de-energise the car that is charging.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from iso15118.messages import TRACE_LENGTH, Observer, filled, name_of, payload_t
 from iso15118.units import header
 from iso15118.v2gtp import V2GTPFrame
 
+from .connector import Connector, StageNotOwned
 from .controller import EVSEController
 
 
@@ -53,17 +58,25 @@ class SECCConfig:
     require_tls: bool = True                   # ISO 15118-20 only over TLS
     contract_roots: tuple = ()                 # MO roots (PEM/DER) for Plug & Charge
     sequence_timeout: float = 60.0
+    # the car's communication setup timer (connection → SessionSetupRes): no car waits longer,
+    # so a connection that has not set up a session by then is closed
+    communication_setup_timeout: float = 20.0
     energized_timeout: float = 2.0             # v2h: silence while power flows (not in the standard)
     ongoing_timeout: float = 60.0
     cable_check_timeout: float = 40.0
     precharge_timeout: float = 10.0
     meter_id: str = "V2H-METER-1"
     pause_allowed: bool = True
+    # DC: PowerDelivery(Start) is refused unless the output is within this many volts of the
+    # car's present voltage (closing the car's contactors across a larger difference is an inrush)
+    precharge_tolerance: float = 20.0
     # a time-of-use tariff published to the car as a PriceLevelSchedule (ServiceDetail Pricing=2):
     # (duration in s, price level) from the schedule's start; empty = no pricing (Pricing=0)
     price_levels: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
+        if not self.precharge_tolerance > 0:
+            raise ValueError("the precharge tolerance must be a positive number of volts")
         if len(self.price_levels) > 1024:
             raise ValueError("a PriceLevelSchedule holds at most 1024 entries")
         for duration, level in self.price_levels:
@@ -92,6 +105,7 @@ class SessionContext:
     bpt: bool = False
     ev: dict = field(default_factory=dict)  # the car's limits and needs, in SI units
     precharge_done: bool = False
+    ev_voltage: float | None = None     # DC: the car's latest EVPresentVoltage (PreCharge, ChargeLoop)
     channel: str = "Charge"
     energized: bool = False
     loops: int = 0
@@ -104,6 +118,7 @@ class Reply:
     response: object
     next_state: State
     terminate: bool = False
+    reason: str | None = None  # why the session ends, when the response code alone does not say
 
 
 class SequenceError(Exception):
@@ -113,13 +128,18 @@ class SequenceError(Exception):
 class SECCSession:
     """One connection's session. Feed it frames with ``on_frame``; honour ``next_deadline``."""
 
-    def __init__(self, controller: EVSEController, config: SECCConfig | None = None, *, now: float,
+    def __init__(self, controller: EVSEController | Connector, config: SECCConfig | None = None, *, now: float,
                  tls: bool = True, resume_store: dict | None = None, clock_offset: float = 0.0,
                  rng=os.urandom, observer: Observer | None = None,
                  on_end: Callable[[SECCSession], None] | None = None):
         from .handlers import TRANSITIONS
 
-        self.controller = controller
+        # a shared Connector is taken at SessionSetup; a bare controller is this session's alone
+        self._private = not isinstance(controller, Connector)
+        self.connector = Connector(controller) if self._private else controller
+        if self._private:
+            self.connector.acquire(self)
+        self.established = False  # SessionSetup accepted: this session owns the connector
         self.config = config or SECCConfig()
         self.table = TRANSITIONS
         self.ctx = SessionContext()
@@ -129,12 +149,20 @@ class SECCSession:
         self.clock_offset = clock_offset
         self.rng = rng
         self.closed = False
-        self.deadline: float | None = now + self.config.sequence_timeout
+        self.setup_deadline = now + self.config.communication_setup_timeout
+        self.deadline: float | None = min(now + self.config.sequence_timeout, self.setup_deadline)
         self.trace: deque[tuple[float, str, str, object]] = deque(maxlen=TRACE_LENGTH)  # (time, 'rx'|'tx', name, message)
         self.observer = observer
         self.on_end = on_end
         self.end_reason: str | None = None
         self._schema = "iso20_cm"
+
+    @property
+    def controller(self) -> EVSEController:
+        """The power stage, for the session that owns the connector; anyone else is refused."""
+        if self.connector.owner is not self:
+            raise StageNotOwned(f"session in {self.state.value} does not own the power stage")
+        return self.connector.controller
 
     # --- the FrameHandler interface --------------------------------------------------------
     def next_deadline(self) -> float | None:
@@ -142,7 +170,8 @@ class SECCSession:
 
     def handle_timer(self, now: float) -> list[V2GTPFrame]:
         if self.deadline is not None and now >= self.deadline and not self.closed:
-            self.terminate(now, f"sequence timeout in {self.state.value}")
+            setup = self.state in (State.WAIT_SAP, State.WAIT_SESSION_SETUP) and self.deadline >= self.setup_deadline
+            self.terminate(now, f"{'communication setup' if setup else 'sequence'} timeout in {self.state.value}")
         return []
 
     def on_connection_lost(self, now: float) -> None:
@@ -171,11 +200,13 @@ class SECCSession:
         out = V2GTPFrame(payload_type_of(schema), exi.encode(res, schema))
         self._record(now, "tx", name_of(res), res)
         if reply.terminate or reply.next_state is State.ENDED:
-            self.terminate(now, f"{name_of(res)} {getattr(res, 'ResponseCode', '')}")
+            self.terminate(now, reply.reason or f"{name_of(res)} {getattr(res, 'ResponseCode', '')}")
         else:
             self.state = reply.next_state
             # while energised the car must keep talking: a silent car is de-energised quickly
             self.deadline = now + (self.config.energized_timeout if self.ctx.energized else self.config.sequence_timeout)
+            if not self.established:  # no session yet: the communication setup timer still runs
+                self.deadline = min(self.deadline, self.setup_deadline)
         return [out]
 
     def _record(self, now: float, direction: str, name: str, message) -> None:
@@ -214,12 +245,18 @@ class SECCSession:
         return header(self.ctx.session_id or bytes(8), now + self.clock_offset, signature, schema)
 
     def terminate(self, now: float, reason: str) -> None:
-        """De-energise first, then close."""
-        self.controller.de_energise(now)
-        self.ctx.energized = False
+        """De-energise first, then close. A session that does not own the connector (refused at
+        SessionSetup, or never got that far) has no power to take away and leaves it alone."""
         first = not self.closed
-        if first:
-            self.controller.session_event("session_ended", {"reason": reason, "state": self.state.value}, now)
+        if self.connector.owner is self:
+            stage = self.connector.controller
+            stage.de_energise(now)
+            self.ctx.energized = False
+            if first:
+                stage.session_event("session_ended", {"reason": reason, "state": self.state.value}, now)
+            if not self._private:
+                self.connector.release(self)
+        self.ctx.energized = False
         self.state = State.ENDED
         self.closed = True
         self.deadline = None

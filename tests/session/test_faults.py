@@ -164,13 +164,16 @@ PATIENT_EV = EVTimers(message=1e4, service_detail=1e4, charge_loop=1e4, ongoing=
 @pytest.mark.parametrize("service,state", CASES, ids=IDS)
 def test_silent_car_times_out(service, state):
     """The car stops talking (and never hangs up): the charger's own timer ends the session,
-    after 2 s while power may flow, 60 s otherwise."""
+    after 2 s while power may flow, 60 s otherwise; before SessionSetup the communication setup
+    timer, 20 s from the connection (no car waits longer for its SessionSetupRes)."""
     pair, inj = _run(service, state, "silence", timers=PATIENT_EV)
-    assert pair.secc.end_reason.startswith("sequence timeout")
+    setup = state in (State.WAIT_SAP, State.WAIT_SESSION_SETUP)
+    assert pair.secc.end_reason.startswith("communication setup timeout" if setup else "sequence timeout")
     last_tx = max((t for t, d, _, _ in pair.secc_log if d == "tx"), default=0.0)  # 0: session start
     energized_states = (State.CHARGE_LOOP,)
     timeout = 2.0 if state in energized_states else 60.0
+    expected = 20.0 if setup else last_tx + timeout  # the pair's session starts at 0
     de = [e.time for e in pair.stage.history.events if e.kind == "deenergise"][-1]
-    assert de == pytest.approx(last_tx + timeout)
-    _assert_de_energised(pair, last_tx + timeout)
+    assert de == pytest.approx(expected)
+    _assert_de_energised(pair, expected)
     _next_car_is_served(pair, service)
