@@ -284,7 +284,8 @@ class SiteController:
 
     def fb_island_stuck(self) -> bool:
         m = self._m
-        return self.timed_out() and (m.island_fb is not False or not self._bond_reads(False))
+        # with the utility contact closed the house stays on the grid (the charger is off): hold, alarm
+        return self.timed_out() and m.utility_fb is False and (m.island_fb is not False or not self._bond_reads(False))
 
     def fb_known_on_grid(self) -> bool:
         m = self._m
@@ -490,6 +491,8 @@ class SiteController:
                 dis_max = min(dis_max, max(0.0, m.load_w - m.pv_w))
         chg_max = min(cs.car_max_charge_w, cs.charger_max_charge_w) if cs.soc < 100.0 else 0.0
         p = min(max(self.cfg.grid_setpoint_w, -dis_max), chg_max)
+        if p == 0.0:
+            return CHARGER_OFF       # nothing to do: off, so a charger that ignores limits cannot drain the car
         return ChargerCommand(mode=ChargerMode.GRID_FOLLOWING, power_w=p, discharge_limit_w=dis_max,
                               charge_limit_w=chg_max)
 

@@ -207,11 +207,10 @@ class InvariantChecker:
         fb_known = (m.utility_fb is not None and m.island_fb is not None
                     and (not cfg.neutral_ground_bond or m.bond_fb is not None)
                     and all(f is not None for f in m.relay_fb) and not (m.utility_fb and m.island_fb))
-        if not self.known_since_restart:
-            if ch.mode is not ChargerMode.OFF or c.island_close or c.bond_close:
-                self._v(now, "I8", "power flows after a restart before every feedback was read")
-            if fb_known:
-                self.known_since_restart = True
+        if not self.known_since_restart and fb_known:
+            self.known_since_restart = True      # read in this step: the controller may act on it
+        if not self.known_since_restart and (ch.mode is not ChargerMode.OFF or c.island_close or c.bond_close):
+            self._v(now, "I8", "power flows after a restart before every feedback was read")
         if not (cs.link_up and cs.car_plugged) and ch.mode is not ChargerMode.OFF:
             self._v(now, "I8", "charger asked to run with its link down or the car unplugged")
 

@@ -177,6 +177,15 @@ class Site:
             self.checker.restarted(now)
             self._pending_reasons.append("controller restarted")
 
+    def schedule(self, e: SimEvent) -> None:
+        """Add an event during a run (it must not be in the past)."""
+        if e.at_s < self.t:
+            raise ValueError(f"event at {e.at_s} s is before the clock ({self.t} s)")
+        i = self.ev_i
+        while i < len(self.events) and self.events[i].at_s <= e.at_s:
+            i += 1
+        self.events.insert(i, e)
+
     def _fault(self, e: SimEvent, now: float) -> None:
         f = e.fault
         if f == "clear":
@@ -281,6 +290,9 @@ class Site:
         for c in (self.utility, self.island, self.bond, *self.relays):
             if c.move_at is not None and c.move_at < best:
                 best = c.move_at
+        d = self.charger.deadline()
+        if d is not None and d > now:
+            best = min(best, d)
         if self._dirty:
             best = min(best, now + SAMPLE_S)
         g = self._soc_deadline(now)

@@ -37,6 +37,8 @@ class ChargerSim:
     soc0: float = 0.0
     rate: float = 0.0                       # %/s
     tripped: bool = False                   # island overload: stays off until commanded off
+    overload_s: float = 5.0                 # carries up to 1.5 × its limit this long, then trips
+    overload_since: float | None = None
 
     def __post_init__(self) -> None:
         self.soc0 = self.car.soc
@@ -74,6 +76,9 @@ class ChargerSim:
                             charger_max_discharge_w=self.max_discharge_w, power_w=self.power_w, mode=self.mode)
 
     # -- physics
+    def deadline(self) -> float | None:
+        return None if self.overload_since is None else self.overload_since + self.overload_s
+
     def hw_discharge_w(self) -> float:
         return min(self.car.discharge_max_w, self.max_discharge_w)
 
@@ -101,8 +106,13 @@ class ChargerSim:
             elif island_load_w is not None:
                 limit = self.hw_discharge_w() if self.ignores_limit else min(cmd.discharge_limit_w,
                                                                                self.hw_discharge_w())
-                if island_load_w > limit:
-                    mode, self.tripped = ChargerMode.OFF, True
+                over = island_load_w > limit
+                if over and self.overload_since is None:
+                    self.overload_since = now
+                elif not over:
+                    self.overload_since = None
+                if island_load_w > 1.5 * limit or (over and now - self.overload_since >= self.overload_s):
+                    mode, self.tripped, self.overload_since = ChargerMode.OFF, True, None
                 else:
                     p = -island_load_w
         if p < 0 and c.soc <= c.min_soc:
