@@ -6,66 +6,80 @@ through to the power stage below and answers the session's questions from the CS
   and exported, power and the car's SoC, Ended with the reason), all through the durable outbox;
 - the car's -20 parameters become NotifyEVChargingNeeds (once per schedule exchange);
 - SetChargingProfile / ClearChargingProfile / GetChargingProfiles feed the setpoint the SECC
-  reads every charge loop (so a new setpoint applies within one loop period); offline, the
-  profiles' maxOfflineDuration falls back to the safe default (charge, never discharge);
-- RequestStopTransaction ends the session at the next loop.
+  reads every charge loop (so a new setpoint applies within one loop period), through the one
+  arbiter (``arbiter.decide``); offline, the profiles' maxOfflineDuration falls back to the safe
+  default (charge, never discharge) unless the site is islanded;
+- RequestStopTransaction ends the session at the next loop;
+- Plug & Charge authorization is a request/answer exchange with the CSMS that the session waits
+  on with EVSEProcessing=Ongoing.
+
+Sans-I/O like the core it sits on: times come from the SECC (its monotonic ``now``, turned into
+Unix time with ``clock_offset``) or from the core's timers (Unix time).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timezone
 
 from ocpp.exceptions import OCPPError
 
 from iso15118.secc.controller import AuthorizationStatus, EVSEController, EVSELimits, IsolationStatus, \
     Measurements, PowerCommand
 
+from .arbiter import PowerLimits, SetpointDecision, composite, decide
+from .core import StationCore, iso, transaction_event
+from .device_model import RW, Variable
 from .profiles import MAX_POWER_W, Profile, ProfileRejected, ProfileStore
-from .station import ChargingStation, transaction_event, utc_now
 
 log = logging.getLogger(__name__)
 ENERGY_MODES = {"DC": "DC", "DC_BPT": "DC_BPT", "AC": "AC_three_phase", "AC_BPT": "AC_BPT"}
 
 
-def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+# a v2h variable the energy manager sets (SetVariables) while its transfer switch has isolated the
+# house from the grid: the charger then forms the island (not persisted: after a restart the
+# charger assumes the grid, where the safe default never discharges)
+ISLAND = ("V2HSiteCtrlr", "Islanded", None)
 
 
 class OCPPBridge:
-    """Wraps a power stage (``stage``) and a ``ChargingStation``; give it to the SECC as its
-    controller. ``wall`` is the wall clock (the SECC's ``now`` is monotonic)."""
+    """Wraps a power stage (``stage``) and a station core; give it to the SECC as its controller.
+    ``station`` is a ``StationCore`` or an adapter holding one (``.core``); ``clock_offset`` turns
+    the SECC's ``now`` into Unix time (0 when the SECC already runs on Unix time)."""
 
-    def __init__(self, stage: EVSEController, station: ChargingStation, *, evse_id: int = 1,
+    def __init__(self, stage: EVSEController, station, *, evse_id: int = 1,
                  default_setpoint_w: float = 7000.0, tx_updated_interval: float = 60.0,
-                 allow_bidirectional: bool = True, wall=time.time):
+                 allow_bidirectional: bool = True, clock_offset: float | None = None):
+        core: StationCore = getattr(station, "core", station)
+        if clock_offset is None:  # an adapter knows its clock's offset; a bare core runs on the caller's
+            clock_offset = getattr(station, "clock_offset", 0.0)
         self.stage = stage
-        self.station = station
+        self.station = core
+        self.clock_offset = clock_offset
         self.evse_id = evse_id
         self.profiles = ProfileStore(default_setpoint_w,
-                                     on_change=lambda raws: station.outbox.set("charging_profiles", raws))
-        self.profiles.restore(station.outbox.get("charging_profiles", []))
+                                     on_change=lambda raws: core.store.set("charging_profiles", raws))
+        self.profiles.restore(core.store.get("charging_profiles", []))
         self.tx_updated_interval = tx_updated_interval
         self.allow_bidirectional = allow_bidirectional
-        self.wall = wall
         self.transaction_id: str | None = None
         self.tx_start: float | None = None
         self.last_meter: float | None = None
         self.stop_requested = False
         self.soc: float | None = None   # the car's PresentSOC, % (from the charge loop)
         self.external_setpoint: float | None = None
-        self.offline_since: float | None = None
+        self.islanded = False
         self.needs: dict = {}
         self.allowed_energy_transfer: list[str] | None = None  # None: the CSMS has not said
-        self._auth: tuple[str, asyncio.Future] | None = None
+        # Plug & Charge: the EMAID asked about and the CSMS's answer (None: no answer, offline rule)
+        self._auth: tuple[str, bool, dict | None] | None = None
         self.v2x_enabled = True
         self.contract_validation_offline = True
-        dm = station.device_model
+        self.aligned_interval = 0.0
+        self._next_aligned: float | None = None
+        dm = core.device_model
         key = ("SampledDataCtrlr", "TxUpdatedInterval", None)
         if key not in dm.persisted:
             dm.values[key] = str(int(tx_updated_interval))
@@ -73,8 +87,13 @@ class OCPPBridge:
         dm.listen("V2XChargingCtrlr", "Enabled", lambda v: setattr(self, "v2x_enabled", v == "true"))
         dm.listen("ISO15118Ctrlr", "ContractValidationOffline",
                   lambda v: setattr(self, "contract_validation_offline", v == "true"))
+        dm.add(Variable(*ISLAND[:2], "boolean", RW, "false", persistent=False))
+        dm.listen(*ISLAND[:2], lambda v: setattr(self, "islanded", v == "true"))
+        dm.listen("AlignedDataCtrlr", "Interval", self._set_aligned_interval)
+        self._set_aligned_interval(dm.value("AlignedDataCtrlr", "Interval"))
+        core.timers.append(self)
         self._end_interrupted_transaction()
-        station.handlers.update({
+        core.handlers.update({
             "SetChargingProfile": self._set_charging_profile,
             "ClearChargingProfile": self._clear_charging_profile,
             "GetChargingProfiles": self._get_charging_profiles,
@@ -88,10 +107,14 @@ class OCPPBridge:
         self.on_reset: Callable[[], None] | None = None  # the process restarts itself (set by `v2h charger`)
         self.reset_pending: str | None = None  # "Immediate" or "OnIdle" while a session runs
         self.remote_start: dict | None = None
-        self.operative = station.outbox.get("operative", True)
+        self.operative = core.store.get("operative", True)
         self.pending_operative: bool | None = None
         if not self.operative:
-            station.connector_status[(evse_id, 1)] = "Unavailable"
+            core.connector_status[(evse_id, 1)] = "Unavailable"
+
+    def wall(self, now: float) -> float:
+        """The SECC's ``now`` as Unix time."""
+        return now + self.clock_offset
 
     # --- the power electronics: straight through ----------------------------------------------
     def limits(self) -> EVSELimits:
@@ -132,22 +155,27 @@ class OCPPBridge:
     # --- the upper half: OCPP -----------------------------------------------------------------
     def authorize(self, method: str, identity: str, now: float) -> AuthorizationStatus:
         """Local rules first (the stage); then, for Plug & Charge, the CSMS's Authorize for the
-        EMAID (ONGOING until it answers). No answer (offline, timeout, CALLERROR): the contract
-        the SECC validated locally is accepted. EIM has no token at v2h's chargers (no reader)."""
+        EMAID: ONGOING until it answers (the SECC repeats AuthorizationRes EVSEProcessing=Ongoing).
+        No answer (offline, timeout, CALLERROR): ISO15118Ctrlr.ContractValidationOffline decides
+        whether the contract the SECC validated itself suffices. EIM has no token at v2h's
+        chargers (no reader)."""
         if not self.operative:
             return AuthorizationStatus.REJECTED  # ChangeAvailability Inoperative
         status = self.stage.authorize(method, identity, now)
         if status is not AuthorizationStatus.ACCEPTED or method != "PnC":
             return status
         if self._auth is None or self._auth[0] != identity:
-            task = asyncio.ensure_future(self.station.request(
-                "Authorize", {"idToken": {"idToken": identity, "type": "eMAID"}}))
-            self._auth = (identity, task)
-        task = self._auth[1]
-        if not task.done():
+            self._auth = (identity, False, None)
+
+            def answered(payload: dict | None, emaid: str = identity) -> None:
+                if self._auth is not None and self._auth[0] == emaid:
+                    self._auth = (emaid, True, payload)
+            self.station.request("Authorize", {"idToken": {"idToken": identity, "type": "eMAID"}},
+                                 now=self.wall(now), on_answer=answered)
+        _, done, answer = self._auth
+        if not done:
             return AuthorizationStatus.ONGOING
-        answer = task.result()
-        if answer is None:  # ISO15118Ctrlr.ContractValidationOffline: the SECC's own validation suffices
+        if answer is None:
             return AuthorizationStatus.ACCEPTED if self.contract_validation_offline else AuthorizationStatus.REJECTED
         if "allowedEnergyTransfer" in answer:
             self.allowed_energy_transfer = list(answer["allowedEnergyTransfer"])
@@ -165,14 +193,16 @@ class OCPPBridge:
                 return False
         return self.stage.energy_transfer_allowed(bidirectional, now)
 
+    def decision(self, now: float, limits: PowerLimits = PowerLimits()) -> SetpointDecision:
+        """The arbiter's decision at the SECC's ``now`` (``now`` is Unix time when called by the
+        station's timers with ``clock_offset`` 0). Pure: nothing changes."""
+        wall = self.wall(now)
+        return decide(self.profiles.profiles.values(), wall=wall, tx_start=self.tx_start,
+                      offline_for=self.station.offline_for(wall), default_w=self.profiles.default_setpoint_w,
+                      external=self.external_setpoint, islanded=self.islanded, limits=limits)
+
     def setpoint(self, now: float) -> float:
-        wall = self.wall()
-        offline_for = 0.0 if self.station.connected.is_set() or self.offline_since is None else wall - self.offline_since
-        if not self.station.connected.is_set() and self.offline_since is None:
-            self.offline_since = wall
-        elif self.station.connected.is_set():
-            self.offline_since = None
-        return self.profiles.setpoint(wall, self.tx_start, offline_for, self.external_setpoint)[0]
+        return self.decision(now).power_w
 
     def set_external_setpoint(self, watts: float | None) -> None:
         """A local energy manager's setpoint (negative discharges), for library users that wire
@@ -187,8 +217,8 @@ class OCPPBridge:
     def power_plan(self, now: float, horizon: float) -> list[tuple[float, float]]:
         """The setpoint's steps over the next ``horizon`` seconds from the charging profiles
         (GetCompositeSchedule's view), for the SECC's Scheduled ScheduleExchangeRes."""
-        start = int(self.wall())
-        periods = self.profiles.composite(start, int(horizon), self.tx_start)
+        start = int(self.wall(now))
+        periods = self._composite(start, int(horizon))
         bounds = [p["startPeriod"] for p in periods[1:]] + [int(horizon)]
         v2x = self.energy_transfer_allowed(True, now)
         return [(end - p["startPeriod"], p["setpoint"] if p["setpoint"] >= 0 or v2x else 0.0)
@@ -212,22 +242,22 @@ class OCPPBridge:
         if v2x:
             charging_needs["v2xChargingParameters"] = v2x
         if n.get("departure_time"):
-            charging_needs["departureTime"] = _iso(self.wall() + n["departure_time"])
+            charging_needs["departureTime"] = iso(int(self.wall(now) + n["departure_time"]))
         self._enqueue("NotifyEVChargingNeeds", {"evseId": self.evse_id, "chargingNeeds": charging_needs,
-                                                "timestamp": utc_now()})
+                                                "timestamp": iso(self.wall(now))}, now=now)
 
     def session_event(self, event: str, data: dict, now: float) -> None:
         if event == "session_started":
             if not self.operative:
                 return  # Inoperative: no transaction; authorize() refuses the car
             self.transaction_id = str(uuid.uuid4())
-            self.tx_start = self.wall()
+            self.tx_start = self.wall(now)
             self.stop_requested = False
             self.needs = {}
             self.allowed_energy_transfer = None
             self._auth = None
             self.soc = None
-            self.station.set_connector_status(self.evse_id, 1, "Occupied")
+            self.station.set_connector_status(self.evse_id, 1, "Occupied", now=self.wall(now))
             remote = self.remote_start
             self.remote_start = None
             extra = {}
@@ -249,7 +279,7 @@ class OCPPBridge:
         elif event == "energy_transfer_started":
             self._tx("Updated", "ChargingStateChanged", charging_state="Charging", now=now)
             if data.get("ev_power_profile"):
-                self._ev_charging_schedule(data["ev_power_profile"])
+                self._ev_charging_schedule(data["ev_power_profile"], now)
         elif event == "ev_soc":
             self.soc = data["soc"]
         elif event == "energy_transfer_stopped":
@@ -272,19 +302,21 @@ class OCPPBridge:
             self.profiles.end_transaction()
             if self.pending_operative is not None:  # ChangeAvailability Scheduled during the session
                 self._apply_availability(self.pending_operative)
-            self.station.set_connector_status(self.evse_id, 1, "Available" if self.operative else "Unavailable")
+            self.station.set_connector_status(self.evse_id, 1, "Available" if self.operative else "Unavailable",
+                                              now=self.wall(now))
             if self.reset_pending and self.on_reset is not None:
-                asyncio.get_running_loop().call_soon(self.on_reset)
+                self.on_reset()  # the process's restart (it stops the SECC after this session has ended)
 
     # --- internals ----------------------------------------------------------------------------
     def _end_interrupted_transaction(self) -> None:
         """A transaction still open in the database means the process died during it (kill,
         power loss): end it now, before anything new, so the CSMS never sees it hang."""
-        open_tx = self.station.outbox.get("open_transaction")
+        open_tx = self.station.store.get("open_transaction")
         if open_tx:
+            now = self.station.now
             self.station.enqueue("TransactionEvent", transaction_event(
-                "Ended", "AbnormalCondition", open_tx["id"], evse_id=self.evse_id, stopped_reason="PowerLoss"),
-                state={"open_transaction": None})
+                "Ended", "AbnormalCondition", open_tx["id"], timestamp=iso(now), evse_id=self.evse_id,
+                stopped_reason="PowerLoss"), now=now, state={"open_transaction": None})
 
     def _meter(self, now: float) -> list:
         m = self.stage.measurements(now)
@@ -298,30 +330,40 @@ class OCPPBridge:
                    "unitOfMeasure": {"unit": "W"}}]
         if self.soc is not None:
             values.append({"value": self.soc, "measurand": "SoC", "unitOfMeasure": {"unit": "Percent"}})
-        return [{"timestamp": utc_now(), "sampledValue": values}]
+        return [{"timestamp": iso(self.wall(now)), "sampledValue": values}]
 
-    async def run(self) -> None:
-        """Clock-aligned MeterValues (AlignedDataCtrlr.Interval, 0 = off): the meter at every
-        multiple of the interval past the hour, whether or not a session runs. Runs until
-        cancelled."""
-        loop = asyncio.get_running_loop()
-        changed = asyncio.Event()
-        self.station.device_model.listen("AlignedDataCtrlr", "Interval", lambda v: changed.set())
-        while True:
-            changed.clear()
-            interval = int(self.station.device_model.value("AlignedDataCtrlr", "Interval"))
-            try:  # a new interval (SetVariables) applies at once
-                await asyncio.wait_for(changed.wait(), interval - self.wall() % interval if interval > 0 else None)
-                continue
-            except asyncio.TimeoutError:
-                pass
-            meter = self._meter(loop.time())
+    # --- the station's timers (Unix time): clock-aligned meter values, profile expiry -------------
+    def _set_aligned_interval(self, value: str) -> None:
+        """AlignedDataCtrlr.Interval (0 = off): MeterValues at every multiple of the interval past
+        the hour, whether or not a session runs; a new interval applies at once."""
+        self.aligned_interval = float(value)
+        self._next_aligned = None
+        self.station.changed()
+
+    def next_deadline(self) -> float | None:
+        """The station core asks its timer sources (Unix time)."""
+        times = []
+        if self.aligned_interval > 0:
+            if self._next_aligned is None:
+                now = self.station.now
+                self._next_aligned = (now // self.aligned_interval + 1) * self.aligned_interval
+            times.append(self._next_aligned)
+        expiry = self.profiles.expiry_after()
+        if expiry is not None and self.station.offline_since is not None and not self.station.online:
+            times.append(self.station.offline_since + expiry + 1e-3)
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        if self._next_aligned is not None and now >= self._next_aligned:
+            self._next_aligned = None
+            meter = self._meter(now - self.clock_offset)
             for sample in meter:
                 for v in sample["sampledValue"]:
                     v["context"] = "Sample.Clock"
-            self._enqueue("MeterValues", {"evseId": self.evse_id, "meterValue": meter})
+            self._enqueue("MeterValues", {"evseId": self.evse_id, "meterValue": meter}, now=now - self.clock_offset)
+        self.profiles.expire(self.station.offline_for(now))
 
-    def _ev_charging_schedule(self, profile: dict) -> None:
+    def _ev_charging_schedule(self, profile: dict, now: float) -> None:
         """NotifyEVChargingSchedule: the power profile the car sent with PowerDelivery(Start)."""
         periods, start = [], 0
         for duration, watts in profile["entries"]:
@@ -330,21 +372,21 @@ class OCPPBridge:
                 period["dischargeLimit"] = watts
             periods.append(period)
             start += duration
-        anchor = profile.get("time_anchor") or self.wall()
-        self._enqueue("NotifyEVChargingSchedule", {"timeBase": _iso(anchor), "evseId": self.evse_id, "chargingSchedule": {
-            "id": 1, "chargingRateUnit": "W", "chargingSchedulePeriod": periods}})
+        anchor = profile.get("time_anchor") or int(self.wall(now))
+        self._enqueue("NotifyEVChargingSchedule", {"timeBase": iso(anchor), "evseId": self.evse_id, "chargingSchedule": {
+            "id": 1, "chargingRateUnit": "W", "chargingSchedulePeriod": periods}}, now=now)
 
     def _tx(self, kind: str, trigger: str, *, now: float, state: dict | None = None, **kw) -> None:
         self.last_meter = now
         self._enqueue("TransactionEvent", transaction_event(
-            kind, trigger, self.transaction_id, evse_id=self.evse_id, meter_value=self._meter(now), **kw),
-            state=state)
+            kind, trigger, self.transaction_id, timestamp=iso(self.wall(now)), evse_id=self.evse_id,
+            meter_value=self._meter(now), **kw), now=now, state=state)
 
-    def _enqueue(self, action: str, payload: dict, state: dict | None = None) -> None:
-        """Queue for the CSMS; a payload our own mapping got wrong is logged, and the charging
-        session (which called us) goes on."""
+    def _enqueue(self, action: str, payload: dict, *, now: float, state: dict | None = None) -> None:
+        """Queue for the CSMS (``now``: the SECC's); a payload our own mapping got wrong is logged,
+        and the charging session (which called us) goes on."""
         try:
-            self.station.enqueue(action, payload, state=state)
+            self.station.enqueue(action, payload, now=self.wall(now), state=state)
         except (OCPPError, ValueError) as e:  # ValueError: a non-finite number (never sent)
             log.error("not queued, %s breaks the OCPP 2.1 schema: %s", action, e)
 
@@ -370,11 +412,15 @@ class OCPPBridge:
         if payload["evseId"] not in (0, self.evse_id) or payload.get("chargingRateUnit", "W") != "W":
             return {"status": "Rejected", "statusInfo": {"reasonCode": "UnsupportedRateUnit"
                                                          if payload["evseId"] in (0, self.evse_id) else "UnknownEvse"}}
-        start = int(self.wall())
-        periods = self.profiles.composite(start, payload["duration"], self.tx_start)
+        start = int(self.station.now)
+        periods = self._composite(start, payload["duration"])
         return {"status": "Accepted", "schedule": {"evseId": payload["evseId"], "duration": payload["duration"],
-                                                   "scheduleStart": _iso(start), "chargingRateUnit": "W",
+                                                   "scheduleStart": iso(start), "chargingRateUnit": "W",
                                                    "chargingSchedulePeriod": periods}}
+
+    def _composite(self, start: float, duration: float) -> list[dict]:
+        return composite(self.profiles.profiles.values(), start=start, duration=duration, tx_start=self.tx_start,
+                         default_w=self.profiles.default_setpoint_w, external=self.external_setpoint)
 
     def _clear_charging_profile(self, payload: dict) -> dict:
         crit = payload.get("chargingProfileCriteria", {})
@@ -387,9 +433,10 @@ class OCPPBridge:
         found = [p.raw for p in self.profiles.profiles.values()]
         if not found:
             return {"status": "NoProfiles"}
+        now = self.station.now - self.clock_offset
         self.station.after_response(lambda: self._enqueue("ReportChargingProfiles", {
             "requestId": request_id, "chargingLimitSource": "CSO", "evseId": self.evse_id,
-            "chargingProfile": found}))
+            "chargingProfile": found}, now=now))
         return {"status": "Accepted"}
 
     def _allowed_energy_transfer(self, payload: dict) -> dict:
@@ -405,7 +452,7 @@ class OCPPBridge:
         if self.on_reset is None or payload.get("evseId") not in (None, self.evse_id):
             return {"status": "Rejected"}
         kind = payload["type"]
-        self.station.outbox.set("boot_reason", "RemoteReset")
+        self.station.store.set("boot_reason", "RemoteReset")
         if self.transaction_id is None:
             self.station.after_response(self.on_reset)
             return {"status": "Accepted"}
@@ -421,13 +468,14 @@ class OCPPBridge:
             return {"status": "Scheduled"}
         self._apply_availability(operative)
         if self.transaction_id is None:
-            self.station.set_connector_status(self.evse_id, 1, "Available" if operative else "Unavailable")
+            self.station.set_connector_status(self.evse_id, 1, "Available" if operative else "Unavailable",
+                                              now=self.station.now)
         return {"status": "Accepted"}
 
     def _apply_availability(self, operative: bool) -> None:
         self.operative = operative
         self.pending_operative = None
-        self.station.outbox.set("operative", operative)
+        self.station.store.set("operative", operative)
 
     def _request_start(self, payload: dict) -> dict:
         """The car starts an ISO 15118 session itself; a remote start authorizes the next one
@@ -447,3 +495,4 @@ class OCPPBridge:
             return {"status": "Rejected"}
         self.stop_requested = True
         return {"status": "Accepted"}
+

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .outbox import Outbox
+from .store import Store
 
 RO, RW, WO = "ReadOnly", "ReadWrite", "WriteOnly"
 DAY = 86400  # s: the upper bound of every interval the CSMS may set (a bigger one overflows timers)
@@ -35,6 +35,7 @@ class Variable:
     min: float | None = None
     max: float | None = None
     instance: str | None = None      # the variable's instance (e.g. MessageTimeout "Default")
+    persistent: bool = True          # a value the CSMS sets survives a restart
 
     @property
     def key(self) -> tuple[str, str, str | None]:
@@ -145,7 +146,7 @@ class DeviceModel:
 
     ITEMS_PER_REPORT = 32
 
-    def __init__(self, variables: list[Variable], outbox: Outbox):
+    def __init__(self, variables: list[Variable], outbox: Store):
         self.variables = {v.key: v for v in variables}
         self.outbox = outbox
         saved = outbox.get("device_model", {})
@@ -156,6 +157,11 @@ class DeviceModel:
     @staticmethod
     def _id(key) -> str:
         return "/".join(k or "" for k in key)
+
+    def add(self, variable: Variable) -> None:
+        """A variable of a component outside the standard blocks (v2h's own)."""
+        self.variables[variable.key] = variable
+        self.values.setdefault(variable.key, variable.default)
 
     def value(self, component: str, name: str, instance: str | None = None) -> str:
         return self.values[(component, name, instance)]
@@ -213,10 +219,12 @@ class DeviceModel:
                     changed.append(var.key)
             results.append(res)
         if changed:
-            saved = self.outbox.get("device_model", {})
-            saved.update({self._id(k): self.values[k] for k in changed})
-            self.outbox.set("device_model", saved)
-            self.persisted.update(changed)
+            kept = [k for k in changed if self.variables[k].persistent]
+            if kept:
+                saved = self.outbox.get("device_model", {})
+                saved.update({self._id(k): self.values[k] for k in kept})
+                self.outbox.set("device_model", saved)
+                self.persisted.update(kept)
             for k in changed:
                 for fn in self.listeners.get(k, []):
                     fn(self.values[k])
@@ -229,7 +237,7 @@ class DeviceModel:
                   or (base == "ConfigurationInventory" and v.mutability != RO)]
         data = []
         for v in chosen:
-            attribute = {"type": "Actual", "mutability": v.mutability, "persistent": True, "constant": False}
+            attribute = {"type": "Actual", "mutability": v.mutability, "persistent": v.persistent, "constant": False}
             if v.mutability != WO:
                 attribute["value"] = self.values[v.key]
             characteristics: dict = {"dataType": v.data_type, "supportsMonitoring": False}

@@ -15,8 +15,9 @@ import json
 import sqlite3
 import threading
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
+
+from .store import QueuedMessage
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -37,20 +38,10 @@ CREATE TABLE IF NOT EXISTS kv (
 """
 
 
-@dataclass(frozen=True)
-class QueuedMessage:
-    """One message waiting for the CSMS, oldest first."""
-
-    id: int
-    action: str
-    payload: dict
-    message_id: str
-    created: float
-
-
 class Outbox:
-    """A durable FIFO of OCPP requests, plus a small key-value store for state that must
-    survive a restart (the open transaction, the device model's persisted values)."""
+    """The durable ``Store``: a FIFO of OCPP requests in SQLite, plus a small key-value store for
+    state that must survive a restart (the open transaction, the device model's persisted
+    values, the charging profiles)."""
 
     def __init__(self, path: str | Path):
         self.path = str(path)

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from iso15118.units import clamp
-
 PURPOSES = ("TxDefaultProfile", "TxProfile", "ChargingStationMaxProfile")
 MODES = ("ChargingOnly", "CentralSetpoint", "ExternalSetpoint", "ExternalLimits", "Idle")
 
@@ -148,7 +146,7 @@ class Profile:
 
 
 class ProfileStore:
-    """The accepted profiles and the setpoint they give now."""
+    """The accepted profiles, as the CSMS set them (what they mean now is ``arbiter.decide``)."""
 
     def __init__(self, default_setpoint_w: float, on_change: Callable[[list[dict]], None] | None = None):
         """``on_change`` gets the accepted profiles (as sent) after every change, to persist them."""
@@ -203,69 +201,27 @@ class ProfileStore:
         if gone:
             self._changed()
 
-    def composite(self, start: float, duration: int, tx_start: float | None) -> list[dict]:
-        """The setpoint over [start, start + duration) as ChargingSchedulePeriods (online view):
-        what GetCompositeSchedule reports. Evaluated at every instant where a profile changes."""
-        edges = {start}
-        for p in self.profiles.values():
-            origin = p.start if p.start is not None else tx_start
-            if origin is not None:
-                edges.update(origin + q.start for q in p.periods)
-                if p.duration is not None:
-                    edges.add(origin + p.duration)
-            edges.update(t for t in (p.valid_from, p.valid_to) if t is not None)
-        periods: list[dict] = []
-        for t in sorted(e for e in edges if start <= e < start + duration):
-            watts, why = self.setpoint(t, tx_start, 0.0)
-            mode = why.split()[-1] if why != "default" else "ChargingOnly"
-            if periods and periods[-1]["setpoint"] == watts and periods[-1]["operationMode"] == mode:
-                continue
-            periods.append({"startPeriod": int(t - start), "operationMode": mode, "setpoint": watts})
-        return periods
+    def expire(self, offline_for: float) -> list[int]:
+        """Delete the profiles whose invalidAfterOfflineDuration has come: offline longer than
+        their maxOfflineDuration. Called by the station's timer, never while computing a setpoint."""
+        gone = [p.id for p in self.profiles.values() if p.invalid_after_offline and p.max_offline is not None
+                and offline_for > p.max_offline]
+        for i in gone:
+            del self.profiles[i]
+        if gone:
+            self._changed()
+        return gone
+
+    def expiry_after(self) -> float | None:
+        """The shortest offline time after which ``expire`` deletes something."""
+        times = [p.max_offline for p in self.profiles.values() if p.invalid_after_offline and p.max_offline is not None]
+        return min(times) if times else None
 
     def setpoint(self, wall: float, tx_start: float | None, offline_for: float,
                  external: float | None = None) -> tuple[float, str]:
-        """(watts, why). Tx profiles over TxDefault, higher stack level first; the station max
-        bounds it. Offline past maxOfflineDuration a profile no longer applies. ``external`` is
-        a local system's setpoint (a home energy manager wired to the charger): it counts only
-        during ExternalSetpoint / ExternalLimits periods, within their limits."""
-        expired = [p for p in self.profiles.values() if p.invalid_after_offline and p.max_offline is not None
-                   and offline_for > p.max_offline]
-        for p in expired:
-            del self.profiles[p.id]
-        if expired:
-            self._changed()
+        """(watts, reason) of the arbiter's decision for these profiles (no limits of a session)."""
+        from .arbiter import decide
 
-        def active(purpose: str):
-            cands = [p for p in self.profiles.values() if p.purpose == purpose
-                     and not (p.max_offline is not None and offline_for > p.max_offline)]
-            for p in sorted(cands, key=lambda p: -p.stack_level):
-                q = p.period_at(wall, tx_start)
-                if q is not None:
-                    return p, q
-            return None
-
-        found = active("TxProfile") or active("TxDefaultProfile")
-        if found is None:
-            watts, why = self.default_setpoint_w, "default"
-        else:
-            p, q = found
-            why = f"profile {p.id} {q.mode}"
-            if q.mode == "Idle":
-                watts = 0.0
-            elif q.mode == "ExternalSetpoint" and external is not None:
-                watts = external
-            elif q.mode in ("CentralSetpoint", "ExternalSetpoint"):
-                watts = float(q.setpoint)
-            elif q.mode == "ExternalLimits" and external is not None:
-                watts = external
-            else:  # ChargingOnly, ExternalLimits without a local setpoint: charge at the limit (or the default)
-                watts = self.default_setpoint_w if q.limit is None else q.limit
-            watts = clamp(watts, 0.0 if q.mode == "ChargingOnly" else
-                          -math.inf if q.discharge_limit is None else q.discharge_limit,
-                          math.inf if q.limit is None else q.limit)
-        cap = active("ChargingStationMaxProfile")
-        if cap is not None:
-            watts = clamp(watts, -math.inf if cap[1].discharge_limit is None else cap[1].discharge_limit,
-                          math.inf if cap[1].limit is None else cap[1].limit)
-        return clamp(watts, -MAX_POWER_W, MAX_POWER_W), why
+        d = decide(self.profiles.values(), wall=wall, tx_start=tx_start, offline_for=offline_for,
+                   default_w=self.default_setpoint_w, external=external)
+        return d.power_w, d.reason

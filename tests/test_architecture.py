@@ -1,4 +1,6 @@
-"""Layering rules that keep the protocol cores sans-I/O (STYLE.md principles 1, 2, 6)."""
+"""Layering rules: the protocol and controller cores are sans-I/O and take time from their caller;
+only the adapters touch sockets, TLS and the event loop; dependencies point down
+(v2h → hems → ocpp_bridge → iso15118) and no library imports the application."""
 
 from __future__ import annotations
 
@@ -6,8 +8,10 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "subprocess"}
-ADAPTERS = {"iso15118/aio"}  # the only places that may touch I/O
+IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "subprocess", "websockets", "aiohttp", "pymodbus"}
+LIBRARIES = ("iso15118", "ocpp_bridge", "hems")
+# the only places in the libraries that may touch I/O: the asyncio adapters and the Modbus drivers
+ADAPTERS = {"iso15118/aio", "ocpp_bridge/station.py", "hems/aio", "hems/devices/modbus"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -21,12 +25,20 @@ def _imports(path: Path) -> set[str]:
     return out
 
 
+def _is_adapter(rel: str) -> bool:
+    return any(rel.startswith(a) for a in ADAPTERS)  # a folder, a module, or modules named so
+
+
+def _library_modules():
+    for lib in LIBRARIES:
+        for path in sorted((ROOT / lib).rglob("*.py")):
+            yield path.relative_to(ROOT).as_posix(), path
+
+
 def _core_modules():
-    for path in sorted((ROOT / "iso15118").rglob("*.py")):
-        rel = path.relative_to(ROOT).as_posix()
-        if any(rel == a or rel.startswith(a + "/") for a in ADAPTERS):
-            continue
-        yield rel, path
+    for rel, path in _library_modules():
+        if not _is_adapter(rel):
+            yield rel, path
 
 
 def test_protocol_cores_do_not_import_io():
@@ -57,3 +69,13 @@ def test_only_the_codec_knows_exi():
         if "exi._pyrt" in text or "exi._cexi" in text or "exi._pycodec" in text:
             bad.append(rel)
     assert not bad, bad
+
+
+def test_dependencies_point_down():
+    """iso15118 knows neither OCPP nor the house; ocpp_bridge does not know the house; no library
+    imports the application package v2h."""
+    below = {"iso15118": {"ocpp_bridge", "hems", "v2h"}, "ocpp_bridge": {"hems", "v2h"}, "hems": {"v2h"}}
+    bad = {rel: sorted(_imports(p) & below[rel.split("/")[0]]) for rel, p in _library_modules()
+           if _imports(p) & below[rel.split("/")[0]]}
+    assert not bad, bad
+

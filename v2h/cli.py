@@ -231,7 +231,7 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
                 restart.append(True)
                 stop.set()
             controller.on_reset = on_reset
-            station_task = asyncio.gather(station.run(), controller.run())
+            station_task = asyncio.ensure_future(station.run())  # supervised: restarts itself
         srv = await start_secc(controller, pki_dir=args.pki, profile=args.pki_profile, host=args.host, port=args.port,
                                interface=args.interface, config=config, observer=lambda session: log,
                                on_connection=lambda session, peer: log.note(

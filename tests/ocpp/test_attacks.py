@@ -131,20 +131,20 @@ def test_a_flood_of_invalid_frames_queues_few_security_events(tmp_path):
     events = [e.payload for e in csms.actions("SecurityEventNotification") if e.payload["type"] == "InvalidMessages"]
     queued = [m for m in [cs.outbox.head()] if m is not None and m.action == "SecurityEventNotification"]
     assert len(events) + len(queued) <= 2, events
-    assert cs._security_events["InvalidMessages"][1] == 200  # 199 of the flood + the forced one, counted
+    assert cs.core._security_events["InvalidMessages"][1] == 200  # 199 of the flood + the forced one, counted
 
 
 def test_the_connection_task_comes_back_after_a_failure_from_inside(tmp_path, caplog):
     """A supervisor restarts the station's connection task when it fails unexpectedly (here: the
-    first boot-and-drain raises), logs why and counts it; the station boots again."""
+    first connection's frame pump raises), logs why and counts it; the station boots again."""
     class Crashing(ChargingStation):
         failures = 1
 
-        async def _boot_and_drain(self, link):
+        async def _serve(self, ws):
             if Crashing.failures:
                 Crashing.failures -= 1
                 raise RuntimeError("injected failure inside the station task")
-            await super()._boot_and_drain(link)
+            await super()._serve(ws)
 
     async def run():
         csms = await CSMS(passwords={"CS667": PASSWORD}).start()

@@ -327,6 +327,7 @@ def test_plug_and_charge_authorized_by_the_csms_with_its_v2x_consent(v2g_pki, tm
             if outcome != "refused":
                 await csms.wait_for(lambda c: any(e.payload.get("transactionInfo", {}).get("chargingState") ==
                                                   "Charging" for e in c.actions("TransactionEvent")))
+                await asyncio.sleep(0.3)  # a few loops of charging first
                 answer = await csms.send_call("CS105", "SetChargingProfile", _profile(-4000.0))
                 assert answer == (3, {"status": "Accepted"})
             out, err = await car.communicate()

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from ocpp_bridge.arbiter import composite
 from ocpp_bridge.profiles import ProfileRejected, ProfileStore
 
 T0 = 1_800_000_000.0  # a wall-clock instant
@@ -87,8 +88,9 @@ def test_offline_past_max_offline_duration_falls_back_to_the_safe_default():
     s = store(profile([{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -5000.0}],
                       maxOfflineDuration=120, invalidAfterOfflineDuration=False))
     assert s.setpoint(T0, T0, 119.0)[0] == -5000.0
-    assert s.setpoint(T0, T0, 121.0) == (7000.0, "default")
+    assert s.setpoint(T0, T0, 121.0) == (7000.0, "offline 121 s: safe default")
     assert s.setpoint(T0, T0, 0.0)[0] == -5000.0     # back online: applies again
+    assert s.expire(10_000.0) == [] and len(s.profiles) == 1  # kept: it applies again online
 
 
 def test_invalid_after_offline_duration_deletes_the_profile_for_good():
@@ -97,7 +99,10 @@ def test_invalid_after_offline_duration_deletes_the_profile_for_good():
     s = store(profile([{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -5000.0}],
                       maxOfflineDuration=120, invalidAfterOfflineDuration=True))
     assert s.setpoint(T0, T0, 119.0)[0] == -5000.0
-    s.setpoint(T0, T0, 121.0)                        # offline too long: deleted for good
+    assert s.expiry_after() == 120
+    assert s.expire(119.0) == [] and s.setpoint(T0, T0, 121.0)[0] == 7000.0  # reading changes nothing
+    assert len(s.profiles) == 1
+    assert s.expire(121.0) == [1]                    # offline too long: deleted for good
     assert s.profiles == {} and s.setpoint(T0, T0, 0.0)[0] == 7000.0
 
 
@@ -155,7 +160,7 @@ def test_composite_schedule_lists_each_change():
                        {"startPeriod": 3600, "operationMode": "Idle"}],
                       pid=1, purpose="TxDefaultProfile", kind="Absolute", start="2027-01-15T18:00:00Z",
                       validTo="2027-01-15T21:00:00Z"))
-    periods = s.composite(day + 17 * 3600, 5 * 3600, None)
+    periods = composite(s.profiles.values(), start=day + 17 * 3600, duration=5 * 3600, tx_start=None, default_w=7000.0)
     assert periods == [
         {"startPeriod": 0, "operationMode": "ChargingOnly", "setpoint": 7000.0},          # before: the default
         {"startPeriod": 3600, "operationMode": "CentralSetpoint", "setpoint": -4000.0},   # 18:00 discharge

@@ -21,8 +21,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from ocpp_bridge.core import StationCore
 from ocpp_bridge.outbox import Outbox
-from ocpp_bridge.station import ChargingStation, ConfigError, StationConfig, transaction_event
+from ocpp_bridge.store import MemoryStore
+from ocpp_bridge.station import ChargingStation, ConfigError, StationConfig, ssl_context, transaction_event
 
 from .csms import CSMS
 
@@ -99,11 +101,10 @@ def test_events_survive_a_csms_outage_and_arrive_offline_in_order(tmp_path):
 
 
 def test_back_off_doubles_up_to_repeat_times_plus_random():
-    cs = ChargingStation.__new__(ChargingStation)
-    cs.config = StationConfig("CS001", "ws://x", password=PASSWORD, retry_backoff_min=3, retry_backoff_random=10,
-                              retry_backoff_repeat=3)
-    cs.rng = lambda: 0.5
-    assert [cs._backoff(a) for a in range(6)] == [8, 11, 17, 29, 29, 29]
+    core = StationCore(StationConfig("CS001", "ws://x", password=PASSWORD, retry_backoff_min=3,
+                                     retry_backoff_random=10, retry_backoff_repeat=3), MemoryStore(), now=0.0,
+                       rng=lambda: 0.5)
+    assert [core.backoff(a) for a in range(6)] == [8, 11, 17, 29, 29, 29]
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -237,7 +238,7 @@ def test_profile_3_without_a_trusted_station_certificate_is_refused(tmp_path, tl
         cfg = StationConfig("CS003", csms.url("wss"), csms_ca=tls_files["ca"], client_cert=tls_files["server"],
                             client_key=tls_files["station_key"], **FAST)  # certificate and key do not match
         with pytest.raises(Exception, match="KEY_VALUES_MISMATCH|key values mismatch"):
-            cfg.ssl_context()
+            ssl_context(cfg)
         cfg = StationConfig("CS003", csms.url("wss"), password=PASSWORD, csms_ca=tls_files["ca"], **FAST)
         cs = ChargingStation(cfg, Outbox(tmp_path / "cs.db"))  # profile 2 against a profile-3 CSMS
         task = asyncio.ensure_future(cs.run())
