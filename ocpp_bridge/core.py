@@ -32,18 +32,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
-import ocpp.v21 as ocpp_v21
-from ocpp.exceptions import (FormationViolationError, InternalError, NotImplementedError, NotSupportedError,
-                             OCPPError, SecurityError)
-from ocpp.messages import Call, CallResult, _validate_payload
+from ocpp.exceptions import FormationViolationError, OCPPError, SecurityError
 
 from . import frames
 from .device_model import DAY, DeviceModel, standard_variables
+from .rpc import Answer, HandlerFailed, Outstanding, answer_call, error_frame, read_answer, schema_check
 from .store import QueuedMessage, Store
 
 log = logging.getLogger("ocpp_bridge.station")
 SECURITY_EVENT_INTERVAL = 60.0  # s: at most one SecurityEventNotification per kind in this time
-_SCHEMAS = Path(ocpp_v21.__file__).parent / "schemas"
 
 
 class ConfigError(ValueError):
@@ -127,18 +124,11 @@ class TimerSource(Protocol):
     def handle_timer(self, now: float) -> None: ...
 
 
-Answer = Callable[[dict | None], None]
-
-
 @dataclass
-class _Call:
+class _Call(Outstanding):
     """The CALL waiting for its answer: an outbox message, a direct request or the boot."""
 
-    message_id: str
-    action: str
-    deadline: float
     item: QueuedMessage | None = None   # from the outbox
-    on_answer: Answer | None = None     # a direct request's caller
 
 
 @dataclass
@@ -147,13 +137,6 @@ class _Direct:
     payload: dict
     on_answer: Answer | None = None
     message_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-
-def _schema_check(action: str, payload: dict, kind: str = "Request") -> None:
-    """OCPP 2.1 JSON schema of ``action``'s request or response; raises the package's OCPPError."""
-    message = Call(unique_id="0", action=action, payload=payload) if kind == "Request" \
-        else CallResult(unique_id="0", action=action, payload=payload)
-    _validate_payload(message, "2.1")
 
 
 class StationCore:
@@ -222,7 +205,7 @@ class StationCore:
         payload = dict(payload)
         if action == "TransactionEvent" and not self.online:
             payload["offline"] = True
-        _schema_check(action, dict(payload, seqNo=0) if action == "TransactionEvent" else payload)
+        schema_check(action, dict(payload, seqNo=0) if action == "TransactionEvent" else payload)
         frames.dumps(payload)  # strict JSON or ValueError, before anything is stored
         item = self.store.put(action, payload, now=now, state=state)
         self._pump(now)
@@ -232,7 +215,7 @@ class StationCore:
         """A request whose answer matters only now (Authorize, StatusNotification): sent before
         the outbox, not stored. ``on_answer`` gets the CALLRESULT payload, or None offline, on a
         CALLERROR, a timeout or a lost connection, so the caller applies its offline rule."""
-        _schema_check(action, payload)
+        schema_check(action, payload)
         if not self.online:
             if on_answer is not None:
                 on_answer(None)
@@ -396,7 +379,7 @@ class StationCore:
 
     def _send_call(self, message_id: str, action: str, payload: dict, now: float, *, item: QueuedMessage | None = None,
                    on_answer: Answer | None = None) -> None:
-        self._inflight = _Call(message_id, action, now + self.config.response_timeout, item, on_answer)
+        self._inflight = _Call(message_id, action, now + self.config.response_timeout, on_answer, item)
         self._emit(action, [frames.CALL, message_id, action, payload])
 
     def _pump(self, now: float) -> None:
@@ -432,23 +415,13 @@ class StationCore:
             self._log("rx", "(unexpected answer)", frame)
             log.warning("an answer to no outstanding request: %s", str(frame)[:300])
             return
-        ok = frame[0] == frames.CALLRESULT
-        self._log("rx", f"{call.action}Response" if ok else f"{call.action}Error", frame)
+        self._log("rx", f"{call.action}Response" if frame[0] == frames.CALLRESULT else f"{call.action}Error", frame)
         self._inflight = None
-        payload = frame[2] if ok else None
-        if ok:
-            try:
-                if not isinstance(payload, dict):
-                    raise FormationViolationError("a CALLRESULT payload is an object")
-                _schema_check(call.action, payload, "Response")
-            except OCPPError as e:  # a broken answer counts as an error answer
-                log.warning("CSMS answer to %s breaks the schema: %s", call.action, e)
-                ok, payload = False, None
-        error = None if ok else (frame[2] if frame[0] == frames.CALLERROR and len(frame) > 2 else "FormatViolation")
+        payload, error = read_answer(call, frame)  # a broken answer counts as an error answer
         if call.action == "BootNotification":
             self._on_boot(payload, now)
         elif call.on_answer is not None:
-            if not ok:
+            if error is not None:
                 log.warning("CSMS answered %s with %s", call.action, error)
             call.on_answer(payload)
         elif call.item is not None:
@@ -500,25 +473,11 @@ class StationCore:
         try:
             if self.boot_status == "Rejected":  # part 2 B02: nothing but the boot while Rejected
                 raise SecurityError("the CSMS rejected this station's BootNotification")
-            handler = self.handlers.get(action)
-            if handler is None:
-                known = (_SCHEMAS / f"{action}Request.json").exists()
-                raise (NotSupportedError if known else NotImplementedError)(f"{action} is not handled")
-            _schema_check(action, payload)
-            try:
-                result = handler(payload)
-            except OCPPError:
-                raise
-            except Exception as e:  # a handler bug: answered, logged with its traceback, counted
-                self.handler_errors += 1
-                log.exception("handling %s %s failed", action, unique_id)
-                raise InternalError(f"{action} could not be handled: {type(e).__name__}") from e
-            _schema_check(action, result, "Response")
-            answer = [frames.CALLRESULT, unique_id, result]
-            frames.dumps(answer)  # a non-finite number in our own answer: ValueError, never sent
-        except (OCPPError, ValueError) as e:
+            answer = answer_call(frame, self.handlers)
+        except OCPPError as e:
+            self.handler_errors += isinstance(e, HandlerFailed)
             self._after_response.clear()
-            self._reject(text, unique_id, e if isinstance(e, OCPPError) else InternalError(str(e)), now)
+            self._reject(text, unique_id, e, now)
             return
         self._emit(f"{action}Response", answer)
         hooks, self._after_response = self._after_response, []
@@ -529,7 +488,7 @@ class StationCore:
         """Answer with a CALLERROR, keep the connection, and raise InvalidMessages (rate-limited)."""
         raw = text if isinstance(text, str) else repr(text)
         log.warning("invalid message from the CSMS (%s): %s", error.code, raw[:300])
-        self._emit("CALLERROR", [frames.CALLERROR, unique_id, error.code, str(error)[:255], {}])
+        self._emit("CALLERROR", error_frame(unique_id, error))
         self.security_event("InvalidMessages", f"{error.code}: {raw[:200]}", now=now)
 
     # --- the device model's effect on the connection --------------------------------------------------
