@@ -130,8 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_secc_args(p: argparse.ArgumentParser, setpoint_help: str = "fixed power setpoint; negative discharges "
                                                                     "the car (default 7000)") -> None:
     p.add_argument("--interface", help="answer SDP on this interface (without it: no SDP, listener only)")
-    p.add_argument("--host", default="::", help="address to listen on (default: all)")
+    p.add_argument("--host", default=None, help="address to listen on (default: every address, IPv4 and IPv6)")
     p.add_argument("--port", type=int, default=0, help="TLS port (default: an ephemeral port, announced by SDP)")
+    p.add_argument("--max-connections", type=_positive_int, default=8, metavar="N",
+                   help="connections held at once (default 8); when full, the oldest one without a session "
+                        "(TLS handshake unfinished, or no SessionSetup yet) makes room")
     p.add_argument("--pki", required=True, metavar="DIR", help="certificates from 'v2h pki init DIR'")
     p.add_argument("--pki-profile", default="iso20-secp521r1", choices=["iso20-secp521r1", "iso20-ed448"])
     p.add_argument("--setpoint", type=float, default=7000.0, metavar="WATTS",
@@ -146,7 +149,7 @@ def _add_secc_args(p: argparse.ArgumentParser, setpoint_help: str = "fixed power
                         help="publish a time-of-use tariff: seconds:level pairs from now, e.g. 21600:0,10800:2 "
                              "(default: no pricing)")
     p.add_argument("--log", metavar="FILE", help="append one JSON object per message")
-    p.add_argument("--once", action="store_true", help="exit after the first session ends")
+    p.add_argument("--once", action="store_true", help="exit after the first session (from SessionSetup) ends")
     p.add_argument("--quiet", action="store_true", help="no readable message trace")
 
 
@@ -159,6 +162,16 @@ def _choices(*allowed: str) -> Callable[[str], list[str]]:
             raise argparse.ArgumentTypeError(f"want a comma-separated list of {', '.join(allowed)}; got {text!r}")
         return list(dict.fromkeys(items))
     return parse
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"want a positive whole number; got {text!r}")
+    return n
 
 
 def _price_levels(text: str) -> tuple[tuple[int, int], ...]:
@@ -181,6 +194,21 @@ def _cmd_secc(args: argparse.Namespace) -> int:
     return _serve_secc(args, ocpp=False)
 
 
+# refused TLS handshakes of cars as OCPP security events. OCPP 2.1's list (part 2, appendix 1)
+# has events for TLS versions and cipher suites, which fit; none of its certificate events is
+# about a peer of the charger's own TLS server, nor about a peer that does not speak TLS, so
+# those two are named in the list's style (the list is open: "non-exhaustive")
+SECURITY_EVENTS = {"version": "InvalidTLSVersion", "cipher": "InvalidTLSCipherSuite",
+                   "certificate": "InvalidVehicleCertificate", "protocol": "InvalidTLSHandshake"}
+
+
+def _session_note(session) -> str:
+    """How a connection's session ended, for the charger's log."""
+    if session.established:
+        return f"session {session.ctx.session_id.hex()} ended: {session.end_reason}"
+    return f"connection without a session ended: {session.end_reason}"
+
+
 def _cmd_charger(args: argparse.Namespace) -> int:
     return _serve_secc(args, ocpp=True)
 
@@ -189,6 +217,7 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
     """`v2h secc`, and with ``ocpp`` `v2h charger`: the same SECC, its upper half over OCPP."""
     import asyncio
     import gc
+    import logging
     import signal
 
     from iso15118 import pki
@@ -203,6 +232,12 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
                         price_levels=args.price_levels,
                         contract_roots=pki.contract_roots(args.pki, args.pki_profile) if "pnc" in args.auth else ())
     log = MessageLog("SECC", path=args.log, stream=None if args.quiet else sys.stdout)
+    # the adapters' own log (refused handshakes, accept errors, malformed streams; rate-limited
+    # where a peer could flood it) goes to the charger's log beside the sessions
+    aio_log = logging.getLogger("iso15118.aio")
+    aio_log.setLevel(logging.INFO)
+    aio_log.propagate = False
+    aio_log.addHandler(log.handler())
 
     async def run() -> int:
         loop = asyncio.get_running_loop()
@@ -232,10 +267,19 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
                 stop.set()
             controller.on_reset = on_reset
             station_task = asyncio.ensure_future(station.run())  # supervised: restarts itself
+        on_failure = None
+        if ocpp:
+            def on_failure(failure) -> None:  # the station sends at most one per type a minute, counting the rest
+                kind = SECURITY_EVENTS.get(failure.kind)
+                if kind is not None:
+                    station.security_event(kind, f"ISO 15118 TLS from {failure.peer[0] if failure.peer else '?'}: "
+                                                 f"{failure.reason}")
         srv = await start_secc(controller, pki_dir=args.pki, profile=args.pki_profile, host=args.host, port=args.port,
                                interface=args.interface, config=config, observer=lambda session: log,
                                on_connection=lambda session, peer: log.note(
-                                   f"connection from {peer.address[0]}: {peer.describe()}"))
+                                   f"connection from {peer.address[0]}: {peer.describe()}"),
+                               keep_sessions=False, max_connections=args.max_connections,
+                               on_handshake_failure=on_failure)
         print(f"SECC listening on port {srv.port} (TLS 1.3){' with SDP on ' + args.interface if args.interface else ''}",
               flush=True)
         gc.freeze()  # start-up objects (codec tables, classes) leave the collector's scans: shorter pauses
@@ -250,11 +294,14 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
             stopper.cancel()
             if srv.session_ended.is_set():
                 srv.session_ended.clear()
-                for s in srv.sessions:
-                    log.note(f"session {s.ctx.session_id.hex()} ended: {s.end_reason}")
-                    ok = s.end_reason == "SessionStopRes OK"
-                srv.sessions.clear()
-                if args.once:
+                once_done = False
+                while srv.ended:  # only the sessions that ended: others may still be running
+                    s = srv.ended.popleft()
+                    log.note(_session_note(s))
+                    if s.established:
+                        ok = s.end_reason == "SessionStopRes OK"
+                        once_done = args.once
+                if once_done:
                     break
         await srv.close()
         if station_task is not None:

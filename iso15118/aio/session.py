@@ -9,6 +9,7 @@ import logging
 import random
 import ssl as ssl_mod
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,14 +18,16 @@ from iso15118 import pki
 from iso15118.evcc import Battery, EVCCConfig, EVCCResult, EVCCSession
 from iso15118.messages import Observer
 from iso15118.sdp import SECC_PORT_MAX, SECC_PORT_MIN, SDPServer
-from iso15118.secc import EVSEController, SECCConfig, SECCSession
+from iso15118.secc import Connector, EVSEController, SECCConfig, SECCSession
 
 from . import sdp as aio_sdp
+from .listener import HandshakeFailure, Listener, ListenerStats
 from .tls import TLSPolicyError, check_negotiated, credentials_from_pki, iso20_client_context, iso20_server_context
 from .v2gtp_stream import PeerInfo, run_client, serve
 
 log = logging.getLogger(__name__)
 DEFAULT_PROFILE = "iso20-secp521r1"
+MAX_CONNECTIONS = 8  # a charger: one car on the cable, room for strangers to be pushed out
 
 
 def wall_offset() -> float:
@@ -34,13 +37,23 @@ def wall_offset() -> float:
 
 @dataclass
 class SECCServer:
-    """A running charger: the TLS listener, the SDP responder if any, and finished sessions."""
+    """A running charger: the TLS listener, the SDP responder if any, its connector (one power
+    stage; None when each connection has its own), the sessions (all of them, with
+    ``keep_sessions``) and those that ended since the owner last looked (``ended``, set with
+    ``session_ended``)."""
 
-    server: asyncio.Server
+    server: Listener
     port: int
     sdp: asyncio.DatagramTransport | None
+    connector: Connector | None = None
     sessions: list[SECCSession] = field(default_factory=list)
     session_ended: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: deque = field(default_factory=lambda: deque(maxlen=1024))
+
+    @property
+    def stats(self) -> ListenerStats:
+        """Connections accepted, handshakes finished, failures by kind, accept errors."""
+        return self.server.stats
 
     async def close(self) -> None:
         if self.sdp is not None:
@@ -51,16 +64,21 @@ class SECCServer:
 
 async def start_secc(controller: EVSEController | None = None, *, pki_dir: str | Path,
                      controller_factory: Callable[[], EVSEController] | None = None,
-                     profile: str = DEFAULT_PROFILE, host: str = "::", port: int = 0,
+                     profile: str = DEFAULT_PROFILE, host: str | None = None, port: int = 0,
                      interface: str | None = None, config: SECCConfig | None = None,
                      observer: Callable[[SECCSession], Observer | None] | None = None,
                      on_connection: Callable[[SECCSession, PeerInfo], None] | None = None,
-                     keep_sessions: bool = True) -> SECCServer:
-    """Listen for cars over TLS 1.3 (mutual, -20 policy). ``controller`` is the one power
-    stage successive sessions share; ``controller_factory`` gives each connection its own
-    (simulations of many chargers). With ``interface``, SDP answers on it with the
-    interface's link-local address. ``on_connection`` hears of each accepted connection (address,
-    negotiated TLS parameters) before its first message."""
+                     keep_sessions: bool = True, max_connections: int | None = MAX_CONNECTIONS,
+                     on_handshake_failure: Callable[[HandshakeFailure], None] | None = None) -> SECCServer:
+    """Listen for cars over TLS 1.3 (mutual, -20 policy) on ``host`` (None: every address,
+    IPv4 and IPv6). ``controller`` is the charger's one power stage: one session at a time owns
+    it (a SessionSetup while it is owned is refused). ``controller_factory`` gives each
+    connection its own (simulations of many chargers). With ``interface``, SDP answers on it
+    with the interface's link-local address. ``on_connection`` hears of each accepted connection
+    (address, negotiated TLS parameters) before its first message; ``on_handshake_failure`` of
+    each one that ended before (refused by the TLS policy, too slow, shed by the cap of
+    ``max_connections``). The handshake, and SessionSetup after it, must come within the
+    communication setup timer (``config.communication_setup_timeout``, 20 s)."""
     if (controller is None) == (controller_factory is None):
         raise ValueError("give either a controller or a controller_factory")
     creds = credentials_from_pki(pki_dir, "secc", profile)
@@ -71,13 +89,18 @@ async def start_secc(controller: EVSEController | None = None, *, pki_dir: str |
     loop = asyncio.get_running_loop()
     srv: SECCServer | None = None
 
+    connector = Connector(controller) if controller is not None else None
+
     def ended(session: SECCSession) -> None:
         if srv is not None:
+            srv.ended.append(session)
             srv.session_ended.set()
 
     def new_session(info: PeerInfo) -> SECCSession:
-        stage = controller if controller is not None else controller_factory()  # type: ignore[misc]
-        session = SECCSession(stage, cfg, now=loop.time(), tls=info.tls_version is not None,
+        stage = connector if connector is not None else controller_factory()  # type: ignore[misc]
+        # the communication setup timer runs from the TCP connection, not from the handshake's end
+        start = info.accepted_at if info.accepted_at is not None else loop.time()
+        session = SECCSession(stage, cfg, now=start, tls=info.tls_version is not None,
                               resume_store=resume_store, clock_offset=offset, on_end=ended)
         session.observer = observer(session) if observer is not None else None
         if on_connection is not None:
@@ -86,18 +109,21 @@ async def start_secc(controller: EVSEController | None = None, *, pki_dir: str |
             srv.sessions.append(session)
         return session
 
-    server = await _listen(lambda p: serve(new_session, host, p, ssl=ctx, standard="iso20"), port)
+    server = await _listen(lambda p: serve(new_session, host, p, ssl=ctx, standard="iso20",
+                                           max_connections=max_connections,
+                                           handshake_timeout=cfg.communication_setup_timeout,
+                                           on_failure=on_handshake_failure), port)
     bound = server.sockets[0].getsockname()[1]
     sdp_transport = None
     if interface is not None:
         logic = SDPServer(aio_sdp.link_local_address(interface))
         logic.tls_port = bound
         sdp_transport = await aio_sdp.start_responder(logic, interface=interface)
-    srv = SECCServer(server, bound, sdp_transport)
+    srv = SECCServer(server, bound, sdp_transport, connector)
     return srv
 
 
-async def _listen(open_server, port: int) -> asyncio.Server:
+async def _listen(open_server, port: int) -> Listener:
     """Bind ``port``; 0 picks a free port in the range SDP may announce (49152–65535), which
     the kernel's own ephemeral range does not guarantee."""
     if port:

@@ -34,7 +34,12 @@ class TLSConfigError(Exception):
 
 
 class TLSPolicyError(Exception):
-    """A completed handshake does not meet the standard (version, cipher suite, peer)."""
+    """A completed handshake does not meet the standard (version, cipher suite, peer).
+    ``kind``: 'version', 'cipher' or 'certificate' (the peer's certificate policy)."""
+
+    def __init__(self, message: str, kind: str = "certificate"):
+        super().__init__(message)
+        self.kind = kind
 
 
 def _libssl():
@@ -154,14 +159,14 @@ def check_negotiated(ssl_object, standard: str) -> None:
     cipher = (ssl_object.cipher() or ("?",))[0]
     if standard == "iso20":
         if version != "TLSv1.3":
-            raise TLSPolicyError(f"ISO 15118-20 requires TLS 1.3, got {version}")
+            raise TLSPolicyError(f"ISO 15118-20 requires TLS 1.3, got {version}", "version")
         if cipher not in ISO20_CIPHERSUITES:
-            raise TLSPolicyError(f"cipher suite {cipher} is not allowed for ISO 15118-20")
+            raise TLSPolicyError(f"cipher suite {cipher} is not allowed for ISO 15118-20", "cipher")
     elif standard == "iso2":
         if version != "TLSv1.2":
-            raise TLSPolicyError(f"ISO 15118-2 uses TLS 1.2, got {version}")
+            raise TLSPolicyError(f"ISO 15118-2 uses TLS 1.2, got {version}", "version")
         if cipher != ISO2_CIPHERS:
-            raise TLSPolicyError(f"cipher suite {cipher} is not allowed for ISO 15118-2")
+            raise TLSPolicyError(f"cipher suite {cipher} is not allowed for ISO 15118-2", "cipher")
     else:
         raise ValueError(f"unknown standard {standard!r}")
 

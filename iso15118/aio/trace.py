@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 from typing import IO
 
@@ -78,6 +79,11 @@ class MessageLog:
         if self.file is not None:
             self.file.write(json.dumps({"time": stamp, "note": text}, ensure_ascii=False) + "\n")
 
+    def handler(self, level: int = logging.INFO) -> logging.Handler:
+        """A logging handler that notes each record here (the listener's refused handshakes,
+        accept errors), so that they land in the same log as the sessions."""
+        return _NoteHandler(self, level)
+
     def ocpp(self, direction: str, name: str, frame) -> None:
         """An OCPP-J frame: ``{"time", "direction", "name": action, "ocpp": frame}``."""
         stamp = _iso(time.time())
@@ -92,3 +98,12 @@ class MessageLog:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+class _NoteHandler(logging.Handler):
+    def __init__(self, log: MessageLog, level: int):
+        super().__init__(level)
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.log.note(record.getMessage())

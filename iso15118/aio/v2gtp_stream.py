@@ -4,7 +4,8 @@ The server hands every complete frame to a handler object (the SECC) with the cu
 writes back the frames it returns; a handler with ``next_deadline()`` also gets
 ``handle_timer(now)`` calls when its deadline passes, so timers stay data in the protocol core.
 A malformed V2GTP header closes the connection; so does a handshake that misses the
-standard's TLS policy.
+standard's TLS policy. The server side's accept, TLS handshake and connection accounting live
+in ``listener.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Protocol
 
 from iso15118.v2gtp import DEFAULT_MAX_PAYLOAD, V2GTPDecoder, V2GTPError, V2GTPFrame
 
+from .listener import HANDSHAKE_TIMEOUT, HandshakeFailure, Listener
 from .tls import TLSPolicyError, check_negotiated, negotiated_group
 
 READ_CHUNK = 65536
@@ -39,6 +41,7 @@ class PeerInfo:
     cipher: str | None
     peer_certificate: bytes | None  # DER of the peer's leaf, if it sent one
     group: str | None = None        # key-exchange group (OpenSSL short name), if known
+    accepted_at: float | None = None  # loop time the server accepted the TCP connection
 
     def describe(self) -> str:
         """'TLSv1.3 TLS_AES_256_GCM_SHA384 secp521r1', or 'plain TCP'."""
@@ -47,12 +50,12 @@ class PeerInfo:
         return " ".join(x for x in (self.tls_version, self.cipher, self.group) if x)
 
 
-def _peer_info(transport) -> PeerInfo:
+def _peer_info(transport, accepted_at: float | None = None) -> PeerInfo:
     obj = transport.get_extra_info("ssl_object")
     return PeerInfo(transport.get_extra_info("peername"), obj.version() if obj else None,
                     (obj.cipher() or (None,))[0] if obj else None,
                     obj.getpeercert(binary_form=True) if obj else None,
-                    negotiated_group(obj) if obj else None)
+                    negotiated_group(obj) if obj else None, accepted_at)
 
 
 class V2GTPProtocol(asyncio.Protocol):
@@ -77,6 +80,7 @@ class V2GTPProtocol(asyncio.Protocol):
         self.armed: float | None = None
         self.done: asyncio.Future = self.loop.create_future()
         self.error: BaseException | None = None
+        self.accepted_at: float | None = None  # set by the listener (server side)
 
     # --- asyncio callbacks -----------------------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -84,7 +88,7 @@ class V2GTPProtocol(asyncio.Protocol):
         try:
             if self.standard is not None and transport.get_extra_info("ssl_object") is not None:
                 check_negotiated(transport.get_extra_info("ssl_object"), self.standard)
-            info = _peer_info(transport)
+            info = _peer_info(transport, self.accepted_at)
             if self.peer_check is not None:
                 self.peer_check(info)
             self.handler = self.make_handler(info)
@@ -178,15 +182,20 @@ class V2GTPProtocol(asyncio.Protocol):
         self._after()
 
 
-async def serve(handler_factory: Callable[[PeerInfo], FrameHandler], host: str, port: int, *,
+async def serve(handler_factory: Callable[[PeerInfo], FrameHandler], host: str | None, port: int, *,
                 ssl: ssl_mod.SSLContext | None = None, standard: str | None = None,
                 peer_check: Callable[[PeerInfo], None] | None = None,
-                max_payload: int = DEFAULT_MAX_PAYLOAD) -> asyncio.Server:
-    """Listen for V2GTP connections; ``port=0`` picks a free port (see ``server.sockets``)."""
-    loop = asyncio.get_running_loop()
-    return await loop.create_server(
-        lambda: V2GTPProtocol(handler_factory, standard=standard if ssl is not None else None,
-                              peer_check=peer_check, max_payload=max_payload), host, port, ssl=ssl)
+                max_payload: int = DEFAULT_MAX_PAYLOAD, max_connections: int | None = None,
+                handshake_timeout: float = HANDSHAKE_TIMEOUT,
+                on_failure: Callable[[HandshakeFailure], None] | None = None) -> Listener:
+    """Listen for V2GTP connections; ``port=0`` picks a free port (see ``listener.sockets``);
+    ``host`` None listens on every address of both IP families. ``max_connections`` caps the
+    connections held at once (the oldest unauthenticated one makes room for a new one);
+    ``on_failure`` hears of every connection that ended before its handshake finished."""
+    listener = Listener(lambda: V2GTPProtocol(handler_factory, standard=standard if ssl is not None else None,
+                                              peer_check=peer_check, max_payload=max_payload), ssl,
+                        max_connections=max_connections, handshake_timeout=handshake_timeout, on_failure=on_failure)
+    return await listener.start(host, port)
 
 
 async def run_client(handler, host: str, port: int, *, ssl: ssl_mod.SSLContext | None = None,
