@@ -179,7 +179,8 @@ class InvariantChecker:
         car_export = 0.0
         if p.charger_mode is ChargerMode.GRID_FOLLOWING and p.charger_w < 0:
             car_export = min(p.export_w, -p.charger_w)
-        if car_export > TOL_W and not cfg.allow_export:
+        # a deviation inside the configured follow tolerance cannot be told from metering error
+        if car_export > max(TOL_W, cfg.follow_tolerance_w) and not cfg.allow_export:
             self.car_export_since = now if self.car_export_since is None else self.car_export_since
             if now - self.car_export_since > cfg.follow_timeout_s + 1.0:
                 self._v(now, "I5", f"the car exports {car_export:.0f} W for {now - self.car_export_since:.1f} s")
