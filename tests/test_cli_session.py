@@ -117,3 +117,103 @@ def test_secc_refuses_malformed_offers(v2g_pki):
         r = subprocess.run([*CLI, "secc", "--pki", str(v2g_pki), "--host", "::1", *flags], capture_output=True,
                            text=True, timeout=30)
         assert r.returncode != 0 and message in r.stderr, (flags, r.stderr)
+
+
+def test_secc_listens_on_ipv4_and_ipv6_by_default(v2g_pki):
+    """Without --host the charger listens on every address of both families (it used to take
+    '::', which asyncio binds IPv6-only, and refused a car on 127.0.0.1)."""
+    secc, port = _start_secc(["--pki", str(v2g_pki), "--quiet"])
+    try:
+        results = [subprocess.run([*CLI, "evcc", "--secc", address, "--pki", str(v2g_pki), "--loops", "2",
+                                   "--loop-period", "0.05", "--quiet"], capture_output=True, text=True, timeout=60)
+                   for address in (f"127.0.0.1:{port}", f"[::1]:{port}")]
+    finally:
+        secc.terminate()
+        secc.communicate(timeout=30)
+    for r in results:
+        assert r.returncode == 0, r.stderr
+        assert "2 charge loops" in r.stdout
+
+
+def test_accept_errors_do_not_flood_the_log(v2g_pki, tmp_path):
+    """Descriptors run out (a limit of 40, a cap set above it, 120 connections held): asyncio
+    reports every failed accept, up to 100 per loop pass (it wrote 144 MB of stderr in 65 s
+    against the charger before). Now: a line per 10 s at most, and once the connections go, a
+    car is served again."""
+    import resource
+    import socket
+    import time
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))
+
+    log = tmp_path / "secc.jsonl"
+    proc = subprocess.Popen([*CLI, "secc", "--pki", str(v2g_pki), "--host", "127.0.0.1", "--quiet",
+                             "--max-connections", "1000", "--log", str(log)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit)
+    try:
+        port = int(re.search(r"listening on port (\d+)", proc.stdout.readline()).group(1))
+        held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(120)]
+        time.sleep(2.5)
+        for s in held:
+            s.close()
+        time.sleep(1.5)  # asyncio retries accepting after 1 s
+        ev = subprocess.run([*CLI, "evcc", "--secc", f"127.0.0.1:{port}", "--pki", str(v2g_pki), "--loops", "2",
+                             "--loop-period", "0.05", "--quiet"], capture_output=True, text=True, timeout=60)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert ev.returncode == 0, ev.stderr
+    assert len(err) < 2000, err[:2000]
+    assert 1 <= err.count("cannot accept connections: [Errno 24] Too many open files") <= 2, err
+    notes = [json.loads(x)["note"] for x in log.read_text().splitlines() if '"note"' in x]
+    assert sum("cannot accept" in n for n in notes) <= 2
+
+
+def test_charger_reports_refused_handshakes_to_the_csms(v2g_pki, tmp_path):
+    """`v2h charger` with a real CSMS: cars with a vehicle certificate of a foreign OEM (three)
+    and a TLS 1.2 car. The CSMS gets one SecurityEventNotification per kind (the station
+    reports at most one per type a minute), the charger's log one line per kind with the
+    reason, and a good car is served after them."""
+    import asyncio
+
+    from iso15118 import pki
+    from tests.aio.attackers import foreign_car_context, handshake, tls12_context
+    from tests.ocpp.csms import CSMS
+    from tests.ocpp.test_charger import PASSWORD, _start_charger
+
+    stranger = tmp_path / "stranger"
+    pki.init_pki(stranger, profiles=["iso20-secp521r1"])
+    log = tmp_path / "charger.jsonl"
+
+    async def run():
+        csms = await CSMS(passwords={"CS-TLS": PASSWORD}).start()
+        charger, port = await _start_charger(
+            ["--pki", str(v2g_pki), "--host", "127.0.0.1", "--csms", csms.url(), "--id", "CS-TLS", "--password",
+             PASSWORD, "--db", str(tmp_path / "cs.db"), "--once", "--quiet", "--log", str(log)])
+        try:
+            await csms.wait_for(lambda c: c.actions("BootNotification"))
+            for _ in range(3):
+                await handshake(foreign_car_context(v2g_pki, stranger), "127.0.0.1", port)
+            await handshake(tls12_context(v2g_pki), "127.0.0.1", port)
+            await csms.wait_for(lambda c: len(c.actions("SecurityEventNotification")) >= 2)
+            car = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "v2h.cli", "evcc", "--secc", f"127.0.0.1:{port}", "--pki", str(v2g_pki),
+                "--loops", "2", "--loop-period", "0.05", "--quiet", stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE)
+            _, car_err = await car.communicate()
+            await asyncio.get_running_loop().run_in_executor(None, charger.wait, 30)
+        finally:
+            charger.kill()
+            await csms.close()
+        return csms.actions("SecurityEventNotification"), car.returncode, car_err.decode()
+
+    events, car_rc, car_err = asyncio.run(run())
+    assert car_rc == 0, car_err
+    ours = [e.payload for e in events if e.payload["type"] in ("InvalidVehicleCertificate", "InvalidTLSVersion")]
+    assert [e["type"] for e in ours] == ["InvalidVehicleCertificate", "InvalidTLSVersion"], events
+    assert "ISO 15118 TLS from 127.0.0.1: vehicle certificate refused" in ours[0]["techInfo"]
+    assert "not TLS 1.3" in ours[1]["techInfo"]
+    notes = [json.loads(x)["note"] for x in log.read_text().splitlines() if '"note"' in x]
+    refused = [n for n in notes if n.startswith("refused TLS connection from 127.0.0.1")]
+    assert len(refused) == 2 and "vehicle certificate refused" in refused[0] and "not TLS 1.3" in refused[1]

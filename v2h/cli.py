@@ -233,11 +233,17 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
                         contract_roots=pki.contract_roots(args.pki, args.pki_profile) if "pnc" in args.auth else ())
     log = MessageLog("SECC", path=args.log, stream=None if args.quiet else sys.stdout)
     # the adapters' own log (refused handshakes, accept errors, malformed streams; rate-limited
-    # where a peer could flood it) goes to the charger's log beside the sessions
+    # where a peer could flood it) goes to the charger's log beside the sessions, and with
+    # --quiet its warnings and errors to stderr
     aio_log = logging.getLogger("iso15118.aio")
     aio_log.setLevel(logging.INFO)
     aio_log.propagate = False
     aio_log.addHandler(log.handler())
+    if args.quiet:
+        to_stderr = logging.StreamHandler(sys.stderr)
+        to_stderr.setLevel(logging.WARNING)
+        to_stderr.setFormatter(logging.Formatter(f"v2h {args.command}: %(message)s"))
+        aio_log.addHandler(to_stderr)
 
     async def run() -> int:
         loop = asyncio.get_running_loop()
