@@ -587,7 +587,10 @@ def session_stop(req, s, now) -> Reply:
     if kind == "Pause":
         if not s.config.pause_allowed:
             return Reply(CM.SessionStopRes(Header=s.header(now), ResponseCode="FAILED_PauseNotAllowed"), State.ENDED, True)
-        s.resume_store[ctx.session_id] = {k: getattr(ctx, k) for k in RESUMABLE}
+        store = s.resume_store
+        while len(store) >= s.config.max_paused_sessions:  # bounded: the oldest pause is forgotten first
+            store.pop(next(iter(store)))
+        store[ctx.session_id] = {k: getattr(ctx, k) for k in RESUMABLE}
     return Reply(CM.SessionStopRes(Header=s.header(now), ResponseCode="OK"), State.ENDED, True)
 
 

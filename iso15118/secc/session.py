@@ -67,6 +67,7 @@ class SECCConfig:
     precharge_timeout: float = 10.0
     meter_id: str = "V2H-METER-1"
     pause_allowed: bool = True
+    max_paused_sessions: int = 16              # paused sessions kept for resumption (oldest dropped)
     # DC: PowerDelivery(Start) is refused unless the output is within this many volts of the
     # car's present voltage (closing the car's contactors across a larger difference is an inrush)
     precharge_tolerance: float = 20.0
@@ -75,6 +76,8 @@ class SECCConfig:
     price_levels: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.max_paused_sessions < 1:
+            raise ValueError("max_paused_sessions must be at least 1")
         if not self.precharge_tolerance > 0:
             raise ValueError("the precharge tolerance must be a positive number of volts")
         if len(self.price_levels) > 1024:

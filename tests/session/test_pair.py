@@ -274,3 +274,19 @@ def test_a_controller_with_a_power_plan_gives_the_scheduled_steps():
     cap = stage.limits().max_charge_power
     assert steps(tup.ChargingSchedule) == [(3600, 6000), (7200, 0), (75600, cap)]
     assert steps(tup.DischargingSchedule) == [(3600, 0), (7200, -4000), (75600, 0)]
+
+
+def test_paused_sessions_kept_for_resumption_are_bounded():
+    """Every Pause leaves an entry for a later resume: a car (or many) pausing again and again
+    must not grow the charger's memory without end; the oldest pause is forgotten first."""
+    from iso15118.secc import SECCConfig
+
+    store: dict = {}
+    sids = []
+    for i in range(5):
+        p = make_pair("DC_BPT", "dynamic", resume_store=store, end="Pause", loops=1,
+                      secc_config=SECCConfig(max_paused_sessions=3), now=10.0 * i)
+        p.run(start=10.0 * i)
+        assert p.ev.result.ok, p.ev.result.reason
+        sids.append(p.ev.result.session_id)
+    assert list(store) == sids[2:]
