@@ -217,3 +217,39 @@ def test_charger_reports_refused_handshakes_to_the_csms(v2g_pki, tmp_path):
     notes = [json.loads(x)["note"] for x in log.read_text().splitlines() if '"note"' in x]
     refused = [n for n in notes if n.startswith("refused TLS connection from 127.0.0.1")]
     assert len(refused) == 2 and "vehicle certificate refused" in refused[0] and "not TLS 1.3" in refused[1]
+
+
+def test_the_chargers_log_records_the_live_session_and_the_refused_car(v2g_pki, tmp_path):
+    """Car A discharges; car B arrives and is refused at SessionSetup. The log notes B's refusal
+    (naming A's session) while A runs on (it used to note every session it knew of whenever
+    any one ended: 'session … ended: None' for A), then A's own end."""
+    import time
+
+    log = tmp_path / "secc.jsonl"
+    a_log = tmp_path / "a.jsonl"
+    secc, port = _start_secc(["--pki", str(v2g_pki), "--host", "127.0.0.1", "--setpoint", "-5000", "--quiet",
+                              "--log", str(log)])
+    try:
+        a = subprocess.Popen([*CLI, "evcc", "--secc", f"127.0.0.1:{port}", "--pki", str(v2g_pki), "--loops", "60",
+                              "--loop-period", "0.1", "--quiet", "--log", str(a_log)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (a_log.exists() and "DC_ChargeLoopRes" in a_log.read_text()):
+            time.sleep(0.1)
+        b = subprocess.run([*CLI, "evcc", "--secc", f"127.0.0.1:{port}", "--pki", str(v2g_pki), "--loops", "2",
+                            "--quiet"], capture_output=True, text=True, timeout=60)
+        time.sleep(0.3)
+        during = [json.loads(x)["note"] for x in log.read_text().splitlines() if '"note"' in x]
+        a_out, a_err = a.communicate(timeout=60)
+    finally:
+        secc.terminate()
+        secc.communicate(timeout=30)
+    assert b.returncode == 1 and "SessionSetupRes FAILED" in b.stderr
+    assert a.returncode == 0, a_err
+    a_sid = re.search(r"session ([0-9a-f]{16})", a_out).group(1)
+    ends = [n for n in during if "ended" in n]
+    assert ends == [f"connection without a session ended: SessionSetupRes FAILED: the connector is in use "
+                    f"(session {a_sid})"], during
+    after = [json.loads(x)["note"] for x in log.read_text().splitlines() if '"note"' in x]
+    assert f"session {a_sid} ended: SessionStopRes OK" in after
+    assert not any(n.endswith("ended: None") for n in after)

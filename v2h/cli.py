@@ -202,11 +202,17 @@ SECURITY_EVENTS = {"version": "InvalidTLSVersion", "cipher": "InvalidTLSCipherSu
                    "certificate": "InvalidVehicleCertificate", "protocol": "InvalidTLSHandshake"}
 
 
-def _session_note(session) -> str:
-    """How a connection's session ended, for the charger's log."""
+def _session_note(session, throttle, now: float) -> str | None:
+    """How a connection's session ended, for the charger's log. Connections that never got a
+    session (refused at SessionSetup, silent, dropped) are noted at most once per kind of end
+    every 10 s, with the count of the ones held back: a peer must not flood the log."""
     if session.established:
         return f"session {session.ctx.session_id.hex()} ended: {session.end_reason}"
-    return f"connection without a session ended: {session.end_reason}"
+    reason = session.end_reason or ""
+    held = throttle.check(reason.split(":")[0].split(" in ")[0], now)
+    if held is None:
+        return None
+    return f"connection without a session ended: {reason}{f' ({held} more held back)' if held else ''}"
 
 
 def _cmd_charger(args: argparse.Namespace) -> int:
@@ -221,6 +227,7 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
     import signal
 
     from iso15118 import pki
+    from iso15118.aio.listener import Throttle
     from iso15118.aio.session import start_secc
     from iso15118.secc import SECCConfig, SimulatedPowerStage
     from iso15118.aio.trace import MessageLog
@@ -292,6 +299,7 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         ok = True
+        throttle = Throttle()
         while not stop.is_set():
             waiter = asyncio.ensure_future(srv.session_ended.wait())
             stopper = asyncio.ensure_future(stop.wait())
@@ -303,7 +311,9 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
                 once_done = False
                 while srv.ended:  # only the sessions that ended: others may still be running
                     s = srv.ended.popleft()
-                    log.note(_session_note(s))
+                    note = _session_note(s, throttle, loop.time())
+                    if note is not None:
+                        log.note(note)
                     if s.established:
                         ok = s.end_reason == "SessionStopRes OK"
                         once_done = args.once
