@@ -1,4 +1,4 @@
-"""TLS contexts for the car ↔ charger link (DOMAIN.md §3).
+"""TLS contexts for the car ↔ charger link (the TLS profiles of ISO 15118-20 and ISO 15118-2).
 
 ISO 15118-20: TLS 1.3 only, mutual authentication, cipher suites TLS_AES_256_GCM_SHA384 then
 TLS_CHACHA20_POLY1305_SHA256, groups secp521r1 and x448, signature algorithms

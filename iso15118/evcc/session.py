@@ -3,7 +3,7 @@
 ``EVCCSession`` produces request frames and consumes response frames; time is passed in. The
 table ``RESPONSES`` maps each awaited response to its handler, which updates the car and returns
 the next request (or schedules it: Ongoing repetitions and the charge-loop period). Every EV
-timer of DOMAIN.md §4 runs here: 2 s per message (5 s for ServiceDetail, 0.5 s in the charge
+timer of ISO 15118-20 runs here: 2 s per message (5 s for ServiceDetail, 0.5 s in the charge
 loop), 60 s of Ongoing, 40 s of CableCheck, 10 s of PreCharge, 20 s to SessionSetupRes.
 A timeout, a failed response code, an unexpected or undecodable message ends the session with
 the car's contactors open.
@@ -30,7 +30,7 @@ CONTROL_MODES = {"scheduled": 1, "dynamic": 2}
 
 @dataclass
 class EVTimers:
-    """EV-side timeouts, seconds (ISO 15118-20 defaults; DOMAIN.md §4)."""
+    """EV-side timeouts, seconds (ISO 15118-20 defaults)."""
 
     message: float = 2.0
     service_detail: float = 5.0

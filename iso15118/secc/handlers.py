@@ -3,7 +3,7 @@
 A handler takes (request, session, now) and returns a ``Reply``: the response (mandatory fields
 always filled), the next state, and whether the session ends. The table
 ``TRANSITIONS[(state, request name)]`` is the whole protocol: reading it is reading the -20
-sequence of DOMAIN.md §4.
+message sequence of ISO 15118-20 (DC and AC, with and without BPT).
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ class State(Enum):
 
 @dataclass
 class SECCConfig:
-    """What this charger offers and how long it waits (DOMAIN.md §4)."""
+    """What this charger offers and how long it waits (the ISO 15118-20 timers, and v2h's own)."""
 
     evse_id: str = "DE*V2H*E0001"
     services: tuple[int, ...] = (2, 6, 1, 5)  # DC, DC_BPT, AC, AC_BPT; filtered by the handshake

@@ -1,4 +1,4 @@
-"""The car's timers (DOMAIN.md §4): each one fires at its value, ends the car's session with
+"""The car's ISO 15118-20 timers: each one fires at its value, ends the car's session with
 its contactors open, and the charger, seeing the car hang up, de-energises."""
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""SECC handlers one by one (STYLE.md principle 4), fed the reference vectors' golden EXI bytes:
-each gives the response the state calls for, with every mandatory field, encodable."""
+"""SECC handlers one by one (each a plain function of request, session and time), fed the
+reference vectors' golden EXI bytes: each gives the response the state calls for, with every
+mandatory field, encodable."""
 
 from __future__ import annotations
 
