@@ -31,9 +31,9 @@ Script = Callable[["Chain", float], None]
 
 @dataclass
 class Wire:
-    """What crossed the links, for assertions: (time, link, direction, name or text)."""
+    """What crossed the links, for assertions (the OCPP frames only when asked to keep them)."""
 
-    v2g: list[tuple[float, str, str]] = field(default_factory=list)    # (t, 'ev→evse'|'evse→ev', message name)
+    v2g_frames: int = 0                                                # V2GTP frames, both ways
     ocpp: list[tuple[float, str, str]] = field(default_factory=list)   # (t, 'cs→csms'|'csms→cs', frame text)
 
 
@@ -43,14 +43,17 @@ class Chain:
     def __init__(self, *, start: float, csms: CSMSCore | None = None, station_id: str = "CS001",
                  stage: SimulatedPowerStage | None = None, secc_config: SECCConfig | None = None,
                  default_setpoint_w: float = 7000.0, tx_updated_interval: float = 60.0,
-                 v2g_latency: float = 0.002, ocpp_latency: float = 0.005, keep_ocpp_text: bool = False):
+                 v2g_latency: float = 0.0, ocpp_latency: float = 0.005, keep_ocpp_text: bool = False,
+                 retry_backoff: float = 1.0):
+        """``v2g_latency`` 0 delivers each V2GTP frame at once (the charge loop's round trip is then
+        three calls, not three events); ``ocpp_latency`` is the one-way delay of OCPP frames."""
         self.now = start
         self.csms = csms or CSMSCore()
         self.station_id = station_id
         self.stage = stage or SimulatedPowerStage(kind="DC")
         self.secc_config = secc_config or SECCConfig(require_tls=False)
         self.core = StationCore(StationConfig(station_id, "ws://house.invalid/ocpp", password="x" * 16,
-                                              retry_backoff_min=1.0, retry_backoff_random=1.0),
+                                              retry_backoff_min=retry_backoff, retry_backoff_random=retry_backoff),
                                 MemoryStore(), now=start, rng=_fixed_rng())
         self.bridge = OCPPBridge(self.stage, self.core, default_setpoint_w=default_setpoint_w,
                                  tx_updated_interval=tx_updated_interval, clock_offset=0.0)
@@ -208,8 +211,11 @@ class Chain:
 
     def _post_v2g(self, direction: str, frames_out) -> None:
         for f in frames_out:
-            self.wire.v2g.append((self.now, direction, f.payload_type.name))
-            heapq.heappush(self._queue, (self.now + self.v2g_latency, next(self._seq), direction, f.to_bytes()))
+            self.wire.v2g_frames += 1
+            if self.v2g_latency:
+                heapq.heappush(self._queue, (self.now + self.v2g_latency, next(self._seq), direction, f.to_bytes()))
+            else:
+                self._deliver(direction, f.to_bytes(), self.now)
 
     def _flush_station(self) -> None:
         for text in self.core.data_to_send():

@@ -1,10 +1,9 @@
 """A reference day for the whole chain (``hems.chain``): a car plugged in all day while the house's
-CSMS charges it by day and discharges it into the house in the evening, with hourly setpoint
-changes, a 10-minute CSMS outage during the discharge and one re-plug. Used by the tests (24 h in
-memory, the same decisions on a shortened run over real sockets) and by the benchmark.
+CSMS charges it by day and discharges it into the house in the evening, a 10-minute CSMS outage
+during the discharge and one re-plug. Used by the tests (24 h in memory; the same decisions on a
+short version over real sockets) and by the benchmark.
 
-Times are offsets from the start of the day; ``scale`` shrinks them (a short run of the same
-scenario).
+The day is a sequence of phases (``DayPlan``); ``SHORT`` is the same sequence in seconds.
 """
 
 from __future__ import annotations
@@ -17,60 +16,94 @@ from .chain import Chain
 from .csms import central_setpoint
 
 HOUR = 3600.0
-# the CSMS's setpoint per hour of the day (W, + charges the car, − discharges it into the house)
-SETPOINTS = [0.0] * 8 + [4000.0] * 9 + [-5000.0] * 6 + [0.0]
-OUTAGE = (19 * HOUR + 30, 19 * HOUR + 630)     # the CSMS is away 10 minutes during the discharge
-REPLUG = (12 * HOUR, 12 * HOUR + 300)          # the car leaves at noon, back 5 minutes later
-MAX_OFFLINE = 60                               # s: the profile's maxOfflineDuration
+CHARGE_W, DISCHARGE_W = 4000.0, -5000.0
 
 
 @dataclass(frozen=True)
 class DayPlan:
-    """The reference day, possibly shortened (``scale`` < 1: every time multiplied by it)."""
+    """Phase lengths in seconds. The CSMS sends Idle at the start, +CHARGE_W when the night ends,
+    DISCHARGE_W when the afternoon ends and Idle when the late evening ends; the car leaves at the
+    end of the morning and is back after ``away``; the CSMS is away for ``outage`` after the
+    evening; its profiles carry maxOfflineDuration ``max_offline``."""
 
-    scale: float = 1.0
+    night: float = 8 * HOUR
+    morning: float = 4 * HOUR
+    away: float = 300.0
+    afternoon: float = 5 * HOUR - 300.0
+    evening: float = 2 * HOUR + 30.0
+    outage: float = 600.0
+    late: float = 4 * HOUR - 630.0
+    late_night: float = HOUR
+    max_offline: int = 60
     loop_period: float = 0.25
+    settle: float = 30.0          # s after the start: the charger has booted, the car plugs in
+    retry_backoff: float = 1.0    # s: the charger's RetryBackOffWaitMinimum (and random range)
 
-    def t(self, seconds: float) -> float:
-        return seconds * self.scale
+    @property
+    def length(self) -> float:
+        return (self.night + self.morning + self.away + self.afternoon + self.evening + self.outage + self.late
+                + self.late_night)
 
-    def setpoint_changes(self) -> list[tuple[float, float]]:
-        """(time, W) where the setpoint changes (plus the first hour)."""
-        out = []
-        for h, w in enumerate(SETPOINTS):
-            if not out or out[-1][1] != w:
-                out.append((self.t(h * HOUR), w))
+    def marks(self) -> dict[str, float]:
+        """The phase boundaries, as offsets from the start of the day."""
+        t, out = 0.0, {}
+        for name in ("night", "morning", "away", "afternoon", "evening", "outage", "late", "late_night"):
+            out[name] = t
+            t += getattr(self, name)
+        out["end"] = t
         return out
 
-    def loops(self, start: float, end: float) -> int:
-        return max(1, int((self.t(end) - self.t(start)) / self.loop_period))
+    def setpoint_changes(self) -> list[tuple[float, float]]:
+        m = self.marks()
+        return [(self.settle, 0.0), (m["morning"], CHARGE_W), (m["evening"], DISCHARGE_W), (m["late_night"], 0.0)]
 
     def car_config(self, start: float, end: float) -> EVCCConfig:
-        return EVCCConfig(service="DC_BPT", control_mode="dynamic", loops=self.loops(start, end),
-                          loop_period=self.loop_period, departure_in=int(self.t(24 * HOUR - start)))
+        return EVCCConfig(service="DC_BPT", control_mode="dynamic", loops=max(1, int((end - start) / self.loop_period)),
+                          loop_period=self.loop_period, departure_in=max(1, int(self.length - start)))
+
+
+SHORT = DayPlan(night=3, morning=4, away=3, afternoon=4, evening=3, outage=4, late=6, late_night=2, max_offline=1,
+                loop_period=0.1, settle=1.5, retry_backoff=0.1)
 
 
 def script(chain: Chain, plan: DayPlan, battery: Battery, t0: float) -> list[dict]:
-    """Put the reference day into ``chain`` from ``t0``; returns the samples it will record."""
+    """Put the day into ``chain`` from ``t0``; returns the samples it will record."""
     answers: list[dict | None] = []
     chain.answers = answers  # type: ignore[attr-defined]
-    max_offline = max(1, int(MAX_OFFLINE * plan.scale))
+    m = plan.marks()
     for t, watts in plan.setpoint_changes():
-        t = max(t, plan.t(30))  # the first once the charger has booted
         chain.at(t0 + t, lambda c, now, w=watts: c.send("SetChargingProfile", central_setpoint(
-            w, max_offline_duration=max_offline, discharge_limit_w=-11000.0), answers.append))
-    chain.at(t0 + plan.t(60), lambda c, now: c.plug(battery, plan.car_config(60, REPLUG[0])))
-    chain.at(t0 + plan.t(REPLUG[1]), lambda c, now: c.plug(battery, plan.car_config(REPLUG[1], 24 * HOUR - 60)))
-    chain.at(t0 + plan.t(OUTAGE[0]), lambda c, now: c.csms_down())
-    chain.at(t0 + plan.t(OUTAGE[1]), lambda c, now: c.csms_back())
-    return chain.record_every(max(plan.loop_period, plan.t(60)), t0 + plan.t(24 * HOUR))
+            w, max_offline_duration=plan.max_offline, discharge_limit_w=-11000.0), answers.append))
+    # the loops end one settle time early: a session takes a moment to set up before its first loop
+    first, second = (plan.settle, m["away"] - plan.settle), (m["afternoon"], m["end"] - 2 * plan.settle)
+    chain.at(t0 + first[0], lambda c, now: c.plug(battery, plan.car_config(*first)))
+    chain.at(t0 + second[0], lambda c, now: c.plug(battery, plan.car_config(*second)))
+    chain.at(t0 + m["outage"], lambda c, now: c.csms_down())
+    chain.at(t0 + m["late"], lambda c, now: c.csms_back())
+    return chain.record_every(min(60.0, max(plan.loop_period * 4, plan.length / 1440)), t0 + m["end"])
+
+
+def day_battery() -> Battery:
+    return Battery(soc=40.0, capacity_kwh=100.0, min_soc=20.0)
 
 
 def run_day(t0: float = 1_811_808_000.0, *, plan: DayPlan = DayPlan(), keep_ocpp_text: bool = False,
             battery: Battery | None = None) -> tuple[Chain, list[dict]]:
-    """The reference day in memory, from ``t0`` (default 2027-06-01T00:00Z)."""
-    chain = Chain(start=t0, default_setpoint_w=0.0, keep_ocpp_text=keep_ocpp_text)
-    battery = battery or Battery(soc=40.0, capacity_kwh=100.0, min_soc=20.0)
-    rows = script(chain, plan, battery, t0)
-    chain.run(t0 + plan.t(24 * HOUR) + 5)
+    """The day in memory, from ``t0`` (default 2027-06-01T00:00Z)."""
+    chain = Chain(start=t0, default_setpoint_w=0.0, keep_ocpp_text=keep_ocpp_text, retry_backoff=plan.retry_backoff)
+    rows = script(chain, plan, battery or day_battery(), t0)
+    chain.run(t0 + plan.length + 5)
     return chain, rows
+
+
+def decisions(rows: list[dict], plan: DayPlan, t0: float) -> list[tuple[str, str, int]]:
+    """What the charger was doing three quarters into each phase: (phase, the arbiter's source,
+    power in kW). Two runs of the same day at different speeds must agree on this."""
+    out = []
+    for name, start in plan.marks().items():
+        if name == "end":
+            continue
+        t = t0 + start + 0.75 * getattr(plan, name)
+        r = min(rows, key=lambda r: abs(r["t"] - t))
+        out.append((name, r["source"], int(round(r["power_w"] / 1000.0))))
+    return out
