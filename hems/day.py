@@ -74,8 +74,9 @@ def script(chain: Chain, plan: DayPlan, battery: Battery, t0: float) -> list[dic
     for t, watts in plan.setpoint_changes():
         chain.at(t0 + t, lambda c, now, w=watts: c.send("SetChargingProfile", central_setpoint(
             w, max_offline_duration=plan.max_offline, discharge_limit_w=-11000.0), answers.append))
-    # the loops end one settle time early: a session takes a moment to set up before its first loop
-    first, second = (plan.settle, m["away"] - plan.settle), (m["afternoon"], m["end"] - 2 * plan.settle)
+    # the first car's loops end one settle time early (a session takes a moment to set up before
+    # its first loop); the second stays until just after the day's end
+    first, second = (plan.settle, m["away"] - plan.settle), (m["afternoon"], m["end"] + plan.settle)
     chain.at(t0 + first[0], lambda c, now: c.plug(battery, plan.car_config(*first)))
     chain.at(t0 + second[0], lambda c, now: c.plug(battery, plan.car_config(*second)))
     chain.at(t0 + m["outage"], lambda c, now: c.csms_down())
@@ -92,7 +93,7 @@ def run_day(t0: float = 1_811_808_000.0, *, plan: DayPlan = DayPlan(), keep_ocpp
     """The day in memory, from ``t0`` (default 2027-06-01T00:00Z)."""
     chain = Chain(start=t0, default_setpoint_w=0.0, keep_ocpp_text=keep_ocpp_text, retry_backoff=plan.retry_backoff)
     rows = script(chain, plan, battery or day_battery(), t0)
-    chain.run(t0 + plan.length + 5)
+    chain.run(t0 + plan.length + 4 * plan.settle)
     return chain, rows
 
 

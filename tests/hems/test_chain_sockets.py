@@ -80,7 +80,7 @@ def test_the_short_day_over_real_sockets_decides_as_in_memory(v2g_pki, tmp_path)
 
         try:
             await asyncio.gather(setpoints(), outage(), car(0, plan.settle, m["away"] - plan.settle),
-                                 car(1, m["afternoon"], m["end"] - 2 * plan.settle))
+                                 car(1, m["afternoon"], m["end"] + plan.settle))
             await at(m["end"] + 1.0)
         finally:
             charger.terminate()
