@@ -37,9 +37,9 @@ class SetpointDecision:
 
     ``power_w`` is + charge / − discharge, within ``charge_limit_w`` ≥ 0 ≥ ``discharge_limit_w``;
     ``source`` is 'default' (no profile), 'profile', 'external' (a local energy manager),
-    'offline' (profiles lapsed offline: the safe default) or 'island' (grid-forming: the power
-    follows the house load, ``power_w`` is the most it may give); ``mode`` the OCPP operationMode
-    in force; ``reason`` a readable account for logs."""
+    'offline' (profiles lapsed offline: the safe default) or 'island' (grid-forming: the stage
+    supplies the house load up to ``discharge_limit_w``; ``power_w`` is the manager's estimate of
+    it); ``mode`` the OCPP operationMode in force; ``reason`` a readable account for logs."""
 
     power_w: float
     charge_limit_w: float
@@ -72,6 +72,8 @@ def decide(profiles: Iterable[Profile], *, wall: float, tx_start: float | None, 
     """The decision at Unix time ``wall`` (``tx_start``: the transaction's start, for Relative
     profiles; ``offline_for``: seconds the CSMS has been unreachable, 0 online)."""
     profiles = list(profiles)
+    if islanded:  # no grid to protect: the profiles keep applying however long the CSMS is away
+        offline_for = 0.0
     lapsed = offline_for > 0 and any(p.max_offline is not None and offline_for > p.max_offline
                                      for p in profiles if p.purpose != "ChargingStationMaxProfile")
     charge_hi, discharge_lo = limits.max_charge_w, -limits.max_discharge_w
@@ -109,11 +111,12 @@ def decide(profiles: Iterable[Profile], *, wall: float, tx_start: float | None, 
     charge_hi = clamp(charge_hi, 0.0, MAX_POWER_W)
     discharge_lo = clamp(discharge_lo, -MAX_POWER_W, 0.0)
     if islanded:
-        # the transfer switch isolates the grid: the island needs power whatever the CSMS's state;
-        # bounded by the discharge limit in force (a profile's, the station max, the session)
-        bound = discharge_lo if discharge_lo < 0 else -limits.max_discharge_w
-        bound = clamp(bound, -MAX_POWER_W, 0.0)
-        return SetpointDecision(bound, 0.0, bound, "island", "GridForming",
+        # the transfer switch isolates the grid: the island needs power whatever the CSMS's state,
+        # bounded by the last discharge limit in force (a profile's, the station max, the session's).
+        # A grid-forming stage supplies what the house draws; ``power_w`` is the manager's estimate
+        # of that load (its setpoint), never a charge: nothing may flow into the car from the island.
+        bound = clamp(discharge_lo if discharge_lo < 0 else -limits.max_discharge_w, -MAX_POWER_W, 0.0)
+        return SetpointDecision(clamp(watts, bound, 0.0), 0.0, bound, "island", "GridForming",
                                 f"islanded: following the house load up to {-bound:.0f} W", profile_id)
     watts = clamp(watts, discharge_lo, charge_hi)
     return SetpointDecision(watts, charge_hi, discharge_lo, source, mode, reason, profile_id)
