@@ -163,7 +163,8 @@ def serve_main(args) -> None:
     async def go():
         srv = await start_secc(controller_factory=lambda: SimulatedPowerStage(kind="DC", setpoint_w=-7000,
                                                                               isolation_time=0.5),
-                               pki_dir=args.pki, host="::1", port=0, keep_sessions=False)
+                               pki_dir=args.pki, host="::1", port=0, keep_sessions=False,
+                               max_connections=None)  # a simulation of many chargers: no per-charger cap
         print(json.dumps({"port": srv.port}), flush=True)
         lags: list = []
         asyncio.ensure_future(_lag_monitor(lags, asyncio.get_running_loop().time()))
