@@ -189,12 +189,17 @@ class SiteController:
         self._critical_w = sum(c.power_w for c in cfg.circuits if c.priority is Priority.CRITICAL)
         self._m: Measurements | None = None
         self._now = now
+        self._wanted = cfg.grid_setpoint_w
         self.last_commands: Commands | None = None
 
     # ------------------------------------------------------------------ the step
 
-    def step(self, m: Measurements, now: float) -> Commands:
+    def step(self, m: Measurements, now: float, wanted_w: float | None = None) -> Commands:
+        """One step. ``wanted_w``: the power the energy manager's plan wants from the charger while
+        grid-connected (+ charge / − discharge; default the configured ``grid_setpoint_w``); the
+        controller has the last word — it bounds or refuses it."""
         self._m, self._now = m, now
+        self._wanted = self.cfg.grid_setpoint_w if wanted_w is None or not math.isfinite(wanted_w) else wanted_w
         self._deadlines: list[float] = []
         self.grid.update(m.grid, now)
         if self.phase is Phase.STARTUP:
@@ -490,7 +495,7 @@ class SiteController:
             else:
                 dis_max = min(dis_max, max(0.0, m.load_w - m.pv_w))
         chg_max = min(cs.car_max_charge_w, cs.charger_max_charge_w) if cs.soc < 100.0 else 0.0
-        p = min(max(self.cfg.grid_setpoint_w, -dis_max), chg_max)
+        p = min(max(self._wanted, -dis_max), chg_max)
         if p == 0.0:
             return CHARGER_OFF       # nothing to do: off, so a charger that ignores limits cannot drain the car
         return ChargerCommand(mode=ChargerMode.GRID_FOLLOWING, power_w=p, discharge_limit_w=dis_max,

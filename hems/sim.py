@@ -69,7 +69,7 @@ class Stats:
 
 class Site:
     def __init__(self, cfg: SiteConfig, *, car: CarSim | None = None, charger_max_charge_w: float = 11000.0,
-                 charger_max_discharge_w: float = 11000.0, efficiency: float = 0.95,
+                 charger_max_discharge_w: float = 11000.0, efficiency: float = 0.95, charger=None,
                  events: list[SimEvent] | tuple[SimEvent, ...] = (), step_s: float = 1.0, phases: int = 1,
                  controller_factory: Callable[[SiteConfig, float], SiteController] = SiteController) -> None:
         self.cfg = cfg
@@ -86,8 +86,12 @@ class Site:
         self.demand = [c.power_w for c in cfg.circuits]
         self.index = {c.name: i for i, c in enumerate(cfg.circuits)}
         self.pv_demand = 0.0
-        self.charger = ChargerSim(car=car or CarSim(), max_charge_w=charger_max_charge_w,
-                                  max_discharge_w=charger_max_discharge_w, efficiency=efficiency)
+        # the simulated charger and car, or another with the same surface (hems.ocpp_charger: a real
+        # charger over OCPP 2.1, whose car and power stage live in another process)
+        self.charger = charger if charger is not None else ChargerSim(
+            car=car or CarSim(), max_charge_w=charger_max_charge_w, max_discharge_w=charger_max_discharge_w,
+            efficiency=efficiency)
+        self.wanted_w: float | None = None  # the energy manager's wish while grid-connected (None: the config's)
         self.factory = controller_factory
         self.controller = controller_factory(cfg, 0.0)
         self.checker = InvariantChecker(cfg)
@@ -244,7 +248,7 @@ class Site:
             self.ev_i += 1
         self._resolve(now)
         m = self.measure()
-        c = self.controller.step(m, now)
+        c = self.controller.step(m, now, self.wanted_w)
         self.utility.command(c.utility_close, now)
         self.island.command(c.island_close, now)
         self.bond.command(c.bond_close, now)
