@@ -138,14 +138,20 @@ class Listener:
         return [s for srv in self.servers for s in srv.sockets]
 
     def close(self) -> None:
+        """Stop listening and end every connection: a session still running ends as a lost
+        connection does (the charger de-energises first), not with the process."""
         for srv in self.servers:
             srv.close()
+        for conn in list(self.connections):
+            conn.raw.abort()
         if self.loop.get_exception_handler() == self._on_loop_exception:
             self.loop.set_exception_handler(self._previous_handler)
 
     async def wait_closed(self) -> None:
         for srv in self.servers:
             await srv.wait_closed()
+        while self.connections:  # connection_lost runs on the next passes of the loop
+            await asyncio.sleep(0)
 
     async def start(self, host: str | None, port: int) -> Listener:
         self.servers.append(await self.loop.create_server(lambda: _Connection(self), host, port))

@@ -228,3 +228,27 @@ def test_throttle():
     assert t.check("b", 5.0) == 0  # each key on its own
     assert t.check("a", 10.0) == 2  # the next line says two were held back
     assert t.check("a", 15.0) is None
+
+
+def test_closing_the_charger_de_energises_a_running_session(v2g_pki):
+    """Shutting the listener down (v2h secc on SIGTERM) ends a discharging session the way a
+    lost connection does: de-energised first, the car told by the connection's end."""
+    stage = _stage()
+
+    async def go():
+        srv = await start_secc(stage, pki_dir=v2g_pki, host=HOST)
+        log: list = []
+        car = asyncio.ensure_future(run_evcc(Battery(), EVCCConfig(loops=200, loop_period=0.05, poll_interval=0.02),
+                                             pki_dir=v2g_pki, secc=(HOST, srv.port), observer=lambda *e: log.append(e)))
+        while not any(n == "DC_ChargeLoopRes" for _, _, n, _ in log):
+            await asyncio.sleep(0.02)
+        energised = stage.measurements(asyncio.get_running_loop().time()).current != 0
+        await srv.close()
+        return energised, await car, srv.sessions
+
+    energised, result, sessions = _run(go())
+    assert energised
+    assert not result.ok and "connection lost" in result.reason
+    assert sessions[0].end_reason.startswith("connection lost in ChargeLoop")
+    m = stage.measurements(1e12)
+    assert not m.contactors_closed and m.current == 0
