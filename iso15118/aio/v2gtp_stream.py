@@ -19,11 +19,18 @@ from typing import Protocol
 
 from iso15118.v2gtp import DEFAULT_MAX_PAYLOAD, V2GTPDecoder, V2GTPError, V2GTPFrame
 
-from .listener import HANDSHAKE_TIMEOUT, HandshakeFailure, Listener
+from .listener import HANDSHAKE_TIMEOUT, HandshakeFailure, Listener, Throttle
 from .tls import TLSPolicyError, check_negotiated, negotiated_group
 
 READ_CHUNK = 65536
 log = logging.getLogger(__name__)
+_throttle = Throttle()  # a peer must not flood the log: one line per kind every 10 s
+
+
+def _log(kind: str, now: float, message: str, *args) -> None:
+    held = _throttle.check(kind, now)
+    if held is not None:
+        log.info(message + (f" ({held} more held back)" if held else ""), *args)
 
 
 class FrameHandler(Protocol):
@@ -93,7 +100,8 @@ class V2GTPProtocol(asyncio.Protocol):
                 self.peer_check(info)
             self.handler = self.make_handler(info)
         except (TLSPolicyError, ValueError) as e:
-            log.info("refusing V2GTP connection from %s: %s", transport.get_extra_info("peername"), e)
+            _log("refused", self.loop.time(), "refusing V2GTP connection from %s: %s",
+                 transport.get_extra_info("peername"), e)
             self.error = e
             transport.close()
             return
@@ -112,7 +120,7 @@ class V2GTPProtocol(asyncio.Protocol):
                 if self.handler.closed:
                     break
         except V2GTPError as e:
-            log.info("malformed V2GTP stream from %s: %s", self.transport.get_extra_info("peername"), e)
+            _log("malformed", now, "malformed V2GTP stream from %s: %s", self.transport.get_extra_info("peername"), e)
             self.error = e
             self._lost(now)
             self.transport.close()
