@@ -1,4 +1,5 @@
-"""``v2h hems simulate SCENARIO.toml --out DIR``: the site controller on simulated devices."""
+"""``v2h hems simulate SCENARIO.toml --out DIR``: the site controller on simulated devices.
+``v2h hems plan --input FILE.csv --out PLAN.csv``: the planner alone on a CSV horizon (hems_plan_cmd)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,15 @@ def add_parser(sub) -> None:
     s.add_argument("--out", required=True, metavar="DIR", help="writes DIR/timeline.jsonl and DIR/summary.json")
     s.add_argument("--every-step", action="store_true",
                    help="visit every step_s instead of skipping the seconds in which nothing can change")
+    from v2h import hems_plan_cmd
+    hems_plan_cmd.add_parser(hs)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "plan":
+        from v2h import hems_plan_cmd
+        return hems_plan_cmd.run(args)
     from hems.scenario import load_scenario
 
     try:
