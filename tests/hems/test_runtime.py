@@ -81,3 +81,17 @@ def test_bad_numbers_named(kw, key):
     with pytest.raises(ConfigError) as ei:
         estimate(**base)
     assert ei.value.key == key
+
+
+def test_importing_the_energy_manager_needs_no_optional_package():
+    """numpy, highspy, pvlib and pandas are the 'hems' extra: imported on first use, never by
+    'import hems' and its planner/forecast/runtime/tariff modules."""
+    import subprocess
+    import sys
+
+    code = ("import sys, hems, hems.plan, hems.plan.csvio, hems.runtime, hems.tariff, hems.forecast.load, "
+            "hems.forecast.solar, hems.forecast.h0\n"
+            "bad = [m for m in ('numpy', 'highspy', 'pvlib', 'pandas', 'scipy') if m in sys.modules]\n"
+            "assert not bad, bad\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
