@@ -19,14 +19,14 @@ __all__ = ["plan", "CarParams", "Outage", "Plan", "PlanInputs", "PlanOptions", "
            "InfeasiblePlan", "PlanError", "SolverError"]
 
 
-def plan(inputs: PlanInputs, car: CarParams, options: PlanOptions = PlanOptions()) -> Plan:
-    """The optimal plan for ``inputs`` (see the module docstring)."""
+def plan(inputs: PlanInputs, car: CarParams, options: PlanOptions | None = None) -> Plan:
+    """The optimal plan for ``inputs`` (see the module docstring); ``options`` default: export allowed."""
     import numpy as np
 
     from . import lp
     from .horizon import prepare
 
-    h = prepare(inputs, car, options)
+    h = prepare(inputs, car, options or PlanOptions())
     x, ms, modes, proven = lp.solve(h)
     T, dt = h.T, h.dt_h
     c, d = x[0:T], x[T:2 * T]

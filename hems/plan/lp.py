@@ -74,7 +74,6 @@ def nonconvex(h: Horizon) -> tuple["np.ndarray", "np.ndarray"]:
     import numpy as np
 
     free = h.home & ~h.outage & (h.cmax > 0) & (h.dmax > 0)
-    a = h.load - h.pv
     loss = 1.0 / h.eta_c - h.eta_d
     threshold = h.wear * h.eta_d / loss if loss > 0 else np.inf      # lossless: a loop burns nothing
     # the price a kWh burnt in the slot meets: import if the slot can import, export if it can export
