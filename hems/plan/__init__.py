@@ -13,9 +13,9 @@ direction of flow are in docs/hems.md ("The plan") and ``hems.plan.lp``. Needs n
 from __future__ import annotations
 
 from .errors import InfeasiblePlan, PlanError, SolverError
-from .model import CarParams, Outage, Plan, PlanInputs, PlanOptions, Trip
+from .model import CarParams, Outage, Plan, PlanInputs, PlanOptions, Trip, outages_from_config
 
-__all__ = ["plan", "CarParams", "Outage", "Plan", "PlanInputs", "PlanOptions", "Trip",
+__all__ = ["plan", "outages_from_config", "CarParams", "Outage", "Plan", "PlanInputs", "PlanOptions", "Trip",
            "InfeasiblePlan", "PlanError", "SolverError"]
 
 

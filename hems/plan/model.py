@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from ..config import number
 from ..errors import ConfigError
@@ -227,3 +227,38 @@ time; ``away`` marks the slots the car is away."""
         controller still has the last word: limits, reserve and safety come first."""
         k = self.slot_at(now)
         return None if k is None else self.car_w[k]
+
+
+def outages_from_config(items: Any, key: str = "outages") -> tuple[Outage, ...]:
+    """Announced outages from configuration data (a TOML ``[[outages]]`` list, a JSON body from the
+    manager's API): each ``{start, end, load_w?}`` with ISO 8601 times that carry an offset
+    (TOML's offset date-times arrive as datetimes). Errors name the entry (``outages[1].end``)."""
+    if not isinstance(items, list):
+        raise ConfigError(key, "want a list of tables ([[outages]])")
+    out = []
+    for i, it in enumerate(items):
+        k = f"{key}[{i}]"
+        if not isinstance(it, Mapping):
+            raise ConfigError(k, "want a table")
+        for f in it:
+            if f not in ("start", "end", "load_w"):
+                raise ConfigError(f"{k}.{f}", "unknown key")
+        times = {}
+        for f in ("start", "end"):
+            if f not in it:
+                raise ConfigError(f"{k}.{f}", "missing")
+            v = it[f]
+            if isinstance(v, str):
+                try:
+                    v = datetime.fromisoformat(v.strip())
+                except ValueError:
+                    raise ConfigError(f"{k}.{f}", f"want an ISO 8601 time with an offset, got {v!r}") from None
+            times[f] = _aware(f"{k}.{f}", v)
+        load = it.get("load_w")
+        if load is not None:
+            load = number(f"{k}.load_w", load, 0.0, MAX_POWER_W)
+        try:
+            out.append(Outage(start=times["start"], end=times["end"], load_w=load))
+        except ConfigError as e:
+            raise ConfigError(f"{k}.{e.key.split('.')[-1]}", e.message) from None
+    return tuple(out)

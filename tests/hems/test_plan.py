@@ -382,3 +382,23 @@ def test_bad_car_named(kw, key):
 def test_naive_start_refused():
     with pytest.raises(ConfigError):
         PlanInputs(start=datetime(2025, 1, 1), load_w=[0.0], pv_w=[0.0], import_price=[0.0], export_price=[0.0])
+
+
+def test_outages_from_config():
+    import tomllib
+
+    from hems.plan import outages_from_config
+
+    data = tomllib.loads('[[outages]]\nstart = 2025-03-03T03:00:00+01:00\nend = "2025-03-03T06:00+01:00"\n'
+                         'load_w = 1500\n[[outages]]\nstart = "2025-03-04T18:00+01:00"\n'
+                         'end = "2025-03-04T20:00+01:00"\n')
+    outs = outages_from_config(data["outages"])
+    assert outs[0].start == at(12) and outs[0].load_w == 1500.0 and outs[1].load_w is None
+    for bad, key in ([{"start": "2025-03-03T03:00", "end": "2025-03-03T04:00+01:00"}], "outages[0].start"), \
+                    ([{"start": "2025-03-03T03:00+01:00", "end": "2025-03-03T04:00+01:00", "load_w": "x"}],
+                     "outages[0].load_w"), \
+                    ([{"start": "2025-03-03T05:00+01:00", "end": "2025-03-03T04:00+01:00"}], "outages[0].end"), \
+                    ([{"start": "2025-03-03T03:00+01:00", "end": "2025-03-03T04:00+01:00", "w": 1}], "outages[0].w"):
+        with pytest.raises(ConfigError) as ei:
+            outages_from_config(bad)
+        assert ei.value.key == key
