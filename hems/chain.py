@@ -69,11 +69,25 @@ class Chain:
         self._seq = itertools.count()
         self._decoders = {"evse": V2GTPDecoder(), "ev": V2GTPDecoder()}
         self._script: list[tuple[float, int, Script]] = []
+        self.timers: list = []  # more timer sources (next_deadline() / handle_timer(now)): an energy manager
 
     # --- scripting ------------------------------------------------------------------------------------
     def at(self, t: float, fn: Script) -> None:
         """Run ``fn(chain, now)`` at simulated time ``t``."""
         heapq.heappush(self._script, (t, next(self._seq), fn))
+
+    def attach(self, timer_source) -> None:
+        """Run ``timer_source`` (an energy manager: ``next_deadline()``, ``handle_timer(now)`` and,
+        if it has one, ``poke(now)`` called whenever the CSMS hears from the station) on this clock."""
+        self.timers.append(timer_source)
+        if hasattr(timer_source, "poke"):
+            previous = self.csms.observer
+
+            def heard(station: str, action: str, payload: dict, now: float) -> None:
+                if previous is not None:
+                    previous(station, action, payload, now)
+                timer_source.poke(now)
+            self.csms.observer = heard
 
     def plug(self, battery: Battery, config: EVCCConfig) -> EVCCSession:
         """A car plugs in now: a new ISO 15118-20 session on a new connection."""
@@ -120,6 +134,8 @@ class Chain:
     # --- the event loop ---------------------------------------------------------------------------------
     def run(self, until: float) -> None:
         """Advance the simulated clock to ``until``, handling everything due on the way."""
+        self._flush_station()  # what was asked from outside the loop since it last ran
+        self._flush_csms()
         while True:
             t = self._next_time()
             if t is None or t > until:
@@ -142,6 +158,7 @@ class Chain:
             times.append(self._queue[0][0])
         if self._script:
             times.append(self._script[0][0])
+        times += [d for d in (t.next_deadline() for t in self.timers) if d is not None]
         return min(times) if times else None
 
     def _step(self) -> None:
@@ -158,6 +175,10 @@ class Chain:
         self._flush_csms()
 
     def _timers(self, now: float) -> None:
+        for t in self.timers:
+            d = t.next_deadline()
+            if d is not None and d <= now:
+                t.handle_timer(now)
         for end, direction in ((self.secc, "evse→ev"), (self.evcc, "ev→evse")):
             if end is not None and not end.closed:
                 d = end.next_deadline()

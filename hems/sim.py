@@ -98,7 +98,8 @@ class Site:
         self.events = sorted(events, key=lambda e: e.at_s)
         self.ev_i = 0
         self.rows: list[dict] = []
-        self.stats = Stats(min_soc=self.charger.car.soc)
+        self.stats = Stats(min_soc=self.charger.car.soc if self.charger.car.plugged and self.charger.car.soc is not None
+                           else 100.0)
         self._last_key: tuple | None = None
         self._dirty = True
         self._pending_reasons: list[str] = []
@@ -261,7 +262,7 @@ class Site:
         self.last_cmd = c
         self.stats.visits += 1
         soc = self.charger.car.soc
-        if soc < self.stats.min_soc:
+        if self.charger.car.plugged and soc is not None and soc < self.stats.min_soc:
             self.stats.min_soc = soc
         return self._row(now, m, c)
 
@@ -272,7 +273,7 @@ class Site:
         key = (self.controller.grid_ok, self.controller.phase.value, c.utility_close, m.utility_fb,
                c.island_close, m.island_fb,
                tuple(n.name for n, e in zip(self.cfg.circuits, self.energised) if e),
-               round(ch.car.soc, 1), round(ch.power_w), round(self.load_w), round(self.export_w),
+               None if ch.car.soc is None else round(ch.car.soc, 1), round(ch.power_w), round(self.load_w), round(self.export_w),
                tuple(sorted(c.alarms)))
         if key == self._last_key and not reasons:
             return None
@@ -356,5 +357,5 @@ class Site:
                 "violation_count": len(v), "islanded_s": round(self.stats.islanded_s, 3),
                 "energy_to_house_kwh": round(self.stats.energy_to_house_wh / 1000.0, 3),
                 "min_soc": round(self.stats.min_soc, 2), "steps_checked": self.checker.steps,
-                "visits": self.stats.visits, "end_soc": round(self.charger.car.soc, 2),
+                "visits": self.stats.visits, "end_soc": None if self.charger.car.soc is None else round(self.charger.car.soc, 2),
                 "final_phase": self.controller.phase.value}
