@@ -39,11 +39,11 @@ sys.path.insert(0, str(ROOT))
 from iso15118 import exi, pki  # noqa: E402
 from iso15118.aio.session import run_evcc, start_secc  # noqa: E402
 from iso15118.evcc import Battery, EVCCConfig, EVCCSession  # noqa: E402
-from iso15118.secc import SimulatedPowerStage  # noqa: E402
+from iso15118.secc import EVSEController, simulated_charger  # noqa: E402
 
 
-def instant_stage() -> SimulatedPowerStage:
-    return SimulatedPowerStage(kind="DC", setpoint_w=-7000, isolation_time=0.0, voltage_ramp=1e9)
+def instant_stage() -> EVSEController:
+    return simulated_charger(kind="DC", setpoint_w=-7000, isolation_time=0.0, voltage_ramp=1e9)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -161,7 +161,7 @@ def serve_main(args) -> None:
     _pin(0)
 
     async def go():
-        srv = await start_secc(controller_factory=lambda: SimulatedPowerStage(kind="DC", setpoint_w=-7000,
+        srv = await start_secc(controller_factory=lambda: simulated_charger(kind="DC", setpoint_w=-7000,
                                                                               isolation_time=0.5),
                                pki_dir=args.pki, host="::1", port=0, keep_sessions=False,
                                max_connections=None)  # a simulation of many chargers: no per-charger cap

@@ -16,7 +16,7 @@ import math
 
 from iso15118.evcc import Battery, EVCCConfig, EVCCSession
 from iso15118.pair import run_pair
-from iso15118.secc import SECCConfig, SECCSession, SimulatedPowerStage
+from iso15118.secc import SECCConfig, SECCSession, simulated_charger
 
 
 def house_load(t: float) -> float:
@@ -25,8 +25,8 @@ def house_load(t: float) -> float:
 
 
 def main() -> None:
-    stage = SimulatedPowerStage(kind="DC", setpoint_w=lambda now: -house_load(now))
-    charger = SECCSession(stage, SECCConfig(), now=0.0)
+    charger_hw = simulated_charger(kind="DC", setpoint_w=lambda now: -house_load(now))  # stage + supervisor
+    charger = SECCSession(charger_hw, SECCConfig(), now=0.0)
     battery = Battery(capacity_kwh=60.0, soc=45.0, min_soc=30.0)
     hours = 5
     car = EVCCSession(battery, EVCCConfig(service="DC_BPT", control_mode="dynamic", loop_period=1.0,
@@ -36,7 +36,7 @@ def main() -> None:
     print(f"session: {r.reason}; {r.loops} charge loops ({r.loops / 3600:.1f} h, one per second)")
     print(f"the car gave {r.discharged_wh / 1000:.2f} kWh; SoC 45.0 % → {battery.soc:.1f} % "
           f"(it keeps {battery.min_soc:.0f} % for driving)")
-    print(f"meter: {stage.measurements(1e9).energy_exported_wh / 1000:.2f} kWh exported to the house")
+    print(f"meter: {charger_hw.stage.measurements(1e9).energy_exported_wh / 1000:.2f} kWh exported to the house")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from iso15118.evcc import Battery, EVCCConfig, EVCCSession
-from iso15118.secc import SECCConfig, SECCSession, SimulatedPowerStage
+from iso15118.secc import EVSEController, SECCConfig, SECCSession, SimulatedPowerStage
 from iso15118.v2gtp import V2GTPDecoder
 from ocpp_bridge.bridge import OCPPBridge
 from ocpp_bridge.core import StationConfig, StationCore
@@ -93,7 +93,7 @@ class Chain:
         """A car plugs in now: a new ISO 15118-20 session on a new connection."""
         if self.evcc is not None and not self.evcc.closed:
             raise ValueError("a car is already plugged in")
-        self.secc = SECCSession(self.bridge, self.secc_config, now=self.now, tls=False)
+        self.secc = SECCSession(EVSEController(self.stage, self.bridge), self.secc_config, now=self.now, tls=False)
         self.evcc = EVCCSession(battery, config, tls=False)
         self._decoders = {"evse": V2GTPDecoder(), "ev": V2GTPDecoder()}
         self.sessions.append((self.secc, self.evcc))

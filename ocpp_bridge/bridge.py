@@ -1,5 +1,6 @@
-"""The SECC's upper half over OCPP 2.1: an ``EVSEController`` that passes the power electronics
-through to the power stage below and answers the session's questions from the CSMS.
+"""The SECC's supervisor over OCPP 2.1: it answers the session's questions (authorization,
+consent, setpoint, the plan ahead) from the CSMS and reports the session to it; the power stage
+below is the SECC's (the bridge only reads its meter).
 
 - the session's events become TransactionEvents (Started at SessionSetup, Updated on
   authorization, energy transfer start/stop and every TxUpdatedInterval with energy imported
@@ -26,8 +27,11 @@ from collections.abc import Callable
 
 from ocpp.exceptions import OCPPError
 
-from iso15118.secc.controller import AuthorizationStatus, EVSEController, EVSELimits, IsolationStatus, \
-    Measurements, PowerCommand
+from iso15118.secc.controller import AuthorizationStatus, PowerStage
+from iso15118.secc.events import (Authorized, EndReason, EnergyTransferStarted, EnergyTransferStopped,
+                                  EVChargingNeeds, GeneratorMode, SessionEnded, SessionEvent, SessionStarted,
+                                  SoCChanged)
+from iso15118.secc.supervisor import SupervisorBase
 
 from .arbiter import PowerLimits, SetpointDecision, composite, decide
 from .core import StationCore, iso, transaction_event
@@ -36,6 +40,18 @@ from .profiles import MAX_POWER_W, Profile, ProfileRejected, ProfileStore
 
 log = logging.getLogger(__name__)
 ENERGY_MODES = {"DC": "DC", "DC_BPT": "DC_BPT", "AC": "AC_three_phase", "AC_BPT": "AC_BPT"}
+# why a session ended → TransactionEvent Ended (triggerReason, stoppedReason), OCPP 2.1 part 2 E/F
+END_REASONS = {
+    EndReason.STOPPED_BY_EV: ("StopAuthorized", "StoppedByEV"),
+    EndReason.PAUSED: ("StopAuthorized", "StoppedByEV"),
+    EndReason.SEQUENCE_TIMEOUT: ("EVCommunicationLost", "Timeout"),
+    EndReason.CONNECTION_LOST: ("EVCommunicationLost", "EVDisconnected"),
+    EndReason.PROTOCOL_ERROR: ("EVCommunicationLost", "Other"),
+    EndReason.REFUSED: ("AbnormalCondition", "Other"),
+    EndReason.FAULT: ("AbnormalCondition", "Other"),
+    EndReason.EMERGENCY_STOP: ("AbnormalCondition", "EmergencyStop"),
+    EndReason.STOPPED_BY_SUPERVISOR: ("AbnormalCondition", "Other"),
+}
 
 
 # a v2h variable the energy manager sets (SetVariables) while its transfer switch has isolated the
@@ -44,12 +60,13 @@ ENERGY_MODES = {"DC": "DC", "DC_BPT": "DC_BPT", "AC": "AC_three_phase", "AC_BPT"
 ISLAND = ("V2HSiteCtrlr", "Islanded", None)
 
 
-class OCPPBridge:
-    """Wraps a power stage (``stage``) and a station core; give it to the SECC as its controller.
-    ``station`` is a ``StationCore`` or an adapter holding one (``.core``); ``clock_offset`` turns
-    the SECC's ``now`` into Unix time (0 when the SECC already runs on Unix time)."""
+class OCPPBridge(SupervisorBase):
+    """The supervisor of one EVSE over a station core: give it to the SECC with the power stage
+    (``EVSEController(stage, bridge)``); it reads the stage's meter for OCPP. ``station`` is a
+    ``StationCore`` or an adapter holding one (``.core``); ``clock_offset`` turns the SECC's
+    ``now`` into Unix time (0 when the SECC already runs on Unix time)."""
 
-    def __init__(self, stage: EVSEController, station, *, evse_id: int = 1,
+    def __init__(self, stage: PowerStage, station, *, evse_id: int = 1,
                  default_setpoint_w: float = 7000.0, tx_updated_interval: float = 60.0,
                  allow_bidirectional: bool = True, clock_offset: float | None = None):
         core: StationCore = getattr(station, "core", station)
@@ -66,12 +83,11 @@ class OCPPBridge:
         self.allow_bidirectional = allow_bidirectional
         self.transaction_id: str | None = None
         self.tx_start: float | None = None
-        self.last_meter: float | None = None
-        self.stop_requested = False
+        self.stop_requested_by_csms = False
         self.soc: float | None = None   # the car's PresentSOC, % (from the charge loop)
         self.external_setpoint: float | None = None
         self.islanded = False
-        self.needs: dict = {}
+        self.needs: EVChargingNeeds | None = None
         self.allowed_energy_transfer: list[str] | None = None  # None: the CSMS has not said
         # Plug & Charge: the EMAID asked about and the CSMS's answer (None: no answer, offline rule)
         self._auth: tuple[str, bool, dict | None] | None = None
@@ -79,6 +95,7 @@ class OCPPBridge:
         self.contract_validation_offline = True
         self.aligned_interval = 0.0
         self._next_aligned: float | None = None
+        self._next_tx_meter: float | None = None  # Unix time of the next TxUpdatedInterval meter value
         dm = core.device_model
         key = ("SampledDataCtrlr", "TxUpdatedInterval", None)
         if key not in dm.persisted:
@@ -116,54 +133,25 @@ class OCPPBridge:
         """The SECC's ``now`` as Unix time."""
         return now + self.clock_offset
 
-    # --- the power electronics: straight through ----------------------------------------------
-    def limits(self) -> EVSELimits:
-        return self.stage.limits()
-
-    def measurements(self, now: float) -> Measurements:
-        return self.stage.measurements(now)
-
-    def close_contactors(self, now: float) -> bool:
-        return self.stage.close_contactors(now)
-
-    def open_contactors(self, now: float) -> None:
-        self.stage.open_contactors(now)
-
-    def start_isolation_check(self, now: float) -> None:
-        self.stage.start_isolation_check(now)
-
-    def isolation_status(self, now: float) -> IsolationStatus:
-        return self.stage.isolation_status(now)
-
-    def set_target(self, command: PowerCommand, now: float) -> None:
-        self.stage.set_target(command, now)
-        self._maybe_meter(now)
-
-    def de_energise(self, now: float) -> None:
-        self.stage.de_energise(now)
-
-    def emergency_stop(self, reason: str, now: float) -> None:
-        self.stage.emergency_stop(reason, now)
-
-    def fault(self, now: float) -> str | None:
-        if self.stop_requested:
+    def stop_requested(self, now: float) -> str | None:
+        """The CSMS's RequestStopTransaction or an immediate Reset end the session at the next step."""
+        if self.stop_requested_by_csms:
             return "stopped by the CSMS (RequestStopTransaction)"
         if self.reset_pending == "Immediate":
             return "reset by the CSMS"
-        return self.stage.fault(now)
+        return None
 
     # --- the upper half: OCPP -----------------------------------------------------------------
     def authorize(self, method: str, identity: str, now: float) -> AuthorizationStatus:
-        """Local rules first (the stage); then, for Plug & Charge, the CSMS's Authorize for the
+        """Inoperative refuses; then, for Plug & Charge, the CSMS's Authorize for the
         EMAID: ONGOING until it answers (the SECC repeats AuthorizationRes EVSEProcessing=Ongoing).
         No answer (offline, timeout, CALLERROR): ISO15118Ctrlr.ContractValidationOffline decides
         whether the contract the SECC validated itself suffices. EIM has no token at v2h's
         chargers (no reader)."""
         if not self.operative:
             return AuthorizationStatus.REJECTED  # ChangeAvailability Inoperative
-        status = self.stage.authorize(method, identity, now)
-        if status is not AuthorizationStatus.ACCEPTED or method != "PnC":
-            return status
+        if method != "PnC":
+            return AuthorizationStatus.ACCEPTED
         if self._auth is None or self._auth[0] != identity:
             self._auth = (identity, False, None)
 
@@ -191,7 +179,7 @@ class OCPPBridge:
             if self.allowed_energy_transfer is not None and \
                     not any(m.endswith("_BPT") for m in self.allowed_energy_transfer):
                 return False
-        return self.stage.energy_transfer_allowed(bidirectional, now)
+        return True
 
     def decision(self, now: float, limits: PowerLimits = PowerLimits()) -> SetpointDecision:
         """The arbiter's decision at the SECC's ``now`` (``now`` is Unix time when called by the
@@ -203,6 +191,10 @@ class OCPPBridge:
 
     def setpoint(self, now: float) -> float:
         return self.decision(now).power_w
+
+    def generator_mode(self, now: float) -> GeneratorMode:
+        """The energy manager set V2HSiteCtrlr.Islanded: the house is off the grid, form its island."""
+        return GeneratorMode.GRID_FORMING if self.islanded else GeneratorMode.GRID_FOLLOWING
 
     def set_external_setpoint(self, watts: float | None) -> None:
         """A local energy manager's setpoint (negative discharges), for library users that wire
@@ -224,88 +216,88 @@ class OCPPBridge:
         return [(end - p["startPeriod"], p["setpoint"] if p["setpoint"] >= 0 or v2x else 0.0)
                 for p, end in zip(periods, bounds)]
 
-    def ev_charging_needs(self, needs: dict, now: float) -> None:
-        self.needs.update(needs)
-        if "control_mode" not in needs:
-            return  # ChargeParameterDiscovery: wait for ScheduleExchange, then report once
-        n = self.needs
-        v2x = {k: v for k, v in (("maxChargePower", n.get("max_charge_power")),
-                                 ("maxDischargePower", n.get("max_discharge_power")),
-                                 ("evTargetEnergyRequest", n.get("target_energy")),
-                                 ("evMaxEnergyRequest", n.get("max_energy")),
-                                 ("evMinEnergyRequest", n.get("min_energy")),
-                                 ("evMinV2XEnergyRequest", n.get("min_v2x_energy")),
-                                 ("evMaxV2XEnergyRequest", n.get("max_v2x_energy"))) if v is not None}
-        charging_needs: dict = {"requestedEnergyTransfer": ENERGY_MODES.get(n.get("service", ""), "DC"),
-                                "controlMode": "DynamicControl" if n["control_mode"] == "Dynamic" else "ScheduledControl",
+    def ev_charging_needs(self, needs: EVChargingNeeds, now: float) -> None:
+        """NotifyEVChargingNeeds, once per ScheduleExchange (ChargeParameterDiscovery alone is
+        not reported: the schedule exchange completes the picture)."""
+        self.needs = needs
+        if needs.control_mode is None:
+            return
+        n = needs
+        v2x = {k: v for k, v in (("maxChargePower", n.max_charge_power), ("maxDischargePower", n.max_discharge_power),
+                                 ("evTargetEnergyRequest", n.target_energy), ("evMaxEnergyRequest", n.max_energy),
+                                 ("evMinEnergyRequest", n.min_energy), ("evMinV2XEnergyRequest", n.min_v2x_energy),
+                                 ("evMaxV2XEnergyRequest", n.max_v2x_energy)) if v is not None}
+        charging_needs: dict = {"requestedEnergyTransfer": ENERGY_MODES.get(n.service, "DC"),
+                                "controlMode": "DynamicControl" if n.control_mode == "Dynamic" else "ScheduledControl",
                                 "mobilityNeedsMode": "EVCC"}
         if v2x:
             charging_needs["v2xChargingParameters"] = v2x
-        if n.get("departure_time"):
-            charging_needs["departureTime"] = iso(int(self.wall(now) + n["departure_time"]))
+        if n.departure_time:
+            charging_needs["departureTime"] = iso(int(self.wall(now) + n.departure_time))
         self._enqueue("NotifyEVChargingNeeds", {"evseId": self.evse_id, "chargingNeeds": charging_needs,
                                                 "timestamp": iso(self.wall(now))}, now=now)
 
-    def session_event(self, event: str, data: dict, now: float) -> None:
-        if event == "session_started":
-            if not self.operative:
-                return  # Inoperative: no transaction; authorize() refuses the car
-            self.transaction_id = str(uuid.uuid4())
-            self.tx_start = self.wall(now)
-            self.stop_requested = False
-            self.needs = {}
-            self.allowed_energy_transfer = None
-            self._auth = None
-            self.soc = None
-            self.station.set_connector_status(self.evse_id, 1, "Occupied", now=self.wall(now))
-            remote = self.remote_start
-            self.remote_start = None
-            extra = {}
-            if remote is not None:  # RequestStartTransaction before the car arrived
-                extra = {"id_token": remote["idToken"], "remote_start_id": remote["remoteStartId"]}
-                if remote.get("chargingProfile"):
-                    try:
-                        self.profiles.set(remote["chargingProfile"], self.transaction_id)
-                    except ProfileRejected as e:
-                        log.warning("the profile of RequestStartTransaction was not applied: %s", e)
-            self._tx("Started", "RemoteStart" if remote else "CablePluggedIn", charging_state="EVConnected", now=now,
-                     state={"open_transaction": {"id": self.transaction_id, "start": self.tx_start}}, **extra)
+    def session_event(self, event: SessionEvent, now: float) -> None:
+        if isinstance(event, SessionStarted):
+            self._started(now)
         elif self.transaction_id is None:
             return
-        elif event == "authorized":
-            token = {"idToken": data.get("emaid") or "", "type": "eMAID" if data.get("method") == "PnC"
-                     else "NoAuthorization"}
+        elif isinstance(event, Authorized):
+            token = {"idToken": event.emaid, "type": "eMAID" if event.method == "PnC" else "NoAuthorization"}
             self._tx("Updated", "Authorized", id_token=token, now=now)
-        elif event == "energy_transfer_started":
+        elif isinstance(event, EnergyTransferStarted):
             self._tx("Updated", "ChargingStateChanged", charging_state="Charging", now=now)
-            if data.get("ev_power_profile"):
-                self._ev_charging_schedule(data["ev_power_profile"], now)
-        elif event == "ev_soc":
-            self.soc = data["soc"]
-        elif event == "energy_transfer_stopped":
+            if event.ev_power_profile:
+                self._ev_charging_schedule(event.ev_power_profile, event.time_anchor, now)
+        elif isinstance(event, SoCChanged):
+            self.soc = event.soc
+        elif isinstance(event, EnergyTransferStopped):
             self._tx("Updated", "ChargingStateChanged", charging_state="EVConnected", now=now)
-        elif event == "session_ended":
-            reason = data.get("reason", "")
-            if self.stop_requested:
-                trigger, stopped = "RemoteStop", "Remote"
-            elif self.reset_pending == "Immediate":
-                trigger, stopped = "ResetCommand", "ImmediateReset"
-            elif reason.startswith("SessionStopRes OK"):
-                trigger, stopped = "StopAuthorized", "StoppedByEV"
-            elif "fault" in reason or "emergency" in reason:
-                trigger, stopped = "AbnormalCondition", "EmergencyStop" if "emergency" in reason else "Other"
-            else:
-                trigger, stopped = "EVCommunicationLost", "Timeout" if "timeout" in reason else "EVDisconnected"
-            self._tx("Ended", trigger, stopped_reason=stopped, now=now, state={"open_transaction": None})
-            self.transaction_id = None
-            self.tx_start = None
-            self.profiles.end_transaction()
-            if self.pending_operative is not None:  # ChangeAvailability Scheduled during the session
-                self._apply_availability(self.pending_operative)
-            self.station.set_connector_status(self.evse_id, 1, "Available" if self.operative else "Unavailable",
-                                              now=self.wall(now))
-            if self.reset_pending and self.on_reset is not None:
-                self.on_reset()  # the process's restart (it stops the SECC after this session has ended)
+        elif isinstance(event, SessionEnded):
+            self._ended(event, now)
+
+    def _started(self, now: float) -> None:
+        if not self.operative:
+            return  # Inoperative: no transaction; authorize() refuses the car
+        self.transaction_id = str(uuid.uuid4())
+        self.tx_start = self.wall(now)
+        self.stop_requested_by_csms = False
+        self.needs = None
+        self.allowed_energy_transfer = None
+        self._auth = None
+        self.soc = None
+        self.station.set_connector_status(self.evse_id, 1, "Occupied", now=self.wall(now))
+        remote = self.remote_start
+        self.remote_start = None
+        extra = {}
+        if remote is not None:  # RequestStartTransaction before the car arrived
+            extra = {"id_token": remote["idToken"], "remote_start_id": remote["remoteStartId"]}
+            if remote.get("chargingProfile"):
+                try:
+                    self.profiles.set(remote["chargingProfile"], self.transaction_id)
+                except ProfileRejected as e:
+                    log.warning("the profile of RequestStartTransaction was not applied: %s", e)
+        self._tx("Started", "RemoteStart" if remote else "CablePluggedIn", charging_state="EVConnected", now=now,
+                 state={"open_transaction": {"id": self.transaction_id, "start": self.tx_start}}, **extra)
+
+    def _ended(self, event: SessionEnded, now: float) -> None:
+        if self.stop_requested_by_csms:
+            trigger, stopped = "RemoteStop", "Remote"
+        elif self.reset_pending == "Immediate":
+            trigger, stopped = "ResetCommand", "ImmediateReset"
+        else:
+            trigger, stopped = END_REASONS[event.reason]
+        self._tx("Ended", trigger, stopped_reason=stopped, now=now, state={"open_transaction": None})
+        self.transaction_id = None
+        self.tx_start = None
+        self._next_tx_meter = None
+        self.profiles.end_transaction()
+        if self.pending_operative is not None:  # ChangeAvailability Scheduled during the session
+            self._apply_availability(self.pending_operative)
+        self.station.set_connector_status(self.evse_id, 1, "Available" if self.operative else "Unavailable",
+                                          now=self.wall(now))
+        if self.reset_pending and self.on_reset is not None:
+            self.on_reset()  # the process's restart (it stops the SECC after this session has ended)
 
     # --- internals ----------------------------------------------------------------------------
     def _end_interrupted_transaction(self) -> None:
@@ -348,6 +340,8 @@ class OCPPBridge:
                 now = self.station.now
                 self._next_aligned = (now // self.aligned_interval + 1) * self.aligned_interval
             times.append(self._next_aligned)
+        if self._next_tx_meter is not None:
+            times.append(self._next_tx_meter)
         expiry = self.profiles.expiry_after()
         if expiry is not None and self.station.offline_since is not None and not self.station.online:
             times.append(self.station.offline_since + expiry + 1e-3)
@@ -361,23 +355,29 @@ class OCPPBridge:
                 for v in sample["sampledValue"]:
                     v["context"] = "Sample.Clock"
             self._enqueue("MeterValues", {"evseId": self.evse_id, "meterValue": meter}, now=now - self.clock_offset)
+        if self._next_tx_meter is not None and now >= self._next_tx_meter and self.transaction_id is not None:
+            self._tx("Updated", "MeterValuePeriodic", now=now - self.clock_offset)
         self.profiles.expire(self.station.offline_for(now))
 
-    def _ev_charging_schedule(self, profile: dict, now: float) -> None:
+    def _ev_charging_schedule(self, entries: tuple[tuple[int, float], ...], anchor: int | None, now: float) -> None:
         """NotifyEVChargingSchedule: the power profile the car sent with PowerDelivery(Start)."""
         periods, start = [], 0
-        for duration, watts in profile["entries"]:
+        for duration, watts in entries:
             period: dict = {"startPeriod": int(start), "limit": max(watts, 0.0)}
             if watts < 0:
                 period["dischargeLimit"] = watts
             periods.append(period)
             start += duration
-        anchor = profile.get("time_anchor") or int(self.wall(now))
+        anchor = anchor or int(self.wall(now))
         self._enqueue("NotifyEVChargingSchedule", {"timeBase": iso(anchor), "evseId": self.evse_id, "chargingSchedule": {
             "id": 1, "chargingRateUnit": "W", "chargingSchedulePeriod": periods}}, now=now)
 
     def _tx(self, kind: str, trigger: str, *, now: float, state: dict | None = None, **kw) -> None:
-        self.last_meter = now
+        """A TransactionEvent with the meter (``now``: the SECC's); the next periodic one
+        TxUpdatedInterval later."""
+        interval = self.tx_updated_interval
+        self._next_tx_meter = self.wall(now) + interval if interval > 0 and kind != "Ended" else None
+        self.station.changed()
         self._enqueue("TransactionEvent", transaction_event(
             kind, trigger, self.transaction_id, timestamp=iso(self.wall(now)), evse_id=self.evse_id,
             meter_value=self._meter(now), **kw), now=now, state=state)
@@ -389,12 +389,6 @@ class OCPPBridge:
             self.station.enqueue(action, payload, now=self.wall(now), state=state)
         except (OCPPError, ValueError) as e:  # ValueError: a non-finite number (never sent)
             log.error("not queued, %s breaks the OCPP 2.1 schema: %s", action, e)
-
-    def _maybe_meter(self, now: float) -> None:
-        """TxUpdatedInterval: a periodic Updated with the meter while the transaction runs."""
-        if self.transaction_id is not None and self.last_meter is not None \
-                and now - self.last_meter >= self.tx_updated_interval:
-            self._tx("Updated", "MeterValuePeriodic", now=now)
 
     # --- CSMS-initiated requests (camelCase payloads, schema-validated by the station) ---------
     def _set_charging_profile(self, payload: dict) -> dict:
@@ -493,6 +487,6 @@ class OCPPBridge:
     def _request_stop(self, payload: dict) -> dict:
         if self.transaction_id is None or payload["transactionId"] != self.transaction_id:
             return {"status": "Rejected"}
-        self.stop_requested = True
+        self.stop_requested_by_csms = True
         return {"status": "Accepted"}
 

@@ -229,10 +229,10 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
     from iso15118 import pki
     from iso15118.aio.listener import Throttle
     from iso15118.aio.session import start_secc
-    from iso15118.secc import SECCConfig, SimulatedPowerStage
+    from iso15118.secc import EVSEController, LocalSupervisor, SECCConfig, SimulatedPowerStage
     from iso15118.aio.trace import MessageLog
 
-    stage = SimulatedPowerStage(kind=args.kind, setpoint_w=args.setpoint)
+    stage = SimulatedPowerStage(kind=args.kind)
     config = SECCConfig(services=(2, 6) if args.kind == "DC" else (1, 5),
                         control_modes=tuple({"scheduled": 1, "dynamic": 2}[m] for m in args.control_modes),
                         auth_methods=tuple({"eim": "EIM", "pnc": "PnC"}[m] for m in args.auth),
@@ -255,7 +255,7 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
     async def run() -> int:
         loop = asyncio.get_running_loop()
         log.clock_offset = time.time() - loop.time()
-        controller, station_task = stage, None
+        controller, station_task = EVSEController(stage, LocalSupervisor(setpoint_w=args.setpoint)), None
         stop = asyncio.Event()
         restart = []
         if ocpp:
@@ -272,13 +272,13 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
                                                     retry_backoff_min=args.retry_backoff,
                                                     retry_backoff_random=args.retry_random),
                                       Outbox(args.db), frame_log=log.ocpp)
-            controller = OCPPBridge(stage, station, default_setpoint_w=args.setpoint,
-                                    tx_updated_interval=args.tx_interval)
+            bridge = OCPPBridge(stage, station, default_setpoint_w=args.setpoint, tx_updated_interval=args.tx_interval)
+            controller = EVSEController(stage, bridge)
 
             def on_reset() -> None:  # OCPP Reset: stop cleanly, then start again as the same command
                 restart.append(True)
                 stop.set()
-            controller.on_reset = on_reset
+            bridge.on_reset = on_reset
             station_task = asyncio.ensure_future(station.run())  # supervised: restarts itself
         on_failure = None
         if ocpp:

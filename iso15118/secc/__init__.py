@@ -1,11 +1,18 @@
-"""The charger side of ISO 15118-20 (SECC): sans-I/O session, EVSEController interface,
-simulated power stages."""
+"""The charger side of ISO 15118-20 (SECC): the sans-I/O session, the two interfaces below and
+above it (``PowerStage``, ``Supervisor``), typed session events, simulated power stages and a
+standalone supervisor."""
 
 from .connector import Connector, StageNotOwned
 from .controller import (AuthorizationStatus, EVSEController, EVSELimits, IsolationStatus, Measurements,
-                         PowerCommand)
+                         PowerCommand, PowerStage, Supervisor)
+from .events import (Authorized, EndReason, EnergyTransferStarted, EnergyTransferStopped, EVChargingNeeds,
+                     GeneratorMode, SessionEnded, SessionEvent, SessionStarted, SoCChanged, StageFault)
 from .power_stage import SimulatedPowerStage
 from .session import SECCConfig, SECCSession, State
+from .supervisor import LocalSupervisor, SupervisorBase, simulated_charger
 
-__all__ = ["AuthorizationStatus", "Connector", "EVSEController", "EVSELimits", "IsolationStatus", "Measurements",
-           "PowerCommand", "SECCConfig", "SECCSession", "SimulatedPowerStage", "StageNotOwned", "State"]
+__all__ = ["AuthorizationStatus", "Authorized", "Connector", "EVChargingNeeds", "EVSEController", "EVSELimits",
+           "EndReason", "EnergyTransferStarted", "EnergyTransferStopped", "GeneratorMode", "IsolationStatus",
+           "LocalSupervisor", "Measurements", "PowerCommand", "PowerStage", "SECCConfig", "SECCSession",
+           "SessionEnded", "SessionEvent", "SessionStarted", "SimulatedPowerStage", "SoCChanged", "StageFault",
+           "StageNotOwned", "State", "Supervisor", "SupervisorBase", "simulated_charger"]

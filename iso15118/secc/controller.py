@@ -1,12 +1,15 @@
-"""The SECC's view of the hardware below it and the systems above it.
+"""The SECC's view of the hardware below it and the systems above it, as two interfaces:
 
-``EVSEController`` is the interface a real charger implements: the power electronics (present
-voltage and current, limits, contactors, isolation monitoring, emergency stop) and what comes
-from above (authorization, permission to transfer energy, the power setpoint, negative =
-discharge, which may change during the charge loop). The OCPP bridge implements the upper half
-later; ``iso15118.secc.power_stage`` ships simulated DC and AC stages.
+- ``PowerStage``: the power electronics a hardware driver implements — limits, measurements,
+  contactors, isolation monitoring, targets, de-energise, emergency stop, faults;
+- ``Supervisor``: what decides above the charger — authorization, consent to discharge, the
+  setpoint (and the plan ahead), what to do with the car's needs and the session's events. The
+  OCPP bridge is one (``ocpp_bridge.OCPPBridge``), ``supervisor.LocalSupervisor`` a standalone
+  one with a fixed or scripted setpoint.
 
-All calls take ``now`` (seconds, monotonic) so that the session stays sans-I/O and testable.
+``EVSEController`` puts one of each together for the SECC. ``iso15118.secc.power_stage`` ships
+simulated DC and AC stages. All calls take ``now`` (seconds, monotonic) so that the session
+stays sans-I/O and testable.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
+
+from .events import EVChargingNeeds, GeneratorMode, SessionEvent
 
 
 class AuthorizationStatus(Enum):
@@ -62,6 +67,7 @@ class PowerCommand:
     current: float = 0.0
     power: float = 0.0
     ev_voltage: float | None = None
+    grid_forming: bool = False  # the AC side forms an island: the current/power bound what it may give
 
 
 @dataclass
@@ -74,10 +80,9 @@ class Measurements:
     contactors_closed: bool = False
 
 
-class EVSEController(Protocol):
-    """The charger's hardware and management, as the SECC uses them."""
+class PowerStage(Protocol):
+    """The charger's power electronics, as the SECC drives them."""
 
-    # --- power electronics ------------------------------------------------------------------
     def limits(self) -> EVSELimits: ...
     def measurements(self, now: float) -> Measurements: ...
     def close_contactors(self, now: float) -> bool: ...
@@ -92,18 +97,35 @@ class EVSEController(Protocol):
         """A hardware fault that forbids energy transfer (emergency stop, isolation fault,
         overtemperature), or None. The SECC checks it before and during energy transfer."""
 
-    # --- from above (OCPP, HEMS) -----------------------------------------------------------
-    def authorize(self, method: str, identity: str, now: float) -> AuthorizationStatus: ...
+
+class Supervisor(Protocol):
+    """What decides above the charger (OCPP, an energy manager, a fixed configuration)."""
+
+    def authorize(self, method: str, identity: str, now: float) -> AuthorizationStatus:
+        """EIM or PnC (``identity``: the EMAID); ONGOING keeps the car waiting (EVSEProcessing)."""
     def energy_transfer_allowed(self, bidirectional: bool, now: float) -> bool: ...
     def setpoint(self, now: float) -> float:
-        """The power wanted now, watts: positive charges the car, negative discharges it.
-        A controller that knows what comes later may also offer ``power_plan(now, horizon)``
-        → [(duration s, watts), …]: the SECC then sends those steps as the Scheduled
-        ScheduleExchangeRes (without it: the current setpoint for the whole horizon)."""
-    def ev_charging_needs(self, needs: dict, now: float) -> None:
+        """The power wanted now, watts: positive charges the car, negative discharges it."""
+    def generator_mode(self, now: float) -> GeneratorMode:
+        """GRID_FORMING while the charger must form an island for the house (the stage then
+        supplies the house load, within the setpoint's magnitude); GRID_FOLLOWING otherwise."""
+    def power_plan(self, now: float, horizon: float) -> list[tuple[float, float]] | None:
+        """The setpoint's steps ahead, [(duration s, watts), …], for a Scheduled
+        ScheduleExchangeRes; None: the present setpoint for the whole horizon."""
+    def stop_requested(self, now: float) -> str | None:
+        """Why the session must end now (a CSMS's RequestStopTransaction, a reset), or None."""
+    def ev_charging_needs(self, needs: EVChargingNeeds, now: float) -> None:
         """The car's parameters from ChargeParameterDiscovery/ScheduleExchange (for OCPP)."""
-    def session_event(self, event: str, data: dict, now: float) -> None:
-        """Session started/ended, authorization, meter values: for logging and OCPP."""
+    def session_event(self, event: SessionEvent, now: float) -> None:
+        """Started, authorized, energy transfer, SoC, faults, ended: for logging and OCPP."""
+
+
+@dataclass(frozen=True)
+class EVSEController:
+    """One charger as the SECC sees it: its power stage and its supervisor."""
+
+    stage: PowerStage
+    supervisor: Supervisor
 
 
 @dataclass

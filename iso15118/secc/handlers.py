@@ -17,6 +17,8 @@ from iso15118.messages import (AC, APP, BPT_SERVICES, CM, DC, NS_ISO20_AC, NS_IS
 from iso15118.units import clamp, rn, val
 
 from .controller import AuthorizationStatus, IsolationStatus, PowerCommand
+from .events import (Authorized, EndReason, EnergyTransferStarted, EnergyTransferStopped, EVChargingNeeds,
+                     GeneratorMode, SessionStarted, SoCChanged, StageFault)
 from .session import Reply, SequenceError, State
 
 ZERO_SESSION = bytes(8)
@@ -67,8 +69,8 @@ def session_setup(req, s, now) -> Reply:
         ctx.session_id, ctx.resumed, code = old, True, "OK_OldSessionJoined"
     else:
         ctx.session_id, code = s.rng(8), "OK_NewSessionEstablished"
-    s.controller.session_event("session_started", {"evcc_id": req.EVCCID, "session_id": ctx.session_id.hex(),
-                                                   "resumed": ctx.resumed}, now)
+    s.supervisor.session_event(SessionStarted(evcc_id=req.EVCCID, session_id=ctx.session_id.hex(),
+                                              resumed=ctx.resumed), now)
     return Reply(CM.SessionSetupRes(Header=s.header(now), ResponseCode=code, EVSEID=s.config.evse_id),
                  State.WAIT_AUTH_SETUP)
 
@@ -108,7 +110,7 @@ def authorization(req, s, now) -> Reply:
         return res("FAILED", end=True)
     else:
         ctx.auth_method = "EIM"
-    status = s.controller.authorize(method, ctx.emaid, now)
+    status = s.supervisor.authorize(method, ctx.emaid, now)
     if status is AuthorizationStatus.ONGOING:
         if ctx.ongoing_since is None:
             ctx.ongoing_since = now
@@ -119,7 +121,7 @@ def authorization(req, s, now) -> Reply:
     if status is AuthorizationStatus.REJECTED:
         return res("WARNING_EIMAuthorizationFailure" if method == "EIM" else "WARNING_GeneralPnCAuthorizationError")
     ctx.authorized = True
-    s.controller.session_event("authorized", {"method": method, "emaid": ctx.emaid}, now)
+    s.supervisor.session_event(Authorized(method=method, emaid=ctx.emaid), now)
     return res("OK", state=done)
 
 
@@ -176,7 +178,7 @@ def service_discovery(req, s, now) -> Reply:
 
 
 def _parameter_sets(s, service_id: int) -> list:
-    lim = s.controller.limits()
+    lim = s.stage.limits()
     sets = []
     for mode in s.config.control_modes:
         params = [CM.Parameter(Name="Connector", intValue=2 if s.ctx.kind == "DC" else 1),
@@ -187,9 +189,10 @@ def _parameter_sets(s, service_id: int) -> list:
                   CM.Parameter(Name="Pricing", intValue=2 if s.config.price_levels else 0)]  # 2: price levels
         if service_id in BPT_SERVICES:
             params += [CM.Parameter(Name="BPTChannel", intValue=1),     # Unified
-                       CM.Parameter(Name="GeneratorMode", intValue=1)]  # GridFollowing
+                       CM.Parameter(Name="GeneratorMode", intValue=s.config.generator_mode.value)]
             if service_id == SERVICE_AC_BPT:
-                params.append(CM.Parameter(Name="GridCodeIslandingDetectionMethod", intValue=1))
+                params.append(CM.Parameter(Name="GridCodeIslandingDetectionMethod",
+                                           intValue=s.config.islanding_detection_method))
         sets.append(CM.ParameterSet(ParameterSetID=mode, Parameter=params))
     return sets
 
@@ -218,7 +221,7 @@ def service_selection(req, s, now) -> Reply:
 # --- charge parameters and schedule ------------------------------------------------------------
 
 def dc_charge_parameter_discovery(req, s, now) -> Reply:
-    ctx, lim = s.ctx, s.controller.limits()
+    ctx, lim = s.ctx, s.stage.limits()
     mode = req.BPT_DC_CPDReqEnergyTransferMode if ctx.bpt else req.DC_CPDReqEnergyTransferMode
     if ctx.kind != "DC" or mode is None:
         return _cpd_failure(s, now, DC.DC_ChargeParameterDiscoveryRes, "BPT_DC_CPDResEnergyTransferMode"
@@ -233,7 +236,7 @@ def dc_charge_parameter_discovery(req, s, now) -> Reply:
     if ev["max_voltage"] < lim.min_voltage or ev["min_voltage"] > lim.max_voltage:
         return _cpd_failure(s, now, DC.DC_ChargeParameterDiscoveryRes, "BPT_DC_CPDResEnergyTransferMode"
                             if ctx.bpt else "DC_CPDResEnergyTransferMode")
-    s.controller.ev_charging_needs({"service": "DC_BPT" if ctx.bpt else "DC", **ev}, now)
+    s.supervisor.ev_charging_needs(_needs(s, _service(ctx)), now)
     common = dict(EVSEMaximumChargePower=rn(lim.max_charge_power), EVSEMinimumChargePower=rn(lim.min_charge_power),
                   EVSEMaximumChargeCurrent=rn(lim.max_charge_current), EVSEMinimumChargeCurrent=rn(lim.min_charge_current),
                   EVSEMaximumVoltage=rn(lim.max_voltage), EVSEMinimumVoltage=rn(lim.min_voltage))
@@ -249,7 +252,7 @@ def dc_charge_parameter_discovery(req, s, now) -> Reply:
 
 
 def ac_charge_parameter_discovery(req, s, now) -> Reply:
-    ctx, lim = s.ctx, s.controller.limits()
+    ctx, lim = s.ctx, s.stage.limits()
     mode = req.BPT_AC_CPDReqEnergyTransferMode if ctx.bpt else req.AC_CPDReqEnergyTransferMode
     if ctx.kind != "AC" or mode is None:
         return _cpd_failure(s, now, AC.AC_ChargeParameterDiscoveryRes, "BPT_AC_CPDResEnergyTransferMode"
@@ -259,7 +262,7 @@ def ac_charge_parameter_discovery(req, s, now) -> Reply:
         ev.update(max_discharge_power=val(mode.EVMaximumDischargePower),
                   min_discharge_power=val(mode.EVMinimumDischargePower))
     ctx.ev.update(ev)
-    s.controller.ev_charging_needs({"service": "AC_BPT" if ctx.bpt else "AC", **ev}, now)
+    s.supervisor.ev_charging_needs(_needs(s, _service(ctx)), now)
     common = dict(EVSEMaximumChargePower=rn(lim.max_charge_power), EVSEMinimumChargePower=rn(lim.min_charge_power),
                   EVSENominalFrequency=rn(lim.nominal_frequency))
     if ctx.bpt:
@@ -275,6 +278,22 @@ def _cpd_failure(s, now, cls, mode_field: str) -> Reply:
     return Reply(filled(cls, Header=s.header(now), ResponseCode="FAILED_WrongChargeParameter",
                         **{mode_field: filled(getattr(DC if cls.__name__.startswith("DC") else AC,
                                                       mode_field))}), State.ENDED, True)
+
+
+def _needs(s, service: str, control_mode: str | None = None) -> EVChargingNeeds:
+    """The car's parameters the session holds, for the supervisor."""
+    ev = s.ctx.ev
+    return EVChargingNeeds(service=service, control_mode=control_mode, min_soc=s.ctx.ev_min_soc,
+                           **{k: ev.get(k) for k in _NEEDS_FIELDS})
+
+
+_NEEDS_FIELDS = ("max_charge_power", "min_charge_power", "max_discharge_power", "min_discharge_power",
+                 "max_charge_current", "max_discharge_current", "max_voltage", "min_voltage", "target_soc",
+                 "departure_time", "target_energy", "max_energy", "min_energy", "min_v2x_energy", "max_v2x_energy")
+
+
+def _service(ctx) -> str:
+    return f"{ctx.kind}_BPT" if ctx.bpt else ctx.kind
 
 
 def schedule_exchange(req, s, now) -> Reply:
@@ -295,10 +314,8 @@ def schedule_exchange(req, s, now) -> Reply:
         mode = {"Dynamic_SEResControlMode": CM.Dynamic_SEResControlMode(
             DepartureTime=d.DepartureTime, MinimumSOC=d.MinimumSOC, TargetSOC=d.TargetSOC, PriceLevelSchedule=prices)}
     else:
-        lim = s.controller.limits()
-        plan = getattr(s.controller, "power_plan", None)  # optional: the setpoints ahead (e.g. OCPP profiles)
-        steps = (plan(now, SCHEDULE_HORIZON) if plan is not None else None) or \
-            [(SCHEDULE_HORIZON, s.controller.setpoint(now))]
+        lim = s.stage.limits()
+        steps = s.supervisor.power_plan(now, SCHEDULE_HORIZON) or [(SCHEDULE_HORIZON, s.supervisor.setpoint(now))]
         steps = steps[:1024]  # PowerScheduleEntryList maxOccurs
 
         def schedule(power_of):
@@ -312,7 +329,7 @@ def schedule_exchange(req, s, now) -> Reply:
         mode = {"Scheduled_SEResControlMode": CM.Scheduled_SEResControlMode(ScheduleTuple=[CM.ScheduleTuple(
             ScheduleTupleID=1, ChargingSchedule=schedule(lambda w: max(0.0, min(w, lim.max_charge_power))),
             **tuple_kwargs)])}
-    s.controller.ev_charging_needs({"control_mode": ctx.control_mode, **ctx.ev}, now)
+    s.supervisor.ev_charging_needs(_needs(s, _service(ctx), ctx.control_mode), now)
     nxt = State.WAIT_CABLE_CHECK if ctx.kind == "DC" and not ctx.precharge_done else State.WAIT_POWER_DELIVERY
     return Reply(CM.ScheduleExchangeRes(Header=s.header(now), ResponseCode="OK", EVSEProcessing="Finished", **mode), nxt)
 
@@ -331,7 +348,7 @@ def _price_level_schedule(levels: tuple[tuple[int, int], ...], wall: int):
 # --- DC preparation ---------------------------------------------------------------------------
 
 def dc_cable_check(req, s, now) -> Reply:
-    ctx, c = s.ctx, s.controller
+    ctx, c = s.ctx, s.stage
 
     def res(code, processing, state, end=False):
         return Reply(DC.DC_CableCheckRes(Header=s.header(now), ResponseCode=code, EVSEProcessing=processing), state, end)
@@ -353,7 +370,7 @@ def dc_cable_check(req, s, now) -> Reply:
 
 
 def dc_precharge(req, s, now) -> Reply:
-    ctx, c, lim = s.ctx, s.controller, s.controller.limits()
+    ctx, c, lim = s.ctx, s.stage, s.stage.limits()
     target = val(req.EVTargetVoltage)
     if not (lim.min_voltage <= target <= lim.max_voltage) or not ctx.ev or target > ctx.ev.get("max_voltage", 0):
         return Reply(filled(DC.DC_PreChargeRes, Header=s.header(now), ResponseCode="FAILED",
@@ -376,7 +393,7 @@ def dc_precharge(req, s, now) -> Reply:
 # --- power delivery and the charge loop --------------------------------------------------------
 
 def power_delivery(req, s, now) -> Reply:
-    ctx, c = s.ctx, s.controller
+    ctx, c = s.ctx, s.stage
     progress = str(req.ChargeProgress)
 
     def res(code, state, end=False):
@@ -390,7 +407,7 @@ def power_delivery(req, s, now) -> Reply:
         if str(req.EVProcessing) != "Finished":
             return res("OK", State.WAIT_POWER_DELIVERY)
         channel = str(req.BPT_ChannelSelection) if req.BPT_ChannelSelection is not None else "Charge"
-        if channel == "Discharge" and (not ctx.bpt or not c.energy_transfer_allowed(True, now)):
+        if channel == "Discharge" and (not ctx.bpt or not s.supervisor.energy_transfer_allowed(True, now)):
             return res("FAILED_PowerDeliveryNotApplied", State.ENDED, True)
         if ctx.control_mode == "Scheduled":
             prof = req.EVPowerProfile
@@ -413,12 +430,12 @@ def power_delivery(req, s, now) -> Reply:
             c.set_target(PowerCommand(voltage=present, current=0.0, ev_voltage=ev_v), now)
         ctx.channel = channel
         ctx.energized = True
-        event = {"channel": channel, "mode": ctx.control_mode}
         prof = req.EVPowerProfile
-        if prof is not None and prof.EVPowerProfileEntries is not None:  # what the car plans (for OCPP)
-            event["ev_power_profile"] = {"time_anchor": prof.TimeAnchor, "entries": [
-                (e.Duration, val(e.Power)) for e in prof.EVPowerProfileEntries.EVPowerProfileEntry]}
-        c.session_event("energy_transfer_started", event, now)
+        planned = prof is not None and prof.EVPowerProfileEntries is not None  # what the car plans (for OCPP)
+        s.supervisor.session_event(EnergyTransferStarted(
+            channel=channel, control_mode=ctx.control_mode, time_anchor=prof.TimeAnchor if planned else None,
+            ev_power_profile=tuple((e.Duration, val(e.Power)) for e in prof.EVPowerProfileEntries.EVPowerProfileEntry)
+            if planned else None), now)
         return res("OK", State.CHARGE_LOOP)
     if progress == "Stop":
         _stop_power(s, now, open_contactors=ctx.kind == "AC")
@@ -430,34 +447,41 @@ def power_delivery(req, s, now) -> Reply:
 
 
 def _stop_power(s, now: float, open_contactors: bool) -> None:
-    c = s.controller
+    c = s.stage
     m = c.measurements(now)
     if m.contactors_closed:
         c.set_target(PowerCommand(voltage=m.voltage if not open_contactors else 0.0), now)
     if open_contactors:
         c.open_contactors(now)
     if s.ctx.energized:
-        c.session_event("energy_transfer_stopped", {}, now)
+        s.supervisor.session_event(EnergyTransferStopped(), now)
     s.ctx.energized = False
 
 
 def _allowed_power(s, now: float, ev_max_charge: float | None, ev_max_discharge: float | None) -> float:
     """The setpoint within the charger's, the car's and the session's limits; discharge never
     below the car's minimum state of charge."""
-    ctx, lim = s.ctx, s.controller.limits()
-    p = clamp(s.controller.setpoint(now), -math.inf, math.inf)  # a non-finite setpoint is 0 W, never a bound
+    ctx, lim = s.ctx, s.stage.limits()
+    p = clamp(s.supervisor.setpoint(now), -math.inf, math.inf)  # a non-finite setpoint is 0 W, never a bound
     if not ctx.bpt or ctx.control_mode == "Scheduled" and ctx.channel == "Charge":
         p = max(0.0, p)
     if ctx.control_mode == "Scheduled" and ctx.channel == "Discharge":
         p = min(0.0, p)
-    if p < 0 and not s.controller.energy_transfer_allowed(True, now):
+    if p < 0 and not s.supervisor.energy_transfer_allowed(True, now):
         p = 0.0  # discharge withdrawn (e.g. by the CSMS) after PowerDelivery: hold at zero
+    if _forming(s, now):
+        p = min(0.0, p)  # an island is fed from the car, never the car from the island
     max_c = min(lim.max_charge_power, ev_max_charge if ev_max_charge is not None else ctx.ev.get("max_charge_power", 0))
     max_d = min(lim.max_discharge_power,
                 ev_max_discharge if ev_max_discharge is not None else ctx.ev.get("max_discharge_power", 0) or 0)
     if ctx.ev_soc is not None and ctx.ev_min_soc is not None and ctx.ev_soc <= ctx.ev_min_soc:
         max_d = 0.0
     return clamp(p, -max(0.0, max_d), max(0.0, max_c))
+
+
+def _forming(s, now: float) -> bool:
+    """The supervisor wants an island formed (GeneratorMode GridForming) and the session can discharge."""
+    return s.ctx.bpt and s.supervisor.generator_mode(now) is GeneratorMode.GRID_FORMING
 
 
 def _update_soc(s, display, now: float) -> None:
@@ -468,7 +492,7 @@ def _update_soc(s, display, now: float) -> None:
         if display.PresentSOC is not None:
             soc = float(display.PresentSOC)
             if soc != ctx.ev_soc:
-                s.controller.session_event("ev_soc", {"soc": soc}, now)
+                s.supervisor.session_event(SoCChanged(soc=soc), now)
             ctx.ev_soc = soc
         if display.MinimumSOC is not None:
             ctx.ev_min_soc = max(ctx.ev_min_soc or 0.0, float(display.MinimumSOC))
@@ -482,7 +506,7 @@ AC_MODES = {k: v.replace("_DC_", "_AC_") for k, v in DC_MODES.items()}
 def _meter(s, now, requested: bool):
     if not requested:
         return None
-    m = s.controller.measurements(now)
+    m = s.stage.measurements(now)
     mod = DC if s.ctx.kind == "DC" else AC  # each -20 schema has its own MeterInfo class
     return mod.MeterInfo(MeterID=s.config.meter_id, ChargedEnergyReadingWh=int(m.energy_imported_wh),
                         BPT_DischargedEnergyReadingWh=int(m.energy_exported_wh) if s.ctx.bpt else None,
@@ -490,7 +514,7 @@ def _meter(s, now, requested: bool):
 
 
 def dc_charge_loop(req, s, now) -> Reply:
-    ctx, c, lim = s.ctx, s.controller, s.controller.limits()
+    ctx, c, lim = s.ctx, s.stage, s.stage.limits()
     field_name = DC_MODES[(ctx.control_mode, ctx.bpt)]
     mode = getattr(req, field_name)
     res_field = field_name.replace("CLReq", "CLRes")
@@ -516,7 +540,7 @@ def dc_charge_loop(req, s, now) -> Reply:
         current = max(min(wanted, current), 0.0) if wanted >= 0 else min(max(wanted, current), 0.0)
     current = min(current, lim.max_charge_current, ev_i_c if ev_i_c is not None else current)
     current = max(current, -lim.max_discharge_current, -(ev_i_d if ev_i_d is not None else 0.0) if ctx.bpt else 0.0)
-    c.set_target(PowerCommand(voltage=target_v, current=current, ev_voltage=ev_v), now)
+    c.set_target(PowerCommand(voltage=target_v, current=current, ev_voltage=ev_v, grid_forming=_forming(s, now)), now)
     m = c.measurements(now)
     ctx.loops += 1
     # each flag against the charger's own limit in the direction of the flow (discharge has its own)
@@ -546,7 +570,7 @@ def _dc_res_mode(res_field: str, lim):
 
 
 def ac_charge_loop(req, s, now) -> Reply:
-    ctx, c = s.ctx, s.controller
+    ctx, c = s.ctx, s.stage
     field_name = AC_MODES[(ctx.control_mode, ctx.bpt)]
     mode = getattr(req, field_name)
     res_field = field_name.replace("CLReq", "CLRes")
@@ -558,7 +582,7 @@ def ac_charge_loop(req, s, now) -> Reply:
     ev_max_d = val(getattr(mode, "EVMaximumDischargePower", None)) if getattr(mode, "EVMaximumDischargePower", None) \
         is not None else None
     power = _allowed_power(s, now, ev_max_c, ev_max_d)  # AC: the EVSE meters, the car follows the schedule
-    c.set_target(PowerCommand(power=power), now)
+    c.set_target(PowerCommand(power=power, grid_forming=_forming(s, now)), now)
     m = c.measurements(now)
     ctx.loops += 1
     res_mode_cls = getattr(AC, res_field)
@@ -570,7 +594,7 @@ def ac_charge_loop(req, s, now) -> Reply:
 
 
 def dc_welding_detection(req, s, now) -> Reply:
-    c = s.controller
+    c = s.stage
     c.open_contactors(now)  # the output goes dead so that the car can test its own contactors
     m = c.measurements(now)
     return Reply(DC.DC_WeldingDetectionRes(Header=s.header(now), ResponseCode="OK", EVSEPresentVoltage=rn(m.voltage)),
@@ -591,6 +615,8 @@ def session_stop(req, s, now) -> Reply:
         while len(store) >= s.config.max_paused_sessions:  # bounded: the oldest pause is forgotten first
             store.pop(next(iter(store)))
         store[ctx.session_id] = {k: getattr(ctx, k) for k in RESUMABLE}
+        return Reply(CM.SessionStopRes(Header=s.header(now), ResponseCode="OK"), State.ENDED, True,
+                     end=EndReason.PAUSED)
     return Reply(CM.SessionStopRes(Header=s.header(now), ResponseCode="OK"), State.ENDED, True)
 
 
@@ -598,17 +624,21 @@ def _fault_guard(handler):
     """Before PreCharge, PowerDelivery and every charge loop: a hardware fault ends the
     session with FAILED and EVSENotification=Terminate (de-energised by the session)."""
     def guarded(req, s, now) -> Reply:
-        fault = s.controller.fault(now)
+        fault, why = s.stage.fault(now), EndReason.FAULT
+        if fault is not None and getattr(s.stage, "estopped", None):
+            why = EndReason.EMERGENCY_STOP
+        if fault is None:
+            fault, why = s.supervisor.stop_requested(now), EndReason.STOPPED_BY_SUPERVISOR
         if fault is None:
             return handler(req, s, now)
-        s.controller.session_event("fault", {"reason": fault}, now)
+        s.supervisor.session_event(StageFault(reason=fault, emergency=why is EndReason.EMERGENCY_STOP), now)
         cls = response_class(name_of(req))
         status_cls = {f.name: f.cls for f in cls._exi.fields}.get("EVSEStatus")  # the schema's own class
         extra = {"EVSEStatus": status_cls(NotificationMaxDelay=0, EVSENotification="Terminate")} if status_cls else {}
         mode_fields = {f.name: filled(f.cls) for f in cls._exi.fields if f.name.endswith("CLResControlMode")
                        and f.name == _res_mode_field(s, name_of(req))}
         return Reply(filled(cls, Header=s.header(now), ResponseCode="FAILED", **extra, **mode_fields),
-                     State.ENDED, True)
+                     State.ENDED, True, reason=f"{name_of(req)}: {fault}", end=why)
     guarded.__name__ = handler.__name__
     guarded.__doc__ = handler.__doc__
     return guarded

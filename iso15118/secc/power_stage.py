@@ -1,6 +1,6 @@
-"""Simulated DC and AC power stages behind ``EVSEController`` (the same interface a hardware
-driver implements), with a standalone "upper half": authorization, a fixed or changing
-setpoint, and events recorded for the safety tests.
+"""Simulated DC and AC power stages behind ``PowerStage`` (the same interface a hardware driver
+implements); what decides above them is a ``Supervisor`` (``supervisor.LocalSupervisor`` for a
+charger on its own, ``simulated_charger()`` for both together).
 
 Physics, kept simple and monotonic in ``now``: the DC output voltage ramps towards its target
 while the contactors are closed (precharge); once the car's contactors are closed (a target with
@@ -12,11 +12,9 @@ recorded in ``history``, including the voltages at the moment the car's battery 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .controller import (AuthorizationStatus, EVSELimits, IsolationStatus, Measurements, PowerCommand,
-                         StageHistory)
+from .controller import EVSELimits, IsolationStatus, Measurements, PowerCommand, StageHistory
 
 VOLTAGE_RAMP = 400.0  # V/s while precharging
 
@@ -27,23 +25,16 @@ class SimulatedPowerStage:
 
     kind: str = "DC"
     stage_limits: EVSELimits = field(default_factory=EVSELimits)
-    setpoint_w: float | Callable[[float], float] = 7000.0
     isolation_time: float = 0.5
     voltage_ramp: float = VOLTAGE_RAMP
     isolation_fault: bool = False
-    authorization_delay: float = 0.0
-    accepted_identities: set[str] | None = None  # None: accept everyone
-    allow_bidirectional: bool = True
     history: StageHistory = field(default_factory=StageHistory)
-    needs: dict = field(default_factory=dict)
-    events: list = field(default_factory=list)
 
     def __post_init__(self):
         self._m = Measurements()
         self._target = PowerCommand()
         self._t = None
         self._iso_started: float | None = None
-        self._auth_started: float | None = None
         self.estopped: str | None = None
 
     # --- power electronics -------------------------------------------------------------------
@@ -148,27 +139,3 @@ class SimulatedPowerStage:
         if self.isolation_fault and self._m.contactors_closed:
             return "isolation fault"
         return None
-
-    # --- upper half: standalone management ----------------------------------------------------
-    def authorize(self, method: str, identity: str, now: float) -> AuthorizationStatus:
-        if self._auth_started is None:
-            self._auth_started = now
-        if now - self._auth_started < self.authorization_delay:
-            return AuthorizationStatus.ONGOING
-        if self.accepted_identities is not None and identity not in self.accepted_identities:
-            return AuthorizationStatus.REJECTED
-        return AuthorizationStatus.ACCEPTED
-
-    def energy_transfer_allowed(self, bidirectional: bool, now: float) -> bool:
-        return self.allow_bidirectional or not bidirectional
-
-    def setpoint(self, now: float) -> float:
-        return self.setpoint_w(now) if callable(self.setpoint_w) else float(self.setpoint_w)
-
-    def ev_charging_needs(self, needs: dict, now: float) -> None:
-        self.needs.update(needs)
-
-    def session_event(self, event: str, data: dict, now: float) -> None:
-        self.events.append((now, event, data))
-        if event == "session_ended":
-            self._auth_started = None

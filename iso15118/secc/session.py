@@ -26,7 +26,8 @@ from iso15118.units import header
 from iso15118.v2gtp import V2GTPFrame
 
 from .connector import Connector, StageNotOwned
-from .controller import EVSEController
+from .controller import EVSEController, PowerStage, Supervisor
+from .events import EndReason, GeneratorMode, SessionEnded
 
 
 class State(Enum):
@@ -71,11 +72,18 @@ class SECCConfig:
     # DC: PowerDelivery(Start) is refused unless the output is within this many volts of the
     # car's present voltage (closing the car's contactors across a larger difference is an inrush)
     precharge_tolerance: float = 20.0
+    # ServiceDetail of the BPT services: how the charger's inverter runs while it discharges (-20
+    # GeneratorMode: 1 GridFollowing, 2 GridForming — a charger that can form an island for the house)
+    # and, for AC_BPT, its GridCodeIslandingDetectionMethod (1 Active, 2 Passive)
+    generator_mode: GeneratorMode = GeneratorMode.GRID_FOLLOWING
+    islanding_detection_method: int = 1
     # a time-of-use tariff published to the car as a PriceLevelSchedule (ServiceDetail Pricing=2):
     # (duration in s, price level) from the schedule's start; empty = no pricing (Pricing=0)
     price_levels: tuple[tuple[int, int], ...] = ()
 
     def __post_init__(self) -> None:
+        if self.islanding_detection_method not in (1, 2):
+            raise ValueError("GridCodeIslandingDetectionMethod is 1 (active) or 2 (passive)")
         if self.max_paused_sessions < 1:
             raise ValueError("max_paused_sessions must be at least 1")
         if not self.precharge_tolerance > 0:
@@ -122,6 +130,7 @@ class Reply:
     next_state: State
     terminate: bool = False
     reason: str | None = None  # why the session ends, when the response code alone does not say
+    end: EndReason | None = None  # ... as the enum the supervisor sees (default: from the response)
 
 
 class SequenceError(Exception):
@@ -162,10 +171,19 @@ class SECCSession:
 
     @property
     def controller(self) -> EVSEController:
-        """The power stage, for the session that owns the connector; anyone else is refused."""
+        """The charger (stage and supervisor), for the session that owns the connector; anyone
+        else is refused."""
         if self.connector.owner is not self:
             raise StageNotOwned(f"session in {self.state.value} does not own the power stage")
         return self.connector.controller
+
+    @property
+    def stage(self) -> PowerStage:
+        return self.controller.stage
+
+    @property
+    def supervisor(self) -> Supervisor:
+        return self.controller.supervisor
 
     # --- the FrameHandler interface --------------------------------------------------------
     def next_deadline(self) -> float | None:
@@ -174,24 +192,26 @@ class SECCSession:
     def handle_timer(self, now: float) -> list[V2GTPFrame]:
         if self.deadline is not None and now >= self.deadline and not self.closed:
             setup = self.state in (State.WAIT_SAP, State.WAIT_SESSION_SETUP) and self.deadline >= self.setup_deadline
-            self.terminate(now, f"{'communication setup' if setup else 'sequence'} timeout in {self.state.value}")
+            self.terminate(now, f"{'communication setup' if setup else 'sequence'} timeout in {self.state.value}",
+                           EndReason.SEQUENCE_TIMEOUT)
         return []
 
     def on_connection_lost(self, now: float) -> None:
         if not self.closed:
-            self.terminate(now, f"connection lost in {self.state.value}")
+            self.terminate(now, f"connection lost in {self.state.value}", EndReason.CONNECTION_LOST)
 
     def on_frame(self, frame: V2GTPFrame, now: float) -> list[V2GTPFrame]:
         if self.closed:
             return []
         schema = schema_of_payload(frame.payload_type, self.state is not State.WAIT_SAP, self.ctx.kind)
         if schema is None:
-            self.terminate(now, f"payload type {frame.payload_type:#06x} not allowed in {self.state.value}")
+            self.terminate(now, f"payload type {frame.payload_type:#06x} not allowed in {self.state.value}",
+                           EndReason.PROTOCOL_ERROR)
             return []
         try:
             req = exi.decode(frame.payload, schema)
         except exi.ExiDecodeError as e:
-            self.terminate(now, f"undecodable {schema} message: {e}")
+            self.terminate(now, f"undecodable {schema} message: {e}", EndReason.PROTOCOL_ERROR)
             return []
         name = name_of(req)
         self._schema = schema  # the response travels in the request's schema (see header())
@@ -203,7 +223,9 @@ class SECCSession:
         out = V2GTPFrame(payload_type_of(schema), exi.encode(res, schema))
         self._record(now, "tx", name_of(res), res)
         if reply.terminate or reply.next_state is State.ENDED:
-            self.terminate(now, reply.reason or f"{name_of(res)} {getattr(res, 'ResponseCode', '')}")
+            code = str(getattr(res, "ResponseCode", ""))
+            self.terminate(now, reply.reason or f"{name_of(res)} {code}", reply.end or (
+                EndReason.REFUSED if code.startswith(("FAILED", "Failed")) else EndReason.STOPPED_BY_EV))
         else:
             self.state = reply.next_state
             # while energised the car must keep talking: a silent car is de-energised quickly
@@ -236,27 +258,29 @@ class SECCSession:
         try:
             cls = response_class(request_name)
         except KeyError:
-            self.terminate(now, f"no response type for {request_name}")
+            self.terminate(now, f"no response type for {request_name}", EndReason.PROTOCOL_ERROR)
             return None  # type: ignore[return-value]
         if request_name.startswith("supportedAppProtocol"):
-            return Reply(filled(cls, ResponseCode="Failed_NoNegotiation"), State.ENDED, True)
-        return Reply(filled(cls, Header=self.header(now), ResponseCode=code), State.ENDED, True)
+            return Reply(filled(cls, ResponseCode="Failed_NoNegotiation"), State.ENDED, True, end=EndReason.REFUSED)
+        return Reply(filled(cls, Header=self.header(now), ResponseCode=code), State.ENDED, True,
+                     end=EndReason.PROTOCOL_ERROR)
 
     def header(self, now: float, signature=None):
         """The response's MessageHeader, in the class of the schema the request came in."""
         schema = self._schema if self._schema.startswith("iso20") else "iso20_cm"
         return header(self.ctx.session_id or bytes(8), now + self.clock_offset, signature, schema)
 
-    def terminate(self, now: float, reason: str) -> None:
-        """De-energise first, then close. A session that does not own the connector (refused at
-        SessionSetup, or never got that far) has no power to take away and leaves it alone."""
+    def terminate(self, now: float, reason: str, why: EndReason = EndReason.PROTOCOL_ERROR) -> None:
+        """De-energise first, then close; the supervisor hears ``why`` (and the ``reason`` text). A
+        session that does not own the connector (refused at SessionSetup, or never got that far)
+        has no power to take away and leaves it alone."""
         first = not self.closed
         if self.connector.owner is self:
-            stage = self.connector.controller
-            stage.de_energise(now)
+            charger = self.connector.controller
+            charger.stage.de_energise(now)
             self.ctx.energized = False
             if first:
-                stage.session_event("session_ended", {"reason": reason, "state": self.state.value}, now)
+                charger.supervisor.session_event(SessionEnded(reason=why, detail=reason, state=self.state.value), now)
             if not self._private:
                 self.connector.release(self)
         self.ctx.energized = False

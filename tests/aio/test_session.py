@@ -12,11 +12,11 @@ from iso15118 import exi, pki
 from iso15118.aio.session import connect_evcc, run_evcc, start_secc, wall_offset
 from iso15118.aio.v2gtp_stream import pump
 from iso15118.evcc import Battery, EVCCConfig, EVCCSession
-from iso15118.secc import SimulatedPowerStage
+from iso15118.secc import simulated_charger
 
 
-async def _secc(stage, v2g_pki, profile="iso20-secp521r1"):
-    return await start_secc(stage, pki_dir=v2g_pki, profile=profile, host="::1", port=0)
+async def _secc(charger, v2g_pki, profile="iso20-secp521r1"):
+    return await start_secc(charger, pki_dir=v2g_pki, profile=profile, host="::1", port=0)
 
 
 def _run(coro):
@@ -30,10 +30,10 @@ def _run(coro):
     ("AC", "scheduled", "eim", "iso20-ed448"),
 ])
 def test_session_over_tls(v2g_pki, service, mode, auth, profile):
-    stage = SimulatedPowerStage(kind=service[:2], setpoint_w=-6000, isolation_time=0.05)
+    charger = simulated_charger(kind=service[:2], setpoint_w=-6000, isolation_time=0.05)
 
     async def go():
-        srv = await _secc(stage, v2g_pki, profile)
+        srv = await _secc(charger, v2g_pki, profile)
         assert 49152 <= srv.port <= 65535  # the range SDP may announce
         chain, key = pki.contract_credentials(v2g_pki, profile) if auth == "pnc" else ((), None)
         cfg = EVCCConfig(service=service, control_mode=mode, auth=auth, loops=4, loop_period=0.05,
@@ -50,16 +50,16 @@ def test_session_over_tls(v2g_pki, service, mode, auth, profile):
         assert result.discharged_wh > 0
     else:
         assert result.discharged_wh == 0
-    assert not stage.measurements(1e12).contactors_closed
+    assert not charger.stage.measurements(1e12).contactors_closed
 
 
 def test_untrusted_car_is_refused_and_the_next_car_served(v2g_pki, tmp_path):
     stranger = tmp_path / "stranger"
     pki.init_pki(stranger, profiles=["iso20-secp521r1"])
-    stage = SimulatedPowerStage(kind="DC", setpoint_w=-6000, isolation_time=0.05)
+    charger = simulated_charger(kind="DC", setpoint_w=-6000, isolation_time=0.05)
 
     async def go():
-        srv = await _secc(stage, v2g_pki)
+        srv = await _secc(charger, v2g_pki)
         bad = await run_evcc(Battery(), EVCCConfig(loops=2, loop_period=0.05), pki_dir=stranger,
                              secc=("::1", srv.port))
         good = await run_evcc(Battery(), EVCCConfig(loops=2, loop_period=0.05, poll_interval=0.02), pki_dir=v2g_pki,
@@ -76,10 +76,10 @@ def test_untrusted_car_is_refused_and_the_next_car_served(v2g_pki, tmp_path):
 def test_car_refuses_a_charger_it_does_not_trust(v2g_pki, tmp_path):
     stranger = tmp_path / "stranger-cpo"
     pki.init_pki(stranger, profiles=["iso20-secp521r1"])
-    stage = SimulatedPowerStage(kind="DC")
+    charger = simulated_charger(kind="DC")
 
     async def go():
-        srv = await start_secc(stage, pki_dir=stranger, host="::1", port=0)
+        srv = await start_secc(charger, pki_dir=stranger, host="::1", port=0)
         result = await run_evcc(Battery(), EVCCConfig(loops=1), pki_dir=v2g_pki, secc=("::1", srv.port))
         await srv.close()
         return result
@@ -118,10 +118,10 @@ class _Dropper:
 
 
 def test_tcp_drop_in_the_charge_loop_de_energises(v2g_pki):
-    stage = SimulatedPowerStage(kind="DC", setpoint_w=-6000, isolation_time=0.05)
+    charger = simulated_charger(kind="DC", setpoint_w=-6000, isolation_time=0.05)
 
     async def go():
-        srv = await _secc(stage, v2g_pki)
+        srv = await _secc(charger, v2g_pki)
         loop = asyncio.get_running_loop()
         ev = EVCCSession(Battery(), EVCCConfig(loops=50, loop_period=0.05, poll_interval=0.02),
                          clock_offset=wall_offset())
@@ -135,16 +135,16 @@ def test_tcp_drop_in_the_charge_loop_de_energises(v2g_pki):
 
     dropped, ended, session = _run(go())
     assert session.end_reason.startswith("connection lost in ChargeLoop")
-    de = [e for e in stage.history.events if e.kind == "deenergise"]
+    de = [e for e in charger.stage.history.events if e.kind == "deenergise"]
     assert de and 0 <= de[-1].time - dropped < 0.5
-    assert not stage.measurements(1e12).contactors_closed
+    assert not charger.stage.measurements(1e12).contactors_closed
 
 
 def test_malformed_v2gtp_stream_closes_and_de_energises(v2g_pki):
-    stage = SimulatedPowerStage(kind="DC", setpoint_w=-6000, isolation_time=0.05)
+    charger = simulated_charger(kind="DC", setpoint_w=-6000, isolation_time=0.05)
 
     async def go():
-        srv = await _secc(stage, v2g_pki)
+        srv = await _secc(charger, v2g_pki)
         loop = asyncio.get_running_loop()
         ev = EVCCSession(Battery(), EVCCConfig(loops=50, loop_period=0.05, poll_interval=0.02),
                          clock_offset=wall_offset())
@@ -171,8 +171,8 @@ def test_malformed_v2gtp_stream_closes_and_de_energises(v2g_pki):
     data, session = _run(go())
     assert data == b""
     assert session.closed and session.state.value == "Ended"
-    assert not stage.measurements(1e12).contactors_closed
-    assert stage.history.events[-1].kind in ("deenergise", "contactors")
+    assert not charger.stage.measurements(1e12).contactors_closed
+    assert charger.stage.history.events[-1].kind in ("deenergise", "contactors")
 
 
 def test_json_lines_log_round_trips(v2g_pki, tmp_path):
@@ -180,11 +180,11 @@ def test_json_lines_log_round_trips(v2g_pki, tmp_path):
     import json
 
     from iso15118.aio.trace import MessageLog
-    stage = SimulatedPowerStage(kind="DC", setpoint_w=-6000, isolation_time=0.05)
+    charger = simulated_charger(kind="DC", setpoint_w=-6000, isolation_time=0.05)
     path = tmp_path / "evcc.jsonl"
 
     async def go():
-        srv = await _secc(stage, v2g_pki)
+        srv = await _secc(charger, v2g_pki)
         log = MessageLog("EVCC", path=str(path), clock_offset=wall_offset())
         result = await run_evcc(Battery(), EVCCConfig(loops=3, loop_period=0.05, poll_interval=0.02),
                                 pki_dir=v2g_pki, secc=("::1", srv.port), observer=log)
@@ -230,7 +230,7 @@ def test_car_refuses_a_charger_certificate_without_dc_cpo(v2g_pki, tmp_path):
     (base / "secc_leaf.key.pem").write_bytes(g._key_pem(key))
 
     async def go():
-        srv = await start_secc(SimulatedPowerStage(kind="DC"), pki_dir=odd, host="::1", port=0)
+        srv = await start_secc(simulated_charger(kind="DC"), pki_dir=odd, host="::1", port=0)
         result = await run_evcc(Battery(), EVCCConfig(loops=1), pki_dir=v2g_pki, secc=("::1", srv.port))
         await srv.close()
         return result

@@ -182,10 +182,11 @@ def test_the_secc_turns_a_non_finite_setpoint_into_zero_power(bad):
     ±Infinity gives 0 W, never full power."""
     from iso15118.evcc import Battery, EVCCConfig, EVCCSession
     from iso15118.pair import run_pair
-    from iso15118.secc import PowerCommand, SECCSession
+    from iso15118.secc import PowerCommand, SECCSession, simulated_charger
 
-    stage = SimulatedPowerStage(setpoint_w=bad)
-    charger = SECCSession(stage, now=0.0, tls=True)
+    hw = simulated_charger(setpoint_w=bad)
+    stage = hw.stage
+    charger = SECCSession(hw, now=0.0, tls=True)
     car = EVCCSession(Battery(soc=50), EVCCConfig(service="DC_BPT", loops=5))
     run_pair(charger, car)
     targets = [e.value for e in stage.history.events if e.kind == "target" and isinstance(e.value, PowerCommand)]

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from iso15118 import pki
 from iso15118.evcc import Battery, EVCCConfig, EVCCSession
 from iso15118.pair import run_pair
-from iso15118.secc import SECCConfig, SECCSession, SimulatedPowerStage
+from iso15118.secc import EVSEController, SECCConfig, SECCSession, SimulatedPowerStage, simulated_charger
 
 EPOCH = float(int(time.time()))  # the wall clock at simulated time 0 (the test PKI is valid now)
 
 
 @dataclass
 class Pair:
-    stage: SimulatedPowerStage
+    charger: EVSEController  # the power stage and its supervisor
     secc: SECCSession
     ev: EVCCSession
     battery: Battery
@@ -25,15 +25,23 @@ class Pair:
     def run(self, **kw):
         return run_pair(self.secc, self.ev, **kw)
 
+    @property
+    def stage(self) -> SimulatedPowerStage:
+        return self.charger.stage
+
+    @property
+    def supervisor(self):
+        return self.charger.supervisor
+
 
 def make_pair(service: str = "DC_BPT", mode: str = "dynamic", auth: str = "eim", *, setpoint: float = -5000.0,
               pki_dir=None, profile: str = "iso20-secp521r1", battery: Battery | None = None,
-              stage: SimulatedPowerStage | None = None, secc_config: SECCConfig | None = None,
+              charger: EVSEController | None = None, secc_config: SECCConfig | None = None,
               resume_store: dict | None = None, now: float = 0.0, **ev_kw) -> Pair:
-    stage = stage or SimulatedPowerStage(kind=service[:2], setpoint_w=setpoint)
+    charger = charger or simulated_charger(kind=service[:2], setpoint_w=setpoint)
     roots = pki.contract_roots(pki_dir, profile) if pki_dir is not None else ()
     cfg = secc_config or SECCConfig(contract_roots=roots)
-    secc = SECCSession(stage, cfg, now=now, clock_offset=EPOCH, resume_store=resume_store)
+    secc = SECCSession(charger, cfg, now=now, clock_offset=EPOCH, resume_store=resume_store)
     chain, key = pki.contract_credentials(pki_dir, profile) if auth == "pnc" else ((), None)
     battery = battery or Battery(soc=60.0)
     ev = EVCCSession(battery, EVCCConfig(service=service, control_mode=mode, auth=auth, contract_chain=chain,
@@ -42,7 +50,7 @@ def make_pair(service: str = "DC_BPT", mode: str = "dynamic", auth: str = "eim",
     ev_log: list = []
     secc.observer = lambda *entry: secc_log.append(entry)
     ev.observer = lambda *entry: ev_log.append(entry)
-    return Pair(stage, secc, ev, battery, secc_log, ev_log)
+    return Pair(charger, secc, ev, battery, secc_log, ev_log)
 
 
 def names(log: list, direction: str) -> list[str]:

@@ -8,7 +8,7 @@ import pytest
 from iso15118 import exi
 from iso15118.evcc import EVTimers
 from iso15118.messages import name_of, schema_of_payload
-from iso15118.secc import SECCConfig, SimulatedPowerStage
+from iso15118.secc import SECCConfig, simulated_charger
 
 from .helpers import make_pair
 
@@ -66,8 +66,8 @@ def _patient_secc(**kw) -> SECCConfig:
     ({"voltage_ramp": 1.0}, "DC_PreChargeReq", 10.0, "PreCharge did not reach the battery voltage in time"),
 ])
 def test_phase_timeouts(stage_kw, request_name, limit, what):
-    stage = SimulatedPowerStage(kind="DC", **stage_kw)
-    p = make_pair(stage=stage, secc_config=_patient_secc())
+    charger = simulated_charger(kind="DC", **stage_kw)
+    p = make_pair(charger=charger, secc_config=_patient_secc())
     p.run()
     assert p.ev.result.reason == what
     first = next(t for t, d, n, _ in p.secc_log if n == request_name)

@@ -98,7 +98,7 @@ def _assert_de_energised(pair, by: float) -> None:
 
 
 def _next_car_is_served(pair, service: str) -> None:
-    nxt = make_pair(service, "dynamic", setpoint=-6000.0, loops=2, stage=pair.stage, now=1000.0)
+    nxt = make_pair(service, "dynamic", setpoint=-6000.0, loops=2, charger=pair.charger, now=1000.0)
     nxt.run(start=1000.0)
     assert nxt.ev.result.ok, nxt.ev.result.reason
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from iso15118 import exi
-from iso15118.secc import SECCConfig, SECCSession, SimulatedPowerStage, State
+from iso15118.secc import SECCConfig, SECCSession, simulated_charger, State
 from iso15118.secc import handlers as h
 from iso15118.secc.controller import EVSELimits
 from iso15118.units import val
@@ -23,7 +23,7 @@ def golden(name: str):
 
 
 def session(state: State, *, bpt=True, mode="Scheduled", setpoint=-20000.0, **ctx) -> SECCSession:
-    stage = SimulatedPowerStage(kind="DC", setpoint_w=setpoint,
+    stage = simulated_charger(kind="DC", setpoint_w=setpoint,
                                 stage_limits=EVSELimits(max_charge_current=200, max_discharge_current=200,
                                                         max_voltage=920, max_charge_power=50000,
                                                         max_discharge_power=20000))
@@ -43,7 +43,7 @@ def encodes(reply) -> None:
 
 
 def test_session_setup_gives_a_new_eight_byte_session():
-    s = SECCSession(SimulatedPowerStage(), SECCConfig(), now=0.0, rng=lambda n: bytes(range(1, n + 1)))
+    s = SECCSession(simulated_charger(), SECCConfig(), now=0.0, rng=lambda n: bytes(range(1, n + 1)))
     s.state, s.ctx.kind = State.WAIT_SESSION_SETUP, "DC"
     reply = h.session_setup(golden("SessionSetupReq"), s, 1.0)
     res = reply.response
@@ -62,12 +62,12 @@ def test_bpt_charge_parameter_discovery_keeps_the_cars_limits():
     assert val(mode.EVSEMaximumDischargePower) == 20000 and val(mode.EVSEMaximumVoltage) == 920
     ev = s.ctx.ev
     assert (ev["max_charge_power"], ev["max_discharge_power"], ev["max_discharge_current"]) == (150000, 11000, 30)
-    assert s.controller.needs["service"] == "DC_BPT"
+    assert s.supervisor.needs.service == "DC_BPT"
     encodes(reply)
 
 
 def _energised(s: SECCSession, voltage: float) -> None:
-    c = s.controller
+    c = s.stage
     c.close_contactors(0.0)
     c.set_target(h.PowerCommand(voltage=voltage), 0.0)
     c.measurements(5.0)  # the output has ramped to the battery's voltage
@@ -80,7 +80,7 @@ def test_bpt_scheduled_loop_follows_the_cars_target_current():
     s = session(State.CHARGE_LOOP, ev={"max_charge_power": 150000, "max_discharge_power": 11000,
                                        "max_charge_current": 300, "max_discharge_current": 30,
                                        "max_voltage": 900})
-    s.controller.setpoint_w = 8000.0
+    s.supervisor.setpoint_w = 8000.0
     _energised(s, 400.0)
     reply = h.dc_charge_loop(golden("DC_ChargeLoopReq_bpt_min"), s, 5.0)
     res = reply.response
@@ -120,4 +120,4 @@ def test_out_of_order_golden_request_is_a_sequence_error():
                      1.0)
     res = exi.decode(out[0].payload, "iso20_dc")
     assert type(res).__name__ == "DC_ChargeLoopRes" and str(res.ResponseCode) == "FAILED_SequenceError"
-    assert s.closed and not s.controller.measurements(1.0).contactors_closed
+    assert s.closed and not s.stage.measurements(1.0).contactors_closed

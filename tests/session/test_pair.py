@@ -119,7 +119,7 @@ def test_pause_and_resume():
     assert first.ev.result.ok and first.ev.result.reason == "SessionStop Pause"
     sid = first.ev.result.session_id
     assert sid in store
-    second = make_pair("DC_BPT", "dynamic", stage=first.stage, resume_store=store, resume_session_id=sid, loops=3,
+    second = make_pair("DC_BPT", "dynamic", charger=first.charger, resume_store=store, resume_session_id=sid, loops=3,
                        now=100.0)
     second.run(start=100.0)
     assert second.ev.result.ok, second.ev.result.reason
@@ -164,10 +164,10 @@ def test_service_renegotiation_from_dc_to_dc_bpt():
 
 
 def test_authorization_ongoing_then_accepted():
-    from iso15118.secc import SimulatedPowerStage
+    from iso15118.secc import simulated_charger
 
-    stage = SimulatedPowerStage(kind="DC", setpoint_w=3000, authorization_delay=1.0)
-    p = make_pair("DC_BPT", "dynamic", stage=stage, loops=2)
+    stage = simulated_charger(kind="DC", setpoint_w=3000, authorization_delay=1.0)
+    p = make_pair("DC_BPT", "dynamic", charger=stage, loops=2)
     p.run()
     assert p.ev.result.ok
     auth = [str(m.EVSEProcessing) for _, d, n, m in p.secc_log if n == "AuthorizationRes"]
@@ -256,14 +256,14 @@ def test_a_controller_with_a_power_plan_gives_the_scheduled_steps():
     """``power_plan`` (e.g. OCPP charging profiles) becomes the Scheduled ScheduleExchangeRes:
     charge steps in the ChargingSchedule, discharge steps in the DischargingSchedule, each
     bounded by the charger's limits."""
-    from iso15118.secc import SimulatedPowerStage
+    from iso15118.secc import EVSEController, LocalSupervisor, SimulatedPowerStage
 
-    class Planned(SimulatedPowerStage):
+    class Planned(LocalSupervisor):
         def power_plan(self, now, horizon):
             return [(3600, 6000.0), (7200, -4000.0), (horizon - 10800, 99000.0)]
 
-    stage = Planned(kind="DC", setpoint_w=6000.0)
-    p = make_pair("DC_BPT", "scheduled", stage=stage, loops=2)
+    stage = SimulatedPowerStage(kind="DC")
+    p = make_pair("DC_BPT", "scheduled", charger=EVSEController(stage, Planned(setpoint_w=6000.0)), loops=2)
     p.run()
     res = next(m for _, d, n, m in p.secc_log if n == "ScheduleExchangeRes")
     tup = res.Scheduled_SEResControlMode.ScheduleTuple[0]

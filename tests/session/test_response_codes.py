@@ -10,7 +10,7 @@ import pytest
 from iso15118 import exi, pki
 from iso15118.evcc import Battery
 from iso15118.messages import name_of, payload_type_of, schema_of_message, schema_of_payload
-from iso15118.secc import SECCConfig, SimulatedPowerStage
+from iso15118.secc import SECCConfig, simulated_charger
 from iso15118.v2gtp import V2GTPFrame
 
 from .helpers import EPOCH, make_pair
@@ -85,16 +85,16 @@ def test_selecting_an_authorization_service_not_offered():
 
 
 def test_eim_rejected_by_the_backend():
-    stage = SimulatedPowerStage(kind="DC", accepted_identities={"someone else"})
-    p = make_pair(stage=stage)
+    charger = simulated_charger(kind="DC", accepted_identities={"someone else"})
+    p = make_pair(charger=charger)
     p.run()
     assert code_of(p, "AuthorizationRes") == "WARNING_EIMAuthorizationFailure"
     assert_ended_safely(p)
 
 
 def test_authorization_ongoing_too_long():
-    stage = SimulatedPowerStage(kind="DC", authorization_delay=1e6)
-    p = make_pair(stage=stage)
+    charger = simulated_charger(kind="DC", authorization_delay=1e6)
+    p = make_pair(charger=charger)
     p.run()
     res = responses(p, "AuthorizationRes")
     assert str(res[-1].ResponseCode) == "FAILED" and str(res[-2].EVSEProcessing) == "Ongoing"
@@ -221,14 +221,14 @@ def test_schedule_exchange_in_the_wrong_control_mode():
 # --- DC preparation ---------------------------------------------------------------------------
 
 def test_isolation_fault_fails_cable_check():
-    p = make_pair(stage=SimulatedPowerStage(kind="DC", isolation_fault=True))
+    p = make_pair(charger=simulated_charger(kind="DC", isolation_fault=True))
     p.run()
     assert code_of(p, "DC_CableCheckRes") == "FAILED"
     assert_ended_safely(p)
 
 
 def test_cable_check_timeout():
-    p = make_pair(stage=SimulatedPowerStage(kind="DC", isolation_time=1e6))
+    p = make_pair(charger=simulated_charger(kind="DC", isolation_time=1e6))
     p.run()
     res = responses(p, "DC_CableCheckRes")
     assert str(res[-1].ResponseCode) == "FAILED"
@@ -238,16 +238,16 @@ def test_cable_check_timeout():
 
 
 def test_contactor_failure():
-    stage = SimulatedPowerStage(kind="DC")
-    stage.emergency_stop("test", 0.0)
-    p = make_pair(stage=stage)
+    charger = simulated_charger(kind="DC")
+    charger.stage.emergency_stop("test", 0.0)
+    p = make_pair(charger=charger)
     p.run()
     assert code_of(p, "DC_CableCheckRes") == "FAILED"
     assert_ended_safely(p)
 
 
 def test_precharge_timeout():
-    p = make_pair(stage=SimulatedPowerStage(kind="DC", voltage_ramp=5.0))
+    p = make_pair(charger=simulated_charger(kind="DC", voltage_ramp=5.0))
     p.run()
     t = [t for t, d, n, _ in p.secc_log if n == "DC_PreChargeReq"]
     assert str(responses(p, "DC_PreChargeRes")[-1].ResponseCode) == "FAILED" or \
@@ -267,8 +267,8 @@ def test_precharge_target_above_the_cars_maximum():
 # --- power delivery and the loop --------------------------------------------------------------------
 
 def test_discharge_refused_when_bidirectional_transfer_is_not_allowed():
-    stage = SimulatedPowerStage(kind="DC", setpoint_w=-5000, allow_bidirectional=False)
-    p = make_pair("DC_BPT", "scheduled", stage=stage)
+    charger = simulated_charger(kind="DC", setpoint_w=-5000, allow_bidirectional=False)
+    p = make_pair("DC_BPT", "scheduled", charger=charger)
     p.run()
     assert code_of(p, "PowerDeliveryRes") == "FAILED_PowerDeliveryNotApplied"
     assert_ended_safely(p)
@@ -315,16 +315,16 @@ def test_charge_loop_in_the_wrong_control_mode():
 
 @pytest.mark.parametrize("service", ["DC_BPT", "AC_BPT"])
 def test_emergency_stop_during_the_charge_loop(service):
-    stage = SimulatedPowerStage(kind=service[:2], setpoint_w=-7000)
-    p = make_pair(service, stage=stage, loops=20)
+    charger = simulated_charger(kind=service[:2], setpoint_w=-7000)
+    p = make_pair(service, charger=charger, loops=20)
 
     def press(direction, frame, now):
-        if now > 3.0 and not stage.estopped:
-            stage.emergency_stop("button", now)
+        if now > 3.0 and not charger.stage.estopped:
+            charger.stage.emergency_stop("button", now)
         return None
     p.run(tamper=press)
     name = f"{service[:2]}_ChargeLoopRes"
     res = responses(p, name)[-1]
     assert str(res.ResponseCode) == "FAILED" and str(res.EVSEStatus.EVSENotification) == "Terminate"
     assert_ended_safely(p)
-    assert stage.history.events[-1].kind in ("deenergise", "contactors")
+    assert charger.stage.history.events[-1].kind in ("deenergise", "contactors")

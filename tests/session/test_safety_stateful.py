@@ -19,7 +19,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from iso15118 import exi
 from iso15118.messages import AC, APP, CM, DC, NS_ISO20_AC, NS_ISO20_DC, name_of, payload_type_of, schema_of_message
-from iso15118.secc import SECCConfig, SECCSession, SimulatedPowerStage, State
+from iso15118.secc import SECCConfig, SECCSession, simulated_charger, State
 from iso15118.units import rn, val
 from iso15118.v2gtp import PayloadType, V2GTPFrame
 
@@ -44,8 +44,9 @@ class SECCSafety(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.kind = "DC"
-        self.stage = SimulatedPowerStage(kind="DC", setpoint_w=-8000.0, isolation_time=0.2)
-        self.secc = SECCSession(self.stage, SECCConfig(), now=0.0)
+        self.charger = simulated_charger(kind="DC", setpoint_w=-8000.0, isolation_time=0.2)
+        self.stage = self.charger.stage
+        self.secc = SECCSession(self.charger, SECCConfig(), now=0.0)
         self.now = 0.0
         self.max_discharge_w: float | None = None   # what the car declared last
         self.max_discharge_a: float | None = None
@@ -251,8 +252,9 @@ class SECCSafety(RuleBasedStateMachine):
         """The previous session (if any) ends with the cable; a new one starts."""
         self.secc.on_connection_lost(self.now)
         self.kind = kind
-        self.stage = SimulatedPowerStage(kind=kind, setpoint_w=self.stage.setpoint_w, isolation_time=0.2)
-        self.secc = SECCSession(self.stage, SECCConfig(), now=self.now)
+        self.charger = simulated_charger(kind=kind, setpoint_w=self.charger.supervisor.setpoint_w, isolation_time=0.2)
+        self.stage = self.charger.stage
+        self.secc = SECCSession(self.charger, SECCConfig(), now=self.now)
         self.max_discharge_w = self.max_discharge_a = self.present_soc = self.min_soc = None
 
     @rule(kind=st.sampled_from(REQUEST_KINDS), data=st.data(), dt=st.floats(0, 0.6), good=st.booleans())
@@ -297,7 +299,7 @@ class SECCSafety(RuleBasedStateMachine):
 
     @rule(setpoint=st.floats(-20000, 20000))
     def new_setpoint(self, setpoint):
-        self.stage.setpoint_w = setpoint
+        self.charger.supervisor.setpoint_w = setpoint
 
     # --- invariants ------------------------------------------------------------------------------------
     @invariant()
