@@ -5,6 +5,7 @@
     python benchmarks/bench_exi.py --callgrind     # + instructions per message (valgrind)
     python benchmarks/bench_exi.py --jvm           # + the JVM codec of the iso15118 package, same messages
     python benchmarks/bench_exi.py --json          # machine-readable
+    python benchmarks/bench_exi.py --worst-case    # ms per KB for floods of tiny elements, growing
 
 Each time is the median of --repeat runs of --number calls after a warm-up, building (decode) or
 reading (encode) the Python message objects included. Instruction counts come from
@@ -12,8 +13,14 @@ reading (encode) the Python message objects included. Instruction counts come fr
 start-up cancels out; they repeat exactly on a noisy machine. The JVM codec runs in its own
 virtual environment (tools/peer.py: ``.peer-venv/`` with ``iso15118==0.31.2`` + ``aiofile``; its
 import name collides with ours) through py4j, as that package uses it.
-References (DOMAIN.md §2): libcbv2g (C) 0.35–1.2 µs and ~6,600–6,800 instructions for the minimal
+References measured on a 2-core machine of this kind: libcbv2g (C) 0.35–1.2 µs and ~6,600–6,800 instructions for the minimal
 DC_ChargeLoopReq; the JVM codec 7.5–14 ms.
+
+``--worst-case`` times the inputs with the most events per byte: a -20 SessionSetupReq whose
+header signature carries N empty xmldsig ``KeyName`` elements (a repeated choice, one byte each)
+or N empty ``SPKISexp`` elements (a general grammar), for growing N; valid, and cut by one byte
+(the decoder's error path). Each time is the best of --repeat runs; µs per KB staying flat as N
+grows is the decoder being linear.
 """
 
 from __future__ import annotations
@@ -69,6 +76,83 @@ def time_backend(name: str, number: int, repeat: int) -> dict:
         out[v["name"]] = (bench(lambda: exi.encode(msg), number, repeat),
                           bench(lambda: exi.decode(data, schema), number, repeat))
     return out
+
+
+# --- worst case: floods of tiny elements ----------------------------------------------------------
+
+def flood(kind: str, n: int):
+    """SessionSetupReq (the reference vector) whose header signature carries ``n`` tiny elements."""
+    m = exi.messages("iso20_cm")
+    v = next(v for v in vectors() if v["name"] == "SessionSetupReq")
+    base = exi.decode(bytes.fromhex(v["exi_hex"]), "iso20_cm")
+    if kind == "KeyName":
+        key_info = m.KeyInfo(KeyName=[""] * n)
+    else:
+        key_info = m.KeyInfo(SPKIData=[m.SPKIData(SPKISexp=[b""] * n)])
+    sig = m.Signature(
+        SignedInfo=m.SignedInfo(CanonicalizationMethod=m.CanonicalizationMethod(Algorithm="c"),
+                                SignatureMethod=m.SignatureMethod(Algorithm="s"),
+                                Reference=[m.Reference(DigestMethod=m.DigestMethod(Algorithm="d"),
+                                                       DigestValue=b"\x00" * 64)]),
+        SignatureValue=m.SignatureValue(value=b"\x00" * 132), KeyInfo=key_info)
+    header = type(base.Header)(SessionID=base.Header.SessionID, TimeStamp=base.Header.TimeStamp,
+                               Signature=sig)
+    return type(base)(Header=header, EVCCID=base.EVCCID)
+
+
+def best(fn, repeat: int) -> float:
+    runs = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - t0)
+    return min(runs) * 1e3
+
+
+def worst_case(chosen: list[str], sizes: list[int], repeat: int) -> list[dict]:
+    rows = []
+    for kind in ("KeyName", "SPKISexp"):
+        for n in sizes:
+            msg = flood(kind, n)
+            _backend.use(chosen[-1])
+            data = exi.encode(msg)
+            cut = data[:-1]
+            for b in chosen:
+                _backend.use(b)
+                if exi.decode(data, "iso20_cm") != msg:
+                    raise SystemExit(f"{kind} x {n}: {b} decodes the flood differently")
+                try:
+                    exi.decode(cut, "iso20_cm")
+                    raise SystemExit(f"{kind} x {n}: {b} accepted a truncated stream")
+                except exi.ExiDecodeError as e:
+                    err = f"{type(e).__name__} at bit {e.bit_offset}"
+
+                def cut_decode():
+                    try:
+                        exi.decode(cut, "iso20_cm")
+                    except exi.ExiDecodeError:
+                        pass
+
+                kb = len(data) / 1024
+                dec, bad = best(lambda: exi.decode(data, "iso20_cm"), repeat), best(cut_decode, repeat)
+                enc = best(lambda: exi.encode(msg), repeat)
+                rows.append({"elements": kind, "n": n, "kb": round(kb, 1), "backend": b,
+                             "decode_ms": round(dec, 3), "decode_us_per_kb": round(1e3 * dec / kb, 1),
+                             "truncated_ms": round(bad, 3), "truncated_us_per_kb": round(1e3 * bad / kb, 1),
+                             "encode_ms": round(enc, 3), "encode_us_per_kb": round(1e3 * enc / kb, 1),
+                             "error": err})
+    return rows
+
+
+def print_worst_case(rows: list[dict]) -> None:
+    print(f"EXI codec worst case, Python {sys.version.split()[0]}: best of runs; a flat µs/KB is linear")
+    head = ("elements", "n", "KB", "backend", "decode ms", "µs/KB", "cut ms", "µs/KB", "encode ms", "µs/KB")
+    print(f"{head[0]:9s} {head[1]:>6s} {head[2]:>6s} {head[3]:>7s}" + "".join(f" {h:>9s}" for h in head[4:]))
+    for r in rows:
+        print(f"{r['elements']:9s} {r['n']:>6d} {r['kb']:>6.1f} {r['backend']:>7s}" + "".join(
+            f" {r[k]:>9.2f}" if k.endswith("_ms") else f" {r[k]:>9.1f}" for k in (
+                "decode_ms", "decode_us_per_kb", "truncated_ms", "truncated_us_per_kb",
+                "encode_ms", "encode_us_per_kb")))
 
 
 # --- instructions (callgrind) ------------------------------------------------------------------
@@ -146,6 +230,10 @@ def main(argv=None) -> int:
     ap.add_argument("--callgrind", action="store_true", help="also count instructions per message")
     ap.add_argument("--jvm", action="store_true", help="also time the iso15118 package's JVM codec")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--worst-case", action="store_true",
+                    help="time floods of tiny elements of growing size instead (µs per KB)")
+    ap.add_argument("--sizes", type=lambda t: [int(x) for x in t.split(",")],
+                    default=[1000, 4000, 16000, 64000], help="--worst-case: element counts")
     ap.add_argument("--callgrind-child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.callgrind_child:
@@ -153,6 +241,13 @@ def main(argv=None) -> int:
         callgrind_child(name, backend, int(n_enc), int(n_dec))
         return 0
     chosen = args.backend or backends()
+    if args.worst_case:
+        rows = worst_case(chosen, args.sizes, min(args.repeat, 5))
+        if args.json:
+            print(json.dumps({"python": sys.version.split()[0], "rows": rows}, indent=1))
+        else:
+            print_worst_case(rows)
+        return 0
     times = {b: time_backend(b, args.number, args.repeat) for b in chosen}
     instr = {}
     if args.callgrind:

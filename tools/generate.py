@@ -42,9 +42,11 @@ from enum import StrEnum
 from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
 from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
-                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
-                     bad_event as _bad_event, fault as _fault, missing as _missing,
-                     out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
+                     LONG_OUTPUT_BITS as _LONG_OUTPUT_BITS, LongAccumulator as _LongAccumulator,
+                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS,
+                     UNBOUNDED_INT_LIMIT as _UNBOUNDED_INT_LIMIT, bad_enum as _bad_enum,
+                     bad_event as _bad_event, fault as _fault, group_fault as _group_fault,
+                     missing as _missing, out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
                      r_str as _r_str, r_uint as _r_uint, too_many as _too_many, w_bin as _w_bin, w_int as _w_int,
                      w_str as _w_str, w_uint as _w_uint)
 '''

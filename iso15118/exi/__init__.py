@@ -61,10 +61,13 @@ def decode(data: bytes, schema: str) -> Any:
     mod = load(schema)
     cext = _backend.cext
     if cext is not None:
+        if data.__class__ is not bytes and isinstance(data, (bytearray, memoryview)):
+            data = bytes(data)
         try:
+            # the message or the typed error, the same as the pure-Python decoder's
             return cext.decode_document(cext.universe(mod), data)
         except cext.Fallback:
-            pass  # not for the fast path: the pure-Python decoder gives the result or the error
+            pass  # a document of simple type, or not bytes: the pure-Python decoder answers
     try:
         return _pycodec.decode_document(mod, data)
     except ExiDecodeError:

@@ -2,12 +2,18 @@
 """C-speed EXI codec: interprets the grammar tables ``_C_<class>`` that tools/generate.py writes
 into the generated modules from the same grammar model as the pure-Python codec.
 
-The fast path handles valid messages. Anything it does not accept — an invalid message, a
-malformed stream, a value outside 64 bits, a form it does not implement (fragments, xmldsig types
-with general grammars) — raises ``Fallback``, and the caller runs the pure-Python codec, which
-gives the canonical result or the canonical typed error. Both backends therefore behave
-identically; the differential tests check that this path agrees with the pure-Python one
-wherever it answers.
+Decoding answers every byte string of a complex-typed document element itself: the message, or
+the typed error the pure-Python codec gives for it — same class, bit offset, path and reason,
+made by the same constructors (``_pyrt``, ``_pycodec``) — so a bad stream costs C time, not a
+second decode in Python. Both read fixed-width items one by one and report the first bad one
+at its end (the pure codec merges reads and finds that item again when a check fails).
+
+Encoding handles valid messages; anything else — an invalid message, an integer beyond 64 bits,
+the xmldsig types with general grammars — raises ``Fallback`` and the caller runs the
+pure-Python encoder, which gives the bytes or the canonical ExiEncodeError. Decoding raises
+``Fallback`` only for inputs that are not ``bytes`` and simple-typed document elements.
+The differential tests (tests/exi/test_backends.py) check both directions against the
+pure-Python codec.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
@@ -48,6 +54,9 @@ cdef extern from "Python.h":
     int _PyLong_Sign(object o)
 
 
+from iso15118.exi import _pycodec, _pyrt
+
+
 class Fallback(Exception):
     """This input is not for the fast path: use the pure-Python codec."""
 
@@ -72,7 +81,9 @@ cdef struct State:
     int nbits
     int nprod
     int* dec      # [1 << nbits] event id per code (-1 escape, -2 invalid)
+    int* tgt      # [1 << nbits] general grammars: the state after the code (-1 none)
     int* enc      # [nev] code per event id (-1 not allowed)
+    int* etgt     # [nev] general grammars: the state after writing the event (-1 none)
 
 
 cdef struct Slot:
@@ -108,10 +119,13 @@ cdef struct Field:
     PyObject* values    # enum: tuple of members
     PyObject* index     # enum: dict value -> index
     PyObject* child     # TypeDesc of a complex-typed element
+    PyObject* lo_obj    # integers: the bounds as in the schema (None: unbounded), for errors
+    PyObject* hi_obj
 
 
 cdef class TypeDesc:
     cdef object cls
+    cdef object name    # the class name: what the pure codec puts in an error's path
     cdef int kind
     cdef int start
     cdef int nstates
@@ -134,7 +148,9 @@ cdef class TypeDesc:
         if self.states != NULL:
             for i in range(self.nstates):
                 free(self.states[i].dec)
+                free(self.states[i].tgt)
                 free(self.states[i].enc)
+                free(self.states[i].etgt)
             free(self.states)
         if self.slots != NULL:
             for i in range(self.nslots):
@@ -160,6 +176,7 @@ cdef TypeDesc _build(object mod, str name, dict done):
     t = TypeDesc()
     done[name] = t
     t.cls = getattr(mod, name)
+    t.name = name
     t.kind = table[0]
     states, slots, fields, t.start = table[1], table[2], table[3], table[4]
     cdef int i, j, nev = 0
@@ -176,14 +193,20 @@ cdef TypeDesc _build(object mod, str name, dict done):
         t.states[i].nbits = st[0]
         t.states[i].nprod = st[1]
         t.states[i].dec = <int*>malloc(sizeof(int) * len(st[2]))
+        t.states[i].tgt = <int*>malloc(sizeof(int) * len(st[2]))
         t.states[i].enc = <int*>malloc(sizeof(int) * max(1, nev))
         for j in range(len(st[2])):
             t.states[i].dec[j] = st[2][j] if t.kind == 0 else st[2][j][0]
+            t.states[i].tgt[j] = -1 if t.kind == 0 else st[2][j][1]
+        t.states[i].etgt = <int*>malloc(sizeof(int) * max(1, nev))
         for j in range(nev):
             t.states[i].enc[j] = -1
-        if t.kind == 0:
-            for j in range(len(st[3])):
+            t.states[i].etgt[j] = -1
+        for j in range(len(st[3])):
+            if t.kind == 0:
                 t.states[i].enc[j] = st[3][j]
+            elif st[3][j] is not None:
+                t.states[i].enc[j], t.states[i].etgt[j] = st[3][j]
     t.nslots = len(slots)
     t.slots = <Slot*>malloc(sizeof(Slot) * max(1, t.nslots))
     for i in range(t.nslots):
@@ -214,6 +237,7 @@ cdef TypeDesc _build(object mod, str name, dict done):
         f.minlen = 0
         f.maxlen = -1
         f.values = f.index = f.child = NULL
+        f.lo_obj = f.hi_obj = <PyObject*>None
         v = fd[5]
         code = v[0]
         if code == "T":
@@ -227,9 +251,13 @@ cdef TypeDesc _build(object mod, str name, dict done):
             f.mode = M_NBIT
             f.nbits, f.lo, f.hi = v[1], v[2], v[3]
             f.has_lo = f.has_hi = True
+            t.keep.append(v)
+            f.lo_obj, f.hi_obj = <PyObject*>v[2], <PyObject*>v[3]
         elif code == "u" or code == "i":
             f.mode = M_UINT if code == "u" else M_INT
             lo, hi = v[1], v[2]
+            t.keep.append(v)
+            f.lo_obj, f.hi_obj = <PyObject*>v[1], <PyObject*>v[2]
             f.has_lo = lo is not None and -(1 << 63) <= lo < (1 << 63)
             f.has_hi = hi is not None and hi < (1 << 64)
             if f.has_lo:
@@ -354,10 +382,39 @@ cdef int w_bytes(Writer* w, const uint8_t* data, Py_ssize_t n) except -1:
 
 # --- bit reader ------------------------------------------------------------------------------
 
+cdef struct Frame:
+    PyObject* name      # the class being decoded (its TypeDesc.name)
+    Frame* up
+
+
 cdef struct Reader:
     const uint8_t* data
     Py_ssize_t nbits
     Py_ssize_t pos
+    Frame* top          # the types being decoded, innermost first: an error's path
+    bint wide           # r_uint met a value beyond 64 bits and rewound: read it with r_uint_obj
+
+
+cdef int fail(Reader* r, object err) except -1:
+    """Raise a decode error made by the pure codec's constructors, with the path of the types
+    being decoded (outermost first), as the pure codec's decoders build it while unwinding."""
+    cdef Frame* f = r.top
+    cdef list names = []
+    while f != NULL:
+        names.append(<object>f.name)
+        f = f.up
+    names.reverse()
+    err.path = tuple(names) + err.path
+    raise err
+
+
+cdef int bad_event(Reader* r, int ev) except -1:
+    return fail(r, _pyrt.bad_event(ev, r.pos))
+
+
+cdef int past_the_end(Reader* r) except -1:
+    """Out of line, so that r_bits stays small enough to inline."""
+    return fail(r, _pyrt.truncated(r.nbits))
 
 
 cdef inline uint64_t r_bits(Reader* r, int n) except? 0xFFFFFFFFFFFFFFFF:
@@ -367,7 +424,7 @@ cdef inline uint64_t r_bits(Reader* r, int n) except? 0xFFFFFFFFFFFFFFFF:
     cdef uint64_t v = 0
     cdef Py_ssize_t i, first, last
     if end > r.nbits:
-        raise Fallback()
+        past_the_end(r)
     if n == 0:
         return 0
     first = pos >> 3
@@ -380,26 +437,45 @@ cdef inline uint64_t r_bits(Reader* r, int n) except? 0xFFFFFFFFFFFFFFFF:
 
 
 cdef inline uint64_t r_uint(Reader* r, int maxbits) except? 0xFFFFFFFFFFFFFFFF:
-    """EXI Unsigned Integer; accepts exactly what the pure-Python reader does (group limits),
-    values beyond 64 bits fall back."""
+    """EXI Unsigned Integer, with the pure-Python reader's group limit. A value that does not
+    fit 64 bits sets ``r.wide`` and rewinds: the caller reads it again with r_uint_obj."""
+    cdef Py_ssize_t start = r.pos
     cdef uint64_t b = r_bits(r, 8)
     cdef uint64_t v
     cdef int shift = 7
-    cdef int k = 1
     if b < 128:
         return b
     v = b & 0x7F
     while True:
         b = r_bits(r, 8)
-        k += 1
         if shift > 63 or (shift > 57 and (b & 0x7F) >> (64 - shift)):
-            raise Fallback()  # more than 64 bits
+            r.pos = start
+            r.wide = True
+            return 0
         v |= (b & 0x7F) << shift
         shift += 7
         if b < 128:
             return v
         if shift >= maxbits:
-            raise Fallback()
+            fail(r, _pyrt.overlong(maxbits, r.pos))
+
+
+cdef object r_uint_obj(Reader* r, int maxbits):
+    """The same Unsigned Integer as a Python int of any size (the rare path)."""
+    cdef uint64_t b = r_bits(r, 8)
+    cdef int shift = 7
+    r.wide = False
+    if b < 128:
+        return PyLong_FromUnsignedLongLong(b)
+    v = PyLong_FromUnsignedLongLong(b & 0x7F)
+    while True:
+        b = r_bits(r, 8)
+        v |= PyLong_FromUnsignedLongLong(b & 0x7F) << shift
+        shift += 7
+        if b < 128:
+            return v
+        if shift >= maxbits:
+            fail(r, _pyrt.overlong(maxbits, r.pos))
 
 
 # --- values ----------------------------------------------------------------------------------
@@ -410,6 +486,26 @@ cdef inline bint xml_char(Py_UCS4 c):
     if 0xD800 <= c <= 0xDFFF or c == 0xFFFE or c == 0xFFFF:
         return False
     return True
+
+
+cdef int enc_wide(Writer* w, Field* f, object v) except -1:
+    """An integer beyond 64 bits (xs:integer without bounds: ds:X509SerialNumber): the rare
+    path, with Python ints. Anything the pure encoder refuses is left to it."""
+    lo = <object>f.lo_obj
+    hi = <object>f.hi_obj
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise Fallback()
+    if f.maxbits >= _pyrt.UNBOUNDED_INT_BITS and not -_pyrt.UNBOUNDED_INT_LIMIT <= v < _pyrt.UNBOUNDED_INT_LIMIT:
+        raise Fallback()
+    if f.mode == M_INT:
+        w_bits(w, 1 if v < 0 else 0, 1)
+        if v < 0:
+            v = -v - 1
+    while v >= 128:
+        w_bits(w, 0x80 | <uint64_t>(v & 0x7F), 8)
+        v >>= 7
+    w_bits(w, <uint64_t>v, 8)
+    return 0
 
 
 cdef int enc_value(Writer* w, Field* f, object v) except -1:
@@ -433,6 +529,8 @@ cdef int enc_value(Writer* w, Field* f, object v) except -1:
         if not PyLong_Check(v):
             raise Fallback()
         x = PyLong_AsLongLongAndOverflow(v, &overflow)
+        if overflow and f.mode == M_INT:
+            return enc_wide(w, f, v)
         if overflow or (f.has_lo and x < f.lo) or (f.has_hi and x > f.hi):
             raise Fallback()
         if f.mode == M_NBIT:
@@ -444,8 +542,10 @@ cdef int enc_value(Writer* w, Field* f, object v) except -1:
             w_bits(w, 0, 1)
             w_uint(w, <uint64_t>x)
     elif f.mode == M_UINT:
-        if not PyLong_Check(v) or _PyLong_Sign(v) < 0 or (<object>v).bit_length() > 64:
+        if not PyLong_Check(v) or _PyLong_Sign(v) < 0:
             raise Fallback()
+        if (<object>v).bit_length() > 64:
+            return enc_wide(w, f, v)
         ux = PyLong_AsUnsignedLongLong(v)
         if (f.has_lo and ux < <unsigned long long>f.lo) or (f.has_hi and ux > f.uhi):
             raise Fallback()
@@ -492,6 +592,40 @@ cdef int enc_value(Writer* w, Field* f, object v) except -1:
     return 0
 
 
+cdef int check_int(Reader* r, Field* f, object v) except -1:
+    """The pure codec's range check of a decoded integer (bounds as in the schema)."""
+    lo = <object>f.lo_obj
+    hi = <object>f.hi_obj
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        fail(r, _pyrt.out_of_range(v, lo, hi, r.pos))
+    return 0
+
+
+cdef inline Py_ssize_t r_length(Reader* r, Field* f, bint string) except -1:
+    """A string (length + 2) or binary length prefix, checked like the pure codec's."""
+    cdef uint64_t u = r_uint(r, 64)
+    if r.wide:
+        length_error(r, f, string, r_uint_obj(r, 64))
+    if string:
+        if u < 2:
+            fail(r, _pyrt.string_table_hit(r.pos))
+        u -= 2
+    if (u < <uint64_t>f.minlen or (f.maxlen >= 0 and u > <uint64_t>f.maxlen)
+            or u > <uint64_t>((r.nbits - r.pos) // 8)):
+        length_error(r, f, string, PyLong_FromUnsignedLongLong(u + 2 if string else u))
+    return <Py_ssize_t>u
+
+
+cdef int length_error(Reader* r, Field* f, bint string, object n) except -1:
+    """``n``: the length prefix as read (beyond 64 bits: past every bound and any input)."""
+    if string:
+        if n < 2:
+            fail(r, _pyrt.string_table_hit(r.pos))
+        n -= 2
+    return fail(r, _pyrt.length_error("string" if string else "binary", n, f.minlen,
+                                      None if f.maxlen < 0 else f.maxlen, r.pos))
+
+
 cdef object dec_value(Reader* r, Field* f):
     cdef uint64_t u
     cdef int64_t x
@@ -499,48 +633,48 @@ cdef object dec_value(Reader* r, Field* f):
     cdef Py_ssize_t n, i, start
     cdef Py_UCS4 ch, maxch
     cdef Py_UCS4* buf
-    cdef object s
+    cdef object s, v
     cdef uint8_t* out
-    cdef int shift
+    cdef bint ascii, bad
     if f.mode == M_BOOL:
         return r_bits(r, 1) == 1
     if f.mode == M_NBIT:
         x = <int64_t>r_bits(r, f.nbits) + f.lo
         if x > f.hi:
-            raise Fallback()
+            fail(r, _pyrt.out_of_range(PyLong_FromLongLong(x), <object>f.lo_obj, <object>f.hi_obj, r.pos))
         return PyLong_FromLongLong(x)
     if f.mode == M_UINT:
         u = r_uint(r, f.maxbits)
+        if r.wide:
+            v = r_uint_obj(r, f.maxbits)
+            check_int(r, f, v)
+            return v
         if (f.has_lo and u < <uint64_t>f.lo) or (f.has_hi and u > f.uhi):
-            raise Fallback()
+            check_int(r, f, PyLong_FromUnsignedLongLong(u))
         return PyLong_FromUnsignedLongLong(u)
     if f.mode == M_INT:
         neg = r_bits(r, 1)
         u = r_uint(r, f.maxbits)
-        if u > 0x7FFFFFFFFFFFFFFF:
-            raise Fallback()
+        if r.wide or u > 0x7FFFFFFFFFFFFFFF:
+            v = r_uint_obj(r, f.maxbits) if r.wide else PyLong_FromUnsignedLongLong(u)
+            if neg:
+                v = -v - 1
+            check_int(r, f, v)
+            return v
         x = -<int64_t>u - 1 if neg else <int64_t>u
         if (f.has_lo and x < f.lo) or (f.has_hi and x > f.hi):
-            raise Fallback()
+            check_int(r, f, PyLong_FromLongLong(x))
         return PyLong_FromLongLong(x)
     if f.mode == M_ENUM:
         u = r_bits(r, f.nbits)
         if u >= <uint64_t>f.count:
-            raise Fallback()
+            fail(r, _pyrt.bad_enum(PyLong_FromUnsignedLongLong(u), f.count, r.pos))
         return <object>PyTuple_GET_ITEM(<tuple>f.values, <Py_ssize_t>u)
     if f.mode == M_STR:
-        u = r_uint(r, 64)
-        if u < 2:
-            raise Fallback()
-        u -= 2
-        if u < <uint64_t>f.minlen or (f.maxlen >= 0 and u > <uint64_t>f.maxlen):
-            raise Fallback()
-        if u > <uint64_t>((r.nbits - r.pos) // 8):
-            raise Fallback()
-        n = <Py_ssize_t>u
+        n = r_length(r, f, True)
         if n == 0:
             return _EMPTY_STR
-        # ASCII fast path: every character a single group below 128
+        # ASCII when the n bytes ahead all are (one group below 128 per character)
         start = r.pos
         s = PyUnicode_New(n, 127)
         out = <uint8_t*>PyUnicode_DATA(s)
@@ -550,12 +684,17 @@ cdef object dec_value(Reader* r, Field* f):
         else:
             for i in range(n):
                 out[i] = <uint8_t>r_bits(r, 8)
+        ascii = True
+        bad = False
         for i in range(n):
             if out[i] >= 0x80:
+                ascii = False
                 break
             if out[i] < 0x20 and not xml_char(out[i]):
-                raise Fallback()
-        else:
+                bad = True
+        if ascii:
+            if bad:
+                fail(r, _pyrt.not_xml(r.pos))
             return s
         r.pos = start  # not ASCII: one code point per Unsigned Integer
         buf = <Py_UCS4*>malloc(sizeof(Py_UCS4) * n)
@@ -563,13 +702,18 @@ cdef object dec_value(Reader* r, Field* f):
             raise MemoryError()
         try:
             maxch = 0
+            bad = False
             for i in range(n):
                 u = r_uint(r, 21)
-                if u > 0x10FFFF or not xml_char(<Py_UCS4>u):
-                    raise Fallback()
+                if u > 0x10FFFF:
+                    fail(r, _pyrt.beyond_unicode(PyLong_FromUnsignedLongLong(u), r.pos))
+                if not xml_char(<Py_UCS4>u):
+                    bad = True
                 buf[i] = <Py_UCS4>u
                 if buf[i] > maxch:
                     maxch = buf[i]
+            if bad:
+                fail(r, _pyrt.not_xml(r.pos))
             s = PyUnicode_New(n, maxch)
             kind = PyUnicode_KIND(s)
             for i in range(n):
@@ -578,12 +722,7 @@ cdef object dec_value(Reader* r, Field* f):
         finally:
             free(buf)
     # binary
-    u = r_uint(r, 64)
-    if u < <uint64_t>f.minlen or (f.maxlen >= 0 and u > <uint64_t>f.maxlen):
-        raise Fallback()
-    if u > <uint64_t>((r.nbits - r.pos) // 8):
-        raise Fallback()
-    n = <Py_ssize_t>u
+    n = r_length(r, f, False)
     s = PyBytes_FromStringAndSize(NULL, n)
     out = <uint8_t*>PyBytes_AS_STRING(s)
     if r.pos & 7 == 0:
@@ -659,6 +798,40 @@ cdef int enc_content(Writer* w, Field* f, object v) except -1:
     return 0
 
 
+cdef inline int emit_general(Writer* w, TypeDesc t, int s, int ev) except -2:
+    """Write the code of event ``ev`` in state ``s`` of a general grammar; the next state."""
+    cdef int code
+    if s < 0:
+        raise Fallback()
+    code = t.states[s].enc[ev]
+    if code < 0:
+        raise Fallback()
+    w_bits(w, <uint64_t>code, t.states[s].nbits)
+    return t.states[s].etgt[ev]
+
+
+cdef int enc_general(Writer* w, TypeDesc t, object o) except -1:
+    """A general grammar (three xmldsig types): the fields in order, as the pure encoder."""
+    cdef int s = 0, i
+    cdef Py_ssize_t k
+    cdef Field* f
+    cdef object v
+    for i in range(t.nfields):
+        f = &t.fields[i]
+        v = get_field(o, f)
+        if f.is_list:
+            if not PyList_Check(v):
+                raise Fallback()
+            for k in range(PyList_GET_SIZE(v)):
+                s = emit_general(w, t, s, f.eid)
+                enc_content(w, f, <object>PyList_GET_ITEM(v, k))
+        elif v is not None:
+            s = emit_general(w, t, s, f.eid)
+            enc_content(w, f, v)
+    emit_general(w, t, s, 0)
+    return 0
+
+
 cdef int enc_type(Writer* w, TypeDesc t, object o) except -1:
     cdef int s = t.start, j, k, m
     cdef Py_ssize_t n, i
@@ -666,8 +839,10 @@ cdef int enc_type(Writer* w, TypeDesc t, object o) except -1:
     cdef Field* f
     cdef object v, item, seq
     cdef int present
-    if t.kind != 0 or type(o) is not t.cls:
+    if type(o) is not t.cls:
         raise Fallback()
+    if t.kind != 0:
+        return enc_general(w, t, o)
     for j in range(t.nslots):
         sl = &t.slots[j]
         if sl.nmem == 0:
@@ -751,7 +926,7 @@ cdef int enc_type(Writer* w, TypeDesc t, object o) except -1:
 
 cdef inline int read_event(Reader* r, TypeDesc t, int s) except -3:
     if s < 0:
-        raise Fallback()
+        raise Fallback()  # no such state: the tables are not what this interpreter expects
     return t.states[s].dec[r_bits(r, t.states[s].nbits)]
 
 
@@ -764,17 +939,28 @@ cdef object dec_content(Reader* r, Field* f):
     if f.empty:
         if r_bits(r, 1):
             if r_bits(r, 3):
-                raise Fallback()
+                bad_event(r, -1)
             return _EMPTY_STR if f.mode == M_STR else _EMPTY_BYTES
     elif r_bits(r, 1):
-        raise Fallback()
+        bad_event(r, -1)  # CH is the only first-level production: the rest is second level
     v = dec_value(r, f)
     if r_bits(r, 1):
-        raise Fallback()
+        bad_event(r, -1)  # EE likewise
     return v
 
 
 cdef object dec_type(Reader* r, TypeDesc t):
+    cdef Frame frame
+    cdef object obj
+    frame.name = <PyObject*>t.name
+    frame.up = r.top
+    r.top = &frame
+    obj = dec_flat(r, t) if t.kind == 0 else dec_general(r, t)
+    r.top = frame.up
+    return obj
+
+
+cdef object dec_flat(Reader* r, TypeDesc t):
     cdef int ev, j, k, i
     cdef Py_ssize_t n
     cdef Slot* sl
@@ -782,8 +968,6 @@ cdef object dec_type(Reader* r, TypeDesc t):
     cdef object obj
     cdef list lists
     cdef bint matched
-    if t.kind != 0:
-        raise Fallback()
     obj = new_message(t)
     ev = read_event(r, t, t.start)
     for j in range(t.nslots):
@@ -798,12 +982,12 @@ cdef object dec_type(Reader* r, TypeDesc t):
                     ev = read_event(r, t, sl.full)
             elif sl.ch_empty and ev == -1:
                 if r_bits(r, 3):
-                    raise Fallback()
+                    bad_event(r, -1)
                 set_field(obj, f, _EMPTY_STR if f.mode == M_STR else _EMPTY_BYTES)
                 ev = 0
             else:
                 if ev != f.eid:
-                    raise Fallback()
+                    bad_event(r, ev)
                 set_field(obj, f, dec_content(r, f))
                 ev = read_event(r, t, sl.full)
             continue
@@ -817,7 +1001,7 @@ cdef object dec_type(Reader* r, TypeDesc t):
                     matched = True
                     break
             if not matched and sl.min > 0:
-                raise Fallback()
+                bad_event(r, ev)
             continue
         lists = []
         for k in range(sl.nmem):
@@ -836,19 +1020,50 @@ cdef object dec_type(Reader* r, TypeDesc t):
                 break
             n += 1
             if sl.fmax >= 0 and sl.fmax != sl.gmax and n > sl.fmax:
-                raise Fallback()
+                fail(r, _pyrt.too_many(n, sl.fmax, r.pos))
             ev = read_event(r, t, cat_state(sl, n))
         if n < sl.min:
-            raise Fallback()
+            bad_event(r, ev)
     if ev != 0:
-        raise Fallback()
+        bad_event(r, ev)
     return obj
+
+
+cdef object dec_general(Reader* r, TypeDesc t):
+    """A general grammar (three xmldsig types): productions carry their target state."""
+    cdef int s = 0, ev, i
+    cdef uint64_t code
+    cdef Field* f
+    cdef object obj = new_message(t)
+    for i in range(t.nfields):
+        if t.fields[i].is_list:
+            set_field(obj, &t.fields[i], [])
+    while True:
+        code = r_bits(r, t.states[s].nbits)
+        ev = t.states[s].dec[code]
+        s = t.states[s].tgt[code]
+        if ev == 0:
+            return obj
+        f = NULL
+        for i in range(t.nfields):
+            if t.fields[i].eid == ev:
+                f = &t.fields[i]
+                break
+        if f == NULL or ev < 0:
+            bad_event(r, ev)
+        if f.is_list:
+            (<list>get_field(obj, f)).append(dec_content(r, f))
+        else:
+            set_field(obj, f, dec_content(r, f))
+        if s < 0:
+            raise Fallback()  # a production without a target that is not EE: not in the tables
 
 
 # --- documents -------------------------------------------------------------------------------
 
 def decode_document(Universe u, data):
-    """Decode a whole EXI stream, or raise Fallback."""
+    """Decode a whole EXI stream: the message, or the pure codec's typed error. Fallback for
+    input that is not bytes and documents of simple type."""
     cdef Reader r
     cdef uint64_t c
     if not PyBytes_Check(data):
@@ -856,17 +1071,24 @@ def decode_document(Universe u, data):
     r.data = <const uint8_t*>PyBytes_AS_STRING(data)
     r.nbits = PyBytes_GET_SIZE(data) * 8
     r.pos = 0
-    if r_bits(&r, 8) != 0x80:
-        raise Fallback()
+    r.top = NULL
+    r.wide = False
+    if r.nbits == 0:
+        raise _pycodec.empty_input()
+    c = r_bits(&r, 8)
+    if c != 0x80:
+        raise _pycodec.bad_header(c)
+    if 8 + u.doc_nbits > r.nbits:
+        raise _pycodec.no_document_element(r.nbits)
     c = r_bits(&r, u.doc_nbits)
     if c >= <uint64_t>u.nglobals:
-        raise Fallback()
+        raise _pycodec.bad_document_code(c, u.nglobals, r.pos)
     desc = u.roots[c]
     if desc is None:
         raise Fallback()
     obj = dec_type(&r, <TypeDesc>desc)
     if r.nbits - r.pos >= 8:
-        raise Fallback()
+        raise _pycodec.trailing_data(r.nbits, r.pos)
     return obj
 
 

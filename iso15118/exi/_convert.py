@@ -14,6 +14,7 @@ from enum import Enum
 from typing import Any
 
 from ._meta import FieldSpec, SimpleSpec, TypeSpec
+from ._pyrt import UNBOUNDED_INT_LIMIT
 from .errors import ExiEncodeError
 
 
@@ -145,6 +146,9 @@ def _check_simple(v, s: SimpleSpec, path: str) -> None:
             raise ExiEncodeError(f"{v} is below the minimum {s.min}", path)
         if s.max is not None and v > s.max:
             raise ExiEncodeError(f"{v} is above the maximum {s.max}", path)
+        if (s.min is None or s.max is None) and not -UNBOUNDED_INT_LIMIT <= v < UNBOUNDED_INT_LIMIT:
+            raise ExiEncodeError(f"{v} is beyond the {UNBOUNDED_INT_LIMIT.bit_length() - 1} bits "
+                                 "the codec reads for an unbounded integer", path)
         return
     if s.kind == "boolean":
         if not isinstance(v, bool):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from types import ModuleType
 
 from ._meta import SimpleElement, SimpleSpec
-from ._pyrt import BOOL, Invalid, finish, r_int, r_str, r_uint, w_bin, w_int, w_str, w_uint
+from ._pyrt import BOOL, Invalid, finish, r_int, r_str, r_uint, stream, w_bin, w_int, w_str, w_uint
 from .errors import (ExiDecodeError, ExiEncodeError, ExiHeaderError, ExiInvalidEventError,
                      ExiTruncatedError, ExiUnsupportedError, ExiValueError)
 
@@ -59,22 +59,44 @@ def _pick(mod: ModuleType, table: str, obj, element: str | None):
     return cands[0]
 
 
+# document-level errors, shared with the C backend
+def empty_input() -> ExiDecodeError:
+    return ExiTruncatedError("empty input: no EXI header", 0)
+
+
+def bad_header(h: int) -> ExiDecodeError:
+    return ExiHeaderError(f"EXI header {h:#04x}: expected 0x80 (no cookie, no options, version 1)", 0)
+
+
+def no_document_element(L: int) -> ExiDecodeError:
+    return ExiTruncatedError("stream ends before the document element", L)
+
+
+def bad_document_code(c: int, n: int, p: int) -> ExiDecodeError:
+    if c == n:
+        return ExiUnsupportedError("SE(*): a document element outside the schema", p)
+    return ExiInvalidEventError(f"document element code {c} out of range", p)
+
+
+def trailing_data(L: int, p: int) -> ExiDecodeError:
+    return ExiValueError(f"{(L - p) // 8} bytes of trailing data after the document", p)
+
+
 def _header(data: bytes) -> tuple[int, int]:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ExiDecodeError(f"expected bytes, got {type(data).__name__}", 0)
-    L = len(data) * 8
-    if L == 0:
-        raise ExiTruncatedError("empty input: no EXI header", 0)
-    D = int.from_bytes(data, "big")
+    if len(data) == 0:
+        raise empty_input()
+    D, L = stream(data)
     h = D >> (L - 8)
     if h != EXI_HEADER:
-        raise ExiHeaderError(f"EXI header {h:#04x}: expected 0x80 (no cookie, no options, version 1)", 0)
+        raise bad_header(h)
     return D, L
 
 
 def _check_end(L: int, p: int) -> None:
     if L - p >= 8:
-        raise ExiValueError(f"{(L - p) // 8} bytes of trailing data after the document", p)
+        raise trailing_data(L, p)
 
 
 def decode_document(mod: ModuleType, data: bytes):
@@ -83,12 +105,10 @@ def decode_document(mod: ModuleType, data: bytes):
     nb = mod.DOC_NBITS
     p = 8 + nb
     if p > L:
-        raise ExiTruncatedError("stream ends before the document element", L)
+        raise no_document_element(L)
     c = (D >> (L - p)) & ((1 << nb) - 1)
     if c >= len(table):
-        if c == len(table):
-            raise ExiUnsupportedError("SE(*): a document element outside the schema", p)
-        raise ExiInvalidEventError(f"document element code {c} out of range", p)
+        raise bad_document_code(c, len(table), p)
     name, _ns, cls, _enc, dec, _spec = table[c]
     obj, p = dec(D, L, p)
     if cls is SimpleElement:

@@ -49,9 +49,11 @@ def test_non_bytes_input_is_a_decode_error():
 
 @pytest.mark.parametrize("vector", ALL_VECTORS[:9] + ALL_VECTORS[9::7], ids=lambda v: v["name"])
 def test_every_truncation_fails_cleanly(vector):
+    """A stream cut anywhere is a truncation — it used to be an ExiValueError ('negative shift
+    count', at a stale offset) when the cut fell inside an unsigned integer."""
     data = bytes.fromhex(vector["exi_hex"])
     for n in range(len(data)):
-        with pytest.raises(exi.ExiDecodeError):
+        with pytest.raises(exi.ExiTruncatedError):
             exi.decode(data[:n], vector["namespace"])
 
 

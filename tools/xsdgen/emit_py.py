@@ -19,6 +19,9 @@ from .model import (XS, ComplexType, ElementDecl, Group, Particle, SchemaError, 
 from .naming import assign_names, check_identifier, member_name
 
 BOUNDED_RANGE = 4096  # EXI §7.1.5: ranges of at most 4096 values use n-bit integers
+MAX_READ_BITS = 64  # the widest merged read; iso15118/exi/_pyrt.py keeps this much behind a window
+# in every loop of an encoder: a long output moves to the linear-cost accumulator (_pyrt.py)
+LONG_OUTPUT = "if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)"
 
 
 @dataclass
@@ -113,6 +116,14 @@ class Code:
             self.pending_reads.append((nbits, kind, payload))
 
     def flush_reads(self) -> None:
+        """Emit the pending reads as one read of the stream.
+
+        A merged read fails the way reading its items one by one would (the C backend does):
+        the first wrong item in stream order, at its own end, or the end of the stream if an
+        item runs past it first. The fast path checks all items at once; when a check fails (or
+        the read runs past the end while an earlier item could still be the one to blame),
+        ``_group_fault`` walks the items to find that error.
+        """
         items = getattr(self, "pending_reads", None)
         if not items:
             self.pending_reads = []
@@ -120,7 +131,25 @@ class Code:
         self.pending_reads = []
         pad = "    " * self.indent
         total = sum(n for n, _k, _p in items)
-        out = [f"p += {total}; _x = (D >> (L - p)) & {(1 << total) - 1}"]
+        if total > MAX_READ_BITS:
+            raise SchemaError(f"a merged read of {total} bits: wider than the decoder's window "
+                              f"(MAX_READ_BITS = {MAX_READ_BITS})")
+        if any(k == "event" for _n, k, _p in items[:-1]):
+            raise SchemaError("an event code read in the middle of a merged read")
+        desc = []
+        for n, kind, payload in items:
+            if kind == "zero":
+                desc.append((n, "z"))
+            elif kind == "value" and payload[2] is not None:
+                desc.append((n,) + payload[2])
+            else:
+                desc.append((n,))
+        fault = f"raise _group_fault(D, L, p, {tuple(desc)!r})"
+        read = f"_x = (D >> (L - p)) & {(1 << total) - 1}"
+        if any(len(d) > 1 for d in desc[:-1]):  # an item before the last may fail its check
+            out = [f"p += {total}", f"if p > L: {fault}", read]
+        else:  # running past the end is the first error whatever the items hold
+            out = [f"p += {total}; {read}"]
         zmask = 0
         post = []
         shift = total
@@ -131,12 +160,15 @@ class Code:
                 zmask |= ((1 << n) - 1) << shift
             elif kind == "event":
                 post.append(f"ev = {payload}[{field}]")
-            else:  # value: (target, format with {} for the field, checks after all fields)
-                target, fmt, checks = payload
+            else:  # value: (target, format with {} for the field, check or None, statements after)
+                target, fmt, check, after = payload
                 post.append(f"{target} = {fmt.format(field)}")
-                post.extend(checks)
+                if check is not None:
+                    cond = f"{target} > {check[2]}" if check[0] == "n" else f"{target} >= {check[1]}"
+                    post.append(f"if {cond}: {fault}")
+                post.extend(after)
         if zmask:
-            out.append(f"if _x & {zmask}: raise _bad_event(-1, p)")
+            out.append(f"if _x & {zmask}: {fault}")
         self.lines.extend(pad + ln for ln in out + post)
 
     def raw(self, line: str) -> None:
@@ -400,6 +432,9 @@ class TypeEmitter:
                 conds.append(f"{expr} > {hi}")
             if conds and checked:
                 c(f"if {' or '.join(conds)}: raise _Invalid(f'{label}: {{{expr}}} outside [{lo}, {hi}]')")
+            if checked and ic.mode != "nbit" and not ic.max_bits:  # read with UNBOUNDED_INT_BITS
+                c(f"if not -_UNBOUNDED_INT_LIMIT <= {expr} < _UNBOUNDED_INT_LIMIT: "
+                  f"raise _Invalid(f'{label}: {{{expr}}} is beyond what an unbounded integer may hold')")
             if ic.mode == "nbit":
                 off = f"({expr} - {lo})" if lo else expr
                 if not checked:
@@ -425,12 +460,11 @@ class TypeEmitter:
                 c.keep(f"{var} = _EV_{en}[0]")
                 return
             if n != 1 << nb:
-                c.read(nb, "value", (var, "{}", [f"if {var} >= {n}: raise _bad_enum({var}, {n}, p)",
-                                                 f"{var} = _EV_{en}[{var}]"]))
+                c.read(nb, "value", (var, "{}", ("e", n), [f"{var} = _EV_{en}[{var}]"]))
             else:
-                c.read(nb, "value", (var, f"_EV_{en}[{{}}]", []))
+                c.read(nb, "value", (var, f"_EV_{en}[{{}}]", None, []))
         elif st.kind == "boolean":
-            c.read(1, "value", (var, "({}) == 1", []))
+            c.read(1, "value", (var, "({}) == 1", None, []))
         elif st.kind == "integer":
             ic = int_coding(st)
             if ic.mode == "nbit":
@@ -438,10 +472,8 @@ class TypeEmitter:
                     c.keep(f"{var} = {ic.min}")
                     return
                 off = f" + {ic.min}" if ic.min > 0 else (f" - {-ic.min}" if ic.min < 0 else "")
-                checks = []
-                if ic.max - ic.min + 1 != 1 << ic.nbits:
-                    checks.append(f"if {var} > {ic.max}: raise _out_of_range({var}, {ic.min}, {ic.max}, p)")
-                c.read(ic.nbits, "value", (var, "(" + "{}" + ")" + off if off else "{}", checks))
+                check = ("n", ic.min, ic.max) if ic.max - ic.min + 1 != 1 << ic.nbits else None
+                c.read(ic.nbits, "value", (var, "(" + "{}" + ")" + off if off else "{}", check, []))
                 return
             bits = ic.max_bits or "_UNBOUNDED_INT_BITS"
             fn = "_r_uint" if ic.mode == "uint" else "_r_int"
@@ -720,6 +752,7 @@ class TypeEmitter:
                     # items 2.. are coded from the 'may' state, or 'must' while below min
                     body("for i in range(1, n):")
                     body.indent += 1
+                    body(LONG_OUTPUT)
                     if s.min == 2:
                         body("if i < 2:")
                         body.indent += 1
@@ -779,6 +812,7 @@ class TypeEmitter:
                 ev = next(e for e, i in self.event_ids.items() if i == f.event_id)
                 body(f"for v in o.{f.name}:")
                 body.indent += 1
+                body(LONG_OUTPUT)
                 body(f"s = s0 if n == 0 else _cat_{self.cls}_{s.index}(n)")
                 self.emit_code(body, ev, set(self.flat.states), sid)
                 self.enc_content(body, f, "v")
@@ -996,10 +1030,12 @@ class TypeEmitter:
         for f in self.fields:
             if f.is_list:
                 e(f"for v in o.{f.name}:")
+                e.indent += 1
+                e(LONG_OUTPUT)
             else:
                 e(f"v = o.{f.name}")
                 e("if v is not None:")
-            e.indent += 1
+                e.indent += 1
             e(f"_c = _G_{self.cls}_E[s].get({f.event_id})")
             e(f"if _c is None: raise _Invalid({f'{self.cls}.{f.name} not allowed here'!r})")
             e("a = (a << _c[1]) | _c[0]")

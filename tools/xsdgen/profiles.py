@@ -1,6 +1,6 @@
 """Per-universe deviations from the literal EXI grammar of the pinned XSDs.
 
-Every entry here exists because the reference vectors (../shared/vectors) prove that the
+Every entry here exists because the reference vectors (tests/exi/vectors) prove that the
 peers' codecs build the grammar that way; each is covered by a vector test and by a probe
 of the EXIficient codec recorded in docs/exi.md.
 """

@@ -8,9 +8,11 @@ from enum import StrEnum
 from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
 from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
-                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
-                     bad_event as _bad_event, fault as _fault, missing as _missing,
-                     out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
+                     LONG_OUTPUT_BITS as _LONG_OUTPUT_BITS, LongAccumulator as _LongAccumulator,
+                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS,
+                     UNBOUNDED_INT_LIMIT as _UNBOUNDED_INT_LIMIT, bad_enum as _bad_enum,
+                     bad_event as _bad_event, fault as _fault, group_fault as _group_fault,
+                     missing as _missing, out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
                      r_str as _r_str, r_uint as _r_uint, too_many as _too_many, w_bin as _w_bin, w_int as _w_int,
                      w_str as _w_str, w_uint as _w_uint)
 
@@ -300,14 +302,18 @@ def _d_RationalNumber(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 13; _x = (D >> (L - p)) & 8191
-        if _x & 6151: raise _bad_event(-1, p)
+        p += 13
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (8,), (1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 8191
+        if _x & 6151: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (8,), (1, 'z'), (1, 'z'), (1, 'z')))
         f_Exponent = ((_x >> 3) & 255) - 128
         f_Value, p = _r_int(D, L, p, 15)
         if f_Value < -32768 or f_Value > 32767: raise _out_of_range(f_Value, -32768, 32767, p)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_RationalNumber(f_Exponent, f_Value), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'RationalNumber') from None
@@ -364,6 +370,7 @@ def _e_Receipt(o, a):
         a = (a << _c[1]) | _c[0]
         a = _e_DetailedTax(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_DetailedTax(v[i], a)
         s = 7 if n == 10 else 6
@@ -376,12 +383,16 @@ def _e_Receipt(o, a):
 def _d_Receipt(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_TimeAnchor, p = _r_uint(D, L, p, 64)
         if f_TimeAnchor > 18446744073709551615: raise _out_of_range(f_TimeAnchor, 0, 18446744073709551615, p)
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 8: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 15
+        if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
         ev = _D_Receipt_1[_x & 7]
         if ev == 2:
             f_EnergyCosts, p = _d_DetailedCost(D, L, p)
@@ -419,7 +430,7 @@ def _d_Receipt(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if ev != 0: raise _bad_event(ev, p)
         return _mk_Receipt(f_TimeAnchor, f_EnergyCosts, f_OccupancyCosts, f_AdditionalServicesCosts, f_OverstayCosts, f_TaxCosts), p
     except (ValueError, _ExiDecodeError) as e:
@@ -461,15 +472,15 @@ def _d_DetailedCost(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Amount, p = _d_RationalNumber(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_CostPerUnit, p = _d_RationalNumber(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_DetailedCost(f_Amount, f_CostPerUnit), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DetailedCost') from None
@@ -500,17 +511,21 @@ def _e_DetailedTax(o, a):
 def _d_DetailedTax(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_TaxRuleID, p = _r_uint(D, L, p, 32)
         if f_TaxRuleID < 1 or f_TaxRuleID > 4294967295: raise _out_of_range(f_TaxRuleID, 1, 4294967295, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_Amount, p = _d_RationalNumber(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_DetailedTax(f_TaxRuleID, f_Amount), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DetailedTax') from None
@@ -628,70 +643,86 @@ def _d_DisplayParameters(D, L, p):
         p += 4; _x = (D >> (L - p)) & 15
         ev = _D_DisplayParameters_0[_x & 15]
         if ev == 1:
-            p += 13; _x = (D >> (L - p)) & 8191
-            if _x & 4112: raise _bad_event(-1, p)
+            p += 13
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (4,)))
+            _x = (D >> (L - p)) & 8191
+            if _x & 4112: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (4,)))
             f_PresentSOC = (_x >> 5) & 127
-            if f_PresentSOC > 100: raise _out_of_range(f_PresentSOC, 0, 100, p)
+            if f_PresentSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (4,)))
             ev = _D_DisplayParameters_1[_x & 15]
         else:
             f_PresentSOC = None
         if ev == 2:
-            p += 13; _x = (D >> (L - p)) & 8191
-            if _x & 4112: raise _bad_event(-1, p)
+            p += 13
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (4,)))
+            _x = (D >> (L - p)) & 8191
+            if _x & 4112: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (4,)))
             f_MinimumSOC = (_x >> 5) & 127
-            if f_MinimumSOC > 100: raise _out_of_range(f_MinimumSOC, 0, 100, p)
+            if f_MinimumSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (4,)))
             ev = _D_DisplayParameters_2[_x & 15]
         else:
             f_MinimumSOC = None
         if ev == 3:
-            p += 13; _x = (D >> (L - p)) & 8191
-            if _x & 4112: raise _bad_event(-1, p)
+            p += 13
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (4,)))
+            _x = (D >> (L - p)) & 8191
+            if _x & 4112: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (4,)))
             f_TargetSOC = (_x >> 5) & 127
-            if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
+            if f_TargetSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (4,)))
             ev = _D_DisplayParameters_3[_x & 15]
         else:
             f_TargetSOC = None
         if ev == 4:
-            p += 12; _x = (D >> (L - p)) & 4095
-            if _x & 2056: raise _bad_event(-1, p)
+            p += 12
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 4095
+            if _x & 2056: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (3,)))
             f_MaximumSOC = (_x >> 4) & 127
-            if f_MaximumSOC > 100: raise _out_of_range(f_MaximumSOC, 0, 100, p)
+            if f_MaximumSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (3,)))
             ev = _D_DisplayParameters_4[_x & 7]
         else:
             f_MaximumSOC = None
         if ev == 5:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_RemainingTimeToMinimumSOC, p = _r_uint(D, L, p, 32)
             if f_RemainingTimeToMinimumSOC > 4294967295: raise _out_of_range(f_RemainingTimeToMinimumSOC, 0, 4294967295, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_DisplayParameters_5[_x & 7]
         else:
             f_RemainingTimeToMinimumSOC = None
         if ev == 6:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_RemainingTimeToTargetSOC, p = _r_uint(D, L, p, 32)
             if f_RemainingTimeToTargetSOC > 4294967295: raise _out_of_range(f_RemainingTimeToTargetSOC, 0, 4294967295, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_DisplayParameters_6[_x & 7]
         else:
             f_RemainingTimeToTargetSOC = None
         if ev == 7:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_RemainingTimeToMaximumSOC, p = _r_uint(D, L, p, 32)
             if f_RemainingTimeToMaximumSOC > 4294967295: raise _out_of_range(f_RemainingTimeToMaximumSOC, 0, 4294967295, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_DisplayParameters_7[_x & 7]
         else:
             f_RemainingTimeToMaximumSOC = None
         if ev == 8:
-            p += 5; _x = (D >> (L - p)) & 31
-            if _x & 20: raise _bad_event(-1, p)
+            p += 5
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 31
+            if _x & 20: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (2,)))
             f_ChargingComplete = ((_x >> 3) & 1) == 1
             ev = _D_DisplayParameters_8[_x & 3]
         else:
@@ -704,8 +735,10 @@ def _d_DisplayParameters(D, L, p):
             f_BatteryEnergyCapacity = None
         if ev == 10:
             ev = 0
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 11: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 15
+            if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
             f_InletHot = ((_x >> 2) & 1) == 1
         else:
             f_InletHot = None
@@ -751,7 +784,7 @@ def _d_CLReqControlMode(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_CLReqControlMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CLReqControlMode') from None
@@ -773,7 +806,7 @@ def _d_CLResControlMode(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_CLResControlMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CLResControlMode') from None
@@ -833,7 +866,7 @@ def _d_Scheduled_CLReqControlMode(D, L, p):
             f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMinimumEnergyRequest = None
         if ev != 0: raise _bad_event(ev, p)
@@ -864,7 +897,7 @@ def _d_Scheduled_CLResControlMode(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_Scheduled_CLResControlMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Scheduled_CLResControlMode') from None
@@ -913,27 +946,29 @@ def _d_Dynamic_CLReqControlMode(D, L, p):
         ev = _D_Dynamic_CLReqControlMode_0[_x & 3]
         if ev == 1:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
             ev = 2
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_DepartureTime = None
         if ev != 2: raise _bad_event(ev, p)
         f_EVTargetEnergyRequest, p = _d_RationalNumber(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumEnergyRequest, p = _d_RationalNumber(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_Dynamic_CLReqControlMode(f_DepartureTime, f_EVTargetEnergyRequest, f_EVMaximumEnergyRequest, f_EVMinimumEnergyRequest), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Dynamic_CLReqControlMode') from None
@@ -999,38 +1034,46 @@ def _d_Dynamic_CLResControlMode(D, L, p):
         ev = _D_Dynamic_CLResControlMode_0[_x & 7]
         if ev == 1:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_Dynamic_CLResControlMode_1[_x & 7]
         else:
             f_DepartureTime = None
         if ev == 2:
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1028: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             f_MinimumSOC = (_x >> 3) & 127
-            if f_MinimumSOC > 100: raise _out_of_range(f_MinimumSOC, 0, 100, p)
+            if f_MinimumSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             ev = _D_Dynamic_CLResControlMode_2[_x & 3]
         else:
             f_MinimumSOC = None
         if ev == 3:
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1028: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             f_TargetSOC = (_x >> 3) & 127
-            if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
+            if f_TargetSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             ev = _D_Dynamic_CLResControlMode_3[_x & 3]
         else:
             f_TargetSOC = None
         if ev == 4:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_AckMaxDelay, p = _r_uint(D, L, p, 16)
             if f_AckMaxDelay > 65535: raise _out_of_range(f_AckMaxDelay, 0, 65535, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_AckMaxDelay = None
         if ev != 0: raise _bad_event(ev, p)

@@ -8,9 +8,11 @@ from enum import StrEnum
 from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
 from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
-                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
-                     bad_event as _bad_event, fault as _fault, missing as _missing,
-                     out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
+                     LONG_OUTPUT_BITS as _LONG_OUTPUT_BITS, LongAccumulator as _LongAccumulator,
+                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS,
+                     UNBOUNDED_INT_LIMIT as _UNBOUNDED_INT_LIMIT, bad_enum as _bad_enum,
+                     bad_event as _bad_event, fault as _fault, group_fault as _group_fault,
+                     missing as _missing, out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
                      r_str as _r_str, r_uint as _r_uint, too_many as _too_many, w_bin as _w_bin, w_int as _w_int,
                      w_str as _w_str, w_uint as _w_uint)
 
@@ -519,6 +521,7 @@ def _e_Signature(o, a):
         a = (a << _c[1]) | _c[0]
         a = _e_Object(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_Object(v[i], a)
         s = 5
@@ -536,14 +539,14 @@ def _d_Signature(D, L, p):
             f_Id, p = _r_str(D, L, p, 0, None)
             ev = 2
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Id = None
         if ev != 2: raise _bad_event(ev, p)
         f_SignedInfo, p = _d_SignedInfo(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_SignatureValue, p = _d_SignatureValue(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_Signature_3[_x & 3]
@@ -624,7 +627,7 @@ def _d_SignatureValue(D, L, p):
             f_value, p = _r_bin(D, L, p, 0, None)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if ev != 0: raise _bad_event(ev, p)
         return _mk_SignatureValue(f_Id, f_value), p
     except (ValueError, _ExiDecodeError) as e:
@@ -668,6 +671,7 @@ def _e_SignedInfo(o, a):
         a <<= 1
         a = _e_Reference(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_Reference(v[i], a)
         s = 4
@@ -683,18 +687,18 @@ def _d_SignedInfo(D, L, p):
             f_Id, p = _r_str(D, L, p, 0, None)
             ev = 2
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Id = None
         if ev != 2: raise _bad_event(ev, p)
         f_CanonicalizationMethod, p = _d_CanonicalizationMethod(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_SignatureMethod, p = _d_SignatureMethod(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Reference = []
         n = 0
         while ev == 4:
@@ -733,7 +737,7 @@ def _d_CanonicalizationMethod(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Algorithm, p = _r_str(D, L, p, 0, None)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_CanonicalizationMethod_1[_x & 3]
@@ -763,6 +767,7 @@ def _e_SignatureMethod(o, a):
     if n > 1: raise _Invalid(f'SignatureMethod.HMACOutputLength: {n} items, allowed 0..1')
     if n:
         a <<= 4
+        if not -_UNBOUNDED_INT_LIMIT <= v[0] < _UNBOUNDED_INT_LIMIT: raise _Invalid(f'HMACOutputLength: {v[0]} is beyond what an unbounded integer may hold')
         a = _w_int(a, v[0])
         a <<= 1
         s = 2
@@ -776,7 +781,7 @@ def _d_SignatureMethod(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Algorithm, p = _r_str(D, L, p, 0, None)
         p += 3; _x = (D >> (L - p)) & 7
         ev = _D_SignatureMethod_1[_x & 7]
@@ -784,10 +789,10 @@ def _d_SignatureMethod(D, L, p):
         n = 0
         while ev == 2:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_HMACOutputLength.append(x)
             n += 1
             p += 2; _x = (D >> (L - p)) & 3
@@ -883,14 +888,14 @@ def _d_Reference(D, L, p):
             f_Transforms, p = _d_Transforms(D, L, p)
             ev = 5
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Transforms = None
         if ev != 5: raise _bad_event(ev, p)
         f_DigestMethod, p = _d_DigestMethod(D, L, p)
         ev = 6
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -899,10 +904,10 @@ def _d_Reference(D, L, p):
         else:
             f_DigestValue, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_Reference(f_Id, f_Type, f_URI, f_Transforms, f_DigestMethod, f_DigestValue), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Reference') from None
@@ -931,6 +936,7 @@ def _e_Transforms(o, a):
         a <<= 1
         a = _e_Transform(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_Transform(v[i], a)
     a = (a << 2) | 1
@@ -941,7 +947,7 @@ def _d_Transforms(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Transform = []
         n = 0
         while ev == 1:
@@ -981,6 +987,7 @@ def _e_Transform(o, a):
         else:
             a = (a << 4) | 8
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 3
             if len(v[i]):
                 a <<= 1
@@ -996,7 +1003,7 @@ def _d_Transform(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Algorithm, p = _r_str(D, L, p, 0, None)
         p += 3; _x = (D >> (L - p)) & 7
         ev = _D_Transform_1[_x & 7]
@@ -1011,7 +1018,7 @@ def _d_Transform(D, L, p):
             else:
                 x, p = _r_str(D, L, p, 0, None)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_XPath.append(x)
             n += 1
             p += 3; _x = (D >> (L - p)) & 7
@@ -1044,7 +1051,7 @@ def _d_DigestMethod(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Algorithm, p = _r_str(D, L, p, 0, None)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_DigestMethod_1[_x & 3]
@@ -1072,6 +1079,7 @@ def _e_KeyInfo(o, a):
     s0 = s
     n = 0
     for v in o.KeyName:
+        if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
         s = s0 if n == 0 else _cat_KeyInfo_1(n)
         _c = _E_KeyInfo_2[s]
         if _c is None: raise _Invalid('KeyInfo: SE(KeyName) not allowed here')
@@ -1084,6 +1092,7 @@ def _e_KeyInfo(o, a):
             a = (a << 4) | 8
         n += 1
     for v in o.KeyValue:
+        if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
         s = s0 if n == 0 else _cat_KeyInfo_1(n)
         _c = _E_KeyInfo_3[s]
         if _c is None: raise _Invalid('KeyInfo: SE(KeyValue) not allowed here')
@@ -1091,6 +1100,7 @@ def _e_KeyInfo(o, a):
         a = _e_KeyValue(v, a)
         n += 1
     for v in o.RetrievalMethod:
+        if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
         s = s0 if n == 0 else _cat_KeyInfo_1(n)
         _c = _E_KeyInfo_4[s]
         if _c is None: raise _Invalid('KeyInfo: SE(RetrievalMethod) not allowed here')
@@ -1098,6 +1108,7 @@ def _e_KeyInfo(o, a):
         a = _e_RetrievalMethod(v, a)
         n += 1
     for v in o.X509Data:
+        if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
         s = s0 if n == 0 else _cat_KeyInfo_1(n)
         _c = _E_KeyInfo_5[s]
         if _c is None: raise _Invalid('KeyInfo: SE(X509Data) not allowed here')
@@ -1105,6 +1116,7 @@ def _e_KeyInfo(o, a):
         a = _e_X509Data(v, a)
         n += 1
     for v in o.PGPData:
+        if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
         s = s0 if n == 0 else _cat_KeyInfo_1(n)
         _c = _E_KeyInfo_6[s]
         if _c is None: raise _Invalid('KeyInfo: SE(PGPData) not allowed here')
@@ -1112,6 +1124,7 @@ def _e_KeyInfo(o, a):
         a = _e_PGPData(v, a)
         n += 1
     for v in o.SPKIData:
+        if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
         s = s0 if n == 0 else _cat_KeyInfo_1(n)
         _c = _E_KeyInfo_7[s]
         if _c is None: raise _Invalid('KeyInfo: SE(SPKIData) not allowed here')
@@ -1119,6 +1132,7 @@ def _e_KeyInfo(o, a):
         a = _e_SPKIData(v, a)
         n += 1
     for v in o.MgmtData:
+        if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
         s = s0 if n == 0 else _cat_KeyInfo_1(n)
         _c = _E_KeyInfo_8[s]
         if _c is None: raise _Invalid('KeyInfo: SE(MgmtData) not allowed here')
@@ -1164,7 +1178,7 @@ def _d_KeyInfo(D, L, p):
                 else:
                     x, p = _r_str(D, L, p, 0, None)
                     p += 1; _x = (D >> (L - p)) & 1
-                    if _x & 1: raise _bad_event(-1, p)
+                    if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
                 f_KeyName.append(x)
             elif ev == 3:
                 x, p = _d_KeyValue(D, L, p)
@@ -1190,7 +1204,7 @@ def _d_KeyInfo(D, L, p):
                 else:
                     x, p = _r_str(D, L, p, 0, None)
                     p += 1; _x = (D >> (L - p)) & 1
-                    if _x & 1: raise _bad_event(-1, p)
+                    if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
                 f_MgmtData.append(x)
             n += 1
             p += 4; _x = (D >> (L - p)) & 15
@@ -1228,6 +1242,7 @@ def _e_KeyValue(o, a):
     s0 = s
     n = 0
     for v in o.DSAKeyValue:
+        if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
         s = s0 if n == 0 else _cat_KeyValue_0(n)
         _c = _E_KeyValue_1[s]
         if _c is None: raise _Invalid('KeyValue: SE(DSAKeyValue) not allowed here')
@@ -1235,6 +1250,7 @@ def _e_KeyValue(o, a):
         a = _e_DSAKeyValue(v, a)
         n += 1
     for v in o.RSAKeyValue:
+        if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
         s = s0 if n == 0 else _cat_KeyValue_0(n)
         _c = _E_KeyValue_2[s]
         if _c is None: raise _Invalid('KeyValue: SE(RSAKeyValue) not allowed here')
@@ -1333,7 +1349,7 @@ def _d_RetrievalMethod(D, L, p):
             f_Transforms, p = _d_Transforms(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Transforms = None
         if ev != 0: raise _bad_event(ev, p)
@@ -1360,11 +1376,13 @@ def _e_X509Data(o, a):
     s0 = s
     n = 0
     for v in o.X509IssuerSerial:
+        if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
         s = s0 if n == 0 else _cat_X509Data_0(n)
         a <<= 3
         a = _e_X509IssuerSerial(v, a)
         n += 1
     for v in o.X509SKI:
+        if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
         s = s0 if n == 0 else _cat_X509Data_0(n)
         a = (a << 3) | 1
         if len(v):
@@ -1375,6 +1393,7 @@ def _e_X509Data(o, a):
             a = (a << 4) | 8
         n += 1
     for v in o.X509SubjectName:
+        if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
         s = s0 if n == 0 else _cat_X509Data_0(n)
         a = (a << 3) | 2
         if len(v):
@@ -1385,6 +1404,7 @@ def _e_X509Data(o, a):
             a = (a << 4) | 8
         n += 1
     for v in o.X509Certificate:
+        if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
         s = s0 if n == 0 else _cat_X509Data_0(n)
         a = (a << 3) | 3
         if len(v):
@@ -1395,6 +1415,7 @@ def _e_X509Data(o, a):
             a = (a << 4) | 8
         n += 1
     for v in o.X509CRL:
+        if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
         s = s0 if n == 0 else _cat_X509Data_0(n)
         a = (a << 3) | 4
         if len(v):
@@ -1433,7 +1454,7 @@ def _d_X509Data(D, L, p):
                 else:
                     x, p = _r_bin(D, L, p, 0, None)
                     p += 1; _x = (D >> (L - p)) & 1
-                    if _x & 1: raise _bad_event(-1, p)
+                    if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
                 f_X509SKI.append(x)
             elif ev == 3:
                 p += 1
@@ -1444,7 +1465,7 @@ def _d_X509Data(D, L, p):
                 else:
                     x, p = _r_str(D, L, p, 0, None)
                     p += 1; _x = (D >> (L - p)) & 1
-                    if _x & 1: raise _bad_event(-1, p)
+                    if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
                 f_X509SubjectName.append(x)
             elif ev == 4:
                 p += 1
@@ -1455,7 +1476,7 @@ def _d_X509Data(D, L, p):
                 else:
                     x, p = _r_bin(D, L, p, 0, None)
                     p += 1; _x = (D >> (L - p)) & 1
-                    if _x & 1: raise _bad_event(-1, p)
+                    if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
                 f_X509Certificate.append(x)
             elif ev == 5:
                 p += 1
@@ -1466,7 +1487,7 @@ def _d_X509Data(D, L, p):
                 else:
                     x, p = _r_bin(D, L, p, 0, None)
                     p += 1; _x = (D >> (L - p)) & 1
-                    if _x & 1: raise _bad_event(-1, p)
+                    if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
                 f_X509CRL.append(x)
             n += 1
             p += 3; _x = (D >> (L - p)) & 7
@@ -1503,6 +1524,7 @@ def _e_X509IssuerSerial(o, a):
     v = o.X509SerialNumber
     if v is None: raise _missing('X509IssuerSerial.X509SerialNumber')
     a <<= 2
+    if not -_UNBOUNDED_INT_LIMIT <= v < _UNBOUNDED_INT_LIMIT: raise _Invalid(f'X509SerialNumber: {v} is beyond what an unbounded integer may hold')
     a = _w_int(a, v)
     a <<= 1
     a <<= 1
@@ -1513,7 +1535,7 @@ def _d_X509IssuerSerial(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -1522,14 +1544,18 @@ def _d_X509IssuerSerial(D, L, p):
         else:
             f_X509IssuerName, p = _r_str(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_X509SerialNumber, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_X509IssuerSerial(f_X509IssuerName, f_X509SerialNumber), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'X509IssuerSerial') from None
@@ -1592,7 +1618,7 @@ def _d_PGPData(D, L, p):
                 else:
                     f_PGPKeyID, p = _r_bin(D, L, p, 0, None)
                     p += 1; _x = (D >> (L - p)) & 1
-                    if _x & 1: raise _bad_event(-1, p)
+                    if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             elif ev == 2:
                 p += 1
                 if (D >> (L - p)) & 1:
@@ -1602,7 +1628,7 @@ def _d_PGPData(D, L, p):
                 else:
                     f_PGPKeyPacket, p = _r_bin(D, L, p, 0, None)
                     p += 1; _x = (D >> (L - p)) & 1
-                    if _x & 1: raise _bad_event(-1, p)
+                    if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             else:
                 raise _bad_event(ev, p)
         return _mk_PGPData(f_PGPKeyID, f_PGPKeyPacket), p
@@ -1622,6 +1648,7 @@ def _mk_SPKIData(SPKISexp, _n=object.__new__, _c=SPKIData, _s0=SPKIData.SPKISexp
 def _e_SPKIData(o, a):
     s = 0
     for v in o.SPKISexp:
+        if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
         _c = _G_SPKIData_E[s].get(1)
         if _c is None: raise _Invalid('SPKIData.SPKISexp not allowed here')
         a = (a << _c[1]) | _c[0]
@@ -1655,7 +1682,7 @@ def _d_SPKIData(D, L, p):
                 else:
                     x, p = _r_bin(D, L, p, 0, None)
                     p += 1; _x = (D >> (L - p)) & 1
-                    if _x & 1: raise _bad_event(-1, p)
+                    if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
                 f_SPKISexp.append(x)
             else:
                 raise _bad_event(ev, p)
@@ -1758,6 +1785,7 @@ def _e_Manifest(o, a):
         a = (a << _c[1]) | _c[0]
         a = _e_Reference(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_Reference(v[i], a)
         s = 2
@@ -1773,7 +1801,7 @@ def _d_Manifest(D, L, p):
             f_Id, p = _r_str(D, L, p, 0, None)
             ev = 2
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Id = None
         f_Reference = []
@@ -1817,6 +1845,7 @@ def _e_SignatureProperties(o, a):
         a = (a << _c[1]) | _c[0]
         a = _e_SignatureProperty(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_SignatureProperty(v[i], a)
         s = 2
@@ -1832,7 +1861,7 @@ def _d_SignatureProperties(D, L, p):
             f_Id, p = _r_str(D, L, p, 0, None)
             ev = 2
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Id = None
         f_SignatureProperty = []
@@ -1887,7 +1916,7 @@ def _d_SignatureProperty(D, L, p):
             f_Id, p = _r_str(D, L, p, 0, None)
             ev = 2
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Id = None
         if ev != 2: raise _bad_event(ev, p)
@@ -2025,7 +2054,7 @@ def _d_DSAKeyValue(D, L, p):
                 else:
                     f_P, p = _r_bin(D, L, p, 0, None)
                     p += 1; _x = (D >> (L - p)) & 1
-                    if _x & 1: raise _bad_event(-1, p)
+                    if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             elif ev == 2:
                 p += 1
                 if (D >> (L - p)) & 1:
@@ -2035,7 +2064,7 @@ def _d_DSAKeyValue(D, L, p):
                 else:
                     f_Q, p = _r_bin(D, L, p, 0, None)
                     p += 1; _x = (D >> (L - p)) & 1
-                    if _x & 1: raise _bad_event(-1, p)
+                    if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             elif ev == 3:
                 p += 1
                 if (D >> (L - p)) & 1:
@@ -2045,7 +2074,7 @@ def _d_DSAKeyValue(D, L, p):
                 else:
                     f_G, p = _r_bin(D, L, p, 0, None)
                     p += 1; _x = (D >> (L - p)) & 1
-                    if _x & 1: raise _bad_event(-1, p)
+                    if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             elif ev == 4:
                 p += 1
                 if (D >> (L - p)) & 1:
@@ -2055,7 +2084,7 @@ def _d_DSAKeyValue(D, L, p):
                 else:
                     f_Y, p = _r_bin(D, L, p, 0, None)
                     p += 1; _x = (D >> (L - p)) & 1
-                    if _x & 1: raise _bad_event(-1, p)
+                    if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             elif ev == 5:
                 p += 1
                 if (D >> (L - p)) & 1:
@@ -2065,7 +2094,7 @@ def _d_DSAKeyValue(D, L, p):
                 else:
                     f_J, p = _r_bin(D, L, p, 0, None)
                     p += 1; _x = (D >> (L - p)) & 1
-                    if _x & 1: raise _bad_event(-1, p)
+                    if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             elif ev == 6:
                 p += 1
                 if (D >> (L - p)) & 1:
@@ -2075,7 +2104,7 @@ def _d_DSAKeyValue(D, L, p):
                 else:
                     f_Seed, p = _r_bin(D, L, p, 0, None)
                     p += 1; _x = (D >> (L - p)) & 1
-                    if _x & 1: raise _bad_event(-1, p)
+                    if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             elif ev == 7:
                 p += 1
                 if (D >> (L - p)) & 1:
@@ -2085,7 +2114,7 @@ def _d_DSAKeyValue(D, L, p):
                 else:
                     f_PgenCounter, p = _r_bin(D, L, p, 0, None)
                     p += 1; _x = (D >> (L - p)) & 1
-                    if _x & 1: raise _bad_event(-1, p)
+                    if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             else:
                 raise _bad_event(ev, p)
         return _mk_DSAKeyValue(f_P, f_Q, f_G, f_Y, f_J, f_Seed, f_PgenCounter), p
@@ -2129,7 +2158,7 @@ def _d_RSAKeyValue(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -2138,10 +2167,10 @@ def _d_RSAKeyValue(D, L, p):
         else:
             f_Modulus, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -2150,10 +2179,10 @@ def _d_RSAKeyValue(D, L, p):
         else:
             f_Exponent, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_RSAKeyValue(f_Modulus, f_Exponent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'RSAKeyValue') from None

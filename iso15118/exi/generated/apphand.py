@@ -8,9 +8,11 @@ from enum import StrEnum
 from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
 from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
-                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
-                     bad_event as _bad_event, fault as _fault, missing as _missing,
-                     out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
+                     LONG_OUTPUT_BITS as _LONG_OUTPUT_BITS, LongAccumulator as _LongAccumulator,
+                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS,
+                     UNBOUNDED_INT_LIMIT as _UNBOUNDED_INT_LIMIT, bad_enum as _bad_enum,
+                     bad_event as _bad_event, fault as _fault, group_fault as _group_fault,
+                     missing as _missing, out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
                      r_str as _r_str, r_uint as _r_uint, too_many as _too_many, w_bin as _w_bin, w_int as _w_int,
                      w_str as _w_str, w_uint as _w_uint)
 
@@ -140,7 +142,7 @@ def _d_AppProtocol(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -149,25 +151,31 @@ def _d_AppProtocol(D, L, p):
         else:
             f_ProtocolNamespace, p = _r_str(D, L, p, 0, 100)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_VersionNumberMajor, p = _r_uint(D, L, p, 32)
         if f_VersionNumberMajor > 4294967295: raise _out_of_range(f_VersionNumberMajor, 0, 4294967295, p)
         ev = 3
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_VersionNumberMinor, p = _r_uint(D, L, p, 32)
         if f_VersionNumberMinor > 4294967295: raise _out_of_range(f_VersionNumberMinor, 0, 4294967295, p)
         ev = 4
         ev = 5
         ev = 0
-        p += 21; _x = (D >> (L - p)) & 2097151
-        if _x & 1835907: raise _bad_event(-1, p)
+        p += 21
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (8,), (1, 'z'), (1, 'z'), (1, 'z'), (5, 'n', 1, 20), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 2097151
+        if _x & 1835907: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (8,), (1, 'z'), (1, 'z'), (1, 'z'), (5, 'n', 1, 20), (1, 'z'), (1, 'z')))
         f_SchemaID = (_x >> 10) & 255
         f_Priority = ((_x >> 2) & 31) + 1
-        if f_Priority > 20: raise _out_of_range(f_Priority, 1, 20, p)
+        if f_Priority > 20: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (8,), (1, 'z'), (1, 'z'), (1, 'z'), (5, 'n', 1, 20), (1, 'z'), (1, 'z')))
         return _mk_AppProtocol(f_ProtocolNamespace, f_VersionNumberMajor, f_VersionNumberMinor, f_SchemaID, f_Priority), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AppProtocol') from None
@@ -189,6 +197,7 @@ def _e_supportedAppProtocolReq(o, a):
         a <<= 1
         a = _e_AppProtocol(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_AppProtocol(v[i], a)
         s = 2 if n == 20 else 1
@@ -202,7 +211,7 @@ def _d_supportedAppProtocolReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_AppProtocol = []
         n = 0
         while ev == 1:
@@ -215,7 +224,7 @@ def _d_supportedAppProtocolReq(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_supportedAppProtocolReq(f_AppProtocol), p
@@ -256,16 +265,20 @@ def _e_supportedAppProtocolRes(o, a):
 def _d_supportedAppProtocolRes(D, L, p):
     try:
         ev = 1
-        p += 7; _x = (D >> (L - p)) & 127
-        if _x & 100: raise _bad_event(-1, p)
+        p += 7
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 127
+        if _x & 100: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_ResponseCode = (_x >> 3) & 3
-        if f_ResponseCode >= 3: raise _bad_enum(f_ResponseCode, 3, p)
+        if f_ResponseCode >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         ev = _D_supportedAppProtocolRes_1[_x & 3]
         if ev == 2:
             ev = 0
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1027: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1027: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (1, 'z')))
             f_SchemaID = (_x >> 2) & 255
         else:
             f_SchemaID = None
@@ -291,10 +304,12 @@ def _es_0(v, a):
 
 def _ds_0(D, L, p):
     try:
-        p += 7; _x = (D >> (L - p)) & 127
-        if _x & 65: raise _bad_event(-1, p)
+        p += 7
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (5, 'n', 1, 20), (1, 'z')))
+        _x = (D >> (L - p)) & 127
+        if _x & 65: raise _group_fault(D, L, p, ((1, 'z'), (5, 'n', 1, 20), (1, 'z')))
         x = ((_x >> 1) & 31) + 1
-        if x > 20: raise _out_of_range(x, 1, 20, p)
+        if x > 20: raise _group_fault(D, L, p, ((1, 'z'), (5, 'n', 1, 20), (1, 'z')))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -320,7 +335,7 @@ def _ds_1(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 100)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -335,10 +350,12 @@ def _es_2(v, a):
 
 def _ds_2(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_responseCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -355,8 +372,10 @@ def _es_3(v, a):
 
 def _ds_3(D, L, p):
     try:
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 513: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
         x = (_x >> 1) & 255
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -374,11 +393,11 @@ def _es_4(v, a):
 def _ds_4(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 32)
         if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None

@@ -8,9 +8,11 @@ from enum import StrEnum
 from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
 from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
-                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
-                     bad_event as _bad_event, fault as _fault, missing as _missing,
-                     out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
+                     LONG_OUTPUT_BITS as _LONG_OUTPUT_BITS, LongAccumulator as _LongAccumulator,
+                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS,
+                     UNBOUNDED_INT_LIMIT as _UNBOUNDED_INT_LIMIT, bad_enum as _bad_enum,
+                     bad_event as _bad_event, fault as _fault, group_fault as _group_fault,
+                     missing as _missing, out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
                      r_str as _r_str, r_uint as _r_uint, too_many as _too_many, w_bin as _w_bin, w_int as _w_int,
                      w_str as _w_str, w_uint as _w_uint)
 from ._xmldsig import (
@@ -2273,177 +2275,177 @@ def _d_Body(D, L, p):
             f_BodyElement, p = _d_BodyBase(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 2:
             f_CableCheckReq, p = _d_CableCheckReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 3:
             f_CableCheckRes, p = _d_CableCheckRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 4:
             f_CertificateInstallationReq, p = _d_CertificateInstallationReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 5:
             f_CertificateInstallationRes, p = _d_CertificateInstallationRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 6:
             f_CertificateUpdateReq, p = _d_CertificateUpdateReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 7:
             f_CertificateUpdateRes, p = _d_CertificateUpdateRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 8:
             f_ChargeParameterDiscoveryReq, p = _d_ChargeParameterDiscoveryReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 9:
             f_ChargeParameterDiscoveryRes, p = _d_ChargeParameterDiscoveryRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 10:
             f_ChargingStatusReq, p = _d_ChargingStatusReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 11:
             f_ChargingStatusRes, p = _d_ChargingStatusRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 12:
             f_ContractAuthenticationReq, p = _d_ContractAuthenticationReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 13:
             f_ContractAuthenticationRes, p = _d_ContractAuthenticationRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 14:
             f_CurrentDemandReq, p = _d_CurrentDemandReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 15:
             f_CurrentDemandRes, p = _d_CurrentDemandRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 16:
             f_MeteringReceiptReq, p = _d_MeteringReceiptReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 17:
             f_MeteringReceiptRes, p = _d_MeteringReceiptRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 18:
             f_PaymentDetailsReq, p = _d_PaymentDetailsReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 19:
             f_PaymentDetailsRes, p = _d_PaymentDetailsRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 20:
             f_PowerDeliveryReq, p = _d_PowerDeliveryReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 21:
             f_PowerDeliveryRes, p = _d_PowerDeliveryRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 22:
             f_PreChargeReq, p = _d_PreChargeReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 23:
             f_PreChargeRes, p = _d_PreChargeRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 24:
             f_ServiceDetailReq, p = _d_ServiceDetailReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 25:
             f_ServiceDetailRes, p = _d_ServiceDetailRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 26:
             f_ServiceDiscoveryReq, p = _d_ServiceDiscoveryReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 27:
             f_ServiceDiscoveryRes, p = _d_ServiceDiscoveryRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 28:
             f_ServicePaymentSelectionReq, p = _d_ServicePaymentSelectionReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 29:
             f_ServicePaymentSelectionRes, p = _d_ServicePaymentSelectionRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 30:
             f_SessionSetupReq, p = _d_SessionSetupReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 31:
             f_SessionSetupRes, p = _d_SessionSetupRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 32:
             f_SessionStopReq, p = _d_SessionStop(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 33:
             f_SessionStopRes, p = _d_SessionStopRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 34:
             f_WeldingDetectionReq, p = _d_WeldingDetectionReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 35:
             f_WeldingDetectionRes, p = _d_WeldingDetectionRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if ev != 0: raise _bad_event(ev, p)
         return _mk_Body(f_BodyElement, f_CableCheckReq, f_CableCheckRes, f_CertificateInstallationReq, f_CertificateInstallationRes, f_CertificateUpdateReq, f_CertificateUpdateRes, f_ChargeParameterDiscoveryReq, f_ChargeParameterDiscoveryRes, f_ChargingStatusReq, f_ChargingStatusRes, f_ContractAuthenticationReq, f_ContractAuthenticationRes, f_CurrentDemandReq, f_CurrentDemandRes, f_MeteringReceiptReq, f_MeteringReceiptRes, f_PaymentDetailsReq, f_PaymentDetailsRes, f_PowerDeliveryReq, f_PowerDeliveryRes, f_PreChargeReq, f_PreChargeRes, f_ServiceDetailReq, f_ServiceDetailRes, f_ServiceDiscoveryReq, f_ServiceDiscoveryRes, f_ServicePaymentSelectionReq, f_ServicePaymentSelectionRes, f_SessionSetupReq, f_SessionSetupRes, f_SessionStopReq, f_SessionStopRes, f_WeldingDetectionReq, f_WeldingDetectionRes), p
     except (ValueError, _ExiDecodeError) as e:
@@ -2468,7 +2470,7 @@ def _d_BodyBase(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_BodyBase(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BodyBase') from None
@@ -2515,7 +2517,7 @@ def _d_MessageHeader(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -2524,7 +2526,7 @@ def _d_MessageHeader(D, L, p):
         else:
             f_SessionID, p = _r_bin(D, L, p, 0, 8)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_MessageHeader_1[_x & 3]
         if ev == 2:
@@ -2537,7 +2539,7 @@ def _d_MessageHeader(D, L, p):
             f_Signature, p = _d_Signature(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Signature = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2584,10 +2586,12 @@ def _e_Notification(o, a):
 def _d_Notification(D, L, p):
     try:
         ev = 1
-        p += 7; _x = (D >> (L - p)) & 127
-        if _x & 100: raise _bad_event(-1, p)
+        p += 7
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 127
+        if _x & 100: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_FaultCode = (_x >> 3) & 3
-        if f_FaultCode >= 3: raise _bad_enum(f_FaultCode, 3, p)
+        if f_FaultCode >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_FaultCode = _EV_faultCodeType[f_FaultCode]
         ev = _D_Notification_1[_x & 3]
         if ev == 2:
@@ -2599,10 +2603,10 @@ def _d_Notification(D, L, p):
             else:
                 f_FaultMsg, p = _r_str(D, L, p, 0, 64)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_FaultMsg = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2638,7 +2642,7 @@ def _d_SessionSetupReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -2647,10 +2651,10 @@ def _d_SessionSetupReq(D, L, p):
         else:
             f_EVCCID, p = _r_bin(D, L, p, 0, 8)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_SessionSetupReq(f_EVCCID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionSetupReq') from None
@@ -2698,10 +2702,12 @@ def _d_SessionSetupRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 23: raise _bad_enum(f_ResponseCode, 23, p)
+        if f_ResponseCode >= 23: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         p += 1
         if (D >> (L - p)) & 1:
@@ -2711,17 +2717,19 @@ def _d_SessionSetupRes(D, L, p):
         else:
             f_EVSEID, p = _r_bin(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_SessionSetupRes_2[_x & 3]
         if ev == 3:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_DateTimeNow, p = _r_int(D, L, p, 63)
             if f_DateTimeNow < -9223372036854775808 or f_DateTimeNow > 9223372036854775807: raise _out_of_range(f_DateTimeNow, -9223372036854775808, 9223372036854775807, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_DateTimeNow = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2779,15 +2787,17 @@ def _d_ServiceDiscoveryReq(D, L, p):
             else:
                 f_ServiceScope, p = _r_str(D, L, p, 0, 32)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             p += 2; _x = (D >> (L - p)) & 3
             ev = _D_ServiceDiscoveryReq_1[_x & 3]
         else:
             f_ServiceScope = None
         if ev == 2:
             ev = 0
-            p += 5; _x = (D >> (L - p)) & 31
-            if _x & 19: raise _bad_event(-1, p)
+            p += 5
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 31
+            if _x & 19: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z'), (1, 'z')))
             f_ServiceCategory = _EV_serviceCategoryType[(_x >> 2) & 3]
         else:
             f_ServiceCategory = None
@@ -2841,15 +2851,17 @@ def _d_ServiceDiscoveryRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 23: raise _bad_enum(f_ResponseCode, 23, p)
+        if f_ResponseCode >= 23: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_PaymentOptions, p = _d_PaymentOptions(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ChargeService, p = _d_ServiceCharge(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_ServiceDiscoveryRes_3[_x & 3]
@@ -2857,7 +2869,7 @@ def _d_ServiceDiscoveryRes(D, L, p):
             f_ServiceList, p = _d_ServiceTagList(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_ServiceList = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2884,6 +2896,7 @@ def _e_PaymentOptions(o, a):
         a = (a << 1) | _EI_paymentOptionType[v[0]]
         a <<= 1
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 3
             a = (a << 1) | _EI_paymentOptionType[v[i]]
             a <<= 1
@@ -2895,12 +2908,14 @@ def _d_PaymentOptions(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_PaymentOption = []
         n = 0
         while ev == 1:
-            p += 3; _x = (D >> (L - p)) & 7
-            if _x & 5: raise _bad_event(-1, p)
+            p += 3
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
+            _x = (D >> (L - p)) & 7
+            if _x & 5: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
             x = _EV_paymentOptionType[(_x >> 1) & 1]
             f_PaymentOption.append(x)
             n += 1
@@ -2944,16 +2959,18 @@ def _d_ServiceCharge(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ServiceTag, p = _d_ServiceTag(D, L, p)
         ev = 2
         ev = 3
         ev = 0
-        p += 12; _x = (D >> (L - p)) & 4095
-        if _x & 3523: raise _bad_event(-1, p)
+        p += 12
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (4, 'e', 10), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 4095
+        if _x & 3523: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (4, 'e', 10), (1, 'z'), (1, 'z')))
         f_FreeService = ((_x >> 9) & 1) == 1
         f_EnergyTransferType = (_x >> 2) & 15
-        if f_EnergyTransferType >= 10: raise _bad_enum(f_EnergyTransferType, 10, p)
+        if f_EnergyTransferType >= 10: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (4, 'e', 10), (1, 'z'), (1, 'z')))
         f_EnergyTransferType = _EV_EVSESupportedEnergyTransferType[f_EnergyTransferType]
         return _mk_ServiceCharge(f_ServiceTag, f_FreeService, f_EnergyTransferType), p
     except (ValueError, _ExiDecodeError) as e:
@@ -2985,12 +3002,14 @@ def _d_Service(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ServiceTag, p = _d_ServiceTag(D, L, p)
         ev = 2
         ev = 0
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 27: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 27: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_FreeService = ((_x >> 2) & 1) == 1
         return _mk_Service(f_ServiceTag, f_FreeService), p
     except (ValueError, _ExiDecodeError) as e:
@@ -3051,12 +3070,16 @@ def _e_ServiceTag(o, a):
 def _d_ServiceTag(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_ServiceTag_1[_x & 3]
         if ev == 2:
             p += 1
@@ -3067,15 +3090,17 @@ def _d_ServiceTag(D, L, p):
             else:
                 f_ServiceName, p = _r_str(D, L, p, 0, 32)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             ev = 3
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_ServiceName = None
         if ev != 3: raise _bad_event(ev, p)
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 36: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 63
+        if _x & 36: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z'), (2,)))
         f_ServiceCategory = _EV_serviceCategoryType[(_x >> 3) & 3]
         ev = _D_ServiceTag_3[_x & 3]
         if ev == 4:
@@ -3087,10 +3112,10 @@ def _d_ServiceTag(D, L, p):
             else:
                 f_ServiceScope, p = _r_str(D, L, p, 0, 32)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_ServiceScope = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3118,6 +3143,7 @@ def _e_ServiceTagList(o, a):
         a <<= 1
         a = _e_Service(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_Service(v[i], a)
     a = (a << 2) | 1
@@ -3128,7 +3154,7 @@ def _d_ServiceTagList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Service = []
         n = 0
         while ev == 1:
@@ -3166,13 +3192,17 @@ def _e_ServiceDetailReq(o, a):
 def _d_ServiceDetailReq(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_ServiceDetailReq(f_ServiceID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceDetailReq') from None
@@ -3215,21 +3245,25 @@ def _d_ServiceDetailRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 775: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 775: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 3) & 31
-        if f_ResponseCode >= 23: raise _bad_enum(f_ResponseCode, 23, p)
+        if f_ResponseCode >= 23: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_ServiceDetailRes_2[_x & 3]
         if ev == 3:
             f_ServiceParameterList, p = _d_ServiceParameterList(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_ServiceParameterList = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3255,6 +3289,7 @@ def _e_ServiceParameterList(o, a):
         a <<= 1
         a = _e_ParameterSet(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_ParameterSet(v[i], a)
     a = (a << 2) | 1
@@ -3265,7 +3300,7 @@ def _d_ServiceParameterList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ParameterSet = []
         n = 0
         while ev == 1:
@@ -3303,6 +3338,7 @@ def _e_ParameterSet(o, a):
         a <<= 1
         a = _e_Parameter(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_Parameter(v[i], a)
     a = (a << 2) | 1
@@ -3312,13 +3348,17 @@ def _e_ParameterSet(o, a):
 def _d_ParameterSet(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ParameterSetID, p = _r_int(D, L, p, 15)
         if f_ParameterSetID < -32768 or f_ParameterSetID > 32767: raise _out_of_range(f_ParameterSetID, -32768, 32767, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_Parameter = []
         n = 0
         while ev == 2:
@@ -3391,13 +3431,15 @@ def _d_Parameter(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Name, p = _r_str(D, L, p, 0, None)
         ev = 2
-        p += 7; _x = (D >> (L - p)) & 127
-        if _x & 64: raise _bad_event(-1, p)
+        p += 7
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (3,)))
+        _x = (D >> (L - p)) & 127
+        if _x & 64: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (3,)))
         f_ValueType = (_x >> 3) & 7
-        if f_ValueType >= 6: raise _bad_enum(f_ValueType, 6, p)
+        if f_ValueType >= 6: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (3,)))
         f_ValueType = _EV_valueType[f_ValueType]
         ev = _D_Parameter_2[_x & 7]
         f_boolValue = None
@@ -3408,35 +3450,43 @@ def _d_Parameter(D, L, p):
         f_stringValue = None
         if ev == 3:
             ev = 0
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 11: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 15
+            if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
             f_boolValue = ((_x >> 2) & 1) == 1
         elif ev == 4:
             ev = 0
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1027: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1027: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (1, 'z')))
             f_byteValue = ((_x >> 2) & 255) - 128
         elif ev == 5:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_shortValue, p = _r_int(D, L, p, 15)
             if f_shortValue < -32768 or f_shortValue > 32767: raise _out_of_range(f_shortValue, -32768, 32767, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         elif ev == 6:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_intValue, p = _r_int(D, L, p, 31)
             if f_intValue < -2147483648 or f_intValue > 2147483647: raise _out_of_range(f_intValue, -2147483648, 2147483647, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         elif ev == 7:
             f_physicalValue, p = _d_PhysicalValue(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 8:
             p += 1
             if (D >> (L - p)) & 1:
@@ -3446,10 +3496,10 @@ def _d_Parameter(D, L, p):
             else:
                 f_stringValue, p = _r_str(D, L, p, 0, None)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -3498,28 +3548,34 @@ def _e_PhysicalValue(o, a):
 def _d_PhysicalValue(D, L, p):
     try:
         ev = 1
-        p += 8; _x = (D >> (L - p)) & 255
-        if _x & 196: raise _bad_event(-1, p)
+        p += 8
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (3, 'n', -3, 3), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 255
+        if _x & 196: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (3, 'n', -3, 3), (1, 'z'), (2,)))
         f_Multiplier = ((_x >> 3) & 7) - 3
-        if f_Multiplier > 3: raise _out_of_range(f_Multiplier, -3, 3, p)
+        if f_Multiplier > 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (3, 'n', -3, 3), (1, 'z'), (2,)))
         ev = _D_PhysicalValue_1[_x & 3]
         if ev == 2:
             ev = 3
-            p += 7; _x = (D >> (L - p)) & 127
-            if _x & 67: raise _bad_event(-1, p)
+            p += 7
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 10), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 127
+            if _x & 67: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 10), (1, 'z'), (1, 'z')))
             f_Unit = (_x >> 2) & 15
-            if f_Unit >= 10: raise _bad_enum(f_Unit, 10, p)
+            if f_Unit >= 10: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 10), (1, 'z'), (1, 'z')))
             f_Unit = _EV_unitSymbolType[f_Unit]
         else:
             f_Unit = None
         if ev != 3: raise _bad_event(ev, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Value, p = _r_int(D, L, p, 15)
         if f_Value < -32768 or f_Value > 32767: raise _out_of_range(f_Value, -32768, 32767, p)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_PhysicalValue(f_Multiplier, f_Unit, f_Value), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PhysicalValue') from None
@@ -3552,13 +3608,15 @@ def _d_ServicePaymentSelectionReq(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 27: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 27: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_SelectedPaymentOption = _EV_paymentOptionType[(_x >> 2) & 1]
         f_SelectedServiceList, p = _d_SelectedServiceList(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_ServicePaymentSelectionReq(f_SelectedPaymentOption, f_SelectedServiceList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServicePaymentSelectionReq') from None
@@ -3579,6 +3637,7 @@ def _e_SelectedServiceList(o, a):
         a <<= 1
         a = _e_SelectedService(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_SelectedService(v[i], a)
     a = (a << 2) | 1
@@ -3589,7 +3648,7 @@ def _d_SelectedServiceList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_SelectedService = []
         n = 0
         while ev == 1:
@@ -3638,21 +3697,27 @@ def _e_SelectedService(o, a):
 def _d_SelectedService(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_SelectedService_1[_x & 3]
         if ev == 2:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_ParameterSetID, p = _r_int(D, L, p, 15)
             if f_ParameterSetID < -32768 or f_ParameterSetID > 32767: raise _out_of_range(f_ParameterSetID, -32768, 32767, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_ParameterSetID = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3684,10 +3749,12 @@ def _d_ServicePaymentSelectionRes(D, L, p):
     try:
         ev = 1
         ev = 0
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 23: raise _bad_enum(f_ResponseCode, 23, p)
+        if f_ResponseCode >= 23: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         return _mk_ServicePaymentSelectionRes(f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
@@ -3723,7 +3790,7 @@ def _d_PaymentDetailsReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -3732,14 +3799,14 @@ def _d_PaymentDetailsReq(D, L, p):
         else:
             f_ContractID, p = _r_str(D, L, p, 0, 24)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ContractSignatureCertChain, p = _d_CertificateChain(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_PaymentDetailsReq(f_ContractID, f_ContractSignatureCertChain), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PaymentDetailsReq') from None
@@ -3779,7 +3846,7 @@ def _d_CertificateChain(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -3788,14 +3855,14 @@ def _d_CertificateChain(D, L, p):
         else:
             f_Certificate, p = _r_bin(D, L, p, 0, 1200)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_CertificateChain_1[_x & 3]
         if ev == 2:
             f_SubCertificates, p = _d_SubCertificates(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_SubCertificates = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3826,6 +3893,7 @@ def _e_SubCertificates(o, a):
         else:
             a = (a << 4) | 8
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             if len(v[i]):
                 a <<= 1
@@ -3841,7 +3909,7 @@ def _d_SubCertificates(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Certificate = []
         n = 0
         while ev == 1:
@@ -3853,7 +3921,7 @@ def _d_SubCertificates(D, L, p):
             else:
                 x, p = _r_bin(D, L, p, 0, 1200)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_Certificate.append(x)
             n += 1
             p += 2; _x = (D >> (L - p)) & 3
@@ -3902,10 +3970,12 @@ def _d_PaymentDetailsRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 23: raise _bad_enum(f_ResponseCode, 23, p)
+        if f_ResponseCode >= 23: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         p += 1
         if (D >> (L - p)) & 1:
@@ -3915,15 +3985,19 @@ def _d_PaymentDetailsRes(D, L, p):
         else:
             f_GenChallenge, p = _r_str(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 3
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_DateTimeNow, p = _r_int(D, L, p, 63)
         if f_DateTimeNow < -9223372036854775808 or f_DateTimeNow > 9223372036854775807: raise _out_of_range(f_DateTimeNow, -9223372036854775808, 9223372036854775807, p)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_PaymentDetailsRes(f_ResponseCode, f_GenChallenge, f_DateTimeNow), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PaymentDetailsRes') from None
@@ -3980,10 +4054,10 @@ def _d_ContractAuthenticationReq(D, L, p):
             else:
                 f_GenChallenge, p = _r_str(D, L, p, 0, None)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_GenChallenge = None
         if ev != 0: raise _bad_event(ev, p)
@@ -4023,10 +4097,12 @@ def _d_ContractAuthenticationRes(D, L, p):
         ev = 1
         ev = 2
         ev = 0
-        p += 13; _x = (D >> (L - p)) & 8191
-        if _x & 6203: raise _bad_event(-1, p)
+        p += 13
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 8191
+        if _x & 6203: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 6) & 31
-        if f_ResponseCode >= 23: raise _bad_enum(f_ResponseCode, 23, p)
+        if f_ResponseCode >= 23: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEProcessing = _EV_EVSEProcessingType[(_x >> 2) & 1]
         return _mk_ContractAuthenticationRes(f_ResponseCode, f_EVSEProcessing), p
@@ -4065,10 +4141,12 @@ def _e_ChargeParameterDiscoveryReq(o, a):
 def _d_ChargeParameterDiscoveryReq(D, L, p):
     try:
         ev = 1
-        p += 8; _x = (D >> (L - p)) & 255
-        if _x & 196: raise _bad_event(-1, p)
+        p += 8
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 255
+        if _x & 196: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (2,)))
         f_EVRequestedEnergyTransferType = (_x >> 3) & 7
-        if f_EVRequestedEnergyTransferType >= 6: raise _bad_enum(f_EVRequestedEnergyTransferType, 6, p)
+        if f_EVRequestedEnergyTransferType >= 6: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (2,)))
         f_EVRequestedEnergyTransferType = _EV_EVRequestedEnergyTransferType[f_EVRequestedEnergyTransferType]
         ev = _D_ChargeParameterDiscoveryReq_1[_x & 3]
         f_AC_EVChargeParameter = None
@@ -4078,17 +4156,17 @@ def _d_ChargeParameterDiscoveryReq(D, L, p):
             f_AC_EVChargeParameter, p = _d_AC_EVChargeParameter(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 3:
             f_DC_EVChargeParameter, p = _d_DC_EVChargeParameter(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 4:
             f_EVChargeParameter, p = _d_EVChargeParameter(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -4143,10 +4221,12 @@ def _d_ChargeParameterDiscoveryRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 14; _x = (D >> (L - p)) & 16383
-        if _x & 12404: raise _bad_event(-1, p)
+        p += 14
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 16383
+        if _x & 12404: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (2,)))
         f_ResponseCode = (_x >> 7) & 31
-        if f_ResponseCode >= 23: raise _bad_enum(f_ResponseCode, 23, p)
+        if f_ResponseCode >= 23: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (2,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEProcessing = _EV_EVSEProcessingType[(_x >> 3) & 1]
         ev = _D_ChargeParameterDiscoveryRes_2[_x & 3]
@@ -4169,17 +4249,17 @@ def _d_ChargeParameterDiscoveryRes(D, L, p):
             f_AC_EVSEChargeParameter, p = _d_AC_EVSEChargeParameter(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 6:
             f_DC_EVSEChargeParameter, p = _d_DC_EVSEChargeParameter(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 7:
             f_EVSEChargeParameter, p = _d_EVSEChargeParameter(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -4233,8 +4313,10 @@ def _e_PowerDeliveryReq(o, a):
 def _d_PowerDeliveryReq(D, L, p):
     try:
         ev = 1
-        p += 7; _x = (D >> (L - p)) & 127
-        if _x & 104: raise _bad_event(-1, p)
+        p += 7
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 127
+        if _x & 104: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (3,)))
         f_ReadyToChargeState = ((_x >> 4) & 1) == 1
         ev = _D_PowerDeliveryReq_1[_x & 7]
         if ev == 2:
@@ -4249,12 +4331,12 @@ def _d_PowerDeliveryReq(D, L, p):
             f_DC_EVPowerDeliveryParameter, p = _d_DC_EVPowerDeliveryParameter(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 4:
             f_EVPowerDeliveryParameter, p = _d_EVPowerDeliveryParameter(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if ev != 0: raise _bad_event(ev, p)
         return _mk_PowerDeliveryReq(f_ReadyToChargeState, f_ChargingProfile, f_DC_EVPowerDeliveryParameter, f_EVPowerDeliveryParameter), p
     except (ValueError, _ExiDecodeError) as e:
@@ -4287,6 +4369,7 @@ def _e_ChargingProfile(o, a):
         a <<= 1
         a = _e_ProfileEntry(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_ProfileEntry(v[i], a)
     a = (a << 2) | 1
@@ -4296,13 +4379,17 @@ def _e_ChargingProfile(o, a):
 def _d_ChargingProfile(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_SAScheduleTupleID, p = _r_int(D, L, p, 15)
         if f_SAScheduleTupleID < -32768 or f_SAScheduleTupleID > 32767: raise _out_of_range(f_SAScheduleTupleID, -32768, 32767, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ProfileEntry = []
         n = 0
         while ev == 2:
@@ -4346,18 +4433,24 @@ def _e_ProfileEntry(o, a):
 def _d_ProfileEntry(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ChargingProfileEntryStart, p = _r_uint(D, L, p, 32)
         if f_ChargingProfileEntryStart > 4294967295: raise _out_of_range(f_ChargingProfileEntryStart, 0, 4294967295, p)
         ev = 2
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_ChargingProfileEntryMaxPower, p = _r_int(D, L, p, 15)
         if f_ChargingProfileEntryMaxPower < -32768 or f_ChargingProfileEntryMaxPower > 32767: raise _out_of_range(f_ChargingProfileEntryMaxPower, -32768, 32767, p)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_ProfileEntry(f_ChargingProfileEntryStart, f_ChargingProfileEntryMaxPower), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ProfileEntry') from None
@@ -4394,10 +4487,12 @@ def _e_PowerDeliveryRes(o, a):
 def _d_PowerDeliveryRes(D, L, p):
     try:
         ev = 1
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 772: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 1023
+        if _x & 772: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (2,)))
         f_ResponseCode = (_x >> 3) & 31
-        if f_ResponseCode >= 23: raise _bad_enum(f_ResponseCode, 23, p)
+        if f_ResponseCode >= 23: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (2,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         ev = _D_PowerDeliveryRes_1[_x & 3]
         f_AC_EVSEStatus = None
@@ -4407,17 +4502,17 @@ def _d_PowerDeliveryRes(D, L, p):
             f_AC_EVSEStatus, p = _d_AC_EVSEStatus(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 3:
             f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 4:
             f_EVSEStatus, p = _d_EVSEStatus(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -4443,7 +4538,7 @@ def _d_ChargingStatusReq(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_ChargingStatusReq(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargingStatusReq') from None
@@ -4515,10 +4610,12 @@ def _d_ChargingStatusRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 23: raise _bad_enum(f_ResponseCode, 23, p)
+        if f_ResponseCode >= 23: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         p += 1
         if (D >> (L - p)) & 1:
@@ -4528,14 +4625,18 @@ def _d_ChargingStatusRes(D, L, p):
         else:
             f_EVSEID, p = _r_bin(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 3
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_SAScheduleTupleID, p = _r_int(D, L, p, 15)
         if f_SAScheduleTupleID < -32768 or f_SAScheduleTupleID > 32767: raise _out_of_range(f_SAScheduleTupleID, -32768, 32767, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_ChargingStatusRes_3[_x & 3]
         if ev == 4:
             f_EVSEMaxCurrent, p = _d_PhysicalValue(D, L, p)
@@ -4547,18 +4648,20 @@ def _d_ChargingStatusRes(D, L, p):
             f_MeterInfo, p = _d_MeterInfo(D, L, p)
             ev = 6
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_MeterInfo = None
         if ev != 6: raise _bad_event(ev, p)
         ev = 7
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 11: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_ReceiptRequired = ((_x >> 2) & 1) == 1
         f_AC_EVSEStatus, p = _d_AC_EVSEStatus(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_ChargingStatusRes(f_ResponseCode, f_EVSEID, f_SAScheduleTupleID, f_EVSEMaxCurrent, f_MeterInfo, f_ReceiptRequired, f_AC_EVSEStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargingStatusRes') from None
@@ -4634,7 +4737,7 @@ def _d_MeterInfo(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -4643,7 +4746,7 @@ def _d_MeterInfo(D, L, p):
         else:
             f_MeterID, p = _r_str(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 3; _x = (D >> (L - p)) & 7
         ev = _D_MeterInfo_1[_x & 7]
         if ev == 2:
@@ -4661,29 +4764,33 @@ def _d_MeterInfo(D, L, p):
             else:
                 f_SigMeterReading, p = _r_bin(D, L, p, 0, 32)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             p += 2; _x = (D >> (L - p)) & 3
             ev = _D_MeterInfo_3[_x & 3]
         else:
             f_SigMeterReading = None
         if ev == 4:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_MeterStatus, p = _r_int(D, L, p, 15)
             if f_MeterStatus < -32768 or f_MeterStatus > 32767: raise _out_of_range(f_MeterStatus, -32768, 32767, p)
-            p += 3; _x = (D >> (L - p)) & 7
-            if _x & 4: raise _bad_event(-1, p)
+            p += 3
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 7
+            if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
             ev = _D_MeterInfo_4[_x & 3]
         else:
             f_MeterStatus = None
         if ev == 5:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_TMeter, p = _r_int(D, L, p, 63)
             if f_TMeter < -9223372036854775808 or f_TMeter > 9223372036854775807: raise _out_of_range(f_TMeter, -9223372036854775808, 9223372036854775807, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_TMeter = None
         if ev != 0: raise _bad_event(ev, p)
@@ -4738,18 +4845,22 @@ def _d_AC_EVSEStatus(D, L, p):
         ev = 1
         ev = 2
         ev = 3
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 887: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 887: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z')))
         f_PowerSwitchClosed = ((_x >> 7) & 1) == 1
         f_RCD = ((_x >> 3) & 1) == 1
         f_NotificationMaxDelay, p = _r_uint(D, L, p, 32)
         if f_NotificationMaxDelay > 4294967295: raise _out_of_range(f_NotificationMaxDelay, 0, 4294967295, p)
         ev = 4
         ev = 0
-        p += 7; _x = (D >> (L - p)) & 127
-        if _x & 115: raise _bad_event(-1, p)
+        p += 7
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 127
+        if _x & 115: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVSENotification = (_x >> 2) & 3
-        if f_EVSENotification >= 3: raise _bad_enum(f_EVSENotification, 3, p)
+        if f_EVSENotification >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVSENotification = _EV_EVSENotificationType[f_EVSENotification]
         return _mk_AC_EVSEStatus(f_PowerSwitchClosed, f_RCD, f_NotificationMaxDelay, f_EVSENotification), p
     except (ValueError, _ExiDecodeError) as e:
@@ -4772,7 +4883,7 @@ def _d_EVSEStatus(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_EVSEStatus(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVSEStatus') from None
@@ -4830,7 +4941,7 @@ def _d_MeteringReceiptReq(D, L, p):
             f_Id, p = _r_str(D, L, p, 0, None)
             ev = 2
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Id = None
         if ev != 2: raise _bad_event(ev, p)
@@ -4842,24 +4953,26 @@ def _d_MeteringReceiptReq(D, L, p):
         else:
             f_SessionID, p = _r_bin(D, L, p, 0, 8)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_MeteringReceiptReq_2[_x & 3]
         if ev == 3:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_SAScheduleTupleID, p = _r_int(D, L, p, 15)
             if f_SAScheduleTupleID < -32768 or f_SAScheduleTupleID > 32767: raise _out_of_range(f_SAScheduleTupleID, -32768, 32767, p)
             ev = 4
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_SAScheduleTupleID = None
         if ev != 4: raise _bad_event(ev, p)
         f_MeterInfo, p = _d_MeterInfo(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_MeteringReceiptReq(f_Id, f_SessionID, f_SAScheduleTupleID, f_MeterInfo), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MeteringReceiptReq') from None
@@ -4894,15 +5007,17 @@ def _d_MeteringReceiptRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 23: raise _bad_enum(f_ResponseCode, 23, p)
+        if f_ResponseCode >= 23: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_AC_EVSEStatus, p = _d_AC_EVSEStatus(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_MeteringReceiptRes(f_ResponseCode, f_AC_EVSEStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MeteringReceiptRes') from None
@@ -4924,7 +5039,7 @@ def _d_SessionStop(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_SessionStop(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionStop') from None
@@ -4951,10 +5066,12 @@ def _d_SessionStopRes(D, L, p):
     try:
         ev = 1
         ev = 0
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 23: raise _bad_enum(f_ResponseCode, 23, p)
+        if f_ResponseCode >= 23: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         return _mk_SessionStopRes(f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
@@ -5019,14 +5136,14 @@ def _d_CertificateUpdateReq(D, L, p):
             f_Id, p = _r_str(D, L, p, 0, None)
             ev = 2
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Id = None
         if ev != 2: raise _bad_event(ev, p)
         f_ContractSignatureCertChain, p = _d_CertificateChain(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -5035,14 +5152,14 @@ def _d_CertificateUpdateReq(D, L, p):
         else:
             f_ContractID, p = _r_str(D, L, p, 0, 24)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ListOfRootCertificateIDs, p = _d_ListOfRootCertificateIDs(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -5051,10 +5168,10 @@ def _d_CertificateUpdateReq(D, L, p):
         else:
             f_DHParams, p = _r_bin(D, L, p, 0, 256)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_CertificateUpdateReq(f_Id, f_ContractSignatureCertChain, f_ContractID, f_ListOfRootCertificateIDs, f_DHParams), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateUpdateReq') from None
@@ -5082,6 +5199,7 @@ def _e_ListOfRootCertificateIDs(o, a):
         else:
             a = (a << 4) | 8
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             if len(v[i]):
                 a <<= 1
@@ -5097,7 +5215,7 @@ def _d_ListOfRootCertificateIDs(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_RootCertificateID = []
         n = 0
         while ev == 1:
@@ -5109,7 +5227,7 @@ def _d_ListOfRootCertificateIDs(D, L, p):
             else:
                 x, p = _r_str(D, L, p, 0, 40)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_RootCertificateID.append(x)
             n += 1
             p += 2; _x = (D >> (L - p)) & 3
@@ -5184,19 +5302,21 @@ def _d_CertificateUpdateRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Id, p = _r_str(D, L, p, 0, None)
         ev = 2
         ev = 3
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 23: raise _bad_enum(f_ResponseCode, 23, p)
+        if f_ResponseCode >= 23: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_ContractSignatureCertChain, p = _d_CertificateChain(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -5205,10 +5325,10 @@ def _d_CertificateUpdateRes(D, L, p):
         else:
             f_ContractSignatureEncryptedPrivateKey, p = _r_bin(D, L, p, 0, 128)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -5217,10 +5337,10 @@ def _d_CertificateUpdateRes(D, L, p):
         else:
             f_DHParams, p = _r_bin(D, L, p, 0, 256)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 6
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -5229,15 +5349,19 @@ def _d_CertificateUpdateRes(D, L, p):
         else:
             f_ContractID, p = _r_str(D, L, p, 0, 24)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 7
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_RetryCounter, p = _r_int(D, L, p, 15)
         if f_RetryCounter < -32768 or f_RetryCounter > 32767: raise _out_of_range(f_RetryCounter, -32768, 32767, p)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_CertificateUpdateRes(f_Id, f_ResponseCode, f_ContractSignatureCertChain, f_ContractSignatureEncryptedPrivateKey, f_DHParams, f_ContractID, f_RetryCounter), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateUpdateRes') from None
@@ -5296,7 +5420,7 @@ def _d_CertificateInstallationReq(D, L, p):
             f_Id, p = _r_str(D, L, p, 0, None)
             ev = 2
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Id = None
         if ev != 2: raise _bad_event(ev, p)
@@ -5308,14 +5432,14 @@ def _d_CertificateInstallationReq(D, L, p):
         else:
             f_OEMProvisioningCert, p = _r_bin(D, L, p, 0, 1200)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ListOfRootCertificateIDs, p = _d_ListOfRootCertificateIDs(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -5324,10 +5448,10 @@ def _d_CertificateInstallationReq(D, L, p):
         else:
             f_DHParams, p = _r_bin(D, L, p, 0, 256)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_CertificateInstallationReq(f_Id, f_OEMProvisioningCert, f_ListOfRootCertificateIDs, f_DHParams), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateInstallationReq') from None
@@ -5391,19 +5515,21 @@ def _d_CertificateInstallationRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Id, p = _r_str(D, L, p, 0, None)
         ev = 2
         ev = 3
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 23: raise _bad_enum(f_ResponseCode, 23, p)
+        if f_ResponseCode >= 23: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_ContractSignatureCertChain, p = _d_CertificateChain(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -5412,10 +5538,10 @@ def _d_CertificateInstallationRes(D, L, p):
         else:
             f_ContractSignatureEncryptedPrivateKey, p = _r_bin(D, L, p, 0, 128)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -5424,10 +5550,10 @@ def _d_CertificateInstallationRes(D, L, p):
         else:
             f_DHParams, p = _r_bin(D, L, p, 0, 256)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 6
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -5436,10 +5562,10 @@ def _d_CertificateInstallationRes(D, L, p):
         else:
             f_ContractID, p = _r_str(D, L, p, 0, 24)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_CertificateInstallationRes(f_Id, f_ResponseCode, f_ContractSignatureCertChain, f_ContractSignatureEncryptedPrivateKey, f_DHParams, f_ContractID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateInstallationRes') from None
@@ -5465,11 +5591,11 @@ def _d_CableCheckReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_DC_EVStatus, p = _d_DC_EVStatus(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_CableCheckReq(f_DC_EVStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CableCheckReq') from None
@@ -5528,34 +5654,42 @@ def _e_DC_EVStatus(o, a):
 def _d_DC_EVStatus(D, L, p):
     try:
         ev = 1
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 52: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 63
+        if _x & 52: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (2,)))
         f_EVReady = ((_x >> 3) & 1) == 1
         ev = _D_DC_EVStatus_1[_x & 3]
         if ev == 2:
-            p += 5; _x = (D >> (L - p)) & 31
-            if _x & 20: raise _bad_event(-1, p)
+            p += 5
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 31
+            if _x & 20: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (2,)))
             f_EVCabinConditioning = ((_x >> 3) & 1) == 1
             ev = _D_DC_EVStatus_2[_x & 3]
         else:
             f_EVCabinConditioning = None
         if ev == 3:
             ev = 4
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 11: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 15
+            if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
             f_EVRESSConditioning = ((_x >> 2) & 1) == 1
         else:
             f_EVRESSConditioning = None
         if ev != 4: raise _bad_event(ev, p)
         ev = 5
         ev = 0
-        p += 17; _x = (D >> (L - p)) & 131071
-        if _x & 69123: raise _bad_event(-1, p)
+        p += 17
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z'), (1, 'z'), (1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 131071
+        if _x & 69123: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z'), (1, 'z'), (1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
         f_EVErrorCode = (_x >> 12) & 15
-        if f_EVErrorCode >= 12: raise _bad_enum(f_EVErrorCode, 12, p)
+        if f_EVErrorCode >= 12: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z'), (1, 'z'), (1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
         f_EVErrorCode = _EV_DC_EVErrorCodeType[f_EVErrorCode]
         f_EVRESSSOC = (_x >> 2) & 127
-        if f_EVRESSSOC > 100: raise _out_of_range(f_EVRESSSOC, 0, 100, p)
+        if f_EVRESSSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z'), (1, 'z'), (1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
         return _mk_DC_EVStatus(f_EVReady, f_EVCabinConditioning, f_EVRESSConditioning, f_EVErrorCode, f_EVRESSSOC), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_EVStatus') from None
@@ -5581,7 +5715,7 @@ def _d_EVStatus(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_EVStatus(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVStatus') from None
@@ -5617,16 +5751,20 @@ def _d_CableCheckRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 23: raise _bad_enum(f_ResponseCode, 23, p)
+        if f_ResponseCode >= 23: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
         ev = 3
         ev = 0
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 27: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 27: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_EVSEProcessing = _EV_EVSEProcessingType[(_x >> 2) & 1]
         return _mk_CableCheckRes(f_ResponseCode, f_DC_EVSEStatus, f_EVSEProcessing), p
     except (ValueError, _ExiDecodeError) as e:
@@ -5680,26 +5818,32 @@ def _d_DC_EVSEStatus(D, L, p):
         ev = _D_DC_EVSEStatus_0[_x & 3]
         if ev == 1:
             ev = 2
-            p += 5; _x = (D >> (L - p)) & 31
-            if _x & 19: raise _bad_event(-1, p)
+            p += 5
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 31
+            if _x & 19: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z'), (1, 'z')))
             f_EVSEIsolationStatus = _EV_isolationLevelType[(_x >> 2) & 3]
         else:
             f_EVSEIsolationStatus = None
         if ev != 2: raise _bad_event(ev, p)
         ev = 3
-        p += 8; _x = (D >> (L - p)) & 255
-        if _x & 135: raise _bad_event(-1, p)
+        p += 8
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 255
+        if _x & 135: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z'), (1, 'z'), (1, 'z')))
         f_EVSEStatusCode = (_x >> 3) & 15
-        if f_EVSEStatusCode >= 12: raise _bad_enum(f_EVSEStatusCode, 12, p)
+        if f_EVSEStatusCode >= 12: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z'), (1, 'z'), (1, 'z')))
         f_EVSEStatusCode = _EV_DC_EVSEStatusCodeType[f_EVSEStatusCode]
         f_NotificationMaxDelay, p = _r_uint(D, L, p, 32)
         if f_NotificationMaxDelay > 4294967295: raise _out_of_range(f_NotificationMaxDelay, 0, 4294967295, p)
         ev = 4
         ev = 0
-        p += 7; _x = (D >> (L - p)) & 127
-        if _x & 115: raise _bad_event(-1, p)
+        p += 7
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 127
+        if _x & 115: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVSENotification = (_x >> 2) & 3
-        if f_EVSENotification >= 3: raise _bad_enum(f_EVSENotification, 3, p)
+        if f_EVSENotification >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVSENotification = _EV_EVSENotificationType[f_EVSENotification]
         return _mk_DC_EVSEStatus(f_EVSEIsolationStatus, f_EVSEStatusCode, f_NotificationMaxDelay, f_EVSENotification), p
     except (ValueError, _ExiDecodeError) as e:
@@ -5736,19 +5880,19 @@ def _d_PreChargeReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_DC_EVStatus, p = _d_DC_EVStatus(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVTargetVoltage, p = _d_PhysicalValue(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVTargetCurrent, p = _d_PhysicalValue(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_PreChargeReq(f_DC_EVStatus, f_EVTargetVoltage, f_EVTargetCurrent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PreChargeReq') from None
@@ -5783,19 +5927,21 @@ def _d_PreChargeRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 23: raise _bad_enum(f_ResponseCode, 23, p)
+        if f_ResponseCode >= 23: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEPresentVoltage, p = _d_PhysicalValue(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_PreChargeRes(f_ResponseCode, f_DC_EVSEStatus, f_EVSEPresentVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PreChargeRes') from None
@@ -5884,11 +6030,11 @@ def _d_CurrentDemandReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_DC_EVStatus, p = _d_DC_EVStatus(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVTargetCurrent, p = _d_PhysicalValue(D, L, p)
         p += 3; _x = (D >> (L - p)) & 7
         ev = _D_CurrentDemandReq_2[_x & 7]
@@ -5912,14 +6058,18 @@ def _d_CurrentDemandReq(D, L, p):
             f_EVMaximumPowerLimit = None
         if ev == 6:
             ev = 7
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 11: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 15
+            if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
             f_BulkChargingComplete = ((_x >> 2) & 1) == 1
         else:
             f_BulkChargingComplete = None
         if ev != 7: raise _bad_event(ev, p)
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 20: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 31
+        if _x & 20: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (2,)))
         f_ChargingComplete = ((_x >> 3) & 1) == 1
         ev = _D_CurrentDemandReq_7[_x & 3]
         if ev == 8:
@@ -5932,14 +6082,14 @@ def _d_CurrentDemandReq(D, L, p):
             f_RemainingTimeToBulkSoC, p = _d_PhysicalValue(D, L, p)
             ev = 10
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_RemainingTimeToBulkSoC = None
         if ev != 10: raise _bad_event(ev, p)
         f_EVTargetVoltage, p = _d_PhysicalValue(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_CurrentDemandReq(f_DC_EVStatus, f_EVTargetCurrent, f_EVMaximumVoltageLimit, f_EVMaximumCurrentLimit, f_EVMaximumPowerLimit, f_BulkChargingComplete, f_ChargingComplete, f_RemainingTimeToFullSoC, f_RemainingTimeToBulkSoC, f_EVTargetVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CurrentDemandReq') from None
@@ -6034,25 +6184,29 @@ def _d_CurrentDemandRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 23: raise _bad_enum(f_ResponseCode, 23, p)
+        if f_ResponseCode >= 23: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEPresentVoltage, p = _d_PhysicalValue(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEPresentCurrent, p = _d_PhysicalValue(D, L, p)
         ev = 5
         ev = 6
         ev = 7
-        p += 15; _x = (D >> (L - p)) & 32767
-        if _x & 28392: raise _bad_event(-1, p)
+        p += 15
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 32767
+        if _x & 28392: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (3,)))
         f_EVSECurrentLimitAchieved = ((_x >> 12) & 1) == 1
         f_EVSEVoltageLimitAchieved = ((_x >> 8) & 1) == 1
         f_EVSEPowerLimitAchieved = ((_x >> 4) & 1) == 1
@@ -6073,7 +6227,7 @@ def _d_CurrentDemandRes(D, L, p):
             f_EVSEMaximumPowerLimit, p = _d_PhysicalValue(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEMaximumPowerLimit = None
         if ev != 0: raise _bad_event(ev, p)
@@ -6108,11 +6262,11 @@ def _d_WeldingDetectionReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_DC_EVStatus, p = _d_DC_EVStatus(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_WeldingDetectionReq(f_DC_EVStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WeldingDetectionReq') from None
@@ -6147,19 +6301,21 @@ def _d_WeldingDetectionRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 23: raise _bad_enum(f_ResponseCode, 23, p)
+        if f_ResponseCode >= 23: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 23), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEPresentVoltage, p = _d_PhysicalValue(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_WeldingDetectionRes(f_ResponseCode, f_DC_EVSEStatus, f_EVSEPresentVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WeldingDetectionRes') from None
@@ -6181,7 +6337,7 @@ def _d_SASchedules(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_SASchedules(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SASchedules') from None
@@ -6202,6 +6358,7 @@ def _e_SAScheduleList(o, a):
         a <<= 1
         a = _e_SAScheduleTuple(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_SAScheduleTuple(v[i], a)
     a = (a << 2) | 1
@@ -6212,7 +6369,7 @@ def _d_SAScheduleList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_SAScheduleTuple = []
         n = 0
         while ev == 1:
@@ -6264,13 +6421,17 @@ def _e_SAScheduleTuple(o, a):
 def _d_SAScheduleTuple(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_SAScheduleTupleID, p = _r_int(D, L, p, 15)
         if f_SAScheduleTupleID < -32768 or f_SAScheduleTupleID > 32767: raise _out_of_range(f_SAScheduleTupleID, -32768, 32767, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_PMaxSchedule, p = _d_PMaxSchedule(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_SAScheduleTuple_2[_x & 3]
@@ -6278,7 +6439,7 @@ def _d_SAScheduleTuple(D, L, p):
             f_SalesTariff, p = _d_SalesTariff(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_SalesTariff = None
         if ev != 0: raise _bad_event(ev, p)
@@ -6310,6 +6471,7 @@ def _e_PMaxSchedule(o, a):
         a <<= 1
         a = _e_PMaxScheduleEntry(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_PMaxScheduleEntry(v[i], a)
     a = (a << 2) | 1
@@ -6319,13 +6481,17 @@ def _e_PMaxSchedule(o, a):
 def _d_PMaxSchedule(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_PMaxScheduleID, p = _r_int(D, L, p, 15)
         if f_PMaxScheduleID < -32768 or f_PMaxScheduleID > 32767: raise _out_of_range(f_PMaxScheduleID, -32768, 32767, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_PMaxScheduleEntry = []
         n = 0
         while ev == 2:
@@ -6390,6 +6556,7 @@ def _e_SalesTariff(o, a):
         a <<= 1
         a = _e_SalesTariffEntry(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_SalesTariffEntry(v[i], a)
         s = 5
@@ -6401,15 +6568,19 @@ def _d_SalesTariff(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Id, p = _r_str(D, L, p, 0, None)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_SalesTariffID, p = _r_int(D, L, p, 15)
         if f_SalesTariffID < -32768 or f_SalesTariffID > 32767: raise _out_of_range(f_SalesTariffID, -32768, 32767, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_SalesTariff_2[_x & 3]
         if ev == 3:
             p += 1
@@ -6420,16 +6591,18 @@ def _d_SalesTariff(D, L, p):
             else:
                 f_SalesTariffDescription, p = _r_str(D, L, p, 0, 32)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             ev = 4
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_SalesTariffDescription = None
         if ev != 4: raise _bad_event(ev, p)
         ev = 5
-        p += 11; _x = (D >> (L - p)) & 2047
-        if _x & 1027: raise _bad_event(-1, p)
+        p += 11
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 2047
+        if _x & 1027: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (1, 'z')))
         f_NumEPriceLevels = (_x >> 2) & 255
         f_SalesTariffEntry = []
         n = 0
@@ -6479,12 +6652,12 @@ def _d_Entry(D, L, p):
             f_RelativeTimeInterval, p = _d_RelativeTimeInterval(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 2:
             f_TimeInterval, p = _d_Interval(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -6522,6 +6695,7 @@ def _e_SalesTariffEntry(o, a):
         a <<= 2
         a = _e_ConsumptionCost(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_ConsumptionCost(v[i], a)
     a = (a << 2) | 1
@@ -6538,17 +6712,19 @@ def _d_SalesTariffEntry(D, L, p):
             f_RelativeTimeInterval, p = _d_RelativeTimeInterval(D, L, p)
             ev = 3
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 2:
             f_TimeInterval, p = _d_Interval(D, L, p)
             ev = 3
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 3: raise _bad_event(ev, p)
-        p += 12; _x = (D >> (L - p)) & 4095
-        if _x & 2052: raise _bad_event(-1, p)
+        p += 12
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 4095
+        if _x & 2052: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (2,)))
         f_EPriceLevel = (_x >> 3) & 255
         ev = _D_SalesTariffEntry_2[_x & 3]
         f_ConsumptionCost = []
@@ -6588,6 +6764,7 @@ def _e_ConsumptionCost(o, a):
         a <<= 2
         a = _e_Cost(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_Cost(v[i], a)
     a = (a << 2) | 1
@@ -6597,12 +6774,16 @@ def _e_ConsumptionCost(o, a):
 def _d_ConsumptionCost(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_startValue, p = _r_uint(D, L, p, 32)
         if f_startValue > 4294967295: raise _out_of_range(f_startValue, 0, 4294967295, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_ConsumptionCost_1[_x & 3]
         f_Cost = []
         n = 0
@@ -6659,22 +6840,28 @@ def _d_Cost(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 7; _x = (D >> (L - p)) & 127
-        if _x & 103: raise _bad_event(-1, p)
+        p += 7
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 127
+        if _x & 103: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z')))
         f_costKind = (_x >> 3) & 3
-        if f_costKind >= 3: raise _bad_enum(f_costKind, 3, p)
+        if f_costKind >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z')))
         f_costKind = _EV_costKindType[f_costKind]
         f_amount, p = _r_uint(D, L, p, 32)
         if f_amount > 4294967295: raise _out_of_range(f_amount, 0, 4294967295, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_Cost_2[_x & 3]
         if ev == 3:
             ev = 0
-            p += 6; _x = (D >> (L - p)) & 63
-            if _x & 35: raise _bad_event(-1, p)
+            p += 6
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'n', -3, 3), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 63
+            if _x & 35: raise _group_fault(D, L, p, ((1, 'z'), (3, 'n', -3, 3), (1, 'z'), (1, 'z')))
             f_amountMultiplier = ((_x >> 2) & 7) - 3
-            if f_amountMultiplier > 3: raise _out_of_range(f_amountMultiplier, -3, 3, p)
+            if f_amountMultiplier > 3: raise _group_fault(D, L, p, ((1, 'z'), (3, 'n', -3, 3), (1, 'z'), (1, 'z')))
         else:
             f_amountMultiplier = None
         if ev != 0: raise _bad_event(ev, p)
@@ -6721,22 +6908,24 @@ def _d_PMaxScheduleEntry(D, L, p):
             f_RelativeTimeInterval, p = _d_RelativeTimeInterval(D, L, p)
             ev = 3
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 2:
             f_TimeInterval, p = _d_Interval(D, L, p)
             ev = 3
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 3: raise _bad_event(ev, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_PMax, p = _r_int(D, L, p, 15)
         if f_PMax < -32768 or f_PMax > 32767: raise _out_of_range(f_PMax, -32768, 32767, p)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_PMaxScheduleEntry(f_RelativeTimeInterval, f_TimeInterval, f_PMax), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PMaxScheduleEntry') from None
@@ -6759,7 +6948,7 @@ def _d_Interval(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_Interval(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Interval') from None
@@ -6797,21 +6986,27 @@ def _e_RelativeTimeInterval(o, a):
 def _d_RelativeTimeInterval(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_start, p = _r_uint(D, L, p, 32)
         if f_start > 4294967295: raise _out_of_range(f_start, 0, 4294967295, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_RelativeTimeInterval_1[_x & 3]
         if ev == 2:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_duration, p = _r_uint(D, L, p, 32)
             if f_duration > 4294967295: raise _out_of_range(f_duration, 0, 4294967295, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_duration = None
         if ev != 0: raise _bad_event(ev, p)
@@ -6838,7 +7033,7 @@ def _d_EVChargeParameter(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_EVChargeParameter(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVChargeParameter') from None
@@ -6881,29 +7076,33 @@ def _e_AC_EVChargeParameter(o, a):
 def _d_AC_EVChargeParameter(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_DepartureTime, p = _r_uint(D, L, p, 32)
         if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_EAmount, p = _d_PhysicalValue(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaxVoltage, p = _d_PhysicalValue(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaxCurrent, p = _d_PhysicalValue(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinCurrent, p = _d_PhysicalValue(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_AC_EVChargeParameter(f_DepartureTime, f_EAmount, f_EVMaxVoltage, f_EVMaxCurrent, f_EVMinCurrent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AC_EVChargeParameter') from None
@@ -6982,11 +7181,11 @@ def _d_DC_EVChargeParameter(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_DC_EVStatus, p = _d_DC_EVStatus(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumCurrentLimit, p = _d_PhysicalValue(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_DC_EVChargeParameter_2[_x & 3]
@@ -6994,7 +7193,7 @@ def _d_DC_EVChargeParameter(D, L, p):
             f_EVMaximumPowerLimit, p = _d_PhysicalValue(D, L, p)
             ev = 4
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMaximumPowerLimit = None
         if ev != 4: raise _bad_event(ev, p)
@@ -7014,19 +7213,23 @@ def _d_DC_EVChargeParameter(D, L, p):
         else:
             f_EVEnergyRequest = None
         if ev == 7:
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1028: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             f_FullSOC = (_x >> 3) & 127
-            if f_FullSOC > 100: raise _out_of_range(f_FullSOC, 0, 100, p)
+            if f_FullSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             ev = _D_DC_EVChargeParameter_7[_x & 3]
         else:
             f_FullSOC = None
         if ev == 8:
             ev = 0
-            p += 10; _x = (D >> (L - p)) & 1023
-            if _x & 515: raise _bad_event(-1, p)
+            p += 10
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 1023
+            if _x & 515: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
             f_BulkSOC = (_x >> 2) & 127
-            if f_BulkSOC > 100: raise _out_of_range(f_BulkSOC, 0, 100, p)
+            if f_BulkSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
         else:
             f_BulkSOC = None
         if ev != 0: raise _bad_event(ev, p)
@@ -7061,7 +7264,7 @@ def _d_EVSEChargeParameter(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_EVSEChargeParameter(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVSEChargeParameter') from None
@@ -7099,23 +7302,23 @@ def _d_AC_EVSEChargeParameter(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_AC_EVSEStatus, p = _d_AC_EVSEStatus(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaxVoltage, p = _d_PhysicalValue(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaxCurrent, p = _d_PhysicalValue(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMinCurrent, p = _d_PhysicalValue(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_AC_EVSEChargeParameter(f_AC_EVSEStatus, f_EVSEMaxVoltage, f_EVSEMaxCurrent, f_EVSEMinCurrent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AC_EVSEChargeParameter') from None
@@ -7189,11 +7392,11 @@ def _d_DC_EVSEChargeParameter(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaximumCurrentLimit, p = _d_PhysicalValue(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_DC_EVSEChargeParameter_2[_x & 3]
@@ -7201,18 +7404,18 @@ def _d_DC_EVSEChargeParameter(D, L, p):
             f_EVSEMaximumPowerLimit, p = _d_PhysicalValue(D, L, p)
             ev = 4
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEMaximumPowerLimit = None
         if ev != 4: raise _bad_event(ev, p)
         f_EVSEMaximumVoltageLimit, p = _d_PhysicalValue(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMinimumCurrentLimit, p = _d_PhysicalValue(D, L, p)
         ev = 6
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMinimumVoltageLimit, p = _d_PhysicalValue(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_DC_EVSEChargeParameter_6[_x & 3]
@@ -7220,7 +7423,7 @@ def _d_DC_EVSEChargeParameter(D, L, p):
             f_EVSECurrentRegulationTolerance, p = _d_PhysicalValue(D, L, p)
             ev = 8
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSECurrentRegulationTolerance = None
         if ev != 8: raise _bad_event(ev, p)
@@ -7231,7 +7434,7 @@ def _d_DC_EVSEChargeParameter(D, L, p):
             f_EVSEEnergyToBeDelivered, p = _d_PhysicalValue(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEEnergyToBeDelivered = None
         if ev != 0: raise _bad_event(ev, p)
@@ -7262,7 +7465,7 @@ def _d_EVPowerDeliveryParameter(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_EVPowerDeliveryParameter(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPowerDeliveryParameter') from None
@@ -7305,21 +7508,25 @@ def _d_DC_EVPowerDeliveryParameter(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_DC_EVStatus, p = _d_DC_EVStatus(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_DC_EVPowerDeliveryParameter_1[_x & 3]
         if ev == 2:
             ev = 3
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 11: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 15
+            if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
             f_BulkChargingComplete = ((_x >> 2) & 1) == 1
         else:
             f_BulkChargingComplete = None
         if ev != 3: raise _bad_event(ev, p)
         ev = 0
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 11: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_ChargingComplete = ((_x >> 2) & 1) == 1
         return _mk_DC_EVPowerDeliveryParameter(f_DC_EVStatus, f_BulkChargingComplete, f_ChargingComplete), p
     except (ValueError, _ExiDecodeError) as e:
@@ -7352,15 +7559,15 @@ def _d_V2G_Message(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Body, p = _d_Body(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_V2G_Message(f_Header, f_Body), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2G_Message') from None
@@ -7390,7 +7597,7 @@ def _ds_0(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7416,7 +7623,7 @@ def _ds_1(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7431,8 +7638,10 @@ def _es_2(v, a):
 
 def _ds_2(D, L, p):
     try:
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 5: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 5: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
         x = ((_x >> 1) & 1) == 1
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7449,10 +7658,12 @@ def _es_3(v, a):
 
 def _ds_3(D, L, p):
     try:
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 257: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 257: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
         x = (_x >> 1) & 127
-        if x > 100: raise _out_of_range(x, 0, 100, p)
+        if x > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7478,7 +7689,7 @@ def _ds_4(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, 1200)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7495,11 +7706,11 @@ def _es_5(v, a):
 def _ds_5(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, 15)
         if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7516,11 +7727,11 @@ def _es_6(v, a):
 def _ds_6(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 32)
         if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7546,7 +7757,7 @@ def _ds_7(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 24)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7572,7 +7783,7 @@ def _ds_8(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, 128)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7598,7 +7809,7 @@ def _ds_9(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, 256)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7615,11 +7826,11 @@ def _es_10(v, a):
 def _ds_10(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, 63)
         if x < -9223372036854775808 or x > 9223372036854775807: raise _out_of_range(x, -9223372036854775808, 9223372036854775807, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7635,8 +7846,10 @@ def _es_11(v, a):
 
 def _ds_11(D, L, p):
     try:
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 513: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
         x = (_x >> 1) & 255
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7663,7 +7876,7 @@ def _ds_12(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, 8)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7678,10 +7891,12 @@ def _es_13(v, a):
 
 def _ds_13(D, L, p):
     try:
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 33: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z')))
+        _x = (D >> (L - p)) & 63
+        if _x & 33: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z')))
         x = (_x >> 1) & 15
-        if x >= 12: raise _bad_enum(x, 12, p)
+        if x >= 12: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z')))
         x = _EV_DC_EVErrorCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7697,10 +7912,12 @@ def _es_14(v, a):
 
 def _ds_14(D, L, p):
     try:
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 17: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 17: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
         x = (_x >> 1) & 7
-        if x >= 6: raise _bad_enum(x, 6, p)
+        if x >= 6: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
         x = _EV_EVRequestedEnergyTransferType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7727,7 +7944,7 @@ def _ds_15(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7742,8 +7959,10 @@ def _es_16(v, a):
 
 def _ds_16(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z')))
         x = _EV_isolationLevelType[(_x >> 1) & 3]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7759,10 +7978,12 @@ def _es_17(v, a):
 
 def _ds_17(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_EVSENotificationType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7778,8 +7999,10 @@ def _es_18(v, a):
 
 def _ds_18(D, L, p):
     try:
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 5: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 5: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
         x = _EV_EVSEProcessingType[(_x >> 1) & 1]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7795,10 +8018,12 @@ def _es_19(v, a):
 
 def _ds_19(D, L, p):
     try:
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 33: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z')))
+        _x = (D >> (L - p)) & 63
+        if _x & 33: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z')))
         x = (_x >> 1) & 15
-        if x >= 12: raise _bad_enum(x, 12, p)
+        if x >= 12: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z')))
         x = _EV_DC_EVSEStatusCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7814,10 +8039,12 @@ def _es_20(v, a):
 
 def _ds_20(D, L, p):
     try:
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 33: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 10), (1, 'z')))
+        _x = (D >> (L - p)) & 63
+        if _x & 33: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 10), (1, 'z')))
         x = (_x >> 1) & 15
-        if x >= 10: raise _bad_enum(x, 10, p)
+        if x >= 10: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 10), (1, 'z')))
         x = _EV_EVSESupportedEnergyTransferType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7844,7 +8071,7 @@ def _ds_21(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7859,10 +8086,12 @@ def _es_22(v, a):
 
 def _ds_22(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_faultCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7889,7 +8118,7 @@ def _ds_23(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 64)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7915,7 +8144,7 @@ def _ds_24(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7923,6 +8152,7 @@ def _ds_24(D, L, p):
 
 def _es_25(v, a):
     a <<= 1
+    if not -_UNBOUNDED_INT_LIMIT <= v < _UNBOUNDED_INT_LIMIT: raise _Invalid(f'value: {v} is beyond what an unbounded integer may hold')
     a = _w_int(a, v)
     a <<= 1
     return a
@@ -7931,10 +8161,10 @@ def _es_25(v, a):
 def _ds_25(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7960,7 +8190,7 @@ def _ds_26(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7977,11 +8207,11 @@ def _es_27(v, a):
 def _ds_27(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, 15)
         if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7997,10 +8227,12 @@ def _es_28(v, a):
 
 def _ds_28(D, L, p):
     try:
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 17: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'n', -3, 3), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 17: raise _group_fault(D, L, p, ((1, 'z'), (3, 'n', -3, 3), (1, 'z')))
         x = ((_x >> 1) & 7) - 3
-        if x > 3: raise _out_of_range(x, -3, 3, p)
+        if x > 3: raise _group_fault(D, L, p, ((1, 'z'), (3, 'n', -3, 3), (1, 'z')))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8026,7 +8258,7 @@ def _ds_29(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8043,11 +8275,11 @@ def _es_30(v, a):
 def _ds_30(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, 15)
         if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8064,11 +8296,11 @@ def _es_31(v, a):
 def _ds_31(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, 15)
         if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8083,8 +8315,10 @@ def _es_32(v, a):
 
 def _ds_32(D, L, p):
     try:
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 5: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 5: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
         x = _EV_paymentOptionType[(_x >> 1) & 1]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8100,10 +8334,12 @@ def _es_33(v, a):
 
 def _ds_33(D, L, p):
     try:
-        p += 7; _x = (D >> (L - p)) & 127
-        if _x & 65: raise _bad_event(-1, p)
+        p += 7
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (5, 'e', 23), (1, 'z')))
+        _x = (D >> (L - p)) & 127
+        if _x & 65: raise _group_fault(D, L, p, ((1, 'z'), (5, 'e', 23), (1, 'z')))
         x = (_x >> 1) & 31
-        if x >= 23: raise _bad_enum(x, 23, p)
+        if x >= 23: raise _group_fault(D, L, p, ((1, 'z'), (5, 'e', 23), (1, 'z')))
         x = _EV_responseCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8130,7 +8366,7 @@ def _ds_34(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 40)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8156,7 +8392,7 @@ def _ds_35(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8171,8 +8407,10 @@ def _es_36(v, a):
 
 def _ds_36(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z')))
         x = _EV_serviceCategoryType[(_x >> 1) & 3]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8190,11 +8428,11 @@ def _es_37(v, a):
 def _ds_37(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 16)
         if x > 65535: raise _out_of_range(x, 0, 65535, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8220,7 +8458,7 @@ def _ds_38(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8246,7 +8484,7 @@ def _ds_39(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8272,7 +8510,7 @@ def _ds_40(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, 8)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8298,7 +8536,7 @@ def _ds_41(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8313,10 +8551,12 @@ def _es_42(v, a):
 
 def _ds_42(D, L, p):
     try:
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 33: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 10), (1, 'z')))
+        _x = (D >> (L - p)) & 63
+        if _x & 33: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 10), (1, 'z')))
         x = (_x >> 1) & 15
-        if x >= 10: raise _bad_enum(x, 10, p)
+        if x >= 10: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 10), (1, 'z')))
         x = _EV_unitSymbolType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8325,6 +8565,7 @@ def _ds_42(D, L, p):
 
 def _es_43(v, a):
     a <<= 1
+    if not -_UNBOUNDED_INT_LIMIT <= v < _UNBOUNDED_INT_LIMIT: raise _Invalid(f'value: {v} is beyond what an unbounded integer may hold')
     a = _w_int(a, v)
     a <<= 1
     return a
@@ -8333,10 +8574,10 @@ def _es_43(v, a):
 def _ds_43(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8352,8 +8593,10 @@ def _es_44(v, a):
 
 def _ds_44(D, L, p):
     try:
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 513: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
         x = ((_x >> 1) & 255) - 128
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8369,10 +8612,12 @@ def _es_45(v, a):
 
 def _ds_45(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_costKindType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8390,11 +8635,11 @@ def _es_46(v, a):
 def _ds_46(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, 31)
         if x < -2147483648 or x > 2147483647: raise _out_of_range(x, -2147483648, 2147483647, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None

@@ -8,9 +8,11 @@ from enum import StrEnum
 from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
 from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
-                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
-                     bad_event as _bad_event, fault as _fault, missing as _missing,
-                     out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
+                     LONG_OUTPUT_BITS as _LONG_OUTPUT_BITS, LongAccumulator as _LongAccumulator,
+                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS,
+                     UNBOUNDED_INT_LIMIT as _UNBOUNDED_INT_LIMIT, bad_enum as _bad_enum,
+                     bad_event as _bad_event, fault as _fault, group_fault as _group_fault,
+                     missing as _missing, out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
                      r_str as _r_str, r_uint as _r_uint, too_many as _too_many, w_bin as _w_bin, w_int as _w_int,
                      w_str as _w_str, w_uint as _w_uint)
 from ._xmldsig import (
@@ -2158,7 +2160,7 @@ def _d_MessageHeader(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -2167,7 +2169,7 @@ def _d_MessageHeader(D, L, p):
         else:
             f_SessionID, p = _r_bin(D, L, p, 0, 8)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_MessageHeader_1[_x & 3]
         if ev == 2:
@@ -2180,7 +2182,7 @@ def _d_MessageHeader(D, L, p):
             f_Signature, p = _d_Signature(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Signature = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2227,10 +2229,12 @@ def _e_Notification(o, a):
 def _d_Notification(D, L, p):
     try:
         ev = 1
-        p += 7; _x = (D >> (L - p)) & 127
-        if _x & 100: raise _bad_event(-1, p)
+        p += 7
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 127
+        if _x & 100: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_FaultCode = (_x >> 3) & 3
-        if f_FaultCode >= 3: raise _bad_enum(f_FaultCode, 3, p)
+        if f_FaultCode >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_FaultCode = _EV_faultCodeType[f_FaultCode]
         ev = _D_Notification_1[_x & 3]
         if ev == 2:
@@ -2242,10 +2246,10 @@ def _d_Notification(D, L, p):
             else:
                 f_FaultMsg, p = _r_str(D, L, p, 0, 64)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_FaultMsg = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2451,172 +2455,172 @@ def _d_Body(D, L, p):
             f_AuthorizationReq, p = _d_AuthorizationReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 2:
             f_AuthorizationRes, p = _d_AuthorizationRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 4:
             f_CableCheckReq, p = _d_CableCheckReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 5:
             f_CableCheckRes, p = _d_CableCheckRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 6:
             f_CertificateInstallationReq, p = _d_CertificateInstallationReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 7:
             f_CertificateInstallationRes, p = _d_CertificateInstallationRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 8:
             f_CertificateUpdateReq, p = _d_CertificateUpdateReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 9:
             f_CertificateUpdateRes, p = _d_CertificateUpdateRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 10:
             f_ChargeParameterDiscoveryReq, p = _d_ChargeParameterDiscoveryReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 11:
             f_ChargeParameterDiscoveryRes, p = _d_ChargeParameterDiscoveryRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 12:
             f_ChargingStatusReq, p = _d_ChargingStatusReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 13:
             f_ChargingStatusRes, p = _d_ChargingStatusRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 14:
             f_CurrentDemandReq, p = _d_CurrentDemandReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 15:
             f_CurrentDemandRes, p = _d_CurrentDemandRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 16:
             f_MeteringReceiptReq, p = _d_MeteringReceiptReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 17:
             f_MeteringReceiptRes, p = _d_MeteringReceiptRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 18:
             f_PaymentDetailsReq, p = _d_PaymentDetailsReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 19:
             f_PaymentDetailsRes, p = _d_PaymentDetailsRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 20:
             f_PaymentServiceSelectionReq, p = _d_PaymentServiceSelectionReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 21:
             f_PaymentServiceSelectionRes, p = _d_PaymentServiceSelectionRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 22:
             f_PowerDeliveryReq, p = _d_PowerDeliveryReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 23:
             f_PowerDeliveryRes, p = _d_PowerDeliveryRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 24:
             f_PreChargeReq, p = _d_PreChargeReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 25:
             f_PreChargeRes, p = _d_PreChargeRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 26:
             f_ServiceDetailReq, p = _d_ServiceDetailReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 27:
             f_ServiceDetailRes, p = _d_ServiceDetailRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 28:
             f_ServiceDiscoveryReq, p = _d_ServiceDiscoveryReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 29:
             f_ServiceDiscoveryRes, p = _d_ServiceDiscoveryRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 30:
             f_SessionSetupReq, p = _d_SessionSetupReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 31:
             f_SessionSetupRes, p = _d_SessionSetupRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 32:
             f_SessionStopReq, p = _d_SessionStopReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 33:
             f_SessionStopRes, p = _d_SessionStopRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 34:
             f_WeldingDetectionReq, p = _d_WeldingDetectionReq(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 35:
             f_WeldingDetectionRes, p = _d_WeldingDetectionRes(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if ev != 0: raise _bad_event(ev, p)
         return _mk_Body(f_AuthorizationReq, f_AuthorizationRes, f_CableCheckReq, f_CableCheckRes, f_CertificateInstallationReq, f_CertificateInstallationRes, f_CertificateUpdateReq, f_CertificateUpdateRes, f_ChargeParameterDiscoveryReq, f_ChargeParameterDiscoveryRes, f_ChargingStatusReq, f_ChargingStatusRes, f_CurrentDemandReq, f_CurrentDemandRes, f_MeteringReceiptReq, f_MeteringReceiptRes, f_PaymentDetailsReq, f_PaymentDetailsRes, f_PaymentServiceSelectionReq, f_PaymentServiceSelectionRes, f_PowerDeliveryReq, f_PowerDeliveryRes, f_PreChargeReq, f_PreChargeRes, f_ServiceDetailReq, f_ServiceDetailRes, f_ServiceDiscoveryReq, f_ServiceDiscoveryRes, f_SessionSetupReq, f_SessionSetupRes, f_SessionStopReq, f_SessionStopRes, f_WeldingDetectionReq, f_WeldingDetectionRes), p
     except (ValueError, _ExiDecodeError) as e:
@@ -2641,7 +2645,7 @@ def _d_BodyBase(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_BodyBase(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BodyBase') from None
@@ -2672,7 +2676,7 @@ def _d_SessionSetupReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -2681,10 +2685,10 @@ def _d_SessionSetupReq(D, L, p):
         else:
             f_EVCCID, p = _r_bin(D, L, p, 0, 6)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_SessionSetupReq(f_EVCCID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionSetupReq') from None
@@ -2728,23 +2732,29 @@ def _d_SessionSetupRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 775: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 775: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 3) & 31
-        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        if f_ResponseCode >= 26: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEID, p = _r_str(D, L, p, 7, 37)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_SessionSetupRes_2[_x & 3]
         if ev == 3:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_EVSETimeStamp, p = _r_int(D, L, p, 63)
             if f_EVSETimeStamp < -9223372036854775808 or f_EVSETimeStamp > 9223372036854775807: raise _out_of_range(f_EVSETimeStamp, -9223372036854775808, 9223372036854775807, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_EVSETimeStamp = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2802,15 +2812,17 @@ def _d_ServiceDiscoveryReq(D, L, p):
             else:
                 f_ServiceScope, p = _r_str(D, L, p, 0, 64)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             p += 2; _x = (D >> (L - p)) & 3
             ev = _D_ServiceDiscoveryReq_1[_x & 3]
         else:
             f_ServiceScope = None
         if ev == 2:
             ev = 0
-            p += 5; _x = (D >> (L - p)) & 31
-            if _x & 19: raise _bad_event(-1, p)
+            p += 5
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 31
+            if _x & 19: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z'), (1, 'z')))
             f_ServiceCategory = _EV_serviceCategoryType[(_x >> 2) & 3]
         else:
             f_ServiceCategory = None
@@ -2864,15 +2876,17 @@ def _d_ServiceDiscoveryRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        if f_ResponseCode >= 26: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_PaymentOptionList, p = _d_PaymentOptionList(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ChargeService, p = _d_ChargeService(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_ServiceDiscoveryRes_3[_x & 3]
@@ -2880,7 +2894,7 @@ def _d_ServiceDiscoveryRes(D, L, p):
             f_ServiceList, p = _d_ServiceList(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_ServiceList = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2908,6 +2922,7 @@ def _e_PaymentOptionList(o, a):
         a = (a << 1) | _EI_paymentOptionType[v[0]]
         a <<= 1
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 3
             a = (a << 1) | _EI_paymentOptionType[v[i]]
             a <<= 1
@@ -2922,12 +2937,14 @@ def _d_PaymentOptionList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_PaymentOption = []
         n = 0
         while ev == 1:
-            p += 3; _x = (D >> (L - p)) & 7
-            if _x & 5: raise _bad_event(-1, p)
+            p += 3
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
+            _x = (D >> (L - p)) & 7
+            if _x & 5: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
             x = _EV_paymentOptionType[(_x >> 1) & 1]
             f_PaymentOption.append(x)
             n += 1
@@ -2937,7 +2954,7 @@ def _d_PaymentOptionList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_PaymentOptionList(f_PaymentOption), p
@@ -3013,12 +3030,16 @@ def _e_ChargeService(o, a):
 def _d_ChargeService(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_ChargeService_1[_x & 3]
         if ev == 2:
             p += 1
@@ -3029,15 +3050,17 @@ def _d_ChargeService(D, L, p):
             else:
                 f_ServiceName, p = _r_str(D, L, p, 0, 32)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             ev = 3
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_ServiceName = None
         if ev != 3: raise _bad_event(ev, p)
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 36: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 63
+        if _x & 36: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z'), (2,)))
         f_ServiceCategory = _EV_serviceCategoryType[(_x >> 3) & 3]
         ev = _D_ChargeService_3[_x & 3]
         if ev == 4:
@@ -3049,21 +3072,23 @@ def _d_ChargeService(D, L, p):
             else:
                 f_ServiceScope, p = _r_str(D, L, p, 0, 64)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             ev = 5
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_ServiceScope = None
         if ev != 5: raise _bad_event(ev, p)
         ev = 6
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 11: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_FreeService = ((_x >> 2) & 1) == 1
         f_SupportedEnergyTransferMode, p = _d_SupportedEnergyTransferMode(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_ChargeService(f_ServiceID, f_ServiceName, f_ServiceCategory, f_ServiceScope, f_FreeService, f_SupportedEnergyTransferMode), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeService') from None
@@ -3090,6 +3115,7 @@ def _e_SupportedEnergyTransferMode(o, a):
         a = (a << 3) | _EI_EnergyTransferModeType[v[0]]
         a <<= 1
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 3
             a = (a << 3) | _EI_EnergyTransferModeType[v[i]]
             a <<= 1
@@ -3104,14 +3130,16 @@ def _d_SupportedEnergyTransferMode(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EnergyTransferMode = []
         n = 0
         while ev == 1:
-            p += 5; _x = (D >> (L - p)) & 31
-            if _x & 17: raise _bad_event(-1, p)
+            p += 5
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
+            _x = (D >> (L - p)) & 31
+            if _x & 17: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
             x = (_x >> 1) & 7
-            if x >= 6: raise _bad_enum(x, 6, p)
+            if x >= 6: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
             x = _EV_EnergyTransferModeType[x]
             f_EnergyTransferMode.append(x)
             n += 1
@@ -3121,7 +3149,7 @@ def _d_SupportedEnergyTransferMode(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_SupportedEnergyTransferMode(f_EnergyTransferMode), p
@@ -3192,12 +3220,16 @@ def _e_Service(o, a):
 def _d_Service(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_Service_1[_x & 3]
         if ev == 2:
             p += 1
@@ -3208,15 +3240,17 @@ def _d_Service(D, L, p):
             else:
                 f_ServiceName, p = _r_str(D, L, p, 0, 32)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             ev = 3
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_ServiceName = None
         if ev != 3: raise _bad_event(ev, p)
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 36: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 63
+        if _x & 36: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z'), (2,)))
         f_ServiceCategory = _EV_serviceCategoryType[(_x >> 3) & 3]
         ev = _D_Service_3[_x & 3]
         if ev == 4:
@@ -3228,16 +3262,18 @@ def _d_Service(D, L, p):
             else:
                 f_ServiceScope, p = _r_str(D, L, p, 0, 64)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             ev = 5
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_ServiceScope = None
         if ev != 5: raise _bad_event(ev, p)
         ev = 0
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 11: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_FreeService = ((_x >> 2) & 1) == 1
         return _mk_Service(f_ServiceID, f_ServiceName, f_ServiceCategory, f_ServiceScope, f_FreeService), p
     except (ValueError, _ExiDecodeError) as e:
@@ -3264,6 +3300,7 @@ def _e_ServiceList(o, a):
         a <<= 1
         a = _e_Service(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_Service(v[i], a)
         s = 2 if n == 8 else 1
@@ -3277,7 +3314,7 @@ def _d_ServiceList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Service = []
         n = 0
         while ev == 1:
@@ -3290,7 +3327,7 @@ def _d_ServiceList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_ServiceList(f_Service), p
@@ -3321,13 +3358,17 @@ def _e_ServiceDetailReq(o, a):
 def _d_ServiceDetailReq(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_ServiceDetailReq(f_ServiceID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceDetailReq') from None
@@ -3370,21 +3411,25 @@ def _d_ServiceDetailRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 775: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 775: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 3) & 31
-        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        if f_ResponseCode >= 26: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_ServiceDetailRes_2[_x & 3]
         if ev == 3:
             f_ServiceParameterList, p = _d_ServiceParameterList(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_ServiceParameterList = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3410,6 +3455,7 @@ def _e_ServiceParameterList(o, a):
         a <<= 1
         a = _e_ParameterSet(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_ParameterSet(v[i], a)
     a = (a << 2) | 1
@@ -3420,7 +3466,7 @@ def _d_ServiceParameterList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ParameterSet = []
         n = 0
         while ev == 1:
@@ -3459,6 +3505,7 @@ def _e_ParameterSet(o, a):
         a <<= 1
         a = _e_Parameter(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_Parameter(v[i], a)
     a = (a << 2) | 1
@@ -3468,13 +3515,17 @@ def _e_ParameterSet(o, a):
 def _d_ParameterSet(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ParameterSetID, p = _r_int(D, L, p, 15)
         if f_ParameterSetID < -32768 or f_ParameterSetID > 32767: raise _out_of_range(f_ParameterSetID, -32768, 32767, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_Parameter = []
         n = 0
         while ev == 2:
@@ -3544,7 +3595,7 @@ def _d_Parameter(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Name, p = _r_str(D, L, p, 0, None)
         p += 3; _x = (D >> (L - p)) & 7
         ev = _D_Parameter_1[_x & 7]
@@ -3556,35 +3607,43 @@ def _d_Parameter(D, L, p):
         f_stringValue = None
         if ev == 2:
             ev = 0
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 11: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 15
+            if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
             f_boolValue = ((_x >> 2) & 1) == 1
         elif ev == 3:
             ev = 0
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1027: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1027: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (1, 'z')))
             f_byteValue = ((_x >> 2) & 255) - 128
         elif ev == 4:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_shortValue, p = _r_int(D, L, p, 15)
             if f_shortValue < -32768 or f_shortValue > 32767: raise _out_of_range(f_shortValue, -32768, 32767, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         elif ev == 5:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_intValue, p = _r_int(D, L, p, 31)
             if f_intValue < -2147483648 or f_intValue > 2147483647: raise _out_of_range(f_intValue, -2147483648, 2147483647, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         elif ev == 6:
             f_physicalValue, p = _d_PhysicalValue(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 7:
             p += 1
             if (D >> (L - p)) & 1:
@@ -3594,10 +3653,10 @@ def _d_Parameter(D, L, p):
             else:
                 f_stringValue, p = _r_str(D, L, p, 0, None)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -3641,18 +3700,22 @@ def _d_PhysicalValue(D, L, p):
         ev = 1
         ev = 2
         ev = 3
-        p += 14; _x = (D >> (L - p)) & 16383
-        if _x & 12743: raise _bad_event(-1, p)
+        p += 14
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (3, 'n', -3, 3), (1, 'z'), (1, 'z'), (1, 'z'), (3, 'e', 7), (1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 16383
+        if _x & 12743: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (3, 'n', -3, 3), (1, 'z'), (1, 'z'), (1, 'z'), (3, 'e', 7), (1, 'z'), (1, 'z'), (1, 'z')))
         f_Multiplier = ((_x >> 9) & 7) - 3
-        if f_Multiplier > 3: raise _out_of_range(f_Multiplier, -3, 3, p)
+        if f_Multiplier > 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (3, 'n', -3, 3), (1, 'z'), (1, 'z'), (1, 'z'), (3, 'e', 7), (1, 'z'), (1, 'z'), (1, 'z')))
         f_Unit = (_x >> 3) & 7
-        if f_Unit >= 7: raise _bad_enum(f_Unit, 7, p)
+        if f_Unit >= 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (3, 'n', -3, 3), (1, 'z'), (1, 'z'), (1, 'z'), (3, 'e', 7), (1, 'z'), (1, 'z'), (1, 'z')))
         f_Unit = _EV_unitSymbolType[f_Unit]
         f_Value, p = _r_int(D, L, p, 15)
         if f_Value < -32768 or f_Value > 32767: raise _out_of_range(f_Value, -32768, 32767, p)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_PhysicalValue(f_Multiplier, f_Unit, f_Value), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PhysicalValue') from None
@@ -3683,13 +3746,15 @@ def _d_PaymentServiceSelectionReq(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 27: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 27: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_SelectedPaymentOption = _EV_paymentOptionType[(_x >> 2) & 1]
         f_SelectedServiceList, p = _d_SelectedServiceList(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_PaymentServiceSelectionReq(f_SelectedPaymentOption, f_SelectedServiceList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PaymentServiceSelectionReq') from None
@@ -3710,6 +3775,7 @@ def _e_SelectedServiceList(o, a):
         a <<= 1
         a = _e_SelectedService(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_SelectedService(v[i], a)
     a = (a << 2) | 1
@@ -3720,7 +3786,7 @@ def _d_SelectedServiceList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_SelectedService = []
         n = 0
         while ev == 1:
@@ -3770,21 +3836,27 @@ def _e_SelectedService(o, a):
 def _d_SelectedService(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_SelectedService_1[_x & 3]
         if ev == 2:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_ParameterSetID, p = _r_int(D, L, p, 15)
             if f_ParameterSetID < -32768 or f_ParameterSetID > 32767: raise _out_of_range(f_ParameterSetID, -32768, 32767, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_ParameterSetID = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3816,10 +3888,12 @@ def _d_PaymentServiceSelectionRes(D, L, p):
     try:
         ev = 1
         ev = 0
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        if f_ResponseCode >= 26: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         return _mk_PaymentServiceSelectionRes(f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
@@ -3850,16 +3924,20 @@ def _e_PaymentDetailsReq(o, a):
 def _d_PaymentDetailsReq(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_eMAID, p = _r_str(D, L, p, 14, 15)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ContractSignatureCertChain, p = _d_CertificateChain(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_PaymentDetailsReq(f_eMAID, f_ContractSignatureCertChain), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PaymentDetailsReq') from None
@@ -3910,7 +3988,7 @@ def _d_CertificateChain(D, L, p):
             f_Id, p = _r_str(D, L, p, 0, None)
             ev = 2
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Id = None
         if ev != 2: raise _bad_event(ev, p)
@@ -3922,14 +4000,14 @@ def _d_CertificateChain(D, L, p):
         else:
             f_Certificate, p = _r_bin(D, L, p, 0, 800)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_CertificateChain_2[_x & 3]
         if ev == 3:
             f_SubCertificates, p = _d_SubCertificates(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_SubCertificates = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3963,6 +4041,7 @@ def _e_SubCertificates(o, a):
         else:
             a = (a << 4) | 8
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             if len(v[i]):
                 a <<= 1
@@ -3981,7 +4060,7 @@ def _d_SubCertificates(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Certificate = []
         n = 0
         while ev == 1:
@@ -3993,7 +4072,7 @@ def _d_SubCertificates(D, L, p):
             else:
                 x, p = _r_bin(D, L, p, 0, 800)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_Certificate.append(x)
             n += 1
             if n < 4:
@@ -4002,7 +4081,7 @@ def _d_SubCertificates(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_SubCertificates(f_Certificate), p
@@ -4044,20 +4123,26 @@ def _d_PaymentDetailsRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 775: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 775: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 3) & 31
-        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        if f_ResponseCode >= 26: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_GenChallenge, p = _r_bin(D, L, p, 16, 16)
         ev = 3
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_EVSETimeStamp, p = _r_int(D, L, p, 63)
         if f_EVSETimeStamp < -9223372036854775808 or f_EVSETimeStamp > 9223372036854775807: raise _out_of_range(f_EVSETimeStamp, -9223372036854775808, 9223372036854775807, p)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_PaymentDetailsRes(f_ResponseCode, f_GenChallenge, f_EVSETimeStamp), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PaymentDetailsRes') from None
@@ -4104,11 +4189,13 @@ def _d_AuthorizationReq(D, L, p):
             f_Id = None
         if ev == 2:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_GenChallenge, p = _r_bin(D, L, p, 16, 16)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_GenChallenge = None
         if ev != 0: raise _bad_event(ev, p)
@@ -4148,13 +4235,15 @@ def _d_AuthorizationRes(D, L, p):
         ev = 1
         ev = 2
         ev = 0
-        p += 14; _x = (D >> (L - p)) & 16383
-        if _x & 12403: raise _bad_event(-1, p)
+        p += 14
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 16383
+        if _x & 12403: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 7) & 31
-        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        if f_ResponseCode >= 26: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEProcessing = (_x >> 2) & 3
-        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        if f_EVSEProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVSEProcessing = _EV_EVSEProcessingType[f_EVSEProcessing]
         return _mk_AuthorizationRes(f_ResponseCode, f_EVSEProcessing), p
     except (ValueError, _ExiDecodeError) as e:
@@ -4206,19 +4295,23 @@ def _d_ChargeParameterDiscoveryReq(D, L, p):
         ev = _D_ChargeParameterDiscoveryReq_0[_x & 3]
         if ev == 1:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_MaxEntriesSAScheduleTuple, p = _r_uint(D, L, p, 16)
             if f_MaxEntriesSAScheduleTuple > 65535: raise _out_of_range(f_MaxEntriesSAScheduleTuple, 0, 65535, p)
             ev = 2
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_MaxEntriesSAScheduleTuple = None
         if ev != 2: raise _bad_event(ev, p)
-        p += 7; _x = (D >> (L - p)) & 127
-        if _x & 68: raise _bad_event(-1, p)
+        p += 7
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 127
+        if _x & 68: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z'), (2,)))
         f_RequestedEnergyTransferMode = (_x >> 3) & 7
-        if f_RequestedEnergyTransferMode >= 6: raise _bad_enum(f_RequestedEnergyTransferMode, 6, p)
+        if f_RequestedEnergyTransferMode >= 6: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z'), (2,)))
         f_RequestedEnergyTransferMode = _EV_EnergyTransferModeType[f_RequestedEnergyTransferMode]
         ev = _D_ChargeParameterDiscoveryReq_2[_x & 3]
         f_AC_EVChargeParameter = None
@@ -4227,12 +4320,12 @@ def _d_ChargeParameterDiscoveryReq(D, L, p):
             f_AC_EVChargeParameter, p = _d_AC_EVChargeParameter(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 4:
             f_DC_EVChargeParameter, p = _d_DC_EVChargeParameter(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -4292,13 +4385,15 @@ def _d_ChargeParameterDiscoveryRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 16; _x = (D >> (L - p)) & 65535
-        if _x & 49608: raise _bad_event(-1, p)
+        p += 16
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 65535
+        if _x & 49608: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (3,)))
         f_ResponseCode = (_x >> 9) & 31
-        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        if f_ResponseCode >= 26: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (3,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEProcessing = (_x >> 4) & 3
-        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        if f_EVSEProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (3,)))
         f_EVSEProcessing = _EV_EVSEProcessingType[f_EVSEProcessing]
         ev = _D_ChargeParameterDiscoveryRes_2[_x & 7]
         if ev == 3:
@@ -4313,12 +4408,12 @@ def _d_ChargeParameterDiscoveryRes(D, L, p):
             f_AC_EVSEChargeParameter, p = _d_AC_EVSEChargeParameter(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 6:
             f_DC_EVSEChargeParameter, p = _d_DC_EVSEChargeParameter(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -4375,13 +4470,15 @@ def _d_PowerDeliveryReq(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 19; _x = (D >> (L - p)) & 524287
-        if _x & 421896: raise _bad_event(-1, p)
+        p += 19
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (8, 'n', 1, 255), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 524287
+        if _x & 421896: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (8, 'n', 1, 255), (1, 'z'), (3,)))
         f_ChargeProgress = (_x >> 15) & 3
-        if f_ChargeProgress >= 3: raise _bad_enum(f_ChargeProgress, 3, p)
+        if f_ChargeProgress >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (8, 'n', 1, 255), (1, 'z'), (3,)))
         f_ChargeProgress = _EV_chargeProgressType[f_ChargeProgress]
         f_SAScheduleTupleID = ((_x >> 4) & 255) + 1
-        if f_SAScheduleTupleID > 255: raise _out_of_range(f_SAScheduleTupleID, 1, 255, p)
+        if f_SAScheduleTupleID > 255: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (8, 'n', 1, 255), (1, 'z'), (3,)))
         ev = _D_PowerDeliveryReq_2[_x & 7]
         if ev == 3:
             f_ChargingProfile, p = _d_ChargingProfile(D, L, p)
@@ -4393,7 +4490,7 @@ def _d_PowerDeliveryReq(D, L, p):
             f_DC_EVPowerDeliveryParameter, p = _d_DC_EVPowerDeliveryParameter(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_DC_EVPowerDeliveryParameter = None
         if ev != 0: raise _bad_event(ev, p)
@@ -4421,6 +4518,7 @@ def _e_ChargingProfile(o, a):
         a <<= 1
         a = _e_ProfileEntry(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_ProfileEntry(v[i], a)
     a = (a << 2) | 1
@@ -4431,7 +4529,7 @@ def _d_ChargingProfile(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ProfileEntry = []
         n = 0
         while ev == 1:
@@ -4486,22 +4584,28 @@ def _e_ProfileEntry(o, a):
 def _d_ProfileEntry(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ChargingProfileEntryStart, p = _r_uint(D, L, p, 32)
         if f_ChargingProfileEntryStart > 4294967295: raise _out_of_range(f_ChargingProfileEntryStart, 0, 4294967295, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ChargingProfileEntryMaxPower, p = _d_PhysicalValue(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_ProfileEntry_2[_x & 3]
         if ev == 3:
             ev = 0
-            p += 5; _x = (D >> (L - p)) & 31
-            if _x & 19: raise _bad_event(-1, p)
+            p += 5
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'n', 1, 3), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 31
+            if _x & 19: raise _group_fault(D, L, p, ((1, 'z'), (2, 'n', 1, 3), (1, 'z'), (1, 'z')))
             f_ChargingProfileEntryMaxNumberOfPhasesInUse = ((_x >> 2) & 3) + 1
-            if f_ChargingProfileEntryMaxNumberOfPhasesInUse > 3: raise _out_of_range(f_ChargingProfileEntryMaxNumberOfPhasesInUse, 1, 3, p)
+            if f_ChargingProfileEntryMaxNumberOfPhasesInUse > 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'n', 1, 3), (1, 'z'), (1, 'z')))
         else:
             f_ChargingProfileEntryMaxNumberOfPhasesInUse = None
         if ev != 0: raise _bad_event(ev, p)
@@ -4540,10 +4644,12 @@ def _e_PowerDeliveryRes(o, a):
 def _d_PowerDeliveryRes(D, L, p):
     try:
         ev = 1
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 772: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 1023
+        if _x & 772: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (2,)))
         f_ResponseCode = (_x >> 3) & 31
-        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        if f_ResponseCode >= 26: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (2,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         ev = _D_PowerDeliveryRes_1[_x & 3]
         f_AC_EVSEStatus = None
@@ -4552,12 +4658,12 @@ def _d_PowerDeliveryRes(D, L, p):
             f_AC_EVSEStatus, p = _d_AC_EVSEStatus(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 3:
             f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -4619,7 +4725,7 @@ def _d_MeteringReceiptReq(D, L, p):
             f_Id, p = _r_str(D, L, p, 0, None)
             ev = 2
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Id = None
         if ev != 2: raise _bad_event(ev, p)
@@ -4631,22 +4737,24 @@ def _d_MeteringReceiptReq(D, L, p):
         else:
             f_SessionID, p = _r_bin(D, L, p, 0, 8)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_MeteringReceiptReq_2[_x & 3]
         if ev == 3:
             ev = 4
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1027: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8, 'n', 1, 255), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1027: raise _group_fault(D, L, p, ((1, 'z'), (8, 'n', 1, 255), (1, 'z'), (1, 'z')))
             f_SAScheduleTupleID = ((_x >> 2) & 255) + 1
-            if f_SAScheduleTupleID > 255: raise _out_of_range(f_SAScheduleTupleID, 1, 255, p)
+            if f_SAScheduleTupleID > 255: raise _group_fault(D, L, p, ((1, 'z'), (8, 'n', 1, 255), (1, 'z'), (1, 'z')))
         else:
             f_SAScheduleTupleID = None
         if ev != 4: raise _bad_event(ev, p)
         f_MeterInfo, p = _d_MeterInfo(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_MeteringReceiptReq(f_Id, f_SessionID, f_SAScheduleTupleID, f_MeterInfo), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MeteringReceiptReq') from None
@@ -4724,7 +4832,7 @@ def _d_MeterInfo(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -4733,16 +4841,18 @@ def _d_MeterInfo(D, L, p):
         else:
             f_MeterID, p = _r_str(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 3; _x = (D >> (L - p)) & 7
         ev = _D_MeterInfo_1[_x & 7]
         if ev == 2:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_MeterReading, p = _r_uint(D, L, p, 64)
             if f_MeterReading > 18446744073709551615: raise _out_of_range(f_MeterReading, 0, 18446744073709551615, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_MeterInfo_2[_x & 7]
         else:
             f_MeterReading = None
@@ -4755,29 +4865,33 @@ def _d_MeterInfo(D, L, p):
             else:
                 f_SigMeterReading, p = _r_bin(D, L, p, 0, 64)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             p += 2; _x = (D >> (L - p)) & 3
             ev = _D_MeterInfo_3[_x & 3]
         else:
             f_SigMeterReading = None
         if ev == 4:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_MeterStatus, p = _r_int(D, L, p, 15)
             if f_MeterStatus < -32768 or f_MeterStatus > 32767: raise _out_of_range(f_MeterStatus, -32768, 32767, p)
-            p += 3; _x = (D >> (L - p)) & 7
-            if _x & 4: raise _bad_event(-1, p)
+            p += 3
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 7
+            if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
             ev = _D_MeterInfo_4[_x & 3]
         else:
             f_MeterStatus = None
         if ev == 5:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_TMeter, p = _r_int(D, L, p, 63)
             if f_TMeter < -9223372036854775808 or f_TMeter > 9223372036854775807: raise _out_of_range(f_TMeter, -9223372036854775808, 9223372036854775807, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_TMeter = None
         if ev != 0: raise _bad_event(ev, p)
@@ -4822,10 +4936,12 @@ def _e_MeteringReceiptRes(o, a):
 def _d_MeteringReceiptRes(D, L, p):
     try:
         ev = 1
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 772: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 1023
+        if _x & 772: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (2,)))
         f_ResponseCode = (_x >> 3) & 31
-        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        if f_ResponseCode >= 26: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (2,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         ev = _D_MeteringReceiptRes_1[_x & 3]
         f_AC_EVSEStatus = None
@@ -4834,12 +4950,12 @@ def _d_MeteringReceiptRes(D, L, p):
             f_AC_EVSEStatus, p = _d_AC_EVSEStatus(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 3:
             f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -4870,8 +4986,10 @@ def _d_SessionStopReq(D, L, p):
     try:
         ev = 1
         ev = 0
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 27: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 27: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_ChargingSession = _EV_chargingSessionType[(_x >> 2) & 1]
         return _mk_SessionStopReq(f_ChargingSession), p
     except (ValueError, _ExiDecodeError) as e:
@@ -4899,10 +5017,12 @@ def _d_SessionStopRes(D, L, p):
     try:
         ev = 1
         ev = 0
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        if f_ResponseCode >= 26: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         return _mk_SessionStopRes(f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
@@ -4942,23 +5062,27 @@ def _d_CertificateUpdateReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Id, p = _r_str(D, L, p, 0, None)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ContractSignatureCertChain, p = _d_CertificateChain(D, L, p)
         ev = 3
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_eMAID, p = _r_str(D, L, p, 14, 15)
         ev = 4
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ListOfRootCertificateIDs, p = _d_ListOfRootCertificateIDs(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_CertificateUpdateReq(f_Id, f_ContractSignatureCertChain, f_eMAID, f_ListOfRootCertificateIDs), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateUpdateReq') from None
@@ -4979,6 +5103,7 @@ def _e_ListOfRootCertificateIDs(o, a):
         a <<= 1
         a = _e_X509IssuerSerial(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_X509IssuerSerial(v[i], a)
     a = (a << 2) | 1
@@ -4989,7 +5114,7 @@ def _d_ListOfRootCertificateIDs(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_RootCertificateID = []
         n = 0
         while ev == 1:
@@ -5064,38 +5189,42 @@ def _d_CertificateUpdateRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        if f_ResponseCode >= 26: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_SAProvisioningCertificateChain, p = _d_CertificateChain(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ContractSignatureCertChain, p = _d_CertificateChain(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ContractSignatureEncryptedPrivateKey, p = _d_ContractSignatureEncryptedPrivateKey(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_DHpublickey, p = _d_DiffieHellmanPublickey(D, L, p)
         ev = 6
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_eMAID, p = _d_EMAID(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_CertificateUpdateRes_6[_x & 3]
         if ev == 7:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_RetryCounter, p = _r_int(D, L, p, 15)
             if f_RetryCounter < -32768 or f_RetryCounter > 32767: raise _out_of_range(f_RetryCounter, -32768, 32767, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_RetryCounter = None
         if ev != 0: raise _bad_event(ev, p)
@@ -5135,7 +5264,7 @@ def _d_ContractSignatureEncryptedPrivateKey(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Id, p = _r_str(D, L, p, 0, None)
         p += 1; _x = (D >> (L - p)) & 1
         ev = _D_ContractSignatureEncryptedPrivateKey_1[_x & 1]
@@ -5148,7 +5277,7 @@ def _d_ContractSignatureEncryptedPrivateKey(D, L, p):
             f_value, p = _r_bin(D, L, p, 0, 48)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if ev != 0: raise _bad_event(ev, p)
         return _mk_ContractSignatureEncryptedPrivateKey(f_Id, f_value), p
     except (ValueError, _ExiDecodeError) as e:
@@ -5185,7 +5314,7 @@ def _d_DiffieHellmanPublickey(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Id, p = _r_str(D, L, p, 0, None)
         p += 1; _x = (D >> (L - p)) & 1
         ev = _D_DiffieHellmanPublickey_1[_x & 1]
@@ -5198,7 +5327,7 @@ def _d_DiffieHellmanPublickey(D, L, p):
             f_value, p = _r_bin(D, L, p, 0, 65)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if ev != 0: raise _bad_event(ev, p)
         return _mk_DiffieHellmanPublickey(f_Id, f_value), p
     except (ValueError, _ExiDecodeError) as e:
@@ -5230,15 +5359,15 @@ def _d_EMAID(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Id, p = _r_str(D, L, p, 0, None)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_value, p = _r_str(D, L, p, 14, 15)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_EMAID(f_Id, f_value), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EMAID') from None
@@ -5277,11 +5406,11 @@ def _d_CertificateInstallationReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Id, p = _r_str(D, L, p, 0, None)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -5290,14 +5419,14 @@ def _d_CertificateInstallationReq(D, L, p):
         else:
             f_OEMProvisioningCert, p = _r_bin(D, L, p, 0, 800)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ListOfRootCertificateIDs, p = _d_ListOfRootCertificateIDs(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_CertificateInstallationReq(f_Id, f_OEMProvisioningCert, f_ListOfRootCertificateIDs), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateInstallationReq') from None
@@ -5344,31 +5473,33 @@ def _d_CertificateInstallationRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        if f_ResponseCode >= 26: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_SAProvisioningCertificateChain, p = _d_CertificateChain(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ContractSignatureCertChain, p = _d_CertificateChain(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ContractSignatureEncryptedPrivateKey, p = _d_ContractSignatureEncryptedPrivateKey(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_DHpublickey, p = _d_DiffieHellmanPublickey(D, L, p)
         ev = 6
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_eMAID, p = _d_EMAID(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_CertificateInstallationRes(f_ResponseCode, f_SAProvisioningCertificateChain, f_ContractSignatureCertChain, f_ContractSignatureEncryptedPrivateKey, f_DHpublickey, f_eMAID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CertificateInstallationRes') from None
@@ -5390,7 +5521,7 @@ def _d_ChargingStatusReq(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_ChargingStatusReq(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargingStatusReq') from None
@@ -5460,17 +5591,21 @@ def _d_ChargingStatusRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 775: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 775: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 3) & 31
-        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        if f_ResponseCode >= 26: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEID, p = _r_str(D, L, p, 7, 37)
         ev = 3
-        p += 15; _x = (D >> (L - p)) & 32767
-        if _x & 28680: raise _bad_event(-1, p)
+        p += 15
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (8, 'n', 1, 255), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 32767
+        if _x & 28680: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (8, 'n', 1, 255), (1, 'z'), (3,)))
         f_SAScheduleTupleID = ((_x >> 4) & 255) + 1
-        if f_SAScheduleTupleID > 255: raise _out_of_range(f_SAScheduleTupleID, 1, 255, p)
+        if f_SAScheduleTupleID > 255: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (8, 'n', 1, 255), (1, 'z'), (3,)))
         ev = _D_ChargingStatusRes_3[_x & 7]
         if ev == 4:
             f_EVSEMaxCurrent, p = _d_PhysicalValue(D, L, p)
@@ -5486,8 +5621,10 @@ def _d_ChargingStatusRes(D, L, p):
             f_MeterInfo = None
         if ev == 6:
             ev = 7
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 11: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 15
+            if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
             f_ReceiptRequired = ((_x >> 2) & 1) == 1
         else:
             f_ReceiptRequired = None
@@ -5495,7 +5632,7 @@ def _d_ChargingStatusRes(D, L, p):
         f_AC_EVSEStatus, p = _d_AC_EVSEStatus(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_ChargingStatusRes(f_ResponseCode, f_EVSEID, f_SAScheduleTupleID, f_EVSEMaxCurrent, f_MeterInfo, f_ReceiptRequired, f_AC_EVSEStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargingStatusRes') from None
@@ -5538,17 +5675,21 @@ def _e_AC_EVSEStatus(o, a):
 def _d_AC_EVSEStatus(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_NotificationMaxDelay, p = _r_uint(D, L, p, 16)
         if f_NotificationMaxDelay > 65535: raise _out_of_range(f_NotificationMaxDelay, 0, 65535, p)
         ev = 2
         ev = 3
         ev = 0
-        p += 11; _x = (D >> (L - p)) & 2047
-        if _x & 1851: raise _bad_event(-1, p)
+        p += 11
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 2047
+        if _x & 1851: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_EVSENotification = (_x >> 6) & 3
-        if f_EVSENotification >= 3: raise _bad_enum(f_EVSENotification, 3, p)
+        if f_EVSENotification >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_EVSENotification = _EV_EVSENotificationType[f_EVSENotification]
         f_RCD = ((_x >> 2) & 1) == 1
         return _mk_AC_EVSEStatus(f_NotificationMaxDelay, f_EVSENotification, f_RCD), p
@@ -5582,16 +5723,20 @@ def _e_EVSEStatus(o, a):
 def _d_EVSEStatus(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_NotificationMaxDelay, p = _r_uint(D, L, p, 16)
         if f_NotificationMaxDelay > 65535: raise _out_of_range(f_NotificationMaxDelay, 0, 65535, p)
         ev = 2
         ev = 0
-        p += 7; _x = (D >> (L - p)) & 127
-        if _x & 115: raise _bad_event(-1, p)
+        p += 7
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 127
+        if _x & 115: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVSENotification = (_x >> 2) & 3
-        if f_EVSENotification >= 3: raise _bad_enum(f_EVSENotification, 3, p)
+        if f_EVSENotification >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVSENotification = _EV_EVSENotificationType[f_EVSENotification]
         return _mk_EVSEStatus(f_NotificationMaxDelay, f_EVSENotification), p
     except (ValueError, _ExiDecodeError) as e:
@@ -5618,11 +5763,11 @@ def _d_CableCheckReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_DC_EVStatus, p = _d_DC_EVStatus(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_CableCheckReq(f_DC_EVStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CableCheckReq') from None
@@ -5662,14 +5807,16 @@ def _d_DC_EVStatus(D, L, p):
         ev = 2
         ev = 3
         ev = 0
-        p += 22; _x = (D >> (L - p)) & 4194303
-        if _x & 3608067: raise _bad_event(-1, p)
+        p += 22
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (4, 'e', 12), (1, 'z'), (1, 'z'), (1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 4194303
+        if _x & 3608067: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (4, 'e', 12), (1, 'z'), (1, 'z'), (1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
         f_EVReady = ((_x >> 19) & 1) == 1
         f_EVErrorCode = (_x >> 12) & 15
-        if f_EVErrorCode >= 12: raise _bad_enum(f_EVErrorCode, 12, p)
+        if f_EVErrorCode >= 12: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (4, 'e', 12), (1, 'z'), (1, 'z'), (1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
         f_EVErrorCode = _EV_DC_EVErrorCodeType[f_EVErrorCode]
         f_EVRESSSOC = (_x >> 2) & 127
-        if f_EVRESSSOC > 100: raise _out_of_range(f_EVRESSSOC, 0, 100, p)
+        if f_EVRESSSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (4, 'e', 12), (1, 'z'), (1, 'z'), (1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
         return _mk_DC_EVStatus(f_EVReady, f_EVErrorCode, f_EVRESSSOC), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_EVStatus') from None
@@ -5691,7 +5838,7 @@ def _d_EVStatus(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_EVStatus(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVStatus') from None
@@ -5727,18 +5874,22 @@ def _d_CableCheckRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        if f_ResponseCode >= 26: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
         ev = 3
         ev = 0
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 51: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 63
+        if _x & 51: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVSEProcessing = (_x >> 2) & 3
-        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        if f_EVSEProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVSEProcessing = _EV_EVSEProcessingType[f_EVSEProcessing]
         return _mk_CableCheckRes(f_ResponseCode, f_DC_EVSEStatus, f_EVSEProcessing), p
     except (ValueError, _ExiDecodeError) as e:
@@ -5789,32 +5940,40 @@ def _e_DC_EVSEStatus(o, a):
 def _d_DC_EVSEStatus(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_NotificationMaxDelay, p = _r_uint(D, L, p, 16)
         if f_NotificationMaxDelay > 65535: raise _out_of_range(f_NotificationMaxDelay, 0, 65535, p)
         ev = 2
-        p += 8; _x = (D >> (L - p)) & 255
-        if _x & 228: raise _bad_event(-1, p)
+        p += 8
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 255
+        if _x & 228: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_EVSENotification = (_x >> 3) & 3
-        if f_EVSENotification >= 3: raise _bad_enum(f_EVSENotification, 3, p)
+        if f_EVSENotification >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_EVSENotification = _EV_EVSENotificationType[f_EVSENotification]
         ev = _D_DC_EVSEStatus_2[_x & 3]
         if ev == 3:
             ev = 4
-            p += 6; _x = (D >> (L - p)) & 63
-            if _x & 35: raise _bad_event(-1, p)
+            p += 6
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 5), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 63
+            if _x & 35: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 5), (1, 'z'), (1, 'z')))
             f_EVSEIsolationStatus = (_x >> 2) & 7
-            if f_EVSEIsolationStatus >= 5: raise _bad_enum(f_EVSEIsolationStatus, 5, p)
+            if f_EVSEIsolationStatus >= 5: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 5), (1, 'z'), (1, 'z')))
             f_EVSEIsolationStatus = _EV_isolationLevelType[f_EVSEIsolationStatus]
         else:
             f_EVSEIsolationStatus = None
         if ev != 4: raise _bad_event(ev, p)
         ev = 0
-        p += 7; _x = (D >> (L - p)) & 127
-        if _x & 67: raise _bad_event(-1, p)
+        p += 7
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 127
+        if _x & 67: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z'), (1, 'z')))
         f_EVSEStatusCode = (_x >> 2) & 15
-        if f_EVSEStatusCode >= 12: raise _bad_enum(f_EVSEStatusCode, 12, p)
+        if f_EVSEStatusCode >= 12: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z'), (1, 'z')))
         f_EVSEStatusCode = _EV_DC_EVSEStatusCodeType[f_EVSEStatusCode]
         return _mk_DC_EVSEStatus(f_NotificationMaxDelay, f_EVSENotification, f_EVSEIsolationStatus, f_EVSEStatusCode), p
     except (ValueError, _ExiDecodeError) as e:
@@ -5851,19 +6010,19 @@ def _d_PreChargeReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_DC_EVStatus, p = _d_DC_EVStatus(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVTargetVoltage, p = _d_PhysicalValue(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVTargetCurrent, p = _d_PhysicalValue(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_PreChargeReq(f_DC_EVStatus, f_EVTargetVoltage, f_EVTargetCurrent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PreChargeReq') from None
@@ -5898,19 +6057,21 @@ def _d_PreChargeRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        if f_ResponseCode >= 26: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEPresentVoltage, p = _d_PhysicalValue(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_PreChargeRes(f_ResponseCode, f_DC_EVSEStatus, f_EVSEPresentVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PreChargeRes') from None
@@ -5999,11 +6160,11 @@ def _d_CurrentDemandReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_DC_EVStatus, p = _d_DC_EVStatus(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVTargetCurrent, p = _d_PhysicalValue(D, L, p)
         p += 3; _x = (D >> (L - p)) & 7
         ev = _D_CurrentDemandReq_2[_x & 7]
@@ -6027,14 +6188,18 @@ def _d_CurrentDemandReq(D, L, p):
             f_EVMaximumPowerLimit = None
         if ev == 6:
             ev = 7
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 11: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 15
+            if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
             f_BulkChargingComplete = ((_x >> 2) & 1) == 1
         else:
             f_BulkChargingComplete = None
         if ev != 7: raise _bad_event(ev, p)
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 20: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 31
+        if _x & 20: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (2,)))
         f_ChargingComplete = ((_x >> 3) & 1) == 1
         ev = _D_CurrentDemandReq_7[_x & 3]
         if ev == 8:
@@ -6047,14 +6212,14 @@ def _d_CurrentDemandReq(D, L, p):
             f_RemainingTimeToBulkSoC, p = _d_PhysicalValue(D, L, p)
             ev = 10
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_RemainingTimeToBulkSoC = None
         if ev != 10: raise _bad_event(ev, p)
         f_EVTargetVoltage, p = _d_PhysicalValue(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_CurrentDemandReq(f_DC_EVStatus, f_EVTargetCurrent, f_EVMaximumVoltageLimit, f_EVMaximumCurrentLimit, f_EVMaximumPowerLimit, f_BulkChargingComplete, f_ChargingComplete, f_RemainingTimeToFullSoC, f_RemainingTimeToBulkSoC, f_EVTargetVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'CurrentDemandReq') from None
@@ -6179,25 +6344,29 @@ def _d_CurrentDemandRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        if f_ResponseCode >= 26: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEPresentVoltage, p = _d_PhysicalValue(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEPresentCurrent, p = _d_PhysicalValue(D, L, p)
         ev = 5
         ev = 6
         ev = 7
-        p += 15; _x = (D >> (L - p)) & 32767
-        if _x & 28392: raise _bad_event(-1, p)
+        p += 15
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 32767
+        if _x & 28392: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (3,)))
         f_EVSECurrentLimitAchieved = ((_x >> 12) & 1) == 1
         f_EVSEVoltageLimitAchieved = ((_x >> 8) & 1) == 1
         f_EVSEPowerLimitAchieved = ((_x >> 4) & 1) == 1
@@ -6218,18 +6387,20 @@ def _d_CurrentDemandRes(D, L, p):
             f_EVSEMaximumPowerLimit, p = _d_PhysicalValue(D, L, p)
             ev = 11
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEMaximumPowerLimit = None
         if ev != 11: raise _bad_event(ev, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEID, p = _r_str(D, L, p, 7, 37)
         ev = 12
-        p += 14; _x = (D >> (L - p)) & 16383
-        if _x & 14340: raise _bad_event(-1, p)
+        p += 14
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (8, 'n', 1, 255), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 16383
+        if _x & 14340: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (8, 'n', 1, 255), (1, 'z'), (2,)))
         f_SAScheduleTupleID = ((_x >> 3) & 255) + 1
-        if f_SAScheduleTupleID > 255: raise _out_of_range(f_SAScheduleTupleID, 1, 255, p)
+        if f_SAScheduleTupleID > 255: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (8, 'n', 1, 255), (1, 'z'), (2,)))
         ev = _D_CurrentDemandRes_12[_x & 3]
         if ev == 13:
             f_MeterInfo, p = _d_MeterInfo(D, L, p)
@@ -6239,8 +6410,10 @@ def _d_CurrentDemandRes(D, L, p):
             f_MeterInfo = None
         if ev == 14:
             ev = 0
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 11: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 15
+            if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
             f_ReceiptRequired = ((_x >> 2) & 1) == 1
         else:
             f_ReceiptRequired = None
@@ -6280,11 +6453,11 @@ def _d_WeldingDetectionReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_DC_EVStatus, p = _d_DC_EVStatus(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_WeldingDetectionReq(f_DC_EVStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WeldingDetectionReq') from None
@@ -6319,19 +6492,21 @@ def _d_WeldingDetectionRes(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 387: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 387: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 31
-        if f_ResponseCode >= 26: raise _bad_enum(f_ResponseCode, 26, p)
+        if f_ResponseCode >= 26: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (5, 'e', 26), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEPresentVoltage, p = _d_PhysicalValue(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_WeldingDetectionRes(f_ResponseCode, f_DC_EVSEStatus, f_EVSEPresentVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WeldingDetectionRes') from None
@@ -6353,7 +6528,7 @@ def _d_SASchedules(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_SASchedules(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SASchedules') from None
@@ -6375,6 +6550,7 @@ def _e_SAScheduleList(o, a):
         a <<= 1
         a = _e_SAScheduleTuple(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_SAScheduleTuple(v[i], a)
         s = 2 if n == 3 else 1
@@ -6388,7 +6564,7 @@ def _d_SAScheduleList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_SAScheduleTuple = []
         n = 0
         while ev == 1:
@@ -6401,7 +6577,7 @@ def _d_SAScheduleList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_SAScheduleList(f_SAScheduleTuple), p
@@ -6447,10 +6623,12 @@ def _d_SAScheduleTuple(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 12; _x = (D >> (L - p)) & 4095
-        if _x & 3075: raise _bad_event(-1, p)
+        p += 12
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (8, 'n', 1, 255), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 4095
+        if _x & 3075: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (8, 'n', 1, 255), (1, 'z'), (1, 'z')))
         f_SAScheduleTupleID = ((_x >> 2) & 255) + 1
-        if f_SAScheduleTupleID > 255: raise _out_of_range(f_SAScheduleTupleID, 1, 255, p)
+        if f_SAScheduleTupleID > 255: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (8, 'n', 1, 255), (1, 'z'), (1, 'z')))
         f_PMaxSchedule, p = _d_PMaxSchedule(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_SAScheduleTuple_2[_x & 3]
@@ -6458,7 +6636,7 @@ def _d_SAScheduleTuple(D, L, p):
             f_SalesTariff, p = _d_SalesTariff(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_SalesTariff = None
         if ev != 0: raise _bad_event(ev, p)
@@ -6484,6 +6662,7 @@ def _e_PMaxSchedule(o, a):
         a <<= 1
         a = _e_PMaxScheduleEntry(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_PMaxScheduleEntry(v[i], a)
     a = (a << 2) | 1
@@ -6494,7 +6673,7 @@ def _d_PMaxSchedule(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_PMaxScheduleEntry = []
         n = 0
         while ev == 1:
@@ -6565,6 +6744,7 @@ def _e_SalesTariff(o, a):
         a = (a << _c[1]) | _c[0]
         a = _e_SalesTariffEntry(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_SalesTariffEntry(v[i], a)
         s = 5
@@ -6580,14 +6760,16 @@ def _d_SalesTariff(D, L, p):
             f_Id, p = _r_str(D, L, p, 0, None)
             ev = 2
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Id = None
         if ev != 2: raise _bad_event(ev, p)
-        p += 12; _x = (D >> (L - p)) & 4095
-        if _x & 2052: raise _bad_event(-1, p)
+        p += 12
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8, 'n', 1, 255), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 4095
+        if _x & 2052: raise _group_fault(D, L, p, ((1, 'z'), (8, 'n', 1, 255), (1, 'z'), (2,)))
         f_SalesTariffID = ((_x >> 3) & 255) + 1
-        if f_SalesTariffID > 255: raise _out_of_range(f_SalesTariffID, 1, 255, p)
+        if f_SalesTariffID > 255: raise _group_fault(D, L, p, ((1, 'z'), (8, 'n', 1, 255), (1, 'z'), (2,)))
         ev = _D_SalesTariff_2[_x & 3]
         if ev == 3:
             p += 1
@@ -6598,15 +6780,17 @@ def _d_SalesTariff(D, L, p):
             else:
                 f_SalesTariffDescription, p = _r_str(D, L, p, 0, 32)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             p += 2; _x = (D >> (L - p)) & 3
             ev = _D_SalesTariff_3[_x & 3]
         else:
             f_SalesTariffDescription = None
         if ev == 4:
             ev = 5
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1027: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1027: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (1, 'z')))
             f_NumEPriceLevels = (_x >> 2) & 255
         else:
             f_NumEPriceLevels = None
@@ -6657,7 +6841,7 @@ def _d_Entry(D, L, p):
         f_RelativeTimeInterval, p = _d_RelativeTimeInterval(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_Entry(f_RelativeTimeInterval), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Entry') from None
@@ -6694,6 +6878,7 @@ def _e_SalesTariffEntry(o, a):
         a = (a << _c[1]) | _c[0]
         a = _e_ConsumptionCost(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_ConsumptionCost(v[i], a)
         s = 4 if n == 3 else 3
@@ -6712,8 +6897,10 @@ def _d_SalesTariffEntry(D, L, p):
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_SalesTariffEntry_1[_x & 3]
         if ev == 3:
-            p += 12; _x = (D >> (L - p)) & 4095
-            if _x & 2052: raise _bad_event(-1, p)
+            p += 12
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 4095
+            if _x & 2052: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (2,)))
             f_EPriceLevel = (_x >> 3) & 255
             ev = _D_SalesTariffEntry_2[_x & 3]
         else:
@@ -6730,7 +6917,7 @@ def _d_SalesTariffEntry(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if ev != 0: raise _bad_event(ev, p)
         return _mk_SalesTariffEntry(f_RelativeTimeInterval, f_EPriceLevel, f_ConsumptionCost), p
     except (ValueError, _ExiDecodeError) as e:
@@ -6764,6 +6951,7 @@ def _e_ConsumptionCost(o, a):
         a <<= 1
         a = _e_Cost(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_Cost(v[i], a)
         s = 3 if n == 3 else 2
@@ -6777,11 +6965,11 @@ def _d_ConsumptionCost(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_startValue, p = _d_PhysicalValue(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Cost = []
         n = 0
         while ev == 2:
@@ -6794,7 +6982,7 @@ def _d_ConsumptionCost(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_ConsumptionCost(f_startValue, f_Cost), p
@@ -6843,22 +7031,28 @@ def _d_Cost(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 7; _x = (D >> (L - p)) & 127
-        if _x & 103: raise _bad_event(-1, p)
+        p += 7
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 127
+        if _x & 103: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z')))
         f_costKind = (_x >> 3) & 3
-        if f_costKind >= 3: raise _bad_enum(f_costKind, 3, p)
+        if f_costKind >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z')))
         f_costKind = _EV_costKindType[f_costKind]
         f_amount, p = _r_uint(D, L, p, 32)
         if f_amount > 4294967295: raise _out_of_range(f_amount, 0, 4294967295, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_Cost_2[_x & 3]
         if ev == 3:
             ev = 0
-            p += 6; _x = (D >> (L - p)) & 63
-            if _x & 35: raise _bad_event(-1, p)
+            p += 6
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'n', -3, 3), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 63
+            if _x & 35: raise _group_fault(D, L, p, ((1, 'z'), (3, 'n', -3, 3), (1, 'z'), (1, 'z')))
             f_amountMultiplier = ((_x >> 2) & 7) - 3
-            if f_amountMultiplier > 3: raise _out_of_range(f_amountMultiplier, -3, 3, p)
+            if f_amountMultiplier > 3: raise _group_fault(D, L, p, ((1, 'z'), (3, 'n', -3, 3), (1, 'z'), (1, 'z')))
         else:
             f_amountMultiplier = None
         if ev != 0: raise _bad_event(ev, p)
@@ -6897,11 +7091,11 @@ def _d_PMaxScheduleEntry(D, L, p):
         f_RelativeTimeInterval, p = _d_RelativeTimeInterval(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_PMax, p = _d_PhysicalValue(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_PMaxScheduleEntry(f_RelativeTimeInterval, f_PMax), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PMaxScheduleEntry') from None
@@ -6924,7 +7118,7 @@ def _d_Interval(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_Interval(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Interval') from None
@@ -6962,21 +7156,27 @@ def _e_RelativeTimeInterval(o, a):
 def _d_RelativeTimeInterval(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_start, p = _r_uint(D, L, p, 24)
         if f_start > 16777214: raise _out_of_range(f_start, 0, 16777214, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_RelativeTimeInterval_1[_x & 3]
         if ev == 2:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_duration, p = _r_uint(D, L, p, 17)
             if f_duration > 86400: raise _out_of_range(f_duration, 0, 86400, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_duration = None
         if ev != 0: raise _bad_event(ev, p)
@@ -7015,12 +7215,14 @@ def _d_EVChargeParameter(D, L, p):
         ev = _D_EVChargeParameter_0[_x & 3]
         if ev == 1:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_DepartureTime = None
         if ev != 0: raise _bad_event(ev, p)
@@ -7079,31 +7281,33 @@ def _d_AC_EVChargeParameter(D, L, p):
         ev = _D_AC_EVChargeParameter_0[_x & 3]
         if ev == 1:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
             ev = 2
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_DepartureTime = None
         if ev != 2: raise _bad_event(ev, p)
         f_EAmount, p = _d_PhysicalValue(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaxVoltage, p = _d_PhysicalValue(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaxCurrent, p = _d_PhysicalValue(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinCurrent, p = _d_PhysicalValue(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_AC_EVChargeParameter(f_DepartureTime, f_EAmount, f_EVMaxVoltage, f_EVMaxCurrent, f_EVMinCurrent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AC_EVChargeParameter') from None
@@ -7195,19 +7399,21 @@ def _d_DC_EVChargeParameter(D, L, p):
         ev = _D_DC_EVChargeParameter_0[_x & 3]
         if ev == 1:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
             ev = 2
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_DepartureTime = None
         if ev != 2: raise _bad_event(ev, p)
         f_DC_EVStatus, p = _d_DC_EVStatus(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumCurrentLimit, p = _d_PhysicalValue(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_DC_EVChargeParameter_3[_x & 3]
@@ -7215,7 +7421,7 @@ def _d_DC_EVChargeParameter(D, L, p):
             f_EVMaximumPowerLimit, p = _d_PhysicalValue(D, L, p)
             ev = 5
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMaximumPowerLimit = None
         if ev != 5: raise _bad_event(ev, p)
@@ -7235,19 +7441,23 @@ def _d_DC_EVChargeParameter(D, L, p):
         else:
             f_EVEnergyRequest = None
         if ev == 8:
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1028: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             f_FullSOC = (_x >> 3) & 127
-            if f_FullSOC > 100: raise _out_of_range(f_FullSOC, 0, 100, p)
+            if f_FullSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             ev = _D_DC_EVChargeParameter_8[_x & 3]
         else:
             f_FullSOC = None
         if ev == 9:
             ev = 0
-            p += 10; _x = (D >> (L - p)) & 1023
-            if _x & 515: raise _bad_event(-1, p)
+            p += 10
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 1023
+            if _x & 515: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
             f_BulkSOC = (_x >> 2) & 127
-            if f_BulkSOC > 100: raise _out_of_range(f_BulkSOC, 0, 100, p)
+            if f_BulkSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
         else:
             f_BulkSOC = None
         if ev != 0: raise _bad_event(ev, p)
@@ -7284,7 +7494,7 @@ def _d_EVSEChargeParameter(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_EVSEChargeParameter(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVSEChargeParameter') from None
@@ -7318,19 +7528,19 @@ def _d_AC_EVSEChargeParameter(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_AC_EVSEStatus, p = _d_AC_EVSEStatus(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSENominalVoltage, p = _d_PhysicalValue(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaxCurrent, p = _d_PhysicalValue(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_AC_EVSEChargeParameter(f_AC_EVSEStatus, f_EVSENominalVoltage, f_EVSEMaxCurrent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AC_EVSEChargeParameter') from None
@@ -7402,27 +7612,27 @@ def _d_DC_EVSEChargeParameter(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_DC_EVSEStatus, p = _d_DC_EVSEStatus(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaximumCurrentLimit, p = _d_PhysicalValue(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaximumPowerLimit, p = _d_PhysicalValue(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaximumVoltageLimit, p = _d_PhysicalValue(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMinimumCurrentLimit, p = _d_PhysicalValue(D, L, p)
         ev = 6
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMinimumVoltageLimit, p = _d_PhysicalValue(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_DC_EVSEChargeParameter_6[_x & 3]
@@ -7430,7 +7640,7 @@ def _d_DC_EVSEChargeParameter(D, L, p):
             f_EVSECurrentRegulationTolerance, p = _d_PhysicalValue(D, L, p)
             ev = 8
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSECurrentRegulationTolerance = None
         if ev != 8: raise _bad_event(ev, p)
@@ -7441,7 +7651,7 @@ def _d_DC_EVSEChargeParameter(D, L, p):
             f_EVSEEnergyToBeDelivered, p = _d_PhysicalValue(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEEnergyToBeDelivered = None
         if ev != 0: raise _bad_event(ev, p)
@@ -7470,7 +7680,7 @@ def _d_EVPowerDeliveryParameter(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_EVPowerDeliveryParameter(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPowerDeliveryParameter') from None
@@ -7513,21 +7723,25 @@ def _d_DC_EVPowerDeliveryParameter(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_DC_EVStatus, p = _d_DC_EVStatus(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_DC_EVPowerDeliveryParameter_1[_x & 3]
         if ev == 2:
             ev = 3
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 11: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 15
+            if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
             f_BulkChargingComplete = ((_x >> 2) & 1) == 1
         else:
             f_BulkChargingComplete = None
         if ev != 3: raise _bad_event(ev, p)
         ev = 0
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 11: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_ChargingComplete = ((_x >> 2) & 1) == 1
         return _mk_DC_EVPowerDeliveryParameter(f_DC_EVStatus, f_BulkChargingComplete, f_ChargingComplete), p
     except (ValueError, _ExiDecodeError) as e:
@@ -7560,15 +7774,15 @@ def _d_V2G_Message(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Body, p = _d_Body(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_V2G_Message(f_Header, f_Body), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2G_Message') from None
@@ -7598,7 +7812,7 @@ def _ds_0(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7624,7 +7838,7 @@ def _ds_1(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7639,8 +7853,10 @@ def _es_2(v, a):
 
 def _ds_2(D, L, p):
     try:
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 5: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 5: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
         x = ((_x >> 1) & 1) == 1
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7657,10 +7873,12 @@ def _es_3(v, a):
 
 def _ds_3(D, L, p):
     try:
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 257: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 257: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
         x = (_x >> 1) & 127
-        if x > 100: raise _out_of_range(x, 0, 100, p)
+        if x > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7686,7 +7904,7 @@ def _ds_4(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, 800)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7701,10 +7919,12 @@ def _es_5(v, a):
 
 def _ds_5(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_chargeProgressType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7721,10 +7941,12 @@ def _es_6(v, a):
 
 def _ds_6(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'n', 1, 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'n', 1, 3), (1, 'z')))
         x = ((_x >> 1) & 3) + 1
-        if x > 3: raise _out_of_range(x, 1, 3, p)
+        if x > 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'n', 1, 3), (1, 'z')))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7741,11 +7963,11 @@ def _es_7(v, a):
 def _ds_7(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 32)
         if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7760,8 +7982,10 @@ def _es_8(v, a):
 
 def _ds_8(D, L, p):
     try:
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 5: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 5: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
         x = _EV_chargingSessionType[(_x >> 1) & 1]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7778,8 +8002,10 @@ def _es_9(v, a):
 
 def _ds_9(D, L, p):
     try:
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 513: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
         x = (_x >> 1) & 255
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7806,7 +8032,7 @@ def _ds_10(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, 6)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7821,10 +8047,12 @@ def _es_11(v, a):
 
 def _ds_11(D, L, p):
     try:
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 33: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z')))
+        _x = (D >> (L - p)) & 63
+        if _x & 33: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z')))
         x = (_x >> 1) & 15
-        if x >= 12: raise _bad_enum(x, 12, p)
+        if x >= 12: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z')))
         x = _EV_DC_EVErrorCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7841,10 +8069,10 @@ def _es_12(v, a):
 def _ds_12(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_str(D, L, p, 7, 37)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7859,10 +8087,12 @@ def _es_13(v, a):
 
 def _ds_13(D, L, p):
     try:
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 17: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 5), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 17: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 5), (1, 'z')))
         x = (_x >> 1) & 7
-        if x >= 5: raise _bad_enum(x, 5, p)
+        if x >= 5: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 5), (1, 'z')))
         x = _EV_isolationLevelType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7878,10 +8108,12 @@ def _es_14(v, a):
 
 def _ds_14(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_EVSENotificationType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7897,10 +8129,12 @@ def _es_15(v, a):
 
 def _ds_15(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_EVSEProcessingType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7916,10 +8150,12 @@ def _es_16(v, a):
 
 def _ds_16(D, L, p):
     try:
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 33: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z')))
+        _x = (D >> (L - p)) & 63
+        if _x & 33: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z')))
         x = (_x >> 1) & 15
-        if x >= 12: raise _bad_enum(x, 12, p)
+        if x >= 12: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 12), (1, 'z')))
         x = _EV_DC_EVSEStatusCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7937,11 +8173,11 @@ def _es_17(v, a):
 def _ds_17(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, 63)
         if x < -9223372036854775808 or x > 9223372036854775807: raise _out_of_range(x, -9223372036854775808, 9223372036854775807, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -7956,10 +8192,12 @@ def _es_18(v, a):
 
 def _ds_18(D, L, p):
     try:
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 17: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 17: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
         x = (_x >> 1) & 7
-        if x >= 6: raise _bad_enum(x, 6, p)
+        if x >= 6: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
         x = _EV_EnergyTransferModeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -7986,7 +8224,7 @@ def _ds_19(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8001,10 +8239,12 @@ def _es_20(v, a):
 
 def _ds_20(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_faultCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8031,7 +8271,7 @@ def _ds_21(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 64)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8047,10 +8287,10 @@ def _es_22(v, a):
 def _ds_22(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_bin(D, L, p, 16, 16)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8058,6 +8298,7 @@ def _ds_22(D, L, p):
 
 def _es_23(v, a):
     a <<= 1
+    if not -_UNBOUNDED_INT_LIMIT <= v < _UNBOUNDED_INT_LIMIT: raise _Invalid(f'value: {v} is beyond what an unbounded integer may hold')
     a = _w_int(a, v)
     a <<= 1
     return a
@@ -8066,10 +8307,10 @@ def _es_23(v, a):
 def _ds_23(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8086,11 +8327,11 @@ def _es_24(v, a):
 def _ds_24(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 16)
         if x > 65535: raise _out_of_range(x, 0, 65535, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8116,7 +8357,7 @@ def _ds_25(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8133,11 +8374,11 @@ def _es_26(v, a):
 def _ds_26(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 64)
         if x > 18446744073709551615: raise _out_of_range(x, 0, 18446744073709551615, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8154,11 +8395,11 @@ def _es_27(v, a):
 def _ds_27(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, 15)
         if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8174,10 +8415,12 @@ def _es_28(v, a):
 
 def _ds_28(D, L, p):
     try:
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 17: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'n', -3, 3), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 17: raise _group_fault(D, L, p, ((1, 'z'), (3, 'n', -3, 3), (1, 'z')))
         x = ((_x >> 1) & 7) - 3
-        if x > 3: raise _out_of_range(x, -3, 3, p)
+        if x > 3: raise _group_fault(D, L, p, ((1, 'z'), (3, 'n', -3, 3), (1, 'z')))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8203,7 +8446,7 @@ def _ds_29(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8220,11 +8463,11 @@ def _es_30(v, a):
 def _ds_30(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, 15)
         if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8239,8 +8482,10 @@ def _es_31(v, a):
 
 def _ds_31(D, L, p):
     try:
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 5: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 5: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
         x = _EV_paymentOptionType[(_x >> 1) & 1]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8256,10 +8501,12 @@ def _es_32(v, a):
 
 def _ds_32(D, L, p):
     try:
-        p += 7; _x = (D >> (L - p)) & 127
-        if _x & 65: raise _bad_event(-1, p)
+        p += 7
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (5, 'e', 26), (1, 'z')))
+        _x = (D >> (L - p)) & 127
+        if _x & 65: raise _group_fault(D, L, p, ((1, 'z'), (5, 'e', 26), (1, 'z')))
         x = (_x >> 1) & 31
-        if x >= 26: raise _bad_enum(x, 26, p)
+        if x >= 26: raise _group_fault(D, L, p, ((1, 'z'), (5, 'e', 26), (1, 'z')))
         x = _EV_responseCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8276,10 +8523,12 @@ def _es_33(v, a):
 
 def _ds_33(D, L, p):
     try:
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 513: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8, 'n', 1, 255), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _group_fault(D, L, p, ((1, 'z'), (8, 'n', 1, 255), (1, 'z')))
         x = ((_x >> 1) & 255) + 1
-        if x > 255: raise _out_of_range(x, 1, 255, p)
+        if x > 255: raise _group_fault(D, L, p, ((1, 'z'), (8, 'n', 1, 255), (1, 'z')))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8305,7 +8554,7 @@ def _ds_34(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8320,8 +8569,10 @@ def _es_35(v, a):
 
 def _ds_35(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z')))
         x = _EV_serviceCategoryType[(_x >> 1) & 3]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8339,11 +8590,11 @@ def _es_36(v, a):
 def _ds_36(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 16)
         if x > 65535: raise _out_of_range(x, 0, 65535, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8369,7 +8620,7 @@ def _ds_37(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8395,7 +8646,7 @@ def _ds_38(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 64)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8421,7 +8672,7 @@ def _ds_39(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, 8)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8447,7 +8698,7 @@ def _ds_40(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, 64)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8462,10 +8713,12 @@ def _es_41(v, a):
 
 def _ds_41(D, L, p):
     try:
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 17: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 7), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 17: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 7), (1, 'z')))
         x = (_x >> 1) & 7
-        if x >= 7: raise _bad_enum(x, 7, p)
+        if x >= 7: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 7), (1, 'z')))
         x = _EV_unitSymbolType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8474,6 +8727,7 @@ def _ds_41(D, L, p):
 
 def _es_42(v, a):
     a <<= 1
+    if not -_UNBOUNDED_INT_LIMIT <= v < _UNBOUNDED_INT_LIMIT: raise _Invalid(f'value: {v} is beyond what an unbounded integer may hold')
     a = _w_int(a, v)
     a <<= 1
     return a
@@ -8482,10 +8736,10 @@ def _es_42(v, a):
 def _ds_42(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8501,8 +8755,10 @@ def _es_43(v, a):
 
 def _ds_43(D, L, p):
     try:
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 513: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
         x = ((_x >> 1) & 255) - 128
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8518,10 +8774,12 @@ def _es_44(v, a):
 
 def _ds_44(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_costKindType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8539,11 +8797,11 @@ def _es_45(v, a):
 def _ds_45(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 17)
         if x > 86400: raise _out_of_range(x, 0, 86400, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8560,11 +8818,11 @@ def _es_46(v, a):
 def _ds_46(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, 31)
         if x < -2147483648 or x > 2147483647: raise _out_of_range(x, -2147483648, 2147483647, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8581,11 +8839,11 @@ def _es_47(v, a):
 def _ds_47(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 24)
         if x > 16777214: raise _out_of_range(x, 0, 16777214, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None

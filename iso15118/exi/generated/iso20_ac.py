@@ -8,9 +8,11 @@ from enum import StrEnum
 from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
 from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
-                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
-                     bad_event as _bad_event, fault as _fault, missing as _missing,
-                     out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
+                     LONG_OUTPUT_BITS as _LONG_OUTPUT_BITS, LongAccumulator as _LongAccumulator,
+                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS,
+                     UNBOUNDED_INT_LIMIT as _UNBOUNDED_INT_LIMIT, bad_enum as _bad_enum,
+                     bad_event as _bad_event, fault as _fault, group_fault as _group_fault,
+                     missing as _missing, out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
                      r_str as _r_str, r_uint as _r_uint, too_many as _too_many, w_bin as _w_bin, w_int as _w_int,
                      w_str as _w_str, w_uint as _w_uint)
 from ._iso20_types import (
@@ -1228,7 +1230,7 @@ def _d_AC_ChargeParameterDiscoveryReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_AC_ChargeParameterDiscoveryReq_1[_x & 3]
@@ -1238,12 +1240,12 @@ def _d_AC_ChargeParameterDiscoveryReq(D, L, p):
             f_AC_CPDReqEnergyTransferMode, p = _d_AC_CPDReqEnergyTransferMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 3:
             f_BPT_AC_CPDReqEnergyTransferMode, p = _d_BPT_AC_CPDReqEnergyTransferMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -1273,11 +1275,11 @@ def _d_ChargeParameterDiscoveryReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_ChargeParameterDiscoveryReq(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryReq') from None
@@ -1303,11 +1305,11 @@ def _d_V2GRequest(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_V2GRequest(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GRequest') from None
@@ -1333,11 +1335,11 @@ def _d_V2GMessage(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_V2GMessage(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GMessage') from None
@@ -1379,22 +1381,28 @@ def _e_MessageHeader(o, a):
 def _d_MessageHeader(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_SessionID, p = _r_bin(D, L, p, 8, 8)
         ev = 2
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_TimeStamp, p = _r_uint(D, L, p, 64)
         if f_TimeStamp > 18446744073709551615: raise _out_of_range(f_TimeStamp, 0, 18446744073709551615, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_MessageHeader_2[_x & 3]
         if ev == 3:
             f_Signature, p = _d_Signature(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Signature = None
         if ev != 0: raise _bad_event(ev, p)
@@ -1438,13 +1446,15 @@ def _d_AC_ChargeParameterDiscoveryRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
-        p += 11; _x = (D >> (L - p)) & 2047
-        if _x & 1540: raise _bad_event(-1, p)
+        p += 11
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 2047
+        if _x & 1540: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (2,)))
         f_ResponseCode = (_x >> 3) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (2,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         ev = _D_AC_ChargeParameterDiscoveryRes_2[_x & 3]
         f_AC_CPDResEnergyTransferMode = None
@@ -1453,12 +1463,12 @@ def _d_AC_ChargeParameterDiscoveryRes(D, L, p):
             f_AC_CPDResEnergyTransferMode, p = _d_AC_CPDResEnergyTransferMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 4:
             f_BPT_AC_CPDResEnergyTransferMode, p = _d_BPT_AC_CPDResEnergyTransferMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -1493,14 +1503,16 @@ def _d_ChargeParameterDiscoveryRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 0
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 771: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         return _mk_ChargeParameterDiscoveryRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
@@ -1532,14 +1544,16 @@ def _d_V2GResponse(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 0
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 771: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         return _mk_V2GResponse(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
@@ -1604,7 +1618,7 @@ def _d_AC_ChargeLoopReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_AC_ChargeLoopReq_1[_x & 3]
@@ -1612,12 +1626,14 @@ def _d_AC_ChargeLoopReq(D, L, p):
             f_DisplayParameters, p = _d_DisplayParameters(D, L, p)
             ev = 3
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_DisplayParameters = None
         if ev != 3: raise _bad_event(ev, p)
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 40: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 63
+        if _x & 40: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (3,)))
         f_MeterInfoRequested = ((_x >> 4) & 1) == 1
         ev = _D_AC_ChargeLoopReq_3[_x & 7]
         f_BPT_Dynamic_AC_CLReqControlMode = None
@@ -1629,27 +1645,27 @@ def _d_AC_ChargeLoopReq(D, L, p):
             f_BPT_Dynamic_AC_CLReqControlMode, p = _d_BPT_Dynamic_AC_CLReqControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 5:
             f_BPT_Scheduled_AC_CLReqControlMode, p = _d_BPT_Scheduled_AC_CLReqControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 6:
             f_CLReqControlMode, p = _d_CLReqControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 7:
             f_Dynamic_AC_CLReqControlMode, p = _d_Dynamic_AC_CLReqControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 8:
             f_Scheduled_AC_CLReqControlMode, p = _d_Scheduled_AC_CLReqControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -1697,7 +1713,7 @@ def _d_ChargeLoopReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_ChargeLoopReq_1[_x & 3]
@@ -1705,13 +1721,15 @@ def _d_ChargeLoopReq(D, L, p):
             f_DisplayParameters, p = _d_DisplayParameters(D, L, p)
             ev = 3
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_DisplayParameters = None
         if ev != 3: raise _bad_event(ev, p)
         ev = 0
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 11: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_MeterInfoRequested = ((_x >> 2) & 1) == 1
         return _mk_ChargeLoopReq(f_Header, f_DisplayParameters, f_MeterInfoRequested), p
     except (ValueError, _ExiDecodeError) as e:
@@ -1806,13 +1824,15 @@ def _d_AC_ChargeLoopRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
-        p += 13; _x = (D >> (L - p)) & 8191
-        if _x & 6160: raise _bad_event(-1, p)
+        p += 13
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (4,)))
+        _x = (D >> (L - p)) & 8191
+        if _x & 6160: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (4,)))
         f_ResponseCode = (_x >> 5) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (4,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         ev = _D_AC_ChargeLoopRes_2[_x & 15]
         if ev == 3:
@@ -1848,27 +1868,27 @@ def _d_AC_ChargeLoopRes(D, L, p):
             f_BPT_Dynamic_AC_CLResControlMode, p = _d_BPT_Dynamic_AC_CLResControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 8:
             f_BPT_Scheduled_AC_CLResControlMode, p = _d_BPT_Scheduled_AC_CLResControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 9:
             f_CLResControlMode, p = _d_CLResControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 10:
             f_Dynamic_AC_CLResControlMode, p = _d_Dynamic_AC_CLResControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 11:
             f_Scheduled_AC_CLResControlMode, p = _d_Scheduled_AC_CLResControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -1939,13 +1959,15 @@ def _d_ChargeLoopRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
-        p += 12; _x = (D >> (L - p)) & 4095
-        if _x & 3080: raise _bad_event(-1, p)
+        p += 12
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 4095
+        if _x & 3080: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
         f_ResponseCode = (_x >> 4) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         ev = _D_ChargeLoopRes_2[_x & 7]
         if ev == 3:
@@ -1964,7 +1986,7 @@ def _d_ChargeLoopRes(D, L, p):
             f_Receipt, p = _d_Receipt(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Receipt = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2005,16 +2027,20 @@ def _e_EVSEStatus(o, a):
 def _d_EVSEStatus(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_NotificationMaxDelay, p = _r_uint(D, L, p, 16)
         if f_NotificationMaxDelay > 65535: raise _out_of_range(f_NotificationMaxDelay, 0, 65535, p)
         ev = 2
         ev = 0
-        p += 8; _x = (D >> (L - p)) & 255
-        if _x & 227: raise _bad_event(-1, p)
+        p += 8
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 255
+        if _x & 227: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (1, 'z')))
         f_EVSENotification = (_x >> 2) & 7
-        if f_EVSENotification >= 6: raise _bad_enum(f_EVSENotification, 6, p)
+        if f_EVSENotification >= 6: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (1, 'z')))
         f_EVSENotification = _EV_evseNotificationType[f_EVSENotification]
         return _mk_EVSEStatus(f_NotificationMaxDelay, f_EVSENotification), p
     except (ValueError, _ExiDecodeError) as e:
@@ -2116,7 +2142,7 @@ def _d_MeterInfo(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -2125,42 +2151,52 @@ def _d_MeterInfo(D, L, p):
         else:
             f_MeterID, p = _r_str(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ChargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
         if f_ChargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_ChargedEnergyReadingWh, 0, 18446744073709551615, p)
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 8: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 15
+        if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
         ev = _D_MeterInfo_2[_x & 7]
         if ev == 3:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_BPT_DischargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
             if f_BPT_DischargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_BPT_DischargedEnergyReadingWh, 0, 18446744073709551615, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_MeterInfo_3[_x & 7]
         else:
             f_BPT_DischargedEnergyReadingWh = None
         if ev == 4:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_CapacitiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_CapacitiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_CapacitiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_MeterInfo_4[_x & 7]
         else:
             f_CapacitiveEnergyReadingVARh = None
         if ev == 5:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_BPT_InductiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_BPT_InductiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_BPT_InductiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_MeterInfo_5[_x & 7]
         else:
             f_BPT_InductiveEnergyReadingVARh = None
@@ -2173,29 +2209,33 @@ def _d_MeterInfo(D, L, p):
             else:
                 f_MeterSignature, p = _r_bin(D, L, p, 0, 64)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             p += 2; _x = (D >> (L - p)) & 3
             ev = _D_MeterInfo_6[_x & 3]
         else:
             f_MeterSignature = None
         if ev == 7:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_MeterStatus, p = _r_int(D, L, p, 15)
             if f_MeterStatus < -32768 or f_MeterStatus > 32767: raise _out_of_range(f_MeterStatus, -32768, 32767, p)
-            p += 3; _x = (D >> (L - p)) & 7
-            if _x & 4: raise _bad_event(-1, p)
+            p += 3
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 7
+            if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
             ev = _D_MeterInfo_7[_x & 3]
         else:
             f_MeterStatus = None
         if ev == 8:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_MeterTimestamp, p = _r_uint(D, L, p, 64)
             if f_MeterTimestamp > 18446744073709551615: raise _out_of_range(f_MeterTimestamp, 0, 18446744073709551615, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_MeterTimestamp = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2271,7 +2311,7 @@ def _d_AC_CPDReqEnergyTransferMode(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_AC_CPDReqEnergyTransferMode_1[_x & 3]
@@ -2285,7 +2325,7 @@ def _d_AC_CPDReqEnergyTransferMode(D, L, p):
             f_EVMaximumChargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 4
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMaximumChargePower_L3 = None
         if ev != 4: raise _bad_event(ev, p)
@@ -2302,7 +2342,7 @@ def _d_AC_CPDReqEnergyTransferMode(D, L, p):
             f_EVMinimumChargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMinimumChargePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2414,7 +2454,7 @@ def _d_AC_CPDResEnergyTransferMode(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaximumChargePower, p = _d_RationalNumber(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_AC_CPDResEnergyTransferMode_1[_x & 3]
@@ -2428,7 +2468,7 @@ def _d_AC_CPDResEnergyTransferMode(D, L, p):
             f_EVSEMaximumChargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 4
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEMaximumChargePower_L3 = None
         if ev != 4: raise _bad_event(ev, p)
@@ -2445,7 +2485,7 @@ def _d_AC_CPDResEnergyTransferMode(D, L, p):
             f_EVSEMinimumChargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 7
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEMinimumChargePower_L3 = None
         if ev != 7: raise _bad_event(ev, p)
@@ -2480,7 +2520,7 @@ def _d_AC_CPDResEnergyTransferMode(D, L, p):
             f_EVSEPresentActivePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEPresentActivePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2600,7 +2640,7 @@ def _d_BPT_AC_CPDReqEnergyTransferMode(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_BPT_AC_CPDReqEnergyTransferMode_1[_x & 3]
@@ -2614,7 +2654,7 @@ def _d_BPT_AC_CPDReqEnergyTransferMode(D, L, p):
             f_EVMaximumChargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 4
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMaximumChargePower_L3 = None
         if ev != 4: raise _bad_event(ev, p)
@@ -2631,7 +2671,7 @@ def _d_BPT_AC_CPDReqEnergyTransferMode(D, L, p):
             f_EVMinimumChargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 7
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMinimumChargePower_L3 = None
         if ev != 7: raise _bad_event(ev, p)
@@ -2648,7 +2688,7 @@ def _d_BPT_AC_CPDReqEnergyTransferMode(D, L, p):
             f_EVMaximumDischargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 10
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMaximumDischargePower_L3 = None
         if ev != 10: raise _bad_event(ev, p)
@@ -2665,7 +2705,7 @@ def _d_BPT_AC_CPDReqEnergyTransferMode(D, L, p):
             f_EVMinimumDischargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMinimumDischargePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2823,7 +2863,7 @@ def _d_BPT_AC_CPDResEnergyTransferMode(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaximumChargePower, p = _d_RationalNumber(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_BPT_AC_CPDResEnergyTransferMode_1[_x & 3]
@@ -2837,7 +2877,7 @@ def _d_BPT_AC_CPDResEnergyTransferMode(D, L, p):
             f_EVSEMaximumChargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 4
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEMaximumChargePower_L3 = None
         if ev != 4: raise _bad_event(ev, p)
@@ -2854,7 +2894,7 @@ def _d_BPT_AC_CPDResEnergyTransferMode(D, L, p):
             f_EVSEMinimumChargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 7
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEMinimumChargePower_L3 = None
         if ev != 7: raise _bad_event(ev, p)
@@ -2889,7 +2929,7 @@ def _d_BPT_AC_CPDResEnergyTransferMode(D, L, p):
             f_EVSEPresentActivePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 13
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEPresentActivePower_L3 = None
         if ev != 13: raise _bad_event(ev, p)
@@ -2906,7 +2946,7 @@ def _d_BPT_AC_CPDResEnergyTransferMode(D, L, p):
             f_EVSEMaximumDischargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 16
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEMaximumDischargePower_L3 = None
         if ev != 16: raise _bad_event(ev, p)
@@ -2923,7 +2963,7 @@ def _d_BPT_AC_CPDResEnergyTransferMode(D, L, p):
             f_EVSEMinimumDischargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEMinimumDischargePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3130,7 +3170,7 @@ def _d_Scheduled_AC_CLReqControlMode(D, L, p):
             f_EVMinimumChargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 10
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMinimumChargePower_L3 = None
         if ev != 10: raise _bad_event(ev, p)
@@ -3165,7 +3205,7 @@ def _d_Scheduled_AC_CLReqControlMode(D, L, p):
             f_EVPresentReactivePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVPresentReactivePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3334,7 +3374,7 @@ def _d_Scheduled_AC_CLResControlMode(D, L, p):
             f_EVSEPresentActivePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEPresentActivePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3575,7 +3615,7 @@ def _d_BPT_Scheduled_AC_CLReqControlMode(D, L, p):
             f_EVMinimumChargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 10
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMinimumChargePower_L3 = None
         if ev != 10: raise _bad_event(ev, p)
@@ -3646,7 +3686,7 @@ def _d_BPT_Scheduled_AC_CLReqControlMode(D, L, p):
             f_EVMinimumDischargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMinimumDischargePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3827,7 +3867,7 @@ def _d_BPT_Scheduled_AC_CLResControlMode(D, L, p):
             f_EVSEPresentActivePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEPresentActivePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3973,27 +4013,29 @@ def _d_Dynamic_AC_CLReqControlMode(D, L, p):
         ev = _D_Dynamic_AC_CLReqControlMode_0[_x & 3]
         if ev == 1:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
             ev = 2
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_DepartureTime = None
         if ev != 2: raise _bad_event(ev, p)
         f_EVTargetEnergyRequest, p = _d_RationalNumber(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumEnergyRequest, p = _d_RationalNumber(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_Dynamic_AC_CLReqControlMode_5[_x & 3]
@@ -4007,7 +4049,7 @@ def _d_Dynamic_AC_CLReqControlMode(D, L, p):
             f_EVMaximumChargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 8
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMaximumChargePower_L3 = None
         if ev != 8: raise _bad_event(ev, p)
@@ -4024,7 +4066,7 @@ def _d_Dynamic_AC_CLReqControlMode(D, L, p):
             f_EVMinimumChargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 11
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMinimumChargePower_L3 = None
         if ev != 11: raise _bad_event(ev, p)
@@ -4041,7 +4083,7 @@ def _d_Dynamic_AC_CLReqControlMode(D, L, p):
             f_EVPresentActivePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 14
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVPresentActivePower_L3 = None
         if ev != 14: raise _bad_event(ev, p)
@@ -4058,7 +4100,7 @@ def _d_Dynamic_AC_CLReqControlMode(D, L, p):
             f_EVPresentReactivePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVPresentReactivePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
@@ -4204,38 +4246,46 @@ def _d_Dynamic_AC_CLResControlMode(D, L, p):
         ev = _D_Dynamic_AC_CLResControlMode_0[_x & 7]
         if ev == 1:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_Dynamic_AC_CLResControlMode_1[_x & 7]
         else:
             f_DepartureTime = None
         if ev == 2:
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1028: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             f_MinimumSOC = (_x >> 3) & 127
-            if f_MinimumSOC > 100: raise _out_of_range(f_MinimumSOC, 0, 100, p)
+            if f_MinimumSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             ev = _D_Dynamic_AC_CLResControlMode_2[_x & 3]
         else:
             f_MinimumSOC = None
         if ev == 3:
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1028: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             f_TargetSOC = (_x >> 3) & 127
-            if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
+            if f_TargetSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             ev = _D_Dynamic_AC_CLResControlMode_3[_x & 3]
         else:
             f_TargetSOC = None
         if ev == 4:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_AckMaxDelay, p = _r_uint(D, L, p, 16)
             if f_AckMaxDelay > 65535: raise _out_of_range(f_AckMaxDelay, 0, 65535, p)
             ev = 5
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_AckMaxDelay = None
         if ev != 5: raise _bad_event(ev, p)
@@ -4288,7 +4338,7 @@ def _d_Dynamic_AC_CLResControlMode(D, L, p):
             f_EVSEPresentActivePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEPresentActivePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
@@ -4492,27 +4542,29 @@ def _d_BPT_Dynamic_AC_CLReqControlMode(D, L, p):
         ev = _D_BPT_Dynamic_AC_CLReqControlMode_0[_x & 3]
         if ev == 1:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
             ev = 2
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_DepartureTime = None
         if ev != 2: raise _bad_event(ev, p)
         f_EVTargetEnergyRequest, p = _d_RationalNumber(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumEnergyRequest, p = _d_RationalNumber(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_BPT_Dynamic_AC_CLReqControlMode_5[_x & 3]
@@ -4526,7 +4578,7 @@ def _d_BPT_Dynamic_AC_CLReqControlMode(D, L, p):
             f_EVMaximumChargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 8
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMaximumChargePower_L3 = None
         if ev != 8: raise _bad_event(ev, p)
@@ -4543,7 +4595,7 @@ def _d_BPT_Dynamic_AC_CLReqControlMode(D, L, p):
             f_EVMinimumChargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 11
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMinimumChargePower_L3 = None
         if ev != 11: raise _bad_event(ev, p)
@@ -4560,7 +4612,7 @@ def _d_BPT_Dynamic_AC_CLReqControlMode(D, L, p):
             f_EVPresentActivePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 14
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVPresentActivePower_L3 = None
         if ev != 14: raise _bad_event(ev, p)
@@ -4577,7 +4629,7 @@ def _d_BPT_Dynamic_AC_CLReqControlMode(D, L, p):
             f_EVPresentReactivePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 17
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVPresentReactivePower_L3 = None
         if ev != 17: raise _bad_event(ev, p)
@@ -4594,7 +4646,7 @@ def _d_BPT_Dynamic_AC_CLReqControlMode(D, L, p):
             f_EVMaximumDischargePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 20
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMaximumDischargePower_L3 = None
         if ev != 20: raise _bad_event(ev, p)
@@ -4623,7 +4675,7 @@ def _d_BPT_Dynamic_AC_CLReqControlMode(D, L, p):
             f_EVMinimumV2XEnergyRequest, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMinimumV2XEnergyRequest = None
         if ev != 0: raise _bad_event(ev, p)
@@ -4781,38 +4833,46 @@ def _d_BPT_Dynamic_AC_CLResControlMode(D, L, p):
         ev = _D_BPT_Dynamic_AC_CLResControlMode_0[_x & 7]
         if ev == 1:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_BPT_Dynamic_AC_CLResControlMode_1[_x & 7]
         else:
             f_DepartureTime = None
         if ev == 2:
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1028: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             f_MinimumSOC = (_x >> 3) & 127
-            if f_MinimumSOC > 100: raise _out_of_range(f_MinimumSOC, 0, 100, p)
+            if f_MinimumSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             ev = _D_BPT_Dynamic_AC_CLResControlMode_2[_x & 3]
         else:
             f_MinimumSOC = None
         if ev == 3:
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1028: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             f_TargetSOC = (_x >> 3) & 127
-            if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
+            if f_TargetSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             ev = _D_BPT_Dynamic_AC_CLResControlMode_3[_x & 3]
         else:
             f_TargetSOC = None
         if ev == 4:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_AckMaxDelay, p = _r_uint(D, L, p, 16)
             if f_AckMaxDelay > 65535: raise _out_of_range(f_AckMaxDelay, 0, 65535, p)
             ev = 5
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_AckMaxDelay = None
         if ev != 5: raise _bad_event(ev, p)
@@ -4865,7 +4925,7 @@ def _d_BPT_Dynamic_AC_CLResControlMode(D, L, p):
             f_EVSEPresentActivePower_L3, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEPresentActivePower_L3 = None
         if ev != 0: raise _bad_event(ev, p)
@@ -4914,6 +4974,7 @@ def _e_ListOfRootCertificateIDs(o, a):
         a <<= 1
         a = _e_X509IssuerSerial(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_X509IssuerSerial(v[i], a)
         s = 2 if n == 20 else 1
@@ -4927,7 +4988,7 @@ def _d_ListOfRootCertificateIDs(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_RootCertificateID = []
         n = 0
         while ev == 1:
@@ -4940,7 +5001,7 @@ def _d_ListOfRootCertificateIDs(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_ListOfRootCertificateIDs(f_RootCertificateID), p
@@ -4974,7 +5035,7 @@ def _ds_0(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5000,7 +5061,7 @@ def _ds_1(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5017,11 +5078,11 @@ def _es_2(v, a):
 def _ds_2(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 16)
         if x > 65535: raise _out_of_range(x, 0, 65535, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5038,11 +5099,11 @@ def _es_3(v, a):
 def _ds_3(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 64)
         if x > 18446744073709551615: raise _out_of_range(x, 0, 18446744073709551615, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5057,8 +5118,10 @@ def _es_4(v, a):
 
 def _ds_4(D, L, p):
     try:
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 5: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 5: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
         x = ((_x >> 1) & 1) == 1
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -5076,11 +5139,11 @@ def _es_5(v, a):
 def _ds_5(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 32)
         if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5095,10 +5158,12 @@ def _es_6(v, a):
 
 def _ds_6(D, L, p):
     try:
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 17: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 17: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
         x = (_x >> 1) & 7
-        if x >= 6: raise _bad_enum(x, 6, p)
+        if x >= 6: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
         x = _EV_evseNotificationType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -5125,7 +5190,7 @@ def _ds_7(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5141,8 +5206,10 @@ def _es_8(v, a):
 
 def _ds_8(D, L, p):
     try:
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 513: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
         x = ((_x >> 1) & 255) - 128
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -5151,6 +5218,7 @@ def _ds_8(D, L, p):
 
 def _es_9(v, a):
     a <<= 1
+    if not -_UNBOUNDED_INT_LIMIT <= v < _UNBOUNDED_INT_LIMIT: raise _Invalid(f'value: {v} is beyond what an unbounded integer may hold')
     a = _w_int(a, v)
     a <<= 1
     return a
@@ -5159,10 +5227,10 @@ def _es_9(v, a):
 def _ds_9(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5178,10 +5246,12 @@ def _es_10(v, a):
 
 def _ds_10(D, L, p):
     try:
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 257: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 257: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
         x = (_x >> 1) & 127
-        if x > 100: raise _out_of_range(x, 0, 100, p)
+        if x > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5207,7 +5277,7 @@ def _ds_11(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5233,7 +5303,7 @@ def _ds_12(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, 64)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5250,11 +5320,11 @@ def _es_13(v, a):
 def _ds_13(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, 15)
         if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5280,7 +5350,7 @@ def _ds_14(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5295,10 +5365,12 @@ def _es_15(v, a):
 
 def _ds_15(D, L, p):
     try:
-        p += 8; _x = (D >> (L - p)) & 255
-        if _x & 129: raise _bad_event(-1, p)
+        p += 8
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (6, 'e', 40), (1, 'z')))
+        _x = (D >> (L - p)) & 255
+        if _x & 129: raise _group_fault(D, L, p, ((1, 'z'), (6, 'e', 40), (1, 'z')))
         x = (_x >> 1) & 63
-        if x >= 40: raise _bad_enum(x, 40, p)
+        if x >= 40: raise _group_fault(D, L, p, ((1, 'z'), (6, 'e', 40), (1, 'z')))
         x = _EV_responseCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -5315,10 +5387,10 @@ def _es_16(v, a):
 def _ds_16(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_bin(D, L, p, 8, 8)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5335,11 +5407,11 @@ def _es_17(v, a):
 def _ds_17(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 32)
         if x < 1 or x > 4294967295: raise _out_of_range(x, 1, 4294967295, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5347,6 +5419,7 @@ def _ds_17(D, L, p):
 
 def _es_18(v, a):
     a <<= 1
+    if not -_UNBOUNDED_INT_LIMIT <= v < _UNBOUNDED_INT_LIMIT: raise _Invalid(f'value: {v} is beyond what an unbounded integer may hold')
     a = _w_int(a, v)
     a <<= 1
     return a
@@ -5355,10 +5428,10 @@ def _es_18(v, a):
 def _ds_18(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None

@@ -8,9 +8,11 @@ from enum import StrEnum
 from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
 from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
-                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
-                     bad_event as _bad_event, fault as _fault, missing as _missing,
-                     out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
+                     LONG_OUTPUT_BITS as _LONG_OUTPUT_BITS, LongAccumulator as _LongAccumulator,
+                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS,
+                     UNBOUNDED_INT_LIMIT as _UNBOUNDED_INT_LIMIT, bad_enum as _bad_enum,
+                     bad_event as _bad_event, fault as _fault, group_fault as _group_fault,
+                     missing as _missing, out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
                      r_str as _r_str, r_uint as _r_uint, too_many as _too_many, w_bin as _w_bin, w_int as _w_int,
                      w_str as _w_str, w_uint as _w_uint)
 from ._iso20_types import (
@@ -724,13 +726,15 @@ def _d_ACDP_VehiclePositioningReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
         ev = 0
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 443: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 443: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_EVMobilityStatus = ((_x >> 6) & 1) == 1
         f_EVPositioningSupport = ((_x >> 2) & 1) == 1
         return _mk_ACDP_VehiclePositioningReq(f_Header, f_EVMobilityStatus, f_EVPositioningSupport), p
@@ -758,11 +762,11 @@ def _d_V2GRequest(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_V2GRequest(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GRequest') from None
@@ -788,11 +792,11 @@ def _d_V2GMessage(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_V2GMessage(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GMessage') from None
@@ -834,22 +838,28 @@ def _e_MessageHeader(o, a):
 def _d_MessageHeader(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_SessionID, p = _r_bin(D, L, p, 8, 8)
         ev = 2
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_TimeStamp, p = _r_uint(D, L, p, 64)
         if f_TimeStamp > 18446744073709551615: raise _out_of_range(f_TimeStamp, 0, 18446744073709551615, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_MessageHeader_2[_x & 3]
         if ev == 3:
             f_Signature, p = _d_Signature(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Signature = None
         if ev != 0: raise _bad_event(ev, p)
@@ -924,42 +934,52 @@ def _d_ACDP_VehiclePositioningRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
         ev = 4
         ev = 5
-        p += 20; _x = (D >> (L - p)) & 1048575
-        if _x & 790135: raise _bad_event(-1, p)
+        p += 20
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1048575
+        if _x & 790135: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 12) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEProcessing = (_x >> 7) & 3
-        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        if f_EVSEProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z')))
         f_EVSEProcessing = _EV_processingType[f_EVSEProcessing]
         f_EVSEPositioningSupport = ((_x >> 3) & 1) == 1
         f_EVRelativeXDeviation, p = _r_int(D, L, p, 15)
         if f_EVRelativeXDeviation < -32768 or f_EVRelativeXDeviation > 32767: raise _out_of_range(f_EVRelativeXDeviation, -32768, 32767, p)
         ev = 6
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_EVRelativeYDeviation, p = _r_int(D, L, p, 15)
         if f_EVRelativeYDeviation < -32768 or f_EVRelativeYDeviation > 32767: raise _out_of_range(f_EVRelativeYDeviation, -32768, 32767, p)
         ev = 7
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_ContactWindowXc, p = _r_int(D, L, p, 15)
         if f_ContactWindowXc < -32768 or f_ContactWindowXc > 32767: raise _out_of_range(f_ContactWindowXc, -32768, 32767, p)
         ev = 8
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_ContactWindowYc, p = _r_int(D, L, p, 15)
         if f_ContactWindowYc < -32768 or f_ContactWindowYc > 32767: raise _out_of_range(f_ContactWindowYc, -32768, 32767, p)
         ev = 9
         ev = 0
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 59: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 63
+        if _x & 59: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_EVInChargePosition = ((_x >> 2) & 1) == 1
         return _mk_ACDP_VehiclePositioningRes(f_Header, f_ResponseCode, f_EVSEProcessing, f_EVSEPositioningSupport, f_EVRelativeXDeviation, f_EVRelativeYDeviation, f_ContactWindowXc, f_ContactWindowYc, f_EVInChargePosition), p
     except (ValueError, _ExiDecodeError) as e:
@@ -991,14 +1011,16 @@ def _d_V2GResponse(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 0
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 771: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         return _mk_V2GResponse(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
@@ -1030,12 +1052,14 @@ def _d_ACDP_ConnectReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 0
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 51: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 63
+        if _x & 51: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z')))
         f_EVElectricalChargingDeviceStatus = _EV_electricalChargingDeviceStatusType[(_x >> 2) & 3]
         return _mk_ACDP_ConnectReq(f_Header, f_EVElectricalChargingDeviceStatus), p
     except (ValueError, _ExiDecodeError) as e:
@@ -1082,24 +1106,26 @@ def _d_ACDP_ConnectRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
         ev = 4
         ev = 5
         ev = 0
-        p += 25; _x = (D >> (L - p)) & 33554431
-        if _x & 25284211: raise _bad_event(-1, p)
+        p += 25
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 33554431
+        if _x & 25284211: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 17) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEProcessing = (_x >> 12) & 3
-        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        if f_EVSEProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVSEProcessing = _EV_processingType[f_EVSEProcessing]
         f_EVSEElectricalChargingDeviceStatus = _EV_electricalChargingDeviceStatusType[(_x >> 7) & 3]
         f_EVSEMechanicalChargingDeviceStatus = (_x >> 2) & 3
-        if f_EVSEMechanicalChargingDeviceStatus >= 3: raise _bad_enum(f_EVSEMechanicalChargingDeviceStatus, 3, p)
+        if f_EVSEMechanicalChargingDeviceStatus >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVSEMechanicalChargingDeviceStatus = _EV_mechanicalChargingDeviceStatusType[f_EVSEMechanicalChargingDeviceStatus]
         return _mk_ACDP_ConnectRes(f_Header, f_ResponseCode, f_EVSEProcessing, f_EVSEElectricalChargingDeviceStatus, f_EVSEMechanicalChargingDeviceStatus), p
     except (ValueError, _ExiDecodeError) as e:
@@ -1130,15 +1156,15 @@ def _d_ACDP_SystemStatusReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVTechnicalStatus, p = _d_EVTechnicalStatus(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_ACDP_SystemStatusReq(f_Header, f_EVTechnicalStatus), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ACDP_SystemStatusReq') from None
@@ -1225,14 +1251,18 @@ def _d_EVTechnicalStatus(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 11; _x = (D >> (L - p)) & 2047
-        if _x & 1768: raise _bad_event(-1, p)
+        p += 11
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 2047
+        if _x & 1768: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (3,)))
         f_EVReadyToCharge = ((_x >> 8) & 1) == 1
         f_EVImmobilizationRequest = ((_x >> 4) & 1) == 1
         ev = _D_EVTechnicalStatus_2[_x & 7]
         if ev == 3:
-            p += 6; _x = (D >> (L - p)) & 63
-            if _x & 40: raise _bad_event(-1, p)
+            p += 6
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 63
+            if _x & 40: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (3,)))
             f_EVImmobilized = ((_x >> 4) & 1) == 1
             ev = _D_EVTechnicalStatus_3[_x & 7]
         else:
@@ -1244,35 +1274,43 @@ def _d_EVTechnicalStatus(D, L, p):
         else:
             f_EVWLANStrength = None
         if ev == 5:
-            p += 8; _x = (D >> (L - p)) & 255
-            if _x & 136: raise _bad_event(-1, p)
+            p += 8
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 5), (1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 255
+            if _x & 136: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 5), (1, 'z'), (3,)))
             f_EVCPStatus = (_x >> 4) & 7
-            if f_EVCPStatus >= 5: raise _bad_enum(f_EVCPStatus, 5, p)
+            if f_EVCPStatus >= 5: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 5), (1, 'z'), (3,)))
             f_EVCPStatus = _EV_cpStatusType[f_EVCPStatus]
             ev = _D_EVTechnicalStatus_5[_x & 7]
         else:
             f_EVCPStatus = None
         if ev == 6:
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1028: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             f_EVSOC = (_x >> 3) & 127
-            if f_EVSOC > 100: raise _out_of_range(f_EVSOC, 0, 100, p)
+            if f_EVSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             ev = _D_EVTechnicalStatus_6[_x & 3]
         else:
             f_EVSOC = None
         if ev == 7:
-            p += 8; _x = (D >> (L - p)) & 255
-            if _x & 132: raise _bad_event(-1, p)
+            p += 8
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 10), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 255
+            if _x & 132: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 10), (1, 'z'), (2,)))
             f_EVErrorCode = (_x >> 3) & 15
-            if f_EVErrorCode >= 10: raise _bad_enum(f_EVErrorCode, 10, p)
+            if f_EVErrorCode >= 10: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 10), (1, 'z'), (2,)))
             f_EVErrorCode = _EV_errorCodeType[f_EVErrorCode]
             ev = _D_EVTechnicalStatus_7[_x & 3]
         else:
             f_EVErrorCode = None
         if ev == 8:
             ev = 0
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 11: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 15
+            if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
             f_EVTimeout = ((_x >> 2) & 1) == 1
         else:
             f_EVTimeout = None
@@ -1364,7 +1402,7 @@ def _d_ACDP_SystemStatusRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
@@ -1377,13 +1415,15 @@ def _d_ACDP_SystemStatusRes(D, L, p):
         ev = 10
         ev = 11
         ev = 0
-        p += 48; _x = (D >> (L - p)) & 281474976710655
-        if _x & 212100311661499: raise _bad_event(-1, p)
+        p += 48
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 281474976710655
+        if _x & 212100311661499: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 40) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEMechanicalChargingDeviceStatus = (_x >> 35) & 3
-        if f_EVSEMechanicalChargingDeviceStatus >= 3: raise _bad_enum(f_EVSEMechanicalChargingDeviceStatus, 3, p)
+        if f_EVSEMechanicalChargingDeviceStatus >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_EVSEMechanicalChargingDeviceStatus = _EV_mechanicalChargingDeviceStatusType[f_EVSEMechanicalChargingDeviceStatus]
         f_EVSEReadyToCharge = ((_x >> 31) & 1) == 1
         f_EVSEIsolationStatus = _EV_isolationStatusType[(_x >> 26) & 3]
@@ -1418,11 +1458,11 @@ def _d_ChargeParameterDiscoveryReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_ChargeParameterDiscoveryReq(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryReq') from None
@@ -1453,14 +1493,16 @@ def _d_ChargeParameterDiscoveryRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 0
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 771: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         return _mk_ChargeParameterDiscoveryRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
@@ -1503,7 +1545,7 @@ def _d_ChargeLoopReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_ChargeLoopReq_1[_x & 3]
@@ -1511,13 +1553,15 @@ def _d_ChargeLoopReq(D, L, p):
             f_DisplayParameters, p = _d_DisplayParameters(D, L, p)
             ev = 3
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_DisplayParameters = None
         if ev != 3: raise _bad_event(ev, p)
         ev = 0
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 11: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_MeterInfoRequested = ((_x >> 2) & 1) == 1
         return _mk_ChargeLoopReq(f_Header, f_DisplayParameters, f_MeterInfoRequested), p
     except (ValueError, _ExiDecodeError) as e:
@@ -1575,13 +1619,15 @@ def _d_ChargeLoopRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
-        p += 12; _x = (D >> (L - p)) & 4095
-        if _x & 3080: raise _bad_event(-1, p)
+        p += 12
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 4095
+        if _x & 3080: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
         f_ResponseCode = (_x >> 4) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         ev = _D_ChargeLoopRes_2[_x & 7]
         if ev == 3:
@@ -1600,7 +1646,7 @@ def _d_ChargeLoopRes(D, L, p):
             f_Receipt, p = _d_Receipt(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Receipt = None
         if ev != 0: raise _bad_event(ev, p)
@@ -1641,16 +1687,20 @@ def _e_EVSEStatus(o, a):
 def _d_EVSEStatus(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_NotificationMaxDelay, p = _r_uint(D, L, p, 16)
         if f_NotificationMaxDelay > 65535: raise _out_of_range(f_NotificationMaxDelay, 0, 65535, p)
         ev = 2
         ev = 0
-        p += 8; _x = (D >> (L - p)) & 255
-        if _x & 227: raise _bad_event(-1, p)
+        p += 8
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 255
+        if _x & 227: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (1, 'z')))
         f_EVSENotification = (_x >> 2) & 7
-        if f_EVSENotification >= 6: raise _bad_enum(f_EVSENotification, 6, p)
+        if f_EVSENotification >= 6: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (1, 'z')))
         f_EVSENotification = _EV_evseNotificationType[f_EVSENotification]
         return _mk_EVSEStatus(f_NotificationMaxDelay, f_EVSENotification), p
     except (ValueError, _ExiDecodeError) as e:
@@ -1752,7 +1802,7 @@ def _d_MeterInfo(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -1761,42 +1811,52 @@ def _d_MeterInfo(D, L, p):
         else:
             f_MeterID, p = _r_str(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ChargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
         if f_ChargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_ChargedEnergyReadingWh, 0, 18446744073709551615, p)
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 8: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 15
+        if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
         ev = _D_MeterInfo_2[_x & 7]
         if ev == 3:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_BPT_DischargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
             if f_BPT_DischargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_BPT_DischargedEnergyReadingWh, 0, 18446744073709551615, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_MeterInfo_3[_x & 7]
         else:
             f_BPT_DischargedEnergyReadingWh = None
         if ev == 4:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_CapacitiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_CapacitiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_CapacitiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_MeterInfo_4[_x & 7]
         else:
             f_CapacitiveEnergyReadingVARh = None
         if ev == 5:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_BPT_InductiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_BPT_InductiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_BPT_InductiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_MeterInfo_5[_x & 7]
         else:
             f_BPT_InductiveEnergyReadingVARh = None
@@ -1809,29 +1869,33 @@ def _d_MeterInfo(D, L, p):
             else:
                 f_MeterSignature, p = _r_bin(D, L, p, 0, 64)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             p += 2; _x = (D >> (L - p)) & 3
             ev = _D_MeterInfo_6[_x & 3]
         else:
             f_MeterSignature = None
         if ev == 7:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_MeterStatus, p = _r_int(D, L, p, 15)
             if f_MeterStatus < -32768 or f_MeterStatus > 32767: raise _out_of_range(f_MeterStatus, -32768, 32767, p)
-            p += 3; _x = (D >> (L - p)) & 7
-            if _x & 4: raise _bad_event(-1, p)
+            p += 3
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 7
+            if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
             ev = _D_MeterInfo_7[_x & 3]
         else:
             f_MeterStatus = None
         if ev == 8:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_MeterTimestamp, p = _r_uint(D, L, p, 64)
             if f_MeterTimestamp > 18446744073709551615: raise _out_of_range(f_MeterTimestamp, 0, 18446744073709551615, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_MeterTimestamp = None
         if ev != 0: raise _bad_event(ev, p)
@@ -1868,6 +1932,7 @@ def _e_ListOfRootCertificateIDs(o, a):
         a <<= 1
         a = _e_X509IssuerSerial(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_X509IssuerSerial(v[i], a)
         s = 2 if n == 20 else 1
@@ -1881,7 +1946,7 @@ def _d_ListOfRootCertificateIDs(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_RootCertificateID = []
         n = 0
         while ev == 1:
@@ -1894,7 +1959,7 @@ def _d_ListOfRootCertificateIDs(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_ListOfRootCertificateIDs(f_RootCertificateID), p
@@ -1928,7 +1993,7 @@ def _ds_0(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -1954,7 +2019,7 @@ def _ds_1(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -1971,11 +2036,11 @@ def _es_2(v, a):
 def _ds_2(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 16)
         if x > 65535: raise _out_of_range(x, 0, 65535, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -1992,11 +2057,11 @@ def _es_3(v, a):
 def _ds_3(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 64)
         if x > 18446744073709551615: raise _out_of_range(x, 0, 18446744073709551615, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2011,8 +2076,10 @@ def _es_4(v, a):
 
 def _ds_4(D, L, p):
     try:
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 5: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 5: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
         x = ((_x >> 1) & 1) == 1
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -2030,11 +2097,11 @@ def _es_5(v, a):
 def _ds_5(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, 15)
         if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2051,11 +2118,11 @@ def _es_6(v, a):
 def _ds_6(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 32)
         if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2070,10 +2137,12 @@ def _es_7(v, a):
 
 def _ds_7(D, L, p):
     try:
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 17: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 5), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 17: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 5), (1, 'z')))
         x = (_x >> 1) & 7
-        if x >= 5: raise _bad_enum(x, 5, p)
+        if x >= 5: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 5), (1, 'z')))
         x = _EV_cpStatusType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -2089,8 +2158,10 @@ def _es_8(v, a):
 
 def _ds_8(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z')))
         x = _EV_electricalChargingDeviceStatusType[(_x >> 1) & 3]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -2106,10 +2177,12 @@ def _es_9(v, a):
 
 def _ds_9(D, L, p):
     try:
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 33: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 10), (1, 'z')))
+        _x = (D >> (L - p)) & 63
+        if _x & 33: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 10), (1, 'z')))
         x = (_x >> 1) & 15
-        if x >= 10: raise _bad_enum(x, 10, p)
+        if x >= 10: raise _group_fault(D, L, p, ((1, 'z'), (4, 'e', 10), (1, 'z')))
         x = _EV_errorCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -2125,8 +2198,10 @@ def _es_10(v, a):
 
 def _ds_10(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z')))
         x = _EV_isolationStatusType[(_x >> 1) & 3]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -2142,10 +2217,12 @@ def _es_11(v, a):
 
 def _ds_11(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_mechanicalChargingDeviceStatusType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -2161,10 +2238,12 @@ def _es_12(v, a):
 
 def _ds_12(D, L, p):
     try:
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 17: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 17: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
         x = (_x >> 1) & 7
-        if x >= 6: raise _bad_enum(x, 6, p)
+        if x >= 6: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
         x = _EV_evseNotificationType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -2180,10 +2259,12 @@ def _es_13(v, a):
 
 def _ds_13(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_processingType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -2200,10 +2281,12 @@ def _es_14(v, a):
 
 def _ds_14(D, L, p):
     try:
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 257: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 257: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
         x = (_x >> 1) & 127
-        if x > 100: raise _out_of_range(x, 0, 100, p)
+        if x > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2229,7 +2312,7 @@ def _ds_15(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2245,8 +2328,10 @@ def _es_16(v, a):
 
 def _ds_16(D, L, p):
     try:
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 513: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
         x = ((_x >> 1) & 255) - 128
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -2255,6 +2340,7 @@ def _ds_16(D, L, p):
 
 def _es_17(v, a):
     a <<= 1
+    if not -_UNBOUNDED_INT_LIMIT <= v < _UNBOUNDED_INT_LIMIT: raise _Invalid(f'value: {v} is beyond what an unbounded integer may hold')
     a = _w_int(a, v)
     a <<= 1
     return a
@@ -2263,10 +2349,10 @@ def _es_17(v, a):
 def _ds_17(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2292,7 +2378,7 @@ def _ds_18(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2318,7 +2404,7 @@ def _ds_19(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, 64)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2344,7 +2430,7 @@ def _ds_20(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2359,10 +2445,12 @@ def _es_21(v, a):
 
 def _ds_21(D, L, p):
     try:
-        p += 8; _x = (D >> (L - p)) & 255
-        if _x & 129: raise _bad_event(-1, p)
+        p += 8
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (6, 'e', 40), (1, 'z')))
+        _x = (D >> (L - p)) & 255
+        if _x & 129: raise _group_fault(D, L, p, ((1, 'z'), (6, 'e', 40), (1, 'z')))
         x = (_x >> 1) & 63
-        if x >= 40: raise _bad_enum(x, 40, p)
+        if x >= 40: raise _group_fault(D, L, p, ((1, 'z'), (6, 'e', 40), (1, 'z')))
         x = _EV_responseCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -2379,10 +2467,10 @@ def _es_22(v, a):
 def _ds_22(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_bin(D, L, p, 8, 8)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2399,11 +2487,11 @@ def _es_23(v, a):
 def _ds_23(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 32)
         if x < 1 or x > 4294967295: raise _out_of_range(x, 1, 4294967295, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -2411,6 +2499,7 @@ def _ds_23(D, L, p):
 
 def _es_24(v, a):
     a <<= 1
+    if not -_UNBOUNDED_INT_LIMIT <= v < _UNBOUNDED_INT_LIMIT: raise _Invalid(f'value: {v} is beyond what an unbounded integer may hold')
     a = _w_int(a, v)
     a <<= 1
     return a
@@ -2419,10 +2508,10 @@ def _es_24(v, a):
 def _ds_24(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None

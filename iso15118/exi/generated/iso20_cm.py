@@ -8,9 +8,11 @@ from enum import StrEnum
 from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
 from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
-                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
-                     bad_event as _bad_event, fault as _fault, missing as _missing,
-                     out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
+                     LONG_OUTPUT_BITS as _LONG_OUTPUT_BITS, LongAccumulator as _LongAccumulator,
+                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS,
+                     UNBOUNDED_INT_LIMIT as _UNBOUNDED_INT_LIMIT, bad_enum as _bad_enum,
+                     bad_event as _bad_event, fault as _fault, group_fault as _group_fault,
+                     missing as _missing, out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
                      r_str as _r_str, r_uint as _r_uint, too_many as _too_many, w_bin as _w_bin, w_int as _w_int,
                      w_str as _w_str, w_uint as _w_uint)
 from ._iso20_types import (
@@ -2311,11 +2313,11 @@ def _d_SessionSetupReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -2324,10 +2326,10 @@ def _d_SessionSetupReq(D, L, p):
         else:
             f_EVCCID, p = _r_str(D, L, p, 0, 255)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_SessionSetupReq(f_Header, f_EVCCID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionSetupReq') from None
@@ -2353,11 +2355,11 @@ def _d_V2GRequest(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_V2GRequest(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GRequest') from None
@@ -2383,11 +2385,11 @@ def _d_V2GMessage(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_V2GMessage(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GMessage') from None
@@ -2429,22 +2431,28 @@ def _e_MessageHeader(o, a):
 def _d_MessageHeader(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_SessionID, p = _r_bin(D, L, p, 8, 8)
         ev = 2
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_TimeStamp, p = _r_uint(D, L, p, 64)
         if f_TimeStamp > 18446744073709551615: raise _out_of_range(f_TimeStamp, 0, 18446744073709551615, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_MessageHeader_2[_x & 3]
         if ev == 3:
             f_Signature, p = _d_Signature(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Signature = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2489,14 +2497,16 @@ def _d_SessionSetupRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 771: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         p += 1
         if (D >> (L - p)) & 1:
@@ -2506,10 +2516,10 @@ def _d_SessionSetupRes(D, L, p):
         else:
             f_EVSEID, p = _r_str(D, L, p, 0, 255)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_SessionSetupRes(f_Header, f_ResponseCode, f_EVSEID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SessionSetupRes') from None
@@ -2540,14 +2550,16 @@ def _d_V2GResponse(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 0
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 771: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         return _mk_V2GResponse(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
@@ -2574,11 +2586,11 @@ def _d_AuthorizationSetupReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_AuthorizationSetupReq(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AuthorizationSetupReq') from None
@@ -2612,6 +2624,7 @@ def _e_AuthorizationSetupRes(o, a):
         a = (a << 1) | _EI_authorizationType[v[0]]
         a <<= 1
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 3
             a = (a << 1) | _EI_authorizationType[v[i]]
             a <<= 1
@@ -2643,20 +2656,24 @@ def _d_AuthorizationSetupRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 771: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_AuthorizationServices = []
         n = 0
         while ev == 3:
-            p += 3; _x = (D >> (L - p)) & 7
-            if _x & 5: raise _bad_event(-1, p)
+            p += 3
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
+            _x = (D >> (L - p)) & 7
+            if _x & 5: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
             x = _EV_authorizationType[(_x >> 1) & 1]
             f_AuthorizationServices.append(x)
             n += 1
@@ -2666,11 +2683,13 @@ def _d_AuthorizationSetupRes(D, L, p):
             else:
                 ev = 4
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 4: raise _bad_event(ev, p)
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 20: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 31
+        if _x & 20: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (2,)))
         f_CertificateInstallationService = ((_x >> 3) & 1) == 1
         ev = _D_AuthorizationSetupRes_5[_x & 3]
         f_EIM_ASResAuthorizationMode = None
@@ -2679,12 +2698,12 @@ def _d_AuthorizationSetupRes(D, L, p):
             f_EIM_ASResAuthorizationMode, p = _d_EIM_ASResAuthorizationMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 6:
             f_PnC_ASResAuthorizationMode, p = _d_PnC_ASResAuthorizationMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -2712,7 +2731,7 @@ def _d_EIM_ASResAuthorizationMode(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_EIM_ASResAuthorizationMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EIM_ASResAuthorizationMode') from None
@@ -2747,17 +2766,21 @@ def _e_PnC_ASResAuthorizationMode(o, a):
 def _d_PnC_ASResAuthorizationMode(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_GenChallenge, p = _r_bin(D, L, p, 16, 16)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_PnC_ASResAuthorizationMode_1[_x & 3]
         if ev == 2:
             f_SupportedProviders, p = _d_SupportedProvidersList(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_SupportedProviders = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2789,6 +2812,7 @@ def _e_SupportedProvidersList(o, a):
         else:
             a = (a << 4) | 8
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             if len(v[i]):
                 a <<= 1
@@ -2807,7 +2831,7 @@ def _d_SupportedProvidersList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ProviderID = []
         n = 0
         while ev == 1:
@@ -2819,7 +2843,7 @@ def _d_SupportedProvidersList(D, L, p):
             else:
                 x, p = _r_str(D, L, p, 0, 80)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_ProviderID.append(x)
             n += 1
             if n < 128:
@@ -2828,7 +2852,7 @@ def _d_SupportedProvidersList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_SupportedProvidersList(f_ProviderID), p
@@ -2871,11 +2895,13 @@ def _d_AuthorizationReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 52: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 63
+        if _x & 52: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (2,)))
         f_SelectedAuthorizationService = _EV_authorizationType[(_x >> 3) & 1]
         ev = _D_AuthorizationReq_2[_x & 3]
         f_EIM_AReqAuthorizationMode = None
@@ -2884,12 +2910,12 @@ def _d_AuthorizationReq(D, L, p):
             f_EIM_AReqAuthorizationMode, p = _d_EIM_AReqAuthorizationMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 4:
             f_PnC_AReqAuthorizationMode, p = _d_PnC_AReqAuthorizationMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -2915,7 +2941,7 @@ def _d_EIM_AReqAuthorizationMode(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_EIM_AReqAuthorizationMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EIM_AReqAuthorizationMode') from None
@@ -2950,19 +2976,23 @@ def _d_PnC_AReqAuthorizationMode(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Id, p = _r_str(D, L, p, 0, None)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_GenChallenge, p = _r_bin(D, L, p, 16, 16)
         ev = 3
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ContractCertificateChain, p = _d_ContractCertificateChain(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_PnC_AReqAuthorizationMode(f_Id, f_GenChallenge, f_ContractCertificateChain), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PnC_AReqAuthorizationMode') from None
@@ -2997,7 +3027,7 @@ def _d_ContractCertificateChain(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -3006,14 +3036,14 @@ def _d_ContractCertificateChain(D, L, p):
         else:
             f_Certificate, p = _r_bin(D, L, p, 0, 1600)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_SubCertificates, p = _d_SubCertificates(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_ContractCertificateChain(f_Certificate, f_SubCertificates), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ContractCertificateChain') from None
@@ -3040,6 +3070,7 @@ def _e_SubCertificates(o, a):
         else:
             a = (a << 4) | 8
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             if len(v[i]):
                 a <<= 1
@@ -3058,7 +3089,7 @@ def _d_SubCertificates(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Certificate = []
         n = 0
         while ev == 1:
@@ -3070,7 +3101,7 @@ def _d_SubCertificates(D, L, p):
             else:
                 x, p = _r_bin(D, L, p, 0, 1600)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_Certificate.append(x)
             n += 1
             if n < 3:
@@ -3079,7 +3110,7 @@ def _d_SubCertificates(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_SubCertificates(f_Certificate), p
@@ -3119,18 +3150,20 @@ def _d_AuthorizationRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
         ev = 0
-        p += 15; _x = (D >> (L - p)) & 32767
-        if _x & 24691: raise _bad_event(-1, p)
+        p += 15
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 32767
+        if _x & 24691: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 7) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEProcessing = (_x >> 2) & 3
-        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        if f_EVSEProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVSEProcessing = _EV_processingType[f_EVSEProcessing]
         return _mk_AuthorizationRes(f_Header, f_ResponseCode, f_EVSEProcessing), p
     except (ValueError, _ExiDecodeError) as e:
@@ -3166,7 +3199,7 @@ def _d_ServiceDiscoveryReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_ServiceDiscoveryReq_1[_x & 3]
@@ -3174,7 +3207,7 @@ def _d_ServiceDiscoveryReq(D, L, p):
             f_SupportedServiceIDs, p = _d_ServiceIDList(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_SupportedServiceIDs = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3203,6 +3236,7 @@ def _e_ServiceIDList(o, a):
         a = ((a << 8) | v[0]) if v[0] < 128 else _w_uint(a, v[0])
         a <<= 1
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 3
             if v[i] < 0 or v[i] > 65535: raise _Invalid(f'ServiceID: {v[i]} outside [0, 65535]')
             a = ((a << 8) | v[i]) if v[i] < 128 else _w_uint(a, v[i])
@@ -3218,16 +3252,16 @@ def _d_ServiceIDList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ServiceID = []
         n = 0
         while ev == 1:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             x, p = _r_uint(D, L, p, 16)
             if x > 65535: raise _out_of_range(x, 0, 65535, p)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_ServiceID.append(x)
             n += 1
             if n < 16:
@@ -3236,7 +3270,7 @@ def _d_ServiceIDList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_ServiceIDList(f_ServiceID), p
@@ -3292,15 +3326,17 @@ def _d_ServiceDiscoveryRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
         ev = 4
-        p += 14; _x = (D >> (L - p)) & 16383
-        if _x & 12347: raise _bad_event(-1, p)
+        p += 14
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 16383
+        if _x & 12347: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 6) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_ServiceRenegotiationSupported = ((_x >> 2) & 1) == 1
         f_EnergyTransferServiceList, p = _d_ServiceList(D, L, p)
@@ -3310,7 +3346,7 @@ def _d_ServiceDiscoveryRes(D, L, p):
             f_VASList, p = _d_ServiceList(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_VASList = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3337,6 +3373,7 @@ def _e_ServiceList(o, a):
         a <<= 1
         a = _e_Service(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_Service(v[i], a)
         s = 2 if n == 8 else 1
@@ -3350,7 +3387,7 @@ def _d_ServiceList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Service = []
         n = 0
         while ev == 1:
@@ -3363,7 +3400,7 @@ def _d_ServiceList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_ServiceList(f_Service), p
@@ -3399,14 +3436,18 @@ def _e_Service(o, a):
 def _d_Service(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
         ev = 2
         ev = 0
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 59: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 63
+        if _x & 59: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_FreeService = ((_x >> 2) & 1) == 1
         return _mk_Service(f_ServiceID, f_FreeService), p
     except (ValueError, _ExiDecodeError) as e:
@@ -3439,16 +3480,20 @@ def _d_ServiceDetailReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_ServiceDetailReq(f_Header, f_ServiceID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceDetailReq') from None
@@ -3489,24 +3534,28 @@ def _d_ServiceDetailRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
-        p += 11; _x = (D >> (L - p)) & 2047
-        if _x & 1543: raise _bad_event(-1, p)
+        p += 11
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 2047
+        if _x & 1543: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 3) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
         ev = 4
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ServiceParameterList, p = _d_ServiceParameterList(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_ServiceDetailRes(f_Header, f_ResponseCode, f_ServiceID, f_ServiceParameterList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ServiceDetailRes') from None
@@ -3528,6 +3577,7 @@ def _e_ServiceParameterList(o, a):
         a <<= 1
         a = _e_ParameterSet(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_ParameterSet(v[i], a)
         s = 2 if n == 32 else 1
@@ -3541,7 +3591,7 @@ def _d_ServiceParameterList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ParameterSet = []
         n = 0
         while ev == 1:
@@ -3554,7 +3604,7 @@ def _d_ServiceParameterList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_ServiceParameterList(f_ParameterSet), p
@@ -3587,6 +3637,7 @@ def _e_ParameterSet(o, a):
         a <<= 1
         a = _e_Parameter(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_Parameter(v[i], a)
         s = 3 if n == 32 else 2
@@ -3599,13 +3650,17 @@ def _e_ParameterSet(o, a):
 def _d_ParameterSet(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ParameterSetID, p = _r_uint(D, L, p, 16)
         if f_ParameterSetID > 65535: raise _out_of_range(f_ParameterSetID, 0, 65535, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_Parameter = []
         n = 0
         while ev == 2:
@@ -3618,7 +3673,7 @@ def _d_ParameterSet(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_ParameterSet(f_ParameterSetID, f_Parameter), p
@@ -3680,7 +3735,7 @@ def _d_Parameter(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Name, p = _r_str(D, L, p, 0, 80)
         p += 3; _x = (D >> (L - p)) & 7
         ev = _D_Parameter_1[_x & 7]
@@ -3692,35 +3747,43 @@ def _d_Parameter(D, L, p):
         f_finiteString = None
         if ev == 2:
             ev = 0
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 11: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 15
+            if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
             f_boolValue = ((_x >> 2) & 1) == 1
         elif ev == 3:
             ev = 0
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1027: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1027: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (1, 'z')))
             f_byteValue = ((_x >> 2) & 255) - 128
         elif ev == 4:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_shortValue, p = _r_int(D, L, p, 15)
             if f_shortValue < -32768 or f_shortValue > 32767: raise _out_of_range(f_shortValue, -32768, 32767, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         elif ev == 5:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_intValue, p = _r_int(D, L, p, 31)
             if f_intValue < -2147483648 or f_intValue > 2147483647: raise _out_of_range(f_intValue, -2147483648, 2147483647, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         elif ev == 6:
             f_rationalNumber, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 7:
             p += 1
             if (D >> (L - p)) & 1:
@@ -3730,10 +3793,10 @@ def _d_Parameter(D, L, p):
             else:
                 f_finiteString, p = _r_str(D, L, p, 0, 80)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -3777,11 +3840,11 @@ def _d_ServiceSelectionReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_SelectedEnergyTransferService, p = _d_SelectedService(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_ServiceSelectionReq_2[_x & 3]
@@ -3789,7 +3852,7 @@ def _d_ServiceSelectionReq(D, L, p):
             f_SelectedVASList, p = _d_SelectedServiceList(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_SelectedVASList = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3827,18 +3890,24 @@ def _e_SelectedService(o, a):
 def _d_SelectedService(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ServiceID, p = _r_uint(D, L, p, 16)
         if f_ServiceID > 65535: raise _out_of_range(f_ServiceID, 0, 65535, p)
         ev = 2
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_ParameterSetID, p = _r_uint(D, L, p, 16)
         if f_ParameterSetID > 65535: raise _out_of_range(f_ParameterSetID, 0, 65535, p)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_SelectedService(f_ServiceID, f_ParameterSetID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'SelectedService') from None
@@ -3860,6 +3929,7 @@ def _e_SelectedServiceList(o, a):
         a <<= 1
         a = _e_SelectedService(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_SelectedService(v[i], a)
         s = 2 if n == 16 else 1
@@ -3873,7 +3943,7 @@ def _d_SelectedServiceList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_SelectedService = []
         n = 0
         while ev == 1:
@@ -3886,7 +3956,7 @@ def _d_SelectedServiceList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_SelectedServiceList(f_SelectedService), p
@@ -3921,14 +3991,16 @@ def _d_ServiceSelectionRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 0
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 771: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         return _mk_ServiceSelectionRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
@@ -3969,13 +4041,15 @@ def _d_ScheduleExchangeReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
-        p += 15; _x = (D >> (L - p)) & 32767
-        if _x & 24580: raise _bad_event(-1, p)
+        p += 15
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (10, 'n', 12, 1024), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 32767
+        if _x & 24580: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (10, 'n', 12, 1024), (1, 'z'), (2,)))
         f_MaximumSupportingPoints = ((_x >> 3) & 1023) + 12
-        if f_MaximumSupportingPoints > 1024: raise _out_of_range(f_MaximumSupportingPoints, 12, 1024, p)
+        if f_MaximumSupportingPoints > 1024: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (10, 'n', 12, 1024), (1, 'z'), (2,)))
         ev = _D_ScheduleExchangeReq_2[_x & 3]
         f_Dynamic_SEReqControlMode = None
         f_Scheduled_SEReqControlMode = None
@@ -3983,12 +4057,12 @@ def _d_ScheduleExchangeReq(D, L, p):
             f_Dynamic_SEReqControlMode, p = _d_Dynamic_SEReqControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 4:
             f_Scheduled_SEReqControlMode, p = _d_Scheduled_SEReqControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -4069,38 +4143,46 @@ def _e_Dynamic_SEReqControlMode(o, a):
 def _d_Dynamic_SEReqControlMode(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_DepartureTime, p = _r_uint(D, L, p, 32)
         if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_Dynamic_SEReqControlMode_1[_x & 3]
         if ev == 2:
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1028: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             f_MinimumSOC = (_x >> 3) & 127
-            if f_MinimumSOC > 100: raise _out_of_range(f_MinimumSOC, 0, 100, p)
+            if f_MinimumSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             ev = _D_Dynamic_SEReqControlMode_2[_x & 3]
         else:
             f_MinimumSOC = None
         if ev == 3:
             ev = 4
-            p += 10; _x = (D >> (L - p)) & 1023
-            if _x & 515: raise _bad_event(-1, p)
+            p += 10
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 1023
+            if _x & 515: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
             f_TargetSOC = (_x >> 2) & 127
-            if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
+            if f_TargetSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
         else:
             f_TargetSOC = None
         if ev != 4: raise _bad_event(ev, p)
         f_EVTargetEnergyRequest, p = _d_RationalNumber(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumEnergyRequest, p = _d_RationalNumber(D, L, p)
         ev = 6
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_Dynamic_SEReqControlMode_6[_x & 3]
@@ -4114,7 +4196,7 @@ def _d_Dynamic_SEReqControlMode(D, L, p):
             f_EVMinimumV2XEnergyRequest, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMinimumV2XEnergyRequest = None
         if ev != 0: raise _bad_event(ev, p)
@@ -4187,11 +4269,13 @@ def _d_Scheduled_SEReqControlMode(D, L, p):
         ev = _D_Scheduled_SEReqControlMode_0[_x & 7]
         if ev == 1:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_Scheduled_SEReqControlMode_1[_x & 7]
         else:
             f_DepartureTime = None
@@ -4217,7 +4301,7 @@ def _d_Scheduled_SEReqControlMode(D, L, p):
             f_EVEnergyOffer, p = _d_EVEnergyOffer(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVEnergyOffer = None
         if ev != 0: raise _bad_event(ev, p)
@@ -4260,15 +4344,15 @@ def _d_EVEnergyOffer(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVPowerSchedule, p = _d_EVPowerSchedule(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVAbsolutePriceSchedule, p = _d_EVAbsolutePriceSchedule(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_EVEnergyOffer(f_EVPowerSchedule, f_EVAbsolutePriceSchedule), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVEnergyOffer') from None
@@ -4299,17 +4383,21 @@ def _e_EVPowerSchedule(o, a):
 def _d_EVPowerSchedule(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_TimeAnchor, p = _r_uint(D, L, p, 64)
         if f_TimeAnchor > 18446744073709551615: raise _out_of_range(f_TimeAnchor, 0, 18446744073709551615, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_EVPowerScheduleEntries, p = _d_EVPowerScheduleEntryList(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_EVPowerSchedule(f_TimeAnchor, f_EVPowerScheduleEntries), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPowerSchedule') from None
@@ -4331,6 +4419,7 @@ def _e_EVPowerScheduleEntryList(o, a):
         a <<= 1
         a = _e_EVPowerScheduleEntry(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_EVPowerScheduleEntry(v[i], a)
         s = 2 if n == 1024 else 1
@@ -4344,7 +4433,7 @@ def _d_EVPowerScheduleEntryList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVPowerScheduleEntry = []
         n = 0
         while ev == 1:
@@ -4357,7 +4446,7 @@ def _d_EVPowerScheduleEntryList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_EVPowerScheduleEntryList(f_EVPowerScheduleEntry), p
@@ -4392,17 +4481,21 @@ def _e_EVPowerScheduleEntry(o, a):
 def _d_EVPowerScheduleEntry(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_Duration, p = _r_uint(D, L, p, 32)
         if f_Duration > 4294967295: raise _out_of_range(f_Duration, 0, 4294967295, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_Power, p = _d_RationalNumber(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_EVPowerScheduleEntry(f_Duration, f_Power), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPowerScheduleEntry') from None
@@ -4451,13 +4544,17 @@ def _e_EVAbsolutePriceSchedule(o, a):
 def _d_EVAbsolutePriceSchedule(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_TimeAnchor, p = _r_uint(D, L, p, 64)
         if f_TimeAnchor > 18446744073709551615: raise _out_of_range(f_TimeAnchor, 0, 18446744073709551615, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -4466,10 +4563,10 @@ def _d_EVAbsolutePriceSchedule(D, L, p):
         else:
             f_Currency, p = _r_str(D, L, p, 0, 3)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -4478,14 +4575,14 @@ def _d_EVAbsolutePriceSchedule(D, L, p):
         else:
             f_PriceAlgorithm, p = _r_str(D, L, p, 0, 255)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVPriceRuleStacks, p = _d_EVPriceRuleStackList(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_EVAbsolutePriceSchedule(f_TimeAnchor, f_Currency, f_PriceAlgorithm, f_EVPriceRuleStacks), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVAbsolutePriceSchedule') from None
@@ -4507,6 +4604,7 @@ def _e_EVPriceRuleStackList(o, a):
         a <<= 1
         a = _e_EVPriceRuleStack(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_EVPriceRuleStack(v[i], a)
         s = 2 if n == 1024 else 1
@@ -4520,7 +4618,7 @@ def _d_EVPriceRuleStackList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVPriceRuleStack = []
         n = 0
         while ev == 1:
@@ -4533,7 +4631,7 @@ def _d_EVPriceRuleStackList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_EVPriceRuleStackList(f_EVPriceRuleStack), p
@@ -4566,6 +4664,7 @@ def _e_EVPriceRuleStack(o, a):
         a <<= 1
         a = _e_EVPriceRule(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_EVPriceRule(v[i], a)
         s = 3 if n == 8 else 2
@@ -4578,13 +4677,17 @@ def _e_EVPriceRuleStack(o, a):
 def _d_EVPriceRuleStack(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_Duration, p = _r_uint(D, L, p, 32)
         if f_Duration > 4294967295: raise _out_of_range(f_Duration, 0, 4294967295, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_EVPriceRule = []
         n = 0
         while ev == 2:
@@ -4597,7 +4700,7 @@ def _d_EVPriceRuleStack(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_EVPriceRuleStack(f_Duration, f_EVPriceRule), p
@@ -4631,15 +4734,15 @@ def _d_EVPriceRule(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EnergyFee, p = _d_RationalNumber(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_PowerRangeStart, p = _d_RationalNumber(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_EVPriceRule(f_EnergyFee, f_PowerRangeStart), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPriceRule') from None
@@ -4699,22 +4802,26 @@ def _d_ScheduleExchangeRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
-        p += 16; _x = (D >> (L - p)) & 65535
-        if _x & 49380: raise _bad_event(-1, p)
+        p += 16
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 65535
+        if _x & 49380: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_ResponseCode = (_x >> 8) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEProcessing = (_x >> 3) & 3
-        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        if f_EVSEProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_EVSEProcessing = _EV_processingType[f_EVSEProcessing]
         ev = _D_ScheduleExchangeRes_3[_x & 3]
         if ev == 4:
-            p += 5; _x = (D >> (L - p)) & 31
-            if _x & 20: raise _bad_event(-1, p)
+            p += 5
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 31
+            if _x & 20: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (2,)))
             f_GoToPause = ((_x >> 3) & 1) == 1
             ev = _D_ScheduleExchangeRes_4[_x & 3]
         else:
@@ -4725,12 +4832,12 @@ def _d_ScheduleExchangeRes(D, L, p):
             f_Dynamic_SEResControlMode, p = _d_Dynamic_SEResControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 6:
             f_Scheduled_SEResControlMode, p = _d_Scheduled_SEResControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -4805,27 +4912,33 @@ def _d_Dynamic_SEResControlMode(D, L, p):
         ev = _D_Dynamic_SEResControlMode_0[_x & 7]
         if ev == 1:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_Dynamic_SEResControlMode_1[_x & 7]
         else:
             f_DepartureTime = None
         if ev == 2:
-            p += 12; _x = (D >> (L - p)) & 4095
-            if _x & 2056: raise _bad_event(-1, p)
+            p += 12
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 4095
+            if _x & 2056: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (3,)))
             f_MinimumSOC = (_x >> 4) & 127
-            if f_MinimumSOC > 100: raise _out_of_range(f_MinimumSOC, 0, 100, p)
+            if f_MinimumSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (3,)))
             ev = _D_Dynamic_SEResControlMode_2[_x & 7]
         else:
             f_MinimumSOC = None
         if ev == 3:
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1028: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             f_TargetSOC = (_x >> 3) & 127
-            if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
+            if f_TargetSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             ev = _D_Dynamic_SEResControlMode_3[_x & 3]
         else:
             f_TargetSOC = None
@@ -4835,12 +4948,12 @@ def _d_Dynamic_SEResControlMode(D, L, p):
             f_AbsolutePriceSchedule, p = _d_AbsolutePriceSchedule(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 5:
             f_PriceLevelSchedule, p = _d_PriceLevelSchedule(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if ev != 0: raise _bad_event(ev, p)
         return _mk_Dynamic_SEResControlMode(f_DepartureTime, f_MinimumSOC, f_TargetSOC, f_AbsolutePriceSchedule, f_PriceLevelSchedule), p
     except (ValueError, _ExiDecodeError) as e:
@@ -4981,21 +5094,25 @@ def _d_AbsolutePriceSchedule(D, L, p):
             f_Id, p = _r_str(D, L, p, 0, None)
             ev = 2
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Id = None
         if ev != 2: raise _bad_event(ev, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_TimeAnchor, p = _r_uint(D, L, p, 64)
         if f_TimeAnchor > 18446744073709551615: raise _out_of_range(f_TimeAnchor, 0, 18446744073709551615, p)
         ev = 3
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_PriceScheduleID, p = _r_uint(D, L, p, 32)
         if f_PriceScheduleID < 1 or f_PriceScheduleID > 4294967295: raise _out_of_range(f_PriceScheduleID, 1, 4294967295, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_AbsolutePriceSchedule_3[_x & 3]
         if ev == 4:
             p += 1
@@ -5006,10 +5123,10 @@ def _d_AbsolutePriceSchedule(D, L, p):
             else:
                 f_PriceScheduleDescription, p = _r_str(D, L, p, 0, 160)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             ev = 5
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_PriceScheduleDescription = None
         if ev != 5: raise _bad_event(ev, p)
@@ -5021,10 +5138,10 @@ def _d_AbsolutePriceSchedule(D, L, p):
         else:
             f_Currency, p = _r_str(D, L, p, 0, 3)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 6
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -5033,10 +5150,10 @@ def _d_AbsolutePriceSchedule(D, L, p):
         else:
             f_Language, p = _r_str(D, L, p, 0, 3)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 7
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -5045,7 +5162,7 @@ def _d_AbsolutePriceSchedule(D, L, p):
         else:
             f_PriceAlgorithm, p = _r_str(D, L, p, 0, 255)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 3; _x = (D >> (L - p)) & 7
         ev = _D_AbsolutePriceSchedule_7[_x & 7]
         if ev == 8:
@@ -5064,7 +5181,7 @@ def _d_AbsolutePriceSchedule(D, L, p):
             f_TaxRules, p = _d_TaxRuleList(D, L, p)
             ev = 11
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_TaxRules = None
         if ev != 11: raise _bad_event(ev, p)
@@ -5081,7 +5198,7 @@ def _d_AbsolutePriceSchedule(D, L, p):
             f_AdditionalSelectedServices, p = _d_AdditionalServiceList(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_AdditionalSelectedServices = None
         if ev != 0: raise _bad_event(ev, p)
@@ -5120,6 +5237,7 @@ def _e_TaxRuleList(o, a):
         a <<= 1
         a = _e_TaxRule(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_TaxRule(v[i], a)
         s = 2 if n == 10 else 1
@@ -5133,7 +5251,7 @@ def _d_TaxRuleList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_TaxRule = []
         n = 0
         while ev == 1:
@@ -5146,7 +5264,7 @@ def _d_TaxRuleList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_TaxRuleList(f_TaxRule), p
@@ -5229,12 +5347,16 @@ def _e_TaxRule(o, a):
 def _d_TaxRule(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_TaxRuleID, p = _r_uint(D, L, p, 32)
         if f_TaxRuleID < 1 or f_TaxRuleID > 4294967295: raise _out_of_range(f_TaxRuleID, 1, 4294967295, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_TaxRule_1[_x & 3]
         if ev == 2:
             p += 1
@@ -5245,10 +5367,10 @@ def _d_TaxRule(D, L, p):
             else:
                 f_TaxRuleName, p = _r_str(D, L, p, 0, 80)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             ev = 3
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_TaxRuleName = None
         if ev != 3: raise _bad_event(ev, p)
@@ -5257,8 +5379,10 @@ def _d_TaxRule(D, L, p):
         ev = _D_TaxRule_3[_x & 3]
         if ev == 4:
             ev = 5
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 11: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 15
+            if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
             f_TaxIncludedInPrice = ((_x >> 2) & 1) == 1
         else:
             f_TaxIncludedInPrice = None
@@ -5267,8 +5391,10 @@ def _d_TaxRule(D, L, p):
         ev = 7
         ev = 8
         ev = 0
-        p += 16; _x = (D >> (L - p)) & 65535
-        if _x & 48059: raise _bad_event(-1, p)
+        p += 16
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 65535
+        if _x & 48059: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_AppliesToEnergyFee = ((_x >> 14) & 1) == 1
         f_AppliesToParkingFee = ((_x >> 10) & 1) == 1
         f_AppliesToOverstayFee = ((_x >> 6) & 1) == 1
@@ -5298,6 +5424,7 @@ def _e_PriceRuleStackList(o, a):
         a <<= 1
         a = _e_PriceRuleStack(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_PriceRuleStack(v[i], a)
         s = 2 if n == 1024 else 1
@@ -5311,7 +5438,7 @@ def _d_PriceRuleStackList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_PriceRuleStack = []
         n = 0
         while ev == 1:
@@ -5324,7 +5451,7 @@ def _d_PriceRuleStackList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_PriceRuleStackList(f_PriceRuleStack), p
@@ -5357,6 +5484,7 @@ def _e_PriceRuleStack(o, a):
         a <<= 1
         a = _e_PriceRule(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_PriceRule(v[i], a)
         s = 3 if n == 8 else 2
@@ -5369,13 +5497,17 @@ def _e_PriceRuleStack(o, a):
 def _d_PriceRuleStack(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_Duration, p = _r_uint(D, L, p, 32)
         if f_Duration > 4294967295: raise _out_of_range(f_Duration, 0, 4294967295, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_PriceRule = []
         n = 0
         while ev == 2:
@@ -5388,7 +5520,7 @@ def _d_PriceRuleStack(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_PriceRuleStack(f_Duration, f_PriceRule), p
@@ -5462,7 +5594,7 @@ def _d_PriceRule(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EnergyFee, p = _d_RationalNumber(D, L, p)
         p += 3; _x = (D >> (L - p)) & 7
         ev = _D_PriceRule_1[_x & 7]
@@ -5474,28 +5606,34 @@ def _d_PriceRule(D, L, p):
             f_ParkingFee = None
         if ev == 3:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_ParkingFeePeriod, p = _r_uint(D, L, p, 32)
             if f_ParkingFeePeriod > 4294967295: raise _out_of_range(f_ParkingFeePeriod, 0, 4294967295, p)
-            p += 3; _x = (D >> (L - p)) & 7
-            if _x & 4: raise _bad_event(-1, p)
+            p += 3
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 7
+            if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
             ev = _D_PriceRule_3[_x & 3]
         else:
             f_ParkingFeePeriod = None
         if ev == 4:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_CarbonDioxideEmission, p = _r_uint(D, L, p, 16)
             if f_CarbonDioxideEmission > 65535: raise _out_of_range(f_CarbonDioxideEmission, 0, 65535, p)
-            p += 3; _x = (D >> (L - p)) & 7
-            if _x & 4: raise _bad_event(-1, p)
+            p += 3
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 7
+            if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
             ev = _D_PriceRule_4[_x & 3]
         else:
             f_CarbonDioxideEmission = None
         if ev == 5:
             ev = 6
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1027: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1027: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (1, 'z')))
             f_RenewableGenerationPercentage = (_x >> 2) & 255
         else:
             f_RenewableGenerationPercentage = None
@@ -5503,7 +5641,7 @@ def _d_PriceRule(D, L, p):
         f_PowerRangeStart, p = _d_RationalNumber(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_PriceRule(f_EnergyFee, f_ParkingFee, f_ParkingFeePeriod, f_CarbonDioxideEmission, f_RenewableGenerationPercentage, f_PowerRangeStart), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PriceRule') from None
@@ -5549,6 +5687,7 @@ def _e_OverstayRuleList(o, a):
         a = (a << _c[1]) | _c[0]
         a = _e_OverstayRule(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_OverstayRule(v[i], a)
         s = 4 if n == 5 else 3
@@ -5564,11 +5703,13 @@ def _d_OverstayRuleList(D, L, p):
         ev = _D_OverstayRuleList_0[_x & 3]
         if ev == 1:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_OverstayTimeThreshold, p = _r_uint(D, L, p, 32)
             if f_OverstayTimeThreshold > 4294967295: raise _out_of_range(f_OverstayTimeThreshold, 0, 4294967295, p)
-            p += 3; _x = (D >> (L - p)) & 7
-            if _x & 4: raise _bad_event(-1, p)
+            p += 3
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 7
+            if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
             ev = _D_OverstayRuleList_1[_x & 3]
         else:
             f_OverstayTimeThreshold = None
@@ -5576,7 +5717,7 @@ def _d_OverstayRuleList(D, L, p):
             f_OverstayPowerThreshold, p = _d_RationalNumber(D, L, p)
             ev = 3
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_OverstayPowerThreshold = None
         f_OverstayRule = []
@@ -5591,7 +5732,7 @@ def _d_OverstayRuleList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_OverstayRuleList(f_OverstayTimeThreshold, f_OverstayPowerThreshold, f_OverstayRule), p
@@ -5663,29 +5804,35 @@ def _d_OverstayRule(D, L, p):
             else:
                 f_OverstayRuleDescription, p = _r_str(D, L, p, 0, 160)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             ev = 2
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_OverstayRuleDescription = None
         if ev != 2: raise _bad_event(ev, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_StartTime, p = _r_uint(D, L, p, 32)
         if f_StartTime > 4294967295: raise _out_of_range(f_StartTime, 0, 4294967295, p)
         ev = 3
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_OverstayFee, p = _d_RationalNumber(D, L, p)
         ev = 4
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_OverstayFeePeriod, p = _r_uint(D, L, p, 32)
         if f_OverstayFeePeriod > 4294967295: raise _out_of_range(f_OverstayFeePeriod, 0, 4294967295, p)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_OverstayRule(f_OverstayRuleDescription, f_StartTime, f_OverstayFee, f_OverstayFeePeriod), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'OverstayRule') from None
@@ -5709,6 +5856,7 @@ def _e_AdditionalServiceList(o, a):
         a <<= 1
         a = _e_AdditionalService(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_AdditionalService(v[i], a)
         s = 2 if n == 5 else 1
@@ -5722,7 +5870,7 @@ def _d_AdditionalServiceList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_AdditionalService = []
         n = 0
         while ev == 1:
@@ -5735,7 +5883,7 @@ def _d_AdditionalServiceList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_AdditionalServiceList(f_AdditionalService), p
@@ -5774,7 +5922,7 @@ def _d_AdditionalService(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -5783,14 +5931,14 @@ def _d_AdditionalService(D, L, p):
         else:
             f_ServiceName, p = _r_str(D, L, p, 0, 80)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ServiceFee, p = _d_RationalNumber(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_AdditionalService(f_ServiceName, f_ServiceFee), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'AdditionalService') from None
@@ -5838,17 +5986,23 @@ def _e_PriceSchedule(o, a):
 def _d_PriceSchedule(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_TimeAnchor, p = _r_uint(D, L, p, 64)
         if f_TimeAnchor > 18446744073709551615: raise _out_of_range(f_TimeAnchor, 0, 18446744073709551615, p)
         ev = 2
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_PriceScheduleID, p = _r_uint(D, L, p, 32)
         if f_PriceScheduleID < 1 or f_PriceScheduleID > 4294967295: raise _out_of_range(f_PriceScheduleID, 1, 4294967295, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_PriceSchedule_2[_x & 3]
         if ev == 3:
             p += 1
@@ -5859,10 +6013,10 @@ def _d_PriceSchedule(D, L, p):
             else:
                 f_PriceScheduleDescription, p = _r_str(D, L, p, 0, 160)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_PriceScheduleDescription = None
         if ev != 0: raise _bad_event(ev, p)
@@ -5941,21 +6095,25 @@ def _d_PriceLevelSchedule(D, L, p):
             f_Id, p = _r_str(D, L, p, 0, None)
             ev = 2
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Id = None
         if ev != 2: raise _bad_event(ev, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_TimeAnchor, p = _r_uint(D, L, p, 64)
         if f_TimeAnchor > 18446744073709551615: raise _out_of_range(f_TimeAnchor, 0, 18446744073709551615, p)
         ev = 3
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_PriceScheduleID, p = _r_uint(D, L, p, 32)
         if f_PriceScheduleID < 1 or f_PriceScheduleID > 4294967295: raise _out_of_range(f_PriceScheduleID, 1, 4294967295, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_PriceLevelSchedule_3[_x & 3]
         if ev == 4:
             p += 1
@@ -5966,21 +6124,23 @@ def _d_PriceLevelSchedule(D, L, p):
             else:
                 f_PriceScheduleDescription, p = _r_str(D, L, p, 0, 160)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             ev = 5
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_PriceScheduleDescription = None
         if ev != 5: raise _bad_event(ev, p)
         ev = 6
-        p += 11; _x = (D >> (L - p)) & 2047
-        if _x & 1027: raise _bad_event(-1, p)
+        p += 11
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 2047
+        if _x & 1027: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z'), (1, 'z')))
         f_NumberOfPriceLevels = (_x >> 2) & 255
         f_PriceLevelScheduleEntries, p = _d_PriceLevelScheduleEntryList(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_PriceLevelSchedule(f_Id, f_TimeAnchor, f_PriceScheduleID, f_PriceScheduleDescription, f_NumberOfPriceLevels, f_PriceLevelScheduleEntries), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PriceLevelSchedule') from None
@@ -6006,6 +6166,7 @@ def _e_PriceLevelScheduleEntryList(o, a):
         a <<= 1
         a = _e_PriceLevelScheduleEntry(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_PriceLevelScheduleEntry(v[i], a)
         s = 2 if n == 1024 else 1
@@ -6019,7 +6180,7 @@ def _d_PriceLevelScheduleEntryList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_PriceLevelScheduleEntry = []
         n = 0
         while ev == 1:
@@ -6032,7 +6193,7 @@ def _d_PriceLevelScheduleEntryList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_PriceLevelScheduleEntryList(f_PriceLevelScheduleEntry), p
@@ -6069,14 +6230,18 @@ def _e_PriceLevelScheduleEntry(o, a):
 def _d_PriceLevelScheduleEntry(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_Duration, p = _r_uint(D, L, p, 32)
         if f_Duration > 4294967295: raise _out_of_range(f_Duration, 0, 4294967295, p)
         ev = 2
         ev = 0
-        p += 13; _x = (D >> (L - p)) & 8191
-        if _x & 7171: raise _bad_event(-1, p)
+        p += 13
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (8,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 8191
+        if _x & 7171: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (8,), (1, 'z'), (1, 'z')))
         f_PriceLevel = (_x >> 2) & 255
         return _mk_PriceLevelScheduleEntry(f_Duration, f_PriceLevel), p
     except (ValueError, _ExiDecodeError) as e:
@@ -6099,6 +6264,7 @@ def _e_Scheduled_SEResControlMode(o, a):
         a <<= 1
         a = _e_ScheduleTuple(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_ScheduleTuple(v[i], a)
         s = 2 if n == 3 else 1
@@ -6112,7 +6278,7 @@ def _d_Scheduled_SEResControlMode(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ScheduleTuple = []
         n = 0
         while ev == 1:
@@ -6125,7 +6291,7 @@ def _d_Scheduled_SEResControlMode(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_Scheduled_SEResControlMode(f_ScheduleTuple), p
@@ -6170,13 +6336,17 @@ def _e_ScheduleTuple(o, a):
 def _d_ScheduleTuple(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ScheduleTupleID, p = _r_uint(D, L, p, 32)
         if f_ScheduleTupleID < 1 or f_ScheduleTupleID > 4294967295: raise _out_of_range(f_ScheduleTupleID, 1, 4294967295, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ChargingSchedule, p = _d_ChargingSchedule(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_ScheduleTuple_2[_x & 3]
@@ -6184,7 +6354,7 @@ def _d_ScheduleTuple(D, L, p):
             f_DischargingSchedule, p = _d_ChargingSchedule(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_DischargingSchedule = None
         if ev != 0: raise _bad_event(ev, p)
@@ -6229,7 +6399,7 @@ def _d_ChargingSchedule(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_PowerSchedule, p = _d_PowerSchedule(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_ChargingSchedule_1[_x & 3]
@@ -6239,12 +6409,12 @@ def _d_ChargingSchedule(D, L, p):
             f_AbsolutePriceSchedule, p = _d_AbsolutePriceSchedule(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 3:
             f_PriceLevelSchedule, p = _d_PriceLevelSchedule(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if ev != 0: raise _bad_event(ev, p)
         return _mk_ChargingSchedule(f_PowerSchedule, f_AbsolutePriceSchedule, f_PriceLevelSchedule), p
     except (ValueError, _ExiDecodeError) as e:
@@ -6295,12 +6465,16 @@ def _e_PowerSchedule(o, a):
 def _d_PowerSchedule(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_TimeAnchor, p = _r_uint(D, L, p, 64)
         if f_TimeAnchor > 18446744073709551615: raise _out_of_range(f_TimeAnchor, 0, 18446744073709551615, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_PowerSchedule_1[_x & 3]
         if ev == 2:
             f_AvailableEnergy, p = _d_RationalNumber(D, L, p)
@@ -6312,14 +6486,14 @@ def _d_PowerSchedule(D, L, p):
             f_PowerTolerance, p = _d_RationalNumber(D, L, p)
             ev = 4
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_PowerTolerance = None
         if ev != 4: raise _bad_event(ev, p)
         f_PowerScheduleEntries, p = _d_PowerScheduleEntryList(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_PowerSchedule(f_TimeAnchor, f_AvailableEnergy, f_PowerTolerance, f_PowerScheduleEntries), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'PowerSchedule') from None
@@ -6345,6 +6519,7 @@ def _e_PowerScheduleEntryList(o, a):
         a <<= 1
         a = _e_PowerScheduleEntry(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_PowerScheduleEntry(v[i], a)
         s = 2 if n == 1024 else 1
@@ -6358,7 +6533,7 @@ def _d_PowerScheduleEntryList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_PowerScheduleEntry = []
         n = 0
         while ev == 1:
@@ -6371,7 +6546,7 @@ def _d_PowerScheduleEntryList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_PowerScheduleEntryList(f_PowerScheduleEntry), p
@@ -6423,13 +6598,17 @@ def _e_PowerScheduleEntry(o, a):
 def _d_PowerScheduleEntry(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_Duration, p = _r_uint(D, L, p, 32)
         if f_Duration > 4294967295: raise _out_of_range(f_Duration, 0, 4294967295, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_Power, p = _d_RationalNumber(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_PowerScheduleEntry_2[_x & 3]
@@ -6443,7 +6622,7 @@ def _d_PowerScheduleEntry(D, L, p):
             f_Power_L3, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Power_L3 = None
         if ev != 0: raise _bad_event(ev, p)
@@ -6506,14 +6685,16 @@ def _d_PowerDeliveryReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
-        p += 12; _x = (D >> (L - p)) & 4095
-        if _x & 3300: raise _bad_event(-1, p)
+        p += 12
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 4095
+        if _x & 3300: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (2,)))
         f_EVProcessing = (_x >> 8) & 3
-        if f_EVProcessing >= 3: raise _bad_enum(f_EVProcessing, 3, p)
+        if f_EVProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (2,)))
         f_EVProcessing = _EV_processingType[f_EVProcessing]
         f_ChargeProgress = _EV_chargeProgressType[(_x >> 3) & 3]
         ev = _D_PowerDeliveryReq_3[_x & 3]
@@ -6525,8 +6706,10 @@ def _d_PowerDeliveryReq(D, L, p):
             f_EVPowerProfile = None
         if ev == 5:
             ev = 0
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 11: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 15
+            if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
             f_BPT_ChannelSelection = _EV_channelSelectionType[(_x >> 2) & 1]
         else:
             f_BPT_ChannelSelection = None
@@ -6573,12 +6756,16 @@ def _e_EVPowerProfile(o, a):
 def _d_EVPowerProfile(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_TimeAnchor, p = _r_uint(D, L, p, 64)
         if f_TimeAnchor > 18446744073709551615: raise _out_of_range(f_TimeAnchor, 0, 18446744073709551615, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_EVPowerProfile_1[_x & 3]
         f_Dynamic_EVPPTControlMode = None
         f_Scheduled_EVPPTControlMode = None
@@ -6586,19 +6773,19 @@ def _d_EVPowerProfile(D, L, p):
             f_Dynamic_EVPPTControlMode, p = _d_Dynamic_EVPPTControlMode(D, L, p)
             ev = 4
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 3:
             f_Scheduled_EVPPTControlMode, p = _d_Scheduled_EVPPTControlMode(D, L, p)
             ev = 4
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 4: raise _bad_event(ev, p)
         f_EVPowerProfileEntries, p = _d_EVPowerProfileEntryList(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_EVPowerProfile(f_TimeAnchor, f_Dynamic_EVPPTControlMode, f_Scheduled_EVPPTControlMode, f_EVPowerProfileEntries), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'EVPowerProfile') from None
@@ -6621,7 +6808,7 @@ def _d_Dynamic_EVPPTControlMode(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_Dynamic_EVPPTControlMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Dynamic_EVPPTControlMode') from None
@@ -6658,17 +6845,23 @@ def _e_Scheduled_EVPPTControlMode(o, a):
 def _d_Scheduled_EVPPTControlMode(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_SelectedScheduleTupleID, p = _r_uint(D, L, p, 32)
         if f_SelectedScheduleTupleID < 1 or f_SelectedScheduleTupleID > 4294967295: raise _out_of_range(f_SelectedScheduleTupleID, 1, 4294967295, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_Scheduled_EVPPTControlMode_1[_x & 3]
         if ev == 2:
             ev = 0
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 11: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 15
+            if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
             f_PowerToleranceAcceptance = _EV_powerToleranceAcceptanceType[(_x >> 2) & 1]
         else:
             f_PowerToleranceAcceptance = None
@@ -6696,6 +6889,7 @@ def _e_EVPowerProfileEntryList(o, a):
         a <<= 1
         a = _e_PowerScheduleEntry(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_PowerScheduleEntry(v[i], a)
         s = 2 if n == 2048 else 1
@@ -6709,7 +6903,7 @@ def _d_EVPowerProfileEntryList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVPowerProfileEntry = []
         n = 0
         while ev == 1:
@@ -6722,7 +6916,7 @@ def _d_EVPowerProfileEntryList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_EVPowerProfileEntryList(f_EVPowerProfileEntry), p
@@ -6767,20 +6961,22 @@ def _d_PowerDeliveryRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
-        p += 11; _x = (D >> (L - p)) & 2047
-        if _x & 1540: raise _bad_event(-1, p)
+        p += 11
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 2047
+        if _x & 1540: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (2,)))
         f_ResponseCode = (_x >> 3) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (2,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         ev = _D_PowerDeliveryRes_2[_x & 3]
         if ev == 3:
             f_EVSEStatus, p = _d_EVSEStatus(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEStatus = None
         if ev != 0: raise _bad_event(ev, p)
@@ -6817,16 +7013,20 @@ def _e_EVSEStatus(o, a):
 def _d_EVSEStatus(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_NotificationMaxDelay, p = _r_uint(D, L, p, 16)
         if f_NotificationMaxDelay > 65535: raise _out_of_range(f_NotificationMaxDelay, 0, 65535, p)
         ev = 2
         ev = 0
-        p += 8; _x = (D >> (L - p)) & 255
-        if _x & 227: raise _bad_event(-1, p)
+        p += 8
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 255
+        if _x & 227: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (1, 'z')))
         f_EVSENotification = (_x >> 2) & 7
-        if f_EVSENotification >= 6: raise _bad_enum(f_EVSENotification, 6, p)
+        if f_EVSENotification >= 6: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (1, 'z')))
         f_EVSENotification = _EV_evseNotificationType[f_EVSENotification]
         return _mk_EVSEStatus(f_NotificationMaxDelay, f_EVSENotification), p
     except (ValueError, _ExiDecodeError) as e:
@@ -6857,15 +7057,15 @@ def _d_MeteringConfirmationReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_SignedMeteringData, p = _d_SignedMeteringData(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_MeteringConfirmationReq(f_Header, f_SignedMeteringData), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'MeteringConfirmationReq') from None
@@ -6923,15 +7123,19 @@ def _d_SignedMeteringData(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Id, p = _r_str(D, L, p, 0, None)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_SessionID, p = _r_bin(D, L, p, 8, 8)
         ev = 3
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_MeterInfo, p = _d_MeterInfo(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_SignedMeteringData_3[_x & 3]
@@ -6947,12 +7151,12 @@ def _d_SignedMeteringData(D, L, p):
             f_Dynamic_SMDTControlMode, p = _d_Dynamic_SMDTControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 6:
             f_Scheduled_SMDTControlMode, p = _d_Scheduled_SMDTControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -7060,7 +7264,7 @@ def _d_MeterInfo(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -7069,42 +7273,52 @@ def _d_MeterInfo(D, L, p):
         else:
             f_MeterID, p = _r_str(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ChargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
         if f_ChargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_ChargedEnergyReadingWh, 0, 18446744073709551615, p)
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 8: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 15
+        if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
         ev = _D_MeterInfo_2[_x & 7]
         if ev == 3:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_BPT_DischargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
             if f_BPT_DischargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_BPT_DischargedEnergyReadingWh, 0, 18446744073709551615, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_MeterInfo_3[_x & 7]
         else:
             f_BPT_DischargedEnergyReadingWh = None
         if ev == 4:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_CapacitiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_CapacitiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_CapacitiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_MeterInfo_4[_x & 7]
         else:
             f_CapacitiveEnergyReadingVARh = None
         if ev == 5:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_BPT_InductiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_BPT_InductiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_BPT_InductiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_MeterInfo_5[_x & 7]
         else:
             f_BPT_InductiveEnergyReadingVARh = None
@@ -7117,29 +7331,33 @@ def _d_MeterInfo(D, L, p):
             else:
                 f_MeterSignature, p = _r_bin(D, L, p, 0, 64)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             p += 2; _x = (D >> (L - p)) & 3
             ev = _D_MeterInfo_6[_x & 3]
         else:
             f_MeterSignature = None
         if ev == 7:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_MeterStatus, p = _r_int(D, L, p, 15)
             if f_MeterStatus < -32768 or f_MeterStatus > 32767: raise _out_of_range(f_MeterStatus, -32768, 32767, p)
-            p += 3; _x = (D >> (L - p)) & 7
-            if _x & 4: raise _bad_event(-1, p)
+            p += 3
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 7
+            if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
             ev = _D_MeterInfo_7[_x & 3]
         else:
             f_MeterStatus = None
         if ev == 8:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_MeterTimestamp, p = _r_uint(D, L, p, 64)
             if f_MeterTimestamp > 18446744073709551615: raise _out_of_range(f_MeterTimestamp, 0, 18446744073709551615, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_MeterTimestamp = None
         if ev != 0: raise _bad_event(ev, p)
@@ -7176,7 +7394,7 @@ def _d_Dynamic_SMDTControlMode(D, L, p):
     try:
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_Dynamic_SMDTControlMode(), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Dynamic_SMDTControlMode') from None
@@ -7203,13 +7421,17 @@ def _e_Scheduled_SMDTControlMode(o, a):
 def _d_Scheduled_SMDTControlMode(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_SelectedScheduleTupleID, p = _r_uint(D, L, p, 32)
         if f_SelectedScheduleTupleID < 1 or f_SelectedScheduleTupleID > 4294967295: raise _out_of_range(f_SelectedScheduleTupleID, 1, 4294967295, p)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_Scheduled_SMDTControlMode(f_SelectedScheduleTupleID), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Scheduled_SMDTControlMode') from None
@@ -7240,14 +7462,16 @@ def _d_MeteringConfirmationRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 0
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 771: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         return _mk_MeteringConfirmationRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
@@ -7306,13 +7530,15 @@ def _d_SessionStopReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
-        p += 7; _x = (D >> (L - p)) & 127
-        if _x & 100: raise _bad_event(-1, p)
+        p += 7
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 127
+        if _x & 100: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_ChargingSession = (_x >> 3) & 3
-        if f_ChargingSession >= 3: raise _bad_enum(f_ChargingSession, 3, p)
+        if f_ChargingSession >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_ChargingSession = _EV_chargingSessionType[f_ChargingSession]
         ev = _D_SessionStopReq_2[_x & 3]
         if ev == 3:
@@ -7324,7 +7550,7 @@ def _d_SessionStopReq(D, L, p):
             else:
                 f_EVTerminationCode, p = _r_str(D, L, p, 0, 80)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             p += 2; _x = (D >> (L - p)) & 3
             ev = _D_SessionStopReq_3[_x & 3]
         else:
@@ -7338,10 +7564,10 @@ def _d_SessionStopReq(D, L, p):
             else:
                 f_EVTerminationExplanation, p = _r_str(D, L, p, 0, 160)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVTerminationExplanation = None
         if ev != 0: raise _bad_event(ev, p)
@@ -7379,14 +7605,16 @@ def _d_SessionStopRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 0
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 771: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         return _mk_SessionStopRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
@@ -7439,26 +7667,28 @@ def _d_CertificateInstallationReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_OEMProvisioningCertificateChain, p = _d_SignedCertificateChain(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ListOfRootCertificateIDs, p = _d_ListOfRootCertificateIDs(D, L, p)
         ev = 4
-        p += 13; _x = (D >> (L - p)) & 8191
-        if _x & 6148: raise _bad_event(-1, p)
+        p += 13
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (8,), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 8191
+        if _x & 6148: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (8,), (1, 'z'), (2,)))
         f_MaximumContractCertificateChains = (_x >> 3) & 255
         ev = _D_CertificateInstallationReq_4[_x & 3]
         if ev == 5:
             f_PrioritizedEMAIDs, p = _d_EMAIDList(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_PrioritizedEMAIDs = None
         if ev != 0: raise _bad_event(ev, p)
@@ -7508,11 +7738,11 @@ def _d_SignedCertificateChain(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Id, p = _r_str(D, L, p, 0, None)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -7521,14 +7751,14 @@ def _d_SignedCertificateChain(D, L, p):
         else:
             f_Certificate, p = _r_bin(D, L, p, 0, 1600)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_SignedCertificateChain_2[_x & 3]
         if ev == 3:
             f_SubCertificates, p = _d_SubCertificates(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_SubCertificates = None
         if ev != 0: raise _bad_event(ev, p)
@@ -7555,6 +7785,7 @@ def _e_ListOfRootCertificateIDs(o, a):
         a <<= 1
         a = _e_X509IssuerSerial(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_X509IssuerSerial(v[i], a)
         s = 2 if n == 20 else 1
@@ -7568,7 +7799,7 @@ def _d_ListOfRootCertificateIDs(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_RootCertificateID = []
         n = 0
         while ev == 1:
@@ -7581,7 +7812,7 @@ def _d_ListOfRootCertificateIDs(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_ListOfRootCertificateIDs(f_RootCertificateID), p
@@ -7612,6 +7843,7 @@ def _e_EMAIDList(o, a):
         else:
             a = (a << 4) | 8
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             if len(v[i]):
                 a <<= 1
@@ -7630,7 +7862,7 @@ def _d_EMAIDList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EMAID = []
         n = 0
         while ev == 1:
@@ -7642,7 +7874,7 @@ def _d_EMAIDList(D, L, p):
             else:
                 x, p = _r_str(D, L, p, 0, 255)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_EMAID.append(x)
             n += 1
             if n < 8:
@@ -7651,7 +7883,7 @@ def _d_EMAIDList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_EMAIDList(f_EMAID), p
@@ -7705,28 +7937,32 @@ def _d_CertificateInstallationRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
         ev = 4
-        p += 15; _x = (D >> (L - p)) & 32767
-        if _x & 24691: raise _bad_event(-1, p)
+        p += 15
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 32767
+        if _x & 24691: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 7) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEProcessing = (_x >> 2) & 3
-        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        if f_EVSEProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVSEProcessing = _EV_processingType[f_EVSEProcessing]
         f_CPSCertificateChain, p = _d_CertificateChain(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_SignedInstallationData, p = _d_SignedInstallationData(D, L, p)
         ev = 6
         ev = 0
-        p += 12; _x = (D >> (L - p)) & 4095
-        if _x & 3075: raise _bad_event(-1, p)
+        p += 12
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (8,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 4095
+        if _x & 3075: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (8,), (1, 'z'), (1, 'z')))
         f_RemainingContractCertificateChains = (_x >> 2) & 255
         return _mk_CertificateInstallationRes(f_Header, f_ResponseCode, f_EVSEProcessing, f_CPSCertificateChain, f_SignedInstallationData, f_RemainingContractCertificateChains), p
     except (ValueError, _ExiDecodeError) as e:
@@ -7767,7 +8003,7 @@ def _d_CertificateChain(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -7776,14 +8012,14 @@ def _d_CertificateChain(D, L, p):
         else:
             f_Certificate, p = _r_bin(D, L, p, 0, 1600)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_CertificateChain_1[_x & 3]
         if ev == 2:
             f_SubCertificates, p = _d_SubCertificates(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_SubCertificates = None
         if ev != 0: raise _bad_event(ev, p)
@@ -7842,45 +8078,55 @@ def _d_SignedInstallationData(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Id, p = _r_str(D, L, p, 0, None)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_ContractCertificateChain, p = _d_ContractCertificateChain(D, L, p)
         ev = 3
         ev = 4
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 55: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 63
+        if _x & 55: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z')))
         f_ECDHCurve = _EV_ecdhCurveType[(_x >> 3) & 1]
         f_DHPublicKey, p = _r_bin(D, L, p, 133, 133)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_SignedInstallationData_4[_x & 3]
         f_SECP521_EncryptedPrivateKey = None
         f_X448_EncryptedPrivateKey = None
         f_TPM_EncryptedPrivateKey = None
         if ev == 5:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_SECP521_EncryptedPrivateKey, p = _r_bin(D, L, p, 94, 94)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         elif ev == 6:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_X448_EncryptedPrivateKey, p = _r_bin(D, L, p, 84, 84)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         elif ev == 7:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_TPM_EncryptedPrivateKey, p = _r_bin(D, L, p, 206, 206)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -7953,47 +8199,55 @@ def _d_VehicleCheckInReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
-        p += 13; _x = (D >> (L - p)) & 8191
-        if _x & 6600: raise _bad_event(-1, p)
+        p += 13
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 8191
+        if _x & 6600: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (3,)))
         f_EVCheckInStatus = (_x >> 9) & 3
-        if f_EVCheckInStatus >= 3: raise _bad_enum(f_EVCheckInStatus, 3, p)
+        if f_EVCheckInStatus >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (3,)))
         f_EVCheckInStatus = _EV_evCheckInStatusType[f_EVCheckInStatus]
         f_ParkingMethod = (_x >> 4) & 3
-        if f_ParkingMethod >= 3: raise _bad_enum(f_ParkingMethod, 3, p)
+        if f_ParkingMethod >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (3,)))
         f_ParkingMethod = _EV_parkingMethodType[f_ParkingMethod]
         ev = _D_VehicleCheckInReq_3[_x & 7]
         if ev == 4:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_VehicleFrame, p = _r_int(D, L, p, 15)
             if f_VehicleFrame < -32768 or f_VehicleFrame > 32767: raise _out_of_range(f_VehicleFrame, -32768, 32767, p)
-            p += 3; _x = (D >> (L - p)) & 7
-            if _x & 4: raise _bad_event(-1, p)
+            p += 3
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 7
+            if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
             ev = _D_VehicleCheckInReq_4[_x & 3]
         else:
             f_VehicleFrame = None
         if ev == 5:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_DeviceOffset, p = _r_int(D, L, p, 15)
             if f_DeviceOffset < -32768 or f_DeviceOffset > 32767: raise _out_of_range(f_DeviceOffset, -32768, 32767, p)
-            p += 3; _x = (D >> (L - p)) & 7
-            if _x & 4: raise _bad_event(-1, p)
+            p += 3
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 7
+            if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
             ev = _D_VehicleCheckInReq_5[_x & 3]
         else:
             f_DeviceOffset = None
         if ev == 6:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_VehicleTravel, p = _r_int(D, L, p, 15)
             if f_VehicleTravel < -32768 or f_VehicleTravel > 32767: raise _out_of_range(f_VehicleTravel, -32768, 32767, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_VehicleTravel = None
         if ev != 0: raise _bad_event(ev, p)
@@ -8065,43 +8319,51 @@ def _d_VehicleCheckInRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
-        p += 12; _x = (D >> (L - p)) & 4095
-        if _x & 3080: raise _bad_event(-1, p)
+        p += 12
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 4095
+        if _x & 3080: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
         f_ResponseCode = (_x >> 4) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         ev = _D_VehicleCheckInRes_2[_x & 7]
         if ev == 3:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_ParkingSpace, p = _r_int(D, L, p, 15)
             if f_ParkingSpace < -32768 or f_ParkingSpace > 32767: raise _out_of_range(f_ParkingSpace, -32768, 32767, p)
-            p += 3; _x = (D >> (L - p)) & 7
-            if _x & 4: raise _bad_event(-1, p)
+            p += 3
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 7
+            if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
             ev = _D_VehicleCheckInRes_3[_x & 3]
         else:
             f_ParkingSpace = None
         if ev == 4:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_DeviceLocation, p = _r_int(D, L, p, 15)
             if f_DeviceLocation < -32768 or f_DeviceLocation > 32767: raise _out_of_range(f_DeviceLocation, -32768, 32767, p)
-            p += 3; _x = (D >> (L - p)) & 7
-            if _x & 4: raise _bad_event(-1, p)
+            p += 3
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 7
+            if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
             ev = _D_VehicleCheckInRes_4[_x & 3]
         else:
             f_DeviceLocation = None
         if ev == 5:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_TargetDistance, p = _r_int(D, L, p, 15)
             if f_TargetDistance < -32768 or f_TargetDistance > 32767: raise _out_of_range(f_TargetDistance, -32768, 32767, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_TargetDistance = None
         if ev != 0: raise _bad_event(ev, p)
@@ -8147,20 +8409,24 @@ def _d_VehicleCheckOutReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
-        p += 7; _x = (D >> (L - p)) & 127
-        if _x & 103: raise _bad_event(-1, p)
+        p += 7
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 127
+        if _x & 103: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z')))
         f_EVCheckOutStatus = (_x >> 3) & 3
-        if f_EVCheckOutStatus >= 3: raise _bad_enum(f_EVCheckOutStatus, 3, p)
+        if f_EVCheckOutStatus >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z')))
         f_EVCheckOutStatus = _EV_evCheckOutStatusType[f_EVCheckOutStatus]
         f_CheckOutTime, p = _r_uint(D, L, p, 64)
         if f_CheckOutTime > 18446744073709551615: raise _out_of_range(f_CheckOutTime, 0, 18446744073709551615, p)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_VehicleCheckOutReq(f_Header, f_EVCheckOutStatus, f_CheckOutTime), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'VehicleCheckOutReq') from None
@@ -8196,15 +8462,17 @@ def _d_VehicleCheckOutRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
         ev = 0
-        p += 14; _x = (D >> (L - p)) & 16383
-        if _x & 12347: raise _bad_event(-1, p)
+        p += 14
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 16383
+        if _x & 12347: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 6) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSECheckOutStatus = _EV_evseCheckOutStatusType[(_x >> 2) & 1]
         return _mk_VehicleCheckOutRes(f_Header, f_ResponseCode, f_EVSECheckOutStatus), p
@@ -8239,18 +8507,24 @@ def _e_TargetPosition(o, a):
 def _d_TargetPosition(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_TargetOffsetX, p = _r_uint(D, L, p, 16)
         if f_TargetOffsetX > 65535: raise _out_of_range(f_TargetOffsetX, 0, 65535, p)
         ev = 2
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_TargetOffsetY, p = _r_uint(D, L, p, 16)
         if f_TargetOffsetY > 65535: raise _out_of_range(f_TargetOffsetY, 0, 65535, p)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_TargetPosition(f_TargetOffsetX, f_TargetOffsetY), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'TargetPosition') from None
@@ -8276,11 +8550,11 @@ def _d_ChargeParameterDiscoveryReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_ChargeParameterDiscoveryReq(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryReq') from None
@@ -8311,14 +8585,16 @@ def _d_ChargeParameterDiscoveryRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 0
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 771: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         return _mk_ChargeParameterDiscoveryRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
@@ -8361,7 +8637,7 @@ def _d_ChargeLoopReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_ChargeLoopReq_1[_x & 3]
@@ -8369,13 +8645,15 @@ def _d_ChargeLoopReq(D, L, p):
             f_DisplayParameters, p = _d_DisplayParameters(D, L, p)
             ev = 3
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_DisplayParameters = None
         if ev != 3: raise _bad_event(ev, p)
         ev = 0
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 11: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_MeterInfoRequested = ((_x >> 2) & 1) == 1
         return _mk_ChargeLoopReq(f_Header, f_DisplayParameters, f_MeterInfoRequested), p
     except (ValueError, _ExiDecodeError) as e:
@@ -8433,13 +8711,15 @@ def _d_ChargeLoopRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
-        p += 12; _x = (D >> (L - p)) & 4095
-        if _x & 3080: raise _bad_event(-1, p)
+        p += 12
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 4095
+        if _x & 3080: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
         f_ResponseCode = (_x >> 4) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         ev = _D_ChargeLoopRes_2[_x & 7]
         if ev == 3:
@@ -8458,7 +8738,7 @@ def _d_ChargeLoopRes(D, L, p):
             f_Receipt, p = _d_Receipt(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Receipt = None
         if ev != 0: raise _bad_event(ev, p)
@@ -8497,7 +8777,7 @@ def _ds_0(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8523,7 +8803,7 @@ def _ds_1(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8540,11 +8820,11 @@ def _es_2(v, a):
 def _ds_2(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 16)
         if x > 65535: raise _out_of_range(x, 0, 65535, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8559,8 +8839,10 @@ def _es_3(v, a):
 
 def _ds_3(D, L, p):
     try:
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 5: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 5: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
         x = ((_x >> 1) & 1) == 1
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8576,8 +8858,10 @@ def _es_4(v, a):
 
 def _ds_4(D, L, p):
     try:
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 5: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 5: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
         x = _EV_authorizationType[(_x >> 1) & 1]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8593,8 +8877,10 @@ def _es_5(v, a):
 
 def _ds_5(D, L, p):
     try:
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 5: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 5: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
         x = _EV_channelSelectionType[(_x >> 1) & 1]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8612,11 +8898,11 @@ def _es_6(v, a):
 def _ds_6(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 64)
         if x > 18446744073709551615: raise _out_of_range(x, 0, 18446744073709551615, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8642,7 +8928,7 @@ def _ds_7(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, 1600)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8657,8 +8943,10 @@ def _es_8(v, a):
 
 def _ds_8(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z')))
         x = _EV_chargeProgressType[(_x >> 1) & 3]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8674,10 +8962,12 @@ def _es_9(v, a):
 
 def _ds_9(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_chargingSessionType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8704,7 +8994,7 @@ def _ds_10(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 3)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8720,10 +9010,10 @@ def _es_11(v, a):
 def _ds_11(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_bin(D, L, p, 133, 133)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8740,11 +9030,11 @@ def _es_12(v, a):
 def _ds_12(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 32)
         if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8761,11 +9051,11 @@ def _es_13(v, a):
 def _ds_13(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, 15)
         if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8780,8 +9070,10 @@ def _es_14(v, a):
 
 def _ds_14(D, L, p):
     try:
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 5: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 5: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
         x = _EV_ecdhCurveType[(_x >> 1) & 1]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8808,7 +9100,7 @@ def _ds_15(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 255)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8823,10 +9115,12 @@ def _es_16(v, a):
 
 def _ds_16(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_evCheckInStatusType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8842,10 +9136,12 @@ def _es_17(v, a):
 
 def _ds_17(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_evCheckOutStatusType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8861,10 +9157,12 @@ def _es_18(v, a):
 
 def _ds_18(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_processingType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8880,8 +9178,10 @@ def _es_19(v, a):
 
 def _ds_19(D, L, p):
     try:
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 5: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 5: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
         x = _EV_evseCheckOutStatusType[(_x >> 1) & 1]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8897,10 +9197,12 @@ def _es_20(v, a):
 
 def _ds_20(D, L, p):
     try:
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 17: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 17: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
         x = (_x >> 1) & 7
-        if x >= 6: raise _bad_enum(x, 6, p)
+        if x >= 6: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
         x = _EV_evseNotificationType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -8927,7 +9229,7 @@ def _ds_21(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 80)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8953,7 +9255,7 @@ def _ds_22(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 160)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8979,7 +9281,7 @@ def _ds_23(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -8995,8 +9297,10 @@ def _es_24(v, a):
 
 def _ds_24(D, L, p):
     try:
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 513: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
         x = ((_x >> 1) & 255) - 128
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -9013,10 +9317,10 @@ def _es_25(v, a):
 def _ds_25(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_bin(D, L, p, 16, 16)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -9024,6 +9328,7 @@ def _ds_25(D, L, p):
 
 def _es_26(v, a):
     a <<= 1
+    if not -_UNBOUNDED_INT_LIMIT <= v < _UNBOUNDED_INT_LIMIT: raise _Invalid(f'value: {v} is beyond what an unbounded integer may hold')
     a = _w_int(a, v)
     a <<= 1
     return a
@@ -9032,10 +9337,10 @@ def _es_26(v, a):
 def _ds_26(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -9061,7 +9366,7 @@ def _ds_27(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 3)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -9077,8 +9382,10 @@ def _es_28(v, a):
 
 def _ds_28(D, L, p):
     try:
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 513: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
         x = (_x >> 1) & 255
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -9095,10 +9402,12 @@ def _es_29(v, a):
 
 def _ds_29(D, L, p):
     try:
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 257: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 257: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
         x = (_x >> 1) & 127
-        if x > 100: raise _out_of_range(x, 0, 100, p)
+        if x > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -9114,10 +9423,12 @@ def _es_30(v, a):
 
 def _ds_30(D, L, p):
     try:
-        p += 12; _x = (D >> (L - p)) & 4095
-        if _x & 2049: raise _bad_event(-1, p)
+        p += 12
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (10, 'n', 12, 1024), (1, 'z')))
+        _x = (D >> (L - p)) & 4095
+        if _x & 2049: raise _group_fault(D, L, p, ((1, 'z'), (10, 'n', 12, 1024), (1, 'z')))
         x = ((_x >> 1) & 1023) + 12
-        if x > 1024: raise _out_of_range(x, 12, 1024, p)
+        if x > 1024: raise _group_fault(D, L, p, ((1, 'z'), (10, 'n', 12, 1024), (1, 'z')))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -9143,7 +9454,7 @@ def _ds_31(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -9169,7 +9480,7 @@ def _ds_32(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, 64)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -9195,7 +9506,7 @@ def _ds_33(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -9212,11 +9523,11 @@ def _es_34(v, a):
 def _ds_34(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 16)
         if x > 65535: raise _out_of_range(x, 0, 65535, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -9231,10 +9542,12 @@ def _es_35(v, a):
 
 def _ds_35(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_parkingMethodType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -9250,8 +9563,10 @@ def _es_36(v, a):
 
 def _ds_36(D, L, p):
     try:
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 5: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 5: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
         x = _EV_powerToleranceAcceptanceType[(_x >> 1) & 1]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -9269,11 +9584,11 @@ def _es_37(v, a):
 def _ds_37(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 32)
         if x < 1 or x > 4294967295: raise _out_of_range(x, 1, 4294967295, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -9288,10 +9603,12 @@ def _es_38(v, a):
 
 def _ds_38(D, L, p):
     try:
-        p += 8; _x = (D >> (L - p)) & 255
-        if _x & 129: raise _bad_event(-1, p)
+        p += 8
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (6, 'e', 40), (1, 'z')))
+        _x = (D >> (L - p)) & 255
+        if _x & 129: raise _group_fault(D, L, p, ((1, 'z'), (6, 'e', 40), (1, 'z')))
         x = (_x >> 1) & 63
-        if x >= 40: raise _bad_enum(x, 40, p)
+        if x >= 40: raise _group_fault(D, L, p, ((1, 'z'), (6, 'e', 40), (1, 'z')))
         x = _EV_responseCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -9308,10 +9625,10 @@ def _es_39(v, a):
 def _ds_39(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_bin(D, L, p, 94, 94)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -9327,10 +9644,10 @@ def _es_40(v, a):
 def _ds_40(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_bin(D, L, p, 8, 8)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -9346,10 +9663,10 @@ def _es_41(v, a):
 def _ds_41(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_bin(D, L, p, 206, 206)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -9365,10 +9682,10 @@ def _es_42(v, a):
 def _ds_42(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_bin(D, L, p, 84, 84)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -9376,6 +9693,7 @@ def _ds_42(D, L, p):
 
 def _es_43(v, a):
     a <<= 1
+    if not -_UNBOUNDED_INT_LIMIT <= v < _UNBOUNDED_INT_LIMIT: raise _Invalid(f'value: {v} is beyond what an unbounded integer may hold')
     a = _w_int(a, v)
     a <<= 1
     return a
@@ -9384,10 +9702,10 @@ def _es_43(v, a):
 def _ds_43(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -9404,11 +9722,11 @@ def _es_44(v, a):
 def _ds_44(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, 31)
         if x < -2147483648 or x > 2147483647: raise _out_of_range(x, -2147483648, 2147483647, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None

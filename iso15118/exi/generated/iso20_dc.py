@@ -8,9 +8,11 @@ from enum import StrEnum
 from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
 from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
-                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
-                     bad_event as _bad_event, fault as _fault, missing as _missing,
-                     out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
+                     LONG_OUTPUT_BITS as _LONG_OUTPUT_BITS, LongAccumulator as _LongAccumulator,
+                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS,
+                     UNBOUNDED_INT_LIMIT as _UNBOUNDED_INT_LIMIT, bad_enum as _bad_enum,
+                     bad_event as _bad_event, fault as _fault, group_fault as _group_fault,
+                     missing as _missing, out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
                      r_str as _r_str, r_uint as _r_uint, too_many as _too_many, w_bin as _w_bin, w_int as _w_int,
                      w_str as _w_str, w_uint as _w_uint)
 from ._iso20_types import (
@@ -1204,7 +1206,7 @@ def _d_DC_ChargeParameterDiscoveryReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_DC_ChargeParameterDiscoveryReq_1[_x & 3]
@@ -1214,12 +1216,12 @@ def _d_DC_ChargeParameterDiscoveryReq(D, L, p):
             f_BPT_DC_CPDReqEnergyTransferMode, p = _d_BPT_DC_CPDReqEnergyTransferMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 3:
             f_DC_CPDReqEnergyTransferMode, p = _d_DC_CPDReqEnergyTransferMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -1249,11 +1251,11 @@ def _d_ChargeParameterDiscoveryReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_ChargeParameterDiscoveryReq(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryReq') from None
@@ -1279,11 +1281,11 @@ def _d_V2GRequest(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_V2GRequest(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GRequest') from None
@@ -1309,11 +1311,11 @@ def _d_V2GMessage(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_V2GMessage(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GMessage') from None
@@ -1355,22 +1357,28 @@ def _e_MessageHeader(o, a):
 def _d_MessageHeader(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_SessionID, p = _r_bin(D, L, p, 8, 8)
         ev = 2
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_TimeStamp, p = _r_uint(D, L, p, 64)
         if f_TimeStamp > 18446744073709551615: raise _out_of_range(f_TimeStamp, 0, 18446744073709551615, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_MessageHeader_2[_x & 3]
         if ev == 3:
             f_Signature, p = _d_Signature(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Signature = None
         if ev != 0: raise _bad_event(ev, p)
@@ -1414,13 +1422,15 @@ def _d_DC_ChargeParameterDiscoveryRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
-        p += 11; _x = (D >> (L - p)) & 2047
-        if _x & 1540: raise _bad_event(-1, p)
+        p += 11
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 2047
+        if _x & 1540: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (2,)))
         f_ResponseCode = (_x >> 3) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (2,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         ev = _D_DC_ChargeParameterDiscoveryRes_2[_x & 3]
         f_BPT_DC_CPDResEnergyTransferMode = None
@@ -1429,12 +1439,12 @@ def _d_DC_ChargeParameterDiscoveryRes(D, L, p):
             f_BPT_DC_CPDResEnergyTransferMode, p = _d_BPT_DC_CPDResEnergyTransferMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 4:
             f_DC_CPDResEnergyTransferMode, p = _d_DC_CPDResEnergyTransferMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -1469,14 +1479,16 @@ def _d_ChargeParameterDiscoveryRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 0
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 771: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         return _mk_ChargeParameterDiscoveryRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
@@ -1508,14 +1520,16 @@ def _d_V2GResponse(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 0
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 771: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         return _mk_V2GResponse(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
@@ -1542,11 +1556,11 @@ def _d_DC_CableCheckReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_DC_CableCheckReq(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_CableCheckReq') from None
@@ -1582,18 +1596,20 @@ def _d_DC_CableCheckRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
         ev = 0
-        p += 15; _x = (D >> (L - p)) & 32767
-        if _x & 24691: raise _bad_event(-1, p)
+        p += 15
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 32767
+        if _x & 24691: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 7) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEProcessing = (_x >> 2) & 3
-        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        if f_EVSEProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVSEProcessing = _EV_processingType[f_EVSEProcessing]
         return _mk_DC_CableCheckRes(f_Header, f_ResponseCode, f_EVSEProcessing), p
     except (ValueError, _ExiDecodeError) as e:
@@ -1633,23 +1649,25 @@ def _d_DC_PreChargeReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 51: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 63
+        if _x & 51: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVProcessing = (_x >> 2) & 3
-        if f_EVProcessing >= 3: raise _bad_enum(f_EVProcessing, 3, p)
+        if f_EVProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVProcessing = _EV_processingType[f_EVProcessing]
         f_EVPresentVoltage, p = _d_RationalNumber(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVTargetVoltage, p = _d_RationalNumber(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_DC_PreChargeReq(f_Header, f_EVProcessing, f_EVPresentVoltage, f_EVTargetVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_PreChargeReq') from None
@@ -1684,19 +1702,21 @@ def _d_DC_PreChargeRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 771: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEPresentVoltage, p = _d_RationalNumber(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_DC_PreChargeRes(f_Header, f_ResponseCode, f_EVSEPresentVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_PreChargeRes') from None
@@ -1765,7 +1785,7 @@ def _d_DC_ChargeLoopReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_DC_ChargeLoopReq_1[_x & 3]
@@ -1773,13 +1793,15 @@ def _d_DC_ChargeLoopReq(D, L, p):
             f_DisplayParameters, p = _d_DisplayParameters(D, L, p)
             ev = 3
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_DisplayParameters = None
         if ev != 3: raise _bad_event(ev, p)
         ev = 4
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 11: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_MeterInfoRequested = ((_x >> 2) & 1) == 1
         f_EVPresentVoltage, p = _d_RationalNumber(D, L, p)
         p += 3; _x = (D >> (L - p)) & 7
@@ -1793,27 +1815,27 @@ def _d_DC_ChargeLoopReq(D, L, p):
             f_BPT_Dynamic_DC_CLReqControlMode, p = _d_BPT_Dynamic_DC_CLReqControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 6:
             f_BPT_Scheduled_DC_CLReqControlMode, p = _d_BPT_Scheduled_DC_CLReqControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 7:
             f_CLReqControlMode, p = _d_CLReqControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 8:
             f_Dynamic_DC_CLReqControlMode, p = _d_Dynamic_DC_CLReqControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 9:
             f_Scheduled_DC_CLReqControlMode, p = _d_Scheduled_DC_CLReqControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -1861,7 +1883,7 @@ def _d_ChargeLoopReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_ChargeLoopReq_1[_x & 3]
@@ -1869,13 +1891,15 @@ def _d_ChargeLoopReq(D, L, p):
             f_DisplayParameters, p = _d_DisplayParameters(D, L, p)
             ev = 3
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_DisplayParameters = None
         if ev != 3: raise _bad_event(ev, p)
         ev = 0
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 11: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_MeterInfoRequested = ((_x >> 2) & 1) == 1
         return _mk_ChargeLoopReq(f_Header, f_DisplayParameters, f_MeterInfoRequested), p
     except (ValueError, _ExiDecodeError) as e:
@@ -1983,13 +2007,15 @@ def _d_DC_ChargeLoopRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
-        p += 12; _x = (D >> (L - p)) & 4095
-        if _x & 3080: raise _bad_event(-1, p)
+        p += 12
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 4095
+        if _x & 3080: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
         f_ResponseCode = (_x >> 4) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         ev = _D_DC_ChargeLoopRes_2[_x & 7]
         if ev == 3:
@@ -2008,20 +2034,22 @@ def _d_DC_ChargeLoopRes(D, L, p):
             f_Receipt, p = _d_Receipt(D, L, p)
             ev = 6
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Receipt = None
         if ev != 6: raise _bad_event(ev, p)
         f_EVSEPresentCurrent, p = _d_RationalNumber(D, L, p)
         ev = 7
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEPresentVoltage, p = _d_RationalNumber(D, L, p)
         ev = 8
         ev = 9
         ev = 10
-        p += 15; _x = (D >> (L - p)) & 32767
-        if _x & 28392: raise _bad_event(-1, p)
+        p += 15
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 32767
+        if _x & 28392: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (1, 'z'), (1, 'z'), (1,), (1, 'z'), (3,)))
         f_EVSEPowerLimitAchieved = ((_x >> 12) & 1) == 1
         f_EVSECurrentLimitAchieved = ((_x >> 8) & 1) == 1
         f_EVSEVoltageLimitAchieved = ((_x >> 4) & 1) == 1
@@ -2035,27 +2063,27 @@ def _d_DC_ChargeLoopRes(D, L, p):
             f_BPT_Dynamic_DC_CLResControlMode, p = _d_BPT_Dynamic_DC_CLResControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 12:
             f_BPT_Scheduled_DC_CLResControlMode, p = _d_BPT_Scheduled_DC_CLResControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 13:
             f_CLResControlMode, p = _d_CLResControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 14:
             f_Dynamic_DC_CLResControlMode, p = _d_Dynamic_DC_CLResControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 15:
             f_Scheduled_DC_CLResControlMode, p = _d_Scheduled_DC_CLResControlMode(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -2120,13 +2148,15 @@ def _d_ChargeLoopRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
-        p += 12; _x = (D >> (L - p)) & 4095
-        if _x & 3080: raise _bad_event(-1, p)
+        p += 12
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 4095
+        if _x & 3080: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
         f_ResponseCode = (_x >> 4) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         ev = _D_ChargeLoopRes_2[_x & 7]
         if ev == 3:
@@ -2145,7 +2175,7 @@ def _d_ChargeLoopRes(D, L, p):
             f_Receipt, p = _d_Receipt(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Receipt = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2186,16 +2216,20 @@ def _e_EVSEStatus(o, a):
 def _d_EVSEStatus(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_NotificationMaxDelay, p = _r_uint(D, L, p, 16)
         if f_NotificationMaxDelay > 65535: raise _out_of_range(f_NotificationMaxDelay, 0, 65535, p)
         ev = 2
         ev = 0
-        p += 8; _x = (D >> (L - p)) & 255
-        if _x & 227: raise _bad_event(-1, p)
+        p += 8
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 255
+        if _x & 227: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (1, 'z')))
         f_EVSENotification = (_x >> 2) & 7
-        if f_EVSENotification >= 6: raise _bad_enum(f_EVSENotification, 6, p)
+        if f_EVSENotification >= 6: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (1, 'z')))
         f_EVSENotification = _EV_evseNotificationType[f_EVSENotification]
         return _mk_EVSEStatus(f_NotificationMaxDelay, f_EVSENotification), p
     except (ValueError, _ExiDecodeError) as e:
@@ -2297,7 +2331,7 @@ def _d_MeterInfo(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -2306,42 +2340,52 @@ def _d_MeterInfo(D, L, p):
         else:
             f_MeterID, p = _r_str(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ChargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
         if f_ChargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_ChargedEnergyReadingWh, 0, 18446744073709551615, p)
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 8: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 15
+        if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
         ev = _D_MeterInfo_2[_x & 7]
         if ev == 3:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_BPT_DischargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
             if f_BPT_DischargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_BPT_DischargedEnergyReadingWh, 0, 18446744073709551615, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_MeterInfo_3[_x & 7]
         else:
             f_BPT_DischargedEnergyReadingWh = None
         if ev == 4:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_CapacitiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_CapacitiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_CapacitiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_MeterInfo_4[_x & 7]
         else:
             f_CapacitiveEnergyReadingVARh = None
         if ev == 5:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_BPT_InductiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_BPT_InductiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_BPT_InductiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_MeterInfo_5[_x & 7]
         else:
             f_BPT_InductiveEnergyReadingVARh = None
@@ -2354,29 +2398,33 @@ def _d_MeterInfo(D, L, p):
             else:
                 f_MeterSignature, p = _r_bin(D, L, p, 0, 64)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             p += 2; _x = (D >> (L - p)) & 3
             ev = _D_MeterInfo_6[_x & 3]
         else:
             f_MeterSignature = None
         if ev == 7:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_MeterStatus, p = _r_int(D, L, p, 15)
             if f_MeterStatus < -32768 or f_MeterStatus > 32767: raise _out_of_range(f_MeterStatus, -32768, 32767, p)
-            p += 3; _x = (D >> (L - p)) & 7
-            if _x & 4: raise _bad_event(-1, p)
+            p += 3
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 7
+            if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
             ev = _D_MeterInfo_7[_x & 3]
         else:
             f_MeterStatus = None
         if ev == 8:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_MeterTimestamp, p = _r_uint(D, L, p, 64)
             if f_MeterTimestamp > 18446744073709551615: raise _out_of_range(f_MeterTimestamp, 0, 18446744073709551615, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_MeterTimestamp = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2422,14 +2470,16 @@ def _d_DC_WeldingDetectionReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 0
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 51: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 63
+        if _x & 51: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVProcessing = (_x >> 2) & 3
-        if f_EVProcessing >= 3: raise _bad_enum(f_EVProcessing, 3, p)
+        if f_EVProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVProcessing = _EV_processingType[f_EVProcessing]
         return _mk_DC_WeldingDetectionReq(f_Header, f_EVProcessing), p
     except (ValueError, _ExiDecodeError) as e:
@@ -2465,19 +2515,21 @@ def _d_DC_WeldingDetectionRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 771: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEPresentVoltage, p = _d_RationalNumber(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_DC_WeldingDetectionRes(f_Header, f_ResponseCode, f_EVSEPresentVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'DC_WeldingDetectionRes') from None
@@ -2539,36 +2591,38 @@ def _d_DC_CPDReqEnergyTransferMode(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinimumChargePower, p = _d_RationalNumber(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinimumChargeCurrent, p = _d_RationalNumber(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumVoltage, p = _d_RationalNumber(D, L, p)
         ev = 6
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinimumVoltage, p = _d_RationalNumber(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_DC_CPDReqEnergyTransferMode_6[_x & 3]
         if ev == 7:
             ev = 0
-            p += 10; _x = (D >> (L - p)) & 1023
-            if _x & 515: raise _bad_event(-1, p)
+            p += 10
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 1023
+            if _x & 515: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
             f_TargetSOC = (_x >> 2) & 127
-            if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
+            if f_TargetSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
         else:
             f_TargetSOC = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2633,27 +2687,27 @@ def _d_DC_CPDResEnergyTransferMode(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaximumChargePower, p = _d_RationalNumber(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMinimumChargePower, p = _d_RationalNumber(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMinimumChargeCurrent, p = _d_RationalNumber(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaximumVoltage, p = _d_RationalNumber(D, L, p)
         ev = 6
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMinimumVoltage, p = _d_RationalNumber(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_DC_CPDResEnergyTransferMode_6[_x & 3]
@@ -2661,7 +2715,7 @@ def _d_DC_CPDResEnergyTransferMode(D, L, p):
             f_EVSEPowerRampLimitation, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEPowerRampLimitation = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2748,55 +2802,57 @@ def _d_BPT_DC_CPDReqEnergyTransferMode(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinimumChargePower, p = _d_RationalNumber(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinimumChargeCurrent, p = _d_RationalNumber(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumVoltage, p = _d_RationalNumber(D, L, p)
         ev = 6
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinimumVoltage, p = _d_RationalNumber(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_BPT_DC_CPDReqEnergyTransferMode_6[_x & 3]
         if ev == 7:
             ev = 8
-            p += 10; _x = (D >> (L - p)) & 1023
-            if _x & 515: raise _bad_event(-1, p)
+            p += 10
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 1023
+            if _x & 515: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
             f_TargetSOC = (_x >> 2) & 127
-            if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
+            if f_TargetSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (1, 'z')))
         else:
             f_TargetSOC = None
         if ev != 8: raise _bad_event(ev, p)
         f_EVMaximumDischargePower, p = _d_RationalNumber(D, L, p)
         ev = 9
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinimumDischargePower, p = _d_RationalNumber(D, L, p)
         ev = 10
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumDischargeCurrent, p = _d_RationalNumber(D, L, p)
         ev = 11
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinimumDischargeCurrent, p = _d_RationalNumber(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_BPT_DC_CPDReqEnergyTransferMode(f_EVMaximumChargePower, f_EVMinimumChargePower, f_EVMaximumChargeCurrent, f_EVMinimumChargeCurrent, f_EVMaximumVoltage, f_EVMinimumVoltage, f_TargetSOC, f_EVMaximumDischargePower, f_EVMinimumDischargePower, f_EVMaximumDischargeCurrent, f_EVMinimumDischargeCurrent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BPT_DC_CPDReqEnergyTransferMode') from None
@@ -2878,27 +2934,27 @@ def _d_BPT_DC_CPDResEnergyTransferMode(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaximumChargePower, p = _d_RationalNumber(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMinimumChargePower, p = _d_RationalNumber(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMinimumChargeCurrent, p = _d_RationalNumber(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaximumVoltage, p = _d_RationalNumber(D, L, p)
         ev = 6
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMinimumVoltage, p = _d_RationalNumber(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_BPT_DC_CPDResEnergyTransferMode_6[_x & 3]
@@ -2906,26 +2962,26 @@ def _d_BPT_DC_CPDResEnergyTransferMode(D, L, p):
             f_EVSEPowerRampLimitation, p = _d_RationalNumber(D, L, p)
             ev = 8
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEPowerRampLimitation = None
         if ev != 8: raise _bad_event(ev, p)
         f_EVSEMaximumDischargePower, p = _d_RationalNumber(D, L, p)
         ev = 9
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMinimumDischargePower, p = _d_RationalNumber(D, L, p)
         ev = 10
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaximumDischargeCurrent, p = _d_RationalNumber(D, L, p)
         ev = 11
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMinimumDischargeCurrent, p = _d_RationalNumber(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_BPT_DC_CPDResEnergyTransferMode(f_EVSEMaximumChargePower, f_EVSEMinimumChargePower, f_EVSEMaximumChargeCurrent, f_EVSEMinimumChargeCurrent, f_EVSEMaximumVoltage, f_EVSEMinimumVoltage, f_EVSEPowerRampLimitation, f_EVSEMaximumDischargePower, f_EVSEMinimumDischargePower, f_EVSEMaximumDischargeCurrent, f_EVSEMinimumDischargeCurrent), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BPT_DC_CPDResEnergyTransferMode') from None
@@ -3032,14 +3088,14 @@ def _d_Scheduled_DC_CLReqControlMode(D, L, p):
             f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
             ev = 4
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMinimumEnergyRequest = None
         if ev != 4: raise _bad_event(ev, p)
         f_EVTargetCurrent, p = _d_RationalNumber(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVTargetVoltage, p = _d_RationalNumber(D, L, p)
         p += 3; _x = (D >> (L - p)) & 7
         ev = _D_Scheduled_DC_CLReqControlMode_5[_x & 7]
@@ -3071,7 +3127,7 @@ def _d_Scheduled_DC_CLReqControlMode(D, L, p):
             f_EVMinimumVoltage, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMinimumVoltage = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3163,7 +3219,7 @@ def _d_Scheduled_DC_CLResControlMode(D, L, p):
             f_EVSEMaximumVoltage, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEMaximumVoltage = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3300,14 +3356,14 @@ def _d_BPT_Scheduled_DC_CLReqControlMode(D, L, p):
             f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
             ev = 4
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMinimumEnergyRequest = None
         if ev != 4: raise _bad_event(ev, p)
         f_EVTargetCurrent, p = _d_RationalNumber(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVTargetVoltage, p = _d_RationalNumber(D, L, p)
         p += 4; _x = (D >> (L - p)) & 15
         ev = _D_BPT_Scheduled_DC_CLReqControlMode_5[_x & 15]
@@ -3357,7 +3413,7 @@ def _d_BPT_Scheduled_DC_CLReqControlMode(D, L, p):
             f_EVMaximumDischargeCurrent, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMaximumDischargeCurrent = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3507,7 +3563,7 @@ def _d_BPT_Scheduled_DC_CLResControlMode(D, L, p):
             f_EVSEMinimumVoltage, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVSEMinimumVoltage = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3600,47 +3656,49 @@ def _d_Dynamic_DC_CLReqControlMode(D, L, p):
         ev = _D_Dynamic_DC_CLReqControlMode_0[_x & 3]
         if ev == 1:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
             ev = 2
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_DepartureTime = None
         if ev != 2: raise _bad_event(ev, p)
         f_EVTargetEnergyRequest, p = _d_RationalNumber(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumEnergyRequest, p = _d_RationalNumber(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
         ev = 6
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinimumChargePower, p = _d_RationalNumber(D, L, p)
         ev = 7
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
         ev = 8
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumVoltage, p = _d_RationalNumber(D, L, p)
         ev = 9
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinimumVoltage, p = _d_RationalNumber(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_Dynamic_DC_CLReqControlMode(f_DepartureTime, f_EVTargetEnergyRequest, f_EVMaximumEnergyRequest, f_EVMinimumEnergyRequest, f_EVMaximumChargePower, f_EVMinimumChargePower, f_EVMaximumChargeCurrent, f_EVMaximumVoltage, f_EVMinimumVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Dynamic_DC_CLReqControlMode') from None
@@ -3726,57 +3784,65 @@ def _d_Dynamic_DC_CLResControlMode(D, L, p):
         ev = _D_Dynamic_DC_CLResControlMode_0[_x & 7]
         if ev == 1:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_Dynamic_DC_CLResControlMode_1[_x & 7]
         else:
             f_DepartureTime = None
         if ev == 2:
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1028: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             f_MinimumSOC = (_x >> 3) & 127
-            if f_MinimumSOC > 100: raise _out_of_range(f_MinimumSOC, 0, 100, p)
+            if f_MinimumSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             ev = _D_Dynamic_DC_CLResControlMode_2[_x & 3]
         else:
             f_MinimumSOC = None
         if ev == 3:
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1028: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             f_TargetSOC = (_x >> 3) & 127
-            if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
+            if f_TargetSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             ev = _D_Dynamic_DC_CLResControlMode_3[_x & 3]
         else:
             f_TargetSOC = None
         if ev == 4:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_AckMaxDelay, p = _r_uint(D, L, p, 16)
             if f_AckMaxDelay > 65535: raise _out_of_range(f_AckMaxDelay, 0, 65535, p)
             ev = 5
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_AckMaxDelay = None
         if ev != 5: raise _bad_event(ev, p)
         f_EVSEMaximumChargePower, p = _d_RationalNumber(D, L, p)
         ev = 6
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMinimumChargePower, p = _d_RationalNumber(D, L, p)
         ev = 7
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
         ev = 8
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaximumVoltage, p = _d_RationalNumber(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_Dynamic_DC_CLResControlMode(f_DepartureTime, f_MinimumSOC, f_TargetSOC, f_AckMaxDelay, f_EVSEMaximumChargePower, f_EVSEMinimumChargePower, f_EVSEMaximumChargeCurrent, f_EVSEMaximumVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'Dynamic_DC_CLResControlMode') from None
@@ -3887,55 +3953,57 @@ def _d_BPT_Dynamic_DC_CLReqControlMode(D, L, p):
         ev = _D_BPT_Dynamic_DC_CLReqControlMode_0[_x & 3]
         if ev == 1:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
             ev = 2
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_DepartureTime = None
         if ev != 2: raise _bad_event(ev, p)
         f_EVTargetEnergyRequest, p = _d_RationalNumber(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumEnergyRequest, p = _d_RationalNumber(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinimumEnergyRequest, p = _d_RationalNumber(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumChargePower, p = _d_RationalNumber(D, L, p)
         ev = 6
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinimumChargePower, p = _d_RationalNumber(D, L, p)
         ev = 7
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
         ev = 8
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumVoltage, p = _d_RationalNumber(D, L, p)
         ev = 9
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinimumVoltage, p = _d_RationalNumber(D, L, p)
         ev = 10
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumDischargePower, p = _d_RationalNumber(D, L, p)
         ev = 11
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMinimumDischargePower, p = _d_RationalNumber(D, L, p)
         ev = 12
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVMaximumDischargeCurrent, p = _d_RationalNumber(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_BPT_Dynamic_DC_CLReqControlMode_12[_x & 3]
@@ -3949,7 +4017,7 @@ def _d_BPT_Dynamic_DC_CLReqControlMode(D, L, p):
             f_EVMinimumV2XEnergyRequest, p = _d_RationalNumber(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_EVMinimumV2XEnergyRequest = None
         if ev != 0: raise _bad_event(ev, p)
@@ -4062,73 +4130,81 @@ def _d_BPT_Dynamic_DC_CLResControlMode(D, L, p):
         ev = _D_BPT_Dynamic_DC_CLResControlMode_0[_x & 7]
         if ev == 1:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_DepartureTime, p = _r_uint(D, L, p, 32)
             if f_DepartureTime > 4294967295: raise _out_of_range(f_DepartureTime, 0, 4294967295, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_BPT_Dynamic_DC_CLResControlMode_1[_x & 7]
         else:
             f_DepartureTime = None
         if ev == 2:
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1028: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             f_MinimumSOC = (_x >> 3) & 127
-            if f_MinimumSOC > 100: raise _out_of_range(f_MinimumSOC, 0, 100, p)
+            if f_MinimumSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             ev = _D_BPT_Dynamic_DC_CLResControlMode_2[_x & 3]
         else:
             f_MinimumSOC = None
         if ev == 3:
-            p += 11; _x = (D >> (L - p)) & 2047
-            if _x & 1028: raise _bad_event(-1, p)
+            p += 11
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 2047
+            if _x & 1028: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             f_TargetSOC = (_x >> 3) & 127
-            if f_TargetSOC > 100: raise _out_of_range(f_TargetSOC, 0, 100, p)
+            if f_TargetSOC > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z'), (2,)))
             ev = _D_BPT_Dynamic_DC_CLResControlMode_3[_x & 3]
         else:
             f_TargetSOC = None
         if ev == 4:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_AckMaxDelay, p = _r_uint(D, L, p, 16)
             if f_AckMaxDelay > 65535: raise _out_of_range(f_AckMaxDelay, 0, 65535, p)
             ev = 5
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_AckMaxDelay = None
         if ev != 5: raise _bad_event(ev, p)
         f_EVSEMaximumChargePower, p = _d_RationalNumber(D, L, p)
         ev = 6
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMinimumChargePower, p = _d_RationalNumber(D, L, p)
         ev = 7
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaximumChargeCurrent, p = _d_RationalNumber(D, L, p)
         ev = 8
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaximumVoltage, p = _d_RationalNumber(D, L, p)
         ev = 9
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaximumDischargePower, p = _d_RationalNumber(D, L, p)
         ev = 10
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMinimumDischargePower, p = _d_RationalNumber(D, L, p)
         ev = 11
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMaximumDischargeCurrent, p = _d_RationalNumber(D, L, p)
         ev = 12
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVSEMinimumVoltage, p = _d_RationalNumber(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_BPT_Dynamic_DC_CLResControlMode(f_DepartureTime, f_MinimumSOC, f_TargetSOC, f_AckMaxDelay, f_EVSEMaximumChargePower, f_EVSEMinimumChargePower, f_EVSEMaximumChargeCurrent, f_EVSEMaximumVoltage, f_EVSEMaximumDischargePower, f_EVSEMinimumDischargePower, f_EVSEMaximumDischargeCurrent, f_EVSEMinimumVoltage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'BPT_Dynamic_DC_CLResControlMode') from None
@@ -4158,6 +4234,7 @@ def _e_ListOfRootCertificateIDs(o, a):
         a <<= 1
         a = _e_X509IssuerSerial(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_X509IssuerSerial(v[i], a)
         s = 2 if n == 20 else 1
@@ -4171,7 +4248,7 @@ def _d_ListOfRootCertificateIDs(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_RootCertificateID = []
         n = 0
         while ev == 1:
@@ -4184,7 +4261,7 @@ def _d_ListOfRootCertificateIDs(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_ListOfRootCertificateIDs(f_RootCertificateID), p
@@ -4218,7 +4295,7 @@ def _ds_0(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4244,7 +4321,7 @@ def _ds_1(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4261,11 +4338,11 @@ def _es_2(v, a):
 def _ds_2(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 16)
         if x > 65535: raise _out_of_range(x, 0, 65535, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4282,11 +4359,11 @@ def _es_3(v, a):
 def _ds_3(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 64)
         if x > 18446744073709551615: raise _out_of_range(x, 0, 18446744073709551615, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4301,8 +4378,10 @@ def _es_4(v, a):
 
 def _ds_4(D, L, p):
     try:
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 5: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 5: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
         x = ((_x >> 1) & 1) == 1
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -4320,11 +4399,11 @@ def _es_5(v, a):
 def _ds_5(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 32)
         if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4339,10 +4418,12 @@ def _es_6(v, a):
 
 def _ds_6(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_processingType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -4358,10 +4439,12 @@ def _es_7(v, a):
 
 def _ds_7(D, L, p):
     try:
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 17: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 17: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
         x = (_x >> 1) & 7
-        if x >= 6: raise _bad_enum(x, 6, p)
+        if x >= 6: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
         x = _EV_evseNotificationType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -4388,7 +4471,7 @@ def _ds_8(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4404,8 +4487,10 @@ def _es_9(v, a):
 
 def _ds_9(D, L, p):
     try:
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 513: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
         x = ((_x >> 1) & 255) - 128
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -4414,6 +4499,7 @@ def _ds_9(D, L, p):
 
 def _es_10(v, a):
     a <<= 1
+    if not -_UNBOUNDED_INT_LIMIT <= v < _UNBOUNDED_INT_LIMIT: raise _Invalid(f'value: {v} is beyond what an unbounded integer may hold')
     a = _w_int(a, v)
     a <<= 1
     return a
@@ -4422,10 +4508,10 @@ def _es_10(v, a):
 def _ds_10(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4441,10 +4527,12 @@ def _es_11(v, a):
 
 def _ds_11(D, L, p):
     try:
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 257: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 257: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
         x = (_x >> 1) & 127
-        if x > 100: raise _out_of_range(x, 0, 100, p)
+        if x > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4470,7 +4558,7 @@ def _ds_12(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4496,7 +4584,7 @@ def _ds_13(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, 64)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4513,11 +4601,11 @@ def _es_14(v, a):
 def _ds_14(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, 15)
         if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4543,7 +4631,7 @@ def _ds_15(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4558,10 +4646,12 @@ def _es_16(v, a):
 
 def _ds_16(D, L, p):
     try:
-        p += 8; _x = (D >> (L - p)) & 255
-        if _x & 129: raise _bad_event(-1, p)
+        p += 8
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (6, 'e', 40), (1, 'z')))
+        _x = (D >> (L - p)) & 255
+        if _x & 129: raise _group_fault(D, L, p, ((1, 'z'), (6, 'e', 40), (1, 'z')))
         x = (_x >> 1) & 63
-        if x >= 40: raise _bad_enum(x, 40, p)
+        if x >= 40: raise _group_fault(D, L, p, ((1, 'z'), (6, 'e', 40), (1, 'z')))
         x = _EV_responseCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -4578,10 +4668,10 @@ def _es_17(v, a):
 def _ds_17(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_bin(D, L, p, 8, 8)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4598,11 +4688,11 @@ def _es_18(v, a):
 def _ds_18(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 32)
         if x < 1 or x > 4294967295: raise _out_of_range(x, 1, 4294967295, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4610,6 +4700,7 @@ def _ds_18(D, L, p):
 
 def _es_19(v, a):
     a <<= 1
+    if not -_UNBOUNDED_INT_LIMIT <= v < _UNBOUNDED_INT_LIMIT: raise _Invalid(f'value: {v} is beyond what an unbounded integer may hold')
     a = _w_int(a, v)
     a <<= 1
     return a
@@ -4618,10 +4709,10 @@ def _es_19(v, a):
 def _ds_19(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None

@@ -8,9 +8,11 @@ from enum import StrEnum
 from .._message import NO_LIST as _NO_LIST, Message as _Message, SimpleElement as _SimpleElement, _object_setattr as _os
 from .._meta import FieldSpec as _FieldSpec, GroupSpec as _GroupSpec, SimpleSpec as _SimpleSpec, TypeSpec as _TypeSpec
 from .._pyrt import (BOOL as _BOOL, ExiDecodeError as _ExiDecodeError, Invalid as _Invalid,
-                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS, bad_enum as _bad_enum,
-                     bad_event as _bad_event, fault as _fault, missing as _missing,
-                     out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
+                     LONG_OUTPUT_BITS as _LONG_OUTPUT_BITS, LongAccumulator as _LongAccumulator,
+                     UNBOUNDED_INT_BITS as _UNBOUNDED_INT_BITS,
+                     UNBOUNDED_INT_LIMIT as _UNBOUNDED_INT_LIMIT, bad_enum as _bad_enum,
+                     bad_event as _bad_event, fault as _fault, group_fault as _group_fault,
+                     missing as _missing, out_of_range as _out_of_range, r_bin as _r_bin, r_int as _r_int,
                      r_str as _r_str, r_uint as _r_uint, too_many as _too_many, w_bin as _w_bin, w_int as _w_int,
                      w_str as _w_str, w_uint as _w_uint)
 from ._iso20_types import (
@@ -1373,6 +1375,7 @@ def _e_WPT_FinePositioningSetupReq(o, a):
         else:
             a = (a << 4) | 8
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             if len(v[i]):
                 a <<= 1
@@ -1398,31 +1401,37 @@ def _d_WPT_FinePositioningSetupReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 51: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 63
+        if _x & 51: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVProcessing = (_x >> 2) & 3
-        if f_EVProcessing >= 3: raise _bad_enum(f_EVProcessing, 3, p)
+        if f_EVProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
         f_EVProcessing = _EV_processingType[f_EVProcessing]
         f_EVDeviceFinePositioningMethodList, p = _d_WPT_FinePositioningMethodList(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVDevicePairingMethodList, p = _d_WPT_PairingMethodList(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVDeviceAlignmentCheckMethodList, p = _d_WPT_AlignmentCheckMethodList(D, L, p)
         ev = 6
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_NaturalOffset, p = _r_uint(D, L, p, 16)
         if f_NaturalOffset > 65535: raise _out_of_range(f_NaturalOffset, 0, 65535, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_WPT_FinePositioningSetupReq_6[_x & 3]
         f_VendorSpecificDataContainer = []
         n = 0
@@ -1435,7 +1444,7 @@ def _d_WPT_FinePositioningSetupReq(D, L, p):
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_VendorSpecificDataContainer.append(x)
             n += 1
             if n < 16:
@@ -1448,7 +1457,7 @@ def _d_WPT_FinePositioningSetupReq(D, L, p):
             f_LF_SystemSetupData, p = _d_WPT_LF_SystemSetupData(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_LF_SystemSetupData = None
         if ev != 0: raise _bad_event(ev, p)
@@ -1479,6 +1488,7 @@ def _e_WPT_FinePositioningMethodList(o, a):
         a = (a << 3) | _EI_WPT_FinePositioningMethodType[v[0]]
         a <<= 1
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 3
             a = (a << 3) | _EI_WPT_FinePositioningMethodType[v[i]]
             a <<= 1
@@ -1493,14 +1503,16 @@ def _d_WPT_FinePositioningMethodList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_WPT_FinePositioningMethod = []
         n = 0
         while ev == 1:
-            p += 5; _x = (D >> (L - p)) & 31
-            if _x & 17: raise _bad_event(-1, p)
+            p += 5
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 5), (1, 'z')))
+            _x = (D >> (L - p)) & 31
+            if _x & 17: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 5), (1, 'z')))
             x = (_x >> 1) & 7
-            if x >= 5: raise _bad_enum(x, 5, p)
+            if x >= 5: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 5), (1, 'z')))
             x = _EV_WPT_FinePositioningMethodType[x]
             f_WPT_FinePositioningMethod.append(x)
             n += 1
@@ -1510,7 +1522,7 @@ def _d_WPT_FinePositioningMethodList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_WPT_FinePositioningMethodList(f_WPT_FinePositioningMethod), p
@@ -1537,6 +1549,7 @@ def _e_WPT_PairingMethodList(o, a):
         a = (a << 3) | _EI_WPT_PairingMethodType[v[0]]
         a <<= 1
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 3
             a = (a << 3) | _EI_WPT_PairingMethodType[v[i]]
             a <<= 1
@@ -1551,14 +1564,16 @@ def _d_WPT_PairingMethodList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_WPT_PairingMethod = []
         n = 0
         while ev == 1:
-            p += 5; _x = (D >> (L - p)) & 31
-            if _x & 17: raise _bad_event(-1, p)
+            p += 5
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
+            _x = (D >> (L - p)) & 31
+            if _x & 17: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
             x = (_x >> 1) & 7
-            if x >= 6: raise _bad_enum(x, 6, p)
+            if x >= 6: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
             x = _EV_WPT_PairingMethodType[x]
             f_WPT_PairingMethod.append(x)
             n += 1
@@ -1568,7 +1583,7 @@ def _d_WPT_PairingMethodList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_WPT_PairingMethodList(f_WPT_PairingMethod), p
@@ -1595,6 +1610,7 @@ def _e_WPT_AlignmentCheckMethodList(o, a):
         a = (a << 2) | _EI_WPT_AlignmentCheckMethodType[v[0]]
         a <<= 1
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 3
             a = (a << 2) | _EI_WPT_AlignmentCheckMethodType[v[i]]
             a <<= 1
@@ -1609,14 +1625,16 @@ def _d_WPT_AlignmentCheckMethodList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_WPT_AlignmentCheckMethod = []
         n = 0
         while ev == 1:
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 9: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+            _x = (D >> (L - p)) & 15
+            if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
             x = (_x >> 1) & 3
-            if x >= 3: raise _bad_enum(x, 3, p)
+            if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
             x = _EV_WPT_AlignmentCheckMethodType[x]
             f_WPT_AlignmentCheckMethod.append(x)
             n += 1
@@ -1626,7 +1644,7 @@ def _d_WPT_AlignmentCheckMethodList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_WPT_AlignmentCheckMethodList(f_WPT_AlignmentCheckMethod), p
@@ -1666,12 +1684,12 @@ def _d_WPT_LF_SystemSetupData(D, L, p):
             f_LF_TransmitterSetupData, p = _d_WPT_LF_TransmitterData(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 2:
             f_LF_ReceiverSetupData, p = _d_WPT_LF_ReceiverData(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -1709,6 +1727,7 @@ def _e_WPT_LF_TransmitterData(o, a):
         a <<= 1
         a = _e_WPT_TxRxSpecData(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             if i < 2:
                 a <<= 1
             else:
@@ -1732,13 +1751,15 @@ def _d_WPT_LF_TransmitterData(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 12; _x = (D >> (L - p)) & 4095
-        if _x & 3075: raise _bad_event(-1, p)
+        p += 12
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (8,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 4095
+        if _x & 3075: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (8,), (1, 'z'), (1, 'z')))
         f_NumberOfTransmitters = (_x >> 2) & 255
         f_SignalFrequency, p = _d_RationalNumber(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_TxSpecData = []
         n = 0
         while ev == 3:
@@ -1748,7 +1769,7 @@ def _d_WPT_LF_TransmitterData(D, L, p):
             if n < 2:
                 ev = 3
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             elif n < 255:
                 p += 2; _x = (D >> (L - p)) & 3
                 ev = _D_WPT_LF_TransmitterData_4[_x & 3]
@@ -1760,7 +1781,7 @@ def _d_WPT_LF_TransmitterData(D, L, p):
             f_TxPackageSpecData, p = _d_WPT_TxRxPackageSpecData(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_TxPackageSpecData = None
         if ev != 0: raise _bad_event(ev, p)
@@ -1802,21 +1823,25 @@ def _e_WPT_TxRxSpecData(o, a):
 def _d_WPT_TxRxSpecData(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_TxRxIdentifier, p = _r_uint(D, L, p, 32)
         if f_TxRxIdentifier < 1 or f_TxRxIdentifier > 4294967295: raise _out_of_range(f_TxRxIdentifier, 1, 4294967295, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_TxRxPosition, p = _d_WPT_CoordinateXYZ(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_TxRxOrientation, p = _d_WPT_CoordinateXYZ(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_WPT_TxRxSpecData(f_TxRxIdentifier, f_TxRxPosition, f_TxRxOrientation), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_TxRxSpecData') from None
@@ -1855,23 +1880,31 @@ def _e_WPT_CoordinateXYZ(o, a):
 def _d_WPT_CoordinateXYZ(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_Coord_X, p = _r_int(D, L, p, 15)
         if f_Coord_X < -32768 or f_Coord_X > 32767: raise _out_of_range(f_Coord_X, -32768, 32767, p)
         ev = 2
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_Coord_Y, p = _r_int(D, L, p, 15)
         if f_Coord_Y < -32768 or f_Coord_Y > 32767: raise _out_of_range(f_Coord_Y, -32768, 32767, p)
         ev = 3
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_Coord_Z, p = _r_int(D, L, p, 15)
         if f_Coord_Z < -32768 or f_Coord_Z > 32767: raise _out_of_range(f_Coord_Z, -32768, 32767, p)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_WPT_CoordinateXYZ(f_Coord_X, f_Coord_Y, f_Coord_Z), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_CoordinateXYZ') from None
@@ -1893,6 +1926,7 @@ def _e_WPT_TxRxPackageSpecData(o, a):
         a <<= 1
         a = _e_WPT_TxRxPulseOrder(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             if i < 2:
                 a <<= 1
             else:
@@ -1931,7 +1965,7 @@ def _d_WPT_TxRxPackageSpecData(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_PulseSequenceOrder = []
         n = 0
         while ev == 1:
@@ -1941,33 +1975,39 @@ def _d_WPT_TxRxPackageSpecData(D, L, p):
             if n < 2:
                 ev = 1
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             elif n < 255:
                 p += 2; _x = (D >> (L - p)) & 3
                 ev = _D_WPT_TxRxPackageSpecData_2[_x & 3]
             else:
                 ev = 2
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 2: raise _bad_event(ev, p)
         if ev != 2: raise _bad_event(ev, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_PulseSeparationTime, p = _r_uint(D, L, p, 16)
         if f_PulseSeparationTime > 65535: raise _out_of_range(f_PulseSeparationTime, 0, 65535, p)
         ev = 3
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_PulseDuration, p = _r_uint(D, L, p, 16)
         if f_PulseDuration > 65535: raise _out_of_range(f_PulseDuration, 0, 65535, p)
         ev = 4
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_PackageSeparationTime, p = _r_uint(D, L, p, 16)
         if f_PackageSeparationTime > 65535: raise _out_of_range(f_PackageSeparationTime, 0, 65535, p)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_WPT_TxRxPackageSpecData(f_PulseSequenceOrder, f_PulseSeparationTime, f_PulseDuration, f_PackageSeparationTime), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_TxRxPackageSpecData') from None
@@ -2002,18 +2042,24 @@ def _e_WPT_TxRxPulseOrder(o, a):
 def _d_WPT_TxRxPulseOrder(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_IndexNumber, p = _r_uint(D, L, p, 16)
         if f_IndexNumber > 65535: raise _out_of_range(f_IndexNumber, 0, 65535, p)
         ev = 2
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_TxRxIdentifier, p = _r_uint(D, L, p, 32)
         if f_TxRxIdentifier < 1 or f_TxRxIdentifier > 4294967295: raise _out_of_range(f_TxRxIdentifier, 1, 4294967295, p)
         ev = 0
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         return _mk_WPT_TxRxPulseOrder(f_IndexNumber, f_TxRxIdentifier), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_TxRxPulseOrder') from None
@@ -2042,6 +2088,7 @@ def _e_WPT_LF_ReceiverData(o, a):
         a <<= 1
         a = _e_WPT_TxRxSpecData(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             if i < 2:
                 a <<= 1
             else:
@@ -2058,8 +2105,10 @@ def _d_WPT_LF_ReceiverData(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 12; _x = (D >> (L - p)) & 4095
-        if _x & 3075: raise _bad_event(-1, p)
+        p += 12
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (8,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 4095
+        if _x & 3075: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (8,), (1, 'z'), (1, 'z')))
         f_NumberOfReceivers = (_x >> 2) & 255
         f_RxSpecData = []
         n = 0
@@ -2070,14 +2119,14 @@ def _d_WPT_LF_ReceiverData(D, L, p):
             if n < 2:
                 ev = 2
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             elif n < 255:
                 p += 2; _x = (D >> (L - p)) & 3
                 ev = _D_WPT_LF_ReceiverData_3[_x & 3]
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 2: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_WPT_LF_ReceiverData(f_NumberOfReceivers, f_RxSpecData), p
@@ -2107,11 +2156,11 @@ def _d_V2GRequest(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_V2GRequest(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GRequest') from None
@@ -2137,11 +2186,11 @@ def _d_V2GMessage(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_V2GMessage(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'V2GMessage') from None
@@ -2183,22 +2232,28 @@ def _e_MessageHeader(o, a):
 def _d_MessageHeader(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_SessionID, p = _r_bin(D, L, p, 8, 8)
         ev = 2
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_TimeStamp, p = _r_uint(D, L, p, 64)
         if f_TimeStamp > 18446744073709551615: raise _out_of_range(f_TimeStamp, 0, 18446744073709551615, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_MessageHeader_2[_x & 3]
         if ev == 3:
             f_Signature, p = _d_Signature(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Signature = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2263,6 +2318,7 @@ def _e_WPT_FinePositioningSetupRes(o, a):
         else:
             a = (a << 4) | 8
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             if len(v[i]):
                 a <<= 1
@@ -2288,31 +2344,37 @@ def _d_WPT_FinePositioningSetupRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 771: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_PrimaryDeviceFinePositioningMethodList, p = _d_WPT_FinePositioningMethodList(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_PrimaryDevicePairingMethodList, p = _d_WPT_PairingMethodList(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_PrimaryDeviceAlignmentCheckMethodList, p = _d_WPT_AlignmentCheckMethodList(D, L, p)
         ev = 6
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_NaturalOffset, p = _r_uint(D, L, p, 16)
         if f_NaturalOffset > 65535: raise _out_of_range(f_NaturalOffset, 0, 65535, p)
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 4: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 7
+        if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
         ev = _D_WPT_FinePositioningSetupRes_6[_x & 3]
         f_VendorSpecificDataContainer = []
         n = 0
@@ -2325,7 +2387,7 @@ def _d_WPT_FinePositioningSetupRes(D, L, p):
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_VendorSpecificDataContainer.append(x)
             n += 1
             if n < 16:
@@ -2338,7 +2400,7 @@ def _d_WPT_FinePositioningSetupRes(D, L, p):
             f_LF_SystemSetupData, p = _d_WPT_LF_SystemSetupData(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_LF_SystemSetupData = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2377,14 +2439,16 @@ def _d_V2GResponse(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 0
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 771: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         return _mk_V2GResponse(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
@@ -2429,6 +2493,7 @@ def _e_WPT_FinePositioningReq(o, a):
         else:
             a = (a << 4) | 8
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             if len(v[i]):
                 a <<= 1
@@ -2454,17 +2519,19 @@ def _d_WPT_FinePositioningReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
-        p += 12; _x = (D >> (L - p)) & 4095
-        if _x & 3300: raise _bad_event(-1, p)
+        p += 12
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 4095
+        if _x & 3300: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_EVProcessing = (_x >> 8) & 3
-        if f_EVProcessing >= 3: raise _bad_enum(f_EVProcessing, 3, p)
+        if f_EVProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_EVProcessing = _EV_processingType[f_EVProcessing]
         f_EVResultCode = (_x >> 3) & 3
-        if f_EVResultCode >= 3: raise _bad_enum(f_EVResultCode, 3, p)
+        if f_EVResultCode >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_EVResultCode = _EV_WPT_EVResultType[f_EVResultCode]
         ev = _D_WPT_FinePositioningReq_3[_x & 3]
         f_VendorSpecificDataContainer = []
@@ -2478,7 +2545,7 @@ def _d_WPT_FinePositioningReq(D, L, p):
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_VendorSpecificDataContainer.append(x)
             n += 1
             if n < 16:
@@ -2491,7 +2558,7 @@ def _d_WPT_FinePositioningReq(D, L, p):
             f_WPT_LF_DataPackageList, p = _d_WPT_LF_DataPackageList(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_WPT_LF_DataPackageList = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2531,13 +2598,15 @@ def _d_WPT_LF_DataPackageList(D, L, p):
     try:
         ev = 1
         ev = 2
-        p += 12; _x = (D >> (L - p)) & 4095
-        if _x & 3075: raise _bad_event(-1, p)
+        p += 12
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (8,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 4095
+        if _x & 3075: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (8,), (1, 'z'), (1, 'z')))
         f_NumPackages = (_x >> 2) & 255
         f_WPT_LF_DataPackage, p = _d_WPT_LF_DataPackage(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_WPT_LF_DataPackageList(f_NumPackages, f_WPT_LF_DataPackage), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_DataPackageList') from None
@@ -2572,8 +2641,10 @@ def _e_WPT_LF_DataPackage(o, a):
 def _d_WPT_LF_DataPackage(D, L, p):
     try:
         ev = 1
-        p += 13; _x = (D >> (L - p)) & 8191
-        if _x & 6148: raise _bad_event(-1, p)
+        p += 13
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (8,), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 8191
+        if _x & 6148: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (8,), (1, 'z'), (2,)))
         f_PackageIndex = (_x >> 3) & 255
         ev = _D_WPT_LF_DataPackage_1[_x & 3]
         f_LF_TxData = None
@@ -2582,12 +2653,12 @@ def _d_WPT_LF_DataPackage(D, L, p):
             f_LF_TxData, p = _d_WPT_LF_TxDataList(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         elif ev == 3:
             f_LF_RxData, p = _d_WPT_LF_RxDataList(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
@@ -2617,11 +2688,11 @@ def _d_WPT_LF_TxDataList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_WPT_LF_TxDataList, p = _d_WPT_LF_TxData(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_WPT_LF_TxDataList(f_WPT_LF_TxDataList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_TxDataList') from None
@@ -2652,17 +2723,21 @@ def _e_WPT_LF_TxData(o, a):
 def _d_WPT_LF_TxData(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_TxIdentifier, p = _r_uint(D, L, p, 32)
         if f_TxIdentifier < 1 or f_TxIdentifier > 4294967295: raise _out_of_range(f_TxIdentifier, 1, 4294967295, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_EIRP, p = _d_RationalNumber(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_WPT_LF_TxData(f_TxIdentifier, f_EIRP), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_TxData') from None
@@ -2688,11 +2763,11 @@ def _d_WPT_LF_RxDataList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_WPT_LF_RxDataList, p = _d_WPT_LF_RxData(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_WPT_LF_RxDataList(f_WPT_LF_RxDataList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_RxDataList') from None
@@ -2723,17 +2798,21 @@ def _e_WPT_LF_RxData(o, a):
 def _d_WPT_LF_RxData(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_RxIdentifier, p = _r_uint(D, L, p, 32)
         if f_RxIdentifier < 1 or f_RxIdentifier > 4294967295: raise _out_of_range(f_RxIdentifier, 1, 4294967295, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_RSSIData, p = _d_WPT_LF_RxRSSIList(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_WPT_LF_RxData(f_RxIdentifier, f_RSSIData), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_RxData') from None
@@ -2759,11 +2838,11 @@ def _d_WPT_LF_RxRSSIList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_RSSIDataList, p = _d_WPT_LF_RxRSSI(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_WPT_LF_RxRSSIList(f_RSSIDataList), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_RxRSSIList') from None
@@ -2794,17 +2873,21 @@ def _e_WPT_LF_RxRSSI(o, a):
 def _d_WPT_LF_RxRSSI(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_TxIdentifier, p = _r_uint(D, L, p, 32)
         if f_TxIdentifier < 1 or f_TxIdentifier > 4294967295: raise _out_of_range(f_TxIdentifier, 1, 4294967295, p)
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_RSSI, p = _d_RationalNumber(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_WPT_LF_RxRSSI(f_TxIdentifier, f_RSSI), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_LF_RxRSSI') from None
@@ -2848,6 +2931,7 @@ def _e_WPT_FinePositioningRes(o, a):
         else:
             a = (a << 4) | 8
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             if len(v[i]):
                 a <<= 1
@@ -2873,17 +2957,19 @@ def _d_WPT_FinePositioningRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
-        p += 16; _x = (D >> (L - p)) & 65535
-        if _x & 49380: raise _bad_event(-1, p)
+        p += 16
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 65535
+        if _x & 49380: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_ResponseCode = (_x >> 8) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEProcessing = (_x >> 3) & 3
-        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        if f_EVSEProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_EVSEProcessing = _EV_processingType[f_EVSEProcessing]
         ev = _D_WPT_FinePositioningRes_3[_x & 3]
         f_VendorSpecificDataContainer = []
@@ -2897,7 +2983,7 @@ def _d_WPT_FinePositioningRes(D, L, p):
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_VendorSpecificDataContainer.append(x)
             n += 1
             if n < 16:
@@ -2910,7 +2996,7 @@ def _d_WPT_FinePositioningRes(D, L, p):
             f_WPT_LF_DataPackageList, p = _d_WPT_LF_DataPackageList(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_WPT_LF_DataPackageList = None
         if ev != 0: raise _bad_event(ev, p)
@@ -2972,6 +3058,7 @@ def _e_WPT_PairingReq(o, a):
         else:
             a = (a << 4) | 8
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             if len(v[i]):
                 a <<= 1
@@ -2990,30 +3077,36 @@ def _d_WPT_PairingReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
-        p += 7; _x = (D >> (L - p)) & 127
-        if _x & 100: raise _bad_event(-1, p)
+        p += 7
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 127
+        if _x & 100: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_EVProcessing = (_x >> 3) & 3
-        if f_EVProcessing >= 3: raise _bad_enum(f_EVProcessing, 3, p)
+        if f_EVProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_EVProcessing = _EV_processingType[f_EVProcessing]
         ev = _D_WPT_PairingReq_2[_x & 3]
         if ev == 3:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_ObservedIDCode, p = _r_uint(D, L, p, 32)
             if f_ObservedIDCode < 1 or f_ObservedIDCode > 4294967295: raise _out_of_range(f_ObservedIDCode, 1, 4294967295, p)
             ev = 4
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_ObservedIDCode = None
         if ev != 4: raise _bad_event(ev, p)
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 36: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 63
+        if _x & 36: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_EVResultCode = (_x >> 3) & 3
-        if f_EVResultCode >= 3: raise _bad_enum(f_EVResultCode, 3, p)
+        if f_EVResultCode >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_EVResultCode = _EV_WPT_EVResultType[f_EVResultCode]
         ev = _D_WPT_PairingReq_4[_x & 3]
         f_VendorSpecificDataContainer = []
@@ -3027,7 +3120,7 @@ def _d_WPT_PairingReq(D, L, p):
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_VendorSpecificDataContainer.append(x)
             n += 1
             if n < 16:
@@ -3036,7 +3129,7 @@ def _d_WPT_PairingReq(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if ev != 0: raise _bad_event(ev, p)
         return _mk_WPT_PairingReq(f_Header, f_EVProcessing, f_ObservedIDCode, f_EVResultCode, f_VendorSpecificDataContainer), p
     except (ValueError, _ExiDecodeError) as e:
@@ -3102,6 +3195,7 @@ def _e_WPT_PairingRes(o, a):
         else:
             a = (a << 4) | 8
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             if len(v[i]):
                 a <<= 1
@@ -3120,26 +3214,30 @@ def _d_WPT_PairingRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
-        p += 17; _x = (D >> (L - p)) & 131071
-        if _x & 98760: raise _bad_event(-1, p)
+        p += 17
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 131071
+        if _x & 98760: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (3,)))
         f_ResponseCode = (_x >> 9) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (3,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEProcessing = (_x >> 4) & 3
-        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        if f_EVSEProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (3,)))
         f_EVSEProcessing = _EV_processingType[f_EVSEProcessing]
         ev = _D_WPT_PairingRes_3[_x & 7]
         if ev == 4:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_ObservedIDCode, p = _r_uint(D, L, p, 32)
             if f_ObservedIDCode < 1 or f_ObservedIDCode > 4294967295: raise _out_of_range(f_ObservedIDCode, 1, 4294967295, p)
-            p += 3; _x = (D >> (L - p)) & 7
-            if _x & 4: raise _bad_event(-1, p)
+            p += 3
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 7
+            if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
             ev = _D_WPT_PairingRes_4[_x & 3]
         else:
             f_ObservedIDCode = None
@@ -3160,7 +3258,7 @@ def _d_WPT_PairingRes(D, L, p):
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_VendorSpecificDataContainer.append(x)
             n += 1
             if n < 16:
@@ -3169,7 +3267,7 @@ def _d_WPT_PairingRes(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if ev != 0: raise _bad_event(ev, p)
         return _mk_WPT_PairingRes(f_Header, f_ResponseCode, f_EVSEProcessing, f_ObservedIDCode, f_AlternativeSECCList, f_VendorSpecificDataContainer), p
     except (ValueError, _ExiDecodeError) as e:
@@ -3199,6 +3297,7 @@ def _e_AlternativeSECCList(o, a):
         a <<= 1
         a = _e_AlternativeSECC(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_AlternativeSECC(v[i], a)
         s = 2 if n == 8 else 1
@@ -3212,7 +3311,7 @@ def _d_AlternativeSECCList(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_AlternativeSECC = []
         n = 0
         while ev == 1:
@@ -3225,7 +3324,7 @@ def _d_AlternativeSECCList(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_AlternativeSECCList(f_AlternativeSECC), p
@@ -3307,7 +3406,7 @@ def _d_AlternativeSECC(D, L, p):
             else:
                 f_SSID, p = _r_str(D, L, p, 0, 255)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             p += 3; _x = (D >> (L - p)) & 7
             ev = _D_AlternativeSECC_1[_x & 7]
         else:
@@ -3321,7 +3420,7 @@ def _d_AlternativeSECC(D, L, p):
             else:
                 f_BSSID, p = _r_str(D, L, p, 0, 12)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             p += 2; _x = (D >> (L - p)) & 3
             ev = _D_AlternativeSECC_2[_x & 3]
         else:
@@ -3335,19 +3434,21 @@ def _d_AlternativeSECC(D, L, p):
             else:
                 f_IPAddress, p = _r_str(D, L, p, 0, 39)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             p += 2; _x = (D >> (L - p)) & 3
             ev = _D_AlternativeSECC_3[_x & 3]
         else:
             f_IPAddress = None
         if ev == 4:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_Port, p = _r_uint(D, L, p, 16)
             if f_Port > 65535: raise _out_of_range(f_Port, 0, 65535, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_Port = None
         if ev != 0: raise _bad_event(ev, p)
@@ -3420,6 +3521,7 @@ def _e_WPT_ChargeParameterDiscoveryReq(o, a):
         else:
             a = (a << 4) | 8
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             if len(v[i]):
                 a <<= 1
@@ -3438,29 +3540,37 @@ def _d_WPT_ChargeParameterDiscoveryReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVPCMaxReceivablePower, p = _d_RationalNumber(D, L, p)
         ev = 3
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_SDMaxGroundClearence, p = _r_uint(D, L, p, 16)
         if f_SDMaxGroundClearence > 65535: raise _out_of_range(f_SDMaxGroundClearence, 0, 65535, p)
         ev = 4
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_SDMinGroundClearence, p = _r_uint(D, L, p, 16)
         if f_SDMinGroundClearence > 65535: raise _out_of_range(f_SDMinGroundClearence, 0, 65535, p)
         ev = 5
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_EVPCNaturalFrequency, p = _d_RationalNumber(D, L, p)
         ev = 6
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 52: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 63
+        if _x & 52: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1,), (1, 'z'), (2,)))
         f_EVPCDeviceLocalControl = ((_x >> 3) & 1) == 1
         ev = _D_WPT_ChargeParameterDiscoveryReq_6[_x & 3]
         f_VendorSpecificDataContainer = []
@@ -3474,7 +3584,7 @@ def _d_WPT_ChargeParameterDiscoveryReq(D, L, p):
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_VendorSpecificDataContainer.append(x)
             n += 1
             if n < 16:
@@ -3483,7 +3593,7 @@ def _d_WPT_ChargeParameterDiscoveryReq(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if ev != 0: raise _bad_event(ev, p)
         return _mk_WPT_ChargeParameterDiscoveryReq(f_Header, f_EVPCMaxReceivablePower, f_SDMaxGroundClearence, f_SDMinGroundClearence, f_EVPCNaturalFrequency, f_EVPCDeviceLocalControl, f_VendorSpecificDataContainer), p
     except (ValueError, _ExiDecodeError) as e:
@@ -3513,11 +3623,11 @@ def _d_ChargeParameterDiscoveryReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_ChargeParameterDiscoveryReq(f_Header), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'ChargeParameterDiscoveryReq') from None
@@ -3595,6 +3705,7 @@ def _e_WPT_ChargeParameterDiscoveryRes(o, a):
         else:
             a = (a << 4) | 8
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             if len(v[i]):
                 a <<= 1
@@ -3613,39 +3724,47 @@ def _d_WPT_ChargeParameterDiscoveryRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
         ev = 4
-        p += 15; _x = (D >> (L - p)) & 32767
-        if _x & 24691: raise _bad_event(-1, p)
+        p += 15
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 32767
+        if _x & 24691: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 7) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_PDInputPowerClass = _EV_WPT_PowerClassType[(_x >> 2) & 3]
         f_SDMinOutputPower, p = _d_RationalNumber(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_SDMaxOutputPower, p = _d_RationalNumber(D, L, p)
         ev = 6
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_SDMaxGroundClearanceSupport, p = _r_uint(D, L, p, 16)
         if f_SDMaxGroundClearanceSupport > 65535: raise _out_of_range(f_SDMaxGroundClearanceSupport, 0, 65535, p)
         ev = 7
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 7: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 7: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z')))
         f_SDMinGroundClearanceSupport, p = _r_uint(D, L, p, 16)
         if f_SDMinGroundClearanceSupport > 65535: raise _out_of_range(f_SDMinGroundClearanceSupport, 0, 65535, p)
         ev = 8
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_PDMinCoilCurrent, p = _d_RationalNumber(D, L, p)
         ev = 9
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_PDMaxCoilCurrent, p = _d_RationalNumber(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_WPT_ChargeParameterDiscoveryRes_9[_x & 3]
@@ -3660,7 +3779,7 @@ def _d_WPT_ChargeParameterDiscoveryRes(D, L, p):
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_SDManufacturerSpecificDataContainer.append(x)
             n += 1
             if n < 16:
@@ -3669,7 +3788,7 @@ def _d_WPT_ChargeParameterDiscoveryRes(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if ev != 0: raise _bad_event(ev, p)
         return _mk_WPT_ChargeParameterDiscoveryRes(f_Header, f_ResponseCode, f_PDInputPowerClass, f_SDMinOutputPower, f_SDMaxOutputPower, f_SDMaxGroundClearanceSupport, f_SDMinGroundClearanceSupport, f_PDMinCoilCurrent, f_PDMaxCoilCurrent, f_SDManufacturerSpecificDataContainer), p
     except (ValueError, _ExiDecodeError) as e:
@@ -3704,14 +3823,16 @@ def _d_ChargeParameterDiscoveryRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 0
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 771: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 771: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = (_x >> 2) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z')))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         return _mk_ChargeParameterDiscoveryRes(f_Header, f_ResponseCode), p
     except (ValueError, _ExiDecodeError) as e:
@@ -3764,6 +3885,7 @@ def _e_WPT_AlignmentCheckReq(o, a):
         else:
             a = (a << 4) | 8
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             if len(v[i]):
                 a <<= 1
@@ -3782,27 +3904,31 @@ def _d_WPT_AlignmentCheckReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
-        p += 7; _x = (D >> (L - p)) & 127
-        if _x & 100: raise _bad_event(-1, p)
+        p += 7
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 127
+        if _x & 100: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_EVProcessing = (_x >> 3) & 3
-        if f_EVProcessing >= 3: raise _bad_enum(f_EVProcessing, 3, p)
+        if f_EVProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_EVProcessing = _EV_processingType[f_EVProcessing]
         ev = _D_WPT_AlignmentCheckReq_2[_x & 3]
         if ev == 3:
             f_TargetCoilCurrent, p = _d_RationalNumber(D, L, p)
             ev = 4
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_TargetCoilCurrent = None
         if ev != 4: raise _bad_event(ev, p)
-        p += 6; _x = (D >> (L - p)) & 63
-        if _x & 36: raise _bad_event(-1, p)
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
+        _x = (D >> (L - p)) & 63
+        if _x & 36: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_EVResultCode = (_x >> 3) & 3
-        if f_EVResultCode >= 3: raise _bad_enum(f_EVResultCode, 3, p)
+        if f_EVResultCode >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z'), (2,)))
         f_EVResultCode = _EV_WPT_EVResultType[f_EVResultCode]
         ev = _D_WPT_AlignmentCheckReq_4[_x & 3]
         f_VendorSpecificDataContainer = []
@@ -3816,7 +3942,7 @@ def _d_WPT_AlignmentCheckReq(D, L, p):
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_VendorSpecificDataContainer.append(x)
             n += 1
             if n < 16:
@@ -3825,7 +3951,7 @@ def _d_WPT_AlignmentCheckReq(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if ev != 0: raise _bad_event(ev, p)
         return _mk_WPT_AlignmentCheckReq(f_Header, f_EVProcessing, f_TargetCoilCurrent, f_EVResultCode, f_VendorSpecificDataContainer), p
     except (ValueError, _ExiDecodeError) as e:
@@ -3889,6 +4015,7 @@ def _e_WPT_AlignmentCheckRes(o, a):
         else:
             a = (a << 4) | 8
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             if len(v[i]):
                 a <<= 1
@@ -3907,17 +4034,19 @@ def _d_WPT_AlignmentCheckRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
         ev = 3
-        p += 17; _x = (D >> (L - p)) & 131071
-        if _x & 98760: raise _bad_event(-1, p)
+        p += 17
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 131071
+        if _x & 98760: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (3,)))
         f_ResponseCode = (_x >> 9) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (3,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         f_EVSEProcessing = (_x >> 4) & 3
-        if f_EVSEProcessing >= 3: raise _bad_enum(f_EVSEProcessing, 3, p)
+        if f_EVSEProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (3,)))
         f_EVSEProcessing = _EV_processingType[f_EVSEProcessing]
         ev = _D_WPT_AlignmentCheckRes_3[_x & 7]
         if ev == 4:
@@ -3943,7 +4072,7 @@ def _d_WPT_AlignmentCheckRes(D, L, p):
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_VendorSpecificDataContainer.append(x)
             n += 1
             if n < 16:
@@ -3952,7 +4081,7 @@ def _d_WPT_AlignmentCheckRes(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if ev != 0: raise _bad_event(ev, p)
         return _mk_WPT_AlignmentCheckRes(f_Header, f_ResponseCode, f_EVSEProcessing, f_PowerTransmitted, f_SupplyDeviceCurrent, f_VendorSpecificDataContainer), p
     except (ValueError, _ExiDecodeError) as e:
@@ -4036,6 +4165,7 @@ def _e_WPT_ChargeLoopReq(o, a):
         else:
             a = (a << 4) | 8
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             if len(v[i]):
                 a <<= 1
@@ -4054,7 +4184,7 @@ def _d_WPT_ChargeLoopReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_WPT_ChargeLoopReq_1[_x & 3]
@@ -4062,22 +4192,26 @@ def _d_WPT_ChargeLoopReq(D, L, p):
             f_DisplayParameters, p = _d_DisplayParameters(D, L, p)
             ev = 3
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_DisplayParameters = None
         if ev != 3: raise _bad_event(ev, p)
         ev = 4
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 11: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_MeterInfoRequested = ((_x >> 2) & 1) == 1
         f_EVPCPowerRequest, p = _d_RationalNumber(D, L, p)
         ev = 5
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVPCPowerOutput, p = _d_RationalNumber(D, L, p)
         ev = 6
-        p += 8; _x = (D >> (L - p)) & 255
-        if _x & 200: raise _bad_event(-1, p)
+        p += 8
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2,), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 255
+        if _x & 200: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2,), (1, 'z'), (3,)))
         f_EVPCChargeDiagnostics = _EV_WPT_EVPCChargeDiagnosticsType[(_x >> 4) & 3]
         ev = _D_WPT_ChargeLoopReq_6[_x & 7]
         if ev == 7:
@@ -4103,7 +4237,7 @@ def _d_WPT_ChargeLoopReq(D, L, p):
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_ManufacturerSpecificDataContainer.append(x)
             n += 1
             if n < 16:
@@ -4112,7 +4246,7 @@ def _d_WPT_ChargeLoopReq(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if ev != 0: raise _bad_event(ev, p)
         return _mk_WPT_ChargeLoopReq(f_Header, f_DisplayParameters, f_MeterInfoRequested, f_EVPCPowerRequest, f_EVPCPowerOutput, f_EVPCChargeDiagnostics, f_EVPCOperatingFrequency, f_EVPCPowerControlParameter, f_ManufacturerSpecificDataContainer), p
     except (ValueError, _ExiDecodeError) as e:
@@ -4160,23 +4294,23 @@ def _d_WPT_EVPCPowerControlParameter(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVPCCoilCurrentRequest, p = _d_RationalNumber(D, L, p)
         ev = 2
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVPCCoilCurrentInformation, p = _d_RationalNumber(D, L, p)
         ev = 3
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVPCCurrentOutputInformation, p = _d_RationalNumber(D, L, p)
         ev = 4
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_EVPCVoltageOutputInformation, p = _d_RationalNumber(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_WPT_EVPCPowerControlParameter(f_EVPCCoilCurrentRequest, f_EVPCCoilCurrentInformation, f_EVPCCurrentOutputInformation, f_EVPCVoltageOutputInformation), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_EVPCPowerControlParameter') from None
@@ -4218,7 +4352,7 @@ def _d_ChargeLoopReq(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         p += 2; _x = (D >> (L - p)) & 3
         ev = _D_ChargeLoopReq_1[_x & 3]
@@ -4226,13 +4360,15 @@ def _d_ChargeLoopReq(D, L, p):
             f_DisplayParameters, p = _d_DisplayParameters(D, L, p)
             ev = 3
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_DisplayParameters = None
         if ev != 3: raise _bad_event(ev, p)
         ev = 0
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 11: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 11: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z'), (1, 'z')))
         f_MeterInfoRequested = ((_x >> 2) & 1) == 1
         return _mk_ChargeLoopReq(f_Header, f_DisplayParameters, f_MeterInfoRequested), p
     except (ValueError, _ExiDecodeError) as e:
@@ -4336,6 +4472,7 @@ def _e_WPT_ChargeLoopRes(o, a):
         else:
             a = (a << 4) | 8
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             if len(v[i]):
                 a <<= 1
@@ -4354,13 +4491,15 @@ def _d_WPT_ChargeLoopRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
-        p += 12; _x = (D >> (L - p)) & 4095
-        if _x & 3080: raise _bad_event(-1, p)
+        p += 12
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 4095
+        if _x & 3080: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
         f_ResponseCode = (_x >> 4) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         ev = _D_WPT_ChargeLoopRes_2[_x & 7]
         if ev == 3:
@@ -4379,7 +4518,7 @@ def _d_WPT_ChargeLoopRes(D, L, p):
             f_Receipt, p = _d_Receipt(D, L, p)
             ev = 6
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Receipt = None
         if ev != 6: raise _bad_event(ev, p)
@@ -4390,20 +4529,22 @@ def _d_WPT_ChargeLoopRes(D, L, p):
             f_SDPowerInput, p = _d_RationalNumber(D, L, p)
             ev = 8
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_SDPowerInput = None
         if ev != 8: raise _bad_event(ev, p)
         f_SPCMaxOutputPowerLimit, p = _d_RationalNumber(D, L, p)
         ev = 9
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_SPCMinOutputPowerLimit, p = _d_RationalNumber(D, L, p)
         ev = 10
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 392: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 511
+        if _x & 392: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (3,)))
         f_SPCChargeDiagnostics = (_x >> 4) & 7
-        if f_SPCChargeDiagnostics >= 6: raise _bad_enum(f_SPCChargeDiagnostics, 6, p)
+        if f_SPCChargeDiagnostics >= 6: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (3,)))
         f_SPCChargeDiagnostics = _EV_WPT_SPCChargeDiagnosticsType[f_SPCChargeDiagnostics]
         ev = _D_WPT_ChargeLoopRes_10[_x & 7]
         if ev == 11:
@@ -4429,7 +4570,7 @@ def _d_WPT_ChargeLoopRes(D, L, p):
             else:
                 x, p = _r_bin(D, L, p, 0, 256)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_ManufacturerSpecificDataContainer.append(x)
             n += 1
             if n < 16:
@@ -4438,7 +4579,7 @@ def _d_WPT_ChargeLoopRes(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if ev != 0: raise _bad_event(ev, p)
         return _mk_WPT_ChargeLoopRes(f_Header, f_ResponseCode, f_EVSEStatus, f_MeterInfo, f_Receipt, f_EVPCPowerRequest, f_SDPowerInput, f_SPCMaxOutputPowerLimit, f_SPCMinOutputPowerLimit, f_SPCChargeDiagnostics, f_SPCOperatingFrequency, f_SPCPowerControlParameter, f_ManufacturerSpecificDataContainer), p
     except (ValueError, _ExiDecodeError) as e:
@@ -4480,11 +4621,11 @@ def _d_WPT_SPCPowerControlParameter(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_SPCPrimaryDeviceCoilCurrentInformation, p = _d_RationalNumber(D, L, p)
         ev = 0
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return _mk_WPT_SPCPowerControlParameter(f_SPCPrimaryDeviceCoilCurrentInformation), p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'WPT_SPCPowerControlParameter') from None
@@ -4539,13 +4680,15 @@ def _d_ChargeLoopRes(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_Header, p = _d_MessageHeader(D, L, p)
         ev = 2
-        p += 12; _x = (D >> (L - p)) & 4095
-        if _x & 3080: raise _bad_event(-1, p)
+        p += 12
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 4095
+        if _x & 3080: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
         f_ResponseCode = (_x >> 4) & 63
-        if f_ResponseCode >= 40: raise _bad_enum(f_ResponseCode, 40, p)
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (3,)))
         f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
         ev = _D_ChargeLoopRes_2[_x & 7]
         if ev == 3:
@@ -4564,7 +4707,7 @@ def _d_ChargeLoopRes(D, L, p):
             f_Receipt, p = _d_Receipt(D, L, p)
             ev = 0
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         else:
             f_Receipt = None
         if ev != 0: raise _bad_event(ev, p)
@@ -4605,16 +4748,20 @@ def _e_EVSEStatus(o, a):
 def _d_EVSEStatus(D, L, p):
     try:
         ev = 1
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_NotificationMaxDelay, p = _r_uint(D, L, p, 16)
         if f_NotificationMaxDelay > 65535: raise _out_of_range(f_NotificationMaxDelay, 0, 65535, p)
         ev = 2
         ev = 0
-        p += 8; _x = (D >> (L - p)) & 255
-        if _x & 227: raise _bad_event(-1, p)
+        p += 8
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 255
+        if _x & 227: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (1, 'z')))
         f_EVSENotification = (_x >> 2) & 7
-        if f_EVSENotification >= 6: raise _bad_enum(f_EVSENotification, 6, p)
+        if f_EVSENotification >= 6: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (1, 'z'), (3, 'e', 6), (1, 'z'), (1, 'z')))
         f_EVSENotification = _EV_evseNotificationType[f_EVSENotification]
         return _mk_EVSEStatus(f_NotificationMaxDelay, f_EVSENotification), p
     except (ValueError, _ExiDecodeError) as e:
@@ -4716,7 +4863,7 @@ def _d_MeterInfo(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         p += 1
         if (D >> (L - p)) & 1:
             p += 3
@@ -4725,42 +4872,52 @@ def _d_MeterInfo(D, L, p):
         else:
             f_MeterID, p = _r_str(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         ev = 2
-        p += 2; _x = (D >> (L - p)) & 3
-        if _x & 3: raise _bad_event(-1, p)
+        p += 2
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 3
+        if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         f_ChargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
         if f_ChargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_ChargedEnergyReadingWh, 0, 18446744073709551615, p)
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 8: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+        _x = (D >> (L - p)) & 15
+        if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
         ev = _D_MeterInfo_2[_x & 7]
         if ev == 3:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_BPT_DischargedEnergyReadingWh, p = _r_uint(D, L, p, 64)
             if f_BPT_DischargedEnergyReadingWh > 18446744073709551615: raise _out_of_range(f_BPT_DischargedEnergyReadingWh, 0, 18446744073709551615, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_MeterInfo_3[_x & 7]
         else:
             f_BPT_DischargedEnergyReadingWh = None
         if ev == 4:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_CapacitiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_CapacitiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_CapacitiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_MeterInfo_4[_x & 7]
         else:
             f_CapacitiveEnergyReadingVARh = None
         if ev == 5:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_BPT_InductiveEnergyReadingVARh, p = _r_uint(D, L, p, 64)
             if f_BPT_InductiveEnergyReadingVARh > 18446744073709551615: raise _out_of_range(f_BPT_InductiveEnergyReadingVARh, 0, 18446744073709551615, p)
-            p += 4; _x = (D >> (L - p)) & 15
-            if _x & 8: raise _bad_event(-1, p)
+            p += 4
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
+            _x = (D >> (L - p)) & 15
+            if _x & 8: raise _group_fault(D, L, p, ((1, 'z'), (3,)))
             ev = _D_MeterInfo_5[_x & 7]
         else:
             f_BPT_InductiveEnergyReadingVARh = None
@@ -4773,29 +4930,33 @@ def _d_MeterInfo(D, L, p):
             else:
                 f_MeterSignature, p = _r_bin(D, L, p, 0, 64)
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             p += 2; _x = (D >> (L - p)) & 3
             ev = _D_MeterInfo_6[_x & 3]
         else:
             f_MeterSignature = None
         if ev == 7:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_MeterStatus, p = _r_int(D, L, p, 15)
             if f_MeterStatus < -32768 or f_MeterStatus > 32767: raise _out_of_range(f_MeterStatus, -32768, 32767, p)
-            p += 3; _x = (D >> (L - p)) & 7
-            if _x & 4: raise _bad_event(-1, p)
+            p += 3
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
+            _x = (D >> (L - p)) & 7
+            if _x & 4: raise _group_fault(D, L, p, ((1, 'z'), (2,)))
             ev = _D_MeterInfo_7[_x & 3]
         else:
             f_MeterStatus = None
         if ev == 8:
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
             f_MeterTimestamp, p = _r_uint(D, L, p, 64)
             if f_MeterTimestamp > 18446744073709551615: raise _out_of_range(f_MeterTimestamp, 0, 18446744073709551615, p)
             ev = 0
-            p += 2; _x = (D >> (L - p)) & 3
-            if _x & 3: raise _bad_event(-1, p)
+            p += 2
+            if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
+            _x = (D >> (L - p)) & 3
+            if _x & 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z')))
         else:
             f_MeterTimestamp = None
         if ev != 0: raise _bad_event(ev, p)
@@ -4832,6 +4993,7 @@ def _e_ListOfRootCertificateIDs(o, a):
         a <<= 1
         a = _e_X509IssuerSerial(v[0], a)
         for i in range(1, n):
+            if a.bit_length() > _LONG_OUTPUT_BITS: a = _LongAccumulator(a)
             a <<= 2
             a = _e_X509IssuerSerial(v[i], a)
         s = 2 if n == 20 else 1
@@ -4845,7 +5007,7 @@ def _d_ListOfRootCertificateIDs(D, L, p):
     try:
         ev = 1
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         f_RootCertificateID = []
         n = 0
         while ev == 1:
@@ -4858,7 +5020,7 @@ def _d_ListOfRootCertificateIDs(D, L, p):
             else:
                 ev = 0
                 p += 1; _x = (D >> (L - p)) & 1
-                if _x & 1: raise _bad_event(-1, p)
+                if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         if n < 1: raise _bad_event(ev, p)
         if ev != 0: raise _bad_event(ev, p)
         return _mk_ListOfRootCertificateIDs(f_RootCertificateID), p
@@ -4892,7 +5054,7 @@ def _ds_0(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4918,7 +5080,7 @@ def _ds_1(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4935,11 +5097,11 @@ def _es_2(v, a):
 def _ds_2(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 16)
         if x > 65535: raise _out_of_range(x, 0, 65535, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4956,11 +5118,11 @@ def _es_3(v, a):
 def _ds_3(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 64)
         if x > 18446744073709551615: raise _out_of_range(x, 0, 18446744073709551615, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -4986,7 +5148,7 @@ def _ds_4(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 12)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5001,8 +5163,10 @@ def _es_5(v, a):
 
 def _ds_5(D, L, p):
     try:
-        p += 3; _x = (D >> (L - p)) & 7
-        if _x & 5: raise _bad_event(-1, p)
+        p += 3
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
+        _x = (D >> (L - p)) & 7
+        if _x & 5: raise _group_fault(D, L, p, ((1, 'z'), (1,), (1, 'z')))
         x = ((_x >> 1) & 1) == 1
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -5020,11 +5184,11 @@ def _es_6(v, a):
 def _ds_6(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, 15)
         if x < -32768 or x > 32767: raise _out_of_range(x, -32768, 32767, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5041,11 +5205,11 @@ def _es_7(v, a):
 def _ds_7(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 32)
         if x > 4294967295: raise _out_of_range(x, 0, 4294967295, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5060,8 +5224,10 @@ def _es_8(v, a):
 
 def _ds_8(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z')))
         x = _EV_WPT_EVPCChargeDiagnosticsType[(_x >> 1) & 3]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -5077,10 +5243,12 @@ def _es_9(v, a):
 
 def _ds_9(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_processingType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -5096,10 +5264,12 @@ def _es_10(v, a):
 
 def _ds_10(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_WPT_EVResultType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -5115,10 +5285,12 @@ def _es_11(v, a):
 
 def _ds_11(D, L, p):
     try:
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 17: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 17: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
         x = (_x >> 1) & 7
-        if x >= 6: raise _bad_enum(x, 6, p)
+        if x >= 6: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
         x = _EV_evseNotificationType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -5145,7 +5317,7 @@ def _ds_12(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5161,8 +5333,10 @@ def _es_13(v, a):
 
 def _ds_13(D, L, p):
     try:
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 513: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
         x = ((_x >> 1) & 255) - 128
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -5171,6 +5345,7 @@ def _ds_13(D, L, p):
 
 def _es_14(v, a):
     a <<= 1
+    if not -_UNBOUNDED_INT_LIMIT <= v < _UNBOUNDED_INT_LIMIT: raise _Invalid(f'value: {v} is beyond what an unbounded integer may hold')
     a = _w_int(a, v)
     a <<= 1
     return a
@@ -5179,10 +5354,10 @@ def _es_14(v, a):
 def _ds_14(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5208,7 +5383,7 @@ def _ds_15(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 39)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5234,7 +5409,7 @@ def _ds_16(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, 256)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5250,10 +5425,12 @@ def _es_17(v, a):
 
 def _ds_17(D, L, p):
     try:
-        p += 9; _x = (D >> (L - p)) & 511
-        if _x & 257: raise _bad_event(-1, p)
+        p += 9
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
+        _x = (D >> (L - p)) & 511
+        if _x & 257: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
         x = (_x >> 1) & 127
-        if x > 100: raise _out_of_range(x, 0, 100, p)
+        if x > 100: raise _group_fault(D, L, p, ((1, 'z'), (7, 'n', 0, 100), (1, 'z')))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5279,7 +5456,7 @@ def _ds_18(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 32)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5305,7 +5482,7 @@ def _ds_19(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, 64)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5321,8 +5498,10 @@ def _es_20(v, a):
 
 def _ds_20(D, L, p):
     try:
-        p += 10; _x = (D >> (L - p)) & 1023
-        if _x & 513: raise _bad_event(-1, p)
+        p += 10
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
+        _x = (D >> (L - p)) & 1023
+        if _x & 513: raise _group_fault(D, L, p, ((1, 'z'), (8,), (1, 'z')))
         x = (_x >> 1) & 255
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -5340,11 +5519,11 @@ def _es_21(v, a):
 def _ds_21(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_uint(D, L, p, 32)
         if x < 1 or x > 4294967295: raise _out_of_range(x, 1, 4294967295, p)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5359,8 +5538,10 @@ def _es_22(v, a):
 
 def _ds_22(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2,), (1, 'z')))
         x = _EV_WPT_PowerClassType[(_x >> 1) & 3]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -5387,7 +5568,7 @@ def _ds_23(D, L, p):
         else:
             x, p = _r_bin(D, L, p, 0, None)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5402,10 +5583,12 @@ def _es_24(v, a):
 
 def _ds_24(D, L, p):
     try:
-        p += 8; _x = (D >> (L - p)) & 255
-        if _x & 129: raise _bad_event(-1, p)
+        p += 8
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (6, 'e', 40), (1, 'z')))
+        _x = (D >> (L - p)) & 255
+        if _x & 129: raise _group_fault(D, L, p, ((1, 'z'), (6, 'e', 40), (1, 'z')))
         x = (_x >> 1) & 63
-        if x >= 40: raise _bad_enum(x, 40, p)
+        if x >= 40: raise _group_fault(D, L, p, ((1, 'z'), (6, 'e', 40), (1, 'z')))
         x = _EV_responseCodeType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -5421,10 +5604,12 @@ def _es_25(v, a):
 
 def _ds_25(D, L, p):
     try:
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 17: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 17: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
         x = (_x >> 1) & 7
-        if x >= 6: raise _bad_enum(x, 6, p)
+        if x >= 6: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
         x = _EV_WPT_SPCChargeDiagnosticsType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -5451,7 +5636,7 @@ def _ds_26(D, L, p):
         else:
             x, p = _r_str(D, L, p, 0, 255)
             p += 1; _x = (D >> (L - p)) & 1
-            if _x & 1: raise _bad_event(-1, p)
+            if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5467,10 +5652,10 @@ def _es_27(v, a):
 def _ds_27(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_bin(D, L, p, 8, 8)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
@@ -5485,10 +5670,12 @@ def _es_28(v, a):
 
 def _ds_28(D, L, p):
     try:
-        p += 4; _x = (D >> (L - p)) & 15
-        if _x & 9: raise _bad_event(-1, p)
+        p += 4
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
+        _x = (D >> (L - p)) & 15
+        if _x & 9: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = (_x >> 1) & 3
-        if x >= 3: raise _bad_enum(x, 3, p)
+        if x >= 3: raise _group_fault(D, L, p, ((1, 'z'), (2, 'e', 3), (1, 'z')))
         x = _EV_WPT_AlignmentCheckMethodType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -5504,10 +5691,12 @@ def _es_29(v, a):
 
 def _ds_29(D, L, p):
     try:
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 17: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 5), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 17: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 5), (1, 'z')))
         x = (_x >> 1) & 7
-        if x >= 5: raise _bad_enum(x, 5, p)
+        if x >= 5: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 5), (1, 'z')))
         x = _EV_WPT_FinePositioningMethodType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -5523,10 +5712,12 @@ def _es_30(v, a):
 
 def _ds_30(D, L, p):
     try:
-        p += 5; _x = (D >> (L - p)) & 31
-        if _x & 17: raise _bad_event(-1, p)
+        p += 5
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
+        _x = (D >> (L - p)) & 31
+        if _x & 17: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
         x = (_x >> 1) & 7
-        if x >= 6: raise _bad_enum(x, 6, p)
+        if x >= 6: raise _group_fault(D, L, p, ((1, 'z'), (3, 'e', 6), (1, 'z')))
         x = _EV_WPT_PairingMethodType[x]
         return x, p
     except (ValueError, _ExiDecodeError) as e:
@@ -5535,6 +5726,7 @@ def _ds_30(D, L, p):
 
 def _es_31(v, a):
     a <<= 1
+    if not -_UNBOUNDED_INT_LIMIT <= v < _UNBOUNDED_INT_LIMIT: raise _Invalid(f'value: {v} is beyond what an unbounded integer may hold')
     a = _w_int(a, v)
     a <<= 1
     return a
@@ -5543,10 +5735,10 @@ def _es_31(v, a):
 def _ds_31(D, L, p):
     try:
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         x, p = _r_int(D, L, p, _UNBOUNDED_INT_BITS)
         p += 1; _x = (D >> (L - p)) & 1
-        if _x & 1: raise _bad_event(-1, p)
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
         return x, p
     except (ValueError, _ExiDecodeError) as e:
         raise _fault(e, p, L, 'value') from None
