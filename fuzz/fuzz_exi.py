@@ -35,7 +35,7 @@ def seed(schema: str, corpus: Path) -> None:
     if any(corpus.iterdir()):
         return
     ns = exi.SCHEMAS[schema]
-    for name in ("reference.json", "public.json", "fragments.json"):
+    for name in ("reference.json", "public.json", "fragments.json", "regressions.json"):
         with open(ROOT / "tests" / "exi" / "vectors" / name, encoding="utf-8") as f:
             for i, v in enumerate(json.load(f)["vectors"]):
                 if v.get("namespace") == ns or v.get("schema") == schema:

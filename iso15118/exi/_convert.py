@@ -177,7 +177,7 @@ def _check_simple(v, s: SimpleSpec, path: str) -> None:
 def validate(obj, path: str = "") -> None:
     """Raise ExiEncodeError naming the first field that breaks the schema."""
     spec = spec_of(obj)
-    path = path or spec.name.removesuffix("Type")
+    path = path or type(obj).__name__  # the class: a global element of a shared type has its own
     for g in spec.groups:
         present = sum(1 for n in g.fields if _present(getattr(obj, n)))
         if g.max == 1 and present > 1:

@@ -240,11 +240,15 @@ def occurrence(p: Particle, qname) -> tuple[int, int | None]:
 
 
 class TypeEmitter:
-    def __init__(self, ue: UniverseEmitter, ct: ComplexType):
+    def __init__(self, ue: UniverseEmitter, ct: ComplexType, element: ElementDecl | None = None,
+                 cls: str | None = None):
+        """``element``/``cls``: a class of its own for a global element that shares its type
+        with other global elements (UniverseEmitter.element_classes)."""
         self.ue = ue
         self.u = ue.u
         self.ct = ct
-        self.cls = ue.classes[id(ct)]
+        self.element = element
+        self.cls = cls or ue.classes[id(ct)]
         self.deps: set[str] = set()
         self.flat: FlatGrammar | None = build_flat(self.u, ct, ue.profile.get("unbounded_above"))
         self.general: GeneralGrammar | None = None if self.flat else build_general(self.u, ct)
@@ -357,9 +361,15 @@ class TypeEmitter:
         ct = self.ct
         what = ct.name[1] if ct.name else f"anonymous type of {ct.context}"
         ns = ct.name[0] if ct.name else ""
+        if self.element is not None:
+            e = self.element
+            doc = (f"Element {e.qname[1]} ({e.qname[0]}), of type {what}: the fields of "
+                   f"{self.ue.classes[id(ct)]}, a class of its own so that the element survives decoding.")
+        else:
+            doc = f"{what}{f' ({ns})' if ns else ''}."
         names = [f.name for f in self.fields]
         out = [f"class {self.cls}(_Message):",
-               f'    """{what}{f" ({ns})" if ns else ""}."""',
+               f'    """{doc}"""',
                f"    __slots__ = {tuple(names)!r}"]
         hints = [f"    {f.name}: {self.field_hint(f)}" for f in self.fields]
         out += hints
@@ -1118,6 +1128,7 @@ class UniverseEmitter:
         cts = sorted(self.u.complex_types.values(), key=lambda c: c.order) + \
             sorted(self.u.anonymous_types, key=lambda c: c.order)
         self.type_emitters = [TypeEmitter(self, ct) for ct in cts]
+        self.type_emitters += self.element_emitters()
         for te in self.type_emitters:
             ns = te.ct.name[0] if te.ct.name else ""
             self.snippets[te.cls] = Snippet(te.cls, "class", ns, te.classdef(), te.spec(), te.codec(),
@@ -1126,13 +1137,46 @@ class UniverseEmitter:
         _sign(out)
         return out
 
+    def element_emitters(self) -> list[TypeEmitter]:
+        """Global elements that share their complex type with other global elements (-20 ACDP:
+        ACDP_ConnectReq and ACDP_DisconnectReq are both ACDP_ConnectReqType) get a class each,
+        named after the element, with the type's fields and codec: a decoded message then says
+        which element it was, and encodes, converts and prints as that element. The element
+        named like the type's class keeps that class."""
+        self.element_classes: dict = {}
+        by_type: dict[int, list[ElementDecl]] = {}
+        for e in sorted(self.u.elements.values(), key=lambda e: (e.qname[1], e.qname[0])):
+            t = e.type
+            if isinstance(t, ComplexType) and not (t.content == "simple" and not t.attributes):
+                by_type.setdefault(id(t), []).append(e)
+        used = set(self.classes.values()) | set(self.enum_snippets)
+        out = []
+        for elems in by_type.values():
+            if len(elems) < 2:
+                continue
+            type_cls = self.classes[id(elems[0].type)]
+            for e in elems:
+                if e.qname[1] == type_cls:
+                    continue
+                name = check_identifier(e.qname[1], f"element {e.qname}")
+                if name in used:
+                    raise SchemaError(f"global element {e.qname} shares its type, and its name is "
+                                      f"taken by another class")
+                used.add(name)
+                self.element_classes[e.qname] = name
+                out.append(TypeEmitter(self, e.type, element=e, cls=name))
+        return out
+
+    def element_class(self, e: ElementDecl) -> str:
+        return self.element_classes.get(e.qname) or self.classes[id(e.type)]
+
     # documents and fragments ---------------------------------------------------------
     def element_entry(self, e: ElementDecl) -> str:
         """(local name, namespace, class, encoder, decoder, simple spec) of a document or
         fragment element; simple-typed elements get a value codec and SimpleElement."""
         t = e.type
         if isinstance(t, ComplexType) and not (t.content == "simple" and not t.attributes):
-            cls = self.classes[id(t)]
+            cls = self.element_class(e)
             return f"({e.qname[1]!r}, {e.qname[0]!r}, {cls}, _e_{cls}, _d_{cls}, None)"
         st = t.simple if isinstance(t, ComplexType) else t
         n = self.simple_codec(st)
@@ -1182,7 +1226,7 @@ class UniverseEmitter:
                 for d in decls:
                     t = d.type
                     if isinstance(t, ComplexType) and not (t.content == "simple" and not t.attributes):
-                        c = f"({self.classes[id(t)]}, None)"
+                        c = f"({self.element_class(d)}, None)"
                     else:
                         st = t.simple if isinstance(t, ComplexType) else t
                         c = f"(_SimpleElement, {self.simple_emitter.spec_src(st)})"

@@ -515,6 +515,34 @@ class ListOfRootCertificateIDs(_Message):
         _os(self, 'RootCertificateID', [] if RootCertificateID is _NO_LIST else RootCertificateID)
 
 
+class ACDP_DisconnectReq(_Message):
+    """Element ACDP_DisconnectReq (urn:iso:std:iso:15118:-20:ACDP), of type ACDP_ConnectReqType: the fields of ACDP_ConnectReq, a class of its own so that the element survives decoding."""
+    __slots__ = ('Header', 'EVElectricalChargingDeviceStatus')
+    Header: MessageHeader
+    EVElectricalChargingDeviceStatus: electricalChargingDeviceStatusType
+
+    def __init__(self, *, Header, EVElectricalChargingDeviceStatus):
+        _os(self, 'Header', Header)
+        _os(self, 'EVElectricalChargingDeviceStatus', EVElectricalChargingDeviceStatus)
+
+
+class ACDP_DisconnectRes(_Message):
+    """Element ACDP_DisconnectRes (urn:iso:std:iso:15118:-20:ACDP), of type ACDP_ConnectResType: the fields of ACDP_ConnectRes, a class of its own so that the element survives decoding."""
+    __slots__ = ('Header', 'ResponseCode', 'EVSEProcessing', 'EVSEElectricalChargingDeviceStatus', 'EVSEMechanicalChargingDeviceStatus')
+    Header: MessageHeader
+    ResponseCode: responseCodeType
+    EVSEProcessing: processingType
+    EVSEElectricalChargingDeviceStatus: electricalChargingDeviceStatusType
+    EVSEMechanicalChargingDeviceStatus: mechanicalChargingDeviceStatusType
+
+    def __init__(self, *, Header, ResponseCode, EVSEProcessing, EVSEElectricalChargingDeviceStatus, EVSEMechanicalChargingDeviceStatus):
+        _os(self, 'Header', Header)
+        _os(self, 'ResponseCode', ResponseCode)
+        _os(self, 'EVSEProcessing', EVSEProcessing)
+        _os(self, 'EVSEElectricalChargingDeviceStatus', EVSEElectricalChargingDeviceStatus)
+        _os(self, 'EVSEMechanicalChargingDeviceStatus', EVSEMechanicalChargingDeviceStatus)
+
+
 # --- field descriptions -------------------------------------------------
 
 ACDP_VehiclePositioningReq._exi = _TypeSpec('ACDP_VehiclePositioningReqType', 'urn:iso:std:iso:15118:-20:ACDP', (
@@ -672,6 +700,23 @@ MeterInfo._exi = _TypeSpec('MeterInfoType', 'urn:iso:std:iso:15118:-20:CommonTyp
 
 ListOfRootCertificateIDs._exi = _TypeSpec('ListOfRootCertificateIDsType', 'urn:iso:std:iso:15118:-20:CommonTypes', (
         _FieldSpec('RootCertificateID', 'RootCertificateID', 'urn:iso:std:iso:15118:-20:CommonTypes', 'elem', X509IssuerSerial, None, True, 1, 20, 0),
+    ), (
+
+    ), False, 'iso20_acdp')
+
+ACDP_DisconnectReq._exi = _TypeSpec('ACDP_ConnectReqType', 'urn:iso:std:iso:15118:-20:ACDP', (
+        _FieldSpec('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', 'elem', MessageHeader, None, False, 1, 1, 0),
+        _FieldSpec('EVElectricalChargingDeviceStatus', 'EVElectricalChargingDeviceStatus', 'urn:iso:std:iso:15118:-20:ACDP', 'elem', None, _SimpleSpec('string', 'string', None, None, None, None, None, electricalChargingDeviceStatusType), False, 1, 1, 1),
+    ), (
+
+    ), False, 'iso20_acdp')
+
+ACDP_DisconnectRes._exi = _TypeSpec('ACDP_ConnectResType', 'urn:iso:std:iso:15118:-20:ACDP', (
+        _FieldSpec('Header', 'Header', 'urn:iso:std:iso:15118:-20:CommonTypes', 'elem', MessageHeader, None, False, 1, 1, 0),
+        _FieldSpec('ResponseCode', 'ResponseCode', 'urn:iso:std:iso:15118:-20:CommonTypes', 'elem', None, _SimpleSpec('string', 'string', None, None, None, None, None, responseCodeType), False, 1, 1, 1),
+        _FieldSpec('EVSEProcessing', 'EVSEProcessing', 'urn:iso:std:iso:15118:-20:ACDP', 'elem', None, _SimpleSpec('string', 'string', None, None, None, None, None, processingType), False, 1, 1, 2),
+        _FieldSpec('EVSEElectricalChargingDeviceStatus', 'EVSEElectricalChargingDeviceStatus', 'urn:iso:std:iso:15118:-20:ACDP', 'elem', None, _SimpleSpec('string', 'string', None, None, None, None, None, electricalChargingDeviceStatusType), False, 1, 1, 3),
+        _FieldSpec('EVSEMechanicalChargingDeviceStatus', 'EVSEMechanicalChargingDeviceStatus', 'urn:iso:std:iso:15118:-20:ACDP', 'elem', None, _SimpleSpec('string', 'string', None, None, None, None, None, mechanicalChargingDeviceStatusType), False, 1, 1, 4),
     ), (
 
     ), False, 'iso20_acdp')
@@ -1971,6 +2016,111 @@ _D_ListOfRootCertificateIDs_1 = (1, 0, -1, -2)
 _C_ListOfRootCertificateIDs = (0, ((1, 1, (1, -1), (-1, 0, -1)), (2, 2, (1, 0, -1, -2), (1, 0, -1)), (1, 1, (0, -1), (0, -1, -1))), ((1, 20, 20, -1, 1, 2, (0,), False),), (('RootCertificateID', 1, 1, True, False, ('T', 'X509IssuerSerial')),), 0)
 
 
+def _mk_ACDP_DisconnectReq(Header, EVElectricalChargingDeviceStatus, _n=object.__new__, _c=ACDP_DisconnectReq, _s0=ACDP_DisconnectReq.Header.__set__, _s1=ACDP_DisconnectReq.EVElectricalChargingDeviceStatus.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, EVElectricalChargingDeviceStatus)
+    return o
+
+
+def _e_ACDP_DisconnectReq(o, a):
+    v = o.Header
+    if v is None: raise _missing('ACDP_DisconnectReq.Header')
+    a <<= 1
+    a = _e_MessageHeader(v, a)
+    v = o.EVElectricalChargingDeviceStatus
+    if v is None: raise _missing('ACDP_DisconnectReq.EVElectricalChargingDeviceStatus')
+    a <<= 2
+    a = (a << 2) | _EI_electricalChargingDeviceStatusType[v]
+    a <<= 1
+    a <<= 1
+    return a
+
+
+def _d_ACDP_DisconnectReq(D, L, p):
+    try:
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
+        f_Header, p = _d_MessageHeader(D, L, p)
+        ev = 2
+        ev = 0
+        p += 6
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 63
+        if _x & 51: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z')))
+        f_EVElectricalChargingDeviceStatus = _EV_electricalChargingDeviceStatusType[(_x >> 2) & 3]
+        return _mk_ACDP_DisconnectReq(f_Header, f_EVElectricalChargingDeviceStatus), p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'ACDP_DisconnectReq') from None
+
+_C_ACDP_DisconnectReq = (0, ((1, 1, (1, -1), (-1, 0, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('EVElectricalChargingDeviceStatus', 2, 1, False, False, ('e', 2, 4, 'electricalChargingDeviceStatusType'))), 0)
+
+
+def _mk_ACDP_DisconnectRes(Header, ResponseCode, EVSEProcessing, EVSEElectricalChargingDeviceStatus, EVSEMechanicalChargingDeviceStatus, _n=object.__new__, _c=ACDP_DisconnectRes, _s0=ACDP_DisconnectRes.Header.__set__, _s1=ACDP_DisconnectRes.ResponseCode.__set__, _s2=ACDP_DisconnectRes.EVSEProcessing.__set__, _s3=ACDP_DisconnectRes.EVSEElectricalChargingDeviceStatus.__set__, _s4=ACDP_DisconnectRes.EVSEMechanicalChargingDeviceStatus.__set__):
+    o = _n(_c); _s0(o, Header); _s1(o, ResponseCode); _s2(o, EVSEProcessing); _s3(o, EVSEElectricalChargingDeviceStatus); _s4(o, EVSEMechanicalChargingDeviceStatus)
+    return o
+
+
+def _e_ACDP_DisconnectRes(o, a):
+    v = o.Header
+    if v is None: raise _missing('ACDP_DisconnectRes.Header')
+    a <<= 1
+    a = _e_MessageHeader(v, a)
+    v = o.ResponseCode
+    if v is None: raise _missing('ACDP_DisconnectRes.ResponseCode')
+    a <<= 2
+    a = (a << 6) | _EI_responseCodeType[v]
+    a <<= 1
+    v = o.EVSEProcessing
+    if v is None: raise _missing('ACDP_DisconnectRes.EVSEProcessing')
+    a <<= 2
+    a = (a << 2) | _EI_processingType[v]
+    a <<= 1
+    v = o.EVSEElectricalChargingDeviceStatus
+    if v is None: raise _missing('ACDP_DisconnectRes.EVSEElectricalChargingDeviceStatus')
+    a <<= 2
+    a = (a << 2) | _EI_electricalChargingDeviceStatusType[v]
+    a <<= 1
+    v = o.EVSEMechanicalChargingDeviceStatus
+    if v is None: raise _missing('ACDP_DisconnectRes.EVSEMechanicalChargingDeviceStatus')
+    a <<= 2
+    a = (a << 2) | _EI_mechanicalChargingDeviceStatusType[v]
+    a <<= 1
+    a <<= 1
+    return a
+
+
+def _d_ACDP_DisconnectRes(D, L, p):
+    try:
+        ev = 1
+        p += 1; _x = (D >> (L - p)) & 1
+        if _x & 1: raise _group_fault(D, L, p, ((1, 'z'),))
+        f_Header, p = _d_MessageHeader(D, L, p)
+        ev = 2
+        ev = 3
+        ev = 4
+        ev = 5
+        ev = 0
+        p += 25
+        if p > L: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
+        _x = (D >> (L - p)) & 33554431
+        if _x & 25284211: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
+        f_ResponseCode = (_x >> 17) & 63
+        if f_ResponseCode >= 40: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
+        f_ResponseCode = _EV_responseCodeType[f_ResponseCode]
+        f_EVSEProcessing = (_x >> 12) & 3
+        if f_EVSEProcessing >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
+        f_EVSEProcessing = _EV_processingType[f_EVSEProcessing]
+        f_EVSEElectricalChargingDeviceStatus = _EV_electricalChargingDeviceStatusType[(_x >> 7) & 3]
+        f_EVSEMechanicalChargingDeviceStatus = (_x >> 2) & 3
+        if f_EVSEMechanicalChargingDeviceStatus >= 3: raise _group_fault(D, L, p, ((1, 'z'), (1, 'z'), (6, 'e', 40), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z'), (1, 'z'), (2,), (1, 'z'), (1, 'z'), (1, 'z'), (2, 'e', 3), (1, 'z'), (1, 'z')))
+        f_EVSEMechanicalChargingDeviceStatus = _EV_mechanicalChargingDeviceStatusType[f_EVSEMechanicalChargingDeviceStatus]
+        return _mk_ACDP_DisconnectRes(f_Header, f_ResponseCode, f_EVSEProcessing, f_EVSEElectricalChargingDeviceStatus, f_EVSEMechanicalChargingDeviceStatus), p
+    except (ValueError, _ExiDecodeError) as e:
+        raise _fault(e, p, L, 'ACDP_DisconnectRes') from None
+
+_C_ACDP_DisconnectRes = (0, ((1, 1, (1, -1), (-1, 0, -1, -1, -1, -1, -1)), (1, 1, (2, -1), (-1, -1, 0, -1, -1, -1, -1)), (1, 1, (3, -1), (-1, -1, -1, 0, -1, -1, -1)), (1, 1, (4, -1), (-1, -1, -1, -1, 0, -1, -1)), (1, 1, (5, -1), (-1, -1, -1, -1, -1, 0, -1)), (1, 1, (0, -1), (0, -1, -1, -1, -1, -1, -1))), ((1, 1, 1, -1, -1, 1, (0,), False), (1, 1, 1, -1, -1, 2, (1,), False), (1, 1, 1, -1, -1, 3, (2,), False), (1, 1, 1, -1, -1, 4, (3,), False), (1, 1, 1, -1, -1, 5, (4,), False)), (('Header', 1, 1, False, False, ('T', 'MessageHeader')), ('ResponseCode', 2, 1, False, False, ('e', 6, 40, 'responseCodeType')), ('EVSEProcessing', 3, 1, False, False, ('e', 2, 3, 'processingType')), ('EVSEElectricalChargingDeviceStatus', 4, 1, False, False, ('e', 2, 4, 'electricalChargingDeviceStatusType')), ('EVSEMechanicalChargingDeviceStatus', 5, 1, False, False, ('e', 2, 3, 'mechanicalChargingDeviceStatusType'))), 0)
+
+
 # --- documents and fragments ----------------------------------------------
 
 def _es_0(v, a):
@@ -2520,8 +2670,8 @@ def _ds_24(D, L, p):
 GLOBAL_ELEMENTS = (
     ('ACDP_ConnectReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectReq, _e_ACDP_ConnectReq, _d_ACDP_ConnectReq, None),
     ('ACDP_ConnectRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectRes, _e_ACDP_ConnectRes, _d_ACDP_ConnectRes, None),
-    ('ACDP_DisconnectReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectReq, _e_ACDP_ConnectReq, _d_ACDP_ConnectReq, None),
-    ('ACDP_DisconnectRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectRes, _e_ACDP_ConnectRes, _d_ACDP_ConnectRes, None),
+    ('ACDP_DisconnectReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_DisconnectReq, _e_ACDP_DisconnectReq, _d_ACDP_DisconnectReq, None),
+    ('ACDP_DisconnectRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_DisconnectRes, _e_ACDP_DisconnectRes, _d_ACDP_DisconnectRes, None),
     ('ACDP_SystemStatusReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_SystemStatusReq, _e_ACDP_SystemStatusReq, _d_ACDP_SystemStatusReq, None),
     ('ACDP_SystemStatusRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_SystemStatusRes, _e_ACDP_SystemStatusRes, _d_ACDP_SystemStatusRes, None),
     ('ACDP_VehiclePositioningReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_VehiclePositioningReq, _e_ACDP_VehiclePositioningReq, _d_ACDP_VehiclePositioningReq, None),
@@ -2558,8 +2708,8 @@ DOC_NBITS = 6
 FRAGMENT_ELEMENTS = (
     ('ACDP_ConnectReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectReq, _e_ACDP_ConnectReq, _d_ACDP_ConnectReq, None),
     ('ACDP_ConnectRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectRes, _e_ACDP_ConnectRes, _d_ACDP_ConnectRes, None),
-    ('ACDP_DisconnectReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectReq, _e_ACDP_ConnectReq, _d_ACDP_ConnectReq, None),
-    ('ACDP_DisconnectRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_ConnectRes, _e_ACDP_ConnectRes, _d_ACDP_ConnectRes, None),
+    ('ACDP_DisconnectReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_DisconnectReq, _e_ACDP_DisconnectReq, _d_ACDP_DisconnectReq, None),
+    ('ACDP_DisconnectRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_DisconnectRes, _e_ACDP_DisconnectRes, _d_ACDP_DisconnectRes, None),
     ('ACDP_SystemStatusReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_SystemStatusReq, _e_ACDP_SystemStatusReq, _d_ACDP_SystemStatusReq, None),
     ('ACDP_SystemStatusRes', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_SystemStatusRes, _e_ACDP_SystemStatusRes, _d_ACDP_SystemStatusRes, None),
     ('ACDP_VehiclePositioningReq', 'urn:iso:std:iso:15118:-20:ACDP', ACDP_VehiclePositioningReq, _e_ACDP_VehiclePositioningReq, _d_ACDP_VehiclePositioningReq, None),
