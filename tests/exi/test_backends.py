@@ -33,6 +33,18 @@ def test_the_extension_is_built_where_required():
         assert exi.IMPLEMENTATION == "cython"
 
 
+@needs_cext
+def test_the_extension_is_built_from_the_current_source():
+    """setup.py records the sha256 of ext/_cexi.pyx in the module: a build from another version
+    of the source (edited since, not rebuilt) would test old code."""
+    import hashlib
+    from pathlib import Path
+
+    source = Path(__file__).resolve().parents[2] / "ext" / "_cexi.pyx"
+    assert cext.SOURCE_SHA256 == hashlib.sha256(source.read_bytes()).hexdigest(), (
+        "iso15118.exi._cexi is stale: rebuild it (pip install -e .)")
+
+
 def test_pure_python_can_be_forced(tmp_path):
     import subprocess
     import sys

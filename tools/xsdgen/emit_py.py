@@ -578,7 +578,7 @@ class TypeEmitter:
         return ("s" if st.kind == "string" else "x", lo, hi)
 
     def ctable(self) -> str:
-        """``_C_<class>``: the grammar as data for the C interpreter of ``_cexi.pyx``."""
+        """``_C_<class>``: the grammar as data for the C interpreter of ``ext/_cexi.pyx``."""
         fields = []
         for f in self.fields:
             if f.ctype is not None:

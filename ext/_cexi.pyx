@@ -56,6 +56,8 @@ cdef extern from "Python.h":
 
 from iso15118.exi import _pycodec, _pyrt
 
+SOURCE_SHA256 = V2H_SOURCE_SHA256  # of the ext/_cexi.pyx this module was built from (setup.py)
+
 
 class Fallback(Exception):
     """This input is not for the fast path: use the pure-Python codec."""
