@@ -79,3 +79,53 @@ def test_dependencies_point_down():
            if _imports(p) & below[rel.split("/")[0]]}
     assert not bad, bad
 
+
+
+def _module_name(rel: str) -> str:
+    name = rel[:-3].replace("/", ".")
+    return name[: -len(".__init__")] if name.endswith(".__init__") else name
+
+
+def _top_level_imports(path: Path, module: str) -> set[str]:
+    """Modules imported when ``module`` is imported: module-level statements, without the ones
+    under ``if TYPE_CHECKING:`` (type hints only) and without function-level imports."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    out = set()
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            continue
+        for sub in ([node] if not isinstance(node, (ast.If, ast.Try)) else list(ast.walk(node))):
+            if isinstance(sub, ast.Import):
+                out |= {a.name for a in sub.names}
+            elif isinstance(sub, ast.ImportFrom):
+                base = package
+                for _ in range(max(0, sub.level - 1)):
+                    base = base.rpartition(".")[0]
+                target = f"{base}.{sub.module}" if sub.level and sub.module else (base if sub.level else sub.module)
+                out.add(target)
+                out |= {f"{target}.{a.name}" for a in sub.names}
+    return out
+
+
+def test_no_module_imports_cycle_back_to_itself():
+    """Handlers never import their session (the session imports its table, the table its
+    handlers, all of them the context): a cycle between the libraries' modules fails here."""
+    paths = {_module_name(rel): path for rel, path in _library_modules()}
+    graph = {m: {t for t in _top_level_imports(p, m) if t in paths and t != m} for m, p in paths.items()}
+    for m in graph:  # importing a.b.c imports its packages a and a.b first; they are not cycles
+        graph[m] = {t for t in graph[m] if not m.startswith(t + ".")}
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(m: str, stack: list[str]) -> None:
+        state[m] = 1
+        for t in sorted(graph[m]):
+            if state.get(t) == 1:
+                cycles.append(stack[stack.index(t):] + [t] if t in stack else [m, t])
+            elif t not in state:
+                visit(t, stack + [t])
+        state[m] = 2
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert not cycles, cycles

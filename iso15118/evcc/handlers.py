@@ -1,16 +1,19 @@
-"""The car's response handlers, one per -20 response, and the table that maps each awaited
-response to its handler. A handler takes (session, response, now), updates the car, and returns
+"""The car's response handlers, one per -20 response (the table that dispatches to them is
+``iso15118.evcc.iso20``). A handler takes (session, response, now), updates the car, and returns
 the next request, or None after scheduling it (Ongoing repetitions, the loop period) or ending."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from iso15118.messages import CM, DC, SERVICE_IDS
 from iso15118.units import val
 
-from .session import CONTROL_MODES, EVCCError, EVCCSession
+from .context import CONTROL_MODES, EVCCError
+
+if TYPE_CHECKING:
+    from .session import EVCCSession
 
 # --- response handlers: (session, response, now) → next request or None --------------------------
 
@@ -204,24 +207,3 @@ def on_session_stop(s: EVCCSession, res, now: float):
         return s.service_discovery_req(now)
     s._finish(now, True, s.stop_reason or f"SessionStop {s.config.end}")
     return None
-
-
-RESPONSES: dict[str, Callable] = {
-    "supportedAppProtocolRes": on_supported_app_protocol,
-    "SessionSetupRes": on_session_setup,
-    "AuthorizationSetupRes": on_authorization_setup,
-    "AuthorizationRes": on_authorization,
-    "ServiceDiscoveryRes": on_service_discovery,
-    "ServiceDetailRes": on_service_detail,
-    "ServiceSelectionRes": on_service_selection,
-    "DC_ChargeParameterDiscoveryRes": on_charge_parameter_discovery,
-    "AC_ChargeParameterDiscoveryRes": on_charge_parameter_discovery,
-    "ScheduleExchangeRes": on_schedule_exchange,
-    "DC_CableCheckRes": on_cable_check,
-    "DC_PreChargeRes": on_precharge,
-    "PowerDeliveryRes": on_power_delivery,
-    "DC_ChargeLoopRes": on_charge_loop,
-    "AC_ChargeLoopRes": on_charge_loop,
-    "DC_WeldingDetectionRes": on_welding_detection,
-    "SessionStopRes": on_session_stop,
-}

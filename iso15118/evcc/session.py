@@ -13,80 +13,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from collections import deque
-from dataclasses import dataclass, field
-from enum import Enum
 
-from iso15118 import exi
-from iso15118.messages import (AC, APP, CM, DC, NS_ISO20_AC, NS_ISO20_DC, TRACE_LENGTH, Observer, name_of,
-                               payload_type_of, schema_of_message, schema_of_payload)
+from iso15118.messages import (AC, APP, CM, DC, NS_ISO20_AC, NS_ISO20_DC, Observer, name_of,
+                               schema_of_message)
+from iso15118.driver import SessionDriver
 from iso15118.units import header, rn
 from iso15118.v2gtp import V2GTPFrame
 
 from .battery import Battery
 
-CONTROL_MODES = {"scheduled": 1, "dynamic": 2}
+from .context import CONTROL_MODES, EVCCConfig, EVCCError, EVCCResult, EVState, EVTimers  # noqa: F401
+from .iso20 import TABLE
 
 
-@dataclass
-class EVTimers:
-    """EV-side timeouts, seconds (ISO 15118-20 defaults)."""
-
-    message: float = 2.0
-    service_detail: float = 5.0
-    charge_loop: float = 0.5
-    ongoing: float = 60.0
-    cable_check: float = 40.0
-    precharge: float = 10.0
-    communication_setup: float = 20.0
-
-
-@dataclass
-class EVCCConfig:
-    """What the car asks for and how it ends the session."""
-
-    service: str = "DC_BPT"                 # DC_BPT | AC_BPT | DC | AC
-    control_mode: str = "dynamic"           # scheduled | dynamic
-    auth: str = "eim"                       # eim | pnc
-    loops: int = 10                         # charge-loop iterations before a clean stop
-    loop_period: float = 0.25
-    poll_interval: float = 0.1              # between repetitions of an Ongoing request
-    evcc_id: str = "0200000000A1"
-    end: str = "Terminate"                  # after the loops: Terminate | Pause | ServiceRenegotiation
-    renegotiate_to: str | None = None       # service after a ServiceRenegotiation
-    resume_session_id: bytes | None = None  # resume a paused session
-    channel: str = "auto"                   # BPT_ChannelSelection: Charge | Discharge | auto
-    departure_in: int = 8 * 3600            # seconds until the driver leaves
-    contract_chain: tuple[bytes, ...] = ()  # DER, leaf first (Plug & Charge)
-    contract_key: object = None
-    timers: EVTimers = field(default_factory=EVTimers)
-
-
-class EVState(Enum):
-    INIT = "Init"
-    WAITING = "WaitingForResponse"
-    SCHEDULED_SEND = "ScheduledSend"
-    DONE = "Done"
-    FAILED = "Failed"
-
-
-class EVCCError(Exception):
-    """The session could not go on (the reason is the message)."""
-
-
-@dataclass
-class EVCCResult:
-    ok: bool = False
-    reason: str = ""
-    session_id: bytes = b""
-    loops: int = 0
-    charged_wh: float = 0.0     # energy into the battery's inlet
-    discharged_wh: float = 0.0  # energy out of the inlet (to the house)
-    channel: str = ""
-    connection: str = ""        # negotiated transport, e.g. 'TLSv1.3 TLS_AES_256_GCM_SHA384 secp521r1'
-
-
-class EVCCSession:
+class EVCCSession(SessionDriver):
     """One car, one connection. ``start`` gives the first frame; then feed ``on_frame`` and
     call ``handle_timer`` at ``next_deadline``."""
 
@@ -102,9 +42,10 @@ class EVCCSession:
             raise ValueError(f"unknown authorization {self.config.auth!r}")
         if self.config.auth == "pnc" and not (self.config.contract_chain and self.config.contract_key):
             raise ValueError("Plug & Charge needs a contract certificate chain and key")
-        from .handlers import RESPONSES
+        super().__init__(observer)
 
-        self.responses = RESPONSES
+        self.table = TABLE
+        self.responses = {name: t.handler for name, t in TABLE}  # what handles each response (a test car may swap one)
         self.clock_offset = clock_offset
         self.tls = tls
         self.rng = rng
@@ -117,11 +58,9 @@ class EVCCSession:
         self.response_deadline: float | None = None
         self.setup_deadline: float | None = None
         self.phase_started: float | None = None   # first request of a repeated (Ongoing) phase
-        self.pending: tuple[float, object] | None = None
-        self.closed = False
+        self.pending: tuple[float, object, str | None] | None = None  # (when, request, the response it follows)
+        self._origin: str | None = None
         self.result = EVCCResult()
-        self.trace: deque[tuple[float, str, str, object]] = deque(maxlen=TRACE_LENGTH)  # (time, 'rx'|'tx', name, message)
-        self.observer = observer
         self.contactors_closed = False
         self.gen_challenge: bytes | None = None
         self.auth_services: list[str] = []
@@ -158,9 +97,9 @@ class EVCCSession:
         if self.closed:
             return []
         if self.pending is not None and now >= self.pending[0]:
-            _, req = self.pending
+            _, req, origin = self.pending
             self.pending = None
-            return self._send(req(now) if callable(req) else req, now)
+            return self._send(req(now) if callable(req) else req, now, origin)
         if self.response_deadline is not None and now >= self.response_deadline:
             self._fail(now, f"timeout waiting for {self.expected}")
         elif self.setup_deadline is not None and now >= self.setup_deadline:
@@ -171,23 +110,19 @@ class EVCCSession:
         if not self.closed:
             self._fail(now, "connection lost")
 
+    def _abort(self, now: float, detail: str) -> None:
+        self._fail(now, detail)
+
     def on_frame(self, frame: V2GTPFrame, now: float) -> list[V2GTPFrame]:
         if self.closed:
             return []
         if self.expected is None:
             self._fail(now, "a message arrived while no request was outstanding")
             return []
-        schema = schema_of_payload(frame.payload_type, self.expected != "supportedAppProtocolRes", self.kind)
-        if schema is None:
-            self._fail(now, f"unexpected payload type {frame.payload_type:#06x}")
+        read = self._read(frame, now, after_handshake=self.expected != "supportedAppProtocolRes", kind=self.kind)
+        if read is None:
             return []
-        try:
-            res = exi.decode(frame.payload, schema)
-        except exi.ExiDecodeError as e:
-            self._fail(now, f"undecodable response: {e}")
-            return []
-        name = name_of(res)
-        self._record(now, "rx", name, res)
+        _, name, res = read
         if name != self.expected:
             self._fail(now, f"expected {self.expected}, got {name}")
             return []
@@ -201,6 +136,7 @@ class EVCCSession:
             return []
         self.expected = None
         self.response_deadline = None
+        self._origin = name  # what the requests sent or scheduled now follow (checked against the table)
         try:
             nxt = self.responses[name](self, res, now)
         except EVCCError as e:
@@ -210,27 +146,25 @@ class EVCCSession:
             return []
         return self._send(nxt, now)
 
-    def _record(self, now: float, direction: str, name: str, message) -> None:
-        self.trace.append((now, direction, name, message))
-        if self.observer is not None:
-            self.observer(now, direction, name, message)
-
     # --- sending -----------------------------------------------------------------------------------
-    def _send(self, req, now: float) -> list[V2GTPFrame]:
+    def _send(self, req, now: float, origin: str | None = None) -> list[V2GTPFrame]:
         name = name_of(req)
         schema = schema_of_message(req)
         self.expected = name[:-3] + "Res"
+        origin = origin or self._origin
+        if origin is not None:
+            self.table.check(origin, self.expected)  # UndeclaredTransition: a bug in the car's handlers
         t = self.config.timers
         timeout = t.service_detail if name == "ServiceDetailReq" else \
             t.charge_loop if name.endswith("ChargeLoopReq") else t.message
         self.response_deadline = now + timeout
         self.state = EVState.WAITING
-        self._record(now, "tx", name, req)
-        return [V2GTPFrame(payload_type_of(schema), exi.encode(req, schema))]
+        self._origin = None
+        return [self._write(now, req, schema)]
 
     def _later(self, when: float, req) -> None:
         """Send ``req`` (or ``req()``, built at send time) at ``when``."""
-        self.pending = (when, req)
+        self.pending = (when, req, self._origin)
         self.state = EVState.SCHEDULED_SEND
 
     def _repeat(self, now: float, limit: float, what: str, req) -> None:

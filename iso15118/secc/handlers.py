@@ -1,9 +1,8 @@
-"""The SECC's request handlers, one per -20 request, and the transition table.
+"""The SECC's request handlers, one per -20 request (the table that dispatches to them is
+``iso15118.secc.iso20``).
 
 A handler takes (request, session, now) and returns a ``Reply``: the response (mandatory fields
-always filled), the next state, and whether the session ends. The table
-``TRANSITIONS[(state, request name)]`` is the whole protocol: reading it is reading the -20
-message sequence of ISO 15118-20 (DC and AC, with and without BPT).
+always filled), the next state (one the table declares for it), and whether the session ends.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from iso15118.units import clamp, rn, val
 from .controller import AuthorizationStatus, IsolationStatus, PowerCommand
 from .events import (Authorized, EndReason, EnergyTransferStarted, EnergyTransferStopped, EVChargingNeeds,
                      GeneratorMode, SessionStarted, SoCChanged, StageFault)
-from .session import Reply, SequenceError, State
+from .context import Reply, SequenceError, State
 
 ZERO_SESSION = bytes(8)
 PARAMETER_SETS = {1: "Scheduled", 2: "Dynamic"}  # our ParameterSetID = the ControlMode value
@@ -393,50 +392,68 @@ def dc_precharge(req, s, now) -> Reply:
 # --- power delivery and the charge loop --------------------------------------------------------
 
 def power_delivery(req, s, now) -> Reply:
+    """Before the loop: Start (or Stop, ScheduleRenegotiation)."""
+    if str(req.ChargeProgress) == "Start":
+        return _power_delivery_start(req, s, now)
+    return _power_delivery_end(req, s, now)
+
+
+def power_delivery_in_loop(req, s, now) -> Reply:
+    """In the loop: Stop or ScheduleRenegotiation; a second Start is out of sequence."""
+    if str(req.ChargeProgress) == "Start":
+        raise SequenceError
+    return _power_delivery_end(req, s, now)
+
+
+def _power_delivery_start(req, s, now) -> Reply:
     ctx, c = s.ctx, s.stage
-    progress = str(req.ChargeProgress)
 
     def res(code, state, end=False):
         return Reply(CM.PowerDeliveryRes(Header=s.header(now), ResponseCode=code), state, end)
 
-    if progress == "Start":
-        if s.state is State.CHARGE_LOOP:
-            raise SequenceError
-        if not ctx.authorized or (ctx.kind == "DC" and not ctx.precharge_done):
-            return res("FAILED_PowerDeliveryNotApplied", State.ENDED, True)
-        if str(req.EVProcessing) != "Finished":
-            return res("OK", State.WAIT_POWER_DELIVERY)
-        channel = str(req.BPT_ChannelSelection) if req.BPT_ChannelSelection is not None else "Charge"
-        if channel == "Discharge" and (not ctx.bpt or not s.supervisor.energy_transfer_allowed(True, now)):
-            return res("FAILED_PowerDeliveryNotApplied", State.ENDED, True)
-        if ctx.control_mode == "Scheduled":
-            prof = req.EVPowerProfile
-            if prof is None or prof.Scheduled_EVPPTControlMode is None:
-                return res("FAILED_EVPowerProfileInvalid", State.ENDED, True)
-            if prof.Scheduled_EVPPTControlMode.SelectedScheduleTupleID != 1:
-                return res("FAILED_ScheduleSelectionInvalid", State.ENDED, True)
-        if ctx.kind == "AC" and not c.close_contactors(now):
-            return res("FAILED_ContactorError", State.ENDED, True)
-        if ctx.kind == "DC":
-            # the car closes its contactors on this answer: the output must already be at the
-            # battery's voltage, or the difference drives an inrush through the cable
-            present, ev_v = c.measurements(now).voltage, ctx.ev_voltage
-            if ev_v is None or abs(present - ev_v) > s.config.precharge_tolerance:
-                return Reply(CM.PowerDeliveryRes(Header=s.header(now), ResponseCode="FAILED_PowerDeliveryNotApplied"),
-                             State.ENDED, True, reason=f"PowerDeliveryRes FAILED_PowerDeliveryNotApplied: output at "
-                             f"{present:.0f} V, the car at {'?' if ev_v is None else f'{ev_v:.0f}'} V (tolerance "
-                             f"{s.config.precharge_tolerance:g} V)")
-            # from now on the battery holds the output at its voltage (the stage controls current)
-            c.set_target(PowerCommand(voltage=present, current=0.0, ev_voltage=ev_v), now)
-        ctx.channel = channel
-        ctx.energized = True
+    if not ctx.authorized or (ctx.kind == "DC" and not ctx.precharge_done):
+        return res("FAILED_PowerDeliveryNotApplied", State.ENDED, True)
+    if str(req.EVProcessing) != "Finished":
+        return res("OK", State.WAIT_POWER_DELIVERY)
+    channel = str(req.BPT_ChannelSelection) if req.BPT_ChannelSelection is not None else "Charge"
+    if channel == "Discharge" and (not ctx.bpt or not s.supervisor.energy_transfer_allowed(True, now)):
+        return res("FAILED_PowerDeliveryNotApplied", State.ENDED, True)
+    if ctx.control_mode == "Scheduled":
         prof = req.EVPowerProfile
-        planned = prof is not None and prof.EVPowerProfileEntries is not None  # what the car plans (for OCPP)
-        s.supervisor.session_event(EnergyTransferStarted(
-            channel=channel, control_mode=ctx.control_mode, time_anchor=prof.TimeAnchor if planned else None,
-            ev_power_profile=tuple((e.Duration, val(e.Power)) for e in prof.EVPowerProfileEntries.EVPowerProfileEntry)
-            if planned else None), now)
-        return res("OK", State.CHARGE_LOOP)
+        if prof is None or prof.Scheduled_EVPPTControlMode is None:
+            return res("FAILED_EVPowerProfileInvalid", State.ENDED, True)
+        if prof.Scheduled_EVPPTControlMode.SelectedScheduleTupleID != 1:
+            return res("FAILED_ScheduleSelectionInvalid", State.ENDED, True)
+    if ctx.kind == "AC" and not c.close_contactors(now):
+        return res("FAILED_ContactorError", State.ENDED, True)
+    if ctx.kind == "DC":
+        # the car closes its contactors on this answer: the output must already be at the
+        # battery's voltage, or the difference drives an inrush through the cable
+        present, ev_v = c.measurements(now).voltage, ctx.ev_voltage
+        if ev_v is None or abs(present - ev_v) > s.config.precharge_tolerance:
+            return Reply(CM.PowerDeliveryRes(Header=s.header(now), ResponseCode="FAILED_PowerDeliveryNotApplied"),
+                         State.ENDED, True, reason=f"PowerDeliveryRes FAILED_PowerDeliveryNotApplied: output at "
+                         f"{present:.0f} V, the car at {'?' if ev_v is None else f'{ev_v:.0f}'} V (tolerance "
+                         f"{s.config.precharge_tolerance:g} V)")
+        # from now on the battery holds the output at its voltage (the stage controls current)
+        c.set_target(PowerCommand(voltage=present, current=0.0, ev_voltage=ev_v), now)
+    ctx.channel = channel
+    ctx.energized = True
+    prof = req.EVPowerProfile
+    planned = prof is not None and prof.EVPowerProfileEntries is not None  # what the car plans (for OCPP)
+    s.supervisor.session_event(EnergyTransferStarted(
+        channel=channel, control_mode=ctx.control_mode, time_anchor=prof.TimeAnchor if planned else None,
+        ev_power_profile=tuple((e.Duration, val(e.Power)) for e in prof.EVPowerProfileEntries.EVPowerProfileEntry)
+        if planned else None), now)
+    return res("OK", State.CHARGE_LOOP)
+
+
+def _power_delivery_end(req, s, now) -> Reply:
+    ctx, progress = s.ctx, str(req.ChargeProgress)
+
+    def res(code, state, end=False):
+        return Reply(CM.PowerDeliveryRes(Header=s.header(now), ResponseCode=code), state, end)
+
     if progress == "Stop":
         _stop_power(s, now, open_contactors=ctx.kind == "AC")
         return res("OK", State.WAIT_WELDING if ctx.kind == "DC" else State.WAIT_SESSION_STOP)
@@ -620,7 +637,7 @@ def session_stop(req, s, now) -> Reply:
     return Reply(CM.SessionStopRes(Header=s.header(now), ResponseCode="OK"), State.ENDED, True)
 
 
-def _fault_guard(handler):
+def fault_guard(handler):
     """Before PreCharge, PowerDelivery and every charge loop: a hardware fault ends the
     session with FAILED and EVSENotification=Terminate (de-energised by the session)."""
     def guarded(req, s, now) -> Reply:
@@ -650,31 +667,3 @@ def _res_mode_field(s, request_name: str) -> str | None:
     if request_name == "AC_ChargeLoopReq":
         return AC_MODES[(s.ctx.control_mode, s.ctx.bpt)].replace("CLReq", "CLRes")
     return None
-
-
-S = State
-TRANSITIONS = {
-    (S.WAIT_SAP, "supportedAppProtocolReq"): supported_app_protocol,
-    (S.WAIT_SESSION_SETUP, "SessionSetupReq"): session_setup,
-    (S.WAIT_AUTH_SETUP, "AuthorizationSetupReq"): authorization_setup,
-    (S.WAIT_AUTH, "AuthorizationReq"): authorization,
-    (S.WAIT_SERVICE_DISCOVERY, "ServiceDiscoveryReq"): service_discovery,
-    (S.WAIT_SERVICE_SELECTION, "ServiceDetailReq"): service_detail,
-    (S.WAIT_SERVICE_SELECTION, "ServiceSelectionReq"): service_selection,
-    (S.WAIT_CPD, "DC_ChargeParameterDiscoveryReq"): dc_charge_parameter_discovery,
-    (S.WAIT_CPD, "AC_ChargeParameterDiscoveryReq"): ac_charge_parameter_discovery,
-    (S.WAIT_SCHEDULE, "ScheduleExchangeReq"): schedule_exchange,
-    (S.WAIT_CABLE_CHECK, "DC_CableCheckReq"): _fault_guard(dc_cable_check),
-    (S.WAIT_PRECHARGE, "DC_PreChargeReq"): _fault_guard(dc_precharge),
-    (S.WAIT_POWER_DELIVERY, "DC_PreChargeReq"): _fault_guard(dc_precharge),
-    (S.WAIT_POWER_DELIVERY, "PowerDeliveryReq"): _fault_guard(power_delivery),
-    (S.CHARGE_LOOP, "DC_ChargeLoopReq"): _fault_guard(dc_charge_loop),
-    (S.CHARGE_LOOP, "AC_ChargeLoopReq"): _fault_guard(ac_charge_loop),
-    (S.CHARGE_LOOP, "PowerDeliveryReq"): _fault_guard(power_delivery),
-    (S.WAIT_WELDING, "DC_WeldingDetectionReq"): dc_welding_detection,
-    (S.WAIT_WELDING, "SessionStopReq"): session_stop,
-    (S.WAIT_SESSION_STOP, "SessionStopReq"): session_stop,
-    (S.WAIT_SERVICE_DISCOVERY, "SessionStopReq"): session_stop,
-    (S.WAIT_SERVICE_SELECTION, "SessionStopReq"): session_stop,
-    (S.WAIT_POWER_DELIVERY, "SessionStopReq"): session_stop,
-}

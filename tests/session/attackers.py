@@ -6,7 +6,6 @@ sends is a correct -20 message."""
 from __future__ import annotations
 
 from iso15118.evcc import EVCCSession
-from iso15118.evcc.handlers import RESPONSES
 from iso15118.units import val
 
 
@@ -21,7 +20,7 @@ class EarlyPreChargeCar(EVCCSession):
         super().__init__(*args, **kw)
         self.window = window
         self.precharge_voltages: list[float] = []  # EVSEPresentVoltage of each DC_PreChargeRes
-        self.responses = {**RESPONSES, "DC_PreChargeRes": self._on_precharge}
+        self.responses = {**self.responses, "DC_PreChargeRes": self._on_precharge}
 
     def _on_precharge(self, s, res, now):
         present = val(res.EVSEPresentVoltage)

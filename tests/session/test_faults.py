@@ -61,13 +61,13 @@ class Injector:
         return [V2GTPFrame(payload_type_of(schema), exi.encode(req, schema))]
 
     def _out_of_order(self, now: float):
-        from iso15118.secc.handlers import TRANSITIONS
+        from iso15118.secc.iso20 import TABLE
         ev = self.pair.ev
         candidates = [ev.power_delivery_req(now, "Start"), ev.session_setup_req(now)]
         ev.session_id = self.pair.secc.ctx.session_id  # session_setup_req resets it; keep the live one
         for req in candidates:
             req = replace(req, Header=replace(req.Header, SessionID=self.pair.secc.ctx.session_id or bytes(8)))
-            if (self.state, name_of(req)) not in TRANSITIONS:
+            if TABLE.get((self.state, name_of(req))) is None:
                 return req
         raise AssertionError("no out-of-order candidate")
 

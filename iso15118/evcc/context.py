@@ -1,0 +1,70 @@
+"""What the simulated car's ISO 15118-20 session is made of: its configuration and timers, its
+states, its errors and its result. Shared by the handlers (``handlers``), the table (``iso20``)
+and the session (``session``), which import it and not each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+CONTROL_MODES = {"scheduled": 1, "dynamic": 2}
+
+
+@dataclass
+class EVTimers:
+    """EV-side timeouts, seconds (ISO 15118-20 defaults)."""
+
+    message: float = 2.0
+    service_detail: float = 5.0
+    charge_loop: float = 0.5
+    ongoing: float = 60.0
+    cable_check: float = 40.0
+    precharge: float = 10.0
+    communication_setup: float = 20.0
+
+
+@dataclass
+class EVCCConfig:
+    """What the car asks for and how it ends the session."""
+
+    service: str = "DC_BPT"                 # DC_BPT | AC_BPT | DC | AC
+    control_mode: str = "dynamic"           # scheduled | dynamic
+    auth: str = "eim"                       # eim | pnc
+    loops: int = 10                         # charge-loop iterations before a clean stop
+    loop_period: float = 0.25
+    poll_interval: float = 0.1              # between repetitions of an Ongoing request
+    evcc_id: str = "0200000000A1"
+    end: str = "Terminate"                  # after the loops: Terminate | Pause | ServiceRenegotiation
+    renegotiate_to: str | None = None       # service after a ServiceRenegotiation
+    resume_session_id: bytes | None = None  # resume a paused session
+    channel: str = "auto"                   # BPT_ChannelSelection: Charge | Discharge | auto
+    departure_in: int = 8 * 3600            # seconds until the driver leaves
+    contract_chain: tuple[bytes, ...] = ()  # DER, leaf first (Plug & Charge)
+    contract_key: object = None
+    timers: EVTimers = field(default_factory=EVTimers)
+
+
+class EVState(Enum):
+    INIT = "Init"
+    WAITING = "WaitingForResponse"
+    SCHEDULED_SEND = "ScheduledSend"
+    DONE = "Done"
+    FAILED = "Failed"
+
+
+class EVCCError(Exception):
+    """The session could not go on (the reason is the message)."""
+
+
+@dataclass
+class EVCCResult:
+    ok: bool = False
+    reason: str = ""
+    session_id: bytes = b""
+    loops: int = 0
+    charged_wh: float = 0.0     # energy into the battery's inlet
+    discharged_wh: float = 0.0  # energy out of the inlet (to the house)
+    channel: str = ""
+    connection: str = ""        # negotiated transport, e.g. 'TLSv1.3 TLS_AES_256_GCM_SHA384 secp521r1'

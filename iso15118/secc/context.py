@@ -1,0 +1,118 @@
+"""What a charger's ISO 15118-20 session is made of: its states, its configuration, what it has
+negotiated so far, and a handler's reply. Shared by the handlers (``handlers``), the state table
+(``iso20``) and the session (``session``), which import it and not each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .events import EndReason, GeneratorMode
+
+
+class State(Enum):
+    WAIT_SAP = "WaitSupportedAppProtocol"
+    WAIT_SESSION_SETUP = "WaitSessionSetup"
+    WAIT_AUTH_SETUP = "WaitAuthorizationSetup"
+    WAIT_AUTH = "WaitAuthorization"
+    WAIT_SERVICE_DISCOVERY = "WaitServiceDiscovery"
+    WAIT_SERVICE_SELECTION = "WaitServiceSelection"
+    WAIT_CPD = "WaitChargeParameterDiscovery"
+    WAIT_SCHEDULE = "WaitScheduleExchange"
+    WAIT_CABLE_CHECK = "WaitCableCheck"
+    WAIT_PRECHARGE = "WaitPreCharge"
+    WAIT_POWER_DELIVERY = "WaitPowerDelivery"
+    CHARGE_LOOP = "ChargeLoop"
+    WAIT_WELDING = "WaitWeldingDetectionOrSessionStop"
+    WAIT_SESSION_STOP = "WaitSessionStop"
+    ENDED = "Ended"
+
+
+@dataclass
+class SECCConfig:
+    """What this charger offers and how long it waits (the ISO 15118-20 timers, and v2h's own)."""
+
+    evse_id: str = "DE*V2H*E0001"
+    services: tuple[int, ...] = (2, 6, 1, 5)  # DC, DC_BPT, AC, AC_BPT; filtered by the handshake
+    control_modes: tuple[int, ...] = (1, 2)    # 1 Scheduled, 2 Dynamic
+    auth_methods: tuple[str, ...] = ("EIM", "PnC")
+    require_tls: bool = True                   # ISO 15118-20 only over TLS
+    contract_roots: tuple = ()                 # MO roots (PEM/DER) for Plug & Charge
+    sequence_timeout: float = 60.0
+    # the car's communication setup timer (connection → SessionSetupRes): no car waits longer,
+    # so a connection that has not set up a session by then is closed
+    communication_setup_timeout: float = 20.0
+    energized_timeout: float = 2.0             # v2h: silence while power flows (not in the standard)
+    ongoing_timeout: float = 60.0
+    cable_check_timeout: float = 40.0
+    precharge_timeout: float = 10.0
+    meter_id: str = "V2H-METER-1"
+    pause_allowed: bool = True
+    max_paused_sessions: int = 16              # paused sessions kept for resumption (oldest dropped)
+    # DC: PowerDelivery(Start) is refused unless the output is within this many volts of the
+    # car's present voltage (closing the car's contactors across a larger difference is an inrush)
+    precharge_tolerance: float = 20.0
+    # ServiceDetail of the BPT services: how the charger's inverter runs while it discharges (-20
+    # GeneratorMode: 1 GridFollowing, 2 GridForming — a charger that can form an island for the house)
+    # and, for AC_BPT, its GridCodeIslandingDetectionMethod (1 Active, 2 Passive)
+    generator_mode: GeneratorMode = GeneratorMode.GRID_FOLLOWING
+    islanding_detection_method: int = 1
+    # a time-of-use tariff published to the car as a PriceLevelSchedule (ServiceDetail Pricing=2):
+    # (duration in s, price level) from the schedule's start; empty = no pricing (Pricing=0)
+    price_levels: tuple[tuple[int, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.islanding_detection_method not in (1, 2):
+            raise ValueError("GridCodeIslandingDetectionMethod is 1 (active) or 2 (passive)")
+        if self.max_paused_sessions < 1:
+            raise ValueError("max_paused_sessions must be at least 1")
+        if not self.precharge_tolerance > 0:
+            raise ValueError("the precharge tolerance must be a positive number of volts")
+        if len(self.price_levels) > 1024:
+            raise ValueError("a PriceLevelSchedule holds at most 1024 entries")
+        for duration, level in self.price_levels:
+            if not (0 < duration < 2**32 and 0 <= level < 256):
+                raise ValueError(f"price level entry ({duration} s, level {level}) out of range "
+                                 "(duration 1..2^32-1 s, level 0..255)")
+
+
+@dataclass
+class SessionContext:
+    """Everything negotiated so far."""
+
+    session_id: bytes = b""
+    kind: str = ""                      # 'DC' or 'AC', from the handshake
+    evcc_id: str = ""
+    resumed: bool = False
+    auth_methods: tuple[str, ...] = ()
+    gen_challenge: bytes | None = None  # single use
+    auth_method: str = ""
+    emaid: str = ""
+    authorized: bool = False
+    ongoing_since: float | None = None
+    service_id: int = 0
+    parameter_set_id: int = 0
+    control_mode: str = ""              # 'Scheduled' | 'Dynamic'
+    bpt: bool = False
+    ev: dict = field(default_factory=dict)  # the car's limits and needs, in SI units
+    precharge_done: bool = False
+    ev_voltage: float | None = None     # DC: the car's latest EVPresentVoltage (PreCharge, ChargeLoop)
+    channel: str = "Charge"
+    energized: bool = False
+    loops: int = 0
+    ev_soc: float | None = None
+    ev_min_soc: float | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    response: object
+    next_state: State
+    terminate: bool = False
+    reason: str | None = None  # why the session ends, when the response code alone does not say
+    end: EndReason | None = None  # ... as the enum the supervisor sees (default: from the response)
+
+
+class SequenceError(Exception):
+    """A request that is not allowed now (answered with FAILED_SequenceError)."""
