@@ -227,6 +227,15 @@ class SiteController:
         self.last_commands = cmds
         return cmds
 
+    def reconfigure(self, cfg: SiteConfig) -> None:
+        """A user's change (reserve, circuit priorities) from the next step on. The circuits must
+        stay the same ones in the same order (their relays and timers are kept)."""
+        if cfg.circuit_names != self.cfg.circuit_names:
+            raise ValueError("reconfigure keeps the circuits; a new set of circuits needs a new controller")
+        self.cfg = cfg
+        self._critical = tuple(c.priority is Priority.CRITICAL for c in cfg.circuits)
+        self._critical_w = sum(c.power_w for c in cfg.circuits if c.priority is Priority.CRITICAL)
+
     def next_deadline(self) -> float | None:
         """When, with unchanged inputs, the commands could next change (None: not before new inputs)."""
         return self._deadline

@@ -87,11 +87,11 @@ def scenario_from_dict(data: Mapping[str, Any]) -> Scenario:
     if not isinstance(evs, list):
         raise ConfigError("events", "want a list of tables ([[events]])")
     names = set(cfg.circuit_names)
-    events = tuple(_event(f"events[{i}]", e, names, cfg, duration) for i, e in enumerate(evs))
+    events = tuple(event_from_dict(f"events[{i}]", e, names, cfg, duration) for i, e in enumerate(evs))
     return Scenario(cfg=cfg, car=car, charger=charger, events=events, step_s=step_s, duration_s=duration)
 
 
-def _event(k: str, e: Any, names: set[str], cfg: SiteConfig, duration: float) -> SimEvent:
+def event_from_dict(k: str, e: Any, names: set[str], cfg: SiteConfig, duration: float) -> SimEvent:
     if not isinstance(e, Mapping):
         raise ConfigError(k, "want a table")
     reject_unknown(k + ".", e, _EVENT_KEYS)

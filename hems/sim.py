@@ -15,7 +15,7 @@ through K2, the island contact; K3 bonds neutral to ground on the panel side whi
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from .config import SiteConfig
@@ -181,6 +181,11 @@ class Site:
             self.controller = self.factory(self.cfg, now)
             self.checker.restarted(now)
             self._pending_reasons.append("controller restarted")
+
+    def reconfigure(self, cfg: SiteConfig) -> None:
+        """A user's change of reserve or circuit priorities, for the controller and the checker alike."""
+        self.controller.reconfigure(cfg)
+        self.cfg = self.checker.cfg = cfg
 
     def schedule(self, e: SimEvent) -> None:
         """Add an event during a run (it must not be in the past)."""

@@ -1,4 +1,6 @@
-"""``v2h hems simulate SCENARIO.toml --out DIR``: the site controller on simulated devices.
+"""``v2h hems [--config FILE]``: the home energy manager (the chargers' OCPP 2.1 server, the site
+controller on its devices, the planner, the HTTP API and dashboard).
+``v2h hems simulate SCENARIO.toml --out DIR``: the site controller on simulated devices.
 ``v2h hems plan --input FILE.csv --out PLAN.csv``: the planner alone on a CSV horizon (hems_plan_cmd)."""
 
 from __future__ import annotations
@@ -10,8 +12,21 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("hems", help="the home energy manager: site controller, transfer switch, island")
-    hs = p.add_subparsers(dest="action", required=True)
+    p = sub.add_parser("hems", help="the home energy manager: site controller, transfer switch, island",
+                       description="Without a subcommand: run the energy manager (OCPP 2.1 server for the chargers, "
+                                   "site controller, planner, HTTP API and dashboard).")
+    p.add_argument("--config", metavar="FILE", help="the manager's configuration (TOML; default: a 230 V house "
+                   "with five circuits on simulated devices and one charger CS001; docs/hems.md)")
+    p.add_argument("--db", default="v2h-hems.db", metavar="FILE",
+                   help="SQLite file: transactions, meter values, settings, load history (default v2h-hems.db)")
+    p.add_argument("--ocpp-port", type=_port, metavar="PORT", help="override [ocpp] port")
+    p.add_argument("--http-port", type=_port, metavar="PORT", help="override [http] port")
+    p.add_argument("--open", action="store_true", help="print the dashboard's URL once it is up")
+    p.add_argument("--clock", metavar="START:SPEED:ANCHOR", help="a simulated clock shared with other processes "
+                   "(v2h demo sets it): simulated time = START + SPEED × (wall clock − ANCHOR)")
+    p.add_argument("--until", type=float, metavar="T", help="stop at simulated Unix time T (v2h demo)")
+    p.add_argument("--status-file", metavar="FILE", help="write the final status and summary here as JSON at the end")
+    hs = p.add_subparsers(dest="action", required=False)
     s = hs.add_parser("simulate", help="run a scenario on a simulated clock; exits 1 if an invariant failed")
     s.add_argument("scenario", metavar="SCENARIO.toml")
     s.add_argument("--out", required=True, metavar="DIR", help="writes DIR/timeline.jsonl and DIR/summary.json")
@@ -22,7 +37,19 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _port(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"want a TCP port 0-65535, got {text!r}")
+    return n
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.action is None:
+        return serve(args)
     if args.action == "plan":
         from v2h import hems_plan_cmd
         return hems_plan_cmd.run(args)
@@ -61,3 +88,76 @@ def describe(s: dict, duration: float, rows: int) -> str:
 
 if __name__ == "__main__":
     sys.exit("use: v2h hems simulate SCENARIO.toml --out DIR")
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the energy manager until interrupted (or until ``--until`` on a simulated clock)."""
+    import asyncio
+    import dataclasses
+    import logging
+    import signal
+
+    from hems import hems_config
+    from hems.aio.service import HemsService
+    from v2h.clock import SimClock
+
+    text = hems_config.DEFAULT
+    if args.config:
+        try:
+            text = Path(args.config).read_text(encoding="utf-8")
+        except OSError as e:
+            raise ValueError(f"cannot read {args.config}: {e.strerror}") from None
+    cfg = hems_config.load(text)
+    if args.ocpp_port is not None:
+        cfg = dataclasses.replace(cfg, ocpp_port=args.ocpp_port)
+    if args.http_port is not None:
+        cfg = dataclasses.replace(cfg, http_port=args.http_port)
+    clock = SimClock.parse(args.clock) if args.clock else None
+    logging.basicConfig(level=logging.WARNING, format="v2h hems: %(message)s")
+    if cfg.plan["enabled"]:
+        _quiet_solver()
+
+    async def main() -> int:
+        service = HemsService(cfg, db=args.db, clock=clock.now if clock else None, speed=clock.speed if clock else 1.0)
+        await service.start()
+        print(f"v2h hems: OCPP 2.1 server on ws{'s' if cfg.pki else ''}://{cfg.ocpp_host}:{service.ocpp_port}/"
+              f"{{station}}, HTTP on port {service.http_port}", flush=True)
+        if args.open:
+            print(f"dashboard: http://{cfg.http_host}:{service.http_port}/", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        if args.until is not None and clock is not None:
+            loop.call_later(max(0.0, (args.until - clock.now()) / clock.speed), stop.set)
+        await stop.wait()
+        if args.status_file:
+            now = service.clock()
+            Path(args.status_file).write_text(json.dumps({
+                "status": service.manager.status(now), "summary": service.manager.summary(),
+                "decisions": [d.to_dict() for d in service.manager.decisions], "history": service.history},
+                indent=1), encoding="utf-8")
+        await service.close()
+        return 0 if service.manager.summary()["invariants_ok"] else 1
+
+    return asyncio.run(main())
+
+
+def _quiet_solver() -> None:
+    """HiGHS prints a banner from C when a process makes its first solver: made here, with the
+    C library's stdout sent nowhere, so that the manager's output stays its own."""
+    try:
+        import highspy
+    except ImportError:
+        return  # the planner says what is missing when it first plans
+    import os
+
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)

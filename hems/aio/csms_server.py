@@ -50,20 +50,26 @@ class CSMSServer:
 
     def __init__(self, core: CSMSCore, *, passwords: dict[str, str] | None = None,
                  ssl_context: ssl.SSLContext | None = None, require_client_cert: bool = False,
-                 limiter: LoginLimiter | None = None):
+                 limiter: LoginLimiter | None = None, clock=None, speed: float = 1.0, on_activity=None):
+        """``clock()``: the core's time (default: Unix time from the monotonic clock; a simulation
+        passes its accelerated clock, ``speed`` simulated seconds per real one); ``on_activity()``: called after every frame a station sent
+        (the energy manager looks again at once)."""
         self.core = core
         self.passwords = passwords or {}
         self.ssl_context = ssl_context
         self.require_client_cert = require_client_cert
         self.limiter = limiter or LoginLimiter()
         self.clock_offset = time.time() - time.monotonic()
+        self.clock = clock
+        self.speed = speed
+        self.on_activity = on_activity
         self.refused: list[str] = []   # why connections were refused (for logs and tests)
         self._wake: dict[str, asyncio.Event] = {}
         self._server = None
         self.port: int | None = None
 
     def now(self) -> float:
-        return time.monotonic() + self.clock_offset
+        return self.clock() if self.clock is not None else time.monotonic() + self.clock_offset
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> CSMSServer:
         self._server = await serve(self._handler, host, port, subprotocols=[SUBPROTOCOL],
@@ -148,13 +154,15 @@ class CSMSServer:
                 deadline = link.next_deadline()
                 wake.clear()
                 waiter = asyncio.ensure_future(wake.wait())
-                timeout = None if deadline is None else max(0.0, deadline - self.now())
+                timeout = None if deadline is None else max(0.0, deadline - self.now()) / self.speed
                 done, _ = await asyncio.wait({recv, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 waiter.cancel()
                 if recv in done:
                     text = recv.result()
                     recv = asyncio.ensure_future(ws.recv())
                     link.receive(text, self.now())
+                    if self.on_activity is not None:
+                        self.on_activity()
                 link.handle_timer(self.now())
         finally:
             recv.cancel()

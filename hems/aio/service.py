@@ -1,0 +1,201 @@
+"""`v2h hems` on the event loop: the house's OCPP 2.1 server (``csms_server``), the energy manager's
+core (``hems.manager``) on its timers, and the HTTP API with the dashboard (``api``).
+
+The manager runs on a clock that may be accelerated (``v2h demo``): ``clock()`` gives the
+simulated Unix time and ``speed`` simulated seconds pass per real one; every wait divides by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+from hems.csms import CSMSCore
+from hems.hems_config import HemsConfig
+from hems.manager import EnergyManager
+from hems.planning import Planner, circuit_forecast, flat_prices, scripted_pv, tariff_prices
+from hems.store import ManagerStore
+
+from .csms_server import CSMSServer
+
+log = logging.getLogger(__name__)
+STATUS_EVERY = 0.2        # s (real): the status pushed to the dashboard at most this often
+HISTORY_EVERY = 300.0     # s (simulated): one point of the history chart
+HISTORY_POINTS = 288 * 2  # two days of points
+
+
+def _server_ssl(cfg: HemsConfig) -> ssl.SSLContext | None:
+    """wss with the CSMS certificate `v2h pki init` made (DIR/ocpp/); mutual TLS for profile 3."""
+    if cfg.pki is None:
+        return None
+    base = Path(cfg.pki) / "ocpp"
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(str(base / "csms_server.pem"), str(base / "csms_server.key.pem"))
+    if cfg.mutual_tls:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cafile=str(base / "csms_root_ca.pem"))
+    return ctx
+
+
+def authorize_policy(cfg: HemsConfig) -> Callable[[dict], dict]:
+    """Authorize answers from the configured tokens (V2X consent per idToken, OCPP 2.1 Q01);
+    without any token configured every car is accepted with every transfer."""
+    tokens = {t.id_token: t for t in cfg.tokens}
+
+    def authorize(id_token: dict) -> dict:
+        if not tokens:
+            return {"idTokenInfo": {"status": "Accepted"}}
+        t = tokens.get(id_token.get("idToken", ""))
+        if t is None:
+            return {"idTokenInfo": {"status": "Unknown"}}
+        answer: dict = {"idTokenInfo": {"status": t.status}}
+        if t.status == "Accepted":
+            answer["allowedEnergyTransfer"] = list(t.allowed)
+        return answer
+    return authorize
+
+
+class HemsService:
+    """One running energy manager."""
+
+    def __init__(self, cfg: HemsConfig, *, db: str | Path = ":memory:", clock: Callable[[], float] | None = None,
+                 speed: float = 1.0):
+        self.cfg = cfg
+        self.speed = speed
+        offset = time.time() - time.monotonic()
+        self.clock = clock or (lambda: time.monotonic() + offset)
+        self.store = ManagerStore(db)
+        self.changed = asyncio.Event()
+        now = self.clock()
+        self.csms = CSMSCore(heartbeat_interval=cfg.heartbeat_interval, response_timeout=30.0 * speed,
+                             authorize=authorize_policy(cfg), observer=self._observed)
+        self.manager = EnergyManager(
+            cfg.site, self.csms, station_id=cfg.station_id, now=now, events=cfg.events,
+            deadband_w=cfg.charger["deadband_w"], max_charge_w=cfg.charger["max_charge_w"],
+            max_discharge_w=cfg.charger["max_discharge_w"], meter_interval_s=cfg.charger["meter_interval_s"],
+            planner=self._planner(now) if cfg.plan["enabled"] else None, departure=cfg.plan["departure"],
+            capacity_kwh=cfg.plan["capacity_kwh"], standby_w=cfg.charger["standby_w"],
+            efficiency=cfg.charger["efficiency"], load_history=self._load_history(), store=self.store)
+        self.server = CSMSServer(self.csms, passwords=cfg.stations, ssl_context=_server_ssl(cfg),
+                                 require_client_cert=cfg.mutual_tls, clock=self.clock, speed=speed,
+                                 on_activity=self.changed.set)
+        self.subscribers: set[asyncio.Queue] = set()
+        self.history: list[dict] = []   # the day's points for the dashboard's chart
+        self._last_status = 0.0
+        self._last_history = float("-inf")
+        self.http = None
+        self._tasks: list[asyncio.Task] = []
+        self.crashes = 0
+
+    def _load_history(self):
+        from hems.forecast.load import LoadHistory
+
+        return LoadHistory(self.store.db, timezone.utc)
+
+    def _planner(self, now: float) -> Planner:
+        p, site = self.cfg.plan, self.cfg.site
+        prices = flat_prices(p["import_price"], p["export_price"])
+        if p["tariff"]:
+            from hems.tariff import parse_csv, parse_json
+
+            text = Path(p["tariff"]).read_text(encoding="utf-8")
+            tariff = parse_json(text) if p["tariff"].endswith(".json") else parse_csv(text)
+            prices = tariff_prices(tariff, prices)
+        history = self._load_history()
+        pv = scripted_pv(self.cfg.events, now) if any(e.pv_w is not None for e in self.cfg.events) \
+            else (lambda start, slots: [0.0] * slots)
+
+        def load(start: datetime, slots: int):
+            return history.forecast(start, slots, annual_kwh=p["annual_kwh"])
+        return Planner(p, load_forecast=load if history is not None else circuit_forecast(site), pv_forecast=pv,
+                       prices=prices, allow_export=site.allow_export)
+
+    def _observed(self, station: str, action: str, payload: dict, now: float) -> None:
+        self.store.record(station, action, payload, now)
+        self.manager.poke(now)
+
+    # --- running ----------------------------------------------------------------------------------
+    async def start(self, *, http: bool = True) -> HemsService:
+        await self.server.start(self.cfg.ocpp_host, self.cfg.ocpp_port)
+        if http:
+            from .api import start_api
+
+            self.http = await start_api(self, self.cfg.http_host, self.cfg.http_port)
+        self._tasks.append(asyncio.ensure_future(self._supervised()))
+        return self
+
+    @property
+    def ocpp_port(self) -> int:
+        return self.server.port
+
+    @property
+    def http_port(self) -> int | None:
+        return None if self.http is None else self.http.port
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.http is not None:
+            await self.http.close()
+        await self.server.close()
+        self.store.close()
+
+    async def _supervised(self) -> None:
+        """The manager's loop, started again (logged, counted) if it ever fails: the house must not
+        be left without its controller because of a bug in a report or a plan."""
+        while True:
+            try:
+                await self._run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # logged with its traceback and counted; the loop starts again
+                self.crashes += 1
+                log.exception("the energy manager's loop failed (%d so far); starting it again", self.crashes)
+                await asyncio.sleep(1.0)
+
+    async def _run(self) -> None:
+        m = self.manager
+        while True:
+            now = self.clock()
+            d = m.next_deadline()
+            if d is None or d > now:  # wait for the deadline or for a station's report (on_activity)
+                self.changed.clear()
+                try:
+                    await asyncio.wait_for(self.changed.wait(), None if d is None else (d - now) / self.speed)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            before = len(m.decisions)
+            m.handle_timer(now)
+            self.store.commit()
+            for dec in m.decisions[before:]:
+                self._publish({"type": "decision", **dec.to_dict()})
+            self._sample(now)
+            await asyncio.sleep(0)  # let the links send what the step asked for
+
+    def _sample(self, now: float) -> None:
+        """The status to subscribers at most every ``STATUS_EVERY`` real seconds, and a point of
+        the day's history every ``HISTORY_EVERY`` simulated seconds."""
+        real = time.monotonic()
+        if real - self._last_status >= STATUS_EVERY:
+            self._last_status = real
+            self._publish({"type": "status", **self.manager.status(now)})
+        if now - self._last_history >= HISTORY_EVERY:
+            self._last_history = now
+            s, ch = self.manager.site, self.manager.charger
+            self.history.append({"t": now, "load_w": round(s.load_w), "pv_w": round(s.pv_w), "car_w": round(ch.power_w),
+                                 "soc": ch.car.soc, "grid_ok": s.controller.grid_ok,
+                                 "islanded": self.manager.islanded})
+            del self.history[:-HISTORY_POINTS]
+
+    def _publish(self, event: dict) -> None:
+        for q in list(self.subscribers):
+            if q.qsize() < 256:  # a slow reader loses events, never memory
+                q.put_nowait(event)
