@@ -103,6 +103,7 @@ class SessionContext:
     loops: int = 0
     ev_soc: float | None = None
     ev_min_soc: float | None = None
+    reported_power: float = 0.0         # the power last reported upward (PowerChanged)
 
 
 @dataclass(frozen=True)

@@ -93,6 +93,18 @@ class SoCChanged(SessionEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PowerChanged(SessionEvent):
+    """The power flowing moved by more than ``POWER_CHANGE`` since it was last reported (OCPP 2.1
+    TransactionEvent triggerReason ChargingRateChanged): a manager sees a new rate at once, not at
+    the next periodic meter value."""
+
+    power_w: float       # measured, + into the car / − out of it
+
+
+POWER_CHANGE = (100.0, 0.05)  # W and share: a change beyond max(100 W, 5 %) is reported
+
+
+@dataclass(frozen=True, kw_only=True)
 class StageFault(SessionEvent):
     reason: str
     emergency: bool = False

@@ -16,8 +16,8 @@ from iso15118.messages import (AC, APP, BPT_SERVICES, CM, DC, NS_ISO20_AC, NS_IS
 from iso15118.units import clamp, rn, val
 
 from .controller import AuthorizationStatus, IsolationStatus, PowerCommand
-from .events import (Authorized, EndReason, EnergyTransferStarted, EnergyTransferStopped, EVChargingNeeds,
-                     GeneratorMode, SessionStarted, SoCChanged, StageFault)
+from .events import (POWER_CHANGE, Authorized, EndReason, EnergyTransferStarted, EnergyTransferStopped,
+                     EVChargingNeeds, GeneratorMode, PowerChanged, SessionStarted, SoCChanged, StageFault)
 from .context import Reply, SequenceError, State
 
 ZERO_SESSION = bytes(8)
@@ -496,6 +496,15 @@ def _allowed_power(s, now: float, ev_max_charge: float | None, ev_max_discharge:
     return clamp(p, -max(0.0, max_d), max(0.0, max_c))
 
 
+def _report_power(s, power: float, now: float) -> None:
+    """PowerChanged when the flow moved beyond max(100 W, 5 %) of what was last reported."""
+    last = s.ctx.reported_power
+    watts, share = POWER_CHANGE
+    if abs(power - last) > max(watts, share * abs(last)):
+        s.ctx.reported_power = power
+        s.supervisor.session_event(PowerChanged(power_w=power), now)
+
+
 def _forming(s, now: float) -> bool:
     """The supervisor wants an island formed (GeneratorMode GridForming) and the session can discharge."""
     return s.ctx.bpt and s.supervisor.generator_mode(now) is GeneratorMode.GRID_FORMING
@@ -559,6 +568,7 @@ def dc_charge_loop(req, s, now) -> Reply:
     current = max(current, -lim.max_discharge_current, -(ev_i_d if ev_i_d is not None else 0.0) if ctx.bpt else 0.0)
     c.set_target(PowerCommand(voltage=target_v, current=current, ev_voltage=ev_v, grid_forming=_forming(s, now)), now)
     m = c.measurements(now)
+    _report_power(s, m.power, now)
     ctx.loops += 1
     # each flag against the charger's own limit in the direction of the flow (discharge has its own)
     discharging = power < 0 or current < 0
@@ -601,6 +611,7 @@ def ac_charge_loop(req, s, now) -> Reply:
     power = _allowed_power(s, now, ev_max_c, ev_max_d)  # AC: the EVSE meters, the car follows the schedule
     c.set_target(PowerCommand(power=power, grid_forming=_forming(s, now)), now)
     m = c.measurements(now)
+    _report_power(s, m.power, now)
     ctx.loops += 1
     res_mode_cls = getattr(AC, res_field)
     res_mode = res_mode_cls(EVSETargetActivePower=rn(power)) if ctx.control_mode == "Dynamic" else \
