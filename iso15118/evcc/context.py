@@ -44,6 +44,7 @@ class EVCCConfig:
     contract_chain: tuple[bytes, ...] = ()  # DER, leaf first (Plug & Charge)
     contract_key: object = None
     timers: EVTimers = field(default_factory=EVTimers)
+    time_scale: float = 1.0                 # simulated seconds per second for the battery (an accelerated demo)
 
 
 class EVState(Enum):

@@ -38,6 +38,8 @@ class EVCCSession(SessionDriver):
             raise ValueError(f"unknown service {self.config.service!r}")
         if self.config.control_mode not in CONTROL_MODES:
             raise ValueError(f"unknown control mode {self.config.control_mode!r}")
+        if not (isinstance(self.config.time_scale, (int, float)) and 0 < self.config.time_scale <= 1e6):
+            raise ValueError(f"time_scale must be a number in (0, 1e6], got {self.config.time_scale!r}")
         if self.config.auth not in ("eim", "pnc"):
             raise ValueError(f"unknown authorization {self.config.auth!r}")
         if self.config.auth == "pnc" and not (self.config.contract_chain and self.config.contract_key):
@@ -207,7 +209,7 @@ class EVCCSession(SessionDriver):
     def _account(self, now: float) -> None:
         """Energy through the inlet since the last loop, at the power the EVSE reported."""
         if self.last_loop_time is not None and self.contactors_closed:
-            dt = now - self.last_loop_time
+            dt = (now - self.last_loop_time) * self.config.time_scale
             p = self.evse_power_w
             self.battery.apply(p, dt)
             if p >= 0:

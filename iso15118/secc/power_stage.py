@@ -29,8 +29,13 @@ class SimulatedPowerStage:
     voltage_ramp: float = VOLTAGE_RAMP
     isolation_fault: bool = False
     history: StageHistory = field(default_factory=StageHistory)
+    # simulated seconds per second of ``now`` for the energy meter (a demo's accelerated day: the
+    # session's timers stay real, the energy that flows is counted as if the day ran)
+    time_scale: float = 1.0
 
     def __post_init__(self):
+        if not (isinstance(self.time_scale, (int, float)) and 0 < self.time_scale <= 1e6):
+            raise ValueError(f"time_scale must be a number in (0, 1e6], got {self.time_scale!r}")
         self._m = Measurements()
         self._target = PowerCommand()
         self._t = None
@@ -48,7 +53,7 @@ class SimulatedPowerStage:
         self._t = now
         m = self._m
         if dt and m.power:
-            wh = m.power * dt / 3600.0
+            wh = m.power * dt * self.time_scale / 3600.0
             if wh > 0:
                 m.energy_imported_wh += wh
             else:

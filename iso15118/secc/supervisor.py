@@ -81,7 +81,7 @@ class LocalSupervisor(SupervisorBase):
         return [type(e).__name__ for _, e in self.events]
 
 
-STAGE_FIELDS = ("kind", "stage_limits", "isolation_time", "voltage_ramp", "isolation_fault", "history")
+STAGE_FIELDS = ("kind", "stage_limits", "isolation_time", "voltage_ramp", "isolation_fault", "history", "time_scale")
 
 
 def simulated_charger(kind: str = "DC", **kw) -> EVSEController:
