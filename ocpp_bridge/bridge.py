@@ -29,8 +29,8 @@ from ocpp.exceptions import OCPPError
 
 from iso15118.secc.controller import AuthorizationStatus, PowerStage
 from iso15118.secc.events import (Authorized, EndReason, EnergyTransferStarted, EnergyTransferStopped,
-                                  EVChargingNeeds, GeneratorMode, SessionEnded, SessionEvent, SessionStarted,
-                                  SoCChanged)
+                                  EVChargingNeeds, GeneratorMode, PowerChanged, SessionEnded, SessionEvent,
+                                  SessionStarted, SoCChanged)
 from iso15118.secc.supervisor import SupervisorBase
 
 from .arbiter import PowerLimits, SetpointDecision, composite, decide
@@ -68,10 +68,11 @@ class OCPPBridge(SupervisorBase):
 
     def __init__(self, stage: PowerStage, station, *, evse_id: int = 1,
                  default_setpoint_w: float = 7000.0, tx_updated_interval: float = 60.0,
-                 allow_bidirectional: bool = True, clock_offset: float | None = None):
+                 allow_bidirectional: bool = True, clock_offset: float | None = None, clock_scale: float = 1.0):
         core: StationCore = getattr(station, "core", station)
         if clock_offset is None:  # an adapter knows its clock's offset; a bare core runs on the caller's
             clock_offset = getattr(station, "clock_offset", 0.0)
+        self.clock_scale = clock_scale  # station seconds per SECC second (an accelerated demo)
         self.stage = stage
         self.station = core
         self.clock_offset = clock_offset
@@ -130,8 +131,12 @@ class OCPPBridge(SupervisorBase):
             core.connector_status[(evse_id, 1)] = "Unavailable"
 
     def wall(self, now: float) -> float:
-        """The SECC's ``now`` as Unix time."""
-        return now + self.clock_offset
+        """The SECC's ``now`` as the station's (Unix) time."""
+        return now * self.clock_scale + self.clock_offset
+
+    def secc_time(self, wall: float) -> float:
+        """The station's time as the SECC's ``now`` (the inverse of ``wall``)."""
+        return (wall - self.clock_offset) / self.clock_scale
 
     def stop_requested(self, now: float) -> str | None:
         """The CSMS's RequestStopTransaction or an immediate Reset end the session at the next step."""
@@ -251,6 +256,8 @@ class OCPPBridge(SupervisorBase):
                 self._ev_charging_schedule(event.ev_power_profile, event.time_anchor, now)
         elif isinstance(event, SoCChanged):
             self.soc = event.soc
+        elif isinstance(event, PowerChanged):
+            self._tx("Updated", "ChargingRateChanged", now=now)
         elif isinstance(event, EnergyTransferStopped):
             self._tx("Updated", "ChargingStateChanged", charging_state="EVConnected", now=now)
         elif isinstance(event, SessionEnded):
@@ -350,13 +357,13 @@ class OCPPBridge(SupervisorBase):
     def handle_timer(self, now: float) -> None:
         if self._next_aligned is not None and now >= self._next_aligned:
             self._next_aligned = None
-            meter = self._meter(now - self.clock_offset)
+            meter = self._meter(self.secc_time(now))
             for sample in meter:
                 for v in sample["sampledValue"]:
                     v["context"] = "Sample.Clock"
-            self._enqueue("MeterValues", {"evseId": self.evse_id, "meterValue": meter}, now=now - self.clock_offset)
+            self._enqueue("MeterValues", {"evseId": self.evse_id, "meterValue": meter}, now=self.secc_time(now))
         if self._next_tx_meter is not None and now >= self._next_tx_meter and self.transaction_id is not None:
-            self._tx("Updated", "MeterValuePeriodic", now=now - self.clock_offset)
+            self._tx("Updated", "MeterValuePeriodic", now=self.secc_time(now))
         self.profiles.expire(self.station.offline_for(now))
 
     def _ev_charging_schedule(self, entries: tuple[tuple[int, float], ...], anchor: int | None, now: float) -> None:
@@ -427,7 +434,7 @@ class OCPPBridge(SupervisorBase):
         found = [p.raw for p in self.profiles.profiles.values()]
         if not found:
             return {"status": "NoProfiles"}
-        now = self.station.now - self.clock_offset
+        now = self.secc_time(self.station.now)
         self.station.after_response(lambda: self._enqueue("ReportChargingProfiles", {
             "requestId": request_id, "chargingLimitSource": "CSO", "evseId": self.evse_id,
             "chargingProfile": found}, now=now))

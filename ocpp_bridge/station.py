@@ -66,8 +66,12 @@ class ChargingStation:
     step does not fire every timer at once)."""
 
     def __init__(self, config: StationConfig, outbox: Store, *, rng: Callable[[], float] = random.random,
-                 frame_log: Callable[[str, str, object], None] | None = None):
+                 frame_log: Callable[[str, str, object], None] | None = None,
+                 clock: Callable[[], float] | None = None, speed: float = 1.0):
+        """``clock()``: the station's time (default: Unix time from the monotonic clock; an
+        accelerated demo passes its simulated clock, ``speed`` simulated seconds per real one)."""
         self.clock_offset = time.time() - time.monotonic()  # Unix time − the event loop's clock
+        self.clock, self.speed = clock, speed
         self.core = StationCore(config, outbox, now=self.now(), rng=rng, frame_log=frame_log)
         self.core.on_output = self._wakeup
         self.connected = asyncio.Event()   # set while online (booted)
@@ -75,7 +79,7 @@ class ChargingStation:
         self._wake = asyncio.Event()
 
     def now(self) -> float:
-        return time.monotonic() + self.clock_offset
+        return self.clock() if self.clock is not None else time.monotonic() + self.clock_offset
 
     # --- the core's surface, with the adapter's clock ----------------------------------------------
     @property
@@ -157,7 +161,7 @@ class ChargingStation:
                     self.core.connect_failed(self.now(), str(e))
 
     async def _sleep_until(self, t: float) -> None:
-        delay = t - self.now()
+        delay = (t - self.now()) / self.speed
         if delay > 0:
             await asyncio.sleep(delay)
 
@@ -179,7 +183,7 @@ class ChargingStation:
                 deadline = core.next_deadline()
                 self._wake.clear()
                 wake = asyncio.ensure_future(self._wake.wait())
-                timeout = None if deadline is None else max(0.0, deadline - self.now())
+                timeout = None if deadline is None else max(0.0, deadline - self.now()) / self.speed
                 done, _ = await asyncio.wait({recv, wake}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 wake.cancel()
                 if recv in done:
