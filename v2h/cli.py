@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_evcc.add_argument("--pki", required=True, metavar="DIR", help="certificates from 'v2h pki init DIR'")
     p_evcc.add_argument("--pki-profile", default="iso20-secp521r1", choices=["iso20-secp521r1", "iso20-ed448"])
     p_evcc.add_argument("--log", metavar="FILE", help="append one JSON object per message")
+    _add_clock_arg(p_evcc)
     p_evcc.add_argument("--quiet", action="store_true", help="no readable message trace")
     p_evcc.set_defaults(func=_cmd_evcc)
 
@@ -127,8 +128,24 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _add_clock_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--clock", type=_sim_clock, metavar="START:SPEED:ANCHOR",
+                   help="an accelerated simulated clock shared with other processes (v2h demo sets it): the energy "
+                        "that flows and the OCPP times run SPEED times faster; the ISO 15118 timers stay real")
+
+
+def _sim_clock(text: str):
+    from v2h.clock import SimClock
+
+    try:
+        return SimClock.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _add_secc_args(p: argparse.ArgumentParser, setpoint_help: str = "fixed power setpoint; negative discharges "
                                                                     "the car (default 7000)") -> None:
+    _add_clock_arg(p)
     p.add_argument("--interface", help="answer SDP on this interface (without it: no SDP, listener only)")
     p.add_argument("--host", default=None, help="address to listen on (default: every address, IPv4 and IPv6)")
     p.add_argument("--port", type=int, default=0, help="TLS port (default: an ephemeral port, announced by SDP)")
@@ -232,7 +249,7 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
     from iso15118.secc import EVSEController, LocalSupervisor, SECCConfig, SimulatedPowerStage
     from iso15118.aio.trace import MessageLog
 
-    stage = SimulatedPowerStage(kind=args.kind)
+    stage = SimulatedPowerStage(kind=args.kind, time_scale=args.clock.speed if args.clock else 1.0)
     config = SECCConfig(services=(2, 6) if args.kind == "DC" else (1, 5),
                         control_modes=tuple({"scheduled": 1, "dynamic": 2}[m] for m in args.control_modes),
                         auth_methods=tuple({"eim": "EIM", "pnc": "PnC"}[m] for m in args.auth),
@@ -267,12 +284,18 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
             if args.csms.startswith("wss://") and not (args.password or cert):  # profile 3 from `v2h pki init`
                 cert = os.path.join(args.pki, "ocpp", "charging_station.pem")
                 key = os.path.join(args.pki, "ocpp", "charging_station.key.pem")
+            sim = args.clock  # accelerated: the station's time is the simulation's, its OCPP timeouts stay ~real
+            speed = sim.speed if sim else 1.0
             station = ChargingStation(StationConfig(args.id, args.csms, password=args.password, csms_ca=args.csms_ca,
                                                     client_cert=cert, client_key=key,
                                                     retry_backoff_min=args.retry_backoff,
-                                                    retry_backoff_random=args.retry_random),
-                                      Outbox(args.db), frame_log=log.ocpp)
-            bridge = OCPPBridge(stage, station, default_setpoint_w=args.setpoint, tx_updated_interval=args.tx_interval)
+                                                    retry_backoff_random=args.retry_random,
+                                                    response_timeout=30.0 * speed),
+                                      Outbox(args.db), frame_log=log.ocpp, clock=sim.now if sim else None, speed=speed)
+            mono_to_wall = time.time() - time.monotonic()
+            bridge = OCPPBridge(stage, station, default_setpoint_w=args.setpoint, tx_updated_interval=args.tx_interval,
+                                clock_scale=speed, clock_offset=sim.start + speed * (mono_to_wall - sim.anchor)
+                                if sim else None)
             controller = EVSEController(stage, bridge)
 
             def on_reset() -> None:  # OCPP Reset: stop cleanly, then start again as the same command
@@ -349,7 +372,8 @@ def _cmd_evcc(args: argparse.Namespace) -> int:
         Battery(**{k: v for k, v in overrides.items() if v is not None})
     chain, key = pki.contract_credentials(args.pki, args.pki_profile) if args.auth == "pnc" else ((), None)
     config = EVCCConfig(service=args.service, control_mode=args.control_mode, auth=args.auth, loops=args.loops,
-                        loop_period=args.loop_period, end=args.end, contract_chain=chain, contract_key=key)
+                        loop_period=args.loop_period, end=args.end, contract_chain=chain, contract_key=key,
+                        time_scale=args.clock.speed if args.clock else 1.0)
     log = MessageLog("EVCC", path=args.log, stream=None if args.quiet else sys.stdout)
     soc0 = battery.soc
 
