@@ -123,8 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_evcc.add_argument("--quiet", action="store_true", help="no readable message trace")
     p_evcc.set_defaults(func=_cmd_evcc)
 
-    from v2h import hems_cmd
+    from v2h import demo, hems_cmd
     hems_cmd.add_parser(sub)
+    demo.add_parser(sub)
     return ap
 
 

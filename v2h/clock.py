@@ -1,6 +1,7 @@
 """Time for the application's processes: Unix time, or a simulated clock that all the processes of
-`v2h demo` share — simulated Unix time = start + speed × (wall clock − anchor), the same in every
-process because they read the same wall clock and were given the same three numbers."""
+`v2h demo` share — simulated Unix time = start + speed × max(0, wall clock − anchor), the same in
+every process because they read the same wall clock and were given the same three numbers. Before
+the anchor the clock stands at ``start``: the processes start up without the day running away."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ class SimClock:
             raise ValueError(f"clock speed must be in (0, 1e6], got {self.speed!r}")
 
     def now(self) -> float:
-        return self.start + self.speed * (time.time() - self.anchor)
+        return self.start + self.speed * max(0.0, time.time() - self.anchor)
 
     def spec(self) -> str:
         """As the processes are told: START:SPEED:ANCHOR."""
