@@ -82,6 +82,8 @@ class OCPPCharger:
         self.retry_s = retry_s
         self._retry_at = -1.0
         self.meter_interval_s = meter_interval_s
+        self._needs_read: dict | None = None     # the NotifyEVChargingNeeds last read
+        self._needs_pending: dict | None = None  # ... whose minimum SoC waits for the car's SoC
         self._configured = False           # TxUpdatedInterval set on this connection
 
     # --- the state ------------------------------------------------------------------------------------
@@ -116,7 +118,13 @@ class OCPPCharger:
         needs = (st.charging_needs or {}).get("v2xChargingParameters", {})
         car.charge_max_w = float(needs.get("maxChargePower", self.max_charge_w))
         car.discharge_max_w = float(needs.get("maxDischargePower", self.max_discharge_w if needs else 0.0))
-        car.min_soc = self._min_soc(needs, car.soc)
+        if st.charging_needs is not self._needs_read:
+            self._needs_read, self._needs_pending = st.charging_needs, needs
+            car.min_soc = self.default_min_soc
+        if self._needs_pending is not None and car.soc is not None:
+            # the energies are relative to the SoC when they were reported: the first SoC after them
+            car.min_soc = self._min_soc(self._needs_pending, car.soc)
+            self._needs_pending = None
 
     def _min_soc(self, needs: dict, soc: float | None) -> float:
         """The car's own minimum SoC for V2X from its energy requests (-20 EVMinimumV2XEnergyRequest:

@@ -287,22 +287,11 @@ def summarise(sc: DemoScenario, final: dict, wall: float) -> dict:
     s, hist, decisions = final["summary"], final["history"], final["decisions"]
     reserve = final["status"]["car"]["reserve_soc"]
     socs = [h["soc"] for h in hist if h["soc"] is not None]
+    step = hist[1]["t"] - hist[0]["t"] if len(hist) > 1 else 300.0
     shed: dict[str, float] = {}
-    step = 300.0
-    for h_prev, h in zip(hist, hist[1:]):
-        step = h["t"] - h_prev["t"]
-    off = {}
-    for d in decisions:
-        if d["kind"] == "site" and "circuits_on" in d:
-            on = set(d["circuits_on"])
-            for c in final["status"]["circuits"]:
-                name = c["name"]
-                if name not in on and name not in off:
-                    off[name] = d["t"]
-                elif name in on and name in off:
-                    shed[name] = shed.get(name, 0.0) + d["t"] - off.pop(name)
-    for name, since in off.items():
-        shed[name] = shed.get(name, 0.0) + final["status"]["t"] - since
+    for h in hist:  # a circuit whose relay the controller opened (not one dark for a moment in a transfer)
+        for name in h.get("shed", []):
+            shed[name] = shed.get(name, 0.0) + step
     imp = sc.hems.get("plan", {}).get("import_price", 0.30)
     exp_ = sc.hems.get("plan", {}).get("export_price", 0.08)
     cost_car = cost_none = 0.0

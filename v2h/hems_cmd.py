@@ -96,6 +96,7 @@ def serve(args: argparse.Namespace) -> int:
     import dataclasses
     import logging
     import signal
+    import time
 
     from hems import hems_config
     from hems.aio.service import HemsService
@@ -128,8 +129,8 @@ def serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        if args.until is not None and clock is not None:
-            loop.call_later(max(0.0, (args.until - clock.now()) / clock.speed), stop.set)
+        if args.until is not None and clock is not None:  # the wall time at which the simulation reaches it
+            loop.call_later(max(0.0, clock.anchor + (args.until - clock.start) / clock.speed - time.time()), stop.set)
         await stop.wait()
         if args.status_file:
             now = service.clock()

@@ -190,9 +190,11 @@ class HemsService:
         if now - self._last_history >= HISTORY_EVERY:
             self._last_history = now
             s, ch = self.manager.site, self.manager.charger
+            cmd = s.last_cmd
             self.history.append({"t": now, "load_w": round(s.load_w), "pv_w": round(s.pv_w), "car_w": round(ch.power_w),
                                  "soc": ch.car.soc, "grid_ok": s.controller.grid_ok,
-                                 "islanded": self.manager.islanded})
+                                 "islanded": self.manager.islanded,
+                                 "shed": [c.name for c, on in zip(s.cfg.circuits, cmd.relays) if not on] if cmd else []})
             del self.history[:-HISTORY_POINTS]
 
     def _publish(self, event: dict) -> None:
