@@ -123,8 +123,9 @@ class Planner:
             return []
         k0 = p.slot_at(_dt(now)) or 0
         n = min(len(p.car_w), k0 + int(hours * 3600 / p.slot_s))
+        imp, _ = self.prices(p.slot_time(k0), n - k0) if n > k0 else ([], [])
         return [{"t": p.slot_time(k).timestamp(), "car_w": round(p.car_w[k]), "grid_w": round(p.grid_w[k]),
-                 "soc": round(p.soc_pct[k], 1)} for k in range(k0, n)]
+                 "soc": round(p.soc_pct[k], 1), "import_price": imp[k - k0]} for k in range(k0, n)]
 
 
 def flat_prices(import_price: float, export_price: float):

@@ -292,12 +292,12 @@ def summarise(sc: DemoScenario, final: dict, wall: float) -> dict:
     for h in hist:  # a circuit whose relay the controller opened (not one dark for a moment in a transfer)
         for name in h.get("shed", []):
             shed[name] = shed.get(name, 0.0) + step
-    imp = sc.hems.get("plan", {}).get("import_price", 0.30)
-    exp_ = sc.hems.get("plan", {}).get("export_price", 0.08)
+    price = _prices(sc)
     cost_car = cost_none = 0.0
-    for h in hist:
+    for h in hist:  # on the grid only: an outage's hours cost nothing either way
         if h["islanded"] or not h["grid_ok"]:
             continue
+        imp, exp_ = price(h["t"])
         grid = h["load_w"] - h["pv_w"] + h["car_w"]
         base = h["load_w"] - h["pv_w"]
         cost_car += (imp * max(grid, 0) - exp_ * max(-grid, 0)) * step / 3.6e6
@@ -314,6 +314,25 @@ def summarise(sc: DemoScenario, final: dict, wall: float) -> dict:
             "final_phase": s["final_phase"], "decisions": len(decisions)}
 
 
+def _prices(sc: DemoScenario):
+    """(import, export) price at a time: the scenario's tariff file, or its flat prices."""
+    plan = sc.hems.get("plan", {})
+    flat = (plan.get("import_price", 0.30), plan.get("export_price", 0.08))
+    if not plan.get("tariff"):
+        return lambda t: flat
+    from hems.tariff import parse_csv
+
+    tariff = parse_csv(Path(plan["tariff"]).read_text(encoding="utf-8"))
+
+    def at(t: float) -> tuple[float, float]:
+        slot = datetime.fromtimestamp(t - t % 900, timezone.utc)
+        if not tariff.covered_slots(slot, 1):
+            return flat
+        imp, exp_ = tariff.slot_prices(slot, 1)
+        return imp[0], exp_[0]
+    return at
+
+
 def print_summary(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -325,7 +344,7 @@ def print_summary(summary: dict) -> None:
     rows = [("energy the car gave the house", f"{summary['energy_to_house_kwh']:.2f} kWh"),
             ("time islanded", f"{summary['islanded_h']:.1f} h"), ("circuits shed", shed),
             ("lowest SoC / reserve", f"{summary['lowest_soc']} % / {summary['reserve_soc']:.0f} %"),
-            ("cost on the grid / without the car", f"{summary['cost']:.2f} / {summary['cost_without_car']:.2f}"),
+            ("grid cost with / without the car", f"{summary['cost']:.2f} / {summary['cost_without_car']:.2f}"),
             ("invariants", f"{'all held' if summary['invariants_ok'] else 'VIOLATED'} "
                            f"({summary['invariants_checked']} steps checked)")]
     for k, v in rows:
