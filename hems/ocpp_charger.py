@@ -99,7 +99,11 @@ class OCPPCharger:
 
     @property
     def mode(self) -> ChargerMode:
-        return self.accepted.mode if self.accepted is not None and self.link_up else ChargerMode.OFF
+        """What the charger runs as far as we know: what it accepted, while its link is up and a car
+        is plugged in (without the car there is nothing to follow or to form an island from)."""
+        if self.accepted is None or not self.link_up or not self.car.plugged:
+            return ChargerMode.OFF
+        return self.accepted.mode
 
     def advance(self, now: float) -> None:
         """Take in what the station reported since the last call."""

@@ -34,7 +34,7 @@ SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 DEFAULT = "day-and-night"
 STATION, PASSWORD = "CS001", "v2h-demo-password-16chars"
 CLI = [sys.executable, "-m", "v2h.cli"]
-LOOP_PERIOD = 0.1   # s (real): the car's charge loop
+LOOP_PERIOD = 0.05  # s (real): the car's charge loop (at 6000× a loop is 300 simulated seconds)
 STARTUP = 4.0       # s (real) the clock stands still while the processes start
 
 
@@ -234,14 +234,14 @@ def run(args: argparse.Namespace) -> int:
                             "--retry-random", "0.2"])
         secc_port = int(p.first_line("charger", r"listening on port (\d+)").group(1))
         time.sleep(max(0.0, clock.anchor - time.time()))
-        car_end = sc.start + (sc.unplug_at_s if sc.unplug_at_s is not None else sc.duration_s + speed * 5)
-        loops = max(1, int((car_end - clock.now()) / speed / LOOP_PERIOD))
+        loops = max(1, int((sc.duration_s / speed + 10) / LOOP_PERIOD))  # past the end; an unplug ends it sooner
         car = sc.car
         p.start("evcc", ["evcc", "--secc", f"127.0.0.1:{secc_port}", "--pki", str(out / "pki"), "--service", "DC_BPT",
                          "--soc", repr(car["soc"]), "--capacity", repr(car["capacity_kwh"]), "--min-soc",
                          repr(car["min_soc"]), "--loops", str(loops), "--loop-period", repr(LOOP_PERIOD), "--quiet",
                          "--log", str(out / "evcc.jsonl"), "--clock", clock.spec()])
-        _watch(p, http_port, quiet=args.quiet)
+        unplug = None if sc.unplug_at_s is None else sc.start + sc.unplug_at_s
+        _watch(p, http_port, quiet=args.quiet, clock=clock, unplug=unplug)
         hems_rc = p.procs["hems"].wait(timeout=60)
     finally:
         p.stop_all()
@@ -256,8 +256,9 @@ def run(args: argparse.Namespace) -> int:
     return 0 if summary["invariants_ok"] else 1
 
 
-def _watch(p: Processes, http_port: int, *, quiet: bool) -> None:
-    """The live status line until the manager has run the scenario to its end."""
+def _watch(p: Processes, http_port: int, *, quiet: bool, clock, unplug: float | None) -> None:
+    """The live status line until the manager has run the scenario to its end; the car's cable
+    pulled at ``unplug`` (simulated time: its process ends, the charger sees the connection go)."""
     live = None
     if not quiet and sys.stdout.isatty():
         from rich.live import Live
@@ -267,6 +268,9 @@ def _watch(p: Processes, http_port: int, *, quiet: bool) -> None:
     last = ""
     try:
         while p.procs["hems"].poll() is None:
+            if unplug is not None and clock.now() >= unplug:
+                p.stop("evcc")
+                unplug = None
             s = _get(http_port, "/api/status")
             if s is not None:
                 line = status_line(s)
@@ -275,7 +279,7 @@ def _watch(p: Processes, http_port: int, *, quiet: bool) -> None:
                 elif not quiet and line[:9] != last[:9]:  # not a terminal: a line per simulated hour or so
                     print(line, flush=True)
                 last = line
-            time.sleep(0.25)
+            time.sleep(0.1)
     finally:
         if live is not None:
             live.stop()
