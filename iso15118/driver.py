@@ -1,4 +1,4 @@
-"""What every ISO 15118 session shares, charger or car, whatever the protocol: reading a V2GTP
+"""What every session shares, charger or car, whatever the protocol (-20, -2, DIN): reading a V2GTP
 frame (which schema its payload type allows now, decoding, recording), writing a message
 (recording, encoding, framing), the bounded trace and the observer. The protocol logic — the
 state table and its handlers — sits on top (``secc.session``, ``evcc.session``).
@@ -7,10 +7,11 @@ state table and its handlers — sits on top (``secc.session``, ``evcc.session``
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 
 from iso15118 import exi
-from iso15118.messages import TRACE_LENGTH, Observer, name_of, payload_type_of, schema_of_payload
-from iso15118.v2gtp import V2GTPFrame
+from iso15118.messages import TRACE_LENGTH, Observer, name_of, payload_type_of
+from iso15118.v2gtp import PayloadType, V2GTPFrame
 
 
 class SessionDriver:
@@ -30,11 +31,13 @@ class SessionDriver:
         if self.observer is not None:
             self.observer(now, direction, name, message)
 
-    def _read(self, frame: V2GTPFrame, now: float, *, after_handshake: bool,
-              kind: str) -> tuple[str, str, object] | None:
+    def _read(self, frame: V2GTPFrame, now: float,
+              schemas: Mapping[PayloadType, str]) -> tuple[str, str, object] | None:
         """(schema, message name, message) of a frame, recorded; None when the payload type is not
-        allowed now or the payload cannot be decoded (the session is then aborted)."""
-        schema = schema_of_payload(frame.payload_type, after_handshake, kind)
+        allowed now (``schemas``: the schema of each payload type the protocol allows now, see
+        ``protocols.payload_schemas``) or the payload cannot be decoded (the session is then
+        aborted). A DIN/-2 V2G_Message is named by its Body's element."""
+        schema = schemas.get(frame.payload_type)
         if schema is None:
             self._abort(now, f"payload type {frame.payload_type:#06x} not allowed now")
             return None

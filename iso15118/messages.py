@@ -1,4 +1,4 @@
-"""Small helpers over the generated -20 message classes: message names, response types,
+"""Small helpers over the generated message classes: message names, response types,
 schemas, and a response with every mandatory field filled (for failure answers)."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from iso15118 import exi
+from iso15118.protocols import NS_ISO20_AC, NS_ISO20_DC, body_name  # noqa: F401 (re-exported)
 from iso15118.v2gtp import PAYLOAD_TYPE_OF_SCHEMA, SCHEMA_OF, PayloadType
 
 CM = exi.messages("iso20_cm")
@@ -13,8 +14,6 @@ DC = exi.messages("iso20_dc")
 AC = exi.messages("iso20_ac")
 APP = exi.messages("apphand")
 
-NS_ISO20_DC = "urn:iso:std:iso:15118:-20:DC"
-NS_ISO20_AC = "urn:iso:std:iso:15118:-20:AC"
 
 # -20 energy transfer services (DOMAIN.md §4)
 SERVICE_AC, SERVICE_DC, SERVICE_WPT, SERVICE_DC_ACDP = 1, 2, 3, 4
@@ -33,12 +32,18 @@ Observer = Callable[[float, str, str, object], None]
 
 
 def name_of(message) -> str:
-    return type(message).__name__
+    """A message's name as the schema calls it; a DIN/-2 V2G_Message is named by its Body's
+    element (CurrentDemandReq)."""
+    n = type(message).__name__
+    return body_name(message.Body) if n == "V2G_Message" else n
 
 
 def schema_of_message(message) -> str:
-    """The -20 schema a message travels in (CommonMessages unless it is an AC/DC message)."""
-    n = name_of(message)
+    """The schema a message travels in: a DIN/-2 V2G_Message its own; -20 CommonMessages unless
+    it is an AC/DC message."""
+    n = type(message).__name__
+    if n == "V2G_Message":
+        return type(message)._exi.universe
     if n.startswith("DC_"):
         return "iso20_dc"
     if n.startswith("AC_"):
@@ -49,7 +54,7 @@ def schema_of_message(message) -> str:
 
 
 def payload_type_of(schema: str) -> PayloadType:
-    return PayloadType.EXI if schema == "apphand" else PAYLOAD_TYPE_OF_SCHEMA[schema]
+    return PayloadType.EXI if schema in ("apphand", "din", "iso2") else PAYLOAD_TYPE_OF_SCHEMA[schema]
 
 
 def schema_of_payload(payload_type: PayloadType, after_handshake: bool, kind: str = "") -> str | None:

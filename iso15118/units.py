@@ -1,4 +1,5 @@
-"""ISO 15118-20 RationalNumber (Value × 10^Exponent) ↔ float, and the message header."""
+"""ISO 15118-20 RationalNumber (Value × 10^Exponent) and DIN/-2 PhysicalValue (Value ×
+10^Multiplier, with a unit) ↔ float, and the -20 message header."""
 
 from __future__ import annotations
 
@@ -56,3 +57,28 @@ def clamp(value: float, lo: float, hi: float) -> float:
     if not math.isfinite(value):
         value = 0.0
     return max(lo, min(hi, value))
+
+
+def pv(schema: str, value: float, unit: str):
+    """A DIN/-2 PhysicalValue (Value × 10^Multiplier, Multiplier -3..3, Value an xs:short) close
+    to ``value``, with its unit; a non-finite value is 0."""
+    return _pv(schema, float(value) if math.isfinite(value) else 0.0, unit)
+
+
+@lru_cache(maxsize=4096)
+def _pv(schema: str, value: float, unit: str):
+    m, v = 0, value
+    while m > -3 and abs(v * 10) <= 32767 and round(v) != v:
+        v *= 10
+        m -= 1
+    while abs(round(v)) > 32767 and m < 3:
+        v /= 10
+        m += 1
+    return exi.messages(schema).PhysicalValue(Multiplier=m, Unit=unit, Value=int(max(-32768, min(32767, round(v)))))
+
+
+def pval(p) -> float:
+    """The float value of a DIN/-2 PhysicalValue (None stays None)."""
+    if p is None:
+        return None  # type: ignore[return-value]
+    return p.Value * 10.0 ** p.Multiplier

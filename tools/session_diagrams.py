@@ -4,7 +4,7 @@
     python -m tools.session_diagrams          # rewrite the diagrams
     python -m tools.session_diagrams --check  # fail if docs/sessions.md is not up to date
 
-The tables are the protocol (``iso15118.secc.iso20.TABLE``, ``iso15118.evcc.iso20.TABLE``); the
+The tables are the protocol (``iso15118.secc.{iso20,iso2,din}.TABLE``, ``iso15118.evcc.…``); the
 diagrams are never drawn by hand.
 """
 
@@ -22,10 +22,12 @@ DOC = ROOT / "docs" / "sessions.md"
 
 
 def tables() -> dict[str, object]:
-    from iso15118.evcc.iso20 import TABLE as EVCC
-    from iso15118.secc.iso20 import TABLE as SECC
+    from iso15118.evcc import din as evcc_din, iso2 as evcc_iso2, iso20 as evcc_iso20
+    from iso15118.secc import din as secc_din, iso2 as secc_iso2, iso20 as secc_iso20
 
-    return {"secc-iso20": SECC, "evcc-iso20": EVCC}
+    return {"secc-iso20": secc_iso20.TABLE, "evcc-iso20": evcc_iso20.TABLE,
+            "secc-iso2": secc_iso2.TABLE, "evcc-iso2": evcc_iso2.TABLE,
+            "secc-din": secc_din.TABLE, "evcc-din": evcc_din.TABLE}
 
 
 def render(text: str) -> str:

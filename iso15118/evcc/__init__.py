@@ -1,4 +1,5 @@
-"""The simulated car (EVCC): battery model and sans-I/O ISO 15118-20 session."""
+"""The simulated car (EVCC): battery model and sans-I/O session (ISO 15118-20, ISO 15118-2 or DIN
+SPEC 70121, offered with priorities in SupportedAppProtocol)."""
 
 from .battery import Battery
 from .session import EVCCConfig, EVCCError, EVCCResult, EVCCSession, EVTimers

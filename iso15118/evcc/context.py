@@ -1,6 +1,7 @@
-"""What the simulated car's ISO 15118-20 session is made of: its configuration and timers, its
-states, its errors and its result. Shared by the handlers (``handlers``), the table (``iso20``)
-and the session (``session``), which import it and not each other.
+"""What the simulated car's session is made of, whatever the protocol: its configuration and
+timers, its states, its errors and its result. Shared by the handlers (``handlers`` for -20,
+``handlers_iso2`` for ISO 15118-2 and DIN 70121), the tables (``iso20``, ``iso2``, ``din``) and the
+session (``session``), which import it and not each other.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ CONTROL_MODES = {"scheduled": 1, "dynamic": 2}
 
 @dataclass
 class EVTimers:
-    """EV-side timeouts, seconds (ISO 15118-20 defaults)."""
+    """EV-side timeouts, seconds (the standards' values; docs/sessions.md gives their clauses)."""
 
     message: float = 2.0
-    service_detail: float = 5.0
-    charge_loop: float = 0.5
+    service_detail: float = 5.0         # -20 ServiceDetail; -2 ServiceDetail, PaymentDetails, PowerDelivery,
+                                        # CertificateInstallation and CertificateUpdate
+    charge_loop: float = 0.5            # -20 AC/DC_ChargeLoop
+    current_demand: float = 0.25        # -2 and DIN CurrentDemand
     ongoing: float = 60.0
     cable_check: float = 40.0
-    precharge: float = 10.0
+    precharge: float = 10.0             # -20
+    precharge_iso2: float = 7.0         # -2 and DIN
     communication_setup: float = 20.0
 
 
@@ -29,20 +33,23 @@ class EVTimers:
 class EVCCConfig:
     """What the car asks for and how it ends the session."""
 
-    service: str = "DC_BPT"                 # DC_BPT | AC_BPT | DC | AC
+    service: str = "DC_BPT"                 # DC_BPT | AC_BPT | DC | AC (-2 and DIN: charging only)
+    protocols: tuple[str, ...] = ("iso20",)  # offered in SupportedAppProtocol, priority 1 first: iso20 | iso2 | din
     control_mode: str = "dynamic"           # scheduled | dynamic
     auth: str = "eim"                       # eim | pnc
     loops: int = 10                         # charge-loop iterations before a clean stop
     loop_period: float = 0.25
     poll_interval: float = 0.1              # between repetitions of an Ongoing request
     evcc_id: str = "0200000000A1"
-    end: str = "Terminate"                  # after the loops: Terminate | Pause | ServiceRenegotiation
+    end: str = "Terminate"                  # after the loops: Terminate | Pause | ServiceRenegotiation (-20)
+    renegotiate_after: int = 0              # -2: PowerDelivery(Renegotiate) once after this many loops (0: never)
     renegotiate_to: str | None = None       # service after a ServiceRenegotiation
     resume_session_id: bytes | None = None  # resume a paused session
     channel: str = "auto"                   # BPT_ChannelSelection: Charge | Discharge | auto
     departure_in: int = 8 * 3600            # seconds until the driver leaves
-    contract_chain: tuple[bytes, ...] = ()  # DER, leaf first (Plug & Charge)
+    contract_chain: tuple[bytes, ...] = ()  # DER, leaf first (Plug & Charge; -20 and -2 use their own PKI)
     contract_key: object = None
+    emaid: str = ""                         # -2 PaymentDetails (default: the contract certificate's CN)
     timers: EVTimers = field(default_factory=EVTimers)
     time_scale: float = 1.0                 # simulated seconds per second for the battery (an accelerated demo)
 
@@ -69,3 +76,4 @@ class EVCCResult:
     discharged_wh: float = 0.0  # energy out of the inlet (to the house)
     channel: str = ""
     connection: str = ""        # negotiated transport, e.g. 'TLSv1.3 TLS_AES_256_GCM_SHA384 secp521r1'
+    protocol: str = ""          # what SupportedAppProtocol chose: iso20 | iso2 | din

@@ -17,10 +17,6 @@ if TYPE_CHECKING:
 
 # --- response handlers: (session, response, now) → next request or None --------------------------
 
-def on_supported_app_protocol(s: EVCCSession, res, now: float):
-    return s.session_setup_req(now)
-
-
 def on_session_setup(s: EVCCSession, res, now: float):
     code = str(res.ResponseCode)
     if s.config.resume_session_id is not None:

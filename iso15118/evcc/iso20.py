@@ -12,7 +12,8 @@ from iso15118.statetable import StateTable, Transition as T
 from .handlers import (on_authorization, on_authorization_setup, on_cable_check, on_charge_loop,
                        on_charge_parameter_discovery, on_power_delivery, on_precharge, on_schedule_exchange,
                        on_service_detail, on_service_discovery, on_service_selection, on_session_setup,
-                       on_session_stop, on_supported_app_protocol, on_welding_detection)
+                       on_session_stop, on_welding_detection)
+from .sap import on_supported_app_protocol
 
 CPD = ("DC_ChargeParameterDiscoveryRes", "AC_ChargeParameterDiscoveryRes")
 

@@ -1,12 +1,15 @@
-"""The simulated car's ISO 15118-20 session (EVCC), sans-I/O.
+"""The simulated car's session (EVCC), sans-I/O: ISO 15118-20, ISO 15118-2 or DIN SPEC 70121.
 
 ``EVCCSession`` produces request frames and consumes response frames; time is passed in. The
-table ``RESPONSES`` maps each awaited response to its handler, which updates the car and returns
-the next request (or schedules it: Ongoing repetitions and the charge-loop period). Every EV
-timer of ISO 15118-20 runs here: 2 s per message (5 s for ServiceDetail, 0.5 s in the charge
-loop), 60 s of Ongoing, 40 s of CableCheck, 10 s of PreCharge, 20 s to SessionSetupRes.
-A timeout, a failed response code, an unexpected or undecodable message ends the session with
-the car's contactors open.
+car offers its protocols in SupportedAppProtocol (``EVCCConfig.protocols``, priority 1 first);
+the charger's choice brings that protocol's table (``iso20``, ``iso2``, ``din``), which maps each
+awaited response to its handler, which updates the car and returns the next request (or
+schedules it: Ongoing repetitions and the charge-loop period). Every EV timer of the standards
+runs here: 2 s per message (5 s for -20 ServiceDetail and the -2 messages that take longer,
+0.5 s in the -20 charge loop, 0.25 s for -2/DIN CurrentDemand), 60 s of Ongoing, 40 s of
+CableCheck, 10 s (-20) or 7 s (-2, DIN) of PreCharge, 20 s to SessionSetupRes. A timeout, a
+failed response code, an unexpected or undecodable message ends the session with the car's
+contactors open.
 """
 
 from __future__ import annotations
@@ -14,16 +17,29 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from iso15118.messages import (AC, APP, CM, DC, NS_ISO20_AC, NS_ISO20_DC, Observer, name_of,
-                               schema_of_message)
+from iso15118 import exi
+from iso15118.messages import AC, APP, CM, DC, NS_ISO20_AC, NS_ISO20_DC, Observer, name_of, schema_of_message
 from iso15118.driver import SessionDriver
+from iso15118.protocols import ISO20, PROTOCOLS, AppProtocol, element_name, payload_schemas, unwrap, wrap
+from iso15118.statetable import StateTable, Transition
 from iso15118.units import header, rn
 from iso15118.v2gtp import V2GTPFrame
 
 from .battery import Battery
 
 from .context import CONTROL_MODES, EVCCConfig, EVCCError, EVCCResult, EVState, EVTimers  # noqa: F401
-from .iso20 import TABLE
+from . import handlers_iso2
+from .din import TABLE as DIN_TABLE
+from .iso2 import TABLE as ISO2_TABLE
+from .iso20 import TABLE as ISO20_TABLE
+from .sap import on_supported_app_protocol
+
+TABLES = {"iso20": ISO20_TABLE, "iso2": ISO2_TABLE, "din": DIN_TABLE}
+HANDSHAKE = StateTable("EVCC SupportedAppProtocol", {
+    "supportedAppProtocolRes": Transition(on_supported_app_protocol, "SessionSetupRes")}, end="End")
+# -2 requests answered within 5 s rather than 2 s (the others; DIN: all 2 s but CurrentDemand)
+ISO2_SLOW = frozenset({"ServiceDetailReq", "PaymentDetailsReq", "CertificateInstallationReq", "CertificateUpdateReq",
+                       "PowerDeliveryReq"})
 
 
 class EVCCSession(SessionDriver):
@@ -44,10 +60,22 @@ class EVCCSession(SessionDriver):
             raise ValueError(f"unknown authorization {self.config.auth!r}")
         if self.config.auth == "pnc" and not (self.config.contract_chain and self.config.contract_key):
             raise ValueError("Plug & Charge needs a contract certificate chain and key")
+        bad = [p for p in self.config.protocols if p not in PROTOCOLS]
+        if bad or not self.config.protocols:
+            raise ValueError(f"protocols are {', '.join(PROTOCOLS)}; got {self.config.protocols!r}")
+        if "din" in self.config.protocols and self.config.service.startswith("AC"):
+            raise ValueError("DIN SPEC 70121 carries DC only: an AC car cannot offer it")
+        if "din" in self.config.protocols and self.config.auth == "pnc" and len(self.config.protocols) == 1:
+            raise ValueError("DIN SPEC 70121 has no Plug & Charge")
         super().__init__(observer)
 
-        self.table = TABLE
-        self.responses = {name: t.handler for name, t in TABLE}  # what handles each response (a test car may swap one)
+        self.table = HANDSHAKE                    # the chosen protocol's after SupportedAppProtocol
+        self.protocol: AppProtocol | None = None
+        self.msgs = None                          # DIN/-2: the generated classes of its schema
+        self.offered: dict[int, AppProtocol] = {}  # SchemaID → protocol, as offered
+        self.last_header = None                   # the header of the response being handled
+        self.signature = None                     # DIN/-2: the next request's header signature
+        self.responses: dict = {}  # response name → a handler replacing the table's (a test car may swap one)
         self.clock_offset = clock_offset
         self.tls = tls
         self.rng = rng
@@ -78,15 +106,46 @@ class EVCCSession(SessionDriver):
         self.resumed = False
         self.precharge_finished = False
         self.loop_started = 0.0
+        # ISO 15118-2 and DIN 70121
+        self.energy_mode = ""
+        self.charge_service_id = 1
+        self.pmax: list[tuple[int, float]] = []  # the SAScheduleTuple's PMaxSchedule: (start s, watts)
+        self.schedule_start = 0.0
+        self.sa_tuple_id = 1
+        self.phases = 3
+        self.evse_nominal_voltage = 230.0
+        self.renegotiating = False
+        self.renegotiated = False
+        self.receipt_meter = None                # MeterInfo of the loop response that asked for a receipt
+
+    def use(self, protocol: AppProtocol) -> None:
+        """Run ``protocol`` from the next request on (the charger chose it)."""
+        self.protocol = protocol
+        self.result.protocol = protocol.name
+        self.table = TABLES[protocol.name]
+        self.msgs = exi.messages(protocol.schema) if protocol.wrapped else None
+        if protocol.wrapped:
+            self.bpt = False  # neither DIN nor -2 discharges the car
+
+    def first_request(self, now: float):
+        """The protocol's first request after the handshake: SessionSetupReq."""
+        if self.protocol is ISO20:
+            return self.session_setup_req(now)
+        return handlers_iso2.session_setup_req(self, now)
 
     # --- FrameHandler interface ----------------------------------------------------------------
     def start(self, now: float) -> list[V2GTPFrame]:
-        """The first request: supportedAppProtocolReq offering -20 DC or AC."""
+        """The first request: supportedAppProtocolReq offering the car's protocols in its order
+        (-20 as DC or AC, by the car's service), SchemaID and Priority 1, 2, …"""
         self.setup_deadline = now + self.config.timers.communication_setup
-        ns = NS_ISO20_DC if self.kind == "DC" else NS_ISO20_AC
-        req = APP.supportedAppProtocolReq(AppProtocol=[APP.AppProtocol(
-            ProtocolNamespace=ns, VersionNumberMajor=1, VersionNumberMinor=0, SchemaID=1, Priority=1)])
-        return self._send(req, now)
+        entries = []
+        for i, name in enumerate(self.config.protocols, start=1):
+            p = PROTOCOLS[name]
+            ns = (NS_ISO20_DC if self.kind == "DC" else NS_ISO20_AC) if p is ISO20 else p.namespaces[0]
+            self.offered[i] = p
+            entries.append(APP.AppProtocol(ProtocolNamespace=ns, VersionNumberMajor=p.major,
+                                           VersionNumberMinor=p.minor, SchemaID=i, Priority=i))
+        return self._send(APP.supportedAppProtocolReq(AppProtocol=entries), now)
 
     def next_deadline(self) -> float | None:
         if self.closed:
@@ -121,14 +180,16 @@ class EVCCSession(SessionDriver):
         if self.expected is None:
             self._fail(now, "a message arrived while no request was outstanding")
             return []
-        read = self._read(frame, now, after_handshake=self.expected != "supportedAppProtocolRes", kind=self.kind)
+        handshake = self.expected == "supportedAppProtocolRes"
+        read = self._read(frame, now, payload_schemas(None if handshake else self.protocol, self.kind))
         if read is None:
             return []
-        _, name, res = read
+        _, name, msg = read
         if name != self.expected:
             self._fail(now, f"expected {self.expected}, got {name}")
             return []
-        hdr = getattr(res, "Header", None)
+        _, res, hdr = unwrap(msg)
+        self.last_header = hdr
         if hdr is not None and name != "SessionSetupRes" and hdr.SessionID != self.session_id:
             self._fail(now, f"{name} carries another SessionID")
             return []
@@ -140,7 +201,10 @@ class EVCCSession(SessionDriver):
         self.response_deadline = None
         self._origin = name  # what the requests sent or scheduled now follow (checked against the table)
         try:
-            nxt = self.responses[name](self, res, now)
+            entry = self.table.get(name)
+            if entry is None:
+                raise EVCCError(f"{name} is not in the table of {self.table.name}")
+            nxt = self.responses.get(name, entry.handler)(self, res, now)
         except EVCCError as e:
             self._fail(now, str(e))
             return []
@@ -150,19 +214,32 @@ class EVCCSession(SessionDriver):
 
     # --- sending -----------------------------------------------------------------------------------
     def _send(self, req, now: float, origin: str | None = None) -> list[V2GTPFrame]:
-        name = name_of(req)
-        schema = schema_of_message(req)
+        wrapped = self.protocol is not None and self.protocol.wrapped and type(req) is not APP.supportedAppProtocolReq
+        if wrapped:  # DIN/-2: the element in its V2G_Message, with the session's ID
+            schema = self.protocol.schema
+            name = element_name(schema, req)
+            req = wrap(schema, req, self.session_id, self.signature, name)
+            self.signature = None
+        else:
+            name, schema = name_of(req), schema_of_message(req)
         self.expected = name[:-3] + "Res"
         origin = origin or self._origin
         if origin is not None:
             self.table.check(origin, self.expected)  # UndeclaredTransition: a bug in the car's handlers
-        t = self.config.timers
-        timeout = t.service_detail if name == "ServiceDetailReq" else \
-            t.charge_loop if name.endswith("ChargeLoopReq") else t.message
-        self.response_deadline = now + timeout
+        self.response_deadline = now + self._timeout(name)
         self.state = EVState.WAITING
         self._origin = None
         return [self._write(now, req, schema)]
+
+    def _timeout(self, name: str) -> float:
+        """The message timeout of the standard for the request ``name``."""
+        t = self.config.timers
+        if self.protocol is None or self.protocol is ISO20:
+            return t.service_detail if name == "ServiceDetailReq" else \
+                t.charge_loop if name.endswith("ChargeLoopReq") else t.message
+        if name == "CurrentDemandReq":
+            return t.current_demand
+        return t.service_detail if self.protocol.name == "iso2" and name in ISO2_SLOW else t.message
 
     def _later(self, when: float, req) -> None:
         """Send ``req`` (or ``req()``, built at send time) at ``when``."""

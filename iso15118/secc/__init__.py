@@ -1,5 +1,5 @@
-"""The charger side of ISO 15118-20 (SECC): the sans-I/O session, the two interfaces below and
-above it (``PowerStage``, ``Supervisor``), typed session events, simulated power stages and a
+"""The charger side (SECC) of ISO 15118-20, ISO 15118-2 and DIN SPEC 70121: the sans-I/O session
+(SupportedAppProtocol chooses the protocol and its table), the two interfaces below and above it (``PowerStage``, ``Supervisor``), typed session events, simulated power stages and a
 standalone supervisor."""
 
 from .connector import Connector, StageNotOwned

@@ -1,6 +1,7 @@
-"""What a charger's ISO 15118-20 session is made of: its states, its configuration, what it has
-negotiated so far, and a handler's reply. Shared by the handlers (``handlers``), the state table
-(``iso20``) and the session (``session``), which import it and not each other.
+"""What a charger's session is made of, whatever the protocol: its states, its configuration,
+what it has negotiated so far, and a handler's reply. Shared by the handlers (``handlers`` for
+ISO 15118-20, ``handlers_iso2`` for ISO 15118-2 and DIN SPEC 70121), the state tables (``iso20``,
+``iso2``, ``din``) and the session (``session``), which import it and not each other.
 """
 
 from __future__ import annotations
@@ -18,22 +19,29 @@ class State(Enum):
     WAIT_AUTH = "WaitAuthorization"
     WAIT_SERVICE_DISCOVERY = "WaitServiceDiscovery"
     WAIT_SERVICE_SELECTION = "WaitServiceSelection"
+    WAIT_PAYMENT_DETAILS = "WaitPaymentDetails"            # -2 Plug & Charge (certificates, contract)
     WAIT_CPD = "WaitChargeParameterDiscovery"
     WAIT_SCHEDULE = "WaitScheduleExchange"
     WAIT_CABLE_CHECK = "WaitCableCheck"
     WAIT_PRECHARGE = "WaitPreCharge"
     WAIT_POWER_DELIVERY = "WaitPowerDelivery"
     CHARGE_LOOP = "ChargeLoop"
+    WAIT_METERING_RECEIPT = "WaitMeteringReceipt"          # -2: a loop response asked for a receipt
     WAIT_WELDING = "WaitWeldingDetectionOrSessionStop"
     WAIT_SESSION_STOP = "WaitSessionStop"
     ENDED = "Ended"
 
 
+PROTOCOLS = ("iso20", "iso2", "din")
+
+
 @dataclass
 class SECCConfig:
-    """What this charger offers and how long it waits (the ISO 15118-20 timers, and v2h's own)."""
+    """What this charger offers and how long it waits (the timers of the standards, and v2h's own)."""
 
     evse_id: str = "DE*V2H*E0001"
+    # the protocols offered in SupportedAppProtocol (the car's priorities choose among them)
+    protocols: tuple[str, ...] = PROTOCOLS
     services: tuple[int, ...] = (2, 6, 1, 5)  # DC, DC_BPT, AC, AC_BPT; filtered by the handshake
     control_modes: tuple[int, ...] = (1, 2)    # 1 Scheduled, 2 Dynamic
     auth_methods: tuple[str, ...] = ("EIM", "PnC")
@@ -62,7 +70,20 @@ class SECCConfig:
     # (duration in s, price level) from the schedule's start; empty = no pricing (Pricing=0)
     price_levels: tuple[tuple[int, int], ...] = ()
 
+    # ISO 15118-2 Plug & Charge: ask for a MeteringReceipt every this many loop responses (0: never)
+    receipt_interval: int = 20
+    # ISO 15118-2 CertificateInstallation/Update: the charger answers for the certificate provisioning
+    # service (a test backend): the CPS chain and key that sign the response, the MO sub-CA that
+    # issues the contract certificate ((chain DER, key) each; empty: the services are not offered)
+    cps_credentials: tuple = ()
+    contract_issuer: tuple = ()
+
     def __post_init__(self) -> None:
+        bad = [p for p in self.protocols if p not in PROTOCOLS]
+        if bad or not self.protocols:
+            raise ValueError(f"protocols are {', '.join(PROTOCOLS)}; got {self.protocols!r}")
+        if self.receipt_interval < 0:
+            raise ValueError("receipt_interval must not be negative")
         if self.islanding_detection_method not in (1, 2):
             raise ValueError("GridCodeIslandingDetectionMethod is 1 (active) or 2 (passive)")
         if self.max_paused_sessions < 1:
@@ -82,7 +103,8 @@ class SessionContext:
     """Everything negotiated so far."""
 
     session_id: bytes = b""
-    kind: str = ""                      # 'DC' or 'AC', from the handshake
+    protocol: str = ""                  # 'iso20' | 'iso2' | 'din', from the handshake
+    kind: str = ""                      # 'DC' or 'AC': from the handshake (-20, DIN), ChargeParameterDiscovery (-2)
     evcc_id: str = ""
     resumed: bool = False
     auth_methods: tuple[str, ...] = ()
@@ -104,6 +126,15 @@ class SessionContext:
     ev_soc: float | None = None
     ev_min_soc: float | None = None
     reported_power: float = 0.0         # the power last reported upward (PowerChanged)
+    # ISO 15118-2 and DIN 70121
+    energy_mode: str = ""               # RequestedEnergyTransferMode (DC_extended, AC_three_phase_core, ...)
+    phases: int = 3                     # AC: 1 or 3
+    sa_tuple_id: int = 0                # the SAScheduleTuple the car selected at PowerDelivery(Start)
+    pmax: tuple = ()                    # the offered PMaxSchedule: ((start s, watts), ...)
+    schedule_start: float = 0.0         # when it was offered (its intervals count from there)
+    contract_key: object = None         # PnC: the contract certificate's public key (receipts)
+    receipt_due: bool = False           # a loop response asked for a MeteringReceipt
+    renegotiate: bool = False           # the charger asks the car to renegotiate (EVSENotification)
 
 
 @dataclass(frozen=True)
@@ -113,6 +144,7 @@ class Reply:
     terminate: bool = False
     reason: str | None = None  # why the session ends, when the response code alone does not say
     end: EndReason | None = None  # ... as the enum the supervisor sees (default: from the response)
+    signature: object = None      # DIN/-2: the response's header signature (CertificateInstallation)
 
 
 class SequenceError(Exception):

@@ -33,11 +33,15 @@ class GeneratorMode(Enum):
 
 @dataclass(frozen=True, kw_only=True)
 class EVChargingNeeds:
-    """The car's parameters, in SI units, as far as the session knows them: from
-    ChargeParameterDiscovery (``control_mode`` None) and again after ScheduleExchange."""
+    """The car's parameters, in SI units, as far as the session knows them: from -20
+    ChargeParameterDiscovery (``control_mode`` None) and again after ScheduleExchange; from DIN
+    70121 and ISO 15118-2 ChargeParameterDiscovery (Scheduled: their only control mode; again
+    after each renegotiation)."""
 
     service: str                             # DC | DC_BPT | AC | AC_BPT
     control_mode: str | None = None          # Scheduled | Dynamic (after ScheduleExchange)
+    protocol: str = "iso20"                  # iso20 | iso2 | din
+    energy_transfer_mode: str | None = None  # -2/DIN RequestedEnergyTransferMode (DC_extended, AC_three_phase_core…)
     max_charge_power: float | None = None    # W
     min_charge_power: float | None = None
     max_discharge_power: float | None = None
@@ -54,6 +58,13 @@ class EVChargingNeeds:
     min_energy: float | None = None          # Wh to the minimum SoC
     min_v2x_energy: float | None = None      # Wh to the lower end of the V2X range (positive: below it)
     max_v2x_energy: float | None = None      # Wh to the upper end of the V2X range
+    # -2/DIN: AC_EVChargeParameter (per phase) and DC_EVChargeParameter
+    min_charge_current: float | None = None  # A (-2 AC EVMinCurrent)
+    energy_amount: float | None = None       # Wh the car asks for (-2 AC EAmount, DC EVEnergyRequest)
+    energy_capacity: float | None = None     # Wh (DC EVEnergyCapacity)
+    present_soc: float | None = None         # % (DC_EVStatus EVRESSSOC)
+    full_soc: float | None = None            # % (DC FullSOC)
+    bulk_soc: float | None = None            # % (DC BulkSOC)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,8 +11,8 @@ import datetime as dt
 import math
 from functools import lru_cache
 
-from iso15118.messages import (AC, APP, BPT_SERVICES, CM, DC, NS_ISO20_AC, NS_ISO20_DC, SERVICE_AC,
-                               SERVICE_AC_BPT, SERVICE_DC, SERVICE_DC_BPT, filled, name_of, response_class)
+from iso15118.messages import (AC, BPT_SERVICES, CM, DC, SERVICE_AC, SERVICE_AC_BPT, SERVICE_DC, SERVICE_DC_BPT,
+                               filled, name_of, response_class)
 from iso15118.units import clamp, rn, val
 
 from .controller import AuthorizationStatus, IsolationStatus, PowerCommand
@@ -27,25 +27,7 @@ SCHEDULE_HORIZON = 86400  # s: how far ahead a Scheduled ScheduleExchangeRes pla
 
 # --- handshake and session --------------------------------------------------------------------
 
-def supported_app_protocol(req, s, now) -> Reply:
-    offers = sorted(req.AppProtocol, key=lambda p: p.Priority)
-    kinds = {"DC": NS_ISO20_DC, "AC": NS_ISO20_AC}
-    wanted = {ns: kind for kind, ns in kinds.items()
-              if any(sv in s.config.services for sv in ((SERVICE_DC, SERVICE_DC_BPT) if kind == "DC"
-                                                        else (SERVICE_AC, SERVICE_AC_BPT)))}
-    if s.config.require_tls and not s.tls:
-        wanted = {}  # ISO 15118-20 is never offered without TLS
-    for p in offers:
-        if p.ProtocolNamespace in wanted and p.VersionNumberMajor == 1:
-            s.ctx.kind = wanted[p.ProtocolNamespace]
-            code = "OK_SuccessfulNegotiation" if p.VersionNumberMinor == 0 else \
-                "OK_SuccessfulNegotiationWithMinorDeviation"
-            return Reply(APP.supportedAppProtocolRes(ResponseCode=code, SchemaID=p.SchemaID),
-                         State.WAIT_SESSION_SETUP)
-    return Reply(APP.supportedAppProtocolRes(ResponseCode="Failed_NoNegotiation"), State.ENDED, True)
-
-
-RESUMABLE = ("kind", "service_id", "parameter_set_id", "control_mode", "bpt", "ev", "auth_methods")
+RESUMABLE = ("protocol", "kind", "service_id", "parameter_set_id", "control_mode", "bpt", "ev", "auth_methods")
 
 
 def session_setup(req, s, now) -> Reply:
@@ -62,7 +44,7 @@ def session_setup(req, s, now) -> Reply:
     s.established = True
     old = req.Header.SessionID
     paused = s.resume_store.pop(old, None) if old != ZERO_SESSION else None
-    if paused is not None and paused["kind"] == ctx.kind:
+    if paused is not None and paused["protocol"] == ctx.protocol and paused["kind"] == ctx.kind:
         for k in RESUMABLE:
             setattr(ctx, k, paused[k])
         ctx.session_id, ctx.resumed, code = old, True, "OK_OldSessionJoined"

@@ -17,8 +17,8 @@ from .context import State as S
 from .handlers import (ac_charge_loop, ac_charge_parameter_discovery, authorization, authorization_setup,
                        dc_cable_check, dc_charge_loop, dc_charge_parameter_discovery, dc_precharge,
                        dc_welding_detection, fault_guard, power_delivery, power_delivery_in_loop, schedule_exchange,
-                       service_detail, service_discovery, service_selection, session_setup, session_stop,
-                       supported_app_protocol)
+                       service_detail, service_discovery, service_selection, session_setup, session_stop)
+from .sap import supported_app_protocol
 
 TABLE = StateTable("SECC ISO 15118-20", {
     (S.WAIT_SAP, "supportedAppProtocolReq"): T(supported_app_protocol, S.WAIT_SESSION_SETUP),

@@ -1,7 +1,11 @@
-"""The charger's ISO 15118-20 session, sans-I/O.
+"""The charger's session, sans-I/O: ISO 15118-20, ISO 15118-2 or DIN SPEC 70121, whichever
+SupportedAppProtocol chooses.
 
-``SECCSession`` takes V2GTP frames and the time, and returns V2GTP frames. Which request is
-allowed in which state, and where its handler may lead, is one table (``iso20.TABLE``): a
+``SECCSession`` takes V2GTP frames and the time, and returns V2GTP frames. It starts with the
+handshake (``sap``); the protocol it chooses brings its table (``iso20.TABLE``, ``iso2.TABLE``,
+``din.TABLE``), its payload types and schemas, and (DIN, -2) the V2G_Message envelope, which the
+session unwraps for the handlers and puts around their responses. Which request is allowed in
+which state, and where its handler may lead, is that table: a
 request not in the table gets FAILED_SequenceError and ends the session; a wrong SessionID gets
 FAILED_UnknownSession; a handler leading somewhere undeclared raises UndeclaredTransition (a
 bug: the adapters de-energise and report it). Every abort path — a sequence error, an undecodable message, a timeout,
@@ -18,8 +22,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from iso15118 import exi
 from iso15118.driver import SessionDriver
 from iso15118.messages import Observer, filled, name_of, response_class
+from iso15118.protocols import ISO20, AppProtocol, payload_schemas, unwrap, wrap
+from iso15118.statetable import StateTable, Transition
 from iso15118.units import header
 from iso15118.v2gtp import V2GTPFrame
 
@@ -27,14 +34,25 @@ from .connector import Connector, StageNotOwned
 from .context import Reply, SECCConfig, SequenceError, SessionContext, State  # noqa: F401 (the session's names)
 from .controller import EVSEController, PowerStage, Supervisor
 from .events import EndReason, SessionEnded
-from .iso20 import TABLE  # the protocol's table (a session runs one protocol)
+from .din import TABLE as DIN_TABLE
+from .handlers_iso2 import failure as v2g_failure
+from .iso2 import TABLE as ISO2_TABLE
+from .iso20 import TABLE as ISO20_TABLE
+from .sap import supported_app_protocol
+
+TABLES = {"iso20": ISO20_TABLE, "iso2": ISO2_TABLE, "din": DIN_TABLE}  # a session runs one protocol
+HANDSHAKE = StateTable("SECC SupportedAppProtocol", {
+    (State.WAIT_SAP, "supportedAppProtocolReq"): Transition(supported_app_protocol, State.WAIT_SESSION_SETUP),
+}, end=State.ENDED)
+ZERO_SESSION = bytes(8)
 
 
 class SECCSession(SessionDriver):
     """One connection's session. Feed it frames with ``on_frame``; honour ``next_deadline``."""
 
     def __init__(self, controller: EVSEController | Connector, config: SECCConfig | None = None, *, now: float,
-                 tls: bool = True, resume_store: dict | None = None, clock_offset: float = 0.0,
+                 tls: bool = True, transport: str | None = None, resume_store: dict | None = None,
+                 clock_offset: float = 0.0,
                  rng=os.urandom, observer: Observer | None = None,
                  on_end: Callable[[SECCSession], None] | None = None):
         super().__init__(observer)
@@ -45,10 +63,14 @@ class SECCSession(SessionDriver):
             self.connector.acquire(self)
         self.established = False  # SessionSetup accepted: this session owns the connector
         self.config = config or SECCConfig()
-        self.table = TABLE
+        self.table = HANDSHAKE             # the chosen protocol's table after SupportedAppProtocol
+        self.protocol: AppProtocol | None = None
+        self.msgs = None                   # DIN/-2: the generated classes of its schema
+        self.request_header = None         # the header of the request being handled
         self.ctx = SessionContext()
         self.state = State.WAIT_SAP
-        self.tls = tls
+        # 'tcp', 'tls1.2', 'tls1.3', or 'tls' (a TLS connection of a version not given: in-memory pairs)
+        self.transport = transport or ("tls" if tls else "tcp")
         self.resume_store = resume_store if resume_store is not None else {}
         self.clock_offset = clock_offset
         self.rng = rng
@@ -57,6 +79,21 @@ class SECCSession(SessionDriver):
         self.on_end = on_end
         self.end_reason: str | None = None
         self._schema = "iso20_cm"
+
+    @property
+    def tls(self) -> bool:
+        return self.transport != "tcp"
+
+    @tls.setter
+    def tls(self, value: bool) -> None:
+        self.transport = "tls" if value else "tcp"
+
+    def use(self, protocol: AppProtocol) -> None:
+        """Run ``protocol`` from the next message on (SupportedAppProtocol chose it)."""
+        self.protocol = protocol
+        self.ctx.protocol = protocol.name
+        self.table = TABLES[protocol.name]
+        self.msgs = exi.messages(protocol.schema) if protocol.wrapped else None
 
     @property
     def controller(self) -> EVSEController:
@@ -95,16 +132,24 @@ class SECCSession(SessionDriver):
     def on_frame(self, frame: V2GTPFrame, now: float) -> list[V2GTPFrame]:
         if self.closed:
             return []
-        read = self._read(frame, now, after_handshake=self.state is not State.WAIT_SAP, kind=self.ctx.kind)
+        read = self._read(frame, now, payload_schemas(self.protocol, self.ctx.kind if self.protocol is ISO20 else ""))
         if read is None:
             return []
-        schema, name, req = read
+        schema, name, msg = read
+        _, req, hdr = unwrap(msg)
+        if req is None:
+            self._abort(now, "a V2G_Message without a message in its Body")
+            return []
         self._schema = schema  # the response travels in the request's schema (see header())
-        reply = self._dispatch(name, req, now)
+        self.request_header = hdr
+        reply = self._dispatch(name, req, hdr, now)
         if reply is None:
             return []
         res = reply.response
+        if schema in ("din", "iso2"):  # the V2G_Message envelope, with this session's ID
+            res = wrap(schema, res, self.ctx.session_id or ZERO_SESSION, reply.signature)
         out = self._write(now, res, schema)
+        res = reply.response
         if reply.terminate or reply.next_state is State.ENDED:
             code = str(getattr(res, "ResponseCode", ""))
             self.terminate(now, reply.reason or f"{name_of(res)} {code}", reply.end or (
@@ -118,11 +163,12 @@ class SECCSession(SessionDriver):
         return [out]
 
     # --- dispatch ----------------------------------------------------------------------------
-    def _dispatch(self, name: str, req, now: float) -> Reply | None:
+    def _dispatch(self, name: str, req, hdr, now: float) -> Reply | None:
         key = (self.state, name)
-        entry = self.table.get(key)
+        table = self.table  # the handshake's handler chooses the next table
+        entry = table.get(key)
         if self.state is not State.WAIT_SAP and self.state is not State.WAIT_SESSION_SETUP:
-            sid = getattr(getattr(req, "Header", None), "SessionID", None)
+            sid = getattr(hdr, "SessionID", None)
             if sid is not None and sid != self.ctx.session_id:
                 return self.failure(name, "FAILED_UnknownSession", now)
         if entry is None:
@@ -132,18 +178,22 @@ class SECCSession(SessionDriver):
         except SequenceError:
             return self.failure(name, "FAILED_SequenceError", now)
         if reply is not None and not reply.terminate:
-            self.table.check(key, reply.next_state)  # UndeclaredTransition: a bug, de-energised by the adapter
+            table.check(key, reply.next_state)  # UndeclaredTransition: a bug, de-energised by the adapter
         return reply
 
     def failure(self, request_name: str, code: str, now: float) -> Reply:
         """A response of the right type, every mandatory field filled, that ends the session."""
         try:
-            cls = response_class(request_name)
-        except KeyError:
+            cls = response_class(request_name) if self.protocol is None or not self.protocol.wrapped else \
+                getattr(self.msgs, request_name[:-3] + "Res")
+        except (KeyError, AttributeError):
             self.terminate(now, f"no response type for {request_name}", EndReason.PROTOCOL_ERROR)
             return None  # type: ignore[return-value]
         if request_name.startswith("supportedAppProtocol"):
             return Reply(filled(cls, ResponseCode="Failed_NoNegotiation"), State.ENDED, True, end=EndReason.REFUSED)
+        if self.protocol is not None and self.protocol.wrapped:
+            return Reply(v2g_failure(self, now, request_name, code).response, State.ENDED, True,
+                         end=EndReason.PROTOCOL_ERROR)
         return Reply(filled(cls, Header=self.header(now), ResponseCode=code), State.ENDED, True,
                      end=EndReason.PROTOCOL_ERROR)
 

@@ -37,11 +37,14 @@ class Pair:
 def make_pair(service: str = "DC_BPT", mode: str = "dynamic", auth: str = "eim", *, setpoint: float = -5000.0,
               pki_dir=None, profile: str = "iso20-secp521r1", battery: Battery | None = None,
               charger: EVSEController | None = None, secc_config: SECCConfig | None = None,
-              resume_store: dict | None = None, now: float = 0.0, **ev_kw) -> Pair:
+              resume_store: dict | None = None, now: float = 0.0, transport: str | None = None, **ev_kw) -> Pair:
+    """A charger and a car in memory. ``transport`` (the charger's view of the connection: 'tcp',
+    'tls1.2', 'tls1.3'; default TLS of no given version) decides which protocols the charger may
+    choose; ``protocols`` in ``ev_kw`` what the car offers."""
     charger = charger or simulated_charger(kind=service[:2], setpoint_w=setpoint)
     roots = pki.contract_roots(pki_dir, profile) if pki_dir is not None else ()
     cfg = secc_config or SECCConfig(contract_roots=roots)
-    secc = SECCSession(charger, cfg, now=now, clock_offset=EPOCH, resume_store=resume_store)
+    secc = SECCSession(charger, cfg, now=now, clock_offset=EPOCH, resume_store=resume_store, transport=transport)
     chain, key = pki.contract_credentials(pki_dir, profile) if auth == "pnc" else ((), None)
     battery = battery or Battery(soc=60.0)
     ev = EVCCSession(battery, EVCCConfig(service=service, control_mode=mode, auth=auth, contract_chain=chain,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from iso15118 import exi
+from iso15118.protocols import ISO20
 from iso15118.secc import SECCConfig, SECCSession, simulated_charger, State
 from iso15118.secc import handlers as h
 from iso15118.secc.controller import EVSELimits
@@ -28,6 +29,7 @@ def session(state: State, *, bpt=True, mode="Scheduled", setpoint=-20000.0, **ct
                                                         max_voltage=920, max_charge_power=50000,
                                                         max_discharge_power=20000))
     s = SECCSession(stage, SECCConfig(), now=0.0, rng=lambda n: bytes(range(1, n + 1)))
+    s.use(ISO20)  # as SupportedAppProtocol would have chosen
     s.state = state
     s.ctx.session_id, s.ctx.kind, s.ctx.bpt, s.ctx.control_mode = SID, "DC", bpt, mode
     for k, v in ctx.items():
