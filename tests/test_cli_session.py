@@ -53,12 +53,11 @@ def test_dc_bpt_discharge_session_between_two_processes(v2g_pki, tmp_path):
         assert current["Value"] < 0  # discharging
 
 
-def test_evcc_reports_a_failed_session(v2g_pki):
-    """The charger does not offer PnC without contract roots in a foreign PKI: here the car
-    asks for a service the charger's handshake cannot give (wrong address → no charger)."""
+def test_evcc_refuses_a_malformed_address(v2g_pki):
+    """An address without a port is a usage error, found before anything runs."""
     r = subprocess.run([*CLI, "evcc", "--secc", "not-an-address", "--pki", str(v2g_pki)], capture_output=True,
                        text=True, timeout=30)
-    assert r.returncode == 1 and "HOST:PORT" in r.stderr
+    assert r.returncode == 2 and "HOST:PORT" in r.stderr
 
 
 def test_missing_pki_is_a_clear_error(tmp_path):

@@ -1,9 +1,11 @@
-"""The ``v2h`` command line.
+"""The ``v2h`` command line (docs/cli.md).
 
-    v2h exi decode --schema iso20_dc 8034…        # JSON on stdout (--xml for XML)
+    v2h exi decode --schema iso20_dc 8034…        # JSON on stdout (--xml for XML); a V2GTP frame too
     v2h exi encode --schema iso20_dc < msg.json   # hex on stdout
+    v2h pki init DIR | secc | charger | evcc | trace decode | trace show | hems …
 
-Errors print one line on stderr and exit with status 1 (2 for usage errors).
+Errors print one line on stderr and exit with status 1; usage errors (a flag out of its range
+among them) exit with status 2, as argparse does.
 """
 
 from __future__ import annotations
@@ -13,30 +15,81 @@ import json
 import os
 import sys
 import time
-from typing import Callable
+
+from v2h.args import MAX_POWER_W, choice, choices_list, host_port, number, price_levels
+from v2h.output import add_output_args
 
 
 def _read_hex(arg: str) -> bytes:
+    """Hex from the argument or stdin ('-'): spaces, line breaks and a 0x prefix are allowed;
+    anything else says what is wrong with it."""
     text = sys.stdin.read() if arg == "-" else arg
     text = "".join(text.split())
     if text.lower().startswith("0x"):
         text = text[2:]
+    if not text:
+        raise ValueError("no input: want EXI or a V2GTP frame as hex")
+    bad = next((i for i, c in enumerate(text) if c not in "0123456789abcdefABCDEF"), None)
+    if bad is not None:
+        raise ValueError(f"input is not hexadecimal: {text[bad]!r} at position {bad + 1}")
+    if len(text) % 2:
+        raise ValueError(f"odd number of hex digits ({len(text)}): each byte is two digits, so one is missing or "
+                         "one too many")
+    return bytes.fromhex(text)
+
+
+def _unframe(data: bytes, schema: str | None) -> tuple[bytes, str | None, object]:
+    """A V2GTP frame (it starts with the version byte 0x01; EXI starts with 0x80): its header
+    checked, the payload and the schema its payload type names. Returns (payload, schema,
+    payload type or None when the input is bare EXI)."""
+    from iso15118.v2gtp import HEADER_LEN, SCHEMA_OF, BadVersionError, PayloadType, V2GTPError, parse_header
+
+    if not data or data[0] != 0x01:
+        return data, schema, None
+    if len(data) < HEADER_LEN:
+        raise ValueError(f"a V2GTP frame (first byte 0x01) needs an 8-byte header; got {len(data)} bytes")
     try:
-        return bytes.fromhex(text)
-    except ValueError:
-        raise ValueError("input is not hexadecimal") from None
+        ptype, length = parse_header(data[:HEADER_LEN], max_payload=max(len(data), 1))
+    except V2GTPError as e:
+        if not isinstance(e, BadVersionError) and len(data) - HEADER_LEN < int.from_bytes(data[4:8], "big"):
+            raise ValueError(f"V2GTP header announces {int.from_bytes(data[4:8], 'big')} payload bytes, "
+                             f"{len(data) - HEADER_LEN} follow") from None
+        raise ValueError(f"not a V2GTP frame: {e}") from None
+    if length != len(data) - HEADER_LEN:
+        raise ValueError(f"V2GTP header announces {length} payload bytes, {len(data) - HEADER_LEN} follow")
+    named = SCHEMA_OF.get(ptype)
+    if ptype in (PayloadType.SDP_REQUEST, PayloadType.SDP_RESPONSE):
+        return data, None, ptype
+    if named is None and ptype != PayloadType.EXI:
+        raise ValueError(f"V2GTP payload type {ptype:#06x} ({ptype.name}) carries no message this command decodes")
+    if ptype == PayloadType.EXI:
+        if schema is None:
+            raise ValueError("V2GTP payload type 0x8001 carries SupportedAppProtocol, ISO 15118-2 or DIN 70121: "
+                             "give --schema apphand, iso2 or din")
+        if schema.startswith("iso20"):
+            raise ValueError(f"V2GTP payload type 0x8001 carries SupportedAppProtocol, ISO 15118-2 or DIN 70121, "
+                             f"not {schema}")
+    elif schema is not None and schema != named:
+        raise ValueError(f"V2GTP payload type {ptype:#06x} carries {named}, not {schema}")
+    return data[HEADER_LEN:], schema or named, ptype
 
 
 def _cmd_exi(args: argparse.Namespace) -> int:
     from iso15118 import exi
 
     if args.action == "decode":
-        data = _read_hex(args.data)
-        msg = exi.decode_fragment(data, args.schema) if args.fragment else exi.decode(data, args.schema)
+        data, schema, ptype = _unframe(_read_hex(args.data), args.schema)
+        if ptype is not None and ptype.name.startswith("SDP"):
+            json.dump(_sdp_dict(data), sys.stdout, indent=1)
+            sys.stdout.write("\n")
+            return 0
+        if schema is None:
+            raise ValueError("give --schema (apphand, din, iso2, iso20_cm, iso20_dc, iso20_ac, …)")
+        msg = exi.decode_fragment(data, schema) if args.fragment else exi.decode(data, schema)
         if args.xml:
-            sys.stdout.write(exi.to_xml(msg, args.schema))
+            sys.stdout.write(exi.to_xml(msg, schema))
         else:
-            json.dump(exi.to_dict(msg, args.schema), sys.stdout, indent=1, ensure_ascii=False)
+            json.dump(exi.to_dict(msg, schema), sys.stdout, indent=1, ensure_ascii=False)
             sys.stdout.write("\n")
         return 0
     text = sys.stdin.read()
@@ -49,33 +102,45 @@ def _cmd_exi(args: argparse.Namespace) -> int:
             raise ValueError(f"input is not JSON: {e}") from None
         msg = exi.from_dict(doc, args.schema)
     data = exi.encode_fragment(msg, args.schema) if args.fragment else exi.encode(msg, args.schema)
+    if args.frame:
+        from iso15118.v2gtp import SCHEMA_OF, PayloadType, encode_frame
+
+        ptype = next((t for t, name in SCHEMA_OF.items() if name == args.schema), None)
+        if ptype is None and args.schema in ("apphand", "din", "iso2"):
+            ptype = PayloadType.EXI
+        if ptype is None or args.fragment:
+            raise ValueError(f"no V2GTP payload type carries {'a fragment' if args.fragment else args.schema}")
+        data = encode_frame(ptype, data)
     print(data.hex())
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="v2h", description="v2h: the car powers the house")
-    sub = ap.add_subparsers(dest="command", required=True)
-    p_exi = sub.add_parser("exi", help="EXI codec: decode and encode V2G messages")
-    exi_sub = p_exi.add_subparsers(dest="action", required=True)
-    for name in ("decode", "encode"):
-        p = exi_sub.add_parser(name)
-        p.add_argument("--schema", required=True,
-                       help="apphand, din, iso2, iso20_cm, iso20_dc, iso20_ac, iso20_wpt, iso20_acdp, "
-                            "xmldsig, or a message namespace")
-        p.add_argument("--xml", action="store_true", help="XML instead of JSON")
-        p.add_argument("--fragment", action="store_true", help="an EXI fragment (signature digests)")
-        if name == "decode":
-            p.add_argument("data", help="EXI as hex, or - to read hex from stdin")
-    p_exi.set_defaults(func=_cmd_exi)
+def _sdp_dict(frame: bytes) -> dict:
+    """An SDP request or response frame as JSON (the same fields v2h trace decode writes)."""
+    from iso15118.sdp import SDPError, SDPRequest, SDPResponse
+    from iso15118.v2gtp import PayloadType
 
-    p_pki = sub.add_parser("pki", help="the V2G test PKI")
-    pki_sub = p_pki.add_subparsers(dest="action", required=True)
-    p_init = pki_sub.add_parser("init", help="create a complete test PKI in DIR")
-    p_init.add_argument("dir")
-    p_show = pki_sub.add_parser("show", help="print a certificate or chain (PEM or DER) readably")
-    p_show.add_argument("file")
-    p_pki.set_defaults(func=_cmd_pki)
+    try:
+        if frame[2:4] == PayloadType.SDP_REQUEST.to_bytes(2, "big"):
+            req = SDPRequest.from_datagram(frame)
+            return {"SDPRequest": {"security": req.security.name, "transport": req.transport.name}}
+        res = SDPResponse.from_datagram(frame)
+    except SDPError as e:
+        raise ValueError(f"not a valid SDP message: {e}") from None
+    return {"SDPResponse": {"address": str(res.address), "port": res.port, "security": res.security.name,
+                            "transport": res.transport.name}}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from v2h import __version__
+    from v2h.args import HelpFormatter
+
+    ap = argparse.ArgumentParser(prog="v2h", description="v2h: the car powers the house (docs/cli.md)",
+                                 formatter_class=HelpFormatter)
+    ap.add_argument("--version", action="version", version=f"v2h {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_exi_parser(sub)
+    _add_pki_parser(sub)
 
     p_secc = sub.add_parser("secc", help="run the charger (ISO 15118-20 SECC over TLS 1.3)")
     _add_secc_args(p_secc)
@@ -83,50 +148,139 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_chg = sub.add_parser("charger", help="run the charger with its OCPP 2.1 connection to a CSMS")
     _add_secc_args(p_chg, setpoint_help="charging power without a charging profile from the CSMS, and the "
-                                        "safe fallback offline (never negative; default 7000)")
+                                        "safe fallback offline (never negative)",
+                   setpoint_type=number(0, MAX_POWER_W, unit="W"))
     p_chg.add_argument("--csms", required=True, metavar="URL", help="ws://HOST:PORT/PATH (security profile 1) or "
                                                                      "wss://… (2 with --password, 3 with --station-cert)")
-    p_chg.add_argument("--id", required=True, metavar="STATION", help="the charging station's identity")
-    p_chg.add_argument("--password", help="basic-auth password (profiles 1 and 2), 16-40 characters")
+    p_chg.add_argument("--id", required=True, metavar="STATION", help="the charging station's identity (appended "
+                       "to --csms as the last part of the websocket URL)")
+    _add_password_args(p_chg)
     p_chg.add_argument("--csms-ca", metavar="PEM", help="roots that sign the CSMS certificate (default: the system's)")
     p_chg.add_argument("--station-cert", metavar="PEM", help="the station's certificate chain (profile 3; default "
                        "with wss:// and no --password: PKI/ocpp/charging_station.pem from `v2h pki init`)")
     p_chg.add_argument("--station-key", metavar="PEM", help="its private key")
     p_chg.add_argument("--db", default="v2h-charger.db", metavar="FILE",
-                       help="SQLite file for the outbox and persisted state (default v2h-charger.db)")
-    p_chg.add_argument("--tx-interval", type=float, default=60.0, metavar="S",
-                       help="TransactionEvent meter values every S seconds while a session runs (default 60)")
-    p_chg.add_argument("--retry-backoff", type=float, default=3.0, metavar="S",
-                       help="OCPPCommCtrlr.RetryBackOffWaitMinimum: first reconnect wait, doubled per try (default 3)")
-    p_chg.add_argument("--retry-random", type=float, default=10.0, metavar="S",
-                       help="OCPPCommCtrlr.RetryBackOffRandomRange: random extra wait up to S (default 10)")
+                       help="SQLite file for the outbox and persisted state")
+    p_chg.add_argument("--tx-interval", type=number(0, 86400, lo_open=True, unit="s"), default=60.0, metavar="S",
+                       help="TransactionEvent meter values every S seconds while a session runs")
+    p_chg.add_argument("--retry-backoff", type=number(0, 86400, unit="s"), default=3.0, metavar="S",
+                       help="OCPPCommCtrlr.RetryBackOffWaitMinimum: first reconnect wait, doubled per try")
+    p_chg.add_argument("--retry-random", type=number(0, 86400, unit="s"), default=10.0, metavar="S",
+                       help="OCPPCommCtrlr.RetryBackOffRandomRange: random extra wait up to S")
     p_chg.set_defaults(func=_cmd_charger)
 
     p_evcc = sub.add_parser("evcc", help="run the simulated car (ISO 15118-20 EVCC)")
-    where = p_evcc.add_mutually_exclusive_group(required=True)
-    where.add_argument("--interface", help="find the charger with SDP on this interface")
-    where.add_argument("--secc", metavar="HOST:PORT", help="connect to the charger directly")
-    p_evcc.add_argument("--service", default="DC_BPT", choices=["DC_BPT", "AC_BPT", "DC", "AC"])
-    p_evcc.add_argument("--control-mode", default="dynamic", choices=["scheduled", "dynamic"])
-    p_evcc.add_argument("--auth", default="eim", choices=["eim", "pnc"])
-    p_evcc.add_argument("--battery", metavar="FILE", help="battery settings (JSON; flags override)")
-    p_evcc.add_argument("--soc", type=float, metavar="PCT", help="state of charge at plug-in (default 60)")
-    p_evcc.add_argument("--capacity", type=float, metavar="KWH", help="usable capacity (default 60)")
-    p_evcc.add_argument("--min-soc", type=float, metavar="PCT", help="never discharged below (default 20)")
-    p_evcc.add_argument("--loops", type=int, default=10, metavar="N", help="charge-loop iterations, then a clean stop")
-    p_evcc.add_argument("--loop-period", type=float, default=0.25, metavar="S")
-    p_evcc.add_argument("--end", default="Terminate", choices=["Terminate", "Pause"], help="how the session ends")
-    p_evcc.add_argument("--pki", required=True, metavar="DIR", help="certificates from 'v2h pki init DIR'")
-    p_evcc.add_argument("--pki-profile", default="iso20-secp521r1", choices=["iso20-secp521r1", "iso20-ed448"])
-    p_evcc.add_argument("--log", metavar="FILE", help="append one JSON object per message")
+    _add_evcc_args(p_evcc)
     _add_clock_arg(p_evcc)
-    p_evcc.add_argument("--quiet", action="store_true", help="no readable message trace")
     p_evcc.set_defaults(func=_cmd_evcc)
 
     from v2h import demo, hems_cmd
     hems_cmd.add_parser(sub)
     demo.add_parser(sub)
+    _finish_help(ap)
     return ap
+
+
+def _add_exi_parser(sub) -> None:
+    p_exi = sub.add_parser("exi", help="EXI codec: decode and encode V2G messages")
+    exi_sub = p_exi.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, what in (("decode", "EXI (hex, or a whole V2GTP frame) → JSON or XML"),
+                       ("encode", "JSON or XML on stdin → EXI, printed as hex")):
+        p = exi_sub.add_parser(name, help=what, description=what)
+        p.add_argument("--schema", required=name == "encode", type=_schema_name, metavar="SCHEMA",
+                       help="apphand, din, iso2, iso20_cm, iso20_dc, iso20_ac, iso20_wpt, iso20_acdp, xmldsig, or a "
+                            "message namespace" + ("; may be left out for a V2GTP frame of an ISO 15118-20 payload "
+                                                   "type (0x8002-0x8006), which names it" if name == "decode" else ""))
+        if name == "decode":
+            p.add_argument("--xml", action="store_true", help="print XML instead of JSON")
+            p.add_argument("--fragment", action="store_true", help="the input is an EXI fragment (what a signature "
+                                                                    "digests), not a document")
+            p.add_argument("data", help="EXI as hex (spaces and a 0x prefix allowed), or a V2GTP frame as hex "
+                                        "(01 FE + payload type + length, checked), or - to read it from stdin")
+        else:
+            p.add_argument("--xml", action="store_true", help="read XML instead of JSON")
+            p.add_argument("--fragment", action="store_true", help="encode an EXI fragment (what a signature "
+                                                                    "digests), not a document")
+            p.add_argument("--frame", action="store_true", help="print a whole V2GTP frame (header + EXI) as hex")
+    p_exi.set_defaults(func=_cmd_exi)
+
+
+def _schema_name(text: str) -> str:
+    from iso15118.exi import ExiError
+    from iso15118.exi._schemas import schema_key
+
+    try:
+        return schema_key(text.strip().lower() if "/" not in text and ":" not in text else text.strip())
+    except ExiError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _add_pki_parser(sub) -> None:
+    p_pki = sub.add_parser("pki", help="the V2G test PKI")
+    pki_sub = p_pki.add_subparsers(dest="action", required=True, metavar="ACTION")
+    p_init = pki_sub.add_parser("init", help="create a complete test PKI in DIR (all three certificate profiles and "
+                                             "the OCPP certificates; keys unencrypted: for tests only)")
+    p_init.add_argument("dir", metavar="DIR", help="the folder to create (e.g. .v2h-pki, which git ignores)")
+    p_init.add_argument("--force", action="store_true", help="replace the keys and certificates of an existing PKI "
+                                                             "in DIR (refused without it)")
+    p_show = pki_sub.add_parser("show", help="print a certificate or chain (PEM or DER) readably")
+    p_show.add_argument("file", metavar="FILE", help="a certificate or chain, PEM or DER")
+    p_pki.set_defaults(func=_cmd_pki)
+
+
+def _add_evcc_args(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--interface", help="find the charger with SDP on this interface")
+    where.add_argument("--secc", metavar="HOST:PORT", type=host_port,
+                       help="connect to the charger directly: [::1]:50000, 127.0.0.1:50000, fe80::1%%eth0:50000")
+    p.add_argument("--service", default="DC_BPT", type=choice("DC_BPT", "AC_BPT", "DC", "AC"), metavar="SERVICE",
+                   help="the energy transfer service to select: DC_BPT, AC_BPT (bidirectional), DC or AC")
+    p.add_argument("--control-modes", "--control-mode", dest="control_mode", default="dynamic",
+                   type=choice("scheduled", "dynamic"), metavar="MODE",
+                   help="the control mode to select: scheduled or dynamic (the charger's --control-modes lists "
+                        "what it offers)")
+    p.add_argument("--auth", default="eim", type=choice("eim", "pnc"), metavar="METHOD",
+                   help="the authorization to select: eim (external, e.g. RFID) or pnc (Plug & Charge, the "
+                        "contract certificate from --pki)")
+    p.add_argument("--battery", metavar="FILE", help="battery settings (JSON; the flags below override it)")
+    p.add_argument("--soc", type=number(0, 100, unit="%"), metavar="PCT",
+                   help="state of charge at plug-in (default: 60)")
+    p.add_argument("--capacity", type=number(0, 1000, lo_open=True, unit="kWh"), metavar="KWH",
+                   help="usable capacity (default: 60)")
+    p.add_argument("--min-soc", type=number(0, 100, unit="%"), metavar="PCT",
+                   help="never discharged below (default: 20)")
+    p.add_argument("--loops", type=number(1, 10_000_000, integer=True), default=10, metavar="N",
+                   help="charge-loop iterations, then a clean stop")
+    p.add_argument("--loop-period", type=number(0.01, 50, unit="s"), default=0.25, metavar="S",
+                   help="seconds between charge-loop requests (below the charger's 60 s sequence timeout)")
+    p.add_argument("--end", default="Terminate", type=choice("Terminate", "Pause"), metavar="HOW",
+                   help="how the session ends: Terminate or Pause")
+    p.add_argument("--pki", required=True, metavar="DIR", help="certificates from 'v2h pki init DIR'")
+    p.add_argument("--pki-profile", default="iso20-secp521r1", type=choice("iso20-secp521r1", "iso20-ed448"),
+                   metavar="PROFILE", help="the certificate profile: iso20-secp521r1 or iso20-ed448")
+    add_output_args(p)
+
+
+def _add_password_args(p: argparse.ArgumentParser) -> None:
+    pw = p.add_mutually_exclusive_group()
+    pw.add_argument("--password", help="basic-auth password (profiles 1 and 2), 16-40 characters; visible to every "
+                                       "user in ps: prefer --password-file or the environment variable "
+                                       "V2H_CSMS_PASSWORD")
+    pw.add_argument("--password-file", metavar="FILE", help="read the basic-auth password from the first line of "
+                                                            "FILE")
+
+
+def _finish_help(ap: argparse.ArgumentParser) -> None:
+    """Every parser shows its arguments' defaults (v2h.args.HelpFormatter)."""
+    from v2h.args import HelpFormatter
+
+    def walk(p: argparse.ArgumentParser) -> None:
+        p.formatter_class = HelpFormatter
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for child in a.choices.values():
+                    walk(child)
+    walk(ap)
 
 
 def _add_clock_arg(p: argparse.ArgumentParser) -> None:
@@ -145,67 +299,31 @@ def _sim_clock(text: str):
 
 
 def _add_secc_args(p: argparse.ArgumentParser, setpoint_help: str = "fixed power setpoint; negative discharges "
-                                                                    "the car (default 7000)") -> None:
+                                                                    "the car", setpoint_type=None) -> None:
+    setpoint_type = setpoint_type or number(-MAX_POWER_W, MAX_POWER_W, unit="W")
     _add_clock_arg(p)
-    p.add_argument("--interface", help="answer SDP on this interface (without it: no SDP, listener only)")
+    p.add_argument("--interface", help="answer SDP on this interface (default: no SDP, the listener only)")
     p.add_argument("--host", default=None, help="address to listen on (default: every address, IPv4 and IPv6)")
-    p.add_argument("--port", type=int, default=0, help="TLS port (default: an ephemeral port, announced by SDP)")
-    p.add_argument("--max-connections", type=_positive_int, default=8, metavar="N",
-                   help="connections held at once (default 8); when full, the oldest one without a session "
+    p.add_argument("--port", type=number(0, 65535, integer=True), default=0, metavar="PORT",
+                   help="TLS port (default 0: a free port in 49152-65535, announced by SDP)")
+    p.add_argument("--max-connections", type=number(1, 65535, integer=True), default=8, metavar="N",
+                   help="connections held at once; when full, the oldest one without a session "
                         "(TLS handshake unfinished, or no SessionSetup yet) makes room")
     p.add_argument("--pki", required=True, metavar="DIR", help="certificates from 'v2h pki init DIR'")
-    p.add_argument("--pki-profile", default="iso20-secp521r1", choices=["iso20-secp521r1", "iso20-ed448"])
-    p.add_argument("--setpoint", type=float, default=7000.0, metavar="WATTS",
-                        help=setpoint_help)
-    p.add_argument("--kind", default="DC", choices=["DC", "AC"],
-                        help="the power stage: DC offers DC and DC_BPT, AC offers AC and AC_BPT (default DC)")
-    p.add_argument("--auth", default="eim,pnc", type=_choices("eim", "pnc"), metavar="LIST",
-                        help="authorization methods offered, comma-separated (default eim,pnc)")
-    p.add_argument("--control-modes", default="scheduled,dynamic", type=_choices("scheduled", "dynamic"),
-                        metavar="LIST", help="control modes offered, in this order (default scheduled,dynamic)")
-    p.add_argument("--price-levels", type=_price_levels, default=(), metavar="S:L,...",
-                        help="publish a time-of-use tariff: seconds:level pairs from now, e.g. 21600:0,10800:2 "
-                             "(default: no pricing)")
-    p.add_argument("--log", metavar="FILE", help="append one JSON object per message")
+    p.add_argument("--pki-profile", default="iso20-secp521r1", type=choice("iso20-secp521r1", "iso20-ed448"),
+                   metavar="PROFILE", help="the certificate profile: iso20-secp521r1 or iso20-ed448")
+    p.add_argument("--setpoint", type=setpoint_type, default=7000.0, metavar="WATTS", help=setpoint_help)
+    p.add_argument("--kind", default="DC", type=choice("DC", "AC"), metavar="KIND",
+                   help="the power stage: DC offers DC and DC_BPT, AC offers AC and AC_BPT")
+    p.add_argument("--auth", default=["eim", "pnc"], type=choices_list("eim", "pnc"), metavar="LIST",
+                   help="authorization methods offered, comma-separated: eim, pnc")
+    p.add_argument("--control-modes", default=["scheduled", "dynamic"], type=choices_list("scheduled", "dynamic"),
+                   metavar="LIST", help="control modes offered, in this order: scheduled, dynamic")
+    p.add_argument("--price-levels", type=price_levels, default=(), metavar="S:L,...",
+                   help="publish a time-of-use tariff: seconds:level pairs from now, e.g. 21600:0,10800:2 "
+                        "(default: no pricing)")
     p.add_argument("--once", action="store_true", help="exit after the first session (from SessionSetup) ends")
-    p.add_argument("--quiet", action="store_true", help="no readable message trace")
-
-
-def _choices(*allowed: str) -> Callable[[str], list[str]]:
-    """An argparse type for a comma-separated list drawn from ``allowed``."""
-    def parse(text: str) -> list[str]:
-        items = [t.strip().lower() for t in text.split(",") if t.strip()]
-        bad = [t for t in items if t not in allowed]
-        if bad or not items:
-            raise argparse.ArgumentTypeError(f"want a comma-separated list of {', '.join(allowed)}; got {text!r}")
-        return list(dict.fromkeys(items))
-    return parse
-
-
-def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"want a positive whole number; got {text!r}")
-    return n
-
-
-def _price_levels(text: str) -> tuple[tuple[int, int], ...]:
-    """'21600:0,10800:2' → ((21600, 0), (10800, 2))."""
-    try:
-        return tuple((int(d), int(lv)) for d, lv in (item.split(":") for item in text.split(",")))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"want seconds:level pairs like 21600:0,10800:2; got {text!r}") from None
-
-
-def _host_port(text: str) -> tuple[str, int]:
-    """'[::1]:50000', 'fe80::1%eth0' with a port, 'localhost:50000' → (host, port)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise ValueError(f"--secc wants HOST:PORT, got {text!r}")
-    return host.strip("[]"), int(port)
+    add_output_args(p)
 
 
 def _cmd_secc(args: argparse.Namespace) -> int:
@@ -247,52 +365,50 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
     from iso15118 import pki
     from iso15118.aio.listener import Throttle
     from iso15118.aio.session import start_secc
+    from iso15118.aio.tls import credentials_from_pki
     from iso15118.secc import EVSEController, LocalSupervisor, SECCConfig, SimulatedPowerStage
-    from iso15118.aio.trace import MessageLog
+    from v2h.output import keylog_path, message_log, route_logs
 
+    # every argument is checked before anything is created (the charger's database among them)
+    credentials_from_pki(args.pki, "secc", args.pki_profile)
+    station_config = _station_config(args) if ocpp else None
     stage = SimulatedPowerStage(kind=args.kind, time_scale=args.clock.speed if args.clock else 1.0)
     config = SECCConfig(services=(2, 6) if args.kind == "DC" else (1, 5),
                         control_modes=tuple({"scheduled": 1, "dynamic": 2}[m] for m in args.control_modes),
                         auth_methods=tuple({"eim": "EIM", "pnc": "PnC"}[m] for m in args.auth),
                         price_levels=args.price_levels,
                         contract_roots=pki.contract_roots(args.pki, args.pki_profile) if "pnc" in args.auth else ())
-    log = MessageLog("SECC", path=args.log, stream=None if args.quiet else sys.stdout)
+    log = message_log("SECC", args)
+    keylog = keylog_path(args)
     # the adapters' own log (refused handshakes, accept errors, malformed streams; rate-limited
-    # where a peer could flood it) goes to the charger's log beside the sessions, and with
-    # --quiet its warnings and errors to stderr
-    aio_log = logging.getLogger("iso15118.aio")
-    aio_log.setLevel(logging.INFO)
-    aio_log.propagate = False
-    aio_log.addHandler(log.handler())
-    if args.quiet:
-        to_stderr = logging.StreamHandler(sys.stderr)
-        to_stderr.setLevel(logging.WARNING)
-        to_stderr.setFormatter(logging.Formatter(f"v2h {args.command}: %(message)s"))
-        aio_log.addHandler(to_stderr)
+    # where a peer could flood it; the OCPP link) goes to the charger's log beside the sessions,
+    # and with --quiet its warnings and errors to stderr
+    from v2h.csms_status import about_connection
+    route_logs(log, args, ("iso15118.aio", "ocpp_bridge") if ocpp else ("iso15118.aio",),
+               said_otherwise=about_connection if ocpp else None)
 
     async def run() -> int:
         loop = asyncio.get_running_loop()
         log.clock_offset = time.time() - loop.time()
-        controller, station_task = EVSEController(stage, LocalSupervisor(setpoint_w=args.setpoint)), None
+        controller, station_task, csms = EVSEController(stage, LocalSupervisor(setpoint_w=args.setpoint)), None, None
         stop = asyncio.Event()
         restart = []
         if ocpp:
             from ocpp_bridge.bridge import OCPPBridge
             from ocpp_bridge.outbox import Outbox
-            from ocpp_bridge.station import ChargingStation, StationConfig
+            from ocpp_bridge.station import ChargingStation
 
-            cert, key = args.station_cert, args.station_key
-            if args.csms.startswith("wss://") and not (args.password or cert):  # profile 3 from `v2h pki init`
-                cert = os.path.join(args.pki, "ocpp", "charging_station.pem")
-                key = os.path.join(args.pki, "ocpp", "charging_station.key.pem")
+            from v2h.csms_status import CSMSStatus
+
             sim = args.clock  # accelerated: the station's time is the simulation's, its OCPP timeouts stay ~real
             speed = sim.speed if sim else 1.0
-            station = ChargingStation(StationConfig(args.id, args.csms, password=args.password, csms_ca=args.csms_ca,
-                                                    client_cert=cert, client_key=key,
-                                                    retry_backoff_min=args.retry_backoff,
-                                                    retry_backoff_random=args.retry_random,
-                                                    response_timeout=30.0 * speed),
-                                      Outbox(args.db), frame_log=log.ocpp, clock=sim.now if sim else None, speed=speed)
+            frame_log = []  # the frames go to the log once the station exists (the status reads them too)
+            station = ChargingStation(station_config, Outbox(args.db), frame_log=lambda *a: frame_log[0](*a),
+                                      clock=sim.now if sim else None, speed=speed)
+            csms = CSMSStatus(station, lambda text: log.note(text, who="OCPP"),
+                              warn=_stderr_line(args) if args.quiet else None)
+            frame_log.append(csms.frame_log(log.ocpp))
+            logging.getLogger("ocpp_bridge").addHandler(csms.handler())
             mono_to_wall = time.time() - time.monotonic()
             bridge = OCPPBridge(stage, station, default_setpoint_w=args.setpoint, tx_updated_interval=args.tx_interval,
                                 clock_scale=speed, clock_offset=sim.start + speed * (mono_to_wall - sim.anchor)
@@ -303,7 +419,6 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
                 restart.append(True)
                 stop.set()
             bridge.on_reset = on_reset
-            station_task = asyncio.ensure_future(station.run())  # supervised: restarts itself
         on_failure = None
         if ocpp:
             def on_failure(failure) -> None:  # the station sends at most one per type a minute, counting the rest
@@ -316,9 +431,12 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
                                on_connection=lambda session, peer: log.note(
                                    f"connection from {peer.address[0]}: {peer.describe()}"),
                                keep_sessions=False, max_connections=args.max_connections,
-                               on_handshake_failure=on_failure)
+                               on_handshake_failure=on_failure, keylog=keylog)
         print(f"SECC listening on port {srv.port} (TLS 1.3){' with SDP on ' + args.interface if args.interface else ''}",
               flush=True)
+        if csms is not None:  # after the listening line, which scripts read first
+            csms.start()
+            station_task = asyncio.ensure_future(station.run())  # supervised: restarts itself
         gc.freeze()  # start-up objects (codec tables, classes) leave the collector's scans: shorter pauses
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
@@ -360,13 +478,43 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
     return asyncio.run(run())
 
 
+def _station_config(args: argparse.Namespace):
+    """The OCPP connection settings of `v2h charger`, checked (ConfigError is a ValueError)."""
+    from ocpp_bridge.core import StationConfig
+    from v2h.args import secret_from
+
+    if not args.csms.startswith(("ws://", "wss://")):
+        raise ValueError(f"--csms wants a ws:// or wss:// URL; got {args.csms!r}")
+    password = secret_from("--password", args.password, args.password_file, "V2H_CSMS_PASSWORD")
+    cert, key = args.station_cert, args.station_key
+    if args.csms.startswith("wss://") and not (password or cert):  # profile 3 from `v2h pki init`
+        cert = os.path.join(args.pki, "ocpp", "charging_station.pem")
+        key = os.path.join(args.pki, "ocpp", "charging_station.key.pem")
+    speed = args.clock.speed if args.clock else 1.0
+    config = StationConfig(args.id, args.csms, password=password, csms_ca=args.csms_ca, client_cert=cert,
+                           client_key=key, retry_backoff_min=args.retry_backoff,
+                           retry_backoff_random=args.retry_random, response_timeout=30.0 * speed)
+    config.check()
+    for what, path in (("--csms-ca", config.csms_ca), ("the station certificate", config.client_cert),
+                       ("the station key", config.client_key)):
+        if path and not os.path.isfile(path):
+            raise ValueError(f"{what}: {path} does not exist")
+    return config
+
+
+def _stderr_line(args: argparse.Namespace):
+    def write(text: str) -> None:
+        print(f"v2h {args.command}: {text}", file=sys.stderr, flush=True)
+    return write
+
+
 def _cmd_evcc(args: argparse.Namespace) -> int:
     import asyncio
 
     from iso15118 import pki
     from iso15118.aio.session import run_evcc
     from iso15118.evcc import Battery, EVCCConfig
-    from iso15118.aio.trace import MessageLog
+    from v2h.output import keylog_path, message_log, route_logs
 
     overrides = {"soc": args.soc, "capacity_kwh": args.capacity, "min_soc": args.min_soc}
     battery = Battery.from_file(args.battery, **overrides) if args.battery else \
@@ -375,14 +523,15 @@ def _cmd_evcc(args: argparse.Namespace) -> int:
     config = EVCCConfig(service=args.service, control_mode=args.control_mode, auth=args.auth, loops=args.loops,
                         loop_period=args.loop_period, end=args.end, contract_chain=chain, contract_key=key,
                         time_scale=args.clock.speed if args.clock else 1.0)
-    log = MessageLog("EVCC", path=args.log, stream=None if args.quiet else sys.stdout)
+    log = message_log("EVCC", args)
+    keylog = keylog_path(args)
+    route_logs(log, args, ("iso15118.aio",))  # connecting, refused and retried until when
     soc0 = battery.soc
 
     async def run():
         log.clock_offset = time.time() - asyncio.get_running_loop().time()
-        return await run_evcc(battery, config, pki_dir=args.pki, profile=args.pki_profile,
-                              secc=_host_port(args.secc) if args.secc else None, interface=args.interface,
-                              observer=log)
+        return await run_evcc(battery, config, pki_dir=args.pki, profile=args.pki_profile, secc=args.secc,
+                              interface=args.interface, observer=log, keylog=keylog)
 
     result = asyncio.run(run())
     log.close()
@@ -400,6 +549,10 @@ def _cmd_pki(args: argparse.Namespace) -> int:
     from iso15118 import pki
 
     if args.action == "init":
+        existing = _existing_pki(args.dir)
+        if existing and not args.force:
+            raise ValueError(f"{args.dir} already holds a PKI ({existing}): its keys would be replaced; "
+                             "add --force to replace them, or choose another folder")
         sys.stdout.write(pki.init_pki(args.dir))
         return 0
     try:
@@ -408,6 +561,19 @@ def _cmd_pki(args: argparse.Namespace) -> int:
         raise ValueError(f"cannot read {args.file}: {e.strerror}") from None
     sys.stdout.write(pki.describe(data))
     return 0
+
+
+def _existing_pki(directory: str) -> str | None:
+    """What of a PKI is in ``directory`` already (a profile folder, the OCPP folder), if any."""
+    from pathlib import Path
+
+    from iso15118.pki import PROFILES
+
+    base = Path(directory)
+    if base.exists() and not base.is_dir():
+        raise ValueError(f"{directory} exists and is not a folder")
+    found = [name for name in (*PROFILES, "ocpp") if (base / name).exists()]
+    return ", ".join(f"{name}/" for name in found) if found else None
 
 
 def main(argv: list[str] | None = None) -> int:

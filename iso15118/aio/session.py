@@ -22,7 +22,8 @@ from iso15118.secc import Connector, EVSEController, SECCConfig, SECCSession
 
 from . import sdp as aio_sdp
 from .listener import HandshakeFailure, Listener, ListenerStats
-from .tls import TLSPolicyError, check_negotiated, credentials_from_pki, iso20_client_context, iso20_server_context
+from .tls import (TLSPolicyError, check_negotiated, credentials_from_pki, enable_keylog, iso20_client_context,
+                  iso20_server_context)
 from .v2gtp_stream import PeerInfo, run_client, serve
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ async def start_secc(controller: EVSEController | None = None, *, pki_dir: str |
                      observer: Callable[[SECCSession], Observer | None] | None = None,
                      on_connection: Callable[[SECCSession, PeerInfo], None] | None = None,
                      keep_sessions: bool = True, max_connections: int | None = MAX_CONNECTIONS,
-                     on_handshake_failure: Callable[[HandshakeFailure], None] | None = None) -> SECCServer:
+                     on_handshake_failure: Callable[[HandshakeFailure], None] | None = None,
+                     keylog: str | Path | None = None) -> SECCServer:
     """Listen for cars over TLS 1.3 (mutual, -20 policy) on ``host`` (None: every address,
     IPv4 and IPv6). ``controller`` is the charger's one power stage: one session at a time owns
     it (a SessionSetup while it is owned is refused). ``controller_factory`` gives each
@@ -78,11 +80,14 @@ async def start_secc(controller: EVSEController | None = None, *, pki_dir: str |
     (address, negotiated TLS parameters) before its first message; ``on_handshake_failure`` of
     each one that ended before (refused by the TLS policy, too slow, shed by the cap of
     ``max_connections``). The handshake, and SessionSetup after it, must come within the
-    communication setup timer (``config.communication_setup_timeout``, 20 s)."""
+    communication setup timer (``config.communication_setup_timeout``, 20 s). ``keylog``: append
+    the TLS secrets to this file (SSLKEYLOGFILE format; test benches only)."""
     if (controller is None) == (controller_factory is None):
         raise ValueError("give either a controller or a controller_factory")
     creds = credentials_from_pki(pki_dir, "secc", profile)
     ctx = iso20_server_context(creds)
+    if keylog is not None:
+        enable_keylog(ctx, keylog)
     cfg = config or SECCConfig(contract_roots=pki.contract_roots(pki_dir, profile))
     resume_store: dict = {}
     offset = wall_offset()
@@ -139,10 +144,12 @@ async def _listen(open_server, port: int) -> Listener:
 
 
 async def connect_evcc(*, pki_dir: str | Path, profile: str = DEFAULT_PROFILE, secc: tuple[str, int] | None = None,
-                       interface: str | None = None, timeout: float = 20.0):
+                       interface: str | None = None, timeout: float = 20.0, keylog: str | Path | None = None):
     """Find the charger (SDP on ``interface``, or ``secc`` directly) and open the TLS
     connection, retrying refused connections until ``timeout``. Returns (reader, writer)."""
     ctx = iso20_client_context(credentials_from_pki(pki_dir, "evcc", profile))
+    if keylog is not None:
+        enable_keylog(ctx, keylog)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     if secc is None:
@@ -169,26 +176,43 @@ def _describe(e: BaseException) -> str:
     text = str(e)
     if isinstance(e, ConnectionResetError) and not text:
         return "connection reset by the charger during the TLS handshake"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused (nothing listening on that port)"
+    if isinstance(e, (TimeoutError, asyncio.TimeoutError)) and not text:
+        return "no answer in time"
     return text or type(e).__name__
 
 
 async def run_evcc(battery: Battery, config: EVCCConfig, *, pki_dir: str | Path, profile: str = DEFAULT_PROFILE,
                    secc: tuple[str, int] | None = None, interface: str | None = None,
                    observer: Observer | None = None,
-                   session_class: type[EVCCSession] = EVCCSession) -> EVCCResult:
-    """One complete session of the simulated car; the result says how it ended."""
+                   session_class: type[EVCCSession] = EVCCSession,
+                   keylog: str | Path | None = None) -> EVCCResult:
+    """One complete session of the simulated car; the result says how it ended. What happens
+    before the first message is logged: the charger looked for (SDP) and found, the connection
+    tried (info), refused and retried until when (a warning). ``keylog``: append the TLS
+    secrets to this file (SSLKEYLOGFILE format; test benches only)."""
     loop = asyncio.get_running_loop()
+    say = log.info
     session = session_class(battery, config, clock_offset=wall_offset(), observer=observer)
     ctx = iso20_client_context(credentials_from_pki(pki_dir, "evcc", profile))
-    deadline = loop.time() + config.timers.communication_setup
+    if keylog is not None:
+        enable_keylog(ctx, keylog)
+    setup = config.timers.communication_setup
+    deadline = loop.time() + setup
 
     def check_charger(info: PeerInfo) -> None:
         _charger_leaf(info)
         session.result.connection = info.describe()
 
+    refused = 0
     try:
         if secc is None:
+            say("looking for a charger with SDP on %s", interface)
             secc = await _discover(interface)
+            say("SDP: a charger at [%s]:%d", secc[0], secc[1])
+        where = f"[{secc[0]}]:{secc[1]}" if ":" in secc[0] else f"{secc[0]}:{secc[1]}"
+        say("connecting to %s (TLS 1.3)", where)
         while True:
             try:
                 proto = await run_client(session, secc[0], secc[1], ssl=ctx, standard="iso20",
@@ -197,9 +221,15 @@ async def run_evcc(battery: Battery, config: EVCCConfig, *, pki_dir: str | Path,
             except ConnectionRefusedError:
                 if loop.time() >= deadline:
                     raise
-                await asyncio.sleep(0.2)  # the charger is not listening yet: retry until setup times out
+                refused += 1
+                if refused == 1:  # the charger is not listening yet: retry until setup times out
+                    until = time.strftime("%H:%M:%S", time.gmtime(deadline + wall_offset()))
+                    log.warning("%s refuses the connection (nothing listening); retrying every 0.2 s until %s UTC "
+                                "(the communication setup timer, %g s)", where, until, setup)
+                await asyncio.sleep(0.2)
     except (OSError, TimeoutError, asyncio.TimeoutError, TLSPolicyError, ValueError) as e:
-        session.result.reason = f"could not connect: {_describe(e)}"
+        tried = f" after {refused + 1} attempts in {setup:g} s" if refused else ""
+        session.result.reason = f"could not connect: {_describe(e)}{tried}"
         return session.result
     if not session.closed:
         session.on_connection_lost(loop.time())

@@ -14,6 +14,7 @@ checked afterwards (version, cipher suite) by ``check_negotiated``.
 from __future__ import annotations
 
 import ctypes
+import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,16 @@ def iso2_client_context(creds: Credentials) -> ssl.SSLContext:
     for t in creds.trust:
         ctx.load_verify_locations(cafile=str(t))
     return ctx
+
+
+def enable_keylog(ctx: ssl.SSLContext, path: str | Path) -> None:
+    """Append the TLS secrets of every connection of ``ctx`` to ``path`` in the NSS key log
+    format (SSLKEYLOGFILE) that Wireshark and ``v2h trace decode --keylog`` read. Anyone with
+    the file decrypts the captured traffic: it is created readable by its owner only, and this
+    is for test benches, never for a charger in service."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.close(fd)
+    ctx.keylog_filename = str(path)
 
 
 def negotiated_group(ssl_object) -> str | None:
