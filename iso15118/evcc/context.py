@@ -50,6 +50,13 @@ class EVCCConfig:
     contract_chain: tuple[bytes, ...] = ()  # DER, leaf first (Plug & Charge; -20 and -2 use their own PKI)
     contract_key: object = None
     emaid: str = ""                         # -2 PaymentDetails (default: the contract certificate's CN)
+    # -2 Plug & Charge without a contract: CertificateInstallation with the OEM provisioning
+    # certificate (DER chain, leaf first) and key; the V2G roots that vouch for the provisioning
+    # service's signature; contract_update: CertificateUpdate of the contract the car has
+    oem_chain: tuple[bytes, ...] = ()
+    oem_key: object = None
+    v2g_roots: tuple[bytes, ...] = ()
+    contract_update: bool = False
     timers: EVTimers = field(default_factory=EVTimers)
     time_scale: float = 1.0                 # simulated seconds per second for the battery (an accelerated demo)
 
@@ -77,3 +84,4 @@ class EVCCResult:
     channel: str = ""
     connection: str = ""        # negotiated transport, e.g. 'TLSv1.3 TLS_AES_256_GCM_SHA384 secp521r1'
     protocol: str = ""          # what SupportedAppProtocol chose: iso20 | iso2 | din
+    contract: str = ""          # -2: 'installed' or 'updated' when the session brought a new contract

@@ -23,6 +23,9 @@ PRECHARGE_TOLERANCE = 10.0     # V between the battery and the EVSE output befor
 WELDING_SAFE_VOLTAGE = 60.0
 PRECHARGE_CURRENT = 1.0        # A the car asks for while the charger pre-charges (at most 2 A)
 MAX_SCHEDULE_ENTRIES = 24      # MaxEntriesSAScheduleTuple; also the -2 ChargingProfile's limit
+CERTIFICATE_SERVICE_ID = 2     # -2: the certificate service (parameter set 1 Installation, 2 Update)
+# what the provisioning service signs in CertificateInstallationRes / CertificateUpdateRes
+SIGNED_CONTRACT_PARTS = ("ContractSignatureCertChain", "ContractSignatureEncryptedPrivateKey", "DHpublickey", "eMAID")
 
 
 def _din(s: EVCCSession) -> bool:
@@ -75,19 +78,65 @@ def service_discovery_req(s: EVCCSession, now: float):
     return s.msgs.ServiceDiscoveryReq(ServiceCategory="EVCharging") if _din(s) else s.msgs.ServiceDiscoveryReq()
 
 
+def _certificate_action(s: EVCCSession) -> int:
+    """-2 Plug & Charge: 1 to install a contract (the car has none), 2 to update it, 0 neither."""
+    if s.config.auth != "pnc" or _din(s):
+        return 0
+    return 1 if not s.contract_chain else 2 if s.config.contract_update and not s.result.contract else 0
+
+
 def payment_selection_req(s: EVCCSession, now: float):
     m = s.msgs
     option = "Contract" if s.config.auth == "pnc" else "ExternalPayment"
-    services = m.SelectedServiceList(SelectedService=[m.SelectedService(ServiceID=s.charge_service_id)])
+    selected = [m.SelectedService(ServiceID=s.charge_service_id)]
+    action = _certificate_action(s)
+    if action:  # the certificate service, parameter set 1 Installation or 2 Update
+        selected.append(m.SelectedService(ServiceID=CERTIFICATE_SERVICE_ID, ParameterSetID=action))
+    services = m.SelectedServiceList(SelectedService=selected)
     if _din(s):
         return m.ServicePaymentSelectionReq(SelectedPaymentOption=option, SelectedServiceList=services)
     return m.PaymentServiceSelectionReq(SelectedPaymentOption=option, SelectedServiceList=services)
 
 
+def _root_ids(s: EVCCSession):
+    """ListOfRootCertificateIDs: the V2G roots the car trusts, by issuer and serial number."""
+    from cryptography import x509
+
+    m = s.msgs
+    ids = []
+    for der in s.config.v2g_roots[:20]:
+        cert = x509.load_der_x509_certificate(der)
+        ids.append(m.X509IssuerSerial(X509IssuerName=cert.issuer.rfc4514_string(), X509SerialNumber=cert.serial_number))
+    return m.ListOfRootCertificateIDs(RootCertificateID=ids)
+
+
+def certificate_installation_req(s: EVCCSession, now: float):
+    """-2: the OEM provisioning certificate asks for a contract, signed with its key."""
+    from iso15118 import xmldsig
+
+    req = s.msgs.CertificateInstallationReq(Id="ID1", OEMProvisioningCert=s.config.oem_chain[0],
+                                            ListOfRootCertificateIDs=_root_ids(s))
+    s.signature = xmldsig.sign([xmldsig.SignedElement(req, "CertificateInstallationReq", "iso2")], s.config.oem_key)
+    return req
+
+
+def certificate_update_req(s: EVCCSession, now: float):
+    """-2: the contract the car has asks for its successor, signed with its key."""
+    from iso15118 import xmldsig
+
+    m, chain = s.msgs, s.contract_chain
+    req = m.CertificateUpdateReq(Id="ID1", ContractSignatureCertChain=m.CertificateChain(
+        Certificate=chain[0], SubCertificates=m.SubCertificates(Certificate=list(chain[1:])) if chain[1:] else None),
+        eMAID=s.config.emaid or _common_name(chain[0]), ListOfRootCertificateIDs=_root_ids(s))
+    s.signature = xmldsig.sign([xmldsig.SignedElement(req, "CertificateUpdateReq", "iso2")], s.contract_key)
+    return req
+
+
 def payment_details_req(s: EVCCSession, now: float):
     """-2 Plug & Charge: the contract certificate chain and its EMAID."""
-    m, chain = s.msgs, s.config.contract_chain
-    return m.PaymentDetailsReq(eMAID=s.config.emaid or _common_name(chain[0]), ContractSignatureCertChain=m.CertificateChain(
+    m, chain = s.msgs, s.contract_chain
+    emaid = s.config.emaid if s.config.emaid and s.result.contract != "installed" else _common_name(chain[0])
+    return m.PaymentDetailsReq(eMAID=emaid, ContractSignatureCertChain=m.CertificateChain(
         Certificate=chain[0], SubCertificates=m.SubCertificates(Certificate=list(chain[1:])) if chain[1:] else None))
 
 
@@ -107,7 +156,7 @@ def authorization_req(s: EVCCSession, now: float):
     if s.config.auth == "pnc" and s.gen_challenge is not None:
         from iso15118 import xmldsig
         req = m.AuthorizationReq(Id="ID1", GenChallenge=s.gen_challenge)
-        s.signature = xmldsig.sign([xmldsig.SignedElement(req, "AuthorizationReq", "iso2")], s.config.contract_key)
+        s.signature = xmldsig.sign([xmldsig.SignedElement(req, "AuthorizationReq", "iso2")], s.contract_key)
         s.gen_challenge = None
         return req
     return m.AuthorizationReq()
@@ -191,7 +240,7 @@ def metering_receipt_req(s: EVCCSession, now: float):
 
     req = s.msgs.MeteringReceiptReq(Id="ID1", SessionID=s.session_id, SAScheduleTupleID=s.sa_tuple_id,
                                     MeterInfo=s.receipt_meter)
-    s.signature = xmldsig.sign([xmldsig.SignedElement(req, "MeteringReceiptReq", "iso2")], s.config.contract_key)
+    s.signature = xmldsig.sign([xmldsig.SignedElement(req, "MeteringReceiptReq", "iso2")], s.contract_key)
     s.receipt_meter = None
     return req
 
@@ -237,15 +286,77 @@ def on_service_discovery(s: EVCCSession, res, now: float):
             raise EVCCError(f"the charger offers no {s.kind} charging (offers {', '.join(offered)})")
         s.energy_mode = mode
         s.phases = 1 if mode == "AC_single_phase_core" else 3
+        s.certificate_service = res.ServiceList is not None and \
+            any(sv.ServiceID == CERTIFICATE_SERVICE_ID for sv in res.ServiceList.Service)
+        if _certificate_action(s) and not s.certificate_service:
+            raise EVCCError("the car needs a contract (installation or update) and the charger offers no certificate "
+                            "service")
     if want not in options:
         raise EVCCError(f"the charger does not offer {want} (offers {', '.join(options)})")
     return payment_selection_req(s, now)
 
 
 def on_payment_selection(s: EVCCSession, res, now: float):
+    action = _certificate_action(s)
+    if action == 1:
+        return certificate_installation_req(s, now)
+    if action == 2:
+        return certificate_update_req(s, now)
     if s.config.auth == "pnc":
         return payment_details_req(s, now)
     return authorization_req(s, now)
+
+
+def on_certificate_installation(s: EVCCSession, res, now: float):
+    _take_contract(s, res, now, s.config.oem_key, "installed")
+    return payment_details_req(s, now)
+
+
+def on_certificate_update(s: EVCCSession, res, now: float):
+    _take_contract(s, res, now, s.contract_key, "updated")
+    return payment_details_req(s, now)
+
+
+def _take_contract(s: EVCCSession, res, now: float, own_key, what: str) -> None:
+    """The provisioning service's chain against the car's V2G roots, its signature over the
+    four elements, the key decrypted with ``own_key`` and matching the new certificate."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    from iso15118 import pki, xmldsig
+    from iso15118.pki import contract_key
+
+    cps = res.SAProvisioningCertificateChain
+    chain = [cps.Certificate] + (list(cps.SubCertificates.Certificate) if cps.SubCertificates is not None else [])
+    wall = dt.datetime.fromtimestamp(now + s.clock_offset, dt.timezone.utc)
+    try:
+        path = pki.validate_chain(chain, list(s.config.v2g_roots), now=wall, profile="iso2")
+    except pki.ChainError as e:
+        raise EVCCError(f"the provisioning service's certificate is refused: {e.reason}") from None
+    found = {e.name.rsplit("}", 1)[-1]: e for e in xmldsig.identified_elements(res, "iso2")}
+    signed = [found[n] for n in SIGNED_CONTRACT_PARTS if n in found]
+    sig = s.last_header.Signature
+    if sig is None or len(signed) != len(SIGNED_CONTRACT_PARTS) or \
+            {r.URI for r in sig.SignedInfo.Reference} != {"#" + e.id for e in signed}:
+        raise EVCCError("the new contract is not signed by the provisioning service (all four parts, nothing else)")
+    try:
+        xmldsig.verify(sig, signed, path[0].public_key())
+    except xmldsig.SignatureError as e:
+        raise EVCCError(f"the provisioning service's signature does not verify: {e}") from None
+    try:
+        key = contract_key.decrypt(res.ContractSignatureEncryptedPrivateKey.value, res.DHpublickey.value, own_key)
+    except contract_key.ContractKeyError as e:
+        raise EVCCError(f"the new contract key cannot be decrypted: {e}") from None
+    new = res.ContractSignatureCertChain
+    leaf = x509.load_der_x509_certificate(new.Certificate)
+    raw = serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    if leaf.public_key().public_bytes(*raw) != key.public_key().public_bytes(*raw):
+        raise EVCCError("the decrypted key does not belong to the new contract certificate")
+    s.contract_chain = (new.Certificate, *(new.SubCertificates.Certificate if new.SubCertificates is not None else ()))
+    s.contract_key = key
+    s.result.contract = what
 
 
 def on_payment_details(s: EVCCSession, res, now: float):

@@ -58,8 +58,10 @@ class EVCCSession(SessionDriver):
             raise ValueError(f"time_scale must be a number in (0, 1e6], got {self.config.time_scale!r}")
         if self.config.auth not in ("eim", "pnc"):
             raise ValueError(f"unknown authorization {self.config.auth!r}")
-        if self.config.auth == "pnc" and not (self.config.contract_chain and self.config.contract_key):
-            raise ValueError("Plug & Charge needs a contract certificate chain and key")
+        installs = self.config.oem_chain and self.config.oem_key and "iso2" in self.config.protocols
+        if self.config.auth == "pnc" and not (self.config.contract_chain and self.config.contract_key) and not installs:
+            raise ValueError("Plug & Charge needs a contract certificate chain and key (or, for ISO 15118-2 "
+                             "CertificateInstallation, the OEM provisioning certificate and key)")
         bad = [p for p in self.config.protocols if p not in PROTOCOLS]
         if bad or not self.config.protocols:
             raise ValueError(f"protocols are {', '.join(PROTOCOLS)}; got {self.config.protocols!r}")
@@ -117,6 +119,9 @@ class EVCCSession(SessionDriver):
         self.renegotiating = False
         self.renegotiated = False
         self.receipt_meter = None                # MeterInfo of the loop response that asked for a receipt
+        self.contract_chain = tuple(self.config.contract_chain)  # -2: replaced by an installation or update
+        self.contract_key = self.config.contract_key
+        self.certificate_service = False         # -2: the charger offers CertificateInstallation/Update
 
     def use(self, protocol: AppProtocol) -> None:
         """Run ``protocol`` from the next request on (the charger chose it)."""

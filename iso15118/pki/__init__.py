@@ -15,6 +15,8 @@ from .errors import ChainError
 # crypto library (about 10 MB of resident memory)
 _LAZY = {"PROFILES": "generate", "CertProfile": "generate", "PkiPaths": "generate", "init_pki": "generate",
          "describe": "show", "contract_credentials": "store", "contract_roots": "store",
+         "oem_credentials": "store", "v2g_roots": "store", "certificate_service": "store",
+         "issue_contract": "generate",
          "load_certificates": "validate", "validate_chain": "validate", "check_secc_leaf": "validate"}
 
 __all__ = ["ChainError", *_LAZY]

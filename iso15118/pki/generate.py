@@ -8,7 +8,10 @@ Layout (one directory per profile; every file name says what it holds)::
                           vehicle_leaf.pem  vehicle_chain.pem  (the EV's TLS client certificate)
                           mo_root_ca.pem  mo_sub_ca_{1,2}.pem  contract_leaf.pem  contract_chain.pem
     DIR/iso20-ed448/      the same, Ed448
-    DIR/iso2-secp256r1/   the same, secp256r1 (no vehicle certificate: -2 TLS is server-only)
+    DIR/iso2-secp256r1/   the same, secp256r1 (no vehicle certificate: -2 TLS is server-only), and
+                          cps_sub_ca_{1,2}.pem  cps_leaf.pem  cps_chain.pem: the certificate
+                          provisioning service under the V2G root, which signs -2
+                          CertificateInstallationRes/CertificateUpdateRes
     DIR/ocpp/             csms_root_ca.pem  csms_server.pem (localhost, 127.0.0.1, ::1)
                           charging_station.pem (CN = station identity, for OCPP security profile 3)
 
@@ -128,19 +131,25 @@ def build_hierarchy(profile: CertProfile, out: Path, now: dt.datetime, *,
     rows: list[tuple[str, str]] = []
     std = "ISO 15118-20" if profile.standard == "iso20" else "ISO 15118-2"
 
-    def chain(prefix: str, sub: str, org: str, root_cn: str, leaves: list[tuple[str, str, str | None, bool, str]]):
-        root_key = profile.new_key()
-        root_name = _name(root_cn, org)
-        root = _cert(profile, root_name, root_key, root_name, root_key, ca=True, path_length=None,
-                     days=ROOT_DAYS, now=now)
+    def chain(prefix: str, sub: str, org: str, root_cn: str, leaves: list[tuple[str, str, str | None, bool, str]],
+              under: tuple | None = None):
+        """A root (or ``under``: an existing (name, key) root), two sub-CAs and the leaves; returns the root."""
+        if under is None:
+            root_key = profile.new_key()
+            root_name = _name(root_cn, org)
+            root = _cert(profile, root_name, root_key, root_name, root_key, ca=True, path_length=None,
+                         days=ROOT_DAYS, now=now)
+        else:
+            root_name, root_key, root = under
         s1_key, s2_key = profile.new_key(), profile.new_key()
         s1_name = _name(f"{sub.upper()} Sub-CA 1", org)
         s2_name = _name(f"{sub.upper()} Sub-CA 2", org)
         s1 = _cert(profile, s1_name, s1_key, root_name, root_key, ca=True, path_length=1, days=SUB_CA_DAYS, now=now)
         s2 = _cert(profile, s2_name, s2_key, s1_name, s1_key, ca=True, path_length=0, days=SUB_CA_DAYS, now=now)
-        for stem, cert, key, what in ((f"{prefix}_root_ca", root, root_key, f"{root_cn} (self-signed trust anchor)"),
-                                      (f"{sub}_sub_ca_1", s1, s1_key, f"{sub.upper()} Sub-CA 1, signed by the root"),
-                                      (f"{sub}_sub_ca_2", s2, s2_key, f"{sub.upper()} Sub-CA 2, signed by Sub-CA 1")):
+        certs = ((f"{prefix}_root_ca", root, root_key, f"{root_cn} (self-signed trust anchor)"),) if under is None else ()
+        for stem, cert, key, what in certs + ((f"{sub}_sub_ca_1", s1, s1_key, f"{sub.upper()} Sub-CA 1, signed by the root"),
+                                              (f"{sub}_sub_ca_2", s2, s2_key,
+                                               f"{sub.upper()} Sub-CA 2, signed by Sub-CA 1")):
             _write(out / f"{stem}.pem", _pem(cert))
             _write(out / f"{stem}.key.pem", _key_pem(key), secret=True)
             rows.append((f"{stem}.pem", what))
@@ -153,9 +162,15 @@ def build_hierarchy(profile: CertProfile, out: Path, now: dt.datetime, *,
             _write(out / f"{stem.removesuffix('_leaf')}_chain.pem", _pem(leaf) + _pem(s2) + _pem(s1))
             rows.append((f"{stem}.pem", what))
             rows.append((f"{stem.removesuffix('_leaf')}_chain.pem", f"{what}: leaf, Sub-CA 2, Sub-CA 1"))
+        return root_name, root_key, root
 
-    chain("v2g", "cpo", "V2H Test V2G Root", "V2G Root CA",
-          [("secc_leaf", evse_id, "CPO", True, f"SECC (charger) TLS certificate, CN={evse_id}, DC=CPO")])
+    v2g = chain("v2g", "cpo", "V2H Test V2G Root", "V2G Root CA",
+                [("secc_leaf", evse_id, "CPO", True, f"SECC (charger) TLS certificate, CN={evse_id}, DC=CPO")])
+    if profile.standard == "iso2":  # -2 certificate installation: the provisioning service's signing chain
+        chain("v2g", "cps", "V2H Test V2G Root", "V2G Root CA",
+              [("cps_leaf", "V2H Test CPS", "CPS", False, "certificate provisioning service leaf (signs -2 "
+                                                         "CertificateInstallationRes), CN=V2H Test CPS, DC=CPS")],
+              under=v2g)
     oem = [("oem_prov_leaf", pcid, None, True, f"OEM provisioning certificate, CN={pcid}")]
     if profile.standard == "iso20":
         oem.append(("vehicle_leaf", pcid, None, True, f"vehicle TLS client certificate, CN={pcid}"))
@@ -163,6 +178,27 @@ def build_hierarchy(profile: CertProfile, out: Path, now: dt.datetime, *,
     chain("mo", "mo", "V2H Test MO", "MO Root CA",
           [("contract_leaf", emaid, "MO", True, f"contract certificate, CN=EMAID {emaid}, DC=MO")])
     return [(f"{profile.name}/{f}", f"{std}: {d}") for f, d in rows]
+
+
+def issue_contract(issuer_cert: x509.Certificate, issuer_key, emaid: str, public_key, now: dt.datetime,
+                   days: int = LEAF_DAYS) -> x509.Certificate:
+    """A contract certificate (CN = EMAID, DC = MO) for ``public_key``, issued by the MO sub-CA
+    ``issuer_cert`` in its profile: what a certificate provisioning service returns."""
+    profile = next(p for p in PROFILES.values() if p.curve is not None and isinstance(public_key.curve, p.curve))
+    pub_holder = _PublicOnly(public_key)
+    org = issuer_cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value
+    return _cert(profile, _name(emaid, org, "MO"), pub_holder, issuer_cert.subject, issuer_key, ca=False,
+                 path_length=None, days=days, now=now, key_agreement=True)
+
+
+class _PublicOnly:
+    """A key whose public half is all a certificate builder needs."""
+
+    def __init__(self, public_key):
+        self._pub = public_key
+
+    def public_key(self):
+        return self._pub
 
 
 def build_ocpp(out: Path, now: dt.datetime, *, station_id: str = "CS001") -> list[tuple[str, str]]:

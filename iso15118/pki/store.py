@@ -45,3 +45,36 @@ def contract_credentials(pki_dir: str | Path, profile: str = DEFAULT_PROFILE) ->
 def contract_roots(pki_dir: str | Path, profile: str = DEFAULT_PROFILE) -> tuple[bytes, ...]:
     """The MO roots the charger trusts for contract certificates (DER)."""
     return _der_certificates(_base(pki_dir, profile) / "mo_root_ca.pem")
+
+
+def _key(path: Path):
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.load_pem_private_key(path.read_bytes(), password=None)
+
+
+def oem_credentials(pki_dir: str | Path, profile: str = "iso2-secp256r1") -> tuple[tuple[bytes, ...], object]:
+    """The car's OEM provisioning certificate chain (DER, leaf first) and key: what it proves
+    itself with in an ISO 15118-2 CertificateInstallationReq."""
+    base = _base(pki_dir, profile)
+    return _der_certificates(base / "oem_prov_chain.pem"), _key(base / "oem_prov_leaf.key.pem")
+
+
+def v2g_roots(pki_dir: str | Path, profile: str = "iso2-secp256r1") -> tuple[bytes, ...]:
+    """The V2G roots a car trusts (DER): the charger's TLS chain and the provisioning service's."""
+    return _der_certificates(_base(pki_dir, profile) / "v2g_root_ca.pem")
+
+
+def certificate_service(pki_dir: str | Path, profile: str = "iso2-secp256r1") -> dict:
+    """What a test certificate provisioning service needs (ISO 15118-2 CertificateInstallation
+    and CertificateUpdate): its signing chain (DER, leaf first) and key, the MO sub-CA that
+    issues contracts (DER, issuing sub-CA first) and its key, the OEM sub-CAs and roots that
+    vouch for a car's provisioning certificate."""
+    base = _base(pki_dir, profile)
+    if not (base / "cps_chain.pem").exists():
+        raise ValueError(f"{base} has no certificate provisioning service (re-create it with: v2h pki init)")
+    return {"cps_chain": _der_certificates(base / "cps_chain.pem"), "cps_key": _key(base / "cps_leaf.key.pem"),
+            "mo_chain": _der_certificates(base / "mo_sub_ca_2.pem") + _der_certificates(base / "mo_sub_ca_1.pem"),
+            "mo_key": _key(base / "mo_sub_ca_2.key.pem"),
+            "oem_chain": _der_certificates(base / "oem_sub_ca_2.pem") + _der_certificates(base / "oem_sub_ca_1.pem"),
+            "oem_roots": _der_certificates(base / "oem_root_ca.pem")}

@@ -155,7 +155,10 @@ def _validate(chain, anchors, now, profile, purpose, max_intermediates) -> list[
     issuer_root = [r for r in roots if r.subject == certs[-1].issuer]
     if not issuer_root:
         raise ChainError(f"no trust anchor named {certs[-1].issuer.rfc4514_string()!r} (wrong root)")
-    path = certs + [issuer_root[0]]
+    # anchors may share a name (a rollover, or one store for several profiles): the one whose key
+    # signed the chain's top, else the first (whose signature check then says why it fails)
+    signer = next((r for r in issuer_root if _signed_by(certs[-1], r)), issuer_root[0])
+    path = certs + [signer]
     # links
     for i in range(len(path) - 1):
         child, parent = path[i], path[i + 1]
@@ -208,6 +211,14 @@ def _validate(chain, anchors, now, profile, purpose, max_intermediates) -> list[
         if want is not None and want not in _dcs(path[0]):
             raise ChainError(f"leaf: subject lacks DC={want} (required for a {purpose} certificate)")
     return path
+
+
+def _signed_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    try:
+        _check_signature(child, parent, "")
+    except ChainError:
+        return False
+    return True
 
 
 def _label(i: int, n: int) -> str:

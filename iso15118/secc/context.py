@@ -35,6 +35,24 @@ class State(Enum):
 PROTOCOLS = ("iso20", "iso2", "din")
 
 
+@dataclass(frozen=True)
+class CertificateService:
+    """ISO 15118-2 CertificateInstallation and CertificateUpdate answered by the charger as the
+    certificate provisioning service would (a test backend; a production charger forwards them,
+    e.g. over OCPP Get15118EVCertificate): the provisioning service's signing chain (DER, leaf
+    first) and key, the MO sub-CA that issues contracts (DER, issuing sub-CA first) and its key,
+    the OEM sub-CAs and roots that vouch for a car's provisioning certificate
+    (``CertificateService(**pki.certificate_service(DIR))``)."""
+
+    cps_chain: tuple[bytes, ...]
+    cps_key: object
+    mo_chain: tuple[bytes, ...]
+    mo_key: object
+    oem_chain: tuple[bytes, ...]
+    oem_roots: tuple[bytes, ...]
+    contract_days: int = 730
+
+
 @dataclass
 class SECCConfig:
     """What this charger offers and how long it waits (the timers of the standards, and v2h's own)."""
@@ -72,11 +90,8 @@ class SECCConfig:
 
     # ISO 15118-2 Plug & Charge: ask for a MeteringReceipt every this many loop responses (0: never)
     receipt_interval: int = 20
-    # ISO 15118-2 CertificateInstallation/Update: the charger answers for the certificate provisioning
-    # service (a test backend): the CPS chain and key that sign the response, the MO sub-CA that
-    # issues the contract certificate ((chain DER, key) each; empty: the services are not offered)
-    cps_credentials: tuple = ()
-    contract_issuer: tuple = ()
+    # ISO 15118-2 CertificateInstallation/Update answered by the charger itself (None: not offered)
+    certificate_service: CertificateService | None = None
 
     def __post_init__(self) -> None:
         bad = [p for p in self.protocols if p not in PROTOCOLS]

@@ -16,99 +16,17 @@ from __future__ import annotations
 
 import math
 
-from iso15118 import exi
-from iso15118.messages import filled
 from iso15118.protocols import element_name
 from iso15118.units import clamp, pv, pval
 
-from .controller import AuthorizationStatus, IsolationStatus, PowerCommand
-from .events import (Authorized, EndReason, EnergyTransferStarted, EnergyTransferStopped, EVChargingNeeds,
-                     SessionStarted, SoCChanged, StageFault)
 from .context import Reply, SequenceError, State
-
-ZERO_SESSION = bytes(8)
-SCHEDULE_HORIZON = 86400     # s: a schedule covers 24 h when the car gives no departure time (-2 [V2G2-304])
-CHARGE_SERVICE_ID = 1        # the one charge service of ServiceDiscovery
-CERTIFICATE_SERVICE_ID = 2   # -2: the certificate service (installation, update)
-SA_TUPLE_ID = 1              # the one SAScheduleTuple offered
-DC_MODES = ("DC_extended", "DC_core")
-AC_MODES = ("AC_three_phase_core", "AC_single_phase_core")
-DIN_PMAX_LIMIT = 32767       # DIN's PMax is an xs:short without a multiplier: watts, capped
-PROFILE_TOLERANCE = 1.0      # W: rounding between a PhysicalValue PMax and a profile entry
-RESUMABLE = ("protocol", "kind", "energy_mode", "phases")
-
-
-def _din(s) -> bool:
-    return s.protocol.name == "din"
-
-
-def _wall(s, now: float) -> int:
-    return int(now + s.clock_offset)
-
-
-def _evse_id(s):
-    """-2 EVSEID is a string; DIN's is hexBinary (the same text, as bytes)."""
-    return s.config.evse_id.encode()[:32] if _din(s) else s.config.evse_id
-
-
-def _dc_status(s, code: str = "EVSE_Ready", isolation: str | None = None, notification: str | None = None):
-    if notification is None:
-        notification = "ReNegotiation" if s.ctx.renegotiate else "None"
-    kw = {"EVSEIsolationStatus": isolation} if isolation is not None else {}
-    return s.msgs.DC_EVSEStatus(EVSEStatusCode=code, NotificationMaxDelay=0, EVSENotification=notification, **kw)
-
-
-def _ac_status(s, notification: str | None = None):
-    if notification is None:
-        notification = "ReNegotiation" if s.ctx.renegotiate else "None"
-    return s.msgs.AC_EVSEStatus(NotificationMaxDelay=0, EVSENotification=notification, RCD=False)
-
-
-def _status(s, **kw) -> dict:
-    """The EVSEStatus choice of a response, by the session's energy transfer."""
-    if s.ctx.kind == "AC":
-        return {"AC_EVSEStatus": _ac_status(s, kw.get("notification"))}
-    return {"DC_EVSEStatus": _dc_status(s, **kw)}
-
-
-def _unit(field: str) -> str:
-    for key, unit in (("Voltage", "V"), ("Current", "A"), ("Ripple", "A"), ("Tolerance", "A"), ("Power", "W"),
-                      ("Energy", "Wh"), ("EAmount", "Wh"), ("Time", "s")):
-        if key in field:
-            return unit
-    return "W"
-
-
-def failed_response(schema: str, request_name: str, code: str, *, kind: str = "DC", evse_id=None,
-                    status_code: str = "EVSE_Shutdown"):
-    """The response to ``request_name`` carrying ``code``, every mandatory field filled: physical
-    values zero in their unit, the EVSE status saying it stops (EVSENotification StopCharging)."""
-    m = exi.messages(schema)
-    cls = getattr(m, request_name[:-3] + "Res")
-    fields = {f.name: f for f in cls._exi.fields}
-    given: dict = {"ResponseCode": code}
-    for name, f in fields.items():
-        if f.min == 0 and name not in ("DC_EVSEStatus", "AC_EVSEStatus"):
-            continue
-        if f.cls is m.PhysicalValue:
-            given[name] = pv(schema, 0, _unit(name))
-        elif name == "EVSEID" and evse_id is not None:
-            given[name] = evse_id
-    if "DC_EVSEStatus" in fields and (kind == "DC" or "AC_EVSEStatus" not in fields):
-        given["DC_EVSEStatus"] = m.DC_EVSEStatus(EVSEStatusCode=status_code, NotificationMaxDelay=0,
-                                                 EVSENotification="StopCharging")
-    elif "AC_EVSEStatus" in fields:
-        extra = {"PowerSwitchClosed": False} if schema == "din" else {}
-        given["AC_EVSEStatus"] = m.AC_EVSEStatus(NotificationMaxDelay=0, EVSENotification="StopCharging", RCD=False,
-                                                 **extra)
-    return filled(cls, **given)
-
-
-def failure(s, now, request_name: str, code: str, *, reason: str | None = None, end: EndReason | None = None,
-          status_code: str = "EVSE_Shutdown") -> Reply:
-    return Reply(failed_response(s.protocol.schema, request_name, code, kind=s.ctx.kind or "DC",
-                                 evse_id=_evse_id(s), status_code=status_code), State.ENDED, True,
-                 reason=reason, end=end)
+from .controller import AuthorizationStatus, IsolationStatus, PowerCommand
+from .events import (POWER_CHANGE, Authorized, EndReason, EnergyTransferStarted, EnergyTransferStopped,
+                     EVChargingNeeds, PowerChanged, SessionStarted, SoCChanged, StageFault)
+from .iso2_common import (AC_MODES, CERTIFICATE_SERVICE_ID, CHARGE_SERVICE_ID, DC_MODES, DIN_PMAX_LIMIT,
+                          PROFILE_TOLERANCE, RESUMABLE, SA_TUPLE_ID, SCHEDULE_HORIZON, ZERO_SESSION, ac_status,
+                          certificate_service_offered, dc_status, evse_id, failure, is_din, pnc_offered, status, wall)
+from .pnc_iso2 import authorization_signature_error
 
 
 # --- session -------------------------------------------------------------------------------------
@@ -132,39 +50,30 @@ def session_setup(req, s, now) -> Reply:
         ctx.session_id, code = s.rng(8), "OK_NewSessionEstablished"
     s.supervisor.session_event(SessionStarted(evcc_id=ctx.evcc_id, session_id=ctx.session_id.hex(),
                                               resumed=ctx.resumed), now)
-    stamp = {"DateTimeNow" if _din(s) else "EVSETimeStamp": _wall(s, now)}
-    return Reply(s.msgs.SessionSetupRes(ResponseCode=code, EVSEID=_evse_id(s), **stamp), State.WAIT_SERVICE_DISCOVERY)
-
-
-def _pnc_offered(s) -> bool:
-    """Plug & Charge needs TLS and contract roots to check the car's contract against."""
-    return not _din(s) and "PnC" in s.config.auth_methods and s.transport != "tcp" and bool(s.config.contract_roots)
-
-
-def _certificate_service(s) -> bool:
-    return _pnc_offered(s) and bool(s.config.cps_credentials) and bool(s.config.contract_issuer)
+    stamp = {"DateTimeNow" if is_din(s) else "EVSETimeStamp": wall(s, now)}
+    return Reply(s.msgs.SessionSetupRes(ResponseCode=code, EVSEID=evse_id(s), **stamp), State.WAIT_SERVICE_DISCOVERY)
 
 
 def _modes(s) -> list[str]:
     from .sap import kinds_offered
     kinds = kinds_offered(s.config)
-    return [*(DC_MODES if "DC" in kinds else ()), *(AC_MODES if "AC" in kinds and not _din(s) else ())]
+    return [*(DC_MODES if "DC" in kinds else ()), *(AC_MODES if "AC" in kinds and not is_din(s) else ())]
 
 
 def service_discovery(req, s, now) -> Reply:
     m = s.msgs
-    payment = (["ExternalPayment", "Contract"] if _pnc_offered(s) else ["ExternalPayment"]) \
-        if "EIM" in s.config.auth_methods else ["Contract"] if _pnc_offered(s) else []
+    payment = (["ExternalPayment", "Contract"] if pnc_offered(s) else ["ExternalPayment"]) \
+        if "EIM" in s.config.auth_methods else ["Contract"] if pnc_offered(s) else []
     if not payment:
         return failure(s, now, "ServiceDiscoveryReq", "FAILED", reason="no payment option to offer over this connection")
-    if _din(s):
+    if is_din(s):
         return Reply(m.ServiceDiscoveryRes(
             ResponseCode="OK", PaymentOptions=m.PaymentOptions(PaymentOption=["ExternalPayment"]),
             ChargeService=m.ServiceCharge(ServiceTag=m.ServiceTag(ServiceID=CHARGE_SERVICE_ID, ServiceCategory="EVCharging"),
                                           FreeService=False, EnergyTransferType="DC_extended")),
             State.WAIT_SERVICE_SELECTION)
     services = None
-    if _certificate_service(s):
+    if certificate_service_offered(s):
         services = m.ServiceList(Service=[m.Service(ServiceID=CERTIFICATE_SERVICE_ID, ServiceName="Certificate",
                                                     ServiceCategory="ContractCertificate", FreeService=True)])
     charge = m.ChargeService(ServiceID=CHARGE_SERVICE_ID, ServiceName="AC_DC_Charging", ServiceCategory="EVCharging",
@@ -180,7 +89,7 @@ def service_detail(req, s, now) -> Reply:
     m = s.msgs
     if req.ServiceID == CHARGE_SERVICE_ID:
         return Reply(m.ServiceDetailRes(ResponseCode="OK", ServiceID=req.ServiceID), State.WAIT_SERVICE_SELECTION)
-    if req.ServiceID == CERTIFICATE_SERVICE_ID and _certificate_service(s):
+    if req.ServiceID == CERTIFICATE_SERVICE_ID and certificate_service_offered(s):
         sets = [m.ParameterSet(ParameterSetID=i, Parameter=[m.Parameter(Name="Service", stringValue=name)])
                 for i, name in ((1, "Installation"), (2, "Update"))]
         return Reply(m.ServiceDetailRes(ResponseCode="OK", ServiceID=req.ServiceID,
@@ -211,52 +120,16 @@ def service_payment_selection(req, s, now) -> Reply:
 def _payment_selection_refused(req, s, now, name: str) -> Reply | None:
     option = str(req.SelectedPaymentOption)
     pnc = option == "Contract"
-    if (pnc and not _pnc_offered(s)) or (not pnc and "EIM" not in s.config.auth_methods):
+    if (pnc and not pnc_offered(s)) or (not pnc and "EIM" not in s.config.auth_methods):
         return failure(s, now, name, "FAILED_PaymentSelectionInvalid")
     ids = [sv.ServiceID for sv in req.SelectedServiceList.SelectedService]
-    known = {CHARGE_SERVICE_ID} | ({CERTIFICATE_SERVICE_ID} if _certificate_service(s) else set())
+    known = {CHARGE_SERVICE_ID} | ({CERTIFICATE_SERVICE_ID} if certificate_service_offered(s) else set())
     if any(i not in known for i in ids):
         return failure(s, now, name, "FAILED_ServiceSelectionInvalid")
     if CHARGE_SERVICE_ID not in ids:
-        return failure(s, now, name, "FAILED_ServiceSelectionInvalid" if _din(s) else "FAILED_NoChargeServiceSelected")
+        return failure(s, now, name, "FAILED_ServiceSelectionInvalid" if is_din(s) else "FAILED_NoChargeServiceSelected")
     s.ctx.auth_method = "PnC" if pnc else "EIM"
     return None
-
-
-def payment_details(req, s, now) -> Reply:
-    """-2 Plug & Charge: the contract certificate chain, validated against the MO roots (fail
-    closed); the EMAID is the leaf's; a fresh 16-byte challenge for the signed AuthorizationReq."""
-    from cryptography.x509.oid import NameOID
-
-    from iso15118 import pki
-
-    chain_msg = req.ContractSignatureCertChain
-    chain = [chain_msg.Certificate] + (list(chain_msg.SubCertificates.Certificate)
-                                       if chain_msg.SubCertificates is not None else [])
-    try:
-        path = pki.validate_chain(chain, list(s.config.contract_roots), now=_utc(s, now), purpose="contract",
-                                  profile="iso2")
-    except pki.ChainError as e:
-        code = "FAILED_CertificateExpired" if "expired" in e.reason else "FAILED_CertChainError"
-        return failure(s, now, "PaymentDetailsReq", code, reason=f"PaymentDetailsRes {code}: {e.reason}")
-    emaid = path[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-    if _normal_emaid(emaid) != _normal_emaid(req.eMAID):
-        return failure(s, now, "PaymentDetailsReq", "FAILED_CertChainError",
-                     reason=f"PaymentDetailsRes FAILED_CertChainError: eMAID {req.eMAID} is not the contract's {emaid}")
-    ctx = s.ctx
-    ctx.emaid, ctx.contract_key = emaid, path[0].public_key()
-    ctx.gen_challenge = s.rng(16)
-    return Reply(s.msgs.PaymentDetailsRes(ResponseCode="OK", GenChallenge=ctx.gen_challenge,
-                                          EVSETimeStamp=_wall(s, now)), State.WAIT_AUTH)
-
-
-def _normal_emaid(text: str) -> str:
-    return text.replace("-", "").upper()
-
-
-def _utc(s, now: float):
-    import datetime as dt
-    return dt.datetime.fromtimestamp(now + s.clock_offset, dt.timezone.utc)
 
 
 def authorization(req, s, now) -> Reply:
@@ -264,13 +137,13 @@ def authorization(req, s, now) -> Reply:
     Plug & Charge the first request carries the challenge of PaymentDetailsRes, signed with the
     contract key."""
     ctx = s.ctx
-    name = "ContractAuthenticationReq" if _din(s) else "AuthorizationReq"
+    name = "ContractAuthenticationReq" if is_din(s) else "AuthorizationReq"
 
     def res(processing: str, state: State):
         return Reply(getattr(s.msgs, name[:-3] + "Res")(ResponseCode="OK", EVSEProcessing=processing), state)
 
     if ctx.auth_method == "PnC" and not ctx.authorized and ctx.ongoing_since is None:
-        code = _check_authorization_signature(req, s)
+        code = authorization_signature_error(req, s)
         if code is not None:
             return failure(s, now, name, code)
     status = s.supervisor.authorize(ctx.auth_method, ctx.emaid, now)
@@ -286,24 +159,6 @@ def authorization(req, s, now) -> Reply:
     ctx.authorized = True
     s.supervisor.session_event(Authorized(method=ctx.auth_method, emaid=ctx.emaid), now)
     return res("Finished", State.WAIT_CPD)
-
-
-def _check_authorization_signature(req, s) -> str | None:
-    """The challenge of PaymentDetailsRes (used once) and the signature over AuthorizationReq."""
-    from iso15118 import xmldsig
-
-    ctx = s.ctx
-    challenge, ctx.gen_challenge = ctx.gen_challenge, None
-    if challenge is None or req.GenChallenge != challenge or not req.Id:
-        return "FAILED_ChallengeInvalid"
-    sig = s.request_header.Signature
-    if sig is None or ctx.contract_key is None:
-        return "FAILED_SignatureError"
-    try:
-        xmldsig.verify(sig, [xmldsig.SignedElement(req, "AuthorizationReq", "iso2")], ctx.contract_key)
-    except xmldsig.SignatureError:
-        return "FAILED_SignatureError"
-    return None
 
 
 # --- charge parameters and schedules --------------------------------------------------------------
@@ -329,9 +184,9 @@ def din_charge_parameter_discovery(req, s, now) -> Reply:
 def _discover(req, s, now):
     """The ChargeParameterDiscoveryRes, or a failure Reply."""
     ctx, lim, m = s.ctx, s.stage.limits(), s.msgs
-    mode = str(req.EVRequestedEnergyTransferType if _din(s) else req.RequestedEnergyTransferMode)
-    if mode not in _modes(s) and not (_din(s) and mode in ("DC_core", "DC_extended", "DC_combo_core", "DC_unique")):
-        return failure(s, now, "ChargeParameterDiscoveryReq", "FAILED_WrongEnergyTransferType" if _din(s)
+    mode = str(req.EVRequestedEnergyTransferType if is_din(s) else req.RequestedEnergyTransferMode)
+    if mode not in _modes(s) and not (is_din(s) and mode in ("DC_core", "DC_extended", "DC_combo_core", "DC_unique")):
+        return failure(s, now, "ChargeParameterDiscoveryReq", "FAILED_WrongEnergyTransferType" if is_din(s)
                      else "FAILED_WrongEnergyTransferMode")
     kind = "AC" if mode.startswith("AC") else "DC"
     if (kind == "DC" and req.DC_EVChargeParameter is None) or (kind == "AC" and req.AC_EVChargeParameter is None):
@@ -363,7 +218,7 @@ def _discover(req, s, now):
     s.supervisor.ev_charging_needs(_needs(s), now)
     if kind == "DC":
         params = {"DC_EVSEChargeParameter": m.DC_EVSEChargeParameter(
-            DC_EVSEStatus=_dc_status(s, code="EVSE_Ready"),
+            DC_EVSEStatus=dc_status(s, code="EVSE_Ready"),
             EVSEMaximumCurrentLimit=pv(s.protocol.schema, lim.max_charge_current, "A"),
             EVSEMaximumPowerLimit=pv(s.protocol.schema, lim.max_charge_power, "W"),
             EVSEMaximumVoltageLimit=pv(s.protocol.schema, lim.max_voltage, "V"),
@@ -373,7 +228,7 @@ def _discover(req, s, now):
     else:
         per_phase = min(lim.max_charge_current, lim.max_charge_power / (ctx.phases * lim.nominal_voltage))
         params = {"AC_EVSEChargeParameter": m.AC_EVSEChargeParameter(
-            AC_EVSEStatus=_ac_status(s), EVSENominalVoltage=pv("iso2", lim.nominal_voltage, "V"),
+            AC_EVSEStatus=ac_status(s), EVSENominalVoltage=pv("iso2", lim.nominal_voltage, "V"),
             EVSEMaxCurrent=pv("iso2", per_phase, "A"))}
     ctx.renegotiate = False
     return m.ChargeParameterDiscoveryRes(ResponseCode="OK", EVSEProcessing="Finished", SAScheduleList=schedules,
@@ -400,7 +255,7 @@ def _sa_schedule_list(s, now: float, horizon: int, max_entries: int | None):
         return m.RelativeTimeInterval(start=starts[i], duration=min(end - starts[i], SCHEDULE_HORIZON) if last else None)
 
     starts = [t for t, _ in entries]
-    if _din(s):
+    if is_din(s):
         pmax = m.PMaxSchedule(PMaxScheduleID=1, PMaxScheduleEntry=[
             m.PMaxScheduleEntry(RelativeTimeInterval=interval(i, starts, horizon), PMax=int(min(w, DIN_PMAX_LIMIT)))
             for i, (_, w) in enumerate(entries)])
@@ -466,7 +321,7 @@ def cable_check(req, s, now) -> Reply:
         return failure(s, now, "CableCheckReq", "FAILED", reason=f"CableCheckReq: the car reports {error}")
 
     def res(processing, state, isolation, code="EVSE_Ready"):
-        return Reply(s.msgs.CableCheckRes(ResponseCode="OK", DC_EVSEStatus=_dc_status(s, code, isolation),
+        return Reply(s.msgs.CableCheckRes(ResponseCode="OK", DC_EVSEStatus=dc_status(s, code, isolation),
                                           EVSEProcessing=processing), state)
 
     if ctx.ongoing_since is None:
@@ -502,7 +357,7 @@ def precharge(req, s, now) -> Reply:
     c.set_target(PowerCommand(voltage=target, current=0.0), now)
     ctx.precharge_done = True
     m = c.measurements(now)
-    return Reply(s.msgs.PreChargeRes(ResponseCode="OK", DC_EVSEStatus=_dc_status(s, isolation="Valid"),
+    return Reply(s.msgs.PreChargeRes(ResponseCode="OK", DC_EVSEStatus=dc_status(s, isolation="Valid"),
                                      EVSEPresentVoltage=pv(s.protocol.schema, m.voltage, "V")),
                  State.WAIT_POWER_DELIVERY)
 
@@ -540,7 +395,7 @@ def din_power_delivery_in_loop(req, s, now) -> Reply:
 
 def _din_stop(req, s, now) -> Reply:
     _stop_power(s, now, open_contactors=False)
-    return Reply(s.msgs.PowerDeliveryRes(ResponseCode="OK", DC_EVSEStatus=_dc_status(s, notification="None")),
+    return Reply(s.msgs.PowerDeliveryRes(ResponseCode="OK", DC_EVSEStatus=dc_status(s, notification="None")),
                  State.WAIT_WELDING)
 
 
@@ -551,16 +406,16 @@ def _power_delivery_start(req, s, now) -> Reply:
             not s.supervisor.energy_transfer_allowed(False, now):
         return failure(s, now, "PowerDeliveryReq", "FAILED_PowerDeliveryNotApplied")
     profile = req.ChargingProfile
-    tuple_id = profile.SAScheduleTupleID if _din(s) and profile is not None else \
-        SA_TUPLE_ID if _din(s) else req.SAScheduleTupleID
+    tuple_id = profile.SAScheduleTupleID if is_din(s) and profile is not None else \
+        SA_TUPLE_ID if is_din(s) else req.SAScheduleTupleID
     if tuple_id != SA_TUPLE_ID:
         return failure(s, now, "PowerDeliveryReq", "FAILED_TariffSelectionInvalid")
     entries = []
     if profile is not None:
         for e in profile.ProfileEntry:
-            watts = float(e.ChargingProfileEntryMaxPower) if _din(s) else pval(e.ChargingProfileEntryMaxPower)
+            watts = float(e.ChargingProfileEntryMaxPower) if is_din(s) else pval(e.ChargingProfileEntryMaxPower)
             limit = _pmax_at(s, e.ChargingProfileEntryStart)
-            if watts > (min(limit, DIN_PMAX_LIMIT) if _din(s) else limit) + PROFILE_TOLERANCE:
+            if watts > (min(limit, DIN_PMAX_LIMIT) if is_din(s) else limit) + PROFILE_TOLERANCE:
                 return failure(s, now, "PowerDeliveryReq", "FAILED_ChargingProfileInvalid",
                              reason=f"PowerDeliveryRes FAILED_ChargingProfileInvalid: {watts:g} W at "
                                     f"{e.ChargingProfileEntryStart} s above the offered {limit:g} W")
@@ -584,8 +439,8 @@ def _power_delivery_start(req, s, now) -> Reply:
         profile_steps = tuple((int(end - t), w) for (t, w), end in zip(entries, ends))
     s.supervisor.session_event(EnergyTransferStarted(channel="Charge", control_mode="Scheduled",
                                                      ev_power_profile=profile_steps,
-                                                     time_anchor=_wall(s, now) if profile_steps else None), now)
-    return Reply(s.msgs.PowerDeliveryRes(ResponseCode="OK", **_status(s)), State.CHARGE_LOOP)
+                                                     time_anchor=wall(s, now) if profile_steps else None), now)
+    return Reply(s.msgs.PowerDeliveryRes(ResponseCode="OK", **status(s)), State.CHARGE_LOOP)
 
 
 def _power_delivery_end(req, s, now) -> Reply:
@@ -594,9 +449,9 @@ def _power_delivery_end(req, s, now) -> Reply:
         if not ctx.energized:  # only while charging
             raise SequenceError
         _stop_power(s, now, open_contactors=False)
-        return Reply(s.msgs.PowerDeliveryRes(ResponseCode="OK", **_status(s)), State.WAIT_CPD)
+        return Reply(s.msgs.PowerDeliveryRes(ResponseCode="OK", **status(s)), State.WAIT_CPD)
     _stop_power(s, now, open_contactors=ctx.kind == "AC")
-    return Reply(s.msgs.PowerDeliveryRes(ResponseCode="OK", **_status(s, notification="None")),
+    return Reply(s.msgs.PowerDeliveryRes(ResponseCode="OK", **status(s, notification="None")),
                  State.WAIT_WELDING if ctx.kind == "DC" else State.WAIT_SESSION_STOP)
 
 
@@ -627,7 +482,7 @@ def _scheduled(s, now: float, power: float) -> float:
     """-2: within the PMax the car agreed to. A setpoint above it asks the car to renegotiate
     (EVSENotification ReNegotiation in this response) for a schedule that allows it. DIN's PMax
     has no stated unit here, so DIN power follows the setpoint alone."""
-    if _din(s):
+    if is_din(s):
         return power
     limit = _pmax_at(s, now - s.ctx.schedule_start)
     if power > limit + PROFILE_TOLERANCE:
@@ -635,9 +490,18 @@ def _scheduled(s, now: float, power: float) -> float:
     return min(power, limit)
 
 
+def _report_power(s, power: float, now: float) -> None:
+    """PowerChanged when the flow moved beyond max(100 W, 5 %) of what was last reported."""
+    last = s.ctx.reported_power
+    watts, share = POWER_CHANGE
+    if abs(power - last) > max(watts, share * abs(last)):
+        s.ctx.reported_power = power
+        s.supervisor.session_event(PowerChanged(power_w=power), now)
+
+
 def _meter(s, now: float):
     m = s.stage.measurements(now)
-    return s.msgs.MeterInfo(MeterID=s.config.meter_id, MeterReading=int(m.energy_imported_wh), TMeter=_wall(s, now))
+    return s.msgs.MeterInfo(MeterID=s.config.meter_id, MeterReading=int(m.energy_imported_wh), TMeter=wall(s, now))
 
 
 def _receipt(s) -> bool:
@@ -684,6 +548,7 @@ def _current_demand(req, s, now):
     current = clamp(current, 0.0, lim.max_charge_current)
     c.set_target(PowerCommand(voltage=target_v, current=current, ev_voltage=ctx.ev_voltage), now)
     m = c.measurements(now)
+    _report_power(s, m.power, now)
     ctx.loops += 1
     receipt = _receipt(s)
     flags = dict(EVSECurrentLimitAchieved=current >= lim.max_charge_current,
@@ -692,10 +557,10 @@ def _current_demand(req, s, now):
                  EVSEMaximumVoltageLimit=pv(schema, lim.max_voltage, "V"),
                  EVSEMaximumCurrentLimit=pv(schema, lim.max_charge_current, "A"),
                  EVSEMaximumPowerLimit=pv(schema, lim.max_charge_power, "W"))
-    extra = {} if _din(s) else dict(EVSEID=_evse_id(s), SAScheduleTupleID=ctx.sa_tuple_id, MeterInfo=_meter(s, now),
+    extra = {} if is_din(s) else dict(EVSEID=evse_id(s), SAScheduleTupleID=ctx.sa_tuple_id, MeterInfo=_meter(s, now),
                                     ReceiptRequired=receipt)
-    ctx.receipt_due = receipt and not _din(s)
-    return s.msgs.CurrentDemandRes(ResponseCode="OK", DC_EVSEStatus=_dc_status(s, isolation="Valid"),
+    ctx.receipt_due = receipt and not is_din(s)
+    return s.msgs.CurrentDemandRes(ResponseCode="OK", DC_EVSEStatus=dc_status(s, isolation="Valid"),
                                    EVSEPresentVoltage=pv(schema, m.voltage, "V"),
                                    EVSEPresentCurrent=pv(schema, m.current, "A"), **flags, **extra)
 
@@ -705,39 +570,22 @@ def charging_status(req, s, now) -> Reply:
     ctx, c, lim = s.ctx, s.stage, s.stage.limits()
     power = _scheduled(s, now, _allowed_power(s, now, ctx.ev.get("max_charge_power")))
     c.set_target(PowerCommand(power=power), now)
+    _report_power(s, c.measurements(now).power, now)
     ctx.loops += 1
     receipt = _receipt(s)
     ctx.receipt_due = receipt
     per_phase = power / (ctx.phases * lim.nominal_voltage)
-    return Reply(s.msgs.ChargingStatusRes(ResponseCode="OK", EVSEID=_evse_id(s), SAScheduleTupleID=ctx.sa_tuple_id,
+    return Reply(s.msgs.ChargingStatusRes(ResponseCode="OK", EVSEID=evse_id(s), SAScheduleTupleID=ctx.sa_tuple_id,
                                           EVSEMaxCurrent=pv("iso2", per_phase, "A"), MeterInfo=_meter(s, now),
-                                          ReceiptRequired=receipt, AC_EVSEStatus=_ac_status(s)),
+                                          ReceiptRequired=receipt, AC_EVSEStatus=ac_status(s)),
                  State.WAIT_METERING_RECEIPT if receipt else State.CHARGE_LOOP)
-
-
-def metering_receipt(req, s, now) -> Reply:
-    """-2 Plug & Charge: the car signs the meter reading it was sent with its contract key."""
-    from iso15118 import xmldsig
-
-    ctx = s.ctx
-    ctx.receipt_due = False
-    if req.SessionID != ctx.session_id:
-        return failure(s, now, "MeteringReceiptReq", "FAILED_UnknownSession")
-    sig = s.request_header.Signature
-    try:
-        if sig is None or ctx.contract_key is None or not req.Id:
-            raise xmldsig.SignatureError("no signature")
-        xmldsig.verify(sig, [xmldsig.SignedElement(req, "MeteringReceiptReq", "iso2")], ctx.contract_key)
-    except xmldsig.SignatureError:
-        return failure(s, now, "MeteringReceiptReq", "FAILED_MeteringSignatureNotValid")
-    return Reply(s.msgs.MeteringReceiptRes(ResponseCode="OK", **_status(s)), State.CHARGE_LOOP)
 
 
 def welding_detection(req, s, now) -> Reply:
     c = s.stage
     c.open_contactors(now)  # the output goes dead so that the car can test its own contactors
     m = c.measurements(now)
-    return Reply(s.msgs.WeldingDetectionRes(ResponseCode="OK", DC_EVSEStatus=_dc_status(s, notification="None"),
+    return Reply(s.msgs.WeldingDetectionRes(ResponseCode="OK", DC_EVSEStatus=dc_status(s, notification="None"),
                                             EVSEPresentVoltage=pv(s.protocol.schema, m.voltage, "V")),
                  State.WAIT_WELDING)
 
@@ -745,7 +593,7 @@ def welding_detection(req, s, now) -> Reply:
 def session_stop(req, s, now) -> Reply:
     ctx = s.ctx
     _stop_power(s, now, open_contactors=True)
-    kind = "Terminate" if _din(s) else str(req.ChargingSession)
+    kind = "Terminate" if is_din(s) else str(req.ChargingSession)
     if kind == "Pause":
         if not s.config.pause_allowed:
             return failure(s, now, "SessionStopReq", "FAILED", reason="SessionStopRes FAILED: pausing is not allowed")

@@ -16,10 +16,10 @@ from __future__ import annotations
 from iso15118.statetable import StateTable, Transition as T
 
 from .context import State as S
-from .handlers_iso2 import (authorization, cable_check, charge_parameter_discovery, charging_status, current_demand, fault_guard,
-                            metering_receipt, payment_details, payment_service_selection, power_delivery,
-                            power_delivery_in_loop, precharge, service_detail, service_discovery, session_setup,
-                            session_stop, welding_detection)
+from .handlers_iso2 import (authorization, cable_check, charge_parameter_discovery, charging_status, current_demand,
+                            fault_guard, payment_service_selection, power_delivery, power_delivery_in_loop, precharge,
+                            service_detail, service_discovery, session_setup, session_stop, welding_detection)
+from .pnc_iso2 import certificate_installation, certificate_update, metering_receipt, payment_details
 from .sap import supported_app_protocol
 
 TABLE = StateTable("SECC ISO 15118-2", {
@@ -29,6 +29,8 @@ TABLE = StateTable("SECC ISO 15118-2", {
     (S.WAIT_SERVICE_SELECTION, "ServiceDetailReq"): T(service_detail, S.WAIT_SERVICE_SELECTION),
     (S.WAIT_SERVICE_SELECTION, "PaymentServiceSelectionReq"): T(payment_service_selection, S.WAIT_AUTH,
                                                                  S.WAIT_PAYMENT_DETAILS),
+    (S.WAIT_PAYMENT_DETAILS, "CertificateInstallationReq"): T(certificate_installation, S.WAIT_PAYMENT_DETAILS),
+    (S.WAIT_PAYMENT_DETAILS, "CertificateUpdateReq"): T(certificate_update, S.WAIT_PAYMENT_DETAILS),
     (S.WAIT_PAYMENT_DETAILS, "PaymentDetailsReq"): T(payment_details, S.WAIT_AUTH),
     (S.WAIT_AUTH, "AuthorizationReq"): T(authorization, S.WAIT_AUTH, S.WAIT_CPD),
     (S.WAIT_CPD, "ChargeParameterDiscoveryReq"): T(charge_parameter_discovery, S.WAIT_CABLE_CHECK,

@@ -45,7 +45,10 @@ def make_pair(service: str = "DC_BPT", mode: str = "dynamic", auth: str = "eim",
     roots = pki.contract_roots(pki_dir, profile) if pki_dir is not None else ()
     cfg = secc_config or SECCConfig(contract_roots=roots)
     secc = SECCSession(charger, cfg, now=now, clock_offset=EPOCH, resume_store=resume_store, transport=transport)
-    chain, key = pki.contract_credentials(pki_dir, profile) if auth == "pnc" else ((), None)
+    given = ev_kw.pop("contract_chain", None), ev_kw.pop("contract_key", None)
+    chain, key = given if given[0] is not None or pki_dir is None or auth != "pnc" else \
+        pki.contract_credentials(pki_dir, profile)
+    chain = chain or ()
     battery = battery or Battery(soc=60.0)
     ev = EVCCSession(battery, EVCCConfig(service=service, control_mode=mode, auth=auth, contract_chain=chain,
                                          contract_key=key, **ev_kw), clock_offset=EPOCH)

@@ -82,12 +82,14 @@ ISO2_BUILDERS = {
     "cable_check_req": {"CableCheckRes"}, "precharge_req": {"PreChargeRes"}, "power_delivery_req": {"PowerDeliveryRes"},
     "loop_req": {"CurrentDemandRes", "ChargingStatusRes"}, "metering_receipt_req": {"MeteringReceiptRes"},
     "welding_detection_req": {"WeldingDetectionRes"}, "session_stop_req": {"SessionStopRes"},
+    "certificate_installation_req": {"CertificateInstallationRes"}, "certificate_update_req": {"CertificateUpdateRes"},
 }
 # DIN: its own names; DC only (the loop is CurrentDemand); no Plug & Charge, so the shared handlers'
 # PaymentDetails and MeteringReceipt branches are never taken (EVCCSession refuses pnc with DIN alone)
 DIN_BUILDERS = {**ISO2_BUILDERS, "payment_selection_req": {"ServicePaymentSelectionRes"},
                 "authorization_req": {"ContractAuthenticationRes"}, "loop_req": {"CurrentDemandRes"},
-                "payment_details_req": set(), "metering_receipt_req": set()}
+                "payment_details_req": set(), "metering_receipt_req": set(), "certificate_installation_req": set(),
+                "certificate_update_req": set()}
 BUILDERS = {"iso20": ISO20_BUILDERS, "iso2": ISO2_BUILDERS, "din": DIN_BUILDERS}
 LOOPS = {"CurrentDemandRes", "ChargingStatusRes"}
 
