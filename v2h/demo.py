@@ -19,10 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 import urllib.request
@@ -160,7 +160,14 @@ class Processes:
         if m is None:
             proc.kill()
             raise RuntimeError(f"v2h {name} did not start: {line.strip()!r}; see {self.out / (name + '.stderr')}")
+        threading.Thread(target=self._drain, args=(name, proc), daemon=True).start()
         return m
+
+    def _drain(self, name: str, proc: subprocess.Popen) -> None:
+        """The rest of a process's output to its file (a full pipe would stop the process)."""
+        with open(self.out / f"{name}.stdout", "w") as f:
+            for line in proc.stdout:
+                f.write(line)
 
     def stop(self, name: str, timeout: float = 20.0) -> None:
         proc = self.procs.get(name)
@@ -291,16 +298,16 @@ def summarise(sc: DemoScenario, final: dict, wall: float) -> dict:
     s, hist, decisions = final["summary"], final["history"], final["decisions"]
     reserve = final["status"]["car"]["reserve_soc"]
     socs = [h["soc"] for h in hist if h["soc"] is not None]
-    step = hist[1]["t"] - hist[0]["t"] if len(hist) > 1 else 300.0
     shed: dict[str, float] = {}
-    for h in hist:  # a circuit whose relay the controller opened (not one dark for a moment in a transfer)
+    for h, nxt in zip(hist, hist[1:]):  # a circuit whose relay the controller opened (not one dark in a transfer)
         for name in h.get("shed", []):
-            shed[name] = shed.get(name, 0.0) + step
+            shed[name] = shed.get(name, 0.0) + nxt["t"] - h["t"]
     price = _prices(sc)
     cost_car = cost_none = 0.0
-    for h in hist:  # on the grid only: an outage's hours cost nothing either way
+    for h, nxt in zip(hist, hist[1:]):  # on the grid only: an outage's hours cost nothing either way
         if h["islanded"] or not h["grid_ok"]:
             continue
+        step = nxt["t"] - h["t"]
         imp, exp_ = price(h["t"])
         grid = h["load_w"] - h["pv_w"] + h["car_w"]
         base = h["load_w"] - h["pv_w"]
