@@ -83,8 +83,8 @@ async def bench_setpoint(changes: int, pki: Path, tmp: Path) -> dict:
     finally:
         car.terminate()
         car.wait(10)
-        charger.terminate()
-        charger.wait(10)
+        charger.terminate()  # it hands the CSMS what it has queued first (up to 10 s)
+        await asyncio.get_running_loop().run_in_executor(None, charger.wait, 30)
         await server.close()
     loops = []
     for line in log.read_text().splitlines():
