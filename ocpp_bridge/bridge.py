@@ -1,21 +1,40 @@
 """The SECC's supervisor over OCPP 2.1: it answers the session's questions (authorization,
-consent, setpoint, the plan ahead) from the CSMS and reports the session to it; the power stage
+consent, setpoint, the plan ahead) from the CSMS and reports the EVSE to it; the power stage
 below is the SECC's (the bridge only reads its meter).
 
-- the session's events become TransactionEvents (Started at SessionSetup, Updated on
-  authorization, energy transfer start/stop and every TxUpdatedInterval with energy imported
-  and exported, power and the car's SoC, Ended with the reason), all through the durable outbox;
-- the car's -20 parameters become NotifyEVChargingNeeds (once per schedule exchange);
-- SetChargingProfile / ClearChargingProfile / GetChargingProfiles feed the setpoint the SECC
-  reads every charge loop (so a new setpoint applies within one loop period), through the one
-  arbiter (``arbiter.decide``); offline, the profiles' maxOfflineDuration falls back to the safe
-  default (charge, never discharge) unless the site is islanded;
-- RequestStopTransaction ends the session at the next loop;
+The EVSE as OCPP sees it (part 2 E, F, G, J; the behaviour the OCPP 2.0.1 part 6 test cases
+check is named by their TC ids):
+- the connector: the cable (plugged or not) — from the hardware's control pilot
+  (``cable_plugged``/``cable_unplugged``), or, where there is none (``cable_sensor=False``, as
+  in `v2h charger`), from the ISO 15118 session (a session means a car on the cable; its end,
+  that the car left) — and availability at three levels (station, EVSE, connector, persisted);
+  its status Available / Occupied / Unavailable / Faulted follows from both;
+- the transaction: started when the first of TxCtrlr.TxStartPoint happens (EVConnected,
+  Authorized, PowerPathClosed = connected and authorized, EnergyTransfer), ended when one of
+  TxCtrlr.TxStopPoint that held stops holding, and always when the cable goes (E01, E06);
+  chargingState Idle / EVConnected / Charging / SuspendedEV follows the cable and the energy
+  transfer (the car stopping it itself: SuspendedEV; the station stopping it: EVConnected);
+- meter values (J01, J02): Transaction.Begin samples of SampledDataCtrlr.TxStartedMeasurands in
+  Started, Sample.Periodic every TxUpdatedInterval, the samples of TxEndedInterval (periodic) and
+  AlignedDataCtrlr.TxEndedInterval (clock) with Transaction.End in Ended, clock-aligned
+  MeterValues of AlignedDataCtrlr.Measurands (not during a transaction with SendDuringIdle);
+  the car's SoC only while a car is there;
+- remote control (F01–F06): RequestStartTransaction with or without a car (EVConnectionTimeOut
+  for the cable, Authorize first with AuthCtrlr.AuthorizeRemoteStart), RequestStopTransaction,
+  TriggerMessage for MeterValues and TransactionEvent, GetTransactionStatus (E14), Reset
+  (Immediate: the transaction ends with ImmediateReset; OnIdle: Scheduled, the boot says
+  ScheduledReset), ChangeAvailability, UnlockConnector (a fixed cable: UnknownConnector);
+- the car's -20 parameters become NotifyEVChargingNeeds (once per schedule exchange) and its
+  power profile NotifyEVChargingSchedule;
+- SetChargingProfile / ClearChargingProfile / GetChargingProfiles / GetCompositeSchedule feed the
+  setpoint the SECC reads every charge loop, through the one arbiter (``arbiter.decide``);
+  offline, the profiles' maxOfflineDuration falls back to the safe default (charge, never
+  discharge) unless the site is islanded;
 - Plug & Charge authorization is a request/answer exchange with the CSMS that the session waits
   on with EVSEProcessing=Ongoing.
 
 Sans-I/O like the core it sits on: times come from the SECC (its monotonic ``now``, turned into
-Unix time with ``clock_offset``) or from the core's timers (Unix time).
+the station's Unix time with ``clock_offset`` and ``clock_scale``) or from the core's timers.
 """
 
 from __future__ import annotations
@@ -24,13 +43,14 @@ import logging
 import math
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from ocpp.exceptions import OCPPError
 
 from iso15118.secc.controller import AuthorizationStatus, PowerStage
 from iso15118.secc.events import (Authorized, EndReason, EnergyTransferStarted, EnergyTransferStopped,
                                   EVChargingNeeds, GeneratorMode, PowerChanged, SessionEnded, SessionEvent,
-                                  SessionStarted, SoCChanged)
+                                  SessionStarted, SoCChanged, StageFault)
 from iso15118.secc.supervisor import SupervisorBase
 
 from .arbiter import PowerLimits, SetpointDecision, composite, decide
@@ -40,19 +60,19 @@ from .profiles import MAX_POWER_W, Profile, ProfileRejected, ProfileStore
 
 log = logging.getLogger(__name__)
 ENERGY_MODES = {"DC": "DC", "DC_BPT": "DC_BPT", "AC": "AC_three_phase", "AC_BPT": "AC_BPT"}
-# why a session ended → TransactionEvent Ended (triggerReason, stoppedReason), OCPP 2.1 part 2 E/F
-END_REASONS = {
-    EndReason.STOPPED_BY_EV: ("StopAuthorized", "StoppedByEV"),
-    EndReason.PAUSED: ("StopAuthorized", "StoppedByEV"),
-    EndReason.SEQUENCE_TIMEOUT: ("EVCommunicationLost", "Timeout"),
-    EndReason.CONNECTION_LOST: ("EVCommunicationLost", "EVDisconnected"),
-    EndReason.PROTOCOL_ERROR: ("EVCommunicationLost", "Other"),
-    EndReason.REFUSED: ("AbnormalCondition", "Other"),
-    EndReason.FAULT: ("AbnormalCondition", "Other"),
-    EndReason.EMERGENCY_STOP: ("AbnormalCondition", "EmergencyStop"),
-    EndReason.STOPPED_BY_SUPERVISOR: ("AbnormalCondition", "Other"),
+# why a session ended → the transaction's stoppedReason (OCPP 2.1 part 2 E); the trigger of the
+# Ended event is the cable's (EVCommunicationLost) or the stop point's
+STOPPED_REASONS = {
+    EndReason.STOPPED_BY_EV: "StoppedByEV",
+    EndReason.SEQUENCE_TIMEOUT: "Timeout",
+    EndReason.CONNECTION_LOST: "EVDisconnected",
+    EndReason.PROTOCOL_ERROR: "Other",
+    EndReason.REFUSED: "Other",
+    EndReason.FAULT: "Other",
+    EndReason.EMERGENCY_STOP: "EmergencyStop",
+    EndReason.STOPPED_BY_SUPERVISOR: "Other",
 }
-
+MAX_ENDED_SAMPLES = 200  # meter samples kept for TransactionEvent Ended (TxEndedInterval); the oldest go first
 
 # a v2h variable the energy manager sets (SetVariables) while its transfer switch has isolated the
 # house from the grid: the charger then forms the island (not persisted: after a restart the
@@ -60,15 +80,32 @@ END_REASONS = {
 ISLAND = ("V2HSiteCtrlr", "Islanded", None)
 
 
+@dataclass
+class Transaction:
+    id: str
+    start: float                        # station (Unix) time
+    seen: set[str] = field(default_factory=set)   # the TxStopPoint conditions that held during it
+    id_token: dict | None = None        # the token reported in its events
+    remote_start_id: int | None = None
+    stop_reason: str | None = None      # what ended (or will end) it: Remote, StoppedByEV, …
+    samples: list[dict] = field(default_factory=list)  # for Ended (TxEndedInterval, clock TxEndedInterval)
+    next_periodic: float | None = None  # TxUpdatedInterval
+    next_ended: float | None = None     # SampledDataCtrlr.TxEndedInterval
+    next_aligned_ended: float | None = None  # AlignedDataCtrlr.TxEndedInterval
+
+
 class OCPPBridge(SupervisorBase):
     """The supervisor of one EVSE over a station core: give it to the SECC with the power stage
     (``EVSEController(stage, bridge)``); it reads the stage's meter for OCPP. ``station`` is a
     ``StationCore`` or an adapter holding one (``.core``); ``clock_offset`` turns the SECC's
-    ``now`` into Unix time (0 when the SECC already runs on Unix time)."""
+    ``now`` into Unix time (0 when the SECC already runs on Unix time). ``cable_sensor``: the
+    hardware reports the cable (``cable_plugged``/``cable_unplugged``), ``cable`` its state at
+    power-up; without one the ISO 15118 session stands for the cable."""
 
     def __init__(self, stage: PowerStage, station, *, evse_id: int = 1,
                  default_setpoint_w: float = 7000.0, tx_updated_interval: float = 60.0,
-                 allow_bidirectional: bool = True, clock_offset: float | None = None, clock_scale: float = 1.0):
+                 allow_bidirectional: bool = True, clock_offset: float | None = None, clock_scale: float = 1.0,
+                 cable_sensor: bool = False, cable: bool = False):
         core: StationCore = getattr(station, "core", station)
         if clock_offset is None:  # an adapter knows its clock's offset; a bare core runs on the caller's
             clock_offset = getattr(station, "clock_offset", 0.0)
@@ -77,14 +114,22 @@ class OCPPBridge(SupervisorBase):
         self.station = core
         self.clock_offset = clock_offset
         self.evse_id = evse_id
+        self.cable_sensor = cable_sensor
         self.profiles = ProfileStore(default_setpoint_w,
                                      on_change=lambda raws: core.store.set("charging_profiles", raws))
         self.profiles.restore(core.store.get("charging_profiles", []))
-        self.tx_updated_interval = tx_updated_interval
         self.allow_bidirectional = allow_bidirectional
-        self.transaction_id: str | None = None
-        self.tx_start: float | None = None
+        # the EVSE
+        self.cable = cable
+        self.energy = False
+        self.charging_state = "EVConnected" if cable else "Idle"
+        self.authorization: dict | None = None   # the idToken that authorizes charging now
+        self._auth_reported = True               # that authorization is in a TransactionEvent already
+        self.remote_start: dict | None = None    # RequestStartTransaction waiting for the cable
+        self._remote_expires: float | None = None
+        self.tx: Transaction | None = None
         self.stop_requested_by_csms = False
+        self._station_stop = False               # the station, not the car, ends this energy transfer
         self.soc: float | None = None   # the car's PresentSOC, % (from the charge loop)
         self.external_setpoint: float | None = None
         self.islanded = False
@@ -93,23 +138,42 @@ class OCPPBridge(SupervisorBase):
         # Plug & Charge: the EMAID asked about and the CSMS's answer (None: no answer, offline rule)
         self._auth: tuple[str, bool, dict | None] | None = None
         self.v2x_enabled = True
-        self.contract_validation_offline = True
-        self.aligned_interval = 0.0
         self._next_aligned: float | None = None
-        self._next_tx_meter: float | None = None  # Unix time of the next TxUpdatedInterval meter value
+        self.on_reset: Callable[[], None] | None = None  # the process restarts itself (set by `v2h charger`)
+        self.reset_pending: str | None = None  # "Immediate" or "OnIdle" while a session runs
+        self._restarting = False               # on_reset was called: the process goes down
+        self.firmware_pending = False          # a firmware update waits for the EVSE to be idle
+        self.on_idle: list[Callable[[], None]] = []  # run when a transaction ends (a scheduled install)
+        saved = core.store.get("availability")
+        if saved is None:  # before three levels, one flag for the station
+            saved = {"station": core.store.get("operative", True), "evse": True, "connector": True}
+        self.availability: dict[str, bool] = saved
+        self.pending_availability: dict[str, bool] = {}
         dm = core.device_model
-        key = ("SampledDataCtrlr", "TxUpdatedInterval", None)
+        key = ("SampledDataCtrlr", None, None, "TxUpdatedInterval", None)
+        # the start-up setting (it may be under a second, for tests); what the CSMS sets wins
+        self.tx_updated_interval = float(dm.values[key]) if key in dm.persisted else tx_updated_interval
         if key not in dm.persisted:
-            dm.values[key] = str(int(tx_updated_interval))
-        dm.listen("SampledDataCtrlr", "TxUpdatedInterval", lambda v: setattr(self, "tx_updated_interval", float(v)))
+            dm.values[key] = str(max(1, round(tx_updated_interval)) if tx_updated_interval > 0 else 0)
         dm.listen("V2XChargingCtrlr", "Enabled", lambda v: setattr(self, "v2x_enabled", v == "true"))
-        dm.listen("ISO15118Ctrlr", "ContractValidationOffline",
-                  lambda v: setattr(self, "contract_validation_offline", v == "true"))
         dm.add(Variable(*ISLAND[:2], "boolean", RW, "false", persistent=False))
         dm.listen(*ISLAND[:2], lambda v: setattr(self, "islanded", v == "true"))
-        dm.listen("AlignedDataCtrlr", "Interval", self._set_aligned_interval)
-        self._set_aligned_interval(dm.value("AlignedDataCtrlr", "Interval"))
+        dm.listen("AlignedDataCtrlr", "Interval", lambda v: self._rearm())
+        dm.listen("SampledDataCtrlr", "TxUpdatedInterval", self._set_tx_interval)
+        for name in ("AvailabilityState",):
+            dm.get("ChargingStation", name, self._station_state)
+            dm.get("EVSE", name, lambda: core.connector_status.get((evse_id, 1), "Available"), evse=evse_id)
+            dm.get("Connector", name, lambda: core.connector_status.get((evse_id, 1), "Available"), evse=evse_id,
+                   connector=1)
+        dm.get("ChargingStation", "Available", lambda: _bool(self.availability["station"]))
+        dm.get("EVSE", "Available", lambda: _bool(self.availability["station"] and self.availability["evse"]),
+               evse=evse_id)
+        dm.get("Connector", "Available", lambda: _bool(self.operative), evse=evse_id, connector=1)
+        dm.get("EVSE", "Power", lambda: f"{self.stage.measurements(self.secc_time(core.now)).power:.1f}", evse=evse_id)
+        dm.get("SmartChargingCtrlr", "Entries", lambda: str(len(self.profiles.profiles)), instance="ChargingProfiles")
         core.timers.append(self)
+        core.outbox_answered.append(self._outbox_answered)
+        core.triggers.update({"MeterValues": self._trigger_meter_values, "TransactionEvent": self._trigger_tx})
         self._end_interrupted_transaction()
         core.handlers.update({
             "SetChargingProfile": self._set_charging_profile,
@@ -121,15 +185,12 @@ class OCPPBridge(SupervisorBase):
             "ChangeAvailability": self._change_availability,
             "RequestStartTransaction": self._request_start,
             "GetCompositeSchedule": self._composite_schedule,
+            "GetTransactionStatus": self._transaction_status,
+            "UnlockConnector": self._unlock_connector,
         })
-        self.on_reset: Callable[[], None] | None = None  # the process restarts itself (set by `v2h charger`)
-        self.reset_pending: str | None = None  # "Immediate" or "OnIdle" while a session runs
-        self.remote_start: dict | None = None
-        self.operative = core.store.get("operative", True)
-        self.pending_operative: bool | None = None
-        if not self.operative:
-            core.connector_status[(evse_id, 1)] = "Unavailable"
+        core.connector_status[(evse_id, 1)] = self._status(core.now)
 
+    # --- time -----------------------------------------------------------------------------------------
     def wall(self, now: float) -> float:
         """The SECC's ``now`` as the station's (Unix) time."""
         return now * self.clock_scale + self.clock_offset
@@ -138,24 +199,56 @@ class OCPPBridge(SupervisorBase):
         """The station's time as the SECC's ``now`` (the inverse of ``wall``)."""
         return (wall - self.clock_offset) / self.clock_scale
 
+    # --- the device model's settings, read where they act --------------------------------------------
+    def _var(self, component: str, name: str, instance: str | None = None) -> str:
+        return self.station.device_model.value(component, name, instance)
+
+    def _points(self, name: str) -> set[str]:
+        return {p for p in self._var("TxCtrlr", name).split(",") if p}
+
+    def _seconds(self, component: str, name: str) -> float:
+        return float(self._var(component, name))
+
+    @property
+    def operative(self) -> bool:
+        a = self.availability
+        return a["station"] and a["evse"] and a["connector"]
+
+    @property
+    def transaction_id(self) -> str | None:
+        return self.tx.id if self.tx is not None else None
+
+    @property
+    def tx_start(self) -> float | None:
+        return self.tx.start if self.tx is not None else None
+
+    # --- the lower half: the SECC's questions ---------------------------------------------------------
     def stop_requested(self, now: float) -> str | None:
-        """The CSMS's RequestStopTransaction or an immediate Reset end the session at the next step."""
+        """The CSMS's RequestStopTransaction, a deauthorization or an immediate Reset end the
+        session at the next step."""
         if self.stop_requested_by_csms:
             return "stopped by the CSMS (RequestStopTransaction)"
         if self.reset_pending == "Immediate":
             return "reset by the CSMS"
+        if self.tx is not None and self.tx.stop_reason == "DeAuthorized":
+            return "deauthorized by the CSMS"
         return None
 
-    # --- the upper half: OCPP -----------------------------------------------------------------
     def authorize(self, method: str, identity: str, now: float) -> AuthorizationStatus:
-        """Inoperative refuses; then, for Plug & Charge, the CSMS's Authorize for the
-        EMAID: ONGOING until it answers (the SECC repeats AuthorizationRes EVSEProcessing=Ongoing).
-        No answer (offline, timeout, CALLERROR): ISO15118Ctrlr.ContractValidationOffline decides
-        whether the contract the SECC validated itself suffices. EIM has no token at v2h's
-        chargers (no reader)."""
-        if not self.operative:
-            return AuthorizationStatus.REJECTED  # ChangeAvailability Inoperative
+        """Inoperative refuses; a remote start authorizes the car; then, for Plug & Charge, the
+        CSMS's Authorize for the EMAID (AuthCtrlr.LocalPreAuthorize: the contract the SECC
+        validated suffices at once): ONGOING until it answers (the SECC repeats AuthorizationRes
+        EVSEProcessing=Ongoing). No answer (offline, timeout, CALLERROR):
+        ISO15118Ctrlr.ContractValidationOffline and AuthCtrlr.LocalAuthorizeOffline decide whether
+        the contract the SECC validated itself suffices. EIM has no token at v2h's chargers (no
+        reader): it is NoAuthorization, like a start button."""
+        if not self.operative or self._new_sessions_blocked():
+            return AuthorizationStatus.REJECTED  # ChangeAvailability Inoperative, a pending firmware update
+        if self.authorization is not None:
+            return AuthorizationStatus.ACCEPTED  # RequestStartTransaction authorized this car
         if method != "PnC":
+            return AuthorizationStatus.ACCEPTED
+        if self._var("AuthCtrlr", "LocalPreAuthorize") == "true":
             return AuthorizationStatus.ACCEPTED
         if self._auth is None or self._auth[0] != identity:
             self._auth = (identity, False, None)
@@ -169,7 +262,9 @@ class OCPPBridge(SupervisorBase):
         if not done:
             return AuthorizationStatus.ONGOING
         if answer is None:
-            return AuthorizationStatus.ACCEPTED if self.contract_validation_offline else AuthorizationStatus.REJECTED
+            offline_ok = self._var("ISO15118Ctrlr", "ContractValidationOffline") == "true" and \
+                self._var("AuthCtrlr", "LocalAuthorizeOffline") == "true"
+            return AuthorizationStatus.ACCEPTED if offline_ok else AuthorizationStatus.REJECTED
         if "allowedEnergyTransfer" in answer:
             self.allowed_energy_transfer = list(answer["allowedEnergyTransfer"])
         ok = answer["idTokenInfo"]["status"] == "Accepted"
@@ -240,73 +335,210 @@ class OCPPBridge(SupervisorBase):
         if n.departure_time:
             charging_needs["departureTime"] = iso(int(self.wall(now) + n.departure_time))
         self._enqueue("NotifyEVChargingNeeds", {"evseId": self.evse_id, "chargingNeeds": charging_needs,
-                                                "timestamp": iso(self.wall(now))}, now=now)
+                                                "timestamp": iso(self.wall(now))}, self.wall(now))
 
     def session_event(self, event: SessionEvent, now: float) -> None:
+        t = self.wall(now)
         if isinstance(event, SessionStarted):
-            self._started(now)
-        elif self.transaction_id is None:
-            return
+            self._session_started(t)
         elif isinstance(event, Authorized):
-            token = {"idToken": event.emaid, "type": "eMAID" if event.method == "PnC" else "NoAuthorization"}
-            self._tx("Updated", "Authorized", id_token=token, now=now)
+            self._authorized({"idToken": event.emaid, "type": "eMAID" if event.method == "PnC" else "NoAuthorization"},
+                             t, remote=False)
         elif isinstance(event, EnergyTransferStarted):
-            self._tx("Updated", "ChargingStateChanged", charging_state="Charging", now=now)
+            self._energy_started(t)
             if event.ev_power_profile:
-                self._ev_charging_schedule(event.ev_power_profile, event.time_anchor, now)
+                self._ev_charging_schedule(event.ev_power_profile, event.time_anchor, t)
         elif isinstance(event, SoCChanged):
             self.soc = event.soc
-        elif isinstance(event, PowerChanged):
-            self._tx("Updated", "ChargingRateChanged", now=now)
+        elif isinstance(event, PowerChanged):  # the power moved: ChargingRateChanged
+            if self.tx is not None:
+                self._tx_event("Updated", "ChargingRateChanged", t, meter=self._sample("Other", "TxUpdatedMeasurands", t))
         elif isinstance(event, EnergyTransferStopped):
-            self._tx("Updated", "ChargingStateChanged", charging_state="EVConnected", now=now)
+            self._energy_stopped(t)
+        elif isinstance(event, StageFault):
+            self._update_status(t)
         elif isinstance(event, SessionEnded):
-            self._ended(event, now)
+            self._session_ended(event, t)
 
-    def _started(self, now: float) -> None:
-        if not self.operative:
-            return  # Inoperative: no transaction; authorize() refuses the car
-        self.transaction_id = str(uuid.uuid4())
-        self.tx_start = self.wall(now)
-        self.stop_requested_by_csms = False
+    # --- the cable -------------------------------------------------------------------------------------
+    def cable_plugged(self, now: float) -> None:
+        """The control pilot says a car is on the cable (``now``: the SECC's clock)."""
+        self._plugged(self.wall(now))
+
+    def cable_unplugged(self, now: float) -> None:
+        """The car left (control pilot state A)."""
+        self._unplugged(self.wall(now), "EVDisconnected")
+
+    def _plugged(self, t: float) -> None:
+        if self.cable:
+            return
+        self.cable = True
+        self._remote_expires = None
+        self.charging_state = "EVConnected"
+        self._update_status(t)
+        if self.tx is not None:  # started by an authorization before the cable (Authorized start point)
+            self._tx_event("Updated", "CablePluggedIn", t, charging_state="EVConnected", with_evse=True)
+        self._maybe_start("CablePluggedIn", t)
+
+    def _unplugged(self, t: float, reason: str) -> None:
+        if not self.cable:
+            return
+        self.cable = self.energy = False
+        self.charging_state = "Idle"
+        self.authorization, self._auth_reported = None, True  # StopTxOnEVSideDisconnect
+        self.remote_start = None
+        if self.tx is not None:
+            self._end("EVCommunicationLost", self.tx.stop_reason or reason, t)
+        self.soc = None
+        self._update_status(t)
+        self._after_transaction(t)
+
+    # --- the session's events ---------------------------------------------------------------------------
+    def _session_started(self, t: float) -> None:
         self.needs = None
         self.allowed_energy_transfer = None
         self._auth = None
-        self.soc = None
-        self.station.set_connector_status(self.evse_id, 1, "Occupied", now=self.wall(now))
-        remote = self.remote_start
-        self.remote_start = None
-        extra = {}
-        if remote is not None:  # RequestStartTransaction before the car arrived
-            extra = {"id_token": remote["idToken"], "remote_start_id": remote["remoteStartId"]}
-            if remote.get("chargingProfile"):
-                try:
-                    self.profiles.set(remote["chargingProfile"], self.transaction_id)
-                except ProfileRejected as e:
-                    log.warning("the profile of RequestStartTransaction was not applied: %s", e)
-        self._tx("Started", "RemoteStart" if remote else "CablePluggedIn", charging_state="EVConnected", now=now,
-                 state={"open_transaction": {"id": self.transaction_id, "start": self.tx_start}}, **extra)
+        self._station_stop = False
+        self.stop_requested_by_csms = False
+        if not self.cable:
+            self._plugged(t)  # a session means a car on the cable (where no sensor says so earlier)
+        elif self.tx is None:
+            self._maybe_start("CablePluggedIn", t)  # a car left plugged in across a restart starts again
 
-    def _ended(self, event: SessionEnded, now: float) -> None:
-        if self.stop_requested_by_csms:
-            trigger, stopped = "RemoteStop", "Remote"
-        elif self.reset_pending == "Immediate":
-            trigger, stopped = "ResetCommand", "ImmediateReset"
+    def _authorized(self, token: dict, t: float, *, remote: bool, remote_start_id: int | None = None) -> None:
+        if self.authorization is not None and not remote:
+            return  # already authorized (a remote start): no second Authorized event
+        self.authorization = token
+        self._auth_reported = False
+        if self.tx is not None:
+            self.tx.seen.add("Authorized")
+            trigger = "RemoteStart" if remote else "Authorized"
+            self.tx.id_token = token
+            self.tx.remote_start_id = remote_start_id
+            self._tx_event("Updated", trigger, t, id_token=token, remote_start_id=remote_start_id)
+            self._auth_reported = True
+            if remote and self.remote_start is not None and self.remote_start.get("chargingProfile"):
+                self._apply_remote_profile(self.remote_start)
+            self.remote_start = None
         else:
-            trigger, stopped = END_REASONS[event.reason]
-        self._tx("Ended", trigger, stopped_reason=stopped, now=now, state={"open_transaction": None})
-        self.transaction_id = None
-        self.tx_start = None
-        self._next_tx_meter = None
-        self.profiles.end_transaction()
-        if self.pending_operative is not None:  # ChangeAvailability Scheduled during the session
-            self._apply_availability(self.pending_operative)
-        self.station.set_connector_status(self.evse_id, 1, "Available" if self.operative else "Unavailable",
-                                          now=self.wall(now))
-        if self.reset_pending and self.on_reset is not None:
-            self.on_reset()  # the process's restart (it stops the SECC after this session has ended)
+            self._maybe_start("RemoteStart" if remote else "Authorized", t)
 
-    # --- internals ----------------------------------------------------------------------------
+    def _energy_started(self, t: float) -> None:
+        self.energy = True
+        self._station_stop = False
+        self.charging_state = "Charging"
+        if self.tx is not None:
+            self._tx_event("Updated", "ChargingStateChanged", t, charging_state="Charging",
+                           meter=self._sample("Other", "TxUpdatedMeasurands", t))
+        else:
+            self._maybe_start("ChargingStateChanged", t)
+
+    def _energy_stopped(self, t: float) -> None:
+        if not self.energy:
+            return
+        self.energy = False
+        station = self._station_stop or self.stop_requested_by_csms or self.reset_pending == "Immediate" or \
+            (self.tx is not None and self.tx.stop_reason == "DeAuthorized")
+        self.charging_state = "EVConnected" if station else "SuspendedEV"
+        if self.tx is None:
+            return
+        if "EnergyTransfer" in self._points("TxStopPoint"):
+            trigger = "RemoteStop" if self.tx.stop_reason == "Remote" else "ChargingStateChanged"
+            self.charging_state = "EVConnected"
+            self._end(trigger, self.tx.stop_reason or "StoppedByEV", t)
+            self._update_status(t)
+            self._after_transaction(t)
+            return
+        self._tx_event("Updated", "ChargingStateChanged", t, charging_state=self.charging_state,
+                       meter=self._sample("Other", "TxUpdatedMeasurands", t))
+
+    def _session_ended(self, event: SessionEnded, t: float) -> None:
+        if self.energy:  # ended while energised (a lost connection, a fault): the transfer stopped with it
+            if event.reason is not EndReason.STOPPED_BY_EV and event.reason is not EndReason.PAUSED:
+                self._station_stop = self._station_stop or event.reason in (
+                    EndReason.FAULT, EndReason.EMERGENCY_STOP, EndReason.STOPPED_BY_SUPERVISOR)
+            self._energy_stopped(t)
+        if self.tx is not None and self.tx.stop_reason is None and event.reason in STOPPED_REASONS:
+            self.tx.stop_reason = STOPPED_REASONS[event.reason]
+        if not self.cable_sensor:  # no control pilot here: the session's end is the car's departure
+            reason = STOPPED_REASONS.get(event.reason, "EVDisconnected") if event.reason is not EndReason.PAUSED \
+                else "StoppedByEV"
+            self._unplugged(t, reason)
+            return
+        if event.reason is EndReason.PAUSED and self.tx is not None and self.charging_state != "SuspendedEV":
+            self.charging_state = "SuspendedEV"  # the car paused the session: it suspends charging
+            self._tx_event("Updated", "ChargingStateChanged", t, charging_state="SuspendedEV")
+        self._update_status(t)
+
+    # --- transactions (E01, E06) ------------------------------------------------------------------------
+    def _holds(self, point: str) -> bool:
+        return {"EVConnected": self.cable, "Authorized": self.authorization is not None,
+                "PowerPathClosed": self.cable and self.authorization is not None,
+                "EnergyTransfer": self.energy}.get(point, False)
+
+    def _maybe_start(self, trigger: str, t: float) -> None:
+        """Start the transaction if one of TxStartPoint holds now."""
+        if self.tx is not None or not self.operative:
+            return
+        if not any(self._holds(p) for p in self._points("TxStartPoint")):
+            return
+        tx = Transaction(str(uuid.uuid4()), t)
+        self.tx = tx
+        self.stop_requested_by_csms = False
+        tx.seen = {p for p in ("EVConnected", "Authorized", "PowerPathClosed", "EnergyTransfer") if self._holds(p)}
+        token, remote_id = None, None
+        if self.authorization is not None and not self._auth_reported:
+            token = self.authorization
+            self._auth_reported = True
+            if self.remote_start is not None:
+                trigger, remote_id = "RemoteStart", self.remote_start["remoteStartId"]
+        tx.id_token, tx.remote_start_id = token, remote_id
+        if self.remote_start is not None and self.remote_start.get("chargingProfile"):
+            self._apply_remote_profile(self.remote_start)
+        self.remote_start = None if self.cable else self.remote_start
+        self._schedule_samples(t)
+        self._tx_event("Started", trigger, t, charging_state=self.charging_state, id_token=token,
+                       remote_start_id=remote_id, meter=self._sample("Transaction.Begin", "TxStartedMeasurands", t),
+                       state={"open_transaction": {"id": tx.id, "start": t}})
+        self._update_status(t)
+
+    def _end(self, trigger: str, stopped_reason: str, t: float, *, charging_state: str | None = None) -> None:
+        """TransactionEvent Ended with the samples collected for it and a Transaction.End sample."""
+        tx = self.tx
+        if tx is None:
+            return
+        meter = list(tx.samples)
+        end = self._sample("Transaction.End", "TxEndedMeasurands", t)
+        if end:
+            meter += end
+        self._tx_event("Ended", trigger, t, charging_state=charging_state or self.charging_state,
+                       stopped_reason=stopped_reason, meter=meter, state={"open_transaction": None})
+        self.tx = None
+        self.stop_requested_by_csms = False
+        self.profiles.end_transaction()
+        self.station.changed()
+
+    def _after_transaction(self, t: float) -> None:
+        """What waited for the EVSE to be idle: a scheduled ChangeAvailability, an OnIdle Reset,
+        a firmware installation."""
+        if self.tx is not None:
+            return
+        if self.pending_availability:
+            for level, operative in self.pending_availability.items():
+                self.availability[level] = operative
+            self.pending_availability = {}
+            self.station.store.set("availability", self.availability)
+            self._update_status(t)
+        if self.reset_pending == "OnIdle":
+            self.station.store.set("boot_reason", "ScheduledReset")
+        if self.reset_pending and self.on_reset is not None and not self._restarting:
+            self._restarting = True
+            self.on_reset()  # the process's restart (it stops the SECC after this session has ended)
+            return
+        hooks, self.on_idle = self.on_idle, []
+        for hook in hooks:
+            hook()
+
     def _end_interrupted_transaction(self) -> None:
         """A transaction still open in the database means the process died during it (kill,
         power loss): end it now, before anything new, so the CSMS never sees it hang."""
@@ -315,58 +547,151 @@ class OCPPBridge(SupervisorBase):
             now = self.station.now
             self.station.enqueue("TransactionEvent", transaction_event(
                 "Ended", "AbnormalCondition", open_tx["id"], timestamp=iso(now), evse_id=self.evse_id,
-                stopped_reason="PowerLoss"), now=now, state={"open_transaction": None})
+                stopped_reason="PowerLoss", charging_state=self.charging_state), now=now,
+                state={"open_transaction": None})
 
-    def _meter(self, now: float) -> list:
-        m = self.stage.measurements(now)
-        values = [{"value": round(m.energy_imported_wh, 3), "measurand": "Energy.Active.Import.Register",
-                   "unitOfMeasure": {"unit": "Wh"}},
-                  {"value": round(m.energy_exported_wh, 3), "measurand": "Energy.Active.Export.Register",
-                   "unitOfMeasure": {"unit": "Wh"}},
-                  {"value": round(max(m.power, 0.0), 1), "measurand": "Power.Active.Import",
-                   "unitOfMeasure": {"unit": "W"}},
-                  {"value": round(max(-m.power, 0.0), 1), "measurand": "Power.Active.Export",
-                   "unitOfMeasure": {"unit": "W"}}]
-        if self.soc is not None:
-            values.append({"value": self.soc, "measurand": "SoC", "unitOfMeasure": {"unit": "Percent"}})
-        return [{"timestamp": iso(self.wall(now)), "sampledValue": values}]
+    def _tx_event(self, kind: str, trigger: str, t: float, *, charging_state: str | None = None,
+                  stopped_reason: str | None = None, id_token: dict | None = None,
+                  remote_start_id: int | None = None, meter: list | None = None, state: dict | None = None,
+                  with_evse: bool | None = None) -> None:
+        tx = self.tx
+        if tx is None:
+            return
+        self._enqueue("TransactionEvent", transaction_event(
+            kind, trigger, tx.id, timestamp=iso(t), evse_id=self.evse_id, meter_value=meter,
+            charging_state=charging_state or self.charging_state, stopped_reason=stopped_reason, id_token=id_token,
+            remote_start_id=remote_start_id, with_evse=with_evse), t, state=state)
 
-    # --- the station's timers (Unix time): clock-aligned meter values, profile expiry -------------
-    def _set_aligned_interval(self, value: str) -> None:
-        """AlignedDataCtrlr.Interval (0 = off): MeterValues at every multiple of the interval past
-        the hour, whether or not a session runs; a new interval applies at once."""
-        self.aligned_interval = float(value)
-        self._next_aligned = None
+    # --- the connector's status (G01, G03–G05) -------------------------------------------------------------
+    def _status(self, t: float) -> str:
+        if self.tx is None and (not self.operative or self._new_sessions_blocked() and not self.cable):
+            return "Unavailable"
+        if self.stage.fault(self.secc_time(t)):
+            return "Faulted"
+        if self.cable or self.tx is not None or self.remote_start is not None:
+            return "Occupied"
+        return "Unavailable" if not self.operative else "Available"
+
+    def _update_status(self, t: float, force: bool = False) -> None:
+        self.station.set_connector_status(self.evse_id, 1, self._status(t), now=t, force=force)
+
+    def _station_state(self) -> str:
+        if not self.availability["station"]:
+            return "Unavailable"
+        return "Occupied" if self.tx is not None or self.cable else "Available"
+
+    def _new_sessions_blocked(self) -> bool:
+        """A firmware update waits for the EVSE and ChargingStation.AllowNewSessionsPendingFirmwareUpdate
+        is false: no new session starts (L01.FR.07)."""
+        return self.firmware_pending and \
+            self._var("ChargingStation", "AllowNewSessionsPendingFirmwareUpdate") != "true"
+
+    # --- meter values (J01, J02) ------------------------------------------------------------------------
+    def _sample(self, context: str, measurands_of: str | tuple[str, str], t: float) -> list:
+        """One meter sample of the measurands a variable lists (SampledDataCtrlr by default), [] if none."""
+        component, name = measurands_of if isinstance(measurands_of, tuple) else ("SampledDataCtrlr", measurands_of)
+        wanted = [m for m in self._var(component, name).split(",") if m]
+        if not wanted:
+            return []
+        m = self.stage.measurements(self.secc_time(t))
+        values = {"Energy.Active.Import.Register": (round(m.energy_imported_wh, 3), "Wh"),
+                  "Energy.Active.Export.Register": (round(m.energy_exported_wh, 3), "Wh"),
+                  "Power.Active.Import": (round(max(0.0, m.power), 1) + 0.0, "W"),
+                  "Power.Active.Export": (round(max(0.0, -m.power), 1) + 0.0, "W")}
+        if self.soc is not None and (self.cable or self.tx is not None):
+            values["SoC"] = (self.soc, "Percent")
+        sampled = [{"value": values[w][0], "context": context, "measurand": w, "unitOfMeasure": {"unit": values[w][1]}}
+                   for w in wanted if w in values]
+        return [{"timestamp": iso(t), "sampledValue": sampled}] if sampled else []
+
+    def _schedule_samples(self, t: float) -> None:
+        tx = self.tx
+        if tx is None:
+            return
+        up = self.tx_updated_interval
+        ended = self._seconds("SampledDataCtrlr", "TxEndedInterval")
+        aligned = self._seconds("AlignedDataCtrlr", "TxEndedInterval")
+        tx.next_periodic = t + up if up > 0 else None
+        tx.next_ended = t + ended if ended > 0 else None
+        tx.next_aligned_ended = (t // aligned + 1) * aligned if aligned > 0 else None
         self.station.changed()
 
+    def _set_tx_interval(self, value: str) -> None:
+        self.tx_updated_interval = float(value)
+        self._rearm()
+
+    def _rearm(self) -> None:
+        """An interval changed: the timers start again from now."""
+        self._next_aligned = None
+        if self.tx is not None:
+            self._schedule_samples(self.station.now)
+        self.station.changed()
+
+    def _keep(self, sample: list) -> None:
+        if self.tx is not None and sample:
+            self.tx.samples.extend(sample)
+            del self.tx.samples[:-MAX_ENDED_SAMPLES]
+
+    # --- the station's timers (Unix time) ------------------------------------------------------------------
     def next_deadline(self) -> float | None:
         """The station core asks its timer sources (Unix time)."""
         times = []
-        if self.aligned_interval > 0:
+        interval = self._seconds("AlignedDataCtrlr", "Interval")
+        if interval > 0:
             if self._next_aligned is None:
-                now = self.station.now
-                self._next_aligned = (now // self.aligned_interval + 1) * self.aligned_interval
+                self._next_aligned = (self.station.now // interval + 1) * interval
             times.append(self._next_aligned)
-        if self._next_tx_meter is not None:
-            times.append(self._next_tx_meter)
+        if self.tx is not None:
+            times += [x for x in (self.tx.next_periodic, self.tx.next_ended, self.tx.next_aligned_ended) if x]
+        if self._remote_expires is not None:
+            times.append(self._remote_expires)
         expiry = self.profiles.expiry_after()
         if expiry is not None and self.station.offline_since is not None and not self.station.online:
             times.append(self.station.offline_since + expiry + 1e-3)
         return min(times) if times else None
 
     def handle_timer(self, now: float) -> None:
-        if self._next_aligned is not None and now >= self._next_aligned:
+        t = now
+        if self._next_aligned is not None and t >= self._next_aligned:
+            at = self._next_aligned
             self._next_aligned = None
-            meter = self._meter(self.secc_time(now))
-            for sample in meter:
-                for v in sample["sampledValue"]:
-                    v["context"] = "Sample.Clock"
-            self._enqueue("MeterValues", {"evseId": self.evse_id, "meterValue": meter}, now=self.secc_time(now))
-        if self._next_tx_meter is not None and now >= self._next_tx_meter and self.transaction_id is not None:
-            self._tx("Updated", "MeterValuePeriodic", now=self.secc_time(now))
+            if not (self.tx is not None and self._var("AlignedDataCtrlr", "SendDuringIdle") == "true"):
+                meter = self._sample("Sample.Clock", ("AlignedDataCtrlr", "Measurands"), at)
+                if meter:
+                    self._enqueue("MeterValues", {"evseId": self.evse_id, "meterValue": meter}, t)
+        tx = self.tx
+        if tx is not None:
+            if tx.next_ended is not None and t >= tx.next_ended:
+                self._keep(self._sample("Sample.Periodic", "TxEndedMeasurands", tx.next_ended))
+                tx.next_ended += self._seconds("SampledDataCtrlr", "TxEndedInterval") or math.inf
+            if tx.next_aligned_ended is not None and t >= tx.next_aligned_ended:
+                self._keep(self._sample("Sample.Clock", ("AlignedDataCtrlr", "TxEndedMeasurands"),
+                                        tx.next_aligned_ended))
+                tx.next_aligned_ended += self._seconds("AlignedDataCtrlr", "TxEndedInterval") or math.inf
+            if tx.next_periodic is not None and t >= tx.next_periodic:
+                at = tx.next_periodic
+                tx.next_periodic += self.tx_updated_interval or math.inf
+                meter = self._sample("Sample.Periodic", "TxUpdatedMeasurands", at)
+                if meter:
+                    self._tx_event("Updated", "MeterValuePeriodic", at, meter=meter)
+            for attr in ("next_periodic", "next_ended", "next_aligned_ended"):
+                if getattr(tx, attr) == math.inf:
+                    setattr(tx, attr, None)
+        if self._remote_expires is not None and t >= self._remote_expires:
+            self._connection_timeout(t)
         self.profiles.expire(self.station.offline_for(now))
 
-    def _ev_charging_schedule(self, entries: tuple[tuple[int, float], ...], anchor: int | None, now: float) -> None:
+    def _connection_timeout(self, t: float) -> None:
+        """TxCtrlr.EVConnectionTimeOut: authorized, but no car came (E03.FR.05, TC_F_04)."""
+        self._remote_expires = None
+        self.remote_start = None
+        self.authorization, self._auth_reported = None, True
+        if self.tx is not None:
+            self._end("EVConnectTimeout", "Timeout", t)
+        self._update_status(t)
+        self._after_transaction(t)
+
+    def _ev_charging_schedule(self, entries: tuple[tuple[int, float], ...], anchor: int | None, t: float) -> None:
         """NotifyEVChargingSchedule: the power profile the car sent with PowerDelivery(Start)."""
         periods, start = [], 0
         for duration, watts in entries:
@@ -375,27 +700,35 @@ class OCPPBridge(SupervisorBase):
                 period["dischargeLimit"] = watts
             periods.append(period)
             start += duration
-        anchor = anchor or int(self.wall(now))
+        anchor = anchor or int(t)
         self._enqueue("NotifyEVChargingSchedule", {"timeBase": iso(anchor), "evseId": self.evse_id, "chargingSchedule": {
-            "id": 1, "chargingRateUnit": "W", "chargingSchedulePeriod": periods}}, now=now)
+            "id": 1, "chargingRateUnit": "W", "chargingSchedulePeriod": periods}}, t)
 
-    def _tx(self, kind: str, trigger: str, *, now: float, state: dict | None = None, **kw) -> None:
-        """A TransactionEvent with the meter (``now``: the SECC's); the next periodic one
-        TxUpdatedInterval later."""
-        interval = self.tx_updated_interval
-        self._next_tx_meter = self.wall(now) + interval if interval > 0 and kind != "Ended" else None
-        self.station.changed()
-        self._enqueue("TransactionEvent", transaction_event(
-            kind, trigger, self.transaction_id, timestamp=iso(self.wall(now)), evse_id=self.evse_id,
-            meter_value=self._meter(now), **kw), now=now, state=state)
-
-    def _enqueue(self, action: str, payload: dict, *, now: float, state: dict | None = None) -> None:
-        """Queue for the CSMS (``now``: the SECC's); a payload our own mapping got wrong is logged,
+    def _enqueue(self, action: str, payload: dict, t: float, *, state: dict | None = None) -> None:
+        """Queue for the CSMS (``t``: station time); a payload our own mapping got wrong is logged,
         and the charging session (which called us) goes on."""
         try:
-            self.station.enqueue(action, payload, now=self.wall(now), state=state)
+            self.station.enqueue(action, payload, now=t, state=state)
         except (OCPPError, ValueError) as e:  # ValueError: a non-finite number (never sent)
             log.error("not queued, %s breaks the OCPP 2.1 schema: %s", action, e)
+
+    def _outbox_answered(self, item, payload: dict) -> None:
+        """TransactionEventResponse idTokenInfo: a token the CSMS does not accept ends the
+        transaction when TxCtrlr.StopTxOnInvalidId is true (E05, C15)."""
+        if item.action != "TransactionEvent" or "idTokenInfo" not in payload:
+            return
+        tx = self.tx
+        if tx is None or item.payload["transactionInfo"]["transactionId"] != tx.id:
+            return
+        if payload["idTokenInfo"]["status"] == "Accepted" or self._var("TxCtrlr", "StopTxOnInvalidId") != "true":
+            return
+        t = self.station.now
+        tx.stop_reason = "DeAuthorized"
+        self.authorization = None
+        self._station_stop = True
+        self._end("Deauthorized", "DeAuthorized", t, charging_state="EVConnected" if self.cable else "Idle")
+        self._update_status(t)
+        self._after_transaction(t)
 
     # --- CSMS-initiated requests (camelCase payloads, schema-validated by the station) ---------
     def _set_charging_profile(self, payload: dict) -> dict:
@@ -434,8 +767,8 @@ class OCPPBridge(SupervisorBase):
         found = [p.raw for p in self.profiles.profiles.values()]
         if not found:
             return {"status": "NoProfiles"}
-        now = self.secc_time(self.station.now)
-        self.station.after_response(lambda: self._enqueue("ReportChargingProfiles", {
+        now = self.station.now
+        self.station.after_response(lambda: self.station.request("ReportChargingProfiles", {
             "requestId": request_id, "chargingLimitSource": "CSO", "evseId": self.evse_id,
             "chargingProfile": found}, now=now))
         return {"status": "Accepted"}
@@ -447,53 +780,160 @@ class OCPPBridge(SupervisorBase):
         return {"status": "Accepted"}
 
     def _reset(self, payload: dict) -> dict:
-        """Immediate: end a running session (de-energise, Ended with ImmediateReset), then
-        restart; OnIdle: restart once no session runs. The restart itself is the process's
-        (``on_reset``); without one, Reset is refused."""
-        if self.on_reset is None or payload.get("evseId") not in (None, self.evse_id):
-            return {"status": "Rejected"}
+        """The whole station resets (EVSE.AllowReset is false: a Reset for one EVSE is Rejected,
+        TC_B_28/29). Immediate: a running transaction ends (ImmediateReset), then the restart;
+        OnIdle: Scheduled until the transaction ends, and the boot says ScheduledReset. The restart
+        itself is the process's (``on_reset``); without one, Reset is refused."""
+        if self.on_reset is None or payload.get("evseId") is not None:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnsupportedRequest"}} \
+                if payload.get("evseId") is not None else {"status": "Rejected"}
         kind = payload["type"]
-        self.station.store.set("boot_reason", "RemoteReset")
-        if self.transaction_id is None:
+        t = self.station.now
+        if self.tx is None:
+            self.station.store.set("boot_reason", "RemoteReset")
             self.station.after_response(self.on_reset)
             return {"status": "Accepted"}
-        self.reset_pending = "Immediate" if kind in ("Immediate", "ImmediateAndResume") else "OnIdle"
-        return {"status": "Accepted" if self.reset_pending == "Immediate" else "Scheduled"}
+        if kind in ("Immediate", "ImmediateAndResume"):
+            self.station.store.set("boot_reason", "RemoteReset")
+            self.reset_pending = "Immediate"
+            self._station_stop = True
+            self.tx.stop_reason = "ImmediateReset"
+
+            def end_now() -> None:
+                self._end("ResetCommand", "ImmediateReset", t, charging_state="EVConnected" if self.cable else "Idle")
+                self._restarting = True
+                self.on_reset()
+            self.station.after_response(end_now)
+            return {"status": "Accepted"}
+        self.reset_pending = "OnIdle"
+        return {"status": "Scheduled"}
 
     def _change_availability(self, payload: dict) -> dict:
+        """Station, EVSE or connector (G03–G05); Inoperative during a transaction is Scheduled for
+        its end. Every accepted change reports the connector's status, changed or not."""
         operative = payload["operationalStatus"] == "Operative"
-        if payload.get("evse", {}).get("id", self.evse_id) not in (0, self.evse_id):
+        evse = payload.get("evse")
+        if evse is None or evse["id"] == 0:
+            level = "station"
+        elif evse["id"] != self.evse_id or evse.get("connectorId", 1) != 1:
             return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
-        if self.transaction_id is not None and not operative:
-            self.pending_operative = operative  # after the session (it is not interrupted)
+        else:
+            level = "connector" if "connectorId" in evse else "evse"
+        t = self.station.now
+        if self.tx is not None and not operative:
+            self.pending_availability[level] = operative  # after the transaction (it is not interrupted)
             return {"status": "Scheduled"}
-        self._apply_availability(operative)
-        if self.transaction_id is None:
-            self.station.set_connector_status(self.evse_id, 1, "Available" if operative else "Unavailable",
-                                              now=self.station.now)
+        self.pending_availability.pop(level, None)
+        self.availability[level] = operative
+        self.station.store.set("availability", self.availability)
+        self.station.after_response(lambda: self._update_status(t, force=True))
         return {"status": "Accepted"}
 
-    def _apply_availability(self, operative: bool) -> None:
-        self.operative = operative
-        self.pending_operative = None
-        self.station.store.set("operative", operative)
-
     def _request_start(self, payload: dict) -> dict:
-        """The car starts an ISO 15118 session itself; a remote start authorizes the next one
-        (its idToken and remoteStartId go into TransactionEvent Started, with its profile)."""
-        if not self.operative or self.transaction_id is not None:
+        """F01/F02: authorizes the car on the cable, or the next one within EVConnectionTimeOut
+        (its idToken and remoteStartId go into the transaction's next event, triggerReason
+        RemoteStart, with its profile). With AuthCtrlr.AuthorizeRemoteStart the idToken is
+        authorized first (Authorize). Refused while the registration is not Accepted (B02),
+        when inoperative, when already authorized."""
+        if self.station.registration != "Accepted" or not self.operative or self._new_sessions_blocked():
+            return {"status": "Rejected"}
+        if payload.get("evseId", self.evse_id) != self.evse_id or self.authorization is not None:
             return {"status": "Rejected"}
         if payload.get("chargingProfile"):
             try:
                 Profile.parse(payload["chargingProfile"])
             except ProfileRejected as e:
                 return {"status": "Rejected", "statusInfo": {"reasonCode": e.reason}}
-        self.remote_start = payload
-        return {"status": "Accepted"}
+        answer: dict = {"status": "Accepted"}
+        if self.tx is not None:
+            answer["transactionId"] = self.tx.id
+        t = self.station.now
+
+        def go() -> None:
+            self.remote_start = payload
+            if not self.cable:
+                self._remote_expires = t + self._seconds("TxCtrlr", "EVConnectionTimeOut")
+                self.station.changed()
+            self._authorized(payload["idToken"], self.station.now, remote=True,
+                             remote_start_id=payload["remoteStartId"])
+            self._update_status(self.station.now)
+
+        if self._var("AuthCtrlr", "AuthorizeRemoteStart") == "true":
+            def answered(result: dict | None) -> None:
+                if result is not None and result["idTokenInfo"]["status"] == "Accepted":
+                    go()
+            self.station.after_response(lambda: self.station.request(
+                "Authorize", {"idToken": payload["idToken"]}, now=self.station.now, on_answer=answered))
+        else:
+            self.station.after_response(go)
+        return answer
+
+    def _apply_remote_profile(self, remote: dict) -> None:
+        try:
+            self.profiles.set(remote["chargingProfile"], self.transaction_id)
+        except ProfileRejected as e:
+            log.warning("the profile of RequestStartTransaction was not applied: %s", e)
 
     def _request_stop(self, payload: dict) -> dict:
-        if self.transaction_id is None or payload["transactionId"] != self.transaction_id:
+        """F03: the energy transfer stops at the next loop; the transaction ends at once where
+        TxStopPoint has Authorized or PowerPathClosed, when the energy stops with EnergyTransfer,
+        else with the cable (the event now says RemoteStop)."""
+        tx = self.tx
+        if tx is None or payload["transactionId"] != tx.id:
             return {"status": "Rejected"}
+        t = self.station.now
         self.stop_requested_by_csms = True
+        self._station_stop = True
+        tx.stop_reason = "Remote"
+        self.authorization, self._auth_reported = None, True
+        stops = self._points("TxStopPoint")
+
+        def report() -> None:
+            if self.tx is not tx:
+                return
+            if stops & {"Authorized", "PowerPathClosed"}:
+                self._end("RemoteStop", "Remote", t, charging_state="EVConnected" if self.cable else "Idle")
+                self._update_status(t)
+                self._after_transaction(t)
+            elif not ("EnergyTransfer" in stops and self.energy):
+                self._tx_event("Updated", "RemoteStop", t)
+        self.station.after_response(report)
         return {"status": "Accepted"}
 
+    def _transaction_status(self, payload: dict) -> dict:
+        """E14: whether the transaction runs, and whether its (or any) TransactionEvents wait."""
+        tx_id = payload.get("transactionId")
+        answer: dict = {"messagesInQueue": self.station.transaction_messages(tx_id)}
+        if tx_id is not None:
+            answer["ongoingIndicator"] = self.tx is not None and self.tx.id == tx_id
+        return answer
+
+    def _unlock_connector(self, payload: dict) -> dict:
+        """F05: a fixed cable has no lock to release (UnlockOnEVSideDisconnect is false)."""
+        return {"status": "UnknownConnector"}
+
+    # --- TriggerMessage (F06) -------------------------------------------------------------------------
+    def _trigger_meter_values(self, evse: dict | None, now: float) -> str:
+        def send() -> None:
+            meter = self._sample("Trigger", ("AlignedDataCtrlr", "Measurands"), self.station.now) or \
+                self._sample("Trigger", "TxUpdatedMeasurands", self.station.now)
+            if meter:
+                self.station.request("MeterValues", {"evseId": self.evse_id, "meterValue": meter},
+                                     now=self.station.now, while_pending=True)
+        self.station.after_response(send)
+        return "Accepted"
+
+    def _trigger_tx(self, evse: dict | None, now: float) -> str:
+        if self.tx is None:
+            return "Rejected"
+
+        def send() -> None:
+            t = self.station.now
+            self._tx_event("Updated", "Trigger", t, meter=self._sample("Trigger", "TxUpdatedMeasurands", t),
+                           with_evse=True)
+        self.station.after_response(send)
+        return "Accepted"
+
+
+def _bool(b: bool) -> str:
+    return "true" if b else "false"

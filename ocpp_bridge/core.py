@@ -3,34 +3,50 @@ to send, the next deadline and decisions out. No sockets, no clock, no event loo
 adapter (``ocpp_bridge.station``) feeds it a websocket, and a simulation feeds it a CSMS core
 directly, a day in seconds.
 
-What it does (OCPP 2.1 part 4 for the framing, part 2 for the messages):
-- BootNotification first on every connection; nothing else is sent before it is Accepted
-  (Pending/Rejected: again after the interval the CSMS gave).
-- One CALL outstanding at a time (part 4 §4.1.1): direct requests (StatusNotification,
-  Authorize, Heartbeat) go first, then the durable outbox in order. An outbox message leaves only
-  when answered; a CALLERROR is retried MessageAttempts times, MessageAttemptInterval × n apart,
-  then set aside in the 'rejected' record; no answer within MessageTimeout means the connection
-  is broken: the adapter closes it and the message is resent, with its message id, after the
-  next boot.
+What it does (OCPP 2.1 part 4 for the framing and reconnecting, part 2 for the messages; the
+behaviour the OCPP 2.0.1 part 6 test cases check is named by their TC ids):
+- Registration (B01–B03): BootNotification after every boot — power-up, reset, firmware update —
+  not after a mere reconnect (a registration Accepted before the connection dropped still holds;
+  the connectors' status is then reported again, all of them after more than OfflineThreshold
+  offline, else the ones that changed: TC_B_51/52). While Pending the CSMS may configure the
+  station (Get/SetVariables, GetBaseReport with its NotifyReports, TriggerMessage) and nothing
+  else is sent (TC_B_02); while Rejected every CSMS request gets CALLERROR SecurityError
+  (TC_B_30); a triggered boot carries reason Triggered.
+- One CALL outstanding at a time (part 4 §4.1.1): the boot, then direct requests
+  (StatusNotification, Authorize, Heartbeat, reports the CSMS asked for), then the durable outbox
+  in order. An outbox message leaves only when answered. No answer within MessageTimeout, or a
+  CALLERROR, is a failed attempt: it is sent again MessageAttemptInterval × (attempts so far)
+  later, with its message id, at most MessageAttempts times, then set aside in the 'rejected'
+  record (E13, TC_E_41/42/50/51); the connection stays up. A lost connection is no attempt: the
+  message is sent again after the reconnect.
 - TransactionEvents raised while offline carry ``offline=true``.
 - Requests from the CSMS are routed to ``handlers`` (camelCase payloads in and out, validated
   against the OCPP 2.1 schemas both ways); whatever a frame holds, it gets an answer or a logged
   drop and the connection stays (unknown action: NotImplemented; known but not handled:
   NotSupported; broken frame: FormationViolation; failing handler: InternalError).
-- Reconnects back off per OCPPCommCtrlr (RetryBackOffWaitMinimum doubled up to
-  RetryBackOffRepeatTimes, plus RetryBackOffRandomRange × rng()).
+- Network connection profiles (B09/B10): slots from SetNetworkProfile (slot 1 is the start-up
+  configuration), NetworkConfigurationPriority at the next boot, NetworkProfileConnectionAttempts
+  per slot before the next one is tried; a connection with a higher security profile drops the
+  lower ones from the priority list (A05). Reconnects back off per OCPPCommCtrlr
+  (RetryBackOffWaitMinimum doubled up to RetryBackOffRepeatTimes, plus RetryBackOffRandomRange ×
+  rng(); TC_B_57). A new BasicAuthPassword is used at once: the station reconnects with it
+  (TC_A_09).
+- TriggerMessage (F06) for BootNotification, Heartbeat and StatusNotification here; the bridge,
+  the firmware and the log modules add theirs (``triggers``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from ocpp.exceptions import FormationViolationError, OCPPError, SecurityError
 
@@ -41,6 +57,11 @@ from .store import QueuedMessage, Store
 
 log = logging.getLogger("ocpp_bridge.station")
 SECURITY_EVENT_INTERVAL = 60.0  # s: at most one SecurityEventNotification per kind in this time
+SECURITY_LOG_ENTRIES = 500      # the security log kept for GetLog (oldest dropped first)
+SLOTS = (1, 2)                  # network connection profile slots (1: the start-up configuration)
+# the security event raised at the boot after each kind of restart (appendix 1)
+BOOT_EVENTS = {"PowerUp": "StartupOfTheDevice", "RemoteReset": "ResetOrReboot", "ScheduledReset": "ResetOrReboot",
+               "FirmwareUpdate": "FirmwareUpdated", "Unknown": "StartupOfTheDevice"}
 
 
 class ConfigError(ValueError):
@@ -59,12 +80,13 @@ class StationConfig:
     client_key: str | Path | None = None
     vendor: str = "v2h"
     model: str = "v2h-bpt"
-    response_timeout: float = 30.0      # OCPPCommCtrlr.MessageTimeout
+    response_timeout: float = 30.0      # OCPPCommCtrlr.MessageTimeout (slot 1's messageTimeout)
     retry_backoff_min: float = 3.0      # OCPPCommCtrlr.RetryBackOffWaitMinimum
     retry_backoff_random: float = 10.0  # OCPPCommCtrlr.RetryBackOffRandomRange
     retry_backoff_repeat: int = 5       # OCPPCommCtrlr.RetryBackOffRepeatTimes
-    message_attempts: int = 3           # OCPPCommCtrlr.MessageAttempts (CALLERROR answers)
-    message_attempt_interval: float = 3.0  # OCPPCommCtrlr.MessageAttemptInterval
+    message_attempts: int = 3           # OCPPCommCtrlr.MessageAttempts (TransactionEvent)
+    message_attempt_interval: float = 3.0  # OCPPCommCtrlr.MessageAttemptInterval (TransactionEvent)
+    firmware_version: str | None = None
 
     @property
     def security_profile(self) -> int:
@@ -89,15 +111,55 @@ class StationConfig:
         return f"{self.csms_url.rstrip('/')}/{self.station_id}"
 
 
+@dataclass
+class NetworkProfile:
+    """One slot's NetworkConnectionProfile (SetNetworkProfile connectionData)."""
+
+    slot: int
+    url: str                      # ocppCsmsUrl, without the identity
+    security_profile: int
+    message_timeout: float
+    identity: str | None = None   # 2.1: the basic-auth user (default SecurityCtrlr.Identity)
+    password: str | None = None   # 2.1: this profile's basicAuthPassword (default SecurityCtrlr's)
+    interface: str = "Any"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how the adapter connects now: the slot's profile with the station's credentials."""
+
+    slot: int
+    url: str                      # the full websocket URL (ocppCsmsUrl + identity)
+    station_id: str
+    security_profile: int
+    password: str | None
+    csms_ca: str | Path | None
+    client_cert: str | Path | None
+    client_key: str | Path | None
+    message_timeout: float
+
+
 def iso(t: float) -> str:
     """Unix seconds as an OCPP dateTime (UTC, milliseconds)."""
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_time(text: str) -> float | None:
+    """An OCPP dateTime as Unix seconds, None if it is not one (or out of range)."""
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, AttributeError):
+        return None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    value = t.timestamp()
+    return value if math.isfinite(value) else None
+
+
 def transaction_event(event_type: str, trigger_reason: str, transaction_id: str, *, timestamp: str,
                       evse_id: int = 1, meter_value: list | None = None, charging_state: str | None = None,
                       stopped_reason: str | None = None, id_token: dict | None = None,
-                      remote_start_id: int | None = None) -> dict:
+                      remote_start_id: int | None = None, connector_id: int = 1, with_evse: bool | None = None) -> dict:
     """A TransactionEvent payload (seqNo and offline are filled in by the store/core)."""
     info: dict = {"transactionId": transaction_id}
     if charging_state:
@@ -106,8 +168,8 @@ def transaction_event(event_type: str, trigger_reason: str, transaction_id: str,
         info["stoppedReason"] = stopped_reason
     payload: dict = {"eventType": event_type, "timestamp": timestamp, "triggerReason": trigger_reason,
                      "transactionInfo": info}
-    if event_type == "Started":
-        payload["evse"] = {"id": evse_id, "connectorId": 1}
+    if with_evse or (with_evse is None and event_type == "Started"):
+        payload["evse"] = {"id": evse_id, "connectorId": connector_id}
     if meter_value:
         payload["meterValue"] = meter_value
     if id_token:
@@ -118,10 +180,13 @@ def transaction_event(event_type: str, trigger_reason: str, transaction_id: str,
 
 
 class TimerSource(Protocol):
-    """Something above the core with its own timers (the bridge's clock-aligned meter values)."""
+    """Something above the core with its own timers (the bridge's meter values, firmware)."""
 
     def next_deadline(self) -> float | None: ...
     def handle_timer(self, now: float) -> None: ...
+
+
+Trigger = Callable[[dict | None, float], str]  # (evse, now) → TriggerMessage status; sends after the answer
 
 
 @dataclass
@@ -136,15 +201,16 @@ class _Direct:
     action: str
     payload: dict
     on_answer: Answer | None = None
+    while_pending: bool = False        # asked for by the CSMS: may go out while the boot is Pending
     message_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 class StationCore:
-    """One charging station's OCPP state: the connection's lifecycle, the boot, the outstanding
-    CALL, the outbox, the CSMS's requests. Drive it with ``connection_made``, ``receive``,
-    ``handle_timer`` at ``next_deadline()``, ``connection_lost``/``connect_failed``; send what
-    ``data_to_send()`` returns; close the connection when ``close_requested`` is set; connect
-    again at ``next_connect_at()``."""
+    """One charging station's OCPP state: the connection's lifecycle, the registration, the
+    outstanding CALL, the outbox, the CSMS's requests. Drive it with ``connection_made``,
+    ``receive``, ``handle_timer`` at ``next_deadline()``, ``connection_lost``/``connect_failed``;
+    send what ``data_to_send()`` returns; close the connection when ``close_requested`` is set;
+    connect to ``connect_target()`` at ``next_connect_at()``."""
 
     def __init__(self, config: StationConfig, store: Store, *, now: float, rng: Callable[[], float] = random.random,
                  frame_log: Callable[[str, str, object], None] | None = None):
@@ -155,46 +221,76 @@ class StationCore:
         self.frame_log = frame_log  # (direction, name, frame): every OCPP-J frame, for the JSON-lines log
         self.on_output: Callable[[], None] | None = None  # the adapter's wake-up: frames or deadlines changed
         self.handlers: dict[str, Callable[[dict], dict]] = {}  # CSMS-initiated actions → camelCase in/out
+        self.triggers: dict[str, Trigger] = {}                  # TriggerMessage requestedMessage → its sender
         self.timers: list[TimerSource] = []
+        self.outbox_answered: list[Callable[[QueuedMessage, dict], None]] = []  # a CALLRESULT for the outbox
         self.connected = False           # the websocket is open
-        self.boot_accepted = False       # ... and this connection's BootNotification was Accepted
-        self.boot_status: str | None = None
+        self.registration: str | None = None  # None until the first BootNotification answer since power-up
         self.offline_since: float | None = now
         self.heartbeat_interval = 60.0
         self.close_requested: str | None = None
         self.connector_status: dict[tuple[int, int], str] = {(1, 1): "Available"}
         self.handler_errors = 0          # CSMS requests whose handler failed (answered InternalError)
         self.now = now                   # the latest time the core was given
+        self._sent_status: dict[tuple[int, int], str] = {}
         self._out: list[str] = []
         self._inflight: _Call | None = None
         self._direct: list[_Direct] = []
         self._next_boot: float | None = None
+        self._boot_triggered = False
         self._next_heartbeat: float | None = None
-        self._retry_at: float | None = None    # the outbox head after a CALLERROR
-        self._attempts = 0                     # CALLERRORs of the outbox head
-        self._attempt = 0                      # connection attempts since the last boot
+        self._retry_at: float | None = None    # the outbox head after a failed attempt
+        self._attempts = 0                     # failed attempts (CALLERROR, no answer) of the outbox head
+        self._attempt = 0                      # connection attempts that failed in a row
         self._next_connect = now
-        self._boot_reason = store.get("boot_reason") or "PowerUp"  # RemoteReset after a Reset
+        self._reconnect_now = False
+        self._boot_reason = store.get("boot_reason") or "PowerUp"  # RemoteReset after a Reset, …
         self._failure_reported: str | None = None  # the security event raised for the current failure streak
         self._security_events: dict[str, tuple[float, int]] = {}  # kind → (last reported, suppressed since)
         self._after_response: list[Callable[[], None]] = []
-        self._names: dict[str, str] = {}       # message id → action, to name the answers in the log
         self.device_model = DeviceModel(standard_variables(
             identity=config.station_id, security_profile=config.security_profile, secc_id=config.station_id,
             retry_min=config.retry_backoff_min, retry_random=config.retry_backoff_random,
             retry_repeat=config.retry_backoff_repeat, message_timeout=config.response_timeout,
-            message_attempts=config.message_attempts), store)
+            message_attempts=config.message_attempts, slots=tuple(str(s) for s in SLOTS)), store)
+        # network connection profiles: slot 1 is the start-up configuration unless the CSMS replaced it
+        self.profiles: dict[int, NetworkProfile] = {1: NetworkProfile(1, config.csms_url, config.security_profile,
+                                                                      config.response_timeout)}
+        for raw in store.get("network_profiles", []):
+            self.profiles[raw["slot"]] = NetworkProfile(**raw)
+        self.priority = self._read_priority()
+        # C-47: when every slot of the priority list failed, the slot that worked last (before a
+        # new priority list took effect) with the ordinary back-off
+        fallback = store.get("last_good_slot")
+        self._order = self.priority + ([fallback] if fallback in self.profiles and fallback not in self.priority
+                                       else [])
+        self.active_slot = self.priority[0]
+        self._slot_index = 0
+        self._slot_failures = 0
         self._wire_device_model()
 
     # --- state ----------------------------------------------------------------------------------
     @property
     def online(self) -> bool:
-        """Connected and booted: messages flow."""
-        return self.connected and self.boot_accepted
+        """Connected and registered (BootNotification Accepted): messages flow."""
+        return self.connected and self.registration == "Accepted"
+
+    @property
+    def boot_accepted(self) -> bool:
+        return self.online
+
+    @property
+    def boot_status(self) -> str | None:
+        return self.registration
 
     def offline_for(self, now: float) -> float:
         """Seconds since the CSMS was last reachable (0 while online)."""
         return 0.0 if self.online or self.offline_since is None else max(0.0, now - self.offline_since)
+
+    @property
+    def response_timeout(self) -> float:
+        """OCPPCommCtrlr.MessageTimeout: the active profile's messageTimeout."""
+        return self.profiles[self.active_slot].message_timeout
 
     # --- what the rest of the station calls -----------------------------------------------------
     def enqueue(self, action: str, payload: dict, *, now: float, state: dict | None = None) -> QueuedMessage:
@@ -211,31 +307,39 @@ class StationCore:
         self._pump(now)
         return item
 
-    def request(self, action: str, payload: dict, *, now: float, on_answer: Answer | None = None) -> None:
-        """A request whose answer matters only now (Authorize, StatusNotification): sent before
-        the outbox, not stored. ``on_answer`` gets the CALLRESULT payload, or None offline, on a
-        CALLERROR, a timeout or a lost connection, so the caller applies its offline rule."""
+    def request(self, action: str, payload: dict, *, now: float, on_answer: Answer | None = None,
+                while_pending: bool = False) -> None:
+        """A request whose answer matters only now (Authorize, StatusNotification, a report the
+        CSMS asked for): sent before the outbox, not stored. ``on_answer`` gets the CALLRESULT
+        payload, or None offline, on a CALLERROR, a timeout or a lost connection, so the caller
+        applies its offline rule. ``while_pending``: the CSMS asked for it, so it may go out while
+        the registration is Pending."""
         schema_check(action, payload)
-        if not self.online:
+        if not (self.online or (self.connected and while_pending and self.registration == "Pending")):
             if on_answer is not None:
                 on_answer(None)
             return
-        self._direct.append(_Direct(action, payload, on_answer))
+        self._direct.append(_Direct(action, payload, on_answer, while_pending))
         self._pump(now)
 
-    def set_connector_status(self, evse_id: int, connector_id: int, status: str, *, now: float) -> None:
-        """StatusNotification: sent now if online, else the current status after the next boot
-        (a status is a state, not an event: only the latest matters)."""
-        if self.connector_status.get((evse_id, connector_id)) == status:
-            return
-        self.connector_status[(evse_id, connector_id)] = status
-        if self.online:
+    def set_connector_status(self, evse_id: int, connector_id: int, status: str, *, now: float,
+                             force: bool = False) -> None:
+        """StatusNotification: sent now if online and it changed (or ``force``), else the
+        current status after the next connection (a status is a state, not an event)."""
+        key = (evse_id, connector_id)
+        changed = self.connector_status.get(key) != status
+        self.connector_status[key] = status
+        if self.online and (changed or force or self._sent_status.get(key) != status):
             self._status(evse_id, connector_id, status, now)
 
     def security_event(self, kind: str, tech_info: str = "", *, now: float) -> None:
         """Queue a SecurityEventNotification (it must reach the CSMS even if raised offline),
         at most one per kind every SECURITY_EVENT_INTERVAL: a flood of bad frames must not flood
-        the durable outbox; the next report says how many were left out."""
+        the durable outbox; the next report says how many were left out. Every event is kept in
+        the security log (GetLog SecurityLog), the last SECURITY_LOG_ENTRIES of them."""
+        entries = self.store.get("security_log", [])
+        entries.append({"timestamp": iso(now), "type": kind, **({"techInfo": tech_info[:255]} if tech_info else {})})
+        self.store.set("security_log", entries[-SECURITY_LOG_ENTRIES:])
         last, suppressed = self._security_events.get(kind, (None, 0))
         if last is not None and now - last < SECURITY_EVENT_INTERVAL:
             self._security_events[kind] = (last, suppressed + 1)
@@ -258,33 +362,60 @@ class StationCore:
         if self.on_output is not None:
             self.on_output()
 
+    def transaction_messages(self, transaction_id: str | None = None) -> bool:
+        """Whether the outbox still holds TransactionEvents (of ``transaction_id``, or any)."""
+        return self.store.has_transaction_messages(transaction_id)
+
     # --- the connection -------------------------------------------------------------------------
     def next_connect_at(self) -> float:
         """When the adapter should try to connect (back-off after a failure or a loss)."""
         return self._next_connect
 
+    def connect_target(self) -> Target:
+        """The slot to connect to now (NetworkConfigurationPriority, NetworkProfileConnectionAttempts)."""
+        slot = self._order[self._slot_index % len(self._order)]
+        p, c = self.profiles[slot], self.config
+        identity = p.identity or c.station_id
+        return Target(slot, f"{p.url.rstrip('/')}/{identity}", identity, p.security_profile,
+                      p.password or c.password, c.csms_ca, c.client_cert if p.security_profile == 3 else None,
+                      c.client_key if p.security_profile == 3 else None, p.message_timeout)
+
     def connection_made(self, now: float) -> None:
+        """The websocket is open. A station whose registration was Accepted (and not rebooted
+        since) goes on where it was; otherwise it boots."""
         self.now = now
-        self.connected, self.boot_accepted, self.boot_status = True, False, None
+        self.connected = True
         self.close_requested = None
         self._inflight = None
-        self._next_boot = now
+        self._attempt = 0
+        self._slot_failures = 0
+        slot = self._order[self._slot_index % len(self._order)]
+        self._use_slot(slot)
+        if self.registration == "Accepted":
+            self._resume(now)
+        else:
+            self._next_boot = now
         self._pump(now)
 
     def connection_lost(self, now: float, reason: str = "") -> None:
-        """The websocket closed: the outstanding outbox message is resent after the next boot
-        (same message id); direct requests get no answer (their callers apply the offline rule)."""
+        """The websocket closed: the outstanding outbox message is resent after the reconnect
+        (same message id, no attempt counted); direct requests get no answer (their callers apply
+        the offline rule)."""
         self.now = now
         if self.online:
             self.offline_since = now
         was_connected = self.connected
-        self.connected = self.boot_accepted = False
+        self.connected = False
         pending, self._direct = self._direct, []
         if self._inflight is not None and self._inflight.on_answer is not None:
             pending.insert(0, _Direct(self._inflight.action, {}, self._inflight.on_answer))
         self._inflight = None
-        self._next_boot = self._next_heartbeat = self._retry_at = None
-        self._schedule_connect(now)
+        self._next_boot = self._next_heartbeat = None
+        if self._reconnect_now:  # closed on purpose to use new credentials: no back-off
+            self._reconnect_now = False
+            self._next_connect = now
+        else:
+            self._schedule_connect(now)
         if was_connected:
             log.info("CSMS connection lost: %s", reason or "closed")
         for d in pending:
@@ -293,11 +424,18 @@ class StationCore:
 
     def connect_failed(self, now: float, reason: str, security_event: str | None = None) -> None:
         """A connection attempt failed; ``security_event`` (FailedToAuthenticateAtCsms,
-        InvalidCsmsCertificate) is raised once per failure streak, not once per retry."""
+        InvalidCsmsCertificate) is raised once per failure streak, not once per retry. After
+        NetworkProfileConnectionAttempts failures the next slot of the priority list is tried."""
         self.now = now
         if security_event is not None and self._failure_reported != security_event:
             self._failure_reported = security_event
             self.security_event(security_event, reason, now=now)
+        self._slot_failures += 1
+        if self._slot_failures >= int(self.device_model.value("OCPPCommCtrlr", "NetworkProfileConnectionAttempts")):
+            self._slot_failures = 0
+            last = self._slot_index >= len(self._order) - 1
+            if not (last and len(self._order) > len(self.priority)):  # on the fallback slot: it stays
+                self._slot_index = 0 if last else self._slot_index + 1
         self._schedule_connect(now)
 
     def backoff(self, attempt: int) -> float:
@@ -306,9 +444,38 @@ class StationCore:
         c = self.config
         return c.retry_backoff_min * 2 ** min(attempt, c.retry_backoff_repeat) + self.rng() * c.retry_backoff_random
 
+    def reconnect(self, reason: str) -> None:
+        """Close this connection and connect again at once (new credentials, a new profile)."""
+        if self.connected:
+            self._reconnect_now = True
+            self.close_requested = reason
+            self.changed()
+
     def _schedule_connect(self, now: float) -> None:
         self._next_connect = now + self.backoff(self._attempt)
         self._attempt += 1
+
+    def _use_slot(self, slot: int) -> None:
+        """Connected with ``slot``: it is the active profile; a higher security profile than
+        before drops the lower slots from the priority list (no way back down, A05)."""
+        self.active_slot = slot
+        self.store.set("last_good_slot", slot)
+        level = self.profiles[slot].security_profile
+        kept = [s for s in self.priority if self.profiles[s].security_profile >= level]
+        if kept and kept != self.priority:
+            self.priority = kept
+            self._order = kept + [s for s in self._order if s not in kept and s == slot]
+            self._slot_index = self._order.index(slot)
+            value = ",".join(str(s) for s in kept)
+            self.device_model.values[("OCPPCommCtrlr", None, None, "NetworkConfigurationPriority", None)] = value
+            saved = self.store.get("device_model", {})
+            saved["OCPPCommCtrlr/NetworkConfigurationPriority/"] = value
+            self.store.set("device_model", saved)
+
+    def _read_priority(self) -> list[int]:
+        text = self.device_model.value("OCPPCommCtrlr", "NetworkConfigurationPriority")
+        slots = [int(s) for s in text.split(",") if s.strip().isdigit() and int(s) in self.profiles]
+        return slots or [1]
 
     # --- frames in, timers ------------------------------------------------------------------------
     def receive(self, text: str | bytes, now: float) -> None:
@@ -335,7 +502,8 @@ class StationCore:
         self._pump(now)
 
     def next_deadline(self) -> float | None:
-        times = [t for t in (self._inflight.deadline if self._inflight else None, self._next_boot,
+        times = [t for t in (self._inflight.deadline if self._inflight else None,
+                             self._next_boot if self.connected else None,
                              self._next_heartbeat if self.online else None,
                              self._retry_at if self.online else None) if t is not None]
         times += [d for d in (t.next_deadline() for t in self.timers) if d is not None]
@@ -346,11 +514,14 @@ class StationCore:
         call = self._inflight
         if call is not None and now >= call.deadline:
             self._inflight = None
-            if call.on_answer is not None:  # a direct request: its caller applies the offline rule
-                log.info("%s got no answer in %.0f s", call.action, self.config.response_timeout)
+            if call.item is not None:  # the outbox head: a failed attempt
+                log.info("%s got no answer in %.0f s", call.action, self.response_timeout)
+                self._outbox_failed(call.item, "no answer", now)
+            elif call.on_answer is not None:  # a direct request: its caller applies the offline rule
+                log.info("%s got no answer in %.0f s", call.action, self.response_timeout)
                 call.on_answer(None)
-            else:  # the boot or the outbox head: the connection is considered broken
-                self.close_requested = f"no answer to {call.action} in {self.config.response_timeout:g} s"
+            elif call.action == "BootNotification":  # no registration without an answer: a broken link
+                self.close_requested = f"no answer to BootNotification in {self.response_timeout:g} s"
         if self.online and self._next_heartbeat is not None and now >= self._next_heartbeat:
             self._next_heartbeat = now + self.heartbeat_interval
             if not any(d.action == "Heartbeat" for d in self._direct):
@@ -379,18 +550,29 @@ class StationCore:
 
     def _send_call(self, message_id: str, action: str, payload: dict, now: float, *, item: QueuedMessage | None = None,
                    on_answer: Answer | None = None) -> None:
-        self._inflight = _Call(message_id, action, now + self.config.response_timeout, on_answer, item)
+        self._inflight = _Call(message_id, action, now + self.response_timeout, on_answer, item)
         self._emit(action, [frames.CALL, message_id, action, payload])
 
     def _pump(self, now: float) -> None:
         """Send the next CALL if none is outstanding: the boot, then direct requests, then the outbox."""
         if not self.connected or self._inflight is not None or self.close_requested:
             return
-        if not self.boot_accepted:
+        if self.registration != "Accepted":
             if self._next_boot is not None and now >= self._next_boot:
                 self._next_boot = None
-                self._send_call(str(uuid.uuid4()), "BootNotification", {"reason": self._boot_reason, "chargingStation": {
-                    "vendorName": self.config.vendor, "model": self.config.model}}, now)
+                reason = "Triggered" if self._boot_triggered else self._boot_reason
+                self._boot_triggered = False
+                charging_station = {"vendorName": self.config.vendor, "model": self.config.model}
+                if self.config.firmware_version:
+                    charging_station["firmwareVersion"] = self.config.firmware_version
+                self._send_call(str(uuid.uuid4()), "BootNotification",
+                                {"reason": reason, "chargingStation": charging_station}, now)
+            elif self.registration == "Pending":
+                for n, d in enumerate(self._direct):
+                    if d.while_pending:
+                        del self._direct[n]
+                        self._send_call(d.message_id, d.action, d.payload, now, on_answer=d.on_answer or _ignore)
+                        break
             return
         if self._direct:
             d = self._direct.pop(0)
@@ -404,9 +586,23 @@ class StationCore:
             self._send_call(item.message_id, item.action, item.payload, now, item=item)
 
     def _status(self, evse_id: int, connector_id: int, status: str, now: float) -> None:
+        self._sent_status[(evse_id, connector_id)] = status
         self._direct.append(_Direct("StatusNotification", {"timestamp": iso(now), "connectorStatus": status,
-                                                           "evseId": evse_id, "connectorId": connector_id}))
+                                                           "evseId": evse_id, "connectorId": connector_id},
+                                    while_pending=False))
         self._pump(now)
+
+    def _resume(self, now: float) -> None:
+        """Reconnected without a reboot: the registration holds. The connectors' status again —
+        all of them after more than OfflineThreshold offline, else the ones that changed (B04)."""
+        offline = now - self.offline_since if self.offline_since is not None else math.inf
+        self.offline_since = None
+        self._failure_reported = None
+        self._next_heartbeat = now + self.heartbeat_interval
+        threshold = float(self.device_model.value("OCPPCommCtrlr", "OfflineThreshold"))
+        for key, status in self.connector_status.items():
+            if offline > threshold or self._sent_status.get(key) != status:
+                self._status(*key, status, now)
 
     # --- internals: answers to our CALLs ------------------------------------------------------------
     def _on_answer(self, frame: list, now: float) -> None:
@@ -420,12 +616,32 @@ class StationCore:
         payload, error = read_answer(call, frame)  # a broken answer counts as an error answer
         if call.action == "BootNotification":
             self._on_boot(payload, now)
+        elif call.item is not None:
+            if error is not None:
+                log.warning("CSMS answered %s %s with %s", call.item.action, call.item.message_id, error)
+                self._outbox_failed(call.item, error, now)
+            else:
+                self._attempts = 0
+                self.store.done(call.item.id)
+                for hook in self.outbox_answered:
+                    hook(call.item, payload)
         elif call.on_answer is not None:
             if error is not None:
                 log.warning("CSMS answered %s with %s", call.action, error)
             call.on_answer(payload)
-        elif call.item is not None:
-            self._on_outbox_answer(call.item, error, now)
+
+    def _outbox_failed(self, item: QueuedMessage, error: str, now: float) -> None:
+        """A failed attempt (CALLERROR, no answer): again after MessageAttemptInterval × attempts,
+        at most MessageAttempts sends, then the message is set aside (E13)."""
+        self._attempts += 1
+        if self._attempts < self.config.message_attempts:
+            self._retry_at = now + self.config.message_attempt_interval * self._attempts
+            return
+        rejected = self.store.get("rejected", [])
+        rejected.append({"action": item.action, "payload": item.payload, "error": error})
+        self.store.set("rejected", rejected[-1000:])
+        self._attempts = 0
+        self.store.done(item.id)
 
     def _on_boot(self, payload: dict | None, now: float) -> None:
         if payload is None:  # CALLERROR: try again after the back-off minimum
@@ -433,45 +649,31 @@ class StationCore:
             return
         # the interval is the CSMS's number: bounded before it becomes a timer
         interval = min(max(float(payload["interval"]), 0.0), DAY)
-        self.boot_status = payload["status"]
+        self.registration = payload["status"]
         if payload["status"] != "Accepted":
             self._next_boot = now + (interval or max(self.config.retry_backoff_min, 1.0))
+            if payload["status"] == "Rejected":
+                self._direct = []  # nothing but the boot while Rejected (B03)
             return
-        self.boot_accepted = True
-        first = self._boot_reason != "Unknown"
         if interval:  # the CSMS sets the heartbeat at boot (OCPPCommCtrlr.HeartbeatInterval)
             self.heartbeat_interval = interval
-            self.device_model.values[("OCPPCommCtrlr", "HeartbeatInterval", None)] = str(int(interval))
+            self.device_model.set_value("OCPPCommCtrlr", "HeartbeatInterval", str(int(interval)))
         self._next_heartbeat = now + self.heartbeat_interval
-        if first:
-            self.store.set("boot_reason", None)
-        self._boot_reason = "Unknown"  # a reconnect is not a power-up
-        self._attempt = 0
+        reason = self._boot_reason
+        self.store.set("boot_reason", None)
+        self._boot_reason = "PowerUp"
         self.offline_since = None
         self._failure_reported = None
+        self._sent_status = {}
         for (evse_id, connector_id), status in self.connector_status.items():  # before anything queued
             self._status(evse_id, connector_id, status, now)
-        if first:
-            self.security_event("StartupOfTheDevice", now=now)
-
-    def _on_outbox_answer(self, item: QueuedMessage, error: str | None, now: float) -> None:
-        if error is not None:
-            self._attempts += 1
-            log.warning("CSMS answered %s %s with %s", item.action, item.message_id, error)
-            if self._attempts < self.config.message_attempts:
-                self._retry_at = now + self.config.message_attempt_interval * self._attempts
-                return
-            rejected = self.store.get("rejected", [])
-            rejected.append({"action": item.action, "payload": item.payload, "error": error})
-            self.store.set("rejected", rejected)
-        self._attempts = 0
-        self.store.done(item.id)
+        self.security_event(BOOT_EVENTS.get(reason, "StartupOfTheDevice"), now=now)
 
     # --- internals: the CSMS's requests ---------------------------------------------------------------
     def _on_call(self, text, frame: list, now: float) -> None:
         _, unique_id, action, payload = frame
         try:
-            if self.boot_status == "Rejected":  # part 2 B02: nothing but the boot while Rejected
+            if self.registration == "Rejected":  # B03.FR.08: nothing but the boot while Rejected
                 raise SecurityError("the CSMS rejected this station's BootNotification")
             answer = answer_call(frame, self.handlers)
         except OCPPError as e:
@@ -485,31 +687,52 @@ class StationCore:
             hook()
 
     def _reject(self, text, unique_id: str, error: OCPPError, now: float) -> None:
-        """Answer with a CALLERROR, keep the connection, and raise InvalidMessages (rate-limited)."""
+        """Answer with a CALLERROR, keep the connection, and raise InvalidMessages (rate-limited;
+        not for a request refused because the station is not registered)."""
         raw = text if isinstance(text, str) else repr(text)
-        log.warning("invalid message from the CSMS (%s): %s", error.code, raw[:300])
+        log.warning("refused a message from the CSMS (%s): %s", error.code, raw[:300])
         self._emit("CALLERROR", error_frame(unique_id, error))
-        self.security_event("InvalidMessages", f"{error.code}: {raw[:200]}", now=now)
+        if not isinstance(error, SecurityError):
+            self.security_event("InvalidMessages", f"{error.code}: {raw[:200]}", now=now)
 
     # --- the device model's effect on the connection --------------------------------------------------
     def _wire_device_model(self) -> None:
-        """The OCPPCommCtrlr/SecurityCtrlr variables the CSMS may set, applied to this station."""
+        """The OCPPCommCtrlr/SecurityCtrlr variables the CSMS may set, applied to this station,
+        and the requests of the core itself."""
         c, dm = self.config, self.device_model
         self.handlers.update({"GetVariables": dm.get_variables, "SetVariables": dm.set_variables,
-                              "GetBaseReport": self._get_base_report})
+                              "GetBaseReport": self._get_base_report, "TriggerMessage": self._trigger_message,
+                              "SetNetworkProfile": self._set_network_profile, "DataTransfer": self._data_transfer})
+        self.triggers.update({"BootNotification": self._trigger_boot, "Heartbeat": self._trigger_heartbeat,
+                              "StatusNotification": self._trigger_status})
 
         def setter(attr: str, cast=float):
             return lambda v: setattr(c, attr, cast(v))
         dm.listen("OCPPCommCtrlr", "HeartbeatInterval", self._set_heartbeat)
-        dm.listen("OCPPCommCtrlr", "MessageTimeout", setter("response_timeout"), instance="Default")
         dm.listen("OCPPCommCtrlr", "MessageAttempts", setter("message_attempts", int), instance="TransactionEvent")
         dm.listen("OCPPCommCtrlr", "MessageAttemptInterval", setter("message_attempt_interval"),
                   instance="TransactionEvent")
         dm.listen("OCPPCommCtrlr", "RetryBackOffWaitMinimum", setter("retry_backoff_min"))
         dm.listen("OCPPCommCtrlr", "RetryBackOffRandomRange", setter("retry_backoff_random"))
         dm.listen("OCPPCommCtrlr", "RetryBackOffRepeatTimes", setter("retry_backoff_repeat", int))
-        # a new password is used from the next connection (the CSMS closes this one when it wants)
-        dm.listen("SecurityCtrlr", "BasicAuthPassword", lambda v: setattr(c, "password", v) if v else None)
+        dm.get("OCPPCommCtrlr", "MessageTimeout", lambda: str(int(self.response_timeout)), instance="Default")
+        dm.get("OCPPCommCtrlr", "ActiveNetworkProfile", lambda: str(self.active_slot))
+        dm.get("SecurityCtrlr", "SecurityProfile", lambda: str(self.profiles[self.active_slot].security_profile))
+        dm.get("SecurityCtrlr", "CertificateEntries", lambda: "1" if c.csms_ca else "0")
+        dm.get("ClockCtrlr", "DateTime", lambda: iso(self.now))
+        dm.validate("OCPPCommCtrlr", "NetworkConfigurationPriority", self._check_priority)
+        dm.validate("SecurityCtrlr", "BasicAuthPassword", _check_password)
+        # a new password is used at once: the station reconnects with it (A01)
+        dm.listen("SecurityCtrlr", "BasicAuthPassword", self._set_password)
+
+    def _set_password(self, value: str) -> None:
+        if not value:
+            return
+        self.config.password = value
+        for p in self.profiles.values():  # a profile's own password gives way to the new one
+            p.password = None
+        self._save_profiles()
+        self.after_response(lambda: self.reconnect("new BasicAuthPassword"))
 
     def _set_heartbeat(self, value: str) -> None:
         """A new HeartbeatInterval applies at once."""
@@ -517,17 +740,122 @@ class StationCore:
         if self.online:
             self._next_heartbeat = self.now + self.heartbeat_interval
 
+    def _check_priority(self, value: str) -> str | None:
+        for s in value.split(","):
+            if int(s) not in self.profiles:
+                return f"slot {s} has no network connection profile"
+            if self.profiles[int(s)].security_profile < self.profiles[self.active_slot].security_profile:
+                return f"slot {s} has a lower security profile than the one in use"
+        return None
+
     def _get_base_report(self, payload: dict) -> dict:
         if payload["reportBase"] == "SummaryInventory":
-            return {"status": "NotSupported"}
+            return {"status": "NotSupported", "statusInfo": {"reasonCode": "UnsupportedParam"}}
         now = self.now
         reports = self.device_model.report(payload["requestId"], payload["reportBase"], iso(now))
 
         def send() -> None:  # after the response: NotifyReport must not overtake GetBaseReportResponse
             for report in reports:
-                self.enqueue("NotifyReport", report, now=now)
+                self.request("NotifyReport", report, now=now, while_pending=True)
         self.after_response(send)
         return {"status": "Accepted"}
+
+    def _data_transfer(self, payload: dict) -> dict:
+        """P01: v2h implements no vendor-specific messages."""
+        return {"status": "UnknownVendorId"}
+
+    # --- TriggerMessage (F06) ---------------------------------------------------------------------
+    def _trigger_message(self, payload: dict) -> dict:
+        trigger = self.triggers.get(payload["requestedMessage"])
+        if trigger is None:
+            return {"status": "NotImplemented"}
+        evse = payload.get("evse")
+        if evse is not None and evse["id"] not in (0, 1):  # v2h has one EVSE
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
+        return {"status": trigger(evse, self.now)}
+
+    def _trigger_boot(self, evse: dict | None, now: float) -> str:
+        if self.registration == "Accepted":  # F06.FR.17: no BootNotification once Accepted
+            return "Rejected"
+
+        def boot() -> None:
+            self._boot_triggered = True
+            self._next_boot = self.now
+        self.after_response(boot)
+        return "Accepted"
+
+    def _trigger_heartbeat(self, evse: dict | None, now: float) -> str:
+        self.after_response(lambda: self.request("Heartbeat", {}, now=self.now, while_pending=True))
+        return "Accepted"
+
+    def _trigger_status(self, evse: dict | None, now: float) -> str:
+        keys = [k for k in self.connector_status
+                if evse is None or evse["id"] in (0, k[0]) and evse.get("connectorId", k[1]) == k[1]]
+        if not keys:
+            return "Rejected"
+
+        def send() -> None:
+            for key in keys:
+                status = self.connector_status[key]
+                self._sent_status[key] = status
+                self.request("StatusNotification", {"timestamp": iso(self.now), "connectorStatus": status,
+                                                    "evseId": key[0], "connectorId": key[1]},
+                             now=self.now, while_pending=True)
+        self.after_response(send)
+        return "Accepted"
+
+    # --- SetNetworkProfile (B09) --------------------------------------------------------------------
+    def _set_network_profile(self, payload: dict) -> dict:
+        slot, data = payload["configurationSlot"], payload["connectionData"]
+
+        def rejected(why: str) -> dict:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "InvalidNetworkConf", "additionalInfo": why}}
+        if slot not in SLOTS:
+            return rejected(f"configurationSlot must be one of {','.join(map(str, SLOTS))}")
+        if slot == self.active_slot and self.connected:
+            return rejected("the slot is in use")
+        level = data["securityProfile"]
+        if level not in (1, 2, 3):
+            return rejected("securityProfile must be 1, 2 or 3")
+        if level < self.profiles[self.active_slot].security_profile:
+            return rejected("the security profile may not be lowered")  # B09.FR.04
+        url = data["ocppCsmsUrl"]
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return rejected("ocppCsmsUrl is not a URL")
+        if parts.scheme != ("ws" if level == 1 else "wss") or not parts.hostname:
+            return rejected(f"security profile {level} needs a {'ws' if level == 1 else 'wss'}:// URL")
+        if data.get("ocppTransport", "JSON") != "JSON":
+            return rejected("only OCPP-J (JSON)")
+        timeout = data["messageTimeout"]
+        if not 1 <= timeout <= 600:
+            return rejected("messageTimeout must be 1..600 s")
+        password = data.get("basicAuthPassword")
+        if password is not None and _check_password(password) is not None:
+            return rejected("basicAuthPassword must be 16..40 characters of identifierString")
+        if level in (1, 2) and not (password or self.config.password):
+            return rejected("no BasicAuthPassword for security profile 1 or 2")
+        if level == 3 and not self.config.client_cert:
+            return rejected("no charging station certificate for security profile 3")
+        self.profiles[slot] = NetworkProfile(slot, url, level, float(timeout), data.get("identity"), password,
+                                             data.get("ocppInterface", "Any"))
+        self._save_profiles()
+        return {"status": "Accepted"}
+
+    def _save_profiles(self) -> None:
+        self.store.set("network_profiles", [asdict(p) for s, p in sorted(self.profiles.items()) if s != 1
+                                            or p != NetworkProfile(1, self.config.csms_url,
+                                                                   self.config.security_profile,
+                                                                   self.config.response_timeout)])
+
+
+def _check_password(value: str) -> str | None:
+    """A BasicAuthPassword: 16 to 40 characters of identifierString (part 2 §2.1.4)."""
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789*-_=:+|@.")
+    if not 16 <= len(value) <= 40 or not set(value) <= allowed:
+        return "a password is 16 to 40 characters of a-z A-Z 0-9 * - _ = : + | @ ."
+    return None
 
 
 def _ignore(answer: dict | None) -> None:

@@ -108,6 +108,17 @@ class Outbox:
             row = self._db.execute("SELECT next_seq FROM tx_seq WHERE transaction_id = ?", (transaction_id,)).fetchone()
         return row[0] if row else 0
 
+    def has_transaction_messages(self, transaction_id: str | None = None) -> bool:
+        """Whether TransactionEvents wait to be answered (of ``transaction_id``, or any)."""
+        with self._lock:
+            if transaction_id is None:
+                row = self._db.execute("SELECT 1 FROM outbox WHERE action = 'TransactionEvent' LIMIT 1").fetchone()
+            else:
+                row = self._db.execute("SELECT 1 FROM outbox WHERE action = 'TransactionEvent' AND "
+                                       "json_extract(payload, '$.transactionInfo.transactionId') = ? LIMIT 1",
+                                       (transaction_id,)).fetchone()
+        return row is not None
+
     # --- persisted state --------------------------------------------------------------------
     def get(self, key: str, default=None):
         with self._lock:

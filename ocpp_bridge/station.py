@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import websockets
 
-from .core import (SECURITY_EVENT_INTERVAL, ConfigError, StationConfig, StationCore, iso,  # noqa: F401 (re-exported)
+from .core import (SECURITY_EVENT_INTERVAL, ConfigError, StationConfig, StationCore, Target, iso,  # noqa: F401
                    transaction_event as _transaction_event)
 from .store import QueuedMessage, Store
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 SUBPROTOCOL = "ocpp2.1"
 
 
-def ssl_context(config: StationConfig) -> ssl.SSLContext | None:
+def ssl_context(config: StationConfig | Target) -> ssl.SSLContext | None:
     """TLS for security profiles 2 and 3 (the station's certificate in 3), None for profile 1."""
     if config.security_profile == 1:
         return None
@@ -42,7 +42,7 @@ def ssl_context(config: StationConfig) -> ssl.SSLContext | None:
     return ctx
 
 
-def basic_auth(config: StationConfig) -> dict[str, str]:
+def basic_auth(config: StationConfig | Target) -> dict[str, str]:
     """The HTTP Basic authorization header of profiles 1 and 2 (none in profile 3)."""
     if config.security_profile == 3:
         return {}
@@ -134,13 +134,15 @@ class ChargingStation:
         return self.crashes
 
     async def _connect_loop(self) -> None:
-        config = self.core.config
         while True:
             await self._sleep_until(self.core.next_connect_at())
+            target = self.core.connect_target()  # the network profile slot to use now
+            ping = int(self.core.device_model.value("OCPPCommCtrlr", "WebSocketPingInterval"))
             try:
-                async with websockets.connect(config.url(), subprotocols=[SUBPROTOCOL],
-                                              additional_headers=basic_auth(config), ssl=ssl_context(config),
-                                              open_timeout=10, ping_interval=None) as ws:
+                async with websockets.connect(target.url, subprotocols=[SUBPROTOCOL],
+                                              additional_headers=basic_auth(target), ssl=ssl_context(target),
+                                              open_timeout=10, ping_interval=ping or None,
+                                              ping_timeout=ping or None) as ws:
                     if ws.subprotocol != SUBPROTOCOL:
                         raise ConnectionError(f"the CSMS did not accept subprotocol {SUBPROTOCOL}")
                     try:
@@ -151,6 +153,12 @@ class ChargingStation:
             except ssl.SSLCertVerificationError as e:
                 log.warning("CSMS certificate refused: %s", e)
                 self.core.connect_failed(self.now(), str(e), "InvalidCsmsCertificate")
+            except ssl.SSLError as e:  # the handshake failed: a TLS version or cipher suite below part 2 A00
+                log.warning("TLS with the CSMS failed: %s", e)
+                reason = (e.reason or str(e)).upper()
+                kind = "InvalidTLSVersion" if "VERSION" in reason or "PROTOCOL" in reason else \
+                    "InvalidTLSCipherSuite" if "CIPHER" in reason or "HANDSHAKE_FAILURE" in reason else None
+                self.core.connect_failed(self.now(), str(e), kind)
             except websockets.exceptions.InvalidStatus as e:
                 log.warning("CSMS refused the connection: %s", e)
                 self.core.connect_failed(self.now(), f"HTTP {e.response.status_code}",

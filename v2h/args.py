@@ -145,7 +145,10 @@ class HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: {default})" if text else f"(default: {default})"
 
     def _fill_text(self, text: str, width: int, indent: str) -> str:
-        return "".join(indent + line for line in text.splitlines(keepends=True))
+        import textwrap
+
+        return "\n".join(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=indent) if line else ""
+                         for line in text.splitlines())
 
 
 def undocumented(parser: argparse.ArgumentParser, skip: Iterable[str] = ()) -> list[str]:

@@ -174,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_clock_arg(p_evcc)
     p_evcc.set_defaults(func=_cmd_evcc)
 
+    from v2h.trace import cli as trace_cli
+    trace_cli.add_parser(sub)
     from v2h import demo, hems_cmd
     hems_cmd.add_parser(sub)
     demo.add_parser(sub)

@@ -40,6 +40,8 @@ class CSMS:
     authorize_status: str = "Accepted"
     allowed_energy_transfer: list[str] | None = None            # in AuthorizeResponse, if set
     changed = None
+    opened: int = 0                                             # websocket connections accepted
+    auth_headers: list[str] = field(default_factory=list)      # the Authorization header of each upgrade
 
     async def start(self, host: str = "127.0.0.1", port: int = 0):
         self.changed = asyncio.Condition()
@@ -63,6 +65,7 @@ class CSMS:
         if self.require_client_cert:
             return None  # TLS already verified the station's certificate
         auth = request.headers.get("Authorization", "")
+        self.auth_headers.append(auth)
         expected = self.passwords.get(station)
         token = base64.b64encode(f"{station}:{expected}".encode()).decode() if expected else None
         if token is None or auth != f"Basic {token}":
@@ -78,6 +81,7 @@ class CSMS:
             return
         cp = _StationHandle(station, ws, self)
         self.connections[station] = cp
+        self.opened += 1
         try:
             await cp.start()
         except websockets.exceptions.ConnectionClosed:

@@ -49,7 +49,8 @@ def test_a_non_finite_number_never_becomes_power(tmp_path, attack):
         cs, bridge, task = await _station(tmp_path, csms)
         cap = await csms.send_raw("CS666", evil.station_cap("cap", 3000))
         answer = await csms.send_raw("CS666", evil.NON_FINITE_PROFILES[attack])
-        bridge.transaction_id, bridge.tx_start = "tx-1", 0.0
+        from ocpp_bridge.bridge import Transaction
+        bridge.tx = Transaction("tx-1", 0.0)  # a transaction running since t = 0
         watts = bridge.setpoint(0.0)
         after = await csms.send_call("CS666", "GetCompositeSchedule", {"evseId": 1, "duration": 3600})
         task.cancel()

@@ -198,8 +198,10 @@ def test_profiles_survive_a_restart_but_tx_profiles_do_not(tmp_path):
                              Outbox(db))
         return OCPPBridge(SimulatedPowerStage(), cs)
 
+    from ocpp_bridge.bridge import Transaction
+
     bridge = asyncio.run(start())
-    bridge.transaction_id = "tx-1"
+    bridge.tx = Transaction("tx-1", 0.0)  # a transaction runs
     for pid, purpose in ((1, "TxDefaultProfile"), (2, "TxProfile"), (3, "ChargingStationMaxProfile")):
         answer = bridge._set_charging_profile({"evseId": 1, "chargingProfile": profile(
             [{"startPeriod": 0, "operationMode": "CentralSetpoint", "setpoint": -1000.0 * pid}],
