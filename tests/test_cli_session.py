@@ -189,7 +189,8 @@ def test_charger_reports_refused_handshakes_to_the_csms(v2g_pki, tmp_path):
         csms = await CSMS(passwords={"CS-TLS": PASSWORD}).start()
         charger, port = await _start_charger(
             ["--pki", str(v2g_pki), "--host", "127.0.0.1", "--csms", csms.url(), "--id", "CS-TLS", "--password",
-             PASSWORD, "--db", str(tmp_path / "cs.db"), "--once", "--quiet", "--log", str(log)])
+             PASSWORD, "--db", str(tmp_path / "cs.db"), "--once", "--quiet", "--log", str(log),
+             "--protocols", "iso20"])  # a -20 charger: the TLS 1.2 car is refused
         try:
             await csms.wait_for(lambda c: c.actions("BootNotification"))
             for _ in range(3):

@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_exi_parser(sub)
     _add_pki_parser(sub)
 
-    p_secc = sub.add_parser("secc", help="run the charger (ISO 15118-20 SECC over TLS 1.3)")
+    p_secc = sub.add_parser("secc", help="run the charger (SECC: ISO 15118-20, ISO 15118-2, DIN 70121)")
     _add_secc_args(p_secc)
     p_secc.set_defaults(func=_cmd_secc)
 
@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="OCPPCommCtrlr.RetryBackOffRandomRange: random extra wait up to S")
     p_chg.set_defaults(func=_cmd_charger)
 
-    p_evcc = sub.add_parser("evcc", help="run the simulated car (ISO 15118-20 EVCC)")
+    p_evcc = sub.add_parser("evcc", help="run the simulated car (EVCC: ISO 15118-20, ISO 15118-2 or DIN 70121)")
     _add_evcc_args(p_evcc)
     _add_clock_arg(p_evcc)
     p_evcc.set_defaults(func=_cmd_evcc)
@@ -257,9 +257,25 @@ def _add_evcc_args(p: argparse.ArgumentParser) -> None:
                    help="seconds between charge-loop requests (below the charger's 60 s sequence timeout)")
     p.add_argument("--end", default="Terminate", type=choice("Terminate", "Pause"), metavar="HOW",
                    help="how the session ends: Terminate or Pause")
-    p.add_argument("--pki", required=True, metavar="DIR", help="certificates from 'v2h pki init DIR'")
+    p.add_argument("--pki", metavar="DIR", help="certificates from 'v2h pki init DIR' (needed for TLS and Plug & "
+                                                "Charge)")
     p.add_argument("--pki-profile", default="iso20-secp521r1", type=choice("iso20-secp521r1", "iso20-ed448"),
-                   metavar="PROFILE", help="the certificate profile: iso20-secp521r1 or iso20-ed448")
+                   metavar="PROFILE", help="the ISO 15118-20 certificate profile: iso20-secp521r1 or iso20-ed448 "
+                                           "(ISO 15118-2 uses iso2-secp256r1)")
+    p.add_argument("--protocol", "--protocols", dest="protocols", default=["iso20"],
+                   type=choices_list("iso20", "iso2", "din"), metavar="LIST",
+                   help="what the car speaks: iso20, iso2 or din, or several in priority order (iso2,din); "
+                        "DIN 70121 and ISO 15118-2 only charge")
+    p.add_argument("--security", type=choice("tls", "none"), metavar="TLS",
+                   help="ask SDP for tls or none (default: none when the first protocol is din, else tls: TLS 1.3 "
+                        "for iso20, TLS 1.2 for iso2)")
+    p.add_argument("--install-contract", action="store_true",
+                   help="ISO 15118-2 Plug & Charge without a contract: install one (CertificateInstallation with "
+                        "the OEM provisioning certificate of --pki)")
+    p.add_argument("--update-contract", action="store_true",
+                   help="ISO 15118-2 Plug & Charge: renew the contract first (CertificateUpdate)")
+    p.add_argument("--renegotiate-after", type=number(0, 10_000_000, integer=True), default=0, metavar="N",
+                   help="ISO 15118-2: renegotiate the schedule once after N charge loops (0: never)")
     add_output_args(p)
 
 
@@ -307,13 +323,21 @@ def _add_secc_args(p: argparse.ArgumentParser, setpoint_help: str = "fixed power
     p.add_argument("--interface", help="answer SDP on this interface (default: no SDP, the listener only)")
     p.add_argument("--host", default=None, help="address to listen on (default: every address, IPv4 and IPv6)")
     p.add_argument("--port", type=number(0, 65535, integer=True), default=0, metavar="PORT",
-                   help="TLS port (default 0: a free port in 49152-65535, announced by SDP)")
+                   help="TLS port, ISO 15118-20 (TLS 1.3) and -2 (TLS 1.2) (default 0: a free port in 49152-65535, "
+                        "announced by SDP)")
+    p.add_argument("--tcp-port", type=number(0, 65535, integer=True), default=0, metavar="PORT",
+                   help="plain TCP port, DIN 70121 and ISO 15118-2 without TLS (default 0: a free port in "
+                        "49152-65535, announced by SDP to a car asking for no TLS)")
+    p.add_argument("--protocols", default=["iso20", "iso2", "din"], type=choices_list("iso20", "iso2", "din"),
+                   metavar="LIST", help="protocols offered, comma-separated: iso20 (ISO 15118-20), iso2 (ISO 15118-2), "
+                                        "din (DIN 70121); the car's priorities choose among them")
     p.add_argument("--max-connections", type=number(1, 65535, integer=True), default=8, metavar="N",
                    help="connections held at once; when full, the oldest one without a session "
                         "(TLS handshake unfinished, or no SessionSetup yet) makes room")
-    p.add_argument("--pki", required=True, metavar="DIR", help="certificates from 'v2h pki init DIR'")
+    p.add_argument("--pki", metavar="DIR", help="certificates from 'v2h pki init DIR' (needed for TLS: iso20, iso2)")
     p.add_argument("--pki-profile", default="iso20-secp521r1", type=choice("iso20-secp521r1", "iso20-ed448"),
-                   metavar="PROFILE", help="the certificate profile: iso20-secp521r1 or iso20-ed448")
+                   metavar="PROFILE", help="the ISO 15118-20 certificate profile: iso20-secp521r1 or iso20-ed448 "
+                                           "(ISO 15118-2 uses iso2-secp256r1)")
     p.add_argument("--setpoint", type=setpoint_type, default=7000.0, metavar="WATTS", help=setpoint_help)
     p.add_argument("--kind", default="DC", type=choice("DC", "AC"), metavar="KIND",
                    help="the power stage: DC offers DC and DC_BPT, AC offers AC and AC_BPT")
@@ -372,14 +396,26 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
     from v2h.output import keylog_path, message_log, route_logs
 
     # every argument is checked before anything is created (the charger's database among them)
-    credentials_from_pki(args.pki, "secc", args.pki_profile)
+    tls = {"iso20", "iso2"} & set(args.protocols)
+    if tls and args.pki is None:
+        raise ValueError(f"--pki is needed for {' and '.join(sorted(tls))} (TLS); or offer only --protocols din")
+    if "iso20" in args.protocols:
+        credentials_from_pki(args.pki, "secc", args.pki_profile)
     station_config = _station_config(args) if ocpp else None
     stage = SimulatedPowerStage(kind=args.kind, time_scale=args.clock.speed if args.clock else 1.0)
-    config = SECCConfig(services=(2, 6) if args.kind == "DC" else (1, 5),
+    pnc = "pnc" in args.auth and args.pki is not None
+    iso2_pki = pnc and os.path.isdir(os.path.join(args.pki, "iso2-secp256r1"))
+    roots = (pki.contract_roots(args.pki, args.pki_profile) if pnc else ()) + \
+        (pki.contract_roots(args.pki, "iso2-secp256r1") if iso2_pki else ())
+    service = None
+    if iso2_pki and "iso2" in args.protocols and \
+            os.path.exists(os.path.join(args.pki, "iso2-secp256r1", "cps_chain.pem")):
+        from iso15118.secc.context import CertificateService  # -2 CertificateInstallation: a test backend
+        service = CertificateService(**pki.certificate_service(args.pki))
+    config = SECCConfig(services=(2, 6) if args.kind == "DC" else (1, 5), protocols=tuple(args.protocols),
                         control_modes=tuple({"scheduled": 1, "dynamic": 2}[m] for m in args.control_modes),
                         auth_methods=tuple({"eim": "EIM", "pnc": "PnC"}[m] for m in args.auth),
-                        price_levels=args.price_levels,
-                        contract_roots=pki.contract_roots(args.pki, args.pki_profile) if "pnc" in args.auth else ())
+                        price_levels=args.price_levels, contract_roots=roots, certificate_service=service)
     log = message_log("SECC", args)
     keylog = keylog_path(args)
     # the adapters' own log (refused handshakes, accept errors, malformed streams; rate-limited
@@ -429,13 +465,13 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
                     station.security_event(kind, f"ISO 15118 TLS from {failure.peer[0] if failure.peer else '?'}: "
                                                  f"{failure.reason}")
         srv = await start_secc(controller, pki_dir=args.pki, profile=args.pki_profile, host=args.host, port=args.port,
-                               interface=args.interface, config=config, observer=lambda session: log,
+                               tcp_port=args.tcp_port, interface=args.interface, config=config,
+                               observer=lambda session: log,
                                on_connection=lambda session, peer: log.note(
                                    f"connection from {peer.address[0]}: {peer.describe()}"),
                                keep_sessions=False, max_connections=args.max_connections,
                                on_handshake_failure=on_failure, keylog=keylog)
-        print(f"SECC listening on port {srv.port} (TLS 1.3){' with SDP on ' + args.interface if args.interface else ''}",
-              flush=True)
+        print(_listening(srv, args.protocols) + (f" with SDP on {args.interface}" if args.interface else ""), flush=True)
         if csms is not None:  # after the listening line, which scripts read first
             csms.start()
             station_task = asyncio.ensure_future(station.run())  # supervised: restarts itself
@@ -480,6 +516,18 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
     return asyncio.run(run())
 
 
+def _listening(srv, protocols) -> str:
+    """'SECC listening on port 50000 (TLS 1.3: ISO 15118-20, TLS 1.2: ISO 15118-2) and 50001
+    (TCP: ISO 15118-2, DIN 70121)': the first port is the one scripts read."""
+    tls = [x for x in ("TLS 1.3: ISO 15118-20" if "iso20" in protocols else "",
+                       "TLS 1.2: ISO 15118-2" if "iso2" in protocols else "") if x]
+    tcp = ", ".join(n for p, n in (("iso2", "ISO 15118-2"), ("din", "DIN 70121")) if p in protocols)
+    if srv.port is None:
+        return f"SECC listening on port {srv.tcp_port} (TCP: {tcp})"
+    return f"SECC listening on port {srv.port} ({', '.join(tls)})" + \
+        (f" and {srv.tcp_port} (TCP: {tcp})" if srv.tcp_port is not None else "")
+
+
 def _station_config(args: argparse.Namespace):
     """The OCPP connection settings of `v2h charger`, checked (ConfigError is a ValueError)."""
     from ocpp_bridge.core import StationConfig
@@ -490,6 +538,8 @@ def _station_config(args: argparse.Namespace):
     password = secret_from("--password", args.password, args.password_file, "V2H_CSMS_PASSWORD")
     cert, key = args.station_cert, args.station_key
     if args.csms.startswith("wss://") and not (password or cert):  # profile 3 from `v2h pki init`
+        if args.pki is None:
+            raise ValueError("wss:// without --password needs --station-cert, or --pki for its default")
         cert = os.path.join(args.pki, "ocpp", "charging_station.pem")
         key = os.path.join(args.pki, "ocpp", "charging_station.key.pem")
     speed = args.clock.speed if args.clock else 1.0
@@ -521,9 +571,23 @@ def _cmd_evcc(args: argparse.Namespace) -> int:
     overrides = {"soc": args.soc, "capacity_kwh": args.capacity, "min_soc": args.min_soc}
     battery = Battery.from_file(args.battery, **overrides) if args.battery else \
         Battery(**{k: v for k, v in overrides.items() if v is not None})
-    chain, key = pki.contract_credentials(args.pki, args.pki_profile) if args.auth == "pnc" else ((), None)
+    protocols = tuple(args.protocols)
+    security = args.security or ("none" if protocols[0] == "din" else "tls")
+    if args.pki is None and (security == "tls" or args.auth == "pnc"):
+        raise ValueError("--pki is needed for TLS and Plug & Charge (or: --protocol din, or --security none)")
+    iso2 = protocols[0] == "iso2"  # -2 first: its contract, provisioning certificate and roots
+    profile = "iso2-secp256r1" if iso2 else args.pki_profile
+    if (args.install_contract or args.update_contract) and not (iso2 and args.auth == "pnc"):
+        raise ValueError("--install-contract and --update-contract are ISO 15118-2 Plug & Charge: "
+                         "--protocol iso2 --auth pnc")
+    chain, key = pki.contract_credentials(args.pki, profile) if args.auth == "pnc" and not args.install_contract \
+        else ((), None)
+    oem, oem_key = pki.oem_credentials(args.pki, profile) if args.install_contract else ((), None)
     config = EVCCConfig(service=args.service, control_mode=args.control_mode, auth=args.auth, loops=args.loops,
                         loop_period=args.loop_period, end=args.end, contract_chain=chain, contract_key=key,
+                        protocols=protocols, oem_chain=oem, oem_key=oem_key, contract_update=args.update_contract,
+                        v2g_roots=pki.v2g_roots(args.pki, profile) if iso2 and args.auth == "pnc" else (),
+                        renegotiate_after=args.renegotiate_after,
                         time_scale=args.clock.speed if args.clock else 1.0)
     log = message_log("EVCC", args)
     keylog = keylog_path(args)
@@ -533,18 +597,23 @@ def _cmd_evcc(args: argparse.Namespace) -> int:
     async def run():
         log.clock_offset = time.time() - asyncio.get_running_loop().time()
         return await run_evcc(battery, config, pki_dir=args.pki, profile=args.pki_profile, secc=args.secc,
-                              interface=args.interface, observer=log, keylog=keylog)
+                              interface=args.interface, observer=log, keylog=keylog, security=security)
 
     result = asyncio.run(run())
     log.close()
     if not result.ok:
         print(f"v2h evcc: session failed: {result.reason}", file=sys.stderr)
         return 1
-    print(f"session {result.session_id.hex()} over {result.connection} ended ({result.reason}): "
+    contract = f", contract {result.contract}" if result.contract else ""
+    print(f"session {result.session_id.hex()} ({_TITLES.get(result.protocol, result.protocol)}{contract}) over "
+          f"{result.connection} ended ({result.reason}): "
           f"{result.loops} charge loops, "
           f"charged {result.charged_wh:.2f} Wh, discharged {result.discharged_wh:.2f} Wh, "
           f"SoC {soc0:.3f}% → {battery.soc:.3f}%", flush=True)
     return 0
+
+
+_TITLES = {"iso20": "ISO 15118-20", "iso2": "ISO 15118-2", "din": "DIN 70121"}
 
 
 def _cmd_pki(args: argparse.Namespace) -> int:

@@ -6,7 +6,9 @@ and drops failed handshakes without a word (the protocol never learns of them). 
 layer is ours, over ``ssl.MemoryBIO`` (the way the sans-I/O cores work), so one place holds:
 
 - the handshake deadline: the car's communication setup timer (20 s from the connection to
-  SessionSetupRes, ISO 15118-20), after which no conforming car is still waiting;
+  SessionSetupRes, ISO 15118-20 and -2), after which no conforming car is still waiting;
+- one port for ISO 15118-20 and ISO 15118-2: the TLS context is chosen from the versions the
+  car's ClientHello offers (``client_hello``), read before the handshake starts;
 - the cap on concurrent connections, and when it is reached, shedding the oldest connection
   that has not authenticated (handshake unfinished, or no SessionSetup yet): a legitimate car
   always gets in by pushing out an idle stranger, an established session is never shed;
@@ -27,6 +29,8 @@ import ssl as ssl_mod
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from .client_hello import MAX_BUFFER, offered_versions
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +60,9 @@ def classify(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, ssl_mod.SSLCertVerificationError):
         return "certificate", f"vehicle certificate refused: {exc.verify_message or reason}"
     if reason in _VERSION:
-        return "version", f"not TLS 1.3 ({reason})"
+        return "version", f"not TLS 1.3 (nor a TLS 1.2 the charger serves) ({reason})"
     if reason in _CIPHER:
-        return "cipher", f"no cipher suite, group or signature algorithm of ISO 15118-20 in common ({reason})"
+        return "cipher", f"no cipher suite, group or signature algorithm of ISO 15118 in common ({reason})"
     if reason in _CERTIFICATE or any(reason.endswith(c) for c in _CERTIFICATE):
         return "certificate", f"certificate refused ({reason})"
     if isinstance(exc, ssl_mod.SSLError):
@@ -109,11 +113,18 @@ class ListenerStats:
         return sum(self.failures[k] for k in REFUSED_KINDS)
 
 
+TLSChooser = Callable[[frozenset], ssl_mod.SSLContext]
+"""The TLS context for a connection, from the versions its ClientHello offers (empty: not a
+ClientHello; the context's handshake then fails as it would)."""
+
+
 class Listener:
     """Listening sockets and the connections they accepted. ``protocol_factory`` makes the
-    application protocol (``V2GTPProtocol``) of a connection once its handshake is done."""
+    application protocol (``V2GTPProtocol``) of a connection once its handshake is done.
+    ``ssl``: None (plain TCP), one context, or a ``TLSChooser`` picking one per ClientHello."""
 
-    def __init__(self, protocol_factory: Callable[[], asyncio.Protocol], ssl: ssl_mod.SSLContext | None, *,
+    def __init__(self, protocol_factory: Callable[[], asyncio.Protocol],
+                 ssl: ssl_mod.SSLContext | TLSChooser | None, *,
                  max_connections: int | None = None, handshake_timeout: float = HANDSHAKE_TIMEOUT,
                  on_failure: Callable[[HandshakeFailure], None] | None = None):
         if max_connections is not None and max_connections < 1:
@@ -122,6 +133,7 @@ class Listener:
             raise ValueError("the handshake timeout must be positive")
         self.protocol_factory = protocol_factory
         self.ssl = ssl
+        self.choose: TLSChooser | None = ssl if callable(ssl) and not isinstance(ssl, ssl_mod.SSLContext) else None
         self.max_connections = max_connections
         self.handshake_timeout = handshake_timeout
         self.on_failure = on_failure
@@ -224,6 +236,7 @@ class _Connection(asyncio.Protocol):
         self.app = None
         self.transport: _TLSTransport | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.hello: bytearray | None = None  # the ClientHello so far, while a context is being chosen
         self.ended = False  # the handshake failed or the connection was shed: nothing more to report
 
     @property
@@ -255,8 +268,16 @@ class _Connection(asyncio.Protocol):
             self.app.data_received(data)
             return
         if self.sslobj is None:  # the first bytes: only now the OpenSSL object is worth its memory
+            ctx = self.listener.ssl
+            if self.listener.choose is not None:  # the ClientHello says which standard's context
+                self.hello = (self.hello or bytearray()) + data
+                versions = offered_versions(bytes(self.hello))
+                if versions is None and len(self.hello) <= MAX_BUFFER:
+                    return
+                ctx = self.listener.choose(versions or frozenset())
+                data, self.hello = bytes(self.hello), None
             self.incoming, self.outgoing = ssl_mod.MemoryBIO(), ssl_mod.MemoryBIO()
-            self.sslobj = self.listener.ssl.wrap_bio(self.incoming, self.outgoing, server_side=True)
+            self.sslobj = ctx.wrap_bio(self.incoming, self.outgoing, server_side=True)
         self.incoming.write(data)
         if self.app is None and not self._handshake():
             return

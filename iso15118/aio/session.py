@@ -1,5 +1,7 @@
-"""Running the -20 sessions on the network: the charger's TLS listener (with SDP on an
-interface) and the car's connection, both on asyncio, both driving the sans-I/O machines."""
+"""Running the sessions on the network: the charger's listeners (TLS for ISO 15118-20 and -2,
+one port, the context chosen by the car's ClientHello; plain TCP for DIN 70121 and -2 without
+TLS) with SDP on an interface, and the car's connection, both on asyncio, both driving the
+sans-I/O machines."""
 
 from __future__ import annotations
 
@@ -17,17 +19,20 @@ from pathlib import Path
 from iso15118 import pki
 from iso15118.evcc import Battery, EVCCConfig, EVCCResult, EVCCSession
 from iso15118.messages import Observer
-from iso15118.sdp import SECC_PORT_MAX, SECC_PORT_MIN, SDPServer
+from iso15118.sdp import SECC_PORT_MAX, SECC_PORT_MIN, SDPServer, Security
 from iso15118.secc import Connector, EVSEController, SECCConfig, SECCSession
 
 from . import sdp as aio_sdp
 from .listener import HandshakeFailure, Listener, ListenerStats
-from .tls import (TLSPolicyError, check_negotiated, credentials_from_pki, enable_keylog, iso20_client_context,
-                  iso20_server_context)
+from .client_hello import TLS13
+from .tls import (TLSPolicyError, check_negotiated, credentials_from_pki, enable_keylog, iso2_client_context,
+                  iso2_server_context, iso20_client_context, iso20_server_context)
 from .v2gtp_stream import PeerInfo, run_client, serve
 
 log = logging.getLogger(__name__)
 DEFAULT_PROFILE = "iso20-secp521r1"
+ISO2_PROFILE = "iso2-secp256r1"  # the -2 certificates (TLS 1.2 server, contracts, provisioning)
+TRANSPORTS = {"TLSv1.3": "tls1.3", "TLSv1.2": "tls1.2", None: "tcp"}
 MAX_CONNECTIONS = 8  # a charger: one car on the cable, room for strangers to be pushed out
 
 
@@ -38,57 +43,80 @@ def wall_offset() -> float:
 
 @dataclass
 class SECCServer:
-    """A running charger: the TLS listener, the SDP responder if any, its connector (one power
-    stage; None when each connection has its own), the sessions (all of them, with
-    ``keep_sessions``) and those that ended since the owner last looked (``ended``, set with
-    ``session_ended``)."""
+    """A running charger: the TLS listener (``server``, ``port``; None when it offers only DIN),
+    the plain TCP listener (``tcp_server``, ``tcp_port``; None when it offers only -20), the SDP
+    responder if any, its connector (one power stage; None when each connection has its own),
+    the sessions (all of them, with ``keep_sessions``) and those that ended since the owner last
+    looked (``ended``, set with ``session_ended``)."""
 
-    server: Listener
-    port: int
+    server: Listener | None
+    port: int | None
     sdp: asyncio.DatagramTransport | None
     connector: Connector | None = None
     sessions: list[SECCSession] = field(default_factory=list)
     session_ended: asyncio.Event = field(default_factory=asyncio.Event)
     ended: deque = field(default_factory=lambda: deque(maxlen=1024))
+    tcp_server: Listener | None = None
+    tcp_port: int | None = None
 
     @property
     def stats(self) -> ListenerStats:
-        """Connections accepted, handshakes finished, failures by kind, accept errors."""
-        return self.server.stats
+        """Connections accepted, handshakes finished, failures by kind, accept errors (of the TLS
+        listener; of the TCP one when there is no TLS listener)."""
+        return (self.server or self.tcp_server).stats
 
     async def close(self) -> None:
         if self.sdp is not None:
             self.sdp.close()
-        self.server.close()
-        await self.server.wait_closed()
+        for server in (self.server, self.tcp_server):
+            if server is not None:
+                server.close()
+        for server in (self.server, self.tcp_server):
+            if server is not None:
+                await server.wait_closed()
 
 
-async def start_secc(controller: EVSEController | None = None, *, pki_dir: str | Path,
+async def start_secc(controller: EVSEController | None = None, *, pki_dir: str | Path | None,
                      controller_factory: Callable[[], EVSEController] | None = None,
-                     profile: str = DEFAULT_PROFILE, host: str | None = None, port: int = 0,
-                     interface: str | None = None, config: SECCConfig | None = None,
+                     profile: str = DEFAULT_PROFILE, iso2_profile: str = ISO2_PROFILE, host: str | None = None,
+                     port: int = 0, tcp_port: int = 0, interface: str | None = None,
+                     config: SECCConfig | None = None,
                      observer: Callable[[SECCSession], Observer | None] | None = None,
                      on_connection: Callable[[SECCSession, PeerInfo], None] | None = None,
                      keep_sessions: bool = True, max_connections: int | None = MAX_CONNECTIONS,
                      on_handshake_failure: Callable[[HandshakeFailure], None] | None = None,
                      keylog: str | Path | None = None) -> SECCServer:
-    """Listen for cars over TLS 1.3 (mutual, -20 policy) on ``host`` (None: every address,
-    IPv4 and IPv6). ``controller`` is the charger's one power stage: one session at a time owns
-    it (a SessionSetup while it is owned is refused). ``controller_factory`` gives each
-    connection its own (simulations of many chargers). With ``interface``, SDP answers on it
-    with the interface's link-local address. ``on_connection`` hears of each accepted connection
-    (address, negotiated TLS parameters) before its first message; ``on_handshake_failure`` of
-    each one that ended before (refused by the TLS policy, too slow, shed by the cap of
-    ``max_connections``). The handshake, and SessionSetup after it, must come within the
-    communication setup timer (``config.communication_setup_timeout``, 20 s). ``keylog``: append
-    the TLS secrets to this file (SSLKEYLOGFILE format; test benches only)."""
+    """Listen for cars on ``host`` (None: every address, IPv4 and IPv6), for the protocols of
+    ``config.protocols``: ISO 15118-20 over TLS 1.3 (mutual, the -20 certificates of
+    ``profile``) and ISO 15118-2 over TLS 1.2 (server authentication, the certificates of
+    ``iso2_profile``) on one port (``port``), the context chosen by each car's ClientHello; DIN
+    70121 and -2 without TLS on a plain TCP port (``tcp_port``). ``controller`` is the charger's
+    one power stage: one session at a time owns it (a SessionSetup while it is owned is
+    refused). ``controller_factory`` gives each connection its own (simulations of many
+    chargers). With ``interface``, SDP answers on it with the interface's link-local address
+    (the TLS port to a car asking for TLS, the TCP port to one asking for none).
+    ``on_connection`` hears of each accepted connection (address, negotiated TLS parameters)
+    before its first message; ``on_handshake_failure`` of each one that ended before (refused by
+    the TLS policy, too slow, shed by the cap of ``max_connections``). The handshake, and
+    SessionSetup after it, must come within the communication setup timer
+    (``config.communication_setup_timeout``, 20 s). ``keylog``: append the TLS secrets to this
+    file (SSLKEYLOGFILE format; test benches only). Without ``config``, Plug & Charge trusts the
+    MO roots of both profiles and -2 CertificateInstallation is answered when the PKI has a
+    provisioning service."""
     if (controller is None) == (controller_factory is None):
         raise ValueError("give either a controller or a controller_factory")
-    creds = credentials_from_pki(pki_dir, "secc", profile)
-    ctx = iso20_server_context(creds)
+    cfg = config or _default_config(pki_dir, profile, iso2_profile)
+    protocols = set(cfg.protocols)
+    contexts = {}
+    if "iso20" in protocols:
+        contexts["iso20"] = iso20_server_context(credentials_from_pki(_need(pki_dir), "secc", profile))
+    if "iso2" in protocols and pki_dir is not None and (Path(pki_dir) / iso2_profile).is_dir():
+        contexts["iso2"] = iso2_server_context(credentials_from_pki(pki_dir, "secc", iso2_profile))
+    elif "iso2" in protocols:
+        log.info("no %s certificates in %s: ISO 15118-2 over plain TCP only", iso2_profile, pki_dir)
     if keylog is not None:
-        enable_keylog(ctx, keylog)
-    cfg = config or SECCConfig(contract_roots=pki.contract_roots(pki_dir, profile))
+        for ctx in contexts.values():
+            enable_keylog(ctx, keylog)
     resume_store: dict = {}
     offset = wall_offset()
     loop = asyncio.get_running_loop()
@@ -105,7 +133,7 @@ async def start_secc(controller: EVSEController | None = None, *, pki_dir: str |
         stage = connector if connector is not None else controller_factory()  # type: ignore[misc]
         # the communication setup timer runs from the TCP connection, not from the handshake's end
         start = info.accepted_at if info.accepted_at is not None else loop.time()
-        session = SECCSession(stage, cfg, now=start, tls=info.tls_version is not None,
+        session = SECCSession(stage, cfg, now=start, transport=TRANSPORTS.get(info.tls_version, "tls"),
                               resume_store=resume_store, clock_offset=offset, on_end=ended)
         session.observer = observer(session) if observer is not None else None
         if on_connection is not None:
@@ -114,18 +142,54 @@ async def start_secc(controller: EVSEController | None = None, *, pki_dir: str |
             srv.sessions.append(session)
         return session
 
-    server = await _listen(lambda p: serve(new_session, host, p, ssl=ctx, standard="iso20",
-                                           max_connections=max_connections,
-                                           handshake_timeout=cfg.communication_setup_timeout,
-                                           on_failure=on_handshake_failure), port)
-    bound = server.sockets[0].getsockname()[1]
+    def choose(versions: frozenset):
+        """-20's context for a car offering TLS 1.3, -2's for one that offers TLS 1.2 at most."""
+        if TLS13 in versions and "iso20" in contexts or "iso2" not in contexts:
+            return contexts["iso20"]
+        return contexts["iso2"]
+
+    def listen(tls, p: int):
+        return _listen(lambda q: serve(new_session, host, q, ssl=tls, standard="auto" if tls is not None else None,
+                                       max_connections=max_connections,
+                                       handshake_timeout=cfg.communication_setup_timeout,
+                                       on_failure=on_handshake_failure), p)
+
+    server = tcp_server = None
+    if contexts:
+        server = await listen(choose if len(contexts) > 1 else next(iter(contexts.values())), port)
+    if protocols & {"iso2", "din"}:
+        tcp_server = await listen(None, tcp_port)
+    bound = server.sockets[0].getsockname()[1] if server is not None else None
+    tcp_bound = tcp_server.sockets[0].getsockname()[1] if tcp_server is not None else None
     sdp_transport = None
     if interface is not None:
         logic = SDPServer(aio_sdp.link_local_address(interface))
-        logic.tls_port = bound
+        logic.tls_port, logic.tcp_port = bound, tcp_bound
         sdp_transport = await aio_sdp.start_responder(logic, interface=interface)
-    srv = SECCServer(server, bound, sdp_transport, connector)
+    srv = SECCServer(server, bound, sdp_transport, connector, tcp_server=tcp_server, tcp_port=tcp_bound)
     return srv
+
+
+def _need(pki_dir):
+    if pki_dir is None:
+        raise ValueError("TLS needs certificates: give the PKI directory (v2h pki init DIR)")
+    return pki_dir
+
+
+def _default_config(pki_dir, profile: str, iso2_profile: str) -> SECCConfig:
+    """Plug & Charge against the MO roots of every profile there is; the -2 provisioning service
+    when the PKI has one."""
+    if pki_dir is None:
+        return SECCConfig()
+    roots: tuple = ()
+    service = None
+    for prof in (profile, iso2_profile):
+        if (Path(pki_dir) / prof).is_dir():
+            roots += pki.contract_roots(pki_dir, prof)
+    if (Path(pki_dir) / iso2_profile / "cps_chain.pem").exists():
+        from iso15118.secc.context import CertificateService
+        service = CertificateService(**pki.certificate_service(pki_dir, iso2_profile))
+    return SECCConfig(contract_roots=roots, certificate_service=service)
 
 
 async def _listen(open_server, port: int) -> Listener:
@@ -183,39 +247,60 @@ def _describe(e: BaseException) -> str:
     return text or type(e).__name__
 
 
-async def run_evcc(battery: Battery, config: EVCCConfig, *, pki_dir: str | Path, profile: str = DEFAULT_PROFILE,
+def car_security(config: EVCCConfig) -> str:
+    """'tls' or 'none': what a car asks for in SDP. Its first protocol decides: DIN has no TLS,
+    -20 always uses it, -2 uses it too unless the caller says otherwise."""
+    return "none" if config.protocols[0] == "din" else "tls"
+
+
+async def run_evcc(battery: Battery, config: EVCCConfig, *, pki_dir: str | Path | None,
+                   profile: str = DEFAULT_PROFILE, iso2_profile: str = ISO2_PROFILE,
                    secc: tuple[str, int] | None = None, interface: str | None = None,
                    observer: Observer | None = None,
                    session_class: type[EVCCSession] = EVCCSession,
-                   keylog: str | Path | None = None) -> EVCCResult:
-    """One complete session of the simulated car; the result says how it ended. What happens
-    before the first message is logged: the charger looked for (SDP) and found, the connection
-    tried (info), refused and retried until when (a warning). ``keylog``: append the TLS
-    secrets to this file (SSLKEYLOGFILE format; test benches only)."""
+                   keylog: str | Path | None = None, security: str | None = None) -> EVCCResult:
+    """One complete session of the simulated car; the result says how it ended. ``security``
+    ('tls' or 'none', default ``car_security``): with TLS, TLS 1.3 with the -20 vehicle
+    certificate of ``profile`` when the car's first protocol is -20, TLS 1.2 trusting the -2
+    V2G root of ``iso2_profile`` when it is -2. What happens before the first message is logged:
+    the charger looked for (SDP) and found, the connection tried (info), refused and retried
+    until when (a warning). ``keylog``: append the TLS secrets to this file (SSLKEYLOGFILE
+    format; test benches only)."""
     loop = asyncio.get_running_loop()
     say = log.info
     session = session_class(battery, config, clock_offset=wall_offset(), observer=observer)
-    ctx = iso20_client_context(credentials_from_pki(pki_dir, "evcc", profile))
-    if keylog is not None:
+    security = security or car_security(config)
+    if security not in ("tls", "none"):
+        raise ValueError(f"security is tls or none, not {security!r}")
+    ctx, standard, what = None, None, "plain TCP"
+    if security == "tls":
+        if config.protocols[0] == "iso20":
+            ctx, standard, what = iso20_client_context(credentials_from_pki(_need(pki_dir), "evcc", profile)), \
+                "iso20", "TLS 1.3"
+        else:
+            ctx, standard, what = iso2_client_context(credentials_from_pki(_need(pki_dir), "evcc", iso2_profile)), \
+                "iso2", "TLS 1.2"
+    if keylog is not None and ctx is not None:
         enable_keylog(ctx, keylog)
     setup = config.timers.communication_setup
     deadline = loop.time() + setup
 
     def check_charger(info: PeerInfo) -> None:
-        _charger_leaf(info)
+        if ctx is not None:
+            _charger_leaf(info)
         session.result.connection = info.describe()
 
     refused = 0
     try:
         if secc is None:
-            say("looking for a charger with SDP on %s", interface)
-            secc = await _discover(interface)
+            say("looking for a charger with SDP on %s (%s)", interface, "TLS" if ctx is not None else "no TLS")
+            secc = await _discover(interface, Security.TLS if ctx is not None else Security.NONE)
             say("SDP: a charger at [%s]:%d", secc[0], secc[1])
         where = f"[{secc[0]}]:{secc[1]}" if ":" in secc[0] else f"{secc[0]}:{secc[1]}"
-        say("connecting to %s (TLS 1.3)", where)
+        say("connecting to %s (%s)", where, what)
         while True:
             try:
-                proto = await run_client(session, secc[0], secc[1], ssl=ctx, standard="iso20",
+                proto = await run_client(session, secc[0], secc[1], ssl=ctx, standard=standard,
                                          timeout=max(0.1, deadline - loop.time()), peer_check=check_charger)
                 break
             except ConnectionRefusedError:
@@ -246,9 +331,9 @@ def _charger_leaf(info: PeerInfo) -> None:
         raise TLSPolicyError(str(e)) from None
 
 
-async def _discover(interface: str | None) -> tuple[str, int]:
+async def _discover(interface: str | None, security: Security = Security.TLS) -> tuple[str, int]:
     if interface is None:
         raise ValueError("give the charger's address or an interface for SDP")
-    found = await aio_sdp.discover(interface=interface)
+    found = await aio_sdp.discover(interface=interface, security=security)
     addr = str(found.address)
     return (f"{addr}%{interface}" if found.address.is_link_local else addr), found.port

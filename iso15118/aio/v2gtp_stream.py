@@ -93,8 +93,12 @@ class V2GTPProtocol(asyncio.Protocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
         try:
-            if self.standard is not None and transport.get_extra_info("ssl_object") is not None:
-                check_negotiated(transport.get_extra_info("ssl_object"), self.standard)
+            obj = transport.get_extra_info("ssl_object")
+            if self.standard is not None and obj is not None:
+                # 'auto': one port for both standards, each held to its own policy by its version
+                standard = self.standard if self.standard != "auto" else \
+                    "iso20" if obj.version() == "TLSv1.3" else "iso2"
+                check_negotiated(obj, standard)
             info = _peer_info(transport, self.accepted_at)
             if self.peer_check is not None:
                 self.peer_check(info)

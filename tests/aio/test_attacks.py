@@ -187,7 +187,9 @@ def test_refused_handshakes_are_logged_with_the_reason_counted_and_reported(v2g_
     assert tls._libssl().SSL_CTX_set_ciphersuites(tls._ssl_ctx_ptr(wrong_suite), b"TLS_AES_128_GCM_SHA256") == 1
 
     async def go():
-        srv = await start_secc(_stage(), pki_dir=v2g_pki, host=HOST, on_handshake_failure=reported.append)
+        # an ISO 15118-20 charger: a TLS 1.2 car is refused (with -2 offered it would be a -2 car)
+        srv = await start_secc(_stage(), pki_dir=v2g_pki, host=HOST, on_handshake_failure=reported.append,
+                               config=SECCConfig(protocols=("iso20",)))
         for _ in range(3):
             await handshake(foreign_car_context(v2g_pki, stranger_pki), HOST, srv.port)
         await handshake(no_cert, HOST, srv.port)
