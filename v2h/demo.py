@@ -149,7 +149,8 @@ class Processes:
 
     def start(self, name: str, args: list[str]) -> subprocess.Popen:
         err = open(self.out / f"{name}.stderr", "w")
-        proc = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=err, text=True)
+        proc = subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=err, text=True,
+                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         self.procs[name] = proc
         return proc
 
@@ -183,6 +184,15 @@ class Processes:
     def stop_all(self) -> None:
         for name in list(self.procs)[::-1]:
             self.stop(name)
+
+
+def _die_with_parent() -> None:
+    """In the child, before it runs: SIGTERM when the demo dies, however it dies (Linux prctl
+    PR_SET_PDEATHSIG), so that no process of a killed demo is left running."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def _get(port: int, path: str) -> dict | None:
