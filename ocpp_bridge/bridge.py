@@ -25,7 +25,8 @@ check is named by their TC ids):
   (Immediate: the transaction ends with ImmediateReset; OnIdle: Scheduled, the boot says
   ScheduledReset), ChangeAvailability, UnlockConnector (a fixed cable: UnknownConnector);
 - the car's -20 parameters become NotifyEVChargingNeeds (once per schedule exchange) and its
-  power profile NotifyEVChargingSchedule;
+  power profile NotifyEVChargingSchedule; a -2 or DIN car's AC or DC parameters, once per
+  ChargeParameterDiscovery (charging only: no V2X parameters);
 - SetChargingProfile / ClearChargingProfile / GetChargingProfiles / GetCompositeSchedule feed the
   setpoint the SECC reads every charge loop, through the one arbiter (``arbiter.decide``);
   offline, the profiles' maxOfflineDuration falls back to the safe default (charge, never
@@ -60,6 +61,30 @@ from .profiles import MAX_POWER_W, Profile, ProfileRejected, ProfileStore
 
 log = logging.getLogger(__name__)
 ENERGY_MODES = {"DC": "DC", "DC_BPT": "DC_BPT", "AC": "AC_three_phase", "AC_BPT": "AC_BPT"}
+# ISO 15118-2 / DIN 70121 RequestedEnergyTransferMode → OCPP 2.1 EnergyTransferModeEnumType
+ISO2_ENERGY_MODES = {"AC_single_phase_core": "AC_single_phase", "AC_three_phase_core": "AC_three_phase"}
+
+
+def _iso2_needs(n: EVChargingNeeds) -> dict:
+    """requestedEnergyTransfer and acChargingParameters or dcChargingParameters of a -2 or DIN
+    car (each block only with its required fields known)."""
+    out: dict = {"requestedEnergyTransfer": ISO2_ENERGY_MODES.get(n.energy_transfer_mode or "", "DC")}
+    if n.service == "AC":
+        ac = {"energyAmount": n.energy_amount, "evMinCurrent": n.min_charge_current,
+              "evMaxCurrent": n.max_charge_current, "evMaxVoltage": n.max_voltage}
+        if None not in ac.values():
+            out["acChargingParameters"] = ac
+        return out
+    dc = {k: v for k, v in (("evMaxCurrent", n.max_charge_current), ("evMaxVoltage", n.max_voltage),
+                            ("evMaxPower", n.max_charge_power), ("evEnergyCapacity", n.energy_capacity),
+                            ("energyAmount", n.energy_amount)) if v is not None}
+    dc.update({k: int(v) for k, v in (("stateOfCharge", n.present_soc), ("fullSoC", n.full_soc),
+                                      ("bulkSoC", n.bulk_soc)) if v is not None})
+    if "evMaxCurrent" in dc and "evMaxVoltage" in dc:
+        out["dcChargingParameters"] = dc
+    return out
+
+
 # why a session ended → the transaction's stoppedReason (OCPP 2.1 part 2 E); the trigger of the
 # Ended event is the cable's (EVCommunicationLost) or the stop point's
 STOPPED_REASONS = {
@@ -235,19 +260,21 @@ class OCPPBridge(SupervisorBase):
         return None
 
     def authorize(self, method: str, identity: str, now: float) -> AuthorizationStatus:
-        """Inoperative refuses; a remote start authorizes the car; then, for Plug & Charge, the
-        CSMS's Authorize for the EMAID (AuthCtrlr.LocalPreAuthorize: the contract the SECC
-        validated suffices at once): ONGOING until it answers (the SECC repeats AuthorizationRes
-        EVSEProcessing=Ongoing). No answer (offline, timeout, CALLERROR):
-        ISO15118Ctrlr.ContractValidationOffline and AuthCtrlr.LocalAuthorizeOffline decide whether
-        the contract the SECC validated itself suffices. EIM has no token at v2h's chargers (no
-        reader): it is NoAuthorization, like a start button."""
+        """Inoperative refuses; a remote start authorizes the car. EIM has no token at v2h's
+        chargers (no reader): with AuthCtrlr.Enabled false it is NoAuthorization at once, like
+        C02's start button; with Enabled true the car waits (ONGOING: the SECC repeats
+        AuthorizationRes EVSEProcessing=Ongoing) for a RequestStartTransaction. Plug & Charge:
+        the CSMS's Authorize for the EMAID (AuthCtrlr.LocalPreAuthorize: the contract the SECC
+        validated suffices at once), ONGOING until it answers; no answer (offline, timeout,
+        CALLERROR): ISO15118Ctrlr.ContractValidationOffline and AuthCtrlr.LocalAuthorizeOffline
+        decide whether the contract the SECC validated itself suffices."""
         if not self.operative or self._new_sessions_blocked():
             return AuthorizationStatus.REJECTED  # ChangeAvailability Inoperative, a pending firmware update
         if self.authorization is not None:
             return AuthorizationStatus.ACCEPTED  # RequestStartTransaction authorized this car
         if method != "PnC":
-            return AuthorizationStatus.ACCEPTED
+            required = self._var("AuthCtrlr", "Enabled") == "true"
+            return AuthorizationStatus.ONGOING if required else AuthorizationStatus.ACCEPTED
         if self._var("AuthCtrlr", "LocalPreAuthorize") == "true":
             return AuthorizationStatus.ACCEPTED
         if self._auth is None or self._auth[0] != identity:
@@ -323,15 +350,19 @@ class OCPPBridge(SupervisorBase):
         if needs.control_mode is None:
             return
         n = needs
-        v2x = {k: v for k, v in (("maxChargePower", n.max_charge_power), ("maxDischargePower", n.max_discharge_power),
-                                 ("evTargetEnergyRequest", n.target_energy), ("evMaxEnergyRequest", n.max_energy),
-                                 ("evMinEnergyRequest", n.min_energy), ("evMinV2XEnergyRequest", n.min_v2x_energy),
-                                 ("evMaxV2XEnergyRequest", n.max_v2x_energy)) if v is not None}
         charging_needs: dict = {"requestedEnergyTransfer": ENERGY_MODES.get(n.service, "DC"),
                                 "controlMode": "DynamicControl" if n.control_mode == "Dynamic" else "ScheduledControl",
                                 "mobilityNeedsMode": "EVCC"}
-        if v2x:
-            charging_needs["v2xChargingParameters"] = v2x
+        if n.protocol in ("iso2", "din"):  # charging only: the AC or DC parameters of ChargeParameterDiscovery
+            charging_needs.update(_iso2_needs(n))
+        else:
+            v2x = {k: v for k, v in (("maxChargePower", n.max_charge_power),
+                                     ("maxDischargePower", n.max_discharge_power),
+                                     ("evTargetEnergyRequest", n.target_energy), ("evMaxEnergyRequest", n.max_energy),
+                                     ("evMinEnergyRequest", n.min_energy), ("evMinV2XEnergyRequest", n.min_v2x_energy),
+                                     ("evMaxV2XEnergyRequest", n.max_v2x_energy)) if v is not None}
+            if v2x:
+                charging_needs["v2xChargingParameters"] = v2x
         if n.departure_time:
             charging_needs["departureTime"] = iso(int(self.wall(now) + n.departure_time))
         self._enqueue("NotifyEVChargingNeeds", {"evseId": self.evse_id, "chargingNeeds": charging_needs,
@@ -568,7 +599,7 @@ class OCPPBridge(SupervisorBase):
             return "Unavailable"
         if self.stage.fault(self.secc_time(t)):
             return "Faulted"
-        if self.cable or self.tx is not None or self.remote_start is not None:
+        if self.cable or self.tx is not None:
             return "Occupied"
         return "Unavailable" if not self.operative else "Available"
 
@@ -837,7 +868,8 @@ class OCPPBridge(SupervisorBase):
         when inoperative, when already authorized."""
         if self.station.registration != "Accepted" or not self.operative or self._new_sessions_blocked():
             return {"status": "Rejected"}
-        if payload.get("evseId", self.evse_id) != self.evse_id or self.authorization is not None:
+        free = self.authorization is not None and self.authorization["type"] == "NoAuthorization"
+        if payload.get("evseId", self.evse_id) != self.evse_id or (self.authorization is not None and not free):
             return {"status": "Rejected"}
         if payload.get("chargingProfile"):
             try:
