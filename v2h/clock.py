@@ -28,6 +28,10 @@ class SimClock:
     def now(self) -> float:
         return self.start + self.speed * max(0.0, time.time() - self.anchor)
 
+    def wall(self, t: float) -> float:
+        """The wall clock (Unix time) at which the simulation reaches ``t``."""
+        return self.anchor + max(0.0, t - self.start) / self.speed
+
     def spec(self) -> str:
         """As the processes are told: START:SPEED:ANCHOR."""
         return f"{self.start!r}:{self.speed!r}:{self.anchor!r}"

@@ -36,6 +36,7 @@ STATION, PASSWORD = "CS001", "v2h-demo-password-16chars"
 CLI = [sys.executable, "-m", "v2h.cli"]
 LOOP_PERIOD = 0.05  # s (real): the car's charge loop (at 6000× a loop is 300 simulated seconds)
 STARTUP = 4.0       # s (real) the clock stands still while the processes start
+FINISH_GRACE_S = 40.0  # s (real) after the scenario's end for the manager to write its status and stop
 
 
 @dataclass(frozen=True)
@@ -258,8 +259,12 @@ def run(args: argparse.Namespace) -> int:
                          repr(car["min_soc"]), "--loops", str(loops), "--loop-period", repr(LOOP_PERIOD), "--quiet",
                          "--log", str(out / "evcc.jsonl"), "--clock", clock.spec()])
         unplug = None if sc.unplug_at_s is None else sc.start + sc.unplug_at_s
-        _watch(p, http_port, quiet=args.quiet, clock=clock, unplug=unplug)
-        hems_rc = p.procs["hems"].wait(timeout=60)
+        _watch(p, http_port, quiet=args.quiet, clock=clock, unplug=unplug, until=clock.wall(end) + FINISH_GRACE_S)
+        if p.procs["hems"].poll() is None:
+            print(f"v2h demo: the energy manager had not stopped {FINISH_GRACE_S:.0f} s after the scenario's end; "
+                  f"stopping it", file=sys.stderr, flush=True)
+            p.stop("hems")
+        hems_rc = p.procs["hems"].wait()
     finally:
         p.stop_all()
     wall = time.monotonic() - t_real
@@ -273,9 +278,10 @@ def run(args: argparse.Namespace) -> int:
     return 0 if summary["invariants_ok"] else 1
 
 
-def _watch(p: Processes, http_port: int, *, quiet: bool, clock, unplug: float | None) -> None:
-    """The live status line until the manager has run the scenario to its end; the car's cable
-    pulled at ``unplug`` (simulated time: its process ends, the charger sees the connection go)."""
+def _watch(p: Processes, http_port: int, *, quiet: bool, clock, unplug: float | None, until: float) -> None:
+    """The live status line until the manager has run the scenario to its end (or the wall time
+    ``until`` has passed); the car's cable pulled at ``unplug`` (simulated time: its process ends,
+    the charger sees the connection go)."""
     live = None
     if not quiet and sys.stdout.isatty():
         from rich.live import Live
@@ -284,7 +290,7 @@ def _watch(p: Processes, http_port: int, *, quiet: bool, clock, unplug: float | 
         live.start()
     last = ""
     try:
-        while p.procs["hems"].poll() is None:
+        while p.procs["hems"].poll() is None and time.time() < until:
             if unplug is not None and clock.now() >= unplug:
                 p.stop("evcc")
                 unplug = None

@@ -90,6 +90,9 @@ if __name__ == "__main__":
     sys.exit("use: v2h hems simulate SCENARIO.toml --out DIR")
 
 
+CLOSE_TIMEOUT_S = 15.0  # the OCPP and HTTP servers closed within this, or left
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the energy manager until interrupted (or until ``--until`` on a simulated clock)."""
     import asyncio
@@ -130,7 +133,7 @@ def serve(args: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         if args.until is not None and clock is not None:  # the wall time at which the simulation reaches it
-            loop.call_later(max(0.0, clock.anchor + (args.until - clock.start) / clock.speed - time.time()), stop.set)
+            loop.call_later(max(0.0, clock.wall(args.until) - time.time()), stop.set)
         await stop.wait()
         if args.status_file:
             now = service.clock()
@@ -138,7 +141,11 @@ def serve(args: argparse.Namespace) -> int:
                 "status": service.manager.status(now), "summary": service.manager.summary(),
                 "decisions": [d.to_dict() for d in service.manager.decisions], "history": service.history},
                 indent=1), encoding="utf-8")
-        await service.close()
+        try:  # a peer that never finishes its closing handshake must not keep the manager alive
+            await asyncio.wait_for(service.close(), CLOSE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            logging.getLogger("v2h.hems").warning("the servers did not close within %.0f s; leaving anyway",
+                                                  CLOSE_TIMEOUT_S)
         return 0 if service.manager.summary()["invariants_ok"] else 1
 
     return asyncio.run(main())
