@@ -15,7 +15,7 @@ AC = exi.messages("iso20_ac")
 APP = exi.messages("apphand")
 
 
-# -20 energy transfer services (DOMAIN.md §4)
+# -20 energy transfer services: the ServiceID values of ISO 15118-20 ServiceDiscoveryRes (docs/sessions.md)
 SERVICE_AC, SERVICE_DC, SERVICE_WPT, SERVICE_DC_ACDP = 1, 2, 3, 4
 SERVICE_AC_BPT, SERVICE_DC_BPT, SERVICE_DC_ACDP_BPT = 5, 6, 7
 SERVICE_NAMES = {1: "AC", 2: "DC", 3: "WPT", 4: "DC_ACDP", 5: "AC_BPT", 6: "DC_BPT", 7: "DC_ACDP_BPT"}

@@ -21,7 +21,7 @@ DEFAULT_MAX_PAYLOAD = 64 * 1024
 
 
 class PayloadType(IntEnum):
-    """V2GTP payload types (DOMAIN.md §3)."""
+    """V2GTP payload types (the payload type table of ISO 15118-20 V2GTP, which also lists -2's 0x8001; docs/transport.md)."""
 
     EXI = 0x8001                      # SupportedAppProtocol, ISO 15118-2, DIN 70121
     ISO20_COMMON = 0x8002             # ISO 15118-20 CommonMessages

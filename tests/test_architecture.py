@@ -60,7 +60,7 @@ def test_protocol_cores_do_not_read_the_clock():
 
 
 def test_only_the_codec_knows_exi():
-    """Everything outside iso15118.exi sees typed messages (STYLE.md principle 6)."""
+    """Everything outside iso15118.exi sees typed messages (the codec is the only place that knows bytes)."""
     bad = []
     for rel, path in _core_modules():
         if rel.startswith("iso15118/exi/"):

@@ -2,7 +2,7 @@
 fails closed.
 
 Three certificate profiles: ISO 15118-20 with secp521r1 (ECDSA-SHA512) or Ed448, and ISO 15118-2
-with secp256r1 (ECDSA-SHA256). Hierarchies (DOMAIN.md §3): V2G root → CPO Sub-CA 1 → CPO Sub-CA 2
+with secp256r1 (ECDSA-SHA256). Hierarchies (ISO 15118-20 annex on the PKI; docs/transport.md): V2G root → CPO Sub-CA 1 → CPO Sub-CA 2
 → SECC leaf (DC=CPO); OEM root → OEM Sub-CAs → OEM provisioning and vehicle certificates;
 MO root → MO Sub-CAs → contract certificate (CN = EMAID).
 """

@@ -27,7 +27,7 @@ PURPOSE_DC = {"secc": "CPO", "contract": "MO"}
 KNOWN_CRITICAL = {ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE,
                   ExtensionOID.EXTENDED_KEY_USAGE, ExtensionOID.NAME_CONSTRAINTS,
                   ExtensionOID.CERTIFICATE_POLICIES}
-MAX_CERT_BYTES = 1600  # -20 Certificate: base64Binary maxLength 1600 (DOMAIN.md §2)
+MAX_CERT_BYTES = 1600  # -20 Certificate: base64Binary maxLength 1600 (certificateType of the -20 CommonTypes XSD)
 
 
 def load_certificates(data: bytes | str | Iterable) -> list[x509.Certificate]:
