@@ -265,3 +265,25 @@ def test_a_terminal_gets_the_short_trace_by_default(v2g_pki, tmp_path):
     assert "\r\x1b[K" in text and re.search(r"DC_ChargeLoop #6: discharging 7\.00 kW", text), text
     assert "DC_ChargeLoopReq" not in text  # not the full trace
     assert re.search(r"EVCC SessionSetup: OK_NewSessionEstablished", text)
+
+
+def test_a_merged_log_of_both_ends_shows_each_message_once_as_its_sender_logged_it(tmp_path):
+    """v2h demo's messages.jsonl holds the charger's and the car's logs merged by time: each
+    message twice, with opposite directions."""
+    charger = loop_records(2)
+    car = [{**r, "direction": "tx" if r["direction"] == "rx" else "rx"} for r in charger]
+    merged = []
+    for c, e in zip(charger, car):  # the sender logs first
+        first, second = (e, c) if e["direction"] == "tx" else (c, e)
+        merged += [first, {**second, "time": second["time"].replace(".000Z", ".002Z")}]
+    log = tmp_path / "messages.jsonl"
+    _write_log(log, merged)
+    r = subprocess.run([*CLI, "trace", "show", str(log)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = [x for x in r.stdout.splitlines() if "power flows" not in x]
+    assert len(lines) == len(charger)
+    assert all(re.search(r" (EVCC → \w+Req|SECC → \w+Res)\b", x) for x in lines), lines
+    both = subprocess.run([*CLI, "trace", "show", str(log), "--both-sides"], capture_output=True, text=True,
+                          timeout=60)
+    assert len([x for x in both.stdout.splitlines() if "power flows" not in x]) == 2 * len(charger)
+    assert "SECC ← PowerDeliveryReq" in both.stdout and "EVCC → PowerDeliveryReq" in both.stdout

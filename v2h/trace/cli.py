@@ -38,7 +38,11 @@ def add_parser(sub) -> None:
     s.add_argument("--trace", nargs="?", const="full", default="full", type=choice("short", "full"), metavar="MODE",
                    help="full: one line per message; short: one line per state change and a progress line in the "
                         "charge loop")
-    s.add_argument("--who", default="", metavar="LABEL", help="a label in front of each V2G line (e.g. SECC)")
+    s.add_argument("--who", metavar="LABEL", help="the label in front of each V2G line (default: SECC or EVCC, the "
+                                                  "side that logged it, told by the message and its direction)")
+    s.add_argument("--both-sides", action="store_true", help="keep a message twice when the log holds both ends' "
+                                                             "copies (a charger's and a car's log merged, as v2h "
+                                                             "demo's messages.jsonl); by default the sender's is kept")
     s.add_argument("-v", "--verbose", action="store_true", help="OCPP lines with their whole payload")
     s.set_defaults(func=_show)
 
@@ -87,7 +91,8 @@ def _show(args: argparse.Namespace) -> int:
             raise ValueError(f"cannot read {args.log}: {e.strerror}") from None
     writer = TraceWriter(sys.stdout, tty=_isatty(sys.stdout))
     try:
-        records = select(load(lines, name), names=args.name, since=args.since, until=args.until)
+        records = select(load(lines, name), names=args.name, since=args.since, until=args.until,
+                         both_sides=args.both_sides)
         for line in render(records, mode=args.trace, who=args.who, verbose=args.verbose):
             writer.write([line])
     finally:

@@ -51,13 +51,27 @@ def _time(rec: dict) -> float | None:
 
 
 def select(records: Iterable[dict], *, names: list[str] | None = None, since: str | None = None,
-           until: str | None = None) -> Iterator[dict]:
+           until: str | None = None, both_sides: bool = False) -> Iterator[dict]:
     """The records whose name matches one of ``names`` (shell patterns, any case; notes are
-    left out when names are given) and whose time is within [since, until]."""
+    left out when names are given) and whose time is within [since, until]. A message logged
+    by both ends (a charger's and a car's log merged, as ``v2h demo`` writes them) is kept once,
+    as its sender logged it, unless ``both_sides``."""
     pats = [p.lower() for p in names or []]
     lo = hi = None
     reference = None
+    recent: dict[str, tuple[float | None, str]] = {}  # the last copy of each message: time, direction
     for rec in records:
+        if not both_sides and isinstance(rec.get("message"), dict):
+            key = json.dumps([rec.get("name"), rec["message"]], sort_keys=True)
+            seen = recent.get(key)
+            t = _time(rec)
+            if seen is not None and seen[1] != rec.get("direction") and \
+                    (t is None or seen[0] is None or abs(t - seen[0]) <= 2.0):
+                del recent[key]
+                continue
+            recent[key] = (t, str(rec.get("direction")))
+            if len(recent) > 256:
+                recent.pop(next(iter(recent)))
         t = _time(rec)
         if reference is None and t is not None:
             reference = t
@@ -72,8 +86,29 @@ def select(records: Iterable[dict], *, names: list[str] | None = None, since: st
         yield rec
 
 
-def render(records: Iterable[dict], *, mode: str = "full", who: str = "", verbose: bool = False) -> Iterator[Line]:
-    v2g = TraceRenderer(who, mode, verbose=verbose)
+def side_of(rec: dict) -> str:
+    """Who logged a V2G record: the car sends requests and receives responses, the charger the
+    other way round ('' for anything else)."""
+    name, direction = rec.get("name"), rec.get("direction")
+    if not isinstance(name, str) or direction not in ("tx", "rx") or not ("message" in rec or "sdp" in rec):
+        return ""
+    request = name.endswith(("Req", "Request"))
+    response = name.endswith(("Res", "Response"))
+    if not (request or response):
+        return ""
+    return "EVCC" if (request == (direction == "tx")) else "SECC"
+
+
+def render(records: Iterable[dict], *, mode: str = "full", who: str | None = None,
+           verbose: bool = False) -> Iterator[Line]:
+    """The readable trace; ``who`` labels the V2G lines (None: the side that logged each one,
+    told by its name and direction)."""
+    v2g = TraceRenderer(who or "", mode, verbose=verbose)
     ocpp = TraceRenderer("", mode, verbose=verbose)
     for rec in records:
-        yield from (ocpp if "ocpp" in rec else v2g).record(rec)
+        if "ocpp" in rec:
+            yield from ocpp.record(rec)
+            continue
+        if who is None:
+            v2g.who = side_of(rec)
+        yield from v2g.record(rec)
