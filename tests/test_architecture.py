@@ -5,6 +5,7 @@ only the adapters touch sockets, TLS and the event loop; dependencies point down
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,3 +130,20 @@ def test_no_module_imports_cycle_back_to_itself():
         if m not in state:
             visit(m, [m])
     assert not cycles, cycles
+
+
+def test_the_project_stands_on_its_own():
+    """Code and docs state the facts they rely on (with the standard's clause); none points at the
+    team's notes outside the repository, which a user of the project does not have."""
+    outside = ("../" + "shared", "DOMAIN" + ".md", "STYLE" + ".md")
+    kinds = {".py", ".pyx", ".md", ".toml", ".txt", ".cfg", ".c", ".h", ".html", ".js", ".css"}
+    found = []
+    for folder, dirs, files in os.walk(ROOT):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in {"build", "node_modules", "__pycache__"}
+                   and not d.startswith("v2h-demo-")]
+        for name in files:
+            path = Path(folder, name)
+            if path.suffix in kinds:
+                text = path.read_text(encoding="utf-8", errors="replace")
+                found += [f"{path.relative_to(ROOT)}: {w}" for w in outside if w in text]
+    assert not found, found
