@@ -3,8 +3,10 @@
 Sections (docs/hems.md, "v2h hems"): ``[site]`` and ``[[circuits]]`` as in a scenario (the house,
 the transfer switch, the island); ``[ocpp]`` the server the chargers connect to and their
 passwords; ``[charger]`` the house's charger; ``[[tokens]]`` V2X consent per idToken;
-``[plan]`` the planner's prices and car defaults; ``[http]`` the API and dashboard; ``[[events]]``
-what happens to the simulated house (grid outages, loads, solar), as in a scenario.
+``[plan]`` the planner's prices and car defaults; ``[[outages]]`` announced outages (a utility's
+shut-off warning: ``start``, ``end`` with their offsets, ``load_w``) the plan fills the car for;
+``[http]`` the API and dashboard; ``[[events]]`` what happens to the simulated house (grid
+outages, loads, solar), as in a scenario.
 
 An unknown key, a number that is not finite or out of range, a missing rating: one
 ``ConfigError`` naming the key. ``DEFAULT`` is the configuration used without ``--config``.
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from .config import ConfigError, SiteConfig, boolean, check_site, number, reject_unknown, site_from_dict
+from .plan.model import Outage, outages_from_config
 from .scenario import event_from_dict
 from .sim import SimEvent
 
@@ -106,6 +109,7 @@ class HemsConfig:
     charger: dict = field(default_factory=dict)
     tokens: tuple[Token, ...] = ()
     plan: dict = field(default_factory=dict)
+    outages: tuple[Outage, ...] = ()                        # announced: the plan fills the car before each
     http_host: str = "127.0.0.1"
     http_port: int = 8080
 
@@ -143,7 +147,7 @@ def _text(key: str, value: Any, max_len: int = 255) -> str:
 
 
 def from_dict(data: Mapping[str, Any]) -> HemsConfig:
-    reject_unknown("", data, {"site", "circuits", "ocpp", "charger", "tokens", "plan", "http", "events"})
+    reject_unknown("", data, {"site", "circuits", "ocpp", "charger", "tokens", "plan", "outages", "http", "events"})
     if "site" not in data:
         raise ConfigError("site", "missing")
     cfg = site_from_dict(_table(data, "site"), data.get("circuits", []))
@@ -209,6 +213,7 @@ def from_dict(data: Mapping[str, Any]) -> HemsConfig:
                       heartbeat_interval=int(number("ocpp.heartbeat_interval", o.get("heartbeat_interval", 300),
                                                     1, 86400, integer=True)),
                       charger=charger, tokens=tuple(tokens), plan=plan,
+                      outages=outages_from_config(data.get("outages", [])),
                       http_host=_text("http.host", h.get("host", "127.0.0.1")), http_port=_port("http.port", h.get("port", 8080)))
 
 

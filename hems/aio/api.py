@@ -27,6 +27,7 @@ from hems.config import ConfigError
 log = logging.getLogger(__name__)
 WEB = Path(__file__).resolve().parent.parent / "web"
 MAX_BODY = 64 * 1024
+MAX_OUTAGES = 50  # announced and not yet over: a utility warns of a few, not of hundreds
 
 
 class Api:
@@ -80,9 +81,13 @@ def make_app(service) -> web.Application:
         except ConfigError as e:
             return web.json_response({"error": str(e)}, status=400)
         m = service.manager
-        m.outages = [*m.outages, *new]
+        now = clock()
+        kept = [o for o in [*m.outages, *new] if o.end.timestamp() > now]  # an ended outage is history
+        if len(kept) > MAX_OUTAGES:
+            return web.json_response({"error": f"at most {MAX_OUTAGES} announced outages at a time"}, status=400)
+        m.outages = kept
         if m.planner is not None:
-            m.planner.request(clock(), "an outage was announced")
+            m.planner.request(now, "an outage was announced")
         service.changed.set()
         return web.json_response({"outages": [{"start": o.start.isoformat(), "end": o.end.isoformat()}
                                               for o in m.outages]})

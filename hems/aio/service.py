@@ -82,6 +82,7 @@ class HemsService:
             planner=self._planner(now) if cfg.plan["enabled"] else None, departure=cfg.plan["departure"],
             capacity_kwh=cfg.plan["capacity_kwh"], standby_w=cfg.charger["standby_w"],
             efficiency=cfg.charger["efficiency"], load_history=self._load_history(), store=self.store)
+        self.manager.outages = list(cfg.outages)
         self.server = CSMSServer(self.csms, passwords=cfg.stations, ssl_context=_server_ssl(cfg),
                                  require_client_cert=cfg.mutual_tls, clock=self.clock, speed=speed,
                                  on_activity=self.changed.set)
