@@ -80,11 +80,11 @@ class EnergyManager:
         self.store = store
         self.outages: list = []           # announced outages (hems.plan.Outage)
         self.settings = Settings(site_cfg.reserve_soc, departure, {c.name: c.priority.value for c in site_cfg.circuits})
+        self._poked: float | None = now   # before the saved settings: applying them pokes
         if store is not None:
             saved = store.get_setting("settings")
             if saved:
                 self.update_settings(saved, now, persist=False)
-        self._poked: float | None = now
         self._phase: str | None = None
         self._plugged = False
         self._load_slot: tuple[float, float, float] | None = None  # (slot start, ∫load dt, seconds)
