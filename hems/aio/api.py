@@ -92,11 +92,14 @@ def make_app(service) -> web.Application:
         return web.json_response({"outages": [{"start": o.start.isoformat(), "end": o.end.isoformat()}
                                               for o in m.outages]})
 
+    streams: set[asyncio.Queue] = set()
+
     async def events(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
         await resp.prepare(request)
         q: asyncio.Queue = asyncio.Queue()
         service.subscribers.add(q)
+        streams.add(q)
         try:
             await resp.write(_sse({"type": "status", **service.manager.status(clock())}))
             while True:
@@ -105,12 +108,21 @@ def make_app(service) -> web.Application:
                 except asyncio.TimeoutError:
                     await resp.write(b": keep-alive\n\n")
                     continue
+                if event is None:  # shutting down
+                    break
                 await resp.write(_sse(event))
         except ConnectionResetError:
             log.debug("an event stream's reader went away")
         finally:
             service.subscribers.discard(q)
+            streams.discard(q)
         return resp
+
+    async def end_streams(app: web.Application) -> None:
+        """Event streams end at shutdown (a dashboard left open or closed without the server
+        noticing would otherwise hold the shutdown until its next keep-alive write)."""
+        for q in list(streams):
+            q.put_nowait(None)
 
     async def index(request: web.Request) -> web.StreamResponse:
         page = WEB / "index.html"
@@ -124,6 +136,7 @@ def make_app(service) -> web.Application:
     app.router.add_get("/api/events", events)
     app.router.add_post("/api/settings", settings)
     app.router.add_post("/api/outages", outages)
+    app.on_shutdown.append(end_streams)
     app.router.add_get("/", index)
     if WEB.is_dir():
         app.router.add_static("/static/", WEB)
