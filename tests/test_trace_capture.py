@@ -1,8 +1,9 @@
 """v2h trace decode on captures the tests make with tcpdump: a -20 session over TLS 1.3 between
 v2h secc and v2h evcc on loopback (decrypted with the key log both wrote, compared with the
-charger's and the car's --log), plain V2GTP frames of ISO 15118-2 and DIN 70121 over real TCP
-on IPv4 and IPv6 (produced with the codec: those sessions are not built yet), and SDP with the
-session across a veth pair between two network namespaces.
+charger's and the car's --log); the -2 session over TLS 1.2 and DIN and -2 over plain TCP
+between the same commands; V2GTP frames of ISO 15118-2 and DIN 70121 made with the codec over
+real TCP on IPv4 and IPv6, written in small pieces (many segments); and SDP with the session
+across a veth pair between two network namespaces.
 
 tcpdump needs root (or CAP_NET_RAW): without it these tests skip with the reason, except where
 V2H_REQUIRE_CAPTURE=1 (CI), where they fail."""
@@ -224,3 +225,34 @@ def test_sdp_and_the_session_across_network_namespaces(veth_pair, v2g_pki, tmp_p
     assert messages(recs) == _logged(secc_log)
     note = next(r["note"] for r in recs if "note" in r)
     assert note.startswith(f"TLSv1.3 TLS_AES_256_GCM_SHA384 [fe80::b]:") and f"[fe80::a]:{port}: decrypted" in note
+
+
+def test_iso2_over_tls12_and_din_over_tcp_between_v2h_secc_and_evcc(v2g_pki, tmp_path):
+    """The -2 and DIN sessions of v2h secc/evcc on one charger: -2 over TLS 1.2 (decrypted with
+    the CLIENT_RANDOM line of the key log), DIN and -2 over plain TCP; each decodes to exactly
+    what the charger logged."""
+    cap, keys, secc_log = tmp_path / "lo.pcap", tmp_path / "keys.log", tmp_path / "secc.jsonl"
+    tls_port, tcp_port = _free_port(), _free_port()
+    with tcpdump(cap, "lo", f"tcp port {tls_port} or tcp port {tcp_port}"):
+        secc, _ = _start_secc(["--pki", str(v2g_pki), "--host", "::1", "--port", str(tls_port), "--tcp-port",
+                               str(tcp_port), "--quiet", "--log", str(secc_log), "--keylog", str(keys)])
+        try:
+            cars = [subprocess.run([*CLI, "evcc", "--secc", f"[::1]:{port}", *flags, "--loops", "3", "--loop-period",
+                                    "0.05", "--quiet"], capture_output=True, text=True, timeout=60)
+                    for port, flags in ((tls_port, ["--pki", str(v2g_pki), "--protocol", "iso2"]),
+                                        (tcp_port, ["--protocol", "din"]),
+                                        (tcp_port, ["--protocol", "iso2", "--security", "none"]))]
+        finally:
+            secc.terminate()
+            secc.communicate(timeout=30)
+    for car in cars:
+        assert car.returncode == 0, car.stderr
+    recs, err = _decode(str(cap), "--keylog", str(keys))
+    assert err == "", err
+    notes = [r["note"] for r in recs if "note" in r]
+    assert re.fullmatch(rf"TLSv1\.2 ECDHE-ECDSA-AES128-SHA256 \[::1\]:\d+ → \[::1\]:{tls_port}: decrypted, \d+ V2G "
+                        r"messages", notes[0]), notes
+    assert all(re.fullmatch(rf"TCP \[::1\]:\d+ → \[::1\]:{tcp_port}: V2GTP without TLS, \d+ V2G messages", n)
+               for n in notes[1:]) and len(notes) == 3, notes
+    assert messages(recs) == _logged(secc_log)
+    assert sum(n == "CurrentDemandReq" for _, n, _ in messages(recs)) == 9

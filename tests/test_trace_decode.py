@@ -1,7 +1,7 @@
 """v2h trace decode on packets made here: V2GTP over TCP (IPv4 and IPv6) put back in order with
 retransmissions dropped, the schema learned from SupportedAppProtocol (ISO 15118-2, DIN 70121),
-SDP, and pcap/pcapng files read through the command line. (The ISO 15118-2 and DIN sessions are
-being built elsewhere: their frames here come from the codec.)"""
+SDP, and pcap/pcapng files read through the command line. The -2 and DIN frames come from the
+codec (tests/test_trace_capture.py also decodes v2h's own -2 and DIN sessions)."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes
 from iso15118.aio import tls
 from v2h.trace.tls13 import (KeyLogError, TLSConnection, TLSStreamError, hkdf_expand_label, parse_keylog, records)
 
+SSL_OP_NO_ENCRYPT_THEN_MAC = 1 << 19  # OpenSSL's option; Python's ssl has no name for it
 CAR = [b"\x01\xfe\x80\x01\x00\x00\x00\x03abc", b"a second message from the car", b"x" * 40000]
 CHARGER = [b"\x01\xfe\x80\x01\x00\x00\x00\x02ok", b"and one more from the charger"]
 
@@ -29,11 +30,19 @@ def _ssl_ptr(obj: ssl.SSLObject) -> int:
     return ctypes.c_void_p.from_address(id(sslsock) + 3 * ctypes.sizeof(ctypes.c_void_p)).value
 
 
-def _session(v2g_pki, tmp_path, suite: str | None = None, key_update: bool = False):
-    """A -20 TLS session over memory BIOs: [(side, bytes written)], and the key log text."""
+def _session(v2g_pki, tmp_path, suite: str | None = None, key_update: bool = False, iso2: bool = False,
+             etm: bool = True):
+    """A -20 TLS 1.3 session (``iso2``: a -2 TLS 1.2 session; ``etm``: encrypt-then-MAC
+    allowed) over memory BIOs: [(side, bytes written)], and the key log text."""
     keylog = tmp_path / "keys.log"
-    server_ctx = tls.iso20_server_context(tls.credentials_from_pki(v2g_pki, "secc"))
-    client_ctx = tls.iso20_client_context(tls.credentials_from_pki(v2g_pki, "evcc"))
+    if iso2:
+        server_ctx = tls.iso2_server_context(tls.credentials_from_pki(v2g_pki, "secc", "iso2-secp256r1"))
+        client_ctx = tls.iso2_client_context(tls.credentials_from_pki(v2g_pki, "evcc", "iso2-secp256r1"))
+        if not etm:
+            client_ctx.options |= SSL_OP_NO_ENCRYPT_THEN_MAC
+    else:
+        server_ctx = tls.iso20_server_context(tls.credentials_from_pki(v2g_pki, "secc"))
+        client_ctx = tls.iso20_client_context(tls.credentials_from_pki(v2g_pki, "evcc"))
     for ctx in (server_ctx, client_ctx):
         tls.enable_keylog(ctx, keylog)
     if suite is not None:
@@ -64,7 +73,7 @@ def _session(v2g_pki, tmp_path, suite: str | None = None, key_update: bool = Fal
         if all(done):
             break
     assert all(done)
-    assert client.cipher()[0] == (suite or "TLS_AES_256_GCM_SHA384")
+    assert client.cipher()[0] == (suite or ("ECDHE-ECDSA-AES128-SHA256" if iso2 else "TLS_AES_256_GCM_SHA384"))
     got_server, got_client = [], []
     for i, msg in enumerate(CAR):
         if key_update and i == 1:
@@ -103,6 +112,25 @@ def test_a_real_iso20_session_decrypts_with_its_key_log(v2g_pki, tmp_path, suite
     assert out == {"client": b"".join(CAR), "server": b"".join(CHARGER)}, conn.problems
     assert conn.version == "TLSv1.3" and conn.suite.name == (suite or "TLS_AES_256_GCM_SHA384")
     assert conn.problems == []
+
+
+@pytest.mark.parametrize("etm", [True, False], ids=["encrypt-then-mac", "mac-then-encrypt"])
+def test_a_real_iso2_tls12_session_decrypts_with_its_key_log(v2g_pki, tmp_path, etm):
+    """ISO 15118-2's TLS 1.2 (ECDHE-ECDSA-AES128-SHA256): the master secret of the key log's
+    CLIENT_RANDOM line, CBC records with their HMAC checked either way round."""
+    wire, keylog = _session(v2g_pki, tmp_path, iso2=True, etm=etm)
+    assert "CLIENT_RANDOM " in keylog
+    conn, out = _decrypt(wire, parse_keylog(keylog))
+    assert out == {"client": b"".join(CAR), "server": b"".join(CHARGER)}, conn.problems
+    assert conn.version == "TLSv1.2" and conn.suite_name == "ECDHE-ECDSA-AES128-SHA256"
+    assert (0x0016 in conn.hello.extensions) == etm
+    _, chunked = _decrypt(wire, parse_keylog(keylog), chunk=5)
+    assert chunked == out
+    side, data = wire[-1]
+    wire[-1] = (side, data[:-40] + bytes([data[-40] ^ 1]) + data[-39:])
+    conn, out = _decrypt(wire, parse_keylog(keylog))
+    assert out["server"] == b"".join(CHARGER[:-1])
+    assert any("did not decrypt" in p for p in conn.problems), conn.problems
 
 
 def test_records_split_anywhere_decrypt_the_same(v2g_pki, tmp_path):

@@ -231,6 +231,8 @@ class TraceRenderer:
         extra = ""
         if is_request:
             self._requests[base] = body
+            if base == "SessionSetup":  # a new session: its loops count from one
+                self._loops, self._flow, self._channel = 0, None, None
             if base == "PowerDelivery":
                 extra = self._extra[base] = self._power_delivery(body)
         loop_text = None
@@ -277,15 +279,19 @@ class TraceRenderer:
 
     def _power_delivery(self, body: dict) -> str:
         progress = body.get("ChargeProgress")
+        ready = body.get("ReadyToChargeState")  # DIN 70121
+        din = f"ReadyToChargeState={ready}" if isinstance(ready, bool) else ""
+        if din:
+            progress = "Start" if ready else "Stop"
         if progress == "Start":
             self._channel = body.get("BPT_ChannelSelection") if isinstance(body.get("BPT_ChannelSelection"),
                                                                               str) else None
             self._flow = None
             self._loops = 0
-            return f"BPT_ChannelSelection={self._channel}" if self._channel else ""
+            return din or (f"BPT_ChannelSelection={self._channel}" if self._channel else "")
         if progress == "Stop" and self._flow:
-            return f"(after {self._flow})"
-        return ""
+            return f"{din} (after {self._flow})".strip()
+        return din
 
     def _loop(self, base: str, request: dict, response: dict, epoch: float | None, out: list[Line]) -> str:
         parts = []

@@ -171,8 +171,7 @@ def _connection(conn: Connection, keylog, emit, direction, out: Decoded) -> None
                 messages.append((t, {"direction": direction(s == "client"), "name": message_name(doc),
                                      "message": doc}))
     if tls_conn is not None:
-        suite = tls_conn.suite.name if tls_conn.suite else ""
-        head = f"{tls_conn.version} {suite} {where}".replace("  ", " ")
+        head = f"{tls_conn.version} {tls_conn.suite_name} {where}".replace("  ", " ")
         if tls_conn.decryptable and count:
             summary = f"{head}: decrypted, {count} V2G messages"
         else:

@@ -20,6 +20,14 @@ The records sealed with the handshake keys are told from the application's by th
 message inside them; without the handshake secrets, the application key is tried on each
 record until one opens (sequence 0) — a record that does not open under it cannot be one of
 its records.
+
+TLS 1.2 (ISO 15118-2: TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256) is decrypted too, from the key
+log's ``CLIENT_RANDOM`` line (the master secret), RFC 5246 §6.3: key_block = P_SHA256(master,
+"key expansion" ‖ server random ‖ client random) → client MAC key, server MAC key, client key,
+server key; after each side's ChangeCipherSpec its records are IV ‖ AES-CBC(content ‖ MAC ‖
+padding), or with encrypt-then-MAC (RFC 7366, when the ServerHello carries it) IV ‖
+AES-CBC(content ‖ padding) ‖ MAC, the MAC an HMAC-SHA256 over sequence ‖ type ‖ version ‖
+length ‖ data, checked before anything is passed on.
 """
 
 from __future__ import annotations
@@ -28,7 +36,8 @@ import struct
 from dataclasses import dataclass, field
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, hmac
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
@@ -52,6 +61,12 @@ CIPHER_SUITES = {
     0x1302: CipherSuite("TLS_AES_256_GCM_SHA384", 32, hashes.SHA384, AESGCM),
     0x1303: CipherSuite("TLS_CHACHA20_POLY1305_SHA256", 32, hashes.SHA256, ChaCha20Poly1305),
 }
+# TLS 1.2 CBC suites with HMAC-SHA256 (ISO 15118-2 mandates the first): name, key length
+TLS12_CBC_SUITES = {
+    0xC023: ("ECDHE-ECDSA-AES128-SHA256", 16),
+    0xC027: ("ECDHE-RSA-AES128-SHA256", 16),
+}
+ENCRYPT_THEN_MAC = 0x0016
 
 
 class TLSStreamError(Exception):
@@ -156,11 +171,77 @@ def client_random(client_hello: bytes) -> bytes:
     return client_hello[2:34]
 
 
+def prf_sha256(secret: bytes, label: bytes, seed: bytes, length: int) -> bytes:
+    """The TLS 1.2 PRF with SHA-256 (RFC 5246 §5): P_SHA256(secret, label ‖ seed)."""
+    def mac(data: bytes) -> bytes:
+        h = hmac.HMAC(secret, hashes.SHA256())
+        h.update(data)
+        return h.finalize()
+    seed = label + seed
+    out, a = b"", seed
+    while len(out) < length:
+        a = mac(a)
+        out += mac(a + seed)
+    return out[:length]
+
+
+class TLS12Keys:
+    """One direction of a TLS 1.2 CBC-HMAC-SHA256 connection after its ChangeCipherSpec."""
+
+    def __init__(self, mac_key: bytes, key: bytes, etm: bool):
+        self.mac_key, self.key, self.etm = mac_key, key, etm
+        self.seq = 0
+
+    def _mac(self, ctype: int, data: bytes) -> bytes:
+        h = hmac.HMAC(self.mac_key, hashes.SHA256())
+        h.update(self.seq.to_bytes(8, "big") + bytes([ctype, 3, 3]) + len(data).to_bytes(2, "big") + data)
+        return h.finalize()
+
+    def _cbc(self, iv: bytes, data: bytes) -> bytes:
+        if not data or len(data) % 16:
+            raise InvalidTag
+        d = Cipher(algorithms.AES(self.key), modes.CBC(iv)).decryptor()
+        return d.update(data) + d.finalize()
+
+    @staticmethod
+    def _unpad(plain: bytes) -> bytes:
+        pad = plain[-1]
+        if pad + 1 > len(plain) or plain[-1 - pad:] != bytes([pad]) * (pad + 1):
+            raise InvalidTag
+        return plain[:-1 - pad]
+
+    def open(self, ctype: int, fragment: bytes) -> bytes:
+        """The content of a record; InvalidTag when its padding or MAC is wrong."""
+        if len(fragment) < 16 + 32:
+            raise InvalidTag
+        if self.etm:
+            body, tag = fragment[:-32], fragment[-32:]
+            if not _equal(self._mac(ctype, body), tag):
+                raise InvalidTag
+            content = self._unpad(self._cbc(body[:16], body[16:]))
+        else:
+            plain = self._unpad(self._cbc(fragment[:16], fragment[16:]))
+            if len(plain) < 32:
+                raise InvalidTag
+            content, tag = plain[:-32], plain[-32:]
+            if not _equal(self._mac(ctype, content), tag):
+                raise InvalidTag
+        self.seq += 1
+        return content
+
+
+def _equal(a: bytes, b: bytes) -> bool:
+    import hmac as std_hmac
+
+    return std_hmac.compare_digest(a, b)
+
+
 @dataclass(frozen=True)
 class ServerHello:
     random: bytes
     cipher_suite: int
     version: int  # 0x0304 for TLS 1.3 (supported_versions), else the legacy version
+    extensions: frozenset = frozenset()
 
     @property
     def retry(self) -> bool:
@@ -177,11 +258,13 @@ def server_hello(body: bytes) -> ServerHello:
         suite = int.from_bytes(body[pos:pos + 2], "big")
         pos += 3  # cipher suite, legacy compression method
         version = legacy
+        extensions = set()
         if pos + 2 <= len(body):
             end = pos + 2 + int.from_bytes(body[pos:pos + 2], "big")
             pos += 2
             while pos + 4 <= end:
                 ext, n = int.from_bytes(body[pos:pos + 2], "big"), int.from_bytes(body[pos + 2:pos + 4], "big")
+                extensions.add(ext)
                 if ext == 0x002B and n == 2:  # supported_versions
                     version = int.from_bytes(body[pos + 4:pos + 6], "big")
                 pos += 4 + n
@@ -189,7 +272,7 @@ def server_hello(body: bytes) -> ServerHello:
         raise TLSStreamError("ServerHello too short") from None
     if len(random) != 32:
         raise TLSStreamError("ServerHello too short")
-    return ServerHello(random, suite, version)
+    return ServerHello(random, suite, version, frozenset(extensions))
 
 
 @dataclass
@@ -198,6 +281,8 @@ class Direction:
 
     handshake_keys: TrafficKeys | None = None
     app_keys: TrafficKeys | None = None
+    tls12_keys: TLS12Keys | None = None
+    changed_cipher: bool = False     # TLS 1.2: past this side's ChangeCipherSpec
     application: bool = False        # past this side's Finished (or an application record opened)
     handshake_buf: bytearray = field(default_factory=bytearray)
     undecrypted: int = 0             # encrypted records that could not be opened
@@ -217,6 +302,7 @@ class TLSConnection:
         self.client_random: bytes | None = None
         self.hello: ServerHello | None = None
         self.suite: CipherSuite | None = None
+        self.tls12_suite: str | None = None     # the TLS 1.2 CBC suite being decrypted
         self.problems: list[str] = []
         self.broken = False
         self.app_records = {"client": 0, "server": 0}
@@ -225,11 +311,19 @@ class TLSConnection:
     def version(self) -> str:
         if self.hello is None:
             return "TLS"
-        return "TLSv1.3" if self.hello.version == 0x0304 else f"TLS {self.hello.version:#06x}"
+        return {0x0304: "TLSv1.3", 0x0303: "TLSv1.2"}.get(self.hello.version, f"TLS {self.hello.version:#06x}")
+
+    @property
+    def suite_name(self) -> str:
+        if self.suite is not None:
+            return self.suite.name
+        if self.tls12_suite is not None:
+            return self.tls12_suite
+        return f"cipher suite {self.hello.cipher_suite:#06x}" if self.hello is not None else ""
 
     @property
     def decryptable(self) -> bool:
-        return self.suite is not None and any(d.app_keys is not None for d in self.dir.values())
+        return any(d.app_keys is not None or d.tls12_keys is not None for d in self.dir.values())
 
     def feed(self, side: str, data: bytes) -> list[bytes]:
         if self.broken:
@@ -250,6 +344,8 @@ class TLSConnection:
 
     def _record(self, side: str, ctype: int, header: bytes, fragment: bytes) -> list[bytes]:
         d = self.dir[side]
+        if self.hello is not None and self.hello.version == 0x0303:
+            return self._record12(side, d, ctype, fragment)
         if ctype == CHANGE_CIPHER_SPEC:
             return []  # middlebox compatibility: not encrypted, not counted
         if ctype == HANDSHAKE and self.suite is None:
@@ -282,8 +378,11 @@ class TLSConnection:
             if hello.retry:
                 return  # a HelloRetryRequest: the next ServerHello counts
             self.hello = hello
+            if hello.version == 0x0303:
+                self._keys12()
+                return
             if hello.version != 0x0304:
-                self.problems.append(f"{self.version}: only TLS 1.3 is decrypted")
+                self.problems.append(f"{self.version}: only TLS 1.3 and 1.2 are decrypted")
                 return
             suite = CIPHER_SUITES.get(hello.cipher_suite)
             if suite is None:
@@ -309,6 +408,57 @@ class TLSConnection:
                 self.dir[side].app_keys = TrafficKeys(app, self.suite)
         if not any(d.app_keys for d in self.dir.values()):
             self.problems.append("the key log has this connection's handshake secrets but no *_TRAFFIC_SECRET_0")
+
+    def _keys12(self) -> None:
+        hello = self.hello
+        suite = TLS12_CBC_SUITES.get(hello.cipher_suite)
+        if suite is None:
+            self.problems.append(f"TLS 1.2 cipher suite {hello.cipher_suite:#06x} is not one this decoder knows "
+                                 "(the CBC-SHA256 suites of ISO 15118-2 are)")
+            return
+        self.tls12_suite = suite[0]
+        if self.keylog is None:
+            self.problems.append("no key log given (--keylog FILE)")
+            return
+        master = self.keylog.get(self.client_random or b"", {}).get("CLIENT_RANDOM")
+        if master is None:
+            rnd = self.client_random.hex()[:16] + "…" if self.client_random else "(no ClientHello captured)"
+            self.problems.append(f"the key log has no secrets for this connection (client random {rnd})")
+            return
+        n = suite[1]
+        block = prf_sha256(master, b"key expansion", hello.random + self.client_random, 2 * 32 + 2 * n)
+        etm = ENCRYPT_THEN_MAC in hello.extensions
+        self.dir["client"].tls12_keys = TLS12Keys(block[:32], block[64:64 + n], etm)
+        self.dir["server"].tls12_keys = TLS12Keys(block[32:64], block[64 + n:64 + 2 * n], etm)
+
+    def _record12(self, side: str, d: Direction, ctype: int, fragment: bytes) -> list[bytes]:
+        if ctype == CHANGE_CIPHER_SPEC:
+            d.changed_cipher = True
+            return []
+        if not d.changed_cipher:
+            if ctype == HANDSHAKE:  # the rest of the plain handshake (certificates, key exchange)
+                d.handshake_buf += fragment
+                handshake_messages(d.handshake_buf)
+            return []
+        if d.tls12_keys is None:
+            d.undecrypted += 1
+            if ctype == APPLICATION_DATA:
+                self.app_records[side] += 1
+            return []
+        try:
+            content = d.tls12_keys.open(ctype, fragment)
+        except InvalidTag:
+            d.undecrypted += 1
+            self.problems.append(f"{side}: a record did not decrypt (sequence {d.tls12_keys.seq}); the rest of this "
+                                 "direction is lost")
+            d.tls12_keys = None
+            return []
+        if ctype == APPLICATION_DATA:
+            self.app_records[side] += 1
+            return [content]
+        if ctype == ALERT:
+            d.alerts.append(content.hex())
+        return []
 
     def _encrypted(self, side: str, d: Direction, header: bytes, fragment: bytes) -> list[bytes]:
         if not d.application:
