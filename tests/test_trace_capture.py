@@ -224,7 +224,7 @@ def test_sdp_and_the_session_across_network_namespaces(veth_pair, v2g_pki, tmp_p
     assert sdp[1]["sdp"]["address"] == "fe80::a" and sdp[1]["sdp"]["port"] == port
     assert messages(recs) == _logged(secc_log)
     note = next(r["note"] for r in recs if "note" in r)
-    assert note.startswith(f"TLSv1.3 TLS_AES_256_GCM_SHA384 [fe80::b]:") and f"[fe80::a]:{port}: decrypted" in note
+    assert note.startswith("TLSv1.3 TLS_AES_256_GCM_SHA384 [fe80::b]:") and f"[fe80::a]:{port}: decrypted" in note
 
 
 def test_iso2_over_tls12_and_din_over_tcp_between_v2h_secc_and_evcc(v2g_pki, tmp_path):

@@ -208,8 +208,8 @@ def _write_capture(path, packets, *, ng: bool, ipv6: bool) -> None:
 @pytest.mark.parametrize("ipv6", [False, True], ids=["ipv4", "ipv6"])
 def test_capture_files_through_the_command_line(tmp_path, ng, ipv6):
     docs = session_docs("din")
-    ends = dict(client=CLIENT, server=SERVER) if ipv6 else dict(client=("192.0.2.10", 41000),
-                                                                server=("192.0.2.20", 50000))
+    ends = {"client": CLIENT, "server": SERVER} if ipv6 else {"client": ("192.0.2.10", 41000),
+                                                              "server": ("192.0.2.20", 50000)}
     pkts = tcp_packets(frames_of(docs), segment=16, **ends)
     path = tmp_path / ("v2g.pcapng" if ng else "v2g.pcap")
     _write_capture(path, pkts, ng=ng, ipv6=ipv6)

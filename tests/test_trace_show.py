@@ -287,3 +287,11 @@ def test_a_merged_log_of_both_ends_shows_each_message_once_as_its_sender_logged_
                           timeout=60)
     assert len([x for x in both.stdout.splitlines() if "power flows" not in x]) == 2 * len(charger)
     assert "SECC ← PowerDeliveryReq" in both.stdout and "EVCC → PowerDeliveryReq" in both.stdout
+
+
+def test_verbose_shows_the_whole_ocpp_payload():
+    frame = [2, "1", "SetChargingProfile", {"evseId": 1, "chargingProfile": {"id": 3}}]
+    plain = TraceRenderer("", "full").ocpp(0.0, "rx", "SetChargingProfile", frame)[0].text
+    verbose = TraceRenderer("", "full", verbose=True).ocpp(0.0, "rx", "SetChargingProfile", frame)[0].text
+    assert plain.endswith("SetChargingProfile evse 1 profile 3")
+    assert verbose.endswith('SetChargingProfile evse 1 profile 3 {"evseId":1,"chargingProfile":{"id":3}}')

@@ -11,7 +11,14 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 
 from iso15118.aio import tls
-from v2h.trace.tls13 import (KeyLogError, TLSConnection, TLSStreamError, hkdf_expand_label, parse_keylog, records)
+from v2h.trace.tls13 import (
+    KeyLogError,
+    TLSConnection,
+    TLSStreamError,
+    hkdf_expand_label,
+    parse_keylog,
+    records,
+)
 
 SSL_OP_NO_ENCRYPT_THEN_MAC = 1 << 19  # OpenSSL's option; Python's ssl has no name for it
 CAR = [b"\x01\xfe\x80\x01\x00\x00\x00\x03abc", b"a second message from the car", b"x" * 40000]
@@ -145,7 +152,7 @@ def test_the_application_secrets_alone_are_enough(v2g_pki, tmp_path):
     wire, keylog = _session(v2g_pki, tmp_path)
     only_app = "\n".join(line for line in keylog.splitlines() if "_TRAFFIC_SECRET_0" in line)
     conn, out = _decrypt(wire, parse_keylog(only_app))
-    assert out == {"client": b"".join(CAR), "server": b"".join(CHARGER)}
+    assert out == {"client": b"".join(CAR), "server": b"".join(CHARGER)}, conn.problems
 
 
 def test_a_key_update_is_followed(v2g_pki, tmp_path):
@@ -155,7 +162,7 @@ def test_a_key_update_is_followed(v2g_pki, tmp_path):
 
 
 def test_without_the_secrets_nothing_is_decrypted_and_it_says_why(v2g_pki, tmp_path):
-    wire, keylog = _session(v2g_pki, tmp_path)
+    wire, _ = _session(v2g_pki, tmp_path)
     conn, out = _decrypt(wire, None)
     assert out == {"client": b"", "server": b""}
     assert conn.problems == ["no key log given (--keylog FILE)"]
