@@ -406,7 +406,7 @@ def _islanded(real: dict) -> dict:
 
 def _history() -> dict:
     points = []
-    for i in range(0, 16 * 12):  # 04:18 to 20:18, one point per 5 min
+    for i in range(16 * 12):  # 04:18 to 20:18, one point per 5 min
         t = T0 - 16 * 3600 + 300 * i
         hour = (t % 86400) / 3600
         outage = hour >= 19
