@@ -260,19 +260,21 @@ class OCPPBridge(SupervisorBase):
         return None
 
     def authorize(self, method: str, identity: str, now: float) -> AuthorizationStatus:
-        """Inoperative refuses; a remote start authorizes the car; then, for Plug & Charge, the
-        CSMS's Authorize for the EMAID (AuthCtrlr.LocalPreAuthorize: the contract the SECC
-        validated suffices at once): ONGOING until it answers (the SECC repeats AuthorizationRes
-        EVSEProcessing=Ongoing). No answer (offline, timeout, CALLERROR):
-        ISO15118Ctrlr.ContractValidationOffline and AuthCtrlr.LocalAuthorizeOffline decide whether
-        the contract the SECC validated itself suffices. EIM has no token at v2h's chargers (no
-        reader): it is NoAuthorization, like a start button."""
+        """Inoperative refuses; a remote start authorizes the car. EIM has no token at v2h's
+        chargers (no reader): with AuthCtrlr.Enabled false it is NoAuthorization at once, like
+        C02's start button; with Enabled true the car waits (ONGOING: the SECC repeats
+        AuthorizationRes EVSEProcessing=Ongoing) for a RequestStartTransaction. Plug & Charge:
+        the CSMS's Authorize for the EMAID (AuthCtrlr.LocalPreAuthorize: the contract the SECC
+        validated suffices at once), ONGOING until it answers; no answer (offline, timeout,
+        CALLERROR): ISO15118Ctrlr.ContractValidationOffline and AuthCtrlr.LocalAuthorizeOffline
+        decide whether the contract the SECC validated itself suffices."""
         if not self.operative or self._new_sessions_blocked():
             return AuthorizationStatus.REJECTED  # ChangeAvailability Inoperative, a pending firmware update
         if self.authorization is not None:
             return AuthorizationStatus.ACCEPTED  # RequestStartTransaction authorized this car
         if method != "PnC":
-            return AuthorizationStatus.ACCEPTED
+            required = self._var("AuthCtrlr", "Enabled") == "true"
+            return AuthorizationStatus.ONGOING if required else AuthorizationStatus.ACCEPTED
         if self._var("AuthCtrlr", "LocalPreAuthorize") == "true":
             return AuthorizationStatus.ACCEPTED
         if self._auth is None or self._auth[0] != identity:
@@ -597,7 +599,7 @@ class OCPPBridge(SupervisorBase):
             return "Unavailable"
         if self.stage.fault(self.secc_time(t)):
             return "Faulted"
-        if self.cable or self.tx is not None or self.remote_start is not None:
+        if self.cable or self.tx is not None:
             return "Occupied"
         return "Unavailable" if not self.operative else "Available"
 
@@ -866,7 +868,8 @@ class OCPPBridge(SupervisorBase):
         when inoperative, when already authorized."""
         if self.station.registration != "Accepted" or not self.operative or self._new_sessions_blocked():
             return {"status": "Rejected"}
-        if payload.get("evseId", self.evse_id) != self.evse_id or self.authorization is not None:
+        free = self.authorization is not None and self.authorization["type"] == "NoAuthorization"
+        if payload.get("evseId", self.evse_id) != self.evse_id or (self.authorization is not None and not free):
             return {"status": "Rejected"}
         if payload.get("chargingProfile"):
             try:

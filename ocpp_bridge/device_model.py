@@ -150,6 +150,9 @@ def standard_variables(*, identity: str, security_profile: int, secc_id: str, he
         Variable("SecurityCtrlr", "OrganizationName", "string", RW, "v2h", max=50),
         Variable("SecurityCtrlr", "CertificateEntries", "integer", RO, "0", max_limit=1, persistent=False),
         # --- AuthCtrlr -----------------------------------------------------------------------------------
+        # false: a car's EIM request is authorized at once (NoAuthorization, like C02's start button);
+        # true: it waits (EVSEProcessing Ongoing) for RequestStartTransaction — v2h has no card reader
+        Variable("AuthCtrlr", "Enabled", "boolean", RW, "false"),
         Variable("AuthCtrlr", "AuthorizeRemoteStart", "boolean", RW, "false"),
         Variable("AuthCtrlr", "LocalAuthorizeOffline", "boolean", RW, "true"),
         Variable("AuthCtrlr", "LocalPreAuthorize", "boolean", RW, "false"),

@@ -297,20 +297,24 @@ class OCTT:
         (beyond the background messages) fails the test. ``answer``: True answers with the
         default, a dict with that payload, False leaves it to the test. ``triggers``: background
         TransactionEvents (MeterValuePeriodic, ChargingRateChanged) this step waits for."""
-        wanted, got = list(actions), {}
-        while wanted:
-            found = []
-
-            def arrived() -> bool:
-                msg = self._pop(set(wanted), answer, set(triggers))
-                if msg is not None:
-                    found.append(msg)
-                return bool(found)
-            self.run_until(arrived, timeout, what=f"{' / '.join(wanted)} from the station")
-            msg = found[0]
-            got.setdefault(msg.action, msg)
-            wanted.remove(msg.action)
+        got: dict[str, Msg] = {}
+        while len(got) < len(actions):
+            msg = self.expect_any(*(a for a in actions if a not in got), timeout=timeout, answer=answer,
+                                  triggers=triggers)
+            got[msg.action] = msg
         return got[actions[0]] if len(actions) == 1 else [got[a] for a in actions]
+
+    def expect_any(self, *actions: str, timeout: float = 120.0, answer=True, triggers: tuple[str, ...] = ()) -> Msg:
+        """The station's next request, whichever of ``actions`` it is."""
+        found: list[Msg] = []
+
+        def arrived() -> bool:
+            msg = self._pop(set(actions), answer, set(triggers))
+            if msg is not None:
+                found.append(msg)
+            return bool(found)
+        self.run_until(arrived, timeout, what=f"{' or '.join(actions)} from the station")
+        return found[0]
 
     def quiet(self, seconds: float, *, allow: tuple[str, ...] = ()) -> None:
         """The station sends nothing (but background messages and ``allow``) for ``seconds``."""
