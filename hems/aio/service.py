@@ -1,5 +1,7 @@
 """`v2h hems` on the event loop: the house's OCPP 2.1 server (``csms_server``), the energy manager's
-core (``hems.manager``) on its timers, and the HTTP API with the dashboard (``api``).
+core (``hems.manager``) on its timers, and the HTTP API with the dashboard (``api``). With
+``[devices]`` configured the house is the real one (``hems.live.LiveSite``) and the Modbus poll
+(``devices``) drives the manager: read, step, write, every ``poll_s``.
 
 The manager runs on a clock that may be accelerated (``v2h demo``): ``clock()`` gives the
 simulated Unix time and ``speed`` simulated seconds pass per real one; every wait divides by it.
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from hems.csms import CSMSCore
 from hems.hems_config import HemsConfig
+from hems.live import LiveSite
 from hems.manager import EnergyManager
 from hems.planning import Planner, circuit_forecast, flat_prices, scripted_pv, tariff_prices
 from hems.store import ManagerStore
@@ -75,13 +78,28 @@ class HemsService:
         now = self.clock()
         self.csms = CSMSCore(heartbeat_interval=cfg.heartbeat_interval, response_timeout=30.0 * speed,
                              authorize=authorize_policy(cfg), observer=self._observed)
+        live = None
+        if cfg.devices is not None:
+            if speed != 1.0:
+                raise ValueError("devices: real devices run on the real clock (a simulated clock is for the "
+                                 "simulated house)")
+            devices = cfg.devices
+
+            def live(site_cfg, charger):
+                return LiveSite(site_cfg, devices, charger=charger)
         self.manager = EnergyManager(
             cfg.site, self.csms, station_id=cfg.station_id, now=now, events=cfg.events,
             deadband_w=cfg.charger["deadband_w"], max_charge_w=cfg.charger["max_charge_w"],
             max_discharge_w=cfg.charger["max_discharge_w"], meter_interval_s=cfg.charger["meter_interval_s"],
             planner=self._planner(now) if cfg.plan["enabled"] else None, departure=cfg.plan["departure"],
             capacity_kwh=cfg.plan["capacity_kwh"], standby_w=cfg.charger["standby_w"],
-            efficiency=cfg.charger["efficiency"], load_history=self._load_history(), store=self.store)
+            efficiency=cfg.charger["efficiency"], load_history=self._load_history(), store=self.store,
+            site_factory=live)
+        self.devices = None
+        if cfg.devices is not None:
+            from .devices import DeviceRunner   # pymodbus: only where the house has real devices
+
+            self.devices = DeviceRunner(cfg.devices, self.manager.site, nominal_v=cfg.site.nominal_voltage)
         self.manager.outages = list(cfg.outages)
         self.server = CSMSServer(self.csms, passwords=cfg.stations, ssl_context=_server_ssl(cfg),
                                  require_client_cert=cfg.mutual_tls, clock=self.clock, speed=speed,
@@ -89,6 +107,7 @@ class HemsService:
         self.subscribers: set[asyncio.Queue] = set()
         self.history: list[dict] = []   # the day's points for the dashboard's chart
         self._last_status = 0.0
+        self._trailing: asyncio.TimerHandle | None = None  # the status held back by STATUS_EVERY, sent after
         self._last_history = float("-inf")
         self.http = None
         self._tasks: list[asyncio.Task] = []
@@ -140,12 +159,16 @@ class HemsService:
         return None if self.http is None else self.http.port
 
     async def close(self) -> None:
+        if self._trailing is not None:
+            self._trailing.cancel()
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.http is not None:
             await self.http.close()
         await self.server.close()
+        if self.devices is not None:
+            self.devices.close()
         self.store.close()
 
     async def _supervised(self) -> None:
@@ -153,7 +176,10 @@ class HemsService:
         be left without its controller because of a bug in a report or a plan."""
         while True:
             try:
-                await self._run()
+                if self.devices is not None:
+                    await self.devices.run(self._tick, self.clock)
+                else:
+                    await self._run()
             except asyncio.CancelledError:
                 raise
             except Exception:  # logged with its traceback and counted; the loop starts again
@@ -173,21 +199,28 @@ class HemsService:
                 except asyncio.TimeoutError:
                     pass
                 continue
-            before = len(m.decisions)
-            m.handle_timer(now)
-            self.store.commit()
-            for dec in m.decisions[before:]:
-                self._publish({"type": "decision", **dec.to_dict()})
-            self._sample(now)
+            self._tick(now)
             await asyncio.sleep(0)  # let the links send what the step asked for
+
+    def _tick(self, now: float) -> None:
+        """One step of the manager: decisions published, the store committed, the status sampled."""
+        m = self.manager
+        before = len(m.decisions)
+        m.handle_timer(now)
+        self.store.commit()
+        for dec in m.decisions[before:]:
+            self._publish({"type": "decision", **dec.to_dict()})
+        self._sample(now)
 
     def _sample(self, now: float) -> None:
         """The status to subscribers at most every ``STATUS_EVERY`` real seconds, and a point of
         the day's history every ``HISTORY_EVERY`` simulated seconds."""
         real = time.monotonic()
         if real - self._last_status >= STATUS_EVERY:
-            self._last_status = real
-            self._publish({"type": "status", **self.manager.status(now)})
+            self._publish_status(now)
+        elif self._trailing is None:  # the last change of a quick sequence must still reach the page
+            self._trailing = asyncio.get_running_loop().call_later(
+                STATUS_EVERY - (real - self._last_status), lambda: self._publish_status(self.clock()))
         if now - self._last_history >= HISTORY_EVERY:
             self._last_history = now
             s, ch = self.manager.site, self.manager.charger
@@ -197,6 +230,13 @@ class HemsService:
                                  "islanded": self.manager.islanded,
                                  "shed": [c.name for c, on in zip(s.cfg.circuits, cmd.relays) if not on] if cmd else []})
             del self.history[:-HISTORY_POINTS]
+
+    def _publish_status(self, now: float) -> None:
+        if self._trailing is not None:
+            self._trailing.cancel()
+            self._trailing = None
+        self._last_status = time.monotonic()
+        self._publish({"type": "status", **self.manager.status(now)})
 
     def _publish(self, event: dict) -> None:
         for q in list(self.subscribers):
