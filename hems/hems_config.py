@@ -6,7 +6,8 @@ passwords; ``[charger]`` the house's charger; ``[[tokens]]`` V2X consent per idT
 ``[plan]`` the planner's prices and car defaults; ``[[outages]]`` announced outages (a utility's
 shut-off warning: ``start``, ``end`` with their offsets, ``load_w``) the plan fills the car for;
 ``[http]`` the API and dashboard; ``[[events]]`` what happens to the simulated house (grid
-outages, loads, solar), as in a scenario.
+outages, loads, solar), as in a scenario; ``[devices]`` the house's real Modbus devices instead
+of the simulated house (``hems.live``: meters, solar inverter, relay module; no ``[[events]]``).
 
 An unknown key, a number that is not finite or out of range, a missing rating: one
 ``ConfigError`` naming the key. ``DEFAULT`` is the configuration used without ``--config``.
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from .config import ConfigError, SiteConfig, boolean, check_site, number, reject_unknown, site_from_dict
+from .live import DevicesConfig, devices_from_dict
 from .plan.model import Outage, outages_from_config
 from .scenario import event_from_dict
 from .sim import SimEvent
@@ -112,6 +114,7 @@ class HemsConfig:
     outages: tuple[Outage, ...] = ()                        # announced: the plan fills the car before each
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    devices: DevicesConfig | None = None                    # real devices; None: the simulated house
 
     @property
     def station_id(self) -> str:
@@ -147,7 +150,8 @@ def _text(key: str, value: Any, max_len: int = 255) -> str:
 
 
 def from_dict(data: Mapping[str, Any]) -> HemsConfig:
-    reject_unknown("", data, {"site", "circuits", "ocpp", "charger", "tokens", "plan", "outages", "http", "events"})
+    reject_unknown("", data, {"site", "circuits", "ocpp", "charger", "tokens", "plan", "outages", "http", "events",
+                              "devices"})
     if "site" not in data:
         raise ConfigError("site", "missing")
     cfg = site_from_dict(_table(data, "site"), data.get("circuits", []))
@@ -206,6 +210,9 @@ def from_dict(data: Mapping[str, Any]) -> HemsConfig:
         raise ConfigError("events", "want a list of tables ([[events]])")
     names = set(cfg.circuit_names)
     events = tuple(event_from_dict(f"events[{i}]", e, names, cfg, 366 * 86400.0) for i, e in enumerate(evs))
+    devices = devices_from_dict(data["devices"], cfg) if "devices" in data else None
+    if devices is not None and events:
+        raise ConfigError("events", "the house runs on real devices ([devices]): there is nothing to simulate")
     return HemsConfig(site=cfg, events=events, ocpp_host=_text("ocpp.host", o.get("host", "127.0.0.1")),
                       ocpp_port=_port("ocpp.port", o.get("port", 9000)), stations=dict(stations),
                       pki=_text("ocpp.pki", o["pki"], 4096) if "pki" in o else None,
@@ -214,7 +221,8 @@ def from_dict(data: Mapping[str, Any]) -> HemsConfig:
                                                     1, 86400, integer=True)),
                       charger=charger, tokens=tuple(tokens), plan=plan,
                       outages=outages_from_config(data.get("outages", [])),
-                      http_host=_text("http.host", h.get("host", "127.0.0.1")), http_port=_port("http.port", h.get("port", 8080)))
+                      http_host=_text("http.host", h.get("host", "127.0.0.1")), http_port=_port("http.port", h.get("port", 8080)),
+                      devices=devices)
 
 
 def parse_clock(key: str, value: Any) -> tuple[int, int]:

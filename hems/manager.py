@@ -61,18 +61,23 @@ class EnergyManager:
                  max_charge_w: float = 11000.0, max_discharge_w: float = 11000.0,
                  plan: Callable[[float], float | None] | None = None, planner: Planner | None = None,
                  departure: tuple[int, int] | None = None, capacity_kwh: float = 60.0, standby_w: float = 30.0,
-                 efficiency: float = 0.9, meter_interval_s: int = 60, load_history=None, store=None):
+                 efficiency: float = 0.9, meter_interval_s: int = 60, load_history=None, store=None,
+                 site_factory: Callable[[SiteConfig, OCPPCharger], Site] | None = None):
         """``events``: the simulated house's script (times from ``now``); ``plan(t)``: a fixed wish
         for the charger's power at Unix time ``t`` while grid-connected, or ``planner``: the
         optimiser; ``load_history``: where the house's quarter-hour loads are learned;
-        ``store``: where settings persist."""
+        ``store``: where settings persist; ``site_factory(site_cfg, charger)``: the house on other
+        devices (``hems.live.LiveSite`` on real ones) instead of the simulated ``Site``."""
         self.t0 = now
         self.csms = csms
         self.decisions: list[Decision] = []
         self.charger = OCPPCharger(csms, station_id, deadband_w=deadband_w, max_charge_w=max_charge_w,
                                    max_discharge_w=max_discharge_w, time_offset=now, meter_interval_s=meter_interval_s,
                                    decision=lambda t, why, d: self._decide(t, "charger", why, d))
-        self.site = Site(site_cfg, charger=self.charger, events=list(events))
+        if site_factory is not None and events:
+            raise ValueError("events script the simulated house only")
+        self.site = site_factory(site_cfg, self.charger) if site_factory is not None \
+            else Site(site_cfg, charger=self.charger, events=list(events))
         self.fixed_plan = plan
         self.planner = planner
         self.capacity_kwh, self.standby_w, self.efficiency = capacity_kwh, standby_w, efficiency
@@ -110,13 +115,12 @@ class EnergyManager:
             self.site.wanted_w = self.planner.wanted_w(now)
         else:
             self.site.wanted_w = self.fixed_plan(now) if self.fixed_plan is not None else None
-        before = len(self.site.rows)
         t = now - self.t0
         due = self.site.next_time(self.site.t)
         if t < due <= t + 1e-5:  # Unix time has less resolution than the site's clock: the site's own time
             t = due
-        self.site.visit(max(self.site.t, t))
-        for row in self.site.rows[before:]:
+        row = self.site.visit(max(self.site.t, t))  # the timeline's row of this visit, if it made one
+        if row is not None:
             if row["reason"]:
                 self._decide(now, "site", row["reason"], {"phase": row["phase"], "circuits_on": row["circuits_on"],
                                                           "alarms": row["alarms"]})

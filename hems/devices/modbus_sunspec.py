@@ -27,16 +27,19 @@ class SunSpecDevice:
         return list(rr.registers)
 
     async def discover(self) -> dict[int, tuple[int, int]]:
-        """Walk the model directory (reads of at most 125 registers, Modbus's limit)."""
+        """Walk the model directory (reads of at most 125 registers, Modbus's limit); the models
+        are kept only once the whole directory was read (a failed walk leaves none)."""
         regs = await self._read(sunspec.BASE, 2)
         if tuple(regs) != sunspec.MARKER:
             raise SensorError("no SunSpec marker at 40000")
         addr = sunspec.BASE + 2
+        models: dict[int, tuple[int, int]] = {}
         for _ in range(sunspec.MAX_MODELS):
             mid, length = await self._read(addr, 2)
             if mid == 0xFFFF:
-                return self.models
-            self.models[mid] = (addr + 2, length)
+                self.models = models
+                return models
+            models[mid] = (addr + 2, length)
             addr += 2 + length
         raise SensorError("SunSpec map without an end block")
 
@@ -54,6 +57,21 @@ class SunSpecMeter(SunSpecDevice):
     def __init__(self, client: AsyncModbusTcpClient, nominal_v: float, device_id: int = 1) -> None:
         super().__init__(client, device_id)
         self.nominal_v = nominal_v
+
+    async def read(self) -> tuple[GridReading | None, float | None]:
+        """The grid (per-phase voltage, frequency) and the net power from one read of the block;
+        each None on its own when its registers are absent or out of range."""
+        try:
+            mid, d = await self._block(sunspec.METERS)
+        except SensorError:
+            return None, None
+        out: list = []
+        for decode in (lambda: sunspec.meter_grid(mid, d, self.nominal_v), lambda: sunspec.meter_power(mid, d)):
+            try:
+                out.append(decode())
+            except SensorError:
+                out.append(None)
+        return out[0], out[1]
 
     async def read_grid(self) -> GridReading | None:
         try:
