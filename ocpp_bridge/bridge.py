@@ -43,8 +43,10 @@ from __future__ import annotations
 import logging
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+
+from cryptography import x509
 
 from ocpp.exceptions import OCPPError
 
@@ -57,6 +59,7 @@ from iso15118.secc.supervisor import SupervisorBase
 from .arbiter import PowerLimits, SetpointDecision, composite, decide
 from .core import StationCore, iso, transaction_event
 from .device_model import RW, Variable
+from .firmware import FirmwareManager, Installer
 from .profiles import MAX_POWER_W, Profile, ProfileRejected, ProfileStore
 
 log = logging.getLogger(__name__)
@@ -125,12 +128,15 @@ class OCPPBridge(SupervisorBase):
     ``StationCore`` or an adapter holding one (``.core``); ``clock_offset`` turns the SECC's
     ``now`` into Unix time (0 when the SECC already runs on Unix time). ``cable_sensor``: the
     hardware reports the cable (``cable_plugged``/``cable_unplugged``), ``cable`` its state at
-    power-up; without one the ISO 15118 session stands for the cable."""
+    power-up; without one the ISO 15118 session stands for the cable. ``installer`` and
+    ``firmware_roots`` (the manufacturer's certificates) make UpdateFirmware possible, with the
+    core's ``transfer``."""
 
     def __init__(self, stage: PowerStage, station, *, evse_id: int = 1,
                  default_setpoint_w: float = 7000.0, tx_updated_interval: float = 60.0,
                  allow_bidirectional: bool = True, clock_offset: float | None = None, clock_scale: float = 1.0,
-                 cable_sensor: bool = False, cable: bool = False):
+                 cable_sensor: bool = False, cable: bool = False, installer: Installer | None = None,
+                 firmware_roots: Iterable[x509.Certificate] = ()):
         core: StationCore = getattr(station, "core", station)
         if clock_offset is None:  # an adapter knows its clock's offset; a bare core runs on the caller's
             clock_offset = getattr(station, "clock_offset", 0.0)
@@ -214,6 +220,8 @@ class OCPPBridge(SupervisorBase):
             "UnlockConnector": self._unlock_connector,
         })
         core.connector_status[(evse_id, 1)] = self._status(core.now)
+        core.diagnostics.bridge = self
+        self.firmware = FirmwareManager(core, self, core.transfer, installer, list(firmware_roots))
 
     # --- time -----------------------------------------------------------------------------------------
     def wall(self, now: float) -> float:

@@ -41,9 +41,9 @@ import logging
 import math
 import random
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
@@ -52,13 +52,16 @@ from ocpp.exceptions import FormationViolationError, OCPPError, SecurityError
 
 from . import frames
 from .device_model import DAY, DeviceModel, standard_variables
+from .diagnostics import Diagnostics
 from .rpc import Answer, HandlerFailed, Outstanding, answer_call, error_frame, read_answer, schema_check
 from .store import QueuedMessage, Store
+from .times import iso, parse_time  # noqa: F401 (part of this module's surface)
 
 log = logging.getLogger("ocpp_bridge.station")
 SECURITY_EVENT_INTERVAL = 60.0  # s: at most one SecurityEventNotification per kind in this time
 SECURITY_LOG_ENTRIES = 500      # the security log kept for GetLog (oldest dropped first)
 SLOTS = (1, 2)                  # network connection profile slots (1: the start-up configuration)
+RECENT_FRAMES = 1000            # the last OCPP frames (time, direction, name) kept for GetLog DiagnosticsLog
 # the security event raised at the boot after each kind of restart (appendix 1)
 BOOT_EVENTS = {"PowerUp": "StartupOfTheDevice", "RemoteReset": "ResetOrReboot", "ScheduledReset": "ResetOrReboot",
                "FirmwareUpdate": "FirmwareUpdated", "Unknown": "StartupOfTheDevice"}
@@ -139,23 +142,6 @@ class Target:
     message_timeout: float
 
 
-def iso(t: float) -> str:
-    """Unix seconds as an OCPP dateTime (UTC, milliseconds)."""
-    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_time(text: str) -> float | None:
-    """An OCPP dateTime as Unix seconds, None if it is not one (or out of range)."""
-    try:
-        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (ValueError, AttributeError):
-        return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
-    value = t.timestamp()
-    return value if math.isfinite(value) else None
-
-
 def transaction_event(event_type: str, trigger_reason: str, transaction_id: str, *, timestamp: str,
                       evse_id: int = 1, meter_value: list | None = None, charging_state: str | None = None,
                       stopped_reason: str | None = None, id_token: dict | None = None,
@@ -224,6 +210,9 @@ class StationCore:
         self.triggers: dict[str, Trigger] = {}                  # TriggerMessage requestedMessage → its sender
         self.timers: list[TimerSource] = []
         self.outbox_answered: list[Callable[[QueuedMessage, dict], None]] = []  # a CALLRESULT for the outbox
+        self.on_registered: list[Callable[[], None]] = []  # once, after the next BootNotification Accepted
+        self.transfer = None             # FileTransfer (firmware in, logs out): the adapter's, if any
+        self.recent: deque[tuple[float, str, str]] = deque(maxlen=RECENT_FRAMES)  # for the diagnostics log
         self.connected = False           # the websocket is open
         self.registration: str | None = None  # None until the first BootNotification answer since power-up
         self.offline_since: float | None = now
@@ -268,6 +257,7 @@ class StationCore:
         self._slot_index = 0
         self._slot_failures = 0
         self._wire_device_model()
+        self.diagnostics = Diagnostics(self)  # GetLog, CustomerInformation
 
     # --- state ----------------------------------------------------------------------------------
     @property
@@ -545,6 +535,7 @@ class StationCore:
             self.on_output()
 
     def _log(self, direction: str, name: str, frame) -> None:
+        self.recent.append((self.now, direction, name))
         if self.frame_log is not None:
             self.frame_log(direction, name, frame)
 
@@ -668,6 +659,9 @@ class StationCore:
         for (evse_id, connector_id), status in self.connector_status.items():  # before anything queued
             self._status(evse_id, connector_id, status, now)
         self.security_event(BOOT_EVENTS.get(reason, "StartupOfTheDevice"), now=now)
+        hooks, self.on_registered = self.on_registered, []
+        for hook in hooks:
+            hook()
 
     # --- internals: the CSMS's requests ---------------------------------------------------------------
     def _on_call(self, text, frame: list, now: float) -> None:

@@ -22,6 +22,7 @@ import websockets
 from .core import (SECURITY_EVENT_INTERVAL, ConfigError, StationConfig, StationCore, Target, iso,  # noqa: F401
                    transaction_event as _transaction_event)
 from .store import QueuedMessage, Store
+from .transfer import HttpTransfer
 
 log = logging.getLogger(__name__)
 SUBPROTOCOL = "ocpp2.1"
@@ -39,6 +40,14 @@ def ssl_context(config: StationConfig | Target) -> ssl.SSLContext | None:
         ctx.load_default_certs()
     if config.client_cert:
         ctx.load_cert_chain(str(config.client_cert), str(config.client_key))
+    return ctx
+
+
+def transfer_ssl_context(config: StationConfig) -> ssl.SSLContext:
+    """HTTPS for firmware and log files: the system's roots and the CSMS's (``--csms-ca``)."""
+    ctx = ssl.create_default_context()
+    if config.csms_ca:
+        ctx.load_verify_locations(cafile=str(config.csms_ca))
     return ctx
 
 
@@ -74,6 +83,9 @@ class ChargingStation:
         self.clock, self.speed = clock, speed
         self.core = StationCore(config, outbox, now=self.now(), rng=rng, frame_log=frame_log)
         self.core.on_output = self._wakeup
+        # firmware images in, log files out: over HTTP(S), in worker threads (ocpp_bridge.transfer)
+        self.core.transfer = HttpTransfer(ssl_context=transfer_ssl_context(config), wakeup=self._wakeup,
+                                          clock=self.now)
         self.connected = asyncio.Event()   # set while online (booted)
         self.crashes = 0                   # unexpected ends of the connection task (restarted by run())
         self._wake = asyncio.Event()

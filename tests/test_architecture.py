@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 IO_MODULES = {"asyncio", "socket", "ssl", "selectors", "subprocess", "websockets", "aiohttp", "pymodbus"}
 LIBRARIES = ("iso15118", "ocpp_bridge", "hems")
 # the only places in the libraries that may touch I/O: the asyncio adapters and the Modbus drivers
-ADAPTERS = {"iso15118/aio", "ocpp_bridge/station.py", "hems/aio", "hems/devices/modbus"}
+ADAPTERS = {"iso15118/aio", "ocpp_bridge/station.py", "hems/aio", "hems/devices/modbus",
+            "ocpp_bridge/transfer.py"}  # firmware and log files over HTTP(S), in worker threads
 
 
 def _imports(path: Path) -> set[str]:

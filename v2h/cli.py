@@ -167,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="OCPPCommCtrlr.RetryBackOffWaitMinimum: first reconnect wait, doubled per try")
     p_chg.add_argument("--retry-random", type=number(0, 86400, unit="s"), default=10.0, metavar="S",
                        help="OCPPCommCtrlr.RetryBackOffRandomRange: random extra wait up to S")
+    p_chg.add_argument("--firmware-roots", metavar="PEM", help="the manufacturer's root certificates that sign "
+                       "firmware (UpdateFirmware is refused without them)")
+    p_chg.add_argument("--firmware-dir", metavar="DIR", help="where verified firmware images are staged for the "
+                       "platform's updater (default: DB.firmware beside --db)")
     p_chg.set_defaults(func=_cmd_charger)
 
     p_evcc = sub.add_parser("evcc", help="run the simulated car (EVCC: ISO 15118-20, ISO 15118-2 or DIN 70121)")
@@ -448,9 +452,12 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
             frame_log.append(csms.frame_log(log.ocpp))
             logging.getLogger("ocpp_bridge").addHandler(csms.handler())
             mono_to_wall = time.time() - time.monotonic()
+            from ocpp_bridge.firmware import StagingInstaller
+
             bridge = OCPPBridge(stage, station, default_setpoint_w=args.setpoint, tx_updated_interval=args.tx_interval,
                                 clock_scale=speed, clock_offset=sim.start + speed * (mono_to_wall - sim.anchor)
-                                if sim else None)
+                                if sim else None, firmware_roots=args.firmware_root_certs,
+                                installer=StagingInstaller(args.firmware_dir or f"{args.db}.firmware"))
             controller = EVSEController(stage, bridge)
 
             def on_reset() -> None:  # OCPP Reset: stop cleanly, then start again as the same command
@@ -551,6 +558,14 @@ def _station_config(args: argparse.Namespace):
                        ("the station key", config.client_key)):
         if path and not os.path.isfile(path):
             raise ValueError(f"{what}: {path} does not exist")
+    args.firmware_root_certs = []
+    if args.firmware_roots:
+        from ocpp_bridge.firmware import load_roots
+        try:
+            with open(args.firmware_roots, "rb") as f:
+                args.firmware_root_certs = load_roots(f.read())
+        except (OSError, ValueError) as e:
+            raise ValueError(f"--firmware-roots: {e}") from None
     return config
 
 

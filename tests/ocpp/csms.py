@@ -187,6 +187,18 @@ class _StationHandle(ChargePoint):
     def on_report_profiles(self, **_):
         return call_result.ReportChargingProfiles()
 
+    @on("FirmwareStatusNotification")
+    def on_firmware_status(self, **_):
+        return call_result.FirmwareStatusNotification()
+
+    @on("LogStatusNotification")
+    def on_log_status(self, **_):
+        return call_result.LogStatusNotification()
+
+    @on("NotifyCustomerInformation")
+    def on_customer_information(self, **_):
+        return call_result.NotifyCustomerInformation()
+
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")

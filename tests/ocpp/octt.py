@@ -80,6 +80,51 @@ class Attempt:
     password: str | None
 
 
+class Files:
+    """The OCTT's file server (firmware images to fetch, log files received) on the simulated
+    clock: a transfer takes ``delay`` seconds; a missing file or ``refuse_uploads`` fails it."""
+
+    def __init__(self, octt: OCTT):
+        self.octt = octt
+        self.files: dict[str, bytes] = {}
+        self.uploads: list[tuple[float, str, str, bytes]] = []
+        self.downloads: list[tuple[float, str]] = []
+        self.delay = 2.0
+        self.refuse_uploads = False
+
+    def download(self, url: str, done) -> None:
+        self.downloads.append((self.octt.now, url))
+        data = self.files.get(url)
+        self.octt.later(self.delay, lambda: done(data, None if data is not None else "HTTP Error 404: Not Found",
+                                                 self.octt.now))
+
+    def upload(self, url: str, filename: str, data: bytes, done) -> None:
+        def finish() -> None:
+            if self.refuse_uploads:
+                done("HTTP Error 500: Internal Server Error", self.octt.now)
+            else:
+                self.uploads.append((self.octt.now, url, filename, data))
+                done(None, self.octt.now)
+        self.octt.later(self.delay, finish)
+
+
+class SimulatedInstaller:
+    """A firmware installer for the tests: installs after a restart (or at once), with the
+    outcome the test chooses; what it installed is kept."""
+
+    def __init__(self):
+        self.reboot = True
+        self.outcome = "Installed"        # after the restart (or at once without one)
+        self.installed: list[tuple[int, bytes]] = []
+
+    def install(self, image: bytes, request_id: int, now: float) -> str:
+        self.installed.append((request_id, image))
+        return "RebootRequired" if self.reboot else self.outcome
+
+    def after_reboot(self, request_id: int) -> str:
+        return self.outcome
+
+
 @dataclass
 class Car:
     battery: Battery = field(default_factory=lambda: Battery(soc=50.0))
@@ -90,7 +135,7 @@ class OCTT:
     """One test case's CSMS and the world around the station (the car, the cable, the clock)."""
 
     def __init__(self, *, config: dict | None = None, bridge: dict | None = None, boot: bool = True,
-                 store=None, cable: bool = False, extras=None):
+                 store=None, cable: bool = False, extras=None, firmware_roots=None):
         self.now = T0
         self.store = store if store is not None else MemoryStore()
         self.config_kw = {"password": PASSWORD, "retry_backoff_min": 1.0, "retry_backoff_random": 0.0,
@@ -119,6 +164,10 @@ class OCTT:
         self._queue: list = []
         self._seq = itertools.count()
         self._ids = itertools.count(1)
+        self._later: list = []
+        self.files = Files(self)
+        self.installer = SimulatedInstaller()
+        self.firmware_roots = firmware_roots or []
         self.power_on()
         if boot:
             self.booted()
@@ -128,8 +177,9 @@ class OCTT:
         """The charger starts (first power-up or a reboot): core and bridge on the stored state."""
         self.core = StationCore(StationConfig(STATION, URL, **self.config_kw), self.store, now=self.now,
                                 rng=lambda: 0.0)
+        self.core.transfer = self.files
         self.bridge = OCPPBridge(self.stage, self.core, clock_offset=0.0, cable_sensor=True, cable=self.plugged,
-                                 **self.bridge_kw)
+                                 installer=self.installer, firmware_roots=self.firmware_roots, **self.bridge_kw)
         self.bridge.on_reset = self._reset_requested
         self.parts = self.extras(self) if self.extras is not None else None
         self.connected = False
@@ -164,8 +214,14 @@ class OCTT:
             self.now = max(self.now, t)
             self._step()
 
+    def later(self, delay: float, fn) -> None:
+        """Run ``fn()`` ``delay`` simulated seconds from now (the file server's answers)."""
+        heapq.heappush(self._later, (self.now + delay, next(self._seq), fn))
+
     def _next_time(self) -> float | None:
         times = [self.core.next_deadline()]
+        if self._later:
+            times.append(self._later[0][0])
         if not self.connected:
             times.append(self.core.next_connect_at())
         for end in (self.secc, self.evcc):
@@ -187,6 +243,8 @@ class OCTT:
         if self._reboot_wanted is not None and self._reboot_ready():
             self.reboot()
             return
+        while self._later and self._later[0][0] <= now:
+            heapq.heappop(self._later)[2]()
         if self._queue and self._queue[0][0] <= now:
             _, _, direction, data = heapq.heappop(self._queue)
             self._deliver(direction, data, now)
