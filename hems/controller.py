@@ -7,6 +7,10 @@ is reading the sequence (docs/hems.md draws it).
 
 The controller never reads a clock and never touches I/O. After a restart (a new instance) nothing
 flows until every feedback has been read and agrees.
+
+Every wait ends when ``now >= since + span``: the same sum ``next_deadline()`` gives, so a runner
+that visits exactly at the deadline sees the wait over (``now - since >= span`` can fall a rounding
+short there, and the wait would then run on to some later, unrelated visit).
 """
 
 from __future__ import annotations
@@ -285,7 +289,7 @@ class SiteController:
     # guards ---------------------------------------------------------------
 
     def timed_out(self) -> bool:
-        return self._now - self.phase_since >= self._timeout(OUTPUTS[self.phase])
+        return self._now >= self.phase_since + self._timeout(OUTPUTS[self.phase])
 
     def _timeout(self, out: Outputs) -> float:
         return self.cfg.charger_timeout_s if out.timeout == "charger" else self.cfg.contact_timeout_s
@@ -313,8 +317,10 @@ class SiteController:
         return self.grid.outage
 
     def shed_proven(self) -> bool:
+        """Every non-critical relay reads open (what SHED commands; judged on the feedback, not on
+        ``relay_cmd``, which still holds the previous phase's commands in the step SHED is entered)."""
         fb = self._m.relay_fb
-        return all(self.relay_cmd[i] or fb[i] is False for i in range(len(self.relay_cmd)))
+        return all(self._critical[i] or fb[i] is False for i in range(len(self.relay_cmd)))
 
     def utility_open(self) -> bool:
         return self._m.utility_fb is False
@@ -358,7 +364,7 @@ class SiteController:
         return self._now >= self.retry_at and self.grid_returned()
 
     def overload_stuck(self) -> bool:
-        return self.overload_since is not None and self._now - self.overload_since >= self.cfg.follow_timeout_s
+        return self.overload_since is not None and self._now >= self.overload_since + self.cfg.follow_timeout_s
 
     def island_side_open(self) -> bool:
         return self._m.island_fb is False and self._bond_reads(False)
@@ -433,7 +439,7 @@ class SiteController:
             for i in range(n):
                 if not self.relay_cmd[i]:
                     since = self.off_since[i]
-                    if since is None or now - since >= circuits[i].min_off_s:
+                    if since is None or now >= since + circuits[i].min_off_s:
                         self._set_relay(i, True, now, "on the grid")
             self.overload_since = None
             return
@@ -469,7 +475,7 @@ class SiteController:
             self.last_restore = now
             return
         self.overload_since = None
-        if warn or now - self.last_restore < self.cfg.restore_settle_s:
+        if warn or now < self.last_restore + self.cfg.restore_settle_s:
             return
         allowed = frozenset((Priority.CRITICAL, Priority.ESSENTIAL, Priority.DEFERRABLE))
         i = loads.restore_candidate(circuits, self.relay_cmd, self.off_since, measured, load,
@@ -522,7 +528,7 @@ class SiteController:
             return
         if self.follow_bad_since is None:
             self.follow_bad_since = now
-        if now - self.follow_bad_since >= self.cfg.follow_timeout_s:
+        if now >= self.follow_bad_since + self.cfg.follow_timeout_s:
             self.charger_fault_until = now + self.cfg.charger_retry_s
             self.follow_bad_since = None
 
@@ -544,7 +550,7 @@ class SiteController:
                 self.mismatch_since.pop(name, None)
                 continue
             since = self.mismatch_since.setdefault(name, now)
-            if now - since >= self.cfg.contact_timeout_s:
+            if now >= since + self.cfg.contact_timeout_s:
                 a.add(f"{name}_feedback")
         if self.phase is Phase.LOCKOUT:
             a.add("lockout")

@@ -93,7 +93,7 @@ class GridMonitor:
         if verdict is GridVerdict.BAD:
             if self.bad_since is None:
                 self.bad_since = now
-            if not self.outage and now - self.bad_since >= self.cfg.ride_through_s:
+            if not self.outage and now >= self.bad_since + self.cfg.ride_through_s:
                 self.outage = True
         else:
             self.bad_since = None
@@ -105,7 +105,7 @@ class GridMonitor:
 
     def returned(self, now: float) -> bool:
         """Inside the reconnect window for the whole ``return_stable_s`` up to ``now``."""
-        return self.stable_since is not None and now - self.stable_since >= self.cfg.return_stable_s
+        return self.stable_since is not None and now >= self.stable_since + self.cfg.return_stable_s
 
     def clear_outage(self) -> None:
         self.outage = False

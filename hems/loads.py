@@ -37,7 +37,7 @@ def restore_candidate(circuits: tuple[CircuitConfig, ...], on: list[bool], off_s
     for i in order:
         c = circuits[i]
         need = estimate(c, _get(measured, i))
-        if off_since[i] is not None and now - off_since[i] < c.min_off_s:
+        if off_since[i] is not None and now < off_since[i] + c.min_off_s:
             reserved += need
             continue
         if load_w + reserved + need <= budget_w:

@@ -19,8 +19,11 @@ def test_outage_islands_in_order_and_returns_after_the_full_window():
                    {"at_s": 700, "grid_frequency": 61.0}, {"at_s": 700.5, "grid_frequency": 60.0}])
     s.run(1200)
     ok(s)
-    assert phases(s) == ["connected", "open_utility", "close_island", "form", "islanded", "return_stop",
+    assert phases(s) == ["connected", "shed", "open_utility", "close_island", "form", "islanded", "return_stop",
                          "return_open", "return_close", "connected"]
+    shed, opening = (next(r for r in s.rows if r["phase"] == p) for p in ("shed", "open_utility"))
+    assert shed["utility_cmd"] and not opening["utility_cmd"]   # K1 opens only once the relays read open
+    assert opening["t"] == shed["t"] + 0.02                       # the relays' travel
     back = next(r for r in s.rows if r["phase"] == "return_stop")
     assert back["t"] == 700.5 + 300          # the excursion at 700 restarted the 300 s window
     isl = row_at(s, 500)
