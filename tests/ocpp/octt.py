@@ -135,16 +135,17 @@ class OCTT:
     """One test case's CSMS and the world around the station (the car, the cable, the clock)."""
 
     def __init__(self, *, config: dict | None = None, bridge: dict | None = None, boot: bool = True,
-                 store=None, cable: bool = False, extras=None, firmware_roots=None):
+                 store=None, cable: bool = False, extras=None, firmware_roots=None, url: str = URL):
         self.now = T0
+        self.url = url
         self.store = store if store is not None else MemoryStore()
         self.config_kw = {"password": PASSWORD, "retry_backoff_min": 1.0, "retry_backoff_random": 0.0,
                           "retry_backoff_repeat": 2, "message_attempt_interval": 5.0, **(config or {})}
         self.bridge_kw = bridge or {}
         self.extras = extras  # builds more of the station around core and bridge (firmware, logs)
         self.passwords = {STATION: self.config_kw["password"]}
-        self.endpoints: dict[str, bool] = {URL.rstrip("/"): True}   # ocppCsmsUrl → accepting connections
-        self.tls_endpoints: set[str] = set()                        # served over TLS (wss://)
+        self.endpoints: dict[str, bool] = {url.rstrip("/"): True}   # ocppCsmsUrl → accepting connections
+        self.tls_endpoints: set[str] = {url.rstrip("/")} if url.startswith("wss:") else set()  # TLS (wss://)
         self.boot_status = "Accepted"
         self.authorize_status = "Accepted"
         self.heartbeat_interval = 86400
@@ -175,7 +176,7 @@ class OCTT:
     # --- the station -----------------------------------------------------------------------------
     def power_on(self) -> None:
         """The charger starts (first power-up or a reboot): core and bridge on the stored state."""
-        self.core = StationCore(StationConfig(STATION, URL, **self.config_kw), self.store, now=self.now,
+        self.core = StationCore(StationConfig(STATION, self.url, **self.config_kw), self.store, now=self.now,
                                 rng=lambda: 0.0)
         self.core.transfer = self.files
         self.bridge = OCPPBridge(self.stage, self.core, clock_offset=0.0, cable_sensor=True, cable=self.plugged,
@@ -287,8 +288,8 @@ class OCTT:
             self.connected = False
             self.core.connection_lost(self.now, "closed by the OCTT")
 
-    def accept(self, url: str = URL) -> None:
-        self.endpoints[url.rstrip("/")] = True
+    def accept(self, url: str | None = None) -> None:
+        self.endpoints[(url or self.url).rstrip("/")] = True
 
     def _flush(self) -> None:
         for text in self.core.data_to_send():
