@@ -25,7 +25,7 @@ from typing import Any
 
 from .config import ConfigError, SiteConfig, number, reject_unknown
 from .controller import SiteController
-from .invariants import Physical, InvariantChecker
+from .invariants import InvariantChecker, Physical
 from .model import ChargerMode, Commands, GridReading, Measurements
 from .sim import Stats
 
@@ -128,7 +128,8 @@ def _io(key: str, data: Any, site: SiteConfig, span_max: int) -> IOAddresses:
         raise ConfigError(f"{key}.relays", f"want {n} addresses, one per circuit in [[circuits]] order, got {got}")
     io = IOAddresses(utility=number(f"{key}.utility", data["utility"], 0, 65535, integer=True),
                      island=number(f"{key}.island", data["island"], 0, 65535, integer=True), bond=bond,
-                     relays=tuple(number(f"{key}.relays[{i}]", a, 0, 65535, integer=True) for i, a in enumerate(relays)))
+                     relays=tuple(number(f"{key}.relays[{i}]", a, 0, 65535, integer=True)
+                                  for i, a in enumerate(relays)))
     named = [("utility", io.utility), ("island", io.island), *((("bond", bond),) if bond is not None else ()),
              *((f"relays[{i}]", a) for i, a in enumerate(io.relays))]
     seen: dict[int, str] = {}

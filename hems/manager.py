@@ -120,10 +120,9 @@ class EnergyManager:
         if t < due <= t + 1e-5:  # Unix time has less resolution than the site's clock: the site's own time
             t = due
         row = self.site.visit(max(self.site.t, t))  # the timeline's row of this visit, if it made one
-        if row is not None:
-            if row["reason"]:
-                self._decide(now, "site", row["reason"], {"phase": row["phase"], "circuits_on": row["circuits_on"],
-                                                          "alarms": row["alarms"]})
+        if row is not None and row["reason"]:
+            self._decide(now, "site", row["reason"], {"phase": row["phase"], "circuits_on": row["circuits_on"],
+                                                      "alarms": row["alarms"]})
         phase, plugged = self.site.controller.phase.value, self.charger.car.plugged
         if self.planner is not None and (phase != self._phase or plugged != self._plugged):
             self.planner.request(now, f"phase {phase}" if phase != self._phase else

@@ -118,6 +118,8 @@ def serve(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, http_port=args.http_port)
     clock = SimClock.parse(args.clock) if args.clock else None
     logging.basicConfig(level=logging.WARNING, format="v2h hems: %(message)s")
+    if cfg.devices is not None:   # the device runner says when a device stops or starts answering
+        logging.getLogger("pymodbus").setLevel(logging.ERROR)
     if cfg.plan["enabled"]:
         _quiet_solver()
 
@@ -126,6 +128,9 @@ def serve(args: argparse.Namespace) -> int:
         await service.start()
         print(f"v2h hems: OCPP 2.1 server on ws{'s' if cfg.pki else ''}://{cfg.ocpp_host}:{service.ocpp_port}/"
               f"{{station}}, HTTP on port {service.http_port}", flush=True)
+        if cfg.devices is not None:
+            print(f"v2h hems: the house on Modbus TCP, polled every {cfg.devices.poll_s:g} s: "
+                  f"{describe_devices(cfg.devices)}", flush=True)
         if args.open:
             print(f"dashboard: http://{cfg.http_host}:{service.http_port}/", flush=True)
         stop = asyncio.Event()
@@ -149,6 +154,13 @@ def serve(args: argparse.Namespace) -> int:
         return 0 if service.manager.summary()["invariants_ok"] else 1
 
     return asyncio.run(main())
+
+
+def describe_devices(d) -> str:
+    """``grid_meter 10.0.0.5:502 unit 1, …``: where each configured device is asked."""
+    ends = [*zip(("grid_meter", "grid_meter_2"), d.grid_meters), ("house_meter", d.house_meter),
+            ("pv_inverter", d.pv_inverter), ("switch", d.switch.endpoint)]
+    return ", ".join(f"{name} {e.host}:{e.port} unit {e.device_id}" for name, e in ends if e is not None)
 
 
 def _quiet_solver() -> None:

@@ -95,7 +95,7 @@ class CycleStats:
 
 async def _nothing() -> None:
     """A device that is not fitted."""
-    return None
+    return
 
 
 def _iomap(a: IOAddresses) -> IOMap:
@@ -111,7 +111,8 @@ class DeviceRunner:
         self.meters = [(self._link(e), SunSpecMeter(self._link(e).client, nominal_v, e.device_id))
                        for e in cfg.grid_meters]
         hm, pv = cfg.house_meter, cfg.pv_inverter
-        self.house = None if hm is None else (self._link(hm), SunSpecMeter(self._link(hm).client, nominal_v, hm.device_id))
+        self.house = None if hm is None else (self._link(hm),
+                                              SunSpecMeter(self._link(hm).client, nominal_v, hm.device_id))
         self.pv = None if pv is None else (self._link(pv), SunSpecInverter(self._link(pv).client, pv.device_id))
         sw = cfg.switch
         self.switch_link = self._link(sw.endpoint)

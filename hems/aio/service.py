@@ -97,7 +97,7 @@ class HemsService:
             site_factory=live)
         self.devices = None
         if cfg.devices is not None:
-            from .devices import DeviceRunner   # pymodbus: only where the house has real devices
+            from .devices import DeviceRunner  # pymodbus: only where the house has real devices
 
             self.devices = DeviceRunner(cfg.devices, self.manager.site, nominal_v=cfg.site.nominal_voltage)
         self.manager.outages = list(cfg.outages)

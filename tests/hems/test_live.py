@@ -180,3 +180,16 @@ def test_the_house_load_comes_from_the_grid_meter_the_solar_and_the_charger():
     m = site.last_measurements
     assert m.pv_w is None and m.load_w is None
     assert site.last_cmd.charger.discharge_limit_w == 0.0   # no room for a discharge can be proven
+
+
+def test_a_house_meter_gives_the_load_itself():
+    cfg = _config(DEVICES + '[devices.house_meter]\nhost = "10.0.0.7"\n')
+    assert cfg.devices.names == ("grid_meter", "house_meter", "pv_inverter", "switch")
+    plant = Plant(len(cfg.site.circuits))
+    site = LiveSite(cfg.site, cfg.devices, charger=ChargerSim(car=CarSim(capacity_kwh=60, soc=80, plugged=True)))
+    for t, house_w in ((0.0, 900.0), (0.1, -500.0), (0.2, None)):
+        site.update(Readings(grid=(GOOD,), grid_w=2000.0, house_w=house_w, pv_w=0.0, feedback=plant.feedback()))
+        site.visit(t)
+        expected = {900.0: 900.0, -500.0: None, None: None}[house_w]   # a large negative load: wired wrong
+        assert site.last_measurements.load_w == expected
+    assert site.failures["house_meter"] == 1 and site.failures["grid_meter"] == 0

@@ -16,12 +16,12 @@ import pytest
 
 pytest.importorskip("pymodbus")
 aiohttp = pytest.importorskip("aiohttp")
-from pymodbus.server import ModbusTcpServer  # noqa: E402
-from pymodbus.simulator import DataType, SimData, SimDevice  # noqa: E402
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
 
-from hems import hems_config  # noqa: E402
-from hems.aio.service import HemsService  # noqa: E402
-from hems.devices import sunspec  # noqa: E402
+from hems import hems_config
+from hems.aio.service import HemsService
+from hems.devices import sunspec
 
 PASSWORD = "a-16-to-40-char-password"
 TRAVEL_S = 0.05
@@ -157,23 +157,29 @@ async def _serve(device: SimDevice, port: int = 0):
     return server, task, server.transport.sockets[0].getsockname()[1]
 
 
+def _relay_module(plant: Plant) -> SimDevice:
+    """The relay module as the plant stands (a module that comes back reads its contacts as they are)."""
+    return SimDevice(id=1, simdata=([SimData(0, values=list(plant.coils), datatype=DataType.BITS)],
+                                    [SimData(0, values=list(plant.inputs), datatype=DataType.BITS)],
+                                    [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)],
+                                    [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)]),
+                     action=plant.switch_action)
+
+
 async def _plant(plant: Plant):
     meter = SimDevice(id=1, simdata=([SimData(0, count=16, values=False, datatype=DataType.BITS)],
                                      [SimData(0, count=16, values=False, datatype=DataType.BITS)],
                                      [SimData(sunspec.BASE, values=plant.sunspec_map(), datatype=DataType.REGISTERS)],
                                      [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)]),
                       action=plant.meter_action)
-    switch = SimDevice(id=1, simdata=([SimData(0, values=plant.coils, datatype=DataType.BITS)],
-                                      [SimData(0, values=plant.inputs, datatype=DataType.BITS)],
-                                      [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)],
-                                      [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)]),
-                       action=plant.switch_action)
-    return await _serve(meter), await _serve(switch)
+    return await _serve(meter), await _serve(_relay_module(plant))
 
 
 async def _stop(server, task) -> None:
-    await server.shutdown()
-    task.cancel()
+    if not task.done():   # a server the test stopped already is not stopped again
+        await server.shutdown()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def _until(predicate, timeout: float, what: str) -> None:
@@ -205,9 +211,9 @@ def test_the_house_reads_its_meters_and_goes_dark_in_an_outage_without_a_car(tmp
         try:
             await _until(lambda: _status(service)["phase"] == "connected" and _status(service)["house"]["pv_w"],
                          5, "connected with the meters read")
-            async with aiohttp.ClientSession() as http:
-                async with http.get(f"http://127.0.0.1:{service.http_port}/api/status") as r:
-                    status = await r.json()
+            async with aiohttp.ClientSession() as http, \
+                    http.get(f"http://127.0.0.1:{service.http_port}/api/status") as r:
+                status = await r.json()
             assert status["grid"] == {"ok": True, "voltage": pytest.approx(230.1), "frequency": pytest.approx(50.0)}
             # the house: 1234 W imported + 3210 W of solar, the charger idle
             assert status["house"]["pv_w"] == 3210 and status["house"]["load_w"] == 4444
@@ -390,11 +396,20 @@ def test_no_island_when_the_relay_module_is_gone_before_the_outage(tmp_path):
             assert not any(r["island_cmd"] for r in rows) and not any(r["phase"] == "close_island" for r in rows)
             assert ("SetVariables", "Islanded", "true") not in received
             assert {"lockout", "house_dark"} <= set(_status(service)["alarms"])
+
+            # the module comes back on its port: the runner reconnects by itself, reads it, writes
+            # the coils again (the island open), and the alarm clears
+            n = len(plant.coil_log)
+            s_srv, s_task, _ = await _serve(_relay_module(plant), s_port)
+            await _until(lambda: "device:switch" not in _status(service)["alarms"] and len(plant.coil_log) > n, 8,
+                         "the module read and written again")
+            assert not any(plant.coil("island", plant.coil_log[n:])) and _status(service)["switch"]["island_fb"] is False
             assert service.manager.summary()["invariants_ok"], service.manager.summary()["violations"]
         finally:
             reader.cancel()
             await ws.close()
             await service.close()
             await _stop(m_srv, m_task)
+            await _stop(s_srv, s_task)
 
     run(main())
