@@ -60,7 +60,7 @@ from .arbiter import PowerLimits, SetpointDecision, composite, decide
 from .core import StationCore, iso, transaction_event
 from .device_model import RW, Variable
 from .firmware import FirmwareManager, Installer
-from .profiles import MAX_POWER_W, Profile, ProfileRejected, ProfileStore
+from .profiles import MAX_POWER_W, ProfileRejected, ProfileStore
 
 log = logging.getLogger(__name__)
 ENERGY_MODES = {"DC": "DC", "DC_BPT": "DC_BPT", "AC": "AC_three_phase", "AC_BPT": "AC_BPT"}
@@ -100,6 +100,8 @@ STOPPED_REASONS = {
     EndReason.EMERGENCY_STOP: "EmergencyStop",
     EndReason.STOPPED_BY_SUPERVISOR: "Other",
 }
+# SmartChargingCtrlr's limits: stack levels, periods per schedule (a day of 5-minute steps), profiles
+PROFILE_STACK_LEVEL, PERIODS_PER_SCHEDULE, PROFILE_ENTRIES = 10, 288, 64
 MAX_ENDED_SAMPLES = 200  # meter samples kept for TransactionEvent Ended (TxEndedInterval); the oldest go first
 
 # a v2h variable the energy manager sets (SetVariables) while its transfer switch has isolated the
@@ -146,8 +148,13 @@ class OCPPBridge(SupervisorBase):
         self.clock_offset = clock_offset
         self.evse_id = evse_id
         self.cable_sensor = cable_sensor
+        # A schedules in W: AC per phase at the nominal voltage, DC at a nominal 400 V output
+        limits = stage.limits()
+        self.volts, self.phases = (limits.nominal_voltage, 3) if getattr(stage, "kind", "DC") == "AC" else (400.0, 1)
         self.profiles = ProfileStore(default_setpoint_w,
-                                     on_change=lambda raws: core.store.set("charging_profiles", raws))
+                                     on_change=lambda raws: core.store.set("charging_profiles", raws),
+                                     volts=self.volts, phases=self.phases, max_stack_level=PROFILE_STACK_LEVEL,
+                                     max_periods=PERIODS_PER_SCHEDULE, max_entries=PROFILE_ENTRIES)
         self.profiles.restore(core.store.get("charging_profiles", []))
         self.allow_bidirectional = allow_bidirectional
         # the EVSE
@@ -782,13 +789,22 @@ class OCPPBridge(SupervisorBase):
         return {"status": "Accepted"}
 
     def _composite_schedule(self, payload: dict) -> dict:
-        if payload["evseId"] not in (0, self.evse_id) or payload.get("chargingRateUnit", "W") != "W":
-            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnsupportedRateUnit"
-                                                         if payload["evseId"] in (0, self.evse_id) else "UnknownEvse"}}
+        """K08: the setpoint over the asked duration, one period per change, in W or A (A: the W
+        over the volts and phases A schedules are read with)."""
+        if payload["evseId"] not in (0, self.evse_id):
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "UnknownEvse"}}
+        duration = payload["duration"]
+        if not 0 < duration <= 7 * 86400:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "InvalidValue",
+                                                         "additionalInfo": "duration must be 1 s to 7 days"}}
+        unit = payload.get("chargingRateUnit", "W")
         start = int(self.station.now)
-        periods = self._composite(start, payload["duration"])
-        return {"status": "Accepted", "schedule": {"evseId": payload["evseId"], "duration": payload["duration"],
-                                                   "scheduleStart": iso(start), "chargingRateUnit": "W",
+        periods = self._composite(start, duration)
+        if unit == "A":
+            periods = [{**p, "setpoint": round(p["setpoint"] / (self.volts * self.phases), 1),
+                        "numberPhases": self.phases} for p in periods]
+        return {"status": "Accepted", "schedule": {"evseId": payload["evseId"], "duration": duration,
+                                                   "scheduleStart": iso(start), "chargingRateUnit": unit,
                                                    "chargingSchedulePeriod": periods}}
 
     def _composite(self, start: float, duration: float) -> list[dict]:
@@ -881,7 +897,7 @@ class OCPPBridge(SupervisorBase):
             return {"status": "Rejected"}
         if payload.get("chargingProfile"):
             try:
-                Profile.parse(payload["chargingProfile"])
+                self.profiles.parse(payload["chargingProfile"])
             except ProfileRejected as e:
                 return {"status": "Rejected", "statusInfo": {"reasonCode": e.reason}}
         answer: dict = {"status": "Accepted"}

@@ -174,7 +174,7 @@ def standard_variables(*, identity: str, security_profile: int, secc_id: str, he
         Variable("SmartChargingCtrlr", "Available", "boolean", RO, "true"),
         Variable("SmartChargingCtrlr", "RateUnit", "MemberList", RO, "A,W", values=("A", "W")),
         Variable("SmartChargingCtrlr", "ProfileStackLevel", "integer", RO, "10"),
-        Variable("SmartChargingCtrlr", "PeriodsPerSchedule", "integer", RO, "1024"),
+        Variable("SmartChargingCtrlr", "PeriodsPerSchedule", "integer", RO, "288"),
         Variable("SmartChargingCtrlr", "Entries", "integer", RO, "0", instance="ChargingProfiles", max_limit=64,
                  persistent=False),
         Variable("SmartChargingCtrlr", "LimitChangeSignificance", "decimal", RW, "0", "Percent", min=0, max=100),

@@ -55,6 +55,10 @@ def _number(obj: dict, key: str, lo: float, hi: float, what: str) -> float | Non
     return float(v)
 
 
+def _scaled(value: float | None, factor: float) -> float | None:
+    return None if value is None else value * factor
+
+
 @dataclass
 class Period:
     start: float                    # seconds from the schedule's start
@@ -84,9 +88,16 @@ class Profile:
     raw: dict
 
     @classmethod
-    def parse(cls, p: dict) -> Profile:
+    def parse(cls, p: dict, *, volts: float = 230.0, phases: int = 3, max_stack_level: int | None = None,
+              max_periods: int | None = None) -> Profile:
         """Check a ChargingProfileType (already schema-valid) against what we implement and what
-        OCPP 2.1 and physics allow; anything else raises ProfileRejected with the reason."""
+        OCPP 2.1 and physics allow; anything else raises ProfileRejected with the reason. An A
+        schedule is turned into W with ``volts`` per phase (AC; for DC the output voltage) times
+        the period's numberPhases (default ``phases``). SmartChargingCtrlr.ProfileStackLevel and
+        PeriodsPerSchedule bound stackLevel and the number of periods."""
+        if max_stack_level is not None and p["stackLevel"] > max_stack_level:
+            raise ProfileRejected("InvalidValue", f"stackLevel {p['stackLevel']} is above ProfileStackLevel "
+                                                  f"{max_stack_level}")
         if p["chargingProfilePurpose"] not in PURPOSES:
             raise ProfileRejected("UnsupportedPurpose", f"purpose {p['chargingProfilePurpose']} is not supported")
         if p["chargingProfileKind"] not in ("Absolute", "Relative"):
@@ -95,8 +106,11 @@ class Profile:
         if len(schedules) != 1:
             raise ProfileRejected("UnsupportedSchedule", "exactly one chargingSchedule is supported")
         s = schedules[0]
-        if s["chargingRateUnit"] != "W":
-            raise ProfileRejected("UnsupportedRateUnit", "only W schedules are supported")
+        unit = s["chargingRateUnit"]
+        if unit not in ("W", "A"):
+            raise ProfileRejected("UnsupportedRateUnit", "only W and A schedules are supported")
+        if max_periods is not None and len(s["chargingSchedulePeriod"]) > max_periods:
+            raise ProfileRejected("InvalidSchedule", f"more than PeriodsPerSchedule ({max_periods}) periods")
         periods = []
         for n, q in enumerate(s["chargingSchedulePeriod"]):
             where = f"chargingSchedulePeriod[{n}]"
@@ -105,10 +119,15 @@ class Profile:
                 raise ProfileRejected("UnsupportedOperationMode", f"operationMode {mode} is not supported")
             if any(k.endswith(("_L2", "_L3")) for k in q):
                 raise ProfileRejected("UnsupportedParam", "per-phase values are not supported")
+            factor = 1.0
+            if unit == "A":
+                n_phases = _number(q, "numberPhases", 1, 3, where)
+                factor = volts * (n_phases or phases)
+            top = MAX_POWER_W / factor  # the same physical bound in the schedule's unit
             start = _number(q, "startPeriod", 0, MAX_SECONDS, where)
-            limit = _number(q, "limit", 0, MAX_POWER_W, where)  # negative: only a pre-2.1 discharge bound
-            discharge_limit = _number(q, "dischargeLimit", -MAX_POWER_W, 0, where)
-            setpoint = _number(q, "setpoint", -MAX_POWER_W, MAX_POWER_W, where)
+            limit = _scaled(_number(q, "limit", 0, top, where), factor)  # negative: only a pre-2.1 discharge bound
+            discharge_limit = _scaled(_number(q, "dischargeLimit", -top, 0, where), factor)
+            setpoint = _scaled(_number(q, "setpoint", -top, top, where), factor)
             if mode in ("CentralSetpoint", "ExternalSetpoint") and setpoint is None:
                 raise ProfileRejected("MissingParam", f"operationMode {mode} needs a setpoint")
             periods.append(Period(start, mode, limit, discharge_limit, setpoint))
@@ -148,19 +167,30 @@ class Profile:
 class ProfileStore:
     """The accepted profiles, as the CSMS set them (what they mean now is ``arbiter.decide``)."""
 
-    def __init__(self, default_setpoint_w: float, on_change: Callable[[list[dict]], None] | None = None):
-        """``on_change`` gets the accepted profiles (as sent) after every change, to persist them."""
+    def __init__(self, default_setpoint_w: float, on_change: Callable[[list[dict]], None] | None = None, *,
+                 volts: float = 230.0, phases: int = 3, max_stack_level: int | None = None,
+                 max_periods: int | None = None, max_entries: int | None = None):
+        """``on_change`` gets the accepted profiles (as sent) after every change, to persist them.
+        ``volts``/``phases`` turn A schedules into W; ``max_stack_level``, ``max_periods`` and
+        ``max_entries`` are SmartChargingCtrlr.ProfileStackLevel, PeriodsPerSchedule and the
+        maxLimit of Entries."""
         if not (isinstance(default_setpoint_w, (int, float)) and 0 <= default_setpoint_w <= MAX_POWER_W):
             raise ValueError(f"the default (no profile, offline) setpoint must be a power in [0, {MAX_POWER_W:g}] W "
                              f"(it never discharges), got {default_setpoint_w!r}")
         self.default_setpoint_w = default_setpoint_w
         self.profiles: dict[int, Profile] = {}
         self.on_change = on_change
+        self.volts, self.phases = volts, phases
+        self.max_stack_level, self.max_periods, self.max_entries = max_stack_level, max_periods, max_entries
+
+    def parse(self, raw: dict) -> Profile:
+        return Profile.parse(raw, volts=self.volts, phases=self.phases, max_stack_level=self.max_stack_level,
+                             max_periods=self.max_periods)
 
     def restore(self, raws: list[dict]) -> None:
         """Profiles persisted before a restart (TxProfiles died with their transaction)."""
         for raw in raws:
-            prof = Profile.parse(raw)
+            prof = self.parse(raw)
             if prof.purpose != "TxProfile":
                 self.profiles[prof.id] = prof
 
@@ -169,15 +199,18 @@ class ProfileStore:
             self.on_change([p.raw for p in self.profiles.values()])
 
     def set(self, raw: dict, transaction_id: str | None) -> Profile:
-        prof = Profile.parse(raw)
+        prof = self.parse(raw)
         if prof.purpose == "TxProfile" and prof.transaction_id is None:
             if transaction_id is None:
                 raise ProfileRejected("TxNotFound", "a TxProfile needs a running transaction")
         if prof.purpose == "TxProfile" and prof.transaction_id not in (None, transaction_id):
             raise ProfileRejected("TxNotFound", f"no transaction {prof.transaction_id}")
-        for other in list(self.profiles.values()):  # same purpose and stack level: replaced
-            if other.purpose == prof.purpose and other.stack_level == prof.stack_level and other.id != prof.id:
-                del self.profiles[other.id]
+        replaced = [o.id for o in self.profiles.values()  # same id, or same purpose and stack level
+                    if o.id == prof.id or (o.purpose == prof.purpose and o.stack_level == prof.stack_level)]
+        if self.max_entries is not None and len(self.profiles) - len(replaced) >= self.max_entries:
+            raise ProfileRejected("InvalidValue", f"SmartChargingCtrlr.Entries is at its maxLimit {self.max_entries}")
+        for i in replaced:
+            del self.profiles[i]
         self.profiles[prof.id] = prof
         self._changed()
         return prof

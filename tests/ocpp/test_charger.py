@@ -500,7 +500,8 @@ def test_per_phase_fields_reach_the_profile_check_with_their_names(tmp_path):
     assert composite[1]["status"] == "Accepted"
     assert composite[1]["schedule"]["chargingSchedulePeriod"] == [
         {"startPeriod": 0, "operationMode": "ChargingOnly", "setpoint": 7000.0}]
-    assert amps[1] == {"status": "Rejected", "statusInfo": {"reasonCode": "UnsupportedRateUnit"}}
+    assert amps[1]["schedule"]["chargingRateUnit"] == "A"  # 7000 W over 400 V DC
+    assert amps[1]["schedule"]["chargingSchedulePeriod"][0]["setpoint"] == 17.5
     assert refused[1]["status"] == "Rejected" and refused[1]["statusInfo"]["reasonCode"] == "UnsupportedParam"
     assert accepted == (3, {"status": "Accepted"}) and list(bridge.profiles.profiles) == [7]
     assert still == (3, {"status": "Accepted"})
