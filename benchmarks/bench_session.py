@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """ISO 15118-20 sessions over TLS 1.3 on loopback: setup time, charge-loop round trip,
-concurrent sessions per core, idle charger memory.
+concurrent sessions per core, idle charger memory; and DIN 70121 / ISO 15118-2 DC sessions
+next to -20 (setup time and loop round trip per protocol).
 
     python benchmarks/bench_session.py                    # everything, prints a table
-    python benchmarks/bench_session.py --only setup,rtt   # a subset: setup, rtt, load, idle
+    python benchmarks/bench_session.py --only setup,rtt   # a subset: setup, rtt, load, idle, protocols
     python benchmarks/bench_session.py --sessions 1000 --duration 30   # the load test's size
 
 - setup: from supportedAppProtocolReq to the first DC_ChargeLoopReq (the TLS handshake before it
@@ -17,6 +18,10 @@ concurrent sessions per core, idle charger memory.
   the loop round trip under load, and event-loop stalls over 50 ms on stderr.
   ``V2H_BENCH_GC=tuned`` freezes start-up objects and raises the GC thresholds in both.
 - idle: resident memory of ``v2h secc`` listening with no car (target <= 40 MB).
+- protocols: one charger offering everything; DC cars of each protocol and transport (-20 over
+  TLS 1.3, -2 over TLS 1.2 and over TCP, DIN over TCP, EIM): setup from supportedAppProtocolReq
+  to the first charge-loop request (DC_ChargeLoopReq, CurrentDemandReq), and the loop's round
+  trip back to back; instant power stage as for setup.
 """
 
 from __future__ import annotations
@@ -63,11 +68,11 @@ class LoopTimer:
     def __call__(self, now, direction, name, message):
         if self.first is None:
             self.first = now
-        if direction == "tx" and name.endswith("ChargeLoopReq"):
+        if direction == "tx" and name.endswith(("ChargeLoopReq", "CurrentDemandReq")):
             if self.setup is None:
                 self.setup = now - self.first
             self.sent = now
-        elif direction == "rx" and name.endswith("ChargeLoopRes") and self.sent is not None:
+        elif direction == "rx" and name.endswith(("ChargeLoopRes", "CurrentDemandRes")) and self.sent is not None:
             self.rtts.append(now - self.sent)
             self.sent = None
 
@@ -127,6 +132,42 @@ def bench_rtt(pki_dir, loops: int) -> dict:
         return timer.rtts
     rtts = asyncio.run(go())[10:]
     return {"loops": len(rtts), "p50_us": pct(rtts, 0.5) * 1e6, "p99_us": pct(rtts, 0.99) * 1e6}
+
+
+# the DIN 70121 / ISO 15118-2 comparison: (label, protocol, security)
+PROTOCOL_CASES = (("ISO 15118-20, TLS 1.3", "iso20", "tls"), ("ISO 15118-2, TLS 1.2", "iso2", "tls"),
+                  ("ISO 15118-2, TCP", "iso2", "none"), ("DIN 70121, TCP", "din", "none"))
+
+
+def bench_protocols(pki_dir, runs: int, loops: int) -> dict:
+    async def go():
+        srv = await start_secc(controller_factory=instant_stage, pki_dir=pki_dir, host="::1", port=0,
+                               keep_sessions=False)
+        out = {}
+        for label, protocol, security in PROTOCOL_CASES:
+            port = srv.port if security == "tls" else srv.tcp_port
+            setups = []
+            for _ in range(runs + 2):
+                cfg = EVCCConfig(service="DC", protocols=(protocol,), loops=1, loop_period=0.0, poll_interval=0.0)
+                timer = LoopTimer()
+                result = await run_evcc(Battery(), cfg, pki_dir=pki_dir, secc=("::1", port), observer=timer,
+                                        security=security)
+                if not result.ok:
+                    raise RuntimeError(f"{label}: {result.reason}")
+                setups.append(timer.setup)
+            cfg = EVCCConfig(service="DC", protocols=(protocol,), loops=loops, loop_period=0.0, poll_interval=0.0)
+            timer = LoopTimer()
+            result = await run_evcc(Battery(), cfg, pki_dir=pki_dir, secc=("::1", port), observer=timer,
+                                    security=security)
+            if not result.ok:
+                raise RuntimeError(f"{label}: {result.reason}")
+            rtts = timer.rtts[10:]
+            setups = setups[2:]
+            out[label] = {"setup_ms": statistics.median(setups) * 1e3, "setup_p90_ms": pct(setups, 0.9) * 1e3,
+                          "loops": len(rtts), "p50_us": pct(rtts, 0.5) * 1e6, "p99_us": pct(rtts, 0.99) * 1e6}
+        await srv.close()
+        return out
+    return asyncio.run(go())
 
 
 # --- load: two processes -------------------------------------------------------------------------
@@ -282,7 +323,7 @@ def bench_idle(pki_dir) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("mode", nargs="?", default="all", choices=["all", "_serve", "_cars"])
-    ap.add_argument("--only", default="setup,rtt,load,idle")
+    ap.add_argument("--only", default="setup,rtt,load,idle,protocols")
     ap.add_argument("--pki")
     ap.add_argument("--port", type=int)
     ap.add_argument("--sessions", type=int, default=1000)
@@ -298,13 +339,15 @@ def main() -> None:
         return cars_main(args)
     only = set(args.only.split(","))
     pki_dir = Path(args.pki) if args.pki else Path(tempfile.mkdtemp(prefix="v2h-bench-pki-"))
-    if not (pki_dir / "iso20-secp521r1").is_dir():
-        pki.init_pki(pki_dir, profiles=["iso20-secp521r1"])
+    if not (pki_dir / "iso20-secp521r1").is_dir() or not (pki_dir / "iso2-secp256r1").is_dir():
+        pki.init_pki(pki_dir, profiles=["iso20-secp521r1", "iso2-secp256r1"])
     results: dict = {"codec": exi.IMPLEMENTATION, "cpus": os.cpu_count()}
     if "setup" in only:
         results["setup"] = bench_setup(pki_dir, args.runs)
     if "rtt" in only:
         results["rtt"] = bench_rtt(pki_dir, args.loops)
+    if "protocols" in only:
+        results["protocols"] = bench_protocols(pki_dir, args.runs, min(args.loops, 2000))
     if "idle" in only:
         results["idle"] = bench_idle(pki_dir)
     if "load" in only:
@@ -324,6 +367,12 @@ def main() -> None:
         r = results["rtt"]
         print(f"| DC_ChargeLoop round trip, back to back ({r['loops']} loops), p50 / p99 | "
               f"{r['p50_us']:.0f} / {r['p99_us']:.0f} µs |")
+    if "protocols" in results:
+        for label, r in results["protocols"].items():
+            print(f"| {label}, DC, EIM: setup SupportedAppProtocol → first loop request, median / p90 | "
+                  f"{r['setup_ms']:.1f} / {r['setup_p90_ms']:.1f} ms |")
+            print(f"| {label}, DC: loop round trip, back to back ({r['loops']} loops), p50 / p99 | "
+                  f"{r['p50_us']:.0f} / {r['p99_us']:.0f} µs |")
     if "idle" in results:
         i = results["idle"]
         print(f"| idle charger process (v2h secc, listening), resident memory | {i['rss_mb']:.1f} MB |")

@@ -50,8 +50,11 @@ def _ev_status(s: EVCCSession, ready: bool = True):
 
 
 def _pmax_now(s: EVCCSession, now: float) -> float:
-    """The offered PMax in force (no schedule: no limit of its own)."""
-    if not s.pmax:
+    """The offered PMax in force (no schedule: no limit of its own). DIN's PMax is an xs:short
+    with no multiplier whose scale implementations read differently (one independent charger
+    sends 200 for a charger of kilowatts), so a DIN car does not limit itself by it: the
+    charger's current limits and its own do."""
+    if not s.pmax or _din(s):
         return float("inf")
     t = now - s.schedule_start
     limit = 0.0

@@ -86,3 +86,11 @@ def peer_pki(v2g_pki, tmp_path_factory) -> Path:
     from .peer_pki import lay_out_for_peer
 
     return lay_out_for_peer(v2g_pki, tmp_path_factory.mktemp("peer-pki"))
+
+
+@pytest.fixture(scope="session")
+def peer_pki_iso2(v2g_pki, tmp_path_factory) -> Path:
+    """Our -2 test PKI (secp256r1) laid out the way the peer reads it."""
+    from .peer_pki import lay_out_for_peer
+
+    return lay_out_for_peer(v2g_pki, tmp_path_factory.mktemp("peer-pki-iso2"), "iso2-secp256r1")

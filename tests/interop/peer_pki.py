@@ -29,24 +29,37 @@ CHAINS = {"cpoCertChain.pem": "secc_chain", "oemCertChain.pem": "vehicle_chain"}
 KEYS = {"seccLeaf": "secc_leaf", "oemLeaf": "vehicle_leaf", "contractLeaf": "contract_leaf",
         "moSubCA2": "mo_sub_ca_2"}
 PASSWORD_FILES = {"seccLeaf": "seccLeafPassword.txt", "oemLeaf": "oemLeafPassword.txt",
-                  "contractLeaf": "contractLeafPassword.txt", "moSubCA2": "moSubCA2LeafPassword.txt"}
+                  "contractLeaf": "contractLeafPassword.txt", "moSubCA2": "moSubCA2LeafPassword.txt",
+                  "cpsLeaf": "cpsLeafPassword.txt"}
+CPS_CERTS = {"cpsLeaf": "cps_leaf", "cpsSubCA2": "cps_sub_ca_2", "cpsSubCA1": "cps_sub_ca_1"}
+CPS_KEYS = {"cpsLeaf": "cps_leaf"}
 
 
 def lay_out_for_peer(v2h_pki: Path, out: Path, profile: str = "iso20-secp521r1") -> Path:
-    """Write the peer's layout of ``v2h_pki/profile`` under ``out``; returns the PKI_PATH."""
+    """Write the peer's layout of ``v2h_pki/profile`` under ``out``; returns the PKI_PATH. With
+    the -2 profile (secp256r1) the peer's "OEM leaf" is the OEM provisioning certificate (-2 has
+    no vehicle TLS certificate)."""
     src = Path(v2h_pki) / profile
+    iso2 = profile.startswith("iso2-")
     certs = out / "iso15118_2" / "certs"
     keys = out / "iso15118_2" / "private_keys"
     certs.mkdir(parents=True, exist_ok=True)
     keys.mkdir(parents=True, exist_ok=True)
     for theirs, ours in CERTS.items():
+        ours = "oem_prov_leaf" if iso2 and ours == "vehicle_leaf" else ours
         pem = (src / f"{ours}.pem").read_bytes()
         cert = x509.load_pem_x509_certificate(pem)
         (certs / f"{theirs}Cert.pem").write_bytes(pem)
         (certs / f"{theirs}Cert.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
     for theirs, ours in CHAINS.items():
+        ours = "oem_prov_chain" if iso2 and ours == "vehicle_chain" else ours
         (certs / theirs).write_bytes((src / f"{ours}.pem").read_bytes())
-    for theirs, ours in KEYS.items():
+    if iso2:  # the -2 certificate provisioning service under the V2G root (CertificateInstallation)
+        for theirs, ours in CPS_CERTS.items():
+            cert = x509.load_pem_x509_certificate((src / f"{ours}.pem").read_bytes())
+            (certs / f"{theirs}Cert.der").write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    for theirs, ours in {**KEYS, **(CPS_KEYS if iso2 else {})}.items():
+        ours = "oem_prov_leaf" if iso2 and ours == "vehicle_leaf" else ours
         key = serialization.load_pem_private_key((src / f"{ours}.key.pem").read_bytes(), None)
         (keys / f"{theirs}.key").write_bytes(key.private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,

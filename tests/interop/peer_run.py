@@ -1,6 +1,7 @@
 """Start the peer's SECC or EVCC (run by the peer environment's python, cwd holding its .env).
 
     peer_run.py secc|evcc [EVCC_CONFIG.json] [--tls-groups-iso20] [--ev-voltage=V] [--evse-follows-target]
+                          [--precharge-waits]
 
 ``--tls-groups-iso20`` corrects one peer defect before it starts: its TLS contexts call
 ``set_ecdh_curve("prime256v1")``, which with OpenSSL 3 restricts the key-exchange groups to
@@ -16,6 +17,12 @@ target voltage, which no DC charger can pre-charge to; ours refuses it (FAILED, 
 the voltage it is asked for, and 0 V once charging stops. Its stock one ignores every target and
 reports 1 V, so no car can finish pre-charge against it; ours then stops before closing its
 contactors.
+
+``--precharge-waits`` makes the peer's simulated car (DIN 70121 and ISO 15118-2) end pre-charge
+when the charger's output is within 10 V of the voltage it asked for. Its stock one compares the
+output with its 20 kV "present voltage", never finds them equal, and goes on to PowerDelivery
+after five PreCharge exchanges whatever the voltage; ours refuses that start
+(FAILED_PowerDeliveryNotApplied, nothing energised).
 """
 
 from __future__ import annotations
@@ -37,6 +44,8 @@ def main(argv: list[str]) -> None:
             _set_ev_voltage(float(a.partition("=")[2]))
     if "--evse-follows-target" in argv:
         _evse_follows_target()
+    if "--precharge-waits" in argv:
+        _precharge_waits()
     role = args[0]
     sys.argv = [f"iso15118.{role}.main", *args[1:]]
     if role == "secc":
@@ -77,6 +86,16 @@ def _evse_follows_target() -> None:
     SimEVSEController.send_charging_command = send_charging_command
     SimEVSEController.set_hlc_charging = stop_output
     SimEVSEController.stop_charger = stop_output
+
+
+def _precharge_waits() -> None:
+    from iso15118.evcc.controller.simulator import SimEVController
+
+    async def is_precharged(self, present_voltage_evse) -> bool:
+        target = self.dc_ev_charge_params.dc_target_voltage.get_decimal_value()
+        return abs(present_voltage_evse.get_decimal_value() - target) <= 10
+
+    SimEVController.is_precharged = is_precharged
 
 
 _set_ecdh_curve = ssl.SSLContext.set_ecdh_curve

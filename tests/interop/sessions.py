@@ -28,6 +28,9 @@ ISO20_TLS = "TLSv1.3 TLS_AES_256_GCM_SHA384 secp521r1"
 # the corrections of the peer that every interop session needs (peer_run.py says why)
 PEER_EVCC_FIXES = ("--tls-groups-iso20", "--ev-voltage=400")
 PEER_SECC_FIXES = ("--tls-groups-iso20", "--evse-follows-target")
+# the peer's names of DIN 70121 and ISO 15118-2 (its PROTOCOLS and supportedProtocols)
+PEER_PROTOCOLS = {"din": "DIN_SPEC_70121", "iso2": "ISO_15118_2"}
+ENERGY_MODES = {"DC": "DC_extended", "AC": "AC_three_phase_core"}
 
 
 @dataclass
@@ -56,14 +59,23 @@ class Outcome:
         self.notes = [d["note"] for d in self.log if "note" in d]
 
     def sent(self, name: str) -> list[dict]:
-        """The bodies of our messages called ``name`` (tx)."""
-        return [d["message"][name] for d in self.messages if d["direction"] == "tx" and d["name"] == name]
+        """The bodies of our messages called ``name`` (tx); a DIN/-2 message's Body element."""
+        return [_element(d) for d in self.messages if d["direction"] == "tx" and d["name"] == name]
 
     def received(self, name: str) -> list[dict]:
-        return [d["message"][name] for d in self.messages if d["direction"] == "rx" and d["name"] == name]
+        return [_element(d) for d in self.messages if d["direction"] == "rx" and d["name"] == name]
+
 
     def names(self, direction: str) -> list[str]:
         return [d["name"] for d in self.messages if d["direction"] == direction]
+
+
+def _element(d: dict) -> dict:
+    """The body of a logged message: a DIN/-2 V2G_Message's Body element, else the message."""
+    message = d["message"]
+    if "V2G_Message" in message:
+        return message["V2G_Message"]["Body"][d["name"]]
+    return message[d["name"]]
 
 
 def _env_file(path: Path, values: dict[str, str]) -> None:
@@ -108,18 +120,24 @@ def _read_log(path: Path) -> list[dict]:
 
 def their_car_our_charger(netns: Netns, peer_python: Path, peer_pki: Path, v2h_pki: Path, workdir: Path, *,
                           service: str, secc_flags: list[str], peer_flags: tuple[str, ...] = PEER_EVCC_FIXES,
-                          loops: int = 5, timeout: float = 60.0, peer_gave_up: str | None = None) -> Outcome:
-    """The peer's EVCC (SDP, TLS 1.3, ``loops`` charge loops) against ``v2h secc --once``. Waits
-    until our charger's session ends, or the peer's log shows ``peer_gave_up`` (a regex), or
-    ``timeout``."""
+                          loops: int = 5, timeout: float = 60.0, peer_gave_up: str | None = None,
+                          protocol: str = "iso20", tls: bool = True, cert_install: bool = False) -> Outcome:
+    """The peer's EVCC (SDP, ``loops`` charge loops) against ``v2h secc --once``: ISO 15118-20
+    over TLS 1.3, or (``protocol`` 'iso2'/'din') -2 or DIN, over TLS 1.2 with ``tls`` (-2 only)
+    or plain TCP. Waits until our charger's session ends, or the peer's log shows
+    ``peer_gave_up`` (a regex), or ``timeout``."""
     workdir.mkdir(parents=True, exist_ok=True)
-    protocol = "ISO_15118_20_DC" if service.startswith("DC") else "ISO_15118_20_AC"
+    if protocol == "iso20":
+        peer_protocol = "ISO_15118_20_DC" if service.startswith("DC") else "ISO_15118_20_AC"
+    else:
+        peer_protocol = PEER_PROTOCOLS[protocol]
     config = workdir / "evcc.json"
-    config.write_text(json.dumps({"supportedProtocols": [protocol], "supportedEnergyServices": [service],
-                                  "isCertInstallNeeded": False, "useTls": True, "enforceTls": True,
+    config.write_text(json.dumps({"supportedProtocols": [peer_protocol], "supportedEnergyServices": [service],
+                                  "isCertInstallNeeded": cert_install, "useTls": tls, "enforceTls": tls,
+                                  "energyTransferMode": ENERGY_MODES[service[:2]],
                                   "chargeLoopCycle": loops, "sdpRetryCycles": 1}))
     _env_file(workdir / ".env", {"NETWORK_INTERFACE": netns.their_dev, "LOG_LEVEL": "INFO",
-                                 "EVCC_CONFIG_PATH": str(config), "ENABLE_TLS_1_3": "True",
+                                 "EVCC_CONFIG_PATH": str(config), "ENABLE_TLS_1_3": str(protocol == "iso20"),
                                  "PKI_PATH": f"{peer_pki}/"})
     log = workdir / "secc.jsonl"
     ours = subprocess.Popen(["ip", "netns", "exec", netns.ours, *CLI, "secc", "--interface", netns.our_dev,
@@ -148,14 +166,17 @@ def their_car_our_charger(netns: Netns, peer_python: Path, peer_pki: Path, v2h_p
 
 def our_car_their_charger(netns: Netns, peer_python: Path, peer_pki: Path, v2h_pki: Path, workdir: Path, *,
                           evcc_flags: list[str], auth_modes: str = "EIM",
-                          peer_flags: tuple[str, ...] = PEER_SECC_FIXES, timeout: float = 60.0) -> Outcome:
+                          peer_flags: tuple[str, ...] = PEER_SECC_FIXES, timeout: float = 60.0,
+                          protocol: str = "iso20", tls: bool = True) -> Outcome:
     """``v2h evcc`` (SDP on our interface) against the peer's SECC offering -20 DC and AC over
-    TLS 1.3 only."""
+    TLS 1.3 only, or (``protocol`` 'iso2'/'din') -2 or DIN, with TLS 1.2 enforced (``tls``) or
+    not."""
     workdir.mkdir(parents=True, exist_ok=True)
+    protocols = "ISO_15118_20_DC,ISO_15118_20_AC" if protocol == "iso20" else PEER_PROTOCOLS[protocol]
     _env_file(workdir / ".env", {"NETWORK_INTERFACE": netns.their_dev, "LOG_LEVEL": "INFO",
-                                 "PROTOCOLS": "ISO_15118_20_DC,ISO_15118_20_AC", "AUTH_MODES": auth_modes,
-                                 "FREE_CHARGING_SERVICE": "False", "SECC_ENFORCE_TLS": "True",
-                                 "ENABLE_TLS_1_3": "True", "PKI_PATH": f"{peer_pki}/"})
+                                 "PROTOCOLS": protocols, "AUTH_MODES": auth_modes,
+                                 "FREE_CHARGING_SERVICE": "False", "SECC_ENFORCE_TLS": str(tls),
+                                 "ENABLE_TLS_1_3": str(protocol == "iso20"), "PKI_PATH": f"{peer_pki}/"})
     peer, peer_log = _start_peer(peer_python, netns.theirs, workdir, ["secc", *peer_flags])
     log = workdir / "evcc.jsonl"
     try:
