@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -166,15 +167,6 @@ def _relay_module(plant: Plant) -> SimDevice:
                      action=plant.switch_action)
 
 
-async def _plant(plant: Plant):
-    meter = SimDevice(id=1, simdata=([SimData(0, count=16, values=False, datatype=DataType.BITS)],
-                                     [SimData(0, count=16, values=False, datatype=DataType.BITS)],
-                                     [SimData(sunspec.BASE, values=plant.sunspec_map(), datatype=DataType.REGISTERS)],
-                                     [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)]),
-                      action=plant.meter_action)
-    return await _serve(meter), await _serve(_relay_module(plant))
-
-
 async def _stop(server, task) -> None:
     if not task.done():   # a server the test stopped already is not stopped again
         await server.shutdown()
@@ -188,107 +180,6 @@ async def _until(predicate, timeout: float, what: str) -> None:
         if time.monotonic() > end:
             raise AssertionError(f"not within {timeout} s: {what}")
         await asyncio.sleep(0.02)
-
-
-def _service(meter_port: int, switch_port: int, tmp_path) -> HemsService:
-    cfg = hems_config.load(CONFIG.replace("METER_PORT", str(meter_port)).replace("SWITCH_PORT", str(switch_port)))
-    return HemsService(cfg, db=tmp_path / "hems.db")
-
-
-def _status(service: HemsService) -> dict:
-    return service.manager.status(service.clock())
-
-
-def run(coro):
-    asyncio.run(asyncio.wait_for(coro, 30))
-
-
-def test_the_house_reads_its_meters_and_goes_dark_in_an_outage_without_a_car(tmp_path):
-    async def main():
-        plant = Plant()
-        (m_srv, m_task, m_port), (s_srv, s_task, s_port) = await _plant(plant)
-        service = await _service(m_port, s_port, tmp_path).start()
-        try:
-            await _until(lambda: _status(service)["phase"] == "connected" and _status(service)["house"]["pv_w"],
-                         5, "connected with the meters read")
-            async with aiohttp.ClientSession() as http, \
-                    http.get(f"http://127.0.0.1:{service.http_port}/api/status") as r:
-                status = await r.json()
-            assert status["grid"] == {"ok": True, "voltage": pytest.approx(230.1), "frequency": pytest.approx(50.0)}
-            # the house: 1234 W imported + 3210 W of solar, the charger idle
-            assert status["house"]["pv_w"] == 3210 and status["house"]["load_w"] == 4444
-            assert status["switch"] == {"utility_cmd": True, "utility_fb": True, "island_cmd": False,
-                                        "island_fb": False}
-            assert [c["on"] for c in status["circuits"]] == [True, True, True]
-            # the relay module's coils are written again at least every second (its watchdog)
-            n, t = len(plant.coil_log), time.time()
-            await asyncio.sleep(1.5)
-            gaps = [b - a for (a, _), (b, _) in zip(plant.coil_log[n - 1:], plant.coil_log[n:])]
-            assert plant.coil_log[-1][0] > t and gaps and max(gaps) < 1.0, gaps
-            stats = service.devices.stats
-
-            plant.volts = plant.hz = plant.watts = plant.pv = 0      # the grid fails
-            outage = time.time()
-            await _until(lambda: _status(service)["phase"] == "dark", 5, "dark")
-            status = _status(service)
-            assert status["grid"]["ok"] is False and status["grid"]["voltage"] == 0.0
-            assert {"house_dark", "car_unavailable"} <= set(status["alarms"]), status["alarms"]
-            assert status["switch"]["utility_fb"] is False and not any(plant.coil("island"))
-            # shed first (the critical fridge stays on), the utility contact opened only once the
-            # relays read open, and the house called dark only once the utility contact read open
-            after = [(t, w) for t, w in plant.coil_log if t > outage]
-            shed = next(t for t, w in after if w[3:5] == [False, False])
-            opened = next(t for t, w in after if not w[0])
-            relays_open = max(t for t, a, v in plant.input_log if a in (11, 12) and not v)
-            utility_open = next(t for t, a, v in plant.input_log if a == 8 and not v)
-            assert shed < relays_open <= opened < utility_open
-            assert all(w[2] for _, w in after)
-            dark = next(d for d in service.manager.decisions if d.details.get("phase") == "dark")
-            assert dark.t >= utility_open - 0.01 and "reads open" in dark.reason
-            assert service.manager.summary()["invariants_ok"], service.manager.summary()["violations"]
-            print(f"poll cycle: mean {stats.mean_s * 1000:.1f} ms, max {stats.max_s * 1000:.1f} ms "
-                  f"over {stats.cycles} cycles")
-        finally:
-            await service.close()
-            await _stop(m_srv, m_task)
-            await _stop(s_srv, s_task)
-
-    run(main())
-
-
-def test_malformed_registers_read_as_failed_sensors_never_as_power(tmp_path):
-    async def main():
-        plant = Plant()
-        (m_srv, m_task, m_port), (s_srv, s_task, s_port) = await _plant(plant)
-        service = await _service(m_port, s_port, tmp_path).start()
-        site = service.manager.site
-        try:
-            await _until(lambda: _status(service)["phase"] == "connected" and site.last_measurements.pv_w, 5,
-                         "connected with the meters read")
-            assert site.last_measurements.load_w == pytest.approx(4444.0)
-            plant.pv_sf = 20                 # a scale factor outside −10…10: the inverter's power is unknown
-            plant.w_sf = 0x8000              # the meter's power "not implemented"
-            await _until(lambda: site.last_measurements.pv_w is None, 2, "solar unknown")
-            m = site.last_measurements
-            assert m.pv_w is None and m.load_w is None and m.grid[0] is not None   # the voltage still reads
-            plant.v_sf, plant.volts = 0, 1035   # 4.5 × nominal: out of range
-            await _until(lambda: site.last_measurements.grid == (None,), 2, "grid reading refused")
-            await _until(lambda: "device:grid_meter" in _status(service)["alarms"], 3, "device alarm")
-            status = _status(service)
-            assert "sensor_failed" in status["alarms"] and "device:pv_inverter" in status["alarms"]
-            assert status["grid"]["voltage"] is None and status["phase"] == "connected"   # no outage from it
-            assert site.failures["grid_meter"] > 0 and site.failures["pv_inverter"] > 0
-            plant.v_sf, plant.volts, plant.w_sf, plant.pv_sf = -1, 2301, 0, 0
-            await _until(lambda: not any(a.startswith("device:") or a == "sensor_failed"
-                                         for a in _status(service)["alarms"]), 3, "alarms cleared")
-            assert site.last_measurements.load_w == pytest.approx(4444.0)
-            assert service.manager.summary()["invariants_ok"], service.manager.summary()["violations"]
-        finally:
-            await service.close()
-            await _stop(m_srv, m_task)
-            await _stop(s_srv, s_task)
-
-    run(main())
 
 
 async def _station(port: int, received: list):
@@ -326,23 +217,140 @@ async def _station(port: int, received: list):
     return ws, reader
 
 
+@dataclass
+class House:
+    """The plant's two servers, the service on them and, with a car, the station's requests."""
+
+    plant: Plant
+    service: HemsService
+    meter: tuple
+    switch: tuple                  # (server, task, port) of the relay module
+    received: list = field(default_factory=list)
+
+    async def relay_module_gone(self) -> None:
+        await _stop(*self.switch[:2])
+
+    async def relay_module_back(self) -> None:
+        self.switch = await _serve(_relay_module(self.plant), self.switch[2])
+
+    def status(self) -> dict:
+        return self.service.manager.status(self.service.clock())
+
+
+@contextlib.asynccontextmanager
+async def _house(tmp_path, *, car: bool):
+    """The plant served, the service started on it and connected to the house; with ``car`` a station
+    (the `ocpp` package's) with the car ready to island."""
+    plant = Plant()
+    meter = await _serve(SimDevice(id=1, simdata=(
+        [SimData(0, count=16, values=False, datatype=DataType.BITS)],
+        [SimData(0, count=16, values=False, datatype=DataType.BITS)],
+        [SimData(sunspec.BASE, values=plant.sunspec_map(), datatype=DataType.REGISTERS)],
+        [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)]), action=plant.meter_action))
+    switch = await _serve(_relay_module(plant))
+    cfg = hems_config.load(CONFIG.replace("METER_PORT", str(meter[2])).replace("SWITCH_PORT", str(switch[2])))
+    h = House(plant, await HemsService(cfg, db=tmp_path / "hems.db").start(), meter, switch)
+    ws = reader = None
+    try:
+        if car:
+            ws, reader = await _station(h.service.ocpp_port, h.received)
+        await _until(lambda: h.status()["phase"] == "connected" and h.status()["house"]["pv_w"] and (
+            not car or (h.status()["charger"]["link_up"] and h.status()["car"]["soc"] == 80.0)), 5,
+            "connected, the meters read" + (", the car ready" if car else ""))
+        yield h
+    finally:
+        if reader is not None:
+            reader.cancel()
+            await ws.close()
+        await h.service.close()
+        await _stop(*h.meter[:2])
+        await _stop(*h.switch[:2])
+
+
+def run(coro):
+    asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def test_the_house_reads_its_meters_and_goes_dark_in_an_outage_without_a_car(tmp_path):
+    async def main():
+        async with _house(tmp_path, car=False) as h:
+            plant, service = h.plant, h.service
+            async with aiohttp.ClientSession() as http, \
+                    http.get(f"http://127.0.0.1:{service.http_port}/api/status") as r:
+                status = await r.json()
+            assert status["grid"] == {"ok": True, "voltage": pytest.approx(230.1), "frequency": pytest.approx(50.0)}
+            # the house: 1234 W imported + 3210 W of solar, the charger idle
+            assert status["house"]["pv_w"] == 3210 and status["house"]["load_w"] == 4444
+            assert status["switch"] == {"utility_cmd": True, "utility_fb": True, "island_cmd": False,
+                                        "island_fb": False}
+            assert [c["on"] for c in status["circuits"]] == [True, True, True]
+            # the relay module's coils are written again at least every second (its watchdog)
+            n, t = len(plant.coil_log), time.time()
+            await asyncio.sleep(1.5)
+            gaps = [b - a for (a, _), (b, _) in zip(plant.coil_log[n - 1:], plant.coil_log[n:])]
+            assert plant.coil_log[-1][0] > t and gaps and max(gaps) < 1.0, gaps
+
+            plant.volts = plant.hz = plant.watts = plant.pv = 0      # the grid fails
+            outage = time.time()
+            await _until(lambda: h.status()["phase"] == "dark", 5, "dark")
+            status = h.status()
+            assert status["grid"]["ok"] is False and status["grid"]["voltage"] == 0.0
+            assert {"house_dark", "car_unavailable"} <= set(status["alarms"]), status["alarms"]
+            assert status["switch"]["utility_fb"] is False and not any(plant.coil("island"))
+            # shed first (the critical fridge stays on), the utility contact opened only once the
+            # relays read open, and the house called dark only once the utility contact read open
+            after = [(t, w) for t, w in plant.coil_log if t > outage]
+            shed = next(t for t, w in after if w[3:5] == [False, False])
+            opened = next(t for t, w in after if not w[0])
+            relays_open = max(t for t, a, v in plant.input_log if a in (11, 12) and not v)
+            utility_open = next(t for t, a, v in plant.input_log if a == 8 and not v)
+            assert shed < relays_open <= opened < utility_open
+            assert all(w[2] for _, w in after)
+            dark = next(d for d in service.manager.decisions if d.details.get("phase") == "dark")
+            assert dark.t >= utility_open - 0.01 and "reads open" in dark.reason
+            assert service.manager.summary()["invariants_ok"], service.manager.summary()["violations"]
+            stats = service.devices.stats
+            print(f"poll cycle: mean {stats.mean_s * 1000:.1f} ms, max {stats.max_s * 1000:.1f} ms "
+                  f"over {stats.cycles} cycles")
+
+    run(main())
+
+
+def test_malformed_registers_read_as_failed_sensors_never_as_power(tmp_path):
+    async def main():
+        async with _house(tmp_path, car=False) as h:
+            plant, site = h.plant, h.service.manager.site
+            assert site.last_measurements.load_w == pytest.approx(4444.0)
+            plant.pv_sf = 20                 # a scale factor outside −10…10: the inverter's power is unknown
+            plant.w_sf = 0x8000              # the meter's power "not implemented"
+            await _until(lambda: site.last_measurements.pv_w is None, 2, "solar unknown")
+            m = site.last_measurements
+            assert m.pv_w is None and m.load_w is None and m.grid[0] is not None   # the voltage still reads
+            plant.v_sf, plant.volts = 0, 1035   # 4.5 × nominal: out of range
+            await _until(lambda: site.last_measurements.grid == (None,), 2, "grid reading refused")
+            await _until(lambda: "device:grid_meter" in h.status()["alarms"], 3, "device alarm")
+            status = h.status()
+            assert "sensor_failed" in status["alarms"] and "device:pv_inverter" in status["alarms"]
+            assert status["grid"]["voltage"] is None and status["phase"] == "connected"   # no outage from it
+            assert site.failures["grid_meter"] > 0 and site.failures["pv_inverter"] > 0
+            plant.v_sf, plant.volts, plant.w_sf, plant.pv_sf = -1, 2301, 0, 0
+            await _until(lambda: not any(a.startswith("device:") or a == "sensor_failed"
+                                         for a in h.status()["alarms"]), 3, "alarms cleared")
+            assert site.last_measurements.load_w == pytest.approx(4444.0)
+            assert h.service.manager.summary()["invariants_ok"], h.service.manager.summary()["violations"]
+
+    run(main())
+
+
 def test_the_island_closes_on_the_relay_modules_feedback_and_never_without_it(tmp_path):
     async def main():
-        plant = Plant()
-        (m_srv, m_task, m_port), (s_srv, s_task, s_port) = await _plant(plant)
-        service = await _service(m_port, s_port, tmp_path).start()
-        received: list = []
-        ws, reader = await _station(service.ocpp_port, received)
-        site = service.manager.site
-        try:
-            await _until(lambda: _status(service)["charger"]["link_up"] and _status(service)["car"]["soc"] == 80.0
-                         and _status(service)["phase"] == "connected", 5, "the car ready")
-
+        async with _house(tmp_path, car=True) as h:
+            plant, service, site, received = h.plant, h.service, h.service.manager.site, h.received
             # the positive control: an outage islands the house on the car, the island contact
             # written closed only after the utility contact read open
             plant.volts = plant.hz = plant.watts = plant.pv = 0
-            await _until(lambda: _status(service)["phase"] == "islanded", 8, "islanded")
-            status = _status(service)
+            await _until(lambda: h.status()["phase"] == "islanded", 8, "islanded")
+            status = h.status()
             assert status["islanded"] and status["charger"]["mode"] == "grid_forming"
             assert ("SetVariables", "Islanded", "true") in received
             utility_open = next(t for t, a, v in plant.input_log if a == 8 and not v)
@@ -353,63 +361,45 @@ def test_the_island_closes_on_the_relay_modules_feedback_and_never_without_it(tm
             # the relay module goes away while islanded: nothing proves the utility contact open,
             # so the island is de-energised at once (charger off) and the house locked out
             n_received = len(received)
-            await _stop(s_srv, s_task)
-            await _until(lambda: _status(service)["phase"] == "lockout", 3, "lockout")
+            await h.relay_module_gone()
+            await _until(lambda: h.status()["phase"] == "lockout", 3, "lockout")
             assert not site.last_cmd.island_close and site.last_cmd.charger.mode.value == "off"
             await _until(lambda: ("SetVariables", "Islanded", "false") in received[n_received:], 3,
                          "the charger told to leave island mode")
-            await _until(lambda: {"device:switch", "lockout"} <= set(_status(service)["alarms"]), 3, "alarms")
-            assert _status(service)["switch"]["island_fb"] is None
+            await _until(lambda: {"device:switch", "lockout"} <= set(h.status()["alarms"]), 3, "alarms")
+            assert h.status()["switch"]["island_fb"] is None
             # and it stays so: nothing can prove the utility contact open, nothing closes the island
             await asyncio.sleep(1.0)
             rows = list(site.rows)
             locked = next(i for i, r in enumerate(rows) if r["phase"] == "lockout")
-            assert _status(service)["phase"] == "lockout" and not any(r["island_cmd"] for r in rows[locked:])
+            assert h.status()["phase"] == "lockout" and not any(r["island_cmd"] for r in rows[locked:])
             assert site.failures["switch"] > 0 and site.failures["switch_write"] > 0
-        finally:
-            reader.cancel()
-            await ws.close()
-            await service.close()
-            await _stop(m_srv, m_task)
 
     run(main())
 
 
 def test_no_island_when_the_relay_module_is_gone_before_the_outage(tmp_path):
     async def main():
-        plant = Plant()
-        (m_srv, m_task, m_port), (s_srv, s_task, s_port) = await _plant(plant)
-        service = await _service(m_port, s_port, tmp_path).start()
-        received: list = []
-        ws, reader = await _station(service.ocpp_port, received)
-        site = service.manager.site
-        try:
-            await _until(lambda: _status(service)["charger"]["link_up"] and _status(service)["car"]["soc"] == 80.0
-                         and _status(service)["phase"] == "connected", 5, "the car ready")
-            await _stop(s_srv, s_task)                       # the relay module is gone
-            await _until(lambda: {"device:switch", "utility_feedback"} <= set(_status(service)["alarms"]), 3,
+        async with _house(tmp_path, car=True) as h:
+            plant, service, site = h.plant, h.service, h.service.manager.site
+            await h.relay_module_gone()
+            await _until(lambda: {"device:switch", "utility_feedback"} <= set(h.status()["alarms"]), 3,
                          "the module's alarms")
             plant.volts = plant.hz = plant.watts = plant.pv = 0   # and then the grid fails, a car ready
-            await _until(lambda: _status(service)["phase"] == "lockout", 5, "lockout")
+            await _until(lambda: h.status()["phase"] == "lockout", 5, "lockout")
             await asyncio.sleep(0.5)
             rows = list(site.rows)
             assert not any(r["island_cmd"] for r in rows) and not any(r["phase"] == "close_island" for r in rows)
-            assert ("SetVariables", "Islanded", "true") not in received
-            assert {"lockout", "house_dark"} <= set(_status(service)["alarms"])
+            assert ("SetVariables", "Islanded", "true") not in h.received
+            assert {"lockout", "house_dark"} <= set(h.status()["alarms"])
 
             # the module comes back on its port: the runner reconnects by itself, reads it, writes
             # the coils again (the island open), and the alarm clears
             n = len(plant.coil_log)
-            s_srv, s_task, _ = await _serve(_relay_module(plant), s_port)
-            await _until(lambda: "device:switch" not in _status(service)["alarms"] and len(plant.coil_log) > n, 8,
+            await h.relay_module_back()
+            await _until(lambda: "device:switch" not in h.status()["alarms"] and len(plant.coil_log) > n, 8,
                          "the module read and written again")
-            assert not any(plant.coil("island", plant.coil_log[n:])) and _status(service)["switch"]["island_fb"] is False
+            assert not any(plant.coil("island", plant.coil_log[n:])) and h.status()["switch"]["island_fb"] is False
             assert service.manager.summary()["invariants_ok"], service.manager.summary()["violations"]
-        finally:
-            reader.cancel()
-            await ws.close()
-            await service.close()
-            await _stop(m_srv, m_task)
-            await _stop(s_srv, s_task)
 
     run(main())
