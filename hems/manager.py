@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from .config import ConfigError, Priority, SiteConfig, check_site, number
 from .csms import CSMSCore
@@ -22,6 +23,9 @@ from .model import ChargerMode
 from .ocpp_charger import OCPPCharger
 from .planning import SLOT_S, CarView, Planner
 from .sim import SimEvent, Site
+
+if TYPE_CHECKING:
+    from .live import LiveSite
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ class EnergyManager:
                  plan: Callable[[float], float | None] | None = None, planner: Planner | None = None,
                  departure: tuple[int, int] | None = None, capacity_kwh: float = 60.0, standby_w: float = 30.0,
                  efficiency: float = 0.9, meter_interval_s: int = 60, load_history=None, store=None,
-                 site_factory: Callable[[SiteConfig, OCPPCharger], Site] | None = None):
+                 site_factory: Callable[[SiteConfig, OCPPCharger], Site | LiveSite] | None = None):
         """``events``: the simulated house's script (times from ``now``); ``plan(t)``: a fixed wish
         for the charger's power at Unix time ``t`` while grid-connected, or ``planner``: the
         optimiser; ``load_history``: where the house's quarter-hour loads are learned;
