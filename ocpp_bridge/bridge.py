@@ -102,6 +102,8 @@ STOPPED_REASONS = {
 }
 # SmartChargingCtrlr's limits: stack levels, periods per schedule (a day of 5-minute steps), profiles
 PROFILE_STACK_LEVEL, PERIODS_PER_SCHEDULE, PROFILE_ENTRIES = 10, 288, 64
+FLOW_CHECK = 2.0  # s after PowerDelivery(Start): Charging, SuspendedEV or SuspendedEVSE from the meter
+FLOW_W = 100.0    # W: less is no flow (the SECC reports power changes beyond max(100 W, 5 %))
 MAX_ENDED_SAMPLES = 200  # meter samples kept for TransactionEvent Ended (TxEndedInterval); the oldest go first
 
 # a v2h variable the energy manager sets (SetVariables) while its transfer switch has isolated the
@@ -160,6 +162,8 @@ class OCPPBridge(SupervisorBase):
         # the EVSE
         self.cable = cable
         self.energy = False
+        self._flow_check: float | None = None     # when to look whether energy flows (after PowerDelivery)
+        self._reported_state: str | None = None   # the chargingState the transaction's last event said
         self.charging_state = "EVConnected" if cable else "Idle"
         self.authorization: dict | None = None   # the idToken that authorizes charging now
         self._auth_reported = True               # that authorization is in a TransactionEvent already
@@ -396,8 +400,8 @@ class OCPPBridge(SupervisorBase):
                 self._ev_charging_schedule(event.ev_power_profile, event.time_anchor, t)
         elif isinstance(event, SoCChanged):
             self.soc = event.soc
-        elif isinstance(event, PowerChanged):  # the power moved: ChargingRateChanged
-            if self.tx is not None:
+        elif isinstance(event, PowerChanged):  # the power moved: the flow's state, or ChargingRateChanged
+            if self.tx is not None and not self._check_flow(t):
                 self._tx_event("Updated", "ChargingRateChanged", t, meter=self._sample("Other", "TxUpdatedMeasurands", t))
         elif isinstance(event, EnergyTransferStopped):
             self._energy_stopped(t)
@@ -470,19 +474,41 @@ class OCPPBridge(SupervisorBase):
             self._maybe_start("RemoteStart" if remote else "Authorized", t)
 
     def _energy_started(self, t: float) -> None:
+        """PowerDelivery(Start): whether energy flows (Charging), the car takes none of what is
+        offered (SuspendedEV: it is not ready, its battery is full) or nothing is offered
+        (SuspendedEVSE) shows in the first loops: the state is reported FLOW_CHECK later."""
         self.energy = True
         self._station_stop = False
-        self.charging_state = "Charging"
-        if self.tx is not None:
-            self._tx_event("Updated", "ChargingStateChanged", t, charging_state="Charging",
-                           meter=self._sample("Other", "TxUpdatedMeasurands", t))
-        else:
+        self._flow_check = t + FLOW_CHECK
+        self.station.changed()
+        if self.tx is None:
+            self.charging_state = "Charging"
             self._maybe_start("ChargingStateChanged", t)
+
+    def _flow_state(self, t: float) -> str:
+        """Charging while power flows (either way), else whose doing the standstill is."""
+        now = self.secc_time(t)
+        if abs(self.stage.measurements(now).power) >= FLOW_W:
+            return "Charging"
+        return "SuspendedEVSE" if abs(self.decision(now).power_w) < 1.0 else "SuspendedEV"
+
+    def _check_flow(self, t: float) -> bool:
+        """The flow's state now; a ChargingStateChanged if the transaction's events said another.
+        True if one was sent."""
+        self._flow_check = None
+        if not self.energy:
+            return False
+        self.charging_state = self._flow_state(t)
+        if self.tx is None or self.charging_state == self._reported_state:
+            return False
+        self._tx_event("Updated", "ChargingStateChanged", t, meter=self._sample("Other", "TxUpdatedMeasurands", t))
+        return True
 
     def _energy_stopped(self, t: float) -> None:
         if not self.energy:
             return
         self.energy = False
+        self._flow_check = None
         station = self._station_stop or self.stop_requested_by_csms or self.reset_pending == "Immediate" or \
             (self.tx is not None and self.tx.stop_reason == "DeAuthorized")
         self.charging_state = "EVConnected" if station else "SuspendedEV"
@@ -495,8 +521,9 @@ class OCPPBridge(SupervisorBase):
             self._update_status(t)
             self._after_transaction(t)
             return
-        self._tx_event("Updated", "ChargingStateChanged", t, charging_state=self.charging_state,
-                       meter=self._sample("Other", "TxUpdatedMeasurands", t))
+        if self.charging_state != self._reported_state:
+            self._tx_event("Updated", "ChargingStateChanged", t, charging_state=self.charging_state,
+                           meter=self._sample("Other", "TxUpdatedMeasurands", t))
 
     def _session_ended(self, event: SessionEnded, t: float) -> None:
         if self.energy:  # ended while energised (a lost connection, a fault): the transfer stopped with it
@@ -603,6 +630,7 @@ class OCPPBridge(SupervisorBase):
         tx = self.tx
         if tx is None:
             return
+        self._reported_state = charging_state or self.charging_state
         self._enqueue("TransactionEvent", transaction_event(
             kind, trigger, tx.id, timestamp=iso(t), evse_id=self.evse_id, meter_value=meter,
             charging_state=charging_state or self.charging_state, stopped_reason=stopped_reason, id_token=id_token,
@@ -691,6 +719,8 @@ class OCPPBridge(SupervisorBase):
             times += [x for x in (self.tx.next_periodic, self.tx.next_ended, self.tx.next_aligned_ended) if x]
         if self._remote_expires is not None:
             times.append(self._remote_expires)
+        if self._flow_check is not None:
+            times.append(self._flow_check)
         expiry = self.profiles.expiry_after()
         if expiry is not None and self.station.offline_since is not None and not self.station.online:
             times.append(self.station.offline_since + expiry + 1e-3)
@@ -725,6 +755,8 @@ class OCPPBridge(SupervisorBase):
                     setattr(tx, attr, None)
         if self._remote_expires is not None and t >= self._remote_expires:
             self._connection_timeout(t)
+        if self._flow_check is not None and t >= self._flow_check:
+            self._check_flow(t)
         self.profiles.expire(self.station.offline_for(now))
 
     def _connection_timeout(self, t: float) -> None:

@@ -185,6 +185,33 @@ def test_TC_E_03_CS():
     assert not o.sent("Authorize")
 
 
+def test_TC_E_38_CS():
+    """Local start transaction - EV not ready: the car is connected and authorized but takes
+    none of the energy offered (its battery is full): ChargingStateChanged SuspendedEV."""
+    o = OCTT()
+    o.authorized_remote()                                               # State is Authorized
+    _, started = o.ev_connected(soc=100.0)                              # 1 EVConnectedPreSession, EV not ready
+    assert started["triggerReason"] == "RemoteStart"
+    msg = o.expect("TransactionEvent")                                  # 2, 3
+    assert (msg["triggerReason"], msg["transactionInfo"]["chargingState"]) == ("ChargingStateChanged", "SuspendedEV")
+
+
+def test_charging_state_follows_the_flow():
+    """SuspendedEVSE while a profile offers nothing, Charging again when it does."""
+    o = OCTT()
+    o.transaction()
+    idle = {"evseId": 0, "chargingProfile": {"id": 3, "stackLevel": 5, "chargingProfilePurpose": "TxDefaultProfile",
+                                             "chargingProfileKind": "Relative", "chargingSchedule": [{
+                                                 "id": 1, "chargingRateUnit": "W", "chargingSchedulePeriod": [
+                                                     {"startPeriod": 0, "operationMode": "Idle"}]}]}}
+    assert o.ok("SetChargingProfile", idle)["status"] == "Accepted"
+    msg = o.expect("TransactionEvent")
+    assert (msg["triggerReason"], msg["transactionInfo"]["chargingState"]) == ("ChargingStateChanged", "SuspendedEVSE")
+    assert o.ok("ClearChargingProfile", {"chargingProfileId": 3})["status"] == "Accepted"
+    msg = o.expect("TransactionEvent")
+    assert (msg["triggerReason"], msg["transactionInfo"]["chargingState"]) == ("ChargingStateChanged", "Charging")
+
+
 # --- Check transaction status (E14) -------------------------------------------------------------------------
 
 def _offline_then_back(o: OCTT, wait: float) -> None:

@@ -66,6 +66,7 @@ def test_TC_F_03_CS():
     assert tx["eventType"] == "Started" and tx["triggerReason"] == "RemoteStart" and tx["idToken"] == TOKEN
     o.energy_transfer_started()
     assert not o.sent("Authorize")
+    assert [t["triggerReason"] for t in o.sent("TransactionEvent")].count("Authorized") == 0  # no second one
 
 
 def test_TC_F_04_CS():
