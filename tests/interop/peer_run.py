@@ -18,10 +18,11 @@ the voltage it is asked for, and 0 V once charging stops. Its stock one ignores 
 reports 1 V, so no car can finish pre-charge against it; ours then stops before closing its
 contactors.
 
-``--precharge-waits`` makes the peer's simulated car (DIN 70121 and ISO 15118-2) end pre-charge
-when the charger's output is within 10 V of the voltage it asked for. Its stock one compares the
-output with its 20 kV "present voltage", never finds them equal, and goes on to PowerDelivery
-after five PreCharge exchanges whatever the voltage; ours refuses that start
+``--precharge-waits`` makes the peer's simulated car end pre-charge when the charger's output is
+within 10 V of its battery: for DIN 70121 and ISO 15118-2 the voltage it asked for, for ISO
+15118-20 its present voltage (``--ev-voltage``). Its stock one ends pre-charge when the output
+equals its present voltage exactly, or after five PreCharge exchanges (counted over the whole
+session) whatever the voltage, and goes on to PowerDelivery; ours refuses that start
 (FAILED_PowerDeliveryNotApplied, nothing energised).
 """
 
@@ -90,10 +91,21 @@ def _evse_follows_target() -> None:
 
 def _precharge_waits() -> None:
     from iso15118.evcc.controller.simulator import SimEVController
+    from iso15118.shared.messages.iso15118_20.common_types import RationalNumber
 
     async def is_precharged(self, present_voltage_evse) -> bool:
-        target = self.dc_ev_charge_params.dc_target_voltage.get_decimal_value()
-        return abs(present_voltage_evse.get_decimal_value() - target) <= 10
+        if not isinstance(present_voltage_evse, RationalNumber):  # DIN, -2: asked once per PreChargeRes
+            target = self.dc_ev_charge_params.dc_target_voltage.get_decimal_value()
+            return abs(present_voltage_evse.get_decimal_value() - target) <= 10
+        # -20: against the battery's own voltage. Its -20 state asks twice per DC_PreChargeRes (go on
+        # to PowerDelivery? if not, is the next DC_PreChargeReq Finished?): the first match answers
+        # no, so that it sends DC_PreChargeReq EVProcessing=Finished before PowerDelivery, as it
+        # does after its five exchanges
+        battery = (await self.get_present_voltage()).get_decimal_value()
+        if abs(present_voltage_evse.get_decimal_value() - battery) > 10:
+            return False
+        self.v2h_matches = getattr(self, "v2h_matches", 0) + 1
+        return self.v2h_matches >= 2
 
     SimEVController.is_precharged = is_precharged
 

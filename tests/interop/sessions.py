@@ -26,7 +26,7 @@ SERVICE_IDS = {"DC": 2, "DC_BPT": 6, "AC": 1, "AC_BPT": 5}
 MODE_IDS = {"scheduled": 1, "dynamic": 2}
 ISO20_TLS = "TLSv1.3 TLS_AES_256_GCM_SHA384 secp521r1"
 # the corrections of the peer that every interop session needs (peer_run.py says why)
-PEER_EVCC_FIXES = ("--tls-groups-iso20", "--ev-voltage=400")
+PEER_EVCC_FIXES = ("--tls-groups-iso20", "--ev-voltage=400", "--precharge-waits")
 PEER_SECC_FIXES = ("--tls-groups-iso20", "--evse-follows-target")
 # the peer's names of DIN 70121 and ISO 15118-2 (its PROTOCOLS and supportedProtocols)
 PEER_PROTOCOLS = {"din": "DIN_SPEC_70121", "iso2": "ISO_15118_2"}

@@ -2,9 +2,9 @@
 EVCC against our SECC and our EVCC against its SECC, as separate processes, SDP across a veth
 pair, TLS 1.3 with the -20 PKI from ``v2h pki init``.
 
-The peer needs three corrections before any -20 session can work (tests/interop/peer_run.py): its
-TLS contexts allow only the secp256r1 group, its simulated car asks for 20 kV, its simulated
-power stage never leaves 1 V. Each defect is also run uncorrected below, to show what our side
+The peer needs four corrections before any -20 session can work (tests/interop/peer_run.py): its
+TLS contexts allow only the secp256r1 group, its simulated car asks for 20 kV and ends pre-charge
+after a fixed count of exchanges whatever the voltage, its simulated power stage never leaves 1 V. Each defect is also run uncorrected below, to show what our side
 does with it. Defects in its -20 messages are left as they are; the tests show our side stays
 safe (nothing energised, a clear end) and standard.
 
@@ -19,7 +19,8 @@ Where the peer is wrong (documented once here, checked in the tests named after 
 - Its EVCC reads only the ChargingSchedule: in Scheduled BPT it never selects Discharge from a
   standard DischargingSchedule, and in Dynamic it always says BPT_ChannelSelection=Charge (our
   charger then decides the direction, as Dynamic allows).
-- Its EVCC closes PreCharge after one exchange without waiting for the voltage to match.
+- Its EVCC ends PreCharge after a fixed count of exchanges without waiting for the voltage to
+  match (corrected by ``--precharge-waits``; uncorrected, our charger refuses the start).
 """
 
 from __future__ import annotations
@@ -165,6 +166,27 @@ def test_their_stock_car_is_refused_precharge_to_20kV(interop_netns, peer_python
     assert "PowerDeliveryReq" not in o.names("rx")
 
 
+def test_their_car_ending_precharge_early_is_refused_the_start(interop_netns, peer_python, peer_pki, v2g_pki,
+                                                              tmp_path):
+    """Peer defect: its simulated car ends pre-charge after a fixed count of exchanges whatever the
+    output's voltage. Our charger refuses PowerDelivery Start while the output is more than 20 V
+    from the car's battery (FAILED_PowerDeliveryNotApplied) and ends the session: the battery is
+    never connected to an output below its voltage."""
+    o = their_car_our_charger(interop_netns, peer_python, peer_pki, v2g_pki, tmp_path, service="DC",
+                              secc_flags=["--auth", "eim", "--control-modes", "dynamic"],
+                              peer_flags=("--tls-groups-iso20", "--ev-voltage=400"))
+    last = _value(o.sent("DC_PreChargeRes")[-1]["EVSEPresentVoltage"])
+    answer = o.sent("PowerDeliveryRes")[0]["ResponseCode"]
+    if answer == "FAILED_PowerDeliveryNotApplied":  # the usual case: the car moved on well short of 400 V
+        m = re.search(r"FAILED_PowerDeliveryNotApplied: output at (\d+) V, the car at 400 V", o.stdout)
+        assert m and abs(int(m.group(1)) - 400) > 20 and last < 380, (last, o.stdout[-2000:])
+        assert o.returncode == 1 and "DC_ChargeLoopReq" not in o.names("rx")
+    else:  # its codec was slow enough for the output to reach the battery: a start at its voltage
+        assert answer == "OK", answer
+        first = o.sent("DC_ChargeLoopRes")[0]
+        assert abs(_value(first["EVSEPresentVoltage"]) - 400) <= 20, first
+
+
 def test_their_car_without_iso20_groups_is_refused(interop_netns, peer_python, peer_pki, v2g_pki, tmp_path):
     """Peer defect: its TLS offers only secp256r1 for key exchange; -20 allows secp521r1 and X448,
     so our charger refuses the handshake: no session starts."""
@@ -172,7 +194,8 @@ def test_their_car_without_iso20_groups_is_refused(interop_netns, peer_python, p
                               secc_flags=["--auth", "eim"], peer_flags=("--ev-voltage=400",), timeout=30,
                               peer_gave_up=r"ConnectionResetError|SSLError|SDPFailedError")
     assert o.returncode is None  # our charger is still waiting for a car
-    assert o.messages == [] and o.notes == []
+    assert o.messages == []  # no session: each refused handshake is a note naming what was missing
+    assert o.notes and all("refused TLS connection" in n and "group" in n for n in o.notes), o.notes
     assert re.search(r"ConnectionResetError|SSLError", o.peer_log), o.peer_log[-2000:]
 
 
