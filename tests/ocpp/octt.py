@@ -62,6 +62,7 @@ class Msg:
     id: str
     action: str
     payload: dict
+    answered: bool = False
 
     def __getitem__(self, key):
         return self.payload[key]
@@ -151,6 +152,9 @@ class OCTT:
         self.heartbeat_interval = 86400
         self.background = set(BACKGROUND)
         self.background_triggers = set(BACKGROUND_TRIGGERS)
+        # like the OCTT, every request is answered as it arrives (the test still reads them in
+        # order with expect); the actions in ``hold`` wait for the test's own answer
+        self.hold: set[str] = set()
         self.inbox: deque[Msg] = deque()
         self.frames: list[tuple[float, str, list]] = []  # every frame: (t, 'cs' | 'csms', frame)
         self.attempts: list[Attempt] = []
@@ -300,7 +304,10 @@ class OCTT:
             if frame[0] == 2:
                 _, mid, action, payload = frame
                 schema_check(action, payload)
-                self.inbox.append(Msg(self.now, mid, action, payload))
+                msg = Msg(self.now, mid, action, payload)
+                self.inbox.append(msg)
+                if action not in self.hold:
+                    self.answer(msg)
             else:
                 self.answers[frame[1]] = frame
         if self.connected and self.core.close_requested:
@@ -314,6 +321,9 @@ class OCTT:
 
     # --- the OCTT's side of the protocol --------------------------------------------------------------
     def answer(self, msg: Msg, payload: dict | None = None) -> None:
+        if msg.answered:
+            return
+        msg.answered = True
         if payload is None:
             make = ANSWERS.get(msg.action)
             payload = make(self) if make is not None else {}
@@ -322,6 +332,7 @@ class OCTT:
             self._send([3, msg.id, payload])
 
     def error(self, msg: Msg, code: str = "InternalError") -> None:
+        msg.answered = True
         if self.connected:
             self._send([4, msg.id, code, "OCTT refuses", {}])
 
@@ -354,7 +365,8 @@ class OCTT:
             -> Msg | list[Msg]:
         """The station's next request(s), in any order among ``actions``; anything else
         (beyond the background messages) fails the test. ``answer``: True answers with the
-        default, a dict with that payload, False leaves it to the test. ``triggers``: background
+        default (unless answered on arrival already), a dict with that payload (the action must be
+        in ``hold``), False leaves it to the test (likewise). ``triggers``: background
         TransactionEvents (MeterValuePeriodic, ChargingRateChanged) this step waits for."""
         got: dict[str, Msg] = {}
         while len(got) < len(actions):

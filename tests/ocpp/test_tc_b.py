@@ -52,9 +52,9 @@ def test_TC_B_02_CS():
     assert [r["seqNo"] for r in reports] == list(range(len(reports)))
     start = o.ok("RequestStartTransaction", {"idToken": TOKEN, "remoteStartId": 1, "evseId": 1})      # 11
     assert start["status"] == "Rejected"                                          # 12
+    o.boot_status = "Accepted"                                                    # the answer to step 15
     trigger = o.ok("TriggerMessage", {"requestedMessage": "BootNotification"})    # 13
     assert trigger["status"] == "Accepted"                                        # 14
-    o.boot_status = "Accepted"
     boot = o.expect("BootNotification")                                           # 15, 16: before the interval
     assert boot["reason"] == "Triggered" and boot.t - trigger_time(o) < 600
     status = o.expect("StatusNotification")                                       # 17, 18

@@ -32,10 +32,14 @@ def _end_transaction(o: OCTT, started) -> dict:
     assert o.expect("TransactionEvent", triggers=triggers)["triggerReason"] in triggers + ("RemoteStop",)
     o.run(3)
     o.unplug()
-    while True:
+    ended = status = None
+    while ended is None or status is None:  # EVDisconnected: the connector and the Ended event, any order
         msg = o.expect_any("TransactionEvent", "StatusNotification", triggers=triggers)
-        if msg.action == "TransactionEvent" and msg["eventType"] == "Ended":
-            return msg.payload
+        if msg.action == "StatusNotification":
+            status = msg
+        elif msg["eventType"] == "Ended":
+            ended = msg
+    return ended.payload
 
 
 def test_TC_J_01_CS():

@@ -163,9 +163,11 @@ def test_TC_L_15_CS():
     assert o.expect("TransactionEvent")["triggerReason"] == "RemoteStop"
     o.run(3)
     o.unplug()
-    while (msg := o.expect_any("StatusNotification", "TransactionEvent")).action != "TransactionEvent" \
-            or msg["eventType"] != "Ended":
-        pass
+    seen = set()
+    while seen != {"StatusNotification", "Ended"}:  # EVDisconnected, any order
+        msg = o.expect_any("StatusNotification", "TransactionEvent")
+        seen.add("Ended" if msg.action == "TransactionEvent" and msg["eventType"] == "Ended" else msg.action)
+        seen.discard("TransactionEvent")
     _statuses(o, "Installing", "InstallRebooting")                                      # 14-17
     _reboot_into_new_firmware(o)                                                        # 18-25
 
