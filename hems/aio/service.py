@@ -192,15 +192,19 @@ class HemsService:
         while True:
             now = self.clock()
             d = m.next_deadline()
-            if d is None or d > now:  # wait for the deadline or for a station's report (on_activity)
-                self.changed.clear()
-                try:
-                    await asyncio.wait_for(self.changed.wait(), None if d is None else (d - now) / self.speed)
-                except asyncio.TimeoutError:
-                    pass
+            if d is not None and d <= now:
+                self._tick(now)
+                await asyncio.sleep(0)  # let the links send what the step asked for
                 continue
-            self._tick(now)
-            await asyncio.sleep(0)  # let the links send what the step asked for
+            if now - self._last_history >= HISTORY_EVERY:  # a quiet stretch still gets its chart points
+                self._sample(now)
+            # wait for the deadline, the next chart point or a station's report (on_activity)
+            wake = self._last_history + HISTORY_EVERY if d is None else min(d, self._last_history + HISTORY_EVERY)
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), max(0.0, wake - now) / self.speed)
+            except asyncio.TimeoutError:
+                pass
 
     def _tick(self, now: float) -> None:
         """One step of the manager: decisions published, the store committed, the status sampled."""
