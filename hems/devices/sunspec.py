@@ -5,7 +5,8 @@ The map starts at holding register 40000 with the marker 'SunS' (0x5375 0x6E53),
 
 - meters 201 (single phase), 202 (split phase), 203 (wye), 204 (delta), data offsets:
   PhVphA 6, PhVphB 7, PhVphC 8, V_SF 13, Hz 14, Hz_SF 15, W 16, W_SF 20;
-- inverters 101/102/103 (single, split, three phase): W 12, W_SF 13, Hz 14, Hz_SF 15.
+- inverters 101/102/103 (single, split, three phase): W 12, W_SF 13, Hz 14, Hz_SF 15;
+- the DER inverter model 701 (DER AC measurement, 153 registers): W 8 (int16), W_SF 114.
 
 Values are int16 (voltage, power, scale factors) or uint16 (per the models; voltage/frequency are
 uint16 in 20x, int16 in 10x for W). "Not implemented" (0x8000 int16, 0xFFFF uint16, a scale factor
@@ -22,7 +23,7 @@ from ..model import GridReading
 BASE = 40000
 MARKER = (0x5375, 0x6E53)
 METERS = {201: 1, 202: 2, 203: 3, 204: 3}
-INVERTERS = {101, 102, 103}
+INVERTERS = {101, 102, 103, 701}
 MAX_MODELS = 64
 
 
@@ -81,10 +82,11 @@ def meter_power(model: int, d: list[int]) -> float:
 
 
 def inverter_power(model: int, d: list[int]) -> float:
-    """AC power of a 10x inverter, W."""
-    if len(d) < 16:
+    """AC power of a 10x or 701 inverter, W (what it feeds in; absorbing reads as 0)."""
+    w_at, sf_at = (8, 114) if model == 701 else (12, 13)
+    if len(d) <= sf_at:
         raise SensorError(f"model {model} block too short")
-    w = scaled(s16(d[12]), d[13])
+    w = scaled(s16(d[w_at]), d[sf_at])
     if not -1e3 <= w <= 1e6:
         raise SensorError("power out of range")
     return max(w, 0.0)

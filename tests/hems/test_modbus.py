@@ -21,7 +21,8 @@ def s(v: int) -> int:
     return v & 0xFFFF
 
 
-def sunspec_map(meter_model=203, volts=(2401, 2399, 2402), hz=5999, watts=-1234, pv_w=3210) -> list[int]:
+def sunspec_map(meter_model=203, volts=(2401, 2399, 2402), hz=5999, watts=-1234, pv_w=3210,
+                inverter_model=103) -> list[int]:
     regs = list(sunspec.MARKER)
     regs += [1, 66] + [0] * 66                                   # common model
     m = [0] * 105
@@ -30,9 +31,13 @@ def sunspec_map(meter_model=203, volts=(2401, 2399, 2402), hz=5999, watts=-1234,
     m[14], m[15] = hz, s(-2)                                     # Hz, Hz_SF: 0.01 Hz
     m[16], m[20] = s(watts), 0                                   # W, W_SF
     regs += [meter_model, len(m)] + m
-    inv = [0] * 50
-    inv[12], inv[13], inv[14], inv[15] = pv_w, 0, 6000, s(-2)
-    regs += [103, len(inv)] + inv
+    if inverter_model == 701:                                    # DER AC measurement: W 8, W_SF 114
+        inv = [0] * 153
+        inv[8], inv[114] = pv_w * 10, s(-1)
+    else:
+        inv = [0] * 50
+        inv[12], inv[13], inv[14], inv[15] = pv_w, 0, 6000, s(-2)
+    regs += [inverter_model, len(inv)] + inv
     regs += [0xFFFF, 0]
     return regs
 
@@ -85,6 +90,25 @@ def test_sunspec_meter_and_inverter_on_loopback():
             client.close()
             await stop(server, task)
     run(go())
+
+
+def test_a_der_inverter_model_701_reads_its_power():
+    async def go():
+        server, task, port, _ = await start(sunspec_map(inverter_model=701, pv_w=2345))
+        client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1, retries=0)
+        await client.connect()
+        try:
+            inv = SunSpecInverter(client)
+            assert set(await inv.discover()) == {1, 203, 701}
+            assert await inv.read_power() == pytest.approx(2345.0)
+        finally:
+            client.close()
+            await stop(server, task)
+    run(go())
+    short = [0] * 100  # a 701 block cut before its scale factors is a failed read, not a value
+    from hems.errors import SensorError
+    with pytest.raises(SensorError, match="too short"):
+        sunspec.inverter_power(701, short)
 
 
 def test_not_implemented_and_failures_read_as_absent():
