@@ -15,9 +15,9 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from iso15118 import pki
-from iso15118.evcc import Battery, EVCCConfig, EVCCResult, EVCCSession
 from iso15118.messages import Observer
 from iso15118.sdp import SECC_PORT_MAX, SECC_PORT_MIN, SDPServer, Security
 from iso15118.secc import Connector, EVSEController, SECCConfig, SECCSession
@@ -28,6 +28,9 @@ from .client_hello import TLS13
 from .tls import (TLSPolicyError, check_negotiated, credentials_from_pki, enable_keylog, iso2_client_context,
                   iso2_server_context, iso20_client_context, iso20_server_context)
 from .v2gtp_stream import PeerInfo, run_client, serve
+
+if TYPE_CHECKING:  # the car is imported where it runs: a charger never loads it
+    from iso15118.evcc import Battery, EVCCConfig, EVCCResult, EVCCSession
 
 log = logging.getLogger(__name__)
 DEFAULT_PROFILE = "iso20-secp521r1"
@@ -177,8 +180,8 @@ def _need(pki_dir):
 
 
 def _default_config(pki_dir, profile: str, iso2_profile: str) -> SECCConfig:
-    """Plug & Charge against the MO roots of every profile there is; the -2 provisioning service
-    when the PKI has one."""
+    """Plug & Charge against the MO roots of every profile there is; the provisioning services
+    (-20, -2) when the PKI has them."""
     if pki_dir is None:
         return SECCConfig()
     roots: tuple = ()
@@ -186,9 +189,9 @@ def _default_config(pki_dir, profile: str, iso2_profile: str) -> SECCConfig:
     for prof in (profile, iso2_profile):
         if (Path(pki_dir) / prof).is_dir():
             roots += pki.contract_roots(pki_dir, prof)
-    if (Path(pki_dir) / iso2_profile / "cps_chain.pem").exists():
-        from iso15118.secc.context import CertificateService
-        service = CertificateService(**pki.certificate_service(pki_dir, iso2_profile))
+    if any((Path(pki_dir) / prof / "cps_chain.pem").exists() for prof in ("iso20-secp521r1", iso2_profile)):
+        from iso15118.pki.pool import ContractPool
+        service = ContractPool.from_pki(pki_dir)
     return SECCConfig(contract_roots=roots, certificate_service=service)
 
 
@@ -257,7 +260,7 @@ async def run_evcc(battery: Battery, config: EVCCConfig, *, pki_dir: str | Path 
                    profile: str = DEFAULT_PROFILE, iso2_profile: str = ISO2_PROFILE,
                    secc: tuple[str, int] | None = None, interface: str | None = None,
                    observer: Observer | None = None,
-                   session_class: type[EVCCSession] = EVCCSession,
+                   session_class: type[EVCCSession] | None = None,
                    keylog: str | Path | None = None, security: str | None = None) -> EVCCResult:
     """One complete session of the simulated car; the result says how it ended. ``security``
     ('tls' or 'none', default ``car_security``): with TLS, TLS 1.3 with the -20 vehicle
@@ -265,7 +268,9 @@ async def run_evcc(battery: Battery, config: EVCCConfig, *, pki_dir: str | Path 
     V2G root of ``iso2_profile`` when it is -2. What happens before the first message is logged:
     the charger looked for (SDP) and found, the connection tried (info), refused and retried
     until when (a warning). ``keylog``: append the TLS secrets to this file (SSLKEYLOGFILE
-    format; test benches only)."""
+    format; test benches only). ``session_class``: the car's session class (EVCCSession; the load benchmark's own)."""
+    if session_class is None:
+        from iso15118.evcc import EVCCSession as session_class
     loop = asyncio.get_running_loop()
     say = log.info
     session = session_class(battery, config, clock_offset=wall_offset(), observer=observer)

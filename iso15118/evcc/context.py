@@ -50,9 +50,9 @@ class EVCCConfig:
     contract_chain: tuple[bytes, ...] = ()  # DER, leaf first (Plug & Charge; -20 and -2 use their own PKI)
     contract_key: object = None
     emaid: str = ""                         # -2 PaymentDetails (default: the contract certificate's CN)
-    # -2 Plug & Charge without a contract: CertificateInstallation with the OEM provisioning
+    # Plug & Charge without a contract (-20, -2): CertificateInstallation with the OEM provisioning
     # certificate (DER chain, leaf first) and key; the V2G roots that vouch for the provisioning
-    # service's signature; contract_update: CertificateUpdate of the contract the car has
+    # service's signature; contract_update: -2 CertificateUpdate of the contract the car has
     oem_chain: tuple[bytes, ...] = ()
     oem_key: object = None
     v2g_roots: tuple[bytes, ...] = ()
@@ -84,4 +84,8 @@ class EVCCResult:
     channel: str = ""
     connection: str = ""        # negotiated transport, e.g. 'TLSv1.3 TLS_AES_256_GCM_SHA384 secp521r1'
     protocol: str = ""          # what SupportedAppProtocol chose: iso20 | iso2 | din
-    contract: str = ""          # -2: 'installed' or 'updated' when the session brought a new contract
+    contract: str = ""          # 'installed' or 'updated' (-2) when the session brought a new contract
+    # the new contract (DER chain, leaf first, and its private key) once validated: what the car
+    # keeps for its next sessions (an installation cut short leaves these empty)
+    contract_chain: tuple[bytes, ...] = ()
+    contract_key: object = None

@@ -35,7 +35,89 @@ def on_authorization_setup(s: EVCCSession, res, now: float):
         if res.PnC_ASResAuthorizationMode is None:
             raise EVCCError("PnC offered without a GenChallenge")
         s.gen_challenge = res.PnC_ASResAuthorizationMode.GenChallenge
+        if not s.contract_chain:  # no contract yet: install one first, if the charger can
+            if not res.CertificateInstallationService:
+                raise EVCCError("the car has no contract and the charger offers no CertificateInstallation")
+            return s.certificate_installation_req(now)
     return s.authorization_req(now)
+
+
+def on_certificate_installation(s: EVCCSession, res, now: float):
+    """-20: Ongoing → the same request again; a refusal ends the session (the car keeps what it
+    had); otherwise the new contract, checked and decrypted, authorizes this session."""
+    code, processing = str(res.ResponseCode), str(res.EVSEProcessing)
+    if code.startswith("WARNING"):
+        raise EVCCError(f"contract installation refused: CertificateInstallationRes {code}")
+    if processing != "Finished":
+        s._repeat(now, s.config.timers.ongoing, "CertificateInstallation", lambda t: s.certificate_installation_req(t))
+        return None
+    s._phase_done()
+    _take_contract(s, res, now)
+    return s.authorization_req(now)
+
+
+def _take_contract(s: EVCCSession, res, now: float) -> None:
+    """The provisioning service's chain against the car's V2G roots, its signature over exactly
+    SignedInstallationData, the key decrypted with the OEM provisioning key ([V2G20-2505]) and
+    belonging to the new certificate ([V2G20-2507]); only then is the contract the car's."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.x509.oid import NameOID
+
+    from iso15118 import pki, xmldsig
+    from iso15118.pki import contract_key
+
+    cps = res.CPSCertificateChain
+    chain = [cps.Certificate] + (list(cps.SubCertificates.Certificate) if cps.SubCertificates is not None else [])
+    wall = dt.datetime.fromtimestamp(now + s.clock_offset, dt.timezone.utc)
+    try:
+        path = pki.validate_chain(chain, list(s.config.v2g_roots), now=wall, profile="iso20")
+    except pki.ChainError as e:
+        raise EVCCError(f"the provisioning service's certificate is refused: {e.reason}") from None
+    data, sig = res.SignedInstallationData, res.Header.Signature
+    if sig is None or [r.URI for r in sig.SignedInfo.Reference] != ["#" + (data.Id or "")]:
+        raise EVCCError("the new contract is not signed by the provisioning service (SignedInstallationData, "
+                        "nothing else)")
+    try:
+        xmldsig.verify(sig, [xmldsig.SignedElement(data, "SignedInstallationData", "iso20_cm")], path[0].public_key())
+    except xmldsig.SignatureError as e:
+        raise EVCCError(f"the provisioning service's signature does not verify: {e.reason}") from None
+    new = data.ContractCertificateChain
+    try:
+        leaf = x509.load_der_x509_certificate(new.Certificate)
+        ski = leaf.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except (ValueError, x509.ExtensionNotFound) as e:
+        raise EVCCError(f"the new contract certificate is unusable: {e}") from None
+    if str(data.ECDHCurve) != "SECP521" or data.SECP521_EncryptedPrivateKey is None:
+        raise EVCCError(f"the contract key comes for {data.ECDHCurve}, not for this car's secp521r1 key")
+    oem_leaf = x509.load_der_x509_certificate(s.config.oem_chain[0])
+    pcid = oem_leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    try:
+        key = contract_key.decrypt_iso20(data.SECP521_EncryptedPrivateKey, data.DHPublicKey, s.config.oem_key,
+                                         pcid, ski)
+    except contract_key.ContractKeyError as e:
+        raise EVCCError(f"the new contract key cannot be decrypted: {e}") from None
+    raw = serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    if leaf.public_key().public_bytes(*raw) != key.public_key().public_bytes(*raw):
+        raise EVCCError("the decrypted key does not belong to the new contract certificate")
+    s.contract_chain = (new.Certificate, *new.SubCertificates.Certificate)
+    s.contract_key = key
+    s.result.contract = "installed"
+    s.result.contract_chain, s.result.contract_key = s.contract_chain, key
+
+
+def root_certificate_ids(roots: tuple[bytes, ...]):
+    """ListOfRootCertificateIDs: the V2G roots the car trusts, by issuer and serial number (at most 20)."""
+    from cryptography import x509
+
+    ids = []
+    for der in roots[:20]:
+        cert = x509.load_der_x509_certificate(der)
+        ids.append(CM.X509IssuerSerial(X509IssuerName=cert.issuer.rfc4514_string(),
+                                       X509SerialNumber=cert.serial_number))
+    return CM.ListOfRootCertificateIDs(RootCertificateID=ids)
 
 
 def on_authorization(s: EVCCSession, res, now: float):

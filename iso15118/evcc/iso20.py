@@ -1,6 +1,6 @@
 """The simulated car's ISO 15118-20 table: for each response it awaits, the handler
 (``handlers``) and the responses it may wait for next (the requests it may send: itself again
-for the repeated phases — Ongoing Authorization and ScheduleExchange, CableCheck, PreCharge,
+for the repeated phases — Ongoing CertificateInstallation, Authorization and ScheduleExchange, CableCheck, PreCharge,
 WeldingDetection, the charge loop). "End" (the session over) is always possible.
 docs/sessions.md draws this table.
 """
@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from iso15118.statetable import StateTable, Transition as T
 
-from .handlers import (on_authorization, on_authorization_setup, on_cable_check, on_charge_loop,
+from .handlers import (on_authorization, on_authorization_setup, on_cable_check, on_certificate_installation,
+                       on_charge_loop,
                        on_charge_parameter_discovery, on_power_delivery, on_precharge, on_schedule_exchange,
                        on_service_detail, on_service_discovery, on_service_selection, on_session_setup,
                        on_session_stop, on_welding_detection)
@@ -20,7 +21,8 @@ CPD = ("DC_ChargeParameterDiscoveryRes", "AC_ChargeParameterDiscoveryRes")
 TABLE = StateTable("EVCC ISO 15118-20", {
     "supportedAppProtocolRes": T(on_supported_app_protocol, "SessionSetupRes"),
     "SessionSetupRes": T(on_session_setup, "AuthorizationSetupRes"),
-    "AuthorizationSetupRes": T(on_authorization_setup, "AuthorizationRes"),
+    "AuthorizationSetupRes": T(on_authorization_setup, "AuthorizationRes", "CertificateInstallationRes"),
+    "CertificateInstallationRes": T(on_certificate_installation, "CertificateInstallationRes", "AuthorizationRes"),
     "AuthorizationRes": T(on_authorization, "AuthorizationRes", "ServiceDiscoveryRes", *CPD),  # resumed: to CPD
     "ServiceDiscoveryRes": T(on_service_discovery, "ServiceDetailRes"),
     "ServiceDetailRes": T(on_service_detail, "ServiceSelectionRes"),

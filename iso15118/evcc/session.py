@@ -18,18 +18,18 @@ import os
 from collections.abc import Callable
 
 from iso15118 import exi
-from iso15118.messages import AC, APP, CM, DC, NS_ISO20_AC, NS_ISO20_DC, Observer, name_of, schema_of_message
 from iso15118.driver import SessionDriver
+from iso15118.messages import AC, APP, CM, DC, NS_ISO20_AC, NS_ISO20_DC, Observer, name_of, schema_of_message
 from iso15118.protocols import ISO20, PROTOCOLS, AppProtocol, element_name, payload_schemas, unwrap, wrap
 from iso15118.statetable import StateTable, Transition
 from iso15118.units import header, rn
 from iso15118.v2gtp import V2GTPFrame
 
-from .battery import Battery
-
-from .context import CONTROL_MODES, EVCCConfig, EVCCError, EVCCResult, EVState, EVTimers  # noqa: F401
 from . import handlers_iso2
+from .battery import Battery
+from .context import CONTROL_MODES, EVCCConfig, EVCCError, EVCCResult, EVState, EVTimers
 from .din import TABLE as DIN_TABLE
+from .handlers import root_certificate_ids
 from .iso2 import TABLE as ISO2_TABLE
 from .iso20 import TABLE as ISO20_TABLE
 from .sap import on_supported_app_protocol
@@ -58,9 +58,9 @@ class EVCCSession(SessionDriver):
             raise ValueError(f"time_scale must be a number in (0, 1e6], got {self.config.time_scale!r}")
         if self.config.auth not in ("eim", "pnc"):
             raise ValueError(f"unknown authorization {self.config.auth!r}")
-        installs = self.config.oem_chain and self.config.oem_key and "iso2" in self.config.protocols
+        installs = self.config.oem_chain and self.config.oem_key and {"iso2", "iso20"} & set(self.config.protocols)
         if self.config.auth == "pnc" and not (self.config.contract_chain and self.config.contract_key) and not installs:
-            raise ValueError("Plug & Charge needs a contract certificate chain and key (or, for ISO 15118-2 "
+            raise ValueError("Plug & Charge needs a contract certificate chain and key (or, for "
                              "CertificateInstallation, the OEM provisioning certificate and key)")
         bad = [p for p in self.config.protocols if p not in PROTOCOLS]
         if bad or not self.config.protocols:
@@ -119,9 +119,10 @@ class EVCCSession(SessionDriver):
         self.renegotiating = False
         self.renegotiated = False
         self.receipt_meter = None                # MeterInfo of the loop response that asked for a receipt
-        self.contract_chain = tuple(self.config.contract_chain)  # -2: replaced by an installation or update
+        self.contract_chain = tuple(self.config.contract_chain)  # replaced by an installation or update
         self.contract_key = self.config.contract_key
         self.certificate_service = False         # -2: the charger offers CertificateInstallation/Update
+        self.installation_req = None             # -20: the CertificateInstallationReq, resent unaltered
 
     def use(self, protocol: AppProtocol) -> None:
         """Run ``protocol`` from the next request on (the charger chose it)."""
@@ -240,7 +241,7 @@ class EVCCSession(SessionDriver):
         """The message timeout of the standard for the request ``name``."""
         t = self.config.timers
         if self.protocol is None or self.protocol is ISO20:
-            return t.service_detail if name == "ServiceDetailReq" else \
+            return t.service_detail if name in ("ServiceDetailReq", "CertificateInstallationReq") else \
                 t.charge_loop if name.endswith("ChargeLoopReq") else t.message
         if name == "CurrentDemandReq":
             return t.current_demand
@@ -324,16 +325,32 @@ class EVCCSession(SessionDriver):
         self.session_id = sid if sid is not None else bytes(8)
         return CM.SessionSetupReq(Header=self.header(now), EVCCID=self.config.evcc_id)
 
+    def certificate_installation_req(self, now: float):
+        """-20 Plug & Charge without a contract: the OEM provisioning chain (signed with its key)
+        and the V2G roots the car trusts; a repetition (Ongoing) resends the same request."""
+        if self.installation_req is None:
+            from iso15118 import xmldsig
+            chain = self.config.oem_chain
+            prov = CM.SignedCertificateChain(Id="id1", Certificate=chain[0], SubCertificates=CM.SubCertificates(
+                Certificate=list(chain[1:])) if chain[1:] else None)
+            sig = xmldsig.sign([xmldsig.SignedElement(prov, "OEMProvisioningCertificateChain", "iso20_cm")],
+                               self.config.oem_key)
+            self.installation_req = CM.CertificateInstallationReq(
+                Header=self.header(now, sig), OEMProvisioningCertificateChain=prov,
+                ListOfRootCertificateIDs=root_certificate_ids(self.config.v2g_roots),
+                MaximumContractCertificateChains=1)
+        return self.installation_req
+
     def authorization_req(self, now: float):
         if self.config.auth == "pnc":
             mode = CM.PnC_AReqAuthorizationMode(
                 Id="id1", GenChallenge=self.gen_challenge,
                 ContractCertificateChain=CM.ContractCertificateChain(
-                    Certificate=self.config.contract_chain[0],
-                    SubCertificates=CM.SubCertificates(Certificate=list(self.config.contract_chain[1:]))))
+                    Certificate=self.contract_chain[0],
+                    SubCertificates=CM.SubCertificates(Certificate=list(self.contract_chain[1:]))))
             from iso15118 import xmldsig
             sig = xmldsig.sign([xmldsig.SignedElement(mode, "PnC_AReqAuthorizationMode", "iso20_cm")],
-                               self.config.contract_key)
+                               self.contract_key)
             return CM.AuthorizationReq(Header=self.header(now, sig), SelectedAuthorizationService="PnC",
                                        PnC_AReqAuthorizationMode=mode)
         return CM.AuthorizationReq(Header=self.header(now), SelectedAuthorizationService="EIM",

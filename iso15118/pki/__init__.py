@@ -16,7 +16,7 @@ from .errors import ChainError
 _LAZY = {"PROFILES": "generate", "CertProfile": "generate", "PkiPaths": "generate", "init_pki": "generate",
          "describe": "show", "contract_credentials": "store", "contract_roots": "store",
          "oem_credentials": "store", "v2g_roots": "store", "certificate_service": "store",
-         "issue_contract": "generate",
+         "issue_contract": "generate", "ContractPool": "pool", "CertificateService": "pool",
          "load_certificates": "validate", "validate_chain": "validate", "check_secc_leaf": "validate"}
 
 __all__ = ["ChainError", *_LAZY]

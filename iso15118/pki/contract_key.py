@@ -1,6 +1,8 @@
-"""The contract key's transport in ISO 15118-2 CertificateInstallationRes and
-CertificateUpdateRes: the certificate provisioning service encrypts the new contract
-certificate's private key for the car, which alone can decrypt it.
+"""The contract key's transport in CertificateInstallationRes (and -2 CertificateUpdateRes): the
+certificate provisioning service encrypts the new contract certificate's private key for the
+car, which alone can decrypt it.
+
+ISO 15118-2 (``encrypt``/``decrypt``):
 
 [V2G2-818] and around: an ephemeral ECDH key pair on secp256r1; the shared secret with the car's
 key (the OEM provisioning certificate's for an installation, the old contract certificate's for
@@ -9,6 +11,16 @@ SHA-256 and OtherInfo = AlgorithmID 0x01 ‖ PartyUInfo 0x55 ‖ PartyVInfo 0x56
 the private key's 32-byte big-endian value, the 16-byte IV in front (48 bytes: exactly two
 blocks, no padding). The ephemeral public key travels as DHpublickey, an uncompressed point
 (0x04 ‖ x ‖ y, 65 bytes).
+
+ISO 15118-20 with secp521r1 (``encrypt_iso20``/``decrypt_iso20``, clause 7.9.2.5.2,
+[V2G20-2489]..[V2G20-2507]): an ephemeral ECDH key pair on secp521r1 against the car's OEM
+provisioning key (ephemeral-static, 7.9.2.5.4); DHPublicKey the uncompressed point (133 bytes);
+AES-GCM-256 of the private value extended to 528 bits (66 bytes, 7 leading zero bits), a random
+96-bit IV, a 128-bit tag, the AAD the car's PCID (18 characters) followed by the contract
+certificate's subject key identifier in upper-case hexadecimal ([V2G20-2492]);
+SECP521_EncryptedPrivateKey = IV ‖ ciphertext ‖ tag (12 + 66 + 16 = 94 bytes). The session key
+is 256 bits from the concatenation KDF with SHA-512 and the -2 OtherInfo (docs/pnc.md: the
+clause that fixes the KDF's parameters, 7.9.2.5.4, was not at hand; this is the assumption).
 """
 
 from __future__ import annotations
@@ -19,7 +31,8 @@ from collections.abc import Callable
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256, SHA512
 from cryptography.hazmat.primitives.kdf.concatkdf import ConcatKDFHash
 
 OTHER_INFO = bytes([0x01, 0x55, 0x56])  # AlgorithmID, PartyUInfo ('U'), PartyVInfo ('V')
@@ -69,3 +82,71 @@ def decrypt(encrypted: bytes, dh_public: bytes, own_key: ec.EllipticCurvePrivate
         return ec.derive_private_key(value, ec.SECP256R1())
     except ValueError as e:  # 0 or not below the group order: a wrong key or a corrupted value
         raise ContractKeyError(f"the decrypted value is not a secp256r1 private key: {e}") from None
+
+
+# --- ISO 15118-20, secp521r1 ------------------------------------------------------------------
+
+KEY_BYTES_521 = 66                      # 521 bits in 528 (7 leading zero bits)
+ENCRYPTED_BYTES_521 = 12 + KEY_BYTES_521 + 16  # IV, ciphertext, tag: SECP521_EncryptedPrivateKey
+POINT_BYTES_521 = 133                   # DHPublicKey: uncompressed secp521r1 point
+PCID_BYTES = 18
+
+
+def aad(pcid: str, ski: bytes) -> bytes:
+    """[V2G20-2492]: the PCID (capital letters and digits, 18 characters) followed by the
+    contract certificate's subject key identifier as upper-case hexadecimal."""
+    if len(pcid) != PCID_BYTES or not pcid.isascii() or not pcid.isalnum() or pcid.upper() != pcid:
+        raise ContractKeyError(f"the PCID {pcid!r} is not 18 capital letters and digits")
+    return pcid.encode("ascii") + ski.hex().upper().encode("ascii")
+
+
+def _session_key_iso20(shared: bytes) -> bytes:
+    return ConcatKDFHash(algorithm=SHA512(), length=32, otherinfo=OTHER_INFO).derive(shared)
+
+
+def encrypt_iso20(contract_key: ec.EllipticCurvePrivateKey, recipient: ec.EllipticCurvePublicKey, pcid: str,
+                  ski: bytes, rng: Callable[[int], bytes] = os.urandom) -> tuple[bytes, bytes]:
+    """(DHPublicKey, SECP521_EncryptedPrivateKey) of ``contract_key`` for the car's OEM
+    provisioning key ``recipient``; ``ski``: the new contract certificate's key identifier."""
+    for what, key in (("recipient's", recipient), ("contract", contract_key)):
+        if not isinstance(key.curve, ec.SECP521R1):
+            raise ContractKeyError(f"the {what} key is not on secp521r1")
+    ephemeral = ec.generate_private_key(ec.SECP521R1())
+    key = _session_key_iso20(ephemeral.exchange(ec.ECDH(), recipient))
+    iv = rng(12)
+    value = contract_key.private_numbers().private_value.to_bytes(KEY_BYTES_521, "big")
+    sealed = AESGCM(key).encrypt(iv, value, aad(pcid, ski))  # ciphertext ‖ 16-byte tag
+    point = ephemeral.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    return point, iv + sealed
+
+
+def decrypt_iso20(encrypted: bytes, dh_public: bytes, own_key: ec.EllipticCurvePrivateKey, pcid: str,
+                  ski: bytes) -> ec.EllipticCurvePrivateKey:
+    """The contract private key from SECP521_EncryptedPrivateKey and DHPublicKey with the car's
+    OEM provisioning key; the tag must verify, the 7 leading bits be zero and the value a
+    secp521r1 private key ([V2G20-2504], [V2G20-2678], [V2G20-2507]: the caller checks that it
+    belongs to the certificate)."""
+    from cryptography.exceptions import InvalidTag
+
+    if len(encrypted) != ENCRYPTED_BYTES_521:
+        raise ContractKeyError(f"the encrypted key has {len(encrypted)} bytes, not {ENCRYPTED_BYTES_521}")
+    if len(dh_public) != POINT_BYTES_521 or dh_public[0] != 0x04:
+        raise ContractKeyError("DHPublicKey is not an uncompressed secp521r1 point")
+    if not isinstance(own_key, ec.EllipticCurvePrivateKey) or not isinstance(own_key.curve, ec.SECP521R1):
+        raise ContractKeyError("the car's provisioning key is not on secp521r1")
+    try:
+        peer = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP521R1(), dh_public)
+        key = _session_key_iso20(own_key.exchange(ec.ECDH(), peer))
+    except ValueError as e:
+        raise ContractKeyError(f"DHPublicKey is not usable: {e}") from None
+    try:
+        value = AESGCM(key).decrypt(encrypted[:12], encrypted[12:], aad(pcid, ski))
+    except InvalidTag:
+        raise ContractKeyError("the encrypted key does not authenticate (another key, PCID or "
+                               "certificate, or altered on the way)") from None
+    if value[0] & 0xFE:
+        raise ContractKeyError("the decrypted value's 7 leading bits are not zero")
+    try:
+        return ec.derive_private_key(int.from_bytes(value, "big"), ec.SECP521R1())
+    except ValueError as e:  # 0 or not below the group order
+        raise ContractKeyError(f"the decrypted value is not a secp521r1 private key: {e}") from None

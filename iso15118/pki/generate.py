@@ -8,10 +8,11 @@ Layout (one directory per profile; every file name says what it holds)::
                           vehicle_leaf.pem  vehicle_chain.pem  (the EV's TLS client certificate)
                           mo_root_ca.pem  mo_sub_ca_{1,2}.pem  contract_leaf.pem  contract_chain.pem
     DIR/iso20-ed448/      the same, Ed448
-    DIR/iso2-secp256r1/   the same, secp256r1 (no vehicle certificate: -2 TLS is server-only), and
                           cps_sub_ca_{1,2}.pem  cps_leaf.pem  cps_chain.pem: the certificate
-                          provisioning service under the V2G root, which signs -2
-                          CertificateInstallationRes/CertificateUpdateRes
+                          provisioning service under the V2G root, which signs
+                          CertificateInstallationRes (-20 SignedInstallationData)
+    DIR/iso2-secp256r1/   the same, secp256r1 (no vehicle certificate: -2 TLS is server-only); its
+                          provisioning service signs -2 CertificateInstallationRes/CertificateUpdateRes
     DIR/ocpp/             csms_root_ca.pem  csms_server.pem (localhost, 127.0.0.1, ::1)
                           charging_station.pem (CN = station identity, for OCPP security profile 3)
 
@@ -80,17 +81,26 @@ def _name(cn: str, org: str, dc: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
+def short_key_identifier(public_key) -> x509.SubjectKeyIdentifier:
+    """An 8-byte subject key identifier (RFC 5280 4.2.1.2, method 2: the type bits 0100, then
+    the least significant 60 bits of the SHA-1 of the subjectPublicKey bit string). -20 contract
+    certificates carry one: their SKI goes into the contract key's AAD as 16 hex characters."""
+    full = x509.SubjectKeyIdentifier.from_public_key(public_key).digest  # SHA-1 of the bit string
+    return x509.SubjectKeyIdentifier(bytes([0x40 | (full[12] & 0x0F)]) + full[13:])
+
+
 def _cert(profile: CertProfile, subject: x509.Name, key, issuer: x509.Name, issuer_key, *,
           ca: bool, path_length: int | None, days: int, now: dt.datetime,
-          key_agreement: bool = False, extensions: tuple = ()) -> x509.Certificate:
+          key_agreement: bool = False, extensions: tuple = (), short_ski: bool = False) -> x509.Certificate:
     pub = key.public_key()
+    ski = short_key_identifier(pub) if short_ski else x509.SubjectKeyIdentifier.from_public_key(pub)
     b = (x509.CertificateBuilder()
          .subject_name(subject).issuer_name(issuer).public_key(pub)
          .serial_number(x509.random_serial_number())
          .not_valid_before(now - dt.timedelta(days=1))
          .not_valid_after(now + dt.timedelta(days=days))
          .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
-         .add_extension(x509.SubjectKeyIdentifier.from_public_key(pub), critical=False))
+         .add_extension(ski, critical=False))
     if ca:
         ku = x509.KeyUsage(digital_signature=False, content_commitment=False, key_encipherment=False,
                            data_encipherment=False, key_agreement=False, key_cert_sign=True,
@@ -125,7 +135,7 @@ def _write(path: Path, data: bytes, secret: bool = False) -> None:
 
 def build_hierarchy(profile: CertProfile, out: Path, now: dt.datetime, *,
                     evse_id: str = "DE*V2H*E0001", emaid: str = "DEV2HC1234567X9",
-                    pcid: str = "V2HSIMULATEDCAR00") -> list[tuple[str, str]]:
+                    pcid: str = "V2HSIMULATEDCAR001") -> list[tuple[str, str]]:
     """Write one profile's hierarchies; return (file, description) rows for the listing."""
     out.mkdir(parents=True, exist_ok=True)
     rows: list[tuple[str, str]] = []
@@ -156,7 +166,8 @@ def build_hierarchy(profile: CertProfile, out: Path, now: dt.datetime, *,
         for stem, cn, dc, agree, what in leaves:
             key = profile.new_key()
             leaf = _cert(profile, _name(cn, org, dc), key, s2_name, s2_key, ca=False, path_length=None,
-                         days=LEAF_DAYS, now=now, key_agreement=agree)
+                         days=LEAF_DAYS, now=now, key_agreement=agree,
+                         short_ski=dc == "MO" and profile.standard == "iso20")
             _write(out / f"{stem}.pem", _pem(leaf))
             _write(out / f"{stem}.key.pem", _key_pem(key), secret=True)
             _write(out / f"{stem.removesuffix('_leaf')}_chain.pem", _pem(leaf) + _pem(s2) + _pem(s1))
@@ -166,11 +177,11 @@ def build_hierarchy(profile: CertProfile, out: Path, now: dt.datetime, *,
 
     v2g = chain("v2g", "cpo", "V2H Test V2G Root", "V2G Root CA",
                 [("secc_leaf", evse_id, "CPO", True, f"SECC (charger) TLS certificate, CN={evse_id}, DC=CPO")])
-    if profile.standard == "iso2":  # -2 certificate installation: the provisioning service's signing chain
-        chain("v2g", "cps", "V2H Test V2G Root", "V2G Root CA",
-              [("cps_leaf", "V2H Test CPS", "CPS", False, "certificate provisioning service leaf (signs -2 "
-                                                         "CertificateInstallationRes), CN=V2H Test CPS, DC=CPS")],
-              under=v2g)
+    # contract installation: the provisioning service's signing chain under the V2G root
+    chain("v2g", "cps", "V2H Test V2G Root", "V2G Root CA",
+          [("cps_leaf", "V2H Test CPS", "CPS", False, "certificate provisioning service leaf (signs "
+                                                     "CertificateInstallationRes), CN=V2H Test CPS, DC=CPS")],
+          under=v2g)
     oem = [("oem_prov_leaf", pcid, None, True, f"OEM provisioning certificate, CN={pcid}")]
     if profile.standard == "iso20":
         oem.append(("vehicle_leaf", pcid, None, True, f"vehicle TLS client certificate, CN={pcid}"))
@@ -183,12 +194,13 @@ def build_hierarchy(profile: CertProfile, out: Path, now: dt.datetime, *,
 def issue_contract(issuer_cert: x509.Certificate, issuer_key, emaid: str, public_key, now: dt.datetime,
                    days: int = LEAF_DAYS) -> x509.Certificate:
     """A contract certificate (CN = EMAID, DC = MO) for ``public_key``, issued by the MO sub-CA
-    ``issuer_cert`` in its profile: what a certificate provisioning service returns."""
+    ``issuer_cert`` in its profile: what a certificate provisioning service returns (-20: with an
+    8-byte subject key identifier, see ``short_key_identifier``)."""
     profile = next(p for p in PROFILES.values() if p.curve is not None and isinstance(public_key.curve, p.curve))
     pub_holder = _PublicOnly(public_key)
     org = issuer_cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value
     return _cert(profile, _name(emaid, org, "MO"), pub_holder, issuer_cert.subject, issuer_key, ca=False,
-                 path_length=None, days=days, now=now, key_agreement=True)
+                 path_length=None, days=days, now=now, key_agreement=True, short_ski=profile.standard == "iso20")
 
 
 class _PublicOnly:

@@ -66,14 +66,15 @@ def v2g_roots(pki_dir: str | Path, profile: str = "iso2-secp256r1") -> tuple[byt
 
 
 def certificate_service(pki_dir: str | Path, profile: str = "iso2-secp256r1") -> dict:
-    """What a test certificate provisioning service needs (ISO 15118-2 CertificateInstallation
-    and CertificateUpdate): its signing chain (DER, leaf first) and key, the MO sub-CA that
-    issues contracts (DER, issuing sub-CA first) and its key, the OEM sub-CAs and roots that
+    """What a test certificate provisioning service needs (CertificateInstallation, and -2
+    CertificateUpdate): its signing chain (DER, leaf first) and key, the MO root, the MO sub-CA
+    that issues contracts (DER, issuing sub-CA first) and its key, the OEM sub-CAs and roots that
     vouch for a car's provisioning certificate."""
     base = _base(pki_dir, profile)
     if not (base / "cps_chain.pem").exists():
         raise ValueError(f"{base} has no certificate provisioning service (re-create it with: v2h pki init)")
     return {"cps_chain": _der_certificates(base / "cps_chain.pem"), "cps_key": _key(base / "cps_leaf.key.pem"),
+            "mo_roots": _der_certificates(base / "mo_root_ca.pem"),
             "mo_chain": _der_certificates(base / "mo_sub_ca_2.pem") + _der_certificates(base / "mo_sub_ca_1.pem"),
             "mo_key": _key(base / "mo_sub_ca_2.key.pem"),
             "oem_chain": _der_certificates(base / "oem_sub_ca_2.pem") + _der_certificates(base / "oem_sub_ca_1.pem"),

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from iso15118.pki.pool import CertificateService, ContractPool
+
 from .events import EndReason, GeneratorMode
 
 
@@ -33,24 +35,6 @@ class State(Enum):
 
 
 PROTOCOLS = ("iso20", "iso2", "din")
-
-
-@dataclass(frozen=True)
-class CertificateService:
-    """ISO 15118-2 CertificateInstallation and CertificateUpdate answered by the charger as the
-    certificate provisioning service would (a test backend; a production charger forwards them,
-    e.g. over OCPP Get15118EVCertificate): the provisioning service's signing chain (DER, leaf
-    first) and key, the MO sub-CA that issues contracts (DER, issuing sub-CA first) and its key,
-    the OEM sub-CAs and roots that vouch for a car's provisioning certificate
-    (``CertificateService(**pki.certificate_service(DIR))``)."""
-
-    cps_chain: tuple[bytes, ...]
-    cps_key: object
-    mo_chain: tuple[bytes, ...]
-    mo_key: object
-    oem_chain: tuple[bytes, ...]
-    oem_roots: tuple[bytes, ...]
-    contract_days: int = 730
 
 
 @dataclass
@@ -90,10 +74,18 @@ class SECCConfig:
 
     # ISO 15118-2 Plug & Charge: ask for a MeteringReceipt every this many loop responses (0: never)
     receipt_interval: int = 20
-    # ISO 15118-2 CertificateInstallation/Update answered by the charger itself (None: not offered)
-    certificate_service: CertificateService | None = None
+    # CertificateInstallation (-20, -2) and -2 CertificateUpdate answered by the charger itself, as
+    # a provisioning service would (a test backend: ``ContractPool``; a ``CertificateService`` is one
+    # profile's pool) when no supervisor forwards them to a CSMS (None: not offered)
+    certificate_service: ContractPool | CertificateService | None = None
+    # a contract whose revocation status cannot be learnt (no OCSP answer): 'accept' or 'reject'
+    contract_status_unknown: str = "accept"
 
     def __post_init__(self) -> None:
+        if isinstance(self.certificate_service, CertificateService):
+            self.certificate_service = ContractPool.of(self.certificate_service)
+        if self.contract_status_unknown not in ("accept", "reject"):
+            raise ValueError(f"contract_status_unknown is accept or reject, not {self.contract_status_unknown!r}")
         bad = [p for p in self.protocols if p not in PROTOCOLS]
         if bad or not self.protocols:
             raise ValueError(f"protocols are {', '.join(PROTOCOLS)}; got {self.protocols!r}")

@@ -27,6 +27,37 @@ class AuthorizationStatus(Enum):
     REJECTED = "Rejected"
 
 
+class ContractStatus(Enum):
+    """A contract certificate's revocation status as the supervisor learnt it (OCSP through the CSMS)."""
+
+    GOOD = "Good"
+    REVOKED = "Revoked"
+    UNKNOWN = "Unknown"    # no answer: SECCConfig.contract_status_unknown decides
+    ONGOING = "Ongoing"    # asked, not answered yet: the car waits (EVSEProcessing=Ongoing)
+
+
+@dataclass(frozen=True)
+class EVCertificateRequest:
+    """A car's CertificateInstallation (or -2 CertificateUpdate) for the CSMS, as OCPP
+    Get15118EVCertificate carries it: the request message's namespace (iso15118SchemaVersion),
+    the action (Install, Update), the whole request message as EXI, and a key that is the same
+    for a repetition of the same request (its signature value)."""
+
+    namespace: str
+    action: str
+    exi: bytes
+    key: bytes
+
+
+@dataclass(frozen=True)
+class EVCertificateAnswer:
+    """The CSMS's answer: the response message as EXI (None: the CSMS had none to give), or
+    ``ongoing`` while it is awaited."""
+
+    exi: bytes | None = None
+    ongoing: bool = False
+
+
 class IsolationStatus(Enum):
     ONGOING = "Ongoing"
     VALID = "Valid"
@@ -114,6 +145,13 @@ class Supervisor(Protocol):
         ScheduleExchangeRes; None: the present setpoint for the whole horizon."""
     def stop_requested(self, now: float) -> str | None:
         """Why the session must end now (a CSMS's RequestStopTransaction, a reset), or None."""
+    def forwards_certificates(self, now: float) -> bool:
+        """Whether ``ev_certificate`` forwards car certificate requests (to a CSMS) now."""
+    def ev_certificate(self, request: EVCertificateRequest, now: float) -> EVCertificateAnswer | None:
+        """The CSMS's answer to a car's certificate request (ongoing until it comes); None: not
+        forwarded (the SECC answers from its own provisioning service, if it has one)."""
+    def contract_status(self, chain: tuple[bytes, ...], now: float) -> ContractStatus:
+        """The revocation status of a contract chain (DER, leaf first) the SECC validated."""
     def ev_charging_needs(self, needs: EVChargingNeeds, now: float) -> None:
         """The car's parameters from ChargeParameterDiscovery/ScheduleExchange (for OCPP)."""
     def session_event(self, event: SessionEvent, now: float) -> None:

@@ -19,6 +19,7 @@ from .controller import AuthorizationStatus, IsolationStatus, PowerCommand
 from .events import (POWER_CHANGE, Authorized, EndReason, EnergyTransferStarted, EnergyTransferStopped,
                      EVChargingNeeds, GeneratorMode, PowerChanged, SessionStarted, SoCChanged, StageFault)
 from .context import Reply, SequenceError, State
+from .pnc import installation_offered
 
 ZERO_SESSION = bytes(8)
 PARAMETER_SETS = {1: "Scheduled", 2: "Dynamic"}  # our ParameterSetID = the ControlMode value
@@ -67,7 +68,8 @@ def authorization_setup(req, s, now) -> Reply:
     else:
         kwargs["EIM_ASResAuthorizationMode"] = CM.EIM_ASResAuthorizationMode()
     return Reply(CM.AuthorizationSetupRes(Header=s.header(now), ResponseCode="OK", AuthorizationServices=methods,
-                                          CertificateInstallationService=False, **kwargs), State.WAIT_AUTH)
+                                          CertificateInstallationService=installation_offered(s, now), **kwargs),
+                 State.WAIT_AUTH)
 
 
 def authorization(req, s, now) -> Reply:

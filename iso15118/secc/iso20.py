@@ -3,7 +3,8 @@
 in the table gets FAILED_SequenceError. docs/sessions.md draws this table.
 
 The sequence (ISO 15118-20 clause 8.8, message sequencing): SupportedAppProtocol →
-SessionSetup → AuthorizationSetup → Authorization (repeated while EVSEProcessing=Ongoing) →
+SessionSetup → AuthorizationSetup → CertificateInstallation* (Plug & Charge without a contract) →
+Authorization (repeated while EVSEProcessing=Ongoing) →
 ServiceDiscovery → ServiceDetail* → ServiceSelection → ChargeParameterDiscovery →
 ScheduleExchange → (DC: CableCheck*, PreCharge*) → PowerDelivery(Start) → ChargeLoop* →
 PowerDelivery(Stop) → (DC: WeldingDetection*) → SessionStop.
@@ -18,12 +19,14 @@ from .handlers import (ac_charge_loop, ac_charge_parameter_discovery, authorizat
                        dc_cable_check, dc_charge_loop, dc_charge_parameter_discovery, dc_precharge,
                        dc_welding_detection, fault_guard, power_delivery, power_delivery_in_loop, schedule_exchange,
                        service_detail, service_discovery, service_selection, session_setup, session_stop)
+from .pnc import certificate_installation
 from .sap import supported_app_protocol
 
 TABLE = StateTable("SECC ISO 15118-20", {
     (S.WAIT_SAP, "supportedAppProtocolReq"): T(supported_app_protocol, S.WAIT_SESSION_SETUP),
     (S.WAIT_SESSION_SETUP, "SessionSetupReq"): T(session_setup, S.WAIT_AUTH_SETUP),
     (S.WAIT_AUTH_SETUP, "AuthorizationSetupReq"): T(authorization_setup, S.WAIT_AUTH),
+    (S.WAIT_AUTH, "CertificateInstallationReq"): T(certificate_installation, S.WAIT_AUTH),
     (S.WAIT_AUTH, "AuthorizationReq"): T(authorization, S.WAIT_AUTH, S.WAIT_SERVICE_DISCOVERY, S.WAIT_CPD,
                                          S.WAIT_SESSION_STOP),
     (S.WAIT_SERVICE_DISCOVERY, "ServiceDiscoveryReq"): T(service_discovery, S.WAIT_SERVICE_SELECTION),

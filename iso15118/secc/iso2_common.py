@@ -109,4 +109,7 @@ def pnc_offered(s) -> bool:
 
 
 def certificate_service_offered(s) -> bool:
-    return pnc_offered(s) and s.config.certificate_service is not None
+    """-2 CertificateInstallation/Update: a CSMS the supervisor forwards them to, or the charger's
+    own provisioning service."""
+    pool = s.config.certificate_service
+    return pnc_offered(s) and (pool is not None and pool.offers("iso2"))

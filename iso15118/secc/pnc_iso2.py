@@ -82,102 +82,28 @@ def metering_receipt(req, s, now) -> Reply:
 def certificate_installation(req, s, now) -> Reply:
     """A car without a contract: its OEM provisioning certificate (against the OEM sub-CAs and
     roots) has signed the request; a new contract for it, the key encrypted with its
-    provisioning key."""
-    from iso15118 import pki
-
-    svc = s.config.certificate_service
+    provisioning key (the charger's provisioning service, ``iso15118.pki.pool``)."""
     if not certificate_service_offered(s):
         return failure(s, now, "CertificateInstallationReq", "FAILED_NoCertificateAvailable")
-    try:
-        path = pki.validate_chain([req.OEMProvisioningCert, *svc.oem_chain], list(svc.oem_roots), now=utc(s, now),
-                                  profile="iso2")
-    except pki.ChainError as e:
-        code = "FAILED_CertificateExpired" if "expired" in e.reason else "FAILED_CertChainError"
-        return failure(s, now, "CertificateInstallationReq", code, reason=f"CertificateInstallationRes {code}: "
-                                                                          f"provisioning certificate: {e.reason}")
-    if not _signed(req, "CertificateInstallationReq", s, path[0].public_key()):
-        return failure(s, now, "CertificateInstallationReq", "FAILED_SignatureError")
-    return _new_contract(s, now, "CertificateInstallationRes", _emaid_for(path[0]), path[0].public_key())
+    answer = s.config.certificate_service.install_iso2(req, s.request_header.Signature, utc(s, now))
+    return _answered(s, now, "CertificateInstallationReq", answer)
 
 
 def certificate_update(req, s, now) -> Reply:
     """A car with a contract (about to expire): the contract chain against the MO roots, the
     request signed with its key; a new contract with the same EMAID, the key encrypted with the
     old contract key."""
-    from cryptography.x509.oid import NameOID
-
-    from iso15118 import pki
-
     if not certificate_service_offered(s):
         return failure(s, now, "CertificateUpdateReq", "FAILED_NoCertificateAvailable")
-    chain_msg = req.ContractSignatureCertChain
-    chain = [chain_msg.Certificate] + (list(chain_msg.SubCertificates.Certificate)
-                                       if chain_msg.SubCertificates is not None else [])
-    try:
-        path = pki.validate_chain(chain, list(s.config.contract_roots), now=utc(s, now), purpose="contract",
-                                  profile="iso2")
-    except pki.ChainError as e:
-        code = "FAILED_CertificateExpired" if "expired" in e.reason else "FAILED_CertChainError"
-        return failure(s, now, "CertificateUpdateReq", code, reason=f"CertificateUpdateRes {code}: {e.reason}")
-    emaid = path[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-    if _normal_emaid(emaid) != _normal_emaid(req.eMAID):
-        return failure(s, now, "CertificateUpdateReq", "FAILED_CertChainError",
-                       reason=f"CertificateUpdateRes FAILED_CertChainError: eMAID {req.eMAID} is not the contract's")
-    if not _signed(req, "CertificateUpdateReq", s, path[0].public_key()):
-        return failure(s, now, "CertificateUpdateReq", "FAILED_SignatureError")
-    return _new_contract(s, now, "CertificateUpdateRes", emaid, path[0].public_key())
+    answer = s.config.certificate_service.update_iso2(req, s.request_header.Signature, utc(s, now),
+                                                      s.config.contract_roots)
+    return _answered(s, now, "CertificateUpdateReq", answer)
 
 
-def _signed(req, name: str, s, public_key) -> bool:
-    from iso15118 import xmldsig
-
-    sig = s.request_header.Signature
-    if sig is None or not req.Id:
-        return False
-    try:
-        xmldsig.verify(sig, [xmldsig.SignedElement(req, name, "iso2")], public_key)
-    except xmldsig.SignatureError:
-        return False
-    return True
-
-
-def _emaid_for(oem_leaf) -> str:
-    """A test backend's contract ID for a car: DE V2H C, eight hex digits of its provisioning
-    certificate's CN (the PCID), check character X (15 characters, as -2's eMAID type wants)."""
-    import hashlib
-
-    from cryptography.x509.oid import NameOID
-
-    pcid = oem_leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
-    return "DEV2HC" + hashlib.sha256(pcid.encode()).hexdigest()[:8].upper() + "X"
-
-
-def _new_contract(s, now, name: str, emaid: str, recipient) -> Reply:
-    """A new contract key pair and certificate (issued by the MO sub-CA), the key encrypted for
-    ``recipient``, the four elements signed by the provisioning service (header signature)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    from iso15118 import pki, xmldsig
-    from iso15118.pki import contract_key
-
-    svc, m = s.config.certificate_service, s.msgs
-    key = ec.generate_private_key(ec.SECP256R1())
-    issuer = x509.load_der_x509_certificate(svc.mo_chain[0])
-    cert = pki.issue_contract(issuer, svc.mo_key, emaid, key.public_key(), utc(s, now),
-                              days=svc.contract_days)
-    try:
-        dh, encrypted = contract_key.encrypt(key, recipient, rng=s.rng)
-    except contract_key.ContractKeyError as e:
-        return failure(s, now, name[:-3] + "Req", "FAILED_NoCertificateAvailable", reason=f"{name} FAILED: {e}")
-    der = cert.public_bytes(serialization.Encoding.DER)
-    chain = m.CertificateChain(Id="id1", Certificate=der, SubCertificates=m.SubCertificates(Certificate=list(svc.mo_chain)))
-    parts = dict(ContractSignatureCertChain=chain,
-                 ContractSignatureEncryptedPrivateKey=m.ContractSignatureEncryptedPrivateKey(Id="id2", value=encrypted),
-                 DHpublickey=m.DiffieHellmanPublickey(Id="id3", value=dh), eMAID=m.EMAID(Id="id4", value=emaid))
-    cps = m.CertificateChain(Certificate=svc.cps_chain[0],
-                             SubCertificates=m.SubCertificates(Certificate=list(svc.cps_chain[1:])))
-    res = getattr(m, name)(ResponseCode="OK", SAProvisioningCertificateChain=cps, **parts)
-    signature = xmldsig.sign(xmldsig.identified_elements(res, "iso2"), svc.cps_key)
-    return Reply(res, State.WAIT_PAYMENT_DETAILS, signature=signature)
+def _answered(s, now, request_name: str, answer) -> Reply:
+    """The provisioning service's answer as the session's reply: the response with its header
+    signature, or the refusal that ends the session."""
+    if answer.response is None:
+        return failure(s, now, request_name, answer.code,
+                       reason=f"{request_name[:-3]}Res {answer.code}: {answer.reason}")
+    return Reply(answer.response, State.WAIT_PAYMENT_DETAILS, signature=answer.signature)

@@ -9,7 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .controller import AuthorizationStatus, EVSEController
+from .controller import (
+    AuthorizationStatus,
+    ContractStatus,
+    EVCertificateAnswer,
+    EVCertificateRequest,
+    EVSEController,
+)
 from .events import EVChargingNeeds, GeneratorMode, SessionEnded, SessionEvent
 from .power_stage import SimulatedPowerStage
 
@@ -25,6 +31,15 @@ class SupervisorBase:
 
     def stop_requested(self, now: float) -> str | None:
         return None
+
+    def forwards_certificates(self, now: float) -> bool:
+        return False
+
+    def ev_certificate(self, request: EVCertificateRequest, now: float) -> EVCertificateAnswer | None:
+        return None
+
+    def contract_status(self, chain: tuple[bytes, ...], now: float) -> ContractStatus:
+        return ContractStatus.UNKNOWN
 
     def ev_charging_needs(self, needs: EVChargingNeeds, now: float) -> None:
         pass

@@ -89,5 +89,90 @@ def test_the_provisioning_service_and_the_contracts_it_issues(v2g_pki):
     contract = pki.validate_chain([der, *svc["mo_chain"]], list(pki.contract_roots(v2g_pki, "iso2-secp256r1")),
                                   profile="iso2", purpose="contract")
     assert contract[0].public_key().public_bytes(*RAW) == key.public_key().public_bytes(*RAW)
-    with pytest.raises(ValueError, match="no certificate provisioning service"):
-        pki.certificate_service(v2g_pki, "iso20-secp521r1")
+    svc20 = pki.certificate_service(v2g_pki, "iso20-secp521r1")  # -20 installation has its own, on secp521r1
+    assert len(pki.validate_chain(list(svc20["cps_chain"]), list(pki.v2g_roots(v2g_pki, "iso20-secp521r1")),
+                                  profile="iso20")) == 4
+
+
+# --- ISO 15118-20, secp521r1 ------------------------------------------------------------------
+
+PCID = "V2HSIMULATEDCAR001"
+SKI = bytes.fromhex("4a1b2c3d4e5f6071")
+
+
+def _pair20():
+    return ec.generate_private_key(ec.SECP521R1()), ec.generate_private_key(ec.SECP521R1())
+
+
+def test_iso20_round_trip():
+    car, contract = _pair20()
+    dh, encrypted = contract_key.encrypt_iso20(contract, car.public_key(), PCID, SKI)
+    assert len(dh) == 133 and dh[0] == 4 and len(encrypted) == 94
+    back = contract_key.decrypt_iso20(encrypted, dh, car, PCID, SKI)
+    assert back.private_numbers().private_value == contract.private_numbers().private_value
+
+
+def test_iso20_the_kdf_cipher_and_aad_as_docs_pnc_writes_them():
+    """By hand: Z = ECDH(car, DHPublicKey); key = SHA-512(00000001 ‖ Z ‖ 01 55 56), first 32
+    bytes; AES-GCM-256 with the 12-byte IV in front, the tag behind, the AAD the PCID followed by
+    the SKI in upper-case hex; the plain text the private value in 66 bytes."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    car, contract = _pair20()
+    dh, encrypted = contract_key.encrypt_iso20(contract, car.public_key(), PCID, SKI, rng=lambda n: bytes(range(n)))
+    assert encrypted[:12] == bytes(range(12))
+    z = car.exchange(ec.ECDH(), ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP521R1(), dh))
+    key = hashlib.sha512(b"\x00\x00\x00\x01" + z + b"\x01\x55\x56").digest()[:32]
+    aad = b"V2HSIMULATEDCAR0014A1B2C3D4E5F6071"
+    value = AESGCM(key).decrypt(encrypted[:12], encrypted[12:], aad)
+    assert len(value) == 66 and value[0] & 0xFE == 0
+    assert int.from_bytes(value, "big") == contract.private_numbers().private_value
+
+
+@pytest.mark.parametrize("change,why", [
+    ("pcid", "does not authenticate"),
+    ("ski", "does not authenticate"),
+    ("tag", "does not authenticate"),
+    ("other car", "does not authenticate"),
+    ("short", "94"),
+    ("point", "uncompressed"),
+    ("bad point", "not usable"),
+])
+def test_iso20_what_is_refused(change, why):
+    car, contract = _pair20()
+    dh, enc = contract_key.encrypt_iso20(contract, car.public_key(), PCID, SKI)
+    own, pcid, ski = car, PCID, SKI
+    if change == "pcid":
+        pcid = "V2HSIMULATEDCAR002"
+    elif change == "ski":
+        ski = bytes(8)
+    elif change == "tag":
+        enc = enc[:-1] + bytes([enc[-1] ^ 1])
+    elif change == "other car":
+        own = ec.generate_private_key(ec.SECP521R1())
+    elif change == "short":
+        enc = enc[:-1]
+    elif change == "point":
+        dh = b"\x02" + dh[1:]
+    else:
+        dh = b"\x04" + bytes(132)
+    with pytest.raises(contract_key.ContractKeyError, match=why):
+        contract_key.decrypt_iso20(enc, dh, own, pcid, ski)
+
+
+def test_iso20_leading_bits_and_curves():
+    """The 7 bits in front of a 521-bit value must be zero; only secp521r1 keys; an 18-character PCID."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    car, contract = _pair20()
+    eph = ec.generate_private_key(ec.SECP521R1())
+    key = hashlib.sha512(b"\x00\x00\x00\x01" + eph.exchange(ec.ECDH(), car.public_key()) + b"\x01\x55\x56").digest()[:32]
+    sealed = AESGCM(key).encrypt(bytes(12), b"\x02" + bytes(65), contract_key.aad(PCID, SKI))
+    with pytest.raises(contract_key.ContractKeyError, match="7 leading bits"):
+        contract_key.decrypt_iso20(bytes(12) + sealed, eph.public_key().public_bytes(*RAW), car, PCID, SKI)
+    with pytest.raises(contract_key.ContractKeyError, match="secp521r1"):
+        contract_key.encrypt_iso20(contract, ec.generate_private_key(ec.SECP256R1()).public_key(), PCID, SKI)
+    with pytest.raises(contract_key.ContractKeyError, match="18 capital"):
+        contract_key.aad("V2HSIMULATEDCAR00", SKI)
+    with pytest.raises(contract_key.ContractKeyError, match="18 capital"):
+        contract_key.aad("v2hsimulatedcar001", SKI)

@@ -69,6 +69,7 @@ def test_every_state_a_charger_handler_returns_is_declared(protocol):
 ISO20_BUILDERS = {
     "first_request": {"SessionSetupRes"},
     "session_setup_req": {"SessionSetupRes"}, "authorization_req": {"AuthorizationRes"},
+    "certificate_installation_req": {"CertificateInstallationRes"},
     "service_discovery_req": {"ServiceDiscoveryRes"}, "schedule_exchange_req": {"ScheduleExchangeRes"},
     "cpd_req": {"DC_ChargeParameterDiscoveryRes", "AC_ChargeParameterDiscoveryRes"},
     "precharge_req": {"DC_PreChargeRes"}, "power_delivery_req": {"PowerDeliveryRes"},
