@@ -4,14 +4,32 @@ schemas, and a response with every mandatory field filled (for failure answers).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from iso15118 import exi
 from iso15118.protocols import NS_ISO20_AC, NS_ISO20_DC, body_name  # noqa: F401 (re-exported)
 from iso15118.v2gtp import PAYLOAD_TYPE_OF_SCHEMA, SCHEMA_OF, PayloadType
 
+
+class LazyMessages:
+    """A schema's generated classes, its module imported on the first attribute asked for: a DC
+    charger never loads the -20 AC classes, an AC charger not the DC ones (docs/aarch64.md)."""
+
+    __slots__ = ("schema",)
+
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(exi.messages(self.schema), name)
+
+    def __repr__(self) -> str:
+        return f"<{self.schema} messages, imported on first use>"
+
+
 CM = exi.messages("iso20_cm")
-DC = exi.messages("iso20_dc")
-AC = exi.messages("iso20_ac")
+DC = LazyMessages("iso20_dc")
+AC = LazyMessages("iso20_ac")
 APP = exi.messages("apphand")
 
 
@@ -74,7 +92,8 @@ def schema_of_payload(payload_type: PayloadType, after_handshake: bool, kind: st
 def response_class(request_name: str):
     """The response class of a request name (SessionSetupReq → SessionSetupRes)."""
     res = request_name[:-3] + "Res"
-    for mod in (CM, DC, AC, APP):
+    # by the name's prefix, so that looking up a CommonMessages response imports neither DC nor AC
+    for mod in (DC,) if res.startswith("DC_") else (AC,) if res.startswith("AC_") else (CM, APP):
         cls = getattr(mod, res, None)
         if isinstance(cls, type):
             return cls

@@ -41,13 +41,16 @@ def val(r) -> float:
     return r.Value * 10.0 ** r.Exponent
 
 
-_HEADERS = {schema: exi.messages(schema).MessageHeader for schema in ("iso20_cm", "iso20_dc", "iso20_ac")}
+_HEADERS: dict[str, type] = {}  # filled on first use: a DC charger never imports the AC schema
 
 
 def header(session_id: bytes, now_epoch: float, signature=None, schema: str = "iso20_cm"):
     """-20 MessageHeader of ``schema``'s own class (each -20 schema has one; the C encoder
     wants the exact class); TimeStamp is seconds since the Unix epoch."""
-    return _HEADERS[schema](SessionID=session_id, TimeStamp=max(0, int(now_epoch)), Signature=signature)
+    cls = _HEADERS.get(schema)
+    if cls is None:
+        cls = _HEADERS[schema] = exi.messages(schema).MessageHeader
+    return cls(SessionID=session_id, TimeStamp=max(0, int(now_epoch)), Signature=signature)
 
 
 def clamp(value: float, lo: float, hi: float) -> float:

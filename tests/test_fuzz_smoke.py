@@ -61,6 +61,6 @@ def test_fuzz_smoke(schema, tmp_path):
     _need_atheris()
     r = subprocess.run([sys.executable, str(ROOT / "fuzz" / "fuzz_exi.py"), schema, str(tmp_path / "corpus"),
                         "-atheris_runs=1500", "-rss_limit_mb=2048"],
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=600, check=False)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Done 1500" in r.stderr

@@ -39,7 +39,7 @@ def test_pip_install_without_a_compiler_runs_on_the_pure_python_codec(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "V2H_REQUIRE_CEXT"}
     env.update(CC=str(tmp_path / "no-such-cc"), CXX=str(tmp_path / "no-such-cc"))
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "-w", str(dist), str(src)],
-                           env=env, capture_output=True, text=True, timeout=600)
+                           env=env, capture_output=True, text=True, timeout=600, check=False)
     if built.returncode != 0 and any(s in built.stdout + built.stderr for s in OFFLINE):
         pytest.skip("pip cannot fetch the build requirements (setuptools, Cython) from PyPI here")
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
@@ -58,7 +58,7 @@ def test_pip_install_without_a_compiler_runs_on_the_pure_python_codec(tmp_path):
     run_env = {k: v for k, v in env.items() if k != "V2H_PURE_PYTHON"}
     run_env["PYTHONPATH"] = str(target)
     out = subprocess.run([sys.executable, "-c", probe, vector["exi_hex"], vector["namespace"]], cwd=tmp_path,
-                         env=run_env, capture_output=True, text=True, timeout=120)
+                         env=run_env, capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     implementation, where, same = json.loads(out.stdout)
     assert implementation == "python"

@@ -131,13 +131,27 @@ def _sdp_dict(frame: bytes) -> dict:
                             "transport": res.transport.name}}
 
 
+class _Version(argparse.Action):
+    """--version: the installed version, read (importlib.metadata) only when it is asked for."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, default: str = argparse.SUPPRESS,
+                 help: str = "show program's version number and exit") -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from v2h import __version__
+
+        print(f"v2h {__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from v2h import __version__
     from v2h.args import HelpFormatter
 
     ap = argparse.ArgumentParser(prog="v2h", description="v2h: the car powers the house (docs/cli.md)",
                                  formatter_class=HelpFormatter)
-    ap.add_argument("--version", action="version", version=f"v2h {__version__}")
+    ap.add_argument("--version", action=_Version)
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_exi_parser(sub)
     _add_pki_parser(sub)
@@ -425,9 +439,10 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
     # the adapters' own log (refused handshakes, accept errors, malformed streams; rate-limited
     # where a peer could flood it; the OCPP link) goes to the charger's log beside the sessions,
     # and with --quiet its warnings and errors to stderr
-    from v2h.csms_status import about_connection
-    route_logs(log, args, ("iso15118.aio", "ocpp_bridge") if ocpp else ("iso15118.aio",),
-               said_otherwise=about_connection if ocpp else None)
+    said_otherwise = None
+    if ocpp:  # only the charger's: it imports websockets, whose version module loads importlib.metadata (~2 MB)
+        from v2h.csms_status import about_connection as said_otherwise
+    route_logs(log, args, ("iso15118.aio", "ocpp_bridge") if ocpp else ("iso15118.aio",), said_otherwise=said_otherwise)
 
     async def run() -> int:
         loop = asyncio.get_running_loop()

@@ -24,8 +24,6 @@ import subprocess
 import sys
 import threading
 import time
-import tomllib
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -60,6 +58,8 @@ def load_scenario(name_or_file: str) -> DemoScenario:
     path = Path(name_or_file)
     if not path.suffix and (SCENARIOS / f"{name_or_file}.toml").exists():
         path = SCENARIOS / f"{name_or_file}.toml"
+    import tomllib  # here, not at the top: `v2h secc` builds the demo's parser too (docs/aarch64.md)
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -197,6 +197,8 @@ def _die_with_parent() -> None:
 
 
 def _get(port: int, path: str) -> dict | None:
+    import urllib.request  # here: 0.6-1.5 MB resident that `v2h secc` would hold for nothing (docs/aarch64.md)
+
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
             return json.loads(r.read())
