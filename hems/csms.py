@@ -6,7 +6,8 @@ one connection per identity, rate-limited logins) is an adapter; a simulation co
 
 It answers what a station sends (BootNotification, StatusNotification, Heartbeat, Authorize,
 TransactionEvent, MeterValues, NotifyEVChargingNeeds, NotifyEVChargingSchedule,
-SecurityEventNotification, NotifyReport, ReportChargingProfiles) — each request and answer
+SecurityEventNotification, NotifyReport, ReportChargingProfiles; with a contract-certificate pool
+Get15118EVCertificate and GetCertificateStatus) — each request and answer
 checked against the OCPP 2.1 schemas — keeps the station's state (``StationState``), and sends
 the station requests (SetChargingProfile, SetVariables, …) one at a time with their answers
 delivered to callbacks. A request repeated with a message id already answered (a station that
@@ -15,14 +16,17 @@ resends after a crash) is answered again but recorded once.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 from ocpp.exceptions import FormationViolationError, OCPPError
 
+from iso15118.pki.pool import ContractPool, PoolRequestError
 from ocpp_bridge import frames
 from ocpp_bridge.core import iso
 from ocpp_bridge.rpc import Answer, Outstanding, answer_call, error_frame, read_answer, schema_check
@@ -232,16 +236,20 @@ class CSMSCore:
 
     HANDLED = ("BootNotification", "StatusNotification", "Heartbeat", "Authorize", "TransactionEvent",
                "MeterValues", "NotifyEVChargingNeeds", "NotifyEVChargingSchedule", "SecurityEventNotification",
-               "NotifyReport", "ReportChargingProfiles")
+               "NotifyReport", "ReportChargingProfiles", "Get15118EVCertificate", "GetCertificateStatus")
 
     def __init__(self, *, heartbeat_interval: int = 300, response_timeout: float = 30.0,
-                 authorize: Callable[[dict], dict] | None = None, observer: Observer | None = None):
+                 authorize: Callable[[dict], dict] | None = None, observer: Observer | None = None,
+                 contract_pool: ContractPool | None = None):
         """``authorize(idToken) -> idTokenInfo-and-more`` answers Authorize (default: Accepted,
-        no energy-transfer restriction); ``observer`` hears every request once."""
+        no energy-transfer restriction); ``observer`` hears every request once; ``contract_pool``
+        answers a car's certificate requests and the status of the contracts it issued
+        (without one, Get15118EVCertificate and GetCertificateStatus are Failed)."""
         self.heartbeat_interval = heartbeat_interval
         self.response_timeout = response_timeout
         self.authorize = authorize or (lambda token: {"idTokenInfo": {"status": "Accepted"}})
         self.observer = observer
+        self.contract_pool = contract_pool
         self.stations: dict[str, StationState] = {}
         self.links: dict[str, StationLink] = {}
 
@@ -300,6 +308,10 @@ class CSMSCore:
         if action == "SecurityEventNotification":
             st.security_events.append(p)
             return {}
+        if action == "Get15118EVCertificate":
+            return ev_certificate(self.contract_pool, p, now)
+        if action == "GetCertificateStatus":
+            return certificate_status(self.contract_pool, p, now)
         return {}  # NotifyReport, ReportChargingProfiles: recorded by the observer
 
     def _transaction_event(self, st: StationState, p: dict, now: float) -> None:
@@ -322,6 +334,35 @@ class CSMSCore:
                 st.transaction = None
         elif tx.ended is None:
             st.transaction = tx
+
+
+def ev_certificate(pool: ContractPool | None, p: dict, now: float) -> dict:
+    """Get15118EVCertificate (M01/M02) answered by ``pool``: the car's response as EXI (Failed
+    with the refusal's response code inside when it refuses), Failed without a pool or for a
+    request it cannot read."""
+    if pool is None:
+        return {"status": "Failed", "exiResponse": "", "statusInfo": {"reasonCode": "NotEnabled"}}
+    try:
+        ok, data, why = pool.respond(base64.b64decode(p["exiRequest"], validate=True), p["iso15118SchemaVersion"],
+                                     p["action"], datetime.fromtimestamp(now, timezone.utc))
+    except (binascii.Error, PoolRequestError) as e:
+        log.warning("Get15118EVCertificate refused: %s", e)
+        return {"status": "Failed", "exiResponse": "",
+                "statusInfo": {"reasonCode": "InvalidRequest", "additionalInfo": str(e)[:1024]}}
+    log.info("Get15118EVCertificate %s: %s", p["action"], why)
+    answer = {"status": "Accepted" if ok else "Failed", "exiResponse": base64.b64encode(data).decode()}
+    if p["iso15118SchemaVersion"].startswith("urn:iso:std:iso:15118:-20"):
+        answer["remainingContracts"] = 0
+    return answer
+
+
+def certificate_status(pool: ContractPool | None, p: dict, now: float) -> dict:
+    """GetCertificateStatus (M06): the OCSP response (RFC 6960, DER in base64) of ``pool``
+    for a contract it issued; Failed without a pool."""
+    if pool is None:
+        return {"status": "Failed", "statusInfo": {"reasonCode": "NotEnabled"}}
+    der = pool.ocsp_response(p["ocspRequestData"], datetime.fromtimestamp(now, timezone.utc))
+    return {"status": "Accepted", "ocspResult": base64.b64encode(der).decode()}
 
 
 def central_setpoint(watts: float, *, profile_id: int = 1, stack_level: int = 0,

@@ -74,7 +74,7 @@ host = "127.0.0.1"
 port = 8080
 """
 
-_OCPP = {"host", "port", "stations", "pki", "mutual_tls", "heartbeat_interval"}
+_OCPP = {"host", "port", "stations", "pki", "mutual_tls", "heartbeat_interval", "contract_pool"}
 _CHARGER = {"station_id": None, "max_charge_w": (0.0, 1e6, 11000.0), "max_discharge_w": (0.0, 1e6, 11000.0),
             "deadband_w": (0.0, 1e5, 200.0), "meter_interval_s": (1, 86400, 60), "max_offline_duration": (1, 86400, 60),
             "car_min_soc": (0.0, 100.0, 10.0), "standby_w": (0.0, 1e4, 30.0), "efficiency": (0.5, 1.0, 0.9)}
@@ -108,6 +108,9 @@ class HemsConfig:
     pki: str | None = None                                  # `v2h pki init` folder: wss with its ocpp/ server cert
     mutual_tls: bool = False                                # security profile 3
     heartbeat_interval: int = 300
+    # a `v2h pki init` folder whose provisioning services answer the cars' certificate requests
+    # (Get15118EVCertificate) and the status of the contracts they issue (GetCertificateStatus)
+    contract_pool: str | None = None
     charger: dict = field(default_factory=dict)
     tokens: tuple[Token, ...] = ()
     plan: dict = field(default_factory=dict)
@@ -219,6 +222,8 @@ def from_dict(data: Mapping[str, Any]) -> HemsConfig:
                       mutual_tls=boolean("ocpp.mutual_tls", o.get("mutual_tls", False)),
                       heartbeat_interval=int(number("ocpp.heartbeat_interval", o.get("heartbeat_interval", 300),
                                                     1, 86400, integer=True)),
+                      contract_pool=_text("ocpp.contract_pool", o["contract_pool"], 4096)
+                      if "contract_pool" in o else None,
                       charger=charger, tokens=tuple(tokens), plan=plan,
                       outages=outages_from_config(data.get("outages", [])),
                       http_host=_text("http.host", h.get("host", "127.0.0.1")), http_port=_port("http.port", h.get("port", 8080)),

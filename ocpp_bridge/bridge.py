@@ -57,6 +57,7 @@ from iso15118.secc.events import (Authorized, EndReason, EnergyTransferStarted, 
 from iso15118.secc.supervisor import SupervisorBase
 
 from .arbiter import PowerLimits, SetpointDecision, composite, decide
+from .certificates import PlugAndChargeSupervision
 from .core import StationCore, iso, transaction_event
 from .device_model import RW, Variable
 from .firmware import FirmwareManager, Installer
@@ -126,7 +127,7 @@ class Transaction:
     next_aligned_ended: float | None = None  # AlignedDataCtrlr.TxEndedInterval
 
 
-class OCPPBridge(SupervisorBase):
+class OCPPBridge(PlugAndChargeSupervision, SupervisorBase):
     """The supervisor of one EVSE over a station core: give it to the SECC with the power stage
     (``EVSEController(stage, bridge)``); it reads the stage's meter for OCPP. ``station`` is a
     ``StationCore`` or an adapter holding one (``.core``); ``clock_offset`` turns the SECC's
@@ -233,6 +234,7 @@ class OCPPBridge(SupervisorBase):
         core.connector_status[(evse_id, 1)] = self._status(core.now)
         core.diagnostics.bridge = self
         self.firmware = FirmwareManager(core, self, core.transfer, installer, list(firmware_roots))
+        self._init_plug_and_charge()  # Get15118EVCertificate (ocpp_bridge.certificates)
 
     # --- time -----------------------------------------------------------------------------------------
     def wall(self, now: float) -> float:

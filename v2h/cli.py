@@ -288,8 +288,11 @@ def _add_evcc_args(p: argparse.ArgumentParser) -> None:
                    help="ask SDP for tls or none (default: none when the first protocol is din, else tls: TLS 1.3 "
                         "for iso20, TLS 1.2 for iso2)")
     p.add_argument("--install-contract", action="store_true",
-                   help="ISO 15118-2 Plug & Charge without a contract: install one (CertificateInstallation with "
-                        "the OEM provisioning certificate of --pki)")
+                   help="Plug & Charge without a contract: install one (CertificateInstallation with the OEM "
+                        "provisioning certificate of --pki)")
+    p.add_argument("--contract", metavar="FILE",
+                   help="Plug & Charge: the car's contract (PEM: its key and chain), used when the file exists, "
+                        "installed when it does not; a contract the session installs or updates is written there")
     p.add_argument("--update-contract", action="store_true",
                    help="ISO 15118-2 Plug & Charge: renew the contract first (CertificateUpdate)")
     p.add_argument("--renegotiate-after", type=number(0, 10_000_000, integer=True), default=0, metavar="N",
@@ -426,10 +429,11 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
     roots = (pki.contract_roots(args.pki, args.pki_profile) if pnc else ()) + \
         (pki.contract_roots(args.pki, "iso2-secp256r1") if iso2_pki else ())
     service = None
-    if iso2_pki and "iso2" in args.protocols and \
-            os.path.exists(os.path.join(args.pki, "iso2-secp256r1", "cps_chain.pem")):
-        from iso15118.secc.context import CertificateService  # -2 CertificateInstallation: a test backend
-        service = CertificateService(**pki.certificate_service(args.pki))
+    provisioning = (("iso20-secp521r1", "iso20"), ("iso2-secp256r1", "iso2"))
+    if pnc and not ocpp and any(std in args.protocols and os.path.exists(os.path.join(args.pki, prof, "cps_chain.pem"))
+                                for prof, std in provisioning):
+        from iso15118.pki.pool import ContractPool  # CertificateInstallation without a CSMS (a charger asks its CSMS)
+        service = ContractPool.from_pki(args.pki)
     config = SECCConfig(services=(2, 6) if args.kind == "DC" else (1, 5), protocols=tuple(args.protocols),
                         control_modes=tuple({"scheduled": 1, "dynamic": 2}[m] for m in args.control_modes),
                         auth_methods=tuple({"eim": "EIM", "pnc": "PnC"}[m] for m in args.auth),
@@ -607,16 +611,20 @@ def _cmd_evcc(args: argparse.Namespace) -> int:
         raise ValueError("--pki is needed for TLS and Plug & Charge (or: --protocol din, or --security none)")
     iso2 = protocols[0] == "iso2"  # -2 first: its contract, provisioning certificate and roots
     profile = "iso2-secp256r1" if iso2 else args.pki_profile
-    if (args.install_contract or args.update_contract) and not (iso2 and args.auth == "pnc"):
-        raise ValueError("--install-contract and --update-contract are ISO 15118-2 Plug & Charge: "
-                         "--protocol iso2 --auth pnc")
-    chain, key = pki.contract_credentials(args.pki, profile) if args.auth == "pnc" and not args.install_contract \
-        else ((), None)
-    oem, oem_key = pki.oem_credentials(args.pki, profile) if args.install_contract else ((), None)
+    if (args.install_contract or args.contract) and args.auth != "pnc":
+        raise ValueError("--install-contract and --contract are Plug & Charge: --auth pnc")
+    if args.update_contract and not (iso2 and args.auth == "pnc"):
+        raise ValueError("--update-contract is ISO 15118-2 Plug & Charge: --protocol iso2 --auth pnc")
+    from v2h.contract_file import read_contract
+    stored = read_contract(args.contract) if args.contract else None
+    install = args.install_contract or (args.contract is not None and stored is None)
+    chain, key = stored if stored is not None else \
+        pki.contract_credentials(args.pki, profile) if args.auth == "pnc" and not install else ((), None)
+    oem, oem_key = pki.oem_credentials(args.pki, profile) if install else ((), None)
     config = EVCCConfig(service=args.service, control_mode=args.control_mode, auth=args.auth, loops=args.loops,
                         loop_period=args.loop_period, end=args.end, contract_chain=chain, contract_key=key,
                         protocols=protocols, oem_chain=oem, oem_key=oem_key, contract_update=args.update_contract,
-                        v2g_roots=pki.v2g_roots(args.pki, profile) if iso2 and args.auth == "pnc" else (),
+                        v2g_roots=pki.v2g_roots(args.pki, profile) if args.auth == "pnc" else (),
                         renegotiate_after=args.renegotiate_after,
                         time_scale=args.clock.speed if args.clock else 1.0)
     log = message_log("EVCC", args)
@@ -631,6 +639,9 @@ def _cmd_evcc(args: argparse.Namespace) -> int:
 
     result = asyncio.run(run())
     log.close()
+    if args.contract and result.contract_chain:  # validated: the car keeps it (written whole or not at all)
+        from v2h.contract_file import write_contract
+        write_contract(args.contract, result.contract_chain, result.contract_key)
     if not result.ok:
         print(f"v2h evcc: session failed: {result.reason}", file=sys.stderr)
         return 1

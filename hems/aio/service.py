@@ -76,8 +76,12 @@ class HemsService:
         self.store = ManagerStore(db)
         self.changed = asyncio.Event()
         now = self.clock()
+        pool = None
+        if cfg.contract_pool is not None:  # the cars' contracts (Plug & Charge installation, status)
+            from iso15118.pki.pool import ContractPool
+            pool = ContractPool.from_pki(cfg.contract_pool)
         self.csms = CSMSCore(heartbeat_interval=cfg.heartbeat_interval, response_timeout=30.0 * speed,
-                             authorize=authorize_policy(cfg), observer=self._observed)
+                             authorize=authorize_policy(cfg), observer=self._observed, contract_pool=pool)
         live = None
         if cfg.devices is not None:
             if speed != 1.0:

@@ -360,6 +360,7 @@ def _take_contract(s: EVCCSession, res, now: float, own_key, what: str) -> None:
     s.contract_chain = (new.Certificate, *(new.SubCertificates.Certificate if new.SubCertificates is not None else ()))
     s.contract_key = key
     s.result.contract = what
+    s.result.contract_chain, s.result.contract_key = s.contract_chain, key
 
 
 def on_payment_details(s: EVCCSession, res, now: float):

@@ -6,6 +6,7 @@ ISO 15118-20, ``handlers_iso2`` for ISO 15118-2 and DIN SPEC 70121), the state t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -152,6 +153,9 @@ class Reply:
     reason: str | None = None  # why the session ends, when the response code alone does not say
     end: EndReason | None = None  # ... as the enum the supervisor sees (default: from the response)
     signature: object = None      # DIN/-2: the response's header signature (CertificateInstallation)
+    # no response yet: the session calls wait(now) every 50 ms until it gives the reply (a -2
+    # CertificateInstallation the CSMS answers; -2 has no EVSEProcessing=Ongoing for it)
+    wait: Callable[[float], Reply | None] | None = None
 
 
 class SequenceError(Exception):

@@ -73,7 +73,7 @@ def service_discovery(req, s, now) -> Reply:
                                           FreeService=False, EnergyTransferType="DC_extended")),
             State.WAIT_SERVICE_SELECTION)
     services = None
-    if certificate_service_offered(s):
+    if certificate_service_offered(s, now):
         services = m.ServiceList(Service=[m.Service(ServiceID=CERTIFICATE_SERVICE_ID, ServiceName="Certificate",
                                                     ServiceCategory="ContractCertificate", FreeService=True)])
     charge = m.ChargeService(ServiceID=CHARGE_SERVICE_ID, ServiceName="AC_DC_Charging", ServiceCategory="EVCharging",
@@ -89,7 +89,7 @@ def service_detail(req, s, now) -> Reply:
     m = s.msgs
     if req.ServiceID == CHARGE_SERVICE_ID:
         return Reply(m.ServiceDetailRes(ResponseCode="OK", ServiceID=req.ServiceID), State.WAIT_SERVICE_SELECTION)
-    if req.ServiceID == CERTIFICATE_SERVICE_ID and certificate_service_offered(s):
+    if req.ServiceID == CERTIFICATE_SERVICE_ID and certificate_service_offered(s, now):
         sets = [m.ParameterSet(ParameterSetID=i, Parameter=[m.Parameter(Name="Service", stringValue=name)])
                 for i, name in ((1, "Installation"), (2, "Update"))]
         return Reply(m.ServiceDetailRes(ResponseCode="OK", ServiceID=req.ServiceID,
@@ -123,7 +123,7 @@ def _payment_selection_refused(req, s, now, name: str) -> Reply | None:
     if (pnc and not pnc_offered(s)) or (not pnc and "EIM" not in s.config.auth_methods):
         return failure(s, now, name, "FAILED_PaymentSelectionInvalid")
     ids = [sv.ServiceID for sv in req.SelectedServiceList.SelectedService]
-    known = {CHARGE_SERVICE_ID} | ({CERTIFICATE_SERVICE_ID} if certificate_service_offered(s) else set())
+    known = {CHARGE_SERVICE_ID} | ({CERTIFICATE_SERVICE_ID} if certificate_service_offered(s, now) else set())
     if any(i not in known for i in ids):
         return failure(s, now, name, "FAILED_ServiceSelectionInvalid")
     if CHARGE_SERVICE_ID not in ids:

@@ -108,8 +108,8 @@ def pnc_offered(s) -> bool:
     return not is_din(s) and "PnC" in s.config.auth_methods and s.transport != "tcp" and bool(s.config.contract_roots)
 
 
-def certificate_service_offered(s) -> bool:
+def certificate_service_offered(s, now: float) -> bool:
     """-2 CertificateInstallation/Update: a CSMS the supervisor forwards them to, or the charger's
     own provisioning service."""
     pool = s.config.certificate_service
-    return pnc_offered(s) and (pool is not None and pool.offers("iso2"))
+    return pnc_offered(s) and (s.supervisor.forwards_certificates(now) or pool is not None and pool.offers("iso2"))

@@ -82,28 +82,84 @@ def metering_receipt(req, s, now) -> Reply:
 def certificate_installation(req, s, now) -> Reply:
     """A car without a contract: its OEM provisioning certificate (against the OEM sub-CAs and
     roots) has signed the request; a new contract for it, the key encrypted with its
-    provisioning key (the charger's provisioning service, ``iso15118.pki.pool``)."""
-    if not certificate_service_offered(s):
+    provisioning key — from the CSMS the supervisor forwards it to, else the charger's own
+    provisioning service (``iso15118.pki.pool``)."""
+    if not certificate_service_offered(s, now):
         return failure(s, now, "CertificateInstallationReq", "FAILED_NoCertificateAvailable")
-    answer = s.config.certificate_service.install_iso2(req, s.request_header.Signature, utc(s, now))
-    return _answered(s, now, "CertificateInstallationReq", answer)
+    return _forwarded(s, now, req, "CertificateInstallationReq") or _local(s, now, req, "CertificateInstallationReq")
 
 
 def certificate_update(req, s, now) -> Reply:
     """A car with a contract (about to expire): the contract chain against the MO roots, the
     request signed with its key; a new contract with the same EMAID, the key encrypted with the
-    old contract key."""
-    if not certificate_service_offered(s):
+    old contract key (from the CSMS, or the charger's own provisioning service)."""
+    if not certificate_service_offered(s, now):
         return failure(s, now, "CertificateUpdateReq", "FAILED_NoCertificateAvailable")
-    answer = s.config.certificate_service.update_iso2(req, s.request_header.Signature, utc(s, now),
-                                                      s.config.contract_roots)
-    return _answered(s, now, "CertificateUpdateReq", answer)
+    return _forwarded(s, now, req, "CertificateUpdateReq") or _local(s, now, req, "CertificateUpdateReq")
 
 
-def _answered(s, now, request_name: str, answer) -> Reply:
-    """The provisioning service's answer as the session's reply: the response with its header
-    signature, or the refusal that ends the session."""
+def _local(s, now, req, name: str) -> Reply:
+    """The charger's own provisioning service answers (or, without one, the refusal)."""
+    pool = s.config.certificate_service
+    if pool is None or not pool.offers("iso2"):
+        return failure(s, now, name, "FAILED_NoCertificateAvailable",
+                       reason=f"{name[:-3]}Res FAILED_NoCertificateAvailable: no answer from the CSMS")
+    signature = s.request_header.Signature
+    answer = pool.install_iso2(req, signature, utc(s, now)) if name == "CertificateInstallationReq" else \
+        pool.update_iso2(req, signature, utc(s, now), s.config.contract_roots)
     if answer.response is None:
-        return failure(s, now, request_name, answer.code,
-                       reason=f"{request_name[:-3]}Res {answer.code}: {answer.reason}")
+        return failure(s, now, name, answer.code, reason=f"{name[:-3]}Res {answer.code}: {answer.reason}")
     return Reply(answer.response, State.WAIT_PAYMENT_DETAILS, signature=answer.signature)
+
+
+def _forwarded(s, now, req, name: str) -> Reply | None:
+    """The request to the CSMS through the supervisor (Get15118EVCertificate); -2 has no Ongoing
+    for it, so the reply waits (polled by the session) for the CSMS's answer, at most
+    FORWARD_WAIT s of the car's 5 s; None when the supervisor does not forward."""
+    from iso15118 import exi
+    from iso15118.protocols import NS_ISO2, wrap
+    from iso15118.secc.controller import EVCertificateRequest
+
+    if not s.supervisor.forwards_certificates(now):
+        return None
+    sig = s.request_header.Signature
+    request = EVCertificateRequest(NS_ISO2, "Install" if name == "CertificateInstallationReq" else "Update",
+                                   exi.encode(wrap("iso2", req, s.ctx.session_id, sig), "iso2"),
+                                   sig.SignatureValue.value if sig is not None else b"")
+    started = now
+
+    def wait(t: float) -> Reply | None:
+        answer = s.supervisor.ev_certificate(request, t)
+        if answer is not None and answer.ongoing:
+            if t - started < FORWARD_WAIT:
+                return None
+            return failure(s, t, name, "FAILED_NoCertificateAvailable",
+                           reason=f"{name[:-3]}Res FAILED_NoCertificateAvailable: no answer from the CSMS in "
+                                  f"{FORWARD_WAIT:g} s")
+        if answer is None or answer.exi is None:
+            return _local(s, t, req, name)
+        return _from_csms(s, t, answer.exi, name)
+    return wait(now) or Reply(None, State.WAIT_PAYMENT_DETAILS, wait=wait)
+
+
+FORWARD_WAIT = 4.0  # s: the car gives up on a -2 CertificateInstallation/Update after 5 s
+
+
+def _from_csms(s, now, data: bytes, name: str) -> Reply:
+    """The CSMS's response (a V2G_Message, EXI): its body and header signature, in this session."""
+    from iso15118 import exi
+    from iso15118.protocols import unwrap
+
+    wanted = name[:-3] + "Res"
+    try:
+        _, body, hdr = unwrap(exi.decode(data, "iso2"))
+    except exi.ExiDecodeError as e:
+        return failure(s, now, name, "FAILED_NoCertificateAvailable", reason=f"{wanted}: the CSMS's answer does "
+                                                                             f"not decode: {e}")
+    if type(body).__name__ != wanted:
+        return failure(s, now, name, "FAILED_NoCertificateAvailable",
+                       reason=f"{wanted}: the CSMS answered with a {type(body).__name__}")
+    code = str(body.ResponseCode)
+    if not code.startswith("OK"):
+        return failure(s, now, name, code, reason=f"{wanted} {code} (from the CSMS)")
+    return Reply(body, State.WAIT_PAYMENT_DETAILS, signature=getattr(hdr, "Signature", None))

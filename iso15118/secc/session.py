@@ -41,6 +41,7 @@ from .iso20 import TABLE as ISO20_TABLE
 from .sap import supported_app_protocol
 
 TABLES = {"iso20": ISO20_TABLE, "iso2": ISO2_TABLE, "din": DIN_TABLE}  # a session runs one protocol
+WAIT_POLL = 0.05  # s: how often a reply that waits (a CSMS's answer) looks again
 HANDSHAKE = StateTable("SECC SupportedAppProtocol", {
     (State.WAIT_SAP, "supportedAppProtocolReq"): Transition(supported_app_protocol, State.WAIT_SESSION_SETUP),
 }, end=State.ENDED)
@@ -79,6 +80,8 @@ class SECCSession(SessionDriver):
         self.on_end = on_end
         self.end_reason: str | None = None
         self._schema = "iso20_cm"
+        # a reply that waits (-2 CertificateInstallation forwarded to a CSMS): (table key, poll, schema)
+        self.waiting: tuple[tuple, Callable[[float], Reply | None], str] | None = None
 
     @property
     def tls(self) -> bool:
@@ -116,6 +119,16 @@ class SECCSession(SessionDriver):
         return None if self.closed else self.deadline
 
     def handle_timer(self, now: float) -> list[V2GTPFrame]:
+        if self.waiting is not None and self.deadline is not None and now >= self.deadline and not self.closed:
+            key, wait, schema = self.waiting
+            reply = wait(now)
+            if reply is None:
+                self.deadline = now + WAIT_POLL
+                return []
+            self.waiting = None
+            if not reply.terminate:
+                self.table.check(key, reply.next_state)
+            return [self._respond(reply, schema, now)]
         if self.deadline is not None and now >= self.deadline and not self.closed:
             setup = self.state in (State.WAIT_SAP, State.WAIT_SESSION_SETUP) and self.deadline >= self.setup_deadline
             self.terminate(now, f"{'communication setup' if setup else 'sequence'} timeout in {self.state.value}",
@@ -142,9 +155,18 @@ class SECCSession(SessionDriver):
             return []
         self._schema = schema  # the response travels in the request's schema (see header())
         self.request_header = hdr
+        self.waiting = None
         reply = self._dispatch(name, req, hdr, now)
         if reply is None:
             return []
+        if reply.wait is not None:  # the answer comes later (a CSMS is asked): polled until it does
+            self.waiting = ((self.state, name), reply.wait, schema)
+            self.deadline = now + WAIT_POLL
+            return []
+        return [self._respond(reply, schema, now)]
+
+    def _respond(self, reply: Reply, schema: str, now: float) -> V2GTPFrame:
+        """The reply's response on the wire (DIN/-2: in its envelope), and the state it leads to."""
         res = reply.response
         if schema in ("din", "iso2"):  # the V2G_Message envelope, with this session's ID
             res = wrap(schema, res, self.ctx.session_id or ZERO_SESSION, reply.signature)
@@ -160,7 +182,7 @@ class SECCSession(SessionDriver):
             self.deadline = now + (self.config.energized_timeout if self.ctx.energized else self.config.sequence_timeout)
             if not self.established:  # no session yet: the communication setup timer still runs
                 self.deadline = min(self.deadline, self.setup_deadline)
-        return [out]
+        return out
 
     # --- dispatch ----------------------------------------------------------------------------
     def _dispatch(self, name: str, req, hdr, now: float) -> Reply | None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from iso15118 import pki
 from iso15118.evcc import Battery, EVCCConfig, EVCCSession
 from iso15118.pair import run_pair
 from iso15118.secc import EVSEController, SECCConfig, SECCSession, SimulatedPowerStage, simulated_charger
+from iso15118.secc.controller import EVCertificateAnswer
+from iso15118.secc.supervisor import LocalSupervisor
 
 EPOCH = float(int(time.time()))  # the wall clock at simulated time 0 (the test PKI is valid now)
 
@@ -61,3 +64,25 @@ def make_pair(service: str = "DC_BPT", mode: str = "dynamic", auth: str = "eim",
 
 def names(log: list, direction: str) -> list[str]:
     return [n for _, d, n, _ in log if d == direction]
+
+
+@dataclass
+class ForwardingSupervisor(LocalSupervisor):
+    """A supervisor whose CSMS answers a certificate request after ``delay`` s, from ``pool``."""
+
+    pool: object = None          # an iso15118.pki.pool.ContractPool
+    delay: float = 0.5
+    asked: list = field(default_factory=list)  # (request key, first asked)
+
+    def forwards_certificates(self, now: float) -> bool:
+        return True
+
+    def ev_certificate(self, request, now):
+        if not any(k == request.key for k, _ in self.asked):
+            self.asked.append((request.key, now))
+        first = next(t for k, t in self.asked if k == request.key)
+        if now - first < self.delay:
+            return EVCertificateAnswer(ongoing=True)
+        _, data, _ = self.pool.respond(request.exi, request.namespace, request.action,
+                                       dt.datetime.fromtimestamp(now + EPOCH, dt.timezone.utc))
+        return EVCertificateAnswer(exi=data)

@@ -245,3 +245,43 @@ def test_a_rejected_contract_never_energises(creds):
     p = pnc_pair(creds, charger=charger)
     p.run()
     assert _code(p, "AuthorizationRes") == "FAILED" and _unpowered(p)
+
+
+@pytest.mark.parametrize("update", [False, True])
+def test_forwarded_to_the_csms_the_answer_waits_for_it(creds, v2g_pki, update):
+    """-2 has no Ongoing for CertificateInstallation/Update: the charger holds its answer until the
+    CSMS's comes (polled every 50 ms), within the car's 5 s, and sends it as the CSMS signed it."""
+    from iso15118.pki.pool import ContractPool
+    from iso15118.secc.controller import EVSEController
+
+    from .helpers import ForwardingSupervisor
+
+    sup = ForwardingSupervisor(setpoint_w=5000.0, pool=ContractPool.from_pki(v2g_pki), delay=1.2)
+    charger = EVSEController(simulated_charger(kind="DC").stage, sup)
+    p = pnc_pair(creds, contract=update, contract_update=update, charger=charger,
+                 config=SECCConfig(contract_roots=creds["roots"]))
+    p.run()
+    assert p.ev.result.ok, p.ev.result.reason
+    assert p.ev.result.contract == ("updated" if update else "installed") and len(sup.asked) == 1
+    name = "CertificateUpdate" if update else "CertificateInstallation"
+    (t_req,) = [t for t, d, n, _ in p.secc_log if n == f"{name}Req"]
+    (t_res,) = [t for t, d, n, _ in p.secc_log if n == f"{name}Res"]
+    assert 1.2 <= t_res - t_req < 1.3
+    res = next(m for _, d, n, m in p.secc_log if n == f"{name}Res")
+    assert res.Header.SessionID == p.secc.ctx.session_id and len(res.Header.Signature.SignedInfo.Reference) == 4
+
+
+def test_a_csms_that_does_not_answer_in_time_is_no_contract(creds, v2g_pki):
+    from iso15118.pki.pool import ContractPool
+    from iso15118.secc.controller import EVSEController
+
+    from .helpers import ForwardingSupervisor
+
+    sup = ForwardingSupervisor(setpoint_w=5000.0, pool=ContractPool.from_pki(v2g_pki), delay=1e9)
+    charger = EVSEController(simulated_charger(kind="DC").stage, sup)
+    p = pnc_pair(creds, contract=False, charger=charger, config=SECCConfig(contract_roots=creds["roots"]))
+    p.run()
+    assert _code(p, "CertificateInstallationRes") == "FAILED_NoCertificateAvailable"
+    (t_req,) = [t for t, d, n, _ in p.secc_log if n == "CertificateInstallationReq"]
+    (t_res,) = [t for t, d, n, _ in p.secc_log if n == "CertificateInstallationRes"]
+    assert 4.0 <= t_res - t_req < 4.1 and not p.ev.result.ok and _unpowered(p)

@@ -8,7 +8,7 @@ cannot trust leaves it with what it had."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import pytest
 from cryptography import x509
@@ -20,10 +20,9 @@ from iso15118.messages import CM
 from iso15118.pair import CUT
 from iso15118.pki.pool import CertificateService, ContractPool
 from iso15118.secc import SECCConfig, simulated_charger
-from iso15118.secc.controller import EVCertificateAnswer, EVSEController
-from iso15118.secc.supervisor import LocalSupervisor
+from iso15118.secc.controller import EVSEController
 
-from .helpers import EPOCH, make_pair, names
+from .helpers import EPOCH, ForwardingSupervisor, make_pair, names
 
 PROFILE = "iso20-secp521r1"
 DER = serialization.Encoding.DER
@@ -258,28 +257,6 @@ def test_an_interrupted_installation_leaves_the_car_as_it_was(creds):
     assert not r.ok and r.reason == "connection lost"
     assert r.contract == "" and not r.contract_chain and r.contract_key is None and p.ev.contract_chain == ()
     assert _unpowered(p)
-
-
-@dataclass
-class ForwardingSupervisor(LocalSupervisor):
-    """A supervisor whose CSMS answers a certificate request after ``delay`` s, from ``pool``."""
-
-    pool: ContractPool | None = None
-    delay: float = 0.5
-    asked: list = field(default_factory=list)  # (request key, first asked)
-
-    def forwards_certificates(self, now: float) -> bool:
-        return True
-
-    def ev_certificate(self, request, now):
-        if not any(k == request.key for k, _ in self.asked):
-            self.asked.append((request.key, now))
-        first = next(t for k, t in self.asked if k == request.key)
-        if now - first < self.delay:
-            return EVCertificateAnswer(ongoing=True)
-        _, data, _ = self.pool.respond(request.exi, request.namespace, request.action,
-                                        dt.datetime.fromtimestamp(now + EPOCH, dt.timezone.utc))
-        return EVCertificateAnswer(exi=data)
 
 
 def test_a_forwarded_installation_waits_with_ongoing(creds):

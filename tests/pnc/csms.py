@@ -1,0 +1,69 @@
+"""The tests' CSMS (``tests.ocpp.csms``, on the ``ocpp`` package) with a contract-certificate pool
+behind it: it answers Get15118EVCertificate with the pool's response (the EXI in base64) and
+GetCertificateStatus with the pool's OCSP response, and signs the charger's CSRs
+(SignCertificate, then CertificateSigned) with the PKI's CPO Sub-CA 2 when asked to."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+from dataclasses import dataclass, field
+
+import websockets
+from ocpp.routing import on
+from ocpp.v21 import call_result
+
+from iso15118.pki.pool import ContractPool, PoolRequestError
+
+from ..ocpp.csms import CSMS, _StationHandle
+
+
+@dataclass
+class PoolCSMS(CSMS):
+    pool: ContractPool | None = None
+    ev_certificate_delay: float = 0.0          # s before Get15118EVCertificate is answered
+    csrs: list = field(default_factory=list)   # (station, certificateType, CSR PEM) of each SignCertificate
+
+    async def _handler(self, ws) -> None:
+        station = ws.request.path.strip("/")
+        if ws.subprotocol != "ocpp2.1":
+            self.refused.append(f"{station}: subprotocol {ws.subprotocol}")
+            await ws.close()
+            return
+        cp = _PoolHandle(station, ws, self)
+        self.connections[station] = cp
+        self.opened += 1
+        try:
+            await cp.start()
+        except websockets.exceptions.ConnectionClosed:
+            pass
+        finally:
+            self.connections.pop(station, None)
+
+
+class _PoolHandle(_StationHandle):
+    @on("Get15118EVCertificate")
+    async def on_ev_certificate(self, iso15118_schema_version, action, exi_request, **_):
+        import asyncio
+
+        await asyncio.sleep(self.csms.ev_certificate_delay)
+        now = dt.datetime.now(dt.timezone.utc)
+        try:
+            ok, data, _why = self.csms.pool.respond(base64.b64decode(exi_request, validate=True),
+                                                    iso15118_schema_version, action, now)
+        except (binascii.Error, PoolRequestError) as e:
+            return call_result.Get15118EVCertificate(status="Failed", exi_response="",
+                                                     status_info={"reason_code": "InvalidRequest",
+                                                                  "additional_info": str(e)[:1024]})
+        return call_result.Get15118EVCertificate(status="Accepted" if ok else "Failed",
+                                                 exi_response=base64.b64encode(data).decode())
+
+    @on("GetCertificateStatus")
+    def on_certificate_status(self, ocsp_request_data, **_):
+        request = {"hashAlgorithm": ocsp_request_data["hash_algorithm"],
+                   "issuerNameHash": ocsp_request_data["issuer_name_hash"],
+                   "issuerKeyHash": ocsp_request_data["issuer_key_hash"],
+                   "serialNumber": ocsp_request_data["serial_number"]}
+        der = self.csms.pool.ocsp_response(request, dt.datetime.now(dt.timezone.utc))
+        return call_result.GetCertificateStatus(status="Accepted", ocsp_result=base64.b64encode(der).decode())
