@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from ocpp.exceptions import FormationViolationError, OCPPError
 
 from iso15118.pki.pool import ContractPool, PoolRequestError
+from iso15118.pki.signer import CsrSigner, SigningRefused
 from ocpp_bridge import frames
 from ocpp_bridge.core import iso
 from ocpp_bridge.rpc import Answer, Outstanding, answer_call, error_frame, read_answer, schema_check
@@ -82,6 +83,8 @@ class StationState:
     ev_schedule: dict | None = None        # the last NotifyEVChargingSchedule
     security_events: list[dict] = field(default_factory=list)
     last_seen: float | None = None
+    after_answer: list[tuple[str, dict]] = field(default_factory=list)  # requests to send once answered
+    certificates: list[dict] = field(default_factory=list)  # CertificateSigned sent: certificateType, chain
 
 
 def meter_sample(meter_values: list[dict], now: float) -> MeterSample | None:
@@ -223,6 +226,9 @@ class StationLink:
             if len(self._seen) > SEEN_IDS:
                 self._seen.popitem(last=False)
         self._emit(answer)
+        while self.state.after_answer:  # requests that follow the answer (CertificateSigned after SignCertificate)
+            action, payload = self.state.after_answer.pop(0)
+            self.call(action, payload, now=now)
 
     def _emit(self, frame: list) -> None:
         self._out.append(frames.dumps(frame))
@@ -236,20 +242,24 @@ class CSMSCore:
 
     HANDLED = ("BootNotification", "StatusNotification", "Heartbeat", "Authorize", "TransactionEvent",
                "MeterValues", "NotifyEVChargingNeeds", "NotifyEVChargingSchedule", "SecurityEventNotification",
-               "NotifyReport", "ReportChargingProfiles", "Get15118EVCertificate", "GetCertificateStatus")
+               "NotifyReport", "ReportChargingProfiles", "Get15118EVCertificate", "GetCertificateStatus",
+               "SignCertificate")
 
     def __init__(self, *, heartbeat_interval: int = 300, response_timeout: float = 30.0,
                  authorize: Callable[[dict], dict] | None = None, observer: Observer | None = None,
-                 contract_pool: ContractPool | None = None):
+                 contract_pool: ContractPool | None = None, certificate_signer: CsrSigner | None = None):
         """``authorize(idToken) -> idTokenInfo-and-more`` answers Authorize (default: Accepted,
         no energy-transfer restriction); ``observer`` hears every request once; ``contract_pool``
         answers a car's certificate requests and the status of the contracts it issued
-        (without one, Get15118EVCertificate and GetCertificateStatus are Failed)."""
+        (without one, Get15118EVCertificate and GetCertificateStatus are Failed);
+        ``certificate_signer`` signs the charger's CSRs (SignCertificate → CertificateSigned;
+        without one SignCertificate is Rejected)."""
         self.heartbeat_interval = heartbeat_interval
         self.response_timeout = response_timeout
         self.authorize = authorize or (lambda token: {"idTokenInfo": {"status": "Accepted"}})
         self.observer = observer
         self.contract_pool = contract_pool
+        self.certificate_signer = certificate_signer
         self.stations: dict[str, StationState] = {}
         self.links: dict[str, StationLink] = {}
 
@@ -312,7 +322,25 @@ class CSMSCore:
             return ev_certificate(self.contract_pool, p, now)
         if action == "GetCertificateStatus":
             return certificate_status(self.contract_pool, p, now)
+        if action == "SignCertificate":
+            return self._sign_certificate(st, p, now)
         return {}  # NotifyReport, ReportChargingProfiles: recorded by the observer
+
+    def _sign_certificate(self, st: StationState, p: dict, now: float) -> dict:
+        """SignCertificate (A02/A03): Accepted, then CertificateSigned with the chain the signer
+        issued for the CSR (Rejected without a signer or for a CSR it refuses)."""
+        kind = p.get("certificateType", "ChargingStationCertificate")
+        if self.certificate_signer is None:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "NotEnabled"}}
+        try:
+            chain = self.certificate_signer.sign(kind, p["csr"], datetime.fromtimestamp(now, timezone.utc))
+        except SigningRefused as e:
+            log.warning("%s: SignCertificate %s refused: %s", st.id, kind, e)
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "InvalidCSR", "additionalInfo": str(e)[:1024]}}
+        signed = {"certificateChain": chain, "certificateType": kind}
+        st.certificates.append(signed)
+        st.after_answer.append(("CertificateSigned", signed))
+        return {"status": "Accepted"}
 
     def _transaction_event(self, st: StationState, p: dict, now: float) -> None:
         info = p["transactionInfo"]

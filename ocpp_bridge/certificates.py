@@ -1,6 +1,8 @@
-"""Plug & Charge certificates over OCPP 2.1, on the station's side: a car's CertificateInstallation
-(and -2 CertificateUpdate) forwarded to the CSMS (Get15118EVCertificate, the car's EXI request in
-base64; M01/M02), sans-I/O like the core it sits on.
+"""Plug & Charge certificates over OCPP 2.1, on the station's side, sans-I/O like the core it sits
+on: a car's CertificateInstallation (and -2 CertificateUpdate) forwarded to the CSMS
+(Get15118EVCertificate, the car's EXI request in base64; M01/M02), and the station's own
+certificates and roots (``StationCertificates``: SignCertificate, CertificateSigned,
+InstallCertificate, GetInstalledCertificateIds, DeleteCertificate; A02, A03, M03-M05).
 
 ``PlugAndChargeSupervision`` is the part of the SECC's supervisor (``OCPPBridge``) that answers
 the SECC's certificate questions: whether requests are forwarded now (online, and
@@ -15,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from iso15118.secc.controller import EVCertificateAnswer, EVCertificateRequest
@@ -76,3 +79,381 @@ class PlugAndChargeSupervision:
             log.info("Get15118EVCertificate: the CSMS says %s (%s)", asked.answer["status"],
                      asked.answer.get("statusInfo", {}).get("reasonCode", "no reason given"))
         return EVCertificateAnswer(exi=data or None)
+
+
+# --- the charging station's own certificates (A02, A03, M03-M05) ------------------------------------
+
+# OCPP certificate types → (key curve, signature hash) of the CSR the station makes for them
+OWN = {"V2G20Certificate": ("secp521r1", "SHA512"), "V2GCertificate": ("secp256r1", "SHA256"),
+       "ChargingStationCertificate": ("secp256r1", "SHA256")}
+ROOT_TYPES = ("V2GRootCertificate", "MORootCertificate", "CSMSRootCertificate", "ManufacturerRootCertificate",
+              "OEMRootCertificate")
+TRIGGERS = {"SignV2GCertificate": "V2GCertificate", "SignV2G20Certificate": "V2G20Certificate",
+            "SignChargingStationCertificate": "ChargingStationCertificate"}
+MAX_ROOTS = 24
+DAY_S = 86400.0
+RENEW_RETRY = DAY_S  # s: a renewal that got no CertificateSigned is tried again this much later
+
+
+class CertificateRejected(ValueError):
+    """A certificate the station does not take (the reason is the message)."""
+
+
+class StationCertificates:
+    """The station's own certificates and trust anchors over OCPP 2.1, sans-I/O, on a station
+    core: SignCertificate with a CSR for the SECC's certificates (V2GCertificate: -2, secp256r1;
+    V2G20Certificate: -20, secp521r1) and the charging station's (ChargingStationCertificate,
+    secp256r1), sent when the CSMS triggers it (TriggerMessage SignV2GCertificate,
+    SignV2G20Certificate, SignChargingStationCertificate) and on its own ``renew_before`` s before
+    the installed one expires, again after SecurityCtrlr.CertSigningWaitMinimum (doubling,
+    CertSigningRepeatTimes) until CertificateSigned comes; CertificateSigned validated (the chain,
+    the key of the CSR, DC=CPO for an SECC leaf, the identity for the station's) before it
+    replaces the installed one, which stays in use otherwise; InstallCertificate,
+    GetInstalledCertificateIds and DeleteCertificate for the roots. Everything is kept in the
+    core's store; ``on_installed(type, chain_pem, key_pem)`` and ``on_roots(type, pems)`` tell the
+    application (the SECC's TLS context, its contract roots, the firmware check)."""
+
+    def __init__(self, core, *, renew_before: float = 30 * DAY_S,
+                 on_installed: Callable[[str, str, str], None] | None = None,
+                 on_roots: Callable[[str, list[str]], None] | None = None):
+        self.core = core
+        self.renew_before = renew_before
+        self.on_installed = on_installed
+        self.on_roots = on_roots
+        dm = core.device_model
+        for name, default in (("CertSigningWaitMinimum", "60"), ("CertSigningRepeatTimes", "3")):
+            if ("SecurityCtrlr", None, None, name, None) not in dm.variables:
+                dm.add(Variable("SecurityCtrlr", name, "integer", RW, default, "s" if "Wait" in name else None,
+                                min=0 if "Repeat" in name else 1, max=DAY_S))
+        dm.add(Variable("SecurityCtrlr", "CertificateEntries", "integer", "ReadOnly", "0", max_limit=MAX_ROOTS,
+                        persistent=False))
+        dm.get("SecurityCtrlr", "CertificateEntries", lambda: str(len(self.roots())))
+        key = ("ISO15118Ctrlr", None, None, "V2GCertificateInstallationEnabled", None)
+        dm.add(Variable("ISO15118Ctrlr", "V2GCertificateInstallationEnabled", "boolean", "ReadOnly", "true"))
+        if key not in dm.persisted:
+            dm.values[key] = "true"
+        core.handlers.update({"CertificateSigned": self._certificate_signed, "InstallCertificate": self._install,
+                              "GetInstalledCertificateIds": self._installed_ids, "DeleteCertificate": self._delete})
+        for trigger, kind in TRIGGERS.items():
+            core.triggers[trigger] = lambda evse, now, kind=kind: self._trigger(kind)
+        core.timers.append(self)
+
+    # --- what is installed -----------------------------------------------------------------------
+    def roots(self, kind: str | None = None) -> list[dict]:
+        return [r for r in self.core.store.get("certificates.roots", []) if kind is None or r["type"] == kind]
+
+    def own(self, kind: str) -> dict | None:
+        """The installed chain of ``kind`` ({'chain': PEM, 'key': PEM}), or None."""
+        return self.core.store.get(f"certificates.{kind}")
+
+    def seed(self, *, roots: dict[str, list[str]] | None = None, own: dict[str, tuple[str, str]] | None = None) -> None:
+        """What the station starts with (from its PKI), kept only where nothing is installed yet:
+        ``roots`` type → PEMs, ``own`` type → (chain PEM, key PEM)."""
+        store = self.core.store
+        if store.get("certificates.roots") is None and roots:
+            store.set("certificates.roots", [{"type": t, "pem": p} for t, pems in roots.items() for p in pems])
+        for kind, (chain, key) in (own or {}).items():
+            if store.get(f"certificates.{kind}") is None:
+                store.set(f"certificates.{kind}", {"chain": chain, "key": key})
+
+    # --- signing requests ------------------------------------------------------------------------
+    def request_signing(self, kind: str, now: float) -> None:
+        """A new key and its CSR for ``kind``, sent as SignCertificate (the key kept until the
+        CSMS's CertificateSigned, the attempts counted)."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        curve = ec.SECP521R1() if OWN[kind][0] == "secp521r1" else ec.SECP256R1()
+        key = ec.generate_private_key(curve)
+        pending = self.core.store.get("certificates.pending", {})
+        pending[kind] = {"key": key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()).decode(),
+                         "attempt": 0, "next": now + self._wait(0)}
+        self.core.store.set("certificates.pending", pending)
+        self._send(kind, key, now)
+
+    def _send(self, kind: str, key, now: float) -> None:
+        csr = self._csr(kind, key)
+        log.info("SignCertificate %s", kind)
+        self.core.request("SignCertificate", {"csr": csr, "certificateType": kind}, now=now,
+                          on_answer=lambda answer, kind=kind: self._signing_answered(kind, answer))
+
+    def _signing_answered(self, kind: str, answer: dict | None) -> None:
+        if answer is not None and answer["status"] != "Accepted":
+            log.warning("the CSMS rejected SignCertificate %s (%s)", kind,
+                        answer.get("statusInfo", {}).get("reasonCode", "no reason given"))
+
+    def _csr(self, kind: str, key) -> str:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.x509.oid import NameOID
+
+        dm = self.core.device_model
+        org = dm.value("SecurityCtrlr", "OrganizationName")
+        if kind == "ChargingStationCertificate":
+            cn, extra = dm.value("SecurityCtrlr", "Identity"), []
+        else:  # the SECC: its SeccId, DC=CPO (ISO 15118's CPO sub-CA issues it)
+            cn, extra = dm.value("ISO15118Ctrlr", "SeccId"), [x509.NameAttribute(NameOID.DOMAIN_COMPONENT, "CPO")]
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, org), *extra])
+        digest = hashes.SHA512() if OWN[kind][1] == "SHA512" else hashes.SHA256()
+        csr = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, digest)
+        return csr.public_bytes(serialization.Encoding.PEM).decode()
+
+    def _wait(self, attempt: int) -> float:
+        return float(self.core.device_model.value("SecurityCtrlr", "CertSigningWaitMinimum")) * 2 ** attempt
+
+    def _trigger(self, kind: str) -> str:
+        self.core.after_response(lambda: self.request_signing(kind, self.core.now))
+        return "Accepted"
+
+    # --- timers: the CSR again, renewals ---------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        times = [p["next"] for p in self.core.store.get("certificates.pending", {}).values() if p["next"] is not None]
+        times += [t for t in (self._renew_at(kind) for kind in OWN) if t is not None]
+        return min(times) if times else None
+
+    def _renew_at(self, kind: str) -> float | None:
+        """When ``kind`` is renewed on its own: ``renew_before`` before it expires (None: not
+        installed, or a signing request is out)."""
+        from cryptography import x509
+
+        own = self.own(kind)
+        if own is None or kind in self.core.store.get("certificates.pending", {}):
+            return None
+        leaf = x509.load_pem_x509_certificates(own["chain"].encode())[0]
+        not_before = self.core.store.get("certificates.renew_after", {}).get(kind, 0.0)  # after giving up
+        return max(leaf.not_valid_after_utc.timestamp() - self.renew_before, not_before)
+
+    def handle_timer(self, now: float) -> None:
+        from cryptography.hazmat.primitives import serialization
+
+        if not self.core.online:
+            return
+        pending = self.core.store.get("certificates.pending", {})
+        for kind, p in list(pending.items()):
+            if p["next"] is None or p["next"] > now:
+                continue
+            repeat = int(self.core.device_model.value("SecurityCtrlr", "CertSigningRepeatTimes"))
+            if p["attempt"] >= repeat:  # given up: a trigger, or the renewal a day later, starts again
+                log.warning("no CertificateSigned for %s after %d attempts", kind, p["attempt"] + 1)
+                del pending[kind]
+                later = self.core.store.get("certificates.renew_after", {})
+                later[kind] = now + RENEW_RETRY
+                self.core.store.set("certificates.renew_after", later)
+                continue
+            p["attempt"] += 1
+            p["next"] = now + self._wait(p["attempt"])
+            self._send(kind, serialization.load_pem_private_key(p["key"].encode(), None), now)
+        self.core.store.set("certificates.pending", pending)
+        for kind in OWN:
+            at = self._renew_at(kind)
+            if at is not None and at <= now:
+                log.info("%s expires within %.0f days: renewing it", kind, self.renew_before / DAY_S)
+                self.request_signing(kind, now)
+
+    # --- CertificateSigned ---------------------------------------------------------------------------
+    def _certificate_signed(self, payload: dict) -> dict:
+        kind = payload.get("certificateType", "ChargingStationCertificate")
+        try:
+            chain_pem, key_pem = self._check_signed(kind, payload["certificateChain"])
+        except CertificateRejected as e:
+            log.warning("CertificateSigned %s rejected: %s", kind, e)
+            if kind == "ChargingStationCertificate":  # A02.FR.?: reported as a security event
+                self.core.security_event("InvalidChargingStationCertificate", str(e)[:255], now=self.core.now)
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "InvalidCertificate",
+                                                           "additionalInfo": str(e)[:1024]}}
+        store = self.core.store
+        previous = store.get(f"certificates.{kind}")
+        if previous is not None:
+            store.set(f"certificates.{kind}.previous", previous)
+        store.set(f"certificates.{kind}", {"chain": chain_pem, "key": key_pem})
+        pending = store.get("certificates.pending", {})
+        pending.pop(kind, None)
+        store.set("certificates.pending", pending)
+        log.info("CertificateSigned: a new %s installed", kind)
+        if self.on_installed is not None:
+            self.core.after_response(lambda: self.on_installed(kind, chain_pem, key_pem))
+        return {"status": "Accepted"}
+
+    def _check_signed(self, kind: str, chain_text: str) -> tuple[str, str]:
+        """The chain (PEM) and the pending key, or CertificateRejected: no CSR outstanding, not a
+        chain, another key, a chain that does not validate."""
+        import datetime as dt
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        from iso15118 import pki
+
+        pending = self.core.store.get("certificates.pending", {}).get(kind)
+        if kind not in OWN or pending is None:
+            raise CertificateRejected(f"no signing request for a {kind} is outstanding")
+        try:
+            certs = x509.load_pem_x509_certificates(chain_text.encode())
+        except ValueError as e:
+            raise CertificateRejected(f"not a PEM certificate chain: {e}") from None
+        key = serialization.load_pem_private_key(pending["key"].encode(), None)
+        spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        if certs[0].public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+            raise CertificateRejected("the certificate is not for the key of the signing request")
+        now = dt.datetime.fromtimestamp(self.core.now, dt.timezone.utc)
+        ders = [c.public_bytes(serialization.Encoding.DER) for c in certs]
+        if kind == "ChargingStationCertificate":
+            _check_station_chain(certs, [r["pem"] for r in self.roots("CSMSRootCertificate")], now,
+                                 self.core.device_model.value("SecurityCtrlr", "Identity"))
+        else:
+            anchors = [x509.load_pem_x509_certificate(r["pem"].encode()).public_bytes(serialization.Encoding.DER)
+                       for r in self.roots("V2GRootCertificate")]
+            try:
+                pki.validate_chain(ders, anchors, now=now, purpose="secc",
+                                   profile="iso20" if kind == "V2G20Certificate" else "iso2")
+            except pki.ChainError as e:
+                raise CertificateRejected(e.reason) from None
+        chain_pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
+        return chain_pem, pending["key"]
+
+    # --- roots: InstallCertificate, GetInstalledCertificateIds, DeleteCertificate ------------------------
+    def _install(self, payload: dict) -> dict:
+        from cryptography import x509
+
+        kind, text = payload["certificateType"], payload["certificate"]
+        try:
+            cert = x509.load_pem_x509_certificate(text.encode())
+            _check_root(cert, self.core.now)
+        except (ValueError, CertificateRejected) as e:
+            return {"status": "Rejected", "statusInfo": {"reasonCode": "InvalidCertificate",
+                                                           "additionalInfo": str(e)[:1024]}}
+        roots = self.roots()
+        pem = cert.public_bytes(_pem()).decode()
+        if any(r["type"] == kind and r["pem"] == pem for r in roots):
+            return {"status": "Accepted"}
+        if len(roots) >= MAX_ROOTS:
+            return {"status": "Failed", "statusInfo": {"reasonCode": "OutOfStorage"}}
+        self.core.store.set("certificates.roots", [*roots, {"type": kind, "pem": pem}])
+        self._roots_changed(kind)
+        return {"status": "Accepted"}
+
+    def _installed_ids(self, payload: dict) -> dict:
+        from cryptography import x509
+
+        wanted = set(payload.get("certificateType") or (*ROOT_TYPES, "V2GCertificateChain"))
+        out = []
+        for r in self.roots():
+            if r["type"] in wanted:
+                cert = x509.load_pem_x509_certificate(r["pem"].encode())
+                out.append({"certificateType": r["type"], "certificateHashData": hash_data(cert, cert)})
+        if "V2GCertificateChain" in wanted:
+            for kind in ("V2G20Certificate", "V2GCertificate"):
+                own = self.own(kind)
+                if own is None:
+                    continue
+                certs = x509.load_pem_x509_certificates(own["chain"].encode())
+                entry = {"certificateType": "V2GCertificateChain", "certificateHashData": hash_data(*certs[:2])}
+                children = [hash_data(c, certs[i + 2] if i + 2 < len(certs) else c) for i, c in enumerate(certs[1:])]
+                if children:
+                    entry["childCertificateHashData"] = children
+                out.append(entry)
+        if not out:
+            return {"status": "NotFound"}
+        return {"status": "Accepted", "certificateHashDataChain": out}
+
+    def _delete(self, payload: dict) -> dict:
+        from cryptography import x509
+
+        wanted = _normal(payload["certificateHashData"])
+        for kind in OWN:  # the station's own certificates are not deleted (M04.FR.06)
+            own = self.own(kind)
+            if own is not None:
+                certs = x509.load_pem_x509_certificates(own["chain"].encode())
+                if _normal(hash_data(certs[0], certs[1] if len(certs) > 1 else certs[0])) == wanted:
+                    return {"status": "Failed", "statusInfo": {"reasonCode": "NotDeletable"}}
+        roots = self.roots()
+        for r in roots:
+            cert = x509.load_pem_x509_certificate(r["pem"].encode())
+            if _normal(hash_data(cert, cert)) == wanted:
+                self.core.store.set("certificates.roots", [x for x in roots if x is not r])
+                self._roots_changed(r["type"])
+                return {"status": "Accepted"}
+        return {"status": "NotFound"}
+
+    def _roots_changed(self, kind: str) -> None:
+        if self.on_roots is not None:
+            pems = [r["pem"] for r in self.roots(kind)]
+            self.core.after_response(lambda: self.on_roots(kind, pems))
+
+
+def hash_data(cert, issuer) -> dict:
+    """OCPP CertificateHashDataType of ``cert`` issued by ``issuer`` (SHA-256 of the issuer's
+    name and key, the serial number in hexadecimal), as an OCSP CertID has them."""
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    name = hashes.Hash(hashes.SHA256())
+    name.update(issuer.subject.public_bytes())
+    key = hashes.Hash(hashes.SHA256())
+    key.update(issuer.public_key().public_bytes(serialization.Encoding.X962,
+                                                serialization.PublicFormat.UncompressedPoint)
+               if hasattr(issuer.public_key(), "curve") else
+               issuer.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+    return {"hashAlgorithm": "SHA256", "issuerNameHash": name.finalize().hex(), "issuerKeyHash": key.finalize().hex(),
+            "serialNumber": format(cert.serial_number, "x")}
+
+
+def _normal(h: dict) -> tuple:
+    return (h["hashAlgorithm"], h["issuerNameHash"].lower(), h["issuerKeyHash"].lower(),
+            h["serialNumber"].lower().lstrip("0"))
+
+
+def _pem():
+    from cryptography.hazmat.primitives import serialization
+
+    return serialization.Encoding.PEM
+
+
+def _check_root(cert, now: float) -> None:
+    """A root to install: a self-signed CA certificate, valid now."""
+    from cryptography import x509
+
+    if cert.issuer != cert.subject:
+        raise CertificateRejected("not self-signed: not a root")
+    try:
+        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        raise CertificateRejected("no basicConstraints: not a CA") from None
+    if not bc.ca:
+        raise CertificateRejected("basicConstraints CA is false: not a CA")
+    if not cert.not_valid_before_utc.timestamp() <= now <= cert.not_valid_after_utc.timestamp():
+        raise CertificateRejected("not valid now")
+    from cryptography.exceptions import InvalidSignature
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature) as e:
+        raise CertificateRejected(f"its self-signature does not verify: {e or type(e).__name__}") from None
+
+
+def _check_station_chain(certs: list, root_pems: list[str], now, identity: str) -> None:
+    """The charging station's certificate: each certificate issued by the next, the last by a
+    CSMS root, all valid now, CN = the station's identity (A02.FR.07)."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.x509.oid import NameOID
+
+    roots = [x509.load_pem_x509_certificate(p.encode()) for p in root_pems]
+    cn = certs[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not cn or cn[0].value != identity:
+        raise CertificateRejected(f"the certificate's CN is not the station's identity {identity}")
+    for c in certs:
+        if not c.not_valid_before_utc <= now <= c.not_valid_after_utc:
+            raise CertificateRejected(f"{c.subject.rfc4514_string()} is not valid now")
+    try:
+        for child, parent in zip(certs, certs[1:]):
+            child.verify_directly_issued_by(parent)
+    except (ValueError, TypeError, InvalidSignature):
+        raise CertificateRejected("the chain is broken (a certificate not issued by the next)") from None
+    for root in roots:
+        try:
+            certs[-1].verify_directly_issued_by(root)
+            return
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+    raise CertificateRejected("the chain does not end at an installed CSMS root")

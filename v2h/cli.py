@@ -452,6 +452,7 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
         loop = asyncio.get_running_loop()
         log.clock_offset = time.time() - loop.time()
         controller, station_task, csms = EVSEController(stage, LocalSupervisor(setpoint_w=args.setpoint)), None, None
+        certificates = None  # the charger's own certificates over OCPP (v2h.charger_certificates)
         stop = asyncio.Event()
         restart = []
         if ocpp:
@@ -478,6 +479,10 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
                                 if sim else None, firmware_roots=args.firmware_root_certs,
                                 installer=StagingInstaller(args.firmware_dir or f"{args.db}.firmware"))
             controller = EVSEController(stage, bridge)
+            from v2h.charger_certificates import ChargerCertificates
+            certificates = ChargerCertificates(station, bridge, config, pki=args.pki, pki_profile=args.pki_profile,
+                                               db=args.db, csms_ca=args.csms_ca,
+                                               firmware_roots=args.firmware_root_certs)
 
             def on_reset() -> None:  # OCPP Reset: stop cleanly, then start again as the same command
                 restart.append(True)
@@ -497,6 +502,8 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
                                    f"connection from {peer.address[0]}: {peer.describe()}"),
                                keep_sessions=False, max_connections=args.max_connections,
                                on_handshake_failure=on_failure, keylog=keylog)
+        if certificates is not None:
+            certificates.serving(srv)  # the SECC certificates installed over OCPP, if any
         print(_listening(srv, args.protocols) + (f" with SDP on {args.interface}" if args.interface else ""), flush=True)
         if csms is not None:  # after the listening line, which scripts read first
             csms.start()

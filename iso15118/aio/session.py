@@ -50,7 +50,8 @@ class SECCServer:
     the plain TCP listener (``tcp_server``, ``tcp_port``; None when it offers only -20), the SDP
     responder if any, its connector (one power stage; None when each connection has its own),
     the sessions (all of them, with ``keep_sessions``) and those that ended since the owner last
-    looked (``ended``, set with ``session_ended``)."""
+    looked (``ended``, set with ``session_ended``), and its TLS contexts by standard ('iso20',
+    'iso2': ``load_cert_chain`` on one changes the certificate of the next handshake)."""
 
     server: Listener | None
     port: int | None
@@ -61,6 +62,7 @@ class SECCServer:
     ended: deque = field(default_factory=lambda: deque(maxlen=1024))
     tcp_server: Listener | None = None
     tcp_port: int | None = None
+    contexts: dict = field(default_factory=dict)
 
     @property
     def stats(self) -> ListenerStats:
@@ -169,7 +171,8 @@ async def start_secc(controller: EVSEController | None = None, *, pki_dir: str |
         logic = SDPServer(aio_sdp.link_local_address(interface))
         logic.tls_port, logic.tcp_port = bound, tcp_bound
         sdp_transport = await aio_sdp.start_responder(logic, interface=interface)
-    srv = SECCServer(server, bound, sdp_transport, connector, tcp_server=tcp_server, tcp_port=tcp_bound)
+    srv = SECCServer(server, bound, sdp_transport, connector, tcp_server=tcp_server, tcp_port=tcp_bound,
+                     contexts=contexts)
     return srv
 
 

@@ -5,16 +5,18 @@ GetCertificateStatus with the pool's OCSP response, and signs the charger's CSRs
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime as dt
 from dataclasses import dataclass, field
 
 import websockets
-from ocpp.routing import on
+from ocpp.routing import after, on
 from ocpp.v21 import call_result
 
 from iso15118.pki.pool import ContractPool, PoolRequestError
+from iso15118.pki.signer import CsrSigner
 
 from ..ocpp.csms import CSMS, _StationHandle
 
@@ -24,6 +26,9 @@ class PoolCSMS(CSMS):
     pool: ContractPool | None = None
     ev_certificate_delay: float = 0.0          # s before Get15118EVCertificate is answered
     csrs: list = field(default_factory=list)   # (station, certificateType, CSR PEM) of each SignCertificate
+    signer: CsrSigner | None = None            # signs them (then CertificateSigned); None: Rejected
+    signed: list = field(default_factory=list)  # (certificateType, chain PEM, the station's answer)
+    tasks: list = field(default_factory=list)
 
     async def _handler(self, ws) -> None:
         station = ws.request.path.strip("/")
@@ -45,8 +50,6 @@ class PoolCSMS(CSMS):
 class _PoolHandle(_StationHandle):
     @on("Get15118EVCertificate")
     async def on_ev_certificate(self, iso15118_schema_version, action, exi_request, **_):
-        import asyncio
-
         await asyncio.sleep(self.csms.ev_certificate_delay)
         now = dt.datetime.now(dt.timezone.utc)
         try:
@@ -67,3 +70,22 @@ class _PoolHandle(_StationHandle):
                    "serialNumber": ocsp_request_data["serial_number"]}
         der = self.csms.pool.ocsp_response(request, dt.datetime.now(dt.timezone.utc))
         return call_result.GetCertificateStatus(status="Accepted", ocsp_result=base64.b64encode(der).decode())
+
+    @on("SignCertificate")
+    def on_sign_certificate(self, csr, certificate_type="ChargingStationCertificate", **_):
+        self.csms.csrs.append((self.id, certificate_type, csr))
+        return call_result.SignCertificate(status="Accepted" if self.csms.signer is not None else "Rejected")
+
+    @after("SignCertificate")
+    def after_sign_certificate(self, csr, certificate_type="ChargingStationCertificate", **_):
+        if self.csms.signer is None:
+            return
+        chain = self.csms.signer.sign(certificate_type, csr, dt.datetime.now(dt.timezone.utc))
+
+        async def send() -> None:  # a task: the answer comes through this handle's own read loop
+            answer = await self.csms.send_call(self.id, "CertificateSigned",
+                                               {"certificateChain": chain, "certificateType": certificate_type})
+            self.csms.signed.append((certificate_type, chain, answer))
+            async with self.csms.changed:
+                self.csms.changed.notify_all()
+        self.csms.tasks.append(asyncio.ensure_future(send()))
