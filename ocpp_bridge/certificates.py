@@ -20,19 +20,24 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from iso15118.secc.controller import EVCertificateAnswer, EVCertificateRequest
+from iso15118.secc.controller import ContractStatus, EVCertificateAnswer, EVCertificateRequest
 
 from .device_model import RW, Variable
 
 log = logging.getLogger(__name__)
 ISO20_NS = "urn:iso:std:iso:15118:-20:CommonMessages"
 PENDING_KEPT = 8   # car requests remembered (their answers), the oldest forgotten first
+OCSP_CACHED = 256  # OCSP answers kept (each until its nextUpdate), the oldest forgotten first
+OCSP_WAIT = 5.0    # s: a car waits at most this long (Ongoing) for its contract's status
+OCSP_SKEW = 60.0   # s: the clocks of the responder and the station may differ this much (OCSP times are whole s)
+OCSP_SILENT = 600.0  # s: after a GetCertificateStatus without answer (CALLERROR, timeout) the CSMS is not asked
 
 
 @dataclass
 class _Asked:
     done: bool = False
     answer: dict | None = None
+    since: float = 0.0       # station time it was asked
 
 
 class PlugAndChargeSupervision:
@@ -41,7 +46,64 @@ class PlugAndChargeSupervision:
     def _init_plug_and_charge(self) -> None:
         dm = self.station.device_model
         dm.add(Variable("ISO15118Ctrlr", "ContractCertificateInstallationEnabled", "boolean", RW, "true"))
+        # v2h's own: ask the CSMS for contract status (GetCertificateStatus). Off by default: a CSMS
+        # that does not answer it holds the station's one outstanding CALL for MessageTimeout
+        dm.add(Variable("ISO15118Ctrlr", "ContractStatusCheck", "boolean", RW, "false"))
         self._ev_cert_asked: dict[bytes, _Asked] = {}
+        self._ocsp_asked: dict[tuple, _Asked] = {}
+        # OCSP answers by CertID (hash algorithm, issuer name hash, issuer key hash, serial):
+        # (ContractStatus, valid until (station time))
+        self.ocsp_cache: dict[tuple, tuple[ContractStatus, float]] = {}
+        self._ocsp_silent_until = 0.0  # a CSMS that did not answer GetCertificateStatus is not asked until then
+
+    def check_contract_status(self, on: bool) -> None:
+        """The start-up setting of ISO15118Ctrlr.ContractStatusCheck (what the CSMS set wins)."""
+        key = ("ISO15118Ctrlr", None, None, "ContractStatusCheck", None)
+        dm = self.station.device_model
+        if key not in dm.persisted:
+            dm.values[key] = "true" if on else "false"
+
+    def contract_status(self, chain: tuple[bytes, ...], now: float) -> ContractStatus:
+        """The contract certificate's revocation status from the CSMS (GetCertificateStatus with the
+        OCSP request data of the leaf, built with ``cryptography``'s OCSP support; M06): cached
+        until the response's nextUpdate; ONGOING while asked; UNKNOWN offline, without a usable
+        answer (Failed, no ocspResult, a response that does not verify or is not for this
+        certificate) or when the responder does not know it."""
+        from cryptography import x509
+
+        if len(chain) < 2 or self.station.device_model.value("ISO15118Ctrlr", "ContractStatusCheck") != "true":
+            return ContractStatus.UNKNOWN  # not asked (or no issuer to name in the request)
+        leaf, issuer = (x509.load_der_x509_certificate(d) for d in chain[:2])
+        data = ocsp_request_data(leaf, issuer)
+        cert_id = (data["hashAlgorithm"], data["issuerNameHash"], data["issuerKeyHash"], data["serialNumber"])
+        wall = self.wall(now)
+        cached = self.ocsp_cache.get(cert_id)
+        if cached is not None and wall <= cached[1]:
+            return cached[0]
+        asked = self._ocsp_asked.get(cert_id)
+        if asked is None:
+            if not self.station.online or wall < self._ocsp_silent_until:
+                return ContractStatus.UNKNOWN
+            asked = self._ocsp_asked[cert_id] = _Asked(since=wall)
+
+            def answered(result: dict | None, asked: _Asked = asked) -> None:
+                asked.done, asked.answer = True, result
+                if result is None:  # a CALLERROR or no answer at all: a CSMS without it, not asked for a while
+                    self._ocsp_silent_until = self.station.now + OCSP_SILENT
+            self.station.request("GetCertificateStatus", {"ocspRequestData": data}, now=wall, on_answer=answered)
+        if not asked.done:
+            if wall - asked.since < OCSP_WAIT:
+                return ContractStatus.ONGOING
+            log.info("GetCertificateStatus: no answer in %g s, the status is unknown", OCSP_WAIT)
+            return ContractStatus.UNKNOWN  # the request stays out: its answer, if it comes, is cached
+        del self._ocsp_asked[cert_id]
+        status, until = read_ocsp_answer(asked.answer, leaf, issuer, wall)
+        if until is not None:
+            self.ocsp_cache[cert_id] = (status, until)
+            while len(self.ocsp_cache) > OCSP_CACHED:
+                self.ocsp_cache.pop(next(iter(self.ocsp_cache)))
+        log.info("contract %x: OCSP says %s", leaf.serial_number, status.value)
+        return status
 
     def forwards_certificates(self, now: float) -> bool:
         """A CSMS to ask: online and ContractCertificateInstallationEnabled."""
@@ -79,6 +141,82 @@ class PlugAndChargeSupervision:
             log.info("Get15118EVCertificate: the CSMS says %s (%s)", asked.answer["status"],
                      asked.answer.get("statusInfo", {}).get("reasonCode", "no reason given"))
         return EVCertificateAnswer(exi=data or None)
+
+
+def ocsp_request_data(cert, issuer) -> dict:
+    """OCPP OCSPRequestDataType for ``cert`` issued by ``issuer``: the CertID of an RFC 6960 OCSP
+    request (``cryptography``'s OCSPRequestBuilder, SHA-256) and the responder URL of the
+    certificate's authority information access ('' when it names none)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509 import ocsp
+
+    req = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, hashes.SHA256()).build()
+    url = ""
+    try:
+        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+        url = next((str(d.access_location.value) for d in aia
+                    if d.access_method == x509.oid.AuthorityInformationAccessOID.OCSP), "")
+    except x509.ExtensionNotFound:
+        pass  # no AIA extension: no responder named
+    return {"hashAlgorithm": "SHA256", "issuerNameHash": req.issuer_name_hash.hex(),
+            "issuerKeyHash": req.issuer_key_hash.hex(), "serialNumber": format(req.serial_number, "x"),
+            "responderURL": url[:2000]}
+
+
+def read_ocsp_answer(answer: dict | None, cert, issuer, now: float) -> tuple[ContractStatus, float | None]:
+    """(status, cached until) from a GetCertificateStatusResponse: the OCSP response must be
+    successful, for ``cert``'s CertID, signed by the issuer (or a responder certificate the issuer
+    gave OCSPSigning), current at ``now``; anything else is UNKNOWN and not cached."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509 import ocsp
+
+    if answer is None or answer.get("status") != "Accepted" or not answer.get("ocspResult"):
+        return ContractStatus.UNKNOWN, None
+    try:
+        res = ocsp.load_der_ocsp_response(base64.b64decode(answer["ocspResult"], validate=True))
+    except (binascii.Error, ValueError) as e:
+        log.warning("GetCertificateStatus: the ocspResult is no OCSP response: %s", e)
+        return ContractStatus.UNKNOWN, None
+    if res.response_status != ocsp.OCSPResponseStatus.SUCCESSFUL:
+        log.info("GetCertificateStatus: the responder says %s", res.response_status.name)
+        return ContractStatus.UNKNOWN, None
+    mine = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, res.hash_algorithm).build()
+    if (res.serial_number, res.issuer_name_hash, res.issuer_key_hash) != \
+            (mine.serial_number, mine.issuer_name_hash, mine.issuer_key_hash):
+        log.warning("GetCertificateStatus: the OCSP response is for another certificate")
+        return ContractStatus.UNKNOWN, None
+    signer = issuer
+    if res.certificates:  # a delegated responder: issued by the issuer, with OCSPSigning
+        signer = res.certificates[0]
+        try:
+            signer.verify_directly_issued_by(issuer)
+            eku = signer.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
+            log.warning("GetCertificateStatus: the OCSP responder is not the issuer's")
+            return ContractStatus.UNKNOWN, None
+        if x509.oid.ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
+            log.warning("GetCertificateStatus: the OCSP responder lacks OCSPSigning")
+            return ContractStatus.UNKNOWN, None
+    try:
+        key = signer.public_key()
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(res.signature, res.tbs_response_bytes, ec.ECDSA(res.signature_hash_algorithm))
+        else:
+            key.verify(res.signature, res.tbs_response_bytes)
+    except (InvalidSignature, TypeError, ValueError):
+        log.warning("GetCertificateStatus: the OCSP response's signature does not verify")
+        return ContractStatus.UNKNOWN, None
+    this, nxt = res.this_update_utc.timestamp(), res.next_update_utc
+    until = nxt.timestamp() if nxt is not None else now  # no nextUpdate: good for this check only
+    if this > now + OCSP_SKEW or until < now - OCSP_SKEW:
+        log.warning("GetCertificateStatus: the OCSP response is not current")
+        return ContractStatus.UNKNOWN, None
+    status = {ocsp.OCSPCertStatus.GOOD: ContractStatus.GOOD, ocsp.OCSPCertStatus.REVOKED: ContractStatus.REVOKED,
+              ocsp.OCSPCertStatus.UNKNOWN: ContractStatus.UNKNOWN}[res.certificate_status]
+    return status, until
 
 
 # --- the charging station's own certificates (A02, A03, M03-M05) ------------------------------------

@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "firmware (UpdateFirmware is refused without them)")
     p_chg.add_argument("--firmware-dir", metavar="DIR", help="where verified firmware images are staged for the "
                        "platform's updater (default: DB.firmware beside --db)")
+    p_chg.add_argument("--contract-status-check", action="store_true",
+                       help="ask the CSMS for each -20 contract's revocation status (GetCertificateStatus, OCSP) "
+                            "before authorizing it (ISO15118Ctrlr.ContractStatusCheck; off: a CSMS that does not "
+                            "answer it would hold the OCPP link)")
     p_chg.set_defaults(func=_cmd_charger)
 
     p_evcc = sub.add_parser("evcc", help="run the simulated car (EVCC: ISO 15118-20, ISO 15118-2 or DIN 70121)")
@@ -366,6 +370,9 @@ def _add_secc_args(p: argparse.ArgumentParser, setpoint_help: str = "fixed power
                    help="authorization methods offered, comma-separated: eim, pnc")
     p.add_argument("--control-modes", default=["scheduled", "dynamic"], type=choices_list("scheduled", "dynamic"),
                    metavar="LIST", help="control modes offered, in this order: scheduled, dynamic")
+    p.add_argument("--contract-status-unknown", default="accept", type=choice("accept", "reject"), metavar="POLICY",
+                   help="Plug & Charge: a contract whose revocation status is not known (no OCSP answer, or not "
+                        "asked): accept or reject it (docs/pnc.md)")
     p.add_argument("--price-levels", type=price_levels, default=(), metavar="S:L,...",
                    help="publish a time-of-use tariff: seconds:level pairs from now, e.g. 21600:0,10800:2 "
                         "(default: no pricing)")
@@ -437,7 +444,8 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
     config = SECCConfig(services=(2, 6) if args.kind == "DC" else (1, 5), protocols=tuple(args.protocols),
                         control_modes=tuple({"scheduled": 1, "dynamic": 2}[m] for m in args.control_modes),
                         auth_methods=tuple({"eim": "EIM", "pnc": "PnC"}[m] for m in args.auth),
-                        price_levels=args.price_levels, contract_roots=roots, certificate_service=service)
+                        price_levels=args.price_levels, contract_roots=roots, certificate_service=service,
+                        contract_status_unknown=args.contract_status_unknown)
     log = message_log("SECC", args)
     keylog = keylog_path(args)
     # the adapters' own log (refused handshakes, accept errors, malformed streams; rate-limited
@@ -479,6 +487,7 @@ def _serve_secc(args: argparse.Namespace, *, ocpp: bool) -> int:
                                 if sim else None, firmware_roots=args.firmware_root_certs,
                                 installer=StagingInstaller(args.firmware_dir or f"{args.db}.firmware"))
             controller = EVSEController(stage, bridge)
+            bridge.check_contract_status(args.contract_status_check)
             from v2h.charger_certificates import ChargerCertificates
             certificates = ChargerCertificates(station, bridge, config, pki=args.pki, pki_profile=args.pki_profile,
                                                db=args.db, csms_ca=args.csms_ca,
@@ -631,6 +640,7 @@ def _cmd_evcc(args: argparse.Namespace) -> int:
     config = EVCCConfig(service=args.service, control_mode=args.control_mode, auth=args.auth, loops=args.loops,
                         loop_period=args.loop_period, end=args.end, contract_chain=chain, contract_key=key,
                         protocols=protocols, oem_chain=oem, oem_key=oem_key, contract_update=args.update_contract,
+                        install_contract=install,
                         v2g_roots=pki.v2g_roots(args.pki, profile) if args.auth == "pnc" else (),
                         renegotiate_after=args.renegotiate_after,
                         time_scale=args.clock.speed if args.clock else 1.0)

@@ -57,6 +57,7 @@ class EVCCConfig:
     oem_key: object = None
     v2g_roots: tuple[bytes, ...] = ()
     contract_update: bool = False
+    install_contract: bool = False          # install a contract even when the car has one (a new one wanted)
     timers: EVTimers = field(default_factory=EVTimers)
     time_scale: float = 1.0                 # simulated seconds per second for the battery (an accelerated demo)
 

@@ -35,7 +35,7 @@ def on_authorization_setup(s: EVCCSession, res, now: float):
         if res.PnC_ASResAuthorizationMode is None:
             raise EVCCError("PnC offered without a GenChallenge")
         s.gen_challenge = res.PnC_ASResAuthorizationMode.GenChallenge
-        if not s.contract_chain:  # no contract yet: install one first, if the charger can
+        if not s.contract_chain or s.config.install_contract:  # none yet (or a new one wanted): install first
             if not res.CertificateInstallationService:
                 raise EVCCError("the car has no contract and the charger offers no CertificateInstallation")
             return s.certificate_installation_req(now)

@@ -85,7 +85,9 @@ def _certificate_action(s: EVCCSession) -> int:
     """-2 Plug & Charge: 1 to install a contract (the car has none), 2 to update it, 0 neither."""
     if s.config.auth != "pnc" or _din(s):
         return 0
-    return 1 if not s.contract_chain else 2 if s.config.contract_update and not s.result.contract else 0
+    if not s.contract_chain or s.config.install_contract and not s.result.contract:
+        return 1
+    return 2 if s.config.contract_update and not s.result.contract else 0
 
 
 def payment_selection_req(s: EVCCSession, now: float):

@@ -91,6 +91,7 @@ class ContractPool:
     services: Mapping[str, CertificateService]
     contracts: Mapping[str, str] | None = None
     rng: Callable[[int], bytes] = os.urandom
+    ocsp_validity: float = 3600.0          # s: how long an OCSP response of this pool may be relied on
     issued: dict[int, Issued] = field(default_factory=dict)   # serial number → what was issued
 
     @classmethod
@@ -321,12 +322,12 @@ class ContractPool:
         i = self.issued.get(serial)
         return "unknown" if i is None else "revoked" if i.revoked_at is not None else "good"
 
-    def ocsp_response(self, request: Mapping[str, str], now: dt.datetime, validity: dt.timedelta =
-                      dt.timedelta(hours=1)) -> bytes:
+    def ocsp_response(self, request: Mapping[str, str], now: dt.datetime) -> bytes:
         """The DER OCSP response (RFC 6960) for OCPP's OCSPRequestDataType ``request``
         (hashAlgorithm, issuerNameHash, issuerKeyHash, serialNumber as hex): signed by the issuing
-        MO sub-CA, valid for ``validity``; a certificate this pool did not issue gets the
-        unsuccessful status 'unauthorized' (RFC 6960 2.3: the responder is not authoritative)."""
+        MO sub-CA, nextUpdate ``ocsp_validity`` s after ``now``; a certificate this pool did not
+        issue gets the unsuccessful status 'unauthorized' (RFC 6960 2.3: not authoritative)."""
+        validity = dt.timedelta(seconds=self.ocsp_validity)
         from cryptography.hazmat.primitives import hashes, serialization
         from cryptography.x509 import ReasonFlags, ocsp
 

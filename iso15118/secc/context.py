@@ -119,6 +119,8 @@ class SessionContext:
     gen_challenge: bytes | None = None  # single use
     auth_method: str = ""
     emaid: str = ""
+    contract_chain: tuple[bytes, ...] = ()  # -20 PnC: the validated contract chain (DER, leaf first)
+    contract_checked: bool = False          # ... and its revocation status known and acceptable
     authorized: bool = False
     ongoing_since: float | None = None
     service_id: int = 0

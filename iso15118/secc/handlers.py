@@ -15,7 +15,7 @@ from iso15118.messages import (AC, BPT_SERVICES, CM, DC, SERVICE_AC, SERVICE_AC_
                                filled, name_of, response_class)
 from iso15118.units import clamp, rn, val
 
-from .controller import AuthorizationStatus, IsolationStatus, PowerCommand
+from .controller import AuthorizationStatus, ContractStatus, IsolationStatus, PowerCommand
 from .events import (POWER_CHANGE, Authorized, EndReason, EnergyTransferStarted, EnergyTransferStopped,
                      EVChargingNeeds, GeneratorMode, PowerChanged, SessionStarted, SoCChanged, StageFault)
 from .context import Reply, SequenceError, State
@@ -89,23 +89,51 @@ def authorization(req, s, now) -> Reply:
             if code is not None:
                 return res(code, end=code.startswith("FAILED"))
             ctx.auth_method = "PnC"
+        if not ctx.contract_checked:  # its revocation status (OCSP through the CSMS), Ongoing until known
+            code = _contract_status(s, now)
+            if code == "Ongoing":
+                return _ongoing(s, now, res)
+            if code is not None:
+                return res(code)
+            ctx.contract_checked = True
     elif req.EIM_AReqAuthorizationMode is None:
         return res("FAILED", end=True)
     else:
         ctx.auth_method = "EIM"
     status = s.supervisor.authorize(method, ctx.emaid, now)
     if status is AuthorizationStatus.ONGOING:
-        if ctx.ongoing_since is None:
-            ctx.ongoing_since = now
-        if now - ctx.ongoing_since > s.config.ongoing_timeout:
-            return res("FAILED", end=True)
-        return res("OK", "Ongoing", State.WAIT_AUTH)
+        return _ongoing(s, now, res)
     ctx.ongoing_since = None
     if status is AuthorizationStatus.REJECTED:
         return res("WARNING_EIMAuthorizationFailure" if method == "EIM" else "WARNING_GeneralPnCAuthorizationError")
     ctx.authorized = True
     s.supervisor.session_event(Authorized(method=method, emaid=ctx.emaid), now)
     return res("OK", state=done)
+
+
+def _ongoing(s, now: float, res) -> Reply:
+    """EVSEProcessing=Ongoing, at most ``ongoing_timeout`` s from the first (then FAILED)."""
+    ctx = s.ctx
+    if ctx.ongoing_since is None:
+        ctx.ongoing_since = now
+    if now - ctx.ongoing_since > s.config.ongoing_timeout:
+        return res("FAILED", end=True)
+    return res("OK", "Ongoing", State.WAIT_AUTH)
+
+
+def _contract_status(s, now: float) -> str | None:
+    """'Ongoing' while the supervisor asks; the refusal's response code for a revoked contract
+    (WARNING_CertificateRevoked) or one of unknown status when ``contract_status_unknown`` is
+    'reject' (WARNING_CertificateValidationError: its validity could not be established); None
+    when the contract may be used."""
+    status = s.supervisor.contract_status(s.ctx.contract_chain, now)
+    if status is ContractStatus.ONGOING:
+        return "Ongoing"
+    if status is ContractStatus.REVOKED:
+        return "WARNING_CertificateRevoked"
+    if status is ContractStatus.UNKNOWN and s.config.contract_status_unknown == "reject":
+        return "WARNING_CertificateValidationError"
+    return None
 
 
 def _check_pnc(req, s, now) -> str | None:
@@ -140,6 +168,7 @@ def _check_pnc(req, s, now) -> str | None:
         return "FAILED_SignatureError"
     from cryptography.x509.oid import NameOID
     ctx.emaid = path[0].subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    ctx.contract_chain, ctx.contract_checked = tuple(chain), False
     return None
 
 

@@ -8,7 +8,7 @@ cannot trust leaves it with what it had."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 import pytest
 from cryptography import x509
@@ -20,7 +20,8 @@ from iso15118.messages import CM
 from iso15118.pair import CUT
 from iso15118.pki.pool import CertificateService, ContractPool
 from iso15118.secc import SECCConfig, simulated_charger
-from iso15118.secc.controller import EVSEController
+from iso15118.secc.controller import ContractStatus, EVSEController
+from iso15118.secc.supervisor import LocalSupervisor
 
 from .helpers import EPOCH, ForwardingSupervisor, make_pair, names
 
@@ -300,3 +301,36 @@ def test_the_pool_answers_forwarded_exi_and_refuses_what_it_cannot_read(creds):
         pool.respond(b"\x80\x00junk", "urn:iso:std:iso:15118:-20:CommonMessages", "Install", NOW)
     with pytest.raises(PoolRequestError):
         pool.respond(exi.encode(req, "iso20_cm"), "urn:iso:std:iso:15118:-20:CommonMessages", "Update", NOW)
+
+
+@dataclass
+class StatusSupervisor(LocalSupervisor):
+    """Answers the contract's revocation status after ``delay`` s."""
+
+    status: ContractStatus = ContractStatus.GOOD
+    delay: float = 0.0
+    asked: list = field(default_factory=list)
+
+    def contract_status(self, chain, now):
+        self.asked.append((now, chain))
+        return ContractStatus.ONGOING if now - self.asked[0][0] < self.delay else self.status
+
+
+@pytest.mark.parametrize("status,policy,code", [
+    (ContractStatus.GOOD, "reject", "OK"),
+    (ContractStatus.REVOKED, "accept", "WARNING_CertificateRevoked"),
+    (ContractStatus.UNKNOWN, "accept", "OK"),
+    (ContractStatus.UNKNOWN, "reject", "WARNING_CertificateValidationError"),
+])
+def test_the_authorization_follows_the_contracts_revocation_status(creds, v2g_pki, status, policy, code):
+    sup = StatusSupervisor(setpoint_w=-5000.0, status=status, delay=0.5)
+    charger = EVSEController(simulated_charger(kind="DC").stage, sup)
+    p = make_pair("DC_BPT", auth="pnc", pki_dir=v2g_pki, charger=charger, transport="tls1.3", loops=2,
+                  secc_config=SECCConfig(contract_roots=creds["roots"], contract_status_unknown=policy))
+    p.run()
+    results = [(str(m.ResponseCode), str(m.EVSEProcessing)) for _, d, n, m in p.secc_log if n == "AuthorizationRes"]
+    assert results[0] == ("OK", "Ongoing") and results[-1] == (code, "Finished")
+    assert sup.asked[0][1] == pki.contract_credentials(v2g_pki, PROFILE)[0]  # the chain the car presented
+    assert p.ev.result.ok == (code == "OK"), p.ev.result.reason
+    if code != "OK":
+        assert _unpowered(p) and p.secc.ctx.authorized is False
