@@ -129,11 +129,17 @@ def test_charger_explains_http_401(v2g_pki, tmp_path):
 
 
 def test_charger_explains_tls_failures(v2g_pki, tmp_path):
-    """wss:// to a plain server, and to a TLS server whose certificate is not trusted."""
+    """wss:// to a plain server, and to a TLS server whose certificate is not trusted (signed by
+    another PKI's CSMS root: the charger trusts its own --pki's)."""
+    from iso15118 import pki
+
+    other = tmp_path / "other-pki"
+    pki.init_pki(other)
+
     async def run():
         plain = await CSMS(passwords={"CS7": PASSWORD}).start()
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(v2g_pki / "ocpp" / "csms_server.pem", v2g_pki / "ocpp" / "csms_server.key.pem")
+        ctx.load_cert_chain(other / "ocpp" / "csms_server.pem", other / "ocpp" / "csms_server.key.pem")
         tls = await CSMS(passwords={"CS7": PASSWORD}, ssl_context=ctx).start()
         out = []
         try:

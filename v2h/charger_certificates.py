@@ -43,8 +43,8 @@ class ChargerCertificates:
         self.server = server
         for kind in SECC_KINDS:
             own = self.certs.own(kind)
-            if own is not None:
-                self._installed(kind, own["chain"], own["key"])
+            if own is not None:  # what it starts with: said only when it changes (CertificateSigned)
+                self._installed(kind, own["chain"], own["key"], announce=False)
 
     def _write(self, name: str, text: str) -> Path:
         self.dir.mkdir(mode=0o700, exist_ok=True)
@@ -58,14 +58,15 @@ class ChargerCertificates:
         os.replace(tmp, path)
         return path
 
-    def _installed(self, kind: str, chain_pem: str, key_pem: str) -> None:
+    def _installed(self, kind: str, chain_pem: str, key_pem: str, announce: bool = True) -> None:
         chain = self._write(f"{kind}.pem", chain_pem)
         key = self._write(f"{kind}.key.pem", key_pem)
         if kind in SECC_KINDS:
             ctx = self.server.contexts.get(SECC_KINDS[kind]) if self.server is not None else None
             if ctx is not None:
                 ctx.load_cert_chain(str(chain), str(key))  # the next TLS handshake presents it
-                log.info("the SECC's %s certificate is now %s", SECC_KINDS[kind], _subject(chain_pem))
+                (log.info if announce else log.debug)("the SECC's %s certificate is now %s", SECC_KINDS[kind],
+                                                      _subject(chain_pem))
         elif kind == "ChargingStationCertificate":
             self.core.config.client_cert, self.core.config.client_key = str(chain), str(key)
 
