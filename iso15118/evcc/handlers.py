@@ -45,37 +45,38 @@ def on_authorization_setup(s: EVCCSession, res, now: float):
 def on_certificate_installation(s: EVCCSession, res, now: float):
     """-20: Ongoing → the same request again; a refusal ends the session (the car keeps what it
     had); otherwise the new contract, checked and decrypted, authorizes this session."""
-    code, processing = str(res.ResponseCode), str(res.EVSEProcessing)
-    if code.startswith("WARNING"):
-        raise EVCCError(f"contract installation refused: CertificateInstallationRes {code}")
-    if processing != "Finished":
-        s._repeat(now, s.config.timers.ongoing, "CertificateInstallation", lambda t: s.certificate_installation_req(t))
+    if _waiting(s, res, now, "contract installation refused: CertificateInstallationRes", "CertificateInstallation",
+                lambda t: s.certificate_installation_req(t)):
         return None
-    s._phase_done()
     _take_contract(s, res, now)
     return s.authorization_req(now)
+
+
+def _waiting(s: EVCCSession, res, now: float, refused: str, what: str, again) -> bool:
+    """A WARNING ends the session (EVCCError ``refused`` CODE); EVSEProcessing not Finished
+    sends ``again`` after the poll interval (within the Ongoing timer): True; Finished: False."""
+    code = str(res.ResponseCode)
+    if code.startswith("WARNING"):
+        raise EVCCError(f"{refused} {code}" if refused.endswith("Res") else f"{refused}: {code}")
+    if str(res.EVSEProcessing) != "Finished":
+        s._repeat(now, s.config.timers.ongoing, what, again)
+        return True
+    s._phase_done()
+    return False
 
 
 def _take_contract(s: EVCCSession, res, now: float) -> None:
     """The provisioning service's chain against the car's V2G roots, its signature over exactly
     SignedInstallationData, the key decrypted with the OEM provisioning key ([V2G20-2505]) and
     belonging to the new certificate ([V2G20-2507]); only then is the contract the car's."""
-    import datetime as dt
-
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
     from cryptography.x509.oid import NameOID
 
-    from iso15118 import pki, xmldsig
+    from iso15118 import xmldsig
     from iso15118.pki import contract_key
 
-    cps = res.CPSCertificateChain
-    chain = [cps.Certificate] + (list(cps.SubCertificates.Certificate) if cps.SubCertificates is not None else [])
-    wall = dt.datetime.fromtimestamp(now + s.clock_offset, dt.timezone.utc)
-    try:
-        path = pki.validate_chain(chain, list(s.config.v2g_roots), now=wall, profile="iso20")
-    except pki.ChainError as e:
-        raise EVCCError(f"the provisioning service's certificate is refused: {e.reason}") from None
+    path = provisioning_service(s, res.CPSCertificateChain, now, "iso20")
     data, sig = res.SignedInstallationData, res.Header.Signature
     if sig is None or [r.URI for r in sig.SignedInfo.Reference] != ["#" + (data.Id or "")]:
         raise EVCCError("the new contract is not signed by the provisioning service (SignedInstallationData, "
@@ -108,6 +109,21 @@ def _take_contract(s: EVCCSession, res, now: float) -> None:
     s.result.contract_chain, s.result.contract_key = s.contract_chain, key
 
 
+def provisioning_service(s: EVCCSession, cps, now: float, profile: str) -> list:
+    """The provisioning service's chain (a CertificateChain message) validated against the car's
+    V2G roots (the path, leaf first), or EVCCError."""
+    import datetime as dt
+
+    from iso15118 import pki
+
+    chain = [cps.Certificate] + (list(cps.SubCertificates.Certificate) if cps.SubCertificates is not None else [])
+    wall = dt.datetime.fromtimestamp(now + s.clock_offset, dt.timezone.utc)
+    try:
+        return pki.validate_chain(chain, list(s.config.v2g_roots), now=wall, profile=profile)
+    except pki.ChainError as e:
+        raise EVCCError(f"the provisioning service's certificate is refused: {e.reason}") from None
+
+
 def root_certificate_ids(roots: tuple[bytes, ...]):
     """ListOfRootCertificateIDs: the V2G roots the car trusts, by issuer and serial number (at most 20)."""
     from cryptography import x509
@@ -121,13 +137,8 @@ def root_certificate_ids(roots: tuple[bytes, ...]):
 
 
 def on_authorization(s: EVCCSession, res, now: float):
-    code, processing = str(res.ResponseCode), str(res.EVSEProcessing)
-    if code.startswith("WARNING"):
-        raise EVCCError(f"authorization refused: {code}")
-    if processing != "Finished":
-        s._repeat(now, s.config.timers.ongoing, "Authorization", lambda t: s.authorization_req(t))
+    if _waiting(s, res, now, "authorization refused", "Authorization", lambda t: s.authorization_req(t)):
         return None
-    s._phase_done()
     if s.resumed:
         return s.cpd_req(now)
     return s.service_discovery_req(now)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from iso15118.units import pv, pval
 
 from .context import EVCCError
+from .handlers import provisioning_service
 
 if TYPE_CHECKING:
     from .session import EVCCSession
@@ -325,21 +326,13 @@ def on_certificate_update(s: EVCCSession, res, now: float):
 def _take_contract(s: EVCCSession, res, now: float, own_key, what: str) -> None:
     """The provisioning service's chain against the car's V2G roots, its signature over the
     four elements, the key decrypted with ``own_key`` and matching the new certificate."""
-    import datetime as dt
-
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    from iso15118 import pki, xmldsig
+    from iso15118 import xmldsig
     from iso15118.pki import contract_key
 
-    cps = res.SAProvisioningCertificateChain
-    chain = [cps.Certificate] + (list(cps.SubCertificates.Certificate) if cps.SubCertificates is not None else [])
-    wall = dt.datetime.fromtimestamp(now + s.clock_offset, dt.timezone.utc)
-    try:
-        path = pki.validate_chain(chain, list(s.config.v2g_roots), now=wall, profile="iso2")
-    except pki.ChainError as e:
-        raise EVCCError(f"the provisioning service's certificate is refused: {e.reason}") from None
+    path = provisioning_service(s, res.SAProvisioningCertificateChain, now, "iso2")
     found = {e.name.rsplit("}", 1)[-1]: e for e in xmldsig.identified_elements(res, "iso2")}
     signed = [found[n] for n in SIGNED_CONTRACT_PARTS if n in found]
     sig = s.last_header.Signature

@@ -27,7 +27,7 @@ from iso15118.v2gtp import V2GTPFrame
 
 from . import handlers_iso2
 from .battery import Battery
-from .context import CONTROL_MODES, EVCCConfig, EVCCError, EVCCResult, EVState, EVTimers
+from .context import CONTROL_MODES, EVCCConfig, EVCCError, EVCCResult, EVState, EVTimers  # noqa: F401
 from .din import TABLE as DIN_TABLE
 from .handlers import root_certificate_ids
 from .iso2 import TABLE as ISO2_TABLE

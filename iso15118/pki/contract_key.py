@@ -46,6 +46,17 @@ class ContractKeyError(Exception):
     does not decrypt to a valid private value)."""
 
 
+def _shared_secret(own_key, curve: ec.EllipticCurve, dh_public: bytes, size: int, name: str) -> bytes:
+    """ECDH of the car's key with the provisioning service's ephemeral public key ``dh_public``
+    (an uncompressed point of ``size`` bytes on ``curve``; ``name``: its element, for the error)."""
+    if len(dh_public) != size or dh_public[0] != 0x04:
+        raise ContractKeyError(f"{name} is not an uncompressed {curve.name} point")
+    try:
+        return own_key.exchange(ec.ECDH(), ec.EllipticCurvePublicKey.from_encoded_point(curve, dh_public))
+    except ValueError as e:
+        raise ContractKeyError(f"{name} is not usable: {e}") from None
+
+
 def _symmetric_key(shared: bytes) -> bytes:
     return ConcatKDFHash(algorithm=SHA256(), length=16, otherinfo=OTHER_INFO).derive(shared)
 
@@ -69,13 +80,7 @@ def decrypt(encrypted: bytes, dh_public: bytes, own_key: ec.EllipticCurvePrivate
     the car's own key (OEM provisioning or old contract)."""
     if len(encrypted) != ENCRYPTED_BYTES:
         raise ContractKeyError(f"the encrypted key has {len(encrypted)} bytes, not {ENCRYPTED_BYTES}")
-    if len(dh_public) != POINT_BYTES or dh_public[0] != 0x04:
-        raise ContractKeyError("DHpublickey is not an uncompressed secp256r1 point")
-    try:
-        peer = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), dh_public)
-        key = _symmetric_key(own_key.exchange(ec.ECDH(), peer))
-    except ValueError as e:
-        raise ContractKeyError(f"DHpublickey is not usable: {e}") from None
+    key = _symmetric_key(_shared_secret(own_key, ec.SECP256R1(), dh_public, POINT_BYTES, "DHpublickey"))
     dec = Cipher(algorithms.AES(key), modes.CBC(encrypted[:16])).decryptor()
     value = int.from_bytes(dec.update(encrypted[16:]) + dec.finalize(), "big")
     try:
@@ -130,15 +135,9 @@ def decrypt_iso20(encrypted: bytes, dh_public: bytes, own_key: ec.EllipticCurveP
 
     if len(encrypted) != ENCRYPTED_BYTES_521:
         raise ContractKeyError(f"the encrypted key has {len(encrypted)} bytes, not {ENCRYPTED_BYTES_521}")
-    if len(dh_public) != POINT_BYTES_521 or dh_public[0] != 0x04:
-        raise ContractKeyError("DHPublicKey is not an uncompressed secp521r1 point")
     if not isinstance(own_key, ec.EllipticCurvePrivateKey) or not isinstance(own_key.curve, ec.SECP521R1):
         raise ContractKeyError("the car's provisioning key is not on secp521r1")
-    try:
-        peer = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP521R1(), dh_public)
-        key = _session_key_iso20(own_key.exchange(ec.ECDH(), peer))
-    except ValueError as e:
-        raise ContractKeyError(f"DHPublicKey is not usable: {e}") from None
+    key = _session_key_iso20(_shared_secret(own_key, ec.SECP521R1(), dh_public, POINT_BYTES_521, "DHPublicKey"))
     try:
         value = AESGCM(key).decrypt(encrypted[:12], encrypted[12:], aad(pcid, ski))
     except InvalidTag:

@@ -79,7 +79,7 @@ class CSMS:
             self.refused.append(f"{station}: subprotocol {ws.subprotocol}")
             await ws.close()
             return
-        cp = _StationHandle(station, ws, self)
+        cp = self._handle(station, ws)
         self.connections[station] = cp
         self.opened += 1
         try:
@@ -88,6 +88,10 @@ class CSMS:
             pass
         finally:
             self.connections.pop(station, None)
+
+    def _handle(self, station: str, ws) -> _StationHandle:
+        """The handler of one station's connection (a CSMS that answers more makes its own)."""
+        return _StationHandle(station, ws, self)
 
     async def record(self, station: str, frame: list) -> None:
         self.received.append(Received(station, frame[1], frame[2], frame[3]))

@@ -11,7 +11,6 @@ import binascii
 import datetime as dt
 from dataclasses import dataclass, field
 
-import websockets
 from ocpp.routing import after, on
 from ocpp.v21 import call_result
 
@@ -30,21 +29,8 @@ class PoolCSMS(CSMS):
     signed: list = field(default_factory=list)  # (certificateType, chain PEM, the station's answer)
     tasks: list = field(default_factory=list)
 
-    async def _handler(self, ws) -> None:
-        station = ws.request.path.strip("/")
-        if ws.subprotocol != "ocpp2.1":
-            self.refused.append(f"{station}: subprotocol {ws.subprotocol}")
-            await ws.close()
-            return
-        cp = _PoolHandle(station, ws, self)
-        self.connections[station] = cp
-        self.opened += 1
-        try:
-            await cp.start()
-        except websockets.exceptions.ConnectionClosed:
-            pass
-        finally:
-            self.connections.pop(station, None)
+    def _handle(self, station: str, ws) -> _PoolHandle:
+        return _PoolHandle(station, ws, self)
 
 
 class _PoolHandle(_StationHandle):

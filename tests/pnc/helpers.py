@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-CLI = [sys.executable, "-m", "v2h.cli"]
-PASSWORD = "a-very-secret-passphrase"
+from ..ocpp.test_charger import CLI, PASSWORD, _start_charger  # noqa: F401 (PASSWORD: for the tests here)
 
-
-async def start_charger(args: list[str]) -> tuple[subprocess.Popen, int]:
-    """`v2h charger ARGS`; its process and the SECC's TLS port (from its listening line)."""
-    proc = subprocess.Popen([*CLI, "charger", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = await asyncio.get_running_loop().run_in_executor(None, proc.stdout.readline)
-    m = re.search(r"listening on port (\d+)", line)
-    if m is None:
-        proc.kill()
-        raise AssertionError(f"no listening line: {line!r} {proc.stderr.read()}")
-    return proc, int(m.group(1))
+# `v2h charger ARGS` → (its process, the SECC's TLS port from its listening line)
+start_charger = _start_charger
 
 
 @dataclass
