@@ -169,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_chg.add_argument("--id", required=True, metavar="STATION", help="the charging station's identity (appended "
                        "to --csms as the last part of the websocket URL)")
     _add_password_args(p_chg)
-    p_chg.add_argument("--csms-ca", metavar="PEM", help="roots that sign the CSMS certificate (default: the system's)")
+    p_chg.add_argument("--csms-ca", metavar="PEM", help="roots that sign the CSMS certificate (default: "
+                       "PKI/ocpp/csms_root_ca.pem with --pki, else the system's)")
     p_chg.add_argument("--station-cert", metavar="PEM", help="the station's certificate chain (profile 3; default "
                        "with wss:// and no --password: PKI/ocpp/charging_station.pem from `v2h pki init`)")
     p_chg.add_argument("--station-key", metavar="PEM", help="its private key")
