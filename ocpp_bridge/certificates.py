@@ -233,6 +233,9 @@ DAY_S = 86400.0
 RENEW_RETRY = DAY_S  # s: a renewal that got no CertificateSigned is tried again this much later
 
 
+HASH_ALGORITHMS = ("SHA256", "SHA384", "SHA512")  # HashAlgorithmEnumType (cryptography's hashes by these names)
+
+
 class CertificateRejected(ValueError):
     """A certificate the station does not take (the reason is the message)."""
 
@@ -275,6 +278,7 @@ class StationCertificates:
         for trigger, kind in TRIGGERS.items():
             core.triggers[trigger] = lambda evse, now, kind=kind: self._trigger(kind)
         core.timers.append(self)
+        core.has_csms_root = self.has_csms_root  # the installed roots, not the start-up --csms-ca, decide
 
     # --- what is installed -----------------------------------------------------------------------
     def roots(self, kind: str | None = None) -> list[dict]:
@@ -483,37 +487,62 @@ class StationCertificates:
                 out.append({"certificateType": r["type"], "certificateHashData": hash_data(cert, cert)})
         if "V2GCertificateChain" in wanted:
             for kind in ("V2G20Certificate", "V2GCertificate"):
-                own = self.own(kind)
-                if own is None:
+                hashes = self._own_hash_data(kind)
+                if not hashes:
                     continue
-                certs = x509.load_pem_x509_certificates(own["chain"].encode())
-                entry = {"certificateType": "V2GCertificateChain", "certificateHashData": hash_data(*certs[:2])}
-                children = [hash_data(c, certs[i + 2] if i + 2 < len(certs) else c) for i, c in enumerate(certs[1:])]
-                if children:
-                    entry["childCertificateHashData"] = children
+                entry = {"certificateType": "V2GCertificateChain", "certificateHashData": hashes[0]}
+                if hashes[1:]:
+                    entry["childCertificateHashData"] = hashes[1:]
                 out.append(entry)
         if not out:
             return {"status": "NotFound"}
         return {"status": "Accepted", "certificateHashDataChain": out}
 
+    def _own_hash_data(self, kind: str, algorithm: str = "SHA256") -> list[dict]:
+        """The hash data of each certificate of the installed ``kind`` chain, leaf first, each
+        with its issuer: the next certificate of the chain, or the installed root that signed it
+        (a chain that stops below the root, like a ChargingStationCertificate signed by the CSMS
+        root itself, carries no issuer for its last certificate)."""
+        from cryptography import x509
+
+        own = self.own(kind)
+        if own is None:
+            return []
+        certs = x509.load_pem_x509_certificates(own["chain"].encode())
+        anchor = "CSMSRootCertificate" if kind == "ChargingStationCertificate" else "V2GRootCertificate"
+        roots = [x509.load_pem_x509_certificate(r["pem"].encode()) for r in self.roots(anchor)]
+        return [hash_data(c, _issuer(c, [*certs[i + 1:], *roots]), algorithm) for i, c in enumerate(certs)]
+
     def _delete(self, payload: dict) -> dict:
         from cryptography import x509
 
         wanted = _normal(payload["certificateHashData"])
+        algorithm = wanted[0]
+        if algorithm not in HASH_ALGORITHMS:
+            return {"status": "NotFound"}
         for kind in OWN:  # the station's own certificates are not deleted (M04.FR.06)
-            own = self.own(kind)
-            if own is not None:
-                certs = x509.load_pem_x509_certificates(own["chain"].encode())
-                if _normal(hash_data(certs[0], certs[1] if len(certs) > 1 else certs[0])) == wanted:
-                    return {"status": "Failed", "statusInfo": {"reasonCode": "NotDeletable"}}
+            hashes = self._own_hash_data(kind, algorithm)
+            if hashes and _normal(hashes[0]) == wanted:
+                return {"status": "Failed", "statusInfo": {"reasonCode": "NotDeletable"}}
         roots = self.roots()
         for r in roots:
             cert = x509.load_pem_x509_certificate(r["pem"].encode())
-            if _normal(hash_data(cert, cert)) == wanted:
+            if _normal(hash_data(cert, cert, algorithm)) == wanted:
                 self.core.store.set("certificates.roots", [x for x in roots if x is not r])
                 self._roots_changed(r["type"])
                 return {"status": "Accepted"}
         return {"status": "NotFound"}
+
+    def has_csms_root(self) -> bool:
+        """A CSMSRootCertificate is installed and valid now (A05.FR.02: the condition for a
+        higher security profile)."""
+        from cryptography import x509
+
+        for r in self.roots("CSMSRootCertificate"):
+            cert = x509.load_pem_x509_certificate(r["pem"].encode())
+            if cert.not_valid_before_utc.timestamp() <= self.core.now <= cert.not_valid_after_utc.timestamp():
+                return True
+        return False
 
     def _roots_changed(self, kind: str) -> None:
         if self.on_roots is not None:
@@ -521,20 +550,35 @@ class StationCertificates:
             self.core.after_response(lambda: self.on_roots(kind, pems))
 
 
-def hash_data(cert, issuer) -> dict:
-    """OCPP CertificateHashDataType of ``cert`` issued by ``issuer`` (SHA-256 of the issuer's
-    name and key, the serial number in hexadecimal), as an OCSP CertID has them."""
-    from cryptography.hazmat.primitives import hashes, serialization
+def hash_data(cert, issuer, algorithm: str = "SHA256") -> dict:
+    """OCPP CertificateHashDataType of ``cert`` issued by ``issuer``: the hashes of the issuer's
+    name (DER) and of its public key (the subjectPublicKey bits, whatever the key type: EC, RSA,
+    EdDSA) and the serial number in hexadecimal, as an OCSP CertID has them (``cryptography``'s
+    OCSPRequestBuilder); ``algorithm`` one of HashAlgorithmEnumType (SHA256, SHA384, SHA512)."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509 import ocsp
 
-    name = hashes.Hash(hashes.SHA256())
-    name.update(issuer.subject.public_bytes())
-    key = hashes.Hash(hashes.SHA256())
-    key.update(issuer.public_key().public_bytes(serialization.Encoding.X962,
-                                                serialization.PublicFormat.UncompressedPoint)
-               if hasattr(issuer.public_key(), "curve") else
-               issuer.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
-    return {"hashAlgorithm": "SHA256", "issuerNameHash": name.finalize().hex(), "issuerKeyHash": key.finalize().hex(),
-            "serialNumber": format(cert.serial_number, "x")}
+    if algorithm not in HASH_ALGORITHMS:
+        raise CertificateRejected(f"hashAlgorithm {algorithm!r} is not one of {', '.join(HASH_ALGORITHMS)}")
+    req = ocsp.OCSPRequestBuilder().add_certificate(cert, issuer, getattr(hashes, algorithm)()).build()
+    return {"hashAlgorithm": algorithm, "issuerNameHash": req.issuer_name_hash.hex(),
+            "issuerKeyHash": req.issuer_key_hash.hex(), "serialNumber": format(cert.serial_number, "x")}
+
+
+def _issuer(cert, candidates: list):
+    """The certificate among ``candidates`` that issued ``cert`` (name and signature), or
+    ``cert`` itself when none did (a root, or a chain whose issuer the station does not have)."""
+    from cryptography.exceptions import InvalidSignature
+
+    for c in candidates:
+        if c.subject != cert.issuer:
+            continue
+        try:
+            cert.verify_directly_issued_by(c)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return c
+    return cert
 
 
 def _normal(h: dict) -> tuple:

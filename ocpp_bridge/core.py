@@ -212,6 +212,9 @@ class StationCore:
         self.outbox_answered: list[Callable[[QueuedMessage, dict], None]] = []  # a CALLRESULT for the outbox
         self.on_registered: list[Callable[[], None]] = []  # once, after the next BootNotification Accepted
         self.transfer = None             # FileTransfer (firmware in, logs out): the adapter's, if any
+        # a valid CSMS root is installed (A05.FR.02: no higher security profile without one): the
+        # start-up --csms-ca, unless certificate management (StationCertificates) says what is installed
+        self.has_csms_root: Callable[[], bool] = lambda: bool(self.config.csms_ca)
         self.recent: deque[tuple[float, str, str]] = deque(maxlen=RECENT_FRAMES)  # for the diagnostics log
         self.connected = False           # the websocket is open
         self.registration: str | None = None  # None until the first BootNotification answer since power-up
@@ -735,11 +738,15 @@ class StationCore:
             self._next_heartbeat = self.now + self.heartbeat_interval
 
     def _check_priority(self, value: str) -> str | None:
+        active = self.profiles[self.active_slot].security_profile
         for s in value.split(","):
             if int(s) not in self.profiles:
                 return f"slot {s} has no network connection profile"
-            if self.profiles[int(s)].security_profile < self.profiles[self.active_slot].security_profile:
+            level = self.profiles[int(s)].security_profile
+            if level < active:
                 return f"slot {s} has a lower security profile than the one in use"
+            if level > active and level >= 2 and not self.has_csms_root():  # A05.FR.02
+                return f"slot {s} has security profile {level}, and no valid CSMSRootCertificate is installed"
         return None
 
     def _get_base_report(self, payload: dict) -> dict:

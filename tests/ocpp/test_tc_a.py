@@ -18,6 +18,7 @@ from ocpp_bridge.station import ChargingStation, StationConfig, ssl_context
 from .csms import CSMS
 from .octt import OCTT, PASSWORD as OCTT_PASSWORD
 from .test_station import _server_ctx, tls_files  # noqa: F401 (the fixture)
+from .test_tc_m import certificate_installed, certificate_management, expected_hash_data, octt_pki, pem  # noqa: F401
 
 PASSWORD = "a-very-secret-passphrase"
 FAST = {"retry_backoff_min": 0.05, "retry_backoff_random": 0.0, "retry_backoff_repeat": 1}
@@ -166,11 +167,12 @@ def _profile(slot: int, url: str, level: int) -> dict:
                                                           "ocppTransport": "JSON", "securityProfile": level}}
 
 
-def test_TC_A_19_CS():
-    """Upgrade Charging Station Security Profile - Accepted (1 → 2). The memory state
-    CertificateInstalled (InstallCertificate of the CSMS root) is the certificate management of
-    the Plug & Charge lifecycle work: the root is given at start-up (--csms-ca) instead."""
-    o = OCTT(config={"csms_ca": "/etc/octt/csms-root.pem"})
+def test_TC_A_19_CS(octt_pki):  # noqa: F811
+    """Upgrade Charging Station Security Profile - Accepted (1 → 2). The station starts without
+    a CSMS root; the memory state CertificateInstalled installs the OCTT's with InstallCertificate
+    (certificate management, tests/ocpp/test_tc_m.py), which makes the upgrade possible (A05.FR.02)."""
+    o = OCTT(extras=certificate_management())
+    certificate_installed(o, "CSMSRootCertificate", octt_pki.csms_root)                        # memory state
     o.endpoints[WSS] = True
     o.tls_endpoints.add(WSS)
     assert o.ok("SetNetworkProfile", _profile(2, WSS, 2))["status"] == "Accepted"              # 1, 2
@@ -182,6 +184,32 @@ def test_TC_A_19_CS():
     assert o.get_variable("SecurityCtrlr", "SecurityProfile")["attributeValue"] == "2"         # 10, 11
     priority = o.get_variable("OCPPCommCtrlr", "NetworkConfigurationPriority")["attributeValue"]  # 12, 13
     assert "1" not in priority.split(",")
+
+
+@pytest.mark.parametrize("root", ["deleted", "expired"])
+def test_TC_A_20_CS(octt_pki, root):  # noqa: F811
+    """Upgrade Charging Station Security Profile - No valid CSMSRootCertificate installed: the
+    station (profile 1) has none — its last CSMS root deleted with DeleteCertificate (AQ-1: it
+    can be), or the one it has expired — so the profile-2 connection data is Accepted but making
+    it the first in NetworkConfigurationPriority is Rejected; the station stays on slot 1."""
+    start = octt_pki.station_root if root == "deleted" else octt_pki.expired_root
+    o = OCTT(extras=certificate_management({"CSMSRootCertificate": [pem(start)]}))
+    if root == "deleted":                                                                       # prerequisite
+        deleted = o.ok("DeleteCertificate", {"certificateHashData": expected_hash_data(start, start)})
+        assert deleted["status"] == "Accepted", deleted
+        assert o.ok("GetInstalledCertificateIds", {"certificateType": ["CSMSRootCertificate"]}) == \
+            {"status": "NotFound"}
+    else:
+        assert start.not_valid_after_utc.timestamp() < o.now
+    o.endpoints[WSS] = True
+    o.tls_endpoints.add(WSS)
+    assert o.ok("SetNetworkProfile", _profile(2, WSS, 2))["status"] == "Accepted"              # 1, 2
+    status = o.set_variable("OCPPCommCtrlr", "NetworkConfigurationPriority", "2,1")            # 3, 4
+    assert status == "Rejected"
+    assert o.get_variable("OCPPCommCtrlr", "NetworkConfigurationPriority")["attributeValue"] == "1"
+    assert o.ok("Reset", {"type": "OnIdle"})["status"] == "Accepted"
+    o.booted()
+    assert (o.attempts[-1].slot, o.attempts[-1].security_profile) == (1, 1)
 
 
 def test_TC_A_22_CS():
