@@ -15,13 +15,14 @@ class LazyMessages:
     """A schema's generated classes, its module imported on the first attribute asked for: a DC
     charger never loads the -20 AC classes, an AC charger not the DC ones (docs/aarch64.md)."""
 
-    __slots__ = ("schema",)
-
     def __init__(self, schema: str) -> None:
         self.schema = schema
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(exi.messages(self.schema), name)
+        # kept on the instance: the next look-up is a plain attribute (the classes never change)
+        value = getattr(exi.messages(self.schema), name)
+        setattr(self, name, value)
+        return value
 
     def __repr__(self) -> str:
         return f"<{self.schema} messages, imported on first use>"

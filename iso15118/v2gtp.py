@@ -46,6 +46,7 @@ SCHEMA_OF = {
     PayloadType.ISO20_WPT: "iso20_wpt",
 }
 PAYLOAD_TYPE_OF_SCHEMA = {v: k for k, v in SCHEMA_OF.items()}
+_PAYLOAD_TYPES = {int(p): p for p in PayloadType}  # the header's u16 → its member (no Enum call per frame)
 
 
 class V2GTPError(Exception):
@@ -79,7 +80,7 @@ class V2GTPFrame:
 
 def encode_frame(payload_type: int, payload: bytes) -> bytes:
     """Header + payload."""
-    pt = PayloadType(payload_type)
+    pt = payload_type if payload_type.__class__ is PayloadType else PayloadType(payload_type)
     if len(payload) > 0xFFFFFFFF:
         raise PayloadTooLongError(f"payload of {len(payload)} bytes does not fit V2GTP")
     return HEADER.pack(VERSION, INVERSE_VERSION, pt, len(payload)) + bytes(payload)
@@ -90,10 +91,9 @@ def parse_header(header: bytes, max_payload: int = DEFAULT_MAX_PAYLOAD) -> tuple
     version, inverse, ptype, length = HEADER.unpack(header)
     if version != VERSION or inverse != INVERSE_VERSION:
         raise BadVersionError(f"V2GTP version {version:#04x}/{inverse:#04x}, expected 0x01/0xfe")
-    try:
-        pt = PayloadType(ptype)
-    except ValueError:
-        raise UnknownPayloadTypeError(f"unknown V2GTP payload type {ptype:#06x}") from None
+    pt = _PAYLOAD_TYPES.get(ptype)
+    if pt is None:
+        raise UnknownPayloadTypeError(f"unknown V2GTP payload type {ptype:#06x}")
     if length > max_payload:
         raise PayloadTooLongError(f"payload length {length} exceeds the limit of {max_payload} bytes")
     return pt, length

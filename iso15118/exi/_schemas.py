@@ -51,9 +51,12 @@ def schema_key(schema: str) -> str:
 
 def load(schema: str) -> ModuleType:
     """The generated module of a universe, imported on first use."""
-    key = schema_key(schema)
-    mod = _modules.get(key)
+    mod = _modules.get(schema)  # a universe name (or namespace) asked for before: no normalising
     if mod is None:
-        mod = importlib.import_module(f"iso15118.exi.generated.{key}")
-        _modules[key] = mod
+        key = schema_key(schema)
+        mod = _modules.get(key)
+        if mod is None:
+            mod = importlib.import_module(f"iso15118.exi.generated.{key}")
+            _modules[key] = mod
+        _modules[schema] = mod
     return mod
