@@ -93,8 +93,10 @@ TRANSITIONS: dict[Phase, tuple[tuple[str, Phase, str], ...]] = {
         ("outage", P.SHED, "outage: grid outside its trip window for the ride-through time"),
     ),
     P.SHED: (
-        ("shed_proven", P.OPEN_UTILITY, "non-critical circuits shed"),
-        ("timed_out", P.OPEN_UTILITY, "a relay did not open: counted as on, transfer continues"),
+        ("grid_back_before_transfer", P.CONNECTED, "grid back inside its trip window before the utility contact "
+                                                   "opened: stays on the grid"),
+        ("shed_proven_may_open", P.OPEN_UTILITY, "non-critical circuits shed"),
+        ("timed_out_may_open", P.OPEN_UTILITY, "a relay did not open: counted as on, transfer continues"),
     ),
     P.OPEN_UTILITY: (
         ("utility_open_island_ok_bond", P.BOND, "utility contact reads open"),
@@ -136,7 +138,9 @@ TRANSITIONS: dict[Phase, tuple[tuple[str, Phase, str], ...]] = {
         ("timed_out", P.RETURN_OPEN, "the charger did not report stopping: island contact opened anyway"),
     ),
     P.RETURN_OPEN: (
-        ("island_side_open", P.RETURN_CLOSE, "island contact (and bond) read open"),
+        ("island_side_open_grid_held", P.RETURN_CLOSE, "island contact (and bond) read open"),
+        ("island_side_open", P.DARK, "the grid left its reconnect window during the return: the utility "
+                                     "contact stays open"),
         ("timed_out", P.LOCKOUT, "island contact or bond did not open: utility stays open"),
     ),
     P.RETURN_CLOSE: (
@@ -322,6 +326,23 @@ class SiteController:
         fb = self._m.relay_fb
         return all(self._critical[i] or fb[i] is False for i in range(len(self.relay_cmd)))
 
+    def _may_open_utility(self) -> bool:
+        """The utility contact may open: it is open already (the island comes from DARK), or the grid
+        reads outside its trip window now and has for the ride-through — the excursion that latched
+        the outage may have ended while the relays were shedding, and a memory of it is no outage."""
+        g = self.grid
+        return self.utility_cmd is False or (g.verdict is GridVerdict.BAD and g.bad_since is not None
+                                             and self._now >= g.bad_since + self.cfg.ride_through_s)
+
+    def grid_back_before_transfer(self) -> bool:
+        return self.utility_cmd is True and self.grid.verdict is GridVerdict.GOOD
+
+    def shed_proven_may_open(self) -> bool:
+        return self.shed_proven() and self._may_open_utility()
+
+    def timed_out_may_open(self) -> bool:
+        return self.timed_out() and self._may_open_utility()
+
     def utility_open(self) -> bool:
         return self._m.utility_fb is False
 
@@ -368,6 +389,11 @@ class SiteController:
 
     def island_side_open(self) -> bool:
         return self._m.island_fb is False and self._bond_reads(False)
+
+    def island_side_open_grid_held(self) -> bool:
+        """The island side reads open and the grid is still inside its reconnect window, held for
+        the whole return time up to now: an excursion while the island was stopping starts over."""
+        return self.island_side_open() and self.grid_returned()
 
     def utility_closed(self) -> bool:
         return self._m.utility_fb is True
@@ -585,6 +611,8 @@ class SiteController:
         g = self.grid.deadline()
         if g is not None:
             c.append(g)
+        if self.phase is Phase.SHED and self.grid.bad_since is not None:  # a new excursion's ride-through
+            c.append(self.grid.bad_since + self.cfg.ride_through_s)
         if out.timeout:
             c.append(self.phase_since + self._timeout(out))
         for since in self.mismatch_since.values():

@@ -29,3 +29,42 @@ def test_the_checker_kills_the_mutant(name, monkeypatch):
             max_examples=400, stateful_step_count=40, deadline=None, derandomize=True, database=None,
             phases=(Phase.explicit, Phase.generate), suppress_health_check=list(HealthCheck)))
     assert any(f"{inv} at" in str(e.value) for inv in expected), str(e.value)[:500]
+
+
+def test_the_grid_back_while_the_relays_shed_keeps_the_house_on_the_grid():
+    """Found by a 10,000-sequence run: the outage latched at the end of the ride-through, the grid
+    came back while the non-critical relays were still opening, and the utility contact opened
+    on the memory of the excursion (I3). The transfer is called off instead."""
+    m = SiteMachine()
+    m.setup(freq=50, sensors=1, bond=False, soc=15.0, min_soc=0.0, reserve=0.0, capacity=5.0, car_w=1500.0,
+            setpoint=-11000.0, export=False)
+    m.grid(kind="outage")
+    m.wait(dt=1.0)
+    m.grid(kind="unstable_return")
+    m.wait(dt=0.05)
+    m.invariants_hold()
+    assert any("grid back inside its trip window before the utility contact opened" in r["reason"]
+               for r in m.site.rows)
+    assert m.site.controller.phase.value == "connected" and m.site.utility.closed
+    m.wait(dt=200.0)  # the unstable return's sag (0.9 pu) and recovery: no transfer, nothing violated
+    m.invariants_hold()
+    assert m.site.controller.phase.value == "connected"
+
+
+def test_an_outage_during_the_return_keeps_the_utility_contact_open():
+    """Found by a 10,000-sequence run: the grid held its reconnect window, the island stopped, and
+    a new outage came while the island contact was opening; the utility contact closed onto the
+    dead grid (I4). The return now checks the window again before it closes K1."""
+    m = SiteMachine()
+    m.setup(freq=50, sensors=1, bond=False, soc=15.0, min_soc=0.0, reserve=0.0, capacity=5.0, car_w=1500.0,
+            setpoint=-11000.0, export=False)
+    for _ in range(5):
+        m.outage_and_island(settle=2.0)
+    m.one_sensor(pu=1.0, sensor=1)
+    m.wait(dt=1.0)
+    m.wait(dt=299.0)
+    m.outage_and_island(settle=2.0)
+    m.invariants_hold()
+    assert any("the grid left its reconnect window during the return" in r["reason"] for r in m.site.rows)
+    m.wait(dt=30.0)  # dark, then the island again on the car
+    m.invariants_hold()
