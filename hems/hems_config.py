@@ -5,7 +5,8 @@ the transfer switch, the island); ``[ocpp]`` the server the chargers connect to 
 passwords; ``[charger]`` the house's charger; ``[[tokens]]`` V2X consent per idToken;
 ``[plan]`` the planner's prices and car defaults; ``[[outages]]`` announced outages (a utility's
 shut-off warning: ``start``, ``end`` with their offsets, ``load_w``) the plan fills the car for;
-``[http]`` the API and dashboard; ``[[events]]`` what happens to the simulated house (grid
+``[solar]`` the array the plan forecasts solar for (pvlib clear-sky corrected by the inverter's
+measurements) or a forecast ``file``; ``[http]`` the API and dashboard; ``[[events]]`` what happens to the simulated house (grid
 outages, loads, solar), as in a scenario; ``[devices]`` the house's real Modbus devices instead
 of the simulated house (``hems.live``: meters, solar inverter, relay module; no ``[[events]]``).
 
@@ -21,6 +22,7 @@ from typing import Any, Mapping
 
 from .config import ConfigError, SiteConfig, boolean, check_site, number, reject_unknown, site_from_dict
 from .live import DevicesConfig, devices_from_dict
+from .forecast.solar import PvArray
 from .plan.model import Outage, outages_from_config
 from .scenario import event_from_dict
 from .sim import SimEvent
@@ -82,7 +84,11 @@ _PLAN = {"interval_s": (60.0, 86400.0, 900.0), "horizon_h": (1.0, 48.0, 24.0), "
          "export_price": (-10.0, 10.0, 0.08), "wear_cost": (0.0, 10.0, 0.02), "capacity_kwh": (1.0, 1000.0, 60.0),
          "target_soc": (0.0, 100.0, 80.0), "charge_efficiency": (0.5, 1.0, 0.95),
          "discharge_efficiency": (0.5, 1.0, 0.95), "annual_kwh": (100.0, 1e6, 3500.0)}
-_PLAN_OTHER = {"tariff", "departure", "return", "trip_kwh", "enabled"}
+_PLAN_OTHER = {"tariff", "tariff_format", "tariff_refresh_s", "departure", "return", "trip_kwh", "enabled"}
+# a spot-price source (tariff_format "spot", EUR/MWh) mapped to the household's prices per kWh
+_SPOT = {"import_factor": (0.0, 10.0, 1.0), "import_adder": (-10.0, 10.0, 0.0), "export_factor": (0.0, 10.0, 1.0),
+         "export_adder": (-10.0, 10.0, 0.0)}
+_SOLAR_ARRAY = {"latitude", "longitude", "tilt_deg", "azimuth_deg", "peak_kw", "altitude_m", "inverter_kw", "losses"}
 _HTTP = {"host", "port"}
 _TOKEN = {"id_token", "status", "allowed"}
 _TRANSFERS = {"DC", "DC_BPT", "AC_single_phase", "AC_two_phase", "AC_three_phase", "AC_BPT", "AC_BPT_DER", "AC_DER",
@@ -115,6 +121,9 @@ class HemsConfig:
     tokens: tuple[Token, ...] = ()
     plan: dict = field(default_factory=dict)
     outages: tuple[Outage, ...] = ()                        # announced: the plan fills the car before each
+    # the plan's solar forecast: a pvlib model of the array (hems.forecast.solar.PvArray), a
+    # forecast file's path (time,pv_w rows), or None (the simulator's script, or no solar)
+    solar: PvArray | str | None = None
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     devices: DevicesConfig | None = None                    # real devices; None: the simulated house
@@ -153,8 +162,8 @@ def _text(key: str, value: Any, max_len: int = 255) -> str:
 
 
 def from_dict(data: Mapping[str, Any]) -> HemsConfig:
-    reject_unknown("", data, {"site", "circuits", "ocpp", "charger", "tokens", "plan", "outages", "http", "events",
-                              "devices"})
+    reject_unknown("", data, {"site", "circuits", "ocpp", "charger", "tokens", "plan", "outages", "solar", "http",
+                              "events", "devices"})
     if "site" not in data:
         raise ConfigError("site", "missing")
     cfg = site_from_dict(_table(data, "site"), data.get("circuits", []))
@@ -198,10 +207,21 @@ def from_dict(data: Mapping[str, Any]) -> HemsConfig:
                             allowed=tuple(allowed)))
 
     p = _table(data, "plan")
-    reject_unknown("plan.", p, set(_PLAN) | _PLAN_OTHER)
+    reject_unknown("plan.", p, set(_PLAN) | _PLAN_OTHER | {f"spot_{k}" for k in _SPOT})
     plan: dict[str, Any] = {k: number(f"plan.{k}", p.get(k, d), lo, hi) for k, (lo, hi, d) in _PLAN.items()}
     plan["enabled"] = boolean("plan.enabled", p.get("enabled", True))
     plan["tariff"] = _text("plan.tariff", p["tariff"], 4096) if "tariff" in p else None
+    plan["tariff_format"] = p.get("tariff_format", "v2h")
+    if plan["tariff_format"] not in ("v2h", "spot"):
+        raise ConfigError("plan.tariff_format", f"want \"v2h\" or \"spot\", got {plan['tariff_format']!r}")
+    plan["tariff_refresh_s"] = number("plan.tariff_refresh_s", p.get("tariff_refresh_s", 3600.0), 60.0, 86400.0)
+    plan["tariff_spot"] = {k: number(f"plan.spot_{k}", p.get(f"spot_{k}", d), lo, hi) for k, (lo, hi, d) in _SPOT.items()}
+    url_only = [k for k in ("tariff_format", "tariff_refresh_s", *(f"spot_{k}" for k in _SPOT)) if k in p]
+    if url_only and not is_url(plan["tariff"]):
+        raise ConfigError(f"plan.{url_only[0]}", "only for a tariff fetched from an http:// or https:// URL (plan.tariff)")
+    spot_keys = [k for k in url_only if k.startswith("spot_")]
+    if spot_keys and plan["tariff_format"] != "spot":
+        raise ConfigError(f"plan.{spot_keys[0]}", "only with tariff_format = \"spot\"")
     plan["departure"] = parse_clock("plan.departure", p["departure"]) if "departure" in p else None
     plan["return"] = parse_clock("plan.return", p["return"]) if "return" in p else None
     plan["trip_kwh"] = number("plan.trip_kwh", p.get("trip_kwh", 0.0), 0.0, 1000.0)
@@ -226,8 +246,31 @@ def from_dict(data: Mapping[str, Any]) -> HemsConfig:
                       if "contract_pool" in o else None,
                       charger=charger, tokens=tuple(tokens), plan=plan,
                       outages=outages_from_config(data.get("outages", [])),
+                      solar=solar_from_dict(_table(data, "solar")) if "solar" in data else None,
                       http_host=_text("http.host", h.get("host", "127.0.0.1")), http_port=_port("http.port", h.get("port", 8080)),
                       devices=devices)
+
+
+def is_url(tariff: str | None) -> bool:
+    """``[plan] tariff`` is fetched over HTTP (else it is a file)."""
+    return tariff is not None and tariff.startswith(("http://", "https://"))
+
+
+def solar_from_dict(t: Mapping[str, Any]) -> PvArray | str:
+    """``[solar]``: ``file`` (a forecast, time,pv_w rows) or the array (latitude, longitude,
+    tilt_deg, azimuth_deg, peak_kw; optional altitude_m, inverter_kw, losses), not both."""
+    if "file" in t:
+        reject_unknown("solar.", t, {"file"})
+        return _text("solar.file", t["file"], 4096)
+    reject_unknown("solar.", t, _SOLAR_ARRAY)
+    for key in ("latitude", "longitude", "tilt_deg", "azimuth_deg", "peak_kw"):
+        if key not in t:
+            raise ConfigError(f"solar.{key}", "missing (or give solar.file, a forecast)")
+    values = {k: number(f"solar.{k}", v) for k, v in t.items()}
+    try:
+        return PvArray(**values)
+    except ConfigError as e:  # PvArray names its fields pv.*; the config's key is solar.*
+        raise ConfigError("solar." + e.key.split(".", 1)[-1], e.message) from None
 
 
 def parse_clock(key: str, value: Any) -> tuple[int, int]:

@@ -270,6 +270,15 @@ class LiveSite:
         self.readings = readings
         self._fresh = True
 
+    def device_status(self) -> dict:
+        """For the status: failed reads (and coil writes) per device since the start, and the
+        devices whose last read failed."""
+        return {"failures": dict(self.failures), "failing": sorted(n for n, bad in self._failing.items() if bad)}
+
+    def failing(self, device: str) -> bool:
+        """The device's last read failed (its value is not a measurement)."""
+        return self._failing.get(device, False)
+
     def note_write(self, ok: bool) -> None:
         """The adapter wrote ``coils()`` (ok) or the module did not take them."""
         self.failures["switch_write"] += not ok

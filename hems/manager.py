@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from .config import ConfigError, Priority, SiteConfig, check_site, number
 from .csms import CSMSCore
 from .hems_config import parse_clock
+from .live import LiveSite
 from .model import ChargerMode
 from .ocpp_charger import OCPPCharger
 from .planning import SLOT_S, CarView, Planner
@@ -260,12 +261,14 @@ class EnergyManager:
                         "measured_w": round(st.power_w), "wanted_w": None if s.wanted_w is None else round(s.wanted_w)},
             "plan": {"slots": self.planner.slots(now) if self.planner else [],
                      "planned_at": self.planner.planned_at if self.planner else None,
-                     "error": self.planner.error if self.planner else None},
+                     "error": self.planner.error if self.planner else None,
+                     "inputs": dict(self.planner.sources) if self.planner else {}},
             "runtime": None if rt is None else {
                 "text": rt.text(live=self.islanded), "usable_kwh": round(rt.usable_kwh, 2),
                 "scenarios": [{"name": x.name, "hours": None if math.isinf(x.hours) else round(x.hours, 2),
                                "load_w": round(x.load_w), "fits": x.fits} for x in rt.scenarios]},
             "alarms": sorted(cmd.alarms) if cmd else [],
+            "devices": s.device_status() if isinstance(s, LiveSite) else None,  # None: the simulated house
             "settings": self.settings.to_dict(),
         }
 

@@ -14,8 +14,10 @@ Pure: time is passed in (Unix seconds), no I/O besides the load history's SQLite
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -55,6 +57,7 @@ class Planner:
         self.planned_at: float | None = None
         self.reason = ""
         self.error: str | None = None
+        self.sources: dict = {}          # where the inputs come from, for the status (the service fills it)
         self._due: float | None = None   # a replan asked for (an event), or the interval's next one
 
     def request(self, now: float, reason: str) -> None:
@@ -84,15 +87,20 @@ class Planner:
 
         start = _dt(now - now % SLOT_S)
         slots = int(round(float(self.cfg.get("horizon_h", 24.0)) * 3600 / SLOT_S))
-        imp, exp_ = self.prices(start, slots)
         floor = max(reserve_pct, car.min_soc_pct)
         soc = min(100.0, max(car.soc_pct, 0.0))
         trips = ()
         if departure is not None and self.cfg.get("return") is not None:
             trips = (self._trip(start, departure, self.cfg["return"], Trip),)
-        inputs = PlanInputs(start=start, load_w=list(self.load_forecast(start, slots)),
-                            pv_w=list(self.pv_forecast(start, slots)), import_price=list(imp), export_price=list(exp_),
-                            slot_s=SLOT_S, trips=trips, outages=tuple(outages))
+        try:  # a forecast that cannot be made (a bad forecast file) is a failed plan, not a failed manager
+            imp, exp_ = self.prices(start, slots)
+            inputs = PlanInputs(start=start, load_w=list(self.load_forecast(start, slots)),
+                                pv_w=list(self.pv_forecast(start, slots)), import_price=list(imp),
+                                export_price=list(exp_), slot_s=SLOT_S, trips=trips, outages=tuple(outages))
+        except (ConfigError, OSError) as e:
+            self.plan, self.error = None, f"{type(e).__name__}: {e}"
+            log.warning("no plan: %s", self.error)
+            return
         params = CarParams(capacity_kwh=car.capacity_kwh, soc_pct=soc, charge_max_w=car.charge_max_w,
                            discharge_max_w=car.discharge_max_w, soc_min_pct=min(floor, soc),
                            eff_charge=float(self.cfg.get("charge_efficiency", 0.95)),
@@ -162,6 +170,73 @@ def scripted_pv(site_events: Sequence, t0: float):
     def pv(start: datetime, slots: int) -> list[float]:
         s = start.timestamp()
         return [sum(at(s + k * SLOT_S + q * SLOT_S / 3) for q in range(3)) / 3 for k in range(slots)]
+    return pv
+
+
+class MeasuredSolar:
+    """The plan's solar forecast from the configured array (``hems.forecast.solar``: pvlib under a
+    clear sky) corrected by what the inverter measured: ``observe`` integrates the measured power
+    into quarter-hour means, the last ``keep_s`` of which give the clear-sky index."""
+
+    def __init__(self, array, *, keep_s: float = 7 * 86400.0) -> None:
+        self.array = array
+        self.keep_s = keep_s
+        self.samples: deque[tuple[datetime, float]] = deque()   # (the quarter-hour's middle, mean W)
+        self._slot: tuple[float, float, float] | None = None     # (slot start, ∫pv dt, seconds)
+        self._last: tuple[float, float] | None = None            # (time, W) of the last reading
+
+    def observe(self, now: float, pv_w: float | None) -> None:
+        """A reading of the inverter at ``now``; None (no reading), a non-finite or negative value
+        ends the interval without counting it."""
+        last = self._last
+        ok = pv_w is not None and math.isfinite(pv_w) and pv_w >= 0.0
+        self._last = (now, pv_w) if ok else None
+        if last is None or now <= last[0]:
+            return
+        t, w = last
+        while t < now:  # the held reading, split at the quarter-hours it spans
+            slot = t - t % SLOT_S
+            end = min(now, slot + SLOT_S)
+            if self._slot is not None and self._slot[0] != slot:
+                self._close()
+            start, energy, seconds = self._slot if self._slot is not None else (slot, 0.0, 0.0)
+            self._slot = (start, energy + w * (end - t), seconds + (end - t))
+            t = end
+
+    def _close(self) -> None:
+        start, energy, seconds = self._slot
+        self._slot = None
+        if seconds >= SLOT_S / 3:  # a third of a quarter-hour measured at least
+            self.samples.append((_dt(start + SLOT_S / 2), energy / seconds))
+        while self.samples and (self.samples[-1][0] - self.samples[0][0]).total_seconds() > self.keep_s:
+            self.samples.popleft()
+
+    def __call__(self, start: datetime, slots: int) -> list[float]:
+        from .forecast.solar import forecast
+
+        return forecast(self.array, start, slots, slot_s=SLOT_S, recent=list(self.samples))
+
+    def index(self) -> float | None:
+        """The clear-sky index of all the samples kept (None before a daylight sample)."""
+        from .forecast.solar import clear_sky_index
+
+        return clear_sky_index(self.array, list(self.samples))
+
+
+def file_pv(points: Sequence[tuple[datetime, float]]):
+    """A solar forecast from a file's (time, W) points: each holds until the next, the last for the
+    file's own step (one slot for a single point); outside that, 0 W (the file does not say)."""
+    pts = sorted(points)
+    times = [t.timestamp() for t, _ in pts]
+    step = times[-1] - times[-2] if len(times) > 1 else SLOT_S
+
+    def pv(start: datetime, slots: int) -> list[float]:
+        out = []
+        for k in range(slots):
+            mid = start.timestamp() + (k + 0.5) * SLOT_S
+            i = bisect.bisect_right(times, mid) - 1
+            out.append(pts[i][1] if i >= 0 and mid < times[-1] + step else 0.0)
+        return out
     return pv
 
 

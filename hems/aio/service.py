@@ -18,10 +18,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hems.csms import CSMSCore
-from hems.hems_config import HemsConfig
+from hems.errors import ConfigError
+from hems.forecast.solar import PvArray, read_csv
+from hems.hems_config import HemsConfig, is_url
 from hems.live import LiveSite
 from hems.manager import EnergyManager
-from hems.planning import Planner, circuit_forecast, flat_prices, scripted_pv, tariff_prices
+from hems.planning import MeasuredSolar, Planner, circuit_forecast, file_pv, flat_prices, scripted_pv, tariff_prices
 from hems.store import ManagerStore
 
 from .csms_server import CSMSServer
@@ -44,6 +46,25 @@ def _server_ssl(cfg: HemsConfig) -> ssl.SSLContext | None:
         ctx.verify_mode = ssl.CERT_REQUIRED
         ctx.load_verify_locations(cafile=str(base / "csms_root_ca.pem"))
     return ctx
+
+
+def _file_forecast(path: Path):
+    """A solar forecast file (time,pv_w rows), read now (a bad one stops the start with the line it
+    is wrong on) and again whenever it changes (another program may write it)."""
+    def read():
+        st = path.stat()
+        return (st.st_mtime_ns, st.st_size), file_pv(read_csv(path.read_text(encoding="utf-8")))
+    try:
+        cache = [read()]
+    except OSError as e:
+        raise ConfigError("solar.file", f"cannot read {path}: {e.strerror or e}") from None
+
+    def pv(start: datetime, slots: int) -> list[float]:
+        st = path.stat()
+        if (st.st_mtime_ns, st.st_size) != cache[0][0]:
+            cache[0] = read()
+        return cache[0][1](start, slots)
+    return pv
 
 
 def authorize_policy(cfg: HemsConfig) -> Callable[[dict], dict]:
@@ -74,6 +95,8 @@ class HemsService:
         offset = time.time() - time.monotonic()
         self.clock = clock or (lambda: time.monotonic() + offset)
         self.store = ManagerStore(db)
+        self.tariff = None                      # hems.tariff.Tariff: the file's, or the last one fetched
+        self.solar: MeasuredSolar | None = None  # the measured-corrected solar forecast, with [solar] an array
         self.changed = asyncio.Event()
         now = self.clock()
         pool = None
@@ -124,21 +147,83 @@ class HemsService:
 
     def _planner(self, now: float) -> Planner:
         p, site = self.cfg.plan, self.cfg.site
-        prices = flat_prices(p["import_price"], p["export_price"])
-        if p["tariff"]:
+        flat = flat_prices(p["import_price"], p["export_price"])
+        sources = {"tariff": "flat prices"}
+        if p["tariff"] and is_url(p["tariff"]):
+            sources["tariff"] = f"{p['tariff']} (not fetched yet: flat prices)"
+        elif p["tariff"]:
             from hems.tariff import parse_csv, parse_json
 
             text = Path(p["tariff"]).read_text(encoding="utf-8")
-            tariff = parse_json(text) if p["tariff"].endswith(".json") else parse_csv(text)
-            prices = tariff_prices(tariff, prices)
+            self.tariff = parse_json(text) if p["tariff"].endswith(".json") else parse_csv(text)
+            sources["tariff"] = f"file {p['tariff']}"
+
+        def prices(start: datetime, slots: int):
+            tariff = self.tariff  # the last one fetched, or the file's
+            return flat(start, slots) if tariff is None else tariff_prices(tariff, flat)(start, slots)
         history = self._load_history()
-        pv = scripted_pv(self.cfg.events, now) if any(e.pv_w is not None for e in self.cfg.events) \
-            else (lambda start, slots: [0.0] * slots)
 
         def load(start: datetime, slots: int):
             return history.forecast(start, slots, annual_kwh=p["annual_kwh"])
-        return Planner(p, load_forecast=load if history is not None else circuit_forecast(site), pv_forecast=pv,
-                       prices=prices, allow_export=site.allow_export)
+        planner = Planner(p, load_forecast=load if history is not None else circuit_forecast(site),
+                          pv_forecast=self._pv_forecast(now, sources), prices=prices, allow_export=site.allow_export)
+        planner.sources = sources
+        return planner
+
+    def _pv_forecast(self, now: float, sources: dict):
+        """The plan's solar: the configured array's pvlib model corrected by the inverter's
+        measurements, a forecast file (read again when it changes), the simulated house's own
+        script, or none."""
+        solar = self.cfg.solar
+        if isinstance(solar, PvArray):
+            try:
+                import pvlib  # noqa: F401 (the model's library, checked before the manager starts)
+            except ImportError:
+                raise ConfigError("solar", "the solar model needs pvlib (pip install 'v2h[hems]')") from None
+            self.solar = MeasuredSolar(solar)
+            sources["solar"] = "pvlib clear-sky model x the measured clear-sky index"
+            return self.solar
+        if isinstance(solar, str):
+            sources["solar"] = f"file {solar}"
+            return _file_forecast(Path(solar))
+        if any(e.pv_w is not None for e in self.cfg.events):
+            sources["solar"] = "the simulated house's script"
+            return scripted_pv(self.cfg.events, now)
+        sources["solar"] = "none"
+        return lambda start, slots: [0.0] * slots
+
+    async def _tariff_loop(self, url: str) -> None:
+        """The tariff from its HTTP source every ``tariff_refresh_s``; after a failure again sooner
+        (1 min, doubling up to the refresh period), planning meanwhile with the last one fetched
+        (flat prices before the first)."""
+        from hems.errors import ConfigError as TariffError
+
+        from .tariff_http import TariffFetchError, fetch_tariff
+
+        refresh, failures = self.cfg.plan["tariff_refresh_s"], 0
+        planner = self.manager.planner
+        while True:
+            try:
+                fmt = self.cfg.plan["tariff_format"]
+                tariff = await fetch_tariff(url, fmt=fmt, **(self.cfg.plan["tariff_spot"] if fmt == "spot" else {}))
+            except (TariffFetchError, TariffError) as e:
+                failures += 1
+                (log.warning if failures == 1 else log.debug)(
+                    "tariff %s: %s; planning with %s until it answers", url, e,
+                    "flat prices" if self.tariff is None else "the last tariff fetched")
+                planner.sources["tariff"] = f"{url} (failed {failures}x: {e}; " \
+                    f"{'flat prices' if self.tariff is None else 'the last one fetched'})"
+                wait = min(refresh, 60.0 * 2 ** min(failures - 1, 10))
+            else:
+                if failures or self.tariff is None:
+                    log.info("tariff %s: %d price intervals from %s", url, len(tariff.intervals),
+                             tariff.intervals[0].start.isoformat() if tariff.intervals else "-")
+                failures, self.tariff = 0, tariff
+                planner.sources["tariff"] = f"{url} (fetched at {datetime.fromtimestamp(self.clock(), timezone.utc):%Y-%m-%d %H:%M} UTC)"
+                planner.request(self.clock(), "tariff updated")
+                self.changed.set()
+                wait = refresh
+            await asyncio.sleep(wait / self.speed)
 
     def _observed(self, station: str, action: str, payload: dict, now: float) -> None:
         self.store.record(station, action, payload, now)
@@ -152,6 +237,8 @@ class HemsService:
 
             self.http = await start_api(self, self.cfg.http_host, self.cfg.http_port)
         self._tasks.append(asyncio.ensure_future(self._supervised()))
+        if self.manager.planner is not None and is_url(self.cfg.plan["tariff"]):
+            self._tasks.append(asyncio.ensure_future(self._tariff_loop(self.cfg.plan["tariff"])))
         return self
 
     @property
@@ -223,6 +310,9 @@ class HemsService:
     def _sample(self, now: float) -> None:
         """The status to subscribers at most every ``STATUS_EVERY`` real seconds, and a point of
         the day's history every ``HISTORY_EVERY`` simulated seconds."""
+        if self.solar is not None:  # a failed inverter read is no measurement (LiveSite shows it as 0 W)
+            site = self.manager.site
+            self.solar.observe(now, None if isinstance(site, LiveSite) and site.failing("pv_inverter") else site.pv_w)
         real = time.monotonic()
         if real - self._last_status >= STATUS_EVERY:
             self._publish_status(now)

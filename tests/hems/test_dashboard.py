@@ -395,7 +395,7 @@ def _islanded(real: dict) -> dict:
         car_w = 9000 if 4 <= hour < 6 else (-900 if hour >= 18 or hour < 4 else 0)
         slots.append({"t": t, "car_w": car_w, "grid_w": (car_w + 900) if 2.5 <= hour < 18 else 0,
                       "soc": 66.0 - i * 0.1, "import_price": 0.14 if cheap else 0.30})
-    s["plan"] = {"slots": slots, "planned_at": T0 - 300, "error": None}
+    s["plan"] = {"slots": slots, "planned_at": T0 - 300, "error": None, "inputs": s["plan"]["inputs"]}
     s["runtime"] = {"text": "On backup: critical loads for 2 d 6 h; critical + essential for 16 h; "
                             "everything for 16 h", "usable_kwh": 21.6,
                     "scenarios": [{"name": "critical", "hours": 54.0, "load_w": 300, "fits": True},

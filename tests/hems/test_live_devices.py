@@ -333,9 +333,12 @@ def test_malformed_registers_read_as_failed_sensors_never_as_power(tmp_path):
             assert "sensor_failed" in status["alarms"] and "device:pv_inverter" in status["alarms"]
             assert status["grid"]["voltage"] is None and status["phase"] == "connected"   # no outage from it
             assert site.failures["grid_meter"] > 0 and site.failures["pv_inverter"] > 0
+            assert {"grid_meter", "pv_inverter"} <= set(status["devices"]["failing"])
+            assert status["devices"]["failures"]["pv_inverter"] > 0 and status["devices"]["failures"]["switch"] == 0
             plant.v_sf, plant.volts, plant.w_sf, plant.pv_sf = -1, 2301, 0, 0
             await _until(lambda: not any(a.startswith("device:") or a == "sensor_failed"
                                          for a in h.status()["alarms"]), 3, "alarms cleared")
+            await _until(lambda: h.status()["devices"]["failing"] == [], 2, "no device failing")
             assert site.last_measurements.load_w == pytest.approx(4444.0)
             assert h.service.manager.summary()["invariants_ok"], h.service.manager.summary()["violations"]
 
