@@ -78,7 +78,8 @@ class StationConfig:
     station_id: str
     csms_url: str                       # ws://… (profile 1) or wss://… (profiles 2, 3)
     password: str | None = None         # SecurityCtrlr.BasicAuthPassword (profiles 1, 2), 16–40 chars
-    csms_ca: str | Path | None = None   # roots that sign the CSMS certificate (profiles 2, 3)
+    # roots that sign the CSMS certificate (profiles 2, 3); None: the system's, "": none (all deleted)
+    csms_ca: str | Path | None = None
     client_cert: str | Path | None = None  # the station's certificate chain (profile 3)
     client_key: str | Path | None = None
     vendor: str = "v2h"

@@ -36,8 +36,10 @@ def ssl_context(config: StationConfig | Target) -> ssl.SSLContext | None:
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if config.csms_ca:
         ctx.load_verify_locations(cafile=str(config.csms_ca))
-    else:
+    elif config.csms_ca is None:
         ctx.load_default_certs()
+    # "": every CSMS root was deleted over OCPP (DeleteCertificate): no CSMS is trusted, not even
+    # one the system's roots would vouch for
     if config.client_cert:
         ctx.load_cert_chain(str(config.client_cert), str(config.client_key))
     return ctx

@@ -19,6 +19,9 @@ log = logging.getLogger("ocpp_bridge.certificates")
 SECC_KINDS = {"V2G20Certificate": "iso20", "V2GCertificate": "iso2"}
 
 
+CSMS_ROOTS_DELETED = "certificates.csms_roots_deleted"  # in the station's store: survives a restart
+
+
 class ChargerCertificates:
     """Built before the SECC listens (``attach``), told its server once it does (``serving``)."""
 
@@ -34,6 +37,8 @@ class ChargerCertificates:
         for kind in ("MORootCertificate", "ManufacturerRootCertificate", "CSMSRootCertificate"):
             if self.certs.roots(kind):  # what was installed before a restart is what counts
                 self._roots(kind, [r["pem"] for r in self.certs.roots(kind)])
+        if not self.certs.roots("CSMSRootCertificate") and self.core.store.get(CSMS_ROOTS_DELETED):
+            self.core.config.csms_ca = ""  # the CSMS deleted every root before the restart: none is trusted
         own = self.certs.own("ChargingStationCertificate")
         if own is not None and self.core.config.client_cert:
             self._installed("ChargingStationCertificate", own["chain"], own["key"])
@@ -79,8 +84,9 @@ class ChargerCertificates:
             self.secc_config.contract_roots = tuple(c.public_bytes(serialization.Encoding.DER) for c in certs)
         elif kind == "ManufacturerRootCertificate":
             self.bridge.firmware.roots[:] = certs
-        elif kind == "CSMSRootCertificate" and pems:
-            self.core.config.csms_ca = str(self._write("csms_roots.pem", "".join(pems)))
+        elif kind == "CSMSRootCertificate":  # the next connection trusts these, and nothing once none is left
+            self.core.config.csms_ca = str(self._write("csms_roots.pem", "".join(pems))) if pems else ""
+            self.core.store.set(CSMS_ROOTS_DELETED, not pems)
 
 
 def _subject(chain_pem: str) -> str:
