@@ -98,3 +98,6 @@ def test_price_arbitrage_without_an_outage(tmp_path):
     t0 = _start(final)
     peak = [h["car_w"] for h in final["history"] if 13 <= (h["t"] - t0) / H < 17]  # 17:00–21:00
     assert sum(w for w in peak if w < 0) < -2000 * len(peak) / 4   # discharging through most of the peak
+    # the summary prices it: charged below the day's average price, and the evening's imports avoided
+    assert s["car_charge_price"] < s["average_import_price"] and s["car_charged_kwh"] > 1
+    assert s["car_to_house_on_grid_kwh"] > 2 and s["car_to_house_on_grid_value"] > 0

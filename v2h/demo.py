@@ -321,16 +321,23 @@ def summarise(sc: DemoScenario, final: dict, wall: float) -> dict:
         for name in h.get("shed", []):
             shed[name] = shed.get(name, 0.0) + nxt["t"] - h["t"]
     price = _prices(sc)
-    cost_car = cost_none = 0.0
-    for h, nxt in zip(hist, hist[1:]):  # on the grid only: an outage's hours cost nothing either way
+    cost = charged_kwh = charge_cost = given_kwh = given_value = grid_h = price_h = 0.0
+    for h, nxt in zip(hist, hist[1:]):  # on the grid only: the outage's energy is the car's, not bought
         if h["islanded"] or not h["grid_ok"]:
             continue
         step = nxt["t"] - h["t"]
         imp, exp_ = price(h["t"])
-        grid = h["load_w"] - h["pv_w"] + h["car_w"]
         base = h["load_w"] - h["pv_w"]
-        cost_car += (imp * max(grid, 0) - exp_ * max(-grid, 0)) * step / 3.6e6
-        cost_none += (imp * max(base, 0) - exp_ * max(-base, 0)) * step / 3.6e6
+        grid = base + h["car_w"]
+        cost += (imp * max(grid, 0) - exp_ * max(-grid, 0)) * step / 3.6e6
+        car_kwh, net_kwh = h["car_w"] * step / 3.6e6, base * step / 3.6e6   # net: the house less solar
+        if car_kwh > 0:   # charging: solar surplus costs the export it forgoes, the rest is imported
+            solar = min(car_kwh, max(-net_kwh, 0.0))
+            charged_kwh, charge_cost = charged_kwh + car_kwh, charge_cost + exp_ * solar + imp * (car_kwh - solar)
+        else:             # discharging: it replaces the house's import, anything beyond is exported
+            served = min(-car_kwh, max(net_kwh, 0.0))
+            given_kwh, given_value = given_kwh - car_kwh, given_value + imp * served + exp_ * (-car_kwh - served)
+        grid_h, price_h = grid_h + step / 3600, price_h + imp * step / 3600
     checks = list(s["violations"])
     if socs and min(socs) < reserve - 1.0 and s["islanded_s"] > 0:
         checks.append({"invariant": "reserve", "detail": f"SoC {min(socs):.1f} % below the reserve {reserve:.0f} %"})
@@ -338,7 +345,10 @@ def summarise(sc: DemoScenario, final: dict, wall: float) -> dict:
             "energy_to_house_kwh": s["energy_to_house_kwh"], "islanded_h": round(s["islanded_s"] / 3600, 2),
             "circuits_shed_h": {k: round(v / 3600, 2) for k, v in sorted(shed.items())},
             "lowest_soc": round(min(socs), 1) if socs else None, "reserve_soc": reserve,
-            "cost": round(cost_car, 2), "cost_without_car": round(cost_none, 2),
+            "cost": round(cost, 2), "car_charged_kwh": round(charged_kwh, 2),
+            "car_charge_price": round(charge_cost / charged_kwh, 3) if charged_kwh else None,
+            "average_import_price": round(price_h / grid_h, 3) if grid_h else None,
+            "car_to_house_on_grid_kwh": round(given_kwh, 2), "car_to_house_on_grid_value": round(given_value, 2),
             "invariants_checked": s["steps_checked"], "invariants_ok": not checks, "violations": checks,
             "final_phase": s["final_phase"], "decisions": len(decisions)}
 
@@ -373,7 +383,11 @@ def print_summary(summary: dict) -> None:
     rows = [("energy the car gave the house", f"{summary['energy_to_house_kwh']:.2f} kWh"),
             ("time islanded", f"{summary['islanded_h']:.1f} h"), ("circuits shed", shed),
             ("lowest SoC / reserve", f"{summary['lowest_soc']} % / {summary['reserve_soc']:.0f} %"),
-            ("grid cost with / without the car", f"{summary['cost']:.2f} / {summary['cost_without_car']:.2f}"),
+            ("grid cost, house and car", f"{summary['cost']:.2f}"),
+            ("car charged on the grid", f"{summary['car_charged_kwh']:.1f} kWh at {_per_kwh(summary['car_charge_price'])}"
+                                        f" (average price {_per_kwh(summary['average_import_price'])})"),
+            ("car gave the house on the grid", f"{summary['car_to_house_on_grid_kwh']:.1f} kWh, imports worth "
+                                               f"{summary['car_to_house_on_grid_value']:.2f} avoided"),
             ("invariants", f"{'all held' if summary['invariants_ok'] else 'VIOLATED'} "
                            f"({summary['invariants_checked']} steps checked)")]
     for k, v in rows:
@@ -381,6 +395,10 @@ def print_summary(summary: dict) -> None:
     Console().print(t)
     for v in summary["violations"][:10]:
         print(f"  violation {v.get('invariant')}: {v.get('detail')}")
+
+
+def _per_kwh(price: float | None) -> str:
+    return "-" if price is None else f"{price:.3f}/kWh"
 
 
 def write_outputs(out: Path, sc: DemoScenario, final: dict, summary: dict) -> None:
