@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import ocpp.v21 as ocpp_v21
 from ocpp.exceptions import FormationViolationError, InternalError, NotImplementedError, NotSupportedError, \
     OCPPError
-from ocpp.messages import Call, CallResult, _validate_payload
+from ocpp.messages import Call, CallResult, MessageType, _validate_payload, get_validator
 
 from . import frames
+from .schemacheck import Check, compile_validator
 
 log = logging.getLogger(__name__)
 _SCHEMAS = Path(ocpp_v21.__file__).parent / "schemas"
@@ -28,12 +30,33 @@ Answer = Callable[[dict | None], None]
 
 
 def schema_check(action: str, payload: dict, kind: str = "Request") -> None:
-    """The OCPP 2.1 JSON schema of ``action``'s request or response; raises the package's OCPPError."""
+    """The OCPP 2.1 JSON schema of ``action``'s request or response; raises the package's OCPPError.
+    A payload the compiled schema (``schemacheck``) finds valid is valid; anything else is judged
+    by the package's jsonschema validator, which raises the error."""
     if not isinstance(payload, dict):
         raise FormationViolationError(f"{action}{kind} payload is not an object")
+    fast = _compiled(action, kind)
+    if fast is not None:
+        try:
+            valid = fast(payload)
+        except (TypeError, ValueError, RecursionError):
+            valid = False  # an odd value the compiled check cannot compare: jsonschema below decides
+        if valid:
+            return
     message = Call(unique_id="0", action=action, payload=payload) if kind == "Request" \
         else CallResult(unique_id="0", action=action, payload=payload)
     _validate_payload(message, "2.1")
+
+
+@lru_cache(maxsize=256)  # our own actions and those with a handler: a few dozen
+def _compiled(action: str, kind: str) -> Check | None:
+    """The compiled predicate of the schema the package validates ``action``'s ``kind`` with
+    (None: no such schema, or one ``schemacheck`` does not compile: jsonschema alone)."""
+    try:
+        validator = get_validator(MessageType.Call if kind == "Request" else MessageType.CallResult, action, "2.1")
+        return compile_validator(validator)
+    except (OSError, ValueError):  # no schema (unknown action: the package's error), or Unsupported
+        return None
 
 
 def known_action(action: str) -> bool:
