@@ -472,7 +472,7 @@ def add_parser(sub) -> None:
     p.add_argument("--speed", type=_speed, metavar="X", help="simulated seconds per real one (default: the scenario's)")
     p.add_argument("--open", action="store_true", help="print the dashboard's URL")
     p.add_argument("--http-port", type=int, metavar="PORT", help="the dashboard's port (default: a free one)")
-    p.add_argument("--quiet", action="store_true", help="no live status line")
+    p.add_argument("-q", "--quiet", action="store_true", help="no live status line")
     p.set_defaults(func=run)
 
 

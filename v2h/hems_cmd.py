@@ -26,6 +26,11 @@ def add_parser(sub) -> None:
                    "(v2h demo sets it): simulated time = START + SPEED × (wall clock − ANCHOR)")
     p.add_argument("--until", type=float, metavar="T", help="stop at simulated Unix time T (v2h demo)")
     p.add_argument("--status-file", metavar="FILE", help="write the final status and summary here as JSON at the end")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-v", "--verbose", action="store_true", help="also the libraries' debug lines (OCPP frames, "
+                   "devices, plans)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no decisions on stdout: the listening line, then "
+                   "warnings and errors on stderr only")
     hs = p.add_subparsers(dest="action", required=False)
     s = hs.add_parser("simulate", help="run a scenario on a simulated clock; exits 1 if an invariant failed")
     s.add_argument("scenario", metavar="SCENARIO.toml")
@@ -118,6 +123,11 @@ def serve(args: argparse.Namespace) -> int:
         cfg = dataclasses.replace(cfg, http_port=args.http_port)
     clock = SimClock.parse(args.clock) if args.clock else None
     logging.basicConfig(level=logging.WARNING, format="v2h hems: %(message)s")
+    for name in ("hems", "v2h"):  # the manager's own notes (a tariff fetched, a device back); not the libraries'
+        logging.getLogger(name).setLevel(logging.WARNING if args.quiet else
+                                         logging.DEBUG if args.verbose else logging.INFO)
+    if args.verbose:
+        logging.getLogger().setLevel(logging.DEBUG)
     if cfg.devices is not None:   # the device runner says when a device stops or starts answering
         logging.getLogger("pymodbus").setLevel(logging.ERROR)
     if cfg.plan["enabled"]:
@@ -133,6 +143,7 @@ def serve(args: argparse.Namespace) -> int:
                   f"{describe_devices(cfg.devices)}", flush=True)
         if args.open:
             print(f"dashboard: http://{cfg.http_host}:{service.http_port}/", flush=True)
+        printer = None if args.quiet else asyncio.ensure_future(_print_decisions(service))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -140,6 +151,8 @@ def serve(args: argparse.Namespace) -> int:
         if args.until is not None and clock is not None:  # the wall time at which the simulation reaches it
             loop.call_later(max(0.0, clock.wall(args.until) - time.time()), stop.set)
         await stop.wait()
+        if printer is not None:
+            printer.cancel()
         if args.status_file:
             now = service.clock()
             Path(args.status_file).write_text(json.dumps({
@@ -154,6 +167,24 @@ def serve(args: argparse.Namespace) -> int:
         return 0 if service.manager.summary()["invariants_ok"] else 1
 
     return asyncio.run(main())
+
+
+async def _print_decisions(service) -> None:
+    """Each decision of the manager as it is made, one line with its (simulated) time and reason:
+    what the site controller, the charger and the plan did and why."""
+    import asyncio
+    from datetime import datetime, timezone
+
+    q: asyncio.Queue = asyncio.Queue()
+    service.subscribers.add(q)
+    try:
+        while True:
+            ev = await q.get()
+            if ev.get("type") == "decision":
+                when = datetime.fromtimestamp(ev["t"], timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+                print(f"{when} {ev['kind']}: {ev['reason']}", flush=True)
+    finally:
+        service.subscribers.discard(q)
 
 
 def describe_devices(d) -> str:

@@ -166,7 +166,7 @@ class Hems:
     def __init__(self, tmp_path: Path, config: str, db: str = "hems.db"):
         cfg = tmp_path / "hems.toml"
         cfg.write_text(config)
-        self.proc = subprocess.Popen([*CLI, "hems", "--config", str(cfg), "--db", str(tmp_path / db)],
+        self.proc = subprocess.Popen([*CLI, "hems", "--config", str(cfg), "--db", str(tmp_path / db), "-q"],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.started = time.monotonic()
         line = self.proc.stdout.readline()

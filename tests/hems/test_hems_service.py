@@ -73,7 +73,7 @@ grid_frequency = 50
 def _start_hems(tmp_path, db="hems.db", station="CS001"):
     cfg = tmp_path / "hems.toml"
     cfg.write_text(CONFIG.replace('station_id = "CS001"', f'station_id = "{station}"'))
-    proc = subprocess.Popen([*CLI, "hems", "--config", str(cfg), "--db", str(tmp_path / db), "--status-file",
+    proc = subprocess.Popen([*CLI, "hems", "--config", str(cfg), "--db", str(tmp_path / db), "-q", "--status-file",
                              str(tmp_path / "final.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     m = re.search(r":(\d+)/\{station\}, HTTP on port (\d+)", line)
@@ -227,3 +227,32 @@ def test_a_station_built_on_the_ocpp_package_talks_to_the_house(tmp_path):
     assert [t["id"] for t in txs] == ["tx-other"] and txs[0]["station"] == "CS777"
     assert received[:2] == ["SetVariables", "SetVariables"]  # TxUpdatedInterval, then V2HSiteCtrlr.Islanded
     assert received[2]["operation_mode"] == "Idle"  # the site controller has nothing for it to do
+
+
+def test_v2h_hems_says_what_it_decides_and_quiet_says_nothing(tmp_path):
+    """By default each decision is a line on stdout with its simulated time and reason (an outage
+    without a car: dark, then back after the stability window); -q keeps stdout to the listening
+    line."""
+    from hems.hems_config import DEFAULT
+
+    cfg = tmp_path / "hems.toml"
+    cfg.write_text(DEFAULT.replace("port = 9000", "port = 0").replace("port = 8080", "port = 0")
+                   + "\n[[events]]\nat_s = 5\ngrid_voltage = 0\ngrid_frequency = 0\n"
+                   + "\n[[events]]\nat_s = 20\ngrid_voltage = 230\ngrid_frequency = 50\n")
+    start = 1_811_808_000.0  # 2027-06-01 00:00 UTC
+
+    def run(*flags: str) -> subprocess.CompletedProcess:
+        clock = f"{start!r}:200.0:{time.time() + 1.0!r}"
+        return subprocess.run([*CLI, "hems", "--config", str(cfg), "--db", str(tmp_path / f"h{len(flags)}.db"),
+                               "--clock", clock, "--until", repr(start + 400), *flags],
+                              capture_output=True, text=True, timeout=60)
+
+    said = run()
+    assert said.returncode == 0, said.stderr
+    lines = said.stdout.splitlines()
+    assert "HTTP on port" in lines[0]
+    assert any(re.match(r"2027-06-01 00:00:0\d site: outage", ln) for ln in lines), lines
+    assert any(re.match(r"2027-06-01 00:0[5-6]:\d\d site: .*back on the grid", ln) for ln in lines), lines
+    quiet = run("-q")
+    assert quiet.returncode == 0, quiet.stderr
+    assert len(quiet.stdout.splitlines()) == 1 and "HTTP on port" in quiet.stdout
