@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import logging
 import math
+import sqlite3
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -178,12 +179,21 @@ class MeasuredSolar:
     clear sky) corrected by what the inverter measured: ``observe`` integrates the measured power
     into quarter-hour means, the last ``keep_s`` of which give the clear-sky index."""
 
-    def __init__(self, array, *, keep_s: float = 7 * 86400.0) -> None:
+    def __init__(self, array, *, keep_s: float = 7 * 86400.0, db: sqlite3.Connection | None = None) -> None:
+        """``db``: where the means are kept across restarts (table ``pv_measured``; the caller
+        commits), else in memory only."""
         self.array = array
         self.keep_s = keep_s
+        self.db = db
         self.samples: deque[tuple[datetime, float]] = deque()   # (the quarter-hour's middle, mean W)
         self._slot: tuple[float, float, float] | None = None     # (slot start, ∫pv dt, seconds)
         self._last: tuple[float, float] | None = None            # (time, W) of the last reading
+        if db is not None:
+            db.execute("CREATE TABLE IF NOT EXISTS pv_measured (slot INTEGER PRIMARY KEY, w REAL NOT NULL)")
+            rows = db.execute("SELECT slot, w FROM pv_measured WHERE slot >= "
+                              "(SELECT MAX(slot) FROM pv_measured) - ? ORDER BY slot", (keep_s,)).fetchall()
+            self.samples.extend((_dt(slot + SLOT_S / 2), w) for slot, w in rows
+                                if math.isfinite(w) and 0.0 <= w <= 1e7)
 
     def observe(self, now: float, pv_w: float | None) -> None:
         """A reading of the inverter at ``now``; None (no reading), a non-finite or negative value
@@ -208,6 +218,10 @@ class MeasuredSolar:
         self._slot = None
         if seconds >= SLOT_S / 3:  # a third of a quarter-hour measured at least
             self.samples.append((_dt(start + SLOT_S / 2), energy / seconds))
+            if self.db is not None:
+                self.db.execute("INSERT OR REPLACE INTO pv_measured (slot, w) VALUES (?, ?)",
+                                (int(start), energy / seconds))
+                self.db.execute("DELETE FROM pv_measured WHERE slot < ?", (int(start - self.keep_s),))
         while self.samples and (self.samples[-1][0] - self.samples[0][0]).total_seconds() > self.keep_s:
             self.samples.popleft()
 

@@ -180,7 +180,7 @@ class HemsService:
                 import pvlib  # noqa: F401 (the model's library, checked before the manager starts)
             except ImportError:
                 raise ConfigError("solar", "the solar model needs pvlib (pip install 'v2h[hems]')") from None
-            self.solar = MeasuredSolar(solar)
+            self.solar = MeasuredSolar(solar, db=self.store.db)  # the measured means survive a restart
             sources["solar"] = "pvlib clear-sky model x the measured clear-sky index"
             return self.solar
         if isinstance(solar, str):

@@ -159,7 +159,7 @@ def test_the_tariff_is_fetched_retried_and_kept(tmp_path):
 
 def test_the_service_plans_with_the_measured_array(tmp_path):
     """A simulated house whose inverter gives a steady 2.4 kW through a summer morning: the plan's
-    solar is the array's clear-sky model scaled by measured / modelled."""
+    solar is the array's clear-sky model scaled by measured / modelled, also after a restart."""
     speed = 3600.0 * 4
     cfg = _config(ARRAY + "[[events]]\nat_s = 0\npv_w = 2400\n")
     array = cfg.solar
@@ -187,6 +187,12 @@ def test_the_service_plans_with_the_measured_array(tmp_path):
     clear = clear_sky_w(array, [start + timedelta(seconds=(i + 0.5) * SLOT_S) for i in range(4)])
     assert service.manager.planner.pv_forecast(start, 4) == pytest.approx([k * c for c in clear], rel=0.01)
     assert math.isfinite(sum(service.manager.planner.pv_forecast(start, 96)))
+    again = HemsService(cfg, db=tmp_path / "hems.db", clock=lambda: now)  # a restart keeps what was measured
+    try:
+        assert list(again.solar.samples) == list(solar.samples)
+        assert again.manager.planner.pv_forecast(start, 4) == pytest.approx([k * c for c in clear], rel=0.01)
+    finally:
+        again.store.close()
 
 
 def test_a_bad_forecast_file_stops_the_start_and_a_later_one_fails_the_plan_only(tmp_path):
