@@ -196,8 +196,6 @@ class HemsService:
         """The tariff from its HTTP source every ``tariff_refresh_s``; after a failure again sooner
         (1 min, doubling up to the refresh period), planning meanwhile with the last one fetched
         (flat prices before the first)."""
-        from hems.errors import ConfigError as TariffError
-
         from .tariff_http import TariffFetchError, fetch_tariff
 
         refresh, failures = self.cfg.plan["tariff_refresh_s"], 0
@@ -206,7 +204,7 @@ class HemsService:
             try:
                 fmt = self.cfg.plan["tariff_format"]
                 tariff = await fetch_tariff(url, fmt=fmt, **(self.cfg.plan["tariff_spot"] if fmt == "spot" else {}))
-            except (TariffFetchError, TariffError) as e:
+            except (TariffFetchError, ConfigError) as e:  # unreachable, or not a tariff
                 failures += 1
                 (log.warning if failures == 1 else log.debug)(
                     "tariff %s: %s; planning with %s until it answers", url, e,
@@ -219,7 +217,8 @@ class HemsService:
                     log.info("tariff %s: %d price intervals from %s", url, len(tariff.intervals),
                              tariff.intervals[0].start.isoformat() if tariff.intervals else "-")
                 failures, self.tariff = 0, tariff
-                planner.sources["tariff"] = f"{url} (fetched at {datetime.fromtimestamp(self.clock(), timezone.utc):%Y-%m-%d %H:%M} UTC)"
+                fetched = datetime.fromtimestamp(self.clock(), timezone.utc)
+                planner.sources["tariff"] = f"{url} (fetched at {fetched:%Y-%m-%d %H:%M} UTC)"
                 planner.request(self.clock(), "tariff updated")
                 self.changed.set()
                 wait = refresh
