@@ -6,8 +6,8 @@ passwords; ``[charger]`` the house's charger; ``[[tokens]]`` V2X consent per idT
 ``[plan]`` the planner's prices and car defaults; ``[[outages]]`` announced outages (a utility's
 shut-off warning: ``start``, ``end`` with their offsets, ``load_w``) the plan fills the car for;
 ``[solar]`` the array the plan forecasts solar for (pvlib clear-sky corrected by the inverter's
-measurements) or a forecast ``file``; ``[http]`` the API and dashboard; ``[[events]]`` what happens to the simulated house (grid
-outages, loads, solar), as in a scenario; ``[devices]`` the house's real Modbus devices instead
+measurements) or a forecast ``file``; ``[http]`` the API and dashboard; ``[[events]]`` what
+happens to the simulated house (grid outages, loads, solar), as in a scenario; ``[devices]`` the house's real Modbus devices instead
 of the simulated house (``hems.live``: meters, solar inverter, relay module; no ``[[events]]``).
 
 An unknown key, a number that is not finite or out of range, a missing rating: one
@@ -215,10 +215,12 @@ def from_dict(data: Mapping[str, Any]) -> HemsConfig:
     if plan["tariff_format"] not in ("v2h", "spot"):
         raise ConfigError("plan.tariff_format", f"want \"v2h\" or \"spot\", got {plan['tariff_format']!r}")
     plan["tariff_refresh_s"] = number("plan.tariff_refresh_s", p.get("tariff_refresh_s", 3600.0), 60.0, 86400.0)
-    plan["tariff_spot"] = {k: number(f"plan.spot_{k}", p.get(f"spot_{k}", d), lo, hi) for k, (lo, hi, d) in _SPOT.items()}
+    plan["tariff_spot"] = {k: number(f"plan.spot_{k}", p.get(f"spot_{k}", d), lo, hi)
+                           for k, (lo, hi, d) in _SPOT.items()}
     url_only = [k for k in ("tariff_format", "tariff_refresh_s", *(f"spot_{k}" for k in _SPOT)) if k in p]
     if url_only and not is_url(plan["tariff"]):
-        raise ConfigError(f"plan.{url_only[0]}", "only for a tariff fetched from an http:// or https:// URL (plan.tariff)")
+        raise ConfigError(f"plan.{url_only[0]}",
+                          "only for a tariff fetched from an http:// or https:// URL (plan.tariff)")
     spot_keys = [k for k in url_only if k.startswith("spot_")]
     if spot_keys and plan["tariff_format"] != "spot":
         raise ConfigError(f"plan.{spot_keys[0]}", "only with tariff_format = \"spot\"")
