@@ -145,21 +145,36 @@ class Chain:
             self._step()
 
     def _next_time(self) -> float | None:
-        times = [d for d in (self.core.next_deadline(),
-                             self._link.next_deadline() if self._link is not None else None) if d is not None]
-        if self._link is None:
-            times.append(self.core.next_connect_at())
+        """The earliest deadline of anything on the clock (once per event: kept as it goes, with
+        the comparisons ``min`` would make over them, in its order)."""
+        best = self.core.next_deadline()
+        link = self._link
+        if link is not None:
+            d = link.next_deadline()
+            if d is not None and (best is None or d < best):
+                best = d
+        else:
+            d = self.core.next_connect_at()
+            if best is None or d < best:
+                best = d
         for end in (self.secc, self.evcc):
             if end is not None and not end.closed:
                 d = end.next_deadline()
-                if d is not None:
-                    times.append(d)
+                if d is not None and (best is None or d < best):
+                    best = d
         if self._queue:
-            times.append(self._queue[0][0])
+            d = self._queue[0][0]
+            if best is None or d < best:
+                best = d
         if self._script:
-            times.append(self._script[0][0])
-        times += [d for d in (t.next_deadline() for t in self.timers) if d is not None]
-        return min(times) if times else None
+            d = self._script[0][0]
+            if best is None or d < best:
+                best = d
+        for t in self.timers:
+            d = t.next_deadline()
+            if d is not None and (best is None or d < best):
+                best = d
+        return best
 
     def _step(self) -> None:
         now = self.now

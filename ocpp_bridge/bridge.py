@@ -710,23 +710,28 @@ class OCPPBridge(PlugAndChargeSupervision, SupervisorBase):
 
     # --- the station's timers (Unix time) ------------------------------------------------------------------
     def next_deadline(self) -> float | None:
-        """The station core asks its timer sources (Unix time)."""
-        times = []
-        interval = self._seconds("AlignedDataCtrlr", "Interval")
+        """The station core asks its timer sources (Unix time). Asked several times per charge
+        loop: the earliest is kept as it goes (the comparisons ``min`` would make, in its order)."""
+        best = None
+        interval = float(self.station.device_model.value("AlignedDataCtrlr", "Interval"))
         if interval > 0:
             if self._next_aligned is None:
                 self._next_aligned = (self.station.now // interval + 1) * interval
-            times.append(self._next_aligned)
-        if self.tx is not None:
-            times += [x for x in (self.tx.next_periodic, self.tx.next_ended, self.tx.next_aligned_ended) if x]
-        if self._remote_expires is not None:
-            times.append(self._remote_expires)
-        if self._flow_check is not None:
-            times.append(self._flow_check)
+            best = self._next_aligned
+        tx = self.tx
+        if tx is not None:
+            for x in (tx.next_periodic, tx.next_ended, tx.next_aligned_ended):
+                if x and (best is None or x < best):
+                    best = x
+        for x in (self._remote_expires, self._flow_check):
+            if x is not None and (best is None or x < best):
+                best = x
         expiry = self.profiles.expiry_after()
         if expiry is not None and self.station.offline_since is not None and not self.station.online:
-            times.append(self.station.offline_since + expiry + 1e-3)
-        return min(times) if times else None
+            x = self.station.offline_since + expiry + 1e-3
+            if best is None or x < best:
+                best = x
+        return best
 
     def handle_timer(self, now: float) -> None:
         t = now

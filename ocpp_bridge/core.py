@@ -496,12 +496,22 @@ class StationCore:
         self._pump(now)
 
     def next_deadline(self) -> float | None:
-        times = [t for t in (self._inflight.deadline if self._inflight else None,
-                             self._next_boot if self.connected else None,
-                             self._next_heartbeat if self.online else None,
-                             self._retry_at if self.online else None) if t is not None]
-        times += [d for d in (t.next_deadline() for t in self.timers) if d is not None]
-        return min(times) if times else None
+        """The earliest of the core's own deadlines and its timer sources' (asked several times
+        per charge loop: kept as it goes, with the comparisons ``min`` would make, in its order)."""
+        best = self._inflight.deadline if self._inflight else None
+        if self.connected:
+            t = self._next_boot
+            if t is not None and (best is None or t < best):
+                best = t
+            if self.online:
+                for t in (self._next_heartbeat, self._retry_at):
+                    if t is not None and (best is None or t < best):
+                        best = t
+        for source in self.timers:
+            t = source.next_deadline()
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
 
     def handle_timer(self, now: float) -> None:
         self.now = now

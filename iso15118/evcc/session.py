@@ -156,9 +156,16 @@ class EVCCSession(SessionDriver):
     def next_deadline(self) -> float | None:
         if self.closed:
             return None
-        times = [t for t in (self.response_deadline, self.setup_deadline if self.state is not EVState.DONE else None,
-                             self.pending[0] if self.pending else None) if t is not None]
-        return min(times) if times else None
+        best = self.response_deadline
+        if self.state is not EVState.DONE:  # the earliest, with the comparisons min() would make
+            t = self.setup_deadline
+            if t is not None and (best is None or t < best):
+                best = t
+        if self.pending:
+            t = self.pending[0]
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
 
     def handle_timer(self, now: float) -> list[V2GTPFrame]:
         if self.closed:
