@@ -54,16 +54,32 @@ class SetpointDecision:
         return self.source == "island"
 
 
-def _active(profiles: Iterable[Profile], purpose: str, wall: float, tx_start: float | None,
-            offline_for: float) -> tuple[Profile, Period] | None:
-    """The highest-stack profile of ``purpose`` with a period now, that has not lapsed offline."""
-    cands = [p for p in profiles if p.purpose == purpose
-             and not (p.max_offline is not None and offline_for > p.max_offline)]
-    for p in sorted(cands, key=lambda p: -p.stack_level):
+def _higher_stack_first(p: Profile) -> int:
+    return -p.stack_level
+
+
+def _first_in_force(cands: list[Profile], wall: float, tx_start: float | None) -> tuple[Profile, Period] | None:
+    """Of the candidates (one purpose, none lapsed), the highest stack level with a period now."""
+    if len(cands) > 1:
+        cands = sorted(cands, key=_higher_stack_first)  # stable: equal levels keep their order
+    for p in cands:
         q = p.period_at(wall, tx_start)
         if q is not None:
             return p, q
     return None
+
+
+def _by_purpose(profiles: list[Profile], offline_for: float) -> dict[str, list[Profile]]:
+    """The profiles that have not lapsed offline, by purpose, in their order (one pass for ``decide``)."""
+    out: dict[str, list[Profile]] = {}
+    for p in profiles:
+        if not (p.max_offline is not None and offline_for > p.max_offline):
+            same = out.get(p.purpose)
+            if same is None:
+                out[p.purpose] = [p]
+            else:
+                same.append(p)
+    return out
 
 
 def decide(profiles: Iterable[Profile], *, wall: float, tx_start: float | None, offline_for: float,
@@ -77,8 +93,14 @@ def decide(profiles: Iterable[Profile], *, wall: float, tx_start: float | None, 
     lapsed = offline_for > 0 and any(p.max_offline is not None and offline_for > p.max_offline
                                      for p in profiles if p.purpose != "ChargingStationMaxProfile")
     charge_hi, discharge_lo = limits.max_charge_w, -limits.max_discharge_w
-    found = _active(profiles, "TxProfile", wall, tx_start, offline_for) or \
-        _active(profiles, "TxDefaultProfile", wall, tx_start, offline_for)
+    live = _by_purpose(profiles, offline_for)
+    found = None
+    for purpose in ("TxProfile", "TxDefaultProfile"):
+        cands = live.get(purpose)
+        if cands:
+            found = _first_in_force(cands, wall, tx_start)
+            if found is not None:
+                break
     profile_id = None
     if found is None:
         watts, mode = default_w, "ChargingOnly"
@@ -102,7 +124,8 @@ def decide(profiles: Iterable[Profile], *, wall: float, tx_start: float | None, 
             discharge_lo = 0.0
         elif q.discharge_limit is not None:
             discharge_lo = max(discharge_lo, q.discharge_limit)
-    cap = _active(profiles, "ChargingStationMaxProfile", wall, tx_start, offline_for)
+    cands = live.get("ChargingStationMaxProfile")
+    cap = _first_in_force(cands, wall, tx_start) if cands else None
     if cap is not None:
         if cap[1].limit is not None:
             charge_hi = min(charge_hi, cap[1].limit)

@@ -552,11 +552,15 @@ def _meter(s, now, requested: bool):
                         MeterTimestamp=int(now + s.clock_offset))
 
 
+_RES_FIELD = {v: v.replace("CLReq", "CLRes") for v in (*DC_MODES.values(), *AC_MODES.values())}
+
+
 def dc_charge_loop(req, s, now) -> Reply:
-    ctx, c, lim = s.ctx, s.stage, s.stage.limits()
+    ctx, c = s.ctx, s.stage
+    lim = c.limits()
     field_name = DC_MODES[(ctx.control_mode, ctx.bpt)]
     mode = getattr(req, field_name)
-    res_field = field_name.replace("CLReq", "CLRes")
+    res_field = _RES_FIELD[field_name]
     if mode is None:
         return Reply(filled(DC.DC_ChargeLoopRes, Header=s.header(now), ResponseCode="FAILED",
                             **{res_field: filled(getattr(DC, res_field))}), State.ENDED, True)
@@ -566,14 +570,14 @@ def dc_charge_loop(req, s, now) -> Reply:
     ev_v = ctx.ev_voltage = val(req.EVPresentVoltage)
     target_v = min(max(ev_v, lim.min_voltage), lim.max_voltage, ctx.ev.get("max_voltage") or lim.max_voltage)
     v_ev = max(ev_v, c.measurements(now).voltage, target_v, 1.0)
-    ev_max_c = val(mode.EVMaximumChargePower) if mode.EVMaximumChargePower is not None else None
-    ev_max_d = val(getattr(mode, "EVMaximumDischargePower", None)) if getattr(mode, "EVMaximumDischargePower", None) \
-        is not None else None
+    ev_max_c = val(mode.EVMaximumChargePower)  # None stays None
+    ev_max_d = val(getattr(mode, "EVMaximumDischargePower", None))
     power = _allowed_power(s, now, ev_max_c, ev_max_d)
     current = power / v_ev
-    ev_i_c = val(mode.EVMaximumChargeCurrent) if mode.EVMaximumChargeCurrent is not None else ctx.ev.get("max_charge_current")
-    ev_i_d = val(getattr(mode, "EVMaximumDischargeCurrent", None)) \
-        if getattr(mode, "EVMaximumDischargeCurrent", None) is not None else ctx.ev.get("max_discharge_current")
+    r = mode.EVMaximumChargeCurrent
+    ev_i_c = val(r) if r is not None else ctx.ev.get("max_charge_current")
+    r = getattr(mode, "EVMaximumDischargeCurrent", None)
+    ev_i_d = val(r) if r is not None else ctx.ev.get("max_discharge_current")
     if ctx.control_mode == "Scheduled":  # the car asks for its current; we never exceed the setpoint
         wanted = val(mode.EVTargetCurrent)
         current = max(min(wanted, current), 0.0) if wanted >= 0 else min(max(wanted, current), 0.0)
@@ -594,9 +598,22 @@ def dc_charge_loop(req, s, now) -> Reply:
         **{res_field: _dc_res_mode(res_field, lim)}), State.CHARGE_LOOP)
 
 
-@lru_cache(maxsize=64)
+_LAST_RES_MODE: list = [None, None, None]  # (res_field, limits object, mode): the same limits object every loop
+
+
 def _dc_res_mode(res_field: str, lim):
-    """The charge-loop response's control mode: the EVSE limits (immutable, so cached)."""
+    """The charge-loop response's control mode: the EVSE limits (immutable, so cached; the last
+    one by identity first, which saves hashing the limits every loop)."""
+    last = _LAST_RES_MODE
+    if last[1] is lim and last[0] == res_field:
+        return last[2]
+    mode = _dc_res_mode_of(res_field, lim)
+    last[:] = [res_field, lim, mode]
+    return mode
+
+
+@lru_cache(maxsize=64)
+def _dc_res_mode_of(res_field: str, lim):
     cls = getattr(DC, res_field)
     if "Dynamic" not in res_field:
         return cls()
