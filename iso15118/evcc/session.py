@@ -436,14 +436,17 @@ class EVCCSession(SessionDriver):
         scheduled = self.config.control_mode == "scheduled"
         prefix = ("BPT_" if self.bpt else "") + ("Scheduled_" if scheduled else "Dynamic_")
         v = b.voltage()
-        limits = dict(EVMaximumChargePower=rn(b.charge_limit()), EVMinimumChargePower=rn(0))
+        charge_limit = b.charge_limit()  # each limit once: the battery does not change while the request is built
+        discharge_limit = b.discharge_limit() if self.bpt else 0.0
+        zero = rn(0)
+        limits = dict(EVMaximumChargePower=rn(charge_limit), EVMinimumChargePower=zero)
         if self.bpt:
-            limits.update(EVMaximumDischargePower=rn(b.discharge_limit()), EVMinimumDischargePower=rn(0))
+            limits.update(EVMaximumDischargePower=rn(discharge_limit), EVMinimumDischargePower=zero)
         if self.kind == "DC":
-            limits.update(EVMaximumChargeCurrent=rn(b.max_charge_current if b.charge_limit() > 0 else 0),
+            limits.update(EVMaximumChargeCurrent=rn(b.max_charge_current if charge_limit > 0 else 0),
                           EVMaximumVoltage=rn(b.voltage_max), EVMinimumVoltage=rn(b.voltage_min))
             if self.bpt:
-                limits["EVMaximumDischargeCurrent"] = rn(b.max_discharge_current if b.discharge_limit() > 0 else 0)
+                limits["EVMaximumDischargeCurrent"] = rn(b.max_discharge_current if discharge_limit > 0 else 0)
             if scheduled:
                 mode = getattr(DC, prefix + "DC_CLReqControlMode")(
                     EVTargetCurrent=rn(self._wanted_power() / v), EVTargetVoltage=rn(b.voltage_max), **limits)
