@@ -11,16 +11,27 @@ from iso15118 import exi
 _RN = exi.messages("iso20_cm").RationalNumber
 
 
+_RN_SEEN: dict = {}  # value → its RationalNumber: the limits repeat every loop (immutable, so shared)
+_RN_SEEN_MAX = 4096
+
+
 def rn(value: float, exponent: int | None = None):
     """A RationalNumber close to ``value`` whose Value fits xs:short (|Value| ≤ 32767)."""
     if exponent is not None:
         v = round(value / 10 ** exponent)
         if abs(v) <= 32767:
             return _RN(Exponent=exponent, Value=int(v))
-    return _rn_auto(float(value))
+    # equal numbers hash alike and convert to the same float: a value seen before needs no call
+    found = _RN_SEEN.get(value)
+    if found is not None:
+        return found
+    found = _rn_auto(float(value))
+    if len(_RN_SEEN) >= _RN_SEEN_MAX:
+        _RN_SEEN.clear()  # bounded; the values of the present loop come back at once
+    _RN_SEEN[value] = found
+    return found
 
 
-@lru_cache(maxsize=4096)  # limits repeat every loop; RationalNumbers are immutable
 def _rn_auto(value: float):
     exponent = 0
     v = value
