@@ -726,11 +726,13 @@ class OCPPBridge(PlugAndChargeSupervision, SupervisorBase):
         for x in (self._remote_expires, self._flow_check):
             if x is not None and (best is None or x < best):
                 best = x
-        expiry = self.profiles.expiry_after()
-        if expiry is not None and self.station.offline_since is not None and not self.station.online:
-            x = self.station.offline_since + expiry + 1e-3
-            if best is None or x < best:
-                best = x
+        station = self.station
+        if station.offline_since is not None and not station.online:  # online: no profile expires
+            expiry = self.profiles.expiry_after()
+            if expiry is not None:
+                x = station.offline_since + expiry + 1e-3
+                if best is None or x < best:
+                    best = x
         return best
 
     def handle_timer(self, now: float) -> None:
