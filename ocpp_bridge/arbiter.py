@@ -49,6 +49,13 @@ class SetpointDecision:
     reason: str
     profile_id: int | None = None
 
+    def __init__(self, power_w: float, charge_limit_w: float, discharge_limit_w: float, source: str, mode: str,
+                 reason: str, profile_id: int | None = None) -> None:
+        """The fields in their order (the generated frozen __init__ sets each through
+        object.__setattr__, several times slower, and a decision is made every charge loop)."""
+        self.__dict__.update(power_w=power_w, charge_limit_w=charge_limit_w, discharge_limit_w=discharge_limit_w,
+                             source=source, mode=mode, reason=reason, profile_id=profile_id)
+
     @property
     def grid_forming(self) -> bool:
         return self.source == "island"

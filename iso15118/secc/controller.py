@@ -100,6 +100,13 @@ class PowerCommand:
     ev_voltage: float | None = None
     grid_forming: bool = False  # the AC side forms an island: the current/power bound what it may give
 
+    def __init__(self, voltage: float = 0.0, current: float = 0.0, power: float = 0.0, ev_voltage: float | None = None,
+                 grid_forming: bool = False) -> None:
+        """The fields in their order, with their defaults (the generated frozen __init__ sets each
+        through object.__setattr__, several times slower, and a command is made every charge loop)."""
+        self.__dict__.update(voltage=voltage, current=current, power=power, ev_voltage=ev_voltage,
+                             grid_forming=grid_forming)
+
 
 @dataclass
 class Measurements:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ocpp_bridge.arbiter import PowerLimits, composite, decide
+from ocpp_bridge.arbiter import PowerLimits, SetpointDecision, composite, decide
 from ocpp_bridge.profiles import Profile
 
 T0 = 1_800_000_000.0
@@ -88,3 +89,26 @@ def test_every_decision_is_finite_and_within_its_limits(setpoint, lim, dlim, ext
     assert d.discharge_limit_w <= d.power_w <= d.charge_limit_w or d.grid_forming
     assert -max_d <= d.power_w <= max_c or d.grid_forming and d.power_w <= 0
     assert d.power_w >= 0 or d.source in ("profile", "external", "island")  # only a CSMS says discharge
+
+
+def test_hand_written_inits_match_the_dataclass_fields():
+    """SetpointDecision and PowerCommand write their __init__ by hand (speed): the same parameters,
+    order and defaults as their fields, still frozen, equal and hashable like the generated one."""
+    import dataclasses
+    import inspect
+
+    from iso15118.secc.controller import PowerCommand
+
+    for cls in (SetpointDecision, PowerCommand):
+        params = list(inspect.signature(cls).parameters.values())
+        fields = dataclasses.fields(cls)
+        assert [p.name for p in params] == [f.name for f in fields]
+        for p, f in zip(params, fields):
+            assert (p.default is inspect.Parameter.empty) == (f.default is dataclasses.MISSING)
+            if f.default is not dataclasses.MISSING:
+                assert p.default == f.default
+    d = SetpointDecision(1.0, 2.0, -3.0, "profile", "CentralSetpoint", "why", 7)
+    assert d == dataclasses.replace(d) and hash(d) == hash(dataclasses.replace(d)) and d.profile_id == 7
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        d.power_w = 0.0  # type: ignore[misc]
+    assert PowerCommand(1.0, ev_voltage=2.0) == PowerCommand(voltage=1.0, current=0.0, power=0.0, ev_voltage=2.0)
