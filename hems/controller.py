@@ -513,9 +513,14 @@ class SiteController:
     # charger --------------------------------------------------------------
 
     def _charger_command(self, m: Measurements, now: float, out: Outputs) -> ChargerCommand:
+        cmd = self._charger_target(m, now, out)
+        if self._watch_following(m.charger, now, cmd):
+            return CHARGER_OFF  # past its limits for the follow timeout: off from this step on
+        return cmd
+
+    def _charger_target(self, m: Measurements, now: float, out: Outputs) -> ChargerCommand:
         cs = m.charger
         sane = charger_sane(cs)
-        self._watch_following(cs, now, sane)
         if out.charger is ChargerMode.OFF or not (cs.link_up and cs.car_plugged and sane):
             return CHARGER_OFF
         floor = self._floor(cs)
@@ -542,21 +547,24 @@ class SiteController:
         return ChargerCommand(mode=ChargerMode.GRID_FOLLOWING, power_w=p, discharge_limit_w=dis_max,
                               charge_limit_w=chg_max)
 
-    def _watch_following(self, cs: ChargerState, now: float, sane: bool) -> None:
-        """A grid-following charger running past the limits it was given is switched off for a while."""
-        prev = self.last_commands.charger if self.last_commands is not None else CHARGER_OFF
+    def _watch_following(self, cs: ChargerState, now: float, cmd: ChargerCommand) -> bool:
+        """A grid-following charger running past the limits it is held to (this step's command:
+        the follow timeout runs from the first step it is past them, also the first step after a
+        restart) is switched off for a while; True when that happens now."""
         bad = False
-        if sane and prev.mode is ChargerMode.GRID_FOLLOWING and cs.mode is ChargerMode.GRID_FOLLOWING:
-            over = (-cs.power_w - prev.discharge_limit_w) if cs.power_w < 0 else (cs.power_w - prev.charge_limit_w)
+        if charger_sane(cs) and cmd.mode is ChargerMode.GRID_FOLLOWING and cs.mode is ChargerMode.GRID_FOLLOWING:
+            over = (-cs.power_w - cmd.discharge_limit_w) if cs.power_w < 0 else (cs.power_w - cmd.charge_limit_w)
             bad = over > self.cfg.follow_tolerance_w
         if not bad:
             self.follow_bad_since = None
-            return
+            return False
         if self.follow_bad_since is None:
             self.follow_bad_since = now
         if now >= self.follow_bad_since + self.cfg.follow_timeout_s:
             self.charger_fault_until = now + self.cfg.charger_retry_s
             self.follow_bad_since = None
+            return True
+        return False
 
     # alarms ---------------------------------------------------------------
 

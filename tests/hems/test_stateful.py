@@ -26,7 +26,7 @@ def test_the_checker_kills_the_mutant(name, monkeypatch):
     expected = (expected,) if isinstance(expected, str) else expected
     with pytest.raises(AssertionError) as e:
         run_state_machine_as_test(SiteMachine, settings=settings(
-            max_examples=400, stateful_step_count=40, deadline=None, derandomize=True, database=None,
+            max_examples=1500, stateful_step_count=40, deadline=None, derandomize=True, database=None,
             phases=(Phase.explicit, Phase.generate), suppress_health_check=list(HealthCheck)))
     assert any(f"{inv} at" in str(e.value) for inv in expected), str(e.value)[:500]
 
@@ -68,3 +68,19 @@ def test_an_outage_during_the_return_keeps_the_utility_contact_open():
     assert any("the grid left its reconnect window during the return" in r["reason"] for r in m.site.rows)
     m.wait(dt=30.0)  # dark, then the island again on the car
     m.invariants_hold()
+
+
+def test_a_charger_past_its_limit_right_after_a_restart_is_stopped_in_time():
+    """Found by the stateful test (a random run): after a controller restart the follow timeout
+    started only a step after the first command, and with no deadline asked for, the charger
+    exported 1.5 kW past its limit for 4 s (I5: at most the 2 s timeout + 1 s). The timeout now
+    runs from the first step the charger is past the limits of this step's command."""
+    m = SiteMachine()
+    m.setup(freq=50, sensors=1, bond=False, soc=15.0, min_soc=0.0, reserve=0.0, capacity=20.0, car_w=11000.0,
+            setpoint=-11000.0, export=False)
+    m.restart()
+    m.fault(circuit="fridge", fault="charger_ignores_limit", sensor=None)
+    m.wait(dt=10.0)
+    m.invariants_hold()
+    off = next(r for r in m.site.rows if "charger_not_following" in r["alarms"])
+    assert off["t"] == pytest.approx(2.0) and off["car_w"] == 0
