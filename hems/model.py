@@ -35,6 +35,17 @@ class ChargerState:
     mode: ChargerMode              # the mode actually running
 
 
+def charger_state(ch) -> ChargerState:
+    """The report of a charger driver that holds its car (``plugged``, ``soc``, ``min_soc``,
+    ``charge_max_w``, ``discharge_max_w``), ``link_up``, its ratings, ``power_w`` and ``mode`` —
+    the simulated charger and the one driven over OCPP alike."""
+    c = ch.car
+    return ChargerState(link_up=ch.link_up, car_plugged=c.plugged, soc=c.soc if c.plugged else None,
+                        car_min_soc=c.min_soc, car_max_charge_w=c.charge_max_w, car_max_discharge_w=c.discharge_max_w,
+                        charger_max_charge_w=ch.max_charge_w, charger_max_discharge_w=ch.max_discharge_w,
+                        power_w=ch.power_w, mode=ch.mode)
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class ChargerCommand:
     """What the controller asks of the charger.

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .csms import CSMSCore, central_setpoint
-from .model import CHARGER_OFF, ChargerCommand, ChargerMode, ChargerState
+from .model import CHARGER_OFF, ChargerCommand, ChargerMode, ChargerState, charger_state
 
 ISLANDED = {"component": {"name": "V2HSiteCtrlr"}, "variable": {"name": "Islanded"}}
 
@@ -142,11 +142,7 @@ class OCPPCharger:
         return min(100.0, max(0.0, soc + to_min / wh_per_pct, self.default_min_soc))
 
     def read_state(self) -> ChargerState:
-        c = self.car
-        return ChargerState(link_up=self.link_up, car_plugged=c.plugged, soc=c.soc if c.plugged else None,
-                            car_min_soc=c.min_soc, car_max_charge_w=c.charge_max_w,
-                            car_max_discharge_w=c.discharge_max_w, charger_max_charge_w=self.max_charge_w,
-                            charger_max_discharge_w=self.max_discharge_w, power_w=self.power_w, mode=self.mode)
+        return charger_state(self)
 
     def deadline(self) -> float | None:
         return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..model import CHARGER_OFF, ChargerCommand, ChargerMode, ChargerState
+from ..model import CHARGER_OFF, ChargerCommand, ChargerMode, ChargerState, charger_state
 
 
 @dataclass(slots=True)
@@ -69,11 +69,7 @@ class ChargerSim:
             self.tripped = False
 
     def read_state(self) -> ChargerState:
-        c = self.car
-        return ChargerState(link_up=self.link_up, car_plugged=c.plugged, soc=c.soc if c.plugged else None,
-                            car_min_soc=c.min_soc, car_max_charge_w=c.charge_max_w,
-                            car_max_discharge_w=c.discharge_max_w, charger_max_charge_w=self.max_charge_w,
-                            charger_max_discharge_w=self.max_discharge_w, power_w=self.power_w, mode=self.mode)
+        return charger_state(self)
 
     # -- physics
     def deadline(self) -> float | None:
