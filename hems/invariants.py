@@ -77,6 +77,7 @@ class InvariantChecker:
         self.known_since_restart = True
         self.mismatch: dict[str, float] = {}
         self.car_export_since: float | None = None
+        self.below_floor_since: float | None = None  # the car measured discharging below its floor
 
     def restarted(self, now: float) -> None:
         self.known_since_restart = False
@@ -192,8 +193,15 @@ class InvariantChecker:
             floor = max(cfg.reserve_soc, cs.car_min_soc)
             if cs.soc <= floor and discharging_cmd:
                 self._v(now, "I6", f"discharge commanded at {cs.soc:.2f} % with the floor at {floor:.2f} %")
+        # what the car does: a charger that ignores its command is caught within the follow timeout
+        # (as for I5), so the measured discharge below the floor may last that long + 1 s
         if p.soc is not None and p.charger_w < -TOL_W and p.soc < max(cfg.reserve_soc, p.car_min_soc) - 1e-6:
-            self._v(now, "I6", f"car discharging at {p.soc:.3f} %, below its floor")
+            self.below_floor_since = now if self.below_floor_since is None else self.below_floor_since
+            if now - self.below_floor_since > cfg.follow_timeout_s + 1.0:
+                self._v(now, "I6", f"car discharging at {p.soc:.3f} %, below its floor, for "
+                                   f"{now - self.below_floor_since:.1f} s")
+        else:
+            self.below_floor_since = None
 
         # I7 critical circuits on while the island is up and the car above its reserve
         if p.island_energised and cs.soc is not None and cs.soc > max(cfg.reserve_soc, cs.car_min_soc):

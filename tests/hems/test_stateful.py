@@ -84,3 +84,21 @@ def test_a_charger_past_its_limit_right_after_a_restart_is_stopped_in_time():
     m.invariants_hold()
     off = next(r for r in m.site.rows if "charger_not_following" in r["alarms"])
     assert off["t"] == pytest.approx(2.0) and off["car_w"] == 0
+
+
+def test_a_charger_discharging_below_the_floor_against_its_command_is_stopped_in_time():
+    """Found by the 10,000-sequence run: below its reserve, told to charge, a charger that ignores
+    its command discharges at once; the checker called that a violation in the same instant,
+    which no controller can prevent. The controller's part: off within the follow timeout (2 s),
+    the discharge never commanded; the checker's: a measured discharge below the floor may last
+    the detection time (2 s + 1 s), as a car's export may (I5)."""
+    m = SiteMachine()
+    m.setup(freq=50, sensors=1, bond=False, soc=15.0, min_soc=0.0, reserve=16.0, capacity=5.0, car_w=1500.0,
+            setpoint=7000.0, export=False)
+    m.fault(circuit="fridge", fault="charger_ignores_limit", sensor=None)
+    m.wait(dt=0.05)
+    m.wait(dt=10.0)
+    m.invariants_hold()
+    off = next(r for r in m.site.rows if "charger_not_following" in r["alarms"])
+    assert off["t"] == pytest.approx(2.0) and off["car_w"] == 0
+    assert all(r["car_w"] >= 0 for r in m.site.rows if r["t"] > 2.0)
